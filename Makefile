@@ -1,0 +1,72 @@
+# ctx: the top-level driver. CMake does the building, in build/ (and build-*/).
+#   make          build everything (library, example, tests)
+#   make run      install dependencies if missing, build, run the example
+#   make test     install dependencies if missing, build, run the whole suite
+#   make asan     the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan     the suite under ThreadSanitizer
+#   make coverage line coverage of src/ (gcovr), report in build-coverage/
+#   make bench    benchmarks against SQLite and LMDB (QUICK=1 for a short run)
+#   make install  install header, libraries and ctx.pc (PREFIX=/usr/local)
+
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST = ctest --output-on-failure -j$(JOBS)
+
+.PHONY: all build deps run test asan tsan coverage bench install format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build/Makefile: CMakeLists.txt
+	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) >/dev/null
+
+build: build/Makefile
+	cmake --build build -j$(JOBS)
+
+run: deps build
+	rm -rf data/example
+	./build/ctx_example data/example
+
+test: deps build
+	cd build && $(CTEST)
+
+asan: deps
+	cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	      -DCTX_SANITIZE=address,undefined -DCTX_WERROR=ON >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
+
+tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	      -DCTX_SANITIZE=thread -DCTX_WERROR=ON >/dev/null
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(CTEST)
+
+coverage: deps
+	cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DCTX_COVERAGE=ON >/dev/null
+	cmake --build build-coverage -j$(JOBS)
+	find build-coverage -name '*.gcda' -delete
+	cd build-coverage && $(CTEST)
+	mkdir -p build-coverage/coverage
+	gcovr -r . --filter 'src/' --object-directory build-coverage \
+	      --html-details build-coverage/coverage/index.html --txt-metric branch \
+	      --print-summary -o build-coverage/coverage/summary.txt
+
+bench:
+	@scripts/deps.sh bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
+	cmake --build build-bench -j$(JOBS)
+	bench/run.sh build-bench $(if $(QUICK),quick,full)
+
+install: build
+	cmake --install build
+
+format:
+	clang-format -i include/*.h src/*/*.[ch] tests/*.[ch] examples/*.c bench/*.[ch]
+
+clean:
+	rm -rf build build-asan build-tsan build-coverage build-bench data

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages ctx needs, only when some are missing.
+#   scripts/deps.sh          build and test dependencies
+#   scripts/deps.sh bench    also the benchmark peers (SQLite, LMDB, gnuplot)
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config clang liburcu-dev libuv1-dev libhiredis-dev
+      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev)
+if [ "${1:-}" = bench ]; then
+	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

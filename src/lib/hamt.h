@@ -1,0 +1,93 @@
+/*
+ * hamt.h - a persistent hash array mapped trie (private to libctx).
+ *
+ * A map from binary keys to binary values whose versions share structure: an
+ * update copies the O(log32 n) nodes on the path to its key and shares every
+ * other node with the version it started from. Versions are immutable once
+ * published, so any number of threads may read one while another builds the
+ * next. Nodes and leaves are reference counted (atomically); a node is freed
+ * when the last version or node that points to it lets go.
+ *
+ * Building a version: a writer takes its own reference to the base root, then
+ * applies changes with hamt_set/hamt_del and one "edit" token that no other
+ * build ever uses. A node created under the token belongs to that build alone
+ * until the build is published, so the build changes it in place instead of
+ * copying it again: a transaction of k changes costs O(k log n) and not
+ * O(k log n) allocations per change.
+ */
+#ifndef CTX_HAMT_H
+#define CTX_HAMT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+
+typedef struct hamt_leaf {
+	atomic_uint refs;
+	uint32_t klen;
+	uint32_t vlen;
+	uint64_t hash;
+	unsigned char data[]; /* klen key bytes, then vlen value bytes */
+} hamt_leaf;
+
+typedef struct hamt_node hamt_node;
+
+/* One map: its root (NULL when empty), key count and key+value bytes. */
+typedef struct hamt {
+	hamt_node *root;
+	size_t count;
+	size_t bytes;
+} hamt;
+
+static inline const void *hamt_leaf_key(const hamt_leaf *l)
+{
+	return l->data;
+}
+static inline const void *hamt_leaf_value(const hamt_leaf *l)
+{
+	return l->data + l->klen;
+}
+
+/* The process-wide keyed hash of a key (seeded at first use). */
+uint64_t hamt_hash(const void *key, size_t klen);
+
+/* A new leaf with one reference, or NULL when out of memory. */
+hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen);
+void hamt_leaf_release(hamt_leaf *l);
+
+/* A fresh edit token, never returned before in this process. */
+uint64_t hamt_edit_token(void);
+
+/* The leaf for key in m, or NULL. */
+const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t klen);
+
+/* Reference management of whole maps: retain takes a reference to m's root
+ * for a new map, release drops the one held by *m and empties it. */
+hamt hamt_retain(const hamt *m);
+void hamt_release(hamt *m);
+
+/* Put leaf into *m under edit token edit, taking over the caller's reference
+ * to leaf. Returns CTX_OK or CTX_NOMEM (then *m is unchanged and the leaf's
+ * reference is still the caller's). */
+ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit);
+
+/* Remove key from *m. CTX_OK, CTX_NOT_FOUND (nothing changed) or CTX_NOMEM
+ * (nothing changed). */
+ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64_t edit);
+
+/* Iteration over a map, in trie order. The map must stay alive (held by the
+ * caller) while the iterator is used. */
+#define HAMT_MAX_DEPTH 14
+typedef struct hamt_cursor {
+	int depth;
+	const hamt_node *node[HAMT_MAX_DEPTH];
+	uint32_t pos[HAMT_MAX_DEPTH];
+} hamt_cursor;
+
+void hamt_cursor_init(hamt_cursor *c, const hamt *m);
+const hamt_leaf *hamt_cursor_next(hamt_cursor *c);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * txn.c - transactions: changes to one context, committed as one version.
+ *
+ * A transaction records its operations without touching the context: each put
+ * becomes a ready-made trie leaf (key, value and hash computed up front), so
+ * the commit itself does no copying of user data. Committing:
+ *
+ *   1. lock the context's write lock;
+ *   2. check it is not dropped and, if guarded, that its newest version is the
+ *      expected one (else CTX_CONFLICT, nothing changed);
+ *   3. build the next version from the newest one: O(k log n) trie nodes for k
+ *      operations, every other node shared;
+ *   4. stamp it with version + 1 and the next store revision, make it the
+ *      newest version and the visible one;
+ *   5. unlock.
+ *
+ * Step 3 allocates, and allocation can fail: the half-built maps are then
+ * dropped and the context is left as it was (CTX_NOMEM).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "util.h"
+
+enum op_kind { OP_PUT, OP_DEL, OP_META_PUT, OP_META_DEL };
+
+typedef struct txn_op {
+	enum op_kind kind;
+	hamt_leaf *leaf; /* for deletes: the key only */
+} txn_op;
+
+struct ctx_txn {
+	ctx_store *store;
+	ctx_context *ctx;
+	size_t count;
+	size_t cap;
+	txn_op *ops;
+};
+
+/* Apply ops to the newest version of c and commit the result. If strict_del is
+ * set, deleting an absent key fails the commit with CTX_NOT_FOUND. */
+static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
+                             bool strict_del, uint64_t *version_out)
+{
+	ctx_status st = CTX_OK;
+	pthread_mutex_lock(&c->write_lock);
+	if (atomic_load(&c->dropped)) {
+		st = ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
+		goto out;
+	}
+	ctx_state *head = c->head;
+	if (expected && expected != head->version) {
+		st = ctx_fail(CTX_CONFLICT, "context '%s' is at version %llu, not %llu", c->id,
+		              (unsigned long long)head->version, (unsigned long long)expected);
+		goto out;
+	}
+
+	uint64_t edit = hamt_edit_token();
+	hamt data = hamt_retain(&head->data);
+	hamt meta = hamt_retain(&head->meta);
+	for (size_t i = 0; i < n && st == CTX_OK; i++) {
+		hamt_leaf *l = ops[i].leaf;
+		hamt *m = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL ? &data : &meta;
+		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
+			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+			st = hamt_set(m, l, edit);
+			if (st != CTX_OK)
+				hamt_leaf_release(l);
+		} else {
+			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
+			if (st == CTX_NOT_FOUND && !strict_del)
+				st = CTX_OK;
+		}
+	}
+	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
+	if (!next) {
+		hamt_release(&data);
+		hamt_release(&meta);
+		if (st == CTX_OK)
+			st = CTX_NOMEM;
+		st = st == CTX_NOT_FOUND ? ctx_fail(st, "no such key in context '%s'", c->id)
+		                         : ctx_fail(st, "no memory to commit to '%s'", c->id);
+		goto out;
+	}
+	next->revision = atomic_fetch_add(&c->store->revision, 1) + 1;
+	c->head = next;
+	context_publish(c, next);
+	ctx_state_release(head);
+	if (version_out)
+		*version_out = next->version;
+out:
+	pthread_mutex_unlock(&c->write_lock);
+	return st;
+}
+
+/* Find the context for a one-operation write, or fail. */
+static ctx_status find_for_write(ctx_store *s, const char *id, ctx_context **out)
+{
+	size_t idlen;
+	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	if (st != CTX_OK)
+		return st;
+	*out = store_find_context(s, id, idlen);
+	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+}
+
+ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
+                   const void *val, size_t vlen, uint64_t *version_out)
+{
+	ctx_context *c;
+	ctx_status st = find_for_write(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
+	    (st = store_check_value(s, val, vlen)) != CTX_OK) {
+		context_release(c);
+		return st;
+	}
+	txn_op op = {OP_PUT, hamt_leaf_new(key, klen, val, vlen)};
+	st = op.leaf ? commit_ops(c, &op, 1, 0, false, version_out)
+	             : ctx_fail(CTX_NOMEM, "no memory for a value");
+	hamt_leaf_release(op.leaf);
+	context_release(c);
+	return st;
+}
+
+ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
+                   uint64_t *version_out)
+{
+	ctx_context *c;
+	ctx_status st = find_for_write(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	if ((st = store_check_key(s, key, klen)) != CTX_OK) {
+		context_release(c);
+		return st;
+	}
+	txn_op op = {OP_DEL, hamt_leaf_new(key, klen, NULL, 0)};
+	st = op.leaf ? commit_ops(c, &op, 1, 0, true, version_out)
+	             : ctx_fail(CTX_NOMEM, "no memory for a key");
+	hamt_leaf_release(op.leaf);
+	context_release(c);
+	return st;
+}
+
+/* ---- transactions ---------------------------------------------------------- */
+
+ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
+{
+	if (!out)
+		return ctx_fail(CTX_INVALID, "NULL output pointer");
+	ctx_context *c;
+	ctx_status st = find_for_write(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	ctx_txn *t = calloc(1, sizeof(*t));
+	if (!t) {
+		context_release(c);
+		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
+	}
+	t->store = s;
+	t->ctx = c;
+	*out = t;
+	return CTX_OK;
+}
+
+static ctx_status txn_add(ctx_txn *t, enum op_kind kind, const void *key, size_t klen,
+                          const void *val, size_t vlen)
+{
+	if (t->count == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 8;
+		txn_op *ops = realloc(t->ops, cap * sizeof(*ops));
+		if (!ops)
+			return ctx_fail(CTX_NOMEM, "no memory for a transaction");
+		t->ops = ops;
+		t->cap = cap;
+	}
+	hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
+	if (!l)
+		return ctx_fail(CTX_NOMEM, "no memory for a value");
+	t->ops[t->count++] = (txn_op){kind, l};
+	return CTX_OK;
+}
+
+static ctx_status txn_put(ctx_txn *t, enum op_kind kind, const void *key, size_t klen,
+                          const void *val, size_t vlen)
+{
+	ctx_status st;
+	if (!t)
+		return ctx_fail(CTX_INVALID, "NULL transaction");
+	if ((st = store_check_key(t->store, key, klen)) != CTX_OK ||
+	    (st = store_check_value(t->store, val, vlen)) != CTX_OK)
+		return st;
+	return txn_add(t, kind, key, klen, val, vlen);
+}
+
+static ctx_status txn_del(ctx_txn *t, enum op_kind kind, const void *key, size_t klen)
+{
+	ctx_status st;
+	if (!t)
+		return ctx_fail(CTX_INVALID, "NULL transaction");
+	if ((st = store_check_key(t->store, key, klen)) != CTX_OK)
+		return st;
+	return txn_add(t, kind, key, klen, NULL, 0);
+}
+
+ctx_status ctx_txn_put(ctx_txn *t, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	return txn_put(t, OP_PUT, key, klen, val, vlen);
+}
+
+ctx_status ctx_txn_del(ctx_txn *t, const void *key, size_t klen)
+{
+	return txn_del(t, OP_DEL, key, klen);
+}
+
+ctx_status ctx_txn_meta_put(ctx_txn *t, const void *name, size_t nlen, const void *val,
+                            size_t vlen)
+{
+	return txn_put(t, OP_META_PUT, name, nlen, val, vlen);
+}
+
+ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen)
+{
+	return txn_del(t, OP_META_DEL, name, nlen);
+}
+
+void ctx_txn_abort(ctx_txn *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->count; i++)
+		hamt_leaf_release(t->ops[i].leaf);
+	free(t->ops);
+	context_release(t->ctx);
+	free(t);
+}
+
+ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out)
+{
+	if (!t)
+		return ctx_fail(CTX_INVALID, "NULL transaction");
+	ctx_status st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out);
+	ctx_txn_abort(t);
+	return st;
+}

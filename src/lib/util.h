@@ -1,0 +1,24 @@
+/*
+ * util.h - small helpers shared by the files of libctx: the calling thread's
+ * error detail, the clock, argument checks.
+ */
+#ifndef CTX_UTIL_H
+#define CTX_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+
+/* Record a detail message for ctx_last_error() and return st. */
+ctx_status ctx_fail(ctx_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Wall-clock time in microseconds since 1970. */
+uint64_t ctx_now_us(void);
+
+/* CTX_OK if id is a valid context id (1..CTX_ID_MAX bytes, no control bytes);
+ * *len receives its length. */
+ctx_status ctx_check_id(const char *id, size_t *len);
+
+#endif
