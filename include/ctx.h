@@ -125,6 +125,46 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out);
  * released first. NULL is a no-op. */
 void ctx_close(ctx_store *s);
 
+/* Write a checkpoint now (stores with a dir; the background checkpointer
+ * also writes one whenever the log grew by checkpoint_bytes, and ctx_close
+ * writes a last one). Writers keep going while it is written. A no-op for a
+ * memory-only store. Errors: CTX_IO. */
+ctx_status ctx_checkpoint(ctx_store *s);
+
+/* Numbers describing a store, for monitoring and tests. */
+typedef struct ctx_stats {
+	size_t contexts;              /* live contexts                          */
+	uint64_t revision;            /* last revision handed out               */
+	uint64_t log_syncs;           /* fdatasync calls on the log since open  */
+	uint64_t checkpoints;         /* checkpoints written since open         */
+	uint64_t checkpoint_revision; /* revision the newest checkpoint covers   */
+	int io_errno;                 /* errno of the failure that stopped
+	                                 writes, or 0                           */
+} ctx_stats;
+void ctx_get_stats(ctx_store *s, ctx_stats *out);
+
+/* What ctx_verify found in a data directory. */
+typedef struct ctx_verify_report {
+	uint64_t checkpoint_revision; /* revision of the checkpoint used (0: none) */
+	size_t checkpoints;           /* checkpoint files found                 */
+	size_t checkpoints_damaged;   /* of which failed their checks           */
+	size_t segments;              /* log segments read                      */
+	uint64_t records;             /* log records read                       */
+	uint64_t last_revision;       /* revision recovery would end at         */
+	uint64_t torn_bytes;          /* bytes at the log's end recovery would
+	                                 cut (an interrupted, unacknowledged write) */
+	size_t contexts;              /* contexts recovery would give           */
+	uint64_t keys;                /* keys in them                           */
+	char message[512];            /* the problem found, or "ok"             */
+} ctx_verify_report;
+
+/* Check the data directory dir offline, exactly as opening it would, without
+ * changing anything (a torn tail is counted, not cut). Fills *report (if not
+ * NULL). Returns CTX_OK if recovery would succeed, CTX_CORRUPT (message names
+ * file and offset), CTX_IO (unreadable, or locked by an open store),
+ * CTX_NOMEM. */
+ctx_status ctx_verify(const char *dir, ctx_verify_report *report);
+
 /* ------------------------------------------------------------------------ */
 /* Contexts                                                                  */
 

@@ -17,9 +17,18 @@
  * table, and let go of its versions. Commits that wait for the lock afterwards
  * see the mark and return CTX_NOT_FOUND.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "crc32c.h"
+#include "format.h"
+#include "log.h"
 #include "store.h"
 #include "util.h"
 
@@ -27,6 +36,7 @@
 char ctx_rcu_grace_token;
 #endif
 
+#define DEFAULT_CHECKPOINT_BYTES (64u << 20)
 #define MAX_KEY_LIMIT (16u << 20)   /* largest max_key_size accepted   */
 #define MAX_VALUE_LIMIT (1u << 30)  /* largest max_value_size accepted */
 
@@ -104,7 +114,7 @@ void context_publish(ctx_context *c, ctx_state *st)
 	ctx_rcu_read_lock();
 	ctx_state *cur = atomic_load(&c->visible);
 	for (;;) {
-		if (cur ? cur->version >= st->version : atomic_load(&c->dropped)) {
+		if (cur ? cur->version >= st->version : atomic_load(&c->gone)) {
 			ctx_rcu_read_unlock();
 			ctx_state_release(st);
 			return;
@@ -115,11 +125,106 @@ void context_publish(ctx_context *c, ctx_state *st)
 	ctx_rcu_read_unlock();
 	ctx_state_release(cur);
 	/* A drop that raced with a publish into an empty slot: undo it. */
-	if (atomic_load(&c->dropped))
+	if (atomic_load(&c->gone))
 		ctx_state_release(atomic_exchange(&c->visible, NULL));
 }
 
 /* ---- the store ------------------------------------------------------------ */
+
+/* Create dir (and missing parents). */
+static int make_dirs(const char *dir)
+{
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Lock dir against other processes (and other opens in this one). */
+static ctx_status lock_dir(ctx_store *s)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/LOCK", s->dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->lock_fd < 0)
+		return ctx_fail(CTX_IO, "cannot open %s: %s", path, strerror(errno));
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(s->lock_fd);
+		s->lock_fd = -1;
+		errno = e;
+		return ctx_fail(CTX_IO, "%s is locked by another process or store (%s)", s->dir,
+		                strerror(e));
+	}
+	return CTX_OK;
+}
+
+static ctx_status check_options(ctx_options *opts)
+{
+	if (!opts->max_contexts)
+		opts->max_contexts = CTX_DEFAULT_MAX_CONTEXTS;
+	if (!opts->max_key_size)
+		opts->max_key_size = CTX_DEFAULT_MAX_KEY_SIZE;
+	if (!opts->max_value_size)
+		opts->max_value_size = CTX_DEFAULT_MAX_VALUE_SIZE;
+	if (!opts->checkpoint_bytes)
+		opts->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	if (opts->max_key_size > MAX_KEY_LIMIT)
+		return ctx_fail(CTX_INVALID, "max_key_size above %u", MAX_KEY_LIMIT);
+	if (opts->max_value_size > MAX_VALUE_LIMIT)
+		return ctx_fail(CTX_INVALID, "max_value_size above %u", MAX_VALUE_LIMIT);
+	if ((unsigned)opts->durability > CTX_DURABILITY_NONE)
+		return ctx_fail(CTX_INVALID, "unknown durability %d", (int)opts->durability);
+	if (opts->dir && opts->durability == CTX_DURABILITY_NONE && !opts->unsafe_no_sync)
+		return ctx_fail(CTX_INVALID, "durability none with a dir needs unsafe_no_sync");
+	if (opts->dir && !opts->dir[0])
+		return ctx_fail(CTX_INVALID, "empty dir");
+	return CTX_OK;
+}
+
+/* Recover s->dir and start the log and the checkpointer. */
+static ctx_status open_dir(ctx_store *s)
+{
+	if (make_dirs(s->dir) != 0)
+		return ctx_fail(CTX_IO, "cannot create %s: %s", s->dir, strerror(errno));
+	ctx_status st = lock_dir(s);
+	if (st != CTX_OK)
+		return st;
+	recovery_info info;
+	if ((st = recovery_run(s, s->dir, false, &info)) != CTX_OK)
+		return st;
+	atomic_store(&s->revision, info.last_revision);
+	atomic_store(&s->last_checkpoint, info.checkpoint_revision);
+	s->wait_durable = s->opts.durability == CTX_DURABILITY_ALWAYS;
+	st = log_open(s->dir, info.last_revision, s->opts.durability, s->opts.batch_ms, &s->log);
+	if (st != CTX_OK)
+		return st;
+	return checkpointer_start(s);
+}
+
+static void store_free(ctx_store *s)
+{
+	store_clear(s);
+	/* Run every deferred free (states, contexts) before the table goes. */
+	rcu_barrier();
+	cds_lfht_destroy(s->table, NULL);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s->dir);
+	free(s);
+}
 
 ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 {
@@ -130,27 +235,31 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		opts = *o;
 	else
 		ctx_options_init(&opts);
-	if (opts.dir)
-		return ctx_fail(CTX_INVALID, "persistence (dir) is not available in this build");
-	if (!opts.max_contexts)
-		opts.max_contexts = CTX_DEFAULT_MAX_CONTEXTS;
-	if (!opts.max_key_size)
-		opts.max_key_size = CTX_DEFAULT_MAX_KEY_SIZE;
-	if (!opts.max_value_size)
-		opts.max_value_size = CTX_DEFAULT_MAX_VALUE_SIZE;
-	if (opts.max_key_size > MAX_KEY_LIMIT)
-		return ctx_fail(CTX_INVALID, "max_key_size above %u", MAX_KEY_LIMIT);
-	if (opts.max_value_size > MAX_VALUE_LIMIT)
-		return ctx_fail(CTX_INVALID, "max_value_size above %u", MAX_VALUE_LIMIT);
+	ctx_status st = check_options(&opts);
+	if (st != CTX_OK)
+		return st;
 
 	ctx_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return ctx_fail(CTX_NOMEM, "no memory for a store");
 	s->opts = opts;
+	s->lock_fd = -1;
 	s->table = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (!s->table) {
 		free(s);
 		return ctx_fail(CTX_NOMEM, "no memory for the context table");
+	}
+	if (opts.dir) {
+		s->opts.dir = s->dir = strdup(opts.dir);
+		st = s->dir ? open_dir(s) : ctx_fail(CTX_NOMEM, "no memory");
+		if (st != CTX_OK) {
+			int e = errno;
+			if (s->log)
+				log_close(s->log);
+			store_free(s);
+			errno = e;
+			return st;
+		}
 	}
 	*out = s;
 	return CTX_OK;
@@ -160,22 +269,14 @@ void ctx_close(ctx_store *s)
 {
 	if (!s)
 		return;
-	struct cds_lfht_iter iter;
-	ctx_context *c;
-	ctx_rcu_read_lock();
-	cds_lfht_for_each_entry(s->table, &iter, c, node) {
-		cds_lfht_del(s->table, &c->node);
-		atomic_store(&c->dropped, true);
-		ctx_state_release(c->head);
-		ctx_state_release(atomic_exchange(&c->visible, NULL));
-		c->head = NULL;
-		context_release(c);
+	if (s->log) {
+		checkpointer_stop(s);
+		if (!log_failed(s->log) && checkpoint_run(s) != CTX_OK)
+			fprintf(stderr, "ctx: final checkpoint: %s\n", ctx_last_error());
+		if (log_close(s->log) != CTX_OK)
+			fprintf(stderr, "ctx: closing the log: %s\n", ctx_last_error());
 	}
-	ctx_rcu_read_unlock();
-	/* Run every deferred free (states, contexts) before the table goes. */
-	rcu_barrier();
-	cds_lfht_destroy(s->table, NULL);
-	free(s);
+	store_free(s);
 }
 
 ctx_status store_check_key(const ctx_store *s, const void *key, size_t klen)
@@ -212,6 +313,75 @@ static bool reserve_slot(ctx_store *s)
 	return true;
 }
 
+ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us)
+{
+	ctx_context *c = calloc(1, sizeof(*c) + idlen + 1);
+	if (!c)
+		return NULL;
+	cds_lfht_node_init(&c->node);
+	atomic_init(&c->refs, 1);
+	c->store = s;
+	c->idlen = idlen;
+	memcpy(c->id, id, idlen);
+	c->id_hash = hamt_hash(id, idlen);
+	c->created_us = created_us;
+	pthread_mutex_init(&c->write_lock, NULL);
+	return c;
+}
+
+/* Take c out of the table and let go of its versions. The caller holds the
+ * write lock or is alone (recovery, close). */
+static void context_remove(ctx_store *s, ctx_context *c)
+{
+	atomic_store(&c->dropped, true);
+	atomic_store(&c->gone, true);
+	ctx_rcu_read_lock();
+	cds_lfht_del(s->table, &c->node);
+	ctx_rcu_read_unlock();
+	ctx_state_release(atomic_exchange(&c->visible, NULL));
+	ctx_state_release(c->head);
+	c->head = NULL;
+	atomic_fetch_sub(&s->live, 1);
+}
+
+/* Wait until rev is durable, then show st to readers; drops the caller's
+ * reference to st. */
+ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev)
+{
+	ctx_status r = log_wait(c->store->log, rev);
+	if (r == CTX_OK)
+		context_publish(c, st);
+	ctx_state_release(st);
+	return r;
+}
+
+/* The body of a create or drop record: the id, and the creation time. */
+static bool id_body(body_buf *b, const ctx_context *c, bool with_time)
+{
+	if (!body_reserve(b, 2 + c->idlen + 8))
+		return false;
+	put_u16(b->data, (uint16_t)c->idlen);
+	memcpy(b->data + 2, c->id, c->idlen);
+	b->len = 2 + c->idlen;
+	if (with_time) {
+		put_u64(b->data + b->len, c->created_us);
+		b->len += 8;
+	}
+	return true;
+}
+
+static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev)
+{
+	body_buf b = {0};
+	if (!id_body(&b, c, type == REC_CREATE))
+		return ctx_fail(CTX_NOMEM, "no memory for a log record");
+	log_record rec = {type, type == REC_CREATE ? 1 : 0, c->incarnation, b.data, (uint32_t)b.len,
+	                  crc32c(0, b.data, b.len)};
+	ctx_status st = log_append(s->log, &rec, rev);
+	body_free(&b);
+	return st;
+}
+
 ctx_status ctx_create(ctx_store *s, const char *id)
 {
 	size_t idlen;
@@ -221,29 +391,19 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 	if (!reserve_slot(s))
 		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
 
-	ctx_context *c = calloc(1, sizeof(*c) + idlen + 1);
-	if (!c) {
-		atomic_fetch_sub(&s->live, 1);
-		return ctx_fail(CTX_NOMEM, "no memory for a context");
-	}
-	cds_lfht_node_init(&c->node);
-	atomic_init(&c->refs, 1); /* the table's */
-	c->store = s;
-	c->idlen = idlen;
-	memcpy(c->id, id, idlen + 1);
-	c->id_hash = hamt_hash(id, idlen);
-	c->created_us = ctx_now_us();
-	pthread_mutex_init(&c->write_lock, NULL);
+	ctx_context *c = context_new(s, id, idlen, ctx_now_us());
 	hamt empty = {0};
-	ctx_state *first = state_new(c, 1, empty, empty);
+	ctx_state *first = c ? state_new(c, 1, empty, empty) : NULL;
 	if (!first) {
-		pthread_mutex_destroy(&c->write_lock);
-		free(c);
+		if (c)
+			context_release(c);
 		atomic_fetch_sub(&s->live, 1);
 		return ctx_fail(CTX_NOMEM, "no memory for a context");
 	}
 	first->updated_us = c->created_us;
 	c->head = first;
+	/* Inserted locked and invisible: writers that find it wait for the
+	 * create, readers do not see it until its first version is published. */
 	pthread_mutex_lock(&c->write_lock);
 	tsan_publish(c);
 
@@ -261,7 +421,25 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		context_release(c);
 		return ctx_fail(CTX_EXISTS, "context '%s' exists", id);
 	}
-	first->revision = atomic_fetch_add(&s->revision, 1) + 1;
+	uint64_t rev;
+	if (s->log) {
+		st = append_id_record(s, c, REC_CREATE, &rev);
+		if (st != CTX_OK) {
+			context_remove(s, c);
+			pthread_mutex_unlock(&c->write_lock);
+			context_release(c);
+			return st;
+		}
+	} else {
+		rev = atomic_fetch_add(&s->revision, 1) + 1;
+	}
+	c->incarnation = rev;
+	first->revision = rev;
+	if (s->wait_durable) {
+		ctx_state_retain(first);
+		pthread_mutex_unlock(&c->write_lock);
+		return context_publish_durable(c, first, rev);
+	}
 	context_publish(c, first);
 	pthread_mutex_unlock(&c->write_lock);
 	return CTX_OK;
@@ -278,27 +456,83 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 
 	pthread_mutex_lock(&c->write_lock);
-	if (atomic_load(&c->dropped)) {
+	uint64_t rev = 0;
+	if (atomic_load(&c->dropped))
+		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	else if (s->log)
+		st = append_id_record(s, c, REC_DROP, &rev);
+	else
+		atomic_fetch_add(&s->revision, 1);
+	if (st != CTX_OK) {
 		pthread_mutex_unlock(&c->write_lock);
 		context_release(c);
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+		return st;
 	}
+	/* No more commits from here on; readers keep seeing the last version
+	 * until the drop is durable. */
 	atomic_store(&c->dropped, true);
-	ctx_rcu_read_lock();
-	cds_lfht_del(s->table, &c->node);
-	ctx_rcu_read_unlock();
-	atomic_fetch_add(&s->revision, 1);
-	ctx_state *visible = atomic_exchange(&c->visible, NULL);
-	ctx_state *head = c->head;
-	c->head = NULL;
+	if (s->wait_durable) {
+		pthread_mutex_unlock(&c->write_lock);
+		st = log_wait(s->log, rev);
+		pthread_mutex_lock(&c->write_lock);
+	}
+	if (st == CTX_OK) {
+		context_remove(s, c);
+		context_release(c); /* the table's reference */
+	}
 	pthread_mutex_unlock(&c->write_lock);
+	context_release(c);
+	return st;
+}
 
-	ctx_state_release(visible);
-	ctx_state_release(head);
-	atomic_fetch_sub(&s->live, 1);
-	context_release(c); /* the table's reference */
-	context_release(c); /* ours */
-	return CTX_OK;
+/* ---- recovery helpers (single-threaded) ------------------------------------- */
+
+void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st)
+{
+	c->head = st;
+	atomic_store(&c->visible, ctx_state_retain(st));
+	context_retain(c); /* the table's */
+	tsan_publish(c);
+	ctx_rcu_read_lock();
+	cds_lfht_add(s->table, c->id_hash, &c->node);
+	ctx_rcu_read_unlock();
+	atomic_fetch_add(&s->live, 1);
+}
+
+ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen)
+{
+	ctx_rcu_read_lock();
+	ctx_context *c = table_lookup(s, id, idlen);
+	ctx_rcu_read_unlock();
+	return c;
+}
+
+void store_remove_recovered(ctx_store *s, ctx_context *c)
+{
+	context_remove(s, c);
+	context_release(c);
+}
+
+void store_set_head_recovered(ctx_context *c, ctx_state *st)
+{
+	ctx_state_release(c->head);
+	c->head = st;
+	ctx_state_release(atomic_exchange(&c->visible, ctx_state_retain(st)));
+}
+
+void store_clear(ctx_store *s)
+{
+	struct cds_lfht_iter iter;
+	ctx_context *c;
+	ctx_rcu_read_lock();
+	cds_lfht_for_each_entry(s->table, &iter, c, node) {
+		tsan_subscribe(c);
+		pthread_mutex_lock(&c->write_lock);
+		context_remove(s, c);
+		pthread_mutex_unlock(&c->write_lock);
+		context_release(c);
+	}
+	ctx_rcu_read_unlock();
 }
 
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
@@ -323,6 +557,22 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	*out = v;
 	return CTX_OK;
+}
+
+void ctx_get_stats(ctx_store *s, ctx_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return;
+	out->contexts = atomic_load(&s->live);
+	out->revision = atomic_load(&s->revision);
+	if (s->log) {
+		out->revision = log_last_revision(s->log);
+		out->log_syncs = log_syncs(s->log);
+		out->io_errno = log_failed(s->log);
+		out->checkpoints = atomic_load(&s->checkpoints);
+		out->checkpoint_revision = atomic_load(&s->last_checkpoint);
+	}
 }
 
 size_t ctx_count(ctx_store *s)

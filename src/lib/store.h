@@ -42,19 +42,36 @@ struct ctx_context {
 	uint64_t id_hash;
 	uint64_t created_us;
 	pthread_mutex_t write_lock;
+	uint64_t incarnation;          /* revision of its creation */
 	ctx_state *head;               /* newest committed version (write_lock) */
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
-	atomic_bool dropped;           /* set once, under write_lock */
+	atomic_bool dropped;           /* no more commits; set under write_lock */
+	atomic_bool gone;              /* out of the table, visible cleared */
 	struct rcu_head rcu;
 	size_t idlen;
 	char id[];
 };
 
+struct ctx_log;
+
 struct ctx_store {
 	ctx_options opts;
+	char *dir;                         /* NULL: memory only */
+	int lock_fd;                       /* holds the directory's flock */
 	struct cds_lfht *table;
 	atomic_size_t live;                /* contexts in the table */
-	atomic_uint_fast64_t revision;     /* last revision handed out */
+	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
+	struct ctx_log *log;               /* NULL: memory only */
+	bool wait_durable;                 /* durability always: wait for syncs */
+
+	/* The background checkpointer (with a log). */
+	pthread_t checkpointer;
+	bool checkpointer_running;
+	atomic_bool closing;
+	atomic_uint_fast64_t last_checkpoint; /* revision of the newest checkpoint */
+	uint64_t prev_checkpoint;          /* and of the one before */
+	atomic_uint_fast64_t checkpoints;  /* written since open */
+	atomic_flag checkpoint_busy;       /* one checkpoint at a time */
 };
 
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
@@ -65,6 +82,41 @@ void context_release(ctx_context *c);
 /* Make st the version readers see, unless a newer one is visible already or
  * the context was dropped. Takes a new reference to st for the context. */
 void context_publish(ctx_context *c, ctx_state *st);
+
+/* Wait until revision rev is durable, then publish st; drops the caller's
+ * reference to st. CTX_IO if the log failed first (st stays invisible). */
+ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev);
+
+/* A context not yet in the table (recovery), its insertion with a first
+ * state, and removal. Only while nothing else uses the store. */
+ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us);
+void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st);
+ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen);
+void store_remove_recovered(ctx_store *s, ctx_context *c);
+void store_clear(ctx_store *s);
+
+/* Replace the head of a context during recovery (takes over st's reference). */
+void store_set_head_recovered(ctx_context *c, ctx_state *st);
+
+/* Checkpoints (checkpoint.c). */
+ctx_status checkpoint_run(ctx_store *s);
+ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_out);
+ctx_status checkpointer_start(ctx_store *s);
+void checkpointer_stop(ctx_store *s);
+
+/* Recovery (recovery.c): load the newest valid checkpoint, replay the log.
+ * read_only: cut nothing, delete nothing (for verify). */
+typedef struct recovery_info {
+	uint64_t checkpoint_revision;
+	size_t checkpoints;
+	size_t checkpoints_damaged;
+	size_t segments;
+	uint64_t records;
+	uint64_t replayed_bytes;
+	uint64_t last_revision;
+	uint64_t torn_bytes;
+} recovery_info;
+ctx_status recovery_run(ctx_store *s, const char *dir, bool read_only, recovery_info *info);
 
 /* States. */
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta);

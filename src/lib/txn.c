@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32c.h"
+#include "format.h"
+#include "log.h"
 #include "store.h"
 #include "util.h"
 
@@ -38,12 +41,63 @@ struct ctx_txn {
 	txn_op *ops;
 };
 
+static const uint8_t op_codes[] = {
+        [OP_PUT] = OP_PUT_CODE,
+        [OP_DEL] = OP_DEL_CODE,
+        [OP_META_PUT] = OP_META_PUT_CODE,
+        [OP_META_DEL] = OP_META_DEL_CODE,
+};
+
+/* Encode the body of the commit record for ops (see format.h). Done before
+ * any lock is taken: the record's version and revision live in its header. */
+static ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n,
+                                uint64_t updated_us, body_buf *b)
+{
+	size_t size = 2 + c->idlen + 8 + 4;
+	for (size_t i = 0; i < n; i++)
+		size += 9 + (size_t)ops[i].leaf->klen + ops[i].leaf->vlen;
+	if (size > REC_MAX_BODY)
+		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit", size);
+	if (!body_reserve(b, size))
+		return ctx_fail(CTX_NOMEM, "no memory for a log record");
+	unsigned char *p = b->data;
+	put_u16(p, (uint16_t)c->idlen);
+	memcpy(p + 2, c->id, c->idlen);
+	p += 2 + c->idlen;
+	put_u64(p, updated_us);
+	put_u32(p + 8, (uint32_t)n);
+	p += 12;
+	for (size_t i = 0; i < n; i++) {
+		const hamt_leaf *l = ops[i].leaf;
+		bool with_value = ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT;
+		uint32_t vlen = with_value ? l->vlen : 0;
+		p[0] = op_codes[ops[i].kind];
+		put_u32(p + 1, l->klen);
+		put_u32(p + 5, vlen);
+		memcpy(p + 9, l->data, (size_t)l->klen + vlen);
+		p += 9 + l->klen + vlen;
+	}
+	b->len = size;
+	return CTX_OK;
+}
+
 /* Apply ops to the newest version of c and commit the result. If strict_del is
  * set, deleting an absent key fails the commit with CTX_NOT_FOUND. */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
                              bool strict_del, uint64_t *version_out)
 {
+	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
+	uint64_t now = ctx_now_us();
+	body_buf body = {0};
+	log_record rec = {0};
+	if (s->log) {
+		if ((st = encode_commit(c, ops, n, now, &body)) != CTX_OK)
+			return st;
+		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
+		                   crc32c(0, body.data, body.len)};
+	}
+
 	pthread_mutex_lock(&c->write_lock);
 	if (atomic_load(&c->dropped)) {
 		st = ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
@@ -83,14 +137,39 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		                         : ctx_fail(st, "no memory to commit to '%s'", c->id);
 		goto out;
 	}
-	next->revision = atomic_fetch_add(&c->store->revision, 1) + 1;
+	next->updated_us = now;
+	uint64_t rev;
+	if (s->log) {
+		rec.version = next->version;
+		rec.incarnation = c->incarnation;
+		if ((st = log_append(s->log, &rec, &rev)) != CTX_OK) {
+			ctx_state_release(next);
+			goto out;
+		}
+	} else {
+		rev = atomic_fetch_add(&s->revision, 1) + 1;
+	}
+	next->revision = rev;
 	c->head = next;
-	context_publish(c, next);
 	ctx_state_release(head);
+	uint64_t version = next->version;
+	if (s->wait_durable) {
+		/* Flush pipelining: the next writer builds on this version while
+		 * this one waits for its sync, holding no lock. */
+		ctx_state_retain(next);
+		pthread_mutex_unlock(&c->write_lock);
+		body_free(&body);
+		st = context_publish_durable(c, next, rev);
+		if (st == CTX_OK && version_out)
+			*version_out = version;
+		return st;
+	}
+	context_publish(c, next);
 	if (version_out)
-		*version_out = next->version;
+		*version_out = version;
 out:
 	pthread_mutex_unlock(&c->write_lock);
+	body_free(&body);
 	return st;
 }
 

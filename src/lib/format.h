@@ -1,0 +1,92 @@
+/*
+ * format.h - the on-disk format of libctx, as constants and byte helpers.
+ * docs/file-format.md is the specification; this file must agree with it.
+ *
+ * All integers are little-endian. Every file starts with an 8-byte magic and
+ * a 32-bit format version; every record and section carries a CRC-32C.
+ */
+#ifndef CTX_FORMAT_H
+#define CTX_FORMAT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define FORMAT_VERSION 1
+
+/* Log segment "wal-<first revision, 16 hex digits>.log". */
+#define WAL_MAGIC "ctx-wal\0"
+#define WAL_HEADER_SIZE 32
+/*   0  magic[8]   8 u32 version   12 u32 header size   16 u64 first revision
+ *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
+
+/* Log record: a 40-byte header, then the body. */
+#define REC_HEADER_SIZE 40
+/*   0 u32 header crc (of bytes 4..39)   4 u32 body length   8 u64 revision
+ *  16 u64 version   24 u64 incarnation   32 u8 type   33 u8[3] zero
+ *  36 u32 body crc */
+#define REC_CREATE 1
+#define REC_COMMIT 2
+#define REC_DROP 3
+#define REC_MAX_BODY (1u << 31)
+
+/* Body: u16 id length, id bytes, then
+ *   CREATE: u64 created_us
+ *   COMMIT: u64 updated_us, u32 op count, ops: u8 kind, u32 klen, u32 vlen,
+ *           key bytes, value bytes  (kind: 0 put, 1 del, 2 meta put, 3 meta del)
+ *   DROP:   nothing more */
+#define OP_PUT_CODE 0
+#define OP_DEL_CODE 1
+#define OP_META_PUT_CODE 2
+#define OP_META_DEL_CODE 3
+
+/* Checkpoint "ckpt-<revision, 16 hex digits>.ckpt". */
+#define CKPT_MAGIC "ctx-ckpt"
+#define CKPT_HEADER_SIZE 32
+/*   0 magic[8]   8 u32 version   12 u32 header size   16 u64 revision
+ *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
+#define CKPT_SECTION_SIZE 72
+/* Per context, a section header:
+ *   0 u32 crc of bytes 4..71   4 u32 id length   8 u64 incarnation
+ *  16 u64 created_us   24 u64 version   32 u64 revision   40 u64 updated_us
+ *  48 u64 key count   56 u64 meta count   64 u64 payload bytes
+ * then the payload: id bytes, then count data pairs and meta count metadata
+ * pairs, each u32 klen, u32 vlen, key, value; then u32 crc of the payload. */
+#define CKPT_END_MAGIC "ctx-end\0"
+#define CKPT_TRAILER_SIZE 24
+/* Trailer: magic[8], u64 context count, u32 reserved, u32 crc of bytes 0..19 */
+
+static inline void put_u16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+static inline void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint16_t get_u16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+static inline uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+#endif

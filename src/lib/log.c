@@ -1,0 +1,385 @@
+/*
+ * log.c - the write-ahead log, with group commit and flush pipelining.
+ *
+ * Writers never do I/O. A commit copies its record into the current batch (a
+ * memory buffer) under the log lock: a short critical section, the only one
+ * writers to different contexts share. One flusher thread owns the files: it
+ * swaps the current batch for an empty one, writes it with one write() and
+ * syncs it with one fdatasync(), then tells the waiting writers how far the
+ * log is durable. While it syncs batch k, writers fill batch k+1; each sync
+ * thus covers every commit that arrived during the previous one, and the
+ * commits per sync grow with the number of writers (group commit). Writers
+ * wait for durability with no lock held (the durable lock is only taken to
+ * sleep on its condition variable).
+ *
+ * Revisions are handed out under the log lock, so the log holds records in
+ * revision order, with no gaps.
+ *
+ * After a failed write or sync the log stops for good: Linux may drop the
+ * dirty pages of a failed fsync, so a retry could report success for data
+ * that is gone. Every waiter and every later append gets CTX_IO.
+ *
+ * LOCKS
+ *   log.lock          the current batch, revision counter, rotation request.
+ *   log.durable_lock  only to sleep on durable_cv. Never nested.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "util.h"
+#include "vfs.h"
+
+struct ctx_log {
+	char *dir;
+	ctx_durability mode;
+	unsigned batch_ms;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv;   /* the flusher waits for work here       */
+	pthread_cond_t growth_cv; /* the checkpointer waits for growth here */
+	body_buf cur;             /* records appended, not yet taken       */
+	uint64_t last_rev;        /* last revision handed out              */
+	uint64_t bytes_since_rotate;
+	bool stop;
+	bool kicked;
+	bool rotate_requested;
+	bool rotate_done;
+	uint64_t rotated_at;
+	uint64_t growth_wanted; /* wake growth_cv when bytes_since_rotate reach it */
+
+	/* The flusher's own. */
+	pthread_t flusher;
+	body_buf out;
+	int seg_fd;
+	uint64_t seg_first; /* first revision of the current segment */
+
+	pthread_mutex_t durable_lock;
+	pthread_cond_t durable_cv;
+	atomic_uint_fast64_t durable_rev;
+	atomic_int failed_errno;
+	atomic_uint_fast64_t syncs;
+};
+
+bool body_reserve(body_buf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	unsigned char *d = realloc(b->data, cap);
+	if (!d)
+		return false;
+	b->data = d;
+	b->cap = cap;
+	return true;
+}
+
+void body_free(body_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Create segment wal-<first>.log with its header, synced, and sync the dir. */
+static int segment_create(const char *dir, uint64_t first)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/wal-%016llx.log", dir, (unsigned long long)first);
+	int fd = vfs_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	if (fd < 0)
+		return -1;
+	unsigned char h[WAL_HEADER_SIZE] = {0};
+	memcpy(h, WAL_MAGIC, 8);
+	put_u32(h + 8, FORMAT_VERSION);
+	put_u32(h + 12, WAL_HEADER_SIZE);
+	put_u64(h + 16, first);
+	put_u32(h + 28, crc32c(0, h, 28));
+	if (vfs_write_all(fd, h, sizeof(h)) != 0 || vfs_sync(fd) != 0 || vfs_sync_dir(dir) != 0) {
+		int e = errno;
+		vfs_close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static void log_fail(ctx_log *l, int err, const char *what)
+{
+	int expected = 0;
+	if (atomic_compare_exchange_strong(&l->failed_errno, &expected, err ? err : EIO))
+		fprintf(stderr, "ctx: log %s failed in %s: %s; the store refuses writes from now on\n",
+		        what, l->dir, strerror(err));
+	pthread_mutex_lock(&l->durable_lock);
+	pthread_cond_broadcast(&l->durable_cv);
+	pthread_mutex_unlock(&l->durable_lock);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The flusher: take a batch, write it, sync it, report, repeat. */
+static void *flusher_main(void *arg)
+{
+	ctx_log *l = arg;
+	for (;;) {
+		pthread_mutex_lock(&l->lock);
+		while (!l->cur.len && !l->stop && !l->rotate_requested)
+			pthread_cond_wait(&l->work_cv, &l->lock);
+		bool stop = l->stop, rotate = l->rotate_requested;
+		body_buf batch = l->cur;
+		l->cur = l->out; /* the emptied buffer of the last round */
+		l->cur.len = 0;
+		uint64_t upto = l->last_rev;
+		pthread_mutex_unlock(&l->lock);
+		l->out = batch;
+
+		bool ok = !atomic_load(&l->failed_errno);
+		if (ok && batch.len && vfs_write_all(l->seg_fd, batch.data, batch.len) != 0) {
+			log_fail(l, errno, "write");
+			ok = false;
+		}
+		if (ok && batch.len && l->mode != CTX_DURABILITY_NONE) {
+			if (vfs_sync(l->seg_fd) != 0) {
+				log_fail(l, errno, "fsync");
+				ok = false;
+			} else {
+				atomic_fetch_add(&l->syncs, 1);
+			}
+		}
+		if (ok) {
+			pthread_mutex_lock(&l->durable_lock);
+			atomic_store(&l->durable_rev, upto);
+			pthread_cond_broadcast(&l->durable_cv);
+			pthread_mutex_unlock(&l->durable_lock);
+		}
+		if (rotate && ok && upto + 1 != l->seg_first) {
+			/* (A segment still without records is kept as it is.) */
+			int fd = segment_create(l->dir, upto + 1);
+			if (fd < 0) {
+				log_fail(l, errno, "segment create");
+			} else {
+				vfs_close(l->seg_fd);
+				l->seg_fd = fd;
+				l->seg_first = upto + 1;
+			}
+		}
+		if (rotate) {
+			pthread_mutex_lock(&l->lock);
+			l->rotate_requested = false;
+			l->rotate_done = true;
+			l->rotated_at = upto;
+			l->bytes_since_rotate = 0;
+			pthread_cond_broadcast(&l->growth_cv);
+			pthread_mutex_unlock(&l->lock);
+		}
+		if (stop)
+			return NULL;
+		if (l->mode == CTX_DURABILITY_BATCH && !rotate)
+			sleep_ms(l->batch_ms);
+	}
+}
+
+ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
+                    unsigned batch_ms, ctx_log **out)
+{
+	ctx_log *l = calloc(1, sizeof(*l));
+	if (!l || !(l->dir = strdup(dir))) {
+		free(l);
+		return ctx_fail(CTX_NOMEM, "no memory for the log");
+	}
+	l->mode = mode;
+	l->batch_ms = batch_ms ? batch_ms : 10;
+	l->last_rev = last_rev;
+	atomic_init(&l->durable_rev, last_rev);
+	l->seg_first = last_rev + 1;
+	l->seg_fd = segment_create(dir, last_rev + 1);
+	if (l->seg_fd < 0) {
+		int e = errno;
+		free(l->dir);
+		free(l);
+		errno = e;
+		return ctx_fail(CTX_IO, "cannot create a log segment in %s: %s", dir, strerror(e));
+	}
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->work_cv, NULL);
+	pthread_cond_init(&l->growth_cv, NULL);
+	pthread_mutex_init(&l->durable_lock, NULL);
+	pthread_cond_init(&l->durable_cv, NULL);
+	if (pthread_create(&l->flusher, NULL, flusher_main, l) != 0) {
+		vfs_close(l->seg_fd);
+		free(l->dir);
+		free(l);
+		return ctx_fail(CTX_NOMEM, "cannot start the log flusher");
+	}
+	*out = l;
+	return CTX_OK;
+}
+
+ctx_status log_close(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->stop = true;
+	pthread_cond_signal(&l->work_cv);
+	pthread_mutex_unlock(&l->lock);
+	pthread_join(l->flusher, NULL);
+	int err = atomic_load(&l->failed_errno);
+	vfs_close(l->seg_fd);
+	body_free(&l->cur);
+	body_free(&l->out);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->work_cv);
+	pthread_cond_destroy(&l->growth_cv);
+	pthread_mutex_destroy(&l->durable_lock);
+	pthread_cond_destroy(&l->durable_cv);
+	free(l->dir);
+	free(l);
+	if (err) {
+		errno = err;
+		return ctx_fail(CTX_IO, "the log failed: %s", strerror(err));
+	}
+	return CTX_OK;
+}
+
+ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
+{
+	unsigned char h[REC_HEADER_SIZE];
+	int err = atomic_load(&l->failed_errno);
+	if (err) {
+		errno = err;
+		return ctx_fail(CTX_IO, "the log failed earlier (%s); writes are refused",
+		                strerror(err));
+	}
+	pthread_mutex_lock(&l->lock);
+	if (!body_reserve(&l->cur, REC_HEADER_SIZE + rec->body_len)) {
+		pthread_mutex_unlock(&l->lock);
+		return ctx_fail(CTX_NOMEM, "no memory for a log record");
+	}
+	uint64_t rev = ++l->last_rev;
+	put_u32(h + 4, rec->body_len);
+	put_u64(h + 8, rev);
+	put_u64(h + 16, rec->version);
+	put_u64(h + 24, rec->type == REC_CREATE ? rev : rec->incarnation);
+	h[32] = rec->type;
+	h[33] = h[34] = h[35] = 0;
+	put_u32(h + 36, rec->body_crc);
+	put_u32(h, crc32c(0, h + 4, REC_HEADER_SIZE - 4));
+	unsigned char *dst = l->cur.data + l->cur.len;
+	memcpy(dst, h, REC_HEADER_SIZE);
+	memcpy(dst + REC_HEADER_SIZE, rec->body, rec->body_len);
+	l->cur.len += REC_HEADER_SIZE + rec->body_len;
+	l->bytes_since_rotate += REC_HEADER_SIZE + rec->body_len;
+	pthread_cond_signal(&l->work_cv);
+	if (l->growth_wanted && l->bytes_since_rotate >= l->growth_wanted) {
+		l->growth_wanted = 0;
+		pthread_cond_broadcast(&l->growth_cv);
+	}
+	pthread_mutex_unlock(&l->lock);
+	*rev_out = rev;
+	return CTX_OK;
+}
+
+ctx_status log_wait(ctx_log *l, uint64_t rev)
+{
+	if (atomic_load(&l->durable_rev) < rev) {
+		pthread_mutex_lock(&l->durable_lock);
+		while (atomic_load(&l->durable_rev) < rev && !atomic_load(&l->failed_errno))
+			pthread_cond_wait(&l->durable_cv, &l->durable_lock);
+		pthread_mutex_unlock(&l->durable_lock);
+	}
+	if (atomic_load(&l->durable_rev) >= rev)
+		return CTX_OK;
+	errno = atomic_load(&l->failed_errno);
+	return ctx_fail(CTX_IO, "the log failed before the change was durable: %s",
+	                strerror(errno));
+}
+
+ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out)
+{
+	pthread_mutex_lock(&l->lock);
+	l->rotate_requested = true;
+	l->rotate_done = false;
+	pthread_cond_signal(&l->work_cv);
+	while (!l->rotate_done)
+		pthread_cond_wait(&l->growth_cv, &l->lock);
+	*last_rev_out = l->rotated_at;
+	pthread_mutex_unlock(&l->lock);
+	int err = atomic_load(&l->failed_errno);
+	if (err) {
+		errno = err;
+		return ctx_fail(CTX_IO, "the log failed: %s", strerror(err));
+	}
+	return CTX_OK;
+}
+
+uint64_t log_bytes_since_rotate(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	uint64_t n = l->bytes_since_rotate;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
+bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&l->lock);
+	l->growth_wanted = bytes;
+	while (l->bytes_since_rotate < bytes && !l->kicked)
+		if (pthread_cond_timedwait(&l->growth_cv, &l->lock, &until) != 0)
+			break;
+	bool grown = l->bytes_since_rotate >= bytes;
+	l->kicked = false;
+	l->growth_wanted = 0;
+	pthread_mutex_unlock(&l->lock);
+	return grown;
+}
+
+void log_kick(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->kicked = true;
+	pthread_cond_broadcast(&l->growth_cv);
+	pthread_mutex_unlock(&l->lock);
+}
+
+int log_failed(ctx_log *l)
+{
+	return atomic_load(&l->failed_errno);
+}
+
+uint64_t log_last_revision(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	uint64_t r = l->last_rev;
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+uint64_t log_syncs(ctx_log *l)
+{
+	return atomic_load(&l->syncs);
+}

@@ -1,0 +1,72 @@
+/*
+ * log.h - the write-ahead log: append, group commit, rotation.
+ */
+#ifndef CTX_LOG_H
+#define CTX_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+
+typedef struct ctx_log ctx_log;
+
+/* A record to append: the header fields and a body prepared (and checksummed)
+ * by the caller before taking any lock. */
+typedef struct log_record {
+	uint8_t type;
+	uint64_t version;
+	uint64_t incarnation; /* ignored for REC_CREATE: its own revision */
+	const unsigned char *body;
+	uint32_t body_len;
+	uint32_t body_crc;
+} log_record;
+
+/* Open a new segment in dir whose first record will have revision
+ * last_rev + 1, and start the flusher thread. */
+ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
+                    unsigned batch_ms, ctx_log **out);
+
+/* Flush and sync everything appended, stop the flusher, close the segment.
+ * Returns CTX_IO if the last flush failed. */
+ctx_status log_close(ctx_log *l);
+
+/* Append rec, assigning it the next revision (*rev_out). Short: copies the
+ * record into the current batch under the log's lock and wakes the flusher.
+ * CTX_IO if the log has failed (the store then refuses writes). */
+ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
+
+/* Wait, holding no lock, until revision rev is on disk (synced under
+ * CTX_DURABILITY_ALWAYS, written otherwise). CTX_IO if the log failed first. */
+ctx_status log_wait(ctx_log *l, uint64_t rev);
+
+/* Make the flusher start a new segment after the records appended so far;
+ * wait until it has, and return the last revision of the older segments. */
+ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out);
+
+/* Bytes appended since the last rotation (a cheap, racy reading). */
+uint64_t log_bytes_since_rotate(ctx_log *l);
+
+/* Wait until the log has grown past `bytes` since the last rotation, or the
+ * timeout (ms) passed, or log_kick was called. True if it grew past. */
+bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms);
+void log_kick(ctx_log *l);
+
+/* The errno of the failure that stopped the log, or 0. */
+int log_failed(ctx_log *l);
+
+/* Counters for statistics. */
+uint64_t log_syncs(ctx_log *l);
+uint64_t log_last_revision(ctx_log *l);
+
+/* Build a body: helpers for callers preparing records. */
+typedef struct body_buf {
+	unsigned char *data;
+	size_t len;
+	size_t cap;
+} body_buf;
+bool body_reserve(body_buf *b, size_t more);
+void body_free(body_buf *b);
+
+#endif
