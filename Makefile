@@ -44,7 +44,7 @@ tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	      -DCTX_SANITIZE=thread -DCTX_WERROR=ON >/dev/null
 	cmake --build build-tsan -j$(JOBS)
-	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(CTEST)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" $(CTEST)
 
 coverage: deps
 	cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DCTX_COVERAGE=ON >/dev/null
