@@ -25,4 +25,25 @@ int test_scale(void);
 
 #define assert_ok(call) assert_int_equal((call), CTX_OK)
 
+/* 1 in a normal build, larger in sanitizer builds (ASan about 3, TSan about
+ * 8): divide stress iteration counts by it so that every build finishes in a
+ * few seconds. */
+int test_slowdown(void);
+
+/* Iterations for a stress loop: normal * test_scale() / test_slowdown(), at
+ * least minimum. */
+long test_iters(long normal, long minimum);
+
+/* A small, fast, seedable pseudo-random generator (splitmix64); each thread
+ * keeps its own state. test_rand_below(st, n) is uniform enough in [0, n). */
+uint64_t test_rand(uint64_t *state);
+uint64_t test_rand_below(uint64_t *state, uint64_t n);
+
+/* Wall-clock microseconds since 1970 (the clock ctx_state_*_us use). */
+uint64_t test_wall_us(void);
+
+/* Seed for randomized tests: $CTX_TEST_SEED if set, else fixed default; the
+ * seed is printed so that a failing run can be repeated. */
+uint64_t test_seed(const char *test_name, uint64_t fallback);
+
 #endif
