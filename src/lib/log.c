@@ -19,9 +19,14 @@
  * dirty pages of a failed fsync, so a retry could report success for data
  * that is gone. Every waiter and every later append gets CTX_IO.
  *
+ * Waiting for durability is a futex wait on a batch counter, not a condition
+ * variable: when a sync completes, every writer of the batch wakes at once
+ * and none has to take a mutex on its way out (with 64 writers on 2 cores a
+ * condition variable's mutex made the wake-ups queue behind each other).
+ *
  * LOCKS
- *   log.lock          the current batch, revision counter, rotation request.
- *   log.durable_lock  only to sleep on durable_cv. Never nested.
+ *   log.lock  the current batch, revision counter, rotation request. Never
+ *             held across I/O; nothing else is locked under it.
  */
 #include "log.h"
 
@@ -30,8 +35,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,8 +72,8 @@ struct ctx_log {
 	int seg_fd;
 	uint64_t seg_first; /* first revision of the current segment */
 
-	pthread_mutex_t durable_lock;
-	pthread_cond_t durable_cv;
+	atomic_uint durable_seq;  /* +1 per completed batch: the futex word */
+	atomic_uint waiters;      /* writers inside log_wait               */
 	atomic_uint_fast64_t durable_rev;
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
@@ -116,15 +124,20 @@ static int segment_create(const char *dir, uint64_t first)
 	return fd;
 }
 
+static void wake_waiters(ctx_log *l)
+{
+	atomic_fetch_add(&l->durable_seq, 1);
+	if (atomic_load(&l->waiters))
+		syscall(SYS_futex, &l->durable_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 static void log_fail(ctx_log *l, int err, const char *what)
 {
 	int expected = 0;
 	if (atomic_compare_exchange_strong(&l->failed_errno, &expected, err ? err : EIO))
 		fprintf(stderr, "ctx: log %s failed in %s: %s; the store refuses writes from now on\n",
 		        what, l->dir, strerror(err));
-	pthread_mutex_lock(&l->durable_lock);
-	pthread_cond_broadcast(&l->durable_cv);
-	pthread_mutex_unlock(&l->durable_lock);
+	wake_waiters(l);
 }
 
 static void sleep_ms(unsigned ms)
@@ -164,10 +177,8 @@ static void *flusher_main(void *arg)
 			}
 		}
 		if (ok) {
-			pthread_mutex_lock(&l->durable_lock);
 			atomic_store(&l->durable_rev, upto);
-			pthread_cond_broadcast(&l->durable_cv);
-			pthread_mutex_unlock(&l->durable_lock);
+			wake_waiters(l);
 		}
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
@@ -217,11 +228,9 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 		errno = e;
 		return ctx_fail(CTX_IO, "cannot create a log segment in %s: %s", dir, strerror(e));
 	}
-	pthread_mutex_init(&l->lock, NULL);
+	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
 	pthread_cond_init(&l->growth_cv, NULL);
-	pthread_mutex_init(&l->durable_lock, NULL);
-	pthread_cond_init(&l->durable_cv, NULL);
 	if (pthread_create(&l->flusher, NULL, flusher_main, l) != 0) {
 		vfs_close(l->seg_fd);
 		free(l->dir);
@@ -246,8 +255,6 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->work_cv);
 	pthread_cond_destroy(&l->growth_cv);
-	pthread_mutex_destroy(&l->durable_lock);
-	pthread_cond_destroy(&l->durable_cv);
 	free(l->dir);
 	free(l);
 	if (err) {
@@ -298,10 +305,14 @@ ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
 ctx_status log_wait(ctx_log *l, uint64_t rev)
 {
 	if (atomic_load(&l->durable_rev) < rev) {
-		pthread_mutex_lock(&l->durable_lock);
-		while (atomic_load(&l->durable_rev) < rev && !atomic_load(&l->failed_errno))
-			pthread_cond_wait(&l->durable_cv, &l->durable_lock);
-		pthread_mutex_unlock(&l->durable_lock);
+		atomic_fetch_add(&l->waiters, 1);
+		for (;;) {
+			unsigned seq = atomic_load(&l->durable_seq);
+			if (atomic_load(&l->durable_rev) >= rev || atomic_load(&l->failed_errno))
+				break;
+			syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+		}
+		atomic_fetch_sub(&l->waiters, 1);
 	}
 	if (atomic_load(&l->durable_rev) >= rev)
 		return CTX_OK;

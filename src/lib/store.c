@@ -325,7 +325,7 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	memcpy(c->id, id, idlen);
 	c->id_hash = hamt_hash(id, idlen);
 	c->created_us = created_us;
-	pthread_mutex_init(&c->write_lock, NULL);
+	ctx_mutex_init(&c->write_lock);
 	return c;
 }
 

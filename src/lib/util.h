@@ -21,4 +21,9 @@ uint64_t ctx_now_us(void);
  * *len receives its length. */
 ctx_status ctx_check_id(const char *id, size_t *len);
 
+/* Initialise a mutex for short critical sections: adaptive (it spins a little
+ * before sleeping, since its holder is about to let go). */
+#include <pthread.h>
+void ctx_mutex_init(pthread_mutex_t *m);
+
 #endif
