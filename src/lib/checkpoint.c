@@ -131,7 +131,10 @@ static void snapshot_free(snapshot *sn)
 	free(sn->states);
 }
 
-static ctx_status snapshot_take(ctx_store *s, snapshot *sn)
+/* Take the head of every context that recovery from checkpoint `rev` must
+ * find: the live ones, and those whose drop comes after rev in the log (the
+ * drop may not be durable yet; replaying it will remove them). */
+static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 {
 	size_t n = 0, cap = atomic_load(&s->live) + 16;
 	ctx_context **ctxs = malloc(cap * sizeof(*ctxs));
@@ -167,7 +170,8 @@ static ctx_status snapshot_take(ctx_store *s, snapshot *sn)
 		c = ctxs[i];
 		if (sn->states) {
 			pthread_mutex_lock(&c->write_lock);
-			if (!atomic_load(&c->dropped) && c->head)
+			bool wanted = !atomic_load(&c->dropped) || c->drop_revision > rev;
+			if (wanted && c->head)
 				sn->states[sn->count++] = ctx_state_retain(c->head);
 			pthread_mutex_unlock(&c->write_lock);
 		}
@@ -241,7 +245,7 @@ ctx_status checkpoint_run(ctx_store *s)
 		return CTX_OK; /* nothing new since the last one */
 
 	snapshot sn = {0};
-	if ((st = snapshot_take(s, &sn)) != CTX_OK)
+	if ((st = snapshot_take(s, rev, &sn)) != CTX_OK)
 		return st;
 	char tmp[4096], final[4096];
 	path_of(tmp, sizeof(tmp), s->dir, "ckpt-", rev, ".tmp");

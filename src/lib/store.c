@@ -470,6 +470,7 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 	}
 	/* No more commits from here on; readers keep seeing the last version
 	 * until the drop is durable. */
+	c->drop_revision = rev;
 	atomic_store(&c->dropped, true);
 	if (s->wait_durable) {
 		pthread_mutex_unlock(&c->write_lock);

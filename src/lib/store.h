@@ -46,6 +46,7 @@ struct ctx_context {
 	ctx_state *head;               /* newest committed version (write_lock) */
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
 	atomic_bool dropped;           /* no more commits; set under write_lock */
+	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
 	atomic_bool gone;              /* out of the table, visible cleared */
 	struct rcu_head rcu;
 	size_t idlen;
