@@ -55,14 +55,14 @@ int test_scale(void)
 int test_slowdown(void)
 {
 #if defined(__SANITIZE_THREAD__)
-	return 8;
+	return 4;
 #elif defined(__SANITIZE_ADDRESS__)
-	return 3;
+	return 2;
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-	return 8;
+	return 4;
 #elif __has_feature(address_sanitizer)
-	return 3;
+	return 2;
 #else
 	return 1;
 #endif

@@ -2,11 +2,11 @@
 #ifndef CTX_TESTUTIL_H
 #define CTX_TESTUTIL_H
 
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "ctx.h"
 
@@ -25,8 +25,8 @@ int test_scale(void);
 
 #define assert_ok(call) assert_int_equal((call), CTX_OK)
 
-/* 1 in a normal build, larger in sanitizer builds (ASan about 3, TSan about
- * 8): divide stress iteration counts by it so that every build finishes in a
+/* 1 in a normal build, larger in sanitizer builds (ASan 2, TSan 4): divide
+ * stress iteration counts by it so that every build finishes in a
  * few seconds. */
 int test_slowdown(void);
 
