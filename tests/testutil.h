@@ -2,11 +2,13 @@
 #ifndef CTX_TESTUTIL_H
 #define CTX_TESTUTIL_H
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the four headers above first. */
+#include <cmocka.h>
 
 #include "ctx.h"
 

@@ -143,7 +143,7 @@ static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 	struct cds_lfht_iter iter;
 	ctx_context *c;
 	ctx_rcu_read_lock();
-	cds_lfht_for_each_entry(s->table, &iter, c, node) {
+	ctx_lfht_for_each(s->table, &iter, c, node) {
 		tsan_subscribe(c);
 		if (n == cap) {
 			ctx_context **g = realloc(ctxs, 2 * cap * sizeof(*ctxs));

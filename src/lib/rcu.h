@@ -52,4 +52,25 @@ extern char ctx_rcu_grace_token;
 
 #define ctx_rcu_read_lock() rcu_read_lock()
 
+/* call_rcu: everything the caller did before queueing the callback happens
+ * before the callback (liburcu's queue orders it; tell TSan). */
+#ifdef CTX_TSAN
+#define ctx_call_rcu(head, fn)                                 \
+	do {                                                   \
+		__tsan_release(&ctx_rcu_grace_token);          \
+		call_rcu(head, fn);                            \
+	} while (0)
+#else
+#define ctx_call_rcu(head, fn) call_rcu(head, fn)
+#endif
+
+/* cds_lfht_for_each_entry without container_of(NULL) at the end (UB). */
+#define ctx_lfht_for_each(ht, iter, pos, member)                                     \
+	for (cds_lfht_first(ht, iter);                                              \
+	     cds_lfht_iter_get_node(iter) &&                                        \
+	     ((pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
+	                               member),                                     \
+	      1);                                                                   \
+	     cds_lfht_next(ht, iter))
+
 #endif

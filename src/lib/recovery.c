@@ -84,8 +84,10 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 	closedir(d);
 	if (!ok)
 		return ctx_fail(CTX_NOMEM, "no memory listing %s", dir);
-	qsort(ckpts->v, ckpts->n, sizeof(uint64_t), cmp_u64);
-	qsort(segs->v, segs->n, sizeof(uint64_t), cmp_u64);
+	if (ckpts->n)
+		qsort(ckpts->v, ckpts->n, sizeof(uint64_t), cmp_u64);
+	if (segs->n)
+		qsort(segs->v, segs->n, sizeof(uint64_t), cmp_u64);
 	return CTX_OK;
 }
 
@@ -487,7 +489,7 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 		struct cds_lfht_iter iter;
 		ctx_context *c;
 		ctx_rcu_read_lock();
-		cds_lfht_for_each_entry(s->table, &iter, c, node) {
+		ctx_lfht_for_each(s->table, &iter, c, node) {
 			r->contexts++;
 			r->keys += c->head->data.count;
 		}

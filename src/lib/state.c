@@ -67,7 +67,7 @@ void ctx_state_release(ctx_state *st)
 	hamt_release(&st->data);
 	hamt_release(&st->meta);
 	context_release(st->ctx);
-	call_rcu(&st->rcu, state_free_rcu);
+	ctx_call_rcu(&st->rcu, state_free_rcu);
 }
 
 uint64_t ctx_state_version(const ctx_state *st)

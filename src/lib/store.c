@@ -63,7 +63,7 @@ static void context_free_rcu(struct rcu_head *head)
 void context_release(ctx_context *c)
 {
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
-		call_rcu(&c->rcu, context_free_rcu);
+		ctx_call_rcu(&c->rcu, context_free_rcu);
 }
 
 typedef struct id_key {
@@ -388,16 +388,12 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
 	if (st != CTX_OK)
 		return st;
-	if (!reserve_slot(s))
-		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
-
 	ctx_context *c = context_new(s, id, idlen, ctx_now_us());
 	hamt empty = {0};
 	ctx_state *first = c ? state_new(c, 1, empty, empty) : NULL;
 	if (!first) {
 		if (c)
 			context_release(c);
-		atomic_fetch_sub(&s->live, 1);
 		return ctx_fail(CTX_NOMEM, "no memory for a context");
 	}
 	first->updated_us = c->created_us;
@@ -417,9 +413,17 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		pthread_mutex_unlock(&c->write_lock);
 		c->head = NULL;
 		ctx_state_release(first); /* drops its reference to c */
-		atomic_fetch_sub(&s->live, 1);
 		context_release(c);
 		return ctx_fail(CTX_EXISTS, "context '%s' exists", id);
+	}
+	/* Count it only now that it is known to be new: a create that fails
+	 * with EXISTS never holds a slot. */
+	if (!reserve_slot(s)) {
+		atomic_fetch_add(&s->live, 1); /* context_remove gives it back */
+		context_remove(s, c);
+		pthread_mutex_unlock(&c->write_lock);
+		context_release(c);
+		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
 	}
 	uint64_t rev;
 	if (s->log) {
@@ -526,7 +530,7 @@ void store_clear(ctx_store *s)
 	struct cds_lfht_iter iter;
 	ctx_context *c;
 	ctx_rcu_read_lock();
-	cds_lfht_for_each_entry(s->table, &iter, c, node) {
+	ctx_lfht_for_each(s->table, &iter, c, node) {
 		tsan_subscribe(c);
 		pthread_mutex_lock(&c->write_lock);
 		context_remove(s, c);
@@ -601,7 +605,7 @@ ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, siz
 	struct cds_lfht_iter iter;
 	ctx_context *c;
 	ctx_rcu_read_lock();
-	cds_lfht_for_each_entry(s->table, &iter, c, node) {
+	ctx_lfht_for_each(s->table, &iter, c, node) {
 		if (nomem)
 			break;
 		tsan_subscribe(c);
