@@ -103,6 +103,21 @@ typedef struct ctx_options {
 	bool unsafe_no_sync;       /* allow CTX_DURABILITY_NONE with a dir        */
 	size_t checkpoint_bytes;   /* log growth that starts a background
 	                              checkpoint; 0 = default (64 MiB)            */
+	size_t history_depth;      /* versions kept per context (besides those
+	                              points pin); 0 = default (64)               */
+	size_t max_points;         /* recovery points per context; the oldest
+	                              is dropped past it; 0 = default (10)        */
+	unsigned auto_point_every; /* a point every K commits; 0 = never        */
+	size_t watch_queue;        /* events one watcher may have pending before
+	                              it lags; 0 = default (4096)                 */
+	size_t watch_history;      /* events kept for watchers to start from an
+	                              earlier revision; 0 = default (65536)       */
+	unsigned reaper_ms;        /* how often expired contexts are looked for;
+	                              0 = default (1000)                          */
+	/* The clock, in µs since 1970 (creation, commit, access and point times,
+	 * expiry). NULL = the real time; tests pass a fake one. */
+	uint64_t (*clock_us)(void *clock_arg);
+	void *clock_arg;
 } ctx_options;
 
 /* Fill *o with the defaults: memory only, durability always (once a dir is
@@ -293,6 +308,296 @@ ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *versi
 
 /* Discard t without committing. NULL is a no-op. */
 void ctx_txn_abort(ctx_txn *t);
+
+/* ------------------------------------------------------------------------ */
+/* History and diffs                                                         */
+
+/* Take version `version` of context id, if it is still kept: one of the last
+ * history_depth versions, or a version a recovery point pins.
+ * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context, or the version has
+ * left history or never existed). */
+ctx_status ctx_get_at(ctx_store *s, const char *id, uint64_t version, ctx_state **out);
+
+/* One kept version, as listed by ctx_history. */
+typedef struct ctx_history_entry {
+	uint64_t version;
+	uint64_t revision;
+	uint64_t time_us;    /* its commit time                               */
+	size_t keys_changed; /* keys added, changed or removed by its commit   */
+	bool pinned;         /* a recovery point pins it                       */
+} ctx_history_entry;
+
+/* The kept versions of context id, oldest first, in a malloc'd array the
+ * caller frees with free(). Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM. */
+ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count);
+
+/* When a key of a state was last set: the commit time of the version that
+ * put its current value. False if the key is absent. */
+bool ctx_state_key_time(const ctx_state *st, const void *key, size_t klen, uint64_t *time_us);
+
+typedef enum ctx_change_kind { CTX_ADDED, CTX_CHANGED, CTX_REMOVED } ctx_change_kind;
+
+/* One difference between two states. Values of the side that lacks the key
+ * are NULL with length 0. */
+typedef struct ctx_change {
+	ctx_change_kind kind;
+	const void *key;
+	size_t klen;
+	const void *old_value;
+	size_t old_len;
+	const void *new_value;
+	size_t new_len;
+} ctx_change;
+
+typedef struct ctx_diff ctx_diff;
+
+/* The keys added, changed and removed going from `from` to `to`, in key order
+ * (bytewise, shorter first on a common prefix). Both states should be
+ * versions of one context: the cost then grows with the number of changed
+ * keys, not with the size of the context, because unchanged parts are shared
+ * and skipped. The diff holds references to both states. Errors:
+ * CTX_INVALID, CTX_NOMEM. */
+ctx_status ctx_diff_states(const ctx_state *from, const ctx_state *to, ctx_diff **out);
+size_t ctx_diff_count(const ctx_diff *d);
+const ctx_change *ctx_diff_get(const ctx_diff *d, size_t i); /* NULL past the end */
+void ctx_diff_free(ctx_diff *d);
+
+/* ------------------------------------------------------------------------ */
+/* Recovery points and restore                                               */
+
+#define CTX_LABEL_MAX 64 /* longest point label, bytes */
+
+typedef struct ctx_point {
+	uint64_t version;  /* the version it pins                          */
+	uint64_t time_us;  /* when the point was made                      */
+	size_t keys;       /* keys in that version                         */
+	size_t bytes;      /* key and value bytes in that version          */
+	uint64_t checksum; /* of the version's content (order-independent)  */
+	char label[CTX_LABEL_MAX + 1]; /* "" if none                        */
+} ctx_point;
+
+/* Pin the newest version of context id as a recovery point, with an optional
+ * label (NULL or "" = none; at most CTX_LABEL_MAX bytes, no control bytes).
+ * Costs O(1) in the size of the context. If the context has max_points
+ * points already, the oldest is removed. Persistent with a data directory.
+ * *version_out (if not NULL) receives the pinned version.
+ * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO, CTX_NOMEM. */
+ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
+                            uint64_t *version_out);
+
+/* The points of context id, oldest first, in a malloc'd array to free().
+ * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM. */
+ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count);
+
+/* Remove the point on `version`. Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO. */
+ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version);
+
+/* Make the data and metadata of `version` (a point, or any version still in
+ * history) the newest version of context id. A restore is a commit: it makes
+ * version + 1 of the current newest, readers and watchers see it (watchers as
+ * CTX_EVENT_RESTORED), and another restore can undo it. O(1) in the size of
+ * the context. A point whose checksum does not match its content is refused.
+ * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context or version),
+ * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO. */
+ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out);
+
+/* Restore the newest point; the newest point with this label; the newest
+ * point made at or before time_us. Errors as ctx_restore; CTX_NOT_FOUND if
+ * no point matches. */
+ctx_status ctx_restore_latest(ctx_store *s, const char *id, uint64_t *new_version_out);
+ctx_status ctx_restore_label(ctx_store *s, const char *id, const char *label,
+                             uint64_t *new_version_out);
+ctx_status ctx_restore_before(ctx_store *s, const char *id, uint64_t time_us,
+                              uint64_t *new_version_out);
+
+/* ------------------------------------------------------------------------ */
+/* Watches                                                                   */
+
+typedef enum ctx_event_kind {
+	CTX_EVENT_CREATED,
+	CTX_EVENT_COMMITTED,
+	CTX_EVENT_RESTORED,
+	CTX_EVENT_DROPPED,
+	CTX_EVENT_EXPIRED,
+	CTX_EVENT_LAGGED /* the watcher fell behind: events from resume_from on
+	                    were not queued; reopen a watch from there */
+} ctx_event_kind;
+
+typedef struct ctx_event {
+	ctx_event_kind kind;
+	uint64_t revision;    /* store-wide order                             */
+	uint64_t version;     /* the context's version after the change (0 for
+	                         dropped and expired)                          */
+	const char *id;       /* the context                                  */
+	size_t nkeys;         /* committed/restored: the keys changed          */
+	const void *const *keys;
+	const size_t *klens;
+	uint64_t resume_from; /* CTX_EVENT_LAGGED: first revision missed      */
+} ctx_event;
+
+typedef struct ctx_watch ctx_watch;
+
+/* Watch the context `id`, or (prefix = true) every context whose id starts
+ * with `id` ("" = all). from_revision 0 = changes from now on; otherwise
+ * every change with a revision >= from_revision, which must still be in the
+ * store's event history (watch_history events). Events arrive in revision
+ * order, each once, and only once durable. Errors: CTX_INVALID, CTX_NOT_FOUND
+ * (from_revision is older than the history: "compacted"), CTX_NOMEM, CTX_IO
+ * (no eventfd). */
+ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t from_revision,
+                          ctx_watch **out);
+
+/* A file descriptor that is readable while events are pending (for poll,
+ * epoll, libuv). Do not read or close it; ctx_watch_next clears it. */
+int ctx_watch_fd(const ctx_watch *w);
+
+/* Take the next pending event, without waiting. CTX_NOT_FOUND if none is
+ * pending. Free it with ctx_event_free. After CTX_EVENT_LAGGED the watch
+ * delivers nothing more. */
+ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out);
+
+/* Wait up to timeout_ms (-1 = forever) for an event, then take it as
+ * ctx_watch_next. CTX_NOT_FOUND on timeout. */
+ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out);
+
+void ctx_event_free(ctx_event *e);
+void ctx_watch_close(ctx_watch *w);
+
+/* ------------------------------------------------------------------------ */
+/* Trackers: working copies with sync and conflict resolution                */
+
+typedef enum ctx_merge_strategy {
+	CTX_MERGE_LATEST,   /* the most recent change of the key wins         */
+	CTX_MERGE_OLDEST,   /* the earliest change wins                      */
+	CTX_MERGE_FUNCTION, /* the merge function decides per key            */
+	CTX_MERGE_MANUAL    /* nothing is committed while conflicts remain   */
+} ctx_merge_strategy;
+
+/* One side of a conflict: present = false means deleted (or never there). */
+typedef struct ctx_merge_value {
+	bool present;
+	const void *value;
+	size_t len;
+	uint64_t time_us; /* when this side changed the key (base: 0)       */
+} ctx_merge_value;
+
+typedef struct ctx_conflict {
+	const void *key;
+	size_t klen;
+	ctx_merge_value base, local, current;
+} ctx_conflict;
+
+/* Decide one conflict: set *out (present, value, len) to what the key gets.
+ * out->value must stay valid until the sync returns (point into the
+ * conflict's values, or into memory the caller owns). Return CTX_OK, or any
+ * other status to fail the sync with it. Called with no lock held. */
+typedef ctx_status (*ctx_merge_fn)(void *arg, const ctx_conflict *c, ctx_merge_value *out);
+
+typedef struct ctx_tracker_options {
+	ctx_merge_strategy strategy;
+	ctx_merge_fn merge;        /* CTX_MERGE_FUNCTION                       */
+	void *merge_arg;
+	unsigned sync_interval_ms; /* also sync on a timer; 0 = only on demand */
+	bool point_on_sync;        /* a recovery point after each sync          */
+} ctx_tracker_options;
+
+typedef struct ctx_tracker ctx_tracker;
+
+/* Track context id: a working copy based on its newest version. o NULL =
+ * strategy latest, no timer. Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM. */
+ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_options *o,
+                            ctx_tracker **out);
+
+/* Local edits, kept in the working copy until a sync. */
+ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *val,
+                           size_t vlen);
+ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen);
+
+/* Read the working copy (base plus local edits). The value is copied into a
+ * malloc'd buffer the caller frees. Errors: CTX_NOT_FOUND, CTX_NOMEM. */
+ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **val,
+                           size_t *vlen);
+
+uint64_t ctx_tracker_base_version(ctx_tracker *t);
+size_t ctx_tracker_pending(ctx_tracker *t); /* local edits not yet synced */
+
+/* Whether the context has moved past the tracker's base version. */
+bool ctx_tracker_is_stale(ctx_tracker *t);
+
+/* Rebase onto the newest version, keeping local edits (no commit). Fails
+ * with CTX_CONFLICT, changing nothing, if a locally edited key was changed
+ * differently on both sides: sync resolves those. */
+ctx_status ctx_tracker_refresh(ctx_tracker *t);
+
+/* Three-way merge of base, local edits and the newest version, committed as
+ * one version guarded by the version merged against (redone if another
+ * writer got in first). Changes on one side apply; a key changed on both
+ * sides to different values is resolved by the strategy. Under
+ * CTX_MERGE_MANUAL with conflicts, nothing is committed and the result is
+ * CTX_CONFLICT: ctx_tracker_conflicts lists them; resolve each with a
+ * tracker put/del or ctx_tracker_resolve, then sync again. On success the
+ * tracker is based on the new version with no pending edits, and
+ * *version_out (if not NULL) is that version (the base, if nothing was
+ * pending). Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), the merge
+ * function's status, CTX_IO, CTX_NOMEM. */
+ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
+
+/* The conflicts of the last manual sync still unresolved. Valid until the
+ * next call on t. */
+size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out);
+
+/* Resolve a conflict of a manual sync by taking the current (take_local =
+ * false) or the local value. Errors: CTX_NOT_FOUND (no such conflict). */
+ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, bool take_local);
+
+/* Stop the timer, discard unsynced edits, free t. NULL is a no-op. */
+void ctx_tracker_close(ctx_tracker *t);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions and expiry                                                       */
+
+typedef struct ctx_session ctx_session;
+
+/* A per-client handle with an active context. Errors: CTX_INVALID, CTX_NOMEM. */
+ctx_status ctx_session_open(ctx_store *s, ctx_session **out);
+void ctx_session_close(ctx_session *se);
+
+/* Make id the session's active context (it must exist; create = true
+ * creates it if missing). Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_LIMIT. */
+ctx_status ctx_session_activate(ctx_session *se, const char *id, bool create);
+
+/* The active context's id, or NULL. Valid until the next activate/close. */
+const char *ctx_session_current(const ctx_session *se);
+
+/* The newest version of the active context. Errors: CTX_NOT_FOUND (none
+ * active, or it was dropped or expired). */
+ctx_status ctx_session_get(ctx_session *se, ctx_state **out);
+
+/* One context, in the status view. */
+typedef struct ctx_context_status {
+	char id[CTX_ID_MAX + 1];
+	uint64_t version;
+	size_t keys;
+	size_t bytes;
+	uint64_t created_us;
+	uint64_t last_access_us; /* last commit, or last read of a context with
+	                            a time-to-live */
+	uint64_t ttl_ms;         /* idle time-to-live, 0 = none               */
+	size_t points;
+} ctx_context_status;
+
+/* The status of every live context, sorted by id, in a malloc'd array to
+ * free(). Errors: CTX_INVALID, CTX_NOMEM. */
+ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count);
+
+/* Give context id an idle time-to-live (0 = none): once nobody read or wrote
+ * it for ttl_ms, it is dropped (durably; watchers see CTX_EVENT_EXPIRED), by
+ * the background reaper or by the next access. Persistent with a dir.
+ * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO. */
+ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms);
+
+/* Run the reaper now (tests with a fake clock). Returns how many expired. */
+size_t ctx_expire_now(ctx_store *s);
 
 #pragma GCC visibility pop
 

@@ -27,13 +27,23 @@
 #define REC_CREATE 1
 #define REC_COMMIT 2
 #define REC_DROP 3
+#define REC_RESTORE 4   /* a commit made by a restore: body as COMMIT */
+#define REC_POINT 5     /* a recovery point */
+#define REC_POINT_DEL 6 /* a recovery point removed */
+#define REC_TTL 7       /* a context's idle time-to-live set */
+#define REC_EXPIRE 8    /* a context dropped by expiry: body as DROP */
 #define REC_MAX_BODY (1u << 31)
 
 /* Body: u16 id length, id bytes, then
  *   CREATE: u64 created_us
- *   COMMIT: u64 updated_us, u32 op count, ops: u8 kind, u32 klen, u32 vlen,
- *           key bytes, value bytes  (kind: 0 put, 1 del, 2 meta put, 3 meta del)
- *   DROP:   nothing more */
+ *   COMMIT, RESTORE: u64 updated_us, u32 op count, ops: u8 kind, u32 klen,
+ *           u32 vlen, key bytes, value bytes
+ *           (kind: 0 put, 1 del, 2 meta put, 3 meta del)
+ *   DROP, EXPIRE: nothing more
+ *   POINT:  u64 time_us, u64 checksum, u8 label length, label bytes
+ *           (the header's version is the version pinned)
+ *   POINT_DEL: nothing more (the header's version is the point's version)
+ *   TTL:    u64 ttl_us */
 #define OP_PUT_CODE 0
 #define OP_DEL_CODE 1
 #define OP_META_PUT_CODE 2

@@ -65,6 +65,13 @@ uint64_t hamt_hash(const void *key, size_t klen)
 	return XXH3_64bits_withSeed(key, klen, hash_seed);
 }
 
+uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	/* Fixed seeds: the checksum is stored on disk and compared later. */
+	uint64_t h = XXH3_64bits_withSeed(val, vlen, XXH3_64bits(key, klen));
+	return h ? h : 1;
+}
+
 uint64_t hamt_edit_token(void)
 {
 	return atomic_fetch_add_explicit(&next_edit, 1, memory_order_relaxed);
@@ -110,6 +117,8 @@ hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t v
 	l->klen = (uint32_t)klen;
 	l->vlen = (uint32_t)vlen;
 	l->hash = hamt_hash(key, klen);
+	l->sum = hamt_content_hash(key, klen, val, vlen);
+	l->time_us = 0;
 	memcpy(l->data, key, klen);
 	if (vlen)
 		memcpy(l->data + klen, val, vlen);
@@ -310,13 +319,16 @@ void hamt_release(hamt *m)
 	m->root = NULL;
 	m->count = 0;
 	m->bytes = 0;
+	m->sum = 0;
 }
 
 /* ---- insert --------------------------------------------------------------- */
 
-/* Bytes of the leaf replaced by a set, or -1 if the key was new. */
+/* Bytes and content hash of the leaf replaced by a set; bytes -1 if the key
+ * was new. */
 typedef struct set_result {
 	long long replaced_bytes;
+	uint64_t replaced_sum;
 } set_result;
 
 static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_result *r)
@@ -328,6 +340,7 @@ static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_r
 			if (node_make_editable(np, 0, edit) != CTX_OK)
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
+			r->replaced_sum = old->sum;
 			hamt_node *e = *np;
 			slot_release(e->slot[i]);
 			e->slot[i] = leaf_slot(leaf);
@@ -373,6 +386,7 @@ static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t ed
 		if (node_make_editable(np, 0, edit) != CTX_OK)
 			return CTX_NOMEM;
 		r->replaced_bytes = (long long)old->klen + old->vlen;
+		r->replaced_sum = old->sum;
 		n = *np;
 		slot_release(n->slot[pos]);
 		n->slot[pos] = leaf_slot(leaf);
@@ -423,8 +437,10 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 		m->count++;
 	} else {
 		m->bytes -= (size_t)r.replaced_bytes;
+		m->sum -= r.replaced_sum;
 	}
 	m->bytes += (size_t)leaf->klen + leaf->vlen;
+	m->sum += leaf->sum;
 	return CTX_OK;
 }
 
@@ -433,7 +449,7 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 /* Remove the key (known to be present) below *np. Afterwards *np may be empty
  * (len 0) or hold a single leaf; the caller collapses it. */
 static ctx_status del_in(void **np, unsigned level, uint64_t hash, const void *key,
-                         size_t klen, uint64_t edit, size_t *freed)
+                         size_t klen, uint64_t edit, size_t *freed, uint64_t *sum)
 {
 	hamt_node *n = *np;
 	unsigned pos;
@@ -451,6 +467,7 @@ static ctx_status del_in(void **np, unsigned level, uint64_t hash, const void *k
 
 	if (slot_is_leaf(s)) {
 		*freed = (size_t)slot_leaf(s)->klen + slot_leaf(s)->vlen;
+		*sum = slot_leaf(s)->sum;
 		slot_release(s);
 		node_remove_slot(n, pos);
 		if (n->kind == KIND_BITMAP)
@@ -458,7 +475,7 @@ static ctx_status del_in(void **np, unsigned level, uint64_t hash, const void *k
 		return CTX_OK;
 	}
 
-	ctx_status st = del_in(&n->slot[pos], level + 1, hash, key, klen, edit, freed);
+	ctx_status st = del_in(&n->slot[pos], level + 1, hash, key, klen, edit, freed, sum);
 	if (st != CTX_OK)
 		return st;
 	hamt_node *child = n->slot[pos];
@@ -477,8 +494,9 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 	if (!hamt_find(m, hash, key, klen))
 		return CTX_NOT_FOUND;
 	size_t freed = 0;
+	uint64_t sum = 0;
 	void *root = m->root;
-	ctx_status st = del_in(&root, 0, hash, key, klen, edit, &freed);
+	ctx_status st = del_in(&root, 0, hash, key, klen, edit, &freed, &sum);
 	m->root = root;
 	if (st != CTX_OK)
 		return st;
@@ -488,6 +506,7 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 	}
 	m->count--;
 	m->bytes -= freed;
+	m->sum -= sum;
 	return CTX_OK;
 }
 
@@ -517,4 +536,149 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 		c->depth++;
 	}
 	return NULL;
+}
+
+/* ---- diff ----------------------------------------------------------------- */
+
+static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
+{
+	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
+	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
+}
+
+/* Every leaf under slot s, reported as removed (added = false) or added. */
+static ctx_status diff_all(const void *s, bool added, hamt_diff_fn fn, void *arg)
+{
+	if (slot_is_leaf(s))
+		return added ? fn(arg, NULL, slot_leaf(s)) : fn(arg, slot_leaf(s), NULL);
+	const hamt_node *n = slot_node(s);
+	for (unsigned i = 0; i < n->len; i++) {
+		ctx_status st = diff_all(n->slot[i], added, fn, arg);
+		if (st != CTX_OK)
+			return st;
+	}
+	return CTX_OK;
+}
+
+/* The leaf with l's key in the subtree s whose root is at `level`, or NULL. */
+static const hamt_leaf *find_under(const void *s, unsigned level, const hamt_leaf *l)
+{
+	while (!slot_is_leaf(s)) {
+		const hamt_node *n = slot_node(s);
+		if (n->kind == KIND_COLLISION) {
+			for (unsigned i = 0; i < n->len; i++)
+				if (leaf_matches(slot_leaf(n->slot[i]), l->hash, hamt_leaf_key(l), l->klen))
+					return slot_leaf(n->slot[i]);
+			return NULL;
+		}
+		uint32_t bit = 1u << level_index(l->hash, level);
+		if (!(n->bitmap & bit))
+			return NULL;
+		s = n->slot[bit_pos(n->bitmap, bit)];
+		level++;
+	}
+	const hamt_leaf *x = slot_leaf(s);
+	return leaf_matches(x, l->hash, hamt_leaf_key(l), l->klen) ? x : NULL;
+}
+
+/* A leaf on one side against a subtree on the other. */
+static ctx_status diff_leaf_tree(const hamt_leaf *l, const void *tree, unsigned level,
+                                 bool leaf_is_old, hamt_diff_fn fn, void *arg);
+
+static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_diff_fn fn,
+                             void *arg)
+{
+	if (a == b)
+		return CTX_OK;
+	if (!a)
+		return diff_all(b, true, fn, arg);
+	if (!b)
+		return diff_all(a, false, fn, arg);
+	if (slot_is_leaf(a) && slot_is_leaf(b)) {
+		const hamt_leaf *x = slot_leaf(a), *y = slot_leaf(b);
+		if (leaf_matches(x, y->hash, hamt_leaf_key(y), y->klen))
+			return leaf_same(x, y) ? CTX_OK : fn(arg, x, y);
+		ctx_status st = fn(arg, x, NULL);
+		return st != CTX_OK ? st : fn(arg, NULL, y);
+	}
+	if (slot_is_leaf(a))
+		return diff_leaf_tree(slot_leaf(a), b, level, true, fn, arg);
+	if (slot_is_leaf(b))
+		return diff_leaf_tree(slot_leaf(b), a, level, false, fn, arg);
+
+	const hamt_node *x = slot_node(a), *y = slot_node(b);
+	if (x->kind == KIND_COLLISION || y->kind == KIND_COLLISION) {
+		/* Both are collision nodes of the same hash (same depth). */
+		for (unsigned i = 0; i < x->len; i++) {
+			const hamt_leaf *l = slot_leaf(x->slot[i]), *o = NULL;
+			for (unsigned j = 0; j < y->len && !o; j++)
+				if (leaf_matches(slot_leaf(y->slot[j]), l->hash, hamt_leaf_key(l), l->klen))
+					o = slot_leaf(y->slot[j]);
+			ctx_status st = !o ? fn(arg, l, NULL) : leaf_same(l, o) ? CTX_OK : fn(arg, l, o);
+			if (st != CTX_OK)
+				return st;
+		}
+		for (unsigned j = 0; j < y->len; j++) {
+			const hamt_leaf *l = slot_leaf(y->slot[j]);
+			bool found = false;
+			for (unsigned i = 0; i < x->len && !found; i++)
+				found = leaf_matches(slot_leaf(x->slot[i]), l->hash, hamt_leaf_key(l),
+				                     l->klen);
+			if (!found) {
+				ctx_status st = fn(arg, NULL, l);
+				if (st != CTX_OK)
+					return st;
+			}
+		}
+		return CTX_OK;
+	}
+	uint32_t all = x->bitmap | y->bitmap;
+	while (all) {
+		uint32_t bit = all & -all;
+		all &= all - 1;
+		const void *sa = x->bitmap & bit ? x->slot[bit_pos(x->bitmap, bit)] : NULL;
+		const void *sb = y->bitmap & bit ? y->slot[bit_pos(y->bitmap, bit)] : NULL;
+		ctx_status st = diff_slots(sa, sb, level + 1, fn, arg);
+		if (st != CTX_OK)
+			return st;
+	}
+	return CTX_OK;
+}
+
+static ctx_status diff_leaf_tree(const hamt_leaf *l, const void *tree, unsigned level,
+                                 bool leaf_is_old, hamt_diff_fn fn, void *arg)
+{
+	/* Everything in the tree but l's key is added (or removed); l's key is
+	 * changed, unchanged, or removed (added). */
+	const hamt_leaf *match = find_under(tree, level, l);
+	ctx_status st = CTX_OK;
+	if (!match)
+		st = leaf_is_old ? fn(arg, l, NULL) : fn(arg, NULL, l);
+	else if (!leaf_same(l, match))
+		st = leaf_is_old ? fn(arg, l, match) : fn(arg, match, l);
+	if (st != CTX_OK)
+		return st;
+	hamt_cursor c;
+	hamt sub = {.root = slot_node(tree)};
+	hamt_cursor_init(&c, &sub);
+	const hamt_leaf *x;
+	while ((x = hamt_cursor_next(&c))) {
+		if (x == match)
+			continue;
+		st = leaf_is_old ? fn(arg, NULL, x) : fn(arg, x, NULL);
+		if (st != CTX_OK)
+			return st;
+	}
+	return CTX_OK;
+}
+
+ctx_status hamt_diff(const hamt *a, const hamt *b, hamt_diff_fn fn, void *arg)
+{
+	if (a->root == b->root)
+		return CTX_OK;
+	if (!a->root)
+		return diff_all(b->root, true, fn, arg);
+	if (!b->root)
+		return diff_all(a->root, false, fn, arg);
+	return diff_slots(a->root, b->root, 0, fn, arg);
 }

@@ -29,17 +29,22 @@ typedef struct hamt_leaf {
 	atomic_uint refs;
 	uint32_t klen;
 	uint32_t vlen;
-	uint64_t hash;
+	uint64_t hash;    /* keyed hash of the key: the trie position        */
+	uint64_t sum;     /* unkeyed hash of key and value: content checksum  */
+	uint64_t time_us; /* commit time of the version that set it          */
 	unsigned char data[]; /* klen key bytes, then vlen value bytes */
 } hamt_leaf;
 
 typedef struct hamt_node hamt_node;
 
-/* One map: its root (NULL when empty), key count and key+value bytes. */
+/* One map: its root (NULL when empty), key count, key+value bytes, and the
+ * sum (mod 2^64) of its leaves' content hashes: an order-independent
+ * checksum of its content, kept up to date in O(1) per change. */
 typedef struct hamt {
 	hamt_node *root;
 	size_t count;
 	size_t bytes;
+	uint64_t sum;
 } hamt;
 
 static inline const void *hamt_leaf_key(const hamt_leaf *l)
@@ -77,6 +82,16 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit);
 /* Remove key from *m. CTX_OK, CTX_NOT_FOUND (nothing changed) or CTX_NOMEM
  * (nothing changed). */
 ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64_t edit);
+
+/* Report the differences between maps a and b (built with the same hash):
+ * fn(arg, old, new) per key, with old NULL for an added key and new NULL for
+ * a removed one. Subtrees the two share are skipped, so the cost grows with
+ * the number of differences. Stops at the first non-OK status of fn. */
+typedef ctx_status (*hamt_diff_fn)(void *arg, const hamt_leaf *old, const hamt_leaf *new_);
+ctx_status hamt_diff(const hamt *a, const hamt *b, hamt_diff_fn fn, void *arg);
+
+/* The content hash of a key and value (what hamt_leaf.sum holds). */
+uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t vlen);
 
 /* Iteration over a map, in trie order. The map must stay alive (held by the
  * caller) while the iterator is used. */

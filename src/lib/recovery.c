@@ -356,8 +356,7 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		off += REC_HEADER_SIZE + blen;
 	}
 	if (why) {
-		if (!last || (size >= WAL_HEADER_SIZE && off >= WAL_HEADER_SIZE &&
-		              valid_record_after(base, size, off, rp->prev))) {
+		if (!last || valid_record_after(base, size, off, rp->prev)) {
 			st = ctx_fail(CTX_CORRUPT, "log %s: %s at offset %zu, with valid data after it",
 			              path, why, off);
 			if (!last)

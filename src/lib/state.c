@@ -9,6 +9,7 @@
  * try to take a reference (and will see 0 and retry).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "store.h"
 #include "util.h"
@@ -28,9 +29,12 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	st->ctx = c;
 	st->version = version;
 	st->revision = 0;
-	st->updated_us = ctx_now_us();
+	st->updated_us = store_now_us(c->store);
+	st->changed = 0;
 	st->data = data;
 	st->meta = meta;
+	atomic_init(&st->prev, NULL);
+	st->next = NULL;
 	return st;
 }
 
@@ -62,12 +66,16 @@ static void state_free_rcu(struct rcu_head *head)
 
 void ctx_state_release(ctx_state *st)
 {
-	if (!st || atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	hamt_release(&st->data);
-	hamt_release(&st->meta);
-	context_release(st->ctx);
-	ctx_call_rcu(&st->rcu, state_free_rcu);
+	/* A loop, not recursion: the last reference to a version may free the
+	 * history chain behind it. */
+	while (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
+		ctx_state *prev = atomic_exchange(&st->prev, NULL);
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+		context_release(st->ctx);
+		ctx_call_rcu(&st->rcu, state_free_rcu);
+		st = prev;
+	}
 }
 
 uint64_t ctx_state_version(const ctx_state *st)
@@ -183,4 +191,97 @@ void ctx_iter_free(ctx_iter *it)
 		return;
 	ctx_state_release(it->st);
 	free(it);
+}
+
+bool ctx_state_key_time(const ctx_state *st, const void *key, size_t klen, uint64_t *time_us)
+{
+	if (!st || (!key && klen))
+		return false;
+	const hamt_leaf *l = hamt_find(&st->data, hamt_hash(key, klen), key, klen);
+	if (l && time_us)
+		*time_us = l->time_us;
+	return l != NULL;
+}
+
+/* ---- diffs ------------------------------------------------------------------ */
+
+struct ctx_diff {
+	ctx_state *from, *to;
+	size_t count, cap;
+	ctx_change *changes;
+};
+
+static ctx_status diff_collect(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	ctx_diff *d = arg;
+	if (d->count == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		ctx_change *g = realloc(d->changes, cap * sizeof(*g));
+		if (!g)
+			return CTX_NOMEM;
+		d->changes = g;
+		d->cap = cap;
+	}
+	const hamt_leaf *k = old ? old : new_;
+	d->changes[d->count++] = (ctx_change){
+	        .kind = !old ? CTX_ADDED : !new_ ? CTX_REMOVED : CTX_CHANGED,
+	        .key = hamt_leaf_key(k),
+	        .klen = k->klen,
+	        .old_value = old ? hamt_leaf_value(old) : NULL,
+	        .old_len = old ? old->vlen : 0,
+	        .new_value = new_ ? hamt_leaf_value(new_) : NULL,
+	        .new_len = new_ ? new_->vlen : 0,
+	};
+	return CTX_OK;
+}
+
+int ctx_key_compare(const void *a, size_t alen, const void *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+static int change_compare(const void *a, const void *b)
+{
+	const ctx_change *x = a, *y = b;
+	return ctx_key_compare(x->key, x->klen, y->key, y->klen);
+}
+
+ctx_status ctx_diff_states(const ctx_state *from, const ctx_state *to, ctx_diff **out)
+{
+	if (!from || !to || !out)
+		return ctx_fail(CTX_INVALID, "NULL state or output");
+	ctx_diff *d = calloc(1, sizeof(*d));
+	if (!d)
+		return ctx_fail(CTX_NOMEM, "no memory for a diff");
+	d->from = ctx_state_retain((ctx_state *)from);
+	d->to = ctx_state_retain((ctx_state *)to);
+	if (hamt_diff(&from->data, &to->data, diff_collect, d) != CTX_OK) {
+		ctx_diff_free(d);
+		return ctx_fail(CTX_NOMEM, "no memory for a diff");
+	}
+	if (d->count > 1)
+		qsort(d->changes, d->count, sizeof(*d->changes), change_compare);
+	*out = d;
+	return CTX_OK;
+}
+
+size_t ctx_diff_count(const ctx_diff *d)
+{
+	return d ? d->count : 0;
+}
+
+const ctx_change *ctx_diff_get(const ctx_diff *d, size_t i)
+{
+	return d && i < d->count ? &d->changes[i] : NULL;
+}
+
+void ctx_diff_free(ctx_diff *d)
+{
+	if (!d)
+		return;
+	ctx_state_release(d->from);
+	ctx_state_release(d->to);
+	free(d->changes);
+	free(d);
 }

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "watch.h"
 
 #ifdef CTX_TSAN
 char ctx_rcu_grace_token;
@@ -46,6 +47,29 @@ void ctx_options_init(ctx_options *o)
 }
 
 /* ---- contexts ------------------------------------------------------------- */
+
+uint64_t store_now_us(const ctx_store *s)
+{
+	return s->opts.clock_us ? s->opts.clock_us(s->opts.clock_arg) : ctx_now_us();
+}
+
+void context_push_head(ctx_context *c, ctx_state *next)
+{
+	ctx_state *old = c->head;
+	atomic_store(&next->prev, old); /* the head's reference moves here */
+	if (old)
+		old->next = next;
+	c->head = next;
+	if (!c->oldest)
+		c->oldest = next;
+	if (++c->kept > c->store->opts.history_depth) {
+		ctx_state *gone = c->oldest;
+		c->oldest = gone->next;
+		c->kept--;
+		ctx_state_release(atomic_exchange(&c->oldest->prev, NULL));
+		(void)gone;
+	}
+}
 
 void context_retain(ctx_context *c)
 {
@@ -181,6 +205,16 @@ static ctx_status check_options(ctx_options *opts)
 		opts->max_value_size = CTX_DEFAULT_MAX_VALUE_SIZE;
 	if (!opts->checkpoint_bytes)
 		opts->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	if (!opts->history_depth)
+		opts->history_depth = 64;
+	if (!opts->max_points)
+		opts->max_points = 10;
+	if (!opts->watch_queue)
+		opts->watch_queue = 4096;
+	if (!opts->watch_history)
+		opts->watch_history = 65536;
+	if (!opts->reaper_ms)
+		opts->reaper_ms = 1000;
 	if (opts->max_key_size > MAX_KEY_LIMIT)
 		return ctx_fail(CTX_INVALID, "max_key_size above %u", MAX_KEY_LIMIT);
 	if (opts->max_value_size > MAX_VALUE_LIMIT)
@@ -214,12 +248,27 @@ static ctx_status open_dir(ctx_store *s)
 	return checkpointer_start(s);
 }
 
+void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_context *c,
+                  uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens)
+{
+	if (s->feed)
+		feed_record(s->feed, rev, kind, c->id, c->idlen, version, nkeys, keys, klens);
+}
+
+void store_report_skip(ctx_store *s, uint64_t rev)
+{
+	if (s->feed)
+		feed_skip(s->feed, rev);
+}
+
 static void store_free(ctx_store *s)
 {
 	store_clear(s);
 	/* Run every deferred free (states, contexts) before the table goes. */
 	rcu_barrier();
 	cds_lfht_destroy(s->table, NULL);
+	if (s->feed)
+		feed_close(s->feed);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	free(s->dir);
@@ -252,14 +301,18 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 	if (opts.dir) {
 		s->opts.dir = s->dir = strdup(opts.dir);
 		st = s->dir ? open_dir(s) : ctx_fail(CTX_NOMEM, "no memory");
-		if (st != CTX_OK) {
-			int e = errno;
-			if (s->log)
-				log_close(s->log);
-			store_free(s);
-			errno = e;
-			return st;
-		}
+	}
+	if (st == CTX_OK)
+		st = feed_open(atomic_load(&s->revision) + 1, opts.watch_history, opts.watch_queue,
+		               &s->feed);
+	if (st != CTX_OK) {
+		int e = errno;
+		checkpointer_stop(s);
+		if (s->log)
+			log_close(s->log);
+		store_free(s);
+		errno = e;
+		return st;
 	}
 	*out = s;
 	return CTX_OK;
@@ -325,6 +378,7 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	memcpy(c->id, id, idlen);
 	c->id_hash = hamt_hash(id, idlen);
 	c->created_us = created_us;
+	atomic_init(&c->last_access_us, created_us);
 	ctx_mutex_init(&c->write_lock);
 	return c;
 }
@@ -341,6 +395,9 @@ static void context_remove(ctx_store *s, ctx_context *c)
 	ctx_state_release(atomic_exchange(&c->visible, NULL));
 	ctx_state_release(c->head);
 	c->head = NULL;
+	c->oldest = NULL;
+	c->kept = 0;
+	points_clear(c);
 	atomic_fetch_sub(&s->live, 1);
 }
 
@@ -388,7 +445,7 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
 	if (st != CTX_OK)
 		return st;
-	ctx_context *c = context_new(s, id, idlen, ctx_now_us());
+	ctx_context *c = context_new(s, id, idlen, store_now_us(s));
 	hamt empty = {0};
 	ctx_state *first = c ? state_new(c, 1, empty, empty) : NULL;
 	if (!first) {
@@ -397,7 +454,7 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		return ctx_fail(CTX_NOMEM, "no memory for a context");
 	}
 	first->updated_us = c->created_us;
-	c->head = first;
+	context_push_head(c, first);
 	/* Inserted locked and invisible: writers that find it wait for the
 	 * create, readers do not see it until its first version is published. */
 	pthread_mutex_lock(&c->write_lock);
@@ -442,34 +499,35 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 	if (s->wait_durable) {
 		ctx_state_retain(first);
 		pthread_mutex_unlock(&c->write_lock);
-		return context_publish_durable(c, first, rev);
+		st = context_publish_durable(c, first, rev);
+	} else {
+		context_publish(c, first);
+		pthread_mutex_unlock(&c->write_lock);
 	}
-	context_publish(c, first);
-	pthread_mutex_unlock(&c->write_lock);
-	return CTX_OK;
+	if (st == CTX_OK)
+		store_report(s, rev, CTX_EVENT_CREATED, c, 1, 0, NULL, NULL);
+	return st;
 }
 
-ctx_status ctx_drop(ctx_store *s, const char *id)
+/* Drop c (kind: dropped or expired); if idle_since is not 0, only if it was
+ * not used after that time (else CTX_CONFLICT). The caller's reference to c stays
+ * the caller's. */
+ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since)
 {
-	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
-	if (st != CTX_OK)
-		return st;
-	ctx_context *c = store_find_context(s, id, idlen);
-	if (!c)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
-
+	ctx_store *s = c->store;
+	ctx_status st = CTX_OK;
 	pthread_mutex_lock(&c->write_lock);
 	uint64_t rev = 0;
 	if (atomic_load(&c->dropped))
-		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", c->id);
+	else if (idle_since && atomic_load(&c->last_access_us) > idle_since)
+		st = ctx_fail(CTX_CONFLICT, "context '%s' was used meanwhile", c->id);
 	else if (s->log)
-		st = append_id_record(s, c, REC_DROP, &rev);
+		st = append_id_record(s, c, kind == CTX_EVENT_EXPIRED ? REC_EXPIRE : REC_DROP, &rev);
 	else
-		atomic_fetch_add(&s->revision, 1);
+		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	if (st != CTX_OK) {
 		pthread_mutex_unlock(&c->write_lock);
-		context_release(c);
 		return st;
 	}
 	/* No more commits from here on; readers keep seeing the last version
@@ -486,6 +544,21 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 		context_release(c); /* the table's reference */
 	}
 	pthread_mutex_unlock(&c->write_lock);
+	if (st == CTX_OK)
+		store_report(s, rev, kind, c, 0, 0, NULL, NULL);
+	return st;
+}
+
+ctx_status ctx_drop(ctx_store *s, const char *id)
+{
+	size_t idlen;
+	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	if (st != CTX_OK)
+		return st;
+	ctx_context *c = store_find_context(s, id, idlen);
+	if (!c)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	st = context_drop(c, CTX_EVENT_DROPPED, 0);
 	context_release(c);
 	return st;
 }
@@ -494,7 +567,7 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 
 void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st)
 {
-	c->head = st;
+	context_push_head(c, st);
 	atomic_store(&c->visible, ctx_state_retain(st));
 	context_retain(c); /* the table's */
 	tsan_publish(c);
@@ -520,8 +593,7 @@ void store_remove_recovered(ctx_store *s, ctx_context *c)
 
 void store_set_head_recovered(ctx_context *c, ctx_state *st)
 {
-	ctx_state_release(c->head);
-	c->head = st;
+	context_push_head(c, st);
 	ctx_state_release(atomic_exchange(&c->visible, ctx_state_retain(st)));
 }
 

@@ -30,10 +30,31 @@ struct ctx_state {
 	uint64_t version;
 	uint64_t revision;
 	uint64_t updated_us;
+	size_t changed;   /* keys written by the commit that made it */
 	hamt data;
 	hamt meta;
+	/* History: each kept version holds a reference to the one before it;
+	 * the oldest kept one has none. `next` is the version after it (no
+	 * reference; only used under the context's write lock). */
+	_Atomic(ctx_state *) prev;
+	ctx_state *next;
 	struct rcu_head rcu;
 };
+
+/* Recovery points of a context: an immutable set, replaced whole under the
+ * write lock and read under RCU. Each entry holds a reference to its state. */
+typedef struct point_entry {
+	ctx_state *st;
+	uint64_t time_us;
+	uint64_t checksum; /* data.sum + meta.sum when the point was made */
+	char label[CTX_LABEL_MAX + 1];
+} point_entry;
+
+typedef struct point_set {
+	struct rcu_head rcu;
+	size_t count;
+	point_entry e[];
+} point_set;
 
 struct ctx_context {
 	struct cds_lfht_node node; /* in store.table while live */
@@ -44,6 +65,11 @@ struct ctx_context {
 	pthread_mutex_t write_lock;
 	uint64_t incarnation;          /* revision of its creation */
 	ctx_state *head;               /* newest committed version (write_lock) */
+	ctx_state *oldest;             /* oldest version in the history chain */
+	size_t kept;                   /* versions in the chain, head included */
+	_Atomic(point_set *) points;   /* NULL: none */
+	uint64_t ttl_us;               /* idle time-to-live, 0 = none (write_lock) */
+	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
 	atomic_bool dropped;           /* no more commits; set under write_lock */
 	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
@@ -63,6 +89,7 @@ struct ctx_store {
 	atomic_size_t live;                /* contexts in the table */
 	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
 	struct ctx_log *log;               /* NULL: memory only */
+	struct feed *feed;                 /* the change feed behind watches */
 	bool wait_durable;                 /* durability always: wait for syncs */
 
 	/* The background checkpointer (with a log). */
@@ -74,6 +101,59 @@ struct ctx_store {
 	atomic_uint_fast64_t checkpoints;  /* written since open */
 	atomic_flag checkpoint_busy;       /* one checkpoint at a time */
 };
+
+/* The store's clock (options.clock_us, or the real time). */
+uint64_t store_now_us(const ctx_store *s);
+
+/* Make next (built on c->head) the head: the old head becomes its
+ * predecessor in the history chain, and the oldest version past
+ * history_depth leaves the chain. write_lock held, or recovery. */
+void context_push_head(ctx_context *c, ctx_state *next);
+
+/* One operation of a transaction (or of a restore's log record). */
+enum op_kind { OP_PUT, OP_DEL, OP_META_PUT, OP_META_DEL };
+typedef struct txn_op {
+	enum op_kind kind;
+	hamt_leaf *leaf; /* for deletes: the key only (a value is ignored) */
+} txn_op;
+
+struct body_buf;
+/* Encode the body of a commit record holding ops (txn.c). */
+ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
+                         struct body_buf *b);
+
+/* What a commit reports to watchers. */
+typedef struct commit_event {
+	ctx_event_kind kind;
+	size_t nkeys;
+	const void *const *keys;
+	const size_t *klens;
+} commit_event;
+
+struct log_record;
+/* Finish a commit: log, push head, publish, report (txn.c). c->write_lock
+ * held on entry, released on return. */
+ctx_status commit_finish(ctx_context *c, ctx_state *next, struct log_record *rec,
+                         const commit_event *ev, uint64_t *version_out);
+
+/* Report revision rev to the change feed (a no-op without one). */
+void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_context *c,
+                  uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
+void store_report_skip(ctx_store *s, uint64_t rev);
+
+/* Make a recovery point of version if auto_point_every says so (points.c). */
+void auto_point(ctx_context *c, uint64_t version);
+
+/* Points (points.c): add or remove under the write lock; the old set is
+ * freed after a grace period. */
+ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
+                      uint64_t checksum);
+bool points_remove(ctx_context *c, uint64_t version);
+void points_clear(ctx_context *c);
+
+/* Drop c (CTX_EVENT_DROPPED or CTX_EVENT_EXPIRED); if idle_since is not 0,
+ * only if it was not used after that time (else CTX_CONFLICT). */
+ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since);
 
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen);

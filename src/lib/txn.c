@@ -26,12 +26,6 @@
 #include "store.h"
 #include "util.h"
 
-enum op_kind { OP_PUT, OP_DEL, OP_META_PUT, OP_META_DEL };
-
-typedef struct txn_op {
-	enum op_kind kind;
-	hamt_leaf *leaf; /* for deletes: the key only */
-} txn_op;
 
 struct ctx_txn {
 	ctx_store *store;
@@ -50,8 +44,8 @@ static const uint8_t op_codes[] = {
 
 /* Encode the body of the commit record for ops (see format.h). Done before
  * any lock is taken: the record's version and revision live in its header. */
-static ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n,
-                                uint64_t updated_us, body_buf *b)
+ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
+                         body_buf *b)
 {
 	size_t size = 2 + c->idlen + 8 + 4;
 	for (size_t i = 0; i < n; i++)
@@ -81,6 +75,51 @@ static ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t 
 	return CTX_OK;
 }
 
+/* The second half of every commit (transactions and restores): c's write
+ * lock is held and next was built on c->head. Log it (rec: its body is
+ * ready, the header is filled here), make it the head, publish it, report it
+ * to the feed. Unlocks the write lock. */
+ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
+                         const commit_event *ev, uint64_t *version_out)
+{
+	ctx_store *s = c->store;
+	ctx_status st = CTX_OK;
+	uint64_t rev;
+	if (s->log) {
+		rec->version = next->version;
+		rec->incarnation = c->incarnation;
+		if ((st = log_append(s->log, rec, &rev)) != CTX_OK) {
+			ctx_state_release(next);
+			pthread_mutex_unlock(&c->write_lock);
+			return st;
+		}
+	} else {
+		rev = atomic_fetch_add(&s->revision, 1) + 1;
+	}
+	next->revision = rev;
+	context_push_head(c, next);
+	atomic_store_explicit(&c->last_access_us, next->updated_us, memory_order_relaxed);
+	uint64_t version = next->version;
+	ctx_state_retain(next);
+	if (s->wait_durable) {
+		/* Flush pipelining: the next writer builds on this version while
+		 * this one waits for its sync, holding no lock. */
+		pthread_mutex_unlock(&c->write_lock);
+		st = context_publish_durable(c, next, rev);
+	} else {
+		context_publish(c, next);
+		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_release(next);
+	}
+	if (st == CTX_OK) {
+		store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
+		auto_point(c, version);
+		if (version_out)
+			*version_out = version;
+	}
+	return st;
+}
+
 /* Apply ops to the newest version of c and commit the result. If strict_del is
  * set, deleting an absent key fails the commit with CTX_NOT_FOUND. */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
@@ -88,7 +127,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
-	uint64_t now = ctx_now_us();
+	uint64_t now = store_now_us(s);
 	body_buf body = {0};
 	log_record rec = {0};
 	if (s->log) {
@@ -97,33 +136,51 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
 		                   crc32c(0, body.data, body.len)};
 	}
+	/* The keys, for watchers. */
+	const void *key_buf[8];
+	size_t klen_buf[8];
+	const void **keys = n <= 8 ? key_buf : malloc(n * sizeof(*keys));
+	size_t *klens = n <= 8 ? klen_buf : malloc(n * sizeof(*klens));
+	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens};
+	if (keys && klens) {
+		for (size_t i = 0; i < n; i++) {
+			keys[i] = hamt_leaf_key(ops[i].leaf);
+			klens[i] = ops[i].leaf->klen;
+		}
+		ev.nkeys = n;
+	}
 
 	pthread_mutex_lock(&c->write_lock);
 	if (atomic_load(&c->dropped)) {
 		st = ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
-		goto out;
+		goto fail;
 	}
 	ctx_state *head = c->head;
 	if (expected && expected != head->version) {
 		st = ctx_fail(CTX_CONFLICT, "context '%s' is at version %llu, not %llu", c->id,
 		              (unsigned long long)head->version, (unsigned long long)expected);
-		goto out;
+		goto fail;
 	}
 
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&head->data);
 	hamt meta = hamt_retain(&head->meta);
+	size_t changed = 0;
 	for (size_t i = 0; i < n && st == CTX_OK; i++) {
 		hamt_leaf *l = ops[i].leaf;
 		hamt *m = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL ? &data : &meta;
 		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
+			l->time_us = now; /* not shared yet: only this commit holds it */
 			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 			st = hamt_set(m, l, edit);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
+			changed++;
 		} else {
 			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
-			if (st == CTX_NOT_FOUND && !strict_del)
+			if (st == CTX_OK)
+				changed++;
+			else if (st == CTX_NOT_FOUND && !strict_del)
 				st = CTX_OK;
 		}
 	}
@@ -135,41 +192,20 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 			st = CTX_NOMEM;
 		st = st == CTX_NOT_FOUND ? ctx_fail(st, "no such key in context '%s'", c->id)
 		                         : ctx_fail(st, "no memory to commit to '%s'", c->id);
-		goto out;
+		goto fail;
 	}
 	next->updated_us = now;
-	uint64_t rev;
-	if (s->log) {
-		rec.version = next->version;
-		rec.incarnation = c->incarnation;
-		if ((st = log_append(s->log, &rec, &rev)) != CTX_OK) {
-			ctx_state_release(next);
-			goto out;
-		}
-	} else {
-		rev = atomic_fetch_add(&s->revision, 1) + 1;
-	}
-	next->revision = rev;
-	c->head = next;
-	ctx_state_release(head);
-	uint64_t version = next->version;
-	if (s->wait_durable) {
-		/* Flush pipelining: the next writer builds on this version while
-		 * this one waits for its sync, holding no lock. */
-		ctx_state_retain(next);
-		pthread_mutex_unlock(&c->write_lock);
-		body_free(&body);
-		st = context_publish_durable(c, next, rev);
-		if (st == CTX_OK && version_out)
-			*version_out = version;
-		return st;
-	}
-	context_publish(c, next);
-	if (version_out)
-		*version_out = version;
-out:
+	next->changed = changed;
+	st = commit_finish(c, next, &rec, &ev, version_out);
+	goto out;
+fail:
 	pthread_mutex_unlock(&c->write_lock);
+out:
 	body_free(&body);
+	if (keys != key_buf)
+		free(keys);
+	if (klens != klen_buf)
+		free(klens);
 	return st;
 }
 

@@ -14,6 +14,9 @@
 /* Record a detail message for ctx_last_error() and return st. */
 ctx_status ctx_fail(ctx_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Byte order of keys: memcmp, shorter first on a common prefix. */
+int ctx_key_compare(const void *a, size_t alen, const void *b, size_t blen);
+
 /* Wall-clock time in microseconds since 1970. */
 uint64_t ctx_now_us(void);
 

@@ -1,0 +1,534 @@
+/*
+ * points.c - history, recovery points and restore.
+ *
+ * History: every version holds a reference to the one before it, so the kept
+ * versions of a context form a chain from its head back to `oldest`; a
+ * commit that makes the chain longer than history_depth cuts its oldest
+ * link (context_push_head). Looking a version up walks the chain from the
+ * visible version under RCU, without a lock: a version's struct outlives its
+ * last reference by a grace period, and a link cut meanwhile only ends the
+ * walk early ("left history").
+ *
+ * Points: an immutable set per context (at most max_points entries), each
+ * holding a reference to the version it pins, so a point costs O(1) whatever
+ * the size of the context: the version's trie is shared, not copied. The set
+ * is replaced whole under the context's write lock and read under RCU.
+ * Each point records the content checksum of its version (hamt.sum of data
+ * and metadata, kept up to date by every change in O(1)); restore compares
+ * it again and refuses a point whose content no longer matches.
+ *
+ * Restore: the target version's tries become the next version's tries (O(1)
+ * again); the log record holds the difference to the head, computed from the
+ * structure the two versions share, so its cost grows with what changed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* ---- the point set ---------------------------------------------------------- */
+
+static void point_set_free_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	free(caa_container_of(head, point_set, rcu));
+}
+
+/* Install `next` (NULL: none) as c's points; the references the old set held
+ * go (those of states `next` keeps were retained for it). */
+static void points_replace(ctx_context *c, point_set *next)
+{
+	point_set *old = atomic_exchange(&c->points, next);
+	if (!old)
+		return;
+	for (size_t i = 0; i < old->count; i++)
+		ctx_state_release(old->e[i].st);
+	ctx_call_rcu(&old->rcu, point_set_free_rcu);
+}
+
+/* A copy of c's points without the entry of `skip_version` (0: none) and
+ * without the first `drop_oldest` entries, with room for one more. */
+static point_set *points_copy(const ctx_context *c, uint64_t skip_version, size_t drop_oldest)
+{
+	const point_set *old = atomic_load(&c->points);
+	size_t n = old ? old->count : 0;
+	point_set *p = malloc(sizeof(*p) + (n + 1) * sizeof(point_entry));
+	if (!p)
+		return NULL;
+	p->count = 0;
+	for (size_t i = drop_oldest; i < n; i++) {
+		if (old->e[i].st->version == skip_version)
+			continue;
+		p->e[p->count] = old->e[i];
+		ctx_state_retain(p->e[p->count].st);
+		p->count++;
+	}
+	return p;
+}
+
+static const point_entry *points_find(const point_set *p, uint64_t version)
+{
+	for (size_t i = 0; p && i < p->count; i++)
+		if (p->e[i].st->version == version)
+			return &p->e[i];
+	return NULL;
+}
+
+ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
+                      uint64_t checksum)
+{
+	const point_set *old = atomic_load(&c->points);
+	size_t n = old ? old->count : 0;
+	bool replacing = points_find(old, st->version) != NULL;
+	size_t over = !replacing && n >= c->store->opts.max_points ? n + 1 - c->store->opts.max_points
+	                                                          : 0;
+	point_set *p = points_copy(c, st->version, over);
+	if (!p)
+		return ctx_fail(CTX_NOMEM, "no memory for a point");
+	point_entry *e = &p->e[p->count++];
+	e->st = ctx_state_retain(st);
+	e->time_us = time_us;
+	e->checksum = checksum;
+	snprintf(e->label, sizeof(e->label), "%s", label ? label : "");
+	points_replace(c, p);
+	return CTX_OK;
+}
+
+bool points_remove(ctx_context *c, uint64_t version)
+{
+	if (!points_find(atomic_load(&c->points), version))
+		return false;
+	point_set *p = points_copy(c, version, 0);
+	if (!p)
+		return false;
+	points_replace(c, p->count ? p : NULL);
+	if (!p->count)
+		free(p);
+	return true;
+}
+
+void points_clear(ctx_context *c)
+{
+	points_replace(c, NULL);
+}
+
+static uint64_t content_checksum(const ctx_state *st)
+{
+	return st->data.sum + st->meta.sum;
+}
+
+/* ---- lookups ---------------------------------------------------------------- */
+
+static ctx_status find_context(ctx_store *s, const char *id, ctx_context **out)
+{
+	size_t idlen;
+	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	if (st != CTX_OK)
+		return st;
+	*out = store_find_context(s, id, idlen);
+	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+}
+
+/* Version `version` in the chain from `from`, or in the points; the caller is
+ * in an RCU read-side critical section or holds the write lock. */
+static ctx_state *find_version(const ctx_context *c, ctx_state *from, uint64_t version)
+{
+	ctx_state *st = from;
+	while (st && st->version > version)
+		st = atomic_load(&st->prev);
+	if (st && st->version == version)
+		return st;
+	const point_entry *e = points_find(atomic_load(&c->points), version);
+	return e ? e->st : NULL;
+}
+
+ctx_status ctx_get_at(ctx_store *s, const char *id, uint64_t version, ctx_state **out)
+{
+	ctx_context *c;
+	ctx_status st = out ? find_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
+	if (st != CTX_OK)
+		return st;
+	ctx_state *found = NULL;
+	ctx_rcu_read_lock();
+	ctx_state *v = atomic_load_explicit(&c->visible, memory_order_acquire);
+	if (v && version <= v->version) {
+		found = find_version(c, v, version);
+		if (found && !state_try_retain(found))
+			found = NULL;
+	}
+	ctx_rcu_read_unlock();
+	context_release(c);
+	if (!found)
+		return ctx_fail(CTX_NOT_FOUND, "version %llu of '%s' is not in history",
+		                (unsigned long long)version, id);
+	*out = found;
+	return CTX_OK;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+	const ctx_history_entry *x = a, *y = b;
+	return (x->version > y->version) - (x->version < y->version);
+}
+
+ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count)
+{
+	ctx_context *c;
+	ctx_status st = out && count ? find_context(s, id, &c)
+	                             : ctx_fail(CTX_INVALID, "NULL output");
+	if (st != CTX_OK)
+		return st;
+	size_t cap = s->opts.history_depth + s->opts.max_points + 1, n = 0;
+	ctx_history_entry *h = malloc(cap * sizeof(*h));
+	if (!h) {
+		context_release(c);
+		return ctx_fail(CTX_NOMEM, "no memory for the history");
+	}
+	ctx_rcu_read_lock();
+	const point_set *p = atomic_load(&c->points);
+	for (ctx_state *v = atomic_load(&c->visible); v && n < cap; v = atomic_load(&v->prev))
+		h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us, v->changed,
+		                             points_find(p, v->version) != NULL};
+	size_t chained = n;
+	uint64_t newest = n ? h[0].version : 0;
+	for (size_t i = 0; p && i < p->count && n < cap; i++) {
+		const ctx_state *v = p->e[i].st;
+		bool listed = v->version > newest;
+		for (size_t j = 0; j < chained && !listed; j++)
+			listed = h[j].version == v->version;
+		if (!listed)
+			h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us, v->changed,
+			                             true};
+	}
+	ctx_rcu_read_unlock();
+	context_release(c);
+	qsort(h, n, sizeof(*h), compare_entries);
+	*out = h;
+	*count = n;
+	return CTX_OK;
+}
+
+/* ---- points ----------------------------------------------------------------- */
+
+static ctx_status check_label(const char *label)
+{
+	if (!label)
+		return CTX_OK;
+	size_t n = strnlen(label, CTX_LABEL_MAX + 1);
+	if (n > CTX_LABEL_MAX)
+		return ctx_fail(CTX_INVALID, "label longer than %d bytes", CTX_LABEL_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)label[i] < 0x20 || label[i] == 0x7f)
+			return ctx_fail(CTX_INVALID, "label has a control byte at %zu", i);
+	return CTX_OK;
+}
+
+/* Log a point record (or a point removal) of c; write lock held. */
+static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, uint64_t version,
+                            uint64_t *rev)
+{
+	size_t llen = e ? strlen(e->label) : 0;
+	unsigned char buf[2 + CTX_ID_MAX + 17 + CTX_LABEL_MAX];
+	put_u16(buf, (uint16_t)c->idlen);
+	memcpy(buf + 2, c->id, c->idlen);
+	size_t len = 2 + c->idlen;
+	if (e) {
+		put_u64(buf + len, e->time_us);
+		put_u64(buf + len + 8, e->checksum);
+		buf[len + 16] = (unsigned char)llen;
+		memcpy(buf + len + 17, e->label, llen);
+		len += 17 + llen;
+	}
+	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len)};
+	return log_append(c->store->log, &rec, rev);
+}
+
+/* Wait for a point record to be durable and report its revision. */
+static ctx_status finish_point_record(ctx_store *s, uint64_t rev)
+{
+	ctx_status st = s->wait_durable ? log_wait(s->log, rev) : CTX_OK;
+	if (st == CTX_OK)
+		store_report_skip(s, rev);
+	return st;
+}
+
+/* Pin version `version` (the head when 0) of c. */
+static ctx_status point_create(ctx_context *c, uint64_t version, const char *label,
+                               uint64_t *version_out)
+{
+	ctx_store *s = c->store;
+	uint64_t rev = 0;
+	ctx_status st = CTX_OK;
+	pthread_mutex_lock(&c->write_lock);
+	ctx_state *v = atomic_load(&c->dropped) ? NULL
+	               : version ? find_version(c, c->head, version) : c->head;
+	if (!v) {
+		pthread_mutex_unlock(&c->write_lock);
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
+	}
+	uint64_t pinned = v->version;
+	st = points_add(c, v, label, store_now_us(s), content_checksum(v));
+	if (st == CTX_OK && s->log) {
+		const point_entry *e = points_find(atomic_load(&c->points), pinned);
+		st = log_point(c, REC_POINT, e, pinned, &rev);
+		if (st != CTX_OK)
+			points_remove(c, pinned);
+	}
+	pthread_mutex_unlock(&c->write_lock);
+	if (st == CTX_OK && s->log)
+		st = finish_point_record(s, rev);
+	if (st == CTX_OK && version_out)
+		*version_out = pinned;
+	return st;
+}
+
+ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
+                            uint64_t *version_out)
+{
+	ctx_context *c;
+	ctx_status st = check_label(label);
+	if (st == CTX_OK)
+		st = find_context(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	st = point_create(c, 0, label, version_out);
+	context_release(c);
+	return st;
+}
+
+void auto_point(ctx_context *c, uint64_t version)
+{
+	unsigned k = c->store->opts.auto_point_every;
+	if (k && version % k == 0)
+		(void)point_create(c, version, "auto", NULL);
+}
+
+ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count)
+{
+	ctx_context *c;
+	ctx_status st = out && count ? find_context(s, id, &c)
+	                             : ctx_fail(CTX_INVALID, "NULL output");
+	if (st != CTX_OK)
+		return st;
+	ctx_point *list = malloc((s->opts.max_points + 1) * sizeof(*list));
+	size_t n = 0;
+	if (list) {
+		ctx_rcu_read_lock();
+		const point_set *p = atomic_load(&c->points);
+		for (size_t i = 0; p && i < p->count && n <= s->opts.max_points; i++) {
+			const point_entry *e = &p->e[i];
+			ctx_point *o = &list[n++];
+			o->version = e->st->version;
+			o->time_us = e->time_us;
+			o->keys = e->st->data.count;
+			o->bytes = e->st->data.bytes;
+			o->checksum = e->checksum;
+			memcpy(o->label, e->label, sizeof(o->label));
+		}
+		ctx_rcu_read_unlock();
+	}
+	context_release(c);
+	if (!list)
+		return ctx_fail(CTX_NOMEM, "no memory for the list of points");
+	*out = list;
+	*count = n;
+	return CTX_OK;
+}
+
+ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
+{
+	ctx_context *c;
+	ctx_status st = find_context(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	uint64_t rev = 0;
+	pthread_mutex_lock(&c->write_lock);
+	const point_entry *e = points_find(atomic_load(&c->points), version);
+	if (!e)
+		st = ctx_fail(CTX_NOT_FOUND, "no point on version %llu of '%s'",
+		              (unsigned long long)version, id);
+	else if (s->log)
+		st = log_point(c, REC_POINT_DEL, NULL, version, &rev);
+	if (st == CTX_OK && !points_remove(c, version))
+		st = ctx_fail(CTX_NOMEM, "no memory to remove a point");
+	pthread_mutex_unlock(&c->write_lock);
+	if (st == CTX_OK && s->log)
+		st = finish_point_record(s, rev);
+	context_release(c);
+	return st;
+}
+
+/* ---- restore ---------------------------------------------------------------- */
+
+/* The operations that turn one version into another, for the log record
+ * and for watchers. */
+typedef struct restore_ops {
+	size_t count, cap;
+	txn_op *ops;
+	bool meta;
+	ctx_status st;
+} restore_ops;
+
+static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	restore_ops *r = arg;
+	if (r->count == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		txn_op *g = realloc(r->ops, cap * sizeof(*g));
+		if (!g)
+			return CTX_NOMEM;
+		r->ops = g;
+		r->cap = cap;
+	}
+	bool put = new_ != NULL;
+	r->ops[r->count++] = (txn_op){
+	        put ? (r->meta ? OP_META_PUT : OP_PUT) : (r->meta ? OP_META_DEL : OP_DEL),
+	        (hamt_leaf *)(put ? new_ : old)};
+	return CTX_OK;
+}
+
+/* Restore the version chosen by pick(c, arg) (write lock held). */
+typedef const ctx_state *(*pick_fn)(ctx_context *c, const void *arg, bool *is_point,
+                                    uint64_t *checksum);
+
+static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void *arg,
+                          uint64_t *new_version_out)
+{
+	ctx_context *c;
+	ctx_status st = find_context(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	restore_ops r = {0};
+	body_buf body = {0};
+	const void **keys = NULL;
+	size_t *klens = NULL;
+	pthread_mutex_lock(&c->write_lock);
+	bool is_point = false;
+	uint64_t checksum = 0;
+	const ctx_state *target = atomic_load(&c->dropped) ? NULL : pick(c, arg, &is_point, &checksum);
+	ctx_state *head = c->head, *next = NULL;
+	uint64_t now = store_now_us(s);
+	if (!target) {
+		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", id);
+	} else if (is_point && checksum != content_checksum(target)) {
+		st = ctx_fail(CTX_CORRUPT, "point on version %llu of '%s' is damaged (checksum)",
+		              (unsigned long long)target->version, id);
+	} else if (hamt_diff(&head->data, &target->data, collect_op, &r) != CTX_OK ||
+	           (r.meta = true, hamt_diff(&head->meta, &target->meta, collect_op, &r)) != CTX_OK ||
+	           (s->log && encode_commit(c, r.ops, r.count, now, &body) != CTX_OK) ||
+	           !(keys = malloc((r.count + 1) * sizeof(*keys))) ||
+	           !(klens = malloc((r.count + 1) * sizeof(*klens))) ||
+	           !(next = state_new(c, head->version + 1, hamt_retain(&target->data),
+	                              hamt_retain(&target->meta)))) {
+		st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
+	}
+	if (st != CTX_OK) {
+		pthread_mutex_unlock(&c->write_lock);
+	} else {
+		for (size_t i = 0; i < r.count; i++) {
+			keys[i] = hamt_leaf_key(r.ops[i].leaf);
+			klens[i] = r.ops[i].leaf->klen;
+		}
+		next->updated_us = now;
+		next->changed = r.count;
+		log_record rec = {REC_RESTORE, 0, 0, body.data, (uint32_t)body.len,
+		                  body.len ? crc32c(0, body.data, body.len) : 0};
+		commit_event ev = {CTX_EVENT_RESTORED, r.count, keys, klens};
+		st = commit_finish(c, next, &rec, &ev, new_version_out);
+	}
+	free(keys);
+	free(klens);
+	free(r.ops);
+	body_free(&body);
+	context_release(c);
+	return st;
+}
+
+static const ctx_state *pick_version(ctx_context *c, const void *arg, bool *is_point,
+                                     uint64_t *checksum)
+{
+	uint64_t version = *(const uint64_t *)arg;
+	const point_entry *e = points_find(atomic_load(&c->points), version);
+	if (e) {
+		*is_point = true;
+		*checksum = e->checksum;
+		return e->st;
+	}
+	return find_version(c, c->head, version);
+}
+
+/* The newest point satisfying `match`. */
+static const ctx_state *pick_point(ctx_context *c, bool (*match)(const point_entry *, const void *),
+                                   const void *arg, bool *is_point, uint64_t *checksum)
+{
+	const point_set *p = atomic_load(&c->points);
+	const point_entry *best = NULL;
+	for (size_t i = 0; p && i < p->count; i++)
+		if (match(&p->e[i], arg) && (!best || p->e[i].time_us >= best->time_us))
+			best = &p->e[i];
+	if (!best)
+		return NULL;
+	*is_point = true;
+	*checksum = best->checksum;
+	return best->st;
+}
+
+static bool match_any(const point_entry *e, const void *arg)
+{
+	return true;
+}
+
+static bool match_label(const point_entry *e, const void *arg)
+{
+	return strcmp(e->label, arg) == 0;
+}
+
+static bool match_before(const point_entry *e, const void *arg)
+{
+	return e->time_us <= *(const uint64_t *)arg;
+}
+
+static const ctx_state *pick_latest(ctx_context *c, const void *arg, bool *p, uint64_t *sum)
+{
+	return pick_point(c, match_any, arg, p, sum);
+}
+
+static const ctx_state *pick_label(ctx_context *c, const void *arg, bool *p, uint64_t *sum)
+{
+	return pick_point(c, match_label, arg, p, sum);
+}
+
+static const ctx_state *pick_before(ctx_context *c, const void *arg, bool *p, uint64_t *sum)
+{
+	return pick_point(c, match_before, arg, p, sum);
+}
+
+ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out)
+{
+	return restore(s, id, pick_version, &version, new_version_out);
+}
+
+ctx_status ctx_restore_latest(ctx_store *s, const char *id, uint64_t *new_version_out)
+{
+	return restore(s, id, pick_latest, NULL, new_version_out);
+}
+
+ctx_status ctx_restore_label(ctx_store *s, const char *id, const char *label,
+                             uint64_t *new_version_out)
+{
+	if (!label)
+		return ctx_fail(CTX_INVALID, "NULL label");
+	return restore(s, id, pick_label, label, new_version_out);
+}
+
+ctx_status ctx_restore_before(ctx_store *s, const char *id, uint64_t time_us,
+                              uint64_t *new_version_out)
+{
+	return restore(s, id, pick_before, &time_us, new_version_out);
+}
