@@ -51,7 +51,8 @@ typedef struct out_file {
 	int fd;
 	int err; /* first errno */
 	size_t len;
-	uint32_t crc; /* running crc of the current section payload */
+	uint32_t crc;     /* running crc of the current section payload */
+	uint64_t counted; /* bytes of the current section payload */
 	unsigned char buf[1 << 20];
 } out_file;
 
@@ -66,6 +67,7 @@ static void out_bytes(out_file *o, const void *p, size_t n)
 {
 	const unsigned char *b = p;
 	o->crc = crc32c(o->crc, p, n);
+	o->counted += n;
 	while (n) {
 		size_t room = sizeof(o->buf) - o->len;
 		size_t k = n < room ? n : room;
@@ -78,62 +80,152 @@ static void out_bytes(out_file *o, const void *p, size_t n)
 	}
 }
 
-static void out_map(out_file *o, const hamt *m)
+static void out_u64(out_file *o, uint64_t v)
+{
+	unsigned char b[8];
+	put_u64(b, v);
+	out_bytes(o, b, 8);
+}
+
+/* One pair (or one op of a delta: kind first). */
+static void out_leaf(out_file *o, int kind, const hamt_leaf *l, bool with_value)
+{
+	unsigned char h[17];
+	size_t n = 0;
+	if (kind >= 0)
+		h[n++] = (unsigned char)kind;
+	uint32_t vlen = with_value ? l->vlen : 0;
+	put_u32(h + n, l->klen);
+	put_u32(h + n + 4, vlen);
+	put_u64(h + n + 8, l->time_us);
+	out_bytes(o, h, n + 16);
+	out_bytes(o, l->data, (size_t)l->klen + vlen);
+}
+
+static void out_full(out_file *o, const hamt *m)
 {
 	hamt_cursor cur;
 	hamt_cursor_init(&cur, m);
 	const hamt_leaf *l;
-	while ((l = hamt_cursor_next(&cur))) {
-		unsigned char h[8];
-		put_u32(h, l->klen);
-		put_u32(h + 4, l->vlen);
-		out_bytes(o, h, 8);
-		out_bytes(o, l->data, (size_t)l->klen + l->vlen);
-	}
+	while ((l = hamt_cursor_next(&cur)))
+		out_leaf(o, -1, l, true);
 }
 
-static void out_section(out_file *o, const ctx_context *c, const ctx_state *st)
+/* A delta: count its ops first (a diff pass), then write them (another). */
+static ctx_status count_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
 {
-	unsigned char h[CKPT_SECTION_SIZE];
-	uint64_t payload = c->idlen + 8 * (st->data.count + st->meta.count) + st->data.bytes +
-	                   st->meta.bytes;
-	put_u32(h + 4, (uint32_t)c->idlen);
-	put_u64(h + 8, c->incarnation);
-	put_u64(h + 16, c->created_us);
-	put_u64(h + 24, st->version);
-	put_u64(h + 32, st->revision);
-	put_u64(h + 40, st->updated_us);
-	put_u64(h + 48, st->data.count);
-	put_u64(h + 56, st->meta.count);
-	put_u64(h + 64, payload);
-	put_u32(h, crc32c(0, h + 4, CKPT_SECTION_SIZE - 4));
-	out_bytes(o, h, sizeof(h));
-	o->crc = 0;
-	out_bytes(o, c->id, c->idlen);
-	out_map(o, &st->data);
-	out_map(o, &st->meta);
-	unsigned char t[4];
-	put_u32(t, o->crc);
-	out_bytes(o, t, 4);
+	(*(uint64_t *)arg)++;
+	return CTX_OK;
+}
+
+static ctx_status write_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	out_leaf(arg, new_ ? 0 : 1, new_ ? new_ : old, new_ != NULL);
+	return CTX_OK;
+}
+
+static void out_delta(out_file *o, const hamt *from, const hamt *to)
+{
+	uint64_t n = 0;
+	hamt_diff(from, to, count_op, &n);
+	out_u64(o, n);
+	hamt_diff(from, to, write_op, o);
+}
+
+/* One kept version: in full, or as the changes from the one before it. */
+static void out_version(out_file *o, const ctx_state *prev, const ctx_state *st)
+{
+	out_u64(o, st->version);
+	out_u64(o, st->revision);
+	out_u64(o, st->updated_us);
+	out_u64(o, st->changed);
+	unsigned char kind = prev ? 1 : 0;
+	out_bytes(o, &kind, 1);
+	if (!prev) {
+		out_u64(o, st->data.count);
+		out_full(o, &st->data);
+		out_u64(o, st->meta.count);
+		out_full(o, &st->meta);
+	} else {
+		out_delta(o, &prev->data, &st->data);
+		out_delta(o, &prev->meta, &st->meta);
+	}
 }
 
 /* ---- taking the snapshot ---------------------------------------------------- */
 
+/* What a checkpoint writes of one context, taken under its write lock. */
+typedef struct ctx_snap {
+	ctx_context *c;
+	size_t nstates;
+	ctx_state **states; /* kept versions, ascending, head last */
+	size_t npoints;
+	point_entry *points; /* copies; their st is one of states */
+	uint64_t ttl_us;
+	uint64_t last_access_us;
+} ctx_snap;
+
 typedef struct snapshot {
-	size_t count, cap;
-	ctx_state **states;
+	size_t count;
+	ctx_snap *ctxs;
 } snapshot;
+
+static void snap_free(ctx_snap *cs)
+{
+	for (size_t i = 0; i < cs->nstates; i++)
+		ctx_state_release(cs->states[i]);
+	free(cs->states);
+	free(cs->points);
+}
 
 static void snapshot_free(snapshot *sn)
 {
 	for (size_t i = 0; i < sn->count; i++)
-		ctx_state_release(sn->states[i]);
-	free(sn->states);
+		snap_free(&sn->ctxs[i]);
+	free(sn->ctxs);
 }
 
-/* Take the head of every context that recovery from checkpoint `rev` must
- * find: the live ones, and those whose drop comes after rev in the log (the
- * drop may not be durable yet; replaying it will remove them). */
+static int compare_states(const void *a, const void *b)
+{
+	uint64_t x = (*(ctx_state *const *)a)->version, y = (*(ctx_state *const *)b)->version;
+	return (x > y) - (x < y);
+}
+
+/* Reference the kept versions and copy the points of c (write lock held). */
+static bool snap_take(ctx_context *c, ctx_snap *cs)
+{
+	const point_set *p = atomic_load(&c->points);
+	size_t np = p ? p->count : 0;
+	cs->c = c;
+	cs->nstates = 0;
+	cs->npoints = np;
+	cs->ttl_us = c->ttl_us;
+	cs->last_access_us = atomic_load(&c->last_access_us);
+	cs->states = malloc((c->kept + np) * sizeof(*cs->states));
+	cs->points = np ? malloc(np * sizeof(*cs->points)) : NULL;
+	if (!cs->states || (np && !cs->points)) {
+		free(cs->states);
+		free(cs->points);
+		return false;
+	}
+	for (ctx_state *v = c->head; v; v = atomic_load(&v->prev))
+		cs->states[cs->nstates++] = ctx_state_retain(v);
+	size_t chained = cs->nstates;
+	for (size_t i = 0; i < np; i++) {
+		cs->points[i] = p->e[i];
+		bool listed = false;
+		for (size_t j = 0; j < chained && !listed; j++)
+			listed = cs->states[j] == p->e[i].st;
+		if (!listed)
+			cs->states[cs->nstates++] = ctx_state_retain(p->e[i].st);
+	}
+	qsort(cs->states, cs->nstates, sizeof(*cs->states), compare_states);
+	return true;
+}
+
+/* Take every context that recovery from checkpoint `rev` must find: the live
+ * ones, and those whose drop comes after rev in the log (the drop may not be
+ * durable yet; replaying it will remove them). */
 static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 {
 	size_t n = 0, cap = atomic_load(&s->live) + 16;
@@ -161,28 +253,64 @@ static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 			ctxs[n++] = c;
 	}
 	ctx_rcu_read_unlock();
-	bool complete = cds_lfht_iter_get_node(&iter) == NULL;
+	bool ok = cds_lfht_iter_get_node(&iter) == NULL;
 
 	sn->count = 0;
-	sn->cap = n;
-	sn->states = malloc((n ? n : 1) * sizeof(*sn->states));
+	sn->ctxs = malloc((n ? n : 1) * sizeof(*sn->ctxs));
+	ok = ok && sn->ctxs;
 	for (size_t i = 0; i < n; i++) {
 		c = ctxs[i];
-		if (sn->states) {
+		if (ok) {
 			pthread_mutex_lock(&c->write_lock);
 			bool wanted = !atomic_load(&c->dropped) || c->drop_revision > rev;
-			if (wanted && c->head)
-				sn->states[sn->count++] = ctx_state_retain(c->head);
+			if (wanted && c->head) {
+				ok = snap_take(c, &sn->ctxs[sn->count]);
+				sn->count += ok;
+			}
 			pthread_mutex_unlock(&c->write_lock);
 		}
 		context_release(c);
 	}
 	free(ctxs);
-	if (!sn->states || !complete) {
+	if (!ok) {
 		snapshot_free(sn);
 		return ctx_fail(CTX_NOMEM, "no memory for a checkpoint");
 	}
 	return CTX_OK;
+}
+
+/* A context's section: header, payload (id, versions, points), trailer. */
+static void out_section(out_file *o, const ctx_snap *cs)
+{
+	const ctx_context *c = cs->c;
+	unsigned char h[CKPT_SECTION_SIZE];
+	put_u32(h + 4, (uint32_t)c->idlen);
+	put_u64(h + 8, c->incarnation);
+	put_u64(h + 16, c->created_us);
+	put_u64(h + 24, cs->ttl_us);
+	put_u64(h + 32, cs->last_access_us);
+	put_u32(h + 40, (uint32_t)cs->nstates);
+	put_u32(h + 44, (uint32_t)cs->npoints);
+	put_u32(h, crc32c(0, h + 4, CKPT_SECTION_SIZE - 4));
+	out_bytes(o, h, sizeof(h));
+	o->crc = 0;
+	o->counted = 0;
+	out_bytes(o, c->id, c->idlen);
+	for (size_t i = 0; i < cs->nstates; i++)
+		out_version(o, i ? cs->states[i - 1] : NULL, cs->states[i]);
+	for (size_t i = 0; i < cs->npoints; i++) {
+		const point_entry *e = &cs->points[i];
+		unsigned char len = (unsigned char)strlen(e->label);
+		out_u64(o, e->st->version);
+		out_u64(o, e->time_us);
+		out_u64(o, e->checksum);
+		out_bytes(o, &len, 1);
+		out_bytes(o, e->label, len);
+	}
+	unsigned char t[CKPT_SECTION_TRAILER];
+	put_u64(t, o->counted);
+	put_u32(t + 8, o->crc);
+	out_bytes(o, t, sizeof(t));
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -271,9 +399,10 @@ ctx_status checkpoint_run(ctx_store *s)
 	if (!o->err) {
 		out_bytes(o, h, sizeof(h));
 		for (size_t i = 0; i < sn.count && !o->err; i++) {
-			out_section(o, sn.states[i]->ctx, sn.states[i]);
-			if (sn.states[i]->revision > newest)
-				newest = sn.states[i]->revision;
+			out_section(o, &sn.ctxs[i]);
+			const ctx_snap *cs = &sn.ctxs[i];
+			if (cs->states[cs->nstates - 1]->revision > newest)
+				newest = cs->states[cs->nstates - 1]->revision;
 		}
 		unsigned char t[CKPT_TRAILER_SIZE] = {0};
 		memcpy(t, CKPT_END_MAGIC, 8);
@@ -367,28 +496,137 @@ static ctx_status load_fail(const char *path, uint64_t off, const char *what)
 	return ctx_fail(CTX_CORRUPT, "checkpoint %s: %s at offset %" PRIu64, path, what, off);
 }
 
-/* Parse count pairs from p (bounded by end) into m. */
-static bool load_map(hamt *m, const unsigned char **pp, const unsigned char *end, uint64_t count,
-                     uint64_t edit, ctx_status *st)
+typedef struct loader {
+	const unsigned char *p, *end;
+	bool bad;
+} loader;
+
+static const unsigned char *take(loader *r, uint64_t n)
 {
-	const unsigned char *p = *pp;
-	for (uint64_t i = 0; i < count; i++) {
-		if (end - p < 8)
-			return false;
-		uint32_t klen = get_u32(p), vlen = get_u32(p + 4);
-		p += 8;
-		if ((uint64_t)(end - p) < (uint64_t)klen + vlen || klen == 0)
-			return false;
-		hamt_leaf *l = hamt_leaf_new(p, klen, p + klen, vlen);
-		if (!l || hamt_set(m, l, edit) != CTX_OK) {
-			hamt_leaf_release(l);
-			*st = CTX_NOMEM;
-			return false;
-		}
-		p += (size_t)klen + vlen;
+	if (r->bad || (uint64_t)(r->end - r->p) < n) {
+		r->bad = true;
+		return NULL;
 	}
-	*pp = p;
-	return true;
+	const unsigned char *q = r->p;
+	r->p += n;
+	return q;
+}
+
+static uint64_t take_u64(loader *r)
+{
+	const unsigned char *q = take(r, 8);
+	return q ? get_u64(q) : 0;
+}
+
+/* One pair (or op, with_kind) into m. */
+static ctx_status load_leaf(loader *r, hamt *m, bool with_kind, uint64_t edit)
+{
+	const unsigned char *k = with_kind ? take(r, 1) : NULL;
+	const unsigned char *h = take(r, 16);
+	if (!h)
+		return CTX_CORRUPT;
+	uint32_t klen = get_u32(h), vlen = get_u32(h + 4);
+	const unsigned char *key = take(r, klen), *val = take(r, vlen);
+	if (r->bad || klen == 0 || (k && *k > 1))
+		return CTX_CORRUPT;
+	if (k && *k == 1) {
+		ctx_status st = hamt_del(m, hamt_hash(key, klen), key, klen, edit);
+		return st == CTX_NOT_FOUND ? CTX_CORRUPT : st;
+	}
+	hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
+	if (!l)
+		return CTX_NOMEM;
+	l->time_us = get_u64(h + 8);
+	ctx_status st = hamt_set(m, l, edit);
+	if (st != CTX_OK)
+		hamt_leaf_release(l);
+	return st;
+}
+
+static ctx_status load_map(loader *r, hamt *m, bool delta, uint64_t edit)
+{
+	uint64_t n = take_u64(r);
+	ctx_status st = r->bad ? CTX_CORRUPT : CTX_OK;
+	for (uint64_t i = 0; i < n && st == CTX_OK; i++)
+		st = load_leaf(r, m, delta, edit);
+	return st;
+}
+
+/* One version, built on prev (NULL for a full one); pushed as c's head. */
+static ctx_status load_version(loader *r, ctx_context *c, bool first)
+{
+	uint64_t version = take_u64(r), revision = take_u64(r), updated = take_u64(r),
+	         changed = take_u64(r);
+	const unsigned char *kind = take(r, 1);
+	if (r->bad || (*kind != 0 && *kind != 1) || (*kind == 1) == first ||
+	    (c->head && version <= c->head->version))
+		return CTX_CORRUPT;
+	hamt data = {0}, meta = {0};
+	if (*kind == 1) {
+		data = hamt_retain(&c->head->data);
+		meta = hamt_retain(&c->head->meta);
+	}
+	uint64_t edit = hamt_edit_token();
+	ctx_status st = load_map(r, &data, *kind == 1, edit);
+	if (st == CTX_OK)
+		st = load_map(r, &meta, *kind == 1, edit);
+	ctx_state *v = st == CTX_OK ? state_new(c, version, data, meta) : NULL;
+	if (!v) {
+		hamt_release(&data);
+		hamt_release(&meta);
+		return st == CTX_OK ? CTX_NOMEM : st;
+	}
+	v->revision = revision;
+	v->updated_us = updated;
+	v->changed = changed;
+	context_push_head(c, v);
+	return CTX_OK;
+}
+
+/* The points of a section; their versions must have been loaded. */
+static ctx_status load_points(loader *r, ctx_context *c, ctx_state **versions, size_t n,
+                              uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t version = take_u64(r), time = take_u64(r), sum = take_u64(r);
+		const unsigned char *len = take(r, 1);
+		const unsigned char *label = len ? take(r, *len) : NULL;
+		if (r->bad || *len > CTX_LABEL_MAX)
+			return CTX_CORRUPT;
+		ctx_state *v = NULL;
+		for (size_t j = 0; j < n && !v; j++)
+			if (versions[j]->version == version)
+				v = versions[j];
+		char text[CTX_LABEL_MAX + 1];
+		memcpy(text, label, *len);
+		text[*len] = 0;
+		if (!v || points_add(c, v, text, time, sum) != CTX_OK)
+			return v ? CTX_NOMEM : CTX_CORRUPT;
+	}
+	return CTX_OK;
+}
+
+/* Parse one section's payload into context c. */
+static ctx_status load_section(loader *r, ctx_context *c, uint32_t nversions, uint32_t npoints)
+{
+	ctx_state **versions = malloc((nversions ? nversions : 1) * sizeof(*versions));
+	if (!versions)
+		return CTX_NOMEM;
+	ctx_status st = nversions ? CTX_OK : CTX_CORRUPT;
+	size_t n = 0;
+	/* The chain keeps only history_depth of them: hold each one until the
+	 * points that may pin it are loaded. */
+	for (uint32_t i = 0; i < nversions && st == CTX_OK; i++) {
+		st = load_version(r, c, i == 0);
+		if (st == CTX_OK)
+			versions[n++] = ctx_state_retain(c->head);
+	}
+	if (st == CTX_OK)
+		st = load_points(r, c, versions, n, npoints);
+	for (size_t i = 0; i < n; i++)
+		ctx_state_release(versions[i]);
+	free(versions);
+	return st;
 }
 
 ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_out)
@@ -432,47 +670,49 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 			goto out;
 		}
 		uint32_t idlen = get_u32(p + 4);
-		uint64_t payload = get_u64(p + 64);
 		const unsigned char *body = p + CKPT_SECTION_SIZE;
-		if (idlen == 0 || idlen > CTX_ID_MAX || payload < idlen ||
-		    (uint64_t)(end - body) < payload + 4 ||
-		    get_u32(body + payload) != crc32c(0, body, payload)) {
-			st = load_fail(path, off, "bad section payload");
+		char id[CTX_ID_MAX + 1];
+		size_t checked;
+		if (idlen == 0 || idlen > CTX_ID_MAX || (size_t)(end - body) < idlen) {
+			st = load_fail(path, off, "bad context id");
 			goto out;
 		}
-		char id[CTX_ID_MAX + 1];
 		memcpy(id, body, idlen);
 		id[idlen] = 0;
-		size_t checked;
 		if (ctx_check_id(id, &checked) != CTX_OK || checked != idlen ||
 		    store_lookup_recovered(s, id, idlen)) {
 			st = load_fail(path, off, "bad or repeated context id");
 			goto out;
 		}
 		ctx_context *c = context_new(s, id, idlen, get_u64(p + 16));
-		hamt data = {0}, meta = {0};
-		const unsigned char *q = body + idlen, *qend = body + payload;
-		uint64_t edit = hamt_edit_token();
-		ctx_state *state = NULL;
-		if (c && load_map(&data, &q, qend, get_u64(p + 48), edit, &st) &&
-		    load_map(&meta, &q, qend, get_u64(p + 56), edit, &st) && q == qend)
-			state = state_new(c, get_u64(p + 24), data, meta);
-		if (!state) {
-			hamt_release(&data);
-			hamt_release(&meta);
-			if (c)
-				context_release(c);
-			st = st == CTX_NOMEM || !c ? ctx_fail(CTX_NOMEM, "no memory loading %s", path)
-			                           : load_fail(path, off, "malformed section");
+		if (!c) {
+			st = ctx_fail(CTX_NOMEM, "no memory loading %s", path);
 			goto out;
 		}
 		c->incarnation = get_u64(p + 8);
-		state->revision = get_u64(p + 32);
-		state->updated_us = get_u64(p + 40);
-		store_insert_recovered(s, c, state);
+		c->ttl_us = get_u64(p + 24);
+		atomic_store(&c->last_access_us, get_u64(p + 32));
+		loader r = {body + idlen, end, false};
+		st = load_section(&r, c, get_u32(p + 40), get_u32(p + 44));
+		const unsigned char *t = r.p;
+		uint64_t payload = (uint64_t)(t - body);
+		if (st == CTX_OK && ((size_t)(end - t) < CKPT_SECTION_TRAILER ||
+		                     get_u64(t) != payload || get_u32(t + 8) != crc32c(0, body, payload)))
+			st = CTX_CORRUPT;
+		if (st != CTX_OK) {
+			/* Not in the table yet: let go of what was built. */
+			points_clear(c);
+			ctx_state_release(c->head);
+			c->head = NULL;
+			context_release(c);
+			st = st == CTX_NOMEM ? ctx_fail(st, "no memory loading %s", path)
+			                     : load_fail(path, off, "bad section payload");
+			goto out;
+		}
+		store_publish_recovered(s, c);
 		context_release(c); /* the table holds it now */
 		sections++;
-		p = body + payload + 4;
+		p = t + CKPT_SECTION_TRAILER;
 	}
 	if (p != end || memcmp(end, CKPT_END_MAGIC, 8) != 0 ||
 	    get_u32(end + 20) != crc32c(0, end, 20) || get_u64(end + 8) != sections)

@@ -54,13 +54,22 @@
 #define CKPT_HEADER_SIZE 32
 /*   0 magic[8]   8 u32 version   12 u32 header size   16 u64 revision
  *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
-#define CKPT_SECTION_SIZE 72
+#define CKPT_SECTION_SIZE 48
 /* Per context, a section header:
- *   0 u32 crc of bytes 4..71   4 u32 id length   8 u64 incarnation
- *  16 u64 created_us   24 u64 version   32 u64 revision   40 u64 updated_us
- *  48 u64 key count   56 u64 meta count   64 u64 payload bytes
- * then the payload: id bytes, then count data pairs and meta count metadata
- * pairs, each u32 klen, u32 vlen, key, value; then u32 crc of the payload. */
+ *   0 u32 crc of bytes 4..47   4 u32 id length   8 u64 incarnation
+ *  16 u64 created_us   24 u64 ttl_us   32 u64 last_access_us
+ *  40 u32 version count V   44 u32 point count P
+ * then the payload:
+ *   id bytes;
+ *   V versions, ascending, the last one the head: u64 version, u64 revision,
+ *     u64 updated_us, u64 keys changed, u8 kind, then
+ *     kind 0 (full):  u64 N, N pairs; u64 M, M metadata pairs;
+ *     kind 1 (delta from the version before): u64 N, N ops; u64 M, M ops;
+ *     a pair is u32 klen, u32 vlen, u64 time_us, key, value; an op is a u8
+ *     (0 put, 1 delete) then a pair (vlen 0 for deletes);
+ *   P points: u64 version, u64 time_us, u64 checksum, u8 label length, label;
+ * then a 12-byte trailer: u64 payload length, u32 crc of the payload. */
+#define CKPT_SECTION_TRAILER 12
 #define CKPT_END_MAGIC "ctx-end\0"
 #define CKPT_TRAILER_SIZE 24
 /* Trailer: magic[8], u64 context count, u32 reserved, u32 crc of bytes 0..19 */

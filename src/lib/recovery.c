@@ -122,7 +122,7 @@ static uint32_t take_u32(reader *r)
 }
 
 /* Apply the ops of a commit body to data/meta. */
-static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit)
+static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us)
 {
 	uint32_t nops = take_u32(r);
 	for (uint32_t i = 0; i < nops && !r->bad; i++) {
@@ -134,6 +134,8 @@ static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit)
 		hamt *m = *k == OP_PUT_CODE || *k == OP_DEL_CODE ? data : meta;
 		if (*k == OP_PUT_CODE || *k == OP_META_PUT_CODE) {
 			hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
+			if (l)
+				l->time_us = time_us;
 			if (!l || hamt_set(m, l, edit) != CTX_OK) {
 				hamt_leaf_release(l);
 				return CTX_NOMEM;
@@ -143,6 +145,38 @@ static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit)
 		}
 	}
 	return r->bad ? CTX_CORRUPT : CTX_OK;
+}
+
+/* A point record (or its removal) for version `version` of c. */
+static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, reader *r,
+                              const char **why)
+{
+	if (type == REC_POINT_DEL) {
+		if (r->p != r->end)
+			return CTX_CORRUPT;
+		points_remove(c, version);
+		return CTX_OK;
+	}
+	uint64_t time = take_u64(r), sum = take_u64(r);
+	const unsigned char *len = take(r, 1);
+	const unsigned char *label = len ? take(r, *len) : NULL;
+	if (r->bad || r->p != r->end || *len > CTX_LABEL_MAX)
+		return CTX_CORRUPT;
+	char text[CTX_LABEL_MAX + 1];
+	memcpy(text, label, *len);
+	text[*len] = 0;
+	ctx_state *v = c->head;
+	while (v && v->version > version)
+		v = atomic_load(&v->prev);
+	if (!v || v->version != version) {
+		/* The version left history before its point was replayed (a smaller
+		 * history_depth than when it was written): the point is lost. */
+		fprintf(stderr, "ctx: recovery: point on version %llu of '%s' lost: version not kept\n",
+		        (unsigned long long)version, c->id);
+		return CTX_OK;
+	}
+	*why = "no memory";
+	return points_add(c, v, text, time, sum);
 }
 
 /* Apply one record. CTX_CORRUPT with *why set if it makes no sense. */
@@ -190,14 +224,25 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		context_release(c);
 		return CTX_OK;
 	}
-	if (type == REC_DROP) {
+	if (type == REC_DROP || type == REC_EXPIRE) {
 		if (r.p != r.end)
 			return CTX_CORRUPT;
 		if (c && c->incarnation == incarnation)
 			store_remove_recovered(s, c);
 		return CTX_OK;
 	}
-	if (type != REC_COMMIT) {
+	bool ours = c && c->incarnation == incarnation;
+	if (type == REC_TTL) {
+		uint64_t ttl = take_u64(&r);
+		if (r.bad || r.p != r.end)
+			return CTX_CORRUPT;
+		if (ours)
+			c->ttl_us = ttl;
+		return CTX_OK;
+	}
+	if (type == REC_POINT || type == REC_POINT_DEL)
+		return ours ? apply_point(c, type, version, &r, why) : CTX_OK;
+	if (type != REC_COMMIT && type != REC_RESTORE) {
 		*why = "unknown record type";
 		return CTX_CORRUPT;
 	}
@@ -210,7 +255,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
-	ctx_status st = apply_ops(&r, &data, &meta, edit);
+	ctx_status st = apply_ops(&r, &data, &meta, edit, updated);
 	ctx_state *next = NULL;
 	if (st == CTX_OK && r.p != r.end)
 		st = CTX_CORRUPT;
@@ -223,6 +268,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	next->revision = rev;
 	next->updated_us = updated;
+	next->changed = next->data.count; /* an upper bound; only reported */
 	store_set_head_recovered(c, next);
 	return CTX_OK;
 }

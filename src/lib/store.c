@@ -568,7 +568,12 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st)
 {
 	context_push_head(c, st);
-	atomic_store(&c->visible, ctx_state_retain(st));
+	store_publish_recovered(s, c);
+}
+
+void store_publish_recovered(ctx_store *s, ctx_context *c)
+{
+	atomic_store(&c->visible, ctx_state_retain(c->head));
 	context_retain(c); /* the table's */
 	tsan_publish(c);
 	ctx_rcu_read_lock();

@@ -172,6 +172,7 @@ ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev);
  * state, and removal. Only while nothing else uses the store. */
 ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us);
 void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st);
+void store_publish_recovered(ctx_store *s, ctx_context *c); /* its head as built */
 ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen);
 void store_remove_recovered(ctx_store *s, ctx_context *c);
 void store_clear(ctx_store *s);
