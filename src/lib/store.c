@@ -305,8 +305,11 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 	if (st == CTX_OK)
 		st = feed_open(atomic_load(&s->revision) + 1, opts.watch_history, opts.watch_queue,
 		               &s->feed);
+	if (st == CTX_OK)
+		st = reaper_start(s);
 	if (st != CTX_OK) {
 		int e = errno;
+		reaper_stop(s);
 		checkpointer_stop(s);
 		if (s->log)
 			log_close(s->log);
@@ -322,6 +325,7 @@ void ctx_close(ctx_store *s)
 {
 	if (!s)
 		return;
+	reaper_stop(s);
 	if (s->log) {
 		checkpointer_stop(s);
 		if (!log_failed(s->log) && checkpoint_run(s) != CTX_OK)
@@ -626,6 +630,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 	if (!out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
 	ctx_state *v = NULL;
+	bool expired = false;
 	ctx_rcu_read_lock();
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (c) {
@@ -633,8 +638,18 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 		while ((v = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
 		       !state_try_retain(v))
 			;
+		if (v && atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {
+			expired = context_expired(c, store_now_us(s));
+			if (!expired)
+				context_touch(c);
+		}
 	}
 	ctx_rcu_read_unlock();
+	if (expired) {
+		ctx_state_release(v);
+		reaper_kick(s);
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+	}
 	if (!v)
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	*out = v;

@@ -68,7 +68,7 @@ struct ctx_context {
 	ctx_state *oldest;             /* oldest version in the history chain */
 	size_t kept;                   /* versions in the chain, head included */
 	_Atomic(point_set *) points;   /* NULL: none */
-	uint64_t ttl_us;               /* idle time-to-live, 0 = none (write_lock) */
+	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
 	atomic_bool dropped;           /* no more commits; set under write_lock */
@@ -100,6 +100,14 @@ struct ctx_store {
 	uint64_t prev_checkpoint;          /* and of the one before */
 	atomic_uint_fast64_t checkpoints;  /* written since open */
 	atomic_flag checkpoint_busy;       /* one checkpoint at a time */
+
+	/* The expiry reaper (expiry.c). */
+	pthread_t reaper;
+	bool reaper_running;
+	pthread_mutex_t reaper_lock;       /* only to sleep on reaper_cv */
+	pthread_cond_t reaper_cv;
+	bool reaper_stop;
+	bool reaper_kicked;
 };
 
 /* The store's clock (options.clock_us, or the real time). */
@@ -179,6 +187,16 @@ void store_clear(ctx_store *s);
 
 /* Replace the head of a context during recovery (takes over st's reference). */
 void store_set_head_recovered(ctx_context *c, ctx_state *st);
+
+/* Expiry (expiry.c). */
+ctx_status reaper_start(ctx_store *s);
+void reaper_stop(ctx_store *s);
+/* Whether c is past its idle time-to-live at time now. */
+bool context_expired(const ctx_context *c, uint64_t now);
+/* Note a read of c (only contexts with a time-to-live track reads). */
+void context_touch(ctx_context *c);
+/* Ask the reaper to look now (an expired context was met). */
+void reaper_kick(ctx_store *s);
 
 /* Checkpoints (checkpoint.c). */
 ctx_status checkpoint_run(ctx_store *s);

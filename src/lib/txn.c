@@ -151,8 +151,10 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	}
 
 	pthread_mutex_lock(&c->write_lock);
-	if (atomic_load(&c->dropped)) {
-		st = ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
+	if (atomic_load(&c->dropped) || context_expired(c, now)) {
+		if (!atomic_load(&c->dropped))
+			reaper_kick(s);
+		st = ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped or expired", c->id);
 		goto fail;
 	}
 	ctx_state *head = c->head;

@@ -1,0 +1,183 @@
+/*
+ * expiry.c - idle time-to-live of contexts, and the reaper that drops them.
+ *
+ * A context with a time-to-live (ctx_set_ttl) expires once nobody read or
+ * wrote it for that long, measured on the store's clock. Commits always note
+ * their time; reads note it only for contexts with a time-to-live, so that
+ * reads of other contexts write no shared memory.
+ *
+ * Expiring is a drop (logged as such, durable, seen by watchers as
+ * CTX_EVENT_EXPIRED), and drops wait for the log: so a read never expires a
+ * context itself. A read that meets an expired context reports CTX_NOT_FOUND
+ * and wakes the reaper; a commit to one fails with CTX_NOT_FOUND too. The
+ * reaper thread scans the table every reaper_ms (and when woken) and drops
+ * each expired context, unless it was used after the scan saw it idle.
+ *
+ * LOCKS: reaper_lock only to sleep on reaper_cv; nothing is taken under it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+bool context_expired(const ctx_context *c, uint64_t now)
+{
+	uint64_t ttl = atomic_load_explicit(&c->ttl_us, memory_order_relaxed);
+	uint64_t last = atomic_load_explicit(&c->last_access_us, memory_order_relaxed);
+	return ttl && now > last && now - last >= ttl;
+}
+
+void context_touch(ctx_context *c)
+{
+	if (!atomic_load_explicit(&c->ttl_us, memory_order_relaxed))
+		return;
+	uint64_t now = store_now_us(c->store);
+	/* Write the shared line at most once a millisecond. */
+	if (now > atomic_load_explicit(&c->last_access_us, memory_order_relaxed) + 1000)
+		atomic_store_explicit(&c->last_access_us, now, memory_order_relaxed);
+}
+
+ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
+{
+	size_t idlen;
+	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	if (st != CTX_OK)
+		return st;
+	if (ttl_ms > UINT64_MAX / 1000)
+		return ctx_fail(CTX_INVALID, "ttl too large");
+	ctx_context *c = store_find_context(s, id, idlen);
+	if (!c)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	uint64_t rev = 0;
+	pthread_mutex_lock(&c->write_lock);
+	if (atomic_load(&c->dropped)) {
+		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	} else if (s->log) {
+		unsigned char body[2 + CTX_ID_MAX + 8];
+		put_u16(body, (uint16_t)idlen);
+		memcpy(body + 2, c->id, idlen);
+		put_u64(body + 2 + idlen, ttl_ms * 1000);
+		log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 10),
+		                  crc32c(0, body, idlen + 10)};
+		st = log_append(s->log, &rec, &rev);
+	}
+	if (st == CTX_OK) {
+		atomic_store(&c->ttl_us, ttl_ms * 1000);
+		atomic_store(&c->last_access_us, store_now_us(s));
+	}
+	pthread_mutex_unlock(&c->write_lock);
+	if (st == CTX_OK && s->log) {
+		if (s->wait_durable)
+			st = log_wait(s->log, rev);
+		if (st == CTX_OK)
+			store_report_skip(s, rev);
+	}
+	context_release(c);
+	return st;
+}
+
+/* Drop every expired context; returns how many. */
+size_t ctx_expire_now(ctx_store *s)
+{
+	if (!s)
+		return 0;
+	size_t n = 0, cap = 16, expired = 0;
+	ctx_context **found = malloc(cap * sizeof(*found));
+	if (!found)
+		return 0;
+	uint64_t now = store_now_us(s);
+	struct cds_lfht_iter iter;
+	ctx_context *c;
+	ctx_rcu_read_lock();
+	ctx_lfht_for_each(s->table, &iter, c, node) {
+		tsan_subscribe(c);
+		if (!context_expired(c, now) || atomic_load(&c->dropped))
+			continue;
+		if (n == cap) {
+			ctx_context **g = realloc(found, 2 * cap * sizeof(*found));
+			if (!g)
+				break;
+			found = g;
+			cap *= 2;
+		}
+		unsigned r = atomic_load(&c->refs);
+		do {
+			if (r == 0)
+				break;
+		} while (!atomic_compare_exchange_weak(&c->refs, &r, r + 1));
+		if (r)
+			found[n++] = c;
+	}
+	ctx_rcu_read_unlock();
+	for (size_t i = 0; i < n; i++) {
+		uint64_t ttl = atomic_load(&found[i]->ttl_us);
+		/* Not if it was used since it was seen idle. */
+		if (ttl && context_drop(found[i], CTX_EVENT_EXPIRED, now - ttl) == CTX_OK)
+			expired++;
+		context_release(found[i]);
+	}
+	free(found);
+	return expired;
+}
+
+static void *reaper_main(void *arg)
+{
+	ctx_store *s = arg;
+	pthread_mutex_lock(&s->reaper_lock);
+	while (!s->reaper_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)s->opts.reaper_ms * 1000000u;
+		until.tv_sec += (time_t)(ns / 1000000000u);
+		until.tv_nsec = (long)(ns % 1000000000u);
+		while (!s->reaper_stop && !s->reaper_kicked &&
+		       pthread_cond_timedwait(&s->reaper_cv, &s->reaper_lock, &until) == 0)
+			;
+		s->reaper_kicked = false;
+		if (s->reaper_stop)
+			break;
+		pthread_mutex_unlock(&s->reaper_lock);
+		ctx_expire_now(s);
+		pthread_mutex_lock(&s->reaper_lock);
+	}
+	pthread_mutex_unlock(&s->reaper_lock);
+	return NULL;
+}
+
+void reaper_kick(ctx_store *s)
+{
+	pthread_mutex_lock(&s->reaper_lock);
+	s->reaper_kicked = true;
+	pthread_cond_signal(&s->reaper_cv);
+	pthread_mutex_unlock(&s->reaper_lock);
+}
+
+ctx_status reaper_start(ctx_store *s)
+{
+	pthread_mutex_init(&s->reaper_lock, NULL);
+	pthread_cond_init(&s->reaper_cv, NULL);
+	if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
+		return ctx_fail(CTX_NOMEM, "cannot start the expiry reaper");
+	s->reaper_running = true;
+	return CTX_OK;
+}
+
+void reaper_stop(ctx_store *s)
+{
+	if (!s->reaper_running)
+		return;
+	pthread_mutex_lock(&s->reaper_lock);
+	s->reaper_stop = true;
+	pthread_cond_signal(&s->reaper_cv);
+	pthread_mutex_unlock(&s->reaper_lock);
+	pthread_join(s->reaper, NULL);
+	s->reaper_running = false;
+	pthread_mutex_destroy(&s->reaper_lock);
+	pthread_cond_destroy(&s->reaper_cv);
+}

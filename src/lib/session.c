@@ -1,0 +1,130 @@
+/*
+ * session.c - sessions (a client's active context) and the status view.
+ *
+ * A session belongs to one client (one connection of the server, one task):
+ * it holds the id of its active context and nothing else, so switching is a
+ * string copy and a session never pins a version. Many sessions may be used
+ * from many threads; one session from one thread at a time.
+ *
+ * The status view reads every context's visible version under RCU, like any
+ * read: it takes no lock.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "util.h"
+
+struct ctx_session {
+	ctx_store *store;
+	char *current;
+};
+
+ctx_status ctx_session_open(ctx_store *s, ctx_session **out)
+{
+	if (!s || !out)
+		return ctx_fail(CTX_INVALID, "NULL store or output");
+	ctx_session *se = calloc(1, sizeof(*se));
+	if (!se)
+		return ctx_fail(CTX_NOMEM, "no memory for a session");
+	se->store = s;
+	*out = se;
+	return CTX_OK;
+}
+
+void ctx_session_close(ctx_session *se)
+{
+	if (!se)
+		return;
+	free(se->current);
+	free(se);
+}
+
+ctx_status ctx_session_activate(ctx_session *se, const char *id, bool create)
+{
+	if (!se)
+		return ctx_fail(CTX_INVALID, "NULL session");
+	ctx_state *st;
+	ctx_status r = ctx_get(se->store, id, &st);
+	if (r == CTX_NOT_FOUND && create) {
+		r = ctx_create(se->store, id);
+		if (r == CTX_OK || r == CTX_EXISTS)
+			r = ctx_get(se->store, id, &st);
+	}
+	if (r != CTX_OK)
+		return r;
+	ctx_state_release(st);
+	char *copy = strdup(id);
+	if (!copy)
+		return ctx_fail(CTX_NOMEM, "no memory for a session");
+	free(se->current);
+	se->current = copy;
+	return CTX_OK;
+}
+
+const char *ctx_session_current(const ctx_session *se)
+{
+	return se ? se->current : NULL;
+}
+
+ctx_status ctx_session_get(ctx_session *se, ctx_state **out)
+{
+	if (!se)
+		return ctx_fail(CTX_INVALID, "NULL session");
+	if (!se->current)
+		return ctx_fail(CTX_NOT_FOUND, "no active context");
+	return ctx_get(se->store, se->current, out);
+}
+
+static int compare_status(const void *a, const void *b)
+{
+	return strcmp(((const ctx_context_status *)a)->id, ((const ctx_context_status *)b)->id);
+}
+
+ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count)
+{
+	if (!s || !out || !count)
+		return ctx_fail(CTX_INVALID, "NULL store or output");
+	size_t n = 0, cap = atomic_load(&s->live) + 16;
+	ctx_context_status *v = malloc(cap * sizeof(*v));
+	if (!v)
+		return ctx_fail(CTX_NOMEM, "no memory for the status view");
+	bool nomem = false;
+	struct cds_lfht_iter iter;
+	ctx_context *c;
+	ctx_rcu_read_lock();
+	ctx_lfht_for_each(s->table, &iter, c, node) {
+		tsan_subscribe(c);
+		const ctx_state *st = atomic_load_explicit(&c->visible, memory_order_acquire);
+		if (!st || atomic_load(&c->dropped))
+			continue;
+		if (n == cap) {
+			ctx_context_status *g = realloc(v, 2 * cap * sizeof(*v));
+			if (!g) {
+				nomem = true;
+				break;
+			}
+			v = g;
+			cap *= 2;
+		}
+		ctx_context_status *e = &v[n++];
+		memcpy(e->id, c->id, c->idlen + 1);
+		e->version = st->version;
+		e->keys = st->data.count;
+		e->bytes = st->data.bytes;
+		e->created_us = c->created_us;
+		e->last_access_us = atomic_load(&c->last_access_us);
+		e->ttl_ms = atomic_load(&c->ttl_us) / 1000;
+		const point_set *p = atomic_load(&c->points);
+		e->points = p ? p->count : 0;
+	}
+	ctx_rcu_read_unlock();
+	if (nomem) {
+		free(v);
+		return ctx_fail(CTX_NOMEM, "no memory for the status view");
+	}
+	qsort(v, n, sizeof(*v), compare_status);
+	*out = v;
+	*count = n;
+	return CTX_OK;
+}
