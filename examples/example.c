@@ -3,7 +3,9 @@
  *
  * It creates a context, commits versions to it from several threads, shows
  * that a state taken earlier never changes, does a guarded compare-and-set
- * that conflicts, and a multi-key transaction.
+ * that conflicts, and a multi-key transaction; then a recovery point, a
+ * restore and its undo, a watch that saw all of it, and a tracker (working
+ * copy) whose sync meets a conflict that is resolved by hand.
  *
  * With a data directory it then closes the store, checks the directory
  * offline (ctx_verify), reopens it and shows that every change is still there.
@@ -46,6 +48,79 @@ static void *worker(void *arg)
 		CHECK(ctx_put(store, "app/session", key, strlen(key), "done", 4, NULL));
 	}
 	return NULL;
+}
+
+static void print_value(const char *label, const char *key)
+{
+	ctx_state *st;
+	const void *val;
+	size_t vlen;
+	CHECK(ctx_get(store, "app/session", &st));
+	if (ctx_state_lookup(st, key, strlen(key), &val, &vlen))
+		printf("%s: %s = %.*s (version %" PRIu64 ")\n", label, key, (int)vlen,
+		       (const char *)val, ctx_state_version(st));
+	else
+		printf("%s: %s is absent (version %" PRIu64 ")\n", label, key, ctx_state_version(st));
+	ctx_state_release(st);
+}
+
+/* Points, restore, and a watch that sees both commits and the restore. */
+static void recovery_points_and_watch(void)
+{
+	ctx_watch *w;
+	CHECK(ctx_watch_open(store, "app/", true, 0, &w));
+
+	uint64_t pinned, v;
+	CHECK(ctx_point_create(store, "app/session", "before-cleanup", &pinned));
+	printf("recovery point 'before-cleanup' pins version %" PRIu64 "\n", pinned);
+	CHECK(ctx_put(store, "app/session", "user", 4, "mallory", 7, NULL));
+	print_value("after a bad write", "user");
+	CHECK(ctx_restore_label(store, "app/session", "before-cleanup", &v));
+	print_value("restored 'before-cleanup'", "user");
+	CHECK(ctx_restore(store, "app/session", v - 1, &v));
+	print_value("undone (restore of the version before)", "user");
+	CHECK(ctx_restore_latest(store, "app/session", &v));
+	print_value("restored the latest point again", "user");
+
+	static const char *kinds[] = {"created", "committed", "restored", "dropped", "expired",
+	                              "lagged"};
+	ctx_event *e;
+	while (ctx_watch_next(w, &e) == CTX_OK) {
+		printf("watch: revision %" PRIu64 " %s '%s' version %" PRIu64 " (%zu key%s)\n",
+		       e->revision, kinds[e->kind], e->id, e->version, e->nkeys,
+		       e->nkeys == 1 ? "" : "s");
+		ctx_event_free(e);
+	}
+	ctx_watch_close(w);
+}
+
+/* A working copy edits "user" while another writer changes it too. */
+static void tracker_with_conflict(void)
+{
+	ctx_tracker_options to = {.strategy = CTX_MERGE_MANUAL};
+	ctx_tracker *t;
+	CHECK(ctx_tracker_open(store, "app/session", &to, &t));
+	CHECK(ctx_tracker_put(t, "user", 4, "local-edit", 10));
+	CHECK(ctx_tracker_put(t, "theme", 5, "dark", 4));
+	CHECK(ctx_put(store, "app/session", "user", 4, "remote-edit", 11, NULL));
+
+	uint64_t v;
+	ctx_status st = ctx_tracker_sync(t, &v);
+	const ctx_conflict *conf;
+	size_t n = ctx_tracker_conflicts(t, &conf);
+	printf("tracker sync (manual): %s, %zu conflict(s)\n", ctx_strerror(st), n);
+	for (size_t i = 0; i < n; i++)
+		printf("  conflict on '%.*s': base '%.*s', local '%.*s', current '%.*s'\n",
+		       (int)conf[i].klen, (const char *)conf[i].key, (int)conf[i].base.len,
+		       (const char *)conf[i].base.value, (int)conf[i].local.len,
+		       (const char *)conf[i].local.value, (int)conf[i].current.len,
+		       (const char *)conf[i].current.value);
+	CHECK(ctx_tracker_resolve(t, "user", 4, true));
+	CHECK(ctx_tracker_sync(t, &v));
+	printf("resolved (keep local) and synced: version %" PRIu64 "\n", v);
+	print_value("after the sync", "user");
+	print_value("after the sync", "theme");
+	ctx_tracker_close(t);
 }
 
 int main(int argc, char **argv)
@@ -103,6 +178,9 @@ int main(int argc, char **argv)
 		printf("user = %.*s\n", (int)vlen, (const char *)val);
 	print_state("final", after);
 	ctx_state_release(after);
+
+	recovery_points_and_watch();
+	tracker_with_conflict();
 	ctx_close(store);
 	if (!opts.dir)
 		return 0;
