@@ -259,6 +259,35 @@ static void test_prefix_and_exact(void **unused)
 	feed_close(f);
 }
 
+/* More watchers than fit the reporter's on-stack wake-up buffer. */
+static void test_many_watchers(void **unused)
+{
+	enum { W = 40 };
+	feed *f = open_feed(1, 16, 16);
+	ctx_watch *w[W];
+	for (int i = 0; i < W; i++)
+		w[i] = watch_feed(f, i % 2 ? "a" : "", i % 2 == 0, 0);
+	rec(f, 1, "a");
+	rec(f, 2, "b");
+	for (int i = 0; i < W; i++) {
+		assert_true(fd_readable(w[i]));
+		expect_event(w[i], 1, "a");
+		if (i % 2 == 0)
+			expect_event(w[i], 2, "b");
+		expect_none(w[i]);
+	}
+	for (int i = 0; i < W; i += 2)
+		ctx_watch_close(w[i]);
+	rec(f, 3, "a");
+	for (int i = 1; i < W; i += 2) {
+		assert_true(fd_readable(w[i]));
+		expect_event(w[i], 3, "a");
+		expect_none(w[i]);
+		ctx_watch_close(w[i]);
+	}
+	feed_close(f);
+}
+
 static void test_bad_arguments(void **unused)
 {
 	feed *f = open_feed(1, 8, 8);
@@ -933,13 +962,14 @@ static void test_store_writers_seen_once_in_order(void **unused)
 typedef struct slow_shared {
 	ctx_store *s;
 	int puts;
-	atomic_long made; /* commits and creates done */
 } slow_shared;
 
 typedef struct slow_arg {
 	pthread_t th;
 	slow_shared *sh;
 	int id;
+	bool create; /* create s/<id> first */
+	int puts;    /* then put this many times */
 } slow_arg;
 
 static void *slow_writer(void *arg)
@@ -947,43 +977,59 @@ static void *slow_writer(void *arg)
 	slow_arg *a = arg;
 	char id[32];
 	snprintf(id, sizeof(id), "s/%d", a->id);
-	T_CHECK_STATUS(ctx_create(a->sh->s, id), CTX_OK);
-	atomic_fetch_add(&a->sh->made, 1);
-	for (int p = 0; p < a->sh->puts; p++) {
+	if (a->create)
+		T_CHECK_STATUS(ctx_create(a->sh->s, id), CTX_OK);
+	for (int p = 0; p < a->puts; p++)
 		T_CHECK_STATUS(ctx_put(a->sh->s, id, "k", 1, &p, sizeof(p), NULL), CTX_OK);
-		atomic_fetch_add(&a->sh->made, 1);
-	}
 	return NULL;
 }
 
-/* A watcher too slow for its queue lags, then resumes from the history and
- * sees every revision exactly once. */
+static void start_slow_writers(slow_arg *a, int n, slow_shared *sh, bool create, int puts)
+{
+	for (int i = 0; i < n; i++) {
+		a[i] = (slow_arg){.sh = sh, .id = i, .create = create, .puts = puts};
+		assert_int_equal(pthread_create(&a[i].th, NULL, slow_writer, &a[i]), 0);
+	}
+}
+
+static void join_slow_writers(slow_arg *a, int n)
+{
+	for (int i = 0; i < n; i++)
+		assert_int_equal(pthread_join(a[i].th, NULL), 0);
+}
+
+/* A watcher too slow for its queue lags, then resumes from the history while
+ * writers go on, and sees every revision exactly once. The first half of the
+ * writes happens before it reads anything, so that the lag is certain; it
+ * then reads slowly until told it lagged, and catches up by reopening from
+ * the revision named (as often as it lags again) while the second half is
+ * written: replay from the history races with live delivery. */
 static void test_store_slow_watcher_resumes(void **unused)
 {
 	enum { T = 4, QUEUE = 16 };
 	reset_failures();
 	ctx_store *s = open_store(QUEUE, 1u << 16);
 	slow_shared sh = {.s = s, .puts = (int)test_iters(1000, 200)};
+	int first = sh.puts / 2;
 	long total = (long)T * (sh.puts + 1);
 	ctx_watch *w = NULL;
 	assert_ok(ctx_watch_open(s, "s/", true, 0, &w));
 	slow_arg a[T];
-	for (int i = 0; i < T; i++) {
-		a[i] = (slow_arg){.sh = &sh, .id = i};
-		assert_int_equal(pthread_create(&a[i].th, NULL, slow_writer, &a[i]), 0);
-	}
-	/* Do not read at all until the queue must have overflowed. */
-	double deadline = test_now() + 60;
-	while (atomic_load(&sh.made) < 4 * QUEUE && test_now() < deadline)
-		usleep(1000);
+	start_slow_writers(a, T, &sh, true, first);
+	join_slow_writers(a, T);
+	assert_true(fd_readable(w));
+	start_slow_writers(a, T, &sh, false, sh.puts - first);
 
 	uint64_t expect = 1;
 	int lags = 0;
+	double deadline = test_now() + 60;
 	while ((long)expect <= total && test_now() < deadline) {
 		ctx_event *e = NULL;
 		if (ctx_watch_wait(w, 100, &e) != CTX_OK)
 			continue;
 		if (e->kind == CTX_EVENT_LAGGED) {
+			if (lags == 0)
+				assert_int_equal(e->resume_from, QUEUE + 1);
 			assert_int_equal(e->resume_from, expect);
 			ctx_event_free(e);
 			ctx_watch_close(w);
@@ -997,8 +1043,7 @@ static void test_store_slow_watcher_resumes(void **unused)
 		if (lags == 0)
 			usleep(500); /* slow until it has lagged once */
 	}
-	for (int i = 0; i < T; i++)
-		assert_int_equal(pthread_join(a[i].th, NULL), 0);
+	join_slow_writers(a, T);
 	assert_no_thread_failures();
 	assert_true(lags >= 1);
 	assert_int_equal(expect, (uint64_t)total + 1);
@@ -1008,6 +1053,57 @@ static void test_store_slow_watcher_resumes(void **unused)
 	expect_none(w);
 	ctx_watch_close(w);
 	ctx_close(s);
+}
+
+/* With a data directory (durability always): events come once durable, in
+ * order; after reopening, the feed starts after the recovered revision. */
+static void test_store_durable_and_reopened(void **unused)
+{
+	enum { T = 4 };
+	reset_failures();
+	char *dir = test_make_dir("watch-durable");
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	ctx_store *s = NULL;
+	assert_ok(ctx_open(&o, &s));
+	slow_shared sh = {.s = s, .puts = (int)test_iters(100, 20)};
+	long total = (long)T * (sh.puts + 1);
+	ctx_watch *w = NULL;
+	assert_ok(ctx_watch_open(s, "s/", true, 0, &w));
+	slow_arg a[T];
+	start_slow_writers(a, T, &sh, true, sh.puts);
+	uint64_t expect = 1;
+	double deadline = test_now() + 60;
+	while ((long)expect <= total && test_now() < deadline) {
+		ctx_event *e = NULL;
+		if (ctx_watch_wait(w, 100, &e) != CTX_OK)
+			continue;
+		assert_int_equal(e->revision, expect);
+		ctx_event_free(e);
+		expect++;
+	}
+	join_slow_writers(a, T);
+	assert_no_thread_failures();
+	assert_int_equal(expect, (uint64_t)total + 1);
+	ctx_watch_close(w);
+	ctx_close(s);
+
+	assert_ok(ctx_open(&o, &s));
+	assert_int_equal(ctx_watch_open(s, "s/", true, 1, &w), CTX_NOT_FOUND);
+	assert_non_null(strstr(ctx_last_error(), "compacted"));
+	assert_ok(ctx_watch_open(s, "s/", true, (uint64_t)total + 1, &w));
+	assert_ok(ctx_put(s, "s/0", "k", 1, "v", 1, NULL));
+	ctx_event *e = NULL;
+	assert_ok(ctx_watch_wait(w, 10000, &e));
+	assert_int_equal(e->revision, (uint64_t)total + 1);
+	assert_int_equal(e->version, (uint64_t)sh.puts + 2);
+	assert_string_equal(e->id, "s/0");
+	ctx_event_free(e);
+	ctx_watch_close(w);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
 }
 
 /* Each test prints how long it took. */
@@ -1033,6 +1129,7 @@ int main(void)
 	    TIMED(test_out_of_order_reports_delivered_in_order),
 	    TIMED(test_event_fields),
 	    TIMED(test_prefix_and_exact),
+	    TIMED(test_many_watchers),
 	    TIMED(test_bad_arguments),
 	    TIMED(test_replay_and_compacted),
 	    TIMED(test_feed_starts_after_recovered_revision),
@@ -1046,6 +1143,7 @@ int main(void)
 	    TIMED(test_store_watch_open_errors),
 	    TIMED(test_store_writers_seen_once_in_order),
 	    TIMED(test_store_slow_watcher_resumes),
+	    TIMED(test_store_durable_and_reopened),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

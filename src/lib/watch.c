@@ -144,10 +144,12 @@ struct feed {
 
 /* ---- events ------------------------------------------------------------------ */
 
-static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, bool with_keys)
+/* Room for an event with its id and keys, zeroed; NULL without memory (or
+ * for sizes past any memory). */
+static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens)
 {
 	size_t size = sizeof(fevent) + idlen + 1;
-	if (with_keys && nkeys) {
+	if (nkeys) {
 		if (nkeys > (SIZE_MAX / 2 - size) / (sizeof(size_t) + sizeof(void *)))
 			return NULL;
 		size += nkeys * (sizeof(size_t) + sizeof(void *));
@@ -163,15 +165,13 @@ static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, boo
 /* A new event with one reference, or NULL without memory. */
 static fevent *fevent_new(ctx_event_kind kind, uint64_t rev, const char *id, size_t idlen,
                           uint64_t version, size_t nkeys, const void *const *keys,
-                          const size_t *klens, bool with_keys)
+                          const size_t *klens)
 {
 	if (kind == CTX_EVENT_DROPPED || kind == CTX_EVENT_EXPIRED || kind == CTX_EVENT_LAGGED) {
 		version = 0;
 		nkeys = 0;
 	}
-	if (!with_keys)
-		nkeys = 0;
-	fevent *e = fevent_alloc(idlen, nkeys, klens, true);
+	fevent *e = fevent_alloc(idlen, nkeys, klens);
 	if (!e)
 		return NULL;
 	atomic_init(&e->refs, 1);
@@ -208,9 +208,9 @@ static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *
                                  size_t idlen, uint64_t version, size_t nkeys,
                                  const void *const *keys, const size_t *klens)
 {
-	fevent *e = fevent_new(kind, rev, id, idlen, version, nkeys, keys, klens, true);
+	fevent *e = fevent_new(kind, rev, id, idlen, version, nkeys, keys, klens);
 	while (!e) {
-		e = fevent_new(kind, rev, id, idlen, version, 0, NULL, NULL, false);
+		e = fevent_new(kind, rev, id, idlen, version, 0, NULL, NULL);
 		if (!e)
 			nanosleep(&(struct timespec){0, 1000000}, NULL);
 	}
@@ -560,7 +560,7 @@ static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix,
 	w->qcap = f->queue + 1 < FIRST_QUEUE_CAP ? f->queue + 1 : FIRST_QUEUE_CAP;
 	w->id = malloc(idlen + 1);
 	w->q = malloc(w->qcap * sizeof(*w->q));
-	w->lag_ev = fevent_new(CTX_EVENT_LAGGED, 0, id, idlen, 0, 0, NULL, NULL, false);
+	w->lag_ev = fevent_new(CTX_EVENT_LAGGED, 0, id, idlen, 0, 0, NULL, NULL);
 	if (!w->id || !w->q || !w->lag_ev) {
 		fevent_release(w->lag_ev);
 		free(w->q);
