@@ -4,7 +4,7 @@
 #   make test     install dependencies if missing, build, run the whole suite
 #   make asan     the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan     the suite under ThreadSanitizer
-#   make coverage line coverage of src/ (gcovr), report in build-coverage/
+#   make coverage line and branch coverage of src/ (gcovr), report in build/coverage/
 #   make bench    benchmarks against SQLite and LMDB (QUICK=1 for a short run)
 #   make install  install header, libraries and ctx.pc (PREFIX=/usr/local)
 
@@ -51,10 +51,10 @@ coverage: deps
 	cmake --build build-coverage -j$(JOBS)
 	find build-coverage -name '*.gcda' -delete
 	cd build-coverage && $(CTEST)
-	mkdir -p build-coverage/coverage
-	gcovr -r . --filter 'src/' --object-directory build-coverage \
-	      --html-details build-coverage/coverage/index.html --txt-metric branch \
-	      --print-summary -o build-coverage/coverage/summary.txt
+	mkdir -p build/coverage
+	gcovr -r . --filter 'src/' --gcov-ignore-parse-errors build-coverage \
+	      --html-details build/coverage/index.html --txt build/coverage/report.txt \
+	      --print-summary | tee build/coverage/summary.txt
 
 bench:
 	@scripts/deps.sh bench
