@@ -75,10 +75,12 @@
  *   waits for fsync), the merge function or point creation. A sync snapshots
  *   the edits under the lock, merges and commits without it, then applies
  *   the result under it again; edits made in between stay pending. One sync
- *   or refresh runs at a time (the busy flag; others wait on idle_cv, which
- *   releases the lock). Calls may come from any thread; the array
- *   ctx_tracker_conflicts returns stays valid until the next
- *   ctx_tracker_conflicts or ctx_tracker_close.
+ *   runs at a time (the busy flag: another sync or a refresh waits on
+ *   idle_cv, which releases the lock; a timer tick skips). A refresh does
+ *   only lookups and runs under the lock. Calls may come from any thread;
+ *   the array ctx_tracker_conflicts returns stays valid until the next
+ *   ctx_tracker_conflicts or ctx_tracker_close. The merge function may use
+ *   the tracker (read, edit) but not sync or refresh it (CTX_INVALID).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -195,13 +197,13 @@ static ctx_merge_value merge_value(val v, uint64_t time_us)
 typedef struct edit {
 	uint64_t hash;
 	blob *key;
-	held val;         /* the local value; absent: deleted                 */
-	uint64_t time_us; /* when the edit was made                           */
-	uint64_t seq;     /* the tracker's edit counter then: later = higher  */
-	bool has_base;    /* base value given: `base`, not the base state's   */
-	held base;
-	size_t snap;      /* 1 + its index in the running sync's snapshot, 0  */
-	size_t conflict;  /* 1 + its index in t->conflicts, 0                 */
+	held val;         /* the local value; absent: deleted                */
+	uint64_t time_us; /* when the edit was made                          */
+	uint64_t seq;     /* the tracker's edit counter then: later = higher */
+	bool has_base;    /* base value given: `base`, not the base state's  */
+	held base;        /* that base value                                 */
+	size_t snap;      /* 1 + its index in the running sync's snapshot, 0 */
+	size_t conflict;  /* 1 + its index in t->conflicts, 0                */
 } edit;
 
 static void edit_free(edit *e)
@@ -236,7 +238,7 @@ typedef struct edit_table {
 } edit_table;
 
 static edit tomb_mark;
-#define TOMB (&tomb_mark)
+#define TOMB    (&tomb_mark)
 #define LIVE(e) ((e) && (e) != TOMB)
 
 static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, size_t klen)
@@ -385,7 +387,8 @@ struct ctx_tracker {
 	edit_table edits;
 	uint64_t seq;            /* edits made so far        */
 	conflict_set *conflicts; /* of the last manual sync, or NULL */
-	bool busy;               /* a sync or refresh runs   */
+	bool busy;               /* a sync runs              */
+	pthread_t busy_thread;   /* the thread running it    */
 	bool stop;               /* the timer must end       */
 	bool timer_running;
 	pthread_t timer;
@@ -440,13 +443,13 @@ typedef struct snap_edit {
 } snap_edit;
 
 typedef struct sync_job {
-	ctx_state *base;         /* the tracker's base at the start      */
+	ctx_state *base;         /* the tracker's base at the start          */
 	uint64_t seq;            /* edits up to this one are in the snapshot */
-	size_t n;
-	snap_edit *ents;
-	ctx_state *result;       /* on success: the new base             */
-	bool committed;          /* a version was made                   */
-	conflict_set *conflicts; /* manual: what blocked the sync        */
+	size_t n;                /* edits in the snapshot                    */
+	snap_edit *ents;         /* the snapshot                             */
+	ctx_state *result;       /* on success: the new base                 */
+	bool committed;          /* a version was made                       */
+	conflict_set *conflicts; /* manual: what blocked the sync            */
 } sync_job;
 
 static void job_free(sync_job *j)
@@ -500,8 +503,8 @@ static uint64_t current_time(const ctx_state *cur, const blob *key, val c)
 
 /* Decide the conflict on s (b, l, c all different) by the strategy: *r is the
  * result, or, under manual, the conflict is added to j->conflicts. */
-static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_state *cur,
-                         val b, val l, val c, val *r)
+static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_state *cur, val b,
+                         val l, val c, val *r)
 {
 	uint64_t c_us = current_time(cur, s->key, c);
 	switch (t->opts.strategy) {
@@ -513,7 +516,8 @@ static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_st
 		return CTX_OK;
 	case CTX_MERGE_FUNCTION: {
 		if (!t->opts.merge)
-			return ctx_fail(CTX_INVALID, "merge strategy 'function' without a merge function");
+			return ctx_fail(CTX_INVALID,
+			                "merge strategy 'function' without a merge function");
 		ctx_conflict cf = {s->key->data, s->key->len, merge_value(b, 0),
 		                   merge_value(l, s->time_us), merge_value(c, c_us)};
 		ctx_merge_value out = cf.current;
@@ -522,7 +526,8 @@ static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_st
 			return ctx_fail(st, "the merge function failed on a key of '%s': %s", t->id,
 			                ctx_strerror(st));
 		if (out.present && !out.value && out.len)
-			return ctx_fail(CTX_INVALID, "the merge function gave a NULL value of %zu bytes",
+			return ctx_fail(CTX_INVALID,
+			                "the merge function gave a NULL value of %zu bytes",
 			                out.len);
 		*r = out.present ? (val){true, out.value ? out.value : "", out.len} : ABSENT;
 		return CTX_OK;
@@ -590,7 +595,8 @@ static ctx_status merge_against(ctx_tracker *t, sync_job *j, ctx_state *cur, ctx
 		}
 	}
 	if (j->conflicts)
-		return ctx_fail(CTX_CONFLICT, "%zu keys of '%s' were changed on both sides: see "
+		return ctx_fail(CTX_CONFLICT,
+		                "%zu keys of '%s' were changed on both sides: see "
 		                "ctx_tracker_conflicts",
 		                j->conflicts->count, t->id);
 	return CTX_OK;
@@ -649,8 +655,10 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
 		if (st != CTX_CONFLICT)
 			return st;
 		if (attempt + 1 >= SYNC_MAX_ATTEMPTS)
-			return ctx_fail(CTX_CONFLICT, "sync of '%s' gave up after %d commits lost to "
-			                "other writers", t->id, SYNC_MAX_ATTEMPTS);
+			return ctx_fail(CTX_CONFLICT,
+			                "sync of '%s' gave up after %d commits lost to "
+			                "other writers",
+			                t->id, SYNC_MAX_ATTEMPTS);
 		backoff(attempt);
 	}
 }
@@ -692,7 +700,7 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 	table_settle(&t->edits);
 	t->base = nb;
 	j->result = NULL;
-	ctx_state_release(old);
+	ctx_state_release(old); /* not the last reference: j->base holds one */
 	clear_conflicts(t);
 }
 
@@ -710,14 +718,27 @@ static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 	j->conflicts = NULL;
 	for (size_t i = 0; i < cs->count; i++) {
 		conflict_rec *r = &cs->recs[i];
-		edit *e = table_find(&t->edits, XXH3_64bits_withSeed(r->key->data, r->key->len, t->seed),
-		                     r->key->data, r->key->len);
+		edit *e =
+		    table_find(&t->edits, XXH3_64bits_withSeed(r->key->data, r->key->len, t->seed),
+		               r->key->data, r->key->len);
 		if (!e || e->seq > j->seq)
 			r->resolved = true;
 		else
 			e->conflict = i + 1;
 	}
 	t->conflicts = cs;
+}
+
+/* Wait until no sync runs (t->lock held). A sync or refresh from inside the
+ * merge function would wait for itself: CTX_INVALID. */
+static ctx_status wait_idle(ctx_tracker *t)
+{
+	if (t->busy && pthread_equal(t->busy_thread, pthread_self()))
+		return ctx_fail(CTX_INVALID, "a tracker cannot sync or refresh from inside its "
+		                             "own merge function");
+	while (t->busy)
+		pthread_cond_wait(&t->idle_cv, &t->lock);
+	return CTX_OK;
 }
 
 static ctx_status tracker_sync(ctx_tracker *t, bool from_timer, uint64_t *version_out)
@@ -728,15 +749,19 @@ static ctx_status tracker_sync(ctx_tracker *t, bool from_timer, uint64_t *versio
 		pthread_mutex_unlock(&t->lock);
 		return CTX_OK;
 	}
-	while (t->busy)
-		pthread_cond_wait(&t->idle_cv, &t->lock);
-	ctx_status st = job_start(t, &j);
+	ctx_status st = wait_idle(t);
+	if (st != CTX_OK) {
+		pthread_mutex_unlock(&t->lock);
+		return st;
+	}
+	st = job_start(t, &j);
 	if (st != CTX_OK) {
 		job_free(&j);
 		pthread_mutex_unlock(&t->lock);
 		return st;
 	}
 	t->busy = true;
+	t->busy_thread = pthread_self();
 	pthread_mutex_unlock(&t->lock);
 
 	st = sync_run(t, &j);
@@ -756,7 +781,8 @@ static ctx_status tracker_sync(ctx_tracker *t, bool from_timer, uint64_t *versio
 		if (pst != CTX_OK) {
 			char why[200];
 			snprintf(why, sizeof(why), "%s", ctx_last_error());
-			ctx_fail(pst, "synced '%s' to version %llu, but its recovery point failed: %s",
+			ctx_fail(pst,
+			         "synced '%s' to version %llu, but its recovery point failed: %s",
 			         t->id, (unsigned long long)version, why);
 		}
 	}
@@ -935,8 +961,7 @@ static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held
 	return CTX_OK;
 }
 
-ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *v,
-                           size_t vlen)
+ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *v, size_t vlen)
 {
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
@@ -959,8 +984,7 @@ ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen)
 	return record_edit(t, key, klen, (held){ABSENT, NULL, NULL});
 }
 
-ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **out,
-                           size_t *outlen)
+ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **out, size_t *outlen)
 {
 	if (!t || !out || !outlen || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker, key or output pointer");
@@ -1026,10 +1050,10 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
 	pthread_mutex_lock(&t->lock);
-	while (t->busy)
-		pthread_cond_wait(&t->idle_cv, &t->lock);
 	ctx_state *cur;
-	ctx_status st = get_current(t, t->base, &cur);
+	ctx_status st = wait_idle(t);
+	if (st == CTX_OK)
+		st = get_current(t, t->base, &cur);
 	if (st != CTX_OK) {
 		pthread_mutex_unlock(&t->lock);
 		return st;
@@ -1047,7 +1071,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		uint64_t v = ctx_state_version(cur);
 		pthread_mutex_unlock(&t->lock);
 		ctx_state_release(cur);
-		return ctx_fail(CTX_CONFLICT, "%zu locally edited keys of '%s' were changed "
+		return ctx_fail(CTX_CONFLICT,
+		                "%zu locally edited keys of '%s' were changed "
 		                "differently in version %llu: sync to resolve them",
 		                conflicts, t->id, (unsigned long long)v);
 	}
@@ -1063,9 +1088,10 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 	}
 	table_settle(&t->edits);
 	clear_conflicts(t);
-	ctx_state_release(t->base);
+	ctx_state *old = t->base;
 	t->base = cur;
 	pthread_mutex_unlock(&t->lock);
+	ctx_state_release(old); /* perhaps the last reference: free it unlocked */
 	return CTX_OK;
 }
 
@@ -1097,10 +1123,9 @@ size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out)
 			const conflict_rec *r = &cs->recs[i];
 			if (r->resolved)
 				continue;
-			t->view[k++] = (ctx_conflict){r->key->data, r->key->len,
-			                              merge_value(r->base.v, 0),
-			                              merge_value(r->local.v, r->local_us),
-			                              merge_value(r->cur.v, r->cur_us)};
+			t->view[k++] = (ctx_conflict){
+			    r->key->data, r->key->len, merge_value(r->base.v, 0),
+			    merge_value(r->local.v, r->local_us), merge_value(r->cur.v, r->cur_us)};
 		}
 	} else if (n) {
 		ctx_fail(CTX_NOMEM, "no memory to list %zu conflicts", n);
