@@ -28,10 +28,6 @@
 
 #include "watch.h"
 
-/* watch.c: a watch on a bare feed (what ctx_watch_open does with s->feed). */
-ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
-                           ctx_watch **out);
-
 /* ---- failures in worker threads ---------------------------------------------- */
 
 static atomic_long t_failures;

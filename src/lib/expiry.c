@@ -75,8 +75,7 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	if (st == CTX_OK && s->log) {
 		if (s->wait_durable)
 			st = log_wait(s->log, rev);
-		if (st == CTX_OK)
-			store_report_skip(s, rev);
+		store_report_skip(s, rev);
 	}
 	context_release(c);
 	return st;

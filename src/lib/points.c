@@ -253,8 +253,7 @@ static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, 
 static ctx_status finish_point_record(ctx_store *s, uint64_t rev)
 {
 	ctx_status st = s->wait_durable ? log_wait(s->log, rev) : CTX_OK;
-	if (st == CTX_OK)
-		store_report_skip(s, rev);
+	store_report_skip(s, rev);
 	return st;
 }
 

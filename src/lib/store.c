@@ -412,6 +412,8 @@ ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev)
 	ctx_status r = log_wait(c->store->log, rev);
 	if (r == CTX_OK)
 		context_publish(c, st);
+	else
+		store_report_skip(c->store, rev); /* never visible: no event */
 	ctx_state_release(st);
 	return r;
 }
@@ -550,6 +552,8 @@ ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK)
 		store_report(s, rev, kind, c, 0, 0, NULL, NULL);
+	else if (rev)
+		store_report_skip(s, rev);
 	return st;
 }
 

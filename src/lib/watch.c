@@ -92,10 +92,6 @@
 #include "store.h"
 #include "util.h"
 
-/* Open a watch on a feed (ctx_watch_open's body; also used by the tests). */
-ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
-                           ctx_watch **out);
-
 #define DEFAULT_HISTORY 65536u
 #define DEFAULT_QUEUE 4096u
 #define FIRST_QUEUE_CAP 16u

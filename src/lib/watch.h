@@ -19,6 +19,7 @@
 #ifndef CTX_WATCH_H
 #define CTX_WATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,5 +44,10 @@ void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, siz
 
 /* Report a revision that has no event. */
 void feed_skip(feed *f, uint64_t rev);
+
+/* Open a watch on a feed: the body of ctx_watch_open (which passes the
+ * store's feed), callable on a bare feed by tests. */
+ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
+                           ctx_watch **out);
 
 #endif
