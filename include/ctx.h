@@ -110,8 +110,9 @@ typedef struct ctx_options {
 	unsigned auto_point_every; /* a point every K commits; 0 = never        */
 	size_t watch_queue;        /* events one watcher may have pending before
 	                              it lags; 0 = default (4096)                 */
-	size_t watch_history;      /* events kept for watchers to start from an
-	                              earlier revision; 0 = default (65536)       */
+	size_t watch_history;      /* revisions kept for watchers to start from
+	                              an earlier one (recovery point and ttl
+	                              records count too); 0 = default (65536)     */
 	unsigned reaper_ms;        /* how often expired contexts are looked for;
 	                              0 = default (1000)                          */
 	/* The clock, in µs since 1970 (creation, commit, access and point times,
@@ -420,7 +421,9 @@ typedef enum ctx_event_kind {
 	CTX_EVENT_DROPPED,
 	CTX_EVENT_EXPIRED,
 	CTX_EVENT_LAGGED /* the watcher fell behind: events from resume_from on
-	                    were not queued; reopen a watch from there */
+	                    were not queued; reopen a watch from there. Its
+	                    revision is resume_from, its id the watch's id or
+	                    prefix, its version 0 */
 } ctx_event_kind;
 
 typedef struct ctx_event {
@@ -448,7 +451,9 @@ ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t fr
                           ctx_watch **out);
 
 /* A file descriptor that is readable while events are pending (for poll,
- * epoll, libuv). Do not read or close it; ctx_watch_next clears it. */
+ * epoll, libuv). Do not read or close it; ctx_watch_next clears it. It may
+ * now and then be readable with nothing pending (ctx_watch_next then says
+ * CTX_NOT_FOUND), never the other way round. */
 int ctx_watch_fd(const ctx_watch *w);
 
 /* Take the next pending event, without waiting. CTX_NOT_FOUND if none is
