@@ -285,6 +285,14 @@ ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
  * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM. */
 ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out);
 
+/* Start a transaction whose commit creates context id with the recorded
+ * operations as its version 1, in one atomic commit (one log record, one
+ * sync): readers see the context with all its data or not at all. Nothing
+ * is checked against the store until the commit, which fails with
+ * CTX_EXISTS if the id exists then, or CTX_LIMIT; its expected_version must
+ * be 0 and its version_out is 1. Errors: CTX_INVALID, CTX_NOMEM. */
+ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out);
+
 /* Record a put or a delete in t. Operations apply in the order recorded (a
  * later put of the same key wins). Deleting an absent key is not an error: it
  * changes nothing. The data is copied.

@@ -201,22 +201,33 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 
 	if (type == REC_CREATE) {
 		uint64_t created = take_u64(&r);
-		if (r.bad || r.p != r.end || incarnation != rev)
+		if (r.bad || incarnation != rev)
 			return CTX_CORRUPT;
-		if (c && c->incarnation == incarnation)
-			return CTX_OK; /* in the checkpoint already */
+		/* The checkpoint holds this incarnation, or a later one (made after
+		 * the checkpoint began and snapshotted by it): this one's records
+		 * are superseded. */
+		if (c && c->incarnation >= incarnation)
+			return CTX_OK;
 		if (c) {
 			*why = "create of a context that exists";
 			return CTX_CORRUPT;
 		}
 		c = context_new(s, id, idlen, created);
-		hamt empty = {0};
-		ctx_state *st = c ? state_new(c, 1, empty, empty) : NULL;
+		hamt data = {0}, meta = {0};
+		ctx_status ast = CTX_OK;
+		if (r.p != r.end) /* initial data (ctx_txn_begin_create) */
+			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created);
+		if (ast == CTX_OK && r.p != r.end)
+			ast = CTX_CORRUPT;
+		ctx_state *st = c && ast == CTX_OK ? state_new(c, 1, data, meta) : NULL;
 		if (!st) {
+			hamt_release(&data);
+			hamt_release(&meta);
 			if (c)
 				context_release(c);
-			return CTX_NOMEM;
+			return ast != CTX_OK ? ast : CTX_NOMEM;
 		}
+		st->changed = data.count + meta.count;
 		c->incarnation = rev;
 		st->revision = rev;
 		st->updated_us = created;

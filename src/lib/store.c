@@ -418,48 +418,75 @@ ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev)
 	return r;
 }
 
-/* The body of a create or drop record: the id, and the creation time. */
-static bool id_body(body_buf *b, const ctx_context *c, bool with_time)
+/* The body of a drop record: the id. */
+static bool id_body(body_buf *b, const ctx_context *c)
 {
-	if (!body_reserve(b, 2 + c->idlen + 8))
+	if (!body_reserve(b, 2 + c->idlen))
 		return false;
 	put_u16(b->data, (uint16_t)c->idlen);
 	memcpy(b->data + 2, c->id, c->idlen);
 	b->len = 2 + c->idlen;
-	if (with_time) {
-		put_u64(b->data + b->len, c->created_us);
-		b->len += 8;
-	}
 	return true;
 }
 
 static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev)
 {
 	body_buf b = {0};
-	if (!id_body(&b, c, type == REC_CREATE))
+	if (!id_body(&b, c))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
-	log_record rec = {type, type == REC_CREATE ? 1 : 0, c->incarnation, b.data, (uint32_t)b.len,
-	                  crc32c(0, b.data, b.len)};
+	log_record rec = {type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
 	ctx_status st = log_append(s->log, &rec, rev);
 	body_free(&b);
 	return st;
 }
 
+/* Watchers see a create with the keys it wrote. */
+static void report_create(ctx_store *s, uint64_t rev, const ctx_context *c, const txn_op *ops,
+                          size_t n)
+{
+	const void **keys = n ? malloc(n * sizeof(*keys)) : NULL;
+	size_t *klens = n ? malloc(n * sizeof(*klens)) : NULL;
+	size_t k = keys && klens ? n : 0;
+	for (size_t i = 0; i < k; i++) {
+		keys[i] = hamt_leaf_key(ops[i].leaf);
+		klens[i] = ops[i].leaf->klen;
+	}
+	store_report(s, rev, CTX_EVENT_CREATED, c, 1, k, keys, klens);
+	free(keys);
+	free(klens);
+}
+
 ctx_status ctx_create(ctx_store *s, const char *id)
+{
+	return store_create(s, id, NULL, 0);
+}
+
+ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n)
 {
 	size_t idlen;
 	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
 	if (st != CTX_OK)
 		return st;
-	ctx_context *c = context_new(s, id, idlen, store_now_us(s));
-	hamt empty = {0};
-	ctx_state *first = c ? state_new(c, 1, empty, empty) : NULL;
+	uint64_t now = store_now_us(s);
+	ctx_context *c = context_new(s, id, idlen, now);
+	hamt data = {0}, meta = {0};
+	size_t changed = 0;
+	body_buf body = {0};
+	if (c && n)
+		st = apply_txn_ops(&data, &meta, ops, n, now, false, &changed);
+	if (c && st == CTX_OK && s->log)
+		st = encode_commit(c, ops, n, now, &body);
+	ctx_state *first = c && st == CTX_OK ? state_new(c, 1, data, meta) : NULL;
 	if (!first) {
+		hamt_release(&data);
+		hamt_release(&meta);
+		body_free(&body);
 		if (c)
 			context_release(c);
-		return ctx_fail(CTX_NOMEM, "no memory for a context");
+		return st != CTX_OK ? st : ctx_fail(CTX_NOMEM, "no memory for a context");
 	}
-	first->updated_us = c->created_us;
+	first->updated_us = now;
+	first->changed = changed;
 	context_push_head(c, first);
 	/* Inserted locked and invisible: writers that find it wait for the
 	 * create, readers do not see it until its first version is published. */
@@ -477,6 +504,7 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		c->head = NULL;
 		ctx_state_release(first); /* drops its reference to c */
 		context_release(c);
+		body_free(&body);
 		return ctx_fail(CTX_EXISTS, "context '%s' exists", id);
 	}
 	/* Count it only now that it is known to be new: a create that fails
@@ -486,11 +514,15 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		context_remove(s, c);
 		pthread_mutex_unlock(&c->write_lock);
 		context_release(c);
+		body_free(&body);
 		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
 	}
 	uint64_t rev;
 	if (s->log) {
-		st = append_id_record(s, c, REC_CREATE, &rev);
+		log_record rec = {REC_CREATE, 1, 0, body.data, (uint32_t)body.len,
+		                  crc32c(0, body.data, body.len)};
+		st = log_append(s->log, &rec, &rev);
+		body_free(&body);
 		if (st != CTX_OK) {
 			context_remove(s, c);
 			pthread_mutex_unlock(&c->write_lock);
@@ -511,7 +543,7 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 		pthread_mutex_unlock(&c->write_lock);
 	}
 	if (st == CTX_OK)
-		store_report(s, rev, CTX_EVENT_CREATED, c, 1, 0, NULL, NULL);
+		report_create(s, rev, c, ops, n);
 	return st;
 }
 

@@ -130,6 +130,15 @@ struct body_buf;
 ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
                          struct body_buf *b);
 
+/* Apply ops to data and meta under a fresh edit token (txn.c); puts get
+ * time `now`; counts the keys written in *changed. strict_del: deleting an
+ * absent key is CTX_NOT_FOUND. */
+ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
+                         bool strict_del, size_t *changed);
+
+/* Create context id with ops as its version 1 (store.c). */
+ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n);
+
 /* What a commit reports to watchers. */
 typedef struct commit_event {
 	ctx_event_kind kind;

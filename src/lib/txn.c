@@ -29,7 +29,8 @@
 
 struct ctx_txn {
 	ctx_store *store;
-	ctx_context *ctx;
+	ctx_context *ctx; /* NULL for a create transaction */
+	char *create_id;  /* the id a create transaction makes */
 	size_t count;
 	size_t cap;
 	txn_op *ops;
@@ -73,6 +74,32 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 	}
 	b->len = size;
 	return CTX_OK;
+}
+
+ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
+                         bool strict_del, size_t *changed)
+{
+	uint64_t edit = hamt_edit_token();
+	ctx_status st = CTX_OK;
+	for (size_t i = 0; i < n && st == CTX_OK; i++) {
+		hamt_leaf *l = ops[i].leaf;
+		hamt *m = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL ? data : meta;
+		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
+			l->time_us = now; /* not shared yet: only this commit holds it */
+			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+			st = hamt_set(m, l, edit);
+			if (st != CTX_OK)
+				hamt_leaf_release(l);
+			(*changed)++;
+		} else {
+			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
+			if (st == CTX_OK)
+				(*changed)++;
+			else if (st == CTX_NOT_FOUND && !strict_del)
+				st = CTX_OK;
+		}
+	}
+	return st;
 }
 
 /* The second half of every commit (transactions and restores): c's write
@@ -164,28 +191,10 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 
-	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&head->data);
 	hamt meta = hamt_retain(&head->meta);
 	size_t changed = 0;
-	for (size_t i = 0; i < n && st == CTX_OK; i++) {
-		hamt_leaf *l = ops[i].leaf;
-		hamt *m = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL ? &data : &meta;
-		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
-			l->time_us = now; /* not shared yet: only this commit holds it */
-			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
-			st = hamt_set(m, l, edit);
-			if (st != CTX_OK)
-				hamt_leaf_release(l);
-			changed++;
-		} else {
-			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
-			if (st == CTX_OK)
-				changed++;
-			else if (st == CTX_NOT_FOUND && !strict_del)
-				st = CTX_OK;
-		}
-	}
+	st = apply_txn_ops(&data, &meta, ops, n, now, strict_del, &changed);
 	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
 	if (!next) {
 		hamt_release(&data);
@@ -282,6 +291,24 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 	return CTX_OK;
 }
 
+ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out)
+{
+	size_t idlen;
+	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	if (st != CTX_OK)
+		return st;
+	if (!out)
+		return ctx_fail(CTX_INVALID, "NULL output pointer");
+	ctx_txn *t = calloc(1, sizeof(*t));
+	if (!t || !(t->create_id = strdup(id))) {
+		free(t);
+		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
+	}
+	t->store = s;
+	*out = t;
+	return CTX_OK;
+}
+
 static ctx_status txn_add(ctx_txn *t, enum op_kind kind, const void *key, size_t klen,
                           const void *val, size_t vlen)
 {
@@ -350,7 +377,9 @@ void ctx_txn_abort(ctx_txn *t)
 	for (size_t i = 0; i < t->count; i++)
 		hamt_leaf_release(t->ops[i].leaf);
 	free(t->ops);
-	context_release(t->ctx);
+	if (t->ctx)
+		context_release(t->ctx);
+	free(t->create_id);
 	free(t);
 }
 
@@ -358,7 +387,14 @@ ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *versi
 {
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL transaction");
-	ctx_status st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out);
+	ctx_status st;
+	if (t->create_id)
+		st = expected_version ? ctx_fail(CTX_INVALID, "a create has no expected version")
+		                      : store_create(t->store, t->create_id, t->ops, t->count);
+	else
+		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out);
+	if (st == CTX_OK && t->create_id && version_out)
+		*version_out = 1;
 	ctx_txn_abort(t);
 	return st;
 }
