@@ -96,7 +96,7 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	ctx_lfht_for_each(s->table, &iter, c, node) {
 		tsan_subscribe(c);
 		const ctx_state *st = atomic_load_explicit(&c->visible, memory_order_acquire);
-		if (!st || atomic_load(&c->dropped))
+		if (!st) /* not created yet, or gone */
 			continue;
 		if (n == cap) {
 			ctx_context_status *g = realloc(v, 2 * cap * sizeof(*v));

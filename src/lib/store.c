@@ -538,6 +538,17 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		ctx_state_retain(first);
 		pthread_mutex_unlock(&c->write_lock);
 		st = context_publish_durable(c, first, rev);
+		if (st != CTX_OK) {
+			/* Never visible, and the store now refuses writes: take it
+			 * out of the table again. */
+			pthread_mutex_lock(&c->write_lock);
+			bool remove = !atomic_load(&c->gone);
+			if (remove)
+				context_remove(s, c);
+			pthread_mutex_unlock(&c->write_lock);
+			if (remove)
+				context_release(c);
+		}
 	} else {
 		context_publish(c, first);
 		pthread_mutex_unlock(&c->write_lock);
@@ -737,7 +748,7 @@ ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, siz
 		if (nomem)
 			break;
 		tsan_subscribe(c);
-		if (atomic_load(&c->dropped) || !atomic_load(&c->visible))
+		if (!atomic_load(&c->visible)) /* not created yet, or gone */
 			continue;
 		if (plen && (c->idlen < plen || memcmp(c->id, prefix, plen) != 0))
 			continue;
