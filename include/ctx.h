@@ -521,7 +521,9 @@ typedef struct ctx_tracker ctx_tracker;
 ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_options *o,
                             ctx_tracker **out);
 
-/* Local edits, kept in the working copy until a sync. */
+/* Local edits, kept in the working copy until a sync. Errors: CTX_INVALID
+ * (key or value outside the store's limits), CTX_NOT_FOUND (the context was
+ * dropped), CTX_NOMEM. */
 ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *val,
                            size_t vlen);
 ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen);
@@ -551,12 +553,16 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t);
  * tracker put/del or ctx_tracker_resolve, then sync again. On success the
  * tracker is based on the new version with no pending edits, and
  * *version_out (if not NULL) is that version (the base, if nothing was
- * pending). Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), the merge
+ * pending). If the commit succeeded but point_on_sync's point could not be
+ * made, the result is still CTX_OK and ctx_last_error() says why. Calling
+ * sync or refresh from inside the merge function is CTX_INVALID.
+ * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), the merge
  * function's status, CTX_IO, CTX_NOMEM. */
 ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
 
-/* The conflicts of the last manual sync still unresolved. Valid until the
- * next call on t. */
+/* The conflicts of the last manual sync still unresolved. The array stays
+ * valid until the next ctx_tracker_conflicts or ctx_tracker_close, so the
+ * caller may resolve while walking it. */
 size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out);
 
 /* Resolve a conflict of a manual sync by taking the current (take_local =

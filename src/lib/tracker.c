@@ -37,8 +37,8 @@
  *     a conflict at the next sync.
  *
  * STRATEGIES for a conflict
- *   latest/oldest compare the local edit's time (the real clock, CLOCK_REALTIME,
- *   when ctx_tracker_put/del was called) with the time the newest version's
+ *   latest/oldest compare the local edit's time (the store's clock when
+ *   ctx_tracker_put/del was called) with the time the newest version's
  *   value was set (ctx_state_key_time; for a key deleted there, that version's
  *   commit time, the latest the delete can have happened). Ties go to the
  *   current value. function calls the merge function with no lock held; when
@@ -94,6 +94,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "store.h"
 #include "util.h"
 
 /* A sync gives up after this many guarded commits lost in a row. */
@@ -867,7 +868,7 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 	}
 	t->store = s;
 	t->opts = opts;
-	t->seed = ctx_now_us() ^ (uint64_t)(uintptr_t)t;
+	t->seed = store_now_us(t->store) ^ (uint64_t)(uintptr_t)t;
 	ctx_mutex_init(&t->lock);
 	pthread_cond_init(&t->idle_cv, NULL);
 	pthread_condattr_t ca;
@@ -906,13 +907,16 @@ void ctx_tracker_close(ctx_tracker *t)
 static ctx_status check_edit(ctx_tracker *t, const void *key, size_t klen, const void *v,
                              size_t vlen, bool put)
 {
-	ctx_txn *x;
-	ctx_status st = ctx_txn_begin(t->store, t->id, &x);
+	ctx_status st = store_check_key(t->store, key, klen);
+	if (st == CTX_OK && put)
+		st = store_check_value(t->store, v, vlen);
 	if (st != CTX_OK)
 		return st;
-	st = put ? ctx_txn_put(x, key, klen, v, vlen) : ctx_txn_del(x, key, klen);
-	ctx_txn_abort(x);
-	return st;
+	ctx_context *c = store_find_context(t->store, t->id, strlen(t->id));
+	if (!c)
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", t->id);
+	context_release(c);
+	return CTX_OK;
 }
 
 /* Resolve e's conflict (t->lock held): the caller has seen its current value. */
@@ -928,7 +932,7 @@ static void resolve_conflict(ctx_tracker *t, edit *e)
 static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held v)
 {
 	uint64_t hash = XXH3_64bits_withSeed(key, klen, t->seed);
-	uint64_t now = ctx_now_us();
+	uint64_t now = store_now_us(t->store);
 	edit *fresh = calloc(1, sizeof(*fresh));
 	if (!fresh || !(fresh->key = blob_new(key, klen))) {
 		free(fresh);
@@ -1150,7 +1154,7 @@ ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, boo
 	if (!take_local) {
 		held_release(&e->val);
 		e->val = hold_copy(&t->conflicts->recs[e->conflict - 1].cur);
-		e->time_us = ctx_now_us();
+		e->time_us = store_now_us(t->store);
 	}
 	e->seq = ++t->seq;
 	resolve_conflict(t, e);
