@@ -29,7 +29,7 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	st->ctx = c;
 	st->version = version;
 	st->revision = 0;
-	st->updated_us = store_now_us(c->store);
+	st->updated_us = 0; /* every caller sets its commit time */
 	st->changed = 0;
 	st->data = data;
 	st->meta = meta;
