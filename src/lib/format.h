@@ -37,8 +37,11 @@
 /* Body: u16 id length, id bytes, then
  *   CREATE: u64 created_us
  *   COMMIT, RESTORE: u64 updated_us, u32 op count, ops: u8 kind, u32 klen,
- *           u32 vlen, key bytes, value bytes
- *           (kind: 0 put, 1 del, 2 meta put, 3 meta del)
+ *           u32 vlen, key bytes, value bytes (vlen 0 for deletes)
+ *           (kind: 0 put, 1 del, 2 meta put, 3 meta del); a RESTORE's ops
+ *           each end with a u64: the time the restored value was first set
+ *   CREATE may carry initial data: after created_us, u32 op count and ops
+ *           as COMMIT's
  *   DROP, EXPIRE: nothing more
  *   POINT:  u64 time_us, u64 checksum, u8 label length, label bytes
  *           (the header's version is the version pinned)

@@ -682,3 +682,16 @@ ctx_status hamt_diff(const hamt *a, const hamt *b, hamt_diff_fn fn, void *arg)
 		return diff_all(a->root, false, fn, arg);
 	return diff_slots(a->root, b->root, 0, fn, arg);
 }
+
+static ctx_status count_change(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	(*(size_t *)arg)++;
+	return CTX_OK;
+}
+
+size_t hamt_diff_count(const hamt *a, const hamt *b)
+{
+	size_t n = 0;
+	hamt_diff(a, b, count_change, &n);
+	return n;
+}

@@ -90,6 +90,9 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 typedef ctx_status (*hamt_diff_fn)(void *arg, const hamt_leaf *old, const hamt_leaf *new_);
 ctx_status hamt_diff(const hamt *a, const hamt *b, hamt_diff_fn fn, void *arg);
 
+/* The number of keys added, changed or removed from a to b (hamt_diff). */
+size_t hamt_diff_count(const hamt *a, const hamt *b);
+
 /* The content hash of a key and value (what hamt_leaf.sum holds). */
 uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t vlen);
 

@@ -93,6 +93,8 @@ ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t
 		return ctx_fail(CTX_NOMEM, "no memory for a point");
 	point_entry *e = &p->e[p->count++];
 	e->st = ctx_state_retain(st);
+	e->keys = st->data.count;
+	e->bytes = st->data.bytes;
 	e->time_us = time_us;
 	e->checksum = checksum;
 	snprintf(e->label, sizeof(e->label), "%s", label ? label : "");
@@ -325,8 +327,8 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 			ctx_point *o = &list[n++];
 			o->version = e->st->version;
 			o->time_us = e->time_us;
-			o->keys = e->st->data.count;
-			o->bytes = e->st->data.bytes;
+			o->keys = e->keys;
+			o->bytes = e->bytes;
 			o->checksum = e->checksum;
 			memcpy(o->label, e->label, sizeof(o->label));
 		}
@@ -413,14 +415,16 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	const ctx_state *target = atomic_load(&c->dropped) ? NULL : pick(c, arg, &is_point, &checksum);
 	ctx_state *head = c->head, *next = NULL;
 	uint64_t now = store_now_us(s);
+	size_t data_changes = 0;
 	if (!target) {
 		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", id);
 	} else if (is_point && checksum != content_checksum(target)) {
 		st = ctx_fail(CTX_CORRUPT, "point on version %llu of '%s' is damaged (checksum)",
 		              (unsigned long long)target->version, id);
 	} else if (hamt_diff(&head->data, &target->data, collect_op, &r) != CTX_OK ||
-	           (r.meta = true, hamt_diff(&head->meta, &target->meta, collect_op, &r)) != CTX_OK ||
-	           (s->log && encode_commit(c, r.ops, r.count, now, &body) != CTX_OK) ||
+	           (data_changes = r.count, r.meta = true,
+	            hamt_diff(&head->meta, &target->meta, collect_op, &r)) != CTX_OK ||
+	           (s->log && encode_commit(c, r.ops, r.count, now, true, &body) != CTX_OK) ||
 	           !(keys = malloc((r.count + 1) * sizeof(*keys))) ||
 	           !(klens = malloc((r.count + 1) * sizeof(*klens))) ||
 	           !(next = state_new(c, head->version + 1, hamt_retain(&target->data),
@@ -435,7 +439,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 			klens[i] = r.ops[i].leaf->klen;
 		}
 		next->updated_us = now;
-		next->changed = r.count;
+		next->changed = data_changes;
 		log_record rec = {REC_RESTORE, 0, 0, body.data, (uint32_t)body.len,
 		                  body.len ? crc32c(0, body.data, body.len) : 0};
 		commit_event ev = {CTX_EVENT_RESTORED, r.count, keys, klens};

@@ -122,20 +122,22 @@ static uint32_t take_u32(reader *r)
 }
 
 /* Apply the ops of a commit body to data/meta. */
-static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us)
+static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us,
+                            bool with_times)
 {
 	uint32_t nops = take_u32(r);
 	for (uint32_t i = 0; i < nops && !r->bad; i++) {
 		const unsigned char *k = take(r, 1);
 		uint32_t klen = take_u32(r), vlen = take_u32(r);
 		const unsigned char *key = take(r, klen), *val = take(r, vlen);
+		uint64_t t = with_times ? take_u64(r) : time_us;
 		if (r->bad || klen == 0 || *k > OP_META_DEL_CODE)
 			return CTX_CORRUPT;
 		hamt *m = *k == OP_PUT_CODE || *k == OP_DEL_CODE ? data : meta;
 		if (*k == OP_PUT_CODE || *k == OP_META_PUT_CODE) {
 			hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
 			if (l)
-				l->time_us = time_us;
+				l->time_us = t;
 			if (!l || hamt_set(m, l, edit) != CTX_OK) {
 				hamt_leaf_release(l);
 				return CTX_NOMEM;
@@ -216,7 +218,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		hamt data = {0}, meta = {0};
 		ctx_status ast = CTX_OK;
 		if (r.p != r.end) /* initial data (ctx_txn_begin_create) */
-			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created);
+			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created, false);
 		if (ast == CTX_OK && r.p != r.end)
 			ast = CTX_CORRUPT;
 		ctx_state *st = c && ast == CTX_OK ? state_new(c, 1, data, meta) : NULL;
@@ -227,7 +229,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 				context_release(c);
 			return ast != CTX_OK ? ast : CTX_NOMEM;
 		}
-		st->changed = data.count + meta.count;
+		st->changed = data.count;
 		c->incarnation = rev;
 		st->revision = rev;
 		st->updated_us = created;
@@ -266,7 +268,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
-	ctx_status st = apply_ops(&r, &data, &meta, edit, updated);
+	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, type == REC_RESTORE);
 	ctx_state *next = NULL;
 	if (st == CTX_OK && r.p != r.end)
 		st = CTX_CORRUPT;
@@ -279,7 +281,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	next->revision = rev;
 	next->updated_us = updated;
-	next->changed = next->data.count; /* an upper bound; only reported */
+	next->changed = hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);
 	return CTX_OK;
 }

@@ -470,12 +470,11 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	uint64_t now = store_now_us(s);
 	ctx_context *c = context_new(s, id, idlen, now);
 	hamt data = {0}, meta = {0};
-	size_t changed = 0;
 	body_buf body = {0};
 	if (c && n)
-		st = apply_txn_ops(&data, &meta, ops, n, now, false, &changed);
+		st = apply_txn_ops(&data, &meta, ops, n, now, false);
 	if (c && st == CTX_OK && s->log)
-		st = encode_commit(c, ops, n, now, &body);
+		st = encode_commit(c, ops, n, now, false, &body);
 	ctx_state *first = c && st == CTX_OK ? state_new(c, 1, data, meta) : NULL;
 	if (!first) {
 		hamt_release(&data);
@@ -486,7 +485,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		return st != CTX_OK ? st : ctx_fail(CTX_NOMEM, "no memory for a context");
 	}
 	first->updated_us = now;
-	first->changed = changed;
+	first->changed = data.count;
 	context_push_head(c, first);
 	/* Inserted locked and invisible: writers that find it wait for the
 	 * create, readers do not see it until its first version is published. */

@@ -45,6 +45,7 @@ struct ctx_state {
  * write lock and read under RCU. Each entry holds a reference to its state. */
 typedef struct point_entry {
 	ctx_state *st;
+	size_t keys, bytes; /* of st, copied: st's maps go with its last reference */
 	uint64_t time_us;
 	uint64_t checksum; /* data.sum + meta.sum when the point was made */
 	char label[CTX_LABEL_MAX + 1];
@@ -128,13 +129,12 @@ typedef struct txn_op {
 struct body_buf;
 /* Encode the body of a commit record holding ops (txn.c). */
 ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
-                         struct body_buf *b);
+                         bool with_times, struct body_buf *b);
 
 /* Apply ops to data and meta under a fresh edit token (txn.c); puts get
- * time `now`; counts the keys written in *changed. strict_del: deleting an
- * absent key is CTX_NOT_FOUND. */
+ * time `now`. strict_del: deleting an absent key is CTX_NOT_FOUND. */
 ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
-                         bool strict_del, size_t *changed);
+                         bool strict_del);
 
 /* Create context id with ops as its version 1 (store.c). */
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n);

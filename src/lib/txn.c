@@ -45,12 +45,18 @@ static const uint8_t op_codes[] = {
 
 /* Encode the body of the commit record for ops (see format.h). Done before
  * any lock is taken: the record's version and revision live in its header. */
+static bool op_has_value(enum op_kind k)
+{
+	return k == OP_PUT || k == OP_META_PUT;
+}
+
 ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
-                         body_buf *b)
+                         bool with_times, body_buf *b)
 {
 	size_t size = 2 + c->idlen + 8 + 4;
 	for (size_t i = 0; i < n; i++)
-		size += 9 + (size_t)ops[i].leaf->klen + ops[i].leaf->vlen;
+		size += 9 + (with_times ? 8 : 0) + (size_t)ops[i].leaf->klen +
+		        (op_has_value(ops[i].kind) ? ops[i].leaf->vlen : 0);
 	if (size > REC_MAX_BODY)
 		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit", size);
 	if (!body_reserve(b, size))
@@ -64,20 +70,23 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 	p += 12;
 	for (size_t i = 0; i < n; i++) {
 		const hamt_leaf *l = ops[i].leaf;
-		bool with_value = ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT;
-		uint32_t vlen = with_value ? l->vlen : 0;
+		uint32_t vlen = op_has_value(ops[i].kind) ? l->vlen : 0;
 		p[0] = op_codes[ops[i].kind];
 		put_u32(p + 1, l->klen);
 		put_u32(p + 5, vlen);
 		memcpy(p + 9, l->data, (size_t)l->klen + vlen);
 		p += 9 + l->klen + vlen;
+		if (with_times) {
+			put_u64(p, l->time_us);
+			p += 8;
+		}
 	}
 	b->len = size;
 	return CTX_OK;
 }
 
 ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
-                         bool strict_del, size_t *changed)
+                         bool strict_del)
 {
 	uint64_t edit = hamt_edit_token();
 	ctx_status st = CTX_OK;
@@ -90,12 +99,9 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
 			st = hamt_set(m, l, edit);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
-			(*changed)++;
 		} else {
 			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
-			if (st == CTX_OK)
-				(*changed)++;
-			else if (st == CTX_NOT_FOUND && !strict_del)
+			if (st == CTX_NOT_FOUND && !strict_del)
 				st = CTX_OK;
 		}
 	}
@@ -158,7 +164,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	body_buf body = {0};
 	log_record rec = {0};
 	if (s->log) {
-		if ((st = encode_commit(c, ops, n, now, &body)) != CTX_OK)
+		if ((st = encode_commit(c, ops, n, now, false, &body)) != CTX_OK)
 			return st;
 		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
 		                   crc32c(0, body.data, body.len)};
@@ -193,8 +199,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 
 	hamt data = hamt_retain(&head->data);
 	hamt meta = hamt_retain(&head->meta);
-	size_t changed = 0;
-	st = apply_txn_ops(&data, &meta, ops, n, now, strict_del, &changed);
+	st = apply_txn_ops(&data, &meta, ops, n, now, strict_del);
 	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
 	if (!next) {
 		hamt_release(&data);
@@ -206,7 +211,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 	next->updated_us = now;
-	next->changed = changed;
+	next->changed = hamt_diff_count(&head->data, &data);
 	st = commit_finish(c, next, &rec, &ev, version_out);
 	goto out;
 fail:
