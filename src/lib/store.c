@@ -533,6 +533,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	}
 	c->incarnation = rev;
 	first->revision = rev;
+	context_retain(c); /* ours until reported: a drop may come once unlocked */
 	if (s->wait_durable) {
 		ctx_state_retain(first);
 		pthread_mutex_unlock(&c->write_lock);
@@ -554,6 +555,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	}
 	if (st == CTX_OK)
 		report_create(s, rev, c, ops, n);
+	context_release(c);
 	return st;
 }
 
