@@ -76,10 +76,10 @@ static void assert_no_thread_failures(void)
 
 /* ---- the fake clock ------------------------------------------------------------- */
 
-#define T0 1700000000000000ull /* µs since 1970: November 2023 */
-#define MS 1000ull             /* µs */
-#define SEC 1000000ull         /* µs */
-#define REAPER_IDLE_MS 3600000u /* an hour: the reaper runs only when woken */
+#define T0             1700000000000000ull /* µs since 1970: November 2023 */
+#define MS             1000ull             /* µs */
+#define SEC            1000000ull          /* µs */
+#define REAPER_IDLE_MS 3600000u            /* an hour: the reaper runs only when woken */
 
 typedef struct fake_clock {
 	_Atomic uint64_t now;
@@ -472,7 +472,7 @@ static void test_session_get_after_drop(void **unused)
  * whose value is the id the session reported as current: afterwards every key
  * is in exactly the context that was current when it was written, with that
  * context's id as value, and every context's key count and version are exact. */
-#define SW_THREADS 16
+#define SW_THREADS  16
 #define SW_CONTEXTS 8
 
 typedef struct switcher {
@@ -614,7 +614,7 @@ static void test_session_threads_switching(void **unused)
  * durable store (a create becomes visible only once fsynced): every activate
  * succeeds, and each id is created once. */
 #define RACE_THREADS 8
-#define RACE_IDS 12
+#define RACE_IDS     12
 
 typedef struct racer {
 	ctx_store *s;
@@ -761,8 +761,8 @@ static void test_status_view(void **unused)
 	uint64_t rng = 42;
 	for (int i = 0; i < 300; i++) {
 		char id[32];
-		snprintf(id, sizeof(id), "m%08llx-%d", (unsigned long long)test_rand(&rng) & 0xffffffffu,
-		         i);
+		snprintf(id, sizeof(id), "m%08llx-%d",
+		         (unsigned long long)test_rand(&rng) & 0xffffffffu, i);
 		assert_ok(ctx_create(s, id));
 	}
 	v = view(s, &n);
@@ -845,7 +845,8 @@ static void test_status_view_concurrent(void **unused)
 				T_CHECK(v[i].version <= 2);
 				if (v[i].keys != v[i].version - 1 ||
 				    v[i].bytes != 2 * (v[i].version - 1))
-					t_fail(__LINE__, "a churn context's entry is torn: keys and "
+					t_fail(__LINE__,
+					       "a churn context's entry is torn: keys and "
 					       "bytes do not match its version (value: "
 					       "version * 100 + keys)",
 					       (long long)(v[i].version * 100 + v[i].keys));
@@ -1136,8 +1137,8 @@ static void test_session_activate_create_over_expired(void **unused)
 		ctx_status st = ctx_session_activate(se, id, true);
 		clock_release(fc);
 		if (st != CTX_OK)
-			fail_msg("round %d: activate(create) over an expired context: %s (%s)", round,
-			         ctx_strerror(st), ctx_last_error());
+			fail_msg("round %d: activate(create) over an expired context: %s (%s)",
+			         round, ctx_strerror(st), ctx_last_error());
 		ctx_state *v;
 		assert_ok(ctx_session_get(se, &v));
 		assert_int_equal(ctx_state_version(v), 1);
@@ -1540,9 +1541,9 @@ static void test_max_contexts_limit(void **unused)
 
 /* Many threads creating at once never pass the limit: exactly max creates
  * succeed, the rest get CTX_LIMIT. */
-#define LIM_THREADS 8
+#define LIM_THREADS    8
 #define LIM_PER_THREAD 16
-#define LIM_MAX 37
+#define LIM_MAX        37
 
 typedef struct limiter {
 	ctx_store *s;
@@ -1560,7 +1561,8 @@ static void *limiter_main(void *arg)
 	for (int i = 0; i < LIM_PER_THREAD; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "lim-%d-%d", l->idx, i);
-		ctx_status st = (i & 1) && se ? ctx_session_activate(se, id, true) : ctx_create(l->s, id);
+		ctx_status st =
+		    (i & 1) && se ? ctx_session_activate(se, id, true) : ctx_create(l->s, id);
 		T_CHECK(st == CTX_OK || st == CTX_LIMIT);
 		if (st == CTX_OK)
 			l->ok++;
@@ -1674,7 +1676,8 @@ static void *exp_reader_main(void *arg)
 	while (!atomic_load(&sh->stop)) {
 		uint64_t e = atomic_load(&sh->epoch);
 		ctx_state *st = NULL;
-		ctx_status rs = (r->idx & 1) ? ctx_session_get(se, &st) : ctx_get(sh->s, "hot", &st);
+		ctx_status rs =
+		    (r->idx & 1) ? ctx_session_get(se, &st) : ctx_get(sh->s, "hot", &st);
 		/* Loaded after the read: the main thread clears it before it
 		 * moves the clock past the ttl. */
 		bool live = atomic_load(&sh->expect_live);
