@@ -63,16 +63,6 @@
 
 #include "vfs.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 #if defined(__SANITIZE_THREAD__)
 #define TSAN_BUILD 1
 #elif defined(__has_feature)
@@ -81,18 +71,7 @@
 #endif
 #endif
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rnd_below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
+#define SANITIZED (test_slowdown() > 1)
 
 /* ---- the model ----------------------------------------------------------------- */
 
@@ -266,12 +245,12 @@ static op choose_op(const model *m, int t, uint64_t *r)
 		else
 			absent[na++] = private_ctx(t, j);
 	}
-	int roll = (int)rnd_below(r, 100);
+	int roll = (int)test_rand_below(r, 100);
 	if (roll < 6 && na) {
 		o.kind = OP_CREATE;
-		o.ctx = (uint8_t)absent[rnd_below(r, (uint64_t)na)];
-		for (int want = (int)rnd_below(r, 4); o.nkeys < want;) {
-			int k = (int)rnd_below(r, KEYS);
+		o.ctx = (uint8_t)absent[test_rand_below(r, (uint64_t)na)];
+		for (int want = (int)test_rand_below(r, 4); o.nkeys < want;) {
+			int k = (int)test_rand_below(r, KEYS);
 			bool dup = false;
 			for (int i = 0; i < o.nkeys; i++)
 				dup |= o.keys[i] == k;
@@ -282,37 +261,37 @@ static op choose_op(const model *m, int t, uint64_t *r)
 	}
 	if (roll < 10 && np) {
 		o.kind = OP_DROP;
-		o.ctx = (uint8_t)present[rnd_below(r, (uint64_t)np)];
+		o.ctx = (uint8_t)present[test_rand_below(r, (uint64_t)np)];
 		return o;
 	}
-	int pick = (int)rnd_below(r, (uint64_t)(SHARED + np));
+	int pick = (int)test_rand_below(r, (uint64_t)(SHARED + np));
 	o.ctx = (uint8_t)(pick < SHARED ? pick : present[pick - SHARED]);
 	const mctx *c = &m->c[o.ctx];
 	int have[KEYS], nh = 0;
 	for (int k = 0; k < KEYS; k++)
 		if (c->val[t][k])
 			have[nh++] = k;
-	roll = (int)rnd_below(r, 100);
+	roll = (int)test_rand_below(r, 100);
 	if (roll < 45) {
 		o.kind = OP_PUT;
 		o.nkeys = 1;
-		o.keys[0] = (uint8_t)rnd_below(r, KEYS);
+		o.keys[0] = (uint8_t)test_rand_below(r, KEYS);
 	} else if (roll < 60 && nh) {
 		o.kind = OP_DEL;
 		o.nkeys = 1;
-		o.keys[0] = (uint8_t)have[rnd_below(r, (uint64_t)nh)];
+		o.keys[0] = (uint8_t)have[test_rand_below(r, (uint64_t)nh)];
 	} else {
 		o.kind = OP_TXN;
 		bool used[KEYS] = {0};
-		int want = 1 + (int)rnd_below(r, 4);
+		int want = 1 + (int)test_rand_below(r, 4);
 		while (o.nkeys < want) {
-			int k = (int)rnd_below(r, KEYS);
+			int k = (int)test_rand_below(r, KEYS);
 			if (!used[k]) {
 				used[k] = true;
 				o.keys[o.nkeys++] = (uint8_t)k;
 			}
 		}
-		if (rnd_below(r, 3) == 0)
+		if (test_rand_below(r, 3) == 0)
 			for (int i = 0; i < nh; i++)
 				if (!used[have[i]]) {
 					o.delkey = (uint8_t)have[i];
@@ -857,12 +836,7 @@ typedef struct loop_cfg {
 
 static void crash_loop(const loop_cfg *cfg)
 {
-	char seedname[64];
-	snprintf(seedname, sizeof(seedname), "%s", cfg->name);
-	const char *e = getenv("CTX_TEST_SEED");
-	uint64_t seed = e ? strtoull(e, NULL, 0) : 0xc0ffee + (uint64_t)cfg->mode * 77 + cfg->power_loss;
-	print_message("%s: seed %llu (set CTX_TEST_SEED to repeat)\n", cfg->name,
-	              (unsigned long long)seed);
+	uint64_t seed = test_seed(cfg->name, 0xc0ffee + (uint64_t)cfg->mode * 77 + cfg->power_loss);
 	uint64_t r = seed;
 	char *dir = test_make_dir(cfg->name);
 	shared_area *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -885,8 +859,8 @@ static void crash_loop(const loop_cfg *cfg)
 	for (; it < cfg->max_iters; it++) {
 		if (it >= cfg->min_iters && test_now() - start > cfg->budget_s)
 			break;
-		uint64_t wseed = rnd(&r);
-		unsigned delay_us = 1000 + (unsigned)rnd_below(&r, 50000);
+		uint64_t wseed = test_rand(&r);
+		unsigned delay_us = 1000 + (unsigned)test_rand_below(&r, 50000);
 		run_log_reset(&rl, &sh->base);
 		int p[2];
 		assert_int_equal(pipe(p), 0);
@@ -947,7 +921,7 @@ static void crash_loop(const loop_cfg *cfg)
 			         it, status);
 		check_shared_versions_unique(&rl);
 		if (cfg->power_loss) {
-			vfs_sim_crash(rnd_below(&r, 4) != 0, (unsigned)rnd(&r));
+			vfs_sim_crash(test_rand_below(&r, 4) != 0, (unsigned)test_rand(&r));
 			vfs_sim_disable();
 		}
 		pid = fork_flushed();

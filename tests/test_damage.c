@@ -44,39 +44,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rnd_below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
-static uint64_t seed_from_env(const char *test, uint64_t fallback)
-{
-	const char *e = getenv("CTX_TEST_SEED");
-	uint64_t seed = e ? strtoull(e, NULL, 0) : fallback;
-	print_message("%s: seed %llu (set CTX_TEST_SEED to repeat)\n", test,
-	              (unsigned long long)seed);
-	return seed;
-}
-
 static ctx_store *open_dir(const char *dir)
 {
 	ctx_options o;
@@ -235,130 +202,6 @@ static void copy_dir(const char *src, const char *dst)
 	snap_free(&s);
 }
 
-/* ---- canonical dumps --------------------------------------------------------- */
-
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		assert_non_null(b->p);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-	sb_add(b, tmp, (size_t)n);
-}
-
-static void sb_bytes(sbuf *b, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	sb_add(b, "'", 1);
-	for (size_t i = 0; i < n; i++) {
-		if (c[i] >= 0x20 && c[i] < 0x7f && c[i] != '\\' && c[i] != '\'')
-			sb_add(b, &c[i], 1);
-		else
-			sb_printf(b, "\\x%02x", c[i]);
-	}
-	sb_add(b, "'", 1);
-}
-
-typedef struct pair {
-	const void *k, *v;
-	size_t kl, vl;
-} pair;
-
-static int pair_cmp(const void *a, const void *b)
-{
-	const pair *x = a, *y = b;
-	size_t n = x->kl < y->kl ? x->kl : y->kl;
-	int c = memcmp(x->k, y->k, n);
-	return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
-}
-
-static void dump_map(sbuf *b, ctx_iter *it, const char *tag)
-{
-	pair ps[512];
-	size_t n = 0;
-	while (n < 512 && ctx_iter_next(it, &ps[n].k, &ps[n].kl, &ps[n].v, &ps[n].vl))
-		n++;
-	assert_true(n < 512);
-	qsort(ps, n, sizeof(*ps), pair_cmp);
-	for (size_t i = 0; i < n; i++) {
-		sb_printf(b, "  %s ", tag);
-		sb_bytes(b, ps[i].k, ps[i].kl);
-		sb_add(b, " = ", 3);
-		sb_bytes(b, ps[i].v, ps[i].vl);
-		sb_add(b, "\n", 1);
-	}
-}
-
-/* Every state of s (times left out: the model's differ), in id order. */
-static char *dump_store(ctx_store *s, uint64_t *keys_out)
-{
-	sbuf b = {0};
-	sb_add(&b, "", 0);
-	ctx_list l;
-	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));
-	uint64_t keys = 0;
-	for (size_t i = 0; i < l.count; i++) {
-		ctx_state *st = NULL;
-		assert_ok(ctx_get(s, l.ids[i], &st));
-		sb_printf(&b, "ctx '%s' version %llu revision %llu keys %zu meta %zu\n", l.ids[i],
-		          (unsigned long long)ctx_state_version(st),
-		          (unsigned long long)ctx_state_revision(st), ctx_state_count(st),
-		          ctx_state_meta_count(st));
-		keys += ctx_state_count(st);
-		ctx_iter *it = NULL;
-		assert_ok(ctx_iter_begin(st, &it));
-		dump_map(&b, it, "k");
-		ctx_iter_free(it);
-		assert_ok(ctx_iter_meta_begin(st, &it));
-		dump_map(&b, it, "m");
-		ctx_iter_free(it);
-		ctx_state_release(st);
-	}
-	ctx_list_free(&l);
-	if (keys_out)
-		*keys_out = keys;
-	return b.p;
-}
-
-static void expect_same_dump(const char *want, const char *got, const char *what)
-{
-	if (strcmp(want, got) == 0)
-		return;
-	const char *a = want, *b = got;
-	while (*a && *a == *b) {
-		a++;
-		b++;
-	}
-	while (a > want && a[-1] != '\n') {
-		a--;
-		b--;
-	}
-	fail_msg("%s: recovered store differs from the model:\n  want: %.200s\n  got:  %.200s",
-	         what, a, b);
-}
-
 /* ---- building directories with a known history -------------------------------- */
 
 #define NCTX 4
@@ -380,7 +223,7 @@ static void history_init(history *h, uint64_t seed)
 	h->cap = 256;
 	h->dumps = calloc(h->cap, sizeof(char *));
 	assert_non_null(h->dumps);
-	h->dumps[0] = dump_store(h->model, NULL);
+	h->dumps[0] = test_dump_store(h->model, false, NULL);
 }
 
 static void history_free(history *h)
@@ -409,16 +252,16 @@ static void history_step(history *h, ctx_store *s, bool small)
 	uint64_t *r = &h->r;
 	char id[8], key[16];
 	unsigned char val[400];
-	snprintf(id, sizeof(id), "c%d", (int)rnd_below(r, NCTX));
-	snprintf(key, sizeof(key), "k%d", (int)rnd_below(r, 12));
-	size_t vlen = rnd_below(r, 10) == 0 ? 200 + rnd_below(r, 200) : rnd_below(r, 40);
+	snprintf(id, sizeof(id), "c%d", (int)test_rand_below(r, NCTX));
+	snprintf(key, sizeof(key), "k%d", (int)test_rand_below(r, 12));
+	size_t vlen = test_rand_below(r, 10) == 0 ? 200 + test_rand_below(r, 200) : test_rand_below(r, 40);
 	if (small)
-		vlen = rnd_below(r, 3);
+		vlen = test_rand_below(r, 3);
 	for (size_t i = 0; i < vlen; i++)
-		val[i] = (unsigned char)rnd(r);
-	int op = small ? 0 : (int)rnd_below(r, 100);
+		val[i] = (unsigned char)test_rand(r);
+	int op = small ? 0 : (int)test_rand_below(r, 100);
 	if (!model_has(h, id, NULL)) {
-		bool with_data = !small && rnd_below(r, 2);
+		bool with_data = !small && test_rand_below(r, 2);
 		for (int i = 0; i < 2; i++) {
 			if (!with_data) {
 				assert_ok(ctx_create(both[i], id));
@@ -437,11 +280,11 @@ static void history_step(history *h, ctx_store *s, bool small)
 		for (int i = 0; i < 2; i++)
 			assert_ok(ctx_del(both[i], id, key, strlen(key), NULL));
 	} else if (op < 92) {
-		int nops = (int)rnd_below(r, 5);
+		int nops = (int)test_rand_below(r, 5);
 		int kinds[5], keys[5];
 		for (int j = 0; j < nops; j++) {
-			kinds[j] = (int)rnd_below(r, 4);
-			keys[j] = (int)rnd_below(r, 12);
+			kinds[j] = (int)test_rand_below(r, 4);
+			keys[j] = (int)test_rand_below(r, 12);
 		}
 		for (int i = 0; i < 2; i++) {
 			ctx_txn *t = NULL;
@@ -466,7 +309,7 @@ static void history_step(history *h, ctx_store *s, bool small)
 		h->dumps = realloc(h->dumps, (h->cap *= 2) * sizeof(char *));
 		assert_non_null(h->dumps);
 	}
-	h->dumps[++h->n] = dump_store(h->model, NULL);
+	h->dumps[++h->n] = test_dump_store(h->model, false, NULL);
 	ctx_stats stats;
 	ctx_get_stats(s, &stats);
 	assert_int_equal(stats.revision, h->n); /* one record per step */
@@ -622,8 +465,8 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 	snap_free(&before);
 	assert_string_equal(rep.message, "ok");
 	uint64_t keys = 0;
-	char *got = dump_store(s, &keys);
-	expect_same_dump(e->dump, got, what);
+	char *got = test_dump_store(s, false, &keys);
+	test_expect_same_dump(e->dump, got, what);
 	free(got);
 	ctx_stats stats;
 	ctx_get_stats(s, &stats);
@@ -675,7 +518,7 @@ static void test_truncate_every_offset(void **unused)
 	log_image_make(&img, "dmg-trunc", 0x7a11, 40);
 	char *work = test_make_dir("dmg-trunc-work");
 	const seg_layout *l = &img.lay;
-	size_t from = l->start[l->n - (SANITIZED ? 2 : 3)];
+	size_t from = l->start[l->n - ((test_slowdown() > 1) ? 2 : 3)];
 	print_message("truncating at every offset in %zu..%zu, some in 0..%zu\n", from, l->size,
 	              from);
 	int cases = 0;
@@ -725,7 +568,7 @@ static void test_garbage_tail(void **unused)
 			unsigned char *buf = malloc(n);
 			memcpy(buf, img.seg.p, l->size);
 			for (size_t j = l->size; j < n; j++)
-				buf[j] = zero ? 0 : (unsigned char)rnd(&r);
+				buf[j] = zero ? 0 : (unsigned char)test_rand(&r);
 			stage_segment(work, buf, n);
 			free(buf);
 			char what[64];
@@ -775,7 +618,7 @@ static void test_garbage_tail(void **unused)
  * torn tail. */
 static void test_bitflips_in_log(void **unused)
 {
-	uint64_t seed = seed_from_env("bitflips", 0xb17f11b5);
+	uint64_t seed = test_seed("bitflips", 0xb17f11b5);
 	log_image img;
 	log_image_make(&img, "dmg-flip", seed, 25);
 	char *work = test_make_dir("dmg-flip-work");
@@ -787,11 +630,11 @@ static void test_bitflips_in_log(void **unused)
 			memcpy(buf, img.seg.p, l->size);
 			size_t len = l->end[j] - l->start[j];
 			/* rep 0: one bit in the header, 1: one or more anywhere. */
-			int flips = rep == 1 ? 1 + (int)rnd_below(&r, 3) : 1;
+			int flips = rep == 1 ? 1 + (int)test_rand_below(&r, 3) : 1;
 			for (int f = 0; f < flips; f++) {
 				size_t at = l->start[j] +
-				            (rep == 0 ? rnd_below(&r, REC_HEADER_SIZE) : rnd_below(&r, len));
-				buf[at] ^= (unsigned char)(1u << rnd_below(&r, 8));
+				            (rep == 0 ? test_rand_below(&r, REC_HEADER_SIZE) : test_rand_below(&r, len));
+				buf[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			}
 			if (memcmp(buf, img.seg.p, l->size) == 0)
 				continue; /* several flips of one bit cancelled out */
@@ -1019,23 +862,23 @@ typedef void damage_fn(unsigned char *buf, size_t *n, uint64_t *r);
 
 static void flip_header(unsigned char *b, size_t *n, uint64_t *r)
 {
-	b[rnd_below(r, CKPT_HEADER_SIZE)] ^= (unsigned char)(1u << rnd_below(r, 8));
+	b[test_rand_below(r, CKPT_HEADER_SIZE)] ^= (unsigned char)(1u << test_rand_below(r, 8));
 }
 
 static void flip_first_section(unsigned char *b, size_t *n, uint64_t *r)
 {
-	b[CKPT_HEADER_SIZE + rnd_below(r, CKPT_SECTION_SIZE)] ^= 0x04;
+	b[CKPT_HEADER_SIZE + test_rand_below(r, CKPT_SECTION_SIZE)] ^= 0x04;
 }
 
 static void flip_body(unsigned char *b, size_t *n, uint64_t *r)
 {
 	size_t lo = CKPT_HEADER_SIZE, hi = *n - CKPT_TRAILER_SIZE;
-	b[lo + rnd_below(r, hi - lo)] ^= (unsigned char)(1u << rnd_below(r, 8));
+	b[lo + test_rand_below(r, hi - lo)] ^= (unsigned char)(1u << test_rand_below(r, 8));
 }
 
 static void flip_trailer(unsigned char *b, size_t *n, uint64_t *r)
 {
-	b[*n - CKPT_TRAILER_SIZE + rnd_below(r, CKPT_TRAILER_SIZE)] ^= 0x80;
+	b[*n - CKPT_TRAILER_SIZE + test_rand_below(r, CKPT_TRAILER_SIZE)] ^= 0x80;
 }
 
 static void cut_half(unsigned char *b, size_t *n, uint64_t *r)
@@ -1056,7 +899,7 @@ static void cut_all(unsigned char *b, size_t *n, uint64_t *r)
 static void add_garbage(unsigned char *b, size_t *n, uint64_t *r)
 {
 	for (int i = 0; i < 100; i++)
-		b[(*n)++] = (unsigned char)rnd(r);
+		b[(*n)++] = (unsigned char)test_rand(r);
 }
 
 static void zero_middle(unsigned char *b, size_t *n, uint64_t *r)
@@ -1096,7 +939,7 @@ static void damage_file(const char *dir, const char *name, damage_fn *fn, uint64
 
 static void test_damaged_checkpoint_falls_back(void **unused)
 {
-	uint64_t seed = seed_from_env("checkpoint damage", 0xc4ec);
+	uint64_t seed = test_seed("checkpoint damage", 0xc4ec);
 	ckpt_image img;
 	ckpt_image_make(&img, "dmg-ckpt", seed);
 	char *work = test_make_dir("dmg-ckpt-work");
@@ -1256,7 +1099,7 @@ static void test_crafted_checkpoints(void **unused)
 		assert_ok(ctx_txn_del(t, "k1", 2));
 		assert_ok(ctx_txn_commit(t, 0, NULL));
 	}
-	char *want = dump_store(m, NULL);
+	char *want = test_dump_store(m, false, NULL);
 	ctx_close(m);
 	ctx_close(s);
 	blob orig = read_file(src, ckpt_name(4));
@@ -1331,7 +1174,7 @@ static void test_crafted_checkpoints(void **unused)
 	/* Random bytes of the payload changed, checksums made to match: the
 	 * parser must stay within the file and either refuse the section or
 	 * load something; never crash, and verify and open agree. */
-	uint64_t r = seed_from_env("crafted checkpoints", 0x5ea1);
+	uint64_t r = test_seed("crafted checkpoints", 0x5ea1);
 	int refused = 0, loaded = 0;
 	double start = test_now(), budget = 2.0 * test_scale();
 	long i = 0, min = 40, max = 500L * test_scale();
@@ -1339,12 +1182,12 @@ static void test_crafted_checkpoints(void **unused)
 		one_ckpt c;
 		one_ckpt_load(&c, &orig);
 		size_t plen = c.trailer - c.body;
-		for (int k = 0, nk = 1 + (int)rnd_below(&r, 3); k < nk; k++) {
-			size_t at = c.body + rnd_below(&r, plen);
-			if (rnd_below(&r, 2))
-				c.p[at] ^= (unsigned char)(1u << rnd_below(&r, 8));
+		for (int k = 0, nk = 1 + (int)test_rand_below(&r, 3); k < nk; k++) {
+			size_t at = c.body + test_rand_below(&r, plen);
+			if (test_rand_below(&r, 2))
+				c.p[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			else
-				c.p[at] = (unsigned char)(rnd_below(&r, 3) == 0 ? 0xff : rnd(&r));
+				c.p[at] = (unsigned char)(test_rand_below(&r, 3) == 0 ? 0xff : test_rand(&r));
 		}
 		one_ckpt_seal(&c);
 		clear_dir(dir);
@@ -1368,7 +1211,7 @@ static void test_crafted_checkpoints(void **unused)
 			         ctx_strerror(ost), ctx_last_error(), ctx_strerror(vst), rep.message);
 		if (ost == CTX_OK) {
 			loaded++;
-			free(dump_store(x, NULL)); /* everything it holds can be read */
+			free(test_dump_store(x, false, NULL)); /* everything it holds can be read */
 			ctx_close(x);
 		} else {
 			assert_int_equal(ost, CTX_CORRUPT);
@@ -1475,23 +1318,23 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 	size_t n = l->size;
 	unsigned char *buf = malloc(n + 5000);
 	memcpy(buf, img->seg.p, n);
-	int kind = (int)rnd_below(r, 5);
+	int kind = (int)test_rand_below(r, 5);
 	size_t lo = WAL_HEADER_SIZE; /* (header damage: see test_damaged_segment_header) */
-	size_t at = lo + rnd_below(r, n - lo);
+	size_t at = lo + test_rand_below(r, n - lo);
 	bool truncated = false;
 	switch (kind) {
 	case 0: /* flip bits here and there */
-		for (int i = 0, k = 1 + (int)rnd_below(r, 3); i < k; i++)
-			buf[lo + rnd_below(r, n - lo)] ^= (unsigned char)(1u << rnd_below(r, 8));
+		for (int i = 0, k = 1 + (int)test_rand_below(r, 3); i < k; i++)
+			buf[lo + test_rand_below(r, n - lo)] ^= (unsigned char)(1u << test_rand_below(r, 8));
 		break;
 	case 1: { /* overwrite a range with random bytes */
-		size_t len = 1 + rnd_below(r, 200);
+		size_t len = 1 + test_rand_below(r, 200);
 		for (size_t i = at; i < at + len && i < n; i++)
-			buf[i] = (unsigned char)rnd(r);
+			buf[i] = (unsigned char)test_rand(r);
 		break;
 	}
 	case 2: { /* zero a range, perhaps to the end */
-		size_t len = rnd_below(r, 2) ? n - at : 1 + rnd_below(r, 300);
+		size_t len = test_rand_below(r, 2) ? n - at : 1 + test_rand_below(r, 300);
 		memset(buf + at, 0, at + len < n ? len : n - at);
 		break;
 	}
@@ -1500,9 +1343,9 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 		truncated = true;
 		break;
 	default: { /* append garbage */
-		size_t len = 1 + rnd_below(r, 4000);
+		size_t len = 1 + test_rand_below(r, 4000);
 		for (size_t i = 0; i < len; i++)
-			buf[n + i] = (unsigned char)rnd(r);
+			buf[n + i] = (unsigned char)test_rand(r);
 		n += len;
 	}
 	}
@@ -1554,24 +1397,24 @@ static void fuzz_ckpt_image(ckpt_image *img, const char *work, uint64_t *r)
 	const char *names[4] = {ckpt_name(img->r1), ckpt_name(img->r2), seg_name(img->r1 + 1),
 	                        seg_name(img->r2 + 1)};
 	char name[64];
-	snprintf(name, sizeof(name), "%s", names[rnd_below(r, 4)]);
+	snprintf(name, sizeof(name), "%s", names[test_rand_below(r, 4)]);
 	blob b = read_file(work, name);
 	b.p = realloc(b.p, b.n + 5000);
-	size_t at = rnd_below(r, b.n);
-	switch (rnd_below(r, 4)) {
+	size_t at = test_rand_below(r, b.n);
+	switch (test_rand_below(r, 4)) {
 	case 0:
-		b.p[at] ^= (unsigned char)(1u << rnd_below(r, 8));
+		b.p[at] ^= (unsigned char)(1u << test_rand_below(r, 8));
 		break;
 	case 1:
-		for (size_t i = at, len = 1 + rnd_below(r, 100); i < at + len && i < b.n; i++)
-			b.p[i] = (unsigned char)rnd(r);
+		for (size_t i = at, len = 1 + test_rand_below(r, 100); i < at + len && i < b.n; i++)
+			b.p[i] = (unsigned char)test_rand(r);
 		break;
 	case 2:
 		b.n = at;
 		break;
 	default:
-		for (size_t i = 0, len = 1 + rnd_below(r, 4000); i < len; i++)
-			b.p[b.n++] = (unsigned char)rnd(r);
+		for (size_t i = 0, len = 1 + test_rand_below(r, 4000); i < len; i++)
+			b.p[b.n++] = (unsigned char)test_rand(r);
 	}
 	write_file(work, name, b.p, b.n);
 	free(b.p);
@@ -1583,7 +1426,7 @@ static void fuzz_ckpt_image(ckpt_image *img, const char *work, uint64_t *r)
 
 static void test_random_damage(void **unused)
 {
-	uint64_t seed = seed_from_env("random damage", 0xf022);
+	uint64_t seed = test_seed("random damage", 0xf022);
 	uint64_t r = seed;
 	log_image img;
 	log_image_make(&img, "dmg-fuzz", seed, 40);
@@ -1592,7 +1435,7 @@ static void test_random_damage(void **unused)
 	char *work = test_make_dir("dmg-fuzz-work");
 	/* A time budget, for the sanitizer builds; a fixed minimum, whatever. */
 	double budget = 2.5 * test_scale(), start = test_now();
-	long min = SANITIZED ? 40 : 60, max = 400L * test_scale();
+	long min = (test_slowdown() > 1) ? 40 : 60, max = 400L * test_scale();
 	long trials = 0;
 	int counts[3] = {0, 0, 0};
 	while (trials < max && (trials < min || test_now() - start < budget)) {

@@ -33,19 +33,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rnd_below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
 static ctx_store *open_dir_opts(const char *dir, ctx_durability d, size_t checkpoint_bytes)
 {
 	ctx_options o;
@@ -66,155 +53,6 @@ static ctx_store *open_dir_opts(const char *dir, ctx_durability d, size_t checkp
 static ctx_store *open_dir(const char *dir)
 {
 	return open_dir_opts(dir, CTX_DURABILITY_ALWAYS, 0);
-}
-
-/* A growing string. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		assert_non_null(b->p);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-	sb_add(b, tmp, (size_t)n);
-}
-
-/* Bytes as text: printable ones as they are, others as \xHH; long ones as
- * their length and CRC-32C. */
-static void sb_bytes(sbuf *b, const void *p, size_t n)
-{
-	const unsigned char *c = p;
-	if (n > 256) {
-		sb_printf(b, "<%zu bytes, crc32c %08x>", n, crc32c(0, p, n));
-		return;
-	}
-	sb_add(b, "'", 1);
-	for (size_t i = 0; i < n; i++) {
-		if (c[i] >= 0x20 && c[i] < 0x7f && c[i] != '\\' && c[i] != '\'')
-			sb_add(b, &c[i], 1);
-		else
-			sb_printf(b, "\\x%02x", c[i]);
-	}
-	sb_add(b, "'", 1);
-}
-
-typedef struct pair {
-	const void *k, *v;
-	size_t kl, vl;
-} pair;
-
-static int pair_cmp(const void *a, const void *b)
-{
-	const pair *x = a, *y = b;
-	size_t n = x->kl < y->kl ? x->kl : y->kl;
-	int c = memcmp(x->k, y->k, n);
-	return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
-}
-
-static void dump_map(sbuf *b, ctx_iter *it, const char *tag, size_t expect)
-{
-	size_t n = 0, cap = 16;
-	pair *ps = malloc(cap * sizeof(*ps));
-	assert_non_null(ps);
-	pair p;
-	while (ctx_iter_next(it, &p.k, &p.kl, &p.v, &p.vl)) {
-		if (n == cap) {
-			ps = realloc(ps, (cap *= 2) * sizeof(*ps));
-			assert_non_null(ps);
-		}
-		ps[n++] = p;
-	}
-	assert_int_equal(n, expect);
-	qsort(ps, n, sizeof(*ps), pair_cmp);
-	for (size_t i = 0; i < n; i++) {
-		sb_printf(b, "  %s ", tag);
-		sb_bytes(b, ps[i].k, ps[i].kl);
-		sb_add(b, " = ", 3);
-		sb_bytes(b, ps[i].v, ps[i].vl);
-		sb_add(b, "\n", 1);
-	}
-	free(ps);
-}
-
-/* The canonical dump of every state in s; *keys_out (if not NULL) receives
- * the number of keys in all contexts. */
-static char *dump_store(ctx_store *s, bool with_times, uint64_t *keys_out)
-{
-	sbuf b = {0};
-	sb_add(&b, "", 0);
-	ctx_list l;
-	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));
-	assert_int_equal(l.count, ctx_count(s));
-	uint64_t keys = 0;
-	for (size_t i = 0; i < l.count; i++) {
-		ctx_state *st = NULL;
-		assert_ok(ctx_get(s, l.ids[i], &st));
-		assert_string_equal(ctx_state_id(st), l.ids[i]);
-		sb_printf(&b, "ctx '%s' version %llu revision %llu keys %zu bytes %zu meta %zu",
-		          l.ids[i], (unsigned long long)ctx_state_version(st),
-		          (unsigned long long)ctx_state_revision(st), ctx_state_count(st),
-		          ctx_state_bytes(st), ctx_state_meta_count(st));
-		if (with_times)
-			sb_printf(&b, " created %llu updated %llu",
-			          (unsigned long long)ctx_state_created_us(st),
-			          (unsigned long long)ctx_state_updated_us(st));
-		sb_add(&b, "\n", 1);
-		keys += ctx_state_count(st);
-		ctx_iter *it = NULL;
-		assert_ok(ctx_iter_begin(st, &it));
-		dump_map(&b, it, "k", ctx_state_count(st));
-		ctx_iter_free(it);
-		assert_ok(ctx_iter_meta_begin(st, &it));
-		dump_map(&b, it, "m", ctx_state_meta_count(st));
-		ctx_iter_free(it);
-		ctx_state_release(st);
-	}
-	ctx_list_free(&l);
-	if (keys_out)
-		*keys_out = keys;
-	return b.p;
-}
-
-/* Fail with the first differing line if two dumps differ. */
-static void expect_same_dump(const char *want, const char *got, const char *what)
-{
-	if (strcmp(want, got) == 0)
-		return;
-	size_t line = 1;
-	const char *a = want, *b = got;
-	while (*a && *a == *b) {
-		if (*a == '\n')
-			line++;
-		a++;
-		b++;
-	}
-	while (a > want && a[-1] != '\n' && a - want > 0 && b > got && b[-1] != '\n') {
-		a--;
-		b--;
-	}
-	fail_msg("%s: stores differ at line %zu:\n  want: %.300s\n  got:  %.300s", what, line,
-	         a, b);
 }
 
 /* Names of the files in dir, sorted, with their sizes. */
@@ -286,7 +124,8 @@ static char *copy_log_only(const char *src, const char *name)
 	return dst;
 }
 
-/* Read a whole file into memory (for "verify changes nothing"). */
+/* Every file of dir, names and bytes, as text (for "verify changes
+ * nothing"). */
 static char *slurp_dir(const char *dir)
 {
 	char cmd[4096];
@@ -294,14 +133,20 @@ static char *slurp_dir(const char *dir)
 	         dir);
 	FILE *p = popen(cmd, "r");
 	assert_non_null(p);
-	sbuf b = {0};
-	sb_add(&b, "", 0);
-	char buf[65536];
+	size_t len = 0, cap = 1 << 16;
+	char *text = malloc(cap);
+	assert_non_null(text);
 	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
-		sb_add(&b, buf, n);
+	while ((n = fread(text + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (cap - len < 4096) {
+			text = realloc(text, cap *= 2);
+			assert_non_null(text);
+		}
+	}
+	text[len] = 0;
 	assert_int_equal(pclose(p), 0);
-	return b.p;
+	return text;
 }
 
 static uint64_t version_of(ctx_store *s, const char *id)
@@ -345,7 +190,7 @@ typedef struct workload {
 static void random_bytes(uint64_t *r, unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)rnd(r);
+		p[i] = (unsigned char)test_rand(r);
 }
 
 /* Puts, deletes, transactions (with metadata, and empty ones), drops and
@@ -361,13 +206,13 @@ static void *workload_main(void *arg)
 	snprintf(ids[WL_OWN], sizeof(ids[WL_OWN]), "shared");
 	unsigned char val[300];
 	for (long n = 0; n < w->ops && w->err == CTX_OK; n++) {
-		int ci = (int)rnd_below(&r, WL_OWN + 1);
+		int ci = (int)test_rand_below(&r, WL_OWN + 1);
 		const char *id = ids[ci];
 		ctx_status st = CTX_OK;
 		const char *what = "create";
 		if (ci < WL_OWN && !exists[ci]) {
 			exists[ci] = true;
-			if (rnd_below(&r, 2)) {
+			if (test_rand_below(&r, 2)) {
 				st = ctx_create(w->s, id);
 				goto check;
 			}
@@ -375,13 +220,13 @@ static void *workload_main(void *arg)
 			what = "create with data";
 			ctx_txn *t = NULL;
 			st = ctx_txn_begin_create(w->s, id, &t);
-			int nput = (int)rnd_below(&r, 4);
+			int nput = (int)test_rand_below(&r, 4);
 			for (int i = 0; i < nput && st == CTX_OK; i++) {
 				char k[16];
-				snprintf(k, sizeof(k), "o-k%02d", (int)rnd_below(&r, WL_KEYS));
+				snprintf(k, sizeof(k), "o-k%02d", (int)test_rand_below(&r, WL_KEYS));
 				st = ctx_txn_put(t, k, strlen(k), k, strlen(k));
 			}
-			if (st == CTX_OK && rnd_below(&r, 2))
+			if (st == CTX_OK && test_rand_below(&r, 2))
 				st = ctx_txn_meta_put(t, "born", 4, id, strlen(id));
 			uint64_t v = 0;
 			if (st == CTX_OK) {
@@ -395,13 +240,13 @@ static void *workload_main(void *arg)
 		}
 		char key[32];
 		int klen = snprintf(key, sizeof(key), "%s-k%02d", ci == WL_OWN ? "s" : "o",
-		                    (int)rnd_below(&r, WL_KEYS));
+		                    (int)test_rand_below(&r, WL_KEYS));
 		if (ci == WL_OWN)
 			klen = snprintf(key, sizeof(key), "t%d-k%02d", w->thread,
-			                (int)rnd_below(&r, WL_KEYS));
-		size_t vlen = rnd_below(&r, sizeof(val));
+			                (int)test_rand_below(&r, WL_KEYS));
+		size_t vlen = test_rand_below(&r, sizeof(val));
 		random_bytes(&r, val, vlen);
-		int op = (int)rnd_below(&r, 100);
+		int op = (int)test_rand_below(&r, 100);
 		if (op < 45) {
 			what = "put";
 			st = ctx_put(w->s, id, key, (size_t)klen, val, vlen, NULL);
@@ -414,10 +259,10 @@ static void *workload_main(void *arg)
 			what = "txn";
 			ctx_txn *t = NULL;
 			st = ctx_txn_begin(w->s, id, &t);
-			int nops = (int)rnd_below(&r, 6); /* 0: an empty transaction */
+			int nops = (int)test_rand_below(&r, 6); /* 0: an empty transaction */
 			for (int i = 0; i < nops && st == CTX_OK; i++) {
-				key[klen - 1] = (char)('0' + rnd_below(&r, 10));
-				int kind = (int)rnd_below(&r, 4);
+				key[klen - 1] = (char)('0' + test_rand_below(&r, 10));
+				int kind = (int)test_rand_below(&r, 4);
 				if (kind == 0)
 					st = ctx_txn_put(t, key, (size_t)klen, val, vlen / (size_t)(i + 1));
 				else if (kind == 1)
@@ -486,7 +331,7 @@ static void check_reopen_identical(ctx_durability mode, const char *name)
 	if (mode == CTX_DURABILITY_ALWAYS)
 		assert_true(before.log_syncs > 0); /* every write waited for one */
 	uint64_t keys = 0;
-	char *want = dump_store(s, true, &keys);
+	char *want = test_dump_store(s, true, &keys);
 	size_t count = ctx_count(s);
 	assert_true(count >= 1);
 	ctx_close(s);
@@ -504,8 +349,8 @@ static void check_reopen_identical(ctx_durability mode, const char *name)
 
 	/* From the checkpoint the close wrote. */
 	s = open_dir_opts(dir, mode, 0);
-	char *got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "reopen");
+	char *got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "reopen");
 	free(got);
 	ctx_stats after;
 	ctx_get_stats(s, &after);
@@ -520,13 +365,13 @@ static void check_reopen_identical(ctx_durability mode, const char *name)
 	assert_ok(ctx_get(s, "shared", &st));
 	assert_int_equal(ctx_state_revision(st), before.revision + 1);
 	ctx_state_release(st);
-	char *want2 = dump_store(s, true, NULL);
+	char *want2 = test_dump_store(s, true, NULL);
 	ctx_close(s);
 
 	/* Recovered twice over: a store opened from a recovered one. */
 	s = open_dir_opts(dir, mode, 0);
-	got = dump_store(s, true, NULL);
-	expect_same_dump(want2, got, "second reopen");
+	got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want2, got, "second reopen");
 	free(got);
 	ctx_close(s);
 
@@ -562,7 +407,7 @@ static void test_reopen_from_log_only(void **unused)
 	run_workload(s, 3, 200L * test_scale(), 0xab1e);
 	ctx_stats before;
 	ctx_get_stats(s, &before);
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 
 	char *copy = copy_log_only(dir, "dur-logonly-copy");
@@ -573,8 +418,8 @@ static void test_reopen_from_log_only(void **unused)
 	assert_int_equal(rep.last_revision, before.revision);
 	assert_int_equal(rep.records, before.revision);
 	s = open_dir(copy);
-	char *got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "log-only reopen");
+	char *got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "log-only reopen");
 	free(got);
 	ctx_close(s);
 	free(want);
@@ -633,12 +478,12 @@ static void test_drop_recreate_across_reopen(void **unused)
 	assert_ok(ctx_create(s, "x"));
 	assert_ok(ctx_put(s, "x", "f", 1, "6", 1, &v));
 	assert_int_equal(v, 2);
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 
 	s = open_dir(dir);
-	char *got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "reopen after re-creates");
+	char *got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "reopen after re-creates");
 	free(got);
 	assert_ok(ctx_get(s, "x", &st));
 	assert_int_equal(ctx_state_version(st), 2);
@@ -662,12 +507,12 @@ static void test_drop_recreate_across_reopen(void **unused)
 		if (round < 2)
 			assert_ok(ctx_drop(s, "y"));
 	}
-	want = dump_store(s, true, NULL);
+	want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 	char *copy = copy_log_only(dir2, "dur-recreate-copy");
 	s = open_dir(copy);
-	got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "log-only replay of re-creates");
+	got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "log-only replay of re-creates");
 	assert_int_equal(version_of(s, "y"), 4);
 	free(got);
 	free(want);
@@ -796,11 +641,11 @@ static void test_checkpoints_bound_log(void **unused)
 	assert_true(file_exists(dir, name));
 	assert_int_equal(count_matching(dir, "ckpt-", ".tmp"), 0);
 
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 	s = open_dir(dir);
-	char *got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "reopen after many checkpoints");
+	char *got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "reopen after many checkpoints");
 	free(got);
 	free(want);
 	ctx_close(s);
@@ -840,7 +685,7 @@ static void test_explicit_checkpoint(void **unused)
 	assert_int_equal(stats.checkpoint_revision, 3);
 	assert_true(file_exists(dir, "ckpt-0000000000000003.ckpt"));
 	assert_int_equal(ctx_checkpoint(NULL), CTX_INVALID);
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s); /* nothing new: no third checkpoint */
 
 	ctx_verify_report rep;
@@ -852,8 +697,8 @@ static void test_explicit_checkpoint(void **unused)
 	assert_int_equal(rep.keys, 2);
 
 	s = open_dir(dir);
-	char *got = dump_store(s, true, NULL);
-	expect_same_dump(want, got, "reopen after explicit checkpoints");
+	char *got = test_dump_store(s, true, NULL);
+	test_expect_same_dump(want, got, "reopen after explicit checkpoints");
 	free(got);
 	free(want);
 	expect_kv(s, "a", "k1", "v1", 2);
@@ -1066,15 +911,15 @@ static void test_empty_txn_and_metadata(void **unused)
 	assert_ok(ctx_txn_begin(s, "c", &t));
 	assert_ok(ctx_txn_commit(t, 0, &v));
 	assert_int_equal(v, 6);
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 
 	char *copy = copy_log_only(dir, "dur-meta-copy");
 	const char *dirs[2] = {dir, copy};
 	for (int i = 0; i < 2; i++) {
 		s = open_dir(dirs[i]);
-		char *got = dump_store(s, true, NULL);
-		expect_same_dump(want, got, i ? "log-only reopen" : "reopen");
+		char *got = test_dump_store(s, true, NULL);
+		test_expect_same_dump(want, got, i ? "log-only reopen" : "reopen");
 		free(got);
 		ctx_state *st = NULL;
 		assert_ok(ctx_get(s, "c", &st));
@@ -1127,15 +972,15 @@ static void test_large_values(void **unused)
 	assert_ok(ctx_put(s, "big", "b", 1, vals[4], sizes[4], NULL)); /* overwrite */
 	/* A large key too. */
 	assert_ok(ctx_put(s, "big", vals[0], 60000, "small", 5, NULL));
-	char *want = dump_store(s, true, NULL);
+	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s);
 
 	char *copy = copy_log_only(dir, "dur-large-copy");
 	const char *dirs[2] = {dir, copy};
 	for (int i = 0; i < 2; i++) {
 		s = open_dir(dirs[i]);
-		char *got = dump_store(s, true, NULL);
-		expect_same_dump(want, got, i ? "log-only reopen" : "reopen");
+		char *got = test_dump_store(s, true, NULL);
+		test_expect_same_dump(want, got, i ? "log-only reopen" : "reopen");
 		free(got);
 		expect_kv(s, "big", "a", vals[0], sizes[0]);
 		expect_kv(s, "big", "b", vals[4], sizes[4]);

@@ -105,3 +105,155 @@ uint64_t test_seed(const char *test_name, uint64_t fallback)
 	              (unsigned long long)seed);
 	return seed;
 }
+
+/* ---- canonical dumps of a store ----------------------------------------------- */
+
+typedef struct dump_buf {
+	char *p;
+	size_t len, cap;
+} dump_buf;
+
+static void dump_add(dump_buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->p = realloc(b->p, cap);
+		assert_non_null(b->p);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void dump_printf(dump_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dump_printf(dump_buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	assert_true(n >= 0 && (size_t)n < sizeof(tmp));
+	dump_add(b, tmp, (size_t)n);
+}
+
+/* Bytes as text: printable ones as they are, others as \xHH; long ones as
+ * their length and FNV-1a hash. */
+static void dump_bytes(dump_buf *b, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	if (n > 256) {
+		uint64_t h = 0xcbf29ce484222325ull;
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ c[i]) * 0x100000001b3ull;
+		dump_printf(b, "<%zu bytes, hash %016llx>", n, (unsigned long long)h);
+		return;
+	}
+	dump_add(b, "'", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i] >= 0x20 && c[i] < 0x7f && c[i] != '\\' && c[i] != '\'')
+			dump_add(b, &c[i], 1);
+		else
+			dump_printf(b, "\\x%02x", c[i]);
+	}
+	dump_add(b, "'", 1);
+}
+
+typedef struct dump_pair {
+	const void *k, *v;
+	size_t kl, vl;
+} dump_pair;
+
+static int dump_pair_cmp(const void *a, const void *b)
+{
+	const dump_pair *x = a, *y = b;
+	size_t n = x->kl < y->kl ? x->kl : y->kl;
+	int c = memcmp(x->k, y->k, n);
+	return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
+}
+
+static void dump_map(dump_buf *b, ctx_iter *it, const char *tag, size_t expect)
+{
+	size_t n = 0, cap = 16;
+	dump_pair *ps = malloc(cap * sizeof(*ps));
+	assert_non_null(ps);
+	dump_pair p;
+	while (ctx_iter_next(it, &p.k, &p.kl, &p.v, &p.vl)) {
+		if (n == cap) {
+			ps = realloc(ps, (cap *= 2) * sizeof(*ps));
+			assert_non_null(ps);
+		}
+		ps[n++] = p;
+	}
+	assert_int_equal(n, expect);
+	if (n > 1)
+		qsort(ps, n, sizeof(*ps), dump_pair_cmp);
+	for (size_t i = 0; i < n; i++) {
+		dump_printf(b, "  %s ", tag);
+		dump_bytes(b, ps[i].k, ps[i].kl);
+		dump_add(b, " = ", 3);
+		dump_bytes(b, ps[i].v, ps[i].vl);
+		dump_add(b, "\n", 1);
+	}
+	free(ps);
+}
+
+char *test_dump_store(ctx_store *s, bool with_times, uint64_t *keys_out)
+{
+	dump_buf b = {0};
+	dump_add(&b, "", 0);
+	ctx_list l;
+	assert_int_equal(ctx_list_ids(s, NULL, NULL, 0, &l), CTX_OK);
+	assert_int_equal(l.count, ctx_count(s));
+	uint64_t keys = 0;
+	for (size_t i = 0; i < l.count; i++) {
+		ctx_state *st = NULL;
+		assert_int_equal(ctx_get(s, l.ids[i], &st), CTX_OK);
+		assert_string_equal(ctx_state_id(st), l.ids[i]);
+		dump_printf(&b, "ctx '%s' version %llu revision %llu keys %zu bytes %zu meta %zu",
+		            l.ids[i], (unsigned long long)ctx_state_version(st),
+		            (unsigned long long)ctx_state_revision(st), ctx_state_count(st),
+		            ctx_state_bytes(st), ctx_state_meta_count(st));
+		if (with_times)
+			dump_printf(&b, " created %llu updated %llu",
+			            (unsigned long long)ctx_state_created_us(st),
+			            (unsigned long long)ctx_state_updated_us(st));
+		dump_add(&b, "\n", 1);
+		keys += ctx_state_count(st);
+		ctx_iter *it = NULL;
+		assert_int_equal(ctx_iter_begin(st, &it), CTX_OK);
+		dump_map(&b, it, "k", ctx_state_count(st));
+		ctx_iter_free(it);
+		assert_int_equal(ctx_iter_meta_begin(st, &it), CTX_OK);
+		dump_map(&b, it, "m", ctx_state_meta_count(st));
+		ctx_iter_free(it);
+		ctx_state_release(st);
+	}
+	ctx_list_free(&l);
+	if (keys_out)
+		*keys_out = keys;
+	return b.p;
+}
+
+void test_expect_same_dump(const char *want, const char *got, const char *what)
+{
+	if (strcmp(want, got) == 0)
+		return;
+	size_t line = 1;
+	const char *a = want, *b = got;
+	while (*a && *a == *b) {
+		if (*a == '\n')
+			line++;
+		a++;
+		b++;
+	}
+	while (a > want && a[-1] != '\n') {
+		a--;
+		b--;
+	}
+	fail_msg("%s: stores differ at line %zu:\n  want: %.300s\n  got:  %.300s", what, line, a,
+	         b);
+}

@@ -48,4 +48,15 @@ uint64_t test_wall_us(void);
  * seed is printed so that a failing run can be repeated. */
 uint64_t test_seed(const char *test_name, uint64_t fallback);
 
+/* A canonical text dump of every state of s: the contexts in id order, each
+ * with its version, revision, key count, bytes and metadata count (and its
+ * creation and commit times if with_times), then its pairs and its metadata
+ * sorted by key; values over 256 bytes as their length and a hash. Two stores
+ * hold the same states exactly when their dumps are equal. *keys_out (if not
+ * NULL) receives the number of keys of all contexts. Free with free(). */
+char *test_dump_store(ctx_store *s, bool with_times, uint64_t *keys_out);
+
+/* Fail the test, showing the first differing line, if two dumps differ. */
+void test_expect_same_dump(const char *want, const char *got, const char *what);
+
 #endif
