@@ -33,6 +33,15 @@ bool context_expired(const ctx_context *c, uint64_t now)
 	return ttl && now > last && now - last >= ttl;
 }
 
+void context_note_access(ctx_context *c, uint64_t t)
+{
+	uint64_t last = atomic_load_explicit(&c->last_access_us, memory_order_relaxed);
+	while (last < t && !atomic_compare_exchange_weak_explicit(&c->last_access_us, &last, t,
+	                                                           memory_order_relaxed,
+	                                                           memory_order_relaxed))
+		;
+}
+
 void context_touch(ctx_context *c)
 {
 	if (!atomic_load_explicit(&c->ttl_us, memory_order_relaxed))
@@ -40,7 +49,7 @@ void context_touch(ctx_context *c)
 	uint64_t now = store_now_us(c->store);
 	/* Write the shared line at most once a millisecond. */
 	if (now > atomic_load_explicit(&c->last_access_us, memory_order_relaxed) + 1000)
-		atomic_store_explicit(&c->last_access_us, now, memory_order_relaxed);
+		context_note_access(c, now);
 }
 
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
@@ -55,21 +64,25 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	if (!c)
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	uint64_t rev = 0;
+	uint64_t now = store_now_us(s);
 	pthread_mutex_lock(&c->write_lock);
-	if (atomic_load(&c->dropped)) {
-		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	if (atomic_load(&c->dropped) || context_expired(c, now)) {
+		if (!atomic_load(&c->dropped))
+			reaper_kick(s);
+		st = ctx_fail(CTX_NOT_FOUND, "no context '%s' (dropped or expired)", id);
 	} else if (s->log) {
-		unsigned char body[2 + CTX_ID_MAX + 8];
+		unsigned char body[2 + CTX_ID_MAX + 16];
 		put_u16(body, (uint16_t)idlen);
 		memcpy(body + 2, c->id, idlen);
 		put_u64(body + 2 + idlen, ttl_ms * 1000);
-		log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 10),
-		                  crc32c(0, body, idlen + 10)};
+		put_u64(body + 10 + idlen, now);
+		log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
+		                  crc32c(0, body, idlen + 18)};
 		st = log_append(s->log, &rec, &rev);
 	}
 	if (st == CTX_OK) {
 		atomic_store(&c->ttl_us, ttl_ms * 1000);
-		atomic_store(&c->last_access_us, store_now_us(s));
+		context_note_access(c, now);
 	}
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK && s->log) {

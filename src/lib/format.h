@@ -46,7 +46,7 @@
  *   POINT:  u64 time_us, u64 checksum, u8 label length, label bytes
  *           (the header's version is the version pinned)
  *   POINT_DEL: nothing more (the header's version is the point's version)
- *   TTL:    u64 ttl_us */
+ *   TTL:    u64 ttl_us, u64 time it was set (µs) */
 #define OP_PUT_CODE 0
 #define OP_DEL_CODE 1
 #define OP_META_PUT_CODE 2

@@ -246,11 +246,13 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	bool ours = c && c->incarnation == incarnation;
 	if (type == REC_TTL) {
-		uint64_t ttl = take_u64(&r);
+		uint64_t ttl = take_u64(&r), when = take_u64(&r);
 		if (r.bad || r.p != r.end)
 			return CTX_CORRUPT;
-		if (ours)
+		if (ours) {
 			c->ttl_us = ttl;
+			context_note_access(c, when);
+		}
 		return CTX_OK;
 	}
 	if (type == REC_POINT || type == REC_POINT_DEL)
@@ -281,6 +283,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	next->revision = rev;
 	next->updated_us = updated;
+	context_note_access(c, updated);
 	next->changed = hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);
 	return CTX_OK;

@@ -69,8 +69,8 @@ const char *ctx_session_current(const ctx_session *se)
 
 ctx_status ctx_session_get(ctx_session *se, ctx_state **out)
 {
-	if (!se)
-		return ctx_fail(CTX_INVALID, "NULL session");
+	if (!se || !out)
+		return ctx_fail(CTX_INVALID, "NULL session or output");
 	if (!se->current)
 		return ctx_fail(CTX_NOT_FOUND, "no active context");
 	return ctx_get(se->store, se->current, out);
@@ -95,12 +95,16 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	ctx_rcu_read_lock();
 	ctx_lfht_for_each(s->table, &iter, c, node) {
 		tsan_subscribe(c);
-		const ctx_state *st = atomic_load_explicit(&c->visible, memory_order_acquire);
+		ctx_state *st;
+		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
+		       !state_try_retain(st))
+			;
 		if (!st) /* not created yet, or gone */
 			continue;
 		if (n == cap) {
 			ctx_context_status *g = realloc(v, 2 * cap * sizeof(*v));
 			if (!g) {
+				ctx_state_release(st);
 				nomem = true;
 				break;
 			}
@@ -117,6 +121,7 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 		e->ttl_ms = atomic_load(&c->ttl_us) / 1000;
 		const point_set *p = atomic_load(&c->points);
 		e->points = p ? p->count : 0;
+		ctx_state_release(st);
 	}
 	ctx_rcu_read_unlock();
 	if (nomem) {

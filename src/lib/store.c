@@ -387,9 +387,9 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	return c;
 }
 
-/* Take c out of the table and let go of its versions. The caller holds the
- * write lock or is alone (recovery, close). */
-static void context_remove(ctx_store *s, ctx_context *c)
+/* Take c out of the table and let go of its versions, without counting it
+ * out of `live` (it never was counted in). */
+static void context_unlink(ctx_store *s, ctx_context *c)
 {
 	atomic_store(&c->dropped, true);
 	atomic_store(&c->gone, true);
@@ -402,7 +402,40 @@ static void context_remove(ctx_store *s, ctx_context *c)
 	c->oldest = NULL;
 	c->kept = 0;
 	points_clear(c);
+}
+
+/* Take c out of the table and let go of its versions. The caller holds the
+ * write lock or is alone (recovery, close). */
+static void context_remove(ctx_store *s, ctx_context *c)
+{
+	context_unlink(s, c);
 	atomic_fetch_sub(&s->live, 1);
+}
+
+/* A create met context `id` in the table: make EXISTS mean what a reader
+ * will see. An existing context that has expired is dropped (true: try the
+ * insert again); one whose own create is not durable yet is waited for. */
+static bool create_met_existing(ctx_store *s, const char *id, size_t idlen)
+{
+	ctx_context *old = store_find_context(s, id, idlen);
+	if (!old)
+		return true; /* dropped meanwhile */
+	bool retry = false;
+	uint64_t now = store_now_us(s);
+	uint64_t ttl = atomic_load(&old->ttl_us);
+	if (context_expired(old, now)) {
+		retry = context_drop(old, CTX_EVENT_EXPIRED, now - ttl) == CTX_OK;
+	} else if (!atomic_load(&old->visible) && s->log) {
+		/* Its create holds the lock until logged; then help publish it
+		 * (publishing is idempotent and never goes backwards). */
+		pthread_mutex_lock(&old->write_lock);
+		ctx_state *head = old->head ? ctx_state_retain(old->head) : NULL;
+		pthread_mutex_unlock(&old->write_lock);
+		if (head)
+			(void)context_publish_durable(old, head, head->revision);
+	}
+	context_release(old);
+	return retry;
 }
 
 /* Wait until rev is durable, then show st to readers; drops the caller's
@@ -493,10 +526,14 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	tsan_publish(c);
 
 	id_key k = {c->id, idlen};
-	ctx_rcu_read_lock();
-	struct cds_lfht_node *got =
-	        cds_lfht_add_unique(s->table, c->id_hash, context_match, &k, &c->node);
-	ctx_rcu_read_unlock();
+	struct cds_lfht_node *got;
+	for (int attempt = 0;; attempt++) {
+		ctx_rcu_read_lock();
+		got = cds_lfht_add_unique(s->table, c->id_hash, context_match, &k, &c->node);
+		ctx_rcu_read_unlock();
+		if (got == &c->node || attempt == 3 || !create_met_existing(s, id, idlen))
+			break;
+	}
 	if (got != &c->node) {
 		/* Never published: nobody else can hold it. */
 		pthread_mutex_unlock(&c->write_lock);
@@ -509,8 +546,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	/* Count it only now that it is known to be new: a create that fails
 	 * with EXISTS never holds a slot. */
 	if (!reserve_slot(s)) {
-		atomic_fetch_add(&s->live, 1); /* context_remove gives it back */
-		context_remove(s, c);
+		context_unlink(s, c);
 		pthread_mutex_unlock(&c->write_lock);
 		context_release(c);
 		body_free(&body);

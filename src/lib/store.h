@@ -202,6 +202,8 @@ ctx_status reaper_start(ctx_store *s);
 void reaper_stop(ctx_store *s);
 /* Whether c is past its idle time-to-live at time now. */
 bool context_expired(const ctx_context *c, uint64_t now);
+/* Raise c's last access to t (never lowers it). */
+void context_note_access(ctx_context *c, uint64_t t);
 /* Note a read of c (only contexts with a time-to-live track reads). */
 void context_touch(ctx_context *c);
 /* Ask the reaper to look now (an expired context was met). */

@@ -131,7 +131,7 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
 	}
 	next->revision = rev;
 	context_push_head(c, next);
-	atomic_store_explicit(&c->last_access_us, next->updated_us, memory_order_relaxed);
+	context_note_access(c, next->updated_us);
 	uint64_t version = next->version;
 	ctx_state_retain(next);
 	if (s->wait_durable) {
