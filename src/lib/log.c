@@ -140,10 +140,18 @@ static void log_fail(ctx_log *l, int err, const char *what)
 	wake_waiters(l);
 }
 
-static void sleep_ms(unsigned ms)
+/* Sleep until `ms` after *start (batch mode: a batch is taken at most every
+ * batch_ms, however long its write and sync took). */
+static void sleep_until(const struct timespec *start, unsigned ms)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+	struct timespec until = *start;
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
 		;
 }
 
@@ -152,9 +160,11 @@ static void *flusher_main(void *arg)
 {
 	ctx_log *l = arg;
 	for (;;) {
+		struct timespec round_start;
 		pthread_mutex_lock(&l->lock);
 		while (!l->cur.len && !l->stop && !l->rotate_requested)
 			pthread_cond_wait(&l->work_cv, &l->lock);
+		clock_gettime(CLOCK_MONOTONIC, &round_start);
 		bool stop = l->stop, rotate = l->rotate_requested;
 		body_buf batch = l->cur;
 		l->cur = l->out; /* the emptied buffer of the last round */
@@ -203,7 +213,7 @@ static void *flusher_main(void *arg)
 		if (stop)
 			return NULL;
 		if (l->mode == CTX_DURABILITY_BATCH && !rotate)
-			sleep_ms(l->batch_ms);
+			sleep_until(&round_start, l->batch_ms);
 	}
 }
 
