@@ -86,13 +86,14 @@ typedef struct fake_clock {
 	/* While set, every thread but `holder` (the reaper, in practice) waits
 	 * in the clock: nothing else in the store reads the clock then. */
 	atomic_bool hold_others;
-	pthread_t holder;
+	_Atomic(pthread_t) holder;
 } fake_clock;
 
 static uint64_t fake_clock_read(void *arg)
 {
 	fake_clock *fc = arg;
-	if (atomic_load(&fc->hold_others) && !pthread_equal(pthread_self(), fc->holder)) {
+	if (atomic_load(&fc->hold_others) &&
+	    !pthread_equal(pthread_self(), atomic_load(&fc->holder))) {
 		double until = test_now() + 10.0;
 		while (atomic_load(&fc->hold_others) && test_now() < until)
 			usleep(100);
@@ -103,7 +104,7 @@ static uint64_t fake_clock_read(void *arg)
 /* Hold other threads that read the clock (the reaper) until clock_release. */
 static void clock_hold_others(fake_clock *fc)
 {
-	fc->holder = pthread_self();
+	atomic_store(&fc->holder, pthread_self());
 	atomic_store(&fc->hold_others, true);
 }
 
