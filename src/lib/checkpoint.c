@@ -34,6 +34,7 @@
 
 #include "crc32c.h"
 #include "format.h"
+#include "reader.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -228,38 +229,15 @@ static bool snap_take(ctx_context *c, ctx_snap *cs)
  * durable yet; replaying it will remove them). */
 static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 {
-	size_t n = 0, cap = atomic_load(&s->live) + 16;
-	ctx_context **ctxs = malloc(cap * sizeof(*ctxs));
+	size_t n = 0;
+	ctx_context **ctxs = store_collect(s, NULL, NULL, &n);
 	if (!ctxs)
 		return ctx_fail(CTX_NOMEM, "no memory for a checkpoint");
-	struct cds_lfht_iter iter;
-	ctx_context *c;
-	ctx_rcu_read_lock();
-	ctx_lfht_for_each(s->table, &iter, c, node) {
-		tsan_subscribe(c);
-		if (n == cap) {
-			ctx_context **g = realloc(ctxs, 2 * cap * sizeof(*ctxs));
-			if (!g)
-				break;
-			ctxs = g;
-			cap *= 2;
-		}
-		unsigned r = atomic_load(&c->refs);
-		do {
-			if (r == 0)
-				break;
-		} while (!atomic_compare_exchange_weak(&c->refs, &r, r + 1));
-		if (r)
-			ctxs[n++] = c;
-	}
-	ctx_rcu_read_unlock();
-	bool ok = cds_lfht_iter_get_node(&iter) == NULL;
-
 	sn->count = 0;
 	sn->ctxs = malloc((n ? n : 1) * sizeof(*sn->ctxs));
-	ok = ok && sn->ctxs;
+	bool ok = sn->ctxs != NULL;
 	for (size_t i = 0; i < n; i++) {
-		c = ctxs[i];
+		ctx_context *c = ctxs[i];
 		if (ok) {
 			pthread_mutex_lock(&c->write_lock);
 			bool wanted = !atomic_load(&c->dropped) || c->drop_revision > rev;
@@ -496,30 +474,8 @@ static ctx_status load_fail(const char *path, uint64_t off, const char *what)
 	return ctx_fail(CTX_CORRUPT, "checkpoint %s: %s at offset %" PRIu64, path, what, off);
 }
 
-typedef struct loader {
-	const unsigned char *p, *end;
-	bool bad;
-} loader;
-
-static const unsigned char *take(loader *r, uint64_t n)
-{
-	if (r->bad || (uint64_t)(r->end - r->p) < n) {
-		r->bad = true;
-		return NULL;
-	}
-	const unsigned char *q = r->p;
-	r->p += n;
-	return q;
-}
-
-static uint64_t take_u64(loader *r)
-{
-	const unsigned char *q = take(r, 8);
-	return q ? get_u64(q) : 0;
-}
-
 /* One pair (or op, with_kind) into m. */
-static ctx_status load_leaf(loader *r, hamt *m, bool with_kind, uint64_t edit)
+static ctx_status load_leaf(reader *r, hamt *m, bool with_kind, uint64_t edit)
 {
 	const unsigned char *k = with_kind ? take(r, 1) : NULL;
 	const unsigned char *h = take(r, 16);
@@ -543,7 +499,7 @@ static ctx_status load_leaf(loader *r, hamt *m, bool with_kind, uint64_t edit)
 	return st;
 }
 
-static ctx_status load_map(loader *r, hamt *m, bool delta, uint64_t edit)
+static ctx_status load_map(reader *r, hamt *m, bool delta, uint64_t edit)
 {
 	uint64_t n = take_u64(r);
 	ctx_status st = r->bad ? CTX_CORRUPT : CTX_OK;
@@ -553,7 +509,7 @@ static ctx_status load_map(loader *r, hamt *m, bool delta, uint64_t edit)
 }
 
 /* One version, built on prev (NULL for a full one); pushed as c's head. */
-static ctx_status load_version(loader *r, ctx_context *c, bool first)
+static ctx_status load_version(reader *r, ctx_context *c, bool first)
 {
 	uint64_t version = take_u64(r), revision = take_u64(r), updated = take_u64(r),
 	         changed = take_u64(r);
@@ -584,7 +540,7 @@ static ctx_status load_version(loader *r, ctx_context *c, bool first)
 }
 
 /* The points of a section; their versions must have been loaded. */
-static ctx_status load_points(loader *r, ctx_context *c, ctx_state **versions, size_t n,
+static ctx_status load_points(reader *r, ctx_context *c, ctx_state **versions, size_t n,
                               uint32_t count)
 {
 	for (uint32_t i = 0; i < count; i++) {
@@ -607,7 +563,7 @@ static ctx_status load_points(loader *r, ctx_context *c, ctx_state **versions, s
 }
 
 /* Parse one section's payload into context c. */
-static ctx_status load_section(loader *r, ctx_context *c, uint32_t nversions, uint32_t npoints)
+static ctx_status load_section(reader *r, ctx_context *c, uint32_t nversions, uint32_t npoints)
 {
 	ctx_state **versions = malloc((nversions ? nversions : 1) * sizeof(*versions));
 	if (!versions)
@@ -692,7 +648,7 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 		c->incarnation = get_u64(p + 8);
 		c->ttl_us = get_u64(p + 24);
 		atomic_store(&c->last_access_us, get_u64(p + 32));
-		loader r = {body + idlen, end, false};
+		reader r = {body + idlen, end, false};
 		st = load_section(&r, c, get_u32(p + 40), get_u32(p + 44));
 		const unsigned char *t = r.p;
 		uint64_t payload = (uint64_t)(t - body);

@@ -54,15 +54,13 @@ void context_touch(ctx_context *c)
 
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 {
-	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
-	if (st != CTX_OK)
-		return st;
 	if (ttl_ms > UINT64_MAX / 1000)
 		return ctx_fail(CTX_INVALID, "ttl too large");
-	ctx_context *c = store_find_context(s, id, idlen);
-	if (!c)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	ctx_context *c;
+	ctx_status st = store_open_context(s, id, &c);
+	if (st != CTX_OK)
+		return st;
+	size_t idlen = c->idlen;
 	uint64_t rev = 0;
 	uint64_t now = store_now_us(s);
 	pthread_mutex_lock(&c->write_lock);
@@ -95,38 +93,20 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 }
 
 /* Drop every expired context; returns how many. */
+static bool is_expired(const ctx_context *c, void *now)
+{
+	return !atomic_load(&c->dropped) && context_expired(c, *(uint64_t *)now);
+}
+
 size_t ctx_expire_now(ctx_store *s)
 {
 	if (!s)
 		return 0;
-	size_t n = 0, cap = 16, expired = 0;
-	ctx_context **found = malloc(cap * sizeof(*found));
+	size_t n = 0, expired = 0;
+	uint64_t now = store_now_us(s);
+	ctx_context **found = store_collect(s, is_expired, &now, &n);
 	if (!found)
 		return 0;
-	uint64_t now = store_now_us(s);
-	struct cds_lfht_iter iter;
-	ctx_context *c;
-	ctx_rcu_read_lock();
-	ctx_lfht_for_each(s->table, &iter, c, node) {
-		tsan_subscribe(c);
-		if (!context_expired(c, now) || atomic_load(&c->dropped))
-			continue;
-		if (n == cap) {
-			ctx_context **g = realloc(found, 2 * cap * sizeof(*found));
-			if (!g)
-				break;
-			found = g;
-			cap *= 2;
-		}
-		unsigned r = atomic_load(&c->refs);
-		do {
-			if (r == 0)
-				break;
-		} while (!atomic_compare_exchange_weak(&c->refs, &r, r + 1));
-		if (r)
-			found[n++] = c;
-	}
-	ctx_rcu_read_unlock();
 	for (size_t i = 0; i < n; i++) {
 		uint64_t ttl = atomic_load(&found[i]->ttl_us);
 		/* Not if it was used since it was seen idle. */

@@ -127,16 +127,6 @@ static uint64_t content_checksum(const ctx_state *st)
 
 /* ---- lookups ---------------------------------------------------------------- */
 
-static ctx_status find_context(ctx_store *s, const char *id, ctx_context **out)
-{
-	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
-	if (st != CTX_OK)
-		return st;
-	*out = store_find_context(s, id, idlen);
-	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
-}
-
 /* Version `version` in the chain from `from`, or in the points; the caller is
  * in an RCU read-side critical section or holds the write lock. */
 static ctx_state *find_version(const ctx_context *c, ctx_state *from, uint64_t version)
@@ -153,7 +143,7 @@ static ctx_state *find_version(const ctx_context *c, ctx_state *from, uint64_t v
 ctx_status ctx_get_at(ctx_store *s, const char *id, uint64_t version, ctx_state **out)
 {
 	ctx_context *c;
-	ctx_status st = out ? find_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
+	ctx_status st = out ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
 	ctx_state *found = NULL;
@@ -182,7 +172,7 @@ static int compare_entries(const void *a, const void *b)
 ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count)
 {
 	ctx_context *c;
-	ctx_status st = out && count ? find_context(s, id, &c)
+	ctx_status st = out && count ? store_open_context(s, id, &c)
 	                             : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
@@ -295,7 +285,7 @@ ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
 	ctx_context *c;
 	ctx_status st = check_label(label);
 	if (st == CTX_OK)
-		st = find_context(s, id, &c);
+		st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	st = point_create(c, 0, label, version_out);
@@ -313,7 +303,7 @@ void auto_point(ctx_context *c, uint64_t version)
 ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count)
 {
 	ctx_context *c;
-	ctx_status st = out && count ? find_context(s, id, &c)
+	ctx_status st = out && count ? store_open_context(s, id, &c)
 	                             : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
@@ -345,7 +335,7 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 {
 	ctx_context *c;
-	ctx_status st = find_context(s, id, &c);
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	uint64_t rev = 0;
@@ -402,7 +392,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
                           uint64_t *new_version_out)
 {
 	ctx_context *c;
-	ctx_status st = find_context(s, id, &c);
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	restore_ops r = {0};

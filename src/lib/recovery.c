@@ -30,6 +30,7 @@
 
 #include "crc32c.h"
 #include "format.h"
+#include "reader.h"
 #include "store.h"
 #include "util.h"
 #include "vfs.h"
@@ -92,34 +93,6 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 }
 
 /* ---- applying records -------------------------------------------------------- */
-
-typedef struct reader {
-	const unsigned char *p, *end;
-	bool bad;
-} reader;
-
-static const unsigned char *take(reader *r, size_t n)
-{
-	if (r->bad || (size_t)(r->end - r->p) < n) {
-		r->bad = true;
-		return NULL;
-	}
-	const unsigned char *q = r->p;
-	r->p += n;
-	return q;
-}
-
-static uint64_t take_u64(reader *r)
-{
-	const unsigned char *q = take(r, 8);
-	return q ? get_u64(q) : 0;
-}
-
-static uint32_t take_u32(reader *r)
-{
-	const unsigned char *q = take(r, 4);
-	return q ? get_u32(q) : 0;
-}
 
 /* Apply the ops of a commit body to data/meta. */
 static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us,

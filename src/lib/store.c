@@ -113,23 +113,80 @@ static ctx_context *table_lookup(ctx_store *s, const char *id, size_t idlen)
 	return node ? caa_container_of(node, ctx_context, node) : NULL;
 }
 
+ctx_status store_check_id(const ctx_store *s, const char *id, size_t *idlen)
+{
+	return s ? ctx_check_id(id, idlen) : ctx_fail(CTX_INVALID, "NULL store");
+}
+
+ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out)
+{
+	size_t idlen;
+	ctx_status st = store_check_id(s, id, &idlen);
+	if (st != CTX_OK)
+		return st;
+	*out = store_find_context(s, id, idlen);
+	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+}
+
+/* Take a reference to c unless its count already reached zero; the caller
+ * is in an RCU read-side critical section, so c itself is still there. */
+static bool context_try_retain(ctx_context *c)
+{
+	unsigned r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+	do {
+		if (r == 0)
+			return false;
+	} while (!atomic_compare_exchange_weak(&c->refs, &r, r + 1));
+	return true;
+}
+
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen)
 {
 	ctx_rcu_read_lock();
 	ctx_context *c = table_lookup(s, id, idlen);
-	if (c) {
-		/* A context out of the table may be down to its last states; only
-		 * hand out one that is still live. */
-		unsigned r = atomic_load_explicit(&c->refs, memory_order_relaxed);
-		do {
-			if (r == 0 || atomic_load(&c->dropped)) {
-				c = NULL;
-				break;
-			}
-		} while (!atomic_compare_exchange_weak(&c->refs, &r, r + 1));
-	}
+	/* A context being dropped may be down to its last states; only hand
+	 * out one that is still live. */
+	if (c && (atomic_load(&c->dropped) || !context_try_retain(c)))
+		c = NULL;
 	ctx_rcu_read_unlock();
 	return c;
+}
+
+ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
+                            size_t *count)
+{
+	size_t n = 0, cap = atomic_load(&s->live) + 16;
+	ctx_context **all = malloc(cap * sizeof(*all));
+	bool ok = all != NULL;
+	struct cds_lfht_iter iter;
+	ctx_context *c;
+	ctx_rcu_read_lock();
+	ctx_lfht_for_each(s->table, &iter, c, node) {
+		tsan_subscribe(c);
+		if (!ok)
+			break;
+		if (want && !want(c, arg))
+			continue;
+		if (n == cap) {
+			ctx_context **g = realloc(all, 2 * cap * sizeof(*all));
+			if (!(ok = g != NULL))
+				break;
+			all = g;
+			cap *= 2;
+		}
+		if (context_try_retain(c))
+			all[n++] = c;
+	}
+	ctx_rcu_read_unlock();
+	if (!ok) {
+		for (size_t i = 0; i < n; i++)
+			context_release(all[i]);
+		free(all);
+		ctx_fail(CTX_NOMEM, "no memory to list contexts");
+		return NULL;
+	}
+	*count = n;
+	return all;
 }
 
 void context_publish(ctx_context *c, ctx_state *st)
@@ -497,7 +554,7 @@ ctx_status ctx_create(ctx_store *s, const char *id)
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n)
 {
 	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	uint64_t now = store_now_us(s);
@@ -639,13 +696,10 @@ ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since
 
 ctx_status ctx_drop(ctx_store *s, const char *id)
 {
-	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	ctx_context *c;
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
-	ctx_context *c = store_find_context(s, id, idlen);
-	if (!c)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	st = context_drop(c, CTX_EVENT_DROPPED, 0);
 	context_release(c);
 	return st;
@@ -708,7 +762,7 @@ void store_clear(ctx_store *s)
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 {
 	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!out)

@@ -172,6 +172,18 @@ void points_clear(ctx_context *c);
  * only if it was not used after that time (else CTX_CONFLICT). */
 ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since);
 
+/* Check s and a context id (CTX_INVALID with a message if bad). */
+ctx_status store_check_id(const ctx_store *s, const char *id, size_t *idlen);
+
+/* Check s and id, find the live context and take a reference to it
+ * (CTX_NOT_FOUND with a message if there is none). */
+ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out);
+
+/* References to every context in the table for which want(c, arg) is true
+ * (want NULL: all), in a malloc'd array; NULL when out of memory. */
+ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
+                            size_t *count);
+
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen);
 void context_retain(ctx_context *c);

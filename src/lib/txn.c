@@ -225,22 +225,11 @@ out:
 	return st;
 }
 
-/* Find the context for a one-operation write, or fail. */
-static ctx_status find_for_write(ctx_store *s, const char *id, ctx_context **out)
-{
-	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
-	if (st != CTX_OK)
-		return st;
-	*out = store_find_context(s, id, idlen);
-	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
-}
-
 ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t *version_out)
 {
 	ctx_context *c;
-	ctx_status st = find_for_write(s, id, &c);
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
@@ -260,7 +249,7 @@ ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
                    uint64_t *version_out)
 {
 	ctx_context *c;
-	ctx_status st = find_for_write(s, id, &c);
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	if ((st = store_check_key(s, key, klen)) != CTX_OK) {
@@ -282,7 +271,7 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 	if (!out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
 	ctx_context *c;
-	ctx_status st = find_for_write(s, id, &c);
+	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
 	ctx_txn *t = calloc(1, sizeof(*t));
@@ -299,7 +288,7 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out)
 {
 	size_t idlen;
-	ctx_status st = s ? ctx_check_id(id, &idlen) : ctx_fail(CTX_INVALID, "NULL store");
+	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!out)
