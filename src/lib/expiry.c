@@ -125,9 +125,7 @@ static void *reaper_main(void *arg)
 	while (!s->reaper_stop) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
-		uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)s->opts.reaper_ms * 1000000u;
-		until.tv_sec += (time_t)(ns / 1000000000u);
-		until.tv_nsec = (long)(ns % 1000000000u);
+		ctx_timespec_add_ms(&until, s->opts.reaper_ms);
 		while (!s->reaper_stop && !s->reaper_kicked &&
 		       pthread_cond_timedwait(&s->reaper_cv, &s->reaper_lock, &until) == 0)
 			;

@@ -145,12 +145,7 @@ static void log_fail(ctx_log *l, int err, const char *what)
 static void sleep_until(const struct timespec *start, unsigned ms)
 {
 	struct timespec until = *start;
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ctx_timespec_add_ms(&until, ms);
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
 		;
 }
@@ -361,12 +356,7 @@ bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ctx_timespec_add_ms(&until, timeout_ms);
 	pthread_mutex_lock(&l->lock);
 	l->growth_wanted = bytes;
 	while (l->bytes_since_rotate < bytes && !l->kicked)

@@ -798,12 +798,7 @@ static ctx_status tracker_sync(ctx_tracker *t, bool from_timer, uint64_t *versio
 static void deadline_after(struct timespec *ts, unsigned ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	ctx_timespec_add_ms(ts, ms);
 }
 
 static void *timer_main(void *arg)

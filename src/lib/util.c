@@ -89,3 +89,13 @@ void ctx_mutex_init(pthread_mutex_t *m)
 	pthread_mutex_init(m, &a);
 	pthread_mutexattr_destroy(&a);
 }
+
+void ctx_timespec_add_ms(struct timespec *ts, unsigned ms)
+{
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}

@@ -24,6 +24,10 @@ uint64_t ctx_now_us(void);
  * *len receives its length. */
 ctx_status ctx_check_id(const char *id, size_t *len);
 
+/* Move *ts forward by ms milliseconds (for absolute deadlines). */
+#include <time.h>
+void ctx_timespec_add_ms(struct timespec *ts, unsigned ms);
+
 /* Initialise a mutex for short critical sections: adaptive (it spins a little
  * before sleeping, since its holder is about to let go). */
 #include <pthread.h>
