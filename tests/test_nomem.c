@@ -48,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hamt.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -1719,6 +1720,138 @@ static void test_wrap_active(void **unused)
 	ctx_close(s);
 }
 
+/* ---- the trie itself -------------------------------------------------------------- */
+
+/* hamt_set and hamt_del under every allocation failure, on tries with forced
+ * hash collisions (collision nodes, long shared prefixes) as well as real
+ * hashes, both copying shared nodes (a fresh edit token) and editing owned
+ * ones in place (the build's token): CTX_NOMEM, the map's content exactly
+ * as before (count, bytes, checksum, every key), the leaf still the
+ * caller's; and the operation then succeeds. */
+#define HKEYS 40
+
+typedef struct hmodel {
+	bool present[HKEYS];
+	char val[HKEYS][8];
+} hmodel;
+
+static uint64_t forced_hash(int mode, unsigned i, const char *k, size_t kl)
+{
+	const uint64_t H = 0x0123456789abcdefull;
+	switch (mode) {
+	case 0:
+		return H; /* all in one collision node */
+	case 1:
+		return i % 3 == 0 ? H : H ^ ((uint64_t)(i % 5) << 59); /* deep, last level */
+	default:
+		return hamt_hash(k, kl);
+	}
+}
+
+static void hcheck(const hamt *m, const hmodel *md, int mode)
+{
+	size_t count = 0, bytes = 0;
+	uint64_t sum = 0;
+	char k[16];
+	for (unsigned i = 0; i < HKEYS; i++) {
+		size_t kl = (size_t)snprintf(k, sizeof(k), "hk%u", i);
+		const hamt_leaf *l = hamt_find(m, forced_hash(mode, i, k, kl), k, kl);
+		if (!md->present[i]) {
+			assert_null(l);
+			continue;
+		}
+		assert_non_null(l);
+		size_t vl = strlen(md->val[i]);
+		assert_int_equal(l->vlen, vl);
+		assert_memory_equal(hamt_leaf_value(l), md->val[i], vl);
+		count++;
+		bytes += kl + vl;
+		sum += hamt_content_hash(k, kl, md->val[i], vl);
+	}
+	assert_int_equal(m->count, count);
+	assert_int_equal(m->bytes, bytes);
+	assert_true(m->sum == sum);
+	hamt_cursor c;
+	hamt_cursor_init(&c, m);
+	size_t n = 0;
+	while (hamt_cursor_next(&c))
+		n++;
+	assert_int_equal(n, count);
+}
+
+static void test_hamt_nomem(void **unused)
+{
+	uint64_t rng = test_seed("hamt-nomem", 77);
+	long failures = 0;
+	for (int mode = 0; mode < 3; mode++) {
+		for (int round = 0; round < 40; round++) {
+			hamt m = {0};
+			hmodel md;
+			memset(&md, 0, sizeof(md));
+			char k[16], v[8];
+			uint64_t build = hamt_edit_token();
+			unsigned n = 1 + (unsigned)test_rand_below(&rng, HKEYS);
+			for (unsigned j = 0; j < n; j++) {
+				unsigned i = (unsigned)test_rand_below(&rng, HKEYS);
+				size_t kl = (size_t)snprintf(k, sizeof(k), "hk%u", i);
+				snprintf(v, sizeof(v), "v%u", (unsigned)test_rand_below(&rng, 100));
+				hamt_leaf *l = hamt_leaf_new(k, kl, v, strlen(v));
+				assert_non_null(l);
+				l->hash = forced_hash(mode, i, k, kl);
+				assert_ok(hamt_set(&m, l, build));
+				md.present[i] = true;
+				strcpy(md.val[i], v);
+			}
+			/* A shared copy keeps the version before (as a state does):
+			 * it must never change. */
+			hamt kept = round % 2 ? hamt_retain(&m) : (hamt){0};
+			hmodel kept_md = md;
+			uint64_t edit = round % 2 ? hamt_edit_token() : build;
+			for (int op = 0; op < 6; op++) {
+				unsigned i = (unsigned)test_rand_below(&rng, HKEYS);
+				size_t kl = (size_t)snprintf(k, sizeof(k), "hk%u", i);
+				uint64_t h = forced_hash(mode, i, k, kl);
+				bool del = md.present[i] && test_rand_below(&rng, 2);
+				snprintf(v, sizeof(v), "w%d", op);
+				for (long fail = 1;; fail++) {
+					hamt_leaf *l = NULL;
+					if (!del) {
+						l = hamt_leaf_new(k, kl, v, strlen(v));
+						assert_non_null(l);
+						l->hash = h;
+					}
+					arm(fail);
+					ctx_status st = del ? hamt_del(&m, h, k, kl, edit) : hamt_set(&m, l, edit);
+					bool hit = disarm(NULL);
+					if (!hit) {
+						assert_ok(st);
+						break;
+					}
+					failures++;
+					assert_int_equal(st, CTX_NOMEM);
+					if (l) /* still the caller's */
+						hamt_leaf_release(l);
+					hcheck(&m, &md, mode);
+					if (kept.root)
+						hcheck(&kept, &kept_md, mode);
+				}
+				if (del) {
+					md.present[i] = false;
+				} else {
+					md.present[i] = true;
+					strcpy(md.val[i], v);
+				}
+				hcheck(&m, &md, mode);
+				if (kept.root)
+					hcheck(&kept, &kept_md, mode);
+			}
+			hamt_release(&kept);
+			hamt_release(&m);
+		}
+	}
+	assert_true(failures > 100);
+}
+
 static void test_scenario(void **state)
 {
 	run_scenario(*state);
@@ -1735,10 +1868,11 @@ int main(void)
 	enum { NMEM = sizeof(mem_scenarios) / sizeof(mem_scenarios[0]),
 	       NDIR = sizeof(dir_scenarios) / sizeof(dir_scenarios[0]),
 	       NBUG = sizeof(bug_scenarios) / sizeof(bug_scenarios[0]) };
-	static struct CMUnitTest tests[2 + NMEM + NDIR + NBUG];
+	static struct CMUnitTest tests[3 + NMEM + NDIR + NBUG];
 	static char names[NMEM + NDIR + NBUG][64];
 	size_t n = 0, k = 0;
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_wrap_active);
+	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_hamt_nomem);
 	const scenario *groups[3] = {mem_scenarios, dir_scenarios, bug_scenarios};
 	const size_t counts[3] = {NMEM, NDIR, NBUG};
 	const char *prefix[3] = {"memory", "dir", "bug"};
