@@ -80,8 +80,11 @@ static const point_entry *points_find(const point_set *p, uint64_t version)
 	return NULL;
 }
 
-ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
-                      uint64_t checksum)
+/* The set c's points would be with a point on st (replacing one on the same
+ * version; the oldest leaves past max_points). NULL when out of memory.
+ * Nothing changes until points_install. */
+static point_set *points_with(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
+                              uint64_t checksum)
 {
 	const point_set *old = atomic_load(&c->points);
 	size_t n = old ? old->count : 0;
@@ -90,7 +93,7 @@ ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t
 	                                                          : 0;
 	point_set *p = points_copy(c, st->version, over);
 	if (!p)
-		return ctx_fail(CTX_NOMEM, "no memory for a point");
+		return NULL;
 	point_entry *e = &p->e[p->count++];
 	e->st = ctx_state_retain(st);
 	e->keys = st->data.count;
@@ -98,21 +101,44 @@ ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t
 	e->time_us = time_us;
 	e->checksum = checksum;
 	snprintf(e->label, sizeof(e->label), "%s", label ? label : "");
-	points_replace(c, p);
-	return CTX_OK;
+	return p;
 }
 
-bool points_remove(ctx_context *c, uint64_t version)
+/* Make p (from points_with or points_copy) c's points. */
+static void points_install(ctx_context *c, point_set *p)
 {
-	if (!points_find(atomic_load(&c->points), version))
-		return false;
-	point_set *p = points_copy(c, version, 0);
-	if (!p)
-		return false;
 	points_replace(c, p->count ? p : NULL);
 	if (!p->count)
 		free(p);
-	return true;
+}
+
+/* Throw away a set that was never installed. */
+static void points_discard(point_set *p)
+{
+	for (size_t i = 0; i < p->count; i++)
+		ctx_state_release(p->e[i].st);
+	free(p);
+}
+
+ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
+                      uint64_t checksum)
+{
+	point_set *p = points_with(c, st, label, time_us, checksum);
+	if (!p)
+		return ctx_fail(CTX_NOMEM, "no memory for a point");
+	points_install(c, p);
+	return CTX_OK;
+}
+
+ctx_status points_remove(ctx_context *c, uint64_t version)
+{
+	if (!points_find(atomic_load(&c->points), version))
+		return CTX_NOT_FOUND;
+	point_set *p = points_copy(c, version, 0);
+	if (!p)
+		return ctx_fail(CTX_NOMEM, "no memory to remove a point");
+	points_install(c, p);
+	return CTX_OK;
 }
 
 void points_clear(ctx_context *c)
@@ -264,13 +290,16 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
 	}
 	uint64_t pinned = v->version;
-	st = points_add(c, v, label, store_now_us(s), content_checksum(v));
-	if (st == CTX_OK && s->log) {
-		const point_entry *e = points_find(atomic_load(&c->points), pinned);
-		st = log_point(c, REC_POINT, e, pinned, &rev);
-		if (st != CTX_OK)
-			points_remove(c, pinned);
-	}
+	/* Everything that can fail comes before the log record. */
+	point_set *p = points_with(c, v, label, store_now_us(s), content_checksum(v));
+	if (!p)
+		st = ctx_fail(CTX_NOMEM, "no memory for a point");
+	else if (s->log)
+		st = log_point(c, REC_POINT, &p->e[p->count - 1], pinned, &rev);
+	if (p && st == CTX_OK)
+		points_install(c, p);
+	else if (p)
+		points_discard(p);
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);
@@ -340,14 +369,18 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 		return st;
 	uint64_t rev = 0;
 	pthread_mutex_lock(&c->write_lock);
-	const point_entry *e = points_find(atomic_load(&c->points), version);
-	if (!e)
+	point_set *p = NULL;
+	if (!points_find(atomic_load(&c->points), version))
 		st = ctx_fail(CTX_NOT_FOUND, "no point on version %llu of '%s'",
 		              (unsigned long long)version, id);
+	else if (!(p = points_copy(c, version, 0)))
+		st = ctx_fail(CTX_NOMEM, "no memory to remove a point");
 	else if (s->log)
 		st = log_point(c, REC_POINT_DEL, NULL, version, &rev);
-	if (st == CTX_OK && !points_remove(c, version))
-		st = ctx_fail(CTX_NOMEM, "no memory to remove a point");
+	if (p && st == CTX_OK)
+		points_install(c, p);
+	else if (p)
+		points_discard(p);
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);

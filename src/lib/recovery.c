@@ -129,8 +129,9 @@ static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, re
 	if (type == REC_POINT_DEL) {
 		if (r->p != r->end)
 			return CTX_CORRUPT;
-		points_remove(c, version);
-		return CTX_OK;
+		ctx_status st = points_remove(c, version);
+		*why = "no memory";
+		return st == CTX_NOT_FOUND ? CTX_OK : st;
 	}
 	uint64_t time = take_u64(r), sum = take_u64(r);
 	const unsigned char *len = take(r, 1);

@@ -44,19 +44,25 @@ ctx_status ctx_session_activate(ctx_session *se, const char *id, bool create)
 {
 	if (!se)
 		return ctx_fail(CTX_INVALID, "NULL session");
+	size_t idlen;
+	ctx_status r = store_check_id(se->store, id, &idlen);
+	if (r != CTX_OK)
+		return r;
+	char *copy = strdup(id); /* before anything changes */
+	if (!copy)
+		return ctx_fail(CTX_NOMEM, "no memory for a session");
 	ctx_state *st;
-	ctx_status r = ctx_get(se->store, id, &st);
+	r = ctx_get(se->store, id, &st);
 	if (r == CTX_NOT_FOUND && create) {
 		r = ctx_create(se->store, id);
 		if (r == CTX_OK || r == CTX_EXISTS)
 			r = ctx_get(se->store, id, &st);
 	}
-	if (r != CTX_OK)
+	if (r != CTX_OK) {
+		free(copy);
 		return r;
+	}
 	ctx_state_release(st);
-	char *copy = strdup(id);
-	if (!copy)
-		return ctx_fail(CTX_NOMEM, "no memory for a session");
 	free(se->current);
 	se->current = copy;
 	return CTX_OK;

@@ -561,8 +561,8 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	ctx_context *c = context_new(s, id, idlen, now);
 	hamt data = {0}, meta = {0};
 	body_buf body = {0};
-	if (c && n)
-		st = apply_txn_ops(&data, &meta, ops, n, now, false);
+	if (c && n && (st = apply_txn_ops(&data, &meta, ops, n, now, false)) != CTX_OK)
+		st = ctx_fail(st, "no memory to create '%s'", id);
 	if (c && st == CTX_OK && s->log)
 		st = encode_commit(c, ops, n, now, false, &body);
 	ctx_state *first = c && st == CTX_OK ? state_new(c, 1, data, meta) : NULL;

@@ -165,7 +165,7 @@ void auto_point(ctx_context *c, uint64_t version);
  * freed after a grace period. */
 ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
                       uint64_t checksum);
-bool points_remove(ctx_context *c, uint64_t version);
+ctx_status points_remove(ctx_context *c, uint64_t version); /* NOT_FOUND, NOMEM */
 void points_clear(ctx_context *c);
 
 /* Drop c (CTX_EVENT_DROPPED or CTX_EVENT_EXPIRED); if idle_since is not 0,
