@@ -647,6 +647,8 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 		}
 		c->incarnation = get_u64(p + 8);
 		c->ttl_us = get_u64(p + 24);
+		if (c->ttl_us)
+			atomic_store(&s->any_ttl, true);
 		atomic_store(&c->last_access_us, get_u64(p + 32));
 		reader r = {body + idlen, end, false};
 		st = load_section(&r, c, get_u32(p + 40), get_u32(p + 44));

@@ -80,6 +80,8 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	}
 	if (st == CTX_OK) {
 		atomic_store(&c->ttl_us, ttl_ms * 1000);
+		if (ttl_ms)
+			atomic_store(&s->any_ttl, true);
 		context_note_access(c, now);
 	}
 	pthread_mutex_unlock(&c->write_lock);
@@ -100,7 +102,7 @@ static bool is_expired(const ctx_context *c, void *now)
 
 size_t ctx_expire_now(ctx_store *s)
 {
-	if (!s)
+	if (!s || !atomic_load(&s->any_ttl)) /* nothing can expire: no scan */
 		return 0;
 	size_t n = 0, expired = 0;
 	uint64_t now = store_now_us(s);

@@ -225,6 +225,8 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 			return CTX_CORRUPT;
 		if (ours) {
 			c->ttl_us = ttl;
+			if (ttl)
+				atomic_store(&s->any_ttl, true);
 			context_note_access(c, when);
 		}
 		return CTX_OK;

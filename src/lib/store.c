@@ -350,7 +350,9 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a store");
 	s->opts = opts;
 	s->lock_fd = -1;
-	s->table = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	/* 16k buckets up front (256 KiB): the table grows by itself, but lazily
+	 * (a resize worker), and long chains until then slow creates. */
+	s->table = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (!s->table) {
 		free(s);
 		return ctx_fail(CTX_NOMEM, "no memory for the context table");

@@ -109,6 +109,7 @@ struct ctx_store {
 	pthread_cond_t reaper_cv;
 	bool reaper_stop;
 	bool reaper_kicked;
+	atomic_bool any_ttl;               /* a time-to-live was ever set: scan */
 };
 
 /* The store's clock (options.clock_us, or the real time). */
