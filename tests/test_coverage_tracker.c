@@ -391,7 +391,7 @@ static void *create_many(void *p)
 {
 	creator *c = p;
 	char id[32];
-	for (int i = 0; !atomic_load(&c->stop) && i < 200000; i++) {
+	for (int i = 0; !atomic_load(&c->stop) && i < 50000; i++) {
 		snprintf(id, sizeof(id), "new-%06d", i);
 		if (ctx_create(c->s, id) != CTX_OK)
 			atomic_fetch_add(&c->failures, 1);

@@ -1573,7 +1573,7 @@ static void auto_point_absorbed(env *e, const char *after)
 
 /* ---- directories ------------------------------------------------------------------ */
 
-static char *tmpl_empty, *tmpl_base, *tmpl_recovery, *tmpl_recovery_pdel;
+static char *tmpl_empty, *tmpl_base, *tmpl_recovery;
 
 static ctx_store *open_tmpl(const char *dir)
 {
@@ -1593,7 +1593,7 @@ static ctx_store *open_tmpl(const char *dir)
  * after it (commits, a create with data, metadata, points made and removed,
  * a restore, a ttl, a drop), taken while the store is open (so that no
  * closing checkpoint covers them). */
-static void make_recovery_template(const char *dir, bool point_delete)
+static void make_recovery_template(const char *dir)
 {
 	char *live = test_make_dir("nomem-live");
 	ctx_store *s = open_tmpl(live);
@@ -1616,8 +1616,7 @@ static void make_recovery_template(const char *dir, bool point_delete)
 	assert_ok(ctx_txn_meta_del(t, "kind", 4));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 	assert_ok(ctx_point_create(s, "c", "late-point", NULL));
-	if (point_delete)
-		assert_ok(ctx_point_delete(s, "c", 4)); /* p2, pinned before the checkpoint */
+	assert_ok(ctx_point_delete(s, "c", 4)); /* p2, pinned before the checkpoint */
 	assert_ok(ctx_restore_label(s, "c", "p3", NULL));
 	assert_ok(ctx_set_ttl(s, "n02", 86400000));
 	assert_ok(ctx_drop(s, "n03"));
@@ -1637,9 +1636,7 @@ static int make_templates(void **unused)
 	build_base(s);
 	ctx_close(s);
 	tmpl_recovery = test_make_dir("nomem-tmpl-recovery");
-	make_recovery_template(tmpl_recovery, false);
-	tmpl_recovery_pdel = test_make_dir("nomem-tmpl-recovery-pdel");
-	make_recovery_template(tmpl_recovery_pdel, true);
+	make_recovery_template(tmpl_recovery);
 	return 0;
 }
 
@@ -1648,8 +1645,6 @@ static int remove_templates(void **unused)
 	test_remove_dir(tmpl_empty);
 	test_remove_dir(tmpl_base);
 	test_remove_dir(tmpl_recovery);
-	test_remove_dir(tmpl_recovery_pdel);
-	free(tmpl_recovery_pdel);
 	free(tmpl_empty);
 	free(tmpl_base);
 	free(tmpl_recovery);
@@ -1778,7 +1773,6 @@ static const scenario bug_scenarios[] = {
         DIR("point-delete", tmpl_base, .op = op_point_delete),
         DIR("point-relabel", tmpl_base, .setup = setup_head_point, .op = op_point_relabel,
             .max_points = 4),
-        DIR("recover-point-delete", tmpl_recovery_pdel, .op_opens = true, .op = op_open),
         MEM("session-activate-create", .setup = open_session, .op = op_session_create,
             .cleanup = close_session),
 };
