@@ -107,7 +107,9 @@ typedef struct ctx_options {
 	                              points pin); 0 = default (64)               */
 	size_t max_points;         /* recovery points per context; the oldest
 	                              is dropped past it; 0 = default (10)        */
-	unsigned auto_point_every; /* a point every K commits; 0 = never        */
+	unsigned auto_point_every; /* a point every K commits; 0 = never (best
+	                              effort: a commit whose point cannot be
+	                              made still succeeds)                        */
 	size_t watch_queue;        /* events one watcher may have pending before
 	                              it lags; 0 = default (4096)                 */
 	size_t watch_history;      /* revisions kept for watchers to start from
@@ -144,7 +146,7 @@ void ctx_close(ctx_store *s);
 /* Write a checkpoint now (stores with a dir; the background checkpointer
  * also writes one whenever the log grew by checkpoint_bytes, and ctx_close
  * writes a last one). Writers keep going while it is written. A no-op for a
- * memory-only store. Errors: CTX_IO. */
+ * memory-only store. Errors: CTX_IO, CTX_NOMEM. */
 ctx_status ctx_checkpoint(ctx_store *s);
 
 /* Numbers describing a store, for monitoring and tests. */

@@ -417,6 +417,18 @@ static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *n
 	return CTX_OK;
 }
 
+/* A new version of c sharing target's tries (NULL when out of memory). */
+static ctx_state *new_version_of(ctx_context *c, uint64_t version, const ctx_state *target)
+{
+	hamt data = hamt_retain(&target->data), meta = hamt_retain(&target->meta);
+	ctx_state *next = state_new(c, version, data, meta);
+	if (!next) {
+		hamt_release(&data);
+		hamt_release(&meta);
+	}
+	return next;
+}
+
 /* Restore the version chosen by pick(c, arg) (write lock held). */
 typedef const ctx_state *(*pick_fn)(ctx_context *c, const void *arg, bool *is_point,
                                     uint64_t *checksum);
@@ -450,8 +462,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	           (s->log && encode_commit(c, r.ops, r.count, now, true, &body) != CTX_OK) ||
 	           !(keys = malloc((r.count + 1) * sizeof(*keys))) ||
 	           !(klens = malloc((r.count + 1) * sizeof(*klens))) ||
-	           !(next = state_new(c, head->version + 1, hamt_retain(&target->data),
-	                              hamt_retain(&target->meta)))) {
+	           !(next = new_version_of(c, head->version + 1, target))) {
 		st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
 	}
 	if (st != CTX_OK) {
