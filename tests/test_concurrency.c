@@ -25,46 +25,6 @@
 #include "hamt.h"
 #include "store.h"
 
-/* ---- failures in worker threads ---------------------------------------------- */
-
-static atomic_long t_failures;
-static atomic_flag t_failure_noted = ATOMIC_FLAG_INIT;
-static char t_first_failure[512];
-
-static void t_fail(int line, const char *what, long long a)
-{
-	atomic_fetch_add(&t_failures, 1);
-	if (!atomic_flag_test_and_set(&t_failure_noted))
-		snprintf(t_first_failure, sizeof(t_first_failure), "line %d: %s (value %lld)", line,
-		         what, a);
-}
-
-#define T_CHECK(cond)                                                                              \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			t_fail(__LINE__, #cond, 0);                                                \
-	} while (0)
-#define T_CHECK_STATUS(got, want)                                                                  \
-	do {                                                                                       \
-		ctx_status got_ = (got);                                                           \
-		if (got_ != (want))                                                                \
-			t_fail(__LINE__, #got " == " #want, (long long)got_);                      \
-	} while (0)
-
-static void reset_failures(void)
-{
-	atomic_store(&t_failures, 0);
-	atomic_flag_clear(&t_failure_noted);
-	t_first_failure[0] = '\0';
-}
-
-static void assert_no_thread_failures(void)
-{
-	long n = atomic_load(&t_failures);
-	if (n)
-		fail_msg("%ld failed checks in worker threads; first: %s", n, t_first_failure);
-}
-
 /* ---- threads -------------------------------------------------------------------- */
 
 typedef struct worker {

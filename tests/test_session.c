@@ -28,52 +28,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- failures in worker threads ---------------------------------------------- */
-
-static atomic_long t_failures;
-static atomic_flag t_failure_noted = ATOMIC_FLAG_INIT;
-static char t_first_failure[512];
-
-static void t_fail_detail(int line, const char *what, long long a, const char *detail)
-{
-	atomic_fetch_add(&t_failures, 1);
-	if (!atomic_flag_test_and_set(&t_failure_noted))
-		snprintf(t_first_failure, sizeof(t_first_failure), "line %d: %s (value %lld%s%s)",
-		         line, what, a, detail ? ": " : "", detail ? detail : "");
-}
-
-static void t_fail(int line, const char *what, long long a)
-{
-	t_fail_detail(line, what, a, NULL);
-}
-
-#define T_CHECK(cond)                                                                              \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			t_fail(__LINE__, #cond, 0);                                                \
-	} while (0)
-#define T_CHECK_STATUS(got, want)                                                                  \
-	do {                                                                                       \
-		ctx_status got_ = (got);                                                           \
-		if (got_ != (want))                                                                \
-			t_fail_detail(__LINE__, #got " == " #want, (long long)got_,                \
-			              ctx_last_error());                                           \
-	} while (0)
-
-static void reset_failures(void)
-{
-	atomic_store(&t_failures, 0);
-	atomic_flag_clear(&t_failure_noted);
-	t_first_failure[0] = '\0';
-}
-
-static void assert_no_thread_failures(void)
-{
-	long n = atomic_load(&t_failures);
-	if (n)
-		fail_msg("%ld failed checks in worker threads; first: %s", n, t_first_failure);
-}
-
 /* ---- the fake clock ------------------------------------------------------------- */
 
 #define T0             1700000000000000ull /* µs since 1970: November 2023 */
@@ -822,7 +776,7 @@ static void test_status_view_concurrent(void **unused)
 	}
 	/* Checked with T_CHECK: the churners must be stopped before failing. */
 	long rounds = test_iters(3000, 300);
-	for (long r = 0; r < rounds && !atomic_load(&t_failures); r++) {
+	for (long r = 0; r < rounds && !thread_failures(); r++) {
 		size_t n = 0;
 		ctx_context_status *v = NULL;
 		T_CHECK_STATUS(ctx_status_view(s, &v, &n), CTX_OK);

@@ -1,6 +1,8 @@
 /* testutil.c - helpers shared by the test programs. */
 #include "testutil.h"
 
+#include <stdatomic.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,4 +258,42 @@ void test_expect_same_dump(const char *want, const char *got, const char *what)
 	}
 	fail_msg("%s: stores differ at line %zu:\n  want: %.300s\n  got:  %.300s", what, line, a,
 	         b);
+}
+
+/* ---- failures in worker threads ---------------------------------------------- */
+
+static atomic_long t_failures;
+static atomic_flag t_failure_noted = ATOMIC_FLAG_INIT;
+static char t_first_failure[512];
+
+void t_fail_detail(int line, const char *what, long long a, const char *detail)
+{
+	atomic_fetch_add(&t_failures, 1);
+	if (!atomic_flag_test_and_set(&t_failure_noted))
+		snprintf(t_first_failure, sizeof(t_first_failure), "line %d: %s (value %lld%s%s)",
+		         line, what, a, detail ? ": " : "", detail ? detail : "");
+}
+
+void t_fail(int line, const char *what, long long a)
+{
+	t_fail_detail(line, what, a, NULL);
+}
+
+void reset_failures(void)
+{
+	atomic_store(&t_failures, 0);
+	atomic_flag_clear(&t_failure_noted);
+	t_first_failure[0] = '\0';
+}
+
+long thread_failures(void)
+{
+	return atomic_load(&t_failures);
+}
+
+void assert_no_thread_failures(void)
+{
+	long n = atomic_load(&t_failures);
+	if (n)
+		fail_msg("%ld failed checks in worker threads; first: %s", n, t_first_failure);
 }

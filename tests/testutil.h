@@ -27,6 +27,27 @@ int test_scale(void);
 
 #define assert_ok(call) assert_int_equal((call), CTX_OK)
 
+/* Checks inside worker threads (cmocka's asserts are not thread-safe):
+ * count failures, keep the first message, assert in the main thread. */
+void t_fail_detail(int line, const char *what, long long a, const char *detail);
+void t_fail(int line, const char *what, long long a);
+void reset_failures(void);
+long thread_failures(void); /* failed checks so far */
+void assert_no_thread_failures(void);
+
+#define T_CHECK(cond)                                                                              \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			t_fail(__LINE__, #cond, 0);                                                \
+	} while (0)
+#define T_CHECK_STATUS(got, want)                                                                  \
+	do {                                                                                       \
+		ctx_status got_ = (got);                                                           \
+		if (got_ != (want))                                                                \
+			t_fail_detail(__LINE__, #got " == " #want, (long long)got_,                \
+			              ctx_last_error());                                           \
+	} while (0)
+
 /* 1 in a normal build, larger in sanitizer builds (ASan 2, TSan 4): divide
  * stress iteration counts by it so that every build finishes in a
  * few seconds. */
