@@ -59,7 +59,7 @@ coverage: deps
 bench:
 	@scripts/deps.sh bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
-	cmake --build build-bench -j$(JOBS) --target ctxbench
+	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
 
 install: build

@@ -1,0 +1,265 @@
+/*
+ * features.c - ctxfeatures: what recovery points, restore, diffs, watches and
+ * trackers cost (issue 6's figures). Memory-only stores, so that the CPU cost
+ * is measured, not the disk. Prints a Markdown table; medians of `reps` runs.
+ *
+ *   ctxfeatures [reps]
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctx.h"
+
+#define CHECK(call)                                                                        \
+	do {                                                                               \
+		ctx_status st_ = (call);                                                   \
+		if (st_ != CTX_OK) {                                                       \
+			fprintf(stderr, "%s: %s (%s)\n", #call, ctx_strerror(st_),         \
+			        ctx_last_error());                                         \
+			exit(1);                                                           \
+		}                                                                          \
+	} while (0)
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+static ctx_store *open_store(void)
+{
+	ctx_store *s;
+	CHECK(ctx_open(NULL, &s));
+	return s;
+}
+
+/* A context "c" of n keys (16-byte keys, 64-byte values), in transactions. */
+static void fill(ctx_store *s, size_t n)
+{
+	char key[32], val[64];
+	memset(val, 'v', sizeof(val));
+	CHECK(ctx_create(s, "c"));
+	for (size_t i = 0; i < n;) {
+		ctx_txn *t;
+		CHECK(ctx_txn_begin(s, "c", &t));
+		for (size_t j = 0; j < 10000 && i < n; j++, i++) {
+			int kl = snprintf(key, sizeof(key), "key-%011zu", i);
+			CHECK(ctx_txn_put(t, key, (size_t)kl, val, sizeof(val)));
+		}
+		CHECK(ctx_txn_commit(t, 0, NULL));
+	}
+	/* Push the big fill versions out of history (64 versions by default):
+	 * freeing them is a one-time cost that would land in the first
+	 * measured commits. */
+	for (int i = 0; i < 70; i++)
+		CHECK(ctx_put(s, "c", "settle", 6, &i, sizeof(i), NULL));
+}
+
+/* µs for one point create + one restore of it, excluding the commit the
+ * restore makes: measured as (point + restore) minus a plain one-key commit. */
+static void points_and_restore(size_t keys, int reps)
+{
+	ctx_store *s = open_store();
+	fill(s, keys);
+	double point[64], restore[64], commit[64];
+	for (int r = 0; r < reps; r++) {
+		uint64_t v;
+		double t0 = now_us();
+		CHECK(ctx_point_create(s, "c", "p", &v));
+		double t1 = now_us();
+		CHECK(ctx_put(s, "c", "key-00000000001", 15, "changed", 7, NULL));
+		double t2 = now_us();
+		CHECK(ctx_restore(s, "c", v, NULL));
+		double t3 = now_us();
+		point[r] = t1 - t0;
+		commit[r] = t2 - t1;
+		restore[r] = t3 - t2;
+	}
+	printf("| point create, %zu keys | %.2f µs |\n", keys, median(point, reps));
+	printf("| restore (a commit of 1 changed key), %zu keys | %.2f µs (a plain one-key commit: "
+	       "%.2f µs) |\n",
+	       keys, median(restore, reps), median(commit, reps));
+	ctx_close(s);
+}
+
+/* µs for a diff of two versions that differ in 10 keys. */
+static void diff_ten(size_t keys, int reps)
+{
+	ctx_store *s = open_store();
+	fill(s, keys);
+	double d[64];
+	for (int r = 0; r < reps; r++) {
+		ctx_state *a, *b;
+		CHECK(ctx_get(s, "c", &a));
+		ctx_txn *t;
+		CHECK(ctx_txn_begin(s, "c", &t));
+		for (int i = 0; i < 10; i++) {
+			char key[32];
+			int kl = snprintf(key, sizeof(key), "key-%011zu", (size_t)(i * 7919 + r) % keys);
+			CHECK(ctx_txn_put(t, key, (size_t)kl, "new", 3));
+		}
+		CHECK(ctx_txn_commit(t, 0, NULL));
+		CHECK(ctx_get(s, "c", &b));
+		double t0 = now_us();
+		ctx_diff *df;
+		CHECK(ctx_diff_states(a, b, &df));
+		double t1 = now_us();
+		if (ctx_diff_count(df) != 10) {
+			fprintf(stderr, "diff found %zu changes, not 10\n", ctx_diff_count(df));
+			exit(1);
+		}
+		ctx_diff_free(df);
+		ctx_state_release(a);
+		ctx_state_release(b);
+		d[r] = t1 - t0;
+	}
+	printf("| diff of two versions differing in 10 keys, %zu keys | %.2f µs |\n", keys,
+	       median(d, reps));
+	ctx_close(s);
+}
+
+/* Commits per second on 8 contexts from 2 threads, with `watchers` watches
+ * on the prefix draining their events in other threads. */
+typedef struct wctx {
+	ctx_store *s;
+	atomic_bool *stop;
+	int id;
+	long ops;
+} wctx;
+
+static void *writer(void *arg)
+{
+	wctx *w = arg;
+	char id[16];
+	snprintf(id, sizeof(id), "w/%d", w->id % 8);
+	long n = 0;
+	while (!atomic_load(w->stop)) {
+		CHECK(ctx_put(w->s, id, "k", 1, &n, sizeof(n), NULL));
+		n++;
+	}
+	w->ops = n;
+	return NULL;
+}
+
+static void *drainer(void *arg)
+{
+	wctx *w = arg;
+	ctx_watch *wt;
+	CHECK(ctx_watch_open(w->s, "w/", true, 0, &wt));
+	while (!atomic_load(w->stop)) {
+		ctx_event *e;
+		if (ctx_watch_wait(wt, 10, &e) == CTX_OK)
+			ctx_event_free(e);
+	}
+	ctx_watch_close(wt);
+	return NULL;
+}
+
+static double commits_with_watchers(int watchers)
+{
+	ctx_store *s = open_store();
+	for (int i = 0; i < 8; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "w/%d", i);
+		CHECK(ctx_create(s, id));
+	}
+	atomic_bool stop = false;
+	wctx ws[2], ds[64];
+	pthread_t wt[2], dt[64];
+	for (int i = 0; i < watchers; i++) {
+		ds[i] = (wctx){s, &stop, i, 0};
+		pthread_create(&dt[i], NULL, drainer, &ds[i]);
+	}
+	struct timespec settle = {0, 50 * 1000000L};
+	nanosleep(&settle, NULL);
+	for (int i = 0; i < 2; i++) {
+		ws[i] = (wctx){s, &stop, i, 0};
+		pthread_create(&wt[i], NULL, writer, &ws[i]);
+	}
+	struct timespec run = {1, 0};
+	nanosleep(&run, NULL);
+	atomic_store(&stop, true);
+	long ops = 0;
+	for (int i = 0; i < 2; i++) {
+		pthread_join(wt[i], NULL);
+		ops += ws[i].ops;
+	}
+	for (int i = 0; i < watchers; i++)
+		pthread_join(dt[i], NULL);
+	ctx_close(s);
+	return (double)ops;
+}
+
+/* µs for a tracker sync of 100 local changes, minus a plain commit of the
+ * same 100 puts. */
+static void tracker_sync(size_t keys, int reps)
+{
+	ctx_store *s = open_store();
+	fill(s, keys);
+	double sync[64], commit[64];
+	for (int r = 0; r < reps; r++) {
+		ctx_tracker *t;
+		CHECK(ctx_tracker_open(s, "c", NULL, &t));
+		ctx_txn *x;
+		CHECK(ctx_txn_begin(s, "c", &x));
+		for (int i = 0; i < 100; i++) {
+			char key[32];
+			int kl = snprintf(key, sizeof(key), "key-%011d", i * 31 + r);
+			CHECK(ctx_tracker_put(t, key, (size_t)kl, "local", 5));
+			CHECK(ctx_txn_put(x, key, (size_t)kl, "plain", 5));
+		}
+		double t0 = now_us();
+		CHECK(ctx_tracker_sync(t, NULL));
+		double t1 = now_us();
+		CHECK(ctx_txn_commit(x, 0, NULL));
+		double t2 = now_us();
+		sync[r] = t1 - t0;
+		commit[r] = t2 - t1;
+		ctx_tracker_close(t);
+	}
+	printf("| tracker sync of 100 local changes, %zu keys | %.2f µs (a plain commit of the same "
+	       "100 puts: %.2f µs) |\n",
+	       keys, median(sync, reps), median(commit, reps));
+	ctx_close(s);
+}
+
+int main(int argc, char **argv)
+{
+	int reps = argc > 1 ? atoi(argv[1]) : 15;
+	if (reps < 1 || reps > 64)
+		reps = 15;
+	printf("| what (memory-only store, median of %d) | cost |\n|---|--:|\n", reps);
+	points_and_restore(1000, reps);
+	points_and_restore(1000000, reps);
+	diff_ten(1000, reps);
+	diff_ten(1000000, reps);
+	tracker_sync(1000, reps);
+	tracker_sync(1000000, reps);
+	double base[5], with[5];
+	for (int r = 0; r < 5; r++) {
+		base[r] = commits_with_watchers(0);
+		with[r] = commits_with_watchers(64);
+	}
+	double b = median(base, 5), w = median(with, 5);
+	printf("| commits/s, 2 writers on 8 contexts, no watcher | %.0f |\n", b);
+	printf("| the same with 64 watchers on their prefix | %.0f (%.1f%% lower) |\n", w,
+	       100.0 * (b - w) / b);
+	return 0;
+}
