@@ -535,7 +535,7 @@ static ctx_status load_version(reader *r, ctx_context *c, bool first)
 	v->revision = revision;
 	v->updated_us = updated;
 	v->changed = changed;
-	context_push_head(c, v);
+	ctx_state_release(context_push_head(c, v));
 	return CTX_OK;
 }
 

@@ -53,8 +53,9 @@ uint64_t store_now_us(const ctx_store *s)
 	return s->opts.clock_us ? s->opts.clock_us(s->opts.clock_arg) : ctx_now_us();
 }
 
-void context_push_head(ctx_context *c, ctx_state *next)
+ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 {
+	ctx_state *cut = NULL;
 	ctx_state *old = c->head;
 	atomic_store(&next->prev, old); /* the head's reference moves here */
 	if (old)
@@ -66,9 +67,10 @@ void context_push_head(ctx_context *c, ctx_state *next)
 		ctx_state *gone = c->oldest;
 		c->oldest = gone->next;
 		c->kept--;
-		ctx_state_release(atomic_exchange(&c->oldest->prev, NULL));
+		cut = atomic_exchange(&c->oldest->prev, NULL);
 		(void)gone;
 	}
+	return cut;
 }
 
 void context_retain(ctx_context *c)
@@ -578,7 +580,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	}
 	first->updated_us = now;
 	first->changed = data.count;
-	context_push_head(c, first);
+	ctx_state_release(context_push_head(c, first));
 	/* Inserted locked and invisible: writers that find it wait for the
 	 * create, readers do not see it until its first version is published. */
 	pthread_mutex_lock(&c->write_lock);
@@ -711,7 +713,7 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 
 void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st)
 {
-	context_push_head(c, st);
+	ctx_state_release(context_push_head(c, st));
 	store_publish_recovered(s, c);
 }
 
@@ -742,7 +744,7 @@ void store_remove_recovered(ctx_store *s, ctx_context *c)
 
 void store_set_head_recovered(ctx_context *c, ctx_state *st)
 {
-	context_push_head(c, st);
+	ctx_state_release(context_push_head(c, st));
 	ctx_state_release(atomic_exchange(&c->visible, ctx_state_retain(st)));
 }
 

@@ -130,7 +130,7 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	next->revision = rev;
-	context_push_head(c, next);
+	ctx_state *cut = context_push_head(c, next);
 	context_note_access(c, next->updated_us);
 	uint64_t version = next->version;
 	ctx_state_retain(next);
@@ -138,10 +138,12 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
 		/* Flush pipelining: the next writer builds on this version while
 		 * this one waits for its sync, holding no lock. */
 		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_release(cut);
 		st = context_publish_durable(c, next, rev);
 	} else {
 		context_publish(c, next);
 		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_release(cut);
 		ctx_state_release(next);
 	}
 	if (st == CTX_OK) {
