@@ -367,12 +367,8 @@ ctx_status checkpoint_run(ctx_store *s)
 	if (o->fd < 0)
 		o->err = errno;
 
-	unsigned char h[CKPT_HEADER_SIZE] = {0};
-	memcpy(h, CKPT_MAGIC, 8);
-	put_u32(h + 8, FORMAT_VERSION);
-	put_u32(h + 12, CKPT_HEADER_SIZE);
-	put_u64(h + 16, rev);
-	put_u32(h + 28, crc32c(0, h, 28));
+	unsigned char h[CKPT_HEADER_SIZE];
+	file_header_put(h, CKPT_MAGIC, rev);
 	uint64_t newest = 0;
 	if (!o->err) {
 		out_bytes(o, h, sizeof(h));
@@ -609,7 +605,7 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 	ctx_status st = CTX_OK;
 	const unsigned char *p = base, *end = base + size - CKPT_TRAILER_SIZE;
 	uint64_t sections = 0;
-	if (memcmp(p, CKPT_MAGIC, 8) != 0 || get_u32(p + 28) != crc32c(0, p, 28)) {
+	if (!file_header_intact(p, size, CKPT_MAGIC)) {
 		st = load_fail(path, 0, "bad header");
 		goto out;
 	}

@@ -8,16 +8,18 @@
 #ifndef CTX_FORMAT_H
 #define CTX_FORMAT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "crc32c.h"
 
 #define FORMAT_VERSION 1
 
 /* Log segment "wal-<first revision, 16 hex digits>.log". */
 #define WAL_MAGIC "ctx-wal\0"
-#define WAL_HEADER_SIZE 32
-/*   0  magic[8]   8 u32 version   12 u32 header size   16 u64 first revision
- *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
+#define WAL_HEADER_SIZE FILE_HEADER_SIZE /* revision: the first record's */
 
 /* Log record: a 40-byte header, then the body. */
 #define REC_HEADER_SIZE 40
@@ -54,9 +56,7 @@
 
 /* Checkpoint "ckpt-<revision, 16 hex digits>.ckpt". */
 #define CKPT_MAGIC "ctx-ckpt"
-#define CKPT_HEADER_SIZE 32
-/*   0 magic[8]   8 u32 version   12 u32 header size   16 u64 revision
- *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
+#define CKPT_HEADER_SIZE FILE_HEADER_SIZE /* revision: the one it covers */
 #define CKPT_SECTION_SIZE 48
 /* Per context, a section header:
  *   0 u32 crc of bytes 4..47   4 u32 id length   8 u64 incarnation
@@ -109,6 +109,30 @@ static inline uint64_t get_u64(const unsigned char *p)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* The 32-byte header every file (log segment, checkpoint) starts with:
+ *   0 magic[8]   8 u32 version   12 u32 header size (32)   16 u64 revision
+ *  24 u32 reserved (0)   28 u32 crc32c of bytes 0..27 */
+#define FILE_HEADER_SIZE 32
+
+static inline void file_header_put(unsigned char h[FILE_HEADER_SIZE], const char *magic,
+                                   uint64_t revision)
+{
+	memset(h, 0, FILE_HEADER_SIZE);
+	memcpy(h, magic, 8);
+	put_u32(h + 8, FORMAT_VERSION);
+	put_u32(h + 12, FILE_HEADER_SIZE);
+	put_u64(h + 16, revision);
+	put_u32(h + 28, crc32c(0, h, 28));
+}
+
+/* Whether the header at h (size bytes available) has this magic and an
+ * intact checksum; its version and revision are the caller's to check. */
+static inline bool file_header_intact(const unsigned char *h, size_t size, const char *magic)
+{
+	return size >= FILE_HEADER_SIZE && memcmp(h, magic, 8) == 0 &&
+	       get_u32(h + 28) == crc32c(0, h, 28);
 }
 
 #endif

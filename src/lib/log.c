@@ -109,12 +109,8 @@ static int segment_create(const char *dir, uint64_t first)
 	int fd = vfs_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
 	if (fd < 0)
 		return -1;
-	unsigned char h[WAL_HEADER_SIZE] = {0};
-	memcpy(h, WAL_MAGIC, 8);
-	put_u32(h + 8, FORMAT_VERSION);
-	put_u32(h + 12, WAL_HEADER_SIZE);
-	put_u64(h + 16, first);
-	put_u32(h + 28, crc32c(0, h, 28));
+	unsigned char h[WAL_HEADER_SIZE];
+	file_header_put(h, WAL_MAGIC, first);
 	if (vfs_write_all(fd, h, sizeof(h)) != 0 || vfs_sync(fd) != 0 || vfs_sync_dir(dir) != 0) {
 		int e = errno;
 		vfs_close(fd);

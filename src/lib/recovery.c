@@ -339,8 +339,7 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	ctx_status st = CTX_OK;
 	size_t off = 0;
 	const char *why = NULL;
-	if (size < WAL_HEADER_SIZE || memcmp(base, WAL_MAGIC, 8) != 0 ||
-	    get_u32(base + 28) != crc32c(0, base, 28)) {
+	if (!file_header_intact(base, size, WAL_MAGIC)) {
 		why = "bad segment header";
 	} else if (get_u32(base + 8) != FORMAT_VERSION || get_u64(base + 16) != first) {
 		st = ctx_fail(CTX_CORRUPT, "log %s: unknown version or wrong first revision", path);
