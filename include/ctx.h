@@ -311,6 +311,15 @@ ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen);
 /* Commit all recorded operations atomically as one new version: readers see
  * either none or all of them. If expected_version is not 0 and the context's
  * newest version differs, nothing changes and the result is CTX_CONFLICT.
+ * Under durability always, the newest version can be ahead of the one
+ * ctx_get shows while its sync is pending: a guarded commit that expected
+ * the shown version then waits until the newer one is shown before it
+ * answers CTX_CONFLICT, so that the caller's retry reads it. For
+ * read-modify-write loops, read with ctx_get_latest instead: the guarded
+ * commit then meets no pending version and returns once its own change
+ * (and so the version it was built on) is durable; such a loop needs about
+ * one attempt per success where one built on ctx_get needs tens to hundreds
+ * under concurrent writers (tests/test_nowait.c measures both).
  * An empty transaction still makes a new version. Frees t, whatever the
  * result. On success *version_out (if not NULL) is the new version.
  * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), CTX_NOMEM,
@@ -319,6 +328,82 @@ ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *versi
 
 /* Discard t without committing. NULL is a no-op. */
 void ctx_txn_abort(ctx_txn *t);
+
+/* ------------------------------------------------------------------------ */
+/* Committing without waiting: for event loops (the ctxd server)             */
+/*
+ * An event loop must never wait for an fsync. These calls decide a change at
+ * once and let the caller learn later, through a pollable file descriptor,
+ * when it may be acknowledged.
+ *
+ * SEMANTICS
+ *   A change committed with ctx_txn_commit_nowait (or dropped with
+ *   ctx_drop_nowait) has its version and revision decided when the call
+ *   returns: later commits to the context build on it, and it is in the log
+ *   ahead of them. It becomes visible to ctx_get, and is reported to
+ *   watchers, only once it is durable, exactly like a change made by
+ *   ctx_txn_commit. The caller may acknowledge it once
+ *   ctx_durable_revision() reaches its revision; before that a crash may
+ *   lose it (and then everything after it: durability is a prefix of the
+ *   revision order).
+ *
+ *   ctx_get_latest reads the newest decided version, which may not be
+ *   durable yet. A server that answers a read from it must hold the answer
+ *   until ctx_durable_revision() reaches ctx_state_revision() of that state,
+ *   as it holds a write's reply: then no client ever sees a change that could
+ *   still be lost, a client sees its own writes, and a guarded commit built
+ *   on the latest version does not conflict with a pending one.
+ *
+ *   Under CTX_DURABILITY_BATCH and NONE, and for memory-only stores, every
+ *   revision may be acknowledged as soon as it is handed out (that is what
+ *   those modes promise), so ctx_durable_revision() is already at the
+ *   returned revision.
+ */
+
+/* Commit t as ctx_txn_commit does (same checks, same errors, t is freed),
+ * but return as soon as the new version is decided, without waiting for it
+ * to be durable. *version_out and *revision_out (each may be NULL) receive
+ * the new version and its store-wide revision. No automatic recovery point
+ * is made (auto_point_every applies to waiting commits only).
+ * Errors: as ctx_txn_commit. */
+ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t *version_out,
+                                 uint64_t *revision_out);
+
+/* Drop context id as ctx_drop does, without waiting: *revision_out (may be
+ * NULL) receives the drop's revision. The context is gone for
+ * ctx_get_latest, writes and ctx_list_ids at once; ctx_get keeps showing its
+ * last version until the drop is durable. Errors: as ctx_drop. */
+ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out);
+
+/* Take the newest decided version of context id into *out, durable or not
+ * (see SEMANTICS above). Never blocks. Errors: CTX_INVALID, CTX_NOT_FOUND
+ * (no such context, or its drop is decided, or it expired). */
+ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
+
+/* Set *revision to the highest revision that may be acknowledged (see
+ * SEMANTICS). Never blocks. Returns CTX_OK, or CTX_IO once the log has
+ * failed: revisions above *revision will then never become durable, and the
+ * store refuses writes. Errors: CTX_INVALID (s or revision NULL), CTX_IO. */
+ctx_status ctx_durable_revision(ctx_store *s, uint64_t *revision);
+
+/* A pollable signal that the durable revision advanced (or the log failed).
+ * Open one per event loop: each has its own file descriptor (an eventfd).
+ * Errors: CTX_INVALID, CTX_IO (no eventfd), CTX_NOMEM. */
+typedef struct ctx_notifier ctx_notifier;
+ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out);
+
+/* The descriptor: readable after ctx_durable_revision() may have advanced.
+ * Do not read or close it; call ctx_notifier_clear when it is readable. */
+int ctx_notifier_fd(const ctx_notifier *n);
+
+/* Make the descriptor unreadable again; then read ctx_durable_revision().
+ * (A signal that arrives between the two leaves it readable, so none is
+ * lost.) */
+void ctx_notifier_clear(ctx_notifier *n);
+
+/* Stop signalling and free n. NULL is a no-op. Close every notifier before
+ * ctx_close. */
+void ctx_notifier_close(ctx_notifier *n);
 
 /* ------------------------------------------------------------------------ */
 /* History and diffs                                                         */

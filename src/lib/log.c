@@ -57,6 +57,8 @@ struct ctx_log {
 	pthread_cond_t work_cv;   /* the flusher waits for work here       */
 	pthread_cond_t growth_cv; /* the checkpointer waits for growth here */
 	body_buf cur;             /* records appended, not yet taken       */
+	log_done *cur_done;       /* their completions, in revision order  */
+	log_done **cur_done_tail;
 	uint64_t last_rev;        /* last revision handed out              */
 	uint64_t bytes_since_rotate;
 	bool stop;
@@ -75,6 +77,9 @@ struct ctx_log {
 	atomic_uint durable_seq;  /* +1 per completed batch: the futex word */
 	atomic_uint waiters;      /* writers inside log_wait               */
 	atomic_uint_fast64_t durable_rev;
+	atomic_uint_fast64_t handed_rev; /* last_rev, readable without the lock */
+	void (*durable_hook)(void *arg);
+	void *durable_hook_arg;
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
 };
@@ -136,6 +141,16 @@ static void log_fail(ctx_log *l, int err, const char *what)
 	wake_waiters(l);
 }
 
+/* Run the completions of a batch, in revision order. */
+static void run_done(log_done *d, bool ok)
+{
+	while (d) {
+		log_done *next = d->next; /* d may be freed by its fn */
+		d->fn(d, ok);
+		d = next;
+	}
+}
+
 /* Sleep until `ms` after *start (batch mode: a batch is taken at most every
  * batch_ms, however long its write and sync took). */
 static void sleep_until(const struct timespec *start, unsigned ms)
@@ -160,7 +175,12 @@ static void *flusher_main(void *arg)
 		body_buf batch = l->cur;
 		l->cur = l->out; /* the emptied buffer of the last round */
 		l->cur.len = 0;
+		log_done *done = l->cur_done;
+		l->cur_done = NULL;
+		l->cur_done_tail = &l->cur_done;
 		uint64_t upto = l->last_rev;
+		void (*hook)(void *) = l->durable_hook;
+		void *hook_arg = l->durable_hook_arg;
 		pthread_mutex_unlock(&l->lock);
 		l->out = batch;
 
@@ -177,10 +197,13 @@ static void *flusher_main(void *arg)
 				atomic_fetch_add(&l->syncs, 1);
 			}
 		}
+		run_done(done, ok);
 		if (ok) {
 			atomic_store(&l->durable_rev, upto);
 			wake_waiters(l);
 		}
+		if (hook && (!ok || batch.len))
+			hook(hook_arg);
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
 			int fd = segment_create(l->dir, upto + 1);
@@ -219,7 +242,9 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 	l->mode = mode;
 	l->batch_ms = batch_ms ? batch_ms : 10;
 	l->last_rev = last_rev;
+	l->cur_done_tail = &l->cur_done;
 	atomic_init(&l->durable_rev, last_rev);
+	atomic_init(&l->handed_rev, last_rev);
 	l->seg_first = last_rev + 1;
 	l->seg_fd = segment_create(dir, last_rev + 1);
 	if (l->seg_fd < 0) {
@@ -267,6 +292,11 @@ ctx_status log_close(ctx_log *l)
 
 ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
 {
+	return log_append_done(l, rec, rev_out, NULL);
+}
+
+ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done)
+{
 	unsigned char h[REC_HEADER_SIZE];
 	int err = atomic_load(&l->failed_errno);
 	if (err) {
@@ -280,6 +310,13 @@ ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	}
 	uint64_t rev = ++l->last_rev;
+	atomic_store_explicit(&l->handed_rev, rev, memory_order_relaxed);
+	if (done) {
+		done->rev = rev;
+		done->next = NULL;
+		*l->cur_done_tail = done;
+		l->cur_done_tail = &done->next;
+	}
 	put_u32(h + 4, rec->body_len);
 	put_u64(h + 8, rev);
 	put_u64(h + 16, rec->version);
@@ -298,8 +335,10 @@ ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
 		l->growth_wanted = 0;
 		pthread_cond_broadcast(&l->growth_cv);
 	}
-	pthread_mutex_unlock(&l->lock);
+	/* Under the lock: the flusher takes it before running done, so done
+	 * sees *rev_out (often the revision field of the state it publishes). */
 	*rev_out = rev;
+	pthread_mutex_unlock(&l->lock);
 	return CTX_OK;
 }
 
@@ -370,6 +409,21 @@ void log_kick(ctx_log *l)
 	pthread_mutex_lock(&l->lock);
 	l->kicked = true;
 	pthread_cond_broadcast(&l->growth_cv);
+	pthread_mutex_unlock(&l->lock);
+}
+
+uint64_t log_acked_revision(ctx_log *l)
+{
+	if (l->mode == CTX_DURABILITY_ALWAYS)
+		return atomic_load(&l->durable_rev);
+	return atomic_load(&l->handed_rev);
+}
+
+void log_set_durable_hook(ctx_log *l, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&l->lock);
+	l->durable_hook_arg = arg;
+	l->durable_hook = fn;
 	pthread_mutex_unlock(&l->lock);
 }
 

@@ -32,10 +32,33 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
  * Returns CTX_IO if the last flush failed. */
 ctx_status log_close(ctx_log *l);
 
+/* Work to do once a record is durable: the flusher calls fn(done, true)
+ * after the batch holding the record is synced (written, without sync, under
+ * CTX_DURABILITY_NONE) and before it tells waiters, or fn(done, false) if the
+ * log failed first. Calls come in revision order, from the flusher thread,
+ * with no lock held; fn must not wait for the log. */
+typedef struct log_done {
+	struct log_done *next;
+	void (*fn)(struct log_done *done, bool durable);
+	uint64_t rev; /* set by log_append */
+} log_done;
+
 /* Append rec, assigning it the next revision (*rev_out). Short: copies the
  * record into the current batch under the log's lock and wakes the flusher.
  * CTX_IO if the log has failed (the store then refuses writes). */
 ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
+
+/* The same, queueing done (may be NULL) with the record; on failure done is
+ * not queued and never called. */
+ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done);
+
+/* The highest revision every write up to which may be acknowledged: synced
+ * under CTX_DURABILITY_ALWAYS, handed out otherwise. */
+uint64_t log_acked_revision(ctx_log *l);
+
+/* Call fn(arg) after every later advance of the durable revision and after
+ * a failure (from the flusher, no log lock held). One hook per log. */
+void log_set_durable_hook(ctx_log *l, void (*fn)(void *arg), void *arg);
 
 /* Wait, holding no lock, until revision rev is on disk (synced under
  * CTX_DURABILITY_ALWAYS, written otherwise). CTX_IO if the log failed first. */

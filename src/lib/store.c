@@ -364,6 +364,8 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		st = s->dir ? open_dir(s) : ctx_fail(CTX_NOMEM, "no memory");
 	}
 	if (st == CTX_OK)
+		notify_init(s);
+	if (st == CTX_OK)
 		st = feed_open(atomic_load(&s->revision) + 1, opts.watch_history, opts.watch_queue,
 		               &s->feed);
 	if (st == CTX_OK)
@@ -523,13 +525,14 @@ static bool id_body(body_buf *b, const ctx_context *c)
 	return true;
 }
 
-static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev)
+static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev,
+                                    log_done *done)
 {
 	body_buf b = {0};
 	if (!id_body(&b, c))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	log_record rec = {type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
-	ctx_status st = log_append(s->log, &rec, rev);
+	ctx_status st = log_append_done(s->log, &rec, rev, done);
 	body_free(&b);
 	return st;
 }
@@ -552,10 +555,88 @@ static void report_create(ctx_store *s, uint64_t rev, const ctx_context *c, cons
 
 ctx_status ctx_create(ctx_store *s, const char *id)
 {
-	return store_create(s, id, NULL, 0);
+	return store_create(s, id, NULL, 0, NULL);
 }
 
-ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n)
+/* ---- changes finished by the flusher (nowait) ------------------------------ */
+
+static void pending_finish(log_done *d, bool durable);
+
+pending_change *pending_new(ctx_context *c, ctx_event_kind kind, const txn_op *ops, size_t n)
+{
+	pending_change *p = malloc(sizeof(*p) + n * sizeof(p->leaves[0]));
+	if (!p)
+		return NULL;
+	*p = (pending_change){.done = {.fn = pending_finish}, .c = c, .kind = kind, .nkeys = n};
+	context_retain(c);
+	for (size_t i = 0; i < n; i++) {
+		p->leaves[i] = ops[i].leaf;
+		atomic_fetch_add_explicit(&ops[i].leaf->refs, 1, memory_order_relaxed);
+	}
+	return p;
+}
+
+void pending_free(pending_change *p)
+{
+	for (size_t i = 0; i < p->nkeys; i++)
+		hamt_leaf_release(p->leaves[i]);
+	ctx_state_release(p->st);
+	context_release(p->c);
+	free(p);
+}
+
+/* Report p's change with its keys (without them if out of memory). */
+static void pending_report(ctx_store *s, pending_change *p)
+{
+	const void *kb[8];
+	size_t lb[8];
+	size_t n = p->nkeys;
+	const void **keys = n <= 8 ? kb : malloc(n * sizeof(*keys));
+	size_t *klens = n <= 8 ? lb : malloc(n * sizeof(*klens));
+	size_t k = keys && klens ? n : 0;
+	for (size_t i = 0; i < k; i++) {
+		keys[i] = hamt_leaf_key(p->leaves[i]);
+		klens[i] = p->leaves[i]->klen;
+	}
+	store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
+	if (keys != kb)
+		free(keys);
+	if (klens != lb)
+		free(klens);
+}
+
+static void pending_finish(log_done *d, bool durable)
+{
+	pending_change *p = caa_container_of(d, pending_change, done);
+	ctx_context *c = p->c;
+	ctx_store *s = c->store;
+	if (!durable) {
+		if (p->kind == CTX_EVENT_CREATED) {
+			/* Never visible, and the store refuses writes now. */
+			pthread_mutex_lock(&c->write_lock);
+			bool remove = !atomic_load(&c->gone);
+			if (remove)
+				context_remove(s, c);
+			pthread_mutex_unlock(&c->write_lock);
+			if (remove)
+				context_release(c);
+		}
+		store_report_skip(s, d->rev);
+	} else if (p->kind == CTX_EVENT_DROPPED) {
+		pthread_mutex_lock(&c->write_lock);
+		context_remove(s, c);
+		context_release(c); /* the table's reference */
+		pthread_mutex_unlock(&c->write_lock);
+		pending_report(s, p);
+	} else {
+		context_publish(c, p->st);
+		pending_report(s, p);
+	}
+	pending_free(p);
+}
+
+ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
+                        uint64_t *rev_out)
 {
 	size_t idlen;
 	ctx_status st = store_check_id(s, id, &idlen);
@@ -614,22 +695,44 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
 	}
 	uint64_t rev;
+	pending_change *p = NULL;
+	if (rev_out && s->wait_durable &&
+	    !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
+		context_remove(s, c);
+		pthread_mutex_unlock(&c->write_lock);
+		context_release(c);
+		body_free(&body);
+		return ctx_fail(CTX_NOMEM, "no memory to create '%s'", id);
+	}
+	if (p) {
+		p->st = ctx_state_retain(first);
+		p->version = 1;
+	}
 	if (s->log) {
 		log_record rec = {REC_CREATE, 1, 0, body.data, (uint32_t)body.len,
 		                  crc32c(0, body.data, body.len)};
-		st = log_append(s->log, &rec, &rev);
+		st = log_append_done(s->log, &rec, &first->revision, p ? &p->done : NULL);
 		body_free(&body);
 		if (st != CTX_OK) {
+			if (p)
+				pending_free(p);
 			context_remove(s, c);
 			pthread_mutex_unlock(&c->write_lock);
 			context_release(c);
 			return st;
 		}
+		rev = first->revision;
 	} else {
-		rev = atomic_fetch_add(&s->revision, 1) + 1;
+		rev = first->revision = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	c->incarnation = rev;
-	first->revision = rev;
+	if (rev_out)
+		*rev_out = rev;
+	if (p) {
+		/* The flusher publishes and reports it once durable. */
+		pthread_mutex_unlock(&c->write_lock);
+		return CTX_OK;
+	}
 	context_retain(c); /* ours until reported: a drop may come once unlocked */
 	if (s->wait_durable) {
 		ctx_state_retain(first);
@@ -659,10 +762,14 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 /* Drop c (kind: dropped or expired); if idle_since is not 0, only if it was
  * not used after that time (else CTX_CONFLICT). The caller's reference to c stays
  * the caller's. */
-ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since)
+static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t idle_since,
+                                  uint64_t *rev_out)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
+	pending_change *p = NULL;
+	if (rev_out && s->wait_durable && !(p = pending_new(c, kind, NULL, 0)))
+		return ctx_fail(CTX_NOMEM, "no memory to drop '%s'", c->id);
 	pthread_mutex_lock(&c->write_lock);
 	uint64_t rev = 0;
 	if (atomic_load(&c->dropped))
@@ -670,12 +777,24 @@ ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since
 	else if (idle_since && atomic_load(&c->last_access_us) > idle_since)
 		st = ctx_fail(CTX_CONFLICT, "context '%s' was used meanwhile", c->id);
 	else if (s->log)
-		st = append_id_record(s, c, kind == CTX_EVENT_EXPIRED ? REC_EXPIRE : REC_DROP, &rev);
+		st = append_id_record(s, c, kind == CTX_EVENT_EXPIRED ? REC_EXPIRE : REC_DROP, &rev,
+		                      p ? &p->done : NULL);
 	else
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	if (st != CTX_OK) {
 		pthread_mutex_unlock(&c->write_lock);
+		if (p)
+			pending_free(p);
 		return st;
+	}
+	if (rev_out)
+		*rev_out = rev;
+	if (p) {
+		/* The flusher takes it out of the table once durable. */
+		c->drop_revision = rev;
+		atomic_store(&c->dropped, true);
+		pthread_mutex_unlock(&c->write_lock);
+		return CTX_OK;
 	}
 	/* No more commits from here on; readers keep seeing the last version
 	 * until the drop is durable. */
@@ -698,14 +817,27 @@ ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since
 	return st;
 }
 
+ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since)
+{
+	return context_drop_as(c, kind, idle_since, NULL);
+}
+
 ctx_status ctx_drop(ctx_store *s, const char *id)
+{
+	return ctx_drop_nowait(s, id, NULL);
+}
+
+ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out)
 {
 	ctx_context *c;
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
-	st = context_drop(c, CTX_EVENT_DROPPED, 0);
+	uint64_t rev = 0;
+	st = context_drop_as(c, CTX_EVENT_DROPPED, 0, revision_out ? &rev : NULL);
 	context_release(c);
+	if (st == CTX_OK && revision_out)
+		*revision_out = rev;
 	return st;
 }
 
@@ -778,6 +910,41 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 	if (c) {
 		/* Retry while the version we saw is being replaced and freed. */
 		while ((v = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
+		       !state_try_retain(v))
+			;
+		if (v && atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {
+			expired = context_expired(c, store_now_us(s));
+			if (!expired)
+				context_touch(c);
+		}
+	}
+	ctx_rcu_read_unlock();
+	if (expired) {
+		ctx_state_release(v);
+		reaper_kick(s);
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+	}
+	if (!v)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	*out = v;
+	return CTX_OK;
+}
+
+ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
+{
+	size_t idlen;
+	ctx_status st = store_check_id(s, id, &idlen);
+	if (st != CTX_OK)
+		return st;
+	if (!out)
+		return ctx_fail(CTX_INVALID, "NULL output pointer");
+	ctx_state *v = NULL;
+	bool expired = false;
+	ctx_rcu_read_lock();
+	ctx_context *c = table_lookup(s, id, idlen);
+	if (c && !atomic_load(&c->dropped)) {
+		/* Retry while the head we saw is being replaced and freed. */
+		while ((v = atomic_load_explicit(&c->head, memory_order_acquire)) &&
 		       !state_try_retain(v))
 			;
 		if (v && atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {

@@ -65,7 +65,9 @@ struct ctx_context {
 	uint64_t created_us;
 	pthread_mutex_t write_lock;
 	uint64_t incarnation;          /* revision of its creation */
-	ctx_state *head;               /* newest committed version (write_lock) */
+	/* Newest decided version: written under write_lock; read without it
+	 * only by ctx_get_latest (under RCU, taking a reference). */
+	_Atomic(ctx_state *) head;
 	ctx_state *oldest;             /* oldest version in the history chain */
 	size_t kept;                   /* versions in the chain, head included */
 	_Atomic(point_set *) points;   /* NULL: none */
@@ -91,6 +93,8 @@ struct ctx_store {
 	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
 	struct ctx_log *log;               /* NULL: memory only */
 	struct feed *feed;                 /* the change feed behind watches */
+	pthread_mutex_t notify_lock;       /* notifiers (notify.c) */
+	struct ctx_notifier *notifiers;
 	bool wait_durable;                 /* durability always: wait for syncs */
 
 	/* The background checkpointer (with a log). */
@@ -111,6 +115,9 @@ struct ctx_store {
 	bool reaper_kicked;
 	atomic_bool any_ttl;               /* a time-to-live was ever set: scan */
 };
+
+/* Notifiers (notify.c): set up the lock and the log's durable hook. */
+void notify_init(ctx_store *s);
 
 /* The store's clock (options.clock_us, or the real time). */
 uint64_t store_now_us(const ctx_store *s);
@@ -139,8 +146,31 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
                          bool strict_del);
 
-/* Create context id with ops as its version 1 (store.c). */
-ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n);
+/* Create context id with ops as its version 1 (store.c). rev_out (NULL:
+ * wait for durability) receives the revision of a create that does not wait. */
+ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
+                        uint64_t *rev_out);
+
+/* A change decided without waiting (ctx_txn_commit_nowait, ctx_drop_nowait):
+ * the log's flusher finishes it once its record is durable - publishes st,
+ * reports it to the feed, or takes a dropped context out of the table - or
+ * undoes what it must if the log failed first. */
+#include "log.h"
+typedef struct pending_change {
+	log_done done;
+	ctx_context *c;     /* a reference                              */
+	ctx_state *st;      /* a reference; NULL for a drop             */
+	ctx_event_kind kind;
+	uint64_t version;
+	size_t nkeys;
+	hamt_leaf *leaves[]; /* references: the keys to report          */
+} pending_change;
+
+/* Allocate one for c, taking references to c and to the leaves of ops.
+ * NULL if out of memory. */
+pending_change *pending_new(ctx_context *c, ctx_event_kind kind, const txn_op *ops, size_t n);
+/* Free one the log never took. */
+void pending_free(pending_change *p);
 
 /* What a commit reports to watchers. */
 typedef struct commit_event {

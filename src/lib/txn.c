@@ -17,6 +17,7 @@
  * Step 3 allocates, and allocation can fail: the half-built maps are then
  * dropped and the context is left as it was (CTX_NOMEM).
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,8 +113,19 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
  * lock is held and next was built on c->head. Log it (rec: its body is
  * ready, the header is filled here), make it the head, publish it, report it
  * to the feed. Unlocks the write lock. */
+static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
+                                    const commit_event *ev, uint64_t *version_out,
+                                    uint64_t *rev_out);
+
 ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
                          const commit_event *ev, uint64_t *version_out)
+{
+	return commit_finish_rev(c, next, rec, ev, version_out, NULL);
+}
+
+static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
+                                    const commit_event *ev, uint64_t *version_out,
+                                    uint64_t *rev_out)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -148,17 +160,67 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
 	}
 	if (st == CTX_OK) {
 		store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
-		auto_point(c, version);
+		if (!rev_out)
+			auto_point(c, version);
 		if (version_out)
 			*version_out = version;
+		if (rev_out)
+			*rev_out = rev;
 	}
 	return st;
 }
 
+/* The nowait form of commit_finish: the flusher publishes and reports next
+ * once durable (p, allocated by the caller, is handed to the log). */
+static ctx_status commit_finish_nowait(ctx_context *c, ctx_state *next, log_record *rec,
+                                       pending_change *p, uint64_t *version_out, uint64_t *rev_out)
+{
+	ctx_store *s = c->store;
+	rec->version = next->version;
+	rec->incarnation = c->incarnation;
+	p->st = ctx_state_retain(next);
+	p->version = next->version;
+	ctx_status st = log_append_done(s->log, rec, &next->revision, &p->done);
+	if (st != CTX_OK) {
+		pthread_mutex_unlock(&c->write_lock);
+		pending_free(p);
+		ctx_state_release(next);
+		return st;
+	}
+	uint64_t rev = next->revision, version = next->version;
+	ctx_state *cut = context_push_head(c, next);
+	context_note_access(c, next->updated_us);
+	pthread_mutex_unlock(&c->write_lock);
+	ctx_state_release(cut);
+	if (version_out)
+		*version_out = version;
+	if (rev_out)
+		*rev_out = rev;
+	return CTX_OK;
+}
+
+/* A guarded commit expected the version readers see, but a newer one is
+ * decided and waits for its sync: wait until readers see it (the caller's
+ * retry then reads it) instead of letting a retry loop spin on CTX_CONFLICT.
+ * Called with no lock held. */
+static void wait_visible(ctx_context *c, uint64_t version, uint64_t rev)
+{
+	if (log_wait(c->store->log, rev) != CTX_OK)
+		return;
+	/* A waiting committer publishes right after its sync: yield to it. */
+	for (int i = 0; i < 10000; i++) {
+		ctx_state *v = atomic_load(&c->visible);
+		if (atomic_load(&c->dropped) || (v && v->version >= version) || !v)
+			return;
+		sched_yield();
+	}
+}
+
 /* Apply ops to the newest version of c and commit the result. If strict_del is
- * set, deleting an absent key fails the commit with CTX_NOT_FOUND. */
+ * set, deleting an absent key fails the commit with CTX_NOT_FOUND. rev_out
+ * not NULL: do not wait for durability (ctx_txn_commit_nowait). */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
-                             bool strict_del, uint64_t *version_out)
+                             bool strict_del, uint64_t *version_out, uint64_t *rev_out)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -170,6 +232,11 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 			return st;
 		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
 		                   crc32c(0, body.data, body.len)};
+	}
+	pending_change *p = NULL;
+	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_COMMITTED, ops, n))) {
+		body_free(&body);
+		return ctx_fail(CTX_NOMEM, "no memory to commit to '%s'", c->id);
 	}
 	/* The keys, for watchers. */
 	const void *key_buf[8];
@@ -196,6 +263,13 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	if (expected && expected != head->version) {
 		st = ctx_fail(CTX_CONFLICT, "context '%s' is at version %llu, not %llu", c->id,
 		              (unsigned long long)head->version, (unsigned long long)expected);
+		ctx_state *seen = atomic_load(&c->visible);
+		if (s->wait_durable && seen && seen->version == expected) {
+			uint64_t version = head->version, rev = head->revision;
+			pthread_mutex_unlock(&c->write_lock);
+			wait_visible(c, version, rev);
+			goto out;
+		}
 		goto fail;
 	}
 
@@ -214,11 +288,18 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	}
 	next->updated_us = now;
 	next->changed = hamt_diff_count(&head->data, &data);
-	st = commit_finish(c, next, &rec, &ev, version_out);
+	if (p) {
+		st = commit_finish_nowait(c, next, &rec, p, version_out, rev_out);
+		p = NULL; /* the log's, or freed */
+		goto out;
+	}
+	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out);
 	goto out;
 fail:
 	pthread_mutex_unlock(&c->write_lock);
 out:
+	if (p)
+		pending_free(p);
 	body_free(&body);
 	if (keys != key_buf)
 		free(keys);
@@ -240,7 +321,7 @@ ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
 		return st;
 	}
 	txn_op op = {OP_PUT, hamt_leaf_new(key, klen, val, vlen)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, false, version_out)
+	st = op.leaf ? commit_ops(c, &op, 1, 0, false, version_out, NULL)
 	             : ctx_fail(CTX_NOMEM, "no memory for a value");
 	hamt_leaf_release(op.leaf);
 	context_release(c);
@@ -259,7 +340,7 @@ ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
 		return st;
 	}
 	txn_op op = {OP_DEL, hamt_leaf_new(key, klen, NULL, 0)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, true, version_out)
+	st = op.leaf ? commit_ops(c, &op, 1, 0, true, version_out, NULL)
 	             : ctx_fail(CTX_NOMEM, "no memory for a key");
 	hamt_leaf_release(op.leaf);
 	context_release(c);
@@ -379,18 +460,36 @@ void ctx_txn_abort(ctx_txn *t)
 	free(t);
 }
 
-ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out)
+static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out,
+                             uint64_t *rev_out)
 {
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL transaction");
 	ctx_status st;
 	if (t->create_id)
-		st = expected_version ? ctx_fail(CTX_INVALID, "a create has no expected version")
-		                      : store_create(t->store, t->create_id, t->ops, t->count);
+		st = expected_version
+		             ? ctx_fail(CTX_INVALID, "a create has no expected version")
+		             : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
-		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out);
+		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
+		                rev_out);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
 	ctx_txn_abort(t);
+	return st;
+}
+
+ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out)
+{
+	return txn_commit(t, expected_version, version_out, NULL);
+}
+
+ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t *version_out,
+                                 uint64_t *revision_out)
+{
+	uint64_t rev = 0;
+	ctx_status st = txn_commit(t, expected_version, version_out, &rev);
+	if (st == CTX_OK && revision_out)
+		*revision_out = rev;
 	return st;
 }
