@@ -387,8 +387,15 @@ ctx_status checkpoint_run(ctx_store *s)
 	}
 	snapshot_free(&sn);
 
-	/* Never let a checkpoint hold a change the log could still lose. */
-	if (!o->err && newest > rev && log_wait(s->log, newest) != CTX_OK)
+	/* Never let a checkpoint hold a change the log could still lose. Every
+	 * change the snapshot saw - a commit, and also a drop, a point or a
+	 * time-to-live, which are applied in memory as soon as their record is
+	 * appended - has a revision handed out before the snapshot was taken:
+	 * wait until the log is durable up to the last one handed out now. */
+	uint64_t handed = log_last_revision(s->log);
+	if (handed < newest)
+		handed = newest;
+	if (!o->err && handed > rev && log_wait(s->log, handed) != CTX_OK)
 		o->err = errno ? errno : EIO;
 	if (!o->err && vfs_sync(o->fd) != 0)
 		o->err = errno;
