@@ -48,6 +48,25 @@
 #include "util.h"
 #include "vfs.h"
 
+/* A record too large to copy into the batch under the lock: built whole
+ * (header and body) by its writer beforehand, and written in its place,
+ * after the first `at` bytes of the batch buffer. */
+typedef struct big_record {
+	struct big_record *next;
+	size_t at;
+	size_t len;
+	unsigned char data[];
+} big_record;
+
+/* The batch buffers have a fixed capacity, allocated outside the lock, and
+ * never grow: a record larger than BIG_RECORD, or one that no longer fits
+ * in the current batch, becomes a big record, allocated and filled before
+ * the lock is taken and freed as soon as it is written. So no append copies
+ * the pending batch under the lock, and one large transaction leaves no
+ * large buffer behind. */
+#define BATCH_BUFFER (256u << 10)
+#define BIG_RECORD (64u << 10)
+
 struct ctx_log {
 	char *dir;
 	ctx_durability mode;
@@ -59,8 +78,11 @@ struct ctx_log {
 	body_buf cur;             /* records appended, not yet taken       */
 	log_done *cur_done;       /* their completions, in revision order  */
 	log_done **cur_done_tail;
+	big_record *cur_big;      /* large records, written between cur's  */
+	big_record **cur_big_tail; /* bytes at their offsets                */
 	uint64_t last_rev;        /* last revision handed out              */
 	uint64_t bytes_since_rotate;
+	size_t pending;           /* records appended, not yet taken       */
 	bool stop;
 	bool kicked;
 	bool rotate_requested;
@@ -71,6 +93,7 @@ struct ctx_log {
 	/* The flusher's own. */
 	pthread_t flusher;
 	body_buf out;
+	atomic_size_t out_cap; /* out.cap, for log_buffer_bytes */
 	int seg_fd;
 	uint64_t seg_first; /* first revision of the current segment */
 
@@ -141,6 +164,41 @@ static void log_fail(ctx_log *l, int err, const char *what)
 	wake_waiters(l);
 }
 
+/* Write a batch: its buffer, with each big record in its place. */
+static int write_batch(int fd, const body_buf *batch, const big_record *big)
+{
+	size_t done = 0;
+	for (; big; big = big->next) {
+		if (vfs_write_all(fd, batch->data + done, big->at - done) != 0 ||
+		    vfs_write_all(fd, big->data, big->len) != 0)
+			return -1;
+		done = big->at;
+	}
+	return vfs_write_all(fd, batch->data + done, batch->len - done);
+}
+
+/* A big record with rec's body in place and room for its header. */
+static big_record *big_new(const log_record *rec)
+{
+	size_t len = REC_HEADER_SIZE + (size_t)rec->body_len;
+	big_record *b = malloc(sizeof(*b) + len);
+	if (!b)
+		return NULL;
+	b->next = NULL;
+	b->len = len;
+	memcpy(b->data + REC_HEADER_SIZE, rec->body, rec->body_len);
+	return b;
+}
+
+static void free_big(big_record *b)
+{
+	while (b) {
+		big_record *next = b->next;
+		free(b);
+		b = next;
+	}
+}
+
 /* Run the completions of a batch, in revision order. */
 static void run_done(log_done *d, bool ok)
 {
@@ -168,7 +226,7 @@ static void *flusher_main(void *arg)
 	for (;;) {
 		struct timespec round_start;
 		pthread_mutex_lock(&l->lock);
-		while (!l->cur.len && !l->stop && !l->rotate_requested)
+		while (!l->pending && !l->stop && !l->rotate_requested)
 			pthread_cond_wait(&l->work_cv, &l->lock);
 		clock_gettime(CLOCK_MONOTONIC, &round_start);
 		bool stop = l->stop, rotate = l->rotate_requested;
@@ -178,18 +236,27 @@ static void *flusher_main(void *arg)
 		log_done *done = l->cur_done;
 		l->cur_done = NULL;
 		l->cur_done_tail = &l->cur_done;
+		big_record *big = l->cur_big;
+		l->cur_big = NULL;
+		l->cur_big_tail = &l->cur_big;
 		uint64_t upto = l->last_rev;
+		l->pending = 0;
 		void (*hook)(void *) = l->durable_hook;
 		void *hook_arg = l->durable_hook_arg;
 		pthread_mutex_unlock(&l->lock);
 		l->out = batch;
 
 		bool ok = !atomic_load(&l->failed_errno);
-		if (ok && batch.len && vfs_write_all(l->seg_fd, batch.data, batch.len) != 0) {
+		bool any = batch.len || big;
+		if (ok && any && write_batch(l->seg_fd, &batch, big) != 0) {
 			log_fail(l, errno, "write");
 			ok = false;
 		}
-		if (ok && batch.len && l->mode != CTX_DURABILITY_NONE) {
+		free_big(big);
+		l->out.len = 0;
+		(void)body_reserve(&l->out, BATCH_BUFFER); /* if out of memory: big records */
+		atomic_store_explicit(&l->out_cap, l->out.cap, memory_order_relaxed);
+		if (ok && any && l->mode != CTX_DURABILITY_NONE) {
 			if (vfs_sync(l->seg_fd) != 0) {
 				log_fail(l, errno, "fsync");
 				ok = false;
@@ -202,7 +269,7 @@ static void *flusher_main(void *arg)
 			atomic_store(&l->durable_rev, upto);
 			wake_waiters(l);
 		}
-		if (hook && (!ok || batch.len))
+		if (hook && (!ok || any))
 			hook(hook_arg);
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
@@ -243,6 +310,9 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 	l->batch_ms = batch_ms ? batch_ms : 10;
 	l->last_rev = last_rev;
 	l->cur_done_tail = &l->cur_done;
+	l->cur_big_tail = &l->cur_big;
+	(void)body_reserve(&l->cur, BATCH_BUFFER);
+	(void)body_reserve(&l->out, BATCH_BUFFER);
 	atomic_init(&l->durable_rev, last_rev);
 	atomic_init(&l->handed_rev, last_rev);
 	l->seg_first = last_rev + 1;
@@ -278,6 +348,7 @@ ctx_status log_close(ctx_log *l)
 	vfs_close(l->seg_fd);
 	body_free(&l->cur);
 	body_free(&l->out);
+	free_big(l->cur_big);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->work_cv);
 	pthread_cond_destroy(&l->growth_cv);
@@ -304,10 +375,16 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 		return ctx_fail(CTX_IO, "the log failed earlier (%s); writes are refused",
 		                strerror(err));
 	}
-	pthread_mutex_lock(&l->lock);
-	if (!body_reserve(&l->cur, REC_HEADER_SIZE + rec->body_len)) {
-		pthread_mutex_unlock(&l->lock);
+	size_t need = REC_HEADER_SIZE + (size_t)rec->body_len;
+	big_record *big = NULL;
+	if (need > BIG_RECORD && !(big = big_new(rec)))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
+	pthread_mutex_lock(&l->lock);
+	if (!big && l->cur.len + need > l->cur.cap) {
+		pthread_mutex_unlock(&l->lock);
+		if (!(big = big_new(rec)))
+			return ctx_fail(CTX_NOMEM, "no memory for a log record");
+		pthread_mutex_lock(&l->lock);
 	}
 	uint64_t rev = ++l->last_rev;
 	atomic_store_explicit(&l->handed_rev, rev, memory_order_relaxed);
@@ -325,11 +402,19 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	h[33] = h[34] = h[35] = 0;
 	put_u32(h + 36, rec->body_crc);
 	put_u32(h, crc32c(0, h + 4, REC_HEADER_SIZE - 4));
-	unsigned char *dst = l->cur.data + l->cur.len;
-	memcpy(dst, h, REC_HEADER_SIZE);
-	memcpy(dst + REC_HEADER_SIZE, rec->body, rec->body_len);
-	l->cur.len += REC_HEADER_SIZE + rec->body_len;
-	l->bytes_since_rotate += REC_HEADER_SIZE + rec->body_len;
+	if (big) {
+		memcpy(big->data, h, REC_HEADER_SIZE);
+		big->at = l->cur.len;
+		*l->cur_big_tail = big;
+		l->cur_big_tail = &big->next;
+	} else {
+		unsigned char *dst = l->cur.data + l->cur.len;
+		memcpy(dst, h, REC_HEADER_SIZE);
+		memcpy(dst + REC_HEADER_SIZE, rec->body, rec->body_len);
+		l->cur.len += need;
+	}
+	l->pending++;
+	l->bytes_since_rotate += need;
 	pthread_cond_signal(&l->work_cv);
 	if (l->growth_wanted && l->bytes_since_rotate >= l->growth_wanted) {
 		l->growth_wanted = 0;
@@ -438,6 +523,14 @@ uint64_t log_last_revision(ctx_log *l)
 	uint64_t r = l->last_rev;
 	pthread_mutex_unlock(&l->lock);
 	return r;
+}
+
+size_t log_buffer_bytes(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	size_t n = l->cur.cap + atomic_load_explicit(&l->out_cap, memory_order_relaxed);
+	pthread_mutex_unlock(&l->lock);
+	return n;
 }
 
 uint64_t log_syncs(ctx_log *l)

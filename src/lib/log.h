@@ -79,6 +79,10 @@ void log_kick(ctx_log *l);
 /* The errno of the failure that stopped the log, or 0. */
 int log_failed(ctx_log *l);
 
+/* Bytes held by the batch buffers (for tests: bounded, whatever the size
+ * of the records that went through). */
+size_t log_buffer_bytes(ctx_log *l);
+
 /* Counters for statistics. */
 uint64_t log_syncs(ctx_log *l);
 uint64_t log_last_revision(ctx_log *l);
