@@ -116,16 +116,16 @@ typedef struct ctx_options {
 	                              an earlier one (recovery point and ttl
 	                              records count too); 0 = default (65536)     */
 	size_t watch_history_bytes; /* bytes the kept events may hold (each: its
-	                              id, its keys and ~100 bytes); past this or
-	                              watch_history the oldest kept events are
-	                              evicted, never undelivered ones; 0 =
-	                              default (64 MiB)                            */
-	bool watch_keep_history;   /* keep that history while no watch is open
-	                              too. false (default): while none is open,
-	                              events are not recorded at all (no copy of
-	                              the keys, no memory per commit) and a watch
-	                              can start only from revisions committed
-	                              while some watch was open                   */
+	                               id, its keys and ~100 bytes); past this or
+	                               watch_history the oldest kept events are
+	                               evicted, never undelivered ones; 0 =
+	                               default (64 MiB)                           */
+	bool watch_keep_history;    /* keep that history while no watch is open
+	                               too. false (default): while none is open,
+	                               events are not recorded at all (no copy of
+	                               the keys, no memory per commit), and a
+	                               watch can start only from revisions
+	                               committed while some watch was open        */
 	unsigned reaper_ms;        /* how often expired contexts are looked for;
 	                              0 = default (1000)                          */
 	/* The clock, in µs since 1970 (creation, commit, access and point times,

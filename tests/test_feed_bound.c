@@ -404,8 +404,7 @@ static bool churn_round(ctx_store *s, bool explicit)
 		assert_ok(ctx_watch_open(s, "", true, 0, &w));
 		from = store_revision(s) + 1;
 	}
-	for (int i = 0; i < 20; i++)
-		sched_yield();
+	sched_yield();
 	uint64_t to = store_revision(s);
 	wait_frontier(s, to);
 	uint64_t last = 0;
@@ -440,11 +439,10 @@ static void test_watchers_come_and_go(void **unused)
 		a[i] = (churn_writer){.sh = &sh, .id = i};
 		assert_int_equal(pthread_create(&a[i].th, NULL, churn_write, &a[i]), 0);
 	}
-	long rounds = test_iters(2000, 200), opened = 0;
+	long rounds = test_iters(1000, 200), opened = 0;
 	for (long r = 0; r < rounds; r++) {
 		opened += churn_round(s, r % 2);
-		for (int i = 0; i < 5; i++)
-			sched_yield(); /* a while with nobody watching */
+		sched_yield(); /* a while with nobody watching */
 	}
 	atomic_store(&sh.stop, true);
 	for (int i = 0; i < T; i++)

@@ -143,14 +143,14 @@
 #define SLOT_SKIP 1u
 #define SLOT_BARE 2u
 #define SLOT_TAGS 3u
-#define MAX_REV (((uint64_t)1 << 62) - 1)
+#define MAX_REV   (((uint64_t)1 << 62) - 1)
 
 typedef struct fevent {
 	ctx_event pub; /* first: ctx_event_free's argument is this struct */
 	atomic_uint refs;
 	size_t idlen;
-	size_t bytes;               /* the allocation, counted in the history */
-	struct fevent *dead_next;   /* on a list of evicted events (feed.lock) */
+	size_t bytes;             /* the allocation, counted in the history */
+	struct fevent *dead_next; /* on a list of evicted events (feed.lock) */
 	/* then: size_t klens[nkeys]; const void *keys[nkeys]; id; key bytes */
 } fevent;
 
@@ -186,8 +186,8 @@ struct feed {
 	size_t pending_bytes, pending_events;
 	size_t bytes_limit;
 	uint64_t events_recorded;
-	bool keep;              /* watch_keep_history */
-	atomic_bool recording;  /* keep || nwatchers: a hint for reporters */
+	bool keep;             /* watch_keep_history */
+	atomic_bool recording; /* keep || nwatchers: a hint for reporters */
 	ctx_watch *watchers;
 	size_t nwatchers;
 	size_t queue;
