@@ -115,6 +115,17 @@ typedef struct ctx_options {
 	size_t watch_history;      /* revisions kept for watchers to start from
 	                              an earlier one (recovery point and ttl
 	                              records count too); 0 = default (65536)     */
+	size_t watch_history_bytes; /* bytes the kept events may hold (each: its
+	                               id, its keys and ~100 bytes); past this or
+	                               watch_history the oldest kept events are
+	                               evicted, never undelivered ones; 0 =
+	                               default (64 MiB)                           */
+	bool watch_keep_history;    /* keep that history while no watch is open
+	                               too. false (default): while none is open,
+	                               events are not recorded at all (no copy of
+	                               the keys, no memory per commit), and a
+	                               watch can start only from revisions
+	                               committed while some watch was open        */
 	unsigned reaper_ms;        /* how often expired contexts are looked for;
 	                              0 = default (1000)                          */
 	/* The clock, in µs since 1970 (creation, commit, access and point times,
@@ -516,9 +527,11 @@ typedef enum ctx_event_kind {
 	CTX_EVENT_DROPPED,
 	CTX_EVENT_EXPIRED,
 	CTX_EVENT_LAGGED /* the watcher fell behind: events from resume_from on
-	                    were not queued; reopen a watch from there. Its
-	                    revision is resume_from, its id the watch's id or
-	                    prefix, its version 0 */
+	                    were not queued; open a watch from there, then
+	                    close this one (a lagged watch still counts as open,
+	                    so the history is kept meanwhile). Its revision is
+	                    resume_from, its id the watch's id or prefix, its
+	                    version 0 */
 } ctx_event_kind;
 
 typedef struct ctx_event {
@@ -537,11 +550,17 @@ typedef struct ctx_watch ctx_watch;
 
 /* Watch the context `id`, or (prefix = true) every context whose id starts
  * with `id` ("" = all). from_revision 0 = changes from now on; otherwise
- * every change with a revision >= from_revision, which must still be in the
- * store's event history (watch_history events). Events arrive in revision
- * order, each once, and only once durable. Errors: CTX_INVALID, CTX_NOT_FOUND
- * (from_revision is older than the history: "compacted"), CTX_NOMEM, CTX_IO
- * (no eventfd). */
+ * every change with a revision >= from_revision, which the store must still
+ * hold in its event history: the last watch_history revisions, within
+ * watch_history_bytes (the oldest are evicted first), and - unless
+ * watch_keep_history - only revisions committed while at least one watch was
+ * open (the history is emptied when the last watch closes). A revision not
+ * yet committed is always held. Events arrive in revision order, each once,
+ * and only once durable (under durability batch: once visible, durable
+ * within batch_ms). Errors: CTX_INVALID, CTX_NOT_FOUND (from_revision is not
+ * held: "compacted"; ctx_last_error names the oldest revision held, or the
+ * newer revision committed while no watch was open; nothing is delivered),
+ * CTX_NOMEM, CTX_IO (no eventfd). */
 ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t from_revision,
                           ctx_watch **out);
 

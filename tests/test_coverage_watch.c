@@ -50,7 +50,7 @@ static void expect_none(ctx_watch *w)
 static void test_unholdable_keys(void **unused)
 {
 	feed *f;
-	assert_ok(feed_open(1, 64, 64, &f));
+	assert_ok(feed_open(1, &(feed_config){.history = 64, .queue = 64}, &f));
 	ctx_watch *w;
 	assert_ok(feed_watch_open(f, "", true, 0, &w));
 	const void *keys[2] = {"a", "b"};
@@ -97,7 +97,7 @@ static void test_ring_growth(void **unused)
 	uint64_t rng = test_seed("ring", 3);
 	for (int round = 0; round < 20; round++) {
 		feed *f;
-		assert_ok(feed_open(1, 4, 1000, &f));
+		assert_ok(feed_open(1, &(feed_config){.history = 4, .queue = 1000}, &f));
 		ctx_watch *w;
 		assert_ok(feed_watch_open(f, "", true, 0, &w));
 		enum { N = 40 };

@@ -204,6 +204,7 @@ typedef struct scenario {
 	void (*cleanup)(env *e);     /* release handles; not armed */
 	size_t max_points, history_depth, watch_queue;
 	unsigned auto_point_every;
+	bool watch_keep_history;
 } scenario;
 
 struct env {
@@ -296,6 +297,7 @@ static void env_init(env *e, const scenario *sc, char *dir)
 	e->o.max_points = sc->max_points ? sc->max_points : 3;
 	e->o.history_depth = sc->history_depth ? sc->history_depth : 8;
 	e->o.watch_queue = sc->watch_queue;
+	e->o.watch_keep_history = sc->watch_keep_history;
 	e->o.auto_point_every = sc->auto_point_every;
 	e->o.reaper_ms = 100000; /* expiry only when a test asks */
 	if (sc->persistent)
@@ -1720,7 +1722,8 @@ static const scenario mem_scenarios[] = {
         MEM("session", .setup = setup_base, .op = op_session),
         MEM("status-view", .setup = setup_base, .op = op_status_view),
         MEM("watch-open", .setup = setup_base, .op = op_watch_open, .after_ok = watch_open_works,
-            .after_nomem = watch_open_failed, .cleanup = close_watches),
+            .after_nomem = watch_open_failed, .cleanup = close_watches,
+            .watch_keep_history = true),
         MEM("watch-20-watchers", .setup = setup_watchers, .op = op_commit_watched,
             .after_ok = watchers_ok, .after_nomem = watchers_nomem,
             .absorbed = watchers_absorbed, .cleanup = close_watches),

@@ -30,10 +30,14 @@
 
 /* ---- helpers ------------------------------------------------------------------- */
 
+/* A feed that keeps its history with no watcher open (watch_keep_history):
+ * these tests are about the history itself; test_feed_bound.c covers the
+ * feed that records only while watched. */
 static feed *open_feed(uint64_t next_rev, size_t history, size_t queue)
 {
 	feed *f = NULL;
-	assert_ok(feed_open(next_rev, history, queue, &f));
+	feed_config cfg = {.history = history, .queue = queue, .keep_history = true};
+	assert_ok(feed_open(next_rev, &cfg, &f));
 	assert_non_null(f);
 	return f;
 }
@@ -703,15 +707,21 @@ static void test_many_reporters(void **unused)
 
 /* ---- through a store ------------------------------------------------------------ */
 
-static ctx_store *open_store(size_t queue, size_t history)
+static ctx_store *open_store_keep(size_t queue, size_t history, bool keep)
 {
 	ctx_options o;
 	ctx_options_init(&o);
 	o.watch_queue = queue;
 	o.watch_history = history;
+	o.watch_keep_history = keep;
 	ctx_store *s = NULL;
 	assert_ok(ctx_open(&o, &s));
 	return s;
+}
+
+static ctx_store *open_store(size_t queue, size_t history)
+{
+	return open_store_keep(queue, history, false);
 }
 
 static uint64_t revision_of(ctx_store *s, const char *id)
@@ -724,9 +734,10 @@ static uint64_t revision_of(ctx_store *s, const char *id)
 	return r;
 }
 
+/* With watch_keep_history, a watch replays what was committed before it. */
 static void test_store_watch_open_errors(void **unused)
 {
-	ctx_store *s = open_store(0, 0);
+	ctx_store *s = open_store_keep(0, 0, true);
 	ctx_watch *w = NULL;
 	assert_int_equal(ctx_watch_open(s, "", false, 0, &w), CTX_INVALID);
 	assert_int_equal(ctx_watch_open(s, "a\x01", false, 0, &w), CTX_INVALID);
@@ -988,8 +999,11 @@ static void test_store_slow_watcher_resumes(void **unused)
 				assert_int_equal(e->resume_from, QUEUE + 1);
 			assert_int_equal(e->resume_from, expect);
 			ctx_event_free(e);
-			ctx_watch_close(w);
+			/* Open the new watch first: while the lagged one is open the
+			 * feed keeps recording, so `expect` is still held. */
+			ctx_watch *lagged = w;
 			assert_ok(ctx_watch_open(s, "s/", true, expect, &w));
+			ctx_watch_close(lagged);
 			lags++;
 			continue;
 		}

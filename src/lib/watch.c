@@ -3,38 +3,72 @@
  *
  * EVENTS
  *   Every revision is reported once, as an event (feed_record) or as a skip
- *   (feed_skip). A report is built completely - one malloc holding the
- *   public ctx_event, the id and a copy of the keys - before any lock is
- *   taken. Events are immutable once built and reference counted: the ring
- *   holds one reference and each watcher queue that received the event holds
- *   one, which ctx_watch_next hands to the caller (ctx_event_free drops it).
- *   A skip is an event too (never delivered), so that a revision always has
- *   exactly one object standing for it.
+ *   (feed_skip). While anybody may want it - a watcher is open, or the store
+ *   keeps history for later watches (watch_keep_history) - a record is built
+ *   completely, one malloc holding the public ctx_event, the id and a copy of
+ *   the keys, before any lock is taken. Events are immutable once built and
+ *   reference counted: the ring holds one reference and each watcher queue
+ *   that received the event holds one, which ctx_watch_next hands to the
+ *   caller (ctx_event_free drops it).
  *
- * THE RING AND THE FRONTIER
+ *   Otherwise nothing is copied and nothing allocated: the revision is
+ *   marked in its slot as "bare" (reported, event not recorded). A skip is
+ *   always a mark. So a revision always has exactly one slot value standing
+ *   for it, and nobody watching costs one short critical section per
+ *   revision and no memory that grows.
+ *
+ * SLOTS
+ *   A slot is a uint64_t: 0 (empty), an fevent pointer (malloc'd, so its two
+ *   low bits are 0), or rev << 2 | SLOT_SKIP / SLOT_BARE (revisions stay
+ *   below 2^62).
+ *
+ * THE RING, THE FRONTIER AND THE HISTORY
  *   The feed keeps a ring of `cap` slots (watch_history rounded up to a power
  *   of two), slot rev & mask standing for revision rev. The frontier F is the
  *   highest revision such that every revision <= F has been reported; events
  *   up to F are delivered, those above it wait in their slots until the gap
- *   below them is reported. Invariants (feed lock):
+ *   below them is reported. The history [oldest, F] is what a watch may start
+ *   from. Invariants (feed lock):
  *     - every pending report (rev > F) is in its slot: rev <= F + cap;
- *     - every slot holds NULL or a revision in [F + 1 - cap, F + cap];
- *     - for every rev in [oldest, F], slot rev & mask holds rev: the history
- *       a watch may start from;
- *     - oldest >= F + 1 - cap, and oldest grows when a pending report takes
- *       the slot of a delivered one still in the history.
- *   Reports may arrive in any order. One that lands within the window
- *   replaces the delivered event (rev - cap) kept for history. One that lands
- *   more than cap ahead of the frontier (a writer was descheduled between
- *   taking its revision and reporting it while the others carried on) would
- *   overwrite an undelivered event: the ring grows instead, doubling until
- *   the report fits. The new ring is allocated before the lock is taken (the
- *   reporter drops the lock, allocates, and looks again); under the lock the
- *   events are only moved, and by the second invariant they cannot collide
- *   in a ring twice as large. The ring keeps its size afterwards (so the
- *   history grows with it): memory follows the longest stall, as it must,
- *   since every event after the stalled revision has to be kept. Nothing is
- *   lost and nobody waits for the stalled writer.
+ *     - every slot holds 0, a pending revision, or a revision in
+ *       [oldest, F]: a revision leaving the history leaves its slot;
+ *     - for every rev in [oldest, F], slot rev & mask holds rev as an event
+ *       or a skip, never as a bare mark: the history has no hole;
+ *     - history_bytes (the bytes of its events) <= history_bytes_limit, and
+ *       F + 1 - oldest <= cap, each time the lock is released;
+ *     - while no watcher is open and keep is off, the history is empty
+ *       (oldest = F + 1);
+ *     - last_bare is the highest revision ever marked bare; while a watcher
+ *       is open no revision is marked bare.
+ *   Only the history is ever evicted, oldest first: past either bound, when
+ *   a pending report needs the slot of a delivered revision, when a bare
+ *   revision is delivered (the history cannot reach over it), and when the
+ *   last watcher closes (keep off). Pending events are never dropped.
+ *   Evicted events are released after the lock (a list in the delivery's
+ *   wake-up buffer).
+ *
+ *   Reports may arrive in any order. One that lands more than cap ahead of
+ *   the frontier (a writer was descheduled between taking its revision and
+ *   reporting it while the others carried on) would overwrite an undelivered
+ *   event: the ring grows instead, doubling until the report fits. The new
+ *   ring is allocated before the lock is taken (the reporter drops the lock,
+ *   allocates, and looks again); under the lock the slots are only moved,
+ *   and by the second invariant they cannot collide in a ring twice as
+ *   large. The ring keeps its size afterwards (so the revision bound of the
+ *   history grows with it; the byte bound does not): memory follows the
+ *   longest stall, as it must, since every event after the stalled revision
+ *   has to be kept. Nothing is lost and nobody waits for the stalled writer.
+ *
+ * RECORDED OR BARE
+ *   A reporter reads `recording` (watchers open, or keep) without the lock
+ *   to decide whether to build the event, and checks again under the lock:
+ *   if a watcher opened meanwhile, it drops the lock, builds the event and
+ *   looks again, so that no revision is marked bare while a watcher is open.
+ *   A watch opened from now on (from_revision 0) skips the bare revisions
+ *   still pending when it opens: each was marked before the watch registered,
+ *   and a report comes after its change became visible, so the change was
+ *   visible before ctx_watch_open returned. A watch from an explicit revision
+ *   wants them, and is refused ("compacted") if from_revision <= last_bare.
  *
  *   Out of memory: an event without room for its keys is recorded without
  *   them (as watch.h promises); if even a bare event or a larger ring cannot
@@ -47,7 +81,8 @@
  *   so that lagging never needs memory). Delivery appends under the
  *   watcher's lock; when the queue is full, or cannot grow, the watcher gets
  *   LAGGED naming the first revision it missed and nothing afterwards:
- *   writers never wait for a slow reader. A watch that starts from an earlier
+ *   writers never wait for a slow reader. A lagged watcher stays open (and
+ *   keeps events recorded) until closed. A watch that starts from an earlier
  *   revision is filled from the ring under the feed lock, so that replay and
  *   live delivery meet with no gap and no duplicate.
  *
@@ -66,15 +101,21 @@
  *
  * LOCKS (order: feed.lock, then watch.lock; nothing else is taken under
  * either, and no other nesting exists)
- *   feed.lock   the ring, frontier, oldest, the watcher list, and each
- *               watcher's lagged and sig_seq fields. Held to place one report
- *               and deliver what became deliverable, or to register, replay
- *               and unregister a watcher; never across a system call (but for
- *               the out-of-memory wake-up fallback above) or user code. The
- *               only allocation under it is a watcher queue doubling
- *               (amortised; if it fails, the watcher lags).
+ *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
+ *               the watcher list, and each watcher's lagged and sig_seq
+ *               fields. Held to place one report and deliver what became
+ *               deliverable, or to register, replay and unregister a
+ *               watcher; never across a system call (but for the
+ *               out-of-memory wake-up fallback above) or user code. The only
+ *               allocation under it is a watcher queue doubling (amortised;
+ *               if it fails, the watcher lags); nothing is freed under it.
  *   watch.lock  one watcher's queue. Taken by delivery (under feed.lock) and
  *               by the consumer (alone), never across a system call.
+ *
+ * DURABILITY
+ *   The feed delivers what it is told; that reports come once durable is the
+ *   store's side. Under durability batch a commit is reported when visible,
+ *   before the sync that makes it durable (see docs/decisions.md).
  */
 #include "watch.h"
 
@@ -93,15 +134,23 @@
 #include "util.h"
 
 #define DEFAULT_HISTORY 65536u
+#define DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
 #define DEFAULT_QUEUE 4096u
 #define FIRST_QUEUE_CAP 16u
 #define LOCAL_SIGNALS 16u
 
+/* Slot values besides 0 and an event pointer (see SLOTS). */
+#define SLOT_SKIP 1u
+#define SLOT_BARE 2u
+#define SLOT_TAGS 3u
+#define MAX_REV   (((uint64_t)1 << 62) - 1)
+
 typedef struct fevent {
 	ctx_event pub; /* first: ctx_event_free's argument is this struct */
 	atomic_uint refs;
-	bool skip; /* a revision without an event */
 	size_t idlen;
+	size_t bytes;             /* the allocation, counted in the history */
+	struct fevent *dead_next; /* on a list of evicted events (feed.lock) */
 	/* then: size_t klens[nkeys]; const void *keys[nkeys]; id; key bytes */
 } fevent;
 
@@ -128,21 +177,52 @@ struct ctx_watch {
 
 struct feed {
 	pthread_mutex_t lock;
-	fevent **ring;
-	uint64_t mask;     /* cap - 1 */
-	uint64_t frontier; /* every revision <= frontier was reported */
-	uint64_t oldest;   /* history: [oldest, frontier] is in the ring */
+	uint64_t *ring;     /* slots */
+	uint64_t mask;      /* cap - 1 */
+	uint64_t frontier;  /* every revision <= frontier was reported */
+	uint64_t oldest;    /* history: [oldest, frontier] is in the ring */
+	uint64_t last_bare; /* the highest revision marked bare, or 0 */
+	size_t history_bytes, history_events;
+	size_t pending_bytes, pending_events;
+	size_t bytes_limit;
+	uint64_t events_recorded;
+	bool keep;             /* watch_keep_history */
+	atomic_bool recording; /* keep || nwatchers: a hint for reporters */
 	ctx_watch *watchers;
 	size_t nwatchers;
 	size_t queue;
 	uint64_t report_seq;
 };
 
+/* ---- slots ----------------------------------------------------------------------- */
+
+static uint64_t slot_mark(uint64_t rev, unsigned tag)
+{
+	return rev << 2 | tag;
+}
+
+static uint64_t slot_of_event(fevent *e)
+{
+	return (uint64_t)(uintptr_t)e;
+}
+
+static fevent *slot_event(uint64_t v)
+{
+	return v && !(v & SLOT_TAGS) ? (fevent *)(uintptr_t)v : NULL;
+}
+
+/* The revision a slot stands for; 0 for an empty one. */
+static uint64_t slot_rev(uint64_t v)
+{
+	fevent *e = slot_event(v);
+	return e ? e->pub.revision : v >> 2;
+}
+
 /* ---- events ------------------------------------------------------------------ */
 
-/* Room for an event with its id and keys, zeroed; NULL without memory (or
- * for sizes past any memory). */
-static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens)
+/* Room for an event with its id and keys, zeroed, its size in *size; NULL
+ * without memory (or for sizes past any memory). */
+static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, size_t *size_out)
 {
 	size_t size = sizeof(fevent) + idlen + 1;
 	if (nkeys) {
@@ -155,6 +235,7 @@ static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens)
 			size += klens[i];
 		}
 	}
+	*size_out = size;
 	return calloc(1, size);
 }
 
@@ -167,11 +248,13 @@ static fevent *fevent_new(ctx_event_kind kind, uint64_t rev, const char *id, siz
 		version = 0;
 		nkeys = 0;
 	}
-	fevent *e = fevent_alloc(idlen, nkeys, klens);
+	size_t bytes = 0;
+	fevent *e = fevent_alloc(idlen, nkeys, klens, &bytes);
 	if (!e)
 		return NULL;
 	atomic_init(&e->refs, 1);
 	e->idlen = idlen;
+	e->bytes = bytes;
 	e->pub.kind = kind;
 	e->pub.revision = rev;
 	e->pub.version = version;
@@ -227,6 +310,23 @@ static void fevent_release(fevent *e)
 void ctx_event_free(ctx_event *e)
 {
 	fevent_release((fevent *)e);
+}
+
+/* Put e on a list of events to release once the feed lock is dropped: it
+ * hands the ring's reference to the list. */
+static void dead_push(fevent **dead, fevent *e)
+{
+	e->dead_next = *dead;
+	*dead = e;
+}
+
+static void dead_release(fevent *e)
+{
+	while (e) {
+		fevent *next = e->dead_next;
+		fevent_release(e);
+		e = next;
+	}
 }
 
 /* ---- watcher queues (watch.lock) -------------------------------------------- */
@@ -287,7 +387,7 @@ static bool watch_deliver(feed *f, ctx_watch *w, fevent *e)
 
 static bool watch_matches(const ctx_watch *w, const fevent *e)
 {
-	if (w->lagged || e->skip || e->pub.revision < w->from)
+	if (w->lagged || e->pub.revision < w->from)
 		return false;
 	if (w->prefix)
 		return e->idlen >= w->idlen && memcmp(e->pub.id, w->id, w->idlen) == 0;
@@ -322,12 +422,13 @@ static void watch_signal(ctx_watch *w)
 	(void)n;
 }
 
-/* ---- wake-ups collected under the feed lock ---------------------------------- */
+/* ---- wake-ups and frees collected under the feed lock --------------------------- */
 
 typedef struct wakeups {
 	ctx_watch **w;
 	size_t n, cap;
 	ctx_watch *local[LOCAL_SIGNALS];
+	fevent *dead; /* evicted events, released after the lock */
 } wakeups;
 
 /* Take the feed lock with room in wk for a wake-up of every watcher (a
@@ -338,6 +439,7 @@ static void lock_for_delivery(feed *f, wakeups *wk)
 	wk->w = wk->local;
 	wk->cap = LOCAL_SIGNALS;
 	wk->n = 0;
+	wk->dead = NULL;
 	for (;;) {
 		pthread_mutex_lock(&f->lock);
 		if (f->nwatchers <= wk->cap)
@@ -370,7 +472,8 @@ static void wakeup_add(feed *f, wakeups *wk, ctx_watch *w)
 	}
 }
 
-/* Release the feed lock, then wake the collected watchers. */
+/* Release the feed lock, then wake the collected watchers and release the
+ * evicted events. */
 static void unlock_and_wake(feed *f, wakeups *wk)
 {
 	pthread_mutex_unlock(&f->lock);
@@ -380,24 +483,32 @@ static void unlock_and_wake(feed *f, wakeups *wk)
 	}
 	if (wk->w != wk->local)
 		free(wk->w);
+	dead_release(wk->dead);
+	wk->dead = NULL;
 }
 
 /* ---- the feed ------------------------------------------------------------------ */
 
-ctx_status feed_open(uint64_t next_rev, size_t history, size_t queue, feed **out)
+ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 {
-	if (!history)
-		history = DEFAULT_HISTORY;
-	if (!queue)
-		queue = DEFAULT_QUEUE;
-	if (history > ((size_t)1 << 40) || queue > SIZE_MAX / 4)
+	feed_config c = cfg ? *cfg : (feed_config){0};
+	if (!c.history)
+		c.history = DEFAULT_HISTORY;
+	if (!c.history_bytes)
+		c.history_bytes = DEFAULT_HISTORY_BYTES;
+	if (!c.queue)
+		c.queue = DEFAULT_QUEUE;
+	if (c.history > ((size_t)1 << 40) || c.queue > SIZE_MAX / 4)
 		return ctx_fail(CTX_INVALID, "watch_history %zu or watch_queue %zu too large",
-		                history, queue);
+		                c.history, c.queue);
+	if (next_rev > MAX_REV)
+		return ctx_fail(CTX_INVALID, "revision %llu past the feed's range",
+		                (unsigned long long)next_rev);
 	size_t cap = 1;
-	while (cap < history)
+	while (cap < c.history)
 		cap <<= 1;
 	feed *f = calloc(1, sizeof(*f));
-	fevent **ring = calloc(cap, sizeof(*ring));
+	uint64_t *ring = calloc(cap, sizeof(*ring));
 	if (!f || !ring) {
 		free(f);
 		free(ring);
@@ -408,7 +519,10 @@ ctx_status feed_open(uint64_t next_rev, size_t history, size_t queue, feed **out
 	f->mask = cap - 1;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	f->oldest = f->frontier + 1;
-	f->queue = queue;
+	f->bytes_limit = c.history_bytes;
+	f->keep = c.keep_history;
+	atomic_init(&f->recording, c.keep_history);
+	f->queue = c.queue;
 	*out = f;
 	return CTX_OK;
 }
@@ -418,34 +532,91 @@ void feed_close(feed *f)
 	if (!f)
 		return;
 	for (uint64_t i = 0; i <= f->mask; i++)
-		fevent_release(f->ring[i]);
+		fevent_release(slot_event(f->ring[i]));
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
 	free(f);
 }
 
-/* Put the pending event e into its slot, over a delivered one. */
-static void slot_place(feed *f, fevent *e)
+void feed_get_stats(feed *f, feed_stats *out)
 {
-	uint64_t rev = e->pub.revision;
-	fevent **slot = &f->ring[rev & f->mask];
-	if (*slot) {
-		uint64_t old = (*slot)->pub.revision;
-		if (old >= f->oldest)
-			f->oldest = old + 1; /* it leaves the history */
-		fevent_release(*slot);
-	}
-	*slot = e;
+	pthread_mutex_lock(&f->lock);
+	*out = (feed_stats){
+	        .frontier = f->frontier,
+	        .oldest = f->oldest,
+	        .history_events = f->history_events,
+	        .history_bytes = f->history_bytes,
+	        .history_bytes_limit = f->bytes_limit,
+	        .pending_events = f->pending_events,
+	        .pending_bytes = f->pending_bytes,
+	        .ring_slots = (size_t)(f->mask + 1),
+	        .events_recorded = f->events_recorded,
+	};
+	pthread_mutex_unlock(&f->lock);
 }
 
-/* Move the events into new_ring, of new_cap slots (at least twice the old
- * size: no two events can meet in one slot). */
-static void ring_grow(feed *f, fevent **new_ring, uint64_t new_cap)
+/* Whether events are recorded now: a watcher is open, or keep is set. */
+static bool feed_records(const feed *f)
+{
+	return f->keep || f->nwatchers > 0;
+}
+
+/* Take the revisions [oldest, to) out of the history (to <= frontier + 1);
+ * their events go to *dead. */
+static void history_trim(feed *f, uint64_t to, fevent **dead)
+{
+	for (; f->oldest < to; f->oldest++) {
+		uint64_t *slot = &f->ring[f->oldest & f->mask];
+		if (slot_rev(*slot) != f->oldest)
+			continue;
+		fevent *e = slot_event(*slot);
+		if (e) {
+			f->history_bytes -= e->bytes;
+			f->history_events--;
+			dead_push(dead, e);
+		}
+		*slot = 0;
+	}
+}
+
+/* Evict from the history what its bounds no longer allow. */
+static void history_bound(feed *f, fevent **dead)
+{
+	uint64_t cap = f->mask + 1;
+	if (!feed_records(f))
+		history_trim(f, f->frontier + 1, dead);
+	if (f->frontier + 1 > cap)
+		history_trim(f, f->frontier + 1 - cap, dead);
+	while (f->history_bytes > f->bytes_limit)
+		history_trim(f, f->oldest + 1, dead);
+}
+
+/* Put the pending report v for rev into its slot, over a delivered one
+ * (which leaves the history, and everything before it). */
+static void slot_place(feed *f, uint64_t rev, uint64_t v, fevent **dead)
+{
+	uint64_t *slot = &f->ring[rev & f->mask];
+	if (*slot)
+		history_trim(f, slot_rev(*slot) + 1, dead);
+	*slot = v;
+	fevent *e = slot_event(v);
+	if (e) {
+		f->pending_bytes += e->bytes;
+		f->pending_events++;
+		f->events_recorded++;
+	} else if ((v & SLOT_TAGS) == SLOT_BARE && rev > f->last_bare) {
+		f->last_bare = rev;
+	}
+}
+
+/* Move the slots into new_ring, of new_cap slots (at least twice the old
+ * size: no two revisions can meet in one slot). */
+static void ring_grow(feed *f, uint64_t *new_ring, uint64_t new_cap)
 {
 	for (uint64_t i = 0; i <= f->mask; i++) {
-		fevent *e = f->ring[i];
-		if (e)
-			new_ring[e->pub.revision & (new_cap - 1)] = e;
+		uint64_t v = f->ring[i];
+		if (v)
+			new_ring[slot_rev(v) & (new_cap - 1)] = v;
 	}
 	free(f->ring);
 	f->ring = new_ring;
@@ -469,74 +640,124 @@ static void deliver(feed *f, fevent *e, wakeups *wk)
 }
 
 /* Advance the frontier over every contiguous reported revision, delivering
- * each event on the way. */
+ * each event on the way into the history, then bound the history. */
 static void advance(feed *f, wakeups *wk)
 {
 	for (;;) {
-		fevent *e = f->ring[(f->frontier + 1) & f->mask];
-		if (!e || e->pub.revision != f->frontier + 1)
+		uint64_t rev = f->frontier + 1;
+		uint64_t v = f->ring[rev & f->mask];
+		if (!v || slot_rev(v) != rev)
 			break;
-		deliver(f, e, wk);
-		f->frontier++;
+		f->frontier = rev;
+		fevent *e = slot_event(v);
+		if (e) {
+			f->pending_bytes -= e->bytes;
+			f->pending_events--;
+			f->history_bytes += e->bytes;
+			f->history_events++;
+			deliver(f, e, wk);
+		} else if ((v & SLOT_TAGS) == SLOT_BARE) {
+			history_trim(f, rev + 1, &wk->dead); /* no history across a hole */
+		}
 	}
-	uint64_t cap = f->mask + 1;
-	if (f->frontier + 1 > cap && f->oldest < f->frontier + 1 - cap)
-		f->oldest = f->frontier + 1 - cap;
+	history_bound(f, &wk->dead);
 }
 
 /* Reports further ahead of the frontier than this are a caller's bug. */
 #define MAX_AHEAD ((uint64_t)1 << 32)
 
-static void feed_report(feed *f, fevent *e)
+/* One report, as feed_record or feed_skip received it. */
+typedef struct report {
+	uint64_t rev;
+	bool skip;
+	ctx_event_kind kind;
+	const char *id;
+	size_t idlen;
+	uint64_t version;
+	size_t nkeys;
+	const void *const *keys;
+	const size_t *klens;
+} report;
+
+static fevent *report_event(const report *r)
 {
-	uint64_t rev = e->pub.revision;
-	fevent **bigger = NULL;
+	return fevent_for_report(r->kind, r->rev, r->id, r->idlen, r->version, r->nkeys, r->keys,
+	                         r->klens);
+}
+
+/* Whether rev can be placed in the ring as it is (or is to be ignored). */
+static bool ring_fits(const feed *f, uint64_t rev)
+{
+	return rev <= f->frontier || rev - f->frontier <= f->mask + 1 ||
+	       rev - f->frontier > MAX_AHEAD;
+}
+
+/* Take the feed lock with the ring large enough for r and, if events are
+ * recorded, r's event built in *e (both made with the lock dropped). */
+static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
+{
+	uint64_t *bigger = NULL;
 	uint64_t bigger_cap = 0;
-	wakeups wk;
 	for (;;) {
-		lock_for_delivery(f, &wk);
+		lock_for_delivery(f, wk);
 		uint64_t cap = f->mask + 1;
-		if (rev <= f->frontier || rev - f->frontier <= cap || rev - f->frontier > MAX_AHEAD)
-			break;
-		if (bigger_cap >= rev - f->frontier && bigger_cap >= 2 * cap) {
-			ring_grow(f, bigger, bigger_cap);
-			bigger = NULL;
-			break;
+		if (!ring_fits(f, r->rev)) {
+			if (bigger_cap >= r->rev - f->frontier && bigger_cap >= 2 * cap) {
+				ring_grow(f, bigger, bigger_cap);
+				bigger = NULL;
+			} else {
+				uint64_t want = cap * 2;
+				while (want < r->rev - f->frontier)
+					want *= 2;
+				unlock_and_wake(f, wk); /* nothing to wake yet */
+				free(bigger);
+				bigger = calloc_retry((size_t)want, sizeof(*bigger));
+				bigger_cap = want;
+				continue;
+			}
 		}
-		uint64_t want = cap * 2;
-		while (want < rev - f->frontier)
-			want *= 2;
-		unlock_and_wake(f, &wk); /* nothing to wake yet */
-		free(bigger);
-		bigger = calloc_retry((size_t)want, sizeof(*bigger));
-		bigger_cap = want;
+		if (!r->skip && !*e && feed_records(f)) {
+			unlock_and_wake(f, wk); /* a watcher opened meanwhile */
+			*e = report_event(r);
+			continue;
+		}
+		break;
 	}
-	fevent *there = f->ring[rev & f->mask];
-	if (rev <= f->frontier || rev - f->frontier > MAX_AHEAD ||
-	    (there && there->pub.revision == rev)) {
+	free(bigger);
+}
+
+static void feed_report(feed *f, const report *r)
+{
+	fevent *e = NULL;
+	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
+		e = report_event(r);
+	wakeups wk;
+	lock_for_report(f, r, &e, &wk);
+	uint64_t rev = r->rev;
+	if (rev <= f->frontier || rev - f->frontier > MAX_AHEAD || rev > MAX_REV ||
+	    slot_rev(f->ring[rev & f->mask]) == rev) {
 		/* Reported twice, or absurdly far ahead: a bug in the caller. */
 		unlock_and_wake(f, &wk);
 		fevent_release(e);
-		free(bigger);
 		return;
 	}
-	slot_place(f, e);
+	uint64_t v = e ? slot_of_event(e) : slot_mark(rev, r->skip ? SLOT_SKIP : SLOT_BARE);
+	slot_place(f, rev, v, &wk.dead);
 	advance(f, &wk);
 	unlock_and_wake(f, &wk);
-	free(bigger);
 }
 
 void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
                  uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens)
 {
-	feed_report(f, fevent_for_report(kind, rev, id, idlen, version, nkeys, keys, klens));
+	report r = {rev, false, kind, id, idlen, version, nkeys, keys, klens};
+	feed_report(f, &r);
 }
 
 void feed_skip(feed *f, uint64_t rev)
 {
-	fevent *e = fevent_for_report(CTX_EVENT_COMMITTED, rev, "", 0, 0, 0, NULL, NULL);
-	e->skip = true;
-	feed_report(f, e);
+	report r = {.rev = rev, .skip = true};
+	feed_report(f, &r);
 }
 
 /* ---- watches ------------------------------------------------------------------- */
@@ -588,11 +809,27 @@ static bool watch_replay(feed *f, ctx_watch *w)
 {
 	bool queued = false;
 	for (uint64_t rev = w->from; rev <= f->frontier && !w->lagged; rev++) {
-		fevent *e = f->ring[rev & f->mask];
+		fevent *e = slot_event(f->ring[rev & f->mask]);
 		if (e && e->pub.revision == rev && watch_matches(w, e))
 			queued |= watch_deliver(f, w, e);
 	}
 	return queued;
+}
+
+/* Whether the feed holds every event from `from` on (feed.lock held); if
+ * not, the error. */
+static ctx_status feed_holds(const feed *f, uint64_t from)
+{
+	if (from < f->oldest)
+		return ctx_fail(CTX_NOT_FOUND,
+		                "revision %llu is compacted: the watch history starts at %llu",
+		                (unsigned long long)from, (unsigned long long)f->oldest);
+	if (from <= f->last_bare)
+		return ctx_fail(CTX_NOT_FOUND,
+		                "revision %llu is compacted: revision %llu was committed while "
+		                "no watch was open (see watch_keep_history)",
+		                (unsigned long long)from, (unsigned long long)f->last_bare);
+	return CTX_OK;
 }
 
 ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
@@ -615,14 +852,11 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 
 	pthread_mutex_lock(&f->lock);
 	if (from_revision == 0) {
-		w->from = f->frontier + 1;
-	} else if (from_revision < f->oldest) {
-		uint64_t oldest = f->oldest;
+		w->from = f->frontier + 1; /* pending bare revisions are skipped */
+	} else if ((st = feed_holds(f, from_revision)) != CTX_OK) {
 		pthread_mutex_unlock(&f->lock);
 		watch_release(w);
-		return ctx_fail(CTX_NOT_FOUND,
-		                "revision %llu is compacted: the watch history starts at %llu",
-		                (unsigned long long)from_revision, (unsigned long long)oldest);
+		return st;
 	}
 	bool pending = watch_replay(f, w);
 	w->next = f->watchers;
@@ -630,6 +864,7 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 		w->next->prev = w;
 	f->watchers = w;
 	f->nwatchers++;
+	atomic_store_explicit(&f->recording, true, memory_order_relaxed);
 	pthread_mutex_unlock(&f->lock);
 
 	if (pending)
@@ -728,6 +963,7 @@ void ctx_watch_close(ctx_watch *w)
 	if (!w)
 		return;
 	feed *f = w->feed;
+	fevent *dead = NULL;
 	pthread_mutex_lock(&f->lock);
 	if (w->prev)
 		w->prev->next = w->next;
@@ -736,7 +972,12 @@ void ctx_watch_close(ctx_watch *w)
 	if (w->next)
 		w->next->prev = w->prev;
 	f->nwatchers--;
+	if (!feed_records(f)) {
+		atomic_store_explicit(&f->recording, false, memory_order_relaxed);
+		history_bound(f, &dead); /* nobody left to want the history */
+	}
 	pthread_mutex_unlock(&f->lock);
+	dead_release(dead);
 	/* No delivery reaches it now; wake-ups in flight hold references. */
 	pthread_mutex_lock(&w->lock);
 	while (w->qcount)

@@ -8,13 +8,16 @@
  * feed_skip for a revision without an event (a recovery point record, a ttl
  * record). Reports arrive from many threads in any order; the feed delivers
  * events in revision order, each once, as soon as every revision before them
- * has been reported. It keeps the last `history` events so that a watch can
- * start from an earlier revision, and gives each watcher a queue of at most
- * `queue` events: a watcher whose queue is full receives one
- * CTX_EVENT_LAGGED event naming the first revision it missed, and nothing
- * after it.
+ * has been reported. While a watcher is open (or keep_history is set) it
+ * keeps a history of delivered events - at most `history` revisions and
+ * `history_bytes` bytes, the oldest evicted first - so that a watch can
+ * start from an earlier revision; events not yet delivered are never
+ * evicted. It gives each watcher a queue of at most `queue` events: a
+ * watcher whose queue is full receives one CTX_EVENT_LAGGED event naming the
+ * first revision it missed, and nothing after it.
  *
- * Cost when nobody watches: one short critical section per revision.
+ * Cost when nobody watches (and keep_history is off): one short critical
+ * section per revision; nothing copied, nothing allocated, no history.
  */
 #ifndef CTX_WATCH_H
 #define CTX_WATCH_H
@@ -27,10 +30,19 @@
 
 typedef struct feed feed;
 
+/* As ctx_options watch_history, watch_history_bytes, watch_queue,
+ * watch_keep_history (0 = default). */
+typedef struct feed_config {
+	size_t history;
+	size_t history_bytes;
+	size_t queue;
+	bool keep_history;
+} feed_config;
+
 /* A feed whose first revision will be next_rev (the store's last recovered
- * revision + 1). history, queue: as ctx_options watch_history, watch_queue
- * (0 = default). */
-ctx_status feed_open(uint64_t next_rev, size_t history, size_t queue, feed **out);
+ * revision + 1); cfg NULL = all defaults. Errors: CTX_INVALID (a limit out of
+ * range), CTX_NOMEM. */
+ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out);
 
 /* Free the feed. Every watch on it must have been closed. */
 void feed_close(feed *f);
@@ -44,6 +56,21 @@ void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, siz
 
 /* Report a revision that has no event. */
 void feed_skip(feed *f, uint64_t rev);
+
+/* What the feed holds, for tests and measurements. */
+typedef struct feed_stats {
+	uint64_t frontier;          /* every revision up to it was reported     */
+	uint64_t oldest;            /* the history is [oldest, frontier]        */
+	size_t history_events;      /* events (with their keys) in the history  */
+	size_t history_bytes;       /* their bytes; <= history_bytes_limit      */
+	size_t history_bytes_limit; /* the byte bound in effect                 */
+	size_t pending_events;      /* recorded, waiting for an earlier report  */
+	size_t pending_bytes;       /* their bytes (never evicted)              */
+	size_t ring_slots;          /* the ring's size (8 bytes a slot)         */
+	uint64_t events_recorded;   /* reports recorded as an allocated event   */
+} feed_stats;
+
+void feed_get_stats(feed *f, feed_stats *out);
 
 /* Open a watch on a feed: the body of ctx_watch_open (which passes the
  * store's feed), callable on a bare feed by tests. */
