@@ -18,7 +18,8 @@
  *
  * Expiring is a drop (logged as such, durable, seen by watchers as
  * CTX_EVENT_EXPIRED), and drops wait for the log: so a call never expires a
- * context itself. A call that meets an expired context wakes the reaper. The
+ * context itself. A call on an expired context wakes the reaper (a listing
+ * does not: it is no access, and notes no time either). The
  * reaper thread scans the table every reaper_ms (and when woken) and drops
  * each expired context, unless it was used after the scan saw it idle.
  *

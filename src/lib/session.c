@@ -106,12 +106,12 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	ctx_context_status *v = malloc(cap * sizeof(*v));
 	if (!v)
 		return ctx_fail(CTX_NOMEM, "no memory for the status view");
-	bool nomem = false, expired = false;
+	bool nomem = false;
 	ctx_rcu_read_lock();
 	for (index_node *x = index_seek(&s->index, NULL, 0, false); x && !nomem;
 	     x = index_next(x)) {
 		ctx_context *c = x->owner;
-		if (!store_listed(c, &expired))
+		if (!store_listed(c))
 			continue;
 		ctx_state *st;
 		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
@@ -130,8 +130,6 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 		ctx_state_release(st);
 	}
 	ctx_rcu_read_unlock();
-	if (expired)
-		reaper_kick(s);
 	if (nomem) {
 		free(v);
 		return ctx_fail(CTX_NOMEM, "no memory for the status view");

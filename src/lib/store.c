@@ -844,17 +844,15 @@ size_t ctx_count(ctx_store *s)
 
 /* ---- listing -------------------------------------------------------------- */
 
-bool store_listed(ctx_context *c, bool *expired)
+bool store_listed(const ctx_context *c)
 {
 	tsan_subscribe(c);
 	if (!atomic_load(&c->visible)) /* not created yet, or gone */
 		return false;
-	/* Listing is no access: it notes no time. */
-	if (!atomic_load_explicit(&c->ttl_us, memory_order_relaxed) ||
-	    !context_expired(c, store_now_us(c->store)))
-		return true;
-	*expired = true;
-	return false;
+	/* Listing is no access: it notes no time, and leaves an expired
+	 * context to the reaper's next round. */
+	return !atomic_load_explicit(&c->ttl_us, memory_order_relaxed) ||
+	       !context_expired(c, store_now_us(c->store));
 }
 
 /* The first node a listing of prefix (plen bytes) after `after` looks at: the
@@ -897,18 +895,16 @@ ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, siz
 	size_t plen = prefix ? strlen(prefix) : 0;
 	size_t cap = limit && limit < 16 ? limit : 16;
 	ctx_list page = {0, malloc(cap * sizeof(char *))};
-	bool ok = page.ids != NULL, expired = false;
+	bool ok = page.ids != NULL;
 	ctx_rcu_read_lock();
 	index_node *n = list_start(s, prefix, plen, after);
 	for (; n && ok && (!limit || page.count < limit); n = index_next(n)) {
 		if (!has_prefix(n, prefix, plen))
 			break; /* sorted: no later id has it either */
-		if (store_listed(n->owner, &expired))
+		if (store_listed(n->owner))
 			ok = page_add(&page, &cap, n->key);
 	}
 	ctx_rcu_read_unlock();
-	if (expired)
-		reaper_kick(s);
 	if (!ok) {
 		ctx_list_free(&page);
 		return ctx_fail(CTX_NOMEM, "no memory for the list of ids");

@@ -198,9 +198,9 @@ ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void
                             size_t *count);
 
 /* Whether listings (ctx_list_ids, the status view) show c: created, not
- * gone, not past its time-to-live (then *expired is set: wake the reaper
- * after the read-side critical section). Inside one. */
-bool store_listed(ctx_context *c, bool *expired);
+ * gone, not past its time-to-live. Notes no access. Inside an RCU read-side
+ * critical section. */
+bool store_listed(const ctx_context *c);
 
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen);
