@@ -860,7 +860,7 @@ bool store_listed(const ctx_context *c)
 static index_node *list_start(ctx_store *s, const char *prefix, size_t plen, const char *after)
 {
 	size_t alen = after ? strlen(after) : 0;
-	if (after && ctx_key_compare(after, alen, prefix, plen) >= 0)
+	if (after && (!plen || ctx_key_compare(after, alen, prefix, plen) >= 0))
 		return index_seek(&s->index, after, alen, true);
 	return index_seek(&s->index, plen ? prefix : NULL, plen, false);
 }
