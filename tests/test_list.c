@@ -554,12 +554,9 @@ static void test_list_concurrent(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_list_model),
-	        cmocka_unit_test(test_list_many),
-	        cmocka_unit_test(test_list_page_cost),
-	        cmocka_unit_test(test_list_byte_order),
-	        cmocka_unit_test(test_list_after_recovery),
-	        cmocka_unit_test(test_list_concurrent),
+	    cmocka_unit_test(test_list_model),          cmocka_unit_test(test_list_many),
+	    cmocka_unit_test(test_list_page_cost),      cmocka_unit_test(test_list_byte_order),
+	    cmocka_unit_test(test_list_after_recovery), cmocka_unit_test(test_list_concurrent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
