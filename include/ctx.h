@@ -206,7 +206,8 @@ ctx_status ctx_create(ctx_store *s, const char *id);
  * Errors: CTX_INVALID, CTX_NOT_FOUND. */
 ctx_status ctx_drop(ctx_store *s, const char *id);
 
-/* Number of live contexts in s. Never blocks. */
+/* Number of live contexts in s. Never blocks. A context past its
+ * time-to-live counts until the reaper has dropped it. */
 size_t ctx_count(ctx_store *s);
 
 /* A page of context ids, as returned by ctx_list. */
@@ -219,7 +220,13 @@ typedef struct ctx_list {
  * ascending byte order, starting after the id `after` (NULL = from the first),
  * at most limit of them (0 = no limit). To page through, pass the last id of
  * one page as `after` of the next. Free the result with ctx_list_free.
- * Never blocks writers. Errors: CTX_INVALID (s or out NULL), CTX_NOMEM. */
+ * A page costs O(log n + limit) for n contexts (an ordered index of ids), not
+ * O(n). Contexts past their time-to-live are left out (see ctx_set_ttl).
+ * Never blocks writers and takes no lock. While contexts are created and
+ * dropped, a page is still strictly ascending and a pass page by page lists
+ * every context that existed throughout it, each once; contexts created or
+ * dropped during the pass may or may not appear.
+ * Errors: CTX_INVALID (s or out NULL), CTX_NOMEM. */
 ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after,
                         size_t limit, ctx_list *out);
 
@@ -712,13 +719,27 @@ typedef struct ctx_context_status {
 } ctx_context_status;
 
 /* The status of every live context, sorted by id, in a malloc'd array to
- * free(). Errors: CTX_INVALID, CTX_NOMEM. */
+ * free(); contexts past their time-to-live are left out. Takes no lock.
+ * Errors: CTX_INVALID, CTX_NOMEM. */
 ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count);
 
 /* Give context id an idle time-to-live (0 = none): once nobody read or wrote
- * it for ttl_ms, it is dropped (durably; watchers see CTX_EVENT_EXPIRED), by
- * the background reaper or by the next access. Persistent with a dir.
- * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO. */
+ * it for ttl_ms (on the store's clock), it expires. Persistent with a dir.
+ *
+ * An expired context is gone for every call at once, whether or not the
+ * background reaper has dropped it yet: ctx_get, ctx_get_at, ctx_history,
+ * ctx_point_create/list/delete, every restore, ctx_put, ctx_del,
+ * ctx_txn_begin, ctx_txn_commit (of a transaction begun before), ctx_set_ttl,
+ * ctx_drop, ctx_tracker_open and a tracker's edits, sync and refresh, and
+ * ctx_session_activate/get return CTX_NOT_FOUND; ctx_list_ids and
+ * ctx_status_view leave it out; nothing brings it back (ctx_create of its id
+ * makes a new, empty context). The first call that meets it wakes the
+ * reaper, which drops it durably (watchers see CTX_EVENT_EXPIRED, never
+ * CTX_EVENT_DROPPED); until then only ctx_count still counts it. Reads count
+ * as use (ctx_get, ctx_get_at, ctx_history, ctx_point_list: at most once a
+ * millisecond), and so do commits and points; listings do not.
+ * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context, or it expired),
+ * CTX_IO. */
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms);
 
 /* Run the reaper now (tests with a fake clock). Returns how many expired. */

@@ -6,10 +6,20 @@
  * their time; reads note it only for contexts with a time-to-live, so that
  * reads of other contexts write no shared memory.
  *
+ * One meaning: once past its time-to-live, a context is gone for every call,
+ * whether or not the reaper has dropped it yet. The check is made in one
+ * place, where a call finds its context (store_open_context, and ctx_get's
+ * own lookup): an expired context is CTX_NOT_FOUND for get, get_at, history,
+ * points, restore, transactions, set_ttl, drop and tracker open, it is left
+ * out of ctx_list_ids and the status view, and it cannot be revived by a
+ * write. Calls that change a context check again under its write lock
+ * (context_closed), since the time-to-live may run out between the lookup
+ * and the lock. Only ctx_count still counts it, until the reaper drops it.
+ *
  * Expiring is a drop (logged as such, durable, seen by watchers as
- * CTX_EVENT_EXPIRED), and drops wait for the log: so a read never expires a
- * context itself. A read that meets an expired context reports CTX_NOT_FOUND
- * and wakes the reaper; a commit to one fails with CTX_NOT_FOUND too. The
+ * CTX_EVENT_EXPIRED), and drops wait for the log: so a call never expires a
+ * context itself. A call on an expired context wakes the reaper (a listing
+ * does not: it is no access, and notes no time either). The
  * reaper thread scans the table every reaper_ms (and when woken) and drops
  * each expired context, unless it was used after the scan saw it idle.
  *
@@ -42,14 +52,36 @@ void context_note_access(ctx_context *c, uint64_t t)
 		;
 }
 
-void context_touch(ctx_context *c)
+/* Note an access at now: write the shared line at most once a millisecond. */
+static void note_access_coarse(ctx_context *c, uint64_t now)
 {
-	if (!atomic_load_explicit(&c->ttl_us, memory_order_relaxed))
-		return;
-	uint64_t now = store_now_us(c->store);
-	/* Write the shared line at most once a millisecond. */
 	if (now > atomic_load_explicit(&c->last_access_us, memory_order_relaxed) + 1000)
 		context_note_access(c, now);
+}
+
+void context_touch(ctx_context *c)
+{
+	if (atomic_load_explicit(&c->ttl_us, memory_order_relaxed))
+		note_access_coarse(c, store_now_us(c->store));
+}
+
+bool context_usable(ctx_context *c)
+{
+	if (!atomic_load_explicit(&c->ttl_us, memory_order_relaxed))
+		return true; /* no clock read, no shared write */
+	uint64_t now = store_now_us(c->store);
+	if (context_expired(c, now))
+		return false;
+	note_access_coarse(c, now);
+	return true;
+}
+
+bool context_closed(const ctx_context *c)
+{
+	if (atomic_load(&c->dropped))
+		return true;
+	return atomic_load_explicit(&c->ttl_us, memory_order_relaxed) &&
+	       context_expired(c, store_now_us(c->store));
 }
 
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
@@ -64,7 +96,7 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	uint64_t rev = 0;
 	uint64_t now = store_now_us(s);
 	pthread_mutex_lock(&c->write_lock);
-	if (atomic_load(&c->dropped) || context_expired(c, now)) {
+	if (context_closed(c)) {
 		if (!atomic_load(&c->dropped))
 			reaper_kick(s);
 		st = ctx_fail(CTX_NOT_FOUND, "no context '%s' (dropped or expired)", id);

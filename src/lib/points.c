@@ -283,7 +283,7 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	uint64_t rev = 0;
 	ctx_status st = CTX_OK;
 	pthread_mutex_lock(&c->write_lock);
-	ctx_state *v = atomic_load(&c->dropped) ? NULL
+	ctx_state *v = context_closed(c) ? NULL
 	               : version ? find_version(c, c->head, version) : c->head;
 	if (!v) {
 		pthread_mutex_unlock(&c->write_lock);
@@ -447,7 +447,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	pthread_mutex_lock(&c->write_lock);
 	bool is_point = false;
 	uint64_t checksum = 0;
-	const ctx_state *target = atomic_load(&c->dropped) ? NULL : pick(c, arg, &is_point, &checksum);
+	const ctx_state *target = context_closed(c) ? NULL : pick(c, arg, &is_point, &checksum);
 	ctx_state *head = c->head, *next = NULL;
 	uint64_t now = store_now_us(s);
 	size_t data_changes = 0;

@@ -7,7 +7,9 @@
  * from many threads; one session from one thread at a time.
  *
  * The status view reads every context's visible version under RCU, like any
- * read: it takes no lock.
+ * read: it takes no lock. It walks the ordered index of ids (index.c), so it
+ * comes out sorted without a sort; contexts past their time-to-live are left
+ * out (they are gone for every call, see expiry.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +84,18 @@ ctx_status ctx_session_get(ctx_session *se, ctx_state **out)
 	return ctx_get(se->store, se->current, out);
 }
 
-static int compare_status(const void *a, const void *b)
+/* Fill e with c's status as of version st. */
+static void fill_status(ctx_context_status *e, const ctx_context *c, const ctx_state *st)
 {
-	return strcmp(((const ctx_context_status *)a)->id, ((const ctx_context_status *)b)->id);
+	memcpy(e->id, c->id, c->idlen + 1);
+	e->version = st->version;
+	e->keys = st->data.count;
+	e->bytes = st->data.bytes;
+	e->created_us = c->created_us;
+	e->last_access_us = atomic_load(&c->last_access_us);
+	e->ttl_ms = atomic_load(&c->ttl_us) / 1000;
+	const point_set *p = atomic_load(&c->points);
+	e->points = p ? p->count : 0;
 }
 
 ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count)
@@ -96,37 +107,26 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	if (!v)
 		return ctx_fail(CTX_NOMEM, "no memory for the status view");
 	bool nomem = false;
-	struct cds_lfht_iter iter;
-	ctx_context *c;
 	ctx_rcu_read_lock();
-	ctx_lfht_for_each(s->table, &iter, c, node) {
-		tsan_subscribe(c);
+	for (index_node *x = index_seek(&s->index, NULL, 0, false); x && !nomem;
+	     x = index_next(x)) {
+		ctx_context *c = x->owner;
+		if (!store_listed(c))
+			continue;
 		ctx_state *st;
 		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
 		       !state_try_retain(st))
 			;
-		if (!st) /* not created yet, or gone */
+		if (!st) /* gone meanwhile */
 			continue;
 		if (n == cap) {
 			ctx_context_status *g = realloc(v, 2 * cap * sizeof(*v));
-			if (!g) {
-				ctx_state_release(st);
-				nomem = true;
-				break;
-			}
-			v = g;
-			cap *= 2;
+			nomem = !g;
+			v = g ? g : v;
+			cap = g ? 2 * cap : cap;
 		}
-		ctx_context_status *e = &v[n++];
-		memcpy(e->id, c->id, c->idlen + 1);
-		e->version = st->version;
-		e->keys = st->data.count;
-		e->bytes = st->data.bytes;
-		e->created_us = c->created_us;
-		e->last_access_us = atomic_load(&c->last_access_us);
-		e->ttl_ms = atomic_load(&c->ttl_us) / 1000;
-		const point_set *p = atomic_load(&c->points);
-		e->points = p ? p->count : 0;
+		if (!nomem)
+			fill_status(&v[n++], c, st);
 		ctx_state_release(st);
 	}
 	ctx_rcu_read_unlock();
@@ -134,7 +134,6 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 		free(v);
 		return ctx_fail(CTX_NOMEM, "no memory for the status view");
 	}
-	qsort(v, n, sizeof(*v), compare_status);
 	*out = v;
 	*count = n;
 	return CTX_OK;

@@ -16,6 +16,11 @@
  * Dropping: under the context's write lock, mark it dropped, take it out of the
  * table, and let go of its versions. Commits that wait for the lock afterwards
  * see the mark and return CTX_NOT_FOUND.
+ *
+ * Beside the table, the ordered index (index.c) holds the same contexts sorted
+ * by id, for listing a page in O(log n + page). A context enters the index
+ * after it entered the table and leaves it before it leaves the table, both
+ * under its write lock: so the index never holds two contexts of one id.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -126,8 +131,17 @@ ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out)
 	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
-	*out = store_find_context(s, id, idlen);
-	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	ctx_context *c = store_find_context(s, id, idlen);
+	if (!c)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	if (!context_usable(c)) {
+		/* Past its time-to-live: gone for every call (expiry.c). */
+		context_release(c);
+		reaper_kick(s);
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+	}
+	*out = c;
+	return CTX_OK;
 }
 
 /* Take a reference to c unless its count already reached zero; the caller
@@ -326,6 +340,7 @@ static void store_free(ctx_store *s)
 	/* Run every deferred free (states, contexts) before the table goes. */
 	rcu_barrier();
 	cds_lfht_destroy(s->table, NULL);
+	index_close(&s->index);
 	if (s->feed)
 		feed_close(s->feed);
 	if (s->lock_fd >= 0)
@@ -355,7 +370,9 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 	/* 16k buckets up front (256 KiB): the table grows by itself, but lazily
 	 * (a resize worker), and long chains until then slow creates. */
 	s->table = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-	if (!s->table) {
+	if (!s->table || index_open(&s->index) != CTX_OK) {
+		if (s->table)
+			cds_lfht_destroy(s->table, NULL);
 		free(s);
 		return ctx_fail(CTX_NOMEM, "no memory for the context table");
 	}
@@ -437,9 +454,15 @@ static bool reserve_slot(ctx_store *s)
 
 ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us)
 {
-	ctx_context *c = calloc(1, sizeof(*c) + idlen + 1);
+	/* The index node goes after the id, aligned. */
+	unsigned height = index_random_height();
+	size_t at = (sizeof(ctx_context) + idlen + 1 + _Alignof(index_node) - 1) &
+	            ~(_Alignof(index_node) - 1);
+	ctx_context *c = calloc(1, at + index_node_size(height));
 	if (!c)
 		return NULL;
+	c->inode = (index_node *)((char *)c + at);
+	index_node_init(c->inode, height, c->id, idlen, c);
 	cds_lfht_node_init(&c->node);
 	atomic_init(&c->refs, 1);
 	c->store = s;
@@ -458,6 +481,7 @@ static void context_unlink(ctx_store *s, ctx_context *c)
 {
 	atomic_store(&c->dropped, true);
 	atomic_store(&c->gone, true);
+	index_remove(&s->index, c->inode); /* first: see the head comment */
 	ctx_rcu_read_lock();
 	cds_lfht_del(s->table, &c->node);
 	ctx_rcu_read_unlock();
@@ -678,6 +702,8 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		if (got == &c->node || attempt == 3 || !create_met_existing(s, id, idlen))
 			break;
 	}
+	if (got == &c->node)
+		index_insert(&s->index, c->inode);
 	if (got != &c->node) {
 		/* Never published: nobody else can hold it. */
 		pthread_mutex_unlock(&c->write_lock);
@@ -859,6 +885,7 @@ void store_publish_recovered(ctx_store *s, ctx_context *c)
 	ctx_rcu_read_lock();
 	cds_lfht_add(s->table, c->id_hash, &c->node);
 	ctx_rcu_read_unlock();
+	index_insert(&s->index, c->inode);
 	atomic_fetch_add(&s->live, 1);
 }
 
@@ -914,11 +941,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 		while ((v = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
 		       !state_try_retain(v))
 			;
-		if (v && atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {
-			expired = context_expired(c, store_now_us(s));
-			if (!expired)
-				context_touch(c);
-		}
+		expired = v && !context_usable(c);
 	}
 	ctx_rcu_read_unlock();
 	if (expired) {
@@ -990,9 +1013,47 @@ size_t ctx_count(ctx_store *s)
 
 /* ---- listing -------------------------------------------------------------- */
 
-static int compare_ids(const void *a, const void *b)
+bool store_listed(const ctx_context *c)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	tsan_subscribe(c);
+	if (!atomic_load(&c->visible)) /* not created yet, or gone */
+		return false;
+	/* Listing is no access: it notes no time, and leaves an expired
+	 * context to the reaper's next round. */
+	return !atomic_load_explicit(&c->ttl_us, memory_order_relaxed) ||
+	       !context_expired(c, store_now_us(c->store));
+}
+
+/* The first node a listing of prefix (plen bytes) after `after` looks at: the
+ * first id > after, or >= prefix if that comes later. */
+static index_node *list_start(ctx_store *s, const char *prefix, size_t plen, const char *after)
+{
+	size_t alen = after ? strlen(after) : 0;
+	if (after && (!plen || ctx_key_compare(after, alen, prefix, plen) >= 0))
+		return index_seek(&s->index, after, alen, true);
+	return index_seek(&s->index, plen ? prefix : NULL, plen, false);
+}
+
+static bool has_prefix(const index_node *n, const char *prefix, size_t plen)
+{
+	return plen == 0 || (n->klen >= plen && memcmp(n->key, prefix, plen) == 0);
+}
+
+/* Append a copy of id to the page (false when out of memory). */
+static bool page_add(ctx_list *page, size_t *cap, const char *id)
+{
+	if (page->count == *cap) {
+		size_t grown = *cap ? 2 * *cap : 16;
+		char **g = realloc(page->ids, grown * sizeof(*g));
+		if (!g)
+			return false;
+		page->ids = g;
+		*cap = grown;
+	}
+	if (!(page->ids[page->count] = strdup(id)))
+		return false;
+	page->count++;
+	return true;
 }
 
 ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, size_t limit,
@@ -1001,54 +1062,24 @@ ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, siz
 	if (!s || !out)
 		return ctx_fail(CTX_INVALID, "NULL store or output");
 	size_t plen = prefix ? strlen(prefix) : 0;
-	size_t cap = 16, n = 0;
-	char **ids = malloc(cap * sizeof(*ids));
-	bool nomem = !ids;
-
-	struct cds_lfht_iter iter;
-	ctx_context *c;
+	size_t cap = limit && limit < 16 ? limit : 16;
+	ctx_list page = {0, malloc(cap * sizeof(char *))};
+	bool ok = page.ids != NULL;
 	ctx_rcu_read_lock();
-	ctx_lfht_for_each(s->table, &iter, c, node) {
-		if (nomem)
-			break;
-		tsan_subscribe(c);
-		if (!atomic_load(&c->visible)) /* not created yet, or gone */
-			continue;
-		if (plen && (c->idlen < plen || memcmp(c->id, prefix, plen) != 0))
-			continue;
-		if (after && strcmp(c->id, after) <= 0)
-			continue;
-		if (n == cap) {
-			char **grown = realloc(ids, 2 * cap * sizeof(*ids));
-			if (!grown) {
-				nomem = true;
-				break;
-			}
-			ids = grown;
-			cap *= 2;
-		}
-		if (!(ids[n] = strdup(c->id)))
-			nomem = true;
-		else
-			n++;
+	index_node *n = list_start(s, prefix, plen, after);
+	for (; n && ok && (!limit || page.count < limit); n = index_next(n)) {
+		if (!has_prefix(n, prefix, plen))
+			break; /* sorted: no later id has it either */
+		if (store_listed(n->owner))
+			ok = page_add(&page, &cap, n->key);
 	}
 	ctx_rcu_read_unlock();
-
-	if (!nomem) {
-		qsort(ids, n, sizeof(*ids), compare_ids);
-		if (limit && n > limit) {
-			for (size_t i = limit; i < n; i++)
-				free(ids[i]);
-			n = limit;
-		}
-		out->count = n;
-		out->ids = ids;
-		return CTX_OK;
+	if (!ok) {
+		ctx_list_free(&page);
+		return ctx_fail(CTX_NOMEM, "no memory for the list of ids");
 	}
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-	return ctx_fail(CTX_NOMEM, "no memory for the list of ids");
+	*out = page;
+	return CTX_OK;
 }
 
 void ctx_list_free(ctx_list *l)

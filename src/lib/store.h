@@ -5,9 +5,15 @@
  *   context.write_lock   serializes commits to one context and guards its head
  *                        and its dropped flag. Held only for the in-memory part
  *                        of a commit: never across I/O or user code. Nothing
- *                        else is locked while it is held.
+ *                        else is locked while it is held, except:
+ *   store.index.lock     serializes creates and drops in the ordered index of
+ *                        ids (index.c): one O(log n) search and a few pointer
+ *                        stores. Taken under a context's write lock (the only
+ *                        nesting: write_lock, then index.lock); nothing is
+ *                        taken under it.
  * Readers take no lock: the table of contexts is an RCU hash table (liburcu's
- * cds_lfht), a context's visible version is an atomic pointer, and versions are
+ * cds_lfht), the index is a skip list read under RCU (listing), a context's
+ * visible version is an atomic pointer, and versions are
  * immutable and reference counted. A version's struct is freed only after an
  * RCU grace period, so that a reader may try to take a reference to a version
  * that is being replaced and learn that it lost the race (refs already 0).
@@ -20,6 +26,7 @@
 
 #include "ctx.h"
 #include "hamt.h"
+#include "index.h"
 #include "rcu.h"
 
 typedef struct ctx_context ctx_context;
@@ -78,6 +85,8 @@ struct ctx_context {
 	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
 	atomic_bool gone;              /* out of the table, visible cleared */
 	struct rcu_head rcu;
+	index_node *inode;             /* in store.index while in the table;
+	                                  allocated with the context */
 	size_t idlen;
 	char id[];
 };
@@ -89,6 +98,7 @@ struct ctx_store {
 	char *dir;                         /* NULL: memory only */
 	int lock_fd;                       /* holds the directory's flock */
 	struct cds_lfht *table;
+	ctx_index index;                   /* the table's contexts, by id */
 	atomic_size_t live;                /* contexts in the table */
 	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
 	struct ctx_log *log;               /* NULL: memory only */
@@ -217,6 +227,11 @@ ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out);
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
                             size_t *count);
 
+/* Whether listings (ctx_list_ids, the status view) show c: created, not
+ * gone, not past its time-to-live. Notes no access. Inside an RCU read-side
+ * critical section. */
+bool store_listed(const ctx_context *c);
+
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen);
 void context_retain(ctx_context *c);
@@ -251,6 +266,13 @@ bool context_expired(const ctx_context *c, uint64_t now);
 void context_note_access(ctx_context *c, uint64_t t);
 /* Note a read of c (only contexts with a time-to-live track reads). */
 void context_touch(ctx_context *c);
+/* For a call that found c: false if c is past its time-to-live (it is gone
+ * for every call; the caller wakes the reaper), else note the access like
+ * context_touch. */
+bool context_usable(ctx_context *c);
+/* Whether c takes no more changes: dropped, or past its time-to-live. For
+ * checks under c's write lock (a time-to-live may run out after the open). */
+bool context_closed(const ctx_context *c);
 /* Ask the reaper to look now (an expired context was met). */
 void reaper_kick(ctx_store *s);
 

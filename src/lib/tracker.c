@@ -910,8 +910,12 @@ static ctx_status check_edit(ctx_tracker *t, const void *key, size_t klen, const
 	ctx_context *c = store_find_context(t->store, t->id, strlen(t->id));
 	if (!c)
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", t->id);
+	bool expired = context_closed(c); /* past its ttl: gone (expiry.c) */
 	context_release(c);
-	return CTX_OK;
+	if (!expired)
+		return CTX_OK;
+	reaper_kick(t->store);
+	return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", t->id);
 }
 
 /* Resolve e's conflict (t->lock held): the caller has seen its current value. */
