@@ -525,7 +525,8 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 
 /* Local edits, kept in the working copy until a sync. Errors: CTX_INVALID
  * (key or value outside the store's limits), CTX_NOT_FOUND (the context was
- * dropped), CTX_NOMEM. */
+ * dropped, or dropped and created again: a context created again under the
+ * same id is another context, however soon), CTX_NOMEM. */
 ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *val,
                            size_t vlen);
 ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen);
@@ -543,7 +544,9 @@ bool ctx_tracker_is_stale(ctx_tracker *t);
 
 /* Rebase onto the newest version, keeping local edits (no commit). Fails
  * with CTX_CONFLICT, changing nothing, if a locally edited key was changed
- * differently on both sides: sync resolves those. */
+ * differently on both sides: sync resolves those. Errors: CTX_CONFLICT,
+ * CTX_NOT_FOUND (the context was dropped, or dropped and created again),
+ * CTX_INVALID (called from inside the merge function). */
 ctx_status ctx_tracker_refresh(ctx_tracker *t);
 
 /* Three-way merge of base, local edits and the newest version, committed as
@@ -558,7 +561,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t);
  * pending). If the commit succeeded but point_on_sync's point could not be
  * made, the result is still CTX_OK and ctx_last_error() says why. Calling
  * sync or refresh from inside the merge function is CTX_INVALID.
- * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), the merge
+ * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped, or dropped and
+ * created again: nothing is written to the new context), the merge
  * function's status, CTX_IO, CTX_NOMEM. */
 ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
 
