@@ -406,10 +406,17 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version);
 /* Make the data and metadata of `version` (a point, or any version still in
  * history) the newest version of context id. A restore is a commit: it makes
  * version + 1 of the current newest, readers and watchers see it (watchers as
- * CTX_EVENT_RESTORED), and another restore can undo it. O(1) in the size of
- * the context. A point whose checksum does not match its content is refused.
+ * CTX_EVENT_RESTORED), and another restore can undo it. Under the context's
+ * write lock it costs O(1) in the size of the context and of the change, with
+ * or without a data directory (the log record names the restored version
+ * instead of copying it); the keys it changes, which watchers are told, are
+ * found without the lock in O(changed keys). A point whose checksum does not
+ * match its content is refused. After a crash, replaying a restore needs the
+ * version it restored: reopen with history_depth and max_points no smaller
+ * than when it was made (else CTX_CORRUPT naming the record).
  * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context or version),
- * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO. */
+ * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO,
+ * CTX_NOMEM. */
 ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out);
 
 /* Restore the newest point; the newest point with this label; the newest
