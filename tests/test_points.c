@@ -1922,8 +1922,9 @@ static char *crash_image(const char *dir, const char *name)
 {
 	char *dst = test_make_dir(name);
 	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "cp '%s'/wal-*.log '%s'/ && (cp '%s'/ckpt-*.ckpt '%s'/ 2>/dev/null; true)",
-	         dir, dst, dir, dst);
+	snprintf(cmd, sizeof(cmd),
+	         "cp '%s'/wal-*.log '%s'/ && (cp '%s'/ckpt-*.ckpt '%s'/ 2>/dev/null; true)", dir,
+	         dst, dir, dst);
 	assert_int_equal(system(cmd), 0);
 	return dst;
 }

@@ -495,12 +495,12 @@ typedef const ctx_state *(*pick_fn)(ctx_context *c, const void *arg, bool *is_po
 
 /* Under c's write lock: the target of a restore, or a failure (the lock is
  * then released). */
-static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg,
-                              const ctx_state **out)
+static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg, const ctx_state **out)
 {
 	bool is_point = false;
 	uint64_t checksum = 0;
-	const ctx_state *target = atomic_load(&c->dropped) ? NULL : pick(c, arg, &is_point, &checksum);
+	const ctx_state *target =
+	    atomic_load(&c->dropped) ? NULL : pick(c, arg, &is_point, &checksum);
 	ctx_status st = CTX_OK;
 	if (!target)
 		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", c->id);
@@ -558,7 +558,8 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	next->changed = d.data_changes;
 	unsigned char body[2 + CTX_ID_MAX + 24];
 	size_t blen = s->log ? encode_restore_ref(c, now, target, body) : 0;
-	log_record rec = {REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0};
+	log_record rec = {
+	    REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0};
 	commit_event ev = {CTX_EVENT_RESTORED, d.count, d.keys, d.klens};
 	st = commit_finish(c, next, &rec, &ev, new_version_out);
 out:
