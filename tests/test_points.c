@@ -21,6 +21,12 @@
  *     and after a replay of the log alone; kill -9 of a child (this program
  *     re-executed) in the middle of commits, points and restores, checked
  *     against the acknowledged operations it reported over a pipe;
+ *   - restore records: a restore's log record has the same size whether it
+ *     changes 100,000 keys or one (it names its target), and a crash image
+ *     (the files copied while the store is open) replays it to the same
+ *     content, also when the target left history and is only pinned, and
+ *     when neither holds it any more but a checkpoint covers the restore;
+ *     reopening with a history too short for the target is CTX_CORRUPT;
  *   - damage: a point whose checksum no longer matches (flipped through the
  *     private point set, src/lib/store.h) is refused with CTX_CORRUPT;
  *   - cost: a point and a restore of a 200,000-key context share the trie
