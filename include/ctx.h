@@ -509,10 +509,17 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version);
 /* Make the data and metadata of `version` (a point, or any version still in
  * history) the newest version of context id. A restore is a commit: it makes
  * version + 1 of the current newest, readers and watchers see it (watchers as
- * CTX_EVENT_RESTORED), and another restore can undo it. O(1) in the size of
- * the context. A point whose checksum does not match its content is refused.
+ * CTX_EVENT_RESTORED), and another restore can undo it. Under the context's
+ * write lock it costs O(1) in the size of the context and of the change, with
+ * or without a data directory (the log record names the restored version
+ * instead of copying it); the keys it changes, which watchers are told, are
+ * found without the lock in O(changed keys). A point whose checksum does not
+ * match its content is refused. After a crash, replaying a restore needs the
+ * version it restored: reopen with history_depth and max_points no smaller
+ * than when it was made (else CTX_CORRUPT naming the record).
  * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context or version),
- * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO. */
+ * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO,
+ * CTX_NOMEM. */
 ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out);
 
 /* Restore the newest point; the newest point with this label; the newest
@@ -636,7 +643,8 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 
 /* Local edits, kept in the working copy until a sync. Errors: CTX_INVALID
  * (key or value outside the store's limits), CTX_NOT_FOUND (the context was
- * dropped), CTX_NOMEM. */
+ * dropped, or dropped and created again: a context created again under the
+ * same id is another context, however soon), CTX_NOMEM. */
 ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *val,
                            size_t vlen);
 ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen);
@@ -654,7 +662,9 @@ bool ctx_tracker_is_stale(ctx_tracker *t);
 
 /* Rebase onto the newest version, keeping local edits (no commit). Fails
  * with CTX_CONFLICT, changing nothing, if a locally edited key was changed
- * differently on both sides: sync resolves those. */
+ * differently on both sides: sync resolves those. Errors: CTX_CONFLICT,
+ * CTX_NOT_FOUND (the context was dropped, or dropped and created again),
+ * CTX_INVALID (called from inside the merge function). */
 ctx_status ctx_tracker_refresh(ctx_tracker *t);
 
 /* Three-way merge of base, local edits and the newest version, committed as
@@ -669,7 +679,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t);
  * pending). If the commit succeeded but point_on_sync's point could not be
  * made, the result is still CTX_OK and ctx_last_error() says why. Calling
  * sync or refresh from inside the merge function is CTX_INVALID.
- * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), the merge
+ * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped, or dropped and
+ * created again: nothing is written to the new context), the merge
  * function's status, CTX_IO, CTX_NOMEM. */
 ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
 

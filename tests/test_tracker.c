@@ -1133,6 +1133,65 @@ static void test_dropped_context(void **unused)
 	ctx_close(s);
 }
 
+/* A clock that stands still: every create happens in the same microsecond. */
+static uint64_t frozen_clock(void *arg)
+{
+	return *(const uint64_t *)arg;
+}
+
+/* Drop and create again within one microsecond (same id, same creation time,
+ * same version 1 as the tracker's base): still another context. Nothing the
+ * tracker holds may reach it. */
+static void check_recreated_same_us(const char *dir)
+{
+	static const uint64_t frozen = 1700000000000000ull;
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.clock_us = frozen_clock;
+	o.clock_arg = (void *)&frozen;
+	ctx_store *s;
+	assert_ok(ctx_open(&o, &s));
+	assert_ok(ctx_create(s, "r"));
+	ctx_tracker *t = open_tracker(s, "r", CTX_MERGE_LATEST, NULL, NULL);
+	tput(t, "b", "2");
+	assert_ok(ctx_drop(s, "r"));
+	assert_ok(ctx_create(s, "r"));
+	ctx_state *st;
+	assert_ok(ctx_get(s, "r", &st));
+	assert_int_equal(ctx_state_version(st), ctx_tracker_base_version(t));
+	assert_int_equal(ctx_state_created_us(st), frozen);
+	ctx_state_release(st);
+
+	uint64_t out = 77;
+	assert_int_equal(ctx_tracker_sync(t, &out), CTX_NOT_FOUND);
+	assert_int_equal(out, 77);
+	assert_int_equal(ctx_tracker_refresh(t), CTX_NOT_FOUND);
+	assert_true(ctx_tracker_is_stale(t));
+	assert_int_equal(ctx_tracker_put(t, "c", 1, "3", 1), CTX_NOT_FOUND);
+	assert_int_equal(ctx_tracker_del(t, "c", 1), CTX_NOT_FOUND);
+	assert_int_equal(ctx_tracker_pending(t), 1);
+	expect_tget(t, "b", "2");
+	ctx_tracker_close(t);
+
+	/* The new context is untouched: version 1, empty. */
+	assert_ok(ctx_get(s, "r", &st));
+	assert_int_equal(ctx_state_version(st), 1);
+	assert_int_equal(ctx_state_count(st), 0);
+	ctx_state_release(st);
+	expect_key(s, "r", "b", NULL);
+	ctx_close(s);
+}
+
+static void test_recreated_in_same_microsecond(void **unused)
+{
+	check_recreated_same_us(NULL);
+	char *dir = test_make_dir("tracker-recreate");
+	check_recreated_same_us(dir);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 /* ---- concurrency ------------------------------------------------------------------ */
 
 typedef struct worker {
@@ -1280,6 +1339,7 @@ int main(void)
 	    cmocka_unit_test(test_get_working_copy),
 	    cmocka_unit_test(test_arguments),
 	    cmocka_unit_test(test_dropped_context),
+	    cmocka_unit_test(test_recreated_in_same_microsecond),
 	    cmocka_unit_test(test_concurrent_trackers),
 	    cmocka_unit_test(test_durable_store),
 	};

@@ -34,6 +34,7 @@
 #define REC_POINT_DEL 6 /* a recovery point removed */
 #define REC_TTL 7       /* a context's idle time-to-live set */
 #define REC_EXPIRE 8    /* a context dropped by expiry: body as DROP */
+#define REC_RESTORE_REF 9 /* a restore naming its target version */
 #define REC_MAX_BODY (1u << 31)
 
 /* Body: u16 id length, id bytes, then
@@ -48,7 +49,11 @@
  *   POINT:  u64 time_us, u64 checksum, u8 label length, label bytes
  *           (the header's version is the version pinned)
  *   POINT_DEL: nothing more (the header's version is the point's version)
- *   TTL:    u64 ttl_us, u64 time it was set (µs) */
+ *   TTL:    u64 ttl_us, u64 time it was set (µs)
+ *   RESTORE_REF: u64 updated_us, u64 target version, u64 target's content
+ *           checksum (data.sum + meta.sum); the new version's maps are the
+ *           target's, found in the replayed history or points. Written by
+ *           every restore since; RESTORE (4) still replays. */
 #define OP_PUT_CODE 0
 #define OP_DEL_CODE 1
 #define OP_META_PUT_CODE 2

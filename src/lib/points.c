@@ -18,8 +18,17 @@
  * it again and refuses a point whose content no longer matches.
  *
  * Restore: the target version's tries become the next version's tries (O(1)
- * again); the log record holds the difference to the head, computed from the
- * structure the two versions share, so its cost grows with what changed.
+ * again), and the log record (RESTORE_REF) names the target by version and
+ * content checksum instead of copying its data, so what a restore does under
+ * the write lock is O(1) whatever the size of the context or of the change.
+ * Replay finds the target where the restore found it: the replayed history
+ * and points mirror the live ones (the checkpoint holds every kept version
+ * and every point; a restore the checkpoint covers is not replayed at all).
+ * Watchers are told the keys the restore changes: that diff of two immutable
+ * versions is computed with no lock held, against the head seen under the
+ * lock, and again if a commit got in before the lock was taken back (after
+ * RESTORE_UNLOCKED_TRIES lost races, under the lock, so a restore always
+ * ends).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -390,18 +399,21 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 
 /* ---- restore ---------------------------------------------------------------- */
 
-/* The operations that turn one version into another, for the log record
- * and for watchers. */
-typedef struct restore_ops {
+/* The keys a restore changes, for watchers, and how many data keys: computed
+ * from two immutable versions (references held), so without the write lock. */
+typedef struct restore_diff {
+	ctx_state *from, *to; /* the head and the target it was computed for */
 	size_t count, cap;
 	txn_op *ops;
 	bool meta;
-	ctx_status st;
-} restore_ops;
+	size_t data_changes;
+	const void **keys;
+	size_t *klens;
+} restore_diff;
 
 static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
 {
-	restore_ops *r = arg;
+	restore_diff *r = arg;
 	if (r->count == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 16;
 		txn_op *g = realloc(r->ops, cap * sizeof(*g));
@@ -417,6 +429,40 @@ static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *n
 	return CTX_OK;
 }
 
+static void diff_free(restore_diff *d)
+{
+	if (d->from)
+		ctx_state_release(d->from);
+	if (d->to)
+		ctx_state_release(d->to);
+	free(d->ops);
+	free(d->keys);
+	free(d->klens);
+	*d = (restore_diff){0};
+}
+
+/* Compute the diff from head to target, taking references to both. O(diff):
+ * the caller holds no lock, except in the fallback of restore(). */
+static ctx_status diff_compute(restore_diff *d, ctx_state *head, const ctx_state *target)
+{
+	diff_free(d);
+	d->from = ctx_state_retain(head);
+	d->to = ctx_state_retain((ctx_state *)target);
+	if (hamt_diff(&head->data, &target->data, collect_op, d) != CTX_OK)
+		return CTX_NOMEM;
+	d->data_changes = d->count;
+	d->meta = true;
+	if (hamt_diff(&head->meta, &target->meta, collect_op, d) != CTX_OK ||
+	    !(d->keys = malloc((d->count + 1) * sizeof(*d->keys))) ||
+	    !(d->klens = malloc((d->count + 1) * sizeof(*d->klens))))
+		return CTX_NOMEM;
+	for (size_t i = 0; i < d->count; i++) {
+		d->keys[i] = hamt_leaf_key(d->ops[i].leaf);
+		d->klens[i] = d->ops[i].leaf->klen;
+	}
+	return CTX_OK;
+}
+
 /* A new version of c sharing target's tries (NULL when out of memory). */
 static ctx_state *new_version_of(ctx_context *c, uint64_t version, const ctx_state *target)
 {
@@ -429,9 +475,48 @@ static ctx_state *new_version_of(ctx_context *c, uint64_t version, const ctx_sta
 	return next;
 }
 
+/* The body of a RESTORE_REF record (format.h): id, commit time, the target's
+ * version and content checksum. Its size does not depend on the diff. */
+static size_t encode_restore_ref(const ctx_context *c, uint64_t now, const ctx_state *target,
+                                 unsigned char *buf)
+{
+	put_u16(buf, (uint16_t)c->idlen);
+	memcpy(buf + 2, c->id, c->idlen);
+	unsigned char *p = buf + 2 + c->idlen;
+	put_u64(p, now);
+	put_u64(p + 8, target->version);
+	put_u64(p + 16, content_checksum(target));
+	return 2 + c->idlen + 24;
+}
+
 /* Restore the version chosen by pick(c, arg) (write lock held). */
 typedef const ctx_state *(*pick_fn)(ctx_context *c, const void *arg, bool *is_point,
                                     uint64_t *checksum);
+
+/* Under c's write lock: the target of a restore, or a failure (the lock is
+ * then released). */
+static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg, const ctx_state **out)
+{
+	bool is_point = false;
+	uint64_t checksum = 0;
+	const ctx_state *target =
+	    context_closed(c) ? NULL : pick(c, arg, &is_point, &checksum);
+	ctx_status st = CTX_OK;
+	if (!target)
+		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", c->id);
+	else if (is_point && checksum != content_checksum(target))
+		st = ctx_fail(CTX_CORRUPT, "point on version %llu of '%s' is damaged (checksum)",
+		              (unsigned long long)target->version, c->id);
+	if (st != CTX_OK)
+		pthread_mutex_unlock(&c->write_lock);
+	*out = target;
+	return st;
+}
+
+/* The keys a restore changes are computed without the write lock, against
+ * the head seen under it; if a commit got in meanwhile, again. After this
+ * many tries the diff is computed under the lock, so a restore always ends. */
+#define RESTORE_UNLOCKED_TRIES 3
 
 static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void *arg,
                           uint64_t *new_version_out)
@@ -440,49 +525,45 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
-	restore_ops r = {0};
-	body_buf body = {0};
-	const void **keys = NULL;
-	size_t *klens = NULL;
-	pthread_mutex_lock(&c->write_lock);
-	bool is_point = false;
-	uint64_t checksum = 0;
-	const ctx_state *target = context_closed(c) ? NULL : pick(c, arg, &is_point, &checksum);
-	ctx_state *head = c->head, *next = NULL;
-	uint64_t now = store_now_us(s);
-	size_t data_changes = 0;
-	if (!target) {
-		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", id);
-	} else if (is_point && checksum != content_checksum(target)) {
-		st = ctx_fail(CTX_CORRUPT, "point on version %llu of '%s' is damaged (checksum)",
-		              (unsigned long long)target->version, id);
-	} else if (hamt_diff(&head->data, &target->data, collect_op, &r) != CTX_OK ||
-	           (data_changes = r.count, r.meta = true,
-	            hamt_diff(&head->meta, &target->meta, collect_op, &r)) != CTX_OK ||
-	           (s->log && encode_commit(c, r.ops, r.count, now, true, &body) != CTX_OK) ||
-	           !(keys = malloc((r.count + 1) * sizeof(*keys))) ||
-	           !(klens = malloc((r.count + 1) * sizeof(*klens))) ||
-	           !(next = new_version_of(c, head->version + 1, target))) {
-		st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
-	}
-	if (st != CTX_OK) {
-		pthread_mutex_unlock(&c->write_lock);
-	} else {
-		for (size_t i = 0; i < r.count; i++) {
-			keys[i] = hamt_leaf_key(r.ops[i].leaf);
-			klens[i] = r.ops[i].leaf->klen;
+	restore_diff d = {0};
+	const ctx_state *target = NULL;
+	for (int attempt = 0;; attempt++) {
+		pthread_mutex_lock(&c->write_lock);
+		if ((st = pick_target(c, pick, arg, &target)) != CTX_OK)
+			goto out; /* unlocked */
+		if (d.from == c->head && d.to == target)
+			break; /* the diff computed unlocked still holds */
+		if (attempt >= RESTORE_UNLOCKED_TRIES) {
+			st = diff_compute(&d, c->head, target);
+			break;
 		}
-		next->updated_us = now;
-		next->changed = data_changes;
-		log_record rec = {REC_RESTORE, 0, 0, body.data, (uint32_t)body.len,
-		                  body.len ? crc32c(0, body.data, body.len) : 0};
-		commit_event ev = {CTX_EVENT_RESTORED, r.count, keys, klens};
-		st = commit_finish(c, next, &rec, &ev, new_version_out);
+		ctx_state *head = ctx_state_retain(c->head);
+		pthread_mutex_unlock(&c->write_lock);
+		st = diff_compute(&d, head, target); /* takes its own references */
+		ctx_state_release(head);
+		if (st != CTX_OK) {
+			st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
+			goto out;
+		}
 	}
-	free(keys);
-	free(klens);
-	free(r.ops);
-	body_free(&body);
+	/* Write lock held: O(1) from here to the unlock. */
+	uint64_t now = store_now_us(s);
+	ctx_state *next = st == CTX_OK ? new_version_of(c, c->head->version + 1, target) : NULL;
+	if (!next) {
+		pthread_mutex_unlock(&c->write_lock);
+		st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
+		goto out;
+	}
+	next->updated_us = now;
+	next->changed = d.data_changes;
+	unsigned char body[2 + CTX_ID_MAX + 24];
+	size_t blen = s->log ? encode_restore_ref(c, now, target, body) : 0;
+	log_record rec = {
+	    REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0};
+	commit_event ev = {CTX_EVENT_RESTORED, d.count, d.keys, d.klens};
+	st = commit_finish(c, next, &rec, &ev, new_version_out);
+out:
+	diff_free(&d);
 	context_release(c);
 	return st;
 }

@@ -155,6 +155,64 @@ static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, re
 	return points_add(c, v, text, time, sum);
 }
 
+/* Version `version` of c: in the history chain, or pinned by a point. */
+static ctx_state *find_kept(ctx_context *c, uint64_t version)
+{
+	ctx_state *v = c->head;
+	while (v && v->version > version)
+		v = atomic_load(&v->prev);
+	if (v && v->version == version)
+		return v;
+	const point_set *p = atomic_load(&c->points);
+	for (size_t i = 0; p && i < p->count; i++)
+		if (p->e[i].st->version == version)
+			return p->e[i].st;
+	return NULL;
+}
+
+/* A restore that names its target (RESTORE_REF) as the new version `version`
+ * of c. The target was in c's history or points when the restore was made,
+ * and the replayed ones mirror them, so it is there again: unless the store
+ * is now opened with a smaller history_depth or max_points than the log was
+ * written with, which is reported, not guessed around. */
+static ctx_status apply_restore_ref(ctx_context *c, uint64_t rev, uint64_t version, reader *r,
+                                    const char **why)
+{
+	uint64_t updated = take_u64(r), target = take_u64(r), sum = take_u64(r);
+	if (r->bad || r->p != r->end)
+		return CTX_CORRUPT;
+	if (version <= c->head->version)
+		return CTX_OK; /* the checkpoint holds the restored version */
+	if (version != c->head->version + 1) {
+		*why = "version gap";
+		return CTX_CORRUPT;
+	}
+	const ctx_state *t = find_kept(c, target);
+	if (!t) {
+		*why = "restore of a version neither in history nor pinned (opened with a "
+		       "smaller history_depth or max_points than the log was written with?)";
+		return CTX_CORRUPT;
+	}
+	if (t->data.sum + t->meta.sum != sum) {
+		*why = "restore whose target's content checksum does not match";
+		return CTX_CORRUPT;
+	}
+	hamt data = hamt_retain(&t->data), meta = hamt_retain(&t->meta);
+	ctx_state *next = state_new(c, version, data, meta);
+	if (!next) {
+		hamt_release(&data);
+		hamt_release(&meta);
+		*why = "no memory";
+		return CTX_NOMEM;
+	}
+	next->revision = rev;
+	next->updated_us = updated;
+	context_note_access(c, updated);
+	next->changed = hamt_diff_count(&c->head->data, &next->data);
+	store_set_head_recovered(c, next);
+	return CTX_OK;
+}
+
 /* Apply one record. CTX_CORRUPT with *why set if it makes no sense. */
 static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_t version,
                                uint64_t incarnation, const unsigned char *body, uint32_t blen,
@@ -233,6 +291,8 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	if (type == REC_POINT || type == REC_POINT_DEL)
 		return ours ? apply_point(c, type, version, &r, why) : CTX_OK;
+	if (type == REC_RESTORE_REF)
+		return ours ? apply_restore_ref(c, rev, version, &r, why) : CTX_OK;
 	if (type != REC_COMMIT && type != REC_RESTORE) {
 		*why = "unknown record type";
 		return CTX_CORRUPT;
@@ -498,6 +558,10 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 		return st;
 	}
 	s->opts.max_contexts = SIZE_MAX;
+	/* Keep every version and point: a restore record names its target, and
+	 * the store that wrote the log may have kept more than the defaults. */
+	s->opts.history_depth = SIZE_MAX;
+	s->opts.max_points = SIZE_MAX;
 	char lock_path[4096];
 	snprintf(lock_path, sizeof(lock_path), "%s/LOCK", dir);
 	int fd = open(lock_path, O_RDONLY | O_CLOEXEC);

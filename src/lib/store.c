@@ -34,6 +34,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "log.h"
+#include "reclaim.h"
 #include "store.h"
 #include "util.h"
 #include "watch.h"
@@ -75,6 +76,10 @@ ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 		cut = atomic_exchange(&c->oldest->prev, NULL);
 		(void)gone;
 	}
+	/* Freeing what only it holds can take milliseconds: the reclaimer does
+	 * it in the background, unless it is far behind (reclaim.c). */
+	if (cut && reclaim_defer(cut))
+		cut = NULL;
 	return cut;
 }
 

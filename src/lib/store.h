@@ -134,9 +134,10 @@ uint64_t store_now_us(const ctx_store *s);
 
 /* Make next (built on c->head) the head: the old head becomes its
  * predecessor in the history chain, and the oldest version past
- * history_depth leaves the chain. write_lock held, or recovery. Returns the
- * reference of the version that left (or NULL): the caller releases it,
- * after unlocking (freeing a big old version can take a while). */
+ * history_depth leaves the chain. write_lock held, or recovery. The version
+ * that left is freed in the background (reclaim.c); only when too many wait
+ * already is its reference returned (else NULL): the caller then releases
+ * it, after unlocking (freeing a big old version can take a while). */
 ctx_state *context_push_head(ctx_context *c, ctx_state *next);
 
 /* One operation of a transaction (or of a restore's log record). */

@@ -6,7 +6,9 @@
  * last synced or refreshed at) and a table of local edits: per key, the value
  * put or a delete, with the time of the edit. Reads see the base plus the
  * edits. The base stays available because the tracker holds it, whatever
- * history the store keeps. Only the public API of libctx is used.
+ * history the store keeps. Besides the public API of libctx, it uses only the
+ * store's lookup of a context and a version's incarnation (to tell a context
+ * from one created again under the same id).
  *
  * MERGE (sync)
  *   Per locally edited key, with b = its base value, l = the local value and
@@ -61,7 +63,11 @@
  *     so that no edit can make every later sync fail. That needs the context
  *     to exist: an edit to a dropped context fails with CTX_NOT_FOUND.
  *   - The context dropped, or dropped and created again, since the base:
- *     sync and refresh fail with CTX_NOT_FOUND; is_stale says true.
+ *     sync, refresh, put and del fail with CTX_NOT_FOUND; is_stale says
+ *     true. A context is recognised by its incarnation (the revision of its
+ *     create, unique in the store), not by its creation time: a drop and a
+ *     create within one microsecond (a fake clock, or a fast memory-only
+ *     store) make a different context.
  *   - A refresh drops the edits the newest version already holds (and those
  *     that change nothing against their base).
  *   - A sync gives up with CTX_CONFLICT after SYNC_MAX_ATTEMPTS commits lost
@@ -379,7 +385,8 @@ struct ctx_tracker {
 	ctx_store *store;
 	char *id;
 	ctx_tracker_options opts;
-	uint64_t seed; /* of the edit table's hash */
+	uint64_t seed;    /* of the edit table's hash */
+	ctx_context *ctx; /* the tracked incarnation (t->base holds a reference) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cv;  /* busy went false          */
@@ -414,6 +421,16 @@ static void clear_conflicts(ctx_tracker *t)
 	t->conflicts = NULL;
 }
 
+/* The incarnation of the context a version belongs to: the store revision
+ * of its create, unique in the store for its whole life (a context dropped
+ * and created again, even within the same microsecond, gets a new one). Set
+ * before the context's first version is published, so reading it through a
+ * version the caller holds needs no lock. */
+static uint64_t incarnation_of(const ctx_state *st)
+{
+	return st->ctx->incarnation;
+}
+
 /* The newest version of the tracked context, if it is still the context the
  * base came from (not dropped, not dropped and created again). */
 static ctx_status get_current(ctx_tracker *t, const ctx_state *base, ctx_state **out)
@@ -421,8 +438,8 @@ static ctx_status get_current(ctx_tracker *t, const ctx_state *base, ctx_state *
 	ctx_state *cur;
 	if (ctx_get(t->store, t->id, &cur) != CTX_OK)
 		return ctx_fail(CTX_NOT_FOUND, "tracked context '%s' was dropped", t->id);
-	if (ctx_state_version(cur) < ctx_state_version(base) ||
-	    ctx_state_created_us(cur) != ctx_state_created_us(base)) {
+	if (incarnation_of(cur) != incarnation_of(base) ||
+	    ctx_state_version(cur) < ctx_state_version(base)) {
 		ctx_state_release(cur);
 		return ctx_fail(CTX_NOT_FOUND, "tracked context '%s' was dropped and created again",
 		                t->id);
@@ -862,6 +879,7 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 		return st;
 	}
 	t->store = s;
+	t->ctx = t->base->ctx;
 	t->opts = opts;
 	t->seed = store_now_us(t->store) ^ (uint64_t)(uintptr_t)t;
 	ctx_mutex_init(&t->lock);
@@ -907,11 +925,16 @@ static ctx_status check_edit(ctx_tracker *t, const void *key, size_t klen, const
 		st = store_check_value(t->store, v, vlen);
 	if (st != CTX_OK)
 		return st;
+	/* The context object the tracker's versions belong to (they hold a
+	 * reference to it, so it cannot be reused for another incarnation). */
 	ctx_context *c = store_find_context(t->store, t->id, strlen(t->id));
-	if (!c)
-		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", t->id);
-	bool expired = context_closed(c); /* past its ttl: gone (expiry.c) */
-	context_release(c);
+	bool same = c == t->ctx;
+	bool expired = same && context_closed(c); /* past its ttl: gone (expiry.c) */
+	if (c)
+		context_release(c);
+	if (!same)
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped%s", t->id,
+		                c ? " and created again" : "");
 	if (!expired)
 		return CTX_OK;
 	reaper_kick(t->store);

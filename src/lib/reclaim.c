@@ -1,0 +1,56 @@
+/*
+ * reclaim.c - freeing the versions that leave history, off the commit path.
+ *
+ * A commit that makes a context's history longer than history_depth cuts the
+ * oldest version off the chain (context_push_head). Releasing that reference
+ * frees every trie node and value only that version held: after a transaction
+ * that rewrote a million keys, the version before it owns a million leaves,
+ * and the commit that happens to cut it would pay milliseconds for it. So the
+ * reference is handed to liburcu's call_rcu worker thread instead, which
+ * releases it after a grace period (a callback may release anything: the
+ * state's own struct then goes through call_rcu once more, reusing its
+ * rcu_head, which liburcu allows from inside a callback).
+ *
+ * BOUND
+ *   The worker might fall behind (it frees one big version while commits keep
+ *   cutting). At most RECLAIM_MAX_PENDING versions wait; past that,
+ *   reclaim_defer refuses and the committing thread frees the version it cut
+ *   itself, after unlocking, as before: the queue never grows without bound,
+ *   and committers help while it is full. The bound counts versions, not
+ *   bytes: what a cut version owns alone is not known without walking it (its
+ *   trie is mostly shared with the versions after it).
+ *
+ * The count is process-wide (one worker serves every store). ctx_close's
+ * rcu_barrier runs every callback queued before it, so a closed store leaves
+ * nothing waiting here.
+ */
+#include <stdatomic.h>
+
+#include "reclaim.h"
+#include "store.h"
+
+static atomic_size_t pending;
+
+static void reclaim_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	ctx_state_release(caa_container_of(head, ctx_state, rcu));
+	atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
+}
+
+bool reclaim_defer(ctx_state *st)
+{
+	size_t n = atomic_load_explicit(&pending, memory_order_relaxed);
+	do {
+		if (n >= RECLAIM_MAX_PENDING)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&pending, &n, n + 1, memory_order_relaxed,
+	                                                memory_order_relaxed));
+	ctx_call_rcu(&st->rcu, reclaim_rcu);
+	return true;
+}
+
+size_t reclaim_pending(void)
+{
+	return atomic_load_explicit(&pending, memory_order_acquire);
+}
