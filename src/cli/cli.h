@@ -143,6 +143,7 @@ int cmd_restore(cli *c);
 int cmd_history(cli *c);
 int cmd_diff(cli *c);
 int cmd_watch(cli *c);
+int cmd_verify_online(cli *c); /* verify without DIR: CTX.VERIFY */
 
 /* Parse a ctx:// or redis:// URL into c's host, port and password
  * (strings point into storage owned by the caller: url is modified). */

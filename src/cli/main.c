@@ -72,8 +72,9 @@ static const command commands[] = {
      "events were lost, says so on stderr and watches again from the first lost revision "
      "(--no-resume: exit 1 instead)",
      "ctx watch --prefix user: --from 1200"},
-    {"verify", cmd_verify, 0, 1, OPT_DIR, "verify DIR",
-     "offline: check a data directory as opening it would; exit 1 if damaged",
+    {"verify", cmd_verify, 0, 1, OPT_DIR, "verify [DIR]",
+     "offline: check a data directory as opening it would; exit 1 if damaged. Without "
+     "DIR: ask the running server to check its store (CTX.VERIFY)",
      "ctx verify /var/lib/ctx"},
     {"inspect", cmd_inspect, 0, 1, OPT_DIR, "inspect DIR",
      "offline: log and checkpoint figures and every context (version, keys, bytes, points)",

@@ -54,6 +54,12 @@ static int status_exit(ctx_status s)
 	}
 }
 
+/* Whether a failure message says the directory is locked by a store. */
+static bool in_use(const char *message)
+{
+	return strstr(message, "lock") || strstr(message, "in use");
+}
+
 /* Open dir (create = a missing directory is made, for import). */
 static int open_store(const char *dir, bool create, ctx_store **out)
 {
@@ -74,7 +80,7 @@ static int open_store(const char *dir, bool create, ctx_store **out)
 	if (s == CTX_OK)
 		return EXIT_OK;
 	const char *detail = ctx_last_error();
-	if (s == CTX_IO && strstr(detail, "lock")) {
+	if (s == CTX_IO && in_use(detail)) {
 		cli_error("%s is in use by another process (is ctxd running on it?); stop the "
 		          "server, or use the online commands (%s)",
 		          dir, detail);
@@ -140,6 +146,8 @@ static void verify_print(const char *dir, ctx_status s, const ctx_verify_report 
 
 int cmd_verify(cli *c)
 {
+	if (!c->dir && c->argc == 0)
+		return cmd_verify_online(c);
 	const char *dir = take_dir(c);
 	if (!dir || c->argc != 0) {
 		cli_error("verify: give one data directory (ctx verify --help)");
@@ -153,9 +161,9 @@ int cmd_verify(cli *c)
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status s = ctx_verify(dir, &r);
-	if (s == CTX_IO && strstr(r.message, "lock")) {
-		cli_error("%s is in use by another process (is ctxd running on it?): %s; use "
-		          "`ctx verify` online through the server instead",
+	if (s == CTX_IO && in_use(r.message)) {
+		cli_error("%s is in use by another process (is ctxd running on it?): %s; "
+		          "`ctx verify` without DIR asks the running server to check its store",
 		          dir, r.message);
 		return EXIT_CONNECT;
 	}
@@ -262,7 +270,7 @@ int cmd_inspect(cli *c)
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status vs = ctx_verify(dir, &r);
-	if (vs == CTX_IO && strstr(r.message, "lock")) {
+	if (vs == CTX_IO && in_use(r.message)) {
 		cli_error("%s is in use by another process (is ctxd running on it?): %s", dir,
 		          r.message);
 		return EXIT_CONNECT;
@@ -593,7 +601,7 @@ static ctx_status import_line(cli *c, ctx_store *s, const json_value *line, char
 		snprintf(err, errlen, "context \"%s\" exists already (use --replace)", id->str);
 		return CTX_EXISTS;
 	}
-	ctx_txn *t;
+	ctx_txn *t = NULL;
 	ctx_status rc = exists ? ctx_txn_begin(s, id->str, &t) : ctx_txn_begin_create(s, id->str, &t);
 	if (rc == CTX_OK && exists)
 		rc = clear_existing(s, id->str, t);

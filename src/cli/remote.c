@@ -372,6 +372,48 @@ int cmd_stats(cli *c)
 	return code;
 }
 
+/* CTX.VERIFY: the map of the server's checks. A member "ok" (or "result")
+ * of 0, false or anything but "ok" fails the check (exit 1). */
+int cmd_verify_online(cli *c)
+{
+	args a = {0};
+	arg(&a, "CTX.VERIFY");
+	session s;
+	int code = run(c, &a, &s);
+	if (code == EXIT_OK && !is_map(s.r))
+		code = bad_reply("CTX.VERIFY");
+	if (code == EXIT_OK) {
+		const redisReply *ok = map_get(s.r, "ok");
+		if (!ok)
+			ok = map_get(s.r, "result");
+		if (ok && ((ok->type == REDIS_REPLY_INTEGER && ok->integer == 0) ||
+		           (is_text(ok) && strcmp(ok->str, "ok") != 0 && strcmp(ok->str, "1") != 0)))
+			code = EXIT_FAIL;
+	}
+	if (code == EXIT_OK || (s.r && is_map(s.r))) {
+		if (c->json) {
+			buf b;
+			buf_init(&b);
+			jw w;
+			jw_init(&w, &b);
+			jw_map(&w, s.r);
+			print_json(&b);
+		} else {
+			static const char *const head[] = {"CHECK", "VALUE"};
+			table t;
+			table_init(&t, 2, head);
+			for (size_t i = 0; i + 1 < s.r->elements; i += 2) {
+				cell_reply(&t, s.r->element[i]);
+				cell_reply(&t, s.r->element[i + 1]);
+			}
+			table_print(&t);
+			table_free(&t);
+		}
+	}
+	done(&s);
+	return code;
+}
+
 /* Print {"id":..., name: n} or "<text> n". */
 static void print_id_number(cli *c, const char *id, const char *name, uint64_t n,
                             const char *text)
