@@ -1179,16 +1179,22 @@ static void print_lost(cli *c, const redisReply *m, uint64_t first, bool resumin
 		cli_error("resume with: ctx watch ... --from %" PRIu64, first);
 }
 
-/* What one message did: keep going, resume from a revision, or stop. */
+/* What one message did: keep going, resume from a revision, or stop.
+ * events[0] counts the events printed, events[1] is the highest revision
+ * printed. */
 enum watch_step { WATCH_GO, WATCH_RESUME, WATCH_STOP };
 
-static enum watch_step watch_message(cli *c, const redisReply *m, uint64_t *resume)
+static enum watch_step watch_message(cli *c, const redisReply *m, uint64_t *resume,
+                                     uint64_t events[2])
 {
 	if (m->type != REDIS_REPLY_ARRAY || m->elements < 1 || !is_text(m->element[0]))
 		return WATCH_GO; /* not ours: ignore */
 	const char *kind = m->element[0]->str;
 	if (strcmp(kind, "ctx.event") == 0 && m->elements == 6) {
 		print_event(c, m);
+		events[0]++;
+		if (reply_u64(m->element[2]) > events[1])
+			events[1] = reply_u64(m->element[2]);
 		return WATCH_GO;
 	}
 	if (strcmp(kind, "ctx.lost") == 0 && m->elements == 4) {
@@ -1229,7 +1235,8 @@ static redisReply *watch_next(redisContext *rc, const sigset_t *waitmask, int *c
 
 /* One watch connection from revision `from` (0 = now). *resume is set when
  * the server says events were lost and the watch should start again. */
-static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t *resume)
+static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t *resume,
+                      uint64_t events[2])
 {
 	redisContext *rc;
 	int code = connect_server(c, &rc);
@@ -1255,7 +1262,7 @@ static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t 
 		redisReply *m = watch_next(rc, waitmask, &code);
 		if (!m)
 			break;
-		enum watch_step step = watch_message(c, m, resume);
+		enum watch_step step = watch_message(c, m, resume, events);
 		freeReplyObject(m);
 		if (step == WATCH_STOP)
 			code = EXIT_FAIL;
@@ -1279,11 +1286,18 @@ int cmd_watch(cli *c)
 	watch_signals(&waitmask);
 	uint64_t from = c->given & OPT_FROM ? c->from : 0;
 	int code;
+	uint64_t events[2] = {0, 0};
 	for (;;) {
-		uint64_t resume = 0;
-		code = watch_once(c, from, &waitmask, &resume);
+		uint64_t resume = 0, before = events[0];
+		code = watch_once(c, from, &waitmask, &resume, events);
 		if (!resume)
 			break;
+		if ((resume == from && events[0] == before) || resume <= events[1]) {
+			/* resuming would repeat or make no progress: do not spin */
+			cli_error("the server reports the same loss again; stopping");
+			code = EXIT_FAIL;
+			break;
+		}
 		from = resume;
 	}
 	fflush(stdout);
