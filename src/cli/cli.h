@@ -102,8 +102,8 @@ typedef struct table {
 } table;
 
 void table_init(table *t, size_t ncols, const char *const *header);
-void table_cell(table *t, const char *text);                /* next cell */
-void table_cell_bytes(table *t, const void *p, size_t n);  /* via cli_display */
+void table_cell(table *t, const char *text);              /* next cell */
+void table_cell_bytes(table *t, const void *p, size_t n); /* via cli_display */
 void table_cell_u64(table *t, uint64_t v);
 void table_cell_time(table *t, uint64_t us);
 void table_print(const table *t);

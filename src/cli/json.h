@@ -65,13 +65,13 @@ typedef enum json_type {
 typedef struct json_value json_value;
 struct json_value {
 	json_type type;
-	char *str;          /* JSON_STRING: the bytes (NUL-terminated too);
-	                       JSON_NUMBER: its text */
-	size_t len;         /* length of str */
-	size_t n;           /* JSON_ARRAY/JSON_OBJECT: number of items */
-	json_value *items;  /* the items (values of an object) */
-	char **keys;        /* JSON_OBJECT: member names, NUL-terminated */
-	size_t *klens;      /* JSON_OBJECT: their lengths (names may hold NUL) */
+	char *str;         /* JSON_STRING: the bytes (NUL-terminated too);
+	                      JSON_NUMBER: its text */
+	size_t len;        /* length of str */
+	size_t n;          /* JSON_ARRAY/JSON_OBJECT: number of items */
+	json_value *items; /* the items (values of an object) */
+	char **keys;       /* JSON_OBJECT: member names, NUL-terminated */
+	size_t *klens;     /* JSON_OBJECT: their lengths (names may hold NUL) */
 };
 
 #define JSON_MAX_DEPTH 64

@@ -31,8 +31,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"ping", cmd_ping, 0, 0, 0, "ping", "check that ctxd answers (prints PONG)", "ctx ping"},
-    {"info", cmd_info, 0, 1, 0, "info [SECTION]", "the server's INFO text",
-     "ctx info server"},
+    {"info", cmd_info, 0, 1, 0, "info [SECTION]", "the server's INFO text", "ctx info server"},
     {"stats", cmd_stats, 0, 0, 0, "stats",
      "store figures: contexts, revision, durable revision, syncs, checkpoints", "ctx stats"},
     {"create", cmd_create, 1, -1, 0, "create ID [FIELD VALUE ...]",
@@ -64,8 +63,10 @@ static const command commands[] = {
      "ctx restore user:42 --label before-migration"},
     {"history", cmd_history, 1, 1, 0, "history ID", "the versions a context still keeps",
      "ctx history user:42"},
-    {"diff", cmd_diff, 3, 3, 0, "diff ID FROM TO", "the fields added, changed, removed between "
-     "two versions", "ctx diff user:42 3 5"},
+    {"diff", cmd_diff, 3, 3, 0, "diff ID FROM TO",
+     "the fields added, changed, removed between "
+     "two versions",
+     "ctx diff user:42 3 5"},
     {"watch", cmd_watch, 0, 1, OPT_PREFIX | OPT_FROM | OPT_NO_RESUME,
      "watch (ID | --prefix P) [--from REV] [--no-resume]",
      "print changes as they happen until Ctrl-C (--json: JSON Lines). If the server says "
@@ -106,7 +107,8 @@ static void usage_main(FILE *f)
 	      "  -h HOST       server host (default 127.0.0.1)\n"
 	      "  -p PORT       server port (default 7379)\n"
 	      "  -a PASSWORD   password (AUTH)\n"
-	      "  -u URL        ctx://[:PASSWORD@]HOST[:PORT] or redis://[[USER]:PASSWORD@]HOST[:PORT]\n"
+	      "  -u URL        ctx://[:PASSWORD@]HOST[:PORT] or "
+	      "redis://[[USER]:PASSWORD@]HOST[:PORT]\n"
 	      "  --json        one JSON document for scripts (watch: JSON Lines)\n"
 	      "  --help        this help; ctx COMMAND --help for one command\n"
 	      "\ncommands:\n",
@@ -133,12 +135,18 @@ typedef struct option {
 } option;
 
 static const option options[] = {
-    {"--json", OPT_JSON, false},          {"--version", OPT_VERSION, true},
-    {"--if-version", OPT_IF_VERSION, true}, {"--count", OPT_COUNT, true},
-    {"--limit", OPT_LIMIT, true},         {"--label", OPT_LABEL, true},
-    {"--latest", OPT_LATEST, false},      {"--at", OPT_AT, true},
-    {"--prefix", OPT_PREFIX, true},       {"--from", OPT_FROM, true},
-    {"--replace", OPT_REPLACE, false},    {"--no-resume", OPT_NO_RESUME, false},
+    {"--json", OPT_JSON, false},
+    {"--version", OPT_VERSION, true},
+    {"--if-version", OPT_IF_VERSION, true},
+    {"--count", OPT_COUNT, true},
+    {"--limit", OPT_LIMIT, true},
+    {"--label", OPT_LABEL, true},
+    {"--latest", OPT_LATEST, false},
+    {"--at", OPT_AT, true},
+    {"--prefix", OPT_PREFIX, true},
+    {"--from", OPT_FROM, true},
+    {"--replace", OPT_REPLACE, false},
+    {"--no-resume", OPT_NO_RESUME, false},
     {"--dir", OPT_DIR, true},
 };
 
@@ -163,8 +171,8 @@ static bool set_option(cli *c, const option *o, const char *v)
 	case OPT_IF_VERSION:
 		return number_option(o->name, v, &c->if_version);
 	case OPT_COUNT:
-		return number_option(o->name, v, &c->count) && (c->count > 0 ||
-		       (cli_error("--count must be at least 1"), false));
+		return number_option(o->name, v, &c->count) &&
+		       (c->count > 0 || (cli_error("--count must be at least 1"), false));
 	case OPT_LIMIT:
 		return number_option(o->name, v, &c->limit);
 	case OPT_FROM:

@@ -243,7 +243,7 @@ static void inspect_table(const char *dir, const ctx_verify_report *r, const ctx
 	printf("checkpoints  %zu file(s), %zu damaged, newest covers revision %" PRIu64 "\n",
 	       r->checkpoints, r->checkpoints_damaged, r->checkpoint_revision);
 	printf("contexts     %zu, store revision %" PRIu64 "\n\n", n, st->revision);
-	static const char *const head[] = {"ID",     "VERSION", "KEYS", "BYTES",
+	static const char *const head[] = {"ID",     "VERSION", "KEYS",  "BYTES",
 	                                   "POINTS", "CREATED", "TTL_MS"};
 	table t;
 	table_init(&t, 7, head);
@@ -547,8 +547,8 @@ static ctx_status import_map(ctx_txn *t, const json_value *line, const char *nam
 			if (s == CTX_OK && (!buf_ok(&key) || !buf_ok(&val)))
 				s = CTX_NOMEM;
 			if (s == CTX_OK)
-				s = put(t, key.data ? key.data : "", key.len, val.data ? val.data : "",
-				        val.len);
+				s = put(t, key.data ? key.data : "", key.len,
+				        val.data ? val.data : "", val.len);
 			if (s != CTX_OK && !err[0])
 				snprintf(err, errlen, "%s: %s", ctx_strerror(s), ctx_last_error());
 		}
@@ -602,7 +602,8 @@ static ctx_status import_line(cli *c, ctx_store *s, const json_value *line, char
 		return CTX_EXISTS;
 	}
 	ctx_txn *t = NULL;
-	ctx_status rc = exists ? ctx_txn_begin(s, id->str, &t) : ctx_txn_begin_create(s, id->str, &t);
+	ctx_status rc =
+	    exists ? ctx_txn_begin(s, id->str, &t) : ctx_txn_begin_create(s, id->str, &t);
 	if (rc == CTX_OK && exists)
 		rc = clear_existing(s, id->str, t);
 	if (rc == CTX_OK)
@@ -679,7 +680,8 @@ int cmd_import(cli *c)
 		return EXIT_FAIL;
 	}
 	struct stat fst;
-	uint64_t size = fstat(fileno(f), &fst) == 0 && S_ISREG(fst.st_mode) ? (uint64_t)fst.st_size : 0;
+	uint64_t size =
+	    fstat(fileno(f), &fst) == 0 && S_ISREG(fst.st_mode) ? (uint64_t)fst.st_size : 0;
 	ctx_store *s;
 	int rc = open_store(dir, true, &s);
 	if (rc == EXIT_OK) {

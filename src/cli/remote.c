@@ -386,8 +386,9 @@ int cmd_verify_online(cli *c)
 		const redisReply *ok = map_get(s.r, "ok");
 		if (!ok)
 			ok = map_get(s.r, "result");
-		if (ok && ((ok->type == REDIS_REPLY_INTEGER && ok->integer == 0) ||
-		           (is_text(ok) && strcmp(ok->str, "ok") != 0 && strcmp(ok->str, "1") != 0)))
+		if (ok &&
+		    ((ok->type == REDIS_REPLY_INTEGER && ok->integer == 0) ||
+		     (is_text(ok) && strcmp(ok->str, "ok") != 0 && strcmp(ok->str, "1") != 0)))
 			code = EXIT_FAIL;
 	}
 	if (code == EXIT_OK || (s.r && is_map(s.r))) {
@@ -415,8 +416,7 @@ int cmd_verify_online(cli *c)
 }
 
 /* Print {"id":..., name: n} or "<text> n". */
-static void print_id_number(cli *c, const char *id, const char *name, uint64_t n,
-                            const char *text)
+static void print_id_number(cli *c, const char *id, const char *name, uint64_t n, const char *text)
 {
 	if (c->json) {
 		buf b;
@@ -555,7 +555,8 @@ int cmd_restore(cli *c)
 {
 	unsigned how = c->given & (OPT_VERSION | OPT_LATEST | OPT_LABEL | OPT_AT);
 	if (how == 0 || (how & (how - 1))) {
-		cli_error("restore: give exactly one of --version V, --latest, --label L, --at TIME");
+		cli_error(
+		    "restore: give exactly one of --version V, --latest, --label L, --at TIME");
 		return EXIT_USAGE;
 	}
 	args a = {0};
@@ -684,8 +685,7 @@ static void get_print_all(cli *c, const redisReply *r, const field *f, size_t n)
 	cli_display(&id, c->argv[0], strlen(c->argv[0]));
 	printf("id        %s\nversion   %" PRIu64 "\nrevision  %" PRIu64
 	       "\ncreated   %s\nupdated   %s\nkeys      %" PRIu64 "\n",
-	       id.data, map_u64(r, "version"), map_u64(r, "revision"), t1, t2,
-	       map_u64(r, "keys"));
+	       id.data, map_u64(r, "version"), map_u64(r, "revision"), t1, t2, map_u64(r, "keys"));
 	buf_free(&id);
 	if (n == 0)
 		return;
@@ -811,8 +811,8 @@ static int list_page(cli *c, redisContext *rc, const char *after, jw *w, uint64_
 			buf_free(&b);
 		}
 	}
-	bool more = r->element[0]->len > 0 && ids->elements > 0 &&
-	            !(c->limit && *shown >= c->limit);
+	bool more =
+	    r->element[0]->len > 0 && ids->elements > 0 && !(c->limit && *shown >= c->limit);
 	if (more)
 		*next = strndup(r->element[0]->str, r->element[0]->len);
 	freeReplyObject(r);
@@ -886,8 +886,7 @@ int cmd_points(cli *c)
 		done(&s);
 		return code;
 	}
-	static const char *const head[] = {"VERSION", "TIME", "KEYS", "BYTES", "CHECKSUM",
-	                                   "LABEL"};
+	static const char *const head[] = {"VERSION", "TIME", "KEYS", "BYTES", "CHECKSUM", "LABEL"};
 	buf b;
 	buf_init(&b);
 	jw w;
@@ -949,8 +948,7 @@ int cmd_history(cli *c)
 		return code;
 	}
 	static const char *const names[] = {"version", "revision", "time_us", "keys_changed"};
-	static const char *const head[] = {"VERSION", "REVISION", "TIME", "KEYS_CHANGED",
-	                                   "PINNED"};
+	static const char *const head[] = {"VERSION", "REVISION", "TIME", "KEYS_CHANGED", "PINNED"};
 	buf b;
 	buf_init(&b);
 	jw w;
@@ -1226,7 +1224,8 @@ static redisReply *watch_next(redisContext *rc, const sigset_t *waitmask, int *c
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || redisBufferRead(rc) != REDIS_OK) {
-			cli_error("connection to ctxd lost: %s", n < 0 ? strerror(errno) : rc->errstr);
+			cli_error("connection to ctxd lost: %s",
+			          n < 0 ? strerror(errno) : rc->errstr);
 			*code = EXIT_CONNECT;
 			return NULL;
 		}

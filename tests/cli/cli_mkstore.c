@@ -24,8 +24,7 @@ static void check(ctx_status s, const char *what)
 	}
 }
 
-static void put(ctx_store *s, const char *id, const void *k, size_t kl, const void *v,
-                size_t vl)
+static void put(ctx_store *s, const char *id, const void *k, size_t kl, const void *v, size_t vl)
 {
 	check(ctx_put(s, id, k, kl, v, vl, NULL), "put");
 }
@@ -40,10 +39,10 @@ static void make_corners(ctx_store *s)
 	put(s, "user:1", "city", 4, "Zürich ✓", strlen("Zürich ✓"));
 
 	check(ctx_create(s, "user:2"), "create");
-	put(s, "user:2", "bin", 3, "\xff\xfe\x00\x01", 4);         /* not UTF-8 */
-	put(s, "user:2", "nul", 3, "a\0b", 3);                     /* UTF-8 with NUL */
-	put(s, "user:2", "empty", 5, "", 0);                       /* empty value */
-	put(s, "user:2", "\x80key", 4, "binary key", 10);          /* key not UTF-8 */
+	put(s, "user:2", "bin", 3, "\xff\xfe\x00\x01", 4);          /* not UTF-8 */
+	put(s, "user:2", "nul", 3, "a\0b", 3);                      /* UTF-8 with NUL */
+	put(s, "user:2", "empty", 5, "", 0);                        /* empty value */
+	put(s, "user:2", "\x80key", 4, "binary key", 10);           /* key not UTF-8 */
 	put(s, "user:2", "q\"uote\\\n", 8, "line1\nline2\t\"", 13); /* escapes */
 	put(s, "user:2", "ctl", 3, "\x01\x1f\x7f", 3);
 	ctx_txn *t;

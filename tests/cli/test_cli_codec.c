@@ -63,9 +63,9 @@ static void test_base64_round_trip_all_bytes(void **state)
 
 static void test_base64_rejects(void **state)
 {
-	static const char *const bad[] = {"Zg=",  "Zg",   "Zh==",  /* unused bits set */
-	                                  "Zm9=", "Z===", "=Zm9",  "Zg==Zg==", "Zm 9v",
-	                                  "Zm9v\n", "Zm-v", "Zm_v"};
+	static const char *const bad[] = {
+	    "Zg=",  "Zg",   "Zh==", /* unused bits set */
+	    "Zm9=", "Z===", "=Zm9", "Zg==Zg==", "Zm 9v", "Zm9v\n", "Zm-v", "Zm_v"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		buf d;
 		buf_init(&d);
@@ -84,11 +84,11 @@ static void test_utf8_valid(void **state)
 	assert_true(utf8_valid("Z\xc3\xbcrich \xe2\x9c\x93 \xf0\x9f\x98\x80", 16));
 	assert_true(utf8_valid("\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
 	assert_false(utf8_valid("\xff", 1));
-	assert_false(utf8_valid("\x80", 1));           /* lone continuation */
-	assert_false(utf8_valid("\xc3", 1));           /* truncated */
-	assert_false(utf8_valid("\xc0\xaf", 2));       /* overlong '/' */
-	assert_false(utf8_valid("\xe0\x80\xaf", 3));   /* overlong */
-	assert_false(utf8_valid("\xed\xa0\x80", 3));   /* surrogate U+D800 */
+	assert_false(utf8_valid("\x80", 1));             /* lone continuation */
+	assert_false(utf8_valid("\xc3", 1));             /* truncated */
+	assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+	assert_false(utf8_valid("\xe0\x80\xaf", 3));     /* overlong */
+	assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate U+D800 */
 	assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 	assert_false(utf8_valid("\xc3\x28", 2));
 }
@@ -203,12 +203,32 @@ static void test_json_parse_strings(void **state)
 
 static void test_json_parse_errors(void **state)
 {
-	static const char *const bad[] = {
-	    "",       "{",       "[1,]",      "{\"a\":1,}", "{\"a\" 1}", "{a:1}",
-	    "01",     "1.",      "-",         "1e",         "tru",       "nul",
-	    "\"abc",  "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
-	    "\"\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "1 2",     "{\"a\":1,\"a\":2}", "[1] x",
-	    "NaN",    "'a'"};
+	static const char *const bad[] = {"",
+	                                  "{",
+	                                  "[1,]",
+	                                  "{\"a\":1,}",
+	                                  "{\"a\" 1}",
+	                                  "{a:1}",
+	                                  "01",
+	                                  "1.",
+	                                  "-",
+	                                  "1e",
+	                                  "tru",
+	                                  "nul",
+	                                  "\"abc",
+	                                  "\"\\x\"",
+	                                  "\"\\u12\"",
+	                                  "\"\\ud800\"",
+	                                  "\"\\udc00\"",
+	                                  "\"\\ud800\\u0041\"",
+	                                  "\"\x01\"",
+	                                  "\"\xff\"",
+	                                  "\"\xc0\xaf\"",
+	                                  "1 2",
+	                                  "{\"a\":1,\"a\":2}",
+	                                  "[1] x",
+	                                  "NaN",
+	                                  "'a'"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		json_value v;
 		char err[128] = "";
@@ -273,8 +293,16 @@ static void test_parse_time(void **state)
 	assert_true(t == now - 7200000000ull);
 	assert_true(cli_parse_time("-1d", now, &t));
 	assert_true(t == now - 86400000000ull);
-	static const char *const bad[] = {"", "x", "-5", "-5y", "@", "@x", "2023-13-01T00:00Z",
-	                                  "2023-11-14T25:00Z", "2023-11-14T22:13:20Zx", "12a"};
+	static const char *const bad[] = {"",
+	                                  "x",
+	                                  "-5",
+	                                  "-5y",
+	                                  "@",
+	                                  "@x",
+	                                  "2023-13-01T00:00Z",
+	                                  "2023-11-14T25:00Z",
+	                                  "2023-11-14T22:13:20Zx",
+	                                  "12a"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (cli_parse_time(bad[i], now, &t))
 			fail_msg("accepted bad time %s", bad[i]);
