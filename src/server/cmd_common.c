@@ -269,6 +269,25 @@ ctx_state *hash_read(client *c, const arg *a, bool *failed)
 	return st;
 }
 
+wbatch *hash_read_wb(client *c, const arg *a, bool *failed)
+{
+	char id[CTX_ID_MAX + 1];
+	*failed = false;
+	int r = key_to_id(c, a, id);
+	if (r == 0) {
+		need_durable_all(c);
+		return NULL;
+	}
+	wbatch *w = r > 0 ? client_wbatch(c, id) : NULL;
+	if (!w) {
+		*failed = true;
+		return NULL;
+	}
+	if (!wb_base(w))
+		need_durable_all(c); /* its drop may be decided, not durable */
+	return wb_exists(w) && wb_count(w) > 0 ? w : NULL;
+}
+
 const char *status_word(ctx_status st)
 {
 	switch (st) {

@@ -44,6 +44,12 @@ int key_to_id(client *c, const arg *a, char id[CTX_ID_MAX + 1]);
  * The reply is held until what it shows is durable. */
 ctx_state *hash_read(client *c, const arg *a, bool *failed);
 
+/* The same through the command's write batch (client_wbatch), so that a
+ * read inside EXEC sees the transaction's earlier writes: NULL when absent
+ * or without fields (*failed = true if an error was replied). Outside EXEC
+ * the batch is a snapshot of the newest version, with nothing to commit. */
+wbatch *hash_read_wb(client *c, const arg *a, bool *failed);
+
 /* Hold the reply until every revision handed out so far is durable: for
  * answers that show an absence (a drop may be decided but not durable). */
 void need_durable_all(client *c);

@@ -65,12 +65,6 @@ static void wrong_args(client *c, const arg *name)
 	reply_error(c, "ERR wrong number of arguments for '%s' command", low);
 }
 
-/* A field's value in st (NULL st = absent). */
-static bool field_get(const ctx_state *st, const arg *f, const void **v, size_t *vn)
-{
-	return st && ctx_state_lookup(st, f->p, f->n, v, vn);
-}
-
 /* ---- writes --------------------------------------------------------------------- */
 
 /* HSET key field value [field value ...] / HMSET: the number of new fields. */
@@ -250,98 +244,94 @@ static void cmd_hincrbyfloat(client *c, int argc, const arg *argv)
 static void cmd_hget(client *c, int argc, const arg *argv)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, &argv[1], &failed);
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
 	if (failed)
 		return;
 	const void *v;
 	size_t vn;
-	if (field_get(st, &argv[2], &v, &vn))
+	if (w && wb_get(w, argv[2].p, argv[2].n, &v, &vn))
 		reply_bulk(c, v, vn);
 	else
 		reply_null(c);
-	ctx_state_release(st);
 }
 
 static void cmd_hmget(client *c, int argc, const arg *argv)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, &argv[1], &failed);
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
 	if (failed)
 		return;
 	reply_array(c, (size_t)argc - 2);
 	for (int i = 2; i < argc; i++) {
 		const void *v;
 		size_t vn;
-		if (field_get(st, &argv[i], &v, &vn))
+		if (w && wb_get(w, argv[i].p, argv[i].n, &v, &vn))
 			reply_bulk(c, v, vn);
 		else
 			reply_null(c);
 	}
-	ctx_state_release(st);
 }
 
 static void cmd_hlen(client *c, int argc, const arg *argv)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, &argv[1], &failed);
-	if (failed)
-		return;
-	reply_int(c, st ? (long long)ctx_state_count(st) : 0);
-	ctx_state_release(st);
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (!failed)
+		reply_int(c, w ? (long long)wb_count(w) : 0);
 }
 
 static void cmd_hstrlen(client *c, int argc, const arg *argv)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, &argv[1], &failed);
-	if (failed)
-		return;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
 	size_t vn = 0;
-	reply_int(c, field_get(st, &argv[2], NULL, &vn) ? (long long)vn : 0);
-	ctx_state_release(st);
+	const void *v;
+	if (!failed)
+		reply_int(c, w && wb_get(w, argv[2].p, argv[2].n, &v, &vn) ? (long long)vn : 0);
 }
 
 static void cmd_hexists(client *c, int argc, const arg *argv)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, &argv[1], &failed);
-	if (failed)
-		return;
-	reply_int(c, field_get(st, &argv[2], NULL, NULL));
-	ctx_state_release(st);
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (!failed)
+		reply_int(c, w && wb_get(w, argv[2].p, argv[2].n, NULL, NULL));
 }
 
 enum { WANT_KEYS = 1, WANT_VALUES = 2 };
+
+typedef struct all_walk {
+	client *c;
+	int want;
+	size_t n;
+} all_walk;
+
+static bool all_visit(void *p, const void *k, size_t kn, const void *v, size_t vn)
+{
+	all_walk *a = p;
+	if (a->want & WANT_KEYS)
+		reply_bulk(a->c, k, kn);
+	if (a->want & WANT_VALUES)
+		reply_bulk(a->c, v, vn);
+	a->n++;
+	return true;
+}
 
 /* HGETALL, HKEYS, HVALS: the whole hash in iteration order. */
 static void reply_all(client *c, const arg *key, int want)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, key, &failed);
+	wbatch *w = hash_read_wb(c, key, &failed);
 	if (failed)
 		return;
-	size_t n = st ? ctx_state_count(st) : 0;
-	ctx_iter *it = NULL;
-	if (st && ctx_iter_begin(st, &it) != CTX_OK) {
-		reply_ctx_error(c, CTX_NOMEM);
-		ctx_state_release(st);
-		return;
-	}
+	size_t h = reply_defer_len(c);
+	all_walk a = {c, want, 0};
+	if (w)
+		wb_foreach(w, all_visit, &a);
 	if (want == (WANT_KEYS | WANT_VALUES))
-		reply_map(c, n);
+		reply_set_map_len(c, h, a.n);
 	else
-		reply_array(c, n);
-	const void *k, *v;
-	size_t kn, vn, seen = 0;
-	while (it && seen < n && ctx_iter_next(it, &k, &kn, &v, &vn)) {
-		if (want & WANT_KEYS)
-			reply_bulk(c, k, kn);
-		if (want & WANT_VALUES)
-			reply_bulk(c, v, vn);
-		seen++;
-	}
-	ctx_iter_free(it);
-	ctx_state_release(st);
+		reply_set_array_len(c, h, a.n);
 }
 
 static void cmd_hgetall(client *c, int argc, const arg *argv)

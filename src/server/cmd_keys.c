@@ -43,11 +43,8 @@
 static int key_exists(client *c, const arg *a)
 {
 	bool failed;
-	ctx_state *st = hash_read(c, a, &failed);
-	if (failed)
-		return -1;
-	ctx_state_release(st);
-	return st != NULL;
+	wbatch *w = hash_read_wb(c, a, &failed);
+	return failed ? -1 : w != NULL;
 }
 
 /* EXISTS key [key ...] / TOUCH: how many of the keys exist (repeats count). */

@@ -1192,20 +1192,29 @@ static void test_ctx_tracker(void **state)
 	redisFree(o);
 }
 
-/* A transaction works on one context and sees ... through EXEC. */
+/* A transaction's commands see its earlier writes, as in Redis. */
 static void test_multi_exec_shapes(void **state)
 {
 	redisContext *c = conn();
 	EXPECT_STR(c, "OK", "MULTI");
 	EXPECT_STR(c, "QUEUED", "HSET mx a 1");
+	EXPECT_STR(c, "QUEUED", "HGET mx a");
 	EXPECT_STR(c, "QUEUED", "HINCRBY mx a 5");
+	EXPECT_STR(c, "QUEUED", "HLEN mx");
+	EXPECT_STR(c, "QUEUED", "HGETALL mx");
+	EXPECT_STR(c, "QUEUED", "EXISTS mx");
 	EXPECT_STR(c, "QUEUED", "HDEL mx nope");
 	redisReply *r = cmd(c, "EXEC");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 3);
+	assert_int_equal(r->elements, 7);
 	assert_int_equal(r->element[0]->integer, 1);
-	assert_int_equal(r->element[1]->integer, 6);
-	assert_int_equal(r->element[2]->integer, 0);
+	assert_string_equal(r->element[1]->str, "1");
+	assert_int_equal(r->element[2]->integer, 6);
+	assert_int_equal(r->element[3]->integer, 1);
+	assert_int_equal(r->element[4]->elements, 2);
+	assert_string_equal(r->element[4]->element[1]->str, "6");
+	assert_int_equal(r->element[5]->integer, 1);
+	assert_int_equal(r->element[6]->integer, 0);
 	freeReplyObject(r);
 	EXPECT_STR(c, "6", "HGET mx a");
 	redisFree(c);
