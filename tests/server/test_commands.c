@@ -31,9 +31,12 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "serverutil.h"
+
 /* ---- the server under test ------------------------------------------------------------ */
 
-/* ctxd on a free port with a fresh data directory (or redis-server). */
+/* ctxd runs through serverutil (su_start); redis-server, for checking the
+ * expectations, through this small launcher. */
 typedef struct test_server {
 	pid_t pid;
 	int port;
@@ -52,7 +55,7 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
-static test_server *spawn_server(bool redis)
+static test_server *spawn_redis(void)
 {
 	test_server *s = calloc(1, sizeof(*s));
 	char portbuf[16];
@@ -64,24 +67,10 @@ static test_server *spawn_server(bool redis)
 	snprintf(rm, sizeof(rm), "rm -rf '%s' && mkdir -p '%s'", s->dir, s->dir);
 	if (system(rm) != 0)
 		return NULL;
-	const char *bin = getenv("CTXD_BIN");
-#ifdef CTXD_PATH
-	if (!bin)
-		bin = CTXD_PATH;
-#endif
-	if (!redis && !bin) {
-		fprintf(stderr, "no ctxd binary: set CTXD_BIN\n");
-		return NULL;
-	}
 	s->pid = fork();
 	if (s->pid == 0) {
-		if (redis)
-			execlp("redis-server", "redis-server", "--port", portbuf, "--save", "",
-			       "--appendonly", "no", "--bind", "127.0.0.1", "--dir", s->dir,
-			       (char *)NULL);
-		else
-			execl(bin, bin, "--port", portbuf, "--dir", s->dir, "--loglevel", "warning",
-			      (char *)NULL);
+		execlp("redis-server", "redis-server", "--port", portbuf, "--save", "",
+		       "--appendonly", "no", "--bind", "127.0.0.1", "--dir", s->dir, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 1000; i++) { /* wait until it listens (at most 10 s) */
@@ -111,7 +100,8 @@ static void stop_server(test_server *s)
 
 static bool is_redis;
 static int port;
-static test_server *server;
+static test_server *redis_server;
+static su_server *ctxd;
 
 /* ---- connections and replies --------------------------------------------------------- */
 
@@ -1225,10 +1215,14 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const char *redis = getenv("CTXD_TEST_REDIS");
 	is_redis = redis && redis[0] == '1';
-	server = spawn_server(is_redis);
-	if (!server)
-		return 1;
-	port = server->port;
+	if (is_redis) {
+		if (!(redis_server = spawn_redis()))
+			return 1;
+		port = redis_server->port;
+	} else {
+		ctxd = su_start("test_commands", NULL);
+		port = ctxd->port;
+	}
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup(test_hash_basic, setup),
 	        cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
@@ -1251,6 +1245,9 @@ int main(void)
 	        cmocka_unit_test_setup(test_ctx_tracker, setup),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
-	stop_server(server);
+	if (is_redis)
+		stop_server(redis_server);
+	else
+		su_free(ctxd);
 	return failed;
 }
