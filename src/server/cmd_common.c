@@ -193,7 +193,7 @@ bool parse_u64(const char *p, size_t n, uint64_t *out)
 
 /* [MATCH p] [COUNT n] [NOVALUES] [TYPE t] from argv[from]. */
 bool parse_scan_opts(client *c, int argc, const arg *argv, int from, bool allow_novalues,
-                            bool allow_type, scan_opts *o)
+                     bool allow_type, scan_opts *o)
 {
 	*o = (scan_opts){NULL, 10, false, NULL};
 	for (int i = from; i < argc; i++) {

@@ -156,8 +156,8 @@ static void cmd_list(client *c, int argc, const arg *argv)
 		}
 	}
 	ctx_list l;
-	ctx_status st = ctx_list_ids(server_store(), prefix, has_after ? after : NULL,
-	                             (size_t)count, &l);
+	ctx_status st =
+	    ctx_list_ids(server_store(), prefix, has_after ? after : NULL, (size_t)count, &l);
 	if (st != CTX_OK) {
 		reply_ctx_error(c, st);
 		return;
@@ -250,8 +250,7 @@ static void change_generic(client *c, int argc, const arg *argv, int step, const
 		return;
 	ctx_store *s = server_store();
 	ctx_state *cur = NULL;
-	if (ctx_get_latest(s, id, &cur) == CTX_OK && guarded &&
-	    ctx_state_version(cur) != expect) {
+	if (ctx_get_latest(s, id, &cur) == CTX_OK && guarded && ctx_state_version(cur) != expect) {
 		client_need_durable(c, ctx_state_revision(cur));
 		reply_error(c, "CTXCONFLICT context is at version %" PRIu64,
 		            ctx_state_version(cur));
@@ -260,8 +259,8 @@ static void change_generic(client *c, int argc, const arg *argv, int step, const
 	}
 	ctx_state_release(cur);
 	ctx_txn *t;
-	ctx_status st = guarded && expect == 0 ? ctx_txn_begin_create(s, id, &t)
-	                                       : ctx_txn_begin(s, id, &t);
+	ctx_status st =
+	    guarded && expect == 0 ? ctx_txn_begin_create(s, id, &t) : ctx_txn_begin(s, id, &t);
 	if (st == CTX_NOT_FOUND && guarded) { /* dropped since: the version is gone */
 		need_durable_all(c);
 		reply_error(c, "CTXCONFLICT context is at version 0 (it does not exist)");
@@ -895,8 +894,8 @@ static void verify_version(verify_result *r, const char *id, uint64_t version, s
 		verify_problem(r, "%s: version %" PRIu64 " iterates %" PRIu64 " keys", id, version,
 		               n);
 	if (total != ctx_state_bytes(st) || total != bytes)
-		verify_problem(r, "%s: version %" PRIu64 " iterates %" PRIu64 " bytes", id,
-		               version, total);
+		verify_problem(r, "%s: version %" PRIu64 " iterates %" PRIu64 " bytes", id, version,
+		               total);
 	ctx_state_release(st);
 }
 
@@ -928,9 +927,9 @@ static void run_verify(job *j)
 	free(v);
 	r->revision = stats.revision;
 	if (ctx_durable_revision(s, &r->durable) != CTX_OK)
-		verify_problem(r, "%s: the log failed (durable revision %" PRIu64 ", errno %" PRIu64
-		                  ")",
-		               "store", r->durable, (uint64_t)stats.io_errno);
+		verify_problem(
+		    r, "%s: the log failed (durable revision %" PRIu64 ", errno %" PRIu64 ")",
+		    "store", r->durable, (uint64_t)stats.io_errno);
 	r->io_errno = stats.io_errno;
 }
 
@@ -980,32 +979,32 @@ static void cmd_verify(client *c, int argc, const arg *argv)
 #define BL (CMD_BLOCKING)
 
 const command ctx_commands[] = {
-	{"CTX.CREATE", cmd_create, -2, W, 1, "Create a context, with fields, as version 1", "ctx"},
-	{"CTX.DROP", cmd_drop, 2, W, 1, "Drop a context", "ctx"},
-	{"CTX.LIST", cmd_list, -1, R, 0, "List context ids (PREFIX, AFTER, COUNT)", "ctx"},
-	{"CTX.GET", cmd_get, -2, R, 1, "A context's version, times and fields", "ctx"},
-	{"CTX.VERSION", cmd_version, 2, R, 1, "A context's newest version", "ctx"},
-	{"CTX.SET", cmd_set, -4, W, 1, "Set fields as one commit [IFVERSION v]", "ctx"},
-	{"CTX.DEL", cmd_del, -3, W, 1, "Delete fields as one commit [IFVERSION v]", "ctx"},
-	{"CTX.USE", cmd_use, -2, BL, 0, "Make a context the connection's active one", "ctx"},
-	{"CTX.CURRENT", cmd_current, 1, 0, 0, "The connection's active context", "ctx"},
-	{"CTX.POINT", cmd_point, -2, W | BL, 1, "Make a recovery point [LABEL l]", "ctx"},
-	{"CTX.POINTS", cmd_points, 2, R, 1, "List recovery points", "ctx"},
-	{"CTX.RESTORE", cmd_restore, -3, W | BL, 1, "Restore a point or an older version", "ctx"},
-	{"CTX.HISTORY", cmd_history, 2, R, 1, "The kept versions", "ctx"},
-	{"CTX.DIFF", cmd_diff, 4, R, 1, "Fields changed between two versions", "ctx"},
-	{"CTX.WATCH", cmd_watch, -2, CMD_NOMULTI | CMD_PUBSUB, 0,
-	 "Stream changes as push messages [FROM revision]", "ctx"},
-	{"CTX.UNWATCH", cmd_unwatch, 1, CMD_NOMULTI | CMD_PUBSUB, 0, "Stop streaming", "ctx"},
-	{"CTX.TRACK", cmd_track, -2, CMD_NOMULTI, 1, "Open the connection's tracker", "ctx"},
-	{"CTX.TSET", cmd_tset, 3, CMD_NOMULTI, 0, "Set a field in the tracker", "ctx"},
-	{"CTX.TDEL", cmd_tdel, 2, CMD_NOMULTI, 0, "Delete a field in the tracker", "ctx"},
-	{"CTX.TGET", cmd_tget, 2, CMD_NOMULTI, 0, "Read a field of the tracker", "ctx"},
-	{"CTX.SYNC", cmd_sync, 1, CMD_NOMULTI | BL, 0, "Merge and commit the tracker", "ctx"},
-	{"CTX.RESOLVE", cmd_resolve, 3, CMD_NOMULTI, 0, "Resolve a manual conflict", "ctx"},
-	{"CTX.UNTRACK", cmd_untrack, 1, CMD_NOMULTI, 0, "Close the tracker", "ctx"},
-	{"CTX.EXPIRE", cmd_expire, 3, W | BL, 1, "Set an idle ttl in ms (0 = none)", "ctx"},
-	{"CTX.STATS", cmd_stats, 1, 0, 0, "Store statistics", "ctx"},
-	{"CTX.VERIFY", cmd_verify, 1, BL, 0, "The store's online checks", "ctx"},
-	{NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"CTX.CREATE", cmd_create, -2, W, 1, "Create a context, with fields, as version 1", "ctx"},
+    {"CTX.DROP", cmd_drop, 2, W, 1, "Drop a context", "ctx"},
+    {"CTX.LIST", cmd_list, -1, R, 0, "List context ids (PREFIX, AFTER, COUNT)", "ctx"},
+    {"CTX.GET", cmd_get, -2, R, 1, "A context's version, times and fields", "ctx"},
+    {"CTX.VERSION", cmd_version, 2, R, 1, "A context's newest version", "ctx"},
+    {"CTX.SET", cmd_set, -4, W, 1, "Set fields as one commit [IFVERSION v]", "ctx"},
+    {"CTX.DEL", cmd_del, -3, W, 1, "Delete fields as one commit [IFVERSION v]", "ctx"},
+    {"CTX.USE", cmd_use, -2, BL, 0, "Make a context the connection's active one", "ctx"},
+    {"CTX.CURRENT", cmd_current, 1, 0, 0, "The connection's active context", "ctx"},
+    {"CTX.POINT", cmd_point, -2, W | BL, 1, "Make a recovery point [LABEL l]", "ctx"},
+    {"CTX.POINTS", cmd_points, 2, R, 1, "List recovery points", "ctx"},
+    {"CTX.RESTORE", cmd_restore, -3, W | BL, 1, "Restore a point or an older version", "ctx"},
+    {"CTX.HISTORY", cmd_history, 2, R, 1, "The kept versions", "ctx"},
+    {"CTX.DIFF", cmd_diff, 4, R, 1, "Fields changed between two versions", "ctx"},
+    {"CTX.WATCH", cmd_watch, -2, CMD_NOMULTI | CMD_PUBSUB, 0,
+     "Stream changes as push messages [FROM revision]", "ctx"},
+    {"CTX.UNWATCH", cmd_unwatch, 1, CMD_NOMULTI | CMD_PUBSUB, 0, "Stop streaming", "ctx"},
+    {"CTX.TRACK", cmd_track, -2, CMD_NOMULTI, 1, "Open the connection's tracker", "ctx"},
+    {"CTX.TSET", cmd_tset, 3, CMD_NOMULTI, 0, "Set a field in the tracker", "ctx"},
+    {"CTX.TDEL", cmd_tdel, 2, CMD_NOMULTI, 0, "Delete a field in the tracker", "ctx"},
+    {"CTX.TGET", cmd_tget, 2, CMD_NOMULTI, 0, "Read a field of the tracker", "ctx"},
+    {"CTX.SYNC", cmd_sync, 1, CMD_NOMULTI | BL, 0, "Merge and commit the tracker", "ctx"},
+    {"CTX.RESOLVE", cmd_resolve, 3, CMD_NOMULTI, 0, "Resolve a manual conflict", "ctx"},
+    {"CTX.UNTRACK", cmd_untrack, 1, CMD_NOMULTI, 0, "Close the tracker", "ctx"},
+    {"CTX.EXPIRE", cmd_expire, 3, W | BL, 1, "Set an idle ttl in ms (0 = none)", "ctx"},
+    {"CTX.STATS", cmd_stats, 1, 0, 0, "Store statistics", "ctx"},
+    {"CTX.VERIFY", cmd_verify, 1, BL, 0, "The store's online checks", "ctx"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
 };

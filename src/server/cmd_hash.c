@@ -60,7 +60,8 @@ static void wrong_args(client *c, const arg *name)
 	char low[32];
 	size_t n = name->n < sizeof(low) - 1 ? name->n : sizeof(low) - 1;
 	for (size_t i = 0; i < n; i++)
-		low[i] = (char)(name->p[i] >= 'A' && name->p[i] <= 'Z' ? name->p[i] + 32 : name->p[i]);
+		low[i] =
+		    (char)(name->p[i] >= 'A' && name->p[i] <= 'Z' ? name->p[i] + 32 : name->p[i]);
 	low[n] = '\0';
 	reply_error(c, "ERR wrong number of arguments for '%s' command", low);
 }
@@ -533,21 +534,21 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 #define R (CMD_READONLY)
 
 const command hash_commands[] = {
-	{"HSET", cmd_hset, -4, W, 1, "Set fields of a context (a hash); creates it if needed", "hash"},
-	{"HMSET", cmd_hmset, -4, W, 1, "Set fields (deprecated form of HSET)", "hash"},
-	{"HSETNX", cmd_hsetnx, 4, W, 1, "Set a field only if it does not exist", "hash"},
-	{"HDEL", cmd_hdel, -3, W, 1, "Delete fields", "hash"},
-	{"HINCRBY", cmd_hincrby, 4, W, 1, "Add an integer to a field", "hash"},
-	{"HINCRBYFLOAT", cmd_hincrbyfloat, 4, W, 1, "Add a float to a field", "hash"},
-	{"HGET", cmd_hget, 3, R, 1, "Get a field's value", "hash"},
-	{"HMGET", cmd_hmget, -3, R, 1, "Get the values of fields", "hash"},
-	{"HGETALL", cmd_hgetall, 2, R, 1, "Get every field and value", "hash"},
-	{"HKEYS", cmd_hkeys, 2, R, 1, "Get every field", "hash"},
-	{"HVALS", cmd_hvals, 2, R, 1, "Get every value", "hash"},
-	{"HLEN", cmd_hlen, 2, R, 1, "Number of fields", "hash"},
-	{"HSTRLEN", cmd_hstrlen, 3, R, 1, "Length of a field's value", "hash"},
-	{"HEXISTS", cmd_hexists, 3, R, 1, "Whether a field exists", "hash"},
-	{"HSCAN", cmd_hscan, -3, R, 1, "Iterate fields over one version (cursor)", "hash"},
-	{"HRANDFIELD", cmd_hrandfield, -2, R, 1, "Random fields", "hash"},
-	{NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"HSET", cmd_hset, -4, W, 1, "Set fields of a context (a hash); creates it if needed", "hash"},
+    {"HMSET", cmd_hmset, -4, W, 1, "Set fields (deprecated form of HSET)", "hash"},
+    {"HSETNX", cmd_hsetnx, 4, W, 1, "Set a field only if it does not exist", "hash"},
+    {"HDEL", cmd_hdel, -3, W, 1, "Delete fields", "hash"},
+    {"HINCRBY", cmd_hincrby, 4, W, 1, "Add an integer to a field", "hash"},
+    {"HINCRBYFLOAT", cmd_hincrbyfloat, 4, W, 1, "Add a float to a field", "hash"},
+    {"HGET", cmd_hget, 3, R, 1, "Get a field's value", "hash"},
+    {"HMGET", cmd_hmget, -3, R, 1, "Get the values of fields", "hash"},
+    {"HGETALL", cmd_hgetall, 2, R, 1, "Get every field and value", "hash"},
+    {"HKEYS", cmd_hkeys, 2, R, 1, "Get every field", "hash"},
+    {"HVALS", cmd_hvals, 2, R, 1, "Get every value", "hash"},
+    {"HLEN", cmd_hlen, 2, R, 1, "Number of fields", "hash"},
+    {"HSTRLEN", cmd_hstrlen, 3, R, 1, "Length of a field's value", "hash"},
+    {"HEXISTS", cmd_hexists, 3, R, 1, "Whether a field exists", "hash"},
+    {"HSCAN", cmd_hscan, -3, R, 1, "Iterate fields over one version (cursor)", "hash"},
+    {"HRANDFIELD", cmd_hrandfield, -2, R, 1, "Random fields", "hash"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
 };

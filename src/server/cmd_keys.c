@@ -177,8 +177,9 @@ static void cmd_scan(client *c, int argc, const arg *argv)
 		return;
 	}
 	if (cur && !cursor_load(cur, after)) {
-		reply_error(c, "ERR invalid cursor: ctxd keeps SCAN cursors in memory and this one "
-		               "is unknown (too old, or from before a restart); start again from 0");
+		reply_error(c,
+		            "ERR invalid cursor: ctxd keeps SCAN cursors in memory and this one "
+		            "is unknown (too old, or from before a restart); start again from 0");
 		return;
 	}
 	if (!parse_scan_opts(c, argc, argv, 2, false, true, &o))
@@ -193,8 +194,8 @@ static void cmd_scan(client *c, int argc, const arg *argv)
 	if (o.match)
 		pattern_prefix(o.match, prefix);
 	ctx_list l;
-	ctx_status st = ctx_list_ids(server_store(), prefix, cur ? after : NULL,
-	                             (size_t)o.count, &l);
+	ctx_status st =
+	    ctx_list_ids(server_store(), prefix, cur ? after : NULL, (size_t)o.count, &l);
 	if (st != CTX_OK) {
 		reply_ctx_error(c, st);
 		return;
@@ -339,7 +340,7 @@ static void expire_generic(client *c, int argc, const arg *argv, long long scale
 		return;
 	}
 	for (int i = 3; i < argc; i++) {
-		int k = arg_is(&argv[i], "NX") ? TTL_NX
+		int k = arg_is(&argv[i], "NX")   ? TTL_NX
 		        : arg_is(&argv[i], "XX") ? TTL_XX
 		        : arg_is(&argv[i], "GT") ? TTL_GT
 		        : arg_is(&argv[i], "LT") ? TTL_LT
@@ -503,66 +504,151 @@ static void cmd_rename(client *c, int argc, const arg *argv)
 /* GET, SET, LPUSH, SADD, ZADD ...: ctx stores hashes only. */
 static void cmd_wrongtype(client *c, int argc, const arg *argv)
 {
-	reply_error(c, "WRONGTYPE ctx stores hashes only: use HSET/HGET/HGETALL... (a context "
-	               "is a hash; '%.*s' is not supported)",
+	reply_error(c,
+	            "WRONGTYPE ctx stores hashes only: use HSET/HGET/HGETALL... (a context "
+	            "is a hash; '%.*s' is not supported)",
 	            (int)(argv[0].n > 32 ? 32 : argv[0].n), argv[0].p);
 }
 
 /* ---- the table ------------------------------------------------------------------------ */
 
-#define W  (CMD_WRITE)
-#define R  (CMD_READONLY)
-#define WT(name) {name, cmd_wrongtype, -1, 0, 1, "Not supported: ctx stores hashes", "keyspace"}
+#define W (CMD_WRITE)
+#define R (CMD_READONLY)
+#define WT(name)                                                                                   \
+	{                                                                                          \
+		name, cmd_wrongtype, -1, 0, 1, "Not supported: ctx stores hashes", "keyspace"      \
+	}
 
 const command keys_commands[] = {
-	{"EXISTS", cmd_exists, -2, R, 1, "How many of the keys exist", "keyspace"},
-	{"TOUCH", cmd_exists, -2, R, 1, "Read the keys (resets idle ttls); how many exist",
-	 "keyspace"},
-	{"TYPE", cmd_type, 2, R, 1, "\"hash\" or \"none\"", "keyspace"},
-	{"DEL", cmd_del, -2, W, 1, "Drop contexts", "keyspace"},
-	{"UNLINK", cmd_del, -2, W, 1, "Drop contexts (as DEL)", "keyspace"},
-	{"SCAN", cmd_scan, -2, R, 0, "Iterate the keys (contexts) in id order", "keyspace"},
-	{"KEYS", cmd_keys, 2, R, 0, "Keys matching a pattern", "keyspace"},
-	{"EXPIRE", cmd_expire, -3, W | CMD_BLOCKING, 1, "Set an idle time-to-live, seconds",
-	 "keyspace"},
-	{"PEXPIRE", cmd_pexpire, -3, W | CMD_BLOCKING, 1, "Set an idle time-to-live, ms",
-	 "keyspace"},
-	{"TTL", cmd_ttl, 2, R | CMD_BLOCKING, 1, "Idle time-to-live left, seconds", "keyspace"},
-	{"PTTL", cmd_pttl, 2, R | CMD_BLOCKING, 1, "Idle time-to-live left, ms", "keyspace"},
-	{"PERSIST", cmd_persist, 2, W | CMD_BLOCKING, 1, "Remove the time-to-live", "keyspace"},
-	{"EXPIREAT", cmd_expireat, -3, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
-	{"PEXPIREAT", cmd_expireat, -3, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
-	{"EXPIRETIME", cmd_expireat, 2, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
-	{"PEXPIRETIME", cmd_expireat, 2, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
-	{"RENAME", cmd_rename, 3, 0, 1, "Refused: ids are identities", "keyspace"},
-	{"RENAMENX", cmd_rename, 3, 0, 1, "Refused: ids are identities", "keyspace"},
-	{"COPY", cmd_rename, -3, 0, 1, "Refused: ids are identities", "keyspace"},
-	{"MOVE", cmd_rename, 3, 0, 1, "Refused: one database", "keyspace"},
-	/* strings */
-	WT("GET"), WT("SET"), WT("SETNX"), WT("SETEX"), WT("PSETEX"), WT("GETSET"),
-	WT("GETDEL"), WT("GETEX"), WT("GETRANGE"), WT("SETRANGE"), WT("SUBSTR"),
-	WT("INCR"), WT("DECR"), WT("INCRBY"), WT("DECRBY"), WT("INCRBYFLOAT"),
-	WT("APPEND"), WT("STRLEN"), WT("MGET"), WT("MSET"), WT("MSETNX"), WT("LCS"),
-	WT("SETBIT"), WT("GETBIT"), WT("BITCOUNT"), WT("BITPOS"), WT("BITOP"),
-	WT("BITFIELD"), WT("PFADD"), WT("PFCOUNT"), WT("PFMERGE"),
-	/* lists */
-	WT("LPUSH"), WT("RPUSH"), WT("LPUSHX"), WT("RPUSHX"), WT("LPOP"), WT("RPOP"),
-	WT("LRANGE"), WT("LLEN"), WT("LINDEX"), WT("LSET"), WT("LREM"), WT("LTRIM"),
-	WT("LINSERT"), WT("LPOS"), WT("LMOVE"), WT("BLMOVE"), WT("RPOPLPUSH"),
-	WT("BRPOPLPUSH"), WT("BLPOP"), WT("BRPOP"), WT("LMPOP"), WT("BLMPOP"),
-	/* sets */
-	WT("SADD"), WT("SREM"), WT("SMEMBERS"), WT("SISMEMBER"), WT("SMISMEMBER"),
-	WT("SCARD"), WT("SPOP"), WT("SRANDMEMBER"), WT("SINTER"), WT("SINTERCARD"),
-	WT("SINTERSTORE"), WT("SUNION"), WT("SUNIONSTORE"), WT("SDIFF"), WT("SDIFFSTORE"),
-	WT("SMOVE"), WT("SSCAN"),
-	/* sorted sets */
-	WT("ZADD"), WT("ZREM"), WT("ZRANGE"), WT("ZREVRANGE"), WT("ZRANGEBYSCORE"),
-	WT("ZREVRANGEBYSCORE"), WT("ZRANGEBYLEX"), WT("ZSCORE"), WT("ZMSCORE"), WT("ZCARD"),
-	WT("ZCOUNT"), WT("ZINCRBY"), WT("ZRANK"), WT("ZREVRANK"), WT("ZPOPMIN"),
-	WT("ZPOPMAX"), WT("BZPOPMIN"), WT("BZPOPMAX"), WT("ZREMRANGEBYSCORE"),
-	WT("ZREMRANGEBYRANK"), WT("ZSCAN"), WT("ZUNIONSTORE"), WT("ZINTERSTORE"),
-	/* streams, geo */
-	WT("XADD"), WT("XRANGE"), WT("XREVRANGE"), WT("XLEN"), WT("XREAD"), WT("XDEL"),
-	WT("XTRIM"), WT("GEOADD"), WT("GEOPOS"), WT("GEODIST"), WT("GEOSEARCH"),
-	{NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"EXISTS", cmd_exists, -2, R, 1, "How many of the keys exist", "keyspace"},
+    {"TOUCH", cmd_exists, -2, R, 1, "Read the keys (resets idle ttls); how many exist", "keyspace"},
+    {"TYPE", cmd_type, 2, R, 1, "\"hash\" or \"none\"", "keyspace"},
+    {"DEL", cmd_del, -2, W, 1, "Drop contexts", "keyspace"},
+    {"UNLINK", cmd_del, -2, W, 1, "Drop contexts (as DEL)", "keyspace"},
+    {"SCAN", cmd_scan, -2, R, 0, "Iterate the keys (contexts) in id order", "keyspace"},
+    {"KEYS", cmd_keys, 2, R, 0, "Keys matching a pattern", "keyspace"},
+    {"EXPIRE", cmd_expire, -3, W | CMD_BLOCKING, 1, "Set an idle time-to-live, seconds",
+     "keyspace"},
+    {"PEXPIRE", cmd_pexpire, -3, W | CMD_BLOCKING, 1, "Set an idle time-to-live, ms", "keyspace"},
+    {"TTL", cmd_ttl, 2, R | CMD_BLOCKING, 1, "Idle time-to-live left, seconds", "keyspace"},
+    {"PTTL", cmd_pttl, 2, R | CMD_BLOCKING, 1, "Idle time-to-live left, ms", "keyspace"},
+    {"PERSIST", cmd_persist, 2, W | CMD_BLOCKING, 1, "Remove the time-to-live", "keyspace"},
+    {"EXPIREAT", cmd_expireat, -3, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
+    {"PEXPIREAT", cmd_expireat, -3, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
+    {"EXPIRETIME", cmd_expireat, 2, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
+    {"PEXPIRETIME", cmd_expireat, 2, 0, 1, "Refused: ctx has idle ttls only", "keyspace"},
+    {"RENAME", cmd_rename, 3, 0, 1, "Refused: ids are identities", "keyspace"},
+    {"RENAMENX", cmd_rename, 3, 0, 1, "Refused: ids are identities", "keyspace"},
+    {"COPY", cmd_rename, -3, 0, 1, "Refused: ids are identities", "keyspace"},
+    {"MOVE", cmd_rename, 3, 0, 1, "Refused: one database", "keyspace"},
+    /* strings */
+    WT("GET"),
+    WT("SET"),
+    WT("SETNX"),
+    WT("SETEX"),
+    WT("PSETEX"),
+    WT("GETSET"),
+    WT("GETDEL"),
+    WT("GETEX"),
+    WT("GETRANGE"),
+    WT("SETRANGE"),
+    WT("SUBSTR"),
+    WT("INCR"),
+    WT("DECR"),
+    WT("INCRBY"),
+    WT("DECRBY"),
+    WT("INCRBYFLOAT"),
+    WT("APPEND"),
+    WT("STRLEN"),
+    WT("MGET"),
+    WT("MSET"),
+    WT("MSETNX"),
+    WT("LCS"),
+    WT("SETBIT"),
+    WT("GETBIT"),
+    WT("BITCOUNT"),
+    WT("BITPOS"),
+    WT("BITOP"),
+    WT("BITFIELD"),
+    WT("PFADD"),
+    WT("PFCOUNT"),
+    WT("PFMERGE"),
+    /* lists */
+    WT("LPUSH"),
+    WT("RPUSH"),
+    WT("LPUSHX"),
+    WT("RPUSHX"),
+    WT("LPOP"),
+    WT("RPOP"),
+    WT("LRANGE"),
+    WT("LLEN"),
+    WT("LINDEX"),
+    WT("LSET"),
+    WT("LREM"),
+    WT("LTRIM"),
+    WT("LINSERT"),
+    WT("LPOS"),
+    WT("LMOVE"),
+    WT("BLMOVE"),
+    WT("RPOPLPUSH"),
+    WT("BRPOPLPUSH"),
+    WT("BLPOP"),
+    WT("BRPOP"),
+    WT("LMPOP"),
+    WT("BLMPOP"),
+    /* sets */
+    WT("SADD"),
+    WT("SREM"),
+    WT("SMEMBERS"),
+    WT("SISMEMBER"),
+    WT("SMISMEMBER"),
+    WT("SCARD"),
+    WT("SPOP"),
+    WT("SRANDMEMBER"),
+    WT("SINTER"),
+    WT("SINTERCARD"),
+    WT("SINTERSTORE"),
+    WT("SUNION"),
+    WT("SUNIONSTORE"),
+    WT("SDIFF"),
+    WT("SDIFFSTORE"),
+    WT("SMOVE"),
+    WT("SSCAN"),
+    /* sorted sets */
+    WT("ZADD"),
+    WT("ZREM"),
+    WT("ZRANGE"),
+    WT("ZREVRANGE"),
+    WT("ZRANGEBYSCORE"),
+    WT("ZREVRANGEBYSCORE"),
+    WT("ZRANGEBYLEX"),
+    WT("ZSCORE"),
+    WT("ZMSCORE"),
+    WT("ZCARD"),
+    WT("ZCOUNT"),
+    WT("ZINCRBY"),
+    WT("ZRANK"),
+    WT("ZREVRANK"),
+    WT("ZPOPMIN"),
+    WT("ZPOPMAX"),
+    WT("BZPOPMIN"),
+    WT("BZPOPMAX"),
+    WT("ZREMRANGEBYSCORE"),
+    WT("ZREMRANGEBYRANK"),
+    WT("ZSCAN"),
+    WT("ZUNIONSTORE"),
+    WT("ZINTERSTORE"),
+    /* streams, geo */
+    WT("XADD"),
+    WT("XRANGE"),
+    WT("XREVRANGE"),
+    WT("XLEN"),
+    WT("XREAD"),
+    WT("XDEL"),
+    WT("XTRIM"),
+    WT("GEOADD"),
+    WT("GEOPOS"),
+    WT("GEODIST"),
+    WT("GEOSEARCH"),
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
 };

@@ -49,7 +49,8 @@ static int free_port(void)
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t len = sizeof(a);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || getsockname(fd, (struct sockaddr *)&a, &len))
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len))
 		return -1;
 	close(fd);
 	return ntohs(a.sin_port);
@@ -132,7 +133,7 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
 		if (r_->type != REDIS_REPLY_INTEGER)                                               \
 			fail_msg("%s: type %d (%s), want :%lld", #__VA_ARGS__, r_->type,           \
 			         r_->str ? r_->str : "", (long long)(want));                       \
-		assert_int_equal(r_->integer, (want));                                            \
+		assert_int_equal(r_->integer, (want));                                             \
 		freeReplyObject(r_);                                                               \
 	} while (0)
 
@@ -158,7 +159,7 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
 #define EXPECT_ERR(c, want, ...)                                                                   \
 	do {                                                                                       \
 		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
-		if (r_->type != REDIS_REPLY_ERROR || strncmp(r_->str, want, strlen(want)) != 0)   \
+		if (r_->type != REDIS_REPLY_ERROR || strncmp(r_->str, want, strlen(want)) != 0)    \
 			fail_msg("%s: type %d '%s', want error '%s'", #__VA_ARGS__, r_->type,      \
 			         r_->str ? r_->str : "", want);                                    \
 		freeReplyObject(r_);                                                               \
@@ -389,9 +390,9 @@ static void test_hash_empty_is_absent(void **state)
 	r = cmd(c, "SCAN 0");
 	assert_int_equal(r->element[1]->elements, 0);
 	freeReplyObject(r);
-	if (!is_redis) { /* the context itself remains for CTX.* */
+	if (!is_redis) {                           /* the context itself remains for CTX.* */
 		EXPECT_INT(c, 2, "CTX.VERSION e"); /* 1: created by HSET, 2: HDEL */
-		EXPECT_INT(c, 0, "DEL e"); /* dropped, but it was no Redis key */
+		EXPECT_INT(c, 0, "DEL e");         /* dropped, but it was no Redis key */
 		EXPECT_ERR(c, "CTXNOTFOUND", "CTX.VERSION e");
 	}
 	redisFree(c);
@@ -680,26 +681,26 @@ static void test_keyspace(void **state)
 static void test_keys_glob(void **state)
 {
 	redisContext *c = conn();
-	const char *names[] = {"hello", "hallo", "hxllo", "hllo", "heeeello", "h*llo", "Hello",
-	                       "hbllo", "h-llo", "h]llo"};
+	const char *names[] = {"hello", "hallo", "hxllo", "hllo",  "heeeello",
+	                       "h*llo", "Hello", "hbllo", "h-llo", "h]llo"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		EXPECT_INT(c, 1, "HSET %s f v", names[i]);
 	struct {
 		const char *pat, *want; /* want: sorted, space separated */
 	} cases[] = {
-	        {"h?llo", "h*llo h-llo h]llo hallo hbllo hello hxllo"},
-	        {"h*llo", "h*llo h-llo h]llo hallo hbllo heeeello hello hllo hxllo"},
-	        {"h[ae]llo", "hallo hello"},
-	        {"h[^e]llo", "h*llo h-llo h]llo hallo hbllo hxllo"},
-	        {"h[a-b]llo", "hallo hbllo"},
-	        {"h[b-a]llo", "hallo hbllo"},
-	        {"h\\*llo", "h*llo"},
-	        {"h[\\]]llo", "h]llo"},
-	        {"H*", "Hello"},
-	        {"*", "H*llo"}, /* placeholder, replaced below */
-	        {"nomatch*", ""},
-	        {"hello", "hello"},
-	        {"h[-]llo", "h-llo"},
+	    {"h?llo", "h*llo h-llo h]llo hallo hbllo hello hxllo"},
+	    {"h*llo", "h*llo h-llo h]llo hallo hbllo heeeello hello hllo hxllo"},
+	    {"h[ae]llo", "hallo hello"},
+	    {"h[^e]llo", "h*llo h-llo h]llo hallo hbllo hxllo"},
+	    {"h[a-b]llo", "hallo hbllo"},
+	    {"h[b-a]llo", "hallo hbllo"},
+	    {"h\\*llo", "h*llo"},
+	    {"h[\\]]llo", "h]llo"},
+	    {"H*", "Hello"},
+	    {"*", "H*llo"}, /* placeholder, replaced below */
+	    {"nomatch*", ""},
+	    {"hello", "hello"},
+	    {"h[-]llo", "h-llo"},
 	};
 	cases[9].want = "Hello h*llo h-llo h]llo hallo hbllo heeeello hello hllo hxllo";
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -885,7 +886,8 @@ static void *cas_main(void *p)
 			bool done = r->type == REDIS_REPLY_ARRAY;
 			if (!done && r->type != REDIS_REPLY_NIL)
 				atomic_fetch_add(&thread_errors, 1);
-			if (done && (r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER))
+			if (done &&
+			    (r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER))
 				atomic_fetch_add(&thread_errors, 1);
 			freeReplyObject(r);
 			if (done)
@@ -920,7 +922,8 @@ static void test_watch_multi_exec_16_clients(void **state)
 	print_message("    16 clients x %d transactions: %ld retries\n", N, retries);
 }
 
-/* ---- CTX.* ------------------------------------------------------------------------------------ */
+/* ---- CTX.* ------------------------------------------------------------------------------------
+ */
 
 static void test_ctx_basic(void **state)
 {
@@ -1224,25 +1227,25 @@ int main(void)
 		port = ctxd->port;
 	}
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup(test_hash_basic, setup),
-	        cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
-	        cmocka_unit_test_setup(test_hincrby, setup),
-	        cmocka_unit_test_setup(test_binary_safe, setup),
-	        cmocka_unit_test_setup(test_empty_field, setup),
-	        cmocka_unit_test_setup(test_hscan_big, setup),
-	        cmocka_unit_test_setup(test_hrandfield, setup),
-	        cmocka_unit_test_setup(test_resp3_shapes, setup),
-	        cmocka_unit_test_setup(test_keyspace, setup),
-	        cmocka_unit_test_setup(test_keys_glob, setup),
-	        cmocka_unit_test_setup(test_scan_1000, setup),
-	        cmocka_unit_test_setup(test_expire, setup),
-	        cmocka_unit_test_setup(test_hincrby_64_clients, setup),
-	        cmocka_unit_test_setup(test_watch_multi_exec_16_clients, setup),
-	        cmocka_unit_test_setup(test_multi_exec_shapes, setup),
-	        cmocka_unit_test_setup(test_ctx_basic, setup),
-	        cmocka_unit_test_setup(test_ctx_resp3, setup),
-	        cmocka_unit_test_setup(test_ctx_watch_resume, setup),
-	        cmocka_unit_test_setup(test_ctx_tracker, setup),
+	    cmocka_unit_test_setup(test_hash_basic, setup),
+	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
+	    cmocka_unit_test_setup(test_hincrby, setup),
+	    cmocka_unit_test_setup(test_binary_safe, setup),
+	    cmocka_unit_test_setup(test_empty_field, setup),
+	    cmocka_unit_test_setup(test_hscan_big, setup),
+	    cmocka_unit_test_setup(test_hrandfield, setup),
+	    cmocka_unit_test_setup(test_resp3_shapes, setup),
+	    cmocka_unit_test_setup(test_keyspace, setup),
+	    cmocka_unit_test_setup(test_keys_glob, setup),
+	    cmocka_unit_test_setup(test_scan_1000, setup),
+	    cmocka_unit_test_setup(test_expire, setup),
+	    cmocka_unit_test_setup(test_hincrby_64_clients, setup),
+	    cmocka_unit_test_setup(test_watch_multi_exec_16_clients, setup),
+	    cmocka_unit_test_setup(test_multi_exec_shapes, setup),
+	    cmocka_unit_test_setup(test_ctx_basic, setup),
+	    cmocka_unit_test_setup(test_ctx_resp3, setup),
+	    cmocka_unit_test_setup(test_ctx_watch_resume, setup),
+	    cmocka_unit_test_setup(test_ctx_tracker, setup),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (is_redis)
