@@ -1,6 +1,8 @@
 # ctx: the top-level driver. CMake does the building, in build/ (and build-*/).
 #   make          build everything (library, example, tests)
-#   make run      install dependencies if missing, build, run the example
+#   make run      install dependencies if missing, build, start ctxd and show a session
+#                 (scripts/demo.sh; serves until Ctrl-C, CI=true stops after the demo)
+#   make example  build and run the library example (examples/example.c)
 #   make test     install dependencies if missing, build, run the whole suite
 #   make asan     the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan     the suite under ThreadSanitizer
@@ -13,7 +15,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all build deps run test asan tsan coverage bench install format clean
+.PHONY: all build deps run example test asan tsan coverage bench install format clean
 
 all: build
 
@@ -27,6 +29,9 @@ build: build/Makefile
 	cmake --build build -j$(JOBS)
 
 run: deps build
+	scripts/demo.sh
+
+example: deps build
 	rm -rf data/example
 	./build/ctx_example data/example
 

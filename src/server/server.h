@@ -127,7 +127,29 @@ ctx_session *client_session(client *c);
  * one; outside MULTI the core gives each write command its own and commits
  * it after the handler (guarded by the base version, retried on conflict:
  * the handler is then run again and its first reply discarded); EXEC gives
- * every queued command the same one and commits once (all or nothing). */
+ * every queued command the same one and commits once (all or nothing).
+ *
+ * What the core guarantees (net.c, multi.c):
+ *  - A command that replies an error commits nothing (its batches are
+ *    discarded), inside EXEC or not.
+ *  - Outside EXEC a command may take batches of several contexts (DEL a b c):
+ *    each is committed in turn, not atomically across contexts; if one
+ *    conflicts, the whole handler runs again (those already committed are
+ *    then seen as its new base).
+ *  - Inside EXEC, client_wbatch of another context than the transaction's
+ *    replies "-ERR a transaction works on one context ..." and returns NULL
+ *    (which aborts the EXEC). Read through the batch to see the
+ *    transaction's earlier writes.
+ *  - client_wbatch holds the reply until the base version is durable (no
+ *    client_need_durable call is needed for what is read through it).
+ *  - wb_exists is the context's existence for libctx (a context with zero
+ *    fields exists); Redis commands treat wb_count() == 0 as absent. A write
+ *    that removes the last field keeps the context (a version with no
+ *    fields); wb_put on an absent context creates it (one commit: version 1).
+ *  - On CTX_CONFLICT the handler is run again up to CTXD_MAX_WRITE_RETRIES
+ *    (32) times, then the reply is -CTXCONFLICT gave up after N attempts.
+ *  - server_run_blocking inside EXEC runs fn and done inline (EXEC refuses
+ *    CMD_BLOCKING commands at queue time anyway). */
 typedef struct wbatch wbatch;
 wbatch *client_wbatch(client *c, const char *id); /* NULL: reply sent (error) */
 bool wb_exists(wbatch *w);            /* the context exists (or is being created) */

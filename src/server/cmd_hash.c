@@ -1,0 +1,554 @@
+/*
+ * cmd_hash.c - Redis's hash commands on contexts: a context is a hash, its
+ * keys are the hash's fields.
+ *
+ * Reads (HGET, HGETALL, HSCAN, ...) take the newest decided version with
+ * ctx_get_latest and hold the reply until it is durable (hash_read). Writes
+ * (HSET, HDEL, HINCRBY, ...) record their changes in the connection's
+ * wbatch; the core commits it after the handler, guarded by the version it
+ * read, and runs the handler again on a conflict, so a handler must not
+ * change anything outside the wbatch.
+ *
+ * Differences from Redis (docs/protocol.md, "Hash and keyspace commands"):
+ * field names are 1..max_key_size bytes (an empty field is refused), and a
+ * context that has no fields left is absent for these commands but is not
+ * dropped (CTX.* still sees it, with its history).
+ *
+ * HSCAN's cursor is (version << 32) | position: the position in the
+ * iteration order of that version of the context, which is stable for one
+ * version. A scan therefore walks one snapshot: every field of the version it
+ * started on, exactly once, whatever is written meanwhile, as long as that
+ * version is still in history (history_depth versions, 64 by default). Once
+ * it has left, the scan goes on by position over the newest version, and a
+ * field may then be missed or returned twice. Cursor 0 starts and ends.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd_common.h"
+
+/* ---- shared pieces ---------------------------------------------------------- */
+
+/* The wbatch of a write command on argv[1]; NULL if an error was replied. */
+static wbatch *hash_write(client *c, const arg *key)
+{
+	char id[CTX_ID_MAX + 1];
+	if (!arg_to_id(c, key, id))
+		return NULL;
+	return client_wbatch(c, id);
+}
+
+/* ctx keys are 1..max_key_size bytes: refuse empty fields up front. */
+static bool fields_ok(client *c, int argc, const arg *argv, int first, int step)
+{
+	for (int i = first; i < argc; i += step)
+		if (argv[i].n == 0) {
+			reply_error(c, "ERR empty field names are not supported (a field is "
+			               "1 or more bytes)");
+			return false;
+		}
+	return true;
+}
+
+static void wrong_args(client *c, const arg *name)
+{
+	char low[32];
+	size_t n = name->n < sizeof(low) - 1 ? name->n : sizeof(low) - 1;
+	for (size_t i = 0; i < n; i++)
+		low[i] =
+		    (char)(name->p[i] >= 'A' && name->p[i] <= 'Z' ? name->p[i] + 32 : name->p[i]);
+	low[n] = '\0';
+	reply_error(c, "ERR wrong number of arguments for '%s' command", low);
+}
+
+/* ---- writes --------------------------------------------------------------------- */
+
+/* HSET key field value [field value ...] / HMSET: the number of new fields. */
+static long long hset_pairs(client *c, int argc, const arg *argv, bool *ok)
+{
+	*ok = false;
+	if (argc % 2) {
+		wrong_args(c, &argv[0]);
+		return 0;
+	}
+	if (!fields_ok(c, argc, argv, 2, 2))
+		return 0;
+	wbatch *w = hash_write(c, &argv[1]);
+	if (!w)
+		return 0;
+	long long added = 0;
+	for (int i = 2; i < argc; i += 2) {
+		added += !wb_get(w, argv[i].p, argv[i].n, NULL, NULL);
+		wb_put(w, argv[i].p, argv[i].n, argv[i + 1].p, argv[i + 1].n);
+	}
+	*ok = true;
+	return added;
+}
+
+static void cmd_hset(client *c, int argc, const arg *argv)
+{
+	bool ok;
+	long long added = hset_pairs(c, argc, argv, &ok);
+	if (ok)
+		reply_int(c, added);
+}
+
+static void cmd_hmset(client *c, int argc, const arg *argv)
+{
+	bool ok;
+	hset_pairs(c, argc, argv, &ok);
+	if (ok)
+		reply_ok(c);
+}
+
+static void cmd_hsetnx(client *c, int argc, const arg *argv)
+{
+	if (!fields_ok(c, argc, argv, 2, 2))
+		return;
+	wbatch *w = hash_write(c, &argv[1]);
+	if (!w)
+		return;
+	if (wb_get(w, argv[2].p, argv[2].n, NULL, NULL)) {
+		reply_int(c, 0);
+		return;
+	}
+	wb_put(w, argv[2].p, argv[2].n, argv[3].p, argv[3].n);
+	reply_int(c, 1);
+}
+
+static void cmd_hdel(client *c, int argc, const arg *argv)
+{
+	wbatch *w = hash_write(c, &argv[1]);
+	if (!w)
+		return;
+	long long removed = 0;
+	for (int i = 2; w && wb_exists(w) && i < argc; i++)
+		if (argv[i].n && wb_get(w, argv[i].p, argv[i].n, NULL, NULL)) {
+			wb_del(w, argv[i].p, argv[i].n);
+			removed++;
+		}
+	reply_int(c, removed);
+}
+
+static void cmd_hincrby(client *c, int argc, const arg *argv)
+{
+	long long incr, old = 0;
+	if (!parse_ll(argv[3].p, argv[3].n, &incr)) {
+		reply_error(c, "ERR value is not an integer or out of range");
+		return;
+	}
+	if (!fields_ok(c, argc, argv, 2, 2))
+		return;
+	wbatch *w = hash_write(c, &argv[1]);
+	if (!w)
+		return;
+	const void *v;
+	size_t vn;
+	if (wb_get(w, argv[2].p, argv[2].n, &v, &vn) && !parse_ll(v, vn, &old)) {
+		reply_error(c, "ERR hash value is not an integer");
+		return;
+	}
+	if ((incr < 0 && old < 0 && incr < LLONG_MIN - old) ||
+	    (incr > 0 && old > 0 && incr > LLONG_MAX - old)) {
+		reply_error(c, "ERR increment or decrement would overflow");
+		return;
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%lld", old + incr);
+	wb_put(w, argv[2].p, argv[2].n, buf, (size_t)n);
+	reply_int(c, old + incr);
+}
+
+/* Redis's string2ld: strtold over the whole string, no leading space, no
+ * NaN, no overflow. */
+static bool parse_ld(const void *p, size_t n, long double *out)
+{
+	char buf[5 * 1024];
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	char *end;
+	errno = 0;
+	long double v = strtold(buf, &end);
+	if (buf[0] == ' ' || (buf[0] >= '\t' && buf[0] <= '\r') || *end != '\0' ||
+	    (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || v == 0)) || isnan(v))
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros. */
+static int format_ld(char *buf, size_t cap, long double v)
+{
+	int l = snprintf(buf, cap, "%.17Lf", v);
+	if (l < 0 || (size_t)l + 1 > cap)
+		return -1;
+	if (strchr(buf, '.')) {
+		while (buf[l - 1] == '0')
+			l--;
+		if (buf[l - 1] == '.')
+			l--;
+	}
+	if (l == 2 && buf[0] == '-' && buf[1] == '0') {
+		buf[0] = '0';
+		l = 1;
+	}
+	buf[l] = '\0';
+	return l;
+}
+
+static void cmd_hincrbyfloat(client *c, int argc, const arg *argv)
+{
+	long double incr, old = 0;
+	if (!parse_ld(argv[3].p, argv[3].n, &incr)) {
+		reply_error(c, "ERR value is not a valid float");
+		return;
+	}
+	if (isinf(incr)) {
+		reply_error(c, "ERR value is NaN or Infinity");
+		return;
+	}
+	if (!fields_ok(c, argc, argv, 2, 2))
+		return;
+	wbatch *w = hash_write(c, &argv[1]);
+	if (!w)
+		return;
+	const void *v;
+	size_t vn;
+	if (wb_get(w, argv[2].p, argv[2].n, &v, &vn) && !parse_ld(v, vn, &old)) {
+		reply_error(c, "ERR hash value is not a float");
+		return;
+	}
+	long double sum = old + incr;
+	if (isnan(sum) || isinf(sum)) {
+		reply_error(c, "ERR increment would produce NaN or Infinity");
+		return;
+	}
+	char buf[5 * 1024];
+	int n = format_ld(buf, sizeof(buf), sum);
+	if (n < 0) {
+		reply_error(c, "ERR increment would produce a number too long to store");
+		return;
+	}
+	wb_put(w, argv[2].p, argv[2].n, buf, (size_t)n);
+	reply_bulk(c, buf, (size_t)n);
+}
+
+/* ---- reads ----------------------------------------------------------------------- */
+
+static void cmd_hget(client *c, int argc, const arg *argv)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (failed)
+		return;
+	const void *v;
+	size_t vn;
+	if (w && wb_get(w, argv[2].p, argv[2].n, &v, &vn))
+		reply_bulk(c, v, vn);
+	else
+		reply_null(c);
+}
+
+static void cmd_hmget(client *c, int argc, const arg *argv)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (failed)
+		return;
+	reply_array(c, (size_t)argc - 2);
+	for (int i = 2; i < argc; i++) {
+		const void *v;
+		size_t vn;
+		if (w && wb_get(w, argv[i].p, argv[i].n, &v, &vn))
+			reply_bulk(c, v, vn);
+		else
+			reply_null(c);
+	}
+}
+
+static void cmd_hlen(client *c, int argc, const arg *argv)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (!failed)
+		reply_int(c, w ? (long long)wb_count(w) : 0);
+}
+
+static void cmd_hstrlen(client *c, int argc, const arg *argv)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	size_t vn = 0;
+	const void *v;
+	if (!failed)
+		reply_int(c, w && wb_get(w, argv[2].p, argv[2].n, &v, &vn) ? (long long)vn : 0);
+}
+
+static void cmd_hexists(client *c, int argc, const arg *argv)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, &argv[1], &failed);
+	if (!failed)
+		reply_int(c, w && wb_get(w, argv[2].p, argv[2].n, NULL, NULL));
+}
+
+enum { WANT_KEYS = 1, WANT_VALUES = 2 };
+
+typedef struct all_walk {
+	client *c;
+	int want;
+	size_t n;
+} all_walk;
+
+static bool all_visit(void *p, const void *k, size_t kn, const void *v, size_t vn)
+{
+	all_walk *a = p;
+	if (a->want & WANT_KEYS)
+		reply_bulk(a->c, k, kn);
+	if (a->want & WANT_VALUES)
+		reply_bulk(a->c, v, vn);
+	a->n++;
+	return true;
+}
+
+/* HGETALL, HKEYS, HVALS: the whole hash in iteration order. */
+static void reply_all(client *c, const arg *key, int want)
+{
+	bool failed;
+	wbatch *w = hash_read_wb(c, key, &failed);
+	if (failed)
+		return;
+	size_t h = reply_defer_len(c);
+	all_walk a = {c, want, 0};
+	if (w)
+		wb_foreach(w, all_visit, &a);
+	if (want == (WANT_KEYS | WANT_VALUES))
+		reply_set_map_len(c, h, a.n);
+	else
+		reply_set_array_len(c, h, a.n);
+}
+
+static void cmd_hgetall(client *c, int argc, const arg *argv)
+{
+	reply_all(c, &argv[1], WANT_KEYS | WANT_VALUES);
+}
+
+static void cmd_hkeys(client *c, int argc, const arg *argv)
+{
+	reply_all(c, &argv[1], WANT_KEYS);
+}
+
+static void cmd_hvals(client *c, int argc, const arg *argv)
+{
+	reply_all(c, &argv[1], WANT_VALUES);
+}
+
+/* ---- HSCAN ---------------------------------------------------------------------------- */
+
+typedef struct pair {
+	const void *k, *v;
+	size_t kn, vn;
+} pair;
+
+/* All pairs of st in iteration order, into *out (malloc'd); the pointers stay
+ * valid while *itp is held. */
+static ctx_status collect_pairs(const ctx_state *st, ctx_iter **itp, pair **out, size_t *count)
+{
+	size_t n = ctx_state_count(st);
+	pair *p = malloc((n ? n : 1) * sizeof(*p));
+	ctx_status s = p ? ctx_iter_begin(st, itp) : CTX_NOMEM;
+	if (s != CTX_OK) {
+		free(p);
+		return CTX_NOMEM;
+	}
+	size_t i = 0;
+	while (i < n && ctx_iter_next(*itp, &p[i].k, &p[i].kn, &p[i].v, &p[i].vn))
+		i++;
+	*out = p;
+	*count = i;
+	return CTX_OK;
+}
+
+/* HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES] */
+static void cmd_hscan(client *c, int argc, const arg *argv)
+{
+	uint64_t cursor;
+	scan_opts o;
+	if (!parse_u64(argv[2].p, argv[2].n, &cursor)) {
+		reply_error(c, "ERR invalid cursor");
+		return;
+	}
+	if (!parse_scan_opts(c, argc, argv, 3, true, false, &o))
+		return;
+	bool failed;
+	ctx_state *st = hash_read(c, &argv[1], &failed);
+	if (failed)
+		return;
+	uint64_t version = cursor >> 32, pos = cursor & 0xffffffffu;
+	if (st && version && version != ctx_state_version(st)) {
+		ctx_state *old;
+		if (ctx_get_at(server_store(), ctx_state_id(st), version, &old) == CTX_OK) {
+			ctx_state_release(st);
+			st = old;
+		}
+	}
+	pair *p = NULL;
+	size_t n = 0;
+	ctx_iter *it = NULL;
+	if (st && collect_pairs(st, &it, &p, &n) != CTX_OK) {
+		reply_ctx_error(c, CTX_NOMEM);
+		ctx_state_release(st);
+		return;
+	}
+	size_t start = pos < n ? (size_t)pos : n;
+	size_t end = (size_t)o.count < n - start ? start + (size_t)o.count : n;
+	size_t hits = 0;
+	for (size_t i = start; i < end; i++)
+		if (!o.match || glob_match(o.match->p, o.match->n, p[i].k, p[i].kn, false))
+			p[hits++] = p[i]; /* hits <= i: compacting in place is safe */
+	uint64_t next = 0;
+	if (end < n) {
+		uint64_t v = ctx_state_version(st);
+		next = (v < (UINT64_C(1) << 31) ? v << 32 : 0) | end;
+	}
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)next);
+	reply_array(c, 2);
+	reply_cstr(c, buf);
+	reply_array(c, o.novalues ? hits : 2 * hits);
+	for (size_t i = 0; i < hits; i++) {
+		reply_bulk(c, p[i].k, p[i].kn);
+		if (!o.novalues)
+			reply_bulk(c, p[i].v, p[i].vn);
+	}
+	free(p);
+	ctx_iter_free(it);
+	ctx_state_release(st);
+}
+
+/* ---- HRANDFIELD ------------------------------------------------------------------------------ */
+
+static _Thread_local uint64_t rand_state;
+
+static uint64_t rand_next(void)
+{
+	if (!rand_state) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		rand_state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+		             (uint64_t)(uintptr_t)&rand_state;
+		rand_state |= 1;
+	}
+	rand_state ^= rand_state << 13;
+	rand_state ^= rand_state >> 7;
+	rand_state ^= rand_state << 17;
+	return rand_state;
+}
+
+static void reply_pair(client *c, const pair *p, bool withvalues)
+{
+	if (!withvalues) {
+		reply_bulk(c, p->k, p->kn);
+		return;
+	}
+	if (client_resp(c) == 3)
+		reply_array(c, 2);
+	reply_bulk(c, p->k, p->kn);
+	reply_bulk(c, p->v, p->vn);
+}
+
+/* HRANDFIELD key [count [WITHVALUES]] */
+static void cmd_hrandfield(client *c, int argc, const arg *argv)
+{
+	long long count = 1;
+	bool withvalues = false, single = argc == 2;
+	if (argc >= 3 && !parse_ll(argv[2].p, argv[2].n, &count)) {
+		reply_error(c, "ERR value is not an integer or out of range");
+		return;
+	}
+	if (argc == 4 && !(withvalues = arg_is(&argv[3], "WITHVALUES"))) {
+		reply_error(c, "ERR syntax error");
+		return;
+	}
+	if (argc > 4) {
+		reply_error(c, "ERR syntax error");
+		return;
+	}
+	if (count < -LLONG_MAX / 2 || count > LLONG_MAX / 2) {
+		reply_error(c, "ERR value is out of range");
+		return;
+	}
+	bool failed;
+	ctx_state *st = hash_read(c, &argv[1], &failed);
+	if (failed)
+		return;
+	pair *p = NULL;
+	size_t n = 0;
+	ctx_iter *it = NULL;
+	if (st && collect_pairs(st, &it, &p, &n) != CTX_OK) {
+		reply_ctx_error(c, CTX_NOMEM);
+		ctx_state_release(st);
+		return;
+	}
+	if (single) {
+		if (n) {
+			const pair *q = &p[rand_next() % n];
+			reply_bulk(c, q->k, q->kn);
+		} else {
+			reply_null(c);
+		}
+	} else if (count < 0 || n == 0) {
+		size_t want = n ? (size_t)(-count) : 0;
+		bool flat = withvalues && client_resp(c) == 2;
+		reply_array(c, flat ? 2 * want : want);
+		for (size_t i = 0; i < want; i++)
+			reply_pair(c, &p[rand_next() % n], withvalues);
+	} else {
+		size_t want = (size_t)count < n ? (size_t)count : n;
+		for (size_t i = 0; i < want; i++) { /* a partial Fisher-Yates shuffle */
+			size_t j = i + (size_t)(rand_next() % (n - i));
+			pair t = p[i];
+			p[i] = p[j];
+			p[j] = t;
+		}
+		bool flat = withvalues && client_resp(c) == 2;
+		reply_array(c, flat ? 2 * want : want);
+		for (size_t i = 0; i < want; i++)
+			reply_pair(c, &p[i], withvalues);
+	}
+	free(p);
+	ctx_iter_free(it);
+	ctx_state_release(st);
+}
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+#define W (CMD_WRITE)
+#define R (CMD_READONLY)
+
+const command hash_commands[] = {
+    {"HSET", cmd_hset, -4, W, 1, "Set fields of a context (a hash); creates it if needed", "hash"},
+    {"HMSET", cmd_hmset, -4, W, 1, "Set fields (deprecated form of HSET)", "hash"},
+    {"HSETNX", cmd_hsetnx, 4, W, 1, "Set a field only if it does not exist", "hash"},
+    {"HDEL", cmd_hdel, -3, W, 1, "Delete fields", "hash"},
+    {"HINCRBY", cmd_hincrby, 4, W, 1, "Add an integer to a field", "hash"},
+    {"HINCRBYFLOAT", cmd_hincrbyfloat, 4, W, 1, "Add a float to a field", "hash"},
+    {"HGET", cmd_hget, 3, R, 1, "Get a field's value", "hash"},
+    {"HMGET", cmd_hmget, -3, R, 1, "Get the values of fields", "hash"},
+    {"HGETALL", cmd_hgetall, 2, R, 1, "Get every field and value", "hash"},
+    {"HKEYS", cmd_hkeys, 2, R, 1, "Get every field", "hash"},
+    {"HVALS", cmd_hvals, 2, R, 1, "Get every value", "hash"},
+    {"HLEN", cmd_hlen, 2, R, 1, "Number of fields", "hash"},
+    {"HSTRLEN", cmd_hstrlen, 3, R, 1, "Length of a field's value", "hash"},
+    {"HEXISTS", cmd_hexists, 3, R, 1, "Whether a field exists", "hash"},
+    {"HSCAN", cmd_hscan, -3, R, 1, "Iterate fields over one version (cursor)", "hash"},
+    {"HRANDFIELD", cmd_hrandfield, -2, R, 1, "Random fields", "hash"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
+};

@@ -1,0 +1,210 @@
+/*
+ * core.h - what the core files of ctxd (main.c, net.c, multi.c, cmd_conn.c)
+ * share and the command files do not see: the configuration, the loops, the
+ * client structure.
+ *
+ * CONFIGURATION
+ *   Set once by main.c before the loops start. The settings CONFIG SET may
+ *   change at run time (timeout, maxclients, limits, requirepass) are read
+ *   with relaxed atomics by every loop; requirepass is guarded by cfg_lock.
+ *
+ * CLIENTS
+ *   A client belongs to one loop and is touched only by that loop's thread,
+ *   except for the few fields CLIENT LIST/KILL read from other loops: its
+ *   name and library (under srv.reg_lock), last_us, resp and last_cmd
+ *   (atomics), kill (an atomic flag the owner looks at when its async handle
+ *   fires).
+ */
+#ifndef CTXD_CORE_H
+#define CTXD_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "resp.h"
+#include "server.h"
+
+#define CTXD_REDIS_VERSION     "7.2.0"
+#define CTXD_MAX_WRITE_RETRIES 32
+
+typedef struct server_config {
+	char *bind;
+	int port;
+	char *dir;
+	ctx_durability durability;
+	int loops;
+	char *requirepass; /* NULL = none; under cfg_lock */
+	_Atomic size_t maxclients;
+	_Atomic long timeout; /* idle seconds, 0 = none    */
+	_Atomic size_t proto_max_bulk_len;
+	_Atomic size_t client_query_buffer_limit;
+	_Atomic size_t obuf_hard, obuf_soft; /* bytes, 0 = no limit        */
+	_Atomic long obuf_soft_seconds;
+	size_t max_args;   /* per command                */
+	size_t max_inline; /* inline request / header    */
+	char loglevel;     /* 'E' 'W' 'I' 'D'            */
+} server_config;
+
+typedef struct loop loop;
+
+/* A held part of a client's output: bytes from `start` on wait for `rev`. */
+typedef struct park_mark {
+	uint64_t start; /* logical offset in the output (see client.out_base) */
+	uint64_t rev;
+	uint64_t replies_before; /* command replies before start (for -CTXIO) */
+} park_mark;
+
+typedef struct queued_cmd {
+	const command *cmd;
+	int argc;
+	arg *argv; /* one allocation: the vector then the bytes */
+} queued_cmd;
+
+typedef struct watched_key {
+	char id[CTX_ID_MAX + 1];
+	uint64_t version; /* 0 = absent at WATCH time */
+} watched_key;
+
+typedef struct watch_poll watch_poll;
+
+struct client {
+	loop *lp;
+	uv_tcp_t tcp;
+	uint64_t id;
+	char addr[64], laddr[64];
+	int fd;
+	client *next, *prev;   /* loop's list                      */
+	client *pnext, *pprev; /* loop's parked list               */
+	bool parked;
+	client *gnext, *gprev; /* srv registry (under reg_lock)    */
+	/* input */
+	char *in;
+	size_t in_len, in_cap;
+	resp_frame frame;
+	/* output: out.p[out_head..out.len) not yet handed to the socket;
+	 * logical offset of out.p[0] is out_base */
+	rbuf out;
+	size_t out_head;
+	uint64_t out_base;
+	size_t inflight; /* bytes in uv_write requests */
+	park_mark *marks;
+	size_t nmarks, capmarks;
+	uint64_t replies; /* command replies completed */
+	uint64_t soft_since_us;
+	/* the running command */
+	uint64_t cmd_start; /* logical offset of its reply */
+	uint64_t cmd_need;  /* revision its reply waits for */
+	wbatch **wbs;       /* outside EXEC: the command's write batches */
+	size_t nwbs, capwbs;
+	wbatch *exec_wb; /* inside EXEC: the transaction's batch */
+	bool in_exec;
+	char exec_id[CTX_ID_MAX + 1];
+	/* state */
+	_Atomic int resp;
+	bool authed;
+	bool closing;           /* uv_close called                       */
+	bool close_after_flush; /* QUIT, protocol error, shutdown        */
+	bool blocked;           /* a server_run_blocking call is running */
+	bool reading;
+	_Atomic bool kill;
+	int refs;   /* pending thread-pool work              */
+	char *name; /* under reg_lock                        */
+	char *lib_name, *lib_ver;
+	uint64_t created_us;
+	_Atomic uint64_t last_us;
+	_Atomic(const char *) last_cmd;
+	/* MULTI */
+	bool in_multi, multi_error;
+	queued_cmd *queue;
+	size_t nqueue, capqueue, queue_bytes;
+	watched_key *watched;
+	size_t nwatched;
+	/* streams, sessions, trackers */
+	ctx_session *session;
+	ctx_tracker *tracker;
+	ctx_watch *watch;
+	watch_poll *wpoll;
+	void (*on_event)(client *c, const ctx_event *e);
+};
+
+struct loop {
+	int idx;
+	uv_loop_t uv;
+	pthread_t thread;
+	uv_tcp_t listener;
+	bool listening;
+	uv_async_t async;
+	uv_timer_t timer;
+	uv_poll_t npoll;
+	ctx_notifier *notifier;
+	uint64_t durable;
+	bool io_failed;
+	client *clients, *parked;
+	size_t nclients;
+	int pending_work;
+	bool stopping;
+	uint64_t stop_deadline_us;
+	/* statistics, written by this loop only */
+	_Atomic uint64_t st_commands, st_connections, st_rejected, st_net_in, st_net_out;
+};
+
+typedef struct server {
+	server_config cfg;
+	pthread_mutex_t cfg_lock;
+	ctx_store *store;
+	loop *loops;
+	int nloops;
+	int listen_port; /* the port actually bound */
+	_Atomic size_t nclients;
+	_Atomic uint64_t next_client_id;
+	_Atomic bool stopping;
+	uint64_t start_us;
+	pthread_mutex_t reg_lock;
+	client *registry;
+	/* the command table, sorted by name */
+	const command **cmds;
+	size_t ncmds;
+} server;
+
+extern server srv;
+
+/* net.c */
+int net_start(void); /* bind and start the loops; 0 or -1 */
+void net_stop(void); /* graceful: returns once loops ended */
+uint64_t now_us(void);
+void client_close(client *c);
+void client_request_close(client *c); /* after the output is flushed */
+void client_set_resp(client *c, int proto);
+uint64_t client_durable(client *c);
+/* Format the CLIENT LIST line of c into b (caller holds reg_lock). */
+void client_info_line(client *c, rbuf *b);
+size_t client_kill_matching(uint64_t id, const char *addr, bool skip_self, client *self);
+/* Run the command (after the MULTI check) with write retries. */
+void exec_command(client *c, const command *cmd, int argc, const arg *argv);
+/* Internal reply access for EXEC. */
+size_t reply_mark(client *c);
+void reply_truncate(client *c, size_t mark);
+const char *reply_at(client *c, size_t mark, size_t *n);
+void reply_raw(client *c, const void *p, size_t n);
+
+/* multi.c */
+extern const command multi_commands[];
+bool multi_intercept(client *c, const command *cmd, int argc, const arg *argv);
+void multi_reset(client *c); /* DISCARD + UNWATCH (connection close, RESET) */
+void wbatch_free(wbatch *w);
+/* Commit a batch; *rev gets the commit's revision (0 if nothing to do). */
+ctx_status wbatch_commit(wbatch *w, uint64_t *rev);
+bool wbatch_dirty(const wbatch *w);
+wbatch *wbatch_new(const char *id, ctx_status *st);
+const char *wbatch_id(const wbatch *w);
+
+/* cmd_conn.c */
+void commands_init(void);
+bool auth_check(const arg *user, const arg *pass); /* constant time */
+bool auth_required(void);
+
+/* main.c */
+void log_set_level(char level);
+
+#endif

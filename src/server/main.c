@@ -1,0 +1,361 @@
+/*
+ * main.c - ctxd's entry: options and configuration file, logging, signals,
+ * and the order of start and stop.
+ *
+ * START: defaults, then the configuration file (--config), then the other
+ * command-line options (later wins); open the store (recovery happens
+ * here), build the command table, bind and start the loops.
+ * STOP: SIGTERM or SIGINT (waited for with sigwait in the main thread; all
+ * threads block them): the loops stop accepting, stop reading, send every
+ * reply (parked ones once durable) and end; then ctx_close fsyncs and writes
+ * a checkpoint, and the process exits 0.
+ */
+#include "core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic char log_level = 'I';
+
+static int level_rank(char l)
+{
+	switch (l) {
+	case 'E':
+		return 0;
+	case 'W':
+		return 1;
+	case 'I':
+		return 2;
+	default:
+		return 3;
+	}
+}
+
+void log_set_level(char level)
+{
+	atomic_store(&log_level, level);
+}
+
+void server_log(char level, const char *fmt, ...)
+{
+	if (level_rank(level) > level_rank(atomic_load(&log_level)))
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	char when[32];
+	strftime(when, sizeof(when), "%d %b %Y %H:%M:%S", &tm);
+	fprintf(stderr, "%ld:M %s.%03ld %c %s\n", (long)getpid(), when, ts.tv_nsec / 1000000, level,
+	        msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: ctxd [options]\n"
+	           "ctxd serves a ctx store over the Redis protocol (RESP2/RESP3).\n\n"
+	           "  --port PORT            TCP port (default 7379; 0 = any free port)\n"
+	           "  --bind ADDR            address to listen on (default 127.0.0.1)\n"
+	           "  --dir DIR              data directory (default ./data/ctxd)\n"
+	           "  --durability MODE      always (default): a reply waits for its fsync;\n"
+	           "                         batch: fsync every 10 ms; none: never fsync\n"
+	           "  --requirepass PASS     clients must AUTH with PASS\n"
+	           "  --loops N              event loops (default: number of cores)\n"
+	           "  --maxclients N         (default 10000)\n"
+	           "  --timeout SECONDS      close idle clients (default 0 = never)\n"
+	           "  --loglevel LEVEL       warning, notice (default), verbose, debug\n"
+	           "  --config FILE          redis.conf-style file: one 'name value' per line\n"
+	           "                         (port, bind, dir, durability, requirepass,\n"
+	           "                         maxclients, timeout, proto-max-bulk-len,\n"
+	           "                         client-query-buffer-limit,\n"
+	           "                         client-output-buffer-limit normal H S SECS, loops,\n"
+	           "                         loglevel)\n"
+	           "  --help                 this text\n\n"
+	           "Connect with: redis-cli -p PORT\n");
+}
+
+static bool mem_value(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || s[0] == '-')
+		return false;
+	unsigned long long mul = 1;
+	if (!strcasecmp(end, "k"))
+		mul = 1000;
+	else if (!strcasecmp(end, "kb"))
+		mul = 1024;
+	else if (!strcasecmp(end, "m"))
+		mul = 1000000;
+	else if (!strcasecmp(end, "mb"))
+		mul = 1024 * 1024;
+	else if (!strcasecmp(end, "g"))
+		mul = 1000000000;
+	else if (!strcasecmp(end, "gb"))
+		mul = 1024ull * 1024 * 1024;
+	else if (*end)
+		return false;
+	*out = (size_t)(v * mul);
+	return true;
+}
+
+static bool long_value(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Apply one setting; false with a message on stderr if it is bad. */
+static bool apply(const char *name, const char *value, const char *where)
+{
+	server_config *cfg = &srv.cfg;
+	long l;
+	size_t m;
+	if (!strcasecmp(name, "port") && long_value(value, 0, 65535, &l)) {
+		cfg->port = (int)l;
+	} else if (!strcasecmp(name, "bind") && *value) {
+		char first[128];
+		snprintf(first, sizeof(first), "%s", value);
+		first[strcspn(first, " \t")] = '\0';
+		free(cfg->bind);
+		cfg->bind = xstrdup(first);
+	} else if (!strcasecmp(name, "dir") && *value) {
+		free(cfg->dir);
+		cfg->dir = xstrdup(value);
+	} else if (!strcasecmp(name, "durability") &&
+	           (!strcasecmp(value, "always") || !strcasecmp(value, "batch") ||
+	            !strcasecmp(value, "none"))) {
+		cfg->durability = !strcasecmp(value, "always")  ? CTX_DURABILITY_ALWAYS
+		                  : !strcasecmp(value, "batch") ? CTX_DURABILITY_BATCH
+		                                                : CTX_DURABILITY_NONE;
+	} else if (!strcasecmp(name, "requirepass")) {
+		free(cfg->requirepass);
+		cfg->requirepass = *value ? xstrdup(value) : NULL;
+	} else if (!strcasecmp(name, "maxclients") && long_value(value, 1, 1000000, &l)) {
+		cfg->maxclients = (size_t)l;
+	} else if (!strcasecmp(name, "timeout") && long_value(value, 0, 1L << 40, &l)) {
+		cfg->timeout = l;
+	} else if (!strcasecmp(name, "loops") && long_value(value, 1, 1024, &l)) {
+		cfg->loops = (int)l;
+	} else if (!strcasecmp(name, "proto-max-bulk-len") && mem_value(value, &m) && m >= 1024) {
+		cfg->proto_max_bulk_len = m;
+	} else if (!strcasecmp(name, "client-query-buffer-limit") && mem_value(value, &m) &&
+	           m >= 1024) {
+		cfg->client_query_buffer_limit = m;
+	} else if (!strcasecmp(name, "client-output-buffer-limit")) {
+		char cls[32], h[32], s[32];
+		long secs;
+		size_t hard, soft;
+		if (sscanf(value, "%31s %31s %31s %ld", cls, h, s, &secs) != 4 ||
+		    strcasecmp(cls, "normal") || !mem_value(h, &hard) || !mem_value(s, &soft) ||
+		    secs < 0)
+			goto bad;
+		cfg->obuf_hard = hard;
+		cfg->obuf_soft = soft;
+		cfg->obuf_soft_seconds = secs;
+	} else if (!strcasecmp(name, "loglevel")) {
+		if (!strcasecmp(value, "warning"))
+			log_set_level('W');
+		else if (!strcasecmp(value, "notice"))
+			log_set_level('I');
+		else if (!strcasecmp(value, "verbose") || !strcasecmp(value, "debug"))
+			log_set_level('D');
+		else
+			goto bad;
+	} else {
+		goto bad;
+	}
+	return true;
+bad:
+	fprintf(stderr, "ctxd: %s: bad setting '%s' = '%s'\n", where, name, value);
+	return false;
+}
+
+static bool read_config(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "ctxd: cannot read %s: %s\n", path, strerror(errno));
+		return false;
+	}
+	char line[4096];
+	int no = 0;
+	bool ok = true;
+	while (fgets(line, sizeof(line), f)) {
+		no++;
+		char *p = line;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		char *e = p + strlen(p);
+		while (e > p && isspace((unsigned char)e[-1]))
+			*--e = '\0';
+		char *v = p + strcspn(p, " \t");
+		if (*v)
+			*v++ = '\0';
+		while (isspace((unsigned char)*v))
+			v++;
+		size_t vl = strlen(v);
+		if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
+			v[vl - 1] = '\0';
+			v++;
+		}
+		char where[600];
+		snprintf(where, sizeof(where), "%s:%d", path, no);
+		ok = apply(p, v, where) && ok;
+	}
+	fclose(f);
+	return ok;
+}
+
+static void defaults(void)
+{
+	server_config *cfg = &srv.cfg;
+	cfg->bind = xstrdup("127.0.0.1");
+	cfg->port = 7379;
+	cfg->dir = xstrdup("data/ctxd");
+	cfg->durability = CTX_DURABILITY_ALWAYS;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->loops = n > 0 ? (int)n : 1;
+	cfg->maxclients = 10000;
+	cfg->timeout = 0;
+	cfg->proto_max_bulk_len = 512u << 20;
+	cfg->client_query_buffer_limit = 1u << 30;
+	cfg->obuf_hard = 256u << 20;
+	cfg->obuf_soft = 64u << 20;
+	cfg->obuf_soft_seconds = 60;
+	cfg->max_args = 1024 * 1024;
+	cfg->max_inline = 64 * 1024;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"port", required_argument, 0, 'p'},
+	    {"bind", required_argument, 0, 'b'},
+	    {"dir", required_argument, 0, 'd'},
+	    {"durability", required_argument, 0, 'D'},
+	    {"requirepass", required_argument, 0, 'a'},
+	    {"loops", required_argument, 0, 'l'},
+	    {"config", required_argument, 0, 'c'},
+	    {"maxclients", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"loglevel", required_argument, 0, 'L'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	/* the configuration file first, so that other options override it */
+	for (int i = 1; i < argc; i++) {
+		const char *path = NULL;
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+		if (path && !read_config(path))
+			return 1;
+	}
+	int ch;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		const char *name = NULL;
+		for (const struct option *o = opts; o->name; o++)
+			if (o->val == ch)
+				name = o->name;
+		if (ch == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (ch == '?' || !name)
+			return 1;
+		if (ch == 'c')
+			continue;
+		if (!apply(name, optarg, "command line"))
+			return 1;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ctxd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 1;
+	}
+	return 0;
+}
+
+static int open_store(void)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = srv.cfg.dir;
+	o.durability = srv.cfg.durability;
+	o.unsafe_no_sync = srv.cfg.durability == CTX_DURABILITY_NONE;
+	ctx_status st = ctx_open(&o, &srv.store);
+	if (st != CTX_OK) {
+		server_log('E', "cannot open the store in %s: %s: %s", srv.cfg.dir,
+		           ctx_strerror(st), ctx_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_mutex_init(&srv.cfg_lock, NULL);
+	pthread_mutex_init(&srv.reg_lock, NULL);
+	defaults();
+	if (parse_args(argc, argv) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	srv.start_us = now_us();
+	server_log('I', "ctxd %s (libctx %s) starting: dir %s, durability %s, %d loops",
+	           CTX_VERSION_STRING, CTX_VERSION_STRING, srv.cfg.dir,
+	           srv.cfg.durability == CTX_DURABILITY_ALWAYS  ? "always"
+	           : srv.cfg.durability == CTX_DURABILITY_BATCH ? "batch"
+	                                                        : "none",
+	           srv.cfg.loops);
+	if (open_store() != 0)
+		return 1;
+	commands_init();
+	if (net_start() != 0) {
+		server_log('E', "cannot start the loops");
+		ctx_close(srv.store);
+		return 1;
+	}
+	server_log('I', "ready to accept connections on %s:%d (redis-cli -p %d)", srv.cfg.bind,
+	           srv.listen_port, srv.listen_port);
+	if (!srv.cfg.requirepass && strcmp(srv.cfg.bind, "127.0.0.1") &&
+	    strcmp(srv.cfg.bind, "::1") && strcmp(srv.cfg.bind, "localhost"))
+		server_log('W', "listening on %s without a password (requirepass)", srv.cfg.bind);
+	int sig = 0;
+	sigwait(&set, &sig);
+	server_log('I', "received %s: stopping (finishing commits, sending parked replies)",
+	           sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	net_stop();
+	server_log('I', "loops stopped; closing the store (fsync, checkpoint)");
+	ctx_close(srv.store);
+	server_log('I', "ctxd stopped");
+	return 0;
+}

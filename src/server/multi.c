@@ -1,0 +1,583 @@
+/*
+ * multi.c - write batches (the wbatch of server.h) and transactions: MULTI,
+ * EXEC, DISCARD, WATCH, UNWATCH.
+ *
+ * WRITE BATCH
+ *   A wbatch starts from the newest decided version of one context
+ *   (ctx_get_latest; NULL if absent) and records changes in an overlay: a
+ *   small open-addressing table from field to new value or deletion, kept in
+ *   the order the changes were made. Reads through the batch see base +
+ *   overlay. The commit replays the overlay into one transaction committed
+ *   with ctx_txn_commit_nowait, guarded by the base's version (a create is
+ *   guarded by "must not exist"), so a batch applies only on top of exactly
+ *   what its command read: if anything else got in first the commit says
+ *   CTX_CONFLICT and the core runs the command again on a fresh batch.
+ *   A batch whose context was dropped (DEL) commits with ctx_drop_nowait,
+ *   then, if fields were set afterwards, creates the context again.
+ *   A write that leaves no fields keeps the context (version with zero
+ *   fields): Redis commands treat it as absent, CTX.* commands still see it.
+ *
+ * TRANSACTIONS
+ *   MULTI queues copies of the commands (after checking name and arity: an
+ *   error there makes EXEC answer EXECABORT). EXEC checks the WATCHed
+ *   contexts' versions (null reply if one moved), requires every queued
+ *   command with a key to name the same context, then runs all queued
+ *   commands against one batch and commits it once: one version. If a queued
+ *   command replies an error, nothing is committed and EXEC replies that
+ *   error alone (stronger than Redis, which applies the rest).
+ */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- write batches --------------------------------------------------------------- */
+
+typedef struct wentry {
+	char *k; /* key then value, one allocation */
+	size_t kn;
+	char *v;
+	size_t vn;
+	bool del;
+} wentry;
+
+struct wbatch {
+	char id[CTX_ID_MAX + 1];
+	ctx_state *base;
+	bool exists;  /* with the recorded changes */
+	bool dropped; /* the base is dropped       */
+	bool dirty;
+	size_t count;
+	wentry *ents;
+	size_t nents, capents;
+	uint32_t *slots; /* index + 1 into ents; 0 = empty */
+	size_t nslots;
+};
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
+static wentry *find(wbatch *w, const void *k, size_t kn, size_t *slot)
+{
+	if (!w->nslots)
+		return NULL;
+	size_t mask = w->nslots - 1;
+	size_t i = (size_t)hash_bytes(k, kn) & mask;
+	for (;; i = (i + 1) & mask) {
+		uint32_t s = w->slots[i];
+		if (!s) {
+			if (slot)
+				*slot = i;
+			return NULL;
+		}
+		wentry *e = &w->ents[s - 1];
+		if (e->kn == kn && memcmp(e->k, k, kn) == 0) {
+			if (slot)
+				*slot = i;
+			return e;
+		}
+	}
+}
+
+static void rehash(wbatch *w)
+{
+	size_t n = w->nslots ? w->nslots * 2 : 16;
+	free(w->slots);
+	w->slots = calloc(n, sizeof(uint32_t));
+	if (!w->slots)
+		abort();
+	w->nslots = n;
+	for (size_t e = 0; e < w->nents; e++) {
+		size_t i = (size_t)hash_bytes(w->ents[e].k, w->ents[e].kn) & (n - 1);
+		while (w->slots[i])
+			i = (i + 1) & (n - 1);
+		w->slots[i] = (uint32_t)(e + 1);
+	}
+}
+
+static void record(wbatch *w, const void *k, size_t kn, const void *v, size_t vn, bool del)
+{
+	size_t slot;
+	wentry *e = find(w, k, kn, &slot);
+	if (e) {
+		char *nk = xmalloc(kn + vn + 1);
+		memcpy(nk, k, kn);
+		if (vn)
+			memcpy(nk + kn, v, vn);
+		free(e->k);
+		e->k = nk;
+		e->v = nk + kn;
+		e->vn = vn;
+		e->del = del;
+		return;
+	}
+	if ((w->nents + 1) * 2 > w->nslots) {
+		rehash(w);
+		find(w, k, kn, &slot);
+	}
+	if (w->nents == w->capents) {
+		w->capents = w->capents ? w->capents * 2 : 8;
+		w->ents = xrealloc(w->ents, w->capents * sizeof(wentry));
+	}
+	wentry *ne = &w->ents[w->nents];
+	ne->k = xmalloc(kn + vn + 1);
+	memcpy(ne->k, k, kn);
+	if (vn)
+		memcpy(ne->k + kn, v, vn);
+	ne->kn = kn;
+	ne->v = ne->k + kn;
+	ne->vn = vn;
+	ne->del = del;
+	w->nents++;
+	w->slots[slot] = (uint32_t)w->nents;
+}
+
+static void clear_overlay(wbatch *w)
+{
+	for (size_t i = 0; i < w->nents; i++)
+		free(w->ents[i].k);
+	w->nents = 0;
+	if (w->slots)
+		memset(w->slots, 0, w->nslots * sizeof(uint32_t));
+}
+
+wbatch *wbatch_new(const char *id, ctx_status *st)
+{
+	ctx_state *base = NULL;
+	ctx_status s = ctx_get_latest(srv.store, id, &base);
+	if (s != CTX_OK && s != CTX_NOT_FOUND) {
+		*st = s;
+		return NULL;
+	}
+	wbatch *w = calloc(1, sizeof(*w));
+	if (!w) {
+		ctx_state_release(base);
+		*st = CTX_NOMEM;
+		return NULL;
+	}
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	w->base = s == CTX_OK ? base : NULL;
+	w->exists = w->base != NULL;
+	w->count = w->base ? ctx_state_count(w->base) : 0;
+	return w;
+}
+
+void wbatch_free(wbatch *w)
+{
+	if (!w)
+		return;
+	clear_overlay(w);
+	free(w->ents);
+	free(w->slots);
+	ctx_state_release(w->base);
+	free(w);
+}
+
+const char *wbatch_id(const wbatch *w)
+{
+	return w->id;
+}
+
+bool wbatch_dirty(const wbatch *w)
+{
+	return w->dirty;
+}
+
+bool wb_exists(wbatch *w)
+{
+	return w->exists;
+}
+
+size_t wb_count(wbatch *w)
+{
+	return w->count;
+}
+
+const ctx_state *wb_base(wbatch *w)
+{
+	return w->dropped ? NULL : w->base;
+}
+
+bool wb_get(wbatch *w, const void *k, size_t kn, const void **v, size_t *vn)
+{
+	wentry *e = find(w, k, kn, NULL);
+	if (e) {
+		if (e->del)
+			return false;
+		*v = e->v;
+		*vn = e->vn;
+		return true;
+	}
+	if (w->dropped || !w->base)
+		return false;
+	return ctx_state_lookup(w->base, k, kn, v, vn);
+}
+
+void wb_put(wbatch *w, const void *k, size_t kn, const void *v, size_t vn)
+{
+	const void *ov;
+	size_t on;
+	if (!w->exists)
+		w->exists = true;
+	if (!wb_get(w, k, kn, &ov, &on))
+		w->count++;
+	record(w, k, kn, v, vn, false);
+	w->dirty = true;
+}
+
+void wb_del(wbatch *w, const void *k, size_t kn)
+{
+	const void *ov;
+	size_t on;
+	if (!wb_get(w, k, kn, &ov, &on))
+		return;
+	w->count--;
+	record(w, k, kn, NULL, 0, true);
+	w->dirty = true;
+}
+
+void wb_drop(wbatch *w)
+{
+	if (!w->exists)
+		return;
+	clear_overlay(w);
+	w->dropped = w->base != NULL;
+	w->exists = false;
+	w->count = 0;
+	w->dirty = w->dropped;
+}
+
+void wb_foreach(wbatch *w, wb_visit_fn *fn, void *farg)
+{
+	if (w->base && !w->dropped) {
+		ctx_iter *it;
+		if (ctx_iter_begin(w->base, &it) == CTX_OK) {
+			const void *k, *v;
+			size_t kn, vn;
+			while (ctx_iter_next(it, &k, &kn, &v, &vn)) {
+				if (find(w, k, kn, NULL))
+					continue;
+				if (!fn(farg, k, kn, v, vn)) {
+					ctx_iter_free(it);
+					return;
+				}
+			}
+			ctx_iter_free(it);
+		}
+	}
+	for (size_t i = 0; i < w->nents; i++)
+		if (!w->ents[i].del &&
+		    !fn(farg, w->ents[i].k, w->ents[i].kn, w->ents[i].v, w->ents[i].vn))
+			return;
+}
+
+static ctx_status as_conflict(ctx_status st)
+{
+	return (st == CTX_NOT_FOUND || st == CTX_EXISTS) ? CTX_CONFLICT : st;
+}
+
+ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
+{
+	*rev = 0;
+	if (!w->dirty)
+		return CTX_OK;
+	ctx_status st;
+	if (w->dropped) {
+		st = ctx_drop_nowait(srv.store, w->id, rev);
+		if (st != CTX_OK)
+			return as_conflict(st);
+	}
+	if (!w->exists)
+		return CTX_OK;
+	bool create = !w->base || w->dropped;
+	ctx_txn *t;
+	st = create ? ctx_txn_begin_create(srv.store, w->id, &t)
+	            : ctx_txn_begin(srv.store, w->id, &t);
+	if (st != CTX_OK)
+		return as_conflict(st);
+	for (size_t i = 0; i < w->nents; i++) {
+		wentry *e = &w->ents[i];
+		if (e->del && create)
+			continue;
+		st =
+		    e->del ? ctx_txn_del(t, e->k, e->kn) : ctx_txn_put(t, e->k, e->kn, e->v, e->vn);
+		if (st != CTX_OK) {
+			ctx_txn_abort(t);
+			return st;
+		}
+	}
+	uint64_t r = 0;
+	st = ctx_txn_commit_nowait(t, create ? 0 : ctx_state_version(w->base), NULL, &r);
+	if (st != CTX_OK)
+		return as_conflict(st);
+	*rev = r;
+	return CTX_OK;
+}
+
+/* ---- MULTI / EXEC ---------------------------------------------------------------- */
+
+static void unwatch(client *c)
+{
+	free(c->watched);
+	c->watched = NULL;
+	c->nwatched = 0;
+}
+
+static void discard_queue(client *c)
+{
+	for (size_t i = 0; i < c->nqueue; i++)
+		free(c->queue[i].argv);
+	c->nqueue = 0;
+	c->queue_bytes = 0;
+	c->in_multi = false;
+	c->multi_error = false;
+}
+
+void multi_reset(client *c)
+{
+	discard_queue(c);
+	unwatch(c);
+}
+
+bool multi_intercept(client *c, const command *cmd, int argc, const arg *argv)
+{
+	static const char *const now[] = {"EXEC", "DISCARD", "MULTI", "WATCH", "QUIT", "RESET"};
+	for (size_t i = 0; i < sizeof(now) / sizeof(now[0]); i++)
+		if (strcmp(cmd->name, now[i]) == 0)
+			return false;
+	c->cmd_start = c->out_base + c->out.len;
+	if (cmd->flags & (CMD_NOMULTI | CMD_BLOCKING)) {
+		reply_error(c, "ERR Command not allowed inside a transaction");
+		c->multi_error = true;
+		c->replies++;
+		return true;
+	}
+	size_t bytes = (size_t)argc * sizeof(arg);
+	for (int i = 0; i < argc; i++)
+		bytes += argv[i].n;
+	arg *copy = xmalloc(bytes ? bytes : 1);
+	char *p = (char *)(copy + argc);
+	for (int i = 0; i < argc; i++) {
+		if (argv[i].n)
+			memcpy(p, argv[i].p, argv[i].n);
+		copy[i].p = p;
+		copy[i].n = argv[i].n;
+		p += argv[i].n;
+	}
+	if (c->nqueue == c->capqueue) {
+		c->capqueue = c->capqueue ? c->capqueue * 2 : 8;
+		c->queue = xrealloc(c->queue, c->capqueue * sizeof(queued_cmd));
+	}
+	c->queue[c->nqueue++] = (queued_cmd){cmd, argc, copy};
+	c->queue_bytes += bytes;
+	rbuf_add(&c->out, "+QUEUED\r\n", 9);
+	c->replies++;
+	return true;
+}
+
+static void cmd_multi(client *c, int argc, const arg *argv)
+{
+	if (c->in_multi) {
+		reply_error(c, "ERR MULTI calls can not be nested");
+		return;
+	}
+	c->in_multi = true;
+	c->multi_error = false;
+	reply_ok(c);
+}
+
+static void cmd_discard(client *c, int argc, const arg *argv)
+{
+	if (!c->in_multi) {
+		reply_error(c, "ERR DISCARD without MULTI");
+		return;
+	}
+	multi_reset(c);
+	reply_ok(c);
+}
+
+static uint64_t latest_version(const char *id)
+{
+	ctx_state *st;
+	if (ctx_get_latest(srv.store, id, &st) != CTX_OK)
+		return 0;
+	uint64_t v = ctx_state_version(st);
+	ctx_state_release(st);
+	return v;
+}
+
+static void cmd_watch(client *c, int argc, const arg *argv)
+{
+	if (c->in_multi) {
+		reply_error(c, "ERR WATCH inside MULTI is not allowed");
+		return;
+	}
+	for (int i = 1; i < argc; i++) {
+		char id[CTX_ID_MAX + 1];
+		if (!arg_to_id(c, &argv[i], id))
+			return;
+		bool seen = false;
+		for (size_t k = 0; k < c->nwatched && !seen; k++)
+			seen = strcmp(c->watched[k].id, id) == 0;
+		if (seen)
+			continue;
+		c->watched = xrealloc(c->watched, (c->nwatched + 1) * sizeof(watched_key));
+		memcpy(c->watched[c->nwatched].id, id, sizeof(id));
+		c->watched[c->nwatched].version = latest_version(id);
+		c->nwatched++;
+	}
+	reply_ok(c);
+}
+
+static void cmd_unwatch(client *c, int argc, const arg *argv)
+{
+	unwatch(c);
+	reply_ok(c);
+}
+
+static bool watched_moved(client *c)
+{
+	for (size_t i = 0; i < c->nwatched; i++)
+		if (latest_version(c->watched[i].id) != c->watched[i].version)
+			return true;
+	return false;
+}
+
+static bool is_watched(client *c, const char *id)
+{
+	for (size_t i = 0; i < c->nwatched; i++)
+		if (strcmp(c->watched[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/* Find the one context of the queue into c->exec_id ("" if none). */
+static bool exec_context(client *c)
+{
+	c->exec_id[0] = '\0';
+	for (size_t i = 0; i < c->nqueue; i++) {
+		queued_cmd *q = &c->queue[i];
+		if (q->cmd->first_key <= 0 || q->cmd->first_key >= q->argc)
+			continue;
+		char id[CTX_ID_MAX + 1];
+		if (!arg_to_id(c, &q->argv[q->cmd->first_key], id))
+			return false;
+		if (!c->exec_id[0]) {
+			memcpy(c->exec_id, id, sizeof(id));
+		} else if (strcmp(id, c->exec_id) != 0) {
+			reply_error(c,
+			            "ERR EXEC refused: the queued commands touch more than one "
+			            "context ('%s' and '%s'); a transaction works on one context, "
+			            "nothing was applied",
+			            c->exec_id, id);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Run the queue once against a fresh batch. Returns the commit status; on a
+ * queued command's error, replies it alone and returns CTX_OK. */
+static ctx_status exec_once(client *c, size_t mark)
+{
+	ctx_status st = CTX_OK;
+	c->exec_wb = c->exec_id[0] ? wbatch_new(c->exec_id, &st) : NULL;
+	if (c->exec_id[0] && !c->exec_wb) {
+		reply_ctx_error(c, st);
+		return CTX_OK;
+	}
+	if (c->exec_wb && wb_base(c->exec_wb))
+		client_need_durable(c, ctx_state_revision(wb_base(c->exec_wb)));
+	reply_array(c, c->nqueue);
+	c->in_exec = true;
+	for (size_t i = 0; i < c->nqueue; i++) {
+		queued_cmd *q = &c->queue[i];
+		size_t m = reply_mark(c);
+		exec_command(c, q->cmd, q->argc, q->argv);
+		if (c->out.len > m && c->out.p[m] == '-') {
+			size_t n;
+			const char *e = reply_at(c, m, &n);
+			char *copy = xmalloc(n);
+			memcpy(copy, e, n);
+			reply_truncate(c, mark);
+			reply_raw(c, copy, n);
+			free(copy);
+			c->in_exec = false;
+			wbatch_free(c->exec_wb);
+			c->exec_wb = NULL;
+			return CTX_OK;
+		}
+	}
+	c->in_exec = false;
+	uint64_t rev = 0;
+	if (c->exec_wb)
+		st = wbatch_commit(c->exec_wb, &rev);
+	wbatch_free(c->exec_wb);
+	c->exec_wb = NULL;
+	if (st == CTX_OK)
+		client_need_durable(c, rev);
+	return st;
+}
+
+static void cmd_exec(client *c, int argc, const arg *argv)
+{
+	if (!c->in_multi) {
+		reply_error(c, "ERR EXEC without MULTI");
+		return;
+	}
+	if (c->multi_error) {
+		reply_error(c, "EXECABORT Transaction discarded because of previous errors.");
+		multi_reset(c);
+		return;
+	}
+	if (watched_moved(c)) {
+		reply_null_array(c);
+		multi_reset(c);
+		return;
+	}
+	if (!exec_context(c)) {
+		multi_reset(c);
+		return;
+	}
+	for (int attempt = 0;; attempt++) {
+		size_t mark = reply_mark(c);
+		ctx_status st = exec_once(c, mark);
+		if (st == CTX_OK)
+			break;
+		reply_truncate(c, mark);
+		if (st == CTX_CONFLICT && is_watched(c, c->exec_id)) {
+			reply_null_array(c);
+			break;
+		}
+		if (st == CTX_CONFLICT && attempt < CTXD_MAX_WRITE_RETRIES)
+			continue;
+		if (st == CTX_CONFLICT)
+			reply_error(c,
+			            "CTXCONFLICT gave up after %d attempts: other writers kept "
+			            "changing the context",
+			            attempt + 1);
+		else
+			reply_ctx_error(c, st);
+		break;
+	}
+	multi_reset(c);
+}
+
+const command multi_commands[] = {
+    {"MULTI", cmd_multi, 1, CMD_NOMULTI, 0, "Starts a transaction (on one context).",
+     "transactions"},
+    {"EXEC", cmd_exec, 1, 0, 0, "Executes the queued commands as one commit, all or nothing.",
+     "transactions"},
+    {"DISCARD", cmd_discard, 1, 0, 0, "Discards a transaction.", "transactions"},
+    {"WATCH", cmd_watch, -2, CMD_NOMULTI, 1, "Makes EXEC fail if a context's version changes.",
+     "transactions"},
+    {"UNWATCH", cmd_unwatch, 1, 0, 0, "Forgets the WATCHed contexts.", "transactions"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
+};

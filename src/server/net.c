@@ -1,0 +1,1444 @@
+/*
+ * net.c - ctxd's loops and connections: accept, read, parse, dispatch, reply,
+ * park replies until durable, limits, shutdown.
+ *
+ * LOOPS
+ *   srv.nloops threads, each running its own libuv loop with its own
+ *   listening socket: all bound to the same address with SO_REUSEPORT, so the
+ *   kernel spreads new connections over the loops. A connection stays on the
+ *   loop that accepted it; its commands run there, inline.
+ *
+ * A READ
+ *   The bytes read are appended to the client's input buffer (grown with the
+ *   bytes that actually arrive, never for a declared length), every complete
+ *   request in it is parsed (resp.c) and run, and then the replies of all of
+ *   them go out in one write: uv_try_write, and a uv_write of a copy of
+ *   whatever the socket did not take.
+ *
+ * PARKING (the durability rule)
+ *   A command's reply must not leave before the revision it depends on is
+ *   durable (client_need_durable: a write's commit, or the version a read
+ *   saw). At the end of the command, if that revision is not yet durable, a
+ *   mark {start of the reply, revision} is pushed on the client: the output
+ *   from that offset on is held. Marks are kept in increasing revision order
+ *   (a mark with a revision not above the last one is not needed: the last
+ *   one holds everything after it already). Each loop has a ctx_notifier
+ *   polled with uv_poll; when it fires the loop reads the durable revision
+ *   and releases the marks it reached, on the clients of its parked list.
+ *   If the log failed, the held replies are replaced by -CTXIO errors (one
+ *   per held command reply).
+ *
+ * OUTPUT LIMITS
+ *   Bytes not yet taken by the socket, held or not, plus bytes in uv_write
+ *   requests, count against client-output-buffer-limit (hard, and soft for
+ *   some seconds). A client over it is closed: a client that stops reading
+ *   cannot swell the server.
+ *
+ * SHUTDOWN
+ *   net_stop: every loop closes its listener, stops reading from its
+ *   clients and closes each once its replies (parked ones included, so
+ *   after their fsync) are written and its thread-pool work is done; after
+ *   a deadline the rest are closed. Then the loops end.
+ */
+#include "core.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHUTDOWN_GRACE_US (30ull * 1000 * 1000)
+#define UNAUTH_MAX_ARGS   10
+#define UNAUTH_MAX_BULK   16384
+
+server srv;
+
+uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+#define STAT_ADD(lp, f, v) atomic_fetch_add_explicit(&(lp)->f, (v), memory_order_relaxed)
+
+static void client_flush(client *c);
+static void process_input(client *c);
+static void maybe_finish(loop *lp);
+
+/* ---- output: replies ------------------------------------------------------------ */
+
+int client_resp(const client *c)
+{
+	return atomic_load_explicit(&c->resp, memory_order_relaxed);
+}
+
+void client_set_resp(client *c, int proto)
+{
+	atomic_store_explicit(&c->resp, proto, memory_order_relaxed);
+}
+
+size_t reply_mark(client *c)
+{
+	return c->out.len;
+}
+
+void reply_truncate(client *c, size_t mark)
+{
+	if (mark < c->out.len)
+		c->out.len = mark;
+}
+
+const char *reply_at(client *c, size_t mark, size_t *n)
+{
+	*n = c->out.len - mark;
+	return c->out.p + mark;
+}
+
+void reply_raw(client *c, const void *p, size_t n)
+{
+	rbuf_add(&c->out, p, n);
+}
+
+void reply_ok(client *c)
+{
+	rbuf_add(&c->out, "+OK\r\n", 5);
+}
+
+void reply_simple(client *c, const char *s)
+{
+	resp_add_simple(&c->out, '+', s, strlen(s));
+}
+
+static void reply_verror(client *c, const char *fmt, va_list ap)
+{
+	char tmp[512];
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < sizeof(tmp)) {
+		resp_add_simple(&c->out, '-', tmp, (size_t)n);
+	} else {
+		char *big = xmalloc((size_t)n + 1);
+		vsnprintf(big, (size_t)n + 1, fmt, ap2);
+		resp_add_simple(&c->out, '-', big, (size_t)n);
+		free(big);
+	}
+	va_end(ap2);
+}
+
+void reply_error(client *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply_verror(c, fmt, ap);
+	va_end(ap);
+}
+
+static const char *status_code(ctx_status st)
+{
+	switch (st) {
+	case CTX_NOT_FOUND:
+		return "CTXNOTFOUND";
+	case CTX_EXISTS:
+		return "CTXEXISTS";
+	case CTX_CONFLICT:
+		return "CTXCONFLICT";
+	case CTX_LIMIT:
+		return "CTXLIMIT";
+	case CTX_INVALID:
+		return "CTXINVALID";
+	case CTX_IO:
+		return "CTXIO";
+	case CTX_CORRUPT:
+		return "CTXCORRUPT";
+	case CTX_NOMEM:
+		return "CTXNOMEM";
+	case CTX_CLOSED:
+		return "CTXCLOSED";
+	default:
+		return "ERR";
+	}
+}
+
+void reply_ctx_error(client *c, ctx_status st)
+{
+	const char *msg = ctx_last_error();
+	if (!msg || !*msg)
+		msg = ctx_strerror(st);
+	reply_error(c, "%s %s", status_code(st), msg);
+}
+
+void reply_int(client *c, long long v)
+{
+	resp_add_header(&c->out, ':', v);
+}
+
+void reply_bulk(client *c, const void *p, size_t n)
+{
+	resp_add_bulk(&c->out, p, n);
+}
+
+void reply_cstr(client *c, const char *s)
+{
+	resp_add_bulk(&c->out, s, strlen(s));
+}
+
+void reply_null(client *c)
+{
+	if (client_resp(c) == 3)
+		rbuf_add(&c->out, "_\r\n", 3);
+	else
+		rbuf_add(&c->out, "$-1\r\n", 5);
+}
+
+void reply_null_array(client *c)
+{
+	if (client_resp(c) == 3)
+		rbuf_add(&c->out, "_\r\n", 3);
+	else
+		rbuf_add(&c->out, "*-1\r\n", 5);
+}
+
+void reply_array(client *c, size_t n)
+{
+	resp_add_header(&c->out, '*', (long long)n);
+}
+
+void reply_map(client *c, size_t pairs)
+{
+	if (client_resp(c) == 3)
+		resp_add_header(&c->out, '%', (long long)pairs);
+	else
+		resp_add_header(&c->out, '*', (long long)pairs * 2);
+}
+
+void reply_set(client *c, size_t n)
+{
+	resp_add_header(&c->out, client_resp(c) == 3 ? '~' : '*', (long long)n);
+}
+
+void reply_double(client *c, double d)
+{
+	resp_add_double(&c->out, client_resp(c), d);
+}
+
+void reply_bool(client *c, bool b)
+{
+	if (client_resp(c) == 3)
+		rbuf_add(&c->out, b ? "#t\r\n" : "#f\r\n", 4);
+	else
+		rbuf_add(&c->out, b ? ":1\r\n" : ":0\r\n", 4);
+}
+
+void reply_verbatim(client *c, const char *s, size_t n)
+{
+	if (client_resp(c) != 3) {
+		resp_add_bulk(&c->out, s, n);
+		return;
+	}
+	resp_add_header(&c->out, '=', (long long)n + 4);
+	rbuf_add(&c->out, "txt:", 4);
+	rbuf_add(&c->out, s, n);
+	rbuf_add(&c->out, "\r\n", 2);
+}
+
+void reply_push(client *c, size_t n)
+{
+	resp_add_header(&c->out, client_resp(c) == 3 ? '>' : '*', (long long)n);
+}
+
+size_t reply_defer_len(client *c)
+{
+	return c->out.len;
+}
+
+static void insert_header(client *c, size_t at, char type, long long n)
+{
+	char h[24];
+	size_t hl = resp_format_header(h, type, n);
+	rbuf_reserve(&c->out, hl);
+	memmove(c->out.p + at + hl, c->out.p + at, c->out.len - at);
+	memcpy(c->out.p + at, h, hl);
+	c->out.len += hl;
+}
+
+void reply_set_array_len(client *c, size_t handle, size_t n)
+{
+	insert_header(c, handle, '*', (long long)n);
+}
+
+void reply_set_map_len(client *c, size_t handle, size_t pairs)
+{
+	if (client_resp(c) == 3)
+		insert_header(c, handle, '%', (long long)pairs);
+	else
+		insert_header(c, handle, '*', (long long)pairs * 2);
+}
+
+/* ---- parking ---------------------------------------------------------------------- */
+
+void client_need_durable(client *c, uint64_t rev)
+{
+	if (rev > c->cmd_need)
+		c->cmd_need = rev;
+}
+
+/* Whether rev is durable; refreshes the loop's view. */
+static bool durable_now(loop *lp, uint64_t rev)
+{
+	if (rev <= lp->durable)
+		return true;
+	uint64_t d = lp->durable;
+	if (ctx_durable_revision(srv.store, &d) != CTX_OK) {
+		if (!lp->io_failed)
+			server_log('E',
+			           "the log failed: replies waiting for durability get -CTXIO");
+		lp->io_failed = true;
+		return false;
+	}
+	lp->durable = d;
+	return rev <= d;
+}
+
+uint64_t client_durable(client *c)
+{
+	durable_now(c->lp, UINT64_MAX);
+	return c->lp->durable;
+}
+
+static void parked_link(client *c)
+{
+	loop *lp = c->lp;
+	c->parked = true;
+	c->pprev = NULL;
+	c->pnext = lp->parked;
+	if (lp->parked)
+		lp->parked->pprev = c;
+	lp->parked = c;
+}
+
+static void parked_unlink(client *c)
+{
+	if (!c->parked)
+		return;
+	if (c->pprev)
+		c->pprev->pnext = c->pnext;
+	else
+		c->lp->parked = c->pnext;
+	if (c->pnext)
+		c->pnext->pprev = c->pprev;
+	c->parked = false;
+	c->pnext = c->pprev = NULL;
+}
+
+static void park(client *c, uint64_t start, uint64_t rev, uint64_t before)
+{
+	if (c->nmarks && c->marks[c->nmarks - 1].rev >= rev)
+		return;
+	if (c->nmarks == c->capmarks) {
+		c->capmarks = c->capmarks ? c->capmarks * 2 : 8;
+		c->marks = xrealloc(c->marks, c->capmarks * sizeof(park_mark));
+	}
+	c->marks[c->nmarks++] = (park_mark){start, rev, before};
+	if (!c->parked)
+		parked_link(c);
+}
+
+/* Replace the held replies by one -CTXIO each. */
+static void fail_parked(client *c)
+{
+	if (!c->nmarks)
+		return;
+	park_mark m = c->marks[0];
+	reply_truncate(c, (size_t)(m.start - c->out_base));
+	for (uint64_t i = m.replies_before; i < c->replies; i++)
+		reply_error(c, "CTXIO the log failed: this change may not be durable");
+	c->nmarks = 0;
+	parked_unlink(c);
+}
+
+static void release_parked(client *c)
+{
+	loop *lp = c->lp;
+	size_t k = 0;
+	while (k < c->nmarks && c->marks[k].rev <= lp->durable)
+		k++;
+	if (k) {
+		memmove(c->marks, c->marks + k, (c->nmarks - k) * sizeof(park_mark));
+		c->nmarks -= k;
+	}
+	if (lp->io_failed)
+		fail_parked(c);
+	if (!c->nmarks)
+		parked_unlink(c);
+}
+
+static void on_notify(uv_poll_t *h, int status, int events)
+{
+	loop *lp = h->data;
+	ctx_notifier_clear(lp->notifier);
+	durable_now(lp, UINT64_MAX);
+	client *next;
+	for (client *c = lp->parked; c; c = next) {
+		next = c->pnext;
+		release_parked(c);
+		client_flush(c);
+	}
+	maybe_finish(lp);
+}
+
+static void cmd_end(client *c)
+{
+	c->replies++;
+	uint64_t rev = c->cmd_need;
+	c->cmd_need = 0;
+	if (!rev || durable_now(c->lp, rev))
+		return;
+	if (c->lp->io_failed) {
+		reply_truncate(c, (size_t)(c->cmd_start - c->out_base));
+		reply_error(c, "CTXIO the log failed: this change may not be durable");
+		return;
+	}
+	park(c, c->cmd_start, rev, c->replies - 1);
+}
+
+/* ---- output: writing ---------------------------------------------------------------- */
+
+typedef struct write_req {
+	uv_write_t req;
+	client *c;
+	size_t n;
+	char data[];
+} write_req;
+
+static size_t pending_out(const client *c)
+{
+	return c->out.len - c->out_head + c->inflight;
+}
+
+static bool all_sent(const client *c)
+{
+	return c->out_head == c->out.len && c->inflight == 0 && c->nmarks == 0;
+}
+
+/* Apply the output limits; false if the client was closed. */
+static bool obuf_check(client *c)
+{
+	size_t pend = pending_out(c);
+	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
+	size_t soft = atomic_load_explicit(&srv.cfg.obuf_soft, memory_order_relaxed);
+	long secs = atomic_load_explicit(&srv.cfg.obuf_soft_seconds, memory_order_relaxed);
+	if (hard && pend > hard) {
+		server_log('W',
+		           "client id=%llu addr=%s closed: %zu output bytes pending, over the hard "
+		           "limit %zu",
+		           (unsigned long long)c->id, c->addr, pend, hard);
+		client_close(c);
+		return false;
+	}
+	if (soft && pend > soft) {
+		uint64_t now = now_us();
+		if (!c->soft_since_us)
+			c->soft_since_us = now;
+		else if (now - c->soft_since_us >= (uint64_t)secs * 1000000u) {
+			server_log(
+			    'W',
+			    "client id=%llu addr=%s closed: over the soft output limit for %ld s",
+			    (unsigned long long)c->id, c->addr, secs);
+			client_close(c);
+			return false;
+		}
+	} else {
+		c->soft_since_us = 0;
+	}
+	return true;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	write_req *w = (write_req *)req;
+	client *c = w->c;
+	c->inflight -= w->n;
+	free(w);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		client_close(c);
+		return;
+	}
+	if (c->close_after_flush && all_sent(c))
+		client_close(c);
+}
+
+static void compact_out(client *c)
+{
+	if (c->out_head == c->out.len) {
+		c->out_base += c->out.len;
+		c->out.len = 0;
+		c->out_head = 0;
+		if (c->out.cap > (1u << 20)) {
+			rbuf_free(&c->out);
+		}
+	} else if (c->out_head > 65536 && c->out_head > c->out.len / 2) {
+		memmove(c->out.p, c->out.p + c->out_head, c->out.len - c->out_head);
+		c->out_base += c->out_head;
+		c->out.len -= c->out_head;
+		c->out_head = 0;
+	}
+}
+
+static void client_flush(client *c)
+{
+	if (c->closing)
+		return;
+	uint64_t end = c->nmarks ? c->marks[0].start : c->out_base + c->out.len;
+	size_t endi = (size_t)(end - c->out_base);
+	if (endi > c->out_head) {
+		char *p = c->out.p + c->out_head;
+		size_t n = endi - c->out_head;
+		if (c->inflight == 0) {
+			uv_buf_t b = uv_buf_init(p, (unsigned)(n > (1u << 30) ? (1u << 30) : n));
+			int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+			if (r < 0 && r != UV_EAGAIN) {
+				client_close(c);
+				return;
+			}
+			if (r > 0) {
+				p += r;
+				n -= (size_t)r;
+				STAT_ADD(c->lp, st_net_out, (uint64_t)r);
+			}
+		}
+		if (n > 0) {
+			write_req *w = xmalloc(sizeof(*w) + n);
+			memcpy(w->data, p, n);
+			w->c = c;
+			w->n = n;
+			uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+			if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+				free(w);
+				client_close(c);
+				return;
+			}
+			c->inflight += n;
+			STAT_ADD(c->lp, st_net_out, (uint64_t)n);
+		}
+		c->out_head = endi;
+	}
+	compact_out(c);
+	if (!obuf_check(c))
+		return;
+	if (c->close_after_flush && all_sent(c))
+		client_close(c);
+}
+
+/* ---- clients ------------------------------------------------------------------------ */
+
+static void registry_add(client *c)
+{
+	pthread_mutex_lock(&srv.reg_lock);
+	c->gnext = srv.registry;
+	if (srv.registry)
+		srv.registry->gprev = c;
+	srv.registry = c;
+	pthread_mutex_unlock(&srv.reg_lock);
+}
+
+static void registry_remove(client *c)
+{
+	pthread_mutex_lock(&srv.reg_lock);
+	if (c->gprev)
+		c->gprev->gnext = c->gnext;
+	else
+		srv.registry = c->gnext;
+	if (c->gnext)
+		c->gnext->gprev = c->gprev;
+	c->gnext = c->gprev = NULL;
+	pthread_mutex_unlock(&srv.reg_lock);
+}
+
+static void free_client(client *c)
+{
+	free(c->in);
+	resp_frame_free(&c->frame);
+	rbuf_free(&c->out);
+	free(c->marks);
+	free(c->wbs);
+	free(c->queue);
+	free(c->watched);
+	free(c->name);
+	free(c->lib_name);
+	free(c->lib_ver);
+	free(c);
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+	client *c = h->data;
+	c->fd = -1;
+	if (c->refs == 0)
+		free_client(c);
+	else
+		c->tcp.data = NULL; /* freed when its work is done */
+}
+
+static void wbs_clear(client *c)
+{
+	for (size_t i = 0; i < c->nwbs; i++)
+		wbatch_free(c->wbs[i]);
+	c->nwbs = 0;
+}
+
+void client_close(client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	loop *lp = c->lp;
+	atomic_fetch_sub(&srv.nclients, 1);
+	lp->nclients--;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		lp->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	parked_unlink(c);
+	registry_remove(c);
+	client_stop_watch(c);
+	ctx_tracker_close(c->tracker);
+	c->tracker = NULL;
+	ctx_session_close(c->session);
+	c->session = NULL;
+	multi_reset(c);
+	wbs_clear(c);
+	server_log('D', "client id=%llu addr=%s closed", (unsigned long long)c->id, c->addr);
+	uv_close((uv_handle_t *)&c->tcp, on_client_closed);
+	maybe_finish(lp);
+}
+
+void client_request_close(client *c)
+{
+	c->close_after_flush = true;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+ctx_session *client_session(client *c)
+{
+	if (!c->session && ctx_session_open(srv.store, &c->session) != CTX_OK)
+		return NULL;
+	return c->session;
+}
+
+ctx_tracker **client_tracker(client *c)
+{
+	return &c->tracker;
+}
+
+ctx_store *server_store(void)
+{
+	return srv.store;
+}
+
+/* ---- arguments ----------------------------------------------------------------------- */
+
+bool arg_is(const arg *a, const char *word)
+{
+	size_t n = strlen(word);
+	return a->n == n && strncasecmp(a->p, word, n) == 0;
+}
+
+bool arg_to_id(client *c, const arg *a, char id[CTX_ID_MAX + 1])
+{
+	if (a->n == 1 && a->p[0] == '.') {
+		const char *cur = c->session ? ctx_session_current(c->session) : NULL;
+		if (!cur) {
+			reply_error(c, "CTXNOTFOUND no active context: choose one with CTX.USE id");
+			return false;
+		}
+		snprintf(id, CTX_ID_MAX + 1, "%s", cur);
+		return true;
+	}
+	if (a->n == 0 || a->n > CTX_ID_MAX) {
+		reply_error(c, "CTXINVALID a context id (key) is 1 to %d bytes", CTX_ID_MAX);
+		return false;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		unsigned char ch = (unsigned char)a->p[i];
+		if (ch < 0x20 || ch == 0x7f) {
+			reply_error(c, "CTXINVALID a context id (key) may not hold control bytes");
+			return false;
+		}
+	}
+	memcpy(id, a->p, a->n);
+	id[a->n] = '\0';
+	return true;
+}
+
+static bool parse_ll_arg(const arg *a, long long *out)
+{
+	char tmp[32];
+	if (a->n == 0 || a->n >= sizeof(tmp))
+		return false;
+	memcpy(tmp, a->p, a->n);
+	tmp[a->n] = '\0';
+	char *end;
+	errno = 0;
+	long long v = strtoll(tmp, &end, 10);
+	if (errno || *end || tmp[0] == ' ' || tmp[0] == '+' || (tmp[0] == '0' && a->n > 1) ||
+	    (tmp[0] == '-' && tmp[1] == '0'))
+		return false;
+	*out = v;
+	return true;
+}
+
+bool arg_to_ll(client *c, const arg *a, long long *out)
+{
+	if (!parse_ll_arg(a, out)) {
+		reply_error(c, "ERR value is not an integer or out of range");
+		return false;
+	}
+	return true;
+}
+
+bool arg_to_u64(client *c, const arg *a, uint64_t *out)
+{
+	char tmp[32];
+	if (a->n == 0 || a->n >= sizeof(tmp) || a->p[0] < '0' || a->p[0] > '9') {
+		reply_error(c, "ERR value is not an integer or out of range");
+		return false;
+	}
+	memcpy(tmp, a->p, a->n);
+	tmp[a->n] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(tmp, &end, 10);
+	if (errno || *end) {
+		reply_error(c, "ERR value is not an integer or out of range");
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* ---- write batches of a command -------------------------------------------------------- */
+
+wbatch *client_wbatch(client *c, const char *id)
+{
+	if (c->in_exec) {
+		if (strcmp(id, c->exec_id) != 0) {
+			reply_error(c, "ERR a transaction works on one context: '%s' is not '%s'",
+			            id, c->exec_id);
+			return NULL;
+		}
+		return c->exec_wb;
+	}
+	for (size_t i = 0; i < c->nwbs; i++)
+		if (strcmp(wbatch_id(c->wbs[i]), id) == 0)
+			return c->wbs[i];
+	ctx_status st;
+	wbatch *w = wbatch_new(id, &st);
+	if (!w) {
+		reply_ctx_error(c, st);
+		return NULL;
+	}
+	if (wb_base(w))
+		client_need_durable(c, ctx_state_revision(wb_base(w)));
+	if (c->nwbs == c->capwbs) {
+		c->capwbs = c->capwbs ? c->capwbs * 2 : 4;
+		c->wbs = xrealloc(c->wbs, c->capwbs * sizeof(wbatch *));
+	}
+	c->wbs[c->nwbs++] = w;
+	return w;
+}
+
+static ctx_status wbs_commit(client *c, uint64_t *rev)
+{
+	*rev = 0;
+	for (size_t i = 0; i < c->nwbs; i++) {
+		uint64_t r = 0;
+		ctx_status st = wbatch_commit(c->wbs[i], &r);
+		if (st != CTX_OK)
+			return st;
+		if (r > *rev)
+			*rev = r;
+	}
+	return CTX_OK;
+}
+
+void exec_command(client *c, const command *cmd, int argc, const arg *argv)
+{
+	atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
+	STAT_ADD(c->lp, st_commands, 1);
+	if (c->in_exec) {
+		cmd->fn(c, argc, argv);
+		return;
+	}
+	c->cmd_start = c->out_base + c->out.len;
+	c->cmd_need = 0;
+	for (int attempt = 0;; attempt++) {
+		size_t mark = reply_mark(c);
+		cmd->fn(c, argc, argv);
+		if (c->blocked) {
+			wbs_clear(c);
+			return;
+		}
+		if (c->nwbs == 0)
+			break;
+		bool failed = c->out.len > mark && c->out.p[mark] == '-';
+		uint64_t rev = 0;
+		ctx_status st = failed ? CTX_OK : wbs_commit(c, &rev);
+		wbs_clear(c);
+		if (st == CTX_OK) {
+			client_need_durable(c, rev);
+			break;
+		}
+		reply_truncate(c, mark);
+		if (st == CTX_CONFLICT && attempt < CTXD_MAX_WRITE_RETRIES)
+			continue;
+		if (st == CTX_CONFLICT)
+			reply_error(c,
+			            "CTXCONFLICT gave up after %d attempts: other writers kept "
+			            "changing the context",
+			            attempt + 1);
+		else
+			reply_ctx_error(c, st);
+		break;
+	}
+	cmd_end(c);
+}
+
+/* ---- input --------------------------------------------------------------------------- */
+
+static void reply_unknown(client *c, int argc, const arg *argv)
+{
+	rbuf b = {0};
+	int shown = 0;
+	for (int i = 1; i < argc && b.len < 128; i++, shown++) {
+		rbuf_add(&b, "'", 1);
+		size_t n = argv[i].n > 64 ? 64 : argv[i].n;
+		for (size_t k = 0; k < n; k++) {
+			char ch = argv[i].p[k];
+			rbuf_add(&b, (ch >= 0x20 && ch < 0x7f) ? &ch : "?", 1);
+		}
+		rbuf_add(&b, "' ", 2);
+	}
+	rbuf_add(&b, "", 1);
+	size_t nn = argv[0].n > 64 ? 64 : argv[0].n;
+	char name[65];
+	for (size_t k = 0; k < nn; k++)
+		name[k] = (argv[0].p[k] >= 0x20 && argv[0].p[k] < 0x7f) ? argv[0].p[k] : '?';
+	name[nn] = '\0';
+	reply_error(c, "ERR unknown command '%s', with args beginning with: %s", name, b.p);
+	rbuf_free(&b);
+}
+
+static void lower_name(const char *s, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < cap; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+	out[i] = '\0';
+}
+
+/* Run one parsed request. */
+static void run_request(client *c, int argc, const arg *argv)
+{
+	const command *cmd = command_lookup(argv[0].p, argv[0].n);
+	atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
+	if (!cmd) {
+		if (c->in_multi)
+			c->multi_error = true;
+		c->cmd_start = c->out_base + c->out.len;
+		reply_unknown(c, argc, argv);
+		cmd_end(c);
+		return;
+	}
+	char lname[64];
+	const char *err = NULL;
+	if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity))
+		err = "arity";
+	else if (!c->authed && !(cmd->flags & CMD_NOAUTH))
+		err = "NOAUTH Authentication required.";
+	else if (c->watch && client_resp(c) == 2 && !(cmd->flags & CMD_PUBSUB))
+		err = "stream";
+	if (err) {
+		c->cmd_start = c->out_base + c->out.len;
+		lower_name(cmd->name, lname, sizeof(lname));
+		if (c->in_multi)
+			c->multi_error = true;
+		if (err[0] == 'a')
+			reply_error(c, "ERR wrong number of arguments for '%s' command", lname);
+		else if (err[0] == 's')
+			reply_error(c,
+			            "ERR Can't execute '%s': only CTX.UNWATCH, PING, QUIT and "
+			            "RESET are allowed while a RESP2 connection streams events",
+			            lname);
+		else
+			reply_error(c, "%s", err);
+		cmd_end(c);
+		return;
+	}
+	if (c->in_multi && multi_intercept(c, cmd, argc, argv))
+		return;
+	exec_command(c, cmd, argc, argv);
+}
+
+static void set_limits(client *c, resp_limits *l)
+{
+	l->max_inline = srv.cfg.max_inline;
+	if (c->authed) {
+		l->max_bulk =
+		    atomic_load_explicit(&srv.cfg.proto_max_bulk_len, memory_order_relaxed);
+		l->max_args = srv.cfg.max_args;
+		l->unauth = false;
+	} else {
+		l->max_bulk = UNAUTH_MAX_BULK;
+		l->max_args = UNAUTH_MAX_ARGS;
+		l->unauth = true;
+	}
+}
+
+static void process_input(client *c)
+{
+	size_t pos = 0;
+	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush) {
+		resp_limits lim;
+		set_limits(c, &lim);
+		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, &lim);
+		if (r == RESP_INCOMPLETE)
+			break;
+		if (r == RESP_MALFORMED) {
+			c->cmd_start = c->out_base + c->out.len;
+			reply_error(c, "ERR Protocol error: %s", c->frame.error);
+			server_log('D', "client id=%llu addr=%s: protocol error: %s",
+			           (unsigned long long)c->id, c->addr, c->frame.error);
+			resp_frame_reset(&c->frame);
+			cmd_end(c);
+			client_request_close(c);
+			pos = c->in_len;
+			break;
+		}
+		if (c->frame.argc > 0)
+			run_request(c, (int)c->frame.argc, c->frame.argv);
+		resp_frame_reset(&c->frame);
+		pos += (size_t)r;
+	}
+	if (c->closing)
+		return;
+	if (pos == c->in_len) {
+		c->in_len = 0;
+		if (c->in_cap > (1u << 20)) {
+			free(c->in);
+			c->in = NULL;
+			c->in_cap = 0;
+		}
+	} else if (pos > 0) {
+		memmove(c->in, c->in + pos, c->in_len - pos);
+		c->in_len -= pos;
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	client *c = h->data;
+	if (c->in_cap - c->in_len < 16384) {
+		size_t cap = c->in_cap * 2;
+		if (cap < c->in_len + 65536)
+			cap = c->in_len + 65536;
+		c->in = xrealloc(c->in, cap);
+		c->in_cap = cap;
+	}
+	size_t n = c->in_cap - c->in_len;
+	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(n > (1u << 30) ? (1u << 30) : n));
+}
+
+static void resume_reading(client *c);
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	client *c = s->data;
+	if (nread == 0 || c->closing)
+		return;
+	if (nread < 0) {
+		if (c->reading) {
+			uv_read_stop(s);
+			c->reading = false;
+		}
+		if (nread == UV_EOF && !c->blocked && !all_sent(c)) {
+			client_request_close(c);
+			client_flush(c);
+		} else if (nread == UV_EOF && c->blocked) {
+			client_request_close(c);
+		} else {
+			client_close(c);
+		}
+		return;
+	}
+	c->in_len += (size_t)nread;
+	STAT_ADD(c->lp, st_net_in, (uint64_t)nread);
+	process_input(c);
+	if (c->closing)
+		return;
+	size_t qlimit =
+	    atomic_load_explicit(&srv.cfg.client_query_buffer_limit, memory_order_relaxed);
+	if (qlimit && c->in_len + c->queue_bytes > qlimit) {
+		server_log('W',
+		           "client id=%llu addr=%s closed: query buffer %zu bytes over "
+		           "client-query-buffer-limit",
+		           (unsigned long long)c->id, c->addr, c->in_len + c->queue_bytes);
+		client_close(c);
+		return;
+	}
+	if (c->blocked && c->reading) {
+		uv_read_stop(s);
+		c->reading = false;
+	}
+	client_flush(c);
+}
+
+static void resume_reading(client *c)
+{
+	if (c->closing || c->close_after_flush || c->reading || c->blocked)
+		return;
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+/* ---- blocking work ---------------------------------------------------------------------- */
+
+typedef struct blocking_work {
+	uv_work_t req;
+	client *c;
+	void (*fn)(void *);
+	void (*done)(client *, void *);
+	void *arg;
+} blocking_work;
+
+static void work_run(uv_work_t *req)
+{
+	blocking_work *w = req->data;
+	w->fn(w->arg);
+}
+
+static void work_done(uv_work_t *req, int status)
+{
+	blocking_work *w = req->data;
+	client *c = w->c;
+	loop *lp = c->lp;
+	lp->pending_work--;
+	c->refs--;
+	if (c->closing) {
+		w->done(NULL, w->arg);
+		if (c->refs == 0 && c->fd == -1)
+			free_client(c);
+	} else {
+		c->blocked = false;
+		w->done(c, w->arg);
+		cmd_end(c);
+		process_input(c);
+		if (!c->closing) {
+			resume_reading(c);
+			client_flush(c);
+		}
+	}
+	free(w);
+	maybe_finish(lp);
+}
+
+void server_run_blocking(client *c, void (*fn)(void *), void (*done)(client *, void *), void *warg)
+{
+	if (c->in_exec || c->blocked) {
+		fn(warg);
+		done(c, warg);
+		return;
+	}
+	blocking_work *w = xmalloc(sizeof(*w));
+	w->req.data = w;
+	w->c = c;
+	w->fn = fn;
+	w->done = done;
+	w->arg = warg;
+	c->refs++;
+	c->blocked = true;
+	c->lp->pending_work++;
+	if (uv_queue_work(&c->lp->uv, &w->req, work_run, work_done) != 0) {
+		c->refs--;
+		c->blocked = false;
+		c->lp->pending_work--;
+		free(w);
+		fn(warg);
+		done(c, warg);
+	}
+}
+
+/* ---- watches --------------------------------------------------------------------------- */
+
+struct watch_poll {
+	uv_poll_t poll;
+	client *c;
+};
+
+static void on_watch_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_watch_ready(uv_poll_t *h, int status, int events)
+{
+	watch_poll *wp = h->data;
+	client *c = wp->c;
+	for (int i = 0; i < 1024 && c->watch && !c->closing; i++) {
+		ctx_event *e;
+		if (ctx_watch_next(c->watch, &e) != CTX_OK)
+			break;
+		c->on_event(c, e);
+		ctx_event_free(e);
+	}
+	client_flush(c);
+}
+
+void client_start_watch(client *c, ctx_watch *w, void (*on_event)(client *c, const ctx_event *e))
+{
+	client_stop_watch(c);
+	watch_poll *wp = xmalloc(sizeof(*wp));
+	wp->c = c;
+	wp->poll.data = wp;
+	c->watch = w;
+	c->on_event = on_event;
+	c->wpoll = wp;
+	uv_poll_init(&c->lp->uv, &wp->poll, ctx_watch_fd(w));
+	uv_poll_start(&wp->poll, UV_READABLE, on_watch_ready);
+}
+
+void client_stop_watch(client *c)
+{
+	if (!c->watch)
+		return;
+	uv_poll_stop(&c->wpoll->poll);
+	uv_close((uv_handle_t *)&c->wpoll->poll, on_watch_closed);
+	ctx_watch_close(c->watch);
+	c->watch = NULL;
+	c->wpoll = NULL;
+}
+
+/* ---- CLIENT LIST / KILL ---------------------------------------------------------------- */
+
+void client_info_line(client *c, rbuf *b)
+{
+	char tmp[1024];
+	uint64_t now = now_us();
+	uint64_t last = atomic_load_explicit(&c->last_us, memory_order_relaxed);
+	const char *cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
+	char lcmd[64];
+	lower_name(cmd ? cmd : "NULL", lcmd, sizeof(lcmd));
+	int n =
+	    snprintf(tmp, sizeof(tmp),
+	             "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=N db=0 sub=0 "
+	             "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+	             "obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d "
+	             "lib-name=%s lib-ver=%s\n",
+	             (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+	             (unsigned long long)((now - c->created_us) / 1000000u),
+	             (unsigned long long)(now > last ? (now - last) / 1000000u : 0), lcmd,
+	             client_resp(c), c->lib_name ? c->lib_name : "", c->lib_ver ? c->lib_ver : "");
+	if (n > 0)
+		rbuf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+size_t client_kill_matching(uint64_t id, const char *addr, bool skip_self, client *self)
+{
+	size_t killed = 0;
+	pthread_mutex_lock(&srv.reg_lock);
+	for (client *c = srv.registry; c; c = c->gnext) {
+		if (id && c->id != id)
+			continue;
+		if (addr && strcmp(c->addr, addr) != 0)
+			continue;
+		if (skip_self && c == self)
+			continue;
+		atomic_store(&c->kill, true);
+		uv_async_send(&c->lp->async);
+		killed++;
+	}
+	pthread_mutex_unlock(&srv.reg_lock);
+	return killed;
+}
+
+/* ---- accept ----------------------------------------------------------------------------- */
+
+static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, cap, "%s:%d", host, port);
+}
+
+static void on_reject_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_connection(uv_stream_t *lsock, int status)
+{
+	loop *lp = lsock->data;
+	if (status < 0)
+		return;
+	client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	uv_tcp_init(&lp->uv, &c->tcp);
+	c->tcp.data = c;
+	if (uv_accept(lsock, (uv_stream_t *)&c->tcp) != 0) {
+		uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+		return;
+	}
+	size_t maxc = atomic_load_explicit(&srv.cfg.maxclients, memory_order_relaxed);
+	if (atomic_load(&srv.stopping) || atomic_fetch_add(&srv.nclients, 1) + 1 > maxc) {
+		if (!atomic_load(&srv.stopping))
+			atomic_fetch_sub(&srv.nclients, 1);
+		STAT_ADD(lp, st_rejected, 1);
+		static const char msg[] = "-ERR max number of clients reached\r\n";
+		uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+		return;
+	}
+	c->lp = lp;
+	uv_os_fd_t fd = -1;
+	uv_fileno((uv_handle_t *)&c->tcp, &fd);
+	c->fd = fd;
+	c->id = atomic_fetch_add(&srv.next_client_id, 1) + 1;
+	c->authed = !auth_required();
+	client_set_resp(c, 2);
+	c->created_us = now_us();
+	atomic_store(&c->last_us, c->created_us);
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		format_addr(&ss, c->addr, sizeof(c->addr));
+	len = sizeof(ss);
+	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		format_addr(&ss, c->laddr, sizeof(c->laddr));
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->next = lp->clients;
+	if (lp->clients)
+		lp->clients->prev = c;
+	lp->clients = c;
+	lp->nclients++;
+	STAT_ADD(lp, st_connections, 1);
+	registry_add(c);
+	server_log('D', "client id=%llu addr=%s connected (loop %d)", (unsigned long long)c->id,
+	           c->addr, lp->idx);
+	resume_reading(c);
+}
+
+/* ---- loops ------------------------------------------------------------------------------ */
+
+static void close_if_open(uv_handle_t *h)
+{
+	if (h->loop && !uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* A stopping loop ends once its clients are gone and its work is done. */
+static void maybe_finish(loop *lp)
+{
+	if (!lp->stopping || lp->nclients > 0 || lp->pending_work > 0)
+		return;
+	close_if_open((uv_handle_t *)&lp->timer);
+	close_if_open((uv_handle_t *)&lp->async);
+	close_if_open((uv_handle_t *)&lp->npoll);
+	if (lp->listening) {
+		close_if_open((uv_handle_t *)&lp->listener);
+		lp->listening = false;
+	}
+}
+
+static void begin_stop(loop *lp)
+{
+	if (lp->stopping)
+		return;
+	lp->stopping = true;
+	lp->stop_deadline_us = now_us() + SHUTDOWN_GRACE_US;
+	if (lp->listening) {
+		uv_close((uv_handle_t *)&lp->listener, NULL);
+		lp->listening = false;
+	}
+	client *next;
+	for (client *c = lp->clients; c; c = next) {
+		next = c->next;
+		client_request_close(c);
+		if (!c->blocked)
+			client_flush(c);
+	}
+	maybe_finish(lp);
+}
+
+static void on_async(uv_async_t *h)
+{
+	loop *lp = h->data;
+	client *next;
+	for (client *c = lp->clients; c; c = next) {
+		next = c->next;
+		if (atomic_load(&c->kill))
+			client_close(c);
+	}
+	if (atomic_load(&srv.stopping))
+		begin_stop(lp);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+	loop *lp = h->data;
+	uint64_t now = now_us();
+	long timeout = atomic_load_explicit(&srv.cfg.timeout, memory_order_relaxed);
+	client *next;
+	for (client *c = lp->clients; c; c = next) {
+		next = c->next;
+		uint64_t last = atomic_load_explicit(&c->last_us, memory_order_relaxed);
+		if (lp->stopping && now > lp->stop_deadline_us) {
+			server_log('W', "shutdown: closing client id=%llu with replies unsent",
+			           (unsigned long long)c->id);
+			client_close(c);
+		} else if (timeout > 0 && !c->blocked && !c->watch && !c->nmarks && now > last &&
+		           now - last > (uint64_t)timeout * 1000000u) {
+			server_log('D', "client id=%llu idle for more than %ld s: closed",
+			           (unsigned long long)c->id, timeout);
+			client_close(c);
+		} else {
+			obuf_check(c);
+		}
+	}
+	maybe_finish(lp);
+}
+
+static void *loop_thread(void *p)
+{
+	loop *lp = p;
+	uv_run(&lp->uv, UV_RUN_DEFAULT);
+	uv_run(&lp->uv, UV_RUN_DEFAULT); /* close callbacks */
+	if (uv_loop_close(&lp->uv) != 0)
+		server_log('W', "loop %d ended with handles open", lp->idx);
+	ctx_notifier_close(lp->notifier);
+	lp->notifier = NULL;
+	return NULL;
+}
+
+static int bind_socket(const char *host, int port, int *bound_port)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t slen;
+	if (strchr(host, ':')) {
+		if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+			return -1;
+		slen = sizeof(struct sockaddr_in6);
+	} else {
+		if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0)
+			return -1;
+		slen = sizeof(struct sockaddr_in);
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 511) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	struct sockaddr_storage got;
+	socklen_t glen = sizeof(got);
+	getsockname(fd, (struct sockaddr *)&got, &glen);
+	*bound_port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+	                                             : ((struct sockaddr_in6 *)&got)->sin6_port);
+	return fd;
+}
+
+static int loop_init(loop *lp, int idx)
+{
+	lp->idx = idx;
+	if (uv_loop_init(&lp->uv) != 0)
+		return -1;
+	if (ctx_notifier_open(srv.store, &lp->notifier) != CTX_OK) {
+		server_log('E', "cannot open a durability notifier: %s", ctx_last_error());
+		return -1;
+	}
+	ctx_durable_revision(srv.store, &lp->durable);
+	uv_poll_init(&lp->uv, &lp->npoll, ctx_notifier_fd(lp->notifier));
+	lp->npoll.data = lp;
+	uv_poll_start(&lp->npoll, UV_READABLE, on_notify);
+	uv_async_init(&lp->uv, &lp->async, on_async);
+	lp->async.data = lp;
+	uv_timer_init(&lp->uv, &lp->timer);
+	lp->timer.data = lp;
+	uv_timer_start(&lp->timer, on_timer, 1000, 1000);
+	int port = srv.listen_port ? srv.listen_port : srv.cfg.port;
+	int bound = 0;
+	int fd = bind_socket(srv.cfg.bind, port, &bound);
+	if (fd < 0) {
+		server_log('E', "cannot listen on %s:%d: %s", srv.cfg.bind, port, strerror(errno));
+		return -1;
+	}
+	srv.listen_port = bound;
+	uv_tcp_init(&lp->uv, &lp->listener);
+	lp->listener.data = lp;
+	if (uv_tcp_open(&lp->listener, fd) != 0 ||
+	    uv_listen((uv_stream_t *)&lp->listener, 511, on_connection) != 0) {
+		server_log('E', "cannot listen on %s:%d", srv.cfg.bind, port);
+		return -1;
+	}
+	lp->listening = true;
+	return 0;
+}
+
+int net_start(void)
+{
+	srv.nloops = srv.cfg.loops;
+	srv.loops = calloc((size_t)srv.nloops, sizeof(loop));
+	if (!srv.loops)
+		return -1;
+	for (int i = 0; i < srv.nloops; i++)
+		if (loop_init(&srv.loops[i], i) != 0)
+			return -1;
+	for (int i = 0; i < srv.nloops; i++)
+		if (pthread_create(&srv.loops[i].thread, NULL, loop_thread, &srv.loops[i]) != 0)
+			return -1;
+	return 0;
+}
+
+void net_stop(void)
+{
+	atomic_store(&srv.stopping, true);
+	for (int i = 0; i < srv.nloops; i++)
+		uv_async_send(&srv.loops[i].async);
+	for (int i = 0; i < srv.nloops; i++)
+		pthread_join(srv.loops[i].thread, NULL);
+}

@@ -1,0 +1,225 @@
+/*
+ * serverutil.c - start build/ctxd on a free port with a fresh directory, stop
+ * it, and raw-socket helpers, for the server tests.
+ */
+#include "serverutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what)
+{
+	fprintf(stderr, "serverutil: %s: %s\n", what, strerror(errno));
+	abort();
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len))
+		die("free port");
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void spawn(su_server *s, const char *const *extra)
+{
+	const char *bin = getenv("CTXD_BIN");
+	if (!bin)
+		bin = "./ctxd";
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s->port);
+	const char *argv[64] = {bin,       "--port", port,         "--dir",  s->dir,
+	                        "--loops", "2",      "--loglevel", "warning"};
+	int n = 9;
+	for (int i = 0; extra && extra[i] && n < 62; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	s->pid = pid;
+	for (int i = 0; i < 500; i++) {
+		int fd = su_connect(s);
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "serverutil: ctxd exited at start (see %s)\n", s->log);
+			s->pid = 0;
+			abort();
+		}
+		usleep(10000);
+	}
+	fprintf(stderr, "serverutil: ctxd did not start listening\n");
+	abort();
+}
+
+su_server *su_start(const char *name, const char *const *extra)
+{
+	su_server *s = calloc(1, sizeof(*s));
+	const char *tmp = getenv("CTX_TEST_TMP");
+	if (!tmp)
+		tmp = "/tmp";
+	mkdir(tmp, 0755);
+	s->port = free_port();
+	snprintf(s->dir, sizeof(s->dir), "%s/ctxd-%s-%d-%d", tmp, name, (int)getpid(), s->port);
+	snprintf(s->log, sizeof(s->log), "%s.log", s->dir);
+	char cmd[1100];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+	if (system(cmd) != 0)
+		die("rm");
+	spawn(s, extra);
+	return s;
+}
+
+void su_restart(su_server *s, const char *const *extra)
+{
+	spawn(s, extra);
+}
+
+int su_stop(su_server *s)
+{
+	if (!s->pid)
+		return -1;
+	kill(s->pid, SIGTERM);
+	int st = 0;
+	waitpid(s->pid, &st, 0);
+	s->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void su_kill9(su_server *s)
+{
+	if (!s->pid)
+		return;
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+}
+
+void su_free(su_server *s)
+{
+	if (!s)
+		return;
+	if (s->pid)
+		su_stop(s);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", s->dir, s->log);
+	if (system(cmd) != 0)
+		fprintf(stderr, "serverutil: could not remove %s\n", s->dir);
+	free(s);
+}
+
+int su_connect(const su_server *s)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+bool su_send(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		c += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+size_t su_recv(int fd, char *buf, size_t n, int timeout_ms)
+{
+	size_t got = 0;
+	while (got < n) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = poll(&p, 1, timeout_ms);
+		if (r <= 0)
+			break;
+		ssize_t k = recv(fd, buf + got, n - got, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	return got;
+}
+
+bool su_wait_closed(int fd, int timeout_ms)
+{
+	char buf[65536];
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		if (el >= timeout_ms)
+			return false;
+		if (poll(&p, 1, (int)(timeout_ms - el)) <= 0)
+			return false;
+		ssize_t k = recv(fd, buf, sizeof(buf), 0);
+		if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN))
+			return true;
+	}
+}
+
+size_t su_rss(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned long size = 0, rss = 0;
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+bool su_alive(const su_server *s)
+{
+	return s->pid > 0 && kill(s->pid, 0) == 0 && waitpid(s->pid, NULL, WNOHANG) == 0;
+}

@@ -1,0 +1,664 @@
+/*
+ * test_server.c - ctxd's core over the wire: HELLO shapes in RESP2 and RESP3,
+ * PING/ECHO, AUTH flows, pipelining, frames fed one byte at a time, inline
+ * requests, protocol errors closing the connection, limits that allocate
+ * nothing, slow readers disconnected, many connections, MULTI/EXEC/WATCH,
+ * and graceful shutdown sending parked replies (nothing acknowledged lost,
+ * also after kill -9).
+ *
+ * hiredis (Debian's 0.14) speaks RESP2 only: RESP3 and malformed input are
+ * checked with raw sockets and a small reply reader (resp_reply_len).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "serverutil.h"
+
+/* ---- raw replies ---------------------------------------------------------------------- */
+
+/* Length of the complete RESP reply at b[0..n), 0 if incomplete. */
+static size_t resp_reply_len(const char *b, size_t n)
+{
+	if (n == 0)
+		return 0;
+	const char *nl = memchr(b, '\n', n);
+	if (!nl)
+		return 0;
+	size_t hl = (size_t)(nl - b) + 1;
+	long long v = atoll(b + 1);
+	switch (b[0]) {
+	case '+':
+	case '-':
+	case ':':
+	case '_':
+	case '#':
+	case ',':
+		return hl;
+	case '$':
+	case '=':
+		if (v < 0)
+			return hl;
+		return n >= hl + (size_t)v + 2 ? hl + (size_t)v + 2 : 0;
+	case '*':
+	case '~':
+	case '>':
+	case '%': {
+		long long items = b[0] == '%' ? v * 2 : v;
+		size_t off = hl;
+		for (long long i = 0; i < items; i++) {
+			size_t k = resp_reply_len(b + off, n - off);
+			if (!k)
+				return 0;
+			off += k;
+		}
+		return off;
+	}
+	default:
+		return hl;
+	}
+}
+
+typedef struct rawconn {
+	int fd;
+	char buf[1 << 20];
+	size_t len;
+} rawconn;
+
+static rawconn *raw_open(const su_server *s)
+{
+	rawconn *r = calloc(1, sizeof(*r));
+	r->fd = su_connect(s);
+	assert_true(r->fd >= 0);
+	return r;
+}
+
+static void raw_close(rawconn *r)
+{
+	close(r->fd);
+	free(r);
+}
+
+/* Read one reply into out (NUL-terminated); false on EOF or timeout. */
+static bool raw_reply(rawconn *r, char *out, size_t cap)
+{
+	for (;;) {
+		size_t k = resp_reply_len(r->buf, r->len);
+		if (k) {
+			size_t c = k < cap - 1 ? k : cap - 1;
+			memcpy(out, r->buf, c);
+			out[c] = '\0';
+			memmove(r->buf, r->buf + k, r->len - k);
+			r->len -= k;
+			return true;
+		}
+		if (r->len == sizeof(r->buf))
+			return false;
+		size_t got = su_recv(r->fd, r->buf + r->len, 1, 10000);
+		if (!got)
+			return false;
+		r->len += got;
+		struct pollfd p = {.fd = r->fd, .events = POLLIN};
+		while (r->len < sizeof(r->buf) && poll(&p, 1, 0) > 0) {
+			ssize_t m = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+			if (m <= 0)
+				break;
+			r->len += (size_t)m;
+		}
+	}
+}
+
+static void raw_expect(rawconn *r, const char *send, const char *want_prefix)
+{
+	char out[8192];
+	if (send)
+		assert_true(su_send(r->fd, send, strlen(send)));
+	assert_true(raw_reply(r, out, sizeof(out)));
+	if (strncmp(out, want_prefix, strlen(want_prefix)) != 0)
+		fail_msg("sent %s: got '%s', want prefix '%s'", send ? send : "", out, want_prefix);
+}
+
+/* ---- hiredis helpers ------------------------------------------------------------------ */
+
+static redisContext *hconn(const su_server *s)
+{
+	redisContext *c = redisConnect("127.0.0.1", s->port);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	return c;
+}
+
+static redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	assert_non_null(r);
+	return r;
+}
+
+static void expect_status(redisContext *c, const char *want, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	assert_non_null(r);
+	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, want) != 0)
+		fail_msg("%s: got type %d '%s', want +%s", fmt, r->type, r->str ? r->str : "",
+		         want);
+	freeReplyObject(r);
+}
+
+static void expect_error(redisContext *c, const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	assert_non_null(r);
+	if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, prefix, strlen(prefix)) != 0)
+		fail_msg("%s: got type %d '%s', want -%s...", fmt, r->type, r->str ? r->str : "",
+		         prefix);
+	freeReplyObject(r);
+}
+
+static long long expect_int(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	assert_non_null(r);
+	if (r->type != REDIS_REPLY_INTEGER)
+		fail_msg("%s: got type %d '%s', want an integer", fmt, r->type,
+		         r->str ? r->str : "");
+	long long v = r->integer;
+	freeReplyObject(r);
+	return v;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static su_server *srv;
+
+static int setup(void **state)
+{
+	srv = su_start("server", NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	assert_int_equal(su_stop(srv), 0);
+	su_free(srv);
+	return 0;
+}
+
+static void test_hello_shapes(void **state)
+{
+	rawconn *r = raw_open(srv);
+	char out[4096];
+	raw_expect(r, "HELLO 4\r\n", "-NOPROTO unsupported protocol version");
+	raw_expect(r, "HELLO x\r\n", "-ERR Protocol version is not an integer or out of range");
+	assert_true(su_send(r->fd, "HELLO 3\r\n", 9));
+	assert_true(raw_reply(r, out, sizeof(out)));
+	assert_memory_equal(out, "%7\r\n$6\r\nserver\r\n", 16);
+	assert_non_null(strstr(out, "$7\r\nversion\r\n$5\r\n7.2.0\r\n"));
+	assert_non_null(strstr(out, "$5\r\nproto\r\n:3\r\n"));
+	assert_non_null(strstr(out, "$4\r\nmode\r\n$10\r\nstandalone\r\n"));
+	assert_non_null(strstr(out, "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"));
+	/* RESP3 from now on: a missing value is _ */
+	raw_expect(r, "CLIENT GETNAME\r\n", "_\r\n");
+	raw_expect(r, "CONFIG GET appendonly\r\n", "%1\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+	assert_true(su_send(r->fd, "HELLO 2 SETNAME tester\r\n", 24));
+	assert_true(raw_reply(r, out, sizeof(out)));
+	assert_memory_equal(out, "*14\r\n", 5);
+	assert_non_null(strstr(out, "$5\r\nproto\r\n:2\r\n"));
+	raw_expect(r, "CLIENT GETNAME\r\n", "$6\r\ntester\r\n");
+	raw_expect(r, "CONFIG GET save\r\n", "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+	raw_expect(r, "HELLO 3 SETNAME 'a b'\r\n", "-ERR Client names cannot contain spaces");
+	raw_close(r);
+}
+
+static void test_ping_echo_info(void **state)
+{
+	redisContext *c = hconn(srv);
+	expect_status(c, "PONG", "PING");
+	redisReply *r = cmd(c, "PING %s", "hi");
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	assert_string_equal(r->str, "hi");
+	freeReplyObject(r);
+	r = cmd(c, "ECHO %b", "a\0b", (size_t)3);
+	assert_int_equal(r->len, 3);
+	assert_memory_equal(r->str, "a\0b", 3);
+	freeReplyObject(r);
+	r = cmd(c, "INFO");
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	assert_non_null(strstr(r->str, "redis_version:7.2.0"));
+	assert_non_null(strstr(r->str, "loading:0"));
+	assert_non_null(strstr(r->str, "durable_revision:"));
+	assert_non_null(strstr(r->str, "# Keyspace"));
+	freeReplyObject(r);
+	expect_status(c, "OK", "SELECT 0");
+	expect_error(c, "ERR DB index is out of range", "SELECT 1");
+	expect_error(c, "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' ",
+	             "NOSUCH a b");
+	expect_error(c, "ERR wrong number of arguments for 'echo' command", "ECHO");
+	expect_status(c, "OK", "CLIENT SETINFO LIB-NAME test");
+	r = cmd(c, "CLIENT LIST");
+	assert_non_null(strstr(r->str, "lib-name=test"));
+	freeReplyObject(r);
+	r = cmd(c, "COMMAND DOCS ping");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 2);
+	freeReplyObject(r);
+	assert_true(expect_int(c, "COMMAND COUNT") > 10);
+	redisFree(c);
+}
+
+static void test_auth(void **state)
+{
+	const char *extra[] = {"--requirepass", "s3cret", NULL};
+	su_server *s = su_start("auth", extra);
+	redisContext *c = hconn(s);
+	expect_error(c, "NOAUTH Authentication required", "PING");
+	expect_error(c, "NOAUTH HELLO must be called with the client already authenticated",
+	             "HELLO 3");
+	expect_error(c, "WRONGPASS", "AUTH nope");
+	expect_error(c, "WRONGPASS", "AUTH someone s3cret");
+	expect_error(c, "WRONGPASS", "HELLO 2 AUTH default nope");
+	redisReply *r = cmd(c, "HELLO 2 AUTH default s3cret");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(r);
+	expect_status(c, "PONG", "PING");
+	expect_status(c, "RESET", "RESET");
+	expect_error(c, "NOAUTH", "PING");
+	expect_status(c, "OK", "AUTH s3cret");
+	expect_status(c, "OK", "AUTH default s3cret");
+	expect_status(c, "PONG", "PING");
+	redisFree(c);
+	/* unauthenticated: at most 10 arguments and 16 KB bulks, else closed */
+	rawconn *rc = raw_open(s);
+	raw_expect(rc, "*11\r\n", "-ERR Protocol error: unauthenticated multibulk length");
+	assert_true(su_wait_closed(rc->fd, 10000));
+	raw_close(rc);
+	rc = raw_open(s);
+	raw_expect(rc, "*1\r\n$20000\r\n", "-ERR Protocol error: unauthenticated bulk length");
+	assert_true(su_wait_closed(rc->fd, 10000));
+	raw_close(rc);
+	/* once authenticated, big arguments are fine */
+	rc = raw_open(s);
+	raw_expect(rc, "AUTH s3cret\r\n", "+OK");
+	char *big = malloc(20000);
+	memset(big, 'x', 20000);
+	c = hconn(s);
+	expect_status(c, "OK", "AUTH s3cret");
+	r = cmd(c, "ECHO %b", big, (size_t)20000);
+	assert_int_equal(r->len, 20000);
+	freeReplyObject(r);
+	redisFree(c);
+	free(big);
+	raw_close(rc);
+	assert_int_equal(su_stop(s), 0);
+	su_free(s);
+}
+
+static void test_pipelining(void **state)
+{
+	redisContext *c = hconn(srv);
+	const int n = 10000;
+	for (int i = 0; i < n; i++) {
+		if (i % 2)
+			redisAppendCommand(c, "PING");
+		else
+			redisAppendCommand(c, "HSET pipe f%d %d", i, i);
+	}
+	for (int i = 0; i < n; i++) {
+		redisReply *r;
+		assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+		if (i % 2) {
+			assert_int_equal(r->type, REDIS_REPLY_STATUS);
+		} else {
+			assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+			assert_int_equal(r->integer, 1);
+		}
+		freeReplyObject(r);
+	}
+	assert_int_equal(expect_int(c, "HLEN pipe"), n / 2);
+	redisFree(c);
+}
+
+static void test_one_byte_at_a_time(void **state)
+{
+	rawconn *r = raw_open(srv);
+	const char *s = "*3\r\n$4\r\nHSET\r\n$5\r\nbytes\r\n$1\r\nf\r\n";
+	/* a 3-argument HSET is an arity error: make it complete with the value */
+	const char *frame = "*4\r\n$4\r\nHSET\r\n$5\r\nbytes\r\n$1\r\nf\r\n$5\r\nhello\r\n";
+	(void)s;
+	for (size_t i = 0; frame[i]; i++) {
+		assert_true(su_send(r->fd, frame + i, 1));
+		usleep(200);
+	}
+	raw_expect(r, NULL, ":1\r\n");
+	raw_expect(r, "*3\r\n$4\r\nHGET\r\n$5\r\nbytes\r\n$1\r\nf\r\n", "$5\r\nhello\r\n");
+	raw_close(r);
+}
+
+static void test_inline(void **state)
+{
+	rawconn *r = raw_open(srv);
+	raw_expect(r, "PING\r\n", "+PONG\r\n");
+	raw_expect(r, "ECHO 'hello world'\n", "$11\r\nhello world\r\n");
+	raw_expect(r, "\r\n\r\nPING x\r\n", "$1\r\nx\r\n");
+	raw_close(r);
+}
+
+static void test_protocol_errors_close(void **state)
+{
+	const char *bad[] = {"*1\r\n:5\r\n",          "*x\r\n",       "*1\r\n$-2\r\n",
+	                     "*1\r\n$4000000000\r\n", "*2000000\r\n", "ECHO 'unbalanced\r\n"};
+	const char *msg[] = {"-ERR Protocol error: expected '$', got ':'",
+	                     "-ERR Protocol error: invalid multibulk length",
+	                     "-ERR Protocol error: invalid bulk length",
+	                     "-ERR Protocol error: invalid bulk length",
+	                     "-ERR Protocol error: invalid multibulk length",
+	                     "-ERR Protocol error: unbalanced quotes in request"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rawconn *r = raw_open(srv);
+		/* a good command first: its reply comes before the error */
+		raw_expect(r, "PING\r\n", "+PONG");
+		raw_expect(r, bad[i], msg[i]);
+		assert_true(su_wait_closed(r->fd, 10000));
+		raw_close(r);
+	}
+	/* a command error keeps the connection */
+	rawconn *r = raw_open(srv);
+	raw_expect(r, "NOSUCH\r\n", "-ERR unknown command");
+	raw_expect(r, "PING\r\n", "+PONG");
+	raw_close(r);
+}
+
+/* A declared 500 MB bulk is never allocated before its bytes come: many
+ * such connections leave the server small and serving. */
+static void test_declared_sizes_allocate_nothing(void **state)
+{
+	size_t before = su_rss(srv->pid);
+	int fds[50];
+	for (int i = 0; i < 50; i++) {
+		fds[i] = su_connect(srv);
+		assert_true(fds[i] >= 0);
+		const char *h = i % 2 ? "*1\r\n$500000000\r\nabc" : "*1000000\r\n$4\r\nPING\r\n";
+		assert_true(su_send(fds[i], h, strlen(h)));
+	}
+	redisContext *c = hconn(srv);
+	expect_status(c, "PONG", "PING");
+	size_t after = su_rss(srv->pid);
+	assert_true(after < before + (64u << 20));
+	for (int i = 0; i < 50; i++)
+		close(fds[i]);
+	expect_status(c, "PONG", "PING");
+	redisFree(c);
+}
+
+static bool client_listed(redisContext *c, const char *name)
+{
+	redisReply *r = cmd(c, "CLIENT LIST");
+	char want[64];
+	snprintf(want, sizeof(want), "name=%s ", name);
+	bool found = strstr(r->str, want) != NULL;
+	freeReplyObject(r);
+	return found;
+}
+
+/* A client that never reads its replies is disconnected at the output
+ * limit; the server stays small and serving. */
+static void test_slow_reader_disconnected(void **state)
+{
+	redisContext *c = hconn(srv);
+	expect_status(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 1mb 512kb 1");
+	int fd = su_connect(srv);
+	assert_true(fd >= 0);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	const char *name = "CLIENT SETNAME slowpoke\r\n";
+	assert_true(su_send(fd, name, strlen(name)));
+	bool closed = false;
+	for (int i = 0; i < 5000 && !closed; i++) {
+		/* COMMAND's reply is tens of KB; never read */
+		closed = !su_send(fd, "COMMAND\r\n", 9);
+		if (i % 100 == 99 && !client_listed(c, "slowpoke"))
+			closed = true;
+	}
+	for (int i = 0; i < 1000 && !closed; i++) {
+		closed = !client_listed(c, "slowpoke");
+		usleep(10000);
+	}
+	assert_true(closed);
+	expect_status(c, "PONG", "PING");
+	expect_status(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 256mb 64mb 60");
+	close(fd);
+	redisFree(c);
+}
+
+static long long connected_clients(redisContext *c)
+{
+	redisReply *r = cmd(c, "INFO clients");
+	const char *p = strstr(r->str, "connected_clients:");
+	long long n = p ? atoll(p + 18) : -1;
+	freeReplyObject(r);
+	return n;
+}
+
+static void test_many_connections(void **state)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	int batch = rl.rlim_cur > 600 ? 250 : 50;
+	int total = 0;
+	while (total < 1000) {
+		int fds[250];
+		for (int i = 0; i < batch; i++) {
+			fds[i] = su_connect(srv);
+			assert_true(fds[i] >= 0);
+			assert_true(su_send(fds[i], "PING\r\n", 6));
+		}
+		for (int i = 0; i < batch; i++) {
+			if (i % 2) {
+				char b[8];
+				assert_int_equal(su_recv(fds[i], b, 7, 10000), 7);
+				assert_memory_equal(b, "+PONG\r\n", 7);
+			}
+			close(fds[i]);
+		}
+		total += batch;
+	}
+	redisContext *c = hconn(srv);
+	long long n = 0;
+	for (int i = 0; i < 1000 && (n = connected_clients(c)) != 1; i++)
+		usleep(10000);
+	assert_int_equal(n, 1);
+	redisFree(c);
+}
+
+static void test_multi_exec(void **state)
+{
+	redisContext *c = hconn(srv);
+	redisContext *o = hconn(srv);
+	/* one commit: one version, replies in an array */
+	expect_int(c, "HSET tx a 1");
+	long long v0 = expect_int(c, "CTX.VERSION tx");
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx b 2");
+	expect_status(c, "QUEUED", "HINCRBY tx n 5");
+	expect_status(c, "QUEUED", "HGET tx b");
+	redisReply *r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 3);
+	assert_int_equal(r->element[0]->integer, 1);
+	assert_int_equal(r->element[1]->integer, 5);
+	assert_string_equal(r->element[2]->str, "2");
+	freeReplyObject(r);
+	assert_int_equal(expect_int(c, "CTX.VERSION tx"), v0 + 1);
+	/* WATCH: a change by another client makes EXEC reply null */
+	expect_status(c, "OK", "WATCH tx");
+	expect_int(o, "HSET tx a 9");
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx c 3");
+	r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_NIL);
+	freeReplyObject(r);
+	assert_int_equal(expect_int(c, "HEXISTS tx c"), 0);
+	/* WATCH without a change: applies */
+	expect_status(c, "OK", "WATCH tx");
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx c 3");
+	r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(r);
+	/* errors */
+	expect_error(c, "ERR DISCARD without MULTI", "DISCARD");
+	expect_error(c, "ERR EXEC without MULTI", "EXEC");
+	expect_status(c, "OK", "MULTI");
+	expect_error(c, "ERR WATCH inside MULTI is not allowed", "WATCH tx");
+	expect_error(c, "ERR MULTI calls can not be nested", "MULTI");
+	expect_error(c, "ERR wrong number of arguments", "HSET tx");
+	expect_status(c, "QUEUED", "HSET tx d 4");
+	expect_error(c, "EXECABORT", "EXEC");
+	assert_int_equal(expect_int(c, "HEXISTS tx d"), 0);
+	/* two contexts: refused before anything applies */
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx e 5");
+	expect_status(c, "QUEUED", "HSET other e 5");
+	expect_error(c, "ERR EXEC refused: the queued commands touch more than one context",
+	             "EXEC");
+	assert_int_equal(expect_int(c, "HEXISTS tx e"), 0);
+	assert_int_equal(expect_int(c, "EXISTS other"), 0);
+	/* a runtime error aborts everything */
+	expect_int(c, "HSET tx s abc");
+	long long v1 = expect_int(c, "CTX.VERSION tx");
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx z 1");
+	expect_status(c, "QUEUED", "HINCRBY tx s 1");
+	expect_error(c, "ERR hash value is not an integer", "EXEC");
+	assert_int_equal(expect_int(c, "HEXISTS tx z"), 0);
+	assert_int_equal(expect_int(c, "CTX.VERSION tx"), v1);
+	/* DISCARD */
+	expect_status(c, "OK", "MULTI");
+	expect_status(c, "QUEUED", "HSET tx y 1");
+	expect_status(c, "OK", "DISCARD");
+	assert_int_equal(expect_int(c, "HEXISTS tx y"), 0);
+	redisFree(o);
+	redisFree(c);
+}
+
+static void test_config(void **state)
+{
+	redisContext *c = hconn(srv);
+	redisReply *r = cmd(c, "CONFIG GET *max*");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_true(r->elements >= 4 && r->elements % 2 == 0);
+	freeReplyObject(r);
+	expect_status(c, "OK", "CONFIG SET timeout 100 maxclients 5000");
+	r = cmd(c, "CONFIG GET maxclients");
+	assert_int_equal(r->elements, 2);
+	assert_string_equal(r->element[1]->str, "5000");
+	freeReplyObject(r);
+	expect_error(c, "ERR Unknown option", "CONFIG SET timeout 0 nosuch 1");
+	r = cmd(c, "CONFIG GET timeout");
+	assert_string_equal(r->element[1]->str, "100");
+	freeReplyObject(r);
+	expect_status(c, "OK", "CONFIG SET timeout 0 maxclients 10000");
+	redisFree(c);
+}
+
+/* Replies parked on durability still go out on SIGTERM; everything
+ * acknowledged is there after a restart; the same after kill -9. */
+static void test_shutdown_sends_parked(void **state)
+{
+	su_server *s = su_start("shutdown", NULL);
+	rawconn *r = raw_open(s);
+	const int n = 2000;
+	char *frames = malloc((size_t)n * 64);
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += (size_t)sprintf(
+		    frames + len, "*4\r\n$4\r\nHSET\r\n$2\r\nsd\r\n$5\r\nf%04d\r\n$1\r\nv\r\n", i);
+	assert_true(su_send(r->fd, frames, len));
+	free(frames);
+	char out[256];
+	assert_true(raw_reply(r, out, sizeof(out))); /* some are being served */
+	int acked = 1;
+	kill(s->pid, SIGTERM);
+	while (raw_reply(r, out, sizeof(out))) {
+		assert_string_equal(out, ":1\r\n");
+		acked++;
+	}
+	int st = 0;
+	waitpid(s->pid, &st, 0);
+	s->pid = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	raw_close(r);
+	su_restart(s, NULL);
+	redisContext *c = hconn(s);
+	assert_true(expect_int(c, "HLEN sd") >= acked);
+	for (int i = 0; i < acked; i++) {
+		redisReply *x = cmd(c, "HEXISTS sd f%04d", i);
+		assert_int_equal(x->integer, 1);
+		freeReplyObject(x);
+	}
+	redisFree(c);
+	/* kill -9 after acknowledgements: nothing acknowledged is lost */
+	c = hconn(s);
+	for (int i = 0; i < 500; i++)
+		redisAppendCommand(c, "HSET k9 f%d v", i);
+	for (int i = 0; i < 500; i++) {
+		redisReply *x;
+		assert_int_equal(redisGetReply(c, (void **)&x), REDIS_OK);
+		assert_int_equal(x->integer, 1);
+		freeReplyObject(x);
+	}
+	su_kill9(s);
+	redisFree(c);
+	su_restart(s, NULL);
+	c = hconn(s);
+	assert_int_equal(expect_int(c, "HLEN k9"), 500);
+	redisFree(c);
+	assert_int_equal(su_stop(s), 0);
+	su_free(s);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_hello_shapes),
+	    cmocka_unit_test(test_ping_echo_info),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_pipelining),
+	    cmocka_unit_test(test_one_byte_at_a_time),
+	    cmocka_unit_test(test_inline),
+	    cmocka_unit_test(test_protocol_errors_close),
+	    cmocka_unit_test(test_declared_sizes_allocate_nothing),
+	    cmocka_unit_test(test_slow_reader_disconnected),
+	    cmocka_unit_test(test_many_connections),
+	    cmocka_unit_test(test_multi_exec),
+	    cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_shutdown_sends_parked),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
