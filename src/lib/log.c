@@ -167,14 +167,14 @@ static void log_fail(ctx_log *l, int err, const char *what)
 /* Write a batch: its buffer, with each big record in its place. */
 static int write_batch(int fd, const body_buf *batch, const big_record *big)
 {
-	size_t done = 0;
+	size_t done = 0; /* (batch->data is NULL if no buffer could be had) */
 	for (; big; big = big->next) {
-		if (vfs_write_all(fd, batch->data + done, big->at - done) != 0 ||
+		if ((big->at > done && vfs_write_all(fd, batch->data + done, big->at - done) != 0) ||
 		    vfs_write_all(fd, big->data, big->len) != 0)
 			return -1;
 		done = big->at;
 	}
-	return vfs_write_all(fd, batch->data + done, batch->len - done);
+	return batch->len > done ? vfs_write_all(fd, batch->data + done, batch->len - done) : 0;
 }
 
 /* A big record with rec's body in place and room for its header. */
@@ -311,8 +311,6 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 	l->last_rev = last_rev;
 	l->cur_done_tail = &l->cur_done;
 	l->cur_big_tail = &l->cur_big;
-	(void)body_reserve(&l->cur, BATCH_BUFFER);
-	(void)body_reserve(&l->out, BATCH_BUFFER);
 	atomic_init(&l->durable_rev, last_rev);
 	atomic_init(&l->handed_rev, last_rev);
 	l->seg_first = last_rev + 1;
@@ -324,11 +322,18 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 		errno = e;
 		return ctx_fail(CTX_IO, "cannot create a log segment in %s: %s", dir, strerror(e));
 	}
+	/* If out of memory, every record is a big record until a batch buffer
+	 * can be allocated. */
+	(void)body_reserve(&l->cur, BATCH_BUFFER);
+	(void)body_reserve(&l->out, BATCH_BUFFER);
+	atomic_init(&l->out_cap, l->out.cap);
 	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
 	pthread_cond_init(&l->growth_cv, NULL);
 	if (pthread_create(&l->flusher, NULL, flusher_main, l) != 0) {
 		vfs_close(l->seg_fd);
+		body_free(&l->cur);
+		body_free(&l->out);
 		free(l->dir);
 		free(l);
 		return ctx_fail(CTX_NOMEM, "cannot start the log flusher");
