@@ -171,6 +171,8 @@ typedef struct ctx_verify_report {
 	uint64_t last_revision;       /* revision recovery would end at         */
 	uint64_t torn_bytes;          /* bytes at the log's end recovery would
 	                                 cut (an interrupted, unacknowledged write) */
+	uint64_t torn_records;        /* intact records after the damage, cut
+	                                 with it (kept aside in torn-*.bin)       */
 	size_t contexts;              /* contexts recovery would give           */
 	uint64_t keys;                /* keys in them                           */
 	char message[512];            /* the problem found, or "ok"             */
