@@ -60,8 +60,8 @@
 
 #include "vfs.h"
 
-#define WRITERS 8
-#define KEYS 4
+#define WRITERS   8
+#define KEYS      4
 #define MAX_VALUE 2800
 
 typedef struct shared {
@@ -70,12 +70,12 @@ typedef struct shared {
 	uint64_t base[WRITERS]; /* seq recovered before this iteration */
 	/* what the checkers saw */
 	long iterations;
-	long acked_total;  /* commits acknowledged over all iterations */
-	long inflight_lost; /* attempted but not acknowledged, not recovered */
-	long torn;          /* iterations whose open cut a tail */
+	long acked_total;       /* commits acknowledged over all iterations */
+	long inflight_lost;     /* attempted but not acknowledged, not recovered */
+	long torn;              /* iterations whose open cut a tail */
 	long torn_with_records; /* ... with intact records after the damage */
-	long kept_aside;    /* torn-*.bin files found after those opens */
-	long acked_lost;    /* must stay 0 */
+	long kept_aside;        /* torn-*.bin files found after those opens */
+	long acked_lost;        /* must stay 0 */
 	char fail[1024];
 } shared;
 
@@ -85,7 +85,8 @@ static shared *sh;
 
 static uint64_t mix(uint64_t t, uint64_t n, uint64_t k)
 {
-	uint64_t st = t * 0x9e3779b97f4a7c15ull ^ n * 0xbf58476d1ce4e5b9ull ^ (k + 1) * 0x94d049bb133111ebull;
+	uint64_t st =
+	    t * 0x9e3779b97f4a7c15ull ^ n * 0xbf58476d1ce4e5b9ull ^ (k + 1) * 0x94d049bb133111ebull;
 	return test_rand(&st);
 }
 
@@ -129,8 +130,9 @@ static void *writer_thread(void *arg)
 		else
 			ctx_txn_abort(x);
 		if (st != CTX_OK) {
-			snprintf(sh->fail, sizeof(sh->fail), "writer %d: commit %" PRIu64 ": %s: %s",
-			         w->t, n, ctx_strerror(st), ctx_last_error());
+			snprintf(sh->fail, sizeof(sh->fail),
+			         "writer %d: commit %" PRIu64 ": %s: %s", w->t, n, ctx_strerror(st),
+			         ctx_last_error());
 			_exit(4);
 		}
 		atomic_store(&sh->acked[w->t], n);
@@ -216,7 +218,7 @@ static int check_thread(ctx_store *s, int t)
 		snprintf(key, sizeof(key), "k%d", k);
 		size_t len = value_of(t, seq, k, want);
 		CHECK(ctx_state_lookup(st, key, strlen(key), &v, &vlen) && vlen == len &&
-		              memcmp(v, want, len) == 0,
+		          memcmp(v, want, len) == 0,
 		      "%s: %s is not the value of seq %" PRIu64, id, key, seq);
 	}
 	ctx_state_release(st);
@@ -350,8 +352,8 @@ static void test_out_of_order_pages(void **unused)
 		int cs;
 		assert_int_equal(waitpid(pid, &cs, 0), pid);
 		if (!WIFEXITED(cs) || WEXITSTATUS(cs) != 0)
-			fail_msg("iteration %ld (seed %llu) failed: %s; the directory is kept: %s", it,
-			         (unsigned long long)seed, sh->fail, dir);
+			fail_msg("iteration %ld (seed %llu) failed: %s; the directory is kept: %s",
+			         it, (unsigned long long)seed, sh->fail, dir);
 	}
 	print_message("power loss, pages out of order: %ld iterations in %.1f s: %ld commits "
 	              "acknowledged, %ld lost (must be 0); %ld cuts, %ld of them with intact "
@@ -434,8 +436,8 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_out_of_order_pages),
-	        cmocka_unit_test(test_new_directory_survives),
+	    cmocka_unit_test(test_out_of_order_pages),
+	    cmocka_unit_test(test_new_directory_survives),
 	};
 	if (getenv("CTX_TEST_FILTER")) /* run only the tests matching it */
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));

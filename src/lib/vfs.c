@@ -71,7 +71,7 @@ typedef struct sim_table {
 	pthread_mutex_t lock; /* process-shared */
 	sim_file files[SIM_FILES];
 	int nroots, nsynced;
-	char roots[4][PATH_MAX];         /* directories the test declares durable */
+	char roots[4][PATH_MAX];              /* directories the test declares durable */
 	char synced_dirs[SIM_DIRS][PATH_MAX]; /* directories fsynced (by path) */
 } sim_table;
 
@@ -81,8 +81,8 @@ bool vfs_sim_enable(void)
 {
 	if (sim)
 		return true;
-	sim_table *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	                    -1, 0);
+	sim_table *t =
+	    mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED)
 		return false;
 	memset(t, 0, sizeof(*t));

@@ -19,7 +19,7 @@
 
 int vfs_open(const char *path, int flags, mode_t mode);
 int vfs_write_all(int fd, const void *buf, size_t n); /* 0, or -1 and errno */
-int vfs_sync(int fd);                                  /* fdatasync */
+int vfs_sync(int fd);                                 /* fdatasync */
 int vfs_sync_dir(const char *dir);
 int vfs_mkdir(const char *path, mode_t mode); /* mkdir, then fsync its parent */
 int vfs_rename(const char *from, const char *to);
@@ -56,9 +56,9 @@ void vfs_faults_reset(void);
  *                    declared with vfs_sim_durable_root.
  * vfs_sim_crash(tear, seed) is VFS_SIM_TEAR or VFS_SIM_CUT. A crash forgets
  * every file, synced directory and root. */
-#define VFS_SIM_CUT 0u
-#define VFS_SIM_TEAR 1u
-#define VFS_SIM_PAGES 2u
+#define VFS_SIM_CUT     0u
+#define VFS_SIM_TEAR    1u
+#define VFS_SIM_PAGES   2u
 #define VFS_SIM_ENTRIES 4u
 bool vfs_sim_enable(void);
 void vfs_sim_durable_root(const char *dir);
