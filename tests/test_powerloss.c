@@ -16,7 +16,7 @@
  *      function of (t, n, key): a group write spans several 4 KiB pages. In
  *      shared memory it notes n as attempted before the commit and as
  *      acknowledged after it returns CTX_OK;
- *   2. the parent kills it after a random 3..40 ms, then simulates the power
+ *   2. the parent kills it 2..30 ms after its open returned, then simulates the power
  *      cut (vfs_sim_crash_with): every 4 KiB page of each file's unsynced
  *      bytes is kept, lost (zeros or garbage) or kept as a random prefix, and
  *      the size survives whole or cut; half of the cuts also lose the
@@ -68,6 +68,7 @@ typedef struct shared {
 	_Atomic uint64_t attempted[WRITERS];
 	_Atomic uint64_t acked[WRITERS];
 	uint64_t base[WRITERS]; /* seq recovered before this iteration */
+	atomic_bool opened;     /* the writer's open returned */
 	/* what the checkers saw */
 	long iterations;
 	long acked_total;       /* commits acknowledged over all iterations */
@@ -154,6 +155,7 @@ static _Noreturn void writer_main(const char *dir)
 		         ctx_last_error());
 		_exit(3);
 	}
+	atomic_store(&sh->opened, true);
 	static writer w[WRITERS];
 	pthread_t th;
 	for (int t = 0; t < WRITERS; t++) {
@@ -333,10 +335,14 @@ static void test_out_of_order_pages(void **unused)
 		}
 		assert_true(vfs_sim_enable());
 		vfs_sim_durable_root(dir);
+		atomic_store(&sh->opened, false);
 		pid = fork_flushed();
 		if (pid == 0)
 			writer_main(dir);
-		usleep(3000 + (useconds_t)test_rand_below(&r, 37000));
+		/* The kill comes 2..30 ms into the writes (whatever the open took). */
+		for (int i = 0; i < 100000 && !atomic_load(&sh->opened) && !sh->fail[0]; i++)
+			usleep(100);
+		usleep(2000 + (useconds_t)test_rand_below(&r, 28000));
 		kill(pid, SIGKILL);
 		int status;
 		assert_int_equal(waitpid(pid, &status, 0), pid);

@@ -354,10 +354,28 @@ static void note(replay *rp, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The first free name of torn-<first>-<off>[.<n>].bin in dir (a segment
+ * re-created under the same name can be cut at the same offset again: the
+ * bytes kept the first time must stay). */
+static void aside_name(const char *dir, uint64_t first, size_t off, char *name, size_t nsize,
+                       char *path, size_t psize)
+{
+	struct stat sb;
+	for (unsigned n = 0;; n++) {
+		if (n)
+			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.%u.bin", first, off, n);
+		else
+			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.bin", first, off);
+		snprintf(path, psize, "%s/%s", dir, name);
+		if (stat(path, &sb) != 0 || n == 9999)
+			return;
+	}
+}
+
 /* Write the bytes about to be cut to a file of their own, synced. */
 static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char *p, size_t n)
 {
-	int fd = vfs_open(aside, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = vfs_open(aside, O_WRONLY | O_CREAT | O_EXCL, 0644);
 	if (fd < 0 || vfs_write_all(fd, p, n) != 0 || vfs_sync(fd) != 0 || vfs_close(fd) != 0 ||
 	    vfs_sync_dir(rp->dir) != 0) {
 		int e = errno;
@@ -374,15 +392,15 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const u
                            size_t off, size_t size, const char *why)
 {
 	uint64_t intact = records_after(base, size, off, rp->prev);
-	bool keep = !all_zero(base + off, size - off);
+	bool keep = size > off && !all_zero(base + off, size - off);
 	char name[64] = "", aside[4096 + 64], what[4096 + 512];
 	if (keep)
-		snprintf(name, sizeof(name), "torn-%016" PRIx64 "-%016zx.bin", first, off);
-	snprintf(aside, sizeof(aside), "%s/%s", rp->dir, name);
+		aside_name(rp->dir, first, off, name, sizeof(name), aside, sizeof(aside));
+	const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	snprintf(what, sizeof(what),
 	         "unsynced tail of %s cut at offset %zu (%s): %zu bytes, %" PRIu64
 	         " intact records after the damage%s%s",
-	         path, off, why, size - off, intact, keep ? ", kept aside in " : "", name);
+	         file, off, why, size - off, intact, keep ? ", kept aside in " : "", name);
 	rp->info->torn_bytes += size - off;
 	rp->torn_records += intact;
 	note(rp, "%s", what);
@@ -406,7 +424,7 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const u
 		}
 		vfs_close(fd);
 	}
-	fprintf(stderr, "ctx: recovery: %s\n", what);
+	fprintf(stderr, "ctx: recovery in %s: %s\n", rp->dir, what);
 	return CTX_OK;
 }
 
@@ -427,8 +445,8 @@ static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool l
 	if (rp->prev + 1 <= rp->durable)
 		return ctx_fail(CTX_CORRUPT,
 		                "log %s: %s at offset %zu, in revision %" PRIu64
-		                " or earlier, which %s proves were synced",
-		                path, why, off, rp->durable, rp->durable_why);
+		                ", which was synced: %s proves revisions up to %" PRIu64 " were",
+		                path, why, off, rp->prev + 1, rp->durable_why, rp->durable);
 	return cut_tail(rp, path, first, base, off, size, why);
 }
 
