@@ -26,6 +26,15 @@
  *   status; ctx_last_error() gives a detail message for the calling thread's
  *   last failure (which argument, which file and offset).
  *
+ *   One exception: CTX_IO from a call that commits (ctx_put, ctx_del,
+ *   ctx_txn_commit, ctx_create, ctx_drop, and the others that write) means
+ *   the log's write or fsync failed. The change is not visible in this
+ *   process, and the store refuses every later write, but its outcome on
+ *   disk is UNKNOWN: its record may have reached the disk before the failure,
+ *   so the change may or may not be there after a restart (SQLite and etcd
+ *   document the same for a failed fsync). Reopen the store to learn which.
+ *   (If the log had failed before the call, the change was not made.)
+ *
  * LIMITS
  *   Context ids: 1..256 bytes, no NUL and no control characters (bytes < 0x20
  *   and 0x7f). Keys: 1..max_key_size bytes. Values: 0..max_value_size bytes.
@@ -141,12 +150,19 @@ void ctx_options_init(ctx_options *o);
 
 /* Open a store with options o (NULL = all defaults) and store it in *out.
  * With a dir, the directory is created if missing, locked against other
- * processes, and recovered: the newest valid checkpoint, then the log.
+ * processes, and recovered: the newest valid checkpoint, then the log. A
+ * missing directory is created and its parent fsynced. After a power cut,
+ * the end of the newest log segment may hold a group write that was never
+ * fsynced (so never acknowledged), with its pages persisted in any order:
+ * from its first damaged record on, it is cut, the cut bytes are kept in
+ * DIR/torn-<segment>-<offset>.bin, and stderr says so. If every checkpoint
+ * is damaged but the log is complete from revision 1, the state is rebuilt
+ * from the log (stderr says so). See docs/file-format.md, "Recovery".
  * Errors: CTX_INVALID (out NULL, a limit out of range, durability NONE with a
  * dir but without unsafe_no_sync), CTX_IO (the directory cannot be created or
- * read, or another process holds it: "locked"; errno is kept), CTX_CORRUPT
- * (damage that recovery must not skip: ctx_last_error names file and offset),
- * CTX_NOMEM. */
+ * read, or another process holds it: "locked"; a torn tail cannot be cut;
+ * errno is kept), CTX_CORRUPT (damage in data that was synced, which
+ * recovery must not skip: ctx_last_error names file and offset), CTX_NOMEM. */
 ctx_status ctx_open(const ctx_options *o, ctx_store **out);
 
 /* Close the store and free everything it owns. All other calls on s must have
@@ -182,13 +198,18 @@ typedef struct ctx_verify_report {
 	uint64_t last_revision;       /* revision recovery would end at         */
 	uint64_t torn_bytes;          /* bytes at the log's end recovery would
 	                                 cut (an interrupted, unacknowledged write) */
+	uint64_t torn_records;        /* intact records after the damage, cut
+	                                 with it (kept aside in torn-*.bin)       */
 	size_t contexts;              /* contexts recovery would give           */
 	uint64_t keys;                /* keys in them                           */
-	char message[512];            /* the problem found, or "ok"             */
+	char message[512];            /* the problem found; or "ok", or "ok;
+	                                 opening repairs: ..." saying what an
+	                                 open would cut, keep aside, or rebuild */
 } ctx_verify_report;
 
 /* Check the data directory dir offline, exactly as opening it would, without
- * changing anything (a torn tail is counted, not cut). Fills *report (if not
+ * changing anything (a torn tail is counted, not cut, nor kept aside; the
+ * message says what an open would do). Fills *report (if not
  * NULL). Returns CTX_OK if recovery would succeed, CTX_CORRUPT (message names
  * file and offset), CTX_IO (unreadable, or locked by an open store),
  * CTX_NOMEM. */
@@ -199,11 +220,15 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report);
 
 /* Create an empty context at version 1.
  * Errors: CTX_INVALID (bad id), CTX_EXISTS, CTX_LIMIT (max_contexts live
- * contexts exist), CTX_NOMEM. */
+ * contexts exist), CTX_NOMEM, CTX_IO (the log failed; if it failed while this
+ * create waited for its fsync, the outcome after a restart is unknown: see
+ * ERRORS). */
 ctx_status ctx_create(ctx_store *s, const char *id);
 
 /* Drop a context and all its data. States already obtained stay valid.
- * Errors: CTX_INVALID, CTX_NOT_FOUND. */
+ * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM, CTX_IO (the log failed; if
+ * it failed while the drop waited for its fsync, whether the context is there
+ * after a restart is unknown: see ERRORS). */
 ctx_status ctx_drop(ctx_store *s, const char *id);
 
 /* Number of live contexts in s. Never blocks. A context past its
@@ -290,7 +315,9 @@ void ctx_iter_free(ctx_iter *it);
 /* Set key to val in context id, as one commit. If version_out is not NULL, it
  * receives the new version. Unguarded: concurrent puts all apply.
  * Errors: CTX_INVALID (bad id, key or value size), CTX_NOT_FOUND (no such
- * context), CTX_NOMEM, CTX_CLOSED. */
+ * context), CTX_NOMEM, CTX_CLOSED, CTX_IO (the log failed; if it failed while
+ * this commit waited for its fsync, the outcome after a restart is unknown:
+ * see ERRORS). */
 ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t *version_out);
 
@@ -341,7 +368,10 @@ ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen);
  * An empty transaction still makes a new version. Frees t, whatever the
  * result. On success *version_out (if not NULL) is the new version.
  * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), CTX_NOMEM,
- * CTX_CLOSED, CTX_INVALID (t NULL). */
+ * CTX_CLOSED, CTX_INVALID (t NULL), CTX_EXISTS and CTX_LIMIT (a create, see
+ * ctx_txn_begin_create), CTX_IO (the log failed; if it failed while this
+ * commit waited for its fsync, the outcome after a restart is unknown: see
+ * ERRORS). */
 ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out);
 
 /* Discard t without committing. NULL is a no-op. */

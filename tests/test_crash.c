@@ -7,8 +7,10 @@
  *      thread sends the parent an INTENT record over a pipe, and right after
  *      the call returns CTX_OK an ACK record;
  *   2. the parent kills the writer with SIGKILL after a random 1..50 ms (in the
- *      power-loss variants it then also throws away everything the writer
- *      wrote but did not fsync, keeping a random part of it: a torn write);
+ *      power-loss variants it then also throws away what the writer wrote but
+ *      did not fsync: all of it, or all but a random prefix (a torn write),
+ *      or, half of the time, page by page in no order: each 4 KiB page of
+ *      unsynced data kept, lost or kept in part, as writeback can leave it);
  *   3. a forked checker runs ctx_verify, opens the directory and compares
  *      every context with the history the parent collected.
  *
@@ -75,11 +77,11 @@
 
 /* ---- the model ----------------------------------------------------------------- */
 
-#define WRITERS 4                       /* threads of the writer */
-#define SHARED 2                        /* contexts all threads write */
-#define PRIVATE 2                       /* contexts of each thread */
-#define KEYS 6                          /* keys of each thread per context */
-#define NCTX (SHARED + WRITERS * PRIVATE)
+#define WRITERS 4 /* threads of the writer */
+#define SHARED  2 /* contexts all threads write */
+#define PRIVATE 2 /* contexts of each thread */
+#define KEYS    6 /* keys of each thread per context */
+#define NCTX    (SHARED + WRITERS * PRIVATE)
 
 typedef struct mctx {
 	bool exists;
@@ -357,7 +359,8 @@ static void *writer_thread(void *arg)
 	uint64_t r = w->seed;
 	for (uint32_t n = 1;; n++) {
 		op o = choose_op(&known, w->thread, &r);
-		o.seq = (uint64_t)(w->iteration + 1) << 32 | (uint64_t)w->thread << 24 | (n & 0xffffff);
+		o.seq =
+		    (uint64_t)(w->iteration + 1) << 32 | (uint64_t)w->thread << 24 | (n & 0xffffff);
 		wire in;
 		memset(&in, 0, sizeof(in));
 		in.type = W_INTENT;
@@ -450,7 +453,8 @@ static void take_wire(run_log *rl, const wire *w)
 	if (rl->fail[0])
 		return;
 	if (w->type == W_FAIL) {
-		snprintf(rl->fail, sizeof(rl->fail), "writer thread %d failed: %s", w->thread, w->msg);
+		snprintf(rl->fail, sizeof(rl->fail), "writer thread %d failed: %s", w->thread,
+		         w->msg);
 		return;
 	}
 	assert_true(w->thread < WRITERS);
@@ -485,8 +489,8 @@ static void take_wire(run_log *rl, const wire *w)
 		int s = o->ctx;
 		if (rl->nsv[s] == rl->capsv[s]) {
 			rl->capsv[s] = rl->capsv[s] ? 2 * rl->capsv[s] : 256;
-			rl->shared_versions[s] = realloc(rl->shared_versions[s],
-			                                 rl->capsv[s] * sizeof(uint64_t));
+			rl->shared_versions[s] =
+			    realloc(rl->shared_versions[s], rl->capsv[s] * sizeof(uint64_t));
 			assert_non_null(rl->shared_versions[s]);
 		}
 		rl->shared_versions[s][rl->nsv[s]++] = w->version;
@@ -530,13 +534,13 @@ typedef struct shared_area {
 	crash_stats stats;
 } shared_area;
 
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "crash check failed: " __VA_ARGS__); \
-			fprintf(stderr, "\n");                             \
-			return 1;                                          \
-		}                                                          \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "crash check failed: " __VA_ARGS__);                       \
+			fprintf(stderr, "\n");                                                     \
+			return 1;                                                                  \
+		}                                                                                  \
 	} while (0)
 
 /* Read every context of s into m; check that nothing unknown is there. */
@@ -559,8 +563,9 @@ static int read_store(ctx_store *s, model *m, uint64_t *keys_out)
 		mc->exists = true;
 		mc->version = ctx_state_version(st);
 		revs[nrevs++] = ctx_state_revision(st);
-		CHECK(ctx_state_revision(st) <= stats.revision, "%s has revision %" PRIu64
-		      " above the store's %" PRIu64, id, ctx_state_revision(st), stats.revision);
+		CHECK(ctx_state_revision(st) <= stats.revision,
+		      "%s has revision %" PRIu64 " above the store's %" PRIu64, id,
+		      ctx_state_revision(st), stats.revision);
 		size_t nk = 0, nm = 0;
 		for (int t = 0; t < WRITERS; t++) {
 			const void *v;
@@ -569,14 +574,14 @@ static int read_store(ctx_store *s, model *m, uint64_t *keys_out)
 				int kl = key_name(t, k, name);
 				if (!ctx_state_lookup(st, name, (size_t)kl, &v, &vl))
 					continue;
-				CHECK(tag_of(v, vl, &mc->val[t][k]), "%s/%s holds a value never written",
-				      id, name);
+				CHECK(tag_of(v, vl, &mc->val[t][k]),
+				      "%s/%s holds a value never written", id, name);
 				nk++;
 			}
 			int ml = meta_name(t, name);
 			if (ctx_state_meta(st, name, (size_t)ml, &v, &vl)) {
-				CHECK(tag_of(v, vl, &mc->meta[t]), "%s meta %s holds a value never written",
-				      id, name);
+				CHECK(tag_of(v, vl, &mc->meta[t]),
+				      "%s meta %s holds a value never written", id, name);
 				nm++;
 			}
 			if (c >= SHARED && t != (c - SHARED) / PRIVATE) {
@@ -629,7 +634,8 @@ static void print_view(const char *label, const model *m, int t)
 	for (int s = 0; s < SHARED; s++) {
 		fprintf(stderr, " shared-%d[", s);
 		for (int k = 0; k < KEYS; k++)
-			fprintf(stderr, "%" PRIx64 "%s", m->c[s].val[t][k], k + 1 < KEYS ? " " : "");
+			fprintf(stderr, "%" PRIx64 "%s", m->c[s].val[t][k],
+			        k + 1 < KEYS ? " " : "");
 		fprintf(stderr, " m=%" PRIx64 "]", m->c[s].meta[t]);
 	}
 	for (int j = 0; j < PRIVATE; j++) {
@@ -670,7 +676,7 @@ static int check_store(const char *dir, shared_area *sh, const run_log *rl, bool
 	ctx_stats stats;
 	ctx_get_stats(s, &stats);
 	CHECK(rep.contexts == ctx_count(s) && rep.keys == keys &&
-	              rep.last_revision == stats.revision,
+	          rep.last_revision == stats.revision,
 	      "verify saw %zu contexts, %" PRIu64 " keys, revision %" PRIu64 "; open %zu, %" PRIu64
 	      ", %" PRIu64,
 	      rep.contexts, rep.keys, rep.last_revision, ctx_count(s), keys, stats.revision);
@@ -690,7 +696,8 @@ static int check_store(const char *dir, shared_area *sh, const run_log *rl, bool
 				bool seen = false;
 				for (size_t i = 0; i < nj[t] && !seen; i++)
 					seen = memcmp(delta[t][i], d, sizeof(d)) == 0;
-				CHECK(seen || nj[t] < MAXJ, "thread %d: too many candidate prefixes", t);
+				CHECK(seen || nj[t] < MAXJ,
+				      "thread %d: too many candidate prefixes", t);
 				if (!seen) {
 					memcpy(delta[t][nj[t]], d, sizeof(d));
 					chosen[t][nj[t]++] = j;
@@ -704,10 +711,11 @@ static int check_store(const char *dir, shared_area *sh, const run_log *rl, bool
 				d[x->ctx]++;
 		}
 		if (nj[t] == 0) {
-			fprintf(stderr,
-			        "crash check failed: thread %d: recovered state is after none of its "
-			        "first %zu..%zu operations (%zu acknowledged)\n",
-			        t, lo, hi, tl->acked);
+			fprintf(
+			    stderr,
+			    "crash check failed: thread %d: recovered state is after none of its "
+			    "first %zu..%zu operations (%zu acknowledged)\n",
+			    t, lo, hi, tl->acked);
 			print_view("recovered", &obs, t);
 			m = *base;
 			for (size_t j = 0; j < hi; j++) {
@@ -717,8 +725,10 @@ static int check_store(const char *dir, shared_area *sh, const run_log *rl, bool
 			}
 			print_view("after all", &m, t);
 			for (size_t j = lo > 3 ? lo - 3 : 0; j < hi; j++)
-				fprintf(stderr, "  op %zu: kind %d ctx %d keys %d tag %" PRIx64 "\n", j,
-				        tl->ops[j].kind, tl->ops[j].ctx, tl->ops[j].nkeys, tl->ops[j].seq);
+				fprintf(stderr,
+				        "  op %zu: kind %d ctx %d keys %d tag %" PRIx64 "\n", j,
+				        tl->ops[j].kind, tl->ops[j].ctx, tl->ops[j].nkeys,
+				        tl->ops[j].seq);
 			return 1;
 		}
 	}
@@ -745,11 +755,12 @@ static int check_store(const char *dir, shared_area *sh, const run_log *rl, bool
 	}
 	if (!found) {
 		for (int sc = 0; sc < SHARED; sc++)
-			fprintf(stderr, "  shared-%d: version %" PRIu64 " before, %" PRIu64 " now\n", sc,
+			fprintf(stderr,
+			        "  shared-%d: version %" PRIu64 " before, %" PRIu64 " now\n", sc,
 			        base->c[sc].version, obs.c[sc].version);
 		for (int t = 0; t < WRITERS; t++)
-			fprintf(stderr, "  thread %d: prefix %zu adds %" PRIu64 ", %" PRIu64 "\n", t,
-			        chosen[t][0], delta[t][0][0], delta[t][0][1]);
+			fprintf(stderr, "  thread %d: prefix %zu adds %" PRIu64 ", %" PRIu64 "\n",
+			        t, chosen[t][0], delta[t][0][0], delta[t][0][1]);
 		CHECK(false, "shared versions do not count the recovered commits");
 	}
 	for (int t = 0; t < WRITERS; t++) {
@@ -839,8 +850,8 @@ static void crash_loop(const loop_cfg *cfg)
 	uint64_t seed = test_seed(cfg->name, 0xc0ffee + (uint64_t)cfg->mode * 77 + cfg->power_loss);
 	uint64_t r = seed;
 	char *dir = test_make_dir(cfg->name);
-	shared_area *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	                       -1, 0);
+	shared_area *sh =
+	    mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
 	pid_t pid = fork_flushed();
@@ -917,11 +928,14 @@ static void crash_loop(const loop_cfg *cfg)
 		if (rl.fail[0])
 			fail_msg("iteration %ld: %s", it, rl.fail);
 		if (!WIFSIGNALED(status))
-			fail_msg("iteration %ld: the writer exited (status 0x%x) instead of being killed",
+			fail_msg("iteration %ld: the writer exited (status 0x%x) instead of being "
+			         "killed",
 			         it, status);
 		check_shared_versions_unique(&rl);
 		if (cfg->power_loss) {
-			vfs_sim_crash(test_rand_below(&r, 4) != 0, (unsigned)test_rand(&r));
+			static const unsigned how[4] = {VFS_SIM_CUT, VFS_SIM_TEAR, VFS_SIM_PAGES,
+			                                VFS_SIM_PAGES};
+			vfs_sim_crash_with(how[test_rand_below(&r, 4)], (unsigned)test_rand(&r));
 			vfs_sim_disable();
 		}
 		pid = fork_flushed();
@@ -960,8 +974,12 @@ static long env_long(const char *name, long fallback)
 static void test_kill9_loop(void **unused)
 {
 	long n = env_long("CTX_CRASH_ITERATIONS", 0);
-	loop_cfg cfg = {"crash-kill9", CTX_DURABILITY_ALWAYS, false,
-	                n ? n : SANITIZED ? 20 : 100,
+	loop_cfg cfg = {"crash-kill9",
+	                CTX_DURABILITY_ALWAYS,
+	                false,
+	                n           ? n
+	                : SANITIZED ? 20
+	                            : 100,
 	                n ? n : (SANITIZED ? 80 : 150) * test_scale(),
 	                (SANITIZED ? 25.0 : 20.0) * test_scale()};
 	crash_loop(&cfg);
@@ -970,7 +988,10 @@ static void test_kill9_loop(void **unused)
 static void test_power_loss_always(void **unused)
 {
 	long n = env_long("CTX_CRASH_ITERATIONS", 0);
-	loop_cfg cfg = {"crash-power-always", CTX_DURABILITY_ALWAYS, true, n ? n / 2 + 1 : 20,
+	loop_cfg cfg = {"crash-power-always",
+	                CTX_DURABILITY_ALWAYS,
+	                true,
+	                n ? n / 2 + 1 : 20,
 	                n ? n / 2 + 1 : (SANITIZED ? 40 : 60) * test_scale(),
 	                (SANITIZED ? 10.0 : 8.0) * test_scale()};
 	crash_loop(&cfg);
@@ -979,7 +1000,10 @@ static void test_power_loss_always(void **unused)
 static void test_power_loss_batch(void **unused)
 {
 	long n = env_long("CTX_CRASH_ITERATIONS", 0);
-	loop_cfg cfg = {"crash-power-batch", CTX_DURABILITY_BATCH, true, n ? n / 2 + 1 : 20,
+	loop_cfg cfg = {"crash-power-batch",
+	                CTX_DURABILITY_BATCH,
+	                true,
+	                n ? n / 2 + 1 : 20,
 	                n ? n / 2 + 1 : (SANITIZED ? 40 : 60) * test_scale(),
 	                (SANITIZED ? 10.0 : 8.0) * test_scale()};
 	crash_loop(&cfg);
@@ -1102,11 +1126,11 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_kill9_loop),
-	        cmocka_unit_test(test_power_loss_always),
-	        cmocka_unit_test(test_power_loss_batch),
-	        /* last: it runs libctx in this process, the others fork */
-	        cmocka_unit_test(test_checkpoint_racing_recreate),
+	    cmocka_unit_test(test_kill9_loop),
+	    cmocka_unit_test(test_power_loss_always),
+	    cmocka_unit_test(test_power_loss_batch),
+	    /* last: it runs libctx in this process, the others fork */
+	    cmocka_unit_test(test_checkpoint_racing_recreate),
 	};
 	if (getenv("CTX_TEST_FILTER")) /* run only the tests matching it */
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));

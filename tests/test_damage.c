@@ -8,12 +8,19 @@
  * flipped, garbage appended, files removed, records and checkpoints crafted
  * with valid checksums but bad content) and the test checks that:
  *   - ctx_verify and ctx_open agree (same status), and verify changes no file;
- *   - a torn tail (damage with nothing valid after it, in the newest segment)
- *     is cut: the store opens with exactly the records before it;
- *   - damage with valid data after it, a damaged checkpoint without an older
- *     valid one, or a missing segment is CTX_CORRUPT naming the file (and the
- *     offset), and a failed open serves nothing and changes nothing;
+ *   - damage in the newest segment is its unsynced tail (a power cut may
+ *     persist a later page of the last group write but not an earlier one):
+ *     the first damaged record and everything after it are cut, and the
+ *     store opens with exactly the records before it; the cut bytes, unless
+ *     all zeros, are kept aside in one torn-*.bin file, and verify says so;
+ *   - damage that lies in synced data is CTX_CORRUPT naming the file (and the
+ *     offset), and a failed open serves nothing and changes nothing: damage
+ *     in an older segment, below the revision a checkpoint proves synced, a
+ *     damaged header with records after it, a record with valid checksums
+ *     but out of order, a missing segment, every checkpoint damaged without
+ *     the log from revision 1;
  *   - a damaged newest checkpoint falls back to the older one and the log;
+ *     with every checkpoint damaged, a complete log rebuilds the state;
  *   - no input crashes the process (the sanitizer builds check the reads).
  *
  * Crash images are made without killing anything: a store closed cleanly,
@@ -254,7 +261,8 @@ static void history_step(history *h, ctx_store *s, bool small)
 	unsigned char val[400];
 	snprintf(id, sizeof(id), "c%d", (int)test_rand_below(r, NCTX));
 	snprintf(key, sizeof(key), "k%d", (int)test_rand_below(r, 12));
-	size_t vlen = test_rand_below(r, 10) == 0 ? 200 + test_rand_below(r, 200) : test_rand_below(r, 40);
+	size_t vlen =
+	    test_rand_below(r, 10) == 0 ? 200 + test_rand_below(r, 200) : test_rand_below(r, 40);
 	if (small)
 		vlen = test_rand_below(r, 3);
 	for (size_t i = 0; i < vlen; i++)
@@ -294,10 +302,10 @@ static void history_step(history *h, ctx_store *s, bool small)
 				snprintf(k, sizeof(k), "%c%d", kinds[j] >= 2 ? 'm' : 'k', keys[j]);
 				if (kinds[j] == 0 || kinds[j] == 2)
 					assert_ok((kinds[j] ? ctx_txn_meta_put : ctx_txn_put)(
-					        t, k, strlen(k), val, vlen / (size_t)(j + 1)));
+					    t, k, strlen(k), val, vlen / (size_t)(j + 1)));
 				else
-					assert_ok((kinds[j] == 3 ? ctx_txn_meta_del : ctx_txn_del)(
-					        t, k, strlen(k)));
+					assert_ok((kinds[j] == 3 ? ctx_txn_meta_del
+					                         : ctx_txn_del)(t, k, strlen(k)));
 			}
 			assert_ok(ctx_txn_commit(t, 0, NULL));
 		}
@@ -372,7 +380,7 @@ static size_t records_before(const seg_layout *l, size_t t)
 typedef struct log_image {
 	char *dir; /* pristine, never opened after it was made */
 	history h;
-	blob seg;  /* wal-1 */
+	blob seg; /* wal-1 */
 	seg_layout lay;
 } log_image;
 
@@ -410,12 +418,13 @@ static void log_image_free(log_image *img)
 
 typedef struct expect {
 	ctx_status status;
-	const char *dump;      /* with CTX_OK: the state recovery must give  */
-	uint64_t revision;     /* with CTX_OK: the last revision              */
-	long long torn;        /* with CTX_OK, if >= 0: torn bytes verify counts */
-	long long damaged;     /* with CTX_OK, if >= 0: checkpoints damaged    */
-	const char *file;      /* with CTX_CORRUPT: named in the message      */
-	long long offset;      /* with CTX_CORRUPT, if >= 0: "offset <n>"     */
+	const char *dump;       /* with CTX_OK: the state recovery must give  */
+	uint64_t revision;      /* with CTX_OK: the last revision              */
+	long long torn;         /* with CTX_OK, if >= 0: torn bytes verify counts */
+	long long damaged;      /* with CTX_OK, if >= 0: checkpoints damaged    */
+	long long torn_records; /* with CTX_OK, if >= 0: intact records cut     */
+	const char *file;       /* with CTX_CORRUPT: named in the message      */
+	long long offset;       /* with CTX_CORRUPT, if >= 0: "offset <n>"     */
 } expect;
 
 static void expect_message(const char *msg, const expect *e, const char *what)
@@ -462,8 +471,35 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 		snap_free(&before);
 		return;
 	}
+	/* A cut is said; the cut bytes (unless zeros) are kept aside, whole. */
+	if (rep.torn_bytes == 0 && rep.checkpoints_damaged == 0)
+		assert_string_equal(rep.message, "ok");
+	else
+		assert_true(strncmp(rep.message, "ok; opening repairs: ", 21) == 0);
+	if (rep.torn_bytes)
+		assert_non_null(strstr(rep.message, "unsynced tail"));
+	snap_take(dir, &after);
+	size_t aside = 0;
+	for (size_t i = 0; i < after.n; i++) {
+		if (strncmp(after.names[i], "torn-", 5) != 0)
+			continue;
+		bool old = false;
+		for (size_t j = 0; j < before.n && !old; j++)
+			old = strcmp(before.names[j], after.names[i]) == 0;
+		if (old)
+			continue;
+		aside++;
+		assert_int_equal(after.data[i].n, rep.torn_bytes);
+		assert_non_null(strstr(rep.message, after.names[i]));
+	}
+	assert_true(aside <= (rep.torn_bytes > 0));
+	if (rep.torn_records)
+		assert_int_equal(aside, 1);
+	if (e->torn_records >= 0 && rep.torn_records != (uint64_t)e->torn_records)
+		fail_msg("%s: verify counted %llu intact records cut, expected %lld", what,
+		         (unsigned long long)rep.torn_records, e->torn_records);
+	snap_free(&after);
 	snap_free(&before);
-	assert_string_equal(rep.message, "ok");
 	uint64_t keys = 0;
 	char *got = test_dump_store(s, false, &keys);
 	test_expect_same_dump(e->dump, got, what);
@@ -484,12 +520,12 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 
 static expect expect_ok(const char *dump, uint64_t revision, long long torn)
 {
-	return (expect){CTX_OK, dump, revision, torn, -1, NULL, -1};
+	return (expect){CTX_OK, dump, revision, torn, -1, -1, NULL, -1};
 }
 
 static expect expect_corrupt(const char *file, long long offset)
 {
-	return (expect){CTX_CORRUPT, NULL, 0, -1, -1, file, offset};
+	return (expect){CTX_CORRUPT, NULL, 0, -1, -1, -1, file, offset};
 }
 
 /* Put img's segment, damaged as buf, alone into work. */
@@ -497,6 +533,24 @@ static void stage_segment(const char *work, const void *buf, size_t n)
 {
 	clear_dir(work);
 	write_file(work, seg_name(1), buf, n);
+}
+
+/* The same, followed by an empty newest segment starting at `next`: wal-1 is
+ * then an older segment, synced before the newer one began. */
+static void stage_older_segment(const char *work, const void *buf, size_t n, uint64_t next)
+{
+	stage_segment(work, buf, n);
+	unsigned char h[WAL_HEADER_SIZE];
+	file_header_put(h, WAL_MAGIC, next);
+	write_file(work, seg_name(next), h, sizeof(h));
+}
+
+/* The same, with a (damaged) checkpoint named rev: its name proves the log
+ * was synced up to rev. */
+static void stage_under_checkpoint(const char *work, const void *buf, size_t n, uint64_t rev)
+{
+	stage_segment(work, buf, n);
+	write_file(work, ckpt_name(rev), "not a checkpoint", 16);
 }
 
 static long long file_size(const char *dir, const char *name)
@@ -613,9 +667,10 @@ static void test_garbage_tail(void **unused)
 
 /* ---- bit flips in the log ------------------------------------------------------------- */
 
-/* A flipped bit in any record but the last has valid records after it:
- * corrupt, naming the file and the record's offset. In the last record: a
- * torn tail. */
+/* A flipped bit in any record of the newest segment: the unsynced tail from
+ * that record on is cut (the records after it were intact: counted, and kept
+ * aside with it). The same damage in an older segment, or below the revision
+ * a checkpoint proves synced, is corrupt, naming the file and the offset. */
 static void test_bitflips_in_log(void **unused)
 {
 	uint64_t seed = test_seed("bitflips", 0xb17f11b5);
@@ -632,22 +687,48 @@ static void test_bitflips_in_log(void **unused)
 			/* rep 0: one bit in the header, 1: one or more anywhere. */
 			int flips = rep == 1 ? 1 + (int)test_rand_below(&r, 3) : 1;
 			for (int f = 0; f < flips; f++) {
-				size_t at = l->start[j] +
-				            (rep == 0 ? test_rand_below(&r, REC_HEADER_SIZE) : test_rand_below(&r, len));
+				size_t at =
+				    l->start[j] + (rep == 0 ? test_rand_below(&r, REC_HEADER_SIZE)
+				                            : test_rand_below(&r, len));
 				buf[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			}
 			if (memcmp(buf, img.seg.p, l->size) == 0)
 				continue; /* several flips of one bit cancelled out */
-			stage_segment(work, buf, l->size);
 			char what[96];
-			snprintf(what, sizeof(what), "bits flipped in record %zu of %zu (seed %llu)", j,
-			         l->n, (unsigned long long)seed);
-			expect e = j + 1 < l->n
-			                   ? expect_corrupt(seg_name(1), (long long)l->start[j])
-			                   : expect_ok(img.h.dumps[j], j, (long long)(l->size - l->start[j]));
+			snprintf(what, sizeof(what),
+			         "bits flipped in record %zu of %zu (seed %llu)", j, l->n,
+			         (unsigned long long)seed);
+			stage_segment(work, buf, l->size);
+			expect e = expect_ok(img.h.dumps[j], j, (long long)(l->size - l->start[j]));
+			e.torn_records = (long long)(l->n - j - 1);
 			check_dir(work, &e, what);
+			/* What was cut is in the file kept aside, byte for byte. */
+			char aside[64];
+			snprintf(aside, sizeof(aside), "torn-%016llx-%016llx.bin", 1ull,
+			         (unsigned long long)l->start[j]);
+			blob b = read_file(work, aside);
+			assert_int_equal(b.n, l->size - l->start[j]);
+			assert_memory_equal(b.p, buf + l->start[j], b.n);
+			free(b.p);
+
+			stage_older_segment(work, buf, l->size, l->n + 1);
+			e = expect_corrupt(seg_name(1), (long long)l->start[j]);
+			check_dir(work, &e, "in an older segment");
+
+			stage_under_checkpoint(work, buf, l->size,
+			                       j + 1 + test_rand_below(&r, l->n - j));
+			e = expect_corrupt(seg_name(1), (long long)l->start[j]);
+			check_dir(work, &e, "below a checkpoint's revision");
 		}
 	}
+	/* Above the revision the checkpoint proves synced: a cut. */
+	memcpy(buf, img.seg.p, l->size);
+	buf[l->start[l->n - 2] + 3] ^= 1;
+	stage_under_checkpoint(work, buf, l->size, l->n - 2);
+	expect e =
+	    expect_ok(img.h.dumps[l->n - 2], l->n - 2, (long long)(l->size - l->start[l->n - 2]));
+	e.torn_records = 1;
+	check_dir(work, &e, "above a checkpoint's revision");
 	free(buf);
 	test_remove_dir(work);
 	free(work);
@@ -767,11 +848,11 @@ static void test_crafted_records(void **unused)
 	} cases[16];
 	unsigned char recs[16][700];
 	int n = 0;
-#define ADD(desc, type, rev, version, incarn, blen)                                    \
-	do {                                                                           \
-		cases[n].len = make_record(recs[n], type, rev, version, incarn, body, blen); \
-		cases[n].what = desc;                                                  \
-		n++;                                                                   \
+#define ADD(desc, type, rev, version, incarn, blen)                                                \
+	do {                                                                                       \
+		cases[n].len = make_record(recs[n], type, rev, version, incarn, body, blen);       \
+		cases[n].what = desc;                                                              \
+		n++;                                                                               \
 	} while (0)
 	size_t bl;
 	bl = commit_body(body, id, 1, OP_PUT_CODE, "k", "v");
@@ -911,15 +992,15 @@ static const struct {
 	const char *what;
 	damage_fn *fn;
 } ckpt_damage[] = {
-        {"bit flipped in the header", flip_header},
-        {"bit flipped in a section header", flip_first_section},
-        {"bit flipped in the sections", flip_body},
-        {"bit flipped in the trailer", flip_trailer},
-        {"cut in half", cut_half},
-        {"last byte cut", cut_last_byte},
-        {"emptied", cut_all},
-        {"garbage appended", add_garbage},
-        {"zeros in the middle", zero_middle},
+    {"bit flipped in the header", flip_header},
+    {"bit flipped in a section header", flip_first_section},
+    {"bit flipped in the sections", flip_body},
+    {"bit flipped in the trailer", flip_trailer},
+    {"cut in half", cut_half},
+    {"last byte cut", cut_last_byte},
+    {"emptied", cut_all},
+    {"garbage appended", add_garbage},
+    {"zeros in the middle", zero_middle},
 };
 #define NDAMAGE (sizeof(ckpt_damage) / sizeof(ckpt_damage[0]))
 
@@ -1006,8 +1087,10 @@ static void test_damaged_checkpoint_falls_back(void **unused)
 	ckpt_image_free(&img);
 }
 
-/* With a single checkpoint, a damaged one is an error that names it, even
- * though this log happens to hold everything. */
+/* With a single checkpoint, damaged, but the complete log (from revision 1)
+ * still there: the state is rebuilt from the log, and verify says so. With
+ * the first segment gone too, it is an error that names the checkpoint and
+ * where it is damaged. */
 static void test_damaged_only_checkpoint(void **unused)
 {
 	char *dir = test_make_dir("dmg-one-ckpt");
@@ -1020,11 +1103,34 @@ static void test_damaged_only_checkpoint(void **unused)
 	for (size_t d = 0; d < NDAMAGE; d++) {
 		copy_dir(dir, work);
 		assert_true(has_file(work, ckpt_name(r1)));
+		assert_true(has_file(work, seg_name(1)));
 		damage_file(work, ckpt_name(r1), ckpt_damage[d].fn, &r);
-		expect e = expect_corrupt(ckpt_name(r1), -1);
+		ctx_verify_report rep;
+		assert_ok(ctx_verify(work, &rep));
+		assert_int_equal(rep.checkpoint_revision, 0);
+		assert_non_null(strstr(rep.message, "rebuilt from the complete log"));
+		assert_non_null(strstr(rep.message, ckpt_name(r1)));
+		expect e = expect_ok(h.dumps[r1], r1, 0);
+		e.damaged = 1;
 		check_dir(work, &e, ckpt_damage[d].what);
-		ctx_verify_report rep; /* and where */
-		assert_int_equal(ctx_verify(work, &rep), CTX_CORRUPT);
+
+		/* And it goes on: new commits, a reopen, a checkpoint. */
+		ctx_store *s = open_dir(work);
+		assert_ok(ctx_create(s, "after"));
+		assert_ok(ctx_checkpoint(s));
+		ctx_close(s);
+		s = open_dir(work);
+		ctx_state *st = NULL;
+		assert_ok(ctx_get(s, "after", &st));
+		ctx_state_release(st);
+		ctx_close(s);
+
+		copy_dir(dir, work);
+		damage_file(work, ckpt_name(r1), ckpt_damage[d].fn, &r);
+		remove_file(work, seg_name(1));
+		e = expect_corrupt(ckpt_name(r1), -1);
+		check_dir(work, &e, ckpt_damage[d].what);
+		assert_int_equal(ctx_verify(work, &rep), CTX_CORRUPT); /* and where */
 		assert_non_null(strstr(rep.message, "offset"));
 	}
 	test_remove_dir(work);
@@ -1113,10 +1219,16 @@ static void test_crafted_checkpoints(void **unused)
 
 	enum { CASES = 10 };
 	static const char *what[CASES] = {
-	        "id length 0",          "id of 300 bytes",       "control byte in the id",
-	        "id longer than the file", "context repeated",   "payload one byte short",
-	        "a byte after the payload", "payload emptied",   "wrong context count",
-	        "unknown format version",
+	    "id length 0",
+	    "id of 300 bytes",
+	    "control byte in the id",
+	    "id longer than the file",
+	    "context repeated",
+	    "payload one byte short",
+	    "a byte after the payload",
+	    "payload emptied",
+	    "wrong context count",
+	    "unknown format version",
 	};
 	for (int i = 0; i < CASES; i++) {
 		one_ckpt c;
@@ -1187,7 +1299,9 @@ static void test_crafted_checkpoints(void **unused)
 			if (test_rand_below(&r, 2))
 				c.p[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			else
-				c.p[at] = (unsigned char)(test_rand_below(&r, 3) == 0 ? 0xff : test_rand(&r));
+				c.p[at] =
+				    (unsigned char)(test_rand_below(&r, 3) == 0 ? 0xff
+				                                                : test_rand(&r));
 		}
 		one_ckpt_seal(&c);
 		clear_dir(dir);
@@ -1207,8 +1321,9 @@ static void test_crafted_checkpoints(void **unused)
 		ctx_store *x = NULL;
 		ctx_status ost = ctx_open(&o, &x);
 		if (ost != vst)
-			fail_msg("mutated checkpoint %ld: ctx_open gave %s (%s), ctx_verify %s (%s)", i,
-			         ctx_strerror(ost), ctx_last_error(), ctx_strerror(vst), rep.message);
+			fail_msg(
+			    "mutated checkpoint %ld: ctx_open gave %s (%s), ctx_verify %s (%s)", i,
+			    ctx_strerror(ost), ctx_last_error(), ctx_strerror(vst), rep.message);
 		if (ost == CTX_OK) {
 			loaded++;
 			free(test_dump_store(x, false, NULL)); /* everything it holds can be read */
@@ -1309,9 +1424,9 @@ static void test_missing_segments(void **unused)
 /* ---- random damage ---------------------------------------------------------------------- */
 
 /* Random damage to the log of a crash image. The expected outcome follows
- * from where the damage is: if a record after the first damaged one is
- * intact, the log is corrupt at the first damaged record; otherwise the
- * records before it are recovered. */
+ * from where the damage is: the records before the first damaged one are
+ * recovered, and the intact ones after it are counted as cut. Staged as an
+ * older segment (a newer one after it), any damage is corrupt. */
 static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 {
 	const seg_layout *l = &img->lay;
@@ -1319,13 +1434,15 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 	unsigned char *buf = malloc(n + 5000);
 	memcpy(buf, img->seg.p, n);
 	int kind = (int)test_rand_below(r, 5);
+	bool older = test_rand_below(r, 4) == 0;
 	size_t lo = WAL_HEADER_SIZE; /* (header damage: see test_damaged_segment_header) */
 	size_t at = lo + test_rand_below(r, n - lo);
 	bool truncated = false;
 	switch (kind) {
 	case 0: /* flip bits here and there */
 		for (int i = 0, k = 1 + (int)test_rand_below(r, 3); i < k; i++)
-			buf[lo + test_rand_below(r, n - lo)] ^= (unsigned char)(1u << test_rand_below(r, 8));
+			buf[lo + test_rand_below(r, n - lo)] ^=
+			    (unsigned char)(1u << test_rand_below(r, 8));
 		break;
 	case 1: { /* overwrite a range with random bytes */
 		size_t len = 1 + test_rand_below(r, 200);
@@ -1358,31 +1475,38 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 		}
 	if (first == SIZE_MAX && n < l->size)
 		first = n;
-	stage_segment(work, buf, n);
+	if (older)
+		stage_older_segment(work, buf, n, l->n + 1);
+	else
+		stage_segment(work, buf, n);
 	expect e;
 	char what[64];
-	if (first == SIZE_MAX) { /* nothing changed, or only appended */
+	if (first == SIZE_MAX && n == l->size) {
+		e = expect_ok(img->h.dumps[l->n], l->n, 0);
+		snprintf(what, sizeof(what), "fuzz: nothing changed");
+	} else if (older) {
+		/* (a cut at a record boundary leaves a gap before the next segment) */
+		size_t j = records_before(l, first == SIZE_MAX ? l->size : first);
+		e = expect_corrupt(seg_name(1),
+		                   truncated || first == SIZE_MAX ? -1 : (long long)l->start[j]);
+		snprintf(what, sizeof(what), "fuzz kind %d at %zu, older segment", kind, first);
+		counts[3]++;
+	} else if (first == SIZE_MAX) { /* only appended */
 		e = expect_ok(img->h.dumps[l->n], l->n, (long long)(n - l->size));
 		snprintf(what, sizeof(what), "fuzz: %zu bytes appended", n - l->size);
 		counts[0]++;
 	} else {
 		size_t j = records_before(l, first); /* the first damaged record */
-		bool intact_after = false;
-		for (size_t k = j + 1; k < l->n && !truncated; k++) {
-			bool same = l->end[k] <= n &&
-			            memcmp(buf + l->start[k], img->seg.p + l->start[k],
-			                   l->end[k] - l->start[k]) == 0;
-			intact_after |= same;
-		}
-		if (intact_after) {
-			e = expect_corrupt(seg_name(1), (long long)l->start[j]);
-			counts[1]++;
-		} else {
-			e = expect_ok(img->h.dumps[j], j, (long long)(n - l->start[j]));
-			if (truncated)
-				e.torn = (long long)(n - (j ? l->end[j - 1] : WAL_HEADER_SIZE));
-			counts[2]++;
-		}
+		long long intact = 0;
+		for (size_t k = j + 1; k < l->n && !truncated; k++)
+			intact +=
+			    l->end[k] <= n && memcmp(buf + l->start[k], img->seg.p + l->start[k],
+			                             l->end[k] - l->start[k]) == 0;
+		e = expect_ok(img->h.dumps[j], j, (long long)(n - l->start[j]));
+		if (truncated)
+			e.torn = (long long)(n - (j ? l->end[j - 1] : WAL_HEADER_SIZE));
+		e.torn_records = intact;
+		counts[intact ? 1 : 2]++;
 		snprintf(what, sizeof(what), "fuzz kind %d at %zu (record %zu)", kind, first, j);
 	}
 	check_dir(work, &e, what);
@@ -1437,7 +1561,7 @@ static void test_random_damage(void **unused)
 	double budget = 2.5 * test_scale(), start = test_now();
 	long min = (test_slowdown() > 1) ? 40 : 60, max = 400L * test_scale();
 	long trials = 0;
-	int counts[3] = {0, 0, 0};
+	int counts[4] = {0, 0, 0, 0};
 	while (trials < max && (trials < min || test_now() - start < budget)) {
 		if (trials % 3 == 2)
 			fuzz_ckpt_image(&cimg, work, &r);
@@ -1445,9 +1569,10 @@ static void test_random_damage(void **unused)
 			fuzz_log(&img, work, &r, counts);
 		trials++;
 	}
-	print_message("random damage: %ld trials (log: %d appended, %d corrupt, %d torn)\n",
-	              trials, counts[0], counts[1], counts[2]);
-	assert_true(counts[1] > 0 && counts[2] > 0);
+	print_message("random damage: %ld trials (log: %d appended, %d cut with intact records "
+	              "after the damage, %d cut with none, %d corrupt in an older segment)\n",
+	              trials, counts[0], counts[1], counts[2], counts[3]);
+	assert_true(counts[1] > 0 && counts[2] > 0 && counts[3] > 0);
 	test_remove_dir(work);
 	free(work);
 	ckpt_image_free(&cimg);
@@ -1457,16 +1582,16 @@ static void test_random_damage(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_truncate_every_offset),
-	        cmocka_unit_test(test_garbage_tail),
-	        cmocka_unit_test(test_bitflips_in_log),
-	        cmocka_unit_test(test_damaged_segment_header),
-	        cmocka_unit_test(test_crafted_records),
-	        cmocka_unit_test(test_damaged_checkpoint_falls_back),
-	        cmocka_unit_test(test_damaged_only_checkpoint),
-	        cmocka_unit_test(test_crafted_checkpoints),
-	        cmocka_unit_test(test_missing_segments),
-	        cmocka_unit_test(test_random_damage),
+	    cmocka_unit_test(test_truncate_every_offset),
+	    cmocka_unit_test(test_garbage_tail),
+	    cmocka_unit_test(test_bitflips_in_log),
+	    cmocka_unit_test(test_damaged_segment_header),
+	    cmocka_unit_test(test_crafted_records),
+	    cmocka_unit_test(test_damaged_checkpoint_falls_back),
+	    cmocka_unit_test(test_damaged_only_checkpoint),
+	    cmocka_unit_test(test_crafted_checkpoints),
+	    cmocka_unit_test(test_missing_segments),
+	    cmocka_unit_test(test_random_damage),
 	};
 	if (getenv("CTX_TEST_FILTER")) /* run only the tests matching it */
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));

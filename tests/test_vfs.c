@@ -12,6 +12,8 @@
  *     over a tracked file, unlink, truncate, a full table, a crash with and
  *     without a torn tail (files cut exactly to what was synced, or to
  *     somewhere between that and their size), a file that cannot be cut;
+ *     pages of unsynced data persisted out of order (kept, zeros, a prefix,
+ *     garbage); directory entries lost unless their directory was fsynced;
  *   - a store under the table: data a checkpoint synced survives a crash,
  *     records the OS never synced are gone or, with a torn tail, a prefix of
  *     them is there; the crash image verifies and reopens;
@@ -485,6 +487,118 @@ static void test_sim_full_table(void **unused)
 	free(dir);
 }
 
+/* Pages mode: the synced bytes are untouched; past them, every 4 KiB page is
+ * the written bytes, zeros, a prefix of the written bytes then zeros, or
+ * garbage, independently; the size is in [synced, size]. Over many seeds,
+ * each fate occurs, and a later page survives an earlier lost one. */
+static void test_sim_pages(void **unused)
+{
+	char *dir = test_make_dir("vfs-pages");
+	char *p = path_in(dir, "f");
+	enum { SYNCED = 1000, PAGES = 6, SIZE = PAGES * 4096 };
+	bool kept = false, zeros = false, prefix = false, garbage = false, full = false,
+	     shorter = false, later_after_lost = false;
+	static unsigned char got[SIZE];
+	for (unsigned seed = 1; seed <= 100; seed++) {
+		unlink(p);
+		assert_true(vfs_sim_enable());
+		int fd = open_rw(p);
+		put_bytes(fd, SYNCED, 's');
+		assert_int_equal(vfs_sync(fd), 0);
+		for (long long left = SIZE - SYNCED; left > 0; left -= 4096)
+			put_bytes(fd, left < 4096 ? (size_t)left : 4096, 'u');
+		assert_int_equal(vfs_close(fd), 0);
+		vfs_sim_crash_with(VFS_SIM_PAGES, seed);
+		vfs_sim_disable();
+		long long n = file_size(p);
+		assert_true(n >= SYNCED && n <= SIZE);
+		full |= n == SIZE;
+		shorter |= n < SIZE;
+		FILE *f = fopen(p, "rb");
+		assert_non_null(f);
+		assert_int_equal(fread(got, 1, (size_t)n, f), (size_t)n);
+		fclose(f);
+		for (long long i = 0; i < SYNCED; i++)
+			assert_int_equal(got[i], 's');
+		bool lost_before = false;
+		for (long long pg = 0; pg * 4096 < n; pg++) {
+			long long lo = pg * 4096 > SYNCED ? pg * 4096 : SYNCED;
+			long long hi = (pg + 1) * 4096 < n ? (pg + 1) * 4096 : n;
+			long long u = lo, z;
+			while (u < hi && got[u] == 'u')
+				u++;
+			for (z = u; z < hi && got[z] == 0; z++)
+				;
+			if (u == hi) {
+				kept = true;
+				later_after_lost |= lost_before && hi - lo > 100;
+			} else if (z == hi) {
+				*(u == lo ? &zeros : &prefix) = true;
+				lost_before |= u == lo;
+			} else {
+				garbage = true; /* neither written bytes nor zeros */
+				lost_before = true;
+			}
+		}
+	}
+	assert_true(kept && zeros && prefix && garbage && full && shorter && later_after_lost);
+	free(p);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+/* Entries mode: a created file whose directory was not fsynced since is lost;
+ * one fsynced is kept. A directory made below the declared root is lost
+ * unless its parent was fsynced: vfs_mkdir does that. */
+static void test_sim_entries(void **unused)
+{
+	char *root = test_make_dir("vfs-entries");
+	char *synced = path_in(root, "synced"), *unsynced = path_in(root, "unsynced");
+	char *old = path_in(root, "old"), *made = path_in(root, "made");
+	char *in_made = path_in(made, "g"), *plain = path_in(made, "plain");
+	char *in_plain = path_in(plain, "f");
+	int fd = open(old, O_WRONLY | O_CREAT | O_CLOEXEC, 0644); /* before the table */
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(vfs_sim_enable());
+	vfs_sim_durable_root(root);
+	const char *files[5] = {synced, old, in_made, in_plain, unsynced};
+	for (int i = 0; i < 5; i++) {
+		if (i == 1)
+			assert_int_equal(vfs_sync_dir(root), 0); /* synced's entry */
+		if (i == 2) {
+			assert_int_equal(vfs_mkdir(made, 0755), 0);  /* root fsynced */
+			assert_int_equal(vfs_mkdir(made, 0755), -1); /* (mkdir's errors stay) */
+			assert_int_equal(errno, EEXIST);
+		}
+		if (i == 3)
+			assert_int_equal(mkdir(plain, 0755), 0); /* made never fsynced */
+		fd = open_rw(files[i]);
+		put_bytes(fd, 10, 'x');
+		assert_int_equal(vfs_sync(fd), 0);
+		assert_int_equal(vfs_close(fd), 0);
+		if (i == 3)
+			assert_int_equal(vfs_sync_dir(plain), 0);
+	}
+	vfs_sim_crash_with(VFS_SIM_CUT | VFS_SIM_ENTRIES, 1);
+	vfs_sim_disable();
+	assert_int_equal(file_size(synced), 10);
+	assert_int_equal(file_size(old), 10);
+	assert_int_equal(file_size(unsynced), -1); /* created after root's last fsync */
+	assert_int_equal(file_size(in_made), -1);  /* made never fsynced */
+	assert_true(file_size(made) >= 0);         /* but made itself is there */
+	assert_int_equal(file_size(plain), -1);    /* its entry in made was lost */
+	free(synced);
+	free(unsynced);
+	free(old);
+	free(made);
+	free(in_made);
+	free(plain);
+	free(in_plain);
+	test_remove_dir(root);
+	free(root);
+}
+
 /* ---- a store under the power-loss table ------------------------------------- */
 
 static ctx_store *open_nosync(const char *dir)
@@ -536,8 +650,7 @@ static void copy_dir(const char *from, const char *to)
 }
 
 /* Sizes of the log segments of dir, by first revision. */
-static size_t segment_sizes(const char *dir, unsigned long long *first, long long *size,
-                            size_t max)
+static size_t segment_sizes(const char *dir, unsigned long long *first, long long *size, size_t max)
 {
 	DIR *d = opendir(dir);
 	assert_non_null(d);
@@ -673,7 +786,8 @@ static void test_sim_store_torn(void **unused)
 		assert_int_equal(ctx_state_count(st), v - 1);
 		for (int i = 1; i <= 5; i++) {
 			snprintf(k, sizeof(k), "k%d", i);
-			assert_int_equal(ctx_state_lookup(st, k, strlen(k), NULL, NULL), i <= (int)v - 1);
+			assert_int_equal(ctx_state_lookup(st, k, strlen(k), NULL, NULL),
+			                 i <= (int)v - 1);
 		}
 		ctx_state_release(st);
 		ctx_status bst = ctx_get(s, "b", &st);
@@ -789,8 +903,9 @@ static void test_crc_random(void **unused)
 			uint32_t want = crc_bitwise(seed, p, len);
 			uint32_t hw = crc32c(seed, p, len), sw = crc32c_portable(seed, p, len);
 			if (hw != want || sw != want)
-				fail_msg("len %zu align %zu: bitwise %08x crc32c %08x portable %08x", len,
-				         align, want, hw, sw);
+				fail_msg(
+				    "len %zu align %zu: bitwise %08x crc32c %08x portable %08x",
+				    len, align, want, hw, sw);
 		}
 	}
 	/* A single flipped bit always changes the crc. */
@@ -807,21 +922,23 @@ static void test_crc_random(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_write_countdown, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sync_countdown, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_space_left, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_plain_errors, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_off, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_sizes, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_rename, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_tear, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_uncuttable, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_full_table, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_store_power_loss, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_store_torn, reset_all, reset_all),
-	        cmocka_unit_test_setup_teardown(test_sim_store_always, reset_all, reset_all),
-	        cmocka_unit_test(test_crc_check_value),
-	        cmocka_unit_test(test_crc_random),
+	    cmocka_unit_test_setup_teardown(test_write_countdown, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sync_countdown, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_space_left, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_plain_errors, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_off, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_sizes, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_rename, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_tear, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_uncuttable, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_full_table, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_pages, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_entries, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_store_power_loss, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_store_torn, reset_all, reset_all),
+	    cmocka_unit_test_setup_teardown(test_sim_store_always, reset_all, reset_all),
+	    cmocka_unit_test(test_crc_check_value),
+	    cmocka_unit_test(test_crc_random),
 	};
 	if (getenv("CTX_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));

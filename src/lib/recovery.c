@@ -3,23 +3,43 @@
  *
  * 1. The newest checkpoint that loads cleanly gives the state as of its
  *    revision R (a damaged one is reported and the one before it is tried).
+ *    If every checkpoint is damaged but the log is complete (its first
+ *    segment starts at revision 1), the state is rebuilt from the log alone.
  * 2. The log segments are replayed in order from the one holding R + 1.
  *    Revisions must follow each other without a gap across all segments;
  *    records <= R, and commits the checkpoint already holds (by version), are
  *    skipped.
- * 3. Damage in the log: if nothing valid follows it in the last segment, it
- *    is a torn tail (a write the crash interrupted, never acknowledged): it is
- *    cut off and reported. Anything else (a bad record followed by a valid
- *    one, a bad record in an older segment, a gap) is corruption: recovery
- *    stops with CTX_CORRUPT naming the file and offset, and serves nothing.
+ * 3. Damage in the log (a record that fails its checks). What the crash can
+ *    have left unsynced is only the end of the NEWEST segment: the flusher
+ *    starts a segment only after syncing the one before, and syncs each group
+ *    write before acknowledging any record in it. Within that last group
+ *    write, page writeback has no order: a later page may be on disk while
+ *    an earlier one reads as zeros or old bytes, so valid records can follow
+ *    the damage. So the first invalid record of the newest segment, and
+ *    everything after it, is the unsynced tail: it is cut off, the cut bytes
+ *    are kept in "torn-<segment>-<offset>.bin" (unless they are all zeros),
+ *    and it is reported. Damage that provably lies inside synced data is
+ *    corruption: recovery stops with CTX_CORRUPT naming the file and offset,
+ *    and serves nothing. That is damage in an older segment, a damaged header
+ *    with records after it, a record out of order or malformed behind a valid
+ *    checksum, and damage at or below the durable floor: the highest revision
+ *    a checkpoint proves was synced (the revision in a checkpoint's name, and
+ *    the newest version a loaded checkpoint holds, were durable in the log
+ *    before the checkpoint was renamed into place). The log must also reach
+ *    that floor.
+ *    The price: bit rot inside synced records of the newest segment, above
+ *    the floor, looks like an unsynced tail and is cut (kept aside, and
+ *    reported), where a stricter reading would refuse to open.
  *
  * Recovery runs before the store is shared, on one thread; it builds states
- * directly, without the log.
+ * directly, without the log. Read-only recovery (ctx_verify) changes no file
+ * and prints nothing; it describes the repairs an open would make.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +96,8 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 			ok = rev_push(ckpts, v);
 		else if (len == 24 && sscanf(e->d_name, "wal-%16llx.lo%1s", &v, tail) == 2)
 			ok = rev_push(segs, v);
-		else if (!read_only && len == 25 && sscanf(e->d_name, "ckpt-%16llx.tm%1s", &v, tail) == 2) {
+		else if (!read_only && len == 25 &&
+		         sscanf(e->d_name, "ckpt-%16llx.tm%1s", &v, tail) == 2) {
 			char path[4096];
 			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 			vfs_unlink(path);
@@ -147,7 +168,8 @@ static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, re
 	if (!v || v->version != version) {
 		/* The version left history before its point was replayed (a smaller
 		 * history_depth than when it was written): the point is lost. */
-		fprintf(stderr, "ctx: recovery: point on version %llu of '%s' lost: version not kept\n",
+		fprintf(stderr,
+		        "ctx: recovery: point on version %llu of '%s' lost: version not kept\n",
 		        (unsigned long long)version, c->id);
 		return CTX_OK;
 	}
@@ -327,19 +349,40 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 
 /* ---- reading segments ---------------------------------------------------------- */
 
-/* Does a valid record with a revision above prev start anywhere after off? */
-static bool valid_record_after(const unsigned char *base, size_t size, size_t off, uint64_t prev)
+/* Could a valid record (revision above prev) start at h? A cheap look at the
+ * fixed fields first, then both checksums. Its length, or 0. */
+static size_t record_at(const unsigned char *h, size_t avail, uint64_t prev)
 {
-	for (size_t o = off + 1; o + REC_HEADER_SIZE <= size; o++) {
-		const unsigned char *h = base + o;
-		if (get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4))
-			continue;
-		uint32_t blen = get_u32(h + 4);
-		if (get_u64(h + 8) > prev && blen <= size - o - REC_HEADER_SIZE &&
-		    get_u32(h + 36) == crc32c(0, h + REC_HEADER_SIZE, blen))
-			return true;
+	if (avail < REC_HEADER_SIZE || h[33] || h[34] || h[35] || h[32] == 0 ||
+	    h[32] > REC_EXPIRE || get_u64(h + 8) <= prev)
+		return 0;
+	if (get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4))
+		return 0;
+	uint32_t blen = get_u32(h + 4);
+	if (blen > avail - REC_HEADER_SIZE ||
+	    get_u32(h + 36) != crc32c(0, h + REC_HEADER_SIZE, blen))
+		return 0;
+	return REC_HEADER_SIZE + blen;
+}
+
+/* Intact records that start after off (none overlapping another). */
+static uint64_t records_after(const unsigned char *base, size_t size, size_t off, uint64_t prev)
+{
+	uint64_t n = 0;
+	for (size_t o = off + 1; o + REC_HEADER_SIZE <= size;) {
+		size_t len = record_at(base + o, size - o, prev);
+		n += len > 0;
+		o += len ? len : 1;
 	}
-	return false;
+	return n;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
 }
 
 typedef struct replay {
@@ -348,27 +391,123 @@ typedef struct replay {
 	bool read_only;
 	uint64_t checkpoint; /* R */
 	uint64_t prev;       /* revision of the last record read */
+	uint64_t durable;    /* the durable floor: revisions a checkpoint proves synced */
+	char durable_why[96];
 	recovery_info *info;
+	char last_path[4096]; /* the newest segment, and where its records end */
+	size_t last_end;
+	uint64_t torn_records;
+	char notes[400]; /* what recovery repaired or worked around, for verify */
 } replay;
 
-static ctx_status cut_tail(replay *rp, const char *path, size_t off, size_t size,
-                           const char *why)
+static void note(replay *rp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(replay *rp, const char *fmt, ...)
 {
-	rp->info->torn_bytes += size - off;
-	if (rp->read_only)
-		return CTX_OK;
-	int fd = vfs_open(path, O_WRONLY, 0);
-	if (fd < 0 || vfs_truncate(fd, (off_t)off) != 0 || vfs_sync(fd) != 0) {
+	size_t len = strlen(rp->notes);
+	if (len && len + 2 < sizeof(rp->notes)) {
+		memcpy(rp->notes + len, "; ", 3);
+		len += 2;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rp->notes + len, sizeof(rp->notes) - len, fmt, ap);
+	va_end(ap);
+}
+
+/* The first free name of torn-<first>-<off>[.<n>].bin in dir (a segment
+ * re-created under the same name can be cut at the same offset again: the
+ * bytes kept the first time must stay). */
+static void aside_name(const char *dir, uint64_t first, size_t off, char *name, size_t nsize,
+                       char *path, size_t psize)
+{
+	struct stat sb;
+	for (unsigned n = 0;; n++) {
+		if (n)
+			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.%u.bin", first, off, n);
+		else
+			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.bin", first, off);
+		snprintf(path, psize, "%s/%s", dir, name);
+		if (stat(path, &sb) != 0 || n == 9999)
+			return;
+	}
+}
+
+/* Write the bytes about to be cut to a file of their own, synced. */
+static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char *p, size_t n)
+{
+	int fd = vfs_open(aside, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || vfs_write_all(fd, p, n) != 0 || vfs_sync(fd) != 0 || vfs_close(fd) != 0 ||
+	    vfs_sync_dir(rp->dir) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			vfs_close(fd);
-		errno = e;
-		return ctx_fail(CTX_IO, "cannot cut the torn tail of %s: %s", path, strerror(e));
+		return ctx_fail(CTX_IO, "cannot keep the torn tail aside in %s: %s", aside,
+		                strerror(e));
 	}
-	vfs_close(fd);
-	fprintf(stderr, "ctx: recovery cut %zu bytes of torn tail from %s at offset %zu (%s)\n",
-	        size - off, path, off, why);
 	return CTX_OK;
+}
+
+/* Cut the newest segment at off (remove it if off is 0): the unsynced tail. */
+static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const unsigned char *base,
+                           size_t off, size_t size, const char *why)
+{
+	uint64_t intact = records_after(base, size, off, rp->prev);
+	bool keep = size > off && !all_zero(base + off, size - off);
+	char name[64] = "", aside[4096 + 64], what[4096 + 512];
+	if (keep)
+		aside_name(rp->dir, first, off, name, sizeof(name), aside, sizeof(aside));
+	const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	snprintf(what, sizeof(what),
+	         "unsynced tail of %s cut at offset %zu (%s): %zu bytes, %" PRIu64
+	         " intact records after the damage%s%s",
+	         file, off, why, size - off, intact, keep ? ", kept aside in " : "", name);
+	rp->info->torn_bytes += size - off;
+	rp->torn_records += intact;
+	note(rp, "%s", what);
+	if (rp->read_only)
+		return CTX_OK;
+	ctx_status st = keep ? keep_aside(rp, aside, base + off, size - off) : CTX_OK;
+	if (st != CTX_OK)
+		return st;
+	if (off == 0) {
+		if (vfs_unlink(path) != 0)
+			return ctx_fail(CTX_IO, "cannot remove %s: %s", path, strerror(errno));
+	} else {
+		int fd = vfs_open(path, O_WRONLY, 0);
+		if (fd < 0 || vfs_truncate(fd, (off_t)off) != 0 || vfs_sync(fd) != 0) {
+			int e = errno;
+			if (fd >= 0)
+				vfs_close(fd);
+			errno = e;
+			return ctx_fail(CTX_IO, "cannot cut the torn tail of %s: %s", path,
+			                strerror(e));
+		}
+		vfs_close(fd);
+	}
+	fprintf(stderr, "ctx: recovery in %s: %s\n", rp->dir, what);
+	return CTX_OK;
+}
+
+/* Damage found at off of segment path: a tail to cut, or corruption. */
+static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool last,
+                            const unsigned char *base, size_t off, size_t size, const char *why)
+{
+	if (!last)
+		return ctx_fail(CTX_CORRUPT,
+		                "log %s: %s at offset %zu (not the newest segment: "
+		                "its records were synced before the next segment began)",
+		                path, why, off);
+	if (off == 0 && records_after(base, size, 0, rp->prev))
+		return ctx_fail(CTX_CORRUPT,
+		                "log %s: %s at offset 0, with records after it (the "
+		                "header is synced before any record is written)",
+		                path, why);
+	if (rp->prev + 1 <= rp->durable)
+		return ctx_fail(CTX_CORRUPT,
+		                "log %s: %s at offset %zu, in revision %" PRIu64
+		                ", which was synced: %s proves revisions up to %" PRIu64 " were",
+		                path, why, off, rp->prev + 1, rp->durable_why, rp->durable);
+	return cut_tail(rp, path, first, base, off, size, why);
 }
 
 static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
@@ -441,7 +580,8 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 			st = apply_record(rp->s, h[32], rev, get_u64(h + 16), get_u64(h + 24),
 			                  h + REC_HEADER_SIZE, blen, &bad);
 			if (st == CTX_CORRUPT)
-				st = ctx_fail(st, "log %s: %s in record at offset %zu", path, bad, off);
+				st = ctx_fail(st, "log %s: %s in record at offset %zu", path, bad,
+				              off);
 			else if (st != CTX_OK)
 				st = ctx_fail(st, "no memory replaying %s", path);
 			if (st != CTX_OK)
@@ -452,90 +592,158 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		rp->info->replayed_bytes += REC_HEADER_SIZE + blen;
 		off += REC_HEADER_SIZE + blen;
 	}
-	if (why) {
-		if (!last || valid_record_after(base, size, off, rp->prev)) {
-			st = ctx_fail(CTX_CORRUPT, "log %s: %s at offset %zu, with valid data after it",
-			              path, why, off);
-			if (!last)
-				st = ctx_fail(CTX_CORRUPT, "log %s: %s at offset %zu (not the last segment)",
-				              path, why, off);
-		} else if (off == 0 && !rp->read_only) {
-			/* A segment whose creation the crash interrupted: no record in it
-			 * was ever acknowledged. */
-			rp->info->torn_bytes += size;
-			if (vfs_unlink(path) != 0)
-				st = ctx_fail(CTX_IO, "cannot remove %s: %s", path, strerror(errno));
-			else
-				fprintf(stderr, "ctx: recovery removed %s (%s)\n", path, why);
-		} else {
-			st = cut_tail(rp, path, off, size, why);
-		}
+	if (last) {
+		snprintf(rp->last_path, sizeof(rp->last_path), "%s", path);
+		rp->last_end = why ? off : size;
 	}
+	if (why)
+		st = damage_at(rp, path, first, last, base, off, size, why);
 out:
 	if (base)
 		munmap((void *)base, size);
 	return st;
 }
 
-ctx_status recovery_run(ctx_store *s, const char *dir, bool read_only, recovery_info *info)
+/* The newest revision a loaded checkpoint holds (its sections may hold
+ * versions above R: they were durable in the log before it was renamed). */
+static uint64_t newest_loaded(ctx_store *s)
+{
+	uint64_t newest = 0;
+	struct cds_lfht_iter iter;
+	ctx_context *c;
+	ctx_rcu_read_lock();
+	ctx_lfht_for_each(s->table, &iter, c, node)
+	{
+		if (c->head && c->head->revision > newest)
+			newest = c->head->revision;
+	}
+	ctx_rcu_read_unlock();
+	return newest;
+}
+
+/* Load the newest checkpoint that loads cleanly, falling back to older ones;
+ * if none does but the log starts at revision 1, start from nothing. */
+static ctx_status load_checkpoint(replay *rp, const rev_list *ckpts, const rev_list *segs)
+{
+	char first_error[512] = "";
+	uint64_t R = 0;
+	for (size_t i = ckpts->n; i-- > 0;) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/ckpt-%016" PRIx64 ".ckpt", rp->dir, ckpts->v[i]);
+		ctx_status st = checkpoint_load(rp->s, path, &R);
+		if (st == CTX_OK && R == ckpts->v[i]) {
+			rp->checkpoint = R;
+			if (first_error[0])
+				note(rp,
+				     "%s; recovered from the older ckpt-%016" PRIx64
+				     ".ckpt and the log",
+				     first_error, R);
+			uint64_t newest = newest_loaded(rp->s);
+			if (newest > rp->durable) {
+				rp->durable = newest;
+				snprintf(rp->durable_why, sizeof(rp->durable_why),
+				         "checkpoint ckpt-%016" PRIx64 ".ckpt (its newest version)",
+				         R);
+			}
+			return CTX_OK;
+		}
+		if (st == CTX_OK)
+			st =
+			    ctx_fail(CTX_CORRUPT,
+			             "checkpoint %s: names revision %" PRIx64 " but holds %" PRIx64,
+			             path, ckpts->v[i], R);
+		if (st == CTX_NOMEM || st == CTX_IO)
+			return st;
+		rp->info->checkpoints_damaged++;
+		if (!first_error[0])
+			snprintf(first_error, sizeof(first_error), "%s", ctx_last_error());
+		if (!rp->read_only)
+			fprintf(stderr, "ctx: %s; trying an older checkpoint\n", ctx_last_error());
+		store_clear(rp->s);
+		R = 0;
+	}
+	if (!ckpts->n)
+		return CTX_OK;
+	if (!segs->n || segs->v[0] != 1)
+		return ctx_fail(CTX_CORRUPT,
+		                "%s (and no older valid checkpoint, nor the log from "
+		                "revision 1)",
+		                first_error);
+	/* Every checkpoint is damaged, but no segment was ever deleted: the log
+	 * alone holds the whole history. */
+	note(rp, "every checkpoint is damaged (%s); the state is rebuilt from the complete log",
+	     first_error);
+	if (!rp->read_only)
+		fprintf(stderr,
+		        "ctx: recovery: every checkpoint is damaged (first: %s); rebuilding "
+		        "the state from the complete log, which starts at revision 1\n",
+		        first_error);
+	return CTX_OK;
+}
+
+static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recovery_info *info,
+                          replay *rp)
 {
 	rev_list ckpts = {0}, segs = {0};
 	memset(info, 0, sizeof(*info));
+	*rp = (replay){.s = s, .dir = dir, .read_only = read_only, .info = info};
 	ctx_status st = list_dir(dir, read_only, &ckpts, &segs);
 	if (st != CTX_OK)
 		goto out;
 	info->checkpoints = ckpts.n;
-
-	uint64_t R = 0;
-	char first_error[512] = "";
-	bool loaded = false;
-	for (size_t i = ckpts.n; i-- > 0 && !loaded;) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/ckpt-%016" PRIx64 ".ckpt", dir, ckpts.v[i]);
-		st = checkpoint_load(s, path, &R);
-		if (st == CTX_OK && R == ckpts.v[i]) {
-			loaded = true;
-			break;
-		}
-		if (st == CTX_OK)
-			st = ctx_fail(CTX_CORRUPT, "checkpoint %s: names revision %" PRIx64
-			              " but holds %" PRIx64, path, ckpts.v[i], R);
-		if (st == CTX_NOMEM || st == CTX_IO)
-			goto out;
-		info->checkpoints_damaged++;
-		if (!first_error[0])
-			snprintf(first_error, sizeof(first_error), "%s", ctx_last_error());
-		fprintf(stderr, "ctx: %s; trying an older checkpoint\n", ctx_last_error());
-		store_clear(s);
-		R = 0;
+	if (ckpts.n) {
+		/* A checkpoint's name is a revision the log had synced. */
+		rp->durable = ckpts.v[ckpts.n - 1];
+		snprintf(rp->durable_why, sizeof(rp->durable_why),
+		         "checkpoint ckpt-%016" PRIx64 ".ckpt", rp->durable);
 	}
-	if (!loaded && ckpts.n) {
-		st = ctx_fail(CTX_CORRUPT, "%s (and no older valid checkpoint)", first_error);
+	if ((st = load_checkpoint(rp, &ckpts, &segs)) != CTX_OK)
 		goto out;
-	}
+	uint64_t R = rp->checkpoint;
 	info->checkpoint_revision = R;
 
 	/* Replay from the last segment that starts at or before R + 1. */
 	size_t start = 0;
 	while (start + 1 < segs.n && segs.v[start + 1] <= R + 1)
 		start++;
-	replay rp = {s, dir, read_only, R, R, info};
+	rp->prev = R;
 	if (segs.n && segs.v[start] > R + 1) {
-		st = ctx_fail(CTX_CORRUPT, "log starts at revision %" PRIu64
-		              " but the checkpoint ends at %" PRIu64 ": records are missing%s%s",
-		              segs.v[start], R, first_error[0] ? "; " : "", first_error);
+		st = ctx_fail(CTX_CORRUPT,
+		              "log starts at revision %" PRIu64
+		              " but the checkpoint ends at %" PRIu64 ": records are missing",
+		              segs.v[start], R);
 		goto out;
 	}
 	if (segs.n)
-		rp.prev = segs.v[start] - 1;
+		rp->prev = segs.v[start] - 1;
 	for (size_t i = start; i < segs.n && st == CTX_OK; i++)
-		st = replay_segment(&rp, segs.v[i], i + 1 == segs.n);
-	if (st == CTX_OK && rp.prev < R)
-		rp.prev = R;
-	info->last_revision = rp.prev;
+		st = replay_segment(rp, segs.v[i], i + 1 == segs.n);
+	if (st == CTX_OK && rp->prev < R)
+		rp->prev = R;
+	if (st == CTX_OK && rp->prev < rp->durable)
+		st =
+		    ctx_fail(CTX_CORRUPT,
+		             "log %s: ends at offset %zu with revision %" PRIu64
+		             ", but %s proves revisions up to %" PRIu64 " were synced: records are "
+		             "missing",
+		             rp->last_path[0] ? rp->last_path : dir, rp->last_end, rp->prev,
+		             rp->durable_why, rp->durable);
+	info->last_revision = rp->prev;
 out:
 	free(ckpts.v);
 	free(segs.v);
+	return st;
+}
+
+ctx_status recovery_run(ctx_store *s, const char *dir, bool read_only, recovery_info *info)
+{
+	replay *rp = malloc(sizeof(*rp));
+	if (!rp) {
+		memset(info, 0, sizeof(*info));
+		return ctx_fail(CTX_NOMEM, "no memory for recovery");
+	}
+	ctx_status st = recover(s, dir, read_only, info, rp);
+	free(rp);
 	return st;
 }
 
@@ -557,6 +765,7 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 		snprintf(r->message, sizeof(r->message), "%s", ctx_last_error());
 		return st;
 	}
+	replay *rp = NULL;
 	s->opts.max_contexts = SIZE_MAX;
 	/* Keep every version and point: a restore record names its target, and
 	 * the store that wrote the log may have kept more than the defaults. */
@@ -571,10 +780,13 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 		struct stat sb;
 		if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
 			st = ctx_fail(CTX_IO, "%s is not a readable directory", dir);
+		else if (!(rp = malloc(sizeof(*rp))))
+			st = ctx_fail(CTX_NOMEM, "no memory for recovery");
 		else {
 			recovery_info info;
-			st = recovery_run(s, dir, true, &info);
+			st = recover(s, dir, true, &info, rp);
 			r->checkpoint_revision = info.checkpoint_revision;
+			r->torn_records = rp->torn_records;
 			r->checkpoints = info.checkpoints;
 			r->checkpoints_damaged = info.checkpoints_damaged;
 			r->segments = info.segments;
@@ -589,15 +801,21 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 		struct cds_lfht_iter iter;
 		ctx_context *c;
 		ctx_rcu_read_lock();
-		ctx_lfht_for_each(s->table, &iter, c, node) {
+		ctx_lfht_for_each(s->table, &iter, c, node)
+		{
 			r->contexts++;
 			r->keys += c->head->data.count;
 		}
 		ctx_rcu_read_unlock();
-		snprintf(r->message, sizeof(r->message), "ok");
+		if (rp->notes[0])
+			snprintf(r->message, sizeof(r->message), "ok; opening repairs: %s",
+			         rp->notes);
+		else
+			snprintf(r->message, sizeof(r->message), "ok");
 	} else {
 		snprintf(r->message, sizeof(r->message), "%s", ctx_last_error());
 	}
+	free(rp);
 	ctx_close(s);
 	if (st != CTX_OK)
 		ctx_fail(st, "%s", r->message);

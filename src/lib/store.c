@@ -37,6 +37,7 @@
 #include "reclaim.h"
 #include "store.h"
 #include "util.h"
+#include "vfs.h"
 #include "watch.h"
 
 #ifdef CTX_TSAN
@@ -245,11 +246,11 @@ static int make_dirs(const char *dir)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		if (vfs_mkdir(path, 0755) != 0 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}
-	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+	if (vfs_mkdir(path, 0755) != 0 && errno != EEXIST)
 		return -1;
 	return 0;
 }

@@ -1,16 +1,33 @@
 /*
  * vfs.c - file system calls with fault injection and power-loss tracking.
+ *
+ * The power-loss table (tests only) models what a disk keeps after a power
+ * cut: per file, what fdatasync made durable ([0, synced)) and what was only
+ * written ([synced, size)); per directory, whether its entries were made
+ * durable by an fsync of the directory. vfs_sim_crash_with() then throws away
+ * what the model says may be lost, in one of three ways:
+ *   - cut: everything unsynced is lost;
+ *   - tear: a random prefix of the unsynced bytes survives (one torn write);
+ *   - pages: page writeback has no order, so each 4 KiB page of unsynced
+ *     data is independently kept, lost (it reads as zeros, or as garbage:
+ *     old bytes of a reused block), or kept as a random prefix; the file's
+ *     size survives whole or is cut at a random point.
+ * With VFS_SIM_ENTRIES, a file created while the table was on whose
+ * directory was not fsynced afterwards is lost, and so is a directory whose
+ * parent was never fsynced (up to a root the test declares durable).
  */
 #include "vfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 vfs_faults ctx_vfs_faults = {.space_left = -1};
@@ -37,9 +54,14 @@ static bool countdown_hits(atomic_long *c)
 
 #define SIM_FILES 256
 
+#define SIM_DIRS 64
+#define SIM_PAGE 4096
+
 typedef struct sim_file {
 	int fd; /* -1 when closed */
 	bool used;
+	bool created;      /* created while the table was on */
+	bool entry_synced; /* its directory fsynced since it was created */
 	long long size;
 	long long synced;
 	char path[PATH_MAX];
@@ -48,6 +70,9 @@ typedef struct sim_file {
 typedef struct sim_table {
 	pthread_mutex_t lock; /* process-shared */
 	sim_file files[SIM_FILES];
+	int nroots, nsynced;
+	char roots[4][PATH_MAX];              /* directories the test declares durable */
+	char synced_dirs[SIM_DIRS][PATH_MAX]; /* directories fsynced (by path) */
 } sim_table;
 
 static sim_table *sim;
@@ -56,8 +81,8 @@ bool vfs_sim_enable(void)
 {
 	if (sim)
 		return true;
-	sim_table *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	                    -1, 0);
+	sim_table *t =
+	    mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED)
 		return false;
 	memset(t, 0, sizeof(*t));
@@ -94,7 +119,7 @@ static sim_file *sim_find_path(const char *path)
 	return NULL;
 }
 
-static void sim_opened(const char *path, int fd, int flags)
+static void sim_opened(const char *path, int fd, int flags, bool created)
 {
 	if (!(flags & (O_WRONLY | O_RDWR)))
 		return;
@@ -106,6 +131,8 @@ static void sim_opened(const char *path, int fd, int flags)
 	if (f) {
 		if (!f->used) {
 			f->used = true;
+			f->created = created;
+			f->entry_synced = false;
 			f->size = f->synced = lseek(fd, 0, SEEK_END);
 			strncpy(f->path, path, sizeof(f->path) - 1);
 		}
@@ -114,7 +141,139 @@ static void sim_opened(const char *path, int fd, int flags)
 	pthread_mutex_unlock(&sim->lock);
 }
 
-void vfs_sim_crash(bool tear, unsigned seed)
+/* path without its last component, into out ("." if it has none). */
+static void parent_of(const char *path, char *out, size_t n)
+{
+	snprintf(out, n, "%s", path);
+	size_t len = strlen(out);
+	while (len > 1 && out[len - 1] == '/')
+		out[--len] = 0;
+	char *slash = strrchr(out, '/');
+	if (!slash)
+		snprintf(out, n, ".");
+	else if (slash == out)
+		out[1] = 0;
+	else
+		*slash = 0;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	while (la > 1 && a[la - 1] == '/')
+		la--;
+	while (lb > 1 && b[lb - 1] == '/')
+		lb--;
+	return la == lb && memcmp(a, b, la) == 0;
+}
+
+/* A directory was fsynced: the entries in it are durable. */
+static void sim_dir_synced(const char *dir)
+{
+	pthread_mutex_lock(&sim->lock);
+	char parent[PATH_MAX];
+	for (int i = 0; i < SIM_FILES; i++) {
+		sim_file *f = &sim->files[i];
+		if (!f->used)
+			continue;
+		parent_of(f->path, parent, sizeof(parent));
+		if (same_dir(parent, dir))
+			f->entry_synced = true;
+	}
+	bool known = false;
+	for (int i = 0; i < sim->nsynced && !known; i++)
+		known = same_dir(sim->synced_dirs[i], dir);
+	if (!known && sim->nsynced < SIM_DIRS)
+		snprintf(sim->synced_dirs[sim->nsynced++], PATH_MAX, "%s", dir);
+	pthread_mutex_unlock(&sim->lock);
+}
+
+void vfs_sim_durable_root(const char *dir)
+{
+	if (sim && sim->nroots < 4)
+		snprintf(sim->roots[sim->nroots++], PATH_MAX, "%s", dir);
+}
+
+static bool is_root(const char *dir)
+{
+	for (int i = 0; i < sim->nroots; i++)
+		if (same_dir(sim->roots[i], dir))
+			return true;
+	return false;
+}
+
+static bool was_synced(const char *dir)
+{
+	for (int i = 0; i < sim->nsynced; i++)
+		if (same_dir(sim->synced_dirs[i], dir))
+			return true;
+	return false;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* The directory holding path, or one above it, whose entry in its parent was
+ * never made durable (below a declared root) is lost with all it holds. */
+static void lose_undurable_dirs(const char *path)
+{
+	char d[PATH_MAX], parent[PATH_MAX], lost[PATH_MAX] = "";
+	parent_of(path, d, sizeof(d));
+	while (!is_root(d) && strcmp(d, "/") != 0 && strcmp(d, ".") != 0) {
+		parent_of(d, parent, sizeof(parent));
+		if (!was_synced(parent))
+			snprintf(lost, sizeof(lost), "%s", d);
+		snprintf(d, sizeof(d), "%s", parent);
+	}
+	if (lost[0] && is_root(d))
+		nftw(lost, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Pages mode: damage the unsynced bytes [f->synced, f->size) of f's file
+ * page by page, and pick the size that survives. */
+static long long tear_pages(const sim_file *f, unsigned *seed)
+{
+	long long len = f->size;
+	if (rand_r(seed) % 2)
+		len = f->synced + rand_r(seed) % (f->size - f->synced + 1);
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return len;
+	unsigned char buf[SIM_PAGE];
+	for (long long p = f->synced / SIM_PAGE * SIM_PAGE; p < len; p += SIM_PAGE) {
+		long long lo = p > f->synced ? p : f->synced;
+		long long hi = p + SIM_PAGE < len ? p + SIM_PAGE : len;
+		size_t n = (size_t)(hi - lo), from;
+		switch (rand_r(seed) % 4) {
+		case 0: /* persisted */
+			continue;
+		case 1: /* lost: zeros */
+			from = 0;
+			memset(buf, 0, n);
+			break;
+		case 2: /* a prefix persisted */
+			from = (size_t)rand_r(seed) % (n + 1);
+			memset(buf, 0, n);
+			break;
+		default: /* lost: old bytes of the block */
+			from = 0;
+			for (size_t i = 0; i < n; i++)
+				buf[i] = (unsigned char)rand_r(seed);
+		}
+		if (pwrite(fd, buf + from, n - from, lo + (off_t)from) < 0)
+			break;
+	}
+	close(fd);
+	return len;
+}
+
+void vfs_sim_crash_with(unsigned how, unsigned seed)
 {
 	if (!sim)
 		return;
@@ -122,13 +281,29 @@ void vfs_sim_crash(bool tear, unsigned seed)
 		sim_file *f = &sim->files[i];
 		if (!f->used)
 			continue;
+		if ((how & VFS_SIM_ENTRIES) && f->created && !f->entry_synced) {
+			if (unlink(f->path) == 0 || errno == ENOENT)
+				f->used = false;
+			continue;
+		}
 		long long keep = f->synced;
-		if (tear && f->size > f->synced)
+		if ((how & VFS_SIM_PAGES) && f->size > f->synced)
+			keep = tear_pages(f, &seed);
+		else if ((how & VFS_SIM_TEAR) && f->size > f->synced)
 			keep += rand_r(&seed) % (f->size - f->synced + 1);
 		if (truncate(f->path, keep) != 0 && errno != ENOENT)
 			continue;
+		if (how & VFS_SIM_ENTRIES)
+			lose_undurable_dirs(f->path);
 		f->used = false;
 	}
+	sim->nsynced = 0;
+	sim->nroots = 0;
+}
+
+void vfs_sim_crash(bool tear, unsigned seed)
+{
+	vfs_sim_crash_with(tear ? VFS_SIM_TEAR : VFS_SIM_CUT, seed);
 }
 
 /* ---- the calls -------------------------------------------------------------- */
@@ -136,12 +311,23 @@ void vfs_sim_crash(bool tear, unsigned seed)
 int vfs_open(const char *path, int flags, mode_t mode)
 {
 	int fd;
+	struct stat sb;
+	bool created = sim && (flags & O_CREAT) && stat(path, &sb) != 0;
 	do
 		fd = open(path, flags | O_CLOEXEC, mode);
 	while (fd < 0 && errno == EINTR);
 	if (fd >= 0 && sim)
-		sim_opened(path, fd, flags);
+		sim_opened(path, fd, flags, created);
 	return fd;
+}
+
+int vfs_mkdir(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) != 0)
+		return -1;
+	char parent[PATH_MAX];
+	parent_of(path, parent, sizeof(parent));
+	return vfs_sync_dir(parent);
 }
 
 int vfs_write_all(int fd, const void *buf, size_t n)
@@ -207,6 +393,8 @@ int vfs_sync_dir(const char *dir)
 	int rc = vfs_sync(fd);
 	int saved = errno;
 	close(fd);
+	if (rc == 0 && sim)
+		sim_dir_synced(dir);
 	errno = saved;
 	return rc;
 }

@@ -19,8 +19,9 @@
 
 int vfs_open(const char *path, int flags, mode_t mode);
 int vfs_write_all(int fd, const void *buf, size_t n); /* 0, or -1 and errno */
-int vfs_sync(int fd);                                  /* fdatasync */
+int vfs_sync(int fd);                                 /* fdatasync */
 int vfs_sync_dir(const char *dir);
+int vfs_mkdir(const char *path, mode_t mode); /* mkdir, then fsync its parent */
 int vfs_rename(const char *from, const char *to);
 int vfs_unlink(const char *path);
 int vfs_truncate(int fd, off_t len);
@@ -41,10 +42,27 @@ void vfs_faults_reset(void);
 
 /* Power-loss simulation, for tests: vfs_sim_enable maps a table shared with
  * child processes (call it before fork) that tracks, per file, its size and
- * the size last synced. After the writer is killed, vfs_sim_crash cuts every
- * tracked file back to what was synced (tear: plus a random part of the
- * rest, as a torn write would leave). */
+ * the size last synced, and which directories were fsynced. After the writer
+ * is killed, vfs_sim_crash_with throws away what a power cut may lose:
+ *   VFS_SIM_CUT      every tracked file back to what was synced;
+ *   VFS_SIM_TEAR     plus a random prefix of the rest (one torn write);
+ *   VFS_SIM_PAGES    each 4 KiB page of the unsynced bytes independently
+ *                    kept, lost (zeros or garbage) or kept as a random
+ *                    prefix, and the size kept whole or cut at random
+ *                    (page writeback has no order);
+ *   VFS_SIM_ENTRIES  (added to one of the above) files created whose
+ *                    directory was not fsynced since are lost, and so is a
+ *                    directory whose parent was never fsynced, below a root
+ *                    declared with vfs_sim_durable_root.
+ * vfs_sim_crash(tear, seed) is VFS_SIM_TEAR or VFS_SIM_CUT. A crash forgets
+ * every file, synced directory and root. */
+#define VFS_SIM_CUT     0u
+#define VFS_SIM_TEAR    1u
+#define VFS_SIM_PAGES   2u
+#define VFS_SIM_ENTRIES 4u
 bool vfs_sim_enable(void);
+void vfs_sim_durable_root(const char *dir);
+void vfs_sim_crash_with(unsigned how, unsigned seed);
 void vfs_sim_crash(bool tear, unsigned seed);
 void vfs_sim_disable(void);
 
