@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config clang liburcu-dev libuv1-dev libhiredis-dev
-      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools)
+      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools jq)
 if [ "${1:-}" = bench ]; then
 	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox redis-server)
 fi

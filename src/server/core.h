@@ -63,7 +63,7 @@ typedef struct queued_cmd {
 
 typedef struct watched_key {
 	char id[CTX_ID_MAX + 1];
-	uint64_t version; /* 0 = absent at WATCH time */
+	uint64_t version; /* revision of its latest version at WATCH time; 0 = absent */
 } watched_key;
 
 typedef struct watch_poll watch_poll;

@@ -302,9 +302,13 @@ static int open_store(void)
 {
 	ctx_options o;
 	ctx_options_init(&o);
-	o.dir = srv.cfg.dir;
+	/* durability none is memory only, as DESIGN.md says: no data directory. */
+	o.dir = srv.cfg.durability == CTX_DURABILITY_NONE ? NULL : srv.cfg.dir;
 	o.durability = srv.cfg.durability;
-	o.unsafe_no_sync = srv.cfg.durability == CTX_DURABILITY_NONE;
+	/* CTX.WATCH ... FROM must work after a reconnect even when no other
+	 * watch was open meanwhile: keep the event history (bounded in bytes by
+	 * watch_history_bytes) whether or not anybody watches. */
+	o.watch_keep_history = true;
 	ctx_status st = ctx_open(&o, &srv.store);
 	if (st != CTX_OK) {
 		server_log('E', "cannot open the store in %s: %s: %s", srv.cfg.dir,

@@ -403,14 +403,30 @@ static void cmd_discard(client *c, int argc, const arg *argv)
 	reply_ok(c);
 }
 
+/* What WATCH remembers of a context: the revision of its latest version (0
+ * if absent). A revision names one commit store-wide, so a context dropped
+ * and created again at the same version number still counts as changed. */
 static uint64_t latest_version(const char *id)
 {
 	ctx_state *st;
 	if (ctx_get_latest(srv.store, id, &st) != CTX_OK)
 		return 0;
-	uint64_t v = ctx_state_version(st);
+	uint64_t v = ctx_state_revision(st);
 	ctx_state_release(st);
 	return v;
+}
+
+static bool is_watched(client *c, const char *id);
+
+/* A watched context changed between EXEC's check and the batch's base. */
+static bool watched_base_moved(client *c, const wbatch *w)
+{
+	for (size_t i = 0; i < c->nwatched; i++)
+		if (strcmp(c->watched[i].id, c->exec_id) == 0) {
+			const ctx_state *b = wb_base((wbatch *)w);
+			return (b ? ctx_state_revision(b) : 0) != c->watched[i].version;
+		}
+	return false;
 }
 
 static void cmd_watch(client *c, int argc, const arg *argv)
@@ -492,6 +508,13 @@ static ctx_status exec_once(client *c, size_t mark)
 	if (c->exec_id[0] && !c->exec_wb) {
 		reply_ctx_error(c, st);
 		return CTX_OK;
+	}
+	/* The batch starts from the latest version, which may be newer than the
+	 * one EXEC checked against WATCH: then the transaction must fail. */
+	if (c->exec_wb && watched_base_moved(c, c->exec_wb)) {
+		wbatch_free(c->exec_wb);
+		c->exec_wb = NULL;
+		return CTX_CONFLICT;
 	}
 	if (c->exec_wb && wb_base(c->exec_wb))
 		client_need_durable(c, ctx_state_revision(wb_base(c->exec_wb)));

@@ -134,6 +134,12 @@ cp -r "$T/d" "$T/bad"
 ckpt=$(ls "$T"/bad/ckpt-*.ckpt | tail -1)
 size=$(stat -c %s "$ckpt")
 printf '\xff\xff\xff\xff' | dd of="$ckpt" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+# A damaged sole checkpoint beside the complete log is rebuilt from the log
+# (verify says so and succeeds); without the log's first segment it is damage.
+cp -r "$T/bad" "$T/rebuilt"
+expect_rc 0 "$CTX" --json verify "$T/rebuilt"
+expect_in "$T/out" "rebuilt from the complete log"
+rm -f "$T"/bad/wal-0000000000000001.log
 expect_rc 1 "$CTX" verify "$T/bad"
 expect_in "$T/out" "result               data corrupt"
 expect_in "$T/out" "$(basename "$ckpt")"
