@@ -8,6 +8,8 @@
 #   make tsan     the suite under ThreadSanitizer
 #   make coverage line and branch coverage of src/ (gcovr), report in build/coverage/
 #   make bench    benchmarks against SQLite and LMDB (QUICK=1 for a short run)
+#   make fuzz     the libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each
+#                 (default 60), in build-fuzz; see tests/fuzz/README.md
 #   make install  install header, libraries and ctx.pc (PREFIX=/usr/local)
 
 PREFIX ?= /usr/local
@@ -15,7 +17,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all build deps run example test asan tsan coverage bench install format clean
+.PHONY: all build deps run example test asan tsan coverage bench fuzz install format clean
 
 all: build
 
@@ -67,6 +69,16 @@ bench:
 	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
 
+# The targets run one after the other; add new ones (and their sources, in
+# CMakeLists.txt's CTX_FUZZ section) to FUZZ_TARGETS.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= fuzz_record fuzz_checkpoint fuzz_recovery
+fuzz: deps
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	      -DCTX_SANITIZE=address,undefined -DCTX_WERROR=ON -DCTX_FUZZ=ON >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target $(FUZZ_TARGETS)
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 install: build
 	cmake --install build
 
@@ -74,4 +86,4 @@ format:
 	clang-format -i include/*.h src/*/*.[ch] tests/*.[ch] examples/*.c bench/*.[ch]
 
 clean:
-	rm -rf build build-asan build-tsan build-coverage build-bench data
+	rm -rf build build-asan build-tsan build-coverage build-bench build-fuzz data

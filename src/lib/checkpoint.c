@@ -565,13 +565,20 @@ static ctx_status load_points(reader *r, ctx_context *c, ctx_state **versions, s
 	return CTX_OK;
 }
 
+/* The fewest bytes a version takes: four u64, its kind, two empty maps. */
+#define MIN_VERSION_SIZE (4 * 8 + 1 + 2 * 8)
+
 /* Parse one section's payload into context c. */
 static ctx_status load_section(reader *r, ctx_context *c, uint32_t nversions, uint32_t npoints)
 {
-	ctx_state **versions = malloc((nversions ? nversions : 1) * sizeof(*versions));
+	/* The count is unchecked input: bound it by the bytes left before
+	 * allocating for it. */
+	if (nversions == 0 || nversions > (uint64_t)(r->end - r->p) / MIN_VERSION_SIZE)
+		return CTX_CORRUPT;
+	ctx_state **versions = malloc(nversions * sizeof(*versions));
 	if (!versions)
 		return CTX_NOMEM;
-	ctx_status st = nversions ? CTX_OK : CTX_CORRUPT;
+	ctx_status st = CTX_OK;
 	size_t n = 0;
 	/* The chain keeps only history_depth of them: hold each one until the
 	 * points that may pin it are loaded. */
