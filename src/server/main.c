@@ -71,7 +71,7 @@ static void usage(FILE *f)
 	           "  --bind ADDR            address to listen on (default 127.0.0.1)\n"
 	           "  --dir DIR              data directory (default ./data/ctxd)\n"
 	           "  --durability MODE      always (default): a reply waits for its fsync;\n"
-	           "                         batch: fsync every 10 ms; none: never fsync\n"
+	           "                         batch: fsync every 10 ms; none: memory only (no dir)\n"
 	           "  --requirepass PASS     clients must AUTH with PASS\n"
 	           "  --loops N              event loops (default: number of cores)\n"
 	           "  --maxclients N         (default 10000)\n"
