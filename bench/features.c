@@ -6,6 +6,7 @@
  *   ctxfeatures [reps]
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,110 @@ static void tracker_sync(size_t keys, int reps)
 	ctx_close(s);
 }
 
+/* ---- compare-and-set under durability always (issue 9, item 1) ---------- */
+
+typedef struct cas_run {
+	ctx_store *s;
+	bool latest;
+	int increments;
+	atomic_long attempts;
+	atomic_bool stop;
+} cas_run;
+
+static void *cas_incrementer(void *arg)
+{
+	cas_run *r = arg;
+	for (int i = 0; i < r->increments; i++) {
+		for (;;) {
+			atomic_fetch_add(&r->attempts, 1);
+			ctx_state *st;
+			CHECK((r->latest ? ctx_get_latest : ctx_get)(r->s, "counter", &st));
+			const void *v;
+			size_t n;
+			long cur = 0;
+			if (ctx_state_lookup(st, "n", 1, &v, &n)) {
+				char b[32] = {0};
+				memcpy(b, v, n < 31 ? n : 31);
+				cur = atol(b);
+			}
+			uint64_t seen = ctx_state_version(st);
+			ctx_state_release(st);
+			char b[32];
+			int len = snprintf(b, sizeof(b), "%ld", cur + 1);
+			ctx_txn *t;
+			CHECK(ctx_txn_begin(r->s, "counter", &t));
+			CHECK(ctx_txn_put(t, "n", 1, b, (size_t)len));
+			ctx_status got = ctx_txn_commit(t, seen, NULL);
+			if (got == CTX_OK)
+				break;
+			if (got != CTX_CONFLICT)
+				CHECK(got);
+		}
+	}
+	return NULL;
+}
+
+static void *cas_plain_writer(void *arg)
+{
+	cas_run *r = arg;
+	while (!atomic_load(&r->stop))
+		CHECK(ctx_put(r->s, "counter", "other", 5, "x", 1, NULL));
+	return NULL;
+}
+
+/* Four guarded incrementers and one plain writer on one context, durability
+ * always, in a fresh directory: attempts per successful increment. */
+static double cas_attempts(bool latest)
+{
+	char dir[] = "/tmp/ctxfeatures-cas-XXXXXX";
+	if (!mkdtemp(dir))
+		exit(1);
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	cas_run r = {.latest = latest, .increments = 200};
+	CHECK(ctx_open(&o, &r.s));
+	CHECK(ctx_create(r.s, "counter"));
+	pthread_t w, th[4];
+	pthread_create(&w, NULL, cas_plain_writer, &r);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, cas_incrementer, &r);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	atomic_store(&r.stop, true);
+	pthread_join(w, NULL);
+	ctx_close(r.s);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+	return (double)atomic_load(&r.attempts) / (4.0 * r.increments);
+}
+
+/* ---- paging through contexts (issue 9, item 4) ------------------------------ */
+
+static void page_cost(size_t contexts, int reps)
+{
+	ctx_store *s = open_store();
+	for (size_t i = 0; i < contexts; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "ctx:%08zu", (i * 2654435761u) % contexts);
+		CHECK(ctx_create(s, id));
+	}
+	double t[64];
+	for (int r = 0; r < reps; r++) {
+		char after[32];
+		snprintf(after, sizeof(after), "ctx:%08zu", contexts / 2);
+		double t0 = now_us();
+		ctx_list l;
+		CHECK(ctx_list_ids(s, NULL, after, 10, &l));
+		t[r] = now_us() - t0;
+		ctx_list_free(&l);
+	}
+	printf("| a page of 10 ids among %zu contexts | %.1f µs |\n", contexts, median(t, reps));
+	ctx_close(s);
+}
+
 int main(int argc, char **argv)
 {
 	int reps = argc > 1 ? atoi(argv[1]) : 15;
@@ -261,5 +366,16 @@ int main(int argc, char **argv)
 	printf("| commits/s, 2 writers on 8 contexts, no watcher | %.0f |\n", b);
 	printf("| the same with 64 watchers on their prefix | %.0f (%.1f%% lower) |\n", w,
 	       100.0 * (b - w) / b);
+	page_cost(2000, reps);
+	page_cost(200000, reps);
+	double visible[3], latest[3];
+	for (int r = 0; r < 3; r++) {
+		visible[r] = cas_attempts(false);
+		latest[r] = cas_attempts(true);
+	}
+	printf("| compare-and-set, durability always, 4 incrementers + 1 plain writer: attempts "
+	       "per success reading with ctx_get | %.2f |\n",
+	       median(visible, 3));
+	printf("| the same reading with ctx_get_latest | %.2f |\n", median(latest, 3));
 	return 0;
 }
