@@ -600,8 +600,9 @@ typedef struct ctx_watch ctx_watch;
  * watch_keep_history - only revisions committed while at least one watch was
  * open (the history is emptied when the last watch closes). A revision not
  * yet committed is always held. Events arrive in revision order, each once,
- * and only once durable (under durability batch: once visible, durable
- * within batch_ms). Errors: CTX_INVALID, CTX_NOT_FOUND (from_revision is not
+ * and only once durable: under durability batch too, an event waits for
+ * the sync that covers it (at most batch_ms), although readers see the
+ * change at once. Errors: CTX_INVALID, CTX_NOT_FOUND (from_revision is not
  * held: "compacted"; ctx_last_error names the oldest revision held, or the
  * newer revision committed while no watch was open; nothing is delivered),
  * CTX_NOMEM, CTX_IO (no eventfd). */

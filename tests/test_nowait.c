@@ -342,6 +342,51 @@ static void test_log_buffers_stay_bounded(void **unused)
 	free(dir);
 }
 
+/* Under durability batch a change is visible at once, but watchers get its
+ * event only once the sync that covers it is done (before, events were
+ * delivered before the fsync, against what ctx.h promised). */
+static void test_batch_events_only_once_durable(void **unused)
+{
+	char *dir = test_make_dir("batch_events");
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.durability = CTX_DURABILITY_BATCH;
+	o.batch_ms = 1500;
+	ctx_store *s = NULL;
+	assert_ok(ctx_open(&o, &s));
+	ctx_watch *w;
+	assert_ok(ctx_watch_open(s, "", true, 0, &w));
+	/* The flusher syncs the first batch at once, then sleeps batch_ms. */
+	assert_ok(ctx_create(s, "c"));
+	ctx_event *e;
+	assert_ok(ctx_watch_wait(w, 10000, &e));
+	assert_int_equal(e->kind, CTX_EVENT_CREATED);
+	assert_true(log_synced_revision(s->log) >= e->revision);
+	ctx_event_free(e);
+	uint64_t v;
+	assert_ok(ctx_put(s, "c", "k", 1, "v", 1, &v));
+	ctx_state *st;
+	assert_ok(ctx_get(s, "c", &st)); /* visible at once */
+	assert_int_equal(ctx_state_version(st), v);
+	uint64_t rev = ctx_state_revision(st);
+	ctx_state_release(st);
+	/* Each event that arrives is durable; the put's arrives after its sync. */
+	for (;;) {
+		assert_ok(ctx_watch_wait(w, 10000, &e));
+		uint64_t synced = log_synced_revision(s->log);
+		assert_true(synced >= e->revision);
+		bool done = e->revision == rev;
+		ctx_event_free(e);
+		if (done)
+			break;
+	}
+	ctx_watch_close(w);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +396,7 @@ int main(void)
 	        cmocka_unit_test(test_cas_converges_reading_visible),
 	        cmocka_unit_test(test_cas_converges_reading_latest),
 	        cmocka_unit_test(test_log_buffers_stay_bounded),
+	        cmocka_unit_test(test_batch_events_only_once_durable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

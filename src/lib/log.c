@@ -509,6 +509,11 @@ uint64_t log_acked_revision(ctx_log *l)
 	return atomic_load(&l->handed_rev);
 }
 
+uint64_t log_synced_revision(ctx_log *l)
+{
+	return atomic_load(&l->durable_rev);
+}
+
 void log_set_durable_hook(ctx_log *l, void (*fn)(void *arg), void *arg)
 {
 	pthread_mutex_lock(&l->lock);

@@ -56,6 +56,9 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
  * under CTX_DURABILITY_ALWAYS, handed out otherwise. */
 uint64_t log_acked_revision(ctx_log *l);
 
+/* The last revision written and synced (written, under durability none). */
+uint64_t log_synced_revision(ctx_log *l);
+
 /* Call fn(arg) after every later advance of the durable revision and after
  * a failure (from the flusher, no log lock held). One hook per log. */
 void log_set_durable_hook(ctx_log *l, void (*fn)(void *arg), void *arg);

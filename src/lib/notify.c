@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "watch.h"
 #include "util.h"
 
 struct ctx_notifier {
@@ -32,10 +33,14 @@ struct ctx_notifier {
 	ctx_notifier *prev, *next; /* store.notify_lock */
 };
 
-/* The log's durable hook: wake every notifier. */
+/* The log's durable hook: let watchers see what is now durable (batch mode;
+ * under durability always changes are reported only once durable), and wake
+ * every notifier. */
 static void notify_all(void *arg)
 {
 	ctx_store *s = arg;
+	if (!s->wait_durable && s->feed)
+		feed_set_gate(s->feed, log_synced_revision(s->log));
 	pthread_mutex_lock(&s->notify_lock);
 	for (ctx_notifier *n = s->notifiers; n; n = n->next) {
 		uint64_t one = 1;
@@ -48,8 +53,11 @@ static void notify_all(void *arg)
 void notify_init(ctx_store *s)
 {
 	ctx_mutex_init(&s->notify_lock);
-	if (s->log)
-		log_set_durable_hook(s->log, notify_all, s);
+	if (!s->log)
+		return;
+	if (!s->wait_durable && s->feed)
+		feed_set_gate(s->feed, log_synced_revision(s->log));
+	log_set_durable_hook(s->log, notify_all, s);
 }
 
 ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out)

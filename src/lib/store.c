@@ -387,12 +387,12 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		st = s->dir ? open_dir(s) : ctx_fail(CTX_NOMEM, "no memory");
 	}
 	if (st == CTX_OK)
-		notify_init(s);
-	if (st == CTX_OK)
 		st = feed_open(atomic_load(&s->revision) + 1,
 		               &(feed_config){opts.watch_history, opts.watch_history_bytes,
 		                              opts.watch_queue, opts.watch_keep_history},
 		               &s->feed);
+	if (st == CTX_OK)
+		notify_init(s);
 	if (st == CTX_OK)
 		st = reaper_start(s);
 	if (st != CTX_OK) {

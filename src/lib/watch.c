@@ -181,6 +181,7 @@ struct feed {
 	uint64_t mask;      /* cap - 1 */
 	uint64_t frontier;  /* every revision <= frontier was reported */
 	uint64_t oldest;    /* history: [oldest, frontier] is in the ring */
+	uint64_t gate;      /* deliver no revision above it (feed_set_gate) */
 	uint64_t last_bare; /* the highest revision marked bare, or 0 */
 	size_t history_bytes, history_events;
 	size_t pending_bytes, pending_events;
@@ -518,6 +519,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->ring = ring;
 	f->mask = cap - 1;
 	f->frontier = next_rev ? next_rev - 1 : 0;
+	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
 	f->keep = c.keep_history;
@@ -646,7 +648,7 @@ static void advance(feed *f, wakeups *wk)
 	for (;;) {
 		uint64_t rev = f->frontier + 1;
 		uint64_t v = f->ring[rev & f->mask];
-		if (!v || slot_rev(v) != rev)
+		if (!v || slot_rev(v) != rev || rev > f->gate)
 			break;
 		f->frontier = rev;
 		fevent *e = slot_event(v);
@@ -752,6 +754,17 @@ void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, siz
 {
 	report r = {rev, false, kind, id, idlen, version, nkeys, keys, klens};
 	feed_report(f, &r);
+}
+
+void feed_set_gate(feed *f, uint64_t rev)
+{
+	wakeups wk;
+	lock_for_delivery(f, &wk);
+	if (f->gate == UINT64_MAX || rev > f->gate) {
+		f->gate = rev;
+		advance(f, &wk);
+	}
+	unlock_and_wake(f, &wk);
 }
 
 void feed_skip(feed *f, uint64_t rev)

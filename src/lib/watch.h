@@ -57,6 +57,12 @@ void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, siz
 /* Report a revision that has no event. */
 void feed_skip(feed *f, uint64_t rev);
 
+/* Deliver no revision above rev until the gate is raised again (the first
+ * call closes a gate that was open). Under durability batch the store
+ * reports a change when it becomes visible, before its sync, and raises the
+ * gate after each sync, so that watchers see only durable changes. */
+void feed_set_gate(feed *f, uint64_t rev);
+
 /* What the feed holds, for tests and measurements. */
 typedef struct feed_stats {
 	uint64_t frontier;          /* every revision up to it was reported     */
