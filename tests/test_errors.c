@@ -56,7 +56,7 @@
 
 /* ---- the environment a row runs in ------------------------------------------- */
 
-#define T0 1700000000000000ull /* the fake clock's start, µs */
+#define T0  1700000000000000ull /* the fake clock's start, µs */
 #define SEC 1000000ull
 
 static _Atomic uint64_t fake_now = T0;
@@ -201,7 +201,10 @@ static uint64_t u64;
 static ctx_state *state_out;
 
 /* open, close, checkpoint, verify */
-ROW(open_null_out) { return ctx_open(NULL, NULL); }
+ROW(open_null_out)
+{
+	return ctx_open(NULL, NULL);
+}
 ROW(open_none_with_dir)
 {
 	ctx_options o;
@@ -233,17 +236,32 @@ ROW(open_damaged)
 	free(dir);
 	return st;
 }
-ROW(checkpoint_null) { return ctx_checkpoint(NULL); }
+ROW(checkpoint_null)
+{
+	return ctx_checkpoint(NULL);
+}
 ROW(checkpoint_write_fails)
 {
 	ctx_vfs_faults.write_errno = EIO;
 	atomic_store(&ctx_vfs_faults.write_countdown, 1);
 	return ctx_checkpoint(e->s);
 }
-ROW(checkpoint_failed) { return ctx_checkpoint(e->s); }
-ROW(verify_null) { return ctx_verify(NULL, NULL); }
-ROW(verify_missing) { return ctx_verify("/nonexistent/ctx-errors", NULL); }
-ROW(verify_locked) { return ctx_verify(e->dir, NULL); }
+ROW(checkpoint_failed)
+{
+	return ctx_checkpoint(e->s);
+}
+ROW(verify_null)
+{
+	return ctx_verify(NULL, NULL);
+}
+ROW(verify_missing)
+{
+	return ctx_verify("/nonexistent/ctx-errors", NULL);
+}
+ROW(verify_locked)
+{
+	return ctx_verify(e->dir, NULL);
+}
 ROW(verify_damaged)
 {
 	char *dir = damaged_dir();
@@ -255,29 +273,62 @@ ROW(verify_damaged)
 }
 
 /* contexts */
-ROW(create_bad_id) { return ctx_create(e->s, "bad\nid"); }
-ROW(create_null_store) { return ctx_create(NULL, "b"); }
-ROW(create_exists) { return ctx_create(e->s, "a"); }
-ROW(create_limit) { return ctx_create(e->s, "b"); }
+ROW(create_bad_id)
+{
+	return ctx_create(e->s, "bad\nid");
+}
+ROW(create_null_store)
+{
+	return ctx_create(NULL, "b");
+}
+ROW(create_exists)
+{
+	return ctx_create(e->s, "a");
+}
+ROW(create_limit)
+{
+	return ctx_create(e->s, "b");
+}
 ROW(create_sync_fails)
 {
 	sync_fails();
 	return ctx_create(e->s, "b");
 }
-ROW(create_closed) { return ctx_create(e->s, "b"); }
-ROW(drop_empty_id) { return ctx_drop(e->s, ""); }
-ROW(drop_missing) { return ctx_drop(e->s, "b"); }
+ROW(create_closed)
+{
+	return ctx_create(e->s, "b");
+}
+ROW(drop_empty_id)
+{
+	return ctx_drop(e->s, "");
+}
+ROW(drop_missing)
+{
+	return ctx_drop(e->s, "b");
+}
 ROW(drop_sync_fails)
 {
 	sync_fails();
 	return ctx_drop(e->s, "a");
 }
-ROW(drop_closed) { return ctx_drop(e->s, "a"); }
-ROW(list_null_out) { return ctx_list_ids(e->s, NULL, NULL, 0, NULL); }
+ROW(drop_closed)
+{
+	return ctx_drop(e->s, "a");
+}
+ROW(list_null_out)
+{
+	return ctx_list_ids(e->s, NULL, NULL, 0, NULL);
+}
 
 /* reading */
-ROW(get_null_out) { return ctx_get(e->s, "a", NULL); }
-ROW(get_missing) { return ctx_get(e->s, "b", &state_out); }
+ROW(get_null_out)
+{
+	return ctx_get(e->s, "a", NULL);
+}
+ROW(get_missing)
+{
+	return ctx_get(e->s, "b", &state_out);
+}
 ROW(get_expired)
 {
 	assert_ok(ctx_set_ttl(e->s, "a", 1000));
@@ -299,32 +350,59 @@ ROW(iter_meta_null_out)
 }
 
 /* writing */
-ROW(put_bad_id) { return ctx_put(e->s, "", "k", 1, "v", 1, NULL); }
+ROW(put_bad_id)
+{
+	return ctx_put(e->s, "", "k", 1, "v", 1, NULL);
+}
 ROW(put_long_key)
 {
 	static char key[CTX_DEFAULT_MAX_KEY_SIZE + 1];
 	return ctx_put(e->s, "a", key, sizeof(key), "v", 1, NULL);
 }
-ROW(put_null_value) { return ctx_put(e->s, "a", "k", 1, NULL, 3, NULL); }
-ROW(put_missing) { return ctx_put(e->s, "b", "k", 1, "v", 1, NULL); }
+ROW(put_null_value)
+{
+	return ctx_put(e->s, "a", "k", 1, NULL, 3, NULL);
+}
+ROW(put_missing)
+{
+	return ctx_put(e->s, "b", "k", 1, "v", 1, NULL);
+}
 ROW(put_sync_fails)
 {
 	sync_fails();
 	return ctx_put(e->s, "a", "k", 1, "v", 1, NULL);
 }
-ROW(put_closed) { return ctx_put(e->s, "a", "k", 1, "v", 1, NULL); }
-ROW(del_empty_key) { return ctx_del(e->s, "a", "", 0, NULL); }
-ROW(del_missing_context) { return ctx_del(e->s, "b", "k", 1, NULL); }
-ROW(del_absent_key) { return ctx_del(e->s, "a", "nope", 4, NULL); }
+ROW(put_closed)
+{
+	return ctx_put(e->s, "a", "k", 1, "v", 1, NULL);
+}
+ROW(del_empty_key)
+{
+	return ctx_del(e->s, "a", "", 0, NULL);
+}
+ROW(del_missing_context)
+{
+	return ctx_del(e->s, "b", "k", 1, NULL);
+}
+ROW(del_absent_key)
+{
+	return ctx_del(e->s, "a", "nope", 4, NULL);
+}
 ROW(del_sync_fails)
 {
 	sync_fails();
 	return ctx_del(e->s, "a", "k", 1, NULL);
 }
-ROW(del_closed) { return ctx_del(e->s, "a", "k", 1, NULL); }
+ROW(del_closed)
+{
+	return ctx_del(e->s, "a", "k", 1, NULL);
+}
 
 /* transactions */
-ROW(begin_null_out) { return ctx_txn_begin(e->s, "a", NULL); }
+ROW(begin_null_out)
+{
+	return ctx_txn_begin(e->s, "a", NULL);
+}
 ROW(begin_missing)
 {
 	ctx_txn *t;
@@ -335,7 +413,10 @@ ROW(begin_create_bad_id)
 	ctx_txn *t;
 	return ctx_txn_begin_create(e->s, NULL, &t);
 }
-ROW(txn_put_null_txn) { return ctx_txn_put(NULL, "k", 1, "v", 1); }
+ROW(txn_put_null_txn)
+{
+	return ctx_txn_put(NULL, "k", 1, "v", 1);
+}
 ROW(txn_put_long_value)
 {
 	ctx_txn *t;
@@ -353,8 +434,14 @@ ROW(txn_del_empty_key)
 	ctx_txn_abort(t);
 	return st;
 }
-ROW(txn_meta_put_null_name) { return ctx_txn_meta_put(NULL, NULL, 1, "v", 1); }
-ROW(txn_meta_del_null_txn) { return ctx_txn_meta_del(NULL, "m", 1); }
+ROW(txn_meta_put_null_name)
+{
+	return ctx_txn_meta_put(NULL, NULL, 1, "v", 1);
+}
+ROW(txn_meta_del_null_txn)
+{
+	return ctx_txn_meta_del(NULL, "m", 1);
+}
 
 /* Commit a transaction on "a" (or creating `create`) through commit (the
  * waiting or the nowait form), expecting `expected`. */
@@ -364,7 +451,10 @@ static ctx_status commit(ctx_txn *t, uint64_t expected)
 	return nowait_form ? ctx_txn_commit_nowait(t, expected, NULL, NULL)
 	                   : ctx_txn_commit(t, expected, NULL);
 }
-ROW(commit_null) { return commit(NULL, 0); }
+ROW(commit_null)
+{
+	return commit(NULL, 0);
+}
 ROW(commit_create_guarded)
 {
 	ctx_txn *t;
@@ -428,19 +518,43 @@ NOWAIT(commit_closed)
 /* The nowait form never waits, so it never meets the failure: CTX_OK (the
  * durable revision reports the failure instead). */
 NOWAIT(commit_sync_fails)
-ROW(drop_nowait_bad_id) { return ctx_drop_nowait(e->s, NULL, &u64); }
-ROW(drop_nowait_missing) { return ctx_drop_nowait(e->s, "b", &u64); }
-ROW(drop_nowait_closed) { return ctx_drop_nowait(e->s, "a", &u64); }
+ROW(drop_nowait_bad_id)
+{
+	return ctx_drop_nowait(e->s, NULL, &u64);
+}
+ROW(drop_nowait_missing)
+{
+	return ctx_drop_nowait(e->s, "b", &u64);
+}
+ROW(drop_nowait_closed)
+{
+	return ctx_drop_nowait(e->s, "a", &u64);
+}
 ROW(drop_nowait_sync_fails)
 {
 	sync_fails();
 	return ctx_drop_nowait(e->s, "a", &u64);
 }
-ROW(latest_null_out) { return ctx_get_latest(e->s, "a", NULL); }
-ROW(latest_missing) { return ctx_get_latest(e->s, "b", &state_out); }
-ROW(durable_null) { return ctx_durable_revision(e->s, NULL); }
-ROW(durable_failed) { return ctx_durable_revision(e->s, &u64); }
-ROW(notifier_null) { return ctx_notifier_open(e->s, NULL); }
+ROW(latest_null_out)
+{
+	return ctx_get_latest(e->s, "a", NULL);
+}
+ROW(latest_missing)
+{
+	return ctx_get_latest(e->s, "b", &state_out);
+}
+ROW(durable_null)
+{
+	return ctx_durable_revision(e->s, NULL);
+}
+ROW(durable_failed)
+{
+	return ctx_durable_revision(e->s, &u64);
+}
+ROW(notifier_null)
+{
+	return ctx_notifier_open(e->s, NULL);
+}
 static ctx_status notifier_open(env *e)
 {
 	ctx_notifier *n = NULL;
@@ -448,11 +562,20 @@ static ctx_status notifier_open(env *e)
 	ctx_notifier_close(n);
 	return st;
 }
-ROW(notifier_no_fd) { return without_fds(false, notifier_open, e); }
+ROW(notifier_no_fd)
+{
+	return without_fds(false, notifier_open, e);
+}
 
 /* history and diffs */
-ROW(get_at_null_out) { return ctx_get_at(e->s, "a", 2, NULL); }
-ROW(get_at_gone_version) { return ctx_get_at(e->s, "a", 99, &state_out); }
+ROW(get_at_null_out)
+{
+	return ctx_get_at(e->s, "a", 2, NULL);
+}
+ROW(get_at_gone_version)
+{
+	return ctx_get_at(e->s, "a", 99, &state_out);
+}
 ROW(history_null_count)
 {
 	ctx_history_entry *h;
@@ -478,13 +601,19 @@ ROW(point_long_label)
 	label[sizeof(label) - 1] = 0;
 	return ctx_point_create(e->s, "a", label, NULL);
 }
-ROW(point_missing) { return ctx_point_create(e->s, "b", NULL, NULL); }
+ROW(point_missing)
+{
+	return ctx_point_create(e->s, "b", NULL, NULL);
+}
 ROW(point_sync_fails)
 {
 	sync_fails();
 	return ctx_point_create(e->s, "a", "q", NULL);
 }
-ROW(point_closed) { return ctx_point_create(e->s, "a", "q", NULL); }
+ROW(point_closed)
+{
+	return ctx_point_create(e->s, "a", "q", NULL);
+}
 ROW(point_list_null)
 {
 	ctx_point *p;
@@ -496,16 +625,31 @@ ROW(point_list_missing)
 	size_t n;
 	return ctx_point_list(e->s, "b", &p, &n);
 }
-ROW(point_delete_bad_id) { return ctx_point_delete(e->s, "", 2); }
-ROW(point_delete_no_point) { return ctx_point_delete(e->s, "a", 3); }
+ROW(point_delete_bad_id)
+{
+	return ctx_point_delete(e->s, "", 2);
+}
+ROW(point_delete_no_point)
+{
+	return ctx_point_delete(e->s, "a", 3);
+}
 ROW(point_delete_sync_fails)
 {
 	sync_fails();
 	return ctx_point_delete(e->s, "a", 2);
 }
-ROW(point_delete_closed) { return ctx_point_delete(e->s, "a", 2); }
-ROW(restore_bad_id) { return ctx_restore(e->s, "\x7f", 2, NULL); }
-ROW(restore_no_version) { return ctx_restore(e->s, "a", 99, NULL); }
+ROW(point_delete_closed)
+{
+	return ctx_point_delete(e->s, "a", 2);
+}
+ROW(restore_bad_id)
+{
+	return ctx_restore(e->s, "\x7f", 2, NULL);
+}
+ROW(restore_no_version)
+{
+	return ctx_restore(e->s, "a", 99, NULL);
+}
 ROW(restore_damaged)
 {
 	damage_point(e->s, "a", 2);
@@ -516,7 +660,10 @@ ROW(restore_sync_fails)
 	sync_fails();
 	return ctx_restore(e->s, "a", 2, NULL);
 }
-ROW(restore_closed) { return ctx_restore(e->s, "a", 2, NULL); }
+ROW(restore_closed)
+{
+	return ctx_restore(e->s, "a", 2, NULL);
+}
 ROW(restore_latest_none)
 {
 	assert_ok(ctx_create(e->s, "b"));
@@ -527,15 +674,33 @@ ROW(restore_latest_damaged)
 	damage_point(e->s, "a", 2);
 	return ctx_restore_latest(e->s, "a", NULL);
 }
-ROW(restore_label_null) { return ctx_restore_label(e->s, "a", NULL, NULL); }
-ROW(restore_label_none) { return ctx_restore_label(e->s, "a", "nope", NULL); }
-ROW(restore_before_none) { return ctx_restore_before(e->s, "a", T0 - 1, NULL); }
+ROW(restore_label_null)
+{
+	return ctx_restore_label(e->s, "a", NULL, NULL);
+}
+ROW(restore_label_none)
+{
+	return ctx_restore_label(e->s, "a", "nope", NULL);
+}
+ROW(restore_before_none)
+{
+	return ctx_restore_before(e->s, "a", T0 - 1, NULL);
+}
 
 /* watches */
 static ctx_watch *watch;
-ROW(watch_null_store) { return ctx_watch_open(NULL, "a", false, 0, &watch); }
-ROW(watch_bad_id) { return ctx_watch_open(e->s, "", false, 0, &watch); }
-ROW(watch_compacted) { return ctx_watch_open(e->s, "a", false, 1, &watch); }
+ROW(watch_null_store)
+{
+	return ctx_watch_open(NULL, "a", false, 0, &watch);
+}
+ROW(watch_bad_id)
+{
+	return ctx_watch_open(e->s, "", false, 0, &watch);
+}
+ROW(watch_compacted)
+{
+	return ctx_watch_open(e->s, "a", false, 1, &watch);
+}
 static ctx_status watch_open(env *e)
 {
 	ctx_watch *w = NULL;
@@ -543,7 +708,10 @@ static ctx_status watch_open(env *e)
 	ctx_watch_close(w);
 	return st;
 }
-ROW(watch_no_fd) { return without_fds(false, watch_open, e); }
+ROW(watch_no_fd)
+{
+	return without_fds(false, watch_open, e);
+}
 ROW(watch_next_null)
 {
 	ctx_event *ev;
@@ -558,7 +726,10 @@ ROW(watch_next_none)
 	ctx_watch_close(w);
 	return st;
 }
-ROW(watch_wait_null) { return ctx_watch_wait(NULL, 0, NULL); }
+ROW(watch_wait_null)
+{
+	return ctx_watch_wait(NULL, 0, NULL);
+}
 ROW(watch_wait_timeout)
 {
 	ctx_watch *w;
@@ -603,9 +774,18 @@ static ctx_status tracker_done(ctx_status st)
 	tracker = NULL;
 	return st;
 }
-ROW(tracker_open_null) { return ctx_tracker_open(e->s, "a", NULL, NULL); }
-ROW(tracker_open_missing) { return ctx_tracker_open(e->s, "b", NULL, &tracker); }
-ROW(tracker_put_null) { return ctx_tracker_put(NULL, "k", 1, "v", 1); }
+ROW(tracker_open_null)
+{
+	return ctx_tracker_open(e->s, "a", NULL, NULL);
+}
+ROW(tracker_open_missing)
+{
+	return ctx_tracker_open(e->s, "b", NULL, &tracker);
+}
+ROW(tracker_put_null)
+{
+	return ctx_tracker_put(NULL, "k", 1, "v", 1);
+}
 ROW(tracker_put_dropped)
 {
 	assert_ok(ctx_tracker_open(e->s, "a", NULL, &tracker));
@@ -636,7 +816,10 @@ ROW(tracker_get_absent)
 	size_t n;
 	return tracker_done(ctx_tracker_get(tracker, "nope", 4, &v, &n));
 }
-ROW(tracker_refresh_null) { return ctx_tracker_refresh(NULL); }
+ROW(tracker_refresh_null)
+{
+	return ctx_tracker_refresh(NULL);
+}
 ROW(tracker_refresh_conflict)
 {
 	tracker_with_conflict(e, CTX_MERGE_LATEST);
@@ -648,7 +831,10 @@ ROW(tracker_refresh_dropped)
 	assert_ok(ctx_drop(e->s, "a"));
 	return tracker_done(ctx_tracker_refresh(tracker));
 }
-ROW(tracker_sync_null) { return ctx_tracker_sync(NULL, NULL); }
+ROW(tracker_sync_null)
+{
+	return ctx_tracker_sync(NULL, NULL);
+}
 ROW(tracker_sync_no_function)
 {
 	topts = (ctx_tracker_options){.strategy = CTX_MERGE_FUNCTION, .merge = NULL};
@@ -687,7 +873,10 @@ ROW(tracker_sync_closed)
 	assert_ok(ctx_tracker_put(tracker, "k", 1, "L", 1));
 	return tracker_done(ctx_tracker_sync(tracker, NULL));
 }
-ROW(tracker_resolve_null) { return ctx_tracker_resolve(NULL, "k", 1, true); }
+ROW(tracker_resolve_null)
+{
+	return ctx_tracker_resolve(NULL, "k", 1, true);
+}
 ROW(tracker_resolve_none)
 {
 	assert_ok(ctx_tracker_open(e->s, "a", NULL, &tracker));
@@ -702,8 +891,14 @@ static ctx_status session_done(ctx_status st)
 	session = NULL;
 	return st;
 }
-ROW(session_open_null) { return ctx_session_open(e->s, NULL); }
-ROW(session_activate_null) { return ctx_session_activate(NULL, "a", false); }
+ROW(session_open_null)
+{
+	return ctx_session_open(e->s, NULL);
+}
+ROW(session_activate_null)
+{
+	return ctx_session_activate(NULL, "a", false);
+}
 ROW(session_activate_bad_id)
 {
 	assert_ok(ctx_session_open(e->s, &session));
@@ -730,7 +925,10 @@ ROW(session_activate_closed)
 	assert_ok(ctx_session_open(e->s, &session));
 	return session_done(ctx_session_activate(session, "b", true));
 }
-ROW(session_get_null) { return ctx_session_get(NULL, &state_out); }
+ROW(session_get_null)
+{
+	return ctx_session_get(NULL, &state_out);
+}
 ROW(session_get_none)
 {
 	assert_ok(ctx_session_open(e->s, &session));
@@ -741,8 +939,14 @@ ROW(status_view_null)
 	size_t n;
 	return ctx_status_view(e->s, NULL, &n);
 }
-ROW(ttl_too_large) { return ctx_set_ttl(e->s, "a", UINT64_MAX); }
-ROW(ttl_missing) { return ctx_set_ttl(e->s, "b", 10); }
+ROW(ttl_too_large)
+{
+	return ctx_set_ttl(e->s, "a", UINT64_MAX);
+}
+ROW(ttl_missing)
+{
+	return ctx_set_ttl(e->s, "b", 10);
+}
 ROW(ttl_expired)
 {
 	assert_ok(ctx_set_ttl(e->s, "a", 1000));
@@ -754,7 +958,10 @@ ROW(ttl_sync_fails)
 	sync_fails();
 	return ctx_set_ttl(e->s, "a", 1000);
 }
-ROW(ttl_closed) { return ctx_set_ttl(e->s, "a", 1000); }
+ROW(ttl_closed)
+{
+	return ctx_set_ttl(e->s, "a", 1000);
+}
 
 /* ---- the table -------------------------------------------------------------------- */
 
@@ -766,7 +973,10 @@ typedef struct row {
 	const char *how;
 } row;
 
-#define R(fn, status, setup, action, how) {#fn, status, setup, action, how}
+#define R(fn, status, setup, action, how)                                                          \
+	{                                                                                          \
+#fn, status, setup, action, how                                                    \
+	}
 
 static const row rows[] = {
     R(ctx_open, CTX_INVALID, MEM, open_null_out, "out NULL"),
@@ -1122,7 +1332,8 @@ static void *pointer_main(void *arg)
 	snprintf(label, sizeof(label), "t%d", p->n);
 	for (int i = 0; i < PT_ROUNDS; i++) {
 		uint64_t v = 0;
-		T_CHECK_STATUS(ctx_put(p->s, "a", label, strlen(label), &i, sizeof(i), NULL), CTX_OK);
+		T_CHECK_STATUS(ctx_put(p->s, "a", label, strlen(label), &i, sizeof(i), NULL),
+		               CTX_OK);
 		T_CHECK_STATUS(ctx_point_create(p->s, "a", label, &v), CTX_OK);
 		if (i % 3 == 2) {
 			ctx_status st = ctx_point_delete(p->s, "a", v);
@@ -1140,8 +1351,9 @@ static char *points_text(ctx_store *s)
 	char *out = calloc(1, 64 * (n + 1));
 	size_t len = 0;
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)sprintf(out + len, "%llu %s %llx\n", (unsigned long long)p[i].version,
-		                       p[i].label, (unsigned long long)p[i].checksum);
+		len +=
+		    (size_t)sprintf(out + len, "%llu %s %llx\n", (unsigned long long)p[i].version,
+		                    p[i].label, (unsigned long long)p[i].checksum);
 	free(p);
 	return out;
 }
