@@ -24,7 +24,18 @@
  *   Every fallible function returns a ctx_status. On failure nothing has
  *   changed and output parameters are left untouched. ctx_strerror() names a
  *   status; ctx_last_error() gives a detail message for the calling thread's
- *   last failure (which argument, which file and offset).
+ *   last failure (which argument, which file and offset). Each function's
+ *   "Errors:" line lists every status it can return.
+ *
+ *   With a data directory, a write can fail in two ways after an I/O error:
+ *   CTX_IO - the write met the failure (its fsync or write failed while it
+ *   waited), so whether it survives a restart is unknown; CTX_CLOSED - the
+ *   log had failed before, so the write was refused and nothing of it was
+ *   written. After the first failure the store refuses every write for good
+ *   (Linux may drop the pages of a failed fsync, so nothing written later
+ *   could be trusted) and keeps serving reads; ctx_get_stats().io_errno,
+ *   and errno after either status, give the cause. Reopen the store to
+ *   write again.
  *
  *   One exception: CTX_IO from a call that commits (ctx_put, ctx_del,
  *   ctx_txn_commit, ctx_create, ctx_drop, and the others that write) means
@@ -78,7 +89,7 @@ typedef enum ctx_status {
 	CTX_IO,        /* an operating system call failed; errno keeps the cause */
 	CTX_CORRUPT,   /* stored data failed its checksum or is malformed        */
 	CTX_NOMEM,     /* out of memory                                          */
-	CTX_CLOSED     /* the store refuses writes (closed or failed)            */
+	CTX_CLOSED     /* the store refuses writes: its log failed earlier       */
 } ctx_status;
 
 /* A short constant English name for s ("conflict", "not found", ...). Never
@@ -173,7 +184,8 @@ void ctx_close(ctx_store *s);
 /* Write a checkpoint now (stores with a dir; the background checkpointer
  * also writes one whenever the log grew by checkpoint_bytes, and ctx_close
  * writes a last one). Writers keep going while it is written. A no-op for a
- * memory-only store. Errors: CTX_IO, CTX_NOMEM. */
+ * memory-only store. Errors: CTX_INVALID (s NULL), CTX_IO (writing it
+ * failed), CTX_CLOSED (the log had failed: no checkpoint is written), CTX_NOMEM. */
 ctx_status ctx_checkpoint(ctx_store *s);
 
 /* Numbers describing a store, for monitoring and tests. */
@@ -212,23 +224,21 @@ typedef struct ctx_verify_report {
  * message says what an open would do). Fills *report (if not
  * NULL). Returns CTX_OK if recovery would succeed, CTX_CORRUPT (message names
  * file and offset), CTX_IO (unreadable, or locked by an open store),
- * CTX_NOMEM. */
+ * CTX_INVALID (dir NULL), CTX_NOMEM. */
 ctx_status ctx_verify(const char *dir, ctx_verify_report *report);
 
 /* ------------------------------------------------------------------------ */
 /* Contexts                                                                  */
 
 /* Create an empty context at version 1.
- * Errors: CTX_INVALID (bad id), CTX_EXISTS, CTX_LIMIT (max_contexts live
- * contexts exist), CTX_NOMEM, CTX_IO (the log failed; if it failed while this
- * create waited for its fsync, the outcome after a restart is unknown: see
- * ERRORS). */
+ * Errors: CTX_INVALID (bad id, s NULL), CTX_EXISTS, CTX_LIMIT (max_contexts
+ * live contexts exist), CTX_IO (its fsync failed: outcome unknown, and the
+ * context is not shown), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_create(ctx_store *s, const char *id);
 
 /* Drop a context and all its data. States already obtained stay valid.
- * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM, CTX_IO (the log failed; if
- * it failed while the drop waited for its fsync, whether the context is there
- * after a restart is unknown: see ERRORS). */
+ * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO (its fsync failed: outcome
+ * unknown, and readers keep seeing the context), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_drop(ctx_store *s, const char *id);
 
 /* Number of live contexts in s. Never blocks. A context past its
@@ -298,7 +308,7 @@ size_t ctx_state_meta_count(const ctx_state *st);
  * holds its own reference to st. Errors: CTX_INVALID, CTX_NOMEM. */
 ctx_status ctx_iter_begin(const ctx_state *st, ctx_iter **out);
 
-/* Iterate over the metadata map of st instead. */
+/* Iterate over the metadata map of st instead. Errors: as ctx_iter_begin. */
 ctx_status ctx_iter_meta_begin(const ctx_state *st, ctx_iter **out);
 
 /* Advance to the next pair; false once all pairs have been seen. Pointers
@@ -314,10 +324,11 @@ void ctx_iter_free(ctx_iter *it);
 
 /* Set key to val in context id, as one commit. If version_out is not NULL, it
  * receives the new version. Unguarded: concurrent puts all apply.
- * Errors: CTX_INVALID (bad id, key or value size), CTX_NOT_FOUND (no such
- * context), CTX_NOMEM, CTX_CLOSED, CTX_IO (the log failed; if it failed while
- * this commit waited for its fsync, the outcome after a restart is unknown:
- * see ERRORS). */
+ * Errors: CTX_INVALID (bad id, key or value size, NULL pointers, a change
+ * too large for one log record), CTX_NOT_FOUND (no such context, or it was
+ * dropped or expired), CTX_IO (durability always: its fsync failed; the
+ * outcome is unknown, and the new version is not shown), CTX_CLOSED,
+ * CTX_NOMEM. */
 ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t *version_out);
 
@@ -367,11 +378,11 @@ ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen);
  * under concurrent writers (tests/test_nowait.c measures both).
  * An empty transaction still makes a new version. Frees t, whatever the
  * result. On success *version_out (if not NULL) is the new version.
- * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped), CTX_NOMEM,
- * CTX_CLOSED, CTX_INVALID (t NULL), CTX_EXISTS and CTX_LIMIT (a create, see
- * ctx_txn_begin_create), CTX_IO (the log failed; if it failed while this
- * commit waited for its fsync, the outcome after a restart is unknown: see
- * ERRORS). */
+ * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped or expired),
+ * CTX_EXISTS and CTX_LIMIT (a create: see ctx_txn_begin_create), CTX_INVALID
+ * (t NULL, a create with an expected version, a change too large for one
+ * log record), CTX_IO (as ctx_put), CTX_CLOSED (also in place of
+ * CTX_CONFLICT once the log has failed: no retry could succeed), CTX_NOMEM. */
 ctx_status ctx_txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *version_out);
 
 /* Discard t without committing. NULL is a no-op. */
@@ -413,14 +424,16 @@ void ctx_txn_abort(ctx_txn *t);
  * to be durable. *version_out and *revision_out (each may be NULL) receive
  * the new version and its store-wide revision. No automatic recovery point
  * is made (auto_point_every applies to waiting commits only).
- * Errors: as ctx_txn_commit. */
+ * Errors: as ctx_txn_commit, except CTX_IO: it does not wait, so a failed
+ * fsync shows in ctx_durable_revision instead. */
 ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t *version_out,
                                  uint64_t *revision_out);
 
 /* Drop context id as ctx_drop does, without waiting: *revision_out (may be
  * NULL) receives the drop's revision. The context is gone for
  * ctx_get_latest, writes and ctx_list_ids at once; ctx_get keeps showing its
- * last version until the drop is durable. Errors: as ctx_drop. */
+ * last version until the drop is durable. Errors: as ctx_drop, except
+ * CTX_IO (it does not wait). */
 ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out);
 
 /* Take the newest decided version of context id into *out, durable or not
@@ -524,8 +537,12 @@ typedef struct ctx_point {
  * label (NULL or "" = none; at most CTX_LABEL_MAX bytes, no control bytes).
  * Costs O(1) in the size of the context. If the context has max_points
  * points already, the oldest is removed. Persistent with a data directory.
- * *version_out (if not NULL) receives the pinned version.
- * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO, CTX_NOMEM. */
+ * Under durability always the new point (and the removal of the oldest) is
+ * shown - by ctx_point_list, ctx_history, ctx_get_at, the status view - only
+ * once durable, like a commit: when the call returns CTX_OK, and never if
+ * it returns CTX_IO. *version_out (if not NULL) receives the pinned version.
+ * Errors: CTX_INVALID (bad id or label), CTX_NOT_FOUND, CTX_IO (its fsync
+ * failed: outcome unknown, the point is not shown), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
                             uint64_t *version_out);
 
@@ -533,7 +550,11 @@ ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
  * Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_NOMEM. */
 ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count);
 
-/* Remove the point on `version`. Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_IO. */
+/* Remove the point on `version`; under durability always, readers stop
+ * seeing it once the removal is durable (as ctx_point_create).
+ * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context or point), CTX_IO (its
+ * fsync failed: outcome unknown, the point is still shown), CTX_CLOSED,
+ * CTX_NOMEM. */
 ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version);
 
 /* Make the data and metadata of `version` (a point, or any version still in
@@ -548,8 +569,8 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version);
  * version it restored: reopen with history_depth and max_points no smaller
  * than when it was made (else CTX_CORRUPT naming the record).
  * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context or version),
- * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO,
- * CTX_NOMEM. */
+ * CTX_CORRUPT (the point is damaged; ctx_last_error names it), CTX_IO (as
+ * ctx_put), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out);
 
 /* Restore the newest point; the newest point with this label; the newest
@@ -615,13 +636,14 @@ ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t fr
  * CTX_NOT_FOUND), never the other way round. */
 int ctx_watch_fd(const ctx_watch *w);
 
-/* Take the next pending event, without waiting. CTX_NOT_FOUND if none is
- * pending. Free it with ctx_event_free. After CTX_EVENT_LAGGED the watch
- * delivers nothing more. */
+/* Take the next pending event, without waiting. Free it with
+ * ctx_event_free. After CTX_EVENT_LAGGED the watch delivers nothing more.
+ * Errors: CTX_INVALID (w or out NULL), CTX_NOT_FOUND (none pending). */
 ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out);
 
 /* Wait up to timeout_ms (-1 = forever) for an event, then take it as
- * ctx_watch_next. CTX_NOT_FOUND on timeout. */
+ * ctx_watch_next. Errors: CTX_INVALID (w or out NULL), CTX_NOT_FOUND (the
+ * timeout passed), CTX_IO (poll failed; errno kept). */
 ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out);
 
 void ctx_event_free(ctx_event *e);
@@ -673,7 +695,7 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
                             ctx_tracker **out);
 
 /* Local edits, kept in the working copy until a sync. Errors: CTX_INVALID
- * (key or value outside the store's limits), CTX_NOT_FOUND (the context was
+ * (t NULL, key or value outside the store's limits), CTX_NOT_FOUND (the context was
  * dropped, or dropped and created again: a context created again under the
  * same id is another context, however soon), CTX_NOMEM. */
 ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *val,
@@ -681,7 +703,8 @@ ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const v
 ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen);
 
 /* Read the working copy (base plus local edits). The value is copied into a
- * malloc'd buffer the caller frees. Errors: CTX_NOT_FOUND, CTX_NOMEM. */
+ * malloc'd buffer the caller frees. Errors: CTX_INVALID (t, val or vlen
+ * NULL, or key NULL with a length), CTX_NOT_FOUND (no such key), CTX_NOMEM. */
 ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **val,
                            size_t *vlen);
 
@@ -695,7 +718,7 @@ bool ctx_tracker_is_stale(ctx_tracker *t);
  * with CTX_CONFLICT, changing nothing, if a locally edited key was changed
  * differently on both sides: sync resolves those. Errors: CTX_CONFLICT,
  * CTX_NOT_FOUND (the context was dropped, or dropped and created again),
- * CTX_INVALID (called from inside the merge function). */
+ * CTX_INVALID (t NULL, or called from inside the merge function). */
 ctx_status ctx_tracker_refresh(ctx_tracker *t);
 
 /* Three-way merge of base, local edits and the newest version, committed as
@@ -712,7 +735,10 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t);
  * sync or refresh from inside the merge function is CTX_INVALID.
  * Errors: CTX_CONFLICT, CTX_NOT_FOUND (context dropped, or dropped and
  * created again: nothing is written to the new context), the merge
- * function's status, CTX_IO, CTX_NOMEM. */
+ * function's status, CTX_INVALID (t NULL, called from inside the merge
+ * function, strategy function without a merge function, a merged value
+ * that is NULL with a length or outside the store's limits), CTX_IO (as
+ * ctx_put), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
 
 /* The conflicts of the last manual sync still unresolved. The array stays
@@ -721,7 +747,8 @@ ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out);
 size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out);
 
 /* Resolve a conflict of a manual sync by taking the current (take_local =
- * false) or the local value. Errors: CTX_NOT_FOUND (no such conflict). */
+ * false) or the local value. Errors: CTX_INVALID (t NULL, or key NULL
+ * with a length), CTX_NOT_FOUND (no such conflict). */
 ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, bool take_local);
 
 /* Stop the timer, discard unsynced edits, free t. NULL is a no-op. */
@@ -737,14 +764,15 @@ ctx_status ctx_session_open(ctx_store *s, ctx_session **out);
 void ctx_session_close(ctx_session *se);
 
 /* Make id the session's active context (it must exist; create = true
- * creates it if missing). Errors: CTX_INVALID, CTX_NOT_FOUND, CTX_LIMIT. */
+ * creates it if missing). Errors: CTX_INVALID, CTX_NOT_FOUND, and with
+ * create as ctx_create: CTX_LIMIT, CTX_IO, CTX_CLOSED; CTX_NOMEM. */
 ctx_status ctx_session_activate(ctx_session *se, const char *id, bool create);
 
 /* The active context's id, or NULL. Valid until the next activate/close. */
 const char *ctx_session_current(const ctx_session *se);
 
-/* The newest version of the active context. Errors: CTX_NOT_FOUND (none
- * active, or it was dropped or expired). */
+/* The newest version of the active context. Errors: CTX_INVALID (se or
+ * out NULL), CTX_NOT_FOUND (none active, or it was dropped or expired). */
 ctx_status ctx_session_get(ctx_session *se, ctx_state **out);
 
 /* One context, in the status view. */
@@ -780,8 +808,12 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
  * CTX_EVENT_DROPPED); until then only ctx_count still counts it. Reads count
  * as use (ctx_get, ctx_get_at, ctx_history, ctx_point_list: at most once a
  * millisecond), and so do commits and points; listings do not.
- * Errors: CTX_INVALID, CTX_NOT_FOUND (no such context, or it expired),
- * CTX_IO. */
+ * Under durability always the time-to-live takes effect (for expiry and
+ * the status view) only once durable: when the call returns CTX_OK, and
+ * never if it returns CTX_IO.
+ * Errors: CTX_INVALID (bad id, ttl_ms above UINT64_MAX / 1000),
+ * CTX_NOT_FOUND (no such context, or it expired), CTX_IO (its fsync failed:
+ * outcome unknown, the time-to-live does not apply), CTX_CLOSED, CTX_NOMEM. */
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms);
 
 /* Run the reaper now (tests with a fake clock). Returns how many expired. */

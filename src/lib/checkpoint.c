@@ -195,7 +195,7 @@ static int compare_states(const void *a, const void *b)
 /* Reference the kept versions and copy the points of c (write lock held). */
 static bool snap_take(ctx_context *c, ctx_snap *cs)
 {
-	const point_set *p = atomic_load(&c->points);
+	const point_set *p = points_latest(c); /* decided, like the head */
 	size_t np = p ? p->count : 0;
 	cs->c = c;
 	cs->nstates = 0;
@@ -388,10 +388,10 @@ ctx_status checkpoint_run(ctx_store *s)
 	snapshot_free(&sn);
 
 	/* Never let a checkpoint hold a change the log could still lose. Every
-	 * change the snapshot saw - a commit, and also a drop, a point or a
-	 * time-to-live, which are applied in memory as soon as their record is
-	 * appended - has a revision handed out before the snapshot was taken:
-	 * wait until the log is durable up to the last one handed out now. */
+	 * change the snapshot saw - a decided commit, drop or point change, and
+	 * a time-to-live shown under a weaker durability than always - has a
+	 * revision handed out before the snapshot was taken: wait until the log
+	 * is durable up to the last one handed out now. */
 	uint64_t handed = log_last_revision(s->log);
 	if (handed < newest)
 		handed = newest;
@@ -698,6 +698,12 @@ ctx_status ctx_checkpoint(ctx_store *s)
 		return ctx_fail(CTX_INVALID, "NULL store");
 	if (!s->log)
 		return CTX_OK;
+	int err = log_failed(s->log);
+	if (err) {
+		errno = err;
+		return ctx_fail(CTX_CLOSED, "the log failed earlier (%s); no checkpoint is written",
+		                strerror(err));
+	}
 	checkpoint_lock(s);
 	ctx_status st = checkpoint_run(s);
 	checkpoint_unlock(s);

@@ -23,6 +23,10 @@
  * reaper thread scans the table every reaper_ms (and when woken) and drops
  * each expired context, unless it was used after the scan saw it idle.
  *
+ * A time-to-live set under durability always takes effect only once its
+ * record is durable (a log completion applies it), so no call ever sees, or
+ * expires a context by, a time-to-live that a crash could lose.
+ *
  * LOCKS: reaper_lock only to sleep on reaper_cv; nothing is taken under it.
  */
 #include <errno.h>
@@ -84,6 +88,52 @@ bool context_closed(const ctx_context *c)
 	       context_expired(c, store_now_us(c->store));
 }
 
+/* Give c its time-to-live ttl_us, set at time `when`. */
+static void ttl_apply(ctx_context *c, uint64_t ttl_us, uint64_t when)
+{
+	atomic_store(&c->ttl_us, ttl_us);
+	if (ttl_us)
+		atomic_store(&c->store->any_ttl, true);
+	context_note_access(c, when);
+}
+
+/* A time-to-live waiting for its record to be durable (durability always):
+ * the flusher applies it then, in revision order, so the last one decided
+ * wins; never if the log failed first. */
+typedef struct ttl_change {
+	log_done done;
+	ctx_context *c; /* a reference */
+	uint64_t ttl_us, when;
+} ttl_change;
+
+static void ttl_change_done(log_done *d, bool durable)
+{
+	ttl_change *t = caa_container_of(d, ttl_change, done);
+	if (durable)
+		ttl_apply(t->c, t->ttl_us, t->when);
+	context_release(t->c);
+	free(t);
+}
+
+/* Log c's new time-to-live (write lock held); tc (may be NULL) applies it
+ * once durable. */
+static ctx_status log_ttl(ctx_context *c, uint64_t ttl_us, uint64_t now, uint64_t *rev,
+                          ttl_change *tc)
+{
+	unsigned char body[2 + CTX_ID_MAX + 16];
+	size_t idlen = c->idlen;
+	put_u16(body, (uint16_t)idlen);
+	memcpy(body + 2, c->id, idlen);
+	put_u64(body + 2 + idlen, ttl_us);
+	put_u64(body + 10 + idlen, now);
+	log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
+	                  crc32c(0, body, idlen + 18)};
+	return log_append_done(c->store->log, &rec, rev, tc ? &tc->done : NULL);
+}
+
+/* Under durability always a time-to-live takes effect only once its record
+ * is durable (like a commit: nothing a crash can lose is ever seen); else at
+ * once. */
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 {
 	if (ttl_ms > UINT64_MAX / 1000)
@@ -92,33 +142,35 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
-	size_t idlen = c->idlen;
-	uint64_t rev = 0;
+	uint64_t rev = 0, ttl_us = ttl_ms * 1000;
 	uint64_t now = store_now_us(s);
+	ttl_change *tc = NULL;
+	if (s->log && s->wait_durable) {
+		if (!(tc = malloc(sizeof(*tc)))) {
+			context_release(c);
+			return ctx_fail(CTX_NOMEM, "no memory to set a time-to-live");
+		}
+		*tc = (ttl_change){.done = {.fn = ttl_change_done}, .c = c, .ttl_us = ttl_us,
+		                   .when = now};
+		context_retain(c); /* the change's */
+	}
 	pthread_mutex_lock(&c->write_lock);
 	if (context_closed(c)) {
 		if (!atomic_load(&c->dropped))
 			reaper_kick(s);
 		st = ctx_fail(CTX_NOT_FOUND, "no context '%s' (dropped or expired)", id);
 	} else if (s->log) {
-		unsigned char body[2 + CTX_ID_MAX + 16];
-		put_u16(body, (uint16_t)idlen);
-		memcpy(body + 2, c->id, idlen);
-		put_u64(body + 2 + idlen, ttl_ms * 1000);
-		put_u64(body + 10 + idlen, now);
-		log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
-		                  crc32c(0, body, idlen + 18)};
-		st = log_append(s->log, &rec, &rev);
+		st = log_ttl(c, ttl_us, now, &rev, tc);
 	}
-	if (st == CTX_OK) {
-		atomic_store(&c->ttl_us, ttl_ms * 1000);
-		if (ttl_ms)
-			atomic_store(&s->any_ttl, true);
-		context_note_access(c, now);
-	}
+	if (st == CTX_OK && !tc)
+		ttl_apply(c, ttl_us, now);
 	pthread_mutex_unlock(&c->write_lock);
+	if (st != CTX_OK && tc) {
+		context_release(c);
+		free(tc);
+	}
 	if (st == CTX_OK && s->log) {
-		if (s->wait_durable)
+		if (tc)
 			st = log_wait(s->log, rev);
 		store_report_skip(s, rev);
 	}

@@ -17,7 +17,9 @@
  *
  * After a failed write or sync the log stops for good: Linux may drop the
  * dirty pages of a failed fsync, so a retry could report success for data
- * that is gone. Every waiter and every later append gets CTX_IO.
+ * that is gone. Every waiter gets CTX_IO (its change may or may not have
+ * reached the disk); every later append gets CTX_CLOSED (refused: nothing
+ * of it was written).
  *
  * Waiting for durability is a futex wait on a batch counter, not a condition
  * variable: when a sync completes, every writer of the batch wakes at once
@@ -377,7 +379,7 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	int err = atomic_load(&l->failed_errno);
 	if (err) {
 		errno = err;
-		return ctx_fail(CTX_IO, "the log failed earlier (%s); writes are refused",
+		return ctx_fail(CTX_CLOSED, "the log failed earlier (%s); writes are refused",
 		                strerror(err));
 	}
 	size_t need = REC_HEADER_SIZE + (size_t)rec->body_len;

@@ -45,7 +45,8 @@ typedef struct log_done {
 
 /* Append rec, assigning it the next revision (*rev_out). Short: copies the
  * record into the current batch under the log's lock and wakes the flusher.
- * CTX_IO if the log has failed (the store then refuses writes). */
+ * CTX_CLOSED if the log has failed (the store then refuses writes; errno is
+ * the failure's), CTX_NOMEM. */
 ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
 
 /* The same, queueing done (may be NULL) with the record; on failure done is

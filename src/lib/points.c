@@ -13,6 +13,13 @@
  * holding a reference to the version it pins, so a point costs O(1) whatever
  * the size of the context: the version's trie is shared, not copied. The set
  * is replaced whole under the context's write lock and read under RCU.
+ * Under durability always, a point change (create, delete) is shown only
+ * once its record is durable, like a commit: the new set is decided under
+ * the write lock (c->points_decided, which later point changes and restores
+ * build on) and installed for readers by a log completion that the flusher
+ * runs after the sync, in revision order (so concurrent changes install in
+ * the order they were decided), or thrown away if the log failed first.
+ * A checkpoint holds the decided set, as it holds the decided head.
  * Each point records the content checksum of its version (hamt.sum of data
  * and metadata, kept up to date by every change in O(1)); restore compares
  * it again and refuses a point whose content no longer matches.
@@ -61,11 +68,18 @@ static void points_replace(ctx_context *c, point_set *next)
 	ctx_call_rcu(&old->rcu, point_set_free_rcu);
 }
 
+/* The set a point change or a restore builds on (write lock held, or
+ * recovery): the newest decided one. */
+const point_set *points_latest(const ctx_context *c)
+{
+	return c->points_pending ? c->points_decided : atomic_load(&c->points);
+}
+
 /* A copy of c's points without the entry of `skip_version` (0: none) and
  * without the first `drop_oldest` entries, with room for one more. */
 static point_set *points_copy(const ctx_context *c, uint64_t skip_version, size_t drop_oldest)
 {
-	const point_set *old = atomic_load(&c->points);
+	const point_set *old = points_latest(c);
 	size_t n = old ? old->count : 0;
 	point_set *p = malloc(sizeof(*p) + (n + 1) * sizeof(point_entry));
 	if (!p)
@@ -95,7 +109,7 @@ static const point_entry *points_find(const point_set *p, uint64_t version)
 static point_set *points_with(ctx_context *c, ctx_state *st, const char *label, uint64_t time_us,
                               uint64_t checksum)
 {
-	const point_set *old = atomic_load(&c->points);
+	const point_set *old = points_latest(c);
 	size_t n = old ? old->count : 0;
 	bool replacing = points_find(old, st->version) != NULL;
 	size_t over = !replacing && n >= c->store->opts.max_points ? n + 1 - c->store->opts.max_points
@@ -141,7 +155,7 @@ ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t
 
 ctx_status points_remove(ctx_context *c, uint64_t version)
 {
-	if (!points_find(atomic_load(&c->points), version))
+	if (!points_find(points_latest(c), version))
 		return CTX_NOT_FOUND;
 	point_set *p = points_copy(c, version, 0);
 	if (!p)
@@ -162,16 +176,16 @@ static uint64_t content_checksum(const ctx_state *st)
 
 /* ---- lookups ---------------------------------------------------------------- */
 
-/* Version `version` in the chain from `from`, or in the points; the caller is
- * in an RCU read-side critical section or holds the write lock. */
-static ctx_state *find_version(const ctx_context *c, ctx_state *from, uint64_t version)
+/* Version `version` in the chain from `from`, or in the points p; the caller
+ * is in an RCU read-side critical section or holds the write lock. */
+static ctx_state *find_version(const point_set *p, ctx_state *from, uint64_t version)
 {
 	ctx_state *st = from;
 	while (st && st->version > version)
 		st = atomic_load(&st->prev);
 	if (st && st->version == version)
 		return st;
-	const point_entry *e = points_find(atomic_load(&c->points), version);
+	const point_entry *e = points_find(p, version);
 	return e ? e->st : NULL;
 }
 
@@ -185,7 +199,7 @@ ctx_status ctx_get_at(ctx_store *s, const char *id, uint64_t version, ctx_state 
 	ctx_rcu_read_lock();
 	ctx_state *v = atomic_load_explicit(&c->visible, memory_order_acquire);
 	if (v && version <= v->version) {
-		found = find_version(c, v, version);
+		found = find_version(atomic_load(&c->points), v, version);
 		if (found && !state_try_retain(found))
 			found = NULL;
 	}
@@ -256,9 +270,10 @@ static ctx_status check_label(const char *label)
 	return CTX_OK;
 }
 
-/* Log a point record (or a point removal) of c; write lock held. */
+/* Log a point record (or a point removal) of c; write lock held. done (may
+ * be NULL) is queued with it (log_append_done). */
 static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, uint64_t version,
-                            uint64_t *rev)
+                            uint64_t *rev, log_done *done)
 {
 	size_t llen = e ? strlen(e->label) : 0;
 	unsigned char buf[2 + CTX_ID_MAX + 17 + CTX_LABEL_MAX];
@@ -273,7 +288,69 @@ static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, 
 		len += 17 + llen;
 	}
 	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len)};
-	return log_append(c->store->log, &rec, rev);
+	return log_append_done(c->store->log, &rec, rev, done);
+}
+
+/* A point change waiting for its record to be durable (durability always). */
+typedef struct point_change {
+	log_done done;
+	ctx_context *c; /* a reference */
+	point_set *set; /* c's points once the record is durable */
+} point_change;
+
+/* The flusher: the record is durable (show the set) or never will be. */
+static void point_change_done(log_done *d, bool durable)
+{
+	point_change *pc = caa_container_of(d, point_change, done);
+	ctx_context *c = pc->c;
+	pthread_mutex_lock(&c->write_lock);
+	if (durable && !atomic_load(&c->gone))
+		points_install(c, pc->set);
+	else
+		points_discard(pc->set);
+	if (--c->points_pending == 0)
+		c->points_decided = NULL;
+	pthread_mutex_unlock(&c->write_lock);
+	context_release(c);
+	free(pc);
+}
+
+/* Log the change of c's points to p (e: the new entry, or NULL for the
+ * removal of `version`) and make p c's points: at once, or under durability
+ * always once the record is durable. Takes p, whatever the result. Write
+ * lock held. */
+static ctx_status points_change(ctx_context *c, uint8_t type, const point_entry *e,
+                                uint64_t version, point_set *p, uint64_t *rev)
+{
+	ctx_store *s = c->store;
+	point_change *pc = NULL;
+	ctx_status st = CTX_OK;
+	if (s->log && s->wait_durable) {
+		if (!(pc = malloc(sizeof(*pc)))) {
+			points_discard(p);
+			return ctx_fail(CTX_NOMEM, "no memory for a point change");
+		}
+		*pc = (point_change){.done = {.fn = point_change_done}, .c = c, .set = p};
+		context_retain(c);
+	}
+	if (s->log)
+		st = log_point(c, type, e, version, rev, pc ? &pc->done : NULL);
+	if (st != CTX_OK) {
+		if (pc) {
+			context_release(c);
+			free(pc);
+		}
+		points_discard(p);
+		return st;
+	}
+	if (!pc) {
+		points_install(c, p);
+		return CTX_OK;
+	}
+	/* Queued: its completion waits for the write lock we hold. */
+	c->points_pending++;
+	c->points_decided = p;
+	return CTX_OK;
 }
 
 /* Wait for a point record to be durable and report its revision. */
@@ -293,7 +370,7 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	ctx_status st = CTX_OK;
 	pthread_mutex_lock(&c->write_lock);
 	ctx_state *v = context_closed(c) ? NULL
-	               : version ? find_version(c, c->head, version) : c->head;
+	               : version ? find_version(points_latest(c), c->head, version) : c->head;
 	if (!v) {
 		pthread_mutex_unlock(&c->write_lock);
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
@@ -303,12 +380,8 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	point_set *p = points_with(c, v, label, store_now_us(s), content_checksum(v));
 	if (!p)
 		st = ctx_fail(CTX_NOMEM, "no memory for a point");
-	else if (s->log)
-		st = log_point(c, REC_POINT, &p->e[p->count - 1], pinned, &rev);
-	if (p && st == CTX_OK)
-		points_install(c, p);
-	else if (p)
-		points_discard(p);
+	else
+		st = points_change(c, REC_POINT, &p->e[p->count - 1], pinned, p, &rev);
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);
@@ -379,17 +452,13 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 	uint64_t rev = 0;
 	pthread_mutex_lock(&c->write_lock);
 	point_set *p = NULL;
-	if (!points_find(atomic_load(&c->points), version))
+	if (context_closed(c) || !points_find(points_latest(c), version))
 		st = ctx_fail(CTX_NOT_FOUND, "no point on version %llu of '%s'",
 		              (unsigned long long)version, id);
 	else if (!(p = points_copy(c, version, 0)))
 		st = ctx_fail(CTX_NOMEM, "no memory to remove a point");
-	else if (s->log)
-		st = log_point(c, REC_POINT_DEL, NULL, version, &rev);
-	if (p && st == CTX_OK)
-		points_install(c, p);
-	else if (p)
-		points_discard(p);
+	else
+		st = points_change(c, REC_POINT_DEL, NULL, version, p, &rev);
 	pthread_mutex_unlock(&c->write_lock);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);
@@ -572,20 +641,20 @@ static const ctx_state *pick_version(ctx_context *c, const void *arg, bool *is_p
                                      uint64_t *checksum)
 {
 	uint64_t version = *(const uint64_t *)arg;
-	const point_entry *e = points_find(atomic_load(&c->points), version);
+	const point_entry *e = points_find(points_latest(c), version);
 	if (e) {
 		*is_point = true;
 		*checksum = e->checksum;
 		return e->st;
 	}
-	return find_version(c, c->head, version);
+	return find_version(NULL, c->head, version);
 }
 
 /* The newest point satisfying `match`. */
 static const ctx_state *pick_point(ctx_context *c, bool (*match)(const point_entry *, const void *),
                                    const void *arg, bool *is_point, uint64_t *checksum)
 {
-	const point_set *p = atomic_load(&c->points);
+	const point_set *p = points_latest(c);
 	const point_entry *best = NULL;
 	for (size_t i = 0; p && i < p->count; i++)
 		if (match(&p->e[i], arg) && (!best || p->e[i].time_us >= best->time_us))

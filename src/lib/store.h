@@ -77,7 +77,13 @@ struct ctx_context {
 	_Atomic(ctx_state *) head;
 	ctx_state *oldest;             /* oldest version in the history chain */
 	size_t kept;                   /* versions in the chain, head included */
-	_Atomic(point_set *) points;   /* NULL: none */
+	_Atomic(point_set *) points;   /* NULL: none; what readers see */
+	/* Under durability always a point change is shown only once its record
+	 * is durable (points.c): while points_pending changes wait for that,
+	 * points_decided is the newest decided set, the one writers build on
+	 * (owned by its change until installed). Both under write_lock. */
+	point_set *points_decided;
+	unsigned points_pending;
 	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
@@ -211,6 +217,9 @@ ctx_status points_add(ctx_context *c, ctx_state *st, const char *label, uint64_t
                       uint64_t checksum);
 ctx_status points_remove(ctx_context *c, uint64_t version); /* NOT_FOUND, NOMEM */
 void points_clear(ctx_context *c);
+/* The newest decided points of c, durable or not (write lock held): what a
+ * checkpoint holds, like the decided head. */
+const point_set *points_latest(const ctx_context *c);
 
 /* Drop c (CTX_EVENT_DROPPED or CTX_EVENT_EXPIRED); if idle_since is not 0,
  * only if it was not used after that time (else CTX_CONFLICT). */

@@ -17,6 +17,7 @@
  * Step 3 allocates, and allocation can fail: the half-built maps are then
  * dropped and the context is left as it was (CTX_NOMEM).
  */
+#include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +476,13 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		                rev_out);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
+	if (st == CTX_CONFLICT && t->store->log && log_failed(t->store->log)) {
+		/* The newest version is one the failed log will never make
+		 * durable: no retry can succeed, so say what holds. */
+		errno = log_failed(t->store->log);
+		st = ctx_fail(CTX_CLOSED, "the log failed (%s); writes are refused",
+		              strerror(errno));
+	}
 	ctx_txn_abort(t);
 	return st;
 }
