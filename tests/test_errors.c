@@ -187,8 +187,9 @@ static char *damaged_dir(void)
 	char cmd[4096];
 	snprintf(cmd, sizeof(cmd),
 	         "f=$(ls %s/ckpt-*.ckpt | head -1) && printf 'XXXXXXXX' | "
-	         "dd of=$f bs=1 seek=100 conv=notrunc status=none",
-	         dir);
+	         "dd of=$f bs=1 seek=100 conv=notrunc status=none && "
+	         "rm -f %s/wal-0000000000000001.log",
+	         dir, dir); /* with the log from revision 1 it would be rebuilt */
 	assert_int_equal(system(cmd), 0);
 	return dir;
 }
