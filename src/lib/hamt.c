@@ -72,9 +72,19 @@ uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t
 	return h ? h : 1;
 }
 
+/* Tokens are taken from the shared counter in blocks, so that committers on
+ * different contexts do not all bounce one cache line: each thread hands out
+ * its own block. Unique all the same, which is all a token needs to be. */
+#define EDIT_BLOCK 1024
+
 uint64_t hamt_edit_token(void)
 {
-	return atomic_fetch_add_explicit(&next_edit, 1, memory_order_relaxed);
+	static _Thread_local uint64_t next, end;
+	if (next == end) {
+		next = atomic_fetch_add_explicit(&next_edit, EDIT_BLOCK, memory_order_relaxed);
+		end = next + EDIT_BLOCK;
+	}
+	return next++;
 }
 
 /* ---- slots ---------------------------------------------------------------- */
@@ -139,6 +149,13 @@ void hamt_leaf_release(hamt_leaf *l)
 static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, size_t klen)
 {
 	return l->hash == hash && l->klen == klen && memcmp(l->data, key, klen) == 0;
+}
+
+/* Same key (known) and same value. */
+static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
+{
+	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
+	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
@@ -329,6 +346,7 @@ void hamt_release(hamt *m)
 typedef struct set_result {
 	long long replaced_bytes;
 	uint64_t replaced_sum;
+	bool same; /* the replaced leaf held the same value */
 } set_result;
 
 static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_result *r)
@@ -341,6 +359,7 @@ static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_r
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
 			r->replaced_sum = old->sum;
+			r->same = leaf_same(old, leaf);
 			hamt_node *e = *np;
 			slot_release(e->slot[i]);
 			e->slot[i] = leaf_slot(leaf);
@@ -387,6 +406,7 @@ static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t ed
 			return CTX_NOMEM;
 		r->replaced_bytes = (long long)old->klen + old->vlen;
 		r->replaced_sum = old->sum;
+		r->same = leaf_same(old, leaf);
 		n = *np;
 		slot_release(n->slot[pos]);
 		n->slot[pos] = leaf_slot(leaf);
@@ -413,6 +433,11 @@ static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t ed
 }
 
 ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
+{
+	return hamt_put(m, leaf, edit, NULL);
+}
+
+ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 {
 	set_result r = {.replaced_bytes = -1};
 	if (!m->root) {
@@ -441,6 +466,8 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 	}
 	m->bytes += (size_t)leaf->klen + leaf->vlen;
 	m->sum += leaf->sum;
+	if (changed)
+		*changed = !r.same;
 	return CTX_OK;
 }
 
@@ -539,12 +566,6 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 }
 
 /* ---- diff ----------------------------------------------------------------- */
-
-static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
-{
-	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
-	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
-}
 
 /* Every leaf under slot s, reported as removed (added = false) or added. */
 static ctx_status diff_all(const void *s, bool added, hamt_diff_fn fn, void *arg)
