@@ -7,6 +7,10 @@
  * are released as soon as the last reference goes, the struct itself one RCU
  * grace period later, because a reader may still be reading its refs field to
  * try to take a reference (and will see 0 and retry).
+ *
+ * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
+ * ctx_iter_stack is the same trie cursor in the caller's storage, with no
+ * reference (the caller holds the state), for readers that must not allocate.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -168,10 +172,10 @@ ctx_status ctx_iter_meta_begin(const ctx_state *st, ctx_iter **out)
 	return iter_begin(st, st ? &st->meta : NULL, out);
 }
 
-bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val,
-                   size_t *vlen)
+/* Report leaf l (if any) through the output pointers of the iterators. */
+static bool iter_out(const hamt_leaf *l, const void **key, size_t *klen, const void **val,
+                     size_t *vlen)
 {
-	const hamt_leaf *l = it ? hamt_cursor_next(&it->cursor) : NULL;
 	if (!l)
 		return false;
 	if (key)
@@ -183,6 +187,43 @@ bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **va
 	if (vlen)
 		*vlen = l->vlen;
 	return true;
+}
+
+bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val,
+                   size_t *vlen)
+{
+	return iter_out(it ? hamt_cursor_next(&it->cursor) : NULL, key, klen, val, vlen);
+}
+
+/* ---- iteration in the caller's storage ---------------------------------------- */
+
+/* A ctx_iter_stack is a hamt_cursor; the public type only reserves room. */
+_Static_assert(sizeof(hamt_cursor) <= sizeof(ctx_iter_stack), "ctx_iter_stack too small");
+_Static_assert(_Alignof(hamt_cursor) <= _Alignof(ctx_iter_stack), "ctx_iter_stack alignment");
+
+static ctx_status iter_init(ctx_iter_stack *it, const ctx_state *st, bool meta)
+{
+	hamt_cursor *c = (hamt_cursor *)it;
+	hamt empty = {0};
+	if (c)
+		hamt_cursor_init(c, st ? (meta ? &st->meta : &st->data) : &empty);
+	return c && st ? CTX_OK : ctx_fail(CTX_INVALID, "NULL iterator or state");
+}
+
+ctx_status ctx_iter_init(ctx_iter_stack *it, const ctx_state *st)
+{
+	return iter_init(it, st, false);
+}
+
+ctx_status ctx_iter_meta_init(ctx_iter_stack *it, const ctx_state *st)
+{
+	return iter_init(it, st, true);
+}
+
+bool ctx_iter_stack_next(ctx_iter_stack *it, const void **key, size_t *klen, const void **val,
+                         size_t *vlen)
+{
+	return iter_out(it ? hamt_cursor_next((hamt_cursor *)it) : NULL, key, klen, val, vlen);
 }
 
 void ctx_iter_free(ctx_iter *it)
