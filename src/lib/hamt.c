@@ -58,10 +58,21 @@ static void seed_init(void)
 	hash_seed = seed;
 }
 
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static atomic_bool seeded;
+
+static void seed_init_once(void)
+{
+	seed_init();
+	atomic_store_explicit(&seeded, true, memory_order_release);
+}
+
 uint64_t hamt_hash(const void *key, size_t klen)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, seed_init);
+	/* Every read hashes its id and key: after the first, one load instead
+	 * of a call into pthread_once. */
+	if (!atomic_load_explicit(&seeded, memory_order_acquire))
+		pthread_once(&seed_once, seed_init_once);
 	return XXH3_64bits_withSeed(key, klen, hash_seed);
 }
 
