@@ -177,20 +177,19 @@ static int ctx_op_read(void *w, const char *id, const char *key, void *buf, size
 	return rc;
 }
 
+/* A whole context through an iterator in our own storage (ctx_iter_init):
+ * no allocation and no reference besides the state's. */
 static int ctx_op_read_all(void *w, const char *id, void *buf, size_t cap, size_t *npairs)
 {
 	ctx_state *st;
-	ctx_iter *it;
+	ctx_iter_stack it;
 	if (ctx_get(w, id, &st) != CTX_OK)
 		return -1;
-	if (ctx_iter_begin(st, &it) != CTX_OK) {
-		ctx_state_release(st);
-		return -1;
-	}
-	const void *k, *v;
-	size_t klen, vlen, off = 0, n = 0;
+	ctx_iter_init(&it, st);
+	const void *v;
+	size_t vlen, off = 0, n = 0;
 	int rc = 0;
-	while (ctx_iter_next(it, &k, &klen, &v, &vlen)) {
+	while (ctx_iter_stack_next(&it, NULL, NULL, &v, &vlen)) {
 		if (off + vlen > cap) {
 			rc = -1;
 			break;
@@ -199,7 +198,6 @@ static int ctx_op_read_all(void *w, const char *id, void *buf, size_t cap, size_
 		off += vlen;
 		n++;
 	}
-	ctx_iter_free(it);
 	ctx_state_release(st);
 	*npairs = n;
 	return rc;

@@ -319,6 +319,25 @@ bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen,
 /* Free the iterator and its reference. NULL is a no-op. */
 void ctx_iter_free(ctx_iter *it);
 
+/* An iterator in the caller's storage (on the stack, typically): no
+ * allocation and no reference of its own, so the fastest way to read a whole
+ * state. Its fields are private. */
+typedef struct ctx_iter_stack {
+	const void *priv_[32];
+} ctx_iter_stack;
+
+/* Start iterating the pairs of st (ctx_iter_meta_init: its metadata) with
+ * it, in the order ctx_iter_begin gives. The caller must hold st for as long
+ * as it uses it and the pointers it returns; there is nothing to free.
+ * Errors: CTX_INVALID (it or st NULL; a non-NULL it then yields nothing). */
+ctx_status ctx_iter_init(ctx_iter_stack *it, const ctx_state *st);
+ctx_status ctx_iter_meta_init(ctx_iter_stack *it, const ctx_state *st);
+
+/* Advance it to the next pair, as ctx_iter_next; false once all pairs have
+ * been seen. Pointers stay valid as long as the state is held. */
+bool ctx_iter_stack_next(ctx_iter_stack *it, const void **key, size_t *klen,
+                         const void **val, size_t *vlen);
+
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                   */
 

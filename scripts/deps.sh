@@ -7,7 +7,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang liburcu-dev libuv1-dev libhiredis-dev
       libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools jq)
 if [ "${1:-}" = bench ]; then
-	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox redis-server)
+	# jemalloc and mimalloc: only to measure ctx under other allocators
+	# (docs/benchmarks.md, "Allocators"); libctx links neither.
+	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox redis-server libjemalloc-dev libmimalloc-dev)
 fi
 
 missing=()

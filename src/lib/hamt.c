@@ -58,10 +58,21 @@ static void seed_init(void)
 	hash_seed = seed;
 }
 
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static atomic_bool seeded;
+
+static void seed_init_once(void)
+{
+	seed_init();
+	atomic_store_explicit(&seeded, true, memory_order_release);
+}
+
 uint64_t hamt_hash(const void *key, size_t klen)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, seed_init);
+	/* Every read hashes its id and key: after the first, one load instead
+	 * of a call into pthread_once. */
+	if (!atomic_load_explicit(&seeded, memory_order_acquire))
+		pthread_once(&seed_once, seed_init_once);
 	return XXH3_64bits_withSeed(key, klen, hash_seed);
 }
 
@@ -72,9 +83,19 @@ uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t
 	return h ? h : 1;
 }
 
+/* Tokens are taken from the shared counter in blocks, so that committers on
+ * different contexts do not all bounce one cache line: each thread hands out
+ * its own block. Unique all the same, which is all a token needs to be. */
+#define EDIT_BLOCK 1024
+
 uint64_t hamt_edit_token(void)
 {
-	return atomic_fetch_add_explicit(&next_edit, 1, memory_order_relaxed);
+	static _Thread_local uint64_t next, end;
+	if (next == end) {
+		next = atomic_fetch_add_explicit(&next_edit, EDIT_BLOCK, memory_order_relaxed);
+		end = next + EDIT_BLOCK;
+	}
+	return next++;
 }
 
 /* ---- slots ---------------------------------------------------------------- */
@@ -139,6 +160,13 @@ void hamt_leaf_release(hamt_leaf *l)
 static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, size_t klen)
 {
 	return l->hash == hash && l->klen == klen && memcmp(l->data, key, klen) == 0;
+}
+
+/* Same key (known) and same value. */
+static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
+{
+	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
+	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
@@ -329,6 +357,7 @@ void hamt_release(hamt *m)
 typedef struct set_result {
 	long long replaced_bytes;
 	uint64_t replaced_sum;
+	bool same; /* the replaced leaf held the same value */
 } set_result;
 
 static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_result *r)
@@ -341,6 +370,7 @@ static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_r
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
 			r->replaced_sum = old->sum;
+			r->same = leaf_same(old, leaf);
 			hamt_node *e = *np;
 			slot_release(e->slot[i]);
 			e->slot[i] = leaf_slot(leaf);
@@ -387,6 +417,7 @@ static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t ed
 			return CTX_NOMEM;
 		r->replaced_bytes = (long long)old->klen + old->vlen;
 		r->replaced_sum = old->sum;
+		r->same = leaf_same(old, leaf);
 		n = *np;
 		slot_release(n->slot[pos]);
 		n->slot[pos] = leaf_slot(leaf);
@@ -413,6 +444,11 @@ static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t ed
 }
 
 ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
+{
+	return hamt_put(m, leaf, edit, NULL);
+}
+
+ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 {
 	set_result r = {.replaced_bytes = -1};
 	if (!m->root) {
@@ -441,6 +477,8 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 	}
 	m->bytes += (size_t)leaf->klen + leaf->vlen;
 	m->sum += leaf->sum;
+	if (changed)
+		*changed = !r.same;
 	return CTX_OK;
 }
 
@@ -512,8 +550,28 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 
 /* ---- iteration ------------------------------------------------------------ */
 
+#define PREFETCH_AHEAD 3
+
+/* Start loading what slot s points to: a leaf's header and the start of its
+ * key and value (two cache lines), or a node's header and first slots. */
+static inline void prefetch_slot(const void *s)
+{
+	const char *p = slot_is_leaf(s) ? (const char *)slot_leaf(s) : s;
+	__builtin_prefetch(p);
+	__builtin_prefetch(p + 64);
+}
+
+/* Prefetch the first slots of n, whose walk is about to begin. */
+static inline void prefetch_first(const hamt_node *n)
+{
+	for (unsigned i = 0; i < n->len && i < PREFETCH_AHEAD; i++)
+		prefetch_slot(n->slot[i]);
+}
+
 void hamt_cursor_init(hamt_cursor *c, const hamt *m)
 {
+	if (m->root)
+		prefetch_first(m->root);
 	c->depth = m->root ? 1 : 0;
 	c->node[0] = m->root;
 	c->pos[0] = 0;
@@ -528,23 +586,23 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 			c->depth--;
 			continue;
 		}
-		void *s = n->slot[c->pos[d]++];
+		unsigned pos = c->pos[d]++;
+		/* Reading a whole map is a walk over leaves scattered in memory:
+		 * fetch a few ahead so that their cache misses overlap. */
+		if (pos + PREFETCH_AHEAD < n->len)
+			prefetch_slot(n->slot[pos + PREFETCH_AHEAD]);
+		void *s = n->slot[pos];
 		if (slot_is_leaf(s))
 			return slot_leaf(s);
 		c->node[c->depth] = slot_node(s);
 		c->pos[c->depth] = 0;
 		c->depth++;
+		prefetch_first(slot_node(s));
 	}
 	return NULL;
 }
 
 /* ---- diff ----------------------------------------------------------------- */
-
-static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
-{
-	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
-	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
-}
 
 /* Every leaf under slot s, reported as removed (added = false) or added. */
 static ctx_status diff_all(const void *s, bool added, hamt_diff_fn fn, void *arg)

@@ -79,6 +79,10 @@ void hamt_release(hamt *m);
  * reference is still the caller's). */
 ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit);
 
+/* hamt_set that also says whether the map's content changed: *changed is
+ * false only when the key was present with the same value already. */
+ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed);
+
 /* Remove key from *m. CTX_OK, CTX_NOT_FOUND (nothing changed) or CTX_NOMEM
  * (nothing changed). */
 ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64_t edit);

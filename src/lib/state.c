@@ -6,8 +6,14 @@
  * number, store revision and commit time. It is reference counted; the maps
  * are released as soon as the last reference goes, the struct itself one RCU
  * grace period later, because a reader may still be reading its refs field to
- * try to take a reference (and will see 0 and retry).
+ * try to take a reference (and will see 0 and retry). The structs go to RCU
+ * in batches of STATE_BATCH per thread (see state_free_deferred).
+ *
+ * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
+ * ctx_iter_stack is the same trie cursor in the caller's storage, with no
+ * reference (the caller holds the state), for readers that must not allocate.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,10 +64,77 @@ ctx_state *ctx_state_retain(ctx_state *st)
 	return st;
 }
 
-static void state_free_rcu(struct rcu_head *head)
+/* ---- freeing the structs, in batches ------------------------------------------- */
+
+/* The struct of a released state must outlive a grace period. One call_rcu
+ * per version cost a third of a small commit (the queueing, and waking
+ * liburcu's worker thread for nearly every commit), so each thread gathers
+ * the structs it released in a batch, linked through their `next` field
+ * (unused once the last reference is gone: no history chain holds them), and
+ * queues the whole batch with one call_rcu when STATE_BATCH are in it. A
+ * thread's partial batch is queued when the thread exits (a thread-specific
+ * key's destructor): at most STATE_BATCH - 1 structs per thread wait longer
+ * than one grace period, and none is lost. */
+#define STATE_BATCH 32
+
+static _Thread_local struct {
+	ctx_state *head;
+	unsigned n;
+	bool keyed; /* the exit destructor is set for this thread */
+} batch;
+
+static pthread_key_t batch_key;
+static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
+
+static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	free(caa_container_of(head, ctx_state, rcu));
+	ctx_state *st = caa_container_of(head, ctx_state, rcu);
+	while (st) {
+		ctx_state *next = st->next;
+		free(st);
+		st = next;
+	}
+}
+
+static void batch_flush(void)
+{
+	if (!batch.head)
+		return;
+	ctx_call_rcu(&batch.head->rcu, state_free_batch_rcu);
+	batch.head = NULL;
+	batch.n = 0;
+}
+
+static void batch_thread_exit(void *unused)
+{
+	(void)unused;
+	batch_flush();
+}
+
+static void batch_key_init(void)
+{
+	/* Without the key, every struct is queued on its own (no batching). */
+	if (pthread_key_create(&batch_key, batch_thread_exit) != 0)
+		batch_key = (pthread_key_t)-1;
+}
+
+/* Free st's struct one grace period from now (or later, with its batch). */
+static void state_free_deferred(ctx_state *st)
+{
+	if (!batch.keyed) {
+		pthread_once(&batch_once, batch_key_init);
+		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
+			st->next = NULL;
+			ctx_call_rcu(&st->rcu, state_free_batch_rcu);
+			return;
+		}
+		batch.keyed = true;
+	}
+	st->next = batch.head;
+	batch.head = st;
+	if (++batch.n >= STATE_BATCH)
+		batch_flush();
 }
 
 void ctx_state_release(ctx_state *st)
@@ -73,7 +146,7 @@ void ctx_state_release(ctx_state *st)
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		context_release(st->ctx);
-		ctx_call_rcu(&st->rcu, state_free_rcu);
+		state_free_deferred(st);
 		st = prev;
 	}
 }
@@ -168,10 +241,10 @@ ctx_status ctx_iter_meta_begin(const ctx_state *st, ctx_iter **out)
 	return iter_begin(st, st ? &st->meta : NULL, out);
 }
 
-bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val,
-                   size_t *vlen)
+/* Report leaf l (if any) through the output pointers of the iterators. */
+static bool iter_out(const hamt_leaf *l, const void **key, size_t *klen, const void **val,
+                     size_t *vlen)
 {
-	const hamt_leaf *l = it ? hamt_cursor_next(&it->cursor) : NULL;
 	if (!l)
 		return false;
 	if (key)
@@ -183,6 +256,43 @@ bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **va
 	if (vlen)
 		*vlen = l->vlen;
 	return true;
+}
+
+bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val,
+                   size_t *vlen)
+{
+	return iter_out(it ? hamt_cursor_next(&it->cursor) : NULL, key, klen, val, vlen);
+}
+
+/* ---- iteration in the caller's storage ---------------------------------------- */
+
+/* A ctx_iter_stack is a hamt_cursor; the public type only reserves room. */
+_Static_assert(sizeof(hamt_cursor) <= sizeof(ctx_iter_stack), "ctx_iter_stack too small");
+_Static_assert(_Alignof(hamt_cursor) <= _Alignof(ctx_iter_stack), "ctx_iter_stack alignment");
+
+static ctx_status iter_init(ctx_iter_stack *it, const ctx_state *st, bool meta)
+{
+	hamt_cursor *c = (hamt_cursor *)it;
+	hamt empty = {0};
+	if (c)
+		hamt_cursor_init(c, st ? (meta ? &st->meta : &st->data) : &empty);
+	return c && st ? CTX_OK : ctx_fail(CTX_INVALID, "NULL iterator or state");
+}
+
+ctx_status ctx_iter_init(ctx_iter_stack *it, const ctx_state *st)
+{
+	return iter_init(it, st, false);
+}
+
+ctx_status ctx_iter_meta_init(ctx_iter_stack *it, const ctx_state *st)
+{
+	return iter_init(it, st, true);
+}
+
+bool ctx_iter_stack_next(ctx_iter_stack *it, const void **key, size_t *klen, const void **val,
+                         size_t *vlen)
+{
+	return iter_out(it ? hamt_cursor_next((hamt_cursor *)it) : NULL, key, klen, val, vlen);
 }
 
 void ctx_iter_free(ctx_iter *it)

@@ -87,27 +87,68 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 	return CTX_OK;
 }
 
-ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
-                         bool strict_del)
+/* Apply ops; *changed (if not NULL) gets the number of data keys whose
+ * content each op changed (a put of the value a key already had changes
+ * nothing). Summed per op, that is the number of keys changed from the base
+ * only if no two data ops name one key: the caller checks (ops_distinct). */
+static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
+                            bool strict_del, size_t *changed)
 {
 	uint64_t edit = hamt_edit_token();
 	ctx_status st = CTX_OK;
+	size_t count = 0;
 	for (size_t i = 0; i < n && st == CTX_OK; i++) {
 		hamt_leaf *l = ops[i].leaf;
-		hamt *m = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL ? data : meta;
+		bool is_data = ops[i].kind == OP_PUT || ops[i].kind == OP_DEL;
+		hamt *m = is_data ? data : meta;
 		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
+			bool diff = false;
 			l->time_us = now; /* not shared yet: only this commit holds it */
 			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
-			st = hamt_set(m, l, edit);
+			st = hamt_put(m, l, edit, &diff);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
+			count += is_data && diff;
 		} else {
 			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
+			count += is_data && st == CTX_OK;
 			if (st == CTX_NOT_FOUND && !strict_del)
 				st = CTX_OK;
 		}
 	}
+	if (changed)
+		*changed = count;
 	return st;
+}
+
+ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
+                         bool strict_del)
+{
+	return apply_ops(data, meta, ops, n, now, strict_del, NULL);
+}
+
+/* Past this many ops, commit_ops counts changed keys with a diff instead of
+ * checking the ops pairwise (the diff costs O(changes), like the commit). */
+#define DISTINCT_MAX 16
+
+/* True if no two data ops of ops name the same key (then the per-op counts
+ * of apply_ops add up to the number of keys changed). */
+static bool ops_distinct(const txn_op *ops, size_t n)
+{
+	if (n > DISTINCT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const hamt_leaf *a = ops[i].leaf;
+		if (ops[i].kind != OP_PUT && ops[i].kind != OP_DEL)
+			continue;
+		for (size_t j = i + 1; j < n; j++) {
+			const hamt_leaf *b = ops[j].leaf;
+			if ((ops[j].kind == OP_PUT || ops[j].kind == OP_DEL) && a->hash == b->hash &&
+			    a->klen == b->klen && memcmp(a->data, b->data, a->klen) == 0)
+				return false;
+		}
+	}
+	return true;
 }
 
 /* The second half of every commit (transactions and restores): c's write
@@ -253,6 +294,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		ev.nkeys = n;
 	}
 
+	bool distinct = ops_distinct(ops, n);
+
 	pthread_mutex_lock(&c->write_lock);
 	if (atomic_load(&c->dropped) || context_expired(c, now)) {
 		if (!atomic_load(&c->dropped))
@@ -276,7 +319,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 
 	hamt data = hamt_retain(&head->data);
 	hamt meta = hamt_retain(&head->meta);
-	st = apply_txn_ops(&data, &meta, ops, n, now, strict_del);
+	size_t changed = 0;
+	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
 	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
 	if (!next) {
 		hamt_release(&data);
@@ -288,7 +332,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 	next->updated_us = now;
-	next->changed = hamt_diff_count(&head->data, &data);
+	/* Counted while building: no diff of the maps on the common path. */
+	next->changed = distinct ? changed : hamt_diff_count(&head->data, &data);
 	if (p) {
 		st = commit_finish_nowait(c, next, &rec, p, version_out, rev_out);
 		p = NULL; /* the log's, or freed */
