@@ -285,9 +285,11 @@ static void run_input(const uint8_t *data, size_t size)
 			continue;
 		if (i > start)
 			send_bytes(slot, data + start, i - start, piece, window);
-		if (d == 'e' && used[slot] && conns[slot].c) {
-			fuzzhook_eof(&conns[slot]);
-			fuzzhook_pump();
+		if (d == 'e') {
+			if (used[slot] && conns[slot].c) {
+				fuzzhook_eof(&conns[slot]);
+				fuzzhook_pump();
+			}
 		} else if (d == 't') {
 			fake_now += 600ull * 1000000;
 		} else if (d) {
