@@ -405,6 +405,9 @@ static void check_store(void)
 		ctx_expire_now(store);
 		usleep(1000);
 	}
+	if (getenv("CTX_FUZZ_VERBOSE"))
+		fprintf(stderr, "== store: %zu contexts listed, ctx_count %zu\n", l.count,
+		        ctx_count(store));
 	ctx_list_free(&l);
 	fuzz_walk_store(store);
 }
