@@ -72,7 +72,7 @@ bench:
 # The targets run one after the other; add new ones (and their sources, in
 # CMakeLists.txt's CTX_FUZZ section) to FUZZ_TARGETS.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= fuzz_record fuzz_checkpoint fuzz_recovery
+FUZZ_TARGETS ?= fuzz_record fuzz_checkpoint fuzz_recovery fuzz_resp fuzz_dispatch
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	      -DCTX_SANITIZE=address,undefined -DCTX_WERROR=ON -DCTX_FUZZ=ON >/dev/null

@@ -207,4 +207,27 @@ bool auth_required(void);
 /* main.c */
 void log_set_level(char level);
 
+/* fuzzhook.c: only in the fuzz build (CTXD_FUZZHOOK; tests/fuzz/fuzz_dispatch.c),
+ * where it replaces main.c and the sockets of net.c: connections fed and
+ * read in memory, on one loop run by the caller's thread. See its head. */
+typedef struct fuzzhook_conn {
+	client *c;       /* NULL once the server closed the connection       */
+	rbuf out;        /* every byte the server wrote to it                */
+	size_t write_window; /* a write takes at most this many bytes        */
+	uint64_t replies; /* once closed: command replies it was sent        */
+	uint64_t pushes;  /* push messages (CTX.WATCH events) it was sent    */
+	bool unsent;      /* closed with output never written (dropped)      */
+} fuzzhook_conn;
+/* Configure the server with the defaults (and requirepass) on store; the
+ * first call builds the command table (without SHUTDOWN) and the loop. */
+void fuzzhook_setup(ctx_store *store, const char *requirepass);
+void fuzzhook_connect(fuzzhook_conn *fc); /* a client, as if accepted    */
+/* Hand the client up to n bytes as one read; returns how many it took (0
+ * while it is not reading: blocked, closing, closed). */
+size_t fuzzhook_read(fuzzhook_conn *fc, const void *p, size_t n);
+bool fuzzhook_eof(fuzzhook_conn *fc); /* the peer closed; false: not reading */
+/* Complete queued writes and thread-pool work, run the loop, until quiet. */
+void fuzzhook_pump(void);
+void fuzzhook_forget(fuzzhook_conn *fc); /* after it is closed: free its output */
+
 #endif
