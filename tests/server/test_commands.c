@@ -374,6 +374,31 @@ static void test_hash_basic(void **state)
 }
 
 /* The last field of a hash removed: the key is gone for Redis commands. */
+/* A field written twice in one command, or written earlier in the same
+ * MULTI and then read by HDEL/HEXISTS/HSETNX: the write batch looked it up
+ * with NULL value pointers and crashed ctxd (found by fuzz_dispatch). */
+static void test_field_repeated_in_one_batch(void **state)
+{
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET rep f 1 f 2");
+	EXPECT_STR(c, "2", "HGET rep f");
+	EXPECT_STR(c, "OK", "MULTI");
+	EXPECT_STR(c, "QUEUED", "HSET rep g 1");
+	EXPECT_STR(c, "QUEUED", "HSETNX rep g 2");
+	EXPECT_STR(c, "QUEUED", "HEXISTS rep g");
+	EXPECT_STR(c, "QUEUED", "HDEL rep g");
+	redisReply *r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 4);
+	assert_int_equal(r->element[0]->integer, 1);
+	assert_int_equal(r->element[1]->integer, 0);
+	assert_int_equal(r->element[2]->integer, 1);
+	assert_int_equal(r->element[3]->integer, 1);
+	freeReplyObject(r);
+	EXPECT_INT(c, 1, "HLEN rep");
+	redisFree(c);
+}
+
 static void test_hash_empty_is_absent(void **state)
 {
 	redisContext *c = conn();
@@ -1228,6 +1253,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_hash_basic, setup),
+	    cmocka_unit_test_setup(test_field_repeated_in_one_batch, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
