@@ -211,8 +211,10 @@ bool wb_get(wbatch *w, const void *k, size_t kn, const void **v, size_t *vn)
 	if (e) {
 		if (e->del)
 			return false;
-		*v = e->v;
-		*vn = e->vn;
+		if (v)
+			*v = e->v;
+		if (vn)
+			*vn = e->vn;
 		return true;
 	}
 	if (w->dropped || !w->base)
