@@ -114,7 +114,7 @@ dir "$T/data1"
 durability batch
 requirepass 'pw one'
 maxclients 77
-timeout 300
+timeout  	300
 loops 3
 proto-max-bulk-len 2mb
 client-query-buffer-limit 1gb
