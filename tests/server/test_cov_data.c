@@ -389,6 +389,8 @@ static void test_ctx_watch(void **state)
 	EXPECT_ERR(c, "CTXINVALID the prefix is longer", "CTX.WATCH PREFIX %s", rep('p', 300));
 	EXPECT_ERR(c, "CTXINVALID a context id", "CTX.WATCH %s", "");
 	EXPECT_ERR(c, "ERR value is not an integer or out of range", "CTX.WATCH a FROM x");
+	EXPECT_ERR(c, "CTXINVALID context id has control byte", "CTX.WATCH PREFIX %b", "a\x01",
+	           (size_t)2);
 	EXPECT_STATUS(c, "OK", "MULTI");
 	EXPECT_ERR(c, "ERR Command not allowed inside a transaction", "CTX.WATCH a");
 	EXPECT_STATUS(c, "OK", "DISCARD");
@@ -768,12 +770,17 @@ static void test_multi_details(void **state)
 	EXPECT_STATUS(c, "QUEUED", "HSET mw a 1"); /* not watched any more: applies */
 	EXPECT_STATUS(c, "QUEUED", "HSET mw b 2");
 	EXPECT_STATUS(c, "QUEUED", "HDEL mw a");
+	EXPECT_STATUS(c, "QUEUED", "HSET mw base 2");
 	EXPECT_STATUS(c, "QUEUED", "HGETALL mw"); /* sees base + overlay */
 	redisReply *r = cmd(c, "EXEC");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 5);
+	assert_int_equal(r->elements, 6);
 	assert_string_equal(r->element[0]->str, "PONG");
-	assert_int_equal(r->element[4]->elements, 4); /* base, b */
+	redisReply *all = r->element[5];
+	assert_int_equal(all->elements, 4); /* base (changed to 2) and b (2), each once */
+	assert_string_equal(all->element[1]->str, "2");
+	assert_string_equal(all->element[3]->str, "2");
+	assert_true(strcmp(all->element[0]->str, all->element[2]->str) != 0);
 	freeReplyObject(r);
 	/* a new context whose transaction deletes a field it set */
 	EXPECT_STATUS(c, "OK", "MULTI");
