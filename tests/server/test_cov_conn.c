@@ -15,15 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -273,7 +273,8 @@ static void test_connection_argument_errors(void **state)
 	EXPECT_ERR(c, "ERR Syntax error in HELLO option 'BOGUS'", "HELLO 3 BOGUS");
 	EXPECT_ERR(c, "ERR Syntax error in HELLO option 'AUTH'", "HELLO 2 AUTH onlyuser");
 	EXPECT_ERR(c, "ERR Protocol version is not an integer", "HELLO %s", "");
-	EXPECT_ERR(c, "ERR Protocol version is not an integer", "HELLO 123456789012345678901234567890");
+	EXPECT_ERR(c, "ERR Protocol version is not an integer",
+	           "HELLO 123456789012345678901234567890");
 	EXPECT_ERR(c, "NOPROTO", "HELLO 1");
 	EXPECT_ERR(c, "ERR Client names cannot contain spaces", "HELLO 2 SETNAME %s", "a\nb");
 	/* SELECT's number: strict */
@@ -494,9 +495,12 @@ static void test_config_get_set(void **state)
 	           "CONFIG SET client-query-buffer-limit 1000");
 
 	/* numbers */
-	EXPECT_ERR(c, "ERR Invalid argument 'abc' for CONFIG SET 'timeout'", "CONFIG SET timeout abc");
-	EXPECT_ERR(c, "ERR Invalid argument '-1' for CONFIG SET 'timeout'", "CONFIG SET timeout -1");
-	EXPECT_ERR(c, "ERR Invalid argument '' for CONFIG SET 'timeout'", "CONFIG SET timeout %s", "");
+	EXPECT_ERR(c, "ERR Invalid argument 'abc' for CONFIG SET 'timeout'",
+	           "CONFIG SET timeout abc");
+	EXPECT_ERR(c, "ERR Invalid argument '-1' for CONFIG SET 'timeout'",
+	           "CONFIG SET timeout -1");
+	EXPECT_ERR(c, "ERR Invalid argument '' for CONFIG SET 'timeout'", "CONFIG SET timeout %s",
+	           "");
 	EXPECT_ERR(c, "ERR Invalid argument '0' for CONFIG SET 'maxclients'",
 	           "CONFIG SET maxclients 0");
 	EXPECT_STATUS(c, "OK", "CONFIG SET timeout 0 maxclients 10000");
@@ -504,8 +508,8 @@ static void test_config_get_set(void **state)
 	/* the output limit: class normal, two sizes, seconds */
 	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 8mb 4mb 30");
 	expect_config(c, "client-output-buffer-limit", "normal 8388608 4194304 30");
-	const char *bad_obuf[] = {"replica 1 2 3", "normal 1 2", "normal x 2 3", "normal 1 y 3",
-	                          "normal 1 2 -3", ""};
+	const char *bad_obuf[] = {"replica 1 2 3", "normal 1 2",    "normal x 2 3",
+	                          "normal 1 y 3",  "normal 1 2 -3", ""};
 	for (size_t i = 0; i < sizeof(bad_obuf) / sizeof(bad_obuf[0]); i++)
 		EXPECT_ERR(c, "ERR Invalid argument for CONFIG SET 'client-output-buffer-limit'",
 		           "CONFIG SET client-output-buffer-limit %s", bad_obuf[i]);
@@ -517,11 +521,13 @@ static void test_config_get_set(void **state)
 	EXPECT_ERR(c, "ERR Unknown option or number of arguments for CONFIG SET - 'port'",
 	           "CONFIG SET timeout 77 port 1");
 	expect_config(c, "timeout", "0");
-	EXPECT_ERR(c, "ERR wrong number of arguments for 'config|set' command", "CONFIG SET timeout");
+	EXPECT_ERR(c, "ERR wrong number of arguments for 'config|set' command",
+	           "CONFIG SET timeout");
 	EXPECT_ERR(c, "ERR wrong number of arguments for 'config|set' command",
 	           "CONFIG SET timeout 1 maxclients");
 	EXPECT_STATUS(c, "OK", "CONFIG RESETSTAT");
-	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'GET'", "CONFIG GET");
+	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'GET'",
+	           "CONFIG GET");
 	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'REWRITE'",
 	           "CONFIG REWRITE");
 	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'RESETSTAT'",
@@ -562,7 +568,8 @@ static void test_requirepass_at_runtime(void **state)
 	redisFree(admin);
 }
 
-/* ---- COMMAND, INFO ----------------------------------------------------------------------------- */
+/* ---- COMMAND, INFO -----------------------------------------------------------------------------
+ */
 
 static void test_command_introspection(void **state)
 {
@@ -628,7 +635,8 @@ static void test_command_introspection(void **state)
 	/* RESP3: flags are sets, DOCS is a map */
 	rawconn *rc = raw_open(srv);
 	raw_expect(rc, "HELLO 3\r\n", "%7");
-	raw_expect(rc, "COMMAND INFO ping\r\n", "*1\r\n*10\r\n$4\r\nping\r\n:-1\r\n~1\r\n+pubsub\r\n");
+	raw_expect(rc, "COMMAND INFO ping\r\n",
+	           "*1\r\n*10\r\n$4\r\nping\r\n:-1\r\n~1\r\n+pubsub\r\n");
 	raw_expect(rc, "COMMAND DOCS echo\r\n", "%1\r\n$4\r\necho\r\n%3\r\n$7\r\nsummary\r\n");
 	raw_close(rc);
 }
@@ -687,7 +695,8 @@ static void test_info_sections(void **state)
 	raw_close(rc);
 }
 
-/* ---- limits ------------------------------------------------------------------------------------ */
+/* ---- limits ------------------------------------------------------------------------------------
+ */
 
 static void test_maxclients(void **state)
 {
@@ -833,7 +842,8 @@ static void test_query_buffer_limit(void **state)
 	r = raw_open(srv);
 	raw_expect(r, "MULTI\r\n", "+OK");
 	char frame[3000];
-	int n = snprintf(frame, sizeof(frame), "*4\r\n$4\r\nHSET\r\n$2\r\nqb\r\n$1\r\nf\r\n$2000\r\n");
+	int n =
+	    snprintf(frame, sizeof(frame), "*4\r\n$4\r\nHSET\r\n$2\r\nqb\r\n$1\r\nf\r\n$2000\r\n");
 	memset(frame + n, 'v', 2000);
 	memcpy(frame + n + 2000, "\r\n", 2);
 	bool closed = false;
@@ -859,7 +869,8 @@ static void test_query_buffer_limit(void **state)
 	redisFree(c);
 }
 
-/* ---- DBSIZE, streaming connections, errors -------------------------------------------------------- */
+/* ---- DBSIZE, streaming connections, errors
+ * -------------------------------------------------------- */
 
 static void test_dbsize_pages(void **state)
 {

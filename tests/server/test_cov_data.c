@@ -14,15 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -177,12 +177,6 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
 		freeReplyObject(r_);                                                               \
 	} while (0)
 
-
-
-
-
-
-
 static int setup(void **state)
 {
 	srv = su_start("covdata", NULL);
@@ -214,7 +208,7 @@ static void test_ctx_context_errors(void **state)
 	EXPECT_ERR(c, "ERR wrong number of arguments for 'ctx.create' command", "CTX.CREATE e1 f");
 	EXPECT_ERR(c, "CTXINVALID a context id", "CTX.CREATE %s", "");
 	EXPECT_ERR(c, "CTXINVALID", "CTX.CREATE e1 a 1 %s 2", ""); /* an empty field */
-	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.GET e1"); /* nothing was made */
+	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.GET e1");                /* nothing was made */
 	EXPECT_STATUS(c, "OK", "CTX.CREATE e1 a 1");
 	EXPECT_ERR(c, "CTXEXISTS", "CTX.CREATE e1");
 	EXPECT_ERR(c, "CTXINVALID a context id", "CTX.DROP %s", "");
@@ -260,7 +254,8 @@ static void test_ctx_context_errors(void **state)
 	EXPECT_ERR(c, "ERR wrong number of arguments for 'ctx.set' command",
 	           "CTX.SET e1 IFVERSION 1 a");
 	EXPECT_ERR(c, "ERR wrong number of arguments for 'ctx.set' command", "CTX.SET e1 a 1 b");
-	EXPECT_ERR(c, "ERR wrong number of arguments for 'ctx.del' command", "CTX.DEL e1 IFVERSION 1");
+	EXPECT_ERR(c, "ERR wrong number of arguments for 'ctx.del' command",
+	           "CTX.DEL e1 IFVERSION 1");
 	EXPECT_ERR(c, "CTXINVALID a context id", "CTX.SET %s a 1", "");
 	EXPECT_ERR(c, "ERR value is not an integer or out of range", "CTX.SET e1 IFVERSION x a 1");
 	EXPECT_ERR(c, "CTXINVALID", "CTX.SET e1 %s 1", "");
@@ -300,7 +295,8 @@ static void test_ctx_points_restore_errors(void **state)
 	EXPECT_ERR(c, "CTXINVALID a context id", "CTX.RESTORE %s LATEST", "");
 	EXPECT_ERR(c, "ERR value is not an integer or out of range", "CTX.RESTORE pr VERSION x");
 	EXPECT_ERR(c, "ERR value is not an integer or out of range", "CTX.RESTORE pr AT -5");
-	EXPECT_ERR(c, "CTXINVALID the label is longer", "CTX.RESTORE pr LABEL %b", "a\0", (size_t)2);
+	EXPECT_ERR(c, "CTXINVALID the label is longer", "CTX.RESTORE pr LABEL %b", "a\0",
+	           (size_t)2);
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.RESTORE pr VERSION 99");
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.RESTORE pr LABEL nosuch");
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.RESTORE pr AT 1");
@@ -343,11 +339,11 @@ static void test_ctx_use_and_dot(void **state)
 	EXPECT_ERR(c, "CTXINVALID", "CTX.USE %b", "u\x01", (size_t)2);
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.USE nosuch");
 	/* no active context: "." is an error for reads, writes and keyspace commands */
-	const char *dot_cmds[] = {"HMGET . f",      "HGETALL .",      "HKEYS .",       "HSCAN . 0",
-	                          "HRANDFIELD .",   "HSETNX . f v",   "HDEL . f",      "HINCRBY . f 1",
-	                          "HINCRBYFLOAT . f 1", "TTL .",      "PTTL .",        "PERSIST .",
-	                          "EXPIRE . 10",    "EXPIRE . -1 XX", "TYPE .",        "CTX.GET .",
-	                          "CTX.POINT .",    "CTX.TRACK .",    "CTX.WATCH .",   "WATCH ."};
+	const char *dot_cmds[] = {
+	    "HMGET . f",    "HGETALL .",   "HKEYS .",       "HSCAN . 0",          "HRANDFIELD .",
+	    "HSETNX . f v", "HDEL . f",    "HINCRBY . f 1", "HINCRBYFLOAT . f 1", "TTL .",
+	    "PTTL .",       "PERSIST .",   "EXPIRE . 10",   "EXPIRE . -1 XX",     "TYPE .",
+	    "CTX.GET .",    "CTX.POINT .", "CTX.TRACK .",   "CTX.WATCH .",        "WATCH ."};
 	for (size_t i = 0; i < sizeof(dot_cmds) / sizeof(dot_cmds[0]); i++)
 		EXPECT_ERR(c, "CTXNOTFOUND no active context", dot_cmds[i]);
 	EXPECT_STATUS(c, "OK", "MULTI");
@@ -540,7 +536,8 @@ static void test_hash_checks(void **state)
 	assert_int_equal(r->len, 4901); /* all its digits, as Redis prints it */
 	freeReplyObject(r);
 	freeReplyObject(cmd(c, "HINCRBYFLOAT hk huge2 1.1e4932"));
-	EXPECT_ERR(c, "ERR increment would produce NaN or Infinity", "HINCRBYFLOAT hk huge2 1.1e4932");
+	EXPECT_ERR(c, "ERR increment would produce NaN or Infinity",
+	           "HINCRBYFLOAT hk huge2 1.1e4932");
 	EXPECT_INT(c, 1, "HSET hk negzero -0");
 	EXPECT_STATUS(c, "0", "HINCRBYFLOAT hk negzero -0");
 	/* HRANDFIELD ranges */
@@ -766,7 +763,7 @@ static void test_multi_details(void **state)
 	redisContext *o = hconn(srv);
 	EXPECT_INT(o, 1, "HSET mw base 1");
 	EXPECT_STATUS(c, "OK", "MULTI");
-	EXPECT_STATUS(c, "QUEUED", "PING");      /* no key */
+	EXPECT_STATUS(c, "QUEUED", "PING");        /* no key */
 	EXPECT_STATUS(c, "QUEUED", "HSET mw a 1"); /* not watched any more: applies */
 	EXPECT_STATUS(c, "QUEUED", "HSET mw b 2");
 	EXPECT_STATUS(c, "QUEUED", "HDEL mw a");
