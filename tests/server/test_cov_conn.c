@@ -503,6 +503,14 @@ static void test_config_get_set(void **state)
 	           "");
 	EXPECT_ERR(c, "ERR Invalid argument '0' for CONFIG SET 'maxclients'",
 	           "CONFIG SET maxclients 0");
+	/* a timeout whose microseconds do not fit 64 bits would wrap to a tiny
+	 * one (18446744073709552 s is 0.384 s after the wrap): refused, as on
+	 * the command line, past 2^40 s */
+	EXPECT_ERR(c, "ERR Invalid argument '18446744073709552' for CONFIG SET 'timeout'",
+	           "CONFIG SET timeout 18446744073709552");
+	EXPECT_ERR(c, "ERR Invalid argument", "CONFIG SET timeout 1099511627777");
+	EXPECT_STATUS(c, "OK", "CONFIG SET timeout 1099511627776");
+	expect_config(c, "timeout", "1099511627776");
 	EXPECT_STATUS(c, "OK", "CONFIG SET timeout 0 maxclients 10000");
 
 	/* the output limit: class normal, two sizes, seconds */
