@@ -588,8 +588,11 @@ static void config_set(client *c, int argc, const arg *argv)
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 20 ? 20 : v->n), v->p);
 				char *end;
 				ll = strtoll(t, &end, 10);
+				/* timeout: at most 2^40 s, as on the command line (its
+				 * microseconds must fit 64 bits) */
 				if (!v->n || *end || ll < 0 ||
-				    (arg_is(nm, "maxclients") && ll < 1)) {
+				    (arg_is(nm, "maxclients") && ll < 1) ||
+				    (arg_is(nm, "timeout") && ll > (1LL << 40))) {
 					reply_error(
 					    c, "ERR Invalid argument '%s' for CONFIG SET '%.*s'", t,
 					    (int)nm->n, nm->p);

@@ -350,8 +350,12 @@ int main(int argc, char **argv)
 	}
 	server_log('I', "ready to accept connections on %s:%d (redis-cli -p %d)", srv.cfg.bind,
 	           srv.listen_port, srv.listen_port);
-	if (!srv.cfg.requirepass && strcmp(srv.cfg.bind, "127.0.0.1") &&
-	    strcmp(srv.cfg.bind, "::1") && strcmp(srv.cfg.bind, "localhost"))
+	/* the loops run: CONFIG SET may be changing requirepass (cfg_lock) */
+	pthread_mutex_lock(&srv.cfg_lock);
+	bool no_password = !srv.cfg.requirepass;
+	pthread_mutex_unlock(&srv.cfg_lock);
+	if (no_password && strcmp(srv.cfg.bind, "127.0.0.1") && strcmp(srv.cfg.bind, "::1") &&
+	    strcmp(srv.cfg.bind, "localhost"))
 		server_log('W', "listening on %s without a password (requirepass)", srv.cfg.bind);
 	int sig = 0;
 	sigwait(&set, &sig);

@@ -154,7 +154,9 @@ typedef struct wbatch wbatch;
 wbatch *client_wbatch(client *c, const char *id); /* NULL: reply sent (error) */
 bool wb_exists(wbatch *w);            /* the context exists (or is being created) */
 size_t wb_count(wbatch *w);           /* fields, with the recorded changes */
-bool wb_get(wbatch *w, const void *k, size_t kn, const void **v, size_t *vn); /* v, vn may be NULL */
+/* Whether field k exists (base + recorded changes); its value into *v, *vn
+ * unless they are NULL (a mere existence check). */
+bool wb_get(wbatch *w, const void *k, size_t kn, const void **v, size_t *vn);
 void wb_put(wbatch *w, const void *k, size_t kn, const void *v, size_t vn);
 void wb_del(wbatch *w, const void *k, size_t kn);
 void wb_drop(wbatch *w);              /* DEL/UNLINK: drop the context */
