@@ -7,7 +7,8 @@
 # $CTX_TEST_TMP; both are stopped (SIGTERM, then checked to exit 0) when COMMAND
 # ends. The exit status is COMMAND's (77 = skipped), or 1 if a server died or
 # did not stop cleanly. Servers' logs are printed when anything failed.
-# CTXD_COMPAT_REDIS=1 runs the suite against redis-server instead (Debian's
+# KEEP_TMP=1 keeps the data directories and logs. CTXD_COMPAT_REDIS=1 runs the
+# suite against redis-server instead (Debian's
 # redis-server, scripts/deps.sh bench), to check the suites' expectations.
 set -uo pipefail
 CTXD=$(realpath "$1")
@@ -77,5 +78,5 @@ if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		cat "$f"
 	done
 fi
-rm -rf "$TMP"
+[ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
 exit $rc
