@@ -126,5 +126,11 @@ if [ -n "${CTXD_PASS_PORT:-}" ]; then
 		"$(pcli --no-auth-warning -3 -a "$CTXD_PASS" --no-raw HELLO 3 | grep -A0 -F '"proto"' | sed 's/.*=> //')"
 fi
 
+# FLUSHALL / FLUSHDB as typed, last: they empty the server.
+check "FLUSHALL" "OK" "$(cli FLUSHALL)"
+check "DBSIZE after FLUSHALL" "0" "$(cli DBSIZE)"
+check "--scan after FLUSHALL" "" "$(cli --scan)"
+check "FLUSHDB ASYNC" "OK" "$(cli FLUSHDB ASYNC)"
+
 echo "redis-cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

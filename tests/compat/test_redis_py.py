@@ -192,6 +192,25 @@ class Keyspace(unittest.TestCase):
         self.assertIs(r.expire(k, 0), True)
         self.assertEqual(r.exists(k), 0)
 
+    def test_flushdb_flushall(self):
+        """Test suites empty the database in their fixtures (ctxd had no FLUSHDB)."""
+        r, p = self.r, self.p
+        for i in range(30):
+            r.hset(p + str(i), "f", "v")
+        if ON_CTXD:
+            r.execute_command("CTX.CREATE", p + "empty")
+        self.assertIs(r.flushdb(), True)
+        self.assertEqual(r.dbsize(), 0)
+        self.assertEqual(r.keys("*"), [])
+        if ON_CTXD:  # empty contexts go too
+            self.assertEqual(r.execute_command("CTX.LIST"), ["", []])
+        r.hset(p + "again", "f", "v")
+        self.assertIs(r.flushall(asynchronous=True), True)
+        self.assertEqual(r.exists(p + "again"), 0)
+        self.assertIs(r.flushdb(), True)  # an empty database
+        with self.assertRaises(redis.ResponseError):
+            r.execute_command("FLUSHDB", "NOW")
+
     def test_dbsize_counts_hashes(self):
         r, p = self.r, self.p
         before = r.dbsize()
