@@ -5,7 +5,14 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config clang liburcu-dev libuv1-dev libhiredis-dev
-      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools jq)
+      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools jq
+      python3-redis)
+# The client compatibility tests (tests/compat) run node-redis and ioredis: Node.js
+# and npm from Debian, unless a node with its npm is already there (NodeSource's
+# nodejs package bundles npm and conflicts with Debian's).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	pkgs+=(nodejs npm)
+fi
 if [ "${1:-}" = bench ]; then
 	# jemalloc and mimalloc: only to measure ctx under other allocators
 	# (docs/benchmarks.md, "Allocators"); libctx links neither.

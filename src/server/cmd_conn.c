@@ -844,6 +844,71 @@ static void cmd_dbsize(client *c, int argc, const arg *argv)
 	server_run_blocking(c, dbsize_run, dbsize_done, j);
 }
 
+/* FLUSHDB / FLUSHALL [ASYNC|SYNC]: drop every context, as Redis empties its
+ * database. A walk over all ids (paged) on the thread pool, each dropped with
+ * ctx_drop_nowait (its history and points go with it); the reply waits for the
+ * last drop to be durable. Contexts created during the walk may survive it,
+ * as keys written during an ASYNC flush do in Redis. */
+typedef struct flush_job {
+	ctx_status st;
+	uint64_t rev;
+} flush_job;
+
+static void flush_run(void *p)
+{
+	flush_job *j = p;
+	char after[CTX_ID_MAX + 1] = "";
+	for (;;) {
+		ctx_list l;
+		j->st = ctx_list_ids(srv.store, NULL, after[0] ? after : NULL, 1024, &l);
+		if (j->st != CTX_OK)
+			return;
+		size_t count = l.count;
+		if (count)
+			snprintf(after, sizeof(after), "%s", l.ids[count - 1]);
+		for (size_t i = 0; i < count && j->st == CTX_OK; i++) {
+			uint64_t r = 0;
+			ctx_status st = ctx_drop_nowait(srv.store, l.ids[i], &r);
+			if (st != CTX_OK && st != CTX_NOT_FOUND)
+				j->st = st;
+			if (r > j->rev)
+				j->rev = r;
+		}
+		ctx_list_free(&l);
+		if (count < 1024 || j->st != CTX_OK)
+			return;
+	}
+}
+
+static void flush_done(client *c, void *p)
+{
+	flush_job *j = p;
+	if (c) {
+		if (j->st == CTX_OK)
+			reply_ok(c);
+		else
+			reply_ctx_error(c, j->st);
+		client_need_durable(c, j->rev);
+	}
+	free(j);
+}
+
+static void cmd_flushdb(client *c, int argc, const arg *argv)
+{
+	if (argc > 2 || (argc == 2 && !arg_is(&argv[1], "ASYNC") && !arg_is(&argv[1], "SYNC"))) {
+		reply_error(c, "ERR syntax error");
+		return;
+	}
+	flush_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		reply_ctx_error(c, CTX_NOMEM);
+		return;
+	}
+	server_log('I', "%.*s asked by client id=%llu addr=%s", (int)argv[0].n, argv[0].p,
+	           (unsigned long long)c->id, c->addr);
+	server_run_blocking(c, flush_run, flush_done, j);
+}
+
 static void cmd_time(client *c, int argc, const arg *argv)
 {
 	uint64_t t = now_us();
@@ -879,6 +944,10 @@ const command conn_commands[] = {
     {"COMMAND", cmd_command, -1, 0, 0, "Describes the commands.", "server"},
     {"DBSIZE", cmd_dbsize, 1, CMD_READONLY | CMD_BLOCKING, 0,
      "Number of contexts with at least one field.", "server"},
+    {"FLUSHDB", cmd_flushdb, -1, CMD_WRITE | CMD_BLOCKING, 0,
+     "Drops every context (with its history and points).", "server"},
+    {"FLUSHALL", cmd_flushdb, -1, CMD_WRITE | CMD_BLOCKING, 0,
+     "Drops every context (with its history and points).", "server"},
     {"TIME", cmd_time, 1, 0, 0, "The server's time.", "server"},
     {"SHUTDOWN", cmd_shutdown, -1, CMD_NOMULTI, 0, "Stops the server gracefully.", "server"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},

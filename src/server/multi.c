@@ -407,13 +407,37 @@ static void cmd_discard(client *c, int argc, const arg *argv)
 
 /* What WATCH remembers of a context: the revision of its latest version (0
  * if absent). A revision names one commit store-wide, so a context dropped
- * and created again at the same version number still counts as changed. */
+ * and created again at the same version number still counts as changed.
+ *
+ * A latest version whose revision is still 0 is a create in flight: libctx
+ * makes a new context's first version its head before the log hands out
+ * its revision, and ctx_get_latest can return it in that window. Taking
+ * that 0 for "absent" lost updates: a client that WATCHed the absent
+ * context and read nothing saw it "unchanged" at EXEC, and its commit,
+ * guarded by version 1, applied on top of the create (test_redis_py
+ * test_watch_create_race). Such a revision is WATCH_IN_FLIGHT, which never
+ * counts as unchanged: EXEC replies null and the client retries. */
+#define WATCH_IN_FLIGHT UINT64_MAX
+
+static uint64_t watch_revision(const ctx_state *st)
+{
+	if (!st)
+		return 0;
+	uint64_t r = ctx_state_revision(st);
+	return r ? r : WATCH_IN_FLIGHT;
+}
+
+static bool watch_unchanged(uint64_t now, uint64_t recorded)
+{
+	return now == recorded && now != WATCH_IN_FLIGHT;
+}
+
 static uint64_t latest_version(const char *id)
 {
 	ctx_state *st;
 	if (ctx_get_latest(srv.store, id, &st) != CTX_OK)
 		return 0;
-	uint64_t v = ctx_state_revision(st);
+	uint64_t v = watch_revision(st);
 	ctx_state_release(st);
 	return v;
 }
@@ -426,7 +450,7 @@ static bool watched_base_moved(client *c, const wbatch *w)
 	for (size_t i = 0; i < c->nwatched; i++)
 		if (strcmp(c->watched[i].id, c->exec_id) == 0) {
 			const ctx_state *b = wb_base((wbatch *)w);
-			return (b ? ctx_state_revision(b) : 0) != c->watched[i].version;
+			return !watch_unchanged(watch_revision(b), c->watched[i].version);
 		}
 	return false;
 }
@@ -463,7 +487,7 @@ static void cmd_unwatch(client *c, int argc, const arg *argv)
 static bool watched_moved(client *c)
 {
 	for (size_t i = 0; i < c->nwatched; i++)
-		if (latest_version(c->watched[i].id) != c->watched[i].version)
+		if (!watch_unchanged(latest_version(c->watched[i].id), c->watched[i].version))
 			return true;
 	return false;
 }
