@@ -97,9 +97,6 @@
 #include <string.h>
 #include <time.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "store.h"
 #include "util.h"
 
@@ -157,11 +154,16 @@ static bool val_eq(val a, val b)
 	       (a.len == b.len && (a.len == 0 || a.p == b.p || memcmp(a.p, b.p, a.len) == 0));
 }
 
-static val state_val(const ctx_state *st, const blob *key)
+/* The value a trie leaf holds (NULL: absent). */
+static val leaf_val(const hamt_leaf *l)
 {
-	val v = ABSENT;
-	v.present = ctx_state_lookup(st, key->data, key->len, &v.p, &v.len);
-	return v;
+	return l ? (val){true, hamt_leaf_value(l), l->vlen} : ABSENT;
+}
+
+/* The leaf of key (hash: hamt_hash of it) in st. */
+static const hamt_leaf *find_leaf(const ctx_state *st, uint64_t hash, const blob *key)
+{
+	return hamt_find(&st->data, hash, key->data, key->len);
 }
 
 /* A value together with a reference to what keeps its bytes alive: a blob or
@@ -202,7 +204,7 @@ static ctx_merge_value merge_value(val v, uint64_t time_us)
 /* ---- local edits --------------------------------------------------------------- */
 
 typedef struct edit {
-	uint64_t hash;
+	uint64_t hash;    /* hamt_hash of the key: the table's and the trie's */
 	blob *key;
 	held val;         /* the local value; absent: deleted                */
 	uint64_t time_us; /* when the edit was made                          */
@@ -385,7 +387,6 @@ struct ctx_tracker {
 	ctx_store *store;
 	char *id;
 	ctx_tracker_options opts;
-	uint64_t seed;    /* of the edit table's hash */
 	ctx_context *ctx; /* the tracked incarnation (t->base holds a reference) */
 
 	pthread_mutex_t lock;
@@ -405,12 +406,6 @@ struct ctx_tracker {
 	conflict_set *view_set;
 	ctx_conflict *view;
 };
-
-/* The base value of e: its own, or the base state's. */
-static val edit_base(const edit *e, const ctx_state *base)
-{
-	return e->has_base ? e->base.v : state_val(base, e->key);
-}
 
 static void clear_conflicts(ctx_tracker *t)
 {
@@ -448,16 +443,47 @@ static ctx_status get_current(ctx_tracker *t, const ctx_state *base, ctx_state *
 	return CTX_OK;
 }
 
+/* A key's leaf in the base state, looked up once. */
+typedef struct base_leaf {
+	const hamt_leaf *leaf;
+	bool known;
+} base_leaf;
+
+static const hamt_leaf *base_leaf_get(base_leaf *bl, const ctx_state *base, uint64_t hash,
+                                      const blob *key)
+{
+	if (!bl->known)
+		*bl = (base_leaf){find_leaf(base, hash, key), true};
+	return bl->leaf;
+}
+
+/* The leaves of an edited key in the base (into *bl, looked up once: only
+ * when the edit has no base of its own) and in cur (*cl). When cur is the
+ * base's version, its leaf is the base's. */
+static void key_sides(const ctx_state *base, const ctx_state *cur, uint64_t hash,
+                      const blob *key, bool own_base, base_leaf *bl, const hamt_leaf **cl)
+{
+	if (ctx_state_version(cur) == ctx_state_version(base))
+		*cl = base_leaf_get(bl, base, hash, key);
+	else {
+		if (!own_base)
+			base_leaf_get(bl, base, hash, key);
+		*cl = find_leaf(cur, hash, key);
+	}
+}
+
 /* ---- sync ------------------------------------------------------------------------ */
 
 /* One edit as a sync saw it when it started. */
 typedef struct snap_edit {
+	uint64_t hash;
 	blob *key;
 	held val;
 	bool has_base;
 	held base;
 	uint64_t time_us;
-	bool took_local; /* the merge result is the local value */
+	base_leaf in_base; /* the key's leaf in the job's base, once looked up */
+	bool took_local;   /* the merge result is the local value */
 } snap_edit;
 
 typedef struct sync_job {
@@ -497,6 +523,7 @@ static ctx_status job_start(ctx_tracker *t, sync_job *j)
 		if (!LIVE(e))
 			continue;
 		snap_edit *s = &j->ents[j->n];
+		s->hash = e->hash;
 		s->key = blob_ref(e->key);
 		s->val = hold_copy(&e->val);
 		s->has_base = e->has_base;
@@ -509,22 +536,22 @@ static ctx_status job_start(ctx_tracker *t, sync_job *j)
 	return CTX_OK;
 }
 
-/* When the current side set the key: the commit that put its value, or, for
- * a key absent there, the newest commit (the latest the delete can be). */
-static uint64_t current_time(const ctx_state *cur, const blob *key, val c)
+/* When the current side set the key: the commit that put its value (its
+ * leaf cl there), or, for a key absent there, the newest commit (the latest
+ * the delete can be). */
+static uint64_t current_time(const ctx_state *cur, const hamt_leaf *cl)
 {
-	uint64_t us;
-	if (c.present && ctx_state_key_time(cur, key->data, key->len, &us))
-		return us;
-	return ctx_state_updated_us(cur);
+	return cl ? cl->time_us : ctx_state_updated_us(cur);
 }
 
-/* Decide the conflict on s (b, l, c all different) by the strategy: *r is the
- * result, or, under manual, the conflict is added to j->conflicts. */
+/* Decide the conflict on s (b, l, c all different; cl: c's leaf) by the
+ * strategy: *r is the result, or, under manual, the conflict is added to
+ * j->conflicts. */
 static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_state *cur, val b,
-                         val l, val c, val *r)
+                         val l, const hamt_leaf *cl, val *r)
 {
-	uint64_t c_us = current_time(cur, s->key, c);
+	val c = leaf_val(cl);
+	uint64_t c_us = current_time(cur, cl);
 	switch (t->opts.strategy) {
 	case CTX_MERGE_LATEST:
 		*r = s->time_us > c_us ? l : c;
@@ -586,20 +613,21 @@ static ctx_status add_write(ctx_tracker *t, ctx_txn **txn, const blob *key, val 
  * manual, conflicts fail it with CTX_CONFLICT. */
 static ctx_status merge_against(ctx_tracker *t, sync_job *j, ctx_state *cur, ctx_txn **txn)
 {
-	bool same = ctx_state_version(cur) == ctx_state_version(j->base);
 	conflicts_unref(j->conflicts);
 	j->conflicts = NULL;
 	for (size_t i = 0; i < j->n; i++) {
 		snap_edit *s = &j->ents[i];
-		val b = s->has_base ? s->base.v : state_val(j->base, s->key);
-		val c = same && !s->has_base ? b : state_val(cur, s->key);
+		const hamt_leaf *cl;
+		key_sides(j->base, cur, s->hash, s->key, s->has_base, &s->in_base, &cl);
+		val b = s->has_base ? s->base.v : leaf_val(s->in_base.leaf);
+		val c = leaf_val(cl);
 		val l = s->val.v, r = c;
 		if (val_eq(l, b) || val_eq(l, c)) {
 			r = c;
 		} else if (val_eq(c, b)) {
 			r = l;
 		} else {
-			ctx_status st = decide(t, j, s, cur, b, l, c, &r);
+			ctx_status st = decide(t, j, s, cur, b, l, cl, &r);
 			if (st != CTX_OK)
 				return st;
 			if (t->opts.strategy == CTX_MERGE_MANUAL)
@@ -654,7 +682,8 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
 		if (st != CTX_OK)
 			return st;
 		ctx_txn *txn = NULL;
-		st = j->n ? merge_against(t, j, cur, &txn) : CTX_OK;
+		if (j->n)
+			st = merge_against(t, j, cur, &txn);
 		if (st != CTX_OK || !txn) {
 			ctx_txn_abort(txn);
 			if (st == CTX_OK)
@@ -685,7 +714,7 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
  * value it was made on; it becomes the edit's own base if nb differs. */
 static void rebase_edit(edit *e, ctx_state *nb, held v)
 {
-	if (val_eq(v.v, state_val(nb, e->key))) {
+	if (val_eq(v.v, leaf_val(find_leaf(nb, e->hash, e->key)))) {
 		held_release(&v);
 		edit_clear_base(e);
 	} else {
@@ -711,7 +740,7 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		const snap_edit *s = e->snap ? &j->ents[e->snap - 1] : NULL;
 		held v = s && s->took_local ? hold_copy(&s->val)
 		         : e->has_base      ? hold_copy(&e->base)
-		                            : hold_state(old, state_val(old, e->key));
+		                            : hold_state(old, leaf_val(find_leaf(old, e->hash, e->key)));
 		rebase_edit(e, nb, v);
 		e->snap = 0;
 	}
@@ -737,7 +766,7 @@ static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 	for (size_t i = 0; i < cs->count; i++) {
 		conflict_rec *r = &cs->recs[i];
 		edit *e =
-		    table_find(&t->edits, XXH3_64bits_withSeed(r->key->data, r->key->len, t->seed),
+		    table_find(&t->edits, hamt_hash(r->key->data, r->key->len),
 		               r->key->data, r->key->len);
 		if (!e || e->seq > j->seq)
 			r->resolved = true;
@@ -881,7 +910,6 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 	t->store = s;
 	t->ctx = t->base->ctx;
 	t->opts = opts;
-	t->seed = store_now_us(t->store) ^ (uint64_t)(uintptr_t)t;
 	ctx_mutex_init(&t->lock);
 	pthread_cond_init(&t->idle_cv, NULL);
 	pthread_condattr_t ca;
@@ -953,7 +981,7 @@ static void resolve_conflict(ctx_tracker *t, edit *e)
 /* Make v (taken over) the local value of key. */
 static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held v)
 {
-	uint64_t hash = XXH3_64bits_withSeed(key, klen, t->seed);
+	uint64_t hash = hamt_hash(key, klen);
 	uint64_t now = store_now_us(t->store);
 	edit *fresh = calloc(1, sizeof(*fresh));
 	if (!fresh || !(fresh->key = blob_new(key, klen))) {
@@ -1016,7 +1044,7 @@ ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **
 		return ctx_fail(CTX_INVALID, "NULL tracker, key or output pointer");
 	pthread_mutex_lock(&t->lock);
 	val v = ABSENT;
-	edit *e = table_find(&t->edits, XXH3_64bits_withSeed(key, klen, t->seed), key, klen);
+	edit *e = table_find(&t->edits, hamt_hash(key, klen), key, klen);
 	if (e)
 		v = e->val.v;
 	else
@@ -1071,6 +1099,18 @@ bool ctx_tracker_is_stale(ctx_tracker *t)
 	return stale;
 }
 
+/* The base value b of e (its own, or the base state's) and its value c in
+ * cur. */
+static void edit_sides(const ctx_state *base, const ctx_state *cur, const edit *e, val *b,
+                       val *c)
+{
+	base_leaf bl = {NULL, false};
+	const hamt_leaf *cl;
+	key_sides(base, cur, e->hash, e->key, e->has_base, &bl, &cl);
+	*b = e->has_base ? e->base.v : leaf_val(bl.leaf);
+	*c = leaf_val(cl);
+}
+
 ctx_status ctx_tracker_refresh(ctx_tracker *t)
 {
 	if (!t)
@@ -1089,7 +1129,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		val b = edit_base(e, t->base), c = state_val(cur, e->key), l = e->val.v;
+		val b, c, l = e->val.v;
+		edit_sides(t->base, cur, e, &b, &c);
 		if (!val_eq(l, b) && !val_eq(l, c) && !val_eq(c, b))
 			conflicts++;
 	}
@@ -1106,8 +1147,9 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		val b = edit_base(e, t->base), c = state_val(cur, e->key), l = e->val.v;
-		if (val_eq(l, b) || val_eq(l, c))
+		val b, c;
+		edit_sides(t->base, cur, e, &b, &c);
+		if (val_eq(e->val.v, b) || val_eq(e->val.v, c))
 			table_remove_at(&t->edits, i); /* the newest version has it */
 		else
 			edit_clear_base(e); /* c == b: the new base holds b */
@@ -1168,7 +1210,7 @@ ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, boo
 	if (!t || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker or key");
 	pthread_mutex_lock(&t->lock);
-	edit *e = table_find(&t->edits, XXH3_64bits_withSeed(key, klen, t->seed), key, klen);
+	edit *e = table_find(&t->edits, hamt_hash(key, klen), key, klen);
 	if (!e || !e->conflict) {
 		pthread_mutex_unlock(&t->lock);
 		return ctx_fail(CTX_NOT_FOUND, "no unresolved conflict on that key of '%s'", t->id);
