@@ -204,7 +204,7 @@ static ctx_merge_value merge_value(val v, uint64_t time_us)
 /* ---- local edits --------------------------------------------------------------- */
 
 typedef struct edit {
-	uint64_t hash;    /* hamt_hash of the key: the table's and the trie's */
+	uint64_t hash; /* hamt_hash of the key: the table's and the trie's */
 	blob *key;
 	held val;         /* the local value; absent: deleted                */
 	uint64_t time_us; /* when the edit was made                          */
@@ -213,6 +213,8 @@ typedef struct edit {
 	held base;        /* that base value                                 */
 	size_t snap;      /* 1 + its index in the running sync's snapshot, 0 */
 	size_t conflict;  /* 1 + its index in t->conflicts, 0                */
+	bool frozen;      /* in the running sync's snapshot: never changed   */
+	bool detached;    /* out of the table, the running sync's to free    */
 } edit;
 
 static void edit_free(edit *e)
@@ -250,7 +252,9 @@ static edit tomb_mark;
 #define TOMB    (&tomb_mark)
 #define LIVE(e) ((e) && (e) != TOMB)
 
-static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, size_t klen)
+/* The edit of key and its slot (*at), or NULL. */
+static edit *table_find_at(const edit_table *tab, uint64_t hash, const void *key, size_t klen,
+                           size_t *at)
 {
 	if (!tab->cap)
 		return NULL;
@@ -260,9 +264,17 @@ static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, s
 		if (!e)
 			return NULL;
 		if (e != TOMB && e->hash == hash && e->key->len == klen &&
-		    memcmp(e->key->data, key, klen) == 0)
+		    memcmp(e->key->data, key, klen) == 0) {
+			*at = i;
 			return e;
+		}
 	}
+}
+
+static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, size_t klen)
+{
+	size_t at;
+	return table_find_at(tab, hash, key, klen, &at);
 }
 
 /* Put e into fresh slots (no tombstones, e's key not there yet). */
@@ -301,12 +313,38 @@ static ctx_status table_insert(edit_table *tab, edit *e)
 	return CTX_OK;
 }
 
-static void table_remove_at(edit_table *tab, size_t i)
+/* Take the edit in slot i out of the table; the caller frees it. */
+static edit *table_unlink_at(edit_table *tab, size_t i)
 {
-	edit_free(tab->slots[i]);
+	edit *e = tab->slots[i];
 	tab->slots[i] = TOMB;
 	tab->count--;
 	tab->tombs++;
+	return e;
+}
+
+static void table_remove_at(edit_table *tab, size_t i)
+{
+	edit_free(table_unlink_at(tab, i));
+}
+
+/* A frozen edit (in slot i) is about to change: put fresh, a copy of it, in
+ * its place (fresh->key set, the rest zero) and leave the frozen one to its
+ * sync. Returns fresh. */
+static edit *table_thaw_at(edit_table *tab, size_t i, edit *fresh)
+{
+	edit *old = tab->slots[i];
+	fresh->hash = old->hash;
+	fresh->val = hold_copy(&old->val);
+	fresh->time_us = old->time_us;
+	fresh->seq = old->seq;
+	fresh->has_base = old->has_base;
+	fresh->base = hold_copy(&old->base);
+	fresh->snap = old->snap;
+	fresh->conflict = old->conflict;
+	old->detached = true;
+	tab->slots[i] = fresh;
+	return fresh;
 }
 
 /* After removals: an empty table gives its slots back. */
@@ -460,8 +498,8 @@ static const hamt_leaf *base_leaf_get(base_leaf *bl, const ctx_state *base, uint
 /* The leaves of an edited key in the base (into *bl, looked up once: only
  * when the edit has no base of its own) and in cur (*cl). When cur is the
  * base's version, its leaf is the base's. */
-static void key_sides(const ctx_state *base, const ctx_state *cur, uint64_t hash,
-                      const blob *key, bool own_base, base_leaf *bl, const hamt_leaf **cl)
+static void key_sides(const ctx_state *base, const ctx_state *cur, uint64_t hash, const blob *key,
+                      bool own_base, base_leaf *bl, const hamt_leaf **cl)
 {
 	if (ctx_state_version(cur) == ctx_state_version(base))
 		*cl = base_leaf_get(bl, base, hash, key);
@@ -474,16 +512,21 @@ static void key_sides(const ctx_state *base, const ctx_state *cur, uint64_t hash
 
 /* ---- sync ------------------------------------------------------------------------ */
 
-/* One edit as a sync saw it when it started. */
+/* One edit as a sync saw it when it started. The edit is frozen while the
+ * sync runs, so the snapshot borrows its key and values (no references
+ * taken): a new edit of the key replaces it in the table instead of
+ * changing it (table_thaw_at). */
 typedef struct snap_edit {
+	edit *e;
 	uint64_t hash;
-	blob *key;
-	held val;
+	const blob *key;
+	held val; /* borrowed from e: never released here */
 	bool has_base;
-	held base;
+	held base; /* borrowed from e: never released here */
 	uint64_t time_us;
 	base_leaf in_base; /* the key's leaf in the job's base, once looked up */
 	bool took_local;   /* the merge result is the local value */
+	bool owned;        /* e is the job's to free (set under t->lock at the end) */
 } snap_edit;
 
 typedef struct sync_job {
@@ -496,13 +539,13 @@ typedef struct sync_job {
 	conflict_set *conflicts; /* manual: what blocked the sync            */
 } sync_job;
 
+/* After job_apply or job_fail, with no lock: the edits the table let go of
+ * are freed here. */
 static void job_free(sync_job *j)
 {
-	for (size_t i = 0; i < j->n; i++) {
-		blob_unref(j->ents[i].key);
-		held_release(&j->ents[i].val);
-		held_release(&j->ents[i].base);
-	}
+	for (size_t i = 0; i < j->n; i++)
+		if (j->ents[i].owned)
+			edit_free(j->ents[i].e);
 	free(j->ents);
 	ctx_state_release(j->base);
 	ctx_state_release(j->result);
@@ -522,13 +565,14 @@ static ctx_status job_start(ctx_tracker *t, sync_job *j)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		snap_edit *s = &j->ents[j->n];
-		s->hash = e->hash;
-		s->key = blob_ref(e->key);
-		s->val = hold_copy(&e->val);
-		s->has_base = e->has_base;
-		s->base = hold_copy(&e->base);
-		s->time_us = e->time_us;
+		j->ents[j->n] = (snap_edit){.e = e,
+		                            .hash = e->hash,
+		                            .key = e->key,
+		                            .val = e->val,
+		                            .has_base = e->has_base,
+		                            .base = e->base,
+		                            .time_us = e->time_us};
+		e->frozen = true;
 		e->snap = ++j->n;
 	}
 	j->base = ctx_state_retain(t->base);
@@ -578,7 +622,7 @@ static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_st
 		return CTX_OK;
 	}
 	case CTX_MERGE_MANUAL: {
-		conflict_rec rec = {blob_ref(s->key),
+		conflict_rec rec = {blob_ref(s->e->key),
 		                    s->has_base ? hold_copy(&s->base) : hold_state(j->base, b),
 		                    hold_copy(&s->val),
 		                    hold_state(cur, c),
@@ -731,8 +775,8 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		if (e->seq <= j->seq) {
-			table_remove_at(&t->edits, i);
+		if (e->seq <= j->seq) { /* synced: a frozen one, the job frees it */
+			table_unlink_at(&t->edits, i)->detached = true;
 			continue;
 		}
 		/* Made during the sync: on the local value if the sync committed
@@ -740,10 +784,12 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		const snap_edit *s = e->snap ? &j->ents[e->snap - 1] : NULL;
 		held v = s && s->took_local ? hold_copy(&s->val)
 		         : e->has_base      ? hold_copy(&e->base)
-		                            : hold_state(old, leaf_val(find_leaf(old, e->hash, e->key)));
+		                       : hold_state(old, leaf_val(find_leaf(old, e->hash, e->key)));
 		rebase_edit(e, nb, v);
 		e->snap = 0;
 	}
+	for (size_t k = 0; k < j->n; k++)
+		j->ents[k].owned = true; /* synced, or replaced by a later edit */
 	table_settle(&t->edits);
 	t->base = nb;
 	j->result = NULL;
@@ -755,9 +801,15 @@ static void job_apply(ctx_tracker *t, sync_job *j)
  * publish them, except for keys edited again meanwhile. */
 static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 {
-	for (size_t i = 0; i < t->edits.cap; i++)
-		if (LIVE(t->edits.slots[i]))
-			t->edits.slots[i]->snap = 0;
+	for (size_t i = 0; i < t->edits.cap; i++) {
+		edit *e = t->edits.slots[i];
+		if (LIVE(e)) {
+			e->snap = 0;
+			e->frozen = false; /* the table's again */
+		}
+	}
+	for (size_t k = 0; k < j->n; k++)
+		j->ents[k].owned = j->ents[k].e->detached; /* replaced meanwhile */
 	if (st != CTX_CONFLICT || !j->conflicts)
 		return;
 	clear_conflicts(t);
@@ -765,9 +817,8 @@ static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 	j->conflicts = NULL;
 	for (size_t i = 0; i < cs->count; i++) {
 		conflict_rec *r = &cs->recs[i];
-		edit *e =
-		    table_find(&t->edits, hamt_hash(r->key->data, r->key->len),
-		               r->key->data, r->key->len);
+		edit *e = table_find(&t->edits, hamt_hash(r->key->data, r->key->len), r->key->data,
+		                     r->key->len);
 		if (!e || e->seq > j->seq)
 			r->resolved = true;
 		else
@@ -991,8 +1042,12 @@ static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held
 	}
 	fresh->hash = hash;
 	pthread_mutex_lock(&t->lock);
-	edit *e = table_find(&t->edits, hash, key, klen);
-	if (!e) {
+	size_t at;
+	edit *e = table_find_at(&t->edits, hash, key, klen, &at);
+	if (e && e->frozen) {
+		e = table_thaw_at(&t->edits, at, fresh);
+		fresh = NULL;
+	} else if (!e) {
 		ctx_status st = table_insert(&t->edits, fresh);
 		if (st != CTX_OK) {
 			pthread_mutex_unlock(&t->lock);
@@ -1101,8 +1156,7 @@ bool ctx_tracker_is_stale(ctx_tracker *t)
 
 /* The base value b of e (its own, or the base state's) and its value c in
  * cur. */
-static void edit_sides(const ctx_state *base, const ctx_state *cur, const edit *e, val *b,
-                       val *c)
+static void edit_sides(const ctx_state *base, const ctx_state *cur, const edit *e, val *b, val *c)
 {
 	base_leaf bl = {NULL, false};
 	const hamt_leaf *cl;
@@ -1210,10 +1264,20 @@ ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, boo
 	if (!t || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker or key");
 	pthread_mutex_lock(&t->lock);
-	edit *e = table_find(&t->edits, hamt_hash(key, klen), key, klen);
+	size_t at;
+	edit *e = table_find_at(&t->edits, hamt_hash(key, klen), key, klen, &at);
 	if (!e || !e->conflict) {
 		pthread_mutex_unlock(&t->lock);
 		return ctx_fail(CTX_NOT_FOUND, "no unresolved conflict on that key of '%s'", t->id);
+	}
+	if (e->frozen) { /* a sync runs and reads it: change a copy */
+		edit *fresh = calloc(1, sizeof(*fresh));
+		if (!fresh) {
+			pthread_mutex_unlock(&t->lock);
+			return ctx_fail(CTX_NOMEM, "no memory for a tracker edit");
+		}
+		fresh->key = blob_ref(e->key);
+		e = table_thaw_at(&t->edits, at, fresh);
 	}
 	if (!take_local) {
 		held_release(&e->val);
