@@ -7,8 +7,10 @@
  * put or a delete, with the time of the edit. Reads see the base plus the
  * edits. The base stays available because the tracker holds it, whatever
  * history the store keeps. Besides the public API of libctx, it uses only the
- * store's lookup of a context and a version's incarnation (to tell a context
- * from one created again under the same id).
+ * store's lookup of a context, a version's incarnation (to tell a context
+ * from one created again under the same id) and the trie's lookup by hash
+ * (hamt_find): an edit keeps its key's hamt_hash, which also places it in the
+ * edit table, so a key is hashed once however often a sync looks it up.
  *
  * MERGE (sync)
  *   Per locally edited key, with b = its base value, l = the local value and
@@ -21,7 +23,8 @@
  *   modify is a conflict). Keys only the other side changed already hold
  *   their merged value in the newest version, so the merge never visits
  *   them: a sync costs O(local edits x log n) lookups, whatever the size of
- *   the context and the number of remote changes (no diff is needed). The
+ *   the context and the number of remote changes (no diff is needed; a key's
+ *   base leaf is looked up once per sync, not once per attempt). The
  *   keys whose merged value differs from c are committed as one transaction
  *   guarded by c's version; when another writer got in first (CTX_CONFLICT)
  *   the merge is redone against the new newest version.
@@ -83,10 +86,19 @@
  *   the result under it again; edits made in between stay pending. One sync
  *   runs at a time (the busy flag: another sync or a refresh waits on
  *   idle_cv, which releases the lock; a timer tick skips). A refresh does
- *   only lookups and runs under the lock. Calls may come from any thread;
- *   the array ctx_tracker_conflicts returns stays valid until the next
- *   ctx_tracker_conflicts or ctx_tracker_close. The merge function may use
- *   the tracker (read, edit) but not sync or refresh it (CTX_INVALID).
+ *   only lookups and runs under the lock.
+ *
+ *   The snapshot borrows the edits, it takes no reference to their keys and
+ *   values: an edit in it is frozen (never changed or freed while the sync
+ *   runs). A put, del or resolve of a frozen edit puts a copy in its table
+ *   slot and changes the copy (table_thaw_at); the frozen one is the sync's
+ *   to free. When the sync ends (under the lock) the synced edits leave the
+ *   table and are freed after it, with the replaced ones.
+ *
+ *   Calls may come from any thread; the array ctx_tracker_conflicts returns
+ *   stays valid until the next ctx_tracker_conflicts or ctx_tracker_close.
+ *   The merge function may use the tracker (read, edit) but not sync or
+ *   refresh it (CTX_INVALID).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -204,7 +216,7 @@ static ctx_merge_value merge_value(val v, uint64_t time_us)
 /* ---- local edits --------------------------------------------------------------- */
 
 typedef struct edit {
-	uint64_t hash; /* hamt_hash of the key: the table's and the trie's */
+	uint64_t hash; /* hamt_hash of the key: places it in the table and the trie */
 	blob *key;
 	held val;         /* the local value; absent: deleted                */
 	uint64_t time_us; /* when the edit was made                          */
