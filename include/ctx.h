@@ -767,7 +767,8 @@ size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out);
 
 /* Resolve a conflict of a manual sync by taking the current (take_local =
  * false) or the local value. Errors: CTX_INVALID (t NULL, or key NULL
- * with a length), CTX_NOT_FOUND (no such conflict). */
+ * with a length), CTX_NOT_FOUND (no such conflict), CTX_NOMEM (only while a
+ * sync runs: the resolution then goes to a copy of the edit). */
 ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, bool take_local);
 
 /* Stop the timer, discard unsynced edits, free t. NULL is a no-op. */

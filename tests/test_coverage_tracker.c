@@ -15,6 +15,9 @@
  *   - a refresh started while a sync runs waits for it;
  *   - a key edited again while a manual sync runs: its conflict is not
  *     listed (the new edit supersedes what the sync saw);
+ *   - a conflict resolved while a manual sync runs (the sync reads that
+ *     edit: the resolution goes to a copy): the sync still sees the old
+ *     conflict, the resolution holds for the next sync;
  *   - the status view and checkpoints while contexts are created
  *     concurrently: complete, sorted, never a context half-made;
  *   - NULL and bad arguments of lookups and create transactions.
@@ -314,6 +317,7 @@ static void test_refresh_waits_for_sync(void **unused)
 static struct {
 	pthread_t main;
 	ctx_tracker *t;
+	bool resolve; /* resolve c1 (take the current value) instead of editing it */
 	atomic_bool armed;
 	atomic_int fired;
 } hook;
@@ -322,7 +326,9 @@ static uint64_t hooked_clock(void *arg)
 {
 	if (pthread_equal(pthread_self(), hook.main) && atomic_exchange(&hook.armed, false)) {
 		atomic_fetch_add(&hook.fired, 1);
-		if (ctx_tracker_put(hook.t, "c1", 2, "edited again", 12) != CTX_OK)
+		ctx_status st = hook.resolve ? ctx_tracker_resolve(hook.t, "c1", 2, false)
+		                             : ctx_tracker_put(hook.t, "c1", 2, "edited again", 12);
+		if (st != CTX_OK)
 			atomic_fetch_add(&hook.fired, 100);
 	}
 	return test_wall_us();
@@ -374,6 +380,53 @@ static void test_edit_during_manual_sync(void **unused)
 	assert_true(value_is(s, "t", "c0", "local"));
 	assert_true(value_is(s, "t", "c1", "edited again"));
 	assert_true(value_is(s, "t", "c2", "remote"));
+	ctx_tracker_close(t);
+	ctx_close(s);
+}
+
+static void test_resolve_during_manual_sync(void **unused)
+{
+	hook.main = pthread_self();
+	ctx_options opts;
+	ctx_options_init(&opts);
+	opts.clock_us = hooked_clock;
+	ctx_store *s = NULL;
+	assert_ok(ctx_open(&opts, &s));
+	assert_ok(ctx_create(s, "t"));
+	assert_ok(ctx_set_ttl(s, "t", 3600 * 1000));
+	ctx_tracker_options o = {.strategy = CTX_MERGE_MANUAL};
+	ctx_tracker *t;
+	assert_ok(ctx_tracker_open(s, "t", &o, &t));
+	for (int i = 0; i < 2; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "c%d", i);
+		assert_ok(ctx_tracker_put(t, k, strlen(k), "local", 5));
+		put_s(s, "t", k, "remote");
+	}
+	assert_ok(ctx_tracker_put(t, "only-local", 10, "x", 1));
+	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
+	assert_int_equal(ctx_tracker_conflicts(t, NULL), 2);
+	uint64_t before = version_of(s, "t");
+	/* The next sync snapshots c1 still in conflict; c1 is resolved while
+	 * the sync runs, so that sync fails on it, but lists nothing: the
+	 * resolution is newer than what it saw. */
+	hook.t = t;
+	hook.resolve = true;
+	atomic_store(&hook.fired, 0);
+	atomic_store(&hook.armed, true);
+	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
+	assert_int_equal(atomic_load(&hook.fired), 1);
+	assert_int_equal(version_of(s, "t"), before);
+	assert_int_equal(ctx_tracker_conflicts(t, NULL), 1); /* c0 */
+	assert_true(tracker_has(t, "c1", "remote"));
+	assert_int_equal(ctx_tracker_pending(t), 3);
+	assert_ok(ctx_tracker_resolve(t, "c0", 2, true));
+	assert_ok(ctx_tracker_sync(t, NULL));
+	assert_int_equal(ctx_tracker_pending(t), 0);
+	assert_true(value_is(s, "t", "c0", "local"));
+	assert_true(value_is(s, "t", "c1", "remote"));
+	assert_true(value_is(s, "t", "only-local", "x"));
+	hook.resolve = false;
 	ctx_tracker_close(t);
 	ctx_close(s);
 }
@@ -506,6 +559,7 @@ int main(void)
 	        cmocka_unit_test(test_merge_gives_null_value),
 	        cmocka_unit_test(test_refresh_waits_for_sync),
 	        cmocka_unit_test(test_edit_during_manual_sync),
+	        cmocka_unit_test(test_resolve_during_manual_sync),
 	        cmocka_unit_test(test_views_while_creating),
 	        cmocka_unit_test(test_bad_arguments),
 	};

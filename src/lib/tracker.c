@@ -7,8 +7,10 @@
  * put or a delete, with the time of the edit. Reads see the base plus the
  * edits. The base stays available because the tracker holds it, whatever
  * history the store keeps. Besides the public API of libctx, it uses only the
- * store's lookup of a context and a version's incarnation (to tell a context
- * from one created again under the same id).
+ * store's lookup of a context, a version's incarnation (to tell a context
+ * from one created again under the same id) and the trie's lookup by hash
+ * (hamt_find): an edit keeps its key's hamt_hash, which also places it in the
+ * edit table, so a key is hashed once however often a sync looks it up.
  *
  * MERGE (sync)
  *   Per locally edited key, with b = its base value, l = the local value and
@@ -21,7 +23,8 @@
  *   modify is a conflict). Keys only the other side changed already hold
  *   their merged value in the newest version, so the merge never visits
  *   them: a sync costs O(local edits x log n) lookups, whatever the size of
- *   the context and the number of remote changes (no diff is needed). The
+ *   the context and the number of remote changes (no diff is needed; a key's
+ *   base leaf is looked up once per sync, not once per attempt). The
  *   keys whose merged value differs from c are committed as one transaction
  *   guarded by c's version; when another writer got in first (CTX_CONFLICT)
  *   the merge is redone against the new newest version.
@@ -83,10 +86,19 @@
  *   the result under it again; edits made in between stay pending. One sync
  *   runs at a time (the busy flag: another sync or a refresh waits on
  *   idle_cv, which releases the lock; a timer tick skips). A refresh does
- *   only lookups and runs under the lock. Calls may come from any thread;
- *   the array ctx_tracker_conflicts returns stays valid until the next
- *   ctx_tracker_conflicts or ctx_tracker_close. The merge function may use
- *   the tracker (read, edit) but not sync or refresh it (CTX_INVALID).
+ *   only lookups and runs under the lock.
+ *
+ *   The snapshot borrows the edits, it takes no reference to their keys and
+ *   values: an edit in it is frozen (never changed or freed while the sync
+ *   runs). A put, del or resolve of a frozen edit puts a copy in its table
+ *   slot and changes the copy (table_thaw_at); the frozen one is the sync's
+ *   to free. When the sync ends (under the lock) the synced edits leave the
+ *   table and are freed after it, with the replaced ones.
+ *
+ *   Calls may come from any thread; the array ctx_tracker_conflicts returns
+ *   stays valid until the next ctx_tracker_conflicts or ctx_tracker_close.
+ *   The merge function may use the tracker (read, edit) but not sync or
+ *   refresh it (CTX_INVALID).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -96,9 +108,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "store.h"
 #include "util.h"
@@ -157,11 +166,16 @@ static bool val_eq(val a, val b)
 	       (a.len == b.len && (a.len == 0 || a.p == b.p || memcmp(a.p, b.p, a.len) == 0));
 }
 
-static val state_val(const ctx_state *st, const blob *key)
+/* The value a trie leaf holds (NULL: absent). */
+static val leaf_val(const hamt_leaf *l)
 {
-	val v = ABSENT;
-	v.present = ctx_state_lookup(st, key->data, key->len, &v.p, &v.len);
-	return v;
+	return l ? (val){true, hamt_leaf_value(l), l->vlen} : ABSENT;
+}
+
+/* The leaf of key (hash: hamt_hash of it) in st. */
+static const hamt_leaf *find_leaf(const ctx_state *st, uint64_t hash, const blob *key)
+{
+	return hamt_find(&st->data, hash, key->data, key->len);
 }
 
 /* A value together with a reference to what keeps its bytes alive: a blob or
@@ -202,7 +216,7 @@ static ctx_merge_value merge_value(val v, uint64_t time_us)
 /* ---- local edits --------------------------------------------------------------- */
 
 typedef struct edit {
-	uint64_t hash;
+	uint64_t hash; /* hamt_hash of the key: places it in the table and the trie */
 	blob *key;
 	held val;         /* the local value; absent: deleted                */
 	uint64_t time_us; /* when the edit was made                          */
@@ -211,6 +225,8 @@ typedef struct edit {
 	held base;        /* that base value                                 */
 	size_t snap;      /* 1 + its index in the running sync's snapshot, 0 */
 	size_t conflict;  /* 1 + its index in t->conflicts, 0                */
+	bool frozen;      /* in the running sync's snapshot: never changed   */
+	bool detached;    /* out of the table, the running sync's to free    */
 } edit;
 
 static void edit_free(edit *e)
@@ -248,7 +264,9 @@ static edit tomb_mark;
 #define TOMB    (&tomb_mark)
 #define LIVE(e) ((e) && (e) != TOMB)
 
-static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, size_t klen)
+/* The edit of key and its slot (*at), or NULL. */
+static edit *table_find_at(const edit_table *tab, uint64_t hash, const void *key, size_t klen,
+                           size_t *at)
 {
 	if (!tab->cap)
 		return NULL;
@@ -258,9 +276,17 @@ static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, s
 		if (!e)
 			return NULL;
 		if (e != TOMB && e->hash == hash && e->key->len == klen &&
-		    memcmp(e->key->data, key, klen) == 0)
+		    memcmp(e->key->data, key, klen) == 0) {
+			*at = i;
 			return e;
+		}
 	}
+}
+
+static edit *table_find(const edit_table *tab, uint64_t hash, const void *key, size_t klen)
+{
+	size_t at;
+	return table_find_at(tab, hash, key, klen, &at);
 }
 
 /* Put e into fresh slots (no tombstones, e's key not there yet). */
@@ -299,12 +325,38 @@ static ctx_status table_insert(edit_table *tab, edit *e)
 	return CTX_OK;
 }
 
-static void table_remove_at(edit_table *tab, size_t i)
+/* Take the edit in slot i out of the table; the caller frees it. */
+static edit *table_unlink_at(edit_table *tab, size_t i)
 {
-	edit_free(tab->slots[i]);
+	edit *e = tab->slots[i];
 	tab->slots[i] = TOMB;
 	tab->count--;
 	tab->tombs++;
+	return e;
+}
+
+static void table_remove_at(edit_table *tab, size_t i)
+{
+	edit_free(table_unlink_at(tab, i));
+}
+
+/* A frozen edit (in slot i) is about to change: put fresh, a copy of it, in
+ * its place (fresh->key set, the rest zero) and leave the frozen one to its
+ * sync. Returns fresh. */
+static edit *table_thaw_at(edit_table *tab, size_t i, edit *fresh)
+{
+	edit *old = tab->slots[i];
+	fresh->hash = old->hash;
+	fresh->val = hold_copy(&old->val);
+	fresh->time_us = old->time_us;
+	fresh->seq = old->seq;
+	fresh->has_base = old->has_base;
+	fresh->base = hold_copy(&old->base);
+	fresh->snap = old->snap;
+	fresh->conflict = old->conflict;
+	old->detached = true;
+	tab->slots[i] = fresh;
+	return fresh;
 }
 
 /* After removals: an empty table gives its slots back. */
@@ -385,7 +437,6 @@ struct ctx_tracker {
 	ctx_store *store;
 	char *id;
 	ctx_tracker_options opts;
-	uint64_t seed;    /* of the edit table's hash */
 	ctx_context *ctx; /* the tracked incarnation (t->base holds a reference) */
 
 	pthread_mutex_t lock;
@@ -405,12 +456,6 @@ struct ctx_tracker {
 	conflict_set *view_set;
 	ctx_conflict *view;
 };
-
-/* The base value of e: its own, or the base state's. */
-static val edit_base(const edit *e, const ctx_state *base)
-{
-	return e->has_base ? e->base.v : state_val(base, e->key);
-}
 
 static void clear_conflicts(ctx_tracker *t)
 {
@@ -448,16 +493,52 @@ static ctx_status get_current(ctx_tracker *t, const ctx_state *base, ctx_state *
 	return CTX_OK;
 }
 
+/* A key's leaf in the base state, looked up once. */
+typedef struct base_leaf {
+	const hamt_leaf *leaf;
+	bool known;
+} base_leaf;
+
+static const hamt_leaf *base_leaf_get(base_leaf *bl, const ctx_state *base, uint64_t hash,
+                                      const blob *key)
+{
+	if (!bl->known)
+		*bl = (base_leaf){find_leaf(base, hash, key), true};
+	return bl->leaf;
+}
+
+/* The leaves of an edited key in the base (into *bl, looked up once: only
+ * when the edit has no base of its own) and in cur (*cl). When cur is the
+ * base's version, its leaf is the base's. */
+static void key_sides(const ctx_state *base, const ctx_state *cur, uint64_t hash, const blob *key,
+                      bool own_base, base_leaf *bl, const hamt_leaf **cl)
+{
+	if (ctx_state_version(cur) == ctx_state_version(base))
+		*cl = base_leaf_get(bl, base, hash, key);
+	else {
+		if (!own_base)
+			base_leaf_get(bl, base, hash, key);
+		*cl = find_leaf(cur, hash, key);
+	}
+}
+
 /* ---- sync ------------------------------------------------------------------------ */
 
-/* One edit as a sync saw it when it started. */
+/* One edit as a sync saw it when it started. The edit is frozen while the
+ * sync runs, so the snapshot borrows its key and values (no references
+ * taken): a new edit of the key replaces it in the table instead of
+ * changing it (table_thaw_at). */
 typedef struct snap_edit {
-	blob *key;
-	held val;
+	edit *e;
+	uint64_t hash;
+	const blob *key;
+	held val; /* borrowed from e: never released here */
 	bool has_base;
-	held base;
+	held base; /* borrowed from e: never released here */
 	uint64_t time_us;
-	bool took_local; /* the merge result is the local value */
+	base_leaf in_base; /* the key's leaf in the job's base, once looked up */
+	bool took_local;   /* the merge result is the local value */
+	bool owned;        /* e is the job's to free (set under t->lock at the end) */
 } snap_edit;
 
 typedef struct sync_job {
@@ -470,13 +551,13 @@ typedef struct sync_job {
 	conflict_set *conflicts; /* manual: what blocked the sync            */
 } sync_job;
 
+/* After job_apply or job_fail, with no lock: the edits the table let go of
+ * are freed here. */
 static void job_free(sync_job *j)
 {
-	for (size_t i = 0; i < j->n; i++) {
-		blob_unref(j->ents[i].key);
-		held_release(&j->ents[i].val);
-		held_release(&j->ents[i].base);
-	}
+	for (size_t i = 0; i < j->n; i++)
+		if (j->ents[i].owned)
+			edit_free(j->ents[i].e);
 	free(j->ents);
 	ctx_state_release(j->base);
 	ctx_state_release(j->result);
@@ -496,12 +577,14 @@ static ctx_status job_start(ctx_tracker *t, sync_job *j)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		snap_edit *s = &j->ents[j->n];
-		s->key = blob_ref(e->key);
-		s->val = hold_copy(&e->val);
-		s->has_base = e->has_base;
-		s->base = hold_copy(&e->base);
-		s->time_us = e->time_us;
+		j->ents[j->n] = (snap_edit){.e = e,
+		                            .hash = e->hash,
+		                            .key = e->key,
+		                            .val = e->val,
+		                            .has_base = e->has_base,
+		                            .base = e->base,
+		                            .time_us = e->time_us};
+		e->frozen = true;
 		e->snap = ++j->n;
 	}
 	j->base = ctx_state_retain(t->base);
@@ -509,22 +592,22 @@ static ctx_status job_start(ctx_tracker *t, sync_job *j)
 	return CTX_OK;
 }
 
-/* When the current side set the key: the commit that put its value, or, for
- * a key absent there, the newest commit (the latest the delete can be). */
-static uint64_t current_time(const ctx_state *cur, const blob *key, val c)
+/* When the current side set the key: the commit that put its value (its
+ * leaf cl there), or, for a key absent there, the newest commit (the latest
+ * the delete can be). */
+static uint64_t current_time(const ctx_state *cur, const hamt_leaf *cl)
 {
-	uint64_t us;
-	if (c.present && ctx_state_key_time(cur, key->data, key->len, &us))
-		return us;
-	return ctx_state_updated_us(cur);
+	return cl ? cl->time_us : ctx_state_updated_us(cur);
 }
 
-/* Decide the conflict on s (b, l, c all different) by the strategy: *r is the
- * result, or, under manual, the conflict is added to j->conflicts. */
+/* Decide the conflict on s (b, l, c all different; cl: c's leaf) by the
+ * strategy: *r is the result, or, under manual, the conflict is added to
+ * j->conflicts. */
 static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_state *cur, val b,
-                         val l, val c, val *r)
+                         val l, const hamt_leaf *cl, val *r)
 {
-	uint64_t c_us = current_time(cur, s->key, c);
+	val c = leaf_val(cl);
+	uint64_t c_us = current_time(cur, cl);
 	switch (t->opts.strategy) {
 	case CTX_MERGE_LATEST:
 		*r = s->time_us > c_us ? l : c;
@@ -551,7 +634,7 @@ static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_st
 		return CTX_OK;
 	}
 	case CTX_MERGE_MANUAL: {
-		conflict_rec rec = {blob_ref(s->key),
+		conflict_rec rec = {blob_ref(s->e->key),
 		                    s->has_base ? hold_copy(&s->base) : hold_state(j->base, b),
 		                    hold_copy(&s->val),
 		                    hold_state(cur, c),
@@ -586,20 +669,21 @@ static ctx_status add_write(ctx_tracker *t, ctx_txn **txn, const blob *key, val 
  * manual, conflicts fail it with CTX_CONFLICT. */
 static ctx_status merge_against(ctx_tracker *t, sync_job *j, ctx_state *cur, ctx_txn **txn)
 {
-	bool same = ctx_state_version(cur) == ctx_state_version(j->base);
 	conflicts_unref(j->conflicts);
 	j->conflicts = NULL;
 	for (size_t i = 0; i < j->n; i++) {
 		snap_edit *s = &j->ents[i];
-		val b = s->has_base ? s->base.v : state_val(j->base, s->key);
-		val c = same && !s->has_base ? b : state_val(cur, s->key);
+		const hamt_leaf *cl;
+		key_sides(j->base, cur, s->hash, s->key, s->has_base, &s->in_base, &cl);
+		val b = s->has_base ? s->base.v : leaf_val(s->in_base.leaf);
+		val c = leaf_val(cl);
 		val l = s->val.v, r = c;
 		if (val_eq(l, b) || val_eq(l, c)) {
 			r = c;
 		} else if (val_eq(c, b)) {
 			r = l;
 		} else {
-			ctx_status st = decide(t, j, s, cur, b, l, c, &r);
+			ctx_status st = decide(t, j, s, cur, b, l, cl, &r);
 			if (st != CTX_OK)
 				return st;
 			if (t->opts.strategy == CTX_MERGE_MANUAL)
@@ -654,7 +738,8 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
 		if (st != CTX_OK)
 			return st;
 		ctx_txn *txn = NULL;
-		st = j->n ? merge_against(t, j, cur, &txn) : CTX_OK;
+		if (j->n)
+			st = merge_against(t, j, cur, &txn);
 		if (st != CTX_OK || !txn) {
 			ctx_txn_abort(txn);
 			if (st == CTX_OK)
@@ -685,7 +770,7 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
  * value it was made on; it becomes the edit's own base if nb differs. */
 static void rebase_edit(edit *e, ctx_state *nb, held v)
 {
-	if (val_eq(v.v, state_val(nb, e->key))) {
+	if (val_eq(v.v, leaf_val(find_leaf(nb, e->hash, e->key)))) {
 		held_release(&v);
 		edit_clear_base(e);
 	} else {
@@ -702,8 +787,8 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		if (e->seq <= j->seq) {
-			table_remove_at(&t->edits, i);
+		if (e->seq <= j->seq) { /* synced: a frozen one, the job frees it */
+			table_unlink_at(&t->edits, i)->detached = true;
 			continue;
 		}
 		/* Made during the sync: on the local value if the sync committed
@@ -711,10 +796,12 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		const snap_edit *s = e->snap ? &j->ents[e->snap - 1] : NULL;
 		held v = s && s->took_local ? hold_copy(&s->val)
 		         : e->has_base      ? hold_copy(&e->base)
-		                            : hold_state(old, state_val(old, e->key));
+		                       : hold_state(old, leaf_val(find_leaf(old, e->hash, e->key)));
 		rebase_edit(e, nb, v);
 		e->snap = 0;
 	}
+	for (size_t k = 0; k < j->n; k++)
+		j->ents[k].owned = true; /* synced, or replaced by a later edit */
 	table_settle(&t->edits);
 	t->base = nb;
 	j->result = NULL;
@@ -726,9 +813,15 @@ static void job_apply(ctx_tracker *t, sync_job *j)
  * publish them, except for keys edited again meanwhile. */
 static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 {
-	for (size_t i = 0; i < t->edits.cap; i++)
-		if (LIVE(t->edits.slots[i]))
-			t->edits.slots[i]->snap = 0;
+	for (size_t i = 0; i < t->edits.cap; i++) {
+		edit *e = t->edits.slots[i];
+		if (LIVE(e)) {
+			e->snap = 0;
+			e->frozen = false; /* the table's again */
+		}
+	}
+	for (size_t k = 0; k < j->n; k++)
+		j->ents[k].owned = j->ents[k].e->detached; /* replaced meanwhile */
 	if (st != CTX_CONFLICT || !j->conflicts)
 		return;
 	clear_conflicts(t);
@@ -736,9 +829,8 @@ static void job_fail(ctx_tracker *t, sync_job *j, ctx_status st)
 	j->conflicts = NULL;
 	for (size_t i = 0; i < cs->count; i++) {
 		conflict_rec *r = &cs->recs[i];
-		edit *e =
-		    table_find(&t->edits, XXH3_64bits_withSeed(r->key->data, r->key->len, t->seed),
-		               r->key->data, r->key->len);
+		edit *e = table_find(&t->edits, hamt_hash(r->key->data, r->key->len), r->key->data,
+		                     r->key->len);
 		if (!e || e->seq > j->seq)
 			r->resolved = true;
 		else
@@ -881,7 +973,6 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 	t->store = s;
 	t->ctx = t->base->ctx;
 	t->opts = opts;
-	t->seed = store_now_us(t->store) ^ (uint64_t)(uintptr_t)t;
 	ctx_mutex_init(&t->lock);
 	pthread_cond_init(&t->idle_cv, NULL);
 	pthread_condattr_t ca;
@@ -953,7 +1044,7 @@ static void resolve_conflict(ctx_tracker *t, edit *e)
 /* Make v (taken over) the local value of key. */
 static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held v)
 {
-	uint64_t hash = XXH3_64bits_withSeed(key, klen, t->seed);
+	uint64_t hash = hamt_hash(key, klen);
 	uint64_t now = store_now_us(t->store);
 	edit *fresh = calloc(1, sizeof(*fresh));
 	if (!fresh || !(fresh->key = blob_new(key, klen))) {
@@ -963,8 +1054,12 @@ static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held
 	}
 	fresh->hash = hash;
 	pthread_mutex_lock(&t->lock);
-	edit *e = table_find(&t->edits, hash, key, klen);
-	if (!e) {
+	size_t at;
+	edit *e = table_find_at(&t->edits, hash, key, klen, &at);
+	if (e && e->frozen) {
+		e = table_thaw_at(&t->edits, at, fresh);
+		fresh = NULL;
+	} else if (!e) {
 		ctx_status st = table_insert(&t->edits, fresh);
 		if (st != CTX_OK) {
 			pthread_mutex_unlock(&t->lock);
@@ -1016,7 +1111,7 @@ ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **
 		return ctx_fail(CTX_INVALID, "NULL tracker, key or output pointer");
 	pthread_mutex_lock(&t->lock);
 	val v = ABSENT;
-	edit *e = table_find(&t->edits, XXH3_64bits_withSeed(key, klen, t->seed), key, klen);
+	edit *e = table_find(&t->edits, hamt_hash(key, klen), key, klen);
 	if (e)
 		v = e->val.v;
 	else
@@ -1071,6 +1166,17 @@ bool ctx_tracker_is_stale(ctx_tracker *t)
 	return stale;
 }
 
+/* The base value b of e (its own, or the base state's) and its value c in
+ * cur. */
+static void edit_sides(const ctx_state *base, const ctx_state *cur, const edit *e, val *b, val *c)
+{
+	base_leaf bl = {NULL, false};
+	const hamt_leaf *cl;
+	key_sides(base, cur, e->hash, e->key, e->has_base, &bl, &cl);
+	*b = e->has_base ? e->base.v : leaf_val(bl.leaf);
+	*c = leaf_val(cl);
+}
+
 ctx_status ctx_tracker_refresh(ctx_tracker *t)
 {
 	if (!t)
@@ -1089,7 +1195,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		val b = edit_base(e, t->base), c = state_val(cur, e->key), l = e->val.v;
+		val b, c, l = e->val.v;
+		edit_sides(t->base, cur, e, &b, &c);
 		if (!val_eq(l, b) && !val_eq(l, c) && !val_eq(c, b))
 			conflicts++;
 	}
@@ -1106,8 +1213,9 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		edit *e = t->edits.slots[i];
 		if (!LIVE(e))
 			continue;
-		val b = edit_base(e, t->base), c = state_val(cur, e->key), l = e->val.v;
-		if (val_eq(l, b) || val_eq(l, c))
+		val b, c;
+		edit_sides(t->base, cur, e, &b, &c);
+		if (val_eq(e->val.v, b) || val_eq(e->val.v, c))
 			table_remove_at(&t->edits, i); /* the newest version has it */
 		else
 			edit_clear_base(e); /* c == b: the new base holds b */
@@ -1168,10 +1276,20 @@ ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, boo
 	if (!t || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker or key");
 	pthread_mutex_lock(&t->lock);
-	edit *e = table_find(&t->edits, XXH3_64bits_withSeed(key, klen, t->seed), key, klen);
+	size_t at;
+	edit *e = table_find_at(&t->edits, hamt_hash(key, klen), key, klen, &at);
 	if (!e || !e->conflict) {
 		pthread_mutex_unlock(&t->lock);
 		return ctx_fail(CTX_NOT_FOUND, "no unresolved conflict on that key of '%s'", t->id);
+	}
+	if (e->frozen) { /* a sync runs and reads it: change a copy */
+		edit *fresh = calloc(1, sizeof(*fresh));
+		if (!fresh) {
+			pthread_mutex_unlock(&t->lock);
+			return ctx_fail(CTX_NOMEM, "no memory for a tracker edit");
+		}
+		fresh->key = blob_ref(e->key);
+		e = table_thaw_at(&t->edits, at, fresh);
 	}
 	if (!take_local) {
 		held_release(&e->val);
