@@ -145,9 +145,9 @@ static void test_queue_counts_revisions_behind(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_only_armed_watchers_are_woken),
-	        cmocka_unit_test(test_quiet_watcher_stays_armed),
-	        cmocka_unit_test(test_queue_counts_revisions_behind),
+	    cmocka_unit_test(test_only_armed_watchers_are_woken),
+	    cmocka_unit_test(test_quiet_watcher_stays_armed),
+	    cmocka_unit_test(test_queue_counts_revisions_behind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

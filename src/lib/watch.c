@@ -160,11 +160,11 @@
 #include "store.h"
 #include "util.h"
 
-#define DEFAULT_HISTORY 65536u
+#define DEFAULT_HISTORY       65536u
 #define DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
-#define DEFAULT_QUEUE 4096u
-#define BATCH 64u     /* events a watcher takes out of the log at once */
-#define SCAN_MAX 1024u /* slots one read looks at under the feed lock */
+#define DEFAULT_QUEUE         4096u
+#define BATCH                 64u   /* events a watcher takes out of the log at once */
+#define SCAN_MAX              1024u /* slots one read looks at under the feed lock */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -316,9 +316,9 @@ static fevent *fevent_new(ctx_event_kind kind, uint64_t rev, const char *id, siz
 /* An event for a report, whatever memory is left: without its keys if they
  * do not fit, and if not even that, retry after a pause (no lock held). A
  * report must never be dropped: every later revision would wait for it. */
-static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *id,
-                                 size_t idlen, uint64_t version, size_t nkeys,
-                                 const void *const *keys, const size_t *klens)
+static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *id, size_t idlen,
+                                 uint64_t version, size_t nkeys, const void *const *keys,
+                                 const size_t *klens)
 {
 	fevent *e = fevent_new(kind, rev, id, idlen, version, nkeys, keys, klens);
 	while (!e) {
@@ -543,16 +543,16 @@ void feed_get_stats(feed *f, feed_stats *out)
 {
 	pthread_mutex_lock(&f->lock);
 	*out = (feed_stats){
-	        .frontier = f->frontier,
-	        .oldest = history_start(f),
-	        .history_events = f->log_events,
-	        .history_bytes = f->log_bytes,
-	        .history_bytes_limit = f->bytes_limit,
-	        .pending_events = f->pending_events,
-	        .pending_bytes = f->pending_bytes,
-	        .ring_slots = (size_t)(f->mask + 1),
-	        .events_recorded = f->events_recorded,
-	        .armed_watchers = 0,
+	    .frontier = f->frontier,
+	    .oldest = history_start(f),
+	    .history_events = f->log_events,
+	    .history_bytes = f->log_bytes,
+	    .history_bytes_limit = f->bytes_limit,
+	    .pending_events = f->pending_events,
+	    .pending_bytes = f->pending_bytes,
+	    .ring_slots = (size_t)(f->mask + 1),
+	    .events_recorded = f->events_recorded,
+	    .armed_watchers = 0,
 	};
 	for (ctx_watch *w = f->armed; w; w = w->arm_next)
 		out->armed_watchers++;
