@@ -130,8 +130,17 @@ typedef struct ctx_options {
 	unsigned auto_point_every; /* a point every K commits; 0 = never (best
 	                              effort: a commit whose point cannot be
 	                              made still succeeds)                        */
-	size_t watch_queue;        /* events one watcher may have pending before
-	                              it lags; 0 = default (4096)                 */
+	size_t watch_queue;        /* how far behind the newest delivered
+	                              revision a watcher may fall before it lags:
+	                              once the next event it would take is this
+	                              many revisions old (revisions of any
+	                              context count), it delivers that many
+	                              revisions' worth of events, then
+	                              CTX_EVENT_LAGGED; 0 = default (4096).
+	                              Watchers read one shared event history,
+	                              so a watcher also lags when what it has
+	                              not read leaves that history
+	                              (watch_history, watch_history_bytes)     */
 	size_t watch_history;      /* revisions kept for watchers to start from
 	                              an earlier one (recovery point and ttl
 	                              records count too); 0 = default (65536)     */
@@ -610,8 +619,10 @@ typedef enum ctx_event_kind {
 	CTX_EVENT_RESTORED,
 	CTX_EVENT_DROPPED,
 	CTX_EVENT_EXPIRED,
-	CTX_EVENT_LAGGED /* the watcher fell behind: events from resume_from on
-	                    were not queued; open a watch from there, then
+	CTX_EVENT_LAGGED /* the watcher fell behind (watch_queue), or what it
+	                    had not read left the event history: events from
+	                    resume_from on are not delivered to it; open a
+	                    watch from there (refused if no longer held), then
 	                    close this one (a lagged watch still counts as open,
 	                    so the history is kept meanwhile). Its revision is
 	                    resume_from, its id the watch's id or prefix, its

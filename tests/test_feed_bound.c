@@ -7,7 +7,9 @@
  *   - with a watch open, the history stays within watch_history_bytes; a
  *     watch from a revision evicted by that bound is refused ("compacted"),
  *     one from the oldest revision held replays everything after it;
- *   - events not yet delivered are never evicted, whatever the bound;
+ *   - events not yet delivered are never evicted, whatever the bound; once
+ *     delivered, the bound evicts them from the shared log, and a watcher
+ *     that had not read them lags, naming the first;
  *   - revisions committed while nobody watched are not held: a watch from
  *     them is refused, naming the revision; a watch from now on skips those
  *     still pending; closing the last watch empties the history;
@@ -226,12 +228,29 @@ static void test_history_within_bytes(void **unused)
 	ctx_close(s);
 }
 
-/* A byte bound of 1: nothing delivered is kept, but 40 reports waiting for
- * revision 1 are all kept and delivered, in order, with their keys. */
-static void test_pending_never_evicted(void **unused)
+/* The bytes one event of rec() takes in the log (revision rev). */
+static size_t event_bytes(uint64_t rev)
 {
 	feed *f = NULL;
-	assert_ok(feed_open(1, &(feed_config){.history = 64, .history_bytes = 1}, &f));
+	assert_ok(feed_open(rev, &(feed_config){.keep_history = true}, &f));
+	rec(f, rev);
+	feed_stats st;
+	feed_get_stats(f, &st);
+	feed_close(f);
+	return st.history_bytes;
+}
+
+/* A byte bound of 10 events: 40 reports waiting for revision 1 are all
+ * kept, whatever the bound, and delivered in order once it comes; then the
+ * bound evicts all but the last 10 from the shared log at once, so the
+ * watcher that had not read them lags at revision 1, and a watch from the
+ * oldest held (32) gets 32..41 with their keys. (Before issue 11 each
+ * watcher had a queue of its own that kept all 41 beyond the bound.) */
+static void test_pending_never_evicted(void **unused)
+{
+	size_t one = event_bytes(41);
+	feed *f = NULL;
+	assert_ok(feed_open(1, &(feed_config){.history = 64, .history_bytes = 10 * one}, &f));
 	ctx_watch *w = NULL;
 	assert_ok(feed_watch_open(f, "", true, 0, &w));
 	for (uint64_t rev = 41; rev >= 2; rev--)
@@ -240,11 +259,26 @@ static void test_pending_never_evicted(void **unused)
 	feed_stats st;
 	feed_get_stats(f, &st);
 	assert_int_equal(st.pending_events, 40);
-	assert_true(st.pending_bytes > 40 * 2);
+	assert_true(st.pending_bytes > 10 * one);
 	assert_int_equal(st.history_bytes, 0);
 	rec(f, 1);
-	for (uint64_t rev = 1; rev <= 41; rev++) {
-		ctx_event *e = next_event(w);
+	feed_get_stats(f, &st);
+	assert_int_equal(st.pending_events, 0);
+	assert_int_equal(st.pending_bytes, 0);
+	assert_int_equal(st.history_events, 10);
+	assert_int_equal(st.history_bytes, 10 * one);
+	assert_int_equal(st.oldest, 32);
+	assert_int_equal(st.frontier, 41);
+	ctx_event *e = next_event(w);
+	assert_int_equal(e->kind, CTX_EVENT_LAGGED);
+	assert_int_equal(e->resume_from, 1);
+	ctx_event_free(e);
+	expect_none(w);
+	ctx_watch *h = NULL;
+	assert_int_equal(feed_watch_open(f, "", true, 31, &h), CTX_NOT_FOUND);
+	assert_ok(feed_watch_open(f, "", true, 32, &h));
+	for (uint64_t rev = 32; rev <= 41; rev++) {
+		e = next_event(h);
 		assert_int_equal(e->revision, rev);
 		assert_int_equal(e->nkeys, 1);
 		char key[32];
@@ -253,14 +287,8 @@ static void test_pending_never_evicted(void **unused)
 		assert_memory_equal(e->keys[0], key, (size_t)kl);
 		ctx_event_free(e);
 	}
-	expect_none(w);
-	feed_get_stats(f, &st);
-	assert_int_equal(st.pending_events, 0);
-	assert_int_equal(st.pending_bytes, 0);
-	assert_int_equal(st.history_bytes, 0);
-	assert_int_equal(st.oldest, 42);
-	ctx_watch *h = NULL;
-	assert_int_equal(feed_watch_open(f, "", true, 41, &h), CTX_NOT_FOUND);
+	expect_none(h);
+	ctx_watch_close(h);
 	ctx_watch_close(w);
 	feed_close(f);
 }
@@ -431,6 +459,8 @@ static void test_watchers_come_and_go(void **unused)
 	ctx_options o;
 	ctx_options_init(&o);
 	o.watch_queue = 1u << 20;
+	o.watch_history = 1u << 20; /* the log is what a watcher reads from: it
+	                               must outlast a drainer's wait */
 	ctx_store *s = NULL;
 	assert_ok(ctx_open(&o, &s));
 	churn sh = {.s = s};

@@ -306,15 +306,16 @@ static void test_replay_and_compacted(void **unused)
 	expect_none(now);
 	expect_none(next);
 
-	/* A pending report takes the slot of a delivered one: 29 replaces 21,
-	 * so the history now starts at 22 (frontier 26). */
-	w = watch_feed(f, "", true, 21);
-	ctx_watch_close(w);
+	/* A pending report never evicts a delivered one (the ring holds the
+	 * log and as many pending reports; before issue 11, 29 took the slot of
+	 * 21): the history still starts at 19 (frontier 26). */
 	rec(f, 29, "d");
-	assert_int_equal(feed_watch_open(f, "", true, 21, &w), CTX_NOT_FOUND);
+	assert_int_equal(feed_watch_open(f, "", true, 18, &w), CTX_NOT_FOUND);
 	assert_non_null(strstr(ctx_last_error(), "compacted"));
-	w = watch_feed(f, "", true, 22);
-	for (uint64_t r = 22; r <= 26; r++)
+	w = watch_feed(f, "", true, 19);
+	for (uint64_t r = 19; r <= 20; r++)
+		expect_event(w, r, r % 2 ? "a" : "b");
+	for (uint64_t r = 21; r <= 26; r++)
 		expect_event(w, r, "c");
 	expect_none(w);
 	rec(f, 27, "d");
@@ -416,8 +417,12 @@ static void test_resume_chain_no_gap(void **unused)
 	feed_close(f);
 }
 
-/* Reports far ahead of the frontier (more than the history) lose nothing:
- * the ring grows to hold them, and the history with it. */
+/* Reports far ahead of the frontier (more than the ring) lose nothing: the
+ * ring grows to hold them. Once revision 1 comes they are all delivered at
+ * once; the shared log keeps the last `history` (4) of them, so the watcher
+ * that had not read them lags at revision 1, and a watch from the oldest
+ * held gets the rest. (Before issue 11 the watcher's own queue kept all 60,
+ * and the history grew with the ring.) */
 static void test_reports_beyond_history(void **unused)
 {
 	enum { N = 60 };
@@ -436,26 +441,28 @@ static void test_reports_beyond_history(void **unused)
 	for (size_t i = 0; i < N - 1; i++)
 		rec(f, order[i], "o");
 	expect_none(w);
+	feed_stats st;
+	feed_get_stats(f, &st);
+	assert_int_equal(st.pending_events, N - 1);
+	assert_int_equal(st.ring_slots, 64); /* 8 at first */
 	rec(f, 1, "o");
-	for (uint64_t r = 1; r <= N; r++)
-		expect_event(w, r, "o");
+	feed_get_stats(f, &st);
+	assert_int_equal(st.frontier, N);
+	assert_int_equal(st.pending_events, 0);
+	assert_int_equal(st.oldest, N - 3);
+	expect_lagged(w, 1);
 	expect_none(w);
-	/* The ring grew to 64 slots: everything is still there. */
-	ctx_watch *h = watch_feed(f, "", true, 1);
-	for (uint64_t r = 1; r <= N; r++)
+	ctx_watch *h = NULL;
+	assert_int_equal(feed_watch_open(f, "", true, N - 4, &h), CTX_NOT_FOUND);
+	h = watch_feed(f, "", true, N - 3);
+	for (uint64_t r = N - 3; r <= N; r++)
 		expect_event(h, r, "o");
 	expect_none(h);
-	ctx_watch_close(h);
-	for (uint64_t r = N + 1; r <= 130; r++)
+	/* From then on, read as they come, nothing is missed. */
+	for (uint64_t r = N + 1; r <= 130; r++) {
 		rec(f, r, "o");
-	for (uint64_t r = N + 1; r <= 130; r++)
-		expect_event(w, r, "o");
-	expect_none(w);
-	/* And keeps the last 64 revisions from then on. */
-	assert_int_equal(feed_watch_open(f, "", true, 130 - 64, &h), CTX_NOT_FOUND);
-	h = watch_feed(f, "", true, 130 - 63);
-	for (uint64_t r = 130 - 63; r <= 130; r++)
 		expect_event(h, r, "o");
+	}
 	expect_none(h);
 	ctx_watch_close(h);
 	ctx_watch_close(w);
@@ -538,7 +545,7 @@ static void test_wait_timeout_and_wakeup(void **unused)
 
 static void test_close_with_pending_events(void **unused)
 {
-	feed *f = open_feed(1, 8, 8);
+	feed *f = open_feed(1, 32, 8); /* the log holds all 20 */
 	ctx_watch *w1 = watch_feed(f, "", true, 0);
 	ctx_watch *w2 = watch_feed(f, "", true, 0);
 	ctx_watch *w3 = watch_feed(f, "", true, 0);
@@ -645,8 +652,10 @@ static void test_many_reporters(void **unused)
 	enum { T = 8 };
 	reset_failures();
 	reporters sh = {.nthreads = T, .n = (uint64_t)test_iters(200000, 20000)};
-	/* A small history forces reports past the window into the overflow. */
-	sh.f = open_feed(1, 64, (size_t)sh.n + 1);
+	/* A log that holds every revision: the reader never lags. (Before
+	 * issue 11 the history was 64, the queue n + 1; the log is now what a
+	 * watcher reads from: test_many_reporters_small_log has the small one.) */
+	sh.f = open_feed(1, (size_t)sh.n, (size_t)sh.n + 1);
 	ctx_watch *all = watch_feed(sh.f, "", true, 0);
 	ctx_watch *one = watch_feed(sh.f, "even/odd", false, 0);
 	reporter_arg a[T];
@@ -702,6 +711,91 @@ static void test_many_reporters(void **unused)
 	assert_true(expect_one > sh.n);
 	ctx_watch_close(all);
 	ctx_watch_close(one);
+	feed_close(sh.f);
+}
+
+/* Skip the revisions without an event from *expect on. */
+static void skip_skips(uint64_t *expect)
+{
+	while (is_skip(*expect))
+		(*expect)++;
+}
+
+/* Reopen a lagged watch at `from`, or at the oldest revision held if the
+ * log moved past it meanwhile. Returns the revision it starts from. */
+static uint64_t reopen(feed *f, ctx_watch **w, uint64_t from)
+{
+	ctx_watch_close(*w);
+	for (;;) {
+		if (feed_watch_open(f, "", true, from, w) == CTX_OK)
+			return from;
+		feed_stats st;
+		feed_get_stats(f, &st);
+		if (st.oldest > from)
+			from = st.oldest;
+	}
+}
+
+/* The same with a log of 64 revisions: reports run past the ring (which
+ * grows) and the reader falls behind and lags. It must lag exactly where it
+ * stood - at or before the next revision it expected, after the last it got
+ * - and, reopened there (or at the oldest held), see increasing revisions
+ * with the right ids, each following the one before with no gap it was not
+ * told of and no duplicate. */
+static void test_many_reporters_small_log(void **unused)
+{
+	enum { T = 8 };
+	reset_failures();
+	reporters sh = {.nthreads = T, .n = (uint64_t)test_iters(100000, 10000)};
+	sh.f = open_feed(1, 64, 64);
+	ctx_watch *all = watch_feed(sh.f, "", true, 0);
+	reporter_arg a[T];
+	for (int i = 0; i < T; i++) {
+		a[i].sh = &sh;
+		a[i].id = i;
+		assert_int_equal(pthread_create(&a[i].th, NULL, reporter, &a[i]), 0);
+	}
+	uint64_t expect = 1, last = 0, lags = 0;
+	bool resumed = false; /* the next event may be past expect */
+	double deadline = test_now() + 60;
+	for (;;) {
+		skip_skips(&expect);
+		if (expect > sh.n || test_now() > deadline)
+			break;
+		ctx_event *e = NULL;
+		if (ctx_watch_wait(all, 100, &e) != CTX_OK)
+			continue;
+		if (e->kind == CTX_EVENT_LAGGED) {
+			if (e->resume_from > expect || e->resume_from <= last)
+				fail_msg("lagged at %" PRIu64 ": expected %" PRIu64 ", last %" PRIu64,
+				         e->resume_from, expect, last);
+			uint64_t from = e->resume_from;
+			ctx_event_free(e);
+			from = reopen(sh.f, &all, from);
+			resumed = from > expect;
+			if (from > expect)
+				expect = from;
+			lags++;
+			continue;
+		}
+		if (e->revision != expect && !(resumed && e->revision > expect))
+			fail_msg("expected revision %" PRIu64 ", got %" PRIu64, expect, e->revision);
+		assert_false(is_skip(e->revision));
+		assert_string_equal(e->id, id_of(e->revision));
+		last = e->revision;
+		expect = e->revision + 1;
+		resumed = false;
+		ctx_event_free(e);
+	}
+	for (int i = 0; i < T; i++)
+		assert_int_equal(pthread_join(a[i].th, NULL), 0);
+	assert_true(expect > sh.n);
+	feed_stats st;
+	feed_get_stats(sh.f, &st);
+	printf("# %" PRIu64 " revisions, a log of 64: the reader lagged %" PRIu64
+	       " times, the ring grew to %zu slots\n",
+	       sh.n, lags, st.ring_slots);
+	ctx_watch_close(all);
 	feed_close(sh.f);
 }
 
@@ -1110,6 +1204,7 @@ int main(void)
 	    TIMED(test_wait_timeout_and_wakeup),
 	    TIMED(test_close_with_pending_events),
 	    TIMED(test_many_reporters),
+	    TIMED(test_many_reporters_small_log),
 	    TIMED(test_store_watch_open_errors),
 	    TIMED(test_store_writers_seen_once_in_order),
 	    TIMED(test_store_slow_watcher_resumes),

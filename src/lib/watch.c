@@ -1,5 +1,6 @@
 /*
- * watch.c - the change feed and the watches served from it.
+ * watch.c - the change feed: one shared log of events, read by every watch
+ * from its own cursor.
  *
  * EVENTS
  *   Every revision is reported once, as an event (feed_record) or as a skip
@@ -7,9 +8,9 @@
  *   keeps history for later watches (watch_keep_history) - a record is built
  *   completely, one malloc holding the public ctx_event, the id and a copy of
  *   the keys, before any lock is taken. Events are immutable once built and
- *   reference counted: the ring holds one reference and each watcher queue
- *   that received the event holds one, which ctx_watch_next hands to the
- *   caller (ctx_event_free drops it).
+ *   reference counted: the ring holds one reference, and a watcher takes one
+ *   for each event it reads out of the ring, which ctx_watch_next hands to
+ *   the caller (ctx_event_free drops it).
  *
  *   Otherwise nothing is copied and nothing allocated: the revision is
  *   marked in its slot as "bare" (reported, event not recorded). A skip is
@@ -22,42 +23,48 @@
  *   low bits are 0), or rev << 2 | SLOT_SKIP / SLOT_BARE (revisions stay
  *   below 2^62).
  *
- * THE RING, THE FRONTIER AND THE HISTORY
- *   The feed keeps a ring of `cap` slots (watch_history rounded up to a power
- *   of two), slot rev & mask standing for revision rev. The frontier F is the
- *   highest revision such that every revision <= F has been reported; events
- *   up to F are delivered, those above it wait in their slots until the gap
- *   below them is reported. The history [oldest, F] is what a watch may start
- *   from. Invariants (feed lock):
- *     - every pending report (rev > F) is in its slot: rev <= F + cap;
+ * THE RING, THE FRONTIER AND THE LOG
+ *   The feed keeps a ring of `cap` slots (at first twice watch_history
+ *   rounded up to a power of two), slot rev & mask standing for revision
+ *   rev. The frontier F is the highest revision such that every revision
+ *   <= F has been reported; events up to F are delivered, those above it
+ *   wait in their slots until the gap below them is reported. The log
+ *   [oldest, F] is what watchers read, and what a watch may start from.
+ *   Invariants (feed lock):
+ *     - every pending report (rev > F) is in its slot, and rev - oldest <
+ *       cap: the ring spans the log and every pending report, so placing a
+ *       report never overwrites a slot in use;
  *     - every slot holds 0, a pending revision, or a revision in
- *       [oldest, F]: a revision leaving the history leaves its slot;
- *     - for every rev in [oldest, F], slot rev & mask holds rev as an event
- *       or a skip, never as a bare mark: the history has no hole;
- *     - history_bytes (the bytes of its events) <= history_bytes_limit, and
- *       F + 1 - oldest <= cap, each time the lock is released;
- *     - while no watcher is open and keep is off, the history is empty
+ *       [oldest, F]: a revision leaving the log leaves its slot;
+ *     - for every rev in [oldest, F], slot rev & mask holds rev (an event, a
+ *       skip, or a bare mark reported before any watch opened);
+ *     - log_bytes (the bytes of its events) <= bytes_limit, and
+ *       F + 1 - oldest <= history (watch_history rounded up), each time the
+ *       lock is released;
+ *     - while no watcher is open and keep is off, the log is empty
  *       (oldest = F + 1);
  *     - last_bare is the highest revision ever marked bare; while a watcher
  *       is open no revision is marked bare.
- *   Only the history is ever evicted, oldest first: past either bound, when
- *   a pending report needs the slot of a delivered revision, when a bare
- *   revision is delivered (the history cannot reach over it), and when the
- *   last watcher closes (keep off). Pending events are never dropped.
- *   Evicted events are released after the lock (a list in the delivery's
- *   wake-up buffer).
+ *   Only the log is ever evicted, oldest first: past either bound, and when
+ *   the last watcher closes (keep off); never for the sake of a pending
+ *   report, and pending events are never dropped. Evicted events are
+ *   released after the lock (a list in the reporter's wake-up record). A
+ *   watch may start from any revision >= oldest and above last_bare: a bare
+ *   mark stands for an event nobody recorded, so a watch from at or before
+ *   it would miss it (feed_holds refuses it, naming it); a watch from now
+ *   on skips the bare marks, all made before it opened.
  *
- *   Reports may arrive in any order. One that lands more than cap ahead of
- *   the frontier (a writer was descheduled between taking its revision and
- *   reporting it while the others carried on) would overwrite an undelivered
- *   event: the ring grows instead, doubling until the report fits. The new
- *   ring is allocated before the lock is taken (the reporter drops the lock,
- *   allocates, and looks again); under the lock the slots are only moved,
- *   and by the second invariant they cannot collide in a ring twice as
- *   large. The ring keeps its size afterwards (so the revision bound of the
- *   history grows with it; the byte bound does not): memory follows the
- *   longest stall, as it must, since every event after the stalled revision
- *   has to be kept. Nothing is lost and nobody waits for the stalled writer.
+ *   Reports may arrive in any order. The ring holds a log of `history`
+ *   revisions and as many pending ones; a report further ahead (a writer was
+ *   descheduled between taking its revision and reporting it while the
+ *   others carried on) makes the ring grow, doubling until the report fits.
+ *   The new ring is allocated before the lock is taken (the reporter drops
+ *   the lock, allocates, and looks again); under the lock the slots are
+ *   only moved, and since they span fewer than cap revisions they cannot
+ *   collide in a larger ring. The ring keeps its size afterwards (the log's
+ *   bounds do not change): memory follows the longest stall, as it must,
+ *   since every event after the stalled revision has to be kept. Nothing is
+ *   lost and nobody waits for the stalled writer.
  *
  * RECORDED OR BARE
  *   A reporter reads `recording` (watchers open, or keep) without the lock
@@ -75,50 +82,70 @@
  *   be allocated, the reporter retries after a millisecond with no lock
  *   held. Dropping a report instead would stall every later event for good.
  *
- * WATCHERS
- *   A watcher has a bounded queue (watch_queue events, plus one slot kept
- *   for the CTX_EVENT_LAGGED event, which is allocated when the watch opens
- *   so that lagging never needs memory). Delivery appends under the
- *   watcher's lock; when the queue is full, or cannot grow, the watcher gets
- *   LAGGED naming the first revision it missed and nothing afterwards:
- *   writers never wait for a slow reader. A lagged watcher stays open (and
- *   keeps events recorded) until closed. A watch that starts from an earlier
- *   revision is filled from the ring under the feed lock, so that replay and
- *   live delivery meet with no gap and no duplicate.
+ * WATCHERS: A CURSOR INTO THE SHARED LOG
+ *   A report places its event and advances the frontier: its work under the
+ *   lock does not depend on the number of watchers (but for waking idle
+ *   ones, below). A watcher keeps a cursor, the next revision it has to look
+ *   at; ctx_watch_next reads forward from it under the feed lock, filtering
+ *   by id or prefix itself, and takes a reference to up to BATCH matching
+ *   events at a time into a small buffer of its own (so a fast reader takes
+ *   the feed lock once per BATCH events, and a lock hold scans at most
+ *   SCAN_MAX slots). A watcher lags - gets one CTX_EVENT_LAGGED naming the
+ *   first revision it will not deliver, and nothing after it - when
+ *     - its cursor fell out of the log (cursor < oldest: the history bounds
+ *       evicted what it had not read): it lags at the cursor; or
+ *     - the next event it would take is `queue` (watch_queue) or more
+ *       revisions behind the frontier: it still delivers the matching events
+ *       of the `queue` revisions from that event on, then lags at the
+ *       revision after them (lag_at). So a watcher never has more than
+ *       `queue` revisions' worth of events to catch up on, as a queue of
+ *       `queue` events did before.
+ *   Memory is the log's (bounded by watch_history and watch_history_bytes,
+ *   whatever the watchers do) plus at most BATCH events per watcher taken
+ *   out of it. Writers never wait for a slow reader.
  *
- * WAKE-UPS
- *   Each watcher owns an eventfd (nonblocking), written when its queue goes
- *   from empty to non-empty. Writes happen after the feed lock is released:
- *   delivery collects the watchers to wake (each at most once per report,
- *   each with a reference so that a concurrent ctx_watch_close cannot free it
- *   or reuse its fd number) into a buffer sized, before the lock, by the
- *   number of watchers; only if that buffer cannot be allocated does a wake-up
- *   happen under the lock. The consumer reads the eventfd when it empties the
- *   queue, then looks at the queue again and writes the eventfd itself if an
- *   event slipped in meanwhile: the fd may be readable with nothing pending
- *   (a spurious wake-up, cleared by the next ctx_watch_next), but never
- *   unreadable with events pending.
+ * WAKE-UPS: ARMED WATCHERS
+ *   Each watcher owns an eventfd (nonblocking). It is written only for a
+ *   watcher that is armed: one that read everything up to the frontier,
+ *   found nothing more, cleared its eventfd, and then (feed lock) saw the
+ *   frontier still where its read ended. Armed watchers are on a list; a
+ *   report that delivers an event walks that list (nothing to do when it is
+ *   empty) and takes off each armed watcher the event matches: it moves the
+ *   watcher's cursor to that event (the revisions in between did not match,
+ *   or the watcher would have been taken off earlier), and wakes it after
+ *   the lock is released. Those woken are chained through wake_next, each
+ *   with a reference so that a concurrent ctx_watch_close cannot free it or
+ *   reuse its fd number; `waking` is set while a watcher is on such a chain,
+ *   and a watcher does not arm again until it is cleared (the chain link is
+ *   then free). A reader that catches up arms itself right after handing
+ *   out its last event, so its fd is unreadable again as soon as nothing is
+ *   pending. The fd may be readable with nothing pending (a spurious wake-up,
+ *   cleared by the next ctx_watch_next), but never unreadable with events
+ *   pending: a watcher with events pending is never armed, and is unarmed
+ *   (its fd about to be written) by the report that gives it one.
  *
- * LOCKS (order: feed.lock, then watch.lock; nothing else is taken under
+ * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
  * either, and no other nesting exists)
+ *   watch.lock  one watcher's consumer side: its buffer and lag event.
+ *               Serialises ctx_watch_next calls on one watch (and
+ *               ctx_watch_close's drain); never held across a system call.
  *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
- *               the watcher list, and each watcher's lagged and sig_seq
- *               fields. Held to place one report and deliver what became
- *               deliverable, or to register, replay and unregister a
- *               watcher; never across a system call (but for the
- *               out-of-memory wake-up fallback above) or user code. The only
- *               allocation under it is a watcher queue doubling (amortised;
- *               if it fails, the watcher lags); nothing is freed under it.
- *   watch.lock  one watcher's queue. Taken by delivery (under feed.lock) and
- *               by the consumer (alone), never across a system call.
+ *               the armed list, and each watcher's cursor, lag_at, armed and
+ *               wake_next fields. Held to place one report and deliver what
+ *               became deliverable (plus the armed walk), for one read of at
+ *               most SCAN_MAX slots, or to register, arm and unregister a
+ *               watcher; never across a system call or user code; nothing is
+ *               allocated or freed under it.
  *
  * DURABILITY
  *   The feed delivers what it is told; that reports come once durable is the
  *   store's side. Under durability batch a commit is reported when visible,
- *   before the sync that makes it durable (see docs/decisions.md).
+ *   before the sync that makes it durable, and feed_set_gate holds the
+ *   frontier back until that sync is done (see docs/decisions.md).
  */
 #include "watch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -133,11 +160,11 @@
 #include "store.h"
 #include "util.h"
 
-#define DEFAULT_HISTORY 65536u
+#define DEFAULT_HISTORY       65536u
 #define DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
-#define DEFAULT_QUEUE 4096u
-#define FIRST_QUEUE_CAP 16u
-#define LOCAL_SIGNALS 16u
+#define DEFAULT_QUEUE         4096u
+#define BATCH                 64u   /* events a watcher takes out of the log at once */
+#define SCAN_MAX              1024u /* slots one read looks at under the feed lock */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -149,7 +176,7 @@ typedef struct fevent {
 	ctx_event pub; /* first: ctx_event_free's argument is this struct */
 	atomic_uint refs;
 	size_t idlen;
-	size_t bytes;             /* the allocation, counted in the history */
+	size_t bytes;             /* the allocation, counted in the log */
 	struct fevent *dead_next; /* on a list of evicted events (feed.lock) */
 	/* then: size_t klens[nkeys]; const void *keys[nkeys]; id; key bytes */
 } fevent;
@@ -161,18 +188,23 @@ struct ctx_watch {
 	bool prefix;
 	size_t idlen;
 	char *id;
-	uint64_t from; /* deliver revisions >= from */
 
 	/* feed.lock */
-	struct ctx_watch *prev, *next;
-	bool lagged;
-	uint64_t sig_seq; /* the report that last chose to wake it */
+	uint64_t cursor; /* the next revision to look at */
+	uint64_t lag_at; /* 0, or the revision it lags at (see WATCHERS) */
+	bool armed;
+	struct ctx_watch *arm_prev, *arm_next;
+	struct ctx_watch *wake_next; /* on a reporter's chain while waking */
+	atomic_bool waking;
 
 	/* watch.lock */
 	pthread_mutex_t lock;
-	fevent **q; /* circular: q[(head + i) % cap], i < count */
-	size_t qcap, qhead, qcount;
-	fevent *lag_ev; /* ready for the lag; NULL once queued */
+	fevent *buf[BATCH]; /* taken out of the log: buf[head .. head+count) */
+	size_t head, count;
+	bool caught_up; /* the last read reached the frontier */
+	bool lag_due;   /* after buf, deliver lag_ev */
+	bool done;      /* lag_ev was delivered: nothing more */
+	fevent *lag_ev; /* ready for the lag (allocated at open) */
 };
 
 struct feed {
@@ -180,19 +212,19 @@ struct feed {
 	uint64_t *ring;     /* slots */
 	uint64_t mask;      /* cap - 1 */
 	uint64_t frontier;  /* every revision <= frontier was reported */
-	uint64_t oldest;    /* history: [oldest, frontier] is in the ring */
+	uint64_t oldest;    /* the log: [oldest, frontier] is in the ring */
 	uint64_t gate;      /* deliver no revision above it (feed_set_gate) */
 	uint64_t last_bare; /* the highest revision marked bare, or 0 */
-	size_t history_bytes, history_events;
+	size_t log_bytes, log_events;
 	size_t pending_bytes, pending_events;
 	size_t bytes_limit;
+	uint64_t history; /* the log's revision bound (watch_history) */
 	uint64_t events_recorded;
 	bool keep;             /* watch_keep_history */
 	atomic_bool recording; /* keep || nwatchers: a hint for reporters */
-	ctx_watch *watchers;
 	size_t nwatchers;
-	size_t queue;
-	uint64_t report_seq;
+	size_t queue;     /* watch_queue: see WATCHERS */
+	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
 };
 
 /* ---- slots ----------------------------------------------------------------------- */
@@ -284,9 +316,9 @@ static fevent *fevent_new(ctx_event_kind kind, uint64_t rev, const char *id, siz
 /* An event for a report, whatever memory is left: without its keys if they
  * do not fit, and if not even that, retry after a pause (no lock held). A
  * report must never be dropped: every later revision would wait for it. */
-static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *id,
-                                 size_t idlen, uint64_t version, size_t nkeys,
-                                 const void *const *keys, const size_t *klens)
+static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *id, size_t idlen,
+                                 uint64_t version, size_t nkeys, const void *const *keys,
+                                 const size_t *klens)
 {
 	fevent *e = fevent_new(kind, rev, id, idlen, version, nkeys, keys, klens);
 	while (!e) {
@@ -329,67 +361,10 @@ static void dead_release(fevent *e)
 		e = next;
 	}
 }
-
-/* ---- watcher queues (watch.lock) -------------------------------------------- */
-
-static void q_put(ctx_watch *w, fevent *e)
-{
-	w->q[(w->qhead + w->qcount) % w->qcap] = e;
-	w->qcount++;
-}
-
-static fevent *q_take(ctx_watch *w)
-{
-	fevent *e = w->q[w->qhead];
-	w->qhead = (w->qhead + 1) % w->qcap;
-	w->qcount--;
-	return e;
-}
-
-/* Double the queue's room, up to queue + 1. False without memory. */
-static bool q_grow(ctx_watch *w, size_t limit)
-{
-	size_t cap = w->qcap * 2 < limit ? w->qcap * 2 : limit;
-	if (cap <= w->qcap)
-		return false;
-	fevent **q = malloc(cap * sizeof(*q));
-	if (!q)
-		return false;
-	for (size_t i = 0; i < w->qcount; i++)
-		q[i] = w->q[(w->qhead + i) % w->qcap];
-	free(w->q);
-	w->q = q;
-	w->qcap = cap;
-	w->qhead = 0;
-	return true;
-}
-
-/* Queue e for w (feed.lock held), or make w lag at e. True if the queue was
- * empty, i.e. w needs a wake-up. A queue always keeps one free slot for the
- * lag event. */
-static bool watch_deliver(feed *f, ctx_watch *w, fevent *e)
-{
-	pthread_mutex_lock(&w->lock);
-	bool was_empty = w->qcount == 0;
-	if (w->qcount < f->queue && (w->qcount + 2 <= w->qcap || q_grow(w, f->queue + 1))) {
-		fevent_retain(e);
-		q_put(w, e);
-	} else {
-		fevent *lag = w->lag_ev;
-		lag->pub.revision = e->pub.revision;
-		lag->pub.resume_from = e->pub.revision;
-		w->lag_ev = NULL;
-		q_put(w, lag);
-		w->lagged = true;
-	}
-	pthread_mutex_unlock(&w->lock);
-	return was_empty;
-}
+/* ---- watchers ------------------------------------------------------------------ */
 
 static bool watch_matches(const ctx_watch *w, const fevent *e)
 {
-	if (w->lagged || e->pub.revision < w->from)
-		return false;
 	if (w->prefix)
 		return e->idlen >= w->idlen && memcmp(e->pub.id, w->id, w->idlen) == 0;
 	return e->idlen == w->idlen && memcmp(e->pub.id, w->id, w->idlen) == 0;
@@ -405,11 +380,10 @@ static void watch_release(ctx_watch *w)
 	if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	close(w->fd);
-	while (w->qcount)
-		fevent_release(q_take(w));
+	for (size_t i = 0; i < w->count; i++)
+		fevent_release(w->buf[(w->head + i) % BATCH]);
 	fevent_release(w->lag_ev);
 	pthread_mutex_destroy(&w->lock);
-	free(w->q);
 	free(w->id);
 	free(w);
 }
@@ -423,54 +397,68 @@ static void watch_signal(ctx_watch *w)
 	(void)n;
 }
 
-/* ---- wake-ups and frees collected under the feed lock --------------------------- */
-
-typedef struct wakeups {
-	ctx_watch **w;
-	size_t n, cap;
-	ctx_watch *local[LOCAL_SIGNALS];
-	fevent *dead; /* evicted events, released after the lock */
-} wakeups;
-
-/* Take the feed lock with room in wk for a wake-up of every watcher (a
- * watcher is woken at most once per report, and none is added while the lock
- * is held). */
-static void lock_for_delivery(feed *f, wakeups *wk)
+/* Clear the eventfd (EAGAIN: nothing to clear). */
+static void watch_unsignal(ctx_watch *w)
 {
-	wk->w = wk->local;
-	wk->cap = LOCAL_SIGNALS;
-	wk->n = 0;
-	wk->dead = NULL;
-	for (;;) {
-		pthread_mutex_lock(&f->lock);
-		if (f->nwatchers <= wk->cap)
-			break;
-		size_t want = f->nwatchers + LOCAL_SIGNALS;
-		pthread_mutex_unlock(&f->lock);
-		ctx_watch **buf = malloc(want * sizeof(*buf));
-		if (!buf) {
-			pthread_mutex_lock(&f->lock);
-			break; /* wake the rest under the lock */
-		}
-		if (wk->w != wk->local)
-			free(wk->w);
-		wk->w = buf;
-		wk->cap = want;
-	}
-	f->report_seq++;
+	uint64_t v;
+	ssize_t n = read(w->fd, &v, sizeof(v));
+	(void)n;
 }
 
-static void wakeup_add(feed *f, wakeups *wk, ctx_watch *w)
+/* ---- the armed list (feed.lock) ------------------------------------------------ */
+
+static void arm(feed *f, ctx_watch *w)
 {
-	if (w->sig_seq == f->report_seq)
+	w->armed = true;
+	w->arm_prev = NULL;
+	w->arm_next = f->armed;
+	if (f->armed)
+		f->armed->arm_prev = w;
+	f->armed = w;
+}
+
+static void disarm(feed *f, ctx_watch *w)
+{
+	if (!w->armed)
 		return;
-	w->sig_seq = f->report_seq;
-	if (wk->n < wk->cap) {
+	if (w->arm_prev)
+		w->arm_prev->arm_next = w->arm_next;
+	else
+		f->armed = w->arm_next;
+	if (w->arm_next)
+		w->arm_next->arm_prev = w->arm_prev;
+	w->armed = false;
+}
+
+/* What a reporter does after the lock: wake watchers, release events. */
+typedef struct wakeups {
+	ctx_watch *wake; /* chained through wake_next, each with a reference */
+	fevent *dead;    /* evicted events */
+} wakeups;
+
+/* e was delivered: take off the armed list every watcher it matches, its
+ * cursor moved to e, to be woken after the lock. */
+static void wake_armed(feed *f, const fevent *e, wakeups *wk)
+{
+	ctx_watch *next;
+	for (ctx_watch *w = f->armed; w; w = next) {
+		next = w->arm_next;
+		if (e->pub.revision < w->cursor || !watch_matches(w, e))
+			continue;
+		disarm(f, w);
+		w->cursor = e->pub.revision;
+		atomic_store_explicit(&w->waking, true, memory_order_relaxed);
 		watch_retain(w);
-		wk->w[wk->n++] = w;
-	} else {
-		watch_signal(w); /* out of memory only */
+		w->wake_next = wk->wake;
+		wk->wake = w;
 	}
+}
+
+static void lock_feed(feed *f, wakeups *wk)
+{
+	wk->wake = NULL;
+	wk->dead = NULL;
+	pthread_mutex_lock(&f->lock);
 }
 
 /* Release the feed lock, then wake the collected watchers and release the
@@ -478,12 +466,14 @@ static void wakeup_add(feed *f, wakeups *wk, ctx_watch *w)
 static void unlock_and_wake(feed *f, wakeups *wk)
 {
 	pthread_mutex_unlock(&f->lock);
-	for (size_t i = 0; i < wk->n; i++) {
-		watch_signal(wk->w[i]);
-		watch_release(wk->w[i]);
+	ctx_watch *next;
+	for (ctx_watch *w = wk->wake; w; w = next) {
+		next = w->wake_next;
+		watch_signal(w);
+		atomic_store_explicit(&w->waking, false, memory_order_release);
+		watch_release(w);
 	}
-	if (wk->w != wk->local)
-		free(wk->w);
+	wk->wake = NULL;
 	dead_release(wk->dead);
 	wk->dead = NULL;
 }
@@ -505,9 +495,10 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	if (next_rev > MAX_REV)
 		return ctx_fail(CTX_INVALID, "revision %llu past the feed's range",
 		                (unsigned long long)next_rev);
-	size_t cap = 1;
-	while (cap < c.history)
-		cap <<= 1;
+	size_t history = 1;
+	while (history < c.history)
+		history <<= 1;
+	size_t cap = 2 * history; /* the log, and as many pending reports */
 	feed *f = calloc(1, sizeof(*f));
 	uint64_t *ring = calloc(cap, sizeof(*ring));
 	if (!f || !ring) {
@@ -518,6 +509,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	ctx_mutex_init(&f->lock);
 	f->ring = ring;
 	f->mask = cap - 1;
+	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
@@ -540,20 +532,30 @@ void feed_close(feed *f)
 	free(f);
 }
 
+/* The oldest revision a watch may start from (feed.lock held). */
+static uint64_t history_start(const feed *f)
+{
+	uint64_t start = f->last_bare + 1 > f->oldest ? f->last_bare + 1 : f->oldest;
+	return start > f->frontier + 1 ? f->frontier + 1 : start;
+}
+
 void feed_get_stats(feed *f, feed_stats *out)
 {
 	pthread_mutex_lock(&f->lock);
 	*out = (feed_stats){
-	        .frontier = f->frontier,
-	        .oldest = f->oldest,
-	        .history_events = f->history_events,
-	        .history_bytes = f->history_bytes,
-	        .history_bytes_limit = f->bytes_limit,
-	        .pending_events = f->pending_events,
-	        .pending_bytes = f->pending_bytes,
-	        .ring_slots = (size_t)(f->mask + 1),
-	        .events_recorded = f->events_recorded,
+	    .frontier = f->frontier,
+	    .oldest = history_start(f),
+	    .history_events = f->log_events,
+	    .history_bytes = f->log_bytes,
+	    .history_bytes_limit = f->bytes_limit,
+	    .pending_events = f->pending_events,
+	    .pending_bytes = f->pending_bytes,
+	    .ring_slots = (size_t)(f->mask + 1),
+	    .events_recorded = f->events_recorded,
+	    .armed_watchers = 0,
 	};
+	for (ctx_watch *w = f->armed; w; w = w->arm_next)
+		out->armed_watchers++;
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -563,9 +565,9 @@ static bool feed_records(const feed *f)
 	return f->keep || f->nwatchers > 0;
 }
 
-/* Take the revisions [oldest, to) out of the history (to <= frontier + 1);
+/* Take the revisions [oldest, to) out of the log (to <= frontier + 1);
  * their events go to *dead. */
-static void history_trim(feed *f, uint64_t to, fevent **dead)
+static void log_trim(feed *f, uint64_t to, fevent **dead)
 {
 	for (; f->oldest < to; f->oldest++) {
 		uint64_t *slot = &f->ring[f->oldest & f->mask];
@@ -573,33 +575,31 @@ static void history_trim(feed *f, uint64_t to, fevent **dead)
 			continue;
 		fevent *e = slot_event(*slot);
 		if (e) {
-			f->history_bytes -= e->bytes;
-			f->history_events--;
+			f->log_bytes -= e->bytes;
+			f->log_events--;
 			dead_push(dead, e);
 		}
 		*slot = 0;
 	}
 }
 
-/* Evict from the history what its bounds no longer allow. */
-static void history_bound(feed *f, fevent **dead)
+/* Evict from the log what its bounds no longer allow. */
+static void log_bound(feed *f, fevent **dead)
 {
-	uint64_t cap = f->mask + 1;
 	if (!feed_records(f))
-		history_trim(f, f->frontier + 1, dead);
-	if (f->frontier + 1 > cap)
-		history_trim(f, f->frontier + 1 - cap, dead);
-	while (f->history_bytes > f->bytes_limit)
-		history_trim(f, f->oldest + 1, dead);
+		log_trim(f, f->frontier + 1, dead);
+	if (f->frontier + 1 - f->oldest > f->history)
+		log_trim(f, f->frontier + 1 - f->history, dead);
+	while (f->log_bytes > f->bytes_limit)
+		log_trim(f, f->oldest + 1, dead);
 }
 
-/* Put the pending report v for rev into its slot, over a delivered one
- * (which leaves the history, and everything before it). */
-static void slot_place(feed *f, uint64_t rev, uint64_t v, fevent **dead)
+/* Put the pending report v for rev into its slot, empty since the ring
+ * spans [oldest, rev] (ring_fits). */
+static void slot_place(feed *f, uint64_t rev, uint64_t v)
 {
 	uint64_t *slot = &f->ring[rev & f->mask];
-	if (*slot)
-		history_trim(f, slot_rev(*slot) + 1, dead);
+	assert(*slot == 0);
 	*slot = v;
 	fevent *e = slot_event(v);
 	if (e) {
@@ -634,15 +634,9 @@ static void *calloc_retry(size_t n, size_t size)
 	return p;
 }
 
-static void deliver(feed *f, fevent *e, wakeups *wk)
-{
-	for (ctx_watch *w = f->watchers; w; w = w->next)
-		if (watch_matches(w, e) && watch_deliver(f, w, e))
-			wakeup_add(f, wk, w);
-}
-
-/* Advance the frontier over every contiguous reported revision, delivering
- * each event on the way into the history, then bound the history. */
+/* Advance the frontier over every contiguous reported revision, moving each
+ * event into the log and waking the armed watchers it matches, then bound
+ * the log. */
 static void advance(feed *f, wakeups *wk)
 {
 	for (;;) {
@@ -655,14 +649,13 @@ static void advance(feed *f, wakeups *wk)
 		if (e) {
 			f->pending_bytes -= e->bytes;
 			f->pending_events--;
-			f->history_bytes += e->bytes;
-			f->history_events++;
-			deliver(f, e, wk);
-		} else if ((v & SLOT_TAGS) == SLOT_BARE) {
-			history_trim(f, rev + 1, &wk->dead); /* no history across a hole */
+			f->log_bytes += e->bytes;
+			f->log_events++;
+			if (f->armed)
+				wake_armed(f, e, wk);
 		}
 	}
-	history_bound(f, &wk->dead);
+	log_bound(f, &wk->dead);
 }
 
 /* Reports further ahead of the frontier than this are a caller's bug. */
@@ -690,8 +683,7 @@ static fevent *report_event(const report *r)
 /* Whether rev can be placed in the ring as it is (or is to be ignored). */
 static bool ring_fits(const feed *f, uint64_t rev)
 {
-	return rev <= f->frontier || rev - f->frontier <= f->mask + 1 ||
-	       rev - f->frontier > MAX_AHEAD;
+	return rev <= f->frontier || rev - f->oldest <= f->mask || rev - f->frontier > MAX_AHEAD;
 }
 
 /* Take the feed lock with the ring large enough for r and, if events are
@@ -701,15 +693,15 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 	uint64_t *bigger = NULL;
 	uint64_t bigger_cap = 0;
 	for (;;) {
-		lock_for_delivery(f, wk);
+		lock_feed(f, wk);
 		uint64_t cap = f->mask + 1;
 		if (!ring_fits(f, r->rev)) {
-			if (bigger_cap >= r->rev - f->frontier && bigger_cap >= 2 * cap) {
+			if (bigger_cap > r->rev - f->oldest && bigger_cap >= 2 * cap) {
 				ring_grow(f, bigger, bigger_cap);
 				bigger = NULL;
 			} else {
 				uint64_t want = cap * 2;
-				while (want < r->rev - f->frontier)
+				while (want <= r->rev - f->oldest)
 					want *= 2;
 				unlock_and_wake(f, wk); /* nothing to wake yet */
 				free(bigger);
@@ -744,7 +736,7 @@ static void feed_report(feed *f, const report *r)
 		return;
 	}
 	uint64_t v = e ? slot_of_event(e) : slot_mark(rev, r->skip ? SLOT_SKIP : SLOT_BARE);
-	slot_place(f, rev, v, &wk.dead);
+	slot_place(f, rev, v);
 	advance(f, &wk);
 	unlock_and_wake(f, &wk);
 }
@@ -759,7 +751,7 @@ void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, siz
 void feed_set_gate(feed *f, uint64_t rev)
 {
 	wakeups wk;
-	lock_for_delivery(f, &wk);
+	lock_feed(f, &wk);
 	if (f->gate == UINT64_MAX || rev > f->gate) {
 		f->gate = rev;
 		advance(f, &wk);
@@ -775,8 +767,7 @@ void feed_skip(feed *f, uint64_t rev)
 
 /* ---- watches ------------------------------------------------------------------- */
 
-static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix,
-                            uint64_t from, ctx_watch **out)
+static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix, ctx_watch **out)
 {
 	ctx_watch *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -784,16 +775,13 @@ static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix,
 	w->feed = f;
 	w->fd = -1;
 	atomic_init(&w->refs, 1);
+	atomic_init(&w->waking, false);
 	w->prefix = prefix;
 	w->idlen = idlen;
-	w->from = from;
-	w->qcap = f->queue + 1 < FIRST_QUEUE_CAP ? f->queue + 1 : FIRST_QUEUE_CAP;
 	w->id = malloc(idlen + 1);
-	w->q = malloc(w->qcap * sizeof(*w->q));
 	w->lag_ev = fevent_new(CTX_EVENT_LAGGED, 0, id, idlen, 0, 0, NULL, NULL);
-	if (!w->id || !w->q || !w->lag_ev) {
+	if (!w->id || !w->lag_ev) {
 		fevent_release(w->lag_ev);
-		free(w->q);
 		free(w->id);
 		free(w);
 		return ctx_fail(CTX_NOMEM, "no memory for a watch");
@@ -805,7 +793,6 @@ static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix,
 		int e = errno;
 		ctx_status st = ctx_fail(CTX_IO, "eventfd for a watch: %s", strerror(e));
 		fevent_release(w->lag_ev);
-		free(w->q);
 		free(w->id);
 		free(w);
 		errno = e;
@@ -816,17 +803,91 @@ static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix,
 	return CTX_OK;
 }
 
-/* Queue the history events [from, frontier] that w wants (feed.lock held).
- * True if any was queued. */
-static bool watch_replay(feed *f, ctx_watch *w)
+/* w lags at rev: after the events it holds, LAGGED naming rev. */
+static void watch_lag(ctx_watch *w, uint64_t rev)
 {
-	bool queued = false;
-	for (uint64_t rev = w->from; rev <= f->frontier && !w->lagged; rev++) {
-		fevent *e = slot_event(f->ring[rev & f->mask]);
-		if (e && e->pub.revision == rev && watch_matches(w, e))
-			queued |= watch_deliver(f, w, e);
+	w->lag_due = true;
+	w->lag_ev->pub.revision = rev;
+	w->lag_ev->pub.resume_from = rev;
+}
+
+/* Read forward from w's cursor into its empty buffer (watch.lock, or w not
+ * yet published, and feed.lock held): at most BATCH matching events, at
+ * most SCAN_MAX slots looked at. Notes a lag (see WATCHERS), and whether
+ * the read reached the frontier. An armed watcher has nothing to read. */
+static void watch_read(feed *f, ctx_watch *w)
+{
+	w->caught_up = w->armed;
+	if (w->armed)
+		return;
+	uint64_t rev = w->cursor;
+	for (size_t n = 0; rev <= f->frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
+		if (rev < f->oldest || (w->lag_at && rev >= w->lag_at)) {
+			watch_lag(w, rev < f->oldest ? rev : w->lag_at);
+			w->cursor = rev;
+			return;
+		}
+		uint64_t v = f->ring[rev & f->mask];
+		fevent *e = slot_event(v);
+		if (!e || slot_rev(v) != rev || !watch_matches(w, e))
+			continue;
+		if (!w->lag_at && f->frontier - rev >= f->queue)
+			w->lag_at = rev + f->queue;
+		fevent_retain(e);
+		w->buf[(w->head + w->count++) % BATCH] = e;
 	}
-	return queued;
+	w->cursor = rev;
+	w->caught_up = rev > f->frontier;
+}
+
+/* The next event for the caller (watch.lock held), read from the log when
+ * the buffer is empty; NULL if none is pending. *idle: nothing more is
+ * pending after it. */
+static fevent *watch_take(ctx_watch *w, bool *idle)
+{
+	feed *f = w->feed;
+	while (!w->count && !w->lag_due && !w->done) {
+		pthread_mutex_lock(&f->lock);
+		watch_read(f, w);
+		pthread_mutex_unlock(&f->lock);
+		if (w->caught_up)
+			break;
+	}
+	fevent *e = NULL;
+	if (w->count) {
+		e = w->buf[w->head];
+		w->head = (w->head + 1) % BATCH;
+		w->count--;
+	} else if (w->lag_due) {
+		e = w->lag_ev;
+		w->lag_ev = NULL;
+		w->lag_due = false;
+		w->done = true;
+	}
+	*idle = !w->count && !w->lag_due && (w->caught_up || w->done);
+	return e;
+}
+
+/* w has nothing pending: clear its eventfd, then arm it, unless something
+ * arrived meanwhile or a wake-up of it is still in flight; then make the fd
+ * readable again and return false. */
+static bool watch_rest(ctx_watch *w)
+{
+	feed *f = w->feed;
+	watch_unsignal(w);
+	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&f->lock);
+	bool rest = w->done || w->armed;
+	if (!rest && !w->count && !w->lag_due && w->cursor > f->frontier &&
+	    !atomic_load_explicit(&w->waking, memory_order_acquire)) {
+		arm(f, w);
+		rest = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&w->lock);
+	if (!rest)
+		watch_signal(w);
+	return rest;
 }
 
 /* Whether the feed holds every event from `from` on (feed.lock held); if
@@ -836,7 +897,7 @@ static ctx_status feed_holds(const feed *f, uint64_t from)
 	if (from < f->oldest)
 		return ctx_fail(CTX_NOT_FOUND,
 		                "revision %llu is compacted: the watch history starts at %llu",
-		                (unsigned long long)from, (unsigned long long)f->oldest);
+		                (unsigned long long)from, (unsigned long long)history_start(f));
 	if (from <= f->last_bare)
 		return ctx_fail(CTX_NOT_FOUND,
 		                "revision %llu is compacted: revision %llu was committed while "
@@ -859,25 +920,26 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 			return st;
 	}
 	ctx_watch *w = NULL;
-	ctx_status st = watch_new(f, id, idlen, prefix, from_revision, &w);
+	ctx_status st = watch_new(f, id, idlen, prefix, &w);
 	if (st != CTX_OK)
 		return st;
 
 	pthread_mutex_lock(&f->lock);
 	if (from_revision == 0) {
-		w->from = f->frontier + 1; /* pending bare revisions are skipped */
+		w->cursor = f->frontier + 1; /* pending bare revisions are skipped */
 	} else if ((st = feed_holds(f, from_revision)) != CTX_OK) {
 		pthread_mutex_unlock(&f->lock);
 		watch_release(w);
 		return st;
+	} else {
+		w->cursor = from_revision;
 	}
-	bool pending = watch_replay(f, w);
-	w->next = f->watchers;
-	if (w->next)
-		w->next->prev = w;
-	f->watchers = w;
 	f->nwatchers++;
 	atomic_store_explicit(&f->recording, true, memory_order_relaxed);
+	watch_read(f, w); /* the replay, if from an earlier revision */
+	bool pending = w->count || w->lag_due || !w->caught_up;
+	if (!pending)
+		arm(f, w);
 	pthread_mutex_unlock(&f->lock);
 
 	if (pending)
@@ -899,47 +961,26 @@ int ctx_watch_fd(const ctx_watch *w)
 	return w ? w->fd : -1;
 }
 
-/* Take the next event; *emptied: the queue is empty now. */
-static fevent *watch_take(ctx_watch *w, bool *emptied)
-{
-	pthread_mutex_lock(&w->lock);
-	fevent *e = w->qcount ? q_take(w) : NULL;
-	*emptied = w->qcount == 0;
-	pthread_mutex_unlock(&w->lock);
-	return e;
-}
-
-/* The queue was seen empty: clear the eventfd, then make it readable again
- * if an event arrived in between (its writer may have written the fd before
- * the read). */
-static void watch_clear(ctx_watch *w)
-{
-	uint64_t v;
-	ssize_t n = read(w->fd, &v, sizeof(v)); /* EAGAIN: nothing to clear */
-	(void)n;
-	pthread_mutex_lock(&w->lock);
-	bool pending = w->qcount > 0;
-	pthread_mutex_unlock(&w->lock);
-	if (pending)
-		watch_signal(w);
-}
-
 ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
 {
 	if (!w || !out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
-	bool emptied;
-	fevent *e = watch_take(w, &emptied);
-	if (!e) {
-		watch_clear(w);
-		e = watch_take(w, &emptied);
-		if (!e)
+	for (int tries = 0;; tries++) {
+		bool idle;
+		pthread_mutex_lock(&w->lock);
+		fevent *e = watch_take(w, &idle);
+		pthread_mutex_unlock(&w->lock);
+		if (e) {
+			if (idle)
+				watch_rest(w); /* the fd is unreadable again at once */
+			*out = &e->pub;
+			return CTX_OK;
+		}
+		/* Nothing: rest, unless events slipped in (then look once more;
+		 * the fd stays readable if they are not taken). */
+		if (watch_rest(w) || tries)
 			return ctx_fail(CTX_NOT_FOUND, "no event pending");
 	}
-	if (emptied)
-		watch_clear(w);
-	*out = &e->pub;
-	return CTX_OK;
 }
 
 static int64_t monotonic_ms(void)
@@ -978,23 +1019,21 @@ void ctx_watch_close(ctx_watch *w)
 	feed *f = w->feed;
 	fevent *dead = NULL;
 	pthread_mutex_lock(&f->lock);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		f->watchers = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	disarm(f, w);
 	f->nwatchers--;
 	if (!feed_records(f)) {
 		atomic_store_explicit(&f->recording, false, memory_order_relaxed);
-		history_bound(f, &dead); /* nobody left to want the history */
+		log_bound(f, &dead); /* nobody left to want the log */
 	}
 	pthread_mutex_unlock(&f->lock);
 	dead_release(dead);
-	/* No delivery reaches it now; wake-ups in flight hold references. */
+	/* No report reaches it now; wake-ups in flight hold references. */
 	pthread_mutex_lock(&w->lock);
-	while (w->qcount)
-		fevent_release(q_take(w));
+	while (w->count) {
+		fevent_release(w->buf[w->head]);
+		w->head = (w->head + 1) % BATCH;
+		w->count--;
+	}
 	pthread_mutex_unlock(&w->lock);
 	watch_release(w);
 }

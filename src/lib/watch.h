@@ -6,15 +6,19 @@
  * after the change became visible to readers (and so, under durability
  * always, after it is durable): feed_record for a change watchers see,
  * feed_skip for a revision without an event (a recovery point record, a ttl
- * record). Reports arrive from many threads in any order; the feed delivers
- * events in revision order, each once, as soon as every revision before them
- * has been reported. While a watcher is open (or keep_history is set) it
- * keeps a history of delivered events - at most `history` revisions and
- * `history_bytes` bytes, the oldest evicted first - so that a watch can
- * start from an earlier revision; events not yet delivered are never
- * evicted. It gives each watcher a queue of at most `queue` events: a
- * watcher whose queue is full receives one CTX_EVENT_LAGGED event naming the
- * first revision it missed, and nothing after it.
+ * record). Reports arrive from many threads in any order; the feed places
+ * each in one shared log and advances the frontier over every revision
+ * whose predecessors have all been reported: the events up to the frontier
+ * are delivered, in revision order, each once. While a watcher is open (or
+ * keep_history is set) the log keeps delivered events - at most `history`
+ * revisions and `history_bytes` bytes, the oldest evicted first - and a
+ * watch may start from an earlier revision it still holds; events not yet
+ * delivered are never evicted. Each watcher reads the log from its own
+ * cursor, so a report costs the same whatever the number of watchers (but
+ * for waking those that wait). A watcher whose next event left the log, or
+ * is `queue` or more revisions behind the frontier, receives one
+ * CTX_EVENT_LAGGED event naming the first revision it will not deliver, and
+ * nothing after it.
  *
  * Cost when nobody watches (and keep_history is off): one short critical
  * section per revision; nothing copied, nothing allocated, no history.
@@ -30,8 +34,9 @@
 
 typedef struct feed feed;
 
-/* As ctx_options watch_history, watch_history_bytes, watch_queue,
- * watch_keep_history (0 = default). */
+/* As ctx_options watch_history, watch_history_bytes, watch_queue (how far
+ * behind the frontier, in revisions, a watcher's next event may fall before
+ * it lags), watch_keep_history (0 = default). */
 typedef struct feed_config {
 	size_t history;
 	size_t history_bytes;
@@ -74,6 +79,7 @@ typedef struct feed_stats {
 	size_t pending_bytes;       /* their bytes (never evicted)              */
 	size_t ring_slots;          /* the ring's size (8 bytes a slot)         */
 	uint64_t events_recorded;   /* reports recorded as an allocated event   */
+	size_t armed_watchers;      /* watchers waiting for a wake-up           */
 } feed_stats;
 
 void feed_get_stats(feed *f, feed_stats *out);
