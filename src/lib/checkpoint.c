@@ -186,7 +186,8 @@ static void out_entry(out_file *o, const hamt_leaf *prev, const void *e, uint64_
 
 static void out_sorted(out_file *o, size_t n, uint64_t updated_us)
 {
-	qsort(o->sorted, n, sizeof(*o->sorted), compare_entries);
+	if (n > 1)
+		qsort(o->sorted, n, sizeof(*o->sorted), compare_entries);
 	out_uv(o, n);
 	for (size_t i = 0; i < n; i++)
 		out_entry(o, i ? entry_leaf(o->sorted[i - 1]) : NULL, o->sorted[i], updated_us);
