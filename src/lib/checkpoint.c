@@ -19,6 +19,12 @@
  *   6. delete what the previous checkpoint covers: older checkpoints and log
  *      segments whose records are all <= its revision. Two generations stay,
  *      so a damaged newest checkpoint can fall back to the one before.
+ *
+ * The encoding (format version 2, docs/file-format.md) has no fixed cost per
+ * key: varint lengths, each key's time as a difference from its version's,
+ * keys sorted so that each is written as the bytes it shares with the one
+ * before and the rest, and one crc per context, computed over the output
+ * buffer in large runs. Version 1 files are still loaded (load_sections_v1).
  */
 #include <dirent.h>
 #include <errno.h>
