@@ -216,7 +216,8 @@ static void add_map(text *b, const ctx_state *st, bool meta)
 		ps = realloc(ps, (n + 1) * sizeof(*ps));
 		ps[n++] = p;
 	}
-	qsort(ps, n, sizeof(*ps), pair_cmp);
+	if (n > 1)
+		qsort(ps, n, sizeof(*ps), pair_cmp);
 	for (size_t i = 0; i < n; i++) {
 		add(b, "    %s ", meta ? "m" : "k");
 		add_bytes(b, ps[i].k, ps[i].kl);
