@@ -58,7 +58,8 @@ static void sleep_ms(unsigned ms)
  * runs (at each flush and at the section's end), not per field. */
 typedef struct out_file {
 	int fd;
-	int err; /* first errno */
+	int err;    /* first errno */
+	bool nomem; /* err is ENOMEM from an allocation, not from I/O */
 	size_t len;
 	bool in_section;
 	size_t crc_from;     /* buf offset where the payload's unchecksummed bytes start */
@@ -162,7 +163,10 @@ static bool sorted_reserve(out_file *o, size_t n)
 		return true;
 	const void **g = realloc(o->sorted, n * sizeof(*g));
 	if (!g) {
-		o->err = ENOMEM;
+		if (!o->err) {
+			o->err = ENOMEM;
+			o->nomem = true;
+		}
 		return false;
 	}
 	o->sorted = g;
@@ -457,6 +461,7 @@ ctx_status checkpoint_run(ctx_store *s)
 	}
 	o->len = 0;
 	o->err = 0;
+	o->nomem = false;
 	o->in_section = false;
 	o->sorted = NULL;
 	o->sorted_cap = 0;
@@ -503,11 +508,14 @@ ctx_status checkpoint_run(ctx_store *s)
 	if (!o->err && vfs_sync_dir(s->dir) != 0)
 		o->err = errno;
 	int err = o->err;
+	bool nomem = o->nomem;
 	free(o->sorted);
 	free(o);
 	if (err) {
 		unlink(tmp);
 		errno = err;
+		if (nomem)
+			return ctx_fail(CTX_NOMEM, "no memory for checkpoint %s", final);
 		return ctx_fail(CTX_IO, "checkpoint %s failed: %s", final, strerror(err));
 	}
 	s->prev_checkpoint = atomic_load(&s->last_checkpoint);
