@@ -19,6 +19,12 @@
  *   6. delete what the previous checkpoint covers: older checkpoints and log
  *      segments whose records are all <= its revision. Two generations stay,
  *      so a damaged newest checkpoint can fall back to the one before.
+ *
+ * The encoding (format version 2, docs/file-format.md) has no fixed cost per
+ * key: varint lengths, each key's time as a difference from its version's,
+ * keys sorted so that each is written as the bytes it shares with the one
+ * before and the rest, and one crc per context, computed over the output
+ * buffer in large runs. Version 1 files are still loaded (load_sections_v1).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -34,8 +40,8 @@
 
 #include "crc32c.h"
 #include "format.h"
-#include "reader.h"
 #include "log.h"
+#include "reader.h"
 #include "store.h"
 #include "util.h"
 #include "vfs.h"
@@ -48,27 +54,43 @@ static void sleep_ms(unsigned ms)
 
 /* ---- buffered, checksummed output ------------------------------------------- */
 
+/* The checksum of a section's payload is computed over the buffer in large
+ * runs (at each flush and at the section's end), not per field. */
 typedef struct out_file {
 	int fd;
-	int err; /* first errno */
+	int err;    /* first errno */
+	bool nomem; /* err is ENOMEM from an allocation, not from I/O */
 	size_t len;
-	uint32_t crc;     /* running crc of the current section payload */
-	uint64_t counted; /* bytes of the current section payload */
+	bool in_section;
+	size_t crc_from;     /* buf offset where the payload's unchecksummed bytes start */
+	uint32_t crc;        /* crc of the current section payload, up to crc_from */
+	const void **sorted; /* scratch: a list's entries, sorted by key */
+	size_t sorted_cap;
 	unsigned char buf[1 << 20];
 } out_file;
 
 static void out_flush(out_file *o)
 {
+	if (o->in_section) {
+		o->crc = crc32c(o->crc, o->buf + o->crc_from, o->len - o->crc_from);
+		o->crc_from = 0;
+	}
 	if (!o->err && o->len && vfs_write_all(o->fd, o->buf, o->len) != 0)
 		o->err = errno ? errno : EIO;
 	o->len = 0;
 }
 
+/* Room for n more bytes in the buffer (n <= its size). */
+static unsigned char *out_room(out_file *o, size_t n)
+{
+	if (sizeof(o->buf) - o->len < n)
+		out_flush(o);
+	return o->buf + o->len;
+}
+
 static void out_bytes(out_file *o, const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	o->crc = crc32c(o->crc, p, n);
-	o->counted += n;
 	while (n) {
 		size_t room = sizeof(o->buf) - o->len;
 		size_t k = n < room ? n : room;
@@ -81,75 +103,157 @@ static void out_bytes(out_file *o, const void *p, size_t n)
 	}
 }
 
+static void out_uv(out_file *o, uint64_t v)
+{
+	o->len += put_uv(out_room(o, UV_MAX), v);
+}
+
+static void out_sv(out_file *o, int64_t v)
+{
+	out_uv(o, zigzag(v));
+}
+
 static void out_u64(out_file *o, uint64_t v)
 {
-	unsigned char b[8];
-	put_u64(b, v);
-	out_bytes(o, b, 8);
+	put_u64(out_room(o, 8), v);
+	o->len += 8;
 }
 
-/* One pair (or one op of a delta: kind first). */
-static void out_leaf(out_file *o, int kind, const hamt_leaf *l, bool with_value)
+static void section_begin(out_file *o)
 {
-	unsigned char h[17];
-	size_t n = 0;
-	if (kind >= 0)
-		h[n++] = (unsigned char)kind;
-	uint32_t vlen = with_value ? l->vlen : 0;
-	put_u32(h + n, l->klen);
-	put_u32(h + n + 4, vlen);
-	put_u64(h + n + 8, l->time_us);
-	out_bytes(o, h, n + 16);
-	out_bytes(o, l->data, (size_t)l->klen + vlen);
+	o->in_section = true;
+	o->crc = 0;
+	o->crc_from = o->len;
 }
 
-static void out_full(out_file *o, const hamt *m)
+/* End the payload with its u32 crc. */
+static void section_end(out_file *o)
 {
+	o->crc = crc32c(o->crc, o->buf + o->crc_from, o->len - o->crc_from);
+	o->in_section = false;
+	put_u32(out_room(o, 4), o->crc);
+	o->len += 4;
+}
+
+/* ---- versions: sorted, prefix-compressed entries ---------------------------- */
+
+/* Bytewise key order, a shorter key first on a common prefix. */
+static int key_order(const hamt_leaf *x, const hamt_leaf *y)
+{
+	uint32_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->data, y->data, n);
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* A delta's entries are tagged pointers: the low bit set for a delete (leaves
+ * are at least 8-byte aligned). */
+static const hamt_leaf *entry_leaf(const void *e)
+{
+	return (const hamt_leaf *)((uintptr_t)e & ~(uintptr_t)1);
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+	return key_order(entry_leaf(*(const void *const *)a), entry_leaf(*(const void *const *)b));
+}
+
+static bool sorted_reserve(out_file *o, size_t n)
+{
+	if (n <= o->sorted_cap)
+		return true;
+	const void **g = realloc(o->sorted, n * sizeof(*g));
+	if (!g) {
+		if (!o->err) {
+			o->err = ENOMEM;
+			o->nomem = true;
+		}
+		return false;
+	}
+	o->sorted = g;
+	o->sorted_cap = n;
+	return true;
+}
+
+/* One entry: key as the bytes it shares with the previous one and the rest,
+ * then (unless deleted) the value, its time as a difference from the
+ * version's. */
+static void out_entry(out_file *o, const hamt_leaf *prev, const void *e, uint64_t updated_us)
+{
+	const hamt_leaf *l = entry_leaf(e);
+	bool deleted = (uintptr_t)e & 1;
+	uint32_t shared = 0, most = prev ? (prev->klen < l->klen ? prev->klen : l->klen) : 0;
+	while (shared < most && prev->data[shared] == l->data[shared])
+		shared++;
+	out_uv(o, (uint64_t)shared << 1 | deleted);
+	out_uv(o, l->klen - shared);
+	out_bytes(o, l->data + shared, l->klen - shared);
+	if (!deleted) {
+		out_uv(o, l->vlen);
+		out_sv(o, (int64_t)(updated_us - l->time_us));
+		out_bytes(o, l->data + l->klen, l->vlen);
+	}
+}
+
+static void out_sorted(out_file *o, size_t n, uint64_t updated_us)
+{
+	if (n > 1)
+		qsort(o->sorted, n, sizeof(*o->sorted), compare_entries);
+	out_uv(o, n);
+	for (size_t i = 0; i < n; i++)
+		out_entry(o, i ? entry_leaf(o->sorted[i - 1]) : NULL, o->sorted[i], updated_us);
+}
+
+static void out_full(out_file *o, const hamt *m, uint64_t updated_us)
+{
+	if (!sorted_reserve(o, m->count))
+		return;
 	hamt_cursor cur;
 	hamt_cursor_init(&cur, m);
+	size_t n = 0;
 	const hamt_leaf *l;
-	while ((l = hamt_cursor_next(&cur)))
-		out_leaf(o, -1, l, true);
+	while ((l = hamt_cursor_next(&cur)) && n < m->count)
+		o->sorted[n++] = l;
+	out_sorted(o, n, updated_us);
 }
 
-/* A delta: count its ops first (a diff pass), then write them (another). */
-static ctx_status count_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+typedef struct delta_acc {
+	out_file *o;
+	size_t n;
+} delta_acc;
+
+static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
 {
-	(*(uint64_t *)arg)++;
+	delta_acc *d = arg;
+	if (d->n == d->o->sorted_cap && !sorted_reserve(d->o, d->n ? 2 * d->n : 64))
+		return CTX_NOMEM;
+	d->o->sorted[d->n++] = new_ ? (const void *)new_ : (const void *)((uintptr_t)old | 1);
 	return CTX_OK;
 }
 
-static ctx_status write_op(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+static void out_delta(out_file *o, const hamt *from, const hamt *to, uint64_t updated_us)
 {
-	out_leaf(arg, new_ ? 0 : 1, new_ ? new_ : old, new_ != NULL);
-	return CTX_OK;
+	delta_acc d = {o, 0};
+	if (hamt_diff(from, to, collect_op, &d) == CTX_OK)
+		out_sorted(o, d.n, updated_us);
 }
 
-static void out_delta(out_file *o, const hamt *from, const hamt *to)
+/* One kept version: in full, or as the changes from the one before it; its
+ * numbers as differences from the one before it (or the context's). */
+static void out_version(out_file *o, const ctx_context *c, const ctx_state *prev,
+                        const ctx_state *st)
 {
-	uint64_t n = 0;
-	hamt_diff(from, to, count_op, &n);
-	out_u64(o, n);
-	hamt_diff(from, to, write_op, o);
-}
-
-/* One kept version: in full, or as the changes from the one before it. */
-static void out_version(out_file *o, const ctx_state *prev, const ctx_state *st)
-{
-	out_u64(o, st->version);
-	out_u64(o, st->revision);
-	out_u64(o, st->updated_us);
-	out_u64(o, st->changed);
+	out_uv(o, st->version - (prev ? prev->version : 0));
+	out_sv(o, (int64_t)(st->revision - (prev ? prev->revision : 0)));
+	out_sv(o, (int64_t)(st->updated_us - (prev ? prev->updated_us : c->created_us)));
+	out_uv(o, st->changed);
 	unsigned char kind = prev ? 1 : 0;
 	out_bytes(o, &kind, 1);
 	if (!prev) {
-		out_u64(o, st->data.count);
-		out_full(o, &st->data);
-		out_u64(o, st->meta.count);
-		out_full(o, &st->meta);
+		out_full(o, &st->data, st->updated_us);
+		out_full(o, &st->meta, st->updated_us);
 	} else {
-		out_delta(o, &prev->data, &st->data);
-		out_delta(o, &prev->meta, &st->meta);
+		out_delta(o, &prev->data, &st->data, st->updated_us);
+		out_delta(o, &prev->meta, &st->meta, st->updated_us);
 	}
 }
 
@@ -257,38 +361,31 @@ static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 	return CTX_OK;
 }
 
-/* A context's section: header, payload (id, versions, points), trailer. */
+/* A context's section (format version 2): the payload, then its crc. */
 static void out_section(out_file *o, const ctx_snap *cs)
 {
 	const ctx_context *c = cs->c;
-	unsigned char h[CKPT_SECTION_SIZE];
-	put_u32(h + 4, (uint32_t)c->idlen);
-	put_u64(h + 8, c->incarnation);
-	put_u64(h + 16, c->created_us);
-	put_u64(h + 24, cs->ttl_us);
-	put_u64(h + 32, cs->last_access_us);
-	put_u32(h + 40, (uint32_t)cs->nstates);
-	put_u32(h + 44, (uint32_t)cs->npoints);
-	put_u32(h, crc32c(0, h + 4, CKPT_SECTION_SIZE - 4));
-	out_bytes(o, h, sizeof(h));
-	o->crc = 0;
-	o->counted = 0;
+	section_begin(o);
+	out_uv(o, c->idlen);
 	out_bytes(o, c->id, c->idlen);
+	out_uv(o, c->incarnation);
+	out_uv(o, c->created_us);
+	out_uv(o, cs->ttl_us);
+	out_sv(o, (int64_t)(cs->last_access_us - c->created_us));
+	out_uv(o, cs->nstates);
+	out_uv(o, cs->npoints);
 	for (size_t i = 0; i < cs->nstates; i++)
-		out_version(o, i ? cs->states[i - 1] : NULL, cs->states[i]);
+		out_version(o, c, i ? cs->states[i - 1] : NULL, cs->states[i]);
 	for (size_t i = 0; i < cs->npoints; i++) {
 		const point_entry *e = &cs->points[i];
 		unsigned char len = (unsigned char)strlen(e->label);
-		out_u64(o, e->st->version);
-		out_u64(o, e->time_us);
+		out_uv(o, e->st->version);
+		out_sv(o, (int64_t)(e->time_us - c->created_us));
 		out_u64(o, e->checksum);
 		out_bytes(o, &len, 1);
 		out_bytes(o, e->label, len);
 	}
-	unsigned char t[CKPT_SECTION_TRAILER];
-	put_u64(t, o->counted);
-	put_u32(t + 8, o->crc);
-	out_bytes(o, t, sizeof(t));
+	section_end(o);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -318,7 +415,8 @@ static void remove_covered(const char *dir, uint64_t keep)
 			vfs_unlink(path);
 		} else if (sscanf(e->d_name, "wal-%16llx.lo%1s", &v, tail) == 2) {
 			if (n == cap) {
-				uint64_t *g = realloc(firsts, (cap = cap ? 2 * cap : 16) * sizeof(*g));
+				uint64_t *g =
+				    realloc(firsts, (cap = cap ? 2 * cap : 16) * sizeof(*g));
 				if (!g)
 					break;
 				firsts = g;
@@ -363,12 +461,16 @@ ctx_status checkpoint_run(ctx_store *s)
 	}
 	o->len = 0;
 	o->err = 0;
+	o->nomem = false;
+	o->in_section = false;
+	o->sorted = NULL;
+	o->sorted_cap = 0;
 	o->fd = vfs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (o->fd < 0)
 		o->err = errno;
 
 	unsigned char h[CKPT_HEADER_SIZE];
-	file_header_put(h, CKPT_MAGIC, rev);
+	file_header_put_version(h, CKPT_MAGIC, CKPT_FORMAT_VERSION, rev);
 	uint64_t newest = 0;
 	if (!o->err) {
 		out_bytes(o, h, sizeof(h));
@@ -406,10 +508,14 @@ ctx_status checkpoint_run(ctx_store *s)
 	if (!o->err && vfs_sync_dir(s->dir) != 0)
 		o->err = errno;
 	int err = o->err;
+	bool nomem = o->nomem;
+	free(o->sorted);
 	free(o);
 	if (err) {
 		unlink(tmp);
 		errno = err;
+		if (nomem)
+			return ctx_fail(CTX_NOMEM, "no memory for checkpoint %s", final);
 		return ctx_fail(CTX_IO, "checkpoint %s failed: %s", final, strerror(err));
 	}
 	s->prev_checkpoint = atomic_load(&s->last_checkpoint);
@@ -477,6 +583,267 @@ static ctx_status load_fail(const char *path, uint64_t off, const char *what)
 	return ctx_fail(CTX_CORRUPT, "checkpoint %s: %s at offset %" PRIu64, path, what, off);
 }
 
+/* A context being loaded, not in the table yet: let go of what was built. */
+static void abandon_context(ctx_context *c)
+{
+	points_clear(c);
+	ctx_state_release(c->head);
+	c->head = NULL;
+	context_release(c);
+}
+
+/* A section's id, checked: valid, and not loaded before. */
+static bool id_ok(ctx_store *s, const unsigned char *p, uint64_t len, char id[CTX_ID_MAX + 1])
+{
+	size_t checked;
+	if (!p || len == 0 || len > CTX_ID_MAX)
+		return false;
+	memcpy(id, p, len);
+	id[len] = 0;
+	return ctx_check_id(id, &checked) == CTX_OK && checked == len &&
+	       !store_lookup_recovered(s, id, (size_t)len);
+}
+
+/* Hold each loaded version until the points that may pin it are loaded (the
+ * chain keeps only history_depth of them). */
+typedef struct loaded {
+	ctx_state **v;
+	size_t n;
+} loaded;
+
+static void loaded_free(loaded *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		ctx_state_release(l->v[i]);
+	free(l->v);
+}
+
+static ctx_state *loaded_find(const loaded *l, uint64_t version)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i]->version == version)
+			return l->v[i];
+	return NULL;
+}
+
+/* Push a version built from data and meta as c's head (taking them over). */
+static ctx_status push_version(ctx_context *c, loaded *l, uint64_t version, hamt *data, hamt *meta,
+                               uint64_t revision, uint64_t updated, uint64_t changed)
+{
+	ctx_state *v = state_new(c, version, *data, *meta);
+	if (!v) {
+		hamt_release(data);
+		hamt_release(meta);
+		return CTX_NOMEM;
+	}
+	v->revision = revision;
+	v->updated_us = updated;
+	v->changed = changed;
+	ctx_state_release(context_push_head(c, v));
+	l->v[l->n++] = ctx_state_retain(c->head);
+	return CTX_OK;
+}
+
+static ctx_status add_point(ctx_context *c, const loaded *l, uint64_t version, uint64_t time,
+                            uint64_t sum, const unsigned char *label, unsigned len)
+{
+	ctx_state *v = loaded_find(l, version);
+	char text[CTX_LABEL_MAX + 1];
+	if (!v || !label || len > CTX_LABEL_MAX)
+		return CTX_CORRUPT;
+	memcpy(text, label, len);
+	text[len] = 0;
+	return points_add(c, v, text, time, sum) == CTX_OK ? CTX_OK : CTX_NOMEM;
+}
+
+/* ---- loading format version 2 ------------------------------------------------ */
+
+static uint64_t take_uv(reader *r)
+{
+	uint64_t v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		const unsigned char *b = take(r, 1);
+		if (!b)
+			return 0;
+		v |= (uint64_t)(*b & 0x7f) << shift;
+		if (!(*b & 0x80))
+			return v;
+	}
+	r->bad = true; /* more than 10 bytes */
+	return 0;
+}
+
+static int64_t take_sv(reader *r)
+{
+	return unzigzag(take_uv(r));
+}
+
+/* The key of the list's previous entry, which the next one shares bytes of. */
+typedef struct key_buf {
+	unsigned char *p;
+	size_t len, cap;
+} key_buf;
+
+/* One entry into m: the key rebuilt from the previous one, ascending. */
+static ctx_status load_entry(reader *r, hamt *m, key_buf *k, bool full, uint64_t updated,
+                             uint64_t edit)
+{
+	uint64_t tag = take_uv(r), shared = tag >> 1, rest = take_uv(r);
+	const unsigned char *suffix = take(r, rest);
+	bool deleted = tag & 1;
+	if (r->bad || shared > k->len || rest == 0 || (deleted && full) ||
+	    shared + rest > UINT32_MAX || (shared < k->len && suffix[0] <= k->p[shared]))
+		return CTX_CORRUPT;
+	size_t klen = (size_t)(shared + rest);
+	if (klen > k->cap) {
+		unsigned char *g = realloc(k->p, klen * 2);
+		if (!g)
+			return CTX_NOMEM;
+		k->p = g;
+		k->cap = klen * 2;
+	}
+	memcpy(k->p + shared, suffix, (size_t)rest);
+	k->len = klen;
+	if (deleted) {
+		ctx_status st = hamt_del(m, hamt_hash(k->p, klen), k->p, klen, edit);
+		return st == CTX_NOT_FOUND ? CTX_CORRUPT : st;
+	}
+	uint64_t vlen = take_uv(r);
+	int64_t age = take_sv(r);
+	const unsigned char *val = vlen <= UINT32_MAX ? take(r, vlen) : NULL;
+	if (r->bad || !val)
+		return CTX_CORRUPT;
+	hamt_leaf *l = hamt_leaf_new(k->p, klen, val, (size_t)vlen);
+	if (!l)
+		return CTX_NOMEM;
+	l->time_us = updated - (uint64_t)age;
+	ctx_status st = hamt_set(m, l, edit);
+	if (st != CTX_OK)
+		hamt_leaf_release(l);
+	return st;
+}
+
+static ctx_status load_list(reader *r, hamt *m, key_buf *k, bool full, uint64_t updated,
+                            uint64_t edit)
+{
+	uint64_t n = take_uv(r);
+	ctx_status st = r->bad ? CTX_CORRUPT : CTX_OK;
+	k->len = 0;
+	for (uint64_t i = 0; i < n && st == CTX_OK; i++)
+		st = load_entry(r, m, k, full, updated, edit);
+	return st;
+}
+
+/* One version, full (the first) or a delta on c's head. */
+static ctx_status load_version_v2(reader *r, ctx_context *c, loaded *l, key_buf *k)
+{
+	const ctx_state *prev = c->head;
+	uint64_t dv = take_uv(r);
+	uint64_t revision = (prev ? prev->revision : 0) + (uint64_t)take_sv(r);
+	uint64_t updated = (prev ? prev->updated_us : c->created_us) + (uint64_t)take_sv(r);
+	uint64_t changed = take_uv(r);
+	const unsigned char *kind = take(r, 1);
+	uint64_t version = (prev ? prev->version : 0) + dv;
+	if (r->bad || *kind != (prev ? 1 : 0) || dv == 0 || (prev && version < prev->version))
+		return CTX_CORRUPT;
+	hamt data = {0}, meta = {0};
+	if (prev) {
+		data = hamt_retain(&prev->data);
+		meta = hamt_retain(&prev->meta);
+	}
+	uint64_t edit = hamt_edit_token();
+	ctx_status st = load_list(r, &data, k, !prev, updated, edit);
+	if (st == CTX_OK)
+		st = load_list(r, &meta, k, !prev, updated, edit);
+	if (st != CTX_OK) {
+		hamt_release(&data);
+		hamt_release(&meta);
+		return st;
+	}
+	return push_version(c, l, version, &data, &meta, revision, updated, changed);
+}
+
+/* The fewest bytes a version takes: five varints, its kind, two counts. */
+#define MIN_V2_VERSION_SIZE 7
+
+/* The versions and points of a section into c. */
+static ctx_status load_history_v2(reader *r, ctx_context *c)
+{
+	uint64_t nversions = take_uv(r), npoints = take_uv(r);
+	/* Unchecked counts: bound them by the bytes left before allocating. */
+	if (r->bad || nversions == 0 || nversions > (uint64_t)(r->end - r->p) / MIN_V2_VERSION_SIZE)
+		return CTX_CORRUPT;
+	loaded l = {malloc(nversions * sizeof(*l.v)), 0};
+	key_buf k = {0};
+	ctx_status st = l.v ? CTX_OK : CTX_NOMEM;
+	for (uint64_t i = 0; i < nversions && st == CTX_OK; i++)
+		st = load_version_v2(r, c, &l, &k);
+	for (uint64_t i = 0; i < npoints && st == CTX_OK; i++) {
+		uint64_t version = take_uv(r);
+		uint64_t time = c->created_us + (uint64_t)take_sv(r), sum = take_u64(r);
+		const unsigned char *len = take(r, 1);
+		st = r->bad ? CTX_CORRUPT
+		            : add_point(c, &l, version, time, sum, take(r, *len), *len);
+	}
+	free(k.p);
+	loaded_free(&l);
+	return st;
+}
+
+/* One section at r->p: load it into a new context and publish it. */
+static ctx_status load_section_v2(ctx_store *s, reader *r)
+{
+	const unsigned char *start = r->p;
+	char id[CTX_ID_MAX + 1];
+	uint64_t idlen = take_uv(r);
+	if (!id_ok(s, take(r, idlen), idlen, id))
+		return CTX_CORRUPT;
+	uint64_t incarnation = take_uv(r), created = take_uv(r), ttl = take_uv(r);
+	uint64_t access = created + (uint64_t)take_sv(r);
+	if (r->bad)
+		return CTX_CORRUPT;
+	ctx_context *c = context_new(s, id, (size_t)idlen, created);
+	if (!c)
+		return CTX_NOMEM;
+	c->incarnation = incarnation;
+	c->ttl_us = ttl;
+	atomic_store(&c->last_access_us, access);
+	ctx_status st = load_history_v2(r, c);
+	size_t len = (size_t)(r->p - start);
+	const unsigned char *crc = take(r, CKPT_V2_SECTION_TRAILER);
+	if (st == CTX_OK && (!crc || get_u32(crc) != crc32c(0, start, len)))
+		st = CTX_CORRUPT;
+	if (st != CTX_OK) {
+		abandon_context(c);
+		return st;
+	}
+	if (ttl)
+		atomic_store(&s->any_ttl, true);
+	store_publish_recovered(s, c);
+	context_release(c); /* the table holds it now */
+	return CTX_OK;
+}
+
+static ctx_status load_sections_v2(ctx_store *s, const char *path, const unsigned char *base,
+                                   const unsigned char **pp, const unsigned char *end,
+                                   uint64_t *sections)
+{
+	reader r = {*pp, end, false};
+	while (r.p < end) {
+		uint64_t off = (uint64_t)(r.p - base);
+		ctx_status st = load_section_v2(s, &r);
+		if (st == CTX_NOMEM)
+			return ctx_fail(st, "no memory loading %s", path);
+		if (st != CTX_OK)
+			return load_fail(path, off, "bad section");
+		(*sections)++;
+	}
+	*pp = r.p;
+	return CTX_OK;
+}
+
+/* ---- loading format version 1 ------------------------------------------------ */
+
 /* One pair (or op, with_kind) into m. */
 static ctx_status load_leaf(reader *r, hamt *m, bool with_kind, uint64_t edit)
 {
@@ -512,7 +879,7 @@ static ctx_status load_map(reader *r, hamt *m, bool delta, uint64_t edit)
 }
 
 /* One version, built on prev (NULL for a full one); pushed as c's head. */
-static ctx_status load_version(reader *r, ctx_context *c, bool first)
+static ctx_status load_version(reader *r, ctx_context *c, loaded *l, bool first)
 {
 	uint64_t version = take_u64(r), revision = take_u64(r), updated = take_u64(r),
 	         changed = take_u64(r);
@@ -529,40 +896,12 @@ static ctx_status load_version(reader *r, ctx_context *c, bool first)
 	ctx_status st = load_map(r, &data, *kind == 1, edit);
 	if (st == CTX_OK)
 		st = load_map(r, &meta, *kind == 1, edit);
-	ctx_state *v = st == CTX_OK ? state_new(c, version, data, meta) : NULL;
-	if (!v) {
+	if (st != CTX_OK) {
 		hamt_release(&data);
 		hamt_release(&meta);
-		return st == CTX_OK ? CTX_NOMEM : st;
+		return st;
 	}
-	v->revision = revision;
-	v->updated_us = updated;
-	v->changed = changed;
-	ctx_state_release(context_push_head(c, v));
-	return CTX_OK;
-}
-
-/* The points of a section; their versions must have been loaded. */
-static ctx_status load_points(reader *r, ctx_context *c, ctx_state **versions, size_t n,
-                              uint32_t count)
-{
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t version = take_u64(r), time = take_u64(r), sum = take_u64(r);
-		const unsigned char *len = take(r, 1);
-		const unsigned char *label = len ? take(r, *len) : NULL;
-		if (r->bad || *len > CTX_LABEL_MAX)
-			return CTX_CORRUPT;
-		ctx_state *v = NULL;
-		for (size_t j = 0; j < n && !v; j++)
-			if (versions[j]->version == version)
-				v = versions[j];
-		char text[CTX_LABEL_MAX + 1];
-		memcpy(text, label, *len);
-		text[*len] = 0;
-		if (!v || points_add(c, v, text, time, sum) != CTX_OK)
-			return v ? CTX_NOMEM : CTX_CORRUPT;
-	}
-	return CTX_OK;
+	return push_version(c, l, version, &data, &meta, revision, updated, changed);
 }
 
 /* The fewest bytes a version takes: four u64, its kind, two empty maps. */
@@ -575,25 +914,66 @@ static ctx_status load_section(reader *r, ctx_context *c, uint32_t nversions, ui
 	 * allocating for it. */
 	if (nversions == 0 || nversions > (uint64_t)(r->end - r->p) / MIN_VERSION_SIZE)
 		return CTX_CORRUPT;
-	ctx_state **versions = malloc(nversions * sizeof(*versions));
-	if (!versions)
-		return CTX_NOMEM;
-	ctx_status st = CTX_OK;
-	size_t n = 0;
-	/* The chain keeps only history_depth of them: hold each one until the
-	 * points that may pin it are loaded. */
-	for (uint32_t i = 0; i < nversions && st == CTX_OK; i++) {
-		st = load_version(r, c, i == 0);
-		if (st == CTX_OK)
-			versions[n++] = ctx_state_retain(c->head);
+	loaded l = {malloc(nversions * sizeof(*l.v)), 0};
+	ctx_status st = l.v ? CTX_OK : CTX_NOMEM;
+	for (uint32_t i = 0; i < nversions && st == CTX_OK; i++)
+		st = load_version(r, c, &l, i == 0);
+	for (uint32_t i = 0; i < npoints && st == CTX_OK; i++) {
+		uint64_t version = take_u64(r), time = take_u64(r), sum = take_u64(r);
+		const unsigned char *len = take(r, 1);
+		st = r->bad ? CTX_CORRUPT
+		            : add_point(c, &l, version, time, sum, take(r, *len), *len);
 	}
-	if (st == CTX_OK)
-		st = load_points(r, c, versions, n, npoints);
-	for (size_t i = 0; i < n; i++)
-		ctx_state_release(versions[i]);
-	free(versions);
+	loaded_free(&l);
 	return st;
 }
+
+static ctx_status load_sections_v1(ctx_store *s, const char *path, const unsigned char *base,
+                                   const unsigned char **pp, const unsigned char *end,
+                                   uint64_t *sections)
+{
+	const unsigned char *p = *pp;
+	while (p < end) {
+		uint64_t off = (uint64_t)(p - base);
+		if (end - p < CKPT_SECTION_SIZE ||
+		    get_u32(p) != crc32c(0, p + 4, CKPT_SECTION_SIZE - 4))
+			return load_fail(path, off, "bad section header");
+		uint32_t idlen = get_u32(p + 4);
+		const unsigned char *body = p + CKPT_SECTION_SIZE;
+		char id[CTX_ID_MAX + 1];
+		if (!id_ok(s, (size_t)(end - body) >= idlen ? body : NULL, idlen, id))
+			return load_fail(path, off, "bad or repeated context id");
+		ctx_context *c = context_new(s, id, idlen, get_u64(p + 16));
+		if (!c)
+			return ctx_fail(CTX_NOMEM, "no memory loading %s", path);
+		c->incarnation = get_u64(p + 8);
+		c->ttl_us = get_u64(p + 24);
+		atomic_store(&c->last_access_us, get_u64(p + 32));
+		reader r = {body + idlen, end, false};
+		ctx_status st = load_section(&r, c, get_u32(p + 40), get_u32(p + 44));
+		const unsigned char *t = r.p;
+		uint64_t payload = (uint64_t)(t - body);
+		if (st == CTX_OK &&
+		    ((size_t)(end - t) < CKPT_SECTION_TRAILER || get_u64(t) != payload ||
+		     get_u32(t + 8) != crc32c(0, body, payload)))
+			st = CTX_CORRUPT;
+		if (st != CTX_OK) {
+			abandon_context(c);
+			return st == CTX_NOMEM ? ctx_fail(st, "no memory loading %s", path)
+			                       : load_fail(path, off, "bad section payload");
+		}
+		if (c->ttl_us)
+			atomic_store(&s->any_ttl, true);
+		store_publish_recovered(s, c);
+		context_release(c); /* the table holds it now */
+		(*sections)++;
+		p = t + CKPT_SECTION_TRAILER;
+	}
+	*pp = p;
+	return CTX_OK;
+}
+
+/* ---- loading: the file ------------------------------------------------------- */
 
 ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_out)
 {
@@ -619,73 +999,25 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 	ctx_status st = CTX_OK;
 	const unsigned char *p = base, *end = base + size - CKPT_TRAILER_SIZE;
 	uint64_t sections = 0;
+	uint32_t version = get_u32(p + 8);
 	if (!file_header_intact(p, size, CKPT_MAGIC)) {
 		st = load_fail(path, 0, "bad header");
-		goto out;
+	} else if (version != CKPT_FORMAT_VERSION && version != CKPT_FORMAT_V1) {
+		st = ctx_fail(CTX_CORRUPT,
+		              "checkpoint %s: format version %" PRIu32 " is unknown (this build "
+		              "reads versions 1 and 2) at offset 8",
+		              path, version);
+	} else {
+		*revision_out = get_u64(p + 16);
+		p += CKPT_HEADER_SIZE;
+		st = version == CKPT_FORMAT_V1
+		         ? load_sections_v1(s, path, base, &p, end, &sections)
+		         : load_sections_v2(s, path, base, &p, end, &sections);
+		if (st == CTX_OK &&
+		    (p != end || memcmp(end, CKPT_END_MAGIC, 8) != 0 ||
+		     get_u32(end + 20) != crc32c(0, end, 20) || get_u64(end + 8) != sections))
+			st = load_fail(path, (uint64_t)(end - base), "bad trailer");
 	}
-	if (get_u32(p + 8) != FORMAT_VERSION) {
-		st = load_fail(path, 8, "unknown format version");
-		goto out;
-	}
-	*revision_out = get_u64(p + 16);
-	p += CKPT_HEADER_SIZE;
-	while (p < end) {
-		uint64_t off = (uint64_t)(p - base);
-		if (end - p < CKPT_SECTION_SIZE || get_u32(p) != crc32c(0, p + 4, CKPT_SECTION_SIZE - 4)) {
-			st = load_fail(path, off, "bad section header");
-			goto out;
-		}
-		uint32_t idlen = get_u32(p + 4);
-		const unsigned char *body = p + CKPT_SECTION_SIZE;
-		char id[CTX_ID_MAX + 1];
-		size_t checked;
-		if (idlen == 0 || idlen > CTX_ID_MAX || (size_t)(end - body) < idlen) {
-			st = load_fail(path, off, "bad context id");
-			goto out;
-		}
-		memcpy(id, body, idlen);
-		id[idlen] = 0;
-		if (ctx_check_id(id, &checked) != CTX_OK || checked != idlen ||
-		    store_lookup_recovered(s, id, idlen)) {
-			st = load_fail(path, off, "bad or repeated context id");
-			goto out;
-		}
-		ctx_context *c = context_new(s, id, idlen, get_u64(p + 16));
-		if (!c) {
-			st = ctx_fail(CTX_NOMEM, "no memory loading %s", path);
-			goto out;
-		}
-		c->incarnation = get_u64(p + 8);
-		c->ttl_us = get_u64(p + 24);
-		if (c->ttl_us)
-			atomic_store(&s->any_ttl, true);
-		atomic_store(&c->last_access_us, get_u64(p + 32));
-		reader r = {body + idlen, end, false};
-		st = load_section(&r, c, get_u32(p + 40), get_u32(p + 44));
-		const unsigned char *t = r.p;
-		uint64_t payload = (uint64_t)(t - body);
-		if (st == CTX_OK && ((size_t)(end - t) < CKPT_SECTION_TRAILER ||
-		                     get_u64(t) != payload || get_u32(t + 8) != crc32c(0, body, payload)))
-			st = CTX_CORRUPT;
-		if (st != CTX_OK) {
-			/* Not in the table yet: let go of what was built. */
-			points_clear(c);
-			ctx_state_release(c->head);
-			c->head = NULL;
-			context_release(c);
-			st = st == CTX_NOMEM ? ctx_fail(st, "no memory loading %s", path)
-			                     : load_fail(path, off, "bad section payload");
-			goto out;
-		}
-		store_publish_recovered(s, c);
-		context_release(c); /* the table holds it now */
-		sections++;
-		p = t + CKPT_SECTION_TRAILER;
-	}
-	if (p != end || memcmp(end, CKPT_END_MAGIC, 8) != 0 ||
-	    get_u32(end + 20) != crc32c(0, end, 20) || get_u64(end + 8) != sections)
-		st = load_fail(path, (uint64_t)(end - base), "bad trailer");
-out:
 	munmap((void *)base, size);
 	return st;
 }

@@ -12,7 +12,9 @@
  *   fuzz_record/      each log segment, its records re-encoded as fuzz_record
  *                     reads them (type, version, incarnation, body length, body);
  *   fuzz_checkpoint/  each checkpoint raw (mode byte 0) and framed (mode byte
- *                     1, as fuzz_checkpoint reads it);
+ *                     3, format version 2, as fuzz_checkpoint reads it); and
+ *                     the version 1 checkpoint of tests/ckpt_v1_fixture.h,
+ *                     raw and framed (mode byte 1);
  *   fuzz_recovery/    the directory's files joined by the separator
  *                     fuzz_recovery splits at (the newest checkpoint or two, then the segments).
  */
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../ckpt_v1_fixture.h"
 #include "ctx.h"
 #include "format.h"
 
@@ -108,7 +111,8 @@ static void record_seed(const buf *seg, buf *out)
 	}
 }
 
-/* Where the payload starting at body ends: the trailer that matches it. */
+/* Where the payload starting at body ends: the trailer that matches it
+ * (format version 1: u64 length, u32 crc). */
 static size_t payload_length(const unsigned char *body, const unsigned char *end)
 {
 	uint32_t crc = 0;
@@ -120,7 +124,38 @@ static size_t payload_length(const unsigned char *body, const unsigned char *end
 	return SIZE_MAX;
 }
 
-/* A checkpoint as fuzz_checkpoint's framed mode reads it. */
+/* The same for format version 2: the u32 crc that matches it. */
+static size_t payload_length_v2(const unsigned char *body, const unsigned char *end)
+{
+	uint32_t crc = 0;
+	for (size_t n = 0; body + n + CKPT_V2_SECTION_TRAILER <= end; n++) {
+		if (get_u32(body + n) == crc)
+			return n;
+		crc = crc32c(crc, body + n, 1);
+	}
+	return SIZE_MAX;
+}
+
+/* A version 2 checkpoint as fuzz_checkpoint's framed mode 3 reads it. */
+static void framed_checkpoint_v2(const buf *ck, buf *out)
+{
+	unsigned char mode = 3;
+	buf_add(out, &mode, 1);
+	buf_add(out, ck->p + 16, 8);
+	const unsigned char *p = ck->p + CKPT_HEADER_SIZE, *end = ck->p + ck->n - CKPT_TRAILER_SIZE;
+	while (p < end) {
+		size_t n = payload_length_v2(p, end);
+		if (n == SIZE_MAX)
+			break;
+		unsigned char len[4];
+		put_u32(len, (uint32_t)n);
+		buf_add(out, len, 4);
+		buf_add(out, p, n);
+		p += n + CKPT_V2_SECTION_TRAILER;
+	}
+}
+
+/* A version 1 checkpoint as fuzz_checkpoint's framed mode 1 reads it. */
 static void framed_checkpoint(const buf *ck, buf *out)
 {
 	unsigned char mode = 1;
@@ -175,7 +210,10 @@ static void snapshot(const char *name)
 			snprintf(seed, sizeof(seed), "%s-%zu-raw", name, i);
 			emit("fuzz_checkpoint", seed, &s);
 			s.n = 0;
-			framed_checkpoint(&f, &s);
+			if (get_u32(f.p + 8) == CKPT_FORMAT_V1)
+				framed_checkpoint(&f, &s);
+			else
+				framed_checkpoint_v2(&f, &s);
 			snprintf(seed, sizeof(seed), "%s-%zu-framed", name, i);
 			emit("fuzz_checkpoint", seed, &s);
 		} else {
@@ -331,6 +369,22 @@ static void scenario_history(void)
 	ctx_close(s);
 }
 
+/* The version 1 checkpoint the tests keep (format version 1 is still read). */
+static void fixture_v1(void)
+{
+	buf f = {0}, s = {0};
+	buf_add(&f, ckpt_v1_bytes, sizeof(ckpt_v1_bytes));
+	unsigned char mode = 0;
+	buf_add(&s, &mode, 1);
+	buf_add(&s, f.p, f.n);
+	emit("fuzz_checkpoint", "v1-fixture-raw", &s);
+	s.n = 0;
+	framed_checkpoint(&f, &s);
+	emit("fuzz_checkpoint", "v1-fixture-framed", &s);
+	free(f.p);
+	free(s.p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -345,6 +399,7 @@ int main(int argc, char **argv)
 	scenario_points();
 	scenario_ttl();
 	scenario_history();
+	fixture_v1();
 	fresh_work();
 	return 0;
 }
