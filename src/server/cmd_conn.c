@@ -18,11 +18,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* Until a command file is linked in, its table is empty. */
-__attribute__((weak)) const command hash_commands[] = {{NULL, NULL, 0, 0, 0, NULL, NULL}};
-__attribute__((weak)) const command keys_commands[] = {{NULL, NULL, 0, 0, 0, NULL, NULL}};
-__attribute__((weak)) const command ctx_commands[] = {{NULL, NULL, 0, 0, 0, NULL, NULL}};
-
 /* ---- authentication ---------------------------------------------------------------- */
 
 bool auth_required(void)
