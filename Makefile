@@ -7,7 +7,8 @@
 #   make asan     the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan     the suite under ThreadSanitizer
 #   make coverage line and branch coverage of src/ (gcovr), report in build/coverage/
-#   make bench    benchmarks against SQLite and LMDB (QUICK=1 for a short run)
+#   make bench    benchmarks against SQLite and LMDB, then bench-server (QUICK=1 for short runs)
+#   make bench-server  ctxd against redis-server with redis-benchmark (QUICK=1: smoke run)
 #   make install  install header, libraries and ctx.pc (PREFIX=/usr/local)
 
 PREFIX ?= /usr/local
@@ -15,7 +16,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all build deps run example test asan tsan coverage bench install format clean
+.PHONY: all build deps run example test asan tsan coverage bench bench-server install format clean
 
 all: build
 
@@ -66,6 +67,13 @@ bench:
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
 	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
+	@$(MAKE) --no-print-directory bench-server
+
+bench-server:
+	@scripts/deps.sh bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
+	cmake --build build-bench -j$(JOBS) --target ctxd
+	bench/redis/run.sh build-bench $(if $(QUICK),quick,full)
 
 install: build
 	cmake --install build
