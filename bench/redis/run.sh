@@ -237,7 +237,7 @@ run_profile() {
 	prefill "$PORT"
 	local n
 	n=$(size_n "$PORT" "$PID" "$cmd" "$load")
-	perf record -g -F 999 -o "$out/perf.data" -p "$PID" 2>"$out/perf.log" &
+	perf record --call-graph dwarf,16384 -F 499 -o "$out/perf.data" -p "$PID" 2>"$out/perf.log" &
 	local perf=$!
 	sleep 0.5
 	bench "$PORT" "$PID" "$cmd" "$load" "$n" | tee "$out/bench.csv"
