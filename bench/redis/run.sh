@@ -30,7 +30,8 @@
 #
 # Environment: ROUNDS, SECS, DURS ("always batch none"), CMDS ("hset hget
 # hgetall"), LOADS ("1 16 64 16x16": clients, or clients x pipeline), CTXD
-# (default BUILD_DIR/ctxd), REDIS_SERVER (default redis-server).
+# (default BUILD_DIR/ctxd), CTXD_ARGS (more ctxd options, e.g. "--loops 1"),
+# REDIS_SERVER (default redis-server).
 set -euo pipefail
 
 build=${1:?usage: bench/redis/run.sh BUILD_DIR [quick|full|report|profile]}
@@ -85,8 +86,9 @@ start_server() {
 	mkdir -p "$dir"
 	PORT=$(free_port)
 	if [ "$srv" = ctx ]; then
+		# shellcheck disable=SC2086
 		"$ctxd" --port "$PORT" --dir "$dir/store" --durability "$dur" \
-			--loglevel warning >"$dir/ctxd.log" 2>&1 &
+			--loglevel warning ${CTXD_ARGS:-} >"$dir/ctxd.log" 2>&1 &
 	else
 		local aof=(--appendonly no)
 		case $dur in
@@ -184,7 +186,7 @@ run_all() {
 		echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), kernel $(uname -r)"
 		echo "disk of the data directories: $(findmnt -n -o SOURCE,FSTYPE -T "$work" 2>/dev/null | tr -s ' ')"
 		echo "software: ctxd $(git -C "$root" describe --always --dirty 2>/dev/null) ($ctxd, $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null) build), $("$redis" --version | cut -d' ' -f1-3), $(redis-benchmark --version)"
-		echo "settings: $mode mode, $rounds round(s) of ~$secs s per measurement, durabilities: $durs; commands: $cmds; loads: $loads; ctxd with its default loops ($(nproc)), Redis with its defaults (one thread for commands)"
+		echo "settings: $mode mode, $rounds round(s) of ~$secs s per measurement, durabilities: $durs; commands: $cmds; loads: $loads; ctxd with ${CTXD_ARGS:-its default loops ($(nproc))}, Redis with its defaults (one thread for commands)"
 		echo "before the run: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	} >"$envf"
 	cat "$envf" >&2
