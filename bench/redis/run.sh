@@ -6,7 +6,7 @@
 #   quick   1 round, ~1.5 s per measurement: a smoke run (about 4 minutes);
 #           writes bench/results/server-quick*.csv and prints the table; the
 #           plots and the report go to BUILD_DIR/bench-server-quick/
-#   full    3 rounds, ~4 s per measurement, medians (about 25 minutes);
+#   full    5 rounds, ~3 s per measurement, medians (about 25 minutes);
 #           writes bench/results/server-full*.csv, docs/bench-server-*.png and
 #           the generated part of "ctxd against Redis" in docs/benchmarks.md
 #   report  the report, plots and docs of full mode again from the CSV files
@@ -45,8 +45,8 @@ redis=${REDIS_SERVER:-redis-server}
 measure=1
 case $mode in
 quick) rounds=${ROUNDS:-1} secs=${SECS:-1.5} ;;
-full) rounds=${ROUNDS:-3} secs=${SECS:-4} ;;
-report) mode=full measure=0 rounds=${ROUNDS:-3} secs=${SECS:-4} ;;
+full) rounds=${ROUNDS:-5} secs=${SECS:-3} ;;
+report) mode=full measure=0 ;;
 profile) rounds=1 secs=${SECS:-8} ;;
 *) echo "run.sh: mode is quick, full, report or profile, not '$mode'" >&2; exit 2 ;;
 esac
@@ -133,7 +133,8 @@ cmd_args() {
 
 # cpu_of PID: the process's user + system time in clock ticks.
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# (user, nice, system, irq, softirq and steal: time the host gave to other guests)
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
 # bench PORT PID CMD LOAD N: runs redis-benchmark; prints
 # "rps,avg,min,p50,p95,p99,max,server_cpus,client_cpus,other_cpus,seconds".
