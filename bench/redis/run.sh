@@ -68,10 +68,10 @@ free_port() {
 	done
 }
 
-# wait_up PORT PID: until the server answers PING (10 s at most).
+# wait_up PORT PID: until the server answers PING (20 s at most).
 wait_up() {
 	local i
-	for i in $(seq 100); do
+	for i in $(seq 200); do
 		[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
 		kill -0 "$2" 2>/dev/null || break
 		sleep 0.1
@@ -80,8 +80,21 @@ wait_up() {
 	return 1
 }
 
-# start_server ctx|redis DURABILITY DIR: sets PORT and PID.
+# start_server ctx|redis DURABILITY DIR: sets PORT and PID. Tries three
+# ports (another process may take the free one first) and shows the log.
 start_server() {
+	local try
+	for try in 1 2 3; do
+		rm -rf "$3"
+		start_once "$@" && return 0
+		kill -9 "$PID" 2>/dev/null || true
+		wait "$PID" 2>/dev/null || true
+		tail -5 "$3"/*.log >&2 || true
+	done
+	return 1
+}
+
+start_once() {
 	local srv=$1 dur=$2 dir=$3
 	mkdir -p "$dir"
 	PORT=$(free_port)
