@@ -3,10 +3,10 @@
 #
 # ctxd against Debian's redis-server, both driven by redis-benchmark in the
 # same run (what `make bench-server` runs, after building BUILD_DIR/ctxd).
-#   quick   1 round, ~1.5 s per measurement: a smoke run (about 4 minutes);
+#   quick   1 round, ~1.5 s per measurement: a smoke run (about 2 minutes);
 #           writes bench/results/server-quick*.csv and prints the table; the
 #           plots and the report go to BUILD_DIR/bench-server-quick/
-#   full    5 rounds, ~3 s per measurement, medians (about 25 minutes);
+#   full    5 rounds, ~3 s per measurement, medians (about 13 minutes);
 #           writes bench/results/server-full*.csv, docs/bench-server-*.png and
 #           the generated part of "ctxd against Redis" in docs/benchmarks.md
 #   report  the report, plots and docs of full mode again from the CSV files
