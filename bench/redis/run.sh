@@ -70,7 +70,6 @@ free_port() {
 
 # wait_up PORT PID: until the server answers PING (20 s at most).
 wait_up() {
-
 	for _ in $(seq 200); do
 		[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
 		kill -0 "$2" 2>/dev/null || break
@@ -83,7 +82,6 @@ wait_up() {
 # start_server ctx|redis DURABILITY DIR: sets PORT and PID. Tries three
 # ports (another process may take the free one first) and shows the log.
 start_server() {
-
 	for _ in 1 2 3; do
 		rm -rf "$3"
 		start_once "$@" && return 0
