@@ -7,7 +7,8 @@
 #   make asan     the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan     the suite under ThreadSanitizer
 #   make coverage line and branch coverage of src/ (gcovr), report in build/coverage/
-#   make bench    benchmarks against SQLite and LMDB (QUICK=1 for a short run)
+#   make bench    benchmarks against SQLite and LMDB, then bench-server (QUICK=1 for short runs)
+#   make bench-server  ctxd against redis-server with redis-benchmark (QUICK=1: smoke run)
 #   make fuzz     the libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each
 #                 (default 60), in build-fuzz; see tests/fuzz/README.md
 #   make install  install header, libraries and ctx.pc (PREFIX=/usr/local)
@@ -17,7 +18,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all build deps run example test asan tsan coverage bench fuzz install format clean
+.PHONY: all build deps run example test asan tsan coverage bench bench-server fuzz install format clean
 
 all: build
 
@@ -68,6 +69,13 @@ bench:
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
 	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
+	@$(MAKE) --no-print-directory bench-server
+
+bench-server:
+	@scripts/deps.sh bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
+	cmake --build build-bench -j$(JOBS) --target ctxd
+	bench/redis/run.sh build-bench $(if $(QUICK),quick,full)
 
 # The targets run one after the other; add new ones (and their sources, in
 # CMakeLists.txt's CTX_FUZZ section) to FUZZ_TARGETS.
