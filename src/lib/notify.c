@@ -39,8 +39,15 @@ struct ctx_notifier {
 static void notify_all(void *arg)
 {
 	ctx_store *s = arg;
-	if (!s->wait_durable && s->feed)
-		feed_set_gate(s->feed, log_synced_revision(s->log));
+	if (!s->wait_durable) {
+		/* Batch and none: revisions may be acknowledged as soon as they
+		 * are handed out, so no loop waits for a sync; only a failure is
+		 * worth a wake-up. */
+		if (s->feed)
+			feed_set_gate(s->feed, log_synced_revision(s->log));
+		if (!log_failed(s->log))
+			return;
+	}
 	pthread_mutex_lock(&s->notify_lock);
 	for (ctx_notifier *n = s->notifiers; n; n = n->next) {
 		uint64_t one = 1;
