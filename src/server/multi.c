@@ -104,7 +104,7 @@ static void rehash(wbatch *w)
 
 static void record(wbatch *w, const void *k, size_t kn, const void *v, size_t vn, bool del)
 {
-	size_t slot;
+	size_t slot = 0; /* set by find, or by the find after a rehash */
 	wentry *e = find(w, k, kn, &slot);
 	if (e) {
 		char *nk = xmalloc(kn + vn + 1);
