@@ -1,0 +1,158 @@
+/*
+ * suclient.h - the client side shared by ctxd's coverage tests
+ * (test_cov_conn.c, test_cov_data.c): a raw connection that reads whole RESP
+ * replies, hiredis helpers and EXPECT_* checks. Static functions: each test
+ * program includes it once. Needs cmocka.h, hiredis.h and serverutil.h first.
+ */
+#ifndef CTXD_SUCLIENT_H
+#define CTXD_SUCLIENT_H
+
+/* ---- raw replies ---------------------------------------------------------------------- */
+
+static size_t reply_len(const char *b, size_t n)
+{
+	if (n == 0)
+		return 0;
+	const char *nl = memchr(b, '\n', n);
+	if (!nl)
+		return 0;
+	size_t hl = (size_t)(nl - b) + 1;
+	long long v = atoll(b + 1);
+	switch (b[0]) {
+	case '$':
+	case '=':
+		if (v < 0)
+			return hl;
+		return n >= hl + (size_t)v + 2 ? hl + (size_t)v + 2 : 0;
+	case '*':
+	case '~':
+	case '>':
+	case '%': {
+		long long items = v < 0 ? 0 : b[0] == '%' ? v * 2 : v;
+		size_t off = hl;
+		for (long long i = 0; i < items; i++) {
+			size_t k = reply_len(b + off, n - off);
+			if (!k)
+				return 0;
+			off += k;
+		}
+		return off;
+	}
+	default:
+		return hl;
+	}
+}
+
+typedef struct rawconn {
+	int fd;
+	char buf[1 << 20];
+	size_t len;
+} rawconn;
+
+static rawconn *raw_open(const su_server *s)
+{
+	rawconn *r = calloc(1, sizeof(*r));
+	r->fd = su_connect(s);
+	assert_true(r->fd >= 0);
+	return r;
+}
+
+static void raw_close(rawconn *r)
+{
+	close(r->fd);
+	free(r);
+}
+
+/* The next reply (NUL-terminated, static); fails the test on EOF/timeout. */
+static const char *raw_next(rawconn *r)
+{
+	static char out[1 << 20];
+	for (;;) {
+		size_t k = reply_len(r->buf, r->len);
+		if (k) {
+			size_t c = k < sizeof(out) - 1 ? k : sizeof(out) - 1;
+			memcpy(out, r->buf, c);
+			out[c] = '\0';
+			memmove(r->buf, r->buf + k, r->len - k);
+			r->len -= k;
+			return out;
+		}
+		assert_true(r->len < sizeof(r->buf));
+		size_t got = su_recv(r->fd, r->buf + r->len, 1, 20000);
+		if (!got)
+			fail_msg("no reply (connection closed or 20 s passed)");
+		r->len += got;
+	}
+}
+
+static void raw_expect(rawconn *r, const char *send, const char *want_prefix)
+{
+	if (send)
+		assert_true(su_send(r->fd, send, strlen(send)));
+	const char *out = raw_next(r);
+	if (strncmp(out, want_prefix, strlen(want_prefix)) != 0)
+		fail_msg("sent %s: got '%.300s', want prefix '%s'", send ? send : "", out,
+		         want_prefix);
+}
+
+/* ---- hiredis helpers ----------------------------------------------------------------------- */
+
+
+static redisContext *hconn(const su_server *s)
+{
+	redisContext *c = redisConnect("127.0.0.1", s->port);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	struct timeval tv = {30, 0};
+	redisSetTimeout(c, tv);
+	return c;
+}
+
+static redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (!r)
+		fail_msg("no reply to '%s': %s", fmt, c->errstr);
+	return r;
+}
+
+#define EXPECT_STATUS(c, want, ...)                                                                \
+	do {                                                                                       \
+		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
+		if ((r_->type != REDIS_REPLY_STATUS && r_->type != REDIS_REPLY_STRING) ||          \
+		    strcmp(r_->str, want) != 0)                                                    \
+			fail_msg("%s: type %d '%s', want '%s'", #__VA_ARGS__, r_->type,            \
+			         r_->str ? r_->str : "", want);                                    \
+		freeReplyObject(r_);                                                               \
+	} while (0)
+
+#define EXPECT_ERR(c, want, ...)                                                                   \
+	do {                                                                                       \
+		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
+		if (r_->type != REDIS_REPLY_ERROR || strncmp(r_->str, want, strlen(want)) != 0)    \
+			fail_msg("%s: type %d '%s', want error '%s'", #__VA_ARGS__, r_->type,      \
+			         r_->str ? r_->str : "", want);                                    \
+		freeReplyObject(r_);                                                               \
+	} while (0)
+
+#define EXPECT_INT(c, want, ...)                                                                   \
+	do {                                                                                       \
+		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
+		if (r_->type != REDIS_REPLY_INTEGER || r_->integer != (want))                      \
+			fail_msg("%s: type %d '%s' %lld, want :%lld", #__VA_ARGS__, r_->type,      \
+			         r_->str ? r_->str : "", r_->integer, (long long)(want));          \
+		freeReplyObject(r_);                                                               \
+	} while (0)
+
+#define EXPECT_NIL(c, ...)                                                                         \
+	do {                                                                                       \
+		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
+		if (r_->type != REDIS_REPLY_NIL)                                                   \
+			fail_msg("%s: type %d, want nil", #__VA_ARGS__, r_->type);                 \
+		freeReplyObject(r_);                                                               \
+	} while (0)
+
+#endif
