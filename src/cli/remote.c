@@ -503,16 +503,13 @@ int cmd_drop(cli *c)
 	return code;
 }
 
-int cmd_set(cli *c)
+/* CTX.SET or CTX.DEL: ID [IFVERSION v] then the fields (and values). */
+static int guarded_change(cli *c, const char *command)
 {
-	if (c->argc < 3 || c->argc % 2 == 0) {
-		cli_error("set: ctx set ID FIELD VALUE [FIELD VALUE...]");
-		return EXIT_USAGE;
-	}
 	if (!args_fit(c, 3))
 		return EXIT_USAGE;
 	args a = {0};
-	arg(&a, "CTX.SET");
+	arg(&a, command);
 	arg(&a, c->argv[0]);
 	if (c->given & OPT_IF_VERSION) {
 		arg(&a, "IFVERSION");
@@ -523,20 +520,18 @@ int cmd_set(cli *c)
 	return integer_command(c, &a, "version", "version");
 }
 
+int cmd_set(cli *c)
+{
+	if (c->argc < 3 || c->argc % 2 == 0) {
+		cli_error("set: ctx set ID FIELD VALUE [FIELD VALUE...]");
+		return EXIT_USAGE;
+	}
+	return guarded_change(c, "CTX.SET");
+}
+
 int cmd_del(cli *c)
 {
-	if (!args_fit(c, 3))
-		return EXIT_USAGE;
-	args a = {0};
-	arg(&a, "CTX.DEL");
-	arg(&a, c->argv[0]);
-	if (c->given & OPT_IF_VERSION) {
-		arg(&a, "IFVERSION");
-		arg_u64(&a, c->if_version);
-	}
-	for (int i = 1; i < c->argc; i++)
-		arg(&a, c->argv[i]);
-	return integer_command(c, &a, "version", "version");
+	return guarded_change(c, "CTX.DEL");
 }
 
 int cmd_point(cli *c)
