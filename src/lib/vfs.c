@@ -333,7 +333,8 @@ int vfs_mkdir(const char *path, mode_t mode)
 int vfs_write_all(int fd, const void *buf, size_t n)
 {
 	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
-		errno = ctx_vfs_faults.write_errno ? ctx_vfs_faults.write_errno : EIO;
+		int e = atomic_load(&ctx_vfs_faults.write_errno);
+		errno = e ? e : EIO;
 		return -1;
 	}
 	long long left = atomic_load(&ctx_vfs_faults.space_left);
@@ -370,7 +371,8 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 int vfs_sync(int fd)
 {
 	if (countdown_hits(&ctx_vfs_faults.sync_countdown)) {
-		errno = ctx_vfs_faults.sync_errno ? ctx_vfs_faults.sync_errno : EIO;
+		int e = atomic_load(&ctx_vfs_faults.sync_errno);
+		errno = e ? e : EIO;
 		return -1;
 	}
 	if (fdatasync(fd) != 0)

@@ -32,9 +32,9 @@ int vfs_close(int fd);
  * writes fail with ENOSPC once that many more bytes were written. */
 typedef struct vfs_faults {
 	atomic_long write_countdown;
-	int write_errno;
+	atomic_int write_errno;
 	atomic_long sync_countdown;
-	int sync_errno;
+	atomic_int sync_errno;
 	atomic_llong space_left; /* -1 = unlimited */
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
