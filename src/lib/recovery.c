@@ -394,6 +394,8 @@ typedef struct replay {
 	uint64_t durable;    /* the durable floor: revisions a checkpoint proves synced */
 	char durable_why[96];
 	recovery_info *info;
+	char prev_path[4096]; /* the segment read before this one (for messages) */
+	size_t prev_size;
 	char last_path[4096]; /* the newest segment, and where its records end */
 	size_t last_end;
 	uint64_t torn_records;
@@ -546,10 +548,19 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	} else {
 		off = WAL_HEADER_SIZE;
 		if (rp->prev + 1 != first && first > rp->checkpoint + 1) {
-			st = ctx_fail(CTX_CORRUPT,
-			              "log %s: starts at revision %" PRIu64 " but %" PRIu64
-			              " came before: records are missing",
-			              path, first, rp->prev);
+			/* Name the segment before too: a segment cut at a record
+			 * boundary reads cleanly and only the gap shows it. */
+			if (rp->prev_path[0])
+				st = ctx_fail(CTX_CORRUPT,
+				              "log %s: starts at revision %" PRIu64 " but %" PRIu64
+				              " came before: records are missing (%s ends early, at "
+				              "offset %zu)",
+				              path, first, rp->prev, rp->prev_path, rp->prev_size);
+			else
+				st = ctx_fail(CTX_CORRUPT,
+				              "log %s: starts at revision %" PRIu64 " but %" PRIu64
+				              " came before: records are missing",
+				              path, first, rp->prev);
 			goto out;
 		}
 		rp->prev = first - 1;
@@ -601,6 +612,8 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 out:
 	if (base)
 		munmap((void *)base, size);
+	snprintf(rp->prev_path, sizeof(rp->prev_path), "%s", path);
+	rp->prev_size = size;
 	return st;
 }
 
