@@ -29,13 +29,24 @@ typedef struct hamt_leaf {
 	atomic_uint refs;
 	uint32_t klen;
 	uint32_t vlen;
-	uint64_t hash;    /* keyed hash of the key: the trie position        */
-	uint64_t sum;     /* unkeyed hash of key and value: content checksum  */
-	uint64_t time_us; /* commit time of the version that set it          */
+	uint64_t hash;        /* keyed hash of the key: the trie position        */
+	uint64_t sum;         /* unkeyed hash of key and value: content checksum  */
+	uint64_t time_us;     /* commit time of the version that set it          */
 	unsigned char data[]; /* klen key bytes, then vlen value bytes */
 } hamt_leaf;
 
 typedef struct hamt_node hamt_node;
+
+/* A copy of a node shares its children by borrowing them from the node it
+ * copies (hamt.c's head comment): at most HAMT_BORROW_CHAIN times in a row,
+ * then the copy is a full one; a borrowing node may let go of at most
+ * HAMT_BORROW_DROPS borrowed leaves of at most HAMT_BORROW_SMALL bytes of key
+ * and value each (else it takes references to all its children first). So a
+ * live node keeps alive at most HAMT_BORROW_CHAIN * HAMT_BORROW_DROPS leaves
+ * that no map holds, all small. */
+#define HAMT_BORROW_CHAIN 8
+#define HAMT_BORROW_DROPS 2
+#define HAMT_BORROW_SMALL 256
 
 /* One map: its root (NULL when empty), key count, key+value bytes, and the
  * sum (mod 2^64) of its leaves' content hashes: an order-independent
