@@ -673,6 +673,26 @@ static void test_borrowing_retention_bounded(void **unused)
 	}
 }
 
+static void test_bytes_equal(void **unused)
+{
+	/* Every length around the inline cases (0-3, 4-7, 8-16, longer), equal
+	 * and differing in each single byte. */
+	unsigned char a[40], b[40];
+	for (size_t i = 0; i < sizeof(a); i++)
+		a[i] = (unsigned char)(i * 37 + 1);
+	for (size_t n = 0; n <= 33; n++) {
+		memcpy(b, a, sizeof(a));
+		assert_true(hamt_bytes_equal(a, b, n));
+		for (size_t i = 0; i < n; i++) {
+			b[i] ^= 0x40;
+			assert_false(hamt_bytes_equal(a, b, n));
+			b[i] ^= 0x40;
+		}
+		b[n] ^= 1; /* past the end: not compared */
+		assert_true(hamt_bytes_equal(a, b, n));
+	}
+}
+
 static void test_empty_map(void **unused)
 {
 	hamt m = {0};
@@ -757,6 +777,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_empty_map),
+	    cmocka_unit_test(test_bytes_equal),
 	    cmocka_unit_test(test_copy_takes_no_child_reference),
 	    cmocka_unit_test(test_borrowing_frees_large_values),
 	    cmocka_unit_test(test_borrowing_retention_bounded),

@@ -212,7 +212,7 @@ void hamt_leaf_release(hamt_leaf *l)
 
 static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, size_t klen)
 {
-	return l->hash == hash && l->klen == klen && memcmp(l->data, key, klen) == 0;
+	return l->hash == hash && l->klen == klen && hamt_bytes_equal(l->data, key, klen);
 }
 
 /* Same key (known) and same value. */

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ctx.h"
 
@@ -65,6 +66,36 @@ static inline const void *hamt_leaf_key(const hamt_leaf *l)
 static inline const void *hamt_leaf_value(const hamt_leaf *l)
 {
 	return l->data + l->klen;
+}
+
+/* Whether the n bytes at a and b are equal. Inline for up to 16 bytes (two
+ * overlapping loads per side, no call): ids and keys are mostly short, and
+ * every read compares one of each. */
+static inline bool hamt_bytes_equal(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	if (n > 16)
+		return memcmp(x, y, n) == 0;
+	if (n >= 8) {
+		uint64_t x0, x1, y0, y1;
+		memcpy(&x0, x, 8);
+		memcpy(&y0, y, 8);
+		memcpy(&x1, x + n - 8, 8);
+		memcpy(&y1, y + n - 8, 8);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
+	if (n >= 4) {
+		uint32_t x0, x1, y0, y1;
+		memcpy(&x0, x, 4);
+		memcpy(&y0, y, 4);
+		memcpy(&x1, x + n - 4, 4);
+		memcpy(&y1, y + n - 4, 4);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
 }
 
 /* The process-wide keyed hash of a key (seeded at first use). */
