@@ -458,31 +458,21 @@ static bool reserve_slot(ctx_store *s)
 	return true;
 }
 
-/* What a read touches of a context, ids of up to 16 bytes included, is one
- * cache line (store.h). */
-_Static_assert(offsetof(ctx_context, node) % 64 == 0, "readers' line aligned");
-_Static_assert(offsetof(ctx_context, id) + 16 <= offsetof(ctx_context, node) + 64,
-               "visible, ttl_us, dropped, idlen and 16 bytes of id in the readers' line");
-
 ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us)
 {
 	/* The index node goes after the id, aligned. */
 	unsigned height = index_random_height();
 	size_t at = (sizeof(ctx_context) + idlen + 1 + _Alignof(index_node) - 1) &
 	            ~(_Alignof(index_node) - 1);
-	/* Aligned so that the readers' fields share one cache line (store.h). */
-	size_t size = (at + index_node_size(height) + _Alignof(ctx_context) - 1) &
-	              ~(_Alignof(ctx_context) - 1);
-	ctx_context *c = aligned_alloc(_Alignof(ctx_context), size);
+	ctx_context *c = calloc(1, at + index_node_size(height));
 	if (!c)
 		return NULL;
-	memset(c, 0, size);
 	c->inode = (index_node *)((char *)c + at);
 	index_node_init(c->inode, height, c->id, idlen, c);
 	cds_lfht_node_init(&c->node);
 	atomic_init(&c->refs, 1);
 	c->store = s;
-	c->idlen = (uint32_t)idlen; /* ids are at most 256 bytes */
+	c->idlen = idlen;
 	memcpy(c->id, id, idlen);
 	c->id_hash = hamt_hash(id, idlen);
 	c->created_us = created_us;

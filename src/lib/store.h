@@ -67,13 +67,9 @@ typedef struct point_set {
 	point_entry e[];
 } point_set;
 
-/* Layout: what commits write comes first; what every lookup and read
- * touches (the table node, the visible version, the time-to-live, the id)
- * shares the last cache line, which the struct's alignment makes a line of
- * its own: a read of a context with an id of up to 16 bytes loads one line
- * of it instead of three. */
 struct ctx_context {
-	atomic_uint refs;              /* table, states, transactions, callers */
+	struct cds_lfht_node node; /* in store.table while live */
+	atomic_uint refs;          /* table, states, transactions, callers */
 	ctx_store *store;
 	uint64_t id_hash;
 	uint64_t created_us;
@@ -91,19 +87,16 @@ struct ctx_context {
 	 * (owned by its change until installed). Both under write_lock. */
 	point_set *points_decided;
 	unsigned points_pending;
+	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
+	_Atomic(ctx_state *) visible;  /* newest version readers may see */
+	atomic_bool dropped;           /* no more commits; set under write_lock */
 	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
+	atomic_bool gone;              /* out of the table, visible cleared */
 	struct rcu_head rcu;
 	index_node *inode;             /* in store.index while in the table;
 	                                  allocated with the context */
-
-	/* The readers' line. */
-	_Alignas(64) struct cds_lfht_node node; /* in store.table while live */
-	_Atomic(ctx_state *) visible;  /* newest version readers may see */
-	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
-	atomic_bool dropped;           /* no more commits; set under write_lock */
-	atomic_bool gone;              /* out of the table, visible cleared */
-	uint32_t idlen;
+	size_t idlen;
 	char id[];
 };
 
