@@ -693,9 +693,10 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	}
 	first->updated_us = now;
 	first->changed = data.count;
-	ctx_state_release(context_push_head(c, first));
-	/* Inserted locked and invisible: writers that find it wait for the
-	 * create, readers do not see it until its first version is published. */
+	/* Inserted locked, invisible and without a head: writers that find it
+	 * wait for the create, readers do not see it until its first version is
+	 * published, and ctx_get_latest not until it is decided (the head is
+	 * set once its revision is, below). */
 	pthread_mutex_lock(&c->write_lock);
 	tsan_publish(c);
 
@@ -713,7 +714,6 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	if (got != &c->node) {
 		/* Never published: nobody else can hold it. */
 		pthread_mutex_unlock(&c->write_lock);
-		c->head = NULL;
 		ctx_state_release(first); /* drops its reference to c */
 		context_release(c);
 		body_free(&body);
@@ -724,6 +724,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	if (!reserve_slot(s)) {
 		context_unlink(s, c);
 		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
 		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
@@ -734,6 +735,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	    !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
 		context_remove(s, c);
 		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
 		return ctx_fail(CTX_NOMEM, "no memory to create '%s'", id);
@@ -752,6 +754,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 				pending_free(p);
 			context_remove(s, c);
 			pthread_mutex_unlock(&c->write_lock);
+			ctx_state_release(first);
 			context_release(c);
 			return st;
 		}
@@ -760,6 +763,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		rev = first->revision = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	c->incarnation = rev;
+	ctx_state_release(context_push_head(c, first)); /* first is the head's now */
 	if (rev_out)
 		*rev_out = rev;
 	if (p) {
