@@ -6,7 +6,9 @@
  * other node with the version it started from. Versions are immutable once
  * published, so any number of threads may read one while another builds the
  * next. Nodes and leaves are reference counted (atomically); a node is freed
- * when the last version or node that points to it lets go.
+ * when the last version or node that holds it lets go. A copied node holds
+ * its children through the node it was copied from (it borrows them, see
+ * hamt.c), so a copy costs one reference, not one per child.
  *
  * Building a version: a writer takes its own reference to the base root, then
  * applies changes with hamt_set/hamt_del and one "edit" token that no other
