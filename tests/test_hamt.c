@@ -21,7 +21,7 @@
 
 #include "hamt.h"
 
-#define MAXV 40
+#define MAXV 300 /* past HAMT_BORROW_SMALL: a few large values */
 
 /* How a key's hash is chosen. */
 enum hash_mode {
@@ -219,7 +219,9 @@ static void check_all(const hamt *m, const model *md)
 static void do_set(hamt *m, model *md, unsigned i, uint64_t edit, uint64_t *rng)
 {
 	unsigned char val[MAXV];
-	size_t vlen = test_rand_below(rng, 5) == 0 ? 0 : (size_t)test_rand_below(rng, MAXV + 1);
+	/* Mostly small values, one in 8 up to MAXV. */
+	size_t vmax = test_rand_below(rng, 8) == 0 ? MAXV : 40;
+	size_t vlen = test_rand_below(rng, 5) == 0 ? 0 : (size_t)test_rand_below(rng, vmax + 1);
 	for (size_t j = 0; j < vlen; j++)
 		val[j] = (unsigned char)test_rand(rng);
 	hamt_leaf *l = make_leaf(md, i, val, vlen);
@@ -538,6 +540,159 @@ static void test_in_place_under_one_token(void **unused)
 	model_free(mbase);
 }
 
+/* ---- borrowing (hamt.c: owned and borrowed slots) ------------------------------ */
+
+static unsigned leaf_refs(const hamt_leaf *l)
+{
+	return atomic_load(&((hamt_leaf *)l)->refs);
+}
+
+static hamt_leaf *leaf_of(unsigned i, size_t vlen)
+{
+	unsigned char key[16], val[1024];
+	memset(val, (int)i, vlen);
+	return hamt_leaf_new(key, make_key(i, key), val, vlen);
+}
+
+static hamt_leaf *find_key(const hamt *m, unsigned i)
+{
+	unsigned char key[16];
+	size_t klen = make_key(i, key);
+	return (hamt_leaf *)hamt_find(m, hamt_hash(key, klen), key, klen);
+}
+
+/* A map of n small keys, built under one token. */
+static hamt small_map(unsigned n)
+{
+	hamt m = {0};
+	uint64_t e = hamt_edit_token();
+	for (unsigned i = 0; i < n; i++)
+		assert_ok(hamt_set(&m, leaf_of(i, 20), e));
+	return m;
+}
+
+static void test_copy_takes_no_child_reference(void **unused)
+{
+	/* A one-key change to a published map copies the path to the key, but
+	 * the copy borrows the other children: their counts stay at 1. */
+	hamt m = small_map(16);
+	hamt v0 = hamt_retain(&m);
+	assert_ok(hamt_set(&m, leaf_of(3, 20), hamt_edit_token()));
+	assert_ptr_not_equal(m.root, v0.root);
+	for (unsigned i = 0; i < 16; i++) {
+		hamt_leaf *l = find_key(&m, i);
+		assert_non_null(l);
+		if (i != 3)
+			assert_ptr_equal(l, find_key(&v0, i));
+		assert_int_equal(leaf_refs(l), 1);
+	}
+	hamt_release(&v0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(leaf_refs(find_key(&m, i)), 1);
+	hamt_release(&m);
+}
+
+static void test_borrowing_frees_large_values(void **unused)
+{
+	/* A large value replaced in a borrowing copy is not kept alive by the
+	 * copy's base once the version that held it is gone. */
+	hamt m = small_map(16);
+	hamt_leaf *big = leaf_of(5, 1000);
+	atomic_fetch_add(&big->refs, 1); /* ours, to watch it */
+	assert_ok(hamt_set(&m, big, hamt_edit_token()));
+	hamt v1 = hamt_retain(&m);
+	assert_ok(hamt_set(&m, leaf_of(5, 10), hamt_edit_token()));
+	assert_int_equal(leaf_refs(big), 2); /* ours and v1's */
+	hamt_release(&v1);
+	assert_int_equal(leaf_refs(big), 1); /* only ours: m does not keep it */
+	hamt_leaf_release(big);
+
+	/* A deleted large value, likewise. */
+	big = leaf_of(6, 1000);
+	atomic_fetch_add(&big->refs, 1);
+	assert_ok(hamt_set(&m, big, hamt_edit_token()));
+	v1 = hamt_retain(&m);
+	unsigned char key[16];
+	size_t klen = make_key(6, key);
+	assert_ok(hamt_del(&m, hamt_hash(key, klen), key, klen, hamt_edit_token()));
+	hamt_release(&v1);
+	assert_int_equal(leaf_refs(big), 1);
+	hamt_leaf_release(big);
+	hamt_release(&m);
+}
+
+/* Key i's index at the root (hamt.c: the hash's low 5 bits). */
+static unsigned root_index(unsigned i)
+{
+	unsigned char key[16];
+	size_t klen = make_key(i, key);
+	return (unsigned)(hamt_hash(key, klen) & 31);
+}
+
+static void test_borrowing_retention_bounded(void **unused)
+{
+	/* Many one-key versions, each released as soon as the next exists: the
+	 * small values no version holds any more stay alive through borrowed
+	 * slots, at most HAMT_BORROW_CHAIN * HAMT_BORROW_DROPS per live node. The
+	 * keys changed are leaves of the root (alone at their root index), so
+	 * one node is involved. */
+	enum { ROUNDS = 100, KEYS = 16 };
+	unsigned hot[4], nhot = 0;
+	for (unsigned i = 0; i < KEYS && nhot < 4; i++) {
+		unsigned same = 0;
+		for (unsigned j = 0; j < KEYS; j++)
+			same += root_index(j) == root_index(i);
+		if (same == 1)
+			hot[nhot++] = i;
+	}
+	assert_true(nhot >= 2);
+	hamt m = small_map(KEYS);
+	hamt_leaf *seen[ROUNDS];
+	unsigned max_kept = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		hamt prev = hamt_retain(&m);
+		unsigned key = hot[(unsigned)r % nhot];
+		seen[r] = leaf_of(key, 20);
+		atomic_fetch_add(&seen[r]->refs, 1);
+		assert_ok(hamt_set(&m, seen[r], hamt_edit_token()));
+		hamt_release(&prev);
+		unsigned kept = 0;
+		for (int k = 0; k <= r; k++)
+			if (leaf_refs(seen[k]) > 1 &&
+			    find_key(&m, hot[(unsigned)k % nhot]) != seen[k])
+				kept++;
+		assert_true(kept <= HAMT_BORROW_CHAIN * HAMT_BORROW_DROPS);
+		max_kept = kept > max_kept ? kept : max_kept;
+	}
+	/* Borrowing did happen (else nothing would be kept). */
+	assert_true(max_kept > 0);
+	hamt_release(&m);
+	for (int r = 0; r < ROUNDS; r++) {
+		assert_int_equal(leaf_refs(seen[r]), 1);
+		hamt_leaf_release(seen[r]);
+	}
+}
+
+static void test_bytes_equal(void **unused)
+{
+	/* Every length around the inline cases (0-3, 4-7, 8-16, longer), equal
+	 * and differing in each single byte. */
+	unsigned char a[40], b[40];
+	for (size_t i = 0; i < sizeof(a); i++)
+		a[i] = (unsigned char)(i * 37 + 1);
+	for (size_t n = 0; n <= 33; n++) {
+		memcpy(b, a, sizeof(a));
+		assert_true(hamt_bytes_equal(a, b, n));
+		for (size_t i = 0; i < n; i++) {
+			b[i] ^= 0x40;
+			assert_false(hamt_bytes_equal(a, b, n));
+			b[i] ^= 0x40;
+		}
+		b[n] ^= 1; /* past the end: not compared */
+		assert_true(hamt_bytes_equal(a, b, n));
+	}
+}
+
 static void test_empty_map(void **unused)
 {
 	hamt m = {0};
@@ -622,6 +777,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_empty_map),
+	    cmocka_unit_test(test_bytes_equal),
+	    cmocka_unit_test(test_copy_takes_no_child_reference),
+	    cmocka_unit_test(test_borrowing_frees_large_values),
+	    cmocka_unit_test(test_borrowing_retention_bounded),
 	    cmocka_unit_test(test_hash_function),
 	    cmocka_unit_test(test_edit_tokens_unique),
 	    cmocka_unit_test(test_collision_node_lifecycle),

@@ -132,7 +132,7 @@ static void test_queue_is_bounded(void **unused)
 	size_t start = reclaim_pending();
 	long commits = (long)RECLAIM_MAX_PENDING + 50;
 	for (long i = 0; i < commits; i++)
-		assert_ok(ctx_put(s, "b", "k", 1, &i, sizeof(i), NULL));
+		put_n(s, "b", 17, (int)i); /* not light: handed to the reclaimer */
 	assert_int_equal(reclaim_pending(), RECLAIM_MAX_PENDING);
 	assert_true(start < RECLAIM_MAX_PENDING);
 	/* The queue is full: the next cut is freed on the spot. */
@@ -142,10 +142,34 @@ static void test_queue_is_bounded(void **unused)
 	head = ctx_state_version(st);
 	ctx_state_release(st);
 	ctx_state *last = peek_version(s, "b", head);
-	assert_ok(ctx_put(s, "b", "k", 1, "x", 1, NULL));
-	assert_ok(ctx_put(s, "b", "k", 1, "y", 1, NULL));
+	put_n(s, "b", 17, -1);
+	put_n(s, "b", 17, -2);
 	assert_int_equal(refs_of(last), 0);
 	assert_int_equal(reclaim_pending(), RECLAIM_MAX_PENDING);
+	ctx_rcu_read_unlock();
+	ctx_close(s);
+	assert_int_equal(reclaim_pending(), 0);
+}
+
+/* A version cut by the commit after a small transaction (at most 16 ops:
+ * "light") is freed by the committing thread at once: it holds alone only
+ * the few nodes that transaction replaced. One after a larger transaction
+ * goes to the reclaimer. */
+static void test_light_version_freed_at_once(void **unused)
+{
+	ctx_store *s = open_depth(1);
+	assert_ok(ctx_create(s, "l"));
+	put_n(s, "l", 100, 0); /* version 2 */
+	ctx_rcu_read_lock();
+	size_t before = reclaim_pending();
+	ctx_state *v2 = peek_version(s, "l", 2);
+	put_n(s, "l", 16, 1); /* version 3, light: cuts version 2 */
+	assert_int_equal(refs_of(v2), 0);
+	assert_int_equal(reclaim_pending(), before);
+	ctx_state *v3 = peek_version(s, "l", 3);
+	put_n(s, "l", 17, 2); /* version 4, not light: version 3 waits */
+	assert_int_equal(refs_of(v3), 1);
+	assert_int_equal(reclaim_pending(), before + 1);
 	ctx_rcu_read_unlock();
 	ctx_close(s);
 	assert_int_equal(reclaim_pending(), 0);
@@ -208,6 +232,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cut_version_freed_in_background),
 	    cmocka_unit_test(test_held_version_stays_readable),
+	    cmocka_unit_test(test_light_version_freed_at_once),
 	    cmocka_unit_test(test_queue_is_bounded),
 	    cmocka_unit_test(test_concurrent_commits),
 	};

@@ -12,10 +12,57 @@
  *   - a node reachable from a published version is never modified again;
  *   - a node whose edit token equals the running build's token was created by
  *     that build and is reachable only from it, so the build may modify it;
- *   - every slot owns one reference to what it points to;
  *   - no node is empty except transiently during a delete (then removed), and
  *     a non-root node that would hold a single leaf is replaced by the leaf,
  *     so the shape of a map depends only on its keys.
+ *
+ * REFERENCES: OWNED AND BORROWED SLOTS
+ *   Nodes and leaves are reference counted. Copying a node used to take a
+ *   reference to each of its children (and freeing the copy dropped them):
+ *   two atomic operations on up to 32 cache lines elsewhere in memory for
+ *   each version of a small map, a third of a one-key commit. Instead, a copy
+ *   may *borrow*: it takes one reference to the node it copies (its `base`)
+ *   and none to the children, which the base keeps alive. Each slot of a
+ *   bitmap node is owned (its bit in `owned`: the node holds a reference to
+ *   the target) or borrowed (the node holds none). Collision nodes own all
+ *   their slots and never borrow.
+ *
+ *   Invariant B: a borrowed slot of node c points to something c->base keeps
+ *   alive. Proof: a borrow copy starts with every slot equal to its base's
+ *   (owned or, recursively, borrowed there: alive while the base is); the
+ *   base is immutable from then on (it was published, or belongs to a build
+ *   that has ended: tokens are never reused; a node of the running build is
+ *   grown in place of being borrowed from, node_grow); c holds its reference
+ *   to the base until c is freed or unborrows; and c only ever turns a
+ *   borrowed slot into an owned one (writing a new target) or removes it.
+ *   So freeing c releases exactly its owned slots and its base (node_release,
+ *   a loop along the base chain), and every reference is dropped once.
+ *
+ *   Bounded retention: a target that c stops pointing to while borrowing it
+ *   stays alive as long as c's base does. That is allowed only when it costs
+ *   nothing or little: (a) it became the base of c's copy of it, or is held
+ *   by a new pair node (it is still in the map); (b) it is a leaf of at most
+ *   HAMT_BORROW_SMALL bytes, at most HAMT_BORROW_DROPS of them per node
+ *   (`dropped`).
+ *   Any other drop of a borrowed slot first makes c own all its slots
+ *   (node_unborrow: a reference to each borrowed target, the base released),
+ *   and so every node above c on the build's path (path_unborrow): each of
+ *   them dropped its borrowed child under (a), as the base of the copy
+ *   below, and c's old version stops being a base once c unborrows; were
+ *   the ancestors to keep their bases, those would keep the old child, and
+ *   it whatever c meant to let go of. Unborrowed, the old nodes are held by
+ *   the old versions alone and go with them.
+ *   Borrowing is chained at most HAMT_BORROW_CHAIN times (`chain`; the next
+ *   copy is a full one), so a live node keeps alive at most HAMT_BORROW_CHAIN
+ *   earlier copies of itself and HAMT_BORROW_CHAIN * HAMT_BORROW_DROPS small
+ *   leaves that no version holds. Versions in history hold those anyway in
+ *   the common case (history_depth 64 > HAMT_BORROW_CHAIN).
+ *
+ *   A one-key commit to a small map now copies its root with no atomic
+ *   operation at all (the map's reference to the old root moves into the
+ *   copy's base), and dropping the version that left history touches one
+ *   node and one leaf, not every child; every HAMT_BORROW_CHAIN-th copy is
+ *   full.
  */
 #include "hamt.h"
 
@@ -27,20 +74,26 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#define BITS 5
-#define LAST_LEVEL 12 /* 12 * 5 = 60: level 12 takes the top 4 bits */
-#define KIND_BITMAP 0
+#define BITS           5
+#define LAST_LEVEL     12 /* 12 * 5 = 60: level 12 takes the top 4 bits */
+#define KIND_BITMAP    0
 #define KIND_COLLISION 1
 
 struct hamt_node {
-	atomic_uint refs;
-	uint8_t kind;
-	uint8_t cap;  /* slots allocated (bitmap nodes: <= 32) */
-	uint16_t len; /* slots used */
+	atomic_uint refs; /* first: test_nomem reads it */
+	uint8_t kind : 1;
+	uint8_t chain : 4;   /* borrow copies between this node and a full one */
+	uint8_t dropped : 3; /* borrowed small leaves this node let go of */
+	uint8_t cap;         /* slots allocated (bitmap nodes: <= 32) */
+	uint16_t len;        /* slots used */
 	uint32_t bitmap;
+	uint32_t owned; /* bitmap nodes: the bits of the slots it holds references to */
 	uint64_t edit;
-	void *slot[]; /* leaf pointers are tagged with bit 0 */
+	hamt_node *base; /* a reference: the node whose other slots it borrows */
+	void *slot[];    /* leaf pointers are tagged with bit 0 */
 };
+
+_Static_assert(HAMT_BORROW_CHAIN < 16 && HAMT_BORROW_DROPS < 8, "hamt_node bit fields");
 
 /* Collision nodes may exceed 32 leaves; their cap/len use the same fields, so
  * they are limited to 65535 keys of one identical 64-bit hash, which a keyed
@@ -159,7 +212,7 @@ void hamt_leaf_release(hamt_leaf *l)
 
 static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, size_t klen)
 {
-	return l->hash == hash && l->klen == klen && memcmp(l->data, key, klen) == 0;
+	return l->hash == hash && l->klen == klen && hamt_bytes_equal(l->data, key, klen);
 }
 
 /* Same key (known) and same value. */
@@ -178,10 +231,14 @@ static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit)
 		return NULL;
 	atomic_init(&n->refs, 1);
 	n->kind = kind;
+	n->chain = 0;
+	n->dropped = 0;
 	n->cap = (uint8_t)(kind == KIND_BITMAP ? cap : 0);
 	n->len = 0;
 	n->bitmap = kind == KIND_BITMAP ? 0 : cap; /* collision: bitmap = capacity */
+	n->owned = 0;
 	n->edit = edit;
+	n->base = NULL;
 	return n;
 }
 
@@ -190,14 +247,26 @@ static unsigned node_cap(const hamt_node *n)
 	return n->kind == KIND_BITMAP ? n->cap : n->bitmap;
 }
 
+/* Whether n holds a reference of its own to the slot of bit (a collision
+ * node owns all of its slots). */
+static inline bool node_owns(const hamt_node *n, uint32_t bit)
+{
+	return n->kind == KIND_COLLISION || (n->owned & bit);
+}
+
 static void node_release(hamt_node *n);
+
+static void node_retain(hamt_node *n)
+{
+	atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+}
 
 static void slot_retain(void *s)
 {
 	if (slot_is_leaf(s))
 		leaf_retain(slot_leaf(s));
 	else
-		atomic_fetch_add_explicit(&slot_node(s)->refs, 1, memory_order_relaxed);
+		node_retain(slot_node(s));
 }
 
 static void slot_release(void *s)
@@ -208,17 +277,34 @@ static void slot_release(void *s)
 		node_release(slot_node(s));
 }
 
+/* Release the slots n owns. */
+static void node_release_slots(hamt_node *n)
+{
+	if (n->kind == KIND_COLLISION) {
+		for (unsigned i = 0; i < n->len; i++)
+			slot_release(n->slot[i]);
+		return;
+	}
+	uint32_t bm = n->bitmap;
+	for (unsigned pos = 0; bm; pos++, bm &= bm - 1)
+		if (n->owned & (bm & -bm))
+			slot_release(n->slot[pos]);
+}
+
 static void node_release(hamt_node *n)
 {
-	if (!n || atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	for (unsigned i = 0; i < n->len; i++)
-		slot_release(n->slot[i]);
-	free(n);
+	/* A loop along the base chain (at most HAMT_BORROW_CHAIN long); recursion
+	 * only down the trie. */
+	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
+		hamt_node *base = n->base;
+		node_release_slots(n);
+		free(n);
+		n = base;
+	}
 }
 
 /* A copy of n owned by edit, with room for `extra` more slots; every slot of
- * the copy holds a new reference. */
+ * the copy holds a new reference (a full copy: no base). */
 static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 {
 	unsigned cap = n->len + extra;
@@ -229,7 +315,7 @@ static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 		return NULL;
 	c->len = n->len;
 	if (n->kind == KIND_BITMAP)
-		c->bitmap = n->bitmap;
+		c->bitmap = c->owned = n->bitmap;
 	for (unsigned i = 0; i < n->len; i++) {
 		c->slot[i] = n->slot[i];
 		slot_retain(c->slot[i]);
@@ -237,24 +323,149 @@ static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 	return c;
 }
 
-/* Make *np modifiable by edit, with room for `extra` more slots: keep it if
- * the build owns it and it has room, otherwise replace it by a copy and drop
- * the reference *np held. */
-static ctx_status node_make_editable(void **np, unsigned extra, uint64_t edit)
+/* A copy of bitmap node n owned by edit that borrows every slot from n: no
+ * child is touched. The caller gives the copy its reference to n. */
+static hamt_node *node_borrow(hamt_node *n, unsigned extra, uint64_t edit)
+{
+	unsigned cap = n->len + extra;
+	if (cap > 32)
+		cap = 32;
+	hamt_node *c = node_alloc(KIND_BITMAP, cap, edit);
+	if (!c)
+		return NULL;
+	c->len = n->len;
+	c->bitmap = n->bitmap;
+	c->chain = (uint8_t)(n->chain + 1);
+	c->base = n;
+	memcpy(c->slot, n->slot, n->len * sizeof(void *));
+	return c;
+}
+
+static bool can_borrow(const hamt_node *n)
+{
+	return n->kind == KIND_BITMAP && n->chain < HAMT_BORROW_CHAIN;
+}
+
+/* Make the build's node n own all its slots: a reference to each borrowed
+ * one, and none to its base any more. */
+static void node_unborrow(hamt_node *n)
+{
+	if (n->kind != KIND_BITMAP || !n->base)
+		return;
+	uint32_t bm = n->bitmap;
+	for (unsigned pos = 0; bm; pos++, bm &= bm - 1)
+		if (!(n->owned & (bm & -bm)))
+			slot_retain(n->slot[pos]);
+	n->owned = n->bitmap;
+	node_release(n->base);
+	n->base = NULL;
+	n->chain = 0;
+	n->dropped = 0;
+}
+
+/* The build's nodes from the root down to where a change is being made. */
+typedef struct path {
+	hamt_node *node[HAMT_MAX_DEPTH + 1];
+	unsigned depth;
+} path;
+
+static hamt_node *path_top(const path *p)
+{
+	return p->depth ? p->node[p->depth - 1] : NULL;
+}
+
+/* Unborrow every node of the path, not only the one that must drop a slot:
+ * each of them dropped its old version while that became the base of its
+ * copy below (allowed, (a)), and that copy stops holding it. */
+static void path_unborrow(path *p)
+{
+	for (unsigned i = 0; i < p->depth; i++)
+		node_unborrow(p->node[i]);
+}
+
+/* Move the build's node *np to an allocation with room for `extra` more
+ * slots (references, base and ownership move with it). */
+static ctx_status node_grow(void **np, unsigned extra)
 {
 	hamt_node *n = *np;
-	if (n->edit == edit && n->len + extra <= node_cap(n))
-		return CTX_OK;
-	/* Owned nodes grow by doubling; shared ones are copied to their size. */
-	unsigned grow = n->edit == edit ? (n->len ? n->len : 1) : extra;
-	if (grow < extra)
-		grow = extra;
-	hamt_node *c = node_clone(n, grow, edit);
+	unsigned cap = n->len + (n->len > extra ? n->len : extra);
+	if (n->kind == KIND_BITMAP && cap > 32)
+		cap = 32;
+	hamt_node *c = node_alloc(n->kind, cap, n->edit);
 	if (!c)
 		return CTX_NOMEM;
-	node_release(n);
+	c->len = n->len;
+	c->chain = n->chain;
+	c->dropped = n->dropped;
+	if (n->kind == KIND_BITMAP) {
+		c->bitmap = n->bitmap;
+		c->owned = n->owned;
+	}
+	c->base = n->base;
+	memcpy(c->slot, n->slot, n->len * sizeof(void *));
+	free(n);
 	*np = c;
 	return CTX_OK;
+}
+
+/* Make *np modifiable by edit, with room for `extra` more slots, and push it
+ * on the path. *np is the slot of bit in the path's last node, or the map's
+ * root (empty path: the map owns it). Keep it if the build owns it (moved if
+ * it has no room); otherwise replace it by a copy that borrows from it (or a
+ * full copy, past HAMT_BORROW_CHAIN) and give the parent a reference of its
+ * own to the copy. */
+static ctx_status node_make_editable(path *p, uint32_t bit, void **np, unsigned extra,
+                                     uint64_t edit)
+{
+	ctx_status st = CTX_OK;
+	hamt_node *n = *np, *parent = path_top(p);
+	if (n->edit == edit) {
+		if (n->len + extra > node_cap(n))
+			st = node_grow(np, extra);
+		if (st == CTX_OK)
+			p->node[p->depth++] = *np;
+		return st;
+	}
+	bool owned = !parent || node_owns(parent, bit);
+	bool borrow = can_borrow(n);
+	if (!owned && !borrow) {
+		/* A full copy drops n without making it a base: parent must own
+		 * its reference to release it (see the head comment). */
+		path_unborrow(p);
+		owned = true;
+	}
+	hamt_node *c = borrow ? node_borrow(n, extra, edit) : node_clone(n, extra, edit);
+	if (!c)
+		return CTX_NOMEM;
+	if (borrow && !owned)
+		node_retain(n); /* the copy's base reference */
+	else if (!borrow)
+		node_release(n); /* parent's reference, replaced */
+	/* else parent's reference to n moves to the copy's base */
+	*np = c;
+	if (parent && parent->kind == KIND_BITMAP)
+		parent->owned |= bit;
+	p->node[p->depth++] = c;
+	return CTX_OK;
+}
+
+/* The build's node n, last on the path, is about to stop pointing to its
+ * slot at pos (bit): release it if n owns it. A borrowed one stays with n's
+ * base; n may leave there only HAMT_BORROW_DROPS small leaves, else the path
+ * first owns all its slots. */
+static void slot_forget(path *p, hamt_node *n, unsigned pos, uint32_t bit)
+{
+	void *s = n->slot[pos];
+	if (!node_owns(n, bit)) {
+		const hamt_leaf *l = slot_leaf(s);
+		if (slot_is_leaf(s) && (size_t)l->klen + l->vlen <= HAMT_BORROW_SMALL &&
+		    n->dropped < HAMT_BORROW_DROPS) {
+			n->dropped++;
+			return;
+		}
+		path_unborrow(p);
+	}
+	slot_release(s);
 }
 
 static void node_insert_slot(hamt_node *n, unsigned pos, void *s)
@@ -303,6 +514,7 @@ static hamt_node *node_pair(void *a, void *b, unsigned level, uint64_t edit)
 		n->slot[1] = ia < ib ? b : a;
 		n->len = 2;
 	}
+	n->owned = n->bitmap;
 	return n;
 }
 
@@ -360,13 +572,16 @@ typedef struct set_result {
 	bool same; /* the replaced leaf held the same value */
 } set_result;
 
-static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_result *r)
+/* set_in and del_in work on *np, the slot of bit pbit in the last node of
+ * the path (empty: the map's root). */
+static ctx_status set_collision(path *p, uint32_t pbit, void **np, hamt_leaf *leaf, uint64_t edit,
+                                set_result *r)
 {
 	hamt_node *n = *np;
 	for (unsigned i = 0; i < n->len; i++) {
 		hamt_leaf *old = slot_leaf(n->slot[i]);
 		if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
-			if (node_make_editable(np, 0, edit) != CTX_OK)
+			if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
 			r->replaced_sum = old->sum;
@@ -377,69 +592,63 @@ static ctx_status set_collision(void **np, hamt_leaf *leaf, uint64_t edit, set_r
 			return CTX_OK;
 		}
 	}
-	if (n->len >= COLLISION_MAX || node_make_editable(np, 1, edit) != CTX_OK)
+	if (n->len >= COLLISION_MAX || node_make_editable(p, pbit, np, 1, edit) != CTX_OK)
 		return CTX_NOMEM;
 	hamt_node *e = *np;
 	node_insert_slot(e, e->len, leaf_slot(leaf));
 	return CTX_OK;
 }
 
-static ctx_status set_in(void **np, unsigned level, hamt_leaf *leaf, uint64_t edit,
-                         set_result *r)
+static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt_leaf *leaf,
+                         uint64_t edit, set_result *r)
 {
 	hamt_node *n = *np;
 	if (n->kind == KIND_COLLISION)
-		return set_collision(np, leaf, edit, r);
+		return set_collision(p, pbit, np, leaf, edit, r);
 
 	uint32_t bit = 1u << level_index(leaf->hash, level);
 	unsigned pos = bit_pos(n->bitmap, bit);
+	bool present = n->bitmap & bit;
+	if (node_make_editable(p, pbit, np, present ? 0 : 1, edit) != CTX_OK)
+		return CTX_NOMEM;
+	n = *np;
 
-	if (!(n->bitmap & bit)) {
-		if (node_make_editable(np, 1, edit) != CTX_OK)
-			return CTX_NOMEM;
-		n = *np;
+	if (!present) {
 		node_insert_slot(n, pos, leaf_slot(leaf));
 		n->bitmap |= bit;
+		n->owned |= bit;
 		return CTX_OK;
 	}
 
 	void *s = n->slot[pos];
-	if (!slot_is_leaf(s)) {
-		if (node_make_editable(np, 0, edit) != CTX_OK)
-			return CTX_NOMEM;
-		n = *np;
-		return set_in(&n->slot[pos], level + 1, leaf, edit, r);
-	}
+	if (!slot_is_leaf(s))
+		return set_in(p, bit, &n->slot[pos], level + 1, leaf, edit, r);
 
 	hamt_leaf *old = slot_leaf(s);
 	if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
-		if (node_make_editable(np, 0, edit) != CTX_OK)
-			return CTX_NOMEM;
 		r->replaced_bytes = (long long)old->klen + old->vlen;
 		r->replaced_sum = old->sum;
 		r->same = leaf_same(old, leaf);
-		n = *np;
-		slot_release(n->slot[pos]);
+		slot_forget(p, n, pos, bit);
 		n->slot[pos] = leaf_slot(leaf);
+		n->owned |= bit;
 		return CTX_OK;
 	}
 
-	/* Two different keys meet in this slot: push both one level down. */
-	leaf_retain(old);
+	/* Two different keys meet in this slot: push both one level down. The
+	 * pair takes n's reference to old, or a new one if n borrows it (old
+	 * stays alive in the pair: nothing to account for). */
+	bool owned = node_owns(n, bit);
+	if (!owned)
+		leaf_retain(old);
 	hamt_node *pair = node_pair(s, leaf_slot(leaf), level + 1, edit);
 	if (!pair) {
-		hamt_leaf_release(old);
+		if (!owned)
+			hamt_leaf_release(old);
 		return CTX_NOMEM;
 	}
-	if (node_make_editable(np, 0, edit) != CTX_OK) {
-		/* Undo: the pair holds one reference to old and the caller's leaf. */
-		leaf_retain(leaf);
-		node_release(pair);
-		return CTX_NOMEM;
-	}
-	n = *np;
-	slot_release(n->slot[pos]);
 	n->slot[pos] = pair;
+	n->owned |= bit;
 	return CTX_OK;
 }
 
@@ -456,7 +665,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 		if (!n)
 			return CTX_NOMEM;
 		uint32_t bit = 1u << level_index(leaf->hash, 0);
-		n->bitmap = bit;
+		n->bitmap = n->owned = bit;
 		n->slot[0] = leaf_slot(leaf);
 		n->len = 1;
 		m->root = n;
@@ -464,7 +673,8 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 		/* A NOMEM deep in the path may leave copies made above it in place;
 		 * they hold the same data as before, so the map is unchanged. */
 		void *root = m->root;
-		ctx_status st = set_in(&root, 0, leaf, edit, &r);
+		path p = {.depth = 0};
+		ctx_status st = set_in(&p, 0, &root, 0, leaf, edit, &r);
 		m->root = root;
 		if (st != CTX_OK)
 			return st;
@@ -486,19 +696,21 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 
 /* Remove the key (known to be present) below *np. Afterwards *np may be empty
  * (len 0) or hold a single leaf; the caller collapses it. */
-static ctx_status del_in(void **np, unsigned level, uint64_t hash, const void *key,
-                         size_t klen, uint64_t edit, size_t *freed, uint64_t *sum)
+static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint64_t hash,
+                         const void *key, size_t klen, uint64_t edit, size_t *freed, uint64_t *sum)
 {
 	hamt_node *n = *np;
 	unsigned pos;
+	uint32_t bit = 0;
 	if (n->kind == KIND_COLLISION) {
 		for (pos = 0; pos < n->len; pos++)
 			if (leaf_matches(slot_leaf(n->slot[pos]), hash, key, klen))
 				break;
 	} else {
-		pos = bit_pos(n->bitmap, 1u << level_index(hash, level));
+		bit = 1u << level_index(hash, level);
+		pos = bit_pos(n->bitmap, bit);
 	}
-	if (node_make_editable(np, 0, edit) != CTX_OK)
+	if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 		return CTX_NOMEM;
 	n = *np;
 	void *s = n->slot[pos];
@@ -506,17 +718,19 @@ static ctx_status del_in(void **np, unsigned level, uint64_t hash, const void *k
 	if (slot_is_leaf(s)) {
 		*freed = (size_t)slot_leaf(s)->klen + slot_leaf(s)->vlen;
 		*sum = slot_leaf(s)->sum;
-		slot_release(s);
+		slot_forget(p, n, pos, bit);
 		node_remove_slot(n, pos);
-		if (n->kind == KIND_BITMAP)
-			n->bitmap &= ~(1u << level_index(hash, level));
+		if (n->kind == KIND_BITMAP) {
+			n->bitmap &= ~bit;
+			n->owned &= ~bit;
+		}
 		return CTX_OK;
 	}
 
-	ctx_status st = del_in(&n->slot[pos], level + 1, hash, key, klen, edit, freed, sum);
+	ctx_status st = del_in(p, bit, &n->slot[pos], level + 1, hash, key, klen, edit, freed, sum);
 	if (st != CTX_OK)
 		return st;
-	hamt_node *child = n->slot[pos];
+	hamt_node *child = n->slot[pos]; /* the build's now, and n owns it */
 	if (child->len == 1 && slot_is_leaf(child->slot[0])) {
 		/* Collapse a child left with one leaf into this slot. */
 		void *only = child->slot[0];
@@ -534,7 +748,8 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 	size_t freed = 0;
 	uint64_t sum = 0;
 	void *root = m->root;
-	ctx_status st = del_in(&root, 0, hash, key, klen, edit, &freed, &sum);
+	path p = {.depth = 0};
+	ctx_status st = del_in(&p, 0, &root, 0, hash, key, klen, edit, &freed, &sum);
 	m->root = root;
 	if (st != CTX_OK)
 		return st;
@@ -625,7 +840,8 @@ static const hamt_leaf *find_under(const void *s, unsigned level, const hamt_lea
 		const hamt_node *n = slot_node(s);
 		if (n->kind == KIND_COLLISION) {
 			for (unsigned i = 0; i < n->len; i++)
-				if (leaf_matches(slot_leaf(n->slot[i]), l->hash, hamt_leaf_key(l), l->klen))
+				if (leaf_matches(slot_leaf(n->slot[i]), l->hash, hamt_leaf_key(l),
+				                 l->klen))
 					return slot_leaf(n->slot[i]);
 			return NULL;
 		}
@@ -670,9 +886,12 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 		for (unsigned i = 0; i < x->len; i++) {
 			const hamt_leaf *l = slot_leaf(x->slot[i]), *o = NULL;
 			for (unsigned j = 0; j < y->len && !o; j++)
-				if (leaf_matches(slot_leaf(y->slot[j]), l->hash, hamt_leaf_key(l), l->klen))
+				if (leaf_matches(slot_leaf(y->slot[j]), l->hash, hamt_leaf_key(l),
+				                 l->klen))
 					o = slot_leaf(y->slot[j]);
-			ctx_status st = !o ? fn(arg, l, NULL) : leaf_same(l, o) ? CTX_OK : fn(arg, l, o);
+			ctx_status st = !o                ? fn(arg, l, NULL)
+			                : leaf_same(l, o) ? CTX_OK
+			                                  : fn(arg, l, o);
 			if (st != CTX_OK)
 				return st;
 		}
@@ -680,8 +899,8 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 			const hamt_leaf *l = slot_leaf(y->slot[j]);
 			bool found = false;
 			for (unsigned i = 0; i < x->len && !found; i++)
-				found = leaf_matches(slot_leaf(x->slot[i]), l->hash, hamt_leaf_key(l),
-				                     l->klen);
+				found = leaf_matches(slot_leaf(x->slot[i]), l->hash,
+				                     hamt_leaf_key(l), l->klen);
 			if (!found) {
 				ctx_status st = fn(arg, NULL, l);
 				if (st != CTX_OK)

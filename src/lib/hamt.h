@@ -6,7 +6,9 @@
  * other node with the version it started from. Versions are immutable once
  * published, so any number of threads may read one while another builds the
  * next. Nodes and leaves are reference counted (atomically); a node is freed
- * when the last version or node that points to it lets go.
+ * when the last version or node that holds it lets go. A copied node holds
+ * its children through the node it was copied from (it borrows them, see
+ * hamt.c), so a copy costs one reference, not one per child.
  *
  * Building a version: a writer takes its own reference to the base root, then
  * applies changes with hamt_set/hamt_del and one "edit" token that no other
@@ -22,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ctx.h"
 
@@ -29,13 +32,24 @@ typedef struct hamt_leaf {
 	atomic_uint refs;
 	uint32_t klen;
 	uint32_t vlen;
-	uint64_t hash;    /* keyed hash of the key: the trie position        */
-	uint64_t sum;     /* unkeyed hash of key and value: content checksum  */
-	uint64_t time_us; /* commit time of the version that set it          */
+	uint64_t hash;        /* keyed hash of the key: the trie position        */
+	uint64_t sum;         /* unkeyed hash of key and value: content checksum  */
+	uint64_t time_us;     /* commit time of the version that set it          */
 	unsigned char data[]; /* klen key bytes, then vlen value bytes */
 } hamt_leaf;
 
 typedef struct hamt_node hamt_node;
+
+/* A copy of a node shares its children by borrowing them from the node it
+ * copies (hamt.c's head comment): at most HAMT_BORROW_CHAIN times in a row,
+ * then the copy is a full one; a borrowing node may let go of at most
+ * HAMT_BORROW_DROPS borrowed leaves of at most HAMT_BORROW_SMALL bytes of key
+ * and value each (else it takes references to all its children first). So a
+ * live node keeps alive at most HAMT_BORROW_CHAIN * HAMT_BORROW_DROPS leaves
+ * that no map holds, all small. */
+#define HAMT_BORROW_CHAIN 8
+#define HAMT_BORROW_DROPS 2
+#define HAMT_BORROW_SMALL 256
 
 /* One map: its root (NULL when empty), key count, key+value bytes, and the
  * sum (mod 2^64) of its leaves' content hashes: an order-independent
@@ -54,6 +68,36 @@ static inline const void *hamt_leaf_key(const hamt_leaf *l)
 static inline const void *hamt_leaf_value(const hamt_leaf *l)
 {
 	return l->data + l->klen;
+}
+
+/* Whether the n bytes at a and b are equal. Inline for up to 16 bytes (two
+ * overlapping loads per side, no call): ids and keys are mostly short, and
+ * every read compares one of each. */
+static inline bool hamt_bytes_equal(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	if (n > 16)
+		return memcmp(x, y, n) == 0;
+	if (n >= 8) {
+		uint64_t x0, x1, y0, y1;
+		memcpy(&x0, x, 8);
+		memcpy(&y0, y, 8);
+		memcpy(&x1, x + n - 8, 8);
+		memcpy(&y1, y + n - 8, 8);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
+	if (n >= 4) {
+		uint32_t x0, x1, y0, y1;
+		memcpy(&x0, x, 4);
+		memcpy(&y0, y, 4);
+		memcpy(&x1, x + n - 4, 4);
+		memcpy(&y1, y + n - 4, 4);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
 }
 
 /* The process-wide keyed hash of a key (seeded at first use). */

@@ -20,6 +20,16 @@
  *   bytes: what a cut version owns alone is not known without walking it (its
  *   trie is mostly shared with the versions after it).
  *
+ * LIGHT VERSIONS
+ *   What a cut version holds alone is what the commit after it replaced (its
+ *   trie shares everything else with that next version). When that commit
+ *   was a small transaction (`light`, txn.c), freeing the cut version costs a
+ *   few nodes and leaves: less than queueing it, and the committer frees
+ *   memory it allocated itself, where glibc's per-thread cache takes it back,
+ *   instead of the worker thread freeing it into another arena's bins. So
+ *   reclaim_defer refuses light ones and the committer frees them after
+ *   unlocking.
+ *
  * The count is process-wide (one worker serves every store). ctx_close's
  * rcu_barrier runs every callback queued before it, so a closed store leaves
  * nothing waiting here.
@@ -40,6 +50,10 @@ static void reclaim_rcu(struct rcu_head *head)
 
 bool reclaim_defer(ctx_state *st)
 {
+	/* st->next is the version built on st (the chain is under the context's
+	 * write lock, held by our caller). */
+	if (st->next && st->next->light)
+		return false;
 	size_t n = atomic_load_explicit(&pending, memory_order_relaxed);
 	do {
 		if (n >= RECLAIM_MAX_PENDING)

@@ -14,7 +14,8 @@
 #define RECLAIM_MAX_PENDING 1024
 
 /* Take over the reference st (a version that just left history) and free it
- * in the background. False if RECLAIM_MAX_PENDING versions wait already: the
+ * in the background. False if RECLAIM_MAX_PENDING versions wait already, or
+ * if st is cheap to free (the commit after it was light, reclaim.c): the
  * caller keeps the reference and releases it itself. Short, lock-free and
  * never blocks: callable under a context's write lock. */
 bool reclaim_defer(ctx_state *st);

@@ -37,6 +37,7 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	st->revision = 0;
 	st->updated_us = 0; /* every caller sets its commit time */
 	st->changed = 0;
+	st->light = false;
 	st->data = data;
 	st->meta = meta;
 	atomic_init(&st->prev, NULL);

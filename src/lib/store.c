@@ -113,7 +113,7 @@ static int context_match(struct cds_lfht_node *node, const void *key)
 	const ctx_context *c = caa_container_of(node, ctx_context, node);
 	const id_key *k = key;
 	tsan_subscribe(c);
-	return c->idlen == k->len && memcmp(c->id, k->id, k->len) == 0;
+	return c->idlen == k->len && hamt_bytes_equal(c->id, k->id, k->len);
 }
 
 /* Look up id; the caller is inside an RCU read-side critical section. */

@@ -38,6 +38,9 @@ struct ctx_state {
 	uint64_t revision;
 	uint64_t updated_us;
 	size_t changed;   /* keys written by the commit that made it */
+	/* Set by a transaction of few operations: it replaced few nodes of the
+	 * version before, so freeing that version is cheap (reclaim.c). */
+	bool light;
 	hamt data;
 	hamt meta;
 	/* History: each kept version holds a reference to the one before it;

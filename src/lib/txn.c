@@ -127,6 +127,10 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
 	return apply_ops(data, meta, ops, n, now, strict_del, NULL);
 }
 
+/* A commit of at most this many ops replaces so few nodes of the version
+ * before that freeing it costs less than handing it to the reclaimer. */
+#define LIGHT_OPS 16
+
 /* Past this many ops, commit_ops counts changed keys with a diff instead of
  * checking the ops pairwise (the diff costs O(changes), like the commit). */
 #define DISTINCT_MAX 16
@@ -332,6 +336,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 	next->updated_us = now;
+	next->light = n <= LIGHT_OPS;
 	/* Counted while building: no diff of the maps on the common path. */
 	next->changed = distinct ? changed : hamt_diff_count(&head->data, &data);
 	if (p) {
