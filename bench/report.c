@@ -14,6 +14,7 @@
  *                                                       last moments)
  *   memory   ctx-mem     vs the fastest peer of all, whatever its durability
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,6 +459,160 @@ static void md_goals(FILE *f)
 	fprintf(f, "\n");
 }
 
+/* ---- the goals of issue 11 ------------------------------------------------- */
+
+/* One row of the issue-11 table: `have` against `need` (an absolute figure
+ * or a ratio); `below` when smaller is better (bytes per key). */
+static void md_goal11(FILE *f, const char *goal, const char *cell, double have, double need,
+                      bool below, bool absolute)
+{
+	char b[2][32];
+	const char *verdict = isnan(have)                             ? "n/a"
+	                      : (below ? have <= need : have >= need) ? "met"
+	                                                              : "**missed**";
+	if (absolute)
+		fprintf(f, "| %s | %s | %s | %s | %s |\n", goal, cell, fmt_ops(b[0], 32, have),
+		        fmt_ops(b[1], 32, need), verdict);
+	else if (below)
+		fprintf(f, "| %s | %s | %.1f B | %.0f B | %s |\n", goal, cell, have, need, verdict);
+	else
+		fprintf(f, "| %s | %s | %s | %s | %s |\n", goal, cell, fmt_ratio(b[0], 32, have),
+		        fmt_ratio(b[1], 32, need), verdict);
+}
+
+/* The lowest ratio of ctx to one named engine (or to the best peer of a
+ * group and family when `peer` is NULL) over threads in [lo, hi]. */
+static double worst_vs(const char *ctx, const char *peer, const char *group, const char *family,
+                       int w, int lo, int hi, char *where, size_t wlen)
+{
+	double worst = NAN;
+	for (int t = 0; t < nt; t++) {
+		if (tlist[t] < lo || tlist[t] > hi)
+			continue;
+		const char *who = peer;
+		double p = peer ? ops_of(peer, w, t) : best_peer(group, family, w, t, &who);
+		double r = ops_of(ctx, w, t) / p;
+		if (!isnan(r) && (isnan(worst) || r < worst)) {
+			worst = r;
+			snprintf(where, wlen, "%s, %d thread%s, vs %s", workload_names[w], tlist[t],
+			         tlist[t] == 1 ? "" : "s", who ? who : "?");
+		}
+	}
+	return worst;
+}
+
+/* Bytes per key of one engine from the memory CSV: column 5 (RSS growth) or
+ * 6 (files); NAN when absent. */
+static double memory_of(const char *path, const char *engine, int col)
+{
+	FILE *m = path ? fopen(path, "r") : NULL;
+	double v = NAN;
+	char line[1024];
+	while (m && fgets(line, sizeof(line), m)) {
+		char *fl[8];
+		if (split(line, fl, 8) >= 8 && !strcmp(fl[0], engine) && !strcmp(fl[1], "ok") &&
+		    *fl[col])
+			v = atof(fl[col]);
+	}
+	if (m)
+		fclose(m);
+	return v;
+}
+
+static void md_goals11(FILE *f, const char *memory)
+{
+	char where[96], cell[160];
+	fprintf(f, "### Goals of issue 11\n\n"
+	           "Each goal's worst cell in this run.\n\n"
+	           "| goal | worst cell | ctx | goal | result |\n|---|---|--:|--:|---|\n");
+	int t1 = thread_index(1, false), t2 = thread_index(2, false), t64 = thread_index(64, false);
+	md_goal11(f, "update, memory, 1 thread ≥ 3M/s", "ctx-mem, 1 thread",
+	          ops_of("ctx-mem", W_UPDATE, t1), 3e6, false, true);
+	double r =
+	    worst_vs("ctx-mem", "rwlock", NULL, NULL, W_UPDATE, 64, 64, where, sizeof(where));
+	md_goal11(f, "update, memory, 64 threads ≥ 1.0× rwlock", where, r, 1, false, false);
+	r = ops_of("ctx-mem", W_UPDATE, t64) / ops_of("ctx-mem", W_UPDATE, t2);
+	md_goal11(f, "update, memory, 64 threads ≥ 2 threads", "ctx-mem, 64 vs 2 threads", r, 1,
+	          false, false);
+	r = worst_vs("ctx-mem", "rwlock", NULL, NULL, W_CREATE, 16, 64, where, sizeof(where));
+	md_goal11(f, "create, memory, 16-64 threads ≥ 1.0× rwlock", where, r, 1, false, false);
+	r = worst_vs("ctx-mem", "rwlock", NULL, NULL, W_MIXED, 64, 64, where, sizeof(where));
+	md_goal11(f, "mixed, memory, 64 threads ≥ 1.0× rwlock", where, r, 1, false, false);
+	double worst = NAN;
+	static const int create_mixed[] = {W_CREATE, W_MIXED},
+	                 create_update[] = {W_CREATE, W_UPDATE};
+	for (int k = 0; k < 2; k++) {
+		char wh[96];
+		double v = worst_vs("ctx-batch", NULL, "batch", NULL, create_mixed[k], 64, 64, wh,
+		                    sizeof(wh));
+		if (!isnan(v) && (isnan(worst) || v < worst)) {
+			worst = v;
+			snprintf(cell, sizeof(cell), "ctx-batch, %s", wh);
+		}
+	}
+	md_goal11(f, "create and mixed, batch, 64 threads ≥ 3× the best batch peer", cell, worst, 3,
+	          false, false);
+	worst = NAN;
+	for (int k = 0; k < 2; k++) {
+		char wh[96];
+		double v = worst_vs("ctx-always", NULL, "durable", NULL, create_update[k], 1,
+		                    INT_MAX, wh, sizeof(wh));
+		if (!isnan(v) && (isnan(worst) || v < worst)) {
+			worst = v;
+			snprintf(cell, sizeof(cell), "ctx-always, %s", wh);
+		}
+	}
+	md_goal11(f, "update and create, always, every thread count ≥ 1.0× the best durable peer",
+	          cell, worst, 1, false, false);
+	static const char *const reads[] = {"read", "readall"};
+	static const int rw[] = {W_READ, W_READALL};
+	static const double need[] = {2.2, 2};
+	for (int k = 0; k < 2; k++) {
+		worst = NAN;
+		for (int g = 0; g < 3; g++) {
+			char wh[96];
+			const char *ctx = ctx_of_group(groups[g]);
+			double v = worst_vs(ctx, NULL, groups[g], "lmdb", rw[k], 1, INT_MAX, wh,
+			                    sizeof(wh));
+			if (!isnan(v) && (isnan(worst) || v < worst)) {
+				worst = v;
+				snprintf(cell, sizeof(cell), "%s, %s", ctx, wh);
+			}
+		}
+		char goal[96];
+		snprintf(goal, sizeof(goal), "%s, every thread count ≥ %.1f× LMDB", reads[k],
+		         need[k]);
+		md_goal11(f, goal, cell, worst, need[k], false, false);
+	}
+	double rss = memory_of(memory, "ctx-mem", 5);
+	md_goal11(f, "memory per key ≤ 2× payload (70 B)", "ctx-mem, RSS growth", rss, 140, true,
+	          false);
+	double files = NAN;
+	const char *fworst = "ctx-batch";
+	for (int k = 0; k < 2; k++) {
+		const char *e = k ? "ctx-always" : "ctx-batch";
+		double v = memory_of(memory, e, 6);
+		if (!isnan(v) && (isnan(files) || v > files)) {
+			files = v;
+			fworst = e;
+		}
+	}
+	double peers = NAN;
+	static const char *const fpeers[] = {"lmdb-sync", "lmdb-nosync", "sqlite-full",
+	                                     "sqlite-normal"};
+	for (int k = 0; k < 4; k++) {
+		double v = memory_of(memory, fpeers[k], 6);
+		if (!isnan(v) && (isnan(peers) || v < peers))
+			peers = v;
+	}
+	double fneed = isnan(peers) || peers > 84 ? 84 : peers;
+	snprintf(cell, sizeof(cell), "%s, files after close (smallest peer: %.1f B)", fworst,
+	         peers);
+	md_goal11(f, "files per key ≤ 1.2× payload (84 B), below every peer", cell, files, fneed,
+	          true, false);
+	fprintf(f, "\n");
+}
+
 static void md_workload(FILE *f, int w)
 {
 	char b[4][32];
@@ -672,6 +827,7 @@ static int write_markdown(const char *path, const char *env, const char *memory)
 	md_env(f, env);
 	md_summary(f);
 	md_goals(f);
+	md_goals11(f, memory);
 	md_memory(f, memory);
 	for (int w = 0; w < W_COUNT; w++)
 		if (workload_seen[w])
@@ -718,6 +874,7 @@ int bench_report(int argc, char **argv)
 		/* Just show the ratios. */
 		md_summary(stdout);
 		md_goals(stdout);
+		md_goals11(stdout, NULL);
 	}
 	return 0;
 }
