@@ -47,6 +47,9 @@ char ctx_rcu_grace_token;
 #define DEFAULT_CHECKPOINT_BYTES (64u << 20)
 #define MAX_KEY_LIMIT (16u << 20)   /* largest max_key_size accepted   */
 #define MAX_VALUE_LIMIT (1u << 30)  /* largest max_value_size accepted */
+/* Buckets of the context table at open (16k: 256 KiB); it grows with the
+ * contexts (reserve_slot, size_table). */
+#define TABLE_BUCKETS (1u << 14)
 
 void ctx_options_init(ctx_options *o)
 {
@@ -355,6 +358,19 @@ static void store_free(ctx_store *s)
 	free(s);
 }
 
+/* After recovery: buckets for twice the contexts loaded, at once (the opening
+ * thread may wait for grace periods; nothing reads the table yet). */
+static void size_table(ctx_store *s)
+{
+	size_t live = atomic_load(&s->live), b = TABLE_BUCKETS;
+	while (b < 2 * live)
+		b *= 2;
+	if (b > TABLE_BUCKETS) {
+		atomic_store(&s->table_buckets, b);
+		cds_lfht_resize(s->table, b);
+	}
+}
+
 ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 {
 	ctx_options opts;
@@ -373,9 +389,11 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a store");
 	s->opts = opts;
 	s->lock_fd = -1;
-	/* 16k buckets up front (256 KiB): the table grows by itself, but lazily
-	 * (a resize worker), and long chains until then slow creates. */
-	s->table = cds_lfht_new(1u << 14, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	/* TABLE_BUCKETS up front; the table then grows with the contexts
+	 * (reserve_slot, and below after recovery). */
+	s->table = cds_lfht_new(TABLE_BUCKETS, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	                        NULL);
+	atomic_init(&s->table_buckets, TABLE_BUCKETS);
 	if (!s->table || index_open(&s->index) != CTX_OK) {
 		if (s->table)
 			cds_lfht_destroy(s->table, NULL);
@@ -395,6 +413,8 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		notify_init(s);
 	if (st == CTX_OK)
 		st = reaper_start(s);
+	if (st == CTX_OK)
+		size_table(s);
 	if (st != CTX_OK) {
 		int e = errno;
 		reaper_stop(s);
@@ -455,6 +475,11 @@ static bool reserve_slot(ctx_store *s)
 		if (n >= s->opts.max_contexts)
 			return false;
 	} while (!atomic_compare_exchange_weak(&s->live, &n, n + 1));
+	/* More contexts than buckets: the first to see it asks for twice as
+	 * many (once per doubling, so O(1) amortised; the reaper resizes). */
+	size_t b = atomic_load_explicit(&s->table_buckets, memory_order_relaxed);
+	if (n + 1 > b && atomic_compare_exchange_strong(&s->table_buckets, &b, 2 * b))
+		reaper_grow_table(s, 2 * b);
 	return true;
 }
 

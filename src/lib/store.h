@@ -107,6 +107,11 @@ struct ctx_store {
 	char *dir;                         /* NULL: memory only */
 	int lock_fd;                       /* holds the directory's flock */
 	struct cds_lfht *table;
+	/* Buckets asked of the table so far (a power of two). liburcu grows a
+	 * table by itself only past 8 contexts per bucket; store_create asks
+	 * the reaper for twice as many once there are more contexts than
+	 * buckets (expiry.c), so chains stay short. */
+	atomic_size_t table_buckets;
 	ctx_index index;                   /* the table's contexts, by id */
 	atomic_size_t live;                /* contexts in the table */
 	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
@@ -132,6 +137,7 @@ struct ctx_store {
 	pthread_cond_t reaper_cv;
 	bool reaper_stop;
 	bool reaper_kicked;
+	size_t grow_table;                 /* buckets to resize the table to, 0: none */
 	atomic_bool any_ttl;               /* a time-to-live was ever set: scan */
 };
 
@@ -288,6 +294,10 @@ bool context_usable(ctx_context *c);
 bool context_closed(const ctx_context *c);
 /* Ask the reaper to look now (an expired context was met). */
 void reaper_kick(ctx_store *s);
+
+/* Ask the reaper to resize the context table to `buckets` (cds_lfht_resize
+ * waits for grace periods: not for a caller's thread). */
+void reaper_grow_table(ctx_store *s, size_t buckets);
 
 /* Checkpoints (checkpoint.c). */
 ctx_status checkpoint_run(ctx_store *s);
