@@ -7,9 +7,10 @@
  * RECLAIM_LIGHT_OPS ops) is freed by the thread that cut it, at once; after
  * a larger one it goes to the reclaimer. Replay must mark the versions it
  * rebuilds the same way: it cuts one version per record once history is
- * full, and handing each to the reclaimer's thread made replaying small
- * commits ~25% slower in CPU (the replaying thread's malloc then finds its
- * memory freed into another thread's bins). Observed as test_reclaim.c
+ * full, and handing each to the reclaimer's thread cost 6-23% more CPU
+ * in replaying one-put commits (docs/benchmarks.md, "Round 3: recovery and
+ * checkpoints"): the replaying thread's malloc then finds its memory freed
+ * into its arena by another thread. Observed as test_reclaim.c
  * does, without timing: inside an RCU read-side section no grace period
  * ends, so a version handed to the reclaimer still has its reference (1)
  * where one freed on the spot has none (0), its struct still readable.
