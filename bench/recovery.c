@@ -7,9 +7,11 @@
  *
  *   replay      A store with a log and no checkpoint is opened; ctx_open's
  *               wall time against the bytes of log it replays (MB/s, MB =
- *               10^6 bytes). Two logs: one-put commits on 1,000 contexts of
- *               16 keys (~140-byte records), and 100-put transactions on one
- *               context of up to 1,000,000 keys (~9 KB records).
+ *               10^6 bytes), and per CPU-second of the opening process.
+ *               Three logs: one-put commits on 1,000 contexts of 16 keys, of
+ *               64-byte values (~140-byte records) or 1 KiB values, and
+ *               100-put transactions on one context of up to 1,000,000 keys
+ *               (~9 KB records).
  *   checkpoint  A store of `keys` keys (1,000 contexts) is checkpointed with
  *               ctx_checkpoint (write: checkpoint bytes / its wall time,
  *               file sync included), then opened from that checkpoint (load:
@@ -29,9 +31,10 @@
  * ctx_close's final checkpoint is never written. Every open is timed in a
  * child of its own too, on a fresh copy of that directory (an open starts a
  * new log segment and a close writes a checkpoint: the template must stay as
- * it is), and the child leaves with _exit as well. The copy was just
- * written, so the open reads from the page cache: the figures are the CPU
- * cost of recovery, not the disk's. The parent process never opens a store,
+ * it is), and the child leaves with _exit as well. The copy is fsynced (as
+ * a store's files are before a restart: else the open's first fsync would
+ * write it out) and still in the page cache: the figures are the CPU cost
+ * of recovery, not the disk's. The parent process never opens a store,
  * so it forks with no library threads. Log bytes are the sizes of the
  * wal-*.log files (docs/file-format.md) less any zeros at their ends, so
  * that a preallocated segment counts only what it holds.
