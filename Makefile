@@ -67,12 +67,14 @@ coverage: deps
 bench:
 	@scripts/deps.sh bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
-	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures ctxreclaim
+	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures ctxreclaim ctxrecovery
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
 	@echo "== ctxfeatures: points, restore, diffs, trackers, watchers, paging, compare-and-set"
 	build-bench/bench/ctxfeatures $(if $(QUICK),3,15)
 	@echo "== ctxreclaim: small commits after a large transaction leaves history"
 	build-bench/bench/ctxreclaim $(if $(QUICK),100000 2,1000000 5)
+	@echo "== ctxrecovery: log replay and checkpoint speed, commit latency under checkpoints"
+	build-bench/bench/ctxrecovery $(if $(QUICK),16 200000 3 0.3 2,128 1000000 5 1.5 3) build-bench
 	@$(MAKE) --no-print-directory bench-server
 
 bench-server:

@@ -23,7 +23,8 @@
  * LIGHT VERSIONS
  *   What a cut version holds alone is what the commit after it replaced (its
  *   trie shares everything else with that next version). When that commit
- *   was a small transaction (`light`, txn.c), freeing the cut version costs a
+ *   was a small transaction (`light`, txn.c; log replay marks the versions
+ *   it rebuilds the same way, recovery.c), freeing the cut version costs a
  *   few nodes and leaves: less than queueing it, and the committer frees
  *   memory it allocated itself, where glibc's per-thread cache takes it back,
  *   instead of the worker thread freeing it into another arena's bins. So

@@ -13,6 +13,11 @@
  * their own (after unlocking). */
 #define RECLAIM_MAX_PENDING 1024
 
+/* A commit of at most this many ops replaces so few nodes of the version
+ * before that freeing it costs less than handing it to the reclaimer: the
+ * commit (or the replay of its record) is `light`. */
+#define RECLAIM_LIGHT_OPS 16
+
 /* Take over the reference st (a version that just left history) and free it
  * in the background. False if RECLAIM_MAX_PENDING versions wait already, or
  * if st is cheap to free (the commit after it was light, reclaim.c): the

@@ -51,6 +51,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "reader.h"
+#include "reclaim.h"
 #include "store.h"
 #include "util.h"
 #include "vfs.h"
@@ -115,11 +116,14 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 
 /* ---- applying records -------------------------------------------------------- */
 
-/* Apply the ops of a commit body to data/meta. */
+/* Apply the ops of a commit body to data/meta; *nops_out (if not NULL) gets
+ * their number. */
 static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us,
-                            bool with_times)
+                            bool with_times, uint32_t *nops_out)
 {
 	uint32_t nops = take_u32(r);
+	if (nops_out)
+		*nops_out = nops;
 	for (uint32_t i = 0; i < nops && !r->bad; i++) {
 		const unsigned char *k = take(r, 1);
 		uint32_t klen = take_u32(r), vlen = take_u32(r);
@@ -272,7 +276,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		hamt data = {0}, meta = {0};
 		ctx_status ast = CTX_OK;
 		if (r.p != r.end) /* initial data (ctx_txn_begin_create) */
-			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created, false);
+			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created, false, NULL);
 		if (ast == CTX_OK && r.p != r.end)
 			ast = CTX_CORRUPT;
 		ctx_state *st = c && ast == CTX_OK ? state_new(c, 1, data, meta) : NULL;
@@ -328,7 +332,8 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
-	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, type == REC_RESTORE);
+	uint32_t nops = 0;
+	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, type == REC_RESTORE, &nops);
 	ctx_state *next = NULL;
 	if (st == CTX_OK && r.p != r.end)
 		st = CTX_CORRUPT;
@@ -341,6 +346,10 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	}
 	next->revision = rev;
 	next->updated_us = updated;
+	/* As a live commit's (txn.c): the version this one cuts from history
+	 * is freed here, where glibc's thread cache takes its few nodes back
+	 * for the next records, not by the reclaimer's thread. */
+	next->light = nops <= RECLAIM_LIGHT_OPS;
 	context_note_access(c, updated);
 	next->changed = hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);

@@ -25,6 +25,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "log.h"
+#include "reclaim.h"
 #include "store.h"
 #include "util.h"
 
@@ -126,10 +127,6 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
 {
 	return apply_ops(data, meta, ops, n, now, strict_del, NULL);
 }
-
-/* A commit of at most this many ops replaces so few nodes of the version
- * before that freeing it costs less than handing it to the reclaimer. */
-#define LIGHT_OPS 16
 
 /* Past this many ops, commit_ops counts changed keys with a diff instead of
  * checking the ops pairwise (the diff costs O(changes), like the commit). */
@@ -336,7 +333,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 	next->updated_us = now;
-	next->light = n <= LIGHT_OPS;
+	next->light = n <= RECLAIM_LIGHT_OPS;
 	/* Counted while building: no diff of the maps on the common path. */
 	next->changed = distinct ? changed : hamt_diff_count(&head->data, &data);
 	if (p) {
