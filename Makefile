@@ -64,17 +64,19 @@ coverage: deps
 	      --html-details build/coverage/index.html --txt build/coverage/report.txt \
 	      --print-summary | tee build/coverage/summary.txt
 
+bench: BENCH_MODE = $(if $(QUICK),quick,full)
 bench:
 	@scripts/deps.sh bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCTX_BENCH=ON >/dev/null
 	cmake --build build-bench -j$(JOBS) --target ctxbench ctxfeatures ctxreclaim ctxrecovery
 	bench/run.sh build-bench $(if $(QUICK),quick,full)
 	@echo "== ctxfeatures: points, restore, diffs, trackers, watchers, paging, compare-and-set"
-	build-bench/bench/ctxfeatures $(if $(QUICK),3,15)
+	bash -o pipefail -c 'build-bench/bench/ctxfeatures $(if $(QUICK),3,15) | tee bench/results/$(BENCH_MODE)-features.md'
 	@echo "== ctxreclaim: small commits after a large transaction leaves history"
-	build-bench/bench/ctxreclaim $(if $(QUICK),100000 2,1000000 5)
+	bash -o pipefail -c 'build-bench/bench/ctxreclaim $(if $(QUICK),100000 2,1000000 5) | tee bench/results/$(BENCH_MODE)-reclaim.md'
 	@echo "== ctxrecovery: log replay and checkpoint speed, commit latency under checkpoints"
-	build-bench/bench/ctxrecovery $(if $(QUICK),16 200000 3 0.3 2,128 1000000 5 1.5 3) build-bench
+	bash -o pipefail -c 'build-bench/bench/ctxrecovery $(if $(QUICK),16 200000 3 0.3 2,128 1000000 5 1.5 3) \
+	    build-bench | tee bench/results/$(BENCH_MODE)-recovery.md'
 	@$(MAKE) --no-print-directory bench-server
 
 bench-server:
