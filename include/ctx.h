@@ -175,9 +175,14 @@ void ctx_options_init(ctx_options *o);
  * the end of the newest log segment may hold a group write that was never
  * fsynced (so never acknowledged), with its pages persisted in any order:
  * from its first damaged record on, it is cut, the cut bytes are kept in
- * DIR/torn-<segment>-<offset>.bin, and stderr says so. If every checkpoint
- * is damaged but the log is complete from revision 1, the state is rebuilt
- * from the log (stderr says so). See docs/file-format.md, "Recovery".
+ * DIR/torn-<segment>-<offset>.bin, and stderr says so. A checkpoint deletes
+ * the one before it and the log it covers once it reads back intact (one
+ * generation stays), so a checkpoint damaged later, at rest, is CTX_CORRUPT.
+ * Where an older checkpoint and the log since it are still there (a crash
+ * before those deletes, a failed read-back), a damaged newest checkpoint is
+ * passed over; if every checkpoint is damaged but the log is complete from
+ * revision 1, the state is rebuilt from the log (stderr says so). See
+ * docs/file-format.md, "Recovery".
  * Errors: CTX_INVALID (out NULL, a limit out of range, durability NONE with a
  * dir but without unsafe_no_sync), CTX_IO (the directory cannot be created or
  * read, or another process holds it: "locked"; a torn tail cannot be cut;
@@ -192,9 +197,15 @@ void ctx_close(ctx_store *s);
 
 /* Write a checkpoint now (stores with a dir; the background checkpointer
  * also writes one whenever the log grew by checkpoint_bytes, and ctx_close
- * writes a last one). Writers keep going while it is written. A no-op for a
- * memory-only store. Errors: CTX_INVALID (s NULL), CTX_IO (writing it
- * failed), CTX_CLOSED (the log had failed: no checkpoint is written), CTX_NOMEM. */
+ * writes a last one). Writers keep going while it is written. Once synced and
+ * renamed into place it is read back from the disk and checked; only then are
+ * the older checkpoint and the log segments it covers deleted, so the
+ * directory holds one checkpoint plus the log since it. A no-op for a
+ * memory-only store, and when nothing was logged since the last one.
+ * Errors: CTX_INVALID (s NULL), CTX_IO (writing it failed, or it did not
+ * read back intact: ctx_last_error says "read-back failed" and names the
+ * file; nothing older was deleted), CTX_CLOSED (the log had failed: no
+ * checkpoint is written), CTX_NOMEM. */
 ctx_status ctx_checkpoint(ctx_store *s);
 
 /* Numbers describing a store, for monitoring and tests. */

@@ -431,6 +431,11 @@ static void test_checkpoint_beyond_log(void **unused)
 	assert_ok(ctx_create(s, "a"));
 	put_s(s, "a", "k1", "1");
 	put_s(s, "a", "k2", "2");
+	/* The checkpoint deletes wal-1, which it covers: keep a link to it, as
+	 * a crash before that delete would leave it. */
+	char *seg1 = seg_path(dir, 1), *seg4 = seg_path(dir, 4);
+	char *kept = path_in(dir, "wal-1.kept");
+	assert_int_equal(link(seg1, kept), 0);
 	assert_ok(ctx_checkpoint(s)); /* covers 1..3; the log goes on at wal-4 */
 	assert_int_equal(revision_of(s), 3);
 	ctx_close(s);
@@ -439,7 +444,9 @@ static void test_checkpoint_beyond_log(void **unused)
 	struct stat sb;
 	assert_int_equal(stat(ck, &sb), 0);
 	free(ck);
-	char *seg1 = seg_path(dir, 1), *seg4 = seg_path(dir, 4);
+	assert_int_equal(stat(seg1, &sb), -1);
+	assert_int_equal(rename(kept, seg1), 0);
+	free(kept);
 	assert_int_equal(truncate(seg1, (off_t)record_offset(seg1, 2)), 0);
 	assert_int_equal(unlink(seg4), 0);
 

@@ -19,14 +19,18 @@
  *     damaged header with records after it, a record with valid checksums
  *     but out of order, a missing segment, every checkpoint damaged without
  *     the log from revision 1;
- *   - a damaged newest checkpoint falls back to the older one and the log;
- *     with every checkpoint damaged, a complete log rebuilds the state;
+ *   - a clean close keeps one generation (the last checkpoint and the log
+ *     after it), so a damaged sole checkpoint is CTX_CORRUPT naming it;
+ *   - where a crash between a checkpoint's rename and its deletes left the
+ *     older generation, a damaged newest checkpoint falls back to the older
+ *     one and the log; with every checkpoint damaged, a complete log
+ *     rebuilds the state;
  *   - no input crashes the process (the sanitizer builds check the reads).
  *
  * Crash images are made without killing anything: a store closed cleanly,
- * with its checkpoints removed, is exactly what a writer killed after its
- * last acknowledged commit leaves under durability always (the whole history
- * in the log).
+ * with the files its last checkpoint deleted put back and its checkpoints
+ * removed, is exactly what a writer killed after its last acknowledged commit
+ * leaves under durability always (the whole history in the log).
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -323,12 +327,38 @@ static void history_step(history *h, ctx_store *s, bool small)
 	assert_int_equal(stats.revision, h->n); /* one record per step */
 }
 
-static void history_run(history *h, const char *dir, int steps, int small_tail)
+/* Put back the files of before that dir no longer has. */
+static void restore_missing(const char *dir, const dir_snap *before)
+{
+	for (size_t i = 0; i < before->n; i++)
+		if (!has_file(dir, before->names[i]))
+			write_file(dir, before->names[i], before->data[i].p, before->data[i].n);
+}
+
+/* A session: open dir, steps, close. The close's checkpoint, once read back,
+ * deletes the checkpoint before it and the log it covers (one generation
+ * stays). With before, the files as they were just before the close are
+ * kept there; with unpruned, what the close deleted is put back: the image a
+ * crash between the last checkpoint's rename and its deletes leaves. */
+static void history_run_with(history *h, const char *dir, int steps, int small_tail, bool unpruned,
+                             dir_snap *before)
 {
 	ctx_store *s = open_dir(dir);
 	for (int i = 0; i < steps; i++)
 		history_step(h, s, i >= steps - small_tail);
+	dir_snap local;
+	dir_snap *b = before ? before : &local;
+	snap_take(dir, b);
 	ctx_close(s);
+	if (unpruned)
+		restore_missing(dir, b);
+	if (!before)
+		snap_free(b);
+}
+
+static void history_run(history *h, const char *dir, int steps, int small_tail, bool unpruned)
+{
+	history_run_with(h, dir, steps, small_tail, unpruned, NULL);
 }
 
 static void remove_checkpoints(const char *dir)
@@ -388,7 +418,7 @@ static void log_image_make(log_image *img, const char *name, uint64_t seed, int 
 {
 	img->dir = test_make_dir(name);
 	history_init(&img->h, seed);
-	history_run(&img->h, img->dir, steps, 3);
+	history_run(&img->h, img->dir, steps, 3, true);
 	remove_checkpoints(img->dir);
 	/* The close left a segment with no record after wal-1: drop it too, so
 	 * that wal-1 is the newest segment, as a killed writer leaves it. */
@@ -425,6 +455,9 @@ typedef struct expect {
 	long long torn_records; /* with CTX_OK, if >= 0: intact records cut     */
 	const char *file;       /* with CTX_CORRUPT: named in the message      */
 	long long offset;       /* with CTX_CORRUPT, if >= 0: "offset <n>"     */
+	long long cut_to;       /* with CTX_OK, if > 0: wal-1's size once open
+	                           (the cut is on disk; the close's checkpoint
+	                           then deletes wal-1)                         */
 } expect;
 
 static void expect_message(const char *msg, const expect *e, const char *what)
@@ -493,6 +526,14 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 		assert_non_null(strstr(rep.message, after.names[i]));
 	}
 	assert_true(aside <= (rep.torn_bytes > 0));
+	bool cut_seen = false;
+	for (size_t i = 0; i < after.n && e->cut_to > 0; i++) {
+		if (strcmp(after.names[i], seg_name(1)) == 0) {
+			assert_int_equal(after.data[i].n, e->cut_to);
+			cut_seen = true;
+		}
+	}
+	assert_true(cut_seen || e->cut_to <= 0);
 	if (rep.torn_records)
 		assert_int_equal(aside, 1);
 	if (e->torn_records >= 0 && rep.torn_records != (uint64_t)e->torn_records)
@@ -520,12 +561,12 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 
 static expect expect_ok(const char *dump, uint64_t revision, long long torn)
 {
-	return (expect){CTX_OK, dump, revision, torn, -1, -1, NULL, -1};
+	return (expect){CTX_OK, dump, revision, torn, -1, -1, NULL, -1, 0};
 }
 
 static expect expect_corrupt(const char *file, long long offset)
 {
-	return (expect){CTX_CORRUPT, NULL, 0, -1, -1, -1, file, offset};
+	return (expect){CTX_CORRUPT, NULL, 0, -1, -1, -1, file, offset, 0};
 }
 
 /* Put img's segment, damaged as buf, alone into work. */
@@ -551,14 +592,6 @@ static void stage_under_checkpoint(const char *work, const void *buf, size_t n, 
 {
 	stage_segment(work, buf, n);
 	write_file(work, ckpt_name(rev), "not a checkpoint", 16);
-}
-
-static long long file_size(const char *dir, const char *name)
-{
-	char path[4096];
-	path_join(path, sizeof(path), dir, name);
-	struct stat sb;
-	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
 /* ---- torn tails ---------------------------------------------------------------------- */
@@ -588,14 +621,15 @@ static void test_truncate_every_offset(void **unused)
 		char what[64];
 		snprintf(what, sizeof(what), "cut at %zu", t);
 		expect e = expect_ok(img.h.dumps[k], k, torn);
-		check_dir(work, &e, what);
-		cases++;
 		/* The cut is on disk: the records kept, nothing of the torn one. */
 		if (t >= WAL_HEADER_SIZE)
-			assert_int_equal(file_size(work, seg_name(1)), (long long)keep);
+			e.cut_to = (long long)keep;
+		check_dir(work, &e, what);
+		cases++;
 		/* And recovery of a recovered directory gives the same again. */
 		if (t % 16 == 0) {
 			e.torn = 0;
+			e.cut_to = 0;
 			check_dir(work, &e, "reopen after the cut");
 		}
 	}
@@ -629,8 +663,8 @@ static void test_garbage_tail(void **unused)
 			snprintf(what, sizeof(what), "%zu %s bytes appended", lens[i],
 			         zero ? "zero" : "random");
 			expect e = expect_ok(img.h.dumps[l->n], l->n, (long long)lens[i]);
+			e.cut_to = (long long)l->size;
 			check_dir(work, &e, what);
-			assert_int_equal(file_size(work, seg_name(1)), (long long)l->size);
 		}
 	}
 	/* Zeros from the middle of the last record on, as a file system may leave
@@ -905,8 +939,10 @@ static void test_crafted_records(void **unused)
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 
-/* Two sessions: ckpt-R1, ckpt-R2, the segment R1+1.. with the records of the
- * second session, and an empty newest segment. */
+/* Two sessions, the second one ended by a crash between its last
+ * checkpoint's rename and its deletes: ckpt-R1, ckpt-R2, the segment R1+1..
+ * with the records of the second session, and an empty newest segment. A
+ * clean close leaves only ckpt-R2 and the empty segment (checked here). */
 typedef struct ckpt_image {
 	char *dir;
 	history h;
@@ -917,12 +953,19 @@ static void ckpt_image_make(ckpt_image *img, const char *name, uint64_t seed)
 {
 	img->dir = test_make_dir(name);
 	history_init(&img->h, seed);
-	history_run(&img->h, img->dir, 30, 0);
+	history_run(&img->h, img->dir, 30, 0, false);
 	img->r1 = img->h.n;
-	history_run(&img->h, img->dir, 30, 0);
+	dir_snap before, s;
+	history_run_with(&img->h, img->dir, 30, 0, false, &before);
 	img->r2 = img->h.n;
 	remove_file(img->dir, "LOCK");
-	dir_snap s;
+	snap_take(img->dir, &s);
+	assert_int_equal(s.n, 2); /* one generation */
+	assert_string_equal(s.names[0], ckpt_name(img->r2));
+	assert_string_equal(s.names[1], seg_name(img->r2 + 1));
+	snap_free(&s);
+	restore_missing(img->dir, &before);
+	snap_free(&before);
 	snap_take(img->dir, &s);
 	assert_int_equal(s.n, 4);
 	assert_string_equal(s.names[0], ckpt_name(img->r1));
@@ -1032,6 +1075,11 @@ static void test_damaged_checkpoint_falls_back(void **unused)
 	expect e = expect_ok(full, img.r2, 0);
 	e.damaged = 0;
 	check_dir(work, &e, "undamaged");
+	/* And as a clean close leaves it: one generation. */
+	copy_dir(img.dir, work);
+	remove_file(work, ckpt_name(img.r1));
+	remove_file(work, seg_name(img.r1 + 1));
+	check_dir(work, &e, "one generation");
 
 	for (size_t d = 0; d < NDAMAGE; d++) {
 		for (int rep = 0; rep < 1 + (test_scale() > 1); rep++) {
@@ -1057,6 +1105,16 @@ static void test_damaged_checkpoint_falls_back(void **unused)
 			damage_file(work, ckpt_name(img.r2), ckpt_damage[d].fn, &r);
 			damage_file(work, ckpt_name(img.r1), ckpt_damage[d].fn, &r);
 			snprintf(what, sizeof(what), "both checkpoints %s", ckpt_damage[d].what);
+			e = expect_corrupt(ckpt_name(img.r2), -1);
+			check_dir(work, &e, what);
+
+			/* One generation (a clean close), its checkpoint damaged:
+			 * nothing else holds the state, as with LMDB or SQLite. */
+			copy_dir(img.dir, work);
+			remove_file(work, ckpt_name(img.r1));
+			remove_file(work, seg_name(img.r1 + 1));
+			damage_file(work, ckpt_name(img.r2), ckpt_damage[d].fn, &r);
+			snprintf(what, sizeof(what), "sole checkpoint %s", ckpt_damage[d].what);
 			e = expect_corrupt(ckpt_name(img.r2), -1);
 			check_dir(work, &e, what);
 
@@ -1096,7 +1154,7 @@ static void test_damaged_only_checkpoint(void **unused)
 	char *dir = test_make_dir("dmg-one-ckpt");
 	history h;
 	history_init(&h, 0x0ce);
-	history_run(&h, dir, 25, 0);
+	history_run(&h, dir, 25, 0, true); /* crashed before deleting wal-1 */
 	uint64_t r1 = h.n;
 	char *work = test_make_dir("dmg-one-ckpt-work");
 	uint64_t r = 5;
@@ -1114,10 +1172,13 @@ static void test_damaged_only_checkpoint(void **unused)
 		e.damaged = 1;
 		check_dir(work, &e, ckpt_damage[d].what);
 
-		/* And it goes on: new commits, a reopen, a checkpoint. */
+		/* And it goes on: new commits, a reopen, a checkpoint, which
+		 * replaces the damaged one and the log it covers. */
 		ctx_store *s = open_dir(work);
 		assert_ok(ctx_create(s, "after"));
 		assert_ok(ctx_checkpoint(s));
+		assert_false(has_file(work, ckpt_name(r1)));
+		assert_false(has_file(work, seg_name(1)));
 		ctx_close(s);
 		s = open_dir(work);
 		ctx_state *st = NULL;
@@ -1352,8 +1413,9 @@ static void test_crafted_checkpoints(void **unused)
 
 /* ---- missing segments -------------------------------------------------------------------- */
 
-/* Three sessions with the checkpoints removed after each, so that no segment
- * is ever deleted: wal-1, wal-A, wal-B with records, wal-C empty. */
+/* Three sessions, each ended by a crash before its checkpoint's deletes,
+ * with the checkpoints removed after each, so that no segment is ever
+ * deleted: wal-1, wal-A, wal-B with records, wal-C empty. */
 static void test_missing_segments(void **unused)
 {
 	char *dir = test_make_dir("dmg-segs");
@@ -1361,7 +1423,7 @@ static void test_missing_segments(void **unused)
 	history_init(&h, 0x5e65);
 	uint64_t firsts[4] = {1, 0, 0, 0};
 	for (int i = 0; i < 3; i++) {
-		history_run(&h, dir, 15, 0);
+		history_run(&h, dir, 15, 0, true);
 		remove_checkpoints(dir);
 		firsts[i + 1] = h.n + 1;
 	}

@@ -113,7 +113,8 @@ static bool file_exists(const char *dir, const char *name)
 
 /* Copy the log segments of src (not its checkpoints, not its lock) into a
  * fresh directory: opening it must replay the whole log. Only meaningful while
- * no segment of src was removed yet (a store's first checkpoints keep all). */
+ * no segment of src was removed yet: src closed with test_close_keeping_log
+ * after a session without a checkpoint. */
 static char *copy_log_only(const char *src, const char *name)
 {
 	char *dst = test_make_dir(name);
@@ -408,7 +409,7 @@ static void test_reopen_from_log_only(void **unused)
 	ctx_stats before;
 	ctx_get_stats(s, &before);
 	char *want = test_dump_store(s, true, NULL);
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 
 	char *copy = copy_log_only(dir, "dur-logonly-copy");
 	ctx_verify_report rep;
@@ -508,7 +509,7 @@ static void test_drop_recreate_across_reopen(void **unused)
 			assert_ok(ctx_drop(s, "y"));
 	}
 	want = test_dump_store(s, true, NULL);
-	ctx_close(s);
+	test_close_keeping_log(s, dir2);
 	char *copy = copy_log_only(dir2, "dur-recreate-copy");
 	s = open_dir(copy);
 	got = test_dump_store(s, true, NULL);
@@ -609,15 +610,15 @@ static void test_checkpoints_bound_log(void **unused)
 	assert_true(stats.checkpoints >= 4);
 	assert_true(stats.checkpoint_revision > 0);
 	/* Without segment removal the log alone would grow to about 5 MiB in 80
-	 * files; with it, two checkpoints and the segments after the older one
-	 * stay (about 0.5 MiB here). The bounds leave the checkpointer a lot of
+	 * files; with it, one checkpoint and the segments after it stay (and,
+	 * while the next one is written, that one too). The bounds leave the checkpointer a lot of
 	 * slack on a loaded machine. */
 	assert_true(max_files <= 24);
 	assert_true(max_bytes <= (long long)(32 * cb));
 	assert_true(max_bytes * 2 < written);
 
-	/* Two explicit checkpoints in a quiet store leave exactly two generations:
-	 * both checkpoints, and the segments after the older one. */
+	/* Two explicit checkpoints in a quiet store leave exactly one
+	 * generation: the newest checkpoint and the (empty) segment after it. */
 	assert_ok(ctx_put(s, "u0", "one", 3, "1", 1, NULL));
 	assert_ok(ctx_checkpoint(s));
 	ctx_get_stats(s, &stats);
@@ -629,14 +630,10 @@ static void test_checkpoints_bound_log(void **unused)
 	assert_int_equal(c2, c1 + 1);
 	assert_int_equal(c2, stats.revision);
 	char name[64];
-	assert_int_equal(count_matching(dir, "ckpt-", ".ckpt"), 2);
-	snprintf(name, sizeof(name), "ckpt-%016llx.ckpt", (unsigned long long)c1);
-	assert_true(file_exists(dir, name));
+	assert_int_equal(count_matching(dir, "ckpt-", ".ckpt"), 1);
 	snprintf(name, sizeof(name), "ckpt-%016llx.ckpt", (unsigned long long)c2);
 	assert_true(file_exists(dir, name));
-	assert_int_equal(count_matching(dir, "wal-", ".log"), 2);
-	snprintf(name, sizeof(name), "wal-%016llx.log", (unsigned long long)c1 + 1);
-	assert_true(file_exists(dir, name));
+	assert_int_equal(count_matching(dir, "wal-", ".log"), 1);
 	snprintf(name, sizeof(name), "wal-%016llx.log", (unsigned long long)c2 + 1);
 	assert_true(file_exists(dir, name));
 	assert_int_equal(count_matching(dir, "ckpt-", ".tmp"), 0);
@@ -684,6 +681,11 @@ static void test_explicit_checkpoint(void **unused)
 	assert_int_equal(stats.checkpoints, 2);
 	assert_int_equal(stats.checkpoint_revision, 3);
 	assert_true(file_exists(dir, "ckpt-0000000000000003.ckpt"));
+	/* It read back intact: the one before and the log it covers are gone. */
+	assert_false(file_exists(dir, "ckpt-0000000000000002.ckpt"));
+	assert_false(file_exists(dir, "wal-0000000000000001.log"));
+	assert_false(file_exists(dir, "wal-0000000000000003.log"));
+	assert_true(file_exists(dir, "wal-0000000000000004.log"));
 	assert_int_equal(ctx_checkpoint(NULL), CTX_INVALID);
 	char *want = test_dump_store(s, true, NULL);
 	ctx_close(s); /* nothing new: no third checkpoint */
@@ -691,7 +693,7 @@ static void test_explicit_checkpoint(void **unused)
 	ctx_verify_report rep;
 	assert_ok(ctx_verify(dir, &rep));
 	assert_int_equal(rep.checkpoint_revision, 3);
-	assert_int_equal(rep.checkpoints, 2);
+	assert_int_equal(rep.checkpoints, 1);
 	assert_int_equal(rep.last_revision, 3);
 	assert_int_equal(rep.contexts, 1);
 	assert_int_equal(rep.keys, 2);
@@ -823,7 +825,7 @@ static void test_verify_reports(void **unused)
 	ctx_stats stats;
 	ctx_get_stats(s, &stats);
 	assert_int_equal(stats.revision, 9);
-	ctx_close(s);
+	test_close_keeping_log(s, dir); /* for the log-only copy below */
 
 	char *before = slurp_dir(dir);
 	ctx_verify_report rep;
@@ -912,7 +914,7 @@ static void test_empty_txn_and_metadata(void **unused)
 	assert_ok(ctx_txn_commit(t, 0, &v));
 	assert_int_equal(v, 6);
 	char *want = test_dump_store(s, true, NULL);
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 
 	char *copy = copy_log_only(dir, "dur-meta-copy");
 	const char *dirs[2] = {dir, copy};
@@ -973,7 +975,7 @@ static void test_large_values(void **unused)
 	/* A large key too. */
 	assert_ok(ctx_put(s, "big", vals[0], 60000, "small", 5, NULL));
 	char *want = test_dump_store(s, true, NULL);
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 
 	char *copy = copy_log_only(dir, "dur-large-copy");
 	const char *dirs[2] = {dir, copy};

@@ -20,6 +20,9 @@
  *     outcome is accepted, but it is all there or not at all, and versions
  *     stay contiguous.
  * A failed checkpoint leaves the store usable and the directory recoverable.
+ * A checkpoint is read back before it replaces the older one: one that the
+ * disk stored wrong (a bit flipped in a write that succeeded) fails, and the
+ * older checkpoint and the log since it stay.
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -647,6 +650,75 @@ static void test_checkpoint_dir_sync_failure(void **unused)
 	check_failed_checkpoint(CK_DIRSYNC);
 }
 
+static bool has_file(const char *dir, uint64_t rev, const char *kind)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s-%016llx.%s", dir, kind, (unsigned long long)rev,
+	         strcmp(kind, "ckpt") == 0 ? "ckpt" : "log");
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+/* A checkpoint the disk stored wrong does not read back: it fails (CTX_IO,
+ * naming the file), nothing older is deleted, and the directory as it is then
+ * recovers everything (from the older checkpoint and the log); the next
+ * checkpoint replaces it and deletes what it covers. */
+static void test_checkpoint_read_back_failure(void **unused)
+{
+	char *dir = test_make_dir("ioerr-readback");
+	ctx_store *s = open_with_five(dir);
+	assert_ok(ctx_checkpoint(s)); /* ckpt-6, the log goes on at wal-7 */
+	assert_true(has_file(dir, 6, "ckpt") && has_file(dir, 7, "wal"));
+	assert_false(has_file(dir, 1, "wal")); /* read back intact: wal-1 deleted */
+	assert_ok(put_n(s, "a", 5));           /* revision 7 */
+
+	atomic_store(&ctx_vfs_faults.flip_tmp_write, true);
+	ctx_status st = ctx_checkpoint(s);
+	assert_false(atomic_load(&ctx_vfs_faults.flip_tmp_write)); /* it was used */
+	assert_int_equal(st, CTX_IO);
+	assert_non_null(strstr(ctx_last_error(), "read-back failed"));
+	assert_non_null(strstr(ctx_last_error(), "ckpt-0000000000000007.ckpt"));
+	ctx_stats stats;
+	ctx_get_stats(s, &stats);
+	assert_int_equal(stats.checkpoints, 1); /* not counted */
+	assert_int_equal(stats.checkpoint_revision, 6);
+	/* Nothing deleted: the older checkpoint and the log after it stay. */
+	assert_true(has_file(dir, 6, "ckpt") && has_file(dir, 7, "wal"));
+	assert_true(has_file(dir, 7, "ckpt") && has_file(dir, 8, "wal"));
+	assert_ok(put_n(s, "a", 6)); /* the store goes on: revision 8 */
+
+	/* As if the process died here: the damaged newest is passed over. */
+	char *img = copy_live(dir, "ioerr-readback-img");
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(img, &rep));
+	assert_int_equal(rep.checkpoints, 2);
+	assert_int_equal(rep.checkpoints_damaged, 1);
+	assert_int_equal(rep.checkpoint_revision, 6);
+	assert_int_equal(rep.last_revision, 8);
+	ctx_store *r = open_dir(img);
+	expect_five(r);
+	assert_true(has_kv(r, "a", "k5", 5) && has_kv(r, "a", "k6", 6));
+	ctx_close(r);
+
+	/* The next checkpoint reads back intact and leaves one generation. */
+	assert_ok(ctx_checkpoint(s));
+	ctx_get_stats(s, &stats);
+	assert_int_equal(stats.checkpoints, 2);
+	assert_int_equal(stats.checkpoint_revision, 8);
+	assert_true(has_file(dir, 8, "ckpt") && has_file(dir, 9, "wal"));
+	assert_false(has_file(dir, 6, "ckpt") || has_file(dir, 7, "ckpt"));
+	assert_false(has_file(dir, 7, "wal") || has_file(dir, 8, "wal"));
+	ctx_close(s);
+	s = open_dir(dir);
+	expect_five(s);
+	assert_true(has_kv(s, "a", "k5", 5) && has_kv(s, "a", "k6", 6));
+	ctx_close(s);
+	test_remove_dir(img);
+	test_remove_dir(dir);
+	free(img);
+	free(dir);
+}
+
 /* The new log segment of a checkpoint cannot be written: the log stops (no
  * write can be trusted after a failed one), the checkpoint fails, nothing
  * acknowledged is lost. */
@@ -676,30 +748,30 @@ static void test_rotation_failure(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_write_failure, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_fsync_failure, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_no_space, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_partial_write_no_space, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_errno_kept, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_failed_create, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_failed_drop, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_concurrent_write_failure, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_concurrent_fsync_failure, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_concurrent_no_space, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_batch_mode_failure, reset_faults, reset_faults),
-	        cmocka_unit_test_setup_teardown(test_checkpoint_write_failure, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_checkpoint_fsync_failure, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_checkpoint_no_space, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_checkpoint_dir_sync_failure, reset_faults,
-	                                        reset_faults),
-	        cmocka_unit_test_setup_teardown(test_rotation_failure, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_write_failure, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_fsync_failure, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_no_space, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_partial_write_no_space, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_errno_kept, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_failed_create, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_failed_drop, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_concurrent_write_failure, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_concurrent_fsync_failure, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_concurrent_no_space, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_batch_mode_failure, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_write_failure, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_fsync_failure, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_no_space, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_dir_sync_failure, reset_faults,
+	                                    reset_faults),
+	    cmocka_unit_test_setup_teardown(test_rotation_failure, reset_faults, reset_faults),
+	    cmocka_unit_test_setup_teardown(test_checkpoint_read_back_failure, reset_faults,
+	                                    reset_faults),
 	};
 	if (getenv("CTX_TEST_FILTER")) /* run only the tests matching it */
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));

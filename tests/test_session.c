@@ -196,8 +196,8 @@ static ctx_context_status status_of(ctx_store *s, const char *id)
 
 /* Remove the checkpoints of dir, so that the next open recovers from the log
  * alone: the state a kill -9 before the final checkpoint leaves. Valid after
- * a single open/close of the directory (the first checkpoint deletes no log
- * segment). */
+ * a single session closed with test_close_keeping_log (which puts back the
+ * log segments the final checkpoint deleted). */
 static void remove_checkpoints(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -1224,7 +1224,7 @@ static void test_expiry_durable(void **unused)
 	clock_set(fc, T0 + 2 * SEC);
 	assert_int_equal(ctx_expire_now(s), 1);
 	expect_missing(s, "gone");
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1)
@@ -1315,7 +1315,7 @@ static void test_ttl_survives_log_replay(void **unused)
 	assert_ok(ctx_set_ttl(s, "committed", 1000000)); /* 1000 s */
 	clock_set(fc, T0 + 200 * SEC);
 	put_str(s, "committed", "k", "v"); /* idle from T0 + 200 s */
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 	remove_checkpoints(dir);
 
 	/* 900 s after the commit to "committed", 1100 s after its ttl was set. */
@@ -1343,7 +1343,7 @@ static void test_ttl_set_late_survives_log_replay(void **unused)
 	assert_ok(ctx_create(s, "late"));
 	clock_set(fc, T0 + 100 * SEC);
 	assert_ok(ctx_set_ttl(s, "late", 10000));
-	ctx_close(s);
+	test_close_keeping_log(s, dir);
 	remove_checkpoints(dir);
 	clock_set(fc, T0 + 105 * SEC);
 	s = open_store(fc, dir, 0, 0);

@@ -695,7 +695,9 @@ static void test_sim_store_power_loss(void **unused)
 	ctx_store *s = open_nosync(dir);
 	assert_ok(ctx_create(s, "a"));
 	put_kv(s, "a", "k1", "v1");
-	assert_ok(ctx_checkpoint(s)); /* synced: the checkpoint and the new segment's header */
+	/* Synced: the checkpoint and the new segment's header; read back intact,
+	 * it deleted wal-1 (one generation), so the log is wal-3 alone. */
+	assert_ok(ctx_checkpoint(s));
 	put_kv(s, "a", "k2", "v2");
 	assert_ok(ctx_create(s, "b"));
 	put_kv(s, "b", "x", "y");
@@ -704,7 +706,8 @@ static void test_sim_store_power_loss(void **unused)
 	unsigned long long first[8];
 	long long size[8];
 	size_t n = segment_sizes(dir, first, size, 8);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 1);
+	assert_int_equal(first[0], 3);
 	bool grown = false;
 	for (size_t i = 0; i < n; i++)
 		grown |= size[i] > WAL_HEADER_SIZE;
@@ -712,7 +715,7 @@ static void test_sim_store_power_loss(void **unused)
 
 	vfs_sim_crash(false, 1);
 	n = segment_sizes(dir, first, size, 8);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 1);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(size[i], WAL_HEADER_SIZE); /* only the synced headers */
 	copy_dir(dir, img);

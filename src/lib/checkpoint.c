@@ -15,10 +15,20 @@
  *      checksummed section;
  *   4. wait until the log is durable up to the newest revision written, so
  *      that no checkpoint holds a change the log could still lose;
- *   5. sync the file, rename it to "ckpt-R.ckpt", sync the directory;
- *   6. delete what the previous checkpoint covers: older checkpoints and log
- *      segments whose records are all <= its revision. Two generations stay,
- *      so a damaged newest checkpoint can fall back to the one before.
+ *   5. sync the file, drop its pages from the cache, rename it to
+ *      "ckpt-R.ckpt", sync the directory;
+ *   6. read it back from the file and check it as recovery would (every
+ *      section's structure and crc, the trailer; checkpoint_verify shares the
+ *      loader's parser, building nothing); only if it is intact, delete what
+ *      it covers: older checkpoints and log segments whose records are all
+ *      <= R. One generation stays, as with LMDB or SQLite: the directory
+ *      holds this checkpoint and the log after R (plus, while the next one
+ *      is written, its temporary file and the segments since). If the
+ *      read-back fails, nothing is deleted: the checkpoint before and the log
+ *      since it stay, the failure is reported like any failed checkpoint, and
+ *      recovery passes over the bad file. A crash between the rename and the
+ *      deletes also leaves the older generation; the next checkpoint deletes
+ *      it.
  *
  * The encoding (format version 2, docs/file-format.md) has no fixed cost per
  * key: varint lengths, each key's time as a difference from its version's,
@@ -30,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +450,32 @@ static void remove_covered(const char *dir, uint64_t keep)
 	free(firsts);
 }
 
+/* Checkpoint rev is in place: read it back, and only if it is intact delete
+ * what it covers (one generation stays). If it is not, nothing is deleted:
+ * the checkpoint before it and the log since stay, and the next checkpoint
+ * (or recovery, falling back past this one) uses them. */
+static ctx_status checkpoint_settle(ctx_store *s, const char *path, uint64_t rev)
+{
+	uint64_t read_rev = 0;
+	ctx_status st = checkpoint_verify(path, &read_rev);
+	if (st == CTX_OK && read_rev != rev)
+		st =
+		    ctx_fail(CTX_CORRUPT, "checkpoint %s: holds revision %" PRIu64, path, read_rev);
+	if (st == CTX_NOMEM)
+		return ctx_fail(st, "no memory to read checkpoint %s back; no file is deleted",
+		                path);
+	if (st != CTX_OK) {
+		char why[256]; /* it names the file */
+		snprintf(why, sizeof(why), "%s", ctx_last_error());
+		return ctx_fail(
+		    CTX_IO, "read-back failed: %s; the older checkpoint and the log are kept", why);
+	}
+	atomic_store(&s->last_checkpoint, rev);
+	atomic_fetch_add(&s->checkpoints, 1);
+	remove_covered(s->dir, rev);
+	return CTX_OK;
+}
+
 ctx_status checkpoint_run(ctx_store *s)
 {
 	uint64_t rev;
@@ -501,6 +538,10 @@ ctx_status checkpoint_run(ctx_store *s)
 		o->err = errno ? errno : EIO;
 	if (!o->err && vfs_sync(o->fd) != 0)
 		o->err = errno;
+	/* Its pages are clean now: drop them, so that the read-back reads what
+	 * the disk stored rather than the cache. */
+	if (!o->err)
+		posix_fadvise(o->fd, 0, 0, POSIX_FADV_DONTNEED);
 	if (o->fd >= 0)
 		vfs_close(o->fd);
 	if (!o->err && vfs_rename(tmp, final) != 0)
@@ -518,11 +559,7 @@ ctx_status checkpoint_run(ctx_store *s)
 			return ctx_fail(CTX_NOMEM, "no memory for checkpoint %s", final);
 		return ctx_fail(CTX_IO, "checkpoint %s failed: %s", final, strerror(err));
 	}
-	s->prev_checkpoint = atomic_load(&s->last_checkpoint);
-	atomic_store(&s->last_checkpoint, rev);
-	atomic_fetch_add(&s->checkpoints, 1);
-	remove_covered(s->dir, s->prev_checkpoint);
-	return CTX_OK;
+	return checkpoint_settle(s, final, rev);
 }
 
 /* ---- the background thread -------------------------------------------------- */
@@ -592,7 +629,8 @@ static void abandon_context(ctx_context *c)
 	context_release(c);
 }
 
-/* A section's id, checked: valid, and not loaded before. */
+/* A section's id, checked: valid, and (when loading into s) not loaded
+ * before. */
 static bool id_ok(ctx_store *s, const unsigned char *p, uint64_t len, char id[CTX_ID_MAX + 1])
 {
 	size_t checked;
@@ -601,29 +639,53 @@ static bool id_ok(ctx_store *s, const unsigned char *p, uint64_t len, char id[CT
 	memcpy(id, p, len);
 	id[len] = 0;
 	return ctx_check_id(id, &checked) == CTX_OK && checked == len &&
-	       !store_lookup_recovered(s, id, (size_t)len);
+	       (!s || !store_lookup_recovered(s, id, (size_t)len));
 }
 
-/* Hold each loaded version until the points that may pin it are loaded (the
- * chain keeps only history_depth of them). */
+/* The versions of a section read so far. Loading holds each one built until
+ * the points that may pin it are loaded (the chain keeps only history_depth
+ * of them); verifying (v NULL) builds nothing and keeps only the numbers. */
 typedef struct loaded {
-	ctx_state **v;
+	ctx_state **v;     /* the versions built; NULL when verifying */
+	uint64_t *version; /* their numbers */
 	size_t n;
+	uint64_t revision, updated_us; /* the last one's (v2 stores differences) */
 } loaded;
+
+static bool loaded_init(loaded *l, uint64_t n, bool building)
+{
+	*l = (loaded){0};
+	l->version = malloc(n * sizeof(*l->version));
+	l->v = building ? malloc(n * sizeof(*l->v)) : NULL;
+	return l->version && (l->v || !building);
+}
 
 static void loaded_free(loaded *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; l->v && i < l->n; i++)
 		ctx_state_release(l->v[i]);
 	free(l->v);
+	free(l->version);
 }
 
-static ctx_state *loaded_find(const loaded *l, uint64_t version)
+/* Record a version read (with its state, when building). */
+static void loaded_add(loaded *l, ctx_state *v, uint64_t version, uint64_t revision,
+                       uint64_t updated_us)
+{
+	if (l->v)
+		l->v[l->n] = v;
+	l->version[l->n++] = version;
+	l->revision = revision;
+	l->updated_us = updated_us;
+}
+
+/* The index of version among those read, or -1. */
+static ptrdiff_t loaded_find(const loaded *l, uint64_t version)
 {
 	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i]->version == version)
-			return l->v[i];
-	return NULL;
+		if (l->version[i] == version)
+			return (ptrdiff_t)i;
+	return -1;
 }
 
 /* Push a version built from data and meta as c's head (taking them over). */
@@ -640,20 +702,23 @@ static ctx_status push_version(ctx_context *c, loaded *l, uint64_t version, hamt
 	v->updated_us = updated;
 	v->changed = changed;
 	ctx_state_release(context_push_head(c, v));
-	l->v[l->n++] = ctx_state_retain(c->head);
+	loaded_add(l, ctx_state_retain(c->head), version, revision, updated);
 	return CTX_OK;
 }
 
+/* A point on a version read; c NULL when verifying. */
 static ctx_status add_point(ctx_context *c, const loaded *l, uint64_t version, uint64_t time,
                             uint64_t sum, const unsigned char *label, unsigned len)
 {
-	ctx_state *v = loaded_find(l, version);
+	ptrdiff_t i = loaded_find(l, version);
 	char text[CTX_LABEL_MAX + 1];
-	if (!v || !label || len > CTX_LABEL_MAX)
+	if (i < 0 || !label || len > CTX_LABEL_MAX)
 		return CTX_CORRUPT;
+	if (!c)
+		return CTX_OK;
 	memcpy(text, label, len);
 	text[len] = 0;
-	return points_add(c, v, text, time, sum) == CTX_OK ? CTX_OK : CTX_NOMEM;
+	return points_add(c, l->v[i], text, time, sum) == CTX_OK ? CTX_OK : CTX_NOMEM;
 }
 
 /* ---- loading format version 2 ------------------------------------------------ */
@@ -684,7 +749,8 @@ typedef struct key_buf {
 	size_t len, cap;
 } key_buf;
 
-/* One entry into m: the key rebuilt from the previous one, ascending. */
+/* One entry into m (NULL when verifying: parsed and checked only): the key
+ * rebuilt from the previous one, ascending. */
 static ctx_status load_entry(reader *r, hamt *m, key_buf *k, bool full, uint64_t updated,
                              uint64_t edit)
 {
@@ -704,6 +770,8 @@ static ctx_status load_entry(reader *r, hamt *m, key_buf *k, bool full, uint64_t
 	}
 	memcpy(k->p + shared, suffix, (size_t)rest);
 	k->len = klen;
+	if (deleted && !m)
+		return CTX_OK;
 	if (deleted) {
 		ctx_status st = hamt_del(m, hamt_hash(k->p, klen), k->p, klen, edit);
 		return st == CTX_NOT_FOUND ? CTX_CORRUPT : st;
@@ -713,6 +781,8 @@ static ctx_status load_entry(reader *r, hamt *m, key_buf *k, bool full, uint64_t
 	const unsigned char *val = vlen <= UINT32_MAX ? take(r, vlen) : NULL;
 	if (r->bad || !val)
 		return CTX_CORRUPT;
+	if (!m)
+		return CTX_OK;
 	hamt_leaf *l = hamt_leaf_new(k->p, klen, val, (size_t)vlen);
 	if (!l)
 		return CTX_NOMEM;
@@ -734,27 +804,38 @@ static ctx_status load_list(reader *r, hamt *m, key_buf *k, bool full, uint64_t 
 	return st;
 }
 
-/* One version, full (the first) or a delta on c's head. */
-static ctx_status load_version_v2(reader *r, ctx_context *c, loaded *l, key_buf *k)
+/* One version, full (the first) or a delta on the one before (c's head);
+ * with c NULL (verifying), parsed and checked only. */
+static ctx_status load_version_v2(reader *r, ctx_context *c, uint64_t created_us, loaded *l,
+                                  key_buf *k)
 {
-	const ctx_state *prev = c->head;
+	bool first = l->n == 0;
+	uint64_t prev_version = first ? 0 : l->version[l->n - 1];
 	uint64_t dv = take_uv(r);
-	uint64_t revision = (prev ? prev->revision : 0) + (uint64_t)take_sv(r);
-	uint64_t updated = (prev ? prev->updated_us : c->created_us) + (uint64_t)take_sv(r);
+	uint64_t revision = (first ? 0 : l->revision) + (uint64_t)take_sv(r);
+	uint64_t updated = (first ? created_us : l->updated_us) + (uint64_t)take_sv(r);
 	uint64_t changed = take_uv(r);
 	const unsigned char *kind = take(r, 1);
-	uint64_t version = (prev ? prev->version : 0) + dv;
-	if (r->bad || *kind != (prev ? 1 : 0) || dv == 0 || (prev && version < prev->version))
+	uint64_t version = prev_version + dv;
+	if (r->bad || *kind != (first ? 0 : 1) || dv == 0 || version < prev_version)
 		return CTX_CORRUPT;
+	if (!c) {
+		ctx_status st = load_list(r, NULL, k, first, updated, 0);
+		if (st == CTX_OK)
+			st = load_list(r, NULL, k, first, updated, 0);
+		if (st == CTX_OK)
+			loaded_add(l, NULL, version, revision, updated);
+		return st;
+	}
 	hamt data = {0}, meta = {0};
-	if (prev) {
-		data = hamt_retain(&prev->data);
-		meta = hamt_retain(&prev->meta);
+	if (!first) {
+		data = hamt_retain(&c->head->data);
+		meta = hamt_retain(&c->head->meta);
 	}
 	uint64_t edit = hamt_edit_token();
-	ctx_status st = load_list(r, &data, k, !prev, updated, edit);
+	ctx_status st = load_list(r, &data, k, first, updated, edit);
 	if (st == CTX_OK)
-		st = load_list(r, &meta, k, !prev, updated, edit);
+		st = load_list(r, &meta, k, first, updated, edit);
 	if (st != CTX_OK) {
 		hamt_release(&data);
 		hamt_release(&meta);
@@ -766,21 +847,21 @@ static ctx_status load_version_v2(reader *r, ctx_context *c, loaded *l, key_buf 
 /* The fewest bytes a version takes: five varints, its kind, two counts. */
 #define MIN_V2_VERSION_SIZE 7
 
-/* The versions and points of a section into c. */
-static ctx_status load_history_v2(reader *r, ctx_context *c)
+/* The versions and points of a section into c (c NULL: checked only). */
+static ctx_status load_history_v2(reader *r, ctx_context *c, uint64_t created_us)
 {
 	uint64_t nversions = take_uv(r), npoints = take_uv(r);
 	/* Unchecked counts: bound them by the bytes left before allocating. */
 	if (r->bad || nversions == 0 || nversions > (uint64_t)(r->end - r->p) / MIN_V2_VERSION_SIZE)
 		return CTX_CORRUPT;
-	loaded l = {malloc(nversions * sizeof(*l.v)), 0};
+	loaded l;
 	key_buf k = {0};
-	ctx_status st = l.v ? CTX_OK : CTX_NOMEM;
+	ctx_status st = loaded_init(&l, nversions, c != NULL) ? CTX_OK : CTX_NOMEM;
 	for (uint64_t i = 0; i < nversions && st == CTX_OK; i++)
-		st = load_version_v2(r, c, &l, &k);
+		st = load_version_v2(r, c, created_us, &l, &k);
 	for (uint64_t i = 0; i < npoints && st == CTX_OK; i++) {
 		uint64_t version = take_uv(r);
-		uint64_t time = c->created_us + (uint64_t)take_sv(r), sum = take_u64(r);
+		uint64_t time = created_us + (uint64_t)take_sv(r), sum = take_u64(r);
 		const unsigned char *len = take(r, 1);
 		st = r->bad ? CTX_CORRUPT
 		            : add_point(c, &l, version, time, sum, take(r, *len), *len);
@@ -790,7 +871,8 @@ static ctx_status load_history_v2(reader *r, ctx_context *c)
 	return st;
 }
 
-/* One section at r->p: load it into a new context and publish it. */
+/* One section at r->p: load it into a new context and publish it (s NULL:
+ * parse and check it only). */
 static ctx_status load_section_v2(ctx_store *s, reader *r)
 {
 	const unsigned char *start = r->p;
@@ -802,21 +884,23 @@ static ctx_status load_section_v2(ctx_store *s, reader *r)
 	uint64_t access = created + (uint64_t)take_sv(r);
 	if (r->bad)
 		return CTX_CORRUPT;
-	ctx_context *c = context_new(s, id, (size_t)idlen, created);
-	if (!c)
-		return CTX_NOMEM;
-	c->incarnation = incarnation;
-	c->ttl_us = ttl;
-	atomic_store(&c->last_access_us, access);
-	ctx_status st = load_history_v2(r, c);
+	ctx_context *c = NULL;
+	if (s) {
+		if (!(c = context_new(s, id, (size_t)idlen, created)))
+			return CTX_NOMEM;
+		c->incarnation = incarnation;
+		c->ttl_us = ttl;
+		atomic_store(&c->last_access_us, access);
+	}
+	ctx_status st = load_history_v2(r, c, created);
 	size_t len = (size_t)(r->p - start);
 	const unsigned char *crc = take(r, CKPT_V2_SECTION_TRAILER);
 	if (st == CTX_OK && (!crc || get_u32(crc) != crc32c(0, start, len)))
 		st = CTX_CORRUPT;
-	if (st != CTX_OK) {
+	if (st != CTX_OK && c)
 		abandon_context(c);
+	if (st != CTX_OK || !c)
 		return st;
-	}
 	if (ttl)
 		atomic_store(&s->any_ttl, true);
 	store_publish_recovered(s, c);
@@ -914,8 +998,8 @@ static ctx_status load_section(reader *r, ctx_context *c, uint32_t nversions, ui
 	 * allocating for it. */
 	if (nversions == 0 || nversions > (uint64_t)(r->end - r->p) / MIN_VERSION_SIZE)
 		return CTX_CORRUPT;
-	loaded l = {malloc(nversions * sizeof(*l.v)), 0};
-	ctx_status st = l.v ? CTX_OK : CTX_NOMEM;
+	loaded l;
+	ctx_status st = loaded_init(&l, nversions, true) ? CTX_OK : CTX_NOMEM;
 	for (uint32_t i = 0; i < nversions && st == CTX_OK; i++)
 		st = load_version(r, c, &l, i == 0);
 	for (uint32_t i = 0; i < npoints && st == CTX_OK; i++) {
@@ -975,7 +1059,11 @@ static ctx_status load_sections_v1(ctx_store *s, const char *path, const unsigne
 
 /* ---- loading: the file ------------------------------------------------------- */
 
-ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_out)
+/* Read the checkpoint at path: load it into s, or, with s NULL, only parse
+ * every section and check its structure and crc, and the trailer (format 2
+ * only: what this build writes; a verify builds no map, so a deleted key that
+ * was never there, or a repeated id, is found only by a load). */
+static ctx_status checkpoint_read(ctx_store *s, const char *path, uint64_t *revision_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1007,6 +1095,11 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 		              "checkpoint %s: format version %" PRIu32 " is unknown (this build "
 		              "reads versions 1 and 2) at offset 8",
 		              path, version);
+	} else if (!s && version != CKPT_FORMAT_VERSION) {
+		st = ctx_fail(CTX_CORRUPT,
+		              "checkpoint %s: format version %" PRIu32 " is not the one this "
+		              "build writes (%d) at offset 8",
+		              path, version, CKPT_FORMAT_VERSION);
 	} else {
 		*revision_out = get_u64(p + 16);
 		p += CKPT_HEADER_SIZE;
@@ -1020,6 +1113,16 @@ ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_ou
 	}
 	munmap((void *)base, size);
 	return st;
+}
+
+ctx_status checkpoint_load(ctx_store *s, const char *path, uint64_t *revision_out)
+{
+	return checkpoint_read(s, path, revision_out);
+}
+
+ctx_status checkpoint_verify(const char *path, uint64_t *revision_out)
+{
+	return checkpoint_read(NULL, path, revision_out);
 }
 
 /* ---- the public face -------------------------------------------------------- */

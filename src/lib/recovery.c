@@ -5,6 +5,12 @@
  *    revision R (a damaged one is reported and the one before it is tried).
  *    If every checkpoint is damaged but the log is complete (its first
  *    segment starts at revision 1), the state is rebuilt from the log alone.
+ *    A checkpoint is read back intact before it deletes the one before it
+ *    and the log it covers (checkpoint.c), so an older checkpoint, or the
+ *    log from revision 1, is there only after a failed read-back or a crash
+ *    between a checkpoint's rename and its deletes; a sole checkpoint
+ *    damaged at rest, with the log it covers deleted, is CTX_CORRUPT naming
+ *    it, as LMDB or SQLite would refuse a damaged file.
  * 2. The log segments are replayed in order from the one holding R + 1.
  *    Revisions must follow each other without a gap across all segments;
  *    records <= R, and commits the checkpoint already holds (by version), are

@@ -32,11 +32,37 @@
 
 vfs_faults ctx_vfs_faults = {.space_left = -1};
 
+/* The file flip_tmp_write picked, until its first write (or -1). */
+static atomic_int flip_fd = -1;
+
 void vfs_faults_reset(void)
 {
 	atomic_store(&ctx_vfs_faults.write_countdown, 0);
 	atomic_store(&ctx_vfs_faults.sync_countdown, 0);
 	atomic_store(&ctx_vfs_faults.space_left, -1);
+	atomic_store(&ctx_vfs_faults.flip_tmp_write, false);
+	atomic_store(&flip_fd, -1);
+}
+
+static bool is_tmp(const char *path)
+{
+	size_t n = strlen(path);
+	return n > 4 && strcmp(path + n - 4, ".tmp") == 0;
+}
+
+/* Write n bytes of buf with one bit of the middle one flipped. */
+static int write_flipped(int fd, const void *buf, size_t n)
+{
+	unsigned char *copy = malloc(n);
+	if (!copy) {
+		errno = ENOMEM;
+		return -1;
+	}
+	memcpy(copy, buf, n);
+	copy[n / 2] ^= 0x10;
+	int r = vfs_write_all(fd, copy, n);
+	free(copy);
+	return r;
 }
 
 /* True when a countdown reaches its call. */
@@ -318,6 +344,9 @@ int vfs_open(const char *path, int flags, mode_t mode)
 	while (fd < 0 && errno == EINTR);
 	if (fd >= 0 && sim)
 		sim_opened(path, fd, flags, created);
+	if (fd >= 0 && atomic_load(&ctx_vfs_faults.flip_tmp_write) && is_tmp(path) &&
+	    atomic_exchange(&ctx_vfs_faults.flip_tmp_write, false))
+		atomic_store(&flip_fd, fd);
 	return fd;
 }
 
@@ -332,6 +361,9 @@ int vfs_mkdir(const char *path, mode_t mode)
 
 int vfs_write_all(int fd, const void *buf, size_t n)
 {
+	int flip = fd;
+	if (n && atomic_load(&flip_fd) == fd && atomic_compare_exchange_strong(&flip_fd, &flip, -1))
+		return write_flipped(fd, buf, n);
 	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
 		int e = atomic_load(&ctx_vfs_faults.write_errno);
 		errno = e ? e : EIO;
@@ -448,6 +480,8 @@ int vfs_truncate(int fd, off_t len)
 
 int vfs_close(int fd)
 {
+	int flip = fd;
+	atomic_compare_exchange_strong(&flip_fd, &flip, -1);
 	if (sim) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);

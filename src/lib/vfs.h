@@ -29,13 +29,17 @@ int vfs_close(int fd);
 
 /* Fault injection, for tests. A countdown of n > 0 makes the nth following
  * call fail with the given errno (then it is off again); space_left >= 0 makes
- * writes fail with ENOSPC once that many more bytes were written. */
+ * writes fail with ENOSPC once that many more bytes were written. With
+ * flip_tmp_write set, the first write to the next file opened whose name ends
+ * in ".tmp" (a checkpoint being written) stores one bit flipped and reports
+ * success, as a disk that stores wrong (then it is off again). */
 typedef struct vfs_faults {
 	atomic_long write_countdown;
 	atomic_int write_errno;
 	atomic_long sync_countdown;
 	atomic_int sync_errno;
 	atomic_llong space_left; /* -1 = unlimited */
+	atomic_bool flip_tmp_write;
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
 void vfs_faults_reset(void);

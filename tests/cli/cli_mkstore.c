@@ -1,17 +1,22 @@
 /*
  * cli_mkstore.c - make a data directory for the ctx CLI tests.
  *
- *   cli_mkstore DIR [N]
+ *   cli_mkstore DIR [N [keep-log]]
  *
  * Creates, through the public API, contexts that exercise every corner of
  * the export format: several versions, UTF-8 and binary values (invalid
  * UTF-8, NUL bytes, empty), a key that is not UTF-8, keys with quotes,
  * backslashes and newlines, metadata, recovery points with labels, a
  * dropped context; plus N plain contexts "bulk:NNNNNN" (default 0).
+ * With keep-log, the log segments the final checkpoint deletes are put back:
+ * the directory a crash between that checkpoint's rename and its deletes
+ * leaves (the whole log beside the checkpoint).
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctx.h"
 
@@ -59,10 +64,40 @@ static void make_corners(ctx_store *s)
 	put(s, "ünïcode id", "k", 1, "v", 1);
 }
 
+/* Link (back == 0) each log segment of dir to "<name>.keep", or (back == 1)
+ * rename each "<name>.keep" back to its name if that is gone. */
+static void keep_log(const char *dir, int back)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		perror(dir);
+		exit(1);
+	}
+	struct dirent *e;
+	char from[4096], to[4096];
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (strncmp(e->d_name, "wal-", 4) != 0)
+			continue;
+		if (!back && len > 4 && strcmp(e->d_name + len - 4, ".log") == 0) {
+			snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+			snprintf(to, sizeof(to), "%s.keep", from);
+			check(link(from, to) == 0 ? CTX_OK : CTX_IO, "link");
+		} else if (back && len > 5 && strcmp(e->d_name + len - 5, ".keep") == 0) {
+			snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+			snprintf(to, sizeof(to), "%.*s", (int)(strlen(from) - 5), from);
+			check(access(to, F_OK) != 0 ? (rename(from, to) == 0 ? CTX_OK : CTX_IO)
+			                            : (unlink(from) == 0 ? CTX_OK : CTX_IO),
+			      "put back");
+		}
+	}
+	closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: cli_mkstore DIR [N]\n");
+		fprintf(stderr, "usage: cli_mkstore DIR [N [keep-log]]\n");
 		return 2;
 	}
 	ctx_options o;
@@ -82,6 +117,11 @@ int main(int argc, char **argv)
 		check(ctx_txn_put(t, "n", 1, val, strlen(val)), "txn_put");
 		check(ctx_txn_commit(t, 0, NULL), "commit");
 	}
+	bool keep = argc > 3 && strcmp(argv[3], "keep-log") == 0;
+	if (keep)
+		keep_log(argv[1], 0);
 	ctx_close(s);
+	if (keep)
+		keep_log(argv[1], 1);
 	return 0;
 }

@@ -38,6 +38,9 @@ expect_eq() { # GOT WANT WHAT
 N=300
 "$MKSTORE" "$T/d" $N || { echo "cli_mkstore failed"; exit 1; }
 LIVE=$((N + 4))
+# The same as a crash between the final checkpoint's rename and its deletes
+# leaves it: the whole log still beside the checkpoint.
+"$MKSTORE" "$T/dlog" $N keep-log || { echo "cli_mkstore keep-log failed"; exit 1; }
 
 # ---- verify ----
 expect_rc 0 "$CTX" verify "$T/d"
@@ -130,16 +133,25 @@ cp -r "$T/d" "$T/torn"
 printf 'half-written-record' >>"$(ls "$T"/torn/wal-*.log | tail -1)"
 expect_rc 0 "$CTX" --json verify "$T/torn"
 expect_eq "$(jq -c '[.ok, .torn_bytes]' "$T/out")" "[true,19]" "torn tail is counted, not an error"
-cp -r "$T/d" "$T/bad"
-ckpt=$(ls "$T"/bad/ckpt-*.ckpt | tail -1)
-size=$(stat -c %s "$ckpt")
-printf '\xff\xff\xff\xff' | dd of="$ckpt" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
-# A damaged sole checkpoint beside the complete log is rebuilt from the log
-# (verify says so and succeeds); without the log's first segment it is damage.
-cp -r "$T/bad" "$T/rebuilt"
+# A clean close keeps one generation: the checkpoint and the log after it.
+expect_eq "$(ls "$T"/d/ckpt-*.ckpt | wc -l) $(ls "$T"/d/wal-*.log | wc -l)" "1 1" "files after a close"
+[ -e "$T/d/wal-0000000000000001.log" ] && fail "the log the checkpoint covers was kept"
+damage_ckpt() { # DIR: four bytes in the middle of its checkpoint
+	local c size
+	c=$(ls "$1"/ckpt-*.ckpt | tail -1)
+	size=$(stat -c %s "$c")
+	printf '\xff\xff\xff\xff' | dd of="$c" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+}
+# A damaged sole checkpoint beside the complete log (a crash before its
+# deletes) is rebuilt from the log (verify says so and succeeds); after a
+# clean close, the log it covered is gone, and it is damage.
+cp -r "$T/dlog" "$T/rebuilt"
+damage_ckpt "$T/rebuilt"
 expect_rc 0 "$CTX" --json verify "$T/rebuilt"
 expect_in "$T/out" "rebuilt from the complete log"
-rm -f "$T"/bad/wal-0000000000000001.log
+cp -r "$T/d" "$T/bad"
+ckpt=$(ls "$T"/bad/ckpt-*.ckpt | tail -1)
+damage_ckpt "$T/bad"
 expect_rc 1 "$CTX" verify "$T/bad"
 expect_in "$T/out" "result               data corrupt"
 expect_in "$T/out" "$(basename "$ckpt")"

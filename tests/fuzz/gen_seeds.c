@@ -341,8 +341,9 @@ static void scenario_ttl(void)
 	snapshot("ttl-closed");
 }
 
-/* Many versions with a short history: checkpoints with delta versions, two
- * generations of checkpoints, several segments. */
+/* Many versions with a short history: checkpoints with delta versions,
+ * several checkpoints in a row (each deleting the one before it and the log
+ * it covers; the corpus was first built when two generations stayed). */
 static void scenario_history(void)
 {
 	fresh_work();
