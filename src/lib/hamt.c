@@ -136,6 +136,11 @@ uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t
 	return h ? h : 1;
 }
 
+uint64_t hamt_leaf_sum(const hamt_leaf *l)
+{
+	return hamt_content_hash(l->data, l->klen, l->data + l->klen, l->vlen);
+}
+
 /* Tokens are taken from the shared counter in blocks, so that committers on
  * different contexts do not all bounce one cache line: each thread hands out
  * its own block. Unique all the same, which is all a token needs to be. */
@@ -184,14 +189,13 @@ static inline unsigned bit_pos(uint32_t bitmap, uint32_t bit)
 
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
-	hamt_leaf *l = malloc(sizeof(*l) + klen + vlen);
+	hamt_leaf *l = malloc(HAMT_LEAF_HEADER + klen + vlen);
 	if (!l)
 		return NULL;
 	atomic_init(&l->refs, 1);
 	l->klen = (uint32_t)klen;
 	l->vlen = (uint32_t)vlen;
 	l->hash = hamt_hash(key, klen);
-	l->sum = hamt_content_hash(key, klen, val, vlen);
 	l->time_us = 0;
 	memcpy(l->data, key, klen);
 	if (vlen)
@@ -218,8 +222,8 @@ static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, siz
 /* Same key (known) and same value. */
 static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
 {
-	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
-	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
+	return a == b ||
+	       (a->vlen == b->vlen && memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
@@ -584,8 +588,8 @@ static ctx_status set_collision(path *p, uint32_t pbit, void **np, hamt_leaf *le
 			if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
-			r->replaced_sum = old->sum;
 			r->same = leaf_same(old, leaf);
+			r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 			hamt_node *e = *np;
 			slot_release(e->slot[i]);
 			e->slot[i] = leaf_slot(leaf);
@@ -627,8 +631,8 @@ static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt
 	hamt_leaf *old = slot_leaf(s);
 	if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
 		r->replaced_bytes = (long long)old->klen + old->vlen;
-		r->replaced_sum = old->sum;
 		r->same = leaf_same(old, leaf);
+		r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 		slot_forget(p, n, pos, bit);
 		n->slot[pos] = leaf_slot(leaf);
 		n->owned |= bit;
@@ -683,10 +687,11 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 		m->count++;
 	} else {
 		m->bytes -= (size_t)r.replaced_bytes;
-		m->sum -= r.replaced_sum;
 	}
 	m->bytes += (size_t)leaf->klen + leaf->vlen;
-	m->sum += leaf->sum;
+	/* The same value again leaves the checksum as it was: no hashing. */
+	if (!r.same)
+		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
 	if (changed)
 		*changed = !r.same;
 	return CTX_OK;
@@ -717,7 +722,7 @@ static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint
 
 	if (slot_is_leaf(s)) {
 		*freed = (size_t)slot_leaf(s)->klen + slot_leaf(s)->vlen;
-		*sum = slot_leaf(s)->sum;
+		*sum = hamt_leaf_sum(slot_leaf(s));
 		slot_forget(p, n, pos, bit);
 		node_remove_slot(n, pos);
 		if (n->kind == KIND_BITMAP) {
