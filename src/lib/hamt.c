@@ -94,6 +94,7 @@ struct hamt_node {
 };
 
 _Static_assert(HAMT_BORROW_CHAIN < 16 && HAMT_BORROW_DROPS < 8, "hamt_node bit fields");
+_Static_assert(sizeof(hamt_node) == 32, "node_alloc: odd capacities fill a malloc chunk");
 
 /* Collision nodes may exceed 32 leaves; their cap/len use the same fields, so
  * they are limited to 65535 keys of one identical 64-bit hash, which a keyed
@@ -228,8 +229,14 @@ static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
 
 /* ---- nodes ---------------------------------------------------------------- */
 
+/* Room for at least cap slots. The 32-byte header and an odd number of
+ * 8-byte slots fill a malloc chunk (glibc: an 8-byte header, 16-byte steps),
+ * so an even capacity is rounded up to the next odd one: the extra slot is
+ * free (2 slots and 3 take the same 64-byte chunk). */
 static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit)
 {
+	if (kind == KIND_BITMAP ? cap < 32 : cap < COLLISION_MAX)
+		cap |= 1;
 	hamt_node *n = malloc(sizeof(*n) + cap * sizeof(void *));
 	if (!n)
 		return NULL;
@@ -391,8 +398,10 @@ static void path_unborrow(path *p)
  * slots (references, base and ownership move with it). */
 static ctx_status node_grow(void **np, unsigned extra)
 {
+	/* By half again (not double): a map built by one transaction keeps
+	 * the slack of its last growth (a copy is made to measure). */
 	hamt_node *n = *np;
-	unsigned cap = n->len + (n->len > extra ? n->len : extra);
+	unsigned cap = n->len + (n->len / 2 > extra ? n->len / 2 : extra);
 	if (n->kind == KIND_BITMAP && cap > 32)
 		cap = 32;
 	hamt_node *c = node_alloc(n->kind, cap, n->edit);
