@@ -14,8 +14,10 @@
  */
 #include "testutil.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +181,17 @@ static void check_all(const hamt *m, const model *md)
 {
 	assert_int_equal(m->count, md->count);
 	assert_int_equal(m->bytes, md->bytes);
+	/* The checksum: the sum of the present keys' content hashes, however
+	 * the map got there (puts of new keys, of the same value again, of
+	 * other values, deletes). */
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < md->nkeys; i++) {
+		unsigned char key[16];
+		size_t klen = make_key(i, key);
+		if (md->present[i])
+			sum += hamt_content_hash(key, klen, md->val[i], md->vlen[i]);
+	}
+	assert_true(m->sum == sum);
 	if (md->count == 0)
 		assert_null(m->root);
 	for (unsigned i = 0; i < md->nkeys; i++)
@@ -724,6 +737,34 @@ static void test_empty_map(void **unused)
 	assert_int_equal(m.bytes, 0);
 }
 
+static void test_leaf_layout(void **unused)
+{
+	/* The key follows the header with no padding, and a leaf is one
+	 * allocation of header + key + value: a 6-byte key and a 64-byte value
+	 * (ctxbench memory's payload) take a 112-byte malloc chunk (104 usable
+	 * bytes), not 128 as with the 40-byte header that held a checksum. */
+	enum { N = 64 };
+	char val[64];
+	memset(val, 'v', sizeof(val));
+	hamt_leaf *l[N];
+	size_t least = SIZE_MAX;
+	for (int i = 0; i < N; i++) {
+		l[i] = hamt_leaf_new("key000", 6, val, sizeof(val));
+		assert_non_null(l[i]);
+		size_t u = malloc_usable_size(l[i]);
+		assert_true(u >= HAMT_LEAF_HEADER + 6 + sizeof(val));
+		least = u < least ? u : least;
+	}
+	assert_int_equal(HAMT_LEAF_HEADER, 28);
+	assert_ptr_equal(hamt_leaf_key(l[0]), (const unsigned char *)l[0] + 28);
+	assert_ptr_equal(hamt_leaf_value(l[0]), (const unsigned char *)l[0] + 34);
+	/* malloc may hand out a bigger free chunk now and then: the smallest. */
+	assert_true(least <= 104);
+	assert_true(hamt_leaf_sum(l[0]) == hamt_content_hash("key000", 6, val, sizeof(val)));
+	for (int i = 0; i < N; i++)
+		hamt_leaf_release(l[i]);
+}
+
 static void test_hash_function(void **unused)
 {
 	/* Deterministic within the process, sensitive to every byte and to the
@@ -782,6 +823,7 @@ int main(void)
 	    cmocka_unit_test(test_borrowing_frees_large_values),
 	    cmocka_unit_test(test_borrowing_retention_bounded),
 	    cmocka_unit_test(test_hash_function),
+	    cmocka_unit_test(test_leaf_layout),
 	    cmocka_unit_test(test_edit_tokens_unique),
 	    cmocka_unit_test(test_collision_node_lifecycle),
 	    cmocka_unit_test(test_model_real_hash_small),

@@ -89,11 +89,15 @@ struct hamt_node {
 	uint32_t bitmap;
 	uint32_t owned; /* bitmap nodes: the bits of the slots it holds references to */
 	uint64_t edit;
-	hamt_node *base; /* a reference: the node whose other slots it borrows */
-	void *slot[];    /* leaf pointers are tagged with bit 0 */
+	/* cap slots (leaf pointers are tagged with bit 0), then, in a node that
+	 * borrows (chain > 0), its base: a reference to the node whose other
+	 * slots it borrows (node_base). A node that does not borrow, most of
+	 * them, spends no word on it. */
+	void *slot[];
 };
 
 _Static_assert(HAMT_BORROW_CHAIN < 16 && HAMT_BORROW_DROPS < 8, "hamt_node bit fields");
+_Static_assert(sizeof(hamt_node) == 24, "node_alloc: an even number of words fills a chunk");
 
 /* Collision nodes may exceed 32 leaves; their cap/len use the same fields, so
  * they are limited to 65535 keys of one identical 64-bit hash, which a keyed
@@ -134,6 +138,11 @@ uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t
 	/* Fixed seeds: the checksum is stored on disk and compared later. */
 	uint64_t h = XXH3_64bits_withSeed(val, vlen, XXH3_64bits(key, klen));
 	return h ? h : 1;
+}
+
+uint64_t hamt_leaf_sum(const hamt_leaf *l)
+{
+	return hamt_content_hash(l->data, l->klen, l->data + l->klen, l->vlen);
 }
 
 /* Tokens are taken from the shared counter in blocks, so that committers on
@@ -184,14 +193,13 @@ static inline unsigned bit_pos(uint32_t bitmap, uint32_t bit)
 
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
-	hamt_leaf *l = malloc(sizeof(*l) + klen + vlen);
+	hamt_leaf *l = malloc(HAMT_LEAF_HEADER + klen + vlen);
 	if (!l)
 		return NULL;
 	atomic_init(&l->refs, 1);
 	l->klen = (uint32_t)klen;
 	l->vlen = (uint32_t)vlen;
 	l->hash = hamt_hash(key, klen);
-	l->sum = hamt_content_hash(key, klen, val, vlen);
 	l->time_us = 0;
 	memcpy(l->data, key, klen);
 	if (vlen)
@@ -218,15 +226,21 @@ static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, siz
 /* Same key (known) and same value. */
 static bool leaf_same(const hamt_leaf *a, const hamt_leaf *b)
 {
-	return a == b || (a->vlen == b->vlen && a->sum == b->sum &&
-	                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
+	return a == b ||
+	       (a->vlen == b->vlen && memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) == 0);
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
 
-static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit)
+/* Room for at least cap slots, and for a base if with_base. The 24-byte
+ * header and an even number of 8-byte words after it fill a malloc chunk
+ * (glibc: an 8-byte header, 16-byte steps), so the capacity is rounded up
+ * to make the words even: the extra slot is free (a pair node is 48 bytes). */
+static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit, bool with_base)
 {
-	hamt_node *n = malloc(sizeof(*n) + cap * sizeof(void *));
+	if (((cap + with_base) & 1) && (kind == KIND_BITMAP ? cap < 32 : cap < COLLISION_MAX))
+		cap++;
+	hamt_node *n = malloc(sizeof(*n) + (cap + with_base) * sizeof(void *));
 	if (!n)
 		return NULL;
 	atomic_init(&n->refs, 1);
@@ -238,8 +252,13 @@ static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit)
 	n->bitmap = kind == KIND_BITMAP ? 0 : cap; /* collision: bitmap = capacity */
 	n->owned = 0;
 	n->edit = edit;
-	n->base = NULL;
 	return n;
+}
+
+/* The node n borrows from, or NULL (bitmap nodes only borrow). */
+static hamt_node *node_base(const hamt_node *n)
+{
+	return n->chain ? (hamt_node *)n->slot[n->cap] : NULL;
 }
 
 static unsigned node_cap(const hamt_node *n)
@@ -296,7 +315,7 @@ static void node_release(hamt_node *n)
 	/* A loop along the base chain (at most HAMT_BORROW_CHAIN long); recursion
 	 * only down the trie. */
 	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
-		hamt_node *base = n->base;
+		hamt_node *base = node_base(n);
 		node_release_slots(n);
 		free(n);
 		n = base;
@@ -310,7 +329,7 @@ static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 	unsigned cap = n->len + extra;
 	if (n->kind == KIND_BITMAP && cap > 32)
 		cap = 32;
-	hamt_node *c = node_alloc(n->kind, cap, edit);
+	hamt_node *c = node_alloc(n->kind, cap, edit, false);
 	if (!c)
 		return NULL;
 	c->len = n->len;
@@ -330,13 +349,13 @@ static hamt_node *node_borrow(hamt_node *n, unsigned extra, uint64_t edit)
 	unsigned cap = n->len + extra;
 	if (cap > 32)
 		cap = 32;
-	hamt_node *c = node_alloc(KIND_BITMAP, cap, edit);
+	hamt_node *c = node_alloc(KIND_BITMAP, cap, edit, true);
 	if (!c)
 		return NULL;
 	c->len = n->len;
 	c->bitmap = n->bitmap;
 	c->chain = (uint8_t)(n->chain + 1);
-	c->base = n;
+	c->slot[c->cap] = n;
 	memcpy(c->slot, n->slot, n->len * sizeof(void *));
 	return c;
 }
@@ -350,16 +369,16 @@ static bool can_borrow(const hamt_node *n)
  * one, and none to its base any more. */
 static void node_unborrow(hamt_node *n)
 {
-	if (n->kind != KIND_BITMAP || !n->base)
+	hamt_node *base = node_base(n);
+	if (!base)
 		return;
 	uint32_t bm = n->bitmap;
 	for (unsigned pos = 0; bm; pos++, bm &= bm - 1)
 		if (!(n->owned & (bm & -bm)))
 			slot_retain(n->slot[pos]);
 	n->owned = n->bitmap;
-	node_release(n->base);
-	n->base = NULL;
-	n->chain = 0;
+	node_release(base);
+	n->chain = 0; /* no base any more (its word stays unused) */
 	n->dropped = 0;
 }
 
@@ -387,11 +406,13 @@ static void path_unborrow(path *p)
  * slots (references, base and ownership move with it). */
 static ctx_status node_grow(void **np, unsigned extra)
 {
+	/* By half again (not double): a map built by one transaction keeps
+	 * the slack of its last growth (a copy is made to measure). */
 	hamt_node *n = *np;
-	unsigned cap = n->len + (n->len > extra ? n->len : extra);
+	unsigned cap = n->len + (n->len / 2 > extra ? n->len / 2 : extra);
 	if (n->kind == KIND_BITMAP && cap > 32)
 		cap = 32;
-	hamt_node *c = node_alloc(n->kind, cap, n->edit);
+	hamt_node *c = node_alloc(n->kind, cap, n->edit, n->chain != 0);
 	if (!c)
 		return CTX_NOMEM;
 	c->len = n->len;
@@ -401,7 +422,8 @@ static ctx_status node_grow(void **np, unsigned extra)
 		c->bitmap = n->bitmap;
 		c->owned = n->owned;
 	}
-	c->base = n->base;
+	if (c->chain)
+		c->slot[c->cap] = node_base(n);
 	memcpy(c->slot, n->slot, n->len * sizeof(void *));
 	free(n);
 	*np = c;
@@ -487,7 +509,7 @@ static hamt_node *node_pair(void *a, void *b, unsigned level, uint64_t edit)
 {
 	uint64_t ha = slot_leaf(a)->hash, hb = slot_leaf(b)->hash;
 	if (level > LAST_LEVEL) {
-		hamt_node *c = node_alloc(KIND_COLLISION, 2, edit);
+		hamt_node *c = node_alloc(KIND_COLLISION, 2, edit, false);
 		if (!c)
 			return NULL;
 		c->slot[0] = a;
@@ -496,7 +518,7 @@ static hamt_node *node_pair(void *a, void *b, unsigned level, uint64_t edit)
 		return c;
 	}
 	unsigned ia = level_index(ha, level), ib = level_index(hb, level);
-	hamt_node *n = node_alloc(KIND_BITMAP, 2, edit);
+	hamt_node *n = node_alloc(KIND_BITMAP, 2, edit, false);
 	if (!n)
 		return NULL;
 	if (ia == ib) {
@@ -584,8 +606,8 @@ static ctx_status set_collision(path *p, uint32_t pbit, void **np, hamt_leaf *le
 			if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 				return CTX_NOMEM;
 			r->replaced_bytes = (long long)old->klen + old->vlen;
-			r->replaced_sum = old->sum;
 			r->same = leaf_same(old, leaf);
+			r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 			hamt_node *e = *np;
 			slot_release(e->slot[i]);
 			e->slot[i] = leaf_slot(leaf);
@@ -627,8 +649,8 @@ static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt
 	hamt_leaf *old = slot_leaf(s);
 	if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
 		r->replaced_bytes = (long long)old->klen + old->vlen;
-		r->replaced_sum = old->sum;
 		r->same = leaf_same(old, leaf);
+		r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 		slot_forget(p, n, pos, bit);
 		n->slot[pos] = leaf_slot(leaf);
 		n->owned |= bit;
@@ -661,7 +683,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 {
 	set_result r = {.replaced_bytes = -1};
 	if (!m->root) {
-		hamt_node *n = node_alloc(KIND_BITMAP, 4, edit);
+		hamt_node *n = node_alloc(KIND_BITMAP, 4, edit, false);
 		if (!n)
 			return CTX_NOMEM;
 		uint32_t bit = 1u << level_index(leaf->hash, 0);
@@ -683,10 +705,11 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 		m->count++;
 	} else {
 		m->bytes -= (size_t)r.replaced_bytes;
-		m->sum -= r.replaced_sum;
 	}
 	m->bytes += (size_t)leaf->klen + leaf->vlen;
-	m->sum += leaf->sum;
+	/* The same value again leaves the checksum as it was: no hashing. */
+	if (!r.same)
+		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
 	if (changed)
 		*changed = !r.same;
 	return CTX_OK;
@@ -717,7 +740,7 @@ static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint
 
 	if (slot_is_leaf(s)) {
 		*freed = (size_t)slot_leaf(s)->klen + slot_leaf(s)->vlen;
-		*sum = slot_leaf(s)->sum;
+		*sum = hamt_leaf_sum(slot_leaf(s));
 		slot_forget(p, n, pos, bit);
 		node_remove_slot(n, pos);
 		if (n->kind == KIND_BITMAP) {

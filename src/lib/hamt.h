@@ -28,15 +28,24 @@
 
 #include "ctx.h"
 
+/* A leaf is one allocation of HAMT_LEAF_HEADER (28) bytes and then the key
+ * and value: the 8-byte fields first and the 4-byte ones after them, so the
+ * key starts at byte 28 with no padding, and the allocation is
+ * offsetof(data) + klen + vlen, not sizeof (which rounds up to 32). A leaf
+ * keeps no content hash of its own (hamt_leaf_sum recomputes it from its
+ * bytes when a map needs it, see struct hamt): 8 bytes of every key for a
+ * hash over a few dozen bytes on a change. */
 typedef struct hamt_leaf {
+	uint64_t hash;    /* keyed hash of the key: the trie position */
+	uint64_t time_us; /* commit time of the version that set it   */
 	atomic_uint refs;
 	uint32_t klen;
 	uint32_t vlen;
-	uint64_t hash;        /* keyed hash of the key: the trie position        */
-	uint64_t sum;         /* unkeyed hash of key and value: content checksum  */
-	uint64_t time_us;     /* commit time of the version that set it          */
 	unsigned char data[]; /* klen key bytes, then vlen value bytes */
 } hamt_leaf;
+
+#define HAMT_LEAF_HEADER offsetof(hamt_leaf, data)
+_Static_assert(offsetof(hamt_leaf, data) == 28, "hamt_leaf: no padding before the key");
 
 typedef struct hamt_node hamt_node;
 
@@ -52,8 +61,10 @@ typedef struct hamt_node hamt_node;
 #define HAMT_BORROW_SMALL 256
 
 /* One map: its root (NULL when empty), key count, key+value bytes, and the
- * sum (mod 2^64) of its leaves' content hashes: an order-independent
- * checksum of its content, kept up to date in O(1) per change. */
+ * sum (mod 2^64) of its leaves' content hashes (hamt_leaf_sum): an
+ * order-independent checksum of its content, kept up to date in O(1) per
+ * change (the hash of the leaf that enters, and of the one that leaves,
+ * computed from their bytes). */
 typedef struct hamt {
 	hamt_node *root;
 	size_t count;
@@ -141,8 +152,9 @@ ctx_status hamt_diff(const hamt *a, const hamt *b, hamt_diff_fn fn, void *arg);
 /* The number of keys added, changed or removed from a to b (hamt_diff). */
 size_t hamt_diff_count(const hamt *a, const hamt *b);
 
-/* The content hash of a key and value (what hamt_leaf.sum holds). */
+/* The content hash of a key and value (never 0), and of a leaf's. */
 uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t vlen);
+uint64_t hamt_leaf_sum(const hamt_leaf *l);
 
 /* Iteration over a map, in trie order. The map must stay alive (held by the
  * caller) while the iterator is used. */

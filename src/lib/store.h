@@ -37,7 +37,7 @@ struct ctx_state {
 	uint64_t version;
 	uint64_t revision;
 	uint64_t updated_us;
-	size_t changed;   /* keys written by the commit that made it */
+	size_t changed; /* keys written by the commit that made it */
 	/* Set by a transaction of few operations: it replaced few nodes of the
 	 * version before, so freeing that version is cheap (reclaim.c). */
 	bool light;
@@ -67,35 +67,38 @@ typedef struct point_set {
 	point_entry e[];
 } point_set;
 
+/* Fields are ordered so that the small ones pair up (no padding holes): 208
+ * bytes, then the id and the index node in the same allocation. */
 struct ctx_context {
 	struct cds_lfht_node node; /* in store.table while live */
 	atomic_uint refs;          /* table, states, transactions, callers */
+	unsigned points_pending;   /* see points_decided */
 	ctx_store *store;
 	uint64_t id_hash;
 	uint64_t created_us;
 	pthread_mutex_t write_lock;
-	uint64_t incarnation;          /* revision of its creation */
+	uint64_t incarnation; /* revision of its creation */
 	/* Newest decided version: written under write_lock; read without it
 	 * only by ctx_get_latest (under RCU, taking a reference). */
 	_Atomic(ctx_state *) head;
-	ctx_state *oldest;             /* oldest version in the history chain */
-	size_t kept;                   /* versions in the chain, head included */
-	_Atomic(point_set *) points;   /* NULL: none; what readers see */
+	ctx_state *oldest;           /* oldest version in the history chain */
+	size_t kept;                 /* versions in the chain, head included */
+	_Atomic(point_set *) points; /* NULL: none; what readers see */
 	/* Under durability always a point change is shown only once its record
 	 * is durable (points.c): while points_pending changes wait for that,
 	 * points_decided is the newest decided set, the one writers build on
-	 * (owned by its change until installed). Both under write_lock. */
+	 * (owned by its change until installed). Both under write_lock
+	 * (points_pending sits beside refs, to fill the padding there). */
 	point_set *points_decided;
-	unsigned points_pending;
-	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
+	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
-	_Atomic(ctx_state *) visible;  /* newest version readers may see */
-	atomic_bool dropped;           /* no more commits; set under write_lock */
-	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
-	atomic_bool gone;              /* out of the table, visible cleared */
+	_Atomic(ctx_state *) visible; /* newest version readers may see */
+	atomic_bool dropped;          /* no more commits; set under write_lock */
+	atomic_bool gone;             /* out of the table, visible cleared */
+	uint64_t drop_revision;       /* revision of its drop record (write_lock) */
 	struct rcu_head rcu;
-	index_node *inode;             /* in store.index while in the table;
-	                                  allocated with the context */
+	index_node *inode; /* in store.index while in the table;
+	                      allocated with the context */
 	size_t idlen;
 	char id[];
 };
@@ -104,40 +107,40 @@ struct ctx_log;
 
 struct ctx_store {
 	ctx_options opts;
-	char *dir;                         /* NULL: memory only */
-	int lock_fd;                       /* holds the directory's flock */
+	char *dir;   /* NULL: memory only */
+	int lock_fd; /* holds the directory's flock */
 	struct cds_lfht *table;
 	/* Buckets asked of the table so far (a power of two). liburcu grows a
 	 * table by itself only past 8 contexts per bucket; store_create asks
 	 * the reaper for twice as many once there are more contexts than
 	 * buckets (expiry.c), so chains stay short. */
 	atomic_size_t table_buckets;
-	ctx_index index;                   /* the table's contexts, by id */
-	atomic_size_t live;                /* contexts in the table */
-	atomic_uint_fast64_t revision;     /* last revision handed out (no log) */
-	struct ctx_log *log;               /* NULL: memory only */
-	struct feed *feed;                 /* the change feed behind watches */
-	pthread_mutex_t notify_lock;       /* notifiers (notify.c) */
+	ctx_index index;               /* the table's contexts, by id */
+	atomic_size_t live;            /* contexts in the table */
+	atomic_uint_fast64_t revision; /* last revision handed out (no log) */
+	struct ctx_log *log;           /* NULL: memory only */
+	struct feed *feed;             /* the change feed behind watches */
+	pthread_mutex_t notify_lock;   /* notifiers (notify.c) */
 	struct ctx_notifier *notifiers;
-	bool wait_durable;                 /* durability always: wait for syncs */
+	bool wait_durable; /* durability always: wait for syncs */
 
 	/* The background checkpointer (with a log). */
 	pthread_t checkpointer;
 	bool checkpointer_running;
 	atomic_bool closing;
 	atomic_uint_fast64_t last_checkpoint; /* revision of the newest checkpoint */
-	atomic_uint_fast64_t checkpoints;  /* written since open */
-	atomic_flag checkpoint_busy;       /* one checkpoint at a time */
+	atomic_uint_fast64_t checkpoints;     /* written since open */
+	atomic_flag checkpoint_busy;          /* one checkpoint at a time */
 
 	/* The expiry reaper (expiry.c). */
 	pthread_t reaper;
 	bool reaper_running;
-	pthread_mutex_t reaper_lock;       /* only to sleep on reaper_cv */
+	pthread_mutex_t reaper_lock; /* only to sleep on reaper_cv */
 	pthread_cond_t reaper_cv;
 	bool reaper_stop;
 	bool reaper_kicked;
-	size_t grow_table;                 /* buckets to resize the table to, 0: none */
-	atomic_bool any_ttl;               /* a time-to-live was ever set: scan */
+	size_t grow_table;   /* buckets to resize the table to, 0: none */
+	atomic_bool any_ttl; /* a time-to-live was ever set: scan */
 };
 
 /* Notifiers (notify.c): set up the lock and the log's durable hook. */
@@ -183,8 +186,8 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 #include "log.h"
 typedef struct pending_change {
 	log_done done;
-	ctx_context *c;     /* a reference                              */
-	ctx_state *st;      /* a reference; NULL for a drop             */
+	ctx_context *c; /* a reference                              */
+	ctx_state *st;  /* a reference; NULL for a drop             */
 	ctx_event_kind kind;
 	uint64_t version;
 	size_t nkeys;
