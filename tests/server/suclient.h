@@ -1,7 +1,7 @@
 /*
- * suclient.h - the client side shared by ctxd's coverage tests
- * (test_cov_conn.c, test_cov_data.c): a raw connection that reads whole RESP
- * replies, hiredis helpers and EXPECT_* checks. Static functions: each test
+ * suclient.h - the client side shared by ctxd's command tests
+ * (test_commands.c, test_cov_conn.c, test_cov_data.c): a raw connection that reads whole RESP
+ * replies, hiredis helpers and EXPECT_* checks. Static inline functions: each test
  * program includes it once. Needs cmocka.h, hiredis.h and serverutil.h first.
  */
 #ifndef CTXD_SUCLIENT_H
@@ -9,7 +9,7 @@
 
 /* ---- raw replies ---------------------------------------------------------------------- */
 
-static size_t reply_len(const char *b, size_t n)
+static inline size_t reply_len(const char *b, size_t n)
 {
 	if (n == 0)
 		return 0;
@@ -21,6 +21,7 @@ static size_t reply_len(const char *b, size_t n)
 	switch (b[0]) {
 	case '$':
 	case '=':
+	case '!':
 		if (v < 0)
 			return hl;
 		return n >= hl + (size_t)v + 2 ? hl + (size_t)v + 2 : 0;
@@ -49,7 +50,7 @@ typedef struct rawconn {
 	size_t len;
 } rawconn;
 
-static rawconn *raw_open(const su_server *s)
+static inline rawconn *raw_open(const su_server *s)
 {
 	rawconn *r = calloc(1, sizeof(*r));
 	r->fd = su_connect(s);
@@ -57,14 +58,14 @@ static rawconn *raw_open(const su_server *s)
 	return r;
 }
 
-static void raw_close(rawconn *r)
+static inline void raw_close(rawconn *r)
 {
 	close(r->fd);
 	free(r);
 }
 
 /* The next reply (NUL-terminated, static); fails the test on EOF/timeout. */
-static const char *raw_next(rawconn *r)
+static inline const char *raw_next(rawconn *r)
 {
 	static char out[1 << 20];
 	for (;;) {
@@ -85,7 +86,7 @@ static const char *raw_next(rawconn *r)
 	}
 }
 
-static void raw_expect(rawconn *r, const char *send, const char *want_prefix)
+static inline void raw_expect(rawconn *r, const char *send, const char *want_prefix)
 {
 	if (send)
 		assert_true(su_send(r->fd, send, strlen(send)));
@@ -97,8 +98,7 @@ static void raw_expect(rawconn *r, const char *send, const char *want_prefix)
 
 /* ---- hiredis helpers ----------------------------------------------------------------------- */
 
-
-static redisContext *hconn(const su_server *s)
+static inline redisContext *hconn(const su_server *s)
 {
 	redisContext *c = redisConnect("127.0.0.1", s->port);
 	assert_non_null(c);
@@ -108,7 +108,7 @@ static redisContext *hconn(const su_server *s)
 	return c;
 }
 
-static redisReply *cmd(redisContext *c, const char *fmt, ...)
+static inline redisReply *cmd(redisContext *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -32,6 +32,7 @@
 #include <hiredis/hiredis.h>
 
 #include "serverutil.h"
+#include "suclient.h"
 
 /* ---- the server under test ------------------------------------------------------------ */
 
@@ -100,70 +101,19 @@ static void stop_server(test_server *s)
 }
 
 static bool is_redis;
-static int port;
 static test_server *redis_server;
 static su_server *ctxd;
 
-/* ---- connections and replies --------------------------------------------------------- */
+/* ---- connections ------------------------------------------------------------------------ */
+
+/* The server the expectations run against (ctxd, or redis-server), for
+ * suclient.h's helpers, which need only its port. */
+static su_server target;
 
 static redisContext *conn(void)
 {
-	redisContext *c = redisConnect("127.0.0.1", port);
-	assert_non_null(c);
-	assert_int_equal(c->err, 0);
-	struct timeval tv = {30, 0};
-	redisSetTimeout(c, tv);
-	return c;
+	return hconn(&target);
 }
-
-static redisReply *cmd(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (!r)
-		fail_msg("no reply to '%s': %s", fmt, c->errstr);
-	return r;
-}
-
-#define EXPECT_INT(c, want, ...)                                                                   \
-	do {                                                                                       \
-		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
-		if (r_->type != REDIS_REPLY_INTEGER)                                               \
-			fail_msg("%s: type %d (%s), want :%lld", #__VA_ARGS__, r_->type,           \
-			         r_->str ? r_->str : "", (long long)(want));                       \
-		assert_int_equal(r_->integer, (want));                                             \
-		freeReplyObject(r_);                                                               \
-	} while (0)
-
-#define EXPECT_STR(c, want, ...)                                                                   \
-	do {                                                                                       \
-		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
-		if (r_->type != REDIS_REPLY_STRING && r_->type != REDIS_REPLY_STATUS)              \
-			fail_msg("%s: type %d (%s), want %s", #__VA_ARGS__, r_->type,              \
-			         r_->str ? r_->str : "", (want));                                  \
-		assert_string_equal(r_->str, (want));                                              \
-		freeReplyObject(r_);                                                               \
-	} while (0)
-
-#define EXPECT_NIL(c, ...)                                                                         \
-	do {                                                                                       \
-		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
-		if (r_->type != REDIS_REPLY_NIL)                                                   \
-			fail_msg("%s: type %d, want nil", #__VA_ARGS__, r_->type);                 \
-		freeReplyObject(r_);                                                               \
-	} while (0)
-
-/* An error reply that starts with want. */
-#define EXPECT_ERR(c, want, ...)                                                                   \
-	do {                                                                                       \
-		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
-		if (r_->type != REDIS_REPLY_ERROR || strncmp(r_->str, want, strlen(want)) != 0)    \
-			fail_msg("%s: type %d '%s', want error '%s'", #__VA_ARGS__, r_->type,      \
-			         r_->str ? r_->str : "", want);                                    \
-		freeReplyObject(r_);                                                               \
-	} while (0)
 
 static void flush_all(void)
 {
@@ -198,85 +148,7 @@ static int setup(void **state)
 
 /* ---- raw RESP (for RESP3 shapes) ------------------------------------------------------- */
 
-typedef struct raw {
-	int fd;
-	char buf[1 << 20];
-	size_t len;
-} raw;
-
-static raw *raw_conn(void)
-{
-	raw *r = calloc(1, sizeof(*r));
-	assert_non_null(r);
-	r->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(r->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	return r;
-}
-
-static void raw_close(raw *r)
-{
-	close(r->fd);
-	free(r);
-}
-
-/* Length of one complete reply at p (n bytes), 0 if incomplete. */
-static size_t reply_len(const char *p, size_t n)
-{
-	const char *eol = memmem(p, n, "\r\n", 2);
-	if (!eol)
-		return 0;
-	size_t head = (size_t)(eol - p) + 2;
-	long long v = atoll(p + 1);
-	switch (p[0]) {
-	case '$':
-	case '=':
-	case '!':
-		if (v < 0)
-			return head;
-		return n >= head + (size_t)v + 2 ? head + (size_t)v + 2 : 0;
-	case '*':
-	case '~':
-	case '>':
-	case '%': {
-		long long items = v < 0 ? 0 : (p[0] == '%' ? 2 * v : v);
-		size_t at = head;
-		for (long long i = 0; i < items; i++) {
-			size_t l = reply_len(p + at, n - at);
-			if (!l)
-				return 0;
-			at += l;
-		}
-		return at;
-	}
-	default:
-		return head;
-	}
-}
-
-/* Send argv (NULL-terminated C strings) and return the next reply's bytes
- * (a static copy, NUL-terminated). Push messages are returned too. */
-static const char *raw_next(raw *r)
-{
-	static char out[1 << 20];
-	for (;;) {
-		size_t l = r->len ? reply_len(r->buf, r->len) : 0;
-		if (l) {
-			memcpy(out, r->buf, l);
-			out[l] = '\0';
-			memmove(r->buf, r->buf + l, r->len - l);
-			r->len -= l;
-			return out;
-		}
-		ssize_t got = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
-		if (got <= 0)
-			fail_msg("raw read: connection closed");
-		r->len += (size_t)got;
-	}
-}
-
-static const char *raw_cmd(raw *r, ...)
+static const char *raw_cmd(rawconn *r, ...)
 {
 	char msg[8192];
 	size_t n = 0, argc = 0;
@@ -294,9 +166,9 @@ static const char *raw_cmd(raw *r, ...)
 	return raw_next(r);
 }
 
-static raw *raw_resp3(void)
+static rawconn *raw_resp3(void)
 {
-	raw *r = raw_conn();
+	rawconn *r = raw_open(&target);
 	const char *hello = raw_cmd(r, "HELLO", "3", NULL);
 	assert_true(hello[0] == '%');
 	return r;
@@ -309,7 +181,7 @@ static void test_hash_basic(void **state)
 	redisContext *c = conn();
 	EXPECT_INT(c, 2, "HSET h f1 v1 f2 v2");
 	EXPECT_INT(c, 1, "HSET h f2 v2b f3 v3");
-	EXPECT_STR(c, "v2b", "HGET h f2");
+	EXPECT_STATUS(c, "v2b", "HGET h f2");
 	EXPECT_NIL(c, "HGET h nope");
 	EXPECT_NIL(c, "HGET nokey f");
 	EXPECT_INT(c, 3, "HLEN h");
@@ -321,8 +193,8 @@ static void test_hash_basic(void **state)
 	EXPECT_INT(c, 0, "HEXISTS nokey f1");
 	EXPECT_INT(c, 0, "HSETNX h f1 other");
 	EXPECT_INT(c, 1, "HSETNX h f4 v4");
-	EXPECT_STR(c, "v1", "HGET h f1");
-	EXPECT_STR(c, "OK", "HMSET h f5 v5 f6 v6");
+	EXPECT_STATUS(c, "v1", "HGET h f1");
+	EXPECT_STATUS(c, "OK", "HMSET h f5 v5 f6 v6");
 
 	redisReply *r = cmd(c, "HMGET h f1 nope f5");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -381,12 +253,12 @@ static void test_field_repeated_in_one_batch(void **state)
 {
 	redisContext *c = conn();
 	EXPECT_INT(c, 1, "HSET rep f 1 f 2");
-	EXPECT_STR(c, "2", "HGET rep f");
-	EXPECT_STR(c, "OK", "MULTI");
-	EXPECT_STR(c, "QUEUED", "HSET rep g 1");
-	EXPECT_STR(c, "QUEUED", "HSETNX rep g 2");
-	EXPECT_STR(c, "QUEUED", "HEXISTS rep g");
-	EXPECT_STR(c, "QUEUED", "HDEL rep g");
+	EXPECT_STATUS(c, "2", "HGET rep f");
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "HSET rep g 1");
+	EXPECT_STATUS(c, "QUEUED", "HSETNX rep g 2");
+	EXPECT_STATUS(c, "QUEUED", "HEXISTS rep g");
+	EXPECT_STATUS(c, "QUEUED", "HDEL rep g");
 	redisReply *r = cmd(c, "EXEC");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
 	assert_int_equal(r->elements, 4);
@@ -406,7 +278,7 @@ static void test_hash_empty_is_absent(void **state)
 	EXPECT_INT(c, 1, "EXISTS e");
 	EXPECT_INT(c, 1, "HDEL e f");
 	EXPECT_INT(c, 0, "EXISTS e");
-	EXPECT_STR(c, "none", "TYPE e");
+	EXPECT_STATUS(c, "none", "TYPE e");
 	EXPECT_INT(c, 0, "HLEN e");
 	EXPECT_INT(c, -2, "TTL e");
 	redisReply *r = cmd(c, "KEYS *");
@@ -428,7 +300,7 @@ static void test_hincrby(void **state)
 	redisContext *c = conn();
 	EXPECT_INT(c, 5, "HINCRBY n a 5");
 	EXPECT_INT(c, -2, "HINCRBY n a -7");
-	EXPECT_STR(c, "-2", "HGET n a");
+	EXPECT_STATUS(c, "-2", "HGET n a");
 	EXPECT_INT(c, 1, "HSET n big 9223372036854775806");
 	EXPECT_INT(c, 9223372036854775807LL, "HINCRBY n big 1");
 	EXPECT_ERR(c, "ERR increment or decrement would overflow", "HINCRBY n big 1");
@@ -444,16 +316,16 @@ static void test_hincrby(void **state)
 	EXPECT_ERR(c, "ERR value is not an integer or out of range", "HINCRBY n a 1.5");
 	EXPECT_ERR(c, "ERR value is not an integer or out of range",
 	           "HINCRBY n a 9223372036854775808");
-	EXPECT_STR(c, "abc", "HGET n s");
+	EXPECT_STATUS(c, "abc", "HGET n s");
 
-	EXPECT_STR(c, "10.5", "HINCRBYFLOAT f x 10.5");
-	EXPECT_STR(c, "10.6", "HINCRBYFLOAT f x 0.1");
-	EXPECT_STR(c, "5.6", "HINCRBYFLOAT f x -5");
+	EXPECT_STATUS(c, "10.5", "HINCRBYFLOAT f x 10.5");
+	EXPECT_STATUS(c, "10.6", "HINCRBYFLOAT f x 0.1");
+	EXPECT_STATUS(c, "5.6", "HINCRBYFLOAT f x -5");
 	EXPECT_INT(c, 1, "HSET f e 5.0e3");
-	EXPECT_STR(c, "5200", "HINCRBYFLOAT f e 2.0e2");
+	EXPECT_STATUS(c, "5200", "HINCRBYFLOAT f e 2.0e2");
 	EXPECT_INT(c, 1, "HSET f i 7");
-	EXPECT_STR(c, "7.25", "HINCRBYFLOAT f i 0.25");
-	EXPECT_STR(c, "0", "HINCRBYFLOAT f i -7.25");
+	EXPECT_STATUS(c, "7.25", "HINCRBYFLOAT f i 0.25");
+	EXPECT_STATUS(c, "0", "HINCRBYFLOAT f i -7.25");
 	EXPECT_ERR(c, "ERR value is not a valid float", "HINCRBYFLOAT f x abc");
 	EXPECT_ERR(c, "ERR value is not a valid float", "HINCRBYFLOAT f x %s", " 1");
 	EXPECT_INT(c, 1, "HSET f s xyz");
@@ -640,7 +512,7 @@ static void test_hrandfield(void **state)
  * are '_'; HSCAN stays an array; HINCRBYFLOAT a bulk. */
 static void test_resp3_shapes(void **state)
 {
-	raw *r = raw_resp3();
+	rawconn *r = raw_resp3();
 	assert_string_equal(raw_cmd(r, "HSET", "r3", "f", "v", NULL), ":1\r\n");
 	assert_string_equal(raw_cmd(r, "HGETALL", "r3", NULL), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
 	assert_string_equal(raw_cmd(r, "HGETALL", "nokey", NULL), "%0\r\n");
@@ -659,7 +531,7 @@ static void test_resp3_shapes(void **state)
 	assert_string_equal(raw_cmd(r, "HKEYS", "nokey", NULL), "*0\r\n");
 	raw_close(r);
 	/* RESP2 on the wire */
-	r = raw_conn();
+	r = raw_open(&target);
 	const char *all = raw_cmd(r, "HGETALL", "r3", NULL); /* either order */
 	if (strcmp(all, "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\nn\r\n$3\r\n1.5\r\n") != 0)
 		assert_string_equal(all, "*4\r\n$1\r\nn\r\n$3\r\n1.5\r\n$1\r\nf\r\n$1\r\nv\r\n");
@@ -677,8 +549,8 @@ static void test_keyspace(void **state)
 	EXPECT_INT(c, 1, "HSET k2 f v");
 	EXPECT_INT(c, 3, "EXISTS k1 k2 k1 nokey");
 	EXPECT_INT(c, 0, "EXISTS nokey");
-	EXPECT_STR(c, "hash", "TYPE k1");
-	EXPECT_STR(c, "none", "TYPE nokey");
+	EXPECT_STATUS(c, "hash", "TYPE k1");
+	EXPECT_STATUS(c, "none", "TYPE nokey");
 	EXPECT_INT(c, 2, "DEL k1 k2 nokey");
 	EXPECT_INT(c, 0, "EXISTS k1 k2");
 	EXPECT_INT(c, 1, "HSET k3 f v");
@@ -849,7 +721,7 @@ typedef struct worker {
 static void *incr_main(void *p)
 {
 	worker *w = p;
-	redisContext *c = redisConnect("127.0.0.1", port);
+	redisContext *c = redisConnect("127.0.0.1", target.port);
 	if (!c || c->err) {
 		atomic_fetch_add(&thread_errors, 1);
 		return NULL;
@@ -888,7 +760,7 @@ static void test_hincrby_64_clients(void **state)
 static void *cas_main(void *p)
 {
 	worker *w = p;
-	redisContext *c = redisConnect("127.0.0.1", port);
+	redisContext *c = redisConnect("127.0.0.1", target.port);
 	if (!c || c->err) {
 		atomic_fetch_add(&thread_errors, 1);
 		return NULL;
@@ -955,10 +827,10 @@ static void test_ctx_basic(void **state)
 	if (is_redis)
 		skip();
 	redisContext *c = conn();
-	EXPECT_STR(c, "OK", "CTX.CREATE doc title hello body world");
+	EXPECT_STATUS(c, "OK", "CTX.CREATE doc title hello body world");
 	EXPECT_ERR(c, "CTXEXISTS", "CTX.CREATE doc");
 	EXPECT_ERR(c, "ERR wrong number of arguments", "CTX.CREATE doc2 a");
-	EXPECT_STR(c, "OK", "CTX.CREATE empty");
+	EXPECT_STATUS(c, "OK", "CTX.CREATE empty");
 	EXPECT_INT(c, 1, "CTX.VERSION doc");
 	EXPECT_INT(c, 0, "EXISTS empty"); /* no fields: absent to Redis */
 	EXPECT_INT(c, 1, "CTX.VERSION empty");
@@ -984,7 +856,7 @@ static void test_ctx_basic(void **state)
 	EXPECT_INT(c, 2, "CTX.SET doc title bye");
 	EXPECT_INT(c, 3, "CTX.SET doc IFVERSION 2 a 1 b 2");
 	EXPECT_ERR(c, "CTXCONFLICT context is at version 3", "CTX.SET doc IFVERSION 2 a 9");
-	EXPECT_STR(c, "1", "HGET doc a");
+	EXPECT_STATUS(c, "1", "HGET doc a");
 	EXPECT_INT(c, 4, "CTX.DEL doc a");
 	EXPECT_ERR(c, "CTXCONFLICT context is at version 4", "CTX.DEL doc IFVERSION 1 b");
 	EXPECT_INT(c, 5, "CTX.DEL doc IFVERSION 4 b");
@@ -1032,9 +904,9 @@ static void test_ctx_basic(void **state)
 	assert_string_equal(r->element[0]->element[11]->str, "v5");
 	freeReplyObject(r);
 	EXPECT_INT(c, 7, "CTX.RESTORE doc LABEL v5");
-	EXPECT_STR(c, "bye", "HGET doc title");
+	EXPECT_STATUS(c, "bye", "HGET doc title");
 	EXPECT_INT(c, 8, "CTX.RESTORE doc VERSION 6");
-	EXPECT_STR(c, "third", "HGET doc title");
+	EXPECT_STATUS(c, "third", "HGET doc title");
 	EXPECT_INT(c, 9, "CTX.RESTORE doc LATEST");
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.RESTORE doc LABEL nolabel");
 	EXPECT_ERR(c, "ERR syntax error", "CTX.RESTORE doc SOMETIME");
@@ -1058,10 +930,10 @@ static void test_ctx_basic(void **state)
 	/* the active context */
 	EXPECT_NIL(c, "CTX.CURRENT");
 	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.USE nosuch");
-	EXPECT_STR(c, "OK", "CTX.USE doc");
-	EXPECT_STR(c, "doc", "CTX.CURRENT");
-	EXPECT_STR(c, "bye", "HGET . title");
-	EXPECT_STR(c, "OK", "CTX.USE made CREATE");
+	EXPECT_STATUS(c, "OK", "CTX.USE doc");
+	EXPECT_STATUS(c, "doc", "CTX.CURRENT");
+	EXPECT_STATUS(c, "bye", "HGET . title");
+	EXPECT_STATUS(c, "OK", "CTX.USE made CREATE");
 	EXPECT_INT(c, 1, "CTX.VERSION made");
 
 	/* drop, expire, stats, verify */
@@ -1090,7 +962,7 @@ static void test_ctx_resp3(void **state)
 {
 	if (is_redis)
 		skip();
-	raw *r = raw_resp3();
+	rawconn *r = raw_resp3();
 	assert_string_equal(raw_cmd(r, "CTX.CREATE", "r3doc", "f", "v", NULL), "+OK\r\n");
 	const char *g = raw_cmd(r, "CTX.GET", "r3doc", NULL);
 	assert_memory_equal(g, "%7\r\n$2\r\nid\r\n$5\r\nr3doc\r\n$7\r\nversion\r\n:1\r\n", 40);
@@ -1121,8 +993,8 @@ static void test_ctx_watch_resume(void **state)
 	if (is_redis)
 		skip();
 	redisContext *w = conn(), *c = conn();
-	EXPECT_STR(w, "OK", "CTX.WATCH PREFIX wr:");
-	EXPECT_STR(c, "OK", "CTX.CREATE wr:a");
+	EXPECT_STATUS(w, "OK", "CTX.WATCH PREFIX wr:");
+	EXPECT_STATUS(c, "OK", "CTX.CREATE wr:a");
 	for (int i = 1; i <= 5; i++)
 		EXPECT_INT(c, i + 1, "CTX.SET wr:a f%d %d", i, i);
 	long long last_rev = 0;
@@ -1149,7 +1021,7 @@ static void test_ctx_watch_resume(void **state)
 	EXPECT_INT(c, 1, "HSET wr:b x 1");
 	EXPECT_INT(c, 1, "CTX.DROP wr:b");
 	w = conn();
-	EXPECT_STR(w, "OK", "CTX.WATCH PREFIX wr: FROM %lld", last_rev + 1);
+	EXPECT_STATUS(w, "OK", "CTX.WATCH PREFIX wr: FROM %lld", last_rev + 1);
 	const char *kinds[] = {"committed", "committed", "committed", "created", "dropped"};
 	for (int i = 0; i < 5; i++) {
 		redisReply *e;
@@ -1162,8 +1034,8 @@ static void test_ctx_watch_resume(void **state)
 	}
 	/* RESP2 streaming: other commands refused, UNWATCH allowed */
 	EXPECT_ERR(w, "ERR", "HGET wr:a f1");
-	EXPECT_STR(w, "OK", "CTX.UNWATCH");
-	EXPECT_STR(w, "1", "HGET wr:a f1");
+	EXPECT_STATUS(w, "OK", "CTX.UNWATCH");
+	EXPECT_STATUS(w, "1", "HGET wr:a f1");
 	redisFree(w);
 	redisFree(c);
 }
@@ -1174,19 +1046,19 @@ static void test_ctx_tracker(void **state)
 		skip();
 	redisContext *c = conn(), *o = conn();
 	EXPECT_ERR(c, "ERR no tracker", "CTX.TSET a 1");
-	EXPECT_STR(c, "OK", "CTX.CREATE tr a 1 b 1");
-	EXPECT_STR(c, "OK", "CTX.TRACK tr");
-	EXPECT_STR(c, "OK", "CTX.TSET a 2");
-	EXPECT_STR(c, "2", "CTX.TGET a");
-	EXPECT_STR(c, "1", "HGET tr a"); /* not synced yet */
-	EXPECT_STR(c, "OK", "CTX.TDEL b");
+	EXPECT_STATUS(c, "OK", "CTX.CREATE tr a 1 b 1");
+	EXPECT_STATUS(c, "OK", "CTX.TRACK tr");
+	EXPECT_STATUS(c, "OK", "CTX.TSET a 2");
+	EXPECT_STATUS(c, "2", "CTX.TGET a");
+	EXPECT_STATUS(c, "1", "HGET tr a"); /* not synced yet */
+	EXPECT_STATUS(c, "OK", "CTX.TDEL b");
 	EXPECT_NIL(c, "CTX.TGET b");
 	EXPECT_INT(c, 2, "CTX.SYNC");
-	EXPECT_STR(c, "2", "HGET tr a");
+	EXPECT_STATUS(c, "2", "HGET tr a");
 	EXPECT_INT(c, 0, "HEXISTS tr b");
 	/* manual: a conflict is reported, nothing committed, then resolved */
-	EXPECT_STR(c, "OK", "CTX.TRACK tr STRATEGY manual");
-	EXPECT_STR(c, "OK", "CTX.TSET a local");
+	EXPECT_STATUS(c, "OK", "CTX.TRACK tr STRATEGY manual");
+	EXPECT_STATUS(c, "OK", "CTX.TSET a local");
 	EXPECT_INT(o, 3, "CTX.SET tr a current");
 	redisReply *r = cmd(c, "CTX.SYNC");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -1201,10 +1073,10 @@ static void test_ctx_tracker(void **state)
 	freeReplyObject(r);
 	EXPECT_INT(c, 3, "CTX.VERSION tr");
 	EXPECT_ERR(c, "ERR syntax error", "CTX.RESOLVE a BOTH");
-	EXPECT_STR(c, "OK", "CTX.RESOLVE a LOCAL");
+	EXPECT_STATUS(c, "OK", "CTX.RESOLVE a LOCAL");
 	EXPECT_INT(c, 4, "CTX.SYNC");
-	EXPECT_STR(c, "local", "HGET tr a");
-	EXPECT_STR(c, "OK", "CTX.UNTRACK");
+	EXPECT_STATUS(c, "local", "HGET tr a");
+	EXPECT_STATUS(c, "OK", "CTX.UNTRACK");
 	EXPECT_ERR(c, "ERR no tracker", "CTX.SYNC");
 	redisFree(c);
 	redisFree(o);
@@ -1214,14 +1086,14 @@ static void test_ctx_tracker(void **state)
 static void test_multi_exec_shapes(void **state)
 {
 	redisContext *c = conn();
-	EXPECT_STR(c, "OK", "MULTI");
-	EXPECT_STR(c, "QUEUED", "HSET mx a 1");
-	EXPECT_STR(c, "QUEUED", "HGET mx a");
-	EXPECT_STR(c, "QUEUED", "HINCRBY mx a 5");
-	EXPECT_STR(c, "QUEUED", "HLEN mx");
-	EXPECT_STR(c, "QUEUED", "HGETALL mx");
-	EXPECT_STR(c, "QUEUED", "EXISTS mx");
-	EXPECT_STR(c, "QUEUED", "HDEL mx nope");
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "HSET mx a 1");
+	EXPECT_STATUS(c, "QUEUED", "HGET mx a");
+	EXPECT_STATUS(c, "QUEUED", "HINCRBY mx a 5");
+	EXPECT_STATUS(c, "QUEUED", "HLEN mx");
+	EXPECT_STATUS(c, "QUEUED", "HGETALL mx");
+	EXPECT_STATUS(c, "QUEUED", "EXISTS mx");
+	EXPECT_STATUS(c, "QUEUED", "HDEL mx nope");
 	redisReply *r = cmd(c, "EXEC");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
 	assert_int_equal(r->elements, 7);
@@ -1234,7 +1106,7 @@ static void test_multi_exec_shapes(void **state)
 	assert_int_equal(r->element[5]->integer, 1);
 	assert_int_equal(r->element[6]->integer, 0);
 	freeReplyObject(r);
-	EXPECT_STR(c, "6", "HGET mx a");
+	EXPECT_STATUS(c, "6", "HGET mx a");
 	redisFree(c);
 }
 
@@ -1246,10 +1118,10 @@ int main(void)
 	if (is_redis) {
 		if (!(redis_server = spawn_redis()))
 			return 1;
-		port = redis_server->port;
+		target.port = redis_server->port;
 	} else {
 		ctxd = su_start("test_commands", NULL);
-		port = ctxd->port;
+		target.port = ctxd->port;
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_hash_basic, setup),
