@@ -119,7 +119,8 @@ int main(int argc, char **argv)
 			bytes = strtoul(optarg, NULL, 10);
 			break;
 		default:
-			fprintf(stderr, "usage: ctxsyncbench [-n SYNCS] [-r ROUNDS] [-b BYTES] [DIR]\n");
+			fprintf(stderr,
+			        "usage: ctxsyncbench [-n SYNCS] [-r ROUNDS] [-b BYTES] [DIR]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 			sum += m[i].lat[s];
 		qsort(m[i].lat, m[i].n, sizeof(double), cmp_double);
 		printf("%-10s %9.1f %9.1f %9.1f %9.1f\n", mode_names[i], pct(m[i].lat, m[i].n, 0.5),
-		       pct(m[i].lat, m[i].n, 0.9), pct(m[i].lat, m[i].n, 0.99), sum / (double)m[i].n);
+		       pct(m[i].lat, m[i].n, 0.9), pct(m[i].lat, m[i].n, 0.99),
+		       sum / (double)m[i].n);
 		close(m[i].fd);
 		unlink(m[i].path);
 		free(m[i].lat);
