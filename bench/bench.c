@@ -165,8 +165,9 @@ static void usage(FILE *f)
 	           "  -o, --out FILE       append CSV rows to FILE (default: stdout)\n"
 	           "  -n, --contexts N     contexts loaded (run: 1000; memory: 10000)\n"
 	           "      --writers N      writer threads of rww (default 4)\n"
-	           "      --create-one-commit  ctx creates with ctx_txn_begin_create (one\n"
-	           "                       commit), not ctx_create + a transaction\n"
+	           "      --create-two-commits  ctx creates with ctx_create + a transaction\n"
+	           "                       (two commits), not ctx_txn_begin_create (one)\n"
+	           "      --create-one-commit  the default: ctx_txn_begin_create\n"
 	           "      --retry-busy CPUS  wait before a cell until other processes use less\n"
 	           "                       than CPUS, and measure it again (twice at most) if\n"
 	           "                       they used CPUS or more meanwhile (default off)\n"
@@ -187,6 +188,7 @@ static int parse_options(int argc, char **argv, options *o, bool memory)
 	    {"writers", required_argument, NULL, 'W'},
 	    {"retry-busy", required_argument, NULL, 'B'},
 	    {"create-one-commit", no_argument, NULL, 'C'},
+	    {"create-two-commits", no_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -251,6 +253,9 @@ static int parse_options(int argc, char **argv, options *o, bool memory)
 			break;
 		case 'C':
 			bench_ctx_create_one_commit = true;
+			break;
+		case 'T':
+			bench_ctx_create_one_commit = false;
 			break;
 		case 'h':
 			usage(stdout);

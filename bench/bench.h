@@ -79,7 +79,8 @@ extern const engine_def *const bench_engines[];
 extern const size_t bench_engine_count;
 const engine_def *bench_engine_find(const char *name);
 
-/* ctx engines: create with one commit (ctx_txn_begin_create). */
+/* ctx engines: create with one commit (ctx_txn_begin_create; the default),
+ * or ctx_create + a transaction if false (--create-two-commits). */
 extern bool bench_ctx_create_one_commit;
 
 /* Library versions of the peers, for the report. */

@@ -130,10 +130,11 @@ static void *ctx_worker_new(void *eng)
 
 static void ctx_worker_free(void *w) {}
 
-/* Set by `ctxbench run --create-one-commit`: create a context and its keys
- * with ctx_txn_begin_create (one commit) instead of the workload's
- * definition, ctx_create and then a transaction (two commits). */
-bool bench_ctx_create_one_commit;
+/* A context and its keys are created in one commit (ctx_txn_begin_create),
+ * as the peers do in one transaction. Cleared by `ctxbench run
+ * --create-two-commits`: ctx_create, then a transaction of the puts (two
+ * commits, two fsyncs under ALWAYS), the only way before ctx_txn_begin_create. */
+bool bench_ctx_create_one_commit = true;
 
 static int ctx_op_create(void *w, const char *id, const char *const *keys, int nkeys,
                          const void *val, size_t vlen)

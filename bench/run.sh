@@ -65,12 +65,16 @@ hyp=$(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p')
 cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)
 ccver=$(${cc:-cc} --version 2>/dev/null | head -1)
 commit=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
+create="ctx creates a context and its 4 keys in one commit (ctx_txn_begin_create), as the peers in one transaction"
+case " $* " in
+*" --create-two-commits "*) create="ctx creates a context with ctx_create, then puts its 4 keys in a transaction (two commits, two fsyncs under ALWAYS)" ;;
+esac
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "machine: $(nproc) CPUs ($cpu, $cpuid), $mem RAM, kernel $(uname -r)"
 	echo "disk of the data directories: $disk"
 	echo "software: ctx $commit, $($bin versions | tr '\n' ' ' | sed 's/ $//'), $ccver, CMake Release (-O3)"
-	echo "settings: $mode mode: $dur s per cell after a start barrier, $reps repetition(s), median reported; threads $threads; 1,000 contexts x 16 keys x 64-byte values; rww: 4 writer threads; engines in a shuffled order within each repetition, one fresh data directory per cell$([ "$retry" != 0 ] && echo "; before a cell the harness waits (20 s at most, half the measuring time in all) until other processes use less than $retry CPUs, and a cell during which they used $retry CPUs or more is measured again (at most twice, within a budget of 1/16 of the cells), the least disturbed attempt kept")"
+	echo "settings: $mode mode: $dur s per cell after a start barrier, $reps repetition(s), median reported; threads $threads; 1,000 contexts x 16 keys x 64-byte values; rww: 4 writer threads; $create; engines in a shuffled order within each repetition, one fresh data directory per cell$([ "$retry" != 0 ] && echo "; before a cell the harness waits (20 s at most, half the measuring time in all) until other processes use less than $retry CPUs, and a cell during which they used $retry CPUs or more is measured again (at most twice, within a budget of 1/16 of the cells), the least disturbed attempt kept")"
 	echo "command: bench/run.sh $build $mode${*:+ $*} (scheduling niceness $(nice))"
 	echo "before the run: $("$bin" machine "$data"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$env"

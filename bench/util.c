@@ -21,7 +21,7 @@ const size_t bench_engine_count = sizeof(bench_engines) / sizeof(bench_engines[0
 
 const char *const workload_names[W_COUNT] = {"create", "update", "read", "readall", "mixed", "rww"};
 const char *const workload_titles[W_COUNT] = {
-    "create: new contexts of 4 keys (one create + one 4-put transaction)",
+    "create: new contexts of 4 keys (one transaction each)",
     "update: one random key of 8 shared contexts (contention)",
     "read: one random key of a random context (1,000 contexts x 16 keys x 64 B)",
     "readall: a whole random context (16 pairs)",

@@ -157,6 +157,17 @@ typedef struct ctx_options {
 	                               committed while some watch was open        */
 	unsigned reaper_ms;        /* how often expired contexts are looked for;
 	                              0 = default (1000)                          */
+	size_t log_prealloc_bytes; /* with a dir (durability always or batch):
+	                              the newest log segment is written with
+	                              zeros and synced ahead of its records, so
+	                              a commit's fsync does not also commit a
+	                              file size change; a segment starts with
+	                              64 KiB of zeros and grows by chunks that
+	                              double it, up to this size. Costs disk: at
+	                              most one chunk, cut off when the segment
+	                              is rotated or the store closed. 0 =
+	                              default (4 MiB); below 4096 = off (records
+	                              appended to a growing file)               */
 	/* The clock, in µs since 1970 (creation, commit, access and point times,
 	 * expiry). NULL = the real time; tests pass a fake one. */
 	uint64_t (*clock_us)(void *clock_arg);
@@ -175,14 +186,16 @@ void ctx_options_init(ctx_options *o);
  * the end of the newest log segment may hold a group write that was never
  * fsynced (so never acknowledged), with its pages persisted in any order:
  * from its first damaged record on, it is cut, the cut bytes are kept in
- * DIR/torn-<segment>-<offset>.bin, and stderr says so. A checkpoint deletes
- * the one before it and the log it covers once it reads back intact (one
- * generation stays), so a checkpoint damaged later, at rest, is CTX_CORRUPT.
- * Where an older checkpoint and the log since it are still there (a crash
- * before those deletes, a failed read-back), a damaged newest checkpoint is
- * passed over; if every checkpoint is damaged but the log is complete from
- * revision 1, the state is rebuilt from the log (stderr says so). See
- * docs/file-format.md, "Recovery".
+ * DIR/torn-<segment>-<offset>.bin (without the zeros they end with), and
+ * stderr says so. Zeros from a record's end to the end of a segment are its
+ * preallocated tail (see log_prealloc_bytes): its clean end, cut off
+ * quietly. A checkpoint deletes the one before it and the log it covers once
+ * it reads back intact (one generation stays), so a checkpoint damaged
+ * later, at rest, is CTX_CORRUPT. Where an older checkpoint and the log since
+ * it are still there (a crash before those deletes, a failed read-back), a
+ * damaged newest checkpoint is passed over; if every checkpoint is damaged
+ * but the log is complete from revision 1, the state is rebuilt from the log
+ * (stderr says so). See docs/file-format.md, "Recovery".
  * Errors: CTX_INVALID (out NULL, a limit out of range, durability NONE with a
  * dir but without unsafe_no_sync), CTX_IO (the directory cannot be created or
  * read, or another process holds it: "locked"; a torn tail cannot be cut;
@@ -229,7 +242,9 @@ typedef struct ctx_verify_report {
 	uint64_t records;             /* log records read                       */
 	uint64_t last_revision;       /* revision recovery would end at         */
 	uint64_t torn_bytes;          /* bytes at the log's end recovery would
-	                                 cut (an interrupted, unacknowledged write) */
+	                                 cut (an interrupted, unacknowledged write),
+	                                 up to the last non-zero one (zeros after
+	                                 it are the segment's preallocated tail)  */
 	uint64_t torn_records;        /* intact records after the damage, cut
 	                                 with it (kept aside in torn-*.bin)       */
 	size_t contexts;              /* contexts recovery would give           */

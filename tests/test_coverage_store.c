@@ -555,6 +555,13 @@ static void test_tail_cut_fails(void **unused)
 	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
 	ctx_close(s);
+	/* (its records end before the preallocated zeros: the torn record goes
+	 * over those, where the log would have written it) */
+	size_t end = WAL_HEADER_SIZE;
+	while (end + REC_HEADER_SIZE <= n && get_u32(buf + end))
+		end += REC_HEADER_SIZE + get_u32(buf + end + 4);
+	assert_true(end > WAL_HEADER_SIZE && end <= n);
+	n = end;
 	char *img = test_make_dir("cov-cutfail-img");
 	char *iseg = seg_path(img, 1);
 	f = fopen(iseg, "wb");

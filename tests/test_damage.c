@@ -55,6 +55,15 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+/* n without the zeros p[0..n) ends with: the torn bytes recovery counts
+ * (zeros at a segment's end are its preallocated tail). */
+static long long nonzero_len(const unsigned char *p, size_t n)
+{
+	while (n && !p[n - 1])
+		n--;
+	return (long long)n;
+}
+
 static ctx_store *open_dir(const char *dir)
 {
 	ctx_options o;
@@ -387,6 +396,15 @@ static void parse_segment(const blob *b, seg_layout *l)
 	assert_memory_equal(b->p, WAL_MAGIC, 8);
 	size_t off = WAL_HEADER_SIZE;
 	while (off < b->n) {
+		/* Zeros to the end: the preallocated tail of a segment that was
+		 * open (a copy taken before the close cut it), its clean end. */
+		size_t z = off;
+		while (z < b->n && b->p[z] == 0)
+			z++;
+		if (z == b->n) {
+			l->size = off;
+			break;
+		}
 		assert_true(b->n - off >= REC_HEADER_SIZE && l->n < 512);
 		uint32_t blen = get_u32(b->p + off + 4);
 		l->start[l->n] = off;
@@ -504,7 +522,9 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 		snap_free(&before);
 		return;
 	}
-	/* A cut is said; the cut bytes (unless zeros) are kept aside, whole. */
+	/* A cut is said; the cut bytes (unless zeros) are kept aside, whole but
+	 * for the zeros they end with (a segment's preallocated tail): those are
+	 * not counted as torn either. */
 	if (rep.torn_bytes == 0 && rep.checkpoints_damaged == 0)
 		assert_string_equal(rep.message, "ok");
 	else
@@ -523,13 +543,21 @@ static void check_dir(const char *dir, const expect *e, const char *what)
 			continue;
 		aside++;
 		assert_int_equal(after.data[i].n, rep.torn_bytes);
+		assert_true(after.data[i].p[after.data[i].n - 1] != 0);
 		assert_non_null(strstr(rep.message, after.names[i]));
 	}
 	assert_true(aside <= (rep.torn_bytes > 0));
 	bool cut_seen = false;
 	for (size_t i = 0; i < after.n && e->cut_to > 0; i++) {
 		if (strcmp(after.names[i], seg_name(1)) == 0) {
-			assert_int_equal(after.data[i].n, e->cut_to);
+			/* Its records end at cut_to; an open store may have put a
+			 * preallocated zero tail after them again. */
+			blob seg = {after.data[i].p, after.data[i].n};
+			seg_layout *l = malloc(sizeof(*l));
+			assert_non_null(l);
+			parse_segment(&seg, l);
+			assert_int_equal(l->size, e->cut_to);
+			free(l);
 			cut_seen = true;
 		}
 	}
@@ -617,7 +645,8 @@ static void test_truncate_every_offset(void **unused)
 		stage_segment(work, img.seg.p, t);
 		size_t k = t < WAL_HEADER_SIZE ? 0 : records_before(l, t);
 		size_t keep = k ? l->end[k - 1] : WAL_HEADER_SIZE;
-		long long torn = t < WAL_HEADER_SIZE ? (long long)t : (long long)(t - keep);
+		long long torn = t < WAL_HEADER_SIZE ? nonzero_len(img.seg.p, t)
+		                                     : nonzero_len(img.seg.p + keep, t - keep);
 		char what[64];
 		snprintf(what, sizeof(what), "cut at %zu", t);
 		expect e = expect_ok(img.h.dumps[k], k, torn);
@@ -639,8 +668,9 @@ static void test_truncate_every_offset(void **unused)
 	log_image_free(&img);
 }
 
-/* Zeros or garbage after the last record: a torn tail, cut. Zeros over the
- * end of the last record too. A complete, valid record out of order is not a
+/* Garbage after the last record: a torn tail, cut; zeros after it: the
+ * segment's clean end (its preallocated tail). Zeros over the end of the
+ * last record: the record is cut. A complete, valid record out of order is not a
  * torn write: corrupt. */
 static void test_garbage_tail(void **unused)
 {
@@ -662,7 +692,11 @@ static void test_garbage_tail(void **unused)
 			char what[64];
 			snprintf(what, sizeof(what), "%zu %s bytes appended", lens[i],
 			         zero ? "zero" : "random");
-			expect e = expect_ok(img.h.dumps[l->n], l->n, (long long)lens[i]);
+			/* Zeros after the last record are the segment's clean end
+			 * (its preallocated tail): nothing kept aside, nothing said;
+			 * either way the open cuts the segment back to its records. */
+			expect e =
+			    expect_ok(img.h.dumps[l->n], l->n, zero ? 0 : (long long)lens[i]);
 			e.cut_to = (long long)l->size;
 			check_dir(work, &e, what);
 		}
@@ -676,10 +710,13 @@ static void test_garbage_tail(void **unused)
 		stage_segment(work, buf, n);
 		/* (zeros over zeros may leave the record as it was) */
 		bool intact = memcmp(buf, img.seg.p, l->size) == 0;
+		size_t nonzero = cut; /* the torn bytes end at the last non-zero one */
+		while (nonzero > l->start[l->n - 1] && !buf[nonzero - 1])
+			nonzero--;
 		free(buf);
-		expect e = intact ? expect_ok(img.h.dumps[l->n], l->n, 512)
+		expect e = intact ? expect_ok(img.h.dumps[l->n], l->n, 0)
 		                  : expect_ok(img.h.dumps[l->n - 1], l->n - 1,
-		                              (long long)(n - l->start[l->n - 1]));
+		                              (long long)(nonzero - l->start[l->n - 1]));
 		check_dir(work, &e, "zeros over the last record");
 	}
 	/* A copy of an earlier record after the last one. */
@@ -733,7 +770,8 @@ static void test_bitflips_in_log(void **unused)
 			         "bits flipped in record %zu of %zu (seed %llu)", j, l->n,
 			         (unsigned long long)seed);
 			stage_segment(work, buf, l->size);
-			expect e = expect_ok(img.h.dumps[j], j, (long long)(l->size - l->start[j]));
+			long long torn = nonzero_len(buf + l->start[j], l->size - l->start[j]);
+			expect e = expect_ok(img.h.dumps[j], j, torn);
 			e.torn_records = (long long)(l->n - j - 1);
 			check_dir(work, &e, what);
 			/* What was cut is in the file kept aside, byte for byte. */
@@ -741,7 +779,7 @@ static void test_bitflips_in_log(void **unused)
 			snprintf(aside, sizeof(aside), "torn-%016llx-%016llx.bin", 1ull,
 			         (unsigned long long)l->start[j]);
 			blob b = read_file(work, aside);
-			assert_int_equal(b.n, l->size - l->start[j]);
+			assert_int_equal(b.n, torn);
 			assert_memory_equal(b.p, buf + l->start[j], b.n);
 			free(b.p);
 
@@ -759,8 +797,8 @@ static void test_bitflips_in_log(void **unused)
 	memcpy(buf, img.seg.p, l->size);
 	buf[l->start[l->n - 2] + 3] ^= 1;
 	stage_under_checkpoint(work, buf, l->size, l->n - 2);
-	expect e =
-	    expect_ok(img.h.dumps[l->n - 2], l->n - 2, (long long)(l->size - l->start[l->n - 2]));
+	expect e = expect_ok(img.h.dumps[l->n - 2], l->n - 2,
+	                     nonzero_len(buf + l->start[l->n - 2], l->size - l->start[l->n - 2]));
 	e.torn_records = 1;
 	check_dir(work, &e, "above a checkpoint's revision");
 	free(buf);
@@ -790,7 +828,7 @@ static void test_damaged_segment_header(void **unused)
 	}
 	/* The legitimate case, for contrast: a header cut short, nothing after. */
 	stage_segment(work, img.seg.p, 20);
-	expect e = expect_ok(img.h.dumps[0], 0, 20);
+	expect e = expect_ok(img.h.dumps[0], 0, nonzero_len(img.seg.p, 20));
 	check_dir(work, &e, "segment header cut short");
 	free(buf);
 	test_remove_dir(work);
@@ -1478,8 +1516,41 @@ static void test_missing_segments(void **unused)
 		write_file(work, seg_name(firsts[1]), b.p, b.n + 64);
 		free(b.p);
 	}
-	e = expect_corrupt(seg_name(firsts[1]), -1);
+	/* Zeros after an older segment's records: its preallocated tail, left
+	 * by a crash before the rotation cut it off. The clean end. */
+	e = expect_ok(h.dumps[h.n], h.n, 0);
 	check_dir(work, &e, "zeros after an older segment");
+
+	/* Garbage then zeros after an older segment: damage in synced data. */
+	copy_dir(dir, work);
+	{
+		blob b = read_file(work, seg_name(firsts[1]));
+		b.p = realloc(b.p, b.n + 4096);
+		memset(b.p + b.n, 0, 4096);
+		b.p[b.n] = 0x5a;
+		write_file(work, seg_name(firsts[1]), b.p, b.n + 4096);
+		free(b.p);
+	}
+	e = expect_corrupt(seg_name(firsts[1]), -1);
+	check_dir(work, &e, "garbage and zeros after an older segment");
+
+	/* An older segment's last record turned into zeros, the zeros running
+	 * to its end: a clean end there, but the next segment's first revision
+	 * shows the record missing. */
+	copy_dir(dir, work);
+	{
+		blob b = read_file(work, seg_name(firsts[1]));
+		size_t last = WAL_HEADER_SIZE, o = WAL_HEADER_SIZE;
+		while (o + REC_HEADER_SIZE <= b.n) {
+			last = o;
+			o += REC_HEADER_SIZE + get_u32(b.p + o + 4);
+		}
+		memset(b.p + last, 0, b.n - last);
+		write_file(work, seg_name(firsts[1]), b.p, b.n);
+		free(b.p);
+	}
+	e = expect_corrupt(seg_name(firsts[2]), -1);
+	check_dir(work, &e, "an older segment's last record zeroed");
 
 	test_remove_dir(work);
 	test_remove_dir(dir);
@@ -1552,14 +1623,17 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 		e = expect_ok(img->h.dumps[l->n], l->n, 0);
 		snprintf(what, sizeof(what), "fuzz: nothing changed");
 	} else if (older) {
-		/* (a cut at a record boundary leaves a gap before the next segment) */
+		/* (a cut at a record boundary, or zeros from one to the end - a zero
+		 * tail - leave a gap before the next segment: named with the offset
+		 * in a message that long paths may cut short) */
 		size_t j = records_before(l, first == SIZE_MAX ? l->size : first);
-		e = expect_corrupt(seg_name(1),
-		                   truncated || first == SIZE_MAX ? -1 : (long long)l->start[j]);
+		bool gap = truncated || first == SIZE_MAX ||
+		           (j < l->n && nonzero_len(buf + l->start[j], n - l->start[j]) == 0);
+		e = expect_corrupt(seg_name(1), gap ? -1 : (long long)l->start[j]);
 		snprintf(what, sizeof(what), "fuzz kind %d at %zu, older segment", kind, first);
 		counts[3]++;
 	} else if (first == SIZE_MAX) { /* only appended */
-		e = expect_ok(img->h.dumps[l->n], l->n, (long long)(n - l->size));
+		e = expect_ok(img->h.dumps[l->n], l->n, nonzero_len(buf + l->size, n - l->size));
 		snprintf(what, sizeof(what), "fuzz: %zu bytes appended", n - l->size);
 		counts[0]++;
 	} else {
@@ -1569,9 +1643,12 @@ static void fuzz_log(log_image *img, const char *work, uint64_t *r, int *counts)
 			intact +=
 			    l->end[k] <= n && memcmp(buf + l->start[k], img->seg.p + l->start[k],
 			                             l->end[k] - l->start[k]) == 0;
-		e = expect_ok(img->h.dumps[j], j, (long long)(n - l->start[j]));
-		if (truncated)
-			e.torn = (long long)(n - (j ? l->end[j - 1] : WAL_HEADER_SIZE));
+		/* (zeros from record j's start to the end: its clean end, 0 torn) */
+		e = expect_ok(img->h.dumps[j], j, nonzero_len(buf + l->start[j], n - l->start[j]));
+		if (truncated) {
+			size_t keep = j ? l->end[j - 1] : WAL_HEADER_SIZE;
+			e.torn = nonzero_len(buf + keep, n - keep);
+		}
 		e.torn_records = intact;
 		counts[intact ? 1 : 2]++;
 		snprintf(what, sizeof(what), "fuzz kind %d at %zu (record %zu)", kind, first, j);

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "log.h"
 #include "vfs.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -580,7 +581,8 @@ static void check_failed_checkpoint(enum ckpt_fault f)
 		arm(FAULT_SYNC, 3, EIO);
 		break;
 	case CK_NOSPACE:
-		arm(FAULT_PARTIAL, WAL_HEADER_SIZE + 40, 0);
+		/* (the new segment: its header and first zeros, in one write) */
+		arm(FAULT_PARTIAL, WAL_HEADER_SIZE + LOG_PREALLOC_FIRST + 40, 0);
 		break;
 	case CK_DIRSYNC:
 		arm(FAULT_SYNC, 4, EIO);

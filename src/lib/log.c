@@ -15,6 +15,24 @@
  * Revisions are handed out under the log lock, so the log holds records in
  * revision order, with no gaps.
  *
+ * Segments are written ahead with zeros (ALWAYS and BATCH): a new segment is
+ * its header and PREALLOC_FIRST bytes of zeros, synced, and records are
+ * written over those zeros in place (pwrite at seg_off), so a batch's
+ * fdatasync flushes data only; appending to a growing file made every
+ * fdatasync commit the new size through the file system's journal too
+ * (ctxsyncbench: 4 KiB write + fdatasync, p50 ~195 us appending, ~132 us
+ * overwriting, on ext4 here). When less than PREALLOC_LOW of zeros is left
+ * after a batch, the flusher writes the next chunk of zeros and syncs it
+ * before taking the next batch (off any writer's wait: the batch's writers
+ * were woken first); a batch larger than what is left writes the chunk with
+ * the batch, under the batch's sync. Chunks double the segment's zero-filled
+ * size, from PREALLOC_FIRST to prealloc_max (ctx_options.log_prealloc_bytes,
+ * default 4 MiB), so a small store's segment stays small. A rotated or closed
+ * segment is cut back to its records (ftruncate, unsynced: a crash may leave
+ * the zeros, which recovery reads as the segment's clean end). Disk usage is
+ * thus the records plus at most one chunk, in the newest segment (and in a
+ * segment whose store crashed, until recovery cuts it).
+ *
  * After a failed write or sync the log stops for good: Linux may drop the
  * dirty pages of a failed fsync, so a retry could report success for data
  * that is gone. Every waiter gets CTX_IO (its change may or may not have
@@ -34,11 +52,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -67,12 +85,19 @@ typedef struct big_record {
  * the pending batch under the lock, and one large transaction leaves no
  * large buffer behind. */
 #define BATCH_BUFFER (256u << 10)
-#define BIG_RECORD (64u << 10)
+#define BIG_RECORD   (64u << 10)
+
+/* Preallocation: a new segment's first zeros, and how few zeros left make
+ * the flusher write the next chunk after a batch. */
+#define PREALLOC_FIRST       LOG_PREALLOC_FIRST
+#define PREALLOC_LOW         (32u << 10)
+#define PREALLOC_DEFAULT_MAX (4u << 20)
 
 struct ctx_log {
 	char *dir;
 	ctx_durability mode;
 	unsigned batch_ms;
+	size_t prealloc_max; /* 0: segments grow by their records only */
 
 	pthread_mutex_t lock;
 	pthread_cond_t work_cv;   /* the flusher waits for work here       */
@@ -80,11 +105,11 @@ struct ctx_log {
 	body_buf cur;             /* records appended, not yet taken       */
 	log_done *cur_done;       /* their completions, in revision order  */
 	log_done **cur_done_tail;
-	big_record *cur_big;      /* large records, written between cur's  */
+	big_record *cur_big;       /* large records, written between cur's  */
 	big_record **cur_big_tail; /* bytes at their offsets                */
-	uint64_t last_rev;        /* last revision handed out              */
+	uint64_t last_rev;         /* last revision handed out              */
 	uint64_t bytes_since_rotate;
-	size_t pending;           /* records appended, not yet taken       */
+	size_t pending; /* records appended, not yet taken       */
 	bool stop;
 	bool kicked;
 	bool rotate_requested;
@@ -98,9 +123,12 @@ struct ctx_log {
 	atomic_size_t out_cap; /* out.cap, for log_buffer_bytes */
 	int seg_fd;
 	uint64_t seg_first; /* first revision of the current segment */
+	uint64_t seg_off;   /* where the next record goes: its records' end */
+	uint64_t seg_alloc; /* the file's size: zeros from seg_off up to it */
+	bool grow_failed;   /* zeros could not be written: append (this segment) */
 
-	atomic_uint durable_seq;  /* +1 per completed batch: the futex word */
-	atomic_uint waiters;      /* writers inside log_wait               */
+	atomic_uint durable_seq; /* +1 per completed batch: the futex word */
+	atomic_uint waiters;     /* writers inside log_wait               */
 	atomic_uint_fast64_t durable_rev;
 	atomic_uint_fast64_t handed_rev; /* last_rev, readable without the lock */
 	void (*durable_hook)(void *arg);
@@ -131,23 +159,78 @@ void body_free(body_buf *b)
 	b->len = b->cap = 0;
 }
 
-/* Create segment wal-<first>.log with its header, synced, and sync the dir. */
-static int segment_create(const char *dir, uint64_t first)
+/* Write zeros to [from, to) of fd (not synced). */
+static int write_zeros(int fd, uint64_t from, uint64_t to)
+{
+	static const unsigned char zeros[64u << 10];
+	while (from < to) {
+		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+		if (vfs_pwrite_all(fd, zeros, n, (off_t)from) != 0)
+			return -1;
+		from += n;
+	}
+	return 0;
+}
+
+/* Create segment wal-<first>.log with its header and `zeros` bytes of zeros
+ * after it, synced, and sync the dir. */
+static int segment_create(const char *dir, uint64_t first, size_t zeros, uint64_t *size)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/wal-%016llx.log", dir, (unsigned long long)first);
-	int fd = vfs_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	int fd = vfs_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return -1;
-	unsigned char h[WAL_HEADER_SIZE];
-	file_header_put(h, WAL_MAGIC, first);
-	if (vfs_write_all(fd, h, sizeof(h)) != 0 || vfs_sync(fd) != 0 || vfs_sync_dir(dir) != 0) {
+	/* One write: the header and the zeros (only the header if no memory). */
+	unsigned char h[WAL_HEADER_SIZE], *buf = calloc(1, WAL_HEADER_SIZE + zeros);
+	size_t len = buf ? WAL_HEADER_SIZE + zeros : WAL_HEADER_SIZE;
+	file_header_put(buf ? buf : h, WAL_MAGIC, first);
+	int rc = vfs_pwrite_all(fd, buf ? buf : h, len, 0);
+	free(buf);
+	if (rc != 0 || vfs_sync(fd) != 0 || vfs_sync_dir(dir) != 0) {
 		int e = errno;
 		vfs_close(fd);
 		errno = e;
 		return -1;
 	}
+	*size = len;
 	return fd;
+}
+
+/* The zeros a new segment starts with. */
+static size_t first_chunk(const ctx_log *l)
+{
+	return l->prealloc_max < PREALLOC_FIRST ? l->prealloc_max : PREALLOC_FIRST;
+}
+
+/* Make the current segment's zeros reach at least `need` bytes past its
+ * records, growing it by a chunk (doubling its size, up to prealloc_max).
+ * Not synced here. Best effort: after a failure (a full disk) the segment
+ * is grown by its records only, as without preallocation; zeros partly
+ * written beyond the records are harmless. */
+static int segment_grow(ctx_log *l, uint64_t need)
+{
+	if (l->grow_failed)
+		return -1;
+	uint64_t chunk = l->seg_alloc < l->prealloc_max ? l->seg_alloc : l->prealloc_max;
+	uint64_t to = l->seg_alloc + chunk;
+	if (to < l->seg_off + need)
+		to = l->seg_off + need + chunk;
+	if (write_zeros(l->seg_fd, l->seg_alloc, to) != 0) {
+		l->grow_failed = true;
+		return -1;
+	}
+	l->seg_alloc = to;
+	return 0;
+}
+
+/* Cut the segment back to its records (a rotated or closed one). Not synced:
+ * if the cut is lost, recovery reads the zeros as the segment's end. */
+static void segment_trim(ctx_log *l)
+{
+	if ((l->seg_alloc > l->seg_off || l->grow_failed) && !atomic_load(&l->failed_errno) &&
+	    vfs_truncate(l->seg_fd, (off_t)l->seg_off) == 0)
+		l->seg_alloc = l->seg_off;
 }
 
 static void wake_waiters(ctx_log *l)
@@ -161,22 +244,50 @@ static void log_fail(ctx_log *l, int err, const char *what)
 {
 	int expected = 0;
 	if (atomic_compare_exchange_strong(&l->failed_errno, &expected, err ? err : EIO))
-		fprintf(stderr, "ctx: log %s failed in %s: %s; the store refuses writes from now on\n",
+		fprintf(stderr,
+		        "ctx: log %s failed in %s: %s; the store refuses writes from now on\n",
 		        what, l->dir, strerror(err));
 	wake_waiters(l);
 }
 
-/* Write a batch: its buffer, with each big record in its place. */
-static int write_batch(int fd, const body_buf *batch, const big_record *big)
+/* Write a batch at the end of the segment's records: its buffer, with each
+ * big record in its place, over the zeros (grown first if too few). */
+static int write_batch(ctx_log *l, const body_buf *batch, const big_record *big)
 {
+	uint64_t len = batch->len;
+	for (const big_record *b = big; b; b = b->next)
+		len += b->len;
+	if (l->seg_off + len > l->seg_alloc && l->prealloc_max)
+		(void)segment_grow(l, len); /* (if it fails: appended) */
+	int fd = l->seg_fd;
+	uint64_t at = l->seg_off;
 	size_t done = 0; /* (batch->data is NULL if no buffer could be had) */
 	for (; big; big = big->next) {
-		if ((big->at > done && vfs_write_all(fd, batch->data + done, big->at - done) != 0) ||
-		    vfs_write_all(fd, big->data, big->len) != 0)
+		size_t n = big->at - done;
+		if ((n && vfs_pwrite_all(fd, batch->data + done, n, (off_t)at) != 0) ||
+		    vfs_pwrite_all(fd, big->data, big->len, (off_t)(at + n)) != 0)
 			return -1;
+		at += n + big->len;
 		done = big->at;
 	}
-	return batch->len > done ? vfs_write_all(fd, batch->data + done, batch->len - done) : 0;
+	if (batch->len > done &&
+	    vfs_pwrite_all(fd, batch->data + done, batch->len - done, (off_t)at) != 0)
+		return -1;
+	l->seg_off += len;
+	if (l->seg_off > l->seg_alloc)
+		l->seg_alloc = l->seg_off;
+	return 0;
+}
+
+/* After a batch: if few zeros are left, write the next chunk and sync it,
+ * before the next batch (whose sync would otherwise commit a size change). */
+static void prealloc_ahead(ctx_log *l)
+{
+	if (!l->prealloc_max || l->seg_alloc - l->seg_off >= PREALLOC_LOW ||
+	    atomic_load(&l->failed_errno))
+		return;
+	if (segment_grow(l, PREALLOC_LOW) == 0 && vfs_sync(l->seg_fd) != 0)
+		log_fail(l, errno, "fsync");
 }
 
 /* A big record with rec's body in place and room for its header. */
@@ -250,7 +361,7 @@ static void *flusher_main(void *arg)
 
 		bool ok = !atomic_load(&l->failed_errno);
 		bool any = batch.len || big;
-		if (ok && any && write_batch(l->seg_fd, &batch, big) != 0) {
+		if (ok && any && write_batch(l, &batch, big) != 0) {
 			log_fail(l, errno, "write");
 			ok = false;
 		}
@@ -275,14 +386,21 @@ static void *flusher_main(void *arg)
 			hook(hook_arg);
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
-			int fd = segment_create(l->dir, upto + 1);
+			uint64_t size;
+			int fd = segment_create(l->dir, upto + 1, first_chunk(l), &size);
 			if (fd < 0) {
 				log_fail(l, errno, "segment create");
 			} else {
+				segment_trim(l);
 				vfs_close(l->seg_fd);
 				l->seg_fd = fd;
 				l->seg_first = upto + 1;
+				l->seg_off = WAL_HEADER_SIZE;
+				l->seg_alloc = size;
+				l->grow_failed = false;
 			}
+		} else if (ok && any && !stop) {
+			prealloc_ahead(l);
 		}
 		if (rotate) {
 			pthread_mutex_lock(&l->lock);
@@ -300,8 +418,8 @@ static void *flusher_main(void *arg)
 	}
 }
 
-ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
-                    unsigned batch_ms, ctx_log **out)
+ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, unsigned batch_ms,
+                    size_t prealloc, ctx_log **out)
 {
 	ctx_log *l = calloc(1, sizeof(*l));
 	if (!l || !(l->dir = strdup(dir))) {
@@ -315,8 +433,11 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
 	l->cur_big_tail = &l->cur_big;
 	atomic_init(&l->durable_rev, last_rev);
 	atomic_init(&l->handed_rev, last_rev);
+	if (mode != CTX_DURABILITY_NONE)
+		l->prealloc_max = !prealloc ? PREALLOC_DEFAULT_MAX : prealloc < 4096 ? 0 : prealloc;
 	l->seg_first = last_rev + 1;
-	l->seg_fd = segment_create(dir, last_rev + 1);
+	l->seg_off = WAL_HEADER_SIZE;
+	l->seg_fd = segment_create(dir, last_rev + 1, first_chunk(l), &l->seg_alloc);
 	if (l->seg_fd < 0) {
 		int e = errno;
 		free(l->dir);
@@ -352,6 +473,7 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->flusher, NULL);
 	int err = atomic_load(&l->failed_errno);
+	segment_trim(l);
 	vfs_close(l->seg_fd);
 	body_free(&l->cur);
 	body_free(&l->out);

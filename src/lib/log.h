@@ -12,6 +12,9 @@
 
 typedef struct ctx_log ctx_log;
 
+/* The zeros a new segment is created with (fewer if prealloc is smaller). */
+#define LOG_PREALLOC_FIRST (64u << 10)
+
 /* A record to append: the header fields and a body prepared (and checksummed)
  * by the caller before taking any lock. */
 typedef struct log_record {
@@ -24,11 +27,14 @@ typedef struct log_record {
 } log_record;
 
 /* Open a new segment in dir whose first record will have revision
- * last_rev + 1, and start the flusher thread. */
-ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode,
-                    unsigned batch_ms, ctx_log **out);
+ * last_rev + 1, and start the flusher thread. prealloc: the largest chunk of
+ * zeros a segment is grown by ahead of its records (0 = default, 4 MiB;
+ * below 4096 = none: records are appended); none under CTX_DURABILITY_NONE. */
+ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, unsigned batch_ms,
+                    size_t prealloc, ctx_log **out);
 
-/* Flush and sync everything appended, stop the flusher, close the segment.
+/* Flush and sync everything appended, stop the flusher, cut the segment's
+ * zeros off (unsynced) and close it.
  * Returns CTX_IO if the last flush failed. */
 ctx_status log_close(ctx_log *l);
 

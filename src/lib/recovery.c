@@ -36,6 +36,16 @@
  *    The price: bit rot inside synced records of the newest segment, above
  *    the floor, looks like an unsynced tail and is cut (kept aside, and
  *    reported), where a stricter reading would refuse to open.
+ * 4. The zero tail. The log writes a segment's zeros (and syncs them) ahead
+ *    of its records and writes records over them, so a segment ends with
+ *    zeros where records stop, unless it was cut back when rotated or
+ *    closed. Where every byte from a record boundary to the end of the file
+ *    is zero, the segment ends cleanly there, in any segment: no damage,
+ *    nothing kept aside, nothing reported (an open cuts those zeros off,
+ *    unsynced). Records lost to a crash there are caught as before: by the
+ *    revision gap to the next segment, or by the durable floor. A damaged
+ *    record followed by zeros is damage as in 3; the bytes kept aside stop
+ *    at the last non-zero one.
  *
  * Recovery runs before the store is shared, on one thread; it builds states
  * directly, without the log. Read-only recovery (ctx_verify) changes no file
@@ -414,7 +424,8 @@ typedef struct replay {
 	char last_path[4096]; /* the newest segment, and where its records end */
 	size_t last_end;
 	uint64_t torn_records;
-	char notes[400]; /* what recovery repaired or worked around, for verify */
+	rev_list zero_firsts, zero_ends; /* segments with a zero tail: cut at the end */
+	char notes[400];                 /* what recovery repaired or worked around, for verify */
 } replay;
 
 static void note(replay *rp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -464,12 +475,17 @@ static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char 
 	return CTX_OK;
 }
 
-/* Cut the newest segment at off (remove it if off is 0): the unsynced tail. */
+/* Cut the newest segment at off (remove it if off is 0): the unsynced tail.
+ * The torn bytes, counted and kept aside, stop at the last non-zero one:
+ * the zeros after them are the segment's preallocated tail. */
 static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const unsigned char *base,
                            size_t off, size_t size, const char *why)
 {
 	uint64_t intact = records_after(base, size, off, rp->prev);
-	bool keep = size > off && !all_zero(base + off, size - off);
+	size_t torn = size - off;
+	while (torn && !base[off + torn - 1])
+		torn--;
+	bool keep = torn > 0;
 	char name[64] = "", aside[4096 + 64], what[4096 + 512];
 	if (keep)
 		aside_name(rp->dir, first, off, name, sizeof(name), aside, sizeof(aside));
@@ -477,13 +493,13 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const u
 	snprintf(what, sizeof(what),
 	         "unsynced tail of %s cut at offset %zu (%s): %zu bytes, %" PRIu64
 	         " intact records after the damage%s%s",
-	         file, off, why, size - off, intact, keep ? ", kept aside in " : "", name);
-	rp->info->torn_bytes += size - off;
+	         file, off, why, torn, intact, keep ? ", kept aside in " : "", name);
+	rp->info->torn_bytes += torn;
 	rp->torn_records += intact;
 	note(rp, "%s", what);
 	if (rp->read_only)
 		return CTX_OK;
-	ctx_status st = keep ? keep_aside(rp, aside, base + off, size - off) : CTX_OK;
+	ctx_status st = keep ? keep_aside(rp, aside, base + off, torn) : CTX_OK;
 	if (st != CTX_OK)
 		return st;
 	if (off == 0) {
@@ -527,6 +543,22 @@ static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool l
 	return cut_tail(rp, path, first, base, off, size, why);
 }
 
+/* Once recovery succeeded: cut the zero tails off (unsynced: if a cut is
+ * lost, the zeros read as the end again). A failure changes nothing. */
+static void cut_zeros(replay *rp)
+{
+	for (size_t i = 0; i < rp->zero_firsts.n; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/wal-%016" PRIx64 ".log", rp->dir,
+		         rp->zero_firsts.v[i]);
+		int fd = vfs_open(path, O_WRONLY, 0);
+		if (fd >= 0) {
+			(void)vfs_truncate(fd, (off_t)rp->zero_ends.v[i]);
+			vfs_close(fd);
+		}
+	}
+}
+
 static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 {
 	char path[4096];
@@ -553,7 +585,7 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	rp->info->segments++;
 
 	ctx_status st = CTX_OK;
-	size_t off = 0;
+	size_t off = 0, end = size;
 	const char *why = NULL;
 	if (!file_header_intact(base, size, WAL_MAGIC)) {
 		why = "bad segment header";
@@ -566,11 +598,12 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 			/* Name the segment before too: a segment cut at a record
 			 * boundary reads cleanly and only the gap shows it. */
 			if (rp->prev_path[0])
-				st = ctx_fail(CTX_CORRUPT,
-				              "log %s: starts at revision %" PRIu64 " but %" PRIu64
-				              " came before: records are missing (%s ends early, at "
-				              "offset %zu)",
-				              path, first, rp->prev, rp->prev_path, rp->prev_size);
+				st =
+				    ctx_fail(CTX_CORRUPT,
+				             "log %s: starts at revision %" PRIu64 " but %" PRIu64
+				             " came before: records are missing (%s ends early, at "
+				             "offset %zu)",
+				             path, first, rp->prev, rp->prev_path, rp->prev_size);
 			else
 				st = ctx_fail(CTX_CORRUPT,
 				              "log %s: starts at revision %" PRIu64 " but %" PRIu64
@@ -583,6 +616,10 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	while (!why && off < size) {
 		const unsigned char *h = base + off;
 		uint32_t blen = 0;
+		if (all_zero(h, size - off)) {
+			end = off; /* the zero tail: the clean end */
+			break;
+		}
 		if (size - off < REC_HEADER_SIZE)
 			why = "truncated record header";
 		else if (get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4))
@@ -620,15 +657,18 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	}
 	if (last) {
 		snprintf(rp->last_path, sizeof(rp->last_path), "%s", path);
-		rp->last_end = why ? off : size;
+		rp->last_end = why ? off : end;
 	}
 	if (why)
 		st = damage_at(rp, path, first, last, base, off, size, why);
+	else if (end < size && !rp->read_only &&
+	         !(rev_push(&rp->zero_firsts, first) && rev_push(&rp->zero_ends, end)))
+		st = ctx_fail(CTX_NOMEM, "no memory replaying %s", path);
 out:
 	if (base)
 		munmap((void *)base, size);
 	snprintf(rp->prev_path, sizeof(rp->prev_path), "%s", path);
-	rp->prev_size = size;
+	rp->prev_size = end;
 	return st;
 }
 
@@ -757,7 +797,12 @@ static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recover
 		             rp->last_path[0] ? rp->last_path : dir, rp->last_end, rp->prev,
 		             rp->durable_why, rp->durable);
 	info->last_revision = rp->prev;
+	if (st == CTX_OK)
+		cut_zeros(rp);
 out:
+	free(rp->zero_firsts.v);
+	free(rp->zero_ends.v);
+	rp->zero_firsts = rp->zero_ends = (rev_list){0};
 	free(ckpts.v);
 	free(segs.v);
 	return st;

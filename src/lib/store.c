@@ -324,7 +324,8 @@ static ctx_status open_dir(ctx_store *s)
 	atomic_store(&s->revision, info.last_revision);
 	atomic_store(&s->last_checkpoint, info.checkpoint_revision);
 	s->wait_durable = s->opts.durability == CTX_DURABILITY_ALWAYS;
-	st = log_open(s->dir, info.last_revision, s->opts.durability, s->opts.batch_ms, &s->log);
+	st = log_open(s->dir, info.last_revision, s->opts.durability, s->opts.batch_ms,
+	              s->opts.log_prealloc_bytes, &s->log);
 	if (st != CTX_OK)
 		return st;
 	return checkpointer_start(s);

@@ -12,6 +12,11 @@
  *     data is independently kept, lost (it reads as zeros, or as garbage:
  *     old bytes of a reused block), or kept as a random prefix; the file's
  *     size survives whole or is cut at a random point.
+ * Bytes overwritten in place (vfs_pwrite_all below the file's end: log
+ * records over a segment's synced zero tail) and not synced since are a
+ * range [dirty_lo, dirty_hi) below `synced`; a crash turns them back into
+ * the zeros they were, in the same three ways (no garbage: the old bytes of
+ * those blocks are known to be zeros).
  * With VFS_SIM_ENTRIES, a file created while the table was on whose
  * directory was not fsynced afterwards is lost, and so is a directory whose
  * parent was never fsynced (up to a root the test declares durable).
@@ -90,6 +95,7 @@ typedef struct sim_file {
 	bool entry_synced; /* its directory fsynced since it was created */
 	long long size;
 	long long synced;
+	long long dirty_lo, dirty_hi; /* overwritten in place since the last sync */
 	char path[PATH_MAX];
 } sim_file;
 
@@ -160,6 +166,7 @@ static void sim_opened(const char *path, int fd, int flags, bool created)
 			f->created = created;
 			f->entry_synced = false;
 			f->size = f->synced = lseek(fd, 0, SEEK_END);
+			f->dirty_lo = f->dirty_hi = 0;
 			strncpy(f->path, path, sizeof(f->path) - 1);
 		}
 		f->fd = fd;
@@ -299,6 +306,41 @@ static long long tear_pages(const sim_file *f, unsigned *seed)
 	return len;
 }
 
+/* Turn what a crash loses of the bytes overwritten in place since the last
+ * sync back into zeros, as `how` says. */
+static void lose_overwrites(const sim_file *f, unsigned how, unsigned *seed)
+{
+	long long lo = f->dirty_lo, hi = f->dirty_hi < f->synced ? f->dirty_hi : f->synced;
+	if (lo >= hi)
+		return;
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	static const unsigned char zeros[SIM_PAGE];
+	for (long long p = lo; p < hi;) {
+		long long end = (p / SIM_PAGE + 1) * SIM_PAGE;
+		size_t n = (size_t)((end < hi ? end : hi) - p), from = 0;
+		if (how & VFS_SIM_PAGES) {
+			unsigned r = (unsigned)rand_r(seed) % 3;
+			from = r == 0 ? n : r == 1 ? 0 : (size_t)rand_r(seed) % (n + 1);
+		} else if (how & VFS_SIM_TEAR) {
+			/* One torn write: a prefix of the whole range survives. */
+			long long keep = lo + rand_r(seed) % (hi - lo + 1);
+			p = keep;
+			n = (size_t)(hi - keep);
+			end = hi;
+		}
+		while (from < n) {
+			size_t k = n - from < SIM_PAGE ? n - from : SIM_PAGE;
+			if (pwrite(fd, zeros, k, p + (off_t)from) < 0)
+				break;
+			from += k;
+		}
+		p = end < hi ? end : hi;
+	}
+	close(fd);
+}
+
 void vfs_sim_crash_with(unsigned how, unsigned seed)
 {
 	if (!sim)
@@ -312,6 +354,7 @@ void vfs_sim_crash_with(unsigned how, unsigned seed)
 				f->used = false;
 			continue;
 		}
+		lose_overwrites(f, how, &seed);
 		long long keep = f->synced;
 		if ((how & VFS_SIM_PAGES) && f->size > f->synced)
 			keep = tear_pages(f, &seed);
@@ -400,6 +443,51 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+int vfs_pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
+		int e = atomic_load(&ctx_vfs_faults.write_errno);
+		errno = e ? e : EIO;
+		return -1;
+	}
+	long long left = atomic_load(&ctx_vfs_faults.space_left);
+	size_t allowed = n;
+	if (left >= 0) {
+		allowed = (unsigned long long)left < n ? (size_t)left : n;
+		atomic_fetch_sub(&ctx_vfs_faults.space_left, (long long)allowed);
+	}
+	const char *p = buf;
+	size_t done = 0;
+	while (done < allowed) {
+		ssize_t w = pwrite(fd, p + done, allowed - done, off + (off_t)done);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	if (sim && done) {
+		pthread_mutex_lock(&sim->lock);
+		sim_file *f = sim_find_fd(fd);
+		long long lo = off, hi = off + (long long)done;
+		if (f && lo < f->synced) {
+			if (f->dirty_lo >= f->dirty_hi || lo < f->dirty_lo)
+				f->dirty_lo = lo;
+			if (hi > f->dirty_hi)
+				f->dirty_hi = hi;
+		}
+		if (f && hi > f->size)
+			f->size = hi;
+		pthread_mutex_unlock(&sim->lock);
+	}
+	if (allowed < n) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return 0;
+}
+
 int vfs_sync(int fd)
 {
 	if (countdown_hits(&ctx_vfs_faults.sync_countdown)) {
@@ -412,8 +500,10 @@ int vfs_sync(int fd)
 	if (sim) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
-		if (f)
+		if (f) {
 			f->synced = f->size;
+			f->dirty_lo = f->dirty_hi = 0;
+		}
 		pthread_mutex_unlock(&sim->lock);
 	}
 	return 0;
@@ -471,8 +561,10 @@ int vfs_truncate(int fd, off_t len)
 	if (sim) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
-		if (f)
+		if (f) {
 			f->size = f->synced = len;
+			f->dirty_lo = f->dirty_hi = 0;
+		}
 		pthread_mutex_unlock(&sim->lock);
 	}
 	return 0;

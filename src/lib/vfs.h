@@ -19,7 +19,13 @@
 
 int vfs_open(const char *path, int flags, mode_t mode);
 int vfs_write_all(int fd, const void *buf, size_t n); /* 0, or -1 and errno */
-int vfs_sync(int fd);                                 /* fdatasync */
+/* Write all of buf at offset off (the file position does not move). For the
+ * power-loss table, a write below the file's end overwrites bytes that were
+ * zeros (the only such writes libctx makes: log records over a segment's
+ * zero-filled, synced tail), so a crash before the next sync turns what it
+ * loses of them back into zeros. */
+int vfs_pwrite_all(int fd, const void *buf, size_t n, off_t off);
+int vfs_sync(int fd); /* fdatasync */
 int vfs_sync_dir(const char *dir);
 int vfs_mkdir(const char *path, mode_t mode); /* mkdir, then fsync its parent */
 int vfs_rename(const char *from, const char *to);
@@ -54,6 +60,9 @@ void vfs_faults_reset(void);
  *                    kept, lost (zeros or garbage) or kept as a random
  *                    prefix, and the size kept whole or cut at random
  *                    (page writeback has no order);
+ *   (bytes overwritten in place since the last sync, vfs_pwrite_all below
+ *   the end, go back to zeros: all of them with CUT, all but a random prefix
+ *   with TEAR, page by page with PAGES: kept, zeros, or a prefix kept)
  *   VFS_SIM_ENTRIES  (added to one of the above) files created whose
  *                    directory was not fsynced since are lost, and so is a
  *                    directory whose parent was never fsynced, below a root

@@ -246,6 +246,9 @@ static ctx_store *open_work(size_t history_depth)
 	o.dir = work;
 	o.clock_us = clock_us;
 	o.history_depth = history_depth;
+	/* The smallest preallocation: a segment copied while open ends with 4 KiB
+	 * of zeros (its zero tail), not 64 KiB. */
+	o.log_prealloc_bytes = 4096;
 	ctx_store *s;
 	CHECK(ctx_open(&o, &s));
 	return s;

@@ -1,0 +1,256 @@
+/*
+ * test_prealloc.c - log segments written with zeros ahead of their records.
+ *
+ * The log writes a segment's zeros (and syncs them) before its records and
+ * writes the records over them in place; a rotated or closed segment is cut
+ * back to its records. Checked here from the files:
+ *   - while open, the segment is its header, its records, then zeros: 64 KiB
+ *     at first, grown by chunks that double it (up to log_prealloc_bytes);
+ *   - closed, it ends at its last record;
+ *   - log_prealloc_bytes below 4096: no zeros, the file ends at its records;
+ *   - a process killed while the segment has its zero tail leaves a
+ *     directory that verifies "ok" with no torn bytes, and opens with every
+ *     acknowledged commit, no torn-*.bin file, the zeros cut off.
+ * Recovery's reading of zero tails against damage is in test_damage.
+ */
+/* (cmocka.h needs these first) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "log.h"
+
+typedef struct seg_file {
+	unsigned char *p;
+	size_t size;    /* the file's size */
+	size_t records; /* where its records end */
+	size_t nrec;
+} seg_file;
+
+/* Read segment `name` of dir and find where its records end. */
+static seg_file read_segment(const char *dir, const char *name)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	struct stat sb;
+	assert_int_equal(fstat(fileno(f), &sb), 0);
+	seg_file s = {.size = (size_t)sb.st_size};
+	s.p = malloc(s.size + 1);
+	assert_non_null(s.p);
+	assert_int_equal(fread(s.p, 1, s.size, f), s.size);
+	fclose(f);
+	assert_true(s.size >= WAL_HEADER_SIZE);
+	size_t off = WAL_HEADER_SIZE;
+	while (off + REC_HEADER_SIZE <= s.size && get_u32(s.p + off)) {
+		off += REC_HEADER_SIZE + get_u32(s.p + off + 4);
+		s.nrec++;
+	}
+	assert_true(off <= s.size);
+	s.records = off;
+	return s;
+}
+
+/* The newest segment (n = 0), or the one before it (n = 1), ...; or, with
+ * n = -1, check that every segment ends at its records (returns none). */
+static seg_file read_newest_segment_but(const char *dir, int n)
+{
+	char names[16][64];
+	int count = 0;
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, "wal-", 4) == 0 && strlen(e->d_name) < 64 && count < 16)
+			snprintf(names[count++], 64, "%s", e->d_name);
+	closedir(d);
+	qsort(names, (size_t)count, 64, (int (*)(const void *, const void *))strcmp);
+	assert_true(n < count && count > 0);
+	if (n >= 0)
+		return read_segment(dir, names[count - 1 - n]);
+	for (int i = 0; i < count; i++) {
+		seg_file seg = read_segment(dir, names[i]);
+		assert_int_equal(seg.size, seg.records);
+		free(seg.p);
+	}
+	return (seg_file){0};
+}
+
+static seg_file read_newest_segment(const char *dir)
+{
+	return read_newest_segment_but(dir, 0);
+}
+
+static bool zeros_from(const seg_file *s, size_t off)
+{
+	for (size_t i = off; i < s->size; i++)
+		if (s->p[i])
+			return false;
+	return true;
+}
+
+static ctx_store *open_with(const char *dir, size_t prealloc)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.log_prealloc_bytes = prealloc;
+	o.checkpoint_bytes = 1u << 30; /* no background checkpoint: one segment */
+	ctx_store *s = NULL;
+	ctx_status st = ctx_open(&o, &s);
+	if (st != CTX_OK)
+		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
+	return s;
+}
+
+static void put_big(ctx_store *s, int i, size_t len)
+{
+	char key[32], *val = malloc(len);
+	assert_non_null(val);
+	memset(val, 'a' + i % 26, len);
+	snprintf(key, sizeof(key), "k%06d", i);
+	assert_ok(ctx_put(s, "c", key, strlen(key), val, len, NULL));
+	free(val);
+}
+
+static size_t count_files(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+/* Killed with its zero tail in place: a clean end, nothing torn. (Runs
+ * first: the process has no thread yet when it forks.) */
+static void test_killed_with_zero_tail(void **unused)
+{
+	char *dir = test_make_dir("prealloc-kill");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		ctx_store *s = open_with(dir, 0);
+		if (ctx_create(s, "c") != CTX_OK)
+			_exit(2);
+		for (int i = 0; i < 50; i++)
+			put_big(s, i, 300);
+		_exit(0); /* no close: the segment keeps its zeros */
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	seg_file seg = read_newest_segment(dir);
+	assert_int_equal(seg.nrec, 51);
+	assert_true(seg.size > seg.records); /* the zero tail is there */
+	assert_true(zeros_from(&seg, seg.records));
+	free(seg.p);
+
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(dir, &rep));
+	assert_string_equal(rep.message, "ok");
+	assert_int_equal(rep.torn_bytes, 0);
+	assert_int_equal(rep.last_revision, 51);
+
+	ctx_store *s = open_with(dir, 0);
+	ctx_state *st;
+	assert_ok(ctx_get(s, "c", &st));
+	assert_int_equal(ctx_state_count(st), 50);
+	ctx_state_release(st);
+	assert_int_equal(count_files(dir, "torn-"), 0);
+	seg = read_segment(dir, "wal-0000000000000001.log"); /* zeros cut off */
+	assert_int_equal(seg.nrec, 51);
+	assert_int_equal(seg.size, seg.records);
+	free(seg.p);
+	ctx_close(s);
+	/* The open cut the old segment's zeros off (if the closing checkpoint
+	 * kept it), the close the new one's: every segment ends at its records. */
+	read_newest_segment_but(dir, -1);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+/* Open: header, records, zeros, growing by doubling chunks. Closed: the
+ * records only. */
+static void test_segment_zeros_while_open(void **unused)
+{
+	char *dir = test_make_dir("prealloc-open");
+	ctx_store *s = open_with(dir, 256u << 10);
+	assert_ok(ctx_create(s, "c"));
+	put_big(s, 0, 100);
+	seg_file seg = read_newest_segment(dir);
+	assert_int_equal(seg.nrec, 2);
+	assert_int_equal(seg.size, WAL_HEADER_SIZE + LOG_PREALLOC_FIRST);
+	assert_true(zeros_from(&seg, seg.records));
+	free(seg.p);
+
+	/* Past the first 64 KiB: grown ahead, the records still followed by
+	 * zeros; never beyond the records plus a chunk of 256 KiB. */
+	size_t grown = 0;
+	for (int i = 1; i <= 200; i++) {
+		put_big(s, i, 3000);
+		seg = read_newest_segment(dir);
+		assert_int_equal(seg.nrec, (size_t)i + 2);
+		assert_true(seg.size > seg.records);
+		assert_true(zeros_from(&seg, seg.records));
+		assert_true(seg.size <= seg.records + (256u << 10) + LOG_PREALLOC_FIRST);
+		grown = seg.size;
+		free(seg.p);
+	}
+	assert_true(grown > 4 * LOG_PREALLOC_FIRST);
+	ctx_close(s);
+	/* Cut back to its records when rotated (by the closing checkpoint), and
+	 * the new segment too, on close (if the checkpoint kept the old one). */
+	read_newest_segment_but(dir, -1);
+
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(dir, &rep));
+	assert_string_equal(rep.message, "ok");
+	test_remove_dir(dir);
+	free(dir);
+}
+
+/* Below 4096: off. The segment is its records, open or closed. */
+static void test_prealloc_off(void **unused)
+{
+	char *dir = test_make_dir("prealloc-off");
+	ctx_store *s = open_with(dir, 1);
+	assert_ok(ctx_create(s, "c"));
+	for (int i = 0; i < 30; i++) {
+		put_big(s, i, 500);
+		seg_file seg = read_newest_segment(dir);
+		assert_int_equal(seg.size, seg.records);
+		assert_int_equal(seg.nrec, (size_t)i + 2);
+		free(seg.p);
+	}
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_killed_with_zero_tail),
+	    cmocka_unit_test(test_segment_zeros_while_open),
+	    cmocka_unit_test(test_prealloc_off),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
