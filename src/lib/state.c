@@ -8,7 +8,7 @@
  * grace period later, because a reader may still be reading its refs field to
  * try to take a reference (and will see 0 and retry). The structs go to RCU
  * in batches of STATE_BATCH per thread (see state_free_deferred), and come
- * back to the thread that released them for its next states (RECYCLING).
+ * back to the thread that released them to be freed there (WHO FREES).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -46,7 +46,7 @@ ctx_state *ctx_state_retain(ctx_state *st)
 	return st;
 }
 
-/* ---- freeing the structs, in batches, and using them again ---------------------- */
+/* ---- freeing the structs, in batches, in the thread that released them ------------ */
 
 /* The struct of a released state must outlive a grace period. One call_rcu
  * per version cost a third of a small commit (the queueing, and waking
@@ -57,25 +57,27 @@ ctx_state *ctx_state_retain(ctx_state *st)
  * destructor): at most STATE_BATCH - 1 structs per thread wait longer than
  * one grace period, and none is lost.
  *
- * RECYCLING
+ * WHO FREES
  *   A committer allocates a struct per commit and, at the same rate,
- *   releases one (the version its commit cut from history). Freed by
- *   liburcu's worker thread, every struct crossed threads, and the worker's
+ *   releases one (the version its commit cut from history). When liburcu's
+ *   worker thread freed them, every struct crossed threads, and the worker's
  *   free and the committer's malloc fought over the committer's malloc arena
- *   (a futex wait or wake in a tenth of the samples of a one-thread update).
- *   So the worker frees nothing a live thread released: the callback pushes
- *   the batch, untouched, on the releasing thread's pool (`returned`, a
- *   lock-free stack with one consumer, who takes the whole stack with one
- *   exchange, so no ABA), and state_new takes structs from there before
- *   calling malloc. A struct reused this way has passed its grace period
- *   exactly as a freed one would have, so readers see nothing different.
+ *   (futex waits and wakes in a tenth of the samples of a one-thread
+ *   update). So the worker frees only what no live thread takes back: the
+ *   callback pushes the batch, untouched, on the releasing thread's pool
+ *   (`returned`, a lock-free stack with one consumer, who takes the whole
+ *   stack with one exchange, so no ABA), and that thread frees what came
+ *   back when it queues its next batch, into its own malloc cache.
+ *   (Reusing the structs for the thread's next states instead of freeing
+ *   them measured better at 1 thread but 10-20% worse at 64: docs/
+ *   benchmarks.md, round 3.)
  *
- *   Bounds: when a thread queues a batch and finds more than POOL_BATCHES
- *   batches back (it releases more than it allocates, e.g. a reader that
- *   dropped the last references), it frees them itself. A pool outlives its
- *   thread while batches are in flight (`refs`: one for the thread, one per
- *   batch); once the thread is gone the worker frees what comes back, and
- *   the last one to let go of the pool frees it with what it holds. */
+ *   Bounds: a pool holds at most POOL_BATCHES batches; past that (a thread
+ *   that released versions and went idle) the worker frees them as before.
+ *   A pool outlives its thread while batches are in flight (`refs`: one for
+ *   the thread, one per batch); once the thread is gone the worker frees what
+ *   comes back, and the last one to let go of the pool frees it with what it
+ *   holds. */
 #define STATE_BATCH  32
 #define POOL_BATCHES 8
 #define EMPTY_KEPT   4
@@ -84,14 +86,14 @@ typedef struct state_pool state_pool;
 
 typedef struct state_batch {
 	struct rcu_head rcu;
-	state_pool *pool;         /* NULL: free the structs after the grace period */
+	state_pool *pool;         /* NULL: the worker frees the structs */
 	struct state_batch *next; /* in a pool's stack or a thread's list */
 	unsigned n;
 	ctx_state *st[STATE_BATCH];
 } state_batch;
 
 struct state_pool {
-	_Atomic(state_batch *) returned; /* full batches back from RCU */
+	_Atomic(state_batch *) returned; /* batches back from RCU, to free */
 	atomic_uint held;                /* about how many batches are in returned */
 	atomic_uint refs;                /* the thread's, and one per batch in flight */
 	atomic_bool orphan;              /* the thread exited */
@@ -100,8 +102,7 @@ struct state_pool {
 static _Thread_local struct {
 	state_batch *gather; /* being filled with released structs */
 	bool keyed;          /* the exit destructor is set for this thread */
-	state_pool *pool;    /* NULL: no reuse (out of memory at setup) */
-	state_batch *ready;  /* taken from the pool: structs to reuse */
+	state_pool *pool;    /* NULL: the worker frees (out of memory at setup) */
 	state_batch *empty;  /* emptied batches, for gathering again */
 	unsigned nempty;
 } batch;
@@ -133,22 +134,15 @@ static void pool_release(state_pool *p)
 	free(p);
 }
 
-/* Take everything p holds. */
-static state_batch *pool_take(state_pool *p)
-{
-	state_batch *b = atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire);
-	atomic_store_explicit(&p->held, 0, memory_order_relaxed);
-	return b;
-}
-
 /* A batch whose grace period is over: back to its thread's pool, or freed
- * if it has none or that thread is gone. */
+ * here if it has none, that thread is gone or its pool is full. */
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
 	state_batch *b = caa_container_of(head, state_batch, rcu);
 	state_pool *p = b->pool;
-	if (!p || atomic_load_explicit(&p->orphan, memory_order_acquire)) {
+	if (!p || atomic_load_explicit(&p->orphan, memory_order_acquire) ||
+	    atomic_load_explicit(&p->held, memory_order_relaxed) >= POOL_BATCHES) {
 		batch_free(b);
 	} else {
 		/* Counted before it is pushed: a take between the two then
@@ -164,6 +158,30 @@ static void state_free_batch_rcu(struct rcu_head *head)
 		pool_release(p);
 }
 
+/* Free the structs of the batches back in this thread's pool; keep a few
+ * of the batches to gather into. */
+static void pool_drain(state_pool *p)
+{
+	if (!atomic_load_explicit(&p->returned, memory_order_relaxed))
+		return;
+	state_batch *b = atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire);
+	atomic_store_explicit(&p->held, 0, memory_order_relaxed);
+	while (b) {
+		state_batch *next = b->next;
+		if (batch.nempty < EMPTY_KEPT) {
+			for (unsigned i = 0; i < b->n; i++)
+				free(b->st[i]);
+			b->n = 0;
+			b->next = batch.empty;
+			batch.empty = b;
+			batch.nempty++;
+		} else {
+			batch_free(b);
+		}
+		b = next;
+	}
+}
+
 static void batch_flush(void)
 {
 	state_batch *b = batch.gather;
@@ -173,9 +191,7 @@ static void batch_flush(void)
 	b->pool = batch.pool;
 	if (b->pool) {
 		atomic_fetch_add_explicit(&b->pool->refs, 1, memory_order_relaxed);
-		/* More back than this thread reuses: it frees them itself. */
-		if (atomic_load_explicit(&b->pool->held, memory_order_relaxed) > POOL_BATCHES)
-			batch_list_free(pool_take(b->pool));
+		pool_drain(b->pool);
 	}
 	ctx_call_rcu(&b->rcu, state_free_batch_rcu);
 }
@@ -186,15 +202,15 @@ static void batch_thread_exit(void *unused)
 	batch_flush();
 	free(batch.gather);
 	batch.gather = NULL;
-	batch_list_free(batch.ready);
-	batch.ready = NULL;
-	batch_list_free(batch.empty);
-	batch.empty = NULL;
 	if (batch.pool) {
+		pool_drain(batch.pool);
 		atomic_store_explicit(&batch.pool->orphan, true, memory_order_release);
 		pool_release(batch.pool);
 		batch.pool = NULL;
 	}
+	batch_list_free(batch.empty);
+	batch.empty = NULL;
+	batch.nempty = 0;
 }
 
 static void batch_key_init(void)
@@ -212,7 +228,7 @@ static bool batch_setup(void)
 		return false;
 	batch.keyed = true;
 	state_pool *p = malloc(sizeof(*p));
-	if (p) { /* else structs are freed, not reused */
+	if (p) { /* else the worker frees this thread's structs */
 		atomic_init(&p->returned, NULL);
 		atomic_init(&p->held, 0);
 		atomic_init(&p->refs, 1);
@@ -254,31 +270,9 @@ static void state_free_deferred(ctx_state *st)
 		batch_flush();
 }
 
-/* A struct for a new state: a reused one if this thread's pool has one. */
-static ctx_state *state_alloc(void)
-{
-	state_batch *b = batch.ready;
-	if (!b && batch.pool && atomic_load_explicit(&batch.pool->returned, memory_order_relaxed))
-		b = batch.ready = pool_take(batch.pool);
-	if (!b)
-		return malloc(sizeof(ctx_state));
-	ctx_state *st = b->st[--b->n];
-	if (!b->n) {
-		batch.ready = b->next;
-		if (batch.nempty < EMPTY_KEPT) {
-			b->next = batch.empty;
-			batch.empty = b;
-			batch.nempty++;
-		} else {
-			free(b);
-		}
-	}
-	return st;
-}
-
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 {
-	ctx_state *st = state_alloc();
+	ctx_state *st = malloc(sizeof(*st));
 	if (!st)
 		return NULL;
 	atomic_init(&st->refs, 1);

@@ -1,15 +1,16 @@
 /*
- * test_state_reuse.c - version structs reused by the thread that released
- * them (state.c, RECYCLING).
+ * test_state_free.c - version structs freed by the thread that released them
+ * (state.c, WHO FREES).
  *
- * A released version's struct comes back to its thread after a grace period
- * and becomes that thread's next version. These tests check what must not
- * change because of it: a version someone holds keeps its number, revision,
- * values and key count however many versions are made and cut meanwhile, and
- * every thread's exit (with batches still waiting for their grace period, so
- * that the worker frees them into a pool whose thread is gone) loses and
- * corrupts nothing. Run them under ASan and TSan: a struct reused too early
- * or freed twice shows there.
+ * A released version's struct goes back, after a grace period, to the thread
+ * that released it, which frees it when it next queues a batch; the worker
+ * frees it only if that thread is gone or holds too many. These tests check
+ * what must not change because of it: a version someone holds keeps its
+ * number, revision, values and key count however many versions are made and
+ * cut meanwhile, and every thread's exit (with batches still waiting for
+ * their grace period, so that the worker meets a pool whose thread is gone)
+ * loses and corrupts nothing. Run them under ASan and TSan: a struct freed
+ * too early or twice shows there.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -78,7 +79,7 @@ static void check_unchanged(const held *h)
 
 /* Rounds of short-lived writer threads; between rounds the main thread
  * takes versions and holds them while later rounds make (and cut, with a
- * history of 4) thousands of versions whose structs are reused. */
+ * history of 4) thousands of versions whose structs are freed. */
 static void test_held_versions_survive_reuse(void **state)
 {
 	(void)state;
