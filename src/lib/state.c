@@ -69,7 +69,7 @@ ctx_state *ctx_state_retain(ctx_state *st)
  *   stack with one exchange, so no ABA), and that thread frees what came
  *   back when it queues its next batch, into its own malloc cache.
  *   (Reusing the structs for the thread's next states instead of freeing
- *   them measured better at 1 thread but 10-20% worse at 64: docs/
+ *   them measured better at 1 thread but 8-25% worse at 64: docs/
  *   benchmarks.md, round 3.)
  *
  *   Bounds: a pool holds at most POOL_BATCHES batches; past that (a thread
