@@ -7,7 +7,8 @@
  * are released as soon as the last reference goes, the struct itself one RCU
  * grace period later, because a reader may still be reading its refs field to
  * try to take a reference (and will see 0 and retry). The structs go to RCU
- * in batches of STATE_BATCH per thread (see state_free_deferred).
+ * in batches of STATE_BATCH per thread (see state_free_deferred), and come
+ * back to the thread that released them to be freed there (WHO FREES).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -24,26 +25,6 @@ struct ctx_iter {
 	ctx_state *st;
 	hamt_cursor cursor;
 };
-
-ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
-{
-	ctx_state *st = malloc(sizeof(*st));
-	if (!st)
-		return NULL;
-	atomic_init(&st->refs, 1);
-	context_retain(c);
-	st->ctx = c;
-	st->version = version;
-	st->revision = 0;
-	st->updated_us = 0; /* every caller sets its commit time */
-	st->changed = 0;
-	st->light = false;
-	st->data = data;
-	st->meta = meta;
-	atomic_init(&st->prev, NULL);
-	st->next = NULL;
-	return st;
-}
 
 /* Take a reference unless the count already dropped to zero. The caller is in
  * an RCU read-side critical section, so the struct itself is still there. */
@@ -65,52 +46,171 @@ ctx_state *ctx_state_retain(ctx_state *st)
 	return st;
 }
 
-/* ---- freeing the structs, in batches ------------------------------------------- */
+/* ---- freeing the structs, in batches, in the thread that released them ------------ */
 
 /* The struct of a released state must outlive a grace period. One call_rcu
  * per version cost a third of a small commit (the queueing, and waking
  * liburcu's worker thread for nearly every commit), so each thread gathers
- * the structs it released in a batch, linked through their `next` field
- * (unused once the last reference is gone: no history chain holds them), and
- * queues the whole batch with one call_rcu when STATE_BATCH are in it. A
- * thread's partial batch is queued when the thread exits (a thread-specific
- * key's destructor): at most STATE_BATCH - 1 structs per thread wait longer
- * than one grace period, and none is lost. */
-#define STATE_BATCH 32
+ * the structs it released in a batch (an array of STATE_BATCH pointers) and
+ * queues the whole batch with one call_rcu when it is full. A thread's
+ * partial batch is queued when the thread exits (a thread-specific key's
+ * destructor): at most STATE_BATCH - 1 structs per thread wait longer than
+ * one grace period, and none is lost.
+ *
+ * WHO FREES
+ *   A committer allocates a struct per commit and, at the same rate,
+ *   releases one (the version its commit cut from history). When liburcu's
+ *   worker thread freed them, every struct crossed threads, and the worker's
+ *   free and the committer's malloc fought over the committer's malloc arena
+ *   (futex waits and wakes in a tenth of the samples of a one-thread
+ *   update). So the worker frees only what no live thread takes back: the
+ *   callback pushes the batch, untouched, on the releasing thread's pool
+ *   (`returned`, a lock-free stack with one consumer, who takes the whole
+ *   stack with one exchange, so no ABA), and that thread frees what came
+ *   back when it queues its next batch, into its own malloc cache.
+ *   (Reusing the structs for the thread's next states instead of freeing
+ *   them measured better at 1 thread but 8-25% worse at 64: docs/
+ *   benchmarks.md, round 3.)
+ *
+ *   Bounds: a pool holds at most POOL_BATCHES batches; past that (a thread
+ *   that released versions and went idle) the worker frees them as before.
+ *   A pool outlives its thread while batches are in flight (`refs`: one for
+ *   the thread, one per batch); once the thread is gone the worker frees what
+ *   comes back, and the last one to let go of the pool frees it with what it
+ *   holds. */
+#define STATE_BATCH  32
+#define POOL_BATCHES 8
+#define EMPTY_KEPT   4
+
+typedef struct state_pool state_pool;
+
+typedef struct state_batch {
+	struct rcu_head rcu;
+	state_pool *pool;         /* NULL: the worker frees the structs */
+	struct state_batch *next; /* in a pool's stack or a thread's list */
+	unsigned n;
+	ctx_state *st[STATE_BATCH];
+} state_batch;
+
+struct state_pool {
+	_Atomic(state_batch *) returned; /* batches back from RCU, to free */
+	atomic_uint held;                /* about how many batches are in returned */
+	atomic_uint refs;                /* the thread's, and one per batch in flight */
+	atomic_bool orphan;              /* the thread exited */
+};
 
 static _Thread_local struct {
-	ctx_state *head;
-	unsigned n;
-	bool keyed; /* the exit destructor is set for this thread */
+	state_batch *gather; /* being filled with released structs */
+	bool keyed;          /* the exit destructor is set for this thread */
+	state_pool *pool;    /* NULL: the worker frees (out of memory at setup) */
+	state_batch *empty;  /* emptied batches, for gathering again */
+	unsigned nempty;
 } batch;
 
 static pthread_key_t batch_key;
 static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
 
+static void batch_free(state_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		free(b->st[i]);
+	free(b);
+}
+
+static void batch_list_free(state_batch *b)
+{
+	while (b) {
+		state_batch *next = b->next;
+		batch_free(b);
+		b = next;
+	}
+}
+
+static void pool_release(state_pool *p)
+{
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	batch_list_free(atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire));
+	free(p);
+}
+
+/* A batch whose grace period is over: back to its thread's pool, or freed
+ * here if it has none, that thread is gone or its pool is full. */
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	ctx_state *st = caa_container_of(head, ctx_state, rcu);
-	while (st) {
-		ctx_state *next = st->next;
-		free(st);
-		st = next;
+	state_batch *b = caa_container_of(head, state_batch, rcu);
+	state_pool *p = b->pool;
+	if (!p || atomic_load_explicit(&p->orphan, memory_order_acquire) ||
+	    atomic_load_explicit(&p->held, memory_order_relaxed) >= POOL_BATCHES) {
+		batch_free(b);
+	} else {
+		/* Counted before it is pushed: a take between the two then
+		 * undercounts by one batch; counting after could overcount. */
+		atomic_fetch_add_explicit(&p->held, 1, memory_order_relaxed);
+		state_batch *top = atomic_load_explicit(&p->returned, memory_order_relaxed);
+		do
+			b->next = top;
+		while (!atomic_compare_exchange_weak_explicit(
+		    &p->returned, &top, b, memory_order_release, memory_order_relaxed));
+	}
+	if (p)
+		pool_release(p);
+}
+
+/* Free the structs of the batches back in this thread's pool; keep a few
+ * of the batches to gather into. */
+static void pool_drain(state_pool *p)
+{
+	if (!atomic_load_explicit(&p->returned, memory_order_relaxed))
+		return;
+	state_batch *b = atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire);
+	atomic_store_explicit(&p->held, 0, memory_order_relaxed);
+	while (b) {
+		state_batch *next = b->next;
+		if (batch.nempty < EMPTY_KEPT) {
+			for (unsigned i = 0; i < b->n; i++)
+				free(b->st[i]);
+			b->n = 0;
+			b->next = batch.empty;
+			batch.empty = b;
+			batch.nempty++;
+		} else {
+			batch_free(b);
+		}
+		b = next;
 	}
 }
 
 static void batch_flush(void)
 {
-	if (!batch.head)
+	state_batch *b = batch.gather;
+	if (!b || !b->n)
 		return;
-	ctx_call_rcu(&batch.head->rcu, state_free_batch_rcu);
-	batch.head = NULL;
-	batch.n = 0;
+	batch.gather = NULL;
+	b->pool = batch.pool;
+	if (b->pool) {
+		atomic_fetch_add_explicit(&b->pool->refs, 1, memory_order_relaxed);
+		pool_drain(b->pool);
+	}
+	ctx_call_rcu(&b->rcu, state_free_batch_rcu);
 }
 
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
 	batch_flush();
+	free(batch.gather);
+	batch.gather = NULL;
+	if (batch.pool) {
+		pool_drain(batch.pool);
+		atomic_store_explicit(&batch.pool->orphan, true, memory_order_release);
+		pool_release(batch.pool);
+		batch.pool = NULL;
+	}
+	batch_list_free(batch.empty);
+	batch.empty = NULL;
+	batch.nempty = 0;
 }
 
 static void batch_key_init(void)
@@ -120,22 +220,74 @@ static void batch_key_init(void)
 		batch_key = (pthread_key_t)-1;
 }
 
+/* Set up this thread's batches and pool; false if it cannot have them. */
+static bool batch_setup(void)
+{
+	pthread_once(&batch_once, batch_key_init);
+	if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0)
+		return false;
+	batch.keyed = true;
+	state_pool *p = malloc(sizeof(*p));
+	if (p) { /* else the worker frees this thread's structs */
+		atomic_init(&p->returned, NULL);
+		atomic_init(&p->held, 0);
+		atomic_init(&p->refs, 1);
+		atomic_init(&p->orphan, false);
+		batch.pool = p;
+	}
+	return true;
+}
+
+/* A batch to gather into: an emptied one, or a new one (NULL: no memory). */
+static state_batch *batch_get(void)
+{
+	state_batch *b = batch.empty;
+	if (b) {
+		batch.empty = b->next;
+		batch.nempty--;
+	} else if (!(b = malloc(sizeof(*b)))) {
+		return NULL;
+	}
+	b->n = 0;
+	return b;
+}
+
+static void state_free_one_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	free(caa_container_of(head, ctx_state, rcu));
+}
+
 /* Free st's struct one grace period from now (or later, with its batch). */
 static void state_free_deferred(ctx_state *st)
 {
-	if (!batch.keyed) {
-		pthread_once(&batch_once, batch_key_init);
-		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
-			st->next = NULL;
-			ctx_call_rcu(&st->rcu, state_free_batch_rcu);
-			return;
-		}
-		batch.keyed = true;
+	if ((!batch.keyed && !batch_setup()) || (!batch.gather && !(batch.gather = batch_get()))) {
+		ctx_call_rcu(&st->rcu, state_free_one_rcu);
+		return;
 	}
-	st->next = batch.head;
-	batch.head = st;
-	if (++batch.n >= STATE_BATCH)
+	batch.gather->st[batch.gather->n++] = st;
+	if (batch.gather->n == STATE_BATCH)
 		batch_flush();
+}
+
+ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+{
+	ctx_state *st = malloc(sizeof(*st));
+	if (!st)
+		return NULL;
+	atomic_init(&st->refs, 1);
+	context_retain(c);
+	st->ctx = c;
+	st->version = version;
+	st->revision = 0;
+	st->updated_us = 0; /* every caller sets its commit time */
+	st->changed = 0;
+	st->light = false;
+	st->data = data;
+	st->meta = meta;
+	atomic_init(&st->prev, NULL);
+	st->next = NULL;
+	return st;
 }
 
 void ctx_state_release(ctx_state *st)
