@@ -3,11 +3,18 @@
  *
  * A state is one immutable version: a data map and a metadata map (both
  * persistent tries sharing structure with neighbouring versions), its version
- * number, store revision and commit time. It is reference counted; the maps
- * are released as soon as the last reference goes, the struct itself one RCU
- * grace period later, because a reader may still be reading its refs field to
- * try to take a reference (and will see 0 and retry). The structs go to RCU
- * in batches of STATE_BATCH per thread (see state_free_deferred).
+ * number, store revision and commit time. It is reference counted. When the
+ * last reference goes, the struct AND its maps are freed one RCU grace period
+ * later: a reader may still be reading its refs field to try to take a
+ * reference (and will see 0 and retry), and the reference-free reads
+ * (ctx_get_value, ctx_get_each) read the trie of the visible version inside
+ * one read-side critical section without any reference. Every trie node and
+ * leaf is kept alive by the maps of each version that reaches it, so one
+ * grace period between the last reference to a version and the release of its
+ * maps covers every node such a reader can reach. They go to RCU in batches of
+ * STATE_BATCH per thread (see state_free_deferred), and at most
+ * STATE_DEFERRED_MAX states wait process-wide: past that a thread that fills
+ * a batch waits for a grace period itself (synchronize_rcu) and frees it.
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -65,69 +72,112 @@ ctx_state *ctx_state_retain(ctx_state *st)
 	return st;
 }
 
-/* ---- freeing the structs, in batches ------------------------------------------- */
+/* ---- freeing the states, in batches ------------------------------------------- */
 
-/* The struct of a released state must outlive a grace period. One call_rcu
- * per version cost a third of a small commit (the queueing, and waking
- * liburcu's worker thread for nearly every commit), so each thread gathers
- * the structs it released in a batch, linked through their `next` field
- * (unused once the last reference is gone: no history chain holds them), and
- * queues the whole batch with one call_rcu when STATE_BATCH are in it. A
- * thread's partial batch is queued when the thread exits (a thread-specific
- * key's destructor): at most STATE_BATCH - 1 structs per thread wait longer
- * than one grace period, and none is lost. */
-#define STATE_BATCH 32
+/* A released state (struct and maps) must outlive a grace period. One
+ * call_rcu per version cost a third of a small commit (the queueing, and
+ * waking liburcu's worker thread for nearly every commit), so each thread
+ * gathers the states it released in a batch, linked through their `next`
+ * field (unused once the last reference is gone: no history chain holds
+ * them), and queues the whole batch with one call_rcu when STATE_BATCH are in
+ * it. A thread's partial batch is queued when the thread exits (a
+ * thread-specific key's destructor): at most STATE_BATCH - 1 states per
+ * thread wait longer than one grace period, and none is lost.
+ *
+ * BOUND: the worker thread may fall behind (64 committing threads on 2 CPUs
+ * starve it). `deferred` counts the states queued and not yet freed; a thread
+ * that fills a batch while STATE_DEFERRED_MAX wait already frees it itself
+ * after synchronize_rcu, unless it may not wait: inside a read-side critical
+ * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself).
+ * So the queue holds at most STATE_DEFERRED_MAX states plus one batch per
+ * thread that could not wait. The bound counts versions, not bytes, like
+ * reclaim.c's: a version owns alone what the commit after it replaced. */
+#define STATE_BATCH        32
+#define STATE_DEFERRED_MAX 4096
+
+static atomic_size_t deferred;
 
 static _Thread_local struct {
 	ctx_state *head;
 	unsigned n;
-	bool keyed; /* the exit destructor is set for this thread */
+	bool keyed;   /* the exit destructor is set for this thread */
+	bool no_wait; /* in an RCU callback: never synchronize_rcu */
 } batch;
 
 static pthread_key_t batch_key;
 static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
 
+/* Free a list of released states (a grace period has passed). */
+static size_t state_free_list(ctx_state *st)
+{
+	size_t n = 0;
+	while (st) {
+		ctx_state *next = st->next;
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+		free(st);
+		st = next;
+		n++;
+	}
+	return n;
+}
+
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	ctx_state *st = caa_container_of(head, ctx_state, rcu);
-	while (st) {
-		ctx_state *next = st->next;
-		free(st);
-		st = next;
-	}
+	size_t n = state_free_list(caa_container_of(head, ctx_state, rcu));
+	atomic_fetch_sub_explicit(&deferred, n, memory_order_relaxed);
 }
 
-static void batch_flush(void)
+/* Queue the list at head (n states) for freeing after a grace period, or
+ * wait for one here and free it (may_wait, and too many queued already). */
+static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
+{
+	if (may_wait && !batch.no_wait &&
+	    atomic_load_explicit(&deferred, memory_order_relaxed) >= STATE_DEFERRED_MAX &&
+	    !rcu_read_ongoing()) {
+		synchronize_rcu();
+		tsan_after_grace_period();
+		state_free_list(head);
+		return;
+	}
+	atomic_fetch_add_explicit(&deferred, n, memory_order_relaxed);
+	ctx_call_rcu(&head->rcu, state_free_batch_rcu);
+}
+
+static void batch_flush(bool may_wait)
 {
 	if (!batch.head)
 		return;
-	ctx_call_rcu(&batch.head->rcu, state_free_batch_rcu);
+	ctx_state *head = batch.head;
+	size_t n = batch.n;
 	batch.head = NULL;
 	batch.n = 0;
+	state_defer_list(head, n, may_wait);
 }
 
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
-	batch_flush();
+	batch_flush(false);
 }
 
 static void batch_key_init(void)
 {
-	/* Without the key, every struct is queued on its own (no batching). */
+	/* Without the key, every state is queued on its own (no batching). */
 	if (pthread_key_create(&batch_key, batch_thread_exit) != 0)
 		batch_key = (pthread_key_t)-1;
 }
 
-/* Free st's struct one grace period from now (or later, with its batch). */
+/* Free st (struct and maps) one grace period from now (or later, with its
+ * batch). */
 static void state_free_deferred(ctx_state *st)
 {
 	if (!batch.keyed) {
 		pthread_once(&batch_once, batch_key_init);
 		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
 			st->next = NULL;
-			ctx_call_rcu(&st->rcu, state_free_batch_rcu);
+			state_defer_list(st, 1, false);
 			return;
 		}
 		batch.keyed = true;
@@ -135,7 +185,7 @@ static void state_free_deferred(ctx_state *st)
 	st->next = batch.head;
 	batch.head = st;
 	if (++batch.n >= STATE_BATCH)
-		batch_flush();
+		batch_flush(true);
 }
 
 void ctx_state_release(ctx_state *st)
@@ -144,12 +194,30 @@ void ctx_state_release(ctx_state *st)
 	 * history chain behind it. */
 	while (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
 		ctx_state *prev = atomic_exchange(&st->prev, NULL);
-		hamt_release(&st->data);
-		hamt_release(&st->meta);
 		context_release(st->ctx);
 		state_free_deferred(st);
 		st = prev;
 	}
+}
+
+void state_release_in_callback(ctx_state *st)
+{
+	batch.no_wait = true;
+	ctx_state_release(st);
+	batch_flush(false);
+	batch.no_wait = false;
+}
+
+void state_drain(void)
+{
+	batch_flush(false);
+	rcu_barrier(); /* the batches, and reclaim.c's versions...        */
+	rcu_barrier(); /* ...whose states those callbacks queued in turn */
+}
+
+size_t state_deferred(void)
+{
+	return atomic_load_explicit(&deferred, memory_order_relaxed);
 }
 
 uint64_t ctx_state_version(const ctx_state *st)

@@ -312,6 +312,14 @@ ctx_status recovery_run(ctx_store *s, const char *dir, bool read_only, recovery_
 /* States. */
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta);
 bool state_try_retain(ctx_state *st);
+/* ctx_state_release from an RCU callback: never waits for a grace period,
+ * and queues what it freed at once (the worker keeps no partial batch). */
+void state_release_in_callback(ctx_state *st);
+/* Free every released state queued so far, and the calling thread's
+ * partial batch, before returning (tests; not inside a read-side section). */
+void state_drain(void);
+/* Released states queued and not yet freed, process-wide (racy; tests). */
+size_t state_deferred(void);
 
 /* Check a key (or metadata name) and value against the store's limits. */
 ctx_status store_check_key(const ctx_store *s, const void *key, size_t klen);
