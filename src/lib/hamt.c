@@ -525,6 +525,10 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 	const hamt_node *n = m->root;
 	for (unsigned level = 0; n; level++) {
 		const void *s;
+		/* The slot array of a node wider than 4 slots starts in the next
+		 * cache lines: load them with the header, not after it. */
+		__builtin_prefetch((const char *)n + 64);
+		__builtin_prefetch((const char *)n + 128);
 		if (n->kind == KIND_COLLISION) {
 			for (unsigned i = 0; i < n->len; i++) {
 				const hamt_leaf *l = slot_leaf(n->slot[i]);
@@ -539,6 +543,9 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 		s = n->slot[bit_pos(n->bitmap, bit)];
 		if (slot_is_leaf(s)) {
 			const hamt_leaf *l = slot_leaf(s);
+			/* The value (the caller's next read) runs into the leaf's
+			 * second cache line. */
+			__builtin_prefetch((const char *)l + 64);
 			return leaf_matches(l, hash, key, klen) ? l : NULL;
 		}
 		n = slot_node(s);
