@@ -49,6 +49,7 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	st->meta = meta;
 	atomic_init(&st->prev, NULL);
 	st->next = NULL;
+	st->hidden_seq = UINT64_MAX;
 	return st;
 }
 
@@ -79,29 +80,80 @@ ctx_state *ctx_state_retain(ctx_state *st)
  * waking liburcu's worker thread for nearly every commit), so each thread
  * gathers the states it released in a batch, linked through their `next`
  * field (unused once the last reference is gone: no history chain holds
- * them), and queues the whole batch with one call_rcu when STATE_BATCH are in
- * it. A thread's partial batch is queued when the thread exits (a
- * thread-specific key's destructor): at most STATE_BATCH - 1 states per
- * thread wait longer than one grace period, and none is lost.
+ * them), STATE_BATCH at a time.
  *
- * BOUND: the worker thread may fall behind (64 committing threads on 2 CPUs
- * starve it). `deferred` counts the states queued and not yet freed; a thread
- * that fills a batch while STATE_DEFERRED_MAX wait already frees it itself
- * after synchronize_rcu, unless it may not wait: inside a read-side critical
- * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself).
- * So the queue holds at most STATE_DEFERRED_MAX states plus one batch per
- * thread that could not wait. The bound counts versions, not bytes, like
- * reclaim.c's: a version owns alone what the commit after it replaced. */
+ * FREED AT HOME: a full batch becomes the thread's `waiting` batch and the
+ * thread queues its `tick`, an rcu_head whose callback only says that a grace
+ * period has passed. The thread frees the waiting batch itself, at its next
+ * full batch after the tick: the memory goes back to the thread that
+ * released it (mostly the committer that allocated it, whose glibc cache
+ * takes it back; the call_rcu worker freeing it made 64 committing threads
+ * queue on glibc's arena locks), and the worker runs an empty callback.
+ *
+ * TRIES FREED AT ONCE: ticks are numbered (`tick_queued`) and their
+ * callbacks record the highest one completed (`tick_done`). A version that
+ * stops being visible (context_publish) records the last number handed out
+ * (state_note_hidden). Once a tick queued after that has completed, every
+ * reader that saw the version visible has left its critical section, so its
+ * trie is freed as soon as its last reference goes, by the releasing thread,
+ * while it is warm (state_free_deferred): the common case, a version cut from
+ * history 64 commits after it was hidden. Only the struct waits then (for
+ * readers trying to take a reference). hidden_seq UINT64_MAX (never hidden
+ * by a publish: drops, recovery) always waits.
+ *
+ * BOUND: while a tick is in flight (the worker may starve: 64 committing
+ * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
+ * then the thread waits for a grace period itself (synchronize_rcu) and frees
+ * both batches. A thread that may not wait - inside a read-side critical
+ * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself)
+ * - or that is exiting queues its batch with one call_rcu that frees it in
+ * the worker (`deferred` counts those; past STATE_DEFERRED_MAX a thread
+ * that may wait frees its batch after synchronize_rcu instead). So each
+ * thread holds at most 2 * STATE_HOLD_MAX released states, and the worker's
+ * queue at most STATE_DEFERRED_MAX plus those of threads that could not
+ * wait. The bound counts versions, not bytes, like reclaim.c's: a version
+ * owns alone what the commit after it replaced. A thread's batches are
+ * handed to the worker when it exits (a thread-specific key's destructor);
+ * none is lost. */
 #define STATE_BATCH        32
+#define STATE_HOLD_MAX     512
 #define STATE_DEFERRED_MAX 4096
+
+#define HOME_DONE   1u /* no tick in flight */
+#define HOME_EXITED 2u /* the thread exited: the tick's callback frees all */
+
+typedef struct home {
+	struct rcu_head tick;
+	atomic_uint flags;
+	uint64_t seq;       /* of the tick in flight */
+	ctx_state *waiting; /* released before the tick was queued */
+} home;
 
 static atomic_size_t deferred;
 
+/* Ticks queued and the highest one completed. A reader that saw a version
+ * visible began before it was hidden; a tick queued after that completes
+ * after the reader's critical section ended. */
+static atomic_uint_fast64_t tick_queued, tick_done;
+
+void state_note_hidden(ctx_state *st)
+{
+	st->hidden_seq = atomic_load(&tick_queued);
+}
+
+/* Whether no reference-free reader can still be in st's trie: a tick queued
+ * after st was hidden has completed. */
+static bool state_trie_unread(const ctx_state *st)
+{
+	return st->hidden_seq < atomic_load_explicit(&tick_done, memory_order_acquire);
+}
+
 static _Thread_local struct {
-	ctx_state *head;
+	ctx_state *head; /* the open batch */
 	unsigned n;
 	bool keyed;   /* the exit destructor is set for this thread */
 	bool no_wait; /* in an RCU callback: never synchronize_rcu */
+	home *h;      /* NULL: every full batch goes to the worker */
 } batch;
 
 static pthread_key_t batch_key;
@@ -129,8 +181,9 @@ static void state_free_batch_rcu(struct rcu_head *head)
 	atomic_fetch_sub_explicit(&deferred, n, memory_order_relaxed);
 }
 
-/* Queue the list at head (n states) for freeing after a grace period, or
- * wait for one here and free it (may_wait, and too many queued already). */
+/* Queue the list at head (n states) to be freed by the worker after a grace
+ * period, or wait for one here and free it (may_wait, and too many queued
+ * already). */
 static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 {
 	if (may_wait && !batch.no_wait &&
@@ -145,21 +198,82 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 	ctx_call_rcu(&head->rcu, state_free_batch_rcu);
 }
 
-static void batch_flush(bool may_wait)
+static void home_tick_rcu(struct rcu_head *head)
 {
-	if (!batch.head)
-		return;
+	tsan_after_grace_period();
+	home *h = caa_container_of(head, home, tick);
+	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
+	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
+	                                                               memory_order_release,
+	                                                               memory_order_relaxed))
+		;
+	if (atomic_fetch_or_explicit(&h->flags, HOME_DONE, memory_order_acq_rel) & HOME_EXITED) {
+		state_free_list(h->waiting);
+		free(h);
+	}
+}
+
+/* Take the open batch (the caller frees or queues it). */
+static ctx_state *batch_take(size_t *n)
+{
 	ctx_state *head = batch.head;
-	size_t n = batch.n;
+	*n = batch.n;
 	batch.head = NULL;
 	batch.n = 0;
+	return head;
+}
+
+/* The open batch is full: free the waiting one if its grace period passed
+ * and make the open one wait; or keep gathering while the tick is in flight
+ * (up to STATE_HOLD_MAX, then wait here). False: not handled at home. */
+static bool batch_home(bool may_wait)
+{
+	home *h = batch.h;
+	size_t n;
+	if (!h || batch.no_wait)
+		return false;
+	if (atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = batch_take(&n);
+		h->seq = atomic_fetch_add(&tick_queued, 1) + 1;
+		atomic_store_explicit(&h->flags, 0, memory_order_relaxed);
+		ctx_call_rcu(&h->tick, home_tick_rcu);
+		return true;
+	}
+	if (batch.n < STATE_HOLD_MAX)
+		return true;
+	if (!may_wait || rcu_read_ongoing())
+		return false;
+	synchronize_rcu(); /* both batches are older than it */
+	tsan_after_grace_period();
+	state_free_list(batch_take(&n));
+	state_free_list(h->waiting);
+	h->waiting = NULL;
+	return true;
+}
+
+static void batch_flush(bool may_wait)
+{
+	if (!batch.head || batch_home(may_wait))
+		return;
+	size_t n;
+	ctx_state *head = batch_take(&n);
 	state_defer_list(head, n, may_wait);
 }
 
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
-	batch_flush(false);
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
+	home *h = batch.h;
+	batch.h = NULL; /* releases after this (other destructors) go to the worker */
+	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
+		state_free_list(h->waiting);
+		free(h);
+	}
 }
 
 static void batch_key_init(void)
@@ -173,6 +287,13 @@ static void batch_key_init(void)
  * batch). */
 static void state_free_deferred(ctx_state *st)
 {
+	/* Hidden long enough ago (a version cut from history, mostly): its
+	 * trie goes now, in this thread, while it is warm; the struct waits,
+	 * for readers trying to take a reference (see the head comment). */
+	if (state_trie_unread(st)) {
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+	}
 	if (!batch.keyed) {
 		pthread_once(&batch_once, batch_key_init);
 		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
@@ -181,6 +302,10 @@ static void state_free_deferred(ctx_state *st)
 			return;
 		}
 		batch.keyed = true;
+		if ((batch.h = malloc(sizeof(*batch.h)))) {
+			atomic_init(&batch.h->flags, HOME_DONE);
+			batch.h->waiting = NULL;
+		}
 	}
 	st->next = batch.head;
 	batch.head = st;
@@ -210,9 +335,17 @@ void state_release_in_callback(ctx_state *st)
 
 void state_drain(void)
 {
-	batch_flush(false);
-	rcu_barrier(); /* the batches, and reclaim.c's versions...        */
-	rcu_barrier(); /* ...whose states those callbacks queued in turn */
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
+	rcu_barrier(); /* the batches and ticks, and reclaim.c's versions... */
+	rcu_barrier(); /* ...whose states those callbacks queued in turn     */
+	home *h = batch.h;
+	if (h && atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = NULL;
+	}
 }
 
 size_t state_deferred(void)

@@ -229,6 +229,8 @@ void context_publish(ctx_context *c, ctx_state *st)
 			break;
 	}
 	ctx_rcu_read_unlock();
+	if (cur)
+		state_note_hidden(cur);
 	ctx_state_release(cur);
 	/* A drop that raced with a publish into an empty slot: undo it. */
 	if (atomic_load(&c->gone))

@@ -48,6 +48,10 @@ struct ctx_state {
 	 * reference; only used under the context's write lock). */
 	_Atomic(ctx_state *) prev;
 	ctx_state *next;
+	/* When it stopped being visible: a tick sequence number (state.c); its
+	 * trie may be freed at once when a later tick has completed.
+	 * UINT64_MAX: not known, freed one grace period after release. */
+	uint64_t hidden_seq;
 	struct rcu_head rcu;
 };
 
@@ -320,6 +324,8 @@ void state_release_in_callback(ctx_state *st);
 void state_drain(void);
 /* Released states queued and not yet freed, process-wide (racy; tests). */
 size_t state_deferred(void);
+/* st just stopped being visible (the exchange that replaced it is done). */
+void state_note_hidden(ctx_state *st);
 
 /* Check a key (or metadata name) and value against the store's limits. */
 ctx_status store_check_key(const ctx_store *s, const void *key, size_t klen);
