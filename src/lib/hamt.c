@@ -772,7 +772,7 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 
 /* ---- iteration ------------------------------------------------------------ */
 
-#define PREFETCH_AHEAD 3
+#define PREFETCH_AHEAD 6
 
 /* Start loading what slot s points to: a leaf's header and the start of its
  * key and value (two cache lines), or a node's header and first slots. */
