@@ -28,7 +28,8 @@
  *   memory it allocated itself, where glibc's per-thread cache takes it back,
  *   instead of the worker thread freeing it into another arena's bins. So
  *   reclaim_defer refuses light ones and the committer frees them after
- *   unlocking.
+ *   unlocking (its trie at once when no reference-free reader can still be
+ *   in it, else with the thread's batch: state.c).
  *
  * The count is process-wide (one worker serves every store). ctx_close's
  * rcu_barrier runs every callback queued before it, so a closed store leaves
