@@ -99,7 +99,11 @@ ctx_state *ctx_state_retain(ctx_state *st)
  * while it is warm (state_free_deferred): the common case, a version cut from
  * history 64 commits after it was hidden. Only the struct waits then (for
  * readers trying to take a reference). hidden_seq UINT64_MAX (never hidden
- * by a publish: drops, recovery) always waits.
+ * by a publish: drops, recovery) always waits. A context that no
+ * reference-free read ever touched (its `read_noref` flag, set once by the
+ * first one) hides versions as STATE_UNREAD: their tries are freed at once,
+ * as before these reads existed, so writers of contexts read only through
+ * ctx_get pay nothing for them.
  *
  * BOUND: while a tick is in flight (the worker may starve: 64 committing
  * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
@@ -138,14 +142,18 @@ static atomic_uint_fast64_t tick_queued, tick_done;
 
 void state_note_hidden(ctx_state *st)
 {
-	st->hidden_seq = atomic_load(&tick_queued);
+	/* All seq_cst: if no reader had set read_noref when this load runs
+	 * (after the exchange that hid st), a reader that sets it later loads
+	 * `visible` after that exchange, and never sees st. */
+	st->hidden_seq = atomic_load(&st->ctx->read_noref) ? atomic_load(&tick_queued) : STATE_UNREAD;
 }
 
 /* Whether no reference-free reader can still be in st's trie: a tick queued
  * after st was hidden has completed. */
 static bool state_trie_unread(const ctx_state *st)
 {
-	return st->hidden_seq < atomic_load_explicit(&tick_done, memory_order_acquire);
+	return st->hidden_seq == STATE_UNREAD ||
+	       st->hidden_seq < atomic_load_explicit(&tick_done, memory_order_acquire);
 }
 
 static _Thread_local struct {

@@ -983,7 +983,12 @@ static const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (!c)
 		return NULL;
-	const ctx_state *v = atomic_load_explicit(&c->visible, memory_order_acquire);
+	/* Announce reads without a reference before loading `visible` (both
+	 * seq_cst; state_note_hidden): the writers of c then keep a hidden
+	 * version's trie for a grace period. One store per context, ever. */
+	if (!atomic_load(&c->read_noref))
+		atomic_store(&c->read_noref, true);
+	const ctx_state *v = atomic_load(&c->visible);
 	if (v && !context_usable(c)) {
 		*expired = true;
 		return NULL;

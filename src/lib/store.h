@@ -50,7 +50,8 @@ struct ctx_state {
 	ctx_state *next;
 	/* When it stopped being visible: a tick sequence number (state.c); its
 	 * trie may be freed at once when a later tick has completed.
-	 * UINT64_MAX: not known, freed one grace period after release. */
+	 * UINT64_MAX: not known, freed one grace period after release;
+	 * STATE_UNREAD: no reference-free read could have seen it. */
 	uint64_t hidden_seq;
 	struct rcu_head rcu;
 };
@@ -94,6 +95,10 @@ struct ctx_context {
 	atomic_uint_fast64_t ttl_us;   /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible;  /* newest version readers may see */
+	/* Set (once, never cleared) before the first read that takes no
+	 * reference: until then no reader can be in a hidden version's trie
+	 * without holding the version (state_note_hidden). */
+	atomic_bool read_noref;
 	atomic_bool dropped;           /* no more commits; set under write_lock */
 	uint64_t drop_revision;        /* revision of its drop record (write_lock) */
 	atomic_bool gone;              /* out of the table, visible cleared */
@@ -324,6 +329,7 @@ void state_release_in_callback(ctx_state *st);
 void state_drain(void);
 /* Released states queued and not yet freed, process-wide (racy; tests). */
 size_t state_deferred(void);
+#define STATE_UNREAD (UINT64_MAX - 1)
 /* st just stopped being visible (the exchange that replaced it is done). */
 void state_note_hidden(ctx_state *st);
 
