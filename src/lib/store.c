@@ -978,7 +978,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
  * (state.c frees a released version's struct and maps one grace period
  * after its last reference goes). NULL if there is none; then *expired says
  * whether it was past its time-to-live. */
-static const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen, bool *expired)
+static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen, bool *expired)
 {
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (!c)
@@ -1015,9 +1015,10 @@ ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t k
 		return ctx_fail(CTX_INVALID, "NULL key, buffer or length pointer");
 	bool expired = false;
 	uint32_t n = 0;
+	uint64_t hash = hamt_hash(key, klen); /* outside the chain of misses */
 	ctx_rcu_read_lock();
 	const ctx_state *v = visible_unref(s, id, idlen, &expired);
-	const hamt_leaf *l = v ? hamt_find(&v->data, hamt_hash(key, klen), key, klen) : NULL;
+	const hamt_leaf *l = v ? hamt_find(&v->data, hash, key, klen) : NULL;
 	if (l) {
 		n = l->vlen;
 		if (n <= cap && n)
