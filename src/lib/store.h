@@ -16,7 +16,9 @@
  * visible version is an atomic pointer, and versions are
  * immutable and reference counted. A version's struct is freed only after an
  * RCU grace period, so that a reader may try to take a reference to a version
- * that is being replaced and learn that it lost the race (refs already 0).
+ * that is being replaced and learn that it lost the race (refs already 0);
+ * its trie too, if a read without a reference (ctx_get_value, ctx_get_each)
+ * may still be in it (state.c).
  */
 #ifndef CTX_STORE_H
 #define CTX_STORE_H
