@@ -161,47 +161,46 @@ static int ctx_op_update(void *w, const char *id, const char *key, const void *v
 	return ctx_put(w, id, key, strlen(key), val, vlen, NULL) == CTX_OK ? 0 : -1;
 }
 
+/* One key, copied out like LMDB's engine does (ctx_get_value: no reference
+ * to the version is taken). */
+/* One key, copied out like LMDB's engine does (ctx_get_value: no reference
+ * to the version is taken). */
 static int ctx_op_read(void *w, const char *id, const char *key, void *buf, size_t *vlen)
 {
-	ctx_state *st;
-	if (ctx_get(w, id, &st) != CTX_OK)
-		return -1;
-	const void *v;
-	size_t n;
-	int rc = -1;
-	if (ctx_state_lookup(st, key, strlen(key), &v, &n) && n <= BENCH_MAX_VALUE) {
-		memcpy(buf, v, n);
-		*vlen = n;
-		rc = 0;
-	}
-	ctx_state_release(st);
-	return rc;
+	return ctx_get_value(w, id, key, strlen(key), buf, BENCH_MAX_VALUE, vlen) == CTX_OK ? 0
+	                                                                                    : -1;
 }
 
-/* A whole context through an iterator in our own storage (ctx_iter_init):
- * no allocation and no reference besides the state's. */
+typedef struct copy_out {
+	char *buf;
+	size_t cap, off, n;
+	bool overflow;
+} copy_out;
+
+static bool copy_pair(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	copy_out *o = arg;
+	(void)key;
+	(void)klen;
+	if (o->off + vlen > o->cap) {
+		o->overflow = true;
+		return false;
+	}
+	memcpy(o->buf + o->off, val, vlen);
+	o->off += vlen;
+	o->n++;
+	return true;
+}
+
+/* A whole context, every value copied out like LMDB's engine does
+ * (ctx_get_each: no allocation, no reference). */
 static int ctx_op_read_all(void *w, const char *id, void *buf, size_t cap, size_t *npairs)
 {
-	ctx_state *st;
-	ctx_iter_stack it;
-	if (ctx_get(w, id, &st) != CTX_OK)
+	copy_out o = {buf, cap, 0, 0, false};
+	if (ctx_get_each(w, id, copy_pair, &o) != CTX_OK)
 		return -1;
-	ctx_iter_init(&it, st);
-	const void *v;
-	size_t vlen, off = 0, n = 0;
-	int rc = 0;
-	while (ctx_iter_stack_next(&it, NULL, NULL, &v, &vlen)) {
-		if (off + vlen > cap) {
-			rc = -1;
-			break;
-		}
-		memcpy((char *)buf + off, v, vlen);
-		off += vlen;
-		n++;
-	}
-	ctx_state_release(st);
-	*npairs = n;
-	return rc;
+	*npairs = o.n;
+	return o.overflow ? -1 : 0;
 }
 
 #define CTX_ENGINE(var, nm, grp, durability)                                                       \

@@ -311,6 +311,35 @@ void ctx_list_free(ctx_list *l);
  * ctx_state_release. Errors: CTX_INVALID, CTX_NOT_FOUND. */
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out);
 
+/* Copy the value of key (klen bytes) in the newest visible version of context
+ * id into buf (cap bytes) and its length into *vlen: what ctx_get,
+ * ctx_state_lookup, a copy and ctx_state_release do, without taking a
+ * reference (no write to shared memory; the version cannot be freed while
+ * the call reads it). Never blocks and takes no lock. A value longer than cap
+ * is not copied: *vlen receives its length and the result is CTX_LIMIT (call
+ * again with a buffer of *vlen bytes; the version may have changed by then).
+ * Errors: CTX_INVALID (s NULL, a bad id, key NULL with klen > 0, vlen NULL,
+ * buf NULL with cap > 0), CTX_NOT_FOUND (no such context, past its
+ * time-to-live, or no such key: *vlen unchanged), CTX_LIMIT. */
+ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t klen,
+                         void *buf, size_t cap, size_t *vlen);
+
+/* Called by ctx_get_each for each pair; return true for the next one, false
+ * to stop. key and val are valid only during the call. */
+typedef bool (*ctx_pair_fn)(void *arg, const void *key, size_t klen, const void *val,
+                            size_t vlen);
+
+/* Call fn(arg, ...) for every pair of the newest visible version of context
+ * id, in an unspecified order (the iterators'), without taking a reference:
+ * the version cannot be freed during the call. fn runs inside the store's
+ * read-side critical section, so it must be short and must not block, wait
+ * for another thread, or call libctx (the store's memory reclamation waits
+ * for such sections to end); to do more per pair, use ctx_get and an
+ * iterator. Takes no lock. Stopping early (fn returns false) is CTX_OK.
+ * Errors: CTX_INVALID (s NULL, a bad id, fn NULL), CTX_NOT_FOUND (no such
+ * context, or past its time-to-live: fn is not called). */
+ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg);
+
 /* Take another reference to st (for handing it to another thread). */
 ctx_state *ctx_state_retain(ctx_state *st);
 

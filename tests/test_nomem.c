@@ -388,8 +388,9 @@ static uint64_t trie_refs(const ctx_state *st)
 static uint64_t refs_signature(ctx_store *s)
 {
 	/* Versions that left history are released in the background
-	 * (reclaim.c): let that finish, so that only live references count. */
-	rcu_barrier();
+	 * (reclaim.c), and released versions' maps one grace period later
+	 * (state.c): let that finish, so that only live references count. */
+	state_drain();
 	uint64_t sig = 0;
 	ctx_list l;
 	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));

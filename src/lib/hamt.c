@@ -547,6 +547,10 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 	const hamt_node *n = m->root;
 	for (unsigned level = 0; n; level++) {
 		const void *s;
+		/* The slot array of a node wider than 4 slots starts in the next
+		 * cache lines: load them with the header, not after it. */
+		__builtin_prefetch((const char *)n + 64);
+		__builtin_prefetch((const char *)n + 128);
 		if (n->kind == KIND_COLLISION) {
 			for (unsigned i = 0; i < n->len; i++) {
 				const hamt_leaf *l = slot_leaf(n->slot[i]);
@@ -561,6 +565,9 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 		s = n->slot[bit_pos(n->bitmap, bit)];
 		if (slot_is_leaf(s)) {
 			const hamt_leaf *l = slot_leaf(s);
+			/* The value (the caller's next read) runs into the leaf's
+			 * second cache line. */
+			__builtin_prefetch((const char *)l + 64);
 			return leaf_matches(l, hash, key, klen) ? l : NULL;
 		}
 		n = slot_node(s);
@@ -788,7 +795,7 @@ ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64
 
 /* ---- iteration ------------------------------------------------------------ */
 
-#define PREFETCH_AHEAD 3
+#define PREFETCH_AHEAD 6
 
 /* Start loading what slot s points to: a leaf's header and the start of its
  * key and value (two cache lines), or a node's header and first slots. */

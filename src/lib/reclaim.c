@@ -8,7 +8,7 @@
  * and the commit that happens to cut it would pay milliseconds for it. So the
  * reference is handed to liburcu's call_rcu worker thread instead, which
  * releases it after a grace period (a callback may release anything: the
- * state's own struct then goes through call_rcu once more, reusing its
+ * state (struct and maps) then goes through call_rcu once more, reusing its
  * rcu_head, which liburcu allows from inside a callback).
  *
  * BOUND
@@ -29,7 +29,8 @@
  *   memory it allocated itself, where glibc's per-thread cache takes it back,
  *   instead of the worker thread freeing it into another arena's bins. So
  *   reclaim_defer refuses light ones and the committer frees them after
- *   unlocking.
+ *   unlocking (its trie at once when no reference-free reader can still be
+ *   in it, else with the thread's batch: state.c).
  *
  * The count is process-wide (one worker serves every store). ctx_close's
  * rcu_barrier runs every callback queued before it, so a closed store leaves
@@ -45,7 +46,7 @@ static atomic_size_t pending;
 static void reclaim_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	ctx_state_release(caa_container_of(head, ctx_state, rcu));
+	state_release_in_callback(caa_container_of(head, ctx_state, rcu));
 	atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
 }
 

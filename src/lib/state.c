@@ -3,12 +3,18 @@
  *
  * A state is one immutable version: a data map and a metadata map (both
  * persistent tries sharing structure with neighbouring versions), its version
- * number, store revision and commit time. It is reference counted; the maps
- * are released as soon as the last reference goes, the struct itself one RCU
- * grace period later, because a reader may still be reading its refs field to
- * try to take a reference (and will see 0 and retry). The structs go to RCU
- * in batches of STATE_BATCH per thread (see state_free_deferred), and come
- * back to the thread that released them to be freed there (WHO FREES).
+ * number, store revision and commit time. It is reference counted. When the
+ * last reference goes, the struct AND its maps are freed one RCU grace period
+ * later: a reader may still be reading its refs field to try to take a
+ * reference (and will see 0 and retry), and the reference-free reads
+ * (ctx_get_value, ctx_get_each) read the trie of the visible version inside
+ * one read-side critical section without any reference. Every trie node and
+ * leaf is kept alive by the maps of each version that reaches it, so one
+ * grace period between the last reference to a version and the release of its
+ * maps covers every node such a reader can reach. They go to RCU in batches of
+ * STATE_BATCH per thread (see state_free_deferred), and at most
+ * STATE_DEFERRED_MAX states wait process-wide: past that a thread that fills
+ * a batch waits for a grace period itself (synchronize_rcu) and frees it.
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -25,6 +31,27 @@ struct ctx_iter {
 	ctx_state *st;
 	hamt_cursor cursor;
 };
+
+ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+{
+	ctx_state *st = malloc(sizeof(*st));
+	if (!st)
+		return NULL;
+	atomic_init(&st->refs, 1);
+	context_retain(c);
+	st->ctx = c;
+	st->version = version;
+	st->revision = 0;
+	st->updated_us = 0; /* every caller sets its commit time */
+	st->changed = 0;
+	st->light = false;
+	st->data = data;
+	st->meta = meta;
+	atomic_init(&st->prev, NULL);
+	st->next = NULL;
+	st->hidden_seq = UINT64_MAX;
+	return st;
+}
 
 /* Take a reference unless the count already dropped to zero. The caller is in
  * an RCU read-side critical section, so the struct itself is still there. */
@@ -46,248 +73,252 @@ ctx_state *ctx_state_retain(ctx_state *st)
 	return st;
 }
 
-/* ---- freeing the structs, in batches, in the thread that released them ------------ */
+/* ---- freeing the states, in batches ------------------------------------------- */
 
-/* The struct of a released state must outlive a grace period. One call_rcu
- * per version cost a third of a small commit (the queueing, and waking
- * liburcu's worker thread for nearly every commit), so each thread gathers
- * the structs it released in a batch (an array of STATE_BATCH pointers) and
- * queues the whole batch with one call_rcu when it is full. A thread's
- * partial batch is queued when the thread exits (a thread-specific key's
- * destructor): at most STATE_BATCH - 1 structs per thread wait longer than
- * one grace period, and none is lost.
+/* A released state (struct and maps) must outlive a grace period. One
+ * call_rcu per version cost a third of a small commit (the queueing, and
+ * waking liburcu's worker thread for nearly every commit), so each thread
+ * gathers the states it released in a batch, linked through their `next`
+ * field (unused once the last reference is gone: no history chain holds
+ * them), STATE_BATCH at a time.
  *
- * WHO FREES
- *   A committer allocates a struct per commit and, at the same rate,
- *   releases one (the version its commit cut from history). When liburcu's
- *   worker thread freed them, every struct crossed threads, and the worker's
- *   free and the committer's malloc fought over the committer's malloc arena
- *   (futex waits and wakes in a tenth of the samples of a one-thread
- *   update). So the worker frees only what no live thread takes back: the
- *   callback pushes the batch, untouched, on the releasing thread's pool
- *   (`returned`, a lock-free stack with one consumer, who takes the whole
- *   stack with one exchange, so no ABA), and that thread frees what came
- *   back when it queues its next batch, into its own malloc cache.
- *   (Reusing the structs for the thread's next states instead of freeing
- *   them measured better at 1 thread but 8-25% worse at 64: docs/
- *   benchmarks.md, round 3.)
+ * FREED AT HOME: a full batch becomes the thread's `waiting` batch and the
+ * thread queues its `tick`, an rcu_head whose callback only says that a grace
+ * period has passed. The thread frees the waiting batch itself, at its next
+ * full batch after the tick: the memory goes back to the thread that
+ * released it (mostly the committer that allocated it, whose glibc cache
+ * takes it back; the call_rcu worker freeing it made 64 committing threads
+ * queue on glibc's arena locks), and the worker runs an empty callback.
  *
- *   Bounds: a pool holds at most POOL_BATCHES batches; past that (a thread
- *   that released versions and went idle) the worker frees them as before.
- *   A pool outlives its thread while batches are in flight (`refs`: one for
- *   the thread, one per batch); once the thread is gone the worker frees what
- *   comes back, and the last one to let go of the pool frees it with what it
- *   holds. */
-#define STATE_BATCH  32
-#define POOL_BATCHES 8
-#define EMPTY_KEPT   4
+ * TRIES FREED AT ONCE: ticks are numbered (`tick_queued`) and their
+ * callbacks record the highest one completed (`tick_done`). A version that
+ * stops being visible (context_publish) records the last number handed out
+ * (state_note_hidden). Once a tick queued after that has completed, every
+ * reader that saw the version visible has left its critical section, so its
+ * trie is freed as soon as its last reference goes, by the releasing thread,
+ * while it is warm (state_free_deferred): the common case, a version cut from
+ * history 64 commits after it was hidden. Only the struct waits then (for
+ * readers trying to take a reference). hidden_seq UINT64_MAX (never hidden
+ * by a publish: drops, recovery) always waits. A context that no
+ * reference-free read ever touched (its `read_noref` flag, set once by the
+ * first one) hides versions as STATE_UNREAD: their tries are freed at once,
+ * as before these reads existed, so writers of contexts read only through
+ * ctx_get pay nothing for them.
+ *
+ * BOUND: while a tick is in flight (the worker may starve: 64 committing
+ * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
+ * then the thread waits for a grace period itself (synchronize_rcu) and frees
+ * both batches. A thread that may not wait - inside a read-side critical
+ * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself)
+ * - or that is exiting queues its batch with one call_rcu that frees it in
+ * the worker (`deferred` counts those; past STATE_DEFERRED_MAX a thread
+ * that may wait frees its batch after synchronize_rcu instead). So each
+ * thread holds at most 2 * STATE_HOLD_MAX released states, and the worker's
+ * queue at most STATE_DEFERRED_MAX plus those of threads that could not
+ * wait. The bound counts versions, not bytes, like reclaim.c's: a version
+ * owns alone what the commit after it replaced. A thread's batches are
+ * handed to the worker when it exits (a thread-specific key's destructor);
+ * none is lost. */
+#define STATE_BATCH        32
+#define STATE_HOLD_MAX     512
+#define STATE_DEFERRED_MAX 4096
 
-typedef struct state_pool state_pool;
+#define HOME_DONE   1u /* no tick in flight */
+#define HOME_EXITED 2u /* the thread exited: the tick's callback frees all */
 
-typedef struct state_batch {
-	struct rcu_head rcu;
-	state_pool *pool;         /* NULL: the worker frees the structs */
-	struct state_batch *next; /* in a pool's stack or a thread's list */
-	unsigned n;
-	ctx_state *st[STATE_BATCH];
-} state_batch;
+typedef struct home {
+	struct rcu_head tick;
+	atomic_uint flags;
+	uint64_t seq;       /* of the tick in flight */
+	ctx_state *waiting; /* released before the tick was queued */
+} home;
 
-struct state_pool {
-	_Atomic(state_batch *) returned; /* batches back from RCU, to free */
-	atomic_uint held;                /* about how many batches are in returned */
-	atomic_uint refs;                /* the thread's, and one per batch in flight */
-	atomic_bool orphan;              /* the thread exited */
-};
+static atomic_size_t deferred;
+
+/* Ticks queued and the highest one completed. A reader that saw a version
+ * visible began before it was hidden; a tick queued after that completes
+ * after the reader's critical section ended. */
+static atomic_uint_fast64_t tick_queued, tick_done;
+
+void state_note_hidden(ctx_state *st)
+{
+	/* All seq_cst: if no reader had set read_noref when this load runs
+	 * (after the exchange that hid st), a reader that sets it later loads
+	 * `visible` after that exchange, and never sees st. */
+	st->hidden_seq = atomic_load(&st->ctx->read_noref) ? atomic_load(&tick_queued) : STATE_UNREAD;
+}
+
+/* Whether no reference-free reader can still be in st's trie: a tick queued
+ * after st was hidden has completed. */
+static bool state_trie_unread(const ctx_state *st)
+{
+	return st->hidden_seq == STATE_UNREAD ||
+	       st->hidden_seq < atomic_load_explicit(&tick_done, memory_order_acquire);
+}
 
 static _Thread_local struct {
-	state_batch *gather; /* being filled with released structs */
-	bool keyed;          /* the exit destructor is set for this thread */
-	state_pool *pool;    /* NULL: the worker frees (out of memory at setup) */
-	state_batch *empty;  /* emptied batches, for gathering again */
-	unsigned nempty;
+	ctx_state *head; /* the open batch */
+	unsigned n;
+	bool keyed;   /* the exit destructor is set for this thread */
+	bool no_wait; /* in an RCU callback: never synchronize_rcu */
+	home *h;      /* NULL: every full batch goes to the worker */
 } batch;
 
 static pthread_key_t batch_key;
 static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
 
-static void batch_free(state_batch *b)
+/* Free a list of released states (a grace period has passed). */
+static size_t state_free_list(ctx_state *st)
 {
-	for (unsigned i = 0; i < b->n; i++)
-		free(b->st[i]);
-	free(b);
-}
-
-static void batch_list_free(state_batch *b)
-{
-	while (b) {
-		state_batch *next = b->next;
-		batch_free(b);
-		b = next;
+	size_t n = 0;
+	while (st) {
+		ctx_state *next = st->next;
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+		free(st);
+		st = next;
+		n++;
 	}
+	return n;
 }
 
-static void pool_release(state_pool *p)
-{
-	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	batch_list_free(atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire));
-	free(p);
-}
-
-/* A batch whose grace period is over: back to its thread's pool, or freed
- * here if it has none, that thread is gone or its pool is full. */
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	state_batch *b = caa_container_of(head, state_batch, rcu);
-	state_pool *p = b->pool;
-	if (!p || atomic_load_explicit(&p->orphan, memory_order_acquire) ||
-	    atomic_load_explicit(&p->held, memory_order_relaxed) >= POOL_BATCHES) {
-		batch_free(b);
-	} else {
-		/* Counted before it is pushed: a take between the two then
-		 * undercounts by one batch; counting after could overcount. */
-		atomic_fetch_add_explicit(&p->held, 1, memory_order_relaxed);
-		state_batch *top = atomic_load_explicit(&p->returned, memory_order_relaxed);
-		do
-			b->next = top;
-		while (!atomic_compare_exchange_weak_explicit(
-		    &p->returned, &top, b, memory_order_release, memory_order_relaxed));
-	}
-	if (p)
-		pool_release(p);
+	size_t n = state_free_list(caa_container_of(head, ctx_state, rcu));
+	atomic_fetch_sub_explicit(&deferred, n, memory_order_relaxed);
 }
 
-/* Free the structs of the batches back in this thread's pool; keep a few
- * of the batches to gather into. */
-static void pool_drain(state_pool *p)
+/* Queue the list at head (n states) to be freed by the worker after a grace
+ * period, or wait for one here and free it (may_wait, and too many queued
+ * already). */
+static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 {
-	if (!atomic_load_explicit(&p->returned, memory_order_relaxed))
+	if (may_wait && !batch.no_wait &&
+	    atomic_load_explicit(&deferred, memory_order_relaxed) >= STATE_DEFERRED_MAX &&
+	    !rcu_read_ongoing()) {
+		synchronize_rcu();
+		tsan_after_grace_period();
+		state_free_list(head);
 		return;
-	state_batch *b = atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire);
-	atomic_store_explicit(&p->held, 0, memory_order_relaxed);
-	while (b) {
-		state_batch *next = b->next;
-		if (batch.nempty < EMPTY_KEPT) {
-			for (unsigned i = 0; i < b->n; i++)
-				free(b->st[i]);
-			b->n = 0;
-			b->next = batch.empty;
-			batch.empty = b;
-			batch.nempty++;
-		} else {
-			batch_free(b);
-		}
-		b = next;
+	}
+	atomic_fetch_add_explicit(&deferred, n, memory_order_relaxed);
+	ctx_call_rcu(&head->rcu, state_free_batch_rcu);
+}
+
+static void home_tick_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	home *h = caa_container_of(head, home, tick);
+	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
+	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
+	                                                               memory_order_release,
+	                                                               memory_order_relaxed))
+		;
+	if (atomic_fetch_or_explicit(&h->flags, HOME_DONE, memory_order_acq_rel) & HOME_EXITED) {
+		state_free_list(h->waiting);
+		free(h);
 	}
 }
 
-static void batch_flush(void)
+/* Take the open batch (the caller frees or queues it). */
+static ctx_state *batch_take(size_t *n)
 {
-	state_batch *b = batch.gather;
-	if (!b || !b->n)
-		return;
-	batch.gather = NULL;
-	b->pool = batch.pool;
-	if (b->pool) {
-		atomic_fetch_add_explicit(&b->pool->refs, 1, memory_order_relaxed);
-		pool_drain(b->pool);
+	ctx_state *head = batch.head;
+	*n = batch.n;
+	batch.head = NULL;
+	batch.n = 0;
+	return head;
+}
+
+/* The open batch is full: free the waiting one if its grace period passed
+ * and make the open one wait; or keep gathering while the tick is in flight
+ * (up to STATE_HOLD_MAX, then wait here). False: not handled at home. */
+static bool batch_home(bool may_wait)
+{
+	home *h = batch.h;
+	size_t n;
+	if (!h || batch.no_wait)
+		return false;
+	if (atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = batch_take(&n);
+		h->seq = atomic_fetch_add(&tick_queued, 1) + 1;
+		atomic_store_explicit(&h->flags, 0, memory_order_relaxed);
+		ctx_call_rcu(&h->tick, home_tick_rcu);
+		return true;
 	}
-	ctx_call_rcu(&b->rcu, state_free_batch_rcu);
+	if (batch.n < STATE_HOLD_MAX)
+		return true;
+	if (!may_wait || rcu_read_ongoing())
+		return false;
+	synchronize_rcu(); /* both batches are older than it */
+	tsan_after_grace_period();
+	state_free_list(batch_take(&n));
+	state_free_list(h->waiting);
+	h->waiting = NULL;
+	return true;
+}
+
+static void batch_flush(bool may_wait)
+{
+	if (!batch.head || batch_home(may_wait))
+		return;
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	state_defer_list(head, n, may_wait);
 }
 
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
-	batch_flush();
-	free(batch.gather);
-	batch.gather = NULL;
-	if (batch.pool) {
-		pool_drain(batch.pool);
-		atomic_store_explicit(&batch.pool->orphan, true, memory_order_release);
-		pool_release(batch.pool);
-		batch.pool = NULL;
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
+	home *h = batch.h;
+	batch.h = NULL; /* releases after this (other destructors) go to the worker */
+	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
+		state_free_list(h->waiting);
+		free(h);
 	}
-	batch_list_free(batch.empty);
-	batch.empty = NULL;
-	batch.nempty = 0;
 }
 
 static void batch_key_init(void)
 {
-	/* Without the key, every struct is queued on its own (no batching). */
+	/* Without the key, every state is queued on its own (no batching). */
 	if (pthread_key_create(&batch_key, batch_thread_exit) != 0)
 		batch_key = (pthread_key_t)-1;
 }
 
-/* Set up this thread's batches and pool; false if it cannot have them. */
-static bool batch_setup(void)
-{
-	pthread_once(&batch_once, batch_key_init);
-	if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0)
-		return false;
-	batch.keyed = true;
-	state_pool *p = malloc(sizeof(*p));
-	if (p) { /* else the worker frees this thread's structs */
-		atomic_init(&p->returned, NULL);
-		atomic_init(&p->held, 0);
-		atomic_init(&p->refs, 1);
-		atomic_init(&p->orphan, false);
-		batch.pool = p;
-	}
-	return true;
-}
-
-/* A batch to gather into: an emptied one, or a new one (NULL: no memory). */
-static state_batch *batch_get(void)
-{
-	state_batch *b = batch.empty;
-	if (b) {
-		batch.empty = b->next;
-		batch.nempty--;
-	} else if (!(b = malloc(sizeof(*b)))) {
-		return NULL;
-	}
-	b->n = 0;
-	return b;
-}
-
-static void state_free_one_rcu(struct rcu_head *head)
-{
-	tsan_after_grace_period();
-	free(caa_container_of(head, ctx_state, rcu));
-}
-
-/* Free st's struct one grace period from now (or later, with its batch). */
+/* Free st (struct and maps) one grace period from now (or later, with its
+ * batch). */
 static void state_free_deferred(ctx_state *st)
 {
-	if ((!batch.keyed && !batch_setup()) || (!batch.gather && !(batch.gather = batch_get()))) {
-		ctx_call_rcu(&st->rcu, state_free_one_rcu);
-		return;
+	/* Hidden long enough ago (a version cut from history, mostly): its
+	 * trie goes now, in this thread, while it is warm; the struct waits,
+	 * for readers trying to take a reference (see the head comment). */
+	if (state_trie_unread(st)) {
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
 	}
-	batch.gather->st[batch.gather->n++] = st;
-	if (batch.gather->n == STATE_BATCH)
-		batch_flush();
-}
-
-ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
-{
-	ctx_state *st = malloc(sizeof(*st));
-	if (!st)
-		return NULL;
-	atomic_init(&st->refs, 1);
-	context_retain(c);
-	st->ctx = c;
-	st->version = version;
-	st->revision = 0;
-	st->updated_us = 0; /* every caller sets its commit time */
-	st->changed = 0;
-	st->light = false;
-	st->data = data;
-	st->meta = meta;
-	atomic_init(&st->prev, NULL);
-	st->next = NULL;
-	return st;
+	if (!batch.keyed) {
+		pthread_once(&batch_once, batch_key_init);
+		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
+			st->next = NULL;
+			state_defer_list(st, 1, false);
+			return;
+		}
+		batch.keyed = true;
+		if ((batch.h = malloc(sizeof(*batch.h)))) {
+			atomic_init(&batch.h->flags, HOME_DONE);
+			batch.h->waiting = NULL;
+		}
+	}
+	st->next = batch.head;
+	batch.head = st;
+	if (++batch.n >= STATE_BATCH)
+		batch_flush(true);
 }
 
 void ctx_state_release(ctx_state *st)
@@ -296,12 +327,38 @@ void ctx_state_release(ctx_state *st)
 	 * history chain behind it. */
 	while (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
 		ctx_state *prev = atomic_exchange(&st->prev, NULL);
-		hamt_release(&st->data);
-		hamt_release(&st->meta);
 		context_release(st->ctx);
 		state_free_deferred(st);
 		st = prev;
 	}
+}
+
+void state_release_in_callback(ctx_state *st)
+{
+	batch.no_wait = true;
+	ctx_state_release(st);
+	batch_flush(false);
+	batch.no_wait = false;
+}
+
+void state_drain(void)
+{
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
+	rcu_barrier(); /* the batches and ticks, and reclaim.c's versions... */
+	rcu_barrier(); /* ...whose states those callbacks queued in turn     */
+	home *h = batch.h;
+	if (h && atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = NULL;
+	}
+}
+
+size_t state_deferred(void)
+{
+	return atomic_load_explicit(&deferred, memory_order_relaxed);
 }
 
 uint64_t ctx_state_version(const ctx_state *st)

@@ -116,6 +116,9 @@ static int context_match(struct cds_lfht_node *node, const void *key)
 	const ctx_context *c = caa_container_of(node, ctx_context, node);
 	const id_key *k = key;
 	tsan_subscribe(c);
+	/* The id is at the struct's end, the visible version (what every read
+	 * loads next) two cache lines before it: load both at once. */
+	__builtin_prefetch(&c->visible);
 	return c->idlen == k->len && hamt_bytes_equal(c->id, k->id, k->len);
 }
 
@@ -229,6 +232,8 @@ void context_publish(ctx_context *c, ctx_state *st)
 			break;
 	}
 	ctx_rcu_read_unlock();
+	if (cur)
+		state_note_hidden(cur);
 	ctx_state_release(cur);
 	/* A drop that raced with a publish into an empty slot: undo it. */
 	if (atomic_load(&c->gone))
@@ -1003,6 +1008,94 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	*out = v;
 	return CTX_OK;
+}
+
+/* ---- reads without a reference ------------------------------------------------ */
+
+/* The visible version of context id (idlen bytes), with no reference: the
+ * caller is inside an RCU read-side critical section, and the version, its
+ * maps and every node and leaf they reach stay allocated until it ends
+ * (state.c frees a released version's struct and maps one grace period
+ * after its last reference goes). NULL if there is none; then *expired says
+ * whether it was past its time-to-live. */
+static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen, bool *expired)
+{
+	ctx_context *c = table_lookup(s, id, idlen);
+	if (!c)
+		return NULL;
+	/* Announce reads without a reference before loading `visible` (both
+	 * seq_cst; state_note_hidden): the writers of c then keep a hidden
+	 * version's trie for a grace period. One store per context, ever. */
+	if (!atomic_load(&c->read_noref))
+		atomic_store(&c->read_noref, true);
+	const ctx_state *v = atomic_load(&c->visible);
+	if (v && !context_usable(c)) {
+		*expired = true;
+		return NULL;
+	}
+	return v;
+}
+
+static ctx_status read_missing(ctx_store *s, const char *id, bool expired)
+{
+	if (!expired)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	reaper_kick(s);
+	return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+}
+
+ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t klen, void *buf,
+                         size_t cap, size_t *vlen)
+{
+	size_t idlen;
+	ctx_status st = store_check_id(s, id, &idlen);
+	if (st != CTX_OK)
+		return st;
+	if (!vlen || (!key && klen) || (!buf && cap))
+		return ctx_fail(CTX_INVALID, "NULL key, buffer or length pointer");
+	bool expired = false;
+	uint32_t n = 0;
+	uint64_t hash = hamt_hash(key, klen); /* outside the chain of misses */
+	ctx_rcu_read_lock();
+	const ctx_state *v = visible_unref(s, id, idlen, &expired);
+	const hamt_leaf *l = v ? hamt_find(&v->data, hash, key, klen) : NULL;
+	if (l) {
+		n = l->vlen;
+		if (n <= cap && n)
+			memcpy(buf, hamt_leaf_value(l), n);
+	}
+	ctx_rcu_read_unlock();
+	if (!v)
+		return read_missing(s, id, expired);
+	if (!l)
+		return ctx_fail(CTX_NOT_FOUND, "no such key in context '%s'", id);
+	*vlen = n;
+	if (n > cap)
+		return ctx_fail(CTX_LIMIT, "value of %u bytes exceeds the buffer of %zu", n, cap);
+	return CTX_OK;
+}
+
+ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
+{
+	size_t idlen;
+	ctx_status st = store_check_id(s, id, &idlen);
+	if (st != CTX_OK)
+		return st;
+	if (!fn)
+		return ctx_fail(CTX_INVALID, "NULL function");
+	bool expired = false;
+	ctx_rcu_read_lock();
+	const ctx_state *v = visible_unref(s, id, idlen, &expired);
+	if (v) {
+		hamt_cursor c;
+		const hamt_leaf *l;
+		hamt_cursor_init(&c, &v->data);
+		while ((l = hamt_cursor_next(&c)) &&
+		       fn(arg, hamt_leaf_key(l), l->klen, hamt_leaf_value(l), l->vlen))
+			;
+	}
+	ctx_rcu_read_unlock();
+	return v ? CTX_OK : read_missing(s, id, expired);
 }
 
 ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)

@@ -16,7 +16,9 @@
  * visible version is an atomic pointer, and versions are
  * immutable and reference counted. A version's struct is freed only after an
  * RCU grace period, so that a reader may try to take a reference to a version
- * that is being replaced and learn that it lost the race (refs already 0).
+ * that is being replaced and learn that it lost the race (refs already 0);
+ * its trie too, if a read without a reference (ctx_get_value, ctx_get_each)
+ * may still be in it (state.c).
  */
 #ifndef CTX_STORE_H
 #define CTX_STORE_H
@@ -33,14 +35,15 @@ typedef struct ctx_context ctx_context;
 
 struct ctx_state {
 	atomic_uint refs;
+	/* Set by a transaction of few operations: it replaced few nodes of the
+	 * version before, so freeing that version is cheap (reclaim.c). Beside
+	 * refs, in what would be padding. */
+	bool light;
 	ctx_context *ctx; /* a reference: keeps the id alive */
 	uint64_t version;
 	uint64_t revision;
 	uint64_t updated_us;
 	size_t changed; /* keys written by the commit that made it */
-	/* Set by a transaction of few operations: it replaced few nodes of the
-	 * version before, so freeing that version is cheap (reclaim.c). */
-	bool light;
 	hamt data;
 	hamt meta;
 	/* History: each kept version holds a reference to the one before it;
@@ -48,6 +51,11 @@ struct ctx_state {
 	 * reference; only used under the context's write lock). */
 	_Atomic(ctx_state *) prev;
 	ctx_state *next;
+	/* When it stopped being visible: a tick sequence number (state.c); its
+	 * trie may be freed at once when a later tick has completed.
+	 * UINT64_MAX: not known, freed one grace period after release;
+	 * STATE_UNREAD: no reference-free read could have seen it. */
+	uint64_t hidden_seq;
 	struct rcu_head rcu;
 };
 
@@ -93,9 +101,13 @@ struct ctx_context {
 	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible; /* newest version readers may see */
-	atomic_bool dropped;          /* no more commits; set under write_lock */
-	atomic_bool gone;             /* out of the table, visible cleared */
-	uint64_t drop_revision;       /* revision of its drop record (write_lock) */
+	/* Set (once, never cleared) before the first read that takes no
+	 * reference: until then no reader can be in a hidden version's trie
+	 * without holding the version (state_note_hidden). */
+	atomic_bool read_noref;
+	atomic_bool dropped;    /* no more commits; set under write_lock */
+	atomic_bool gone;       /* out of the table, visible cleared */
+	uint64_t drop_revision; /* revision of its drop record (write_lock) */
 	struct rcu_head rcu;
 	index_node *inode; /* in store.index while in the table;
 	                      allocated with the context */
@@ -330,6 +342,17 @@ ctx_status recovery_run(ctx_store *s, const char *dir, bool read_only, recovery_
 /* States. */
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta);
 bool state_try_retain(ctx_state *st);
+/* ctx_state_release from an RCU callback: never waits for a grace period,
+ * and queues what it freed at once (the worker keeps no partial batch). */
+void state_release_in_callback(ctx_state *st);
+/* Free every released state queued so far, and the calling thread's
+ * partial batch, before returning (tests; not inside a read-side section). */
+void state_drain(void);
+/* Released states queued and not yet freed, process-wide (racy; tests). */
+size_t state_deferred(void);
+#define STATE_UNREAD (UINT64_MAX - 1)
+/* st just stopped being visible (the exchange that replaced it is done). */
+void state_note_hidden(ctx_state *st);
 
 /* Check a key (or metadata name) and value against the store's limits. */
 ctx_status store_check_key(const ctx_store *s, const void *key, size_t klen);
