@@ -603,7 +603,7 @@ static void report_create(ctx_store *s, uint64_t rev, const ctx_context *c, cons
 	size_t k = keys && klens ? n : 0;
 	for (size_t i = 0; i < k; i++) {
 		keys[i] = hamt_leaf_key(ops[i].leaf);
-		klens[i] = ops[i].leaf->klen;
+		klens[i] = hamt_leaf_klen(ops[i].leaf);
 	}
 	store_report(s, rev, CTX_EVENT_CREATED, c, 1, k, keys, klens);
 	free(keys);
@@ -653,7 +653,7 @@ static void pending_report(ctx_store *s, pending_change *p)
 	size_t k = keys && klens ? n : 0;
 	for (size_t i = 0; i < k; i++) {
 		keys[i] = hamt_leaf_key(p->leaves[i]);
-		klens[i] = p->leaves[i]->klen;
+		klens[i] = hamt_leaf_klen(p->leaves[i]);
 	}
 	store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
 	if (keys != kb)
