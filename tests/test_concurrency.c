@@ -527,9 +527,10 @@ static void test_old_state_survives_writers(void **unused)
 	size_t kl, n = 0;
 	while (ctx_iter_next(it, &k, &kl, NULL, NULL)) {
 		assert_true(n < (size_t)sh.nkeys);
+		assert_true(kl < HAMT_KLEN_LONG); /* the key right after the header */
 		hamt_leaf *l = (hamt_leaf *)((const unsigned char *)k - offsetof(hamt_leaf, data));
 		assert_ptr_equal(hamt_leaf_key(l), k);
-		assert_int_equal(l->klen, kl);
+		assert_int_equal(hamt_leaf_klen(l), kl);
 		atomic_fetch_add(&l->refs, 1);
 		leaves[n++] = l;
 	}

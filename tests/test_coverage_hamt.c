@@ -5,8 +5,8 @@
  * The store only ever builds tries with its keyed hash, so two keys share a
  * full 64-bit hash (a collision node) practically never, and the diff's
  * collision and leaf-against-subtree branches are not reached by the other
- * tests. Here keys get forced hashes (leaf->hash overwritten after
- * hamt_leaf_new, as test_hamt.c does): identical full hashes, hashes that
+ * tests. Here keys get forced hashes (hamt_test_hash_hook: leaves store no
+ * hash, hamt_hash itself returns the forced one): identical full hashes, hashes that
  * share long prefixes, and real ones. For random pairs of maps, the second
  * built from the first (so that they share structure, as versions do):
  *   - hamt_diff reports exactly the keys added, removed and changed (by
@@ -33,11 +33,11 @@ enum mode { REAL, ONE, FEW, PREFIX, MIXED, NMODES };
 
 static const uint64_t H = 0x0123456789abcdefull;
 
-static uint64_t hash_for(enum mode m, unsigned i, const void *key, size_t klen)
+static uint64_t hash_for(enum mode m, unsigned i, uint64_t real)
 {
 	switch (m) {
 	case REAL:
-		return hamt_hash(key, klen);
+		return real;
 	case ONE:
 		return H;
 	case FEW:
@@ -58,8 +58,39 @@ static uint64_t hash_for(enum mode m, unsigned i, const void *key, size_t klen)
 		return H ^ ((uint64_t)(i % 4) << 55);
 	case MIXED:
 	default:
-		return i % 2 ? hamt_hash(key, klen) : (i % 4 == 0 ? H : H ^ (1ull << 61));
+		return i % 2 ? real : (i % 4 == 0 ? H : H ^ (1ull << 61));
 	}
+}
+
+/* The hook: keys "key<i>" get hash_for(hook_mode, i), the two-byte keys of
+ * test_diff_shapes H ("k7": H with bit 62 flipped), others their own. */
+static enum mode hook_mode = REAL;
+
+static uint64_t forced(const void *key, size_t klen, uint64_t real)
+{
+	const char *k = key;
+	char buf[16];
+	if (klen == 2 && k[0] == 'k')
+		return k[1] == '7' ? H ^ (1ull << 62) : H;
+	if (klen > 3 && klen < sizeof(buf) && memcmp(k, "key", 3) == 0) {
+		memcpy(buf, k, klen);
+		buf[klen] = 0;
+		return hash_for(hook_mode, (unsigned)atoi(buf + 3), real);
+	}
+	return real;
+}
+
+static int install_hook(void **unused)
+{
+	hook_mode = REAL;
+	hamt_test_hash_hook(forced);
+	return 0;
+}
+
+static int remove_hook(void **unused)
+{
+	hamt_test_hash_hook(NULL);
+	return 0;
 }
 
 /* The model of one map: value per key index, or absent. */
@@ -85,7 +116,7 @@ static void set_key(hamt *m, model *md, enum mode mode, unsigned i, uint64_t edi
 		v[j] = (unsigned char)('a' + test_rand_below(rng, 3));
 	hamt_leaf *l = hamt_leaf_new(k, kl, v, vl);
 	assert_non_null(l);
-	l->hash = hash_for(mode, i, k, kl);
+	assert_true(hamt_leaf_hash(l) == hash_for(mode, i, hamt_leaf_hash(l)));
 	assert_ok(hamt_set(m, l, edit));
 	md->present[i] = true;
 	memcpy(md->val[i], v, vl);
@@ -96,7 +127,7 @@ static void del_key(hamt *m, model *md, enum mode mode, unsigned i, uint64_t edi
 {
 	char k[16];
 	size_t kl = key_of(i, k);
-	ctx_status st = hamt_del(m, hash_for(mode, i, k, kl), k, kl, edit);
+	ctx_status st = hamt_del(m, hamt_hash(k, kl), k, kl, edit);
 	assert_int_equal(st, md->present[i] ? CTX_OK : CTX_NOT_FOUND);
 	md->present[i] = false;
 }
@@ -113,9 +144,9 @@ typedef struct seen {
 static unsigned index_of(const hamt_leaf *l)
 {
 	char k[16];
-	assert_true(l->klen > 3 && l->klen < sizeof(k));
-	memcpy(k, hamt_leaf_key(l), l->klen);
-	k[l->klen] = 0;
+	assert_true(hamt_leaf_klen(l) > 3 && hamt_leaf_klen(l) < sizeof(k));
+	memcpy(k, hamt_leaf_key(l), hamt_leaf_klen(l));
+	k[hamt_leaf_klen(l)] = 0;
 	assert_memory_equal(k, "key", 3);
 	unsigned i = (unsigned)atoi(k + 3);
 	assert_true(i < NKEYS);
@@ -202,6 +233,7 @@ static void check_failures(const hamt *a, const hamt *b, int total)
 static void run(enum mode mode, int rounds, uint64_t seed)
 {
 	uint64_t rng = seed;
+	hook_mode = mode;
 	for (int r = 0; r < rounds; r++) {
 		hamt a = {0};
 		model *ma = calloc(1, sizeof(*ma)), *mb = calloc(1, sizeof(*mb));
@@ -269,7 +301,7 @@ static hamt_leaf *leaf(const char *k, const char *v, uint64_t hash)
 {
 	hamt_leaf *l = hamt_leaf_new(k, strlen(k), v, strlen(v));
 	assert_non_null(l);
-	l->hash = hash;
+	assert_true(hamt_leaf_hash(l) == hash); /* forced */
 	return l;
 }
 
@@ -289,7 +321,7 @@ static ctx_status log_change(void *arg, const hamt_leaf *old, const hamt_leaf *n
 	const hamt_leaf *k = old ? old : new_;
 	size_t len = strlen(lg->text);
 	snprintf(lg->text + len, sizeof(lg->text) - len, "%s%.*s:%.*s>%.*s", lg->n++ ? " " : "",
-	         (int)k->klen, (const char *)hamt_leaf_key(k), old ? (int)old->vlen : 1,
+	         (int)hamt_leaf_klen(k), (const char *)hamt_leaf_key(k), old ? (int)old->vlen : 1,
 	         old ? (const char *)hamt_leaf_value(old) : "-", new_ ? (int)new_->vlen : 1,
 	         new_ ? (const char *)hamt_leaf_value(new_) : "-");
 	return CTX_OK;
@@ -399,5 +431,5 @@ int main(void)
 	};
 	if (getenv("CTX_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, install_hook, remove_hook);
 }

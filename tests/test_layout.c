@@ -27,9 +27,10 @@ static void test_context_has_no_padding(void **unused)
 
 static void test_leaf_header(void **unused)
 {
-	/* No content hash in the leaf, no padding before the key: 28 bytes
-	 * (40 before: a checksum and 4 bytes of padding). */
-	assert_int_equal(HAMT_LEAF_HEADER, 28);
+	/* No content hash and no position hash in the leaf, a 16-bit key
+	 * length, no padding before the key: 18 bytes (28 with the position
+	 * hash, 40 with a checksum and 4 bytes of padding too). */
+	assert_int_equal(HAMT_LEAF_HEADER, 18);
 	hamt_leaf *l = hamt_leaf_new("k", 1, "v", 1);
 	assert_non_null(l);
 	assert_ptr_equal(hamt_leaf_key(l), (const unsigned char *)l + HAMT_LEAF_HEADER);

@@ -1830,6 +1830,20 @@ static uint64_t forced_hash(int mode, unsigned i, const char *k, size_t kl)
 	}
 }
 
+/* Leaves store no hash: hamt_hash gives keys "hk<i>" the forced hash of
+ * hook_mode (hamt_test_hash_hook). */
+static int hook_mode;
+
+static uint64_t nomem_hash(const void *key, size_t klen, uint64_t real)
+{
+	char k[16];
+	if (hook_mode == 2 || klen < 3 || klen >= sizeof(k) || memcmp(key, "hk", 2) != 0)
+		return real;
+	memcpy(k, key, klen);
+	k[klen] = 0;
+	return forced_hash(hook_mode, (unsigned)strtoul(k + 2, NULL, 10), k, klen);
+}
+
 static void hcheck(const hamt *m, const hmodel *md, int mode)
 {
 	size_t count = 0, bytes = 0;
@@ -1866,6 +1880,8 @@ static void test_hamt_nomem(void **unused)
 	uint64_t rng = test_seed("hamt-nomem", 77);
 	long failures = 0;
 	for (int mode = 0; mode < 3; mode++) {
+		hook_mode = mode;
+		hamt_test_hash_hook(nomem_hash);
 		for (int round = 0; round < 40; round++) {
 			hamt m = {0};
 			hmodel md;
@@ -1879,7 +1895,7 @@ static void test_hamt_nomem(void **unused)
 				snprintf(v, sizeof(v), "v%u", (unsigned)test_rand_below(&rng, 100));
 				hamt_leaf *l = hamt_leaf_new(k, kl, v, strlen(v));
 				assert_non_null(l);
-				l->hash = forced_hash(mode, i, k, kl);
+				assert_true(hamt_leaf_hash(l) == forced_hash(mode, i, k, kl));
 				assert_ok(hamt_set(&m, l, build));
 				md.present[i] = true;
 				strcpy(md.val[i], v);
@@ -1900,7 +1916,7 @@ static void test_hamt_nomem(void **unused)
 					if (!del) {
 						l = hamt_leaf_new(k, kl, v, strlen(v));
 						assert_non_null(l);
-						l->hash = h;
+						assert_true(hamt_leaf_hash(l) == h);
 					}
 					arm(fail);
 					ctx_status st = del ? hamt_del(&m, h, k, kl, edit) : hamt_set(&m, l, edit);
@@ -1931,6 +1947,7 @@ static void test_hamt_nomem(void **unused)
 			hamt_release(&m);
 		}
 	}
+	hamt_test_hash_hook(NULL);
 	assert_true(failures > 100);
 }
 

@@ -151,9 +151,9 @@ static void section_end(out_file *o)
 /* Bytewise key order, a shorter key first on a common prefix. */
 static int key_order(const hamt_leaf *x, const hamt_leaf *y)
 {
-	uint32_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = memcmp(x->data, y->data, n);
-	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+	size_t xn = hamt_leaf_klen(x), yn = hamt_leaf_klen(y);
+	int c = memcmp(hamt_leaf_key(x), hamt_leaf_key(y), xn < yn ? xn : yn);
+	return c ? c : (xn > yn) - (xn < yn);
 }
 
 /* A delta's entries are tagged pointers: the low bit set for a delete (leaves
@@ -192,16 +192,18 @@ static void out_entry(out_file *o, const hamt_leaf *prev, const void *e, uint64_
 {
 	const hamt_leaf *l = entry_leaf(e);
 	bool deleted = (uintptr_t)e & 1;
-	uint32_t shared = 0, most = prev ? (prev->klen < l->klen ? prev->klen : l->klen) : 0;
-	while (shared < most && prev->data[shared] == l->data[shared])
+	size_t klen = hamt_leaf_klen(l), pklen = prev ? hamt_leaf_klen(prev) : 0;
+	const unsigned char *key = hamt_leaf_key(l), *pkey = prev ? hamt_leaf_key(prev) : NULL;
+	size_t shared = 0, most = pklen < klen ? pklen : klen;
+	while (shared < most && pkey[shared] == key[shared])
 		shared++;
 	out_uv(o, (uint64_t)shared << 1 | deleted);
-	out_uv(o, l->klen - shared);
-	out_bytes(o, l->data + shared, l->klen - shared);
+	out_uv(o, klen - shared);
+	out_bytes(o, key + shared, klen - shared);
 	if (!deleted) {
 		out_uv(o, l->vlen);
 		out_sv(o, (int64_t)(updated_us - l->time_us));
-		out_bytes(o, l->data + l->klen, l->vlen);
+		out_bytes(o, key + klen, l->vlen);
 	}
 }
 

@@ -105,6 +105,7 @@ _Static_assert(sizeof(hamt_node) == 24, "node_alloc: an even number of words fil
 #define COLLISION_MAX 65535
 
 static uint64_t hash_seed;
+static _Atomic(hamt_hash_hook) hash_hook; /* hamt_test_hash_hook */
 static atomic_uint_fast64_t next_edit = 1;
 
 static void seed_init(void)
@@ -130,7 +131,14 @@ uint64_t hamt_hash(const void *key, size_t klen)
 	 * of a call into pthread_once. */
 	if (!atomic_load_explicit(&seeded, memory_order_acquire))
 		pthread_once(&seed_once, seed_init_once);
-	return XXH3_64bits_withSeed(key, klen, hash_seed);
+	uint64_t h = XXH3_64bits_withSeed(key, klen, hash_seed);
+	hamt_hash_hook hook = atomic_load_explicit(&hash_hook, memory_order_relaxed);
+	return __builtin_expect(hook != NULL, 0) ? hook(key, klen, h) : h;
+}
+
+void hamt_test_hash_hook(hamt_hash_hook hook)
+{
+	atomic_store_explicit(&hash_hook, hook, memory_order_relaxed);
 }
 
 uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t vlen)
@@ -142,7 +150,9 @@ uint64_t hamt_content_hash(const void *key, size_t klen, const void *val, size_t
 
 uint64_t hamt_leaf_sum(const hamt_leaf *l)
 {
-	return hamt_content_hash(l->data, l->klen, l->data + l->klen, l->vlen);
+	size_t klen = hamt_leaf_klen(l);
+	const unsigned char *key = hamt_leaf_key(l);
+	return hamt_content_hash(key, klen, key + klen, l->vlen);
 }
 
 /* Tokens are taken from the shared counter in blocks, so that committers on
@@ -193,17 +203,23 @@ static inline unsigned bit_pos(uint32_t bitmap, uint32_t bit)
 
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
-	hamt_leaf *l = malloc(HAMT_LEAF_HEADER + klen + vlen);
+	size_t extra = klen >= HAMT_KLEN_LONG ? sizeof(uint32_t) : 0;
+	hamt_leaf *l = malloc(HAMT_LEAF_HEADER + extra + klen + vlen);
 	if (!l)
 		return NULL;
 	atomic_init(&l->refs, 1);
-	l->klen = (uint32_t)klen;
 	l->vlen = (uint32_t)vlen;
-	l->hash = hamt_hash(key, klen);
 	l->time_us = 0;
-	memcpy(l->data, key, klen);
+	if (extra) {
+		uint32_t k = (uint32_t)klen;
+		l->klen16 = HAMT_KLEN_LONG;
+		memcpy(l->data, &k, sizeof(k));
+	} else {
+		l->klen16 = (uint16_t)klen;
+	}
+	memcpy(l->data + extra, key, klen);
 	if (vlen)
-		memcpy(l->data + klen, val, vlen);
+		memcpy(l->data + extra + klen, val, vlen);
 	return l;
 }
 
@@ -218,9 +234,25 @@ void hamt_leaf_release(hamt_leaf *l)
 		free(l);
 }
 
-static bool leaf_matches(const hamt_leaf *l, uint64_t hash, const void *key, size_t klen)
+/* Whether l holds key. No hash to compare first: the trie position already
+ * agrees, and most keys are short (hamt_bytes_equal inline). */
+static inline bool leaf_matches(const hamt_leaf *l, const void *key, size_t klen)
 {
-	return l->hash == hash && l->klen == klen && hamt_bytes_equal(l->data, key, klen);
+	if (klen < HAMT_KLEN_LONG)
+		return l->klen16 == klen && hamt_bytes_equal(l->data, key, klen);
+	return hamt_leaf_klen(l) == klen && memcmp(hamt_leaf_key(l), key, klen) == 0;
+}
+
+/* Whether a and b hold the same key. */
+static inline bool leaf_same_key(const hamt_leaf *a, const hamt_leaf *b)
+{
+	return leaf_matches(a, hamt_leaf_key(b), hamt_leaf_klen(b));
+}
+
+/* Key and value bytes of a leaf (what struct hamt's bytes counts). */
+static inline size_t leaf_bytes(const hamt_leaf *l)
+{
+	return hamt_leaf_klen(l) + l->vlen;
 }
 
 /* Same key (known) and same value. */
@@ -480,7 +512,7 @@ static void slot_forget(path *p, hamt_node *n, unsigned pos, uint32_t bit)
 	void *s = n->slot[pos];
 	if (!node_owns(n, bit)) {
 		const hamt_leaf *l = slot_leaf(s);
-		if (slot_is_leaf(s) && (size_t)l->klen + l->vlen <= HAMT_BORROW_SMALL &&
+		if (slot_is_leaf(s) && leaf_bytes(l) <= HAMT_BORROW_SMALL &&
 		    n->dropped < HAMT_BORROW_DROPS) {
 			n->dropped++;
 			return;
@@ -504,10 +536,10 @@ static void node_remove_slot(hamt_node *n, unsigned pos)
 }
 
 /* A new node at `level` holding the two leaves a and b (their references move
- * in), nesting deeper while their hash bits agree. */
-static hamt_node *node_pair(void *a, void *b, unsigned level, uint64_t edit)
+ * in) of hashes ha and hb, nesting deeper while their hash bits agree. */
+static hamt_node *node_pair(void *a, uint64_t ha, void *b, uint64_t hb, unsigned level,
+                            uint64_t edit)
 {
-	uint64_t ha = slot_leaf(a)->hash, hb = slot_leaf(b)->hash;
 	if (level > LAST_LEVEL) {
 		hamt_node *c = node_alloc(KIND_COLLISION, 2, edit, false);
 		if (!c)
@@ -522,7 +554,7 @@ static hamt_node *node_pair(void *a, void *b, unsigned level, uint64_t edit)
 	if (!n)
 		return NULL;
 	if (ia == ib) {
-		hamt_node *child = node_pair(a, b, level + 1, edit);
+		hamt_node *child = node_pair(a, ha, b, hb, level + 1, edit);
 		if (!child) {
 			free(n);
 			return NULL;
@@ -554,7 +586,7 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 		if (n->kind == KIND_COLLISION) {
 			for (unsigned i = 0; i < n->len; i++) {
 				const hamt_leaf *l = slot_leaf(n->slot[i]);
-				if (leaf_matches(l, hash, key, klen))
+				if (leaf_matches(l, key, klen))
 					return l;
 			}
 			return NULL;
@@ -568,7 +600,7 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 			/* The value (the caller's next read) runs into the leaf's
 			 * second cache line. */
 			__builtin_prefetch((const char *)l + 64);
-			return leaf_matches(l, hash, key, klen) ? l : NULL;
+			return leaf_matches(l, key, klen) ? l : NULL;
 		}
 		n = slot_node(s);
 	}
@@ -609,10 +641,10 @@ static ctx_status set_collision(path *p, uint32_t pbit, void **np, hamt_leaf *le
 	hamt_node *n = *np;
 	for (unsigned i = 0; i < n->len; i++) {
 		hamt_leaf *old = slot_leaf(n->slot[i]);
-		if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
+		if (leaf_same_key(old, leaf)) {
 			if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 				return CTX_NOMEM;
-			r->replaced_bytes = (long long)old->klen + old->vlen;
+			r->replaced_bytes = (long long)leaf_bytes(old);
 			r->same = leaf_same(old, leaf);
 			r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 			hamt_node *e = *np;
@@ -629,13 +661,13 @@ static ctx_status set_collision(path *p, uint32_t pbit, void **np, hamt_leaf *le
 }
 
 static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt_leaf *leaf,
-                         uint64_t edit, set_result *r)
+                         uint64_t hash, uint64_t edit, set_result *r)
 {
 	hamt_node *n = *np;
 	if (n->kind == KIND_COLLISION)
 		return set_collision(p, pbit, np, leaf, edit, r);
 
-	uint32_t bit = 1u << level_index(leaf->hash, level);
+	uint32_t bit = 1u << level_index(hash, level);
 	unsigned pos = bit_pos(n->bitmap, bit);
 	bool present = n->bitmap & bit;
 	if (node_make_editable(p, pbit, np, present ? 0 : 1, edit) != CTX_OK)
@@ -651,11 +683,11 @@ static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt
 
 	void *s = n->slot[pos];
 	if (!slot_is_leaf(s))
-		return set_in(p, bit, &n->slot[pos], level + 1, leaf, edit, r);
+		return set_in(p, bit, &n->slot[pos], level + 1, leaf, hash, edit, r);
 
 	hamt_leaf *old = slot_leaf(s);
-	if (leaf_matches(old, leaf->hash, hamt_leaf_key(leaf), leaf->klen)) {
-		r->replaced_bytes = (long long)old->klen + old->vlen;
+	if (leaf_same_key(old, leaf)) {
+		r->replaced_bytes = (long long)leaf_bytes(old);
 		r->same = leaf_same(old, leaf);
 		r->replaced_sum = r->same ? 0 : hamt_leaf_sum(old);
 		slot_forget(p, n, pos, bit);
@@ -666,11 +698,12 @@ static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt
 
 	/* Two different keys meet in this slot: push both one level down. The
 	 * pair takes n's reference to old, or a new one if n borrows it (old
-	 * stays alive in the pair: nothing to account for). */
+	 * stays alive in the pair: nothing to account for). old's position is
+	 * recomputed: leaves do not store it. */
 	bool owned = node_owns(n, bit);
 	if (!owned)
 		leaf_retain(old);
-	hamt_node *pair = node_pair(s, leaf_slot(leaf), level + 1, edit);
+	hamt_node *pair = node_pair(s, hamt_leaf_hash(old), leaf_slot(leaf), hash, level + 1, edit);
 	if (!pair) {
 		if (!owned)
 			hamt_leaf_release(old);
@@ -689,11 +722,12 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 {
 	set_result r = {.replaced_bytes = -1};
+	uint64_t hash = hamt_leaf_hash(leaf);
 	if (!m->root) {
 		hamt_node *n = node_alloc(KIND_BITMAP, 4, edit, false);
 		if (!n)
 			return CTX_NOMEM;
-		uint32_t bit = 1u << level_index(leaf->hash, 0);
+		uint32_t bit = 1u << level_index(hash, 0);
 		n->bitmap = n->owned = bit;
 		n->slot[0] = leaf_slot(leaf);
 		n->len = 1;
@@ -703,7 +737,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 		 * they hold the same data as before, so the map is unchanged. */
 		void *root = m->root;
 		path p = {.depth = 0};
-		ctx_status st = set_in(&p, 0, &root, 0, leaf, edit, &r);
+		ctx_status st = set_in(&p, 0, &root, 0, leaf, hash, edit, &r);
 		m->root = root;
 		if (st != CTX_OK)
 			return st;
@@ -713,7 +747,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 	} else {
 		m->bytes -= (size_t)r.replaced_bytes;
 	}
-	m->bytes += (size_t)leaf->klen + leaf->vlen;
+	m->bytes += leaf_bytes(leaf);
 	/* The same value again leaves the checksum as it was: no hashing. */
 	if (!r.same)
 		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
@@ -734,7 +768,7 @@ static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint
 	uint32_t bit = 0;
 	if (n->kind == KIND_COLLISION) {
 		for (pos = 0; pos < n->len; pos++)
-			if (leaf_matches(slot_leaf(n->slot[pos]), hash, key, klen))
+			if (leaf_matches(slot_leaf(n->slot[pos]), key, klen))
 				break;
 	} else {
 		bit = 1u << level_index(hash, level);
@@ -746,7 +780,7 @@ static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint
 	void *s = n->slot[pos];
 
 	if (slot_is_leaf(s)) {
-		*freed = (size_t)slot_leaf(s)->klen + slot_leaf(s)->vlen;
+		*freed = leaf_bytes(slot_leaf(s));
 		*sum = hamt_leaf_sum(slot_leaf(s));
 		slot_forget(p, n, pos, bit);
 		node_remove_slot(n, pos);
@@ -866,23 +900,23 @@ static ctx_status diff_all(const void *s, bool added, hamt_diff_fn fn, void *arg
 /* The leaf with l's key in the subtree s whose root is at `level`, or NULL. */
 static const hamt_leaf *find_under(const void *s, unsigned level, const hamt_leaf *l)
 {
+	uint64_t hash = hamt_leaf_hash(l);
 	while (!slot_is_leaf(s)) {
 		const hamt_node *n = slot_node(s);
 		if (n->kind == KIND_COLLISION) {
 			for (unsigned i = 0; i < n->len; i++)
-				if (leaf_matches(slot_leaf(n->slot[i]), l->hash, hamt_leaf_key(l),
-				                 l->klen))
+				if (leaf_same_key(slot_leaf(n->slot[i]), l))
 					return slot_leaf(n->slot[i]);
 			return NULL;
 		}
-		uint32_t bit = 1u << level_index(l->hash, level);
+		uint32_t bit = 1u << level_index(hash, level);
 		if (!(n->bitmap & bit))
 			return NULL;
 		s = n->slot[bit_pos(n->bitmap, bit)];
 		level++;
 	}
 	const hamt_leaf *x = slot_leaf(s);
-	return leaf_matches(x, l->hash, hamt_leaf_key(l), l->klen) ? x : NULL;
+	return leaf_same_key(x, l) ? x : NULL;
 }
 
 /* A leaf on one side against a subtree on the other. */
@@ -900,7 +934,7 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 		return diff_all(a, false, fn, arg);
 	if (slot_is_leaf(a) && slot_is_leaf(b)) {
 		const hamt_leaf *x = slot_leaf(a), *y = slot_leaf(b);
-		if (leaf_matches(x, y->hash, hamt_leaf_key(y), y->klen))
+		if (leaf_same_key(x, y))
 			return leaf_same(x, y) ? CTX_OK : fn(arg, x, y);
 		ctx_status st = fn(arg, x, NULL);
 		return st != CTX_OK ? st : fn(arg, NULL, y);
@@ -916,8 +950,7 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 		for (unsigned i = 0; i < x->len; i++) {
 			const hamt_leaf *l = slot_leaf(x->slot[i]), *o = NULL;
 			for (unsigned j = 0; j < y->len && !o; j++)
-				if (leaf_matches(slot_leaf(y->slot[j]), l->hash, hamt_leaf_key(l),
-				                 l->klen))
+				if (leaf_same_key(slot_leaf(y->slot[j]), l))
 					o = slot_leaf(y->slot[j]);
 			ctx_status st = !o                ? fn(arg, l, NULL)
 			                : leaf_same(l, o) ? CTX_OK
@@ -929,8 +962,7 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 			const hamt_leaf *l = slot_leaf(y->slot[j]);
 			bool found = false;
 			for (unsigned i = 0; i < x->len && !found; i++)
-				found = leaf_matches(slot_leaf(x->slot[i]), l->hash,
-				                     hamt_leaf_key(l), l->klen);
+				found = leaf_same_key(slot_leaf(x->slot[i]), l);
 			if (!found) {
 				ctx_status st = fn(arg, NULL, l);
 				if (st != CTX_OK)

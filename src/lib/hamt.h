@@ -28,24 +28,33 @@
 
 #include "ctx.h"
 
-/* A leaf is one allocation of HAMT_LEAF_HEADER (28) bytes and then the key
- * and value: the 8-byte fields first and the 4-byte ones after them, so the
- * key starts at byte 28 with no padding, and the allocation is
- * offsetof(data) + klen + vlen, not sizeof (which rounds up to 32). A leaf
- * keeps no content hash of its own (hamt_leaf_sum recomputes it from its
- * bytes when a map needs it, see struct hamt): 8 bytes of every key for a
- * hash over a few dozen bytes on a change. */
+/* A leaf is one allocation of HAMT_LEAF_HEADER (18) bytes and then the key
+ * and value: the 8-byte field first, then the 4-byte and 2-byte ones, so the
+ * data starts at byte 18 with no padding, and the allocation is
+ * offsetof(data) + klen + vlen (+ 4 for a long key), not sizeof (which rounds
+ * up to 24): a 6-byte key and 64-byte value take 88 bytes, glibc's 96-byte
+ * chunk.
+ * A leaf keeps no hash of its own: not its content hash (hamt_leaf_sum
+ * recomputes it from its bytes when a map needs it, see struct hamt), and not
+ * its trie position (a lookup navigates by the hash of the key it looks for
+ * and compares lengths and bytes at the leaf; the few places that need an
+ * existing leaf's position, splitting a slot or a diff, recompute it with
+ * hamt_leaf_hash). The position hash is keyed per process and never stored
+ * on disk.
+ * klen16 is the key's length when it is below HAMT_KLEN_LONG; a longer key
+ * (ctx allows up to 16 MiB) sets it to HAMT_KLEN_LONG and stores its length
+ * as a u32 at the start of data, before the key bytes. Use the accessors. */
 typedef struct hamt_leaf {
-	uint64_t hash;    /* keyed hash of the key: the trie position */
-	uint64_t time_us; /* commit time of the version that set it   */
+	uint64_t time_us; /* commit time of the version that set it */
 	atomic_uint refs;
-	uint32_t klen;
 	uint32_t vlen;
-	unsigned char data[]; /* klen key bytes, then vlen value bytes */
+	uint16_t klen16;      /* key length, or HAMT_KLEN_LONG            */
+	unsigned char data[]; /* [u32 klen if long] key bytes, value bytes */
 } hamt_leaf;
 
+#define HAMT_KLEN_LONG   0xFFFFu
 #define HAMT_LEAF_HEADER offsetof(hamt_leaf, data)
-_Static_assert(offsetof(hamt_leaf, data) == 28, "hamt_leaf: no padding before the key");
+_Static_assert(offsetof(hamt_leaf, data) == 18, "hamt_leaf: no padding before the key");
 
 typedef struct hamt_node hamt_node;
 
@@ -72,13 +81,22 @@ typedef struct hamt {
 	uint64_t sum;
 } hamt;
 
+/* A leaf's key length, key and value (see struct hamt_leaf). */
+static inline size_t hamt_leaf_klen(const hamt_leaf *l)
+{
+	if (l->klen16 != HAMT_KLEN_LONG)
+		return l->klen16;
+	uint32_t k;
+	memcpy(&k, l->data, sizeof(k));
+	return k;
+}
 static inline const void *hamt_leaf_key(const hamt_leaf *l)
 {
-	return l->data;
+	return l->data + (l->klen16 == HAMT_KLEN_LONG ? sizeof(uint32_t) : 0);
 }
 static inline const void *hamt_leaf_value(const hamt_leaf *l)
 {
-	return l->data + l->klen;
+	return (const unsigned char *)hamt_leaf_key(l) + hamt_leaf_klen(l);
 }
 
 /* Whether the n bytes at a and b are equal. Inline for up to 16 bytes (two
@@ -113,6 +131,19 @@ static inline bool hamt_bytes_equal(const void *a, const void *b, size_t n)
 
 /* The process-wide keyed hash of a key (seeded at first use). */
 uint64_t hamt_hash(const void *key, size_t klen);
+
+/* The trie position of a leaf: hamt_hash of its key, recomputed. */
+static inline uint64_t hamt_leaf_hash(const hamt_leaf *l)
+{
+	return hamt_hash(hamt_leaf_key(l), hamt_leaf_klen(l));
+}
+
+/* Tests only: from now on hamt_hash returns hook(key, klen, its own hash)
+ * (NULL restores it), to force keys into shared slots and collision nodes
+ * now that leaves do not store a hash to overwrite. Change it only while no
+ * map built under another hook is alive: a trie's shape depends on it. */
+typedef uint64_t (*hamt_hash_hook)(const void *key, size_t klen, uint64_t hash);
+void hamt_test_hash_hook(hamt_hash_hook hook);
 
 /* A new leaf with one reference, or NULL when out of memory. */
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen);

@@ -527,7 +527,7 @@ static ctx_status diff_compute(restore_diff *d, ctx_state *head, const ctx_state
 		return CTX_NOMEM;
 	for (size_t i = 0; i < d->count; i++) {
 		d->keys[i] = hamt_leaf_key(d->ops[i].leaf);
-		d->klens[i] = d->ops[i].leaf->klen;
+		d->klens[i] = hamt_leaf_klen(d->ops[i].leaf);
 	}
 	return CTX_OK;
 }

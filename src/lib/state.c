@@ -460,7 +460,7 @@ static bool iter_out(const hamt_leaf *l, const void **key, size_t *klen, const v
 	if (key)
 		*key = hamt_leaf_key(l);
 	if (klen)
-		*klen = l->klen;
+		*klen = hamt_leaf_klen(l);
 	if (val)
 		*val = hamt_leaf_value(l);
 	if (vlen)
@@ -546,7 +546,7 @@ static ctx_status diff_collect(void *arg, const hamt_leaf *old, const hamt_leaf 
 	d->changes[d->count++] = (ctx_change){
 	        .kind = !old ? CTX_ADDED : !new_ ? CTX_REMOVED : CTX_CHANGED,
 	        .key = hamt_leaf_key(k),
-	        .klen = k->klen,
+	        .klen = hamt_leaf_klen(k),
 	        .old_value = old ? hamt_leaf_value(old) : NULL,
 	        .old_len = old ? old->vlen : 0,
 	        .new_value = new_ ? hamt_leaf_value(new_) : NULL,

@@ -609,7 +609,7 @@ static void report_create(ctx_store *s, uint64_t rev, const ctx_context *c, cons
 	size_t k = keys && klens ? n : 0;
 	for (size_t i = 0; i < k; i++) {
 		keys[i] = hamt_leaf_key(ops[i].leaf);
-		klens[i] = ops[i].leaf->klen;
+		klens[i] = hamt_leaf_klen(ops[i].leaf);
 	}
 	store_report(s, rev, CTX_EVENT_CREATED, c, 1, k, keys, klens);
 	free(keys);
@@ -659,7 +659,7 @@ static void pending_report(ctx_store *s, pending_change *p)
 	size_t k = keys && klens ? n : 0;
 	for (size_t i = 0; i < k; i++) {
 		keys[i] = hamt_leaf_key(p->leaves[i]);
-		klens[i] = p->leaves[i]->klen;
+		klens[i] = hamt_leaf_klen(p->leaves[i]);
 	}
 	store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
 	if (keys != kb)
@@ -1091,7 +1091,7 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 		const hamt_leaf *l;
 		hamt_cursor_init(&c, &v->data);
 		while ((l = hamt_cursor_next(&c)) &&
-		       fn(arg, hamt_leaf_key(l), l->klen, hamt_leaf_value(l), l->vlen))
+		       fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l), hamt_leaf_value(l), l->vlen))
 			;
 	}
 	ctx_rcu_read_unlock();

@@ -58,7 +58,7 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 {
 	size_t size = 2 + c->idlen + 8 + 4;
 	for (size_t i = 0; i < n; i++)
-		size += 9 + (with_times ? 8 : 0) + (size_t)ops[i].leaf->klen +
+		size += 9 + (with_times ? 8 : 0) + hamt_leaf_klen(ops[i].leaf) +
 		        (op_has_value(ops[i].kind) ? ops[i].leaf->vlen : 0);
 	if (size > REC_MAX_BODY)
 		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit", size);
@@ -75,10 +75,11 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 		const hamt_leaf *l = ops[i].leaf;
 		uint32_t vlen = op_has_value(ops[i].kind) ? l->vlen : 0;
 		p[0] = op_codes[ops[i].kind];
-		put_u32(p + 1, l->klen);
+		size_t klen = hamt_leaf_klen(l);
+		put_u32(p + 1, (uint32_t)klen);
 		put_u32(p + 5, vlen);
-		memcpy(p + 9, l->data, (size_t)l->klen + vlen);
-		p += 9 + l->klen + vlen;
+		memcpy(p + 9, hamt_leaf_key(l), klen + vlen);
+		p += 9 + klen + vlen;
 		if (with_times) {
 			put_u64(p, l->time_us);
 			p += 8;
@@ -111,7 +112,8 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 				hamt_leaf_release(l);
 			count += is_data && diff;
 		} else {
-			st = hamt_del(m, l->hash, hamt_leaf_key(l), l->klen, edit);
+			st = hamt_del(m, hamt_leaf_hash(l), hamt_leaf_key(l), hamt_leaf_klen(l),
+			              edit);
 			count += is_data && st == CTX_OK;
 			if (st == CTX_NOT_FOUND && !strict_del)
 				st = CTX_OK;
@@ -144,8 +146,9 @@ static bool ops_distinct(const txn_op *ops, size_t n)
 			continue;
 		for (size_t j = i + 1; j < n; j++) {
 			const hamt_leaf *b = ops[j].leaf;
-			if ((ops[j].kind == OP_PUT || ops[j].kind == OP_DEL) && a->hash == b->hash &&
-			    a->klen == b->klen && memcmp(a->data, b->data, a->klen) == 0)
+			if ((ops[j].kind == OP_PUT || ops[j].kind == OP_DEL) &&
+			    hamt_leaf_klen(a) == hamt_leaf_klen(b) &&
+			    memcmp(hamt_leaf_key(a), hamt_leaf_key(b), hamt_leaf_klen(a)) == 0)
 				return false;
 		}
 	}
@@ -290,7 +293,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	if (keys && klens) {
 		for (size_t i = 0; i < n; i++) {
 			keys[i] = hamt_leaf_key(ops[i].leaf);
-			klens[i] = ops[i].leaf->klen;
+			klens[i] = hamt_leaf_klen(ops[i].leaf);
 		}
 		ev.nkeys = n;
 	}
