@@ -7,7 +7,9 @@
  * are released as soon as the last reference goes, the struct itself one RCU
  * grace period later, because a reader may still be reading its refs field to
  * try to take a reference (and will see 0 and retry). The structs go to RCU
- * in batches of STATE_BATCH per thread (see state_free_deferred).
+ * in batches of STATE_BATCH per thread (see state_free_deferred). Log replay
+ * runs before anyone can read the store and frees them at once
+ * (state_release_now).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -148,6 +150,18 @@ void ctx_state_release(ctx_state *st)
 		hamt_release(&st->meta);
 		context_release(st->ctx);
 		state_free_deferred(st);
+		st = prev;
+	}
+}
+
+void state_release_now(ctx_state *st)
+{
+	while (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
+		ctx_state *prev = atomic_exchange(&st->prev, NULL);
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+		context_release(st->ctx);
+		free(st);
 		st = prev;
 	}
 }
