@@ -436,7 +436,7 @@ static bool head_merges(const replay_plan *pl, ctx_context *c)
 	uint64_t v = c->head->version, depth = c->store->opts.history_depth;
 	if (e->last < depth || v > e->last - depth)
 		return false;
-	return !bsearch(&v, e->pins, e->npins, sizeof(uint64_t), cmp_u64);
+	return !e->npins || !bsearch(&v, e->pins, e->npins, sizeof(uint64_t), cmp_u64);
 }
 
 /* Whether a chain lookup may find version `version` of c: a replay that
