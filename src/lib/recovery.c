@@ -171,18 +171,20 @@ static int key_ref_cmp(const void *a, const void *b)
 	return memcmp(x->p, y->p, x->len);
 }
 
-/* Whether no two data ops of the commit body at r name the same key: then
- * apply_ops' count is the number of keys the commit changed (no diff of the
- * maps needed). False for a malformed body too (apply_ops reports it). */
-static bool body_ops_distinct(reader r, bool with_times)
+/* The keys of the data ops of the commit body at r, sorted, in *keys (stack,
+ * or malloc'd if it holds more than KEYS_STACK: the caller frees it then),
+ * their number in *n. False for a malformed body (apply_ops reports it) or
+ * when out of memory. */
+#define KEYS_STACK 32
+static bool body_keys(reader r, bool with_times, key_ref *stack, key_ref **keys, size_t *n)
 {
 	uint32_t nops = take_u32(&r);
-	key_ref stack[32], *keys = stack;
+	*keys = stack;
+	*n = 0;
 	if (r.bad || nops > (size_t)(r.end - r.p))
 		return false;
-	if (nops > 32 && !(keys = malloc(nops * sizeof(*keys))))
+	if (nops > KEYS_STACK && !(*keys = malloc(nops * sizeof(**keys))))
 		return false;
-	size_t n = 0;
 	for (uint32_t i = 0; i < nops && !r.bad; i++) {
 		const unsigned char *k = take(&r, 1);
 		uint32_t klen = take_u32(&r), vlen = take_u32(&r);
@@ -191,17 +193,21 @@ static bool body_ops_distinct(reader r, bool with_times)
 		if (with_times)
 			take_u64(&r);
 		if (!r.bad && (*k == OP_PUT_CODE || *k == OP_DEL_CODE))
-			keys[n++] = (key_ref){key, klen};
+			(*keys)[(*n)++] = (key_ref){key, klen};
 	}
-	bool distinct = !r.bad;
-	if (distinct && n > 1) {
-		qsort(keys, n, sizeof(*keys), key_ref_cmp);
-		for (size_t i = 1; i < n && distinct; i++)
-			distinct = key_ref_cmp(&keys[i - 1], &keys[i]) != 0;
-	}
-	if (keys != stack)
-		free(keys);
-	return distinct;
+	if (*n > 1)
+		qsort(*keys, *n, sizeof(**keys), key_ref_cmp);
+	return !r.bad;
+}
+
+/* Whether the sorted keys are distinct: then apply_ops' count is the number
+ * of keys the commit changed (no diff of the maps needed). */
+static bool keys_distinct(const key_ref *keys, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (key_ref_cmp(&keys[i - 1], &keys[i]) == 0)
+			return false;
+	return true;
 }
 
 /* ---- the replay plan: which versions are built in place -------------------- */
@@ -226,8 +232,9 @@ static bool body_ops_distinct(reader r, bool with_times)
  * gives. The chain is shorter while replay runs (merged versions are not in
  * it): point and restore records therefore look a version up in the chain
  * only within history_depth of the head (in_window), as a full replay's
- * chain would hold it. A commit whose ops name one key twice is replayed as
- * before (its count of changed keys needs the version before it). */
+ * chain would hold it. A record's changed keys are counted per op while
+ * applying it; when its ops name a key twice, from each key's leaf before
+ * and after (apply_in_place_repeated), as a diff of the versions would. */
 typedef struct plan_entry {
 	char *id; /* NULL: free slot */
 	size_t idlen;
@@ -470,6 +477,49 @@ static ctx_status apply_in_place(ctx_context *c, reader *r, uint64_t rev, uint64
 	return CTX_OK;
 }
 
+/* apply_in_place for a record whose data ops name a key more than once
+ * (sorted keys, n of them): per-op counts would count such a key once per
+ * op, so the changed keys are counted as a diff of the two versions would
+ * count them, from each key's leaf before and after (the leaves before are
+ * held meanwhile: the edit frees a leaf it replaces). */
+static ctx_status apply_in_place_repeated(ctx_context *c, reader *r, uint64_t rev, uint64_t version,
+                                          uint64_t updated, bool with_times, const key_ref *keys,
+                                          size_t n)
+{
+	hamt_leaf **before = malloc(n * sizeof(*before));
+	if (!before)
+		return CTX_NOMEM;
+	hamt *data = &c->head->data;
+	for (size_t i = 0; i < n; i++) {
+		if (i && key_ref_cmp(&keys[i - 1], &keys[i]) == 0) {
+			before[i] = NULL;
+			continue;
+		}
+		before[i] = (hamt_leaf *)hamt_find(data, hamt_hash(keys[i].p, keys[i].len),
+		                                   keys[i].p, keys[i].len);
+		if (before[i])
+			atomic_fetch_add_explicit(&before[i]->refs, 1, memory_order_relaxed);
+	}
+	ctx_status st = apply_in_place(c, r, rev, version, updated, with_times);
+	size_t changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i && key_ref_cmp(&keys[i - 1], &keys[i]) == 0)
+			continue;
+		const hamt_leaf *a = before[i],
+		                *b = hamt_find(data, hamt_hash(keys[i].p, keys[i].len), keys[i].p,
+		                               keys[i].len);
+		changed +=
+		    !a != !b || (a && a != b &&
+		                 (a->vlen != b->vlen || a->sum != b->sum ||
+		                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) != 0));
+		hamt_leaf_release(before[i]);
+	}
+	free(before);
+	if (st == CTX_OK)
+		c->head->changed = changed;
+	return st;
+}
+
 /* A point record (or its removal) for version `version` of c. */
 static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, reader *r,
                               const char **why)
@@ -657,9 +707,20 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		return CTX_CORRUPT;
 	}
 	bool with_times = type == REC_RESTORE;
-	bool distinct = body_ops_distinct(r, with_times);
-	if (distinct && head_merges(pl, c))
-		return apply_in_place(c, &r, rev, version, updated, with_times);
+	key_ref stack[KEYS_STACK], *keys;
+	size_t nkeys;
+	bool parsed = body_keys(r, with_times, stack, &keys, &nkeys);
+	bool distinct = parsed && keys_distinct(keys, nkeys);
+	if (parsed && head_merges(pl, c)) {
+		ctx_status ist = distinct ? apply_in_place(c, &r, rev, version, updated, with_times)
+		                          : apply_in_place_repeated(c, &r, rev, version, updated,
+		                                                    with_times, keys, nkeys);
+		if (keys != stack)
+			free(keys);
+		return ist;
+	}
+	if (keys != stack)
+		free(keys);
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
 	uint32_t nops = 0;
