@@ -10,8 +10,8 @@
  * changed keys, key count, bytes, content checksums and every key's value
  * and time (and every metadata entry), and the points. history_depth is 2
  * and each context gets ~100 records, so nearly all of them take the in-place
- * path; the workload has transactions that name a key twice (the per-record
- * count needs the version before), deletes, metadata, points, restores of
+ * path; the workload has transactions that name a key twice (of 4 and of 12
+ * ops: the per-op count of changed keys would be wrong), deletes, metadata, points, restores of
  * history versions and of points, and a context dropped and created again
  * (two incarnations of one id in the log).
  *
@@ -37,9 +37,9 @@
 
 #include "store.h" /* a version's content checksums */
 
-#define NCTX 4
+#define NCTX    4
 #define RECORDS 400
-#define DEPTH 2
+#define DEPTH   2
 
 static const char *ids[NCTX] = {"c0", "c1", "c2", "c3"};
 
@@ -100,8 +100,9 @@ static void dump_map(text *t, const ctx_state *st, bool meta)
 		if (!meta && !ctx_state_key_time(st, k, kl, &time))
 			abort();
 		char line[256];
-		snprintf(line, sizeof(line), "  %s %.*s=%.*s @%llu\n", meta ? "meta" : "key", (int)kl,
-		         (const char *)k, (int)vl, (const char *)v, (unsigned long long)time);
+		snprintf(line, sizeof(line), "  %s %.*s=%.*s @%llu\n", meta ? "meta" : "key",
+		         (int)kl, (const char *)k, (int)vl, (const char *)v,
+		         (unsigned long long)time);
 		lines[n++] = strdup(line);
 	}
 	qsort(lines, n, sizeof(*lines), cmp_str);
@@ -203,6 +204,18 @@ static bool step(ctx_store *s, long i)
 	if (i % 7 == 0) /* one key twice, and a delete */
 		ok = put_kv(t, key, i) && put_kv(t, "twice", i) && put_kv(t, "twice", i + 1) &&
 		     ctx_txn_del(t, "k1", 2) == CTX_OK;
+	else if (i % 19 == 0) /* more ops than a pairwise check takes, one key twice */
+		for (long j = 0; ok && j < 12; j++) {
+			char k[16];
+			snprintf(k, sizeof(k), "w%ld", j == 11 ? 3 : j);
+			ok = put_kv(t, k, i + j);
+		}
+	else if (i % 23 == 0) /* as many, all distinct */
+		for (long j = 0; ok && j < 12; j++) {
+			char k[16];
+			snprintf(k, sizeof(k), "w%ld", j);
+			ok = put_kv(t, k, i);
+		}
 	else if (i % 11 == 0)
 		ok = ctx_txn_meta_put(t, "m", 1, key, strlen(key)) == CTX_OK && put_kv(t, key, 0);
 	else if (i % 13 == 0)
@@ -214,6 +227,20 @@ static bool step(ctx_store *s, long i)
 	return ok && ctx_txn_commit(t, 0, NULL) == CTX_OK;
 }
 
+/* Twelve puts on id (more than a pairwise check of keys takes), naming key
+ * w3 twice if twice, then committed. */
+static bool put_twelve(ctx_store *s, const char *id, bool twice, long gen)
+{
+	ctx_txn *t;
+	bool ok = ctx_txn_begin(s, id, &t) == CTX_OK;
+	for (long j = 0; ok && j < 12; j++) {
+		char k[16];
+		snprintf(k, sizeof(k), "w%ld", twice && j == 11 ? 3 : j);
+		ok = put_kv(t, k, gen + j);
+	}
+	return ok && ctx_txn_commit(t, 0, NULL) == CTX_OK;
+}
+
 static void write_log_dump_and_die(const char *dir, const char *expected)
 {
 	ctx_store *s = open_dir(dir);
@@ -222,6 +249,11 @@ static void write_log_dump_and_die(const char *dir, const char *expected)
 		ok = ctx_create(s, ids[c]) == CTX_OK;
 	for (long i = 0; ok && i < RECORDS; i++)
 		ok = step(s, i);
+	/* The two versions history keeps end with twelve-op transactions: one
+	 * naming a key twice (applied in place to a head that leaves history),
+	 * then one of distinct keys. */
+	for (int c = 0; ok && c < NCTX; c++)
+		ok = put_twelve(s, ids[c], true, 1000) && put_twelve(s, ids[c], false, 2000);
 	char *d = ok ? dump(s) : NULL;
 	FILE *f = d ? fopen(expected, "w") : NULL;
 	ok = f && fputs(d, f) >= 0 && fclose(f) == 0;
