@@ -133,11 +133,14 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 /* ---- applying records -------------------------------------------------------- */
 
 /* Apply the ops of a commit body to data/meta; *nops_out (if not NULL) gets
- * their number. */
+ * their number, *changed_out (if not NULL) the data ops that changed the map
+ * (as txn.c's apply_ops counts them: a put of the value already there, or a
+ * delete of an absent key, changes nothing). */
 static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us,
-                            bool with_times, uint32_t *nops_out)
+                            bool with_times, uint32_t *nops_out, size_t *changed_out)
 {
 	uint32_t nops = take_u32(r);
+	size_t changed = 0;
 	if (nops_out)
 		*nops_out = nops;
 	for (uint32_t i = 0; i < nops && !r->bad; i++) {
@@ -147,20 +150,411 @@ static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, ui
 		uint64_t t = with_times ? take_u64(r) : time_us;
 		if (r->bad || klen == 0 || *k > OP_META_DEL_CODE)
 			return CTX_CORRUPT;
-		hamt *m = *k == OP_PUT_CODE || *k == OP_DEL_CODE ? data : meta;
+		bool is_data = *k == OP_PUT_CODE || *k == OP_DEL_CODE;
+		hamt *m = is_data ? data : meta;
 		if (*k == OP_PUT_CODE || *k == OP_META_PUT_CODE) {
 			hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
+			bool diff = false;
 			if (l)
 				l->time_us = t;
-			if (!l || hamt_set(m, l, edit) != CTX_OK) {
+			if (!l || hamt_put(m, l, edit, &diff) != CTX_OK) {
 				hamt_leaf_release(l);
 				return CTX_NOMEM;
 			}
-		} else if (hamt_del(m, hamt_hash(key, klen), key, klen, edit) == CTX_NOMEM) {
-			return CTX_NOMEM;
+			changed += is_data && diff;
+		} else {
+			ctx_status st = hamt_del(m, hamt_hash(key, klen), key, klen, edit);
+			if (st == CTX_NOMEM)
+				return CTX_NOMEM;
+			changed += is_data && st == CTX_OK;
 		}
 	}
+	if (changed_out)
+		*changed_out = changed;
 	return r->bad ? CTX_CORRUPT : CTX_OK;
+}
+
+typedef struct key_ref {
+	const unsigned char *p;
+	uint32_t len;
+} key_ref;
+
+static int key_ref_cmp(const void *a, const void *b)
+{
+	const key_ref *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->p, y->p, x->len);
+}
+
+/* The keys of the data ops of the commit body at r, in *keys (stack,
+ * or malloc'd if it holds more than KEYS_STACK: the caller frees it then),
+ * their number in *n. False for a malformed body (apply_ops reports it) or
+ * when out of memory. */
+#define KEYS_STACK 32
+static bool body_keys(reader r, bool with_times, key_ref *stack, key_ref **keys, size_t *n)
+{
+	uint32_t nops = take_u32(&r);
+	*keys = stack;
+	*n = 0;
+	if (r.bad || nops > (size_t)(r.end - r.p))
+		return false;
+	if (nops > KEYS_STACK && !(*keys = malloc(nops * sizeof(**keys))))
+		return false;
+	for (uint32_t i = 0; i < nops && !r.bad; i++) {
+		const unsigned char *k = take(&r, 1);
+		uint32_t klen = take_u32(&r), vlen = take_u32(&r);
+		const unsigned char *key = take(&r, klen);
+		take(&r, vlen);
+		if (with_times)
+			take_u64(&r);
+		if (!r.bad && (*k == OP_PUT_CODE || *k == OP_DEL_CODE))
+			(*keys)[(*n)++] = (key_ref){key, klen};
+	}
+	return !r.bad;
+}
+
+/* Whether the keys are distinct: then apply_ops' count is the number of
+ * keys the commit changed (no diff of the maps needed). A set of indices
+ * hashed by crc32c (hardware: a sort's key comparisons cost 10% of
+ * replaying 100-put transactions); false also when out of memory (the
+ * callers' other path is exact for distinct keys too). */
+static bool keys_distinct(const key_ref *keys, size_t n)
+{
+	if (n <= 8) {
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = i + 1; j < n; j++)
+				if (key_ref_cmp(&keys[i], &keys[j]) == 0)
+					return false;
+		return true;
+	}
+	size_t cap = 32;
+	while (cap < 2 * n)
+		cap *= 2;
+	uint32_t stack[256], *slot = cap <= 256 ? stack : malloc(cap * sizeof(*slot));
+	if (!slot)
+		return false;
+	memset(slot, 0, cap * sizeof(*slot)); /* 0: empty, else index + 1 */
+	bool distinct = true;
+	for (size_t i = 0; i < n && distinct; i++) {
+		size_t h = crc32c(0, keys[i].p, keys[i].len) & (cap - 1);
+		for (; slot[h] && distinct; h = (h + 1) & (cap - 1))
+			distinct = key_ref_cmp(&keys[slot[h] - 1], &keys[i]) != 0;
+		slot[h] = (uint32_t)(i + 1);
+	}
+	if (slot != stack)
+		free(slot);
+	return distinct;
+}
+
+/* ---- the replay plan: which versions are built in place -------------------- */
+
+/* Of a context's replayed versions, history keeps only the newest
+ * history_depth; the others leave it as soon as that many newer ones are
+ * built, and no record looks at them again unless a point or restore record
+ * names them. Building each of those as a version of its own (a copy of the
+ * path to every changed key, a state struct, a fresh edit token, freeing the
+ * version it cuts) is most of what replay costs. So a first pass over the
+ * record headers and ids (plan_build) notes, for each incarnation of each
+ * context, the newest version the log gives it (`last`) and the versions
+ * point and restore records name (`pins`). Replaying a commit onto a head
+ * of version v that is neither pinned nor among the newest history_depth
+ * (v <= last - history_depth) applies it in place (apply_in_place): the
+ * head's own nodes were built under c->replay_edit, which no other version
+ * holds, so the edit token lets the commit change them without copying,
+ * and the head becomes version v + 1 with the next record's revision, time
+ * and count of changed keys. Every version that is kept is still built and
+ * pushed as before, from the same content, so the recovered history,
+ * points, checksums and per-key times are those a version-by-version replay
+ * gives. The chain is shorter while replay runs (merged versions are not in
+ * it): point and restore records therefore look a version up in the chain
+ * only within history_depth of the head (in_window), as a full replay's
+ * chain would hold it. A record's changed keys are counted per op while
+ * applying it; when its ops name a key twice, from each key's leaf before
+ * and after (apply_in_place_repeated), as a diff of the versions would. */
+typedef struct plan_entry {
+	char *id; /* NULL: free slot */
+	size_t idlen;
+	uint64_t hash, incarnation;
+	uint64_t last;  /* newest version of this incarnation in the log */
+	uint64_t *pins; /* versions point and restore records name, sorted */
+	size_t npins, pcap;
+} plan_entry;
+
+typedef struct replay_plan {
+	plan_entry *e;
+	size_t n, cap; /* open addressing, cap a power of two */
+	bool off;      /* no plan (out of memory): every version is built */
+} replay_plan;
+
+static uint64_t plan_hash(const char *id, size_t idlen, uint64_t incarnation)
+{
+	return hamt_hash(id, idlen) ^ (incarnation * 0x9e3779b97f4a7c15ull);
+}
+
+static plan_entry *plan_find(const replay_plan *pl, const char *id, size_t idlen,
+                             uint64_t incarnation)
+{
+	if (pl->off || !pl->cap)
+		return NULL;
+	uint64_t h = plan_hash(id, idlen, incarnation);
+	for (size_t i = h & (pl->cap - 1);; i = (i + 1) & (pl->cap - 1)) {
+		plan_entry *e = &pl->e[i];
+		if (!e->id)
+			return NULL;
+		if (e->hash == h && e->incarnation == incarnation && e->idlen == idlen &&
+		    memcmp(e->id, id, idlen) == 0)
+			return e;
+	}
+}
+
+static bool plan_grow(replay_plan *pl)
+{
+	size_t cap = pl->cap ? 2 * pl->cap : 1024;
+	plan_entry *g = calloc(cap, sizeof(*g));
+	if (!g)
+		return false;
+	for (size_t j = 0; j < pl->cap; j++) {
+		if (!pl->e[j].id)
+			continue;
+		size_t i = pl->e[j].hash & (cap - 1);
+		while (g[i].id)
+			i = (i + 1) & (cap - 1);
+		g[i] = pl->e[j];
+	}
+	free(pl->e);
+	pl->e = g;
+	pl->cap = cap;
+	return true;
+}
+
+/* The entry of (id, incarnation), made if new; NULL when out of memory. */
+static plan_entry *plan_note(replay_plan *pl, const char *id, size_t idlen, uint64_t incarnation)
+{
+	plan_entry *e = plan_find(pl, id, idlen, incarnation);
+	if (e)
+		return e;
+	if (2 * (pl->n + 1) > pl->cap && !plan_grow(pl))
+		return NULL;
+	uint64_t h = plan_hash(id, idlen, incarnation);
+	size_t i = h & (pl->cap - 1);
+	while (pl->e[i].id)
+		i = (i + 1) & (pl->cap - 1);
+	e = &pl->e[i];
+	if (!(e->id = malloc(idlen)))
+		return NULL;
+	memcpy(e->id, id, idlen);
+	e->idlen = idlen;
+	e->hash = h;
+	e->incarnation = incarnation;
+	pl->n++;
+	return e;
+}
+
+static bool plan_pin(plan_entry *e, uint64_t version)
+{
+	if (e->npins == e->pcap) {
+		size_t cap = e->pcap ? 2 * e->pcap : 4;
+		uint64_t *g = realloc(e->pins, cap * sizeof(*g));
+		if (!g)
+			return false;
+		e->pins = g;
+		e->pcap = cap;
+	}
+	e->pins[e->npins++] = version;
+	return true;
+}
+
+static void plan_free(replay_plan *pl)
+{
+	for (size_t i = 0; i < pl->cap; i++) {
+		free(pl->e[i].id);
+		free(pl->e[i].pins);
+	}
+	free(pl->e);
+	*pl = (replay_plan){0};
+}
+
+/* Note one intact record (its header h) in the plan. False: out of memory. */
+static bool plan_record(replay_plan *pl, const unsigned char *h, uint32_t blen)
+{
+	reader r = {h + REC_HEADER_SIZE, h + REC_HEADER_SIZE + blen, false};
+	const unsigned char *lenp = take(&r, 2);
+	size_t idlen = lenp ? get_u16(lenp) : 0;
+	const char *id = (const char *)take(&r, idlen);
+	uint8_t type = h[32];
+	uint64_t version = get_u64(h + 16);
+	if (r.bad || idlen == 0 || type == REC_DROP || type == REC_EXPIRE || type == REC_TTL ||
+	    type == REC_POINT_DEL)
+		return true; /* malformed ones fail the replay itself */
+	plan_entry *e = plan_note(pl, id, idlen, get_u64(h + 24));
+	if (!e)
+		return false;
+	if (type == REC_POINT)
+		return plan_pin(e, version);
+	if (type == REC_CREATE)
+		version = 1;
+	if (version > e->last)
+		e->last = version;
+	if (type == REC_RESTORE_REF) {
+		take_u64(&r); /* updated */
+		uint64_t target = take_u64(&r);
+		return r.bad || plan_pin(e, target);
+	}
+	return true;
+}
+
+/* Walk the intact records of segment `first` above revision *prev (as
+ * replay_segment does, stopping where it would stop or fail). False: stop
+ * (damage, or out of memory: then pl->off). */
+static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint64_t checkpoint,
+                         uint64_t *prev)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/wal-%016" PRIx64 ".log", dir, first);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size == 0) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	size_t size = (size_t)sb.st_size;
+	const unsigned char *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return false;
+	madvise((void *)base, size, MADV_WILLNEED);
+	bool ok = file_header_intact(base, size, WAL_MAGIC) &&
+	          get_u32(base + 8) == FORMAT_VERSION && get_u64(base + 16) == first &&
+	          (*prev + 1 == first || first <= checkpoint + 1);
+	size_t off = WAL_HEADER_SIZE;
+	if (ok)
+		*prev = first - 1;
+	while (ok && off < size) {
+		const unsigned char *h = base + off;
+		uint32_t blen;
+		if (size - off < REC_HEADER_SIZE ||
+		    get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4) ||
+		    (blen = get_u32(h + 4)) > size - off - REC_HEADER_SIZE ||
+		    get_u32(h + 36) != crc32c(0, h + REC_HEADER_SIZE, blen) ||
+		    get_u64(h + 8) != *prev + 1) {
+			ok = false;
+			break;
+		}
+		if (get_u64(h + 8) > checkpoint && !plan_record(pl, h, blen)) {
+			pl->off = true;
+			ok = false;
+			break;
+		}
+		*prev = get_u64(h + 8);
+		off += REC_HEADER_SIZE + blen;
+	}
+	munmap((void *)base, size);
+	return ok;
+}
+
+/* The plan of the replay of segments segs->v[start..] above checkpoint. */
+static void plan_build(replay_plan *pl, const char *dir, const rev_list *segs, size_t start,
+                       uint64_t checkpoint)
+{
+	uint64_t prev = segs->v[start] - 1;
+	for (size_t i = start; i < segs->n; i++)
+		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev))
+			break;
+	for (size_t i = 0; i < pl->cap && !pl->off; i++)
+		if (pl->e[i].npins > 1)
+			qsort(pl->e[i].pins, pl->e[i].npins, sizeof(uint64_t), cmp_u64);
+}
+
+/* Whether c's head (built by replay) may become the next version in place:
+ * it leaves history anyway and no record names it. */
+static bool head_merges(const replay_plan *pl, ctx_context *c)
+{
+	if (!c->replay_edit)
+		return false;
+	plan_entry *e = c->replay_plan;
+	if (!e && !(e = plan_find(pl, c->id, c->idlen, c->incarnation)))
+		return false;
+	c->replay_plan = e;
+	uint64_t v = c->head->version, depth = c->store->opts.history_depth;
+	if (e->last < depth || v > e->last - depth)
+		return false;
+	return !e->npins || !bsearch(&v, e->pins, e->npins, sizeof(uint64_t), cmp_u64);
+}
+
+/* Whether a chain lookup may find version `version` of c: a replay that
+ * built every version would hold only the newest history_depth in the
+ * chain (the merged ones are not there, so the chain can reach further). */
+static bool in_window(const ctx_context *c, uint64_t version)
+{
+	return c->head->version - version < c->store->opts.history_depth;
+}
+
+/* Make the next version of c by applying the commit body at r to its head
+ * in place (head_merges said it may). */
+static ctx_status apply_in_place(ctx_context *c, reader *r, uint64_t rev, uint64_t version,
+                                 uint64_t updated, bool with_times)
+{
+	ctx_state *h = c->head;
+	uint32_t nops = 0;
+	size_t changed = 0;
+	ctx_status st =
+	    apply_ops(r, &h->data, &h->meta, c->replay_edit, updated, with_times, &nops, &changed);
+	if (st == CTX_OK && r->p != r->end)
+		st = CTX_CORRUPT;
+	if (st != CTX_OK)
+		return st; /* the store is not opened */
+	h->version = version;
+	h->revision = rev;
+	h->updated_us = updated;
+	h->changed = changed;
+	h->light = nops <= RECLAIM_LIGHT_OPS;
+	context_note_access(c, updated);
+	return CTX_OK;
+}
+
+/* apply_in_place for a record whose data ops name a key more than once
+ * (its data keys sorted, n of them): per-op counts would count such a key once per
+ * op, so the changed keys are counted as a diff of the two versions would
+ * count them, from each key's leaf before and after (the leaves before are
+ * held meanwhile: the edit frees a leaf it replaces). */
+static ctx_status apply_in_place_repeated(ctx_context *c, reader *r, uint64_t rev, uint64_t version,
+                                          uint64_t updated, bool with_times, const key_ref *keys,
+                                          size_t n)
+{
+	hamt_leaf **before = malloc(n * sizeof(*before));
+	if (!before)
+		return CTX_NOMEM;
+	hamt *data = &c->head->data;
+	for (size_t i = 0; i < n; i++) {
+		if (i && key_ref_cmp(&keys[i - 1], &keys[i]) == 0) {
+			before[i] = NULL;
+			continue;
+		}
+		before[i] = (hamt_leaf *)hamt_find(data, hamt_hash(keys[i].p, keys[i].len),
+		                                   keys[i].p, keys[i].len);
+		if (before[i])
+			atomic_fetch_add_explicit(&before[i]->refs, 1, memory_order_relaxed);
+	}
+	ctx_status st = apply_in_place(c, r, rev, version, updated, with_times);
+	size_t changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i && key_ref_cmp(&keys[i - 1], &keys[i]) == 0)
+			continue;
+		const hamt_leaf *a = before[i],
+		                *b = hamt_find(data, hamt_hash(keys[i].p, keys[i].len), keys[i].p,
+		                               keys[i].len);
+		changed +=
+		    !a != !b || (a && a != b &&
+		                 (a->vlen != b->vlen ||
+		                  memcmp(hamt_leaf_value(a), hamt_leaf_value(b), a->vlen) != 0));
+		hamt_leaf_release(before[i]);
+	}
+	free(before);
+	if (st == CTX_OK)
+		c->head->changed = changed;
+	return st;
 }
 
 /* A point record (or its removal) for version `version` of c. */
@@ -185,7 +579,7 @@ static ctx_status apply_point(ctx_context *c, uint8_t type, uint64_t version, re
 	ctx_state *v = c->head;
 	while (v && v->version > version)
 		v = atomic_load(&v->prev);
-	if (!v || v->version != version) {
+	if (!v || v->version != version || !in_window(c, version)) {
 		/* The version left history before its point was replayed (a smaller
 		 * history_depth than when it was written): the point is lost. */
 		fprintf(stderr,
@@ -203,7 +597,7 @@ static ctx_state *find_kept(ctx_context *c, uint64_t version)
 	ctx_state *v = c->head;
 	while (v && v->version > version)
 		v = atomic_load(&v->prev);
-	if (v && v->version == version)
+	if (v && v->version == version && in_window(c, version))
 		return v;
 	const point_set *p = atomic_load(&c->points);
 	for (size_t i = 0; p && i < p->count; i++)
@@ -252,13 +646,14 @@ static ctx_status apply_restore_ref(ctx_context *c, uint64_t rev, uint64_t versi
 	context_note_access(c, updated);
 	next->changed = hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);
+	c->replay_edit = 0; /* its nodes are the target's: never edit them */
 	return CTX_OK;
 }
 
 /* Apply one record. CTX_CORRUPT with *why set if it makes no sense. */
-static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_t version,
-                               uint64_t incarnation, const unsigned char *body, uint32_t blen,
-                               const char **why)
+static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type, uint64_t rev,
+                               uint64_t version, uint64_t incarnation, const unsigned char *body,
+                               uint32_t blen, const char **why)
 {
 	reader r = {body, body + blen, false};
 	const unsigned char *lenp = take(&r, 2);
@@ -291,8 +686,9 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		c = context_new(s, id, idlen, created);
 		hamt data = {0}, meta = {0};
 		ctx_status ast = CTX_OK;
+		uint64_t edit = hamt_edit_token();
 		if (r.p != r.end) /* initial data (ctx_txn_begin_create) */
-			ast = apply_ops(&r, &data, &meta, hamt_edit_token(), created, false, NULL);
+			ast = apply_ops(&r, &data, &meta, edit, created, false, NULL, NULL);
 		if (ast == CTX_OK && r.p != r.end)
 			ast = CTX_CORRUPT;
 		ctx_state *st = c && ast == CTX_OK ? state_new(c, 1, data, meta) : NULL;
@@ -305,6 +701,7 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		}
 		st->changed = data.count;
 		c->incarnation = rev;
+		c->replay_edit = edit;
 		st->revision = rev;
 		st->updated_us = created;
 		store_insert_recovered(s, c, st);
@@ -346,10 +743,28 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 		*why = "version gap";
 		return CTX_CORRUPT;
 	}
+	bool with_times = type == REC_RESTORE;
+	key_ref stack[KEYS_STACK], *keys;
+	size_t nkeys;
+	bool parsed = body_keys(r, with_times, stack, &keys, &nkeys);
+	bool distinct = parsed && keys_distinct(keys, nkeys);
+	if (parsed && head_merges(pl, c)) {
+		if (!distinct)
+			qsort(keys, nkeys, sizeof(*keys), key_ref_cmp);
+		ctx_status ist = distinct ? apply_in_place(c, &r, rev, version, updated, with_times)
+		                          : apply_in_place_repeated(c, &r, rev, version, updated,
+		                                                    with_times, keys, nkeys);
+		if (keys != stack)
+			free(keys);
+		return ist;
+	}
+	if (keys != stack)
+		free(keys);
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
 	uint32_t nops = 0;
-	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, type == REC_RESTORE, &nops);
+	size_t changed = 0;
+	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, with_times, &nops, &changed);
 	ctx_state *next = NULL;
 	if (st == CTX_OK && r.p != r.end)
 		st = CTX_CORRUPT;
@@ -367,8 +782,11 @@ static ctx_status apply_record(ctx_store *s, uint8_t type, uint64_t rev, uint64_
 	 * for the next records, not by the reclaimer's thread. */
 	next->light = nops <= RECLAIM_LIGHT_OPS;
 	context_note_access(c, updated);
-	next->changed = hamt_diff_count(&c->head->data, &next->data);
+	/* Counted while applying (as a live commit's, txn.c), unless a key
+	 * comes twice: no diff of the maps on the common path. */
+	next->changed = distinct ? changed : hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);
+	c->replay_edit = edit; /* the new head's own nodes: no other version holds them */
 	return CTX_OK;
 }
 
@@ -419,6 +837,7 @@ typedef struct replay {
 	uint64_t durable;    /* the durable floor: revisions a checkpoint proves synced */
 	char durable_why[96];
 	recovery_info *info;
+	replay_plan plan;
 	char prev_path[4096]; /* the segment read before this one (for messages) */
 	size_t prev_size;
 	char last_path[4096]; /* the newest segment, and where its records end */
@@ -640,8 +1059,8 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		}
 		if (rev > rp->checkpoint) {
 			const char *bad;
-			st = apply_record(rp->s, h[32], rev, get_u64(h + 16), get_u64(h + 24),
-			                  h + REC_HEADER_SIZE, blen, &bad);
+			st = apply_record(rp->s, &rp->plan, h[32], rev, get_u64(h + 16),
+			                  get_u64(h + 24), h + REC_HEADER_SIZE, blen, &bad);
 			if (st == CTX_CORRUPT)
 				st = ctx_fail(st, "log %s: %s in record at offset %zu", path, bad,
 				              off);
@@ -755,6 +1174,7 @@ static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recover
 	rev_list ckpts = {0}, segs = {0};
 	memset(info, 0, sizeof(*info));
 	*rp = (replay){.s = s, .dir = dir, .read_only = read_only, .info = info};
+	s->replaying = true;
 	ctx_status st = list_dir(dir, read_only, &ckpts, &segs);
 	if (st != CTX_OK)
 		goto out;
@@ -782,8 +1202,10 @@ static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recover
 		              segs.v[start], R);
 		goto out;
 	}
-	if (segs.n)
+	if (segs.n) {
 		rp->prev = segs.v[start] - 1;
+		plan_build(&rp->plan, dir, &segs, start, R);
+	}
 	for (size_t i = start; i < segs.n && st == CTX_OK; i++)
 		st = replay_segment(rp, segs.v[i], i + 1 == segs.n);
 	if (st == CTX_OK && rp->prev < R)
@@ -803,6 +1225,8 @@ out:
 	free(rp->zero_firsts.v);
 	free(rp->zero_ends.v);
 	rp->zero_firsts = rp->zero_ends = (rev_list){0};
+	s->replaying = false;
+	plan_free(&rp->plan);
 	free(ckpts.v);
 	free(segs.v);
 	return st;

@@ -14,7 +14,9 @@
  * maps covers every node such a reader can reach. They go to RCU in batches of
  * STATE_BATCH per thread (see state_free_deferred), and at most
  * STATE_DEFERRED_MAX states wait process-wide: past that a thread that fills
- * a batch waits for a grace period itself (synchronize_rcu) and frees it.
+ * a batch waits for a grace period itself (synchronize_rcu) and frees it. Log replay
+ * runs before anyone can read the store and frees them at once
+ * (state_release_now).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -359,6 +361,18 @@ void state_drain(void)
 size_t state_deferred(void)
 {
 	return atomic_load_explicit(&deferred, memory_order_relaxed);
+}
+
+void state_release_now(ctx_state *st)
+{
+	while (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
+		ctx_state *prev = atomic_exchange(&st->prev, NULL);
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+		context_release(st->ctx);
+		free(st);
+		st = prev;
+	}
 }
 
 uint64_t ctx_state_version(const ctx_state *st)

@@ -81,8 +81,9 @@ ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 		(void)gone;
 	}
 	/* Freeing what only it holds can take milliseconds: the reclaimer does
-	 * it in the background, unless it is far behind (reclaim.c). */
-	if (cut && reclaim_defer(cut))
+	 * it in the background, unless it is far behind (reclaim.c), or
+	 * recovery replays (nobody reads yet: the caller frees it at once). */
+	if (cut && !c->store->replaying && reclaim_defer(cut))
 		cut = NULL;
 	return cut;
 }
@@ -914,7 +915,7 @@ ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out)
 
 void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st)
 {
-	ctx_state_release(context_push_head(c, st));
+	state_release_now(context_push_head(c, st));
 	store_publish_recovered(s, c);
 }
 
@@ -946,8 +947,8 @@ void store_remove_recovered(ctx_store *s, ctx_context *c)
 
 void store_set_head_recovered(ctx_context *c, ctx_state *st)
 {
-	ctx_state_release(context_push_head(c, st));
-	ctx_state_release(atomic_exchange(&c->visible, ctx_state_retain(st)));
+	state_release_now(context_push_head(c, st));
+	state_release_now(atomic_exchange(&c->visible, ctx_state_retain(st)));
 }
 
 /* Empty the store (it is closing, or recovery starts over): nothing else

@@ -108,7 +108,19 @@ struct ctx_context {
 	atomic_bool dropped;    /* no more commits; set under write_lock */
 	atomic_bool gone;       /* out of the table, visible cleared */
 	uint64_t drop_revision; /* revision of its drop record (write_lock) */
-	struct rcu_head rcu;
+	union {
+		/* For freeing, once the last reference is gone (context_release). */
+		struct rcu_head rcu;
+		/* Log replay only, while the context is alive and before the store
+		 * opens (recovery.c): the edit token that built the nodes only the
+		 * head holds (0: none, the head is not edited in place), and the
+		 * replay plan's entry for this incarnation (NULL: not looked up
+		 * yet). Sharing rcu's bytes costs nothing per context. */
+		struct {
+			uint64_t replay_edit;
+			void *replay_plan;
+		};
+	};
 	index_node *inode; /* in store.index while in the table;
 	                      allocated with the context */
 	size_t idlen;
@@ -153,6 +165,10 @@ struct ctx_store {
 	bool reaper_kicked;
 	size_t grow_table;   /* buckets to resize the table to, 0: none */
 	atomic_bool any_ttl; /* a time-to-live was ever set: scan */
+	/* Recovery is building the store (one thread, no readers): versions
+	 * that leave history are freed at once, not through RCU or the
+	 * reclaimer (context_push_head, state_release_now). */
+	bool replaying;
 };
 
 /* Notifiers (notify.c): set up the lock and the log's durable hook. */
@@ -165,8 +181,9 @@ uint64_t store_now_us(const ctx_store *s);
  * predecessor in the history chain, and the oldest version past
  * history_depth leaves the chain. write_lock held, or recovery. The version
  * that left is freed in the background (reclaim.c); only when too many wait
- * already is its reference returned (else NULL): the caller then releases
- * it, after unlocking (freeing a big old version can take a while). */
+ * already, or during recovery (s->replaying), is its reference returned
+ * (else NULL): the caller then releases it, after unlocking (freeing a big
+ * old version can take a while). */
 ctx_state *context_push_head(ctx_context *c, ctx_state *next);
 
 /* One operation of a transaction (or of a restore's log record). */
@@ -289,6 +306,11 @@ void store_clear(ctx_store *s);
 
 /* Replace the head of a context during recovery (takes over st's reference). */
 void store_set_head_recovered(ctx_context *c, ctx_state *st);
+
+/* ctx_state_release for recovery (s->replaying: no reader, no RCU read-side
+ * section can hold a state): the structs are freed at once, not after a
+ * grace period. */
+void state_release_now(ctx_state *st);
 
 /* Expiry (expiry.c). */
 ctx_status reaper_start(ctx_store *s);
