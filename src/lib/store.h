@@ -368,7 +368,8 @@ bool state_try_retain(ctx_state *st);
  * and queues what it freed at once (the worker keeps no partial batch). */
 void state_release_in_callback(ctx_state *st);
 /* Free every released state queued so far, and the calling thread's
- * partial batch, before returning (tests; not inside a read-side section). */
+ * partial batch, before returning (store_free at close, tests; not inside a
+ * read-side section). */
 void state_drain(void);
 /* Released states queued and not yet freed, process-wide (racy; tests). */
 size_t state_deferred(void);
