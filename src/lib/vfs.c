@@ -402,22 +402,33 @@ int vfs_mkdir(const char *path, mode_t mode)
 	return vfs_sync_dir(parent);
 }
 
+/* The injected faults of a write of n bytes: true (errno set) if it must
+ * fail at once; else *allowed is how many bytes the simulated free space
+ * lets through (n unless space_left is set). */
+static bool write_fault(size_t n, size_t *allowed)
+{
+	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
+		int e = atomic_load(&ctx_vfs_faults.write_errno);
+		errno = e ? e : EIO;
+		return true;
+	}
+	long long left = atomic_load(&ctx_vfs_faults.space_left);
+	*allowed = n;
+	if (left >= 0) {
+		*allowed = (unsigned long long)left < n ? (size_t)left : n;
+		atomic_fetch_sub(&ctx_vfs_faults.space_left, (long long)*allowed);
+	}
+	return false;
+}
+
 int vfs_write_all(int fd, const void *buf, size_t n)
 {
 	int flip = fd;
 	if (n && atomic_load(&flip_fd) == fd && atomic_compare_exchange_strong(&flip_fd, &flip, -1))
 		return write_flipped(fd, buf, n);
-	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
-		int e = atomic_load(&ctx_vfs_faults.write_errno);
-		errno = e ? e : EIO;
+	size_t allowed;
+	if (write_fault(n, &allowed))
 		return -1;
-	}
-	long long left = atomic_load(&ctx_vfs_faults.space_left);
-	size_t allowed = n;
-	if (left >= 0) {
-		allowed = (unsigned long long)left < n ? (size_t)left : n;
-		atomic_fetch_sub(&ctx_vfs_faults.space_left, (long long)allowed);
-	}
 	const char *p = buf;
 	size_t done = 0;
 	while (done < allowed) {
@@ -445,17 +456,9 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 
 int vfs_pwrite_all(int fd, const void *buf, size_t n, off_t off)
 {
-	if (countdown_hits(&ctx_vfs_faults.write_countdown)) {
-		int e = atomic_load(&ctx_vfs_faults.write_errno);
-		errno = e ? e : EIO;
+	size_t allowed;
+	if (write_fault(n, &allowed))
 		return -1;
-	}
-	long long left = atomic_load(&ctx_vfs_faults.space_left);
-	size_t allowed = n;
-	if (left >= 0) {
-		allowed = (unsigned long long)left < n ? (size_t)left : n;
-		atomic_fetch_sub(&ctx_vfs_faults.space_left, (long long)allowed);
-	}
 	const char *p = buf;
 	size_t done = 0;
 	while (done < allowed) {
