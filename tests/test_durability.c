@@ -409,7 +409,7 @@ static void test_reopen_from_log_only(void **unused)
 	ctx_stats before;
 	ctx_get_stats(s, &before);
 	char *want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 
 	char *copy = copy_log_only(dir, "dur-logonly-copy");
 	ctx_verify_report rep;
@@ -509,7 +509,7 @@ static void test_drop_recreate_across_reopen(void **unused)
 			assert_ok(ctx_drop(s, "y"));
 	}
 	want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir2);
+	test_close_keeping_log(s);
 	char *copy = copy_log_only(dir2, "dur-recreate-copy");
 	s = open_dir(copy);
 	got = test_dump_store(s, true, NULL);
@@ -825,7 +825,7 @@ static void test_verify_reports(void **unused)
 	ctx_stats stats;
 	ctx_get_stats(s, &stats);
 	assert_int_equal(stats.revision, 9);
-	test_close_keeping_log(s, dir); /* for the log-only copy below */
+	test_close_keeping_log(s); /* for the log-only copy below */
 
 	char *before = slurp_dir(dir);
 	ctx_verify_report rep;
@@ -914,7 +914,7 @@ static void test_empty_txn_and_metadata(void **unused)
 	assert_ok(ctx_txn_commit(t, 0, &v));
 	assert_int_equal(v, 6);
 	char *want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 
 	char *copy = copy_log_only(dir, "dur-meta-copy");
 	const char *dirs[2] = {dir, copy};
@@ -975,7 +975,7 @@ static void test_large_values(void **unused)
 	/* A large key too. */
 	assert_ok(ctx_put(s, "big", vals[0], 60000, "small", 5, NULL));
 	char *want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 
 	char *copy = copy_log_only(dir, "dur-large-copy");
 	const char *dirs[2] = {dir, copy};

@@ -455,7 +455,7 @@ static void test_store_long_keys(void **unused)
 	random_commits(s, md, &ks, &rng, 30);
 	check_store(s, md, &ks);
 	char *want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 
 	/* The log alone (no checkpoint was written before the close), replayed
 	 * from revision 1. */
@@ -478,7 +478,7 @@ static void test_store_long_keys(void **unused)
 	random_commits(s, md, &ks, &rng, 30);
 	check_store(s, md, &ks);
 	want = test_dump_store(s, true, NULL);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 	s = open_dir(dir);
 	got = test_dump_store(s, true, NULL);
 	test_expect_same_dump(want, got, "reopened with long keys");

@@ -401,7 +401,7 @@ static void check_recovery(bool log_only)
 	ctx_store *s = open_dir(dir);
 	for (int i = 0; i < 300; i++)
 		random_change(s, &m, &rng);
-	test_close_keeping_log(s, dir); /* the log, whole, beside the checkpoint */
+	test_close_keeping_log(s); /* the log, whole, beside the checkpoint */
 	if (log_only)
 		remove_checkpoints(dir);
 	s = open_dir(dir);

@@ -1840,7 +1840,7 @@ static void log_replay_case(int flags)
 	assert_ok(ctx_create(s, "lg"));
 	persist_workload(s, "lg", &seed, test_iters(150, 40));
 	char *want = dump_context(s, "lg", flags);
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 	char *copy = copy_log_only(dir, "points-log-copy");
 	ctx_verify_report rep;
 	ctx_status vr = ctx_verify(copy, &rep);

@@ -1224,7 +1224,7 @@ static void test_expiry_durable(void **unused)
 	clock_set(fc, T0 + 2 * SEC);
 	assert_int_equal(ctx_expire_now(s), 1);
 	expect_missing(s, "gone");
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1)
@@ -1315,7 +1315,7 @@ static void test_ttl_survives_log_replay(void **unused)
 	assert_ok(ctx_set_ttl(s, "committed", 1000000)); /* 1000 s */
 	clock_set(fc, T0 + 200 * SEC);
 	put_str(s, "committed", "k", "v"); /* idle from T0 + 200 s */
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 	remove_checkpoints(dir);
 
 	/* 900 s after the commit to "committed", 1100 s after its ttl was set. */
@@ -1343,7 +1343,7 @@ static void test_ttl_set_late_survives_log_replay(void **unused)
 	assert_ok(ctx_create(s, "late"));
 	clock_set(fc, T0 + 100 * SEC);
 	assert_ok(ctx_set_ttl(s, "late", 10000));
-	test_close_keeping_log(s, dir);
+	test_close_keeping_log(s);
 	remove_checkpoints(dir);
 	clock_set(fc, T0 + 105 * SEC);
 	s = open_store(fc, dir, 0, 0);

@@ -1,7 +1,7 @@
 /* testutil.c - helpers shared by the test programs. */
 #include "testutil.h"
+#include "vfs.h"
 
-#include <dirent.h>
 #include <stdatomic.h>
 
 #include <stdio.h>
@@ -41,61 +41,14 @@ void test_remove_dir(const char *path)
 		fail_msg("could not remove %s", path);
 }
 
-/* One file of a directory, whole. */
-typedef struct kept_file {
-	char name[256];
-	unsigned char *p;
-	size_t n;
-} kept_file;
-
-static bool read_whole(const char *path, kept_file *f)
+void test_close_keeping_log(ctx_store *s)
 {
-	FILE *in = fopen(path, "rb");
-	if (!in)
-		return false;
-	fseek(in, 0, SEEK_END);
-	long n = ftell(in);
-	fseek(in, 0, SEEK_SET);
-	f->p = malloc((size_t)n + 1);
-	assert_non_null(f->p);
-	f->n = fread(f->p, 1, (size_t)n, in);
-	fclose(in);
-	assert_int_equal(f->n, (size_t)n);
-	return true;
-}
-
-void test_close_keeping_log(ctx_store *s, const char *dir)
-{
-	kept_file *files = NULL;
-	size_t n = 0;
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	struct dirent *e;
-	char path[4096];
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.' || strcmp(e->d_name, "LOCK") == 0 ||
-		    strlen(e->d_name) >= sizeof(files->name))
-			continue;
-		files = realloc(files, (n + 1) * sizeof(*files));
-		assert_non_null(files);
-		snprintf(files[n].name, sizeof(files[n].name), "%s", e->d_name);
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		n += read_whole(path, &files[n]);
-	}
-	closedir(d);
+	/* The files are kept by the close itself, not copied before it: a copy
+	 * of a live store's directory can catch a segment the flusher is still
+	 * writing (under durability none, nothing waits for it). */
+	atomic_store(&ctx_vfs_faults.keep_unlinked, true);
 	ctx_close(s);
-	for (size_t i = 0; i < n; i++) {
-		struct stat sb;
-		snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
-		if (stat(path, &sb) != 0) {
-			FILE *out = fopen(path, "wb");
-			assert_non_null(out);
-			assert_int_equal(fwrite(files[i].p, 1, files[i].n, out), files[i].n);
-			assert_int_equal(fclose(out), 0);
-		}
-		free(files[i].p);
-	}
-	free(files);
+	atomic_store(&ctx_vfs_faults.keep_unlinked, false);
 }
 
 double test_now(void)

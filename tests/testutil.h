@@ -19,12 +19,12 @@ ctx_store *test_open_memory(void);
 char *test_make_dir(const char *name);
 void test_remove_dir(const char *path);
 
-/* Close s (with a dir), then put back the files its final checkpoint
- * deleted once it was read back (the checkpoint before it, the log segments
- * it covers): the directory a crash between that checkpoint's rename and its
- * deletes leaves. With the checkpoints then removed, the log alone holds the
- * whole history, as a kill -9 before any checkpoint leaves it. */
-void test_close_keeping_log(ctx_store *s, const char *dir);
+/* Close s (with a dir) without deleting what its final checkpoint covers
+ * (the checkpoint before it, the log segments): the directory a crash
+ * between that checkpoint's rename and its deletes leaves. With the
+ * checkpoints then removed, the log alone holds the whole history, as a
+ * kill -9 before any checkpoint leaves it. */
+void test_close_keeping_log(ctx_store *s);
 
 /* Seconds since an arbitrary start, for bounding stress loops. */
 double test_now(void);

@@ -46,6 +46,7 @@ void vfs_faults_reset(void)
 	atomic_store(&ctx_vfs_faults.sync_countdown, 0);
 	atomic_store(&ctx_vfs_faults.space_left, -1);
 	atomic_store(&ctx_vfs_faults.flip_tmp_write, false);
+	atomic_store(&ctx_vfs_faults.keep_unlinked, false);
 	atomic_store(&flip_fd, -1);
 }
 
@@ -545,6 +546,8 @@ int vfs_rename(const char *from, const char *to)
 
 int vfs_unlink(const char *path)
 {
+	if (atomic_load_explicit(&ctx_vfs_faults.keep_unlinked, memory_order_relaxed))
+		return 0;
 	if (unlink(path) != 0)
 		return -1;
 	if (sim) {

@@ -38,7 +38,9 @@ int vfs_close(int fd);
  * writes fail with ENOSPC once that many more bytes were written. With
  * flip_tmp_write set, the first write to the next file opened whose name ends
  * in ".tmp" (a checkpoint being written) stores one bit flipped and reports
- * success, as a disk that stores wrong (then it is off again). */
+ * success, as a disk that stores wrong (then it is off again). With
+ * keep_unlinked set, vfs_unlink reports success and removes nothing (a test
+ * keeps the files a close would delete). */
 typedef struct vfs_faults {
 	atomic_long write_countdown;
 	atomic_int write_errno;
@@ -46,6 +48,7 @@ typedef struct vfs_faults {
 	atomic_int sync_errno;
 	atomic_llong space_left; /* -1 = unlimited */
 	atomic_bool flip_tmp_write;
+	atomic_bool keep_unlinked;
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
 void vfs_faults_reset(void);
