@@ -199,8 +199,36 @@ static void check_key(const hamt *m, const model *md, unsigned i)
 		assert_memory_equal(hamt_leaf_value(l), md->val[i], md->vlen[i]);
 }
 
+/* hamt_cursor_fill, in batches of 1, 3, 32 and 64 leaves, yields exactly
+ * hamt_cursor_next's sequence: the same leaves in the same order, each once,
+ * and then 0, again 0 at the end. */
+static void check_fill(const hamt *m)
+{
+	static const size_t sizes[] = {1, 3, 32, 64};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		hamt_cursor ref, c;
+		hamt_cursor_init(&ref, m);
+		hamt_cursor_init(&c, m);
+		const hamt_leaf *batch[64];
+		size_t n, total = 0;
+		while ((n = hamt_cursor_fill(&c, batch, sizes[k]))) {
+			assert_true(n <= sizes[k]);
+			for (size_t i = 0; i < n; i++)
+				assert_ptr_equal(batch[i], hamt_cursor_next(&ref));
+			total += n;
+			/* Only the last batch may be short. */
+			if (n < sizes[k])
+				assert_int_equal(total, m->count);
+		}
+		assert_null(hamt_cursor_next(&ref));
+		assert_int_equal(total, m->count);
+		assert_int_equal(hamt_cursor_fill(&c, batch, sizes[k]), 0);
+	}
+}
+
 /* The whole map equals the model: count, bytes, every lookup, and one full
- * iteration that yields every present key exactly once. */
+ * iteration that yields every present key exactly once (and the batched
+ * walk, check_fill, the same leaves in the same order). */
 static void check_all(const hamt *m, const model *md)
 {
 	assert_int_equal(m->count, md->count);
@@ -251,6 +279,7 @@ static void check_all(const hamt *m, const model *md)
 	assert_int_equal(n, md->count);
 	assert_int_equal(bytes, md->bytes);
 	free(seen);
+	check_fill(m);
 }
 
 static void do_set(hamt *m, model *md, unsigned i, uint64_t edit, uint64_t *rng)
@@ -736,6 +765,9 @@ static void test_empty_map(void **unused)
 	hamt_cursor c;
 	hamt_cursor_init(&c, &m);
 	assert_null(hamt_cursor_next(&c));
+	const hamt_leaf *batch[4];
+	hamt_cursor_init(&c, &m);
+	assert_int_equal(hamt_cursor_fill(&c, batch, 4), 0);
 	assert_null(hamt_find(&m, hamt_hash("k", 1), "k", 1));
 	assert_int_equal(hamt_del(&m, hamt_hash("k", 1), "k", 1, hamt_edit_token()), CTX_NOT_FOUND);
 	hamt r = hamt_retain(&m);

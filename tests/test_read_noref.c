@@ -144,6 +144,80 @@ static void test_errors(void **unused)
 	ctx_close(s);
 }
 
+/* ctx_get_each in the iterators' order: records each pair's key and value
+ * pointers (valid while the state is held) and stops after stop_at. */
+typedef struct each_log {
+	size_t n, stop_at;
+	const void *key[2048], *val[2048];
+	size_t klen[2048], vlen[2048];
+} each_log;
+
+static bool log_pair(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	each_log *e = arg;
+	T_CHECK(e->n < 2048);
+	e->key[e->n] = key;
+	e->klen[e->n] = klen;
+	e->val[e->n] = val;
+	e->vlen[e->n] = vlen;
+	return ++e->n != e->stop_at;
+}
+
+/* ctx_get_each gathers leaves a batch at a time (store.c): across batch
+ * boundaries it must call fn for every pair once, in ctx_iter's order, with
+ * the pairs' own bytes, and stop exactly where fn says, for sizes around
+ * the batch (32) and a map of several levels. */
+static void test_each_order(void **unused)
+{
+	static const size_t sizes[] = {0, 1, 2, 16, 31, 32, 33, 64, 65, 100, 2000};
+	static const size_t stops[] = {1, 2, 31, 32, 33, 64, 65, 1000};
+	ctx_store *s = test_open_memory();
+	each_log *e = calloc(1, sizeof(*e));
+	assert_non_null(e);
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		char id[16];
+		snprintf(id, sizeof(id), "c%zu", sizes[z]);
+		ctx_txn *t;
+		assert_ok(ctx_txn_begin_create(s, id, &t));
+		for (size_t i = 0; i < sizes[z]; i++) {
+			char key[16], val[32];
+			int kl = snprintf(key, sizeof(key), "k%zu", i);
+			int vl = snprintf(val, sizeof(val), "v%zu-%zu", i, sizes[z]);
+			assert_ok(ctx_txn_put(t, key, (size_t)kl, val, (size_t)vl));
+		}
+		assert_ok(ctx_txn_commit(t, 0, NULL));
+
+		ctx_state *st;
+		assert_ok(ctx_get(s, id, &st));
+		for (size_t k = 0; k <= sizeof(stops) / sizeof(stops[0]); k++) {
+			size_t stop = k < sizeof(stops) / sizeof(stops[0]) ? stops[k] : 0;
+			memset(e, 0, sizeof(*e));
+			e->stop_at = stop;
+			reset_failures();
+			assert_ok(ctx_get_each(s, id, log_pair, e));
+			assert_no_thread_failures();
+			size_t want = stop && stop < sizes[z] ? stop : sizes[z];
+			assert_int_equal(e->n, want);
+			ctx_iter_stack it;
+			assert_ok(ctx_iter_init(&it, st));
+			const void *key, *val;
+			size_t klen, vlen;
+			for (size_t i = 0; i < want; i++) {
+				assert_true(ctx_iter_stack_next(&it, &key, &klen, &val, &vlen));
+				assert_ptr_equal(e->key[i], key);
+				assert_ptr_equal(e->val[i], val);
+				assert_int_equal(e->klen[i], klen);
+				assert_int_equal(e->vlen[i], vlen);
+			}
+			if (want == sizes[z])
+				assert_false(ctx_iter_stack_next(&it, &key, &klen, &val, &vlen));
+		}
+		ctx_state_release(st);
+	}
+	free(e);
+	ctx_close(s);
+}
+
 static uint64_t fake_now;
 
 static uint64_t fake_clock(void *arg)
@@ -400,6 +474,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_same_as_get),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_each_order),
 	    cmocka_unit_test(test_expired),
 	    cmocka_unit_test(test_readers_against_writers_and_drops),
 	    cmocka_unit_test(test_close_frees_released),

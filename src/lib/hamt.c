@@ -881,6 +881,40 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 	return NULL;
 }
 
+/* Prefetch what every slot of n points to: entering n in hamt_cursor_fill. */
+static inline void prefetch_all(const hamt_node *n)
+{
+	for (unsigned i = 0; i < n->len; i++)
+		prefetch_slot(n->slot[i]);
+}
+
+size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
+{
+	size_t k = 0;
+	while (k < max && c->depth > 0) {
+		int d = c->depth - 1;
+		const hamt_node *n = c->node[d];
+		unsigned pos = c->pos[d];
+		if (pos >= n->len) {
+			c->depth--;
+			continue;
+		}
+		/* Entering n: start loading all its targets at once. */
+		if (pos == 0)
+			prefetch_all(n);
+		c->pos[d] = pos + 1;
+		void *s = n->slot[pos];
+		if (slot_is_leaf(s)) {
+			out[k++] = slot_leaf(s);
+			continue;
+		}
+		c->node[c->depth] = slot_node(s);
+		c->pos[c->depth] = 0;
+		c->depth++;
+	}
+	return k;
+}
+
 /* ---- diff ----------------------------------------------------------------- */
 
 /* Every leaf under slot s, reported as removed (added = false) or added. */

@@ -199,4 +199,11 @@ typedef struct hamt_cursor {
 void hamt_cursor_init(hamt_cursor *c, const hamt *m);
 const hamt_leaf *hamt_cursor_next(hamt_cursor *c);
 
+/* The next leaves of c's walk, at most max of them, into out (the same
+ * order as hamt_cursor_next); 0 at the end. Each node's targets are all
+ * prefetched when the walk enters it, and no leaf is read: a caller that
+ * visits the leaves afterwards finds their cache misses overlapped, not one
+ * after another. */
+size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max);
+
 #endif

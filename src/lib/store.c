@@ -1079,6 +1079,8 @@ ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t k
 	return CTX_OK;
 }
 
+#define EACH_BATCH 32 /* leaves gathered at a time by ctx_get_each */
+
 ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 {
 	size_t idlen;
@@ -1091,12 +1093,19 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 	ctx_rcu_read_lock();
 	const ctx_state *v = visible_unref(s, id, idlen, &expired);
 	if (v) {
+		/* Gather the leaves a batch at a time, then visit them: the
+		 * gathering walks only nodes and starts every leaf's load. */
 		hamt_cursor c;
-		const hamt_leaf *l;
+		const hamt_leaf *batch[EACH_BATCH];
+		size_t n;
+		bool more = true;
 		hamt_cursor_init(&c, &v->data);
-		while ((l = hamt_cursor_next(&c)) &&
-		       fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l), hamt_leaf_value(l), l->vlen))
-			;
+		while (more && (n = hamt_cursor_fill(&c, batch, EACH_BATCH)))
+			for (size_t i = 0; more && i < n; i++) {
+				const hamt_leaf *l = batch[i];
+				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l), hamt_leaf_value(l),
+				          l->vlen);
+			}
 	}
 	ctx_rcu_read_unlock();
 	return v ? CTX_OK : read_missing(s, id, expired);
