@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,11 +38,49 @@ static void test_leaf_header(void **unused)
 	hamt_leaf_release(l);
 }
 
+/* Key i of test_root_sized_to_its_keys lands in root slot i. */
+static uint64_t slot_per_key(const void *key, size_t klen, uint64_t hash)
+{
+	(void)klen;
+	(void)hash;
+	const char *k = key;
+	return (uint64_t)((k[1] - '0') * 10 + (k[2] - '0'));
+}
+
+/* A map built by one transaction (one edit token) grows its nodes two slots
+ * at a time up to 16: 12 keys in 12 root slots take a 120-byte root (a
+ * 128-byte chunk), where growth by half (4, 6, 10, 16) left a 16-slot root
+ * of 152 bytes (160). */
+static void test_root_sized_to_its_keys(void **unused)
+{
+	if (sizeof(void *) != 8)
+		skip();
+	hamt_test_hash_hook(slot_per_key);
+	hamt m = {0};
+	uint64_t edit = hamt_edit_token();
+	char key[4];
+	for (int i = 0; i < 12; i++) {
+		snprintf(key, sizeof(key), "k%02d", i);
+		hamt_leaf *l = hamt_leaf_new(key, 3, "v", 1);
+		assert_non_null(l);
+		assert_int_equal(hamt_set(&m, l, edit), CTX_OK);
+	}
+	assert_int_equal(m.count, 12);
+	for (int i = 0; i < 12; i++) {
+		snprintf(key, sizeof(key), "k%02d", i);
+		assert_non_null(hamt_find(&m, hamt_hash(key, 3), key, 3));
+	}
+	assert_true(malloc_usable_size(m.root) <= 120);
+	hamt_release(&m);
+	hamt_test_hash_hook(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_context_has_no_padding),
 	    cmocka_unit_test(test_leaf_header),
+	    cmocka_unit_test(test_root_sized_to_its_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -438,10 +438,15 @@ static void path_unborrow(path *p)
  * slots (references, base and ownership move with it). */
 static ctx_status node_grow(void **np, unsigned extra)
 {
-	/* By half again (not double): a map built by one transaction keeps
-	 * the slack of its last growth (a copy is made to measure). */
+	/* Two slots at a time up to 16 (node_alloc rounds to an even count:
+	 * each step is one 16-byte malloc size), then by a quarter: a map
+	 * built by one transaction keeps at most the slack of its last
+	 * growth (a copy is made to measure). A root of 12 keys takes 128
+	 * bytes, not the 160 of 16 slots (docs/benchmarks.md, "Round 4:
+	 * memory per key"). */
 	hamt_node *n = *np;
-	unsigned cap = n->len + (n->len / 2 > extra ? n->len / 2 : extra);
+	unsigned step = n->len < 16 ? 2 : n->len / 4;
+	unsigned cap = n->len + (step > extra ? step : extra);
 	if (n->kind == KIND_BITMAP && cap > 32)
 		cap = 32;
 	hamt_node *c = node_alloc(n->kind, cap, n->edit, n->chain != 0);
