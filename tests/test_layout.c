@@ -23,7 +23,9 @@ static void test_context_has_no_padding(void **unused)
 	if (sizeof(void *) != 8)
 		skip();
 	assert_true(sizeof(ctx_context) <= 208);
-	assert_true(sizeof(ctx_state) <= 152);
+	/* The rcu_head shares ctx and hidden_seq's words: 136 bytes, a
+	 * 144-byte chunk (152 and 160 with a head of its own). */
+	assert_true(sizeof(ctx_state) <= 136);
 }
 
 static void test_leaf_header(void **unused)
