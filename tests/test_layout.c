@@ -3,9 +3,11 @@
  * context pays for (docs/benchmarks.md, "Round 3: memory per key").
  *
  * ctxbench memory stores 16 keys of 6 + 64 bytes per context; what it
- * measures per key is a leaf, a share of the trie nodes, and a sixteenth of
- * the context and of its two versions. These sizes are that budget, on LP64
- * glibc: a field added to one of them must be paid for here, knowingly.
+ * measures per key is a leaf, a share of the trie nodes (a root and the pair
+ * nodes below it), and a sixteenth of the context and of its version
+ * (docs/benchmarks.md, "Round 4: memory per key"). These sizes are that
+ * budget, on LP64 glibc: a field added to one of them must be paid for here,
+ * knowingly.
  */
 #include "testutil.h"
 
