@@ -78,14 +78,15 @@
 #define LAST_LEVEL     12 /* 12 * 5 = 60: level 12 takes the top 4 bits */
 #define KIND_BITMAP    0
 #define KIND_COLLISION 1
+#define KIND_PAIR      2
 
 struct hamt_node {
 	atomic_uint refs; /* first: test_nomem reads it */
-	uint8_t kind : 1;
+	uint8_t kind : 2;
 	uint8_t chain : 4;   /* borrow copies between this node and a full one */
-	uint8_t dropped : 3; /* borrowed small leaves this node let go of */
-	uint8_t cap;         /* slots allocated (bitmap nodes: <= 32) */
-	uint16_t len;        /* slots used */
+	uint8_t dropped : 2; /* borrowed small leaves this node let go of */
+	uint8_t cap;         /* slots allocated (bitmap nodes: <= 32); pair: index of slot 0 */
+	uint16_t len;        /* slots used; pair: index of slot 1 */
 	uint32_t bitmap;
 	uint32_t owned; /* bitmap nodes: the bits of the slots it holds references to */
 	uint64_t edit;
@@ -96,8 +97,45 @@ struct hamt_node {
 	void *slot[];
 };
 
-_Static_assert(HAMT_BORROW_CHAIN < 16 && HAMT_BORROW_DROPS < 8, "hamt_node bit fields");
+_Static_assert(HAMT_BORROW_CHAIN < 16 && HAMT_BORROW_DROPS < 4, "hamt_node bit fields");
 _Static_assert(sizeof(hamt_node) == 24, "node_alloc: an even number of words fills a chunk");
+
+/* PAIR NODES
+ *   Two keys that share a slot of a node are pushed one level down into a
+ *   node of their own (node_pair). In a small map that is most of its
+ *   nodes (16 random keys: a root of ~12 slots and ~3.6 such nodes), and a
+ *   bitmap node of 2 slots is 40 bytes, a 48-byte malloc chunk. A pair
+ *   node is the first 8 bytes of the header (refs, the kind byte with
+ *   chain and dropped 0, `cap` holding the level index of its first slot
+ *   and `len` that of its second, the smaller first) and then its two
+ *   slots (pair_slots): 24 bytes, a 32-byte chunk. It holds exactly two
+ *   leaves and owns them, and it is never changed: a build that needs to
+ *   change one replaces it with a bitmap node (node_make_editable: moved,
+ *   when the build's parent holds its only reference, else a borrowing
+ *   copy as for any published node). Readers see it through node_len,
+ *   node_slots and node_bitmap, or the kind tests of hamt_find and
+ *   find_under. A pair node is never a root. */
+#define PAIR_SIZE (8 + 2 * sizeof(void *))
+
+static inline void **pair_slots(const hamt_node *n)
+{
+	return (void **)((char *)n + 8);
+}
+
+static inline unsigned node_len(const hamt_node *n)
+{
+	return n->kind == KIND_PAIR ? 2 : n->len;
+}
+
+static inline void *const *node_slots(const hamt_node *n)
+{
+	return n->kind == KIND_PAIR ? pair_slots(n) : n->slot;
+}
+
+static inline uint32_t node_bitmap(const hamt_node *n)
+{
+	return n->kind == KIND_PAIR ? (1u << n->cap) | (1u << n->len) : n->bitmap;
+}
 
 /* Collision nodes may exceed 32 leaves; their cap/len use the same fields, so
  * they are limited to 65535 keys of one identical 64-bit hash, which a keyed
@@ -302,7 +340,7 @@ static unsigned node_cap(const hamt_node *n)
  * node owns all of its slots). */
 static inline bool node_owns(const hamt_node *n, uint32_t bit)
 {
-	return n->kind == KIND_COLLISION || (n->owned & bit);
+	return n->kind != KIND_BITMAP || (n->owned & bit);
 }
 
 static void node_release(hamt_node *n);
@@ -331,6 +369,11 @@ static void slot_release(void *s)
 /* Release the slots n owns. */
 static void node_release_slots(hamt_node *n)
 {
+	if (n->kind == KIND_PAIR) {
+		slot_release(pair_slots(n)[0]);
+		slot_release(pair_slots(n)[1]);
+		return;
+	}
 	if (n->kind == KIND_COLLISION) {
 		for (unsigned i = 0; i < n->len; i++)
 			slot_release(n->slot[i]);
@@ -358,17 +401,19 @@ static void node_release(hamt_node *n)
  * the copy holds a new reference (a full copy: no base). */
 static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 {
-	unsigned cap = n->len + extra;
-	if (n->kind == KIND_BITMAP && cap > 32)
+	uint8_t kind = n->kind == KIND_COLLISION ? KIND_COLLISION : KIND_BITMAP;
+	unsigned len = node_len(n), cap = len + extra;
+	if (kind == KIND_BITMAP && cap > 32)
 		cap = 32;
-	hamt_node *c = node_alloc(n->kind, cap, edit, false);
+	hamt_node *c = node_alloc(kind, cap, edit, false);
 	if (!c)
 		return NULL;
-	c->len = n->len;
-	if (n->kind == KIND_BITMAP)
-		c->bitmap = c->owned = n->bitmap;
-	for (unsigned i = 0; i < n->len; i++) {
-		c->slot[i] = n->slot[i];
+	c->len = (uint16_t)len;
+	if (kind == KIND_BITMAP)
+		c->bitmap = c->owned = node_bitmap(n);
+	void *const *slots = node_slots(n);
+	for (unsigned i = 0; i < len; i++) {
+		c->slot[i] = slots[i];
 		slot_retain(c->slot[i]);
 	}
 	return c;
@@ -378,23 +423,23 @@ static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
  * child is touched. The caller gives the copy its reference to n. */
 static hamt_node *node_borrow(hamt_node *n, unsigned extra, uint64_t edit)
 {
-	unsigned cap = n->len + extra;
+	unsigned len = node_len(n), cap = len + extra;
 	if (cap > 32)
 		cap = 32;
 	hamt_node *c = node_alloc(KIND_BITMAP, cap, edit, true);
 	if (!c)
 		return NULL;
-	c->len = n->len;
-	c->bitmap = n->bitmap;
+	c->len = (uint16_t)len;
+	c->bitmap = node_bitmap(n);
 	c->chain = (uint8_t)(n->chain + 1);
 	c->slot[c->cap] = n;
-	memcpy(c->slot, n->slot, n->len * sizeof(void *));
+	memcpy(c->slot, node_slots(n), len * sizeof(void *));
 	return c;
 }
 
 static bool can_borrow(const hamt_node *n)
 {
-	return n->kind == KIND_BITMAP && n->chain < HAMT_BORROW_CHAIN;
+	return n->kind != KIND_COLLISION && n->chain < HAMT_BORROW_CHAIN;
 }
 
 /* Make the build's node n own all its slots: a reference to each borrowed
@@ -438,10 +483,15 @@ static void path_unborrow(path *p)
  * slots (references, base and ownership move with it). */
 static ctx_status node_grow(void **np, unsigned extra)
 {
-	/* By half again (not double): a map built by one transaction keeps
-	 * the slack of its last growth (a copy is made to measure). */
+	/* Two slots at a time up to 16 (node_alloc rounds to an even count:
+	 * each step is one 16-byte malloc size), then by a quarter: a map
+	 * built by one transaction keeps at most the slack of its last
+	 * growth (a copy is made to measure). A root of 12 keys takes 128
+	 * bytes, not the 160 of 16 slots (docs/benchmarks.md, "Round 4:
+	 * memory per key"). */
 	hamt_node *n = *np;
-	unsigned cap = n->len + (n->len / 2 > extra ? n->len / 2 : extra);
+	unsigned step = n->len < 16 ? 2 : n->len / 4;
+	unsigned cap = n->len + (step > extra ? step : extra);
 	if (n->kind == KIND_BITMAP && cap > 32)
 		cap = 32;
 	hamt_node *c = node_alloc(n->kind, cap, n->edit, n->chain != 0);
@@ -462,6 +512,33 @@ static ctx_status node_grow(void **np, unsigned extra)
 	return CTX_OK;
 }
 
+static ctx_status node_copy_editable(path *p, uint32_t bit, void **np, unsigned extra,
+                                     uint64_t edit);
+
+/* node_make_editable of a pair node (never changed in place): when the
+ * build's parent holds its only reference (the build made it, mostly), the
+ * pair moves into a bitmap node with its references; otherwise it is
+ * copied like any published node. Only this build reaches a node whose
+ * single reference its own node owns: every other node that points to it
+ * owns it too, or borrows it from a base that does. */
+static ctx_status pair_make_editable(path *p, uint32_t bit, void **np, unsigned extra,
+                                     uint64_t edit)
+{
+	hamt_node *n = *np, *parent = path_top(p);
+	if (!node_owns(parent, bit) || atomic_load_explicit(&n->refs, memory_order_acquire) != 1)
+		return node_copy_editable(p, bit, np, extra, edit);
+	hamt_node *c = node_alloc(KIND_BITMAP, 2 + extra, edit, false);
+	if (!c)
+		return CTX_NOMEM;
+	c->len = 2;
+	c->bitmap = c->owned = node_bitmap(n);
+	memcpy(c->slot, pair_slots(n), 2 * sizeof(void *));
+	free(n);
+	*np = c;
+	p->node[p->depth++] = c;
+	return CTX_OK;
+}
+
 /* Make *np modifiable by edit, with room for `extra` more slots, and push it
  * on the path. *np is the slot of bit in the path's last node, or the map's
  * root (empty path: the map owns it). Keep it if the build owns it (moved if
@@ -472,7 +549,9 @@ static ctx_status node_make_editable(path *p, uint32_t bit, void **np, unsigned 
                                      uint64_t edit)
 {
 	ctx_status st = CTX_OK;
-	hamt_node *n = *np, *parent = path_top(p);
+	hamt_node *n = *np;
+	if (n->kind == KIND_PAIR)
+		return pair_make_editable(p, bit, np, extra, edit);
 	if (n->edit == edit) {
 		if (n->len + extra > node_cap(n))
 			st = node_grow(np, extra);
@@ -480,6 +559,15 @@ static ctx_status node_make_editable(path *p, uint32_t bit, void **np, unsigned 
 			p->node[p->depth++] = *np;
 		return st;
 	}
+	return node_copy_editable(p, bit, np, extra, edit);
+}
+
+/* node_make_editable of a node the build does not own: a borrowing copy,
+ * or a full one past HAMT_BORROW_CHAIN. */
+static ctx_status node_copy_editable(path *p, uint32_t bit, void **np, unsigned extra,
+                                     uint64_t edit)
+{
+	hamt_node *n = *np, *parent = path_top(p);
 	bool owned = !parent || node_owns(parent, bit);
 	bool borrow = can_borrow(n);
 	if (!owned && !borrow) {
@@ -550,25 +638,31 @@ static hamt_node *node_pair(void *a, uint64_t ha, void *b, uint64_t hb, unsigned
 		return c;
 	}
 	unsigned ia = level_index(ha, level), ib = level_index(hb, level);
+	if (ia != ib) {
+		hamt_node *n = malloc(PAIR_SIZE);
+		if (!n)
+			return NULL;
+		atomic_init(&n->refs, 1);
+		n->kind = KIND_PAIR;
+		n->chain = 0;
+		n->dropped = 0;
+		n->cap = (uint8_t)(ia < ib ? ia : ib);
+		n->len = (uint16_t)(ia < ib ? ib : ia);
+		pair_slots(n)[0] = ia < ib ? a : b;
+		pair_slots(n)[1] = ia < ib ? b : a;
+		return n;
+	}
 	hamt_node *n = node_alloc(KIND_BITMAP, 2, edit, false);
 	if (!n)
 		return NULL;
-	if (ia == ib) {
-		hamt_node *child = node_pair(a, ha, b, hb, level + 1, edit);
-		if (!child) {
-			free(n);
-			return NULL;
-		}
-		n->bitmap = 1u << ia;
-		n->slot[0] = child;
-		n->len = 1;
-	} else {
-		n->bitmap = (1u << ia) | (1u << ib);
-		n->slot[0] = ia < ib ? a : b;
-		n->slot[1] = ia < ib ? b : a;
-		n->len = 2;
+	hamt_node *child = node_pair(a, ha, b, hb, level + 1, edit);
+	if (!child) {
+		free(n);
+		return NULL;
 	}
-	n->owned = n->bitmap;
+	n->bitmap = n->owned = 1u << ia;
+	n->slot[0] = child;
+	n->len = 1;
 	return n;
 }
 
@@ -583,7 +677,14 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 		 * cache lines: load them with the header, not after it. */
 		__builtin_prefetch((const char *)n + 64);
 		__builtin_prefetch((const char *)n + 128);
-		if (n->kind == KIND_COLLISION) {
+		if (n->kind != KIND_BITMAP) {
+			if (n->kind == KIND_PAIR) {
+				unsigned i = level_index(hash, level);
+				if (i != n->cap && i != n->len)
+					return NULL;
+				const hamt_leaf *l = slot_leaf(pair_slots(n)[i != n->cap]);
+				return leaf_matches(l, key, klen) ? l : NULL;
+			}
 			for (unsigned i = 0; i < n->len; i++) {
 				const hamt_leaf *l = slot_leaf(n->slot[i]);
 				if (leaf_matches(l, key, klen))
@@ -667,9 +768,9 @@ static ctx_status set_in(path *p, uint32_t pbit, void **np, unsigned level, hamt
 	if (n->kind == KIND_COLLISION)
 		return set_collision(p, pbit, np, leaf, edit, r);
 
-	uint32_t bit = 1u << level_index(hash, level);
-	unsigned pos = bit_pos(n->bitmap, bit);
-	bool present = n->bitmap & bit;
+	uint32_t bit = 1u << level_index(hash, level), bitmap = node_bitmap(n);
+	unsigned pos = bit_pos(bitmap, bit);
+	bool present = bitmap & bit;
 	if (node_make_editable(p, pbit, np, present ? 0 : 1, edit) != CTX_OK)
 		return CTX_NOMEM;
 	n = *np;
@@ -772,7 +873,7 @@ static ctx_status del_in(path *p, uint32_t pbit, void **np, unsigned level, uint
 				break;
 	} else {
 		bit = 1u << level_index(hash, level);
-		pos = bit_pos(n->bitmap, bit);
+		pos = bit_pos(node_bitmap(n), bit);
 	}
 	if (node_make_editable(p, pbit, np, 0, edit) != CTX_OK)
 		return CTX_NOMEM;
@@ -843,8 +944,9 @@ static inline void prefetch_slot(const void *s)
 /* Prefetch the first slots of n, whose walk is about to begin. */
 static inline void prefetch_first(const hamt_node *n)
 {
-	for (unsigned i = 0; i < n->len && i < PREFETCH_AHEAD; i++)
-		prefetch_slot(n->slot[i]);
+	void *const *slots = node_slots(n);
+	for (unsigned i = 0, len = node_len(n); i < len && i < PREFETCH_AHEAD; i++)
+		prefetch_slot(slots[i]);
 }
 
 void hamt_cursor_init(hamt_cursor *c, const hamt *m)
@@ -861,16 +963,18 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 	while (c->depth > 0) {
 		int d = c->depth - 1;
 		const hamt_node *n = c->node[d];
-		if (c->pos[d] >= n->len) {
+		unsigned len = node_len(n);
+		if (c->pos[d] >= len) {
 			c->depth--;
 			continue;
 		}
 		unsigned pos = c->pos[d]++;
+		void *const *slots = node_slots(n);
 		/* Reading a whole map is a walk over leaves scattered in memory:
 		 * fetch a few ahead so that their cache misses overlap. */
-		if (pos + PREFETCH_AHEAD < n->len)
-			prefetch_slot(n->slot[pos + PREFETCH_AHEAD]);
-		void *s = n->slot[pos];
+		if (pos + PREFETCH_AHEAD < len)
+			prefetch_slot(slots[pos + PREFETCH_AHEAD]);
+		void *s = slots[pos];
 		if (slot_is_leaf(s))
 			return slot_leaf(s);
 		c->node[c->depth] = slot_node(s);
@@ -884,8 +988,9 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 /* Prefetch what every slot of n points to: entering n in hamt_cursor_fill. */
 static inline void prefetch_all(const hamt_node *n)
 {
-	for (unsigned i = 0; i < n->len; i++)
-		prefetch_slot(n->slot[i]);
+	void *const *slots = node_slots(n);
+	for (unsigned i = 0, len = node_len(n); i < len; i++)
+		prefetch_slot(slots[i]);
 }
 
 size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
@@ -895,7 +1000,7 @@ size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 		int d = c->depth - 1;
 		const hamt_node *n = c->node[d];
 		unsigned pos = c->pos[d];
-		if (pos >= n->len) {
+		if (pos >= node_len(n)) {
 			c->depth--;
 			continue;
 		}
@@ -903,7 +1008,7 @@ size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 		if (pos == 0)
 			prefetch_all(n);
 		c->pos[d] = pos + 1;
-		void *s = n->slot[pos];
+		void *s = node_slots(n)[pos];
 		if (slot_is_leaf(s)) {
 			out[k++] = slot_leaf(s);
 			continue;
@@ -915,6 +1020,21 @@ size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 	return k;
 }
 
+static void walk_nodes(const hamt_node *n, void (*fn)(const void *node, void *arg), void *arg)
+{
+	fn(n, arg);
+	void *const *slots = node_slots(n);
+	for (unsigned i = 0, len = node_len(n); i < len; i++)
+		if (!slot_is_leaf(slots[i]))
+			walk_nodes(slot_node(slots[i]), fn, arg);
+}
+
+void hamt_test_walk_nodes(const hamt *m, void (*fn)(const void *node, void *arg), void *arg)
+{
+	if (m->root)
+		walk_nodes(m->root, fn, arg);
+}
+
 /* ---- diff ----------------------------------------------------------------- */
 
 /* Every leaf under slot s, reported as removed (added = false) or added. */
@@ -923,8 +1043,9 @@ static ctx_status diff_all(const void *s, bool added, hamt_diff_fn fn, void *arg
 	if (slot_is_leaf(s))
 		return added ? fn(arg, NULL, slot_leaf(s)) : fn(arg, slot_leaf(s), NULL);
 	const hamt_node *n = slot_node(s);
-	for (unsigned i = 0; i < n->len; i++) {
-		ctx_status st = diff_all(n->slot[i], added, fn, arg);
+	void *const *slots = node_slots(n);
+	for (unsigned i = 0, len = node_len(n); i < len; i++) {
+		ctx_status st = diff_all(slots[i], added, fn, arg);
 		if (st != CTX_OK)
 			return st;
 	}
@@ -943,10 +1064,10 @@ static const hamt_leaf *find_under(const void *s, unsigned level, const hamt_lea
 					return slot_leaf(n->slot[i]);
 			return NULL;
 		}
-		uint32_t bit = 1u << level_index(hash, level);
-		if (!(n->bitmap & bit))
+		uint32_t bit = 1u << level_index(hash, level), bitmap = node_bitmap(n);
+		if (!(bitmap & bit))
 			return NULL;
-		s = n->slot[bit_pos(n->bitmap, bit)];
+		s = node_slots(n)[bit_pos(bitmap, bit)];
 		level++;
 	}
 	const hamt_leaf *x = slot_leaf(s);
@@ -1005,12 +1126,13 @@ static ctx_status diff_slots(const void *a, const void *b, unsigned level, hamt_
 		}
 		return CTX_OK;
 	}
-	uint32_t all = x->bitmap | y->bitmap;
+	uint32_t xb = node_bitmap(x), yb = node_bitmap(y), all = xb | yb;
+	void *const *xs = node_slots(x), *const *ys = node_slots(y);
 	while (all) {
 		uint32_t bit = all & -all;
 		all &= all - 1;
-		const void *sa = x->bitmap & bit ? x->slot[bit_pos(x->bitmap, bit)] : NULL;
-		const void *sb = y->bitmap & bit ? y->slot[bit_pos(y->bitmap, bit)] : NULL;
+		const void *sa = xb & bit ? xs[bit_pos(xb, bit)] : NULL;
+		const void *sb = yb & bit ? ys[bit_pos(yb, bit)] : NULL;
 		ctx_status st = diff_slots(sa, sb, level + 1, fn, arg);
 		if (st != CTX_OK)
 			return st;

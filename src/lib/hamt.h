@@ -145,6 +145,10 @@ static inline uint64_t hamt_leaf_hash(const hamt_leaf *l)
 typedef uint64_t (*hamt_hash_hook)(const void *key, size_t klen, uint64_t hash);
 void hamt_test_hash_hook(hamt_hash_hook hook);
 
+/* Tests only: fn(node, arg) for every trie node of m (each once; leaves are
+ * not nodes), parents before children. */
+void hamt_test_walk_nodes(const hamt *m, void (*fn)(const void *node, void *arg), void *arg);
+
 /* A new leaf with one reference, or NULL when out of memory. */
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen);
 void hamt_leaf_release(hamt_leaf *l);

@@ -8,8 +8,10 @@
  * and the commit that happens to cut it would pay milliseconds for it. So the
  * reference is handed to liburcu's call_rcu worker thread instead, which
  * releases it after a grace period (a callback may release anything: the
- * state (struct and maps) then goes through call_rcu once more, reusing its
- * rcu_head, which liburcu allows from inside a callback).
+ * state (struct and maps) then goes through call_rcu once more, with its
+ * batch, which liburcu allows from inside a callback). The version travels
+ * in a small carrier (reclaim_item): the state's own rcu_head is only free
+ * once its last reference is gone (store.h).
  *
  * BOUND
  *   The worker might fall behind (it frees one big version while commits keep
@@ -37,16 +39,28 @@
  * nothing waiting here.
  */
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "reclaim.h"
 #include "store.h"
 
 static atomic_size_t pending;
 
+/* The state's own rcu_head shares words with fields it still needs until
+ * its last reference goes (store.h), so a deferred version travels in a
+ * carrier of its own: one small allocation per version that was not light. */
+typedef struct reclaim_item {
+	struct rcu_head rcu;
+	ctx_state *st;
+} reclaim_item;
+
 static void reclaim_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	state_release_in_callback(caa_container_of(head, ctx_state, rcu));
+	reclaim_item *it = caa_container_of(head, reclaim_item, rcu);
+	ctx_state *st = it->st;
+	free(it);
+	state_release_in_callback(st);
 	atomic_fetch_sub_explicit(&pending, 1, memory_order_release);
 }
 
@@ -62,7 +76,13 @@ bool reclaim_defer(ctx_state *st)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&pending, &n, n + 1, memory_order_relaxed,
 	                                                memory_order_relaxed));
-	ctx_call_rcu(&st->rcu, reclaim_rcu);
+	reclaim_item *it = malloc(sizeof(*it));
+	if (!it) { /* the committer frees it itself, as when the queue is full */
+		atomic_fetch_sub_explicit(&pending, 1, memory_order_relaxed);
+		return false;
+	}
+	it->st = st;
+	ctx_call_rcu(&it->rcu, reclaim_rcu);
 	return true;
 }
 
