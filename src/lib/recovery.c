@@ -650,6 +650,138 @@ static ctx_status apply_restore_ref(ctx_context *c, uint64_t rev, uint64_t versi
 	return CTX_OK;
 }
 
+/* ---- in place, with the paths loaded ahead ---------------------------------- */
+
+/* One op of a commit body (body_ops). */
+typedef struct op_ref {
+	const unsigned char *key, *val;
+	uint32_t klen, vlen;
+	uint64_t time_us;
+	uint8_t code;
+} op_ref;
+
+/* The ops of a commit body, and each key's hash (hamt_hash). */
+#define OPS_STACK 128
+typedef struct op_list {
+	op_ref *op;
+	uint64_t *hash;
+	size_t n;
+	op_ref stack_op[OPS_STACK];
+	uint64_t stack_hash[OPS_STACK];
+} op_list;
+
+static void op_list_free(op_list *o)
+{
+	if (o->op != o->stack_op) {
+		free(o->op);
+		free(o->hash);
+	}
+}
+
+/* Whether the data keys of o are distinct (as keys_distinct, by the hashes
+ * already taken). False also when out of memory. */
+static bool ops_distinct(const op_list *o)
+{
+	size_t cap = 32;
+	while (cap < 2 * o->n)
+		cap *= 2;
+	uint32_t stack[512], *slot = cap <= 512 ? stack : malloc(cap * sizeof(*slot));
+	if (!slot)
+		return false;
+	memset(slot, 0, cap * sizeof(*slot)); /* 0: empty, else index + 1 */
+	bool distinct = true;
+	for (size_t i = 0; i < o->n && distinct; i++) {
+		const op_ref *a = &o->op[i];
+		if (a->code != OP_PUT_CODE && a->code != OP_DEL_CODE)
+			continue;
+		size_t h = (size_t)o->hash[i] & (cap - 1);
+		for (; slot[h] && distinct; h = (h + 1) & (cap - 1)) {
+			const op_ref *b = &o->op[slot[h] - 1];
+			distinct = o->hash[slot[h] - 1] != o->hash[i] || a->klen != b->klen ||
+			           memcmp(a->key, b->key, a->klen) != 0;
+		}
+		slot[h] = (uint32_t)(i + 1);
+	}
+	if (slot != stack)
+		free(slot);
+	return distinct;
+}
+
+/* Parse the commit body at r (as apply_ops reads it) into *o, hashing each
+ * key. False when it is malformed (apply_ops reports that) or out of
+ * memory: the caller takes the other path. */
+static bool body_ops(reader r, bool with_times, uint64_t time_us, op_list *o)
+{
+	uint32_t nops = take_u32(&r);
+	o->op = o->stack_op;
+	o->hash = o->stack_hash;
+	o->n = 0;
+	if (r.bad || nops > (size_t)(r.end - r.p))
+		return false;
+	if (nops > OPS_STACK) {
+		o->op = malloc(nops * sizeof(*o->op));
+		o->hash = malloc(nops * sizeof(*o->hash));
+		if (!o->op || !o->hash) {
+			free(o->op);
+			free(o->hash);
+			o->op = o->stack_op;
+			o->hash = o->stack_hash;
+			return false;
+		}
+	}
+	for (uint32_t i = 0; i < nops; i++) {
+		const unsigned char *k = take(&r, 1);
+		uint32_t klen = take_u32(&r), vlen = take_u32(&r);
+		const unsigned char *key = take(&r, klen), *val = take(&r, vlen);
+		uint64_t t = with_times ? take_u64(&r) : time_us;
+		if (r.bad || klen == 0 || *k > OP_META_DEL_CODE)
+			return false;
+		o->op[o->n] = (op_ref){key, val, klen, vlen, t, *k};
+		o->hash[o->n++] = hamt_hash(key, klen);
+	}
+	return r.p == r.end;
+}
+
+/* apply_in_place for a body parsed into o, whose data keys are distinct:
+ * the paths of all its keys are loaded first (hamt_prefetch_paths), side by
+ * side, then the ops are applied in their order. */
+static ctx_status apply_in_place_ops(ctx_context *c, const op_list *o, uint64_t rev,
+                                     uint64_t version, uint64_t updated)
+{
+	ctx_state *h = c->head;
+	uint64_t edit = c->replay_edit;
+	size_t changed = 0;
+	hamt_prefetch_paths(&h->data, o->hash, o->n);
+	for (size_t i = 0; i < o->n; i++) {
+		const op_ref *op = &o->op[i];
+		bool is_data = op->code == OP_PUT_CODE || op->code == OP_DEL_CODE;
+		hamt *m = is_data ? &h->data : &h->meta;
+		if (op->code == OP_PUT_CODE || op->code == OP_META_PUT_CODE) {
+			hamt_leaf *l = hamt_leaf_new(op->key, op->klen, op->val, op->vlen);
+			bool diff = false;
+			if (l)
+				l->time_us = op->time_us;
+			if (!l || hamt_put_hashed(m, l, o->hash[i], edit, &diff) != CTX_OK) {
+				hamt_leaf_release(l);
+				return CTX_NOMEM; /* the store is not opened */
+			}
+			changed += is_data && diff;
+		} else {
+			ctx_status st = hamt_del(m, o->hash[i], op->key, op->klen, edit);
+			if (st == CTX_NOMEM)
+				return CTX_NOMEM;
+			changed += is_data && st == CTX_OK;
+		}
+	}
+	h->version = version;
+	h->revision = rev;
+	h->updated_us = updated;
+	h->changed = changed;
+	h->light = o->n <= RECLAIM_LIGHT_OPS;
+	context_note_access(c, updated);
+	return CTX_OK;
+}
+
 /* Apply one record. CTX_CORRUPT with *why set if it makes no sense. */
 static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type, uint64_t rev,
                                uint64_t version, uint64_t incarnation, const unsigned char *body,
@@ -744,6 +876,14 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		return CTX_CORRUPT;
 	}
 	bool with_times = type == REC_RESTORE;
+	if (!r.bad && head_merges(pl, c)) {
+		op_list ops;
+		bool fast = body_ops(r, with_times, updated, &ops) && ops_distinct(&ops);
+		ctx_status fst = fast ? apply_in_place_ops(c, &ops, rev, version, updated) : CTX_OK;
+		op_list_free(&ops);
+		if (fast)
+			return fst;
+	}
 	key_ref stack[KEYS_STACK], *keys;
 	size_t nkeys;
 	bool parsed = body_keys(r, with_times, stack, &keys, &nkeys);
