@@ -1045,9 +1045,10 @@ size_t hamt_diff_count(const hamt *a, const hamt *b)
 /* Start loading what the walk to hash[i] reads at one level, for every key of
  * a group in turn: a round reads a node's bitmap (loaded by the round before)
  * and starts loading its slot, the next reads the slot and starts loading
- * the child, or the leaf's two lines (its key, and the value that a put of
- * the same key compares and hashes). So the misses of one level of all the
- * group's keys overlap, where a put after another pays them one by one.
+ * the child, or the leaf's lines (its key, and the value that a put of the
+ * same key compares and hashes: an unaligned chunk of up to 128 bytes). So
+ * the misses of one level of all the group's keys overlap, where a put after
+ * another pays them one by one.
  * Only reads; the map need not stay as it is (a stale address is a wasted
  * prefetch, never a fault: prefetch does not fault). */
 static void prefetch_group(const hamt_node *root, const uint64_t *hash, size_t g)
@@ -1076,8 +1077,10 @@ static void prefetch_group(const hamt_node *root, const uint64_t *hash, size_t g
 				continue;
 			const void *s = *slot[i];
 			if (slot_is_leaf(s)) {
-				__builtin_prefetch(slot_leaf(s));
-				__builtin_prefetch((const char *)slot_leaf(s) + 64);
+				const char *l = (const char *)slot_leaf(s);
+				__builtin_prefetch(l);
+				__builtin_prefetch(l + 64);
+				__builtin_prefetch(l + 112); /* a 128-byte chunk's third line */
 				node[i] = NULL;
 				live--;
 				continue;
