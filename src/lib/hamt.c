@@ -1049,8 +1049,8 @@ size_t hamt_diff_count(const hamt *a, const hamt *b)
  * same key compares and hashes: an unaligned chunk of up to 128 bytes). So
  * the misses of one level of all the group's keys overlap, where a put after
  * another pays them one by one.
- * Only reads; the map need not stay as it is (a stale address is a wasted
- * prefetch, never a fault: prefetch does not fault). */
+ * Only reads, but it follows the nodes' pointers: the map must not change
+ * while it walks (after it, what it loaded is only a hint). */
 static void prefetch_group(const hamt_node *root, const uint64_t *hash, size_t g)
 {
 	const hamt_node *node[PREFETCH_GROUP];

@@ -174,7 +174,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed);
  * op; and hamt_prefetch_paths, which starts loading the nodes and leaves on
  * the paths to n hashes (walking them side by side, so that their cache
  * misses overlap) before the puts to them follow. A hint only: it changes
- * nothing, and the map may change before the puts. */
+ * nothing (the map must not change while it runs: it reads the nodes). */
 ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit,
                            bool *changed);
 void hamt_prefetch_paths(const hamt *m, const uint64_t *hash, size_t n);
