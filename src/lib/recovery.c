@@ -681,7 +681,7 @@ typedef struct op_ref {
 } op_ref;
 
 /* The ops of a commit body, and each key's hash (hamt_hash). */
-#define OPS_STACK 128
+#define OPS_STACK 32
 typedef struct op_list {
 	op_ref *op;
 	uint64_t *hash;
@@ -705,7 +705,7 @@ static bool ops_distinct(const op_list *o)
 	size_t cap = 32;
 	while (cap < 2 * o->n)
 		cap *= 2;
-	uint32_t stack[512], *slot = cap <= 512 ? stack : malloc(cap * sizeof(*slot));
+	uint32_t stack[256], *slot = cap <= 256 ? stack : malloc(cap * sizeof(*slot));
 	if (!slot)
 		return false;
 	memset(slot, 0, cap * sizeof(*slot)); /* 0: empty, else index + 1 */
