@@ -1760,6 +1760,10 @@ static const scenario mem_scenarios[] = {
 static const scenario dir_scenarios[] = {
         DIR("open-empty-dir", tmpl_empty, .op_opens = true, .op = op_open),
         DIR("recover", tmpl_recovery, .op_opens = true, .op = op_open),
+        /* history_depth 1: most late records are applied in place
+         * (recovery.c, apply_in_place_ops) */
+        DIR("recover-in-place", tmpl_recovery, .op_opens = true, .op = op_open,
+            .history_depth = 1),
         DIR("verify", tmpl_recovery, .no_store = true, .op = op_verify, .after_ok = verify_same,
             .after_nomem = verify_again),
         DIR("create", tmpl_base, .op = op_create),

@@ -11,7 +11,9 @@
  * and time (and every metadata entry), and the points. history_depth is 2
  * and each context gets ~100 records, so nearly all of them take the in-place
  * path; the workload has transactions that name a key twice (of 4 and of 12
- * ops: the per-op count of changed keys would be wrong), deletes, metadata, points, restores of
+ * ops: the per-op count of changed keys would be wrong), transactions of 200
+ * ops (more than replay parses on its stack or loads the paths of at once),
+ * deletes, metadata, points, restores of
  * history versions and of points, and a context dropped and created again
  * (two incarnations of one id in the log).
  *
@@ -172,6 +174,26 @@ static bool put_kv(ctx_txn *t, const char *k, long v)
 	return ctx_txn_put(t, k, strlen(k), val, (size_t)vl) == CTX_OK;
 }
 
+/* A transaction of more ops than replay parses on its stack, and than it
+ * loads the paths of at once (src/lib/recovery.c, apply_in_place_ops): puts
+ * of 180 keys b<j> and deletes of 20 (which ones turns with i), a metadata
+ * put between them, and for i % 58 == 0 a key put twice. */
+static bool big_txn(ctx_txn *t, long i)
+{
+	bool ok = true;
+	for (long j = 0; ok && j < 200; j++) {
+		char k[16];
+		snprintf(k, sizeof(k), "b%ld", j);
+		if ((j + i / 29) % 10 == 0)
+			ok = ctx_txn_del(t, k, strlen(k)) == CTX_OK;
+		else
+			ok = put_kv(t, k, i + j);
+		if (ok && j == 100)
+			ok = ctx_txn_meta_put(t, "big", 3, k, strlen(k)) == CTX_OK;
+	}
+	return ok && (i % 58 != 0 || put_kv(t, "b1", i));
+}
+
 /* Record i of the workload, on context ids[i % NCTX]. */
 static bool step(ctx_store *s, long i)
 {
@@ -216,6 +238,8 @@ static bool step(ctx_store *s, long i)
 			snprintf(k, sizeof(k), "w%ld", j);
 			ok = put_kv(t, k, i);
 		}
+	else if (i % 29 == 0) /* 200 data ops and a metadata put, once with a key twice */
+		ok = big_txn(t, i);
 	else if (i % 11 == 0)
 		ok = ctx_txn_meta_put(t, "m", 1, key, strlen(key)) == CTX_OK && put_kv(t, key, 0);
 	else if (i % 13 == 0)

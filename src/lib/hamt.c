@@ -1190,3 +1190,100 @@ size_t hamt_diff_count(const hamt *a, const hamt *b)
 	hamt_diff(a, b, count_change, &n);
 	return n;
 }
+
+/* ---- replay: puts whose paths were loaded ahead --------------------------- */
+
+/* Keys walked side by side by hamt_prefetch_paths: enough misses in flight
+ * to cover the memory's latency, few enough that their lines stay cached
+ * until the puts that follow use them. */
+#define PREFETCH_GROUP 32
+
+/* Start loading what the walk to hash[i] reads at one level, for every key of
+ * a group in turn: a round reads a node's bitmap (loaded by the round before)
+ * and starts loading its slot, the next reads the slot and starts loading
+ * the child, or the leaf's lines (its key, and the value that a put of the
+ * same key compares and hashes: an unaligned chunk of up to 128 bytes). So
+ * the misses of one level of all the group's keys overlap, where a put after
+ * another pays them one by one.
+ * Only reads, but it follows the nodes' pointers: the map must not change
+ * while it walks (after it, what it loaded is only a hint). */
+static void prefetch_group(const hamt_node *root, const uint64_t *hash, size_t g)
+{
+	const hamt_node *node[PREFETCH_GROUP];
+	void *const *slot[PREFETCH_GROUP];
+	size_t live = g;
+	for (size_t i = 0; i < g; i++)
+		node[i] = root;
+	for (unsigned level = 0; live && level <= LAST_LEVEL; level++) {
+		for (size_t i = 0; i < g; i++) {
+			const hamt_node *n = node[i];
+			if (!n)
+				continue;
+			uint32_t bit = 1u << level_index(hash[i], level);
+			if (n->kind == KIND_COLLISION || !(n->bitmap & bit)) {
+				node[i] = NULL;
+				live--;
+				continue;
+			}
+			slot[i] = &n->slot[bit_pos(n->bitmap, bit)];
+			__builtin_prefetch(slot[i]);
+		}
+		for (size_t i = 0; i < g; i++) {
+			if (!node[i])
+				continue;
+			const void *s = *slot[i];
+			if (slot_is_leaf(s)) {
+				const char *l = (const char *)slot_leaf(s);
+				__builtin_prefetch(l);
+				__builtin_prefetch(l + 64);
+				__builtin_prefetch(l + 112); /* a 128-byte chunk's third line */
+				node[i] = NULL;
+				live--;
+				continue;
+			}
+			node[i] = slot_node(s);
+			__builtin_prefetch(node[i]);
+		}
+	}
+}
+
+void hamt_prefetch_paths(const hamt *m, const uint64_t *hash, size_t n)
+{
+	if (!m->root)
+		return;
+	for (size_t b = 0; b < n; b += PREFETCH_GROUP)
+		prefetch_group(m->root, hash + b,
+		               n - b < PREFETCH_GROUP ? n - b : PREFETCH_GROUP);
+}
+
+ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit,
+                           bool *changed)
+{
+	set_result r = {.replaced_bytes = -1};
+	if (!m->root) {
+		hamt_node *n = node_alloc(KIND_BITMAP, 4, edit, false);
+		if (!n)
+			return CTX_NOMEM;
+		uint32_t bit = 1u << level_index(hash, 0);
+		n->bitmap = n->owned = bit;
+		n->slot[0] = leaf_slot(leaf);
+		n->len = 1;
+		m->root = n;
+	} else {
+		void *root = m->root;
+		path p = {.depth = 0};
+		ctx_status st = set_in(&p, 0, &root, 0, leaf, hash, edit, &r);
+		m->root = root;
+		if (st != CTX_OK)
+			return st;
+	}
+	if (r.replaced_bytes < 0)
+		m->count++;
+	else
+		m->bytes -= (size_t)r.replaced_bytes;
+	m->bytes += leaf_bytes(leaf);
+	if (!r.same)
+		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
+	*changed = !r.same;
+	return CTX_OK;
+}

@@ -173,6 +173,16 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit);
  * false only when the key was present with the same value already. */
 ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed);
 
+/* Replay's puts (recovery.c), many to one large map in a row: hamt_put
+ * with the key's hash (hamt_hash) given, so that it is computed once per
+ * op; and hamt_prefetch_paths, which starts loading the nodes and leaves on
+ * the paths to n hashes (walking them side by side, so that their cache
+ * misses overlap) before the puts to them follow. A hint only: it changes
+ * nothing (the map must not change while it runs: it reads the nodes). */
+ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit,
+                           bool *changed);
+void hamt_prefetch_paths(const hamt *m, const uint64_t *hash, size_t n);
+
 /* Remove key from *m. CTX_OK, CTX_NOT_FOUND (nothing changed) or CTX_NOMEM
  * (nothing changed). */
 ctx_status hamt_del(hamt *m, uint64_t hash, const void *key, size_t klen, uint64_t edit);
