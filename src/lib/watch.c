@@ -868,11 +868,29 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 	return e;
 }
 
+/* Whether w, neither armed nor done, has something to read: then its fd is
+ * readable (or about to be, by the reporter that disarmed it), since only
+ * watch_rest clears it, and makes it readable again unless it arms. */
+static bool watch_busy(ctx_watch *w)
+{
+	feed *f = w->feed;
+	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&f->lock);
+	bool busy = !w->done && !w->armed && (w->count || w->lag_due || w->cursor <= f->frontier);
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&w->lock);
+	return busy;
+}
+
 /* w has nothing pending: clear its eventfd, then arm it, unless something
  * arrived meanwhile or a wake-up of it is still in flight; then make the fd
- * readable again and return false. */
+ * readable again and return false. A reader that keeps finding new events
+ * when it reaches the frontier (the writers are ahead) returns false at
+ * once, without the two system calls (watch_busy). */
 static bool watch_rest(ctx_watch *w)
 {
+	if (watch_busy(w))
+		return false;
 	feed *f = w->feed;
 	watch_unsignal(w);
 	pthread_mutex_lock(&w->lock);
@@ -961,10 +979,10 @@ int ctx_watch_fd(const ctx_watch *w)
 	return w ? w->fd : -1;
 }
 
-ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
+/* The next pending event, or NULL (the body of ctx_watch_next, without
+ * its error message). */
+static ctx_event *watch_next(ctx_watch *w)
 {
-	if (!w || !out)
-		return ctx_fail(CTX_INVALID, "NULL watch or output");
 	for (int tries = 0;; tries++) {
 		bool idle;
 		pthread_mutex_lock(&w->lock);
@@ -973,14 +991,21 @@ ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
 		if (e) {
 			if (idle)
 				watch_rest(w); /* the fd is unreadable again at once */
-			*out = &e->pub;
-			return CTX_OK;
+			return &e->pub;
 		}
 		/* Nothing: rest, unless events slipped in (then look once more;
 		 * the fd stays readable if they are not taken). */
 		if (watch_rest(w) || tries)
-			return ctx_fail(CTX_NOT_FOUND, "no event pending");
+			return NULL;
 	}
+}
+
+ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
+{
+	if (!w || !out)
+		return ctx_fail(CTX_INVALID, "NULL watch or output");
+	*out = watch_next(w);
+	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no event pending");
 }
 
 static int64_t monotonic_ms(void)
@@ -990,17 +1015,20 @@ static int64_t monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The clock is read only once the first look found nothing: a reader that
+ * keeps up with busy writers finds an event pending nearly every call. */
 ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out)
 {
 	if (!w || !out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
-	int64_t deadline = timeout_ms >= 0 ? monotonic_ms() + timeout_ms : 0;
+	int64_t deadline = -1;
 	for (;;) {
-		ctx_status st = ctx_watch_next(w, out);
-		if (st != CTX_NOT_FOUND)
-			return st;
+		if ((*out = watch_next(w)))
+			return CTX_OK;
 		int wait = -1;
 		if (timeout_ms >= 0) {
+			if (deadline < 0)
+				deadline = monotonic_ms() + timeout_ms;
 			int64_t left = deadline - monotonic_ms();
 			if (left <= 0)
 				return ctx_fail(CTX_NOT_FOUND, "no event within %d ms", timeout_ms);
