@@ -165,6 +165,7 @@
 #define DEFAULT_QUEUE         4096u
 #define BATCH                 64u   /* events a watcher takes out of the log at once */
 #define SCAN_MAX              1024u /* slots one read looks at under the feed lock */
+#define INLINE_WAKE           2u    /* armed watchers a report wakes itself */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -201,10 +202,11 @@ struct ctx_watch {
 	pthread_mutex_t lock;
 	fevent *buf[BATCH]; /* taken out of the log: buf[head .. head+count) */
 	size_t head, count;
-	bool caught_up; /* the last read reached the frontier */
-	bool lag_due;   /* after buf, deliver lag_ev */
-	bool done;      /* lag_ev was delivered: nothing more */
-	fevent *lag_ev; /* ready for the lag (allocated at open) */
+	bool caught_up;  /* the last read reached the frontier */
+	bool self_woken; /* a read disarmed it: its fd is to be made readable */
+	bool lag_due;    /* after buf, deliver lag_ev */
+	bool done;       /* lag_ev was delivered: nothing more */
+	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
 struct feed {
@@ -225,6 +227,17 @@ struct feed {
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
+	size_t narmed;    /* how many */
+
+	/* The waker (see WAKE-UPS). */
+	pthread_t waker;
+	pthread_cond_t waker_cv; /* the waker sleeps on it with the feed lock */
+	enum { WAKER_NONE, WAKER_STARTING, WAKER_RUNNING, WAKER_FAILED } waker_state;
+	bool waker_idle;   /* asleep on waker_cv: a report that sets wake_due signals it */
+	bool waker_stop;   /* feed_close */
+	bool wake_due;     /* events were delivered with more than INLINE_WAKE armed */
+	uint64_t due_from; /* the first of them (wake_due) */
+	uint64_t inline_wakes, waker_wakes, waker_passes;
 };
 
 /* ---- slots ----------------------------------------------------------------------- */
@@ -503,6 +516,7 @@ static void watch_unsignal(ctx_watch *w)
 static void arm(feed *f, ctx_watch *w)
 {
 	w->armed = true;
+	f->narmed++;
 	w->arm_prev = NULL;
 	w->arm_next = f->armed;
 	if (f->armed)
@@ -521,13 +535,27 @@ static void disarm(feed *f, ctx_watch *w)
 	if (w->arm_next)
 		w->arm_next->arm_prev = w->arm_prev;
 	w->armed = false;
+	f->narmed--;
 }
 
 /* What a reporter does after the lock: wake watchers, release events. */
 typedef struct wakeups {
 	ctx_watch *wake; /* chained through wake_next, each with a reference */
 	fevent *dead;    /* evicted events */
+	bool kick;       /* signal the waker */
 } wakeups;
+
+/* Take armed watcher w off the armed list, its cursor moved to rev (its
+ * next event), to be woken after the lock (feed.lock held). */
+static void wake_one(feed *f, ctx_watch *w, uint64_t rev, wakeups *wk)
+{
+	disarm(f, w);
+	w->cursor = rev;
+	atomic_store_explicit(&w->waking, true, memory_order_relaxed);
+	watch_retain(w);
+	w->wake_next = wk->wake;
+	wk->wake = w;
+}
 
 /* e was delivered: take off the armed list every watcher it matches, its
  * cursor moved to e, to be woken after the lock. */
@@ -538,12 +566,26 @@ static void wake_armed(feed *f, const fevent *e, wakeups *wk)
 		next = w->arm_next;
 		if (e->pub.revision < w->cursor || !watch_matches(w, e))
 			continue;
-		disarm(f, w);
-		w->cursor = e->pub.revision;
-		atomic_store_explicit(&w->waking, true, memory_order_relaxed);
-		watch_retain(w);
-		w->wake_next = wk->wake;
-		wk->wake = w;
+		wake_one(f, w, e->pub.revision, wk);
+		f->inline_wakes++;
+	}
+}
+
+/* e was delivered with watchers armed: wake those it matches now if they
+ * are few (or there is no waker), else leave them to the waker. */
+static void wake_for(feed *f, const fevent *e, wakeups *wk)
+{
+	if (f->narmed <= INLINE_WAKE || f->waker_state != WAKER_RUNNING) {
+		wake_armed(f, e, wk);
+		return;
+	}
+	if (!f->wake_due) {
+		f->wake_due = true;
+		f->due_from = e->pub.revision;
+	}
+	if (f->waker_idle) {
+		f->waker_idle = false;
+		wk->kick = true;
 	}
 }
 
@@ -551,24 +593,137 @@ static void lock_feed(feed *f, wakeups *wk)
 {
 	wk->wake = NULL;
 	wk->dead = NULL;
+	wk->kick = false;
 	pthread_mutex_lock(&f->lock);
 }
 
-/* Release the feed lock, then wake the collected watchers and release the
- * evicted events. */
-static void unlock_and_wake(feed *f, wakeups *wk)
+/* Write the eventfd of each watcher on the chain (no lock held). */
+static void wake_chain(ctx_watch *w)
 {
-	pthread_mutex_unlock(&f->lock);
 	ctx_watch *next;
-	for (ctx_watch *w = wk->wake; w; w = next) {
+	for (; w; w = next) {
 		next = w->wake_next;
 		watch_signal(w);
 		atomic_store_explicit(&w->waking, false, memory_order_release);
 		watch_release(w);
 	}
+}
+
+/* Release the feed lock, then signal the waker, wake the collected
+ * watchers and release the evicted events. */
+static void unlock_and_wake(feed *f, wakeups *wk)
+{
+	pthread_mutex_unlock(&f->lock);
+	if (wk->kick)
+		pthread_cond_signal(&f->waker_cv);
+	wk->kick = false;
+	wake_chain(wk->wake);
 	wk->wake = NULL;
 	dead_release(wk->dead);
 	wk->dead = NULL;
+}
+
+/* ---- the waker ----------------------------------------------------------------- */
+
+/* Where armed watcher w may have events to be woken for (feed.lock held):
+ * the revisions delivered since the waker's last pass, from its cursor on
+ * (those before were looked at, inline or by a pass). */
+static uint64_t waker_from(const feed *f, const ctx_watch *w)
+{
+	if (!f->wake_due)
+		return f->frontier + 1;
+	return w->cursor > f->due_from ? w->cursor : f->due_from;
+}
+
+/* One armed watcher, for the waker (feed.lock held): wake it if a revision
+ * delivered since the last pass holds an event it matches (or left the log:
+ * it is to lag), or if there are more than SCAN_MAX of them (it looks
+ * itself); else move its cursor past them. */
+static void waker_look(feed *f, ctx_watch *w, wakeups *wk)
+{
+	uint64_t rev = waker_from(f, w);
+	bool wake = rev <= f->frontier && (rev < f->oldest || f->frontier - rev >= SCAN_MAX);
+	for (; !wake && rev <= f->frontier; rev++) {
+		uint64_t v = f->ring[rev & f->mask];
+		fevent *e = slot_event(v);
+		wake = e && slot_rev(v) == rev && watch_matches(w, e);
+		if (wake)
+			break;
+	}
+	if (wake) {
+		wake_one(f, w, rev, wk);
+		f->waker_wakes++;
+	} else {
+		w->cursor = rev;
+	}
+}
+
+/* One pass over the armed watchers (feed.lock held): those to wake go on
+ * wk's chain. */
+static void waker_pass(feed *f, wakeups *wk)
+{
+	f->waker_passes++;
+	ctx_watch *next;
+	for (ctx_watch *w = f->armed; w; w = next) {
+		next = w->arm_next;
+		waker_look(f, w, wk);
+	}
+	f->wake_due = false;
+}
+
+/* The waker: wakes the armed watchers of events delivered while more than
+ * INLINE_WAKE were armed, so that a report costs the same whatever the
+ * number of sleeping watchers (see WAKE-UPS). */
+static void *waker_main(void *arg)
+{
+	feed *f = arg;
+	wakeups wk;
+	lock_feed(f, &wk);
+	while (!f->waker_stop) {
+		if (!f->wake_due) {
+			f->waker_idle = true;
+			pthread_cond_wait(&f->waker_cv, &f->lock);
+			f->waker_idle = false;
+			continue;
+		}
+		waker_pass(f, &wk);
+		pthread_mutex_unlock(&f->lock);
+		wake_chain(wk.wake);
+		wk.wake = NULL;
+		pthread_mutex_lock(&f->lock);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* Start the waker with the first watch (no lock held); without it, reports
+ * wake every watcher themselves. */
+static void waker_start(feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool start = f->waker_state == WAKER_NONE;
+	if (start)
+		f->waker_state = WAKER_STARTING;
+	pthread_mutex_unlock(&f->lock);
+	if (!start)
+		return;
+	int err = pthread_create(&f->waker, NULL, waker_main, f);
+	pthread_mutex_lock(&f->lock);
+	f->waker_state = err ? WAKER_FAILED : WAKER_RUNNING;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Stop the waker (feed_close; no watch is open). */
+static void waker_join(feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool running = f->waker_state == WAKER_RUNNING;
+	f->waker_stop = true;
+	pthread_mutex_unlock(&f->lock);
+	if (!running)
+		return;
+	pthread_cond_signal(&f->waker_cv);
+	pthread_join(f->waker, NULL);
 }
 
 /* ---- the feed ------------------------------------------------------------------ */
@@ -600,6 +755,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
+	pthread_cond_init(&f->waker_cv, NULL);
 	f->ring = ring;
 	f->mask = cap - 1;
 	f->history = history;
@@ -618,8 +774,10 @@ void feed_close(feed *f)
 {
 	if (!f)
 		return;
+	waker_join(f);
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
+	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
 	free(f);
@@ -645,10 +803,12 @@ void feed_get_stats(feed *f, feed_stats *out)
 	    .pending_bytes = f->pending_bytes,
 	    .ring_slots = (size_t)(f->mask + 1),
 	    .events_recorded = f->events_recorded,
-	    .armed_watchers = 0,
+	    .armed_watchers = f->narmed,
+	    .inline_wakes = f->inline_wakes,
+	    .waker_wakes = f->waker_wakes,
+	    .waker_passes = f->waker_passes,
+	    .waker_busy = f->wake_due || (f->waker_state == WAKER_RUNNING && !f->waker_idle),
 	};
-	for (ctx_watch *w = f->armed; w; w = w->arm_next)
-		out->armed_watchers++;
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -755,7 +915,7 @@ static void advance(feed *f, wakeups *wk)
 			f->log_bytes += e->bytes;
 			f->log_events++;
 			if (f->armed)
-				wake_armed(f, e, wk);
+				wake_for(f, e, wk);
 		}
 	}
 	log_bound(f, &wk->dead);
@@ -920,9 +1080,17 @@ static void watch_lag(ctx_watch *w, uint64_t rev)
  * the read reached the frontier. An armed watcher has nothing to read. */
 static void watch_read(feed *f, ctx_watch *w)
 {
-	w->caught_up = w->armed;
-	if (w->armed)
-		return;
+	if (w->armed) {
+		/* Events may be delivered that the waker has not woken it for
+		 * yet: it takes them itself, and makes its fd readable. */
+		uint64_t from = waker_from(f, w);
+		w->caught_up = from > f->frontier;
+		if (w->caught_up)
+			return;
+		disarm(f, w);
+		w->cursor = from;
+		w->self_woken = true;
+	}
 	uint64_t rev = w->cursor;
 	for (size_t n = 0; rev <= f->frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
 		if (rev < f->oldest || (w->lag_at && rev >= w->lag_at)) {
@@ -953,6 +1121,10 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 		pthread_mutex_lock(&f->lock);
 		watch_read(f, w);
 		pthread_mutex_unlock(&f->lock);
+		if (w->self_woken) {
+			w->self_woken = false;
+			watch_signal(w);
+		}
 		if (w->caught_up)
 			break;
 	}
@@ -1044,6 +1216,7 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	ctx_status st = watch_new(f, id, idlen, prefix, &w);
 	if (st != CTX_OK)
 		return st;
+	waker_start(f);
 
 	pthread_mutex_lock(&f->lock);
 	if (from_revision == 0) {

@@ -80,6 +80,11 @@ typedef struct feed_stats {
 	size_t ring_slots;          /* the ring's size (8 bytes a slot)         */
 	uint64_t events_recorded;   /* reports recorded as an allocated event   */
 	size_t armed_watchers;      /* watchers waiting for a wake-up           */
+	uint64_t inline_wakes;      /* watchers woken by a report itself        */
+	uint64_t waker_wakes;       /* watchers woken by the feed's waker       */
+	uint64_t waker_passes;      /* the waker's passes over the armed list   */
+	bool waker_busy;            /* the waker has wake-ups to make (or is
+	                               making them, or has not slept yet)       */
 } feed_stats;
 
 void feed_get_stats(feed *f, feed_stats *out);
