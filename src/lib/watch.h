@@ -14,8 +14,9 @@
  * revisions and `history_bytes` bytes, the oldest evicted first - and a
  * watch may start from an earlier revision it still holds; events not yet
  * delivered are never evicted. Each watcher reads the log from its own
- * cursor, so a report costs the same whatever the number of watchers (but
- * for waking those that wait). A watcher whose next event left the log, or
+ * cursor, so a report costs the same whatever the number of watchers: it
+ * wakes at most two sleeping watchers itself, and leaves more to the feed's
+ * waker thread (started with the first watch). A watcher whose next event left the log, or
  * is `queue` or more revisions behind the frontier, receives one
  * CTX_EVENT_LAGGED event naming the first revision it will not deliver, and
  * nothing after it.
