@@ -293,93 +293,8 @@ static uint64_t slot_rev(uint64_t v)
 
 /* ---- events ------------------------------------------------------------------ */
 
-/* ---- spare event buffers ---------------------------------------------------------
- *
- * While anybody watches, every report builds an event and, once the log is
- * full, evicts and frees the oldest one: a malloc and a free per commit on
- * the writer (in the profile of 2 writers with 64 watchers, building and
- * freeing events was 15% of the writers' time). A thread keeps up to
- * SPARE_MAX freed buffers of up to SPARE_BYTES (events are allocated in
- * SPARE_ROUND-byte steps, so that one commit's event fits the buffer of an
- * earlier one of the same shape) and builds its next events in them; the
- * buffers are freed at the thread's exit (a thread-specific key's
- * destructor). At most SPARE_MAX * SPARE_BYTES bytes per thread that freed
- * an event. Under AddressSanitizer buffers are never kept, so that a use
- * after free is still caught. */
-#define SPARE_MAX   8u
-#define SPARE_BYTES 512u
-#define SPARE_ROUND 32u
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SPARE_OFF 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SPARE_OFF 1
-#endif
-#endif
-#ifndef SPARE_OFF
-#define SPARE_OFF 0
-#endif
-
-static _Thread_local struct {
-	fevent *e[SPARE_MAX];
-	unsigned n;
-	bool keyed; /* the exit destructor is set for this thread */
-} spare;
-
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-
-static void spare_thread_exit(void *arg)
-{
-	(void)arg;
-	while (spare.n)
-		free(spare.e[--spare.n]);
-}
-
-static void spare_key_init(void)
-{
-	if (pthread_key_create(&spare_key, spare_thread_exit) != 0)
-		spare_key = (pthread_key_t)-1;
-}
-
-/* Keep e's buffer (refs 0) for a later event of this thread, or free it. */
-static void spare_put(fevent *e)
-{
-	if (SPARE_OFF || e->bytes > SPARE_BYTES) {
-		free(e);
-		return;
-	}
-	if (!spare.keyed) {
-		pthread_once(&spare_once, spare_key_init);
-		if (spare_key == (pthread_key_t)-1 || pthread_setspecific(spare_key, &spare) != 0) {
-			free(e);
-			return;
-		}
-		spare.keyed = true;
-	}
-	if (spare.n == SPARE_MAX)
-		free(e);
-	else
-		spare.e[spare.n++] = e;
-}
-
-/* A kept buffer of exactly `bytes`, or NULL. */
-static fevent *spare_take(size_t bytes)
-{
-	for (unsigned i = spare.n; i-- > 0;) {
-		fevent *e = spare.e[i];
-		if (e->bytes == bytes) {
-			spare.e[i] = spare.e[--spare.n];
-			return e;
-		}
-	}
-	return NULL;
-}
-
-/* Room for an event with its id and keys, its header zeroed, its size in
- * *size (rounded up: see above); NULL without memory (or for sizes past any
- * memory). */
+/* Room for an event with its id and keys, zeroed, its size in *size; NULL
+ * without memory (or for sizes past any memory). */
 static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, size_t *size_out)
 {
 	size_t size = sizeof(fevent) + idlen + 1;
@@ -393,16 +308,8 @@ static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, siz
 			size += klens[i];
 		}
 	}
-	fevent *e = NULL;
-	if (size <= SPARE_BYTES) {
-		size = (size + SPARE_ROUND - 1) / SPARE_ROUND * SPARE_ROUND;
-		e = spare_take(size);
-	}
-	if (!e && !(e = malloc(size)))
-		return NULL;
-	memset(e, 0, sizeof(*e));
 	*size_out = size;
-	return e;
+	return calloc(1, size);
 }
 
 /* A new event with one reference, or NULL without memory. */
@@ -470,7 +377,7 @@ static void fevent_retain(fevent *e)
 static void fevent_release(fevent *e)
 {
 	if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-		spare_put(e);
+		free(e);
 }
 
 void ctx_event_free(ctx_event *e)
@@ -863,11 +770,7 @@ static void log_trim(feed *f, uint64_t to, fevent **dead)
 	}
 }
 
-/* Evict from the log what its bounds no longer allow. A full log evicts
- * about one event per report, written `history` revisions ago and long out
- * of the caches: the next one's slot and header are fetched ahead, so that
- * the next report finds them (in the profile of 2 writers with a full log,
- * log_bound's cache misses were 7% of the writers' time). */
+/* Evict from the log what its bounds no longer allow. */
 static void log_bound(feed *f, fevent **dead)
 {
 	if (!feed_records(f))
@@ -876,12 +779,6 @@ static void log_bound(feed *f, fevent **dead)
 		log_trim(f, f->frontier + 1 - f->history, dead);
 	while (f->log_bytes > f->bytes_limit)
 		log_trim(f, f->oldest + 1, dead);
-	if (f->oldest <= f->frontier) {
-		__builtin_prefetch(&f->ring[(f->oldest + 8) & f->mask]);
-		fevent *e = slot_event(f->ring[f->oldest & f->mask]);
-		if (e)
-			__builtin_prefetch(e, 1);
-	}
 }
 
 /* Put the pending report v for rev into its slot, empty since the ring
