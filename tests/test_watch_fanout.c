@@ -11,6 +11,9 @@
  *     a report's work does not grow with the number of sleeping watchers;
  *   - a watcher that reads before the waker got to it takes its events
  *     all the same (ctx_watch_next never waits for the waker);
+ *   - a waker that falls a whole log behind does not make armed watchers
+ *     lag: the revisions it has not looked at are looked at before they
+ *     leave the log;
  *   - a watcher of one context stays armed (and unwoken) across revisions of
  *     other contexts, and is not lagged by them while it waits;
  *   - watch_queue counts revisions behind the frontier: an event left unread
@@ -262,6 +265,31 @@ static void test_read_before_the_waker(void **unused)
 	feed_close(f);
 }
 
+static void test_quiet_watchers_armed_while_the_waker_lags(void **unused)
+{
+	enum { W = 3, N = 20000 };
+	feed *f = NULL;
+	assert_ok(feed_open(1, &(feed_config){.history = 16, .queue = 4}, &f));
+	ctx_watch *w[W];
+	for (int i = 0; i < W; i++) /* three armed: the waker's to wake */
+		assert_ok(feed_watch_open(f, "x", false, 0, &w[i]));
+	/* Revisions of another context, far past the log (16), faster than
+	 * the waker can look: none is for them, so none may lag. */
+	for (uint64_t r = 1; r <= N; r++)
+		rec(f, r, "y");
+	rec(f, N + 1, "x");
+	for (int i = 0; i < W; i++) {
+		assert_true(fd_becomes_readable(w[i]));
+		expect_rev(w[i], N + 1, CTX_EVENT_COMMITTED);
+	}
+	waker_settles(f);
+	for (int i = 0; i < W; i++) {
+		expect_none(w[i]);
+		ctx_watch_close(w[i]);
+	}
+	feed_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +299,7 @@ int main(void)
 	    cmocka_unit_test(test_few_armed_are_woken_by_the_report),
 	    cmocka_unit_test(test_many_armed_are_woken_by_the_waker),
 	    cmocka_unit_test(test_read_before_the_waker),
+	    cmocka_unit_test(test_quiet_watchers_armed_while_the_waker_lags),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,12 +126,14 @@
  *   time with 64 watchers - leave the commit path. The waker (started with
  *   the first watch, joined by feed_close) takes the feed lock, looks at
  *   each armed watcher's revisions delivered since its last pass (from
- *   max(cursor, due_from)), wakes as above those with a match, those whose
- *   revisions left the log (they are to lag) and those with more than
- *   SCAN_MAX revisions to look at (they look themselves), moves the cursor
- *   of the others past what it looked at, and writes the fds after the
- *   lock. Commits made while it works need no signal: one pass serves them
- *   all. Without the thread (pthread_create failed) reports wake inline.
+ *   max(cursor, due_from)), wakes as above those with a match and those
+ *   with more than SCAN_MAX revisions to look at (they look themselves),
+ *   moves the cursor of the others past what it looked at, and writes the
+ *   fds after the lock. A revision it has not looked at never leaves the
+ *   log first: log_trim makes the pass itself before evicting due_from (a
+ *   waker descheduled for a whole log would otherwise leave armed watchers
+ *   not knowing whether the evicted revisions were theirs). Commits made while it works need no
+ * signal: one pass serves them all. Without the thread (pthread_create failed) reports wake inline.
  *   So an armed watcher may have events delivered that nobody woke it for
  *   yet; ctx_watch_next does not wait for the waker: watch_read finds them
  *   (from max(cursor, due_from) while wake_due), disarms the watcher and
@@ -753,10 +755,16 @@ static bool feed_records(const feed *f)
 }
 
 /* Take the revisions [oldest, to) out of the log (to <= frontier + 1);
- * their events go to *dead. */
-static void log_trim(feed *f, uint64_t to, fevent **dead)
+ * their events go to wk's dead list. Before a revision the waker has not
+ * looked at yet (from due_from on) leaves, the pass is made here: a waker
+ * that fell a whole log behind (descheduled on a busy machine) must not
+ * leave an armed watcher to guess whether the evicted revisions held its
+ * events (it would have to lag). */
+static void log_trim(feed *f, uint64_t to, wakeups *wk)
 {
 	for (; f->oldest < to; f->oldest++) {
+		if (f->wake_due && f->oldest >= f->due_from)
+			waker_pass(f, wk);
 		uint64_t *slot = &f->ring[f->oldest & f->mask];
 		if (slot_rev(*slot) != f->oldest)
 			continue;
@@ -764,21 +772,21 @@ static void log_trim(feed *f, uint64_t to, fevent **dead)
 		if (e) {
 			f->log_bytes -= e->bytes;
 			f->log_events--;
-			dead_push(dead, e);
+			dead_push(&wk->dead, e);
 		}
 		*slot = 0;
 	}
 }
 
 /* Evict from the log what its bounds no longer allow. */
-static void log_bound(feed *f, fevent **dead)
+static void log_bound(feed *f, wakeups *wk)
 {
 	if (!feed_records(f))
-		log_trim(f, f->frontier + 1, dead);
+		log_trim(f, f->frontier + 1, wk);
 	if (f->frontier + 1 - f->oldest > f->history)
-		log_trim(f, f->frontier + 1 - f->history, dead);
+		log_trim(f, f->frontier + 1 - f->history, wk);
 	while (f->log_bytes > f->bytes_limit)
-		log_trim(f, f->oldest + 1, dead);
+		log_trim(f, f->oldest + 1, wk);
 }
 
 /* Put the pending report v for rev into its slot, empty since the ring
@@ -842,7 +850,7 @@ static void advance(feed *f, wakeups *wk)
 				wake_for(f, e, wk);
 		}
 	}
-	log_bound(f, &wk->dead);
+	log_bound(f, wk);
 }
 
 /* Reports further ahead of the frontier than this are a caller's bug. */
@@ -1245,16 +1253,15 @@ void ctx_watch_close(ctx_watch *w)
 	if (!w)
 		return;
 	feed *f = w->feed;
-	fevent *dead = NULL;
-	pthread_mutex_lock(&f->lock);
+	wakeups wk;
+	lock_feed(f, &wk);
 	disarm(f, w);
 	f->nwatchers--;
 	if (!feed_records(f)) {
 		atomic_store_explicit(&f->recording, false, memory_order_relaxed);
-		log_bound(f, &dead); /* nobody left to want the log */
+		log_bound(f, &wk); /* nobody left to want the log */
 	}
-	pthread_mutex_unlock(&f->lock);
-	dead_release(dead);
+	unlock_and_wake(f, &wk);
 	/* No report reaches it now; wake-ups in flight hold references. */
 	pthread_mutex_lock(&w->lock);
 	while (w->count) {
