@@ -2,10 +2,11 @@
  * log.c - the write-ahead log, with group commit and flush pipelining.
  *
  * Writers never do I/O. A commit copies its record into the current batch (a
- * memory buffer) under the log lock: a short critical section, the only one
- * writers to different contexts share. One flusher thread owns the files: it
- * swaps the current batch for an empty one, writes it with one write() and
- * syncs it with one fdatasync(), then tells the waiting writers how far the
+ * list of pooled memory chunks, see log_piece) under the log lock: a short
+ * critical section, the only one writers to different contexts share. One
+ * flusher thread owns the files: it swaps the current batch for an empty
+ * one, writes it with one pwrite() per chunk and syncs it with one
+ * fdatasync(), then tells the waiting writers how far the
  * log is durable. While it syncs batch k, writers fill batch k+1; each sync
  * thus covers every commit that arrived during the previous one, and the
  * commits per sync grow with the number of writers (group commit). Writers
@@ -45,7 +46,8 @@
  * condition variable's mutex made the wake-ups queue behind each other).
  *
  * LOCKS
- *   log.lock  the current batch, revision counter, rotation request. Never
+ *   log.lock  the current batch, revision counter, rotation request, chunk
+ *             pool (a chunk is allocated with it released). Never
  *             held across I/O; nothing else is locked under it.
  */
 #include "log.h"
