@@ -596,15 +596,18 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	pthread_mutex_lock(&l->lock);
 	while (!big && !(dst = room_for(l, need))) {
-		/* The pool is empty: add a chunk to it, allocated unlocked. */
+		/* The pool is empty: add a chunk to it, allocated unlocked (if
+		 * out of memory, this record alone, as a big one). */
 		pthread_mutex_unlock(&l->lock);
 		log_piece *c = chunk_new(l);
-		if (!c)
+		if (!c && !(big = big_new(rec)))
 			return ctx_fail(CTX_NOMEM, "no memory for a log record");
 		pthread_mutex_lock(&l->lock);
-		c->next = l->pool;
-		l->pool = c;
-		l->pooled++;
+		if (c) {
+			c->next = l->pool;
+			l->pool = c;
+			l->pooled++;
+		}
 	}
 	uint64_t rev = ++l->last_rev;
 	atomic_store_explicit(&l->handed_rev, rev, memory_order_relaxed);
