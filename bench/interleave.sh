@@ -3,27 +3,30 @@
 # binaries on a noisy machine (issue 11, docs/benchmarks.md).
 #
 # N rounds; each round runs one 0.4 s cell of workload W at T threads for
-# ctx-mem of every BIN, then rwlock and lmdb-nosync of REF. Prints, per
+# ctx-mem of every BIN, then rwlock and lmdb-nosync of REF. ENGINE=ctx-batch
+# (or any ctx engine) compares that engine instead of ctx-mem; DUR=1 sets
+# the cell's seconds. Prints, per
 # binary, the median ops per CPU-second (the process's task-clock from
 # `perf stat`, loading included) and its ratio to rwlock and LMDB, and the
 # median wall-clock ops/s.
 set -euo pipefail
 w=${1:?usage: interleave.sh W T N REF BIN...} t=$2 n=$3 ref=$4
 shift 4
+engine=${ENGINE:-ctx-mem} dur=${DUR:-0.4}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 run() { # label binary engine
-	perf stat -x, -e task-clock -o "$tmp/stat" "$2" run -e "$3" -w "$w" -t "$t" -d 0.4 -r 1 \
+	perf stat -x, -e task-clock -o "$tmp/stat" "$2" run -e "$3" -w "$w" -t "$t" -d "$dur" -r 1 \
 		-D "$tmp/data" -o "$tmp/out" >/dev/null 2>&1
 	local ms ops wall
 	ms=$(grep task-clock "$tmp/stat" | cut -d, -f1)
 	ops=$(tail -1 "$tmp/out" | cut -d, -f8)
 	wall=$(tail -1 "$tmp/out" | cut -d, -f10)
 	echo "$1 $ms $ops $wall" >>"$tmp/res"
-	rm -f "$tmp/out"
+	rm -rf "$tmp/out" "$tmp/data"
 }
 for _ in $(seq "$n"); do
-	for b in "$@"; do run "$b" "$b" ctx-mem; done
+	for b in "$@"; do run "$b" "$b" "$engine"; done
 	run rwlock "$ref" rwlock
 	run lmdb "$ref" lmdb-nosync
 done

@@ -302,9 +302,10 @@ static void test_cas_converges_reading_latest(void **unused)
 
 /* One large transaction goes through the log without leaving a buffer of
  * its size behind (before: the batch buffers grew to the largest batch and
- * stayed so; two 96 MiB transactions left 195 MiB resident). Records that
- * do not fit the fixed batch buffer are built before the log lock is taken,
- * so the pending batch is never copied under it either. */
+ * stayed so; two 96 MiB transactions left 195 MiB resident). Records over
+ * 64 KiB are built before the log lock is taken and freed once written;
+ * smaller ones fill pooled chunks, so the pending batch is never copied
+ * under the lock either. */
 static void test_log_buffers_stay_bounded(void **unused)
 {
 	char *dir = test_make_dir("log_buffers");

@@ -2,10 +2,11 @@
  * log.c - the write-ahead log, with group commit and flush pipelining.
  *
  * Writers never do I/O. A commit copies its record into the current batch (a
- * memory buffer) under the log lock: a short critical section, the only one
- * writers to different contexts share. One flusher thread owns the files: it
- * swaps the current batch for an empty one, writes it with one write() and
- * syncs it with one fdatasync(), then tells the waiting writers how far the
+ * list of pooled memory chunks, see log_piece) under the log lock: a short
+ * critical section, the only one writers to different contexts share. One
+ * flusher thread owns the files: it swaps the current batch for an empty
+ * one, writes it with one pwrite() per chunk and syncs it with one
+ * fdatasync(), then tells the waiting writers how far the
  * log is durable. While it syncs batch k, writers fill batch k+1; each sync
  * thus covers every commit that arrived during the previous one, and the
  * commits per sync grow with the number of writers (group commit). Writers
@@ -45,7 +46,8 @@
  * condition variable's mutex made the wake-ups queue behind each other).
  *
  * LOCKS
- *   log.lock  the current batch, revision counter, rotation request. Never
+ *   log.lock  the current batch, revision counter, rotation request, chunk
+ *             pool (a chunk is allocated with it released). Never
  *             held across I/O; nothing else is locked under it.
  */
 #include "log.h"
@@ -68,24 +70,33 @@
 #include "util.h"
 #include "vfs.h"
 
-/* A record too large to copy into the batch under the lock: built whole
- * (header and body) by its writer beforehand, and written in its place,
- * after the first `at` bytes of the batch buffer. */
-typedef struct big_record {
-	struct big_record *next;
-	size_t at;
-	size_t len;
+/* A batch is a list of pieces, written one after the other in revision
+ * order: pooled chunks of CHUNK bytes that appends fill with records, and
+ * big records (cap 0), each built whole (header and body) by its writer
+ * before the log lock is taken and freed once written. A record larger than
+ * BIG_RECORD is a big record; any other goes into the batch's last piece if
+ * that is a chunk with room for it, else into a new chunk taken from the
+ * pool. So no append copies the pending batch under the lock, no append
+ * waits for memory under it (a writer that finds the pool empty allocates
+ * a chunk with the lock released), one large transaction leaves no large
+ * buffer behind, and a batch of thousands of records is written in a few
+ * pwrite calls (before, a batch had one fixed 256 KiB buffer: at 64 threads
+ * under durability batch most records overflowed it and became big records,
+ * each malloc'd, locked twice and written by its own pwrite). */
+typedef struct log_piece {
+	struct log_piece *next;
+	size_t len; /* bytes of records */
+	size_t cap; /* CHUNK for a pooled chunk, 0 for a big record */
 	unsigned char data[];
-} big_record;
+} log_piece;
 
-/* The batch buffers have a fixed capacity, allocated outside the lock, and
- * never grow: a record larger than BIG_RECORD, or one that no longer fits
- * in the current batch, becomes a big record, allocated and filled before
- * the lock is taken and freed as soon as it is written. So no append copies
- * the pending batch under the lock, and one large transaction leaves no
- * large buffer behind. */
-#define BATCH_BUFFER (256u << 10)
-#define BIG_RECORD   (64u << 10)
+#define CHUNK      (256u << 10)
+#define BIG_RECORD (64u << 10)
+
+/* The pool keeps POOL_MIN chunks, or as many as the last batch used if more,
+ * so that a steady load reuses its chunks and a burst's chunks are freed
+ * after the next, smaller, batch. */
+#define POOL_MIN 2
 
 /* Preallocation: a new segment's first zeros, and how few zeros left make
  * the flusher write the next chunk after a batch. */
@@ -102,12 +113,13 @@ struct ctx_log {
 	pthread_mutex_t lock;
 	pthread_cond_t work_cv;   /* the flusher waits for work here       */
 	pthread_cond_t growth_cv; /* the checkpointer waits for growth here */
-	body_buf cur;             /* records appended, not yet taken       */
+	log_piece *cur;           /* records appended, not yet taken       */
+	log_piece *cur_last;      /* cur's last piece (NULL if none)       */
 	log_done *cur_done;       /* their completions, in revision order  */
 	log_done **cur_done_tail;
-	big_record *cur_big;       /* large records, written between cur's  */
-	big_record **cur_big_tail; /* bytes at their offsets                */
-	uint64_t last_rev;         /* last revision handed out              */
+	log_piece *pool;   /* spare chunks                          */
+	size_t pooled;     /* how many                              */
+	uint64_t last_rev; /* last revision handed out              */
 	uint64_t bytes_since_rotate;
 	size_t pending; /* records appended, not yet taken       */
 	bool stop;
@@ -119,8 +131,7 @@ struct ctx_log {
 
 	/* The flusher's own. */
 	pthread_t flusher;
-	body_buf out;
-	atomic_size_t out_cap; /* out.cap, for log_buffer_bytes */
+	atomic_size_t chunks; /* chunks allocated: pooled, filling, being written */
 	int seg_fd;
 	uint64_t seg_first; /* first revision of the current segment */
 	uint64_t seg_off;   /* where the next record goes: its records' end */
@@ -141,7 +152,11 @@ bool body_reserve(body_buf *b, size_t more)
 {
 	if (b->len + more <= b->cap)
 		return true;
-	size_t cap = b->cap ? b->cap : 4096;
+	/* A first reservation is exact: most bodies are built with one (a
+	 * commit's record, a few hundred bytes), and a small block comes from
+	 * malloc's per-thread cache; 4096 bytes did not, and cost every
+	 * durable commit a trip through the arena (and its lock). */
+	size_t cap = b->cap ? b->cap : b->len + more;
 	while (cap < b->len + more)
 		cap *= 2;
 	unsigned char *d = realloc(b->data, cap);
@@ -250,29 +265,21 @@ static void log_fail(ctx_log *l, int err, const char *what)
 	wake_waiters(l);
 }
 
-/* Write a batch at the end of the segment's records: its buffer, with each
- * big record in its place, over the zeros (grown first if too few). */
-static int write_batch(ctx_log *l, const body_buf *batch, const big_record *big)
+/* Write a batch's pieces at the end of the segment's records, over the
+ * zeros (grown first if too few). */
+static int write_batch(ctx_log *l, const log_piece *batch)
 {
-	uint64_t len = batch->len;
-	for (const big_record *b = big; b; b = b->next)
-		len += b->len;
+	uint64_t len = 0;
+	for (const log_piece *p = batch; p; p = p->next)
+		len += p->len;
 	if (l->seg_off + len > l->seg_alloc && l->prealloc_max)
 		(void)segment_grow(l, len); /* (if it fails: appended) */
-	int fd = l->seg_fd;
 	uint64_t at = l->seg_off;
-	size_t done = 0; /* (batch->data is NULL if no buffer could be had) */
-	for (; big; big = big->next) {
-		size_t n = big->at - done;
-		if ((n && vfs_pwrite_all(fd, batch->data + done, n, (off_t)at) != 0) ||
-		    vfs_pwrite_all(fd, big->data, big->len, (off_t)(at + n)) != 0)
+	for (const log_piece *p = batch; p; p = p->next) {
+		if (p->len && vfs_pwrite_all(l->seg_fd, p->data, p->len, (off_t)at) != 0)
 			return -1;
-		at += n + big->len;
-		done = big->at;
+		at += p->len;
 	}
-	if (batch->len > done &&
-	    vfs_pwrite_all(fd, batch->data + done, batch->len - done, (off_t)at) != 0)
-		return -1;
 	l->seg_off += len;
 	if (l->seg_off > l->seg_alloc)
 		l->seg_alloc = l->seg_off;
@@ -291,25 +298,87 @@ static void prealloc_ahead(ctx_log *l)
 }
 
 /* A big record with rec's body in place and room for its header. */
-static big_record *big_new(const log_record *rec)
+static log_piece *big_new(const log_record *rec)
 {
 	size_t len = REC_HEADER_SIZE + (size_t)rec->body_len;
-	big_record *b = malloc(sizeof(*b) + len);
+	log_piece *b = malloc(sizeof(*b) + len);
 	if (!b)
 		return NULL;
 	b->next = NULL;
 	b->len = len;
+	b->cap = 0;
 	memcpy(b->data + REC_HEADER_SIZE, rec->body, rec->body_len);
 	return b;
 }
 
-static void free_big(big_record *b)
+static log_piece *chunk_new(ctx_log *l)
 {
-	while (b) {
-		big_record *next = b->next;
-		free(b);
-		b = next;
+	log_piece *c = malloc(sizeof(*c) + CHUNK);
+	if (!c)
+		return NULL;
+	c->next = NULL;
+	c->len = 0;
+	c->cap = CHUNK;
+	atomic_fetch_add_explicit(&l->chunks, 1, memory_order_relaxed);
+	return c;
+}
+
+/* Free a list of pieces. */
+static void pieces_free(ctx_log *l, log_piece *p)
+{
+	while (p) {
+		log_piece *next = p->next;
+		if (p->cap)
+			atomic_fetch_sub_explicit(&l->chunks, 1, memory_order_relaxed);
+		free(p);
+		p = next;
 	}
+}
+
+/* After a batch was written: its chunks go back to the pool, which keeps
+ * max(POOL_MIN, chunks the batch used); big records and the rest are freed
+ * (outside the lock). */
+static void pieces_recycle(ctx_log *l, log_piece *batch)
+{
+	log_piece *chunks = NULL, *drop = NULL;
+	size_t used = 0;
+	while (batch) {
+		log_piece *next = batch->next;
+		if (batch->cap) {
+			batch->len = 0;
+			batch->next = chunks;
+			chunks = batch;
+			used++;
+		} else {
+			batch->next = drop;
+			drop = batch;
+		}
+		batch = next;
+	}
+	size_t keep = used > POOL_MIN ? used : POOL_MIN;
+	pthread_mutex_lock(&l->lock);
+	while (chunks && l->pooled < keep) {
+		log_piece *next = chunks->next;
+		chunks->next = l->pool;
+		l->pool = chunks;
+		l->pooled++;
+		chunks = next;
+	}
+	while (l->pooled > keep) { /* a larger batch's chunks, left over */
+		log_piece *c = l->pool;
+		l->pool = c->next;
+		l->pooled--;
+		c->next = drop;
+		drop = c;
+	}
+	pthread_mutex_unlock(&l->lock);
+	for (log_piece *c = chunks; c;) { /* (chunks not kept) */
+		log_piece *next = c->next;
+		c->next = drop;
+		drop = c;
+		c = next;
+	}
+	pieces_free(l, drop);
 }
 
 /* Run the completions of a batch, in revision order. */
@@ -343,32 +412,24 @@ static void *flusher_main(void *arg)
 			pthread_cond_wait(&l->work_cv, &l->lock);
 		clock_gettime(CLOCK_MONOTONIC, &round_start);
 		bool stop = l->stop, rotate = l->rotate_requested;
-		body_buf batch = l->cur;
-		l->cur = l->out; /* the emptied buffer of the last round */
-		l->cur.len = 0;
+		log_piece *batch = l->cur;
+		l->cur = l->cur_last = NULL;
 		log_done *done = l->cur_done;
 		l->cur_done = NULL;
 		l->cur_done_tail = &l->cur_done;
-		big_record *big = l->cur_big;
-		l->cur_big = NULL;
-		l->cur_big_tail = &l->cur_big;
 		uint64_t upto = l->last_rev;
 		l->pending = 0;
 		void (*hook)(void *) = l->durable_hook;
 		void *hook_arg = l->durable_hook_arg;
 		pthread_mutex_unlock(&l->lock);
-		l->out = batch;
 
 		bool ok = !atomic_load(&l->failed_errno);
-		bool any = batch.len || big;
-		if (ok && any && write_batch(l, &batch, big) != 0) {
+		bool any = batch != NULL;
+		if (ok && any && write_batch(l, batch) != 0) {
 			log_fail(l, errno, "write");
 			ok = false;
 		}
-		free_big(big);
-		l->out.len = 0;
-		(void)body_reserve(&l->out, BATCH_BUFFER); /* if out of memory: big records */
-		atomic_store_explicit(&l->out_cap, l->out.cap, memory_order_relaxed);
+		pieces_recycle(l, batch);
 		if (ok && any && l->mode != CTX_DURABILITY_NONE) {
 			if (vfs_sync(l->seg_fd) != 0) {
 				log_fail(l, errno, "fsync");
@@ -430,7 +491,6 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, uns
 	l->batch_ms = batch_ms ? batch_ms : 10;
 	l->last_rev = last_rev;
 	l->cur_done_tail = &l->cur_done;
-	l->cur_big_tail = &l->cur_big;
 	atomic_init(&l->durable_rev, last_rev);
 	atomic_init(&l->handed_rev, last_rev);
 	if (mode != CTX_DURABILITY_NONE)
@@ -445,18 +505,17 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, uns
 		errno = e;
 		return ctx_fail(CTX_IO, "cannot create a log segment in %s: %s", dir, strerror(e));
 	}
-	/* If out of memory, every record is a big record until a batch buffer
-	 * can be allocated. */
-	(void)body_reserve(&l->cur, BATCH_BUFFER);
-	(void)body_reserve(&l->out, BATCH_BUFFER);
-	atomic_init(&l->out_cap, l->out.cap);
+	/* The pool's first chunks (if out of memory: allocated by appends). */
+	for (log_piece *c; l->pooled < POOL_MIN && (c = chunk_new(l)); l->pooled++) {
+		c->next = l->pool;
+		l->pool = c;
+	}
 	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
 	pthread_cond_init(&l->growth_cv, NULL);
 	if (pthread_create(&l->flusher, NULL, flusher_main, l) != 0) {
 		vfs_close(l->seg_fd);
-		body_free(&l->cur);
-		body_free(&l->out);
+		pieces_free(l, l->pool);
 		free(l->dir);
 		free(l);
 		return ctx_fail(CTX_NOMEM, "cannot start the log flusher");
@@ -475,9 +534,8 @@ ctx_status log_close(ctx_log *l)
 	int err = atomic_load(&l->failed_errno);
 	segment_trim(l);
 	vfs_close(l->seg_fd);
-	body_free(&l->cur);
-	body_free(&l->out);
-	free_big(l->cur_big);
+	pieces_free(l, l->cur);
+	pieces_free(l, l->pool);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->work_cv);
 	pthread_cond_destroy(&l->growth_cv);
@@ -495,6 +553,34 @@ ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
 	return log_append_done(l, rec, rev_out, NULL);
 }
 
+/* Under l->lock: put p at the end of the current batch. */
+static void piece_link(ctx_log *l, log_piece *p)
+{
+	if (l->cur_last)
+		l->cur_last->next = p;
+	else
+		l->cur = p;
+	l->cur_last = p;
+}
+
+/* Under l->lock: the chunk a record of `need` bytes (not a big one) goes
+ * into: the batch's last piece if it is a chunk with room, else a chunk from
+ * the pool, linked to the batch. NULL if the pool is empty. */
+static log_piece *room_for(ctx_log *l, size_t need)
+{
+	log_piece *t = l->cur_last;
+	if (t && t->cap && t->len + need <= t->cap)
+		return t;
+	log_piece *c = l->pool;
+	if (!c)
+		return NULL;
+	l->pool = c->next;
+	l->pooled--;
+	c->next = NULL;
+	piece_link(l, c);
+	return c;
+}
+
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done)
 {
 	unsigned char h[REC_HEADER_SIZE];
@@ -505,15 +591,23 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 		                strerror(err));
 	}
 	size_t need = REC_HEADER_SIZE + (size_t)rec->body_len;
-	big_record *big = NULL;
+	log_piece *big = NULL, *dst;
 	if (need > BIG_RECORD && !(big = big_new(rec)))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	pthread_mutex_lock(&l->lock);
-	if (!big && l->cur.len + need > l->cur.cap) {
+	while (!big && !(dst = room_for(l, need))) {
+		/* The pool is empty: add a chunk to it, allocated unlocked (if
+		 * out of memory, this record alone, as a big one). */
 		pthread_mutex_unlock(&l->lock);
-		if (!(big = big_new(rec)))
+		log_piece *c = chunk_new(l);
+		if (!c && !(big = big_new(rec)))
 			return ctx_fail(CTX_NOMEM, "no memory for a log record");
 		pthread_mutex_lock(&l->lock);
+		if (c) {
+			c->next = l->pool;
+			l->pool = c;
+			l->pooled++;
+		}
 	}
 	uint64_t rev = ++l->last_rev;
 	atomic_store_explicit(&l->handed_rev, rev, memory_order_relaxed);
@@ -533,18 +627,18 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	put_u32(h, crc32c(0, h + 4, REC_HEADER_SIZE - 4));
 	if (big) {
 		memcpy(big->data, h, REC_HEADER_SIZE);
-		big->at = l->cur.len;
-		*l->cur_big_tail = big;
-		l->cur_big_tail = &big->next;
+		piece_link(l, big);
 	} else {
-		unsigned char *dst = l->cur.data + l->cur.len;
-		memcpy(dst, h, REC_HEADER_SIZE);
-		memcpy(dst + REC_HEADER_SIZE, rec->body, rec->body_len);
-		l->cur.len += need;
+		unsigned char *at = dst->data + dst->len;
+		memcpy(at, h, REC_HEADER_SIZE);
+		memcpy(at + REC_HEADER_SIZE, rec->body, rec->body_len);
+		dst->len += need;
 	}
-	l->pending++;
+	/* The flusher waits for work only while nothing is pending: the
+	 * append that makes the batch non-empty wakes it. */
+	if (l->pending++ == 0)
+		pthread_cond_signal(&l->work_cv);
 	l->bytes_since_rotate += need;
-	pthread_cond_signal(&l->work_cv);
 	if (l->growth_wanted && l->bytes_since_rotate >= l->growth_wanted) {
 		l->growth_wanted = 0;
 		pthread_cond_broadcast(&l->growth_cv);
@@ -661,10 +755,7 @@ uint64_t log_last_revision(ctx_log *l)
 
 size_t log_buffer_bytes(ctx_log *l)
 {
-	pthread_mutex_lock(&l->lock);
-	size_t n = l->cur.cap + atomic_load_explicit(&l->out_cap, memory_order_relaxed);
-	pthread_mutex_unlock(&l->lock);
-	return n;
+	return atomic_load_explicit(&l->chunks, memory_order_relaxed) * (size_t)CHUNK;
 }
 
 uint64_t log_syncs(ctx_log *l)

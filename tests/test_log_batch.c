@@ -1,0 +1,174 @@
+/*
+ * test_log_batch.c - a large batch of small records, written in few writes.
+ *
+ * Under durability batch with many writers, one batch of the log holds
+ * megabytes of records. The log fills pooled chunks with them and writes a
+ * batch chunk by chunk; before, a batch had one fixed 256 KiB buffer and
+ * every record that no longer fitted became a record of its own, written by
+ * its own pwrite (one per commit at 64 threads). Checked here on a log opened
+ * directly (log.h), with the flusher held in its durable hook after a first
+ * batch so that the next batch is known to hold every record appended
+ * meanwhile:
+ *   - 4 MiB of 1 KiB records, with big records (> 64 KiB) among them, take
+ *     fewer than 100 writes (vfs fault countdown: the 100th write would fail
+ *     the log), and every one is durable;
+ *   - the segment holds every record in revision order with its body intact
+ *     (across chunk boundaries and around the big records);
+ *   - the chunks are recycled: the batch buffers after the large batch are
+ *     bounded (log_buffer_bytes), not the batch's size.
+ */
+/* (cmocka.h needs these first) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+#include "format.h"
+#include "log.h"
+#include "vfs.h"
+
+/* The durable hook holds the flusher while `hold` is set, after telling the
+ * test it is there. */
+typedef struct gate {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool hold;
+	bool held;
+} gate;
+
+static void gate_hook(void *arg)
+{
+	gate *g = arg;
+	pthread_mutex_lock(&g->m);
+	if (g->hold) {
+		g->held = true;
+		pthread_cond_broadcast(&g->cv);
+		while (g->hold)
+			pthread_cond_wait(&g->cv, &g->m);
+	}
+	pthread_mutex_unlock(&g->m);
+}
+
+#define SMALL     1024u
+#define NSMALL    4096u               /* 4 MiB of small records */
+#define BIGSIZE   (100u << 10)        /* above the log's BIG_RECORD */
+#define BIG_AT(i) ((i) % 1000 == 500) /* 4 big records among them */
+
+/* Record i's body: its index, then a pattern from it. */
+static size_t body_of(uint32_t i, unsigned char *b)
+{
+	size_t len = BIG_AT(i) ? BIGSIZE : SMALL - REC_HEADER_SIZE;
+	put_u32(b, i);
+	for (size_t k = 4; k < len; k++)
+		b[k] = (unsigned char)(i * 31 + k);
+	return len;
+}
+
+static void test_large_batch_few_writes(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("log_batch");
+	gate g = {.hold = true};
+	pthread_mutex_init(&g.m, NULL);
+	pthread_cond_init(&g.cv, NULL);
+	ctx_log *l;
+	/* Durability always: no sleep between batches; prealloc off, so that
+	 * the only writes are the batches'. */
+	assert_int_equal(log_open(dir, 0, CTX_DURABILITY_ALWAYS, 0, 1, &l), CTX_OK);
+	log_set_durable_hook(l, gate_hook, &g);
+	size_t buffers_before = log_buffer_bytes(l);
+
+	unsigned char *body = malloc(BIGSIZE);
+	assert_non_null(body);
+	uint64_t rev, first;
+	/* Record 0 alone in a batch; the flusher then waits in the hook. */
+	size_t len = body_of(0, body);
+	log_record rec = {REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+	assert_int_equal(log_append(l, &rec, &first), CTX_OK);
+	pthread_mutex_lock(&g.m);
+	while (!g.held)
+		pthread_cond_wait(&g.cv, &g.m);
+	pthread_mutex_unlock(&g.m);
+
+	/* The next batch: everything appended while the flusher is held. */
+	for (uint32_t i = 1; i <= NSMALL; i++) {
+		len = body_of(i, body);
+		rec = (log_record){REC_COMMIT, i + 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+		assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
+		assert_int_equal(rev, first + i);
+	}
+	ctx_vfs_faults.write_errno = EIO;
+	ctx_vfs_faults.write_countdown = 100;
+	pthread_mutex_lock(&g.m);
+	g.hold = false;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.m);
+
+	assert_int_equal(log_wait(l, rev), CTX_OK);
+	assert_int_equal(log_failed(l), 0);
+	vfs_faults_reset();
+	size_t buffers_after = log_buffer_bytes(l);
+	printf("batch buffers: %zu bytes before, %zu after a 4 MiB batch\n", buffers_before,
+	       buffers_after);
+	/* The pool keeps what one batch used (at most the batch's size), and
+	 * gives it back after a smaller batch. */
+	assert_true(buffers_after <= (size_t)NSMALL * SMALL + (1u << 20));
+	len = body_of(0, body);
+	rec = (log_record){REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+	assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
+	assert_int_equal(log_wait(l, rev), CTX_OK);
+	assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
+	assert_int_equal(log_wait(l, rev), CTX_OK);
+	assert_true(log_buffer_bytes(l) <= buffers_before);
+	assert_int_equal(log_close(l), CTX_OK);
+
+	/* The segment: every record in order, intact. */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/wal-%016llx.log", dir, 1ull);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	struct stat sb;
+	assert_int_equal(fstat(fileno(f), &sb), 0);
+	unsigned char *seg = malloc((size_t)sb.st_size);
+	assert_non_null(seg);
+	assert_int_equal(fread(seg, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
+	fclose(f);
+	size_t off = WAL_HEADER_SIZE;
+	for (uint32_t i = 0; i <= NSMALL; i++) {
+		assert_true(off + REC_HEADER_SIZE <= (size_t)sb.st_size);
+		const unsigned char *h = seg + off;
+		assert_int_equal(get_u32(h), crc32c(0, h + 4, REC_HEADER_SIZE - 4));
+		assert_int_equal(get_u64(h + 8), first + i);
+		len = body_of(i, body);
+		assert_int_equal(get_u32(h + 4), len);
+		assert_int_equal(get_u32(h + 36), crc32c(0, body, len));
+		assert_memory_equal(h + REC_HEADER_SIZE, body, len);
+		off += REC_HEADER_SIZE + len;
+	}
+	/* Then the two small records after it. */
+	assert_int_equal(off + 2 * (REC_HEADER_SIZE + SMALL - REC_HEADER_SIZE), (size_t)sb.st_size);
+	free(seg);
+	free(body);
+	pthread_mutex_destroy(&g.m);
+	pthread_cond_destroy(&g.cv);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_large_batch_few_writes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
