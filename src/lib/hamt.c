@@ -822,39 +822,7 @@ ctx_status hamt_set(hamt *m, hamt_leaf *leaf, uint64_t edit)
 
 ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed)
 {
-	set_result r = {.replaced_bytes = -1};
-	uint64_t hash = hamt_leaf_hash(leaf);
-	if (!m->root) {
-		hamt_node *n = node_alloc(KIND_BITMAP, 4, edit, false);
-		if (!n)
-			return CTX_NOMEM;
-		uint32_t bit = 1u << level_index(hash, 0);
-		n->bitmap = n->owned = bit;
-		n->slot[0] = leaf_slot(leaf);
-		n->len = 1;
-		m->root = n;
-	} else {
-		/* A NOMEM deep in the path may leave copies made above it in place;
-		 * they hold the same data as before, so the map is unchanged. */
-		void *root = m->root;
-		path p = {.depth = 0};
-		ctx_status st = set_in(&p, 0, &root, 0, leaf, hash, edit, &r);
-		m->root = root;
-		if (st != CTX_OK)
-			return st;
-	}
-	if (r.replaced_bytes < 0) {
-		m->count++;
-	} else {
-		m->bytes -= (size_t)r.replaced_bytes;
-	}
-	m->bytes += leaf_bytes(leaf);
-	/* The same value again leaves the checksum as it was: no hashing. */
-	if (!r.same)
-		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
-	if (changed)
-		*changed = !r.same;
-	return CTX_OK;
+	return hamt_put_hashed(m, leaf, hamt_leaf_hash(leaf), edit, changed);
 }
 
 /* ---- delete --------------------------------------------------------------- */
@@ -1220,12 +1188,13 @@ static void prefetch_group(const hamt_node *root, const uint64_t *hash, size_t g
 			if (!n)
 				continue;
 			uint32_t bit = 1u << level_index(hash[i], level);
-			if (n->kind == KIND_COLLISION || !(n->bitmap & bit)) {
+			uint32_t bitmap = n->kind == KIND_COLLISION ? 0 : node_bitmap(n);
+			if (!(bitmap & bit)) {
 				node[i] = NULL;
 				live--;
 				continue;
 			}
-			slot[i] = &n->slot[bit_pos(n->bitmap, bit)];
+			slot[i] = &node_slots(n)[bit_pos(bitmap, bit)];
 			__builtin_prefetch(slot[i]);
 		}
 		for (size_t i = 0; i < g; i++) {
@@ -1270,6 +1239,8 @@ ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edi
 		n->len = 1;
 		m->root = n;
 	} else {
+		/* A NOMEM deep in the path may leave copies made above it in place;
+		 * they hold the same data as before, so the map is unchanged. */
 		void *root = m->root;
 		path p = {.depth = 0};
 		ctx_status st = set_in(&p, 0, &root, 0, leaf, hash, edit, &r);
@@ -1282,8 +1253,10 @@ ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edi
 	else
 		m->bytes -= (size_t)r.replaced_bytes;
 	m->bytes += leaf_bytes(leaf);
+	/* The same value again leaves the checksum as it was: no hashing. */
 	if (!r.same)
 		m->sum += hamt_leaf_sum(leaf) - r.replaced_sum;
-	*changed = !r.same;
+	if (changed)
+		*changed = !r.same;
 	return CTX_OK;
 }
