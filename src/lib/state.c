@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "store.h"
 #include "util.h"
 
@@ -36,7 +37,7 @@ struct ctx_iter {
 
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 {
-	ctx_state *st = malloc(sizeof(*st));
+	ctx_state *st = pool_alloc(sizeof(*st));
 	if (!st)
 		return NULL;
 	atomic_init(&st->refs, 1);
@@ -177,7 +178,7 @@ static size_t state_free_list(ctx_state *st)
 		ctx_state *next = st->next;
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
-		free(st);
+		pool_free(st);
 		st = next;
 		n++;
 	}
@@ -356,6 +357,7 @@ void state_drain(void)
 		state_free_list(h->waiting);
 		h->waiting = NULL;
 	}
+	pool_trim(); /* and the blocks this thread kept of what it freed */
 }
 
 size_t state_deferred(void)
@@ -370,7 +372,7 @@ void state_release_now(ctx_state *st)
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		context_release(st->ctx);
-		free(st);
+		pool_free(st);
 		st = prev;
 	}
 }
