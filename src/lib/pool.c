@@ -21,7 +21,12 @@
  * cache.
  *
  * BOUND: at most POOL_CAP blocks per class and POOL_BYTES bytes per thread;
- * past either, pool_free calls free. A thread's blocks are freed when it
+ * past either, pool_free calls free. POOL_CAP covers the largest burst of
+ * version structs a thread frees at once (state.c: up to STATE_HOLD_MAX +
+ * STATE_BATCH, 544, when ticks are slow), which the next commits then
+ * allocate again; 64 blocks per class and 32 KiB measured 5-7% slower
+ * (docs/benchmarks.md). So an idle thread that committed keeps at most
+ * 128 KiB until it exits. A thread's blocks are freed when it
  * exits (a thread-specific key's destructor; after it, and in a thread whose
  * key could not be set, pool_free calls free) or calls pool_trim.
  *
@@ -55,9 +60,9 @@
 #define pool_unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
-#define POOL_CLASSES 16          /* chunks of 32 to 272 bytes */
-#define POOL_CAP     64          /* blocks per class */
-#define POOL_BYTES   (32u << 10) /* bytes per thread */
+#define POOL_CLASSES 16           /* chunks of 32 to 272 bytes */
+#define POOL_CAP     576          /* blocks per class: a burst of released versions */
+#define POOL_BYTES   (128u << 10) /* bytes per thread */
 
 typedef struct block {
 	struct block *next;
