@@ -1973,7 +1973,7 @@ int main(void)
 	size_t n = 0, k = 0;
 	/* Every block this thread allocates comes from malloc, where the
 	 * failures are injected (no per-thread cache in front of it). */
-	pool_test_bypass(true);
+	pool_bypass(true);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_wrap_active);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_hamt_nomem);
 	const scenario *groups[3] = {mem_scenarios, dir_scenarios, bug_scenarios};

@@ -35,6 +35,13 @@
  *
  * Under AddressSanitizer a cached block is poisoned, so that a use after
  * pool_free is reported as one after free would be.
+ *
+ * NOT IN THE CALL_RCU WORKER: the worker frees versions (reclaim.c, and
+ * state batches of threads that could not wait) and allocates no node, leaf
+ * or version, so a cache there would only hold up to POOL_BYTES until the
+ * process exits; its callbacks call pool_bypass first (state.c), and a
+ * thread keeps blocks only once it has called pool_alloc (a callback of
+ * another file that frees a version keeps nothing either).
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -72,8 +79,9 @@ static _Thread_local struct {
 	block *head[POOL_CLASSES];
 	uint16_t n[POOL_CLASSES];
 	size_t bytes;
-	bool keyed; /* the exit destructor is set */
-	bool off;   /* exited, no key, or bypassed: pool_free frees */
+	bool allocs; /* pool_alloc was called: a thread that only frees keeps nothing */
+	bool keyed;  /* the exit destructor is set */
+	bool off;    /* exited, no key, or bypassed: pool_free frees */
 } pool;
 
 static pthread_key_t pool_key;
@@ -112,6 +120,7 @@ void *pool_alloc(size_t size)
 		pool.bytes -= class_usable(k);
 		return b;
 	}
+	pool.allocs = true;
 	return malloc(size);
 }
 
@@ -136,15 +145,23 @@ static void pool_thread_exit(void *unused)
 	pool.off = true;
 }
 
+/* At exit, the exiting thread's blocks (the others' are still reachable
+ * from their threads; a leak checker that runs at exit sees none lost). */
+static void pool_at_exit(void)
+{
+	pool_thread_exit(NULL);
+}
+
 static void pool_key_init(void)
 {
-	pool_key_ok = pthread_key_create(&pool_key, pool_thread_exit) == 0;
+	pool_key_ok = pthread_key_create(&pool_key, pool_thread_exit) == 0 &&
+	              atexit(pool_at_exit) == 0;
 }
 
 /* Set the calling thread's exit destructor (false: no cache here). */
 static bool pool_keyed(void)
 {
-	if (pool.off)
+	if (pool.off || !pool.allocs)
 		return false;
 	if (pool.keyed)
 		return true;
@@ -180,8 +197,10 @@ void pool_trim(void)
 	pool_free_all();
 }
 
-void pool_test_bypass(bool on)
+void pool_bypass(bool on)
 {
+	if (on && pool.off && !pool.bytes)
+		return;
 	pool_free_all();
 	pool.off = on;
 }

@@ -20,8 +20,11 @@ void pool_free(void *p);
 /* Free every block the calling thread's cache holds (ctx_close). */
 void pool_trim(void);
 
-/* For tests that fail chosen malloc calls (test_nomem): while on, the calling
- * thread's cache is empty and unused, so that every pool_alloc calls malloc. */
-void pool_test_bypass(bool on);
+/* While on, the calling thread keeps no block: its cache is emptied and
+ * every pool_alloc calls malloc, every pool_free free. For liburcu's call_rcu
+ * worker (it frees versions other threads allocated and allocates none of
+ * them: a cache there would only hold memory, state.c) and for tests that
+ * fail chosen malloc calls (test_nomem). */
+void pool_bypass(bool on);
 
 #endif

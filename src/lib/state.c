@@ -188,6 +188,7 @@ static size_t state_free_list(ctx_state *st)
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
+	pool_bypass(true); /* the worker: nothing to allocate again (pool.c) */
 	size_t n = state_free_list(caa_container_of(head, ctx_state, rcu));
 	atomic_fetch_sub_explicit(&deferred, n, memory_order_relaxed);
 }
@@ -212,6 +213,7 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 static void home_tick_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
+	pool_bypass(true);
 	home *h = caa_container_of(head, home, tick);
 	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
 	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
@@ -338,6 +340,7 @@ void ctx_state_release(ctx_state *st)
 
 void state_release_in_callback(ctx_state *st)
 {
+	pool_bypass(true);
 	batch.no_wait = true;
 	ctx_state_release(st);
 	batch_flush(false);
