@@ -154,8 +154,8 @@ static void pool_at_exit(void)
 
 static void pool_key_init(void)
 {
-	pool_key_ok = pthread_key_create(&pool_key, pool_thread_exit) == 0 &&
-	              atexit(pool_at_exit) == 0;
+	pool_key_ok =
+	    pthread_key_create(&pool_key, pool_thread_exit) == 0 && atexit(pool_at_exit) == 0;
 }
 
 /* Set the calling thread's exit destructor (false: no cache here). */

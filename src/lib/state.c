@@ -16,7 +16,9 @@
  * STATE_DEFERRED_MAX states wait process-wide: past that a thread that fills
  * a batch waits for a grace period itself (synchronize_rcu) and frees it. Log replay
  * runs before anyone can read the store and frees them at once
- * (state_release_now).
+ * (state_release_now). Structs, like trie nodes and leaves, come from and go
+ * back to the thread's block cache (pool.c); the call_rcu worker's callbacks
+ * bypass it (they free, and never allocate one).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
