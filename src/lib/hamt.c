@@ -65,6 +65,7 @@
  *   full.
  */
 #include "hamt.h"
+#include "pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -242,7 +243,7 @@ static inline unsigned bit_pos(uint32_t bitmap, uint32_t bit)
 hamt_leaf *hamt_leaf_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
 	size_t extra = klen >= HAMT_KLEN_LONG ? sizeof(uint32_t) : 0;
-	hamt_leaf *l = malloc(HAMT_LEAF_HEADER + extra + klen + vlen);
+	hamt_leaf *l = pool_alloc(HAMT_LEAF_HEADER + extra + klen + vlen);
 	if (!l)
 		return NULL;
 	atomic_init(&l->refs, 1);
@@ -269,7 +270,7 @@ static void leaf_retain(hamt_leaf *l)
 void hamt_leaf_release(hamt_leaf *l)
 {
 	if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
-		free(l);
+		pool_free(l);
 }
 
 /* Whether l holds key. No hash to compare first: the trie position already
@@ -310,7 +311,7 @@ static hamt_node *node_alloc(uint8_t kind, unsigned cap, uint64_t edit, bool wit
 {
 	if (((cap + with_base) & 1) && (kind == KIND_BITMAP ? cap < 32 : cap < COLLISION_MAX))
 		cap++;
-	hamt_node *n = malloc(sizeof(*n) + (cap + with_base) * sizeof(void *));
+	hamt_node *n = pool_alloc(sizeof(*n) + (cap + with_base) * sizeof(void *));
 	if (!n)
 		return NULL;
 	atomic_init(&n->refs, 1);
@@ -392,7 +393,7 @@ static void node_release(hamt_node *n)
 	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
 		hamt_node *base = node_base(n);
 		node_release_slots(n);
-		free(n);
+		pool_free(n);
 		n = base;
 	}
 }
@@ -507,7 +508,7 @@ static ctx_status node_grow(void **np, unsigned extra)
 	if (c->chain)
 		c->slot[c->cap] = node_base(n);
 	memcpy(c->slot, n->slot, n->len * sizeof(void *));
-	free(n);
+	pool_free(n);
 	*np = c;
 	return CTX_OK;
 }
@@ -533,7 +534,7 @@ static ctx_status pair_make_editable(path *p, uint32_t bit, void **np, unsigned 
 	c->len = 2;
 	c->bitmap = c->owned = node_bitmap(n);
 	memcpy(c->slot, pair_slots(n), 2 * sizeof(void *));
-	free(n);
+	pool_free(n);
 	*np = c;
 	p->node[p->depth++] = c;
 	return CTX_OK;
@@ -639,7 +640,7 @@ static hamt_node *node_pair(void *a, uint64_t ha, void *b, uint64_t hb, unsigned
 	}
 	unsigned ia = level_index(ha, level), ib = level_index(hb, level);
 	if (ia != ib) {
-		hamt_node *n = malloc(PAIR_SIZE);
+		hamt_node *n = pool_alloc(PAIR_SIZE);
 		if (!n)
 			return NULL;
 		atomic_init(&n->refs, 1);
@@ -657,7 +658,7 @@ static hamt_node *node_pair(void *a, uint64_t ha, void *b, uint64_t hb, unsigned
 		return NULL;
 	hamt_node *child = node_pair(a, ha, b, hb, level + 1, edit);
 	if (!child) {
-		free(n);
+		pool_free(n);
 		return NULL;
 	}
 	n->bitmap = n->owned = 1u << ia;

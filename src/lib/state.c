@@ -16,7 +16,9 @@
  * STATE_DEFERRED_MAX states wait process-wide: past that a thread that fills
  * a batch waits for a grace period itself (synchronize_rcu) and frees it. Log replay
  * runs before anyone can read the store and frees them at once
- * (state_release_now).
+ * (state_release_now). Structs, like trie nodes and leaves, come from and go
+ * back to the thread's block cache (pool.c); the call_rcu worker's callbacks
+ * bypass it (they free, and never allocate one).
  *
  * Iteration: a ctx_iter is malloc'd and holds a reference to its state; a
  * ctx_iter_stack is the same trie cursor in the caller's storage, with no
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "store.h"
 #include "util.h"
 
@@ -36,7 +39,7 @@ struct ctx_iter {
 
 ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 {
-	ctx_state *st = malloc(sizeof(*st));
+	ctx_state *st = pool_alloc(sizeof(*st));
 	if (!st)
 		return NULL;
 	atomic_init(&st->refs, 1);
@@ -177,7 +180,7 @@ static size_t state_free_list(ctx_state *st)
 		ctx_state *next = st->next;
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
-		free(st);
+		pool_free(st);
 		st = next;
 		n++;
 	}
@@ -187,6 +190,7 @@ static size_t state_free_list(ctx_state *st)
 static void state_free_batch_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
+	pool_bypass(true); /* the worker: nothing to allocate again (pool.c) */
 	size_t n = state_free_list(caa_container_of(head, ctx_state, rcu));
 	atomic_fetch_sub_explicit(&deferred, n, memory_order_relaxed);
 }
@@ -211,6 +215,7 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 static void home_tick_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
+	pool_bypass(true);
 	home *h = caa_container_of(head, home, tick);
 	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
 	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
@@ -337,6 +342,7 @@ void ctx_state_release(ctx_state *st)
 
 void state_release_in_callback(ctx_state *st)
 {
+	pool_bypass(true);
 	batch.no_wait = true;
 	ctx_state_release(st);
 	batch_flush(false);
@@ -356,6 +362,7 @@ void state_drain(void)
 		state_free_list(h->waiting);
 		h->waiting = NULL;
 	}
+	pool_trim(); /* and the blocks this thread kept of what it freed */
 }
 
 size_t state_deferred(void)
@@ -370,7 +377,7 @@ void state_release_now(ctx_state *st)
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		context_release(st->ctx);
-		free(st);
+		pool_free(st);
 		st = prev;
 	}
 }

@@ -1,0 +1,252 @@
+/*
+ * test_pool.c - the per-thread cache of freed blocks in front of malloc
+ * (pool.c), alone and under commits.
+ *
+ * A block from pool_alloc must hold the bytes asked for whatever class it
+ * came from (a block is filed under the largest class its usable size
+ * covers, and served to requests of the smallest class that holds them); a
+ * block may be freed by a thread other than its allocator; what a thread
+ * keeps is freed when it exits or trims (ASan's leak check sees a loss);
+ * under ASan a kept block is poisoned. Under commits, the blocks of cut
+ * versions pass between threads through the caches: every value read back
+ * must be the last one written. Run under ASan and TSan.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "testutil.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#ifdef T_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+#define NBLOCKS 600
+#define MAXSIZE 400
+
+/* Allocate n blocks of sizes from rng, fill each whole, check its size. */
+static void fill_blocks(void **b, size_t *sz, int n, uint64_t *rng)
+{
+	for (int i = 0; i < n; i++) {
+		sz[i] = 1 + (size_t)test_rand_below(rng, MAXSIZE);
+		b[i] = pool_alloc(sz[i]);
+		assert_non_null(b[i]);
+		assert_true(malloc_usable_size(b[i]) >= sz[i]);
+		memset(b[i], (int)(i & 0xff), sz[i]);
+	}
+}
+
+/* Check the fill of fill_blocks and free the blocks in a shuffled order. */
+static void check_and_free(void **b, size_t *sz, int n, uint64_t *rng)
+{
+	for (int i = 0; i < n; i++) {
+		const unsigned char *p = b[i];
+		for (size_t j = 0; j < sz[i]; j++)
+			assert_int_equal(p[j], i & 0xff);
+	}
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)test_rand_below(rng, (uint64_t)i + 1);
+		void *t = b[i];
+		b[i] = b[j];
+		b[j] = t;
+	}
+	for (int i = 0; i < n; i++)
+		pool_free(b[i]);
+}
+
+/* Blocks of every size, freed and reused in random orders: each holds its
+ * request (a block filed one class too high would be short by up to 16
+ * bytes: the size check, and ASan on the fill, catch it). */
+static void test_blocks_hold_their_request(void **state)
+{
+	(void)state;
+	static void *b[NBLOCKS];
+	static size_t sz[NBLOCKS];
+	uint64_t rng = test_seed("pool-sizes", 11);
+	for (int round = 0; round < 20; round++) {
+		fill_blocks(b, sz, NBLOCKS, &rng);
+		check_and_free(b, sz, NBLOCKS, &rng);
+	}
+	for (size_t size = 1; size <= MAXSIZE; size++) {
+		void *p = pool_alloc(size);
+		assert_non_null(p);
+		assert_true(malloc_usable_size(p) >= size);
+		memset(p, 1, size);
+		pool_free(p);
+	}
+	pool_free(NULL);
+	pool_trim();
+}
+
+/* A block freed last is served first, to a request of its class (152 and
+ * 104 bytes fill their classes' blocks exactly, with glibc and under ASan,
+ * whose usable size is the request). */
+static void test_freed_block_reused(void **state)
+{
+	(void)state;
+	pool_trim();
+	void *a = pool_alloc(152), *b = pool_alloc(152);
+	pool_free(a);
+	pool_free(b);
+	assert_ptr_equal(pool_alloc(152), b);
+	assert_ptr_equal(pool_alloc(152), a);
+	free(a); /* pool blocks are malloc blocks */
+	free(b);
+#ifdef T_ASAN
+	void *p = pool_alloc(104);
+	pool_free(p);
+	assert_true(__asan_address_is_poisoned(p));
+	assert_ptr_equal(pool_alloc(104), p);
+	assert_false(__asan_address_is_poisoned(p));
+	pool_free(p);
+#endif
+	pool_trim();
+}
+
+/* While bypassed, nothing is kept: a freed block goes back to malloc. */
+static void test_bypass(void **state)
+{
+	(void)state;
+	pool_bypass(true);
+	void *a = pool_alloc(200), *b = pool_alloc(200);
+	pool_free(a);
+	pool_free(b);
+	pool_bypass(false);
+	void *c = pool_alloc(200);
+	assert_non_null(c);
+	pool_free(c);
+	pool_trim();
+}
+
+typedef struct handoff {
+	void **b;
+	size_t *sz;
+	int n;
+} handoff;
+
+/* Free another thread's blocks into this thread's cache, allocate from it,
+ * and exit with blocks kept (the exit destructor frees them). */
+static void *free_foreign(void *arg)
+{
+	handoff *h = arg;
+	uint64_t rng = 5;
+	check_and_free(h->b, h->sz, h->n, &rng);
+	void *mine[NBLOCKS];
+	size_t msz[NBLOCKS];
+	fill_blocks(mine, msz, h->n, &rng);
+	check_and_free(mine, msz, h->n, &rng);
+	return NULL;
+}
+
+static void test_foreign_blocks_and_exit(void **state)
+{
+	(void)state;
+	static void *b[NBLOCKS];
+	static size_t sz[NBLOCKS];
+	uint64_t rng = test_seed("pool-foreign", 3);
+	for (int t = 0; t < 4; t++) {
+		fill_blocks(b, sz, NBLOCKS, &rng);
+		handoff h = {b, sz, NBLOCKS};
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, free_foreign, &h), 0);
+		assert_int_equal(pthread_join(th, NULL), 0);
+	}
+}
+
+#define CONTEXTS 8
+#define KEYS     16
+#define WRITERS  4
+
+typedef struct writer {
+	ctx_store *s;
+	int n;
+	long commits;
+} writer;
+
+/* The value of commit i of writer n: its length walks through every block
+ * class of the leaves. */
+static size_t value_of(int n, long i, char *buf)
+{
+	size_t len = 1 + (size_t)(i * 7 % 260);
+	for (size_t j = 0; j < len; j++)
+		buf[j] = (char)('a' + (n * 31 + i + (long)j) % 26);
+	return len;
+}
+
+static void *write_loop(void *arg)
+{
+	writer *w = arg;
+	char id[16], key[16], val[300];
+	for (long i = 0; i < w->commits; i++) {
+		snprintf(id, sizeof(id), "c%ld", i % CONTEXTS);
+		int klen = snprintf(key, sizeof(key), "w%d-%ld", w->n, i / CONTEXTS % KEYS);
+		size_t vlen = value_of(w->n, i, val);
+		T_CHECK_STATUS(ctx_put(w->s, id, key, (size_t)klen, val, vlen, NULL), CTX_OK);
+	}
+	return NULL;
+}
+
+/* Writers share contexts, so each frees (into its cache) the nodes and
+ * leaves others allocated when it cuts their versions; every key must read
+ * back as its last write. */
+static void test_commits_through_caches(void **state)
+{
+	(void)state;
+	reset_failures();
+	ctx_store *s = test_open_memory();
+	char id[16];
+	for (int c = 0; c < CONTEXTS; c++) {
+		snprintf(id, sizeof(id), "c%d", c);
+		assert_int_equal(ctx_create(s, id), CTX_OK);
+	}
+	long commits = test_iters(20000, 2000);
+	commits -= commits % (CONTEXTS * KEYS);
+	writer w[WRITERS];
+	pthread_t th[WRITERS];
+	for (int n = 0; n < WRITERS; n++) {
+		w[n] = (writer){s, n, commits};
+		assert_int_equal(pthread_create(&th[n], NULL, write_loop, &w[n]), 0);
+	}
+	for (int n = 0; n < WRITERS; n++)
+		assert_int_equal(pthread_join(th[n], NULL), 0);
+	assert_no_thread_failures();
+	char key[16], want[300];
+	for (int n = 0; n < WRITERS; n++) {
+		for (long i = commits - CONTEXTS * KEYS; i < commits; i++) {
+			snprintf(id, sizeof(id), "c%ld", i % CONTEXTS);
+			int klen = snprintf(key, sizeof(key), "w%d-%ld", n, i / CONTEXTS % KEYS);
+			size_t wlen = value_of(n, i, want);
+			ctx_state *st;
+			assert_int_equal(ctx_get(s, id, &st), CTX_OK);
+			const void *v;
+			size_t vlen;
+			assert_true(ctx_state_lookup(st, key, (size_t)klen, &v, &vlen));
+			assert_int_equal(vlen, wlen);
+			assert_memory_equal(v, want, wlen);
+			ctx_state_release(st);
+		}
+	}
+	ctx_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_blocks_hold_their_request),
+	    cmocka_unit_test(test_freed_block_reused),
+	    cmocka_unit_test(test_bypass),
+	    cmocka_unit_test(test_foreign_blocks_and_exit),
+	    cmocka_unit_test(test_commits_through_caches),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
