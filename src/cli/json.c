@@ -213,6 +213,81 @@ void jw_null(jw *w)
 	buf_puts(w->out, "null");
 }
 
+void jw_key_u64(jw *w, const char *k, uint64_t v)
+{
+	jw_key(w, k);
+	jw_u64(w, v);
+}
+
+jw *jdoc_begin(jdoc *d)
+{
+	buf_init(&d->b);
+	jw_init(&d->w, &d->b);
+	return &d->w;
+}
+
+void jdoc_print(jdoc *d)
+{
+	if (buf_ok(&d->b)) {
+		fwrite(d->b.data, 1, d->b.len, stdout);
+		fputc('\n', stdout);
+	} else {
+		fputs("ctx: out of memory\n", stderr);
+	}
+	buf_free(&d->b);
+}
+
+int jw_pair_cmp(const void *a, const void *b)
+{
+	const jw_pair *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int d = memcmp(x->k, y->k, n);
+	return d ? d : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* The members of jw_pairs' object: those with UTF-8 names, or (base64) the
+ * others under their names in base64. */
+static void jw_members(jw *w, const jw_pair *p, size_t n, jw_value_fn *value, bool base64)
+{
+	buf k;
+	buf_init(&k);
+	for (size_t i = 0; i < n; i++) {
+		if (utf8_valid(p[i].k, p[i].klen) == base64)
+			continue;
+		if (base64) {
+			buf_reset(&k);
+			base64_encode(&k, p[i].k, p[i].klen);
+			jw_keyn(w, k.data, k.len);
+		} else {
+			jw_keyn(w, p[i].k, p[i].klen);
+		}
+		if (value)
+			value(w, &p[i]);
+		else
+			jw_bytes(w, p[i].v, p[i].vlen);
+	}
+	buf_free(&k);
+}
+
+void jw_pairs(jw *w, const char *name, const jw_pair *p, size_t n, jw_value_fn *value)
+{
+	size_t binary = 0;
+	for (size_t i = 0; i < n; i++)
+		binary += !utf8_valid(p[i].k, p[i].klen);
+	jw_key(w, name);
+	jw_obj_begin(w);
+	jw_members(w, p, n, value, false);
+	jw_obj_end(w);
+	if (!binary)
+		return;
+	char key[64];
+	snprintf(key, sizeof(key), "%s_base64", name);
+	jw_key(w, key);
+	jw_obj_begin(w);
+	jw_members(w, p, n, value, true);
+	jw_obj_end(w);
+}
+
 /* ---- parsing -------------------------------------------------------- */
 
 typedef struct parser {

@@ -5,7 +5,9 @@
  * caller only says what comes next (jw_key, jw_str, jw_obj_begin ...). Byte
  * strings are written by jw_bytes: as a JSON string when they are valid UTF-8,
  * otherwise as {"base64": "..."}: the one rule for binary data everywhere in
- * the CLI (docs/cli.md).
+ * the CLI (docs/cli.md), and jw_pairs writes a map whose names may be any
+ * bytes (names that are not UTF-8 go, base64-encoded, into "NAME_base64").
+ * A jdoc is a document printed to stdout as one line.
  *
  * Reading: json_parse builds a tree of json_value from a complete text (one
  * line of an import file). Strings are binary-safe (\u0000 gives a NUL byte,
@@ -51,6 +53,39 @@ void jw_u64(jw *w, uint64_t v);
 void jw_i64(jw *w, int64_t v);
 void jw_bool(jw *w, bool v);
 void jw_null(jw *w);
+void jw_key_u64(jw *w, const char *k, uint64_t v); /* a member: jw_key, then jw_u64 */
+
+/* A JSON document for stdout: jdoc_begin, write with the jw it returns, then
+ * jdoc_print prints it and a newline ("out of memory" on stderr instead if an
+ * allocation failed) and frees it. */
+typedef struct jdoc {
+	buf b;
+	jw w;
+} jdoc;
+
+jw *jdoc_begin(jdoc *d);
+void jdoc_print(jdoc *d);
+
+/* A member of a map whose names may be any bytes: an export's fields and
+ * metadata, the fields of a CTX.GET reply. v and vlen are the value's bytes,
+ * or whatever the value writer given to jw_pairs reads. */
+typedef struct jw_pair {
+	const void *k;
+	size_t klen;
+	const void *v;
+	size_t vlen;
+} jw_pair;
+
+typedef void jw_value_fn(jw *w, const jw_pair *p);
+
+/* For qsort: by name, bytewise (a shorter name first when one is a prefix). */
+int jw_pair_cmp(const void *a, const void *b);
+
+/* "name": {...} with the pairs whose names are UTF-8, and then, only if some
+ * name is not, "name_base64": {...} with those pairs under their names in
+ * base64 (docs/cli.md). Each value is written by value, or as jw_bytes(v,
+ * vlen) when value is NULL. */
+void jw_pairs(jw *w, const char *name, const jw_pair *p, size_t n, jw_value_fn *value);
 
 typedef enum json_type {
 	JSON_NULL,

@@ -95,40 +95,28 @@ static int open_store(const char *dir, bool create, ctx_store **out)
 static void verify_print(const char *dir, ctx_status s, const ctx_verify_report *r, bool json)
 {
 	if (json) {
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_obj_begin(&w);
-		jw_key(&w, "dir");
-		jw_bytes(&w, dir, strlen(dir));
-		jw_key(&w, "ok");
-		jw_bool(&w, s == CTX_OK);
-		jw_key(&w, "status");
-		jw_str(&w, ctx_strerror(s));
-		jw_key(&w, "message");
-		jw_bytes(&w, r->message, strlen(r->message));
-		jw_key(&w, "checkpoint_revision");
-		jw_u64(&w, r->checkpoint_revision);
-		jw_key(&w, "checkpoints");
-		jw_u64(&w, r->checkpoints);
-		jw_key(&w, "checkpoints_damaged");
-		jw_u64(&w, r->checkpoints_damaged);
-		jw_key(&w, "segments");
-		jw_u64(&w, r->segments);
-		jw_key(&w, "records");
-		jw_u64(&w, r->records);
-		jw_key(&w, "last_revision");
-		jw_u64(&w, r->last_revision);
-		jw_key(&w, "torn_bytes");
-		jw_u64(&w, r->torn_bytes);
-		jw_key(&w, "contexts");
-		jw_u64(&w, r->contexts);
-		jw_key(&w, "keys");
-		jw_u64(&w, r->keys);
-		jw_obj_end(&w);
-		printf("%s\n", b.data);
-		buf_free(&b);
+		jdoc d;
+		jw *w = jdoc_begin(&d);
+		jw_obj_begin(w);
+		jw_key(w, "dir");
+		jw_bytes(w, dir, strlen(dir));
+		jw_key(w, "ok");
+		jw_bool(w, s == CTX_OK);
+		jw_key(w, "status");
+		jw_str(w, ctx_strerror(s));
+		jw_key(w, "message");
+		jw_bytes(w, r->message, strlen(r->message));
+		jw_key_u64(w, "checkpoint_revision", r->checkpoint_revision);
+		jw_key_u64(w, "checkpoints", r->checkpoints);
+		jw_key_u64(w, "checkpoints_damaged", r->checkpoints_damaged);
+		jw_key_u64(w, "segments", r->segments);
+		jw_key_u64(w, "records", r->records);
+		jw_key_u64(w, "last_revision", r->last_revision);
+		jw_key_u64(w, "torn_bytes", r->torn_bytes);
+		jw_key_u64(w, "contexts", r->contexts);
+		jw_key_u64(w, "keys", r->keys);
+		jw_obj_end(w);
+		jdoc_print(&d);
 		return;
 	}
 	printf("directory            %s\n", dir);
@@ -178,59 +166,41 @@ int cmd_verify(cli *c)
 static void inspect_json(const ctx_verify_report *r, const ctx_stats *st,
                          const ctx_context_status *v, size_t n)
 {
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
-	jw_obj_begin(&w);
-	jw_key(&w, "log");
-	jw_obj_begin(&w);
-	jw_key(&w, "segments");
-	jw_u64(&w, r->segments);
-	jw_key(&w, "records");
-	jw_u64(&w, r->records);
-	jw_key(&w, "torn_bytes");
-	jw_u64(&w, r->torn_bytes);
-	jw_key(&w, "last_revision");
-	jw_u64(&w, r->last_revision);
-	jw_obj_end(&w);
-	jw_key(&w, "checkpoint");
-	jw_obj_begin(&w);
-	jw_key(&w, "files");
-	jw_u64(&w, r->checkpoints);
-	jw_key(&w, "damaged");
-	jw_u64(&w, r->checkpoints_damaged);
-	jw_key(&w, "revision");
-	jw_u64(&w, r->checkpoint_revision);
-	jw_obj_end(&w);
-	jw_key(&w, "revision");
-	jw_u64(&w, st->revision);
-	jw_key(&w, "contexts");
-	jw_arr_begin(&w);
+	jdoc d;
+	jw *w = jdoc_begin(&d);
+	jw_obj_begin(w);
+	jw_key(w, "log");
+	jw_obj_begin(w);
+	jw_key_u64(w, "segments", r->segments);
+	jw_key_u64(w, "records", r->records);
+	jw_key_u64(w, "torn_bytes", r->torn_bytes);
+	jw_key_u64(w, "last_revision", r->last_revision);
+	jw_obj_end(w);
+	jw_key(w, "checkpoint");
+	jw_obj_begin(w);
+	jw_key_u64(w, "files", r->checkpoints);
+	jw_key_u64(w, "damaged", r->checkpoints_damaged);
+	jw_key_u64(w, "revision", r->checkpoint_revision);
+	jw_obj_end(w);
+	jw_key_u64(w, "revision", st->revision);
+	jw_key(w, "contexts");
+	jw_arr_begin(w);
 	for (size_t i = 0; i < n; i++) {
-		jw_obj_begin(&w);
-		jw_key(&w, "id");
-		jw_bytes(&w, v[i].id, strlen(v[i].id));
-		jw_key(&w, "version");
-		jw_u64(&w, v[i].version);
-		jw_key(&w, "keys");
-		jw_u64(&w, v[i].keys);
-		jw_key(&w, "bytes");
-		jw_u64(&w, v[i].bytes);
-		jw_key(&w, "points");
-		jw_u64(&w, v[i].points);
-		jw_key(&w, "created_us");
-		jw_u64(&w, v[i].created_us);
-		jw_key(&w, "last_access_us");
-		jw_u64(&w, v[i].last_access_us);
-		jw_key(&w, "ttl_ms");
-		jw_u64(&w, v[i].ttl_ms);
-		jw_obj_end(&w);
+		jw_obj_begin(w);
+		jw_key(w, "id");
+		jw_bytes(w, v[i].id, strlen(v[i].id));
+		jw_key_u64(w, "version", v[i].version);
+		jw_key_u64(w, "keys", v[i].keys);
+		jw_key_u64(w, "bytes", v[i].bytes);
+		jw_key_u64(w, "points", v[i].points);
+		jw_key_u64(w, "created_us", v[i].created_us);
+		jw_key_u64(w, "last_access_us", v[i].last_access_us);
+		jw_key_u64(w, "ttl_ms", v[i].ttl_ms);
+		jw_obj_end(w);
 	}
-	jw_arr_end(&w);
-	jw_obj_end(&w);
-	printf("%s\n", b.data);
-	buf_free(&b);
+	jw_arr_end(w);
+	jw_obj_end(w);
+	jdoc_print(&d);
 }
 
 static void inspect_table(const char *dir, const ctx_verify_report *r, const ctx_stats *st,
@@ -305,28 +275,11 @@ int cmd_inspect(cli *c)
 
 /* ---- export --------------------------------------------------------- */
 
-typedef struct pair {
-	const void *k;
-	size_t klen;
-	const void *v;
-	size_t vlen;
-} pair;
-
-static int pair_cmp(const void *a, const void *b)
-{
-	const pair *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int d = memcmp(x->k, y->k, n);
-	if (d)
-		return d;
-	return (x->klen > y->klen) - (x->klen < y->klen);
-}
-
 /* All pairs of st (meta = its metadata map), sorted by key. */
-static ctx_status collect_pairs(const ctx_state *st, bool meta, pair **out, size_t *count)
+static ctx_status collect_pairs(const ctx_state *st, bool meta, jw_pair **out, size_t *count)
 {
 	size_t cap = meta ? ctx_state_meta_count(st) : ctx_state_count(st);
-	pair *p = malloc((cap ? cap : 1) * sizeof(*p));
+	jw_pair *p = malloc((cap ? cap : 1) * sizeof(*p));
 	if (!p)
 		return CTX_NOMEM;
 	ctx_iter *it;
@@ -336,55 +289,20 @@ static ctx_status collect_pairs(const ctx_state *st, bool meta, pair **out, size
 		return s;
 	}
 	size_t n = 0;
-	pair x;
+	jw_pair x;
 	while (n < cap && ctx_iter_next(it, &x.k, &x.klen, &x.v, &x.vlen))
 		p[n++] = x;
 	ctx_iter_free(it); /* the pointers stay valid while st is held */
-	qsort(p, n, sizeof(*p), pair_cmp);
+	qsort(p, n, sizeof(*p), jw_pair_cmp);
 	*out = p;
 	*count = n;
 	return CTX_OK;
 }
 
-/* "fields":{utf-8 names} and, if any name is not UTF-8, "fields_base64". */
-static void write_map(jw *w, const char *name, const pair *p, size_t n)
-{
-	size_t binary = 0;
-	jw_key(w, name);
-	jw_obj_begin(w);
-	for (size_t i = 0; i < n; i++) {
-		if (!utf8_valid(p[i].k, p[i].klen)) {
-			binary++;
-			continue;
-		}
-		jw_keyn(w, p[i].k, p[i].klen);
-		jw_bytes(w, p[i].v, p[i].vlen);
-	}
-	jw_obj_end(w);
-	if (!binary)
-		return;
-	char key[32];
-	snprintf(key, sizeof(key), "%s_base64", name);
-	jw_key(w, key);
-	jw_obj_begin(w);
-	buf k;
-	buf_init(&k);
-	for (size_t i = 0; i < n; i++) {
-		if (utf8_valid(p[i].k, p[i].klen))
-			continue;
-		buf_reset(&k);
-		base64_encode(&k, p[i].k, p[i].klen);
-		jw_keyn(w, k.data, k.len);
-		jw_bytes(w, p[i].v, p[i].vlen);
-	}
-	buf_free(&k);
-	jw_obj_end(w);
-}
-
 /* One context as one JSON line into out. */
 static ctx_status export_state(const ctx_state *st, buf *out)
 {
-	pair *f = NULL, *m = NULL;
+	jw_pair *f = NULL, *m = NULL;
 	size_t nf = 0, nm = 0;
 	ctx_status s = collect_pairs(st, false, &f, &nf);
 	if (s == CTX_OK)
@@ -395,10 +313,9 @@ static ctx_status export_state(const ctx_state *st, buf *out)
 		jw_obj_begin(&w);
 		jw_key(&w, "id");
 		jw_bytes(&w, ctx_state_id(st), strlen(ctx_state_id(st)));
-		jw_key(&w, "version");
-		jw_u64(&w, ctx_state_version(st));
-		write_map(&w, "fields", f, nf);
-		write_map(&w, "meta", m, nm);
+		jw_key_u64(&w, "version", ctx_state_version(st));
+		jw_pairs(&w, "fields", f, nf, NULL);
+		jw_pairs(&w, "meta", m, nm, NULL);
 		jw_obj_end(&w);
 		buf_putc(out, '\n');
 		if (!buf_ok(out))

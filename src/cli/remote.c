@@ -12,6 +12,12 @@
  * 1, CTXCONFLICT and CTXEXISTS 4, NOAUTH/WRONGPASS 3, anything else 1. A
  * connection that cannot be made or breaks is 3.
  *
+ * Most commands have one shape: build the arguments, send them (request),
+ * check that the reply has the shape the contract gives (a wrong one is
+ * "unexpected reply", exit 1), and print it with a show_* function. Lists of
+ * records print through rows, which writes each member once for both forms:
+ * a JSON array of objects with --json, else a table with the same columns.
+ *
  * watch blocks SIGINT and SIGTERM and waits in ppoll with them unblocked, so
  * Ctrl-C ends the wait at once (no race between checking a flag and
  * sleeping) and ctx exits 0 after flushing what it printed.
@@ -165,6 +171,16 @@ static bool is_text(const redisReply *r)
 	return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
+static bool is_integer(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_INTEGER;
+}
+
+static bool is_array(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ARRAY;
+}
+
 /* The value named name in the map r, or NULL. */
 static const redisReply *map_get(const redisReply *r, const char *name)
 {
@@ -178,17 +194,21 @@ static const redisReply *map_get(const redisReply *r, const char *name)
 	return NULL;
 }
 
+/* An integer, or a number as text; 0 for anything else. */
+static uint64_t reply_u64(const redisReply *r)
+{
+	uint64_t x = 0;
+	if (r->type == REDIS_REPLY_INTEGER)
+		return (uint64_t)r->integer;
+	if (is_text(r))
+		cli_parse_u64(r->str, &x);
+	return x;
+}
+
 static uint64_t map_u64(const redisReply *r, const char *name)
 {
 	const redisReply *v = map_get(r, name);
-	if (!v)
-		return 0;
-	if (v->type == REDIS_REPLY_INTEGER)
-		return (uint64_t)v->integer;
-	uint64_t x = 0;
-	if (is_text(v))
-		cli_parse_u64(v->str, &x);
-	return x;
+	return v ? reply_u64(v) : 0;
 }
 
 /* Any reply as JSON: maps are not told apart from arrays here (callers that
@@ -228,15 +248,12 @@ static void jw_map(jw *w, const redisReply *r)
 	jw_obj_end(w);
 }
 
-static void print_json(buf *b)
+static void jw_text_or_null(jw *w, const redisReply *v)
 {
-	if (!buf_ok(b)) {
-		cli_error("out of memory");
-		return;
-	}
-	fwrite(b->data, 1, b->len, stdout);
-	fputc('\n', stdout);
-	buf_free(b);
+	if (v && is_text(v))
+		jw_bytes(w, v->str, v->len);
+	else
+		jw_null(w);
 }
 
 /* A reply element as text for a table cell. */
@@ -252,6 +269,172 @@ static void cell_reply(table *t, const redisReply *r)
 		table_cell(t, "(array)");
 }
 
+/* ---- requests -------------------------------------------------------- */
+
+/* run, then a reply that does not have the shape `shape` says is an error. */
+static int run_shaped(cli *c, const args *a, session *s, bool (*shape)(const redisReply *))
+{
+	int code = run(c, a, s);
+	if (code == EXIT_OK && !shape(s->r))
+		code = bad_reply(a->v[0]);
+	return code;
+}
+
+/* The common command: send a, check the reply's shape, print the reply with
+ * show (which returns the exit code), close. */
+static int request(cli *c, const args *a, bool (*shape)(const redisReply *),
+                   int (*show)(cli *c, const redisReply *r))
+{
+	session s;
+	int code = run_shaped(c, a, &s, shape);
+	if (code == EXIT_OK)
+		code = show(c, s.r);
+	done(&s);
+	return code;
+}
+
+/* The arguments of a command on the context c->argv[0]. */
+static void args_on_id(args *a, const char *command, const cli *c)
+{
+	arg(a, command);
+	arg(a, c->argv[0]);
+}
+
+/* A JSON object document that begins with "id": id. */
+static jw *jdoc_begin_id(jdoc *d, const char *id)
+{
+	jw *w = jdoc_begin(d);
+	jw_obj_begin(w);
+	jw_key(w, "id");
+	jw_bytes(w, id, strlen(id));
+	return w;
+}
+
+/* A map reply: a JSON object, or a table of its names (under name_head)
+ * and values. */
+static void print_map(const cli *c, const redisReply *r, const char *name_head)
+{
+	if (c->json) {
+		jdoc d;
+		jw_map(jdoc_begin(&d), r);
+		jdoc_print(&d);
+		return;
+	}
+	const char *const head[] = {name_head, "VALUE"};
+	table t;
+	table_init(&t, 2, head);
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		cell_reply(&t, r->element[i]);
+		cell_reply(&t, r->element[i + 1]);
+	}
+	table_print(&t);
+	table_free(&t);
+}
+
+/* ---- rows: a JSON array of objects, or a table -------------------------- */
+
+/* Records printed as a JSON array of objects (--json) or as a table whose
+ * columns are the objects' members, so that a command names each member once:
+ * rows_begin, then per record row_begin, a col_* per member in the order of
+ * the table's header, row_end; then rows_print. */
+typedef struct rows {
+	bool json;
+	jdoc d;
+	table t;
+} rows;
+
+static void rows_begin(rows *o, const cli *c, size_t ncols, const char *const *head)
+{
+	o->json = c->json;
+	if (o->json)
+		jw_arr_begin(jdoc_begin(&o->d));
+	else
+		table_init(&o->t, ncols, head);
+}
+
+static void row_begin(rows *o)
+{
+	if (o->json)
+		jw_obj_begin(&o->d.w);
+}
+
+static void row_end(rows *o)
+{
+	if (o->json)
+		jw_obj_end(&o->d.w);
+}
+
+static void rows_print(rows *o)
+{
+	if (o->json) {
+		jw_arr_end(&o->d.w);
+		jdoc_print(&o->d);
+	} else {
+		table_print(&o->t);
+		table_free(&o->t);
+	}
+}
+
+/* A member's name, for JSON: true if the value goes to JSON, false if to a
+ * table cell. */
+static bool col(rows *o, const char *name)
+{
+	if (o->json)
+		jw_key(&o->d.w, name);
+	return o->json;
+}
+
+static void col_u64(rows *o, const char *name, uint64_t v)
+{
+	if (col(o, name))
+		jw_u64(&o->d.w, v);
+	else
+		table_cell_u64(&o->t, v);
+}
+
+/* µs since 1970: a number in JSON, a date in a table. */
+static void col_time(rows *o, const char *name, uint64_t us)
+{
+	if (col(o, name))
+		jw_u64(&o->d.w, us);
+	else
+		table_cell_time(&o->t, us);
+}
+
+static void col_str(rows *o, const char *name, const char *s)
+{
+	if (col(o, name))
+		jw_str(&o->d.w, s);
+	else
+		table_cell(&o->t, s);
+}
+
+static void col_bytes(rows *o, const char *name, const void *p, size_t n)
+{
+	if (col(o, name))
+		jw_bytes(&o->d.w, p, n);
+	else
+		table_cell_bytes(&o->t, p, n);
+}
+
+/* true/false in JSON, yes/no in a table. */
+static void col_bool(rows *o, const char *name, bool v)
+{
+	if (col(o, name))
+		jw_bool(&o->d.w, v);
+	else
+		table_cell(&o->t, v ? "yes" : "no");
+}
+
+/* Text or null in JSON; in a table as cell_reply shows it. */
+static void col_reply(rows *o, const char *name, const redisReply *r)
+{
+	if (col(o, name))
+		jw_text_or_null(&o->d.w, r);
+	else
+		cell_reply(&o->t, r);
+}
+
 /* ---- simple commands ------------------------------------------------ */
 
 int cmd_ping(cli *c)
@@ -260,26 +443,19 @@ int cmd_ping(cli *c)
 	arg(&a, "PING");
 	session s;
 	uint64_t t0 = cli_now_us();
-	int code = run(c, &a, &s);
+	int code = run_shaped(c, &a, &s, is_text);
 	uint64_t t1 = cli_now_us();
-	if (code == EXIT_OK) {
-		if (!is_text(s.r)) {
-			code = bad_reply("PING");
-		} else if (c->json) {
-			buf b;
-			buf_init(&b);
-			jw w;
-			jw_init(&w, &b);
-			jw_obj_begin(&w);
-			jw_key(&w, "reply");
-			jw_bytes(&w, s.r->str, s.r->len);
-			jw_key(&w, "latency_us");
-			jw_u64(&w, t1 - t0);
-			jw_obj_end(&w);
-			print_json(&b);
-		} else {
-			printf("%s\n", s.r->str);
-		}
+	if (code == EXIT_OK && c->json) {
+		jdoc d;
+		jw *w = jdoc_begin(&d);
+		jw_obj_begin(w);
+		jw_key(w, "reply");
+		jw_bytes(w, s.r->str, s.r->len);
+		jw_key_u64(w, "latency_us", t1 - t0);
+		jw_obj_end(w);
+		jdoc_print(&d);
+	} else if (code == EXIT_OK) {
+		printf("%s\n", s.r->str);
 	}
 	done(&s);
 	return code;
@@ -288,11 +464,9 @@ int cmd_ping(cli *c)
 /* INFO text as {"section": {"name": "value"}}. */
 static void info_json(const char *text)
 {
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
-	jw_obj_begin(&w);
+	jdoc d;
+	jw *w = jdoc_begin(&d);
+	jw_obj_begin(w);
 	bool open = false;
 	const char *p = text;
 	while (*p) {
@@ -302,24 +476,33 @@ static void info_json(const char *text)
 		const char *colon = memchr(p, ':', l);
 		if (l > 2 && p[0] == '#' && p[1] == ' ') {
 			if (open)
-				jw_obj_end(&w);
+				jw_obj_end(w);
 			char name[64];
 			size_t k = 0;
 			for (size_t i = 2; i < l && k + 1 < sizeof(name); i++)
 				name[k++] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
-			jw_keyn(&w, name, k);
-			jw_obj_begin(&w);
+			jw_keyn(w, name, k);
+			jw_obj_begin(w);
 			open = true;
 		} else if (colon && open) {
-			jw_keyn(&w, p, (size_t)(colon - p));
-			jw_bytes(&w, colon + 1, l - (size_t)(colon - p) - 1);
+			jw_keyn(w, p, (size_t)(colon - p));
+			jw_bytes(w, colon + 1, l - (size_t)(colon - p) - 1);
 		}
 		p += n + (end ? 1 : 0);
 	}
 	if (open)
-		jw_obj_end(&w);
-	jw_obj_end(&w);
-	print_json(&b);
+		jw_obj_end(w);
+	jw_obj_end(w);
+	jdoc_print(&d);
+}
+
+static int show_info(cli *c, const redisReply *r)
+{
+	if (c->json)
+		info_json(r->str);
+	else
+		fwrite(r->str, 1, r->len, stdout);
+	return EXIT_OK;
 }
 
 int cmd_info(cli *c)
@@ -328,108 +511,52 @@ int cmd_info(cli *c)
 	arg(&a, "INFO");
 	if (c->argc)
 		arg(&a, c->argv[0]);
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK) {
-		if (!is_text(s.r))
-			code = bad_reply("INFO");
-		else if (c->json)
-			info_json(s.r->str);
-		else
-			fwrite(s.r->str, 1, s.r->len, stdout);
-	}
-	done(&s);
-	return code;
+	return request(c, &a, is_text, show_info);
+}
+
+static int show_stats(cli *c, const redisReply *r)
+{
+	print_map(c, r, "NAME");
+	return EXIT_OK;
 }
 
 int cmd_stats(cli *c)
 {
 	args a = {0};
 	arg(&a, "CTX.STATS");
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && !is_map(s.r))
-		code = bad_reply("CTX.STATS");
-	if (code == EXIT_OK && c->json) {
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_map(&w, s.r);
-		print_json(&b);
-	} else if (code == EXIT_OK) {
-		static const char *const head[] = {"NAME", "VALUE"};
-		table t;
-		table_init(&t, 2, head);
-		for (size_t i = 0; i + 1 < s.r->elements; i += 2) {
-			cell_reply(&t, s.r->element[i]);
-			cell_reply(&t, s.r->element[i + 1]);
-		}
-		table_print(&t);
-		table_free(&t);
-	}
-	done(&s);
-	return code;
+	return request(c, &a, is_map, show_stats);
 }
 
 /* CTX.VERIFY: the map of the server's checks. A member "ok" (or "result")
  * of 0, false or anything but "ok" fails the check (exit 1). */
+static int show_verify(cli *c, const redisReply *r)
+{
+	const redisReply *ok = map_get(r, "ok");
+	if (!ok)
+		ok = map_get(r, "result");
+	bool failed =
+	    ok && ((ok->type == REDIS_REPLY_INTEGER && ok->integer == 0) ||
+	           (is_text(ok) && strcmp(ok->str, "ok") != 0 && strcmp(ok->str, "1") != 0));
+	print_map(c, r, "CHECK");
+	return failed ? EXIT_FAIL : EXIT_OK;
+}
+
 int cmd_verify_online(cli *c)
 {
 	args a = {0};
 	arg(&a, "CTX.VERIFY");
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && !is_map(s.r))
-		code = bad_reply("CTX.VERIFY");
-	if (code == EXIT_OK) {
-		const redisReply *ok = map_get(s.r, "ok");
-		if (!ok)
-			ok = map_get(s.r, "result");
-		if (ok &&
-		    ((ok->type == REDIS_REPLY_INTEGER && ok->integer == 0) ||
-		     (is_text(ok) && strcmp(ok->str, "ok") != 0 && strcmp(ok->str, "1") != 0)))
-			code = EXIT_FAIL;
-	}
-	if (code == EXIT_OK || (s.r && is_map(s.r))) {
-		if (c->json) {
-			buf b;
-			buf_init(&b);
-			jw w;
-			jw_init(&w, &b);
-			jw_map(&w, s.r);
-			print_json(&b);
-		} else {
-			static const char *const head[] = {"CHECK", "VALUE"};
-			table t;
-			table_init(&t, 2, head);
-			for (size_t i = 0; i + 1 < s.r->elements; i += 2) {
-				cell_reply(&t, s.r->element[i]);
-				cell_reply(&t, s.r->element[i + 1]);
-			}
-			table_print(&t);
-			table_free(&t);
-		}
-	}
-	done(&s);
-	return code;
+	return request(c, &a, is_map, show_verify);
 }
 
 /* Print {"id":..., name: n} or "<text> n". */
 static void print_id_number(cli *c, const char *id, const char *name, uint64_t n, const char *text)
 {
 	if (c->json) {
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_obj_begin(&w);
-		jw_key(&w, "id");
-		jw_bytes(&w, id, strlen(id));
-		jw_key(&w, name);
-		jw_u64(&w, n);
-		jw_obj_end(&w);
-		print_json(&b);
+		jdoc d;
+		jw *w = jdoc_begin_id(&d, id);
+		jw_key_u64(w, name, n);
+		jw_obj_end(w);
+		jdoc_print(&d);
 	} else {
 		printf("%s %" PRIu64 "\n", text, n);
 	}
@@ -439,9 +566,7 @@ static void print_id_number(cli *c, const char *id, const char *name, uint64_t n
 static int integer_command(cli *c, const args *a, const char *name, const char *text)
 {
 	session s;
-	int code = run(c, a, &s);
-	if (code == EXIT_OK && s.r->type != REDIS_REPLY_INTEGER)
-		code = bad_reply(a->v[0]);
+	int code = run_shaped(c, a, &s, is_integer);
 	if (code == EXIT_OK)
 		print_id_number(c, c->argv[0], name, (uint64_t)s.r->integer, text);
 	done(&s);
@@ -468,39 +593,30 @@ int cmd_create(cli *c)
 	return code;
 }
 
+static int show_drop(cli *c, const redisReply *r)
+{
+	bool dropped = r->integer == 1;
+	if (c->json) {
+		jdoc d;
+		jw *w = jdoc_begin_id(&d, c->argv[0]);
+		jw_key(w, "dropped");
+		jw_bool(w, dropped);
+		jw_obj_end(w);
+		jdoc_print(&d);
+	} else if (dropped) {
+		printf("dropped\n");
+	}
+	if (dropped)
+		return EXIT_OK;
+	cli_error("no such context: %s", c->argv[0]);
+	return EXIT_FAIL;
+}
+
 int cmd_drop(cli *c)
 {
 	args a = {0};
-	arg(&a, "CTX.DROP");
-	arg(&a, c->argv[0]);
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && s.r->type != REDIS_REPLY_INTEGER)
-		code = bad_reply("CTX.DROP");
-	if (code == EXIT_OK) {
-		bool dropped = s.r->integer == 1;
-		if (c->json) {
-			buf b;
-			buf_init(&b);
-			jw w;
-			jw_init(&w, &b);
-			jw_obj_begin(&w);
-			jw_key(&w, "id");
-			jw_bytes(&w, c->argv[0], strlen(c->argv[0]));
-			jw_key(&w, "dropped");
-			jw_bool(&w, dropped);
-			jw_obj_end(&w);
-			print_json(&b);
-		} else if (dropped) {
-			printf("dropped\n");
-		}
-		if (!dropped) {
-			cli_error("no such context: %s", c->argv[0]);
-			code = EXIT_FAIL;
-		}
-	}
-	done(&s);
-	return code;
+	args_on_id(&a, "CTX.DROP", c);
+	return request(c, &a, is_integer, show_drop);
 }
 
 /* CTX.SET or CTX.DEL: ID [IFVERSION v] then the fields (and values). */
@@ -509,8 +625,7 @@ static int guarded_change(cli *c, const char *command)
 	if (!args_fit(c, 3))
 		return EXIT_USAGE;
 	args a = {0};
-	arg(&a, command);
-	arg(&a, c->argv[0]);
+	args_on_id(&a, command, c);
 	if (c->given & OPT_IF_VERSION) {
 		arg(&a, "IFVERSION");
 		arg_u64(&a, c->if_version);
@@ -537,8 +652,7 @@ int cmd_del(cli *c)
 int cmd_point(cli *c)
 {
 	args a = {0};
-	arg(&a, "CTX.POINT");
-	arg(&a, c->argv[0]);
+	args_on_id(&a, "CTX.POINT", c);
 	if (c->label) {
 		arg(&a, "LABEL");
 		arg(&a, c->label);
@@ -555,8 +669,7 @@ int cmd_restore(cli *c)
 		return EXIT_USAGE;
 	}
 	args a = {0};
-	arg(&a, "CTX.RESTORE");
-	arg(&a, c->argv[0]);
+	args_on_id(&a, "CTX.RESTORE", c);
 	if (how == OPT_VERSION) {
 		arg(&a, "VERSION");
 		arg_u64(&a, c->version);
@@ -581,31 +694,22 @@ int cmd_restore(cli *c)
 
 /* ---- get ------------------------------------------------------------ */
 
-typedef struct field {
-	const redisReply *k, *v;
-} field;
-
-static int field_cmp(const void *a, const void *b)
-{
-	const redisReply *x = ((const field *)a)->k, *y = ((const field *)b)->k;
-	size_t n = x->len < y->len ? x->len : y->len;
-	int d = memcmp(x->str, y->str, n);
-	return d ? d : (x->len > y->len) - (x->len < y->len);
-}
-
-/* The fields map of a CTX.GET reply, sorted by name (malloc'd). */
-static field *sorted_fields(const redisReply *fm, size_t *n)
+/* The fields map of a CTX.GET reply, sorted by name (malloc'd): each pair's
+ * name is the field's bytes, its v the value's redisReply. */
+static jw_pair *sorted_fields(const redisReply *fm, size_t *n)
 {
 	*n = 0;
 	if (!fm || !is_map(fm))
 		return NULL;
-	field *f = malloc((fm->elements / 2 + 1) * sizeof(*f));
+	jw_pair *f = malloc((fm->elements / 2 + 1) * sizeof(*f));
 	if (!f)
 		return NULL;
-	for (size_t i = 0; i + 1 < fm->elements; i += 2)
-		if (is_text(fm->element[i]))
-			f[(*n)++] = (field){fm->element[i], fm->element[i + 1]};
-	qsort(f, *n, sizeof(*f), field_cmp);
+	for (size_t i = 0; i + 1 < fm->elements; i += 2) {
+		const redisReply *k = fm->element[i];
+		if (is_text(k))
+			f[(*n)++] = (jw_pair){k->str, k->len, fm->element[i + 1], 0};
+	}
+	qsort(f, *n, sizeof(*f), jw_pair_cmp);
 	return f;
 }
 
@@ -617,59 +721,23 @@ static void jw_value(jw *w, const redisReply *v)
 		jw_reply(w, v);
 }
 
-/* "fields": {...} and "fields_base64" for names that are not UTF-8 (as in
- * export). */
-static void jw_fields(jw *w, const field *f, size_t n)
+static void jw_field_value(jw *w, const jw_pair *f)
 {
-	size_t binary = 0;
-	jw_key(w, "fields");
-	jw_obj_begin(w);
-	for (size_t i = 0; i < n; i++) {
-		if (!utf8_valid(f[i].k->str, f[i].k->len)) {
-			binary++;
-			continue;
-		}
-		jw_keyn(w, f[i].k->str, f[i].k->len);
-		jw_value(w, f[i].v);
-	}
-	jw_obj_end(w);
-	if (!binary)
-		return;
-	jw_key(w, "fields_base64");
-	jw_obj_begin(w);
-	buf k;
-	buf_init(&k);
-	for (size_t i = 0; i < n; i++) {
-		if (utf8_valid(f[i].k->str, f[i].k->len))
-			continue;
-		buf_reset(&k);
-		base64_encode(&k, f[i].k->str, f[i].k->len);
-		jw_keyn(w, k.data, k.len);
-		jw_value(w, f[i].v);
-	}
-	buf_free(&k);
-	jw_obj_end(w);
+	jw_value(w, f->v);
 }
 
-static void get_print_all(cli *c, const redisReply *r, const field *f, size_t n)
+static void get_print_all(cli *c, const redisReply *r, const jw_pair *f, size_t n)
 {
 	static const char *const nums[] = {"version", "revision", "created_us", "updated_us",
 	                                   "keys"};
 	if (c->json) {
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_obj_begin(&w);
-		jw_key(&w, "id");
-		jw_bytes(&w, c->argv[0], strlen(c->argv[0]));
-		for (size_t i = 0; i < 5; i++) {
-			jw_key(&w, nums[i]);
-			jw_u64(&w, map_u64(r, nums[i]));
-		}
-		jw_fields(&w, f, n);
-		jw_obj_end(&w);
-		print_json(&b);
+		jdoc d;
+		jw *w = jdoc_begin_id(&d, c->argv[0]);
+		for (size_t i = 0; i < 5; i++)
+			jw_key_u64(w, nums[i], map_u64(r, nums[i]));
+		jw_pairs(w, "fields", f, n, jw_field_value);
+		jw_obj_end(w);
+		jdoc_print(&d);
 		return;
 	}
 	char t1[40], t2[40];
@@ -689,7 +757,7 @@ static void get_print_all(cli *c, const redisReply *r, const field *f, size_t n)
 	table t;
 	table_init(&t, 2, head);
 	for (size_t i = 0; i < n; i++) {
-		table_cell_bytes(&t, f[i].k->str, f[i].k->len);
+		table_cell_bytes(&t, f[i].k, f[i].klen);
 		cell_reply(&t, f[i].v);
 	}
 	table_print(&t);
@@ -697,64 +765,57 @@ static void get_print_all(cli *c, const redisReply *r, const field *f, size_t n)
 }
 
 /* get ID FIELD: the raw value (people) or {"id","version","field","value"}. */
-static int get_print_one(cli *c, const redisReply *r, const field *f, size_t n)
+static int get_print_one(cli *c, const redisReply *r, const jw_pair *f, size_t n)
 {
 	const char *name = c->argv[1];
 	size_t nl = strlen(name);
 	for (size_t i = 0; i < n; i++) {
-		if (f[i].k->len != nl || memcmp(f[i].k->str, name, nl) != 0)
+		if (f[i].klen != nl || memcmp(f[i].k, name, nl) != 0)
 			continue;
+		const redisReply *v = f[i].v;
 		if (!c->json) {
-			if (is_text(f[i].v))
-				fwrite(f[i].v->str, 1, f[i].v->len, stdout);
+			if (is_text(v))
+				fwrite(v->str, 1, v->len, stdout);
 			fputc('\n', stdout);
 			return EXIT_OK;
 		}
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_obj_begin(&w);
-		jw_key(&w, "id");
-		jw_bytes(&w, c->argv[0], strlen(c->argv[0]));
-		jw_key(&w, "version");
-		jw_u64(&w, map_u64(r, "version"));
-		jw_key(&w, "field");
-		jw_bytes(&w, name, nl);
-		jw_key(&w, "value");
-		jw_value(&w, f[i].v);
-		jw_obj_end(&w);
-		print_json(&b);
+		jdoc d;
+		jw *w = jdoc_begin_id(&d, c->argv[0]);
+		jw_key_u64(w, "version", map_u64(r, "version"));
+		jw_key(w, "field");
+		jw_bytes(w, name, nl);
+		jw_key(w, "value");
+		jw_value(w, v);
+		jw_obj_end(w);
+		jdoc_print(&d);
 		return EXIT_OK;
 	}
 	cli_error("no field %s in %s", name, c->argv[0]);
 	return EXIT_FAIL;
 }
 
+static int show_get(cli *c, const redisReply *r)
+{
+	size_t n;
+	jw_pair *f = sorted_fields(map_get(r, "fields"), &n);
+	int code = EXIT_OK;
+	if (c->argc == 2)
+		code = get_print_one(c, r, f, n);
+	else
+		get_print_all(c, r, f, n);
+	free(f);
+	return code;
+}
+
 int cmd_get(cli *c)
 {
 	args a = {0};
-	arg(&a, "CTX.GET");
-	arg(&a, c->argv[0]);
+	args_on_id(&a, "CTX.GET", c);
 	if (c->given & OPT_VERSION) {
 		arg(&a, "VERSION");
 		arg_u64(&a, c->version);
 	}
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && !is_map(s.r))
-		code = bad_reply("CTX.GET");
-	if (code == EXIT_OK) {
-		size_t n;
-		field *f = sorted_fields(map_get(s.r, "fields"), &n);
-		if (c->argc == 2)
-			code = get_print_one(c, s.r, f, n);
-		else
-			get_print_all(c, s.r, f, n);
-		free(f);
-	}
-	done(&s);
-	return code;
+	return request(c, &a, is_map, show_get);
 }
 
 /* ---- list ----------------------------------------------------------- */
@@ -820,32 +881,29 @@ int cmd_list(cli *c)
 	int code = connect_server(c, &rc);
 	if (code != EXIT_OK)
 		return code;
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
+	jdoc d;
+	jw *w = jdoc_begin(&d);
 	if (c->json) {
-		jw_obj_begin(&w);
-		jw_key(&w, "ids");
-		jw_arr_begin(&w);
+		jw_obj_begin(w);
+		jw_key(w, "ids");
+		jw_arr_begin(w);
 	}
 	char *after = NULL;
 	uint64_t shown = 0;
 	do {
 		char *next = NULL;
-		code = list_page(c, rc, after, c->json ? &w : NULL, &shown, &next);
+		code = list_page(c, rc, after, c->json ? w : NULL, &shown, &next);
 		free(after);
 		after = next;
 	} while (code == EXIT_OK && after);
 	free(after);
 	if (c->json && code == EXIT_OK) {
-		jw_arr_end(&w);
-		jw_key(&w, "count");
-		jw_u64(&w, shown);
-		jw_obj_end(&w);
-		print_json(&b);
+		jw_arr_end(w);
+		jw_key_u64(w, "count", shown);
+		jw_obj_end(w);
+		jdoc_print(&d);
 	}
-	buf_free(&b);
+	buf_free(&d.b);
 	redisFree(rc);
 	return code;
 }
@@ -862,132 +920,82 @@ static void checksum_text(const redisReply *v, char *out, size_t outlen)
 		snprintf(out, outlen, "-");
 }
 
-static const redisReply *text_or_null(const redisReply *m, const char *name)
+static int show_points(cli *c, const redisReply *r)
 {
-	const redisReply *v = map_get(m, name);
-	return v && is_text(v) ? v : NULL;
+	static const char *const head[] = {"VERSION", "TIME", "KEYS", "BYTES", "CHECKSUM", "LABEL"};
+	rows o;
+	rows_begin(&o, c, 6, head);
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *p = r->element[i];
+		const redisReply *label = map_get(p, "label");
+		if (label && !is_text(label))
+			label = NULL;
+		char sum[40];
+		checksum_text(map_get(p, "checksum"), sum, sizeof(sum));
+		row_begin(&o);
+		col_u64(&o, "version", map_u64(p, "version"));
+		col_time(&o, "time_us", map_u64(p, "time_us"));
+		col_u64(&o, "keys", map_u64(p, "keys"));
+		col_u64(&o, "bytes", map_u64(p, "bytes"));
+		col_str(&o, "checksum", sum);
+		col_bytes(&o, "label", label ? label->str : "", label ? label->len : 0);
+		row_end(&o);
+	}
+	rows_print(&o);
+	return EXIT_OK;
 }
 
 int cmd_points(cli *c)
 {
 	args a = {0};
-	arg(&a, "CTX.POINTS");
-	arg(&a, c->argv[0]);
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && s.r->type != REDIS_REPLY_ARRAY)
-		code = bad_reply("CTX.POINTS");
-	if (code != EXIT_OK) {
-		done(&s);
-		return code;
+	args_on_id(&a, "CTX.POINTS", c);
+	return request(c, &a, is_array, show_points);
+}
+
+static int show_history(cli *c, const redisReply *r)
+{
+	static const char *const head[] = {"VERSION", "REVISION", "TIME", "KEYS_CHANGED", "PINNED"};
+	rows o;
+	rows_begin(&o, c, 5, head);
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *h = r->element[i];
+		row_begin(&o);
+		col_u64(&o, "version", map_u64(h, "version"));
+		col_u64(&o, "revision", map_u64(h, "revision"));
+		col_time(&o, "time_us", map_u64(h, "time_us"));
+		col_u64(&o, "keys_changed", map_u64(h, "keys_changed"));
+		col_bool(&o, "pinned", map_u64(h, "pinned") != 0);
+		row_end(&o);
 	}
-	static const char *const head[] = {"VERSION", "TIME", "KEYS", "BYTES", "CHECKSUM", "LABEL"};
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
-	table t;
-	table_init(&t, 6, head);
-	jw_arr_begin(&w);
-	for (size_t i = 0; i < s.r->elements; i++) {
-		const redisReply *p = s.r->element[i];
-		const redisReply *label = text_or_null(p, "label");
-		char sum[40];
-		checksum_text(map_get(p, "checksum"), sum, sizeof(sum));
-		if (c->json) {
-			jw_obj_begin(&w);
-			jw_key(&w, "version");
-			jw_u64(&w, map_u64(p, "version"));
-			jw_key(&w, "time_us");
-			jw_u64(&w, map_u64(p, "time_us"));
-			jw_key(&w, "keys");
-			jw_u64(&w, map_u64(p, "keys"));
-			jw_key(&w, "bytes");
-			jw_u64(&w, map_u64(p, "bytes"));
-			jw_key(&w, "checksum");
-			jw_str(&w, sum);
-			jw_key(&w, "label");
-			jw_bytes(&w, label ? label->str : "", label ? label->len : 0);
-			jw_obj_end(&w);
-			continue;
-		}
-		table_cell_u64(&t, map_u64(p, "version"));
-		table_cell_time(&t, map_u64(p, "time_us"));
-		table_cell_u64(&t, map_u64(p, "keys"));
-		table_cell_u64(&t, map_u64(p, "bytes"));
-		table_cell(&t, sum);
-		table_cell_bytes(&t, label ? label->str : "", label ? label->len : 0);
-	}
-	jw_arr_end(&w);
-	if (c->json)
-		print_json(&b);
-	else
-		table_print(&t);
-	buf_free(&b);
-	table_free(&t);
-	done(&s);
+	rows_print(&o);
 	return EXIT_OK;
 }
 
 int cmd_history(cli *c)
 {
 	args a = {0};
-	arg(&a, "CTX.HISTORY");
-	arg(&a, c->argv[0]);
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && s.r->type != REDIS_REPLY_ARRAY)
-		code = bad_reply("CTX.HISTORY");
-	if (code != EXIT_OK) {
-		done(&s);
-		return code;
-	}
-	static const char *const names[] = {"version", "revision", "time_us", "keys_changed"};
-	static const char *const head[] = {"VERSION", "REVISION", "TIME", "KEYS_CHANGED", "PINNED"};
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
-	table t;
-	table_init(&t, 5, head);
-	jw_arr_begin(&w);
-	for (size_t i = 0; i < s.r->elements; i++) {
-		const redisReply *h = s.r->element[i];
-		bool pinned = map_u64(h, "pinned") != 0;
-		if (c->json) {
-			jw_obj_begin(&w);
-			for (size_t k = 0; k < 4; k++) {
-				jw_key(&w, names[k]);
-				jw_u64(&w, map_u64(h, names[k]));
-			}
-			jw_key(&w, "pinned");
-			jw_bool(&w, pinned);
-			jw_obj_end(&w);
-			continue;
-		}
-		table_cell_u64(&t, map_u64(h, "version"));
-		table_cell_u64(&t, map_u64(h, "revision"));
-		table_cell_time(&t, map_u64(h, "time_us"));
-		table_cell_u64(&t, map_u64(h, "keys_changed"));
-		table_cell(&t, pinned ? "yes" : "no");
-	}
-	jw_arr_end(&w);
-	if (c->json)
-		print_json(&b);
-	else
-		table_print(&t);
-	buf_free(&b);
-	table_free(&t);
-	done(&s);
-	return EXIT_OK;
+	args_on_id(&a, "CTX.HISTORY", c);
+	return request(c, &a, is_array, show_history);
 }
 
-static void jw_text_or_null(jw *w, const redisReply *v)
+/* [[kind, field, old, new], ...] */
+static int show_diff(cli *c, const redisReply *r)
 {
-	if (v && is_text(v))
-		jw_bytes(w, v->str, v->len);
-	else
-		jw_null(w);
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type != REDIS_REPLY_ARRAY || r->element[i]->elements != 4)
+			return bad_reply("CTX.DIFF");
+	static const char *const names[] = {"kind", "field", "old", "new"};
+	static const char *const head[] = {"KIND", "FIELD", "OLD", "NEW"};
+	rows o;
+	rows_begin(&o, c, 4, head);
+	for (size_t i = 0; i < r->elements; i++) {
+		row_begin(&o);
+		for (size_t k = 0; k < 4; k++)
+			col_reply(&o, names[k], r->element[i]->element[k]);
+		row_end(&o);
+	}
+	rows_print(&o);
+	return EXIT_OK;
 }
 
 int cmd_diff(cli *c)
@@ -998,57 +1006,10 @@ int cmd_diff(cli *c)
 		return EXIT_USAGE;
 	}
 	args a = {0};
-	arg(&a, "CTX.DIFF");
-	arg(&a, c->argv[0]);
+	args_on_id(&a, "CTX.DIFF", c);
 	arg_u64(&a, from);
 	arg_u64(&a, to);
-	session s;
-	int code = run(c, &a, &s);
-	if (code == EXIT_OK && s.r->type != REDIS_REPLY_ARRAY)
-		code = bad_reply("CTX.DIFF");
-	if (code != EXIT_OK) {
-		done(&s);
-		return code;
-	}
-	static const char *const head[] = {"KIND", "FIELD", "OLD", "NEW"};
-	buf b;
-	buf_init(&b);
-	jw w;
-	jw_init(&w, &b);
-	table t;
-	table_init(&t, 4, head);
-	jw_arr_begin(&w);
-	for (size_t i = 0; i < s.r->elements && code == EXIT_OK; i++) {
-		const redisReply *d = s.r->element[i];
-		if (d->type != REDIS_REPLY_ARRAY || d->elements != 4) {
-			code = bad_reply("CTX.DIFF");
-			break;
-		}
-		if (c->json) {
-			jw_obj_begin(&w);
-			jw_key(&w, "kind");
-			jw_text_or_null(&w, d->element[0]);
-			jw_key(&w, "field");
-			jw_text_or_null(&w, d->element[1]);
-			jw_key(&w, "old");
-			jw_text_or_null(&w, d->element[2]);
-			jw_key(&w, "new");
-			jw_text_or_null(&w, d->element[3]);
-			jw_obj_end(&w);
-			continue;
-		}
-		for (size_t k = 0; k < 4; k++)
-			cell_reply(&t, d->element[k]);
-	}
-	jw_arr_end(&w);
-	if (code == EXIT_OK && c->json)
-		print_json(&b);
-	else if (code == EXIT_OK)
-		table_print(&t);
-	buf_free(&b);
-	table_free(&t);
-	done(&s);
-	return code;
+	return request(c, &a, is_array, show_diff);
 }
 
 /* ---- watch ---------------------------------------------------------- */
@@ -1079,16 +1040,6 @@ static void watch_signals(sigset_t *waitmask)
 	sigdelset(waitmask, SIGTERM);
 }
 
-static uint64_t reply_u64(const redisReply *r)
-{
-	uint64_t x = 0;
-	if (r->type == REDIS_REPLY_INTEGER)
-		return (uint64_t)r->integer;
-	if (is_text(r))
-		cli_parse_u64(r->str, &x);
-	return x;
-}
-
 /* ["ctx.event", kind, revision, id, version, [fields...]] */
 static void print_event(cli *c, const redisReply *m)
 {
@@ -1101,12 +1052,10 @@ static void print_event(cli *c, const redisReply *m)
 		jw_obj_begin(&w);
 		jw_key(&w, "event");
 		jw_value(&w, m->element[1]);
-		jw_key(&w, "revision");
-		jw_u64(&w, reply_u64(m->element[2]));
+		jw_key_u64(&w, "revision", reply_u64(m->element[2]));
 		jw_key(&w, "id");
 		jw_value(&w, m->element[3]);
-		jw_key(&w, "version");
-		jw_u64(&w, reply_u64(m->element[4]));
+		jw_key_u64(&w, "version", reply_u64(m->element[4]));
 		jw_key(&w, "fields");
 		jw_arr_begin(&w);
 		for (size_t i = 0; fields->type == REDIS_REPLY_ARRAY && i < fields->elements; i++)
@@ -1138,24 +1087,20 @@ static void print_lost(cli *c, const redisReply *m, uint64_t first, bool resumin
 	uint64_t last = reply_u64(m->element[2]);
 	const redisReply *hint = m->element[3];
 	if (c->json) {
-		buf b;
-		buf_init(&b);
-		jw w;
-		jw_init(&w, &b);
-		jw_obj_begin(&w);
-		jw_key(&w, "lost");
-		jw_obj_begin(&w);
-		jw_key(&w, "first");
-		jw_u64(&w, first);
-		jw_key(&w, "last");
-		jw_u64(&w, last);
-		jw_key(&w, "resume_hint");
-		jw_text_or_null(&w, hint);
-		jw_key(&w, "resuming");
-		jw_bool(&w, resuming);
-		jw_obj_end(&w);
-		jw_obj_end(&w);
-		print_json(&b);
+		jdoc d;
+		jw *w = jdoc_begin(&d);
+		jw_obj_begin(w);
+		jw_key(w, "lost");
+		jw_obj_begin(w);
+		jw_key_u64(w, "first", first);
+		jw_key_u64(w, "last", last);
+		jw_key(w, "resume_hint");
+		jw_text_or_null(w, hint);
+		jw_key(w, "resuming");
+		jw_bool(w, resuming);
+		jw_obj_end(w);
+		jw_obj_end(w);
+		jdoc_print(&d);
 		fflush(stdout);
 	}
 	char range[64];
@@ -1232,10 +1177,6 @@ static redisReply *watch_next(redisContext *rc, const sigset_t *waitmask, int *c
 static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t *resume,
                       uint64_t events[2])
 {
-	redisContext *rc;
-	int code = connect_server(c, &rc);
-	if (code != EXIT_OK)
-		return code;
 	args a = {0};
 	arg(&a, "CTX.WATCH");
 	if (c->given & OPT_PREFIX) {
@@ -1248,12 +1189,11 @@ static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t 
 		arg(&a, "FROM");
 		arg_u64(&a, from);
 	}
-	redisReply *r;
-	code = call(rc, &a, &r);
-	freeReplyObject(r);
+	session s;
+	int code = run(c, &a, &s);
 	*resume = 0;
 	while (code == EXIT_OK) {
-		redisReply *m = watch_next(rc, waitmask, &code);
+		redisReply *m = watch_next(s.rc, waitmask, &code);
 		if (!m)
 			break;
 		enum watch_step step = watch_message(c, m, resume, events);
@@ -1265,7 +1205,7 @@ static int watch_once(cli *c, uint64_t from, const sigset_t *waitmask, uint64_t 
 	}
 	if (code != EXIT_OK || stop_requested)
 		*resume = 0;
-	redisFree(rc);
+	done(&s);
 	return code;
 }
 

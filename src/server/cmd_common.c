@@ -288,33 +288,6 @@ wbatch *hash_read_wb(client *c, const arg *a, bool *failed)
 	return wb_exists(w) && wb_count(w) > 0 ? w : NULL;
 }
 
-const char *status_word(ctx_status st)
-{
-	switch (st) {
-	case CTX_OK:
-		return "OK";
-	case CTX_NOT_FOUND:
-		return "CTXNOTFOUND";
-	case CTX_EXISTS:
-		return "CTXEXISTS";
-	case CTX_CONFLICT:
-		return "CTXCONFLICT";
-	case CTX_LIMIT:
-		return "CTXLIMIT";
-	case CTX_INVALID:
-		return "CTXINVALID";
-	case CTX_IO:
-		return "CTXIO";
-	case CTX_CORRUPT:
-		return "CTXCORRUPT";
-	case CTX_NOMEM:
-		return "CTXNOMEM";
-	case CTX_CLOSED:
-		return "CTXCLOSED";
-	}
-	return "ERR";
-}
-
 /* ---- blocking jobs ---------------------------------------------------------- */
 
 job *job_new(client *c)

@@ -54,9 +54,6 @@ wbatch *hash_read_wb(client *c, const arg *a, bool *failed);
  * answers that show an absence (a drop may be decided but not durable). */
 void need_durable_all(client *c);
 
-/* The error code word of a status ("CTXNOTFOUND", ...). */
-const char *status_word(ctx_status st);
-
 /* A blocking libctx call: run(j) on the thread pool sets j->st (and the
  * rest); then on the loop, an error is replied from j->st and the message
  * libctx gave on the pool's thread, else reply(c, j). free_data(j) (if set)

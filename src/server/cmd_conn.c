@@ -9,6 +9,7 @@
  */
 #include "core.h"
 
+#include <errno.h>
 #include <fnmatch.h>
 #include <signal.h>
 #include <stdio.h>
@@ -209,12 +210,7 @@ static void cmd_quit(client *c, int argc, const arg *argv)
 
 static void cmd_reset(client *c, int argc, const arg *argv)
 {
-	multi_reset(c);
-	client_stop_watch(c);
-	ctx_tracker_close(c->tracker);
-	c->tracker = NULL;
-	ctx_session_close(c->session);
-	c->session = NULL;
+	client_drop_state(c);
 	set_str(&c->name, NULL);
 	client_set_resp(c, 2);
 	c->authed = !auth_required();
@@ -469,16 +465,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 
 /* ---- CONFIG ------------------------------------------------------------------------ */
 
-static bool parse_mem(const arg *a, size_t *out)
+bool parse_mem_size(const char *s, size_t *out)
 {
-	char tmp[32];
-	if (a->n == 0 || a->n >= sizeof(tmp))
-		return false;
-	memcpy(tmp, a->p, a->n);
-	tmp[a->n] = '\0';
 	char *end;
-	unsigned long long v = strtoull(tmp, &end, 10);
-	if (end == tmp || tmp[0] == '-')
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || s[0] == '-')
 		return false;
 	unsigned long long mul = 1;
 	if (!strcasecmp(end, "k"))
@@ -497,6 +489,25 @@ static bool parse_mem(const arg *a, size_t *out)
 		return false;
 	*out = (size_t)(v * mul);
 	return true;
+}
+
+bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
+{
+	char cls[32], h[32], so[32];
+	return sscanf(s, "%31s %31s %31s %ld", cls, h, so, secs) == 4 &&
+	       !strcasecmp(cls, "normal") && parse_mem_size(h, hard) && parse_mem_size(so, soft) &&
+	       *secs >= 0;
+}
+
+/* A memory size in a CONFIG SET argument (at most 31 bytes). */
+static bool arg_mem_size(const arg *a, size_t *out)
+{
+	char tmp[32];
+	if (a->n == 0 || a->n >= sizeof(tmp))
+		return false;
+	memcpy(tmp, a->p, a->n);
+	tmp[a->n] = '\0';
+	return parse_mem_size(tmp, out);
 }
 
 /* All configuration parameters and their current values (malloc'd). */
@@ -599,7 +610,7 @@ static void config_set(client *c, int argc, const arg *argv)
 					atomic_store(&srv.cfg.maxclients, (size_t)ll);
 			} else if (arg_is(nm, "proto-max-bulk-len") ||
 			           arg_is(nm, "client-query-buffer-limit")) {
-				if (!parse_mem(v, &m) || m < 1024) {
+				if (!arg_mem_size(v, &m) || m < 1024) {
 					reply_error(c, "ERR Invalid argument for CONFIG SET '%.*s'",
 					            (int)nm->n, nm->p);
 					return;
@@ -612,15 +623,9 @@ static void config_set(client *c, int argc, const arg *argv)
 				char t[256];
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 255 ? 255 : v->n),
 				         v->p);
-				char cls[32], h[32], s[32];
 				long secs;
 				size_t hard, soft;
-				arg ha, sa;
-				int k = sscanf(t, "%31s %31s %31s %ld", cls, h, s, &secs);
-				ha = (arg){h, strlen(h)};
-				sa = (arg){s, strlen(s)};
-				if (k != 4 || strcasecmp(cls, "normal") || !parse_mem(&ha, &hard) ||
-				    !parse_mem(&sa, &soft) || secs < 0) {
+				if (!parse_obuf_limit(t, &hard, &soft, &secs)) {
 					reply_error(c, "ERR Invalid argument for CONFIG SET "
 					               "'client-output-buffer-limit': expected "
 					               "'normal <hard> <soft> <seconds>'");

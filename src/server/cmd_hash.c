@@ -135,6 +135,30 @@ static void cmd_hdel(client *c, int argc, const arg *argv)
 	reply_int(c, removed);
 }
 
+/* HINCRBY and HINCRBYFLOAT key field: the batch to write, and the field's
+ * value read by parse into *old (left as it is when the field is absent);
+ * NULL if an error was replied (not_number when the value does not parse). */
+static wbatch *incr_target(client *c, int argc, const arg *argv,
+                           bool (*parse)(const void *p, size_t n, void *out), void *old,
+                           const char *not_number)
+{
+	if (!fields_ok(c, argc, argv, 2, 2))
+		return NULL;
+	wbatch *w = hash_write(c, &argv[1]);
+	const void *v;
+	size_t vn;
+	if (w && wb_get(w, argv[2].p, argv[2].n, &v, &vn) && !parse(v, vn, old)) {
+		reply_error(c, "%s", not_number);
+		return NULL;
+	}
+	return w;
+}
+
+static bool parse_ll_value(const void *p, size_t n, void *out)
+{
+	return parse_ll(p, n, out);
+}
+
 static void cmd_hincrby(client *c, int argc, const arg *argv)
 {
 	long long incr, old = 0;
@@ -142,17 +166,10 @@ static void cmd_hincrby(client *c, int argc, const arg *argv)
 		reply_error(c, "ERR value is not an integer or out of range");
 		return;
 	}
-	if (!fields_ok(c, argc, argv, 2, 2))
-		return;
-	wbatch *w = hash_write(c, &argv[1]);
+	wbatch *w =
+	    incr_target(c, argc, argv, parse_ll_value, &old, "ERR hash value is not an integer");
 	if (!w)
 		return;
-	const void *v;
-	size_t vn;
-	if (wb_get(w, argv[2].p, argv[2].n, &v, &vn) && !parse_ll(v, vn, &old)) {
-		reply_error(c, "ERR hash value is not an integer");
-		return;
-	}
 	if ((incr < 0 && old < 0 && incr < LLONG_MIN - old) ||
 	    (incr > 0 && old > 0 && incr > LLONG_MAX - old)) {
 		reply_error(c, "ERR increment or decrement would overflow");
@@ -181,6 +198,11 @@ static bool parse_ld(const void *p, size_t n, long double *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+static bool parse_ld_value(const void *p, size_t n, void *out)
+{
+	return parse_ld(p, n, out);
 }
 
 /* Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros. */
@@ -214,17 +236,10 @@ static void cmd_hincrbyfloat(client *c, int argc, const arg *argv)
 		reply_error(c, "ERR value is NaN or Infinity");
 		return;
 	}
-	if (!fields_ok(c, argc, argv, 2, 2))
-		return;
-	wbatch *w = hash_write(c, &argv[1]);
+	wbatch *w =
+	    incr_target(c, argc, argv, parse_ld_value, &old, "ERR hash value is not a float");
 	if (!w)
 		return;
-	const void *v;
-	size_t vn;
-	if (wb_get(w, argv[2].p, argv[2].n, &v, &vn) && !parse_ld(v, vn, &old)) {
-		reply_error(c, "ERR hash value is not a float");
-		return;
-	}
 	long double sum = old + incr;
 	if (isnan(sum) || isinf(sum)) {
 		reply_error(c, "ERR increment would produce NaN or Infinity");
@@ -357,23 +372,42 @@ typedef struct pair {
 	size_t kn, vn;
 } pair;
 
-/* All pairs of st in iteration order, into *out (malloc'd); the pointers stay
- * valid while *itp is held. */
-static ctx_status collect_pairs(const ctx_state *st, ctx_iter **itp, pair **out, size_t *count)
+/* All pairs of one version in iteration order: p[0..n) point into the
+ * version, which the iterator and the reference hold until pairs_free. */
+typedef struct pairs {
+	ctx_state *st; /* NULL: an absent hash, no pairs */
+	ctx_iter *it;
+	pair *p;
+	size_t n;
+} pairs;
+
+/* The pairs of st (NULL: none), taking over its reference. False: an error was
+ * replied and st released. */
+static bool pairs_take(client *c, ctx_state *st, pairs *ps)
 {
+	*ps = (pairs){st, NULL, NULL, 0};
+	if (!st)
+		return true;
 	size_t n = ctx_state_count(st);
-	pair *p = malloc((n ? n : 1) * sizeof(*p));
-	ctx_status s = p ? ctx_iter_begin(st, itp) : CTX_NOMEM;
-	if (s != CTX_OK) {
-		free(p);
-		return CTX_NOMEM;
+	ps->p = malloc((n ? n : 1) * sizeof(*ps->p));
+	if (!ps->p || ctx_iter_begin(st, &ps->it) != CTX_OK) {
+		reply_ctx_error(c, CTX_NOMEM);
+		free(ps->p);
+		ctx_state_release(st);
+		return false;
 	}
-	size_t i = 0;
-	while (i < n && ctx_iter_next(*itp, &p[i].k, &p[i].kn, &p[i].v, &p[i].vn))
-		i++;
-	*out = p;
-	*count = i;
-	return CTX_OK;
+	pair *p = ps->p;
+	while (ps->n < n &&
+	       ctx_iter_next(ps->it, &p[ps->n].k, &p[ps->n].kn, &p[ps->n].v, &p[ps->n].vn))
+		ps->n++;
+	return true;
+}
+
+static void pairs_free(pairs *ps)
+{
+	free(ps->p);
+	ctx_iter_free(ps->it);
+	ctx_state_release(ps->st);
 }
 
 /* HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES] */
@@ -399,14 +433,11 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 			st = old;
 		}
 	}
-	pair *p = NULL;
-	size_t n = 0;
-	ctx_iter *it = NULL;
-	if (st && collect_pairs(st, &it, &p, &n) != CTX_OK) {
-		reply_ctx_error(c, CTX_NOMEM);
-		ctx_state_release(st);
+	pairs ps;
+	if (!pairs_take(c, st, &ps))
 		return;
-	}
+	pair *p = ps.p;
+	size_t n = ps.n;
 	size_t start = pos < n ? (size_t)pos : n;
 	size_t end = (size_t)o.count < n - start ? start + (size_t)o.count : n;
 	size_t hits = 0;
@@ -428,9 +459,7 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 		if (!o.novalues)
 			reply_bulk(c, p[i].v, p[i].vn);
 	}
-	free(p);
-	ctx_iter_free(it);
-	ctx_state_release(st);
+	pairs_free(&ps);
 }
 
 /* ---- HRANDFIELD ------------------------------------------------------------------------------ */
@@ -489,14 +518,11 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 	ctx_state *st = hash_read(c, &argv[1], &failed);
 	if (failed)
 		return;
-	pair *p = NULL;
-	size_t n = 0;
-	ctx_iter *it = NULL;
-	if (st && collect_pairs(st, &it, &p, &n) != CTX_OK) {
-		reply_ctx_error(c, CTX_NOMEM);
-		ctx_state_release(st);
+	pairs ps;
+	if (!pairs_take(c, st, &ps))
 		return;
-	}
+	pair *p = ps.p;
+	size_t n = ps.n;
 	if (single) {
 		if (n) {
 			const pair *q = &p[rand_next() % n];
@@ -504,15 +530,14 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 		} else {
 			reply_null(c);
 		}
-	} else if (count < 0 || n == 0) {
-		size_t want = n ? (size_t)(-count) : 0;
-		bool flat = withvalues && client_resp(c) == 2;
-		reply_array(c, flat ? 2 * want : want);
-		for (size_t i = 0; i < want; i++)
-			reply_pair(c, &p[rand_next() % n], withvalues);
 	} else {
-		size_t want = (size_t)count < n ? (size_t)count : n;
-		for (size_t i = 0; i < want; i++) { /* a partial Fisher-Yates shuffle */
+		/* a negative count: that many picks, repeats allowed; else up to count
+		 * distinct fields, the first `want` of a partial Fisher-Yates shuffle */
+		bool repeat = count < 0 || n == 0;
+		size_t want = repeat              ? (n ? (size_t)(-count) : 0)
+		              : (size_t)count < n ? (size_t)count
+		                                  : n;
+		for (size_t i = 0; !repeat && i < want; i++) {
 			size_t j = i + (size_t)(rand_next() % (n - i));
 			pair t = p[i];
 			p[i] = p[j];
@@ -521,11 +546,9 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 		bool flat = withvalues && client_resp(c) == 2;
 		reply_array(c, flat ? 2 * want : want);
 		for (size_t i = 0; i < want; i++)
-			reply_pair(c, &p[i], withvalues);
+			reply_pair(c, repeat ? &p[rand_next() % n] : &p[i], withvalues);
 	}
-	free(p);
-	ctx_iter_free(it);
-	ctx_state_release(st);
+	pairs_free(&ps);
 }
 
 /* ---- the table ---------------------------------------------------------------------------- */

@@ -330,6 +330,24 @@ static void reply_out0(client *c, job *j)
 	reply_int(c, (long long)j->out[0]);
 }
 
+/* A job on the context named by key, its id filled in; NULL when key is not
+ * a valid id (then `absent` is replied, as for a missing key) or an error was
+ * replied. */
+static job *key_job(client *c, const arg *key, long long absent)
+{
+	char id[CTX_ID_MAX + 1];
+	int r = key_to_id(c, key, id);
+	if (r <= 0) {
+		if (r == 0)
+			reply_int(c, absent);
+		return NULL;
+	}
+	job *j = job_new(c);
+	if (j)
+		memcpy(j->id, id, sizeof(id));
+	return j;
+}
+
 /* EXPIRE / PEXPIRE key time [NX|XX|GT|LT]; scale = ms per unit. */
 static void expire_generic(client *c, int argc, const arg *argv, long long scale)
 {
@@ -374,17 +392,9 @@ static void expire_generic(client *c, int argc, const arg *argv, long long scale
 		cmd_del(c, 2, del);
 		return;
 	}
-	char id[CTX_ID_MAX + 1];
-	int r = key_to_id(c, &argv[1], id);
-	if (r <= 0) {
-		if (r == 0)
-			reply_int(c, 0);
-		return;
-	}
-	job *j = job_new(c);
+	job *j = key_job(c, &argv[1], 0);
 	if (!j)
 		return;
-	memcpy(j->id, id, sizeof(id));
 	j->in[0] = (uint64_t)(t * scale);
 	j->in[1] = (uint64_t)cond;
 	j->run = run_expire;
@@ -428,17 +438,9 @@ static void reply_ttl(client *c, job *j)
 
 static void ttl_generic(client *c, const arg *key, uint64_t unit)
 {
-	char id[CTX_ID_MAX + 1];
-	int r = key_to_id(c, key, id);
-	if (r <= 0) {
-		if (r == 0)
-			reply_int(c, -2);
-		return;
-	}
-	job *j = job_new(c);
+	job *j = key_job(c, key, -2);
 	if (!j)
 		return;
-	memcpy(j->id, id, sizeof(id));
 	j->in[0] = unit;
 	j->run = run_ttl;
 	j->reply = reply_ttl;
@@ -470,17 +472,9 @@ static void run_persist(job *j)
 
 static void cmd_persist(client *c, int argc, const arg *argv)
 {
-	char id[CTX_ID_MAX + 1];
-	int r = key_to_id(c, &argv[1], id);
-	if (r <= 0) {
-		if (r == 0)
-			reply_int(c, 0);
-		return;
-	}
-	job *j = job_new(c);
+	job *j = key_job(c, &argv[1], 0);
 	if (!j)
 		return;
-	memcpy(j->id, id, sizeof(id));
 	j->run = run_persist;
 	j->reply = reply_out0;
 	job_start(c, j);

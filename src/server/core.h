@@ -174,6 +174,9 @@ int net_start(void); /* bind and start the loops; 0 or -1 */
 void net_stop(void); /* graceful: returns once loops ended */
 uint64_t now_us(void);
 void client_close(client *c);
+/* End what the connection has open: its watch, tracker and session, MULTI
+ * and WATCHes (RESET, and closing). */
+void client_drop_state(client *c);
 void client_request_close(client *c); /* after the output is flushed */
 void client_set_resp(client *c, int proto);
 uint64_t client_durable(client *c);
@@ -182,6 +185,10 @@ void client_info_line(client *c, rbuf *b);
 size_t client_kill_matching(uint64_t id, const char *addr, bool skip_self, client *self);
 /* Run the command (after the MULTI check) with write retries. */
 void exec_command(client *c, const command *cmd, int argc, const arg *argv);
+/* After attempt `attempt` (from 0) of a command or EXEC failed to commit with
+ * st: true = run it again (a conflict, with retries left); false = the error
+ * is replied (CTXCONFLICT "gave up after N attempts", or st's). */
+bool commit_retry(client *c, ctx_status st, int attempt);
 /* Internal reply access for EXEC. */
 size_t reply_mark(client *c);
 void reply_truncate(client *c, size_t mark);
@@ -201,6 +208,12 @@ const char *wbatch_id(const wbatch *w);
 
 /* cmd_conn.c */
 void commands_init(void);
+/* A memory size as redis.conf writes it, for the configuration file and
+ * CONFIG SET: digits and an optional unit k, kb, m, mb, g, gb (any case;
+ * k = 1000, kb = 1024, ...). */
+bool parse_mem_size(const char *s, size_t *out);
+/* client-output-buffer-limit's value: "normal HARD SOFT SECONDS". */
+bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs);
 bool auth_check(const arg *user, const arg *pass); /* constant time */
 bool auth_required(void);
 

@@ -87,32 +87,6 @@ static void usage(FILE *f)
 	           "Connect with: redis-cli -p PORT\n");
 }
 
-static bool mem_value(const char *s, size_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (end == s || errno || s[0] == '-')
-		return false;
-	unsigned long long mul = 1;
-	if (!strcasecmp(end, "k"))
-		mul = 1000;
-	else if (!strcasecmp(end, "kb"))
-		mul = 1024;
-	else if (!strcasecmp(end, "m"))
-		mul = 1000000;
-	else if (!strcasecmp(end, "mb"))
-		mul = 1024 * 1024;
-	else if (!strcasecmp(end, "g"))
-		mul = 1000000000;
-	else if (!strcasecmp(end, "gb"))
-		mul = 1024ull * 1024 * 1024;
-	else if (*end)
-		return false;
-	*out = (size_t)(v * mul);
-	return true;
-}
-
 static bool long_value(const char *s, long lo, long hi, long *out)
 {
 	char *end;
@@ -156,18 +130,16 @@ static bool apply(const char *name, const char *value, const char *where)
 		cfg->timeout = l;
 	} else if (!strcasecmp(name, "loops") && long_value(value, 1, 1024, &l)) {
 		cfg->loops = (int)l;
-	} else if (!strcasecmp(name, "proto-max-bulk-len") && mem_value(value, &m) && m >= 1024) {
+	} else if (!strcasecmp(name, "proto-max-bulk-len") && parse_mem_size(value, &m) &&
+	           m >= 1024) {
 		cfg->proto_max_bulk_len = m;
-	} else if (!strcasecmp(name, "client-query-buffer-limit") && mem_value(value, &m) &&
+	} else if (!strcasecmp(name, "client-query-buffer-limit") && parse_mem_size(value, &m) &&
 	           m >= 1024) {
 		cfg->client_query_buffer_limit = m;
 	} else if (!strcasecmp(name, "client-output-buffer-limit")) {
-		char cls[32], h[32], s[32];
 		long secs;
 		size_t hard, soft;
-		if (sscanf(value, "%31s %31s %31s %ld", cls, h, s, &secs) != 4 ||
-		    strcasecmp(cls, "normal") || !mem_value(h, &hard) || !mem_value(s, &soft) ||
-		    secs < 0)
+		if (!parse_obuf_limit(value, &hard, &soft, &secs))
 			goto bad;
 		cfg->obuf_hard = hard;
 		cfg->obuf_soft = soft;

@@ -605,16 +605,8 @@ static void cmd_exec(client *c, int argc, const arg *argv)
 			reply_null_array(c);
 			break;
 		}
-		if (st == CTX_CONFLICT && attempt < CTXD_MAX_WRITE_RETRIES)
-			continue;
-		if (st == CTX_CONFLICT)
-			reply_error(c,
-			            "CTXCONFLICT gave up after %d attempts: other writers kept "
-			            "changing the context",
-			            attempt + 1);
-		else
-			reply_ctx_error(c, st);
-		break;
+		if (!commit_retry(c, st, attempt))
+			break;
 	}
 	multi_reset(c);
 }

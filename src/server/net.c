@@ -143,9 +143,11 @@ void reply_error(client *c, const char *fmt, ...)
 	va_end(ap);
 }
 
-static const char *status_code(ctx_status st)
+const char *status_word(ctx_status st)
 {
 	switch (st) {
+	case CTX_OK:
+		return "OK";
 	case CTX_NOT_FOUND:
 		return "CTXNOTFOUND";
 	case CTX_EXISTS:
@@ -164,9 +166,8 @@ static const char *status_code(ctx_status st)
 		return "CTXNOMEM";
 	case CTX_CLOSED:
 		return "CTXCLOSED";
-	default:
-		return "ERR";
 	}
+	return "ERR";
 }
 
 void reply_ctx_error(client *c, ctx_status st)
@@ -174,7 +175,7 @@ void reply_ctx_error(client *c, ctx_status st)
 	const char *msg = ctx_last_error();
 	if (!msg || !*msg)
 		msg = ctx_strerror(st);
-	reply_error(c, "%s %s", status_code(st), msg);
+	reply_error(c, "%s %s", status_word(st), msg);
 }
 
 void reply_int(client *c, long long v)
@@ -598,6 +599,16 @@ static void wbs_clear(client *c)
 	c->nwbs = 0;
 }
 
+void client_drop_state(client *c)
+{
+	client_stop_watch(c);
+	ctx_tracker_close(c->tracker);
+	c->tracker = NULL;
+	ctx_session_close(c->session);
+	c->session = NULL;
+	multi_reset(c);
+}
+
 void client_close(client *c)
 {
 	if (c->closing)
@@ -614,12 +625,7 @@ void client_close(client *c)
 		c->next->prev = c->prev;
 	parked_unlink(c);
 	registry_remove(c);
-	client_stop_watch(c);
-	ctx_tracker_close(c->tracker);
-	c->tracker = NULL;
-	ctx_session_close(c->session);
-	c->session = NULL;
-	multi_reset(c);
+	client_drop_state(c);
 	wbs_clear(c);
 	server_log('D', "client id=%llu addr=%s closed", (unsigned long long)c->id, c->addr);
 	uv_close((uv_handle_t *)&c->tcp, on_client_closed);
@@ -778,6 +784,20 @@ static ctx_status wbs_commit(client *c, uint64_t *rev)
 	return CTX_OK;
 }
 
+bool commit_retry(client *c, ctx_status st, int attempt)
+{
+	if (st == CTX_CONFLICT && attempt < CTXD_MAX_WRITE_RETRIES)
+		return true;
+	if (st == CTX_CONFLICT)
+		reply_error(c,
+		            "CTXCONFLICT gave up after %d attempts: other writers kept "
+		            "changing the context",
+		            attempt + 1);
+	else
+		reply_ctx_error(c, st);
+	return false;
+}
+
 void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 {
 	atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
@@ -806,16 +826,8 @@ void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 			break;
 		}
 		reply_truncate(c, mark);
-		if (st == CTX_CONFLICT && attempt < CTXD_MAX_WRITE_RETRIES)
-			continue;
-		if (st == CTX_CONFLICT)
-			reply_error(c,
-			            "CTXCONFLICT gave up after %d attempts: other writers kept "
-			            "changing the context",
-			            attempt + 1);
-		else
-			reply_ctx_error(c, st);
-		break;
+		if (!commit_retry(c, st, attempt))
+			break;
 	}
 	cmd_end(c);
 }

@@ -86,6 +86,7 @@ void reply_simple(client *c, const char *s);       /* +s                       *
 void reply_error(client *c, const char *fmt, ...)  /* -<fmt...>: the text must */
         __attribute__((format(printf, 2, 3)));     /*  start with its code word */
 void reply_ctx_error(client *c, ctx_status st);    /* -CTXNOTFOUND <ctx_last_error()> ... */
+const char *status_word(ctx_status st);            /* its code word: "CTXNOTFOUND", ... */
 void reply_int(client *c, long long v);            /* :v                       */
 void reply_bulk(client *c, const void *p, size_t n);
 void reply_cstr(client *c, const char *s);         /* bulk of a C string       */

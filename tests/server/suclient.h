@@ -1,7 +1,7 @@
 /*
- * suclient.h - the client side shared by ctxd's command tests
- * (test_commands.c, test_cov_conn.c, test_cov_data.c): a raw connection that reads whole RESP
- * replies, hiredis helpers and EXPECT_* checks. Static inline functions: each test
+ * suclient.h - the client side shared by ctxd's tests over the wire
+ * (test_server.c, test_commands.c, test_cov_conn.c, test_cov_data.c): a raw connection that
+ * reads whole RESP replies, hiredis helpers and EXPECT_* checks. Static inline functions: each test
  * program includes it once. Needs cmocka.h, hiredis.h and serverutil.h first.
  */
 #ifndef CTXD_SUCLIENT_H
@@ -64,8 +64,9 @@ static inline void raw_close(rawconn *r)
 	free(r);
 }
 
-/* The next reply (NUL-terminated, static); fails the test on EOF/timeout. */
-static inline const char *raw_next(rawconn *r)
+/* The next reply (NUL-terminated, static), or NULL when the connection
+ * closed, no byte came for timeout_ms, or the reply does not fit the buffer. */
+static inline const char *raw_try_next(rawconn *r, int timeout_ms)
 {
 	static char out[1 << 20];
 	for (;;) {
@@ -78,12 +79,22 @@ static inline const char *raw_next(rawconn *r)
 			r->len -= k;
 			return out;
 		}
-		assert_true(r->len < sizeof(r->buf));
-		size_t got = su_recv(r->fd, r->buf + r->len, 1, 20000);
+		if (r->len == sizeof(r->buf))
+			return NULL;
+		size_t got = su_recv(r->fd, r->buf + r->len, 1, timeout_ms);
 		if (!got)
-			fail_msg("no reply (connection closed or 20 s passed)");
+			return NULL;
 		r->len += got;
 	}
+}
+
+/* The next reply (NUL-terminated, static); fails the test on EOF/timeout. */
+static inline const char *raw_next(rawconn *r)
+{
+	const char *out = raw_try_next(r, 20000);
+	if (!out)
+		fail_msg("no reply (connection closed, 20 s passed, or over 1 MiB)");
+	return out;
 }
 
 static inline void raw_expect(rawconn *r, const char *send, const char *want_prefix)
@@ -117,6 +128,59 @@ static inline redisReply *cmd(redisContext *c, const char *fmt, ...)
 	if (!r)
 		fail_msg("no reply to '%s': %s", fmt, c->errstr);
 	return r;
+}
+
+/* The integer reply to a command; fails the test on any other reply. */
+static inline long long cmd_int(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (!r)
+		fail_msg("no reply to '%s': %s", fmt, c->errstr);
+	if (r->type != REDIS_REPLY_INTEGER)
+		fail_msg("%s: type %d '%s', want an integer", fmt, r->type, r->str ? r->str : "");
+	long long v = r->integer;
+	freeReplyObject(r);
+	return v;
+}
+
+/* The value of "field:" in an INFO text (malloc'd), or NULL. */
+static inline char *info_field(redisContext *c, const char *section, const char *field)
+{
+	redisReply *r = cmd(c, "INFO %s", section);
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	char key[128];
+	snprintf(key, sizeof(key), "%s:", field);
+	const char *p = strstr(r->str, key);
+	char *v = NULL;
+	if (p) {
+		p += strlen(key);
+		v = strndup(p, strcspn(p, "\r\n"));
+	}
+	freeReplyObject(r);
+	return v;
+}
+
+static inline long long info_int(redisContext *c, const char *section, const char *field)
+{
+	char *v = info_field(c, section, field);
+	assert_non_null(v);
+	long long x = atoll(v);
+	free(v);
+	return x;
+}
+
+/* Whether a client with this name is in CLIENT LIST. */
+static inline bool client_listed(redisContext *c, const char *name)
+{
+	redisReply *r = cmd(c, "CLIENT LIST");
+	char want[80];
+	snprintf(want, sizeof(want), " name=%s ", name);
+	bool found = strstr(r->str, want) != NULL;
+	freeReplyObject(r);
+	return found;
 }
 
 #define EXPECT_STATUS(c, want, ...)                                                                \

@@ -54,43 +54,6 @@ static void expect_config(redisContext *c, const char *name, const char *want)
 	free(v);
 }
 
-/* The value of "field:" in an INFO text (malloc'd), or NULL. */
-static char *info_field(redisContext *c, const char *section, const char *field)
-{
-	redisReply *r = cmd(c, "INFO %s", section);
-	assert_int_equal(r->type, REDIS_REPLY_STRING);
-	char key[128];
-	snprintf(key, sizeof(key), "%s:", field);
-	const char *p = strstr(r->str, key);
-	char *v = NULL;
-	if (p) {
-		p += strlen(key);
-		v = strndup(p, strcspn(p, "\r\n"));
-	}
-	freeReplyObject(r);
-	return v;
-}
-
-static long long info_int(redisContext *c, const char *section, const char *field)
-{
-	char *v = info_field(c, section, field);
-	assert_non_null(v);
-	long long x = atoll(v);
-	free(v);
-	return x;
-}
-
-/* Whether a client with this name is in CLIENT LIST. */
-static bool client_listed(redisContext *c, const char *name)
-{
-	redisReply *r = cmd(c, "CLIENT LIST");
-	char want[80];
-	snprintf(want, sizeof(want), " name=%s ", name);
-	bool found = strstr(r->str, want) != NULL;
-	freeReplyObject(r);
-	return found;
-}
-
 /* The "addr=" of this connection. */
 static char *my_addr(redisContext *c)
 {
