@@ -34,7 +34,10 @@
  * (a cut version's node has just been read to free it).
  *
  * Under AddressSanitizer a cached block is poisoned, so that a use after
- * pool_free is reported as one after free would be.
+ * pool_free is reported as one after free would be; all but its first word,
+ * the link to the next kept block: LeakSanitizer does not look into
+ * poisoned memory, and would report every block behind the first of a class
+ * as leaked (the fuzz targets' leak checks run while blocks are kept).
  *
  * NOT IN THE CALL_RCU WORKER: the worker frees versions (reclaim.c, and
  * state batches of threads that could not wait) and allocates no node, leaf
@@ -186,7 +189,7 @@ void pool_free(void *p)
 		pool.head[k] = b;
 		pool.n[k]++;
 		pool.bytes += class_usable(k);
-		pool_poison(b, class_usable(k));
+		pool_poison(b + 1, class_usable(k) - sizeof(*b));
 		return;
 	}
 	free(p);
