@@ -119,14 +119,20 @@ static inline redisContext *hconn(const su_server *s)
 	return c;
 }
 
+static inline redisReply *vcmd(redisContext *c, const char *fmt, va_list ap)
+{
+	redisReply *r = redisvCommand(c, fmt, ap);
+	if (!r)
+		fail_msg("no reply to '%s': %s", fmt, c->errstr);
+	return r;
+}
+
 static inline redisReply *cmd(redisContext *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
+	redisReply *r = vcmd(c, fmt, ap);
 	va_end(ap);
-	if (!r)
-		fail_msg("no reply to '%s': %s", fmt, c->errstr);
 	return r;
 }
 
@@ -135,10 +141,8 @@ static inline long long cmd_int(redisContext *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
+	redisReply *r = vcmd(c, fmt, ap);
 	va_end(ap);
-	if (!r)
-		fail_msg("no reply to '%s': %s", fmt, c->errstr);
 	if (r->type != REDIS_REPLY_INTEGER)
 		fail_msg("%s: type %d '%s', want an integer", fmt, r->type, r->str ? r->str : "");
 	long long v = r->integer;
