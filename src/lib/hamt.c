@@ -669,6 +669,18 @@ static hamt_node *node_pair(void *a, uint64_t ha, void *b, uint64_t hb, unsigned
 
 /* ---- lookup --------------------------------------------------------------- */
 
+/* Start loading every cache line of a leaf of up to 128 bytes (a 6-byte key
+ * and a 64-byte value is 88) wherever it starts, with the line of its header
+ * (loaded by the key compare): the caller copies the value next. A leaf is
+ * 16-byte aligned, so one that starts 48 bytes into a line spans three:
+ * l + 64 is the second and l + 127 the third (for other starts it is the
+ * second again, or one line past a short leaf). */
+static inline void leaf_prefetch(const hamt_leaf *l)
+{
+	__builtin_prefetch((const char *)l + 64);
+	__builtin_prefetch((const char *)l + 127);
+}
+
 const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t klen)
 {
 	const hamt_node *n = m->root;
@@ -684,6 +696,7 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 				if (i != n->cap && i != n->len)
 					return NULL;
 				const hamt_leaf *l = slot_leaf(pair_slots(n)[i != n->cap]);
+				leaf_prefetch(l);
 				return leaf_matches(l, key, klen) ? l : NULL;
 			}
 			for (unsigned i = 0; i < n->len; i++) {
@@ -699,9 +712,7 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 		s = n->slot[bit_pos(n->bitmap, bit)];
 		if (slot_is_leaf(s)) {
 			const hamt_leaf *l = slot_leaf(s);
-			/* The value (the caller's next read) runs into the leaf's
-			 * second cache line. */
-			__builtin_prefetch((const char *)l + 64);
+			leaf_prefetch(l);
 			return leaf_matches(l, key, klen) ? l : NULL;
 		}
 		n = slot_node(s);
