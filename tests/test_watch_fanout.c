@@ -14,6 +14,10 @@
  *   - a waker that falls a whole log behind does not make armed watchers
  *     lag: the revisions it has not looked at are looked at before they
  *     leave the log;
+ *   - a report that wakes a watcher itself while a pass of the waker is
+ *     due hands it the revisions the waker has not looked at yet;
+ *   - a watcher that catches up while the waker's wake-up of it is in
+ *     flight has an unreadable fd once ctx_watch_next says CTX_NOT_FOUND;
  *   - a watcher of one context stays armed (and unwoken) across revisions of
  *     other contexts, and is not lagged by them while it waits;
  *   - watch_queue counts revisions behind the frontier: an event left unread
@@ -290,6 +294,74 @@ static void test_quiet_watchers_armed_while_the_waker_lags(void **unused)
 	feed_close(f);
 }
 
+/* A pass of the waker is due (three were armed when revision 2r-1 was
+ * delivered), then only two are armed (one closes) and a report wakes a
+ * watcher itself: the watcher reads from the revisions the waker has not
+ * looked at yet, not from the new event, which would skip 2r-1 (round 4's
+ * branch did: 64 revisions skipped in test_many_reporters). Each round
+ * fails without the fix only when the waker has not made its pass between
+ * the two reports, so the test makes many rounds. */
+static void test_inline_wake_while_a_pass_is_due(void **unused)
+{
+	enum { R = 2000 };
+	feed *f = NULL;
+	assert_ok(feed_open(1, &(feed_config){.history = 64, .queue = 64}, &f));
+	ctx_watch *all = NULL, *x = NULL;
+	assert_ok(feed_watch_open(f, "", true, 0, &all));
+	assert_ok(feed_watch_open(f, "x", false, 0, &x));
+	uint64_t rev = 0;
+	for (int r = 0; r < R; r++) {
+		ctx_watch *third = NULL;
+		assert_ok(feed_watch_open(f, "", true, 0, &third));
+		assert_int_equal(armed(f), 3);
+		rec(f, ++rev, "x"); /* three armed: left to the waker */
+		ctx_watch_close(third);
+		rec(f, ++rev, "y"); /* at most two armed: woken by the report */
+		expect_rev(all, rev - 1, CTX_EVENT_COMMITTED);
+		expect_rev(all, rev, CTX_EVENT_COMMITTED);
+		expect_rev(x, rev - 1, CTX_EVENT_COMMITTED);
+		waker_settles(f);
+		expect_none(all);
+		expect_none(x);
+	}
+	ctx_watch_close(all);
+	ctx_watch_close(x);
+	feed_close(f);
+}
+
+/* A watcher that takes its event while the waker's wake-up of it is in
+ * flight (woken, fd not yet written) and then finds nothing more: its fd
+ * is unreadable when ctx_watch_next says CTX_NOT_FOUND, as with the
+ * report's own wake-ups. Round 4's branch armed it only once the wake-up
+ * had landed and otherwise left the fd readable (a caught-up watcher's fd
+ * readable in test_replay_and_compacted); with 32 watchers on one waker
+ * pass, read as soon as it wrote the first fd, most rounds find some
+ * wake-up in flight. */
+static void test_caught_up_while_the_waker_writes(void **unused)
+{
+	enum { W = 32, R = 200 };
+	feed *f = NULL;
+	assert_ok(feed_open(1, &(feed_config){.history = 64, .queue = 64}, &f));
+	ctx_watch *w[W];
+	for (int i = 0; i < W; i++)
+		assert_ok(feed_watch_open(f, "", true, 0, &w[i]));
+	for (uint64_t r = 1; r <= R; r++) {
+		rec(f, r, "a");
+		/* Once the waker writes the first fd, it is busy with the others. */
+		struct pollfd p[W];
+		for (int i = 0; i < W; i++)
+			p[i] = (struct pollfd){.fd = ctx_watch_fd(w[i]), .events = POLLIN};
+		assert_true(poll(p, W, 60000) > 0);
+		for (int i = 0; i < W; i++) {
+			expect_rev(w[i], r, CTX_EVENT_COMMITTED);
+			expect_none(w[i]);
+		}
+	}
+	for (int i = 0; i < W; i++)
+		ctx_watch_close(w[i]);
+	feed_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +372,8 @@ int main(void)
 	    cmocka_unit_test(test_many_armed_are_woken_by_the_waker),
 	    cmocka_unit_test(test_read_before_the_waker),
 	    cmocka_unit_test(test_quiet_watchers_armed_while_the_waker_lags),
+	    cmocka_unit_test(test_inline_wake_while_a_pass_is_due),
+	    cmocka_unit_test(test_caught_up_while_the_waker_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

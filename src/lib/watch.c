@@ -178,6 +178,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -493,6 +494,16 @@ static void wake_one(feed *f, ctx_watch *w, uint64_t rev, wakeups *wk)
 	wk->wake = w;
 }
 
+/* Where armed watcher w may have events to be woken for (feed.lock held):
+ * the revisions delivered since the waker's last pass, from its cursor on
+ * (those before were looked at, inline or by a pass). */
+static uint64_t waker_from(const feed *f, const ctx_watch *w)
+{
+	if (!f->wake_due)
+		return f->frontier + 1;
+	return w->cursor > f->due_from ? w->cursor : f->due_from;
+}
+
 /* e was delivered: take off the armed list every watcher it matches, its
  * cursor moved to e, to be woken after the lock. */
 static void wake_armed(feed *f, const fevent *e, wakeups *wk)
@@ -502,7 +513,9 @@ static void wake_armed(feed *f, const fevent *e, wakeups *wk)
 		next = w->arm_next;
 		if (e->pub.revision < w->cursor || !watch_matches(w, e))
 			continue;
-		wake_one(f, w, e->pub.revision, wk);
+		/* While a pass is due, the revisions from due_from on were not
+		 * looked at for w: it reads from there, not from e. */
+		wake_one(f, w, f->wake_due ? waker_from(f, w) : e->pub.revision, wk);
 		f->inline_wakes++;
 	}
 }
@@ -560,16 +573,6 @@ static void unlock_and_wake(feed *f, wakeups *wk)
 }
 
 /* ---- the waker ----------------------------------------------------------------- */
-
-/* Where armed watcher w may have events to be woken for (feed.lock held):
- * the revisions delivered since the waker's last pass, from its cursor on
- * (those before were looked at, inline or by a pass). */
-static uint64_t waker_from(const feed *f, const ctx_watch *w)
-{
-	if (!f->wake_due)
-		return f->frontier + 1;
-	return w->cursor > f->due_from ? w->cursor : f->due_from;
-}
 
 /* One armed watcher, for the waker (feed.lock held): wake it if a revision
  * delivered since the last pass holds an event it matches (or left the log:
@@ -1085,6 +1088,17 @@ static bool watch_busy(ctx_watch *w)
 	return busy;
 }
 
+/* Wait until no wake-up of w is in flight (its eventfd written, `waking`
+ * cleared), so that the fd cleared next stays clear. w is not armed (or is
+ * about to be disarmed with an event pending), so no new wake-up starts
+ * meanwhile; the one in flight is a thread between two statements with no
+ * lock held (wake_chain). */
+static void watch_settle(ctx_watch *w)
+{
+	while (atomic_load_explicit(&w->waking, memory_order_acquire))
+		sched_yield();
+}
+
 /* w has nothing pending: clear its eventfd, then arm it, unless something
  * arrived meanwhile or a wake-up of it is still in flight; then make the fd
  * readable again and return false. A reader that keeps finding new events
@@ -1095,6 +1109,7 @@ static bool watch_rest(ctx_watch *w)
 	if (watch_busy(w))
 		return false;
 	feed *f = w->feed;
+	watch_settle(w);
 	watch_unsignal(w);
 	pthread_mutex_lock(&w->lock);
 	pthread_mutex_lock(&f->lock);
