@@ -132,12 +132,19 @@
  *   fds after the lock. A revision it has not looked at never leaves the
  *   log first: log_trim makes the pass itself before evicting due_from (a
  *   waker descheduled for a whole log would otherwise leave armed watchers
- *   not knowing whether the evicted revisions were theirs). Commits made while it works need no
- * signal: one pass serves them all. Without the thread (pthread_create failed) reports wake inline.
+ *   not knowing whether the evicted revisions were theirs). Commits made
+ *   while it works need no signal: one pass serves them all. Without the
+ *   thread (pthread_create failed) reports wake inline.
  *   So an armed watcher may have events delivered that nobody woke it for
- *   yet; ctx_watch_next does not wait for the waker: watch_read finds them
- *   (from max(cursor, due_from) while wake_due), disarms the watcher and
- *   makes its fd readable itself (self_woken).
+ *   yet. Whoever takes it off the armed list while a pass is due hands it
+ *   max(cursor, due_from), the first revision not looked at for it: the
+ *   waker, the reader itself, and also a report waking it inline because
+ *   the armed fell back to INLINE_WAKE (moving its cursor to that report's
+ *   event would skip the revisions in between: round 4's branch lost 64 so
+ *   in test_many_reporters). ctx_watch_next does not wait for the waker:
+ *   watch_read finds the events (from max(cursor, due_from) while
+ *   wake_due), disarms the watcher and makes its fd readable itself
+ *   (self_woken).
  *
  *   A reader that catches up arms itself right after handing out its last
  *   event, so its fd is unreadable again as soon as nothing is pending. The
@@ -148,7 +155,14 @@
  *   report that gives it one either unarms it (its fd about to be written)
  *   or leaves it to the waker it signalled. A reader that finds new events
  *   when it reaches the frontier keeps reading without touching its fd
- *   (watch_busy): it is not armed, so its fd is still readable.
+ *   (watch_busy): it is not armed, so its fd is still readable. A reader
+ *   that has nothing pending but a wake-up of it still in flight (woken by
+ *   the waker or a report, fd not yet written) waits for that wake-up to
+ *   land before it clears its fd and arms (watch_settle): unarmed, it can
+ *   get no new one, and the one in flight is a thread with no lock held
+ *   between two statements. Not waiting, it could not arm (the chain link
+ *   is in use) and left its fd readable after CTX_NOT_FOUND, which with
+ *   the waker happened to a single-threaded caller too.
  *
  * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
  * either, and no other nesting exists)
