@@ -724,8 +724,9 @@ ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t fr
  * CTX_NOT_FOUND), never the other way round - but for the moment it takes
  * to wake it: when more than two watches of the store wait with nothing
  * pending, a commit leaves waking them to a thread of the store's, which
- * makes their descriptors readable right after the commit instead of
- * during it (ctx_watch_next finds the event at once either way). */
+ * gathers the commits of about 0.1 ms and then makes their descriptors
+ * readable, instead of the commit doing it (ctx_watch_next finds the event
+ * at once either way). */
 int ctx_watch_fd(const ctx_watch *w);
 
 /* Take the next pending event, without waiting. Free it with

@@ -124,9 +124,15 @@
  *   sleeps: its work no longer grows with the number of sleeping watchers,
  *   and the eventfd writes - a kernel wake-up each, 15-21% of the writers'
  *   time with 64 watchers - leave the commit path. The waker (started with
- *   the first watch, joined by feed_close) takes the feed lock, looks at
- *   each armed watcher's revisions delivered since its last pass (from
- *   max(cursor, due_from)), wakes as above those with a match and those
+ *   the first watch, joined by feed_close) waits WAKER_LINGER_NS (0.1 ms)
+ *   once signalled, so that the commits of a burst gather and each sleeping
+ *   watcher is woken once for all of them rather than once per commit it
+ *   happens to be armed for (with paced writers and 64 watchers, the
+ *   writers' CPU per commit rose 26-27% against 37-39% without the wait:
+ *   fewer wake-ups preempting them and fewer readers at the feed lock);
+ *   a watcher that is awake reads without waiting for it. Then it takes
+ *   the feed lock, looks at each armed watcher's revisions delivered
+ *   since its last pass (from max(cursor, due_from)), wakes as above those with a match and those
  *   with more than SCAN_MAX revisions to look at (they look themselves),
  *   moves the cursor of the others past what it looked at, and writes the
  *   fds after the lock. A revision it has not looked at never leaves the
@@ -178,7 +184,9 @@
  *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
  *               for one waker pass, or to register, arm and unregister a
  *               watcher; never across a system call or user code; nothing is
- *               allocated or freed under it.
+ *               allocated or freed under it. Two of its fields are also read
+ *               without it, by watch_busy: a watcher's `armed` and the
+ *               feed's frontier_pub (atomics; see watch_busy).
  *
  * DURABILITY
  *   The feed delivers what it is told; that reports come once durable is the
@@ -207,9 +215,10 @@
 #define DEFAULT_HISTORY       65536u
 #define DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
 #define DEFAULT_QUEUE         4096u
-#define BATCH                 64u   /* events a watcher takes out of the log at once */
-#define SCAN_MAX              1024u /* slots one read looks at under the feed lock */
-#define INLINE_WAKE           2u    /* armed watchers a report wakes itself */
+#define BATCH                 64u     /* events a watcher takes out of the log at once */
+#define SCAN_MAX              1024u   /* slots one read looks at under the feed lock */
+#define INLINE_WAKE           2u      /* armed watchers a report wakes itself */
+#define WAKER_LINGER_NS       100000L /* the waker's wait before a pass */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -235,9 +244,9 @@ struct ctx_watch {
 	char *id;
 
 	/* feed.lock */
-	uint64_t cursor; /* the next revision to look at */
-	uint64_t lag_at; /* 0, or the revision it lags at (see WATCHERS) */
-	bool armed;
+	uint64_t cursor;   /* the next revision to look at */
+	uint64_t lag_at;   /* 0, or the revision it lags at (see WATCHERS) */
+	atomic_bool armed; /* written under feed.lock; see watch_busy */
 	struct ctx_watch *arm_prev, *arm_next;
 	struct ctx_watch *wake_next; /* on a reporter's chain while waking */
 	atomic_bool waking;
@@ -255,12 +264,13 @@ struct ctx_watch {
 
 struct feed {
 	pthread_mutex_t lock;
-	uint64_t *ring;     /* slots */
-	uint64_t mask;      /* cap - 1 */
-	uint64_t frontier;  /* every revision <= frontier was reported */
-	uint64_t oldest;    /* the log: [oldest, frontier] is in the ring */
-	uint64_t gate;      /* deliver no revision above it (feed_set_gate) */
-	uint64_t last_bare; /* the highest revision marked bare, or 0 */
+	uint64_t *ring;                     /* slots */
+	uint64_t mask;                      /* cap - 1 */
+	uint64_t frontier;                  /* every revision <= frontier was reported */
+	atomic_uint_least64_t frontier_pub; /* frontier, for watch_busy */
+	uint64_t oldest;                    /* the log: [oldest, frontier] is in the ring */
+	uint64_t gate;                      /* deliver no revision above it (feed_set_gate) */
+	uint64_t last_bare;                 /* the highest revision marked bare, or 0 */
 	size_t log_bytes, log_events;
 	size_t pending_bytes, pending_events;
 	size_t bytes_limit;
@@ -464,9 +474,15 @@ static void watch_unsignal(ctx_watch *w)
 
 /* ---- the armed list (feed.lock) ------------------------------------------------ */
 
+/* Whether w is armed: exact under feed.lock; see watch_busy otherwise. */
+static bool is_armed(const ctx_watch *w)
+{
+	return atomic_load_explicit(&w->armed, memory_order_acquire);
+}
+
 static void arm(feed *f, ctx_watch *w)
 {
-	w->armed = true;
+	atomic_store_explicit(&w->armed, true, memory_order_relaxed);
 	f->narmed++;
 	w->arm_prev = NULL;
 	w->arm_next = f->armed;
@@ -477,7 +493,7 @@ static void arm(feed *f, ctx_watch *w)
 
 static void disarm(feed *f, ctx_watch *w)
 {
-	if (!w->armed)
+	if (!is_armed(w))
 		return;
 	if (w->arm_prev)
 		w->arm_prev->arm_next = w->arm_next;
@@ -485,7 +501,7 @@ static void disarm(feed *f, ctx_watch *w)
 		f->armed = w->arm_next;
 	if (w->arm_next)
 		w->arm_next->arm_prev = w->arm_prev;
-	w->armed = false;
+	atomic_store_explicit(&w->armed, false, memory_order_release);
 	f->narmed--;
 }
 
@@ -500,8 +516,8 @@ typedef struct wakeups {
  * next event), to be woken after the lock (feed.lock held). */
 static void wake_one(feed *f, ctx_watch *w, uint64_t rev, wakeups *wk)
 {
+	w->cursor = rev; /* before disarm's release: see watch_busy */
 	disarm(f, w);
-	w->cursor = rev;
 	atomic_store_explicit(&w->waking, true, memory_order_relaxed);
 	watch_retain(w);
 	w->wake_next = wk->wake;
@@ -639,6 +655,13 @@ static void *waker_main(void *arg)
 			f->waker_idle = false;
 			continue;
 		}
+		/* Let the commits of the moment gather: one pass, and one
+		 * wake-up per watcher, for all of them (see THE WAKER). */
+		pthread_mutex_unlock(&f->lock);
+		nanosleep(&(struct timespec){0, WAKER_LINGER_NS}, NULL);
+		pthread_mutex_lock(&f->lock);
+		if (!f->wake_due)
+			continue; /* log_trim made the pass */
 		waker_pass(f, &wk);
 		pthread_mutex_unlock(&f->lock);
 		wake_chain(wk.wake);
@@ -713,6 +736,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->mask = cap - 1;
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
+	atomic_init(&f->frontier_pub, f->frontier);
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
@@ -867,6 +891,7 @@ static void advance(feed *f, wakeups *wk)
 				wake_for(f, e, wk);
 		}
 	}
+	atomic_store_explicit(&f->frontier_pub, f->frontier, memory_order_release);
 	log_bound(f, wk);
 }
 
@@ -988,6 +1013,7 @@ static ctx_status watch_new(feed *f, const char *id, size_t idlen, bool prefix, 
 	w->fd = -1;
 	atomic_init(&w->refs, 1);
 	atomic_init(&w->waking, false);
+	atomic_init(&w->armed, false);
 	w->prefix = prefix;
 	w->idlen = idlen;
 	w->id = malloc(idlen + 1);
@@ -1029,7 +1055,7 @@ static void watch_lag(ctx_watch *w, uint64_t rev)
  * the read reached the frontier. An armed watcher has nothing to read. */
 static void watch_read(feed *f, ctx_watch *w)
 {
-	if (w->armed) {
+	if (is_armed(w)) {
 		/* Events may be delivered that the waker has not woken it for
 		 * yet: it takes them itself, and makes its fd readable. */
 		uint64_t from = waker_from(f, w);
@@ -1090,14 +1116,22 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 
 /* Whether w, neither armed nor done, has something to read: then its fd is
  * readable (or about to be, by the reporter that disarmed it), since only
- * watch_rest clears it, and makes it readable again unless it arms. */
+ * watch_rest clears it, and makes it readable again unless it arms.
+ * Without the feed lock (it is taken once per look at the frontier by
+ * every reader, and the writers wait for it): w->lock holds count,
+ * lag_due and done; `armed` read false can become true only by w's reader,
+ * which holds w->lock, and the cursor is then written only under w->lock
+ * (wake_one writes it before disarm's release); frontier_pub is the
+ * frontier of the last advance, never above the real one. So `busy` is
+ * exact, and a stale `not busy` sends the caller to watch_rest's exact
+ * check under the feed lock. */
 static bool watch_busy(ctx_watch *w)
 {
 	feed *f = w->feed;
 	pthread_mutex_lock(&w->lock);
-	pthread_mutex_lock(&f->lock);
-	bool busy = !w->done && !w->armed && (w->count || w->lag_due || w->cursor <= f->frontier);
-	pthread_mutex_unlock(&f->lock);
+	bool busy = !w->done && !is_armed(w) &&
+	            (w->count || w->lag_due ||
+	             w->cursor <= atomic_load_explicit(&f->frontier_pub, memory_order_acquire));
 	pthread_mutex_unlock(&w->lock);
 	return busy;
 }
@@ -1127,7 +1161,7 @@ static bool watch_rest(ctx_watch *w)
 	watch_unsignal(w);
 	pthread_mutex_lock(&w->lock);
 	pthread_mutex_lock(&f->lock);
-	bool rest = w->done || w->armed;
+	bool rest = w->done || is_armed(w);
 	if (!rest && !w->count && !w->lag_due && w->cursor > f->frontier &&
 	    !atomic_load_explicit(&w->waking, memory_order_acquire)) {
 		arm(f, w);
