@@ -334,12 +334,12 @@ static void test_inline_wake_while_a_pass_is_due(void **unused)
  * is unreadable when ctx_watch_next says CTX_NOT_FOUND, as with the
  * report's own wake-ups. Round 4's branch armed it only once the wake-up
  * had landed and otherwise left the fd readable (a caught-up watcher's fd
- * readable in test_replay_and_compacted); with 32 watchers on one waker
+ * readable in test_replay_and_compacted); with 64 watchers on one waker
  * pass, read as soon as it wrote the first fd, most rounds find some
  * wake-up in flight. */
 static void test_caught_up_while_the_waker_writes(void **unused)
 {
-	enum { W = 32, R = 200 };
+	enum { W = 64, R = 500 };
 	feed *f = NULL;
 	assert_ok(feed_open(1, &(feed_config){.history = 64, .queue = 64}, &f));
 	ctx_watch *w[W];
