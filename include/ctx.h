@@ -721,7 +721,12 @@ ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t fr
 /* A file descriptor that is readable while events are pending (for poll,
  * epoll, libuv). Do not read or close it; ctx_watch_next clears it. It may
  * now and then be readable with nothing pending (ctx_watch_next then says
- * CTX_NOT_FOUND), never the other way round. */
+ * CTX_NOT_FOUND), never the other way round - but for the moment it takes
+ * to wake it: when more than two watches of the store wait with nothing
+ * pending, a commit leaves waking them to a thread of the store's, which
+ * gathers the commits of about 0.1 ms and then makes their descriptors
+ * readable, instead of the commit doing it (ctx_watch_next finds the event
+ * at once either way). */
 int ctx_watch_fd(const ctx_watch *w);
 
 /* Take the next pending event, without waiting. Free it with

@@ -14,8 +14,9 @@
  * revisions and `history_bytes` bytes, the oldest evicted first - and a
  * watch may start from an earlier revision it still holds; events not yet
  * delivered are never evicted. Each watcher reads the log from its own
- * cursor, so a report costs the same whatever the number of watchers (but
- * for waking those that wait). A watcher whose next event left the log, or
+ * cursor, so a report costs the same whatever the number of watchers: it
+ * wakes at most two sleeping watchers itself, and leaves more to the feed's
+ * waker thread (started with the first watch). A watcher whose next event left the log, or
  * is `queue` or more revisions behind the frontier, receives one
  * CTX_EVENT_LAGGED event naming the first revision it will not deliver, and
  * nothing after it.
@@ -80,6 +81,11 @@ typedef struct feed_stats {
 	size_t ring_slots;          /* the ring's size (8 bytes a slot)         */
 	uint64_t events_recorded;   /* reports recorded as an allocated event   */
 	size_t armed_watchers;      /* watchers waiting for a wake-up           */
+	uint64_t inline_wakes;      /* watchers woken by a report itself        */
+	uint64_t waker_wakes;       /* watchers woken by the feed's waker       */
+	uint64_t waker_passes;      /* the waker's passes over the armed list   */
+	bool waker_busy;            /* the waker has wake-ups to make (or is
+	                               making them, or has not slept yet)       */
 } feed_stats;
 
 void feed_get_stats(feed *f, feed_stats *out);
