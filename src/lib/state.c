@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "reclaim.h"
 #include "store.h"
 #include "util.h"
 
@@ -37,13 +38,12 @@ struct ctx_iter {
 	hamt_cursor cursor;
 };
 
-ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+ctx_state *state_new_adopting(ctx_context *c, uint64_t version, hamt data, hamt meta)
 {
 	ctx_state *st = pool_alloc(sizeof(*st));
 	if (!st)
 		return NULL;
 	atomic_init(&st->refs, 1);
-	context_retain(c);
 	st->ctx = c;
 	st->version = version;
 	st->revision = 0;
@@ -55,6 +55,14 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	atomic_init(&st->prev, NULL);
 	st->next = NULL;
 	st->hidden_seq = UINT64_MAX;
+	return st;
+}
+
+ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+{
+	ctx_state *st = state_new_adopting(c, version, data, meta);
+	if (st)
+		context_retain(c);
 	return st;
 }
 
@@ -338,6 +346,20 @@ void ctx_state_release(ctx_state *st)
 		state_free_deferred(st);
 		st = prev;
 	}
+}
+
+bool state_take_cut(ctx_state *cut)
+{
+	return atomic_fetch_sub_explicit(&cut->refs, 1, memory_order_acq_rel) == 1;
+}
+
+void state_free_cut(ctx_state *st)
+{
+	if (!st)
+		return;
+	ctx_state *prev = atomic_exchange(&st->prev, NULL);
+	state_free_deferred(st);
+	ctx_state_release(prev);
 }
 
 void state_release_in_callback(ctx_state *st)

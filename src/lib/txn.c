@@ -106,7 +106,10 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
 			bool diff = false;
 			l->time_us = now; /* not shared yet: only this commit holds it */
-			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+			/* Nor its count: a plain increment, no locked operation. */
+			atomic_store_explicit(
+			        &l->refs, atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
+			        memory_order_relaxed);
 			st = hamt_put(m, l, edit, &diff);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
@@ -161,17 +164,24 @@ static bool ops_distinct(const txn_op *ops, size_t n)
  * to the feed. Unlocks the write lock. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out);
+                                    uint64_t *rev_out, bool owns);
 
 ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
                          const commit_event *ev, uint64_t *version_out)
 {
-	return commit_finish_rev(c, next, rec, ev, version_out, NULL);
+	return commit_finish_rev(c, next, rec, ev, version_out, NULL, true);
 }
 
+/* owns false: next came from state_new_adopting and holds no reference to c
+ * yet. It gets the one of the version this commit cuts from history when
+ * this commit took that version's last reference (state_take_cut), else a
+ * new one; either way before the write lock is released, so before anyone
+ * else could release next (it stays in the history chain until a later
+ * commit, under the lock, cuts it). That saves a locked increment and a
+ * locked decrement of c's count, the line every commit to c writes. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out)
+                                    uint64_t *rev_out, bool owns)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -180,6 +190,8 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		rec->version = next->version;
 		rec->incarnation = c->incarnation;
 		if ((st = log_append(s->log, rec, &rev)) != CTX_OK) {
+			if (!owns)
+				context_retain(c);
 			ctx_state_release(next);
 			pthread_mutex_unlock(&c->write_lock);
 			return st;
@@ -188,21 +200,32 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	next->revision = rev;
-	ctx_state *cut = context_push_head(c, next);
+	ctx_state *cut = context_push_head(c, next), *dead = NULL;
+	if (!owns) {
+		if (cut && state_take_cut(cut)) {
+			dead = cut; /* its reference to c is next's now */
+			cut = NULL;
+		} else {
+			context_retain(c);
+		}
+	}
 	context_note_access(c, next->updated_us);
 	uint64_t version = next->version;
-	ctx_state_retain(next);
 	if (s->wait_durable) {
 		/* Flush pipelining: the next writer builds on this version while
 		 * this one waits for its sync, holding no lock. */
+		ctx_state_retain(next);
 		pthread_mutex_unlock(&c->write_lock);
 		ctx_state_release(cut);
+		state_free_cut(dead);
 		st = context_publish_durable(c, next, rev);
 	} else {
+		/* The history chain holds next until a later commit cuts it,
+		 * under the lock: no reference of our own is needed. */
 		context_publish(c, next);
 		pthread_mutex_unlock(&c->write_lock);
 		ctx_state_release(cut);
-		ctx_state_release(next);
+		state_free_cut(dead);
 	}
 	if (st == CTX_OK) {
 		store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
@@ -325,7 +348,9 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	hamt meta = hamt_retain(&head->meta);
 	size_t changed = 0;
 	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
-	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
+	ctx_state *next = st != CTX_OK ? NULL
+	                  : p      ? state_new(c, head->version + 1, data, meta)
+	                           : state_new_adopting(c, head->version + 1, data, meta);
 	if (!next) {
 		hamt_release(&data);
 		hamt_release(&meta);
@@ -344,7 +369,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		p = NULL; /* the log's, or freed */
 		goto out;
 	}
-	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out);
+	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out, false);
 	goto out;
 fail:
 	pthread_mutex_unlock(&c->write_lock);
