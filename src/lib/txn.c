@@ -246,12 +246,12 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 	next->revision = rev;
 	ctx_state *cut = context_push_head(c, next), *dead = NULL;
 	if (!owns) {
-		if (cut && state_take_cut(cut)) {
+		/* Our reference to cut goes here, whether it was the last or not. */
+		if (cut && state_take_cut(cut))
 			dead = cut; /* its reference to c is next's now */
-			cut = NULL;
-		} else {
+		else
 			context_retain(c);
-		}
+		cut = NULL;
 	}
 	context_note_access(c, next->updated_us);
 	uint64_t version = next->version;
