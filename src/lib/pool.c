@@ -177,11 +177,9 @@ static bool pool_keyed(void)
 	return true;
 }
 
-void pool_free(void *p)
+/* Keep p (a block of class k, or none: POOL_CLASSES) or free it. */
+static void pool_keep(void *p, unsigned k)
 {
-	if (!p)
-		return;
-	unsigned k = class_for_block(malloc_usable_size(p));
 	if (k < POOL_CLASSES && pool.n[k] < POOL_CAP &&
 	    pool.bytes + class_usable(k) <= POOL_BYTES && pool_keyed()) {
 		block *b = p;
@@ -193,6 +191,31 @@ void pool_free(void *p)
 		return;
 	}
 	free(p);
+}
+
+void pool_free(void *p)
+{
+	if (p)
+		pool_keep(p, class_for_block(malloc_usable_size(p)));
+}
+
+void pool_free_sized(void *p, size_t size)
+{
+	if (!p)
+		return;
+#ifdef POOL_ASAN
+	/* ASan's blocks are exactly their request: only the usable size says
+	 * which class a block can serve without overflowing. */
+	(void)size;
+	pool_free(p);
+#else
+	/* glibc gives a request of size bytes (at most 264) a chunk of the
+	 * class class_for_request(size) serves (the head comment), and
+	 * pool_alloc(size) takes from that class: either way the block holds
+	 * class_usable(k) bytes. */
+	unsigned k = class_for_request(size);
+	pool_keep(p, k < POOL_CLASSES ? k : class_for_block(malloc_usable_size(p)));
+#endif
 }
 
 void pool_trim(void)

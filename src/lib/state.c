@@ -188,7 +188,7 @@ static size_t state_free_list(ctx_state *st)
 		ctx_state *next = st->next;
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
-		pool_free(st);
+		pool_free_sized(st, sizeof(*st));
 		st = next;
 		n++;
 	}
@@ -399,7 +399,7 @@ void state_release_now(ctx_state *st)
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		context_release(st->ctx);
-		pool_free(st);
+		pool_free_sized(st, sizeof(*st));
 		st = prev;
 	}
 }
