@@ -357,7 +357,12 @@ void state_free_cut(ctx_state *st)
 {
 	if (!st)
 		return;
-	ctx_state *prev = atomic_exchange(&st->prev, NULL);
+	/* Dead: nobody else changes its prev (readers only read it), and a
+	 * version cut from history has none (the exchange in
+	 * context_push_head): no locked exchange for nothing. */
+	ctx_state *prev = atomic_load_explicit(&st->prev, memory_order_acquire);
+	if (prev)
+		prev = atomic_exchange(&st->prev, NULL);
 	state_free_deferred(st);
 	ctx_state_release(prev);
 }

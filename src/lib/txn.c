@@ -39,7 +39,9 @@
  * hundred nanoseconds; a holder that is not running (preempted: 64 writers
  * on 2 CPUs) will not let go soon, and sleeping is then better than
  * burning the CPU it needs. */
+#ifndef WLOCK_SPINS
 #define WLOCK_SPINS 100
+#endif
 
 static inline void cpu_relax(void)
 {
