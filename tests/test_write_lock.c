@@ -65,8 +65,7 @@ static void test_lock_excludes(void **unused)
 	reset_failures();
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "c"));
-	lock_shared sh = {.c = store_find_context(s, "c", 1),
-	                  .iters = test_iters(20000, 2000)};
+	lock_shared sh = {.c = store_find_context(s, "c", 1), .iters = test_iters(20000, 2000)};
 	assert_non_null(sh.c);
 	atomic_init(&sh.inside, 0);
 	atomic_init(&sh.sleepers_ready, 0);

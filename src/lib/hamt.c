@@ -270,9 +270,7 @@ static void leaf_retain(hamt_leaf *l)
 void hamt_leaf_release(hamt_leaf *l)
 {
 	if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
-		pool_free_sized(l, (size_t)((const unsigned char *)hamt_leaf_value(l) -
-		                          (const unsigned char *)l) +
-		                         l->vlen);
+		pool_free(l);
 }
 
 /* Whether l holds key. No hash to compare first: the trie position already

@@ -201,21 +201,13 @@ void pool_free(void *p)
 
 void pool_free_sized(void *p, size_t size)
 {
-	if (!p)
-		return;
-#ifdef POOL_ASAN
-	/* ASan's blocks are exactly their request: only the usable size says
-	 * which class a block can serve without overflowing. */
-	(void)size;
-	pool_free(p);
-#else
-	/* glibc gives a request of size bytes (at most 264) a chunk of the
-	 * class class_for_request(size) serves (the head comment), and
-	 * pool_alloc(size) takes from that class: either way the block holds
-	 * class_usable(k) bytes. */
-	unsigned k = class_for_request(size);
-	pool_keep(p, k < POOL_CLASSES ? k : class_for_block(malloc_usable_size(p)));
-#endif
+	/* The block holds at least size bytes (with glibc its chunk may hold
+	 * more; under ASan, TSan or another malloc exactly size): the largest
+	 * class whose blocks are no longer is always safe, and it is the
+	 * block's own class when size fills a glibc chunk, as the sizes of
+	 * nodes and version structs do (hamt.c's node_alloc, store.h). */
+	if (p)
+		pool_keep(p, class_for_block(size));
 }
 
 void pool_trim(void)

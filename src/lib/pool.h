@@ -20,9 +20,10 @@ void pool_free(void *p);
 /* pool_free(p) for a block allocated (by pool_alloc or malloc) with a
  * request of at least size bytes: the class comes from size, without
  * asking malloc_usable_size (a call into glibc that reads the chunk's
- * header, a sixth of pool_free's time). A smaller size than the request is
- * safe (the block may land in a smaller class than its chunk); never a
- * larger one. */
+ * header, a sixth of pool_free's time): the largest class whose blocks are
+ * no longer than size. So a size that is not a class's exact usable size
+ * (24, 40, 56, ... bytes) files the block one class low, where it is
+ * served to smaller requests; the callers pass sizes that fill a chunk. */
 void pool_free_sized(void *p, size_t size);
 
 /* Free every block the calling thread's cache holds (ctx_close). */

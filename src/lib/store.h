@@ -59,7 +59,7 @@ static inline void wlock_lock(ctx_wlock *l)
 {
 	unsigned free_ = 0;
 	if (__builtin_expect(!atomic_compare_exchange_strong_explicit(
-	                             &l->word, &free_, 1, memory_order_acquire, memory_order_relaxed),
+	                         &l->word, &free_, 1, memory_order_acquire, memory_order_relaxed),
 	                     0))
 		wlock_lock_slow(l);
 }

@@ -18,10 +18,10 @@
  * dropped and the context is left as it was (CTX_NOMEM).
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -57,9 +57,8 @@ void wlock_lock_slow(ctx_wlock *l)
 	for (int i = 0; i < WLOCK_SPINS; i++) {
 		cpu_relax();
 		unsigned w = atomic_load_explicit(&l->word, memory_order_relaxed);
-		if (w == 0 && atomic_compare_exchange_weak_explicit(&l->word, &w, 1,
-		                                                    memory_order_acquire,
-		                                                    memory_order_relaxed))
+		if (w == 0 && atomic_compare_exchange_weak_explicit(
+		                  &l->word, &w, 1, memory_order_acquire, memory_order_relaxed))
 			return;
 		if (w == 2)
 			break; /* others sleep already: join them */
@@ -154,8 +153,8 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 			l->time_us = now; /* not shared yet: only this commit holds it */
 			/* Nor its count: a plain increment, no locked operation. */
 			atomic_store_explicit(
-			        &l->refs, atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
-			        memory_order_relaxed);
+			    &l->refs, atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
+			    memory_order_relaxed);
 			st = hamt_put(m, l, edit, &diff);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
@@ -394,9 +393,10 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	hamt meta = hamt_retain(&head->meta);
 	size_t changed = 0;
 	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
-	ctx_state *next = st != CTX_OK ? NULL
-	                  : p      ? state_new(c, head->version + 1, data, meta)
-	                           : state_new_adopting(c, head->version + 1, data, meta);
+	ctx_state *next = NULL;
+	if (st == CTX_OK)
+		next = p ? state_new(c, head->version + 1, data, meta)
+		         : state_new_adopting(c, head->version + 1, data, meta);
 	if (!next) {
 		hamt_release(&data);
 		hamt_release(&meta);
