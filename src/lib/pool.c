@@ -14,7 +14,8 @@
  * CLASSES: a block of glibc's chunk size 32, 48, ... 32 + 16 * (POOL_CLASSES
  * - 1) bytes goes to the class of its chunk, read from malloc_usable_size
  * (the largest class whose blocks are at most that usable size: a block is
- * never smaller than its class says). pool_alloc takes from the smallest class
+ * never smaller than its class says), or, in pool_free_sized, from the size
+ * the caller gives (the same rule applied to it: safe with any malloc). pool_alloc takes from the smallest class
  * whose blocks hold the request, else calls malloc. Every block is a malloc
  * block: pool_free accepts blocks from malloc, free() accepts blocks from
  * pool_alloc, and a block may be freed by any thread, into that thread's
