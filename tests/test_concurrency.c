@@ -896,7 +896,7 @@ static void test_readers_not_blocked_by_write_lock(void **unused)
 	/* Hold hot's write lock (src/lib/store.h) for the whole read burst. */
 	ctx_context *c = store_find_context(s, "hot", 3);
 	assert_non_null(c);
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, blocked_reader, &sh), 0);
 	/* Generous: the reads take microseconds; a blocked reader never ends. */
@@ -904,7 +904,7 @@ static void test_readers_not_blocked_by_write_lock(void **unused)
 	while (!atomic_load(&sh.done) && test_now() < deadline)
 		usleep(1000);
 	int finished = atomic_load(&sh.done);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	assert_int_equal(pthread_join(th, NULL), 0);
 	context_release(c);
 	if (!finished)

@@ -151,12 +151,12 @@ static void damage_point(ctx_store *s, const char *id, uint64_t version)
 {
 	ctx_context *c = store_find_context(s, id, strlen(id));
 	assert_non_null(c);
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	point_set *p = atomic_load(&c->points);
 	for (size_t i = 0; p && i < p->count; i++)
 		if (p->e[i].st->version == version)
 			p->e[i].checksum ^= 1;
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	context_release(c);
 }
 
@@ -1381,9 +1381,9 @@ static void test_concurrent_points_replay(void **unused)
 		pthread_join(th[t], NULL);
 	assert_no_thread_failures();
 	ctx_context *c = store_find_context(s, "a", 1);
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	assert_int_equal(c->points_pending, 0);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	context_release(c);
 	char *before = points_text(s);
 	/* Every point still restores (its version is pinned). */

@@ -1542,7 +1542,7 @@ static void damage_point(ctx_store *s, const char *id, uint64_t version)
 {
 	ctx_context *c = store_find_context(s, id, strlen(id));
 	assert_non_null(c);
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	point_set *p = atomic_load(&c->points);
 	bool found = false;
 	for (size_t i = 0; p && i < p->count; i++) {
@@ -1551,7 +1551,7 @@ static void damage_point(ctx_store *s, const char *id, uint64_t version)
 			found = true;
 		}
 	}
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	context_release(c);
 	assert_true(found);
 }

@@ -356,13 +356,13 @@ static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 	for (size_t i = 0; i < n; i++) {
 		ctx_context *c = ctxs[i];
 		if (ok) {
-			pthread_mutex_lock(&c->write_lock);
+			context_lock(c);
 			bool wanted = !atomic_load(&c->dropped) || c->drop_revision > rev;
 			if (wanted && c->head) {
 				ok = snap_take(c, &sn->ctxs[sn->count]);
 				sn->count += ok;
 			}
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 		}
 		context_release(c);
 	}

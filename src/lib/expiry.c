@@ -160,7 +160,7 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 		                   .when = now};
 		context_retain(c); /* the change's */
 	}
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	if (context_closed(c)) {
 		if (!atomic_load(&c->dropped))
 			reaper_kick(s);
@@ -170,7 +170,7 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 	}
 	if (st == CTX_OK && !tc)
 		ttl_apply(c, ttl_us, now);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	if (st != CTX_OK && tc) {
 		context_release(c);
 		free(tc);

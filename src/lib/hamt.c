@@ -337,6 +337,16 @@ static unsigned node_cap(const hamt_node *n)
 	return n->kind == KIND_BITMAP ? n->cap : n->bitmap;
 }
 
+/* The bytes node_alloc (or node_pair) asked for n, for pool_free_sized: a
+ * base's word counts only while n borrows, which is never more than was
+ * asked. */
+static size_t node_size(const hamt_node *n)
+{
+	if (n->kind == KIND_PAIR)
+		return PAIR_SIZE;
+	return sizeof(*n) + (node_cap(n) + (n->chain != 0)) * sizeof(void *);
+}
+
 /* Whether n holds a reference of its own to the slot of bit (a collision
  * node owns all of its slots). */
 static inline bool node_owns(const hamt_node *n, uint32_t bit)
@@ -393,7 +403,7 @@ static void node_release(hamt_node *n)
 	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
 		hamt_node *base = node_base(n);
 		node_release_slots(n);
-		pool_free(n);
+		pool_free_sized(n, node_size(n));
 		n = base;
 	}
 }

@@ -303,14 +303,14 @@ static void point_change_done(log_done *d, bool durable)
 {
 	point_change *pc = caa_container_of(d, point_change, done);
 	ctx_context *c = pc->c;
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	if (durable && !atomic_load(&c->gone))
 		points_install(c, pc->set);
 	else
 		points_discard(pc->set);
 	if (--c->points_pending == 0)
 		c->points_decided = NULL;
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	context_release(c);
 	free(pc);
 }
@@ -368,11 +368,11 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	ctx_store *s = c->store;
 	uint64_t rev = 0;
 	ctx_status st = CTX_OK;
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	ctx_state *v = context_closed(c) ? NULL
 	               : version ? find_version(points_latest(c), c->head, version) : c->head;
 	if (!v) {
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
 	}
 	uint64_t pinned = v->version;
@@ -382,7 +382,7 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 		st = ctx_fail(CTX_NOMEM, "no memory for a point");
 	else
 		st = points_change(c, REC_POINT, &p->e[p->count - 1], pinned, p, &rev);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);
 	if (st == CTX_OK && version_out)
@@ -450,7 +450,7 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 	if (st != CTX_OK)
 		return st;
 	uint64_t rev = 0;
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	point_set *p = NULL;
 	if (context_closed(c) || !points_find(points_latest(c), version))
 		st = ctx_fail(CTX_NOT_FOUND, "no point on version %llu of '%s'",
@@ -459,7 +459,7 @@ ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 		st = ctx_fail(CTX_NOMEM, "no memory to remove a point");
 	else
 		st = points_change(c, REC_POINT_DEL, NULL, version, p, &rev);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	if (st == CTX_OK && s->log)
 		st = finish_point_record(s, rev);
 	context_release(c);
@@ -577,7 +577,7 @@ static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg, con
 		st = ctx_fail(CTX_CORRUPT, "point on version %llu of '%s' is damaged (checksum)",
 		              (unsigned long long)target->version, c->id);
 	if (st != CTX_OK)
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 	*out = target;
 	return st;
 }
@@ -597,7 +597,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	restore_diff d = {0};
 	const ctx_state *target = NULL;
 	for (int attempt = 0;; attempt++) {
-		pthread_mutex_lock(&c->write_lock);
+		context_lock(c);
 		if ((st = pick_target(c, pick, arg, &target)) != CTX_OK)
 			goto out; /* unlocked */
 		if (d.from == c->head && d.to == target)
@@ -607,7 +607,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 			break;
 		}
 		ctx_state *head = ctx_state_retain(c->head);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		st = diff_compute(&d, head, target); /* takes its own references */
 		ctx_state_release(head);
 		if (st != CTX_OK) {
@@ -619,7 +619,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	uint64_t now = store_now_us(s);
 	ctx_state *next = st == CTX_OK ? new_version_of(c, c->head->version + 1, target) : NULL;
 	if (!next) {
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
 		goto out;
 	}

@@ -14,7 +14,8 @@
  * CLASSES: a block of glibc's chunk size 32, 48, ... 32 + 16 * (POOL_CLASSES
  * - 1) bytes goes to the class of its chunk, read from malloc_usable_size
  * (the largest class whose blocks are at most that usable size: a block is
- * never smaller than its class says). pool_alloc takes from the smallest class
+ * never smaller than its class says), or, in pool_free_sized, from the size
+ * the caller gives (the same rule applied to it: safe with any malloc). pool_alloc takes from the smallest class
  * whose blocks hold the request, else calls malloc. Every block is a malloc
  * block: pool_free accepts blocks from malloc, free() accepts blocks from
  * pool_alloc, and a block may be freed by any thread, into that thread's
@@ -119,6 +120,9 @@ void *pool_alloc(size_t size)
 		block *b = pool.head[k];
 		pool_unpoison(b, class_usable(k));
 		pool.head[k] = b->next;
+		/* The next block of the class: its link is read by the next
+		 * allocation, and a block kept long ago is cold. */
+		__builtin_prefetch(pool.head[k]);
 		pool.n[k]--;
 		pool.bytes -= class_usable(k);
 		return b;
@@ -177,11 +181,9 @@ static bool pool_keyed(void)
 	return true;
 }
 
-void pool_free(void *p)
+/* Keep p (a block of class k, or none: POOL_CLASSES) or free it. */
+static void pool_keep(void *p, unsigned k)
 {
-	if (!p)
-		return;
-	unsigned k = class_for_block(malloc_usable_size(p));
 	if (k < POOL_CLASSES && pool.n[k] < POOL_CAP &&
 	    pool.bytes + class_usable(k) <= POOL_BYTES && pool_keyed()) {
 		block *b = p;
@@ -193,6 +195,23 @@ void pool_free(void *p)
 		return;
 	}
 	free(p);
+}
+
+void pool_free(void *p)
+{
+	if (p)
+		pool_keep(p, class_for_block(malloc_usable_size(p)));
+}
+
+void pool_free_sized(void *p, size_t size)
+{
+	/* The block holds at least size bytes (with glibc its chunk may hold
+	 * more; under ASan, TSan or another malloc exactly size): the largest
+	 * class whose blocks are no longer is always safe, and it is the
+	 * block's own class when size fills a glibc chunk, as the sizes of
+	 * nodes and version structs do (hamt.c's node_alloc, store.h). */
+	if (p)
+		pool_keep(p, class_for_block(size));
 }
 
 void pool_trim(void)

@@ -17,6 +17,15 @@ void *pool_alloc(size_t size);
  * calling thread's cache while its class has room, else freed. */
 void pool_free(void *p);
 
+/* pool_free(p) for a block allocated (by pool_alloc or malloc) with a
+ * request of at least size bytes: the class comes from size, without
+ * asking malloc_usable_size (a call into glibc that reads the chunk's
+ * header, a sixth of pool_free's time): the largest class whose blocks are
+ * no longer than size. So a size that is not a class's exact usable size
+ * (24, 40, 56, ... bytes) files the block one class low, where it is
+ * served to smaller requests; the callers pass sizes that fill a chunk. */
+void pool_free_sized(void *p, size_t size);
+
 /* Free every block the calling thread's cache holds (ctx_close). */
 void pool_trim(void);
 

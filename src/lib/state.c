@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "reclaim.h"
 #include "store.h"
 #include "util.h"
 
@@ -37,13 +38,12 @@ struct ctx_iter {
 	hamt_cursor cursor;
 };
 
-ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+ctx_state *state_new_adopting(ctx_context *c, uint64_t version, hamt data, hamt meta)
 {
 	ctx_state *st = pool_alloc(sizeof(*st));
 	if (!st)
 		return NULL;
 	atomic_init(&st->refs, 1);
-	context_retain(c);
 	st->ctx = c;
 	st->version = version;
 	st->revision = 0;
@@ -55,6 +55,14 @@ ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
 	atomic_init(&st->prev, NULL);
 	st->next = NULL;
 	st->hidden_seq = UINT64_MAX;
+	return st;
+}
+
+ctx_state *state_new(ctx_context *c, uint64_t version, hamt data, hamt meta)
+{
+	ctx_state *st = state_new_adopting(c, version, data, meta);
+	if (st)
+		context_retain(c);
 	return st;
 }
 
@@ -180,7 +188,7 @@ static size_t state_free_list(ctx_state *st)
 		ctx_state *next = st->next;
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
-		pool_free(st);
+		pool_free_sized(st, sizeof(*st));
 		st = next;
 		n++;
 	}
@@ -340,6 +348,25 @@ void ctx_state_release(ctx_state *st)
 	}
 }
 
+bool state_take_cut(ctx_state *cut)
+{
+	return atomic_fetch_sub_explicit(&cut->refs, 1, memory_order_acq_rel) == 1;
+}
+
+void state_free_cut(ctx_state *st)
+{
+	if (!st)
+		return;
+	/* Dead: nobody else changes its prev (readers only read it), and a
+	 * version cut from history has none (the exchange in
+	 * context_push_head): no locked exchange for nothing. */
+	ctx_state *prev = atomic_load_explicit(&st->prev, memory_order_acquire);
+	if (prev)
+		prev = atomic_exchange(&st->prev, NULL);
+	state_free_deferred(st);
+	ctx_state_release(prev);
+}
+
 void state_release_in_callback(ctx_state *st)
 {
 	pool_bypass(true);
@@ -377,7 +404,7 @@ void state_release_now(ctx_state *st)
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		context_release(st->ctx);
-		pool_free(st);
+		pool_free_sized(st, sizeof(*st));
 		st = prev;
 	}
 }

@@ -97,7 +97,6 @@ static void context_free_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
 	ctx_context *c = caa_container_of(head, ctx_context, rcu);
-	pthread_mutex_destroy(&c->write_lock);
 	free(c);
 }
 
@@ -512,7 +511,7 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	c->id_hash = hamt_hash(id, idlen);
 	c->created_us = created_us;
 	atomic_init(&c->last_access_us, created_us);
-	ctx_mutex_init(&c->write_lock);
+	wlock_init(&c->write_lock);
 	return c;
 }
 
@@ -558,9 +557,9 @@ static bool create_met_existing(ctx_store *s, const char *id, size_t idlen)
 	} else if (!atomic_load(&old->visible) && s->log) {
 		/* Its create holds the lock until logged; then help publish it
 		 * (publishing is idempotent and never goes backwards). */
-		pthread_mutex_lock(&old->write_lock);
+		context_lock(old);
 		ctx_state *head = old->head ? ctx_state_retain(old->head) : NULL;
-		pthread_mutex_unlock(&old->write_lock);
+		context_unlock(old);
 		if (head)
 			(void)context_publish_durable(old, head, head->revision);
 	}
@@ -680,20 +679,20 @@ static void pending_finish(log_done *d, bool durable)
 	if (!durable) {
 		if (p->kind == CTX_EVENT_CREATED) {
 			/* Never visible, and the store refuses writes now. */
-			pthread_mutex_lock(&c->write_lock);
+			context_lock(c);
 			bool remove = !atomic_load(&c->gone);
 			if (remove)
 				context_remove(s, c);
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 			if (remove)
 				context_release(c);
 		}
 		store_report_skip(s, d->rev);
 	} else if (p->kind == CTX_EVENT_DROPPED) {
-		pthread_mutex_lock(&c->write_lock);
+		context_lock(c);
 		context_remove(s, c);
 		context_release(c); /* the table's reference */
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		pending_report(s, p);
 	} else {
 		context_publish(c, p->st);
@@ -732,7 +731,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	 * wait for the create, ctx_get_latest does not see it until its
 	 * revision is decided (then first becomes the head), and ctx_get not
 	 * until its first version is published. */
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	tsan_publish(c);
 
 	id_key k = {c->id, idlen};
@@ -748,7 +747,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		index_insert(&s->index, c->inode);
 	if (got != &c->node) {
 		/* Never published: nobody else can hold it. */
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		ctx_state_release(first); /* drops its reference to c */
 		context_release(c);
 		body_free(&body);
@@ -758,7 +757,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	 * with EXISTS never holds a slot. */
 	if (!reserve_slot(s)) {
 		context_unlink(s, c);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
@@ -769,7 +768,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	if (rev_out && s->wait_durable &&
 	    !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
 		context_remove(s, c);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
@@ -788,7 +787,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 			if (p)
 				pending_free(p);
 			context_remove(s, c);
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 			ctx_state_release(first);
 			context_release(c);
 			return st;
@@ -803,28 +802,28 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		*rev_out = rev;
 	if (p) {
 		/* The flusher publishes and reports it once durable. */
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		return CTX_OK;
 	}
 	context_retain(c); /* ours until reported: a drop may come once unlocked */
 	if (s->wait_durable) {
 		ctx_state_retain(first);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		st = context_publish_durable(c, first, rev);
 		if (st != CTX_OK) {
 			/* Never visible, and the store now refuses writes: take it
 			 * out of the table again. */
-			pthread_mutex_lock(&c->write_lock);
+			context_lock(c);
 			bool remove = !atomic_load(&c->gone);
 			if (remove)
 				context_remove(s, c);
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 			if (remove)
 				context_release(c);
 		}
 	} else {
 		context_publish(c, first);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 	}
 	if (st == CTX_OK)
 		report_create(s, rev, c, ops, n);
@@ -843,7 +842,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 	pending_change *p = NULL;
 	if (rev_out && s->wait_durable && !(p = pending_new(c, kind, NULL, 0)))
 		return ctx_fail(CTX_NOMEM, "no memory to drop '%s'", c->id);
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	uint64_t rev = 0;
 	if (atomic_load(&c->dropped))
 		st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", c->id);
@@ -855,7 +854,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 	else
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	if (st != CTX_OK) {
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		if (p)
 			pending_free(p);
 		return st;
@@ -866,7 +865,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 		/* The flusher takes it out of the table once durable. */
 		c->drop_revision = rev;
 		atomic_store(&c->dropped, true);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		return CTX_OK;
 	}
 	/* No more commits from here on; readers keep seeing the last version
@@ -874,15 +873,15 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 	c->drop_revision = rev;
 	atomic_store(&c->dropped, true);
 	if (s->wait_durable) {
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		st = log_wait(s->log, rev);
-		pthread_mutex_lock(&c->write_lock);
+		context_lock(c);
 	}
 	if (st == CTX_OK) {
 		context_remove(s, c);
 		context_release(c); /* the table's reference */
 	}
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	if (st == CTX_OK)
 		store_report(s, rev, kind, c, 0, 0, NULL, NULL);
 	else if (rev)
@@ -968,16 +967,16 @@ void store_clear(ctx_store *s)
 	for (index_node *n; (n = index_seek(&s->index, NULL, 0, false));) {
 		c = n->owner;
 		tsan_subscribe(c);
-		pthread_mutex_lock(&c->write_lock);
+		context_lock(c);
 		context_remove(s, c);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		context_release(c);
 	}
 	ctx_lfht_for_each(s->table, &iter, c, node) {
 		tsan_subscribe(c);
-		pthread_mutex_lock(&c->write_lock);
+		context_lock(c);
 		context_remove(s, c);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		context_release(c);
 	}
 	ctx_rcu_read_unlock();

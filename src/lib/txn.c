@@ -18,9 +18,12 @@
  * dropped and the context is left as it was (CTX_NOMEM).
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "crc32c.h"
 #include "format.h"
@@ -29,6 +32,48 @@
 #include "store.h"
 #include "util.h"
 
+
+/* ---- the contexts' write lock: its slow paths (store.h) ------------------- */
+
+/* Spins of the slow path before it sleeps. A commit holds the lock for a few
+ * hundred nanoseconds; a holder that is not running (preempted: 64 writers
+ * on 2 CPUs) will not let go soon, and sleeping is then better than
+ * burning the CPU it needs. */
+#ifndef WLOCK_SPINS
+#define WLOCK_SPINS 100
+#endif
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+void wlock_lock_slow(ctx_wlock *l)
+{
+	for (int i = 0; i < WLOCK_SPINS; i++) {
+		cpu_relax();
+		unsigned w = atomic_load_explicit(&l->word, memory_order_relaxed);
+		if (w == 0 && atomic_compare_exchange_weak_explicit(
+		                  &l->word, &w, 1, memory_order_acquire, memory_order_relaxed))
+			return;
+		if (w == 2)
+			break; /* others sleep already: join them */
+	}
+	/* Held with sleepers from now on (2), until we take it; the unlock
+	 * that sees 2 wakes one sleeper, who takes it as 2 again (it cannot
+	 * know whether others still sleep). */
+	while (atomic_exchange_explicit(&l->word, 2, memory_order_acquire) != 0)
+		syscall(SYS_futex, &l->word, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+void wlock_wake(ctx_wlock *l)
+{
+	syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 struct ctx_txn {
 	ctx_store *store;
@@ -106,7 +151,10 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 		if (ops[i].kind == OP_PUT || ops[i].kind == OP_META_PUT) {
 			bool diff = false;
 			l->time_us = now; /* not shared yet: only this commit holds it */
-			atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+			/* Nor its count: a plain increment, no locked operation. */
+			atomic_store_explicit(
+			    &l->refs, atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
+			    memory_order_relaxed);
 			st = hamt_put(m, l, edit, &diff);
 			if (st != CTX_OK)
 				hamt_leaf_release(l);
@@ -161,17 +209,24 @@ static bool ops_distinct(const txn_op *ops, size_t n)
  * to the feed. Unlocks the write lock. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out);
+                                    uint64_t *rev_out, bool owns);
 
 ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
                          const commit_event *ev, uint64_t *version_out)
 {
-	return commit_finish_rev(c, next, rec, ev, version_out, NULL);
+	return commit_finish_rev(c, next, rec, ev, version_out, NULL, true);
 }
 
+/* owns false: next came from state_new_adopting and holds no reference to c
+ * yet. It gets the one of the version this commit cuts from history when
+ * this commit took that version's last reference (state_take_cut), else a
+ * new one; either way before the write lock is released, so before anyone
+ * else could release next (it stays in the history chain until a later
+ * commit, under the lock, cuts it). That saves a locked increment and a
+ * locked decrement of c's count, the line every commit to c writes. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out)
+                                    uint64_t *rev_out, bool owns)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -180,29 +235,42 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		rec->version = next->version;
 		rec->incarnation = c->incarnation;
 		if ((st = log_append(s->log, rec, &rev)) != CTX_OK) {
+			if (!owns)
+				context_retain(c);
 			ctx_state_release(next);
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 			return st;
 		}
 	} else {
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	next->revision = rev;
-	ctx_state *cut = context_push_head(c, next);
+	ctx_state *cut = context_push_head(c, next), *dead = NULL;
+	if (!owns) {
+		/* Our reference to cut goes here, whether it was the last or not. */
+		if (cut && state_take_cut(cut))
+			dead = cut; /* its reference to c is next's now */
+		else
+			context_retain(c);
+		cut = NULL;
+	}
 	context_note_access(c, next->updated_us);
 	uint64_t version = next->version;
-	ctx_state_retain(next);
 	if (s->wait_durable) {
 		/* Flush pipelining: the next writer builds on this version while
 		 * this one waits for its sync, holding no lock. */
-		pthread_mutex_unlock(&c->write_lock);
+		ctx_state_retain(next);
+		context_unlock(c);
 		ctx_state_release(cut);
+		state_free_cut(dead);
 		st = context_publish_durable(c, next, rev);
 	} else {
+		/* The history chain holds next until a later commit cuts it,
+		 * under the lock: no reference of our own is needed. */
 		context_publish(c, next);
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		ctx_state_release(cut);
-		ctx_state_release(next);
+		state_free_cut(dead);
 	}
 	if (st == CTX_OK) {
 		store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
@@ -228,7 +296,7 @@ static ctx_status commit_finish_nowait(ctx_context *c, ctx_state *next, log_reco
 	p->version = next->version;
 	ctx_status st = log_append_done(s->log, rec, &next->revision, &p->done);
 	if (st != CTX_OK) {
-		pthread_mutex_unlock(&c->write_lock);
+		context_unlock(c);
 		pending_free(p);
 		ctx_state_release(next);
 		return st;
@@ -236,7 +304,7 @@ static ctx_status commit_finish_nowait(ctx_context *c, ctx_state *next, log_reco
 	uint64_t rev = next->revision, version = next->version;
 	ctx_state *cut = context_push_head(c, next);
 	context_note_access(c, next->updated_us);
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 	ctx_state_release(cut);
 	if (version_out)
 		*version_out = version;
@@ -300,7 +368,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 
 	bool distinct = ops_distinct(ops, n);
 
-	pthread_mutex_lock(&c->write_lock);
+	context_lock(c);
 	if (atomic_load(&c->dropped) || context_expired(c, now)) {
 		if (!atomic_load(&c->dropped))
 			reaper_kick(s);
@@ -314,7 +382,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		ctx_state *seen = atomic_load(&c->visible);
 		if (s->wait_durable && seen && seen->version == expected) {
 			uint64_t version = head->version, rev = head->revision;
-			pthread_mutex_unlock(&c->write_lock);
+			context_unlock(c);
 			wait_visible(c, version, rev);
 			goto out;
 		}
@@ -325,7 +393,10 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	hamt meta = hamt_retain(&head->meta);
 	size_t changed = 0;
 	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
-	ctx_state *next = st == CTX_OK ? state_new(c, head->version + 1, data, meta) : NULL;
+	ctx_state *next = NULL;
+	if (st == CTX_OK)
+		next = p ? state_new(c, head->version + 1, data, meta)
+		         : state_new_adopting(c, head->version + 1, data, meta);
 	if (!next) {
 		hamt_release(&data);
 		hamt_release(&meta);
@@ -344,10 +415,10 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		p = NULL; /* the log's, or freed */
 		goto out;
 	}
-	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out);
+	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out, false);
 	goto out;
 fail:
-	pthread_mutex_unlock(&c->write_lock);
+	context_unlock(c);
 out:
 	if (p)
 		pending_free(p);
