@@ -27,13 +27,7 @@
  * record is durable (a log completion applies it), so no call ever sees, or
  * expires a context by, a time-to-live that a crash could lose.
  *
- * The reaper also grows the context table when store_create asks it to
- * (reaper_grow_table): a resize waits for RCU grace periods, which neither a
- * creating thread (an event loop, a writer) nor liburcu's call_rcu worker
- * should do.
- *
- * LOCKS: reaper_lock only to sleep on reaper_cv and to hand over grow_table;
- * nothing is taken under it.
+ * LOCKS: reaper_lock only to sleep on reaper_cv; nothing is taken under it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -56,9 +50,9 @@ bool context_expired(const ctx_context *c, uint64_t now)
 void context_note_access(ctx_context *c, uint64_t t)
 {
 	uint64_t last = atomic_load_explicit(&c->last_access_us, memory_order_relaxed);
-	while (last < t && !atomic_compare_exchange_weak_explicit(&c->last_access_us, &last, t,
-	                                                           memory_order_relaxed,
-	                                                           memory_order_relaxed))
+	while (last < t &&
+	       !atomic_compare_exchange_weak_explicit(&c->last_access_us, &last, t,
+	                                              memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -132,8 +126,8 @@ static ctx_status log_ttl(ctx_context *c, uint64_t ttl_us, uint64_t now, uint64_
 	memcpy(body + 2, c->id, idlen);
 	put_u64(body + 2 + idlen, ttl_us);
 	put_u64(body + 10 + idlen, now);
-	log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
-	                  crc32c(0, body, idlen + 18)};
+	log_record rec = {
+	    REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18), crc32c(0, body, idlen + 18)};
 	return log_append_done(c->store->log, &rec, rev, tc ? &tc->done : NULL);
 }
 
@@ -156,8 +150,8 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 			context_release(c);
 			return ctx_fail(CTX_NOMEM, "no memory to set a time-to-live");
 		}
-		*tc = (ttl_change){.done = {.fn = ttl_change_done}, .c = c, .ttl_us = ttl_us,
-		                   .when = now};
+		*tc = (ttl_change){
+		    .done = {.fn = ttl_change_done}, .c = c, .ttl_us = ttl_us, .when = now};
 		context_retain(c); /* the change's */
 	}
 	pthread_mutex_lock(&c->write_lock);
@@ -224,11 +218,7 @@ static void *reaper_main(void *arg)
 		s->reaper_kicked = false;
 		if (s->reaper_stop)
 			break;
-		size_t grow = s->grow_table;
-		s->grow_table = 0;
 		pthread_mutex_unlock(&s->reaper_lock);
-		if (grow)
-			cds_lfht_resize(s->table, grow);
 		ctx_expire_now(s);
 		pthread_mutex_lock(&s->reaper_lock);
 	}
@@ -239,16 +229,6 @@ static void *reaper_main(void *arg)
 void reaper_kick(ctx_store *s)
 {
 	pthread_mutex_lock(&s->reaper_lock);
-	s->reaper_kicked = true;
-	pthread_cond_signal(&s->reaper_cv);
-	pthread_mutex_unlock(&s->reaper_lock);
-}
-
-void reaper_grow_table(ctx_store *s, size_t buckets)
-{
-	pthread_mutex_lock(&s->reaper_lock);
-	if (buckets > s->grow_table)
-		s->grow_table = buckets;
 	s->reaper_kicked = true;
 	pthread_cond_signal(&s->reaper_cv);
 	pthread_mutex_unlock(&s->reaper_lock);
