@@ -50,9 +50,9 @@ bool context_expired(const ctx_context *c, uint64_t now)
 void context_note_access(ctx_context *c, uint64_t t)
 {
 	uint64_t last = atomic_load_explicit(&c->last_access_us, memory_order_relaxed);
-	while (last < t &&
-	       !atomic_compare_exchange_weak_explicit(&c->last_access_us, &last, t,
-	                                              memory_order_relaxed, memory_order_relaxed))
+	while (last < t && !atomic_compare_exchange_weak_explicit(&c->last_access_us, &last, t,
+	                                                           memory_order_relaxed,
+	                                                           memory_order_relaxed))
 		;
 }
 
@@ -126,8 +126,8 @@ static ctx_status log_ttl(ctx_context *c, uint64_t ttl_us, uint64_t now, uint64_
 	memcpy(body + 2, c->id, idlen);
 	put_u64(body + 2 + idlen, ttl_us);
 	put_u64(body + 10 + idlen, now);
-	log_record rec = {
-	    REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18), crc32c(0, body, idlen + 18)};
+	log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
+	                  crc32c(0, body, idlen + 18)};
 	return log_append_done(c->store->log, &rec, rev, tc ? &tc->done : NULL);
 }
 
@@ -150,8 +150,8 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 			context_release(c);
 			return ctx_fail(CTX_NOMEM, "no memory to set a time-to-live");
 		}
-		*tc = (ttl_change){
-		    .done = {.fn = ttl_change_done}, .c = c, .ttl_us = ttl_us, .when = now};
+		*tc = (ttl_change){.done = {.fn = ttl_change_done}, .c = c, .ttl_us = ttl_us,
+		                   .when = now};
 		context_retain(c); /* the change's */
 	}
 	pthread_mutex_lock(&c->write_lock);

@@ -50,8 +50,8 @@ char ctx_rcu_grace_token;
 #endif
 
 #define DEFAULT_CHECKPOINT_BYTES (64u << 20)
-#define MAX_KEY_LIMIT            (16u << 20) /* largest max_key_size accepted   */
-#define MAX_VALUE_LIMIT          (1u << 30)  /* largest max_value_size accepted */
+#define MAX_KEY_LIMIT (16u << 20)   /* largest max_key_size accepted   */
+#define MAX_VALUE_LIMIT (1u << 30)  /* largest max_value_size accepted */
 /* Slots of the context table at open (16 bytes each); it grows with the
  * contexts (table_insert). */
 #define TABLE_MIN_SLOTS 64u
@@ -732,13 +732,12 @@ static bool id_body(body_buf *b, const ctx_context *c)
 }
 
 static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev,
-                                   log_done *done)
+                                    log_done *done)
 {
 	body_buf b = {0};
 	if (!id_body(&b, c))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
-	log_record rec = {
-	    type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
+	log_record rec = {type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
 	ctx_status st = log_append_done(s->log, &rec, rev, done);
 	body_free(&b);
 	return st;
@@ -903,12 +902,12 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
-		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist",
-		                s->opts.max_contexts);
+		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
 	}
 	uint64_t rev;
 	pending_change *p = NULL;
-	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
+	if (rev_out && s->wait_durable &&
+	    !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
 		context_remove(s, c);
 		pthread_mutex_unlock(&c->write_lock);
 		ctx_state_release(first);
@@ -921,11 +920,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		p->version = 1;
 	}
 	if (s->log) {
-		log_record rec = {REC_CREATE,
-		                  1,
-		                  0,
-		                  body.data,
-		                  (uint32_t)body.len,
+		log_record rec = {REC_CREATE, 1, 0, body.data, (uint32_t)body.len,
 		                  crc32c(0, body.data, body.len)};
 		st = log_append_done(s->log, &rec, &first->revision, p ? &p->done : NULL);
 		body_free(&body);
@@ -1175,8 +1170,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
  * (state.c frees a released version's struct and maps one grace period
  * after its last reference goes). NULL if there is none; then *expired says
  * whether it was past its time-to-live. */
-static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen,
-                                             bool *expired)
+static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen, bool *expired)
 {
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (!c)
@@ -1257,8 +1251,8 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 		while (more && (n = hamt_cursor_fill(&c, batch, EACH_BATCH)))
 			for (size_t i = 0; more && i < n; i++) {
 				const hamt_leaf *l = batch[i];
-				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l),
-				          hamt_leaf_value(l), l->vlen);
+				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l), hamt_leaf_value(l),
+				          l->vlen);
 			}
 	}
 	ctx_rcu_read_unlock();
