@@ -164,6 +164,15 @@ static ctx_context *table_lookup(ctx_store *s, const char *id, size_t idlen)
 	return table_find(s, hamt_hash(id, idlen), id, idlen);
 }
 
+/* Start loading the slot where a probe for hash h begins. */
+static void table_prefetch(ctx_store *s, uint64_t h)
+{
+	ctx_rcu_read_lock();
+	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	__builtin_prefetch(&t->slot[h & t->mask], 1);
+	ctx_rcu_read_unlock();
+}
+
 /* Put c (hash h) into the first free slot of its probe in t (no checks:
  * writers only, index.lock held or t not published). */
 static void table_place(ctab *t, uint64_t h, ctx_context *c)
@@ -247,6 +256,8 @@ static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
 static void table_remove(ctx_store *s, ctx_context *c)
 {
 	ctab *t = atomic_load_explicit(&s->table, memory_order_relaxed);
+	if (!s->table_live)
+		return; /* emptied (store_clear) */
 	size_t i = hamt_hash(c->id, c->idlen) & t->mask;
 	for (;; i = (i + 1) & t->mask) {
 		ctx_context *x = atomic_load_explicit(&t->slot[i].c, memory_order_relaxed);
@@ -876,6 +887,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	uint64_t h = hamt_hash(id, idlen);
 	ctx_context *got;
 	for (int attempt = 0;; attempt++) {
+		table_prefetch(s, h); /* its miss outside the lock */
 		index_lock(&s->index);
 		got = table_insert(s, c, h);
 		if (got == c)
@@ -1111,24 +1123,39 @@ void store_set_head_recovered(ctx_context *c, ctx_state *st)
  * holds only indexed contexts then; its walk is kept for safety. */
 void store_clear(ctx_store *s)
 {
-	table_iter iter;
-	ctx_context *c;
+	/* Swap in an empty table first: each removal then leaves the table at
+	 * once, where it cost a cache miss per context in a big array (15% of
+	 * a create benchmark's CPU time). The old array is walked last, for
+	 * safety, and freed after a grace period. */
+	ctab *empty = table_alloc(TABLE_MIN_SLOTS), *old;
+	index_lock(&s->index);
+	old = atomic_load_explicit(&s->table, memory_order_relaxed);
+	if (empty) {
+		atomic_store_explicit(&s->table, empty, memory_order_release);
+		s->table_live = s->table_tombs = 0;
+	}
+	index_unlock(&s->index);
 	ctx_rcu_read_lock();
 	for (index_node *n; (n = index_seek(&s->index, NULL, 0, false));) {
-		c = n->owner;
+		ctx_context *c = n->owner;
 		tsan_subscribe(c);
 		pthread_mutex_lock(&c->write_lock);
 		context_remove(s, c);
 		pthread_mutex_unlock(&c->write_lock);
 		context_release(c);
 	}
-	for (c = table_first(s, &iter); c; c = table_next(&iter)) {
+	table_iter iter = {old, 0};
+	for (ctx_context *c = table_next(&iter); c; c = table_next(&iter)) {
+		if (atomic_load(&c->gone))
+			continue; /* removed above (still allocated: RCU) */
 		pthread_mutex_lock(&c->write_lock);
 		context_remove(s, c);
 		pthread_mutex_unlock(&c->write_lock);
 		context_release(c);
 	}
 	ctx_rcu_read_unlock();
+	if (empty)
+		ctx_call_rcu(&old->rcu, table_free_rcu);
 }
 
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
