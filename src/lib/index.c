@@ -89,9 +89,11 @@ size_t index_node_size(unsigned height)
 void index_node_init(index_node *n, unsigned height, const char *key, size_t klen, void *owner)
 {
 	assert(!key || (key <= (const char *)n && (const char *)n - key <= UINT16_MAX));
+	assert(!owner || ((char *)owner <= (char *)n && (char *)n - (char *)owner <= UINT16_MAX));
+	assert(klen <= UINT16_MAX);
 	n->key_back = key ? (uint16_t)((const char *)n - key) : 0;
-	n->klen = (uint32_t)klen;
-	n->owner = owner;
+	n->owner_back = owner ? (uint16_t)((char *)n - (char *)owner) : 0;
+	n->klen = (uint16_t)klen;
 	n->height = (uint16_t)height;
 	for (unsigned i = 0; i < height; i++)
 		atomic_init(&n->next[i], NULL);

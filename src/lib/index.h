@@ -13,10 +13,10 @@
  * a create or a drop takes one lock for both.
  *
  * The nodes belong to the caller (a context embeds one): the index never
- * allocates or frees a node. A node does not point to its key: the key
- * lies in the caller's memory at most 64 KiB before the node (a context
- * puts its node right after its id), and the node keeps the distance, so
- * a node costs 16 bytes plus 8 per level. A removed node keeps its forward pointers, so a
+ * allocates or frees a node. A node does not point to its key or its owner:
+ * both lie in the caller's memory at most 64 KiB before the node (a context
+ * puts its node right after its id), and the node keeps the distances, so
+ * a node costs 8 bytes plus 8 per level. Keys are at most 65,535 bytes. A removed node keeps its forward pointers, so a
  * reader standing on it walks on in order; the caller frees it only after a
  * grace period (a context is freed by call_rcu). A node is inserted once and
  * removed at most once.
@@ -35,17 +35,22 @@
 #define INDEX_MAX_HEIGHT 20 /* 4^20 nodes before levels stop paying */
 
 typedef struct index_node {
-	void *owner;
-	uint32_t klen;
-	uint16_t height;   /* 1..INDEX_MAX_HEIGHT */
-	uint16_t key_back; /* the key starts this many bytes before the node */
+	uint16_t klen;
+	uint16_t height;     /* 1..INDEX_MAX_HEIGHT */
+	uint16_t key_back;   /* the key starts this many bytes before the node */
+	uint16_t owner_back; /* and its owner this many */
 	_Atomic(struct index_node *) next[];
 } index_node;
 
-/* The key of n (NUL-terminated; lives as long as the node). */
+/* The key of n (NUL-terminated; lives as long as the node), and its owner. */
 static inline const char *index_key(const index_node *n)
 {
 	return (const char *)n - n->key_back;
+}
+
+static inline void *index_owner(const index_node *n)
+{
+	return (char *)n - n->owner_back;
 }
 
 typedef struct ctx_index {
@@ -59,9 +64,9 @@ ctx_status index_open(ctx_index *ix);
 void index_close(ctx_index *ix);
 
 /* A random height for a new node (each level with probability 1/4), and
- * the size of a node of that height. key (klen bytes, NUL after them) must
- * lie at most 64 KiB before n, in memory that lives as long as n; NULL for
- * the head only. */
+ * the size of a node of that height. key (klen < 64 KiB bytes, NUL after
+ * them) and owner must lie at most 64 KiB before n, in memory that lives as
+ * long as n; NULL for the head only. */
 unsigned index_random_height(void);
 size_t index_node_size(unsigned height);
 void index_node_init(index_node *n, unsigned height, const char *key, size_t klen, void *owner);

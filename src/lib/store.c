@@ -1137,7 +1137,7 @@ void store_clear(ctx_store *s)
 	index_unlock(&s->index);
 	ctx_rcu_read_lock();
 	for (index_node *n; (n = index_seek(&s->index, NULL, 0, false));) {
-		ctx_context *c = n->owner;
+		ctx_context *c = index_owner(n);
 		tsan_subscribe(c);
 		pthread_mutex_lock(&c->write_lock);
 		context_remove(s, c);
@@ -1401,7 +1401,7 @@ ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, siz
 	for (; n && ok && (!limit || page.count < limit); n = index_next(n)) {
 		if (!has_prefix(n, prefix, plen))
 			break; /* sorted: no later id has it either */
-		if (store_listed(n->owner))
+		if (store_listed(index_owner(n)))
 			ok = page_add(&page, &cap, index_key(n));
 	}
 	ctx_rcu_read_unlock();

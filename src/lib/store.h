@@ -93,7 +93,7 @@ typedef struct point_set {
 } point_set;
 
 /* Fields are ordered so that the small ones pair up (no padding holes): 160
- * bytes, then the id and, 8-aligned after it, the index node (16 bytes and 8
+ * bytes, then the id and, 8-aligned after it, the index node (8 bytes and 8
  * per level; context_inode). The table of contexts keeps each context's id
  * hash beside its pointer (store.c), so the context holds neither a table
  * node nor the hash. */
