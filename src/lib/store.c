@@ -859,6 +859,10 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
+	/* Start loading the table slot now: it arrives while the version is
+	 * built, not under the index lock (the insert's one cache miss). */
+	uint64_t h = hamt_hash(id, idlen);
+	table_prefetch(s, h);
 	uint64_t now = store_now_us(s);
 	ctx_context *c = context_new(s, id, idlen, now);
 	hamt data = {0}, meta = {0};
@@ -884,10 +888,8 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	 * until its first version is published. */
 	pthread_mutex_lock(&c->write_lock);
 
-	uint64_t h = hamt_hash(id, idlen);
 	ctx_context *got;
 	for (int attempt = 0;; attempt++) {
-		table_prefetch(s, h); /* its miss outside the lock */
 		index_lock(&s->index);
 		got = table_insert(s, c, h);
 		if (got == c)
