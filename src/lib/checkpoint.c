@@ -905,9 +905,9 @@ static ctx_status load_section_v2(ctx_store *s, reader *r)
 		return st;
 	if (ttl)
 		atomic_store(&s->any_ttl, true);
-	store_publish_recovered(s, c);
+	st = store_publish_recovered(s, c);
 	context_release(c); /* the table holds it now */
-	return CTX_OK;
+	return st;
 }
 
 static ctx_status load_sections_v2(ctx_store *s, const char *path, const unsigned char *base,
@@ -1050,8 +1050,10 @@ static ctx_status load_sections_v1(ctx_store *s, const char *path, const unsigne
 		}
 		if (c->ttl_us)
 			atomic_store(&s->any_ttl, true);
-		store_publish_recovered(s, c);
+		st = store_publish_recovered(s, c);
 		context_release(c); /* the table holds it now */
+		if (st != CTX_OK)
+			return st;
 		(*sections)++;
 		p = t + CKPT_SECTION_TRAILER;
 	}

@@ -27,13 +27,7 @@
  * record is durable (a log completion applies it), so no call ever sees, or
  * expires a context by, a time-to-live that a crash could lose.
  *
- * The reaper also grows the context table when store_create asks it to
- * (reaper_grow_table): a resize waits for RCU grace periods, which neither a
- * creating thread (an event loop, a writer) nor liburcu's call_rcu worker
- * should do.
- *
- * LOCKS: reaper_lock only to sleep on reaper_cv and to hand over grow_table;
- * nothing is taken under it.
+ * LOCKS: reaper_lock only to sleep on reaper_cv; nothing is taken under it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -224,11 +218,7 @@ static void *reaper_main(void *arg)
 		s->reaper_kicked = false;
 		if (s->reaper_stop)
 			break;
-		size_t grow = s->grow_table;
-		s->grow_table = 0;
 		pthread_mutex_unlock(&s->reaper_lock);
-		if (grow)
-			cds_lfht_resize(s->table, grow);
 		ctx_expire_now(s);
 		pthread_mutex_lock(&s->reaper_lock);
 	}
@@ -239,16 +229,6 @@ static void *reaper_main(void *arg)
 void reaper_kick(ctx_store *s)
 {
 	pthread_mutex_lock(&s->reaper_lock);
-	s->reaper_kicked = true;
-	pthread_cond_signal(&s->reaper_cv);
-	pthread_mutex_unlock(&s->reaper_lock);
-}
-
-void reaper_grow_table(ctx_store *s, size_t buckets)
-{
-	pthread_mutex_lock(&s->reaper_lock);
-	if (buckets > s->grow_table)
-		s->grow_table = buckets;
 	s->reaper_kicked = true;
 	pthread_cond_signal(&s->reaper_cv);
 	pthread_mutex_unlock(&s->reaper_lock);

@@ -88,10 +88,13 @@ size_t index_node_size(unsigned height)
 
 void index_node_init(index_node *n, unsigned height, const char *key, size_t klen, void *owner)
 {
-	n->key = key;
-	n->klen = klen;
-	n->owner = owner;
-	n->height = height;
+	assert(!key || (key <= (const char *)n && (const char *)n - key <= UINT16_MAX));
+	assert(!owner || ((char *)owner <= (char *)n && (char *)n - (char *)owner <= UINT16_MAX));
+	assert(klen <= UINT16_MAX);
+	n->key_back = key ? (uint16_t)((const char *)n - key) : 0;
+	n->owner_back = owner ? (uint16_t)((char *)n - (char *)owner) : 0;
+	n->klen = (uint16_t)klen;
+	n->height = (uint16_t)height;
 	for (unsigned i = 0; i < height; i++)
 		atomic_init(&n->next[i], NULL);
 }
@@ -104,7 +107,7 @@ static index_node *link_at(const index_node *n, unsigned level)
 /* Whether node n comes before the target (key, klen; or_equal: at it too). */
 static bool comes_before(const index_node *n, const char *key, size_t klen, bool or_equal)
 {
-	int c = ctx_key_compare(n->key, n->klen, key, klen);
+	int c = ctx_key_compare(index_key(n), n->klen, key, klen);
 	return c < 0 || (or_equal && c == 0);
 }
 
@@ -120,31 +123,51 @@ static void find_preds(ctx_index *ix, const char *key, size_t klen, index_node *
 	}
 }
 
-void index_insert(ctx_index *ix, index_node *n)
+void index_lock(ctx_index *ix)
+{
+	pthread_mutex_lock(&ix->lock);
+}
+
+void index_unlock(ctx_index *ix)
+{
+	pthread_mutex_unlock(&ix->lock);
+}
+
+void index_insert_locked(ctx_index *ix, index_node *n)
 {
 	index_node *preds[INDEX_MAX_HEIGHT];
-	pthread_mutex_lock(&ix->lock);
-	find_preds(ix, n->key, n->klen, preds);
+	find_preds(ix, index_key(n), n->klen, preds);
 	assert(!link_at(preds[0], 0) ||
-	       ctx_key_compare(link_at(preds[0], 0)->key, link_at(preds[0], 0)->klen, n->key,
-	                       n->klen) != 0);
+	       ctx_key_compare(index_key(link_at(preds[0], 0)), link_at(preds[0], 0)->klen,
+	                       index_key(n), n->klen) != 0);
 	for (unsigned i = 0; i < n->height; i++) {
 		atomic_store_explicit(&n->next[i], link_at(preds[i], i), memory_order_relaxed);
 		atomic_store_explicit(&preds[i]->next[i], n, memory_order_release);
 	}
-	pthread_mutex_unlock(&ix->lock);
 }
 
-void index_remove(ctx_index *ix, index_node *n)
+void index_remove_locked(ctx_index *ix, index_node *n)
 {
 	index_node *preds[INDEX_MAX_HEIGHT];
-	pthread_mutex_lock(&ix->lock);
-	find_preds(ix, n->key, n->klen, preds);
+	find_preds(ix, index_key(n), n->klen, preds);
 	for (unsigned i = n->height; i-- > 0;) {
 		assert(link_at(preds[i], i) == n);
 		atomic_store_explicit(&preds[i]->next[i], link_at(n, i), memory_order_release);
 	}
-	pthread_mutex_unlock(&ix->lock);
+}
+
+void index_insert(ctx_index *ix, index_node *n)
+{
+	index_lock(ix);
+	index_insert_locked(ix, n);
+	index_unlock(ix);
+}
+
+void index_remove(ctx_index *ix, index_node *n)
+{
+	index_lock(ix);
+	index_remove_locked(ix, n);
+	index_unlock(ix);
 }
 
 index_node *index_seek(ctx_index *ix, const char *key, size_t klen, bool after)

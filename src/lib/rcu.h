@@ -11,7 +11,9 @@
  * see. The macros below state the happens-before edges RCU guarantees so that
  * a TSan build checks our code, not liburcu's:
  *   - an object published through the context table is released by its
- *     creator before insertion and acquired by whoever finds it;
+ *     creator before insertion and acquired by whoever finds it (the table's
+ *     slots are C11 atomics, which TSan sees; the marks are kept for
+ *     clarity);
  *   - every read-side critical section releases the grace token when it
  *     ends, and every RCU callback acquires it before freeing: a grace period
  *     separates all earlier readers from the free.
@@ -21,7 +23,6 @@
 #define CTX_RCU_H
 
 #include <urcu-bp.h>
-#include <urcu/rculfhash.h>
 
 #if defined(__SANITIZE_THREAD__)
 #define CTX_TSAN 1
@@ -63,14 +64,5 @@ extern char ctx_rcu_grace_token;
 #else
 #define ctx_call_rcu(head, fn) call_rcu(head, fn)
 #endif
-
-/* cds_lfht_for_each_entry without container_of(NULL) at the end (UB). */
-#define ctx_lfht_for_each(ht, iter, pos, member)                                     \
-	for (cds_lfht_first(ht, iter);                                              \
-	     cds_lfht_iter_get_node(iter) &&                                        \
-	     ((pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
-	                               member),                                     \
-	      1);                                                                   \
-	     cds_lfht_next(ht, iter))
 
 #endif

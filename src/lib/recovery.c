@@ -862,9 +862,9 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		c->replay_edit = edit;
 		st->revision = rev;
 		st->updated_us = created;
-		store_insert_recovered(s, c, st);
+		ctx_status ist = store_insert_recovered(s, c, st);
 		context_release(c);
-		return CTX_OK;
+		return ist;
 	}
 	if (type == REC_DROP || type == REC_EXPIRE) {
 		if (r.p != r.end)
@@ -1264,11 +1264,9 @@ out:
 static uint64_t newest_loaded(ctx_store *s)
 {
 	uint64_t newest = 0;
-	struct cds_lfht_iter iter;
-	ctx_context *c;
+	table_iter iter;
 	ctx_rcu_read_lock();
-	ctx_lfht_for_each(s->table, &iter, c, node)
-	{
+	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
 		if (c->head && c->head->revision > newest)
 			newest = c->head->revision;
 	}
@@ -1463,11 +1461,9 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 	if (fd >= 0)
 		close(fd);
 	if (st == CTX_OK) {
-		struct cds_lfht_iter iter;
-		ctx_context *c;
+		table_iter iter;
 		ctx_rcu_read_lock();
-		ctx_lfht_for_each(s->table, &iter, c, node)
-		{
+		for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
 			r->contexts++;
 			r->keys += c->head->data.count;
 		}

@@ -110,7 +110,7 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	ctx_rcu_read_lock();
 	for (index_node *x = index_seek(&s->index, NULL, 0, false); x && !nomem;
 	     x = index_next(x)) {
-		ctx_context *c = x->owner;
+		ctx_context *c = index_owner(x);
 		if (!store_listed(c))
 			continue;
 		ctx_state *st;

@@ -6,13 +6,15 @@
  *                        and its dropped flag. Held only for the in-memory part
  *                        of a commit: never across I/O or user code. Nothing
  *                        else is locked while it is held, except:
- *   store.index.lock     serializes creates and drops in the ordered index of
- *                        ids (index.c): one O(log n) search and a few pointer
- *                        stores. Taken under a context's write lock (the only
- *                        nesting: write_lock, then index.lock); nothing is
- *                        taken under it.
- * Readers take no lock: the table of contexts is an RCU hash table (liburcu's
- * cds_lfht), the index is a skip list read under RCU (listing), a context's
+ *   store.index.lock     serializes creates and drops in the table of
+ *                        contexts and the ordered index of ids (index.c): a
+ *                        probe of the table, one O(log n) search and a few
+ *                        pointer stores (and, once per doubling, a rebuild
+ *                        of the table). Taken under a context's write lock
+ *                        (the only nesting: write_lock, then index.lock);
+ *                        nothing is taken under it.
+ * Readers take no lock: the table of contexts is an RCU hash table (open
+ * addressing, store.c), the index is a skip list read under RCU (listing), a context's
  * visible version is an atomic pointer, and versions are
  * immutable and reference counted. A version's struct is freed only after an
  * RCU grace period, so that a reader may try to take a reference to a version
@@ -25,6 +27,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "ctx.h"
 #include "hamt.h"
@@ -129,14 +133,15 @@ typedef struct point_set {
 	point_entry e[];
 } point_set;
 
-/* Fields are ordered so that the small ones pair up (no padding holes): 208
- * bytes, then the id and the index node in the same allocation. */
+/* Fields are ordered so that the small ones pair up (no padding holes): 128
+ * bytes (two cache lines), then the id and, 8-aligned after it, the index node (8 bytes and 8
+ * per level; context_inode). The table of contexts keeps each context's id
+ * hash beside its pointer (store.c), so the context holds neither a table
+ * node nor the hash. */
 struct ctx_context {
-	struct cds_lfht_node node; /* in store.table while live */
-	atomic_uint refs;          /* table, states, transactions, callers */
-	unsigned points_pending;   /* see points_decided */
+	atomic_uint refs; /* table, states, transactions, callers */
+	uint32_t idlen;
 	ctx_store *store;
-	uint64_t id_hash;
 	uint64_t created_us;
 	uint64_t incarnation; /* revision of its creation */
 	/* Newest decided version: written under write_lock; read without it
@@ -148,23 +153,26 @@ struct ctx_context {
 	/* Under durability always a point change is shown only once its record
 	 * is durable (points.c): while points_pending changes wait for that,
 	 * points_decided is the newest decided set, the one writers build on
-	 * (owned by its change until installed). Both under write_lock
-	 * (points_pending sits beside refs, to fill the padding there). */
+	 * (owned by its change until installed). Both under write_lock. */
 	point_set *points_decided;
-	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
-	atomic_uint_fast64_t last_access_us;
-	_Atomic(ctx_state *) visible; /* newest version readers may see */
+	unsigned points_pending; /* see points_decided */
+	ctx_wlock write_lock;    /* 4 bytes: context_lock, context_unlock */
 	/* Set (once, never cleared) before the first read that takes no
 	 * reference: until then no reader can be in a hidden version's trie
 	 * without holding the version (state_note_hidden). */
 	atomic_bool read_noref;
-	atomic_bool dropped;    /* no more commits; set under write_lock */
-	atomic_bool gone;       /* out of the table, visible cleared */
-	ctx_wlock write_lock;   /* 4 bytes, in what would be padding */
-	uint64_t drop_revision; /* revision of its drop record (write_lock) */
+	atomic_bool dropped;         /* no more commits; set under write_lock */
+	atomic_bool gone;            /* out of the table, visible cleared */
+	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
+	atomic_uint_fast64_t last_access_us;
+	_Atomic(ctx_state *) visible; /* newest version readers may see */
 	union {
 		/* For freeing, once the last reference is gone (context_release). */
 		struct rcu_head rcu;
+		/* Revision of its drop record (write_lock): read only once
+		 * `dropped` is set, which recovery never sets on a context it
+		 * keeps, and never after the last reference is gone. */
+		uint64_t drop_revision;
 		/* Log replay only, while the context is alive and before the store
 		 * opens (recovery.c): the edit token that built the nodes only the
 		 * head holds (0: none, the head is not edited in place), and the
@@ -175,25 +183,56 @@ struct ctx_context {
 			void *replay_plan;
 		};
 	};
-	index_node *inode; /* in store.index while in the table;
-	                      allocated with the context */
-	size_t idlen;
-	char id[];
+	char id[]; /* idlen bytes and a NUL, then the index node */
 };
+
+/* The index node of c, after its id. */
+static inline index_node *context_inode(const ctx_context *c)
+{
+	size_t at = (offsetof(ctx_context, id) + c->idlen + 1 + _Alignof(index_node) - 1) &
+	            ~(_Alignof(index_node) - 1);
+	return (index_node *)((char *)c + at);
+}
+
+/* The table of contexts: open addressing with linear probing, each slot the
+ * id's 64-bit hash beside the context's address, so that a lookup reads one
+ * slot (a cache line holds four) and touches only the context it finds.
+ * Readers probe under RCU without a lock; writers (insert, remove, rebuild)
+ * hold store.index.lock. A removed context leaves a tombstone unless the
+ * slot after it is empty; the table is rebuilt (into a new array, swapped in
+ * and the old one freed after a grace period) when live slots and
+ * tombstones pass 3/4 of it, sized to hold the live ones at most half full. */
+typedef struct ctab_slot {
+	_Atomic(uint64_t) hash;
+	_Atomic(ctx_context *) c; /* NULL: empty (ends a probe); CTAB_TOMB: removed */
+} ctab_slot;
+
+typedef struct ctab {
+	struct rcu_head rcu;
+	size_t mask; /* slots - 1 (a power of two) */
+	ctab_slot slot[];
+} ctab;
+
+/* Walking the table (store.c): inside an RCU read-side critical section,
+ * every context in the array the walk started on (a context added or
+ * removed meanwhile may or may not be seen). */
+typedef struct table_iter {
+	const ctab *t;
+	size_t i;
+} table_iter;
+ctx_context *table_first(ctx_store *s, table_iter *it);
+ctx_context *table_next(table_iter *it);
 
 struct ctx_log;
 
 struct ctx_store {
 	ctx_options opts;
-	char *dir;   /* NULL: memory only */
-	int lock_fd; /* holds the directory's flock */
-	struct cds_lfht *table;
-	/* Buckets asked of the table so far (a power of two). liburcu grows a
-	 * table by itself only past 8 contexts per bucket; store_create asks
-	 * the reaper for twice as many once there are more contexts than
-	 * buckets (expiry.c), so chains stay short. */
-	atomic_size_t table_buckets;
-	ctx_index index;               /* the table's contexts, by id */
+	char *dir;                     /* NULL: memory only */
+	int lock_fd;                   /* holds the directory's flock */
+	_Atomic(ctab *) table;         /* the contexts by id (store.c) */
+	size_t table_live;             /* contexts in the table (index.lock) */
+	size_t table_tombs;            /* its tombstones (index.lock) */
+	ctx_index index;               /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;            /* contexts in the table */
 	atomic_uint_fast64_t revision; /* last revision handed out (no log) */
 	struct ctx_log *log;           /* NULL: memory only */
@@ -217,7 +256,6 @@ struct ctx_store {
 	pthread_cond_t reaper_cv;
 	bool reaper_stop;
 	bool reaper_kicked;
-	size_t grow_table;   /* buckets to resize the table to, 0: none */
 	atomic_bool any_ttl; /* a time-to-live was ever set: scan */
 	/* Recovery is building the store (one thread, no readers): versions
 	 * that leave history are freed at once, not through RCU or the
@@ -352,8 +390,11 @@ ctx_status context_publish_durable(ctx_context *c, ctx_state *st, uint64_t rev);
 /* A context not yet in the table (recovery), its insertion with a first
  * state, and removal. Only while nothing else uses the store. */
 ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t created_us);
-void store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st);
-void store_publish_recovered(ctx_store *s, ctx_context *c); /* its head as built */
+/* Insert and publish (its head as built): CTX_NOMEM, or CTX_CORRUPT if the
+ * id is in the table already; then c holds no versions and the caller's
+ * reference is its last. */
+ctx_status store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st);
+ctx_status store_publish_recovered(ctx_store *s, ctx_context *c);
 ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen);
 void store_remove_recovered(ctx_store *s, ctx_context *c);
 void store_clear(ctx_store *s);
@@ -384,10 +425,6 @@ bool context_usable(ctx_context *c);
 bool context_closed(const ctx_context *c);
 /* Ask the reaper to look now (an expired context was met). */
 void reaper_kick(ctx_store *s);
-
-/* Ask the reaper to resize the context table to `buckets` (cds_lfht_resize
- * waits for grace periods: not for a caller's thread). */
-void reaper_grow_table(ctx_store *s, size_t buckets);
 
 /* Checkpoints (checkpoint.c). */
 ctx_status checkpoint_run(ctx_store *s);
