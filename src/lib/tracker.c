@@ -88,11 +88,13 @@
  *   idle_cv, which releases the lock; a timer tick skips). A refresh does
  *   only lookups and runs under the lock.
  *
- *   The snapshot borrows the edits, it takes no reference to their keys and
- *   values: an edit in it is frozen (never changed or freed while the sync
- *   runs). A put, del or resolve of a frozen edit puts a copy in its table
- *   slot and changes the copy (table_thaw_at); the frozen one is the sync's
- *   to free. When the sync ends (under the lock) the synced edits leave the
+ *   The snapshot is the edits themselves, by pointer, and takes no reference
+ *   to their keys and values: an edit in it is frozen (never changed or
+ *   freed while the sync runs, but for the sync's own results in it,
+ *   in_base, took_local and owned, which only the sync touches). A put,
+ *   del or resolve of a frozen edit puts a copy in its table slot and
+ *   changes the copy (table_thaw_at); the frozen one is the sync's to
+ *   free. When the sync ends (under the lock) the synced edits leave the
  *   table and are freed after it, with the replaced ones.
  *
  *   Calls may come from any thread; the array ctx_tracker_conflicts returns
