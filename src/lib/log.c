@@ -22,17 +22,25 @@
  * fdatasync flushes data only; appending to a growing file made every
  * fdatasync commit the new size through the file system's journal too
  * (ctxsyncbench: 4 KiB write + fdatasync, p50 ~195 us appending, ~132 us
- * overwriting, on ext4 here). When less than PREALLOC_LOW of zeros is left
- * after a batch, the flusher writes the next chunk of zeros and syncs it
- * before taking the next batch (off any writer's wait: the batch's writers
- * were woken first); a batch larger than what is left writes the chunk with
- * the batch, under the batch's sync. Chunks double the segment's zero-filled
- * size, from PREALLOC_FIRST to prealloc_max (ctx_options.log_prealloc_bytes,
- * default 4 MiB), so a small store's segment stays small. A rotated or closed
- * segment is cut back to its records (ftruncate, unsynced: a crash may leave
- * the zeros, which recovery reads as the segment's clean end). Disk usage is
- * thus the records plus at most one chunk, in the newest segment (and in a
- * segment whose store crashed, until recovery cuts it).
+ * overwriting, on ext4 here). A zeroer thread writes the zeros ahead,
+ * through a descriptor of its own, in ZERO_SLICE slices each synced: once
+ * fewer than half a chunk of synced zeros are left after a batch, the flusher
+ * asks it to top them up to a chunk past the records, and takes what it has
+ * synced after each batch. So neither the flusher nor any writer waits for
+ * a chunk (written inline by the flusher, a 4 MiB chunk and its sync took
+ * 4-12 ms once per chunk, and the commits behind it waited); a batch sync
+ * that overlaps a slice flushes at most that slice. A batch larger than the
+ * synced zeros left is appended past them, with the zeroer held off the file
+ * meanwhile (its sync then commits the size change too). Chunks double the
+ * segment's size, from PREALLOC_FIRST to prealloc_max
+ * (ctx_options.log_prealloc_bytes, default 4 MiB), so a small store's
+ * segment stays small. Before a rotation creates the next segment the
+ * zeroer is held off, so no zeros of an older segment are ever unsynced
+ * (recovery would read garbage there as damage); a rotated or closed
+ * segment is cut back to its records (ftruncate, unsynced: a crash may
+ * leave the zeros, which recovery reads as the segment's clean end). Disk
+ * usage is thus the records plus at most one chunk, in the newest segment
+ * (and in a segment whose store crashed, until recovery cuts it).
  *
  * After a failed write or sync the log stops for good: Linux may drop the
  * dirty pages of a failed fsync, so a retry could report success for data
@@ -49,6 +57,11 @@
  *   log.lock  the current batch, revision counter, rotation request, chunk
  *             pool (a chunk is allocated with it released). Never
  *             held across I/O; nothing else is locked under it.
+ *   log.zlock the zeroer's request and progress (zready, ztarget, zbusy,
+ *             its descriptor). The zeroer never holds it across I/O; the
+ *             flusher holds it, with the zeroer idle (zbusy false), across
+ *             an appended batch and a rotation, so that no zeros are
+ *             written where records go. Never taken with log.lock held.
  */
 #include "log.h"
 
@@ -104,7 +117,7 @@ typedef struct log_piece {
 /* Preallocation: a new segment's first zeros, and how few zeros left make
  * the flusher write the next chunk after a batch. */
 #define PREALLOC_FIRST       LOG_PREALLOC_FIRST
-#define PREALLOC_LOW         (32u << 10)
+#define ZERO_SLICE           (64u << 10)
 #define PREALLOC_DEFAULT_MAX (4u << 20)
 
 struct ctx_log {
@@ -138,8 +151,21 @@ struct ctx_log {
 	int seg_fd;
 	uint64_t seg_first; /* first revision of the current segment */
 	uint64_t seg_off;   /* where the next record goes: its records' end */
-	uint64_t seg_alloc; /* the file's size: zeros from seg_off up to it */
-	bool grow_failed;   /* zeros could not be written: append (this segment) */
+	uint64_t seg_alloc; /* synced zeros (or records) from seg_off up to it */
+
+	/* The zeroer (prealloc_max > 0): writes the segment's next chunk of
+	 * zeros ahead, in ZERO_SLICE slices each synced, through a descriptor of
+	 * its own. Under zlock: the fields below; never held across I/O. */
+	pthread_t zeroer;
+	bool zeroer_started;
+	pthread_mutex_t zlock;
+	pthread_cond_t zcv; /* the zeroer waits for work, the flusher for !zbusy */
+	int zfd;            /* the current segment, opened again; -1: none */
+	uint64_t zready;    /* zeros written and synced up to here */
+	uint64_t ztarget;   /* zeros wanted up to here */
+	bool zbusy;         /* a slice is being written, from zready */
+	bool zstop;
+	bool grow_failed; /* zeros could not be written: append (this segment) */
 
 	atomic_uint durable_seq; /* +1 per completed batch: the futex word */
 	atomic_uint waiters;     /* writers inside log_wait               */
@@ -192,10 +218,15 @@ static int write_zeros(int fd, uint64_t from, uint64_t to)
 
 /* Create segment wal-<first>.log with its header and `zeros` bytes of zeros
  * after it, synced, and sync the dir. */
+static void segment_path(const char *dir, uint64_t first, char *path, size_t n)
+{
+	snprintf(path, n, "%s/wal-%016llx.log", dir, (unsigned long long)first);
+}
+
 static int segment_create(const char *dir, uint64_t first, size_t zeros, uint64_t *size)
 {
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/wal-%016llx.log", dir, (unsigned long long)first);
+	segment_path(dir, first, path, sizeof(path));
 	int fd = vfs_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return -1;
@@ -221,34 +252,23 @@ static size_t first_chunk(const ctx_log *l)
 	return l->prealloc_max < PREALLOC_FIRST ? l->prealloc_max : PREALLOC_FIRST;
 }
 
-/* Make the current segment's zeros reach at least `need` bytes past its
- * records, growing it by a chunk (doubling its size, up to prealloc_max).
- * Not synced here. Best effort: after a failure (a full disk) the segment
- * is grown by its records only, as without preallocation; zeros partly
- * written beyond the records are harmless. */
-static int segment_grow(ctx_log *l, uint64_t need)
-{
-	if (l->grow_failed)
-		return -1;
-	uint64_t chunk = l->seg_alloc < l->prealloc_max ? l->seg_alloc : l->prealloc_max;
-	uint64_t to = l->seg_alloc + chunk;
-	if (to < l->seg_off + need)
-		to = l->seg_off + need + chunk;
-	if (write_zeros(l->seg_fd, l->seg_alloc, to) != 0) {
-		l->grow_failed = true;
-		return -1;
-	}
-	l->seg_alloc = to;
-	return 0;
-}
-
-/* Cut the segment back to its records (a rotated or closed one). Not synced:
- * if the cut is lost, recovery reads the zeros as the segment's end. */
+/* Under zlock, with no slice being written: cut the segment back to its
+ * records (a rotated or closed one). Not synced: if the cut is lost,
+ * recovery reads the zeros as the segment's end. */
 static void segment_trim(ctx_log *l)
 {
-	if ((l->seg_alloc > l->seg_off || l->grow_failed) && !atomic_load(&l->failed_errno) &&
-	    vfs_truncate(l->seg_fd, (off_t)l->seg_off) == 0)
-		l->seg_alloc = l->seg_off;
+	if ((l->seg_alloc > l->seg_off || l->zready > l->seg_off || l->grow_failed) &&
+	    !atomic_load(&l->failed_errno) && vfs_truncate(l->seg_fd, (off_t)l->seg_off) == 0)
+		l->seg_alloc = l->zready = l->ztarget = l->seg_off;
+}
+
+/* Take zlock once no slice is being written (the zeroer then stays off the
+ * file until it is released). */
+static void zlock_idle(ctx_log *l)
+{
+	pthread_mutex_lock(&l->zlock);
+	while (l->zbusy)
+		pthread_cond_wait(&l->zcv, &l->zlock);
 }
 
 static void wake_waiters(ctx_log *l)
@@ -269,35 +289,131 @@ static void log_fail(ctx_log *l, int err, const char *what)
 }
 
 /* Write a batch's pieces at the end of the segment's records, over the
- * zeros (grown first if too few). */
+ * synced zeros the zeroer made. A batch longer than those is appended past
+ * them (its sync then also commits the size change, as without
+ * preallocation), with the zeroer held off the file meanwhile. */
 static int write_batch(ctx_log *l, const log_piece *batch)
 {
 	uint64_t len = 0;
 	for (const log_piece *p = batch; p; p = p->next)
 		len += p->len;
-	if (l->seg_off + len > l->seg_alloc && l->prealloc_max)
-		(void)segment_grow(l, len); /* (if it fails: appended) */
+	bool held = l->seg_off + len > l->seg_alloc && l->prealloc_max;
+	if (held) {
+		zlock_idle(l);
+		if (l->zready > l->seg_alloc)
+			l->seg_alloc = l->zready;
+	}
 	uint64_t at = l->seg_off;
-	for (const log_piece *p = batch; p; p = p->next) {
+	int rc = 0;
+	for (const log_piece *p = batch; p && rc == 0; p = p->next) {
 		if (p->len && vfs_pwrite_all(l->seg_fd, p->data, p->len, (off_t)at) != 0)
-			return -1;
+			rc = -1;
 		at += p->len;
 	}
-	l->seg_off += len;
-	if (l->seg_off > l->seg_alloc)
-		l->seg_alloc = l->seg_off;
-	return 0;
+	if (rc == 0) {
+		l->seg_off += len;
+		if (l->seg_off > l->seg_alloc)
+			l->seg_alloc = l->seg_off;
+	}
+	if (held) {
+		if (l->seg_alloc > l->zready) /* (the zeroer goes on after the records) */
+			l->zready = l->seg_alloc;
+		if (l->ztarget < l->zready)
+			l->ztarget = l->zready;
+		pthread_mutex_unlock(&l->zlock);
+	}
+	return rc;
 }
 
-/* After a batch: if few zeros are left, write the next chunk and sync it,
- * before the next batch (whose sync would otherwise commit a size change). */
+/* After a batch: take the zeros the zeroer has synced since, and once fewer
+ * than half a chunk are left, ask it for the next chunk (doubling the
+ * segment, up to prealloc_max). The flusher never writes or syncs zeros. */
 static void prealloc_ahead(ctx_log *l)
 {
-	if (!l->prealloc_max || l->seg_alloc - l->seg_off >= PREALLOC_LOW ||
-	    atomic_load(&l->failed_errno))
+	if (!l->prealloc_max || atomic_load(&l->failed_errno))
 		return;
-	if (segment_grow(l, PREALLOC_LOW) == 0 && vfs_sync(l->seg_fd) != 0)
-		log_fail(l, errno, "fsync");
+	pthread_mutex_lock(&l->zlock);
+	if (l->zready > l->seg_alloc)
+		l->seg_alloc = l->zready;
+	uint64_t chunk = l->seg_alloc < l->prealloc_max ? l->seg_alloc : l->prealloc_max;
+	if (l->ztarget <= l->zready && l->zready - l->seg_off < chunk / 2 && !l->grow_failed) {
+		l->ztarget = l->seg_off + chunk;
+		pthread_cond_broadcast(&l->zcv);
+	}
+	pthread_mutex_unlock(&l->zlock);
+}
+
+/* The zeroer: write [zready, ztarget) with zeros, a slice at a time, each
+ * synced through its own descriptor (so that an fsync error of the file is
+ * reported to the flusher's descriptor too), then publish it in zready.
+ * A slice's pages that a concurrent batch sync has to flush are at most
+ * ZERO_SLICE; a failed write stops zeroing this segment (records are then
+ * appended), a failed sync fails the log as the flusher's would. */
+static void *zeroer_main(void *arg)
+{
+	ctx_log *l = arg;
+	pthread_mutex_lock(&l->zlock);
+	for (;;) {
+		while (!l->zstop && (l->zready >= l->ztarget || l->zfd < 0 || l->grow_failed ||
+		                     atomic_load(&l->failed_errno)))
+			pthread_cond_wait(&l->zcv, &l->zlock);
+		if (l->zstop)
+			break;
+		uint64_t from = l->zready;
+		uint64_t to = l->ztarget - from > ZERO_SLICE ? from + ZERO_SLICE : l->ztarget;
+		int fd = l->zfd;
+		l->zbusy = true;
+		pthread_mutex_unlock(&l->zlock);
+		int wrc = write_zeros(fd, from, to);
+		int src = wrc == 0 ? vfs_sync(fd) : 0;
+		int err = errno;
+		pthread_mutex_lock(&l->zlock);
+		l->zbusy = false;
+		if (wrc != 0) {
+			l->grow_failed = true;
+		} else if (src != 0) {
+			l->grow_failed = true;
+			log_fail(l, err, "fsync");
+		} else {
+			l->zready = to;
+		}
+		pthread_cond_broadcast(&l->zcv);
+	}
+	pthread_mutex_unlock(&l->zlock);
+	return NULL;
+}
+
+/* Stop the zeroer thread (if started) and close its descriptor. */
+static void zeroer_stop(ctx_log *l)
+{
+	pthread_mutex_lock(&l->zlock);
+	l->zstop = true;
+	pthread_cond_broadcast(&l->zcv);
+	pthread_mutex_unlock(&l->zlock);
+	if (l->zeroer_started)
+		pthread_join(l->zeroer, NULL);
+	l->zeroer_started = false;
+	if (l->zfd >= 0)
+		vfs_close(l->zfd);
+	l->zfd = -1;
+}
+
+/* Under zlock, idle: point the zeroer at the segment starting at `first`,
+ * whose zeros (synced) end at `size`. */
+static void zeroer_switch(ctx_log *l, uint64_t first, uint64_t size)
+{
+	if (l->zfd >= 0)
+		vfs_close(l->zfd);
+	l->zfd = -1;
+	l->zready = l->ztarget = size;
+	l->grow_failed = false;
+	if (!l->prealloc_max)
+		return;
+	char path[4096];
+	segment_path(l->dir, first, path, sizeof(path));
+	l->zfd = vfs_open(path, O_WRONLY | O_CLOEXEC, 0);
+	if (l->zfd < 0)
+		l->grow_failed = true; /* (records appended to this segment) */
 }
 
 /* A big record with rec's body in place and room for its header. */
@@ -450,10 +566,15 @@ static void *flusher_main(void *arg)
 			hook(hook_arg);
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
+			/* The zeroer is held off first: no zeros of the old
+			 * segment may be unsynced once a newer one exists
+			 * (recovery would read them as damage there). */
 			uint64_t size;
+			zlock_idle(l);
 			int fd = segment_create(l->dir, upto + 1, first_chunk(l), &size);
 			if (fd < 0) {
 				log_fail(l, errno, "segment create");
+				pthread_mutex_unlock(&l->zlock);
 			} else {
 				segment_trim(l);
 				vfs_close(l->seg_fd);
@@ -461,7 +582,8 @@ static void *flusher_main(void *arg)
 				l->seg_first = upto + 1;
 				l->seg_off = WAL_HEADER_SIZE;
 				l->seg_alloc = size;
-				l->grow_failed = false;
+				zeroer_switch(l, upto + 1, size);
+				pthread_mutex_unlock(&l->zlock);
 			}
 		} else if (ok && any && !stop) {
 			prealloc_ahead(l);
@@ -516,7 +638,15 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, uns
 	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
 	pthread_cond_init(&l->growth_cv, NULL);
+	ctx_mutex_init(&l->zlock);
+	pthread_cond_init(&l->zcv, NULL);
+	l->zfd = -1;
+	zeroer_switch(l, last_rev + 1, l->seg_alloc);
+	/* Without a zeroer (no thread to be had), records are appended past
+	 * the first zeros. */
+	l->zeroer_started = l->zfd >= 0 && pthread_create(&l->zeroer, NULL, zeroer_main, l) == 0;
 	if (pthread_create(&l->flusher, NULL, flusher_main, l) != 0) {
+		zeroer_stop(l);
 		vfs_close(l->seg_fd);
 		pieces_free(l, l->pool);
 		free(l->dir);
@@ -535,6 +665,7 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->flusher, NULL);
 	int err = atomic_load(&l->failed_errno);
+	zeroer_stop(l);
 	segment_trim(l);
 	vfs_close(l->seg_fd);
 	pieces_free(l, l->cur);
@@ -542,6 +673,8 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->work_cv);
 	pthread_cond_destroy(&l->growth_cv);
+	pthread_mutex_destroy(&l->zlock);
+	pthread_cond_destroy(&l->zcv);
 	free(l->dir);
 	free(l);
 	if (err) {

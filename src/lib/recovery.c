@@ -214,20 +214,35 @@ static bool body_keys(reader r, bool with_times, key_ref *stack, key_ref **keys,
 	return !r.bad;
 }
 
-/* Whether the keys are distinct: then apply_ops' count is the number of
- * keys the commit changed (no diff of the maps needed). A set of indices
- * hashed by crc32c (hardware: a sort's key comparisons cost 10% of
- * replaying 100-put transactions); false also when out of memory (the
- * callers' other path is exact for distinct keys too). */
-static bool keys_distinct(const key_ref *keys, size_t n)
+/* Key i of a set for keys_distinct, in *k; false when entry i is not a
+ * data key (left out). */
+typedef bool (*key_at_fn)(const void *set, size_t i, key_ref *k);
+
+/* keys_distinct for a few keys: each pair compared. */
+static bool keys_distinct_few(const void *set, size_t n, key_at_fn key_at, const uint64_t *hash)
 {
-	if (n <= 8) {
-		for (size_t i = 0; i < n; i++)
-			for (size_t j = i + 1; j < n; j++)
-				if (key_ref_cmp(&keys[i], &keys[j]) == 0)
-					return false;
-		return true;
+	key_ref a, b;
+	for (size_t i = 0; i < n; i++) {
+		if (!key_at(set, i, &a))
+			continue;
+		for (size_t j = i + 1; j < n; j++)
+			if (key_at(set, j, &b) && (!hash || hash[i] == hash[j]) &&
+			    key_ref_cmp(&a, &b) == 0)
+				return false;
 	}
+	return true;
+}
+
+/* Whether the data keys of a set of n are distinct: then the commit's count
+ * of changed keys is exact without a diff of the maps. A set of indices
+ * hashed by hash[i] when the caller already took the keys' hashes, else by
+ * crc32c (hardware: a sort's key comparisons cost 10% of replaying 100-put
+ * transactions); false also when out of memory (the callers' other path is
+ * exact for distinct keys too). */
+static bool keys_distinct(const void *set, size_t n, key_at_fn key_at, const uint64_t *hash)
+{
+	if (n <= 8)
+		return keys_distinct_few(set, n, key_at, hash);
 	size_t cap = 32;
 	while (cap < 2 * n)
 		cap *= 2;
@@ -237,14 +252,27 @@ static bool keys_distinct(const key_ref *keys, size_t n)
 	memset(slot, 0, cap * sizeof(*slot)); /* 0: empty, else index + 1 */
 	bool distinct = true;
 	for (size_t i = 0; i < n && distinct; i++) {
-		size_t h = crc32c(0, keys[i].p, keys[i].len) & (cap - 1);
-		for (; slot[h] && distinct; h = (h + 1) & (cap - 1))
-			distinct = key_ref_cmp(&keys[slot[h] - 1], &keys[i]) != 0;
+		key_ref a, b;
+		if (!key_at(set, i, &a))
+			continue;
+		uint64_t ha = hash ? hash[i] : crc32c(0, a.p, a.len);
+		size_t h = (size_t)ha & (cap - 1);
+		for (; slot[h] && distinct; h = (h + 1) & (cap - 1)) {
+			size_t j = slot[h] - 1;
+			key_at(set, j, &b);
+			distinct = (hash && hash[j] != ha) || key_ref_cmp(&a, &b) != 0;
+		}
 		slot[h] = (uint32_t)(i + 1);
 	}
 	if (slot != stack)
 		free(slot);
 	return distinct;
+}
+
+static bool key_refs_at(const void *set, size_t i, key_ref *k)
+{
+	*k = ((const key_ref *)set)[i];
+	return true;
 }
 
 /* ---- the replay plan: which versions are built in place -------------------- */
@@ -276,9 +304,8 @@ typedef struct plan_entry {
 	char *id; /* NULL: free slot */
 	size_t idlen;
 	uint64_t hash, incarnation;
-	uint64_t last;  /* newest version of this incarnation in the log */
-	uint64_t *pins; /* versions point and restore records name, sorted */
-	size_t npins, pcap;
+	uint64_t last; /* newest version of this incarnation in the log */
+	rev_list pins; /* versions point and restore records name, sorted */
 } plan_entry;
 
 typedef struct replay_plan {
@@ -358,23 +385,14 @@ static plan_entry *plan_note(replay_plan *pl, const char *id, size_t idlen, uint
 
 static bool plan_pin(plan_entry *e, uint64_t version)
 {
-	if (e->npins == e->pcap) {
-		size_t cap = e->pcap ? 2 * e->pcap : 4;
-		uint64_t *g = realloc(e->pins, cap * sizeof(*g));
-		if (!g)
-			return false;
-		e->pins = g;
-		e->pcap = cap;
-	}
-	e->pins[e->npins++] = version;
-	return true;
+	return rev_push(&e->pins, version);
 }
 
 static void plan_free(replay_plan *pl)
 {
 	for (size_t i = 0; i < pl->cap; i++) {
 		free(pl->e[i].id);
-		free(pl->e[i].pins);
+		free(pl->e[i].pins.v);
 	}
 	free(pl->e);
 	free(pl->vfirst.v);
@@ -473,8 +491,8 @@ static void plan_build(replay_plan *pl, const char *dir, const rev_list *segs, s
 		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev))
 			break;
 	for (size_t i = 0; i < pl->cap && !pl->off; i++)
-		if (pl->e[i].npins > 1)
-			qsort(pl->e[i].pins, pl->e[i].npins, sizeof(uint64_t), cmp_u64);
+		if (pl->e[i].pins.n > 1)
+			qsort(pl->e[i].pins.v, pl->e[i].pins.n, sizeof(uint64_t), cmp_u64);
 }
 
 /* Where the records of segment `first` that the plan's pass checked end (0:
@@ -500,7 +518,7 @@ static bool head_merges(const replay_plan *pl, ctx_context *c)
 	uint64_t v = c->head->version, depth = c->store->opts.history_depth;
 	if (e->last < depth || v > e->last - depth)
 		return false;
-	return !e->npins || !bsearch(&v, e->pins, e->npins, sizeof(uint64_t), cmp_u64);
+	return !e->pins.n || !bsearch(&v, e->pins.v, e->pins.n, sizeof(uint64_t), cmp_u64);
 }
 
 /* Whether a chain lookup may find version `version` of c: a replay that
@@ -698,33 +716,11 @@ static void op_list_free(op_list *o)
 	}
 }
 
-/* Whether the data keys of o are distinct (as keys_distinct, by the hashes
- * already taken). False also when out of memory. */
-static bool ops_distinct(const op_list *o)
+static bool op_key_at(const void *set, size_t i, key_ref *k)
 {
-	size_t cap = 32;
-	while (cap < 2 * o->n)
-		cap *= 2;
-	uint32_t stack[256], *slot = cap <= 256 ? stack : malloc(cap * sizeof(*slot));
-	if (!slot)
-		return false;
-	memset(slot, 0, cap * sizeof(*slot)); /* 0: empty, else index + 1 */
-	bool distinct = true;
-	for (size_t i = 0; i < o->n && distinct; i++) {
-		const op_ref *a = &o->op[i];
-		if (a->code != OP_PUT_CODE && a->code != OP_DEL_CODE)
-			continue;
-		size_t h = (size_t)o->hash[i] & (cap - 1);
-		for (; slot[h] && distinct; h = (h + 1) & (cap - 1)) {
-			const op_ref *b = &o->op[slot[h] - 1];
-			distinct = o->hash[slot[h] - 1] != o->hash[i] || a->klen != b->klen ||
-			           memcmp(a->key, b->key, a->klen) != 0;
-		}
-		slot[h] = (uint32_t)(i + 1);
-	}
-	if (slot != stack)
-		free(slot);
-	return distinct;
+	const op_ref *o = &((const op_list *)set)->op[i];
+	*k = (key_ref){o->key, o->klen};
+	return o->code == OP_PUT_CODE || o->code == OP_DEL_CODE;
 }
 
 #define LOG_AHEAD 1024 /* bytes of log loaded ahead of the parse */
@@ -904,7 +900,8 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 	bool with_times = type == REC_RESTORE;
 	if (!r.bad && head_merges(pl, c)) {
 		op_list ops;
-		bool fast = body_ops(r, with_times, updated, &ops) && ops_distinct(&ops);
+		bool fast = body_ops(r, with_times, updated, &ops) &&
+		            keys_distinct(&ops, ops.n, op_key_at, ops.hash);
 		ctx_status fst = fast ? apply_in_place_ops(c, &ops, rev, version, updated) : CTX_OK;
 		op_list_free(&ops);
 		if (fast)
@@ -913,7 +910,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 	key_ref stack[KEYS_STACK], *keys;
 	size_t nkeys;
 	bool parsed = body_keys(r, with_times, stack, &keys, &nkeys);
-	bool distinct = parsed && keys_distinct(keys, nkeys);
+	bool distinct = parsed && keys_distinct(keys, nkeys, key_refs_at, NULL);
 	if (parsed && head_merges(pl, c)) {
 		if (!distinct)
 			qsort(keys, nkeys, sizeof(*keys), key_ref_cmp);

@@ -17,6 +17,9 @@
  * range [dirty_lo, dirty_hi) below `synced`; a crash turns them back into
  * the zeros they were, in the same three ways (no garbage: the old bytes of
  * those blocks are known to be zeros).
+ * A file may be open through several descriptors at once (the log's flusher
+ * and zeroer): writes through any of them count, and a sync covers what was
+ * written before it started (another descriptor may write meanwhile).
  * With VFS_SIM_ENTRIES, a file created while the table was on whose
  * directory was not fsynced afterwards is lost, and so is a directory whose
  * parent was never fsynced (up to a root the test declares durable).
@@ -47,6 +50,8 @@ void vfs_faults_reset(void)
 	atomic_store(&ctx_vfs_faults.space_left, -1);
 	atomic_store(&ctx_vfs_faults.flip_tmp_write, false);
 	atomic_store(&ctx_vfs_faults.keep_unlinked, false);
+	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
+	atomic_store(&ctx_vfs_faults.zero_writes_held, 0);
 	atomic_store(&flip_fd, -1);
 }
 
@@ -89,8 +94,10 @@ static bool countdown_hits(atomic_long *c)
 #define SIM_DIRS 64
 #define SIM_PAGE 4096
 
+#define SIM_FDS 4 /* descriptors open on one file at once (the log: 2) */
+
 typedef struct sim_file {
-	int fd; /* -1 when closed */
+	int fd[SIM_FDS]; /* -1: unused slot */
 	bool used;
 	bool created;      /* created while the table was on */
 	bool entry_synced; /* its directory fsynced since it was created */
@@ -139,8 +146,9 @@ void vfs_sim_disable(void)
 static sim_file *sim_find_fd(int fd)
 {
 	for (int i = 0; i < SIM_FILES; i++)
-		if (sim->files[i].used && sim->files[i].fd == fd)
-			return &sim->files[i];
+		for (int j = 0; sim->files[i].used && j < SIM_FDS; j++)
+			if (sim->files[i].fd[j] == fd)
+				return &sim->files[i];
 	return NULL;
 }
 
@@ -169,8 +177,14 @@ static void sim_opened(const char *path, int fd, int flags, bool created)
 			f->size = f->synced = lseek(fd, 0, SEEK_END);
 			f->dirty_lo = f->dirty_hi = 0;
 			strncpy(f->path, path, sizeof(f->path) - 1);
+			for (int j = 0; j < SIM_FDS; j++)
+				f->fd[j] = -1;
 		}
-		f->fd = fd;
+		for (int j = 0; j < SIM_FDS; j++)
+			if (f->fd[j] < 0) {
+				f->fd[j] = fd;
+				break;
+			}
 	}
 	pthread_mutex_unlock(&sim->lock);
 }
@@ -422,6 +436,25 @@ static bool write_fault(size_t n, size_t *allowed)
 	return false;
 }
 
+/* Writes all n bytes of buf, at off when positioned (pwrite), else at the
+ * file offset (write); retries short writes and EINTR. 0, or -1 (errno). */
+static int write_loop(int fd, const void *buf, size_t n, bool positioned, off_t off)
+{
+	const char *p = buf;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t w = !positioned ? write(fd, p + done, n - done)
+		                        : pwrite(fd, p + done, n - done, off + (off_t)done);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
 int vfs_write_all(int fd, const void *buf, size_t n)
 {
 	int flip = fd;
@@ -430,17 +463,9 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 	size_t allowed;
 	if (write_fault(n, &allowed))
 		return -1;
-	const char *p = buf;
-	size_t done = 0;
-	while (done < allowed) {
-		ssize_t w = write(fd, p + done, allowed - done);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		done += (size_t)w;
-	}
+	size_t done = allowed;
+	if (write_loop(fd, buf, allowed, false, 0) < 0)
+		return -1;
 	if (sim) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
@@ -455,22 +480,28 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+/* hold_zero_writes: a write of zeros only waits until it is cleared. */
+static void hold_zeros(const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return;
+	atomic_fetch_add(&ctx_vfs_faults.zero_writes_held, 1);
+	while (atomic_load(&ctx_vfs_faults.hold_zero_writes))
+		usleep(1000);
+}
+
 int vfs_pwrite_all(int fd, const void *buf, size_t n, off_t off)
 {
+	if (atomic_load_explicit(&ctx_vfs_faults.hold_zero_writes, memory_order_relaxed))
+		hold_zeros(buf, n);
 	size_t allowed;
 	if (write_fault(n, &allowed))
 		return -1;
-	const char *p = buf;
-	size_t done = 0;
-	while (done < allowed) {
-		ssize_t w = pwrite(fd, p + done, allowed - done, off + (off_t)done);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		done += (size_t)w;
-	}
+	size_t done = allowed;
+	if (write_loop(fd, buf, allowed, true, off) < 0)
+		return -1;
 	if (sim && done) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
@@ -499,14 +530,30 @@ int vfs_sync(int fd)
 		errno = e ? e : EIO;
 		return -1;
 	}
-	if (fdatasync(fd) != 0)
-		return -1;
+	/* What the sync covers is what was written before it started (another
+	 * descriptor may write meanwhile: the log's zeroer). */
+	long long size = -1, lo = 0, hi = 0;
 	if (sim) {
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
 		if (f) {
-			f->synced = f->size;
-			f->dirty_lo = f->dirty_hi = 0;
+			size = f->size;
+			lo = f->dirty_lo;
+			hi = f->dirty_hi;
+		}
+		pthread_mutex_unlock(&sim->lock);
+	}
+	if (fdatasync(fd) != 0)
+		return -1;
+	if (sim && size >= 0) {
+		pthread_mutex_lock(&sim->lock);
+		sim_file *f = sim_find_fd(fd);
+		if (f) {
+			long long upto = size < f->size ? size : f->size;
+			if (upto > f->synced)
+				f->synced = upto;
+			if (f->dirty_lo == lo && f->dirty_hi == hi)
+				f->dirty_lo = f->dirty_hi = 0;
 		}
 		pthread_mutex_unlock(&sim->lock);
 	}
@@ -584,7 +631,9 @@ int vfs_close(int fd)
 		pthread_mutex_lock(&sim->lock);
 		sim_file *f = sim_find_fd(fd);
 		if (f)
-			f->fd = -1;
+			for (int j = 0; j < SIM_FDS; j++)
+				if (f->fd[j] == fd)
+					f->fd[j] = -1;
 		pthread_mutex_unlock(&sim->lock);
 	}
 	return close(fd);

@@ -40,7 +40,10 @@ int vfs_close(int fd);
  * in ".tmp" (a checkpoint being written) stores one bit flipped and reports
  * success, as a disk that stores wrong (then it is off again). With
  * keep_unlinked set, vfs_unlink reports success and removes nothing (a test
- * keeps the files a close would delete). */
+ * keeps the files a close would delete). With hold_zero_writes set, a
+ * vfs_pwrite_all of zeros only (the log's preallocation: a record is never
+ * all zeros) counts itself in zero_writes_held and waits until it is
+ * cleared (a test holds the writing of the next chunk). */
 typedef struct vfs_faults {
 	atomic_long write_countdown;
 	atomic_int write_errno;
@@ -49,6 +52,8 @@ typedef struct vfs_faults {
 	atomic_llong space_left; /* -1 = unlimited */
 	atomic_bool flip_tmp_write;
 	atomic_bool keep_unlinked;
+	atomic_bool hold_zero_writes;
+	atomic_long zero_writes_held;
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
 void vfs_faults_reset(void);
