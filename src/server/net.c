@@ -798,6 +798,14 @@ bool commit_retry(client *c, ctx_status st, int attempt)
 	return false;
 }
 
+bool client_reply_new_fields(client *c, wbatch *w)
+{
+	if (c->in_exec)
+		return false;
+	c->new_fields_wb = w;
+	return true;
+}
+
 void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 {
 	atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
@@ -810,8 +818,10 @@ void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 	c->cmd_need = 0;
 	for (int attempt = 0;; attempt++) {
 		size_t mark = reply_mark(c);
+		c->new_fields_wb = NULL;
 		cmd->fn(c, argc, argv);
 		if (c->blocked) {
+			c->new_fields_wb = NULL;
 			wbs_clear(c);
 			return;
 		}
@@ -820,6 +830,9 @@ void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 		bool failed = c->out.len > mark && c->out.p[mark] == '-';
 		uint64_t rev = 0;
 		ctx_status st = failed ? CTX_OK : wbs_commit(c, &rev);
+		if (st == CTX_OK && !failed && c->new_fields_wb)
+			reply_int(c, (long long)wbatch_new_fields(c->new_fields_wb));
+		c->new_fields_wb = NULL;
 		wbs_clear(c);
 		if (st == CTX_OK) {
 			client_need_durable(c, rev);
@@ -869,7 +882,6 @@ static void lower_name(const char *s, char *out, size_t cap)
 static void run_request(client *c, int argc, const arg *argv)
 {
 	const command *cmd = command_lookup(argv[0].p, argv[0].n);
-	atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
 	if (!cmd) {
 		if (c->in_multi)
 			c->multi_error = true;
@@ -926,6 +938,8 @@ static void set_limits(client *c, resp_limits *l)
 static void process_input(client *c)
 {
 	size_t pos = 0;
+	if (c->in_len) /* once per read, not per request of a pipeline */
+		atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
 	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush) {
 		resp_limits lim;
 		set_limits(c, &lim);
@@ -1355,6 +1369,7 @@ static void *loop_thread(void *p)
 		server_log('W', "loop %d ended with handles open", lp->idx);
 	ctx_notifier_close(lp->notifier);
 	lp->notifier = NULL;
+	wbatch_spare_free();
 	return NULL;
 }
 

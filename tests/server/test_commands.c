@@ -271,6 +271,130 @@ static void test_field_repeated_in_one_batch(void **state)
 	redisFree(c);
 }
 
+/* HSET's count of new fields, outside MULTI, is taken after the commit
+ * (against the version the commit applied to), and its puts do not look the
+ * fields up; HMSET, HSETNX and HINCRBY put without a second lookup. The
+ * count must be Redis's in every case: a create, fields new and old,
+ * a field repeated in one command, a hash emptied and filled again, and
+ * HLEN (counted on demand) after each kind of write, inside MULTI too. */
+static void test_hset_new_field_count(void **state)
+{
+	redisContext *c = conn();
+	EXPECT_INT(c, 3, "HSET nf a 1 b 2 c 3");     /* creates the hash  */
+	EXPECT_INT(c, 0, "HSET nf a 9 b 9");         /* all there         */
+	EXPECT_INT(c, 2, "HSET nf a 1 d 4 e 5 a 2"); /* d, e new; a twice */
+	EXPECT_INT(c, 1, "HSET nf f 1 f 2 f 3");     /* one field, thrice */
+	EXPECT_STATUS(c, "3", "HGET nf f");
+	EXPECT_STATUS(c, "2", "HGET nf a");
+	EXPECT_INT(c, 6, "HLEN nf");
+	EXPECT_STATUS(c, "OK", "HMSET nf g 1 a 3");
+	EXPECT_INT(c, 7, "HLEN nf");
+	EXPECT_INT(c, 1, "HSETNX nf h 1");
+	EXPECT_INT(c, 8, "HLEN nf");
+	EXPECT_INT(c, 5, "HINCRBY nf i 5");
+	EXPECT_INT(c, 9, "HLEN nf");
+	EXPECT_INT(c, 9, "HDEL nf a b c d e f g h i");
+	EXPECT_INT(c, 0, "HLEN nf");
+	EXPECT_INT(c, 2, "HSET nf a 1 b 2"); /* emptied: new again */
+	EXPECT_INT(c, 1, "DEL nf");
+	EXPECT_INT(c, 1, "HSET nf a 1"); /* dropped: new again */
+	/* inside MULTI: each HSET counts against the transaction's changes */
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "HSET nf a 2 b 2");
+	EXPECT_STATUS(c, "QUEUED", "HSET nf b 3 c 3");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	EXPECT_STATUS(c, "QUEUED", "HMSET nf d 4");
+	EXPECT_STATUS(c, "QUEUED", "HINCRBY nf e 1");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	EXPECT_STATUS(c, "QUEUED", "HDEL nf a e");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	redisReply *r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 8);
+	assert_int_equal(r->element[0]->integer, 1);
+	assert_int_equal(r->element[1]->integer, 1);
+	assert_int_equal(r->element[2]->integer, 3);
+	assert_int_equal(r->element[4]->integer, 1);
+	assert_int_equal(r->element[5]->integer, 5);
+	assert_int_equal(r->element[6]->integer, 2);
+	assert_int_equal(r->element[7]->integer, 3);
+	freeReplyObject(r);
+	EXPECT_INT(c, 3, "HLEN nf");
+	/* pipelined: the replies in order, each against the one before */
+	for (int i = 0; i < 64; i++)
+		redisAppendCommand(c, "HSET nfp f%d x f%d y", i / 2, i / 2 + 1);
+	for (int i = 0; i < 64; i++) {
+		redisReply *p = NULL;
+		assert_int_equal(redisGetReply(c, (void **)&p), REDIS_OK);
+		assert_int_equal(p->type, REDIS_REPLY_INTEGER);
+		assert_int_equal(p->integer, i == 0 ? 2 : i % 2 == 0 ? 1 : 0);
+		freeReplyObject(p);
+	}
+	EXPECT_INT(c, 33, "HLEN nfp");
+	redisFree(c);
+}
+
+/* Writers on one hash at once (their commits conflict and are retried):
+ * every field is new to exactly one HSET, so the replies must add up to
+ * the hash's length. A count taken against any other version than the one
+ * a commit applied to would add up to more or less. */
+enum { NF_WRITERS = 8, NF_FIELDS = 400 };
+
+typedef struct nf_worker {
+	pthread_t t;
+	int n;
+	long long sum;
+} nf_worker;
+
+static atomic_int nf_errors;
+
+static void *nf_main(void *p)
+{
+	nf_worker *w = p;
+	redisContext *c = redisConnect("127.0.0.1", target.port);
+	if (!c || c->err) {
+		atomic_fetch_add(&nf_errors, 1);
+		return NULL;
+	}
+	/* every writer sets every field, in its own order, two per command */
+	for (int i = 0; i < NF_FIELDS; i += 2) {
+		int f = (i * (2 * w->n + 1) + 7 * w->n) % NF_FIELDS;
+		redisAppendCommand(c, "HSET nfc f%d %d f%d %d", f, w->n, (f + 1) % NF_FIELDS, w->n);
+	}
+	for (int i = 0; i < NF_FIELDS; i += 2) {
+		redisReply *r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_INTEGER)
+			atomic_fetch_add(&nf_errors, 1);
+		else
+			w->sum += r->integer;
+		if (r)
+			freeReplyObject(r);
+	}
+	redisFree(c);
+	return NULL;
+}
+
+static void test_hset_new_field_count_concurrent(void **state)
+{
+	static nf_worker w[NF_WRITERS];
+	atomic_store(&nf_errors, 0);
+	for (int i = 0; i < NF_WRITERS; i++) {
+		w[i].n = i;
+		w[i].sum = 0;
+		assert_int_equal(pthread_create(&w[i].t, NULL, nf_main, &w[i]), 0);
+	}
+	long long sum = 0;
+	for (int i = 0; i < NF_WRITERS; i++) {
+		pthread_join(w[i].t, NULL);
+		sum += w[i].sum;
+	}
+	assert_int_equal(atomic_load(&nf_errors), 0);
+	redisContext *c = conn();
+	EXPECT_INT(c, NF_FIELDS, "HLEN nfc");
+	redisFree(c);
+	assert_int_equal(sum, NF_FIELDS);
+}
+
 static void test_hash_empty_is_absent(void **state)
 {
 	redisContext *c = conn();
@@ -1126,6 +1250,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_hash_basic, setup),
 	    cmocka_unit_test_setup(test_field_repeated_in_one_batch, setup),
+	    cmocka_unit_test_setup(test_hset_new_field_count, setup),
+	    cmocka_unit_test_setup(test_hset_new_field_count_concurrent, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
