@@ -82,6 +82,7 @@ struct client {
 	char *in;
 	size_t in_len, in_cap;
 	resp_frame frame;
+	resp_frame look; /* parsing ahead: a group of writes (net.c) */
 	/* output: out.p[out_head..out.len) not yet handed to the socket;
 	 * logical offset of out.p[0] is out_base */
 	rbuf out;

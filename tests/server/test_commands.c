@@ -395,6 +395,78 @@ static void test_hset_new_field_count_concurrent(void **state)
 	assert_int_equal(sum, NF_FIELDS);
 }
 
+/* Pipelined HSET/HMSET of one context that arrive in one read are one
+ * commit (net.c, run_group): one new version for the lot, every reply the
+ * one the command would get alone after the ones before it, in order. */
+static void test_pipeline_group_one_commit(void **state)
+{
+	if (is_redis)
+		skip();
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET grp a 0");
+	EXPECT_INT(c, 1, "CTX.VERSION grp");
+	char b[16 * 96];
+	size_t len = 0;
+	for (int i = 0; i < 16; i++) {
+		char f[16], line[96];
+		snprintf(f, sizeof(f), "f%d", i / 2);
+		int n = snprintf(line, sizeof(line),
+		                 "*6\r\n$%s\r\n%s\r\n$3\r\ngrp\r\n$%zu\r\n%s\r\n$1\r\nx\r\n$"
+		                 "1\r\na\r\n$1\r\n%d\r\n",
+		                 i % 3 ? "4" : "5", i % 3 ? "HSET" : "HMSET", strlen(f), f, i % 10);
+		memcpy(b + len, line, (size_t)n);
+		len += (size_t)n;
+	}
+	rawconn *r = raw_open(&target);
+	assert_true(su_send(r->fd, b, len)); /* one write: one read on loopback */
+	for (int i = 0; i < 16; i++) {
+		const char *want = i % 3 == 0 ? "+OK" : i % 2 == 0 ? ":1" : ":0";
+		raw_expect(r, NULL, want);
+	}
+	raw_close(r);
+	EXPECT_INT(c, 2, "CTX.VERSION grp"); /* one commit, not 16 */
+	EXPECT_INT(c, 9, "HLEN grp");
+	EXPECT_STATUS(c, "5", "HGET grp a");
+	redisFree(c);
+}
+
+/* A group whose commit fails (a field over max_key_size) is run again one
+ * command at a time: the same replies as without grouping, the other
+ * commands applied, each its own commit. */
+static void test_pipeline_group_fallback(void **state)
+{
+	redisContext *c = conn();
+	size_t big = 70000; /* over CTX_DEFAULT_MAX_KEY_SIZE */
+	char *f = malloc(big);
+	memset(f, 'k', big);
+	redisAppendCommand(c, "HSET gfb a 1");
+	redisAppendCommand(c, "HSET gfb %b 1", f, big);
+	redisAppendCommand(c, "HSET gfb b 1 a 2");
+	redisReply *r = NULL;
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 1);
+	freeReplyObject(r);
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	if (is_redis) { /* Redis takes it */
+		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	} else {
+		assert_int_equal(r->type, REDIS_REPLY_ERROR);
+		assert_true(strncmp(r->str, "CTX", 3) == 0);
+	}
+	freeReplyObject(r);
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 1);
+	freeReplyObject(r);
+	free(f);
+	EXPECT_STATUS(c, "2", "HGET gfb a");
+	EXPECT_STATUS(c, "1", "HGET gfb b");
+	if (!is_redis)
+		EXPECT_INT(c, 2, "CTX.VERSION gfb");
+	redisFree(c);
+}
+
 static void test_hash_empty_is_absent(void **state)
 {
 	redisContext *c = conn();
@@ -1252,6 +1324,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_field_repeated_in_one_batch, setup),
 	    cmocka_unit_test_setup(test_hset_new_field_count, setup),
 	    cmocka_unit_test_setup(test_hset_new_field_count_concurrent, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_one_commit, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_fallback, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
