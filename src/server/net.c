@@ -15,6 +15,15 @@
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
  *   whatever the socket did not take.
  *
+ * GROUPS
+ *   Consecutive complete requests of one read that are all HSET or HMSET
+ *   of one key (outside MULTI, nothing streaming) run as a group: against
+ *   one write batch, as inside EXEC, and one commit guarded by the batch's
+ *   base (run_group). A conflict runs the group again; an error reply or a
+ *   commit that fails otherwise drops the group's replies and runs its
+ *   requests one by one. The requests after the first are found by parsing
+ *   ahead into c->look; the group's replies are parked together.
+ *
  * PARKING (the durability rule)
  *   A command's reply must not leave before the revision it depends on is
  *   durable (client_need_durable: a write's commit, or the version a read
@@ -1014,7 +1023,8 @@ static bool group_once(client *c, size_t *pos, size_t n, const resp_limits *lim,
 	c->in_exec = true;
 	c->exec_wb = w;
 	bool ok = true;
-	for (size_t i = 0; i < n && ok; i++) {
+	size_t i = 0;
+	for (; i < n && ok; i++) {
 		ssize_t r = resp_parse(&c->frame, c->in + *pos, c->in_len - *pos, lim);
 		const command *cmd = command_lookup(c->frame.argv[0].p, c->frame.argv[0].n);
 		size_t m = reply_mark(c);
@@ -1026,6 +1036,8 @@ static bool group_once(client *c, size_t *pos, size_t n, const resp_limits *lim,
 	c->in_exec = false;
 	c->exec_wb = NULL;
 	c->exec_id[0] = '\0';
+	if (!ok) /* they run again one by one: count them once */
+		atomic_fetch_sub_explicit(&c->lp->st_commands, i, memory_order_relaxed);
 	return ok;
 }
 
@@ -1084,6 +1096,8 @@ static size_t run_group(client *c, size_t pos, size_t n, const resp_limits *lim)
 			group_end(c, n);
 			return end;
 		}
+		/* run again: count the commands once */
+		atomic_fetch_sub_explicit(&c->lp->st_commands, n, memory_order_relaxed);
 		reply_truncate(c, mark);
 		if (st != CTX_CONFLICT)
 			break;
