@@ -38,7 +38,17 @@ free_port() {
 	done
 }
 
-start() { # start SERVER: sets PORT, PID
+start() { # start SERVER: sets PORT, PID (three tries: a port may be taken meanwhile)
+	for _ in 1 2 3; do
+		start_once "$1" && return 0
+		kill -9 "$PID" 2>/dev/null || true
+		wait "$PID" 2>/dev/null || true
+	done
+	echo "cpu.sh: $1 did not start" >&2
+	return 1
+}
+
+start_once() {
 	rm -rf "$work/data"
 	mkdir -p "$work/data"
 	PORT=$(free_port)
@@ -53,11 +63,13 @@ start() { # start SERVER: sets PORT, PID
 			--loglevel warning ${CTXD_ARGS:-} >"$work/data/ctxd.log" 2>&1 &
 	fi
 	PID=$!
-	for _ in $(seq 200); do
-		[ "$(redis-cli -p "$PORT" ping 2>/dev/null)" = PONG ] && break
+	local up=0
+	for _ in $(seq 600); do
+		[ "$(redis-cli -p "$PORT" ping 2>/dev/null)" = PONG ] && { up=1; break; }
+		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	redis-cli -p "$PORT" --pipe <"$work/prefill.resp" >/dev/null
+	[ $up = 1 ] && redis-cli -p "$PORT" --pipe <"$work/prefill.resp" >/dev/null
 }
 
 args() {

@@ -16,8 +16,9 @@
  *   whatever the socket did not take.
  *
  * GROUPS
- *   Consecutive complete requests of one read that are all HSET or HMSET
- *   of one key (outside MULTI, nothing streaming) run as a group: against
+ *   Consecutive complete requests of one read that are all hash writes
+ *   (HSET, HMSET, HSETNX, HDEL, HINCRBY, HINCRBYFLOAT) of one key (outside
+ *   MULTI, nothing streaming) run as a group: against
  *   one write batch, as inside EXEC, and one commit guarded by the batch's
  *   base (run_group). A conflict runs the group again; an error reply or a
  *   commit that fails otherwise drops the group's replies and runs its
@@ -949,22 +950,38 @@ static void set_limits(client *c, resp_limits *l)
 
 #define GROUP_MAX 1024 /* requests in one group */
 
-/* HSET or HMSET key field value [field value ...] with every field
- * non-empty: a command whose handler replies no error once its key is a
- * valid context id, and whose reply does not depend on anything but the
- * context. */
+/* The hash writes that may share a group: their handler works on the
+ * batch of argv[1] alone (client_wbatch), reads nothing else, and its reply
+ * depends on that batch only. With the arity the command table checks
+ * before a handler runs (a group bypasses run_request): min arguments, and
+ * pairs (even count) or exactly min. */
+static const struct {
+	const char *name;
+	size_t n;
+	size_t min;
+	char form; /* 'p' pairs from argv[2], '=' exactly min, '+' at least min */
+} group_cmds[] = {
+    {"HSET", 4, 4, 'p'}, {"HMSET", 5, 4, 'p'},   {"HSETNX", 6, 4, '='},
+    {"HDEL", 4, 3, '+'}, {"HINCRBY", 7, 4, '='}, {"HINCRBYFLOAT", 12, 4, '='},
+};
+
 static bool groupable(const resp_frame *f)
 {
-	if (f->argc < 4 || f->argc % 2)
-		return false;
 	const arg *a = &f->argv[0];
-	if (!((a->n == 4 && strncasecmp(a->p, "HSET", 4) == 0) ||
-	      (a->n == 5 && strncasecmp(a->p, "HMSET", 5) == 0)))
-		return false;
-	for (size_t i = 2; i < f->argc; i += 2)
-		if (f->argv[i].n == 0)
-			return false;
-	return true;
+	for (size_t i = 0; i < sizeof(group_cmds) / sizeof(group_cmds[0]); i++) {
+		if (a->n != group_cmds[i].n || strncasecmp(a->p, group_cmds[i].name, a->n) != 0)
+			continue;
+		size_t min = group_cmds[i].min;
+		switch (group_cmds[i].form) {
+		case 'p':
+			return f->argc >= min && f->argc % 2 == 0;
+		case '=':
+			return f->argc == min;
+		default:
+			return f->argc >= min;
+		}
+	}
+	return false;
 }
 
 static bool same_key(const arg *a, const arg *b)

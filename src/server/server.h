@@ -133,8 +133,10 @@ ctx_session *client_session(client *c);
  * What the core guarantees (net.c, multi.c):
  *  - A command that replies an error commits nothing (its batches are
  *    discarded), inside EXEC or not.
- *  - Pipelined HSET/HMSET of one context that arrive in one read share one
- *    batch and one commit, as inside EXEC (net.c, GROUPS).
+ *  - Pipelined hash writes (HSET, HMSET, HSETNX, HDEL, HINCRBY[FLOAT]) of one
+ *    context that arrive in one read share one batch and one commit, as
+ *    inside EXEC (net.c, GROUPS): their handlers must work on the batch of
+ *    argv[1] alone and reply from it only.
  *  - Outside EXEC a command may take batches of several contexts (DEL a b c):
  *    each is committed in turn, not atomically across contexts; if one
  *    conflicts, the whole handler runs again (those already committed are

@@ -430,6 +430,58 @@ static void test_pipeline_group_one_commit(void **state)
 	redisFree(c);
 }
 
+/* Every hash write may join a group: each sees the ones before it, as the
+ * same commands one by one would; an error reply in the middle (HINCRBY of
+ * a value that is not a number) makes the group run one by one, with the
+ * same replies as Redis gives. */
+static void mixed_pipeline(redisContext *c, bool with_error)
+{
+	redisAppendCommand(c, "HSET gmix n 1 s x");
+	redisAppendCommand(c, "HINCRBY gmix n 5");
+	redisAppendCommand(c, "HSETNX gmix n 9");
+	redisAppendCommand(c, "HSETNX gmix m 1");
+	redisAppendCommand(c, "HDEL gmix m nope");
+	redisAppendCommand(c, "HINCRBYFLOAT gmix n 0.5");
+	redisAppendCommand(c, with_error ? "HINCRBY gmix s 1" : "HINCRBY gmix k 1");
+	redisAppendCommand(c, "HDEL gmix s");
+	const long long want[] = {with_error ? 0 : 2, 6, 0, 1, 1, -1, 1, 1};
+	for (int i = 0; i < 8; i++) {
+		redisReply *r = NULL;
+		assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+		if (i == 0 && !with_error) /* the second time only s is new again */
+			assert_int_equal(r->integer, 1);
+		else if (i == 0)
+			assert_int_equal(r->integer, 2);
+		else if (i == 5)
+			assert_string_equal(r->str, "6.5");
+		else if (i == 6 && with_error)
+			assert_string_equal(r->str, "ERR hash value is not an integer");
+		else
+			assert_int_equal(r->integer, want[i]);
+		freeReplyObject(r);
+	}
+}
+
+static void test_pipeline_group_mixed(void **state)
+{
+	redisContext *c = conn();
+	mixed_pipeline(c, true);
+	EXPECT_STATUS(c, "6.5", "HGET gmix n");
+	EXPECT_INT(c, 1, "HLEN gmix");
+	if (!is_redis) {
+		/* one by one: HSET, HINCRBY, HSETNX m, HDEL m, HINCRBYFLOAT, HDEL s
+		 * (HSETNX n and the failed HINCRBY commit nothing) */
+		EXPECT_INT(c, 6, "CTX.VERSION gmix");
+	}
+	mixed_pipeline(c, false);
+	EXPECT_STATUS(c, "6.5", "HGET gmix n");
+	EXPECT_STATUS(c, "1", "HGET gmix k");
+	EXPECT_INT(c, 2, "HLEN gmix");
+	if (!is_redis)
+		EXPECT_INT(c, 7, "CTX.VERSION gmix"); /* the 8 writes: one commit */
+	redisFree(c);
+}
+
 /* A group whose commit fails (a field over max_key_size) is run again one
  * command at a time: the same replies as without grouping, the other
  * commands applied, each its own commit. */
@@ -1326,6 +1378,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_hset_new_field_count_concurrent, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_one_commit, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_fallback, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_mixed, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
