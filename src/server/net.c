@@ -967,6 +967,8 @@ static const struct {
 
 static bool groupable(const resp_frame *f)
 {
+	if (f->argc == 0) /* an empty request: no vector */
+		return false;
 	const arg *a = &f->argv[0];
 	for (size_t i = 0; i < sizeof(group_cmds) / sizeof(group_cmds[0]); i++) {
 		if (a->n != group_cmds[i].n || strncasecmp(a->p, group_cmds[i].name, a->n) != 0)

@@ -482,6 +482,21 @@ static void test_pipeline_group_mixed(void **state)
 	redisFree(c);
 }
 
+/* A hash write followed, in the same read, by an empty request (an empty
+ * inline line): looking ahead for a group must not read the empty request's
+ * argument vector, which a new connection does not have yet (fuzz_dispatch
+ * found it: a NULL dereference, ctxd crashed). */
+static void test_pipeline_group_empty_request(void **state)
+{
+	rawconn *r = raw_open(&target);
+	const char req[] = "HSET gempty a 1\r\n\r\nHSET gempty b 2\r\nPING\r\n";
+	assert_true(su_send(r->fd, req, sizeof(req) - 1));
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, "+PONG");
+	raw_close(r);
+}
+
 /* A group whose commit fails (a field over max_key_size) is run again one
  * command at a time: the same replies as without grouping, the other
  * commands applied, each its own commit. */
@@ -1379,6 +1394,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_pipeline_group_one_commit, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_fallback, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_mixed, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_empty_request, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
