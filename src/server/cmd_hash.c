@@ -68,42 +68,51 @@ static void wrong_args(client *c, const arg *name)
 
 /* ---- writes --------------------------------------------------------------------- */
 
-/* HSET key field value [field value ...] / HMSET: the number of new fields. */
-static long long hset_pairs(client *c, int argc, const arg *argv, bool *ok)
+/* HSET key field value [field value ...] / HMSET: the batch with the puts
+ * recorded, NULL if an error was replied. The puts do not look the fields
+ * up: HMSET needs no count, and HSET's count of new fields is taken after
+ * the commit (client_reply_new_fields) when it can be. */
+static wbatch *hset_pairs(client *c, int argc, const arg *argv)
 {
-	*ok = false;
 	if (argc % 2) {
 		wrong_args(c, &argv[0]);
-		return 0;
+		return NULL;
 	}
 	if (!fields_ok(c, argc, argv, 2, 2))
-		return 0;
-	wbatch *w = hash_write(c, &argv[1]);
-	if (!w)
-		return 0;
-	long long added = 0;
-	for (int i = 2; i < argc; i += 2) {
-		added += !wb_get(w, argv[i].p, argv[i].n, NULL, NULL);
-		wb_put(w, argv[i].p, argv[i].n, argv[i + 1].p, argv[i + 1].n);
-	}
-	*ok = true;
-	return added;
+		return NULL;
+	return hash_write(c, &argv[1]);
+}
+
+static void put_pairs(wbatch *w, int argc, const arg *argv)
+{
+	for (int i = 2; i < argc; i += 2)
+		wb_put_blind(w, argv[i].p, argv[i].n, argv[i + 1].p, argv[i + 1].n);
 }
 
 static void cmd_hset(client *c, int argc, const arg *argv)
 {
-	bool ok;
-	long long added = hset_pairs(c, argc, argv, &ok);
-	if (ok)
-		reply_int(c, added);
+	wbatch *w = hset_pairs(c, argc, argv);
+	if (!w)
+		return;
+	if (client_reply_new_fields(c, w)) {
+		put_pairs(w, argc, argv);
+		return;
+	}
+	long long added = 0; /* inside EXEC: against the transaction's changes */
+	for (int i = 2; i < argc; i += 2) {
+		added += !wb_get(w, argv[i].p, argv[i].n, NULL, NULL);
+		wb_put_blind(w, argv[i].p, argv[i].n, argv[i + 1].p, argv[i + 1].n);
+	}
+	reply_int(c, added);
 }
 
 static void cmd_hmset(client *c, int argc, const arg *argv)
 {
-	bool ok;
-	hset_pairs(c, argc, argv, &ok);
-	if (ok)
-		reply_ok(c);
+	wbatch *w = hset_pairs(c, argc, argv);
+	if (!w)
+		return;
+	put_pairs(w, argc, argv);
+	reply_ok(c);
 }
 
 static void cmd_hsetnx(client *c, int argc, const arg *argv)
@@ -117,7 +126,7 @@ static void cmd_hsetnx(client *c, int argc, const arg *argv)
 		reply_int(c, 0);
 		return;
 	}
-	wb_put(w, argv[2].p, argv[2].n, argv[3].p, argv[3].n);
+	wb_put_blind(w, argv[2].p, argv[2].n, argv[3].p, argv[3].n);
 	reply_int(c, 1);
 }
 
@@ -177,7 +186,7 @@ static void cmd_hincrby(client *c, int argc, const arg *argv)
 	}
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%lld", old + incr);
-	wb_put(w, argv[2].p, argv[2].n, buf, (size_t)n);
+	wb_put_blind(w, argv[2].p, argv[2].n, buf, (size_t)n);
 	reply_int(c, old + incr);
 }
 
@@ -251,7 +260,7 @@ static void cmd_hincrbyfloat(client *c, int argc, const arg *argv)
 		reply_error(c, "ERR increment would produce a number too long to store");
 		return;
 	}
-	wb_put(w, argv[2].p, argv[2].n, buf, (size_t)n);
+	wb_put_blind(w, argv[2].p, argv[2].n, buf, (size_t)n);
 	reply_bulk(c, buf, (size_t)n);
 }
 

@@ -82,6 +82,7 @@ struct client {
 	char *in;
 	size_t in_len, in_cap;
 	resp_frame frame;
+	resp_frame look; /* parsing ahead: a group of writes (net.c) */
 	/* output: out.p[out_head..out.len) not yet handed to the socket;
 	 * logical offset of out.p[0] is out_base */
 	rbuf out;
@@ -97,7 +98,8 @@ struct client {
 	uint64_t cmd_need;  /* revision its reply waits for */
 	wbatch **wbs;       /* outside EXEC: the command's write batches */
 	size_t nwbs, capwbs;
-	wbatch *exec_wb; /* inside EXEC: the transaction's batch */
+	wbatch *exec_wb;       /* inside EXEC: the transaction's batch */
+	wbatch *new_fields_wb; /* client_reply_new_fields: reply after commit */
 	bool in_exec;
 	char exec_id[CTX_ID_MAX + 1];
 	/* state */
@@ -204,7 +206,12 @@ void wbatch_free(wbatch *w);
 ctx_status wbatch_commit(wbatch *w, uint64_t *rev);
 bool wbatch_dirty(const wbatch *w);
 wbatch *wbatch_new(const char *id, ctx_status *st);
+/* Free the calling thread's kept batch (wbatch_free keeps one per thread for
+ * the next wbatch_new): at the end of a loop thread. */
+void wbatch_spare_free(void);
 const char *wbatch_id(const wbatch *w);
+/* Fields put by the batch that its base lacks (HSET's reply). */
+size_t wbatch_new_fields(const wbatch *w);
 
 /* cmd_conn.c */
 void commands_init(void);

@@ -16,6 +16,15 @@
  *   then, if fields were set afterwards, creates the context again.
  *   A write that leaves no fields keeps the context (version with zero
  *   fields): Redis commands treat it as absent, CTX.* commands still see it.
+ *   The field count is kept as changes are recorded, except after
+ *   wb_put_blind (a put that does not look its field up: HSET, HMSET) and
+ *   from the start (most writes never ask): then wb_count works it out on
+ *   demand, base count + overlay puts absent from the base - overlay
+ *   deletions present in it. wbatch_new_fields counts the puts absent from
+ *   the base: HSET's reply, taken after the commit (whose path copy has
+ *   just read the base's nodes: the lookups are warm), which is exact
+ *   because the commit is guarded by the base's version. Each thread keeps
+ *   one freed batch with its small arrays for the next wbatch_new.
  *
  * TRANSACTIONS
  *   MULTI queues copies of the commands (after checking name and arity: an
@@ -48,6 +57,7 @@ struct wbatch {
 	bool exists;  /* with the recorded changes */
 	bool dropped; /* the base is dropped       */
 	bool dirty;
+	bool count_stale; /* wb_put_blind since: count is computed on demand */
 	size_t count;
 	wentry *ents;
 	size_t nents, capents;
@@ -148,6 +158,34 @@ static void clear_overlay(wbatch *w)
 		memset(w->slots, 0, w->nslots * sizeof(uint32_t));
 }
 
+/* One freed batch per thread, kept with its (small) arrays for the next
+ * command: a write then allocates no batch, slot table or entry array. */
+#define SPARE_MAX_SLOTS 64
+static _Thread_local wbatch *spare;
+
+static wbatch *batch_alloc(void)
+{
+	wbatch *w = spare;
+	if (!w)
+		return calloc(1, sizeof(*w));
+	spare = NULL;
+	wentry *ents = w->ents;
+	uint32_t *slots = w->slots;
+	size_t capents = w->capents, nslots = w->nslots;
+	*w = (wbatch){.ents = ents, .capents = capents, .slots = slots, .nslots = nslots};
+	return w;
+}
+
+void wbatch_spare_free(void)
+{
+	if (spare) {
+		free(spare->ents);
+		free(spare->slots);
+		free(spare);
+		spare = NULL;
+	}
+}
+
 wbatch *wbatch_new(const char *id, ctx_status *st)
 {
 	ctx_state *base = NULL;
@@ -156,16 +194,18 @@ wbatch *wbatch_new(const char *id, ctx_status *st)
 		*st = s;
 		return NULL;
 	}
-	wbatch *w = calloc(1, sizeof(*w));
+	wbatch *w = batch_alloc();
 	if (!w) {
 		ctx_state_release(base);
 		*st = CTX_NOMEM;
 		return NULL;
 	}
-	snprintf(w->id, sizeof(w->id), "%s", id);
+	size_t n = strnlen(id, CTX_ID_MAX);
+	memcpy(w->id, id, n);
+	w->id[n] = '\0';
 	w->base = s == CTX_OK ? base : NULL;
 	w->exists = w->base != NULL;
-	w->count = w->base ? ctx_state_count(w->base) : 0;
+	w->count_stale = true; /* counted on demand: a write may never ask */
 	return w;
 }
 
@@ -174,9 +214,14 @@ void wbatch_free(wbatch *w)
 	if (!w)
 		return;
 	clear_overlay(w);
+	ctx_state_release(w->base);
+	w->base = NULL;
+	if (!spare && w->nslots <= SPARE_MAX_SLOTS) {
+		spare = w;
+		return;
+	}
 	free(w->ents);
 	free(w->slots);
-	ctx_state_release(w->base);
 	free(w);
 }
 
@@ -195,9 +240,33 @@ bool wb_exists(wbatch *w)
 	return w->exists;
 }
 
+/* Whether k is a field of the version the batch started from. */
+static bool in_base(const wbatch *w, const void *k, size_t kn)
+{
+	return w->base && !w->dropped && ctx_state_lookup(w->base, k, kn, NULL, NULL);
+}
+
 size_t wb_count(wbatch *w)
 {
+	if (w->count_stale) {
+		size_t n = w->base && !w->dropped ? ctx_state_count(w->base) : 0;
+		for (size_t i = 0; i < w->nents; i++) {
+			bool was = in_base(w, w->ents[i].k, w->ents[i].kn);
+			n += !w->ents[i].del && !was;
+			n -= w->ents[i].del && was;
+		}
+		w->count = n;
+		w->count_stale = false;
+	}
 	return w->count;
+}
+
+size_t wbatch_new_fields(const wbatch *w)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < w->nents; i++)
+		n += !w->ents[i].del && !in_base(w, w->ents[i].k, w->ents[i].kn);
+	return n;
 }
 
 const ctx_state *wb_base(wbatch *w)
@@ -234,6 +303,14 @@ void wb_put(wbatch *w, const void *k, size_t kn, const void *v, size_t vn)
 	w->dirty = true;
 }
 
+void wb_put_blind(wbatch *w, const void *k, size_t kn, const void *v, size_t vn)
+{
+	w->exists = true;
+	record(w, k, kn, v, vn, false);
+	w->dirty = true;
+	w->count_stale = true;
+}
+
 void wb_del(wbatch *w, const void *k, size_t kn)
 {
 	const void *ov;
@@ -253,6 +330,7 @@ void wb_drop(wbatch *w)
 	w->dropped = w->base != NULL;
 	w->exists = false;
 	w->count = 0;
+	w->count_stale = false;
 	w->dirty = w->dropped;
 }
 

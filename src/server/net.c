@@ -15,6 +15,16 @@
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
  *   whatever the socket did not take.
  *
+ * GROUPS
+ *   Consecutive complete requests of one read that are all hash writes
+ *   (HSET, HMSET, HSETNX, HDEL, HINCRBY, HINCRBYFLOAT) of one key (outside
+ *   MULTI, nothing streaming) run as a group: against
+ *   one write batch, as inside EXEC, and one commit guarded by the batch's
+ *   base (run_group). A conflict runs the group again; an error reply or a
+ *   commit that fails otherwise drops the group's replies and runs its
+ *   requests one by one. The requests after the first are found by parsing
+ *   ahead into c->look; the group's replies are parked together.
+ *
  * PARKING (the durability rule)
  *   A command's reply must not leave before the revision it depends on is
  *   durable (client_need_durable: a write's commit, or the version a read
@@ -571,6 +581,7 @@ static void free_client(client *c)
 {
 	free(c->in);
 	resp_frame_free(&c->frame);
+	resp_frame_free(&c->look);
 	rbuf_free(&c->out);
 	free(c->marks);
 	free(c->wbs);
@@ -798,6 +809,14 @@ bool commit_retry(client *c, ctx_status st, int attempt)
 	return false;
 }
 
+bool client_reply_new_fields(client *c, wbatch *w)
+{
+	if (c->in_exec)
+		return false;
+	c->new_fields_wb = w;
+	return true;
+}
+
 void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 {
 	atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
@@ -810,8 +829,10 @@ void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 	c->cmd_need = 0;
 	for (int attempt = 0;; attempt++) {
 		size_t mark = reply_mark(c);
+		c->new_fields_wb = NULL;
 		cmd->fn(c, argc, argv);
 		if (c->blocked) {
+			c->new_fields_wb = NULL;
 			wbs_clear(c);
 			return;
 		}
@@ -820,6 +841,9 @@ void exec_command(client *c, const command *cmd, int argc, const arg *argv)
 		bool failed = c->out.len > mark && c->out.p[mark] == '-';
 		uint64_t rev = 0;
 		ctx_status st = failed ? CTX_OK : wbs_commit(c, &rev);
+		if (st == CTX_OK && !failed && c->new_fields_wb)
+			reply_int(c, (long long)wbatch_new_fields(c->new_fields_wb));
+		c->new_fields_wb = NULL;
 		wbs_clear(c);
 		if (st == CTX_OK) {
 			client_need_durable(c, rev);
@@ -869,7 +893,6 @@ static void lower_name(const char *s, char *out, size_t cap)
 static void run_request(client *c, int argc, const arg *argv)
 {
 	const command *cmd = command_lookup(argv[0].p, argv[0].n);
-	atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
 	if (!cmd) {
 		if (c->in_multi)
 			c->multi_error = true;
@@ -923,9 +946,198 @@ static void set_limits(client *c, resp_limits *l)
 	}
 }
 
+/* ---- groups: consecutive writes of one context in one commit ---------------------------- */
+
+#define GROUP_MAX 1024 /* requests in one group */
+
+/* The hash writes that may share a group: their handler works on the
+ * batch of argv[1] alone (client_wbatch), reads nothing else, and its reply
+ * depends on that batch only. With the arity the command table checks
+ * before a handler runs (a group bypasses run_request): min arguments, and
+ * pairs (even count) or exactly min. */
+static const struct {
+	const char *name;
+	size_t n;
+	size_t min;
+	char form; /* 'p' pairs from argv[2], '=' exactly min, '+' at least min */
+} group_cmds[] = {
+    {"HSET", 4, 4, 'p'}, {"HMSET", 5, 4, 'p'},   {"HSETNX", 6, 4, '='},
+    {"HDEL", 4, 3, '+'}, {"HINCRBY", 7, 4, '='}, {"HINCRBYFLOAT", 12, 4, '='},
+};
+
+static bool groupable(const resp_frame *f)
+{
+	if (f->argc == 0) /* an empty request: no vector */
+		return false;
+	const arg *a = &f->argv[0];
+	for (size_t i = 0; i < sizeof(group_cmds) / sizeof(group_cmds[0]); i++) {
+		if (a->n != group_cmds[i].n || strncasecmp(a->p, group_cmds[i].name, a->n) != 0)
+			continue;
+		size_t min = group_cmds[i].min;
+		switch (group_cmds[i].form) {
+		case 'p':
+			return f->argc >= min && f->argc % 2 == 0;
+		case '=':
+			return f->argc == min;
+		default:
+			return f->argc >= min;
+		}
+	}
+	return false;
+}
+
+static bool same_key(const arg *a, const arg *b)
+{
+	return a->n == b->n && memcmp(a->p, b->p, a->n) == 0;
+}
+
+/* How many complete requests from c->in + pos on are groupable writes of
+ * the context named key (parsed ahead into c->look, not run). */
+static size_t group_followers(client *c, size_t pos, const resp_limits *lim, const arg *key)
+{
+	size_t k = 0;
+	while (k + 1 < GROUP_MAX && pos < c->in_len) {
+		ssize_t r = resp_parse(&c->look, c->in + pos, c->in_len - pos, lim);
+		bool join = r > 0 && groupable(&c->look) && same_key(&c->look.argv[1], key) &&
+		            !(key->n == 1 && key->p[0] == '.');
+		resp_frame_reset(&c->look);
+		if (!join)
+			break;
+		k++;
+		pos += (size_t)r;
+	}
+	return k;
+}
+
+/* Run the n requests from c->in + pos on, each parsed into c->frame. */
+static size_t run_each(client *c, size_t pos, size_t n, const resp_limits *lim)
+{
+	for (size_t i = 0; i < n; i++) {
+		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, lim);
+		run_request(c, (int)c->frame.argc, c->frame.argv);
+		resp_frame_reset(&c->frame);
+		pos += (size_t)r;
+	}
+	return pos;
+}
+
+/* A group's key as a context id, as arg_to_id checks it (without a reply:
+ * a key that is not valid is left to the commands, one by one). */
+static bool group_id(const arg *a, char id[CTX_ID_MAX + 1])
+{
+	if (a->n == 0 || a->n > CTX_ID_MAX || (a->n == 1 && a->p[0] == '.'))
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if ((unsigned char)a->p[i] < 0x20 || a->p[i] == 0x7f)
+			return false;
+	memcpy(id, a->p, a->n);
+	id[a->n] = '\0';
+	return true;
+}
+
+/* The group's requests against one batch, as inside EXEC (each sees the
+ * ones before it); false if one replied an error. *pos moves past them. */
+static bool group_once(client *c, size_t *pos, size_t n, const resp_limits *lim, wbatch *w)
+{
+	c->in_exec = true;
+	c->exec_wb = w;
+	bool ok = true;
+	size_t i = 0;
+	for (; i < n && ok; i++) {
+		ssize_t r = resp_parse(&c->frame, c->in + *pos, c->in_len - *pos, lim);
+		const command *cmd = command_lookup(c->frame.argv[0].p, c->frame.argv[0].n);
+		size_t m = reply_mark(c);
+		exec_command(c, cmd, (int)c->frame.argc, c->frame.argv);
+		ok = !(c->out.len > m && c->out.p[m] == '-');
+		resp_frame_reset(&c->frame);
+		*pos += (size_t)r;
+	}
+	c->in_exec = false;
+	c->exec_wb = NULL;
+	c->exec_id[0] = '\0';
+	if (!ok) /* they run again one by one: count them once */
+		atomic_fetch_sub_explicit(&c->lp->st_commands, i, memory_order_relaxed);
+	return ok;
+}
+
+/* As cmd_end, for the n replies of a group from c->cmd_start on. */
+static void group_end(client *c, size_t n)
+{
+	uint64_t before = c->replies;
+	c->replies += n;
+	uint64_t rev = c->cmd_need;
+	c->cmd_need = 0;
+	if (!rev || durable_now(c->lp, rev))
+		return;
+	if (c->lp->io_failed) {
+		reply_truncate(c, (size_t)(c->cmd_start - c->out_base));
+		for (size_t i = 0; i < n; i++)
+			reply_error(c, "CTXIO the log failed: this change may not be durable");
+		return;
+	}
+	park(c, c->cmd_start, rev, before);
+}
+
+/* Run n (>= 2) groupable writes of one context, the first at c->in + pos,
+ * as one commit: each command runs against the batch the ones before it
+ * filled (its reply is the one it would get alone, right after them), then
+ * the batch is committed once, guarded by its base version; a conflict
+ * runs them all again. Anything else (an error reply, a key that is not a
+ * valid id, a commit that fails otherwise) drops the group's replies and
+ * runs the requests one by one, each with its own commit, errors and
+ * retries. The replies wait together for the commit to be durable.
+ * Returns the position after the group. */
+static size_t run_group(client *c, size_t pos, size_t n, const resp_limits *lim)
+{
+	size_t mark = reply_mark(c);
+	char id[CTX_ID_MAX + 1];
+	ssize_t r0 = resp_parse(&c->look, c->in + pos, c->in_len - pos, lim);
+	bool valid = r0 > 0 && group_id(&c->look.argv[1], id);
+	resp_frame_reset(&c->look);
+	for (int attempt = 0; valid && attempt <= CTXD_MAX_WRITE_RETRIES; attempt++) {
+		ctx_status st;
+		wbatch *w = wbatch_new(id, &st);
+		if (!w)
+			break;
+		c->cmd_start = c->out_base + c->out.len;
+		c->cmd_need = wb_base(w) ? ctx_state_revision(wb_base(w)) : 0;
+		memcpy(c->exec_id, id, sizeof(id));
+		size_t end = pos;
+		if (!group_once(c, &end, n, lim, w)) {
+			wbatch_free(w);
+			break;
+		}
+		uint64_t rev = 0;
+		st = wbatch_commit(w, &rev);
+		wbatch_free(w);
+		if (st == CTX_OK) {
+			client_need_durable(c, rev);
+			group_end(c, n);
+			return end;
+		}
+		/* run again: count the commands once */
+		atomic_fetch_sub_explicit(&c->lp->st_commands, n, memory_order_relaxed);
+		reply_truncate(c, mark);
+		if (st != CTX_CONFLICT)
+			break;
+	}
+	reply_truncate(c, mark);
+	c->cmd_need = 0;
+	return run_each(c, pos, n, lim);
+}
+
+/* Whether c's next requests may be grouped: nothing but plain commands. */
+static bool can_group(const client *c)
+{
+	return c->authed && !c->in_multi && !c->watch && !c->blocked && !c->closing &&
+	       !c->close_after_flush;
+}
+
 static void process_input(client *c)
 {
 	size_t pos = 0;
+	if (c->in_len) /* once per read, not per request of a pipeline */
+		atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
 	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush) {
 		resp_limits lim;
 		set_limits(c, &lim);
@@ -942,6 +1154,14 @@ static void process_input(client *c)
 			client_request_close(c);
 			pos = c->in_len;
 			break;
+		}
+		size_t k = 0;
+		if (c->frame.argc > 0 && can_group(c) && groupable(&c->frame))
+			k = group_followers(c, pos + (size_t)r, &lim, &c->frame.argv[1]);
+		if (k > 0) {
+			resp_frame_reset(&c->frame);
+			pos = run_group(c, pos, k + 1, &lim);
+			continue;
 		}
 		if (c->frame.argc > 0)
 			run_request(c, (int)c->frame.argc, c->frame.argv);
@@ -1355,6 +1575,7 @@ static void *loop_thread(void *p)
 		server_log('W', "loop %d ended with handles open", lp->idx);
 	ctx_notifier_close(lp->notifier);
 	lp->notifier = NULL;
+	wbatch_spare_free();
 	return NULL;
 }
 

@@ -133,6 +133,10 @@ ctx_session *client_session(client *c);
  * What the core guarantees (net.c, multi.c):
  *  - A command that replies an error commits nothing (its batches are
  *    discarded), inside EXEC or not.
+ *  - Pipelined hash writes (HSET, HMSET, HSETNX, HDEL, HINCRBY[FLOAT]) of one
+ *    context that arrive in one read share one batch and one commit, as
+ *    inside EXEC (net.c, GROUPS): their handlers must work on the batch of
+ *    argv[1] alone and reply from it only.
  *  - Outside EXEC a command may take batches of several contexts (DEL a b c):
  *    each is committed in turn, not atomically across contexts; if one
  *    conflicts, the whole handler runs again (those already committed are
@@ -159,12 +163,23 @@ size_t wb_count(wbatch *w);           /* fields, with the recorded changes */
  * unless they are NULL (a mere existence check). */
 bool wb_get(wbatch *w, const void *k, size_t kn, const void **v, size_t *vn);
 void wb_put(wbatch *w, const void *k, size_t kn, const void *v, size_t vn);
+/* wb_put without looking k up: no read of the base's trie before the
+ * commit (the count is then worked out when wb_count asks). */
+void wb_put_blind(wbatch *w, const void *k, size_t kn, const void *v, size_t vn);
 void wb_del(wbatch *w, const void *k, size_t kn);
 void wb_drop(wbatch *w);              /* DEL/UNLINK: drop the context */
 /* Iterate the fields as they stand with the recorded changes. */
 typedef bool wb_visit_fn(void *arg, const void *k, size_t kn, const void *v, size_t vn);
 void wb_foreach(wbatch *w, wb_visit_fn *fn, void *arg);
 const ctx_state *wb_base(wbatch *w); /* the version it started from, or NULL */
+/* HSET's reply without a lookup per field before the commit. Outside EXEC
+ * (the batch is this command's alone, committed right after the handler):
+ * returns true, and the core replies :N once the batch is committed, N =
+ * the fields it puts that the version it was committed on lacked (looked up
+ * after the commit, whose path copy has just read the same trie nodes); the
+ * handler then replies nothing. Inside EXEC returns false: the handler
+ * counts with wb_get and replies itself. */
+bool client_reply_new_fields(client *c, wbatch *w);
 
 /* Run fn(arg) on the thread pool, then done(c, arg) on c's loop (if c is
  * still connected; else done(NULL, arg) to free). The connection's later

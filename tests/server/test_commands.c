@@ -271,6 +271,269 @@ static void test_field_repeated_in_one_batch(void **state)
 	redisFree(c);
 }
 
+/* HSET's count of new fields, outside MULTI, is taken after the commit
+ * (against the version the commit applied to), and its puts do not look the
+ * fields up; HMSET, HSETNX and HINCRBY put without a second lookup. The
+ * count must be Redis's in every case: a create, fields new and old,
+ * a field repeated in one command, a hash emptied and filled again, and
+ * HLEN (counted on demand) after each kind of write, inside MULTI too. */
+static void test_hset_new_field_count(void **state)
+{
+	redisContext *c = conn();
+	EXPECT_INT(c, 3, "HSET nf a 1 b 2 c 3");     /* creates the hash  */
+	EXPECT_INT(c, 0, "HSET nf a 9 b 9");         /* all there         */
+	EXPECT_INT(c, 2, "HSET nf a 1 d 4 e 5 a 2"); /* d, e new; a twice */
+	EXPECT_INT(c, 1, "HSET nf f 1 f 2 f 3");     /* one field, thrice */
+	EXPECT_STATUS(c, "3", "HGET nf f");
+	EXPECT_STATUS(c, "2", "HGET nf a");
+	EXPECT_INT(c, 6, "HLEN nf");
+	EXPECT_STATUS(c, "OK", "HMSET nf g 1 a 3");
+	EXPECT_INT(c, 7, "HLEN nf");
+	EXPECT_INT(c, 1, "HSETNX nf h 1");
+	EXPECT_INT(c, 8, "HLEN nf");
+	EXPECT_INT(c, 5, "HINCRBY nf i 5");
+	EXPECT_INT(c, 9, "HLEN nf");
+	EXPECT_INT(c, 9, "HDEL nf a b c d e f g h i");
+	EXPECT_INT(c, 0, "HLEN nf");
+	EXPECT_INT(c, 2, "HSET nf a 1 b 2"); /* emptied: new again */
+	EXPECT_INT(c, 1, "DEL nf");
+	EXPECT_INT(c, 1, "HSET nf a 1"); /* dropped: new again */
+	/* inside MULTI: each HSET counts against the transaction's changes */
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "HSET nf a 2 b 2");
+	EXPECT_STATUS(c, "QUEUED", "HSET nf b 3 c 3");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	EXPECT_STATUS(c, "QUEUED", "HMSET nf d 4");
+	EXPECT_STATUS(c, "QUEUED", "HINCRBY nf e 1");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	EXPECT_STATUS(c, "QUEUED", "HDEL nf a e");
+	EXPECT_STATUS(c, "QUEUED", "HLEN nf");
+	redisReply *r = cmd(c, "EXEC");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 8);
+	assert_int_equal(r->element[0]->integer, 1);
+	assert_int_equal(r->element[1]->integer, 1);
+	assert_int_equal(r->element[2]->integer, 3);
+	assert_int_equal(r->element[4]->integer, 1);
+	assert_int_equal(r->element[5]->integer, 5);
+	assert_int_equal(r->element[6]->integer, 2);
+	assert_int_equal(r->element[7]->integer, 3);
+	freeReplyObject(r);
+	EXPECT_INT(c, 3, "HLEN nf");
+	/* pipelined: the replies in order, each against the one before */
+	for (int i = 0; i < 64; i++)
+		redisAppendCommand(c, "HSET nfp f%d x f%d y", i / 2, i / 2 + 1);
+	for (int i = 0; i < 64; i++) {
+		redisReply *p = NULL;
+		assert_int_equal(redisGetReply(c, (void **)&p), REDIS_OK);
+		assert_int_equal(p->type, REDIS_REPLY_INTEGER);
+		assert_int_equal(p->integer, i == 0 ? 2 : i % 2 == 0 ? 1 : 0);
+		freeReplyObject(p);
+	}
+	EXPECT_INT(c, 33, "HLEN nfp");
+	redisFree(c);
+}
+
+/* Writers on one hash at once (their commits conflict and are retried):
+ * every field is new to exactly one HSET, so the replies must add up to
+ * the hash's length. A count taken against any other version than the one
+ * a commit applied to would add up to more or less. */
+enum { NF_WRITERS = 8, NF_FIELDS = 400 };
+
+typedef struct nf_worker {
+	pthread_t t;
+	int n;
+	long long sum;
+} nf_worker;
+
+static atomic_int nf_errors;
+
+static void *nf_main(void *p)
+{
+	nf_worker *w = p;
+	redisContext *c = redisConnect("127.0.0.1", target.port);
+	if (!c || c->err) {
+		atomic_fetch_add(&nf_errors, 1);
+		return NULL;
+	}
+	/* every writer sets every field, in its own order, two per command */
+	for (int i = 0; i < NF_FIELDS; i += 2) {
+		int f = (i * (2 * w->n + 1) + 7 * w->n) % NF_FIELDS;
+		redisAppendCommand(c, "HSET nfc f%d %d f%d %d", f, w->n, (f + 1) % NF_FIELDS, w->n);
+	}
+	for (int i = 0; i < NF_FIELDS; i += 2) {
+		redisReply *r = NULL;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_INTEGER)
+			atomic_fetch_add(&nf_errors, 1);
+		else
+			w->sum += r->integer;
+		if (r)
+			freeReplyObject(r);
+	}
+	redisFree(c);
+	return NULL;
+}
+
+static void test_hset_new_field_count_concurrent(void **state)
+{
+	static nf_worker w[NF_WRITERS];
+	atomic_store(&nf_errors, 0);
+	for (int i = 0; i < NF_WRITERS; i++) {
+		w[i].n = i;
+		w[i].sum = 0;
+		assert_int_equal(pthread_create(&w[i].t, NULL, nf_main, &w[i]), 0);
+	}
+	long long sum = 0;
+	for (int i = 0; i < NF_WRITERS; i++) {
+		pthread_join(w[i].t, NULL);
+		sum += w[i].sum;
+	}
+	assert_int_equal(atomic_load(&nf_errors), 0);
+	redisContext *c = conn();
+	EXPECT_INT(c, NF_FIELDS, "HLEN nfc");
+	redisFree(c);
+	assert_int_equal(sum, NF_FIELDS);
+}
+
+/* Pipelined HSET/HMSET of one context that arrive in one read are one
+ * commit (net.c, run_group): one new version for the lot, every reply the
+ * one the command would get alone after the ones before it, in order. */
+static void test_pipeline_group_one_commit(void **state)
+{
+	if (is_redis)
+		skip();
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET grp a 0");
+	EXPECT_INT(c, 1, "CTX.VERSION grp");
+	char b[16 * 96];
+	size_t len = 0;
+	for (int i = 0; i < 16; i++) {
+		char f[16], line[96];
+		snprintf(f, sizeof(f), "f%d", i / 2);
+		int n = snprintf(line, sizeof(line),
+		                 "*6\r\n$%s\r\n%s\r\n$3\r\ngrp\r\n$%zu\r\n%s\r\n$1\r\nx\r\n$"
+		                 "1\r\na\r\n$1\r\n%d\r\n",
+		                 i % 3 ? "4" : "5", i % 3 ? "HSET" : "HMSET", strlen(f), f, i % 10);
+		memcpy(b + len, line, (size_t)n);
+		len += (size_t)n;
+	}
+	rawconn *r = raw_open(&target);
+	assert_true(su_send(r->fd, b, len)); /* one write: one read on loopback */
+	for (int i = 0; i < 16; i++) {
+		const char *want = i % 3 == 0 ? "+OK" : i % 2 == 0 ? ":1" : ":0";
+		raw_expect(r, NULL, want);
+	}
+	raw_close(r);
+	EXPECT_INT(c, 2, "CTX.VERSION grp"); /* one commit, not 16 */
+	EXPECT_INT(c, 9, "HLEN grp");
+	EXPECT_STATUS(c, "5", "HGET grp a");
+	redisFree(c);
+}
+
+/* Every hash write may join a group: each sees the ones before it, as the
+ * same commands one by one would; an error reply in the middle (HINCRBY of
+ * a value that is not a number) makes the group run one by one, with the
+ * same replies as Redis gives. */
+static void mixed_pipeline(redisContext *c, bool with_error)
+{
+	redisAppendCommand(c, "HSET gmix n 1 s x");
+	redisAppendCommand(c, "HINCRBY gmix n 5");
+	redisAppendCommand(c, "HSETNX gmix n 9");
+	redisAppendCommand(c, "HSETNX gmix m 1");
+	redisAppendCommand(c, "HDEL gmix m nope");
+	redisAppendCommand(c, "HINCRBYFLOAT gmix n 0.5");
+	redisAppendCommand(c, with_error ? "HINCRBY gmix s 1" : "HINCRBY gmix k 1");
+	redisAppendCommand(c, "HDEL gmix s");
+	const long long want[] = {with_error ? 0 : 2, 6, 0, 1, 1, -1, 1, 1};
+	for (int i = 0; i < 8; i++) {
+		redisReply *r = NULL;
+		assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+		if (i == 0 && !with_error) /* the second time only s is new again */
+			assert_int_equal(r->integer, 1);
+		else if (i == 0)
+			assert_int_equal(r->integer, 2);
+		else if (i == 5)
+			assert_string_equal(r->str, "6.5");
+		else if (i == 6 && with_error)
+			assert_string_equal(r->str, "ERR hash value is not an integer");
+		else
+			assert_int_equal(r->integer, want[i]);
+		freeReplyObject(r);
+	}
+}
+
+static void test_pipeline_group_mixed(void **state)
+{
+	redisContext *c = conn();
+	mixed_pipeline(c, true);
+	EXPECT_STATUS(c, "6.5", "HGET gmix n");
+	EXPECT_INT(c, 1, "HLEN gmix");
+	if (!is_redis) {
+		/* one by one: HSET, HINCRBY, HSETNX m, HDEL m, HINCRBYFLOAT, HDEL s
+		 * (HSETNX n and the failed HINCRBY commit nothing) */
+		EXPECT_INT(c, 6, "CTX.VERSION gmix");
+	}
+	mixed_pipeline(c, false);
+	EXPECT_STATUS(c, "6.5", "HGET gmix n");
+	EXPECT_STATUS(c, "1", "HGET gmix k");
+	EXPECT_INT(c, 2, "HLEN gmix");
+	if (!is_redis)
+		EXPECT_INT(c, 7, "CTX.VERSION gmix"); /* the 8 writes: one commit */
+	redisFree(c);
+}
+
+/* A hash write followed, in the same read, by an empty request (an empty
+ * inline line): looking ahead for a group must not read the empty request's
+ * argument vector, which a new connection does not have yet (fuzz_dispatch
+ * found it: a NULL dereference, ctxd crashed). */
+static void test_pipeline_group_empty_request(void **state)
+{
+	rawconn *r = raw_open(&target);
+	const char req[] = "HSET gempty a 1\r\n\r\nHSET gempty b 2\r\nPING\r\n";
+	assert_true(su_send(r->fd, req, sizeof(req) - 1));
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, "+PONG");
+	raw_close(r);
+}
+
+/* A group whose commit fails (a field over max_key_size) is run again one
+ * command at a time: the same replies as without grouping, the other
+ * commands applied, each its own commit. */
+static void test_pipeline_group_fallback(void **state)
+{
+	redisContext *c = conn();
+	size_t big = 70000; /* over CTX_DEFAULT_MAX_KEY_SIZE */
+	char *f = malloc(big);
+	memset(f, 'k', big);
+	redisAppendCommand(c, "HSET gfb a 1");
+	redisAppendCommand(c, "HSET gfb %b 1", f, big);
+	redisAppendCommand(c, "HSET gfb b 1 a 2");
+	redisReply *r = NULL;
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 1);
+	freeReplyObject(r);
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	if (is_redis) { /* Redis takes it */
+		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	} else {
+		assert_int_equal(r->type, REDIS_REPLY_ERROR);
+		assert_true(strncmp(r->str, "CTX", 3) == 0);
+	}
+	freeReplyObject(r);
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 1);
+	freeReplyObject(r);
+	free(f);
+	EXPECT_STATUS(c, "2", "HGET gfb a");
+	EXPECT_STATUS(c, "1", "HGET gfb b");
+	if (!is_redis)
+		EXPECT_INT(c, 2, "CTX.VERSION gfb");
+	redisFree(c);
+}
+
 static void test_hash_empty_is_absent(void **state)
 {
 	redisContext *c = conn();
@@ -1126,6 +1389,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_hash_basic, setup),
 	    cmocka_unit_test_setup(test_field_repeated_in_one_batch, setup),
+	    cmocka_unit_test_setup(test_hset_new_field_count, setup),
+	    cmocka_unit_test_setup(test_hset_new_field_count_concurrent, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_one_commit, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_fallback, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_mixed, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_empty_request, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
