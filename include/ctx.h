@@ -518,8 +518,11 @@ ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t
 /* Drop context id as ctx_drop does, without waiting: *revision_out (may be
  * NULL) receives the drop's revision. The context is gone for
  * ctx_get_latest, writes and ctx_list_ids at once; ctx_get keeps showing its
- * last version until the drop is durable. Errors: as ctx_drop, except
- * CTX_IO (it does not wait). */
+ * last version until the drop is durable. A create of the same id meanwhile
+ * (ctx_create, or a commit of ctx_txn_begin_create, nowait or not) waits
+ * until the drop is durable, then creates: it never fails with CTX_EXISTS
+ * because of a decided drop. Errors: as ctx_drop, except CTX_IO (it does
+ * not wait). */
 ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out);
 
 /* Take the newest decided version of context id into *out, durable or not

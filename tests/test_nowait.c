@@ -388,6 +388,52 @@ static void test_batch_events_only_once_durable(void **unused)
 	free(dir);
 }
 
+/* A create of an id whose drop is decided but not durable yet (a server's
+ * DEL then HSET of one key, pipelined) creates once the drop is durable,
+ * through ctx_create or a nowait commit of ctx_txn_begin_create: before,
+ * it failed with CTX_EXISTS while ctx_get_latest and ctx_drop already said
+ * CTX_NOT_FOUND. */
+static void test_create_after_nowait_drop(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("nowait-drop-create");
+	ctx_store *s = open_dir(dir, CTX_DURABILITY_ALWAYS);
+	assert_ok(ctx_create(s, "k"));
+	commit_put(s, "k", "a", "old", 0, NULL);
+	char val[16];
+	for (int round = 0; round < 20; round++) {
+		uint64_t drev = 0, rev = 0;
+		assert_ok(ctx_drop_nowait(s, "k", &drev));
+		ctx_state *st = NULL;
+		assert_int_equal(ctx_get_latest(s, "k", &st), CTX_NOT_FOUND);
+		snprintf(val, sizeof(val), "v%d", round);
+		if (round % 2) {
+			assert_ok(ctx_create(s, "k"));
+			rev = commit_put(s, "k", "b", val, 0, NULL);
+		} else {
+			ctx_txn *t;
+			assert_ok(ctx_txn_begin_create(s, "k", &t));
+			assert_ok(ctx_txn_put(t, "b", 1, val, strlen(val)));
+			assert_ok(ctx_txn_commit_nowait(t, 0, NULL, &rev));
+		}
+		assert_true(rev > drev);
+		assert_ok(ctx_get_latest(s, "k", &st));
+		check_value(st, "b", val);
+		assert_false(ctx_state_lookup(st, "a", 1, NULL, NULL));
+		ctx_state_release(st);
+	}
+	ctx_close(s);
+	s = open_dir(dir, CTX_DURABILITY_ALWAYS);
+	ctx_state *st = NULL;
+	assert_ok(ctx_get(s, "k", &st));
+	check_value(st, "b", "v19");
+	assert_false(ctx_state_lookup(st, "a", 1, NULL, NULL));
+	ctx_state_release(st);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +444,7 @@ int main(void)
 	        cmocka_unit_test(test_cas_converges_reading_latest),
 	        cmocka_unit_test(test_log_buffers_stay_bounded),
 	        cmocka_unit_test(test_batch_events_only_once_durable),
+	        cmocka_unit_test(test_create_after_nowait_drop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,71 @@ static void test_zeros_ahead_off_commit_path(void **unused)
 }
 
 /* Below 4096: off. The segment is its records, open or closed. */
+typedef struct big_put {
+	ctx_store *s;
+	int i;
+	size_t len;
+} big_put;
+
+static void *big_put_main(void *arg)
+{
+	big_put *b = arg;
+	put_big(b->s, b->i, b->len);
+	return NULL;
+}
+
+/* A batch longer than the synced zeros left waits for the zeroer's slice in
+ * flight, not for the rest of its chunk: the zeroer starts no next slice
+ * while the flusher waits (round 5's review found the flusher let in only
+ * once the whole chunk was written, each slice synced: 20-36 ms, and every
+ * commit under `always` waited with it). The zeroer's writes are let go one
+ * at a time until the batch's record is in the file. */
+static void test_append_waits_one_slice(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("prealloc-one-slice");
+	ctx_store *s = open_with(dir, 4u << 20);
+	assert_ok(ctx_create(s, "c"));
+	int i = 0;
+	for (; i < 400; i++)
+		put_big(s, i, 3000); /* ~1.2 MiB: later chunks are 1 MiB or more */
+	atomic_store(&ctx_vfs_faults.hold_zero_writes, true);
+	while (atomic_load(&ctx_vfs_faults.zero_writes_held) == 0)
+		put_big(s, i++, 3000);
+	/* The zeroer is held at the first slice of a chunk of 16 or more. */
+	seg_file seg = read_newest_segment(dir);
+	size_t nrec = seg.nrec, left = seg.size - seg.records;
+	free(seg.p);
+	big_put b = {s, i++, left + 4096};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, big_put_main, &b), 0);
+	long let = 0;
+	for (bool written = false; !written;) {
+		usleep(2000); /* (the flusher reaches the zeroer's lock) */
+		atomic_store(&ctx_vfs_faults.zero_writes_let, ++let);
+		for (;;) {
+			seg = read_newest_segment(dir);
+			written = seg.nrec > nrec;
+			free(seg.p);
+			if (written || atomic_load(&ctx_vfs_faults.zero_writes_held) > let)
+				break;
+			usleep(1000);
+		}
+	}
+	/* Without the hold, the record came after every slice of the chunk. */
+	assert_true(let <= 4);
+	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	ctx_close(s);
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(dir, &rep));
+	assert_string_equal(rep.message, "ok");
+	assert_int_equal(rep.last_revision, (uint64_t)i + 1);
+	vfs_faults_reset();
+	test_remove_dir(dir);
+	free(dir);
+}
+
 static void test_prealloc_off(void **unused)
 {
 	char *dir = test_make_dir("prealloc-off");
@@ -292,6 +358,7 @@ int main(void)
 	    cmocka_unit_test(test_segment_zeros_while_open),
 	    cmocka_unit_test(test_prealloc_off),
 	    cmocka_unit_test(test_zeros_ahead_off_commit_path),
+	    cmocka_unit_test(test_append_waits_one_slice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * index.h - an ordered index of context ids: a skip list read under RCU.
  *
- * The table of contexts (cds_lfht) finds an id in O(1) but knows no order;
+ * The table of contexts (store.c) finds an id in O(1) but knows no order;
  * this index keeps the same contexts sorted by id (byte order, shorter first
  * on a common prefix), so that a page of ids costs O(log n + page).
  *
@@ -16,7 +16,10 @@
  * allocates or frees a node. A node does not point to its key or its owner:
  * both lie in the caller's memory at most 64 KiB before the node (a context
  * puts its node right after its id), and the node keeps the distances, so
- * a node costs 8 bytes plus 8 per level. Keys are at most 65,535 bytes. A removed node keeps its forward pointers, so a
+ * a node costs 8 bytes plus 8 per level. A key, its NUL and the padding
+ * before the node must fit within those 64 KiB (a context's id is at most
+ * CTX_ID_MAX bytes: store.c checks it at compile time). A removed node keeps
+ * its forward pointers, so a
  * reader standing on it walks on in order; the caller frees it only after a
  * grace period (a context is freed by call_rcu). A node is inserted once and
  * removed at most once.

@@ -59,7 +59,8 @@
  *             held across I/O; nothing else is locked under it.
  *   log.zlock the zeroer's request and progress (zready, ztarget, zbusy,
  *             its descriptor). The zeroer never holds it across I/O; the
- *             flusher holds it, with the zeroer idle (zbusy false), across
+ *             flusher holds it, with the zeroer idle (zbusy false; zheld
+ *             keeps it from starting a slice while the flusher waits), across
  *             an appended batch and a rotation, so that no zeros are
  *             written where records go. Never taken with log.lock held.
  */
@@ -164,6 +165,7 @@ struct ctx_log {
 	uint64_t zready;    /* zeros written and synced up to here */
 	uint64_t ztarget;   /* zeros wanted up to here */
 	bool zbusy;         /* a slice is being written, from zready */
+	bool zheld;         /* the flusher waits for zlock: no next slice */
 	bool zstop;
 	bool grow_failed; /* zeros could not be written: append (this segment) */
 
@@ -263,12 +265,21 @@ static void segment_trim(ctx_log *l)
 }
 
 /* Take zlock once no slice is being written (the zeroer then stays off the
- * file until it is released). */
+ * file until zlock_release). zheld keeps the zeroer from starting its next
+ * slice meanwhile: the flusher waits for one slice, never a whole chunk. */
 static void zlock_idle(ctx_log *l)
 {
 	pthread_mutex_lock(&l->zlock);
+	l->zheld = true;
 	while (l->zbusy)
 		pthread_cond_wait(&l->zcv, &l->zlock);
+}
+
+static void zlock_release(ctx_log *l)
+{
+	l->zheld = false;
+	pthread_cond_broadcast(&l->zcv);
+	pthread_mutex_unlock(&l->zlock);
 }
 
 static void wake_waiters(ctx_log *l)
@@ -320,7 +331,7 @@ static int write_batch(ctx_log *l, const log_piece *batch)
 			l->zready = l->seg_alloc;
 		if (l->ztarget < l->zready)
 			l->ztarget = l->zready;
-		pthread_mutex_unlock(&l->zlock);
+		zlock_release(l);
 	}
 	return rc;
 }
@@ -354,8 +365,8 @@ static void *zeroer_main(void *arg)
 	ctx_log *l = arg;
 	pthread_mutex_lock(&l->zlock);
 	for (;;) {
-		while (!l->zstop && (l->zready >= l->ztarget || l->zfd < 0 || l->grow_failed ||
-		                     atomic_load(&l->failed_errno)))
+		while (!l->zstop && (l->zheld || l->zready >= l->ztarget || l->zfd < 0 ||
+		                     l->grow_failed || atomic_load(&l->failed_errno)))
 			pthread_cond_wait(&l->zcv, &l->zlock);
 		if (l->zstop)
 			break;
@@ -574,7 +585,7 @@ static void *flusher_main(void *arg)
 			int fd = segment_create(l->dir, upto + 1, first_chunk(l), &size);
 			if (fd < 0) {
 				log_fail(l, errno, "segment create");
-				pthread_mutex_unlock(&l->zlock);
+				zlock_release(l);
 			} else {
 				segment_trim(l);
 				vfs_close(l->seg_fd);
@@ -583,7 +594,7 @@ static void *flusher_main(void *arg)
 				l->seg_off = WAL_HEADER_SIZE;
 				l->seg_alloc = size;
 				zeroer_switch(l, upto + 1, size);
-				pthread_mutex_unlock(&l->zlock);
+				zlock_release(l);
 			}
 		} else if (ok && any && !stop) {
 			prealloc_ahead(l);

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,7 @@ static void context_free_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
 	ctx_context *c = caa_container_of(head, ctx_context, rcu);
+	wlock_destroy(&c->write_lock);
 	free(c);
 }
 
@@ -115,6 +117,11 @@ void context_release(ctx_context *c)
 }
 
 /* ---- the table of contexts ---------------------------------------------------- */
+
+/* A context's index node lies after its id and NUL, 8-aligned, and finds
+ * its key and owner by 16-bit distances (index.h). */
+_Static_assert(offsetof(ctx_context, id) + CTX_ID_MAX + 1 + 7 <= UINT16_MAX,
+               "a context's index node must lie within 64 KiB of the context");
 
 static ctab *table_alloc(size_t slots)
 {
@@ -691,18 +698,50 @@ static void context_remove(ctx_store *s, ctx_context *c)
 	atomic_fetch_sub(&s->live, 1);
 }
 
+/* old's drop is decided but old is still in the table (it leaves once the
+ * drop is durable: ctx_drop_nowait, or a ctx_drop still waiting): wait for
+ * that, as a writer after the drop must (the context is gone for writers,
+ * ctx_get_latest and listing at once). true once it has left; false if the
+ * log failed first (the drop never becomes durable: the store refuses
+ * writes). */
+static bool create_await_drop(ctx_store *s, ctx_context *old)
+{
+	if (s->wait_durable && log_wait(s->log, old->drop_revision) != CTX_OK)
+		return false;
+	/* Durable (or nothing to wait for): whoever removes it (the dropper,
+	 * or the flusher for a nowait drop) is on its way, holding nothing
+	 * this thread holds. */
+	while (!atomic_load(&old->gone))
+		sched_yield();
+	return true;
+}
+
+/* The context in the table under id, dropped or not, with a reference. */
+static ctx_context *create_find_any(ctx_store *s, const char *id, size_t idlen)
+{
+	ctx_rcu_read_lock();
+	ctx_context *c = table_lookup(s, id, idlen);
+	if (c && !context_try_retain(c))
+		c = NULL;
+	ctx_rcu_read_unlock();
+	return c;
+}
+
 /* A create met context `id` in the table: make EXISTS mean what a reader
- * will see. An existing context that has expired is dropped (true: try the
- * insert again); one whose own create is not durable yet is waited for. */
+ * will see. An existing context that has expired is dropped, one whose drop
+ * is decided is waited out (true: try the insert again); one whose own
+ * create is not durable yet is waited for. */
 static bool create_met_existing(ctx_store *s, const char *id, size_t idlen)
 {
-	ctx_context *old = store_find_context(s, id, idlen);
+	ctx_context *old = create_find_any(s, id, idlen);
 	if (!old)
-		return true; /* dropped meanwhile */
+		return true; /* gone meanwhile */
 	bool retry = false;
 	uint64_t now = store_now_us(s);
 	uint64_t ttl = atomic_load(&old->ttl_us);
-	if (context_expired(old, now)) {
+	if (atomic_load(&old->dropped)) {
+		retry = create_await_drop(s, old);
+	} else if (context_expired(old, now)) {
 		retry = context_drop(old, CTX_EVENT_EXPIRED, now - ttl) == CTX_OK;
 	} else if (!atomic_load(&old->visible) && s->log) {
 		/* Its create holds the lock until logged; then help publish it

@@ -9,10 +9,17 @@
  *   store.index.lock     serializes creates and drops in the table of
  *                        contexts and the ordered index of ids (index.c): a
  *                        probe of the table, one O(log n) search and a few
- *                        pointer stores (and, once per doubling, a rebuild
- *                        of the table). Taken under a context's write lock
- *                        (the only nesting: write_lock, then index.lock);
- *                        nothing is taken under it.
+ *                        pointer stores (and, when the table is 3/4 used,
+ *                        live or tombstones, a rebuild of it: O(contexts),
+ *                        40-80 ns per context, amortized over the creates
+ *                        since the last). Taken under a context's write lock
+ *                        (write_lock, then index.lock); nothing is taken
+ *                        under it.
+ *   One more nesting: a create holds its new context's write lock (nobody
+ *   else can reach that context yet) while it waits out an old context of
+ *   the same id: whose create or drop is not durable yet (it may wait for
+ *   the log then), or that expired (it drops it, taking the old one's write
+ *   lock). No thread can hold the old one's lock and wait for the new one.
  * Readers take no lock: the table of contexts is an RCU hash table (open
  * addressing, store.c), the index is a skip list read under RCU (listing), a context's
  * visible version is an atomic pointer, and versions are
@@ -44,7 +51,7 @@ typedef struct ctx_context ctx_context;
  * compare-and-swap; when held, a short spin (the holder's commit is well
  * under a microsecond when it runs), then sleeps on the word. Releasing
  * it: one exchange, and a wake only when someone sleeps. Acquire and
- * release orderings make it a lock for the memory model (and TSan). Only
+ * release orderings make it a lock for the memory model. Only
  * through these functions: the slow paths are in txn.c. Not recursive; no
  * owner is recorded. */
 typedef struct ctx_wlock {
@@ -54,6 +61,28 @@ typedef struct ctx_wlock {
 void wlock_lock_slow(ctx_wlock *l);
 void wlock_wake(ctx_wlock *l);
 
+/* Under ThreadSanitizer the word is announced as a mutex, so that TSan
+ * checks the lock order (store.h's LOCKS) and unlocks by non-holders as it
+ * does for pthread mutexes; elsewhere these are nothing. */
+#ifdef CTX_TSAN
+void __tsan_mutex_pre_lock(void *addr, unsigned flags);
+void __tsan_mutex_post_lock(void *addr, unsigned flags, int recursion);
+int __tsan_mutex_pre_unlock(void *addr, unsigned flags);
+void __tsan_mutex_post_unlock(void *addr, unsigned flags);
+void __tsan_mutex_destroy(void *addr, unsigned flags);
+#define wlock_tsan_pre_lock(l)    __tsan_mutex_pre_lock((l), 0)
+#define wlock_tsan_post_lock(l)   __tsan_mutex_post_lock((l), 0, 0)
+#define wlock_tsan_pre_unlock(l)  ((void)__tsan_mutex_pre_unlock((l), 0))
+#define wlock_tsan_post_unlock(l) __tsan_mutex_post_unlock((l), 0)
+#define wlock_destroy(l)          __tsan_mutex_destroy((l), 0)
+#else
+#define wlock_tsan_pre_lock(l)    ((void)(l))
+#define wlock_tsan_post_lock(l)   ((void)(l))
+#define wlock_tsan_pre_unlock(l)  ((void)(l))
+#define wlock_tsan_post_unlock(l) ((void)(l))
+#define wlock_destroy(l)          ((void)(l))
+#endif
+
 static inline void wlock_init(ctx_wlock *l)
 {
 	atomic_init(&l->word, 0);
@@ -62,16 +91,20 @@ static inline void wlock_init(ctx_wlock *l)
 static inline void wlock_lock(ctx_wlock *l)
 {
 	unsigned free_ = 0;
+	wlock_tsan_pre_lock(l);
 	if (__builtin_expect(!atomic_compare_exchange_strong_explicit(
 	                         &l->word, &free_, 1, memory_order_acquire, memory_order_relaxed),
 	                     0))
 		wlock_lock_slow(l);
+	wlock_tsan_post_lock(l);
 }
 
 static inline void wlock_unlock(ctx_wlock *l)
 {
+	wlock_tsan_pre_unlock(l);
 	if (__builtin_expect(atomic_exchange_explicit(&l->word, 0, memory_order_release) == 2, 0))
 		wlock_wake(l);
+	wlock_tsan_post_unlock(l);
 }
 
 /* The write lock of context c (store.h's LOCKS). */

@@ -52,6 +52,7 @@ void vfs_faults_reset(void)
 	atomic_store(&ctx_vfs_faults.keep_unlinked, false);
 	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
 	atomic_store(&ctx_vfs_faults.zero_writes_held, 0);
+	atomic_store(&ctx_vfs_faults.zero_writes_let, 0);
 	atomic_store(&flip_fd, -1);
 }
 
@@ -480,15 +481,17 @@ int vfs_write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-/* hold_zero_writes: a write of zeros only waits until it is cleared. */
+/* hold_zero_writes: a write of zeros only waits until it is cleared or let
+ * go by number (zero_writes_let). */
 static void hold_zeros(const void *buf, size_t n)
 {
 	const unsigned char *p = buf;
 	for (size_t i = 0; i < n; i++)
 		if (p[i])
 			return;
-	atomic_fetch_add(&ctx_vfs_faults.zero_writes_held, 1);
-	while (atomic_load(&ctx_vfs_faults.hold_zero_writes))
+	long number = atomic_fetch_add(&ctx_vfs_faults.zero_writes_held, 1) + 1;
+	while (atomic_load(&ctx_vfs_faults.hold_zero_writes) &&
+	       atomic_load(&ctx_vfs_faults.zero_writes_let) < number)
 		usleep(1000);
 }
 

@@ -43,7 +43,8 @@ int vfs_close(int fd);
  * keeps the files a close would delete). With hold_zero_writes set, a
  * vfs_pwrite_all of zeros only (the log's preallocation: a record is never
  * all zeros) counts itself in zero_writes_held and waits until it is
- * cleared (a test holds the writing of the next chunk). */
+ * cleared or, numbered n from 1, until zero_writes_let reaches n (a test
+ * holds the writing of the next chunk, or lets it go one write at a time). */
 typedef struct vfs_faults {
 	atomic_long write_countdown;
 	atomic_int write_errno;
@@ -54,6 +55,7 @@ typedef struct vfs_faults {
 	atomic_bool keep_unlinked;
 	atomic_bool hold_zero_writes;
 	atomic_long zero_writes_held;
+	atomic_long zero_writes_let;
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
 void vfs_faults_reset(void);

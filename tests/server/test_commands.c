@@ -430,6 +430,40 @@ static void test_pipeline_group_one_commit(void **state)
 	redisFree(c);
 }
 
+/* DEL of a hash, then writes to it, in one pipelined write (and inside
+ * MULTI): Redis recreates the key. ctxd's writes after the DEL met the
+ * dropped context, whose drop was not durable yet: its create failed with
+ * CTX_EXISTS, turned into CTXCONFLICT after 33 attempts, and inside EXEC the
+ * DEL was kept while the HSET was not (found in review, round 5). */
+static void test_del_then_write_pipelined(void **state)
+{
+	(void)state;
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET delw a 1");
+	rawconn *r = raw_open(&target);
+	const char *del_hset = "*2\r\n$3\r\nDEL\r\n$4\r\ndelw\r\n"
+	                       "*4\r\n$4\r\nHSET\r\n$4\r\ndelw\r\n$1\r\nb\r\n$1\r\n1\r\n"
+	                       "*4\r\n$4\r\nHSET\r\n$4\r\ndelw\r\n$1\r\nc\r\n$1\r\n1\r\n";
+	assert_true(su_send(r->fd, del_hset, strlen(del_hset)));
+	for (int i = 0; i < 3; i++)
+		raw_expect(r, NULL, ":1");
+	EXPECT_INT(c, 2, "HLEN delw");
+	EXPECT_INT(c, 0, "HEXISTS delw a");
+	const char *multi = "*1\r\n$5\r\nMULTI\r\n"
+	                    "*2\r\n$3\r\nDEL\r\n$4\r\ndelw\r\n"
+	                    "*4\r\n$4\r\nHSET\r\n$4\r\ndelw\r\n$1\r\nd\r\n$1\r\n1\r\n"
+	                    "*1\r\n$4\r\nEXEC\r\n";
+	assert_true(su_send(r->fd, multi, strlen(multi)));
+	raw_expect(r, NULL, "+OK");
+	raw_expect(r, NULL, "+QUEUED");
+	raw_expect(r, NULL, "+QUEUED");
+	raw_expect(r, NULL, "*2\r\n:1\r\n:1\r\n");
+	raw_close(r);
+	EXPECT_INT(c, 1, "HLEN delw");
+	EXPECT_STATUS(c, "1", "HGET delw d");
+	redisFree(c);
+}
+
 /* Every hash write may join a group: each sees the ones before it, as the
  * same commands one by one would; an error reply in the middle (HINCRBY of
  * a value that is not a number) makes the group run one by one, with the
@@ -1395,6 +1429,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_pipeline_group_fallback, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_mixed, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_empty_request, setup),
+	    cmocka_unit_test_setup(test_del_then_write_pipelined, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
