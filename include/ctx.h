@@ -204,8 +204,10 @@ void ctx_options_init(ctx_options *o);
 ctx_status ctx_open(const ctx_options *o, ctx_store **out);
 
 /* Close the store and free everything it owns. All other calls on s must have
- * returned, and every ctx_state, ctx_txn and ctx_iter obtained from it must be
- * released first. NULL is a no-op. */
+ * returned (a ctx_watch_wait too), and every ctx_state, ctx_txn and ctx_iter
+ * obtained from it must be released, and every ctx_watch, ctx_tracker,
+ * ctx_session and ctx_notifier closed, first: they refer to the store, and
+ * closing one after ctx_close touches freed memory. NULL is a no-op. */
 void ctx_close(ctx_store *s);
 
 /* Write a checkpoint now (stores with a dir; the background checkpointer
@@ -742,7 +744,12 @@ ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out);
  * timeout passed), CTX_IO (poll failed; errno kept). */
 ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out);
 
+/* Free an event taken from a watch. NULL is a no-op. */
 void ctx_event_free(ctx_event *e);
+
+/* Stop watching and free w with its pending events; its fd is closed. Call
+ * it before ctx_close, with no ctx_watch_wait on w in progress. NULL is a
+ * no-op. */
 void ctx_watch_close(ctx_watch *w);
 
 /* ------------------------------------------------------------------------ */
