@@ -128,6 +128,20 @@ static void put_big(ctx_store *s, int i, size_t len)
 	free(val);
 }
 
+/* Close s, check that its directory verifies "ok" up to revision last, and
+ * remove it (with the fault switches reset). */
+static void close_and_verify(ctx_store *s, char *dir, uint64_t last)
+{
+	ctx_close(s);
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(dir, &rep));
+	assert_string_equal(rep.message, "ok");
+	assert_int_equal(rep.last_revision, last);
+	vfs_faults_reset();
+	test_remove_dir(dir);
+	free(dir);
+}
+
 static size_t count_files(const char *dir, const char *prefix)
 {
 	DIR *d = opendir(dir);
@@ -258,14 +272,7 @@ static void test_zeros_ahead_off_commit_path(void **unused)
 	assert_true(zeros_from(&seg, seg.records));
 	free(seg.p);
 	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
-	ctx_close(s);
-	ctx_verify_report rep;
-	assert_ok(ctx_verify(dir, &rep));
-	assert_string_equal(rep.message, "ok");
-	assert_int_equal(rep.last_revision, (uint64_t)i + 1);
-	vfs_faults_reset();
-	test_remove_dir(dir);
-	free(dir);
+	close_and_verify(s, dir, (uint64_t)i + 1);
 }
 
 /* Below 4096: off. The segment is its records, open or closed. */
@@ -324,14 +331,7 @@ static void test_append_waits_one_slice(void **unused)
 	assert_true(let <= 4);
 	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
 	assert_int_equal(pthread_join(t, NULL), 0);
-	ctx_close(s);
-	ctx_verify_report rep;
-	assert_ok(ctx_verify(dir, &rep));
-	assert_string_equal(rep.message, "ok");
-	assert_int_equal(rep.last_revision, (uint64_t)i + 1);
-	vfs_faults_reset();
-	test_remove_dir(dir);
-	free(dir);
+	close_and_verify(s, dir, (uint64_t)i + 1);
 }
 
 static void test_prealloc_off(void **unused)

@@ -407,19 +407,29 @@ static void on_notify(uv_poll_t *h, int status, int events)
 	maybe_finish(lp);
 }
 
-static void cmd_end(client *c)
+/* The end of the n replies from c->cmd_start on (one command's, or a
+ * group's): held until the revision they show (c->cmd_need) is durable, or
+ * each replaced by an error if the log failed meanwhile. */
+static void group_end(client *c, size_t n)
 {
-	c->replies++;
+	uint64_t before = c->replies;
+	c->replies += n;
 	uint64_t rev = c->cmd_need;
 	c->cmd_need = 0;
 	if (!rev || durable_now(c->lp, rev))
 		return;
 	if (c->lp->io_failed) {
 		reply_truncate(c, (size_t)(c->cmd_start - c->out_base));
-		reply_error(c, "CTXIO the log failed: this change may not be durable");
+		for (size_t i = 0; i < n; i++)
+			reply_error(c, "CTXIO the log failed: this change may not be durable");
 		return;
 	}
-	park(c, c->cmd_start, rev, c->replies - 1);
+	park(c, c->cmd_start, rev, before);
+}
+
+static void cmd_end(client *c)
+{
+	group_end(c, 1);
 }
 
 /* ---- output: writing ---------------------------------------------------------------- */
@@ -1060,23 +1070,6 @@ static bool group_once(client *c, size_t *pos, size_t n, const resp_limits *lim,
 	return ok;
 }
 
-/* As cmd_end, for the n replies of a group from c->cmd_start on. */
-static void group_end(client *c, size_t n)
-{
-	uint64_t before = c->replies;
-	c->replies += n;
-	uint64_t rev = c->cmd_need;
-	c->cmd_need = 0;
-	if (!rev || durable_now(c->lp, rev))
-		return;
-	if (c->lp->io_failed) {
-		reply_truncate(c, (size_t)(c->cmd_start - c->out_base));
-		for (size_t i = 0; i < n; i++)
-			reply_error(c, "CTXIO the log failed: this change may not be durable");
-		return;
-	}
-	park(c, c->cmd_start, rev, before);
-}
 
 /* Run n (>= 2) groupable writes of one context, the first at c->in + pos,
  * as one commit: each command runs against the batch the ones before it
