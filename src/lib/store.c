@@ -349,16 +349,23 @@ static bool context_try_retain(ctx_context *c)
 	return true;
 }
 
-ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen)
+/* The context in the table under id, with a reference; one whose drop is
+ * decided only if `dropped` (a create waits those out). */
+static ctx_context *find_context(ctx_store *s, const char *id, size_t idlen, bool dropped)
 {
 	ctx_rcu_read_lock();
 	ctx_context *c = table_lookup(s, id, idlen);
-	/* A context being dropped may be down to its last states; only hand
-	 * out one that is still live. */
-	if (c && (atomic_load(&c->dropped) || !context_try_retain(c)))
+	/* A context being dropped may be down to its last states: a reference
+	 * is taken only while its count is not zero. */
+	if (c && ((!dropped && atomic_load(&c->dropped)) || !context_try_retain(c)))
 		c = NULL;
 	ctx_rcu_read_unlock();
 	return c;
+}
+
+ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen)
+{
+	return find_context(s, id, idlen, false);
 }
 
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
@@ -716,16 +723,6 @@ static bool create_await_drop(ctx_store *s, ctx_context *old)
 	return true;
 }
 
-/* The context in the table under id, dropped or not, with a reference. */
-static ctx_context *create_find_any(ctx_store *s, const char *id, size_t idlen)
-{
-	ctx_rcu_read_lock();
-	ctx_context *c = table_lookup(s, id, idlen);
-	if (c && !context_try_retain(c))
-		c = NULL;
-	ctx_rcu_read_unlock();
-	return c;
-}
 
 /* A create met context `id` in the table: make EXISTS mean what a reader
  * will see. An existing context that has expired is dropped, one whose drop
@@ -733,7 +730,7 @@ static ctx_context *create_find_any(ctx_store *s, const char *id, size_t idlen)
  * create is not durable yet is waited for. */
 static bool create_met_existing(ctx_store *s, const char *id, size_t idlen)
 {
-	ctx_context *old = create_find_any(s, id, idlen);
+	ctx_context *old = find_context(s, id, idlen, true);
 	if (!old)
 		return true; /* gone meanwhile */
 	bool retry = false;
