@@ -30,47 +30,9 @@ out=$work/raw.txt
 trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$work"' EXIT
 awk -f "$here/prefill.awk" >"$work/prefill.resp"
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-}
-
-start() { # start SERVER: sets PORT, PID (three tries: a port may be taken meanwhile)
-	for _ in 1 2 3; do
-		start_once "$1" && return 0
-		kill -9 "$PID" 2>/dev/null || true
-		wait "$PID" 2>/dev/null || true
-	done
-	echo "cpu.sh: $1 did not start" >&2
-	return 1
-}
-
-start_once() {
-	rm -rf "$work/data"
-	mkdir -p "$work/data"
-	PORT=$(free_port)
-	if [ "$1" = redis ]; then
-		local aof=(--appendonly no)
-		[ "$dur" = always ] && aof=(--appendonly yes --appendfsync always)
-		redis-server --port "$PORT" --bind 127.0.0.1 --dir "$work/data" --save '' \
-			"${aof[@]}" --daemonize no --logfile "$work/data/redis.log" &
-	else
-		# shellcheck disable=SC2086
-		"$1" --port "$PORT" --dir "$work/data/store" --durability "$dur" \
-			--loglevel warning ${CTXD_ARGS:-} >"$work/data/ctxd.log" 2>&1 &
-	fi
-	PID=$!
-	local up=0
-	for _ in $(seq 600); do
-		[ "$(redis-cli -p "$PORT" ping 2>/dev/null)" = PONG ] && { up=1; break; }
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ $up = 1 ] && redis-cli -p "$PORT" --pipe <"$work/prefill.resp" >/dev/null
-}
+redis=${REDIS_SERVER:-redis-server}
+# shellcheck source=bench/redis/servers.sh
+. "$here/servers.sh"
 
 args() {
 	case $1 in
@@ -82,31 +44,29 @@ args() {
 	esac
 }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 hz=$(getconf CLK_TCK)
 servers=("$@")
 for r in $(seq "$rounds"); do
 	k=${#servers[@]}
 	for i in $(seq 0 $((k - 1))); do
 		s=${servers[$(((i + r) % k))]}
-		start "$s"
+		start_server "$s" "$dur" "$work/data"
+		prefill "$PORT"
 		for cell in $cells; do
 			cmd=${cell%%:*}
 			load=${cell#*:}
 			c=${load%x*}
 			p=1
 			[ "$load" != "$c" ] && p=${load#*x}
-			t0=$(ticks "$PID")
+			t0=$(cpu_of "$PID")
 			# shellcheck disable=SC2046
 			rps=$(redis-benchmark -p "$PORT" -c "$c" -P "$p" -n "$n" --csv $(args "$cmd") |
 				tail -1 | cut -d, -f2 | tr -d '"')
-			t1=$(ticks "$PID")
+			t1=$(cpu_of "$PID")
 			us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
 			echo "$r $(basename "$s") $cell $us $rps" | tee -a "$out"
 		done
-		kill -TERM "$PID"
-		wait "$PID" 2>/dev/null || true
+		stop_server "$PID"
 	done
 done
 echo "== medians over $rounds round(s), durability $dur: server, cell, µs CPU per request, requests/s"

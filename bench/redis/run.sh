@@ -60,74 +60,10 @@ work=$build/bench-server-data
 
 # ---- servers ------------------------------------------------------------------
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-}
-
-# wait_up PORT PID: until the server answers PING (20 s at most).
-wait_up() {
-	for _ in $(seq 200); do
-		[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "run.sh: the server on port $1 did not start" >&2
-	return 1
-}
-
-# start_server ctx|redis DURABILITY DIR: sets PORT and PID. Tries three
-# ports (another process may take the free one first) and shows the log.
-start_server() {
-	for _ in 1 2 3; do
-		rm -rf "$3"
-		start_once "$@" && return 0
-		kill -9 "$PID" 2>/dev/null || true
-		wait "$PID" 2>/dev/null || true
-		tail -5 "$3"/*.log >&2 || true
-	done
-	return 1
-}
-
-start_once() {
-	local srv=$1 dur=$2 dir=$3
-	mkdir -p "$dir"
-	PORT=$(free_port)
-	if [ "$srv" = ctx ]; then
-		# shellcheck disable=SC2086
-		"$ctxd" --port "$PORT" --dir "$dir/store" --durability "$dur" \
-			--loglevel warning ${CTXD_ARGS:-} >"$dir/ctxd.log" 2>&1 &
-	else
-		local aof=(--appendonly no)
-		case $dur in
-		always) aof=(--appendonly yes --appendfsync always) ;;
-		batch) aof=(--appendonly yes --appendfsync everysec) ;;
-		esac
-		"$redis" --port "$PORT" --bind 127.0.0.1 --dir "$dir" --save '' \
-			"${aof[@]}" --daemonize no --logfile "$dir/redis.log" &
-	fi
-	PID=$!
-	wait_up "$PORT" "$PID"
-}
-
-stop_server() {
-	kill -TERM "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
-# prefill PORT: the same data in both servers, in one pipe.
-prefill() {
-	local r
-	r=$(redis-cli -p "$1" --pipe <"$work/prefill.resp" 2>&1)
-	echo "$r" | grep -q 'errors: 0,' || { echo "run.sh: prefill: $r" >&2; return 1; }
-	[ "$(redis-cli -p "$1" hget hk:000000000999 f:000000000999)" = vvvvvvvvvvvvvvvv ] &&
-		[ "$(redis-cli -p "$1" hlen h16)" = 16 ] &&
-		[ "$(redis-cli -p "$1" hget myhash:000000099999 f:init)" = v ] ||
-		{ echo "run.sh: prefill: the data is not there on port $1" >&2; return 1; }
-}
+# free_port, wait_up, start_server, start_once, stop_server, prefill,
+# cpu_of: servers.sh (shared with cpu.sh).
+# shellcheck source=bench/redis/servers.sh
+. "$here/servers.sh"
 
 # ---- one measurement ------------------------------------------------------------
 
@@ -142,8 +78,6 @@ cmd_args() {
 	esac
 }
 
-# cpu_of PID: the process's user + system time in clock ticks.
-cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # (user, nice, system, irq, softirq and steal: time the host gave to other guests)
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
