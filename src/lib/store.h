@@ -267,7 +267,15 @@ struct ctx_store {
 	size_t table_tombs;            /* its tombstones (index.lock) */
 	ctx_index index;               /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;            /* contexts in the table */
-	atomic_uint_fast64_t revision; /* last revision handed out (no log) */
+	/* The last revision handed out (no log): every commit of a memory-only
+	 * store takes the next one with a locked add, from every thread. It has a
+	 * cache line of its own (the padding on both sides keeps it alone
+	 * whatever the store's alignment): beside it, the fields every commit
+	 * reads (log, feed, the table) were fetched again after each other
+	 * thread's commit (round 6, docs/benchmarks.md). */
+	char revision_pad0[64];
+	atomic_uint_fast64_t revision;
+	char revision_pad1[64 - sizeof(atomic_uint_fast64_t)];
 	struct ctx_log *log;           /* NULL: memory only */
 	struct feed *feed;             /* the change feed behind watches */
 	pthread_mutex_t notify_lock;   /* notifiers (notify.c) */
