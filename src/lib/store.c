@@ -74,19 +74,30 @@ uint64_t store_now_us(const ctx_store *s)
 
 ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 {
+	/* No locked instruction here (three seq_cst exchanges before round 6,
+	 * 6% of a one-thread update): the chain's links change only under the
+	 * write lock (or in recovery), so a load and a store do. next is not
+	 * seen by anyone before the release store of head (read without the
+	 * lock only with acquire, store.c's history walk) or before its
+	 * publication (context_publish, a compare-and-swap), so its prev needs
+	 * no order of its own. The new oldest version's prev is written only
+	 * here: the chain holds that version, so it is never freed meanwhile
+	 * (the exchange of ctx_state_release). A reader walking the chain under
+	 * RCU sees the cut version or NULL, as before. */
 	ctx_state *cut = NULL;
-	ctx_state *old = c->head;
-	atomic_store(&next->prev, old); /* the head's reference moves here */
+	ctx_state *old = atomic_load_explicit(&c->head, memory_order_relaxed);
+	atomic_store_explicit(&next->prev, old, memory_order_relaxed); /* the head's reference */
 	if (old)
 		old->next = next;
-	c->head = next;
+	atomic_store_explicit(&c->head, next, memory_order_release);
 	if (!c->oldest)
 		c->oldest = next;
 	if (++c->kept > c->store->opts.history_depth) {
 		ctx_state *gone = c->oldest;
 		c->oldest = gone->next;
 		c->kept--;
-		cut = atomic_exchange(&c->oldest->prev, NULL);
+		cut = atomic_load_explicit(&c->oldest->prev, memory_order_relaxed);
+		atomic_store_explicit(&c->oldest->prev, NULL, memory_order_release);
 		(void)gone;
 	}
 	/* Freeing what only it holds can take milliseconds: the reclaimer does
