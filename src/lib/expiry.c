@@ -56,6 +56,25 @@ void context_note_access(ctx_context *c, uint64_t t)
 		;
 }
 
+void context_note_commit(ctx_context *c, uint64_t t)
+{
+	/* Who else writes last_access_us while we hold the write lock: readers
+	 * of a context with a time-to-live (note_access_coarse), and, under
+	 * durability always, the log completion that applies a time-to-live
+	 * (ttl_change_done, no lock). Without a time-to-live and without that
+	 * completion, a reader that still raises it (it loaded ttl_us before a
+	 * ctx_set_ttl of 0, under this lock, cleared it) notes an access that
+	 * nothing reads back but the status view: a plain store, not a
+	 * compare-and-swap, is then enough (round 6: 1.6% of a one-thread
+	 * update); a later ctx_set_ttl notes its own time under this lock. */
+	if (c->store->wait_durable || atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {
+		context_note_access(c, t);
+		return;
+	}
+	if (atomic_load_explicit(&c->last_access_us, memory_order_relaxed) < t)
+		atomic_store_explicit(&c->last_access_us, t, memory_order_relaxed);
+}
+
 /* Note an access at now: write the shared line at most once a millisecond. */
 static void note_access_coarse(ctx_context *c, uint64_t now)
 {

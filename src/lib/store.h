@@ -455,6 +455,9 @@ void reaper_stop(ctx_store *s);
 bool context_expired(const ctx_context *c, uint64_t now);
 /* Raise c's last access to t (never lowers it). */
 void context_note_access(ctx_context *c, uint64_t t);
+/* The same for a commit at t, with c's write lock held: no locked
+ * instruction when c has no time-to-live (expiry.c). */
+void context_note_commit(ctx_context *c, uint64_t t);
 /* Note a read of c (only contexts with a time-to-live track reads). */
 void context_touch(ctx_context *c);
 /* For a call that found c: false if c is past its time-to-live (it is gone

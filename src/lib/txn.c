@@ -254,7 +254,7 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 			context_retain(c);
 		cut = NULL;
 	}
-	context_note_access(c, next->updated_us);
+	context_note_commit(c, next->updated_us);
 	uint64_t version = next->version;
 	if (s->wait_durable) {
 		/* Flush pipelining: the next writer builds on this version while
@@ -303,7 +303,7 @@ static ctx_status commit_finish_nowait(ctx_context *c, ctx_state *next, log_reco
 	}
 	uint64_t rev = next->revision, version = next->version;
 	ctx_state *cut = context_push_head(c, next);
-	context_note_access(c, next->updated_us);
+	context_note_commit(c, next->updated_us);
 	context_unlock(c);
 	ctx_state_release(cut);
 	if (version_out)
