@@ -12,8 +12,25 @@
  *   guarded by "must not exist"), so a batch applies only on top of exactly
  *   what its command read: if anything else got in first the commit says
  *   CTX_CONFLICT and the core runs the command again on a fresh batch.
- *   A batch whose context was dropped (DEL) commits with ctx_drop_nowait,
- *   then, if fields were set afterwards, creates the context again.
+ *   A batch whose context was dropped (DEL) and not written afterwards
+ *   commits with ctx_drop_nowait. One dropped and then written (MULTI; DEL
+ *   k; HSET k ...; EXEC) commits as ONE transaction on the existing
+ *   context, guarded by the base's version: it deletes every field and
+ *   metadata entry of the base that the overlay does not put again, and
+ *   puts the overlay's fields (commit_replace). It used to be a drop and a
+ *   create: two log records and two syncs (the create even waited on the
+ *   loop thread for the drop's sync), and a crash between them kept the
+ *   drop alone, a key gone although the EXEC that deleted it also wrote it
+ *   (tests/server/test_exec_atomic.c). For Redis commands the result is the
+ *   same key (a context with no fields is absent for them); for CTX.* the
+ *   context keeps its identity: version numbers go on, history and points
+ *   stay, CTX.WATCH sees one update, not a drop and a create. One thing the
+ *   transaction cannot carry: the context's idle ttl (ctx_set_ttl is its
+ *   own record). Redis's DEL + write leaves a key without a ttl, so once a
+ *   ttl may exist in the store (one walk of the status view at the first
+ *   such EXEC, then server_note_ttl before every ctx_set_ttl with a ttl)
+ *   such a batch is committed as a drop and a create, as before: two
+ *   commits, not atomic across a crash.
  *   A write that leaves no fields keeps the context (version with zero
  *   fields): Redis commands treat it as absent, CTX.* commands still see it.
  *   The field count is kept as changes are recorded, except after
@@ -34,6 +51,11 @@
  *   commands against one batch and commits it once: one version. If a queued
  *   command replies an error, nothing is committed and EXEC replies that
  *   error alone (stronger than Redis, which applies the rest).
+ *   ACROSS A CRASH an EXEC is all or nothing: it touches one context and is
+ *   one commit, one log record (a DEL followed by writes too, see above),
+ *   except a DEL followed by writes in a store where a ttl may exist (drop,
+ *   then create). libctx has no commit spanning several contexts, which is
+ *   one reason EXEC refuses a second context.
  */
 #include "core.h"
 
@@ -363,12 +385,94 @@ static ctx_status as_conflict(ctx_status st)
 	return (st == CTX_NOT_FOUND || st == CTX_EXISTS) ? CTX_CONFLICT : st;
 }
 
+/* ---- DEL then a write of the same context: one commit --------------------------- */
+
+/* Whether a context may have an idle ttl: TTL_UNKNOWN until the first
+ * replace asks (then one walk of the status view decides), TTL_SOME once
+ * any context had one or server_note_ttl was called. Never goes back. */
+enum { TTL_UNKNOWN, TTL_NONE, TTL_SOME };
+static _Atomic int ttl_state = TTL_UNKNOWN;
+
+void server_note_ttl(void)
+{
+	atomic_store(&ttl_state, TTL_SOME);
+}
+
+static bool store_may_have_ttls(void)
+{
+	int s = atomic_load(&ttl_state);
+	if (s != TTL_UNKNOWN)
+		return s == TTL_SOME;
+	ctx_context_status *v;
+	size_t n;
+	if (ctx_status_view(srv.store, &v, &n) != CTX_OK)
+		return true; /* cannot tell: keep the drop and create */
+	bool some = false;
+	for (size_t i = 0; i < n && !some; i++)
+		some = v[i].ttl_ms != 0;
+	free(v);
+	int expect = TTL_UNKNOWN; /* a concurrent server_note_ttl wins */
+	atomic_compare_exchange_strong(&ttl_state, &expect, some ? TTL_SOME : TTL_NONE);
+	return atomic_load(&ttl_state) == TTL_SOME;
+}
+
+/* The put recorded for field k after the drop, if any. */
+static bool overlay_puts(wbatch *w, const void *k, size_t kn)
+{
+	wentry *e = find(w, k, kn, NULL);
+	return e && !e->del;
+}
+
+/* Record in t the deletion of every field of the base that the overlay
+ * does not put again, and of every metadata entry of the base. */
+static ctx_status clear_base(wbatch *w, ctx_txn *t)
+{
+	ctx_iter_stack it;
+	const void *k, *v;
+	size_t kn, vn;
+	ctx_status st = ctx_iter_init(&it, w->base);
+	while (st == CTX_OK && ctx_iter_stack_next(&it, &k, &kn, &v, &vn))
+		if (!overlay_puts(w, k, kn))
+			st = ctx_txn_del(t, k, kn);
+	if (st != CTX_OK || ctx_state_meta_count(w->base) == 0)
+		return st;
+	st = ctx_iter_meta_init(&it, w->base);
+	while (st == CTX_OK && ctx_iter_stack_next(&it, &k, &kn, &v, &vn))
+		st = ctx_txn_meta_del(t, k, kn);
+	return st;
+}
+
+/* DEL then writes of a context that existed: one commit on the existing
+ * context, guarded by the base's version, that deletes every old field and
+ * metadata entry and puts the new fields, instead of a drop and a create
+ * (two log records, two syncs: a crash between them kept the drop alone). */
+static ctx_status commit_replace(wbatch *w, uint64_t *rev)
+{
+	ctx_txn *t;
+	ctx_status st = ctx_txn_begin(srv.store, w->id, &t);
+	if (st != CTX_OK)
+		return as_conflict(st);
+	st = clear_base(w, t);
+	for (size_t i = 0; i < w->nents && st == CTX_OK; i++)
+		if (!w->ents[i].del)
+			st = ctx_txn_put(t, w->ents[i].k, w->ents[i].kn, w->ents[i].v,
+			                 w->ents[i].vn);
+	if (st != CTX_OK) {
+		ctx_txn_abort(t);
+		return st;
+	}
+	st = ctx_txn_commit_nowait(t, ctx_state_version(w->base), NULL, rev);
+	return as_conflict(st);
+}
+
 ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
 {
 	*rev = 0;
 	if (!w->dirty)
 		return CTX_OK;
 	ctx_status st;
+	if (w->dropped && w->exists && !store_may_have_ttls())
+		return commit_replace(w, rev);
 	if (w->dropped) {
 		st = ctx_drop_nowait(srv.store, w->id, rev);
 		if (st != CTX_OK)
