@@ -26,11 +26,11 @@
  *   context keeps its identity: version numbers go on, history and points
  *   stay, CTX.WATCH sees one update, not a drop and a create. One thing the
  *   transaction cannot carry: the context's idle ttl (ctx_set_ttl is its
- *   own record). Redis's DEL + write leaves a key without a ttl, so once a
- *   ttl may exist in the store (one walk of the status view at the first
- *   such EXEC, then server_note_ttl before every ctx_set_ttl with a ttl)
- *   such a batch is committed as a drop and a create, as before: two
- *   commits, not atomic across a crash.
+ *   own record). Redis's DEL + write leaves a key without a ttl, so a
+ *   context that may have one (the set of ids below: one walk of the status
+ *   view at the first such EXEC, then server_note_ttl before every
+ *   ctx_set_ttl with a ttl) is committed as a drop and a create, as before:
+ *   two commits, not atomic across a crash.
  *   A write that leaves no fields keeps the context (version with zero
  *   fields): Redis commands treat it as absent, CTX.* commands still see it.
  *   The field count is kept as changes are recorded, except after
@@ -53,12 +53,13 @@
  *   error alone (stronger than Redis, which applies the rest).
  *   ACROSS A CRASH an EXEC is all or nothing: it touches one context and is
  *   one commit, one log record (a DEL followed by writes too, see above),
- *   except a DEL followed by writes in a store where a ttl may exist (drop,
- *   then create). libctx has no commit spanning several contexts, which is
+ *   except a DEL followed by writes of a context that may have an idle ttl
+ *   (drop, then create). libctx has no commit spanning several contexts, which is
  *   one reason EXEC refuses a second context.
  */
 #include "core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,33 +388,88 @@ static ctx_status as_conflict(ctx_status st)
 
 /* ---- DEL then a write of the same context: one commit --------------------------- */
 
-/* Whether a context may have an idle ttl: TTL_UNKNOWN until the first
- * replace asks (then one walk of the status view decides), TTL_SOME once
- * any context had one or server_note_ttl was called. Never goes back. */
-enum { TTL_UNKNOWN, TTL_NONE, TTL_SOME };
-static _Atomic int ttl_state = TTL_UNKNOWN;
+/* The ids that may have an idle ttl: a set of strings under ttl_lock,
+ * filled at the first question by one walk of the status view (the ttls
+ * the store had at start or got since), and by server_note_ttl before every
+ * ctx_set_ttl with a ttl (from the thread pool; recorded whether the walk
+ * was made or not, so none is missed while it runs). An id is never taken
+ * out (a context that loses its ttl, expires or is dropped and made again
+ * stays in: it only keeps the drop + create), so a yes may be stale, a no
+ * never is. */
+static pthread_mutex_t ttl_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **ttl_ids; /* open addressing, NULL = empty */
+static size_t ttl_slots, ttl_count;
+static bool ttl_loaded;
 
-void server_note_ttl(void)
+static char **ttl_slot(char **tab, size_t nslots, const char *id)
 {
-	atomic_store(&ttl_state, TTL_SOME);
+	size_t mask = nslots - 1, i = (size_t)hash_bytes(id, strlen(id)) & mask;
+	while (tab[i] && strcmp(tab[i], id) != 0)
+		i = (i + 1) & mask;
+	return &tab[i];
 }
 
-static bool store_may_have_ttls(void)
+/* Add id to the set (ttl_lock held); false if out of memory. */
+static bool ttl_add(const char *id)
 {
-	int s = atomic_load(&ttl_state);
-	if (s != TTL_UNKNOWN)
-		return s == TTL_SOME;
+	if ((ttl_count + 1) * 2 > ttl_slots) {
+		size_t n = ttl_slots ? ttl_slots * 2 : 64;
+		char **tab = calloc(n, sizeof(char *));
+		if (!tab)
+			return false;
+		for (size_t i = 0; i < ttl_slots; i++)
+			if (ttl_ids[i])
+				*ttl_slot(tab, n, ttl_ids[i]) = ttl_ids[i];
+		free(ttl_ids);
+		ttl_ids = tab;
+		ttl_slots = n;
+	}
+	char **slot = ttl_slot(ttl_ids, ttl_slots, id);
+	if (*slot)
+		return true;
+	if (!(*slot = strdup(id)))
+		return false;
+	ttl_count++;
+	return true;
+}
+
+void server_note_ttl(const char *id)
+{
+	pthread_mutex_lock(&ttl_lock);
+	if (!ttl_add(id))
+		ttl_loaded = false; /* lost: ask the status view again */
+	pthread_mutex_unlock(&ttl_lock);
+}
+
+/* Fill the set from the status view (once). False if that failed. */
+static bool ttl_load(void)
+{
 	ctx_context_status *v;
 	size_t n;
 	if (ctx_status_view(srv.store, &v, &n) != CTX_OK)
-		return true; /* cannot tell: keep the drop and create */
-	bool some = false;
-	for (size_t i = 0; i < n && !some; i++)
-		some = v[i].ttl_ms != 0;
+		return false;
+	bool ok = true;
+	pthread_mutex_lock(&ttl_lock);
+	for (size_t i = 0; i < n && ok; i++)
+		ok = !v[i].ttl_ms || ttl_add(v[i].id);
+	ttl_loaded = ok;
+	pthread_mutex_unlock(&ttl_lock);
 	free(v);
-	int expect = TTL_UNKNOWN; /* a concurrent server_note_ttl wins */
-	atomic_compare_exchange_strong(&ttl_state, &expect, some ? TTL_SOME : TTL_NONE);
-	return atomic_load(&ttl_state) == TTL_SOME;
+	return ok;
+}
+
+/* Whether context id may have an idle ttl (true when it cannot tell). */
+static bool may_have_ttl(const char *id)
+{
+	pthread_mutex_lock(&ttl_lock);
+	bool loaded = ttl_loaded;
+	pthread_mutex_unlock(&ttl_lock);
+	if (!loaded && !ttl_load())
+		return true;
+	pthread_mutex_lock(&ttl_lock);
+	bool r = !ttl_loaded || (ttl_slots && *ttl_slot(ttl_ids, ttl_slots, id));
+	pthread_mutex_unlock(&ttl_lock);
+	return r;
 }
 
 /* The put recorded for field k after the drop, if any. */
@@ -471,7 +527,7 @@ ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
 	if (!w->dirty)
 		return CTX_OK;
 	ctx_status st;
-	if (w->dropped && w->exists && !store_may_have_ttls())
+	if (w->dropped && w->exists && !may_have_ttl(w->id))
 		return commit_replace(w, rev);
 	if (w->dropped) {
 		st = ctx_drop_nowait(srv.store, w->id, rev);

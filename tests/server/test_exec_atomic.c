@@ -266,7 +266,48 @@ static void test_del_then_write_drops_ttl(void **state)
 	expect_exec_ints(c, 2, (long long[]){1, 1});
 	expect_hash(c, "dt", "b=2");
 	EXPECT_INT(c, -1, "TTL dt");
+	if (!is_redis) { /* the ttl'd key was dropped and created; others not */
+		EXPECT_INT(c, 1, "CTX.VERSION dt");
+		EXPECT_INT(c, 1, "HSET dn a 1");
+		EXPECT_STATUS(c, "OK", "MULTI");
+		EXPECT_STATUS(c, "QUEUED", "DEL dn");
+		EXPECT_STATUS(c, "QUEUED", "HSET dn b 2");
+		expect_exec_ints(c, 2, (long long[]){1, 1});
+		EXPECT_INT(c, 2, "CTX.VERSION dn");
+		EXPECT_INT(c, -1, "TTL dn");
+	}
 	redisFree(c);
+}
+
+/* A ttl set before a restart: the first DEL + write after it still drops
+ * the ttl (ctxd learns which contexts have one from the status view). */
+static void test_ttl_from_before_restart(void **state)
+{
+	(void)state;
+	if (is_redis)
+		skip();
+	su_server *s = su_start("exec_atomic_ttl", NULL);
+	redisContext *c = hconn(s);
+	EXPECT_INT(c, 1, "HSET tr a 1");
+	EXPECT_INT(c, 1, "HSET tn a 1");
+	EXPECT_INT(c, 1, "EXPIRE tr 1000");
+	redisFree(c);
+	assert_int_equal(su_stop(s), 0);
+	su_restart(s, NULL);
+	c = hconn(s);
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "DEL tr");
+	EXPECT_STATUS(c, "QUEUED", "HSET tr b 2");
+	expect_exec_ints(c, 2, (long long[]){1, 1});
+	EXPECT_INT(c, -1, "TTL tr");
+	expect_hash(c, "tr", "b=2");
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "DEL tn");
+	EXPECT_STATUS(c, "QUEUED", "HSET tn b 2");
+	expect_exec_ints(c, 2, (long long[]){1, 1});
+	EXPECT_INT(c, 2, "CTX.VERSION tn");
+	redisFree(c);
+	su_free(s);
 }
 
 /* DEL of a missing key, then a write: DEL says 0, the key is created. */
@@ -564,6 +605,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_watch_own_del_write, setup),
 	    /* last: once a ttl was set, ctxd commits DEL + write as before */
 	    cmocka_unit_test_setup(test_del_then_write_drops_ttl, setup),
+	    cmocka_unit_test(test_ttl_from_before_restart),
 	    cmocka_unit_test(test_crash_mid_exec),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
