@@ -458,6 +458,33 @@ static void test_watch_own_del_write(void **state)
 	redisFree(c);
 }
 
+/* CTX.WATCH sees such an EXEC as one change of the context, naming the old
+ * fields and the new (it saw a drop, then a create). */
+static void test_ctx_watch_sees_one_change(void **state)
+{
+	(void)state;
+	if (is_redis)
+		skip();
+	redisContext *c = conn();
+	EXPECT_INT(c, 2, "HSET cw a 1 b 2");
+	rawconn *w = raw_open(&target);
+	raw_expect(w, "*2\r\n$9\r\nCTX.WATCH\r\n$2\r\ncw\r\n", "+OK");
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_STATUS(c, "QUEUED", "DEL cw");
+	EXPECT_STATUS(c, "QUEUED", "HSET cw c 3");
+	expect_exec_ints(c, 2, (long long[]){1, 1});
+	/* [ctx.event, committed, revision, id, version 2, [a, b, c]] */
+	const char *head = "*6\r\n$9\r\nctx.event\r\n$9\r\ncommitted\r\n:";
+	const char *tail = "\r\n$2\r\ncw\r\n:2\r\n*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n";
+	const char *got = raw_next(w);
+	size_t n = strlen(got);
+	if (strncmp(got, head, strlen(head)) != 0 || n < strlen(tail) ||
+	    strcmp(got + n - strlen(tail), tail) != 0)
+		fail_msg("event '%s'", got);
+	raw_close(w);
+	redisFree(c);
+}
+
 /* ---- a crash in the middle --------------------------------------------------------------------
  */
 
@@ -605,6 +632,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_watch_own_del_write, setup),
 	    /* last: once a ttl was set, ctxd commits DEL + write as before */
 	    cmocka_unit_test_setup(test_del_then_write_drops_ttl, setup),
+	    cmocka_unit_test_setup(test_ctx_watch_sees_one_change, setup),
 	    cmocka_unit_test(test_ttl_from_before_restart),
 	    cmocka_unit_test(test_crash_mid_exec),
 	};
