@@ -489,6 +489,32 @@ static void test_ctx_watch_sees_one_change(void **state)
 	redisFree(c);
 }
 
+/* CTX.CREATE, CTX.SET, CTX.DEL and CTX.DROP commit on their own, not
+ * through the transaction's batch: queued, they escaped EXEC's one commit
+ * (CTX.SET applied although a later command's error made EXEC apply
+ * nothing; CTX.DROP dropped at once, the batch conflicted and its retry
+ * created the context again). MULTI refuses them: EXECABORT, nothing runs. */
+static void test_ctx_writes_refused_in_multi(void **state)
+{
+	(void)state;
+	if (is_redis)
+		skip();
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET cm a 1");
+	const char *writes[] = {"CTX.SET cm b 2", "CTX.DEL cm a", "CTX.DROP cm",
+	                        "CTX.CREATE cm2 a 1"};
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		EXPECT_STATUS(c, "OK", "MULTI");
+		EXPECT_STATUS(c, "QUEUED", "HSET cm c 3");
+		EXPECT_ERR(c, "ERR Command not allowed inside a transaction", writes[i]);
+		EXPECT_ERR(c, "EXECABORT", "EXEC");
+	}
+	expect_hash(c, "cm", "a=1");
+	EXPECT_INT(c, 1, "CTX.VERSION cm");
+	EXPECT_INT(c, 0, "EXISTS cm2");
+	redisFree(c);
+}
+
 /* ---- a crash in the middle --------------------------------------------------------------------
  */
 
@@ -637,6 +663,7 @@ int main(void)
 	    /* last: once a ttl was set, ctxd commits DEL + write as before */
 	    cmocka_unit_test_setup(test_del_then_write_drops_ttl, setup),
 	    cmocka_unit_test_setup(test_ctx_watch_sees_one_change, setup),
+	    cmocka_unit_test_setup(test_ctx_writes_refused_in_multi, setup),
 	    cmocka_unit_test(test_ttl_from_before_restart),
 	    cmocka_unit_test(test_crash_mid_exec),
 	};
