@@ -45,6 +45,16 @@ static pid_t redis_pid;
 static char redis_dir[256];
 static su_server *ctxd;
 static su_server target; /* the server the reply tests talk to */
+static su_server *own;   /* a test's own server (restarts), freed by teardown */
+
+/* Stop and remove a test's own server, also when the test failed. */
+static int free_own(void **state)
+{
+	(void)state;
+	su_free(own);
+	own = NULL;
+	return 0;
+}
 
 /* ---- redis-server, to check the expectations -------------------------------------------- */
 
@@ -286,7 +296,7 @@ static void test_ttl_from_before_restart(void **state)
 	(void)state;
 	if (is_redis)
 		skip();
-	su_server *s = su_start("exec_atomic_ttl", NULL);
+	su_server *s = own = su_start("exec_atomic_ttl", NULL);
 	redisContext *c = hconn(s);
 	EXPECT_INT(c, 1, "HSET tr a 1");
 	EXPECT_INT(c, 1, "HSET tn a 1");
@@ -307,7 +317,6 @@ static void test_ttl_from_before_restart(void **state)
 	expect_exec_ints(c, 2, (long long[]){1, 1});
 	EXPECT_INT(c, 2, "CTX.VERSION tn");
 	redisFree(c);
-	su_free(s);
 }
 
 /* DEL of a missing key, then a write: DEL says 0, the key is created. */
@@ -600,7 +609,7 @@ static void test_crash_mid_exec(void **state)
 	(void)state;
 	if (is_redis)
 		skip();
-	su_server *s = su_start("exec_atomic_crash", NULL);
+	su_server *s = own = su_start("exec_atomic_crash", NULL);
 	redisContext *c = hconn(s);
 	EXPECT_INT(c, 2, "HSET ck a 0 b 0");
 	redisFree(c);
@@ -631,7 +640,6 @@ static void test_crash_mid_exec(void **state)
 		redisFree(c);
 		seq += CRASH_TXNS;
 	}
-	su_free(s);
 	fprintf(stderr, "crash rounds: %d, with acknowledged transactions: %d, key missing: %d\n",
 	        CRASH_ROUNDS, with_acks, missing);
 	assert_int_equal(torn, 0);
@@ -664,8 +672,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_del_then_write_drops_ttl, setup),
 	    cmocka_unit_test_setup(test_ctx_watch_sees_one_change, setup),
 	    cmocka_unit_test_setup(test_ctx_writes_refused_in_multi, setup),
-	    cmocka_unit_test(test_ttl_from_before_restart),
-	    cmocka_unit_test(test_crash_mid_exec),
+	    cmocka_unit_test_teardown(test_ttl_from_before_restart, free_own),
+	    cmocka_unit_test_teardown(test_crash_mid_exec, free_own),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (is_redis)
