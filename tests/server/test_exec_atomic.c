@@ -15,7 +15,10 @@
  * there with all the fields of one transaction, not older than the last one
  * acknowledged. The other tests check the replies reply for reply;
  * CTXD_TEST_REDIS=1 runs those against a real redis-server (the ctx-only
- * parts are skipped then).
+ * parts are skipped then). ctx-only: the context's version goes on (one
+ * commit), CTX.WATCH sees one event, a key with an idle ttl (set before a
+ * restart too) loses it as in Redis, and MULTI refuses the CTX.* writes
+ * that would commit outside the transaction.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
