@@ -821,6 +821,8 @@ static void cmd_untrack(client *c, int argc, const arg *argv)
 
 static void run_expire(job *j)
 {
+	if (j->in[0])
+		server_note_ttl(j->id);
 	j->st = ctx_set_ttl(server_store(), j->id, j->in[0]);
 	j->out[0] = j->st == CTX_OK;
 	if (j->st == CTX_NOT_FOUND)
@@ -977,15 +979,19 @@ static void cmd_verify(client *c, int argc, const arg *argv)
 #define W  (CMD_WRITE)
 #define R  (CMD_READONLY)
 #define BL (CMD_BLOCKING)
+/* Writes that commit on their own (not through the client's write batch):
+ * inside EXEC they would escape its one commit (applied even when a later
+ * queued command fails, or ahead of the batch), so MULTI refuses them. */
+#define WN (CMD_WRITE | CMD_NOMULTI)
 
 const command ctx_commands[] = {
-    {"CTX.CREATE", cmd_create, -2, W, 1, "Create a context, with fields, as version 1", "ctx"},
-    {"CTX.DROP", cmd_drop, 2, W, 1, "Drop a context", "ctx"},
+    {"CTX.CREATE", cmd_create, -2, WN, 1, "Create a context, with fields, as version 1", "ctx"},
+    {"CTX.DROP", cmd_drop, 2, WN, 1, "Drop a context", "ctx"},
     {"CTX.LIST", cmd_list, -1, R, 0, "List context ids (PREFIX, AFTER, COUNT)", "ctx"},
     {"CTX.GET", cmd_get, -2, R, 1, "A context's version, times and fields", "ctx"},
     {"CTX.VERSION", cmd_version, 2, R, 1, "A context's newest version", "ctx"},
-    {"CTX.SET", cmd_set, -4, W, 1, "Set fields as one commit [IFVERSION v]", "ctx"},
-    {"CTX.DEL", cmd_del, -3, W, 1, "Delete fields as one commit [IFVERSION v]", "ctx"},
+    {"CTX.SET", cmd_set, -4, WN, 1, "Set fields as one commit [IFVERSION v]", "ctx"},
+    {"CTX.DEL", cmd_del, -3, WN, 1, "Delete fields as one commit [IFVERSION v]", "ctx"},
     {"CTX.USE", cmd_use, -2, BL, 0, "Make a context the connection's active one", "ctx"},
     {"CTX.CURRENT", cmd_current, 1, 0, 0, "The connection's active context", "ctx"},
     {"CTX.POINT", cmd_point, -2, W | BL, 1, "Make a recovery point [LABEL l]", "ctx"},

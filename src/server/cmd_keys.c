@@ -318,6 +318,8 @@ static void run_expire(job *j)
 			return;
 		break;
 	}
+	if (j->in[0])
+		server_note_ttl(j->id);
 	ctx_status st = ctx_set_ttl(server_store(), j->id, j->in[0]);
 	if (st == CTX_NOT_FOUND)
 		return;

@@ -12,8 +12,25 @@
  *   guarded by "must not exist"), so a batch applies only on top of exactly
  *   what its command read: if anything else got in first the commit says
  *   CTX_CONFLICT and the core runs the command again on a fresh batch.
- *   A batch whose context was dropped (DEL) commits with ctx_drop_nowait,
- *   then, if fields were set afterwards, creates the context again.
+ *   A batch whose context was dropped (DEL) and not written afterwards
+ *   commits with ctx_drop_nowait. One dropped and then written (MULTI; DEL
+ *   k; HSET k ...; EXEC) commits as ONE transaction on the existing
+ *   context, guarded by the base's version: it deletes every field and
+ *   metadata entry of the base that the overlay does not put again, and
+ *   puts the overlay's fields (commit_replace). It used to be a drop and a
+ *   create: two log records and two syncs (the create even waited on the
+ *   loop thread for the drop's sync), and a crash between them kept the
+ *   drop alone, a key gone although the EXEC that deleted it also wrote it
+ *   (tests/server/test_exec_atomic.c). For Redis commands the result is the
+ *   same key (a context with no fields is absent for them); for CTX.* the
+ *   context keeps its identity: version numbers go on, history and points
+ *   stay, CTX.WATCH sees one update, not a drop and a create. One thing the
+ *   transaction cannot carry: the context's idle ttl (ctx_set_ttl is its
+ *   own record). Redis's DEL + write leaves a key without a ttl, so a
+ *   context that may have one (the set of ids below: one walk of the status
+ *   view at the first such EXEC, then server_note_ttl before every
+ *   ctx_set_ttl with a ttl) is committed as a drop and a create, as before:
+ *   two commits, not atomic across a crash.
  *   A write that leaves no fields keeps the context (version with zero
  *   fields): Redis commands treat it as absent, CTX.* commands still see it.
  *   The field count is kept as changes are recorded, except after
@@ -34,9 +51,15 @@
  *   commands against one batch and commits it once: one version. If a queued
  *   command replies an error, nothing is committed and EXEC replies that
  *   error alone (stronger than Redis, which applies the rest).
+ *   ACROSS A CRASH an EXEC is all or nothing: it touches one context and is
+ *   one commit, one log record (a DEL followed by writes too, see above),
+ *   except a DEL followed by writes of a context that may have an idle ttl
+ *   (drop, then create). libctx has no commit spanning several contexts, which is
+ *   one reason EXEC refuses a second context.
  */
 #include "core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,12 +386,149 @@ static ctx_status as_conflict(ctx_status st)
 	return (st == CTX_NOT_FOUND || st == CTX_EXISTS) ? CTX_CONFLICT : st;
 }
 
+/* ---- DEL then a write of the same context: one commit --------------------------- */
+
+/* The ids that may have an idle ttl: a set of strings under ttl_lock,
+ * filled at the first question by one walk of the status view (the ttls
+ * the store had at start or got since), and by server_note_ttl before every
+ * ctx_set_ttl with a ttl (from the thread pool; recorded whether the walk
+ * was made or not, so none is missed while it runs). An id is never taken
+ * out (a context that loses its ttl, expires or is dropped and made again
+ * stays in: it only keeps the drop + create), so a yes may be stale, a no
+ * never is. */
+static pthread_mutex_t ttl_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **ttl_ids; /* open addressing, NULL = empty */
+static size_t ttl_slots, ttl_count;
+static bool ttl_loaded;
+
+static char **ttl_slot(char **tab, size_t nslots, const char *id)
+{
+	size_t mask = nslots - 1, i = (size_t)hash_bytes(id, strlen(id)) & mask;
+	while (tab[i] && strcmp(tab[i], id) != 0)
+		i = (i + 1) & mask;
+	return &tab[i];
+}
+
+/* Add id to the set (ttl_lock held); false if out of memory. */
+static bool ttl_add(const char *id)
+{
+	if ((ttl_count + 1) * 2 > ttl_slots) {
+		size_t n = ttl_slots ? ttl_slots * 2 : 64;
+		char **tab = calloc(n, sizeof(char *));
+		if (!tab)
+			return false;
+		for (size_t i = 0; i < ttl_slots; i++)
+			if (ttl_ids[i])
+				*ttl_slot(tab, n, ttl_ids[i]) = ttl_ids[i];
+		free(ttl_ids);
+		ttl_ids = tab;
+		ttl_slots = n;
+	}
+	char **slot = ttl_slot(ttl_ids, ttl_slots, id);
+	if (*slot)
+		return true;
+	if (!(*slot = strdup(id)))
+		return false;
+	ttl_count++;
+	return true;
+}
+
+void server_note_ttl(const char *id)
+{
+	pthread_mutex_lock(&ttl_lock);
+	if (!ttl_add(id))
+		ttl_loaded = false; /* lost: ask the status view again */
+	pthread_mutex_unlock(&ttl_lock);
+}
+
+/* Fill the set from the status view (once). False if that failed. */
+static bool ttl_load(void)
+{
+	ctx_context_status *v;
+	size_t n;
+	if (ctx_status_view(srv.store, &v, &n) != CTX_OK)
+		return false;
+	bool ok = true;
+	pthread_mutex_lock(&ttl_lock);
+	for (size_t i = 0; i < n && ok; i++)
+		ok = !v[i].ttl_ms || ttl_add(v[i].id);
+	ttl_loaded = ok;
+	pthread_mutex_unlock(&ttl_lock);
+	free(v);
+	return ok;
+}
+
+/* Whether context id may have an idle ttl (true when it cannot tell). */
+static bool may_have_ttl(const char *id)
+{
+	pthread_mutex_lock(&ttl_lock);
+	bool loaded = ttl_loaded;
+	pthread_mutex_unlock(&ttl_lock);
+	if (!loaded && !ttl_load())
+		return true;
+	pthread_mutex_lock(&ttl_lock);
+	bool r = !ttl_loaded || (ttl_slots && *ttl_slot(ttl_ids, ttl_slots, id));
+	pthread_mutex_unlock(&ttl_lock);
+	return r;
+}
+
+/* The put recorded for field k after the drop, if any. */
+static bool overlay_puts(wbatch *w, const void *k, size_t kn)
+{
+	wentry *e = find(w, k, kn, NULL);
+	return e && !e->del;
+}
+
+/* Record in t the deletion of every field of the base that the overlay
+ * does not put again, and of every metadata entry of the base. */
+static ctx_status clear_base(wbatch *w, ctx_txn *t)
+{
+	ctx_iter_stack it;
+	const void *k, *v;
+	size_t kn, vn;
+	ctx_status st = ctx_iter_init(&it, w->base);
+	while (st == CTX_OK && ctx_iter_stack_next(&it, &k, &kn, &v, &vn))
+		if (!overlay_puts(w, k, kn))
+			st = ctx_txn_del(t, k, kn);
+	if (st != CTX_OK || ctx_state_meta_count(w->base) == 0)
+		return st;
+	st = ctx_iter_meta_init(&it, w->base);
+	while (st == CTX_OK && ctx_iter_stack_next(&it, &k, &kn, &v, &vn))
+		st = ctx_txn_meta_del(t, k, kn);
+	return st;
+}
+
+/* DEL then writes of a context that existed: one commit on the existing
+ * context, guarded by the base's version, that deletes every old field and
+ * metadata entry and puts the new fields, instead of a drop and a create
+ * (two log records, two syncs: a crash between them kept the drop alone). */
+static ctx_status commit_replace(wbatch *w, uint64_t *rev)
+{
+	ctx_txn *t;
+	ctx_status st = ctx_txn_begin(srv.store, w->id, &t);
+	if (st != CTX_OK)
+		return as_conflict(st);
+	st = clear_base(w, t);
+	for (size_t i = 0; i < w->nents && st == CTX_OK; i++)
+		if (!w->ents[i].del)
+			st = ctx_txn_put(t, w->ents[i].k, w->ents[i].kn, w->ents[i].v,
+			                 w->ents[i].vn);
+	if (st != CTX_OK) {
+		ctx_txn_abort(t);
+		return st;
+	}
+	st = ctx_txn_commit_nowait(t, ctx_state_version(w->base), NULL, rev);
+	return as_conflict(st);
+}
+
 ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
 {
 	*rev = 0;
 	if (!w->dirty)
 		return CTX_OK;
 	ctx_status st;
+	if (w->dropped && w->exists && !may_have_ttl(w->id))
+		return commit_replace(w, rev);
 	if (w->dropped) {
 		st = ctx_drop_nowait(srv.store, w->id, rev);
 		if (st != CTX_OK)
