@@ -144,6 +144,10 @@ static void expect_unlisted(ctx_store *s)
 	assert_int_equal(n, 1);
 	assert_string_equal(v[0].id, "live");
 	free(v);
+	ctx_context_status one;
+	memset(&one, 0x5a, sizeof(one));
+	assert_int_equal(ctx_context_info(s, "e", &one), CTX_NOT_FOUND);
+	assert_int_equal(one.version, 0x5a5a5a5a5a5a5a5aull);
 }
 
 /* The next event of w for "e" (failing after a bounded wait). */
@@ -283,12 +287,71 @@ static void test_reads_postpone_expiry(void **unused)
 	ctx_close(s);
 }
 
+/* ctx_context_info: what the status view says of one context, its errors,
+ * and no access noted (a context looked at this way still expires). */
+static void test_context_info(void **unused)
+{
+	(void)unused;
+	fake_clock *fc = new_clock();
+	ctx_store *s = open_store(fc, NULL);
+	assert_ok(ctx_create(s, "a"));
+	put_str(s, "a", "k1", "value");
+	put_str(s, "a", "k2", "v");
+	assert_ok(ctx_create(s, "b"));
+	assert_ok(ctx_set_ttl(s, "b", TTL));
+
+	ctx_context_status *v;
+	size_t n;
+	assert_ok(ctx_status_view(s, &v, &n));
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		ctx_context_status one;
+		assert_ok(ctx_context_info(s, v[i].id, &one));
+		assert_string_equal(one.id, v[i].id);
+		assert_int_equal(one.version, v[i].version);
+		assert_int_equal(one.keys, v[i].keys);
+		assert_int_equal(one.bytes, v[i].bytes);
+		assert_int_equal(one.created_us, v[i].created_us);
+		assert_int_equal(one.last_access_us, v[i].last_access_us);
+		assert_int_equal(one.ttl_ms, v[i].ttl_ms);
+		assert_int_equal(one.points, v[i].points);
+	}
+	free(v);
+	ctx_context_status a;
+	assert_ok(ctx_context_info(s, "a", &a));
+	assert_int_equal(a.version, 3);
+	assert_int_equal(a.keys, 2);
+	assert_int_equal(a.bytes, 2 + 5 + 2 + 1);
+	assert_int_equal(a.ttl_ms, 0);
+
+	ctx_context_status b;
+	assert_int_equal(ctx_context_info(s, "nope", &b), CTX_NOT_FOUND);
+	assert_int_equal(ctx_context_info(s, "", &b), CTX_INVALID);
+	assert_int_equal(ctx_context_info(s, NULL, &b), CTX_INVALID);
+	assert_int_equal(ctx_context_info(s, "b", NULL), CTX_INVALID);
+	assert_int_equal(ctx_context_info(NULL, "b", &b), CTX_INVALID);
+
+	/* No access: looked at just before its ttl ends, b still expires. */
+	atomic_store(&fc->now, T0 + (TTL - 10) * MS);
+	assert_ok(ctx_context_info(s, "b", &b));
+	assert_int_equal(b.ttl_ms, TTL);
+	assert_int_equal(b.last_access_us, T0);
+	atomic_store(&fc->now, T0 + (TTL + 10) * MS);
+	assert_int_equal(ctx_context_info(s, "b", &b), CTX_NOT_FOUND);
+	assert_int_equal(ctx_expire_now(s), 1);
+	assert_int_equal(ctx_context_info(s, "b", &b), CTX_NOT_FOUND);
+	assert_ok(ctx_drop(s, "a"));
+	assert_int_equal(ctx_context_info(s, "a", &a), CTX_NOT_FOUND);
+	ctx_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_expired_is_gone_memory),
 	    cmocka_unit_test(test_expired_is_gone_durable),
 	    cmocka_unit_test(test_reads_postpone_expiry),
+	    cmocka_unit_test(test_context_info),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,3 +138,30 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 	*count = n;
 	return CTX_OK;
 }
+
+ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *out)
+{
+	size_t idlen;
+	ctx_status r = store_check_id(s, id, &idlen);
+	if (r != CTX_OK)
+		return r;
+	if (!out)
+		return ctx_fail(CTX_INVALID, "NULL output");
+	ctx_context *c = store_find_context(s, id, idlen);
+	if (!c)
+		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+	ctx_state *st = NULL;
+	if (store_listed(c)) { /* as the status view: no time noted */
+		ctx_rcu_read_lock();
+		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
+		       !state_try_retain(st))
+			;
+		ctx_rcu_read_unlock();
+	}
+	if (st) {
+		fill_status(out, c, st);
+		ctx_state_release(st);
+	}
+	context_release(c);
+	return st ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+}

@@ -821,8 +821,6 @@ static void cmd_untrack(client *c, int argc, const arg *argv)
 
 static void run_expire(job *j)
 {
-	if (j->in[0])
-		server_note_ttl(j->id);
 	j->st = ctx_set_ttl(server_store(), j->id, j->in[0]);
 	j->out[0] = j->st == CTX_OK;
 	if (j->st == CTX_NOT_FOUND)

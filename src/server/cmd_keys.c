@@ -251,29 +251,16 @@ static uint64_t wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* The idle ttl of id and the time of its last access (status view: a walk
- * over every context, hence on the thread pool). CTX_NOT_FOUND if absent. */
+/* The idle ttl of id and the time of its last access (one lookup, no
+ * access noted). CTX_NOT_FOUND if absent. */
 static ctx_status ttl_lookup(const char *id, uint64_t *ttl_ms, uint64_t *access_us)
 {
-	ctx_context_status *v;
-	size_t n;
-	ctx_status st = ctx_status_view(server_store(), &v, &n);
-	if (st != CTX_OK)
-		return st;
-	size_t lo = 0, hi = n;
-	while (lo < hi) { /* sorted by id */
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(v[mid].id, id) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	st = lo < n && strcmp(v[lo].id, id) == 0 ? CTX_OK : CTX_NOT_FOUND;
+	ctx_context_status v;
+	ctx_status st = ctx_context_info(server_store(), id, &v);
 	if (st == CTX_OK) {
-		*ttl_ms = v[lo].ttl_ms;
-		*access_us = v[lo].last_access_us;
+		*ttl_ms = v.ttl_ms;
+		*access_us = v.last_access_us;
 	}
-	free(v);
 	return st;
 }
 
@@ -318,8 +305,6 @@ static void run_expire(job *j)
 			return;
 		break;
 	}
-	if (j->in[0])
-		server_note_ttl(j->id);
 	ctx_status st = ctx_set_ttl(server_store(), j->id, j->in[0]);
 	if (st == CTX_NOT_FOUND)
 		return;

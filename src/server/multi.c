@@ -27,10 +27,8 @@
  *   stay, CTX.WATCH sees one update, not a drop and a create. One thing the
  *   transaction cannot carry: the context's idle ttl (ctx_set_ttl is its
  *   own record). Redis's DEL + write leaves a key without a ttl, so a
- *   context that may have one (the set of ids below: one walk of the status
- *   view at the first such EXEC, then server_note_ttl before every
- *   ctx_set_ttl with a ttl) is committed as a drop and a create, as before:
- *   two commits, not atomic across a crash.
+ *   context that has one (ctx_context_info, one lookup) is committed as a
+ *   drop and a create, as before: two commits, not atomic across a crash.
  *   A write that leaves no fields keeps the context (version with zero
  *   fields): Redis commands treat it as absent, CTX.* commands still see it.
  *   The field count is kept as changes are recorded, except after
@@ -388,88 +386,14 @@ static ctx_status as_conflict(ctx_status st)
 
 /* ---- DEL then a write of the same context: one commit --------------------------- */
 
-/* The ids that may have an idle ttl: a set of strings under ttl_lock,
- * filled at the first question by one walk of the status view (the ttls
- * the store had at start or got since), and by server_note_ttl before every
- * ctx_set_ttl with a ttl (from the thread pool; recorded whether the walk
- * was made or not, so none is missed while it runs). An id is never taken
- * out (a context that loses its ttl, expires or is dropped and made again
- * stays in: it only keeps the drop + create), so a yes may be stale, a no
- * never is. */
-static pthread_mutex_t ttl_lock = PTHREAD_MUTEX_INITIALIZER;
-static char **ttl_ids; /* open addressing, NULL = empty */
-static size_t ttl_slots, ttl_count;
-static bool ttl_loaded;
-
-static char **ttl_slot(char **tab, size_t nslots, const char *id)
+/* Whether context id has an idle ttl now (true when it cannot tell; a
+ * context gone meanwhile has none: the commit meets the conflict). A ttl
+ * set after this look is ordered after the EXEC, as in Redis. */
+static bool has_ttl(const char *id)
 {
-	size_t mask = nslots - 1, i = (size_t)hash_bytes(id, strlen(id)) & mask;
-	while (tab[i] && strcmp(tab[i], id) != 0)
-		i = (i + 1) & mask;
-	return &tab[i];
-}
-
-/* Add id to the set (ttl_lock held); false if out of memory. */
-static bool ttl_add(const char *id)
-{
-	if ((ttl_count + 1) * 2 > ttl_slots) {
-		size_t n = ttl_slots ? ttl_slots * 2 : 64;
-		char **tab = calloc(n, sizeof(char *));
-		if (!tab)
-			return false;
-		for (size_t i = 0; i < ttl_slots; i++)
-			if (ttl_ids[i])
-				*ttl_slot(tab, n, ttl_ids[i]) = ttl_ids[i];
-		free(ttl_ids);
-		ttl_ids = tab;
-		ttl_slots = n;
-	}
-	char **slot = ttl_slot(ttl_ids, ttl_slots, id);
-	if (*slot)
-		return true;
-	if (!(*slot = strdup(id)))
-		return false;
-	ttl_count++;
-	return true;
-}
-
-void server_note_ttl(const char *id)
-{
-	pthread_mutex_lock(&ttl_lock);
-	if (!ttl_add(id))
-		ttl_loaded = false; /* lost: ask the status view again */
-	pthread_mutex_unlock(&ttl_lock);
-}
-
-/* Fill the set from the status view (once). False if that failed. */
-static bool ttl_load(void)
-{
-	ctx_context_status *v;
-	size_t n;
-	if (ctx_status_view(srv.store, &v, &n) != CTX_OK)
-		return false;
-	bool ok = true;
-	pthread_mutex_lock(&ttl_lock);
-	for (size_t i = 0; i < n && ok; i++)
-		ok = !v[i].ttl_ms || ttl_add(v[i].id);
-	ttl_loaded = ok;
-	pthread_mutex_unlock(&ttl_lock);
-	free(v);
-	return ok;
-}
-
-/* Whether context id may have an idle ttl (true when it cannot tell). */
-static bool may_have_ttl(const char *id)
-{
-	pthread_mutex_lock(&ttl_lock);
-	bool loaded = ttl_loaded;
-	pthread_mutex_unlock(&ttl_lock);
-	if (!loaded && !ttl_load())
-		return true;
-	pthread_mutex_lock(&ttl_lock);
-	bool r = !ttl_loaded || (ttl_slots && *ttl_slot(ttl_ids, ttl_slots, id));
-	pthread_mutex_unlock(&ttl_lock);
-	return r;
+	ctx_context_status v;
+	ctx_status st = ctx_context_info(srv.store, id, &v);
+	return st == CTX_NOT_FOUND ? false : st != CTX_OK || v.ttl_ms != 0;
 }
 
 /* The put recorded for field k after the drop, if any. */
@@ -527,7 +451,7 @@ ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
 	if (!w->dirty)
 		return CTX_OK;
 	ctx_status st;
-	if (w->dropped && w->exists && !may_have_ttl(w->id))
+	if (w->dropped && w->exists && !has_ttl(w->id))
 		return commit_replace(w, rev);
 	if (w->dropped) {
 		st = ctx_drop_nowait(srv.store, w->id, rev);

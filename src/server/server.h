@@ -168,12 +168,6 @@ void wb_put(wbatch *w, const void *k, size_t kn, const void *v, size_t vn);
 void wb_put_blind(wbatch *w, const void *k, size_t kn, const void *v, size_t vn);
 void wb_del(wbatch *w, const void *k, size_t kn);
 void wb_drop(wbatch *w);              /* DEL/UNLINK: drop the context */
-/* Say that context id may now have an idle ttl: call it before ctx_set_ttl
- * with a non-zero ttl. A batch that drops a context and writes it again
- * (MULTI DEL k HSET k ... EXEC) commits as one transaction on the existing
- * context, which would keep its ttl; a context that may have one commits
- * as a drop and a create instead (multi.c: two commits). */
-void server_note_ttl(const char *id);
 /* Iterate the fields as they stand with the recorded changes. */
 typedef bool wb_visit_fn(void *arg, const void *k, size_t kn, const void *v, size_t vn);
 void wb_foreach(wbatch *w, wb_visit_fn *fn, void *arg);

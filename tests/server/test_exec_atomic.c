@@ -293,7 +293,7 @@ static void test_del_then_write_drops_ttl(void **state)
 }
 
 /* A ttl set before a restart: the first DEL + write after it still drops
- * the ttl (ctxd learns which contexts have one from the status view). */
+ * the ttl (ctxd looks each context's ttl up as the EXEC commits). */
 static void test_ttl_from_before_restart(void **state)
 {
 	(void)state;
