@@ -295,12 +295,19 @@ struct feed {
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
-	_Alignas(64) atomic_uint_least64_t quiet; /* frontier << 1 | QUIET_FROZEN */
+	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
 	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
+	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
 	_Alignas(64) char quiet_end;
 };
 
+/* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
+ * bit i of `ahead` stands for revision frontier + 2 + i (reported). */
 #define QUIET_FROZEN 1u
+#define QUIET_BITS   23u
+#define QUIET_SHIFT  (QUIET_BITS + 1)
+#define QUIET_AHEAD  (((uint64_t)1 << QUIET_BITS) - 1)
+#define QUIET_LIMIT  (((uint64_t)1 << (64 - QUIET_SHIFT)) - ((uint64_t)1 << QUIET_SHIFT))
 
 /* ---- slots ----------------------------------------------------------------------- */
 
@@ -577,6 +584,7 @@ static void wake_for(feed *f, const fevent *e, wakeups *wk)
 }
 
 static bool feed_records(const feed *f);
+static void slot_place(feed *f, uint64_t rev, uint64_t v);
 
 /* ---- the quiet path (see QUIET) ---------------------------------------------- */
 
@@ -589,18 +597,26 @@ static bool quiet_frozen(feed *f)
 
 /* Take the frontier back from the quiet path (feed.lock held): from now on
  * no report advances it without the lock. Revisions the quiet path passed
- * were all bare, so the log stays empty and starts after them. */
+ * were all bare, so the log stays empty and starts after them; those it
+ * noted ahead of the frontier become bare marks in their slots (within the
+ * window, so they fit: ring_fits). */
 static void feed_freeze(feed *f)
 {
 	if (quiet_frozen(f))
 		return;
 	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_acq_rel);
-	uint64_t frontier = w >> 1;
-	assert(frontier >= f->frontier && f->oldest == f->frontier + 1);
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
 	if (frontier != f->frontier) {
 		f->frontier = frontier;
 		f->oldest = frontier + 1;
 		atomic_store_explicit(&f->frontier_pub, frontier, memory_order_release);
+	}
+	for (uint64_t i = 0; ahead; i++, ahead >>= 1) {
+		uint64_t rev = frontier + 2 + i;
+		if (ahead & 1)
+			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
 	}
 }
 
@@ -609,10 +625,10 @@ static void feed_freeze(feed *f)
  * (so the log is empty, and the next revision to deliver is frontier + 1). */
 static void feed_thaw(feed *f)
 {
-	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots)
+	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
 		return;
 	assert(f->oldest == f->frontier + 1);
-	atomic_store_explicit(&f->quiet, f->frontier << 1, memory_order_release);
+	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
 }
 
 /* The feed lock, with the frontier in its holder's hands. */
@@ -628,16 +644,40 @@ static void feed_unlock(feed *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* Report rev without the lock, if nobody records, no report waits in the
- * ring and rev is the frontier's successor: one compare-and-swap on the
- * quiet word. False: take the locked path. */
+/* The quiet word after reporting rev, or 0 if rev is for the locked path
+ * (see QUIET). */
+static uint64_t quiet_next(const feed *f, uint64_t w, uint64_t rev)
+{
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
+		return 0; /* frozen, or reported twice (the locked path says so) */
+	uint64_t d = rev - frontier;
+	if (d == 1) {
+		/* bit j of v stands for frontier + 1 + j: pass its trailing ones */
+		uint64_t v = ahead << 1 | 1;
+		unsigned t = (unsigned)__builtin_ctzll(~v);
+		return (frontier + t) << QUIET_SHIFT | (v >> t >> 1) << 1;
+	}
+	if (d - 2 >= f->quiet_window || (ahead >> (d - 2) & 1))
+		return 0; /* too far ahead, or reported twice */
+	return w | (uint64_t)1 << (d - 2) << 1;
+}
+
+/* Report rev without the lock if nobody records and rev is at most
+ * quiet_window revisions past the frontier's successor: one
+ * compare-and-swap on the quiet word. False: take the locked path. */
 static bool report_quiet(feed *f, uint64_t rev)
 {
-	if (!rev || rev > MAX_REV)
-		return false;
-	uint64_t expect = (rev - 1) << 1;
-	return atomic_compare_exchange_strong_explicit(&f->quiet, &expect, rev << 1,
-	                                               memory_order_acq_rel, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_relaxed);
+	for (;;) {
+		uint64_t next = quiet_next(f, w, rev);
+		if (!next)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_acq_rel,
+		                                          memory_order_relaxed))
+			return true;
+	}
 }
 
 static void lock_feed(feed *f, wakeups *wk)
@@ -813,7 +853,8 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
-	atomic_init(&f->quiet, f->frontier << 1 | QUIET_FROZEN); /* thawed by the first unlock */
+	atomic_init(&f->quiet, f->frontier << QUIET_SHIFT | QUIET_FROZEN); /* thawed by an unlock */
+	f->quiet_window = cap - 1 < QUIET_BITS ? cap - 1 : QUIET_BITS;
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
