@@ -13,10 +13,38 @@
  *   the caller (ctx_event_free drops it).
  *
  *   Otherwise nothing is copied and nothing allocated: the revision is
- *   marked in its slot as "bare" (reported, event not recorded). A skip is
- *   always a mark. So a revision always has exactly one slot value standing
- *   for it, and nobody watching costs one short critical section per
- *   revision and no memory that grows.
+ *   passed on the quiet path (below), or marked in its slot as "bare"
+ *   (reported, event not recorded). A skip is always a mark or quiet. So a
+ *   revision always has exactly one slot value or quiet report standing for
+ *   it, and nobody watching costs (most of the time) one compare-and-swap
+ *   per revision and no memory that grows.
+ *
+ * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
+ *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
+ *   | FROZEN. While it is not frozen, it owns the frontier: a report that
+ *   does not record (no watcher, keep off) advances it with one
+ *   compare-and-swap, without the feed lock - the frontier's successor moves
+ *   the frontier (over the revisions noted ahead, too), a revision at most
+ *   quiet_window (23, or the ring's size - 1 if smaller) past the successor
+ *   sets its bit in `ahead`. Anything else (frozen, further ahead, a
+ *   duplicate) takes the locked path. Whoever takes the feed lock freezes
+ *   the word first (feed_freeze: one fetch-or) and takes the frontier back:
+ *   the revisions the quiet path passed were bare, so the log (empty: nobody
+ *   records) starts after them, and those noted ahead become bare marks in
+ *   their slots. Unlocking thaws the word (feed_thaw) if nobody records and
+ *   no report waits in the ring; so while anybody records it stays frozen
+ *   and every report is locked, as before.
+ *   The race with ctx_watch_open: the open freezes the word under the lock
+ *   before it reads the frontier and registers. A quiet report's
+ *   compare-and-swap comes before that fetch-or (then its revision is bare,
+ *   at or before the frontier the watch starts after, or a bare mark it
+ *   skips or is refused for, exactly like a bare mark of the locked path)
+ *   or fails and takes the lock, behind the open, and records. A report is
+ *   made after its change became visible, so a quiet one's change was
+ *   visible before ctx_watch_open returned.
+ *   The gate (feed_set_gate) holds back only recorded revisions: the quiet
+ *   path, and the locked path while nobody records, pass it (a bare
+ *   revision delivers nothing).
  *
  * SLOTS
  *   A slot is a uint64_t: 0 (empty), an fevent pointer (malloc'd, so its two
@@ -171,7 +199,8 @@
  *   the waker happened to a single-threaded caller too.
  *
  * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
- * either, and no other nesting exists)
+ * either, and no other nesting exists; the quiet word is frozen while
+ * feed.lock is held - see QUIET - so the frontier is its holder's)
  *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
