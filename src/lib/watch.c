@@ -13,10 +13,38 @@
  *   the caller (ctx_event_free drops it).
  *
  *   Otherwise nothing is copied and nothing allocated: the revision is
- *   marked in its slot as "bare" (reported, event not recorded). A skip is
- *   always a mark. So a revision always has exactly one slot value standing
- *   for it, and nobody watching costs one short critical section per
- *   revision and no memory that grows.
+ *   passed on the quiet path (below), or marked in its slot as "bare"
+ *   (reported, event not recorded). A skip is always a mark or quiet. So a
+ *   revision always has exactly one slot value or quiet report standing for
+ *   it, and nobody watching costs (most of the time) one compare-and-swap
+ *   per revision and no memory that grows.
+ *
+ * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
+ *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
+ *   | FROZEN. While it is not frozen, it owns the frontier: a report that
+ *   does not record (no watcher, keep off) advances it with one
+ *   compare-and-swap, without the feed lock - the frontier's successor moves
+ *   the frontier (over the revisions noted ahead, too), a revision at most
+ *   quiet_window (23, or the ring's size - 1 if smaller) past the successor
+ *   sets its bit in `ahead`. Anything else (frozen, further ahead, a
+ *   duplicate) takes the locked path. Whoever takes the feed lock freezes
+ *   the word first (feed_freeze: one fetch-or) and takes the frontier back:
+ *   the revisions the quiet path passed were bare, so the log (empty: nobody
+ *   records) starts after them, and those noted ahead become bare marks in
+ *   their slots. Unlocking thaws the word (feed_thaw) if nobody records and
+ *   no report waits in the ring; so while anybody records it stays frozen
+ *   and every report is locked, as before.
+ *   The race with ctx_watch_open: the open freezes the word under the lock
+ *   before it reads the frontier and registers. A quiet report's
+ *   compare-and-swap comes before that fetch-or (then its revision is bare,
+ *   at or before the frontier the watch starts after, or a bare mark it
+ *   skips or is refused for, exactly like a bare mark of the locked path)
+ *   or fails and takes the lock, behind the open, and records. A report is
+ *   made after its change became visible, so a quiet one's change was
+ *   visible before ctx_watch_open returned.
+ *   The gate (feed_set_gate) holds back only recorded revisions: the quiet
+ *   path, and the locked path while nobody records, pass it (a bare
+ *   revision delivers nothing).
  *
  * SLOTS
  *   A slot is a uint64_t: 0 (empty), an fevent pointer (malloc'd, so its two
@@ -171,7 +199,8 @@
  *   the waker happened to a single-threaded caller too.
  *
  * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
- * either, and no other nesting exists)
+ * either, and no other nesting exists; the quiet word is frozen while
+ * feed.lock is held - see QUIET - so the frontier is its holder's)
  *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
@@ -276,8 +305,8 @@ struct feed {
 	size_t bytes_limit;
 	uint64_t history; /* the log's revision bound (watch_history) */
 	uint64_t events_recorded;
-	bool keep;             /* watch_keep_history */
-	atomic_bool recording; /* keep || nwatchers: a hint for reporters */
+	size_t pending_slots; /* slots placed above the frontier (any kind) */
+	bool keep;            /* watch_keep_history */
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
@@ -292,7 +321,22 @@ struct feed {
 	bool wake_due;     /* events were delivered with more than INLINE_WAKE armed */
 	uint64_t due_from; /* the first of them (wake_due) */
 	uint64_t inline_wakes, waker_wakes, waker_passes;
+
+	/* The quiet path (see QUIET), on a line of its own: written by every
+	 * report while nobody watches, read by every reporter. */
+	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
+	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
+	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
+	_Alignas(64) char quiet_end;
 };
+
+/* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
+ * bit i of `ahead` stands for revision frontier + 2 + i (reported). */
+#define QUIET_FROZEN 1u
+#define QUIET_BITS   23u
+#define QUIET_SHIFT  (QUIET_BITS + 1)
+#define QUIET_AHEAD  (((uint64_t)1 << QUIET_BITS) - 1)
+#define QUIET_LIMIT  (((uint64_t)1 << (64 - QUIET_SHIFT)) - ((uint64_t)1 << QUIET_SHIFT))
 
 /* ---- slots ----------------------------------------------------------------------- */
 
@@ -568,12 +612,109 @@ static void wake_for(feed *f, const fevent *e, wakeups *wk)
 	}
 }
 
+static bool feed_records(const feed *f);
+static void slot_place(feed *f, uint64_t rev, uint64_t v);
+
+/* ---- the quiet path (see QUIET) ---------------------------------------------- */
+
+/* Whether the quiet word is frozen (feed.lock held: only its holders
+ * freeze and thaw it, so the bit cannot change under them). */
+static bool quiet_frozen(feed *f)
+{
+	return atomic_load_explicit(&f->quiet, memory_order_relaxed) & QUIET_FROZEN;
+}
+
+/* Take the frontier back from the quiet path (feed.lock held): from now on
+ * no report advances it without the lock. Revisions the quiet path passed
+ * were all bare, so the log stays empty and starts after them; those it
+ * noted ahead of the frontier become bare marks in their slots (within the
+ * window, so they fit: ring_fits). */
+static void feed_freeze(feed *f)
+{
+	if (quiet_frozen(f))
+		return;
+	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_acq_rel);
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
+	if (frontier != f->frontier) {
+		f->frontier = frontier;
+		f->oldest = frontier + 1;
+		atomic_store_explicit(&f->frontier_pub, frontier, memory_order_release);
+	}
+	for (uint64_t i = 0; ahead; i++, ahead >>= 1) {
+		uint64_t rev = frontier + 2 + i;
+		if (ahead & 1)
+			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
+	}
+}
+
+/* Hand the frontier to the quiet path if it may have it (feed.lock held,
+ * about to be released): nobody records, and no report waits in the ring
+ * (so the log is empty, and the next revision to deliver is frontier + 1). */
+static void feed_thaw(feed *f)
+{
+	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
+		return;
+	assert(f->oldest == f->frontier + 1);
+	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
+}
+
+/* The feed lock, with the frontier in its holder's hands. */
+static void feed_lock(feed *f)
+{
+	pthread_mutex_lock(&f->lock);
+	feed_freeze(f);
+}
+
+static void feed_unlock(feed *f)
+{
+	feed_thaw(f);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* The quiet word after reporting rev, or 0 if rev is for the locked path
+ * (see QUIET). */
+static uint64_t quiet_next(const feed *f, uint64_t w, uint64_t rev)
+{
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
+		return 0; /* frozen, or reported twice (the locked path says so) */
+	uint64_t d = rev - frontier;
+	if (d == 1) {
+		/* bit j of v stands for frontier + 1 + j: pass its trailing ones */
+		uint64_t v = ahead << 1 | 1;
+		unsigned t = (unsigned)__builtin_ctzll(~v);
+		return (frontier + t) << QUIET_SHIFT | (v >> t >> 1) << 1;
+	}
+	if (d - 2 >= f->quiet_window || (ahead >> (d - 2) & 1))
+		return 0; /* too far ahead, or reported twice */
+	return w | (uint64_t)1 << (d - 2) << 1;
+}
+
+/* Report rev without the lock if nobody records and rev is at most
+ * quiet_window revisions past the frontier's successor: one
+ * compare-and-swap on the quiet word. False: take the locked path. */
+static bool report_quiet(feed *f, uint64_t rev)
+{
+	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_relaxed);
+	for (;;) {
+		uint64_t next = quiet_next(f, w, rev);
+		if (!next)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_acq_rel,
+		                                          memory_order_relaxed))
+			return true;
+	}
+}
+
 static void lock_feed(feed *f, wakeups *wk)
 {
 	wk->wake = NULL;
 	wk->dead = NULL;
 	wk->kick = false;
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 }
 
 /* Write the eventfd of each watcher on the chain (no lock held). */
@@ -592,7 +733,7 @@ static void wake_chain(ctx_watch *w)
  * watchers and release the evicted events. */
 static void unlock_and_wake(feed *f, wakeups *wk)
 {
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 	if (wk->kick)
 		pthread_cond_signal(&f->waker_cv);
 	wk->kick = false;
@@ -651,24 +792,26 @@ static void *waker_main(void *arg)
 	while (!f->waker_stop) {
 		if (!f->wake_due) {
 			f->waker_idle = true;
+			feed_thaw(f); /* the wait releases the lock */
 			pthread_cond_wait(&f->waker_cv, &f->lock);
+			feed_freeze(f);
 			f->waker_idle = false;
 			continue;
 		}
 		/* Let the commits of the moment gather: one pass, and one
 		 * wake-up per watcher, for all of them (see THE WAKER). */
-		pthread_mutex_unlock(&f->lock);
+		feed_unlock(f);
 		nanosleep(&(struct timespec){0, WAKER_LINGER_NS}, NULL);
-		pthread_mutex_lock(&f->lock);
+		feed_lock(f);
 		if (!f->wake_due)
 			continue; /* log_trim made the pass */
 		waker_pass(f, &wk);
-		pthread_mutex_unlock(&f->lock);
+		feed_unlock(f);
 		wake_chain(wk.wake);
 		wk.wake = NULL;
-		pthread_mutex_lock(&f->lock);
+		feed_lock(f);
 	}
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 	return NULL;
 }
 
@@ -676,26 +819,26 @@ static void *waker_main(void *arg)
  * wake every watcher themselves. */
 static void waker_start(feed *f)
 {
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	bool start = f->waker_state == WAKER_NONE;
 	if (start)
 		f->waker_state = WAKER_STARTING;
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 	if (!start)
 		return;
 	int err = pthread_create(&f->waker, NULL, waker_main, f);
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	f->waker_state = err ? WAKER_FAILED : WAKER_RUNNING;
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 }
 
 /* Stop the waker (feed_close; no watch is open). */
 static void waker_join(feed *f)
 {
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	bool running = f->waker_state == WAKER_RUNNING;
 	f->waker_stop = true;
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 	if (!running)
 		return;
 	pthread_cond_signal(&f->waker_cv);
@@ -723,7 +866,9 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	while (history < c.history)
 		history <<= 1;
 	size_t cap = 2 * history; /* the log, and as many pending reports */
-	feed *f = calloc(1, sizeof(*f));
+	feed *f = aligned_alloc(64, (sizeof(*f) + 63) & ~(size_t)63);
+	if (f)
+		memset(f, 0, sizeof(*f));
 	uint64_t *ring = calloc(cap, sizeof(*ring));
 	if (!f || !ring) {
 		free(f);
@@ -737,6 +882,8 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
+	atomic_init(&f->quiet, f->frontier << QUIET_SHIFT | QUIET_FROZEN); /* thawed by an unlock */
+	f->quiet_window = cap - 1 < QUIET_BITS ? cap - 1 : QUIET_BITS;
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
@@ -769,7 +916,7 @@ static uint64_t history_start(const feed *f)
 
 void feed_get_stats(feed *f, feed_stats *out)
 {
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	*out = (feed_stats){
 	    .frontier = f->frontier,
 	    .oldest = history_start(f),
@@ -786,7 +933,7 @@ void feed_get_stats(feed *f, feed_stats *out)
 	    .waker_passes = f->waker_passes,
 	    .waker_busy = f->wake_due || (f->waker_state == WAKER_RUNNING && !f->waker_idle),
 	};
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 }
 
 /* Whether events are recorded now: a watcher is open, or keep is set. */
@@ -837,6 +984,7 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	uint64_t *slot = &f->ring[rev & f->mask];
 	assert(*slot == 0);
 	*slot = v;
+	f->pending_slots++;
 	fevent *e = slot_event(v);
 	if (e) {
 		f->pending_bytes += e->bytes;
@@ -878,9 +1026,10 @@ static void advance(feed *f, wakeups *wk)
 	for (;;) {
 		uint64_t rev = f->frontier + 1;
 		uint64_t v = f->ring[rev & f->mask];
-		if (!v || slot_rev(v) != rev || rev > f->gate)
-			break;
+		if (!v || slot_rev(v) != rev || (rev > f->gate && feed_records(f)))
+			break; /* unrecorded revisions pass the gate: see QUIET */
 		f->frontier = rev;
+		f->pending_slots--;
 		fevent *e = slot_event(v);
 		if (e) {
 			f->pending_bytes -= e->bytes;
@@ -962,6 +1111,8 @@ static void feed_report(feed *f, const report *r)
 	fevent *e = NULL;
 	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
 		e = report_event(r);
+	else if (report_quiet(f, r->rev))
+		return;
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
 	uint64_t rev = r->rev;
@@ -1093,9 +1244,9 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 {
 	feed *f = w->feed;
 	while (!w->count && !w->lag_due && !w->done) {
-		pthread_mutex_lock(&f->lock);
+		feed_lock(f);
 		watch_read(f, w);
-		pthread_mutex_unlock(&f->lock);
+		feed_unlock(f);
 		if (w->caught_up)
 			break;
 	}
@@ -1160,14 +1311,14 @@ static bool watch_rest(ctx_watch *w)
 	watch_settle(w);
 	watch_unsignal(w);
 	pthread_mutex_lock(&w->lock);
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	bool rest = w->done || is_armed(w);
 	if (!rest && !w->count && !w->lag_due && w->cursor > f->frontier &&
 	    !atomic_load_explicit(&w->waking, memory_order_acquire)) {
 		arm(f, w);
 		rest = true;
 	}
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 	pthread_mutex_unlock(&w->lock);
 	if (!rest)
 		watch_signal(w);
@@ -1209,11 +1360,11 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 		return st;
 	waker_start(f);
 
-	pthread_mutex_lock(&f->lock);
+	feed_lock(f);
 	if (from_revision == 0) {
 		w->cursor = f->frontier + 1; /* pending bare revisions are skipped */
 	} else if ((st = feed_holds(f, from_revision)) != CTX_OK) {
-		pthread_mutex_unlock(&f->lock);
+		feed_unlock(f);
 		watch_release(w);
 		return st;
 	} else {
@@ -1225,7 +1376,7 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	bool pending = w->count || w->lag_due || !w->caught_up;
 	if (!pending)
 		arm(f, w);
-	pthread_mutex_unlock(&f->lock);
+	feed_unlock(f);
 
 	if (pending)
 		watch_signal(w);
