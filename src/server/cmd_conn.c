@@ -400,12 +400,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     "# Server\r\nredis_version:%s\r\nctx_version:%s\r\nredis_mode:standalone\r\n"
 		     "os:Linux\r\narch_bits:%d\r\nmultiplexing_api:epoll\r\nprocess_id:%ld\r\n"
 		     "tcp_port:%d\r\nuptime_in_seconds:%llu\r\nuptime_in_days:%llu\r\n"
-		     "executable:ctxd\r\nloops:%d\r\ndurability:%s\r\n\r\n",
+		     "executable:ctxd\r\nloops:%d\r\nloops_running:%d\r\ndurability:%s\r\n\r\n",
 		     CTXD_REDIS_VERSION, CTX_VERSION_STRING, (int)(sizeof(void *) * 8),
 		     (long)getpid(), srv.listen_port,
 		     (unsigned long long)((now - srv.start_us) / 1000000u),
 		     (unsigned long long)((now - srv.start_us) / 86400000000ull), srv.nloops,
-		     durability_name(srv.cfg.durability));
+		     net_loops_running(), durability_name(srv.cfg.durability));
 	}
 	if (want("clients", argc, argv, true))
 		addf(&b,
