@@ -528,6 +528,7 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	PUT("dir", "%s", srv.cfg.dir);
 	PUT("durability", "%s", durability_name(srv.cfg.durability));
 	PUT("loops", "%d", srv.nloops);
+	PUT("loops-merge", "%s", srv.cfg.loops_merge ? "yes" : "no");
 	pthread_mutex_lock(&srv.cfg_lock);
 	PUT("requirepass", "%s", srv.cfg.requirepass ? srv.cfg.requirepass : "");
 	pthread_mutex_unlock(&srv.cfg_lock);

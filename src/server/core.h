@@ -162,7 +162,6 @@ struct loop {
 	/* statistics, written by this loop only */
 	_Atomic uint64_t st_commands, st_connections, st_rejected, st_net_in, st_net_out;
 	_Atomic uint64_t st_reads;
-	_Atomic uint64_t st_hostings;
 };
 
 typedef struct server {

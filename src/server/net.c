@@ -675,7 +675,6 @@ static void host_adopt(void)
 		if (g->gpoll_on || host_state(g) != HOST_HOSTED)
 			continue;
 		g->gpoll_on = true;
-		atomic_fetch_add_explicit(&g->st_hostings, 1, memory_order_relaxed);
 		uv_poll_start(&g->gpoll, UV_READABLE, on_guest_ready);
 		uv_run(&g->uv, UV_RUN_NOWAIT);
 	}
