@@ -54,15 +54,17 @@
  *   mutex (host_lock): OWN -> PARKING (loop 0 asks; the loop's on_async
  *   stops its uv_run) -> HOSTED (the loop's thread, which then waits) ->
  *   OWN (loop 0 stops polling, then wakes it). Every CTL_PERIOD_MS loop 0
- *   looks at the last period: hosting starts when the clients send about
+ *   looks at the last period (if it had MIN_READS reads): hosting starts
+ *   after HOST_AFTER_TICKS periods in a row where the clients sent about
  *   one request per read (no pipelining: each request costs a read, a
  *   write and often a sleep and a wake-up in epoll_wait, and a second loop
  *   thread on a machine where the clients also need CPU mostly adds wake-
  *   ups: docs/benchmarks.md, round 6) and the loops together used less than
- *   HOST_BELOW_CPU of a core; it ends when the requests per read reach
- *   UNHOST_MIN_RPR (pipelined work, which two threads do faster) or loop
- *   0's thread uses more than UNHOST_ABOVE_CPU of a core (one thread is
- *   not enough: it then hosts again only below REHOST_BELOW_CPU). On stop
+ *   HOST_BELOW_CPU of a core; it ends after one period where the
+ *   requests per read reach UNHOST_MIN_RPR (pipelined work, which two
+ *   threads do faster), or after HOST_AFTER_TICKS periods in a row where
+ *   loop 0's thread used more than UNHOST_ABOVE_CPU of a core (one thread
+ *   is not enough: it then hosts again only below REHOST_BELOW_CPU). On stop
  *   every loop runs on its own thread again first. --loops-merge no turns
  *   hosting off.
  *
@@ -588,7 +590,9 @@ static void client_flush(client *c)
 
 enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
 
-#define CTL_PERIOD_MS     200
+#define CTL_PERIOD_MS     50
+#define HOST_AFTER_TICKS  4    /* periods in a row that call for hosting */
+#define MIN_READS         16   /* reads in a period for a decision */
 #define HOST_MAX_RPR      2.0  /* requests per read: host below this */
 #define UNHOST_MIN_RPR    4.0  /* and stop hosting from this on */
 #define HOST_BELOW_CPU    0.85 /* cores, all loops together */
@@ -706,20 +710,29 @@ static void on_ctl(uv_timer_t *h)
 	h0->w_cpu_ns = cpu;
 	h0->w_cmds = cmds;
 	h0->w_reads = reads;
-	if (first || dr == 0 || dw == 0 || !srv.cfg.loops_merge)
+	if (first || dr < MIN_READS || dw == 0 || !srv.cfg.loops_merge) {
+		h0->w_streak = 0;
 		return;
+	}
 	double cores = (double)dc / (double)dw, rpr = (double)dcmd / (double)dr;
 	if (!any_hosted) {
 		double below = h0->w_cpu_bound ? REHOST_BELOW_CPU : HOST_BELOW_CPU;
-		if (rpr < HOST_MAX_RPR && cores < below) {
+		h0->w_streak = rpr < HOST_MAX_RPR && cores < below ? h0->w_streak + 1 : 0;
+		if (h0->w_streak >= HOST_AFTER_TICKS) {
+			h0->w_streak = 0;
 			h0->w_cpu_bound = false;
 			host_all();
 		}
 	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
+		h0->w_streak = 0;
 		unhost_all();
-	} else if (all_hosted && cores > UNHOST_ABOVE_CPU) {
-		h0->w_cpu_bound = true;
-		unhost_all();
+	} else if (all_hosted) {
+		h0->w_streak = cores > UNHOST_ABOVE_CPU ? h0->w_streak + 1 : 0;
+		if (h0->w_streak >= HOST_AFTER_TICKS) {
+			h0->w_streak = 0;
+			h0->w_cpu_bound = true;
+			unhost_all();
+		}
 	}
 }
 
