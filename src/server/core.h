@@ -34,7 +34,7 @@ typedef struct server_config {
 	char *dir;
 	ctx_durability durability;
 	int loops;
-	bool loops_merge; /* loop 0 may run the other loops (net.c, HOSTING) */
+	bool loops_merge;  /* loop 0 may run the other loops (net.c, HOSTING) */
 	char *requirepass; /* NULL = none; under cfg_lock */
 	_Atomic size_t maxclients;
 	_Atomic long timeout; /* idle seconds, 0 = none    */
@@ -186,8 +186,8 @@ typedef struct server {
 extern server srv;
 
 /* net.c */
-int net_start(void); /* bind and start the loops; 0 or -1 */
-void net_stop(void); /* graceful: returns once loops ended */
+int net_start(void);         /* bind and start the loops; 0 or -1 */
+void net_stop(void);         /* graceful: returns once loops ended */
 int net_loops_running(void); /* loops on their own thread (not hosted by loop 0) */
 uint64_t now_us(void);
 void client_close(client *c);

@@ -590,14 +590,14 @@ static void client_flush(client *c)
 
 enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
 
-#define CTL_PERIOD_MS     50
-#define HOST_AFTER_TICKS  4    /* periods in a row that call for hosting */
-#define MIN_READS         16   /* reads in a period for a decision */
-#define HOST_MAX_RPR      2.0  /* requests per read: host below this */
-#define UNHOST_MIN_RPR    4.0  /* and stop hosting from this on */
-#define HOST_BELOW_CPU    0.85 /* cores, all loops together */
-#define UNHOST_ABOVE_CPU  0.95 /* cores, loop 0's thread while hosting */
-#define REHOST_BELOW_CPU  0.6  /* after hosting ended for CPU */
+#define CTL_PERIOD_MS    50
+#define HOST_AFTER_TICKS 4    /* periods in a row that call for hosting */
+#define MIN_READS        16   /* reads in a period for a decision */
+#define HOST_MAX_RPR     2.0  /* requests per read: host below this */
+#define UNHOST_MIN_RPR   4.0  /* and stop hosting from this on */
+#define HOST_BELOW_CPU   0.85 /* cores, all loops together */
+#define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting */
+#define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
 
 static int host_state(loop *g)
 {
