@@ -157,7 +157,7 @@ struct loop {
 	bool gpoll_on;
 	uv_timer_t ctl;
 	_Atomic long cpu_clock; /* this loop's thread's CPU clock, -1 before it runs */
-	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads;
+	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads, w_wait_ns;
 	bool w_cpu_bound; /* unhosted for CPU: host again only well below it */
 	int w_streak;     /* periods in a row that called for hosting */
 	/* statistics, written by this loop only */

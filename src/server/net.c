@@ -59,12 +59,16 @@
  *   one request per read (no pipelining: each request costs a read, a
  *   write and often a sleep and a wake-up in epoll_wait, and a second loop
  *   thread on a machine where the clients also need CPU mostly adds wake-
- *   ups: docs/benchmarks.md, round 6) and the loops together used less than
- *   HOST_BELOW_CPU of a core; it ends after one period where the
- *   requests per read reach UNHOST_MIN_RPR (pipelined work, which two
- *   threads do faster), or after HOST_AFTER_TICKS periods in a row where
- *   loop 0's thread used more than UNHOST_ABOVE_CPU of a core (one thread
- *   is not enough: it then hosts again only below REHOST_BELOW_CPU). On stop
+ *   ups: docs/benchmarks.md, round 6), the loops together used less than
+ *   HOST_BELOW_CPU of a core and loop 0's thread waited for a CPU (run
+ *   queue, /proc/thread-self/schedstat) less than HOST_WAIT_BELOW of the
+ *   time; it ends after one period where the requests per read reach
+ *   UNHOST_MIN_RPR (pipelined work, which two threads do faster), or after
+ *   HOST_AFTER_TICKS periods in a row where loop 0's thread used more than
+ *   UNHOST_ABOVE_CPU of a core or waited for a CPU more than
+ *   UNHOST_WAIT_OVER of the time (one thread is not enough, or other
+ *   processes take the CPUs and one thread gets a smaller share than
+ *   several: it then hosts again only below REHOST_BELOW_CPU). On stop
  *   every loop runs on its own thread again first. --loops-merge no turns
  *   hosting off.
  *
@@ -598,6 +602,8 @@ enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
 #define HOST_BELOW_CPU   0.85 /* cores, all loops together */
 #define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting */
 #define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
+#define HOST_WAIT_BELOW  0.1  /* loop 0's thread waiting for a CPU: host below */
+#define UNHOST_WAIT_OVER 0.25 /* and stop hosting above */
 
 static int host_state(loop *g)
 {
@@ -629,6 +635,20 @@ static uint64_t loop_cpu_ns(loop *g)
 	if (id < 0 || clock_gettime((clockid_t)id, &ts) != 0)
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The calling thread's time runnable but waiting for a CPU (the second
+ * field of /proc/thread-self/schedstat), 0 if unknown. */
+static uint64_t thread_wait_ns(void)
+{
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	unsigned long long run = 0, wait = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+		wait = 0;
+	fclose(f);
+	return wait;
 }
 
 static void on_guest_ready(uv_poll_t *h, int status, int events)
@@ -703,9 +723,12 @@ static void on_ctl(uv_timer_t *h)
 			all_hosted = false;
 		}
 	}
+	uint64_t wait = thread_wait_ns();
 	uint64_t dw = wall - h0->w_wall_ns, dc = cpu - h0->w_cpu_ns;
 	uint64_t dcmd = cmds - h0->w_cmds, dr = reads - h0->w_reads;
+	uint64_t dwait = wait - h0->w_wait_ns;
 	bool first = h0->w_wall_ns == 0;
+	h0->w_wait_ns = wait;
 	h0->w_wall_ns = wall;
 	h0->w_cpu_ns = cpu;
 	h0->w_cmds = cmds;
@@ -715,9 +738,11 @@ static void on_ctl(uv_timer_t *h)
 		return;
 	}
 	double cores = (double)dc / (double)dw, rpr = (double)dcmd / (double)dr;
+	double waiting = (double)dwait / (double)dw;
 	if (!any_hosted) {
 		double below = h0->w_cpu_bound ? REHOST_BELOW_CPU : HOST_BELOW_CPU;
-		h0->w_streak = rpr < HOST_MAX_RPR && cores < below ? h0->w_streak + 1 : 0;
+		bool call = rpr < HOST_MAX_RPR && cores < below && waiting < HOST_WAIT_BELOW;
+		h0->w_streak = call ? h0->w_streak + 1 : 0;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
 			h0->w_cpu_bound = false;
@@ -727,7 +752,8 @@ static void on_ctl(uv_timer_t *h)
 		h0->w_streak = 0;
 		unhost_all();
 	} else if (all_hosted) {
-		h0->w_streak = cores > UNHOST_ABOVE_CPU ? h0->w_streak + 1 : 0;
+		bool short_of_cpu = cores > UNHOST_ABOVE_CPU || waiting > UNHOST_WAIT_OVER;
+		h0->w_streak = short_of_cpu ? h0->w_streak + 1 : 0;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
 			h0->w_cpu_bound = true;
