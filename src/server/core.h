@@ -159,7 +159,10 @@ struct loop {
 	_Atomic long cpu_clock; /* this loop's thread's CPU clock, -1 before it runs */
 	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads, w_wait_ns;
 	bool w_cpu_bound; /* unhosted for CPU: host again only well below it */
-	int w_streak;     /* periods in a row that called for hosting */
+	int w_streak;     /* periods in a row that called for a change */
+	/* periods without hosting after a crowded machine ended it */
+	int w_backoff, w_backoff_left;
+	long w_hosted_ticks;
 	/* statistics, written by this loop only */
 	_Atomic uint64_t st_commands, st_connections, st_rejected, st_net_in, st_net_out;
 	_Atomic uint64_t st_reads;

@@ -59,16 +59,18 @@
  *   one request per read (no pipelining: each request costs a read, a
  *   write and often a sleep and a wake-up in epoll_wait, and a second loop
  *   thread on a machine where the clients also need CPU mostly adds wake-
- *   ups: docs/benchmarks.md, round 6), the loops together used less than
- *   HOST_BELOW_CPU of a core and loop 0's thread waited for a CPU (run
- *   queue, /proc/thread-self/schedstat) less than HOST_WAIT_BELOW of the
- *   time; it ends after one period where the requests per read reach
- *   UNHOST_MIN_RPR (pipelined work, which two threads do faster), or after
- *   HOST_AFTER_TICKS periods in a row where loop 0's thread used more than
- *   UNHOST_ABOVE_CPU of a core or waited for a CPU more than
- *   UNHOST_WAIT_OVER of the time (one thread is not enough, or other
- *   processes take the CPUs and one thread gets a smaller share than
- *   several: it then hosts again only below REHOST_BELOW_CPU). On stop
+ *   ups: docs/benchmarks.md, round 6) and the loops together used less than
+ *   HOST_BELOW_CPU of a core; it ends after one period where the requests
+ *   per read reach UNHOST_MIN_RPR (pipelined work, which two threads do
+ *   faster), or after HOST_AFTER_TICKS periods in a row where loop 0's
+ *   thread used more than UNHOST_ABOVE_CPU of a core (one thread is not
+ *   enough: it then hosts again only below REHOST_BELOW_CPU) or waited for
+ *   a CPU (run queue, /proc/thread-self/schedstat) more than
+ *   UNHOST_WAIT_OVER of the time (other processes load the machine, and
+ *   one thread gets a smaller share of it than several: no hosting for
+ *   BACKOFF_MIN periods, doubled each time it happens again, up to
+ *   BACKOFF_MAX). The wait is read only while hosting: before, the loops'
+ *   own threads crowd each other, which is what hosting removes. On stop
  *   every loop runs on its own thread again first. --loops-merge no turns
  *   hosting off.
  *
@@ -602,8 +604,9 @@ enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
 #define HOST_BELOW_CPU   0.85 /* cores, all loops together */
 #define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting */
 #define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
-#define HOST_WAIT_BELOW  0.1  /* loop 0's thread waiting for a CPU: host below */
-#define UNHOST_WAIT_OVER 0.25 /* and stop hosting above */
+#define UNHOST_WAIT_OVER 0.25 /* hosting, loop 0's thread waiting for a CPU */
+#define BACKOFF_MIN      20   /* periods without hosting after that, doubled */
+#define BACKOFF_MAX      640  /* each time up to this */
 
 static int host_state(loop *g)
 {
@@ -741,22 +744,37 @@ static void on_ctl(uv_timer_t *h)
 	double waiting = (double)dwait / (double)dw;
 	if (!any_hosted) {
 		double below = h0->w_cpu_bound ? REHOST_BELOW_CPU : HOST_BELOW_CPU;
-		bool call = rpr < HOST_MAX_RPR && cores < below && waiting < HOST_WAIT_BELOW;
+		bool call = rpr < HOST_MAX_RPR && cores < below;
+		if (h0->w_backoff_left > 0) {
+			h0->w_backoff_left--;
+			call = false;
+		}
 		h0->w_streak = call ? h0->w_streak + 1 : 0;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
 			h0->w_cpu_bound = false;
+			h0->w_hosted_ticks = 0;
 			host_all();
 		}
 	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
 		h0->w_streak = 0;
 		unhost_all();
 	} else if (all_hosted) {
-		bool short_of_cpu = cores > UNHOST_ABOVE_CPU || waiting > UNHOST_WAIT_OVER;
-		h0->w_streak = short_of_cpu ? h0->w_streak + 1 : 0;
+		bool busy = cores > UNHOST_ABOVE_CPU, crowded = waiting > UNHOST_WAIT_OVER;
+		h0->w_streak = busy || crowded ? h0->w_streak + 1 : 0;
+		h0->w_hosted_ticks++;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
-			h0->w_cpu_bound = true;
+			h0->w_cpu_bound = busy;
+			if (crowded) {
+				/* hosted for long before this: a new crowd, start over */
+				if (h0->w_hosted_ticks > BACKOFF_MAX)
+					h0->w_backoff = 0;
+				h0->w_backoff = h0->w_backoff ? h0->w_backoff * 2 : BACKOFF_MIN;
+				if (h0->w_backoff > BACKOFF_MAX)
+					h0->w_backoff = BACKOFF_MAX;
+				h0->w_backoff_left = h0->w_backoff;
+			}
 			unhost_all();
 		}
 	}
