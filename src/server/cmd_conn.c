@@ -400,12 +400,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     "# Server\r\nredis_version:%s\r\nctx_version:%s\r\nredis_mode:standalone\r\n"
 		     "os:Linux\r\narch_bits:%d\r\nmultiplexing_api:epoll\r\nprocess_id:%ld\r\n"
 		     "tcp_port:%d\r\nuptime_in_seconds:%llu\r\nuptime_in_days:%llu\r\n"
-		     "executable:ctxd\r\nloops:%d\r\ndurability:%s\r\n\r\n",
+		     "executable:ctxd\r\nloops:%d\r\nloops_running:%d\r\ndurability:%s\r\n\r\n",
 		     CTXD_REDIS_VERSION, CTX_VERSION_STRING, (int)(sizeof(void *) * 8),
 		     (long)getpid(), srv.listen_port,
 		     (unsigned long long)((now - srv.start_us) / 1000000u),
 		     (unsigned long long)((now - srv.start_us) / 86400000000ull), srv.nloops,
-		     durability_name(srv.cfg.durability));
+		     net_loops_running(), durability_name(srv.cfg.durability));
 	}
 	if (want("clients", argc, argv, true))
 		addf(&b,
@@ -528,6 +528,7 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	PUT("dir", "%s", srv.cfg.dir);
 	PUT("durability", "%s", durability_name(srv.cfg.durability));
 	PUT("loops", "%d", srv.nloops);
+	PUT("loops-merge", "%s", srv.cfg.loops_merge ? "yes" : "no");
 	pthread_mutex_lock(&srv.cfg_lock);
 	PUT("requirepass", "%s", srv.cfg.requirepass ? srv.cfg.requirepass : "");
 	pthread_mutex_unlock(&srv.cfg_lock);

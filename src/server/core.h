@@ -34,6 +34,7 @@ typedef struct server_config {
 	char *dir;
 	ctx_durability durability;
 	int loops;
+	bool loops_merge;  /* loop 0 may run the other loops (net.c, HOSTING) */
 	char *requirepass; /* NULL = none; under cfg_lock */
 	_Atomic size_t maxclients;
 	_Atomic long timeout; /* idle seconds, 0 = none    */
@@ -147,8 +148,24 @@ struct loop {
 	int pending_work;
 	bool stopping;
 	uint64_t stop_deadline_us;
+	/* hosting (net.c): host_state under host_lock; gpoll and the window in
+	 * loop 0 only (gpoll is loop 0's handle on this loop's epoll fd) */
+	pthread_mutex_t host_lock;
+	pthread_cond_t host_cv;
+	int host_state; /* HOST_OWN, HOST_PARKING, HOST_HOSTED */
+	uv_poll_t gpoll;
+	bool gpoll_on;
+	uv_timer_t ctl;
+	_Atomic long cpu_clock; /* this loop's thread's CPU clock, -1 before it runs */
+	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads, w_wait_ns;
+	bool w_cpu_bound; /* unhosted for CPU: host again only well below it */
+	int w_streak;     /* periods in a row that called for a change */
+	/* periods without hosting after a crowded machine ended it */
+	int w_backoff, w_backoff_left;
+	long w_hosted_ticks;
 	/* statistics, written by this loop only */
 	_Atomic uint64_t st_commands, st_connections, st_rejected, st_net_in, st_net_out;
+	_Atomic uint64_t st_reads;
 };
 
 typedef struct server {
@@ -172,8 +189,9 @@ typedef struct server {
 extern server srv;
 
 /* net.c */
-int net_start(void); /* bind and start the loops; 0 or -1 */
-void net_stop(void); /* graceful: returns once loops ended */
+int net_start(void);         /* bind and start the loops; 0 or -1 */
+void net_stop(void);         /* graceful: returns once loops ended */
+int net_loops_running(void); /* loops on their own thread (not hosted by loop 0) */
 uint64_t now_us(void);
 void client_close(client *c);
 /* End what the connection has open: its watch, tracker and session, MULTI

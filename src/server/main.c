@@ -74,6 +74,8 @@ static void usage(FILE *f)
 	           "                         batch: fsync every 10 ms; none: memory only (no dir)\n"
 	           "  --requirepass PASS     clients must AUTH with PASS\n"
 	           "  --loops N              event loops (default: number of cores)\n"
+	           "  --loops-merge yes|no   let loop 0 run the others while the clients do\n"
+	           "                         not pipeline and one thread is enough (yes)\n"
 	           "  --maxclients N         (default 10000)\n"
 	           "  --timeout SECONDS      close idle clients (default 0 = never)\n"
 	           "  --loglevel LEVEL       warning, notice (default), verbose, debug\n"
@@ -82,6 +84,7 @@ static void usage(FILE *f)
 	           "                         maxclients, timeout, proto-max-bulk-len,\n"
 	           "                         client-query-buffer-limit,\n"
 	           "                         client-output-buffer-limit normal H S SECS, loops,\n"
+	           "                         loops-merge,\n"
 	           "                         loglevel)\n"
 	           "  --help                 this text\n\n"
 	           "Connect with: redis-cli -p PORT\n");
@@ -130,6 +133,9 @@ static bool apply(const char *name, const char *value, const char *where)
 		cfg->timeout = l;
 	} else if (!strcasecmp(name, "loops") && long_value(value, 1, 1024, &l)) {
 		cfg->loops = (int)l;
+	} else if (!strcasecmp(name, "loops-merge") &&
+	           (!strcasecmp(value, "yes") || !strcasecmp(value, "no"))) {
+		cfg->loops_merge = !strcasecmp(value, "yes");
 	} else if (!strcasecmp(name, "proto-max-bulk-len") && parse_mem_size(value, &m) &&
 	           m >= 1024) {
 		cfg->proto_max_bulk_len = m;
@@ -209,6 +215,7 @@ static void defaults(void)
 	cfg->durability = CTX_DURABILITY_ALWAYS;
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	cfg->loops = n > 0 ? (int)n : 1;
+	cfg->loops_merge = true;
 	cfg->maxclients = 10000;
 	cfg->timeout = 0;
 	cfg->proto_max_bulk_len = 512u << 20;
@@ -229,6 +236,7 @@ static int parse_args(int argc, char **argv)
 	    {"durability", required_argument, 0, 'D'},
 	    {"requirepass", required_argument, 0, 'a'},
 	    {"loops", required_argument, 0, 'l'},
+	    {"loops-merge", required_argument, 0, 'M'},
 	    {"config", required_argument, 0, 'c'},
 	    {"maxclients", required_argument, 0, 'm'},
 	    {"timeout", required_argument, 0, 't'},

@@ -44,6 +44,36 @@
  *   some seconds). A client over it is closed: a client that stops reading
  *   cannot swell the server.
  *
+ * HOSTING (one thread when one is enough)
+ *   With several loops, loop 0 may run the others itself ("host" them):
+ *   a hosted loop's thread parks on a condition variable, and loop 0 polls
+ *   that loop's epoll fd (uv_backend_fd) and runs it with UV_RUN_NOWAIT when
+ *   it has events (and on every control tick, for its timers). Nothing of a
+ *   loop changes when it is hosted: its clients, handles and lists stay
+ *   its own; only the thread that runs it changes, and the hand-over is a
+ *   mutex (host_lock): OWN -> PARKING (loop 0 asks; the loop's on_async
+ *   stops its uv_run) -> HOSTED (the loop's thread, which then waits) ->
+ *   OWN (loop 0 stops polling, then wakes it). Every CTL_PERIOD_MS loop 0
+ *   looks at the last period (if it had MIN_READS reads): hosting starts
+ *   after HOST_AFTER_TICKS periods in a row where the clients sent about
+ *   one request per read (no pipelining: each request costs a read, a
+ *   write and often a sleep and a wake-up in epoll_wait, and a second loop
+ *   thread on a machine where the clients also need CPU mostly adds wake-
+ *   ups: docs/benchmarks.md, round 6) and the loops together used less than
+ *   HOST_BELOW_CPU of a core; it ends after one period where the requests
+ *   per read reach UNHOST_MIN_RPR (pipelined work, which two threads do
+ *   faster), or after HOST_AFTER_TICKS periods in a row where loop 0's
+ *   thread used more than UNHOST_ABOVE_CPU of a core (one thread is not
+ *   enough: it then hosts again only below REHOST_BELOW_CPU) or waited for
+ *   a CPU (run queue, /proc/thread-self/schedstat) more than
+ *   UNHOST_WAIT_OVER of the time (other processes load the machine, and
+ *   one thread gets a smaller share of it than several: no hosting for
+ *   BACKOFF_MIN periods, doubled each time it happens again, up to
+ *   BACKOFF_MAX). The wait is read only while hosting: before, the loops'
+ *   own threads crowd each other, which is what hosting removes. On stop
+ *   every loop runs on its own thread again first. --loops-merge no turns
+ *   hosting off.
+ *
  * SHUTDOWN
  *   net_stop: every loop closes its listener, stops reading from its
  *   clients and closes each once its replies (parked ones included, so
@@ -560,6 +590,224 @@ static void client_flush(client *c)
 		return;
 	if (c->close_after_flush && all_sent(c))
 		client_close(c);
+}
+
+/* ---- hosting: loop 0 runs the other loops when one thread is enough --------- */
+
+enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
+
+#define CTL_PERIOD_MS    50
+#define HOST_AFTER_TICKS 4    /* periods in a row that call for hosting */
+#define MIN_READS        16   /* reads in a period for a decision */
+#define HOST_MAX_RPR     2.0  /* requests per read: host below this */
+#define UNHOST_MIN_RPR   4.0  /* and stop hosting from this on */
+#define HOST_BELOW_CPU   0.85 /* cores, all loops together */
+#define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting */
+#define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
+#define UNHOST_WAIT_OVER 0.25 /* hosting, loop 0's thread waiting for a CPU */
+#define BACKOFF_MIN      20   /* periods without hosting after that, doubled */
+#define BACKOFF_MAX      640  /* each time up to this */
+
+static int host_state(loop *g)
+{
+	pthread_mutex_lock(&g->host_lock);
+	int st = g->host_state;
+	pthread_mutex_unlock(&g->host_lock);
+	return st;
+}
+
+int net_loops_running(void)
+{
+	int n = 0;
+	for (int i = 0; i < srv.nloops; i++)
+		n += host_state(&srv.loops[i]) != HOST_HOSTED;
+	return n;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t loop_cpu_ns(loop *g)
+{
+	long id = atomic_load_explicit(&g->cpu_clock, memory_order_acquire);
+	struct timespec ts;
+	if (id < 0 || clock_gettime((clockid_t)id, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The calling thread's time runnable but waiting for a CPU (the second
+ * field of /proc/thread-self/schedstat), 0 if unknown. */
+static uint64_t thread_wait_ns(void)
+{
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	unsigned long long run = 0, wait = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+		wait = 0;
+	fclose(f);
+	return wait;
+}
+
+static void on_guest_ready(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	uv_run(&((loop *)h->data)->uv, UV_RUN_NOWAIT);
+}
+
+/* Loop 0: ask every loop that runs on its own thread to park. */
+static void host_all(void)
+{
+	for (int i = 1; i < srv.nloops; i++) {
+		loop *g = &srv.loops[i];
+		pthread_mutex_lock(&g->host_lock);
+		bool ask = g->host_state == HOST_OWN;
+		if (ask)
+			g->host_state = HOST_PARKING;
+		pthread_mutex_unlock(&g->host_lock);
+		if (ask)
+			uv_async_send(&g->async);
+	}
+}
+
+/* Loop 0: every hosted loop runs on its own thread again. */
+static void unhost_all(void)
+{
+	for (int i = 1; i < srv.nloops; i++) {
+		loop *g = &srv.loops[i];
+		pthread_mutex_lock(&g->host_lock);
+		bool hosted = g->host_state == HOST_HOSTED;
+		if (hosted) {
+			if (g->gpoll_on)
+				uv_poll_stop(&g->gpoll);
+			g->gpoll_on = false;
+			g->host_state = HOST_OWN;
+			pthread_cond_signal(&g->host_cv);
+		}
+		pthread_mutex_unlock(&g->host_lock);
+	}
+}
+
+/* Loop 0: poll the loops that have just parked, and run them once. */
+static void host_adopt(void)
+{
+	for (int i = 1; i < srv.nloops; i++) {
+		loop *g = &srv.loops[i];
+		if (g->gpoll_on || host_state(g) != HOST_HOSTED)
+			continue;
+		g->gpoll_on = true;
+		uv_poll_start(&g->gpoll, UV_READABLE, on_guest_ready);
+		uv_run(&g->uv, UV_RUN_NOWAIT);
+	}
+}
+
+static void on_ctl(uv_timer_t *h)
+{
+	loop *h0 = h->data;
+	if (atomic_load(&srv.stopping) || h0->stopping)
+		return;
+	uint64_t wall = mono_ns(), cpu = 0, cmds = 0, reads = 0;
+	bool any_hosted = false, all_hosted = true;
+	for (int i = 0; i < srv.nloops; i++) {
+		loop *g = &srv.loops[i];
+		cpu += loop_cpu_ns(g);
+		cmds += atomic_load_explicit(&g->st_commands, memory_order_relaxed);
+		reads += atomic_load_explicit(&g->st_reads, memory_order_relaxed);
+		if (i > 0 && g->gpoll_on) {
+			any_hosted = true;
+			uv_run(&g->uv, UV_RUN_NOWAIT); /* its timers */
+		} else if (i > 0) {
+			all_hosted = false;
+		}
+	}
+	uint64_t wait = thread_wait_ns();
+	uint64_t dw = wall - h0->w_wall_ns, dc = cpu - h0->w_cpu_ns;
+	uint64_t dcmd = cmds - h0->w_cmds, dr = reads - h0->w_reads;
+	uint64_t dwait = wait - h0->w_wait_ns;
+	bool first = h0->w_wall_ns == 0;
+	h0->w_wait_ns = wait;
+	h0->w_wall_ns = wall;
+	h0->w_cpu_ns = cpu;
+	h0->w_cmds = cmds;
+	h0->w_reads = reads;
+	if (first || dr < MIN_READS || dw == 0 || !srv.cfg.loops_merge) {
+		h0->w_streak = 0;
+		return;
+	}
+	double cores = (double)dc / (double)dw, rpr = (double)dcmd / (double)dr;
+	double waiting = (double)dwait / (double)dw;
+	if (!any_hosted) {
+		double below = h0->w_cpu_bound ? REHOST_BELOW_CPU : HOST_BELOW_CPU;
+		bool call = rpr < HOST_MAX_RPR && cores < below;
+		if (h0->w_backoff_left > 0) {
+			h0->w_backoff_left--;
+			call = false;
+		}
+		h0->w_streak = call ? h0->w_streak + 1 : 0;
+		if (h0->w_streak >= HOST_AFTER_TICKS) {
+			h0->w_streak = 0;
+			h0->w_cpu_bound = false;
+			h0->w_hosted_ticks = 0;
+			host_all();
+		}
+	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
+		h0->w_streak = 0;
+		unhost_all();
+	} else if (all_hosted) {
+		bool busy = cores > UNHOST_ABOVE_CPU, crowded = waiting > UNHOST_WAIT_OVER;
+		h0->w_streak = busy || crowded ? h0->w_streak + 1 : 0;
+		h0->w_hosted_ticks++;
+		if (h0->w_streak >= HOST_AFTER_TICKS) {
+			h0->w_streak = 0;
+			h0->w_cpu_bound = busy;
+			if (crowded) {
+				/* hosted for long before this: a new crowd, start over */
+				if (h0->w_hosted_ticks > BACKOFF_MAX)
+					h0->w_backoff = 0;
+				h0->w_backoff = h0->w_backoff ? h0->w_backoff * 2 : BACKOFF_MIN;
+				if (h0->w_backoff > BACKOFF_MAX)
+					h0->w_backoff = BACKOFF_MAX;
+				h0->w_backoff_left = h0->w_backoff;
+			}
+			unhost_all();
+		}
+	}
+}
+
+/* A loop asked to park (on_async): leave uv_run; loop_thread parks. */
+static void maybe_park(loop *lp)
+{
+	if (lp->idx == 0 || atomic_load(&srv.stopping))
+		return;
+	if (host_state(lp) == HOST_PARKING)
+		uv_stop(&lp->uv);
+}
+
+/* A loop's thread after uv_run returned: park if asked (false), or say
+ * whether the loop has ended (true). */
+static bool loop_park_or_end(loop *lp, int alive)
+{
+	pthread_mutex_lock(&lp->host_lock);
+	if (lp->host_state == HOST_PARKING) {
+		if (atomic_load(&srv.stopping)) {
+			lp->host_state = HOST_OWN;
+		} else {
+			lp->host_state = HOST_HOSTED;
+			uv_async_send(&srv.loops[0].async);
+			while (lp->host_state == HOST_HOSTED)
+				pthread_cond_wait(&lp->host_cv, &lp->host_lock);
+		}
+		pthread_mutex_unlock(&lp->host_lock);
+		return false;
+	}
+	pthread_mutex_unlock(&lp->host_lock);
+	return !alive;
 }
 
 /* ---- clients ------------------------------------------------------------------------ */
@@ -1214,6 +1462,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->in_len += (size_t)nread;
 	STAT_ADD(c->lp, st_net_in, (uint64_t)nread);
+	STAT_ADD(c->lp, st_reads, 1);
 	process_input(c);
 	if (c->closing)
 		return;
@@ -1495,6 +1744,11 @@ static void maybe_finish(loop *lp)
 	close_if_open((uv_handle_t *)&lp->timer);
 	close_if_open((uv_handle_t *)&lp->async);
 	close_if_open((uv_handle_t *)&lp->npoll);
+	if (lp->idx == 0 && srv.nloops > 1) {
+		close_if_open((uv_handle_t *)&lp->ctl);
+		for (int i = 1; i < srv.nloops; i++)
+			close_if_open((uv_handle_t *)&srv.loops[i].gpoll);
+	}
 	if (lp->listening) {
 		close_if_open((uv_handle_t *)&lp->listener);
 		lp->listening = false;
@@ -1524,6 +1778,13 @@ static void begin_stop(loop *lp)
 static void on_async(uv_async_t *h)
 {
 	loop *lp = h->data;
+	if (lp->idx == 0) {
+		if (atomic_load(&srv.stopping))
+			unhost_all(); /* before this loop may end */
+		else
+			host_adopt();
+	}
+	maybe_park(lp);
 	client *next;
 	for (client *c = lp->clients; c; c = next) {
 		next = c->next;
@@ -1562,7 +1823,11 @@ static void on_timer(uv_timer_t *h)
 static void *loop_thread(void *p)
 {
 	loop *lp = p;
-	uv_run(&lp->uv, UV_RUN_DEFAULT);
+	clockid_t cid;
+	if (pthread_getcpuclockid(pthread_self(), &cid) == 0)
+		atomic_store_explicit(&lp->cpu_clock, (long)cid, memory_order_release);
+	while (!loop_park_or_end(lp, uv_run(&lp->uv, UV_RUN_DEFAULT)))
+		;
 	uv_run(&lp->uv, UV_RUN_DEFAULT); /* close callbacks */
 	if (uv_loop_close(&lp->uv) != 0)
 		server_log('W', "loop %d ended with handles open", lp->idx);
@@ -1611,6 +1876,10 @@ static int bind_socket(const char *host, int port, int *bound_port)
 static int loop_init(loop *lp, int idx)
 {
 	lp->idx = idx;
+	atomic_init(&lp->cpu_clock, -1);
+	pthread_mutex_init(&lp->host_lock, NULL);
+	pthread_cond_init(&lp->host_cv, NULL);
+	lp->host_state = HOST_OWN;
 	if (uv_loop_init(&lp->uv) != 0)
 		return -1;
 	if (ctx_notifier_open(srv.store, &lp->notifier) != CTX_OK) {
@@ -1645,6 +1914,24 @@ static int loop_init(loop *lp, int idx)
 	return 0;
 }
 
+/* Loop 0's control timer and its (stopped) polls of the other loops. */
+static int host_init(void)
+{
+	loop *h0 = &srv.loops[0];
+	for (int i = 1; i < srv.nloops; i++) {
+		loop *g = &srv.loops[i];
+		if (uv_poll_init(&h0->uv, &g->gpoll, uv_backend_fd(&g->uv)) != 0)
+			return -1;
+		g->gpoll.data = g;
+		uv_unref((uv_handle_t *)&g->gpoll);
+	}
+	uv_timer_init(&h0->uv, &h0->ctl);
+	h0->ctl.data = h0;
+	uv_timer_start(&h0->ctl, on_ctl, CTL_PERIOD_MS, CTL_PERIOD_MS);
+	uv_unref((uv_handle_t *)&h0->ctl);
+	return 0;
+}
+
 int net_start(void)
 {
 	srv.nloops = srv.cfg.loops;
@@ -1654,6 +1941,8 @@ int net_start(void)
 	for (int i = 0; i < srv.nloops; i++)
 		if (loop_init(&srv.loops[i], i) != 0)
 			return -1;
+	if (srv.nloops > 1 && host_init() != 0)
+		return -1;
 	for (int i = 0; i < srv.nloops; i++)
 		if (pthread_create(&srv.loops[i].thread, NULL, loop_thread, &srv.loops[i]) != 0)
 			return -1;

@@ -180,6 +180,64 @@ static void test_pipelining(void **state)
 	redisFree(c);
 }
 
+/* INFO server's loops_running: how many loops run on their own thread. */
+static int loops_running(redisContext *c)
+{
+	redisReply *r = cmd(c, "INFO server");
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	const char *p = strstr(r->str, "\r\nloops_running:");
+	assert_non_null(p);
+	int n = atoi(p + strlen("\r\nloops_running:"));
+	freeReplyObject(r);
+	return n;
+}
+
+/* Two loops: unpipelined requests let loop 0 run loop 1 on its own thread
+ * (loops_running 1), pipelined ones give loop 1 its thread back
+ * (loops_running 2); every reply stays right before, during and after, on
+ * connections of both loops. Bounded by a number of requests, not by time. */
+static void test_loops_hosting(void **state)
+{
+	enum { NC = 4, DEPTH = 64 };
+	redisContext *cs[NC];
+	for (int k = 0; k < NC; k++)
+		cs[k] = hconn(srv);
+	assert_int_equal(loops_running(cs[0]), 2);
+	long fields = 0;
+	int running = 2;
+	for (long i = 0; i < 200000 && running != 1; i++) {
+		for (int k = 0; k < NC; k++)
+			EXPECT_INT(cs[k], 1, "HSET hosting f%ld v", fields++);
+		running = loops_running(cs[i % NC]);
+	}
+	assert_int_equal(running, 1);
+	/* hosted: both loops' clients are served, writes and reads */
+	for (long i = 0; i < 1000; i++) {
+		int k = (int)(i % NC);
+		EXPECT_INT(cs[k], 1, "HSET hosting f%ld v", fields++);
+		EXPECT_INT(cs[k], fields, "HLEN hosting");
+	}
+	long long sum = 0;
+	for (long i = 0; i < 20000 && running != 2; i++) {
+		int k = (int)(i % NC);
+		for (int j = 0; j < DEPTH; j++)
+			redisAppendCommand(cs[k], "HINCRBY hostcnt n 1");
+		for (int j = 0; j < DEPTH; j++) {
+			redisReply *r;
+			assert_int_equal(redisGetReply(cs[k], (void **)&r), REDIS_OK);
+			assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+			assert_int_equal(r->integer, ++sum);
+			freeReplyObject(r);
+		}
+		running = loops_running(cs[k]);
+	}
+	assert_int_equal(running, 2);
+	EXPECT_INT(cs[1], sum, "HINCRBY hostcnt n 0");
+	EXPECT_INT(cs[2], fields, "HLEN hosting");
+	for (int k = 0; k < NC; k++)
+		redisFree(cs[k]);
+}
+
 static void test_one_byte_at_a_time(void **state)
 {
 	rawconn *r = raw_open(srv);
@@ -478,6 +536,7 @@ int main(void)
 	    cmocka_unit_test(test_ping_echo_info),
 	    cmocka_unit_test(test_auth),
 	    cmocka_unit_test(test_pipelining),
+	    cmocka_unit_test(test_loops_hosting),
 	    cmocka_unit_test(test_one_byte_at_a_time),
 	    cmocka_unit_test(test_inline),
 	    cmocka_unit_test(test_protocol_errors_close),
