@@ -440,7 +440,7 @@ static void run_ttl(job *j)
 static void reply_ttl(client *c, job *j)
 {
 	int64_t ms = (int64_t)j->out[0];
-	need_durable_all(c); /* run_ttl read the newest decided version */
+	need_durable_all(c);             /* run_ttl read the newest decided version */
 	if (ms >= 0 && j->in[0] == 1000) /* TTL: rounded as Redis does */
 		ms = (ms + 500) / 1000;
 	reply_int(c, ms);

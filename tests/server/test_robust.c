@@ -75,9 +75,10 @@ static void test_expire_cond_after_pipelined_create(void **state)
 		raw_expect(r, NULL, ":1\r\n");
 		raw_expect(r, NULL, ":1\r\n"); /* was 0: the ttl was not set */
 		raw_expect(r, NULL, ":100\r\n");
-		snprintf(req, sizeof(req),
-		         "HSET pl%d f v\r\nEXPIRE pl%d 100 GT\r\nEXPIRE pl%d 100 LT\r\nTTL pl%d\r\n", i,
-		         i, i, i);
+		snprintf(
+		    req, sizeof(req),
+		    "HSET pl%d f v\r\nEXPIRE pl%d 100 GT\r\nEXPIRE pl%d 100 LT\r\nTTL pl%d\r\n", i,
+		    i, i, i);
 		assert_true(su_send(r->fd, req, strlen(req)));
 		raw_expect(r, NULL, ":1\r\n");
 		raw_expect(r, NULL, ":0\r\n"); /* no ttl counts as infinite: GT never sets */
