@@ -1131,7 +1131,10 @@ static void process_input(client *c)
 	size_t pos = 0;
 	if (c->in_len) /* once per read, not per request of a pipeline */
 		atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
-	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush) {
+	/* obuf_check per request: one read of small requests can ask for
+	 * gigabytes of replies, and they all stay in c->out until the flush. */
+	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush &&
+	       obuf_check(c)) {
 		resp_limits lim;
 		set_limits(c, &lim);
 		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, &lim);

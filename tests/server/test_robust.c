@@ -8,6 +8,10 @@
  *   status view the ttl commands read; TTL replied -2 (no such key) and
  *   EXPIRE NX 0 (not set) for a key the same client had just written and
  *   could read with HGET/EXISTS.
+ * - client-output-buffer-limit was checked once per read from the socket:
+ *   28 KB of pipelined HGETALL of a 100 KB hash, read at once, ran every
+ *   command and held 200 MB of replies (and a copy for uv_write) before the
+ *   client was closed; a client that never reads swelled ctxd to 2.2 GB.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,11 +92,51 @@ static void test_expire_cond_after_pipelined_create(void **state)
 	raw_close(r);
 }
 
+/* total_commands_processed from INFO stats. */
+static long long commands_processed(redisContext *h)
+{
+	return info_int(h, "stats", "total_commands_processed");
+}
+
+static void test_output_limit_within_one_read(void **state)
+{
+	redisContext *h = hconn(srv);
+	EXPECT_STATUS(h, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 1048576 0 0");
+	char *v = malloc(100000);
+	memset(v, 'z', 100000);
+	redisReply *rep = redisCommand(h, "HSET big f %b", v, (size_t)100000);
+	assert_non_null(rep);
+	freeReplyObject(rep);
+	free(v);
+
+	const char one[] = "HGETALL big\r\n";
+	size_t n = 2000, len = n * (sizeof(one) - 1);
+	char *req = malloc(len);
+	for (size_t i = 0; i < n; i++)
+		memcpy(req + i * (sizeof(one) - 1), one, sizeof(one) - 1);
+	long long before = commands_processed(h);
+	int fd = su_connect(srv);
+	assert_true(fd >= 0);
+	assert_true(su_send(fd, req, len)); /* one write: one read for ctxd */
+	assert_true(su_wait_closed(fd, 20000));
+	close(fd);
+	free(req);
+	/* 1 MB / 100 KB: the 11th reply passes the limit; INFO itself is one. */
+	long long ran = commands_processed(h) - before;
+	if (ran > 40)
+		fail_msg("%lld HGETALL of 100 KB ran past a 1 MB output limit", ran - 1);
+	assert_true(su_alive(srv));
+	EXPECT_STATUS(h, "OK", "CONFIG SET client-output-buffer-limit %s",
+	              "normal 268435456 67108864 60");
+	redisFree(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ttl_after_pipelined_create),
 	    cmocka_unit_test(test_expire_cond_after_pipelined_create),
+	    cmocka_unit_test(test_output_limit_within_one_read),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
