@@ -484,6 +484,12 @@ static bool obuf_check(client *c)
 	return true;
 }
 
+bool client_output_over(const client *c)
+{
+	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
+	return hard && pending_out(c) > hard;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	write_req *w = (write_req *)req;
@@ -1164,6 +1170,8 @@ static void process_input(client *c)
 		resp_frame_reset(&c->frame);
 		pos += (size_t)r;
 	}
+	if (!c->closing) /* the last request's reply too, before the flush sends part of it */
+		obuf_check(c);
 	if (c->closing)
 		return;
 	if (pos == c->in_len) {

@@ -12,6 +12,10 @@
  *   28 KB of pipelined HGETALL of a 100 KB hash, read at once, ran every
  *   command and held 200 MB of replies (and a copy for uv_write) before the
  *   client was closed; a client that never reads swelled ctxd to 2.2 GB.
+ * - HRANDFIELD with a negative count builds a reply of the count's length
+ *   whatever the hash: one command (HRANDFIELD k -300000000) took 2 GB and
+ *   aborted ctxd (out of memory) under a 1.5 GB ulimit; it now stops at the
+ *   hard output limit, where the client is closed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,12 +135,54 @@ static void test_output_limit_within_one_read(void **state)
 	redisFree(h);
 }
 
+/* The process's peak resident memory (VmHWM), bytes. */
+static size_t peak_rss(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t kb = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+static void test_hrandfield_count_over_output_limit(void **state)
+{
+	redisContext *h = hconn(srv);
+	EXPECT_STATUS(h, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 1048576 0 0");
+	EXPECT_INT(h, 1, "HSET hr a 1");
+	size_t before = peak_rss(srv->pid);
+	/* 100 million picks: 700 MB of reply for a one-field hash */
+	int fd = su_connect(srv);
+	assert_true(fd >= 0);
+	const char req[] = "HRANDFIELD hr -100000000\r\n";
+	assert_true(su_send(fd, req, sizeof(req) - 1));
+	assert_true(su_wait_closed(fd, 60000));
+	close(fd);
+	assert_true(su_alive(srv));
+	size_t grew = peak_rss(srv->pid) - before;
+	if (grew > 64u << 20)
+		fail_msg("peak memory grew by %zu MB for a reply over a 1 MB limit", grew >> 20);
+	redisReply *r = cmd(h, "HRANDFIELD hr -3");
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 3);
+	freeReplyObject(r);
+	EXPECT_STATUS(h, "OK", "CONFIG SET client-output-buffer-limit %s",
+	              "normal 268435456 67108864 60");
+	redisFree(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ttl_after_pipelined_create),
 	    cmocka_unit_test(test_expire_cond_after_pipelined_create),
 	    cmocka_unit_test(test_output_limit_within_one_read),
+	    cmocka_unit_test(test_hrandfield_count_over_output_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
