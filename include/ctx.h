@@ -897,11 +897,12 @@ typedef struct ctx_context_status {
  * Errors: CTX_INVALID, CTX_NOMEM. */
 ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count);
 
-/* The status of context id alone, as ctx_status_view would list it: O(1)
- * (one table lookup), takes no lock, and is no access (it notes no time,
- * so it never keeps a context with a time-to-live alive).
+/* The status of context id alone, as ctx_status_view would list it (its
+ * version is the one ctx_get returns): O(1) (one table lookup), takes no
+ * lock, and is no access (it notes no time, so it never keeps a context
+ * with a time-to-live alive).
  * Errors: CTX_INVALID (NULL store or output, bad id), CTX_NOT_FOUND (no
- * such context, or it expired). */
+ * such context, it expired, or its creation is not durable yet). */
 ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *out);
 
 /* Give context id an idle time-to-live (0 = none): once nobody read or wrote

@@ -18,6 +18,7 @@
  * each context with all its data in one commit (ctx_txn_begin_create); the
  * version in the file is information only.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -60,7 +61,37 @@ static bool in_use(const char *message)
 	return strstr(message, "lock") || strstr(message, "in use");
 }
 
-/* Open dir (create = a missing directory is made, for import). */
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* Whether dir holds a store: a log segment or a checkpoint (every store has
+ * one from its first open on: docs/file-format.md). Opening any other
+ * directory would make a new store in it (a LOCK and a wal file). */
+static bool holds_store(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return true; /* let the open report why it cannot read it */
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d)))
+		found = (strncmp(e->d_name, "wal-", 4) == 0 && ends_with(e->d_name, ".log")) ||
+		        (strncmp(e->d_name, "ckpt-", 5) == 0 && ends_with(e->d_name, ".ckpt"));
+	closedir(d);
+	return found;
+}
+
+static int not_a_store(const char *dir)
+{
+	cli_error("%s: not a ctx data directory (no wal-*.log or ckpt-*.ckpt in it)", dir);
+	return EXIT_FAIL;
+}
+
+/* Open dir (create = a missing directory is made, for import; else dir
+ * must hold a store). */
 static int open_store(const char *dir, bool create, ctx_store **out)
 {
 	struct stat st;
@@ -72,6 +103,8 @@ static int open_store(const char *dir, bool create, ctx_store **out)
 	} else if (!S_ISDIR(st.st_mode)) {
 		cli_error("%s: not a directory", dir);
 		return EXIT_FAIL;
+	} else if (!create && !holds_store(dir)) {
+		return not_a_store(dir);
 	}
 	ctx_options o;
 	ctx_options_init(&o);
@@ -146,6 +179,8 @@ int cmd_verify(cli *c)
 		cli_error("%s: not a directory", dir);
 		return EXIT_FAIL;
 	}
+	if (!holds_store(dir))
+		return not_a_store(dir);
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status s = ctx_verify(dir, &r);
@@ -237,6 +272,8 @@ int cmd_inspect(cli *c)
 		cli_error("inspect: give one data directory (ctx inspect --help)");
 		return EXIT_USAGE;
 	}
+	if (!holds_store(dir))
+		return not_a_store(dir);
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status vs = ctx_verify(dir, &r);

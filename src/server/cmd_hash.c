@@ -554,7 +554,9 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 		}
 		bool flat = withvalues && client_resp(c) == 2;
 		reply_array(c, flat ? 2 * want : want);
-		for (size_t i = 0; i < want; i++)
+		/* the reply's length is the count's, not the hash's: over the
+		 * output limit the client is closed, so stop building it there */
+		for (size_t i = 0; i < want && ((i & 4095) || !client_output_over(c)); i++)
 			reply_pair(c, repeat ? &p[rand_next() % n] : &p[i], withvalues);
 	}
 	pairs_free(&ps);

@@ -251,19 +251,6 @@ static uint64_t wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* The idle ttl of id and the time of its last access (one lookup, no
- * access noted). CTX_NOT_FOUND if absent. */
-static ctx_status ttl_lookup(const char *id, uint64_t *ttl_ms, uint64_t *access_us)
-{
-	ctx_context_status v;
-	ctx_status st = ctx_context_info(server_store(), id, &v);
-	if (st == CTX_OK) {
-		*ttl_ms = v.ttl_ms;
-		*access_us = v.last_access_us;
-	}
-	return st;
-}
-
 /* Whether id exists as a Redis key (with fields), without touching it more
  * than a read does. */
 static bool id_has_fields(const char *id)
@@ -274,6 +261,28 @@ static bool id_has_fields(const char *id)
 	bool r = ctx_state_count(st) > 0;
 	ctx_state_release(st);
 	return r;
+}
+
+/* The idle ttl of id and the time of its last access (ctx_context_info: one
+ * lookup, no access noted). CTX_NOT_FOUND if absent. The status shows
+ * durable versions only (what ctx_get sees): a context whose creation is
+ * decided but not yet durable (a client's HSET pipelined before its TTL) is
+ * not in it, yet exists for the client; it has no ttl yet (ctx_set_ttl
+ * returns once its record, and so the creation, is durable). */
+static ctx_status ttl_lookup(const char *id, uint64_t *ttl_ms, uint64_t *access_us)
+{
+	ctx_context_status v;
+	ctx_status st = ctx_context_info(server_store(), id, &v);
+	if (st == CTX_OK) {
+		*ttl_ms = v.ttl_ms;
+		*access_us = v.last_access_us;
+	}
+	if (st == CTX_NOT_FOUND && id_has_fields(id)) {
+		*ttl_ms = 0;
+		*access_us = wall_us();
+		st = CTX_OK;
+	}
+	return st;
 }
 
 enum { TTL_NX = 1, TTL_XX, TTL_GT, TTL_LT };
@@ -418,6 +427,7 @@ static void run_ttl(job *j)
 static void reply_ttl(client *c, job *j)
 {
 	int64_t ms = (int64_t)j->out[0];
+	need_durable_all(c);             /* run_ttl read the newest decided version */
 	if (ms >= 0 && j->in[0] == 1000) /* TTL: rounded as Redis does */
 		ms = (ms + 500) / 1000;
 	reply_int(c, ms);

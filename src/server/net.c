@@ -514,6 +514,12 @@ static bool obuf_check(client *c)
 	return true;
 }
 
+bool client_output_over(const client *c)
+{
+	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
+	return hard && pending_out(c) > hard;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	write_req *w = (write_req *)req;
@@ -1379,7 +1385,10 @@ static void process_input(client *c)
 	size_t pos = 0;
 	if (c->in_len) /* once per read, not per request of a pipeline */
 		atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
-	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush) {
+	/* obuf_check per request: one read of small requests can ask for
+	 * gigabytes of replies, and they all stay in c->out until the flush. */
+	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush &&
+	       obuf_check(c)) {
 		resp_limits lim;
 		set_limits(c, &lim);
 		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, &lim);
@@ -1409,6 +1418,8 @@ static void process_input(client *c)
 		resp_frame_reset(&c->frame);
 		pos += (size_t)r;
 	}
+	if (!c->closing) /* the last request's reply too, before the flush sends part of it */
+		obuf_check(c);
 	if (c->closing)
 		return;
 	if (pos == c->in_len) {

@@ -104,6 +104,12 @@ size_t reply_defer_len(client *c);
 void reply_set_array_len(client *c, size_t handle, size_t n);
 void reply_set_map_len(client *c, size_t handle, size_t pairs);
 
+/* Whether the client's unsent output, the running command's reply so far
+ * included, is over the hard client-output-buffer-limit: the client will be
+ * closed, so a command building a reply of its own length (HRANDFIELD with
+ * a negative count) stops there rather than exhaust memory. */
+bool client_output_over(const client *c);
+
 /* The reply of the running command must not be sent before revision rev is
  * durable (nor anything after it, replies keep their order). */
 void client_need_durable(client *c, uint64_t rev);

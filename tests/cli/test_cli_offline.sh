@@ -225,6 +225,23 @@ expect_rc 3 "$CTX" -p "$port" ping
 expect_in "$T/err" "cannot connect to ctxd at 127.0.0.1:$port"
 expect_rc 3 "$CTX" -u "ctx://:pw@127.0.0.1:$port" get id
 
+# ---- a directory that holds no store (a typo'd or parent path) ----
+# verify, inspect and export refuse it and leave it as it was (they used to
+# make a new store in it, a LOCK and a wal file, and report 0 contexts).
+mkdir -p "$T/notstore" "$T/emptydir"
+echo "not ctx" >"$T/notstore/notes.txt"
+for d in "$T/notstore" "$T/emptydir"; do
+	for c in verify inspect export; do
+		expect_rc 1 "$CTX" "$c" "$d"
+		expect_in "$T/err" "not a ctx data directory"
+	done
+done
+expect_eq "$(ls -A "$T/notstore")" "notes.txt" "files in a non-store directory after the offline commands"
+expect_eq "$(ls -A "$T/emptydir")" "" "files in an empty directory after the offline commands"
+# import still makes a new store where there is none
+expect_rc 0 "$CTX" import "$T/emptydir" /dev/null
+expect_rc 0 "$CTX" export "$T/emptydir"
+
 if [ $failures -ne 0 ]; then
 	echo "$failures check(s) failed"
 	exit 1

@@ -192,6 +192,20 @@ class Keyspace(unittest.TestCase):
         self.assertIs(r.expire(k, 0), True)
         self.assertEqual(r.exists(k), 0)
 
+    def test_ttl_pipelined_after_write(self):
+        """TTL/EXPIRE NX in the same pipeline as the write that creates the key
+        (ctxd replied -2 and 0 while the creation's fsync was in flight)."""
+        r, p = self.r, self.p
+        for i in range(10):
+            k = p + str(i)
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(k, "f", "v")
+            pipe.ttl(k)
+            pipe.execute_command("EXPIRE", k, 100, "NX")
+            pipe.ttl(k)
+            pipe.exists(k)
+            self.assertEqual(pipe.execute(), [1, -1, 1, 100, 1])
+
     def test_flushdb_flushall(self):
         """Test suites empty the database in their fixtures (ctxd had no FLUSHDB)."""
         r, p = self.r, self.p
@@ -398,6 +412,31 @@ class Connection(unittest.TestCase):
         self.assertNotIn("connected_clients", r.info("server"))
         self.assertIn("used_memory", r.info("memory"))
         r.close()
+
+    def test_output_limit_in_one_pipeline(self):
+        """client-output-buffer-limit applies inside one pipelined read: the
+        client is closed once its replies pass the hard limit, not after the
+        server built all 2000 of them (200 MB; ctxd used to)."""
+        r = client()
+        old = r.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+        k = "py:outlimit"
+        r.hset(k, "f", "z" * 100000)
+        r.config_set("client-output-buffer-limit", "normal 1048576 0 0")
+        try:
+            before = int(r.info("stats")["total_commands_processed"])
+            greedy = client()
+            pipe = greedy.pipeline(transaction=False)
+            for _ in range(2000):
+                pipe.hgetall(k)
+            with self.assertRaises(redis.ConnectionError):
+                pipe.execute()
+            greedy.close()
+            ran = int(r.info("stats")["total_commands_processed"]) - before
+            self.assertLess(ran, 100)
+        finally:
+            r.config_set("client-output-buffer-limit", old)
+            r.delete(k)
+            r.close()
 
     def test_config_get(self):
         r = client()
