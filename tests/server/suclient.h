@@ -1,6 +1,7 @@
 /*
  * suclient.h - the client side shared by ctxd's tests over the wire
- * (test_server.c, test_commands.c, test_cov_conn.c, test_cov_data.c): a raw connection that
+ * (test_server.c, test_commands.c, test_cov_conn.c, test_cov_data.c,
+ * test_exec_atomic.c): a raw connection that
  * reads whole RESP replies, hiredis helpers and EXPECT_* checks. Static inline functions: each test
  * program includes it once. Needs cmocka.h, hiredis.h and serverutil.h first.
  */
@@ -185,6 +186,23 @@ static inline bool client_listed(redisContext *c, const char *name)
 	bool found = strstr(r->str, want) != NULL;
 	freeReplyObject(r);
 	return found;
+}
+
+/* ctxd: drop every context, empty ones too (FLUSHALL leaves those). */
+static inline void drop_all_contexts(redisContext *c)
+{
+	for (;;) {
+		redisReply *r = cmd(c, "CTX.LIST COUNT 1000");
+		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+		redisReply *ids = r->element[1];
+		for (size_t i = 0; i < ids->elements; i++)
+			freeReplyObject(cmd(c, "CTX.DROP %b", ids->element[i]->str,
+			                    (size_t)ids->element[i]->len));
+		bool done = r->element[0]->len == 0;
+		freeReplyObject(r);
+		if (done)
+			break;
+	}
 }
 
 #define EXPECT_STATUS(c, want, ...)                                                                \

@@ -125,18 +125,7 @@ static void flush_all(void)
 	}
 	/* ctxd: drop every context */
 	redisContext *c = conn();
-	for (;;) {
-		redisReply *r = cmd(c, "CTX.LIST COUNT 1000");
-		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-		redisReply *ids = r->element[1];
-		for (size_t i = 0; i < ids->elements; i++)
-			freeReplyObject(cmd(c, "CTX.DROP %b", ids->element[i]->str,
-			                    (size_t)ids->element[i]->len));
-		bool done = r->element[0]->len == 0;
-		freeReplyObject(r);
-		if (done)
-			break;
-	}
+	drop_all_contexts(c);
 	redisFree(c);
 }
 
