@@ -5,6 +5,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -434,6 +435,105 @@ static void test_create_after_nowait_drop(void **unused)
 	free(dir);
 }
 
+/* A nowait commit hands its version to the log before it links it into
+ * the history chain; the flusher used to be able to publish it in between:
+ * a reader then saw version V with V - 1 missing from its history and
+ * ctx_get_latest behind ctx_get (found in review, round 6). Writers with one
+ * nowait commit in flight each, threads that keep both CPUs busy so that
+ * committers get preempted, and readers checking both after every read. */
+enum { NW_WRITERS = 4, NW_COMMITS = 1500, NW_SPINNERS = 3, NW_READERS = 2 };
+
+typedef struct nw_shared {
+	ctx_store *s;
+	atomic_bool stop;
+	atomic_int writers_left;
+	atomic_ulong missing, behind, checks;
+} nw_shared;
+
+static void *nw_writer(void *arg)
+{
+	nw_shared *sh = arg;
+	for (int i = 0; i < NW_COMMITS; i++) {
+		ctx_txn *t;
+		assert_ok(ctx_txn_begin(sh->s, "h", &t));
+		assert_ok(ctx_txn_put(t, "k", 1, &i, sizeof(i)));
+		uint64_t rev = 0, d = 0;
+		assert_ok(ctx_txn_commit_nowait(t, 0, NULL, &rev));
+		for (;;) {
+			assert_ok(ctx_durable_revision(sh->s, &d));
+			if (d >= rev)
+				break;
+			sched_yield();
+		}
+	}
+	if (atomic_fetch_sub(&sh->writers_left, 1) == 1)
+		atomic_store(&sh->stop, true);
+	return NULL;
+}
+
+static void *nw_spinner(void *arg)
+{
+	nw_shared *sh = arg;
+	volatile unsigned long x = 0;
+	while (!atomic_load(&sh->stop))
+		for (int i = 0; i < 10000; i++)
+			x++;
+	return NULL;
+}
+
+static void *nw_reader(void *arg)
+{
+	nw_shared *sh = arg;
+	while (!atomic_load(&sh->stop)) {
+		ctx_state *st, *lt, *p;
+		assert_ok(ctx_get(sh->s, "h", &st));
+		uint64_t v = ctx_state_version(st);
+		ctx_state_release(st);
+		assert_ok(ctx_get_latest(sh->s, "h", &lt));
+		if (ctx_state_version(lt) < v)
+			atomic_fetch_add(&sh->behind, 1);
+		ctx_state_release(lt);
+		if (v < 2)
+			continue;
+		atomic_fetch_add(&sh->checks, 1);
+		/* v - 1 leaves the history only after 64 more commits, while at
+		 * most NW_WRITERS can be decided past the visible version. */
+		if (ctx_get_at(sh->s, "h", v - 1, &p) == CTX_OK)
+			ctx_state_release(p);
+		else
+			atomic_fetch_add(&sh->missing, 1);
+	}
+	return NULL;
+}
+
+static void test_nowait_visible_is_in_history(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("nowait-linked");
+	nw_shared sh = {.s = open_dir(dir, CTX_DURABILITY_ALWAYS), .writers_left = NW_WRITERS};
+	assert_ok(ctx_create(sh.s, "h"));
+	pthread_t t[NW_WRITERS + NW_SPINNERS + NW_READERS];
+	int n = 0;
+	for (int i = 0; i < NW_READERS; i++)
+		assert_int_equal(pthread_create(&t[n++], NULL, nw_reader, &sh), 0);
+	for (int i = 0; i < NW_SPINNERS; i++)
+		assert_int_equal(pthread_create(&t[n++], NULL, nw_spinner, &sh), 0);
+	for (int i = 0; i < NW_WRITERS; i++)
+		assert_int_equal(pthread_create(&t[n++], NULL, nw_writer, &sh), 0);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	assert_true(atomic_load(&sh.checks) > 0);
+	assert_int_equal(atomic_load(&sh.missing), 0);
+	assert_int_equal(atomic_load(&sh.behind), 0);
+	ctx_state *st;
+	assert_ok(ctx_get(sh.s, "h", &st));
+	assert_int_equal(ctx_state_version(st), 1 + NW_WRITERS * NW_COMMITS);
+	ctx_state_release(st);
+	ctx_close(sh.s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +545,7 @@ int main(void)
 	        cmocka_unit_test(test_log_buffers_stay_bounded),
 	        cmocka_unit_test(test_batch_events_only_once_durable),
 	        cmocka_unit_test(test_create_after_nowait_drop),
+	        cmocka_unit_test(test_nowait_visible_is_in_history),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,9 +79,10 @@ ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 	 * 6% of a one-thread update): the chain's links change only under the
 	 * write lock (or in recovery), so a load and a store do. next is not
 	 * seen by anyone before the release store of head (read without the
-	 * lock only with acquire, store.c's history walk) or before its
-	 * publication (context_publish, a compare-and-swap), so its prev needs
-	 * no order of its own. The new oldest version's prev is written only
+	 * lock only with acquire, by ctx_get_latest) or before its publication
+	 * (context_publish, a compare-and-swap; for a nowait commit the flusher
+	 * publishes only once the committer set pending_change.linked, after
+	 * this call), so its prev needs no order of its own. The new oldest version's prev is written only
 	 * here: the chain holds that version, so it is never freed meanwhile
 	 * (the exchange of ctx_state_release). A reader walking the chain under
 	 * RCU sees the cut version or NULL, as before. */
@@ -905,6 +906,8 @@ static void pending_finish(log_done *d, bool durable)
 		context_unlock(c);
 		pending_report(s, p);
 	} else {
+		while (!atomic_load_explicit(&p->linked, memory_order_acquire))
+			sched_yield(); /* the committer is between its two statements */
 		context_publish(c, p->st);
 		pending_report(s, p);
 	}
@@ -1015,6 +1018,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	if (rev_out)
 		*rev_out = rev;
 	if (p) {
+		atomic_store_explicit(&p->linked, true, memory_order_release); /* p may go now */
 		/* The flusher publishes and reports it once durable. */
 		context_unlock(c);
 		return CTX_OK;

@@ -304,6 +304,7 @@ static ctx_status commit_finish_nowait(ctx_context *c, ctx_state *next, log_reco
 	uint64_t rev = next->revision, version = next->version;
 	ctx_state *cut = context_push_head(c, next);
 	context_note_commit(c, next->updated_us);
+	atomic_store_explicit(&p->linked, true, memory_order_release); /* p may go now */
 	context_unlock(c);
 	ctx_state_release(cut);
 	if (version_out)
