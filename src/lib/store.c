@@ -52,8 +52,8 @@ char ctx_rcu_grace_token;
 #endif
 
 #define DEFAULT_CHECKPOINT_BYTES (64u << 20)
-#define MAX_KEY_LIMIT (16u << 20)   /* largest max_key_size accepted   */
-#define MAX_VALUE_LIMIT (1u << 30)  /* largest max_value_size accepted */
+#define MAX_KEY_LIMIT            (16u << 20) /* largest max_key_size accepted   */
+#define MAX_VALUE_LIMIT          (1u << 30)  /* largest max_value_size accepted */
 /* Slots of the context table at open (16 bytes each); it grows with the
  * contexts (table_insert). */
 #define TABLE_MIN_SLOTS 64u
@@ -82,10 +82,11 @@ ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 	 * lock only with acquire, by ctx_get_latest) or before its publication
 	 * (context_publish, a compare-and-swap; for a nowait commit the flusher
 	 * publishes only once the committer set pending_change.linked, after
-	 * this call), so its prev needs no order of its own. The new oldest version's prev is written only
-	 * here: the chain holds that version, so it is never freed meanwhile
-	 * (the exchange of ctx_state_release). A reader walking the chain under
-	 * RCU sees the cut version or NULL, as before. */
+	 * this call), so its prev needs no order of its own. The new oldest
+	 * version's prev is written only here: the chain holds that version,
+	 * so it is never freed meanwhile (the exchange of ctx_state_release).
+	 * A reader walking the chain under RCU sees the cut version or NULL,
+	 * as before. */
 	ctx_state *cut = NULL;
 	ctx_state *old = atomic_load_explicit(&c->head, memory_order_relaxed);
 	atomic_store_explicit(&next->prev, old, memory_order_relaxed); /* the head's reference */
@@ -742,7 +743,6 @@ static bool create_await_drop(ctx_store *s, ctx_context *old)
 	return true;
 }
 
-
 /* A create met context `id` in the table: make EXISTS mean what a reader
  * will see. An existing context that has expired is dropped, one whose drop
  * is decided is waited out (true: try the insert again); one whose own
@@ -797,12 +797,13 @@ static bool id_body(body_buf *b, const ctx_context *c)
 }
 
 static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, uint64_t *rev,
-                                    log_done *done)
+                                   log_done *done)
 {
 	body_buf b = {0};
 	if (!id_body(&b, c))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
-	log_record rec = {type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
+	log_record rec = {
+	    type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
 	ctx_status st = log_append_done(s->log, &rec, rev, done);
 	body_free(&b);
 	return st;
@@ -978,12 +979,12 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		ctx_state_release(first);
 		context_release(c);
 		body_free(&body);
-		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist", s->opts.max_contexts);
+		return ctx_fail(CTX_LIMIT, "max_contexts (%zu) contexts exist",
+		                s->opts.max_contexts);
 	}
 	uint64_t rev;
 	pending_change *p = NULL;
-	if (rev_out && s->wait_durable &&
-	    !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
+	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_CREATED, ops, n))) {
 		context_remove(s, c);
 		context_unlock(c);
 		ctx_state_release(first);
@@ -996,7 +997,11 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		p->version = 1;
 	}
 	if (s->log) {
-		log_record rec = {REC_CREATE, 1, 0, body.data, (uint32_t)body.len,
+		log_record rec = {REC_CREATE,
+		                  1,
+		                  0,
+		                  body.data,
+		                  (uint32_t)body.len,
 		                  crc32c(0, body.data, body.len)};
 		st = log_append_done(s->log, &rec, &first->revision, p ? &p->done : NULL);
 		body_free(&body);
@@ -1262,7 +1267,8 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
  * (state.c frees a released version's struct and maps one grace period
  * after its last reference goes). NULL if there is none; then *expired says
  * whether it was past its time-to-live. */
-static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen, bool *expired)
+static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_t idlen,
+                                             bool *expired)
 {
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (!c)
@@ -1343,8 +1349,8 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 		while (more && (n = hamt_cursor_fill(&c, batch, EACH_BATCH)))
 			for (size_t i = 0; more && i < n; i++) {
 				const hamt_leaf *l = batch[i];
-				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l), hamt_leaf_value(l),
-				          l->vlen);
+				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l),
+				          hamt_leaf_value(l), l->vlen);
 			}
 	}
 	ctx_rcu_read_unlock();
