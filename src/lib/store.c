@@ -845,7 +845,10 @@ pending_change *pending_new(ctx_context *c, ctx_event_kind kind, const txn_op *o
 	pending_change *p = malloc(sizeof(*p) + n * sizeof(p->leaves[0]));
 	if (!p)
 		return NULL;
-	*p = (pending_change){.done = {.fn = pending_finish}, .c = c, .kind = kind, .nkeys = n};
+	/* A drop's committer links nothing (pending_change.linked). */
+	bool links = kind == CTX_EVENT_COMMITTED || kind == CTX_EVENT_CREATED;
+	*p = (pending_change){
+	    .done = {.fn = pending_finish}, .c = c, .kind = kind, .linked = !links, .nkeys = n};
 	context_retain(c);
 	for (size_t i = 0; i < n; i++) {
 		p->leaves[i] = ops[i].leaf;
@@ -888,6 +891,10 @@ static void pending_finish(log_done *d, bool durable)
 	pending_change *p = caa_container_of(d, pending_change, done);
 	ctx_context *c = p->c;
 	ctx_store *s = c->store;
+	/* The committer may be between log_append_done and its last touch of
+	 * p (pending_change.linked): wait for it, whatever the outcome. */
+	while (!atomic_load_explicit(&p->linked, memory_order_acquire))
+		sched_yield();
 	if (!durable) {
 		if (p->kind == CTX_EVENT_CREATED) {
 			/* Never visible, and the store refuses writes now. */
@@ -907,8 +914,6 @@ static void pending_finish(log_done *d, bool durable)
 		context_unlock(c);
 		pending_report(s, p);
 	} else {
-		while (!atomic_load_explicit(&p->linked, memory_order_acquire))
-			sched_yield(); /* the committer is between its two statements */
 		context_publish(c, p->st);
 		pending_report(s, p);
 	}
@@ -1019,11 +1024,13 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		rev = first->revision = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	c->incarnation = rev;
-	ctx_state_release(context_push_head(c, first)); /* its reference moves there */
+	ctx_state *cut = context_push_head(c, first); /* first's reference moves there */
+	if (p) /* p may go now */
+		atomic_store_explicit(&p->linked, true, memory_order_release);
+	ctx_state_release(cut);
 	if (rev_out)
 		*rev_out = rev;
 	if (p) {
-		atomic_store_explicit(&p->linked, true, memory_order_release); /* p may go now */
 		/* The flusher publishes and reports it once durable. */
 		context_unlock(c);
 		return CTX_OK;

@@ -352,11 +352,13 @@ typedef struct pending_change {
 	ctx_state *st;  /* a reference; NULL for a drop             */
 	ctx_event_kind kind;
 	uint64_t version;
-	/* Set (release) by the committer once st is in the history chain
-	 * (context_push_head, right after log_append_done, waiting for nothing
-	 * in between): the flusher publishes st only then, or a reader could
-	 * see it visible with no previous version and ctx_get_latest behind
-	 * ctx_get. */
+	/* Set (release) by the committer of a commit or create once st is in
+	 * the history chain (context_push_head, right after log_append_done,
+	 * waiting for nothing in between), its last touch of p; true from the
+	 * start for a drop. The flusher waits for it before anything else:
+	 * else a reader could see st visible with no previous version and
+	 * ctx_get_latest behind ctx_get, or a failed sync free p under the
+	 * committer. */
 	atomic_bool linked;
 	size_t nkeys;
 	hamt_leaf *leaves[]; /* references: the keys to report          */
