@@ -496,12 +496,17 @@ static void *nw_reader(void *arg)
 		if (v < 2)
 			continue;
 		atomic_fetch_add(&sh->checks, 1);
-		/* v - 1 leaves the history only after 64 more commits, while at
-		 * most NW_WRITERS can be decided past the visible version. */
-		if (ctx_get_at(sh->s, "h", v - 1, &p) == CTX_OK)
+		if (ctx_get_at(sh->s, "h", v - 1, &p) == CTX_OK) {
 			ctx_state_release(p);
-		else
+			continue;
+		}
+		/* The chain keeps the newest 64 versions (history_depth): v - 1
+		 * was cut only if the head is at v + 63 or later now (a reader
+		 * preempted between its calls can be that far behind). */
+		assert_ok(ctx_get_latest(sh->s, "h", &lt));
+		if (ctx_state_version(lt) < v + 60)
 			atomic_fetch_add(&sh->missing, 1);
+		ctx_state_release(lt);
 	}
 	return NULL;
 }
