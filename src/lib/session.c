@@ -113,10 +113,7 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 		ctx_context *c = index_owner(x);
 		if (!store_listed(c))
 			continue;
-		ctx_state *st;
-		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
-		       !state_try_retain(st))
-			;
+		ctx_state *st = state_retain_current(&c->visible);
 		if (!st) /* gone meanwhile */
 			continue;
 		if (n == cap) {
@@ -153,9 +150,7 @@ ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *ou
 	ctx_state *st = NULL;
 	if (store_listed(c)) { /* as the status view: no time noted */
 		ctx_rcu_read_lock();
-		while ((st = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
-		       !state_try_retain(st))
-			;
+		st = state_retain_current(&c->visible);
 		ctx_rcu_read_unlock();
 	}
 	if (st) {

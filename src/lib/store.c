@@ -1235,6 +1235,14 @@ void store_clear(ctx_store *s)
 		ctx_call_rcu(&old->rcu, table_free_rcu);
 }
 
+ctx_state *state_retain_current(_Atomic(ctx_state *) *slot)
+{
+	ctx_state *v;
+	while ((v = atomic_load_explicit(slot, memory_order_acquire)) && !state_try_retain(v))
+		;
+	return v;
+}
+
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 {
 	size_t idlen;
@@ -1248,10 +1256,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 	ctx_rcu_read_lock();
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (c) {
-		/* Retry while the version we saw is being replaced and freed. */
-		while ((v = atomic_load_explicit(&c->visible, memory_order_acquire)) &&
-		       !state_try_retain(v))
-			;
+		v = state_retain_current(&c->visible);
 		expired = v && !context_usable(c);
 	}
 	ctx_rcu_read_unlock();
@@ -1377,10 +1382,7 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 	ctx_rcu_read_lock();
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (c && !atomic_load(&c->dropped)) {
-		/* Retry while the head we saw is being replaced and freed. */
-		while ((v = atomic_load_explicit(&c->head, memory_order_acquire)) &&
-		       !state_try_retain(v))
-			;
+		v = state_retain_current(&c->head);
 		if (v && atomic_load_explicit(&c->ttl_us, memory_order_relaxed)) {
 			expired = context_expired(c, store_now_us(s));
 			if (!expired)

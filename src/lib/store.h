@@ -418,6 +418,11 @@ ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out);
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
                             size_t *count);
 
+/* The version *slot (&c->visible or &c->head) points to, with a reference
+ * taken (retried while the one seen is being replaced and freed), or NULL.
+ * Inside an RCU read-side critical section. */
+ctx_state *state_retain_current(_Atomic(ctx_state *) *slot);
+
 /* Whether listings (ctx_list_ids, the status view) show c: created, not
  * gone, not past its time-to-live. Notes no access. Inside an RCU read-side
  * critical section. */
