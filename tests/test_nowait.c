@@ -198,12 +198,14 @@ typedef struct cas_arg {
 	int increments;
 	bool latest; /* read with ctx_get_latest, not ctx_get */
 	atomic_long attempts;
+	atomic_long stale; /* retries that read no newer version than the conflict */
 	atomic_bool stop;
 } cas_arg;
 
 static void *cas_worker(void *p)
 {
 	cas_arg *a = p;
+	uint64_t conflicted = 0; /* the version the last conflicting attempt expected */
 	for (int i = 0; i < a->increments; i++) {
 		for (;;) {
 			atomic_fetch_add(&a->attempts, 1);
@@ -219,6 +221,9 @@ static void *cas_worker(void *p)
 			}
 			uint64_t seen = ctx_state_version(st);
 			ctx_state_release(st);
+			if (conflicted && seen <= conflicted)
+				atomic_fetch_add(&a->stale, 1);
+			conflicted = 0;
 			char buf[32];
 			int len = snprintf(buf, sizeof(buf), "%ld", cur + 1);
 			ctx_txn *t;
@@ -227,6 +232,7 @@ static void *cas_worker(void *p)
 			ctx_status r = ctx_txn_commit(t, seen, NULL);
 			if (r == CTX_OK)
 				break;
+			conflicted = seen;
 			T_CHECK_STATUS(r, CTX_CONFLICT);
 			if (r != CTX_CONFLICT)
 				return NULL;
@@ -248,8 +254,12 @@ static void *plain_writer(void *p)
 }
 
 /* Four threads increment one counter with guarded commits beside a thread of
- * plain puts; returns attempts per increment. */
-static double cas_run(bool latest, double bound)
+ * plain puts; returns attempts per increment. Whatever the timing, a retry
+ * after CTX_CONFLICT reads a newer version than the one that conflicted: the
+ * commit waits until the version it met is visible. Attempts per increment
+ * depend on how fast the plain writer is, so they are printed, not bounded;
+ * stale retries are counted and must (nearly) never happen. */
+static double cas_run(bool latest)
 {
 	char *dir = test_make_dir("cas_always");
 	cas_arg a = {.s = open_dir(dir, CTX_DURABILITY_ALWAYS), .latest = latest};
@@ -276,29 +286,33 @@ static double cas_run(bool latest, double bound)
 	assert_int_equal(atol(buf), 4 * a.increments); /* no lost increment */
 	ctx_state_release(st);
 	double per = (double)atomic_load(&a.attempts) / (4.0 * a.increments);
-	printf("cas: %.2f attempts per increment reading with %s (4 guarded writers, 1 plain "
-	       "writer)\n",
-	       per, latest ? "ctx_get_latest" : "ctx_get");
-	assert_true(per < bound);
+	long stale = atomic_load(&a.stale);
+	printf("cas: %.2f attempts per increment, %ld stale retries, reading with %s (4 guarded "
+	       "writers, 1 plain writer)\n",
+	       per, stale, latest ? "ctx_get_latest" : "ctx_get");
+	/* Only wait_visible's give-up after 10,000 yields can leave a retry
+	 * stale. Before the wait existed, nearly every retry was: 6,000-9,000
+	 * attempts per increment, each rereading the same visible version. */
+	assert_true(stale <= a.increments / 10);
 	ctx_close(a.s);
 	test_remove_dir(dir);
 	free(dir);
 	return per;
 }
 
-/* Reading the visible version: before a guarded commit that meets a pending
- * version waited for it to become visible, this took 6,000-9,000 attempts
- * per increment (measured); now tens. */
+/* Reading the visible version: a guarded commit that meets a pending version
+ * waits for it to become visible, so no retry rereads the version that
+ * conflicted. */
 static void test_cas_converges_reading_visible(void **unused)
 {
-	cas_run(false, 1500.0);
+	cas_run(false);
 }
 
 /* Reading the latest decided version, as ctx.h recommends for
  * read-modify-write: about one attempt per increment. */
 static void test_cas_converges_reading_latest(void **unused)
 {
-	cas_run(true, 10.0);
+	assert_true(cas_run(true) < 10.0);
 }
 
 /* One large transaction goes through the log without leaving a buffer of
