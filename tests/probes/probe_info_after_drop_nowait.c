@@ -18,6 +18,13 @@
  *   /tmp/probe_info /tmp/probe_info.dir
  * Prints the number of rounds where info said NOT_FOUND while ctx_get (and
  * the status view) still showed the context; exit 1 if any.
+ *
+ * Second finding, the other way round: ctx_drop_nowait's documentation
+ * says "The context is gone for ctx_get_latest, writes and ctx_list_ids at
+ * once", yet ctx_list_ids, asked right after the nowait drop (while
+ * ctx_get_latest already says NOT_FOUND), still lists the id. The probe
+ * counts the rounds where ctx_get_latest said NOT_FOUND and then
+ * ctx_list_ids listed "c" anyway.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +45,23 @@ int main(int argc, char **argv)
 	ctx_store *s;
 	if (ctx_open(&o, &s) != CTX_OK)
 		return 2;
-	int rounds = 200, bad_get = 0, bad_view = 0;
+	int rounds = 200, bad_get = 0, bad_view = 0, bad_list = 0;
 	for (int i = 0; i < rounds; i++) {
 		if (ctx_create(s, "c") != CTX_OK || ctx_put(s, "c", "k", 1, "v", 1, NULL) != CTX_OK)
 			return 2;
 		uint64_t rev;
 		if (ctx_drop_nowait(s, "c", &rev) != CTX_OK)
 			return 2;
+		ctx_state *lat = NULL;
+		ctx_status sl = ctx_get_latest(s, "c", &lat);
+		ctx_list l;
+		if (ctx_list_ids(s, NULL, NULL, 0, &l) != CTX_OK)
+			return 2;
+		if (sl == CTX_NOT_FOUND && l.count == 1 && bad_list++ == 0)
+			printf("round %d: ctx_get_latest NOT_FOUND after ctx_drop_nowait, then "
+			       "ctx_list_ids lists '%s'\n", i, l.ids[0]);
+		ctx_list_free(&l);
+		ctx_state_release(lat);
 		ctx_context_status info;
 		ctx_status si = ctx_context_info(s, "c", &info);
 		ctx_state *st = NULL;
@@ -69,6 +86,8 @@ int main(int argc, char **argv)
 	printf("%d of %d rounds: info NOT_FOUND while ctx_get showed the context "
 	       "(%d also listed by the status view)\n",
 	       bad_get, rounds, bad_view);
+	printf("%d of %d rounds: ctx_list_ids listed the id after the nowait drop\n", bad_list,
+	       rounds);
 	ctx_close(s);
-	return bad_get ? 1 : 0;
+	return bad_get || bad_list ? 1 : 0;
 }
