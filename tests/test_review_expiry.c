@@ -97,15 +97,16 @@ static void test_nowait_calls_after_expiry(void **state)
 	assert_int_equal(r2, 77);
 	assert_int_equal(ctx_drop_nowait(s, "e", &r2), CTX_NOT_FOUND);
 	assert_int_equal(r2, 77);
-	assert_int_equal(ctx_count(s), 1); /* until the reaper drops it */
+	/* (ctx_count counts it until the reaper drops it, which the calls
+	 * above have woken: it may be done already) */
 	ctx_list l;
 	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));
 	assert_int_equal(l.count, 0);
 	ctx_list_free(&l);
 
 	/* the reaper drops it durably: EXPIRED, never DROPPED */
-	assert_int_equal(ctx_expire_now(s), 1);
-	assert_int_equal(ctx_count(s), 0);
+	while (ctx_count(s) != 0) /* the woken reaper, or this call */
+		assert_true(ctx_expire_now(s) <= 1);
 	ctx_event *e;
 	assert_ok(ctx_watch_wait(w, -1, &e));
 	assert_int_equal(e->kind, CTX_EVENT_COMMITTED);
