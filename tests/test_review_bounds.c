@@ -26,9 +26,9 @@
 #include "testutil.h"
 
 #define KEYS_PER_COMMIT 8
-#define KEY_BYTES (32u << 10)
-#define COMMITS 240 /* 240 * 256 KiB of keys = 60 MiB of events if kept */
-#define HISTORY_BYTES (4u << 20)
+#define KEY_BYTES       (32u << 10)
+#define COMMITS         240 /* 240 * 256 KiB of keys = 60 MiB of events if kept */
+#define HISTORY_BYTES   (4u << 20)
 
 static size_t heap_now(void)
 {

@@ -37,12 +37,18 @@
 
 #include "testutil.h"
 
-#define NCTX 6      /* contexts c0..c5, two per writer thread */
+#define NCTX     6 /* contexts c0..c5, two per writer thread */
 #define NWRITERS 3
-#define DCTX NCTX /* index of the create/put/drop context "d" */
+#define DCTX     NCTX /* index of the create/put/drop context "d" */
 
-enum rec_kind { DECIDED = 1, ACKED = 2, D_CREATE_ACK = 3, D_PUT_ACK = 4, D_DROP_ACK = 5,
-                D_DROP_INTENT = 6 };
+enum rec_kind {
+	DECIDED = 1,
+	ACKED = 2,
+	D_CREATE_ACK = 3,
+	D_PUT_ACK = 4,
+	D_DROP_ACK = 5,
+	D_DROP_INTENT = 6
+};
 
 typedef struct msg {
 	uint8_t kind;
@@ -296,11 +302,12 @@ static void check_recovered(const char *dir, mode m, const seen *s, int round)
 			decided++;
 			/* prefix of the revision order */
 			if (x->rev <= max_rev && g[x->ctx].seq < x->seq)
-				fail_msg("round %d mode %d: c%u recovered seq %" PRIu64 " rev %" PRIu64
-				         ", but decided seq %" PRIu64 " rev %" PRIu64
-				         " <= recovered max revision %" PRIu64 " is missing",
-				         round, m, x->ctx, g[x->ctx].seq, g[x->ctx].rev, x->seq, x->rev,
-				         max_rev);
+				fail_msg("round %d mode %d: c%u recovered seq %" PRIu64
+				         " rev %" PRIu64 ", but decided seq %" PRIu64
+				         " rev %" PRIu64 " <= recovered max revision %" PRIu64
+				         " is missing",
+				         round, m, x->ctx, g[x->ctx].seq, g[x->ctx].rev, x->seq,
+				         x->rev, max_rev);
 		} else if (x->kind == ACKED) {
 			acked++;
 			if (strict && g[x->ctx].seq < x->seq)
@@ -312,7 +319,8 @@ static void check_recovered(const char *dir, mode m, const seen *s, int round)
 				d_drop_intent = x->seq;
 		} else if (x->kind >= D_CREATE_ACK) {
 			/* acks of "d" come in its own order: keep the last */
-			if (x->seq > d_last_ack_seq || (x->seq == d_last_ack_seq && x->kind > d_last_ack_kind)) {
+			if (x->seq > d_last_ack_seq ||
+			    (x->seq == d_last_ack_seq && x->kind > d_last_ack_kind)) {
 				d_last_ack_seq = x->seq;
 				d_last_ack_kind = x->kind;
 			}

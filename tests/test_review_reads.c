@@ -37,8 +37,8 @@
 
 #include "testutil.h"
 
-#define NIDS 3
-#define DEPTH 8
+#define NIDS     3
+#define DEPTH    8
 #define NWRITERS 2
 #define NREADERS 2
 
@@ -103,7 +103,8 @@ static void *writer(void *arg)
 				ctx_state *h;
 				st = ctx_get(g_store, id, &h);
 				if (st == CTX_OK) {
-					uint64_t back = ctx_state_version(h) > 3 ? ctx_state_version(h) - 3 : 1;
+					uint64_t back =
+					    ctx_state_version(h) > 3 ? ctx_state_version(h) - 3 : 1;
 					ctx_state_release(h);
 					st = ctx_restore(g_store, id, back, &nv);
 				}
@@ -268,8 +269,8 @@ static void test_reads_agree(void **state)
 	for (int i = 0; i < NREADERS; i++)
 		pthread_join(r[i], NULL);
 	print_message("%ld reads checked, %ld predecessor checks, %ld restores, %ld re-creates\n",
-	              atomic_load(&g_checks), atomic_load(&g_pred_checks),
-	              atomic_load(&g_restores), atomic_load(&g_recreates));
+	              atomic_load(&g_checks), atomic_load(&g_pred_checks), atomic_load(&g_restores),
+	              atomic_load(&g_recreates));
 	assert_no_thread_failures();
 	/* and the directory recovers to what the store showed last */
 	char *before = test_dump_store(g_store, true, NULL);

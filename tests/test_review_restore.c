@@ -25,7 +25,7 @@
 #include "testutil.h"
 
 #define NKEYS 12
-#define MAXV 3000
+#define MAXV  3000
 
 static ctx_store *g_store;
 static atomic_bool g_stop;
@@ -65,7 +65,8 @@ static void *writer(void *arg)
 			T_CHECK_STATUS(ctx_txn_put(t, k, (size_t)kl, val, (size_t)vl), CTX_OK);
 			T_CHECK_STATUS(ctx_txn_commit_nowait(t, 0, &v, &rev), CTX_OK);
 		} else {
-			T_CHECK_STATUS(ctx_put(g_store, "x", k, (size_t)kl, val, (size_t)vl, &v), CTX_OK);
+			T_CHECK_STATUS(ctx_put(g_store, "x", k, (size_t)kl, val, (size_t)vl, &v),
+			               CTX_OK);
 		}
 		note_version(v);
 	}
@@ -263,7 +264,8 @@ static void test_restore_under_writers_and_watcher(void **state)
 		if (n != r->nkeys)
 			fail_msg("version %llu (%s): event names %zu keys, the diff %zu",
 			         (unsigned long long)r->version,
-			         r->kind == CTX_EVENT_RESTORED ? "restored" : "committed", r->nkeys, n);
+			         r->kind == CTX_EVENT_RESTORED ? "restored" : "committed", r->nkeys,
+			         n);
 		for (size_t k = 0; k < n; k++)
 			assert_string_equal(r->keys[k], want[k]);
 	}

@@ -100,10 +100,11 @@ static void test_watch_from_explicit_revision(void **state)
 				continue;
 			}
 			if (e->revision != expect)
-				fail_msg("watch from %llu (newest %llu when opened): expected revision "
-				         "%llu, got %llu",
-				         (unsigned long long)from, (unsigned long long)st.revision,
-				         (unsigned long long)expect, (unsigned long long)e->revision);
+				fail_msg(
+				    "watch from %llu (newest %llu when opened): expected revision "
+				    "%llu, got %llu",
+				    (unsigned long long)from, (unsigned long long)st.revision,
+				    (unsigned long long)expect, (unsigned long long)e->revision);
 			expect++;
 			ctx_event_free(e);
 		}

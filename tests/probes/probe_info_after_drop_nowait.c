@@ -14,10 +14,9 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O1 -g -Iinclude tests/probes/probe_info_after_drop_nowait.c \
- *      build/libctx.a $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread -o /tmp/probe_info
- *   /tmp/probe_info /tmp/probe_info.dir
- * Prints the number of rounds where info said NOT_FOUND while ctx_get (and
- * the status view) still showed the context; exit 1 if the status view
+ *      build/libctx.a $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread -o
+ * /tmp/probe_info /tmp/probe_info /tmp/probe_info.dir Prints the number of rounds where info said
+ * NOT_FOUND while ctx_get (and the status view) still showed the context; exit 1 if the status view
  * listed it (info and the view must agree; ctx_get showing a context
  * whose drop is not durable yet is documented).
  *
@@ -61,7 +60,8 @@ int main(int argc, char **argv)
 			return 2;
 		if (sl == CTX_NOT_FOUND && l.count == 1 && bad_list++ == 0)
 			printf("round %d: ctx_get_latest NOT_FOUND after ctx_drop_nowait, then "
-			       "ctx_list_ids lists '%s'\n", i, l.ids[0]);
+			       "ctx_list_ids lists '%s'\n",
+			       i, l.ids[0]);
 		ctx_list_free(&l);
 		ctx_state_release(lat);
 		ctx_context_status info;
@@ -73,10 +73,12 @@ int main(int argc, char **argv)
 		ctx_status_view(s, &view, &n);
 		if (si == CTX_NOT_FOUND && sg == CTX_OK) {
 			if (bad_get++ == 0)
-				printf("round %d: ctx_context_info NOT_FOUND, then ctx_get OK version %llu\n",
+				printf("round %d: ctx_context_info NOT_FOUND, then ctx_get OK "
+				       "version %llu\n",
 				       i, (unsigned long long)ctx_state_version(st));
 			if (n == 1 && bad_view++ == 0)
-				printf("round %d: ... and ctx_status_view (after info) lists '%s' v%llu\n",
+				printf("round %d: ... and ctx_status_view (after info) lists '%s' "
+				       "v%llu\n",
 				       i, view[0].id, (unsigned long long)view[0].version);
 		}
 		free(view);

@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		ctx_txn *t;
 		val[0] = (char)i;
-		if (ctx_txn_begin(s, "c", &t) != CTX_OK || ctx_txn_put(t, "k", 1, val, vlen) != CTX_OK ||
+		if (ctx_txn_begin(s, "c", &t) != CTX_OK ||
+		    ctx_txn_put(t, "k", 1, val, vlen) != CTX_OK ||
 		    ctx_txn_commit_nowait(t, 0, NULL, &rev) != CTX_OK)
 			return 3;
 	}
