@@ -346,9 +346,9 @@ ctx_status store_check_id(const ctx_store *s, const char *id, size_t *idlen)
  * visible one but for a commit in flight), instead of after. */
 static inline void context_prefetch_root(const ctx_context *c)
 {
-	const char *root = atomic_load_explicit(&c->root_hint, memory_order_relaxed);
-	__builtin_prefetch(root);
-	__builtin_prefetch(root + 64);
+	uintptr_t root = atomic_load_explicit(&c->root_hint, memory_order_relaxed);
+	__builtin_prefetch((const void *)root);
+	__builtin_prefetch((const void *)(root + 64));
 }
 
 ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out)
@@ -451,7 +451,7 @@ void context_publish(ctx_context *c, ctx_state *st)
 		if (atomic_compare_exchange_weak(&c->visible, &cur, st))
 			break;
 	}
-	atomic_store_explicit(&c->root_hint, st->data.root, memory_order_relaxed);
+	atomic_store_explicit(&c->root_hint, (uintptr_t)st->data.root, memory_order_relaxed);
 	ctx_rcu_read_unlock();
 	if (cur)
 		state_note_hidden(cur);

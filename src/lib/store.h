@@ -208,7 +208,7 @@ struct ctx_context {
 	 * (the same line) and starts loading the root while the version's own
 	 * line arrives, one cache miss instead of two in a row (round 7,
 	 * docs/benchmarks.md). */
-	_Atomic(const void *) root_hint;
+	_Atomic(uintptr_t) root_hint; /* an address, not a pointer */
 	union {
 		/* For freeing, once the last reference is gone (context_release). */
 		struct rcu_head rcu;
