@@ -124,7 +124,8 @@ typedef struct ctx_options {
 	size_t checkpoint_bytes;   /* log growth that starts a background
 	                              checkpoint; 0 = default (64 MiB)            */
 	size_t history_depth;      /* versions kept per context (besides those
-	                              points pin); 0 = default (64)               */
+	                              points pin); 0 = default (64); at most
+	                              2^32 - 2                                    */
 	size_t max_points;         /* recovery points per context; the oldest
 	                              is dropped past it; 0 = default (10)        */
 	unsigned auto_point_every; /* a point every K commits; 0 = never (best

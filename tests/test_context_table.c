@@ -281,6 +281,56 @@ static void test_churn_under_readers(void **unused)
 	ctx_close(shared);
 }
 
+/* The context counts its history chain in 32 bits (so that the root hint
+ * fits in its 128 bytes): a depth the count could not reach is refused at
+ * open, the largest one it can is taken. */
+static void test_history_depth_bound(void **unused)
+{
+	(void)unused;
+	ctx_options o;
+	ctx_options_init(&o);
+	ctx_store *s = NULL;
+	o.history_depth = (size_t)UINT32_MAX;
+	assert_int_equal(ctx_open(&o, &s), CTX_INVALID);
+	assert_null(s);
+	if (sizeof(size_t) > 4) {
+		o.history_depth = (size_t)UINT32_MAX + 5;
+		assert_int_equal(ctx_open(&o, &s), CTX_INVALID);
+	}
+	o.history_depth = (size_t)UINT32_MAX - 1;
+	assert_ok(ctx_open(&o, &s));
+	assert_ok(ctx_create(s, "a"));
+	for (int i = 0; i < 100; i++)
+		assert_ok(ctx_put(s, "a", "k", 1, &i, sizeof(i), NULL));
+	ctx_context *c = store_find_context(s, "a", 1);
+	assert_non_null(c);
+	assert_int_equal(c->kept, 101); /* nothing cut: every version kept */
+	context_release(c);
+	ctx_close(s);
+}
+
+/* The root hint follows the visible version: after each commit it is the
+ * root of the version a read sees (what the read prefetches). */
+static void test_root_hint_follows_visible(void **unused)
+{
+	(void)unused;
+	ctx_store *s = test_open_memory();
+	assert_ok(ctx_create(s, "h"));
+	ctx_context *c = store_find_context(s, "h", 1);
+	assert_non_null(c);
+	for (int i = 0; i < 200; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i % 37);
+		assert_ok(ctx_put(s, "h", key, strlen(key), &i, sizeof(i), NULL));
+		ctx_state *v = NULL;
+		assert_ok(ctx_get(s, "h", &v));
+		assert_true(atomic_load(&c->root_hint) == (uintptr_t)v->data.root);
+		ctx_state_release(v);
+	}
+	context_release(c);
+	ctx_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +339,8 @@ int main(void)
 	    cmocka_unit_test(test_colliding_hashes),
 	    cmocka_unit_test(test_recovered_table),
 	    cmocka_unit_test(test_churn_under_readers),
+	    cmocka_unit_test(test_history_depth_bound),
+	    cmocka_unit_test(test_root_hint_follows_visible),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,8 @@ char ctx_rcu_grace_token;
 #define DEFAULT_CHECKPOINT_BYTES (64u << 20)
 #define MAX_KEY_LIMIT            (16u << 20) /* largest max_key_size accepted   */
 #define MAX_VALUE_LIMIT          (1u << 30)  /* largest max_value_size accepted */
+/* Largest history_depth accepted: a context counts its chain in 32 bits. */
+#define CTX_HISTORY_DEPTH_MAX (UINT32_MAX - 1)
 /* Slots of the context table at open (16 bytes each); it grows with the
  * contexts (table_insert). */
 #define TABLE_MIN_SLOTS 64u
@@ -338,6 +340,17 @@ ctx_status store_check_id(const ctx_store *s, const char *id, size_t *idlen)
 	return s ? ctx_check_id(id, idlen) : ctx_fail(CTX_INVALID, "NULL store");
 }
 
+/* Start loading the first lines of the root of c's visible version from
+ * its hint (store.h, root_hint): they arrive while the caller loads the
+ * version, or takes the write lock and copies the head (whose root is the
+ * visible one but for a commit in flight), instead of after. */
+static inline void context_prefetch_root(const ctx_context *c)
+{
+	uintptr_t root = atomic_load_explicit(&c->root_hint, memory_order_relaxed);
+	__builtin_prefetch((const void *)root);
+	__builtin_prefetch((const void *)(root + 64));
+}
+
 ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out)
 {
 	size_t idlen;
@@ -353,6 +366,7 @@ ctx_status store_open_context(ctx_store *s, const char *id, ctx_context **out)
 		reaper_kick(s);
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
 	}
+	context_prefetch_root(c);
 	*out = c;
 	return CTX_OK;
 }
@@ -437,6 +451,7 @@ void context_publish(ctx_context *c, ctx_state *st)
 		if (atomic_compare_exchange_weak(&c->visible, &cur, st))
 			break;
 	}
+	atomic_store_explicit(&c->root_hint, (uintptr_t)st->data.root, memory_order_relaxed);
 	ctx_rcu_read_unlock();
 	if (cur)
 		state_note_hidden(cur);
@@ -500,6 +515,8 @@ static ctx_status check_options(ctx_options *opts)
 		opts->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
 	if (!opts->history_depth)
 		opts->history_depth = 64;
+	if (opts->history_depth > CTX_HISTORY_DEPTH_MAX)
+		return ctx_fail(CTX_INVALID, "history_depth above %u", CTX_HISTORY_DEPTH_MAX);
 	if (!opts->max_points)
 		opts->max_points = 10;
 	if (!opts->watch_queue)
@@ -1291,6 +1308,7 @@ static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_
 	if (!atomic_load(&c->read_noref))
 		atomic_store(&c->read_noref, true);
 	const ctx_state *v = atomic_load(&c->visible);
+	context_prefetch_root(c);
 	if (v && !context_usable(c)) {
 		*expired = true;
 		return NULL;

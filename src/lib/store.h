@@ -181,7 +181,6 @@ struct ctx_context {
 	 * only by ctx_get_latest (under RCU, taking a reference). */
 	_Atomic(ctx_state *) head;
 	ctx_state *oldest;           /* oldest version in the history chain */
-	size_t kept;                 /* versions in the chain, head included */
 	_Atomic(point_set *) points; /* NULL: none; what readers see */
 	/* Under durability always a point change is shown only once its record
 	 * is durable (points.c): while points_pending changes wait for that,
@@ -189,7 +188,11 @@ struct ctx_context {
 	 * (owned by its change until installed). Both under write_lock. */
 	point_set *points_decided;
 	unsigned points_pending; /* see points_decided */
-	ctx_wlock write_lock;    /* 4 bytes: context_lock, context_unlock */
+	/* Versions in the chain, head included: at most history_depth + 1,
+	 * which check_options bounds (4 bytes, so that root_hint fits in the
+	 * context's 128). */
+	uint32_t kept;
+	ctx_wlock write_lock; /* 4 bytes: context_lock, context_unlock */
 	/* Set (once, never cleared) before the first read that takes no
 	 * reference: until then no reader can be in a hidden version's trie
 	 * without holding the version (state_note_hidden). */
@@ -199,6 +202,13 @@ struct ctx_context {
 	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible; /* newest version readers may see */
+	/* The data root of a recently visible version (context_publish): only
+	 * a prefetch target, never dereferenced, so it may be stale or
+	 * dangling (a prefetch does not fault). A read loads it with `visible`
+	 * (the same line) and starts loading the root while the version's own
+	 * line arrives, one cache miss instead of two in a row (round 7,
+	 * docs/benchmarks.md). */
+	_Atomic(uintptr_t) root_hint; /* an address, not a pointer */
 	union {
 		/* For freeing, once the last reference is gone (context_release). */
 		struct rcu_head rcu;
