@@ -760,10 +760,9 @@ static void test_bitflips_in_log(void **unused)
 			/* rep 0: one bit in the header, 1: one or more anywhere. */
 			int flips = rep == 1 ? 1 + (int)test_rand_below(&r, 3) : 1;
 			for (int f = 0; f < flips; f++) {
-				size_t at =
-				    l->start[j] +
-				    (rep == 0 ? test_rand_below(&r, len - l->rec[j].blen)
-				              : test_rand_below(&r, len));
+				size_t at = l->start[j] +
+				            (rep == 0 ? test_rand_below(&r, len - l->rec[j].blen)
+				                      : test_rand_below(&r, len));
 				buf[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			}
 			if (memcmp(buf, img.seg.p, l->size) == 0)
@@ -846,8 +845,8 @@ static void test_damaged_segment_header(void **unused)
 static size_t make_record(unsigned char *out, uint8_t type, uint64_t rev, uint64_t version,
                           uint64_t incarnation, const unsigned char *body, uint32_t blen)
 {
-	size_t h = rec2_header_put(out, type, rev, version, incarnation, 1, blen,
-	                           crc32c(0, body, blen));
+	size_t h =
+	    rec2_header_put(out, type, rev, version, incarnation, 1, blen, crc32c(0, body, blen));
 	memcpy(out + h, body, blen);
 	return h + blen;
 }

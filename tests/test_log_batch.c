@@ -109,7 +109,7 @@ static void test_large_batch_few_writes(void **unused)
 	/* The next batch: everything appended while the flusher is held. */
 	for (uint32_t i = 1; i <= NSMALL; i++) {
 		len = body_of(i, body);
-		rec = (log_record){REC_COMMIT, i + 1,         1,         body, (uint32_t)len,
+		rec = (log_record){REC_COMMIT,           i + 1,     1, body, (uint32_t)len,
 		                   crc32c(0, body, len), TIME_OF(i)};
 		assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
 		assert_int_equal(rev, first + i);
@@ -156,7 +156,8 @@ static void test_large_batch_few_writes(void **unused)
 	uint64_t t = 0; /* the time chain, from 0 at the segment's start */
 	for (uint32_t i = 0; i <= NSMALL + 2; i++) {
 		rec_view v = {0};
-		assert_null(rec_parse(FORMAT_VERSION, seg + off, (size_t)sb.st_size - off, true, &v));
+		assert_null(
+		    rec_parse(FORMAT_VERSION, seg + off, (size_t)sb.st_size - off, true, &v));
 		assert_int_equal(v.type, REC_COMMIT);
 		assert_int_equal(v.rev, first + i);
 		t += (uint64_t)v.time_delta;

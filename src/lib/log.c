@@ -136,9 +136,9 @@ struct ctx_log {
 	log_piece *cur_last;      /* cur's last piece (NULL if none)       */
 	log_done *cur_done;       /* their completions, in revision order  */
 	log_done **cur_done_tail;
-	log_piece *pool;   /* spare chunks                          */
-	size_t pooled;     /* how many                              */
-	uint64_t last_rev; /* last revision handed out              */
+	log_piece *pool;    /* spare chunks                          */
+	size_t pooled;      /* how many                              */
+	uint64_t last_rev;  /* last revision handed out              */
 	uint64_t last_time; /* time of the last record that has one, in
 	                     * the current segment (0: none yet): a record's
 	                     * header holds its time as a difference from it */

@@ -172,7 +172,8 @@ static bool take_op(reader *r, uint32_t fmt, bool with_times, uint64_t updated, 
 	o->val = take(r, vlen);
 	o->time_us = updated;
 	if (with_times)
-		o->time_us = fmt == FORMAT_V1 ? take_u64(r) : updated - (uint64_t)unzigzag(take_uv(r));
+		o->time_us =
+		    fmt == FORMAT_V1 ? take_u64(r) : updated - (uint64_t)unzigzag(take_uv(r));
 	if (r->bad || klen == 0 || *k > OP_META_DEL_CODE)
 		return false;
 	o->code = *k;
@@ -947,10 +948,10 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 	if (parsed && head_merges(pl, c)) {
 		if (!distinct)
 			qsort(keys, nkeys, sizeof(*keys), key_ref_cmp);
-		ctx_status ist =
-		    distinct ? apply_in_place(c, &r, fmt, rev, version, updated, with_times)
-		             : apply_in_place_repeated(c, &r, fmt, rev, version, updated, with_times,
-		                                       keys, nkeys);
+		ctx_status ist = distinct
+		                     ? apply_in_place(c, &r, fmt, rev, version, updated, with_times)
+		                     : apply_in_place_repeated(c, &r, fmt, rev, version, updated,
+		                                               with_times, keys, nkeys);
 		if (keys != stack)
 			free(keys);
 		return ist;
@@ -1113,8 +1114,7 @@ static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char 
  * The torn bytes, counted and kept aside, stop at the last non-zero one:
  * the zeros after them are the segment's preallocated tail. */
 static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_t fmt,
-                           const unsigned char *base,
-                           size_t off, size_t size, const char *why)
+                           const unsigned char *base, size_t off, size_t size, const char *why)
 {
 	uint64_t intact = records_after(fmt, base, size, off, rp->prev);
 	size_t torn = size - off;
