@@ -14,7 +14,13 @@
  * sleep on its condition variable).
  *
  * Revisions are handed out under the log lock, so the log holds records in
- * revision order, with no gaps.
+ * revision order, with no gaps. The record header (log format 2, format.h)
+ * is written there too: varints of the body length, revision, version and
+ * incarnation, and for creates and commits the record's time as a
+ * difference from the previous such record's (last_time, reset when the
+ * flusher takes the batch that ends a segment, so that every segment's
+ * chain of times starts from 0); its CRC continues the body's, which the
+ * writer computed before it took any lock.
  *
  * Segments are written ahead with zeros (ALWAYS and BATCH): a new segment is
  * its header and PREALLOC_FIRST bytes of zeros, synced, and records are

@@ -47,6 +47,10 @@
  *    record followed by zeros is damage as in 3; the bytes kept aside stop
  *    at the last non-zero one.
  *
+ * 5. Segments of log format 1 (a 40-byte record header, fixed-width bodies)
+ *    and format 2 (varints, one CRC, record times as differences: format.h)
+ *    are both read; a segment's header says which it is (rec_parse, take_op).
+ *
  * Recovery runs before the store is shared, on one thread; it builds states
  * directly, without the log. Read-only recovery (ctx_verify) changes no file
  * and prints nothing; it describes the repairs an open would make.
