@@ -30,6 +30,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #ifndef LOG_FIXTURE_GEN
 #include "format.h"
@@ -499,31 +502,38 @@ static void write_more(ctx_store *s, uint64_t *clock, bool checkpoint_between)
 	*clock += 1000;
 }
 
+/* The child (this program run again: a fork of a process whose stores
+ * started threads could not start its own under ThreadSanitizer): open dir
+ * (the fixture), write more, dump the store to out/dump and the clock to
+ * out/clock, and die without closing. */
+static int child_main(const char *dir, const char *out, bool checkpoint_between)
+{
+	char dump_path[4096], clock_path[4096];
+	snprintf(dump_path, sizeof(dump_path), "%s/dump", out);
+	snprintf(clock_path, sizeof(clock_path), "%s/clock", out);
+	uint64_t clock = LOG_V1_CLOCK;
+	ctx_store *s = open_clocked(dir, &clock);
+	write_more(s, &clock, checkpoint_between);
+	char *want = settled_dump(s);
+	FILE *f = fopen(dump_path, "w");
+	FILE *c = fopen(clock_path, "w");
+	if (!f || !c || fputs(want, f) < 0 || fprintf(c, "%llu\n", (unsigned long long)clock) < 0 ||
+	    fclose(f) != 0 || fclose(c) != 0)
+		_exit(2);
+	_exit(0); /* a crash: no close, no checkpoint */
+}
+
 /* A child opens the fixture, writes more (format 2), dumps its store to a
  * file and dies without closing; the parent replays both segments. */
 static void check_v1_then_v2(bool checkpoint_between)
 {
 	char *dir = fixture_dir(checkpoint_between ? "logfmt-mixed-ckpt" : "logfmt-mixed");
 	char *out = test_make_dir("logfmt-mixed-out");
-	char dump_path[4096], clock_path[4096];
-	snprintf(dump_path, sizeof(dump_path), "%s/dump", out);
-	snprintf(clock_path, sizeof(clock_path), "%s/clock", out);
 	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		uint64_t clock = LOG_V1_CLOCK;
-		ctx_store *s = open_clocked(dir, &clock);
-		write_more(s, &clock, checkpoint_between);
-		char *want = settled_dump(s);
-		FILE *f = fopen(dump_path, "w");
-		FILE *c = fopen(clock_path, "w");
-		if (!f || !c || fputs(want, f) < 0 ||
-		    fprintf(c, "%llu\n", (unsigned long long)clock) < 0 || fclose(f) != 0 ||
-		    fclose(c) != 0)
-			_exit(2);
-		_exit(0); /* a crash: no close, no checkpoint */
-	}
+	char *argv[] = {
+	    "test_log_format", "child", dir, out, checkpoint_between ? "ckpt" : "nockpt", NULL};
+	pid_t pid;
+	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
 	int status = 0;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -619,8 +629,10 @@ static void test_record_sizes(void **unused)
 	free(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 5 && strcmp(argv[1], "child") == 0)
+		return child_main(argv[2], argv[3], strcmp(argv[4], "ckpt") == 0);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_v1_log_replays),
 	    cmocka_unit_test(test_v1_then_v2_replays),
