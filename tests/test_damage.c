@@ -385,6 +385,7 @@ typedef struct seg_layout {
 	size_t n;
 	size_t start[512], end[512];
 	uint64_t rev[512];
+	rec_view rec[512]; /* (its body points into the segment's blob) */
 	size_t size;
 } seg_layout;
 
@@ -405,11 +406,12 @@ static void parse_segment(const blob *b, seg_layout *l)
 			l->size = off;
 			break;
 		}
-		assert_true(b->n - off >= REC_HEADER_SIZE && l->n < 512);
-		uint32_t blen = get_u32(b->p + off + 4);
+		assert_true(l->n < 512);
+		rec_view *v = &l->rec[l->n];
+		assert_null(rec_parse(get_u32(b->p + 8), b->p + off, b->n - off, true, v));
 		l->start[l->n] = off;
-		l->rev[l->n] = get_u64(b->p + off + 8);
-		off += REC_HEADER_SIZE + blen;
+		l->rev[l->n] = v->rev;
+		off += v->len;
 		assert_true(off <= b->n);
 		l->end[l->n++] = off;
 	}
@@ -758,9 +760,9 @@ static void test_bitflips_in_log(void **unused)
 			/* rep 0: one bit in the header, 1: one or more anywhere. */
 			int flips = rep == 1 ? 1 + (int)test_rand_below(&r, 3) : 1;
 			for (int f = 0; f < flips; f++) {
-				size_t at =
-				    l->start[j] + (rep == 0 ? test_rand_below(&r, REC_HEADER_SIZE)
-				                            : test_rand_below(&r, len));
+				size_t at = l->start[j] +
+				            (rep == 0 ? test_rand_below(&r, len - l->rec[j].blen)
+				                      : test_rand_below(&r, len));
 				buf[at] ^= (unsigned char)(1u << test_rand_below(&r, 8));
 			}
 			if (memcmp(buf, img.seg.p, l->size) == 0)
@@ -838,38 +840,39 @@ static void test_damaged_segment_header(void **unused)
 
 /* ---- records and checkpoints with valid checksums but bad content ------------------- */
 
+/* A record of log format 2 (its time, if its type has one, 1 µs after the
+ * record before). */
 static size_t make_record(unsigned char *out, uint8_t type, uint64_t rev, uint64_t version,
                           uint64_t incarnation, const unsigned char *body, uint32_t blen)
 {
-	put_u32(out + 4, blen);
-	put_u64(out + 8, rev);
-	put_u64(out + 16, version);
-	put_u64(out + 24, incarnation);
-	out[32] = type;
-	out[33] = out[34] = out[35] = 0;
-	put_u32(out + 36, crc32c(0, body, blen));
-	put_u32(out, crc32c(0, out + 4, REC_HEADER_SIZE - 4));
-	memcpy(out + REC_HEADER_SIZE, body, blen);
-	return REC_HEADER_SIZE + blen;
+	size_t h =
+	    rec2_header_put(out, type, rev, version, incarnation, 1, blen, crc32c(0, body, blen));
+	memcpy(out + h, body, blen);
+	return h + blen;
 }
 
-/* A commit body: id, time, ops (kind, key, value). */
-static size_t commit_body(unsigned char *b, const char *id, uint32_t nops, uint8_t kind,
-                          const char *key, const char *val)
+/* A commit body (log format 2): id, op count, ops (kind, key length, value
+ * length, key, value); klen: the key length it states. */
+static size_t commit_body_klen(unsigned char *b, const char *id, uint32_t nops, uint8_t kind,
+                               const char *key, uint64_t klen, const char *val)
 {
 	size_t idl = strlen(id), kl = strlen(key), vl = strlen(val);
 	put_u16(b, (uint16_t)idl);
 	memcpy(b + 2, id, idl);
 	size_t p = 2 + idl;
-	put_u64(b + p, 12345);
-	put_u32(b + p + 8, nops);
-	p += 12;
-	b[p] = kind;
-	put_u32(b + p + 1, (uint32_t)kl);
-	put_u32(b + p + 5, (uint32_t)vl);
-	memcpy(b + p + 9, key, kl);
-	memcpy(b + p + 9 + kl, val, vl);
-	return p + 9 + kl + vl;
+	p += put_uv(b + p, nops);
+	b[p++] = kind;
+	p += put_uv(b + p, klen);
+	p += put_uv(b + p, vl);
+	memcpy(b + p, key, kl);
+	memcpy(b + p + kl, val, vl);
+	return p + kl + vl;
+}
+
+static size_t commit_body(unsigned char *b, const char *id, uint32_t nops, uint8_t kind,
+                          const char *key, const char *val)
+{
+	return commit_body_klen(b, id, nops, kind, key, strlen(key), val);
 }
 
 /* The newest version and incarnation of context id in the final state. */
@@ -879,17 +882,17 @@ static uint64_t final_version(const log_image *img, const char *id, uint64_t *in
 	 * commits after it the version. */
 	uint64_t inc = 0, ver = 0;
 	for (size_t j = 0; j < img->lay.n; j++) {
-		const unsigned char *h = img->seg.p + img->lay.start[j];
-		const unsigned char *body = h + REC_HEADER_SIZE;
+		const rec_view *v = &img->lay.rec[j];
+		const unsigned char *body = v->body;
 		size_t idl = get_u16(body);
 		if (idl != strlen(id) || memcmp(body + 2, id, idl) != 0)
 			continue;
-		if (h[32] == REC_CREATE) {
-			inc = get_u64(h + 24);
+		if (v->type == REC_CREATE) {
+			inc = v->incarnation;
 			ver = 1;
-		} else if (h[32] == REC_COMMIT && get_u64(h + 24) == inc) {
-			ver = get_u64(h + 16);
-		} else if (h[32] == REC_DROP) {
+		} else if (v->type == REC_COMMIT && v->incarnation == inc) {
+			ver = v->version;
+		} else if (v->type == REC_DROP) {
 			inc = ver = 0;
 		}
 	}
@@ -928,7 +931,7 @@ static void test_crafted_records(void **unused)
 	} while (0)
 	size_t bl;
 	bl = commit_body(body, id, 1, OP_PUT_CODE, "k", "v");
-	ADD("unknown record type", 9, next, ver + 1, inc, (uint32_t)bl);
+	ADD("unknown record type", 12, next, ver + 1, inc, (uint32_t)bl);
 	ADD("revision out of order", REC_COMMIT, next + 1, ver + 1, inc, (uint32_t)bl);
 	ADD("revision repeated", REC_COMMIT, next - 1, ver + 1, inc, (uint32_t)bl);
 	ADD("version gap", REC_COMMIT, next, ver + 2, inc, (uint32_t)bl);
@@ -938,8 +941,7 @@ static void test_crafted_records(void **unused)
 	ADD("empty key", REC_COMMIT, next, ver + 1, inc, (uint32_t)bl);
 	bl = commit_body(body, id, 1000000, OP_PUT_CODE, "k", "v");
 	ADD("op count beyond the body", REC_COMMIT, next, ver + 1, inc, (uint32_t)bl);
-	bl = commit_body(body, id, 1, OP_PUT_CODE, "k", "v");
-	put_u32(body + 2 + strlen(id) + 12 + 1, 0xfffffff0u); /* klen */
+	bl = commit_body_klen(body, id, 1, OP_PUT_CODE, "k", 0xfffffff0u, "v");
 	ADD("key length beyond the body", REC_COMMIT, next, ver + 1, inc, (uint32_t)bl);
 	bl = commit_body(body, id, 1, OP_PUT_CODE, "k", "v");
 	body[bl] = 'x';
@@ -953,13 +955,13 @@ static void test_crafted_records(void **unused)
 	ADD("empty id", REC_DROP, next, 0, 1, 2);
 	put_u16(body, 50);
 	ADD("id longer than the body", REC_DROP, next, 0, 1, 10);
-	/* A create of a context that exists. */
+	/* A create of a context that exists (in log format 2 a create's
+	 * incarnation is its revision: not written, so never another). */
 	put_u16(body, (uint16_t)strlen(id));
 	memcpy(body + 2, id, strlen(id));
-	put_u64(body + 2 + strlen(id), 1);
-	ADD("create of a live context", REC_CREATE, next, 1, next, (uint32_t)(2 + strlen(id) + 8));
-	ADD("create whose incarnation is not its revision", REC_CREATE, next, 1, next - 3,
-	    (uint32_t)(2 + strlen(id) + 8));
+	ADD("create of a live context", REC_CREATE, next, 1, next, (uint32_t)(2 + strlen(id)));
+	ADD("create with a version other than 1", REC_CREATE, next, 2, next,
+	    (uint32_t)(2 + strlen(id)));
 #undef ADD
 	unsigned char *buf = malloc(l->size + 700);
 	for (int i = 0; i < n; i++) {
@@ -1541,9 +1543,10 @@ static void test_missing_segments(void **unused)
 	{
 		blob b = read_file(work, seg_name(firsts[1]));
 		size_t last = WAL_HEADER_SIZE, o = WAL_HEADER_SIZE;
-		while (o + REC_HEADER_SIZE <= b.n) {
+		rec_view v;
+		while (!rec_parse(FORMAT_VERSION, b.p + o, b.n - o, true, &v)) {
 			last = o;
-			o += REC_HEADER_SIZE + get_u32(b.p + o + 4);
+			o += v.len;
 		}
 		memset(b.p + last, 0, b.n - last);
 		write_file(work, seg_name(firsts[1]), b.p, b.n);

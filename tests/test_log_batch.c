@@ -13,7 +13,9 @@
  *     fewer than 100 writes (vfs fault countdown: the 100th write would fail
  *     the log), and every one is durable;
  *   - the segment holds every record in revision order with its body intact
- *     (across chunk boundaries and around the big records);
+ *     (across chunk boundaries and around the big records), in log format 2:
+ *     its checksum over body and header, its time (a difference from the
+ *     record before, going back as well as forward) as appended;
  *   - the chunks are recycled: the batch buffers after the large batch are
  *     bounded (log_buffer_bytes: 8 MiB kept at most), not the batch's size.
  */
@@ -64,10 +66,14 @@ static void gate_hook(void *arg)
 #define BIGSIZE   (100u << 10)        /* above the log's BIG_RECORD */
 #define BIG_AT(i) ((i) % 1000 == 500) /* 12 big records among them */
 
+/* Record i's time: mostly rising, every third one a little back in time
+ * (writers read the clock before they take the log's lock). */
+#define TIME_OF(i) (1700000000000000ull + 10ull * (i) - ((i) % 3 == 1 ? 25 : 0))
+
 /* Record i's body: its index, then a pattern from it. */
 static size_t body_of(uint32_t i, unsigned char *b)
 {
-	size_t len = BIG_AT(i) ? BIGSIZE : SMALL - REC_HEADER_SIZE;
+	size_t len = BIG_AT(i) ? BIGSIZE : SMALL - 16;
 	put_u32(b, i);
 	for (size_t k = 4; k < len; k++)
 		b[k] = (unsigned char)(i * 31 + k);
@@ -93,7 +99,7 @@ static void test_large_batch_few_writes(void **unused)
 	uint64_t rev, first;
 	/* Record 0 alone in a batch; the flusher then waits in the hook. */
 	size_t len = body_of(0, body);
-	log_record rec = {REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+	log_record rec = {REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len), TIME_OF(0)};
 	assert_int_equal(log_append(l, &rec, &first), CTX_OK);
 	pthread_mutex_lock(&g.m);
 	while (!g.held)
@@ -103,7 +109,8 @@ static void test_large_batch_few_writes(void **unused)
 	/* The next batch: everything appended while the flusher is held. */
 	for (uint32_t i = 1; i <= NSMALL; i++) {
 		len = body_of(i, body);
-		rec = (log_record){REC_COMMIT, i + 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+		rec = (log_record){REC_COMMIT,           i + 1,     1, body, (uint32_t)len,
+		                   crc32c(0, body, len), TIME_OF(i)};
 		assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
 		assert_int_equal(rev, first + i);
 	}
@@ -125,7 +132,7 @@ static void test_large_batch_few_writes(void **unused)
 	 * it back after a smaller batch. */
 	assert_true(buffers_after <= (32u << 18) + (1u << 20));
 	len = body_of(0, body);
-	rec = (log_record){REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len)};
+	rec = (log_record){REC_COMMIT, 1, 1, body, (uint32_t)len, crc32c(0, body, len), TIME_OF(0)};
 	assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
 	assert_int_equal(log_wait(l, rev), CTX_OK);
 	assert_int_equal(log_append(l, &rec, &rev), CTX_OK);
@@ -144,20 +151,24 @@ static void test_large_batch_few_writes(void **unused)
 	assert_non_null(seg);
 	assert_int_equal(fread(seg, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
 	fclose(f);
+	assert_int_equal(get_u32(seg + 8), FORMAT_VERSION);
 	size_t off = WAL_HEADER_SIZE;
-	for (uint32_t i = 0; i <= NSMALL; i++) {
-		assert_true(off + REC_HEADER_SIZE <= (size_t)sb.st_size);
-		const unsigned char *h = seg + off;
-		assert_int_equal(get_u32(h), crc32c(0, h + 4, REC_HEADER_SIZE - 4));
-		assert_int_equal(get_u64(h + 8), first + i);
-		len = body_of(i, body);
-		assert_int_equal(get_u32(h + 4), len);
-		assert_int_equal(get_u32(h + 36), crc32c(0, body, len));
-		assert_memory_equal(h + REC_HEADER_SIZE, body, len);
-		off += REC_HEADER_SIZE + len;
+	uint64_t t = 0; /* the time chain, from 0 at the segment's start */
+	for (uint32_t i = 0; i <= NSMALL + 2; i++) {
+		rec_view v = {0};
+		assert_null(
+		    rec_parse(FORMAT_VERSION, seg + off, (size_t)sb.st_size - off, true, &v));
+		assert_int_equal(v.type, REC_COMMIT);
+		assert_int_equal(v.rev, first + i);
+		t += (uint64_t)v.time_delta;
+		assert_int_equal(t, TIME_OF(i <= NSMALL ? i : 0));
+		len = body_of(i <= NSMALL ? i : 0, body);
+		assert_int_equal(v.blen, len);
+		assert_memory_equal(v.body, body, len);
+		off += v.len;
 	}
-	/* Then the two small records after it. */
-	assert_int_equal(off + 2 * (REC_HEADER_SIZE + SMALL - REC_HEADER_SIZE), (size_t)sb.st_size);
+	/* The two small records after it end the segment. */
+	assert_int_equal(off, (size_t)sb.st_size);
 	free(seg);
 	free(body);
 	pthread_mutex_destroy(&g.m);

@@ -57,7 +57,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store.h" /* the damaged-point and structural-sharing tests poke inside */
+#include "format.h" /* records_end reads the log's records */
+#include "store.h"  /* the damaged-point and structural-sharing tests poke inside */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -1903,20 +1904,22 @@ static ctx_store *open_nockpt(const char *dir, size_t depth, size_t max_points)
 }
 
 /* Where the records of segment `path` end (segments of an open store end
- * with zeros, written ahead of the records: file-format.md, "Log segment").
- * The header is 32 bytes; a record, 40 bytes of header (body length at 4,
- * type at 32, never 0) and its body. */
+ * with zeros, written ahead of the records: file-format.md, "Log segment"). */
 static uint64_t records_end(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	assert_non_null(f);
-	uint64_t off = 32;
-	unsigned char h[40];
-	while (fseek(f, (long)off, SEEK_SET) == 0 && fread(h, 1, sizeof(h), f) == sizeof(h) &&
-	       h[32] != 0)
-		off += 40 + ((uint64_t)h[4] | (uint64_t)h[5] << 8 | (uint64_t)h[6] << 16 |
-		             (uint64_t)h[7] << 24);
+	struct stat sb;
+	assert_int_equal(fstat(fileno(f), &sb), 0);
+	unsigned char *p = malloc((size_t)sb.st_size + 1);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
 	fclose(f);
+	size_t off = WAL_HEADER_SIZE;
+	rec_view v;
+	while (!rec_parse(get_u32(p + 8), p + off, (size_t)sb.st_size - off, true, &v))
+		off += v.len;
+	free(p);
 	return off;
 }
 
@@ -1982,7 +1985,7 @@ static void expect_version_content(ctx_store *a, ctx_store *b, const char *id, u
 
 /* A restore's log record names its target: its size is the same whether the
  * restore changes every key of a large context or one key (the record of
- * docs/file-format.md: 40-byte header, id, three u64). After a crash, replay
+ * docs/file-format.md: a header of at most 40 bytes, id, three u64). After a crash, replay
  * finds the target in the replayed history and rebuilds the restored content. */
 static void test_restore_record_size_and_replay(void **unused)
 {
@@ -1994,11 +1997,12 @@ static void test_restore_record_size_and_replay(void **unused)
 	uint64_t v_old = put_generation(s, "big", n, 0);
 	put_generation(s, "big", n, 1); /* every value differs from v_old's */
 	assert_ok(ctx_put(s, "big", "x", 1, "1", 1, NULL));
-	uint64_t record = 40 + 2 + 3 + 24;
+	uint64_t record = 0;
 
 	uint64_t before = log_bytes(dir), v_big = 0;
 	assert_ok(ctx_restore(s, "big", v_old, &v_big)); /* changes all n keys */
-	assert_int_equal(log_bytes(dir) - before, record);
+	record = log_bytes(dir) - before;
+	assert_true(record > 2 + 3 + 24 && record <= 40 + 2 + 3 + 24);
 	assert_ok(ctx_put(s, "big", "y", 1, "2", 1, NULL));
 	before = log_bytes(dir);
 	uint64_t v_small = 0;

@@ -57,8 +57,9 @@ static seg_file read_segment(const char *dir, const char *name)
 	fclose(f);
 	assert_true(s.size >= WAL_HEADER_SIZE);
 	size_t off = WAL_HEADER_SIZE;
-	while (off + REC_HEADER_SIZE <= s.size && get_u32(s.p + off)) {
-		off += REC_HEADER_SIZE + get_u32(s.p + off + 4);
+	rec_view v;
+	while (!rec_parse(FORMAT_VERSION, s.p + off, s.size - off, true, &v)) {
+		off += v.len;
 		s.nrec++;
 	}
 	assert_true(off <= s.size);

@@ -146,7 +146,7 @@ static ctx_status log_ttl(ctx_context *c, uint64_t ttl_us, uint64_t now, uint64_
 	put_u64(body + 2 + idlen, ttl_us);
 	put_u64(body + 10 + idlen, now);
 	log_record rec = {REC_TTL, 0, c->incarnation, body, (uint32_t)(idlen + 18),
-	                  crc32c(0, body, idlen + 18)};
+	                  crc32c(0, body, idlen + 18), 0};
 	return log_append_done(c->store->log, &rec, rev, tc ? &tc->done : NULL);
 }
 

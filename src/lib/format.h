@@ -15,18 +15,37 @@
 
 #include "crc32c.h"
 
-/* The log's format version (checkpoints have their own, below). */
-#define FORMAT_VERSION 1
+/* The log's format version (checkpoints have their own, below): segments
+ * are written in version 2; version 1 segments are still read. A segment's
+ * header says which one its records use. */
+#define FORMAT_VERSION 2
+#define FORMAT_V1      1
 
 /* Log segment "wal-<first revision, 16 hex digits>.log". */
 #define WAL_MAGIC       "ctx-wal\0"
 #define WAL_HEADER_SIZE FILE_HEADER_SIZE /* revision: the first record's */
 
-/* Log record: a 40-byte header, then the body. */
+/* Log record, version 1: a 40-byte header, then the body. */
 #define REC_HEADER_SIZE 40
 /*   0 u32 header crc (of bytes 4..39)   4 u32 body length   8 u64 revision
  *  16 u64 version   24 u64 incarnation   32 u8 type   33 u8[3] zero
  *  36 u32 body crc */
+
+/* Log record, version 2: a header of varints (below "uv", LEB128; "sv" a
+ * zigzag varint), then the body:
+ *   0 u32 crc: CRC-32C of the body followed by header bytes 4..H-1
+ *   4 u8 type (never 0)
+ *     uv body length B
+ *     uv revision
+ *     uv version
+ *     uv incarnation (absent for CREATE: it is the revision)
+ *     sv time - the time of the segment's previous record that has one
+ *        (the first: from 0), for CREATE, COMMIT and RESTORE only
+ *   H B body bytes
+ * The bodies of CREATE, COMMIT and RESTORE hold no time (the header has it)
+ * and their op count and op lengths are varints; the other bodies are as in
+ * version 1. REC2_HEADER_MAX bounds H. */
+#define REC2_HEADER_MAX (4 + 1 + 5 + 3 * UV_MAX + UV_MAX)
 #define REC_CREATE      1
 #define REC_COMMIT      2
 #define REC_DROP        3
@@ -38,7 +57,8 @@
 #define REC_RESTORE_REF 9 /* a restore naming its target version */
 #define REC_MAX_BODY    (1u << 31)
 
-/* Body: u16 id length, id bytes, then
+/* Body (version 1; version 2 as the comment above says): u16 id length, id
+ * bytes, then
  *   CREATE: u64 created_us
  *   COMMIT, RESTORE: u64 updated_us, u32 op count, ops: u8 kind, u32 klen,
  *           u32 vlen, key bytes, value bytes (vlen 0 for deletes)
@@ -156,6 +176,16 @@ static inline size_t put_uv(unsigned char *p, uint64_t v)
 	p[n++] = (unsigned char)v;
 	return n;
 }
+/* The bytes put_uv writes for v. */
+static inline size_t uv_size(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
 static inline uint64_t zigzag(int64_t v)
 {
 	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -163,6 +193,122 @@ static inline uint64_t zigzag(int64_t v)
 static inline int64_t unzigzag(uint64_t v)
 {
 	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* The varint at p (avail bytes): its value in *v and its size, or 0 if it
+ * runs past avail or past UV_MAX bytes. */
+static inline size_t get_uv(const unsigned char *p, size_t avail, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (size_t n = 0; n < avail && n < UV_MAX; n++) {
+		x |= (uint64_t)(p[n] & 0x7f) << (7 * n);
+		if (!(p[n] & 0x80)) {
+			*v = x;
+			return n + 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- log records, both versions ------------------------------------------------ */
+
+/* Whether a version 2 record of this type has a time in its header. */
+static inline bool rec_has_time(uint8_t type)
+{
+	return type == REC_CREATE || type == REC_COMMIT || type == REC_RESTORE;
+}
+
+/* A log record as read. time_delta (version 2, types with a time): the
+ * header's difference from the previous time; the reader keeps the chain. */
+typedef struct rec_view {
+	uint8_t type;
+	uint64_t rev, version, incarnation;
+	int64_t time_delta;
+	const unsigned char *body;
+	uint32_t blen;
+	size_t len; /* header and body */
+} rec_view;
+
+/* Write a version 2 record header to h (REC2_HEADER_MAX bytes of room) for a
+ * body of blen bytes whose CRC-32C is body_crc; its size. incarnation is
+ * ignored for CREATE, time_delta unless rec_has_time(type). */
+static inline size_t rec2_header_put(unsigned char *h, uint8_t type, uint64_t rev, uint64_t version,
+                                     uint64_t incarnation, int64_t time_delta, uint32_t blen,
+                                     uint32_t body_crc)
+{
+	size_t n = 4;
+	h[n++] = type;
+	n += put_uv(h + n, blen);
+	n += put_uv(h + n, rev);
+	n += put_uv(h + n, version);
+	if (type != REC_CREATE)
+		n += put_uv(h + n, incarnation);
+	if (rec_has_time(type))
+		n += put_uv(h + n, zigzag(time_delta));
+	put_u32(h, crc32c(body_crc, h + 4, n - 4));
+	return n;
+}
+
+/* Parse the record at p (avail bytes) of a segment written in format fmt.
+ * NULL if it is intact (with check_crc false, its checksums are taken as
+ * good), else what is wrong with it. */
+static inline const char *rec_parse(uint32_t fmt, const unsigned char *p, size_t avail,
+                                    bool check_crc, rec_view *v)
+{
+	if (fmt == FORMAT_V1) {
+		if (avail < REC_HEADER_SIZE)
+			return "truncated record header";
+		if (check_crc && get_u32(p) != crc32c(0, p + 4, REC_HEADER_SIZE - 4))
+			return "bad record header checksum";
+		v->blen = get_u32(p + 4);
+		if (v->blen > avail - REC_HEADER_SIZE)
+			return "truncated record body";
+		if (check_crc && get_u32(p + 36) != crc32c(0, p + REC_HEADER_SIZE, v->blen))
+			return "bad record body checksum";
+		v->type = p[32];
+		v->rev = get_u64(p + 8);
+		v->version = get_u64(p + 16);
+		v->incarnation = get_u64(p + 24);
+		v->time_delta = 0;
+		v->body = p + REC_HEADER_SIZE;
+		v->len = REC_HEADER_SIZE + v->blen;
+		return NULL;
+	}
+	uint64_t blen = 0, x = 0;
+	size_t n = 5, k;
+	if (avail < n)
+		return "truncated record header";
+	v->type = p[4]; /* (a type that is not one is the replay's to refuse) */
+	if (!(k = get_uv(p + n, avail - n, &blen)))
+		return "truncated record header";
+	n += k;
+	if (!(k = get_uv(p + n, avail - n, &v->rev)))
+		return "truncated record header";
+	n += k;
+	if (!(k = get_uv(p + n, avail - n, &v->version)))
+		return "truncated record header";
+	n += k;
+	v->incarnation = v->rev;
+	if (v->type != REC_CREATE) {
+		if (!(k = get_uv(p + n, avail - n, &v->incarnation)))
+			return "truncated record header";
+		n += k;
+	}
+	v->time_delta = 0;
+	if (rec_has_time(v->type)) {
+		if (!(k = get_uv(p + n, avail - n, &x)))
+			return "truncated record header";
+		n += k;
+		v->time_delta = unzigzag(x);
+	}
+	if (blen > REC_MAX_BODY || blen > avail - n)
+		return "truncated record body";
+	v->blen = (uint32_t)blen;
+	v->body = p + n;
+	v->len = n + v->blen;
+	if (check_crc && get_u32(p) != crc32c(crc32c(0, v->body, v->blen), p + 4, n - 4))
+		return "bad record checksum";
+	return NULL;
 }
 
 /* The 32-byte header every file (log segment, checkpoint) starts with:

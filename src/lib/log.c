@@ -14,7 +14,13 @@
  * sleep on its condition variable).
  *
  * Revisions are handed out under the log lock, so the log holds records in
- * revision order, with no gaps.
+ * revision order, with no gaps. The record header (log format 2, format.h)
+ * is written there too: varints of the body length, revision, version and
+ * incarnation, and for creates and commits the record's time as a
+ * difference from the previous such record's (last_time, reset when the
+ * flusher takes the batch that ends a segment, so that every segment's
+ * chain of times starts from 0); its CRC continues the body's, which the
+ * writer computed before it took any lock.
  *
  * Segments are written ahead with zeros (ALWAYS and BATCH): a new segment is
  * its header and PREALLOC_FIRST bytes of zeros, synced, and records are
@@ -99,8 +105,10 @@
  * each malloc'd, locked twice and written by its own pwrite). */
 typedef struct log_piece {
 	struct log_piece *next;
-	size_t len; /* bytes of records */
-	size_t cap; /* CHUNK for a pooled chunk, 0 for a big record */
+	size_t start; /* where its bytes begin in data (a big record's header
+	               * is shorter than the room left for it) */
+	size_t len;   /* bytes of records, from data + start */
+	size_t cap;   /* CHUNK for a pooled chunk, 0 for a big record */
 	unsigned char data[];
 } log_piece;
 
@@ -134,9 +142,12 @@ struct ctx_log {
 	log_piece *cur_last;      /* cur's last piece (NULL if none)       */
 	log_done *cur_done;       /* their completions, in revision order  */
 	log_done **cur_done_tail;
-	log_piece *pool;   /* spare chunks                          */
-	size_t pooled;     /* how many                              */
-	uint64_t last_rev; /* last revision handed out              */
+	log_piece *pool;    /* spare chunks                          */
+	size_t pooled;      /* how many                              */
+	uint64_t last_rev;  /* last revision handed out              */
+	uint64_t last_time; /* time of the last record that has one, in
+	                     * the current segment (0: none yet): a record's
+	                     * header holds its time as a difference from it */
 	uint64_t bytes_since_rotate;
 	size_t pending; /* records appended, not yet taken       */
 	bool stop;
@@ -317,7 +328,7 @@ static int write_batch(ctx_log *l, const log_piece *batch)
 	uint64_t at = l->seg_off;
 	int rc = 0;
 	for (const log_piece *p = batch; p && rc == 0; p = p->next) {
-		if (p->len && vfs_pwrite_all(l->seg_fd, p->data, p->len, (off_t)at) != 0)
+		if (p->len && vfs_pwrite_all(l->seg_fd, p->data + p->start, p->len, (off_t)at) != 0)
 			rc = -1;
 		at += p->len;
 	}
@@ -427,17 +438,19 @@ static void zeroer_switch(ctx_log *l, uint64_t first, uint64_t size)
 		l->grow_failed = true; /* (records appended to this segment) */
 }
 
-/* A big record with rec's body in place and room for its header. */
+/* A big record with rec's body in place and room for its header before it
+ * (its size is known only under the lock: log_append_done sets start). */
 static log_piece *big_new(const log_record *rec)
 {
-	size_t len = REC_HEADER_SIZE + (size_t)rec->body_len;
+	size_t len = REC2_HEADER_MAX + (size_t)rec->body_len;
 	log_piece *b = malloc(sizeof(*b) + len);
 	if (!b)
 		return NULL;
 	b->next = NULL;
+	b->start = 0;
 	b->len = len;
 	b->cap = 0;
-	memcpy(b->data + REC_HEADER_SIZE, rec->body, rec->body_len);
+	memcpy(b->data + REC2_HEADER_MAX, rec->body, rec->body_len);
 	return b;
 }
 
@@ -447,6 +460,7 @@ static log_piece *chunk_new(ctx_log *l)
 	if (!c)
 		return NULL;
 	c->next = NULL;
+	c->start = 0;
 	c->len = 0;
 	c->cap = CHUNK;
 	atomic_fetch_add_explicit(&l->chunks, 1, memory_order_relaxed);
@@ -542,6 +556,8 @@ static void *flusher_main(void *arg)
 			pthread_cond_wait(&l->work_cv, &l->lock);
 		clock_gettime(CLOCK_MONOTONIC, &round_start);
 		bool stop = l->stop, rotate = l->rotate_requested;
+		if (rotate) /* the records appended from now on begin a segment */
+			l->last_time = 0;
 		log_piece *batch = l->cur;
 		l->cur = l->cur_last = NULL;
 		log_done *done = l->cur_done;
@@ -730,14 +746,15 @@ static log_piece *room_for(ctx_log *l, size_t need)
 
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done)
 {
-	unsigned char h[REC_HEADER_SIZE];
+	unsigned char h[REC2_HEADER_MAX];
 	int err = atomic_load(&l->failed_errno);
 	if (err) {
 		errno = err;
 		return ctx_fail(CTX_CLOSED, "the log failed earlier (%s); writes are refused",
 		                strerror(err));
 	}
-	size_t need = REC_HEADER_SIZE + (size_t)rec->body_len;
+	/* Room for the longest header: its size is known once the revision is. */
+	size_t need = REC2_HEADER_MAX + (size_t)rec->body_len;
 	log_piece *big = NULL, *dst;
 	if (need > BIG_RECORD && !(big = big_new(rec)))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
@@ -764,21 +781,23 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 		*l->cur_done_tail = done;
 		l->cur_done_tail = &done->next;
 	}
-	put_u32(h + 4, rec->body_len);
-	put_u64(h + 8, rev);
-	put_u64(h + 16, rec->version);
-	put_u64(h + 24, rec->type == REC_CREATE ? rev : rec->incarnation);
-	h[32] = rec->type;
-	h[33] = h[34] = h[35] = 0;
-	put_u32(h + 36, rec->body_crc);
-	put_u32(h, crc32c(0, h + 4, REC_HEADER_SIZE - 4));
+	int64_t dt = 0;
+	if (rec_has_time(rec->type)) {
+		dt = (int64_t)(rec->time_us - l->last_time);
+		l->last_time = rec->time_us;
+	}
+	size_t hlen = rec2_header_put(h, rec->type, rev, rec->version, rec->incarnation, dt,
+	                              rec->body_len, rec->body_crc);
+	need = hlen + (size_t)rec->body_len;
 	if (big) {
-		memcpy(big->data, h, REC_HEADER_SIZE);
+		big->start = REC2_HEADER_MAX - hlen;
+		big->len = need;
+		memcpy(big->data + big->start, h, hlen);
 		piece_link(l, big);
 	} else {
 		unsigned char *at = dst->data + dst->len;
-		memcpy(at, h, REC_HEADER_SIZE);
-		memcpy(at + REC_HEADER_SIZE, rec->body, rec->body_len);
+		memcpy(at, h, hlen);
+		memcpy(at + hlen, rec->body, rec->body_len);
 		dst->len += need;
 	}
 	/* The flusher waits for work only while nothing is pending: the

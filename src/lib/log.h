@@ -16,7 +16,8 @@ typedef struct ctx_log ctx_log;
 #define LOG_PREALLOC_FIRST (64u << 10)
 
 /* A record to append: the header fields and a body prepared (and checksummed)
- * by the caller before taking any lock. */
+ * by the caller before taking any lock. The log writes the header (format
+ * version 2, format.h) under its lock. */
 typedef struct log_record {
 	uint8_t type;
 	uint64_t version;
@@ -24,6 +25,10 @@ typedef struct log_record {
 	const unsigned char *body;
 	uint32_t body_len;
 	uint32_t body_crc;
+	uint64_t time_us; /* CREATE, COMMIT, RESTORE (rec_has_time): the
+	                   * record's time, which the header holds (as a
+	                   * difference from the previous record's) and their
+	                   * bodies do not; ignored for other types */
 } log_record;
 
 /* Open a new segment in dir whose first record will have revision

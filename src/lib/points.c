@@ -287,7 +287,7 @@ static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, 
 		memcpy(buf + len + 17, e->label, llen);
 		len += 17 + llen;
 	}
-	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len)};
+	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len), 0};
 	return log_append_done(c->store->log, &rec, rev, done);
 }
 
@@ -628,7 +628,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	unsigned char body[2 + CTX_ID_MAX + 24];
 	size_t blen = s->log ? encode_restore_ref(c, now, target, body) : 0;
 	log_record rec = {
-	    REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0};
+	    REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0, 0};
 	commit_event ev = {CTX_EVENT_RESTORED, d.count, d.keys, d.klens};
 	st = commit_finish(c, next, &rec, &ev, new_version_out);
 out:

@@ -47,6 +47,10 @@
  *    record followed by zeros is damage as in 3; the bytes kept aside stop
  *    at the last non-zero one.
  *
+ * 5. Segments of log format 1 (a 40-byte record header, fixed-width bodies)
+ *    and format 2 (varints, one CRC, record times as differences: format.h)
+ *    are both read; a segment's header says which it is (rec_parse, take_op).
+ *
  * Recovery runs before the store is shared, on one thread; it builds states
  * directly, without the log. Read-only recovery (ctx_verify) changes no file
  * and prints nothing; it describes the repairs an open would make.
@@ -132,31 +136,81 @@ static ctx_status list_dir(const char *dir, bool read_only, rev_list *ckpts, rev
 
 /* ---- applying records -------------------------------------------------------- */
 
+/* One op of a commit body (op_ref is filled by take_op). */
+typedef struct op_ref {
+	const unsigned char *key, *val;
+	uint32_t klen, vlen;
+	uint64_t time_us;
+	uint8_t code;
+} op_ref;
+
+static uint64_t take_uv(reader *r)
+{
+	uint64_t v = 0;
+	size_t n = r->bad ? 0 : get_uv(r->p, (size_t)(r->end - r->p), &v);
+	if (!n) {
+		r->bad = true;
+		return 0;
+	}
+	r->p += n;
+	return v;
+}
+
+/* The op count of a commit body in log format fmt (u32 in 1, a varint in 2). */
+static uint64_t take_count(reader *r, uint32_t fmt)
+{
+	return fmt == FORMAT_V1 ? take_u32(r) : take_uv(r);
+}
+
+/* The next op of a commit body in log format fmt into *o: a byte of kind,
+ * the key and value lengths (u32 each in 1, varints in 2), the key and the
+ * value; with_times (RESTORE), then the time the value was set (u64 in 1; in
+ * 2 a zigzag varint of updated - that time), else the time is updated.
+ * False if malformed (the reader may be left bad). */
+static bool take_op(reader *r, uint32_t fmt, bool with_times, uint64_t updated, op_ref *o)
+{
+	const unsigned char *k = take(r, 1);
+	uint64_t klen = fmt == FORMAT_V1 ? take_u32(r) : take_uv(r);
+	uint64_t vlen = fmt == FORMAT_V1 ? take_u32(r) : take_uv(r);
+	o->key = take(r, klen);
+	o->val = take(r, vlen);
+	o->time_us = updated;
+	if (with_times)
+		o->time_us =
+		    fmt == FORMAT_V1 ? take_u64(r) : updated - (uint64_t)unzigzag(take_uv(r));
+	if (r->bad || klen == 0 || *k > OP_META_DEL_CODE)
+		return false;
+	o->code = *k;
+	o->klen = (uint32_t)klen;
+	o->vlen = (uint32_t)vlen;
+	return true;
+}
+
 /* Apply the ops of a commit body to data/meta; *nops_out (if not NULL) gets
  * their number, *changed_out (if not NULL) the data ops that changed the map
  * (as txn.c's apply_ops counts them: a put of the value already there, or a
  * delete of an absent key, changes nothing). */
-static ctx_status apply_ops(reader *r, hamt *data, hamt *meta, uint64_t edit, uint64_t time_us,
-                            bool with_times, uint32_t *nops_out, size_t *changed_out)
+static ctx_status apply_ops(reader *r, uint32_t fmt, hamt *data, hamt *meta, uint64_t edit,
+                            uint64_t time_us, bool with_times, uint64_t *nops_out,
+                            size_t *changed_out)
 {
-	uint32_t nops = take_u32(r);
+	uint64_t nops = take_count(r, fmt);
 	size_t changed = 0;
 	if (nops_out)
 		*nops_out = nops;
-	for (uint32_t i = 0; i < nops && !r->bad; i++) {
-		const unsigned char *k = take(r, 1);
-		uint32_t klen = take_u32(r), vlen = take_u32(r);
-		const unsigned char *key = take(r, klen), *val = take(r, vlen);
-		uint64_t t = with_times ? take_u64(r) : time_us;
-		if (r->bad || klen == 0 || *k > OP_META_DEL_CODE)
+	for (uint64_t i = 0; i < nops && !r->bad; i++) {
+		op_ref o;
+		if (!take_op(r, fmt, with_times, time_us, &o))
 			return CTX_CORRUPT;
+		const unsigned char *key = o.key, *val = o.val, *k = &o.code;
+		uint32_t klen = o.klen, vlen = o.vlen;
 		bool is_data = *k == OP_PUT_CODE || *k == OP_DEL_CODE;
 		hamt *m = is_data ? data : meta;
 		if (*k == OP_PUT_CODE || *k == OP_META_PUT_CODE) {
 			hamt_leaf *l = hamt_leaf_new(key, klen, val, vlen);
 			bool diff = false;
 			if (l)
-				l->time_us = t;
+				l->time_us = o.time_us;
 			if (!l || hamt_put(m, l, edit, &diff) != CTX_OK) {
 				hamt_leaf_release(l);
 				return CTX_NOMEM;
@@ -192,24 +246,21 @@ static int key_ref_cmp(const void *a, const void *b)
  * their number in *n. False for a malformed body (apply_ops reports it) or
  * when out of memory. */
 #define KEYS_STACK 32
-static bool body_keys(reader r, bool with_times, key_ref *stack, key_ref **keys, size_t *n)
+static bool body_keys(reader r, uint32_t fmt, bool with_times, key_ref *stack, key_ref **keys,
+                      size_t *n)
 {
-	uint32_t nops = take_u32(&r);
+	uint64_t nops = take_count(&r, fmt);
 	*keys = stack;
 	*n = 0;
 	if (r.bad || nops > (size_t)(r.end - r.p))
 		return false;
 	if (nops > KEYS_STACK && !(*keys = malloc(nops * sizeof(**keys))))
 		return false;
-	for (uint32_t i = 0; i < nops && !r.bad; i++) {
-		const unsigned char *k = take(&r, 1);
-		uint32_t klen = take_u32(&r), vlen = take_u32(&r);
-		const unsigned char *key = take(&r, klen);
-		take(&r, vlen);
-		if (with_times)
-			take_u64(&r);
-		if (!r.bad && (*k == OP_PUT_CODE || *k == OP_DEL_CODE))
-			(*keys)[(*n)++] = (key_ref){key, klen};
+	for (uint64_t i = 0; i < nops && !r.bad; i++) {
+		op_ref o;
+		if (take_op(&r, fmt, with_times, 0, &o) &&
+		    (o.code == OP_PUT_CODE || o.code == OP_DEL_CODE))
+			(*keys)[(*n)++] = (key_ref){o.key, o.klen};
 	}
 	return !r.bad;
 }
@@ -401,18 +452,18 @@ static void plan_free(replay_plan *pl)
 }
 
 /* Note one intact record (its header h) in the plan. False: out of memory. */
-static bool plan_record(replay_plan *pl, const unsigned char *h, uint32_t blen)
+static bool plan_record(replay_plan *pl, const rec_view *v)
 {
-	reader r = {h + REC_HEADER_SIZE, h + REC_HEADER_SIZE + blen, false};
+	reader r = {v->body, v->body + v->blen, false};
 	const unsigned char *lenp = take(&r, 2);
 	size_t idlen = lenp ? get_u16(lenp) : 0;
 	const char *id = (const char *)take(&r, idlen);
-	uint8_t type = h[32];
-	uint64_t version = get_u64(h + 16);
+	uint8_t type = v->type;
+	uint64_t version = v->version;
 	if (r.bad || idlen == 0 || type == REC_DROP || type == REC_EXPIRE || type == REC_TTL ||
 	    type == REC_POINT_DEL)
 		return true; /* malformed ones fail the replay itself */
-	plan_entry *e = plan_note(pl, id, idlen, get_u64(h + 24));
+	plan_entry *e = plan_note(pl, id, idlen, v->incarnation);
 	if (!e)
 		return false;
 	if (type == REC_POINT)
@@ -450,30 +501,26 @@ static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint6
 	if (base == MAP_FAILED)
 		return false;
 	madvise((void *)base, size, MADV_WILLNEED);
+	uint32_t fmt = size >= WAL_HEADER_SIZE ? get_u32(base + 8) : 0;
 	bool ok = file_header_intact(base, size, WAL_MAGIC) &&
-	          get_u32(base + 8) == FORMAT_VERSION && get_u64(base + 16) == first &&
+	          (fmt == FORMAT_VERSION || fmt == FORMAT_V1) && get_u64(base + 16) == first &&
 	          (*prev + 1 == first || first <= checkpoint + 1);
 	size_t off = WAL_HEADER_SIZE;
 	if (ok)
 		*prev = first - 1;
 	while (ok && off < size) {
-		const unsigned char *h = base + off;
-		uint32_t blen;
-		if (size - off < REC_HEADER_SIZE ||
-		    get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4) ||
-		    (blen = get_u32(h + 4)) > size - off - REC_HEADER_SIZE ||
-		    get_u32(h + 36) != crc32c(0, h + REC_HEADER_SIZE, blen) ||
-		    get_u64(h + 8) != *prev + 1) {
+		rec_view v;
+		if (rec_parse(fmt, base + off, size - off, true, &v) || v.rev != *prev + 1) {
 			ok = false;
 			break;
 		}
-		if (get_u64(h + 8) > checkpoint && !plan_record(pl, h, blen)) {
+		if (v.rev > checkpoint && !plan_record(pl, &v)) {
 			pl->off = true;
 			ok = false;
 			break;
 		}
-		*prev = get_u64(h + 8);
-		off += REC_HEADER_SIZE + blen;
+		*prev = v.rev;
+		off += v.len;
 	}
 	if (off > WAL_HEADER_SIZE && !pl->off &&
 	    (!rev_push(&pl->vfirst, first) || !rev_push(&pl->vend, off)))
@@ -531,14 +578,14 @@ static bool in_window(const ctx_context *c, uint64_t version)
 
 /* Make the next version of c by applying the commit body at r to its head
  * in place (head_merges said it may). */
-static ctx_status apply_in_place(ctx_context *c, reader *r, uint64_t rev, uint64_t version,
-                                 uint64_t updated, bool with_times)
+static ctx_status apply_in_place(ctx_context *c, reader *r, uint32_t fmt, uint64_t rev,
+                                 uint64_t version, uint64_t updated, bool with_times)
 {
 	ctx_state *h = c->head;
-	uint32_t nops = 0;
+	uint64_t nops = 0;
 	size_t changed = 0;
-	ctx_status st =
-	    apply_ops(r, &h->data, &h->meta, c->replay_edit, updated, with_times, &nops, &changed);
+	ctx_status st = apply_ops(r, fmt, &h->data, &h->meta, c->replay_edit, updated, with_times,
+	                          &nops, &changed);
 	if (st == CTX_OK && r->p != r->end)
 		st = CTX_CORRUPT;
 	if (st != CTX_OK)
@@ -557,9 +604,9 @@ static ctx_status apply_in_place(ctx_context *c, reader *r, uint64_t rev, uint64
  * op, so the changed keys are counted as a diff of the two versions would
  * count them, from each key's leaf before and after (the leaves before are
  * held meanwhile: the edit frees a leaf it replaces). */
-static ctx_status apply_in_place_repeated(ctx_context *c, reader *r, uint64_t rev, uint64_t version,
-                                          uint64_t updated, bool with_times, const key_ref *keys,
-                                          size_t n)
+static ctx_status apply_in_place_repeated(ctx_context *c, reader *r, uint32_t fmt, uint64_t rev,
+                                          uint64_t version, uint64_t updated, bool with_times,
+                                          const key_ref *keys, size_t n)
 {
 	hamt_leaf **before = malloc(n * sizeof(*before));
 	if (!before)
@@ -575,7 +622,7 @@ static ctx_status apply_in_place_repeated(ctx_context *c, reader *r, uint64_t re
 		if (before[i])
 			atomic_fetch_add_explicit(&before[i]->refs, 1, memory_order_relaxed);
 	}
-	ctx_status st = apply_in_place(c, r, rev, version, updated, with_times);
+	ctx_status st = apply_in_place(c, r, fmt, rev, version, updated, with_times);
 	size_t changed = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i && key_ref_cmp(&keys[i - 1], &keys[i]) == 0)
@@ -690,14 +737,6 @@ static ctx_status apply_restore_ref(ctx_context *c, uint64_t rev, uint64_t versi
 
 /* ---- in place, with the paths loaded ahead ---------------------------------- */
 
-/* One op of a commit body (body_ops). */
-typedef struct op_ref {
-	const unsigned char *key, *val;
-	uint32_t klen, vlen;
-	uint64_t time_us;
-	uint8_t code;
-} op_ref;
-
 /* The ops of a commit body, and each key's hash (hamt_hash). */
 #define OPS_STACK 32
 typedef struct op_list {
@@ -728,9 +767,9 @@ static bool op_key_at(const void *set, size_t i, key_ref *k)
 /* Parse the commit body at r (as apply_ops reads it) into *o, hashing each
  * key. False when it is malformed (apply_ops reports that) or out of
  * memory: the caller takes the other path. */
-static bool body_ops(reader r, bool with_times, uint64_t time_us, op_list *o)
+static bool body_ops(reader r, uint32_t fmt, bool with_times, uint64_t time_us, op_list *o)
 {
-	uint32_t nops = take_u32(&r);
+	uint64_t nops = take_count(&r, fmt);
 	o->op = o->stack_op;
 	o->hash = o->stack_hash;
 	o->n = 0;
@@ -747,19 +786,15 @@ static bool body_ops(reader r, bool with_times, uint64_t time_us, op_list *o)
 			return false;
 		}
 	}
-	for (uint32_t i = 0; i < nops; i++) {
+	for (uint64_t i = 0; i < nops; i++) {
 		/* The log is read once more here (its pages are scattered in
 		 * memory: the hardware's prefetch stops at each page's end). */
 		__builtin_prefetch(r.p + LOG_AHEAD);
 		__builtin_prefetch(r.p + LOG_AHEAD + 64);
-		const unsigned char *k = take(&r, 1);
-		uint32_t klen = take_u32(&r), vlen = take_u32(&r);
-		const unsigned char *key = take(&r, klen), *val = take(&r, vlen);
-		uint64_t t = with_times ? take_u64(&r) : time_us;
-		if (r.bad || klen == 0 || *k > OP_META_DEL_CODE)
+		op_ref *op = &o->op[o->n];
+		if (!take_op(&r, fmt, with_times, time_us, op))
 			return false;
-		o->op[o->n] = (op_ref){key, val, klen, vlen, t, *k};
-		o->hash[o->n++] = hamt_hash(key, klen);
+		o->hash[o->n++] = hamt_hash(op->key, op->klen);
 	}
 	return r.p == r.end;
 }
@@ -804,12 +839,15 @@ static ctx_status apply_in_place_ops(ctx_context *c, const op_list *o, uint64_t 
 	return CTX_OK;
 }
 
-/* Apply one record. CTX_CORRUPT with *why set if it makes no sense. */
-static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type, uint64_t rev,
-                               uint64_t version, uint64_t incarnation, const unsigned char *body,
-                               uint32_t blen, const char **why)
+/* Apply one record v of a segment in log format fmt; time_us: its time
+ * (format 2: from its header; format 1 reads it from the body). CTX_CORRUPT
+ * with *why set if it makes no sense. */
+static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt, const rec_view *v,
+                               uint64_t time_us, const char **why)
 {
-	reader r = {body, body + blen, false};
+	uint8_t type = v->type;
+	uint64_t rev = v->rev, version = v->version, incarnation = v->incarnation;
+	reader r = {v->body, v->body + v->blen, false};
 	const unsigned char *lenp = take(&r, 2);
 	size_t idlen = lenp ? get_u16(lenp) : 0;
 	const unsigned char *idp = take(&r, idlen);
@@ -825,8 +863,8 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 	ctx_context *c = store_lookup_recovered(s, id, idlen);
 
 	if (type == REC_CREATE) {
-		uint64_t created = take_u64(&r);
-		if (r.bad || incarnation != rev)
+		uint64_t created = fmt == FORMAT_V1 ? take_u64(&r) : time_us;
+		if (r.bad || incarnation != rev || version != 1)
 			return CTX_CORRUPT;
 		/* The checkpoint holds this incarnation, or a later one (made after
 		 * the checkpoint began and snapshotted by it): this one's records
@@ -842,7 +880,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		ctx_status ast = CTX_OK;
 		uint64_t edit = hamt_edit_token();
 		if (r.p != r.end) /* initial data (ctx_txn_begin_create) */
-			ast = apply_ops(&r, &data, &meta, edit, created, false, NULL, NULL);
+			ast = apply_ops(&r, fmt, &data, &meta, edit, created, false, NULL, NULL);
 		if (ast == CTX_OK && r.p != r.end)
 			ast = CTX_CORRUPT;
 		ctx_state *st = c && ast == CTX_OK ? state_new(c, 1, data, meta) : NULL;
@@ -890,7 +928,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		*why = "unknown record type";
 		return CTX_CORRUPT;
 	}
-	uint64_t updated = take_u64(&r);
+	uint64_t updated = fmt == FORMAT_V1 ? take_u64(&r) : time_us;
 	if (!c || c->incarnation != incarnation || version <= c->head->version)
 		return r.bad ? CTX_CORRUPT : CTX_OK; /* dropped later, or checkpointed */
 	if (version != c->head->version + 1) {
@@ -900,7 +938,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 	bool with_times = type == REC_RESTORE;
 	if (!r.bad && head_merges(pl, c)) {
 		op_list ops;
-		bool fast = body_ops(r, with_times, updated, &ops) &&
+		bool fast = body_ops(r, fmt, with_times, updated, &ops) &&
 		            keys_distinct(&ops, ops.n, op_key_at, ops.hash);
 		ctx_status fst = fast ? apply_in_place_ops(c, &ops, rev, version, updated) : CTX_OK;
 		op_list_free(&ops);
@@ -909,14 +947,15 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 	}
 	key_ref stack[KEYS_STACK], *keys;
 	size_t nkeys;
-	bool parsed = body_keys(r, with_times, stack, &keys, &nkeys);
+	bool parsed = body_keys(r, fmt, with_times, stack, &keys, &nkeys);
 	bool distinct = parsed && keys_distinct(keys, nkeys, key_refs_at, NULL);
 	if (parsed && head_merges(pl, c)) {
 		if (!distinct)
 			qsort(keys, nkeys, sizeof(*keys), key_ref_cmp);
-		ctx_status ist = distinct ? apply_in_place(c, &r, rev, version, updated, with_times)
-		                          : apply_in_place_repeated(c, &r, rev, version, updated,
-		                                                    with_times, keys, nkeys);
+		ctx_status ist = distinct
+		                     ? apply_in_place(c, &r, fmt, rev, version, updated, with_times)
+		                     : apply_in_place_repeated(c, &r, fmt, rev, version, updated,
+		                                               with_times, keys, nkeys);
 		if (keys != stack)
 			free(keys);
 		return ist;
@@ -925,9 +964,10 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 		free(keys);
 	uint64_t edit = hamt_edit_token();
 	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
-	uint32_t nops = 0;
+	uint64_t nops = 0;
 	size_t changed = 0;
-	ctx_status st = apply_ops(&r, &data, &meta, edit, updated, with_times, &nops, &changed);
+	ctx_status st =
+	    apply_ops(&r, fmt, &data, &meta, edit, updated, with_times, &nops, &changed);
 	ctx_state *next = NULL;
 	if (st == CTX_OK && r.p != r.end)
 		st = CTX_CORRUPT;
@@ -955,28 +995,45 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint8_t type
 
 /* ---- reading segments ---------------------------------------------------------- */
 
-/* Could a valid record (revision above prev) start at h? A cheap look at the
- * fixed fields first, then both checksums. Its length, or 0. */
-static size_t record_at(const unsigned char *h, size_t avail, uint64_t prev)
+/* Could a valid record (revision above prev, at most max) of log format fmt
+ * start at h? A cheap look at the fixed fields first, then the checksums.
+ * Its length, or 0. */
+static size_t record_at(uint32_t fmt, const unsigned char *h, size_t avail, uint64_t prev,
+                        uint64_t max)
 {
-	if (avail < REC_HEADER_SIZE || h[33] || h[34] || h[35] || h[32] == 0 ||
-	    h[32] > REC_EXPIRE || get_u64(h + 8) <= prev)
+	rec_view v;
+	if (fmt == FORMAT_V1 && (avail < REC_HEADER_SIZE || h[33] || h[34] || h[35]))
 		return 0;
-	if (get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4))
+	/* Format 2 has one checksum, over the body too: the fields are
+	 * checked first against what any record after prev has (a revision
+	 * within reach, an incarnation and a version not above it), so that
+	 * garbage rarely costs a checksum of the length it names. */
+	if (rec_parse(fmt, h, avail, false, &v) || v.type == 0 || v.type > REC_RESTORE_REF ||
+	    v.rev <= prev || v.rev > max || v.incarnation > v.rev || v.version > v.rev)
 		return 0;
-	uint32_t blen = get_u32(h + 4);
-	if (blen > avail - REC_HEADER_SIZE ||
-	    get_u32(h + 36) != crc32c(0, h + REC_HEADER_SIZE, blen))
-		return 0;
-	return REC_HEADER_SIZE + blen;
+	return rec_parse(fmt, h, avail, true, &v) ? 0 : v.len;
+}
+
+/* The least bytes a record of log format fmt takes. */
+static size_t record_min(uint32_t fmt)
+{
+	return fmt == FORMAT_V1 ? REC_HEADER_SIZE : 9;
 }
 
 /* Intact records that start after off (none overlapping another). */
-static uint64_t records_after(const unsigned char *base, size_t size, size_t off, uint64_t prev)
+static uint64_t records_after(uint32_t fmt, const unsigned char *base, size_t size, size_t off,
+                              uint64_t prev)
 {
+	if (fmt != FORMAT_V1 && fmt != FORMAT_VERSION) { /* a damaged segment header */
+		uint64_t a = records_after(FORMAT_V1, base, size, off, prev),
+		         b = records_after(FORMAT_VERSION, base, size, off, prev);
+		return a > b ? a : b;
+	}
 	uint64_t n = 0;
-	for (size_t o = off + 1; o + REC_HEADER_SIZE <= size;) {
-		size_t len = record_at(base + o, size - o, prev);
+	/* (each record takes record_min bytes at least, the damaged one too) */
+	uint64_t max = prev + 1 + (size - off) / record_min(fmt);
+	for (size_t o = off + 1; o + record_min(fmt) <= size;) {
+		size_t len = record_at(fmt, base + o, size - o, prev, max);
 		n += len > 0;
 		o += len ? len : 1;
 	}
@@ -1060,10 +1117,10 @@ static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char 
 /* Cut the newest segment at off (remove it if off is 0): the unsynced tail.
  * The torn bytes, counted and kept aside, stop at the last non-zero one:
  * the zeros after them are the segment's preallocated tail. */
-static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const unsigned char *base,
-                           size_t off, size_t size, const char *why)
+static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_t fmt,
+                           const unsigned char *base, size_t off, size_t size, const char *why)
 {
-	uint64_t intact = records_after(base, size, off, rp->prev);
+	uint64_t intact = records_after(fmt, base, size, off, rp->prev);
 	size_t torn = size - off;
 	while (torn && !base[off + torn - 1])
 		torn--;
@@ -1104,7 +1161,7 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, const u
 }
 
 /* Damage found at off of segment path: a tail to cut, or corruption. */
-static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool last,
+static ctx_status damage_at(replay *rp, const char *path, uint64_t first, uint32_t fmt, bool last,
                             const unsigned char *base, size_t off, size_t size, const char *why)
 {
 	if (!last)
@@ -1112,7 +1169,7 @@ static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool l
 		                "log %s: %s at offset %zu (not the newest segment: "
 		                "its records were synced before the next segment began)",
 		                path, why, off);
-	if (off == 0 && records_after(base, size, 0, rp->prev))
+	if (off == 0 && records_after(fmt, base, size, 0, rp->prev))
 		return ctx_fail(CTX_CORRUPT,
 		                "log %s: %s at offset 0, with records after it (the "
 		                "header is synced before any record is written)",
@@ -1122,7 +1179,7 @@ static ctx_status damage_at(replay *rp, const char *path, uint64_t first, bool l
 		                "log %s: %s at offset %zu, in revision %" PRIu64
 		                ", which was synced: %s proves revisions up to %" PRIu64 " were",
 		                path, why, off, rp->prev + 1, rp->durable_why, rp->durable);
-	return cut_tail(rp, path, first, base, off, size, why);
+	return cut_tail(rp, path, first, fmt, base, off, size, why);
 }
 
 /* Once recovery succeeded: cut the zero tails off (unsynced: if a cut is
@@ -1169,9 +1226,11 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 	ctx_status st = CTX_OK;
 	size_t off = 0, end = size;
 	const char *why = NULL;
+	uint32_t fmt = 0; /* the segment's log format version (0: header damaged) */
 	if (!file_header_intact(base, size, WAL_MAGIC)) {
 		why = "bad segment header";
-	} else if (get_u32(base + 8) != FORMAT_VERSION || get_u64(base + 16) != first) {
+	} else if (((fmt = get_u32(base + 8)) != FORMAT_VERSION && fmt != FORMAT_V1) ||
+	           get_u64(base + 16) != first) {
 		st = ctx_fail(CTX_CORRUPT, "log %s: unknown version or wrong first revision", path);
 		goto out;
 	} else {
@@ -1196,25 +1255,21 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		rp->prev = first - 1;
 	}
 	size_t verified = plan_verified(&rp->plan, first);
+	uint64_t last_time = 0; /* format 2: the time record headers are relative to */
 	while (!why && off < size) {
 		const unsigned char *h = base + off;
-		uint32_t blen = 0;
+		rec_view v;
 		if (all_zero(h, size - off)) {
 			end = off; /* the zero tail: the clean end */
 			break;
 		}
-		if (size - off < REC_HEADER_SIZE)
-			why = "truncated record header";
-		else if (get_u32(h) != crc32c(0, h + 4, REC_HEADER_SIZE - 4))
-			why = "bad record header checksum";
-		else if ((blen = get_u32(h + 4)) > size - off - REC_HEADER_SIZE)
-			why = "truncated record body";
-		else if (off + REC_HEADER_SIZE + blen > verified &&
-		         get_u32(h + 36) != crc32c(0, h + REC_HEADER_SIZE, blen))
-			why = "bad record body checksum"; /* (checked once: the plan's pass) */
-		if (why)
+		/* (Checksums checked once: the plan's pass covered up to verified,
+		 * a record boundary.) */
+		if ((why = rec_parse(fmt, h, size - off, off >= verified, &v)))
 			break;
-		uint64_t rev = get_u64(h + 8);
+		uint64_t rev = v.rev;
+		if (fmt != FORMAT_V1 && rec_has_time(v.type))
+			last_time += (uint64_t)v.time_delta;
 		if (rev != rp->prev + 1) {
 			st = ctx_fail(CTX_CORRUPT,
 			              "log %s: record at offset %zu has revision %" PRIu64
@@ -1224,8 +1279,7 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		}
 		if (rev > rp->checkpoint) {
 			const char *bad;
-			st = apply_record(rp->s, &rp->plan, h[32], rev, get_u64(h + 16),
-			                  get_u64(h + 24), h + REC_HEADER_SIZE, blen, &bad);
+			st = apply_record(rp->s, &rp->plan, fmt, &v, last_time, &bad);
 			if (st == CTX_CORRUPT)
 				st = ctx_fail(st, "log %s: %s in record at offset %zu", path, bad,
 				              off);
@@ -1236,15 +1290,15 @@ static ctx_status replay_segment(replay *rp, uint64_t first, bool last)
 		}
 		rp->prev = rev;
 		rp->info->records++;
-		rp->info->replayed_bytes += REC_HEADER_SIZE + blen;
-		off += REC_HEADER_SIZE + blen;
+		rp->info->replayed_bytes += v.len;
+		off += v.len;
 	}
 	if (last) {
 		snprintf(rp->last_path, sizeof(rp->last_path), "%s", path);
 		rp->last_end = why ? off : end;
 	}
 	if (why)
-		st = damage_at(rp, path, first, last, base, off, size, why);
+		st = damage_at(rp, path, first, fmt, last, base, off, size, why);
 	else if (end < size && !rp->read_only &&
 	         !(rev_push(&rp->zero_firsts, first) && rev_push(&rp->zero_ends, end)))
 		st = ctx_fail(CTX_NOMEM, "no memory replaying %s", path);

@@ -820,7 +820,7 @@ static ctx_status append_id_record(ctx_store *s, ctx_context *c, uint8_t type, u
 	if (!id_body(&b, c))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	log_record rec = {
-	    type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len)};
+	    type, 0, c->incarnation, b.data, (uint32_t)b.len, crc32c(0, b.data, b.len), 0};
 	ctx_status st = log_append_done(s->log, &rec, rev, done);
 	body_free(&b);
 	return st;
@@ -1024,7 +1024,8 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		                  0,
 		                  body.data,
 		                  (uint32_t)body.len,
-		                  crc32c(0, body.data, body.len)};
+		                  crc32c(0, body.data, body.len),
+		                  now};
 		st = log_append_done(s->log, &rec, &first->revision, p ? &p->done : NULL);
 		body_free(&body);
 		if (st != CTX_OK) {

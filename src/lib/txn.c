@@ -91,8 +91,12 @@ static const uint8_t op_codes[] = {
         [OP_META_DEL] = OP_META_DEL_CODE,
 };
 
-/* Encode the body of the commit record for ops (see format.h). Done before
- * any lock is taken: the record's version and revision live in its header. */
+/* Encode the body of the commit record for ops (log format version 2, see
+ * format.h): the id, a varint op count, and per op its kind, varint key and
+ * value lengths, key and value (with_times: then the zigzag varint of
+ * updated_us - the time the value was set). The record's time is its
+ * header's (log_record.time_us). Done before any lock is taken: the
+ * record's version and revision live in its header. */
 static bool op_has_value(enum op_kind k)
 {
 	return k == OP_PUT || k == OP_META_PUT;
@@ -101,10 +105,13 @@ static bool op_has_value(enum op_kind k)
 ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint64_t updated_us,
                          bool with_times, body_buf *b)
 {
-	size_t size = 2 + c->idlen + 8 + 4;
-	for (size_t i = 0; i < n; i++)
-		size += 9 + (with_times ? 8 : 0) + hamt_leaf_klen(ops[i].leaf) +
-		        (op_has_value(ops[i].kind) ? ops[i].leaf->vlen : 0);
+	size_t size = 2 + c->idlen + uv_size(n);
+	for (size_t i = 0; i < n; i++) {
+		const hamt_leaf *l = ops[i].leaf;
+		size_t klen = hamt_leaf_klen(l), vlen = op_has_value(ops[i].kind) ? l->vlen : 0;
+		size += 1 + uv_size(klen) + uv_size(vlen) + klen + vlen +
+		        (with_times ? uv_size(zigzag((int64_t)(updated_us - l->time_us))) : 0);
+	}
 	if (size > REC_MAX_BODY)
 		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit", size);
 	if (!body_reserve(b, size))
@@ -113,22 +120,18 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 	put_u16(p, (uint16_t)c->idlen);
 	memcpy(p + 2, c->id, c->idlen);
 	p += 2 + c->idlen;
-	put_u64(p, updated_us);
-	put_u32(p + 8, (uint32_t)n);
-	p += 12;
+	p += put_uv(p, n);
 	for (size_t i = 0; i < n; i++) {
 		const hamt_leaf *l = ops[i].leaf;
 		uint32_t vlen = op_has_value(ops[i].kind) ? l->vlen : 0;
-		p[0] = op_codes[ops[i].kind];
 		size_t klen = hamt_leaf_klen(l);
-		put_u32(p + 1, (uint32_t)klen);
-		put_u32(p + 5, vlen);
-		memcpy(p + 9, hamt_leaf_key(l), klen + vlen);
-		p += 9 + klen + vlen;
-		if (with_times) {
-			put_u64(p, l->time_us);
-			p += 8;
-		}
+		*p++ = op_codes[ops[i].kind];
+		p += put_uv(p, klen);
+		p += put_uv(p, vlen);
+		memcpy(p, hamt_leaf_key(l), klen + vlen);
+		p += klen + vlen;
+		if (with_times)
+			p += put_uv(p, zigzag((int64_t)(updated_us - l->time_us)));
 	}
 	b->len = size;
 	return CTX_OK;
@@ -346,7 +349,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		if ((st = encode_commit(c, ops, n, now, false, &body)) != CTX_OK)
 			return st;
 		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
-		                   crc32c(0, body.data, body.len)};
+		                   crc32c(0, body.data, body.len), now};
 	}
 	pending_change *p = NULL;
 	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_COMMITTED, ops, n))) {

@@ -7,7 +7,9 @@
  * them as a log segment would hold them, with revisions 1, 2, ... and correct
  * checksums, so that the fuzzer spends its time on the bodies and on what the
  * records mean together (creates, commits, drops, points, ttls, version gaps)
- * rather than on checksums. The segment is written as wal-...1.log into the
+ * rather than on checksums: once in log format 2 (the time of a record that
+ * has one 1 µs after the one before), once in format 1 (still read). Each
+ * segment is written as wal-...1.log into the
  * scratch directory and replayed by recovery_run, read-only, as ctx_verify
  * does, into an empty memory-only store (fuzz_memory_store); the result must
  * be CTX_OK or CTX_CORRUPT with a message, and after CTX_OK every recovered
@@ -24,13 +26,24 @@
 
 #define IN_HEADER 19 /* type, version, incarnation, body length */
 
-/* Append one framed record for the input record at in to seg. */
-static size_t frame_record(unsigned char *seg, const unsigned char *in, size_t left, uint64_t rev)
+/* Append one framed record (log format fmt) for the input record at in to
+ * seg; its size in *len. */
+static size_t frame_record(uint32_t fmt, unsigned char *seg, const unsigned char *in, size_t left,
+                           uint64_t rev, size_t *len)
 {
 	size_t blen = get_u16(in + 17);
 	if (blen > left - IN_HEADER)
 		blen = left - IN_HEADER;
 	unsigned char *h = seg;
+	if (fmt != FORMAT_V1) {
+		const unsigned char *body = in + IN_HEADER;
+		size_t hl = rec2_header_put(h, in[0], rev, get_u64(in + 1), get_u64(in + 9), 1,
+		                            (uint32_t)blen, crc32c(0, body, blen));
+		memcpy(h + hl, body, blen);
+		*len = hl + blen;
+		return blen;
+	}
+	*len = REC_HEADER_SIZE + blen;
 	memset(h, 0, REC_HEADER_SIZE);
 	put_u32(h + 4, (uint32_t)blen);
 	put_u64(h + 8, rev);
@@ -43,18 +56,19 @@ static size_t frame_record(unsigned char *seg, const unsigned char *in, size_t l
 	return blen;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void replay_framed(uint32_t fmt, const uint8_t *data, size_t size)
 {
-	/* Each record grows by at most REC_HEADER_SIZE - IN_HEADER bytes. */
-	size_t cap = WAL_HEADER_SIZE + size / IN_HEADER * (REC_HEADER_SIZE - IN_HEADER) + size;
+	/* Each record grows by at most REC2_HEADER_MAX - IN_HEADER bytes. */
+	size_t cap = WAL_HEADER_SIZE + size / IN_HEADER * (REC2_HEADER_MAX - IN_HEADER) + size;
 	unsigned char *seg = malloc(cap);
 	if (!seg)
-		return 0;
-	file_header_put(seg, WAL_MAGIC, 1);
+		return;
+	file_header_put_version(seg, WAL_MAGIC, fmt, 1);
 	size_t len = WAL_HEADER_SIZE, off = 0;
 	for (uint64_t rev = 1; size - off >= IN_HEADER; rev++) {
-		size_t blen = frame_record(seg + len, data + off, size - off, rev);
-		len += REC_HEADER_SIZE + blen;
+		size_t rlen;
+		size_t blen = frame_record(fmt, seg + len, data + off, size - off, rev, &rlen);
+		len += rlen;
 		off += IN_HEADER + blen;
 	}
 	fuzz_clear_dir();
@@ -71,5 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st == CTX_OK)
 		fuzz_walk_store(s);
 	store_clear(s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	replay_framed(FORMAT_VERSION, data, size);
+	replay_framed(FORMAT_V1, data, size);
 	return 0;
 }

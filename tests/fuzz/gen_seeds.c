@@ -96,18 +96,20 @@ static void emit(const char *target, const char *name, const buf *b)
 /* A segment's records as fuzz_record reads them. */
 static void record_seed(const buf *seg, buf *out)
 {
-	for (size_t off = WAL_HEADER_SIZE; off + REC_HEADER_SIZE <= seg->n;) {
-		const unsigned char *h = seg->p + off;
-		uint32_t blen = get_u32(h + 4);
-		if (blen > 0xffff || blen > seg->n - off - REC_HEADER_SIZE)
+	uint32_t fmt = seg->n >= WAL_HEADER_SIZE ? get_u32(seg->p + 8) : 0;
+	rec_view v;
+	for (size_t off = WAL_HEADER_SIZE;
+	     off < seg->n && !rec_parse(fmt, seg->p + off, seg->n - off, true, &v);) {
+		if (v.blen > 0xffff)
 			break;
 		unsigned char in[19];
-		in[0] = h[32];
-		memcpy(in + 1, h + 16, 16);
-		put_u16(in + 17, (uint16_t)blen);
+		in[0] = v.type;
+		put_u64(in + 1, v.version);
+		put_u64(in + 9, v.incarnation);
+		put_u16(in + 17, (uint16_t)v.blen);
 		buf_add(out, in, sizeof(in));
-		buf_add(out, h + REC_HEADER_SIZE, blen);
-		off += REC_HEADER_SIZE + blen;
+		buf_add(out, v.body, v.blen);
+		off += v.len;
 	}
 }
 
