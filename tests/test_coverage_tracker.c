@@ -255,7 +255,7 @@ static ctx_status slow_merge(void *arg, const ctx_conflict *c, ctx_merge_value *
 {
 	slow *w = arg;
 	atomic_store(&w->in_merge, 1);
-	double until = test_now() + 10;
+	double until = test_now() + 60;
 	while (!atomic_load(&w->release) && test_now() < until)
 		usleep(1000);
 	*out = c->local;
