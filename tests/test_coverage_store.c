@@ -809,7 +809,7 @@ static void test_background_checkpoint_retries(void **unused)
 	ctx_get_stats(s, &stats);
 	assert_int_equal(stats.checkpoints, 0);
 	obstruct(dir, "ckpt-", "tmp", 1, 120, false);
-	double until = test_now() + 20;
+	double until = test_now() + 60;
 	for (int i = 0; stats.checkpoints == 0 && test_now() < until; i++) {
 		assert_ok(ctx_put(s, "a", "k", 1, big, sizeof(big), NULL));
 		usleep(20000);

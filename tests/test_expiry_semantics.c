@@ -38,7 +38,7 @@ static uint64_t clock_read(void *arg)
 	fake_clock *fc = arg;
 	if (atomic_load(&fc->hold_others) &&
 	    !pthread_equal(pthread_self(), atomic_load(&fc->holder))) {
-		double until = test_now() + 20.0;
+		double until = test_now() + 60.0;
 		while (atomic_load(&fc->hold_others) && test_now() < until)
 			usleep(100);
 	}
@@ -76,7 +76,7 @@ static void put_str(ctx_store *s, const char *id, const char *k, const char *v)
 
 static bool wait_count(ctx_store *s, size_t n)
 {
-	double until = test_now() + 20.0;
+	double until = test_now() + 60.0;
 	while (ctx_count(s) != n && test_now() < until)
 		usleep(1000);
 	return ctx_count(s) == n;

@@ -292,9 +292,14 @@ static double cas_run(bool latest)
 	       per, stale, latest ? "ctx_get_latest" : "ctx_get");
 	/* Only wait_visible's give-up after 10,000 yields (a publisher preempted
 	 * that long, on a loaded machine) leaves a retry stale: 0-5 per run
-	 * measured with two runs on 2 cores. Without the wait nearly every retry
-	 * is: 6,000-11,000 attempts per increment, millions stale per run. */
-	assert_true(stale < 4L * a.increments);
+	 * measured with two runs on 2 cores, but up to 132 of 600 increments
+	 * (normal build) and 41 of 148 (TSan) on 2 cores under a load of 30,
+	 * where the old bound of 4 per increment was a quarter away. Counted
+	 * against the retries instead: at most 1 in 500 stale there. Without
+	 * the wait nearly every retry is: 6,000-11,000 attempts per increment,
+	 * millions stale per run. */
+	long retries = atomic_load(&a.attempts) - 4L * a.increments;
+	assert_true(stale * 4 <= retries);
 	ctx_close(a.s);
 	test_remove_dir(dir);
 	free(dir);

@@ -419,9 +419,12 @@ static void test_readers_against_writers_and_drops(void **unused)
 		assert_int_equal(pthread_create(&w[i], NULL, writer, &sh), 0);
 	assert_int_equal(pthread_create(&d, NULL, dropper, &sh), 0);
 
-	double end = test_now() + 1.5;
+	/* 1.5 s, or until the first read however long that takes (up to 60 s:
+	 * a loaded machine may keep the readers off the CPU). */
+	double end = test_now() + 1.5, give_up = test_now() + 60;
 	long target = test_iters(400000, 20000);
-	while (test_now() < end && atomic_load(&sh.reads) < target)
+	while (atomic_load(&sh.reads) < target &&
+	       (test_now() < end || (atomic_load(&sh.reads) == 0 && test_now() < give_up)))
 		usleep(20000);
 	atomic_store(&sh.stop, true);
 	for (int i = 0; i < READERS; i++)

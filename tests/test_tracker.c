@@ -821,7 +821,7 @@ static void test_timer_sync(void **unused)
 	ctx_tracker *t;
 	assert_ok(ctx_tracker_open(s, "tm", &o, &t));
 	tput(t, "a", "1");
-	double end = test_now() + 10;
+	double end = test_now() + 60;
 	while (ctx_tracker_pending(t) && test_now() < end)
 		sleep_ms(1);
 	assert_int_equal(ctx_tracker_pending(t), 0);
@@ -829,7 +829,7 @@ static void test_timer_sync(void **unused)
 
 	/* The timer also moves the base on when others commit. */
 	put_str(s, "tm", "b", "2");
-	end = test_now() + 10;
+	end = test_now() + 60;
 	while (ctx_tracker_is_stale(t) && test_now() < end)
 		sleep_ms(1);
 	assert_false(ctx_tracker_is_stale(t));
@@ -878,13 +878,13 @@ static void test_timer_manual_conflicts(void **unused)
 	put_str(s, "tm", "k", "C");
 	tput(t, "k", "L");
 	const ctx_conflict *c = NULL;
-	double end = test_now() + 10;
+	double end = test_now() + 60;
 	while (ctx_tracker_conflicts(t, &c) == 0 && test_now() < end)
 		sleep_ms(1);
 	assert_int_equal(ctx_tracker_conflicts(t, &c), 1);
 	assert_true(mv_is(c[0].local, "L") && mv_is(c[0].current, "C"));
 	assert_ok(ctx_tracker_resolve(t, "k", 1, true));
-	end = test_now() + 10;
+	end = test_now() + 60;
 	while (ctx_tracker_pending(t) && test_now() < end)
 		sleep_ms(1);
 	assert_int_equal(ctx_tracker_pending(t), 0);

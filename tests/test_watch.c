@@ -550,7 +550,9 @@ static void test_wait_timeout_and_wakeup(void **unused)
 	double waited = test_now() - t0;
 	assert_null(e);
 	assert_true(waited >= 0.09);
-	assert_true(waited < 5.0);
+	/* Well past 100 ms: a loaded machine can keep a thread off the CPU
+	 * for seconds (a timeout read as seconds would wait 100 s). */
+	assert_true(waited < 60.0);
 
 	later_report lr = {f, 50, 1};
 	pthread_t th;

@@ -211,7 +211,15 @@ jq -e 'select(.event == "committed" and .id == "j:1")' "$T/watch" >/dev/null || 
 # the server going away under a watch: exit 3
 "${C[@]}" watch --prefix j: >"$T/watch" 2>"$T/watch.err" &
 watcher=$!
-sleep 0.3 # not needed for the result: the watch may start before or after
+# Once the watch shows a commit made after it started, it is connected (a
+# fixed 0.3 s let a loaded TSan run start it after the server had gone:
+# "cannot connect", exit 3). Up to 20 s, as wait_for.
+for _ in $(seq 200); do
+	"${C[@]}" set j:1 live yes >/dev/null
+	[ -s "$T/watch" ] && break
+	sleep 0.1
+done
+[ -s "$T/watch" ] || fail "the watch showed no event in 20 s"
 kill -TERM "$server"
 wait "$server"
 server=
