@@ -11,8 +11,6 @@
  *   and created again under them; the feed names the right context.
  * - A put that finds the write lock held waits for it (the fallback path)
  *   and commits after it: it never returns while the lock is held.
- * - A released version's `next` (its batch's link) and its maps lie on the
- *   struct's first cache line with its count.
  */
 #include "testutil.h"
 
@@ -27,14 +25,6 @@
 #include "store.h"
 
 #define HOT 4
-
-static void test_free_walk_fields_on_first_line(void **unused)
-{
-	(void)unused;
-	assert_true(offsetof(ctx_state, next) + sizeof(ctx_state *) <= 64);
-	assert_true(offsetof(ctx_state, data) + sizeof(void *) <= 64); /* data.root */
-	assert_true(offsetof(ctx_state, refs) < 64);
-}
 
 /* The counts of c, after its history is full and nobody else holds
  * anything: the table's reference and one per chained version; the head
@@ -309,7 +299,6 @@ static void test_put_waits_for_held_lock(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_free_walk_fields_on_first_line),
 	    cmocka_unit_test(test_counts_exact_many_threads),
 	    cmocka_unit_test(test_puts_against_drops),
 	    cmocka_unit_test(test_feed_names_the_context),

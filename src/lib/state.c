@@ -186,8 +186,6 @@ static size_t state_free_list(ctx_state *st)
 	size_t n = 0;
 	while (st) {
 		ctx_state *next = st->next;
-		if (next) /* its next, data and meta: a miss each otherwise */
-			__builtin_prefetch(next), __builtin_prefetch(&next->meta);
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
 		pool_free_sized(st, sizeof(*st));

@@ -153,21 +153,17 @@ struct ctx_state {
 		};
 		struct rcu_head rcu;
 	};
-	/* History: each kept version holds a reference to the one before it;
-	 * the oldest kept one has none. `next` is the version after it (no
-	 * reference; only used under the context's write lock; once the last
-	 * reference is gone, the link of its thread's batch, state.c). `next`
-	 * and `data` share the first cache line with refs: freeing a batch of
-	 * released states walks `next` and releases `data` and `meta`, and
-	 * the structs are cold by then (two lines each, not three). */
-	ctx_state *next;
-	hamt data;
-	hamt meta;
-	_Atomic(ctx_state *) prev;
 	uint64_t version;
 	uint64_t revision;
 	uint64_t updated_us;
 	size_t changed; /* keys written by the commit that made it */
+	hamt data;
+	hamt meta;
+	/* History: each kept version holds a reference to the one before it;
+	 * the oldest kept one has none. `next` is the version after it (no
+	 * reference; only used under the context's write lock). */
+	_Atomic(ctx_state *) prev;
+	ctx_state *next;
 };
 
 /* Recovery points of a context: an immutable set, replaced whole under the
