@@ -402,6 +402,12 @@ ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen)
 	return find_context(s, id, idlen, false);
 }
 
+ctx_context *store_lookup_context_rcu(ctx_store *s, const char *id, size_t idlen)
+{
+	ctx_context *c = table_lookup(s, id, idlen);
+	return c && !atomic_load(&c->dropped) ? c : NULL;
+}
+
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
                             size_t *count)
 {
@@ -439,7 +445,11 @@ ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void
 
 void context_publish(ctx_context *c, ctx_state *st)
 {
-	ctx_state_retain(st);
+	context_publish_ref(c, ctx_state_retain(st));
+}
+
+void context_publish_ref(ctx_context *c, ctx_state *st)
+{
 	ctx_rcu_read_lock();
 	ctx_state *cur = atomic_load(&c->visible);
 	for (;;) {
@@ -562,8 +572,15 @@ static ctx_status open_dir(ctx_store *s)
 void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_context *c,
                   uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens)
 {
+	store_report_id(s, rev, kind, c->id, c->idlen, version, nkeys, keys, klens);
+}
+
+void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id,
+                     size_t idlen, uint64_t version, size_t nkeys, const void *const *keys,
+                     const size_t *klens)
+{
 	if (s->feed)
-		feed_record(s->feed, rev, kind, c->id, c->idlen, version, nkeys, keys, klens);
+		feed_record(s->feed, rev, kind, id, idlen, version, nkeys, keys, klens);
 }
 
 void store_report_skip(ctx_store *s, uint64_t rev)

@@ -75,12 +75,17 @@ void __tsan_mutex_destroy(void *addr, unsigned flags);
 #define wlock_tsan_pre_unlock(l)  ((void)__tsan_mutex_pre_unlock((l), 0))
 #define wlock_tsan_post_unlock(l) __tsan_mutex_post_unlock((l), 0)
 #define wlock_destroy(l)          __tsan_mutex_destroy((l), 0)
+#define wlock_tsan_pre_trylock(l) __tsan_mutex_pre_lock((l), 1u << 4)
+#define wlock_tsan_post_trylock(l, got)                                                          \
+	__tsan_mutex_post_lock((l), (got) ? 1u << 4 : (1u << 4) | (1u << 5), 0)
 #else
 #define wlock_tsan_pre_lock(l)    ((void)(l))
 #define wlock_tsan_post_lock(l)   ((void)(l))
 #define wlock_tsan_pre_unlock(l)  ((void)(l))
 #define wlock_tsan_post_unlock(l) ((void)(l))
 #define wlock_destroy(l)          ((void)(l))
+#define wlock_tsan_pre_trylock(l) ((void)(l))
+#define wlock_tsan_post_trylock(l, got) ((void)(l), (void)(got))
 #endif
 
 static inline void wlock_init(ctx_wlock *l)
@@ -97,6 +102,17 @@ static inline void wlock_lock(ctx_wlock *l)
 	                     0))
 		wlock_lock_slow(l);
 	wlock_tsan_post_lock(l);
+}
+
+/* Take l only if it is free (no spin, no sleep): true if taken. */
+static inline bool wlock_trylock(ctx_wlock *l)
+{
+	unsigned free_ = 0;
+	wlock_tsan_pre_trylock(l);
+	bool got = atomic_compare_exchange_strong_explicit(&l->word, &free_, 1, memory_order_acquire,
+	                                                   memory_order_relaxed);
+	wlock_tsan_post_trylock(l, got);
+	return got;
 }
 
 static inline void wlock_unlock(ctx_wlock *l)
@@ -397,6 +413,10 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, struct log_record *rec
 /* Report revision rev to the change feed (a no-op without one). */
 void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_context *c,
                   uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
+/* The same with the context's id (idlen bytes) given. */
+void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id,
+                     size_t idlen, uint64_t version, size_t nkeys, const void *const *keys,
+                     const size_t *klens);
 void store_report_skip(ctx_store *s, uint64_t rev);
 
 /* Make a recovery point of version if auto_point_every says so (points.c). */
@@ -440,12 +460,21 @@ bool store_listed(const ctx_context *c);
 
 /* Contexts: find one and take a reference (NULL if absent), drop one. */
 ctx_context *store_find_context(ctx_store *s, const char *id, size_t idlen);
+/* The context in the table under id without taking a reference (NULL if
+ * absent or its drop is decided): inside an RCU read-side critical section,
+ * and c is used only until it ends (ctx_put and ctx_del: under its write
+ * lock, `dropped` still clear, its head holds c). */
+ctx_context *store_lookup_context_rcu(ctx_store *s, const char *id, size_t idlen);
 void context_retain(ctx_context *c);
 void context_release(ctx_context *c);
 
 /* Make st the version readers see, unless a newer one is visible already or
  * the context was dropped. Takes a new reference to st for the context. */
 void context_publish(ctx_context *c, ctx_state *st);
+/* The same with a reference the caller took for it (the commit path, before
+ * st was reachable: a plain increment), which is dropped if st is not
+ * published. */
+void context_publish_ref(ctx_context *c, ctx_state *st);
 
 /* Wait until revision rev is durable, then publish st; drops the caller's
  * reference to st. CTX_IO if the log failed first (st stays invisible). */

@@ -206,18 +206,27 @@ static bool ops_distinct(const txn_op *ops, size_t n)
 	return true;
 }
 
+/* A commit by a caller that holds no reference to its context (put_or_del):
+ * it is inside an RCU read-side critical section, which keeps c's memory. */
+typedef struct noref {
+	const char *id; /* the caller's: the feed's report names it */
+	size_t idlen;
+	bool busy; /* out: the write lock was held, nothing done */
+	bool left; /* out: commit_lock ended the critical section */
+} noref;
+
 /* The second half of every commit (transactions and restores): c's write
  * lock is held and next was built on c->head. Log it (rec: its body is
  * ready, the header is filled here), make it the head, publish it, report it
  * to the feed. Unlocks the write lock. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out, bool owns);
+                                    uint64_t *rev_out, bool owns, const noref *nr);
 
 ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
                          const commit_event *ev, uint64_t *version_out)
 {
-	return commit_finish_rev(c, next, rec, ev, version_out, NULL, true);
+	return commit_finish_rev(c, next, rec, ev, version_out, NULL, true, NULL);
 }
 
 /* owns false: next came from state_new_adopting and holds no reference to c
@@ -229,7 +238,7 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
  * locked decrement of c's count, the line every commit to c writes. */
 static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record *rec,
                                     const commit_event *ev, uint64_t *version_out,
-                                    uint64_t *rev_out, bool owns)
+                                    uint64_t *rev_out, bool owns, const noref *nr)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -248,6 +257,12 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		rev = atomic_fetch_add(&s->revision, 1) + 1;
 	}
 	next->revision = rev;
+	/* The reference of `visible` (context_publish_ref below), taken while
+	 * only this commit can reach next: a plain increment. */
+	if (!s->wait_durable)
+		atomic_store_explicit(&next->refs,
+		                      atomic_load_explicit(&next->refs, memory_order_relaxed) + 1,
+		                      memory_order_relaxed);
 	ctx_state *cut = context_push_head(c, next), *dead = NULL;
 	if (!owns) {
 		/* Our reference to cut goes here, whether it was the last or not. */
@@ -270,14 +285,20 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 	} else {
 		/* The history chain holds next until a later commit cuts it,
 		 * under the lock: no reference of our own is needed. */
-		context_publish(c, next);
+		context_publish_ref(c, next);
 		context_unlock(c);
 		ctx_state_release(cut);
 		state_free_cut(dead);
 	}
 	if (st == CTX_OK) {
-		store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
-		if (!rev_out)
+		/* With nr, c may be gone already (put_or_del): its id is the
+		 * caller's, and such stores make no automatic points. */
+		if (nr)
+			store_report_id(s, rev, ev->kind, nr->id, nr->idlen, version, ev->nkeys,
+			                ev->keys, ev->klens);
+		else
+			store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
+		if (!rev_out && s->opts.auto_point_every)
 			auto_point(c, version);
 		if (version_out)
 			*version_out = version;
@@ -334,11 +355,38 @@ static void wait_visible(ctx_context *c, uint64_t version, uint64_t rev)
 	}
 }
 
+/* Take c's write lock. With nr (no reference held, inside a read-side
+ * critical section): only if it is free - waiting for it there could wait
+ * for a drop that waits for a grace period (synchronize_rcu, state.c) - and
+ * only for a context not dropped, whose head then holds c until we unlock:
+ * the critical section ends here. False: not taken (nr->busy when held;
+ * else dropped, and the section goes on for the caller). */
+static bool commit_lock(ctx_context *c, noref *nr)
+{
+	if (!nr) {
+		context_lock(c);
+		return true;
+	}
+	if (!wlock_trylock(&c->write_lock)) {
+		nr->busy = true;
+		return false;
+	}
+	if (atomic_load(&c->dropped)) {
+		context_unlock(c);
+		return false;
+	}
+	ctx_rcu_read_unlock();
+	nr->left = true;
+	return true;
+}
+
 /* Apply ops to the newest version of c and commit the result. If strict_del is
  * set, deleting an absent key fails the commit with CTX_NOT_FOUND. rev_out
- * not NULL: do not wait for durability (ctx_txn_commit_nowait). */
+ * not NULL: do not wait for durability (ctx_txn_commit_nowait). nr: see
+ * struct noref and commit_lock. */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
-                             bool strict_del, uint64_t *version_out, uint64_t *rev_out)
+                             bool strict_del, uint64_t *version_out, uint64_t *rev_out,
+                             noref *nr)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -372,7 +420,11 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 
 	bool distinct = ops_distinct(ops, n);
 
-	context_lock(c);
+	if (!commit_lock(c, nr)) {
+		st = nr->busy ? CTX_OK
+		              : ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped or expired", c->id);
+		goto out;
+	}
 	if (atomic_load(&c->dropped) || context_expired(c, now)) {
 		if (!atomic_load(&c->dropped))
 			reaper_kick(s);
@@ -419,7 +471,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		p = NULL; /* the log's, or freed */
 		goto out;
 	}
-	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out, false);
+	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out, false, nr);
 	goto out;
 fail:
 	context_unlock(c);
@@ -434,43 +486,77 @@ out:
 	return st;
 }
 
+/* One put or delete (ctx_put, ctx_del) of c, found and usable. */
+static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, const void *key,
+                             size_t klen, const void *val, size_t vlen, uint64_t *version_out,
+                             noref *nr)
+{
+	ctx_status st;
+	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
+	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
+		return st;
+	txn_op op = {kind, hamt_leaf_new(key, klen, val, vlen)};
+	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr)
+	             : ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
+	hamt_leaf_release(op.leaf);
+	return st;
+}
+
+/* ctx_put and ctx_del. Where a commit never waits for a sync and makes no
+ * automatic points (memory and batch stores, by default), the context is
+ * found under RCU and committed to without a reference of its own: the
+ * read-side critical section keeps its memory (contexts are freed a grace
+ * period after their last reference) until commit_lock has its write lock
+ * and has seen it not dropped; from then on its head holds it, and after
+ * the unlock nothing reads it (the feed's report names the caller's id).
+ * Two locked operations fewer on the context's first line, which every
+ * commit to it writes. When the write lock is held (commit_lock does not
+ * wait for it inside the critical section), or the store waits for syncs
+ * (an fsync inside a critical section would hold back every grace period)
+ * or makes automatic points (they read the context after the unlock), the
+ * context is held by a reference for the call, as before. */
+static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, const void *key,
+                             size_t klen, const void *val, size_t vlen, uint64_t *version_out)
+{
+	ctx_context *c;
+	size_t idlen;
+	ctx_status st;
+	if (s && !s->wait_durable && !s->opts.auto_point_every) {
+		if ((st = store_check_id(s, id, &idlen)) != CTX_OK)
+			return st;
+		noref nr = {id, idlen, false, false};
+		ctx_rcu_read_lock();
+		if (!(c = store_lookup_context_rcu(s, id, idlen))) {
+			st = ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+		} else if (!context_usable(c)) {
+			/* Past its time-to-live: gone for every call (expiry.c). */
+			reaper_kick(s);
+			st = ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+		} else {
+			st = commit_one(s, c, kind, key, klen, val, vlen, version_out, &nr);
+		}
+		if (!nr.left)
+			ctx_rcu_read_unlock();
+		if (!nr.busy)
+			return st;
+	}
+	if ((st = store_open_context(s, id, &c)) != CTX_OK)
+		return st;
+	st = commit_one(s, c, kind, key, klen, val, vlen, version_out, NULL);
+	context_release(c);
+	return st;
+}
+
 ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t *version_out)
 {
-	ctx_context *c;
-	ctx_status st = store_open_context(s, id, &c);
-	if (st != CTX_OK)
-		return st;
-	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
-	    (st = store_check_value(s, val, vlen)) != CTX_OK) {
-		context_release(c);
-		return st;
-	}
-	txn_op op = {OP_PUT, hamt_leaf_new(key, klen, val, vlen)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, false, version_out, NULL)
-	             : ctx_fail(CTX_NOMEM, "no memory for a value");
-	hamt_leaf_release(op.leaf);
-	context_release(c);
-	return st;
+	return put_or_del(s, id, OP_PUT, key, klen, val, vlen, version_out);
 }
 
 ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
                    uint64_t *version_out)
 {
-	ctx_context *c;
-	ctx_status st = store_open_context(s, id, &c);
-	if (st != CTX_OK)
-		return st;
-	if ((st = store_check_key(s, key, klen)) != CTX_OK) {
-		context_release(c);
-		return st;
-	}
-	txn_op op = {OP_DEL, hamt_leaf_new(key, klen, NULL, 0)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, true, version_out, NULL)
-	             : ctx_fail(CTX_NOMEM, "no memory for a key");
-	hamt_leaf_release(op.leaf);
-	context_release(c);
-	return st;
+	return put_or_del(s, id, OP_DEL, key, klen, NULL, 0, version_out);
 }
 
 /* ---- transactions ---------------------------------------------------------- */
@@ -598,7 +684,7 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		             : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
 		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
-		                rev_out);
+		                rev_out, NULL);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
 	if (st == CTX_CONFLICT && t->store->log && log_failed(t->store->log)) {
