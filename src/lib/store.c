@@ -1503,3 +1503,75 @@ void ctx_list_free(ctx_list *l)
 	l->ids = NULL;
 	l->count = 0;
 }
+
+/* ---- prefetching the contexts of upcoming requests (r7-ctxd) --------------- */
+
+/* How many ids one round of ctx_prefetch carries through its stages. */
+#define PREFETCH_MAX 32
+
+/* The context of the first table entry whose hash is h, or NULL (a probe from
+ * h's home slot, stopping at an empty slot). Under RCU. */
+static ctx_context *prefetch_candidate(const ctab *t, uint64_t h)
+{
+	for (size_t i = h & t->mask, n = 0; n <= t->mask; i = (i + 1) & t->mask, n++) {
+		ctx_context *c =
+		    atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c, memory_order_acquire);
+		if (!c)
+			return NULL;
+		if (c != CTAB_TOMB && atomic_load_explicit(&((ctab_slot *)&t->slot[i])->hash,
+		                                           memory_order_relaxed) == h)
+			return c;
+	}
+	return NULL;
+}
+
+/* Stage 3 for one context: the lines of its version that taking a
+ * reference and reading the trie touch (prefetched, not dereferenced). */
+static void prefetch_state(ctx_state *v)
+{
+	if (!v)
+		return;
+	__builtin_prefetch(v, 1);
+	__builtin_prefetch(&v->data, 0);
+}
+
+static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
+{
+	uint64_t h[PREFETCH_MAX];
+	ctx_context *c[PREFETCH_MAX];
+	ctx_rcu_read_lock();
+	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	for (size_t i = 0; i < n; i++) { /* 1: the slots */
+		h[i] = hamt_hash(ids[i], idlens[i]);
+		__builtin_prefetch(&t->slot[h[i] & t->mask]);
+	}
+	for (size_t i = 0; i < n; i++) { /* 2: the contexts, id and head */
+		c[i] = prefetch_candidate(t, h[i]);
+		if (c[i]) {
+			tsan_subscribe(c[i]);
+			__builtin_prefetch(c[i]);
+			__builtin_prefetch(&c[i]->visible);
+		}
+	}
+	for (size_t i = 0; i < n; i++) { /* 3: the versions */
+		if (!c[i] || !context_is(c[i], ids[i], idlens[i]))
+			continue;
+		ctx_state *v = atomic_load_explicit(&c[i]->head, memory_order_acquire);
+		prefetch_state(v);
+		ctx_state *vis = atomic_load_explicit(&c[i]->visible, memory_order_acquire);
+		if (vis != v)
+			prefetch_state(vis);
+	}
+	/* Not the trie roots: a version's root pointer is cleared when its
+	 * trie is freed before the struct (state.c), a plain write that a read
+	 * here, without a reference, would race with. */
+	ctx_rcu_read_unlock();
+}
+
+void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
+{
+	if (!s || !ids || !idlens)
+		return;
+	for (size_t at = 0; at < n; at += PREFETCH_MAX)
+		prefetch_round(s, ids + at, idlens + at, n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
+}

@@ -1380,11 +1380,79 @@ static bool can_group(const client *c)
 	       !c->close_after_flush;
 }
 
+/* ---- prefetching a pipelined read's keys ------------------------------------------ */
+
+/* Requests of one read whose key is handed to ctx_prefetch. */
+#define PREFETCH_REQS 32
+
+/* The decimal number at p[*at] up to its CRLF (inside n bytes), moving *at
+ * past the CRLF; -1 if it is not one. Only well-formed multibulk requests
+ * are looked at: anything else ends the scan (the parser judges it). */
+static long scan_number(const char *p, size_t n, size_t *at)
+{
+	long v = 0;
+	size_t i = *at;
+	if (i >= n || p[i] < '0' || p[i] > '9')
+		return -1;
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		v = v * 10 + (p[i] - '0');
+		if (v > (1L << 30))
+			return -1;
+	}
+	if (i + 1 >= n || p[i] != '\r' || p[i + 1] != '\n')
+		return -1;
+	*at = i + 2;
+	return v;
+}
+
+/* The second argument (the key) of each complete request at the start of
+ * p[0..n), up to PREFETCH_REQS; how many were found. */
+static size_t scan_keys(const char *p, size_t n, const char **ids, size_t *lens)
+{
+	size_t k = 0, at = 0;
+	while (k < PREFETCH_REQS && at < n && p[at] == '*') {
+		at++;
+		long argc = scan_number(p, n, &at);
+		if (argc < 1)
+			break;
+		for (long j = 0; j < argc; j++) {
+			if (at >= n || p[at] != '$')
+				return k;
+			at++;
+			long len = scan_number(p, n, &at);
+			if (len < 0 || (size_t)len + 2 > n - at)
+				return k;
+			if (j == 1 && (size_t)len <= CTX_ID_MAX) {
+				ids[k] = p + at;
+				lens[k++] = (size_t)len;
+			}
+			at += (size_t)len + 2;
+		}
+	}
+	return k;
+}
+
+/* A read that brought several requests (a pipeline): start loading the
+ * contexts they name, all at once (ctx_prefetch), so that their cache
+ * misses overlap instead of each request waiting for its own in turn.
+ * A hint: nothing depends on it. */
+static void prefetch_keys(client *c)
+{
+	const char *ids[PREFETCH_REQS];
+	size_t lens[PREFETCH_REQS];
+	if (!c->authed || c->in_len < 32)
+		return;
+	size_t k = scan_keys(c->in, c->in_len, ids, lens);
+	if (k > 1)
+		ctx_prefetch(srv.store, ids, lens, k);
+}
+
 static void process_input(client *c)
 {
 	size_t pos = 0;
 	if (c->in_len) /* once per read, not per request of a pipeline */
 		atomic_store_explicit(&c->last_us, now_us(), memory_order_relaxed);
+	prefetch_keys(c);
 	/* obuf_check per request: one read of small requests can ask for
 	 * gigabytes of replies, and they all stay in c->out until the flush. */
 	while (pos < c->in_len && !c->blocked && !c->closing && !c->close_after_flush &&
