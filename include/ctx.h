@@ -282,6 +282,17 @@ ctx_status ctx_drop(ctx_store *s, const char *id);
  * time-to-live counts until the reaper has dropped it. */
 size_t ctx_count(ctx_store *s);
 
+/* How many contexts ctx_list_ids would list now whose newest decided
+ * version (ctx_get_latest) has at least one field: ctxd's DBSIZE, which
+ * does not count contexts without fields as keys. One walk of the context
+ * table taking one reference per context, no id copied and no lookup by id:
+ * O(contexts), not O(1) (the store keeps no count of contexts with
+ * fields). Contexts created or emptied during the walk may or may not be
+ * counted. *revision_out (may be NULL): the highest revision of the
+ * versions counted (0 if none), what a reply built on the count depends on
+ * (ctx_durable_revision). 0 for a NULL store; no errors. */
+size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out);
+
 /* A page of context ids, as returned by ctx_list. */
 typedef struct ctx_list {
 	size_t count; /* number of ids                          */

@@ -1554,18 +1554,30 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 		}
 	}
 	for (size_t i = 0; i < n; i++) { /* 3: the versions */
-		if (!c[i] || !context_is(c[i], ids[i], idlens[i]))
+		if (!c[i] || !context_is(c[i], ids[i], idlens[i])) {
+			c[i] = NULL;
 			continue;
+		}
 		ctx_state *v = atomic_load_explicit(&c[i]->head, memory_order_acquire);
 		prefetch_state(v);
 		ctx_state *vis = atomic_load_explicit(&c[i]->visible, memory_order_acquire);
 		if (vis != v)
 			prefetch_state(vis);
 	}
-	/* Not the trie roots: a version's root pointer is cleared when its
-	 * trie is freed before the struct (state.c), a plain write that a read
-	 * here, without a reference, would race with. */
+	/* 4: the trie roots. A version's root pointer is cleared when its trie
+	 * is freed before the struct (state.c), so it is read only under a
+	 * reference: taking it now costs an atomic on the line stage 3 loaded,
+	 * where the commit's or the read's own first touch of a cold root
+	 * would wait for memory. */
+	ctx_state *v[PREFETCH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		v[i] = c[i] ? state_retain_current(&c[i]->head) : NULL;
+		if (v[i])
+			__builtin_prefetch(v[i]->data.root, 1);
+	}
 	ctx_rcu_read_unlock();
+	for (size_t i = 0; i < n; i++)
+		ctx_state_release(v[i]);
 }
 
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
@@ -1574,4 +1586,35 @@ void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, si
 		return;
 	for (size_t at = 0; at < n; at += PREFETCH_MAX)
 		prefetch_round(s, ids + at, idlens + at, n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
+}
+
+/* ---- contexts that hold fields (r7-ctxd) ------------------------------------ */
+
+size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
+{
+	size_t n = 0;
+	uint64_t rev = 0;
+	table_iter iter;
+	if (revision_out)
+		*revision_out = 0;
+	if (!s)
+		return 0;
+	ctx_rcu_read_lock();
+	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
+		if (atomic_load(&c->dropped) || !store_listed(c))
+			continue;
+		ctx_state *v = state_retain_current(&c->head);
+		if (!v)
+			continue;
+		if (ctx_state_count(v) > 0) {
+			n++;
+			if (ctx_state_revision(v) > rev)
+				rev = ctx_state_revision(v);
+		}
+		ctx_state_release(v);
+	}
+	ctx_rcu_read_unlock();
+	if (revision_out)
+		*revision_out = rev;
+	return n;
 }
