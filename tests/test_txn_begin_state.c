@@ -19,6 +19,9 @@
 
 #include "testutil.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -205,6 +208,84 @@ static void test_prefetch_is_a_hint(void **unused)
 	ctx_close(s);
 }
 
+/* ctx_prefetch under churn: one thread commits, drops and creates again
+ * the contexts another thread keeps prefetching (reads without locks, and
+ * a reference on each head version: ASan and TSan watch it). Afterwards
+ * the store holds what the writer left, as a hint changes nothing. */
+enum { CHURN_IDS = 16, CHURN_ROUNDS = 3000 };
+
+typedef struct churn {
+	ctx_store *s;
+	atomic_bool done;
+} churn;
+
+static void *churn_writer(void *arg)
+{
+	churn *ch = arg;
+	int rounds = (int)test_iters(CHURN_ROUNDS, 300);
+	for (int r = 0; r < rounds; r++) {
+		char id[16];
+		snprintf(id, sizeof(id), "ch%d", r % CHURN_IDS);
+		ctx_status st = ctx_put(ch->s, id, "f", 1, "v", 1, NULL);
+		if (st == CTX_NOT_FOUND) {
+			ctx_txn *t;
+			T_CHECK_STATUS(ctx_txn_begin_create(ch->s, id, &t), CTX_OK);
+			T_CHECK_STATUS(ctx_txn_put(t, "f", 1, "v", 1), CTX_OK);
+			st = ctx_txn_commit(t, 0, NULL);
+		}
+		T_CHECK(st == CTX_OK);
+		if (r % 7 == 3)
+			T_CHECK_STATUS(ctx_drop(ch->s, id), CTX_OK);
+	}
+	atomic_store(&ch->done, true);
+	return NULL;
+}
+
+static void *churn_prefetcher(void *arg)
+{
+	churn *ch = arg;
+	char names[CHURN_IDS][16];
+	const char *ids[CHURN_IDS];
+	size_t lens[CHURN_IDS];
+	for (int i = 0; i < CHURN_IDS; i++) {
+		snprintf(names[i], sizeof(names[i]), "ch%d", i);
+		ids[i] = names[i];
+		lens[i] = strlen(names[i]);
+	}
+	while (!atomic_load(&ch->done))
+		ctx_prefetch(ch->s, ids, lens, CHURN_IDS);
+	return NULL;
+}
+
+static void test_prefetch_under_churn(void **unused)
+{
+	(void)unused;
+	reset_failures();
+	churn ch = {.s = test_open_memory()};
+	pthread_t w, p;
+	assert_int_equal(pthread_create(&p, NULL, churn_prefetcher, &ch), 0);
+	assert_int_equal(pthread_create(&w, NULL, churn_writer, &ch), 0);
+	pthread_join(w, NULL);
+	pthread_join(p, NULL);
+	assert_no_thread_failures();
+	int rounds = (int)test_iters(CHURN_ROUNDS, 300);
+	for (int i = 0; i < CHURN_IDS; i++) { /* the writer's last step on each id */
+		char id[16];
+		snprintf(id, sizeof(id), "ch%d", i);
+		int last = -1;
+		for (int r = 0; r < rounds; r++)
+			if (r % CHURN_IDS == i)
+				last = r;
+		bool dropped = last >= 0 && last % 7 == 3;
+		ctx_state *st;
+		ctx_status got = ctx_get_latest(ch.s, id, &st);
+		assert_int_equal(got, dropped || last < 0 ? CTX_NOT_FOUND : CTX_OK);
+		if (got == CTX_OK)
+			ctx_state_release(st);
+	}
+	ctx_close(ch.s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +295,7 @@ int main(void)
 	    cmocka_unit_test(test_abort_and_release_order),
 	    cmocka_unit_test(test_begin_state_errors),
 	    cmocka_unit_test(test_prefetch_is_a_hint),
+	    cmocka_unit_test(test_prefetch_under_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
