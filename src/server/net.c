@@ -13,7 +13,12 @@
  *   bytes that actually arrive, never for a declared length), every complete
  *   request in it is parsed (resp.c) and run, and then the replies of all of
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
- *   whatever the socket did not take.
+ *   whatever the socket did not take. Before the parse, a read that holds
+ *   several requests hands their keys (each request's second argument,
+ *   from a light scan of the multibulk headers) to ctx_prefetch, so that
+ *   the cache misses of finding their contexts overlap instead of each
+ *   request waiting for its own (prefetch_keys; a hint: no reply depends
+ *   on it).
  *
  * GROUPS
  *   Consecutive complete requests of one read that are all hash writes
