@@ -12,14 +12,18 @@
  * bound to the context version the command read: pipelined counters from
  * two connections on the same keys (conflicts, retries, groups) add up
  * exactly, and a key dropped and created again between two pipelines is
- * written as the new key. Invariants only: no timing, no counts that depend
- * on the machine's speed.
+ * written as the new key. The input of all the reads of one poll phase runs
+ * in the check phase, after one prefetch of all their keys: many
+ * connections with one request each are answered each its own reply, and
+ * requests followed by the end of the stream are all answered first. Invariants only: no timing, no
+ * counts that depend on the machine's speed.
  */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -189,6 +193,107 @@ static void test_drop_and_write_again(void **unused)
 	raw_close(r);
 }
 
+/* Requests and the end of the stream in one send: every request is
+ * answered before the server closes (the read's input runs before the end
+ * of stream is handled, although input normally waits for the check
+ * phase). libuv mostly sees the end in a later poll phase (a read that
+ * does not fill its buffer ends the phase's reads of the socket), so this
+ * guards the common order; the same phase needs a read that fills its
+ * buffer exactly. */
+static void test_input_then_eof(void **unused)
+{
+	(void)unused;
+	for (int round = 0; round < 20; round++) {
+		rawconn *r = raw_open(srv_);
+		out o = {0};
+		req(&o, 1, "PING");
+		req(&o, 4, "HSET", "eof:k", "f", "v");
+		req(&o, 3, "HGET", "eof:k", "f");
+		add(&o, "PING\r\n", 6);
+		assert_true(su_send(r->fd, o.p, o.n));
+		shutdown(r->fd, SHUT_WR);
+		expect(r, "+PONG\r\n");
+		const char *got = raw_next(r);
+		assert_true(strcmp(got, ":1\r\n") == 0 || strcmp(got, ":0\r\n") == 0);
+		expect_bulk(r, "v");
+		expect(r, "+PONG\r\n");
+		assert_true(su_wait_closed(r->fd, 20000));
+		free(o.p);
+		raw_close(r);
+	}
+}
+
+/* Many connections, one request each, sent before any reply is read: the
+ * server runs them together (one poll phase's reads, their keys prefetched
+ * at once); each gets its own reply. Among them a key too long for an id,
+ * an inline command, a request in two pieces, and a connection reset right
+ * after its request. */
+enum { CONNS = 40 };
+
+static void test_many_connections_one_request(void **unused)
+{
+	(void)unused;
+	for (int round = 0; round < 5; round++) {
+		rawconn *r[CONNS];
+		out o[CONNS];
+		char k[32], v[32];
+		char longkey[CTX_ID_MAX + 2];
+		memset(longkey, 'L', sizeof(longkey) - 1);
+		longkey[sizeof(longkey) - 1] = '\0';
+		for (int i = 0; i < CONNS; i++) {
+			r[i] = raw_open(srv_);
+			o[i] = (out){0};
+			snprintf(k, sizeof(k), "mc:%d", i);
+			snprintf(v, sizeof(v), "r%dv%d", round, i);
+			if (i == 5)
+				req(&o[i], 4, "HSET", longkey, "f", "1");
+			else if (i == 6)
+				add(&o[i], "PING\r\n", 6);
+			else
+				req(&o[i], 4, "HSET", k, "f", v);
+		}
+		for (int i = 0; i < CONNS; i++) /* request 7 in two pieces */
+			assert_true(su_send(r[i]->fd, o[i].p, i == 7 ? 5 : o[i].n));
+		struct linger l = {1, 0};
+		setsockopt(r[8]->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(r[8]->fd);
+		r[8]->fd = -1;
+		assert_true(su_send(r[7]->fd, o[7].p + 5, o[7].n - 5));
+		for (int i = 0; i < CONNS; i++) {
+			if (i == 8)
+				continue;
+			const char *got = raw_next(r[i]);
+			if (i == 5)
+				assert_int_equal(got[0], '-');
+			else if (i == 6)
+				assert_string_equal(got, "+PONG\r\n");
+			else
+				assert_true(strcmp(got, ":1\r\n") == 0 ||
+				            strcmp(got, ":0\r\n") == 0);
+		}
+		for (int i = 0; i < CONNS; i++) { /* each read its own write back */
+			if (i == 5 || i == 6 || i == 8)
+				continue;
+			snprintf(k, sizeof(k), "mc:%d", i);
+			snprintf(v, sizeof(v), "r%dv%d", round, i);
+			o[i].n = 0;
+			req(&o[i], 3, "HGET", k, "f");
+			assert_true(su_send(r[i]->fd, o[i].p, o[i].n));
+		}
+		for (int i = 0; i < CONNS; i++) {
+			if (i != 5 && i != 6 && i != 8) {
+				snprintf(v, sizeof(v), "r%dv%d", round, i);
+				expect_bulk(r[i], v);
+			}
+			free(o[i].p);
+			if (r[i]->fd < 0)
+				free(r[i]);
+			else
+				raw_close(r[i]);
+		}
+	}
+}
+
 enum { KEYS = 8, ROUNDS = 150, DEPTH = 16 };
 
 /* Pipelines of DEPTH HINCRBY by 1 over KEYS keys, ROUNDS times (hiredis:
@@ -265,6 +370,8 @@ int main(void)
 	    cmocka_unit_test(test_odd_requests),
 	    cmocka_unit_test(test_drop_and_write_again),
 	    cmocka_unit_test(test_counters_add_up),
+	    cmocka_unit_test(test_input_then_eof),
+	    cmocka_unit_test(test_many_connections_one_request),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
