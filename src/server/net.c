@@ -13,12 +13,17 @@
  *   bytes that actually arrive, never for a declared length), every complete
  *   request in it is parsed (resp.c) and run, and then the replies of all of
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
- *   whatever the socket did not take. Before the parse, a read that holds
- *   several requests hands their keys (each request's second argument,
- *   from a light scan of the multibulk headers) to ctx_prefetch, so that
- *   the cache misses of finding their contexts overlap instead of each
- *   request waiting for its own (prefetch_keys; a hint: no reply depends
- *   on it).
+ *   whatever the socket did not take. The parse and run wait for the
+ *   loop's check phase, right after the poll phase: on_read appends the
+ *   bytes and puts the client on the loop's ready list, and on_ready_check
+ *   first hands the keys of every ready client's requests (each request's
+ *   second argument, from a light scan of the multibulk headers; up to
+ *   PREFETCH_REQS) to ctx_prefetch, so that the cache misses of finding
+ *   their contexts overlap instead of each request waiting for its own,
+ *   then runs each client's input as above (run_input). A hint: no reply
+ *   depends on it. Input read before an end of stream in the same poll
+ *   phase runs before the end is handled. (The fuzz hook runs input at
+ *   once.)
  *
  * GROUPS
  *   Consecutive complete requests of one read that are all hash writes
