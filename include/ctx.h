@@ -283,6 +283,17 @@ ctx_status ctx_drop(ctx_store *s, const char *id);
  * time-to-live counts until the reaper has dropped it. */
 size_t ctx_count(ctx_store *s);
 
+/* How many contexts ctx_list_ids would list now whose newest decided
+ * version (ctx_get_latest) has at least one field: ctxd's DBSIZE, which
+ * does not count contexts without fields as keys. One walk of the context
+ * table taking one reference per context, no id copied and no lookup by id:
+ * O(contexts), not O(1) (the store keeps no count of contexts with
+ * fields). Contexts created or emptied during the walk may or may not be
+ * counted. *revision_out (may be NULL): the highest revision of the
+ * versions counted (0 if none), what a reply built on the count depends on
+ * (ctx_durable_revision). 0 for a NULL store; no errors. */
+size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out);
+
 /* A page of context ids, as returned by ctx_list. */
 typedef struct ctx_list {
 	size_t count; /* number of ids                          */
@@ -437,6 +448,16 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out);
  * be 0 and its version_out is 1. Errors: CTX_INVALID, CTX_NOMEM. */
 ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out);
 
+/* Start a transaction on the context that st is a version of, without
+ * looking its id up again (for a caller that has just read st, e.g. with
+ * ctx_get_latest, and commits guarded by ctx_state_version(st)). The
+ * transaction is bound to that context as it was when st was read: if it is
+ * dropped before the commit (even if a context of the same id is created
+ * again), the commit fails with CTX_NOT_FOUND, where ctx_txn_begin by id
+ * would apply to the new context. st stays the caller's to release.
+ * Errors: CTX_INVALID (st or out NULL), CTX_NOMEM. */
+ctx_status ctx_txn_begin_state(const ctx_state *st, ctx_txn **out);
+
 /* Record a put or a delete in t. Operations apply in the order recorded (a
  * later put of the same key wins). Deleting an absent key is not an error: it
  * changes nothing. The data is copied.
@@ -532,6 +553,17 @@ ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out)
  * (see SEMANTICS above). Never blocks. Errors: CTX_INVALID, CTX_NOT_FOUND
  * (no such context, or its drop is decided, or it expired). */
 ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
+
+/* A hint: the caller is about to read or write the contexts ids[0..n-1]
+ * (idlens[i] bytes each; no NUL needed), e.g. the keys of the requests of
+ * one pipelined read. Starts loading into the cache what finding each one
+ * and its newest version touches (the table slot, the context, the
+ * version), all ids stage by stage, so that the cache misses of n
+ * lookups overlap instead of following each other. Changes nothing and
+ * takes no reference: ids that name no context, or contexts changed or
+ * dropped meanwhile, only make the hint useless. Has no errors (NULL
+ * arguments are ignored). */
+void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n);
 
 /* Set *revision to the highest revision that may be acknowledged (see
  * SEMANTICS). Never blocks. Returns CTX_OK, or CTX_IO once the log has

@@ -1539,3 +1539,138 @@ void ctx_list_free(ctx_list *l)
 	l->ids = NULL;
 	l->count = 0;
 }
+
+/* ---- prefetching the contexts of upcoming requests (r7-ctxd) --------------- */
+
+/* c's newest decided version with a reference, or NULL, without waiting:
+ * state_retain_current spins while the slot points to a version whose count
+ * is zero, which a dropped context's head does from its last release until
+ * context_let_go clears it, and that release may wait for a grace period
+ * (state.c, batch_flush) that a reader spinning inside its read-side
+ * section holds up: a deadlock (found by test_txn_begin_state's churn test
+ * under TSan). Here a failed attempt on a head that did not move means the
+ * context is being let go: absent. A head that moved (a commit replaced
+ * it) is tried again. Under RCU. */
+static ctx_state *retain_head_nowait(ctx_context *c)
+{
+	for (;;) {
+		ctx_state *v = atomic_load_explicit(&c->head, memory_order_acquire);
+		if (!v || state_try_retain(v))
+			return v;
+		if (atomic_load_explicit(&c->head, memory_order_acquire) == v)
+			return NULL;
+	}
+}
+
+/* How many ids one round of ctx_prefetch carries through its stages. */
+#define PREFETCH_MAX 32
+
+/* The context of the first table entry whose hash is h, or NULL (a probe from
+ * h's home slot, stopping at an empty slot). Under RCU. */
+static ctx_context *prefetch_candidate(const ctab *t, uint64_t h)
+{
+	for (size_t i = h & t->mask, n = 0; n <= t->mask; i = (i + 1) & t->mask, n++) {
+		ctx_context *c =
+		    atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c, memory_order_acquire);
+		if (!c)
+			return NULL;
+		if (c != CTAB_TOMB && atomic_load_explicit(&((ctab_slot *)&t->slot[i])->hash,
+		                                           memory_order_relaxed) == h)
+			return c;
+	}
+	return NULL;
+}
+
+/* Stage 3 for one context: the lines of its version that taking a
+ * reference and reading the trie touch (prefetched, not dereferenced). */
+static void prefetch_state(ctx_state *v)
+{
+	if (!v)
+		return;
+	__builtin_prefetch(v, 1);
+	__builtin_prefetch(&v->data, 0);
+}
+
+static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
+{
+	uint64_t h[PREFETCH_MAX];
+	ctx_context *c[PREFETCH_MAX];
+	ctx_rcu_read_lock();
+	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	for (size_t i = 0; i < n; i++) { /* 1: the slots */
+		h[i] = hamt_hash(ids[i], idlens[i]);
+		__builtin_prefetch(&t->slot[h[i] & t->mask]);
+	}
+	for (size_t i = 0; i < n; i++) { /* 2: the contexts, id and head */
+		c[i] = prefetch_candidate(t, h[i]);
+		if (c[i]) {
+			tsan_subscribe(c[i]);
+			__builtin_prefetch(c[i]);
+			__builtin_prefetch(&c[i]->visible);
+		}
+	}
+	for (size_t i = 0; i < n; i++) { /* 3: the versions */
+		if (!c[i] || !context_is(c[i], ids[i], idlens[i])) {
+			c[i] = NULL;
+			continue;
+		}
+		ctx_state *v = atomic_load_explicit(&c[i]->head, memory_order_acquire);
+		prefetch_state(v);
+		ctx_state *vis = atomic_load_explicit(&c[i]->visible, memory_order_acquire);
+		if (vis != v)
+			prefetch_state(vis);
+	}
+	/* 4: the trie roots. A version's root pointer is cleared when its trie
+	 * is freed before the struct (state.c), so it is read only under a
+	 * reference: taking it now costs an atomic on the line stage 3 loaded,
+	 * where the commit's or the read's own first touch of a cold root
+	 * would wait for memory. */
+	ctx_state *v[PREFETCH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		v[i] = c[i] && !atomic_load(&c[i]->dropped) ? retain_head_nowait(c[i]) : NULL;
+		if (v[i])
+			__builtin_prefetch(v[i]->data.root, 1);
+	}
+	ctx_rcu_read_unlock();
+	for (size_t i = 0; i < n; i++)
+		ctx_state_release(v[i]);
+}
+
+void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
+{
+	if (!s || !ids || !idlens)
+		return;
+	for (size_t at = 0; at < n; at += PREFETCH_MAX)
+		prefetch_round(s, ids + at, idlens + at, n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
+}
+
+/* ---- contexts that hold fields (r7-ctxd) ------------------------------------ */
+
+size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
+{
+	size_t n = 0;
+	uint64_t rev = 0;
+	table_iter iter;
+	if (revision_out)
+		*revision_out = 0;
+	if (!s)
+		return 0;
+	ctx_rcu_read_lock();
+	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
+		if (atomic_load(&c->dropped) || !store_listed(c))
+			continue;
+		ctx_state *v = retain_head_nowait(c);
+		if (!v)
+			continue;
+		if (ctx_state_count(v) > 0) {
+			n++;
+			if (ctx_state_revision(v) > rev)
+				rev = ctx_state_revision(v);
+		}
+		ctx_state_release(v);
+	}
+	ctx_rcu_read_unlock();
+	if (revision_out)
+		*revision_out = rev;
+	return n;
+}

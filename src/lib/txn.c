@@ -712,3 +712,27 @@ ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t
 		*revision_out = rev;
 	return st;
 }
+
+/* ---- a transaction begun from a version already read (r7-ctxd) ------------ */
+
+/* The version st keeps its context referenced (struct ctx_state), so the
+ * transaction takes that context without looking its id up in the table
+ * again: a caller that has just read st (ctxd's write batch) saves the
+ * second walk. The context is st's incarnation: one dropped since (and
+ * perhaps created again under the same id) fails the commit with
+ * CTX_NOT_FOUND, as ctx_txn_begin's does when its context is dropped. */
+ctx_status ctx_txn_begin_state(const ctx_state *st, ctx_txn **out)
+{
+	if (!out)
+		return ctx_fail(CTX_INVALID, "NULL output pointer");
+	if (!st)
+		return ctx_fail(CTX_INVALID, "NULL state");
+	ctx_txn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
+	context_retain(st->ctx);
+	t->store = st->ctx->store;
+	t->ctx = st->ctx;
+	*out = t;
+	return CTX_OK;
+}

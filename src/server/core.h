@@ -76,6 +76,9 @@ struct client {
 	char addr[64], laddr[64];
 	int fd;
 	client *next, *prev;   /* loop's list                      */
+	client *rnext;         /* loop's ready list (net.c, on_read) */
+	bool ready;            /* on the loop's ready list         */
+	bool pending;          /* read input not yet run (ready list) */
 	client *pnext, *pprev; /* loop's parked list               */
 	bool parked;
 	client *gnext, *gprev; /* srv registry (under reg_lock)    */
@@ -140,6 +143,10 @@ struct loop {
 	uv_async_t async;
 	uv_timer_t timer;
 	uv_poll_t npoll;
+	/* Clients whose reads of this poll phase wait for the check phase
+	 * (net.c, on_ready_check), and the check handle that runs them. */
+	uv_check_t rcheck;
+	client *ready;
 	ctx_notifier *notifier;
 	uint64_t durable;
 	bool io_failed;

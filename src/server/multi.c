@@ -12,6 +12,10 @@
  *   guarded by "must not exist"), so a batch applies only on top of exactly
  *   what its command read: if anything else got in first the commit says
  *   CTX_CONFLICT and the core runs the command again on a fresh batch.
+ *   The transaction starts from the base (ctx_txn_begin_state): no second
+ *   walk of the context table, and bound to the base's incarnation (a
+ *   context dropped and created again meanwhile is a conflict, even at the
+ *   same version number).
  *   A batch whose context was dropped (DEL) and not written afterwards
  *   commits with ctx_drop_nowait. One dropped and then written (MULTI; DEL
  *   k; HSET k ...; EXEC) commits as ONE transaction on the existing
@@ -429,7 +433,7 @@ static ctx_status clear_base(wbatch *w, ctx_txn *t)
 static ctx_status commit_replace(wbatch *w, uint64_t *rev)
 {
 	ctx_txn *t;
-	ctx_status st = ctx_txn_begin(srv.store, w->id, &t);
+	ctx_status st = ctx_txn_begin_state(w->base, &t);
 	if (st != CTX_OK)
 		return as_conflict(st);
 	st = clear_base(w, t);
@@ -462,8 +466,7 @@ ctx_status wbatch_commit(wbatch *w, uint64_t *rev)
 		return CTX_OK;
 	bool create = !w->base || w->dropped;
 	ctx_txn *t;
-	st = create ? ctx_txn_begin_create(srv.store, w->id, &t)
-	            : ctx_txn_begin(srv.store, w->id, &t);
+	st = create ? ctx_txn_begin_create(srv.store, w->id, &t) : ctx_txn_begin_state(w->base, &t);
 	if (st != CTX_OK)
 		return as_conflict(st);
 	for (size_t i = 0; i < w->nents; i++) {

@@ -13,7 +13,17 @@
  *   bytes that actually arrive, never for a declared length), every complete
  *   request in it is parsed (resp.c) and run, and then the replies of all of
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
- *   whatever the socket did not take.
+ *   whatever the socket did not take. The parse and run wait for the
+ *   loop's check phase, right after the poll phase: on_read appends the
+ *   bytes and puts the client on the loop's ready list, and on_ready_check
+ *   first hands the keys of every ready client's requests (each request's
+ *   second argument, from a light scan of the multibulk headers; up to
+ *   PREFETCH_REQS) to ctx_prefetch, so that the cache misses of finding
+ *   their contexts overlap instead of each request waiting for its own,
+ *   then runs each client's input as above (run_input). A hint: no reply
+ *   depends on it. Input read before an end of stream in the same poll
+ *   phase runs before the end is handled. (The fuzz hook runs input at
+ *   once.)
  *
  * GROUPS
  *   Consecutive complete requests of one read that are all hash writes
@@ -110,6 +120,7 @@ uint64_t now_us(void)
 
 static void client_flush(client *c);
 static void process_input(client *c);
+static void run_input(client *c, bool prefetch);
 static void maybe_finish(loop *lp);
 
 /* ---- output: replies ------------------------------------------------------------ */
@@ -1380,6 +1391,73 @@ static bool can_group(const client *c)
 	       !c->close_after_flush;
 }
 
+/* ---- prefetching a pipelined read's keys ------------------------------------------ */
+
+/* Requests of one read whose key is handed to ctx_prefetch. */
+#define PREFETCH_REQS 32
+
+/* The decimal number at p[*at] up to its CRLF (inside n bytes), moving *at
+ * past the CRLF; -1 if it is not one. Only well-formed multibulk requests
+ * are looked at: anything else ends the scan (the parser judges it). */
+static long scan_number(const char *p, size_t n, size_t *at)
+{
+	long v = 0;
+	size_t i = *at;
+	if (i >= n || p[i] < '0' || p[i] > '9')
+		return -1;
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		v = v * 10 + (p[i] - '0');
+		if (v > (1L << 30))
+			return -1;
+	}
+	if (i + 1 >= n || p[i] != '\r' || p[i + 1] != '\n')
+		return -1;
+	*at = i + 2;
+	return v;
+}
+
+/* The second argument (the key) of each complete request at the start of
+ * p[0..n), up to max; how many were found. */
+static size_t scan_keys(const char *p, size_t n, const char **ids, size_t *lens, size_t max)
+{
+	size_t k = 0, at = 0;
+	while (k < max && at < n && p[at] == '*') {
+		at++;
+		long argc = scan_number(p, n, &at);
+		if (argc < 1)
+			break;
+		for (long j = 0; j < argc; j++) {
+			if (at >= n || p[at] != '$')
+				return k;
+			at++;
+			long len = scan_number(p, n, &at);
+			if (len < 0 || (size_t)len + 2 > n - at)
+				return k;
+			if (j == 1 && (size_t)len <= CTX_ID_MAX) {
+				ids[k] = p + at;
+				lens[k++] = (size_t)len;
+			}
+			at += (size_t)len + 2;
+		}
+	}
+	return k;
+}
+
+/* A read that brought several requests (a pipeline): start loading the
+ * contexts they name, all at once (ctx_prefetch), so that their cache
+ * misses overlap instead of each request waiting for its own in turn.
+ * A hint: nothing depends on it. */
+static void prefetch_keys(client *c)
+{
+	const char *ids[PREFETCH_REQS];
+	size_t lens[PREFETCH_REQS];
+	if (!c->authed || c->in_len < 32)
+		return;
+	size_t k = scan_keys(c->in, c->in_len, ids, lens, PREFETCH_REQS);
+	if (k > 1)
+		ctx_prefetch(srv.store, ids, lens, k);
+}
+
 static void process_input(client *c)
 {
 	size_t pos = 0;
@@ -1461,6 +1539,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			uv_read_stop(s);
 			c->reading = false;
 		}
+		if (c->pending) { /* what came before the end: run it first */
+			c->pending = false;
+			run_input(c, true);
+			if (c->closing)
+				return;
+		}
 		if (nread == UV_EOF && !c->blocked && !all_sent(c)) {
 			client_request_close(c);
 			client_flush(c);
@@ -1474,6 +1558,28 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	c->in_len += (size_t)nread;
 	STAT_ADD(c->lp, st_net_in, (uint64_t)nread);
 	STAT_ADD(c->lp, st_reads, 1);
+#ifndef CTXD_FUZZHOOK
+	/* Run in the check phase, after every read of this poll phase: the
+	 * keys of all of them are prefetched together (on_ready_check). */
+	c->pending = true;
+	if (!c->ready) {
+		c->ready = true;
+		c->rnext = c->lp->ready;
+		c->lp->ready = c;
+	}
+#else
+	run_input(c, true);
+#endif
+}
+
+/* What a read's bytes lead to: parse and run the complete requests, check
+ * the query buffer limit, stop reading while blocked, send the replies.
+ * prefetch: process_input prefetches the keys of its own requests (not
+ * done already with other clients' by on_ready_check). */
+static void run_input(client *c, bool prefetch)
+{
+	if (prefetch)
+		prefetch_keys(c);
 	process_input(c);
 	if (c->closing)
 		return;
@@ -1488,10 +1594,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	if (c->blocked && c->reading) {
-		uv_read_stop(s);
+		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
 	}
 	client_flush(c);
+}
+
+/* The check phase, right after the poll phase: run the inputs that its
+ * reads brought, after prefetching the keys of all of them at once. With
+ * many clients each sending one request per read (no pipelining), their
+ * cache misses (table slot, context, version, trie root) then overlap as a
+ * pipeline's do. A client on the list is never freed before this runs
+ * (freeing follows uv_close, in the closing phase, after the check phase);
+ * one closed meanwhile is skipped, and one whose input ran already (its
+ * end of stream came in the same poll phase: on_read runs what came before
+ * it first) is no longer pending. */
+static void on_ready_check(uv_check_t *h)
+{
+	loop *lp = h->data;
+	client *list = lp->ready;
+	if (!list)
+		return;
+	lp->ready = NULL;
+	const char *ids[PREFETCH_REQS];
+	size_t lens[PREFETCH_REQS], k = 0;
+	client *rest = list; /* the first client whose keys were not scanned */
+	for (; rest && k < PREFETCH_REQS; rest = rest->rnext)
+		if (rest->pending && !rest->closing && rest->authed)
+			k += scan_keys(rest->in, rest->in_len, ids + k, lens + k, PREFETCH_REQS - k);
+	if (k > 1)
+		ctx_prefetch(srv.store, ids, lens, k);
+	bool own = false; /* from `rest` on, each prefetches its own keys */
+	client *next;
+	for (client *c = list; c; c = next) {
+		next = c->rnext;
+		own = own || c == rest;
+		c->rnext = NULL;
+		c->ready = false;
+		bool pending = c->pending;
+		c->pending = false;
+		if (pending && !c->closing)
+			run_input(c, own);
+	}
 }
 
 static void resume_reading(client *c)
@@ -1755,6 +1899,7 @@ static void maybe_finish(loop *lp)
 	close_if_open((uv_handle_t *)&lp->timer);
 	close_if_open((uv_handle_t *)&lp->async);
 	close_if_open((uv_handle_t *)&lp->npoll);
+	close_if_open((uv_handle_t *)&lp->rcheck);
 	if (lp->idx == 0 && srv.nloops > 1) {
 		close_if_open((uv_handle_t *)&lp->ctl);
 		for (int i = 1; i < srv.nloops; i++)
@@ -1903,6 +2048,9 @@ static int loop_init(loop *lp, int idx)
 	uv_poll_start(&lp->npoll, UV_READABLE, on_notify);
 	uv_async_init(&lp->uv, &lp->async, on_async);
 	lp->async.data = lp;
+	uv_check_init(&lp->uv, &lp->rcheck);
+	lp->rcheck.data = lp;
+	uv_check_start(&lp->rcheck, on_ready_check);
 	uv_timer_init(&lp->uv, &lp->timer);
 	lp->timer.data = lp;
 	uv_timer_start(&lp->timer, on_timer, 1000, 1000);
