@@ -291,6 +291,14 @@ struct ctx_watch {
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
+/* The quiet marks (see QUIET): slot rev & mask holds rev once rev is
+ * marked; 0 or any other revision means "not marked". */
+typedef struct marks {
+	uint64_t mask;     /* cap - 1 */
+	struct marks *old; /* rings replaced while frozen (freed by feed_close) */
+	atomic_uint_least64_t slot[];
+} marks;
+
 struct feed {
 	pthread_mutex_t lock;
 	uint64_t *ring;                     /* slots */
@@ -324,19 +332,24 @@ struct feed {
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
-	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
-	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
-	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
+	_Alignas(64) atomic_uint_least64_t quiet;      /* see QUIET */
+	atomic_bool recording;                         /* keep || nwatchers: a hint for reporters */
+	_Atomic(marks *) marks;                        /* replaced only while frozen */
+	_Alignas(64) atomic_uint_least64_t marks_high; /* no mark above it (see QUIET) */
+	uint64_t gen;                                  /* the quiet word's generation (feed.lock) */
+	bool marks_growing; /* a reporter is allocating a larger marks ring (feed.lock) */
 	_Alignas(64) char quiet_end;
 };
 
-/* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
- * bit i of `ahead` stands for revision frontier + 2 + i (reported). */
+/* The quiet word: frontier << QUIET_SHIFT | gen << 1 | QUIET_FROZEN, where
+ * gen counts the thaws (see QUIET). */
 #define QUIET_FROZEN 1u
-#define QUIET_BITS   23u
-#define QUIET_SHIFT  (QUIET_BITS + 1)
-#define QUIET_AHEAD  (((uint64_t)1 << QUIET_BITS) - 1)
+#define QUIET_SHIFT  24u
+#define QUIET_GEN    (((uint64_t)1 << (QUIET_SHIFT - 1)) - 1)
 #define QUIET_LIMIT  (((uint64_t)1 << (64 - QUIET_SHIFT)) - ((uint64_t)1 << QUIET_SHIFT))
+#define MARKS_FIRST  4096u      /* the marks ring's first size (slots) */
+#define MARKS_MAX    (1u << 20) /* and its largest (8 MiB) */
+#define MARKS_ROUND  255u       /* marks_high is raised in steps of 256 */
 
 /* ---- slots ----------------------------------------------------------------------- */
 
@@ -624,40 +637,91 @@ static bool quiet_frozen(feed *f)
 	return atomic_load_explicit(&f->quiet, memory_order_relaxed) & QUIET_FROZEN;
 }
 
+static uint64_t quiet_word(uint64_t frontier, uint64_t gen)
+{
+	return frontier << QUIET_SHIFT | (gen & QUIET_GEN) << 1;
+}
+
+static uint64_t quiet_frontier(uint64_t w)
+{
+	return w >> QUIET_SHIFT;
+}
+
+static uint64_t quiet_gen(uint64_t w)
+{
+	return w >> 1 & QUIET_GEN;
+}
+
+/* A marks ring of cap slots (a power of two), all unmarked; NULL without
+ * memory. */
+static marks *marks_new(uint64_t cap)
+{
+	marks *m = calloc(1, sizeof(*m) + (size_t)cap * sizeof(m->slot[0]));
+	if (m)
+		m->mask = cap - 1;
+	return m;
+}
+
+/* Take the marks the quiet path left above the frontier (feed.lock held,
+ * just frozen): each with a compare-and-swap, so that a marker retracting
+ * its own (it saw the word frozen) and this freeze never both count it.
+ * Those that follow the frontier without a gap move it; the others become
+ * bare marks in their slots. No mark lies above marks_high, nor more than
+ * the ring's size past the frontier (a marker checks that against a
+ * frontier no higher than this one). */
+static void marks_take(feed *f)
+{
+	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	uint64_t high = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
+	uint64_t end = f->frontier + m->mask + 1;
+	if (high < end)
+		end = high;
+	for (uint64_t rev = f->frontier + 1; rev <= end; rev++) {
+		atomic_uint_least64_t *s = &m->slot[rev & m->mask];
+		uint64_t v = rev;
+		if (atomic_load_explicit(s, memory_order_seq_cst) != rev ||
+		    !atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
+		                                             memory_order_seq_cst))
+			continue;
+		if (rev == f->frontier + 1) {
+			f->frontier = rev; /* nothing pending below it: the scan goes up */
+			f->oldest = rev + 1;
+		} else {
+			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
+		}
+	}
+}
+
 /* Take the frontier back from the quiet path (feed.lock held): from now on
  * no report advances it without the lock. Revisions the quiet path passed
- * were all bare, so the log stays empty and starts after them; those it
- * noted ahead of the frontier become bare marks in their slots (within the
- * window, so they fit: ring_fits). */
+ * were all bare, so the log stays empty and starts after them; its marks
+ * above the frontier become bare marks in their slots (marks_take; at most
+ * the marks ring's size past the frontier, which is no larger than the
+ * main ring: they fit). */
 static void feed_freeze(feed *f)
 {
 	if (quiet_frozen(f))
 		return;
-	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_acq_rel);
-	uint64_t frontier = w >> QUIET_SHIFT;
-	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_seq_cst);
+	uint64_t frontier = quiet_frontier(w);
 	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
-	if (frontier != f->frontier) {
-		f->frontier = frontier;
-		f->oldest = frontier + 1;
-		atomic_store_explicit(&f->frontier_pub, frontier, memory_order_release);
-	}
-	for (uint64_t i = 0; ahead; i++, ahead >>= 1) {
-		uint64_t rev = frontier + 2 + i;
-		if (ahead & 1)
-			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
-	}
+	f->frontier = frontier;
+	f->oldest = frontier + 1;
+	marks_take(f);
+	atomic_store_explicit(&f->frontier_pub, f->frontier, memory_order_release);
 }
 
 /* Hand the frontier to the quiet path if it may have it (feed.lock held,
  * about to be released): nobody records, and no report waits in the ring
- * (so the log is empty, and the next revision to deliver is frontier + 1). */
+ * (so the log is empty, and the next revision to deliver is frontier + 1).
+ * A new generation: a mark made against an older word is not trusted. */
 static void feed_thaw(feed *f)
 {
 	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
 		return;
 	assert(f->oldest == f->frontier + 1);
-	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
+	f->gen++;
+	atomic_store_explicit(&f->quiet, quiet_word(f->frontier, f->gen), memory_order_release);
 }
 
 /* The feed lock, with the frontier in its holder's hands. */
@@ -673,39 +737,87 @@ static void feed_unlock(feed *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* The quiet word after reporting rev, or 0 if rev is for the locked path
- * (see QUIET). */
-static uint64_t quiet_next(const feed *f, uint64_t w, uint64_t rev)
+/* Move the quiet frontier of word w over the marks that follow it, while
+ * the word is thawed and of w's generation. After each move it looks at
+ * the next slot again: a marker that stored its mark after the look reads
+ * the moved word and moves it itself (see QUIET). */
+static void marks_pass(feed *f, uint64_t w)
 {
-	uint64_t frontier = w >> QUIET_SHIFT;
-	uint64_t ahead = w >> 1 & QUIET_AHEAD;
-	if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
-		return 0; /* frozen, or reported twice (the locked path says so) */
-	uint64_t d = rev - frontier;
-	if (d == 1) {
-		/* bit j of v stands for frontier + 1 + j: pass its trailing ones */
-		uint64_t v = ahead << 1 | 1;
-		unsigned t = (unsigned)__builtin_ctzll(~v);
-		return (frontier + t) << QUIET_SHIFT | (v >> t >> 1) << 1;
+	uint64_t gen = quiet_gen(w);
+	while (!(w & QUIET_FROZEN) && quiet_gen(w) == gen) {
+		marks *m = atomic_load_explicit(&f->marks, memory_order_acquire);
+		uint64_t from = quiet_frontier(w), to = from;
+		while (to - from <= m->mask && atomic_load_explicit(&m->slot[(to + 1) & m->mask],
+		                                                    memory_order_seq_cst) == to + 1)
+			to++;
+		if (to == from)
+			return;
+		uint64_t next = quiet_word(to, gen);
+		if (atomic_compare_exchange_strong_explicit(
+		        &f->quiet, &w, next, memory_order_seq_cst, memory_order_seq_cst))
+			w = next;
 	}
-	if (d - 2 >= f->quiet_window || (ahead >> (d - 2) & 1))
-		return 0; /* too far ahead, or reported twice */
-	return w | (uint64_t)1 << (d - 2) << 1;
 }
 
-/* Report rev without the lock if nobody records and rev is at most
- * quiet_window revisions past the frontier's successor: one
- * compare-and-swap on the quiet word. False: take the locked path. */
-static bool report_quiet(feed *f, uint64_t rev)
+/* How report_quiet went. */
+enum { QUIET_DONE, QUIET_LOCKED, QUIET_FAR };
+
+/* Raise marks_high to at least rev (in steps of MARKS_ROUND + 1, so that
+ * most marks only read it). */
+static void marks_raise(feed *f, uint64_t rev)
 {
-	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_relaxed);
+	uint64_t h = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
+	while (h < rev &&
+	       !atomic_compare_exchange_weak_explicit(&f->marks_high, &h, rev | MARKS_ROUND,
+	                                              memory_order_seq_cst, memory_order_seq_cst))
+		;
+}
+
+/* Report rev, more than one past the frontier of the thawed word w, with a
+ * mark: a plain store into its slot, confirmed by reading the word again
+ * (see QUIET). QUIET_FAR: rev is further past the frontier than the ring
+ * holds. QUIET_LOCKED: the mark was retracted (the word froze, or thawed
+ * again, meanwhile): report under the lock. */
+static int report_mark(feed *f, uint64_t rev, uint64_t w)
+{
+	marks *m = atomic_load_explicit(&f->marks, memory_order_acquire);
+	if (rev - quiet_frontier(w) > m->mask + 1)
+		return QUIET_FAR;
+	marks_raise(f, rev);
+	atomic_uint_least64_t *s = &m->slot[rev & m->mask];
+	atomic_store_explicit(s, rev, memory_order_seq_cst);
+	uint64_t now = atomic_load_explicit(&f->quiet, memory_order_seq_cst);
+	if (!(now & QUIET_FROZEN) && quiet_gen(now) == quiet_gen(w)) {
+		marks_pass(f, now); /* its predecessor may have come meanwhile */
+		return QUIET_DONE;
+	}
+	if (quiet_frontier(now) >= rev)
+		return QUIET_DONE; /* passed before the freeze */
+	uint64_t v = rev;
+	if (atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
+	                                            memory_order_seq_cst))
+		return QUIET_LOCKED; /* retracted: nobody counted it */
+	return QUIET_DONE;           /* a freeze took it (or it was passed) */
+}
+
+/* Report rev without the lock if nobody records: the frontier's successor
+ * moves the frontier with one compare-and-swap (and over the marks that
+ * follow it), a revision further ahead is marked (report_mark). */
+static int report_quiet(feed *f, uint64_t rev)
+{
+	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_acquire);
 	for (;;) {
-		uint64_t next = quiet_next(f, w, rev);
-		if (!next)
-			return false;
-		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_acq_rel,
-		                                          memory_order_relaxed))
-			return true;
+		uint64_t frontier = quiet_frontier(w);
+		if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
+			return QUIET_LOCKED; /* frozen, or reported twice (the lock says so) */
+		if (rev > frontier + 1)
+			return report_mark(f, rev, w);
+		uint64_t next = quiet_word(rev, quiet_gen(w));
+		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_seq_cst,
+		                                          memory_order_acquire)) {
+			marks_pass(f, next);
+			return QUIET_DONE;
+		}
 	}
 }
 
@@ -870,9 +982,11 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	if (f)
 		memset(f, 0, sizeof(*f));
 	uint64_t *ring = calloc(cap, sizeof(*ring));
-	if (!f || !ring) {
+	marks *m = marks_new(cap < MARKS_FIRST ? cap : MARKS_FIRST);
+	if (!f || !ring || !m) {
 		free(f);
 		free(ring);
+		free(m);
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
@@ -882,8 +996,9 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
-	atomic_init(&f->quiet, f->frontier << QUIET_SHIFT | QUIET_FROZEN); /* thawed by an unlock */
-	f->quiet_window = cap - 1 < QUIET_BITS ? cap - 1 : QUIET_BITS;
+	atomic_init(&f->quiet, quiet_word(f->frontier, 0) | QUIET_FROZEN); /* thawed by an unlock */
+	atomic_init(&f->marks, m);
+	atomic_init(&f->marks_high, 0);
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
@@ -904,6 +1019,11 @@ void feed_close(feed *f)
 	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
+	marks *next;
+	for (marks *m = atomic_load(&f->marks); m; m = next) {
+		next = m->old;
+		free(m);
+	}
 	free(f);
 }
 
@@ -1106,13 +1226,61 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 	free(bigger);
 }
 
+/* The marks ring's size to hold a report rev - frontier past the frontier
+ * (feed.lock held): twice that, within the main ring and MARKS_MAX; 0 if
+ * the ring in place is as large. */
+static uint64_t marks_want(feed *f, uint64_t rev)
+{
+	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	uint64_t cap = m->mask + 1, want = cap;
+	uint64_t limit = f->mask + 1 < MARKS_MAX ? f->mask + 1 : MARKS_MAX;
+	if (rev <= f->frontier || f->marks_growing || feed_records(f))
+		return 0;
+	while (want < 2 * (rev - f->frontier) && want < limit)
+		want *= 2;
+	return want > cap ? want : 0;
+}
+
+/* rev was too far ahead for the marks ring: make it larger for the next
+ * stall (memory follows the longest stall, as the main ring's does). The
+ * ring is allocated with the lock dropped and put in place while frozen;
+ * the old one is kept until feed_close, since a marker may still store
+ * into it (its confirmation then fails: the generation moved). */
+static void marks_grow(feed *f, uint64_t rev)
+{
+	wakeups wk;
+	lock_feed(f, &wk);
+	uint64_t want = marks_want(f, rev);
+	if (want)
+		f->marks_growing = true;
+	unlock_and_wake(f, &wk);
+	if (!want)
+		return;
+	marks *m = marks_new(want);
+	lock_feed(f, &wk);
+	f->marks_growing = false;
+	marks *cur = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	if (m && want > cur->mask + 1) {
+		m->old = cur;
+		atomic_store_explicit(&f->marks, m, memory_order_release);
+		m = NULL;
+	}
+	unlock_and_wake(f, &wk);
+	free(m);
+}
+
 static void feed_report(feed *f, const report *r)
 {
 	fevent *e = NULL;
-	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
+	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed)) {
 		e = report_event(r);
-	else if (report_quiet(f, r->rev))
-		return;
+	} else {
+		int q = report_quiet(f, r->rev);
+		if (q == QUIET_DONE)
+			return;
+		if (q == QUIET_FAR)
+			marks_grow(f, r->rev);
+	}
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
 	uint64_t rev = r->rev;
