@@ -313,8 +313,9 @@ struct feed {
 	size_t bytes_limit;
 	uint64_t history; /* the log's revision bound (watch_history) */
 	uint64_t events_recorded;
-	size_t pending_slots; /* slots placed above the frontier (any kind) */
-	bool keep;            /* watch_keep_history */
+	size_t pending_slots;  /* slots placed above the frontier (any kind) */
+	uint64_t pending_high; /* no slot is placed above it */
+	bool keep;             /* watch_keep_history */
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
@@ -711,13 +712,43 @@ static void feed_freeze(feed *f)
 	atomic_store_explicit(&f->frontier_pub, f->frontier, memory_order_release);
 }
 
+static void marks_raise(feed *f, uint64_t rev);
+
+/* Hand the bare marks waiting in the ring back to the marks ring (feed.lock
+ * held, nobody records, the word about to thaw): a writer stalled between
+ * taking its revision and reporting it must not keep the word frozen while
+ * the others report past it. False if anything else waits (an event, or a
+ * mark further ahead than the marks ring holds). The marks are stored
+ * before the thaw's release, and lie within the ring's size past the
+ * frontier, as a marker's do, so no live mark shares their slots. */
+static bool marks_return(feed *f)
+{
+	if (!f->pending_slots)
+		return true;
+	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	if (f->pending_events || f->pending_high - f->frontier > m->mask + 1)
+		return false;
+	marks_raise(f, f->pending_high);
+	for (uint64_t rev = f->frontier + 1; rev <= f->pending_high; rev++) {
+		uint64_t *slot = &f->ring[rev & f->mask];
+		if (!*slot || slot_rev(*slot) != rev)
+			continue;
+		atomic_store_explicit(&m->slot[rev & m->mask], rev, memory_order_relaxed);
+		*slot = 0;
+		f->pending_slots--;
+	}
+	assert(!f->pending_slots);
+	return true;
+}
+
 /* Hand the frontier to the quiet path if it may have it (feed.lock held,
- * about to be released): nobody records, and no report waits in the ring
- * (so the log is empty, and the next revision to deliver is frontier + 1).
- * A new generation: a mark made against an older word is not trusted. */
+ * about to be released): nobody records, and nothing but bare marks waits
+ * in the ring (they go back to the marks ring), so the log is empty and
+ * the next revision to deliver is frontier + 1. A new generation: a mark
+ * confirmed against an older word is not trusted. */
 static void feed_thaw(feed *f)
 {
-	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
+	if (!quiet_frozen(f) || feed_records(f) || f->frontier >= QUIET_LIMIT || !marks_return(f))
 		return;
 	assert(f->oldest == f->frontier + 1);
 	f->gen++;
@@ -1105,6 +1136,8 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	assert(*slot == 0);
 	*slot = v;
 	f->pending_slots++;
+	if (rev > f->pending_high)
+		f->pending_high = rev;
 	fevent *e = slot_event(v);
 	if (e) {
 		f->pending_bytes += e->bytes;
@@ -1276,10 +1309,12 @@ static void feed_report(feed *f, const report *r)
 		e = report_event(r);
 	} else {
 		int q = report_quiet(f, r->rev);
+		if (q == QUIET_FAR) {
+			marks_grow(f, r->rev);
+			q = report_quiet(f, r->rev);
+		}
 		if (q == QUIET_DONE)
 			return;
-		if (q == QUIET_FAR)
-			marks_grow(f, r->rev);
 	}
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
