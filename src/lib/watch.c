@@ -790,6 +790,13 @@ static void marks_pass(feed *f, uint64_t w)
 	}
 }
 
+static _Atomic(feed_mark_hook) mark_hook; /* feed_test_mark_hook */
+
+void feed_test_mark_hook(feed_mark_hook hook)
+{
+	atomic_store_explicit(&mark_hook, hook, memory_order_relaxed);
+}
+
 /* How report_quiet went. */
 enum { QUIET_DONE, QUIET_LOCKED, QUIET_FAR };
 
@@ -814,6 +821,9 @@ static int report_mark(feed *f, uint64_t rev, uint64_t w)
 	marks *m = atomic_load_explicit(&f->marks, memory_order_acquire);
 	if (rev - quiet_frontier(w) > m->mask + 1)
 		return QUIET_FAR;
+	feed_mark_hook hook = atomic_load_explicit(&mark_hook, memory_order_relaxed);
+	if (__builtin_expect(hook != NULL, 0))
+		hook(f, rev);
 	marks_raise(f, rev);
 	atomic_uint_least64_t *s = &m->slot[rev & m->mask];
 	atomic_store_explicit(s, rev, memory_order_seq_cst);

@@ -97,4 +97,11 @@ void feed_get_stats(feed *f, feed_stats *out);
 ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
                            ctx_watch **out);
 
+/* Tests only: from now on a report about to store a quiet mark (see
+ * watch.c, QUIET) calls hook(f, rev) first, after it read the quiet word
+ * and the marks ring it marks in: the window that the mark's confirmation
+ * closes. NULL removes it. */
+typedef void (*feed_mark_hook)(feed *f, uint64_t rev);
+void feed_test_mark_hook(feed_mark_hook hook);
+
 #endif
