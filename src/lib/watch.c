@@ -248,6 +248,7 @@
 #define SCAN_MAX              1024u   /* slots one read looks at under the feed lock */
 #define INLINE_WAKE           2u      /* armed watchers a report wakes itself */
 #define WAKER_LINGER_NS       100000L /* the waker's wait before a pass */
+#define QPEND_MAX             256u    /* bare marks a thaw hands back to the marks ring */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -313,9 +314,11 @@ struct feed {
 	size_t bytes_limit;
 	uint64_t history; /* the log's revision bound (watch_history) */
 	uint64_t events_recorded;
-	size_t pending_slots;  /* slots placed above the frontier (any kind) */
-	uint64_t pending_high; /* no slot is placed above it */
-	bool keep;             /* watch_keep_history */
+	size_t pending_slots;      /* slots placed above the frontier (any kind) */
+	uint64_t qpend[QPEND_MAX]; /* bare marks placed while nobody records */
+	size_t nqpend;             /* how many (some may have been passed since) */
+	bool qpend_over;           /* more than QPEND_MAX were placed */
+	bool keep;                 /* watch_keep_history */
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
@@ -684,12 +687,7 @@ static void marks_take(feed *f)
 		    !atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
 		                                             memory_order_seq_cst))
 			continue;
-		if (rev == f->frontier + 1) {
-			f->frontier = rev; /* nothing pending below it: the scan goes up */
-			f->oldest = rev + 1;
-		} else {
-			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
-		}
+		slot_place(f, rev, slot_mark(rev, SLOT_BARE));
 	}
 }
 
@@ -708,7 +706,6 @@ static void feed_freeze(feed *f)
 	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
 	f->frontier = frontier;
 	f->oldest = frontier + 1;
-	marks_take(f);
 	atomic_store_explicit(&f->frontier_pub, f->frontier, memory_order_release);
 }
 
@@ -717,27 +714,43 @@ static void marks_raise(feed *f, uint64_t rev);
 /* Hand the bare marks waiting in the ring back to the marks ring (feed.lock
  * held, nobody records, the word about to thaw): a writer stalled between
  * taking its revision and reporting it must not keep the word frozen while
- * the others report past it. False if anything else waits (an event, or a
- * mark further ahead than the marks ring holds). The marks are stored
- * before the thaw's release, and lie within the ring's size past the
- * frontier, as a marker's do, so no live mark shares their slots. */
+ * the others report past it. Only those placed while nobody recorded are
+ * known (qpend: a scan of the ring would cost the length of the stall at
+ * every thaw); false if anything else waits (an event, a skip placed while
+ * a watcher was open, more than QPEND_MAX, or one further ahead than the
+ * marks ring holds). They lie within the ring's size past the frontier, as
+ * a marker's marks do, so no mark of a report in flight shares their slots,
+ * and they are stored before the thaw's release. */
 static bool marks_return(feed *f)
 {
-	if (!f->pending_slots)
+	size_t n = 0;
+	for (size_t i = 0; i < f->nqpend; i++)
+		if (f->qpend[i] > f->frontier)
+			f->qpend[n++] = f->qpend[i];
+	f->nqpend = n;
+	if (!f->pending_slots) {
+		f->nqpend = 0;
+		f->qpend_over = false;
 		return true;
-	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	if (f->pending_events || f->pending_high - f->frontier > m->mask + 1)
-		return false;
-	marks_raise(f, f->pending_high);
-	for (uint64_t rev = f->frontier + 1; rev <= f->pending_high; rev++) {
-		uint64_t *slot = &f->ring[rev & f->mask];
-		if (!*slot || slot_rev(*slot) != rev)
-			continue;
-		atomic_store_explicit(&m->slot[rev & m->mask], rev, memory_order_relaxed);
-		*slot = 0;
-		f->pending_slots--;
 	}
-	assert(!f->pending_slots);
+	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	if (f->pending_events || f->qpend_over || n != f->pending_slots)
+		return false;
+	uint64_t high = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (f->qpend[i] - f->frontier > m->mask + 1)
+			return false;
+		high = f->qpend[i] > high ? f->qpend[i] : high;
+	}
+	marks_raise(f, high);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t rev = f->qpend[i];
+		assert(slot_rev(f->ring[rev & f->mask]) == rev);
+		atomic_store_explicit(&m->slot[rev & m->mask], rev, memory_order_relaxed);
+		f->ring[rev & f->mask] = 0;
+	}
+	f->pending_slots = 0;
+	f->nqpend = 0;
 	return true;
 }
 
@@ -1146,8 +1159,12 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	assert(*slot == 0);
 	*slot = v;
 	f->pending_slots++;
-	if (rev > f->pending_high)
-		f->pending_high = rev;
+	if (!slot_event(v) && !feed_records(f)) {
+		if (f->nqpend < QPEND_MAX)
+			f->qpend[f->nqpend++] = rev;
+		else
+			f->qpend_over = true;
+	}
 	fevent *e = slot_event(v);
 	if (e) {
 		f->pending_bytes += e->bytes;
@@ -1181,6 +1198,21 @@ static void *calloc_retry(size_t n, size_t size)
 	return p;
 }
 
+/* Claim the quiet mark of rev, the frontier's successor (feed.lock held,
+ * nobody records): marks stay in the marks ring while the word is frozen,
+ * and a report under the lock passes them here, each taken with a
+ * compare-and-swap so that its marker, retracting it, and this never both
+ * count it. */
+static bool marks_claim(feed *f, uint64_t rev)
+{
+	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
+	atomic_uint_least64_t *s = &m->slot[rev & m->mask];
+	uint64_t v = rev;
+	return atomic_load_explicit(s, memory_order_seq_cst) == rev &&
+	       atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
+	                                               memory_order_seq_cst);
+}
+
 /* Advance the frontier over every contiguous reported revision, moving each
  * event into the log and waking the armed watchers it matches, then bound
  * the log. */
@@ -1189,6 +1221,10 @@ static void advance(feed *f, wakeups *wk)
 	for (;;) {
 		uint64_t rev = f->frontier + 1;
 		uint64_t v = f->ring[rev & f->mask];
+		if ((!v || slot_rev(v) != rev) && !feed_records(f) && marks_claim(f, rev)) {
+			f->frontier = rev; /* a quiet mark (bare): passes the gate too */
+			continue;
+		}
 		if (!v || slot_rev(v) != rev || (rev > f->gate && feed_records(f)))
 			break; /* unrecorded revisions pass the gate: see QUIET */
 		f->frontier = rev;
@@ -1284,6 +1320,24 @@ static uint64_t marks_want(feed *f, uint64_t rev)
 	return want > cap ? want : 0;
 }
 
+/* Move the marks of ring `from` into `to`, larger (feed.lock held, frozen):
+ * each taken with a compare-and-swap, as marks_take does. */
+static void marks_move(feed *f, marks *from, marks *to)
+{
+	uint64_t high = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
+	uint64_t end = f->frontier + from->mask + 1;
+	if (high < end)
+		end = high;
+	for (uint64_t rev = f->frontier + 1; rev <= end; rev++) {
+		atomic_uint_least64_t *s = &from->slot[rev & from->mask];
+		uint64_t v = rev;
+		if (atomic_load_explicit(s, memory_order_seq_cst) == rev &&
+		    atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
+		                                            memory_order_seq_cst))
+			atomic_store_explicit(&to->slot[rev & to->mask], rev, memory_order_relaxed);
+	}
+}
+
 /* rev was too far ahead for the marks ring: make it larger for the next
  * stall (memory follows the longest stall, as the main ring's does). The
  * ring is allocated with the lock dropped and put in place while frozen;
@@ -1304,6 +1358,7 @@ static void marks_grow(feed *f, uint64_t rev)
 	f->marks_growing = false;
 	marks *cur = atomic_load_explicit(&f->marks, memory_order_relaxed);
 	if (m && want > cur->mask + 1) {
+		marks_move(f, cur, m);
 		m->old = cur;
 		atomic_store_explicit(&f->marks, m, memory_order_release);
 		m = NULL;
@@ -1573,11 +1628,18 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 		return st;
 	waker_start(f);
 
-	feed_lock(f);
+	wakeups wk;
+	lock_feed(f, &wk);
+	if (!feed_records(f)) {
+		/* The quiet marks become bare marks in the ring, before the
+		 * explicit revision is checked and events are recorded. */
+		marks_take(f);
+		advance(f, &wk);
+	}
 	if (from_revision == 0) {
 		w->cursor = f->frontier + 1; /* pending bare revisions are skipped */
 	} else if ((st = feed_holds(f, from_revision)) != CTX_OK) {
-		feed_unlock(f);
+		unlock_and_wake(f, &wk);
 		watch_release(w);
 		return st;
 	} else {
@@ -1589,7 +1651,7 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	bool pending = w->count || w->lag_due || !w->caught_up;
 	if (!pending)
 		arm(f, w);
-	feed_unlock(f);
+	unlock_and_wake(f, &wk);
 
 	if (pending)
 		watch_signal(w);
