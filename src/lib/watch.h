@@ -21,10 +21,14 @@
  * CTX_EVENT_LAGGED event naming the first revision it will not deliver, and
  * nothing after it.
  *
- * Cost when nobody watches (and keep_history is off): one compare-and-swap
- * per revision on a word of the feed's own, no lock, for every report at
- * most 23 revisions past the frontier's successor (otherwise one short
- * critical section); nothing copied, nothing allocated, no history.
+ * Cost when nobody watches (and keep_history is off): no lock. The
+ * frontier's successor costs one compare-and-swap on a word of the feed's
+ * own; a report further ahead (a writer stalled between taking its
+ * revision and reporting it) one store into a ring of marks and two loads
+ * of that word. A report further ahead than the marks ring holds (4,096
+ * revisions at first, doubled up to the main ring's size) grows it, with
+ * one short critical section. Nothing copied, nothing allocated, no
+ * history.
  */
 #ifndef CTX_WATCH_H
 #define CTX_WATCH_H
