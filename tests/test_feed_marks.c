@@ -201,7 +201,8 @@ static void race_stop(race *r, pthread_t *t, pthread_t fz)
 static void test_open_past_a_straggler(void **unused)
 {
 	(void)unused;
-	race r = {0};
+	static race r; /* reporters outlive a failed test: not on its stack */
+	memset(&r, 0, sizeof(r));
 	pthread_t t[REPORTERS], fz;
 	race_start(&r, t, &fz);
 	unsigned refused = 0;
@@ -246,7 +247,8 @@ static void test_open_past_a_straggler(void **unused)
 static void test_freezes_while_marking(void **unused)
 {
 	(void)unused;
-	race r = {0};
+	static race r; /* reporters outlive a failed test: not on its stack */
+	memset(&r, 0, sizeof(r));
 	pthread_t t[REPORTERS], fz;
 	race_start(&r, t, &fz);
 	atomic_store(&r.freeze, true);
