@@ -41,9 +41,9 @@
  *       mark first (or the frontier passed it), which then counted it.
  *     - Anything else (frozen, a duplicate, further ahead than the marks
  *       ring holds) takes the locked path. Too far ahead: the marks ring
- *       is replaced by a larger one first (up to the main ring's size and
- *       MARKS_MAX: memory follows the longest stall), with the lock, and
- *       the report tried quietly again.
+ *       is replaced by a larger one first (up to MARKS_MAX, and the main
+ *       ring grown to its size if smaller: memory follows the longest
+ *       stall), with the lock, and the report tried quietly again.
  *   Whoever takes the feed lock freezes the word first (feed_freeze: one
  *   fetch-or) and takes the frontier back: the revisions the quiet path
  *   passed were bare, so the log (empty: nobody records) starts after them.
@@ -1358,16 +1358,15 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 }
 
 /* The marks ring's size to hold a report rev - frontier past the frontier
- * (feed.lock held): twice that, within the main ring and MARKS_MAX; 0 if
- * the ring in place is as large. */
+ * (feed.lock held): the power of two that holds it, at most MARKS_MAX; 0
+ * if the ring in place is as large (or nobody is to grow it). */
 static uint64_t marks_want(feed *f, uint64_t rev)
 {
 	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
 	uint64_t cap = m->mask + 1, want = cap;
-	uint64_t limit = f->mask + 1 < MARKS_MAX ? f->mask + 1 : MARKS_MAX;
 	if (rev <= f->frontier || f->marks_growing || feed_records(f))
 		return 0;
-	while (want < 2 * (rev - f->frontier) && want < limit)
+	while (want < rev - f->frontier && want < MARKS_MAX)
 		want *= 2;
 	return want > cap ? want : 0;
 }
@@ -1390,26 +1389,35 @@ static void marks_move(feed *f, marks *from, marks *to)
 	}
 }
 
-/* rev was too far ahead for the marks ring: make it larger for the next
- * stall (memory follows the longest stall, as the main ring's does). The
- * ring is allocated with the lock dropped and put in place while frozen;
- * the old one is kept until feed_close, since a marker may still store
- * into it (its confirmation then fails: the generation moved). */
+/* rev was too far ahead for the marks ring: make it larger (memory follows
+ * the longest stall, as the main ring's does), and the main ring with it if
+ * it is smaller (marks_take places marks in it; the locked path would grow
+ * it to the same size for rev). The rings are allocated with the lock
+ * dropped and put in place while frozen; the old marks ring is kept until
+ * feed_close, since a marker may still store into it (its confirmation
+ * then fails: the generation moved). The report is then tried quietly
+ * again. */
 static void marks_grow(feed *f, uint64_t rev)
 {
 	wakeups wk;
 	lock_feed(f, &wk);
 	uint64_t want = marks_want(f, rev);
+	bool main_too = want > f->mask + 1; /* so that marks_take's marks fit */
 	if (want)
 		f->marks_growing = true;
 	unlock_and_wake(f, &wk);
 	if (!want)
 		return;
 	marks *m = marks_new(want);
+	uint64_t *ring = main_too ? calloc((size_t)want, sizeof(*ring)) : NULL;
 	lock_feed(f, &wk);
 	f->marks_growing = false;
+	if (ring && want >= 2 * (f->mask + 1)) {
+		ring_grow(f, ring, want);
+		ring = NULL;
+	}
 	marks *cur = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	if (m && want > cur->mask + 1) {
+	if (m && want > cur->mask + 1 && want <= f->mask + 1) {
 		marks_move(f, cur, m);
 		m->old = cur;
 		atomic_store_explicit(&f->marks, m, memory_order_release);
@@ -1417,6 +1425,7 @@ static void marks_grow(feed *f, uint64_t rev)
 	}
 	unlock_and_wake(f, &wk);
 	free(m);
+	free(ring);
 }
 
 static void feed_report(feed *f, const report *r)

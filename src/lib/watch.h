@@ -26,8 +26,8 @@
  * own; a report further ahead (a writer stalled between taking its
  * revision and reporting it) one store into a ring of marks and two loads
  * of that word. A report further ahead than the marks ring holds (4,096
- * revisions at first, doubled up to the main ring's size) grows it, with
- * one short critical section. Nothing copied, nothing allocated, no
+ * revisions at first, doubled as far as a stall reaches, up to 2^20) grows
+ * it, with two short critical sections. Nothing copied, nothing allocated, no
  * history.
  */
 #ifndef CTX_WATCH_H
