@@ -926,7 +926,9 @@ typedef struct ctx_context_status {
 } ctx_context_status;
 
 /* The status of every live context, sorted by id, in a malloc'd array to
- * free(); contexts past their time-to-live are left out. Takes no lock.
+ * free(); contexts past their time-to-live, and contexts whose drop is
+ * decided (ctx_drop_nowait) but not yet durable, are left out, as in
+ * ctx_list_ids. Takes no lock.
  * Errors: CTX_INVALID, CTX_NOMEM. */
 ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count);
 
@@ -935,7 +937,8 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
  * lock, and is no access (it notes no time, so it never keeps a context
  * with a time-to-live alive).
  * Errors: CTX_INVALID (NULL store or output, bad id), CTX_NOT_FOUND (no
- * such context, it expired, or its creation is not durable yet). */
+ * such context, it expired, its creation is not durable yet, or its drop is
+ * decided). */
 ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *out);
 
 /* Give context id an idle time-to-live (0 = none): once nobody read or wrote

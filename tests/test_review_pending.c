@@ -22,8 +22,10 @@
  *     ctx_get_latest, writes, points, ttl and a second drop say
  *     CTX_NOT_FOUND; a create of the same id waits for the drop and then
  *     succeeds (never CTX_EXISTS); the watch sees DROPPED then CREATED;
- *   - failed calls leave their outputs untouched (but ctx_watch_next's,
- *     which it sets to NULL: tests/probes/probe_outputs_untouched.c).
+ *     ctx_list_ids, ctx_status_view and ctx_context_info leave it out at once;
+ *   - failed calls leave their outputs untouched (ctx_watch_next and
+ *     ctx_watch_wait set theirs to NULL before round 7's fix:
+ *     tests/probes/probe_outputs_untouched.c).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -269,8 +271,26 @@ static void test_pending_drop(void **state)
 	uint64_t r2 = 55;
 	assert_int_equal(ctx_drop_nowait(s, "c", &r2), CTX_NOT_FOUND);
 	assert_int_equal(r2, 55);
-	ctx_event *e;
+	ctx_event *e = (ctx_event *)0x1;
 	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
+	assert_ptr_equal(e, (ctx_event *)0x1); /* untouched on failure */
+	assert_int_equal(ctx_watch_wait(w, 0, &e), CTX_NOT_FOUND);
+	assert_ptr_equal(e, (ctx_event *)0x1);
+	/* gone for listing at once: ctx_list_ids, the status view and
+	 * ctx_context_info (tests/probes/probe_info_after_drop_nowait.c) */
+	ctx_list l;
+	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));
+	for (size_t i = 0; i < l.count; i++)
+		assert_string_not_equal(l.ids[i], "c");
+	ctx_list_free(&l);
+	ctx_context_status info;
+	assert_int_equal(ctx_context_info(s, "c", &info), CTX_NOT_FOUND);
+	ctx_context_status *view;
+	size_t nview;
+	assert_ok(ctx_status_view(s, &view, &nview));
+	for (size_t i = 0; i < nview; i++)
+		assert_string_not_equal(view[i].id, "c");
+	free(view);
 	/* a create waits for the drop, then succeeds */
 	create_arg ca = {s, CTX_OK, false};
 	pthread_t th;

@@ -1463,7 +1463,7 @@ size_t ctx_count(ctx_store *s)
 bool store_listed(const ctx_context *c)
 {
 	tsan_subscribe(c);
-	if (!atomic_load(&c->visible)) /* not created yet, or gone */
+	if (!atomic_load(&c->visible) || atomic_load(&c->dropped)) /* not created yet, or gone */
 		return false;
 	/* Listing is no access: it notes no time, and leaves an expired
 	 * context to the reaper's next round. */

@@ -346,10 +346,15 @@ static void wait_visible(ctx_context *c, uint64_t version, uint64_t rev)
 {
 	if (log_wait(c->store->log, rev) != CTX_OK)
 		return;
-	/* A waiting committer publishes right after its sync: yield to it. */
+	/* A waiting committer publishes right after its sync: yield to it. The
+	 * visible version may be cut and freed while we look at it: read its
+	 * number inside a read-side critical section. */
 	for (int i = 0; i < 10000; i++) {
+		ctx_rcu_read_lock();
 		ctx_state *v = atomic_load(&c->visible);
-		if (atomic_load(&c->dropped) || (v && v->version >= version) || !v)
+		bool seen = !v || v->version >= version;
+		ctx_rcu_read_unlock();
+		if (seen || atomic_load(&c->dropped))
 			return;
 		sched_yield();
 	}

@@ -1762,8 +1762,11 @@ ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
 {
 	if (!w || !out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
-	*out = watch_next(w);
-	return *out ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no event pending");
+	ctx_event *e = watch_next(w);
+	if (!e)
+		return ctx_fail(CTX_NOT_FOUND, "no event pending");
+	*out = e; /* outputs are untouched on failure */
+	return CTX_OK;
 }
 
 static int64_t monotonic_ms(void)
@@ -1781,8 +1784,11 @@ ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
 	int64_t deadline = -1;
 	for (;;) {
-		if ((*out = watch_next(w)))
+		ctx_event *e = watch_next(w);
+		if (e) {
+			*out = e;
 			return CTX_OK;
+		}
 		int wait = -1;
 		if (timeout_ms >= 0) {
 			if (deadline < 0)

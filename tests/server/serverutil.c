@@ -65,7 +65,7 @@ static void spawn(su_server *s, const char *const *extra)
 		_exit(127);
 	}
 	s->pid = pid;
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < 6000; i++) {
 		int fd = su_connect(s);
 		if (fd >= 0) {
 			close(fd);
@@ -79,7 +79,7 @@ static void spawn(su_server *s, const char *const *extra)
 		}
 		usleep(10000);
 	}
-	fprintf(stderr, "serverutil: ctxd did not start listening\n");
+	fprintf(stderr, "serverutil: ctxd did not start listening in 60 s\n");
 	abort();
 }
 
