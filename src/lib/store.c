@@ -20,7 +20,9 @@
  *
  * Dropping: under the context's write lock, mark it dropped, take it out of the
  * table, and let go of its versions. Commits that wait for the lock afterwards
- * see the mark and return CTX_NOT_FOUND.
+ * see the mark and return CTX_NOT_FOUND. Listings leave out a context marked
+ * dropped at once; a drop whose record never becomes durable (the log failed:
+ * the store refuses writes from then on) takes the mark back, under the lock.
  *
  * Beside the table, the ordered index (index.c) holds the same contexts sorted
  * by id, for listing a page in O(log n + page). A context enters the index
@@ -939,6 +941,12 @@ static void pending_finish(log_done *d, bool durable)
 			context_unlock(c);
 			if (remove)
 				context_release(c);
+		} else if (p->kind == CTX_EVENT_DROPPED || p->kind == CTX_EVENT_EXPIRED) {
+			/* Never durable: the context stays, as listings show it (the
+			 * store refuses writes now). */
+			context_lock(c);
+			atomic_store(&c->dropped, false);
+			context_unlock(c);
 		}
 		store_report_skip(s, d->rev);
 	} else if (p->kind == CTX_EVENT_DROPPED) {
@@ -1145,6 +1153,8 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 	if (st == CTX_OK) {
 		context_remove(s, c);
 		context_release(c); /* the table's reference */
+	} else {
+		atomic_store(&c->dropped, false); /* never durable: nothing changed */
 	}
 	context_unlock(c);
 	if (st == CTX_OK)
