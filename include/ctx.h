@@ -169,6 +169,17 @@ typedef struct ctx_options {
 	                              is rotated or the store closed. 0 =
 	                              default (4 MiB); below 4096 = off (records
 	                              appended to a growing file)               */
+	size_t log_backlog_bytes;  /* with a dir: log bytes appended but not yet
+	                              durable (written, under durability none)
+	                              at which writers that do not wait for
+	                              their own sync (ctx_txn_commit_nowait,
+	                              ctx_drop_nowait, every write under
+	                              durability batch or none) wait before
+	                              they append, until the disk catches up:
+	                              so a slow or stalled disk holds writers
+	                              back instead of growing the heap. Each
+	                              writer may add one record past it. 0 =
+	                              default (64 MiB); SIZE_MAX = no bound     */
 	/* The clock, in µs since 1970 (creation, commit, access and point times,
 	 * expiry). NULL = the real time; tests pass a fake one. */
 	uint64_t (*clock_us)(void *clock_arg);
@@ -533,7 +544,9 @@ void ctx_txn_abort(ctx_txn *t);
  * but return as soon as the new version is decided, without waiting for it
  * to be durable. *version_out and *revision_out (each may be NULL) receive
  * the new version and its store-wide revision. No automatic recovery point
- * is made (auto_point_every applies to waiting commits only).
+ * is made (auto_point_every applies to waiting commits only). It waits only
+ * while the log holds more than ctx_options.log_backlog_bytes not yet
+ * durable (a disk slower than the writers), before it decides anything.
  * Errors: as ctx_txn_commit, except CTX_IO: it does not wait, so a failed
  * fsync shows in ctx_durable_revision instead. */
 ctx_status ctx_txn_commit_nowait(ctx_txn *t, uint64_t expected_version, uint64_t *version_out,

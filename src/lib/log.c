@@ -150,6 +150,7 @@ struct ctx_log {
 	                     * header holds its time as a difference from it */
 	uint64_t bytes_since_rotate;
 	size_t pending; /* records appended, not yet taken       */
+	size_t cur_bytes; /* their bytes                          */
 	bool stop;
 	bool kicked;
 	bool rotate_requested;
@@ -188,6 +189,10 @@ struct ctx_log {
 	void *durable_hook_arg;
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
+	/* The backlog: bytes appended and not yet durable (the batch being
+	 * synced and the current one), and its bound (log_throttle). */
+	atomic_size_t unsynced;
+	size_t backlog_max;
 };
 
 bool body_reserve(body_buf *b, size_t more)
@@ -565,6 +570,8 @@ static void *flusher_main(void *arg)
 		l->cur_done_tail = &l->cur_done;
 		uint64_t upto = l->last_rev;
 		l->pending = 0;
+		size_t taken = l->cur_bytes;
+		l->cur_bytes = 0;
 		void (*hook)(void *) = l->durable_hook;
 		void *hook_arg = l->durable_hook_arg;
 		pthread_mutex_unlock(&l->lock);
@@ -585,6 +592,7 @@ static void *flusher_main(void *arg)
 			}
 		}
 		run_done(done, ok);
+		atomic_fetch_sub(&l->unsynced, taken); /* before the wake-up */
 		if (ok) {
 			atomic_store(&l->durable_rev, upto);
 			wake_waiters(l);
@@ -805,6 +813,8 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	if (l->pending++ == 0)
 		pthread_cond_signal(&l->work_cv);
 	l->bytes_since_rotate += need;
+	l->cur_bytes += need;
+	atomic_fetch_add_explicit(&l->unsynced, need, memory_order_relaxed);
 	if (l->growth_wanted && l->bytes_since_rotate >= l->growth_wanted) {
 		l->growth_wanted = 0;
 		pthread_cond_broadcast(&l->growth_cv);
@@ -833,6 +843,29 @@ ctx_status log_wait(ctx_log *l, uint64_t rev)
 	errno = atomic_load(&l->failed_errno);
 	return ctx_fail(CTX_IO, "the log failed before the change was durable: %s",
 	                strerror(errno));
+}
+
+void log_set_backlog(ctx_log *l, size_t max)
+{
+	l->backlog_max = max;
+}
+
+/* The futex protocol is log_wait's: the flusher lowers `unsynced` before it
+ * bumps durable_seq and wakes, so a waiter that read the old durable_seq
+ * either sees the lower count or is woken. */
+void log_throttle(ctx_log *l)
+{
+	size_t max = l->backlog_max;
+	if (!max || atomic_load_explicit(&l->unsynced, memory_order_relaxed) <= max)
+		return;
+	atomic_fetch_add(&l->waiters, 1);
+	for (;;) {
+		unsigned seq = atomic_load(&l->durable_seq);
+		if (atomic_load(&l->unsynced) <= max || atomic_load(&l->failed_errno))
+			break;
+		syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+	}
+	atomic_fetch_sub(&l->waiters, 1);
 }
 
 ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out)

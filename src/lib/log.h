@@ -94,6 +94,19 @@ void log_kick(ctx_log *l);
 /* The errno of the failure that stopped the log, or 0. */
 int log_failed(ctx_log *l);
 
+/* Bound the log's backlog: records appended and not yet durable (written,
+ * under CTX_DURABILITY_NONE) to about max bytes (0 = no bound). */
+void log_set_backlog(ctx_log *l, size_t max);
+#define LOG_BACKLOG_DEFAULT ((size_t)64 << 20)
+
+/* Wait, with no lock held and outside any RCU read-side critical section,
+ * while the backlog is over its bound and the log has not failed: writers
+ * that do not wait for their own sync (nowait commits, durability batch and
+ * none) call it before they append, so that a slow or stalled disk holds
+ * them back instead of growing the heap without bound. Each caller may add
+ * one record past the bound. O(1) when under it. */
+void log_throttle(ctx_log *l);
+
 /* Bytes held by the batch buffers (for tests: bounded, whatever the size
  * of the records that went through). */
 size_t log_buffer_bytes(ctx_log *l);

@@ -568,6 +568,8 @@ static ctx_status open_dir(ctx_store *s)
 	              s->opts.log_prealloc_bytes, &s->log);
 	if (st != CTX_OK)
 		return st;
+	size_t backlog = s->opts.log_backlog_bytes;
+	log_set_backlog(s->log, backlog == SIZE_MAX ? 0 : backlog ? backlog : LOG_BACKLOG_DEFAULT);
 	return checkpointer_start(s);
 }
 
@@ -969,6 +971,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
+	store_throttle(s, rev_out != NULL);
 	/* Start loading the table slot now: it arrives while the version is
 	 * built, not under the index lock (the insert's one cache miss). */
 	uint64_t h = hamt_hash(id, idlen);
@@ -1177,6 +1180,8 @@ ctx_status ctx_drop(ctx_store *s, const char *id)
 ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out)
 {
 	ctx_context *c = NULL;
+	if (s)
+		store_throttle(s, revision_out != NULL);
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;

@@ -367,11 +367,21 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
                         uint64_t *rev_out);
 
+#include "log.h"
+/* Before a change is appended by a writer that does not wait for its own
+ * sync (nowait, or durability batch/none): wait while the log's backlog is
+ * over ctx_options.log_backlog_bytes (log_throttle). Call with no lock held
+ * and outside any RCU read-side critical section. */
+static inline void store_throttle(ctx_store *s, bool nowait)
+{
+	if (s->log && (nowait || !s->wait_durable))
+		log_throttle(s->log);
+}
+
 /* A change decided without waiting (ctx_txn_commit_nowait, ctx_drop_nowait):
  * the log's flusher finishes it once its record is durable - publishes st,
  * reports it to the feed, or takes a dropped context out of the table - or
  * undoes what it must if the log failed first. */
-#include "log.h"
 typedef struct pending_change {
 	log_done done;
 	ctx_context *c; /* a reference                              */

@@ -526,6 +526,8 @@ static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, co
 	ctx_context *c;
 	size_t idlen;
 	ctx_status st;
+	if (s)
+		store_throttle(s, false); /* before the read-side section below */
 	if (s && !s->wait_durable && !s->opts.auto_point_every) {
 		if ((st = store_check_id(s, id, &idlen)) != CTX_OK)
 			return st;
@@ -683,6 +685,8 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL transaction");
 	ctx_status st;
+	if (!t->create_id)
+		store_throttle(t->store, rev_out != NULL); /* (store_create does) */
 	if (t->create_id)
 		st = expected_version
 		             ? ctx_fail(CTX_INVALID, "a create has no expected version")

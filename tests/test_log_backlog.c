@@ -1,0 +1,215 @@
+/*
+ * test_log_backlog.c - a stalled disk holds back writers that do not wait for
+ * their own sync (ctx_options.log_backlog_bytes), instead of letting the
+ * records and versions they decide pile up in the heap without bound
+ * (tests/probes/probe_nowait_backlog.c: 400 nowait commits of 256 KiB with a
+ * slow fdatasync grew the heap by 199 MiB before round 7).
+ *
+ * The test defines fdatasync itself (libctx's vfs_sync calls it; the
+ * executable's definition wins at link time): while `hold` is set, a sync
+ * waits until the test lets it go. The checks are upper bounds on what a
+ * writer gets done while the disk is held, so a slow machine cannot fail
+ * them; without the bound the writer finishes everything at once.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static atomic_bool hold;
+static atomic_int held;     /* syncs waiting now */
+static atomic_int fail_eio; /* syncs fail with EIO once let go */
+
+int fdatasync(int fd)
+{
+	if (atomic_load(&hold)) {
+		atomic_fetch_add(&held, 1);
+		while (atomic_load(&hold)) {
+			struct timespec ts = {0, 200 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		atomic_fetch_sub(&held, 1);
+	}
+	if (atomic_load(&fail_eio)) {
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+enum { VALUE = 64 * 1024, COMMITS = 200, BACKLOG = 1 << 20 };
+
+static ctx_store *open_dir(const char *dir, ctx_durability d, size_t backlog)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.durability = d;
+	o.log_prealloc_bytes = 1; /* no zeroer syncs in the picture */
+	o.log_backlog_bytes = backlog;
+	ctx_store *s;
+	assert_ok(ctx_open(&o, &s));
+	return s;
+}
+
+typedef struct writer {
+	ctx_store *s;
+	bool nowait;
+	atomic_int done; /* commits returned */
+	atomic_int failed;
+	ctx_status last;
+} writer;
+
+static void *write_all(void *p)
+{
+	writer *w = p;
+	static char val[VALUE];
+	for (int i = 0; i < COMMITS; i++) {
+		memset(val, 'a' + i % 26, sizeof(val));
+		ctx_status st;
+		if (w->nowait) {
+			ctx_txn *t;
+			uint64_t rev;
+			st = ctx_txn_begin(w->s, "c", &t);
+			if (st == CTX_OK) {
+				ctx_txn_put(t, "k", 1, val, sizeof(val));
+				st = ctx_txn_commit_nowait(t, 0, NULL, &rev);
+			}
+		} else {
+			st = ctx_put(w->s, "c", "k", 1, val, sizeof(val), NULL);
+		}
+		w->last = st;
+		if (st != CTX_OK) {
+			atomic_fetch_add(&w->failed, 1);
+			break;
+		}
+		atomic_fetch_add(&w->done, 1);
+	}
+	return NULL;
+}
+
+/* Until a sync is held and the writer made no progress for 300 ms (60 s at
+ * most): it is held back, or done. */
+static void wait_stalled(writer *w)
+{
+	for (int i = 0; i < 200; i++) {
+		int before = atomic_load(&w->done);
+		pause_ms(300);
+		if (atomic_load(&held) > 0 && atomic_load(&w->done) == before)
+			return;
+	}
+}
+
+/* Hold the disk; let the writer run until it stops (or 60 s); the commits it
+ * got done must fit the backlog: its bytes, one record past it, and the
+ * batch the held sync covers. Then let the disk go: everything completes. */
+static void check_held_back(ctx_durability d, bool nowait)
+{
+	char *dir = test_make_dir("log_backlog");
+	ctx_store *s = open_dir(dir, d, BACKLOG);
+	assert_ok(ctx_create(s, "c"));
+	atomic_store(&hold, true);
+	writer w = {.s = s, .nowait = nowait};
+	pthread_t th;
+	pthread_create(&th, NULL, write_all, &w);
+	wait_stalled(&w);
+	int got = atomic_load(&w.done);
+	printf("backlog %d B: %d commits of %d B while the disk was held\n", BACKLOG, got, VALUE);
+	assert_true(got < COMMITS);
+	assert_true(got <= BACKLOG / VALUE + 3);
+	atomic_store(&hold, false);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&w.failed), 0);
+	assert_int_equal(atomic_load(&w.done), COMMITS);
+	ctx_close(s);
+	/* Every commit reached the log, in order. */
+	s = open_dir(dir, d, 0);
+	ctx_state *st;
+	assert_ok(ctx_get(s, "c", &st));
+	assert_int_equal(ctx_state_version(st), 1 + COMMITS);
+	const void *v;
+	size_t n;
+	assert_true(ctx_state_lookup(st, "k", 1, &v, &n));
+	assert_int_equal(n, VALUE);
+	assert_int_equal(((const char *)v)[0], 'a' + (COMMITS - 1) % 26);
+	ctx_state_release(st);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+static void test_nowait_commits_held_back(void **unused)
+{
+	check_held_back(CTX_DURABILITY_ALWAYS, true);
+}
+
+static void test_batch_puts_held_back(void **unused)
+{
+	check_held_back(CTX_DURABILITY_BATCH, false);
+}
+
+/* A writer held back by the bound is let go with the log's failure, and
+ * told so: it does not wait forever for a disk that failed. */
+static void test_held_back_writer_sees_failure(void **unused)
+{
+	char *dir = test_make_dir("log_backlog_fail");
+	ctx_store *s = open_dir(dir, CTX_DURABILITY_BATCH, BACKLOG);
+	assert_ok(ctx_create(s, "c"));
+	atomic_store(&hold, true);
+	writer w = {.s = s, .nowait = false};
+	pthread_t th;
+	pthread_create(&th, NULL, write_all, &w);
+	wait_stalled(&w);
+	atomic_store(&fail_eio, 1);
+	atomic_store(&hold, false);
+	pthread_join(th, NULL);
+	atomic_store(&fail_eio, 0);
+	assert_true(atomic_load(&w.done) < COMMITS);
+	assert_int_equal(atomic_load(&w.failed), 1);
+	assert_int_equal(w.last, CTX_CLOSED);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+/* SIZE_MAX: no bound, as before (the writer finishes with the disk held). */
+static void test_no_bound(void **unused)
+{
+	char *dir = test_make_dir("log_backlog_none");
+	ctx_store *s = open_dir(dir, CTX_DURABILITY_BATCH, SIZE_MAX);
+	assert_ok(ctx_create(s, "c"));
+	atomic_store(&hold, true);
+	writer w = {.s = s, .nowait = false};
+	pthread_t th;
+	pthread_create(&th, NULL, write_all, &w);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&w.done), COMMITS);
+	atomic_store(&hold, false);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_nowait_commits_held_back),
+	    cmocka_unit_test(test_batch_puts_held_back),
+	    cmocka_unit_test(test_held_back_writer_sees_failure),
+	    cmocka_unit_test(test_no_bound),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
