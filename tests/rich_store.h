@@ -29,7 +29,8 @@ static RICH_UNUSED uint64_t fake_clock(void *arg)
 	return *(uint64_t *)arg;
 }
 
-static RICH_UNUSED void put(ctx_store *s, uint64_t *clock, const char *id, const char *key, const char *val)
+static RICH_UNUSED void put(ctx_store *s, uint64_t *clock, const char *id, const char *key,
+                            const char *val)
 {
 	*clock += 1234;
 	if (ctx_put(s, id, key, strlen(key), val, strlen(val), NULL) != CTX_OK)

@@ -149,7 +149,7 @@ struct ctx_log {
 	                     * the current segment (0: none yet): a record's
 	                     * header holds its time as a difference from it */
 	uint64_t bytes_since_rotate;
-	size_t pending; /* records appended, not yet taken       */
+	size_t pending;   /* records appended, not yet taken       */
 	size_t cur_bytes; /* their bytes                          */
 	bool stop;
 	bool kicked;

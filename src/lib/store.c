@@ -579,9 +579,8 @@ void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_con
 	store_report_id(s, rev, kind, c->id, c->idlen, version, nkeys, keys, klens);
 }
 
-void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id,
-                     size_t idlen, uint64_t version, size_t nkeys, const void *const *keys,
-                     const size_t *klens)
+void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
+                     uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens)
 {
 	if (s->feed)
 		feed_record(s->feed, rev, kind, id, idlen, version, nkeys, keys, klens);
@@ -1047,13 +1046,9 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		p->version = 1;
 	}
 	if (s->log) {
-		log_record rec = {REC_CREATE,
-		                  1,
-		                  0,
-		                  body.data,
-		                  (uint32_t)body.len,
-		                  crc32c(0, body.data, body.len),
-		                  now};
+		log_record rec = {
+		    REC_CREATE, 1, 0, body.data, (uint32_t)body.len, crc32c(0, body.data, body.len),
+		    now};
 		st = log_append_done(s->log, &rec, &first->revision, p ? &p->done : NULL);
 		body_free(&body);
 		if (st != CTX_OK) {
@@ -1071,7 +1066,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	}
 	c->incarnation = rev;
 	ctx_state *cut = context_push_head(c, first); /* first's reference moves there */
-	if (p) /* p may go now */
+	if (p)                                        /* p may go now */
 		atomic_store_explicit(&p->linked, true, memory_order_release);
 	ctx_state_release(cut);
 	if (rev_out)
@@ -1656,7 +1651,8 @@ void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, si
 	if (!s || !ids || !idlens)
 		return;
 	for (size_t at = 0; at < n; at += PREFETCH_MAX)
-		prefetch_round(s, ids + at, idlens + at, n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
+		prefetch_round(s, ids + at, idlens + at,
+		               n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
 }
 
 /* ---- contexts that hold fields (r7-ctxd) ------------------------------------ */

@@ -76,15 +76,15 @@ void __tsan_mutex_destroy(void *addr, unsigned flags);
 #define wlock_tsan_post_unlock(l) __tsan_mutex_post_unlock((l), 0)
 #define wlock_destroy(l)          __tsan_mutex_destroy((l), 0)
 #define wlock_tsan_pre_trylock(l) __tsan_mutex_pre_lock((l), 1u << 4)
-#define wlock_tsan_post_trylock(l, got)                                                          \
+#define wlock_tsan_post_trylock(l, got)                                                            \
 	__tsan_mutex_post_lock((l), (got) ? 1u << 4 : (1u << 4) | (1u << 5), 0)
 #else
-#define wlock_tsan_pre_lock(l)    ((void)(l))
-#define wlock_tsan_post_lock(l)   ((void)(l))
-#define wlock_tsan_pre_unlock(l)  ((void)(l))
-#define wlock_tsan_post_unlock(l) ((void)(l))
-#define wlock_destroy(l)          ((void)(l))
-#define wlock_tsan_pre_trylock(l) ((void)(l))
+#define wlock_tsan_pre_lock(l)          ((void)(l))
+#define wlock_tsan_post_lock(l)         ((void)(l))
+#define wlock_tsan_pre_unlock(l)        ((void)(l))
+#define wlock_tsan_post_unlock(l)       ((void)(l))
+#define wlock_destroy(l)                ((void)(l))
+#define wlock_tsan_pre_trylock(l)       ((void)(l))
 #define wlock_tsan_post_trylock(l, got) ((void)(l), (void)(got))
 #endif
 
@@ -109,8 +109,8 @@ static inline bool wlock_trylock(ctx_wlock *l)
 {
 	unsigned free_ = 0;
 	wlock_tsan_pre_trylock(l);
-	bool got = atomic_compare_exchange_strong_explicit(&l->word, &free_, 1, memory_order_acquire,
-	                                                   memory_order_relaxed);
+	bool got = atomic_compare_exchange_strong_explicit(
+	    &l->word, &free_, 1, memory_order_acquire, memory_order_relaxed);
 	wlock_tsan_post_trylock(l, got);
 	return got;
 }
@@ -286,13 +286,13 @@ struct ctx_log;
 
 struct ctx_store {
 	ctx_options opts;
-	char *dir;                     /* NULL: memory only */
-	int lock_fd;                   /* holds the directory's flock */
-	_Atomic(ctab *) table;         /* the contexts by id (store.c) */
-	size_t table_live;             /* contexts in the table (index.lock) */
-	size_t table_tombs;            /* its tombstones (index.lock) */
-	ctx_index index;               /* the table's contexts, by id; its lock guards both */
-	atomic_size_t live;            /* contexts in the table */
+	char *dir;             /* NULL: memory only */
+	int lock_fd;           /* holds the directory's flock */
+	_Atomic(ctab *) table; /* the contexts by id (store.c) */
+	size_t table_live;     /* contexts in the table (index.lock) */
+	size_t table_tombs;    /* its tombstones (index.lock) */
+	ctx_index index;       /* the table's contexts, by id; its lock guards both */
+	atomic_size_t live;    /* contexts in the table */
 	/* The last revision handed out (no log): every commit of a memory-only
 	 * store takes the next one with a locked add, from every thread. It has a
 	 * cache line of its own (the padding on both sides keeps it alone
@@ -302,9 +302,9 @@ struct ctx_store {
 	char revision_pad0[64];
 	atomic_uint_fast64_t revision;
 	char revision_pad1[64 - sizeof(atomic_uint_fast64_t)];
-	struct ctx_log *log;           /* NULL: memory only */
-	struct feed *feed;             /* the change feed behind watches */
-	pthread_mutex_t notify_lock;   /* notifiers (notify.c) */
+	struct ctx_log *log;         /* NULL: memory only */
+	struct feed *feed;           /* the change feed behind watches */
+	pthread_mutex_t notify_lock; /* notifiers (notify.c) */
 	struct ctx_notifier *notifiers;
 	bool wait_durable; /* durability always: wait for syncs */
 
@@ -424,9 +424,8 @@ ctx_status commit_finish(ctx_context *c, ctx_state *next, struct log_record *rec
 void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_context *c,
                   uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
 /* The same with the context's id (idlen bytes) given. */
-void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id,
-                     size_t idlen, uint64_t version, size_t nkeys, const void *const *keys,
-                     const size_t *klens);
+void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
+                     uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
 void store_report_skip(ctx_store *s, uint64_t rev);
 
 /* Make a recovery point of version if auto_point_every says so (points.c). */

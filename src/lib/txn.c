@@ -32,7 +32,6 @@
 #include "store.h"
 #include "util.h"
 
-
 /* ---- the contexts' write lock: its slow paths (store.h) ------------------- */
 
 /* Spins of the slow path before it sleeps. A commit holds the lock for a few
@@ -85,10 +84,10 @@ struct ctx_txn {
 };
 
 static const uint8_t op_codes[] = {
-        [OP_PUT] = OP_PUT_CODE,
-        [OP_DEL] = OP_DEL_CODE,
-        [OP_META_PUT] = OP_META_PUT_CODE,
-        [OP_META_DEL] = OP_META_DEL_CODE,
+    [OP_PUT] = OP_PUT_CODE,
+    [OP_DEL] = OP_DEL_CODE,
+    [OP_META_PUT] = OP_META_PUT_CODE,
+    [OP_META_DEL] = OP_META_DEL_CODE,
 };
 
 /* Encode the body of the commit record for ops (log format version 2, see
@@ -113,7 +112,8 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 		        (with_times ? uv_size(zigzag((int64_t)(updated_us - l->time_us))) : 0);
 	}
 	if (size > REC_MAX_BODY)
-		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit", size);
+		return ctx_fail(CTX_INVALID, "transaction of %zu bytes exceeds the record limit",
+		                size);
 	if (!body_reserve(b, size))
 		return ctx_fail(CTX_NOMEM, "no memory for a log record");
 	unsigned char *p = b->data;
@@ -223,8 +223,8 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
                                     const commit_event *ev, uint64_t *version_out,
                                     uint64_t *rev_out, bool owns, const noref *nr);
 
-ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec,
-                         const commit_event *ev, uint64_t *version_out)
+ctx_status commit_finish(ctx_context *c, ctx_state *next, log_record *rec, const commit_event *ev,
+                         uint64_t *version_out)
 {
 	return commit_finish_rev(c, next, rec, ev, version_out, NULL, true, NULL);
 }
@@ -390,8 +390,7 @@ static bool commit_lock(ctx_context *c, noref *nr)
  * not NULL: do not wait for durability (ctx_txn_commit_nowait). nr: see
  * struct noref and commit_lock. */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
-                             bool strict_del, uint64_t *version_out, uint64_t *rev_out,
-                             noref *nr)
+                             bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -401,8 +400,9 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	if (s->log) {
 		if ((st = encode_commit(c, ops, n, now, false, &body)) != CTX_OK)
 			return st;
-		rec = (log_record){REC_COMMIT, 0, 0, body.data, (uint32_t)body.len,
-		                   crc32c(0, body.data, body.len), now};
+		rec = (log_record){
+		    REC_COMMIT, 0, 0, body.data, (uint32_t)body.len, crc32c(0, body.data, body.len),
+		    now};
 	}
 	pending_change *p = NULL;
 	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_COMMITTED, ops, n))) {
@@ -426,8 +426,9 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	bool distinct = ops_distinct(ops, n);
 
 	if (!commit_lock(c, nr)) {
-		st = nr->busy ? CTX_OK
-		              : ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped or expired", c->id);
+		st = nr->busy
+		         ? CTX_OK
+		         : ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped or expired", c->id);
 		goto out;
 	}
 	if (atomic_load(&c->dropped) || context_expired(c, now)) {
@@ -554,8 +555,8 @@ static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, co
 	return st;
 }
 
-ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen,
-                   const void *val, size_t vlen, uint64_t *version_out)
+ctx_status ctx_put(ctx_store *s, const char *id, const void *key, size_t klen, const void *val,
+                   size_t vlen, uint64_t *version_out)
 {
 	return put_or_del(s, id, OP_PUT, key, klen, val, vlen, version_out);
 }
@@ -655,8 +656,7 @@ ctx_status ctx_txn_del(ctx_txn *t, const void *key, size_t klen)
 	return txn_del(t, OP_DEL, key, klen);
 }
 
-ctx_status ctx_txn_meta_put(ctx_txn *t, const void *name, size_t nlen, const void *val,
-                            size_t vlen)
+ctx_status ctx_txn_meta_put(ctx_txn *t, const void *name, size_t nlen, const void *val, size_t vlen)
 {
 	return txn_put(t, OP_META_PUT, name, nlen, val, vlen);
 }
@@ -689,8 +689,8 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		store_throttle(t->store, rev_out != NULL); /* (store_create does) */
 	if (t->create_id)
 		st = expected_version
-		             ? ctx_fail(CTX_INVALID, "a create has no expected version")
-		             : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
+		         ? ctx_fail(CTX_INVALID, "a create has no expected version")
+		         : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
 		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
 		                rev_out, NULL);
