@@ -1282,10 +1282,17 @@ void store_clear(ctx_store *s)
 
 ctx_state *state_retain_current(_Atomic(ctx_state *) *slot)
 {
-	ctx_state *v;
-	while ((v = atomic_load_explicit(slot, memory_order_acquire)) && !state_try_retain(v))
-		;
-	return v;
+	for (;;) {
+		ctx_state *v = atomic_load_explicit(slot, memory_order_acquire);
+		if (!v || state_try_retain(v))
+			return v;
+		/* A count of zero on a version the slot still shows: the context
+		 * is being let go (the slot held the last reference). Waiting for
+		 * the slot to clear could wait for a release that waits for a
+		 * grace period this read-side section holds up: absent. */
+		if (atomic_load_explicit(slot, memory_order_acquire) == v)
+			return NULL;
+	}
 }
 
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
@@ -1552,26 +1559,6 @@ void ctx_list_free(ctx_list *l)
 
 /* ---- prefetching the contexts of upcoming requests (r7-ctxd) --------------- */
 
-/* c's newest decided version with a reference, or NULL, without waiting:
- * state_retain_current spins while the slot points to a version whose count
- * is zero, which a dropped context's head does from its last release until
- * context_let_go clears it, and that release may wait for a grace period
- * (state.c, batch_flush) that a reader spinning inside its read-side
- * section holds up: a deadlock (found by test_txn_begin_state's churn test
- * under TSan). Here a failed attempt on a head that did not move means the
- * context is being let go: absent. A head that moved (a commit replaced
- * it) is tried again. Under RCU. */
-static ctx_state *retain_head_nowait(ctx_context *c)
-{
-	for (;;) {
-		ctx_state *v = atomic_load_explicit(&c->head, memory_order_acquire);
-		if (!v || state_try_retain(v))
-			return v;
-		if (atomic_load_explicit(&c->head, memory_order_acquire) == v)
-			return NULL;
-	}
-}
-
 /* How many ids one round of ctx_prefetch carries through its stages. */
 #define PREFETCH_MAX 32
 
@@ -1637,7 +1624,7 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	 * would wait for memory. */
 	ctx_state *v[PREFETCH_MAX];
 	for (size_t i = 0; i < n; i++) {
-		v[i] = c[i] && !atomic_load(&c[i]->dropped) ? retain_head_nowait(c[i]) : NULL;
+		v[i] = c[i] && !atomic_load(&c[i]->dropped) ? state_retain_current(&c[i]->head) : NULL;
 		if (v[i])
 			__builtin_prefetch(v[i]->data.root, 1);
 	}
@@ -1670,7 +1657,7 @@ size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
 	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
 		if (atomic_load(&c->dropped) || !store_listed(c))
 			continue;
-		ctx_state *v = retain_head_nowait(c);
+		ctx_state *v = state_retain_current(&c->head);
 		if (!v)
 			continue;
 		if (ctx_state_count(v) > 0) {

@@ -458,8 +458,11 @@ ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void
                             size_t *count);
 
 /* The version *slot (&c->visible or &c->head) points to, with a reference
- * taken (retried while the one seen is being replaced and freed), or NULL.
- * Inside an RCU read-side critical section. */
+ * taken (retried while the one seen is being replaced), or NULL: none, or
+ * the context is being let go (the version the slot still shows has no
+ * reference left; never waits for the slot to clear, which could wait for a
+ * grace period the caller holds up). Inside an RCU read-side critical
+ * section. */
 ctx_state *state_retain_current(_Atomic(ctx_state *) *slot);
 
 /* Whether listings (ctx_list_ids, the status view) show c: created, not
