@@ -15,73 +15,33 @@
  *   Otherwise nothing is copied and nothing allocated: the revision is
  *   passed on the quiet path (below), or marked in its slot as "bare"
  *   (reported, event not recorded). A skip is always a mark or quiet. So a
- *   revision always has exactly one slot value, quiet mark or quiet report
- *   standing for it, and nobody watching costs one compare-and-swap (or
- *   one store and two loads) per revision and no memory that grows but
- *   with the longest stall.
+ *   revision always has exactly one slot value or quiet report standing for
+ *   it, and nobody watching costs (most of the time) one compare-and-swap
+ *   per revision and no memory that grows.
  *
  * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
- *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | gen << 1
+ *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
  *   | FROZEN. While it is not frozen, it owns the frontier: a report that
- *   does not record (no watcher, keep off) is made without the feed lock.
- *     - The frontier's successor moves the frontier with one
- *       compare-and-swap, then over the marks that follow it (marks_pass).
- *     - A revision further ahead is marked: a plain store of rev into slot
- *       rev & mask of the marks ring (a second ring, of atomic words; at
- *       most its size past the frontier), then the quiet word is read
- *       again - the confirmation. Thawed and of the generation it was
- *       marked against: the mark stands, and the marker moves the frontier
- *       over it if its predecessor came meanwhile (marks_pass). The moves
- *       look at the next slot after their compare-and-swap and the marker
- *       reads the word after its store (all sequentially consistent), so
- *       one of the two sees the other: no mark is left behind a frontier
- *       that nobody moves. Frozen, or thawed again (a new generation): the
- *       marker retracts its mark with a compare-and-swap to 0 and reports
- *       under the lock - unless it fails, because the lock's side took the
- *       mark first (or the frontier passed it), which then counted it.
- *     - Anything else (frozen, a duplicate, further ahead than the marks
- *       ring holds) takes the locked path. Too far ahead: the marks ring
- *       is replaced by a larger one first (up to MARKS_MAX, and the main
- *       ring grown to its size if smaller: memory follows the longest
- *       stall), with the lock, and the report tried quietly again.
- *   Whoever takes the feed lock freezes the word first (feed_freeze: one
- *   fetch-or) and takes the frontier back: the revisions the quiet path
- *   passed were bare, so the log (empty: nobody records) starts after them.
- *   Marks stay in the marks ring while frozen: a report under the lock
- *   claims the frontier's successor's mark with a compare-and-swap
- *   (marks_claim, in advance) and passes it as bare; a watch opening takes
- *   them all (marks_take: bare marks in their slots, each taken with a
- *   compare-and-swap, so that last_bare is right before an explicit
- *   revision is checked and nothing unrecorded stays behind); a larger
- *   marks ring receives them the same way (marks_move). A mark and its
- *   retraction, a claim and a take are all compare-and-swaps of rev to 0:
- *   each mark is counted once. So a freeze and a thaw cost O(1), whatever
- *   the length of the stall, but the thaw's hand-back below.
- *   Unlocking thaws the word (feed_thaw, a new generation) if nobody records
- *   and nothing but bare marks placed while nobody recorded (at most
- *   QPEND_MAX, noted in qpend) waits in the ring: those go back to the
- *   marks ring. So a writer preempted between taking its revision and
- *   reporting it does not send everybody else to the lock until it comes
- *   back (round 6's word, which held 23 revisions past the frontier, did:
- *   98% of the reports at 64 threads took the lock). While anybody
- *   records the word stays frozen and every report is locked, as before.
- *   The generation is what makes a confirmation exact: a marker that read
- *   the word, then stored its mark after a freeze took the marks (or into
- *   a ring replaced meanwhile), and reads the word again after the thaw,
- *   sees the generation moved and retracts; and a move's compare-and-swap
- *   prepared before a freeze cannot succeed after the thaw. (It wraps
- *   after 2^23 thaws; a marker would have to stall across all of them.)
- *   The freeze's scans (marks_take, marks_move) end at marks_high, raised
- *   by a marker before its store, so they cost the marks' span, not the
- *   ring's size.
+ *   does not record (no watcher, keep off) advances it with one
+ *   compare-and-swap, without the feed lock - the frontier's successor moves
+ *   the frontier (over the revisions noted ahead, too), a revision at most
+ *   quiet_window (23, or the ring's size - 1 if smaller) past the successor
+ *   sets its bit in `ahead`. Anything else (frozen, further ahead, a
+ *   duplicate) takes the locked path. Whoever takes the feed lock freezes
+ *   the word first (feed_freeze: one fetch-or) and takes the frontier back:
+ *   the revisions the quiet path passed were bare, so the log (empty: nobody
+ *   records) starts after them, and those noted ahead become bare marks in
+ *   their slots. Unlocking thaws the word (feed_thaw) if nobody records and
+ *   no report waits in the ring; so while anybody records it stays frozen
+ *   and every report is locked, as before.
  *   The race with ctx_watch_open: the open freezes the word under the lock
  *   before it reads the frontier and registers. A quiet report's
- *   compare-and-swap or confirmed mark comes before that fetch-or (then its
- *   revision is bare, at or before the frontier the watch starts after, or
- *   a bare mark it skips or is refused for, exactly like a bare mark of the
- *   locked path) or fails, retracts, and takes the lock, behind the open,
- *   and records. A report is made after its change became visible, so a
- *   quiet one's change was visible before ctx_watch_open returned.
+ *   compare-and-swap comes before that fetch-or (then its revision is bare,
+ *   at or before the frontier the watch starts after, or a bare mark it
+ *   skips or is refused for, exactly like a bare mark of the locked path)
+ *   or fails and takes the lock, behind the open, and records. A report is
+ *   made after its change became visible, so a quiet one's change was
+ *   visible before ctx_watch_open returned.
  *   The gate (feed_set_gate) holds back only recorded revisions: the quiet
  *   path, and the locked path while nobody records, pass it (a bare
  *   revision delivers nothing).
@@ -245,8 +205,6 @@
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
  *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
- *               gen, qpend, which marks ring is current (the marks
- *               themselves are atomics: see QUIET),
  *               the armed list and narmed, the waker's fields (waker_state,
  *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
  *               on this lock), and each watcher's cursor, lag_at, armed and
@@ -290,7 +248,6 @@
 #define SCAN_MAX              1024u   /* slots one read looks at under the feed lock */
 #define INLINE_WAKE           2u      /* armed watchers a report wakes itself */
 #define WAKER_LINGER_NS       100000L /* the waker's wait before a pass */
-#define QPEND_MAX             256u    /* bare marks a thaw hands back to the marks ring */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -334,14 +291,6 @@ struct ctx_watch {
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
-/* The quiet marks (see QUIET): slot rev & mask holds rev once rev is
- * marked; 0 or any other revision means "not marked". */
-typedef struct marks {
-	uint64_t mask;     /* cap - 1 */
-	struct marks *old; /* rings replaced while frozen (freed by feed_close) */
-	atomic_uint_least64_t slot[];
-} marks;
-
 struct feed {
 	pthread_mutex_t lock;
 	uint64_t *ring;                     /* slots */
@@ -356,11 +305,8 @@ struct feed {
 	size_t bytes_limit;
 	uint64_t history; /* the log's revision bound (watch_history) */
 	uint64_t events_recorded;
-	size_t pending_slots;      /* slots placed above the frontier (any kind) */
-	uint64_t qpend[QPEND_MAX]; /* bare marks placed while nobody records */
-	size_t nqpend;             /* how many (some may have been passed since) */
-	bool qpend_over;           /* more than QPEND_MAX were placed */
-	bool keep;                 /* watch_keep_history */
+	size_t pending_slots; /* slots placed above the frontier (any kind) */
+	bool keep;            /* watch_keep_history */
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
@@ -378,24 +324,19 @@ struct feed {
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
-	_Alignas(64) atomic_uint_least64_t quiet;      /* see QUIET */
-	atomic_bool recording;                         /* keep || nwatchers: a hint for reporters */
-	_Atomic(marks *) marks;                        /* replaced only while frozen */
-	_Alignas(64) atomic_uint_least64_t marks_high; /* no mark above it (see QUIET) */
-	uint64_t gen;                                  /* the quiet word's generation (feed.lock) */
-	bool marks_growing; /* a reporter is allocating a larger marks ring (feed.lock) */
+	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
+	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
+	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
 	_Alignas(64) char quiet_end;
 };
 
-/* The quiet word: frontier << QUIET_SHIFT | gen << 1 | QUIET_FROZEN, where
- * gen counts the thaws (see QUIET). */
+/* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
+ * bit i of `ahead` stands for revision frontier + 2 + i (reported). */
 #define QUIET_FROZEN 1u
-#define QUIET_SHIFT  24u
-#define QUIET_GEN    (((uint64_t)1 << (QUIET_SHIFT - 1)) - 1)
+#define QUIET_BITS   23u
+#define QUIET_SHIFT  (QUIET_BITS + 1)
+#define QUIET_AHEAD  (((uint64_t)1 << QUIET_BITS) - 1)
 #define QUIET_LIMIT  (((uint64_t)1 << (64 - QUIET_SHIFT)) - ((uint64_t)1 << QUIET_SHIFT))
-#define MARKS_FIRST  4096u      /* the marks ring's first size (slots) */
-#define MARKS_MAX    (1u << 20) /* and its largest (8 MiB) */
-#define MARKS_ROUND  255u       /* marks_high is raised in steps of 256 */
 
 /* ---- slots ----------------------------------------------------------------------- */
 
@@ -683,141 +624,40 @@ static bool quiet_frozen(feed *f)
 	return atomic_load_explicit(&f->quiet, memory_order_relaxed) & QUIET_FROZEN;
 }
 
-static uint64_t quiet_word(uint64_t frontier, uint64_t gen)
-{
-	return frontier << QUIET_SHIFT | (gen & QUIET_GEN) << 1;
-}
-
-static uint64_t quiet_frontier(uint64_t w)
-{
-	return w >> QUIET_SHIFT;
-}
-
-static uint64_t quiet_gen(uint64_t w)
-{
-	return w >> 1 & QUIET_GEN;
-}
-
-/* A marks ring of cap slots (a power of two), all unmarked; NULL without
- * memory. */
-static marks *marks_new(uint64_t cap)
-{
-	marks *m = calloc(1, sizeof(*m) + (size_t)cap * sizeof(m->slot[0]));
-	if (m)
-		m->mask = cap - 1;
-	return m;
-}
-
-/* Take the marks the quiet path left above the frontier (feed.lock held,
- * nobody records; a watch is opening): each with a compare-and-swap, so
- * that a marker retracting its own (it saw the word frozen) and this never
- * both count it. They become bare marks in their slots (the caller then
- * advances over those that follow the frontier). No mark lies above
- * marks_high, nor more than the marks ring's size past the frontier (a
- * marker checks that against a frontier no higher than this one), which is
- * no larger than the main ring: they fit. */
-static void marks_take(feed *f)
-{
-	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	uint64_t high = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
-	uint64_t end = f->frontier + m->mask + 1;
-	if (high < end)
-		end = high;
-	for (uint64_t rev = f->frontier + 1; rev <= end; rev++) {
-		atomic_uint_least64_t *s = &m->slot[rev & m->mask];
-		uint64_t v = rev;
-		if (atomic_load_explicit(s, memory_order_seq_cst) != rev ||
-		    !atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
-		                                             memory_order_seq_cst))
-			continue;
-		slot_place(f, rev, slot_mark(rev, SLOT_BARE));
-	}
-}
-
 /* Take the frontier back from the quiet path (feed.lock held): from now on
  * no report advances it without the lock. Revisions the quiet path passed
- * were all bare, so the log stays empty and starts after them. Its marks
- * stay in the marks ring (see QUIET: marks_claim, marks_take). */
+ * were all bare, so the log stays empty and starts after them; those it
+ * noted ahead of the frontier become bare marks in their slots (within the
+ * window, so they fit: ring_fits). */
 static void feed_freeze(feed *f)
 {
 	if (quiet_frozen(f))
 		return;
-	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_seq_cst);
-	uint64_t frontier = quiet_frontier(w);
+	uint64_t w = atomic_fetch_or_explicit(&f->quiet, QUIET_FROZEN, memory_order_acq_rel);
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
 	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
-	f->frontier = frontier;
-	f->oldest = frontier + 1;
-	atomic_store_explicit(&f->frontier_pub, f->frontier, memory_order_release);
-}
-
-static void marks_raise(feed *f, uint64_t rev);
-static void advance(feed *f, wakeups *wk);
-
-/* Hand the bare marks waiting in the ring back to the marks ring (feed.lock
- * held, nobody records, the word about to thaw): a writer stalled between
- * taking its revision and reporting it must not keep the word frozen while
- * the others report past it. Only those placed while nobody recorded are
- * known (qpend: a scan of the ring would cost the length of the stall at
- * every thaw); false if anything else waits (an event, a skip placed while
- * a watcher was open, more than QPEND_MAX, or one further ahead than the
- * marks ring holds). They lie within the ring's size past the frontier, as
- * a marker's marks do, so no mark of a report in flight shares their slots,
- * and they are stored before the thaw's release. */
-static bool marks_return(feed *f)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < f->nqpend; i++)
-		if (f->qpend[i] > f->frontier)
-			f->qpend[n++] = f->qpend[i];
-	f->nqpend = n;
-	if (!f->pending_slots) {
-		f->nqpend = 0;
-		f->qpend_over = false;
-		return true;
+	if (frontier != f->frontier) {
+		f->frontier = frontier;
+		f->oldest = frontier + 1;
+		atomic_store_explicit(&f->frontier_pub, frontier, memory_order_release);
 	}
-	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	if (f->pending_events || f->qpend_over || n != f->pending_slots)
-		return false;
-	uint64_t high = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (f->qpend[i] - f->frontier > m->mask + 1)
-			return false;
-		high = f->qpend[i] > high ? f->qpend[i] : high;
+	for (uint64_t i = 0; ahead; i++, ahead >>= 1) {
+		uint64_t rev = frontier + 2 + i;
+		if (ahead & 1)
+			slot_place(f, rev, slot_mark(rev, SLOT_BARE));
 	}
-	marks_raise(f, high);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t rev = f->qpend[i];
-		assert(slot_rev(f->ring[rev & f->mask]) == rev);
-		atomic_store_explicit(&m->slot[rev & m->mask], rev, memory_order_relaxed);
-		f->ring[rev & f->mask] = 0;
-	}
-	f->pending_slots = 0;
-	f->nqpend = 0;
-	return true;
 }
 
 /* Hand the frontier to the quiet path if it may have it (feed.lock held,
- * about to be released): nobody records, and nothing but bare marks waits
- * in the ring (they go back to the marks ring), so the log is empty and
- * the next revision to deliver is frontier + 1. A new generation: a mark
- * confirmed against an older word is not trusted. */
+ * about to be released): nobody records, and no report waits in the ring
+ * (so the log is empty, and the next revision to deliver is frontier + 1). */
 static void feed_thaw(feed *f)
 {
-	if (!quiet_frozen(f) || feed_records(f) || f->frontier >= QUIET_LIMIT)
-		return;
-	if (!f->pending_events) {
-		/* Pass the marks that follow the frontier: a move of the quiet
-		 * path that the freeze made fail is not tried again. Nobody
-		 * records and no event waits, so nothing is woken or freed. */
-		wakeups wk = {0};
-		advance(f, &wk);
-		assert(!wk.wake && !wk.dead && !wk.kick);
-	}
-	if (!marks_return(f))
+	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
 		return;
 	assert(f->oldest == f->frontier + 1);
-	f->gen++;
-	atomic_store_explicit(&f->quiet, quiet_word(f->frontier, f->gen), memory_order_release);
+	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
 }
 
 /* The feed lock, with the frontier in its holder's hands. */
@@ -833,97 +673,39 @@ static void feed_unlock(feed *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* Move the quiet frontier of word w over the marks that follow it, while
- * the word is thawed and of w's generation. After each move it looks at
- * the next slot again: a marker that stored its mark after the look reads
- * the moved word and moves it itself (see QUIET). */
-static void marks_pass(feed *f, uint64_t w)
+/* The quiet word after reporting rev, or 0 if rev is for the locked path
+ * (see QUIET). */
+static uint64_t quiet_next(const feed *f, uint64_t w, uint64_t rev)
 {
-	uint64_t gen = quiet_gen(w);
-	while (!(w & QUIET_FROZEN) && quiet_gen(w) == gen) {
-		marks *m = atomic_load_explicit(&f->marks, memory_order_acquire);
-		uint64_t from = quiet_frontier(w), to = from;
-		while (to - from <= m->mask && atomic_load_explicit(&m->slot[(to + 1) & m->mask],
-		                                                    memory_order_seq_cst) == to + 1)
-			to++;
-		if (to == from)
-			return;
-		uint64_t next = quiet_word(to, gen);
-		if (atomic_compare_exchange_strong_explicit(
-		        &f->quiet, &w, next, memory_order_seq_cst, memory_order_seq_cst))
-			w = next;
+	uint64_t frontier = w >> QUIET_SHIFT;
+	uint64_t ahead = w >> 1 & QUIET_AHEAD;
+	if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
+		return 0; /* frozen, or reported twice (the locked path says so) */
+	uint64_t d = rev - frontier;
+	if (d == 1) {
+		/* bit j of v stands for frontier + 1 + j: pass its trailing ones */
+		uint64_t v = ahead << 1 | 1;
+		unsigned t = (unsigned)__builtin_ctzll(~v);
+		return (frontier + t) << QUIET_SHIFT | (v >> t >> 1) << 1;
 	}
+	if (d - 2 >= f->quiet_window || (ahead >> (d - 2) & 1))
+		return 0; /* too far ahead, or reported twice */
+	return w | (uint64_t)1 << (d - 2) << 1;
 }
 
-static _Atomic(feed_mark_hook) mark_hook; /* feed_test_mark_hook */
-
-void feed_test_mark_hook(feed_mark_hook hook)
+/* Report rev without the lock if nobody records and rev is at most
+ * quiet_window revisions past the frontier's successor: one
+ * compare-and-swap on the quiet word. False: take the locked path. */
+static bool report_quiet(feed *f, uint64_t rev)
 {
-	atomic_store_explicit(&mark_hook, hook, memory_order_relaxed);
-}
-
-/* How report_quiet went. */
-enum { QUIET_DONE, QUIET_LOCKED, QUIET_FAR };
-
-/* Raise marks_high to at least rev (in steps of MARKS_ROUND + 1, so that
- * most marks only read it). */
-static void marks_raise(feed *f, uint64_t rev)
-{
-	uint64_t h = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
-	while (h < rev &&
-	       !atomic_compare_exchange_weak_explicit(&f->marks_high, &h, rev | MARKS_ROUND,
-	                                              memory_order_seq_cst, memory_order_seq_cst))
-		;
-}
-
-/* Report rev, more than one past the frontier of the thawed word w, with a
- * mark: a plain store into its slot, confirmed by reading the word again
- * (see QUIET). QUIET_FAR: rev is further past the frontier than the ring
- * holds. QUIET_LOCKED: the mark was retracted (the word froze, or thawed
- * again, meanwhile): report under the lock. */
-static int report_mark(feed *f, uint64_t rev, uint64_t w)
-{
-	marks *m = atomic_load_explicit(&f->marks, memory_order_acquire);
-	if (rev - quiet_frontier(w) > m->mask + 1)
-		return QUIET_FAR;
-	feed_mark_hook hook = atomic_load_explicit(&mark_hook, memory_order_relaxed);
-	if (__builtin_expect(hook != NULL, 0))
-		hook(f, rev);
-	marks_raise(f, rev);
-	atomic_uint_least64_t *s = &m->slot[rev & m->mask];
-	atomic_store_explicit(s, rev, memory_order_seq_cst);
-	uint64_t now = atomic_load_explicit(&f->quiet, memory_order_seq_cst);
-	if (!(now & QUIET_FROZEN) && quiet_gen(now) == quiet_gen(w)) {
-		marks_pass(f, now); /* its predecessor may have come meanwhile */
-		return QUIET_DONE;
-	}
-	if (quiet_frontier(now) >= rev)
-		return QUIET_DONE; /* passed before the freeze */
-	uint64_t v = rev;
-	if (atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
-	                                            memory_order_seq_cst))
-		return QUIET_LOCKED; /* retracted: nobody counted it */
-	return QUIET_DONE;           /* a freeze took it (or it was passed) */
-}
-
-/* Report rev without the lock if nobody records: the frontier's successor
- * moves the frontier with one compare-and-swap (and over the marks that
- * follow it), a revision further ahead is marked (report_mark). */
-static int report_quiet(feed *f, uint64_t rev)
-{
-	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_acquire);
+	uint64_t w = atomic_load_explicit(&f->quiet, memory_order_relaxed);
 	for (;;) {
-		uint64_t frontier = quiet_frontier(w);
-		if ((w & QUIET_FROZEN) || rev <= frontier || frontier >= QUIET_LIMIT)
-			return QUIET_LOCKED; /* frozen, or reported twice (the lock says so) */
-		if (rev > frontier + 1)
-			return report_mark(f, rev, w);
-		uint64_t next = quiet_word(rev, quiet_gen(w));
-		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_seq_cst,
-		                                          memory_order_acquire)) {
-			marks_pass(f, next);
-			return QUIET_DONE;
-		}
+		uint64_t next = quiet_next(f, w, rev);
+		if (!next)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&f->quiet, &w, next, memory_order_acq_rel,
+		                                          memory_order_relaxed))
+			return true;
 	}
 }
 
@@ -1088,11 +870,9 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	if (f)
 		memset(f, 0, sizeof(*f));
 	uint64_t *ring = calloc(cap, sizeof(*ring));
-	marks *m = marks_new(cap < MARKS_FIRST ? cap : MARKS_FIRST);
-	if (!f || !ring || !m) {
+	if (!f || !ring) {
 		free(f);
 		free(ring);
-		free(m);
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
@@ -1102,9 +882,8 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
-	atomic_init(&f->quiet, quiet_word(f->frontier, 0) | QUIET_FROZEN); /* thawed by an unlock */
-	atomic_init(&f->marks, m);
-	atomic_init(&f->marks_high, 0);
+	atomic_init(&f->quiet, f->frontier << QUIET_SHIFT | QUIET_FROZEN); /* thawed by an unlock */
+	f->quiet_window = cap - 1 < QUIET_BITS ? cap - 1 : QUIET_BITS;
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
 	f->bytes_limit = c.history_bytes;
@@ -1125,11 +904,6 @@ void feed_close(feed *f)
 	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
-	marks *next;
-	for (marks *m = atomic_load(&f->marks); m; m = next) {
-		next = m->old;
-		free(m);
-	}
 	free(f);
 }
 
@@ -1211,12 +985,6 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	assert(*slot == 0);
 	*slot = v;
 	f->pending_slots++;
-	if (!slot_event(v) && !feed_records(f)) {
-		if (f->nqpend < QPEND_MAX)
-			f->qpend[f->nqpend++] = rev;
-		else
-			f->qpend_over = true;
-	}
 	fevent *e = slot_event(v);
 	if (e) {
 		f->pending_bytes += e->bytes;
@@ -1250,21 +1018,6 @@ static void *calloc_retry(size_t n, size_t size)
 	return p;
 }
 
-/* Claim the quiet mark of rev, the frontier's successor (feed.lock held,
- * nobody records): marks stay in the marks ring while the word is frozen,
- * and a report under the lock passes them here, each taken with a
- * compare-and-swap so that its marker, retracting it, and this never both
- * count it. */
-static bool marks_claim(feed *f, uint64_t rev)
-{
-	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	atomic_uint_least64_t *s = &m->slot[rev & m->mask];
-	uint64_t v = rev;
-	return atomic_load_explicit(s, memory_order_seq_cst) == rev &&
-	       atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
-	                                               memory_order_seq_cst);
-}
-
 /* Advance the frontier over every contiguous reported revision, moving each
  * event into the log and waking the armed watchers it matches, then bound
  * the log. */
@@ -1273,10 +1026,6 @@ static void advance(feed *f, wakeups *wk)
 	for (;;) {
 		uint64_t rev = f->frontier + 1;
 		uint64_t v = f->ring[rev & f->mask];
-		if ((!v || slot_rev(v) != rev) && !feed_records(f) && marks_claim(f, rev)) {
-			f->frontier = rev; /* a quiet mark (bare): passes the gate too */
-			continue;
-		}
 		if (!v || slot_rev(v) != rev || (rev > f->gate && feed_records(f)))
 			break; /* unrecorded revisions pass the gate: see QUIET */
 		f->frontier = rev;
@@ -1357,91 +1106,13 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 	free(bigger);
 }
 
-/* The marks ring's size to hold a report rev - frontier past the frontier
- * (feed.lock held): the power of two that holds it, at most MARKS_MAX; 0
- * if the ring in place is as large (or nobody is to grow it). */
-static uint64_t marks_want(feed *f, uint64_t rev)
-{
-	marks *m = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	uint64_t cap = m->mask + 1, want = cap;
-	if (rev <= f->frontier || f->marks_growing || feed_records(f))
-		return 0;
-	while (want < rev - f->frontier && want < MARKS_MAX)
-		want *= 2;
-	return want > cap ? want : 0;
-}
-
-/* Move the marks of ring `from` into `to`, larger (feed.lock held, frozen):
- * each taken with a compare-and-swap, as marks_take does. */
-static void marks_move(feed *f, marks *from, marks *to)
-{
-	uint64_t high = atomic_load_explicit(&f->marks_high, memory_order_seq_cst);
-	uint64_t end = f->frontier + from->mask + 1;
-	if (high < end)
-		end = high;
-	for (uint64_t rev = f->frontier + 1; rev <= end; rev++) {
-		atomic_uint_least64_t *s = &from->slot[rev & from->mask];
-		uint64_t v = rev;
-		if (atomic_load_explicit(s, memory_order_seq_cst) == rev &&
-		    atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_seq_cst,
-		                                            memory_order_seq_cst))
-			atomic_store_explicit(&to->slot[rev & to->mask], rev, memory_order_relaxed);
-	}
-}
-
-/* rev was too far ahead for the marks ring: make it larger (memory follows
- * the longest stall, as the main ring's does), and the main ring with it if
- * it is smaller (marks_take places marks in it; the locked path would grow
- * it to the same size for rev). The rings are allocated with the lock
- * dropped and put in place while frozen; the old marks ring is kept until
- * feed_close, since a marker may still store into it (its confirmation
- * then fails: the generation moved). The report is then tried quietly
- * again. */
-static void marks_grow(feed *f, uint64_t rev)
-{
-	wakeups wk;
-	lock_feed(f, &wk);
-	uint64_t want = marks_want(f, rev);
-	bool main_too = want > f->mask + 1; /* so that marks_take's marks fit */
-	if (want)
-		f->marks_growing = true;
-	unlock_and_wake(f, &wk);
-	if (!want)
-		return;
-	marks *m = marks_new(want);
-	uint64_t *ring = main_too ? calloc((size_t)want, sizeof(*ring)) : NULL;
-	lock_feed(f, &wk);
-	f->marks_growing = false;
-	if (ring && want >= 2 * (f->mask + 1)) {
-		ring_grow(f, ring, want);
-		ring = NULL;
-	}
-	marks *cur = atomic_load_explicit(&f->marks, memory_order_relaxed);
-	if (m && want > cur->mask + 1 && want <= f->mask + 1) {
-		marks_move(f, cur, m);
-		m->old = cur;
-		atomic_store_explicit(&f->marks, m, memory_order_release);
-		m = NULL;
-	}
-	unlock_and_wake(f, &wk);
-	free(m);
-	free(ring);
-}
-
 static void feed_report(feed *f, const report *r)
 {
 	fevent *e = NULL;
-	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed)) {
+	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
 		e = report_event(r);
-	} else {
-		int q = report_quiet(f, r->rev);
-		if (q == QUIET_FAR) {
-			marks_grow(f, r->rev);
-			q = report_quiet(f, r->rev);
-		}
-		if (q == QUIET_DONE)
-			return;
-	}
+	else if (report_quiet(f, r->rev))
+		return;
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
 	uint64_t rev = r->rev;
@@ -1689,18 +1360,11 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 		return st;
 	waker_start(f);
 
-	wakeups wk;
-	lock_feed(f, &wk);
-	if (!feed_records(f)) {
-		/* The quiet marks become bare marks in the ring, before the
-		 * explicit revision is checked and events are recorded. */
-		marks_take(f);
-		advance(f, &wk);
-	}
+	feed_lock(f);
 	if (from_revision == 0) {
 		w->cursor = f->frontier + 1; /* pending bare revisions are skipped */
 	} else if ((st = feed_holds(f, from_revision)) != CTX_OK) {
-		unlock_and_wake(f, &wk);
+		feed_unlock(f);
 		watch_release(w);
 		return st;
 	} else {
@@ -1712,7 +1376,7 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	bool pending = w->count || w->lag_due || !w->caught_up;
 	if (!pending)
 		arm(f, w);
-	unlock_and_wake(f, &wk);
+	feed_unlock(f);
 
 	if (pending)
 		watch_signal(w);

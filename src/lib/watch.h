@@ -21,14 +21,10 @@
  * CTX_EVENT_LAGGED event naming the first revision it will not deliver, and
  * nothing after it.
  *
- * Cost when nobody watches (and keep_history is off): no lock. The
- * frontier's successor costs one compare-and-swap on a word of the feed's
- * own; a report further ahead (a writer stalled between taking its
- * revision and reporting it) one store into a ring of marks and two loads
- * of that word. A report further ahead than the marks ring holds (4,096
- * revisions at first, doubled as far as a stall reaches, up to 2^20) grows
- * it, with two short critical sections. Nothing copied, nothing allocated, no
- * history.
+ * Cost when nobody watches (and keep_history is off): one compare-and-swap
+ * per revision on a word of the feed's own, no lock, for every report at
+ * most 23 revisions past the frontier's successor (otherwise one short
+ * critical section); nothing copied, nothing allocated, no history.
  */
 #ifndef CTX_WATCH_H
 #define CTX_WATCH_H
@@ -100,12 +96,5 @@ void feed_get_stats(feed *f, feed_stats *out);
  * store's feed), callable on a bare feed by tests. */
 ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
                            ctx_watch **out);
-
-/* Tests only: from now on a report about to store a quiet mark (see
- * watch.c, QUIET) calls hook(f, rev) first, after it read the quiet word
- * and the marks ring it marks in: the window that the mark's confirmation
- * closes. NULL removes it. */
-typedef void (*feed_mark_hook)(feed *f, uint64_t rev);
-void feed_test_mark_hook(feed_mark_hook hook);
 
 #endif
