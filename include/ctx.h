@@ -753,7 +753,12 @@ typedef struct ctx_event {
 typedef struct ctx_watch ctx_watch;
 
 /* Watch the context `id`, or (prefix = true) every context whose id starts
- * with `id` ("" = all). from_revision 0 = changes from now on; otherwise
+ * with `id` ("" = all). from_revision 0 = changes from now on (every
+ * change reported after the watch is registered: a commit decided just
+ * before the open but reported after it, by a writer preempted in between,
+ * may be delivered although later revisions reported before the open are
+ * not, so the first event's revision can be below what ctx_get showed at
+ * the open; to miss nothing, pass a revision instead); otherwise
  * every change with a revision >= from_revision, which the store must still
  * hold in its event history: the last watch_history revisions, within
  * watch_history_bytes (the oldest are evicted first), and - unless
@@ -968,7 +973,8 @@ ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *ou
  * reaper, which drops it durably (watchers see CTX_EVENT_EXPIRED, never
  * CTX_EVENT_DROPPED); until then only ctx_count still counts it. Reads count
  * as use (ctx_get, ctx_get_at, ctx_history, ctx_point_list: at most once a
- * millisecond), and so do commits and points; listings do not.
+ * millisecond), and so do commits, points and ctx_txn_begin (even if the
+ * transaction then commits nothing); listings do not.
  * Under durability always the time-to-live takes effect (for expiry and
  * the status view) only once durable: when the call returns CTX_OK, and
  * never if it returns CTX_IO.
