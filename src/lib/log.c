@@ -826,19 +826,37 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	return CTX_OK;
 }
 
+static bool durable_reached(const ctx_log *l, uint64_t rev)
+{
+	return atomic_load(&l->durable_rev) >= rev;
+}
+
+static bool backlog_within(const ctx_log *l, uint64_t max)
+{
+	return atomic_load(&l->unsynced) <= max;
+}
+
+/* Sleep on the batch counter until done(l, arg) holds or the log failed.
+ * The flusher changes what done reads before it bumps durable_seq and
+ * wakes, so a waiter that read the old durable_seq either sees the change
+ * or is woken. */
+static void wait_batches(ctx_log *l, bool (*done)(const ctx_log *, uint64_t), uint64_t arg)
+{
+	atomic_fetch_add(&l->waiters, 1);
+	for (;;) {
+		unsigned seq = atomic_load(&l->durable_seq);
+		if (done(l, arg) || atomic_load(&l->failed_errno))
+			break;
+		syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+	}
+	atomic_fetch_sub(&l->waiters, 1);
+}
+
 ctx_status log_wait(ctx_log *l, uint64_t rev)
 {
-	if (atomic_load(&l->durable_rev) < rev) {
-		atomic_fetch_add(&l->waiters, 1);
-		for (;;) {
-			unsigned seq = atomic_load(&l->durable_seq);
-			if (atomic_load(&l->durable_rev) >= rev || atomic_load(&l->failed_errno))
-				break;
-			syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
-		}
-		atomic_fetch_sub(&l->waiters, 1);
-	}
-	if (atomic_load(&l->durable_rev) >= rev)
+	if (!durable_reached(l, rev))
+		wait_batches(l, durable_reached, rev);
+	if (durable_reached(l, rev))
 		return CTX_OK;
 	errno = atomic_load(&l->failed_errno);
 	return ctx_fail(CTX_IO, "the log failed before the change was durable: %s",
@@ -850,22 +868,11 @@ void log_set_backlog(ctx_log *l, size_t max)
 	l->backlog_max = max;
 }
 
-/* The futex protocol is log_wait's: the flusher lowers `unsynced` before it
- * bumps durable_seq and wakes, so a waiter that read the old durable_seq
- * either sees the lower count or is woken. */
 void log_throttle(ctx_log *l)
 {
 	size_t max = l->backlog_max;
-	if (!max || atomic_load_explicit(&l->unsynced, memory_order_relaxed) <= max)
-		return;
-	atomic_fetch_add(&l->waiters, 1);
-	for (;;) {
-		unsigned seq = atomic_load(&l->durable_seq);
-		if (atomic_load(&l->unsynced) <= max || atomic_load(&l->failed_errno))
-			break;
-		syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
-	}
-	atomic_fetch_sub(&l->waiters, 1);
+	if (max && atomic_load_explicit(&l->unsynced, memory_order_relaxed) > max)
+		wait_batches(l, backlog_within, max);
 }
 
 ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out)
