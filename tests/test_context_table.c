@@ -12,7 +12,10 @@
  * hash are told apart; that the ordered listing, drops and recreation keep
  * working through rebuilds; and that lookups, listings and the status of
  * each id stay right while other threads create and drop the same ids
- * (TSan runs this too).
+ * (TSan runs this too). The table grows a few slots per insert (store.c,
+ * "Growing"): while both arrays are there, every context is found, counted
+ * and walked once, drops take it out of both, and readers never miss a
+ * context that stays.
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -331,6 +334,135 @@ static void test_root_hint_follows_visible(void **unused)
 	ctx_close(s);
 }
 
+static ctab *growing_from(ctx_store *s)
+{
+	return atomic_load(&atomic_load(&s->table)->old);
+}
+
+static bool present(ctx_store *s, const char *id)
+{
+	ctx_context *c = store_find_context(s, id, strlen(id));
+	if (c)
+		context_release(c);
+	return c != NULL;
+}
+
+static void put_one(ctx_store *s, const char *id)
+{
+	assert_ok(ctx_put(s, id, "k", 1, "v", 1, NULL));
+}
+
+/* The insert that passes 3/4 of the table publishes a new array and moves
+ * only a step of the old one; until the last slot has moved, lookups,
+ * counts, walks, drops and re-creates see one table. */
+static void test_growth_is_incremental(void **unused)
+{
+	(void)unused;
+	ctx_store *s = test_open_memory();
+	char id[32];
+	int n = 0;
+	/* Fill a 4096-slot table to its 3/4 (it starts at 64 and grows). */
+	while (slots(s) < 4096 || !growing_from(s)) {
+		snprintf(id, sizeof(id), "g-%05d", n++);
+		assert_ok(ctx_create(s, id));
+		put_one(s, id);
+		assert_true(n < 100000);
+	}
+	ctab *old = growing_from(s);
+	assert_int_equal(old->mask + 1, 2048);
+	assert_int_equal(slots(s), 4096);
+	/* One insert moved one step, not the whole array. */
+	assert_true(s->table_moved <= s->table_step);
+	assert_true(s->table_moved < old->mask + 1);
+	/* Every context is found, counted and walked once while both arrays
+	 * are there. */
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "g-%05d", i);
+		assert_true(present(s, id));
+	}
+	uint64_t rev = 0;
+	assert_int_equal(ctx_count_with_fields(s, &rev), (size_t)n);
+	assert_int_equal(ctx_count(s), (size_t)n);
+	/* Drop one that has moved and one that has not, re-create one. */
+	assert_ok(ctx_drop(s, "g-00000"));
+	snprintf(id, sizeof(id), "g-%05d", n - 1);
+	assert_ok(ctx_drop(s, id));
+	assert_false(present(s, "g-00000"));
+	assert_false(present(s, id));
+	assert_ok(ctx_create(s, id));
+	put_one(s, id);
+	assert_int_equal(ctx_create(s, "g-00001"), CTX_EXISTS);
+	assert_int_equal(ctx_count_with_fields(s, &rev), (size_t)n - 1);
+	/* Inserts finish the move. */
+	int more = 0;
+	while (growing_from(s)) {
+		snprintf(id, sizeof(id), "h-%05d", more++);
+		assert_ok(ctx_create(s, id));
+		assert_true(more < 2048);
+	}
+	assert_true(more > 1); /* the move took more than one insert */
+	assert_int_equal(ctx_count(s), (size_t)(n - 1 + more));
+	assert_int_equal(ctx_count_with_fields(s, &rev), (size_t)n - 1);
+	for (int i = 1; i < n; i++) {
+		snprintf(id, sizeof(id), "g-%05d", i);
+		assert_true(present(s, id));
+	}
+	assert_false(present(s, "g-00000"));
+	ctx_close(s);
+}
+
+/* Readers look up contexts that stay, and count them, while one thread
+ * creates 20,000 more (the table grows from 64 to 64Ki slots, each growth
+ * moved over the inserts after it): no lookup misses, no count is short. */
+#define GROW_STAY 200
+static atomic_bool grow_done;
+
+static void *grow_reader(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	while (!atomic_load(&grow_done)) {
+		char id[32];
+		snprintf(id, sizeof(id), "stay-%03d", rand_r(&seed) % GROW_STAY);
+		ctx_state *st = NULL;
+		ctx_status r = ctx_get(shared, id, &st);
+		T_CHECK(r == CTX_OK);
+		if (r == CTX_OK)
+			ctx_state_release(st);
+		if (rand_r(&seed) % 64 == 0)
+			T_CHECK(ctx_count_with_fields(shared, NULL) == GROW_STAY);
+	}
+	return NULL;
+}
+
+static void test_growth_under_readers(void **unused)
+{
+	(void)unused;
+	reset_failures();
+	shared = test_open_memory();
+	char id[32];
+	for (int i = 0; i < GROW_STAY; i++) {
+		snprintf(id, sizeof(id), "stay-%03d", i);
+		assert_ok(ctx_create(shared, id));
+		put_one(shared, id);
+	}
+	atomic_store(&grow_done, false);
+	pthread_t r[2];
+	for (long i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&r[i], NULL, grow_reader, (void *)(intptr_t)(i + 3)), 0);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(id, sizeof(id), "new-%05d", i);
+		assert_ok(ctx_create(shared, id));
+		if (i % 3 == 0)
+			assert_ok(ctx_drop(shared, id));
+	}
+	atomic_store(&grow_done, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(r[i], NULL);
+	assert_no_thread_failures();
+	assert_int_equal(ctx_count(shared), GROW_STAY + 20000 - 6667);
+	ctx_close(shared);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +473,8 @@ int main(void)
 	    cmocka_unit_test(test_churn_under_readers),
 	    cmocka_unit_test(test_history_depth_bound),
 	    cmocka_unit_test(test_root_hint_follows_visible),
+	    cmocka_unit_test(test_growth_is_incremental),
+	    cmocka_unit_test(test_growth_under_readers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

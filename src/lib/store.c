@@ -166,12 +166,10 @@ static bool context_is(const ctx_context *c, const char *id, size_t idlen)
 	return c->idlen == idlen && hamt_bytes_equal(c->id, id, idlen);
 }
 
-/* Look up id (hash h); the caller is inside an RCU read-side critical
- * section. One slot read per probe step; only a context whose hash matches
- * is touched. */
-static ctx_context *table_find(ctx_store *s, uint64_t h, const char *id, size_t idlen)
+/* Probe t for id (hash h). One slot read per probe step; only a context
+ * whose hash matches is touched. */
+static ctx_context *table_probe(const ctab *t, uint64_t h, const char *id, size_t idlen)
 {
-	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		ctx_context *c =
 		    atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c, memory_order_acquire);
@@ -189,6 +187,20 @@ static ctx_context *table_find(ctx_store *s, uint64_t h, const char *id, size_t 
 	}
 }
 
+/* Look up id (hash h); the caller is inside an RCU read-side critical
+ * section. While the table grows, the old array first: it holds every
+ * context but those created since the growth began. Its address is read
+ * before the new array is probed: once it reads NULL, every context moved
+ * before, and while it is not NULL it is not freed and still holds what it
+ * held (moving does not take a context out of it). */
+static ctx_context *table_find(ctx_store *s, uint64_t h, const char *id, size_t idlen)
+{
+	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
+	ctx_context *c = old ? table_probe(old, h, id, idlen) : NULL;
+	return c ? c : table_probe(t, h, id, idlen);
+}
+
 static ctx_context *table_lookup(ctx_store *s, const char *id, size_t idlen)
 {
 	return table_find(s, hamt_hash(id, idlen), id, idlen);
@@ -199,6 +211,9 @@ static void table_prefetch(ctx_store *s, uint64_t h)
 {
 	ctx_rcu_read_lock();
 	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
+	if (old)
+		__builtin_prefetch(&old->slot[h & old->mask]);
 	__builtin_prefetch(&t->slot[h & t->mask], 1);
 	ctx_rcu_read_unlock();
 }
@@ -218,12 +233,57 @@ static void table_place(ctab *t, uint64_t h, ctx_context *c)
 	atomic_store_explicit(&t->slot[i].c, c, memory_order_release);
 }
 
-/* Copy the live contexts of the table into a new array that they fill at
- * most half and swap it in; the old one is freed after a grace period
- * (readers may still probe it: it stays as it was). false if out of memory.
- * index.lock held. */
-static bool table_rebuild(ctx_store *s)
+/* ---- growing ------------------------------------------------------------------ */
+
+/* A rebuild used to copy every context into the new array at once, under the
+ * index lock: the create that crossed 3/4 of a 1M-slot table waited 26 ms
+ * (130-160 ms beside a checkpoint), and so did every create and drop behind
+ * it. Now the new array is published at once, empty, with the old one beside
+ * it (ctab.old), and each insert moves table_step of the old array's slots
+ * into it, as Redis rehashes its dictionaries: the same work, spread over
+ * the inserts that follow. Moving copies a slot and leaves the old one as it
+ * was, so a reader that probes the old array first finds every context that
+ * was there; drops take a context out of both; inserts go to the new array
+ * only, after looking in the old one for the id. The step is chosen so that
+ * every slot has moved long before the new array could fill up: at least
+ * TABLE_STEP_MIN, and twice the old slots over the free slots the new array
+ * has below its own 3/4 (a shrink after many drops moves a big, mostly empty
+ * array in a few inserts). */
+#define TABLE_STEP_MIN 16u
+
+/* Move up to n slots of t's old array into t; once all have moved, let the
+ * old array go (freed after a grace period). index.lock held. */
+static void table_move(ctx_store *s, ctab *t, size_t n)
 {
+	ctab *old = atomic_load_explicit(&t->old, memory_order_relaxed);
+	if (!old)
+		return;
+	size_t end = old->mask + 1;
+	for (; n && s->table_moved < end; n--, s->table_moved++) {
+		ctab_slot *o = &old->slot[s->table_moved];
+		ctx_context *c = atomic_load_explicit(&o->c, memory_order_relaxed);
+		if (c && c != CTAB_TOMB)
+			table_place(t, atomic_load_explicit(&o->hash, memory_order_relaxed), c);
+	}
+	if (s->table_moved == end) {
+		atomic_store_explicit(&t->old, NULL, memory_order_release);
+		ctx_call_rcu(&old->rcu, table_free_rcu);
+	}
+}
+
+/* Finish a growth in progress (every slot moved). index.lock held. */
+static void table_settle(ctx_store *s)
+{
+	ctab *t = atomic_load_explicit(&s->table, memory_order_relaxed);
+	table_move(s, t, SIZE_MAX);
+}
+
+/* Start a rebuild into a new array that the live contexts fill at most half,
+ * published at once; the contexts move into it over the inserts that follow.
+ * false if out of memory. index.lock held. */
+static bool table_grow(ctx_store *s)
+{
+	table_settle(s);
 	ctab *old = atomic_load_explicit(&s->table, memory_order_relaxed);
 	size_t slots = TABLE_MIN_SLOTS;
 	while (slots < 2 * (s->table_live + 1))
@@ -231,16 +291,41 @@ static bool table_rebuild(ctx_store *s)
 	ctab *t = table_alloc(slots);
 	if (!t)
 		return false;
-	for (size_t i = 0; i <= old->mask; i++) {
-		ctx_context *c = atomic_load_explicit(&old->slot[i].c, memory_order_relaxed);
-		if (c && c != CTAB_TOMB)
-			table_place(
-			    t, atomic_load_explicit(&old->slot[i].hash, memory_order_relaxed), c);
-	}
-	atomic_store_explicit(&s->table, t, memory_order_release);
+	size_t room = slots / 4 * 3 - (s->table_live + 1);
+	size_t step = (2 * (old->mask + 1) + room - 1) / room;
+	s->table_step = step > TABLE_STEP_MIN ? step : TABLE_STEP_MIN;
+	s->table_moved = 0;
 	s->table_tombs = 0;
-	ctx_call_rcu(&old->rcu, table_free_rcu);
+	atomic_init(&t->old, old);
+	atomic_store_explicit(&s->table, t, memory_order_release);
 	return true;
+}
+
+/* Is c in t (hash h)? Under RCU or index.lock. */
+static bool table_holds(const ctab *t, uint64_t h, const ctx_context *c)
+{
+	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+		ctx_context *x = atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c,
+		                                      memory_order_acquire);
+		if (!x)
+			return false;
+		if (x == c)
+			return true;
+	}
+}
+
+/* The context of id c's in t (hash h), or NULL. index.lock held. */
+static ctx_context *table_holder(const ctab *t, uint64_t h, const ctx_context *c)
+{
+	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+		ctx_context *x = atomic_load_explicit(&t->slot[i].c, memory_order_relaxed);
+		if (!x)
+			return NULL;
+		if (x != CTAB_TOMB &&
+		    atomic_load_explicit(&t->slot[i].hash, memory_order_relaxed) == h &&
+		    context_is(x, c->id, c->idlen))
+			return x;
+	}
 }
 
 /* Insert c unless its id is there: returns the context that holds the id
@@ -251,10 +336,17 @@ static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
 	size_t used = s->table_live + s->table_tombs + 1;
 	if (used > (t->mask + 1) / 4 * 3) {
 		/* Out of memory: go on while a slot stays empty (probes end). */
-		if (table_rebuild(s))
+		if (table_grow(s))
 			t = atomic_load_explicit(&s->table, memory_order_relaxed);
 		else if (used >= t->mask)
 			return NULL;
+	}
+	ctab *old = atomic_load_explicit(&t->old, memory_order_relaxed);
+	if (old) {
+		ctx_context *x = table_holder(old, h, c);
+		if (x)
+			return x;
+		table_move(s, t, s->table_step);
 	}
 	size_t i = h & t->mask, at = SIZE_MAX;
 	for (;; i = (i + 1) & t->mask) {
@@ -280,55 +372,83 @@ static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
 	return c;
 }
 
-/* Take c out of the table (if it is there). index.lock held. A slot
- * followed by an empty one becomes empty (and so do the tombstones before
- * it): no probe went past it to a key. */
-static void table_remove(ctx_store *s, ctx_context *c)
+/* Take c (hash h) out of t if it is there; a slot followed by an empty one
+ * becomes empty (and so do the tombstones before it): no probe went past it
+ * to a key. Counts the tombstones left in *tombs. index.lock held. */
+static bool table_unlink(ctab *t, uint64_t h, const ctx_context *c, size_t *tombs)
 {
-	ctab *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-	if (!s->table_live)
-		return; /* emptied (store_clear) */
-	size_t i = hamt_hash(c->id, c->idlen) & t->mask;
+	size_t i = h & t->mask;
 	for (;; i = (i + 1) & t->mask) {
 		ctx_context *x = atomic_load_explicit(&t->slot[i].c, memory_order_relaxed);
 		if (!x)
-			return;
+			return false;
 		if (x == c)
 			break;
 	}
-	s->table_live--;
 	if (atomic_load_explicit(&t->slot[(i + 1) & t->mask].c, memory_order_relaxed)) {
 		atomic_store_explicit(&t->slot[i].c, CTAB_TOMB, memory_order_release);
-		s->table_tombs++;
-		return;
+		++*tombs;
+		return true;
 	}
 	atomic_store_explicit(&t->slot[i].c, NULL, memory_order_release);
 	for (i = (i - 1) & t->mask;
 	     atomic_load_explicit(&t->slot[i].c, memory_order_relaxed) == CTAB_TOMB;
 	     i = (i - 1) & t->mask) {
 		atomic_store_explicit(&t->slot[i].c, NULL, memory_order_release);
-		s->table_tombs--;
+		--*tombs;
 	}
+	return true;
+}
+
+/* Take c out of the table (if it is there): of both arrays while it grows.
+ * index.lock held. */
+static void table_remove(ctx_store *s, ctx_context *c)
+{
+	ctab *t = atomic_load_explicit(&s->table, memory_order_relaxed);
+	if (!s->table_live)
+		return; /* emptied (store_clear) */
+	uint64_t h = hamt_hash(c->id, c->idlen);
+	bool found = table_unlink(t, h, c, &s->table_tombs);
+	ctab *old = atomic_load_explicit(&t->old, memory_order_relaxed);
+	size_t old_tombs = 0; /* not counted: the old array only empties */
+	if (old && table_unlink(old, h, c, &old_tombs))
+		found = true;
+	if (found)
+		s->table_live--;
 }
 
 static ctx_context *table_scan(table_iter *it)
 {
-	for (; it->i <= it->t->mask; it->i++) {
-		ctx_context *c = atomic_load_explicit(&((ctab_slot *)&it->t->slot[it->i])->c,
-		                                      memory_order_acquire);
-		if (c && c != CTAB_TOMB) {
-			it->i++;
+	for (;;) {
+		while (it->i <= it->t->mask) {
+			const ctab_slot *slot = &it->t->slot[it->i++];
+			ctx_context *c =
+			    atomic_load_explicit(&((ctab_slot *)slot)->c, memory_order_acquire);
+			if (!c || c == CTAB_TOMB)
+				continue;
+			if (it->skip &&
+			    table_holds(it->skip,
+			                atomic_load_explicit(&((ctab_slot *)slot)->hash,
+			                                     memory_order_relaxed),
+			                c))
+				continue; /* seen in the old array */
 			tsan_subscribe(c);
 			return c;
 		}
+		if (!it->next)
+			return NULL;
+		it->skip = it->t;
+		it->t = it->next;
+		it->next = NULL;
+		it->i = 0;
 	}
-	return NULL;
 }
 
 ctx_context *table_first(ctx_store *s, table_iter *it)
 {
-	it->t = atomic_load_explicit(&s->table, memory_order_acquire);
-	it->i = 0;
+	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
+	*it = (table_iter){.t = old ? old : t, .next = old ? t : NULL};
 	return table_scan(it);
 }
 
@@ -1251,6 +1371,7 @@ void store_clear(ctx_store *s)
 	 * safety, and freed after a grace period. */
 	ctab *empty = table_alloc(TABLE_MIN_SLOTS), *old;
 	index_lock(&s->index);
+	table_settle(s);
 	old = atomic_load_explicit(&s->table, memory_order_relaxed);
 	if (empty) {
 		atomic_store_explicit(&s->table, empty, memory_order_release);
@@ -1266,7 +1387,7 @@ void store_clear(ctx_store *s)
 		context_unlock(c);
 		context_release(c);
 	}
-	table_iter iter = {old, 0};
+	table_iter iter = {.t = old};
 	for (ctx_context *c = table_next(&iter); c; c = table_next(&iter)) {
 		if (atomic_load(&c->gone))
 			continue; /* removed above (still allocated: RCU) */
@@ -1594,6 +1715,9 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	ctx_context *c[PREFETCH_MAX];
 	ctx_rcu_read_lock();
 	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
+	if (old)
+		t = old; /* growing: it holds all but the newest contexts */
 	for (size_t i = 0; i < n; i++) { /* 1: the slots */
 		h[i] = hamt_hash(ids[i], idlens[i]);
 		__builtin_prefetch(&t->slot[h[i] & t->mask]);
