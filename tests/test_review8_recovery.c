@@ -92,6 +92,20 @@ static void step(uint64_t t)
 	atomic_store(&clock_now, t);
 }
 
+/* Version v of "a": its commit time and the times of keys k0..k2. */
+static void version_times(ctx_store *s, uint64_t v, uint64_t *t, uint64_t k[3], bool has[3])
+{
+	ctx_state *st;
+	assert_ok(ctx_get_at(s, "a", v, &st));
+	*t = ctx_state_updated_us(st);
+	for (int i = 0; i < 3; i++) {
+		char key[4] = {'k', (char)('0' + i), 0};
+		k[i] = 0;
+		has[i] = ctx_state_key_time(st, key, 2, &k[i]);
+	}
+	ctx_state_release(st);
+}
+
 static void test_wild_clock_replays_exactly(void **unused)
 {
 	(void)unused;
@@ -124,6 +138,18 @@ static void test_wild_clock_replays_exactly(void **unused)
 			assert_ok(ctx_point_create(s, "a", "p", NULL));
 	}
 	char *want = test_dump_store(s, true, NULL);
+	/* Every version's time and every key's, not only the newest's. */
+	uint64_t head, vt[64], kt[64][3];
+	bool has[64][3];
+	{
+		ctx_state *st;
+		assert_ok(ctx_get(s, "a", &st));
+		head = ctx_state_version(st);
+		ctx_state_release(st);
+		assert_true(head < 64);
+		for (uint64_t v = 1; v <= head; v++)
+			version_times(s, v, &vt[v], kt[v], has[v]);
+	}
 	size_t n;
 	unsigned char *seg = read_segment(dir, &n);
 	ctx_close(s);
@@ -135,6 +161,23 @@ static void test_wild_clock_replays_exactly(void **unused)
 	assert_ok(ctx_open(&o, &s));
 	char *got = test_dump_store(s, true, NULL);
 	test_expect_same_dump(want, got, "replayed from the log with a wild clock");
+	for (uint64_t v = 1; v <= head; v++) {
+		uint64_t t, k[3];
+		bool h[3];
+		version_times(s, v, &t, k, h);
+		if (t != vt[v])
+			fail_msg("version %llu: updated_us %llu after replay, %llu before",
+			         (unsigned long long)v, (unsigned long long)t,
+			         (unsigned long long)vt[v]);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(h[i], has[v][i]);
+			if (h[i] && k[i] != kt[v][i])
+				fail_msg(
+				    "version %llu key k%d: time %llu after replay, %llu before",
+				    (unsigned long long)v, i, (unsigned long long)k[i],
+				    (unsigned long long)kt[v][i]);
+		}
+	}
 	/* The per-key times too (the dump has the versions' times). */
 	ctx_state *st;
 	assert_ok(ctx_get(s, "a", &st));
