@@ -157,6 +157,8 @@ ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 {
 	if (ttl_ms > UINT64_MAX / 1000)
 		return ctx_fail(CTX_INVALID, "ttl too large");
+	if (s)
+		store_throttle(s, false); /* (durability batch and none) */
 	ctx_context *c;
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)

@@ -394,6 +394,8 @@ ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
                             uint64_t *version_out)
 {
 	ctx_context *c;
+	if (s)
+		store_throttle(s, false);
 	ctx_status st = check_label(label);
 	if (st == CTX_OK)
 		st = store_open_context(s, id, &c);
@@ -446,6 +448,8 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 {
 	ctx_context *c;
+	if (s)
+		store_throttle(s, false);
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
@@ -590,6 +594,8 @@ static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg, con
 static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void *arg,
                           uint64_t *new_version_out)
 {
+	if (s)
+		store_throttle(s, false); /* (durability batch and none) */
 	ctx_context *c;
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)

@@ -999,7 +999,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
  * start at h? A cheap look at the fixed fields first, then the checksums.
  * Its length, or 0. */
 static size_t record_at(uint32_t fmt, const unsigned char *h, size_t avail, uint64_t prev,
-                        uint64_t max)
+                        uint64_t max, uint64_t *budget)
 {
 	rec_view v;
 	if (fmt == FORMAT_V1 && (avail < REC_HEADER_SIZE || h[33] || h[34] || h[35]))
@@ -1011,6 +1011,11 @@ static size_t record_at(uint32_t fmt, const unsigned char *h, size_t avail, uint
 	if (rec_parse(fmt, h, avail, false, &v) || v.type == 0 || v.type > REC_RESTORE_REF ||
 	    v.rev <= prev || v.rev > max || v.incarnation > v.rev || v.version > v.rev)
 		return 0;
+	if (v.len > *budget) {
+		*budget = 0;
+		return 0;
+	}
+	*budget -= v.len;
 	return rec_parse(fmt, h, avail, true, &v) ? 0 : v.len;
 }
 
@@ -1032,8 +1037,12 @@ static uint64_t records_after(uint32_t fmt, const unsigned char *base, size_t si
 	uint64_t n = 0;
 	/* (each record takes record_min bytes at least, the damaged one too) */
 	uint64_t max = prev + 1 + (size - off) / record_min(fmt);
-	for (size_t o = off + 1; o + record_min(fmt) <= size;) {
-		size_t len = record_at(fmt, base + o, size - o, prev, max);
+	/* The bytes checksummed are bounded by a few times the tail: a tail
+	 * of values that look like headers would cost each offset a CRC of
+	 * the rest (the count is then a lower bound). */
+	uint64_t budget = 4 * (uint64_t)(size - off) + (1u << 20);
+	for (size_t o = off + 1; o + record_min(fmt) <= size && budget;) {
+		size_t len = record_at(fmt, base + o, size - o, prev, max, &budget);
 		n += len > 0;
 		o += len ? len : 1;
 	}
