@@ -113,22 +113,6 @@ static inline unsigned class_for_block(size_t usable)
 	return k < POOL_CLASSES ? (unsigned)k : POOL_CLASSES;
 }
 
-/* The next block of class k, whole and for writing: its link is read by
- * the next allocation, which then writes the block (a node, leaf or
- * version struct is initialised in full). A block kept long ago is cold (a
- * version struct waits a grace period, milliseconds at 64 threads, before
- * it comes back here: state.c), and a miss per line on the commit path
- * would each wait in turn. */
-static inline void pool_prefetch(const block *b, unsigned k)
-{
-	if (!b)
-		return;
-	const char *p = (const char *)b, *end = p + class_usable(k);
-	for (; p < end; p += 64)
-		__builtin_prefetch(p, 1);
-	__builtin_prefetch(end - 1, 1);
-}
-
 void *pool_alloc(size_t size)
 {
 	unsigned k = class_for_request(size);
@@ -136,7 +120,9 @@ void *pool_alloc(size_t size)
 		block *b = pool.head[k];
 		pool_unpoison(b, class_usable(k));
 		pool.head[k] = b->next;
-		pool_prefetch(pool.head[k], k);
+		/* The next block of the class: its link is read by the next
+		 * allocation, and a block kept long ago is cold. */
+		__builtin_prefetch(pool.head[k]);
 		pool.n[k]--;
 		pool.bytes -= class_usable(k);
 		return b;

@@ -50,16 +50,6 @@ bool state_take_cut(ctx_state *cut);
  * reference to its context. */
 void state_free_cut(ctx_state *st);
 
-/* A thread gathers the version structs it released for a grace period
- * (state.c): at most this many in its open batch, and as many in the one
- * waiting for its grace period. */
-#define STATE_HOLD_MAX 512
-
-/* Released version structs the calling thread holds, waiting for a grace
- * period (its open and waiting batches; for tests): at most
- * 2 * STATE_HOLD_MAX, and 0 after ctx_close in that thread. */
-size_t state_held(void);
-
 /* Versions handed over and not yet released (a racy reading, for tests). */
 size_t reclaim_pending(void);
 

@@ -91,10 +91,9 @@ ctx_state *ctx_state_retain(ctx_state *st)
 /* A released state (struct and maps) must outlive a grace period. One
  * call_rcu per version cost a third of a small commit (the queueing, and
  * waking liburcu's worker thread for nearly every commit), so each thread
- * gathers the states it released in a batch, STATE_BATCH at a time: an
- * array of their addresses in the thread's `home` (ARRAYS below), or, for
- * the worker's batches, a list linked through their `next` field (unused
- * once the last reference is gone: no history chain holds them).
+ * gathers the states it released in a batch, linked through their `next`
+ * field (unused once the last reference is gone: no history chain holds
+ * them), STATE_BATCH at a time.
  *
  * FREED AT HOME: a full batch becomes the thread's `waiting` batch and the
  * thread queues its `tick`, an rcu_head whose callback only says that a grace
@@ -134,36 +133,17 @@ ctx_state *ctx_state_retain(ctx_state *st)
  * handed to the worker when it exits (a thread-specific key's destructor);
  * none is lost. */
 #define STATE_BATCH        32
+#define STATE_HOLD_MAX     512
 #define STATE_DEFERRED_MAX 4096
-_Static_assert(STATE_BATCH <= STATE_HOLD_MAX, "a batch fits a home's array");
 
 #define HOME_DONE   1u /* no tick in flight */
 #define HOME_EXITED 2u /* the thread exited: the tick's callback frees all */
 
-/* An entry of a home batch: the state's address, with TRIE_FREED set when
- * its trie was released already (state_free_deferred). */
-#define TRIE_FREED ((uintptr_t)1)
-
-/* ARRAYS, NOT LISTS: a home batch is an array of the released states'
- * addresses, not a list linked through the states. At 64 threads on 2 CPUs a
- * grace period lasts milliseconds (urcu-bp polls every 10 ms while a
- * preempted thread is inside a read-side section), so the states of a batch
- * are cold by the time it is freed; walking a list through them waits for
- * each miss before it can start the next, and the walk read `next` (the
- * struct's third line) and released the maps again (the second). From the
- * array the loop prefetches the states ahead (with the intent to write:
- * pool.c writes the first word), and touches only that first line when the
- * trie is gone already. The arrays (2 x STATE_HOLD_MAX addresses, 8 KiB) are
- * part of the home; the lists stay for the worker's batches. */
 typedef struct home {
 	struct rcu_head tick;
 	atomic_uint flags;
 	uint64_t seq;       /* of the tick in flight */
-	uint64_t wait_need; /* the tick that frees the waiting batch (ANY TICK) */
-	unsigned nopen;     /* released since the waiting batch closed */
-	unsigned nwait;     /* released before: waiting for a grace period */
-	uintptr_t *open, *wait;
-	uintptr_t slots[2][STATE_HOLD_MAX];
+	ctx_state *waiting; /* released before the tick was queued */
 } home;
 
 static atomic_size_t deferred;
@@ -190,7 +170,7 @@ static bool state_trie_unread(const ctx_state *st)
 }
 
 static _Thread_local struct {
-	ctx_state *head; /* the open batch of a thread without home (a list) */
+	ctx_state *head; /* the open batch */
 	unsigned n;
 	bool keyed;   /* the exit destructor is set for this thread */
 	bool no_wait; /* in an RCU callback: never synchronize_rcu */
@@ -213,44 +193,6 @@ static size_t state_free_list(ctx_state *st)
 		n++;
 	}
 	return n;
-}
-
-/* How far ahead state_free_array prefetches: a few misses in flight. */
-#define FREE_AHEAD 8
-
-static inline ctx_state *entry_state(uintptr_t e)
-{
-	return (ctx_state *)(e & ~TRIE_FREED);
-}
-
-/* Free the n states of array a (a grace period has passed). */
-static void state_free_array(const uintptr_t *a, unsigned n)
-{
-	for (unsigned i = 0; i < n && i < FREE_AHEAD; i++)
-		__builtin_prefetch(entry_state(a[i]), 1);
-	for (unsigned i = 0; i < n; i++) {
-		if (i + FREE_AHEAD < n)
-			__builtin_prefetch(entry_state(a[i + FREE_AHEAD]), 1);
-		ctx_state *st = entry_state(a[i]);
-		if (!(a[i] & TRIE_FREED)) {
-			hamt_release(&st->data);
-			hamt_release(&st->meta);
-		}
-		pool_free_sized(st, sizeof(*st));
-	}
-}
-
-/* The n states of array a as a list linked through `next` (for the worker:
- * its batches are lists, and `next` is unused once released). */
-static ctx_state *array_to_list(const uintptr_t *a, unsigned n)
-{
-	ctx_state *head = NULL;
-	for (unsigned i = n; i-- > 0;) {
-		ctx_state *st = entry_state(a[i]);
-		st->next = head;
-		head = st;
-	}
-	return head;
 }
 
 static void state_free_batch_rcu(struct rcu_head *head)
@@ -278,118 +220,23 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 	ctx_call_rcu(&head->rcu, state_free_batch_rcu);
 }
 
-/* Hand the home's open batch to the worker (or free it after a grace
- * period here, as state_defer_list decides). */
-static void home_defer_open(home *h, bool may_wait)
-{
-	if (!h->nopen)
-		return;
-	ctx_state *head = array_to_list(h->open, h->nopen);
-	size_t n = h->nopen;
-	h->nopen = 0;
-	state_defer_list(head, n, may_wait);
-}
-
-/* A tick numbered seq (or a synchronize_rcu that took that number first)
- * has completed. */
-static void tick_advance(uint64_t seq)
-{
-	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
-	while (done < seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, seq,
-	                                                            memory_order_release,
-	                                                            memory_order_relaxed))
-		;
-}
-
-/* Whether a tick numbered need or later has completed: a grace period has
- * passed since whatever happened before need was handed out. */
-static bool tick_passed(uint64_t need)
-{
-	return atomic_load_explicit(&tick_done, memory_order_acquire) >= need;
-}
-
 static void home_tick_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
 	pool_bypass(true);
 	home *h = caa_container_of(head, home, tick);
-	tick_advance(h->seq);
-	if (atomic_fetch_or_explicit(&h->flags, HOME_DONE, memory_order_acq_rel) & HOME_EXITED)
-		free(h); /* its batches went to the worker when its thread exited */
-}
-
-/* Queue the home's tick, if it is not in flight: a number at least need. */
-static void home_tick(home *h)
-{
-	if (!(atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE))
-		return;
-	h->seq = atomic_fetch_add(&tick_queued, 1) + 1;
-	atomic_store_explicit(&h->flags, 0, memory_order_relaxed);
-	ctx_call_rcu(&h->tick, home_tick_rcu);
-}
-
-/* The open batch is full (STATE_BATCH or more): free the waiting one if a
- * grace period passed since it closed (ANY TICK, below) and make the open
- * one wait; or keep gathering until one has (up to STATE_HOLD_MAX, then
- * wait for one here, or inside a read-side critical section hand the batch
- * to the worker).
- *
- * ANY TICK: the waiting batch needs a tick numbered after it closed
- * (wait_need) to complete: its own, another thread's, or a synchronize_rcu
- * of any thread, which takes a number too (tick_advance). liburcu's worker
- * sleeps 10 ms after every round of callbacks, so a thread's own tick came
- * back every 10-20 ms, while a committing thread releases its 512 structs
- * in under a millisecond: waiting for its own tick only, every committing
- * thread called synchronize_rcu about every 512 commits (3,000 times a
- * second at 2 threads and at 64: two membarrier IPIs each, and a 10 ms
- * sleep whenever the worker held the grace-period lock). One grace period
- * now frees the closed batches of every thread. */
-static void home_full(home *h)
-{
-	if (!h->nwait || tick_passed(h->wait_need)) {
-		state_free_array(h->wait, h->nwait);
-		uintptr_t *w = h->wait;
-		h->wait = h->open;
-		h->nwait = h->nopen;
-		h->open = w;
-		h->nopen = 0;
-		/* Any tick numbered from here on was handed out after this
-		 * batch closed. */
-		h->wait_need = atomic_load(&tick_queued) + 1;
-		home_tick(h);
-		return;
+	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
+	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
+	                                                               memory_order_release,
+	                                                               memory_order_relaxed))
+		;
+	if (atomic_fetch_or_explicit(&h->flags, HOME_DONE, memory_order_acq_rel) & HOME_EXITED) {
+		state_free_list(h->waiting);
+		free(h);
 	}
-	home_tick(h); /* ours came back meanwhile: one for the waiting batch */
-	if (h->nopen < STATE_HOLD_MAX)
-		return;
-	if (rcu_read_ongoing()) {
-		home_defer_open(h, true);
-		return;
-	}
-	uint64_t seq = atomic_fetch_add(&tick_queued, 1) + 1;
-	synchronize_rcu(); /* both batches are older than it */
-	tsan_after_grace_period();
-	tick_advance(seq);
-	state_free_array(h->open, h->nopen);
-	state_free_array(h->wait, h->nwait);
-	h->nopen = h->nwait = 0;
 }
 
-/* Hand both batches of the home on: the waiting one is freed at once if a
- * grace period passed since it closed, else both go to the worker. */
-static void home_empty(home *h)
-{
-	home_defer_open(h, false);
-	if (h->nwait && tick_passed(h->wait_need)) {
-		state_free_array(h->wait, h->nwait);
-	} else if (h->nwait) {
-		ctx_state *head = array_to_list(h->wait, h->nwait);
-		state_defer_list(head, h->nwait, false);
-	}
-	h->nwait = 0;
-}
-
-/* Take the open list (the caller frees or queues it). */
+/* Take the open batch (the caller frees or queues it). */
 static ctx_state *batch_take(size_t *n)
 {
 	ctx_state *head = batch.head;
@@ -399,9 +246,38 @@ static ctx_state *batch_take(size_t *n)
 	return head;
 }
 
+/* The open batch is full: free the waiting one if its grace period passed
+ * and make the open one wait; or keep gathering while the tick is in flight
+ * (up to STATE_HOLD_MAX, then wait here). False: not handled at home. */
+static bool batch_home(bool may_wait)
+{
+	home *h = batch.h;
+	size_t n;
+	if (!h || batch.no_wait)
+		return false;
+	if (atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = batch_take(&n);
+		h->seq = atomic_fetch_add(&tick_queued, 1) + 1;
+		atomic_store_explicit(&h->flags, 0, memory_order_relaxed);
+		ctx_call_rcu(&h->tick, home_tick_rcu);
+		return true;
+	}
+	if (batch.n < STATE_HOLD_MAX)
+		return true;
+	if (!may_wait || rcu_read_ongoing())
+		return false;
+	synchronize_rcu(); /* both batches are older than it */
+	tsan_after_grace_period();
+	state_free_list(batch_take(&n));
+	state_free_list(h->waiting);
+	h->waiting = NULL;
+	return true;
+}
+
 static void batch_flush(bool may_wait)
 {
-	if (!batch.head)
+	if (!batch.head || batch_home(may_wait))
 		return;
 	size_t n;
 	ctx_state *head = batch_take(&n);
@@ -411,15 +287,16 @@ static void batch_flush(bool may_wait)
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
-	batch_flush(false);
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
 	home *h = batch.h;
 	batch.h = NULL; /* releases after this (other destructors) go to the worker */
-	if (!h)
-		return;
-	home_empty(h);
-	/* The tick in flight, if any, frees the home when it comes. */
-	if (atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE)
+	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
+		state_free_list(h->waiting);
 		free(h);
+	}
 }
 
 static void batch_key_init(void)
@@ -429,19 +306,6 @@ static void batch_key_init(void)
 		batch_key = (pthread_key_t)-1;
 }
 
-static home *home_new(void)
-{
-	home *h = malloc(sizeof(*h));
-	if (h) {
-		atomic_init(&h->flags, HOME_DONE);
-		h->nopen = h->nwait = 0;
-		h->wait_need = 0;
-		h->open = h->slots[0];
-		h->wait = h->slots[1];
-	}
-	return h;
-}
-
 /* Free st (struct and maps) one grace period from now (or later, with its
  * batch). */
 static void state_free_deferred(ctx_state *st)
@@ -449,11 +313,9 @@ static void state_free_deferred(ctx_state *st)
 	/* Hidden long enough ago (a version cut from history, mostly): its
 	 * trie goes now, in this thread, while it is warm; the struct waits,
 	 * for readers trying to take a reference (see the head comment). */
-	uintptr_t e = (uintptr_t)st;
 	if (state_trie_unread(st)) {
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
-		e |= TRIE_FREED;
 	}
 	if (!batch.keyed) {
 		pthread_once(&batch_once, batch_key_init);
@@ -463,19 +325,15 @@ static void state_free_deferred(ctx_state *st)
 			return;
 		}
 		batch.keyed = true;
-		batch.h = home_new();
-	}
-	home *h = batch.h;
-	if (h && !batch.no_wait) {
-		h->open[h->nopen++] = e;
-		if (h->nopen >= STATE_BATCH)
-			home_full(h);
-		return;
+		if ((batch.h = malloc(sizeof(*batch.h)))) {
+			atomic_init(&batch.h->flags, HOME_DONE);
+			batch.h->waiting = NULL;
+		}
 	}
 	st->next = batch.head;
 	batch.head = st;
 	if (++batch.n >= STATE_BATCH)
-		batch_flush(!batch.no_wait);
+		batch_flush(true);
 }
 
 void ctx_state_release(ctx_state *st)
@@ -520,18 +378,18 @@ void state_release_in_callback(ctx_state *st)
 
 void state_drain(void)
 {
-	batch_flush(false);
-	if (batch.h)
-		home_empty(batch.h);
+	size_t n;
+	ctx_state *head = batch_take(&n);
+	if (head)
+		state_defer_list(head, n, false);
 	rcu_barrier(); /* the batches and ticks, and reclaim.c's versions... */
 	rcu_barrier(); /* ...whose states those callbacks queued in turn     */
-	pool_trim(); /* and the blocks this thread kept of what it freed */
-}
-
-size_t state_held(void)
-{
 	home *h = batch.h;
-	return batch.n + (h ? h->nopen + h->nwait : 0);
+	if (h && atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
+		state_free_list(h->waiting);
+		h->waiting = NULL;
+	}
+	pool_trim(); /* and the blocks this thread kept of what it freed */
 }
 
 size_t state_deferred(void)
