@@ -7,16 +7,19 @@
  * Exact accounting: the heap's live bytes (glibc's mallinfo2 in a normal
  * build, run with its per-thread cache off and one arena so that a freed
  * block stops counting at once, see main(); the sanitizer allocator's own
- * count under ASan and TSan) are measured after a warm-up context went
- * through the same operations and was dropped; then a context goes through
- * them again - commits of one key and of many, deletes, points made and
- * pushed out, restores of points and of versions in history, tracker syncs,
- * versions and iterators held by the test while history cuts them, a diff
- * of two held versions, reference-free reads from another thread - and is
- * dropped. Once every deferred free has run (state_drain), the heap must
- * hold exactly as many bytes as before: one node, leaf or version leaked is
- * 24 bytes or more too many; one freed while something still held it is
- * freed twice (the allocator aborts, ASan reports it) or shows as too few.
+ * count under ASan; under TSan, whose runtime's own allocations for threads
+ * move the count by a few dozen bytes, within 1 KiB) are measured after a
+ * warm-up context went through the same operations and was dropped; then a
+ * context goes through them again - commits of one key and of many,
+ * deletes, points made and pushed out, restores of points and of versions
+ * in history, tracker syncs, versions and iterators held by the test while
+ * history cuts them, a diff of two held versions, reference-free reads
+ * from another thread - and is dropped. Once every deferred free has run
+ * (state_drain, which also empties the thread's release ring, hamt.c), the
+ * heap must hold exactly as many bytes as before: one node, leaf or
+ * version leaked is 24 bytes or more too many; one freed while something
+ * still held it is freed twice (the allocator aborts, ASan reports it) or
+ * shows as too few.
  * While it runs, every held version keeps its content (a checksum of its
  * pairs, taken when it was held, is the same when it is let go), and the
  * history lists history_depth consecutive versions.
@@ -38,12 +41,20 @@
 #include "store.h"
 
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if __has_feature(address_sanitizer)
 #define ACCT_SANITIZER 1
 #endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if __has_feature(thread_sanitizer)
 #define ACCT_SANITIZER 1
+#define ACCT_TSAN      1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define ACCT_SANITIZER 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define ACCT_SANITIZER 1
+#define ACCT_TSAN      1
 #endif
 
 #ifdef ACCT_SANITIZER
@@ -292,7 +303,14 @@ static void test_depth(size_t depth)
 	if (after != before)
 		print_error("history_depth %zu: %zu live bytes before, %zu after\n", depth, before,
 		            after);
+#ifdef ACCT_TSAN
+	/* TSan's runtime allocates for threads through the same count, a few
+	 * dozen bytes more or less from run to run (seen: +-48): under TSan
+	 * this test looks for races; the normal and ASan builds count. */
+	assert_true(after < before + 1024 && before < after + 1024);
+#else
 	assert_int_equal(after, before);
+#endif
 	ctx_close(s);
 }
 
@@ -330,9 +348,9 @@ int main(int argc, char **argv)
 #endif
 	(void)argc;
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_depth_1),
-	        cmocka_unit_test(test_depth_4),
-	        cmocka_unit_test(test_depth_64),
+	    cmocka_unit_test(test_depth_1),
+	    cmocka_unit_test(test_depth_4),
+	    cmocka_unit_test(test_depth_64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
