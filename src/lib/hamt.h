@@ -164,16 +164,6 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 hamt hamt_retain(const hamt *m);
 void hamt_release(hamt *m);
 
-/* hamt_release of a map whose nodes are likely cold (a version cut from
- * history): its reference goes to the calling thread's release ring, which
- * drops it a few releases later, once its lines had time to load, and
- * pipelines the nodes it frees in turn (hamt.c, RELEASE RING). Only for a
- * map no reader can still be in: the drop is later, never earlier.
- * hamt_release_flush drops every reference the calling thread's ring
- * holds (thread exit, state_drain). */
-void hamt_release_later(hamt *m);
-void hamt_release_flush(void);
-
 /* Put leaf into *m under edit token edit, taking over the caller's reference
  * to leaf. Returns CTX_OK or CTX_NOMEM (then *m is unchanged and the leaf's
  * reference is still the caller's). */

@@ -174,7 +174,6 @@ static _Thread_local struct {
 	unsigned n;
 	bool keyed;   /* the exit destructor is set for this thread */
 	bool no_wait; /* in an RCU callback: never synchronize_rcu */
-	bool exited;  /* batch_thread_exit ran: no release ring any more */
 	home *h;      /* NULL: every full batch goes to the worker */
 } batch;
 
@@ -288,8 +287,6 @@ static void batch_flush(bool may_wait)
 static void batch_thread_exit(void *unused)
 {
 	(void)unused;
-	hamt_release_flush(); /* the tries of versions this thread cut */
-	batch.exited = true;
 	size_t n;
 	ctx_state *head = batch_take(&n);
 	if (head)
@@ -314,20 +311,15 @@ static void batch_key_init(void)
 static void state_free_deferred(ctx_state *st)
 {
 	/* Hidden long enough ago (a version cut from history, mostly): its
-	 * trie goes now, in this thread; the struct waits, for readers trying
-	 * to take a reference (see the head comment). Its nodes are cold
-	 * (history_depth commits old): they go through the thread's release
-	 * ring (hamt.c), whose pending references batch_thread_exit and
-	 * state_drain drop; without the exit destructor (no key), or in an
-	 * RCU callback (the worker never exits), at once. */
-	bool unread = state_trie_unread(st);
+	 * trie goes now, in this thread, while it is warm; the struct waits,
+	 * for readers trying to take a reference (see the head comment). */
+	if (state_trie_unread(st)) {
+		hamt_release(&st->data);
+		hamt_release(&st->meta);
+	}
 	if (!batch.keyed) {
 		pthread_once(&batch_once, batch_key_init);
 		if (batch_key == (pthread_key_t)-1 || pthread_setspecific(batch_key, &batch) != 0) {
-			if (unread) {
-				hamt_release(&st->data);
-				hamt_release(&st->meta);
-			}
 			st->next = NULL;
 			state_defer_list(st, 1, false);
 			return;
@@ -337,13 +329,6 @@ static void state_free_deferred(ctx_state *st)
 			atomic_init(&batch.h->flags, HOME_DONE);
 			batch.h->waiting = NULL;
 		}
-	}
-	if (unread && (batch.no_wait || batch.exited)) {
-		hamt_release(&st->data);
-		hamt_release(&st->meta);
-	} else if (unread) {
-		hamt_release_later(&st->data);
-		hamt_release_later(&st->meta);
 	}
 	st->next = batch.head;
 	batch.head = st;
@@ -393,7 +378,6 @@ void state_release_in_callback(ctx_state *st)
 
 void state_drain(void)
 {
-	hamt_release_flush();
 	size_t n;
 	ctx_state *head = batch_take(&n);
 	if (head)
