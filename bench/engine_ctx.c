@@ -5,6 +5,9 @@
  * BATCH (10 ms) or ALWAYS. A store is shared by all threads with no
  * per-thread state, as ctx.h allows, so a worker handle is the store itself.
  *
+ * CTX_BENCH_HISTORY_DEPTH in the environment sets the stores' history_depth
+ * (open_store); the default cells leave it unset.
+ *
  * Until the library supports data directories, ctx_open with a dir returns
  * CTX_INVALID: the durable engines then report "not available" and the
  * harness prints n/a for their cells. Nothing here changes once it does.
@@ -32,6 +35,12 @@ static ctx_status open_store(ctx_engine *e, ctx_durability durability, ctx_store
 	ctx_options o;
 	ctx_options_init(&o);
 	o.max_contexts = 100u * 1000 * 1000; /* "create" cells make millions */
+	/* CTX_BENCH_HISTORY_DEPTH=N: keep N versions per context instead of
+	 * the library's default (64), to measure what kept history costs
+	 * (docs/benchmarks.md, round 8). Unset or 0: the default. */
+	const char *depth = getenv("CTX_BENCH_HISTORY_DEPTH");
+	if (depth)
+		o.history_depth = (size_t)strtoull(depth, NULL, 10);
 	if (durability != CTX_DURABILITY_NONE) {
 		o.dir = e->dir;
 		o.durability = durability;

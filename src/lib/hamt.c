@@ -396,12 +396,37 @@ static void node_release_slots(hamt_node *n)
 			slot_release(n->slot[pos]);
 }
 
+/* Start loading, for writing, what n's owned slots point to and its base:
+ * node_release is about to decrement each of their counts. A node freed
+ * from a version cut from history is cold, and so are the targets it
+ * owns (the leaf its commit wrote, a node an earlier copy replaced) and
+ * the previous copy it borrowed from: one after another they were a
+ * chain of misses (base -> its leaf -> its base ...), half of a cut's
+ * time (round 7's profile: the two decrements were 44% and 45% of
+ * node_release's samples). Loaded together, their misses overlap. */
+static void node_prefetch_owned(const hamt_node *n, const hamt_node *base)
+{
+	if (base)
+		__builtin_prefetch(base, 1);
+	void *const *slots = node_slots(n);
+	if (n->kind != KIND_BITMAP) {
+		for (unsigned i = 0, len = node_len(n); i < len; i++)
+			__builtin_prefetch(slot_leaf(slots[i]), 1);
+		return;
+	}
+	uint32_t bm = n->bitmap;
+	for (unsigned pos = 0; bm; pos++, bm &= bm - 1)
+		if (n->owned & (bm & -bm))
+			__builtin_prefetch(slot_leaf(slots[pos]), 1);
+}
+
 static void node_release(hamt_node *n)
 {
 	/* A loop along the base chain (at most HAMT_BORROW_CHAIN long); recursion
 	 * only down the trie. */
 	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
 		hamt_node *base = node_base(n);
+		node_prefetch_owned(n, base);
 		node_release_slots(n);
 		pool_free_sized(n, node_size(n));
 		n = base;
@@ -423,6 +448,10 @@ static hamt_node *node_clone(const hamt_node *n, unsigned extra, uint64_t edit)
 	if (kind == KIND_BITMAP)
 		c->bitmap = c->owned = node_bitmap(n);
 	void *const *slots = node_slots(n);
+	/* Every child's count is written: load them together (see
+	 * node_prefetch_owned), not one miss after another. */
+	for (unsigned i = 0; i < len; i++)
+		__builtin_prefetch(slot_leaf(slots[i]), 1);
 	for (unsigned i = 0; i < len; i++) {
 		c->slot[i] = slots[i];
 		slot_retain(c->slot[i]);
