@@ -87,6 +87,10 @@ struct client {
 	size_t in_len, in_cap;
 	resp_frame frame;
 	resp_frame look; /* parsing ahead: a group of writes (net.c) */
+	/* look holds the complete request at in + look_at, look_len bytes,
+	 * parsed ahead and found not to join a group (0: nothing kept); valid
+	 * only inside one process_input. */
+	size_t look_at, look_len;
 	/* output: out.p[out_head..out.len) not yet handed to the socket;
 	 * logical offset of out.p[0] is out_base */
 	rbuf out;

@@ -17,9 +17,10 @@
  *   loop's check phase, right after the poll phase: on_read appends the
  *   bytes and puts the client on the loop's ready list, and on_ready_check
  *   first hands the keys of every ready client's requests (each request's
- *   second argument, from a light scan of the multibulk headers; up to
- *   PREFETCH_REQS) to ctx_prefetch, so that the cache misses of finding
- *   their contexts overlap instead of each request waiting for its own,
+ *   second argument, and its third as a field, from a light scan of the
+ *   multibulk headers; up to PREFETCH_REQS) to ctx_prefetch_keys, so that
+ *   the cache misses of finding their contexts and the fields' trie paths
+ *   overlap instead of each request waiting for its own,
  *   then runs each client's input as above (run_input). A hint: no reply
  *   depends on it. Input read before an end of stream in the same poll
  *   phase runs before the end is handled. (The fuzz hook runs input at
@@ -771,10 +772,13 @@ static void on_ctl(uv_timer_t *h)
 			h0->w_streak = 0;
 			h0->w_cpu_bound = false;
 			h0->w_hosted_ticks = 0;
+			server_log('D', "loops: hosting (%.2f requests per read, %.2f cores)", rpr,
+			           cores);
 			host_all();
 		}
 	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
 		h0->w_streak = 0;
+		server_log('D', "loops: own threads (%.2f requests per read)", rpr);
 		unhost_all();
 	} else if (all_hosted) {
 		bool busy = cores > UNHOST_ABOVE_CPU, crowded = waiting > UNHOST_WAIT_OVER;
@@ -792,6 +796,10 @@ static void on_ctl(uv_timer_t *h)
 					h0->w_backoff = BACKOFF_MAX;
 				h0->w_backoff_left = h0->w_backoff;
 			}
+			server_log('D',
+			           "loops: own threads (%.2f cores, waited for a CPU %.0f%% of the "
+			           "time; no hosting for %u periods)",
+			           cores, waiting * 100, crowded ? (unsigned)h0->w_backoff : 0u);
 			unhost_all();
 		}
 	}
@@ -1267,7 +1275,10 @@ static bool same_key(const arg *a, const arg *b)
 }
 
 /* How many complete requests from c->in + pos on are groupable writes of
- * the context named key (parsed ahead into c->look, not run). */
+ * the context named key (parsed ahead into c->look, not run). When none
+ * is, the request right after (if complete) stays parsed in c->look for
+ * process_input, which would parse it next (c->look_at, c->look_len): a
+ * pipeline of writes of different keys parses each request once. */
 static size_t group_followers(client *c, size_t pos, const resp_limits *lim, const arg *key)
 {
 	size_t k = 0;
@@ -1275,6 +1286,11 @@ static size_t group_followers(client *c, size_t pos, const resp_limits *lim, con
 		ssize_t r = resp_parse(&c->look, c->in + pos, c->in_len - pos, lim);
 		bool join = r > 0 && groupable(&c->look) && same_key(&c->look.argv[1], key) &&
 		            !(key->n == 1 && key->p[0] == '.');
+		if (!join && k == 0 && r > 0) {
+			c->look_at = pos;
+			c->look_len = (size_t)r;
+			return 0;
+		}
 		resp_frame_reset(&c->look);
 		if (!join)
 			break;
@@ -1282,6 +1298,35 @@ static size_t group_followers(client *c, size_t pos, const resp_limits *lim, con
 		pos += (size_t)r;
 	}
 	return k;
+}
+
+/* The request at c->in + pos, parsed into c->frame: taken from c->look if
+ * group_followers parsed it already (with the same limits: nothing
+ * between changes them, the request before was a hash write). */
+static ssize_t parse_next(client *c, size_t pos, const resp_limits *lim)
+{
+	if (c->look_len && c->look_at == pos) {
+		resp_frame t = c->frame;
+		c->frame = c->look;
+		c->look = t;
+		ssize_t r = (ssize_t)c->look_len;
+		c->look_len = 0;
+		return r;
+	}
+	if (c->look_len) {
+		resp_frame_reset(&c->look);
+		c->look_len = 0;
+	}
+	return resp_parse(&c->frame, c->in + pos, c->in_len - pos, lim);
+}
+
+/* Forget a request kept in c->look (the input is about to move). */
+static void look_forget(client *c)
+{
+	if (c->look_len) {
+		resp_frame_reset(&c->look);
+		c->look_len = 0;
+	}
 }
 
 /* Run the n requests from c->in + pos on, each parsed into c->frame. */
@@ -1393,7 +1438,7 @@ static bool can_group(const client *c)
 
 /* ---- prefetching a pipelined read's keys ------------------------------------------ */
 
-/* Requests of one read whose key is handed to ctx_prefetch. */
+/* Requests of one read whose key is handed to ctx_prefetch_keys. */
 #define PREFETCH_REQS 32
 
 /* The decimal number at p[*at] up to its CRLF (inside n bytes), moving *at
@@ -1416,46 +1461,69 @@ static long scan_number(const char *p, size_t n, size_t *at)
 	return v;
 }
 
-/* The second argument (the key) of each complete request at the start of
- * p[0..n), up to max; how many were found. */
-static size_t scan_keys(const char *p, size_t n, const char **ids, size_t *lens, size_t max)
+/* Longest third argument handed to ctx_prefetch_keys as a field. */
+#define PREFETCH_FIELD_MAX 256
+
+/* Where scan_keys puts what it finds: per request, the second argument
+ * (the key: a context id) and the third (for hash commands the field,
+ * HGET's or HINCRBY's; NULL if none or long), handed to ctx_prefetch_keys
+ * (for other commands the third is a useless hint, never a wrong one). */
+typedef struct scan_out {
+	const char *ids[PREFETCH_REQS];
+	size_t lens[PREFETCH_REQS];
+	const void *fields[PREFETCH_REQS];
+	size_t flens[PREFETCH_REQS];
+	size_t k;
+} scan_out;
+
+/* The key and field of each complete request at the start of p[0..n),
+ * appended to o up to PREFETCH_REQS. */
+static void scan_keys(const char *p, size_t n, scan_out *o)
 {
-	size_t k = 0, at = 0;
-	while (k < max && at < n && p[at] == '*') {
+	size_t at = 0;
+	while (o->k < PREFETCH_REQS && at < n && p[at] == '*') {
 		at++;
 		long argc = scan_number(p, n, &at);
 		if (argc < 1)
-			break;
+			return;
+		size_t k = o->k;
+		bool key = false;
 		for (long j = 0; j < argc; j++) {
 			if (at >= n || p[at] != '$')
-				return k;
+				return;
 			at++;
 			long len = scan_number(p, n, &at);
 			if (len < 0 || (size_t)len + 2 > n - at)
-				return k;
+				return;
 			if (j == 1 && (size_t)len <= CTX_ID_MAX) {
-				ids[k] = p + at;
-				lens[k++] = (size_t)len;
+				o->ids[k] = p + at;
+				o->lens[k] = (size_t)len;
+				o->fields[k] = NULL;
+				o->flens[k] = 0;
+				key = true;
+			} else if (j == 2 && key && len > 0 && len <= PREFETCH_FIELD_MAX) {
+				o->fields[k] = p + at;
+				o->flens[k] = (size_t)len;
 			}
 			at += (size_t)len + 2;
 		}
+		o->k += key; /* complete: counted */
 	}
-	return k;
 }
 
 /* A read that brought several requests (a pipeline): start loading the
- * contexts they name, all at once (ctx_prefetch), so that their cache
+ * contexts they name, all at once (ctx_prefetch_keys), so that their cache
  * misses overlap instead of each request waiting for its own in turn.
  * A hint: nothing depends on it. */
 static void prefetch_keys(client *c)
 {
-	const char *ids[PREFETCH_REQS];
-	size_t lens[PREFETCH_REQS];
 	if (!c->authed || c->in_len < 32)
 		return;
-	size_t k = scan_keys(c->in, c->in_len, ids, lens, PREFETCH_REQS);
-	if (k > 1)
-		ctx_prefetch(srv.store, ids, lens, k);
+	scan_out o;
+	o.k = 0;
+	scan_keys(c->in, c->in_len, &o);
+	if (o.k > 1)
+		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 }
 
 static void process_input(client *c)
@@ -1469,7 +1537,7 @@ static void process_input(client *c)
 	       obuf_check(c)) {
 		resp_limits lim;
 		set_limits(c, &lim);
-		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, &lim);
+		ssize_t r = parse_next(c, pos, &lim);
 		if (r == RESP_INCOMPLETE)
 			break;
 		if (r == RESP_MALFORMED) {
@@ -1496,6 +1564,7 @@ static void process_input(client *c)
 		resp_frame_reset(&c->frame);
 		pos += (size_t)r;
 	}
+	look_forget(c);
 	if (!c->closing) /* the last request's reply too, before the flush sends part of it */
 		obuf_check(c);
 	if (c->closing)
@@ -1616,14 +1685,14 @@ static void on_ready_check(uv_check_t *h)
 	if (!list)
 		return;
 	lp->ready = NULL;
-	const char *ids[PREFETCH_REQS];
-	size_t lens[PREFETCH_REQS], k = 0;
+	scan_out o;
+	o.k = 0;
 	client *rest = list; /* the first client whose keys were not scanned */
-	for (; rest && k < PREFETCH_REQS; rest = rest->rnext)
+	for (; rest && o.k < PREFETCH_REQS; rest = rest->rnext)
 		if (rest->pending && !rest->closing && rest->authed)
-			k += scan_keys(rest->in, rest->in_len, ids + k, lens + k, PREFETCH_REQS - k);
-	if (k > 1)
-		ctx_prefetch(srv.store, ids, lens, k);
+			scan_keys(rest->in, rest->in_len, &o);
+	if (o.k > 1)
+		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
 	client *next;
 	for (client *c = list; c; c = next) {
