@@ -294,15 +294,21 @@ ctx_status ctx_drop(ctx_store *s, const char *id);
  * time-to-live counts until the reaper has dropped it. */
 size_t ctx_count(ctx_store *s);
 
-/* How many contexts ctx_list_ids would list now whose newest decided
- * version (ctx_get_latest) has at least one field: ctxd's DBSIZE, which
- * does not count contexts without fields as keys. One walk of the context
- * table taking one reference per context, no id copied and no lookup by id:
- * O(contexts), not O(1) (the store keeps no count of contexts with
- * fields). Contexts created or emptied during the walk may or may not be
- * counted. *revision_out (may be NULL): the highest revision of the
- * versions counted (0 if none), what a reply built on the count depends on
- * (ctx_durable_revision). 0 for a NULL store; no errors. */
+/* How many contexts whose newest decided version (ctx_get_latest) has at
+ * least one field: ctxd's DBSIZE, which does not count contexts without
+ * fields as keys. Dropped contexts (a drop decided, durable or not) are not
+ * counted, contexts past their time-to-live are not, and a context whose
+ * create with fields is decided is counted from then on, before its sync.
+ * O(1) (a counter the store keeps where a head gains its first field or
+ * loses its last, or a context is dropped) while no time-to-live was ever
+ * set in the store; after that, one walk of the context table taking one
+ * reference per context (O(contexts)), which leaves out contexts past their
+ * time-to-live that the reaper has not dropped yet. Changes made during the
+ * call may or may not be counted. *revision_out (may be NULL): a revision
+ * at or above that of every change counted (the last revision handed out,
+ * or with the walk the highest of the versions counted; 0 if none), what a
+ * reply built on the count depends on (ctx_durable_revision). 0 for a NULL
+ * store; no errors. */
 size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out);
 
 /* A page of context ids, as returned by ctx_list. */
@@ -577,6 +583,15 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
  * dropped meanwhile, only make the hint useless. Has no errors (NULL
  * arguments are ignored). */
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n);
+
+/* ctx_prefetch, and then the path to key keys[i] (klens[i] bytes; NULL: no
+ * key for that id) in the trie of each context's newest version, level by
+ * level over all of them (the first levels: enough for contexts of tens of
+ * thousands of keys), e.g. the field of each HGET or HINCRBY of a read. A
+ * hint as ctx_prefetch is: changes nothing, no errors (NULL arguments are
+ * ignored; keys NULL is ctx_prefetch). */
+void ctx_prefetch_keys(ctx_store *s, const char *const *ids, const size_t *idlens,
+                       const void *const *keys, const size_t *klens, size_t n);
 
 /* Set *revision to the highest revision that may be acknowledged (see
  * SEMANTICS). Never blocks. Returns CTX_OK, or CTX_IO once the log has

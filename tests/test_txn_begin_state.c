@@ -9,7 +9,8 @@
  * version, and a context dropped and created again under the same id (even
  * back at the same version number) is not that context any more.
  * ctx_prefetch is a hint: it changes nothing, takes no reference and
- * accepts ids of any kind.
+ * accepts ids of any kind; ctx_prefetch_keys also follows each key's path
+ * in its context's trie (r8-ctxd), and is a hint as well.
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -208,6 +209,62 @@ static void test_prefetch_is_a_hint(void **unused)
 	ctx_close(s);
 }
 
+/* ctx_prefetch_keys is a hint too: contexts of 1 to 20,000 keys (tries of
+ * one to four levels, pair nodes), keys present and absent, NULL keys,
+ * empty keys, absent contexts, more ids than one round; afterwards every
+ * key reads as before. */
+static void test_prefetch_keys_is_a_hint(void **unused)
+{
+	(void)unused;
+	ctx_store *s = test_open_memory();
+	enum { N = 40 };
+	char names[N][16], fields[N][16];
+	const char *ids[N];
+	const void *keys[N];
+	size_t lens[N], klens[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "p%d", i);
+		ids[i] = names[i];
+		lens[i] = strlen(names[i]);
+		int nkeys = i % 5 == 4 ? 0 : i < 4 ? 20000 : i * 7 + 1; /* 0: absent */
+		for (int k = 0; k < nkeys; k += 1000) {
+			ctx_txn *t;
+			ctx_status st = ctx_txn_begin(s, names[i], &t);
+			if (st == CTX_NOT_FOUND)
+				st = ctx_txn_begin_create(s, names[i], &t);
+			assert_ok(st);
+			for (int j = k; j < nkeys && j < k + 1000; j++) {
+				char f[16];
+				snprintf(f, sizeof(f), "f%d", j);
+				assert_ok(ctx_txn_put(t, f, strlen(f), names[i], lens[i]));
+			}
+			assert_ok(ctx_txn_commit(t, 0, NULL));
+		}
+		snprintf(fields[i], sizeof(fields[i]), "f%d", i % 3 == 2 ? 999999 : i * 3);
+		keys[i] = i % 6 == 5 ? NULL : fields[i];
+		klens[i] = i % 11 == 10 ? 0 : strlen(fields[i]);
+	}
+	ctx_prefetch_keys(s, ids, lens, keys, klens, N);
+	ctx_prefetch_keys(s, ids, lens, NULL, NULL, N);
+	ctx_prefetch_keys(s, ids, lens, keys, NULL, N);
+	ctx_prefetch_keys(NULL, ids, lens, keys, klens, N);
+	ctx_prefetch_keys(s, ids, lens, keys, klens, 0);
+	for (int i = 0; i < N; i++) {
+		int nkeys = i % 5 == 4 ? 0 : i < 4 ? 20000 : i * 7 + 1;
+		ctx_state *st;
+		ctx_status got = ctx_get_latest(s, names[i], &st);
+		assert_int_equal(got, nkeys ? CTX_OK : CTX_NOT_FOUND);
+		if (got != CTX_OK)
+			continue;
+		assert_int_equal(ctx_state_count(st), (size_t)nkeys);
+		ctx_state_release(st);
+		char f[16];
+		snprintf(f, sizeof(f), "f%d", nkeys - 1);
+		assert_true(has(s, names[i], f, names[i]));
+	}
+	ctx_close(s);
+}
+
 /* ctx_prefetch under churn: one thread commits, drops and creates again
  * the contexts another thread keeps prefetching (reads without locks, and
  * a reference on each head version: ASan and TSan watch it). Afterwards
@@ -234,6 +291,9 @@ static void *churn_writer(void *arg)
 			st = ctx_txn_commit(t, 0, NULL);
 		}
 		T_CHECK(st == CTX_OK);
+		char k[16]; /* more keys: a trie a few levels deep */
+		snprintf(k, sizeof(k), "g%d", r % 97);
+		T_CHECK_STATUS(ctx_put(ch->s, id, k, strlen(k), "w", 1, NULL), CTX_OK);
 		if (r % 7 == 3)
 			T_CHECK_STATUS(ctx_drop(ch->s, id), CTX_OK);
 	}
@@ -252,8 +312,19 @@ static void *churn_prefetcher(void *arg)
 		ids[i] = names[i];
 		lens[i] = strlen(names[i]);
 	}
-	while (!atomic_load(&ch->done))
-		ctx_prefetch(ch->s, ids, lens, CHURN_IDS);
+	const void *keys[CHURN_IDS];
+	size_t klens[CHURN_IDS];
+	char knames[CHURN_IDS][16];
+	for (int i = 0; i < CHURN_IDS; i++) {
+		snprintf(knames[i], sizeof(knames[i]), "g%d", i * 5);
+		keys[i] = i % 4 == 3 ? NULL : knames[i];
+		klens[i] = strlen(knames[i]);
+	}
+	for (unsigned n = 0; !atomic_load(&ch->done); n++)
+		if (n % 2)
+			ctx_prefetch_keys(ch->s, ids, lens, keys, klens, CHURN_IDS);
+		else
+			ctx_prefetch(ch->s, ids, lens, CHURN_IDS);
 	return NULL;
 }
 
@@ -295,6 +366,7 @@ int main(void)
 	    cmocka_unit_test(test_abort_and_release_order),
 	    cmocka_unit_test(test_begin_state_errors),
 	    cmocka_unit_test(test_prefetch_is_a_hint),
+	    cmocka_unit_test(test_prefetch_keys_is_a_hint),
 	    cmocka_unit_test(test_prefetch_under_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -759,6 +759,32 @@ const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t
 	return NULL;
 }
 
+const void *hamt_prefetch_step(const void *node, uint64_t hash, unsigned level)
+{
+	const hamt_node *n = node;
+	if (!n)
+		return NULL;
+	if (n->kind != KIND_BITMAP) {
+		unsigned i = level_index(hash, level);
+		if (n->kind == KIND_PAIR && (i == n->cap || i == n->len))
+			__builtin_prefetch(slot_leaf(pair_slots(n)[i != n->cap]));
+		return NULL;
+	}
+	uint32_t bit = 1u << level_index(hash, level);
+	if (!(n->bitmap & bit))
+		return NULL;
+	const void *s = n->slot[bit_pos(n->bitmap, bit)];
+	if (slot_is_leaf(s)) {
+		__builtin_prefetch(slot_leaf(s));
+		return NULL;
+	}
+	const char *c = (const char *)slot_node(s);
+	__builtin_prefetch(c);
+	__builtin_prefetch(c + 64);
+	__builtin_prefetch(c + 128);
+	return c;
+}
+
 hamt hamt_retain(const hamt *m)
 {
 	if (m->root)

@@ -159,6 +159,14 @@ uint64_t hamt_edit_token(void);
 /* The leaf for key in m, or NULL. */
 const hamt_leaf *hamt_find(const hamt *m, uint64_t hash, const void *key, size_t klen);
 
+/* One step of prefetching the path to the key of hash `hash` (ctx_prefetch
+ * with keys): node is a node of a map at depth `level` (a root: 0), which
+ * this reads (so call it once node has had time to arrive); starts loading
+ * the slot the path goes on to, and returns it if it is a node (for the
+ * next step, at level + 1), NULL if it is a leaf, absent, or in a pair or
+ * collision node. The caller holds a reference to the map's version. */
+const void *hamt_prefetch_step(const void *node, uint64_t hash, unsigned level);
+
 /* Reference management of whole maps: retain takes a reference to m's root
  * for a new map, release drops the one held by *m and empties it. */
 hamt hamt_retain(const hamt *m);

@@ -77,6 +77,20 @@ uint64_t store_now_us(const ctx_store *s)
 	return s->opts.clock_us ? s->opts.clock_us(s->opts.clock_arg) : ctx_now_us();
 }
 
+/* Count c in or out of store.with_fields (write_lock held, or alone): in
+ * while it is not dropped and its head has a field. Only a change of that
+ * touches the store's counter. */
+static inline void context_count_fields(ctx_context *c, bool in)
+{
+	if (in == c->with_fields)
+		return;
+	c->with_fields = in;
+	if (in)
+		atomic_fetch_add(&c->store->with_fields, 1);
+	else
+		atomic_fetch_sub(&c->store->with_fields, 1);
+}
+
 ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 {
 	/* No locked instruction here (three seq_cst exchanges before round 6,
@@ -97,6 +111,9 @@ ctx_state *context_push_head(ctx_context *c, ctx_state *next)
 	if (old)
 		old->next = next;
 	atomic_store_explicit(&c->head, next, memory_order_release);
+	/* A commit never pushes onto a dropped context (it checks under the
+	 * lock): only whether next has fields decides. */
+	context_count_fields(c, next->data.count != 0);
 	if (!c->oldest)
 		c->oldest = next;
 	if (++c->kept > c->store->opts.history_depth) {
@@ -856,6 +873,7 @@ static void context_let_go(ctx_context *c)
 	ctx_state_release(atomic_exchange(&c->visible, NULL));
 	ctx_state_release(c->head);
 	c->head = NULL;
+	context_count_fields(c, false);
 	c->oldest = NULL;
 	c->kept = 0;
 	points_clear(c);
@@ -1067,6 +1085,7 @@ static void pending_finish(log_done *d, bool durable)
 			 * store refuses writes now). */
 			context_lock(c);
 			atomic_store(&c->dropped, false);
+			context_count_fields(c, c->head && c->head->data.count != 0);
 			context_unlock(c);
 		}
 		store_report_skip(s, d->rev);
@@ -1256,6 +1275,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 		/* The flusher takes it out of the table once durable. */
 		c->drop_revision = rev;
 		atomic_store(&c->dropped, true);
+		context_count_fields(c, false);
 		context_unlock(c);
 		return CTX_OK;
 	}
@@ -1263,6 +1283,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 	 * until the drop is durable. */
 	c->drop_revision = rev;
 	atomic_store(&c->dropped, true);
+	context_count_fields(c, false);
 	if (s->wait_durable) {
 		context_unlock(c);
 		st = log_wait(s->log, rev);
@@ -1273,6 +1294,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 		context_release(c); /* the table's reference */
 	} else {
 		atomic_store(&c->dropped, false); /* never durable: nothing changed */
+		context_count_fields(c, c->head && c->head->data.count != 0);
 	}
 	context_unlock(c);
 	if (st == CTX_OK)
@@ -1709,7 +1731,37 @@ static void prefetch_state(ctx_state *v)
 	__builtin_prefetch(&v->data, 0);
 }
 
-static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
+/* Levels of a key's trie path ctx_prefetch_keys follows: a root and three
+ * more reach the leaves of maps of tens of thousands of keys. */
+#define PREFETCH_LEVELS 4
+
+/* Stage 5 (with keys): the path to keys[i] in v[i]'s trie, level by level
+ * over all of them, so that the misses of one level overlap. Under the
+ * references stage 4 took. */
+static void prefetch_paths(ctx_state *const *v, const void *const *keys, const size_t *klens,
+                           size_t n)
+{
+	const void *node[PREFETCH_MAX];
+	uint64_t h[PREFETCH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		node[i] = v[i] && keys[i] ? v[i]->data.root : NULL;
+		if (node[i])
+			h[i] = hamt_hash(keys[i], klens[i]);
+	}
+	for (unsigned level = 0; level < PREFETCH_LEVELS; level++) {
+		bool more = false;
+		for (size_t i = 0; i < n; i++)
+			if (node[i]) {
+				node[i] = hamt_prefetch_step(node[i], h[i], level);
+				more = more || node[i];
+			}
+		if (!more)
+			return;
+	}
+}
+
+static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *idlens,
+                           const void *const *keys, const size_t *klens, size_t n)
 {
 	uint64_t h[PREFETCH_MAX];
 	ctx_context *c[PREFETCH_MAX];
@@ -1753,33 +1805,50 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 			__builtin_prefetch(v[i]->data.root, 1);
 	}
 	ctx_rcu_read_unlock();
+	if (keys)
+		prefetch_paths(v, keys, klens, n);
 	for (size_t i = 0; i < n; i++)
 		ctx_state_release(v[i]);
 }
 
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n)
 {
-	if (!s || !ids || !idlens)
+	ctx_prefetch_keys(s, ids, idlens, NULL, NULL, n);
+}
+
+void ctx_prefetch_keys(ctx_store *s, const char *const *ids, const size_t *idlens,
+                       const void *const *keys, const size_t *klens, size_t n)
+{
+	if (!s || !ids || !idlens || (keys && !klens))
 		return;
 	for (size_t at = 0; at < n; at += PREFETCH_MAX)
-		prefetch_round(s, ids + at, idlens + at,
+		prefetch_round(s, ids + at, idlens + at, keys ? keys + at : NULL,
+		               keys ? klens + at : NULL,
 		               n - at < PREFETCH_MAX ? n - at : PREFETCH_MAX);
 }
 
-/* ---- contexts that hold fields (r7-ctxd) ------------------------------------ */
+/* ---- contexts that hold fields (r7-ctxd, r8-ctxd) --------------------------- */
 
-size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
+/* The last revision handed out: at or above that of every change already
+ * counted in store.with_fields (read after it). */
+static uint64_t last_revision(ctx_store *s)
+{
+	return s->log ? log_last_revision(s->log) : atomic_load(&s->revision);
+}
+
+/* The walk, for a store where a time-to-live was ever set: a context past
+ * it counts until the reaper drops it in store.with_fields, but not here. */
+static size_t count_with_fields_walk(ctx_store *s, uint64_t *revision_out)
 {
 	size_t n = 0;
-	uint64_t rev = 0;
+	uint64_t rev = 0, now = store_now_us(s);
 	table_iter iter;
-	if (revision_out)
-		*revision_out = 0;
-	if (!s)
-		return 0;
 	ctx_rcu_read_lock();
 	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
-		if (atomic_load(&c->dropped) || !store_listed(c))
+		tsan_subscribe(c);
+		if (atomic_load(&c->dropped) ||
+		    (atomic_load_explicit(&c->ttl_us, memory_order_relaxed) &&
+		     context_expired(c, now)))
 			continue;
 		ctx_state *v = state_retain_current(&c->head);
 		if (!v)
@@ -1792,6 +1861,20 @@ size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
 		ctx_state_release(v);
 	}
 	ctx_rcu_read_unlock();
+	*revision_out = rev;
+	return n;
+}
+
+size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out)
+{
+	uint64_t rev = 0;
+	size_t n = 0;
+	if (s && atomic_load(&s->any_ttl)) {
+		n = count_with_fields_walk(s, &rev);
+	} else if (s) {
+		n = atomic_load(&s->with_fields);
+		rev = last_revision(s);
+	}
 	if (revision_out)
 		*revision_out = rev;
 	return n;

@@ -216,6 +216,9 @@ struct ctx_context {
 	atomic_bool read_noref;
 	atomic_bool dropped;         /* no more commits; set under write_lock */
 	atomic_bool gone;            /* out of the table, visible cleared */
+	/* Counted in store.with_fields: not dropped and the head has fields
+	 * (write_lock, or alone; context_count_fields). */
+	bool with_fields;
 	atomic_uint_fast64_t ttl_us; /* idle time-to-live, 0 = none */
 	atomic_uint_fast64_t last_access_us;
 	_Atomic(ctx_state *) visible; /* newest version readers may see */
@@ -309,6 +312,12 @@ struct ctx_store {
 	size_t table_step;     /* slots moved per insert while it grows */
 	ctx_index index;       /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;    /* contexts in the table */
+	/* Contexts not dropped whose head has at least one field (ctxd's
+	 * DBSIZE, ctx_count_with_fields): moved only where a head gains its
+	 * first field or loses its last, or the context is dropped or let go
+	 * (context_count_fields), so a commit that keeps a context non-empty
+	 * touches it not at all; beside `live`, which every create moves. */
+	atomic_size_t with_fields;
 	/* The last revision handed out (no log): every commit of a memory-only
 	 * store takes the next one with a locked add, from every thread. It has a
 	 * cache line of its own (the padding on both sides keeps it alone

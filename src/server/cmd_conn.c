@@ -797,9 +797,9 @@ typedef struct dbsize_job {
 	uint64_t rev;
 } dbsize_job;
 
-/* Count contexts with at least one field: one walk of the context table in
- * the library (ctx_count_with_fields), no id listed or looked up; the reply
- * waits for the newest revision among the versions counted. */
+/* Count contexts with at least one field (ctx_count_with_fields: the
+ * store's counter, or one walk of the context table once a time-to-live was
+ * ever set); the reply waits for the revision the count may include. */
 static void dbsize_run(void *p)
 {
 	dbsize_job *j = p;

@@ -87,6 +87,10 @@ struct client {
 	size_t in_len, in_cap;
 	resp_frame frame;
 	resp_frame look; /* parsing ahead: a group of writes (net.c) */
+	/* look holds the complete request at in + look_at, look_len bytes,
+	 * parsed ahead and found not to join a group (0: nothing kept); valid
+	 * only inside one process_input. */
+	size_t look_at, look_len;
 	/* output: out.p[out_head..out.len) not yet handed to the socket;
 	 * logical offset of out.p[0] is out_base */
 	rbuf out;
@@ -163,13 +167,20 @@ struct loop {
 	uv_poll_t gpoll;
 	bool gpoll_on;
 	uv_timer_t ctl;
-	_Atomic long cpu_clock; /* this loop's thread's CPU clock, -1 before it runs */
-	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads, w_wait_ns;
+	/* this loop's thread's CPU clock (a clockid_t, negative on Linux:
+	 * valid once cpu_clock_set) */
+	_Atomic long cpu_clock;
+	atomic_bool cpu_clock_set;
+	uint64_t w_wall_ns, w_cpu_ns, w_cmds, w_reads;
 	bool w_cpu_bound; /* unhosted for CPU: host again only well below it */
 	int w_streak;     /* periods in a row that called for a change */
-	/* periods without hosting after a crowded machine ended it */
-	int w_backoff, w_backoff_left;
-	long w_hosted_ticks;
+	/* the machine's load (loop 0, net.c's machine_load): the last
+	 * counters, and the last LOAD_WINDOW periods' wall, other processes'
+	 * CPU and idle CPU time (ns) */
+	uint64_t m_busy_ticks, m_idle_ticks, m_self_ns, m_wall_ns;
+	uint64_t m_win_wall[4], m_win_others[4], m_win_idle[4];
+	unsigned m_win_at;
+	int m_hold; /* periods left without hosting while still crowded */
 	/* statistics, written by this loop only */
 	_Atomic uint64_t st_commands, st_connections, st_rejected, st_net_in, st_net_out;
 	_Atomic uint64_t st_reads;

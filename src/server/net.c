@@ -17,9 +17,10 @@
  *   loop's check phase, right after the poll phase: on_read appends the
  *   bytes and puts the client on the loop's ready list, and on_ready_check
  *   first hands the keys of every ready client's requests (each request's
- *   second argument, from a light scan of the multibulk headers; up to
- *   PREFETCH_REQS) to ctx_prefetch, so that the cache misses of finding
- *   their contexts overlap instead of each request waiting for its own,
+ *   second argument, and its third as a field, from a light scan of the
+ *   multibulk headers; up to PREFETCH_REQS) to ctx_prefetch_keys, so that
+ *   the cache misses of finding their contexts and the fields' trie paths
+ *   overlap instead of each request waiting for its own,
  *   then runs each client's input as above (run_input). A hint: no reply
  *   depends on it. Input read before an end of stream in the same poll
  *   phase runs before the end is handled. (The fuzz hook runs input at
@@ -69,18 +70,23 @@
  *   one request per read (no pipelining: each request costs a read, a
  *   write and often a sleep and a wake-up in epoll_wait, and a second loop
  *   thread on a machine where the clients also need CPU mostly adds wake-
- *   ups: docs/benchmarks.md, round 6) and the loops together used less than
- *   HOST_BELOW_CPU of a core; it ends after one period where the requests
- *   per read reach UNHOST_MIN_RPR (pipelined work, which two threads do
- *   faster), or after HOST_AFTER_TICKS periods in a row where loop 0's
- *   thread used more than UNHOST_ABOVE_CPU of a core (one thread is not
- *   enough: it then hosts again only below REHOST_BELOW_CPU) or waited for
- *   a CPU (run queue, /proc/thread-self/schedstat) more than
- *   UNHOST_WAIT_OVER of the time (other processes load the machine, and
- *   one thread gets a smaller share of it than several: no hosting for
- *   BACKOFF_MIN periods, doubled each time it happens again, up to
- *   BACKOFF_MAX). The wait is read only while hosting: before, the loops'
- *   own threads crowd each other, which is what hosting removes. On stop
+ *   ups: docs/benchmarks.md, round 6); it ends after one period where the
+ *   requests per read reach UNHOST_MIN_RPR (pipelined work, which two
+ *   threads do faster), or after HOST_AFTER_TICKS periods in a row where
+ *   loop 0's thread used more than UNHOST_ABOVE_CPU of a core while the
+ *   machine had UNHOST_IDLE_OVER CPUs idle (one thread is not enough and a
+ *   second would find a CPU: it then hosts again only below
+ *   REHOST_BELOW_CPU), or where the machine was crowded: the CPUs that
+ *   processes other than ctxd left (/proc/stat's busy time minus ctxd's
+ *   own, over the last LOAD_WINDOW periods) below CROWDED_SPARE (other
+ *   jobs load the machine beyond a client's CPU, and one thread gets a
+ *   smaller share of it than several). After a crowd it hosts again once
+ *   the spare CPUs reach UNCROWDED_SPARE, or after CROWD_HOLD periods (then
+ *   a crowd that lasts ends it again). Until round 8 the crowd was loop
+ *   0's own wait for a CPU while hosting, with a back-off of up to 32 s:
+ *   ctxd's own threads and the kernel's work for its fsyncs made that
+ *   wait, so a burst of durable writes kept the loops apart through the
+ *   reads after it (docs/benchmarks.md, round 8). On stop
  *   every loop runs on its own thread again first. --loops-merge no turns
  *   hosting off.
  *
@@ -618,12 +624,13 @@ enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
 #define MIN_READS        16   /* reads in a period for a decision */
 #define HOST_MAX_RPR     2.0  /* requests per read: host below this */
 #define UNHOST_MIN_RPR   4.0  /* and stop hosting from this on */
-#define HOST_BELOW_CPU   0.85 /* cores, all loops together */
-#define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting */
+#define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting... */
+#define UNHOST_IDLE_OVER 0.5  /* ...while the machine has this many CPUs idle */
 #define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
-#define UNHOST_WAIT_OVER 0.25 /* hosting, loop 0's thread waiting for a CPU */
-#define BACKOFF_MIN      20   /* periods without hosting after that, doubled */
-#define BACKOFF_MAX      640  /* each time up to this */
+#define LOAD_WINDOW      4    /* periods the machine's load is judged over */
+#define CROWDED_SPARE    0.6  /* CPUs other processes leave: crowded below */
+#define UNCROWDED_SPARE  0.8  /* and no longer crowded from this on */
+#define CROWD_HOLD       20   /* periods held off at most after a crowd */
 
 static int host_state(loop *g)
 {
@@ -650,25 +657,93 @@ static uint64_t mono_ns(void)
 
 static uint64_t loop_cpu_ns(loop *g)
 {
-	long id = atomic_load_explicit(&g->cpu_clock, memory_order_acquire);
+	/* A thread's CPU clock id is negative (glibc): a flag says whether it
+	 * is set (it was read as "id < 0: unknown", so every period measured
+	 * 0 cores and the CPU rules never applied, rounds 6-7). */
+	if (!atomic_load_explicit(&g->cpu_clock_set, memory_order_acquire))
+		return 0;
+	long id = atomic_load_explicit(&g->cpu_clock, memory_order_relaxed);
 	struct timespec ts;
-	if (id < 0 || clock_gettime((clockid_t)id, &ts) != 0)
+	if (clock_gettime((clockid_t)id, &ts) != 0)
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The calling thread's time runnable but waiting for a CPU (the second
- * field of /proc/thread-self/schedstat), 0 if unknown. */
-static uint64_t thread_wait_ns(void)
+/* The machine's busy and idle time so far (the "cpu" line of /proc/stat,
+ * in clock ticks); false if unknown. */
+static bool machine_ticks(uint64_t *busy, uint64_t *idle)
 {
-	FILE *f = fopen("/proc/thread-self/schedstat", "r");
-	unsigned long long run = 0, wait = 0;
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long v[8] = {0};
 	if (!f)
-		return 0;
-	if (fscanf(f, "%llu %llu", &run, &wait) != 2)
-		wait = 0;
+		return false;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+	               &v[4], &v[5], &v[6], &v[7]);
 	fclose(f);
-	return wait;
+	if (n < 4)
+		return false;
+	*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* user nice system irq softirq steal */
+	*idle = v[3] + v[4];                             /* idle iowait */
+	return true;
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Loop 0, once a period: the CPUs other processes left over (the
+ * machine's CPUs minus what processes other than ctxd used) and the idle
+ * CPUs, both over the last LOAD_WINDOW periods; false until known. That is
+ * what "crowded" means for hosting: a client on the same machine uses
+ * about one CPU and leaves the rest, other jobs take more. (Before round 8
+ * it was loop 0's own wait for a CPU while hosting, which ctxd's own
+ * threads and the kernel's work for its fsyncs also cause: under
+ * durability always a burst of writes ended hosting, and a back-off kept
+ * it off for up to 32 s after, through the reads that followed.) */
+static bool machine_load(loop *h0, uint64_t wall, double *spare, double *idle_cpus)
+{
+	uint64_t busy, idle, self = process_cpu_ns();
+	if (!machine_ticks(&busy, &idle))
+		return false;
+	static long tick_ns, ncpu; /* loop 0's thread only */
+	if (!tick_ns) {
+		long hz = sysconf(_SC_CLK_TCK);
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		tick_ns = hz > 0 ? 1000000000L / hz : 10000000L;
+		if (ncpu < 1)
+			ncpu = 1;
+	}
+	bool first = h0->m_wall_ns == 0;
+	uint64_t dbusy = (busy - h0->m_busy_ticks) * (uint64_t)tick_ns;
+	uint64_t didle = (idle - h0->m_idle_ticks) * (uint64_t)tick_ns;
+	uint64_t dself = self - h0->m_self_ns, dwall = wall - h0->m_wall_ns;
+	h0->m_busy_ticks = busy;
+	h0->m_idle_ticks = idle;
+	h0->m_self_ns = self;
+	h0->m_wall_ns = wall;
+	if (first)
+		return false;
+	unsigned at = h0->m_win_at++ % LOAD_WINDOW;
+	h0->m_win_wall[at] = dwall;
+	h0->m_win_others[at] = dbusy > dself ? dbusy - dself : 0;
+	h0->m_win_idle[at] = didle;
+	if (h0->m_win_at < LOAD_WINDOW)
+		return false;
+	uint64_t w = 0, o = 0, i = 0;
+	for (unsigned k = 0; k < LOAD_WINDOW; k++) {
+		w += h0->m_win_wall[k];
+		o += h0->m_win_others[k];
+		i += h0->m_win_idle[k];
+	}
+	if (!w)
+		return false;
+	*spare = (double)ncpu - (double)o / (double)w;
+	*idle_cpus = (double)i / (double)w;
+	return true;
 }
 
 static void on_guest_ready(uv_poll_t *h, int status, int events)
@@ -743,12 +818,13 @@ static void on_ctl(uv_timer_t *h)
 			all_hosted = false;
 		}
 	}
-	uint64_t wait = thread_wait_ns();
+	double spare = 0, idle = 0;
+	bool load_known = machine_load(h0, wall, &spare, &idle);
+	if (h0->m_hold > 0) /* until the crowd is gone, CROWD_HOLD periods at most */
+		h0->m_hold = !load_known || spare >= UNCROWDED_SPARE ? 0 : h0->m_hold - 1;
 	uint64_t dw = wall - h0->w_wall_ns, dc = cpu - h0->w_cpu_ns;
 	uint64_t dcmd = cmds - h0->w_cmds, dr = reads - h0->w_reads;
-	uint64_t dwait = wait - h0->w_wait_ns;
 	bool first = h0->w_wall_ns == 0;
-	h0->w_wait_ns = wait;
 	h0->w_wall_ns = wall;
 	h0->w_cpu_ns = cpu;
 	h0->w_cmds = cmds;
@@ -758,40 +834,34 @@ static void on_ctl(uv_timer_t *h)
 		return;
 	}
 	double cores = (double)dc / (double)dw, rpr = (double)dcmd / (double)dr;
-	double waiting = (double)dwait / (double)dw;
 	if (!any_hosted) {
-		double below = h0->w_cpu_bound ? REHOST_BELOW_CPU : HOST_BELOW_CPU;
-		bool call = rpr < HOST_MAX_RPR && cores < below;
-		if (h0->w_backoff_left > 0) {
-			h0->w_backoff_left--;
-			call = false;
-		}
+		bool call = rpr < HOST_MAX_RPR && h0->m_hold == 0 &&
+		            (!h0->w_cpu_bound || cores < REHOST_BELOW_CPU);
 		h0->w_streak = call ? h0->w_streak + 1 : 0;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
 			h0->w_cpu_bound = false;
-			h0->w_hosted_ticks = 0;
+			server_log('D',
+			           "loops: hosting (%.2f requests per read, %.2f cores, %.2f CPUs "
+			           "spare)",
+			           rpr, cores, spare);
 			host_all();
 		}
 	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
 		h0->w_streak = 0;
+		server_log('D', "loops: own threads (%.2f requests per read)", rpr);
 		unhost_all();
 	} else if (all_hosted) {
-		bool busy = cores > UNHOST_ABOVE_CPU, crowded = waiting > UNHOST_WAIT_OVER;
+		bool busy = cores > UNHOST_ABOVE_CPU && load_known && idle > UNHOST_IDLE_OVER;
+		bool crowded = load_known && spare < CROWDED_SPARE;
 		h0->w_streak = busy || crowded ? h0->w_streak + 1 : 0;
-		h0->w_hosted_ticks++;
 		if (h0->w_streak >= HOST_AFTER_TICKS) {
 			h0->w_streak = 0;
 			h0->w_cpu_bound = busy;
-			if (crowded) {
-				/* hosted for long before this: a new crowd, start over */
-				if (h0->w_hosted_ticks > BACKOFF_MAX)
-					h0->w_backoff = 0;
-				h0->w_backoff = h0->w_backoff ? h0->w_backoff * 2 : BACKOFF_MIN;
-				if (h0->w_backoff > BACKOFF_MAX)
-					h0->w_backoff = BACKOFF_MAX;
-				h0->w_backoff_left = h0->w_backoff;
-			}
+			h0->m_hold = crowded ? CROWD_HOLD : 0;
+			server_log(
+			    'D', "loops: own threads (%.2f cores, %.2f CPUs idle, %.2f CPUs spare)",
+			    cores, idle, spare);
 			unhost_all();
 		}
 	}
@@ -1267,7 +1337,10 @@ static bool same_key(const arg *a, const arg *b)
 }
 
 /* How many complete requests from c->in + pos on are groupable writes of
- * the context named key (parsed ahead into c->look, not run). */
+ * the context named key (parsed ahead into c->look, not run). When none
+ * is, the request right after (if complete) stays parsed in c->look for
+ * process_input, which would parse it next (c->look_at, c->look_len): a
+ * pipeline of writes of different keys parses each request once. */
 static size_t group_followers(client *c, size_t pos, const resp_limits *lim, const arg *key)
 {
 	size_t k = 0;
@@ -1275,6 +1348,11 @@ static size_t group_followers(client *c, size_t pos, const resp_limits *lim, con
 		ssize_t r = resp_parse(&c->look, c->in + pos, c->in_len - pos, lim);
 		bool join = r > 0 && groupable(&c->look) && same_key(&c->look.argv[1], key) &&
 		            !(key->n == 1 && key->p[0] == '.');
+		if (!join && k == 0 && r > 0) {
+			c->look_at = pos;
+			c->look_len = (size_t)r;
+			return 0;
+		}
 		resp_frame_reset(&c->look);
 		if (!join)
 			break;
@@ -1282,6 +1360,35 @@ static size_t group_followers(client *c, size_t pos, const resp_limits *lim, con
 		pos += (size_t)r;
 	}
 	return k;
+}
+
+/* The request at c->in + pos, parsed into c->frame: taken from c->look if
+ * group_followers parsed it already (with the same limits: nothing
+ * between changes them, the request before was a hash write). */
+static ssize_t parse_next(client *c, size_t pos, const resp_limits *lim)
+{
+	if (c->look_len && c->look_at == pos) {
+		resp_frame t = c->frame;
+		c->frame = c->look;
+		c->look = t;
+		ssize_t r = (ssize_t)c->look_len;
+		c->look_len = 0;
+		return r;
+	}
+	if (c->look_len) {
+		resp_frame_reset(&c->look);
+		c->look_len = 0;
+	}
+	return resp_parse(&c->frame, c->in + pos, c->in_len - pos, lim);
+}
+
+/* Forget a request kept in c->look (the input is about to move). */
+static void look_forget(client *c)
+{
+	if (c->look_len) {
+		resp_frame_reset(&c->look);
+		c->look_len = 0;
+	}
 }
 
 /* Run the n requests from c->in + pos on, each parsed into c->frame. */
@@ -1393,7 +1500,7 @@ static bool can_group(const client *c)
 
 /* ---- prefetching a pipelined read's keys ------------------------------------------ */
 
-/* Requests of one read whose key is handed to ctx_prefetch. */
+/* Requests of one read whose key is handed to ctx_prefetch_keys. */
 #define PREFETCH_REQS 32
 
 /* The decimal number at p[*at] up to its CRLF (inside n bytes), moving *at
@@ -1416,46 +1523,69 @@ static long scan_number(const char *p, size_t n, size_t *at)
 	return v;
 }
 
-/* The second argument (the key) of each complete request at the start of
- * p[0..n), up to max; how many were found. */
-static size_t scan_keys(const char *p, size_t n, const char **ids, size_t *lens, size_t max)
+/* Longest third argument handed to ctx_prefetch_keys as a field. */
+#define PREFETCH_FIELD_MAX 256
+
+/* Where scan_keys puts what it finds: per request, the second argument
+ * (the key: a context id) and the third (for hash commands the field,
+ * HGET's or HINCRBY's; NULL if none or long), handed to ctx_prefetch_keys
+ * (for other commands the third is a useless hint, never a wrong one). */
+typedef struct scan_out {
+	const char *ids[PREFETCH_REQS];
+	size_t lens[PREFETCH_REQS];
+	const void *fields[PREFETCH_REQS];
+	size_t flens[PREFETCH_REQS];
+	size_t k;
+} scan_out;
+
+/* The key and field of each complete request at the start of p[0..n),
+ * appended to o up to PREFETCH_REQS. */
+static void scan_keys(const char *p, size_t n, scan_out *o)
 {
-	size_t k = 0, at = 0;
-	while (k < max && at < n && p[at] == '*') {
+	size_t at = 0;
+	while (o->k < PREFETCH_REQS && at < n && p[at] == '*') {
 		at++;
 		long argc = scan_number(p, n, &at);
 		if (argc < 1)
-			break;
+			return;
+		size_t k = o->k;
+		bool key = false;
 		for (long j = 0; j < argc; j++) {
 			if (at >= n || p[at] != '$')
-				return k;
+				return;
 			at++;
 			long len = scan_number(p, n, &at);
 			if (len < 0 || (size_t)len + 2 > n - at)
-				return k;
+				return;
 			if (j == 1 && (size_t)len <= CTX_ID_MAX) {
-				ids[k] = p + at;
-				lens[k++] = (size_t)len;
+				o->ids[k] = p + at;
+				o->lens[k] = (size_t)len;
+				o->fields[k] = NULL;
+				o->flens[k] = 0;
+				key = true;
+			} else if (j == 2 && key && len > 0 && len <= PREFETCH_FIELD_MAX) {
+				o->fields[k] = p + at;
+				o->flens[k] = (size_t)len;
 			}
 			at += (size_t)len + 2;
 		}
+		o->k += key; /* complete: counted */
 	}
-	return k;
 }
 
 /* A read that brought several requests (a pipeline): start loading the
- * contexts they name, all at once (ctx_prefetch), so that their cache
+ * contexts they name, all at once (ctx_prefetch_keys), so that their cache
  * misses overlap instead of each request waiting for its own in turn.
  * A hint: nothing depends on it. */
 static void prefetch_keys(client *c)
 {
-	const char *ids[PREFETCH_REQS];
-	size_t lens[PREFETCH_REQS];
 	if (!c->authed || c->in_len < 32)
 		return;
-	size_t k = scan_keys(c->in, c->in_len, ids, lens, PREFETCH_REQS);
-	if (k > 1)
-		ctx_prefetch(srv.store, ids, lens, k);
+	scan_out o;
+	o.k = 0;
+	scan_keys(c->in, c->in_len, &o);
+	if (o.k > 1)
+		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 }
 
 static void process_input(client *c)
@@ -1469,7 +1599,7 @@ static void process_input(client *c)
 	       obuf_check(c)) {
 		resp_limits lim;
 		set_limits(c, &lim);
-		ssize_t r = resp_parse(&c->frame, c->in + pos, c->in_len - pos, &lim);
+		ssize_t r = parse_next(c, pos, &lim);
 		if (r == RESP_INCOMPLETE)
 			break;
 		if (r == RESP_MALFORMED) {
@@ -1496,6 +1626,7 @@ static void process_input(client *c)
 		resp_frame_reset(&c->frame);
 		pos += (size_t)r;
 	}
+	look_forget(c);
 	if (!c->closing) /* the last request's reply too, before the flush sends part of it */
 		obuf_check(c);
 	if (c->closing)
@@ -1616,14 +1747,14 @@ static void on_ready_check(uv_check_t *h)
 	if (!list)
 		return;
 	lp->ready = NULL;
-	const char *ids[PREFETCH_REQS];
-	size_t lens[PREFETCH_REQS], k = 0;
+	scan_out o;
+	o.k = 0;
 	client *rest = list; /* the first client whose keys were not scanned */
-	for (; rest && k < PREFETCH_REQS; rest = rest->rnext)
+	for (; rest && o.k < PREFETCH_REQS; rest = rest->rnext)
 		if (rest->pending && !rest->closing && rest->authed)
-			k += scan_keys(rest->in, rest->in_len, ids + k, lens + k, PREFETCH_REQS - k);
-	if (k > 1)
-		ctx_prefetch(srv.store, ids, lens, k);
+			scan_keys(rest->in, rest->in_len, &o);
+	if (o.k > 1)
+		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
 	client *next;
 	for (client *c = list; c; c = next) {
@@ -1980,8 +2111,10 @@ static void *loop_thread(void *p)
 {
 	loop *lp = p;
 	clockid_t cid;
-	if (pthread_getcpuclockid(pthread_self(), &cid) == 0)
-		atomic_store_explicit(&lp->cpu_clock, (long)cid, memory_order_release);
+	if (pthread_getcpuclockid(pthread_self(), &cid) == 0) {
+		atomic_store_explicit(&lp->cpu_clock, (long)cid, memory_order_relaxed);
+		atomic_store_explicit(&lp->cpu_clock_set, true, memory_order_release);
+	}
 	while (!loop_park_or_end(lp, uv_run(&lp->uv, UV_RUN_DEFAULT)))
 		;
 	uv_run(&lp->uv, UV_RUN_DEFAULT); /* close callbacks */
@@ -2032,7 +2165,8 @@ static int bind_socket(const char *host, int port, int *bound_port)
 static int loop_init(loop *lp, int idx)
 {
 	lp->idx = idx;
-	atomic_init(&lp->cpu_clock, -1);
+	atomic_init(&lp->cpu_clock, 0);
+	atomic_init(&lp->cpu_clock_set, false);
 	pthread_mutex_init(&lp->host_lock, NULL);
 	pthread_cond_init(&lp->host_cv, NULL);
 	lp->host_state = HOST_OWN;

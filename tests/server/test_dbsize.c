@@ -4,7 +4,10 @@
  * a context created without fields (CTX.CREATE), a hash whose last field
  * was deleted (the context stays, with no fields), a deleted key, a key
  * past its expiry; FLUSHDB leaves 0 (for the Redis commands here, the
- * counts redis-server gives).
+ * counts redis-server gives). A DBSIZE right behind a write in one pipeline
+ * counts that write, whether its sync has happened yet or not (durability
+ * always, the default: the write's reply waits for its sync, DBSIZE's for
+ * every revision its count may include).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -67,6 +70,45 @@ static void test_dbsize_counts_keys(void **unused)
 	redisFree(c);
 }
 
+static long long reply_int_of(redisContext *c)
+{
+	redisReply *r;
+	assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+	if (r->type != REDIS_REPLY_INTEGER)
+		fail_msg("expected an integer, got type %d (%s)", r->type,
+		         r->type == REDIS_REPLY_ERROR ? r->str : "");
+	long long v = r->integer;
+	freeReplyObject(r);
+	return v;
+}
+
+/* Pipelined: a new key, DBSIZE, its deletion, DBSIZE; and a new key in
+ * one EXEC-free group of writes. Each DBSIZE sees the writes before it. */
+static void test_dbsize_after_pipelined_writes(void **unused)
+{
+	(void)unused;
+	redisContext *c = hconn(srv_);
+	ok(c, "FLUSHDB");
+	for (int round = 0; round < 20; round++) {
+		redisAppendCommand(c, "HSET dbp:%d f v", round);
+		redisAppendCommand(c, "DBSIZE");
+		redisAppendCommand(c, "HSET dbp:%d g v", round);
+		redisAppendCommand(c, "DEL dbp:%d", round);
+		redisAppendCommand(c, "DBSIZE");
+		redisAppendCommand(c, "HSET dbq:%d f v", round);
+		redisAppendCommand(c, "DBSIZE");
+		assert_int_equal(reply_int_of(c), 1);
+		assert_int_equal(reply_int_of(c), round + 1);
+		assert_int_equal(reply_int_of(c), 1);
+		assert_int_equal(reply_int_of(c), 1);
+		assert_int_equal(reply_int_of(c), round);
+		assert_int_equal(reply_int_of(c), 1);
+		assert_int_equal(reply_int_of(c), round + 1);
+	}
+	ok(c, "FLUSHDB");
+	redisFree(c);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -84,6 +126,7 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_dbsize_after_pipelined_writes),
 	    cmocka_unit_test(test_dbsize_counts_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -15,7 +15,14 @@
  * written as the new key. The input of all the reads of one poll phase runs
  * in the check phase, after one prefetch of all their keys: many
  * connections with one request each are answered each its own reply, and
- * requests followed by the end of the stream are all answered first. Invariants only: no timing, no
+ * requests followed by the end of the stream are all answered first. The
+ * scan also hands each request's third argument to ctx_prefetch_keys as a
+ * field (r8-ctxd): fields present or absent in hashes of thousands of
+ * fields, counters, an empty or long third argument, commands whose third
+ * argument is no field, all change no reply. A request parsed ahead to look
+ * for a group (and not joining one) is run from that parse: writes of
+ * alternating keys, groups right after such a request, reads after writes
+ * all get their own replies, in order. Invariants only: no timing, no
  * counts that depend on the machine's speed.
  */
 #include <pthread.h>
@@ -150,6 +157,85 @@ static void test_odd_requests(void **unused)
 	expect_bulk(r, "1");
 	assert_true(su_send(r->fd, o.p + cut + 7, o.n - cut - 7));
 	expect_bulk(r, "2");
+	free(o.p);
+	raw_close(r);
+}
+
+/* Fields of big hashes, counters and odd third arguments in one send,
+ * then writes of alternating keys, a group after a lone write, and reads. */
+static void test_fields_and_lookahead(void **unused)
+{
+	(void)unused;
+	rawconn *r = raw_open(srv_);
+	out o = {0};
+	char k[32], f[32], v[32];
+	for (int h = 0; h < 3; h++) { /* three hashes of 3,000 fields */
+		snprintf(k, sizeof(k), "big:%d", h);
+		for (int i = 0; i < 3000; i++) {
+			snprintf(f, sizeof(f), "f:%d", i);
+			snprintf(v, sizeof(v), "%d", h * 10000 + i);
+			req(&o, 4, "HSET", k, f, v);
+		}
+	}
+	assert_true(su_send(r->fd, o.p, o.n));
+	for (int i = 0; i < 9000; i++)
+		expect(r, ":1\r\n");
+	o.n = 0;
+	char longf[300];
+	memset(longf, 'x', sizeof(longf) - 1);
+	longf[sizeof(longf) - 1] = '\0';
+	for (int i = 0; i < 60; i++) {
+		snprintf(k, sizeof(k), "big:%d", i % 3);
+		snprintf(f, sizeof(f), "f:%d", (i * 97) % 3100); /* some absent */
+		req(&o, 3, "HGET", k, f);
+		req(&o, 4, "HINCRBY", k, f, "1");
+	}
+	req(&o, 3, "HGET", "big:0", "");
+	req(&o, 3, "HGET", "big:0", longf);
+	req(&o, 3, "HEXISTS", "big:1", "f:5");
+	req(&o, 3, "EXPIRE", "nokey:1", "100"); /* a third argument, no field */
+	assert_true(su_send(r->fd, o.p, o.n));
+	for (int i = 0; i < 60; i++) {
+		int fi = (i * 97) % 3100, h = i % 3;
+		if (fi < 3000) {
+			snprintf(v, sizeof(v), "%d", h * 10000 + fi);
+			expect_bulk(r, v);
+			snprintf(v, sizeof(v), ":%d\r\n", h * 10000 + fi + 1);
+			expect(r, v);
+		} else {
+			expect(r, "$-1\r\n");
+			expect(r, ":1\r\n");
+		}
+	}
+	const char *e = raw_next(r); /* the empty field: an error or nil */
+	assert_true(e[0] == '-' || strcmp(e, "$-1\r\n") == 0);
+	expect(r, "$-1\r\n");
+	expect(r, ":1\r\n");
+	expect(r, ":0\r\n");
+	/* lookahead: alternating keys, a group after a lone write, reads */
+	o.n = 0;
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "alt:%d", i % 2);
+		snprintf(f, sizeof(f), "n%d", i);
+		req(&o, 4, "HSET", k, f, "1");
+	}
+	req(&o, 4, "HSET", "alt:2", "a", "1");
+	req(&o, 4, "HSET", "alt:3", "a", "1");
+	req(&o, 4, "HSET", "alt:3", "b", "1");
+	req(&o, 4, "HINCRBY", "alt:3", "a", "5");
+	req(&o, 3, "HGET", "alt:3", "a");
+	req(&o, 2, "HLEN", "alt:0");
+	req(&o, 2, "HLEN", "alt:1");
+	assert_true(su_send(r->fd, o.p, o.n));
+	for (int i = 0; i < 50; i++)
+		expect(r, ":1\r\n");
+	expect(r, ":1\r\n");
+	expect(r, ":1\r\n");
+	expect(r, ":1\r\n");
+	expect(r, ":6\r\n");
+	expect_bulk(r, "6");
+	expect(r, ":25\r\n");
+	expect(r, ":25\r\n");
 	free(o.p);
 	raw_close(r);
 }
@@ -367,6 +453,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_many_keys_one_read),
+	    cmocka_unit_test(test_fields_and_lookahead),
 	    cmocka_unit_test(test_odd_requests),
 	    cmocka_unit_test(test_drop_and_write_again),
 	    cmocka_unit_test(test_counters_add_up),
