@@ -304,11 +304,11 @@ size_t ctx_count(ctx_store *s);
  * set in the store; after that, one walk of the context table taking one
  * reference per context (O(contexts)), which leaves out contexts past their
  * time-to-live that the reaper has not dropped yet. Changes made during the
- * call may or may not be counted. *revision_out (may be NULL): a revision
- * at or above that of every change counted (the last revision handed out,
- * or with the walk the highest of the versions counted; 0 if none), what a
- * reply built on the count depends on (ctx_durable_revision). 0 for a NULL
- * store; no errors. */
+ * call may or may not be counted. *revision_out (may be NULL): the last
+ * revision handed out when the count was taken, at or above that of every
+ * change the count reflects, counted or left out (an emptied or dropped
+ * context too): what a reply built on the count depends on
+ * (ctx_durable_revision). 0 for a NULL store; no errors. */
 size_t ctx_count_with_fields(ctx_store *s, uint64_t *revision_out);
 
 /* A page of context ids, as returned by ctx_list. */

@@ -1861,7 +1861,11 @@ static size_t count_with_fields_walk(ctx_store *s, uint64_t *revision_out)
 		ctx_state_release(v);
 	}
 	ctx_rcu_read_unlock();
-	*revision_out = rev;
+	/* The count also depends on what the walk left out (contexts emptied
+	 * or dropped, maybe not durable yet): the last revision handed out,
+	 * read after the walk, covers every change it saw or skipped. */
+	uint64_t last = last_revision(s);
+	*revision_out = last > rev ? last : rev;
 	return n;
 }
 

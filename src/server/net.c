@@ -1542,7 +1542,7 @@ typedef struct scan_out {
  * appended to o up to PREFETCH_REQS. */
 static void scan_keys(const char *p, size_t n, scan_out *o)
 {
-	size_t at = 0;
+	size_t at = 0, steps = 0;
 	while (o->k < PREFETCH_REQS && at < n && p[at] == '*') {
 		at++;
 		long argc = scan_number(p, n, &at);
@@ -1551,7 +1551,10 @@ static void scan_keys(const char *p, size_t n, scan_out *o)
 		size_t k = o->k;
 		bool key = false;
 		for (long j = 0; j < argc; j++) {
-			if (at >= n || p[at] != '$')
+			/* A bounded walk: an unfinished request of many arguments
+			 * is not walked again from its start on every read (the
+			 * parser itself resumes where it stopped). */
+			if (at >= n || p[at] != '$' || ++steps > 8 * PREFETCH_REQS)
 				return;
 			at++;
 			long len = scan_number(p, n, &at);
