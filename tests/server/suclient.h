@@ -3,9 +3,10 @@
  * (test_server.c, test_commands.c, test_cov_conn.c, test_cov_data.c,
  * test_exec_atomic.c, test_robust.c, test_dbsize.c, test_pipeline_prefetch.c):
  * a raw connection that reads whole RESP replies, hiredis helpers, one ctxd
- * for a whole program (SU_GROUP_SERVER) and EXPECT_* checks. Static inline
- * functions: each test program includes it once. Needs cmocka.h, hiredis.h
- * and serverutil.h first.
+ * for a whole program (SU_GROUP_SERVER; test_dbsize.c and
+ * test_pipeline_prefetch.c still have their own) and EXPECT_* checks. Static
+ * inline functions: each test program includes it once. Needs cmocka.h,
+ * hiredis.h and serverutil.h first.
  */
 #ifndef CTXD_SUCLIENT_H
 #define CTXD_SUCLIENT_H

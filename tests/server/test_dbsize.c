@@ -23,7 +23,7 @@
 #include "serverutil.h"
 #include "suclient.h"
 
-SU_GROUP_SERVER("dbsize")
+static su_server *srv_;
 
 static void ok(redisContext *c, const char *fmt, ...)
 {
@@ -39,7 +39,7 @@ static void ok(redisContext *c, const char *fmt, ...)
 static void test_dbsize_counts_keys(void **unused)
 {
 	(void)unused;
-	redisContext *c = hconn(srv);
+	redisContext *c = hconn(srv_);
 	ok(c, "FLUSHDB");
 	assert_int_equal(cmd_int(c, "DBSIZE"), 0);
 	for (int i = 0; i < 500; i++)
@@ -65,6 +65,20 @@ static void test_dbsize_counts_keys(void **unused)
 	ok(c, "FLUSHDB");
 	assert_int_equal(cmd_int(c, "DBSIZE"), 0);
 	redisFree(c);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	srv_ = su_start("dbsize", NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	su_free(srv_);
+	return 0;
 }
 
 int main(void)

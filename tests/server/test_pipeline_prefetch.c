@@ -38,7 +38,7 @@
 #include "serverutil.h"
 #include "suclient.h"
 
-SU_GROUP_SERVER("pipeline_prefetch")
+static su_server *srv_;
 
 /* An output buffer of RESP requests. */
 typedef struct out {
@@ -93,7 +93,7 @@ static void expect_bulk(rawconn *r, const char *v)
 static void test_many_keys_one_read(void **unused)
 {
 	(void)unused;
-	rawconn *r = raw_open(srv);
+	rawconn *r = raw_open(srv_);
 	out o = {0};
 	char k[32], v[32];
 	for (int i = 0; i < 100; i++) {
@@ -123,7 +123,7 @@ static void test_many_keys_one_read(void **unused)
 static void test_odd_requests(void **unused)
 {
 	(void)unused;
-	rawconn *r = raw_open(srv);
+	rawconn *r = raw_open(srv_);
 	out o = {0};
 	char longkey[CTX_ID_MAX + 2];
 	memset(longkey, 'L', sizeof(longkey) - 1);
@@ -160,7 +160,7 @@ static void test_odd_requests(void **unused)
 static void test_drop_and_write_again(void **unused)
 {
 	(void)unused;
-	rawconn *r = raw_open(srv);
+	rawconn *r = raw_open(srv_);
 	out o = {0};
 	req(&o, 4, "HSET", "dw", "f", "1");
 	req(&o, 2, "DEL", "dw");
@@ -204,7 +204,7 @@ static void test_input_then_eof(void **unused)
 {
 	(void)unused;
 	for (int round = 0; round < 20; round++) {
-		rawconn *r = raw_open(srv);
+		rawconn *r = raw_open(srv_);
 		out o = {0};
 		req(&o, 1, "PING");
 		req(&o, 4, "HSET", "eof:k", "f", "v");
@@ -241,7 +241,7 @@ static void test_many_connections_one_request(void **unused)
 		memset(longkey, 'L', sizeof(longkey) - 1);
 		longkey[sizeof(longkey) - 1] = '\0';
 		for (int i = 0; i < CONNS; i++) {
-			r[i] = raw_open(srv);
+			r[i] = raw_open(srv_);
 			o[i] = (out){0};
 			snprintf(k, sizeof(k), "mc:%d", i);
 			snprintf(v, sizeof(v), "r%dv%d", round, i);
@@ -302,7 +302,7 @@ static void *incr_client(void *arg)
 {
 	(void)arg;
 	long bad = 0;
-	redisContext *c = redisConnect("127.0.0.1", srv->port);
+	redisContext *c = redisConnect("127.0.0.1", srv_->port);
 	if (!c || c->err) {
 		redisFree(c);
 		return (void *)1L;
@@ -337,7 +337,7 @@ static void test_counters_add_up(void **unused)
 		pthread_join(t[i], &bad);
 		assert_int_equal((long)bad, 0);
 	}
-	redisContext *c = hconn(srv);
+	redisContext *c = hconn(srv_);
 	long long sum = 0;
 	for (int i = 0; i < KEYS; i++) {
 		redisReply *r = cmd(c, "HGET cnt:%d n", i);
@@ -347,6 +347,20 @@ static void test_counters_add_up(void **unused)
 	}
 	assert_int_equal(sum, 2LL * ROUNDS * DEPTH);
 	redisFree(c);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	srv_ = su_start("pipeline_prefetch", NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	su_free(srv_);
+	return 0;
 }
 
 int main(void)
