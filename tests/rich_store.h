@@ -6,7 +6,7 @@
  * log replay must bring back. Shared by test_checkpoint_format.c and
  * test_log_format.c (and their fixture generators, built against older
  * libraries: keep it to the public header). Each includer defines its own
- * open_clocked(dir, clock) with the options it needs.
+ * open_clocked(dir, clock): rich_options and what it adds to them.
  */
 #ifndef CTX_TESTS_RICH_STORE_H
 #define CTX_TESTS_RICH_STORE_H
@@ -27,6 +27,17 @@
 static RICH_UNUSED uint64_t fake_clock(void *arg)
 {
 	return *(uint64_t *)arg;
+}
+
+/* The options both includers start from: a store in dir on the fake clock
+ * at *clock, keeping 8 versions per context. */
+static RICH_UNUSED void rich_options(ctx_options *o, const char *dir, uint64_t *clock)
+{
+	ctx_options_init(o);
+	o->dir = dir;
+	o->clock_us = fake_clock;
+	o->clock_arg = clock;
+	o->history_depth = 8;
 }
 
 static RICH_UNUSED void put(ctx_store *s, uint64_t *clock, const char *id, const char *key,
@@ -254,6 +265,44 @@ static RICH_UNUSED char *settled_dump(ctx_store *s)
 {
 	free(dump_all(s));
 	return dump_all(s);
+}
+
+/* ---- the fixture generators' output (see the includers' head comments) ------------------ */
+
+/* A file's bytes as a C array named `name`, 16 to a line. */
+static RICH_UNUSED void rich_print_bytes(const char *name, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	printf("static const unsigned char %s[] = {", name);
+	int c;
+	for (size_t i = 0; (c = fgetc(f)) != EOF; i++)
+		printf("%s0x%02x,", i % 16 ? "" : "\n\t", c);
+	printf("\n};\n");
+	fclose(f);
+}
+
+/* A dump as a C string literal named `name`, one line of the dump a line. */
+static RICH_UNUSED void rich_print_text(const char *name, const char *dump)
+{
+	printf("static const char %s[] =\n", name);
+	for (const char *p = dump; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+		printf("    \"");
+		for (size_t i = 0; i < len; i++) {
+			unsigned char ch = (unsigned char)p[i];
+			if (ch == '\n')
+				printf("\\n");
+			else if (ch == '"' || ch == '\\')
+				printf("\\%c", ch);
+			else
+				printf("%c", ch);
+		}
+		printf("\"\n");
+		p += len;
+	}
+	printf("    ;\n");
 }
 
 #endif

@@ -24,10 +24,7 @@ static ctx_store *open_with(size_t max_contexts, size_t max_key, size_t max_valu
 	o.max_contexts = max_contexts;
 	o.max_key_size = max_key;
 	o.max_value_size = max_value;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	assert_non_null(s);
-	return s;
+	return test_open(&o);
 }
 
 static ctx_state *get_state(ctx_store *s, const char *id)
@@ -36,14 +33,6 @@ static ctx_state *get_state(ctx_store *s, const char *id)
 	assert_ok(ctx_get(s, id, &st));
 	assert_non_null(st);
 	return st;
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st = get_state(s, id);
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
 }
 
 static void expect_val(const ctx_state *st, const void *key, size_t klen, const void *val,
@@ -70,11 +59,6 @@ static void expect_absent(const ctx_state *st, const void *key, size_t klen)
 	/* Outputs untouched on a miss. */
 	assert_ptr_equal(got, (const void *)&got);
 	assert_int_equal(glen, 12345);
-}
-
-static void put_str(ctx_store *s, const char *id, const char *key, const char *val)
-{
-	assert_ok(ctx_put(s, id, key, strlen(key), val, strlen(val), NULL));
 }
 
 static void expect_last_error(void)
@@ -447,7 +431,7 @@ static void test_create_exists(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "a"));
-	put_str(s, "a", "k", "v");
+	test_put_str(s, "a", "k", "v");
 	snapshot sn = take_snapshot(s, "a");
 	assert_int_equal(ctx_create(s, "a"), CTX_EXISTS);
 	expect_last_error();
@@ -501,13 +485,13 @@ static void test_drop(void **unused)
 
 	assert_ok(ctx_create(s, "a"));
 	assert_ok(ctx_create(s, "b"));
-	put_str(s, "a", "k1", "v1");
-	put_str(s, "a", "k2", "v2");
+	test_put_str(s, "a", "k1", "v1");
+	test_put_str(s, "a", "k2", "v2");
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin(s, "a", &t));
 	assert_ok(ctx_txn_meta_put(t, "m", 1, "meta", 4));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
-	put_str(s, "b", "other", "context");
+	test_put_str(s, "b", "other", "context");
 
 	ctx_state *old = get_state(s, "a");
 	ctx_state *older = get_state(s, "a");
@@ -822,16 +806,16 @@ static void test_state_accessors(void **unused)
 	}
 
 	/* Overwrite with a shorter and a longer value, delete: bytes follow. */
-	put_str(s, "one", "x", "12345");
+	test_put_str(s, "one", "x", "12345");
 	ctx_state *st = get_state(s, "one");
 	size_t base = ctx_state_bytes(st), cnt = ctx_state_count(st);
 	ctx_state_release(st);
-	put_str(s, "one", "x", "1");
+	test_put_str(s, "one", "x", "1");
 	st = get_state(s, "one");
 	assert_int_equal(ctx_state_bytes(st), base - 4);
 	assert_int_equal(ctx_state_count(st), cnt);
 	ctx_state_release(st);
-	put_str(s, "one", "x", "1234567890");
+	test_put_str(s, "one", "x", "1234567890");
 	st = get_state(s, "one");
 	assert_int_equal(ctx_state_bytes(st), base + 5);
 	ctx_state_release(st);
@@ -862,7 +846,7 @@ static void test_state_created_us_constant(void **unused)
 	assert_ok(ctx_create(s, "c"));
 	ctx_state *first = get_state(s, "c");
 	for (int i = 0; i < 10; i++)
-		put_str(s, "c", "k", "v");
+		test_put_str(s, "c", "k", "v");
 	ctx_state *last = get_state(s, "c");
 	assert_int_equal(ctx_state_created_us(first), ctx_state_created_us(last));
 	assert_true(ctx_state_updated_us(last) >= ctx_state_updated_us(first) ||
@@ -929,7 +913,7 @@ static void test_state_retain_release(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "r"));
-	put_str(s, "r", "k", "v");
+	test_put_str(s, "r", "k", "v");
 	ctx_state *st = get_state(s, "r");
 	ctx_state *again = ctx_state_retain(st);
 	assert_ptr_equal(again, st);
@@ -938,7 +922,7 @@ static void test_state_retain_release(void **unused)
 	ctx_state_release(st);
 	ctx_state_release(again);
 	/* Still one reference: still readable after further commits and a drop. */
-	put_str(s, "r", "k", "changed");
+	test_put_str(s, "r", "k", "changed");
 	assert_ok(ctx_drop(s, "r"));
 	expect_str(third, "k", "v");
 	assert_int_equal(ctx_state_version(third), 2);
@@ -961,8 +945,8 @@ static void test_metadata_separate_from_data(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "m"));
-	put_str(s, "m", "shared", "data-value");
-	put_str(s, "m", "dataonly", "d");
+	test_put_str(s, "m", "shared", "data-value");
+	test_put_str(s, "m", "dataonly", "d");
 
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin(s, "m", &t));
@@ -1035,7 +1019,7 @@ static void test_metadata_separate_from_data(void **unused)
 	ctx_state_release(st);
 
 	/* Data writes carry metadata forward; metadata deletes touch only it. */
-	put_str(s, "m", "more", "x");
+	test_put_str(s, "m", "more", "x");
 	assert_ok(ctx_txn_begin(s, "m", &t));
 	assert_ok(ctx_txn_meta_del(t, "shared", 6));
 	assert_ok(ctx_txn_meta_del(t, "never-there", 11)); /* absent: fine */
@@ -1054,7 +1038,7 @@ static void test_metadata_separate_from_data(void **unused)
 	/* A data delete of a name that exists only as metadata fails and
 	 * commits nothing. */
 	assert_int_equal(ctx_del(s, "m", "owner", 5, NULL), CTX_NOT_FOUND);
-	assert_int_equal(version_of(s, "m"), 6);
+	assert_int_equal(test_version_of(s, "m"), 6);
 
 	/* Empty metadata map iterates to nothing. */
 	assert_ok(ctx_create(s, "empty"));
@@ -1130,8 +1114,8 @@ static void test_iter_every_pair_once(void **unused)
 	ctx_iter *it2;
 	assert_ok(ctx_iter_begin(st, &it2));
 	ctx_state_release(st);
-	put_str(s, "it", "k1", "overwritten");
-	put_str(s, "it", "extra", "x");
+	test_put_str(s, "it", "k1", "overwritten");
+	test_put_str(s, "it", "extra", "x");
 	assert_ok(ctx_del(s, "it", "k2", 2, NULL));
 	assert_ok(ctx_drop(s, "it"));
 
@@ -1248,7 +1232,7 @@ static void test_put_del_limits(void **unused)
 	enum { MK = 16, MV = 32 };
 	ctx_store *s = open_with(0, MK, MV);
 	assert_ok(ctx_create(s, "p"));
-	put_str(s, "p", "keep", "this");
+	test_put_str(s, "p", "keep", "this");
 	char key[MK + 2], val[MV + 2];
 	memset(key, 'k', sizeof(key));
 	memset(val, 'v', sizeof(val));
@@ -1319,7 +1303,7 @@ static void test_put_del_limits(void **unused)
 	assert_int_equal(ctx_put(NULL, "p", "k", 1, "v", 1, &v), CTX_INVALID);
 	assert_int_equal(ctx_del(NULL, "p", "k", 1, &v), CTX_INVALID);
 	assert_int_equal(v, SENTINEL);
-	assert_int_equal(version_of(s, "p"), 6);
+	assert_int_equal(test_version_of(s, "p"), 6);
 	ctx_close(s);
 }
 
@@ -1370,10 +1354,10 @@ static void test_del_absent_makes_no_version(void **unused)
 	assert_int_equal(ctx_del(s, "d", "k", 1, &v), CTX_NOT_FOUND);
 	expect_last_error();
 	assert_int_equal(v, SENTINEL);
-	assert_int_equal(version_of(s, "d"), 1);
+	assert_int_equal(test_version_of(s, "d"), 1);
 
-	put_str(s, "d", "k", "v");
-	put_str(s, "d", "k2", "v2");
+	test_put_str(s, "d", "k", "v");
+	test_put_str(s, "d", "k2", "v2");
 	ctx_state *before = get_state(s, "d");
 	uint64_t rev = ctx_state_revision(before);
 	assert_int_equal(ctx_del(s, "d", "kk", 2, &v), CTX_NOT_FOUND);
@@ -1436,8 +1420,8 @@ static void test_txn_ops_in_order(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "t"));
-	put_str(s, "t", "gone", "soon");
-	put_str(s, "t", "stay", "here");
+	test_put_str(s, "t", "gone", "soon");
+	test_put_str(s, "t", "stay", "here");
 	ctx_state *before = get_state(s, "t");
 
 	ctx_txn *t;
@@ -1457,7 +1441,7 @@ static void test_txn_ops_in_order(void **unused)
 	assert_ok(ctx_txn_meta_del(t, "m", 1));
 	assert_ok(ctx_txn_meta_put(t, "m2", 2, "ok", 2));
 	/* Nothing is visible before the commit. */
-	assert_int_equal(version_of(s, "t"), 3);
+	assert_int_equal(test_version_of(s, "t"), 3);
 	uint64_t v = 0;
 	assert_ok(ctx_txn_commit(t, 0, &v));
 	assert_int_equal(v, 4); /* one version for the whole transaction */
@@ -1514,7 +1498,7 @@ static void test_txn_empty_makes_version(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "e"));
-	put_str(s, "e", "k", "v");
+	test_put_str(s, "e", "k", "v");
 	ctx_state *before = get_state(s, "e");
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin(s, "e", &t));
@@ -1541,8 +1525,8 @@ static void test_txn_guarded(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "g"));
-	put_str(s, "g", "k", "v0");
-	uint64_t cur = version_of(s, "g");
+	test_put_str(s, "g", "k", "v0");
+	uint64_t cur = test_version_of(s, "g");
 	assert_int_equal(cur, 2);
 
 	/* Right version: succeeds. */
@@ -1657,7 +1641,7 @@ static void test_txn_abort(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "a"));
-	put_str(s, "a", "k", "v");
+	test_put_str(s, "a", "k", "v");
 	snapshot sn = take_snapshot(s, "a");
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin(s, "a", &t));
@@ -1671,7 +1655,7 @@ static void test_txn_abort(void **unused)
 	assert_ok(ctx_txn_begin(s, "a", &t));
 	ctx_txn_abort(t);
 	ctx_txn_abort(NULL); /* no-op */
-	assert_int_equal(version_of(s, "a"), 2);
+	assert_int_equal(test_version_of(s, "a"), 2);
 	ctx_close(s);
 }
 
@@ -1694,7 +1678,7 @@ static void test_txn_null_and_missing(void **unused)
 	uint64_t v = SENTINEL;
 	assert_int_equal(ctx_txn_commit(NULL, 0, &v), CTX_INVALID);
 	assert_int_equal(v, SENTINEL);
-	assert_int_equal(version_of(s, "a"), 1);
+	assert_int_equal(test_version_of(s, "a"), 1);
 	ctx_close(s);
 }
 

@@ -43,16 +43,8 @@
 static ctx_store *open_clocked(const char *dir, uint64_t *clock)
 {
 	ctx_options o;
-	ctx_options_init(&o);
-	o.dir = dir;
-	o.clock_us = fake_clock;
-	o.clock_arg = clock;
-	o.history_depth = 8;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	rich_options(&o, dir, clock);
+	return test_open(&o);
 }
 
 #ifdef CKPT_FIXTURE_GEN
@@ -75,36 +67,13 @@ int main(void)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/ckpt-%016llx.ckpt", dir,
 	         (unsigned long long)stats.checkpoint_revision);
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
 	printf("/* ckpt_v1_fixture.h - a version 1 checkpoint of test_checkpoint_format.c's\n"
 	       " * rich store, written by the version 1 code (commit 0959377), and the dump\n"
 	       " * of the store it was written from. Generated; do not edit. */\n");
 	printf("#define CKPT_V1_CLOCK %lluull\n", (unsigned long long)clock);
 	printf("#define CKPT_V1_REVISION %lluull\n", (unsigned long long)stats.checkpoint_revision);
-	printf("static const unsigned char ckpt_v1_bytes[] = {");
-	int c;
-	for (size_t i = 0; (c = fgetc(f)) != EOF; i++)
-		printf("%s0x%02x,", i % 16 ? "" : "\n\t", c);
-	printf("\n};\nstatic const char ckpt_v1_dump[] =\n");
-	for (const char *p = want; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
-		printf("    \"");
-		for (size_t i = 0; i < len; i++) {
-			unsigned char ch = (unsigned char)p[i];
-			if (ch == '\n')
-				printf("\\n");
-			else if (ch == '"' || ch == '\\')
-				printf("\\%c", ch);
-			else
-				printf("%c", ch);
-		}
-		printf("\"\n");
-		p += len;
-	}
-	printf("    ;\n");
-	fclose(f);
+	rich_print_bytes("ckpt_v1_bytes", path);
+	rich_print_text("ckpt_v1_dump", want);
 	free(want);
 	return 0;
 }
@@ -135,20 +104,6 @@ static char *only_checkpoint(const char *dir, uint64_t *rev)
 	return name;
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	*n = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	unsigned char *p = malloc(*n + 1);
-	assert_non_null(p);
-	assert_int_equal(fread(p, 1, *n, f), *n);
-	fclose(f);
-	return p;
-}
-
 static void spit(const char *dir, uint64_t rev, const void *p, size_t n)
 {
 	char path[4096];
@@ -163,7 +118,7 @@ static void spit(const char *dir, uint64_t rev, const void *p, size_t n)
 static char *isolate_checkpoint(const char *dir, const char *name, uint64_t *rev, size_t *size)
 {
 	char *path = only_checkpoint(dir, rev);
-	unsigned char *p = slurp(path, size);
+	unsigned char *p = test_read_file(path, size);
 	char *work = test_make_dir(name);
 	spit(work, *rev, p, *size);
 	free(p);
@@ -187,7 +142,7 @@ static void test_rich_store_round_trip(void **unused)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/ckpt-%016llx.ckpt", work, (unsigned long long)rev);
 	size_t n = 0;
-	unsigned char *p = slurp(path, &n);
+	unsigned char *p = test_read_file(path, &n);
 	assert_int_equal(get_u32(p + 8), CKPT_FORMAT_VERSION);
 	assert_int_equal(CKPT_FORMAT_VERSION, 2);
 	free(p);

@@ -43,9 +43,7 @@ static ctx_store *open_fake(size_t history_depth)
 	o.clock_us = fake_clock;
 	o.reaper_ms = 3600000u; /* the reaper runs only when woken */
 	o.history_depth = history_depth;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static uint64_t last_access(ctx_store *s, const char *id)

@@ -1228,22 +1228,8 @@ static void test_many_contexts_in_parallel(void **unused)
 	ctx_close(s);
 }
 
-/* Each test prints how long it took (no assertion: machines are noisy). */
-static double test_started;
-
-static int timer_start(void **state)
-{
-	test_started = test_now();
-	return 0;
-}
-
-static int timer_stop(void **state)
-{
-	print_message("  (%.2f s)\n", test_now() - test_started);
-	return 0;
-}
-
-#define TIMED(f) cmocka_unit_test_setup_teardown(f, timer_start, timer_stop)
+/* Each test prints how long it took (testutil.h). */
+#define TIMED(f) TEST_TIMED(f)
 
 int main(void)
 {

@@ -54,11 +54,7 @@ static ctx_store *open_opts(const char *dir, size_t history_depth)
 	ctx_options_init(&o);
 	o.dir = dir;
 	o.history_depth = history_depth;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_dir(const char *dir)
@@ -86,26 +82,6 @@ static char *ckpt_path(const char *dir, uint64_t rev, const char *ext)
 	char name[64];
 	snprintf(name, sizeof(name), "ckpt-%016llx.%s", (unsigned long long)rev, ext);
 	return path_in(dir, name);
-}
-
-static void put_s(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	ctx_status st = ctx_put(s, id, k, strlen(k), v, strlen(v), NULL);
-	if (st != CTX_OK)
-		fail_msg("put %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
-}
-
-static bool has_value(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	ctx_state *st;
-	if (ctx_get(s, id, &st) != CTX_OK)
-		return false;
-	const void *got;
-	size_t gl;
-	bool r = ctx_state_lookup(st, k, strlen(k), &got, &gl) && gl == strlen(v) &&
-	         memcmp(got, v, gl) == 0;
-	ctx_state_release(st);
-	return r;
 }
 
 static uint64_t revision_of(ctx_store *s)
@@ -281,8 +257,8 @@ static void test_handwritten_log(void **unused)
 	assert_int_equal(r.torn_bytes, 0);
 
 	ctx_store *s = open_dir(dir);
-	assert_true(has_value(s, "a", "k", "v2"));
-	assert_true(has_value(s, "b", "x", "1"));
+	assert_true(test_has_str(s, "a", "k", "v2"));
+	assert_true(test_has_str(s, "b", "x", "1"));
 	ctx_state *st;
 	assert_ok(ctx_get(s, "b", &st));
 	assert_int_equal(ctx_state_meta_count(st), 1);
@@ -322,7 +298,7 @@ static void test_handwritten_log(void **unused)
 	assert_int_equal(n, 1);
 	assert_int_equal(p[0].version, 3);
 	free(p);
-	assert_true(has_value(s, "a", "k", "v2"));
+	assert_true(test_has_str(s, "a", "k", "v2"));
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);
@@ -430,8 +406,8 @@ static void test_checkpoint_beyond_log(void **unused)
 	char *dir = test_make_dir("cov-beyond");
 	ctx_store *s = open_dir(dir);
 	assert_ok(ctx_create(s, "a"));
-	put_s(s, "a", "k1", "1");
-	put_s(s, "a", "k2", "2");
+	test_put_str(s, "a", "k1", "1");
+	test_put_str(s, "a", "k2", "2");
 	/* The checkpoint deletes wal-1, which it covers: keep a link to it, as
 	 * a crash before that delete would leave it. */
 	char *seg1 = seg_path(dir, 1), *seg4 = seg_path(dir, 4);
@@ -457,14 +433,14 @@ static void test_checkpoint_beyond_log(void **unused)
 	assert_int_equal(r.last_revision, 3);
 	assert_int_equal(r.records, 2);
 	s = open_dir(dir);
-	assert_true(has_value(s, "a", "k2", "2"));
+	assert_true(test_has_str(s, "a", "k2", "2"));
 	uint64_t v;
 	assert_ok(ctx_put(s, "a", "k3", 2, "3", 1, &v));
 	assert_int_equal(v, 4);
 	assert_int_equal(revision_of(s), 4);
 	ctx_close(s);
 	s = open_dir(dir);
-	assert_true(has_value(s, "a", "k3", "3"));
+	assert_true(test_has_str(s, "a", "k3", "3"));
 	ctx_close(s);
 	free(seg1);
 	free(seg4);
@@ -545,7 +521,7 @@ static void test_tail_cut_fails(void **unused)
 	char *dir = test_make_dir("cov-cutfail");
 	ctx_store *s = open_dir(dir);
 	assert_ok(ctx_create(s, "a"));
-	put_s(s, "a", "k", "v");
+	test_put_str(s, "a", "k", "v");
 	uint64_t rev = revision_of(s);
 	/* A copy of the segment taken while open holds every record (no
 	 * closing checkpoint); add a torn record to it. */
@@ -588,7 +564,7 @@ static void test_tail_cut_fails(void **unused)
 	assert_null(s);
 	assert_non_null(strstr(ctx_last_error(), "torn tail"));
 	s = open_dir(img);
-	assert_true(has_value(s, "a", "k", "v"));
+	assert_true(test_has_str(s, "a", "k", "v"));
 	assert_int_equal(revision_of(s), rev);
 	ctx_close(s);
 	assert_ok(ctx_verify(img, &r));
@@ -718,7 +694,7 @@ static void test_checkpoint_failures(void **unused)
 	char *dir = test_make_dir("cov-ckptfail");
 	ctx_store *s = open_dir(dir);
 	assert_ok(ctx_create(s, "a"));
-	put_s(s, "a", "k", "1");
+	test_put_str(s, "a", "k", "1");
 	ctx_stats stats;
 
 	/* The temporary file cannot be created. */
@@ -730,7 +706,7 @@ static void test_checkpoint_failures(void **unused)
 	assert_int_equal(stats.checkpoints, 0);
 
 	/* The final name is taken: the rename fails, the temporary file goes. */
-	put_s(s, "a", "k", "2");
+	test_put_str(s, "a", "k", "2");
 	rev = revision_of(s);
 	obstruct(dir, "ckpt-", "ckpt", rev, rev, true);
 	assert_int_equal(ctx_checkpoint(s), CTX_IO);
@@ -740,7 +716,7 @@ static void test_checkpoint_failures(void **unused)
 	free(tmp);
 	obstruct(dir, "ckpt-", "ckpt", rev, rev, false);
 	/* Writes go on, and the next checkpoint succeeds. */
-	put_s(s, "a", "k", "3");
+	test_put_str(s, "a", "k", "3");
 	assert_ok(ctx_checkpoint(s));
 	ctx_get_stats(s, &stats);
 	assert_int_equal(stats.checkpoints, 1);
@@ -751,13 +727,13 @@ static void test_checkpoint_failures(void **unused)
 	assert_int_equal(stats.checkpoints, 1);
 
 	/* The closing checkpoint fails: close goes on, and the log has it all. */
-	put_s(s, "a", "k", "4");
+	test_put_str(s, "a", "k", "4");
 	rev = revision_of(s);
 	obstruct(dir, "ckpt-", "tmp", rev, rev, true);
 	ctx_close(s);
 	obstruct(dir, "ckpt-", "tmp", rev, rev, false);
 	s = open_dir(dir);
-	assert_true(has_value(s, "a", "k", "4"));
+	assert_true(test_has_str(s, "a", "k", "4"));
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);
@@ -768,7 +744,7 @@ static void test_rotation_fails(void **unused)
 	char *dir = test_make_dir("cov-rotfail");
 	ctx_store *s = open_dir(dir);
 	assert_ok(ctx_create(s, "a"));
-	put_s(s, "a", "k", "1");
+	test_put_str(s, "a", "k", "1");
 	uint64_t rev = revision_of(s);
 	/* The next segment's name is taken: the log fails for good. */
 	obstruct(dir, "wal-", "log", rev + 1, rev + 1, true);
@@ -777,12 +753,12 @@ static void test_rotation_fails(void **unused)
 	ctx_get_stats(s, &stats);
 	assert_true(stats.io_errno != 0);
 	assert_int_equal(ctx_put(s, "a", "k", 1, "2", 1, NULL), CTX_CLOSED);
-	assert_true(has_value(s, "a", "k", "1"));
+	assert_true(test_has_str(s, "a", "k", "1"));
 	ctx_close(s);
 	obstruct(dir, "wal-", "log", rev + 1, rev + 1, false);
 	s = open_dir(dir);
-	assert_true(has_value(s, "a", "k", "1"));
-	put_s(s, "a", "k", "3");
+	assert_true(test_has_str(s, "a", "k", "1"));
+	test_put_str(s, "a", "k", "3");
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);
@@ -850,7 +826,7 @@ static void test_concurrent_checkpoints(void **unused)
 	char k[16];
 	for (int i = 0; i < 100; i++) {
 		snprintf(k, sizeof(k), "k%d", i);
-		put_s(s, "a", k, "v");
+		test_put_str(s, "a", k, "v");
 	}
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
@@ -893,7 +869,7 @@ static void test_log_growth_counter(void **unused)
 		assert_int_equal(v.blen, 2 + 1 + 1);
 		assert_int_equal(after_create, v.len);
 	}
-	put_s(s, "a", "k", "v");
+	test_put_str(s, "a", "k", "v");
 	assert_true(log_bytes_since_rotate(s->log) > after_create);
 	assert_ok(ctx_checkpoint(s));
 	assert_int_equal(log_bytes_since_rotate(s->log), 0);

@@ -33,35 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void put_s(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	ctx_status st = ctx_put(s, id, k, strlen(k), v, strlen(v), NULL);
-	if (st != CTX_OK)
-		fail_msg("put %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
-}
-
-static bool value_is(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	ctx_state *st;
-	if (ctx_get(s, id, &st) != CTX_OK)
-		return false;
-	const void *got;
-	size_t gl;
-	bool r = ctx_state_lookup(st, k, strlen(k), &got, &gl) && gl == strlen(v) &&
-	         memcmp(got, v, gl) == 0;
-	ctx_state_release(st);
-	return r;
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
-}
-
 static bool tracker_has(ctx_tracker *t, const char *k, const char *v)
 {
 	void *got = NULL;
@@ -82,7 +53,7 @@ static void test_edit_slots_reused(void **unused)
 	char k[16];
 	for (int i = 0; i < 20; i++) {
 		snprintf(k, sizeof(k), "k%02d", i);
-		put_s(s, "t", k, "base");
+		test_put_str(s, "t", k, "base");
 	}
 	for (int round = 0; round < 30; round++) {
 		ctx_tracker *t;
@@ -160,7 +131,7 @@ static ctx_tracker *open_with_conflict(ctx_store *s, interfere *x, int keys)
 	for (int i = 0; i < keys; i++) {
 		snprintf(k, sizeof(k), "c%d", i);
 		assert_ok(ctx_tracker_put(t, k, strlen(k), "local", 5));
-		put_s(s, x->id, k, "remote");
+		test_put_str(s, x->id, k, "remote");
 	}
 	return t;
 }
@@ -169,7 +140,7 @@ static void test_sync_gives_up(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "t"));
-	put_s(s, "t", "c0", "base");
+	test_put_str(s, "t", "c0", "base");
 	interfere x = {s, "t", 0, 0, 0, false};
 	ctx_tracker *t = open_with_conflict(s, &x, 1);
 	uint64_t base = ctx_tracker_base_version(t);
@@ -179,8 +150,8 @@ static void test_sync_gives_up(void **unused)
 	assert_non_null(strstr(ctx_last_error(), "gave up"));
 	/* Each attempt asked the merge function once and lost. */
 	assert_true(x.calls >= 100);
-	assert_int_equal(version_of(s, "t"), base + 1 + (uint64_t)x.calls);
-	assert_true(value_is(s, "t", "c0", "remote-999") || x.calls != 1000);
+	assert_int_equal(test_version_of(s, "t"), base + 1 + (uint64_t)x.calls);
+	assert_true(test_has_str(s, "t", "c0", "remote-999") || x.calls != 1000);
 	/* It backed off: the later attempts slept. */
 	assert_true(took > 0.2);
 	/* Nothing of the tracker's was lost or committed. */
@@ -191,8 +162,8 @@ static void test_sync_gives_up(void **unused)
 	x.stop = true;
 	uint64_t v;
 	assert_ok(ctx_tracker_sync(t, &v));
-	assert_int_equal(v, version_of(s, "t"));
-	assert_true(value_is(s, "t", "c0", "local"));
+	assert_int_equal(v, test_version_of(s, "t"));
+	assert_true(test_has_str(s, "t", "c0", "local"));
 	assert_int_equal(ctx_tracker_pending(t), 0);
 	ctx_tracker_close(t);
 	ctx_close(s);
@@ -219,7 +190,7 @@ static void test_dropped_inside_merge(void **unused)
 		/* A new context of the same name is not the tracked one. */
 		assert_ok(ctx_create(s, "t"));
 		assert_int_equal(ctx_tracker_sync(t, NULL), CTX_NOT_FOUND);
-		assert_int_equal(version_of(s, "t"), 1);
+		assert_int_equal(test_version_of(s, "t"), 1);
 		ctx_tracker_close(t);
 		ctx_close(s);
 	}
@@ -231,10 +202,10 @@ static void test_merge_gives_null_value(void **unused)
 	assert_ok(ctx_create(s, "t"));
 	interfere x = {s, "t", 0, 2, 0, false};
 	ctx_tracker *t = open_with_conflict(s, &x, 1);
-	uint64_t v = version_of(s, "t");
+	uint64_t v = test_version_of(s, "t");
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_INVALID);
 	assert_non_null(strstr(ctx_last_error(), "NULL value"));
-	assert_int_equal(version_of(s, "t"), v);
+	assert_int_equal(test_version_of(s, "t"), v);
 	assert_int_equal(ctx_tracker_pending(t), 1);
 	ctx_tracker_close(t);
 	ctx_close(s);
@@ -282,13 +253,13 @@ static void test_refresh_waits_for_sync(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "t"));
-	put_s(s, "t", "k", "base");
+	test_put_str(s, "t", "k", "base");
 	slow w = {0};
 	ctx_tracker_options o = {.strategy = CTX_MERGE_FUNCTION, .merge = slow_merge,
 	                         .merge_arg = &w};
 	assert_ok(ctx_tracker_open(s, "t", &o, &w.t));
 	assert_ok(ctx_tracker_put(w.t, "k", 1, "local", 5));
-	put_s(s, "t", "k", "remote");
+	test_put_str(s, "t", "k", "remote");
 	pthread_t a, b;
 	assert_int_equal(pthread_create(&a, NULL, syncer, &w), 0);
 	while (atomic_load(&w.in_merge) == 0)
@@ -303,7 +274,7 @@ static void test_refresh_waits_for_sync(void **unused)
 	assert_int_equal(atomic_load(&w.in_merge), 1); /* the sync succeeded */
 	assert_ok(w.refresh_status);
 	assert_true(w.refreshed_at >= w.released_at);
-	assert_true(value_is(s, "t", "k", "local"));
+	assert_true(test_has_str(s, "t", "k", "local"));
 	assert_int_equal(ctx_tracker_pending(w.t), 0);
 	ctx_tracker_close(w.t);
 	ctx_close(s);
@@ -334,25 +305,35 @@ static uint64_t hooked_clock(void *arg)
 	return test_wall_us();
 }
 
-static void test_edit_during_manual_sync(void **unused)
+/* A store on the hooked clock with context t (a ttl of an hour) and a manual
+ * tracker on it whose keys c0 to c<n-1> conflict: "local" in the tracker,
+ * "remote" in the store. */
+static ctx_tracker *open_conflicting(ctx_store **s, int n)
 {
-	hook.main = pthread_self(); /* before the store's threads start */
 	ctx_options opts;
 	ctx_options_init(&opts);
 	opts.clock_us = hooked_clock;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&opts, &s));
-	assert_ok(ctx_create(s, "t"));
-	assert_ok(ctx_set_ttl(s, "t", 3600 * 1000));
+	*s = NULL;
+	assert_ok(ctx_open(&opts, s));
+	assert_ok(ctx_create(*s, "t"));
+	assert_ok(ctx_set_ttl(*s, "t", 3600 * 1000));
 	ctx_tracker_options o = {.strategy = CTX_MERGE_MANUAL};
 	ctx_tracker *t;
-	assert_ok(ctx_tracker_open(s, "t", &o, &t));
-	for (int i = 0; i < 3; i++) {
+	assert_ok(ctx_tracker_open(*s, "t", &o, &t));
+	for (int i = 0; i < n; i++) {
 		char k[8];
 		snprintf(k, sizeof(k), "c%d", i);
 		assert_ok(ctx_tracker_put(t, k, strlen(k), "local", 5));
-		put_s(s, "t", k, "remote");
+		test_put_str(*s, "t", k, "remote");
 	}
+	return t;
+}
+
+static void test_edit_during_manual_sync(void **unused)
+{
+	hook.main = pthread_self(); /* before the store's threads start */
+	ctx_store *s;
+	ctx_tracker *t = open_conflicting(&s, 3);
 	hook.t = t;
 	atomic_store(&hook.armed, true);
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
@@ -377,9 +358,9 @@ static void test_edit_during_manual_sync(void **unused)
 	assert_memory_equal(c[0].key, "c1", 2);
 	assert_ok(ctx_tracker_resolve(t, "c1", 2, true));
 	assert_ok(ctx_tracker_sync(t, NULL));
-	assert_true(value_is(s, "t", "c0", "local"));
-	assert_true(value_is(s, "t", "c1", "edited again"));
-	assert_true(value_is(s, "t", "c2", "remote"));
+	assert_true(test_has_str(s, "t", "c0", "local"));
+	assert_true(test_has_str(s, "t", "c1", "edited again"));
+	assert_true(test_has_str(s, "t", "c2", "remote"));
 	ctx_tracker_close(t);
 	ctx_close(s);
 }
@@ -387,26 +368,12 @@ static void test_edit_during_manual_sync(void **unused)
 static void test_resolve_during_manual_sync(void **unused)
 {
 	hook.main = pthread_self();
-	ctx_options opts;
-	ctx_options_init(&opts);
-	opts.clock_us = hooked_clock;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&opts, &s));
-	assert_ok(ctx_create(s, "t"));
-	assert_ok(ctx_set_ttl(s, "t", 3600 * 1000));
-	ctx_tracker_options o = {.strategy = CTX_MERGE_MANUAL};
-	ctx_tracker *t;
-	assert_ok(ctx_tracker_open(s, "t", &o, &t));
-	for (int i = 0; i < 2; i++) {
-		char k[8];
-		snprintf(k, sizeof(k), "c%d", i);
-		assert_ok(ctx_tracker_put(t, k, strlen(k), "local", 5));
-		put_s(s, "t", k, "remote");
-	}
+	ctx_store *s;
+	ctx_tracker *t = open_conflicting(&s, 2);
 	assert_ok(ctx_tracker_put(t, "only-local", 10, "x", 1));
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	assert_int_equal(ctx_tracker_conflicts(t, NULL), 2);
-	uint64_t before = version_of(s, "t");
+	uint64_t before = test_version_of(s, "t");
 	/* The next sync snapshots c1 still in conflict; c1 is resolved while
 	 * the sync runs, so that sync fails on it, but lists nothing: the
 	 * resolution is newer than what it saw. */
@@ -416,16 +383,16 @@ static void test_resolve_during_manual_sync(void **unused)
 	atomic_store(&hook.armed, true);
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	assert_int_equal(atomic_load(&hook.fired), 1);
-	assert_int_equal(version_of(s, "t"), before);
+	assert_int_equal(test_version_of(s, "t"), before);
 	assert_int_equal(ctx_tracker_conflicts(t, NULL), 1); /* c0 */
 	assert_true(tracker_has(t, "c1", "remote"));
 	assert_int_equal(ctx_tracker_pending(t), 3);
 	assert_ok(ctx_tracker_resolve(t, "c0", 2, true));
 	assert_ok(ctx_tracker_sync(t, NULL));
 	assert_int_equal(ctx_tracker_pending(t), 0);
-	assert_true(value_is(s, "t", "c0", "local"));
-	assert_true(value_is(s, "t", "c1", "remote"));
-	assert_true(value_is(s, "t", "only-local", "x"));
+	assert_true(test_has_str(s, "t", "c0", "local"));
+	assert_true(test_has_str(s, "t", "c1", "remote"));
+	assert_true(test_has_str(s, "t", "only-local", "x"));
 	hook.resolve = false;
 	ctx_tracker_close(t);
 	ctx_close(s);
@@ -501,15 +468,8 @@ static void test_views_while_creating(void **unused)
 		assert_true(views > 0);
 		check_view(s, base + (size_t)atomic_load(&c.made));
 		assert_int_equal(ctx_count(s), base + (size_t)atomic_load(&c.made));
-		if (durable) {
-			char *want = test_dump_store(s, false, NULL);
-			ctx_close(s);
-			assert_ok(ctx_open(&o, &s));
-			char *got = test_dump_store(s, false, NULL);
-			test_expect_same_dump(want, got, "after checkpoints taken while creating");
-			free(want);
-			free(got);
-		}
+		if (durable)
+			test_reopen_same(&s, &o, false, "after checkpoints taken while creating");
 		ctx_close(s);
 		if (dir) {
 			test_remove_dir(dir);
@@ -524,7 +484,7 @@ static void test_bad_arguments(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "a"));
-	put_s(s, "a", "k", "v");
+	test_put_str(s, "a", "k", "v");
 	ctx_state *st;
 	assert_ok(ctx_get(s, "a", &st));
 	/* A NULL key with a length finds nothing (and reads nothing). */

@@ -32,21 +32,6 @@
 
 #include "watch.h"
 
-static ctx_event *next_event(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	ctx_status st = ctx_watch_next(w, &e);
-	if (st != CTX_OK)
-		fail_msg("no event: %s", ctx_strerror(st));
-	return e;
-}
-
-static void expect_none(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
-}
-
 /* Keys whose sizes no event could hold: the event comes without them. */
 static void test_unholdable_keys(void **unused)
 {
@@ -66,25 +51,25 @@ static void test_unholdable_keys(void **unused)
 	size_t klens3[2] = {1, 1};
 	feed_record(f, 3, CTX_EVENT_RESTORED, "z", 1, 4, 2, keys, klens3);
 
-	ctx_event *e = next_event(w);
+	ctx_event *e = test_next_event(w);
 	assert_int_equal(e->revision, 1);
 	assert_string_equal(e->id, "x");
 	assert_int_equal(e->version, 2);
 	assert_int_equal(e->nkeys, 0);
 	assert_null(e->keys);
 	ctx_event_free(e);
-	e = next_event(w);
+	e = test_next_event(w);
 	assert_int_equal(e->revision, 2);
 	assert_string_equal(e->id, "y");
 	assert_int_equal(e->nkeys, 0);
 	ctx_event_free(e);
-	e = next_event(w);
+	e = test_next_event(w);
 	assert_int_equal(e->revision, 3);
 	assert_int_equal(e->kind, CTX_EVENT_RESTORED);
 	assert_int_equal(e->nkeys, 2);
 	assert_memory_equal(e->keys[1], "b", 1);
 	ctx_event_free(e);
-	expect_none(w);
+	test_expect_no_event(w);
 	ctx_watch_close(w);
 	feed_close(f);
 	feed_close(NULL); /* a no-op */
@@ -119,7 +104,7 @@ static void test_ring_growth(void **unused)
 			else
 				feed_record(f, order[i], CTX_EVENT_COMMITTED, "c", 1, order[i], 1, &key,
 				            &klen);
-			expect_none(w); /* revision 1 is missing: nothing is deliverable */
+			test_expect_no_event(w); /* revision 1 is missing: nothing is deliverable */
 		}
 		feed_stats st;
 		feed_get_stats(f, &st);
@@ -128,11 +113,11 @@ static void test_ring_growth(void **unused)
 		/* All 41 delivered at once; the shared log keeps the last 4, so
 		 * the watcher that had not read them lags at 1 (before issue 11
 		 * its own queue kept them, and the history grew with the ring). */
-		ctx_event *e = next_event(w);
+		ctx_event *e = test_next_event(w);
 		assert_int_equal(e->kind, CTX_EVENT_LAGGED);
 		assert_int_equal(e->resume_from, 1);
 		ctx_event_free(e);
-		expect_none(w);
+		test_expect_no_event(w);
 		ctx_watch *h, *lagged = w; /* open while the lagged one keeps the log */
 		assert_int_equal(feed_watch_open(f, "c", false, N + 1 - 4, &h), CTX_NOT_FOUND);
 		assert_ok(feed_watch_open(f, "", true, N + 2 - 4, &w));
@@ -140,17 +125,17 @@ static void test_ring_growth(void **unused)
 		for (uint64_t rev = N + 2 - 4; rev <= N + 1; rev++) {
 			if (rev % 7 == 0)
 				continue;
-			e = next_event(w);
+			e = test_next_event(w);
 			assert_int_equal(e->revision, rev);
 			ctx_event_free(e);
 		}
-		expect_none(w);
+		test_expect_no_event(w);
 		/* 100 more in order, read as they come: the oldest kept revision
 		 * moves on with the frontier, and a watch from before it is
 		 * refused. */
 		for (uint64_t rev = N + 2; rev < N + 102; rev++) {
 			feed_record(f, rev, CTX_EVENT_COMMITTED, "c", 1, rev, 1, &key, &klen);
-			e = next_event(w);
+			e = test_next_event(w);
 			assert_int_equal(e->revision, rev);
 			ctx_event_free(e);
 		}
@@ -158,15 +143,15 @@ static void test_ring_growth(void **unused)
 		assert_int_equal(feed_watch_open(f, "c", false, frontier - 4, &h), CTX_NOT_FOUND);
 		assert_ok(feed_watch_open(f, "c", false, frontier - 3, &h));
 		for (uint64_t rev = frontier - 3; rev <= frontier; rev++) {
-			e = next_event(h);
+			e = test_next_event(h);
 			assert_int_equal(e->revision, rev);
 			ctx_event_free(e);
 		}
-		expect_none(h);
+		test_expect_no_event(h);
 		ctx_watch_close(h);
 		/* A report for a revision already delivered is ignored. */
 		feed_record(f, 5, CTX_EVENT_COMMITTED, "c", 1, 5, 0, NULL, NULL);
-		expect_none(w);
+		test_expect_no_event(w);
 		ctx_watch_close(w);
 		feed_close(f);
 	}
@@ -206,7 +191,7 @@ static void test_no_fd_for_a_watch(void **unused)
 	assert_int_equal(e->version, 2);
 	ctx_event_free(e);
 	assert_ok(ctx_watch_open(s, "a", false, 2, &w));
-	e = next_event(w);
+	e = test_next_event(w);
 	assert_int_equal(e->version, 2);
 	ctx_event_free(e);
 	ctx_watch_close(w);

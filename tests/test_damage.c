@@ -69,11 +69,7 @@ static ctx_store *open_dir(const char *dir)
 	ctx_options o;
 	ctx_options_init(&o);
 	o.dir = dir;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 static void path_join(char *buf, size_t n, const char *dir, const char *name)
@@ -106,16 +102,8 @@ static blob read_file(const char *dir, const char *name)
 {
 	char path[4096];
 	path_join(path, sizeof(path), dir, name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot read %s: %s", path, strerror(errno));
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	blob b = {malloc((size_t)n + 1), (size_t)n};
-	assert_non_null(b.p);
-	assert_int_equal(fread(b.p, 1, b.n, f), b.n);
-	fclose(f);
+	blob b;
+	b.p = test_read_file(path, &b.n);
 	return b;
 }
 

@@ -42,12 +42,7 @@ static ctx_store *open_dir_opts(const char *dir, ctx_durability d, size_t checkp
 	o.batch_ms = 2;
 	o.unsafe_no_sync = d == CTX_DURABILITY_NONE;
 	o.checkpoint_bytes = checkpoint_bytes;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	assert_non_null(s);
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_dir(const char *dir)
@@ -148,15 +143,6 @@ static char *slurp_dir(const char *dir)
 	text[len] = 0;
 	assert_int_equal(pclose(p), 0);
 	return text;
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st = NULL;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
 }
 
 static void expect_kv(ctx_store *s, const char *id, const char *key, const void *val,
@@ -359,7 +345,7 @@ static void check_reopen_identical(ctx_durability mode, const char *name)
 	assert_int_equal(after.contexts, count);
 	assert_int_equal(ctx_count(s), count);
 	/* Numbering goes on where it stopped. */
-	uint64_t v = version_of(s, "shared"), nv = 0;
+	uint64_t v = test_version_of(s, "shared"), nv = 0;
 	assert_ok(ctx_put(s, "shared", "after", 5, "reopen", 6, &nv));
 	assert_int_equal(nv, v + 1);
 	ctx_state *st = NULL;
@@ -454,7 +440,7 @@ static void test_drop_recreate_across_reopen(void **unused)
 	assert_int_equal(ctx_count(s), 1);
 	assert_int_equal(ctx_create(s, "keep"), CTX_EXISTS);
 	assert_ok(ctx_create(s, "x"));
-	assert_int_equal(version_of(s, "x"), 1); /* versions restart */
+	assert_int_equal(test_version_of(s, "x"), 1); /* versions restart */
 	assert_ok(ctx_put(s, "x", "c", 1, "3", 1, &v));
 	assert_int_equal(v, 2);
 	ctx_close(s);
@@ -514,7 +500,7 @@ static void test_drop_recreate_across_reopen(void **unused)
 	s = open_dir(copy);
 	got = test_dump_store(s, true, NULL);
 	test_expect_same_dump(want, got, "log-only replay of re-creates");
-	assert_int_equal(version_of(s, "y"), 4);
+	assert_int_equal(test_version_of(s, "y"), 4);
 	free(got);
 	free(want);
 	ctx_close(s);
@@ -793,7 +779,7 @@ static void test_none_needs_unsafe_no_sync(void **unused)
 	assert_int_equal(stats.log_syncs, 0);
 	ctx_close(s);
 	s = open_dir(sub);
-	assert_int_equal(version_of(s, "a"), 21);
+	assert_int_equal(test_version_of(s, "a"), 21);
 	int last = 19;
 	expect_kv(s, "a", "k", &last, sizeof(last));
 	ctx_close(s);

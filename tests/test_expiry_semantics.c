@@ -23,38 +23,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define T0  1700000000000000ull /* µs since 1970 */
+#include "fake_clock.h" /* T0, the clock that holds the reaper */
+
 #define MS  1000ull
 #define TTL 1000u /* ms */
-
-typedef struct fake_clock {
-	_Atomic uint64_t now;
-	atomic_bool hold_others; /* every thread but holder waits in the clock */
-	_Atomic(pthread_t) holder;
-} fake_clock;
-
-static uint64_t clock_read(void *arg)
-{
-	fake_clock *fc = arg;
-	if (atomic_load(&fc->hold_others) &&
-	    !pthread_equal(pthread_self(), atomic_load(&fc->holder))) {
-		double until = test_now() + 60.0;
-		while (atomic_load(&fc->hold_others) && test_now() < until)
-			usleep(100);
-	}
-	return atomic_load(&fc->now);
-}
-
-/* Clocks outlive a failed test's store (its reaper may still read one). */
-static fake_clock *new_clock(void)
-{
-	static fake_clock clocks[8];
-	static int used;
-	assert_true(used < 8);
-	fake_clock *fc = &clocks[used++];
-	atomic_store(&fc->now, T0);
-	return fc;
-}
 
 static ctx_store *open_store(fake_clock *fc, const char *dir)
 {
@@ -62,16 +34,9 @@ static ctx_store *open_store(fake_clock *fc, const char *dir)
 	ctx_options_init(&o);
 	o.dir = dir;
 	o.reaper_ms = 3600000; /* the reaper runs only when woken */
-	o.clock_us = clock_read;
+	o.clock_us = fake_clock_read;
 	o.clock_arg = fc;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
-}
-
-static void put_str(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	assert_ok(ctx_put(s, id, k, strlen(k), v, strlen(v), NULL));
+	return test_open(&o);
 }
 
 static bool wait_count(ctx_store *s, size_t n)
@@ -169,10 +134,10 @@ static void check_expired_is_gone(bool with_dir)
 	ctx_store *s = open_store(fc, dir);
 	assert_ok(ctx_create(s, "e"));
 	assert_ok(ctx_create(s, "live"));
-	put_str(s, "e", "a", "1");
+	test_put_str(s, "e", "a", "1");
 	uint64_t pinned;
 	assert_ok(ctx_point_create(s, "e", "L", &pinned));
-	put_str(s, "e", "b", "2"); /* e at version 3 */
+	test_put_str(s, "e", "b", "2"); /* e at version 3 */
 	assert_ok(ctx_set_ttl(s, "e", TTL));
 	ctx_watch *w;
 	assert_ok(ctx_watch_open(s, "e", false, 0, &w));
@@ -187,8 +152,7 @@ static void check_expired_is_gone(bool with_dir)
 	assert_ok(ctx_session_activate(se, "e", false));
 
 	/* Past the deadline; the reaper may wake but cannot act. */
-	atomic_store(&fc->holder, pthread_self());
-	atomic_store(&fc->hold_others, true);
+	clock_hold_others(fc);
 	atomic_store(&fc->now, T0 + (TTL + 1) * MS);
 
 	for (int round = 0; round < 2; round++) { /* and again: nothing revived it */
@@ -214,7 +178,7 @@ static void check_expired_is_gone(bool with_dir)
 	/* Let the reaper go: it was woken, and drops e as expired. Had any call
 	 * above noted an access or committed, it would find e used since it
 	 * went idle and leave it. */
-	atomic_store(&fc->hold_others, false);
+	clock_release(fc);
 	assert_true(wait_count(s, 1));
 	uint64_t version;
 	assert_int_equal(next_kind(w, &version), CTX_EVENT_EXPIRED);
@@ -295,8 +259,8 @@ static void test_context_info(void **unused)
 	fake_clock *fc = new_clock();
 	ctx_store *s = open_store(fc, NULL);
 	assert_ok(ctx_create(s, "a"));
-	put_str(s, "a", "k1", "value");
-	put_str(s, "a", "k2", "v");
+	test_put_str(s, "a", "k1", "value");
+	test_put_str(s, "a", "k2", "v");
 	assert_ok(ctx_create(s, "b"));
 	assert_ok(ctx_set_ttl(s, "b", TTL));
 

@@ -41,9 +41,7 @@ static ctx_store *open_store(size_t history_bytes, bool keep)
 	o.history_depth = 1; /* what grows is the feed, not the context's versions */
 	o.watch_history_bytes = history_bytes;
 	o.watch_keep_history = keep;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static feed_stats stats_of(ctx_store *s)
@@ -81,24 +79,9 @@ static void commit_keys(ctx_store *s, const char *id, int commit, int nkeys, siz
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 }
 
-static ctx_event *next_event(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	ctx_status st = ctx_watch_next(w, &e);
-	if (st != CTX_OK)
-		fail_msg("no event: %s", ctx_strerror(st));
-	return e;
-}
-
-static void expect_none(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
-}
-
 static void expect_commit(ctx_watch *w, uint64_t rev, size_t nkeys)
 {
-	ctx_event *e = next_event(w);
+	ctx_event *e = test_next_event(w);
 	assert_int_equal(e->revision, rev);
 	assert_int_equal(e->nkeys, nkeys);
 	ctx_event_free(e);
@@ -165,7 +148,7 @@ static void test_keep_history_bounded(void **unused)
 	assert_ok(ctx_watch_open(s, "c", false, st.oldest, &w));
 	for (uint64_t rev = st.oldest; rev <= st.frontier; rev++)
 		expect_commit(w, rev, KEYS);
-	expect_none(w);
+	test_expect_no_event(w);
 	ctx_watch_close(w);
 	assert_int_equal(ctx_watch_open(s, "c", false, st.oldest - 1, &w), CTX_NOT_FOUND);
 	assert_non_null(strstr(ctx_last_error(), "compacted"));
@@ -215,7 +198,7 @@ static void test_history_within_bytes(void **unused)
 	assert_ok(ctx_watch_open(s, "c", false, st.oldest, &h));
 	for (uint64_t rev = st.oldest; rev <= st.frontier; rev++)
 		expect_commit(h, rev, KEYS);
-	expect_none(h);
+	test_expect_no_event(h);
 	commit_keys(s, "c", -1, KEYS, KLEN);
 	expect_commit(h, st.frontier + 1, KEYS);
 	expect_commit(w, st.frontier + 1, KEYS);
@@ -255,7 +238,7 @@ static void test_pending_never_evicted(void **unused)
 	assert_ok(feed_watch_open(f, "", true, 0, &w));
 	for (uint64_t rev = 41; rev >= 2; rev--)
 		rec(f, rev);
-	expect_none(w);
+	test_expect_no_event(w);
 	feed_stats st;
 	feed_get_stats(f, &st);
 	assert_int_equal(st.pending_events, 40);
@@ -269,16 +252,16 @@ static void test_pending_never_evicted(void **unused)
 	assert_int_equal(st.history_bytes, 10 * one);
 	assert_int_equal(st.oldest, 32);
 	assert_int_equal(st.frontier, 41);
-	ctx_event *e = next_event(w);
+	ctx_event *e = test_next_event(w);
 	assert_int_equal(e->kind, CTX_EVENT_LAGGED);
 	assert_int_equal(e->resume_from, 1);
 	ctx_event_free(e);
-	expect_none(w);
+	test_expect_no_event(w);
 	ctx_watch *h = NULL;
 	assert_int_equal(feed_watch_open(f, "", true, 31, &h), CTX_NOT_FOUND);
 	assert_ok(feed_watch_open(f, "", true, 32, &h));
 	for (uint64_t rev = 32; rev <= 41; rev++) {
-		e = next_event(h);
+		e = test_next_event(h);
 		assert_int_equal(e->revision, rev);
 		assert_int_equal(e->nkeys, 1);
 		char key[32];
@@ -287,7 +270,7 @@ static void test_pending_never_evicted(void **unused)
 		assert_memory_equal(e->keys[0], key, (size_t)kl);
 		ctx_event_free(e);
 	}
-	expect_none(h);
+	test_expect_no_event(h);
 	ctx_watch_close(h);
 	ctx_watch_close(w);
 	feed_close(f);
@@ -325,7 +308,7 @@ static void test_unwatched_revisions_not_held(void **unused)
 	assert_ok(feed_watch_open(f, "", true, 12, &again));
 	expect_commit(again, 12, 1);
 	expect_commit(again, 13, 1);
-	expect_none(again);
+	test_expect_no_event(again);
 	ctx_watch_close(again);
 	ctx_watch_close(later);
 	feed_get_stats(f, &st);
@@ -359,9 +342,9 @@ static void test_bare_pending_revision(void **unused)
 	rec(f, 3);
 	expect_commit(now, 1, 1);
 	expect_commit(now, 3, 1);
-	expect_none(now);
+	test_expect_no_event(now);
 	expect_commit(three, 3, 1);
-	expect_none(three);
+	test_expect_no_event(three);
 	feed_stats st;
 	feed_get_stats(f, &st);
 	assert_int_equal(st.oldest, 3);

@@ -188,12 +188,6 @@ static void expect_event(ctx_watch *w, uint64_t rev)
 	ctx_event_free(e);
 }
 
-static void expect_none(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
-}
-
 /* Under a gate (durability batch), revisions nobody records pass it on the
  * quiet path; a watch opened then from now on starts after them, and its
  * events wait for the gate. */
@@ -213,10 +207,10 @@ static void test_quiet_past_the_gate(void **unused)
 	assert_int_equal(feed_watch_open(f, "", true, 3, &early), CTX_NOT_FOUND);
 	assert_ok(feed_watch_open(f, "", true, 0, &w));
 	report(f, 6);
-	expect_none(w); /* above the gate */
+	test_expect_no_event(w); /* above the gate */
 	feed_set_gate(f, 6);
 	expect_event(w, 6);
-	expect_none(w);
+	test_expect_no_event(w);
 	ctx_watch_close(w);
 	/* Quiet again: 8 waits for 7 (locked), then 7 comes; then 9 is quiet. */
 	report(f, 8);

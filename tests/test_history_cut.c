@@ -36,9 +36,7 @@ static ctx_store *open_depth(size_t depth, bool keep)
 	ctx_options_init(&o);
 	o.history_depth = depth;
 	o.watch_keep_history = keep;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static void put_n(ctx_store *s, const char *id, uint64_t n)

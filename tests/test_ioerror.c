@@ -64,25 +64,12 @@ static ctx_store *open_mode(const char *dir, ctx_durability mode)
 	o.dir = dir;
 	o.durability = mode;
 	o.batch_ms = 2;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_dir(const char *dir)
 {
 	return open_mode(dir, CTX_DURABILITY_ALWAYS);
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st = NULL;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
 }
 
 static size_t count_of(ctx_store *s, const char *id)
@@ -121,7 +108,7 @@ static ctx_store *open_with_five(const char *dir)
 	assert_ok(ctx_create(s, "a"));
 	for (long i = 0; i < 5; i++)
 		assert_ok(put_n(s, "a", i));
-	assert_int_equal(version_of(s, "a"), 6);
+	assert_int_equal(test_version_of(s, "a"), 6);
 	return s;
 }
 
@@ -161,7 +148,7 @@ static void expect_refusing(ctx_store *s, int err)
 	assert_int_equal(ctx_checkpoint(s), CTX_CLOSED);
 
 	/* Reading goes on, and the refused writes left no trace. */
-	assert_int_equal(version_of(s, "a"), 6);
+	assert_int_equal(test_version_of(s, "a"), 6);
 	expect_five(s);
 	assert_false(has_kv(s, "a", "k100", 100));
 	assert_false(has_kv(s, "a", "t", 0));
@@ -228,7 +215,7 @@ static void check_single_failure(enum fault f)
 		fail_msg("%s failure: put gave %s", fault_name(f), ctx_strerror(st));
 	assert_int_equal(errno, err);
 	/* Not durable: not visible. */
-	assert_int_equal(version_of(s, "a"), 6);
+	assert_int_equal(test_version_of(s, "a"), 6);
 	assert_false(has_kv(s, "a", "k5", 5));
 	expect_refusing(s, err);
 	ctx_close(s);
@@ -242,7 +229,7 @@ static void check_single_failure(enum fault f)
 		assert_int_equal(rep.torn_bytes, 0);
 	s = open_dir(dir);
 	expect_five(s);
-	uint64_t v = version_of(s, "a");
+	uint64_t v = test_version_of(s, "a");
 	if (f == FAULT_SYNC) {
 		/* Written, never synced: may be there, but whole. */
 		assert_true(v == 6 || v == 7);
@@ -262,8 +249,8 @@ static void check_single_failure(enum fault f)
 	assert_ok(ctx_create(s, "b"));
 	ctx_close(s);
 	s = open_dir(dir);
-	assert_int_equal(version_of(s, "a"), v + 1);
-	assert_int_equal(version_of(s, "b"), 1);
+	assert_int_equal(test_version_of(s, "a"), v + 1);
+	assert_int_equal(test_version_of(s, "b"), 1);
 	expect_five(s);
 	ctx_close(s);
 	test_remove_dir(dir);
@@ -332,7 +319,7 @@ static void check_failed_create_or_drop(bool create)
 	}
 	/* Readers see the durable state: "d" until its drop is durable, no
 	 * "c"; and so does the count. */
-	assert_int_equal(version_of(s, "d"), 1);
+	assert_int_equal(test_version_of(s, "d"), 1);
 	ctx_list l;
 	assert_ok(ctx_list_ids(s, NULL, NULL, 0, &l));
 	assert_int_equal(l.count, 2);
@@ -346,7 +333,7 @@ static void check_failed_create_or_drop(bool create)
 	s = open_dir(dir);
 	ctx_state *st = NULL;
 	assert_int_equal(ctx_get(s, "c", &st), CTX_NOT_FOUND);
-	assert_int_equal(version_of(s, "d"), 1); /* the drop never reached the file */
+	assert_int_equal(test_version_of(s, "d"), 1); /* the drop never reached the file */
 	assert_int_equal(ctx_count(s), 2);
 	expect_five(s);
 	ctx_close(s);
@@ -436,7 +423,7 @@ static void check_concurrent_failure(enum fault f)
 		assert_int_equal(p[t].after, CTX_CLOSED);
 		/* Only durable versions were ever visible: the acknowledged ones. */
 		assert_int_equal(p[t].visible_after, 1 + acked[t]);
-		assert_int_equal(version_of(s, p[t].id), (uint64_t)(1 + acked[t]));
+		assert_int_equal(test_version_of(s, p[t].id), (uint64_t)(1 + acked[t]));
 	}
 	assert_true(met >= 1);
 	ctx_close(s);
@@ -445,7 +432,7 @@ static void check_concurrent_failure(enum fault f)
 	s = open_dir(dir);
 	long extra = 0;
 	for (int t = 0; t < THREADS; t++) {
-		uint64_t v = version_of(s, p[t].id);
+		uint64_t v = test_version_of(s, p[t].id);
 		char key[32];
 		for (long n = 0; n < acked[t]; n++) {
 			snprintf(key, sizeof(key), "k%ld", n);
@@ -516,7 +503,7 @@ static void test_batch_mode_failure(void **unused)
 	/* The first write after the checkpoint failed: nothing after it is on
 	 * disk. */
 	s = open_mode(dir, CTX_DURABILITY_BATCH);
-	uint64_t v = version_of(s, "a");
+	uint64_t v = test_version_of(s, "a");
 	assert_int_equal(v, 6);
 	for (long i = 0; i < (long)v - 1; i++) {
 		char key[32];
@@ -610,11 +597,11 @@ static void check_failed_checkpoint(enum ckpt_fault f)
 	/* Recoverable as it is now, as if the process died here. */
 	char *img = copy_live(dir, "ioerr-ckpt-img");
 	ctx_store *r = open_dir(img);
-	assert_int_equal(version_of(r, "a"), 8);
+	assert_int_equal(test_version_of(r, "a"), 8);
 	expect_five(r);
 	assert_true(has_kv(r, "a", "k5", 5));
 	assert_true(has_kv(r, "a", "k6", 6));
-	assert_int_equal(version_of(r, "b"), 2);
+	assert_int_equal(test_version_of(r, "b"), 2);
 	ctx_close(r);
 
 	/* A checkpoint works again, and so does a clean reopen. */
@@ -624,8 +611,8 @@ static void check_failed_checkpoint(enum ckpt_fault f)
 	assert_int_equal(after.checkpoint_revision, after.revision);
 	ctx_close(s);
 	s = open_dir(dir);
-	assert_int_equal(version_of(s, "a"), 8);
-	assert_int_equal(version_of(s, "b"), 2);
+	assert_int_equal(test_version_of(s, "a"), 8);
+	assert_int_equal(test_version_of(s, "b"), 2);
 	expect_five(s);
 	ctx_close(s);
 	test_remove_dir(img);
@@ -738,12 +725,12 @@ static void test_rotation_failure(void **unused)
 	expect_refusing(s, EIO);
 	ctx_close(s);
 	s = open_dir(dir);
-	assert_int_equal(version_of(s, "a"), 6);
+	assert_int_equal(test_version_of(s, "a"), 6);
 	expect_five(s);
 	assert_ok(put_n(s, "a", 5));
 	ctx_close(s);
 	s = open_dir(dir);
-	assert_int_equal(version_of(s, "a"), 7);
+	assert_int_equal(test_version_of(s, "a"), 7);
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);

@@ -371,9 +371,7 @@ static ctx_store *open_dir(const char *dir)
 	ctx_options o;
 	ctx_options_init(&o);
 	o.dir = dir;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static void remove_checkpoints(const char *dir)

@@ -5,9 +5,9 @@
  * (tests/probes/probe_nowait_backlog.c: 400 nowait commits of 256 KiB with a
  * slow fdatasync grew the heap by 199 MiB before round 7).
  *
- * The test defines fdatasync itself (libctx's vfs_sync calls it; the
- * executable's definition wins at link time): while `hold` is set, a sync
- * waits until the test lets it go. The checks are upper bounds on what a
+ * The test defines fdatasync itself (tests/held_sync.h: libctx's vfs_sync
+ * calls it; the executable's definition wins at link time): while `hold` is
+ * set, a sync waits until the test lets it go. The checks are upper bounds on what a
  * writer gets done while the disk is held, so a slow machine cannot fail
  * them; without the bound the writer finishes everything at once.
  */
@@ -23,26 +23,7 @@
 
 #include "testutil.h"
 
-static atomic_bool hold;
-static atomic_int held;     /* syncs waiting now */
-static atomic_int fail_eio; /* syncs fail with EIO once let go */
-
-int fdatasync(int fd)
-{
-	if (atomic_load(&hold)) {
-		atomic_fetch_add(&held, 1);
-		while (atomic_load(&hold)) {
-			struct timespec ts = {0, 200 * 1000};
-			nanosleep(&ts, NULL);
-		}
-		atomic_fetch_sub(&held, 1);
-	}
-	if (atomic_load(&fail_eio)) {
-		errno = EIO;
-		return -1;
-	}
-	return (int)syscall(SYS_fdatasync, fd);
-}
+#include "held_sync.h" /* fdatasync, held while `hold` is set */
 
 static void pause_ms(int ms)
 {

@@ -143,21 +143,15 @@ static void test_large_batch_few_writes(void **unused)
 	/* The segment: every record in order, intact. */
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/wal-%016llx.log", dir, 1ull);
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	struct stat sb;
-	assert_int_equal(fstat(fileno(f), &sb), 0);
-	unsigned char *seg = malloc((size_t)sb.st_size);
-	assert_non_null(seg);
-	assert_int_equal(fread(seg, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
-	fclose(f);
+	size_t seg_size = 0;
+	unsigned char *seg = test_read_file(path, &seg_size);
 	assert_int_equal(get_u32(seg + 8), FORMAT_VERSION);
 	size_t off = WAL_HEADER_SIZE;
 	uint64_t t = 0; /* the time chain, from 0 at the segment's start */
 	for (uint32_t i = 0; i <= NSMALL + 2; i++) {
 		rec_view v = {0};
 		assert_null(
-		    rec_parse(FORMAT_VERSION, seg + off, (size_t)sb.st_size - off, true, &v));
+		    rec_parse(FORMAT_VERSION, seg + off, seg_size - off, true, &v));
 		assert_int_equal(v.type, REC_COMMIT);
 		assert_int_equal(v.rev, first + i);
 		t += (uint64_t)v.time_delta;
@@ -168,7 +162,7 @@ static void test_large_batch_few_writes(void **unused)
 		off += v.len;
 	}
 	/* The two small records after it end the segment. */
-	assert_int_equal(off, (size_t)sb.st_size);
+	assert_int_equal(off, seg_size);
 	free(seg);
 	free(body);
 	pthread_mutex_destroy(&g.m);

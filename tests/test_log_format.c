@@ -55,18 +55,10 @@ extern char **environ;
 static ctx_store *open_clocked(const char *dir, uint64_t *clock)
 {
 	ctx_options o;
-	ctx_options_init(&o);
-	o.dir = dir;
-	o.clock_us = fake_clock;
-	o.clock_arg = clock;
-	o.history_depth = 8;
+	rich_options(&o, dir, clock);
 	o.checkpoint_bytes = (size_t)1 << 40;
 	o.log_prealloc_bytes = 1;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 #ifdef LOG_FIXTURE_GEN
@@ -74,18 +66,6 @@ static ctx_store *open_clocked(const char *dir, uint64_t *clock)
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)
-
-static void print_bytes(const char *name, const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	printf("static const unsigned char %s[] = {", name);
-	int c;
-	for (size_t i = 0; (c = fgetc(f)) != EOF; i++)
-		printf("%s0x%02x,", i % 16 ? "" : "\n\t", c);
-	printf("\n};\n");
-	fclose(f);
-}
 
 int main(void)
 {
@@ -101,25 +81,8 @@ int main(void)
 	       " * 43bf876), and the dump of the store it was written from. Generated; do\n"
 	       " * not edit. */\n");
 	printf("#define LOG_V1_CLOCK %lluull\n", (unsigned long long)clock);
-	print_bytes("log_v1_bytes", path);
-	printf("static const char log_v1_dump[] =\n");
-	for (const char *p = want; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
-		printf("    \"");
-		for (size_t i = 0; i < len; i++) {
-			unsigned char ch = (unsigned char)p[i];
-			if (ch == '\n')
-				printf("\\n");
-			else if (ch == '"' || ch == '\\')
-				printf("\\%c", ch);
-			else
-				printf("%c", ch);
-		}
-		printf("\"\n");
-		p += len;
-	}
-	printf("    ;\n");
+	rich_print_bytes("log_v1_bytes", path);
+	rich_print_text("log_v1_dump", want);
 	fflush(stdout);
 	_exit(0); /* no close: no checkpoint, the log holds it all */
 }
@@ -145,14 +108,8 @@ static file_bytes read_bytes(const char *dir, const char *name)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	struct stat sb;
-	assert_int_equal(fstat(fileno(f), &sb), 0);
-	file_bytes b = {malloc((size_t)sb.st_size + 1), (size_t)sb.st_size};
-	assert_non_null(b.p);
-	assert_int_equal(fread(b.p, 1, b.n, f), b.n);
-	fclose(f);
+	file_bytes b;
+	b.p = test_read_file(path, &b.n);
 	return b;
 }
 

@@ -631,22 +631,6 @@ static void run_scenario(const scenario *sc)
 
 /* ---- building blocks -------------------------------------------------------------- */
 
-static void put_s(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	ctx_status st = ctx_put(s, id, k, strlen(k), v, strlen(v), NULL);
-	if (st != CTX_OK)
-		fail_msg("put %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
-}
-
 /* The common starting content: "c" with 60 keys, metadata, several
  * versions and three points (p1, p2, p3), "d" with a few keys, and 30 small
  * contexts n00..n29. */
@@ -665,21 +649,21 @@ static void build_sized(ctx_store *s, int keys, int others)
 	assert_ok(ctx_txn_meta_put(t, "kind", 4, "base", 4));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 	assert_ok(ctx_point_create(s, "c", "p1", NULL));
-	put_s(s, "c", "key-00", "changed");
-	put_s(s, "c", "extra", "x");
+	test_put_str(s, "c", "key-00", "changed");
+	test_put_str(s, "c", "extra", "x");
 	assert_ok(ctx_point_create(s, "c", "p2", NULL));
 	assert_ok(ctx_del(s, "c", "key-01", 6, NULL));
-	put_s(s, "c", "key-02", "changed too");
+	test_put_str(s, "c", "key-02", "changed too");
 	assert_ok(ctx_point_create(s, "c", "p3", NULL));
-	put_s(s, "c", "key-03", "after the points");
+	test_put_str(s, "c", "key-03", "after the points");
 	assert_ok(ctx_create(s, "d"));
-	put_s(s, "d", "a", "1");
-	put_s(s, "d", "b", "2");
+	test_put_str(s, "d", "a", "1");
+	test_put_str(s, "d", "b", "2");
 	for (int i = 0; i < others; i++) {
 		snprintf(k, sizeof(k), "n%02d", i);
 		assert_ok(ctx_create(s, k));
 	}
-	assert_int_equal(version_of(s, "c"), 7);
+	assert_int_equal(test_version_of(s, "c"), 7);
 }
 
 static void build_base(ctx_store *s)
@@ -1030,7 +1014,7 @@ static ctx_status op_checkpoint(env *e)
 
 static void setup_checkpoint(env *e)
 {
-	put_s(e->s, "c", "since", "the last checkpoint");
+	test_put_str(e->s, "c", "since", "the last checkpoint");
 	assert_ok(ctx_create(e->s, "new-since"));
 }
 
@@ -1157,7 +1141,7 @@ static void watch_open_works(env *e)
 {
 	/* The first sees a new commit; the second replays the 30 creates of
 	 * n00..n29 from revision 1. */
-	put_s(e->s, "c", "watched", "yes");
+	test_put_str(e->s, "c", "watched", "yes");
 	ctx_event *ev;
 	assert_ok(ctx_watch_wait(e->w[0], 5000, &ev));
 	assert_int_equal(ev->kind, CTX_EVENT_COMMITTED);
@@ -1235,7 +1219,7 @@ static void watchers_saw(env *e, bool committed)
 		assert_int_equal(ctx_watch_next(e->w[i], &ev), CTX_NOT_FOUND);
 	}
 	/* And they keep working. */
-	put_s(e->s, "c", "w-after", "x");
+	test_put_str(e->s, "c", "w-after", "x");
 	for (size_t i = 0; i < e->nw; i++) {
 		ctx_event *ev;
 		assert_ok(ctx_watch_next(e->w[i], &ev));
@@ -1266,7 +1250,7 @@ static void setup_queue(env *e)
 	build_base(e->s);
 	assert_ok(ctx_watch_open(e->s, "d", false, 0, &e->w[e->nw++]));
 	for (int i = 0; i < 15; i++)
-		put_s(e->s, "d", "q", i % 2 ? "odd" : "even");
+		test_put_str(e->s, "d", "q", i % 2 ? "odd" : "even");
 }
 
 /* The 16th event: the queue of 16 (one kept for a lag) must grow. */
@@ -1366,11 +1350,11 @@ static void tracker_edits(env *e)
 	assert_ok(ctx_tracker_put(e->tr, "key-05", 6, "local5", 6));
 	assert_ok(ctx_tracker_put(e->tr, "key-06", 6, "local6", 6));
 	assert_ok(ctx_tracker_put(e->tr, "key-07", 6, "same", 4));
-	put_s(e->s, "c", "key-04", "remote4");
-	put_s(e->s, "c", "key-05", "remote5");
-	put_s(e->s, "c", "key-06", "remote6");
-	put_s(e->s, "c", "key-07", "same");
-	put_s(e->s, "c", "key-08", "remote8");
+	test_put_str(e->s, "c", "key-04", "remote4");
+	test_put_str(e->s, "c", "key-05", "remote5");
+	test_put_str(e->s, "c", "key-06", "remote6");
+	test_put_str(e->s, "c", "key-07", "same");
+	test_put_str(e->s, "c", "key-08", "remote8");
 }
 
 static void close_tracker(env *e)
@@ -1547,7 +1531,7 @@ static void sync_point_absorbed(env *e, const char *after)
 	ctx_point *p;
 	size_t n;
 	assert_ok(ctx_point_list(e->s, "c", &p, &n));
-	bool has_head_point = n && p[n - 1].version == version_of(e->s, "c");
+	bool has_head_point = n && p[n - 1].version == test_version_of(e->s, "c");
 	free(p);
 	if (!has_head_point) {
 		assert_non_null(strstr(ctx_last_error(), "recovery point failed"));
@@ -1574,7 +1558,7 @@ static void auto_point_absorbed(env *e, const char *after)
 	assert_ok(ctx_point_list(e->s, "d", &p, &n));
 	free(p);
 	print_message("note: commit %ld: version %llu kept no automatic point (out of memory)\n",
-	              e->n, (unsigned long long)version_of(e->s, "d"));
+	              e->n, (unsigned long long)test_version_of(e->s, "d"));
 	assert_ok(ctx_point_create(e->s, "d", "auto", NULL));
 }
 
@@ -1591,9 +1575,7 @@ static ctx_store *open_tmpl(const char *dir)
 	o.max_points = 3;
 	o.history_depth = 8;
 	o.reaper_ms = 100000;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 /* A directory to recover: a checkpoint, then log records of every kind
@@ -1610,7 +1592,7 @@ static void make_recovery_template(const char *dir)
 	char k[16];
 	for (int i = 0; i < 5; i++) {
 		snprintf(k, sizeof(k), "late-%02d", i);
-		put_s(s, "c", k, "late");
+		test_put_str(s, "c", k, "late");
 	}
 	assert_ok(ctx_del(s, "c", "key-09", 6, NULL));
 	ctx_txn *t;
@@ -1628,7 +1610,7 @@ static void make_recovery_template(const char *dir)
 	assert_ok(ctx_set_ttl(s, "n02", 86400000));
 	assert_ok(ctx_drop(s, "n03"));
 	assert_ok(ctx_create(s, "n03")); /* a new incarnation */
-	put_s(s, "n03", "again", "yes");
+	test_put_str(s, "n03", "again", "yes");
 	copy_dir(live, dir);
 	ctx_close(s);
 	test_remove_dir(live);

@@ -22,9 +22,7 @@ static ctx_store *open_dir(const char *dir, ctx_durability d)
 	ctx_options_init(&o);
 	o.dir = dir;
 	o.durability = d;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 /* Wait (poll on the notifier) until revision rev may be acknowledged. */

@@ -92,13 +92,7 @@ static ctx_store *open_spec(opts_spec sp)
 	o.auto_point_every = sp.auto_every;
 	o.clock_us = fake_clock;
 	o.clock_arg = NULL;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", sp.dir ? sp.dir : "memory", ctx_strerror(st),
-		         ctx_last_error());
-	assert_non_null(s);
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_mem(size_t depth, size_t max_points)
@@ -114,27 +108,9 @@ static ctx_state *head_of(ctx_store *s, const char *id)
 	return st;
 }
 
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st = head_of(s, id);
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
-}
-
 static void put_str(ctx_store *s, const char *id, const char *k, const char *v, uint64_t *ver)
 {
 	assert_ok(ctx_put(s, id, k, strlen(k), v, strlen(v), ver));
-}
-
-static void expect_str(const ctx_state *st, const char *k, const char *v)
-{
-	const void *got = NULL;
-	size_t n = 0;
-	if (!ctx_state_lookup(st, k, strlen(k), &got, &n))
-		fail_msg("key '%s' missing in version %" PRIu64, k, ctx_state_version(st));
-	assert_int_equal(n, strlen(v));
-	assert_memory_equal(got, v, n);
 }
 
 static void expect_meta_str(const ctx_state *st, const char *k, const char *v)
@@ -153,45 +129,13 @@ static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 	return c ? c : (alen > blen) - (alen < blen);
 }
 
-/* A growing string. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		assert_non_null(b->p);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-	sb_add(b, tmp, (size_t)n);
-}
-
-static void sb_hex(sbuf *b, const void *p, size_t n)
+static void sb_hex(test_buf *b, const void *p, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
 	const unsigned char *q = p;
 	for (size_t i = 0; i < n; i++) {
 		char two[2] = {digits[q[i] >> 4], digits[q[i] & 15]};
-		sb_add(b, two, 2);
+		test_buf_add(b, two, 2);
 	}
 }
 
@@ -201,7 +145,7 @@ static int cmp_strp(const void *a, const void *b)
 }
 
 /* The pairs of one map of st as sorted lines "<tag> hexkey=hexval [@time]". */
-static void dump_map(sbuf *out, const ctx_state *st, bool meta, bool key_times)
+static void dump_map(test_buf *out, const ctx_state *st, bool meta, bool key_times)
 {
 	ctx_iter *it = NULL;
 	assert_ok(meta ? ctx_iter_meta_begin(st, &it) : ctx_iter_begin(st, &it));
@@ -211,15 +155,15 @@ static void dump_map(sbuf *out, const ctx_state *st, bool meta, bool key_times)
 	const void *k, *v;
 	size_t kl, vl;
 	while (ctx_iter_next(it, &k, &kl, &v, &vl)) {
-		sbuf l = {0};
-		sb_add(&l, meta ? "M " : "D ", 2);
+		test_buf l = {0};
+		test_buf_add(&l, meta ? "M " : "D ", 2);
 		sb_hex(&l, k, kl);
-		sb_add(&l, "=", 1);
+		test_buf_add(&l, "=", 1);
 		sb_hex(&l, v, vl);
 		if (key_times && !meta) {
 			uint64_t t = 0;
 			assert_true(ctx_state_key_time(st, k, kl, &t));
-			sb_printf(&l, " @%" PRIu64, t);
+			test_buf_printf(&l, " @%" PRIu64, t);
 		}
 		if (n == cap) {
 			cap *= 2;
@@ -231,20 +175,20 @@ static void dump_map(sbuf *out, const ctx_state *st, bool meta, bool key_times)
 	ctx_iter_free(it);
 	qsort(lines, n, sizeof(*lines), cmp_strp);
 	for (size_t i = 0; i < n; i++) {
-		sb_add(out, lines[i], strlen(lines[i]));
-		sb_add(out, "\n", 1);
+		test_buf_add(out, lines[i], strlen(lines[i]));
+		test_buf_add(out, "\n", 1);
 		free(lines[i]);
 	}
 	free(lines);
 }
 
-static void dump_state_into(sbuf *out, const ctx_state *st, bool key_times)
+static void dump_state_into(test_buf *out, const ctx_state *st, bool key_times)
 {
-	sb_printf(out,
-	          "version %" PRIu64 " revision %" PRIu64 " updated %" PRIu64
-	          " keys %zu bytes %zu meta %zu\n",
-	          ctx_state_version(st), ctx_state_revision(st), ctx_state_updated_us(st),
-	          ctx_state_count(st), ctx_state_bytes(st), ctx_state_meta_count(st));
+	test_buf_printf(out,
+	                "version %" PRIu64 " revision %" PRIu64 " updated %" PRIu64
+	                " keys %zu bytes %zu meta %zu\n",
+	                ctx_state_version(st), ctx_state_revision(st), ctx_state_updated_us(st),
+	                ctx_state_count(st), ctx_state_bytes(st), ctx_state_meta_count(st));
 	dump_map(out, st, false, key_times);
 	dump_map(out, st, true, false);
 }
@@ -252,10 +196,10 @@ static void dump_state_into(sbuf *out, const ctx_state *st, bool key_times)
 /* Content only (no version, revision or times): for "same content" checks. */
 static char *content_of(const ctx_state *st)
 {
-	sbuf b = {0};
-	sb_add(&b, "", 0);
-	sb_printf(&b, "keys %zu bytes %zu meta %zu\n", ctx_state_count(st), ctx_state_bytes(st),
-	          ctx_state_meta_count(st));
+	test_buf b = {0};
+	test_buf_add(&b, "", 0);
+	test_buf_printf(&b, "keys %zu bytes %zu meta %zu\n", ctx_state_count(st),
+	                ctx_state_bytes(st), ctx_state_meta_count(st));
 	dump_map(&b, st, false, false);
 	dump_map(&b, st, true, false);
 	return b.p;
@@ -279,21 +223,22 @@ static void expect_same_content(const ctx_state *a, const ctx_state *b)
  * history entry and its content), every point; `flags` add more. */
 static char *dump_context(ctx_store *s, const char *id, int flags)
 {
-	sbuf b = {0};
-	sb_add(&b, "", 0);
+	test_buf b = {0};
+	test_buf_add(&b, "", 0);
 	ctx_state *head = head_of(s, id);
-	sb_printf(&b, "head %" PRIu64 " created %" PRIu64 "\n", ctx_state_version(head),
-	          ctx_state_created_us(head));
+	test_buf_printf(&b, "head %" PRIu64 " created %" PRIu64 "\n", ctx_state_version(head),
+	                ctx_state_created_us(head));
 	ctx_state_release(head);
 	ctx_history_entry *h = NULL;
 	size_t n = 0;
 	assert_ok(ctx_history(s, id, &h, &n));
 	for (size_t i = 0; i < n; i++) {
-		sb_printf(&b, "history %" PRIu64 " rev %" PRIu64 " time %" PRIu64 " pinned %d",
-		          h[i].version, h[i].revision, h[i].time_us, (int)h[i].pinned);
+		test_buf_printf(&b,
+		                "history %" PRIu64 " rev %" PRIu64 " time %" PRIu64 " pinned %d",
+		                h[i].version, h[i].revision, h[i].time_us, (int)h[i].pinned);
 		if (flags & DUMP_CHANGED)
-			sb_printf(&b, " changed %zu", h[i].keys_changed);
-		sb_add(&b, "\n", 1);
+			test_buf_printf(&b, " changed %zu", h[i].keys_changed);
+		test_buf_add(&b, "\n", 1);
 		ctx_state *st = NULL;
 		ctx_status r = ctx_get_at(s, id, h[i].version, &st);
 		if (r != CTX_OK)
@@ -306,11 +251,11 @@ static char *dump_context(ctx_store *s, const char *id, int flags)
 	ctx_point *p = NULL;
 	assert_ok(ctx_point_list(s, id, &p, &n));
 	for (size_t i = 0; i < n; i++)
-		sb_printf(&b,
-		          "point %" PRIu64 " time %" PRIu64 " keys %zu bytes %zu sum %016" PRIx64
-		          " label '%s'\n",
-		          p[i].version, p[i].time_us, p[i].keys, p[i].bytes, p[i].checksum,
-		          p[i].label);
+		test_buf_printf(&b,
+		                "point %" PRIu64 " time %" PRIu64
+		                " keys %zu bytes %zu sum %016" PRIx64 " label '%s'\n",
+		                p[i].version, p[i].time_us, p[i].keys, p[i].bytes, p[i].checksum,
+		                p[i].label);
 	free(p);
 	return b.p;
 }
@@ -444,7 +389,7 @@ static void check_hversion(const ctx_state *st, const hversion *want)
 		}
 		present++;
 		hval(val, want->val[k]);
-		expect_str(st, key, val);
+		test_expect_str(st, key, val);
 	}
 	assert_int_equal(ctx_state_count(st), present);
 	assert_int_equal(ctx_state_updated_us(st), want->time);
@@ -650,10 +595,10 @@ static void test_history_depth_one_and_drop(void **unused)
 	assert_int_equal(ctx_get_at(s, "d", 3, &st), CTX_NOT_FOUND);
 	assert_int_equal(ctx_get_at(s, "d", 1, &st), CTX_NOT_FOUND);
 	assert_ok(ctx_get_at(s, "d", 2, &st)); /* pinned */
-	expect_str(st, "a", "1");
+	test_expect_str(st, "a", "1");
 	ctx_state_release(st);
 	assert_ok(ctx_get_at(s, "d", 4, &st));
-	expect_str(st, "a", "3");
+	test_expect_str(st, "a", "3");
 	ctx_state_release(st);
 	ctx_history_entry *h = NULL;
 	size_t n = 0;
@@ -677,7 +622,7 @@ static void test_history_depth_one_and_drop(void **unused)
 	assert_int_equal(ctx_restore_latest(s, "d", &nv), CTX_NOT_FOUND);
 	assert_int_equal(ctx_restore(s, "d", 2, &nv), CTX_NOT_FOUND);
 	assert_int_equal(ctx_restore_label(s, "d", "one", &nv), CTX_NOT_FOUND);
-	assert_int_equal(version_of(s, "d"), 1);
+	assert_int_equal(test_version_of(s, "d"), 1);
 	ctx_close(s);
 }
 
@@ -1215,7 +1160,7 @@ static void test_points_labels(void **unused)
 	uint64_t nv = 0;
 	assert_ok(ctx_restore_label(s, "l", "caf\xc3\xa9 \xe2\x9c\x93", &nv));
 	ctx_state *st = head_of(s, "l");
-	expect_str(st, "a", "1");
+	test_expect_str(st, "a", "1");
 	ctx_state_release(st);
 	assert_int_equal(ctx_restore_label(s, "l", NULL, &nv), CTX_INVALID);
 	assert_int_equal(ctx_restore_label(s, "l", "nope", &nv), CTX_NOT_FOUND);
@@ -1273,7 +1218,7 @@ static void test_points_same_version_and_delete(void **unused)
 	put_str(s, "s", "b", "2", NULL);
 	ctx_state *st = NULL;
 	assert_ok(ctx_get_at(s, "s", 2, &st));
-	expect_str(st, "a", "1");
+	test_expect_str(st, "a", "1");
 	assert_ok(ctx_point_delete(s, "s", 2));
 	assert_int_equal(ctx_point_delete(s, "s", 2), CTX_NOT_FOUND);
 	assert_int_equal(ctx_point_delete(s, "s", 6), CTX_NOT_FOUND); /* never pinned */
@@ -1282,7 +1227,7 @@ static void test_points_same_version_and_delete(void **unused)
 	assert_int_equal(ctx_point_delete(s, "", 3), CTX_INVALID);
 	ctx_state *gone = (ctx_state *)0x1;
 	assert_int_equal(ctx_get_at(s, "s", 2, &gone), CTX_NOT_FOUND);
-	expect_str(st, "a", "1"); /* a held state is unaffected */
+	test_expect_str(st, "a", "1"); /* a held state is unaffected */
 	ctx_state_release(st);
 	uint64_t nv = 0;
 	assert_int_equal(ctx_restore(s, "s", 2, &nv), CTX_NOT_FOUND);
@@ -1298,7 +1243,7 @@ static void test_points_same_version_and_delete(void **unused)
 	assert_int_equal(n, 0);
 	free(p);
 	assert_int_equal(ctx_restore_latest(s, "s", &nv), CTX_NOT_FOUND);
-	assert_int_equal(version_of(s, "s"), 7);
+	assert_int_equal(test_version_of(s, "s"), 7);
 	ctx_close(s);
 }
 
@@ -1314,7 +1259,7 @@ static void test_points_auto(void **unused)
 			snprintf(v, sizeof(v), "%d", i);
 			put_str(s, "a", "k", v, NULL);
 		}
-		uint64_t head = version_of(s, "a");
+		uint64_t head = test_version_of(s, "a");
 		assert_int_equal(head, 22);
 		size_t n = 0;
 		ctx_point *p = points_of(s, "a", &n);
@@ -1327,7 +1272,7 @@ static void test_points_auto(void **unused)
 			assert_ok(ctx_get_at(s, "a", p[i].version, &st)); /* pinned: kept */
 			char v[16];
 			snprintf(v, sizeof(v), "%d", (int)p[i].version - 2);
-			expect_str(st, "k", v);
+			test_expect_str(st, "k", v);
 			ctx_state_release(st);
 		}
 		free(p);
@@ -1435,10 +1380,10 @@ static void test_restore_by_version_and_undo(void **unused)
 	assert_int_equal(ctx_restore_label(s, "r", "nope", &untouched), CTX_NOT_FOUND);
 	assert_int_equal(ctx_restore_latest(s, "nope", &untouched), CTX_NOT_FOUND);
 	assert_int_equal(untouched, 99);
-	assert_int_equal(version_of(s, "r"), 8);
+	assert_int_equal(test_version_of(s, "r"), 8);
 	/* version_out is optional. */
 	assert_ok(ctx_restore(s, "r", 6, NULL));
-	assert_int_equal(version_of(s, "r"), 9);
+	assert_int_equal(test_version_of(s, "r"), 9);
 
 	/* The point pinned version 2 all along: it is still there and intact. */
 	assert_ok(ctx_restore_label(s, "r", "good", &nv));
@@ -1499,7 +1444,7 @@ static void test_restore_latest_label_before(void **unused)
 	    {1, "sam", 0, NULL},    {1, "same ", 0, NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		uint64_t head = version_of(s, "b");
+		uint64_t head = test_version_of(s, "b");
 		uint64_t nv = 12345;
 		ctx_status r = cases[i].kind == 0 ? ctx_restore_latest(s, "b", &nv)
 		               : cases[i].kind == 1
@@ -1509,7 +1454,7 @@ static void test_restore_latest_label_before(void **unused)
 			if (r != CTX_NOT_FOUND)
 				fail_msg("case %zu: %s, want not found", i, ctx_strerror(r));
 			assert_int_equal(nv, 12345);
-			assert_int_equal(version_of(s, "b"), head);
+			assert_int_equal(test_version_of(s, "b"), head);
 			continue;
 		}
 		if (r != CTX_OK)
@@ -1517,7 +1462,7 @@ static void test_restore_latest_label_before(void **unused)
 		assert_int_equal(nv, head + 1);
 		ctx_state *st = head_of(s, "b");
 		assert_int_equal(ctx_state_version(st), head + 1);
-		expect_str(st, "k", cases[i].want);
+		test_expect_str(st, "k", cases[i].want);
 		assert_false(ctx_state_lookup(st, "other", 5, NULL, NULL));
 		ctx_state_release(st);
 		/* Move the head away again so that each restore changes something. */
@@ -1559,7 +1504,7 @@ static void damage_point(ctx_store *s, const char *id, uint64_t version)
 
 static void expect_corrupt_restore(ctx_store *s, const char *id, uint64_t version, int how)
 {
-	uint64_t head = version_of(s, id);
+	uint64_t head = test_version_of(s, id);
 	char *before = dump_context(s, id, DUMP_ALL);
 	uint64_t nv = 777;
 	ctx_status r = how == 0   ? ctx_restore(s, id, version, &nv)
@@ -1575,7 +1520,7 @@ static void expect_corrupt_restore(ctx_store *s, const char *id, uint64_t versio
 		fail_msg("the error does not name the point (version %s of '%s'): '%s'", vs, id,
 		         msg);
 	assert_int_equal(nv, 777);
-	assert_int_equal(version_of(s, id), head);
+	assert_int_equal(test_version_of(s, id), head);
 	char *after = dump_context(s, id, DUMP_ALL);
 	expect_same_dump(before, after, "failed restore");
 	free(before);
@@ -1604,7 +1549,7 @@ static void test_damaged_point_refused(void **unused)
 	uint64_t nv = 0;
 	assert_ok(ctx_restore_label(s, "z", "ok", &nv));
 	ctx_state *st = head_of(s, "z");
-	expect_str(st, "a", "1");
+	test_expect_str(st, "a", "1");
 	assert_false(ctx_state_lookup(st, "b", 1, NULL, NULL));
 	ctx_state_release(st);
 	ctx_close(s);
@@ -1907,17 +1852,11 @@ static ctx_store *open_nockpt(const char *dir, size_t depth, size_t max_points)
  * with zeros, written ahead of the records: file-format.md, "Log segment"). */
 static uint64_t records_end(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	struct stat sb;
-	assert_int_equal(fstat(fileno(f), &sb), 0);
-	unsigned char *p = malloc((size_t)sb.st_size + 1);
-	assert_non_null(p);
-	assert_int_equal(fread(p, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
-	fclose(f);
+	size_t size = 0;
+	unsigned char *p = test_read_file(path, &size);
 	size_t off = WAL_HEADER_SIZE;
 	rec_view v;
-	while (!rec_parse(get_u32(p + 8), p + off, (size_t)sb.st_size - off, true, &v))
+	while (!rec_parse(get_u32(p + 8), p + off, size - off, true, &v))
 		off += v.len;
 	free(p);
 	return off;
@@ -2027,7 +1966,7 @@ static void test_restore_record_size_and_replay(void **unused)
 	assert_non_null(strstr(ctx_last_error(), "history_depth"));
 
 	ctx_store *r = open_nockpt(img, 8, 4);
-	assert_int_equal(version_of(r, "big"), v_small);
+	assert_int_equal(test_version_of(r, "big"), v_small);
 	expect_version_content(s, r, "big", v_old, v_big);
 	expect_version_content(s, r, "big", v_old, v_small);
 	char *want = dump_context(s, "big", DUMP_ALL), *got = dump_context(r, "big", DUMP_ALL);
@@ -2518,15 +2457,15 @@ static void kc_round(uint64_t seed, long target_acks, size_t checkpoint_bytes)
 		fail_msg("recovered head %" PRIu64 ", acknowledged %" PRIu64 "%s", hv, m.head,
 		         in_flight ? " (one in flight)" : "");
 	if (!kc_points_match(&m, p, np)) {
-		sbuf b = {0};
-		sb_add(&b, "", 0);
+		test_buf b = {0};
+		test_buf_add(&b, "", 0);
 		for (size_t i = 0; i < np; i++)
-			sb_printf(&b, " %" PRIu64 "@%" PRIu64 "'%s'", p[i].version, p[i].time_us,
-			          p[i].label);
-		sb_add(&b, " | want", 7);
+			test_buf_printf(&b, " %" PRIu64 "@%" PRIu64 "'%s'", p[i].version,
+			                p[i].time_us, p[i].label);
+		test_buf_add(&b, " | want", 7);
 		for (size_t i = 0; i < m.npoints; i++)
-			sb_printf(&b, " %" PRIu64 "@%" PRIu64 "'L%d'", m.pver[i], m.ptime[i],
-			          m.plabel[i]);
+			test_buf_printf(&b, " %" PRIu64 "@%" PRIu64 "'L%d'", m.pver[i], m.ptime[i],
+			                m.plabel[i]);
 		fail_msg("recovered points differ from the acknowledged ones:%s", b.p);
 	}
 	/* Every kept version (last KC_DEPTH and pinned) with its exact content. */
@@ -2694,7 +2633,7 @@ static void test_concurrent_history_readers(void **unused)
 				mine[nmine++] = pv;
 		} else {
 			uint64_t nv = 0;
-			uint64_t target = r == 8 ? c.pinned : version_of(s, "cc") - 2;
+			uint64_t target = r == 8 ? c.pinned : test_version_of(s, "cc") - 2;
 			ctx_status st = ctx_restore(s, "cc", target, &nv);
 			assert_true(st == CTX_OK || st == CTX_NOT_FOUND);
 		}

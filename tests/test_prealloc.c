@@ -49,15 +49,8 @@ static seg_file read_segment_as(const char *dir, const char *name, bool partial)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	struct stat sb;
-	assert_int_equal(fstat(fileno(f), &sb), 0);
-	seg_file s = {.size = (size_t)sb.st_size};
-	s.p = malloc(s.size + 1);
-	assert_non_null(s.p);
-	assert_int_equal(fread(s.p, 1, s.size, f), s.size);
-	fclose(f);
+	seg_file s = {0};
+	s.p = test_read_file(path, &s.size);
 	assert_true(s.size >= WAL_HEADER_SIZE);
 	size_t off = WAL_HEADER_SIZE;
 	rec_view v;
@@ -133,11 +126,7 @@ static ctx_store *open_with(const char *dir, size_t prealloc)
 	o.dir = dir;
 	o.log_prealloc_bytes = prealloc;
 	o.checkpoint_bytes = 1u << 30; /* no background checkpoint: one segment */
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 static void put_big(ctx_store *s, int i, size_t len)

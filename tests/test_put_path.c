@@ -102,6 +102,31 @@ static void run_workers(shared *sh, int n, void *(*fn)(void *))
 	free(w);
 }
 
+/* The id of hot context h ("h0" to "h3"). */
+static void hot_id(char id[8], int h)
+{
+	snprintf(id, 8, "h%d", h);
+}
+
+/* A memory store keeping `depth` versions per context, with the HOT
+ * contexts created empty: sh's store, its counts zero, per_thread set. */
+static void open_hot(shared *sh, size_t depth)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.history_depth = depth;
+	sh->s = NULL;
+	assert_ok(ctx_open(&o, &sh->s));
+	sh->per_thread = test_iters(20000, 2000);
+	for (int h = 0; h < HOT; h++) {
+		char id[8];
+		hot_id(id, h);
+		assert_ok(ctx_create(sh->s, id));
+		atomic_init(&sh->ok[h], 0);
+	}
+	atomic_init(&sh->stop, 0);
+}
+
 /* Every acknowledged put or delete is one version: the versions are dense
  * and their number is the number acknowledged; the counts are exact. */
 static void test_counts_exact_many_threads(void **unused)
@@ -109,29 +134,24 @@ static void test_counts_exact_many_threads(void **unused)
 	(void)unused;
 	enum { T = 16 };
 	reset_failures();
-	ctx_options o;
-	ctx_options_init(&o);
-	o.history_depth = 8;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	shared sh = {.s = s, .per_thread = test_iters(20000, 2000)};
+	shared sh;
+	open_hot(&sh, 8);
+	ctx_store *s = sh.s;
 	for (int h = 0; h < HOT; h++) {
 		char id[8];
-		snprintf(id, sizeof(id), "h%d", h);
-		assert_ok(ctx_create(s, id));
+		hot_id(id, h);
 		/* Fill the history first, and give the deletes keys to find. */
 		for (int k = 0; k < 16; k++) {
 			char key[16];
 			snprintf(key, sizeof(key), "k%d", k % 8);
 			assert_ok(ctx_put(s, id, key, strlen(key), "v", 1, NULL));
 		}
-		atomic_init(&sh.ok[h], 0);
 	}
 	run_workers(&sh, T, put_worker);
 	assert_no_thread_failures();
 	for (int h = 0; h < HOT; h++) {
 		char id[8];
-		snprintf(id, sizeof(id), "h%d", h);
+		hot_id(id, h);
 		ctx_state *st;
 		assert_ok(ctx_get(s, id, &st));
 		assert_int_equal(ctx_state_version(st), 1 + 16 + atomic_load(&sh.ok[h]));
@@ -184,26 +204,16 @@ static void test_puts_against_drops(void **unused)
 	(void)unused;
 	enum { T = 9 };
 	reset_failures();
-	ctx_options o;
-	ctx_options_init(&o);
-	o.history_depth = 4;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	shared sh = {.s = s, .per_thread = test_iters(20000, 2000)};
-	for (int h = 0; h < HOT; h++) {
-		char id[8];
-		snprintf(id, sizeof(id), "h%d", h);
-		assert_ok(ctx_create(s, id));
-		atomic_init(&sh.ok[h], 0);
-	}
-	atomic_init(&sh.stop, 0);
+	shared sh;
+	open_hot(&sh, 4);
+	ctx_store *s = sh.s;
 	the_churn.sh = &sh;
 	atomic_init(&the_churn.left, T - 1);
 	run_workers(&sh, T, churn_thread);
 	assert_no_thread_failures();
 	for (int h = 0; h < HOT; h++) {
 		char id[8];
-		snprintf(id, sizeof(id), "h%d", h);
+		hot_id(id, h);
 		ctx_status r = ctx_create(s, id);
 		assert_true(r == CTX_OK || r == CTX_EXISTS);
 		for (int k = 0; k < 8; k++)

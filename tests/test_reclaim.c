@@ -34,9 +34,7 @@ static ctx_store *open_depth(size_t depth)
 	ctx_options o;
 	ctx_options_init(&o);
 	o.history_depth = depth;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static void put_n(ctx_store *s, const char *id, long n, int gen)

@@ -42,9 +42,7 @@ static ctx_store *open_dir(const char *dir)
 	ctx_options_init(&o);
 	o.dir = dir;
 	o.history_depth = 2;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 /* One transaction of n puts on id (returns false on failure: used in the

@@ -3,9 +3,9 @@
  * while a nowait change is decided but not durable, with the window held
  * open deterministically.
  *
- * The test defines fdatasync itself (libctx's vfs_sync calls it; the
- * executable's definition wins at link time): while `hold` is set, a sync
- * waits until the test lets it go. So a nowait commit, create or drop stays
+ * The test defines fdatasync itself (tests/held_sync.h: libctx's vfs_sync
+ * calls it; the executable's definition wins at link time): while `hold` is
+ * set, a sync waits until the test lets it go. So a nowait commit, create or drop stays
  * decided-but-not-durable for exactly as long as the test looks at it, and
  * no check depends on timing.
  *
@@ -38,21 +38,7 @@
 
 #include "testutil.h"
 
-static atomic_bool hold;
-static atomic_int held; /* syncs waiting now */
-
-int fdatasync(int fd)
-{
-	if (atomic_load(&hold)) {
-		atomic_fetch_add(&held, 1);
-		while (atomic_load(&hold)) {
-			struct timespec ts = {0, 200 * 1000};
-			nanosleep(&ts, NULL);
-		}
-		atomic_fetch_sub(&held, 1);
-	}
-	return (int)syscall(SYS_fdatasync, fd);
-}
+#include "held_sync.h" /* fdatasync, held while `hold` is set */
 
 static ctx_store *open_dir(char **dir, const char *name)
 {

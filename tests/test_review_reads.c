@@ -273,13 +273,7 @@ static void test_reads_agree(void **state)
 	              atomic_load(&g_recreates));
 	assert_no_thread_failures();
 	/* and the directory recovers to what the store showed last */
-	char *before = test_dump_store(g_store, true, NULL);
-	ctx_close(g_store);
-	assert_ok(ctx_open(&o, &g_store));
-	char *after = test_dump_store(g_store, true, NULL);
-	test_expect_same_dump(before, after, "reopened after the run");
-	free(before);
-	free(after);
+	test_reopen_same(&g_store, &o, true, "reopened after the run");
 	ctx_close(g_store);
 	test_remove_dir(dir);
 	free(dir);

@@ -291,13 +291,7 @@ static void test_restore_under_writers_and_watcher(void **state)
 	}
 	free(p);
 	print_message("%zu events, %zu restores, %zu points at the end\n", g_nevents, nr, np);
-	char *before = test_dump_store(g_store, true, NULL);
-	ctx_close(g_store);
-	assert_ok(ctx_open(&o, &g_store));
-	char *after = test_dump_store(g_store, true, NULL);
-	test_expect_same_dump(before, after, "reopened after the run");
-	free(before);
-	free(after);
+	test_reopen_same(&g_store, &o, true, "reopened after the run");
 	ctx_close(g_store);
 	free(g_events);
 	test_remove_dir(dir);

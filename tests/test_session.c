@@ -28,68 +28,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- the fake clock ------------------------------------------------------------- */
+/* ---- the fake clock (fake_clock.h) --------------------------------------------- */
 
-#define T0             1700000000000000ull /* µs since 1970: November 2023 */
+#include "fake_clock.h"
+
 #define MS             1000ull             /* µs */
 #define SEC            1000000ull          /* µs */
 #define REAPER_IDLE_MS 3600000u            /* an hour: the reaper runs only when woken */
-
-typedef struct fake_clock {
-	_Atomic uint64_t now;
-	/* While set, every thread but `holder` (the reaper, in practice) waits
-	 * in the clock: nothing else in the store reads the clock then. */
-	atomic_bool hold_others;
-	_Atomic(pthread_t) holder;
-} fake_clock;
-
-static uint64_t fake_clock_read(void *arg)
-{
-	fake_clock *fc = arg;
-	if (atomic_load(&fc->hold_others) &&
-	    !pthread_equal(pthread_self(), atomic_load(&fc->holder))) {
-		double until = test_now() + 60.0;
-		while (atomic_load(&fc->hold_others) && test_now() < until)
-			usleep(100);
-	}
-	return atomic_load(&fc->now);
-}
-
-/* Hold other threads that read the clock (the reaper) until clock_release. */
-static void clock_hold_others(fake_clock *fc)
-{
-	atomic_store(&fc->holder, pthread_self());
-	atomic_store(&fc->hold_others, true);
-}
-
-static void clock_release(fake_clock *fc)
-{
-	atomic_store(&fc->hold_others, false);
-}
-
-/* Clocks live as long as the program: a failed test leaves its store open
- * (cmocka jumps out of it), and that store's reaper may still read its
- * clock. */
-static fake_clock *new_clock(void)
-{
-	static fake_clock clocks[64];
-	static int used;
-	assert_true(used < 64);
-	fake_clock *fc = &clocks[used++];
-	atomic_store(&fc->now, T0);
-	atomic_store(&fc->hold_others, false);
-	return fc;
-}
-
-static void clock_set(fake_clock *fc, uint64_t t)
-{
-	atomic_store(&fc->now, t);
-}
-
-static void clock_advance(fake_clock *fc, uint64_t dt)
-{
-	atomic_fetch_add(&fc->now, dt);
-}
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -105,12 +50,7 @@ static ctx_store *open_store(fake_clock *fc, const char *dir, size_t max_context
 	o.reaper_ms = reaper_ms ? reaper_ms : REAPER_IDLE_MS;
 	o.clock_us = fake_clock_read;
 	o.clock_arg = fc;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open: %s: %s", ctx_strerror(st), ctx_last_error());
-	assert_non_null(s);
-	return s;
+	return test_open(&o);
 }
 
 static ctx_session *open_session(ctx_store *s)
@@ -119,31 +59,6 @@ static ctx_session *open_session(ctx_store *s)
 	assert_ok(ctx_session_open(s, &se));
 	assert_non_null(se);
 	return se;
-}
-
-static void put_str(ctx_store *s, const char *id, const char *key, const char *val)
-{
-	ctx_status st = ctx_put(s, id, key, strlen(key), val, strlen(val), NULL);
-	if (st != CTX_OK)
-		fail_msg("put %s/%s: %s: %s", id, key, ctx_strerror(st), ctx_last_error());
-}
-
-static void expect_str(const ctx_state *st, const char *key, const char *val)
-{
-	const void *got = NULL;
-	size_t glen = 0;
-	assert_true(ctx_state_lookup(st, key, strlen(key), &got, &glen));
-	assert_int_equal(glen, strlen(val));
-	assert_memory_equal(got, val, glen);
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st = NULL;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
 }
 
 static void expect_missing(ctx_store *s, const char *id)
@@ -293,7 +208,7 @@ static void test_session_activate(void **unused)
 	assert_ok(ctx_session_activate(se, "made", true));
 	assert_string_equal(ctx_session_current(se), "made");
 	assert_int_equal(ctx_count(s), 1);
-	assert_int_equal(version_of(s, "made"), 1);
+	assert_int_equal(test_version_of(s, "made"), 1);
 	assert_ok(ctx_session_get(se, &st));
 	assert_string_equal(ctx_state_id(st), "made");
 	assert_int_equal(ctx_state_version(st), 1);
@@ -302,10 +217,10 @@ static void test_session_activate(void **unused)
 	ctx_state_release(st);
 
 	/* create = true on an existing context uses it: no new version. */
-	put_str(s, "made", "k", "v");
+	test_put_str(s, "made", "k", "v");
 	assert_ok(ctx_session_activate(se, "made", true));
 	assert_int_equal(ctx_count(s), 1);
-	assert_int_equal(version_of(s, "made"), 2);
+	assert_int_equal(test_version_of(s, "made"), 2);
 
 	/* An existing context, without create. */
 	assert_ok(ctx_create(s, "other"));
@@ -335,9 +250,9 @@ static void test_session_switch_and_get(void **unused)
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "a"));
 	assert_ok(ctx_create(s, "b"));
-	put_str(s, "a", "who", "a1");
-	put_str(s, "b", "who", "b1");
-	put_str(s, "b", "who", "b2");
+	test_put_str(s, "a", "who", "a1");
+	test_put_str(s, "b", "who", "b1");
+	test_put_str(s, "b", "who", "b2");
 
 	ctx_session *se = open_session(s);
 	ctx_session *other = open_session(s);
@@ -348,14 +263,14 @@ static void test_session_switch_and_get(void **unused)
 	assert_ok(ctx_session_get(se, &st));
 	assert_string_equal(ctx_state_id(st), "a");
 	assert_int_equal(ctx_state_version(st), 2);
-	expect_str(st, "who", "a1");
+	test_expect_str(st, "who", "a1");
 	ctx_state_release(st);
 
 	/* The newest version, also after commits made elsewhere. */
-	put_str(s, "a", "who", "a2");
+	test_put_str(s, "a", "who", "a2");
 	assert_ok(ctx_session_get(se, &st));
 	assert_int_equal(ctx_state_version(st), 3);
-	expect_str(st, "who", "a2");
+	test_expect_str(st, "who", "a2");
 	ctx_state_release(st);
 
 	/* Switch, and switch back; the other session is independent. */
@@ -365,26 +280,26 @@ static void test_session_switch_and_get(void **unused)
 		assert_ok(ctx_session_get(se, &st));
 		assert_string_equal(ctx_state_id(st), "b");
 		assert_int_equal(ctx_state_version(st), 3);
-		expect_str(st, "who", "b2");
+		test_expect_str(st, "who", "b2");
 		ctx_state_release(st);
 		assert_ok(ctx_session_activate(se, "a", false));
 		assert_string_equal(ctx_session_current(se), "a");
 		assert_ok(ctx_session_get(se, &st));
 		assert_string_equal(ctx_state_id(st), "a");
-		expect_str(st, "who", "a2");
+		test_expect_str(st, "who", "a2");
 		ctx_state_release(st);
 		assert_string_equal(ctx_session_current(other), "b");
 	}
 	/* A session pins no version: states it handed out stay valid. */
 	ctx_state *held;
 	assert_ok(ctx_session_get(other, &held));
-	put_str(s, "b", "who", "b3");
-	expect_str(held, "who", "b2");
+	test_put_str(s, "b", "who", "b3");
+	test_expect_str(held, "who", "b2");
 	assert_ok(ctx_session_get(other, &st));
-	expect_str(st, "who", "b3");
+	test_expect_str(st, "who", "b3");
 	ctx_state_release(st);
 	ctx_session_close(other);
-	expect_str(held, "who", "b2");
+	test_expect_str(held, "who", "b2");
 	ctx_state_release(held);
 
 	ctx_session_close(se);
@@ -397,7 +312,7 @@ static void test_session_get_after_drop(void **unused)
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	ctx_session *se = open_session(s);
 	assert_ok(ctx_session_activate(se, "gone", true));
-	put_str(s, "gone", "k", "v");
+	test_put_str(s, "gone", "k", "v");
 	ctx_state *held;
 	assert_ok(ctx_session_get(se, &held));
 	assert_ok(ctx_drop(s, "gone"));
@@ -406,7 +321,7 @@ static void test_session_get_after_drop(void **unused)
 	assert_int_equal(ctx_session_get(se, &st), CTX_NOT_FOUND);
 	assert_ptr_equal(st, (ctx_state *)&st);
 	/* What was read before the drop stays valid. */
-	expect_str(held, "k", "v");
+	test_expect_str(held, "k", "v");
 	ctx_state_release(held);
 	assert_int_equal(ctx_session_activate(se, "gone", false), CTX_NOT_FOUND);
 
@@ -617,7 +532,7 @@ static void test_session_concurrent_create(void **unused)
 	for (int k = 0; k < RACE_IDS; k++) {
 		char id[32];
 		snprintf(id, sizeof(id), "fresh-%d", k);
-		assert_int_equal(version_of(s, id), 1);
+		assert_int_equal(test_version_of(s, id), 1);
 	}
 	ctx_close(s);
 	test_remove_dir(dir);
@@ -639,18 +554,18 @@ static void test_status_view(void **unused)
 	assert_ok(ctx_create(s, "beta")); /* at T0 */
 	assert_ok(ctx_point_create(s, "beta", "one", NULL));
 	clock_advance(fc, 1 * MS);
-	put_str(s, "beta", "b", "1");
+	test_put_str(s, "beta", "b", "1");
 	clock_advance(fc, 1 * MS);
 	assert_ok(ctx_point_create(s, "beta", NULL, NULL));
 	clock_set(fc, T0 + 10 * MS);
 	assert_ok(ctx_create(s, "alpha"));
 	clock_set(fc, T0 + 20 * MS);
-	put_str(s, "alpha", "k1", "v1");
+	test_put_str(s, "alpha", "k1", "v1");
 	clock_set(fc, T0 + 30 * MS);
-	put_str(s, "alpha", "k22", "value");
+	test_put_str(s, "alpha", "k22", "value");
 	clock_set(fc, T0 + 40 * MS);
 	assert_ok(ctx_create(s, "gamma"));
-	put_str(s, "gamma", "g", "");
+	test_put_str(s, "gamma", "g", "");
 	clock_set(fc, T0 + 50 * MS);
 	assert_ok(ctx_set_ttl(s, "gamma", 5000));
 	assert_ok(ctx_create(s, "Zed")); /* upper case sorts first */
@@ -692,13 +607,13 @@ static void test_status_view(void **unused)
 
 	/* Reads note the time only for contexts with a ttl. */
 	clock_set(fc, T0 + 60 * MS);
-	assert_int_equal(version_of(s, "alpha"), 3);
-	assert_int_equal(version_of(s, "gamma"), 2);
+	assert_int_equal(test_version_of(s, "alpha"), 3);
+	assert_int_equal(test_version_of(s, "gamma"), 2);
 	assert_int_equal(status_of(s, "alpha").last_access_us, T0 + 30 * MS);
 	assert_int_equal(status_of(s, "gamma").last_access_us, T0 + 60 * MS);
 	/* Commits always do. */
 	clock_set(fc, T0 + 70 * MS);
-	put_str(s, "alpha", "k1", "v1b");
+	test_put_str(s, "alpha", "k1", "v1b");
 	assert_int_equal(status_of(s, "alpha").last_access_us, T0 + 70 * MS);
 	assert_int_equal(status_of(s, "alpha").bytes, 2 + 3 + 3 + 5);
 
@@ -766,7 +681,7 @@ static void test_status_view_concurrent(void **unused)
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "stable-a"));
 	assert_ok(ctx_create(s, "stable-b"));
-	put_str(s, "stable-b", "k", "v");
+	test_put_str(s, "stable-b", "k", "v");
 	atomic_bool stop = false;
 	churner c[4];
 	pthread_t th[4];
@@ -825,7 +740,7 @@ static void test_expiry_basic(void **unused)
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "idle"));
 	assert_ok(ctx_create(s, "forever"));
-	put_str(s, "idle", "k", "v");
+	test_put_str(s, "idle", "k", "v");
 	assert_ok(ctx_set_ttl(s, "idle", 1000));
 	assert_int_equal(status_of(s, "idle").ttl_ms, 1000);
 
@@ -842,7 +757,7 @@ static void test_expiry_basic(void **unused)
 	assert_int_equal(ctx_drop(s, "idle"), CTX_NOT_FOUND);
 	assert_int_equal(ctx_set_ttl(s, "idle", 1000), CTX_NOT_FOUND);
 	assert_int_equal(ctx_expire_now(s), 0);
-	assert_int_equal(version_of(s, "forever"), 1);
+	assert_int_equal(test_version_of(s, "forever"), 1);
 
 	/* The id is free again: a new context, without the old data or ttl. */
 	assert_ok(ctx_create(s, "idle"));
@@ -889,7 +804,7 @@ static void test_expiry_commit_fails(void **unused)
 	fake_clock *fc = new_clock();
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "idle"));
-	put_str(s, "idle", "k", "v");
+	test_put_str(s, "idle", "k", "v");
 	assert_ok(ctx_set_ttl(s, "idle", 1000));
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin(s, "idle", &t));
@@ -921,8 +836,8 @@ static void test_expiry_postponed_by_access(void **unused)
 	assert_ok(ctx_session_activate(se, "by-session", false)); /* a read, at T0 */
 
 	clock_set(fc, T0 + 990 * MS);
-	assert_int_equal(version_of(s, "by-read"), 1);
-	put_str(s, "by-commit", "k", "v");
+	assert_int_equal(test_version_of(s, "by-read"), 1);
+	test_put_str(s, "by-commit", "k", "v");
 	ctx_state *st;
 	assert_ok(ctx_session_get(se, &st));
 	ctx_state_release(st);
@@ -961,13 +876,13 @@ static void test_expiry_read_refresh_granularity(void **unused)
 	assert_ok(ctx_create(s, "plain"));
 	assert_ok(ctx_set_ttl(s, "t", 60000));
 	clock_set(fc, T0 + 500);
-	assert_int_equal(version_of(s, "t"), 1);
+	assert_int_equal(test_version_of(s, "t"), 1);
 	assert_int_equal(status_of(s, "t").last_access_us, T0);
 	clock_set(fc, T0 + 1500);
-	assert_int_equal(version_of(s, "t"), 1);
+	assert_int_equal(test_version_of(s, "t"), 1);
 	assert_int_equal(status_of(s, "t").last_access_us, T0 + 1500);
 	clock_set(fc, T0 + 7 * SEC);
-	assert_int_equal(version_of(s, "plain"), 1);
+	assert_int_equal(test_version_of(s, "plain"), 1);
 	assert_int_equal(status_of(s, "plain").last_access_us, T0);
 
 	/* Setting a ttl counts as an access: a long-idle context given a ttl
@@ -976,7 +891,7 @@ static void test_expiry_read_refresh_granularity(void **unused)
 	assert_ok(ctx_set_ttl(s, "plain", 1000));
 	assert_int_equal(status_of(s, "plain").last_access_us, T0 + 100 * SEC);
 	assert_int_equal(ctx_expire_now(s), 1); /* "t": idle 98.5 s of 60 */
-	assert_int_equal(version_of(s, "plain"), 1);
+	assert_int_equal(test_version_of(s, "plain"), 1);
 	assert_int_equal(ctx_count(s), 1);
 	ctx_close(s);
 }
@@ -996,7 +911,7 @@ static void test_ttl_zero_removes_expiry(void **unused)
 	assert_int_equal(status_of(s, "b").ttl_ms, 100000);
 	clock_set(fc, T0 + 50 * SEC);
 	assert_int_equal(ctx_expire_now(s), 0);
-	assert_int_equal(version_of(s, "a"), 1);
+	assert_int_equal(test_version_of(s, "a"), 1);
 	assert_ok(ctx_set_ttl(s, "b", 10)); /* shorter, from now */
 	clock_set(fc, T0 + 50 * SEC + 5 * MS);
 	assert_int_equal(ctx_expire_now(s), 0);
@@ -1005,7 +920,7 @@ static void test_ttl_zero_removes_expiry(void **unused)
 	expect_missing(s, "b");
 	clock_set(fc, T0 + 1000000 * SEC);
 	assert_int_equal(ctx_expire_now(s), 0);
-	assert_int_equal(version_of(s, "a"), 1);
+	assert_int_equal(test_version_of(s, "a"), 1);
 	ctx_close(s);
 }
 
@@ -1030,7 +945,7 @@ static void test_set_ttl_on_expired(void **unused)
 	fake_clock *fc = new_clock();
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "old"));
-	put_str(s, "old", "secret", "stale");
+	test_put_str(s, "old", "secret", "stale");
 	assert_ok(ctx_set_ttl(s, "old", 1000));
 	clock_set(fc, T0 + 5 * SEC);
 	/* Nothing has read it (so nothing woke the reaper): */
@@ -1054,7 +969,7 @@ static void test_create_over_expired(void **unused)
 	fake_clock *fc = new_clock();
 	ctx_store *s = open_store(fc, NULL, 0, 0);
 	assert_ok(ctx_create(s, "old"));
-	put_str(s, "old", "secret", "stale");
+	test_put_str(s, "old", "secret", "stale");
 	assert_ok(ctx_set_ttl(s, "old", 1000));
 	clock_set(fc, T0 + 10 * SEC);
 	ctx_status st = ctx_create(s, "old");
@@ -1084,7 +999,7 @@ static void test_session_activate_create_over_expired(void **unused)
 		char id[32];
 		snprintf(id, sizeof(id), "sess-%d", round);
 		assert_ok(ctx_session_activate(se, id, true));
-		put_str(s, id, "k", "v");
+		test_put_str(s, id, "k", "v");
 		assert_ok(ctx_set_ttl(s, id, 1000));
 		clock_advance(fc, 2 * SEC);
 		if (round & 1)
@@ -1158,7 +1073,7 @@ static void test_expiry_watch_event(void **unused)
 	assert_ok(ctx_create(s, "w1"));
 	assert_ok(ctx_create(s, "w2"));
 	assert_ok(ctx_watch_open(s, "w1", false, 0, &one));
-	put_str(s, "w1", "k", "v");
+	test_put_str(s, "w1", "k", "v");
 	assert_ok(ctx_set_ttl(s, "w1", 1000));
 	clock_set(fc, T0 + 2 * SEC);
 	assert_int_equal(ctx_expire_now(s), 1);
@@ -1218,8 +1133,8 @@ static void test_expiry_durable(void **unused)
 	ctx_store *s = open_store(fc, dir, 0, 0);
 	assert_ok(ctx_create(s, "keep"));
 	assert_ok(ctx_create(s, "gone"));
-	put_str(s, "keep", "k", "kv");
-	put_str(s, "gone", "g", "gv");
+	test_put_str(s, "keep", "k", "kv");
+	test_put_str(s, "gone", "g", "gv");
 	assert_ok(ctx_set_ttl(s, "gone", 1000));
 	clock_set(fc, T0 + 2 * SEC);
 	assert_int_equal(ctx_expire_now(s), 1);
@@ -1234,7 +1149,7 @@ static void test_expiry_durable(void **unused)
 		expect_missing(s, "gone");
 		ctx_state *st;
 		assert_ok(ctx_get(s, "keep", &st));
-		expect_str(st, "k", "kv");
+		test_expect_str(st, "k", "kv");
 		ctx_state_release(st);
 		ctx_close(s);
 	}
@@ -1261,7 +1176,7 @@ static void test_ttl_survives_reopen(void **unused)
 	ctx_store *s = open_store(fc, dir, 0, 0);
 	assert_ok(ctx_create(s, "t"));
 	assert_ok(ctx_create(s, "none"));
-	put_str(s, "t", "k", "v");
+	test_put_str(s, "t", "k", "v");
 	clock_set(fc, T0 + 1 * SEC);
 	assert_ok(ctx_set_ttl(s, "t", 10000));
 	assert_ok(ctx_set_ttl(s, "none", 10000));
@@ -1282,14 +1197,14 @@ static void test_ttl_survives_reopen(void **unused)
 	s = open_store(fc, dir, 0, 0);
 	assert_int_equal(ctx_expire_now(s), 1);
 	expect_missing(s, "t");
-	assert_int_equal(version_of(s, "none"), 1);
+	assert_int_equal(test_version_of(s, "none"), 1);
 	ctx_close(s);
 
 	clock_set(fc, T0 + 100000 * SEC);
 	s = open_store(fc, dir, 0, 0);
 	assert_int_equal(ctx_count(s), 1);
 	assert_int_equal(ctx_expire_now(s), 0);
-	assert_int_equal(version_of(s, "none"), 1);
+	assert_int_equal(test_version_of(s, "none"), 1);
 	ctx_close(s);
 
 	/* Reopened past the deadline, the reaper (no explicit call) drops it. */
@@ -1314,7 +1229,7 @@ static void test_ttl_survives_log_replay(void **unused)
 	assert_ok(ctx_create(s, "committed"));
 	assert_ok(ctx_set_ttl(s, "committed", 1000000)); /* 1000 s */
 	clock_set(fc, T0 + 200 * SEC);
-	put_str(s, "committed", "k", "v"); /* idle from T0 + 200 s */
+	test_put_str(s, "committed", "k", "v"); /* idle from T0 + 200 s */
 	test_close_keeping_log(s);
 	remove_checkpoints(dir);
 
@@ -1325,7 +1240,7 @@ static void test_ttl_survives_log_replay(void **unused)
 	assert_int_equal(status_of(s, "committed").last_access_us, T0 + 200 * SEC);
 	ctx_expire_now(s);
 	/* "committed" was used 900 s ago: it must stay. */
-	assert_int_equal(version_of(s, "committed"), 2);
+	assert_int_equal(test_version_of(s, "committed"), 2);
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);
@@ -1349,7 +1264,7 @@ static void test_ttl_set_late_survives_log_replay(void **unused)
 	s = open_store(fc, dir, 0, 0);
 	assert_int_equal(status_of(s, "late").ttl_ms, 10000);
 	assert_int_equal(ctx_expire_now(s), 0);
-	assert_int_equal(version_of(s, "late"), 1);
+	assert_int_equal(test_version_of(s, "late"), 1);
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);
@@ -1426,7 +1341,7 @@ static void test_commit_never_rewinds_access(void **unused)
 		fail_msg("the writer never read the clock");
 	}
 	atomic_store(&sc.now, T0 + 900 * MS);
-	assert_int_equal(version_of(s, "hot"), 1); /* a read at 900 ms */
+	assert_int_equal(test_version_of(s, "hot"), 1); /* a read at 900 ms */
 	assert_int_equal(status_of(s, "hot").last_access_us, T0 + 900 * MS);
 	atomic_store(&sc.go, true);
 	pthread_join(th, NULL);
@@ -1440,7 +1355,7 @@ static void test_commit_never_rewinds_access(void **unused)
 		         "to %+lld ms (from +900 ms); at +1500 ms with a 1000 ms ttl "
 		         "ctx_expire_now dropped %zu context(s)",
 		         (long long)(last - T0) / 1000, expired);
-	assert_int_equal(version_of(s, "hot"), 2);
+	assert_int_equal(test_version_of(s, "hot"), 2);
 	ctx_close(s);
 }
 
@@ -1733,7 +1648,7 @@ static void test_expiry_races_with_readers(void **unused)
 	assert_no_thread_failures();
 	assert_true(atomic_load(&sh->not_found_after) > 0);
 	expect_missing(s, "hot");
-	assert_int_equal(version_of(s, "cold"), 1);
+	assert_int_equal(test_version_of(s, "cold"), 1);
 	free(sh);
 	ctx_close(s);
 }

@@ -34,11 +34,6 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-static void put_str(ctx_store *s, const char *id, const char *key, const char *val)
-{
-	assert_ok(ctx_put(s, id, key, strlen(key), val, strlen(val), NULL));
-}
-
 static void del_str(ctx_store *s, const char *id, const char *key)
 {
 	assert_ok(ctx_del(s, id, key, strlen(key), NULL));
@@ -52,15 +47,6 @@ static void tput(ctx_tracker *t, const char *key, const char *val)
 static void tdel(ctx_tracker *t, const char *key)
 {
 	assert_ok(ctx_tracker_del(t, key, strlen(key)));
-}
-
-static uint64_t version_of(ctx_store *s, const char *id)
-{
-	ctx_state *st;
-	assert_ok(ctx_get(s, id, &st));
-	uint64_t v = ctx_state_version(st);
-	ctx_state_release(st);
-	return v;
 }
 
 /* The newest version of id has key = val (val NULL: key absent). */
@@ -249,7 +235,7 @@ static void do_remote(ctx_store *s, const char *id, const row *r)
 	assert_ok(ctx_txn_commit(x, 0, NULL));
 	if (r->r == R_BACK) {
 		if (r->base_present)
-			put_str(s, id, "k", "b");
+			test_put_str(s, id, "k", "b");
 		else
 			del_str(s, id, "k");
 	}
@@ -287,9 +273,9 @@ static void run_case(ctx_store *s, size_t idx, enum variant v)
 	char id[32];
 	snprintf(id, sizeof(id), "case-%zu-%d", idx, (int)v);
 	assert_ok(ctx_create(s, id));
-	put_str(s, id, "x", "x0");
+	test_put_str(s, id, "x", "x0");
 	if (r->base_present)
-		put_str(s, id, "k", "b");
+		test_put_str(s, id, "k", "b");
 
 	static const ctx_merge_strategy strategies[V_COUNT] = {
 	    CTX_MERGE_LATEST, CTX_MERGE_LATEST,   CTX_MERGE_OLDEST,
@@ -300,7 +286,7 @@ static void run_case(ctx_store *s, size_t idx, enum variant v)
 	               .answer = "F"};
 	ctx_tracker *t = open_tracker(s, id, strategies[v], record_fn, &f);
 	uint64_t base = ctx_tracker_base_version(t);
-	assert_int_equal(base, version_of(s, id));
+	assert_int_equal(base, test_version_of(s, id));
 
 	bool local_first =
 	    v == V_LATEST_LOCAL_FIRST || v == V_OLDEST_LOCAL_FIRST || v == V_FUNCTION;
@@ -313,7 +299,7 @@ static void run_case(ctx_store *s, size_t idx, enum variant v)
 		tick();
 		do_local(t, r);
 	}
-	uint64_t remote_version = version_of(s, id);
+	uint64_t remote_version = test_version_of(s, id);
 	assert_true(ctx_tracker_is_stale(t));
 
 	const char *want;
@@ -349,7 +335,7 @@ static void run_case(ctx_store *s, size_t idx, enum variant v)
 		size_t pending = ctx_tracker_pending(t);
 		assert_int_equal(ctx_tracker_sync(t, &synced), CTX_CONFLICT);
 		assert_int_equal(synced, 0);
-		assert_int_equal(version_of(s, id), remote_version); /* nothing committed */
+		assert_int_equal(test_version_of(s, id), remote_version); /* nothing committed */
 		assert_int_equal(ctx_tracker_pending(t), pending);
 		assert_int_equal(ctx_tracker_base_version(t), base);
 		const ctx_conflict *c = NULL;
@@ -420,11 +406,11 @@ static void test_function_answers(void **unused)
 		char id[16];
 		snprintf(id, sizeof(id), "f%zu", i);
 		assert_ok(ctx_create(s, id));
-		put_str(s, id, "k", "b");
+		test_put_str(s, id, "k", "b");
 		fn_record f = {.answer = answers[i]};
 		ctx_tracker *t = open_tracker(s, id, CTX_MERGE_FUNCTION, record_fn, &f);
 		tput(t, "k", "L");
-		put_str(s, id, "k", "C");
+		test_put_str(s, id, "k", "C");
 		assert_ok(ctx_tracker_sync(t, NULL));
 		assert_int_equal(f.calls, 1);
 		expect_key(s, id, "k", answers[i]);
@@ -441,14 +427,14 @@ static void test_latest_uses_key_time(void **unused)
 	for (int oldest = 0; oldest < 2; oldest++) {
 		const char *id = oldest ? "o" : "l";
 		assert_ok(ctx_create(s, id));
-		put_str(s, id, "k", "b");
+		test_put_str(s, id, "k", "b");
 		ctx_tracker *t =
 		    open_tracker(s, id, oldest ? CTX_MERGE_OLDEST : CTX_MERGE_LATEST, NULL, NULL);
-		put_str(s, id, "k", "C"); /* remote change of k: first */
+		test_put_str(s, id, "k", "C"); /* remote change of k: first */
 		tick();
 		tput(t, "k", "L"); /* local change: second */
 		tick();
-		put_str(s, id, "z", "later"); /* a later commit, not touching k */
+		test_put_str(s, id, "z", "later"); /* a later commit, not touching k */
 		assert_ok(ctx_tracker_sync(t, NULL));
 		expect_key(s, id, "k", oldest ? "C" : "L");
 		expect_key(s, id, "z", "later");
@@ -465,7 +451,7 @@ static void test_manual_resolve_and_resync(void **unused)
 	assert_ok(ctx_create(s, "m"));
 	for (int i = 0; i < 5; i++) {
 		char k[4] = {'k', (char)('0' + i), 0};
-		put_str(s, "m", k, "b");
+		test_put_str(s, "m", k, "b");
 	}
 	ctx_tracker *t = open_tracker(s, "m", CTX_MERGE_MANUAL, NULL, NULL);
 	for (int i = 0; i < 5; i++) {
@@ -480,11 +466,11 @@ static void test_manual_resolve_and_resync(void **unused)
 		assert_ok(ctx_txn_put(x, k, 2, "C", 1));
 	}
 	assert_ok(ctx_txn_commit(x, 0, NULL));
-	uint64_t v = version_of(s, "m");
+	uint64_t v = test_version_of(s, "m");
 
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	assert_true(strlen(ctx_last_error()) > 0);
-	assert_int_equal(version_of(s, "m"), v);
+	assert_int_equal(test_version_of(s, "m"), v);
 	const ctx_conflict *c;
 	assert_int_equal(ctx_tracker_conflicts(t, &c), 4);
 	bool seen[4] = {false};
@@ -501,7 +487,7 @@ static void test_manual_resolve_and_resync(void **unused)
 	/* A sync without resolving reports them again and commits nothing. */
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	assert_int_equal(ctx_tracker_conflicts(t, &c), 4);
-	assert_int_equal(version_of(s, "m"), v);
+	assert_int_equal(test_version_of(s, "m"), v);
 
 	assert_int_equal(ctx_tracker_resolve(t, "k4", 2, true), CTX_NOT_FOUND);
 	assert_int_equal(ctx_tracker_resolve(t, "zz", 2, true), CTX_NOT_FOUND);
@@ -517,7 +503,7 @@ static void test_manual_resolve_and_resync(void **unused)
 
 	/* Another writer changes an unrelated key: the base is still older than
 	 * current, but nothing resolved is reported again. */
-	put_str(s, "m", "other", "o");
+	test_put_str(s, "m", "other", "o");
 	uint64_t synced;
 	assert_ok(ctx_tracker_sync(t, &synced));
 	assert_int_equal(synced, v + 2);
@@ -538,13 +524,13 @@ static void test_manual_reported_again_after_new_change(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "m"));
-	put_str(s, "m", "k", "b");
+	test_put_str(s, "m", "k", "b");
 	ctx_tracker *t = open_tracker(s, "m", CTX_MERGE_MANUAL, NULL, NULL);
 	tput(t, "k", "L");
-	put_str(s, "m", "k", "C");
+	test_put_str(s, "m", "k", "C");
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	assert_ok(ctx_tracker_resolve(t, "k", 1, true));
-	put_str(s, "m", "k", "D"); /* changed again after the report */
+	test_put_str(s, "m", "k", "D"); /* changed again after the report */
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_CONFLICT);
 	const ctx_conflict *c;
 	assert_int_equal(ctx_tracker_conflicts(t, &c), 1);
@@ -553,7 +539,7 @@ static void test_manual_reported_again_after_new_change(void **unused)
 	assert_true(mv_is(c[0].current, "D"));
 	assert_ok(ctx_tracker_resolve(t, "k", 1, false));
 	/* Taking current: a further remote change simply wins. */
-	put_str(s, "m", "k", "E");
+	test_put_str(s, "m", "k", "E");
 	assert_ok(ctx_tracker_sync(t, NULL));
 	expect_key(s, "m", "k", "E");
 	expect_tget(t, "k", "E");
@@ -567,18 +553,18 @@ static void test_function_error_commits_nothing(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "f"));
-	put_str(s, "f", "k", "b");
+	test_put_str(s, "f", "k", "b");
 	fn_record f = {.status = CTX_IO, .answer = "F"};
 	ctx_tracker *t = open_tracker(s, "f", CTX_MERGE_FUNCTION, record_fn, &f);
 	tput(t, "a", "1"); /* a non-conflicting edit must not be committed either */
 	tput(t, "k", "L");
-	put_str(s, "f", "k", "C");
-	uint64_t v = version_of(s, "f"), out = 77;
+	test_put_str(s, "f", "k", "C");
+	uint64_t v = test_version_of(s, "f"), out = 77;
 	assert_int_equal(ctx_tracker_sync(t, &out), CTX_IO);
 	assert_int_equal(out, 77);
 	assert_true(strlen(ctx_last_error()) > 0);
 	assert_int_equal(f.calls, 1);
-	assert_int_equal(version_of(s, "f"), v);
+	assert_int_equal(test_version_of(s, "f"), v);
 	expect_key(s, "f", "a", NULL);
 	expect_key(s, "f", "k", "C");
 	assert_int_equal(ctx_tracker_pending(t), 2);
@@ -597,16 +583,16 @@ static void test_function_missing(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "f"));
-	put_str(s, "f", "k", "b");
+	test_put_str(s, "f", "k", "b");
 	ctx_tracker *t = open_tracker(s, "f", CTX_MERGE_FUNCTION, NULL, NULL);
 	tput(t, "a", "1");
 	assert_ok(ctx_tracker_sync(t, NULL)); /* no conflict: no function needed */
 	expect_key(s, "f", "a", "1");
 	tput(t, "k", "L");
-	put_str(s, "f", "k", "C");
-	uint64_t v = version_of(s, "f");
+	test_put_str(s, "f", "k", "C");
+	uint64_t v = test_version_of(s, "f");
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_INVALID);
-	assert_int_equal(version_of(s, "f"), v);
+	assert_int_equal(test_version_of(s, "f"), v);
 	expect_key(s, "f", "k", "C");
 	ctx_tracker_close(t);
 	ctx_close(s);
@@ -624,7 +610,7 @@ static ctx_status racing_fn(void *arg, const ctx_conflict *c, ctx_merge_value *o
 {
 	racer *r = arg;
 	if (r->calls++ == 0) {
-		put_str(r->s, "r", "other", "w");
+		test_put_str(r->s, "r", "other", "w");
 		/* No tracker lock is held: the tracker is usable from here. */
 		void *v;
 		size_t vl;
@@ -647,13 +633,13 @@ static void test_retry_after_concurrent_writer(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "r"));
-	put_str(s, "r", "k", "b");
+	test_put_str(s, "r", "k", "b");
 	racer rc = {s, NULL, 0};
 	ctx_tracker *t = open_tracker(s, "r", CTX_MERGE_FUNCTION, racing_fn, &rc);
 	rc.t = t;
 	tput(t, "k", "L");
-	put_str(s, "r", "k", "C");
-	uint64_t v = version_of(s, "r"), out;
+	test_put_str(s, "r", "k", "C");
+	uint64_t v = test_version_of(s, "r"), out;
 	assert_ok(ctx_tracker_sync(t, &out));
 	assert_int_equal(rc.calls, 2);
 	assert_int_equal(out, v + 2); /* the racer's commit, then ours */
@@ -723,8 +709,8 @@ static void test_edits_during_sync_stay_pending(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "d"));
-	put_str(s, "d", "k", "b");
-	put_str(s, "d", "r", "r0");
+	test_put_str(s, "d", "k", "b");
+	test_put_str(s, "d", "r", "r0");
 	during d = {0};
 	ctx_tracker *t = open_tracker(s, "d", CTX_MERGE_FUNCTION, during_fn, &d);
 	d.t = t;
@@ -787,7 +773,7 @@ static void test_sync_many_changes_one_version(void **unused)
 			assert_ok(ctx_tracker_put(t, k, (size_t)n, v, (size_t)m));
 	}
 	assert_int_equal(ctx_tracker_pending(t), 100);
-	uint64_t v0 = version_of(s, "big"), out;
+	uint64_t v0 = test_version_of(s, "big"), out;
 	assert_ok(ctx_tracker_sync(t, &out));
 	assert_int_equal(out, v0 + 1);
 	ctx_state *st;
@@ -828,7 +814,7 @@ static void test_timer_sync(void **unused)
 	expect_key(s, "tm", "a", "1");
 
 	/* The timer also moves the base on when others commit. */
-	put_str(s, "tm", "b", "2");
+	test_put_str(s, "tm", "b", "2");
 	end = test_now() + 60;
 	while (ctx_tracker_is_stale(t) && test_now() < end)
 		sleep_ms(1);
@@ -871,11 +857,11 @@ static void test_timer_manual_conflicts(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "tm"));
-	put_str(s, "tm", "k", "b");
+	test_put_str(s, "tm", "k", "b");
 	ctx_tracker_options o = {.strategy = CTX_MERGE_MANUAL, .sync_interval_ms = 2};
 	ctx_tracker *t;
 	assert_ok(ctx_tracker_open(s, "tm", &o, &t));
-	put_str(s, "tm", "k", "C");
+	test_put_str(s, "tm", "k", "C");
 	tput(t, "k", "L");
 	const ctx_conflict *c = NULL;
 	double end = test_now() + 60;
@@ -911,7 +897,7 @@ static void test_point_on_sync(void **unused)
 	assert_ok(ctx_tracker_sync(t, &v1));
 	assert_ok(ctx_tracker_sync(t, &v2)); /* nothing to do: no point */
 	assert_int_equal(v2, v1);
-	put_str(s, "p", "b", "2");
+	test_put_str(s, "p", "b", "2");
 	assert_ok(ctx_tracker_sync(t, &v2)); /* only moves the base: no point */
 	tput(t, "c", "3");
 	assert_ok(ctx_tracker_sync(t, &v3));
@@ -931,8 +917,8 @@ static void test_refresh(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "f"));
-	put_str(s, "f", "k", "b");
-	put_str(s, "f", "x", "x0");
+	test_put_str(s, "f", "k", "b");
+	test_put_str(s, "f", "x", "x0");
 	ctx_tracker *t = open_tracker(s, "f", CTX_MERGE_MANUAL, NULL, NULL);
 	uint64_t base = ctx_tracker_base_version(t);
 	assert_ok(ctx_tracker_refresh(t)); /* not stale: nothing happens */
@@ -940,9 +926,9 @@ static void test_refresh(void **unused)
 
 	tput(t, "k", "L");
 	tput(t, "same", "S");
-	put_str(s, "f", "x", "x1");   /* remote only */
-	put_str(s, "f", "same", "S"); /* both made the same change */
-	uint64_t v = version_of(s, "f"), c0 = v;
+	test_put_str(s, "f", "x", "x1");   /* remote only */
+	test_put_str(s, "f", "same", "S"); /* both made the same change */
+	uint64_t v = test_version_of(s, "f"), c0 = v;
 	assert_ok(ctx_tracker_refresh(t));
 	assert_int_equal(ctx_tracker_base_version(t), v);
 	assert_false(ctx_tracker_is_stale(t));
@@ -950,10 +936,10 @@ static void test_refresh(void **unused)
 	expect_tget(t, "x", "x1");
 	expect_tget(t, "k", "L");
 	expect_tget(t, "same", "S");
-	assert_int_equal(version_of(s, "f"), c0); /* refresh commits nothing */
+	assert_int_equal(test_version_of(s, "f"), c0); /* refresh commits nothing */
 
 	/* A conflicting remote change: refresh refuses and changes nothing. */
-	put_str(s, "f", "k", "C");
+	test_put_str(s, "f", "k", "C");
 	assert_int_equal(ctx_tracker_refresh(t), CTX_CONFLICT);
 	assert_true(strlen(ctx_last_error()) > 0);
 	assert_int_equal(ctx_tracker_base_version(t), v);
@@ -976,24 +962,24 @@ static void test_stale_and_noop_sync(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "st"));
-	put_str(s, "st", "a", "1");
+	test_put_str(s, "st", "a", "1");
 	ctx_tracker *t;
 	assert_ok(ctx_tracker_open(s, "st", NULL, &t)); /* NULL options: latest */
-	uint64_t v = version_of(s, "st"), out = 0;
+	uint64_t v = test_version_of(s, "st"), out = 0;
 	assert_int_equal(ctx_tracker_base_version(t), v);
 	assert_false(ctx_tracker_is_stale(t));
 	assert_int_equal(ctx_tracker_pending(t), 0);
 
 	assert_ok(ctx_tracker_sync(t, &out)); /* no-op: returns the base */
 	assert_int_equal(out, v);
-	assert_int_equal(version_of(s, "st"), v);
+	assert_int_equal(test_version_of(s, "st"), v);
 
-	put_str(s, "st", "b", "2");
+	test_put_str(s, "st", "b", "2");
 	assert_true(ctx_tracker_is_stale(t));
 	expect_tget(t, "b", NULL);            /* the working copy is the base */
 	assert_ok(ctx_tracker_sync(t, &out)); /* moves the base, commits nothing */
 	assert_int_equal(out, v + 1);
-	assert_int_equal(version_of(s, "st"), v + 1);
+	assert_int_equal(test_version_of(s, "st"), v + 1);
 	assert_false(ctx_tracker_is_stale(t));
 	expect_tget(t, "b", "2");
 
@@ -1002,7 +988,7 @@ static void test_stale_and_noop_sync(void **unused)
 	assert_int_equal(ctx_tracker_pending(t), 1);
 	assert_ok(ctx_tracker_sync(t, &out));
 	assert_int_equal(out, v + 1);
-	assert_int_equal(version_of(s, "st"), v + 1);
+	assert_int_equal(test_version_of(s, "st"), v + 1);
 	assert_int_equal(ctx_tracker_pending(t), 0);
 	ctx_tracker_close(t);
 	ctx_close(s);
@@ -1012,8 +998,8 @@ static void test_get_working_copy(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "g"));
-	put_str(s, "g", "a", "1");
-	put_str(s, "g", "b", "2");
+	test_put_str(s, "g", "a", "1");
+	test_put_str(s, "g", "b", "2");
 	ctx_tracker *t = open_tracker(s, "g", CTX_MERGE_LATEST, NULL, NULL);
 	expect_tget(t, "a", "1");
 	tput(t, "a", "one");
@@ -1099,7 +1085,7 @@ static void test_dropped_context(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "d"));
-	put_str(s, "d", "a", "1");
+	test_put_str(s, "d", "a", "1");
 	ctx_tracker *t = open_tracker(s, "d", CTX_MERGE_LATEST, NULL, NULL);
 	tput(t, "b", "2");
 	assert_ok(ctx_drop(s, "d"));
@@ -1117,7 +1103,7 @@ static void test_dropped_context(void **unused)
 	/* Created again under the same id: a different context. */
 	assert_ok(ctx_create(s, "d"));
 	for (int i = 0; i < 5; i++)
-		put_str(s, "d", "z", "z");
+		test_put_str(s, "d", "z", "z");
 	assert_int_equal(ctx_tracker_sync(t, NULL), CTX_NOT_FOUND);
 	assert_int_equal(ctx_tracker_refresh(t), CTX_NOT_FOUND);
 	assert_true(ctx_tracker_is_stale(t));
@@ -1237,7 +1223,7 @@ static void test_concurrent_trackers(void **unused)
 		assert_int_equal(pthread_create(&th[i], NULL, tracker_worker, &w[i]), 0);
 	}
 	for (long i = 0; i < rounds; i++)
-		put_str(s, "hot", "shared", "plain");
+		test_put_str(s, "hot", "shared", "plain");
 	for (int i = 0; i < N; i++)
 		pthread_join(th[i], NULL);
 	ctx_state *st;

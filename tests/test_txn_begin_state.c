@@ -39,27 +39,33 @@ static void put(ctx_store *s, const char *id, const char *k, const char *v)
 	assert_ok(st);
 }
 
+/* Whether the latest version of id holds k = want. */
 static bool has(ctx_store *s, const char *id, const char *k, const char *want)
 {
 	ctx_state *st;
 	if (ctx_get_latest(s, id, &st) != CTX_OK)
 		return false;
-	const void *v;
-	size_t vn;
-	bool ok = ctx_state_lookup(st, k, strlen(k), &v, &vn) && vn == strlen(want) &&
-	          memcmp(v, want, vn) == 0;
+	bool ok = test_state_has_str(st, k, want);
 	ctx_state_release(st);
 	return ok;
+}
+
+/* A memory store whose context h is at version 1 (a = 1), and that version
+ * read (ctx_get_latest) into *base: the start of most tests here. */
+static ctx_store *store_with_base(ctx_state **base)
+{
+	ctx_store *s = test_open_memory();
+	put(s, "h", "a", "1");
+	assert_ok(ctx_get_latest(s, "h", base));
+	return s;
 }
 
 /* A guarded commit from the version read: applied, one version more. */
 static void test_commit_from_state(void **unused)
 {
 	(void)unused;
-	ctx_store *s = test_open_memory();
-	put(s, "h", "a", "1");
 	ctx_state *base;
-	assert_ok(ctx_get_latest(s, "h", &base));
+	ctx_store *s = store_with_base(&base);
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin_state(base, &t));
 	assert_ok(ctx_txn_put(t, "b", 1, "2", 1));
@@ -76,10 +82,8 @@ static void test_commit_from_state(void **unused)
 static void test_conflict_after_read(void **unused)
 {
 	(void)unused;
-	ctx_store *s = test_open_memory();
-	put(s, "h", "a", "1");
 	ctx_state *base;
-	assert_ok(ctx_get_latest(s, "h", &base));
+	ctx_store *s = store_with_base(&base);
 	put(s, "h", "a", "2");
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin_state(base, &t));
@@ -96,10 +100,8 @@ static void test_conflict_after_read(void **unused)
 static void test_dropped_and_recreated(void **unused)
 {
 	(void)unused;
-	ctx_store *s = test_open_memory();
-	put(s, "h", "a", "1");
 	ctx_state *base;
-	assert_ok(ctx_get_latest(s, "h", &base));
+	ctx_store *s = store_with_base(&base);
 	assert_int_equal(ctx_state_version(base), 1);
 	assert_ok(ctx_drop(s, "h"));
 	ctx_txn *c; /* version 1 of a new context */
@@ -125,10 +127,8 @@ static void test_dropped_and_recreated(void **unused)
 static void test_abort_and_release_order(void **unused)
 {
 	(void)unused;
-	ctx_store *s = test_open_memory();
-	put(s, "h", "a", "1");
 	ctx_state *base;
-	assert_ok(ctx_get_latest(s, "h", &base));
+	ctx_store *s = store_with_base(&base);
 	ctx_txn *t;
 	assert_ok(ctx_txn_begin_state(base, &t));
 	ctx_state_release(base);
@@ -151,10 +151,8 @@ static void test_begin_state_errors(void **unused)
 	ctx_txn *t = NULL;
 	assert_int_equal(ctx_txn_begin_state(NULL, &t), CTX_INVALID);
 	assert_null(t);
-	ctx_store *s = test_open_memory();
-	put(s, "h", "a", "1");
 	ctx_state *base;
-	assert_ok(ctx_get_latest(s, "h", &base));
+	ctx_store *s = store_with_base(&base);
 	assert_int_equal(ctx_txn_begin_state(base, NULL), CTX_INVALID);
 	ctx_state_release(base);
 	ctx_close(s);

@@ -608,11 +608,7 @@ static ctx_store *open_nosync(const char *dir)
 	o.dir = dir;
 	o.durability = CTX_DURABILITY_NONE;
 	o.unsafe_no_sync = true;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_always(const char *dir)
@@ -620,16 +616,7 @@ static ctx_store *open_always(const char *dir)
 	ctx_options o;
 	ctx_options_init(&o);
 	o.dir = dir;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK)
-		fail_msg("ctx_open(%s): %s: %s", dir, ctx_strerror(st), ctx_last_error());
-	return s;
-}
-
-static void put_kv(ctx_store *s, const char *id, const char *k, const char *v)
-{
-	assert_ok(ctx_put(s, id, k, strlen(k), v, strlen(v), NULL));
+	return test_open(&o);
 }
 
 /* Wait until everything appended is in the file (not synced: durability
@@ -671,20 +658,6 @@ static size_t segment_sizes(const char *dir, unsigned long long *first, long lon
 	return n;
 }
 
-static bool has_key(ctx_store *s, const char *id, const char *k, const char *want)
-{
-	ctx_state *st;
-	if (ctx_get(s, id, &st) != CTX_OK)
-		return false;
-	const void *v;
-	size_t vl;
-	bool r = ctx_state_lookup(st, k, strlen(k), &v, &vl);
-	if (r && want)
-		r = vl == strlen(want) && memcmp(v, want, vl) == 0;
-	ctx_state_release(st);
-	return r;
-}
-
 /* Records the OS never synced are lost by a power loss; what the checkpoint
  * synced survives, and the crash image verifies and opens. */
 static void test_sim_store_power_loss(void **unused)
@@ -694,13 +667,13 @@ static void test_sim_store_power_loss(void **unused)
 	assert_true(vfs_sim_enable());
 	ctx_store *s = open_nosync(dir);
 	assert_ok(ctx_create(s, "a"));
-	put_kv(s, "a", "k1", "v1");
+	test_put_str(s, "a", "k1", "v1");
 	/* Synced: the checkpoint and the new segment's header; read back intact,
 	 * it deleted wal-1 (one generation), so the log is wal-3 alone. */
 	assert_ok(ctx_checkpoint(s));
-	put_kv(s, "a", "k2", "v2");
+	test_put_str(s, "a", "k2", "v2");
 	assert_ok(ctx_create(s, "b"));
-	put_kv(s, "b", "x", "y");
+	test_put_str(s, "b", "x", "y");
 	wait_written(s);
 
 	unsigned long long first[8];
@@ -731,15 +704,15 @@ static void test_sim_store_power_loss(void **unused)
 	assert_int_equal(r.torn_bytes, 0);
 	s = open_always(img);
 	assert_int_equal(ctx_count(s), 1);
-	assert_true(has_key(s, "a", "k1", "v1"));
-	assert_false(has_key(s, "a", "k2", NULL));
+	assert_true(test_has_str(s, "a", "k1", "v1"));
+	assert_false(test_has_str(s, "a", "k2", NULL));
 	ctx_state *st;
 	assert_int_equal(ctx_get(s, "b", &st), CTX_NOT_FOUND);
 	/* It takes writes again, and they last. */
-	put_kv(s, "a", "k3", "v3");
+	test_put_str(s, "a", "k3", "v3");
 	ctx_close(s);
 	s = open_always(img);
-	assert_true(has_key(s, "a", "k3", "v3"));
+	assert_true(test_has_str(s, "a", "k3", "v3"));
 	ctx_close(s);
 
 	test_remove_dir(dir);
@@ -762,12 +735,12 @@ static void test_sim_store_torn(void **unused)
 		assert_true(vfs_sim_enable());
 		ctx_store *s = open_nosync(dir);
 		assert_ok(ctx_create(s, "a"));
-		put_kv(s, "a", "k1", "v1");
+		test_put_str(s, "a", "k1", "v1");
 		assert_ok(ctx_checkpoint(s)); /* a at version 2 is safe */
 		char k[8];
 		for (int i = 2; i <= 5; i++) {
 			snprintf(k, sizeof(k), "k%d", i);
-			put_kv(s, "a", k, "v");
+			test_put_str(s, "a", k, "v");
 		}
 		assert_ok(ctx_create(s, "b"));
 		wait_written(s);
@@ -825,14 +798,14 @@ static void test_sim_store_always(void **unused)
 	char k[16];
 	for (int i = 0; i < 20; i++) {
 		snprintf(k, sizeof(k), "k%d", i);
-		put_kv(s, "a", k, "v");
+		test_put_str(s, "a", k, "v");
 		if (i == 9)
 			assert_ok(ctx_checkpoint(s));
 	}
 	assert_ok(ctx_point_create(s, "a", "p", NULL));
 	assert_ok(ctx_drop(s, "a"));
 	assert_ok(ctx_create(s, "a"));
-	put_kv(s, "a", "after", "drop");
+	test_put_str(s, "a", "after", "drop");
 	char *want = test_dump_store(s, true, NULL);
 	vfs_sim_crash(true, 5);
 	copy_dir(dir, img);

@@ -840,9 +840,7 @@ static ctx_store *open_store_keep(size_t queue, size_t history, bool keep)
 	o.watch_queue = queue;
 	o.watch_history = history;
 	o.watch_keep_history = keep;
-	ctx_store *s = NULL;
-	assert_ok(ctx_open(&o, &s));
-	return s;
+	return test_open(&o);
 }
 
 static ctx_store *open_store(size_t queue, size_t history)
@@ -1202,22 +1200,8 @@ static void test_store_durable_and_reopened(void **unused)
 	free(dir);
 }
 
-/* Each test prints how long it took. */
-static double test_started;
-
-static int timer_start(void **state)
-{
-	test_started = test_now();
-	return 0;
-}
-
-static int timer_stop(void **state)
-{
-	print_message("  (%.2f s)\n", test_now() - test_started);
-	return 0;
-}
-
-#define TIMED(f) cmocka_unit_test_setup_teardown(f, timer_start, timer_stop)
+/* Each test prints how long it took (testutil.h). */
+#define TIMED(f) TEST_TIMED(f)
 
 int main(void)
 {

@@ -2,6 +2,7 @@
 #include "testutil.h"
 #include "vfs.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 
 #include <stdio.h>
@@ -119,14 +120,9 @@ uint64_t test_seed(const char *test_name, uint64_t fallback)
 	return seed;
 }
 
-/* ---- canonical dumps of a store ----------------------------------------------- */
+/* ---- growing strings --------------------------------------------------------- */
 
-typedef struct dump_buf {
-	char *p;
-	size_t len, cap;
-} dump_buf;
-
-static void dump_add(dump_buf *b, const void *p, size_t n)
+void test_buf_add(test_buf *b, const void *p, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
@@ -141,8 +137,7 @@ static void dump_add(dump_buf *b, const void *p, size_t n)
 	b->p[b->len] = 0;
 }
 
-static void dump_printf(dump_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void dump_printf(dump_buf *b, const char *fmt, ...)
+void test_buf_printf(test_buf *b, const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
@@ -150,29 +145,31 @@ static void dump_printf(dump_buf *b, const char *fmt, ...)
 	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-	dump_add(b, tmp, (size_t)n);
+	test_buf_add(b, tmp, (size_t)n);
 }
+
+/* ---- canonical dumps of a store ----------------------------------------------- */
 
 /* Bytes as text: printable ones as they are, others as \xHH; long ones as
  * their length and FNV-1a hash. */
-static void dump_bytes(dump_buf *b, const void *p, size_t n)
+static void dump_bytes(test_buf *b, const void *p, size_t n)
 {
 	const unsigned char *c = p;
 	if (n > 256) {
 		uint64_t h = 0xcbf29ce484222325ull;
 		for (size_t i = 0; i < n; i++)
 			h = (h ^ c[i]) * 0x100000001b3ull;
-		dump_printf(b, "<%zu bytes, hash %016llx>", n, (unsigned long long)h);
+		test_buf_printf(b, "<%zu bytes, hash %016llx>", n, (unsigned long long)h);
 		return;
 	}
-	dump_add(b, "'", 1);
+	test_buf_add(b, "'", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (c[i] >= 0x20 && c[i] < 0x7f && c[i] != '\\' && c[i] != '\'')
-			dump_add(b, &c[i], 1);
+			test_buf_add(b, &c[i], 1);
 		else
-			dump_printf(b, "\\x%02x", c[i]);
+			test_buf_printf(b, "\\x%02x", c[i]);
 	}
-	dump_add(b, "'", 1);
+	test_buf_add(b, "'", 1);
 }
 
 typedef struct dump_pair {
@@ -188,7 +185,7 @@ static int dump_pair_cmp(const void *a, const void *b)
 	return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
 }
 
-static void dump_map(dump_buf *b, ctx_iter *it, const char *tag, size_t expect)
+static void dump_map(test_buf *b, ctx_iter *it, const char *tag, size_t expect)
 {
 	size_t n = 0, cap = 16;
 	dump_pair *ps = malloc(cap * sizeof(*ps));
@@ -205,19 +202,19 @@ static void dump_map(dump_buf *b, ctx_iter *it, const char *tag, size_t expect)
 	if (n > 1)
 		qsort(ps, n, sizeof(*ps), dump_pair_cmp);
 	for (size_t i = 0; i < n; i++) {
-		dump_printf(b, "  %s ", tag);
+		test_buf_printf(b, "  %s ", tag);
 		dump_bytes(b, ps[i].k, ps[i].kl);
-		dump_add(b, " = ", 3);
+		test_buf_add(b, " = ", 3);
 		dump_bytes(b, ps[i].v, ps[i].vl);
-		dump_add(b, "\n", 1);
+		test_buf_add(b, "\n", 1);
 	}
 	free(ps);
 }
 
 char *test_dump_store(ctx_store *s, bool with_times, uint64_t *keys_out)
 {
-	dump_buf b = {0};
-	dump_add(&b, "", 0);
+	test_buf b = {0};
+	test_buf_add(&b, "", 0);
 	ctx_list l;
 	assert_int_equal(ctx_list_ids(s, NULL, NULL, 0, &l), CTX_OK);
 	assert_int_equal(l.count, ctx_count(s));
@@ -226,15 +223,16 @@ char *test_dump_store(ctx_store *s, bool with_times, uint64_t *keys_out)
 		ctx_state *st = NULL;
 		assert_int_equal(ctx_get(s, l.ids[i], &st), CTX_OK);
 		assert_string_equal(ctx_state_id(st), l.ids[i]);
-		dump_printf(&b, "ctx '%s' version %llu revision %llu keys %zu bytes %zu meta %zu",
-		            l.ids[i], (unsigned long long)ctx_state_version(st),
-		            (unsigned long long)ctx_state_revision(st), ctx_state_count(st),
-		            ctx_state_bytes(st), ctx_state_meta_count(st));
+		test_buf_printf(&b,
+		                "ctx '%s' version %llu revision %llu keys %zu bytes %zu meta %zu",
+		                l.ids[i], (unsigned long long)ctx_state_version(st),
+		                (unsigned long long)ctx_state_revision(st), ctx_state_count(st),
+		                ctx_state_bytes(st), ctx_state_meta_count(st));
 		if (with_times)
-			dump_printf(&b, " created %llu updated %llu",
-			            (unsigned long long)ctx_state_created_us(st),
-			            (unsigned long long)ctx_state_updated_us(st));
-		dump_add(&b, "\n", 1);
+			test_buf_printf(&b, " created %llu updated %llu",
+			                (unsigned long long)ctx_state_created_us(st),
+			                (unsigned long long)ctx_state_updated_us(st));
+		test_buf_add(&b, "\n", 1);
 		keys += ctx_state_count(st);
 		ctx_iter *it = NULL;
 		assert_int_equal(ctx_iter_begin(st, &it), CTX_OK);
@@ -307,4 +305,128 @@ void assert_no_thread_failures(void)
 	long n = atomic_load(&t_failures);
 	if (n)
 		fail_msg("%ld failed checks in worker threads; first: %s", n, t_first_failure);
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+unsigned char *test_read_file(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot read %s: %s", path, strerror(errno));
+	struct stat sb;
+	assert_int_equal(fstat(fileno(f), &sb), 0);
+	*n = (size_t)sb.st_size;
+	unsigned char *p = malloc(*n + 1);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, *n, f), *n);
+	p[*n] = 0;
+	fclose(f);
+	return p;
+}
+
+/* ---- stores, values and watches ---------------------------------------------- */
+
+ctx_store *test_open(const ctx_options *o)
+{
+	ctx_store *s = NULL;
+	ctx_status st = ctx_open(o, &s);
+	if (st != CTX_OK)
+		fail_msg("ctx_open(%s): %s: %s", o && o->dir ? o->dir : "memory", ctx_strerror(st),
+		         ctx_last_error());
+	assert_non_null(s);
+	return s;
+}
+
+void test_reopen_same(ctx_store **s, const ctx_options *o, bool with_times, const char *what)
+{
+	char *before = test_dump_store(*s, with_times, NULL);
+	ctx_close(*s);
+	*s = NULL;
+	assert_ok(ctx_open(o, s));
+	char *after = test_dump_store(*s, with_times, NULL);
+	test_expect_same_dump(before, after, what);
+	free(before);
+	free(after);
+}
+
+void test_put_str(ctx_store *s, const char *id, const char *k, const char *v)
+{
+	ctx_status st = ctx_put(s, id, k, strlen(k), v, strlen(v), NULL);
+	if (st != CTX_OK)
+		fail_msg("put %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
+}
+
+bool test_state_has_str(const ctx_state *st, const char *k, const char *want)
+{
+	const void *v;
+	size_t vl;
+	if (!ctx_state_lookup(st, k, strlen(k), &v, &vl))
+		return false;
+	return !want || (vl == strlen(want) && memcmp(v, want, vl) == 0);
+}
+
+bool test_has_str(ctx_store *s, const char *id, const char *k, const char *want)
+{
+	ctx_state *st;
+	if (ctx_get(s, id, &st) != CTX_OK)
+		return false;
+	bool r = test_state_has_str(st, k, want);
+	ctx_state_release(st);
+	return r;
+}
+
+void test_expect_str(const ctx_state *st, const char *k, const char *v)
+{
+	const void *got = NULL;
+	size_t n = 0;
+	if (!ctx_state_lookup(st, k, strlen(k), &got, &n))
+		fail_msg("key '%s' missing in version %llu", k,
+		         (unsigned long long)ctx_state_version(st));
+	assert_int_equal(n, strlen(v));
+	if (n)
+		assert_memory_equal(got, v, n);
+}
+
+uint64_t test_version_of(ctx_store *s, const char *id)
+{
+	ctx_state *st = NULL;
+	assert_ok(ctx_get(s, id, &st));
+	assert_non_null(st);
+	uint64_t v = ctx_state_version(st);
+	ctx_state_release(st);
+	return v;
+}
+
+ctx_event *test_next_event(ctx_watch *w)
+{
+	ctx_event *e = NULL;
+	ctx_status st = ctx_watch_next(w, &e);
+	if (st != CTX_OK)
+		fail_msg("no event: %s", ctx_strerror(st));
+	return e;
+}
+
+void test_expect_no_event(ctx_watch *w)
+{
+	ctx_event *e = NULL;
+	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
+}
+
+/* ---- timing (printed, never asserted) ----------------------------------------- */
+
+static double test_started;
+
+int test_timer_start(void **state)
+{
+	(void)state;
+	test_started = test_now();
+	return 0;
+}
+
+int test_timer_stop(void **state)
+{
+	(void)state;
+	print_message("  (%.2f s)\n", test_now() - test_started);
+	return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,5 +87,58 @@ char *test_dump_store(ctx_store *s, bool with_times, uint64_t *keys_out);
 
 /* Fail the test, showing the first differing line, if two dumps differ. */
 void test_expect_same_dump(const char *want, const char *got, const char *what);
+
+/* A growing NUL-terminated string: start from {0}; p is malloc'd (free it). */
+typedef struct test_buf {
+	char *p;
+	size_t len, cap;
+} test_buf;
+void test_buf_add(test_buf *b, const void *p, size_t n);
+/* Append printf-style text (at most 1023 bytes a call). */
+void test_buf_printf(test_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The whole file at path (malloc'd, with a NUL after its *n bytes); fails
+ * the test if it cannot be read. */
+unsigned char *test_read_file(const char *path, size_t *n);
+
+/* Open a store with o (NULL: memory only, defaults), failing the test with
+ * the directory, the status and ctx_last_error() if it does not open. */
+ctx_store *test_open(const ctx_options *o);
+
+/* Close *s and open it again with o: the dumps (test_dump_store, with or
+ * without times) before and after must be equal, else the test fails
+ * naming `what`. *s is the reopened store. */
+void test_reopen_same(ctx_store **s, const ctx_options *o, bool with_times, const char *what);
+
+/* ctx_put of NUL-terminated k = v in context id; fails the test (with the
+ * status and ctx_last_error()) unless CTX_OK. */
+void test_put_str(ctx_store *s, const char *id, const char *k, const char *v);
+
+/* Whether st holds k with the value want (NUL-terminated; want NULL: with
+ * any value). */
+bool test_state_has_str(const ctx_state *st, const char *k, const char *want);
+
+/* Fail the test unless st holds k with the value v (NUL-terminated). */
+void test_expect_str(const ctx_state *st, const char *k, const char *v);
+
+/* Whether the version of id that ctx_get returns holds k = want (as
+ * test_state_has_str); false when id is not there. */
+bool test_has_str(ctx_store *s, const char *id, const char *k, const char *want);
+
+/* The version of id that ctx_get returns (the test fails if it fails). */
+uint64_t test_version_of(ctx_store *s, const char *id);
+
+/* The watch's next pending event (ctx_watch_next, no wait); fails the test
+ * if there is none. Free it with ctx_event_free. */
+ctx_event *test_next_event(ctx_watch *w);
+
+/* No event is pending on w (ctx_watch_next answers CTX_NOT_FOUND). */
+void test_expect_no_event(ctx_watch *w);
+
+/* Group or test setup and teardown that print how long each test took
+ * (printed only: machines are noisy). */
+int test_timer_start(void **state);
+int test_timer_stop(void **state);
+#define TEST_TIMED(f) cmocka_unit_test_setup_teardown(f, test_timer_start, test_timer_stop)
 
 #endif

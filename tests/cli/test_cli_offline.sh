@@ -12,28 +12,7 @@ mkdir -p "$base"
 T=$(mktemp -d "$base/cli-offline.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export TZ=UTC
-failures=0
-
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect_rc CODE CMD...: run CMD, stdout to $T/out, stderr to $T/err.
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$T/out" 2>"$T/err"
-	local got=$?
-	if [ "$got" != "$want" ]; then
-		fail "'$*' exited $got, expected $want"
-		sed 's/^/  stdout: /' "$T/out" | head -5
-		sed 's/^/  stderr: /' "$T/err" | head -5
-	fi
-}
-expect_in() { # FILE TEXT
-	grep -qF -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1" | head -10; }
-}
-expect_eq() { # GOT WANT WHAT
-	[ "$1" == "$2" ] || fail "$3: got '$1', expected '$2'"
-}
+. "$(dirname "$0")/checks.sh"
 
 N=300
 "$MKSTORE" "$T/d" $N || { echo "cli_mkstore failed"; exit 1; }
@@ -242,8 +221,4 @@ expect_eq "$(ls -A "$T/emptydir")" "" "files in an empty directory after the off
 expect_rc 0 "$CTX" import "$T/emptydir" /dev/null
 expect_rc 0 "$CTX" export "$T/emptydir"
 
-if [ $failures -ne 0 ]; then
-	echo "$failures check(s) failed"
-	exit 1
-fi
-echo "all offline CLI checks passed"
+finish "offline CLI"

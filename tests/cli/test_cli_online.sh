@@ -15,7 +15,7 @@ base=${CTX_TEST_TMP:-/tmp}
 mkdir -p "$base"
 T=$(mktemp -d "$base/cli-online.XXXXXX")
 export TZ=UTC
-failures=0
+. "$(dirname "$0")/checks.sh"
 server=
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
@@ -23,23 +23,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$T/out" 2>"$T/err"
-	local got=$?
-	if [ "$got" != "$want" ]; then
-		fail "'$*' exited $got, expected $want"
-		sed 's/^/  stdout: /' "$T/out" | head -5
-		sed 's/^/  stderr: /' "$T/err" | head -5
-	fi
-}
-expect_in() { grep -qF -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1" | head -10; }; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: got '$1', expected '$2'"; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 # start_server PORT DIR [ARGS...]: start ctxd and wait until it answers PING
 # (up to 20 s: a bound for a broken server, not a timing assertion).
 start_server() {
@@ -238,8 +221,4 @@ else
 	echo "note: ctxd --requirepass not available; password checks skipped"
 fi
 
-if [ $failures -ne 0 ]; then
-	echo "$failures check(s) failed"
-	exit 1
-fi
-echo "all online CLI checks passed"
+finish "online CLI"

@@ -18,7 +18,7 @@ base=${CTX_TEST_TMP:-/tmp}
 mkdir -p "$base"
 T=$(mktemp -d "$base/cli-online-more.XXXXXX")
 export TZ=UTC
-failures=0
+. "$HERE/checks.sh"
 server=
 fake=
 cleanup() {
@@ -28,23 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-expect_rc() {
-	local want=$1
-	shift
-	"$@" >"$T/out" 2>"$T/err"
-	local got=$?
-	if [ "$got" != "$want" ]; then
-		fail "'$*' exited $got, expected $want"
-		sed 's/^/  stdout: /' "$T/out" | head -5
-		sed 's/^/  stderr: /' "$T/err" | head -5
-	fi
-}
-expect_in() { grep -qF -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1" | head -10; }; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: got '$1', expected '$2'"; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 # wait_for FILE: until it exists (bounded at 20 s: a broken helper, not timing).
 wait_for() {
 	for _ in $(seq 200); do
@@ -331,8 +314,4 @@ bad_line '{"id":"o:2" "fields":{}}' 1 "expected ',' or '}'"
 
 bad_line '{"id":"o:2","fields":{"":"x"}}' 1 "empty key"
 
-if [ $failures -ne 0 ]; then
-	echo "$failures check(s) failed"
-	exit 1
-fi
-echo "all further online and offline CLI checks passed"
+finish "further online and offline CLI"

@@ -39,6 +39,43 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* Run argv[0] (through PATH when it has no slash) with its output to s->log,
+ * and wait until it accepts connections on s->port: up to 60 s; abort if it
+ * exits or does not listen by then. */
+static void spawn_argv(su_server *s, const char *const *argv)
+{
+	const char *bin = argv[0];
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		execvp(bin, (char *const *)argv);
+		_exit(127);
+	}
+	s->pid = pid;
+	for (int i = 0; i < 6000; i++) {
+		int fd = su_connect(s);
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "serverutil: %s exited at start (see %s)\n", bin, s->log);
+			s->pid = 0;
+			abort();
+		}
+		usleep(10000);
+	}
+	fprintf(stderr, "serverutil: %s did not start listening in 60 s\n", bin);
+	abort();
+}
+
 static void spawn(su_server *s, const char *const *extra)
 {
 	const char *bin = getenv("CTXD_BIN");
@@ -52,52 +89,48 @@ static void spawn(su_server *s, const char *const *extra)
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	pid_t pid = fork();
-	if (pid < 0)
-		die("fork");
-	if (pid == 0) {
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	s->pid = pid;
-	for (int i = 0; i < 6000; i++) {
-		int fd = su_connect(s);
-		if (fd >= 0) {
-			close(fd);
-			return;
-		}
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fprintf(stderr, "serverutil: ctxd exited at start (see %s)\n", s->log);
-			s->pid = 0;
-			abort();
-		}
-		usleep(10000);
-	}
-	fprintf(stderr, "serverutil: ctxd did not start listening in 60 s\n");
-	abort();
+	spawn_argv(s, argv);
 }
 
-su_server *su_start(const char *name, const char *const *extra)
+/* A server with a free port, a directory named after it and its log beside
+ * it (what was there removed). */
+static su_server *new_server(const char *kind, const char *name)
 {
 	su_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		die("calloc");
 	const char *tmp = getenv("CTX_TEST_TMP");
 	if (!tmp)
 		tmp = "/tmp";
 	mkdir(tmp, 0755);
 	s->port = free_port();
-	snprintf(s->dir, sizeof(s->dir), "%s/ctxd-%s-%d-%d", tmp, name, (int)getpid(), s->port);
+	snprintf(s->dir, sizeof(s->dir), "%s/%s-%s-%d-%d", tmp, kind, name, (int)getpid(), s->port);
 	snprintf(s->log, sizeof(s->log), "%s.log", s->dir);
 	char cmd[1100];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
 	if (system(cmd) != 0)
 		die("rm");
+	return s;
+}
+
+su_server *su_start(const char *name, const char *const *extra)
+{
+	su_server *s = new_server("ctxd", name);
 	spawn(s, extra);
+	return s;
+}
+
+su_server *su_start_redis(const char *name)
+{
+	su_server *s = new_server("redis", name);
+	if (mkdir(s->dir, 0755) != 0)
+		die("mkdir");
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s->port);
+	const char *const argv[] = {"redis-server", "--port", port,     "--save",    "",
+	                            "--appendonly", "no",     "--bind", "127.0.0.1", "--dir",
+	                            s->dir,         NULL};
+	spawn_argv(s, argv);
 	return s;
 }
 

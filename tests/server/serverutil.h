@@ -17,6 +17,10 @@ typedef struct su_server {
  * named after `name`, with extra arguments (NULL-terminated list, may be
  * NULL); waits until it accepts connections. Aborts the test on failure. */
 su_server *su_start(const char *name, const char *const *extra);
+/* Start redis-server (from PATH) the same way, without persistence, for the
+ * tests that check their expectations against Redis (CTXD_TEST_REDIS=1);
+ * stop and free it with su_stop and su_free. */
+su_server *su_start_redis(const char *name);
 /* Start again on the same port and directory (after su_stop/su_kill9). */
 void su_restart(su_server *s, const char *const *extra);
 /* SIGTERM and wait; returns the exit status (as waitpid's WEXITSTATUS, or

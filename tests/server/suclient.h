@@ -1,9 +1,12 @@
 /*
  * suclient.h - the client side shared by ctxd's tests over the wire
  * (test_server.c, test_commands.c, test_cov_conn.c, test_cov_data.c,
- * test_exec_atomic.c): a raw connection that
- * reads whole RESP replies, hiredis helpers and EXPECT_* checks. Static inline functions: each test
- * program includes it once. Needs cmocka.h, hiredis.h and serverutil.h first.
+ * test_exec_atomic.c, test_robust.c, test_dbsize.c, test_pipeline_prefetch.c):
+ * a raw connection that reads whole RESP replies, hiredis helpers, one ctxd
+ * for a whole program (SU_GROUP_SERVER; test_dbsize.c and
+ * test_pipeline_prefetch.c still have their own) and EXPECT_* checks. Static
+ * inline functions: each test program includes it once. Needs cmocka.h,
+ * hiredis.h and serverutil.h first.
  */
 #ifndef CTXD_SUCLIENT_H
 #define CTXD_SUCLIENT_H
@@ -204,6 +207,28 @@ static inline void drop_all_contexts(redisContext *c)
 			break;
 	}
 }
+
+/* ---- one ctxd for all the tests of a program ------------------------------------------------ */
+
+/* SU_GROUP_SERVER(name) defines `srv` and the group setup and teardown that
+ * start it (su_start(name), default options) before the first test and, after
+ * the last, stop it (SIGTERM: it must exit with status 0) and remove its
+ * directory: cmocka_run_group_tests(tests, setup, teardown). */
+#define SU_GROUP_SERVER(name)                                                                      \
+	static su_server *srv;                                                                     \
+	static int setup(void **state)                                                             \
+	{                                                                                          \
+		(void)state;                                                                       \
+		srv = su_start(name, NULL);                                                        \
+		return 0;                                                                          \
+	}                                                                                          \
+	static int teardown(void **state)                                                          \
+	{                                                                                          \
+		(void)state;                                                                       \
+		assert_int_equal(su_stop(srv), 0);                                                 \
+		su_free(srv);                                                                      \
+		return 0;                                                                          \
+	}
 
 #define EXPECT_STATUS(c, want, ...)                                                                \
 	do {                                                                                       \

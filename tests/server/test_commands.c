@@ -33,107 +33,7 @@
 
 #include "serverutil.h"
 #include "suclient.h"
-
-/* ---- the server under test ------------------------------------------------------------ */
-
-/* ctxd runs through serverutil (su_start); redis-server, for checking the
- * expectations, through this small launcher. */
-typedef struct test_server {
-	pid_t pid;
-	int port;
-	char dir[256];
-} test_server;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-	    getsockname(fd, (struct sockaddr *)&a, &len))
-		return -1;
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static test_server *spawn_redis(void)
-{
-	test_server *s = calloc(1, sizeof(*s));
-	char portbuf[16];
-	s->port = free_port();
-	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
-	const char *tmp = getenv("CTX_TEST_TMP");
-	snprintf(s->dir, sizeof(s->dir), "%s/test_commands.%d", tmp ? tmp : "/tmp", (int)getpid());
-	char rm[600];
-	snprintf(rm, sizeof(rm), "rm -rf '%s' && mkdir -p '%s'", s->dir, s->dir);
-	if (system(rm) != 0)
-		return NULL;
-	s->pid = fork();
-	if (s->pid == 0) {
-		execlp("redis-server", "redis-server", "--port", portbuf, "--save", "",
-		       "--appendonly", "no", "--bind", "127.0.0.1", "--dir", s->dir, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) { /* wait until it listens (at most 10 s) */
-		redisContext *c = redisConnect("127.0.0.1", s->port);
-		bool up = c && !c->err;
-		redisFree(c);
-		if (up)
-			return s;
-		usleep(10000);
-	}
-	fprintf(stderr, "the server did not start on port %d\n", s->port);
-	kill(s->pid, SIGKILL);
-	return NULL;
-}
-
-static void stop_server(test_server *s)
-{
-	kill(s->pid, SIGTERM);
-	int status;
-	waitpid(s->pid, &status, 0);
-	char rm[600];
-	snprintf(rm, sizeof(rm), "rm -rf '%s'", s->dir);
-	if (system(rm) != 0)
-		fprintf(stderr, "cannot remove %s\n", s->dir);
-	free(s);
-}
-
-static bool is_redis;
-static test_server *redis_server;
-static su_server *ctxd;
-
-/* ---- connections ------------------------------------------------------------------------ */
-
-/* The server the expectations run against (ctxd, or redis-server), for
- * suclient.h's helpers, which need only its port. */
-static su_server target;
-
-static redisContext *conn(void)
-{
-	return hconn(&target);
-}
-
-static void flush_all(void)
-{
-	if (is_redis) {
-		redisContext *c = conn();
-		freeReplyObject(cmd(c, "FLUSHALL"));
-		redisFree(c);
-		return;
-	}
-	/* ctxd: drop every context */
-	redisContext *c = conn();
-	drop_all_contexts(c);
-	redisFree(c);
-}
-
-static int setup(void **state)
-{
-	flush_all();
-	return 0;
-}
+#include "sutarget.h"
 
 /* ---- raw RESP (for RESP3 shapes) ------------------------------------------------------- */
 
@@ -1399,16 +1299,7 @@ static void test_multi_exec_shapes(void **state)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	const char *redis = getenv("CTXD_TEST_REDIS");
-	is_redis = redis && redis[0] == '1';
-	if (is_redis) {
-		if (!(redis_server = spawn_redis()))
-			return 1;
-		target.port = redis_server->port;
-	} else {
-		ctxd = su_start("test_commands", NULL);
-		target.port = ctxd->port;
-	}
+	target_start("test_commands");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_hash_basic, setup),
 	    cmocka_unit_test_setup(test_field_repeated_in_one_batch, setup),
@@ -1439,9 +1330,6 @@ int main(void)
 	    cmocka_unit_test_setup(test_ctx_tracker, setup),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
-	if (is_redis)
-		stop_server(redis_server);
-	else
-		su_free(ctxd);
+	target_stop();
 	return failed;
 }

@@ -33,7 +33,7 @@
 
 #include "suclient.h"
 
-static su_server *srv;
+SU_GROUP_SERVER("covconn")
 
 /* CONFIG GET name's value (malloc'd). */
 static char *config_get(redisContext *c, const char *name)
@@ -64,19 +64,6 @@ static char *my_addr(redisContext *c)
 	char *a = strndup(p, strcspn(p, " "));
 	freeReplyObject(r);
 	return a;
-}
-
-static int setup(void **state)
-{
-	srv = su_start("covconn", NULL);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
-	return 0;
 }
 
 /* ---- connection commands --------------------------------------------------------------------- */

@@ -32,20 +32,7 @@
 
 #include "suclient.h"
 
-static su_server *srv;
-
-static int setup(void **state)
-{
-	srv = su_start("covdata", NULL);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
-	return 0;
-}
+SU_GROUP_SERVER("covdata")
 
 /* A string of n copies of c (static, up to 70000 bytes). */
 static const char *rep(char c, size_t n)

@@ -42,13 +42,9 @@
 
 #include "serverutil.h"
 #include "suclient.h"
+#include "sutarget.h"
 
-static bool is_redis;
-static pid_t redis_pid;
-static char redis_dir[256];
-static su_server *ctxd;
-static su_server target; /* the server the reply tests talk to */
-static su_server *own;   /* a test's own server (restarts), freed by teardown */
+static su_server *own; /* a test's own server (restarts), freed by teardown */
 
 /* Stop and remove a test's own server, also when the test failed. */
 static int free_own(void **state)
@@ -59,86 +55,7 @@ static int free_own(void **state)
 	return 0;
 }
 
-/* ---- redis-server, to check the expectations -------------------------------------------- */
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
-	    getsockname(fd, (struct sockaddr *)&a, &len))
-		return -1;
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static bool spawn_redis(void)
-{
-	char portbuf[16];
-	target.port = free_port();
-	snprintf(portbuf, sizeof(portbuf), "%d", target.port);
-	const char *tmp = getenv("CTX_TEST_TMP");
-	snprintf(redis_dir, sizeof(redis_dir), "%s/test_exec_atomic.%d", tmp ? tmp : "/tmp",
-	         (int)getpid());
-	char sh[600];
-	snprintf(sh, sizeof(sh), "rm -rf '%s' && mkdir -p '%s'", redis_dir, redis_dir);
-	if (system(sh) != 0)
-		return false;
-	redis_pid = fork();
-	if (redis_pid == 0) {
-		execlp("redis-server", "redis-server", "--port", portbuf, "--save", "",
-		       "--appendonly", "no", "--bind", "127.0.0.1", "--dir", redis_dir,
-		       (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) {
-		redisContext *c = redisConnect("127.0.0.1", target.port);
-		bool up = c && !c->err;
-		redisFree(c);
-		if (up)
-			return true;
-		usleep(10000);
-	}
-	kill(redis_pid, SIGKILL);
-	return false;
-}
-
-static void stop_redis(void)
-{
-	kill(redis_pid, SIGTERM);
-	waitpid(redis_pid, NULL, 0);
-	char sh[600];
-	snprintf(sh, sizeof(sh), "rm -rf '%s'", redis_dir);
-	if (system(sh) != 0)
-		fprintf(stderr, "cannot remove %s\n", redis_dir);
-}
-
 /* ---- helpers ------------------------------------------------------------------------------- */
-
-static redisContext *conn(void)
-{
-	return hconn(&target);
-}
-
-static void flush_all(void)
-{
-	redisContext *c = conn();
-	if (is_redis) {
-		freeReplyObject(cmd(c, "FLUSHALL"));
-	} else {
-		drop_all_contexts(c);
-	}
-	redisFree(c);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	flush_all();
-	return 0;
-}
 
 /* EXEC's reply: an array of n integers, as want. */
 static void expect_exec_ints(redisContext *c, size_t n, const long long *want)
@@ -643,15 +560,7 @@ static void test_crash_mid_exec(void **state)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	const char *redis = getenv("CTXD_TEST_REDIS");
-	is_redis = redis && redis[0] == '1';
-	if (is_redis) {
-		if (!spawn_redis())
-			return 1;
-	} else {
-		ctxd = su_start("test_exec_atomic", NULL);
-		target.port = ctxd->port;
-	}
+	target_start("test_exec_atomic");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_del_then_write, setup),
 	    cmocka_unit_test_setup(test_del_missing_then_write, setup),
@@ -668,9 +577,6 @@ int main(void)
 	    cmocka_unit_test_teardown(test_crash_mid_exec, free_own),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
-	if (is_redis)
-		stop_redis();
-	else
-		su_free(ctxd);
+	target_stop();
 	return failed;
 }

@@ -33,20 +33,7 @@
 
 #include "suclient.h"
 
-static su_server *srv;
-
-static int setup(void **state)
-{
-	srv = su_start("robust", NULL); /* durability always: fsyncs take time */
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
-	return 0;
-}
+SU_GROUP_SERVER("robust") /* durability always: fsyncs take time */
 
 /* Each round sends the write and the ttl command in one packet, so the ttl
  * command runs while the write's fsync is in flight. */

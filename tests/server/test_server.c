@@ -31,20 +31,7 @@
 
 /* ---- tests ---------------------------------------------------------------------------- */
 
-static su_server *srv;
-
-static int setup(void **state)
-{
-	srv = su_start("server", NULL);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
-	return 0;
-}
+SU_GROUP_SERVER("server")
 
 static void test_hello_shapes(void **state)
 {
