@@ -166,6 +166,84 @@ static void test_held_back_writer_sees_failure(void **unused)
 	free(dir);
 }
 
+/* The small writes that are not commits of keys (ttl changes, points made
+ * and deleted, restores) wait on the bound too under durability batch: held
+ * back after about BACKLOG bytes of their records, not 20,000 calls (round
+ * 8's review: tests/probes/probe8_batch_unthrottled.c). */
+enum { SMALL_BACKLOG = 64 << 10, SMALL_CALLS = 20000 };
+
+typedef struct small_writer {
+	ctx_store *s;
+	int kind; /* 0 ttl, 1 point create + delete, 2 restore */
+	atomic_int done;
+	ctx_status last;
+} small_writer;
+
+static void *write_small(void *p)
+{
+	small_writer *w = p;
+	for (int i = 0; i < SMALL_CALLS; i++) {
+		uint64_t v = 0;
+		ctx_status st;
+		if (w->kind == 0) {
+			st = ctx_set_ttl(w->s, "c", 3600000 + (uint64_t)i);
+		} else if (w->kind == 1) {
+			st = ctx_point_create(w->s, "c", "p", &v);
+			if (st == CTX_OK)
+				st = ctx_point_delete(w->s, "c", v);
+		} else {
+			st = ctx_restore(w->s, "c", 2, NULL);
+		}
+		w->last = st;
+		if (st != CTX_OK)
+			break;
+		atomic_fetch_add(&w->done, 1);
+	}
+	return NULL;
+}
+
+static void test_batch_small_writes_held_back(void **unused)
+{
+	(void)unused;
+	for (int kind = 0; kind < 3; kind++) {
+		char *dir = test_make_dir("log_backlog_small");
+		ctx_store *s = open_dir(dir, CTX_DURABILITY_BATCH, SMALL_BACKLOG);
+		assert_ok(ctx_create(s, "c"));
+		assert_ok(ctx_put(s, "c", "k", 1, "x", 1, NULL));
+		assert_ok(ctx_point_create(s, "c", "base", NULL)); /* pins version 2 */
+		ctx_state *st;
+		assert_ok(ctx_get_latest(s, "c", &st));
+		uint64_t rev = ctx_state_revision(st), durable = 0;
+		ctx_state_release(st);
+		for (int i = 0; i < 6000 && durable < rev; i++) { /* the batch's sync */
+			assert_ok(ctx_durable_revision(s, &durable));
+			pause_ms(10);
+		}
+		assert_true(durable >= rev);
+		atomic_store(&hold, true);
+		small_writer w = {.s = s, .kind = kind};
+		pthread_t th;
+		pthread_create(&th, NULL, write_small, &w);
+		int before;
+		do { /* until a sync is held and the writer stopped (or it is done) */
+			before = atomic_load(&w.done);
+			pause_ms(300);
+		} while (before < SMALL_CALLS &&
+		         !(atomic_load(&held) > 0 && atomic_load(&w.done) == before));
+		int got = atomic_load(&w.done);
+		printf("kind %d: %d calls while the disk was held\n", kind, got);
+		assert_true(got < SMALL_CALLS);
+		assert_true(got <= SMALL_BACKLOG / 16 + 3); /* records of 16 B at least */
+		atomic_store(&hold, false);
+		pthread_join(th, NULL);
+		assert_int_equal(w.last, CTX_OK);
+		assert_int_equal(atomic_load(&w.done), SMALL_CALLS);
+		ctx_close(s);
+		test_remove_dir(dir);
+		free(dir);
+	}
+}
+
 /* SIZE_MAX: no bound, as before (the writer finishes with the disk held). */
 static void test_no_bound(void **unused)
 {
@@ -190,6 +268,7 @@ int main(void)
 	    cmocka_unit_test(test_nowait_commits_held_back),
 	    cmocka_unit_test(test_batch_puts_held_back),
 	    cmocka_unit_test(test_held_back_writer_sees_failure),
+	    cmocka_unit_test(test_batch_small_writes_held_back),
 	    cmocka_unit_test(test_no_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
