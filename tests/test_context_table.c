@@ -259,7 +259,8 @@ static void test_churn_under_readers(void **unused)
 	for (long i = 0; i < LOOKERS; i++)
 		assert_int_equal(pthread_create(&l[i], NULL, looker, (void *)(intptr_t)(i + 7)), 0);
 	for (long i = 0; i < CHURNERS; i++)
-		assert_int_equal(pthread_create(&c[i], NULL, churner, (void *)(intptr_t)(i + 1)), 0);
+		assert_int_equal(pthread_create(&c[i], NULL, churner, (void *)(intptr_t)(i + 1)),
+		                 0);
 	for (int i = 0; i < CHURNERS; i++)
 		pthread_join(c[i], NULL);
 	atomic_store(&stop, true);
@@ -448,7 +449,8 @@ static void test_growth_under_readers(void **unused)
 	atomic_store(&grow_done, false);
 	pthread_t r[2];
 	for (long i = 0; i < 2; i++)
-		assert_int_equal(pthread_create(&r[i], NULL, grow_reader, (void *)(intptr_t)(i + 3)), 0);
+		assert_int_equal(
+		    pthread_create(&r[i], NULL, grow_reader, (void *)(intptr_t)(i + 3)), 0);
 	for (int i = 0; i < 20000; i++) {
 		snprintf(id, sizeof(id), "new-%05d", i);
 		assert_ok(ctx_create(shared, id));

@@ -322,8 +322,8 @@ static bool table_grow(ctx_store *s)
 static bool table_holds(const ctab *t, uint64_t h, const ctx_context *c)
 {
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-		ctx_context *x = atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c,
-		                                      memory_order_acquire);
+		ctx_context *x =
+		    atomic_load_explicit(&((ctab_slot *)&t->slot[i])->c, memory_order_acquire);
 		if (!x)
 			return false;
 		if (x == c)
@@ -443,11 +443,10 @@ static ctx_context *table_scan(table_iter *it)
 			    atomic_load_explicit(&((ctab_slot *)slot)->c, memory_order_acquire);
 			if (!c || c == CTAB_TOMB)
 				continue;
-			if (it->skip &&
-			    table_holds(it->skip,
-			                atomic_load_explicit(&((ctab_slot *)slot)->hash,
-			                                     memory_order_relaxed),
-			                c))
+			if (it->skip && table_holds(it->skip,
+			                            atomic_load_explicit(&((ctab_slot *)slot)->hash,
+			                                                 memory_order_relaxed),
+			                            c))
 				continue; /* seen in the old array */
 			tsan_subscribe(c);
 			return c;
@@ -1769,7 +1768,7 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
 	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
 	if (old)
-		t = old; /* growing: it holds all but the newest contexts */
+		t = old;                 /* growing: it holds all but the newest contexts */
 	for (size_t i = 0; i < n; i++) { /* 1: the slots */
 		h[i] = hamt_hash(ids[i], idlens[i]);
 		__builtin_prefetch(&t->slot[h[i] & t->mask]);
@@ -1800,7 +1799,8 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	 * would wait for memory. */
 	ctx_state *v[PREFETCH_MAX];
 	for (size_t i = 0; i < n; i++) {
-		v[i] = c[i] && !atomic_load(&c[i]->dropped) ? state_retain_current(&c[i]->head) : NULL;
+		v[i] =
+		    c[i] && !atomic_load(&c[i]->dropped) ? state_retain_current(&c[i]->head) : NULL;
 		if (v[i])
 			__builtin_prefetch(v[i]->data.root, 1);
 	}

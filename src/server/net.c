@@ -1442,7 +1442,6 @@ static bool group_once(client *c, size_t *pos, size_t n, const resp_limits *lim,
 	return ok;
 }
 
-
 /* Run n (>= 2) groupable writes of one context, the first at c->in + pos,
  * as one commit: each command runs against the batch the ones before it
  * filled (its reply is the one it would get alone, right after them), then
