@@ -3,7 +3,8 @@
  * (libctx's vfs_sync calls fdatasync; the executable's definition wins at
  * link time). While `hold` is set, every sync waits (counted in `held`)
  * until the test clears it; while `fail_eio` is set, a sync fails with EIO
- * once let go. Shared by test_log_backlog.c and test_review_pending.c:
+ * once let go. Shared by test_log_backlog.c, test_review_pending.c and
+ * test_review8_backlog.c:
  * include it once, in the test program itself.
  */
 #ifndef CTX_TESTS_HELD_SYNC_H

@@ -5,7 +5,7 @@
  * checkpoints rotating the log meanwhile.
  *
  * The test defines fdatasync itself (libctx's vfs_sync calls it; the
- * executable's definition wins at link time): while `hold` is set a sync
+ * executable's definition wins at link time; tests/held_sync.h): while `hold` is set a sync
  * waits; with `fail_eio` set it fails. Checks:
  *   - held: 8 writers (nowait commits of 32 KiB, nowait drop + nowait
  *     create of the same ids with 32 KiB of data, and under durability
@@ -36,26 +36,7 @@
 
 #include "testutil.h"
 
-static atomic_bool hold;
-static atomic_int held;
-static atomic_int fail_eio;
-
-int fdatasync(int fd)
-{
-	if (atomic_load(&hold)) {
-		atomic_fetch_add(&held, 1);
-		while (atomic_load(&hold)) {
-			struct timespec ts = {0, 200 * 1000};
-			nanosleep(&ts, NULL);
-		}
-		atomic_fetch_sub(&held, 1);
-	}
-	if (atomic_load(&fail_eio)) {
-		errno = EIO;
-		return -1;
-	}
-	return (int)syscall(SYS_fdatasync, fd);
-}
+#include "held_sync.h" /* fdatasync, held while `hold` is set, failing with `fail_eio` */
 
 static void pause_ms(int ms)
 {
