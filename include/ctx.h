@@ -471,7 +471,10 @@ ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out);
  * transaction is bound to that context as it was when st was read: if it is
  * dropped before the commit (even if a context of the same id is created
  * again), the commit fails with CTX_NOT_FOUND, where ctx_txn_begin by id
- * would apply to the new context. st stays the caller's to release.
+ * would apply to the new context. st stays the caller's to release. Unlike
+ * ctx_txn_begin it does not count as use of a context with a time-to-live
+ * (ctx_set_ttl; the read that gave st may, and the commit does); a context
+ * that expired meanwhile fails the commit with CTX_NOT_FOUND.
  * Errors: CTX_INVALID (st or out NULL), CTX_NOMEM. */
 ctx_status ctx_txn_begin_state(const ctx_state *st, ctx_txn **out);
 
