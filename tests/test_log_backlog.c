@@ -84,14 +84,19 @@ static void *write_all(void *p)
 
 /* Until a sync is held and the writer made no progress for 300 ms (60 s at
  * most): it is held back, or done. */
-static void wait_stalled(writer *w)
+static void wait_stalled_count(atomic_int *done)
 {
 	for (int i = 0; i < 200; i++) {
-		int before = atomic_load(&w->done);
+		int before = atomic_load(done);
 		pause_ms(300);
-		if (atomic_load(&held) > 0 && atomic_load(&w->done) == before)
+		if (atomic_load(&held) > 0 && atomic_load(done) == before)
 			return;
 	}
+}
+
+static void wait_stalled(writer *w)
+{
+	wait_stalled_count(&w->done);
 }
 
 /* Hold the disk; let the writer run until it stops (or 60 s); the commits it
@@ -224,12 +229,7 @@ static void test_batch_small_writes_held_back(void **unused)
 		small_writer w = {.s = s, .kind = kind};
 		pthread_t th;
 		pthread_create(&th, NULL, write_small, &w);
-		int before;
-		do { /* until a sync is held and the writer stopped (or it is done) */
-			before = atomic_load(&w.done);
-			pause_ms(300);
-		} while (before < SMALL_CALLS &&
-		         !(atomic_load(&held) > 0 && atomic_load(&w.done) == before));
+		wait_stalled_count(&w.done);
 		int got = atomic_load(&w.done);
 		printf("kind %d: %d calls while the disk was held\n", kind, got);
 		assert_true(got < SMALL_CALLS);
