@@ -331,20 +331,6 @@ static bool table_holds(const ctab *t, uint64_t h, const ctx_context *c)
 	}
 }
 
-/* The context of id c's in t (hash h), or NULL. index.lock held. */
-static ctx_context *table_holder(const ctab *t, uint64_t h, const ctx_context *c)
-{
-	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-		ctx_context *x = atomic_load_explicit(&t->slot[i].c, memory_order_relaxed);
-		if (!x)
-			return NULL;
-		if (x != CTAB_TOMB &&
-		    atomic_load_explicit(&t->slot[i].hash, memory_order_relaxed) == h &&
-		    context_is(x, c->id, c->idlen))
-			return x;
-	}
-}
-
 /* Insert c unless its id is there: returns the context that holds the id
  * (c if inserted), or NULL when out of memory. index.lock held. */
 static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
@@ -360,7 +346,7 @@ static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
 	}
 	ctab *old = atomic_load_explicit(&t->old, memory_order_relaxed);
 	if (old) {
-		ctx_context *x = table_holder(old, h, c);
+		ctx_context *x = table_probe(old, h, c->id, c->idlen);
 		if (x)
 			return x;
 		table_move(s, t, s->table_step);
