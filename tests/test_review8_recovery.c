@@ -299,6 +299,18 @@ static ctx_status check(base_log *b, const char *what, ctx_status want, uint64_t
 	return v;
 }
 
+/* The header fields of a COMMIT (or RESTORE) record after its type: body
+ * length, revision 3, version 3, incarnation 1, and the time as a zigzag
+ * difference from the previous record's. Their bytes. */
+static size_t commit_fields(unsigned char *f, uint64_t body_len, int64_t delta)
+{
+	size_t nf = put_uv(f, body_len);
+	nf += put_uv(f + nf, 3);
+	nf += put_uv(f + nf, 3);
+	nf += put_uv(f + nf, 1);
+	return nf + put_uv(f + nf, zigzag(delta));
+}
+
 static void test_crafted_v2_records(void **unused)
 {
 	(void)unused;
@@ -321,37 +333,21 @@ static void test_crafted_v2_records(void **unused)
 	check(&b, "11-byte varint", CTX_OK, 2, true);
 
 	/* A body length of 2^40 (nothing that size follows). */
-	nf = put_uv(f, 1ull << 40);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(1000));
+	nf = commit_fields(f, 1ull << 40, 1000);
 	stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 	check(&b, "body length 2^40", CTX_OK, 2, true);
 
 	/* A body length just past REC_MAX_BODY, and UINT64_MAX. */
-	nf = put_uv(f, (uint64_t)REC_MAX_BODY + 1);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(1000));
+	nf = commit_fields(f, (uint64_t)REC_MAX_BODY + 1, 1000);
 	stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 	check(&b, "body length past REC_MAX_BODY", CTX_OK, 2, true);
-	nf = put_uv(f, UINT64_MAX);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(1000));
+	nf = commit_fields(f, UINT64_MAX, 1000);
 	stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 	check(&b, "body length 2^64-1", CTX_OK, 2, true);
 
 	/* A time delta taking the chain below zero (2000 - 2001 = 2^64 - 1):
 	 * what a writer whose clock read 2^64 - 1 writes. */
-	nf = put_uv(f, bl);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(-2001));
+	nf = commit_fields(f, bl, -2001);
 	stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 	check(&b, "time chain below zero", CTX_OK, 3, false);
 	{
@@ -371,11 +367,7 @@ static void test_crafted_v2_records(void **unused)
 	}
 
 	/* The most negative delta zigzag can say (INT64_MIN). */
-	nf = put_uv(f, bl);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(INT64_MIN));
+	nf = commit_fields(f, bl, INT64_MIN);
 	stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 	check(&b, "time delta INT64_MIN", CTX_OK, 3, false);
 
@@ -417,11 +409,7 @@ static void test_crafted_v2_records(void **unused)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		bl = body_put(body, bad[i].klen, bad[i].vlen, "k", "w");
-		nf = put_uv(f, bl);
-		nf += put_uv(f + nf, 3);
-		nf += put_uv(f + nf, 3);
-		nf += put_uv(f + nf, 1);
-		nf += put_uv(f + nf, zigzag(1000));
+		nf = commit_fields(f, bl, 1000);
 		stage_with(&b, rec, raw_record(rec, REC_COMMIT, f, nf, body, bl));
 		check(&b, bad[i].what, CTX_CORRUPT, 0, false);
 	}
@@ -448,11 +436,7 @@ static void test_crafted_v2_records(void **unused)
 	 * not a length: replayed (updated - unzigzag wraps), never a crash. */
 	bl = body_put(body, 1, 1, "k", "w");
 	bl += put_uv(body + bl, UINT64_MAX);
-	nf = put_uv(f, bl);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 3);
-	nf += put_uv(f + nf, 1);
-	nf += put_uv(f + nf, zigzag(1000));
+	nf = commit_fields(f, bl, 1000);
 	stage_with(&b, rec, raw_record(rec, REC_RESTORE, f, nf, body, bl));
 	{
 		ctx_verify_report r;
