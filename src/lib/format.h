@@ -196,11 +196,15 @@ static inline int64_t unzigzag(uint64_t v)
 }
 
 /* The varint at p (avail bytes): its value in *v and its size, or 0 if it
- * runs past avail or past UV_MAX bytes. */
+ * runs past avail or past UV_MAX bytes, or says more than 64 bits (a tenth
+ * byte above 1: put_uv never writes one, so it is damage, not a value to
+ * read modulo 2^64). */
 static inline size_t get_uv(const unsigned char *p, size_t avail, uint64_t *v)
 {
 	uint64_t x = 0;
 	for (size_t n = 0; n < avail && n < UV_MAX; n++) {
+		if (n == UV_MAX - 1 && p[n] > 1)
+			return 0;
 		x |= (uint64_t)(p[n] & 0x7f) << (7 * n);
 		if (!(p[n] & 0x80)) {
 			*v = x;

@@ -1142,6 +1142,14 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 		body_free(&body);
 		if (!got)
 			return ctx_fail(CTX_NOMEM, "no memory to create '%s'", id);
+		if (s->log && log_failed(s->log)) {
+			/* What is in the way may be a drop the failed log will
+			 * never make durable: no retry can succeed (as a commit's
+			 * CONFLICT after the failure, txn.c). */
+			errno = log_failed(s->log);
+			return ctx_fail(CTX_CLOSED, "the log failed (%s); writes are refused",
+			                strerror(errno));
+		}
 		return ctx_fail(CTX_EXISTS, "context '%s' exists", id);
 	}
 	/* Count it only now that it is known to be new: a create that fails
