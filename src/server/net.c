@@ -1299,7 +1299,12 @@ static void set_limits(client *c, resp_limits *l)
  * batch of argv[1] alone (client_wbatch), reads nothing else, and its reply
  * depends on that batch only. With the arity the command table checks
  * before a handler runs (a group bypasses run_request): min arguments, and
- * pairs (even count) or exactly min. */
+ * pairs (even count) or exactly min. DEL and UNLINK of that one key join
+ * too: "DEL k" then writes of k is then one commit that replaces k's
+ * fields (multi.c, commit_replace), where alone the writes' create would
+ * wait on the loop thread for the drop's fsync (store.c,
+ * create_await_drop): 1,581 DEL+HSET pairs a second from 8 pipelining
+ * clients against 7,839 HSET+HSET pairs (redis-server: 2,180). */
 static const struct {
 	const char *name;
 	size_t n;
@@ -1308,6 +1313,7 @@ static const struct {
 } group_cmds[] = {
     {"HSET", 4, 4, 'p'}, {"HMSET", 5, 4, 'p'},   {"HSETNX", 6, 4, '='},
     {"HDEL", 4, 3, '+'}, {"HINCRBY", 7, 4, '='}, {"HINCRBYFLOAT", 12, 4, '='},
+    {"DEL", 3, 2, '='},  {"UNLINK", 6, 2, '='},
 };
 
 static bool groupable(const resp_frame *f)

@@ -353,6 +353,47 @@ static void test_del_then_write_pipelined(void **state)
 	redisFree(c);
 }
 
+/* DEL (or UNLINK) of one key then writes of it, in one read, are one group:
+ * one commit that replaces the fields on the same context (version 2 -> 3),
+ * not a drop and a create (version 1), whose create waited on the loop
+ * thread for the drop's fsync. Replies are Redis's: DEL :1, the writes as on
+ * a fresh key; a second DEL in the group :0; a DEL last leaves no key. */
+static void test_pipeline_group_del_first(void **state)
+{
+	(void)state;
+	redisContext *c = conn();
+	EXPECT_INT(c, 1, "HSET gdel a 1");
+	EXPECT_INT(c, 1, "HSET gdel b 1");
+	rawconn *r = raw_open(&target);
+	const char *req = "*2\r\n$3\r\nDEL\r\n$4\r\ngdel\r\n"
+	                  "*4\r\n$4\r\nHSET\r\n$4\r\ngdel\r\n$1\r\nc\r\n$1\r\n1\r\n"
+	                  "*4\r\n$4\r\nHSET\r\n$4\r\ngdel\r\n$1\r\na\r\n$1\r\n2\r\n";
+	assert_true(su_send(r->fd, req, strlen(req)));
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":1"); /* a is new again after the DEL */
+	EXPECT_INT(c, 2, "HLEN gdel");
+	EXPECT_INT(c, 0, "HEXISTS gdel b");
+	EXPECT_STATUS(c, "2", "HGET gdel a");
+	if (!is_redis)
+		EXPECT_INT(c, 3, "CTX.VERSION gdel"); /* one commit on the same context */
+	/* UNLINK, DEL twice, a write, DEL last: the key is gone */
+	req = "*2\r\n$6\r\nUNLINK\r\n$4\r\ngdel\r\n"
+	      "*2\r\n$3\r\nDEL\r\n$4\r\ngdel\r\n"
+	      "*4\r\n$4\r\nHSET\r\n$4\r\ngdel\r\n$1\r\nd\r\n$1\r\n1\r\n"
+	      "*2\r\n$3\r\nDEL\r\n$4\r\ngdel\r\n";
+	assert_true(su_send(r->fd, req, strlen(req)));
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":0");
+	raw_expect(r, NULL, ":1");
+	raw_expect(r, NULL, ":1");
+	raw_close(r);
+	EXPECT_INT(c, 0, "EXISTS gdel");
+	EXPECT_INT(c, 1, "HSET gdel e 1"); /* and can be created again */
+	EXPECT_INT(c, 1, "HLEN gdel");
+	redisFree(c);
+}
+
 /* Every hash write may join a group: each sees the ones before it, as the
  * same commands one by one would; an error reply in the middle (HINCRBY of
  * a value that is not a number) makes the group run one by one, with the
@@ -1310,6 +1351,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_pipeline_group_mixed, setup),
 	    cmocka_unit_test_setup(test_pipeline_group_empty_request, setup),
 	    cmocka_unit_test_setup(test_del_then_write_pipelined, setup),
+	    cmocka_unit_test_setup(test_pipeline_group_del_first, setup),
 	    cmocka_unit_test_setup(test_hash_empty_is_absent, setup),
 	    cmocka_unit_test_setup(test_hincrby, setup),
 	    cmocka_unit_test_setup(test_binary_safe, setup),
