@@ -584,7 +584,7 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
  * lookups overlap instead of following each other. Changes nothing and
  * takes no reference: ids that name no context, or contexts changed or
  * dropped meanwhile, only make the hint useless. Has no errors (NULL
- * arguments are ignored). */
+ * arguments, and NULL entries of ids, are ignored). */
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n);
 
 /* ctx_prefetch, and then the path to key keys[i] (klens[i] bytes; NULL: no

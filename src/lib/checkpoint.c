@@ -622,15 +622,6 @@ static ctx_status load_fail(const char *path, uint64_t off, const char *what)
 	return ctx_fail(CTX_CORRUPT, "checkpoint %s: %s at offset %" PRIu64, path, what, off);
 }
 
-/* A context being loaded, not in the table yet: let go of what was built. */
-static void abandon_context(ctx_context *c)
-{
-	points_clear(c);
-	ctx_state_release(c->head);
-	c->head = NULL;
-	context_release(c);
-}
-
 /* A section's id, checked: valid, and (when loading into s) not loaded
  * before. */
 static bool id_ok(ctx_store *s, const unsigned char *p, uint64_t len, char id[CTX_ID_MAX + 1])
@@ -900,7 +891,7 @@ static ctx_status load_section_v2(ctx_store *s, reader *r)
 	if (st == CTX_OK && (!crc || get_u32(crc) != crc32c(0, start, len)))
 		st = CTX_CORRUPT;
 	if (st != CTX_OK && c)
-		abandon_context(c);
+		store_abandon_loaded(c);
 	if (st != CTX_OK || !c)
 		return st;
 	if (ttl)
@@ -1044,7 +1035,7 @@ static ctx_status load_sections_v1(ctx_store *s, const char *path, const unsigne
 		     get_u32(t + 8) != crc32c(0, body, payload)))
 			st = CTX_CORRUPT;
 		if (st != CTX_OK) {
-			abandon_context(c);
+			store_abandon_loaded(c);
 			return st == CTX_NOMEM ? ctx_fail(st, "no memory loading %s", path)
 			                       : load_fail(path, off, "bad section payload");
 		}

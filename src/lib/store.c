@@ -1360,6 +1360,12 @@ ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen)
 	return c;
 }
 
+void store_abandon_loaded(ctx_context *c)
+{
+	context_let_go(c);
+	context_release(c);
+}
+
 void store_remove_recovered(ctx_store *s, ctx_context *c)
 {
 	context_remove(s, c);
@@ -1763,12 +1769,13 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
 	if (old)
 		t = old;                 /* growing: it holds all but the newest contexts */
-	for (size_t i = 0; i < n; i++) { /* 1: the slots */
-		h[i] = hamt_hash(ids[i], idlens[i]);
-		__builtin_prefetch(&t->slot[h[i] & t->mask]);
+	for (size_t i = 0; i < n; i++) { /* 1: the slots (a NULL id: none) */
+		h[i] = ids[i] ? hamt_hash(ids[i], idlens[i]) : 0;
+		if (ids[i])
+			__builtin_prefetch(&t->slot[h[i] & t->mask]);
 	}
 	for (size_t i = 0; i < n; i++) { /* 2: the contexts, id and head */
-		c[i] = prefetch_candidate(t, h[i]);
+		c[i] = ids[i] ? prefetch_candidate(t, h[i]) : NULL;
 		if (c[i]) {
 			tsan_subscribe(c[i]);
 			__builtin_prefetch(c[i]);
