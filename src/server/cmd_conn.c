@@ -415,10 +415,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     atomic_load(&srv.nclients), atomic_load(&srv.cfg.maxclients));
 	if (want("memory", argc, argv, true)) {
 		size_t rss = rss_bytes();
+		char jemalloc[160];
+		alloc_info(jemalloc, sizeof(jemalloc));
 		addf(&b,
 		     "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\nmaxmemory:0\r\n"
-		     "maxmemory_policy:noeviction\r\n\r\n",
-		     rss, rss);
+		     "maxmemory_policy:noeviction\r\nmem_allocator:%s\r\n%s\r\n",
+		     rss, rss, alloc_name(), jemalloc);
 	}
 	if (want("persistence", argc, argv, true)) {
 		ctx_stats st;

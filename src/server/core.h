@@ -206,6 +206,11 @@ typedef struct server {
 
 extern server srv;
 
+/* alloc.c: the allocator (jemalloc when the build links it) */
+void alloc_start(void);                  /* main, once, signals blocked */
+const char *alloc_name(void);            /* "jemalloc-5.3.0" or "libc" */
+void alloc_info(char *out, size_t size); /* INFO memory's jemalloc_* lines */
+
 /* net.c */
 int net_start(void);         /* bind and start the loops; 0 or -1 */
 void net_stop(void);         /* graceful: returns once loops ended */
