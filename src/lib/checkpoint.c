@@ -589,9 +589,12 @@ static void out_section(out_file *o, const ctx_snap *cs)
 /* ---- writing ---------------------------------------------------------------- */
 
 /* Before writing section i: load the context a few ahead and its head
- * version, and the root nodes of the head of a nearer one (whose version
- * the step before brought in), so that each level's misses overlap. */
-static void snap_prefetch(const snapshot *sn, size_t i)
+ * version, the root nodes of the head of a nearer one (whose version the
+ * steps before brought in), and the first leaves of the next but one (whose
+ * root they brought in), so that each level's misses overlap.
+ * Always inlined: a function that only prefetches is found free of effects
+ * by GCC's analysis of pure functions, and its calls are deleted. */
+static inline __attribute__((always_inline)) void snap_prefetch(const snapshot *sn, size_t i)
 {
 	if (i + SNAP_AHEAD < sn->count) {
 		const ctx_snap *far = &sn->ctxs[i + SNAP_AHEAD];
@@ -603,6 +606,10 @@ static void snap_prefetch(const snapshot *sn, size_t i)
 		const ctx_state *head = near->states[near->nstates - 1];
 		__builtin_prefetch(head->data.root);
 		__builtin_prefetch(head->meta.root);
+	}
+	if (i + 2 < sn->count) {
+		const ctx_snap *next = &sn->ctxs[i + 2];
+		hamt_prefetch_top(&next->states[next->nstates - 1]->data);
 	}
 }
 
