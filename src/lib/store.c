@@ -532,39 +532,65 @@ ctx_context *store_lookup_context_rcu(ctx_store *s, const char *id, size_t idlen
 	return c && !atomic_load(&c->dropped) ? c : NULL;
 }
 
+/* store_collect's list, growing. */
+typedef struct collect_list {
+	ctx_context **all;
+	size_t n, cap;
+	bool ok;
+} collect_list;
+
+static void collect_one(collect_list *l, ctx_context *c, bool (*want)(const ctx_context *, void *),
+                        void *arg)
+{
+	if (!l->ok || (want && !want(c, arg)))
+		return;
+	if (l->n == l->cap) {
+		ctx_context **g = realloc(l->all, 2 * l->cap * sizeof(*g));
+		if (!(l->ok = g != NULL))
+			return;
+		l->all = g;
+		l->cap *= 2;
+	}
+	if (context_try_retain(c))
+		l->all[l->n++] = c;
+}
+
+/* Contexts the scan has passed but not yet looked at: each is prefetched
+ * when the scan meets it and looked at (want, its reference count) this
+ * many contexts later, so that the cache misses of a window overlap
+ * instead of coming one after another. */
+#define COLLECT_WINDOW 8
+
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
                             size_t *count)
 {
-	size_t n = 0, cap = atomic_load(&s->live) + 16;
-	ctx_context **all = malloc(cap * sizeof(*all));
-	bool ok = all != NULL;
+	size_t cap = atomic_load(&s->live) + 16;
+	collect_list l = {malloc(cap * sizeof(*l.all)), 0, cap, true};
+	l.ok = l.all != NULL;
+	ctx_context *window[COLLECT_WINDOW];
+	size_t seen = 0;
 	table_iter iter;
 	ctx_rcu_read_lock();
-	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
-		if (!ok)
-			break;
-		if (want && !want(c, arg))
-			continue;
-		if (n == cap) {
-			ctx_context **g = realloc(all, 2 * cap * sizeof(*all));
-			if (!(ok = g != NULL))
-				break;
-			all = g;
-			cap *= 2;
-		}
-		if (context_try_retain(c))
-			all[n++] = c;
+	for (ctx_context *c = table_first(s, &iter); c && l.ok; c = table_next(&iter)) {
+		__builtin_prefetch(c, 1);
+		size_t slot = seen++ % COLLECT_WINDOW;
+		if (seen > COLLECT_WINDOW)
+			collect_one(&l, window[slot], want, arg);
+		window[slot] = c;
 	}
+	size_t first = seen > COLLECT_WINDOW ? seen - COLLECT_WINDOW : 0;
+	for (size_t i = first; i < seen && l.ok; i++)
+		collect_one(&l, window[i % COLLECT_WINDOW], want, arg);
 	ctx_rcu_read_unlock();
-	if (!ok) {
-		for (size_t i = 0; i < n; i++)
-			context_release(all[i]);
-		free(all);
+	if (!l.ok) {
+		for (size_t i = 0; i < l.n; i++)
+			context_release(l.all[i]);
+		free(l.all);
 		ctx_fail(CTX_NOMEM, "no memory to list contexts");
 		return NULL;
 	}
-	*count = n;
-	return all;
+	*count = l.n;
+	return l.all;
 }
 
 void context_publish(ctx_context *c, ctx_state *st)
