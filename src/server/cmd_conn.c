@@ -487,16 +487,23 @@ bool parse_mem_size(const char *s, size_t *out)
 		mul = 1024ull * 1024 * 1024;
 	else if (*end)
 		return false;
+	if (v > SIZE_MAX / mul) /* refused, not wrapped (to 0: no limit) */
+		return false;
 	*out = (size_t)(v * mul);
 	return true;
 }
 
 bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 {
-	char cls[32], h[32], so[32];
-	return sscanf(s, "%31s %31s %31s %ld", cls, h, so, secs) == 4 &&
-	       !strcasecmp(cls, "normal") && parse_mem_size(h, hard) && parse_mem_size(so, soft) &&
-	       *secs >= 0;
+	char cls[32], h[32], so[32], se[32], more[2];
+	if (sscanf(s, "%31s %31s %31s %31s %1s", cls, h, so, se, more) != 4)
+		return false; /* four words, nothing after them */
+	char *end;
+	errno = 0;
+	*secs = strtol(se, &end, 10);
+	bool secs_ok = end != se && !*end && !errno && *secs >= 0;
+	return secs_ok && !strcasecmp(cls, "normal") && parse_mem_size(h, hard) &&
+	       parse_mem_size(so, soft);
 }
 
 /* A memory size in a CONFIG SET argument (at most 31 bytes). */
@@ -594,10 +601,12 @@ static void config_set(client *c, int argc, const arg *argv)
 				char t[24];
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 20 ? 20 : v->n), v->p);
 				char *end;
+				errno = 0;
 				ll = strtoll(t, &end, 10);
 				/* timeout: at most 2^40 s, as on the command line (its
-				 * microseconds must fit 64 bits) */
-				if (!v->n || *end || ll < 0 ||
+				 * microseconds must fit 64 bits); a value longer than
+				 * t holds, or out of range, is no number */
+				if (!v->n || v->n > 20 || *end || errno || ll < 0 ||
 				    (arg_is(nm, "maxclients") && ll < 1) ||
 				    (arg_is(nm, "timeout") && ll > (1LL << 40))) {
 					reply_error(
