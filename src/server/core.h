@@ -27,6 +27,9 @@
 
 #define CTXD_REDIS_VERSION     "7.2.0"
 #define CTXD_MAX_WRITE_RETRIES 32
+/* Contexts one connection may WATCH: each new key is looked up among them
+ * (a linear search) and kept (265 bytes) in memory no limit counts. */
+#define CTXD_MAX_WATCHED 1024
 
 typedef struct server_config {
 	char *bind;
@@ -129,7 +132,7 @@ struct client {
 	queued_cmd *queue;
 	size_t nqueue, capqueue, queue_bytes;
 	watched_key *watched;
-	size_t nwatched;
+	size_t nwatched, capwatched;
 	/* streams, sessions, trackers */
 	ctx_session *session;
 	ctx_tracker *tracker;
