@@ -7,6 +7,7 @@
  * upper-case the name into a small buffer and bisect. A name defined twice
  * keeps the row of the earlier table (conn, multi, hash, keys, ctx).
  */
+#include "cmd_common.h"
 #include "core.h"
 
 #include <errno.h>
@@ -231,17 +232,69 @@ static void cmd_select(client *c, int argc, const arg *argv)
 
 /* ---- CLIENT ------------------------------------------------------------------------ */
 
+/* CLIENT LIST's filters, as Redis's: [TYPE type] [ID id [id ...]]. Every
+ * client of ctxd is of type normal (the lines say flags=N). false: an
+ * error was replied. */
+static bool client_list_filter(client *c, int argc, const arg *argv, bool *none, uint64_t **ids,
+                               size_t *nids)
+{
+	for (int i = 2; i < argc; i++) {
+		if (arg_is(&argv[i], "TYPE") && i + 1 < argc) {
+			const arg *t = &argv[++i];
+			if (arg_is(t, "pubsub") || arg_is(t, "master") || arg_is(t, "replica") ||
+			    arg_is(t, "slave")) {
+				*none = true;
+			} else if (!arg_is(t, "normal")) {
+				reply_error(c, "ERR Unknown client type '%.*s'",
+				            (int)(t->n > 64 ? 64 : t->n), t->p);
+				return false;
+			}
+		} else if (arg_is(&argv[i], "ID") && i + 1 < argc) {
+			*ids = xrealloc(*ids, (size_t)(argc - i) * sizeof(**ids));
+			for (i++; i < argc; i++) {
+				uint64_t id;
+				if (!parse_u64(argv[i].p, argv[i].n, &id) || id == 0) {
+					reply_error(c, "ERR Invalid client ID");
+					return false;
+				}
+				(*ids)[(*nids)++] = id;
+			}
+		} else {
+			reply_error(c, "ERR syntax error");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool id_listed(uint64_t id, const uint64_t *ids, size_t nids)
+{
+	for (size_t i = 0; i < nids; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
 static void client_list(client *c, int argc, const arg *argv, bool only_self)
 {
 	rbuf b = {0};
+	bool none = false;
+	uint64_t *ids = NULL;
+	size_t nids = 0;
+	if (!only_self && !client_list_filter(c, argc, argv, &none, &ids, &nids)) {
+		free(ids);
+		return;
+	}
 	pthread_mutex_lock(&srv.reg_lock);
 	if (only_self) {
 		client_info_line(c, &b);
 	} else {
-		for (client *o = srv.registry; o; o = o->gnext)
-			client_info_line(o, &b);
+		for (client *o = srv.registry; o && !none; o = o->gnext)
+			if (!nids || id_listed(o->id, ids, nids))
+				client_info_line(o, &b);
 	}
 	pthread_mutex_unlock(&srv.reg_lock);
+	free(ids);
 	reply_verbatim(c, b.p ? b.p : "", b.len);
 	rbuf_free(&b);
 }
