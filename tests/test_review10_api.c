@@ -7,6 +7,8 @@
  *     of the header answers NULL (ctx_count, ctx_state_release,
  *     ctx_state_lookup, ctx_tracker_pending, ...): they now answer 0 / NULL
  *     (ctx_get_stats zeroes *out for a NULL store);
+ *   - ctx_history and ctx_point_list sized their arrays by history_depth
+ *     and max_points, not by what is kept (test_history_sized_by_content);
  *   - under durability batch, the log's flusher slept out batch_ms after
  *     every batch without looking at the store: ctx_checkpoint (which asks
  *     the flusher to rotate the log) and ctx_close waited for the rest of
@@ -15,6 +17,7 @@
  *     hangs, and its watchdog alarm - no timing is asserted - fails it).
  */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,48 @@ static void test_null_stats(void **state)
 	ctx_get_stats(s, &st);
 	assert_int_equal(st.contexts, 1);
 	ctx_close(s);
+}
+
+/* ctx_history and ctx_point_list allocated by the configured limits, not
+ * by what is kept: with history_depth at its documented maximum every
+ * ctx_history was CTX_NOMEM (a malloc of 171 GB), with max_points 2^40
+ * every ctx_point_list, and max_points SIZE_MAX made its size wrap to a
+ * malloc(0) that the list was then written into. */
+static void history_and_points_of(size_t history_depth, size_t max_points)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.history_depth = history_depth;
+	o.max_points = max_points;
+	ctx_store *s;
+	assert_ok(ctx_open(&o, &s));
+	assert_ok(ctx_create(s, "a"));
+	assert_ok(ctx_put(s, "a", "k", 1, "v", 1, NULL));
+	assert_ok(ctx_point_create(s, "a", "p", NULL));
+	assert_ok(ctx_put(s, "a", "k", 1, "w", 1, NULL));
+	ctx_history_entry *h = NULL;
+	size_t n = 0;
+	assert_ok(ctx_history(s, "a", &h, &n));
+	assert_int_equal(n, 3);
+	assert_int_equal(h[0].version, 1);
+	assert_true(h[1].pinned);
+	assert_int_equal(h[2].version, 3);
+	free(h);
+	ctx_point *p = NULL;
+	assert_ok(ctx_point_list(s, "a", &p, &n));
+	assert_int_equal(n, 1);
+	assert_int_equal(p[0].version, 2);
+	assert_string_equal(p[0].label, "p");
+	free(p);
+	ctx_close(s);
+}
+
+static void test_history_sized_by_content(void **state)
+{
+	(void)state;
+	history_and_points_of(4294967294u, 0);
+	history_and_points_of(0, (size_t)1 << 40);
+	history_and_points_of(0, SIZE_MAX);
 }
 
 static void watchdog(int sig)
@@ -100,6 +145,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_null_accessors),
 	    cmocka_unit_test(test_null_stats),
+	    cmocka_unit_test(test_history_sized_by_content),
 	    cmocka_unit_test(test_batch_close_does_not_wait_period),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
