@@ -250,6 +250,11 @@ void wbatch_free(wbatch *w)
 	free(w);
 }
 
+size_t wbatch_replaces(const wbatch *w)
+{
+	return w->dropped && w->exists && w->base ? ctx_state_count(w->base) : 0;
+}
+
 const char *wbatch_id(const wbatch *w)
 {
 	return w->id;
