@@ -237,9 +237,13 @@ bool cli_parse_url(cli *c, char *url)
 		rest = url + 8;
 	else
 		return false;
-	char *slash = strchr(rest, '/');
-	if (slash)
-		*slash = '\0'; /* a database number: ctxd has only 0 */
+	char *host_at = strrchr(rest, '@'); /* a password may hold a '/' */
+	char *slash = strchr(host_at ? host_at + 1 : rest, '/');
+	if (slash) { /* a database number: ctxd has only 0, so nothing else */
+		if (slash[1] && slash[1 + strspn(slash + 1, "0")] != '\0')
+			return false;
+		*slash = '\0';
+	}
 	char *at = strrchr(rest, '@');
 	if (at) {
 		*at = '\0';
@@ -251,6 +255,8 @@ bool cli_parse_url(cli *c, char *url)
 	if (rest[0] == '[') { /* [ipv6]:port */
 		char *close = strchr(rest, ']');
 		if (!close)
+			return false;
+		if (close[1] && close[1] != ':')
 			return false;
 		*close = '\0';
 		colon = close[1] == ':' ? close + 1 : NULL;

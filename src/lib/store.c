@@ -1624,6 +1624,8 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 
 void ctx_get_stats(ctx_store *s, ctx_stats *out)
 {
+	if (!out)
+		return;
 	memset(out, 0, sizeof(*out));
 	if (!s)
 		return;

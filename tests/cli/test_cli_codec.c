@@ -349,6 +349,21 @@ static void test_parse_url(void **state)
 	assert_false(cli_parse_url(&e, bad1));
 	assert_false(cli_parse_url(&e, bad2));
 	assert_false(cli_parse_url(&e, bad3));
+	/* Round 10 review: a database other than 0 was dropped silently (ctx
+	 * then worked on ctxd's only database, 0, not the one asked for), and
+	 * so was anything after "[ipv6]". */
+	char bad4[] = "redis://h/5", bad5[] = "redis://h:7000/x", bad6[] = "ctx://[::1]x";
+	assert_false(cli_parse_url(&e, bad4));
+	assert_false(cli_parse_url(&e, bad5));
+	assert_false(cli_parse_url(&e, bad6));
+	char u4[] = "redis://h:7001/", u5[] = "redis://h/00";
+	assert_true(cli_parse_url(&e, u4));
+	assert_int_equal(e.port, 7001);
+	assert_true(cli_parse_url(&e, u5));
+	char u6[] = "redis://:p/w@h:7002/0";
+	assert_true(cli_parse_url(&e, u6));
+	assert_string_equal(e.password, "p/w");
+	assert_int_equal(e.port, 7002);
 }
 
 static void test_display(void **state)
