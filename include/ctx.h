@@ -589,7 +589,7 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
  * lookups overlap instead of following each other. Changes nothing and
  * takes no reference: ids that name no context, or contexts changed or
  * dropped meanwhile, only make the hint useless. Has no errors (NULL
- * arguments, and NULL entries of ids, are ignored). */
+ * arguments, NULL entries of ids and lengths no id can have are ignored). */
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n);
 
 /* ctx_prefetch, and then the path to key keys[i] (klens[i] bytes; NULL: no
@@ -813,7 +813,7 @@ int ctx_watch_fd(const ctx_watch *w);
  * Errors: CTX_INVALID (w or out NULL), CTX_NOT_FOUND (none pending). */
 ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out);
 
-/* Wait up to timeout_ms (-1 = forever) for an event, then take it as
+/* Wait up to timeout_ms (-1, or any negative value, = forever) for an event, then take it as
  * ctx_watch_next. Errors: CTX_INVALID (w or out NULL), CTX_NOT_FOUND (the
  * timeout passed), CTX_IO (poll failed; errno kept). */
 ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out);

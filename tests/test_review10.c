@@ -9,7 +9,10 @@
  *     ctx_count_with_fields (ctxd's DBSIZE) said one more than the store
  *     held, for as long as the store stayed open;
  *   - ctx_prefetch and ctx_prefetch_keys are hints with no errors whose
- *     NULL arguments are ignored; a NULL entry of ids was dereferenced.
+ *     NULL arguments are ignored; a NULL entry of ids was dereferenced, and
+ *     (round 10) an id or key length past the limits was hashed as given;
+ *   - (round 10) ctx_restore_label with a label no point can have answered
+ *     CTX_NOT_FOUND where ctx_point_create answers CTX_INVALID.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -168,7 +171,32 @@ static void test_prefetch_null_ids(void **state)
 		lens[i] = 1;
 	}
 	ctx_prefetch(s, many, lens, 100);
+	/* Lengths no id or key can have (round 10's review: hashed as given,
+	 * reading far past the caller's bytes). */
+	size_t huge[3] = {(size_t)1 << 40, 1, CTX_ID_MAX + 1};
+	size_t hugek[3] = {1, (size_t)1 << 40, 1};
+	ctx_prefetch(s, ids, huge, 3);
+	ctx_prefetch_keys(s, ids, idlens, keys, hugek, 3);
 	/* A hint changes nothing. */
+	assert_true(test_has_str(s, "a", "k", "1"));
+	ctx_close(s);
+}
+
+/* ctx_restore_label with a label no point can have: CTX_INVALID, as
+ * ctx_point_create answers for it (it said CTX_NOT_FOUND). */
+static void test_restore_bad_label(void **state)
+{
+	(void)state;
+	ctx_store *s = test_open_memory();
+	assert_ok(ctx_create(s, "a"));
+	test_put_str(s, "a", "k", "1");
+	char longl[CTX_LABEL_MAX + 2];
+	memset(longl, 'x', sizeof(longl) - 1);
+	longl[sizeof(longl) - 1] = 0;
+	assert_int_equal(ctx_point_create(s, "a", longl, NULL), CTX_INVALID);
+	assert_int_equal(ctx_restore_label(s, "a", longl, NULL), CTX_INVALID);
+	assert_int_equal(ctx_restore_label(s, "a", "bad\nlabel", NULL), CTX_INVALID);
+	assert_int_equal(ctx_restore_label(s, "a", "fine", NULL), CTX_NOT_FOUND);
 	assert_true(test_has_str(s, "a", "k", "1"));
 	ctx_close(s);
 }
@@ -178,6 +206,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_damaged_section_not_counted),
 	    cmocka_unit_test(test_prefetch_null_ids),
+	    cmocka_unit_test(test_restore_bad_label),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

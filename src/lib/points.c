@@ -112,8 +112,8 @@ static point_set *points_with(ctx_context *c, ctx_state *st, const char *label, 
 	const point_set *old = points_latest(c);
 	size_t n = old ? old->count : 0;
 	bool replacing = points_find(old, st->version) != NULL;
-	size_t over = !replacing && n >= c->store->opts.max_points ? n + 1 - c->store->opts.max_points
-	                                                          : 0;
+	size_t over =
+	    !replacing && n >= c->store->opts.max_points ? n + 1 - c->store->opts.max_points : 0;
 	point_set *p = points_copy(c, st->version, over);
 	if (!p)
 		return NULL;
@@ -237,8 +237,8 @@ static bool history_room(ctx_history_entry **h, size_t n, size_t *cap)
 ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count)
 {
 	ctx_context *c;
-	ctx_status st = out && count ? store_open_context(s, id, &c)
-	                             : ctx_fail(CTX_INVALID, "NULL output");
+	ctx_status st =
+	    out && count ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
 	size_t most = s->opts.history_depth + 1, n = 0, cap = 16;
@@ -259,8 +259,8 @@ ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, si
 		for (size_t j = 0; j < chained && !listed; j++)
 			listed = h[j].version == v->version;
 		if (!listed && (room = history_room(&h, n, &cap)))
-			h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us, v->changed,
-			                             true};
+			h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us,
+			                             v->changed, true};
 	}
 	ctx_rcu_read_unlock();
 	context_release(c);
@@ -306,7 +306,8 @@ static ctx_status log_point(ctx_context *c, uint8_t type, const point_entry *e, 
 		memcpy(buf + len + 17, e->label, llen);
 		len += 17 + llen;
 	}
-	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len), 0};
+	log_record rec = {type, version, c->incarnation, buf, (uint32_t)len, crc32c(0, buf, len),
+	                  0};
 	return log_append_done(c->store->log, &rec, rev, done);
 }
 
@@ -389,7 +390,8 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	ctx_status st = CTX_OK;
 	context_lock(c);
 	ctx_state *v = context_closed(c) ? NULL
-	               : version ? find_version(points_latest(c), c->head, version) : c->head;
+	               : version         ? find_version(points_latest(c), c->head, version)
+	                                 : c->head;
 	if (!v) {
 		context_unlock(c);
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' was dropped", c->id);
@@ -409,8 +411,7 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 	return st;
 }
 
-ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label,
-                            uint64_t *version_out)
+ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label, uint64_t *version_out)
 {
 	ctx_context *c;
 	if (s)
@@ -435,8 +436,8 @@ void auto_point(ctx_context *c, uint64_t version)
 ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count)
 {
 	ctx_context *c;
-	ctx_status st = out && count ? store_open_context(s, id, &c)
-	                             : ctx_fail(CTX_INVALID, "NULL output");
+	ctx_status st =
+	    out && count ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
 	/* Sized by the points there are, not by max_points (whose + 1 wrapped
@@ -517,9 +518,9 @@ static ctx_status collect_op(void *arg, const hamt_leaf *old, const hamt_leaf *n
 		r->cap = cap;
 	}
 	bool put = new_ != NULL;
-	r->ops[r->count++] = (txn_op){
-	        put ? (r->meta ? OP_META_PUT : OP_PUT) : (r->meta ? OP_META_DEL : OP_DEL),
-	        (hamt_leaf *)(put ? new_ : old)};
+	r->ops[r->count++] =
+	    (txn_op){put ? (r->meta ? OP_META_PUT : OP_PUT) : (r->meta ? OP_META_DEL : OP_DEL),
+	             (hamt_leaf *)(put ? new_ : old)};
 	return CTX_OK;
 }
 
@@ -593,8 +594,7 @@ static ctx_status pick_target(ctx_context *c, pick_fn pick, const void *arg, con
 {
 	bool is_point = false;
 	uint64_t checksum = 0;
-	const ctx_state *target =
-	    context_closed(c) ? NULL : pick(c, arg, &is_point, &checksum);
+	const ctx_state *target = context_closed(c) ? NULL : pick(c, arg, &is_point, &checksum);
 	ctx_status st = CTX_OK;
 	if (!target)
 		st = ctx_fail(CTX_NOT_FOUND, "no such version or point of '%s'", c->id);
@@ -738,6 +738,11 @@ ctx_status ctx_restore_label(ctx_store *s, const char *id, const char *label,
 {
 	if (!label)
 		return ctx_fail(CTX_INVALID, "NULL label");
+	/* A label no point can have is a bad argument, as ctx_point_create
+	 * says of it, not a point that was not found. */
+	ctx_status st = check_label(label);
+	if (st != CTX_OK)
+		return st;
 	return restore(s, id, pick_label, label, new_version_out);
 }
 

@@ -1765,13 +1765,14 @@ static void prefetch_state(ctx_state *v)
 /* Stage 5 (with keys): the path to keys[i] in v[i]'s trie, level by level
  * over all of them, so that the misses of one level overlap. Under the
  * references stage 4 took. */
-static void prefetch_paths(ctx_state *const *v, const void *const *keys, const size_t *klens,
-                           size_t n)
+static void prefetch_paths(const ctx_store *s, ctx_state *const *v, const void *const *keys,
+                           const size_t *klens, size_t n)
 {
 	const void *node[PREFETCH_MAX];
 	uint64_t h[PREFETCH_MAX];
 	for (size_t i = 0; i < n; i++) {
-		node[i] = v[i] && keys[i] ? v[i]->data.root : NULL;
+		node[i] =
+		    v[i] && keys[i] && klens[i] <= s->opts.max_key_size ? v[i]->data.root : NULL;
 		if (node[i])
 			h[i] = hamt_hash(keys[i], klens[i]);
 	}
@@ -1796,14 +1797,16 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	const ctab *t = atomic_load_explicit(&s->table, memory_order_acquire);
 	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
 	if (old)
-		t = old;                 /* growing: it holds all but the newest contexts */
-	for (size_t i = 0; i < n; i++) { /* 1: the slots (a NULL id: none) */
-		h[i] = ids[i] ? hamt_hash(ids[i], idlens[i]) : 0;
-		if (ids[i])
+		t = old; /* growing: it holds all but the newest contexts */
+	bool named[PREFETCH_MAX];
+	for (size_t i = 0; i < n; i++) { /* 1: the slots (no id, or none valid: none) */
+		named[i] = ids[i] && idlens[i] && idlens[i] <= CTX_ID_MAX;
+		h[i] = named[i] ? hamt_hash(ids[i], idlens[i]) : 0;
+		if (named[i])
 			__builtin_prefetch(&t->slot[h[i] & t->mask]);
 	}
 	for (size_t i = 0; i < n; i++) { /* 2: the contexts, id and head */
-		c[i] = ids[i] ? prefetch_candidate(t, h[i]) : NULL;
+		c[i] = named[i] ? prefetch_candidate(t, h[i]) : NULL;
 		if (c[i]) {
 			tsan_subscribe(c[i]);
 			__builtin_prefetch(c[i]);
@@ -1835,7 +1838,7 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	}
 	ctx_rcu_read_unlock();
 	if (keys)
-		prefetch_paths(v, keys, klens, n);
+		prefetch_paths(s, v, keys, klens, n);
 	for (size_t i = 0; i < n; i++)
 		ctx_state_release(v[i]);
 }
