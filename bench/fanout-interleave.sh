@@ -25,7 +25,7 @@ for _ in $(seq "$n"); do
 		for k in ${kinds//,/ }; do
 			mode=${k%%:*} nw=${k##*:}
 			perf stat -x, -e task-clock -D "$delay" -o "$tmp/stat" "$b" fanout 1 "$mode" "$nw" \
-				"$secs" "$warm" >"$tmp/out"
+				"$secs" "$warm" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 			ms=$(grep task-clock "$tmp/stat" | cut -d, -f1)
 			echo "$b $k $ms $(cat "$tmp/out")" >>"$tmp/res"
 		done
