@@ -5,12 +5,20 @@
  * EVENTS
  *   Every revision is reported once, as an event (feed_record) or as a skip
  *   (feed_skip). While anybody may want it - a watcher is open, or the store
- *   keeps history for later watches (watch_keep_history) - a record is built
- *   completely, one record (below) holding the public ctx_event, the id and a
- *   copy of the keys, before any lock is taken. Events are immutable once built and
- *   reference counted: the ring holds one reference, and a watcher takes one
- *   for each event it reads out of the ring, which ctx_watch_next hands to
- *   the caller (ctx_event_free drops it).
+ *   keeps history for later watches (watch_keep_history) - an event is built
+ *   completely, in one record (see RECORDS) or allocation holding the public
+ *   ctx_event, the id and a copy of the keys, before any lock is taken.
+ *   Events are immutable once built and reference counted: the ring holds
+ *   one reference, and a watcher takes one for each event it reads out of
+ *   the ring, which ctx_watch_next hands to the caller (ctx_event_free drops
+ *   it).
+ *
+ *   Otherwise nothing is copied and nothing allocated: the revision is
+ *   passed on the quiet path (below), or marked in its slot as "bare"
+ *   (reported, event not recorded). A skip is always a mark or quiet. So a
+ *   revision always has exactly one slot value or quiet report standing for
+ *   it, and nobody watching costs (most of the time) one compare-and-swap
+ *   per revision and no memory that grows.
  *
  * RECORDS
  *   An event of at most RECORD_SMALL (128) bytes - header, id, keys: most
@@ -22,18 +30,12 @@
  *   the log: the writers) becomes a spare of the releasing thread, which
  *   builds its next events in its spares, the last released first (still in
  *   cache): in the steady state, the log full, a commit evicts one event and
- *   builds one, without malloc or free (their cost, with 64 watchers, was a
- *   fifth of the writers' CPU). A thread keeps at most SPARES_SMALL (128)
+ *   builds one, without malloc or free (their slow paths, with 64 watchers,
+ *   were 13% of the writers' CPU). A thread keeps at most SPARES_SMALL (128)
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
- *   So the memory is the log's bound plus at most 32 KiB a thread.
- *
- *   Otherwise nothing is copied and nothing allocated: the revision is
- *   passed on the quiet path (below), or marked in its slot as "bare"
- *   (reported, event not recorded). A skip is always a mark or quiet. So a
- *   revision always has exactly one slot value or quiet report standing for
- *   it, and nobody watching costs (most of the time) one compare-and-swap
- *   per revision and no memory that grows.
+ *   So spares add at most 32 KiB a thread to the memory the log's bounds
+ *   allow.
  *
  * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
  *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
@@ -1101,15 +1103,6 @@ static void log_bound(feed *f, wakeups *wk)
 		log_trim(f, f->frontier + 1 - f->history, wk);
 	while (f->log_bytes > f->bytes_limit)
 		log_trim(f, f->oldest + 1, wk);
-	/* The log full (the steady state), the next report evicts the oldest
-	 * event, written a whole log ago and long out of the cache: load it
-	 * now, so that its miss does not lengthen that report's lock hold
-	 * (half of log_trim's time with 64 watchers). */
-	if (f->oldest <= f->frontier) {
-		fevent *next = slot_event(f->ring[f->oldest & f->mask]);
-		if (next)
-			__builtin_prefetch(next, 1, 0);
-	}
 }
 
 /* Put the pending report v for rev into its slot, empty since the ring
