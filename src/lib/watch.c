@@ -407,7 +407,7 @@ static _Thread_local spares thread_spares;
 static pthread_key_t spares_key;
 static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
 static bool spares_keyed;
-static atomic_size_t spares_held; /* records on every thread's lists, for tests */
+static atomic_size_t spares_exited; /* records freed by spares_exit, for tests */
 
 /* The thread exits: free its spares; records it releases from now on (in
  * later destructors) are freed at once. */
@@ -416,7 +416,7 @@ static void spares_exit(void *arg)
 	spares *sp = arg;
 	sp->state = SPARES_OFF;
 	for (unsigned c = 0; c < RECORD_CLASSES; c++) {
-		atomic_fetch_sub_explicit(&spares_held, sp->n[c], memory_order_relaxed);
+		atomic_fetch_add_explicit(&spares_exited, sp->n[c], memory_order_relaxed);
 		while (sp->head[c]) {
 			fevent *e = sp->head[c];
 			sp->head[c] = e->dead_next;
@@ -448,7 +448,6 @@ static void record_put(fevent *e)
 	e->dead_next = sp->head[c];
 	sp->head[c] = e;
 	sp->n[c]++;
-	atomic_fetch_add_explicit(&spares_held, 1, memory_order_relaxed);
 }
 
 /* A record of class c (not zeroed): a spare of this thread, or new. */
@@ -460,7 +459,6 @@ static fevent *record_get(unsigned c)
 		return malloc(record_bytes[c]);
 	sp->head[c] = e->dead_next;
 	sp->n[c]--;
-	atomic_fetch_sub_explicit(&spares_held, 1, memory_order_relaxed);
 	return e;
 }
 
@@ -474,7 +472,7 @@ void feed_record_stats(feed_record_info *out)
 	    .large_spares_max = SPARES_LARGE,
 	    .small_spares = sp->n[0],
 	    .large_spares = sp->n[1],
-	    .spares_all_threads = atomic_load_explicit(&spares_held, memory_order_relaxed),
+	    .freed_at_exit = atomic_load_explicit(&spares_exited, memory_order_relaxed),
 	};
 }
 

@@ -93,13 +93,13 @@ typedef struct feed_stats {
 void feed_get_stats(feed *f, feed_stats *out);
 
 /* The pooled event records (see RECORDS in watch.c), for tests: their
- * sizes, the calling thread's spares and their bound, and the spares of
- * every thread together. */
+ * sizes, the calling thread's spares and their bound, and how many spares
+ * exiting threads freed. */
 typedef struct feed_record_info {
 	size_t small_bytes, large_bytes;           /* a record's size, counted in the log */
 	size_t small_spares_max, large_spares_max; /* a thread's bound */
 	size_t small_spares, large_spares;         /* the calling thread's spares */
-	size_t spares_all_threads;                 /* on every thread's lists */
+	size_t freed_at_exit;                      /* by exiting threads, ever */
 } feed_record_info;
 
 void feed_record_stats(feed_record_info *out);
