@@ -22,7 +22,9 @@
  * drift fall on all of them alike. Reports p50, p90, p99 and mean in µs per
  * write + fdatasync. The files are removed at the end.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -119,7 +119,9 @@ typedef struct ctx_options {
 	size_t max_key_size;       /* longest key, bytes; 0 = default             */
 	size_t max_value_size;     /* longest value, bytes; 0 = default           */
 	ctx_durability durability; /* with a dir; ignored without one             */
-	unsigned batch_ms;         /* CTX_DURABILITY_BATCH period; 0 = 10 ms      */
+	unsigned batch_ms;         /* CTX_DURABILITY_BATCH period; 0 = 10 ms
+	                              (ctx_checkpoint and ctx_close do not wait
+	                              out a period)                           */
 	bool unsafe_no_sync;       /* allow CTX_DURABILITY_NONE with a dir        */
 	size_t checkpoint_bytes;   /* log growth that starts a background
 	                              checkpoint; 0 = default (64 MiB)            */
@@ -247,6 +249,7 @@ typedef struct ctx_stats {
 	int io_errno;                 /* errno of the failure that stopped
 	                                 writes, or 0                           */
 } ctx_stats;
+/* Fill *out (all zero for a NULL store; out NULL: a no-op). */
 void ctx_get_stats(ctx_store *s, ctx_stats *out);
 
 /* What ctx_verify found in a data directory. */
@@ -373,13 +376,15 @@ typedef bool (*ctx_pair_fn)(void *arg, const void *key, size_t klen, const void 
  * context, or past its time-to-live: fn is not called). */
 ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg);
 
-/* Take another reference to st (for handing it to another thread). */
+/* Take another reference to st (for handing it to another thread); st
+ * itself (NULL for NULL). */
 ctx_state *ctx_state_retain(ctx_state *st);
 
 /* Drop one reference; the version's memory is reclaimed when the last
  * reference goes. NULL is a no-op. */
 void ctx_state_release(ctx_state *st);
 
+/* The accessors below answer 0 (ctx_state_id: NULL) for a NULL st. */
 uint64_t ctx_state_version(const ctx_state *st);  /* 1 at creation, +1 per commit */
 uint64_t ctx_state_revision(const ctx_state *st); /* store-wide commit order      */
 size_t ctx_state_count(const ctx_state *st);      /* number of keys               */
@@ -586,7 +591,7 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out);
  * lookups overlap instead of following each other. Changes nothing and
  * takes no reference: ids that name no context, or contexts changed or
  * dropped meanwhile, only make the hint useless. Has no errors (NULL
- * arguments are ignored). */
+ * arguments, and NULL entries of ids, are ignored). */
 void ctx_prefetch(ctx_store *s, const char *const *ids, const size_t *idlens, size_t n);
 
 /* ctx_prefetch, and then the path to key keys[i] (klens[i] bytes; NULL: no

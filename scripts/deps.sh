@@ -4,8 +4,9 @@
 #   scripts/deps.sh bench    also the benchmark peers (SQLite, LMDB, gnuplot)
 set -euo pipefail
 
+# libjemalloc-dev: ctxd's allocator (CMake CTX_JEMALLOC; libctx links none).
 pkgs=(build-essential cmake pkg-config clang liburcu-dev libuv1-dev libhiredis-dev
-      libcmocka-dev libxxhash-dev gcovr libclang-rt-14-dev redis-tools jq
+      libcmocka-dev libxxhash-dev libjemalloc-dev gcovr libclang-rt-14-dev redis-tools jq
       python3-redis)
 # The client compatibility tests (tests/compat) run node-redis and ioredis: Node.js
 # and npm from Debian, unless a node with its npm is already there (NodeSource's
@@ -14,9 +15,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	pkgs+=(nodejs npm)
 fi
 if [ "${1:-}" = bench ]; then
-	# jemalloc and mimalloc: only to measure ctx under other allocators
-	# (docs/benchmarks.md, "Allocators"); libctx links neither.
-	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox redis-server libjemalloc-dev libmimalloc-dev)
+	# mimalloc: only to measure ctx under another allocator (docs/decisions.md,
+	# "glibc malloc stays" and "ctxd runs on jemalloc"); libctx links none.
+	pkgs+=(libsqlite3-dev liblmdb-dev gnuplot-nox redis-server libmimalloc-dev)
 fi
 
 missing=()

@@ -211,7 +211,7 @@ static void test_history_chain_concurrent(void **unused)
 	uint64_t newest_rev = 0;
 	for (int c = 0; c < CONTEXTS; c++) {
 		size_t n = 0;
-		ctx_history_entry newest;
+		ctx_history_entry newest = {0};
 		assert_int_equal(check_history(s, c ? "h1" : "h0", &n, &newest), 0);
 		assert_int_equal(n, DEPTH);
 		assert_int_equal(newest.version, 1 + WRITERS * COMMITS / CONTEXTS);

@@ -328,7 +328,7 @@ static void test_record_sizes(void **unused)
 	assert_ok(ctx_put(s, "ctx-00001", "key-02", 6, value, sizeof(value), NULL));
 	file_bytes b = read_bytes(dir, "wal-0000000000000001.log");
 	assert_int_equal(get_u32(b.p + 8), FORMAT_VERSION);
-	rec_view c, u;
+	rec_view c = {0}, u = {0};
 	assert_null(
 	    rec_parse(FORMAT_VERSION, b.p + WAL_HEADER_SIZE, b.n - WAL_HEADER_SIZE, true, &c));
 	size_t off = WAL_HEADER_SIZE + c.len;

@@ -20,6 +20,9 @@
  *   - every mode: the recovered state is a prefix of the revision order:
  *     with R the highest revision of any recovered context, every decided
  *     commit with a revision <= R is there.
+ * Under batch a kill before the first flush may lose the creates of the
+ * six contexts too (seen with the machine loaded to 20): allowed, as a
+ * suffix of the revision order with nothing after it.
  * No timing is asserted: the kill moment only decides how much was
  * written.
  */
@@ -263,15 +266,29 @@ static void check_recovered(const char *dir, mode m, const seen *s, int round)
 	assert_ok(ctx_open(&o, &st));
 	got g[NCTX + 1] = {{0}};
 	uint64_t max_rev = 0;
+	bool strict = m == M_ALWAYS || m == M_ALWAYS_NOWAIT;
+	unsigned missing = NCTX; /* the first of c0..c5 not recovered */
 	for (unsigned i = 0; i <= NCTX; i++) {
 		char id[8];
 		ctx_name(id, i);
 		ctx_state *v;
 		ctx_status r = ctx_get(st, id, &v);
-		if (i < NCTX)
-			assert_ok(r); /* created before "ready" */
-		if (r != CTX_OK)
+		/* Created (one after the other, before "ready") by waiting
+		 * creates: under always they are durable; under batch a kill
+		 * before the first flush may lose them, but only as a suffix of
+		 * the revision order (checked below). */
+		if (i < NCTX && strict)
+			assert_ok(r);
+		if (r != CTX_OK) {
+			assert_int_equal(r, CTX_NOT_FOUND);
+			if (i < NCTX && missing == NCTX)
+				missing = i;
 			continue;
+		}
+		if (i < NCTX && missing < NCTX)
+			fail_msg(
+			    "round %d mode %d: c%u recovered, but c%u created before it is not",
+			    round, m, i, missing);
 		g[i].present = true;
 		g[i].rev = ctx_state_revision(v);
 		const void *a, *b;
@@ -291,7 +308,18 @@ static void check_recovered(const char *dir, mode m, const seen *s, int round)
 			max_rev = g[i].rev;
 		ctx_state_release(v);
 	}
-	bool strict = m == M_ALWAYS || m == M_ALWAYS_NOWAIT;
+	if (missing < NCTX) {
+		/* Nothing after the lost create: no writer's commit (they
+		 * started after every create), no "d". */
+		for (unsigned i = 0; i <= NCTX; i++)
+			if (g[i].present && (g[i].seq != 0 || i == DCTX))
+				fail_msg("round %d mode %d: c%u's create lost, yet %s%u holds seq "
+				         "%" PRIu64,
+				         round, m, missing, i == DCTX ? "d" : "c", i, g[i].seq);
+		print_message("mode %d round %d: killed before the creates were flushed "
+		              "(c%u on lost)\n",
+		              m, round, missing);
+	}
 	uint64_t d_last_ack_seq = 0;
 	uint8_t d_last_ack_kind = 0;
 	uint64_t d_drop_intent = 0; /* the newest drop that may have happened */

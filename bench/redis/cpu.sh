@@ -17,7 +17,9 @@
 # hashes of one field), hget (a field of one of 1,000 hashes of 1,000
 # fields), hincrby (a counter of one of 100,000 hashes), hsetsame (a field
 # of one of 1,000 fields of one hash: the pipeline's writes hit the same
-# context), hincrbysame (a counter of one of 1,000 of one hash). CTXD_ARGS: more ctxd options (e.g. "--loops 1").
+# context), hincrbysame (a counter of one of 1,000 of one hash), thset
+# (redis-benchmark's own -t hset: one field of one hash, written again and
+# again). CTXD_ARGS: more ctxd options (e.g. "--loops 1").
 set -euo pipefail
 rounds=${1:?usage: cpu.sh ROUNDS N SERVER...}
 n=${2:?}
@@ -41,6 +43,7 @@ args() {
 	hincrby) echo "-r 100000 HINCRBY myhash:__rand_int__ n 1" ;;
 	hsetsame) echo "-r 1000 HSET h16 f:__rand_int__ v" ;;
 	hincrbysame) echo "-r 1000 HINCRBY h16 n:__rand_int__ 1" ;;
+	thset) echo "-t hset" ;;
 	esac
 }
 

@@ -101,23 +101,44 @@ static const char *parse_fraction(const char *p, uint64_t *us)
 	return p;
 }
 
+/* Days in month mon (1..12) of year y, Gregorian. */
+static int month_days(int y, int mon)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+	return days[mon - 1] + (mon == 2 && leap);
+}
+
+/* s matches pat, where '9' stands for a digit and any other byte for
+ * itself (sscanf's %d alone would take signs and spaces). */
+static bool shaped(const char *s, const char *pat)
+{
+	for (; *pat; s++, pat++)
+		if (*pat == '9' ? !isdigit((unsigned char)*s) : *s != *pat)
+			return false;
+	return true;
+}
+
 static bool parse_iso(const char *s, uint64_t *out)
 {
 	struct tm tm;
 	memset(&tm, 0, sizeof(tm));
 	int used = 0;
-	if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &used) != 3 ||
+	if (!shaped(s, "9999-99-99") ||
+	    sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &used) != 3 ||
 	    used != 10)
 		return false;
 	const char *p = s + used;
 	uint64_t frac = 0;
 	if (*p == 'T' || *p == ' ') {
 		int n = 0;
-		if (sscanf(p + 1, "%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &n) != 2 || n != 5)
+		if (!shaped(p + 1, "99:99") ||
+		    sscanf(p + 1, "%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &n) != 2 || n != 5)
 			return false;
 		p += 1 + n;
 		if (*p == ':') {
-			if (sscanf(p + 1, "%2d%n", &tm.tm_sec, &n) != 1 || n != 2)
+			if (!shaped(p + 1, "99") || sscanf(p + 1, "%2d%n", &tm.tm_sec, &n) != 1 ||
+			    n != 2)
 				return false;
 			p = parse_fraction(p + 3, &frac);
 			if (!p)
@@ -127,8 +148,9 @@ static bool parse_iso(const char *s, uint64_t *out)
 	bool utc = *p == 'Z';
 	if (utc)
 		p++;
-	if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+	if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+	    tm.tm_mday > month_days(tm.tm_year, tm.tm_mon) || tm.tm_hour > 23 || tm.tm_min > 59 ||
+	    tm.tm_sec > 60)
 		return false;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
@@ -215,9 +237,13 @@ bool cli_parse_url(cli *c, char *url)
 		rest = url + 8;
 	else
 		return false;
-	char *slash = strchr(rest, '/');
-	if (slash)
-		*slash = '\0'; /* a database number: ctxd has only 0 */
+	char *host_at = strrchr(rest, '@'); /* a password may hold a '/' */
+	char *slash = strchr(host_at ? host_at + 1 : rest, '/');
+	if (slash) { /* a database number: ctxd has only 0, so nothing else */
+		if (slash[1] && slash[1 + strspn(slash + 1, "0")] != '\0')
+			return false;
+		*slash = '\0';
+	}
 	char *at = strrchr(rest, '@');
 	if (at) {
 		*at = '\0';
@@ -229,6 +255,8 @@ bool cli_parse_url(cli *c, char *url)
 	if (rest[0] == '[') { /* [ipv6]:port */
 		char *close = strchr(rest, ']');
 		if (!close)
+			return false;
+		if (close[1] && close[1] != ':')
 			return false;
 		*close = '\0';
 		colon = close[1] == ':' ? close + 1 : NULL;

@@ -75,8 +75,10 @@ typedef struct out_file {
 	bool in_section;
 	size_t crc_from;     /* buf offset where the payload's unchecksummed bytes start */
 	uint32_t crc;        /* crc of the current section payload, up to crc_from */
-	const void **sorted; /* scratch: a list's entries, sorted by key */
+	const void **sorted; /* scratch: a list's entries, as collected */
 	size_t sorted_cap;
+	struct sort_item *items; /* scratch: the same entries with their sort keys */
+	size_t items_cap;
 	unsigned char buf[1 << 20];
 } out_file;
 
@@ -163,9 +165,136 @@ static const hamt_leaf *entry_leaf(const void *e)
 	return (const hamt_leaf *)((uintptr_t)e & ~(uintptr_t)1);
 }
 
-static int compare_entries(const void *a, const void *b)
+/* Sorting a list: each entry with a sort key, the 8 bytes of its key after
+ * the prefix every key of the list shares, big-endian and zero-padded (so
+ * that comparing two sort keys as integers is comparing those bytes; a
+ * shorter key pads with zeros and ties with a longer one holding zeros
+ * there). Most comparisons are one integer comparison on the item itself,
+ * instead of two leaf loads (cache misses) and a memcmp call through qsort's
+ * function pointer: this sort was half of a checkpoint's CPU time for
+ * contexts of 100 keys (docs/benchmarks.md, round 10 r10-batch). Equal sort
+ * keys fall back to the whole keys. */
+typedef struct sort_item {
+	uint64_t k;
+	const void *e; /* a tagged entry, as in out_file.sorted */
+} sort_item;
+
+static bool item_less(const sort_item *a, const sort_item *b)
 {
-	return key_order(entry_leaf(*(const void *const *)a), entry_leaf(*(const void *const *)b));
+	if (a->k != b->k)
+		return a->k < b->k;
+	return key_order(entry_leaf(a->e), entry_leaf(b->e)) < 0;
+}
+
+static int compare_items(const void *a, const void *b)
+{
+	const sort_item *x = a, *y = b;
+	return item_less(x, y) ? -1 : item_less(y, x);
+}
+
+static void item_swap(sort_item *a, sort_item *b)
+{
+	sort_item t = *a;
+	*a = *b;
+	*b = t;
+}
+
+#define SORT_SMALL 16 /* lists this short are sorted by insertion */
+
+static void insertion_sort(sort_item *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		sort_item x = a[i];
+		size_t j = i;
+		for (; j > 0 && item_less(&x, &a[j - 1]); j--)
+			a[j] = a[j - 1];
+		a[j] = x;
+	}
+}
+
+/* Quicksort, median of three, the smaller side first; past `depth` levels
+ * (a pathological order) the rest goes to qsort, so it stays n log n. The
+ * keys of a list are distinct: with a[0] < pivot < a[n - 1] after the median
+ * step, both sides of a partition are non-empty and the scans stop at them. */
+static void sort_items(sort_item *a, size_t n, unsigned depth)
+{
+	while (n > SORT_SMALL) {
+		if (depth-- == 0) {
+			qsort(a, n, sizeof(*a), compare_items);
+			return;
+		}
+		size_t m = n / 2;
+		if (item_less(&a[m], &a[0]))
+			item_swap(&a[m], &a[0]);
+		if (item_less(&a[n - 1], &a[m])) {
+			item_swap(&a[n - 1], &a[m]);
+			if (item_less(&a[m], &a[0]))
+				item_swap(&a[m], &a[0]);
+		}
+		sort_item pivot = a[m];
+		size_t i = 0, j = n - 1;
+		for (;;) {
+			do
+				i++;
+			while (item_less(&a[i], &pivot));
+			do
+				j--;
+			while (item_less(&pivot, &a[j]));
+			if (i >= j)
+				break;
+			item_swap(&a[i], &a[j]);
+		}
+		/* a[0..j] <= pivot <= a[j+1..n-1] */
+		size_t left = j + 1;
+		if (left < n - left) {
+			sort_items(a, left, depth);
+			a += left;
+			n -= left;
+		} else {
+			sort_items(a + left, n - left, depth);
+			n = left;
+		}
+	}
+	insertion_sort(a, n);
+}
+
+/* The bytes every key of the n entries shares at its start. */
+static size_t shared_prefix(const void *const *e, size_t n)
+{
+	const hamt_leaf *first = entry_leaf(e[0]);
+	const unsigned char *k0 = hamt_leaf_key(first);
+	size_t most = hamt_leaf_klen(first);
+	for (size_t i = 1; i < n && most; i++) {
+		const hamt_leaf *l = entry_leaf(e[i]);
+		const unsigned char *k = hamt_leaf_key(l);
+		size_t klen = hamt_leaf_klen(l), s = 0;
+		if (klen < most)
+			most = klen;
+		while (s < most && k[s] == k0[s])
+			s++;
+		most = s;
+	}
+	return most;
+}
+
+static uint64_t sort_key(const hamt_leaf *l, size_t from)
+{
+	size_t klen = hamt_leaf_klen(l);
+	const unsigned char *key = (const unsigned char *)hamt_leaf_key(l) + from;
+	size_t n = klen - from < 8 ? klen - from : 8;
+	uint64_t k = 0;
+	for (size_t i = 0; i < 8; i++)
+		k = k << 8 | (i < n ? key[i] : 0);
+	return k;
+}
+
+static bool out_nomem(out_file *o)
+{
+	if (!o->err) {
+		o->err = ENOMEM;
+		o->nomem = true;
+	}
+	return false;
 }
 
 static bool sorted_reserve(out_file *o, size_t n)
@@ -173,15 +302,22 @@ static bool sorted_reserve(out_file *o, size_t n)
 	if (n <= o->sorted_cap)
 		return true;
 	const void **g = realloc(o->sorted, n * sizeof(*g));
-	if (!g) {
-		if (!o->err) {
-			o->err = ENOMEM;
-			o->nomem = true;
-		}
-		return false;
-	}
+	if (!g)
+		return out_nomem(o);
 	o->sorted = g;
 	o->sorted_cap = n;
+	return true;
+}
+
+static bool items_reserve(out_file *o, size_t n)
+{
+	if (n <= o->items_cap)
+		return true;
+	sort_item *g = realloc(o->items, n * sizeof(*g));
+	if (!g)
+		return out_nomem(o);
+	o->items = g;
+	o->items_cap = n;
 	return true;
 }
 
@@ -209,8 +345,20 @@ static void out_entry(out_file *o, const hamt_leaf *prev, const void *e, uint64_
 
 static void out_sorted(out_file *o, size_t n, uint64_t updated_us)
 {
-	if (n > 1)
-		qsort(o->sorted, n, sizeof(*o->sorted), compare_entries);
+	if (n > 1) {
+		if (!items_reserve(o, n))
+			return;
+		sort_item *a = o->items;
+		size_t from = shared_prefix(o->sorted, n);
+		for (size_t i = 0; i < n; i++)
+			a[i] = (sort_item){sort_key(entry_leaf(o->sorted[i]), from), o->sorted[i]};
+		unsigned depth = 0;
+		for (size_t m = n; m > 1; m >>= 1)
+			depth += 2;
+		sort_items(a, n, depth);
+		for (size_t i = 0; i < n; i++)
+			o->sorted[i] = a[i].e;
+	}
 	out_uv(o, n);
 	for (size_t i = 0; i < n; i++)
 		out_entry(o, i ? entry_leaf(o->sorted[i - 1]) : NULL, o->sorted[i], updated_us);
@@ -220,12 +368,15 @@ static void out_full(out_file *o, const hamt *m, uint64_t updated_us)
 {
 	if (!sorted_reserve(o, m->count))
 		return;
+	/* hamt_cursor_fill prefetches every slot of a node as it enters it. */
 	hamt_cursor cur;
 	hamt_cursor_init(&cur, m);
-	size_t n = 0;
-	const hamt_leaf *l;
-	while ((l = hamt_cursor_next(&cur)) && n < m->count)
-		o->sorted[n++] = l;
+	const hamt_leaf *batch[64];
+	size_t n = 0, got;
+	while (n < m->count && (got = hamt_cursor_fill(&cur, batch, 64))) {
+		for (size_t i = 0; i < got && n < m->count; i++)
+			o->sorted[n++] = batch[i];
+	}
 	out_sorted(o, n, updated_us);
 }
 
@@ -272,11 +423,16 @@ static void out_version(out_file *o, const ctx_context *c, const ctx_state *prev
 
 /* ---- taking the snapshot ---------------------------------------------------- */
 
-/* What a checkpoint writes of one context, taken under its write lock. */
+/* What a checkpoint writes of one context, taken under its write lock. Most
+ * contexts keep a version or two: their list is inline (SNAP_INLINE), in the
+ * array of snaps the writing loop walks in order, not a malloc each. */
+#define SNAP_INLINE 4
+
 typedef struct ctx_snap {
 	ctx_context *c;
 	size_t nstates;
-	ctx_state **states; /* kept versions, ascending, head last */
+	ctx_state **states; /* kept versions, ascending, head last: inline or malloc'd */
+	ctx_state *inline_states[SNAP_INLINE];
 	size_t npoints;
 	point_entry *points; /* copies; their st is one of states */
 	uint64_t ttl_us;
@@ -288,12 +444,18 @@ typedef struct snapshot {
 	ctx_snap *ctxs;
 } snapshot;
 
+/* Release cs's versions (again: a no-op once done). */
 static void snap_free(ctx_snap *cs)
 {
 	for (size_t i = 0; i < cs->nstates; i++)
 		ctx_state_release(cs->states[i]);
-	free(cs->states);
+	if (cs->states != cs->inline_states)
+		free(cs->states);
 	free(cs->points);
+	cs->nstates = 0;
+	cs->states = cs->inline_states;
+	cs->npoints = 0;
+	cs->points = NULL;
 }
 
 static void snapshot_free(snapshot *sn)
@@ -303,10 +465,22 @@ static void snapshot_free(snapshot *sn)
 	free(sn->ctxs);
 }
 
-static int compare_states(const void *a, const void *b)
+/* The history chain comes newest first: reversed, it is ascending, and the
+ * few versions only points pin go in by insertion. */
+static void sort_states(ctx_state **st, size_t chained, size_t n)
 {
-	uint64_t x = (*(ctx_state *const *)a)->version, y = (*(ctx_state *const *)b)->version;
-	return (x > y) - (x < y);
+	for (size_t i = 0, j = chained - 1; i < j; i++, j--) {
+		ctx_state *t = st[i];
+		st[i] = st[j];
+		st[j] = t;
+	}
+	for (size_t i = chained; i < n; i++) {
+		ctx_state *x = st[i];
+		size_t j = i;
+		for (; j > 0 && st[j - 1]->version > x->version; j--)
+			st[j] = st[j - 1];
+		st[j] = x;
+	}
 }
 
 /* Reference the kept versions and copy the points of c (write lock held). */
@@ -319,10 +493,12 @@ static bool snap_take(ctx_context *c, ctx_snap *cs)
 	cs->npoints = np;
 	cs->ttl_us = c->ttl_us;
 	cs->last_access_us = atomic_load(&c->last_access_us);
-	cs->states = malloc((c->kept + np) * sizeof(*cs->states));
+	size_t most = c->kept + np;
+	cs->states = most <= SNAP_INLINE ? cs->inline_states : malloc(most * sizeof(*cs->states));
 	cs->points = np ? malloc(np * sizeof(*cs->points)) : NULL;
 	if (!cs->states || (np && !cs->points)) {
-		free(cs->states);
+		if (cs->states != cs->inline_states)
+			free(cs->states);
 		free(cs->points);
 		return false;
 	}
@@ -337,9 +513,12 @@ static bool snap_take(ctx_context *c, ctx_snap *cs)
 		if (!listed)
 			cs->states[cs->nstates++] = ctx_state_retain(p->e[i].st);
 	}
-	qsort(cs->states, cs->nstates, sizeof(*cs->states), compare_states);
+	if (chained)
+		sort_states(cs->states, chained, cs->nstates);
 	return true;
 }
+
+#define SNAP_AHEAD 8 /* contexts prefetched ahead when taking and writing them */
 
 /* Take every context that recovery from checkpoint `rev` must find: the live
  * ones, and those whose drop comes after rev in the log (the drop may not be
@@ -355,6 +534,12 @@ static ctx_status snapshot_take(ctx_store *s, uint64_t rev, snapshot *sn)
 	bool ok = sn->ctxs != NULL;
 	for (size_t i = 0; i < n; i++) {
 		ctx_context *c = ctxs[i];
+		/* Contexts are scattered in memory: start loading the lock and
+		 * head lines of one a few ahead, so that the misses overlap. */
+		if (i + SNAP_AHEAD < n) {
+			__builtin_prefetch(ctxs[i + SNAP_AHEAD], 1);
+			__builtin_prefetch((const char *)ctxs[i + SNAP_AHEAD] + 64, 1);
+		}
 		if (ok) {
 			context_lock(c);
 			bool wanted = !atomic_load(&c->dropped) || c->drop_revision > rev;
@@ -402,6 +587,31 @@ static void out_section(out_file *o, const ctx_snap *cs)
 }
 
 /* ---- writing ---------------------------------------------------------------- */
+
+/* Before writing section i: load the context a few ahead and its head
+ * version, the root nodes of the head of a nearer one (whose version the
+ * steps before brought in), and the first leaves of the next but one (whose
+ * root they brought in), so that each level's misses overlap.
+ * Always inlined: a function that only prefetches is found free of effects
+ * by GCC's analysis of pure functions, and its calls are deleted. */
+static inline __attribute__((always_inline)) void snap_prefetch(const snapshot *sn, size_t i)
+{
+	if (i + SNAP_AHEAD < sn->count) {
+		const ctx_snap *far = &sn->ctxs[i + SNAP_AHEAD];
+		__builtin_prefetch(far->c);
+		__builtin_prefetch(far->states[far->nstates - 1]);
+	}
+	if (i + SNAP_AHEAD / 2 < sn->count) {
+		const ctx_snap *near = &sn->ctxs[i + SNAP_AHEAD / 2];
+		const ctx_state *head = near->states[near->nstates - 1];
+		__builtin_prefetch(head->data.root);
+		__builtin_prefetch(head->meta.root);
+	}
+	if (i + 2 < sn->count) {
+		const ctx_snap *next = &sn->ctxs[i + 2];
+		hamt_prefetch_top(&next->states[next->nstates - 1]->data);
+	}
+}
 
 static void path_of(char *buf, size_t n, const char *dir, const char *prefix, uint64_t rev,
                     const char *suffix)
@@ -504,6 +714,8 @@ ctx_status checkpoint_run(ctx_store *s)
 	o->in_section = false;
 	o->sorted = NULL;
 	o->sorted_cap = 0;
+	o->items = NULL;
+	o->items_cap = 0;
 	o->fd = vfs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (o->fd < 0)
 		o->err = errno;
@@ -514,10 +726,14 @@ ctx_status checkpoint_run(ctx_store *s)
 	if (!o->err) {
 		out_bytes(o, h, sizeof(h));
 		for (size_t i = 0; i < sn.count && !o->err; i++) {
-			out_section(o, &sn.ctxs[i]);
-			const ctx_snap *cs = &sn.ctxs[i];
+			snap_prefetch(&sn, i);
+			ctx_snap *cs = &sn.ctxs[i];
+			out_section(o, cs);
 			if (cs->states[cs->nstates - 1]->revision > newest)
 				newest = cs->states[cs->nstates - 1]->revision;
+			/* Done with it: its versions go now, while their lines are
+			 * still in the cache, not in a second walk at the end. */
+			snap_free(cs);
 		}
 		unsigned char t[CKPT_TRAILER_SIZE] = {0};
 		memcpy(t, CKPT_END_MAGIC, 8);
@@ -553,6 +769,7 @@ ctx_status checkpoint_run(ctx_store *s)
 	int err = o->err;
 	bool nomem = o->nomem;
 	free(o->sorted);
+	free(o->items);
 	free(o);
 	if (err) {
 		unlink(tmp);
@@ -620,15 +837,6 @@ void checkpointer_stop(ctx_store *s)
 static ctx_status load_fail(const char *path, uint64_t off, const char *what)
 {
 	return ctx_fail(CTX_CORRUPT, "checkpoint %s: %s at offset %" PRIu64, path, what, off);
-}
-
-/* A context being loaded, not in the table yet: let go of what was built. */
-static void abandon_context(ctx_context *c)
-{
-	points_clear(c);
-	ctx_state_release(c->head);
-	c->head = NULL;
-	context_release(c);
 }
 
 /* A section's id, checked: valid, and (when loading into s) not loaded
@@ -900,7 +1108,7 @@ static ctx_status load_section_v2(ctx_store *s, reader *r)
 	if (st == CTX_OK && (!crc || get_u32(crc) != crc32c(0, start, len)))
 		st = CTX_CORRUPT;
 	if (st != CTX_OK && c)
-		abandon_context(c);
+		store_abandon_loaded(c);
 	if (st != CTX_OK || !c)
 		return st;
 	if (ttl)
@@ -1044,7 +1252,7 @@ static ctx_status load_sections_v1(ctx_store *s, const char *path, const unsigne
 		     get_u32(t + 8) != crc32c(0, body, payload)))
 			st = CTX_CORRUPT;
 		if (st != CTX_OK) {
-			abandon_context(c);
+			store_abandon_loaded(c);
 			return st == CTX_NOMEM ? ctx_fail(st, "no memory loading %s", path)
 			                       : load_fail(path, off, "bad section payload");
 		}

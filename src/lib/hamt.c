@@ -994,6 +994,12 @@ static inline void prefetch_first(const hamt_node *n)
 		prefetch_slot(slots[i]);
 }
 
+void hamt_prefetch_top(const hamt *m)
+{
+	if (m->root)
+		prefetch_first(m->root);
+}
+
 void hamt_cursor_init(hamt_cursor *c, const hamt *m)
 {
 	if (m->root)
@@ -1298,12 +1304,10 @@ void hamt_prefetch_paths(const hamt *m, const uint64_t *hash, size_t n)
 	if (!m->root)
 		return;
 	for (size_t b = 0; b < n; b += PREFETCH_GROUP)
-		prefetch_group(m->root, hash + b,
-		               n - b < PREFETCH_GROUP ? n - b : PREFETCH_GROUP);
+		prefetch_group(m->root, hash + b, n - b < PREFETCH_GROUP ? n - b : PREFETCH_GROUP);
 }
 
-ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit,
-                           bool *changed)
+ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit, bool *changed)
 {
 	set_result r = {.replaced_bytes = -1};
 	if (!m->root) {

@@ -187,8 +187,7 @@ ctx_status hamt_put(hamt *m, hamt_leaf *leaf, uint64_t edit, bool *changed);
  * the paths to n hashes (walking them side by side, so that their cache
  * misses overlap) before the puts to them follow. A hint only: it changes
  * nothing (the map must not change while it runs: it reads the nodes). */
-ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit,
-                           bool *changed);
+ctx_status hamt_put_hashed(hamt *m, hamt_leaf *leaf, uint64_t hash, uint64_t edit, bool *changed);
 void hamt_prefetch_paths(const hamt *m, const uint64_t *hash, size_t n);
 
 /* Remove key from *m. CTX_OK, CTX_NOT_FOUND (nothing changed) or CTX_NOMEM
@@ -219,6 +218,11 @@ typedef struct hamt_cursor {
 } hamt_cursor;
 
 void hamt_cursor_init(hamt_cursor *c, const hamt *m);
+
+/* Start loading what the first slots of m's root point to (all of a small
+ * map's leaves): for a walk of m that comes a little later, whose root the
+ * caller prefetched before (checkpoint.c, writing contexts one by one). */
+void hamt_prefetch_top(const hamt *m);
 const hamt_leaf *hamt_cursor_next(hamt_cursor *c);
 
 /* The next leaves of c's walk, at most max of them, into out (the same

@@ -138,6 +138,9 @@ struct ctx_log {
 	pthread_mutex_t lock;
 	pthread_cond_t work_cv;   /* the flusher waits for work here       */
 	pthread_cond_t growth_cv; /* the checkpointer waits for growth here */
+	pthread_cond_t pace_cv;   /* batch mode: the flusher's pause between
+	                             batches (CLOCK_MONOTONIC), cut short by a
+	                             stop or a rotation                     */
 	log_piece *cur;           /* records appended, not yet taken       */
 	log_piece *cur_last;      /* cur's last piece (NULL if none)       */
 	log_done *cur_done;       /* their completions, in revision order  */
@@ -540,14 +543,19 @@ static void run_done(log_done *d, bool ok)
 	}
 }
 
-/* Sleep until `ms` after *start (batch mode: a batch is taken at most every
- * batch_ms, however long its write and sync took). */
-static void sleep_until(const struct timespec *start, unsigned ms)
+/* Pause until `ms` after *start (batch mode: a batch is taken at most every
+ * batch_ms, however long its write and sync took), or until a stop or a
+ * rotation is asked for: ctx_close and ctx_checkpoint do not wait out the
+ * period (up to batch_ms, 49 days at most). */
+static void sleep_until(ctx_log *l, const struct timespec *start, unsigned ms)
 {
 	struct timespec until = *start;
 	ctx_timespec_add_ms(&until, ms);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+	pthread_mutex_lock(&l->lock);
+	while (!l->stop && !l->rotate_requested &&
+	       pthread_cond_timedwait(&l->pace_cv, &l->lock, &until) == 0)
 		;
+	pthread_mutex_unlock(&l->lock);
 }
 
 /* The flusher: take a batch, write it, sync it, report, repeat. */
@@ -635,7 +643,7 @@ static void *flusher_main(void *arg)
 		if (stop)
 			return NULL;
 		if (l->mode == CTX_DURABILITY_BATCH && !rotate)
-			sleep_until(&round_start, l->batch_ms);
+			sleep_until(l, &round_start, l->batch_ms);
 	}
 }
 
@@ -673,6 +681,11 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, uns
 	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
 	pthread_cond_init(&l->growth_cv, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->pace_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	ctx_mutex_init(&l->zlock);
 	pthread_cond_init(&l->zcv, NULL);
 	l->zfd = -1;
@@ -697,6 +710,7 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_lock(&l->lock);
 	l->stop = true;
 	pthread_cond_signal(&l->work_cv);
+	pthread_cond_signal(&l->pace_cv);
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->flusher, NULL);
 	int err = atomic_load(&l->failed_errno);
@@ -708,6 +722,7 @@ ctx_status log_close(ctx_log *l)
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->work_cv);
 	pthread_cond_destroy(&l->growth_cv);
+	pthread_cond_destroy(&l->pace_cv);
 	pthread_mutex_destroy(&l->zlock);
 	pthread_cond_destroy(&l->zcv);
 	free(l->dir);
@@ -881,6 +896,7 @@ ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out)
 	l->rotate_requested = true;
 	l->rotate_done = false;
 	pthread_cond_signal(&l->work_cv);
+	pthread_cond_signal(&l->pace_cv);
 	while (!l->rotate_done)
 		pthread_cond_wait(&l->growth_cv, &l->lock);
 	*last_rev_out = l->rotated_at;

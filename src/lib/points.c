@@ -218,6 +218,22 @@ static int compare_entries(const void *a, const void *b)
 	return (x->version > y->version) - (x->version < y->version);
 }
 
+/* Room in *h (n entries used of *cap) for one more, doubling it. */
+static bool history_room(ctx_history_entry **h, size_t n, size_t *cap)
+{
+	if (n < *cap)
+		return true;
+	ctx_history_entry *g = realloc(*h, *cap * 2 * sizeof(**h));
+	if (!g)
+		return false;
+	*h = g;
+	*cap *= 2;
+	return true;
+}
+
+/* The array grows with the versions found, not sized by the limits: with
+ * history_depth 2^32 - 2 (allowed) it was a malloc of 171 GB, CTX_NOMEM
+ * for every call, and max_points near SIZE_MAX wrapped its size. */
 ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count)
 {
 	ctx_context *c;
@@ -225,30 +241,33 @@ ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, si
 	                             : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
-	size_t cap = s->opts.history_depth + s->opts.max_points + 1, n = 0;
+	size_t most = s->opts.history_depth + 1, n = 0, cap = 16;
+	most = s->opts.max_points > SIZE_MAX - most ? SIZE_MAX : most + s->opts.max_points;
 	ctx_history_entry *h = malloc(cap * sizeof(*h));
-	if (!h) {
-		context_release(c);
-		return ctx_fail(CTX_NOMEM, "no memory for the history");
-	}
+	bool room = h != NULL;
 	ctx_rcu_read_lock();
 	const point_set *p = atomic_load(&c->points);
-	for (ctx_state *v = atomic_load(&c->visible); v && n < cap; v = atomic_load(&v->prev))
+	for (ctx_state *v = atomic_load(&c->visible);
+	     room && v && n < most && (room = history_room(&h, n, &cap)); v = atomic_load(&v->prev))
 		h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us, v->changed,
 		                             points_find(p, v->version) != NULL};
 	size_t chained = n;
 	uint64_t newest = n ? h[0].version : 0;
-	for (size_t i = 0; p && i < p->count && n < cap; i++) {
+	for (size_t i = 0; room && p && i < p->count && n < most; i++) {
 		const ctx_state *v = p->e[i].st;
 		bool listed = v->version > newest;
 		for (size_t j = 0; j < chained && !listed; j++)
 			listed = h[j].version == v->version;
-		if (!listed)
+		if (!listed && (room = history_room(&h, n, &cap)))
 			h[n++] = (ctx_history_entry){v->version, v->revision, v->updated_us, v->changed,
 			                             true};
 	}
 	ctx_rcu_read_unlock();
 	context_release(c);
+	if (!room) {
+		free(h);
+		return ctx_fail(CTX_NOMEM, "no memory for the history");
+	}
 	qsort(h, n, sizeof(*h), compare_entries);
 	*out = h;
 	*count = n;
@@ -420,12 +439,14 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 	                             : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
 		return st;
-	ctx_point *list = malloc((s->opts.max_points + 1) * sizeof(*list));
-	size_t n = 0;
+	/* Sized by the points there are, not by max_points (whose + 1 wrapped
+	 * to a malloc(0) written past at SIZE_MAX). */
+	ctx_rcu_read_lock();
+	const point_set *p = atomic_load(&c->points);
+	size_t cap = p ? p->count : 0, n = 0;
+	ctx_point *list = malloc((cap ? cap : 1) * sizeof(*list));
 	if (list) {
-		ctx_rcu_read_lock();
-		const point_set *p = atomic_load(&c->points);
-		for (size_t i = 0; p && i < p->count && n <= s->opts.max_points; i++) {
+		for (size_t i = 0; i < cap; i++) {
 			const point_entry *e = &p->e[i];
 			ctx_point *o = &list[n++];
 			o->version = e->st->version;
@@ -435,8 +456,8 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 			o->checksum = e->checksum;
 			memcpy(o->label, e->label, sizeof(o->label));
 		}
-		ctx_rcu_read_unlock();
 	}
+	ctx_rcu_read_unlock();
 	context_release(c);
 	if (!list)
 		return ctx_fail(CTX_NOMEM, "no memory for the list of points");

@@ -82,6 +82,8 @@ bool state_try_retain(ctx_state *st)
 
 ctx_state *ctx_state_retain(ctx_state *st)
 {
+	if (!st)
+		return NULL;
 	atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
 	return st;
 }
@@ -411,37 +413,37 @@ void state_release_now(ctx_state *st)
 
 uint64_t ctx_state_version(const ctx_state *st)
 {
-	return st->version;
+	return st ? st->version : 0;
 }
 
 uint64_t ctx_state_revision(const ctx_state *st)
 {
-	return st->revision;
+	return st ? st->revision : 0;
 }
 
 size_t ctx_state_count(const ctx_state *st)
 {
-	return st->data.count;
+	return st ? st->data.count : 0;
 }
 
 size_t ctx_state_bytes(const ctx_state *st)
 {
-	return st->data.bytes;
+	return st ? st->data.bytes : 0;
 }
 
 uint64_t ctx_state_created_us(const ctx_state *st)
 {
-	return st->ctx->created_us;
+	return st ? st->ctx->created_us : 0;
 }
 
 uint64_t ctx_state_updated_us(const ctx_state *st)
 {
-	return st->updated_us;
+	return st ? st->updated_us : 0;
 }
 
 const char *ctx_state_id(const ctx_state *st)
 {
-	return st->ctx->id;
+	return st ? st->ctx->id : NULL;
 }
 
 static bool map_lookup(const hamt *m, const void *key, size_t klen, const void **val,
@@ -473,7 +475,7 @@ bool ctx_state_meta(const ctx_state *st, const void *name, size_t nlen, const vo
 
 size_t ctx_state_meta_count(const ctx_state *st)
 {
-	return st->meta.count;
+	return st ? st->meta.count : 0;
 }
 
 static ctx_status iter_begin(const ctx_state *st, const hamt *m, ctx_iter **out)

@@ -532,39 +532,65 @@ ctx_context *store_lookup_context_rcu(ctx_store *s, const char *id, size_t idlen
 	return c && !atomic_load(&c->dropped) ? c : NULL;
 }
 
+/* store_collect's list, growing. */
+typedef struct collect_list {
+	ctx_context **all;
+	size_t n, cap;
+	bool ok;
+} collect_list;
+
+static void collect_one(collect_list *l, ctx_context *c, bool (*want)(const ctx_context *, void *),
+                        void *arg)
+{
+	if (!l->ok || (want && !want(c, arg)))
+		return;
+	if (l->n == l->cap) {
+		ctx_context **g = realloc(l->all, 2 * l->cap * sizeof(*g));
+		if (!(l->ok = g != NULL))
+			return;
+		l->all = g;
+		l->cap *= 2;
+	}
+	if (context_try_retain(c))
+		l->all[l->n++] = c;
+}
+
+/* Contexts the scan has passed but not yet looked at: each is prefetched
+ * when the scan meets it and looked at (want, its reference count) this
+ * many contexts later, so that the cache misses of a window overlap
+ * instead of coming one after another. */
+#define COLLECT_WINDOW 8
+
 ctx_context **store_collect(ctx_store *s, bool (*want)(const ctx_context *, void *), void *arg,
                             size_t *count)
 {
-	size_t n = 0, cap = atomic_load(&s->live) + 16;
-	ctx_context **all = malloc(cap * sizeof(*all));
-	bool ok = all != NULL;
+	size_t cap = atomic_load(&s->live) + 16;
+	collect_list l = {malloc(cap * sizeof(*l.all)), 0, cap, true};
+	l.ok = l.all != NULL;
+	ctx_context *window[COLLECT_WINDOW];
+	size_t seen = 0;
 	table_iter iter;
 	ctx_rcu_read_lock();
-	for (ctx_context *c = table_first(s, &iter); c; c = table_next(&iter)) {
-		if (!ok)
-			break;
-		if (want && !want(c, arg))
-			continue;
-		if (n == cap) {
-			ctx_context **g = realloc(all, 2 * cap * sizeof(*all));
-			if (!(ok = g != NULL))
-				break;
-			all = g;
-			cap *= 2;
-		}
-		if (context_try_retain(c))
-			all[n++] = c;
+	for (ctx_context *c = table_first(s, &iter); c && l.ok; c = table_next(&iter)) {
+		__builtin_prefetch(c, 1);
+		size_t slot = seen++ % COLLECT_WINDOW;
+		if (seen > COLLECT_WINDOW)
+			collect_one(&l, window[slot], want, arg);
+		window[slot] = c;
 	}
+	size_t first = seen > COLLECT_WINDOW ? seen - COLLECT_WINDOW : 0;
+	for (size_t i = first; i < seen && l.ok; i++)
+		collect_one(&l, window[i % COLLECT_WINDOW], want, arg);
 	ctx_rcu_read_unlock();
-	if (!ok) {
-		for (size_t i = 0; i < n; i++)
-			context_release(all[i]);
-		free(all);
+	if (!l.ok) {
+		for (size_t i = 0; i < l.n; i++)
+			context_release(l.all[i]);
+		free(l.all);
 		ctx_fail(CTX_NOMEM, "no memory to list contexts");
 		return NULL;
 	}
-	*count = n;
-	return all;
+	*count = l.n;
+	return l.all;
 }
 
 void context_publish(ctx_context *c, ctx_state *st)
@@ -1360,6 +1386,12 @@ ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen)
 	return c;
 }
 
+void store_abandon_loaded(ctx_context *c)
+{
+	context_let_go(c);
+	context_release(c);
+}
+
 void store_remove_recovered(ctx_store *s, ctx_context *c)
 {
 	context_remove(s, c);
@@ -1592,6 +1624,8 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 
 void ctx_get_stats(ctx_store *s, ctx_stats *out)
 {
+	if (!out)
+		return;
 	memset(out, 0, sizeof(*out));
 	if (!s)
 		return;
@@ -1763,12 +1797,13 @@ static void prefetch_round(ctx_store *s, const char *const *ids, const size_t *i
 	const ctab *old = atomic_load_explicit(&((ctab *)t)->old, memory_order_acquire);
 	if (old)
 		t = old;                 /* growing: it holds all but the newest contexts */
-	for (size_t i = 0; i < n; i++) { /* 1: the slots */
-		h[i] = hamt_hash(ids[i], idlens[i]);
-		__builtin_prefetch(&t->slot[h[i] & t->mask]);
+	for (size_t i = 0; i < n; i++) { /* 1: the slots (a NULL id: none) */
+		h[i] = ids[i] ? hamt_hash(ids[i], idlens[i]) : 0;
+		if (ids[i])
+			__builtin_prefetch(&t->slot[h[i] & t->mask]);
 	}
 	for (size_t i = 0; i < n; i++) { /* 2: the contexts, id and head */
-		c[i] = prefetch_candidate(t, h[i]);
+		c[i] = ids[i] ? prefetch_candidate(t, h[i]) : NULL;
 		if (c[i]) {
 			tsan_subscribe(c[i]);
 			__builtin_prefetch(c[i]);

@@ -527,6 +527,10 @@ ctx_status store_insert_recovered(ctx_store *s, ctx_context *c, ctx_state *st);
 ctx_status store_publish_recovered(ctx_store *s, ctx_context *c);
 ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen);
 void store_remove_recovered(ctx_store *s, ctx_context *c);
+/* Let go of a context built by loading but never published (a damaged
+ * section): its versions, points and its count in store.with_fields, then
+ * the caller's reference. */
+void store_abandon_loaded(ctx_context *c);
 void store_clear(ctx_store *s);
 
 /* Replace the head of a context during recovery (takes over st's reference). */

@@ -7,6 +7,7 @@
  * upper-case the name into a small buffer and bisect. A name defined twice
  * keeps the row of the earlier table (conn, multi, hash, keys, ctx).
  */
+#include "cmd_common.h"
 #include "core.h"
 
 #include <errno.h>
@@ -231,17 +232,69 @@ static void cmd_select(client *c, int argc, const arg *argv)
 
 /* ---- CLIENT ------------------------------------------------------------------------ */
 
+/* CLIENT LIST's filters, as Redis's: [TYPE type] [ID id [id ...]]. Every
+ * client of ctxd is of type normal (the lines say flags=N). false: an
+ * error was replied. */
+static bool client_list_filter(client *c, int argc, const arg *argv, bool *none, uint64_t **ids,
+                               size_t *nids)
+{
+	for (int i = 2; i < argc; i++) {
+		if (arg_is(&argv[i], "TYPE") && i + 1 < argc) {
+			const arg *t = &argv[++i];
+			if (arg_is(t, "pubsub") || arg_is(t, "master") || arg_is(t, "replica") ||
+			    arg_is(t, "slave")) {
+				*none = true;
+			} else if (!arg_is(t, "normal")) {
+				reply_error(c, "ERR Unknown client type '%.*s'",
+				            (int)(t->n > 64 ? 64 : t->n), t->p);
+				return false;
+			}
+		} else if (arg_is(&argv[i], "ID") && i + 1 < argc) {
+			*ids = xrealloc(*ids, (size_t)(argc - i) * sizeof(**ids));
+			for (i++; i < argc; i++) {
+				uint64_t id;
+				if (!parse_u64(argv[i].p, argv[i].n, &id) || id == 0) {
+					reply_error(c, "ERR Invalid client ID");
+					return false;
+				}
+				(*ids)[(*nids)++] = id;
+			}
+		} else {
+			reply_error(c, "ERR syntax error");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool id_listed(uint64_t id, const uint64_t *ids, size_t nids)
+{
+	for (size_t i = 0; i < nids; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
 static void client_list(client *c, int argc, const arg *argv, bool only_self)
 {
 	rbuf b = {0};
+	bool none = false;
+	uint64_t *ids = NULL;
+	size_t nids = 0;
+	if (!only_self && !client_list_filter(c, argc, argv, &none, &ids, &nids)) {
+		free(ids);
+		return;
+	}
 	pthread_mutex_lock(&srv.reg_lock);
 	if (only_self) {
 		client_info_line(c, &b);
 	} else {
-		for (client *o = srv.registry; o; o = o->gnext)
-			client_info_line(o, &b);
+		for (client *o = srv.registry; o && !none; o = o->gnext)
+			if (!nids || id_listed(o->id, ids, nids))
+				client_info_line(o, &b);
 	}
 	pthread_mutex_unlock(&srv.reg_lock);
+	free(ids);
 	reply_verbatim(c, b.p ? b.p : "", b.len);
 	rbuf_free(&b);
 }
@@ -415,10 +468,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     atomic_load(&srv.nclients), atomic_load(&srv.cfg.maxclients));
 	if (want("memory", argc, argv, true)) {
 		size_t rss = rss_bytes();
+		char jemalloc[160];
+		alloc_info(jemalloc, sizeof(jemalloc));
 		addf(&b,
 		     "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\nmaxmemory:0\r\n"
-		     "maxmemory_policy:noeviction\r\n\r\n",
-		     rss, rss);
+		     "maxmemory_policy:noeviction\r\nmem_allocator:%s\r\n%s\r\n",
+		     rss, rss, alloc_name(), jemalloc);
 	}
 	if (want("persistence", argc, argv, true)) {
 		ctx_stats st;
@@ -487,16 +542,23 @@ bool parse_mem_size(const char *s, size_t *out)
 		mul = 1024ull * 1024 * 1024;
 	else if (*end)
 		return false;
+	if (v > SIZE_MAX / mul) /* refused, not wrapped (to 0: no limit) */
+		return false;
 	*out = (size_t)(v * mul);
 	return true;
 }
 
 bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 {
-	char cls[32], h[32], so[32];
-	return sscanf(s, "%31s %31s %31s %ld", cls, h, so, secs) == 4 &&
-	       !strcasecmp(cls, "normal") && parse_mem_size(h, hard) && parse_mem_size(so, soft) &&
-	       *secs >= 0;
+	char cls[32], h[32], so[32], se[32], more[2];
+	if (sscanf(s, "%31s %31s %31s %31s %1s", cls, h, so, se, more) != 4)
+		return false; /* four words, nothing after them */
+	char *end;
+	errno = 0;
+	*secs = strtol(se, &end, 10);
+	bool secs_ok = end != se && !*end && !errno && *secs >= 0;
+	return secs_ok && !strcasecmp(cls, "normal") && parse_mem_size(h, hard) &&
+	       parse_mem_size(so, soft);
 }
 
 /* A memory size in a CONFIG SET argument (at most 31 bytes). */
@@ -594,10 +656,12 @@ static void config_set(client *c, int argc, const arg *argv)
 				char t[24];
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 20 ? 20 : v->n), v->p);
 				char *end;
+				errno = 0;
 				ll = strtoll(t, &end, 10);
 				/* timeout: at most 2^40 s, as on the command line (its
-				 * microseconds must fit 64 bits) */
-				if (!v->n || *end || ll < 0 ||
+				 * microseconds must fit 64 bits); a value longer than
+				 * t holds, or out of range, is no number */
+				if (!v->n || v->n > 20 || *end || errno || ll < 0 ||
 				    (arg_is(nm, "maxclients") && ll < 1) ||
 				    (arg_is(nm, "timeout") && ll > (1LL << 40))) {
 					reply_error(

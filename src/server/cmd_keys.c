@@ -370,7 +370,9 @@ static void expire_generic(client *c, int argc, const arg *argv, long long scale
 		}
 		cond = k;
 	}
-	if (t > 0 && t > INT64_MAX / scale) {
+	/* libctx's bound (ctx_set_ttl: its microseconds fit 64 bits), not
+	 * INT64_MAX ms: past it the reply was libctx's CTXINVALID. */
+	if (t > 0 && (uint64_t)t > UINT64_MAX / 1000 / (uint64_t)scale) {
 		reply_error(c, "ERR invalid expire time in '%s' command",
 		            scale == 1 ? "pexpire" : "expire");
 		return;

@@ -27,6 +27,9 @@
 
 #define CTXD_REDIS_VERSION     "7.2.0"
 #define CTXD_MAX_WRITE_RETRIES 32
+/* Contexts one connection may WATCH: each new key is looked up among them
+ * (a linear search) and kept (265 bytes) in memory no limit counts. */
+#define CTXD_MAX_WATCHED 1024
 
 typedef struct server_config {
 	char *bind;
@@ -129,7 +132,7 @@ struct client {
 	queued_cmd *queue;
 	size_t nqueue, capqueue, queue_bytes;
 	watched_key *watched;
-	size_t nwatched;
+	size_t nwatched, capwatched;
 	/* streams, sessions, trackers */
 	ctx_session *session;
 	ctx_tracker *tracker;
@@ -206,6 +209,11 @@ typedef struct server {
 
 extern server srv;
 
+/* alloc.c: the allocator (jemalloc when the build links it) */
+void alloc_start(void);                  /* main, once, signals blocked */
+const char *alloc_name(void);            /* "jemalloc-5.3.0" or "libc" */
+void alloc_info(char *out, size_t size); /* INFO memory's jemalloc_* lines */
+
 /* net.c */
 int net_start(void);         /* bind and start the loops; 0 or -1 */
 void net_stop(void);         /* graceful: returns once loops ended */
@@ -241,6 +249,9 @@ void wbatch_free(wbatch *w);
 /* Commit a batch; *rev gets the commit's revision (0 if nothing to do). */
 ctx_status wbatch_commit(wbatch *w, uint64_t *rev);
 bool wbatch_dirty(const wbatch *w);
+/* The old fields a commit of w deletes one by one (a DEL, then writes: it
+ * replaces the base's fields in one commit); 0 if it replaces nothing. */
+size_t wbatch_replaces(const wbatch *w);
 wbatch *wbatch_new(const char *id, ctx_status *st);
 /* Free the calling thread's kept batch (wbatch_free keeps one per thread for
  * the next wbatch_new): at the end of a loop thread. */

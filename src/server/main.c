@@ -313,9 +313,10 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	alloc_start();
 	srv.start_us = now_us();
-	server_log('I', "ctxd %s (libctx %s) starting: dir %s, durability %s, %d loops",
-	           CTX_VERSION_STRING, CTX_VERSION_STRING, srv.cfg.dir,
+	server_log('I', "ctxd %s (libctx %s, %s) starting: dir %s, durability %s, %d loops",
+	           CTX_VERSION_STRING, CTX_VERSION_STRING, alloc_name(), srv.cfg.dir,
 	           srv.cfg.durability == CTX_DURABILITY_ALWAYS  ? "always"
 	           : srv.cfg.durability == CTX_DURABILITY_BATCH ? "batch"
 	                                                        : "none",

@@ -250,6 +250,11 @@ void wbatch_free(wbatch *w)
 	free(w);
 }
 
+size_t wbatch_replaces(const wbatch *w)
+{
+	return w->dropped && w->exists && w->base ? ctx_state_count(w->base) : 0;
+}
+
 const char *wbatch_id(const wbatch *w)
 {
 	return w->id;
@@ -494,7 +499,7 @@ static void unwatch(client *c)
 {
 	free(c->watched);
 	c->watched = NULL;
-	c->nwatched = 0;
+	c->nwatched = c->capwatched = 0;
 }
 
 static void discard_queue(client *c)
@@ -626,6 +631,7 @@ static void cmd_watch(client *c, int argc, const arg *argv)
 		reply_error(c, "ERR WATCH inside MULTI is not allowed");
 		return;
 	}
+	size_t before = c->nwatched;
 	for (int i = 1; i < argc; i++) {
 		char id[CTX_ID_MAX + 1];
 		if (!arg_to_id(c, &argv[i], id))
@@ -635,7 +641,16 @@ static void cmd_watch(client *c, int argc, const arg *argv)
 			seen = strcmp(c->watched[k].id, id) == 0;
 		if (seen)
 			continue;
-		c->watched = xrealloc(c->watched, (c->nwatched + 1) * sizeof(watched_key));
+		if (c->nwatched == CTXD_MAX_WATCHED) { /* refused whole */
+			c->nwatched = before;
+			reply_error(c, "ERR WATCH of more than %d contexts on one connection",
+			            CTXD_MAX_WATCHED);
+			return;
+		}
+		if (c->nwatched == c->capwatched) {
+			c->capwatched = c->capwatched ? c->capwatched * 2 : 4;
+			c->watched = xrealloc(c->watched, c->capwatched * sizeof(watched_key));
+		}
 		memcpy(c->watched[c->nwatched].id, id, sizeof(id));
 		c->watched[c->nwatched].version = latest_version(id);
 		c->nwatched++;
