@@ -10,8 +10,13 @@
 # CPU-second of the whole process, events delivered, lags; and per binary
 # and mode the writers' loss with the most watchers against 0 (ratio of
 # the medians).
+# FANOUT_SECONDS=S FANOUT_WARM=W: measure S seconds after W seconds of the
+# same load (the steady state once W is past the history's fill); perf
+# stat then starts counting W s (+ 50 ms of setup) into the run.
 set -euo pipefail
 n=${1:?usage: fanout-interleave.sh N KINDS BIN...} kinds=$2
+secs=${FANOUT_SECONDS:-1} warm=${FANOUT_WARM:-0}
+delay=$(awk -v w="$warm" 'BEGIN { print (w > 0) ? int(w * 1000 + 50) : 0 }')
 shift 2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -19,7 +24,8 @@ for _ in $(seq "$n"); do
 	for b in "$@"; do
 		for k in ${kinds//,/ }; do
 			mode=${k%%:*} nw=${k##*:}
-			perf stat -x, -e task-clock -o "$tmp/stat" "$b" fanout 1 "$mode" "$nw" >"$tmp/out"
+			perf stat -x, -e task-clock -D "$delay" -o "$tmp/stat" "$b" fanout 1 "$mode" "$nw" \
+				"$secs" "$warm" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 			ms=$(grep task-clock "$tmp/stat" | cut -d, -f1)
 			echo "$b $k $ms $(cat "$tmp/out")" >>"$tmp/res"
 		done

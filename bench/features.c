@@ -5,8 +5,13 @@
  *
  *   ctxfeatures [reps]
  *   ctxfeatures fanout [reps]   only the watch fan-out rows (default 5 reps)
- *   ctxfeatures fanout reps stop|resync|paced WATCHERS   one kind of fan-out
- *                                run, `reps` times, one line each (to profile)
+ *   ctxfeatures fanout reps stop|resync|paced WATCHERS [SECONDS [WARM]]
+ *                                one kind of fan-out run, `reps` times, one
+ *                                line each (to profile); measured for SECONDS
+ *                                (default 1) after WARM seconds of the same
+ *                                load (default 0: from the first commit; a
+ *                                WARM past the history's fill measures the
+ *                                steady state, old events evicted)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pthread_setname_np */
@@ -168,6 +173,11 @@ static void diff_ten(size_t keys, int reps)
 
 typedef enum fan_mode { FAN_STOP, FAN_RESYNC, FAN_PACED } fan_mode;
 
+/* The measured window of a fan-out run and the load before it (see the
+ * usage at the top); the threads count from when `measuring` turns true. */
+static double fan_run_s = 1, fan_warm_s = 0;
+static atomic_bool measuring;
+
 typedef struct wctx {
 	ctx_store *s;
 	atomic_bool *stop;
@@ -203,18 +213,22 @@ static void *writer(void *arg)
 	char id[16];
 	snprintf(id, sizeof(id), "w/%d", w->id % 8);
 	pthread_setname_np(pthread_self(), w->name);
-	long n = 0;
+	long n = 0, n0 = -1;
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	double c0 = thread_cpu_s();
+	double c0 = 0;
 	while (!atomic_load(w->stop)) {
+		if (n0 < 0 && atomic_load_explicit(&measuring, memory_order_relaxed)) {
+			n0 = n;
+			c0 = thread_cpu_s();
+		}
 		CHECK(ctx_put(w->s, id, "k", 1, &n, sizeof(n), NULL));
 		n++;
 		if (w->mode == FAN_PACED && n % PACE_BURST == 0)
 			pace_next(&t, PACE_NS);
 	}
 	w->cpu_s = thread_cpu_s() - c0;
-	w->ops = n;
+	w->ops = n - (n0 < 0 ? n : n0);
 	return NULL;
 }
 
@@ -235,8 +249,12 @@ static void *drainer(void *arg)
 	ctx_watch *wt;
 	pthread_setname_np(pthread_self(), w->name);
 	CHECK(ctx_watch_open(w->s, "w/", true, 0, &wt));
-	double c0 = thread_cpu_s();
+	double c0 = -1;
 	while (!atomic_load(w->stop)) {
+		if (c0 < 0 && atomic_load_explicit(&measuring, memory_order_relaxed)) {
+			c0 = thread_cpu_s();
+			w->events = w->lags = 0;
+		}
 		ctx_event *e;
 		if (ctx_watch_wait(wt, 10, &e) != CTX_OK)
 			continue;
@@ -251,7 +269,7 @@ static void *drainer(void *arg)
 		w->events++;
 		ctx_event_free(e);
 	}
-	w->cpu_s = thread_cpu_s() - c0;
+	w->cpu_s = c0 < 0 ? 0 : thread_cpu_s() - c0;
 	ctx_watch_close(wt);
 	return NULL;
 }
@@ -285,6 +303,7 @@ static fanout_run commits_with_watchers(int watchers, fan_mode mode)
 	}
 	struct timespec settle = {0, 50 * 1000000L};
 	nanosleep(&settle, NULL);
+	atomic_store(&measuring, fan_warm_s <= 0);
 	for (int i = 0; i < 2; i++) {
 		ws[i] = (wctx){.s = s,
 		               .stop = &stop,
@@ -293,7 +312,14 @@ static fanout_run commits_with_watchers(int watchers, fan_mode mode)
 		               .name = watchers ? writer_names[mode] : "fan-w-alone"};
 		pthread_create(&wt[i], NULL, writer, &ws[i]);
 	}
-	struct timespec run = {1, 0};
+	if (fan_warm_s > 0) {
+		struct timespec warm = {(time_t)fan_warm_s,
+		                        (long)((fan_warm_s - (double)(time_t)fan_warm_s) * 1e9)};
+		nanosleep(&warm, NULL);
+		atomic_store(&measuring, true);
+	}
+	struct timespec run = {(time_t)fan_run_s,
+	                       (long)((fan_run_s - (double)(time_t)fan_run_s) * 1e9)};
 	nanosleep(&run, NULL);
 	atomic_store(&stop, true);
 	fanout_run r = {0};
@@ -538,6 +564,10 @@ int main(int argc, char **argv)
 			           : strcmp(argv[3], "paced") == 0 ? FAN_PACED
 			                                           : FAN_STOP;
 			int n = atoi(argv[4]);
+			if (argc > 5 && atof(argv[5]) > 0)
+				fan_run_s = atof(argv[5]);
+			if (argc > 6 && atof(argv[6]) > 0)
+				fan_warm_s = atof(argv[6]);
 			for (int r = 0; r < reps; r++) {
 				fanout_run f =
 				    commits_with_watchers(n < 0 || n > 64 ? 64 : n, (fan_mode)mode);

@@ -148,7 +148,9 @@ typedef struct ctx_options {
 	                              an earlier one (recovery point and ttl
 	                              records count too); 0 = default (65536)     */
 	size_t watch_history_bytes; /* bytes the kept events may hold (each: its
-	                               id, its keys and ~100 bytes); past this or
+	                               id, its keys, 16 bytes a key and ~100
+	                               bytes, counted as 128 or 256 when it fits
+	                               in that: events are pooled); past this or
 	                               watch_history the oldest kept events are
 	                               evicted, never undelivered ones; 0 =
 	                               default (64 MiB)                           */

@@ -92,6 +92,18 @@ typedef struct feed_stats {
 
 void feed_get_stats(feed *f, feed_stats *out);
 
+/* The pooled event records (see RECORDS in watch.c), for tests: their
+ * sizes, the calling thread's spares and their bound, and how many spares
+ * exiting threads freed. */
+typedef struct feed_record_info {
+	size_t small_bytes, large_bytes;           /* a record's size, counted in the log */
+	size_t small_spares_max, large_spares_max; /* a thread's bound */
+	size_t small_spares, large_spares;         /* the calling thread's spares */
+	size_t freed_at_exit;                      /* by exiting threads, ever */
+} feed_record_info;
+
+void feed_record_stats(feed_record_info *out);
+
 /* Open a watch on a feed: the body of ctx_watch_open (which passes the
  * store's feed), callable on a bare feed by tests. */
 ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_revision,
