@@ -522,10 +522,14 @@ static void cmd_info(client *c, int argc, const arg *argv)
 
 bool parse_mem_size(const char *s, size_t *out)
 {
+	/* Digits first: strtoull skips blanks and takes a sign, so " -1" was
+	 * 2^64 - 1 (a wrap) */
+	if (s[0] < '0' || s[0] > '9')
+		return false;
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (end == s || errno || s[0] == '-')
+	if (end == s || errno)
 		return false;
 	unsigned long long mul = 1;
 	if (!strcasecmp(end, "k"))
@@ -556,7 +560,7 @@ bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 	char *end;
 	errno = 0;
 	*secs = strtol(se, &end, 10);
-	bool secs_ok = end != se && !*end && !errno && *secs >= 0;
+	bool secs_ok = se[0] >= '0' && se[0] <= '9' && end != se && !*end && !errno && *secs >= 0;
 	return secs_ok && !strcasecmp(cls, "normal") && parse_mem_size(h, hard) &&
 	       parse_mem_size(so, soft);
 }
@@ -565,7 +569,7 @@ bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 static bool arg_mem_size(const arg *a, size_t *out)
 {
 	char tmp[32];
-	if (a->n == 0 || a->n >= sizeof(tmp))
+	if (a->n == 0 || a->n >= sizeof(tmp) || memchr(a->p, '\0', a->n))
 		return false;
 	memcpy(tmp, a->p, a->n);
 	tmp[a->n] = '\0';
@@ -661,7 +665,8 @@ static void config_set(client *c, int argc, const arg *argv)
 				/* timeout: at most 2^40 s, as on the command line (its
 				 * microseconds must fit 64 bits); a value longer than
 				 * t holds, or out of range, is no number */
-				if (!v->n || v->n > 20 || *end || errno || ll < 0 ||
+				if (!v->n || v->n > 20 || memchr(v->p, '\0', v->n) || t[0] < '0' ||
+				    t[0] > '9' || *end || errno || ll < 0 ||
 				    (arg_is(nm, "maxclients") && ll < 1) ||
 				    (arg_is(nm, "timeout") && ll > (1LL << 40))) {
 					reply_error(
@@ -690,7 +695,8 @@ static void config_set(client *c, int argc, const arg *argv)
 				         v->p);
 				long secs;
 				size_t hard, soft;
-				if (!parse_obuf_limit(t, &hard, &soft, &secs)) {
+				if (memchr(v->p, '\0', v->n) ||
+				    !parse_obuf_limit(t, &hard, &soft, &secs)) {
 					reply_error(c, "ERR Invalid argument for CONFIG SET "
 					               "'client-output-buffer-limit': expected "
 					               "'normal <hard> <soft> <seconds>'");

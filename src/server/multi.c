@@ -634,8 +634,10 @@ static void cmd_watch(client *c, int argc, const arg *argv)
 	size_t before = c->nwatched;
 	for (int i = 1; i < argc; i++) {
 		char id[CTX_ID_MAX + 1];
-		if (!arg_to_id(c, &argv[i], id))
+		if (!arg_to_id(c, &argv[i], id)) { /* refused whole, as below */
+			c->nwatched = before;
 			return;
+		}
 		bool seen = false;
 		for (size_t k = 0; k < c->nwatched && !seen; k++)
 			seen = strcmp(c->watched[k].id, id) == 0;
