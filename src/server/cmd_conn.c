@@ -554,15 +554,38 @@ bool parse_mem_size(const char *s, size_t *out)
 
 bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 {
-	char cls[32], h[32], so[32], se[32], more[2];
-	if (sscanf(s, "%31s %31s %31s %31s %1s", cls, h, so, se, more) != 4)
-		return false; /* four words, nothing after them */
-	char *end;
-	errno = 0;
-	*secs = strtol(se, &end, 10);
-	bool secs_ok = se[0] >= '0' && se[0] <= '9' && end != se && !*end && !errno && *secs >= 0;
-	return secs_ok && !strcasecmp(cls, "normal") && parse_mem_size(h, hard) &&
-	       parse_mem_size(so, soft);
+	/* Redis's shape: one or more "CLASS HARD SOFT SECONDS" groups.
+	 * ctxd has no replicas and no pub/sub: their groups are checked and
+	 * ignored, so that a value written for Redis is taken whole. */
+	char cls[32], h[32], so[32], se[32];
+	size_t nh, nso;
+	long nse;
+	int used, groups = 0;
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s)
+			break;
+		if (sscanf(s, "%31s %31s %31s %31s%n", cls, h, so, se, &used) != 4)
+			return false; /* a group of fewer than four words */
+		s += used;
+		char *end;
+		errno = 0;
+		nse = strtol(se, &end, 10);
+		if (se[0] < '0' || se[0] > '9' || *end || errno || !parse_mem_size(h, &nh) ||
+		    !parse_mem_size(so, &nso))
+			return false;
+		if (!strcasecmp(cls, "normal")) {
+			*hard = nh;
+			*soft = nso;
+			*secs = nse;
+		} else if (strcasecmp(cls, "replica") && strcasecmp(cls, "slave") &&
+		           strcasecmp(cls, "pubsub")) {
+			return false;
+		}
+		groups++;
+	}
+	return groups > 0;
 }
 
 /* A memory size in a CONFIG SET argument (at most 31 bytes). */
@@ -693,13 +716,15 @@ static void config_set(client *c, int argc, const arg *argv)
 				char t[256];
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 255 ? 255 : v->n),
 				         v->p);
-				long secs;
-				size_t hard, soft;
-				if (memchr(v->p, '\0', v->n) ||
+				/* Without a normal group the limits stay as they are. */
+				long secs = atomic_load(&srv.cfg.obuf_soft_seconds);
+				size_t hard = atomic_load(&srv.cfg.obuf_hard),
+				       soft = atomic_load(&srv.cfg.obuf_soft);
+				if (v->n > 255 || memchr(v->p, '\0', v->n) ||
 				    !parse_obuf_limit(t, &hard, &soft, &secs)) {
 					reply_error(c, "ERR Invalid argument for CONFIG SET "
 					               "'client-output-buffer-limit': expected "
-					               "'normal <hard> <soft> <seconds>'");
+					               "'<class> <hard> <soft> <seconds>' groups");
 					return;
 				}
 				if (pass) {

@@ -266,7 +266,10 @@ void commands_init(void);
  * CONFIG SET: digits and an optional unit k, kb, m, mb, g, gb (any case;
  * k = 1000, kb = 1024, ...). */
 bool parse_mem_size(const char *s, size_t *out);
-/* client-output-buffer-limit's value: "normal HARD SOFT SECONDS". */
+/* client-output-buffer-limit's value: "CLASS HARD SOFT SECONDS" groups,
+ * CLASS normal, replica (slave) or pubsub; only normal's are stored in
+ * *hard, *soft, *secs (left as they are without one), the others checked
+ * and ignored. */
 bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs);
 bool auth_check(const arg *user, const arg *pass); /* constant time */
 bool auth_required(void);

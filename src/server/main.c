@@ -143,8 +143,8 @@ static bool apply(const char *name, const char *value, const char *where)
 	           m >= 1024) {
 		cfg->client_query_buffer_limit = m;
 	} else if (!strcasecmp(name, "client-output-buffer-limit")) {
-		long secs;
-		size_t hard, soft;
+		long secs = cfg->obuf_soft_seconds;
+		size_t hard = cfg->obuf_hard, soft = cfg->obuf_soft;
 		if (!parse_obuf_limit(value, &hard, &soft, &secs))
 			goto bad;
 		cfg->obuf_hard = hard;

@@ -324,12 +324,27 @@ static void test_config_get_set(void **state)
 	/* the output limit: class normal, two sizes, seconds */
 	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 8mb 4mb 30");
 	expect_config(c, "client-output-buffer-limit", "normal 8388608 4194304 30");
-	const char *bad_obuf[] = {"replica 1 2 3", "normal 1 2",    "normal x 2 3",
-	                          "normal 1 y 3",  "normal 1 2 -3", ""};
+	const char *bad_obuf[] = {"bogus 1 2 3",
+	                          "normal 1 2",
+	                          "normal x 2 3",
+	                          "normal 1 y 3",
+	                          "normal 1 2 -3",
+	                          "",
+	                          "normal 1 2 3 replica 1 2",
+	                          "pubsub 1 2 x normal 1 2 3"};
 	for (size_t i = 0; i < sizeof(bad_obuf) / sizeof(bad_obuf[0]); i++)
 		EXPECT_ERR(c, "ERR Invalid argument for CONFIG SET 'client-output-buffer-limit'",
 		           "CONFIG SET client-output-buffer-limit %s", bad_obuf[i]);
 	expect_config(c, "client-output-buffer-limit", "normal 8388608 4194304 30");
+	/* Redis's whole value (what redis.conf and client tools write): the
+	 * replica and pubsub groups are checked and ignored (ctxd has
+	 * neither); without a normal group the limits stay. */
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s",
+	              "normal 2mb 1mb 10 replica 256mb 64mb 60 pubsub 32mb 8mb 60");
+	expect_config(c, "client-output-buffer-limit", "normal 2097152 1048576 10");
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "slave 1 2 3");
+	expect_config(c, "client-output-buffer-limit", "normal 2097152 1048576 10");
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 8mb 4mb 30");
 
 	/* all or nothing: a bad pair leaves the good ones unapplied */
 	EXPECT_ERR(c, "ERR Invalid argument", "CONFIG SET timeout 77 proto-max-bulk-len 1");

@@ -87,7 +87,7 @@ cat >"$T/bad.conf" <<'EOF'
 port 99999
 proto-max-bulk-len 10
 client-query-buffer-limit 5x
-client-output-buffer-limit replica 1mb 1mb 0
+client-output-buffer-limit bogus 1mb 1mb 0
 client-output-buffer-limit normal 1mb 1mb
 client-output-buffer-limit normal 1mb 1mb -1
 client-output-buffer-limit normal -1 1mb 1
@@ -119,6 +119,8 @@ loops 3
 proto-max-bulk-len 2mb
 client-query-buffer-limit 1gb
 client-output-buffer-limit normal 3m 2kb 9
+client-output-buffer-limit replica 256mb 64mb 60
+client-output-buffer-limit pubsub 32mb 8mb 60
 loglevel notice
 EOF
 start "$P1" --config "$T/good.conf" --port "$P1" --loglevel warning || exit 1
