@@ -220,47 +220,6 @@ static char *dump_history(ctx_store *s, const char *const *ids, size_t nids)
 	return b.p;
 }
 
-static char *newest_checkpoint(const char *dir, unsigned long long *rev)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	struct dirent *e;
-	char *name = NULL;
-	char path[4096];
-	while ((e = readdir(d))) {
-		unsigned long long v;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2 && (!name || v > *rev)) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-			free(name);
-			name = strdup(path);
-			*rev = v;
-		}
-	}
-	closedir(d);
-	assert_non_null(name);
-	return name;
-}
-
-/* The newest checkpoint of dir, alone in a fresh directory `name`. */
-static char *checkpoint_alone(const char *dir, const char *name)
-{
-	unsigned long long rev = 0;
-	char *path = newest_checkpoint(dir, &rev);
-	size_t n = 0;
-	unsigned char *p = test_read_file(path, &n);
-	char *work = test_make_dir(name);
-	char out[4096];
-	snprintf(out, sizeof(out), "%s/ckpt-%016llx.ckpt", work, rev);
-	FILE *f = fopen(out, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-	free(p);
-	free(path);
-	return work;
-}
-
 static const char *const ids[] = {"empty", "one",     "small",   "sixteen", "seventeen",
                                   "forty", "prefix",  "binary",  "long",    "history",
                                   "huge",  "after-a", "after-b", "short"};
@@ -300,7 +259,7 @@ static void test_sizes_round_trip(void **unused)
 	assert_int_equal(stats.checkpoints, 1);
 	ctx_close(s);
 
-	char *work = checkpoint_alone(dir, "r10b-sizes-alone");
+	char *work = test_checkpoint_alone(dir, "r10b-sizes-alone");
 	s = open_dir(work);
 	char *got = dump_history(s, ids, NIDS);
 	test_expect_same_dump(want, got, "the checkpoint alone");
@@ -312,7 +271,7 @@ static void test_sizes_round_trip(void **unused)
 	want = dump_history(s, ids, NIDS);
 	assert_ok(ctx_checkpoint(s));
 	ctx_close(s);
-	char *again = checkpoint_alone(work, "r10b-sizes-again");
+	char *again = test_checkpoint_alone(work, "r10b-sizes-again");
 	s = open_dir(again);
 	got = dump_history(s, ids, NIDS);
 	test_expect_same_dump(want, got, "a checkpoint of the loaded store");
@@ -349,7 +308,7 @@ static void test_collect_counts(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b-collect-%zu-alone", counts[c]);
-		char *work = checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name);
 		s = open_dir(work);
 		ctx_stats st;
 		ctx_get_stats(s, &st);

@@ -14,65 +14,11 @@
  *   - (round 10) ctx_restore_label with a label no point can have answered
  *     CTX_NOT_FOUND where ctx_point_create answers CTX_INVALID.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
-
-typedef struct file_copy {
-	char name[64];
-	unsigned char *p;
-	size_t n;
-} file_copy;
-
-/* Every file of dir but LOCK, read into c (at most max). */
-static size_t copy_dir(const char *dir, file_copy *c, size_t max)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	size_t n = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.' || strcmp(e->d_name, "LOCK") == 0)
-			continue;
-		assert_true(n < max && strlen(e->d_name) < sizeof(c[n].name));
-		strcpy(c[n].name, e->d_name);
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		c[n].p = test_read_file(path, &c[n].n);
-		assert_non_null(c[n].p);
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
-static void write_whole(const char *dir, const char *name, const void *p, size_t n)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
-
-/* The newest checkpoint's name in dir. */
-static void newest_checkpoint(const char *dir, char *name, size_t len)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	name[0] = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (strncmp(e->d_name, "ckpt-", 5) == 0 && strstr(e->d_name, ".ckpt") &&
-		    strcmp(e->d_name, name) > 0)
-			snprintf(name, len, "%s", e->d_name);
-	closedir(d);
-	assert_true(name[0] != 0);
-}
 
 static ctx_store *open_at(const char *dir)
 {
@@ -93,39 +39,26 @@ static void test_damaged_section_not_counted(void **state)
 	assert_ok(ctx_create(s, "a"));
 	test_put_str(s, "a", "k", "1");
 	ctx_close(s);
-	/* Generation 2: b too; its close deletes generation 1. */
+	/* Generation 2: b too; its close keeps what it would delete (the
+	 * checkpoint before it and the log): the directory a crash between
+	 * the newest checkpoint's rename and its deletes leaves. Then damage
+	 * the newest checkpoint's last section: its crc, the 4 bytes before
+	 * the 24-byte trailer. That section's context is built, fields and
+	 * all, before the crc says no. */
 	s = open_at(dir);
 	assert_ok(ctx_create(s, "b"));
 	test_put_str(s, "b", "k", "2");
 	assert_int_equal(ctx_count_with_fields(s, NULL), 2);
-	file_copy gen1[16];
-	size_t n1 = copy_dir(dir, gen1, 16); /* just before the close */
-	ctx_close(s);
-	/* Put back what the close deleted (a crash between the newest
-	 * checkpoint's rename and its deletes leaves that), then damage the newest
-	 * checkpoint's last section: its crc, the 4 bytes before the 24-byte
-	 * trailer. That section's context is built, fields and all, before
-	 * the crc says no. */
-	for (size_t i = 0; i < n1; i++) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", dir, gen1[i].name);
-		FILE *f = fopen(path, "rb");
-		if (f)
-			fclose(f);
-		else
-			write_whole(dir, gen1[i].name, gen1[i].p, gen1[i].n);
-	}
-	char name[300];
-	newest_checkpoint(dir, name, sizeof(name));
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	test_close_keeping_log(s);
+	unsigned long long rev;
+	char *path = test_newest_checkpoint(dir, &rev);
 	size_t n;
 	unsigned char *ck = test_read_file(path, &n);
-	assert_non_null(ck);
 	assert_true(n > 32 + 24 + 4);
 	ck[n - 24 - 1] ^= 0x5a;
-	write_whole(dir, name, ck, n);
+	test_write_file(path, ck, n);
 	free(ck);
+	free(path);
 
 	/* Recovery falls back to generation 1 and the log: both contexts,
 	 * counted once each. */
@@ -145,8 +78,6 @@ static void test_damaged_section_not_counted(void **state)
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 	assert_int_equal(ctx_count_with_fields(s, NULL), 0);
 	ctx_close(s);
-	for (size_t i = 0; i < n1; i++)
-		free(gen1[i].p);
 	test_remove_dir(dir);
 	free(dir);
 }

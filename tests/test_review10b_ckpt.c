@@ -131,47 +131,6 @@ static void build_context(ctx_store *s, uint64_t *rng, const char *id, unsigned 
 	}
 }
 
-static char *newest_checkpoint(const char *dir, unsigned long long *rev)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	struct dirent *e;
-	char *name = NULL;
-	char path[4096];
-	while ((e = readdir(d))) {
-		unsigned long long v;
-		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2 && (!name || v > *rev)) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-			free(name);
-			name = strdup(path);
-			*rev = v;
-		}
-	}
-	closedir(d);
-	assert_non_null(name);
-	return name;
-}
-
-/* The newest checkpoint of dir, alone in a fresh directory `name`. */
-static char *checkpoint_alone(const char *dir, const char *name)
-{
-	unsigned long long rev = 0;
-	char *path = newest_checkpoint(dir, &rev);
-	size_t n = 0;
-	unsigned char *p = test_read_file(path, &n);
-	char *work = test_make_dir(name);
-	char out[4096];
-	snprintf(out, sizeof(out), "%s/ckpt-%016llx.ckpt", work, rev);
-	FILE *f = fopen(out, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-	free(p);
-	free(path);
-	return work;
-}
-
 /* Every context's kept versions (history, each version's pairs and
  * metadata in key order) and points. */
 static char *dump_all(ctx_store *s, size_t nctx)
@@ -257,7 +216,7 @@ static void test_random_round_trip(void **unused)
 		ctx_close(s);
 
 		snprintf(name, sizeof(name), "r10b2-rand-%d-alone", round);
-		char *work = checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name);
 		s = open_dir(work);
 		char *got = dump_all(s, nctx);
 		test_expect_same_dump(want, got, "the checkpoint alone");
@@ -269,7 +228,7 @@ static void test_random_round_trip(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-rand-%d-again", round);
-		char *again = checkpoint_alone(work, name);
+		char *again = test_checkpoint_alone(work, name);
 		s = open_dir(again);
 		got = dump_all(s, nctx);
 		test_expect_same_dump(want, got, "a checkpoint of the loaded store");
@@ -328,7 +287,7 @@ static void test_big_context_figure(void **unused)
 		              kinds[kind], cpu);
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-big-%d-alone", kind);
-		char *work = checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name);
 		s = open_dir(work);
 		char *got = test_dump_store(s, true, NULL);
 		test_expect_same_dump(want, got, "the big context's checkpoint alone");
@@ -390,7 +349,7 @@ static void test_write_fails_midway(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-midway-%ld-alone", nth);
-		char *work = checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name);
 		s = open_dir(work);
 		got = test_dump_store(s, true, NULL);
 		test_expect_same_dump(want, got, "the next checkpoint alone");

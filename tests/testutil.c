@@ -2,6 +2,7 @@
 #include "testutil.h"
 #include "vfs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 
@@ -323,6 +324,52 @@ unsigned char *test_read_file(const char *path, size_t *n)
 	p[*n] = 0;
 	fclose(f);
 	return p;
+}
+
+void test_write_file(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		fail_msg("cannot write %s: %s", path, strerror(errno));
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+char *test_newest_checkpoint(const char *dir, unsigned long long *rev)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *e;
+	char *name = NULL;
+	char path[4096];
+	while ((e = readdir(d))) {
+		unsigned long long v;
+		char tail[8];
+		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2 && (!name || v > *rev)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			free(name);
+			name = strdup(path);
+			*rev = v;
+		}
+	}
+	closedir(d);
+	assert_non_null(name);
+	return name;
+}
+
+char *test_checkpoint_alone(const char *dir, const char *name)
+{
+	unsigned long long rev = 0;
+	char *path = test_newest_checkpoint(dir, &rev);
+	size_t n = 0;
+	unsigned char *p = test_read_file(path, &n);
+	char *work = test_make_dir(name);
+	char out[4096];
+	snprintf(out, sizeof(out), "%s/ckpt-%016llx.ckpt", work, rev);
+	test_write_file(out, p, n);
+	free(p);
+	free(path);
+	return work;
 }
 
 /* ---- stores, values and watches ---------------------------------------------- */

@@ -100,6 +100,15 @@ void test_buf_printf(test_buf *b, const char *fmt, ...) __attribute__((format(pr
 /* The whole file at path (malloc'd, with a NUL after its *n bytes); fails
  * the test if it cannot be read. */
 unsigned char *test_read_file(const char *path, size_t *n);
+/* Write n bytes at p as the whole file at path; fails the test if it
+ * cannot. */
+void test_write_file(const char *path, const void *p, size_t n);
+/* The path of the newest checkpoint (ckpt-R.ckpt) in dir (malloc'd), its R
+ * in *rev; fails the test if there is none. */
+char *test_newest_checkpoint(const char *dir, unsigned long long *rev);
+/* A fresh directory `name` (test_make_dir) holding only a copy of dir's
+ * newest checkpoint: what that checkpoint alone recovers. */
+char *test_checkpoint_alone(const char *dir, const char *name);
 
 /* Open a store with o (NULL: memory only, defaults), failing the test with
  * the directory, the status and ctx_last_error() if it does not open. */
