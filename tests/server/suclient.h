@@ -191,6 +191,17 @@ static inline bool client_listed(redisContext *c, const char *name)
 	return found;
 }
 
+/* CONFIG GET name's value must be want; fails the test naming both. */
+static inline void expect_config(redisContext *c, const char *name, const char *want)
+{
+	redisReply *r = cmd(c, "CONFIG GET %s", name);
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(r->elements, 2);
+	if (strcmp(r->element[1]->str, want) != 0)
+		fail_msg("CONFIG GET %s: '%s', want '%s'", name, r->element[1]->str, want);
+	freeReplyObject(r);
+}
+
 /* ctxd: drop every context, empty ones too (FLUSHALL leaves those). */
 static inline void drop_all_contexts(redisContext *c)
 {

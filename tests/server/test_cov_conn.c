@@ -35,25 +35,6 @@
 
 SU_GROUP_SERVER("covconn")
 
-/* CONFIG GET name's value (malloc'd). */
-static char *config_get(redisContext *c, const char *name)
-{
-	redisReply *r = cmd(c, "CONFIG GET %s", name);
-	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2);
-	char *v = strdup(r->element[1]->str);
-	freeReplyObject(r);
-	return v;
-}
-
-static void expect_config(redisContext *c, const char *name, const char *want)
-{
-	char *v = config_get(c, name);
-	if (strcmp(v, want) != 0)
-		fail_msg("CONFIG GET %s: '%s', want '%s'", name, v, want);
-	free(v);
-}
-
 /* The "addr=" of this connection. */
 static char *my_addr(redisContext *c)
 {

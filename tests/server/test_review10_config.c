@@ -33,16 +33,6 @@
 
 SU_GROUP_SERVER("review10-config")
 
-/* CONFIG GET name's value, as a string to compare. */
-static void expect_config(redisContext *c, const char *name, const char *want)
-{
-	redisReply *r = cmd(c, "CONFIG GET %s", name);
-	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2);
-	assert_string_equal(r->element[1]->str, want);
-	freeReplyObject(r);
-}
-
 static void test_integers_out_of_range(void **state)
 {
 	(void)state;

@@ -32,16 +32,6 @@
 
 SU_GROUP_SERVER("review10b-config")
 
-/* CONFIG GET name's value, as a string to compare. */
-static void expect_config(redisContext *c, const char *name, const char *want)
-{
-	redisReply *r = cmd(c, "CONFIG GET %s", name);
-	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2);
-	assert_string_equal(r->element[1]->str, want);
-	freeReplyObject(r);
-}
-
 static void test_negative_size_after_blank(void **state)
 {
 	(void)state;
