@@ -552,6 +552,20 @@ bool parse_mem_size(const char *s, size_t *out)
 	return true;
 }
 
+/* The next blank-separated word of *s into w (at most 31 bytes), past it;
+ * false if there is none or it is longer (never cut in two). */
+static bool next_word(const char **s, char w[32])
+{
+	const char *p = *s + strspn(*s, " \t\r\n");
+	size_t n = strcspn(p, " \t\r\n");
+	if (n == 0 || n >= 32)
+		return false;
+	memcpy(w, p, n);
+	w[n] = '\0';
+	*s = p + n;
+	return true;
+}
+
 bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 {
 	/* Redis's shape: one or more "CLASS HARD SOFT SECONDS" groups.
@@ -560,15 +574,14 @@ bool parse_obuf_limit(const char *s, size_t *hard, size_t *soft, long *secs)
 	char cls[32], h[32], so[32], se[32];
 	size_t nh, nso;
 	long nse;
-	int used, groups = 0;
+	int groups = 0;
 	for (;;) {
-		while (*s == ' ' || *s == '\t')
-			s++;
+		s += strspn(s, " \t\r\n");
 		if (!*s)
 			break;
-		if (sscanf(s, "%31s %31s %31s %31s%n", cls, h, so, se, &used) != 4)
-			return false; /* a group of fewer than four words */
-		s += used;
+		if (!next_word(&s, cls) || !next_word(&s, h) || !next_word(&s, so) ||
+		    !next_word(&s, se))
+			return false; /* fewer than four words, or one too long */
 		char *end;
 		errno = 0;
 		nse = strtol(se, &end, 10);

@@ -305,14 +305,12 @@ static void test_config_get_set(void **state)
 	/* the output limit: class normal, two sizes, seconds */
 	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 8mb 4mb 30");
 	expect_config(c, "client-output-buffer-limit", "normal 8388608 4194304 30");
-	const char *bad_obuf[] = {"bogus 1 2 3",
-	                          "normal 1 2",
-	                          "normal x 2 3",
-	                          "normal 1 y 3",
-	                          "normal 1 2 -3",
-	                          "",
-	                          "normal 1 2 3 replica 1 2",
-	                          "pubsub 1 2 x normal 1 2 3"};
+	const char *bad_obuf[] = {"bogus 1 2 3", "normal 1 2", "normal x 2 3", "normal 1 y 3",
+	                          "normal 1 2 -3", "", "normal 1 2 3 replica 1 2",
+	                          "pubsub 1 2 x normal 1 2 3",
+	                          /* a word past 31 bytes is refused, not cut in two
+	                             words (this one was read as hard 1, soft 5) */
+	                          "normal 00000000000000000000000000000015 6"};
 	for (size_t i = 0; i < sizeof(bad_obuf) / sizeof(bad_obuf[0]); i++)
 		EXPECT_ERR(c, "ERR Invalid argument for CONFIG SET 'client-output-buffer-limit'",
 		           "CONFIG SET client-output-buffer-limit %s", bad_obuf[i]);
