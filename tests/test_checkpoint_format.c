@@ -24,7 +24,6 @@
 
 #include "testutil.h"
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,50 +79,12 @@ int main(void)
 #else
 /* ---- the tests --------------------------------------------------------------------------- */
 
-static char *only_checkpoint(const char *dir, uint64_t *rev)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	struct dirent *e;
-	char *name = NULL;
-	char path[4096];
-	while ((e = readdir(d))) {
-		unsigned long long v;
-		char tail[8];
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2) {
-			if (!name || v > *rev) {
-				free(name);
-				name = strdup(path);
-				*rev = v;
-			}
-		}
-	}
-	closedir(d);
-	assert_non_null(name);
-	return name;
-}
-
+/* p as checkpoint ckpt-rev.ckpt of dir. */
 static void spit(const char *dir, uint64_t rev, const void *p, size_t n)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/ckpt-%016llx.ckpt", dir, (unsigned long long)rev);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
-
-/* The newest checkpoint of dir, alone in a fresh directory. */
-static char *isolate_checkpoint(const char *dir, const char *name, uint64_t *rev, size_t *size)
-{
-	char *path = only_checkpoint(dir, rev);
-	unsigned char *p = test_read_file(path, size);
-	char *work = test_make_dir(name);
-	spit(work, *rev, p, *size);
-	free(p);
-	free(path);
-	return work;
+	test_write_file(path, p, n);
 }
 
 static void test_rich_store_round_trip(void **unused)
@@ -138,7 +99,7 @@ static void test_rich_store_round_trip(void **unused)
 
 	uint64_t rev = 0;
 	size_t size = 0;
-	char *work = isolate_checkpoint(dir, "ckfmt-rich-alone", &rev, &size);
+	char *work = test_checkpoint_alone(dir, "ckfmt-rich-alone", &rev, &size);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/ckpt-%016llx.ckpt", work, (unsigned long long)rev);
 	size_t n = 0;
@@ -156,7 +117,7 @@ static void test_rich_store_round_trip(void **unused)
 	want = settled_dump(s);
 	assert_ok(ctx_checkpoint(s));
 	ctx_close(s);
-	char *again = isolate_checkpoint(work, "ckfmt-rich-again", &rev, &size);
+	char *again = test_checkpoint_alone(work, "ckfmt-rich-again", &rev, &size);
 	s = open_clocked(again, &clock);
 	free(got);
 	got = dump_all(s);
@@ -203,7 +164,7 @@ static void test_bytes_per_key(void **unused)
 	ctx_close(s);
 	uint64_t rev = 0;
 	size_t size = 0;
-	char *work = isolate_checkpoint(dir, "ckfmt-size-alone", &rev, &size);
+	char *work = test_checkpoint_alone(dir, "ckfmt-size-alone", &rev, &size);
 	double per_key = (double)size / (NCTX * NKEYS), payload = 6 + VLEN;
 	print_message("checkpoint: %zu bytes, %.1f per key of %.0f payload bytes (%.2fx)\n", size,
 	              per_key, payload, per_key / payload);
@@ -241,7 +202,7 @@ static void test_version_1_loads(void **unused)
 	ctx_close(s);
 	uint64_t rev = 0;
 	size_t size = 0;
-	char *work = isolate_checkpoint(dir, "ckfmt-v1-then-v2", &rev, &size);
+	char *work = test_checkpoint_alone(dir, "ckfmt-v1-then-v2", &rev, &size);
 	assert_true(rev > CKPT_V1_REVISION);
 	assert_true(size < sizeof(ckpt_v1_bytes));
 	s = open_clocked(work, &clock);

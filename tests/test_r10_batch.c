@@ -27,7 +27,6 @@
 
 #include "testutil.h"
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,7 +258,7 @@ static void test_sizes_round_trip(void **unused)
 	assert_int_equal(stats.checkpoints, 1);
 	ctx_close(s);
 
-	char *work = test_checkpoint_alone(dir, "r10b-sizes-alone");
+	char *work = test_checkpoint_alone(dir, "r10b-sizes-alone", NULL, NULL);
 	s = open_dir(work);
 	char *got = dump_history(s, ids, NIDS);
 	test_expect_same_dump(want, got, "the checkpoint alone");
@@ -271,7 +270,7 @@ static void test_sizes_round_trip(void **unused)
 	want = dump_history(s, ids, NIDS);
 	assert_ok(ctx_checkpoint(s));
 	ctx_close(s);
-	char *again = test_checkpoint_alone(work, "r10b-sizes-again");
+	char *again = test_checkpoint_alone(work, "r10b-sizes-again", NULL, NULL);
 	s = open_dir(again);
 	got = dump_history(s, ids, NIDS);
 	test_expect_same_dump(want, got, "a checkpoint of the loaded store");
@@ -308,7 +307,7 @@ static void test_collect_counts(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b-collect-%zu-alone", counts[c]);
-		char *work = test_checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name, NULL, NULL);
 		s = open_dir(work);
 		ctx_stats st;
 		ctx_get_stats(s, &st);

@@ -34,7 +34,6 @@
 
 #include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -216,7 +215,7 @@ static void test_random_round_trip(void **unused)
 		ctx_close(s);
 
 		snprintf(name, sizeof(name), "r10b2-rand-%d-alone", round);
-		char *work = test_checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name, NULL, NULL);
 		s = open_dir(work);
 		char *got = dump_all(s, nctx);
 		test_expect_same_dump(want, got, "the checkpoint alone");
@@ -228,7 +227,7 @@ static void test_random_round_trip(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-rand-%d-again", round);
-		char *again = test_checkpoint_alone(work, name);
+		char *again = test_checkpoint_alone(work, name, NULL, NULL);
 		s = open_dir(again);
 		got = dump_all(s, nctx);
 		test_expect_same_dump(want, got, "a checkpoint of the loaded store");
@@ -287,7 +286,7 @@ static void test_big_context_figure(void **unused)
 		              kinds[kind], cpu);
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-big-%d-alone", kind);
-		char *work = test_checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name, NULL, NULL);
 		s = open_dir(work);
 		char *got = test_dump_store(s, true, NULL);
 		test_expect_same_dump(want, got, "the big context's checkpoint alone");
@@ -349,7 +348,7 @@ static void test_write_fails_midway(void **unused)
 		assert_ok(ctx_checkpoint(s));
 		ctx_close(s);
 		snprintf(name, sizeof(name), "r10b2-midway-%ld-alone", nth);
-		char *work = test_checkpoint_alone(dir, name);
+		char *work = test_checkpoint_alone(dir, name, NULL, NULL);
 		s = open_dir(work);
 		got = test_dump_store(s, true, NULL);
 		test_expect_same_dump(want, got, "the next checkpoint alone");

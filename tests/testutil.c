@@ -335,40 +335,48 @@ void test_write_file(const char *path, const void *p, size_t n)
 	assert_int_equal(fclose(f), 0);
 }
 
-char *test_newest_checkpoint(const char *dir, unsigned long long *rev)
+char *test_newest_checkpoint(const char *dir, uint64_t *rev)
 {
 	DIR *d = opendir(dir);
 	assert_non_null(d);
 	struct dirent *e;
 	char *name = NULL;
+	unsigned long long newest = 0;
 	char path[4096];
 	while ((e = readdir(d))) {
 		unsigned long long v;
 		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2 && (!name || v > *rev)) {
+		if (sscanf(e->d_name, "ckpt-%16llx.ckp%1s", &v, tail) == 2 &&
+		    (!name || v > newest)) {
 			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 			free(name);
 			name = strdup(path);
-			*rev = v;
+			newest = v;
 		}
 	}
 	closedir(d);
 	assert_non_null(name);
+	if (rev)
+		*rev = newest;
 	return name;
 }
 
-char *test_checkpoint_alone(const char *dir, const char *name)
+char *test_checkpoint_alone(const char *dir, const char *name, uint64_t *rev, size_t *size)
 {
-	unsigned long long rev = 0;
-	char *path = test_newest_checkpoint(dir, &rev);
+	uint64_t r = 0;
+	char *path = test_newest_checkpoint(dir, &r);
 	size_t n = 0;
 	unsigned char *p = test_read_file(path, &n);
 	char *work = test_make_dir(name);
 	char out[4096];
-	snprintf(out, sizeof(out), "%s/ckpt-%016llx.ckpt", work, rev);
+	snprintf(out, sizeof(out), "%s/ckpt-%016llx.ckpt", work, (unsigned long long)r);
 	test_write_file(out, p, n);
 	free(p);
 	free(path);
+	if (rev)
+		*rev = r;
+	if (size)
+		*size = n;
 	return work;
 }
 

@@ -104,11 +104,12 @@ unsigned char *test_read_file(const char *path, size_t *n);
  * cannot. */
 void test_write_file(const char *path, const void *p, size_t n);
 /* The path of the newest checkpoint (ckpt-R.ckpt) in dir (malloc'd), its R
- * in *rev; fails the test if there is none. */
-char *test_newest_checkpoint(const char *dir, unsigned long long *rev);
+ * in *rev (may be NULL); fails the test if there is none. */
+char *test_newest_checkpoint(const char *dir, uint64_t *rev);
 /* A fresh directory `name` (test_make_dir) holding only a copy of dir's
- * newest checkpoint: what that checkpoint alone recovers. */
-char *test_checkpoint_alone(const char *dir, const char *name);
+ * newest checkpoint: what that checkpoint alone recovers. Its R in *rev
+ * and its size in *size (each may be NULL). */
+char *test_checkpoint_alone(const char *dir, const char *name, uint64_t *rev, size_t *size);
 
 /* Open a store with o (NULL: memory only, defaults), failing the test with
  * the directory, the status and ctx_last_error() if it does not open. */
