@@ -27,6 +27,11 @@
  * record is durable (a log completion applies it), so no call ever sees, or
  * expires a context by, a time-to-live that a crash could lose.
  *
+ * The reaper sleeps on the monotonic clock (reaper_cv's clock): a step of the
+ * wall clock (NTP, an administrator) neither delays nor hurries its rounds.
+ * The store's clock, which decides what has expired, is another matter
+ * (ctx_options.clock_us, or the real time, as the times in the log).
+ *
  * LOCKS: reaper_lock only to sleep on reaper_cv; nothing is taken under it.
  */
 #include <errno.h>
@@ -231,7 +236,7 @@ static void *reaper_main(void *arg)
 	pthread_mutex_lock(&s->reaper_lock);
 	while (!s->reaper_stop) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until); /* reaper_cv's clock */
 		ctx_timespec_add_ms(&until, s->opts.reaper_ms);
 		while (!s->reaper_stop && !s->reaper_kicked &&
 		       pthread_cond_timedwait(&s->reaper_cv, &s->reaper_lock, &until) == 0)
@@ -258,7 +263,11 @@ void reaper_kick(ctx_store *s)
 ctx_status reaper_start(ctx_store *s)
 {
 	pthread_mutex_init(&s->reaper_lock, NULL);
-	pthread_cond_init(&s->reaper_cv, NULL);
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->reaper_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
 		return ctx_fail(CTX_NOMEM, "cannot start the expiry reaper");
 	s->reaper_running = true;

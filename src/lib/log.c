@@ -680,10 +680,10 @@ ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, uns
 	}
 	ctx_mutex_init(&l->lock);
 	pthread_cond_init(&l->work_cv, NULL);
-	pthread_cond_init(&l->growth_cv, NULL);
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->growth_cv, &monotonic);
 	pthread_cond_init(&l->pace_cv, &monotonic);
 	pthread_condattr_destroy(&monotonic);
 	ctx_mutex_init(&l->zlock);
@@ -920,7 +920,7 @@ uint64_t log_bytes_since_rotate(ctx_log *l)
 bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until); /* growth_cv's clock */
 	ctx_timespec_add_ms(&until, timeout_ms);
 	pthread_mutex_lock(&l->lock);
 	l->growth_wanted = bytes;

@@ -1446,6 +1446,11 @@ void store_clear(ctx_store *s)
 	ctx_rcu_read_unlock();
 	if (empty)
 		ctx_call_rcu(&old->rcu, table_free_rcu);
+	/* Nothing loaded has a time-to-live now: a damaged checkpoint that
+	 * recovery skips (recovery.c load_checkpoint) must not leave its mark
+	 * on DBSIZE's count (a walk instead of the counter) and the reaper's
+	 * rounds (a scan of the table) for the life of the store. */
+	atomic_store(&s->any_ttl, false);
 }
 
 ctx_state *state_retain_current(_Atomic(ctx_state *) *slot)

@@ -348,7 +348,7 @@ struct ctx_store {
 	pthread_cond_t reaper_cv;
 	bool reaper_stop;
 	bool reaper_kicked;
-	atomic_bool any_ttl; /* a time-to-live was ever set: scan */
+	atomic_bool any_ttl; /* a time-to-live was set since store_clear: scan */
 	/* Recovery is building the store (one thread, no readers): versions
 	 * that leave history are freed at once, not through RCU or the
 	 * reclaimer (context_push_head, state_release_now). */

@@ -277,7 +277,6 @@ static bool id_listed(uint64_t id, const uint64_t *ids, size_t nids)
 
 static void client_list(client *c, int argc, const arg *argv, bool only_self)
 {
-	rbuf b = {0};
 	bool none = false;
 	uint64_t *ids = NULL;
 	size_t nids = 0;
@@ -285,16 +284,28 @@ static void client_list(client *c, int argc, const arg *argv, bool only_self)
 		free(ids);
 		return;
 	}
+	/* Copy under reg_lock, format after it (net.c, client_info_take). */
+	size_t n = 0, cap = only_self ? 1 : atomic_load(&srv.nclients) + 16;
+	client_info *infos = xmalloc(cap * sizeof(*infos));
 	pthread_mutex_lock(&srv.reg_lock);
 	if (only_self) {
-		client_info_line(c, &b);
+		client_info_take(c, &infos[n++]);
 	} else {
-		for (client *o = srv.registry; o && !none; o = o->gnext)
-			if (!nids || id_listed(o->id, ids, nids))
-				client_info_line(o, &b);
+		for (client *o = srv.registry; o && !none; o = o->gnext) {
+			if (nids && !id_listed(o->id, ids, nids))
+				continue;
+			if (n == cap)
+				infos = xrealloc(infos, (cap *= 2) * sizeof(*infos));
+			client_info_take(o, &infos[n++]);
+		}
 	}
 	pthread_mutex_unlock(&srv.reg_lock);
 	free(ids);
+	rbuf b = {0};
+	uint64_t now = now_us();
+	for (size_t i = 0; i < n; i++)
+		client_info_format(&infos[i], now, &b);
+	free(infos);
 	reply_verbatim(c, b.p ? b.p : "", b.len);
 	rbuf_free(&b);
 }
@@ -708,6 +719,17 @@ static void config_set(client *c, int argc, const arg *argv)
 					reply_error(
 					    c, "ERR Invalid argument '%s' for CONFIG SET '%.*s'", t,
 					    (int)nm->n, nm->p);
+					return;
+				}
+				size_t fit;
+				if (!pass && arg_is(nm, "maxclients") &&
+				    (fit = net_fit_maxclients((size_t)ll)) < (size_t)ll) {
+					reply_error(
+					    c,
+					    "ERR CONFIG SET failed (possibly related to argument "
+					    "'maxclients') - The operating system is not able to "
+					    "handle the specified number of clients, try with %zu",
+					    fit);
 					return;
 				}
 				if (pass && arg_is(nm, "timeout"))

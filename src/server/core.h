@@ -216,6 +216,12 @@ void alloc_info(char *out, size_t size); /* INFO memory's jemalloc_* lines */
 
 /* net.c */
 int net_start(void);         /* bind and start the loops; 0 or -1 */
+/* The largest maxclients, up to want, that the open files limit allows
+ * with the store's and loops' own descriptors (raising the soft limit
+ * toward the hard one if needed). */
+size_t net_fit_maxclients(size_t want);
+/* At start: fit maxclients to the open files limit (a warning if lowered). */
+void net_fit_open_files(void);
 void net_stop(void);         /* graceful: returns once loops ended */
 int net_loops_running(void); /* loops on their own thread (not hosted by loop 0) */
 uint64_t now_us(void);
@@ -226,8 +232,18 @@ void client_drop_state(client *c);
 void client_request_close(client *c); /* after the output is flushed */
 void client_set_resp(client *c, int proto);
 uint64_t client_durable(client *c);
-/* Format the CLIENT LIST line of c into b (caller holds reg_lock). */
-void client_info_line(client *c, rbuf *b);
+/* What a CLIENT LIST line shows of a client: copied under reg_lock
+ * (client_info_take), formatted after it (client_info_format, which frees
+ * the copies). */
+typedef struct client_info {
+	uint64_t id, created_us, last_us;
+	const char *cmd; /* the last command's name (the command table's) */
+	int fd, resp;
+	char addr[64], laddr[64];
+	char *name, *lib_name, *lib_ver; /* copies, or NULL */
+} client_info;
+void client_info_take(const client *c, client_info *ci); /* caller holds reg_lock */
+void client_info_format(client_info *ci, uint64_t now, rbuf *b);
 size_t client_kill_matching(uint64_t id, const char *addr, bool skip_self, client *self);
 /* Run the command (after the MULTI check) with write retries. */
 void exec_command(client *c, const command *cmd, int argc, const arg *argv);

@@ -321,6 +321,7 @@ int main(int argc, char **argv)
 	           : srv.cfg.durability == CTX_DURABILITY_BATCH ? "batch"
 	                                                        : "none",
 	           srv.cfg.loops);
+	net_fit_open_files(); /* before the store and loops take theirs */
 	if (open_store() != 0)
 		return 1;
 	commands_init();

@@ -105,6 +105,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1914,26 +1915,58 @@ void client_stop_watch(client *c)
 
 /* ---- CLIENT LIST / KILL ---------------------------------------------------------------- */
 
-void client_info_line(client *c, rbuf *b)
+/* CLIENT LIST walks every client of every loop: only the copy of what a
+ * line shows is made under reg_lock (client_info_take, a few stores and
+ * the names' bytes), the formatting (an snprintf per client, hundreds of
+ * bytes each) after it, so that CLIENT LIST of 10,000 clients does not
+ * hold up every accept, close and CLIENT SETNAME of the other loops. */
+void client_info_take(const client *c, client_info *ci)
 {
-	char tmp[1024];
-	uint64_t now = now_us();
-	uint64_t last = atomic_load_explicit(&c->last_us, memory_order_relaxed);
-	const char *cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
+	ci->id = c->id;
+	ci->created_us = c->created_us;
+	ci->last_us = atomic_load_explicit(&c->last_us, memory_order_relaxed);
+	ci->cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
+	ci->fd = c->fd;
+	ci->resp = client_resp(c);
+	memcpy(ci->addr, c->addr, sizeof(ci->addr));
+	memcpy(ci->laddr, c->laddr, sizeof(ci->laddr));
+	ci->name = c->name ? xstrdup(c->name) : NULL;
+	ci->lib_name = c->lib_name ? xstrdup(c->lib_name) : NULL;
+	ci->lib_ver = c->lib_ver ? xstrdup(c->lib_ver) : NULL;
+}
+
+void client_info_format(client_info *ci, uint64_t now, rbuf *b)
+{
 	char lcmd[64];
-	lower_name(cmd ? cmd : "NULL", lcmd, sizeof(lcmd));
-	int n =
-	    snprintf(tmp, sizeof(tmp),
-	             "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=N db=0 sub=0 "
-	             "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-	             "obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d "
-	             "lib-name=%s lib-ver=%s\n",
-	             (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
-	             (unsigned long long)((now - c->created_us) / 1000000u),
-	             (unsigned long long)(now > last ? (now - last) / 1000000u : 0), lcmd,
-	             client_resp(c), c->lib_name ? c->lib_name : "", c->lib_ver ? c->lib_ver : "");
-	if (n > 0)
-		rbuf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+	lower_name(ci->cmd ? ci->cmd : "NULL", lcmd, sizeof(lcmd));
+	/* Twice if the first did not fit: names have no bound but the
+	 * request's (proto-max-bulk-len), and a line is never cut. */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t room = b->cap - b->len;
+		int n = snprintf(
+		    b->p ? b->p + b->len : NULL, room,
+		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=N db=0 sub=0 "
+		    "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+		    "obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d "
+		    "lib-name=%s lib-ver=%s\n",
+		    (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd,
+		    ci->name ? ci->name : "",
+		    (unsigned long long)((now - ci->created_us) / 1000000u),
+		    (unsigned long long)(now > ci->last_us ? (now - ci->last_us) / 1000000u : 0),
+		    lcmd, ci->resp, ci->lib_name ? ci->lib_name : "",
+		    ci->lib_ver ? ci->lib_ver : "");
+		if (n < 0)
+			break;
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			break;
+		}
+		rbuf_reserve(b, (size_t)n + 1);
+	}
+	free(ci->name);
+	free(ci->lib_name);
+	free(ci->lib_ver);
+	ci->name = ci->lib_name = ci->lib_ver = NULL;
 }
 
 size_t client_kill_matching(uint64_t id, const char *addr, bool skip_self, client *self)
@@ -2241,6 +2274,61 @@ static int host_init(void)
 	uv_timer_start(&h0->ctl, on_ctl, CTL_PERIOD_MS, CTL_PERIOD_MS);
 	uv_unref((uv_handle_t *)&h0->ctl);
 	return 0;
+}
+
+/* ---- maxclients and the open files limit ------------------------------------------------- */
+
+/* Every client is a descriptor, and the store needs descriptors of its own
+ * that it cannot do without: a new log segment at each checkpoint, the
+ * checkpoint's temporary file, the directory to sync, the zeroer's; each
+ * loop its epoll and wake-up descriptors; CTX.WATCH one per watch. Left to
+ * the clients, the open files limit (ulimit -n: 1,024 by default for a
+ * service) let the 1,000th connection take the last one, and the next
+ * checkpoint's segment failed with EMFILE: the log, and so every write of
+ * every client, failed until a restart. As Redis does (adjustOpenFilesLimit),
+ * ctxd raises the soft limit to what maxclients needs if the hard limit
+ * allows it, else it lowers maxclients to what fits and says so. */
+#define RESERVED_FDS_BASE     64
+#define RESERVED_FDS_PER_LOOP 8
+
+static size_t reserved_fds(void)
+{
+	int loops = srv.cfg.loops > 0 ? srv.cfg.loops : 1;
+	return RESERVED_FDS_BASE + (size_t)loops * RESERVED_FDS_PER_LOOP;
+}
+
+size_t net_fit_maxclients(size_t want)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return want;
+	size_t reserve = reserved_fds();
+	rlim_t need = (rlim_t)want + (rlim_t)reserve;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return want;
+	rlim_t to = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) ? need : rl.rlim_max;
+	if (to > rl.rlim_cur) {
+		struct rlimit raised = {to, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl.rlim_cur = to;
+	}
+	if (rl.rlim_cur >= need)
+		return want;
+	return rl.rlim_cur > reserve + 1 ? (size_t)(rl.rlim_cur - reserve) : 1;
+}
+
+void net_fit_open_files(void)
+{
+	size_t want = atomic_load(&srv.cfg.maxclients);
+	size_t fit = net_fit_maxclients(want);
+	if (fit < want) {
+		server_log('W',
+		           "maxclients lowered from %zu to %zu: the open files limit (ulimit -n) "
+		           "cannot be raised above %zu, and ctxd keeps %zu descriptors for its "
+		           "store and loops",
+		           want, fit, fit + reserved_fds(), reserved_fds());
+		atomic_store(&srv.cfg.maxclients, fit);
+	}
 }
 
 int net_start(void)

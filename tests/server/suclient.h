@@ -241,6 +241,16 @@ static inline void drop_all_contexts(redisContext *c)
 		return 0;                                                                          \
 	}
 
+/* The error reply must be exactly `want`. */
+#define EXPECT_ERR_EXACT(c, want, ...)                                                             \
+	do {                                                                                       \
+		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \
+		if (r_->type != REDIS_REPLY_ERROR || strcmp(r_->str, want) != 0)                   \
+			fail_msg("%s: type %d '%s', want error '%s'", #__VA_ARGS__, r_->type,      \
+			         r_->str ? r_->str : "", want);                                    \
+		freeReplyObject(r_);                                                               \
+	} while (0)
+
 #define EXPECT_STATUS(c, want, ...)                                                                \
 	do {                                                                                       \
 		redisReply *r_ = cmd(c, __VA_ARGS__);                                              \

@@ -1,0 +1,234 @@
+#!/usr/bin/python3
+"""test_review11_fdlimit.py - ctxd and the open files limit (round 11,
+r11-review). Usage: test_review11_fdlimit.py CTXD
+
+ctxd accepted clients up to maxclients (10,000) whatever the open files
+limit (ulimit -n, often 1,024 for a service): the connections took the
+last descriptors, later ones were accepted and closed at once by libuv
+(no "-ERR max number of clients reached"), and the store's next file, the
+new log segment of the next checkpoint, failed with EMFILE: the log
+failed, and every write of every client with it, until a restart. Now
+ctxd raises its soft limit to what maxclients needs when the hard limit
+allows (as Redis does), else lowers maxclients to what fits, keeping
+descriptors for the store and the loops; CONFIG SET maxclients past it is
+refused with Redis's error.
+
+  1. soft limit 100, hard limit high: 150 connections all work.
+  2. soft = hard = 200 (2 loops): maxclients is lowered (CONFIG GET says
+     how far); of 260 connections the ones past it get "-ERR max number of
+     clients reached"; while they are held, 100 MB of writes (past the
+     64 MiB that starts a checkpoint, so a new log segment is created) all
+     succeed; SIGTERM exits 0 and a restart has every write.
+"""
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+CTXD = sys.argv[1]
+base = os.environ.get('CTX_TEST_TMP', '/tmp')
+os.makedirs(base, exist_ok=True)
+tmp = tempfile.mkdtemp(prefix='review11-fdlimit.', dir=base)
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print('FAIL:', what, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(name, soft, hard, port):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    log = open(os.path.join(tmp, name + '.log'), 'a')
+    p = subprocess.Popen([CTXD, '--port', str(port), '--dir', os.path.join(tmp, name),
+                          '--loops', '2'], stdout=log, stderr=log, preexec_fn=limit)
+    for _ in range(500):
+        try:
+            socket.create_connection(('127.0.0.1', port)).close()
+            return p
+        except OSError:
+            if p.poll() is not None:
+                raise SystemExit('ctxd exited at start')
+            time.sleep(0.02)
+    raise SystemExit('ctxd did not start')
+
+
+def enc(*args):
+    out = b'*%d\r\n' % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b'$%d\r\n%s\r\n' % (len(a), a)
+    return out
+
+
+class Conn:
+    """A connection; reply() reads one whole reply (b'' if the server closed)."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(('127.0.0.1', port))
+        self.s.settimeout(30)
+        self.buf = b''
+
+    def fill(self):
+        d = self.s.recv(1 << 20)
+        if not d:
+            raise EOFError
+        self.buf += d
+
+    def line(self):
+        while b'\r\n' not in self.buf:
+            self.fill()
+        i = self.buf.index(b'\r\n') + 2
+        l, self.buf = self.buf[:i], self.buf[i:]
+        return l
+
+    def value(self):
+        l = self.line()
+        if l[:1] == b'$' and int(l[1:-2]) >= 0:
+            n = int(l[1:-2]) + 2
+            while len(self.buf) < n:
+                self.fill()
+            l, self.buf = l + self.buf[:n], self.buf[n:]
+        elif l[:1] == b'*' and int(l[1:-2]) > 0:
+            l += b''.join(self.value() for _ in range(int(l[1:-2])))
+        return l
+
+    def reply(self):
+        try:
+            return self.value()
+        except (EOFError, OSError):
+            return b''
+
+    def send(self, *args):
+        self.s.sendall(enc(*args))
+
+    def close(self):
+        self.s.close()
+
+
+def call(c, *args):
+    try:
+        c.send(*args)
+    except OSError:
+        return b''
+    return c.reply()
+
+
+def ping_all(conns):
+    """How many connections answer PING, were refused (the server said so
+    at once, unasked), or are closed without a word."""
+    ok = refused = dead = 0
+    for c in conns:
+        c.s.settimeout(0.05)  # what the server sent unasked: a refusal
+        try:
+            c.fill()
+        except (socket.timeout, BlockingIOError):
+            pass
+        except (EOFError, OSError):
+            pass
+        c.s.settimeout(30)
+        if c.buf.startswith(b'-ERR max number of clients reached'):
+            refused += 1
+            continue
+        r = call(c, 'PING')
+        if r.startswith(b'+PONG'):
+            ok += 1
+        else:
+            dead += 1
+    return ok, refused, dead
+
+
+def connect_many(port, n):
+    conns = []
+    for _ in range(n):
+        conns.append(Conn(port))
+    time.sleep(0.5)  # let the server accept (or refuse) every one
+    return conns
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        return p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return -9
+
+
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+# 1. a low soft limit that the hard one lets ctxd raise
+if hard == resource.RLIM_INFINITY or hard >= 10000 + 200:
+    port = free_port()
+    p = start('soft', 100, hard, port)
+    conns = connect_many(port, 150)
+    ok, refused, dead = ping_all(conns)
+    check(ok == 150, f'soft limit 100: {ok} of 150 connections work ({refused} refused, '
+          f'{dead} closed)')
+    c = conns[0]
+    r = call(c, 'CONFIG', 'GET', 'maxclients')
+    check(b'10000' in r, f'soft limit 100: maxclients {r!r}, want 10000')
+    for s in conns:
+        s.close()
+    check(stop(p) == 0, 'soft limit 100: SIGTERM exit status')
+else:
+    print('part 1 skipped: the hard open files limit is', hard)
+
+# 2. a hard limit of 200
+port = free_port()
+p = start('hard', 200, 200, port)
+writer = Conn(port)
+r = call(writer, 'CONFIG', 'GET', 'maxclients')
+fields = r.split(b'\r\n')
+maxc = int(fields[4]) if len(fields) > 4 and fields[4].isdigit() else -1
+check(0 < maxc < 200, f'hard limit 200: maxclients {maxc}, want it lowered below 200')
+r = call(writer, 'CONFIG', 'SET', 'maxclients', '1000')
+check(r.startswith(b'-ERR CONFIG SET failed') and b'try with' in r,
+      f'CONFIG SET maxclients 1000 under a hard limit of 200: {r!r}')
+conns = connect_many(port, 260)
+ok, refused, dead = ping_all(conns)
+print(f'hard limit 200: maxclients {maxc}; of 260 more connections {ok} work, {refused} '
+      f'refused, {dead} closed without a word', flush=True)
+check(refused > 0 and dead == 0, 'the connections past maxclients are refused with '
+      '"-ERR max number of clients reached", none closed without it')
+check(ok + 1 <= maxc, 'no more clients than maxclients')
+value = b'v' * (1 << 20)
+errors = []
+for i in range(100):
+    r = call(writer, 'HSET', 'big', f'f{i}', value)
+    if not r.startswith(b':'):
+        errors.append((i, r[:200]))
+check(not errors, f'100 MB of writes while the clients are held: errors {errors[:3]}')
+r = call(writer, 'HSET', 'after', 'f', 'v')
+check(r.startswith(b':'), f'a write after the checkpoint: {r!r}')
+for s in conns:
+    s.close()
+writer.close()
+check(stop(p) == 0, 'hard limit 200: SIGTERM exit status')
+p = start('hard', 200, 200, port)
+s = Conn(port)
+r = call(s, 'HLEN', 'big')
+check(r.startswith(b':100\r\n'), f'after a restart, HLEN big = {r!r}, want 100')
+s.close()
+check(stop(p) == 0, 'restart: SIGTERM exit status')
+
+if failures:
+    print(f'{len(failures)} failure(s); logs kept in {tmp}')
+    sys.exit(1)
+shutil.rmtree(tmp, ignore_errors=True)
+print('ok')
