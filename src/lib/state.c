@@ -73,8 +73,9 @@ bool state_try_retain(ctx_state *st)
 {
 	unsigned r = atomic_load_explicit(&st->refs, memory_order_relaxed);
 	while (r != 0) {
-		if (atomic_compare_exchange_weak_explicit(
-		        &st->refs, &r, r + 1, memory_order_acquire, memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(&st->refs, &r, r + 1,
+		                                          memory_order_acquire,
+		                                          memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -176,8 +177,7 @@ void state_note_hidden(ctx_state *st)
 	/* All seq_cst: if no reader had set read_noref when this load runs
 	 * (after the exchange that hid st), a reader that sets it later loads
 	 * `visible` after that exchange, and never sees st. */
-	st->hidden_seq =
-	    atomic_load(&st->ctx->read_noref) ? atomic_load(&tick_queued) : STATE_UNREAD;
+	st->hidden_seq = atomic_load(&st->ctx->read_noref) ? atomic_load(&tick_queued) : STATE_UNREAD;
 }
 
 /* Whether no reference-free reader can still be in st's trie: a tick queued
@@ -274,9 +274,9 @@ static void home_tick_rcu(struct rcu_head *head)
 	pool_bypass(true);
 	home *h = caa_container_of(head, home, tick);
 	uint64_t done = atomic_load_explicit(&tick_done, memory_order_relaxed);
-	while (done < h->seq &&
-	       !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
-	                                              memory_order_release, memory_order_relaxed))
+	while (done < h->seq && !atomic_compare_exchange_weak_explicit(&tick_done, &done, h->seq,
+	                                                               memory_order_release,
+	                                                               memory_order_relaxed))
 		;
 	if (atomic_fetch_or_explicit(&h->flags, HOME_DONE, memory_order_acq_rel) & HOME_EXITED) {
 		state_free_list(h->waiting);
@@ -345,8 +345,7 @@ static void batch_thread_exit(void *unused)
 		state_defer_list(head, n, false);
 	home *h = batch.h;
 	batch.h = NULL; /* releases after this (other destructors) go to the worker */
-	if (h &&
-	    atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
+	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
 		state_free_list(h->waiting);
 		free(h);
 	}
@@ -503,7 +502,8 @@ const char *ctx_state_id(const ctx_state *st)
 	return st ? st->ctx->id : NULL;
 }
 
-static bool map_lookup(const hamt *m, const void *key, size_t klen, const void **val, size_t *vlen)
+static bool map_lookup(const hamt *m, const void *key, size_t klen, const void **val,
+                       size_t *vlen)
 {
 	if (!key && klen)
 		return false;
@@ -574,7 +574,8 @@ static bool iter_out(const hamt_leaf *l, const void **key, size_t *klen, const v
 	return true;
 }
 
-bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val, size_t *vlen)
+bool ctx_iter_next(ctx_iter *it, const void **key, size_t *klen, const void **val,
+                   size_t *vlen)
 {
 	return iter_out(it ? hamt_cursor_next(&it->cursor) : NULL, key, klen, val, vlen);
 }
