@@ -788,8 +788,10 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 	}
 	if (st == CTX_OK)
 		st = feed_open(atomic_load(&s->revision) + 1,
-		               &(feed_config){opts.watch_history, opts.watch_history_bytes,
-		                              opts.watch_queue, opts.watch_keep_history},
+		               &(feed_config){.history = opts.watch_history,
+		                              .history_bytes = opts.watch_history_bytes,
+		                              .queue = opts.watch_queue,
+		                              .keep_history = opts.watch_keep_history},
 		               &s->feed);
 	if (st == CTX_OK)
 		notify_init(s);

@@ -45,6 +45,9 @@ typedef struct feed_config {
 	size_t history_bytes;
 	size_t queue;
 	bool keep_history;
+	/* The waker's window (see THE WAKER in watch.c), for tests; 0 = the
+	 * defaults: linger 0.1 ms, pace 2 ms, a stream's gap 8 ms. */
+	long wake_linger_ns, wake_pace_ns, wake_gap_ns;
 } feed_config;
 
 /* A feed whose first revision will be next_rev (the store's last recovered
@@ -86,6 +89,7 @@ typedef struct feed_stats {
 	uint64_t inline_wakes;      /* watchers woken by a report itself        */
 	uint64_t waker_wakes;       /* watchers woken by the feed's waker       */
 	uint64_t waker_passes;      /* the waker's passes over the armed list   */
+	long waker_window_ns;       /* its wait before its last pass (0: none)  */
 	bool waker_busy;            /* the waker has wake-ups to make (or is
 	                               making them, or has not slept yet)       */
 } feed_stats;
