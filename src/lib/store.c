@@ -740,6 +740,75 @@ void store_report_skip(ctx_store *s, uint64_t rev)
 		feed_skip(s->feed, rev);
 }
 
+/* ---- clearing commits (ctx_txn_clear) --------------------------------------- */
+
+typedef struct clear_keys {
+	const void **keys;
+	size_t *klens;
+	size_t n, cap;
+	bool ok;
+} clear_keys;
+
+static ctx_status clear_key(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	clear_keys *k = arg;
+	const hamt_leaf *l = old ? old : new_;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 64;
+		const void **keys = realloc(k->keys, cap * sizeof(*keys));
+		if (keys)
+			k->keys = keys;
+		size_t *klens = keys ? realloc(k->klens, cap * sizeof(*klens)) : NULL;
+		if (!klens)
+			return CTX_NOMEM;
+		k->klens = klens;
+		k->cap = cap;
+	}
+	k->keys[k->n] = hamt_leaf_key(l);
+	k->klens[k->n++] = hamt_leaf_klen(l);
+	return CTX_OK;
+}
+
+void store_report_clear(ctx_store *s, uint64_t rev, const ctx_context *c, const ctx_state *base,
+                        const ctx_state *st, size_t nkeys, const void *const *keys,
+                        const size_t *klens)
+{
+	if (!s->feed)
+		return;
+	clear_keys k = {NULL, NULL, 0, 0, false};
+	if (base && feed_recording(s->feed))
+		k.ok = hamt_diff(&base->data, &st->data, clear_key, &k) == CTX_OK;
+	if (k.ok)
+		store_report(s, rev, CTX_EVENT_COMMITTED, c, st->version, k.n,
+		             (const void *const *)k.keys, k.klens);
+	else
+		store_report(s, rev, CTX_EVENT_COMMITTED, c, st->version, nkeys, keys, klens);
+	free(k.keys);
+	free(k.klens);
+}
+
+bool store_feed_recording(const ctx_store *s)
+{
+	return s->feed && feed_recording(s->feed);
+}
+
+size_t clear_changed(const hamt *old, const hamt *new_)
+{
+	size_t both = 0, same = 0;
+	hamt_cursor cur;
+	hamt_cursor_init(&cur, new_);
+	for (const hamt_leaf *l; (l = hamt_cursor_next(&cur));) {
+		const hamt_leaf *o =
+		    hamt_find(old, hamt_leaf_hash(l), hamt_leaf_key(l), hamt_leaf_klen(l));
+		if (!o)
+			continue;
+		both++;
+		same += o == l || (o->vlen == l->vlen &&
+		                   memcmp(hamt_leaf_value(o), hamt_leaf_value(l), l->vlen) == 0);
+	}
+	return old->count + new_->count - both - same;
+}
+
 static void store_free(ctx_store *s)
 {
 	store_clear(s);
@@ -1047,6 +1116,7 @@ void pending_free(pending_change *p)
 {
 	for (size_t i = 0; i < p->nkeys; i++)
 		hamt_leaf_release(p->leaves[i]);
+	ctx_state_release(p->base);
 	ctx_state_release(p->st);
 	context_release(p->c);
 	free(p);
@@ -1065,7 +1135,10 @@ static void pending_report(ctx_store *s, pending_change *p)
 		keys[i] = hamt_leaf_key(p->leaves[i]);
 		klens[i] = hamt_leaf_klen(p->leaves[i]);
 	}
-	store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
+	if (p->base) /* a clearing commit: its keys are a diff (flusher's thread) */
+		store_report_clear(s, p->done.rev, p->c, p->base, p->st, k, keys, klens);
+	else
+		store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
 	if (keys != kb)
 		free(keys);
 	if (klens != lb)
