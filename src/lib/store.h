@@ -214,8 +214,8 @@ struct ctx_context {
 	 * reference: until then no reader can be in a hidden version's trie
 	 * without holding the version (state_note_hidden). */
 	atomic_bool read_noref;
-	atomic_bool dropped; /* no more commits; set under write_lock */
-	atomic_bool gone;    /* out of the table, visible cleared */
+	atomic_bool dropped;         /* no more commits; set under write_lock */
+	atomic_bool gone;            /* out of the table, visible cleared */
 	/* Counted in store.with_fields: not dropped and the head has fields
 	 * (write_lock, or alone; context_count_fields). */
 	bool with_fields;
