@@ -463,7 +463,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	size_t klen_buf[8];
 	const void **keys = n <= 8 ? key_buf : malloc(n * sizeof(*keys));
 	size_t *klens = n <= 8 ? klen_buf : malloc(n * sizeof(*klens));
-	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens};
+	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens, NULL, NULL};
 	if (keys && klens) {
 		for (size_t i = 0; i < n; i++) {
 			keys[i] = hamt_leaf_key(ops[i].leaf);
