@@ -43,6 +43,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "log.h"
+#include "pool.h"
 #include "reclaim.h"
 #include "store.h"
 #include "util.h"
@@ -947,12 +948,19 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	return c;
 }
 
-/* Let go of c's versions and points. */
-static void context_let_go(ctx_context *c)
+/* Let go of c's versions and points. background: the head (and with it
+ * the history chain) goes to the reclaimer (reclaim.c) instead of being
+ * released here: a dropped context's versions may hold millions of keys,
+ * and the thread that makes a drop durable is the log's flusher, which
+ * tells every waiting writer that their sync is done only after it (round
+ * 11: a DEL of a 200,000-field hash held every write ~1 s). */
+static void context_let_go(ctx_context *c, bool background)
 {
 	ctx_state_release(atomic_exchange(&c->visible, NULL));
-	ctx_state_release(c->head);
+	ctx_state *head = c->head;
 	c->head = NULL;
+	if (!head || !background || c->store->replaying || !reclaim_defer(head))
+		ctx_state_release(head);
 	context_count_fields(c, false);
 	c->oldest = NULL;
 	c->kept = 0;
@@ -961,7 +969,7 @@ static void context_let_go(ctx_context *c)
 
 /* Take c out of the table and let go of its versions, without counting it
  * out of `live` (it never was counted in). */
-static void context_unlink(ctx_store *s, ctx_context *c)
+static void context_unlink(ctx_store *s, ctx_context *c, bool background)
 {
 	atomic_store(&c->dropped, true);
 	atomic_store(&c->gone, true);
@@ -969,14 +977,22 @@ static void context_unlink(ctx_store *s, ctx_context *c)
 	index_remove_locked(&s->index, context_inode(c)); /* first: see the head comment */
 	table_remove(s, c);
 	index_unlock(&s->index);
-	context_let_go(c);
+	context_let_go(c, background);
 }
 
 /* Take c out of the table and let go of its versions. The caller holds the
  * write lock or is alone (recovery, close). */
 static void context_remove(ctx_store *s, ctx_context *c)
 {
-	context_unlink(s, c);
+	context_unlink(s, c, false);
+	atomic_fetch_sub(&s->live, 1);
+}
+
+/* context_remove for a drop made durable: its versions are freed in the
+ * background (context_let_go). */
+static void context_remove_dropped(ctx_store *s, ctx_context *c)
+{
+	context_unlink(s, c, true);
 	atomic_fetch_sub(&s->live, 1);
 }
 
@@ -1145,6 +1161,20 @@ static void pending_report(ctx_store *s, pending_change *p)
 		free(klens);
 }
 
+/* A clearing commit's report, in the call_rcu worker (pending_finish). */
+static void pending_report_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	pool_bypass(true); /* the worker: it frees, never allocates (pool.c) */
+	pending_change *p = caa_container_of(head, pending_change, rcu);
+	pending_report(p->c->store, p);
+	ctx_state *st = p->st, *base = p->base;
+	p->st = p->base = NULL;
+	pending_free(p);
+	state_release_in_callback(st);
+	state_release_in_callback(base);
+}
+
 static void pending_finish(log_done *d, bool durable)
 {
 	pending_change *p = caa_container_of(d, pending_change, done);
@@ -1175,12 +1205,22 @@ static void pending_finish(log_done *d, bool durable)
 		store_report_skip(s, d->rev);
 	} else if (p->kind == CTX_EVENT_DROPPED) {
 		context_lock(c);
-		context_remove(s, c);
+		context_remove_dropped(s, c);
 		context_release(c); /* the table's reference */
 		context_unlock(c);
 		pending_report(s, p);
 	} else {
 		context_publish(c, p->st);
+		if (p->base) {
+			/* A clear: its removed keys are a diff of O(keys), which
+			 * the flusher must not pay before it tells every waiting
+			 * writer their sync is done. The call_rcu worker reports
+			 * it (watchers get it in revision order all the same:
+			 * later events wait for it); ctx_close's rcu_barrier runs
+			 * it before the feed closes. */
+			ctx_call_rcu(&p->rcu, pending_report_rcu);
+			return;
+		}
 		pending_report(s, p);
 	}
 	pending_free(p);
@@ -1254,7 +1294,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	/* Count it only now that it is known to be new: a create that fails
 	 * with EXISTS never holds a slot. */
 	if (!reserve_slot(s)) {
-		context_unlink(s, c);
+		context_unlink(s, c, false);
 		context_unlock(c);
 		ctx_state_release(first);
 		context_release(c);
@@ -1382,7 +1422,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 		context_lock(c);
 	}
 	if (st == CTX_OK) {
-		context_remove(s, c);
+		context_remove_dropped(s, c);
 		context_release(c); /* the table's reference */
 	} else {
 		atomic_store(&c->dropped, false); /* never durable: nothing changed */
@@ -1441,7 +1481,7 @@ ctx_status store_publish_recovered(ctx_store *s, ctx_context *c)
 	index_unlock(&s->index);
 	if (got != c) {
 		/* Not in the table: the caller's reference is the last. */
-		context_let_go(c);
+		context_let_go(c, false);
 		context_release(c);
 		return ctx_fail(got ? CTX_CORRUPT : CTX_NOMEM,
 		                got ? "context '%s' loaded twice" : "no memory for context '%s'",
@@ -1461,7 +1501,7 @@ ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen)
 
 void store_abandon_loaded(ctx_context *c)
 {
-	context_let_go(c);
+	context_let_go(c, false);
 	context_release(c);
 }
 

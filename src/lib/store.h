@@ -421,9 +421,12 @@ typedef struct pending_change {
 	 * ctx_get_latest behind ctx_get, or a failed sync free p under the
 	 * committer. */
 	atomic_bool linked;
-	/* A clearing commit (ctx_txn_clear): a reference to the version it
-	 * replaced, whose keys it removed (store_report_clear); else NULL. */
+	/* A clearing commit (ctx_txn_clear) while events are recorded: a
+	 * reference to the version it replaced, whose keys it removed
+	 * (store_report_clear); else NULL. Such a change is reported by the
+	 * call_rcu worker (`rcu`), not by the flusher: the diff is O(keys). */
 	ctx_state *base;
+	struct rcu_head rcu;
 	size_t nkeys;
 	hamt_leaf *leaves[]; /* references: the keys to report          */
 } pending_change;
