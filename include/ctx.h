@@ -503,12 +503,12 @@ ctx_status ctx_txn_del(ctx_txn *t, const void *key, size_t klen);
  * only (a CLEAR record, docs/file-format.md). That version's data is not
  * walked or freed by the commit: it stays in history as any version does,
  * and is freed in the background when it leaves it. Watchers are told
- * every key the commit changes, found by a diff of the two versions with no
- * lock held, on the thread that reports the commit (the committer's for
- * ctx_txn_commit, the log's flusher for ctx_txn_commit_nowait), and only
- * while a watch is open or watch_keep_history is set: a watch that opens as
- * the commit is reported may get its event with the keys of its operations
- * only. The version's keys_changed (ctx_history) is exact, found in
+ * every key the commit changes, found by a diff of the two versions, O(keys
+ * of both), with no lock held (by the committer for ctx_txn_commit, by a
+ * background thread for ctx_txn_commit_nowait: later events wait for it, so
+ * delivery stays in revision order), and only while a watch is open or
+ * watch_keep_history is set: a watch that opens as the commit is reported
+ * may get its event with the keys of its operations only. The version's keys_changed (ctx_history) is exact, found in
  * O(operations). In a create transaction it only discards the operations
  * recorded before. Errors: CTX_INVALID (t NULL). */
 ctx_status ctx_txn_clear(ctx_txn *t);

@@ -1161,6 +1161,13 @@ static void pending_report(ctx_store *s, pending_change *p)
 		free(klens);
 }
 
+/* A clear of at most this many keys is reported by the flusher itself (its
+ * diff costs about what reporting its keys as deletions did); a bigger one
+ * by the call_rcu worker. Reporting later lets events decided before a
+ * watch opened reach it (ctx_watch_open says so), so only big clears pay
+ * that. */
+#define CLEAR_REPORT_INLINE_MAX 4096
+
 /* A clearing commit's report, in the call_rcu worker (pending_finish). */
 static void pending_report_rcu(struct rcu_head *head)
 {
@@ -1211,13 +1218,14 @@ static void pending_finish(log_done *d, bool durable)
 		pending_report(s, p);
 	} else {
 		context_publish(c, p->st);
-		if (p->base) {
-			/* A clear: its removed keys are a diff of O(keys), which
-			 * the flusher must not pay before it tells every waiting
-			 * writer their sync is done. The call_rcu worker reports
-			 * it (watchers get it in revision order all the same:
-			 * later events wait for it); ctx_close's rcu_barrier runs
-			 * it before the feed closes. */
+		if (p->base && p->base->data.count > CLEAR_REPORT_INLINE_MAX) {
+			/* A clear of a big version: its removed keys are a diff
+			 * of O(keys), which the flusher must not pay before it
+			 * tells every waiting writer their sync is done. The
+			 * call_rcu worker reports it (watchers get it in revision
+			 * order all the same: later events wait for it);
+			 * ctx_close's rcu_barrier runs it before the feed
+			 * closes. */
 			ctx_call_rcu(&p->rcu, pending_report_rcu);
 			return;
 		}

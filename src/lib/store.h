@@ -465,8 +465,9 @@ void store_report_skip(ctx_store *s, uint64_t rev);
 
 /* Report a clearing commit (ctx_txn_clear) that made st from base: the keys
  * it changed are found by a diff of the two versions, O(keys of both), with
- * no lock held, and only while the feed records (else it is reported with
- * the keys of its ops: nkeys, keys, klens). */
+ * no lock held and never on the log's flusher (pending_report_rcu), and
+ * only while the feed records (else it is reported with the keys of its
+ * ops: nkeys, keys, klens). */
 void store_report_clear(ctx_store *s, uint64_t rev, const ctx_context *c, const ctx_state *base,
                         const ctx_state *st, size_t nkeys, const void *const *keys,
                         const size_t *klens);

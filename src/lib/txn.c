@@ -436,7 +436,8 @@ static void cut_prefetch_more(const ctx_state *cut)
  * struct noref and commit_lock. clear (ctx_txn_clear): apply ops to empty
  * maps instead of the newest version's, O(ops) whatever the size of that
  * version (a CLEAR record; its keys are reported by a diff with no lock
- * held: store_report_clear, by the committer or the flusher's pending_report). */
+ * held: store_report_clear, by the committer, or for a nowait commit by the
+ * call_rcu worker: pending_report_rcu). */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
                              bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr,
                              bool clear)
@@ -533,7 +534,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	 * removed: only while events are recorded (else nobody gets them). */
 	bool diff = clear && store_feed_recording(s);
 	if (p) {
-		if (diff) /* the flusher reports the keys it removed */
+		if (diff) /* the call_rcu worker reports the keys it removed */
 			p->base = ctx_state_retain(head);
 		st = commit_finish_nowait(c, next, &rec, p, version_out, rev_out);
 		p = NULL; /* the log's, or freed */
