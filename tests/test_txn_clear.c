@@ -360,7 +360,7 @@ static void test_replaced_version_freed_in_background(void **unused)
 	ctx_rcu_read_lock();
 	ctx_state *v2;
 	assert_ok(ctx_get_at(s, "r", 2, &v2));
-	ctx_state_release(v2); /* the section keeps the struct readable */
+	ctx_state_release(v2);                       /* the section keeps the struct readable */
 	assert_int_equal(atomic_load(&v2->refs), 2); /* the head's and the visible one's */
 	assert_ok(clear_put(s, "r", 2, new_pairs, 1, false, NULL)); /* cuts version 2 */
 	assert_int_equal(ctx_get_at(s, "r", 2, &(ctx_state *){NULL}), CTX_NOT_FOUND);
