@@ -493,6 +493,26 @@ ctx_status ctx_txn_begin_state(const ctx_state *st, ctx_txn **out);
 ctx_status ctx_txn_put(ctx_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
 ctx_status ctx_txn_del(ctx_txn *t, const void *key, size_t klen);
 
+/* Record the removal of every key and metadata entry: the commit builds its
+ * version from empty maps instead of from the newest version's, then applies
+ * the operations recorded after this call (those recorded before it are
+ * discarded: they would be removed anyway). It replaces the deletion of
+ * every key one by one (what a Redis DEL followed by writes of the same key
+ * is): the commit costs O(operations) under the context's lock, whatever the
+ * size of the version it replaces, and its log record holds the operations
+ * only (a CLEAR record, docs/file-format.md). That version's data is not
+ * walked or freed by the commit: it stays in history as any version does,
+ * and is freed in the background when it leaves it. Watchers are told
+ * every key the commit changes, found by a diff of the two versions, O(keys
+ * of both), with no lock held (by the committer for ctx_txn_commit, by a
+ * background thread for ctx_txn_commit_nowait: later events wait for it, so
+ * delivery stays in revision order), and only while a watch is open or
+ * watch_keep_history is set: a watch that opens as the commit is reported
+ * may get its event with the keys of its operations only. The version's keys_changed (ctx_history) is exact, found in
+ * O(operations). In a create transaction it only discards the operations
+ * recorded before. Errors: CTX_INVALID (t NULL). */
+ctx_status ctx_txn_clear(ctx_txn *t);
+
 /* The same for metadata entries. */
 ctx_status ctx_txn_meta_put(ctx_txn *t, const void *name, size_t nlen, const void *val,
                             size_t vlen);

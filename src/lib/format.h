@@ -49,12 +49,14 @@
 #define REC_CREATE      1
 #define REC_COMMIT      2
 #define REC_DROP        3
-#define REC_RESTORE     4 /* a commit made by a restore: body as COMMIT */
-#define REC_POINT       5 /* a recovery point */
-#define REC_POINT_DEL   6 /* a recovery point removed */
-#define REC_TTL         7 /* a context's idle time-to-live set */
-#define REC_EXPIRE      8 /* a context dropped by expiry: body as DROP */
-#define REC_RESTORE_REF 9 /* a restore naming its target version */
+#define REC_RESTORE     4  /* a commit made by a restore: body as COMMIT */
+#define REC_POINT       5  /* a recovery point */
+#define REC_POINT_DEL   6  /* a recovery point removed */
+#define REC_TTL         7  /* a context's idle time-to-live set */
+#define REC_EXPIRE      8  /* a context dropped by expiry: body as DROP */
+#define REC_RESTORE_REF 9  /* a restore naming its target version */
+#define REC_CLEAR       10 /* a commit on empty maps (ctx_txn_clear): body as COMMIT */
+#define REC_TYPE_MAX    REC_CLEAR
 #define REC_MAX_BODY    (1u << 31)
 
 /* Body (version 1; version 2 as the comment above says): u16 id length, id
@@ -74,7 +76,10 @@
  *   RESTORE_REF: u64 updated_us, u64 target version, u64 target's content
  *           checksum (data.sum + meta.sum); the new version's maps are the
  *           target's, found in the replayed history or points. Written by
- *           every restore since; RESTORE (4) still replays. */
+ *           every restore since; RESTORE (4) still replays.
+ *   CLEAR:  as COMMIT (version 2 only), but the new version's maps start
+ *           empty: every key and metadata entry of the version before is
+ *           gone, then the ops apply (ctx_txn_clear; round 11). */
 #define OP_PUT_CODE      0
 #define OP_DEL_CODE      1
 #define OP_META_PUT_CODE 2
@@ -219,7 +224,7 @@ static inline size_t get_uv(const unsigned char *p, size_t avail, uint64_t *v)
 /* Whether a version 2 record of this type has a time in its header. */
 static inline bool rec_has_time(uint8_t type)
 {
-	return type == REC_CREATE || type == REC_COMMIT || type == REC_RESTORE;
+	return type == REC_CREATE || type == REC_COMMIT || type == REC_RESTORE || type == REC_CLEAR;
 }
 
 /* A log record as read. time_delta (version 2, types with a time): the

@@ -656,7 +656,7 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 	size_t blen = s->log ? encode_restore_ref(c, now, target, body) : 0;
 	log_record rec = {
 	    REC_RESTORE_REF, 0, 0, body, (uint32_t)blen, blen ? crc32c(0, body, blen) : 0, 0};
-	commit_event ev = {CTX_EVENT_RESTORED, d.count, d.keys, d.klens};
+	commit_event ev = {CTX_EVENT_RESTORED, d.count, d.keys, d.klens, NULL, NULL};
 	st = commit_finish(c, next, &rec, &ev, new_version_out);
 out:
 	diff_free(&d);

@@ -34,6 +34,12 @@
  *   unlocking (its trie at once when no reference-free reader can still be
  *   in it, else with the thread's batch: state.c).
  *
+ * DROPPED CONTEXTS
+ *   A drop made durable hands the dropped context's head (and with it its
+ *   history) here too (store.c, context_let_go): under ctxd the log's
+ *   flusher makes drops durable, and freeing a big context there delayed
+ *   every writer's acknowledgement (round 11).
+ *
  * The count is process-wide (one worker serves every store). ctx_close's
  * rcu_barrier runs every callback queued before it, so a closed store leaves
  * nothing waiting here.

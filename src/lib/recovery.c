@@ -924,8 +924,12 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 		return ours ? apply_point(c, type, version, &r, why) : CTX_OK;
 	if (type == REC_RESTORE_REF)
 		return ours ? apply_restore_ref(c, rev, version, &r, why) : CTX_OK;
-	if (type != REC_COMMIT && type != REC_RESTORE) {
+	if (type != REC_COMMIT && type != REC_RESTORE && type != REC_CLEAR) {
 		*why = "unknown record type";
+		return CTX_CORRUPT;
+	}
+	if (type == REC_CLEAR && fmt == FORMAT_V1) {
+		*why = "clear record in a version 1 segment";
 		return CTX_CORRUPT;
 	}
 	uint64_t updated = fmt == FORMAT_V1 ? take_u64(&r) : time_us;
@@ -936,7 +940,8 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 		return CTX_CORRUPT;
 	}
 	bool with_times = type == REC_RESTORE;
-	if (!r.bad && head_merges(pl, c)) {
+	bool clear = type == REC_CLEAR; /* from empty maps: never in place */
+	if (!r.bad && !clear && head_merges(pl, c)) {
 		op_list ops;
 		bool fast = body_ops(r, fmt, with_times, updated, &ops) &&
 		            keys_distinct(&ops, ops.n, op_key_at, ops.hash);
@@ -949,7 +954,7 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 	size_t nkeys;
 	bool parsed = body_keys(r, fmt, with_times, stack, &keys, &nkeys);
 	bool distinct = parsed && keys_distinct(keys, nkeys, key_refs_at, NULL);
-	if (parsed && head_merges(pl, c)) {
+	if (parsed && !clear && head_merges(pl, c)) {
 		if (!distinct)
 			qsort(keys, nkeys, sizeof(*keys), key_ref_cmp);
 		ctx_status ist = distinct
@@ -963,7 +968,8 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 	if (keys != stack)
 		free(keys);
 	uint64_t edit = hamt_edit_token();
-	hamt data = hamt_retain(&c->head->data), meta = hamt_retain(&c->head->meta);
+	hamt data = clear ? (hamt){0} : hamt_retain(&c->head->data);
+	hamt meta = clear ? (hamt){0} : hamt_retain(&c->head->meta);
 	uint64_t nops = 0;
 	size_t changed = 0;
 	ctx_status st =
@@ -983,11 +989,13 @@ static ctx_status apply_record(ctx_store *s, const replay_plan *pl, uint32_t fmt
 	/* As a live commit's (txn.c): the version this one cuts from history
 	 * is freed here, where glibc's thread cache takes its few nodes back
 	 * for the next records, not by the reclaimer's thread. */
-	next->light = nops <= RECLAIM_LIGHT_OPS;
+	next->light = !clear && nops <= RECLAIM_LIGHT_OPS;
 	context_note_access(c, updated);
 	/* Counted while applying (as a live commit's, txn.c), unless a key
 	 * comes twice: no diff of the maps on the common path. */
-	next->changed = distinct ? changed : hamt_diff_count(&c->head->data, &next->data);
+	next->changed = clear      ? clear_changed(&c->head->data, &next->data)
+	                : distinct ? changed
+	                           : hamt_diff_count(&c->head->data, &next->data);
 	store_set_head_recovered(c, next);
 	c->replay_edit = edit; /* the new head's own nodes: no other version holds them */
 	return CTX_OK;
@@ -1008,7 +1016,7 @@ static size_t record_at(uint32_t fmt, const unsigned char *h, size_t avail, uint
 	 * checked first against what any record after prev has (a revision
 	 * within reach, an incarnation and a version not above it), so that
 	 * garbage rarely costs a checksum of the length it names. */
-	if (rec_parse(fmt, h, avail, false, &v) || v.type == 0 || v.type > REC_RESTORE_REF ||
+	if (rec_parse(fmt, h, avail, false, &v) || v.type == 0 || v.type > REC_TYPE_MAX ||
 	    v.rev <= prev || v.rev > max || v.incarnation > v.rev || v.version > v.rev)
 		return 0;
 	if (v.len > *budget) {

@@ -43,6 +43,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "log.h"
+#include "pool.h"
 #include "reclaim.h"
 #include "store.h"
 #include "util.h"
@@ -740,6 +741,75 @@ void store_report_skip(ctx_store *s, uint64_t rev)
 		feed_skip(s->feed, rev);
 }
 
+/* ---- clearing commits (ctx_txn_clear) --------------------------------------- */
+
+typedef struct clear_keys {
+	const void **keys;
+	size_t *klens;
+	size_t n, cap;
+	bool ok;
+} clear_keys;
+
+static ctx_status clear_key(void *arg, const hamt_leaf *old, const hamt_leaf *new_)
+{
+	clear_keys *k = arg;
+	const hamt_leaf *l = old ? old : new_;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 64;
+		const void **keys = realloc(k->keys, cap * sizeof(*keys));
+		if (keys)
+			k->keys = keys;
+		size_t *klens = keys ? realloc(k->klens, cap * sizeof(*klens)) : NULL;
+		if (!klens)
+			return CTX_NOMEM;
+		k->klens = klens;
+		k->cap = cap;
+	}
+	k->keys[k->n] = hamt_leaf_key(l);
+	k->klens[k->n++] = hamt_leaf_klen(l);
+	return CTX_OK;
+}
+
+void store_report_clear(ctx_store *s, uint64_t rev, const ctx_context *c, const ctx_state *base,
+                        const ctx_state *st, size_t nkeys, const void *const *keys,
+                        const size_t *klens)
+{
+	if (!s->feed)
+		return;
+	clear_keys k = {NULL, NULL, 0, 0, false};
+	if (base && feed_recording(s->feed))
+		k.ok = hamt_diff(&base->data, &st->data, clear_key, &k) == CTX_OK;
+	if (k.ok)
+		store_report(s, rev, CTX_EVENT_COMMITTED, c, st->version, k.n,
+		             (const void *const *)k.keys, k.klens);
+	else
+		store_report(s, rev, CTX_EVENT_COMMITTED, c, st->version, nkeys, keys, klens);
+	free(k.keys);
+	free(k.klens);
+}
+
+bool store_feed_recording(const ctx_store *s)
+{
+	return s->feed && feed_recording(s->feed);
+}
+
+size_t clear_changed(const hamt *old, const hamt *new_)
+{
+	size_t both = 0, same = 0;
+	hamt_cursor cur;
+	hamt_cursor_init(&cur, new_);
+	for (const hamt_leaf *l; (l = hamt_cursor_next(&cur));) {
+		const hamt_leaf *o =
+		    hamt_find(old, hamt_leaf_hash(l), hamt_leaf_key(l), hamt_leaf_klen(l));
+		if (!o)
+			continue;
+		both++;
+		same += o == l || (o->vlen == l->vlen &&
+		                   memcmp(hamt_leaf_value(o), hamt_leaf_value(l), l->vlen) == 0);
+	}
+	return old->count + new_->count - both - same;
+}
+
 static void store_free(ctx_store *s)
 {
 	store_clear(s);
@@ -880,12 +950,19 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	return c;
 }
 
-/* Let go of c's versions and points. */
-static void context_let_go(ctx_context *c)
+/* Let go of c's versions and points. background: the head (and with it
+ * the history chain) goes to the reclaimer (reclaim.c) instead of being
+ * released here: a dropped context's versions may hold millions of keys,
+ * and the thread that makes a drop durable is the log's flusher, which
+ * tells every waiting writer that their sync is done only after it (round
+ * 11: a DEL of a 200,000-field hash held every write ~1 s). */
+static void context_let_go(ctx_context *c, bool background)
 {
 	ctx_state_release(atomic_exchange(&c->visible, NULL));
-	ctx_state_release(c->head);
+	ctx_state *head = c->head;
 	c->head = NULL;
+	if (!head || !background || c->store->replaying || !reclaim_defer(head))
+		ctx_state_release(head);
 	context_count_fields(c, false);
 	c->oldest = NULL;
 	c->kept = 0;
@@ -894,7 +971,7 @@ static void context_let_go(ctx_context *c)
 
 /* Take c out of the table and let go of its versions, without counting it
  * out of `live` (it never was counted in). */
-static void context_unlink(ctx_store *s, ctx_context *c)
+static void context_unlink(ctx_store *s, ctx_context *c, bool background)
 {
 	atomic_store(&c->dropped, true);
 	atomic_store(&c->gone, true);
@@ -902,14 +979,22 @@ static void context_unlink(ctx_store *s, ctx_context *c)
 	index_remove_locked(&s->index, context_inode(c)); /* first: see the head comment */
 	table_remove(s, c);
 	index_unlock(&s->index);
-	context_let_go(c);
+	context_let_go(c, background);
 }
 
 /* Take c out of the table and let go of its versions. The caller holds the
  * write lock or is alone (recovery, close). */
 static void context_remove(ctx_store *s, ctx_context *c)
 {
-	context_unlink(s, c);
+	context_unlink(s, c, false);
+	atomic_fetch_sub(&s->live, 1);
+}
+
+/* context_remove for a drop made durable: its versions are freed in the
+ * background (context_let_go). */
+static void context_remove_dropped(ctx_store *s, ctx_context *c)
+{
+	context_unlink(s, c, true);
 	atomic_fetch_sub(&s->live, 1);
 }
 
@@ -1049,6 +1134,7 @@ void pending_free(pending_change *p)
 {
 	for (size_t i = 0; i < p->nkeys; i++)
 		hamt_leaf_release(p->leaves[i]);
+	ctx_state_release(p->base);
 	ctx_state_release(p->st);
 	context_release(p->c);
 	free(p);
@@ -1067,7 +1153,10 @@ static void pending_report(ctx_store *s, pending_change *p)
 		keys[i] = hamt_leaf_key(p->leaves[i]);
 		klens[i] = hamt_leaf_klen(p->leaves[i]);
 	}
-	store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
+	if (p->base) /* a clearing commit: its keys are a diff (flusher's thread) */
+		store_report_clear(s, p->done.rev, p->c, p->base, p->st, k, keys, klens);
+	else
+		store_report(s, p->done.rev, p->kind, p->c, p->version, k, keys, klens);
 	if (keys != kb)
 		free(keys);
 	if (klens != lb)
@@ -1113,6 +1202,25 @@ static void pending_prefetch(const log_done *d)
 	const log_done *d5 = p3->done.next ? p3->done.next->next : NULL;
 	if (d5)
 		__builtin_prefetch(d5);
+/* A clear of at most this many keys is reported by the flusher itself (its
+ * diff costs about what reporting its keys as deletions did); a bigger one
+ * by the call_rcu worker. Reporting later lets events decided before a
+ * watch opened reach it (ctx_watch_open says so), so only big clears pay
+ * that. */
+#define CLEAR_REPORT_INLINE_MAX 4096
+
+/* A clearing commit's report, in the call_rcu worker (pending_finish). */
+static void pending_report_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	pool_bypass(true); /* the worker: it frees, never allocates (pool.c) */
+	pending_change *p = caa_container_of(head, pending_change, rcu);
+	pending_report(p->c->store, p);
+	ctx_state *st = p->st, *base = p->base;
+	p->st = p->base = NULL;
+	pending_free(p);
+	state_release_in_callback(st);
+	state_release_in_callback(base);
 }
 
 static void pending_finish(log_done *d, bool durable)
@@ -1146,12 +1254,23 @@ static void pending_finish(log_done *d, bool durable)
 		store_report_skip(s, d->rev);
 	} else if (p->kind == CTX_EVENT_DROPPED) {
 		context_lock(c);
-		context_remove(s, c);
+		context_remove_dropped(s, c);
 		context_release(c); /* the table's reference */
 		context_unlock(c);
 		pending_report(s, p);
 	} else {
 		context_publish(c, p->st);
+		if (p->base && p->base->data.count > CLEAR_REPORT_INLINE_MAX) {
+			/* A clear of a big version: its removed keys are a diff
+			 * of O(keys), which the flusher must not pay before it
+			 * tells every waiting writer their sync is done. The
+			 * call_rcu worker reports it (watchers get it in revision
+			 * order all the same: later events wait for it);
+			 * ctx_close's rcu_barrier runs it before the feed
+			 * closes. */
+			ctx_call_rcu(&p->rcu, pending_report_rcu);
+			return;
+		}
 		pending_report(s, p);
 	}
 	pending_free(p);
@@ -1225,7 +1344,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	/* Count it only now that it is known to be new: a create that fails
 	 * with EXISTS never holds a slot. */
 	if (!reserve_slot(s)) {
-		context_unlink(s, c);
+		context_unlink(s, c, false);
 		context_unlock(c);
 		ctx_state_release(first);
 		context_release(c);
@@ -1353,7 +1472,7 @@ static ctx_status context_drop_as(ctx_context *c, ctx_event_kind kind, uint64_t 
 		context_lock(c);
 	}
 	if (st == CTX_OK) {
-		context_remove(s, c);
+		context_remove_dropped(s, c);
 		context_release(c); /* the table's reference */
 	} else {
 		atomic_store(&c->dropped, false); /* never durable: nothing changed */
@@ -1412,7 +1531,7 @@ ctx_status store_publish_recovered(ctx_store *s, ctx_context *c)
 	index_unlock(&s->index);
 	if (got != c) {
 		/* Not in the table: the caller's reference is the last. */
-		context_let_go(c);
+		context_let_go(c, false);
 		context_release(c);
 		return ctx_fail(got ? CTX_CORRUPT : CTX_NOMEM,
 		                got ? "context '%s' loaded twice" : "no memory for context '%s'",
@@ -1432,7 +1551,7 @@ ctx_context *store_lookup_recovered(ctx_store *s, const char *id, size_t idlen)
 
 void store_abandon_loaded(ctx_context *c)
 {
-	context_let_go(c);
+	context_let_go(c, false);
 	context_release(c);
 }
 

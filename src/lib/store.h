@@ -421,6 +421,12 @@ typedef struct pending_change {
 	 * ctx_get_latest behind ctx_get, or a failed sync free p under the
 	 * committer. */
 	atomic_bool linked;
+	/* A clearing commit (ctx_txn_clear) while events are recorded: a
+	 * reference to the version it replaced, whose keys it removed
+	 * (store_report_clear); else NULL. Such a change is reported by the
+	 * call_rcu worker (`rcu`), not by the flusher: the diff is O(keys). */
+	ctx_state *base;
+	struct rcu_head rcu;
 	size_t nkeys;
 	hamt_leaf *leaves[]; /* references: the keys to report          */
 } pending_change;
@@ -437,6 +443,10 @@ typedef struct commit_event {
 	size_t nkeys;
 	const void *const *keys;
 	const size_t *klens;
+	/* A clearing commit (ctx_txn_clear): references to the version it
+	 * replaced and to the one it made, reported by store_report_clear;
+	 * else NULL. */
+	const ctx_state *clear_base, *clear_next;
 } commit_event;
 
 struct log_record;
@@ -452,6 +462,25 @@ void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_con
 void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
                      uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
 void store_report_skip(ctx_store *s, uint64_t rev);
+
+/* Report a clearing commit (ctx_txn_clear) that made st from base: the keys
+ * it changed are found by a diff of the two versions, O(keys of both), with
+ * no lock held and never on the log's flusher (pending_report_rcu), and
+ * only while the feed records (else it is reported with the keys of its
+ * ops: nkeys, keys, klens). */
+void store_report_clear(ctx_store *s, uint64_t rev, const ctx_context *c, const ctx_state *base,
+                        const ctx_state *st, size_t nkeys, const void *const *keys,
+                        const size_t *klens);
+
+/* Whether the store's feed records events now (feed_recording). */
+bool store_feed_recording(const ctx_store *s);
+
+/* The number of data keys a clearing commit changed, going from old to
+ * new_ (new_ built from empty maps): the keys of old, plus those of new_,
+ * less those in both with the same value counted twice, less those in both
+ * with another value counted once. O(keys of new_), not O(keys of old):
+ * what ctx_history's keys_changed says, without a diff under the lock. */
+size_t clear_changed(const hamt *old, const hamt *new_);
 
 /* Make a recovery point of version if auto_point_every says so (points.c). */
 void auto_point(ctx_context *c, uint64_t version);

@@ -78,6 +78,7 @@ struct ctx_txn {
 	ctx_store *store;
 	ctx_context *ctx; /* NULL for a create transaction */
 	char *create_id;  /* the id a create transaction makes */
+	bool clear;       /* ctx_txn_clear: the commit starts from empty maps */
 	size_t count;
 	size_t cap;
 	txn_op *ops;
@@ -296,6 +297,9 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		if (nr)
 			store_report_id(s, rev, ev->kind, nr->id, nr->idlen, version, ev->nkeys,
 			                ev->keys, ev->klens);
+		else if (ev->clear_base)
+			store_report_clear(s, rev, c, ev->clear_base, ev->clear_next, ev->nkeys,
+			                   ev->keys, ev->klens);
 		else
 			store_report(s, rev, ev->kind, c, version, ev->nkeys, ev->keys, ev->klens);
 		if (!rev_out && s->opts.auto_point_every)
@@ -429,9 +433,14 @@ static void cut_prefetch_more(const ctx_state *cut)
 /* Apply ops to the newest version of c and commit the result. If strict_del is
  * set, deleting an absent key fails the commit with CTX_NOT_FOUND. rev_out
  * not NULL: do not wait for durability (ctx_txn_commit_nowait). nr: see
- * struct noref and commit_lock. */
+ * struct noref and commit_lock. clear (ctx_txn_clear): apply ops to empty
+ * maps instead of the newest version's, O(ops) whatever the size of that
+ * version (a CLEAR record; its keys are reported by a diff with no lock
+ * held: store_report_clear, by the committer, or for a nowait commit by the
+ * call_rcu worker: pending_report_rcu). */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
-                             bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr)
+                             bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr,
+                             bool clear)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -442,8 +451,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		if ((st = encode_commit(c, ops, n, now, false, &body)) != CTX_OK)
 			return st;
 		rec = (log_record){
-		    REC_COMMIT, 0, 0, body.data, (uint32_t)body.len, crc32c(0, body.data, body.len),
-		    now};
+		    clear ? REC_CLEAR : REC_COMMIT, 0,  0, body.data, (uint32_t)body.len,
+		    crc32c(0, body.data, body.len), now};
 	}
 	pending_change *p = NULL;
 	if (rev_out && s->wait_durable && !(p = pending_new(c, CTX_EVENT_COMMITTED, ops, n))) {
@@ -455,7 +464,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	size_t klen_buf[8];
 	const void **keys = n <= 8 ? key_buf : malloc(n * sizeof(*keys));
 	size_t *klens = n <= 8 ? klen_buf : malloc(n * sizeof(*klens));
-	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens};
+	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens, NULL, NULL};
 	if (keys && klens) {
 		for (size_t i = 0; i < n; i++) {
 			keys[i] = hamt_leaf_key(ops[i].leaf);
@@ -493,8 +502,11 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	}
 
 	ctx_state *cut = cut_prefetch(c);
-	hamt data = hamt_retain(&head->data);
-	hamt meta = hamt_retain(&head->meta);
+	/* A clear starts from empty maps: the head's trie is neither walked
+	 * nor released here (it stays in history; the reclaimer frees it when
+	 * it leaves, as `light` is false below). */
+	hamt data = clear ? (hamt){0} : hamt_retain(&head->data);
+	hamt meta = clear ? (hamt){0} : hamt_retain(&head->meta);
 	size_t changed = 0;
 	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
 	ctx_state *next = NULL;
@@ -512,13 +524,25 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		goto fail;
 	}
 	next->updated_us = now;
-	next->light = n <= RECLAIM_LIGHT_OPS;
+	/* The version a clear replaced owns its whole trie alone: never light. */
+	next->light = !clear && n <= RECLAIM_LIGHT_OPS;
 	/* Counted while building: no diff of the maps on the common path. */
-	next->changed = distinct ? changed : hamt_diff_count(&head->data, &data);
+	next->changed = clear      ? clear_changed(&head->data, &data)
+	                : distinct ? changed
+	                           : hamt_diff_count(&head->data, &data);
+	/* The version the clear replaced, for the diff that names the keys it
+	 * removed: only while events are recorded (else nobody gets them). */
+	bool diff = clear && store_feed_recording(s);
 	if (p) {
+		if (diff) /* the call_rcu worker reports the keys it removed */
+			p->base = ctx_state_retain(head);
 		st = commit_finish_nowait(c, next, &rec, p, version_out, rev_out);
 		p = NULL; /* the log's, or freed */
 		goto out;
+	}
+	if (diff) { /* both held for the report's diff, after the unlock */
+		ev.clear_base = ctx_state_retain(head);
+		ev.clear_next = ctx_state_retain(next);
 	}
 	st = commit_finish_rev(c, next, &rec, &ev, version_out, rev_out, false, nr);
 	goto out;
@@ -527,6 +551,8 @@ fail:
 out:
 	if (p)
 		pending_free(p);
+	ctx_state_release((ctx_state *)ev.clear_base);
+	ctx_state_release((ctx_state *)ev.clear_next);
 	body_free(&body);
 	if (keys != key_buf)
 		free(keys);
@@ -545,7 +571,7 @@ static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, co
 	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
 		return st;
 	txn_op op = {kind, hamt_leaf_new(key, klen, val, vlen)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr)
+	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false)
 	             : ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
 	hamt_leaf_release(op.leaf);
 	return st;
@@ -709,6 +735,17 @@ ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen)
 	return txn_del(t, OP_META_DEL, name, nlen);
 }
 
+ctx_status ctx_txn_clear(ctx_txn *t)
+{
+	if (!t)
+		return ctx_fail(CTX_INVALID, "NULL transaction");
+	for (size_t i = 0; i < t->count; i++)
+		hamt_leaf_release(t->ops[i].leaf);
+	t->count = 0;
+	t->clear = t->create_id == NULL; /* a create starts from empty maps anyway */
+	return CTX_OK;
+}
+
 void ctx_txn_abort(ctx_txn *t)
 {
 	if (!t)
@@ -736,7 +773,7 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		         : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
 		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
-		                rev_out, NULL);
+		                rev_out, NULL, t->clear);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
 	if (st == CTX_CONFLICT && t->store->log && log_failed(t->store->log)) {

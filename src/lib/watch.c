@@ -1270,6 +1270,11 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 	free(bigger);
 }
 
+bool feed_recording(const feed *f)
+{
+	return atomic_load_explicit(&((feed *)f)->recording, memory_order_relaxed);
+}
+
 static void feed_report(feed *f, const report *r)
 {
 	fevent *e = NULL;

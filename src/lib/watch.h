@@ -65,6 +65,12 @@ void feed_close(feed *f);
 void feed_record(feed *f, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
                  uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
 
+/* Whether events are recorded now (a watch is open, or keep_history): a
+ * hint for a reporter whose key list is costly to build (a clearing
+ * commit's); a watch that opens right after may get the event without
+ * those keys. */
+bool feed_recording(const feed *f);
+
 /* Report a revision that has no event. */
 void feed_skip(feed *f, uint64_t rev);
 

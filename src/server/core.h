@@ -265,9 +265,6 @@ void wbatch_free(wbatch *w);
 /* Commit a batch; *rev gets the commit's revision (0 if nothing to do). */
 ctx_status wbatch_commit(wbatch *w, uint64_t *rev);
 bool wbatch_dirty(const wbatch *w);
-/* The old fields a commit of w deletes one by one (a DEL, then writes: it
- * replaces the base's fields in one commit); 0 if it replaces nothing. */
-size_t wbatch_replaces(const wbatch *w);
 wbatch *wbatch_new(const char *id, ctx_status *st);
 /* Free the calling thread's kept batch (wbatch_free keeps one per thread for
  * the next wbatch_new): at the end of a loop thread. */

@@ -1295,11 +1295,6 @@ static void set_limits(client *c, resp_limits *l)
 /* ---- groups: consecutive writes of one context in one commit ---------------------------- */
 
 #define GROUP_MAX 1024 /* requests in one group */
-/* Most old fields a group's DEL replaces in its one commit (one deletion
- * each, on the loop thread: 0.36 s for 200,000 fields); past it the group
- * runs one by one (a drop, O(1), then a create that waits for the drop's
- * fsync: 13-68 ms). */
-#define GROUP_REPLACE_MAX 4096
 
 /* The hash writes that may share a group: their handler works on the
  * batch of argv[1] alone (client_wbatch), reads nothing else, and its reply
@@ -1307,7 +1302,8 @@ static void set_limits(client *c, resp_limits *l)
  * before a handler runs (a group bypasses run_request): min arguments, and
  * pairs (even count) or exactly min. DEL and UNLINK of that one key join
  * too: "DEL k" then writes of k is then one commit that replaces k's
- * fields (multi.c, commit_replace), where alone the writes' create would
+ * fields (multi.c, commit_replace: a clear, O(1) whatever k's size, so
+ * since round 11 no group is too big for it), where alone the writes' create would
  * wait on the loop thread for the drop's fsync (store.c,
  * create_await_drop): 1,581 DEL+HSET pairs a second from 8 pipelining
  * clients against 7,839 HSET+HSET pairs (redis-server: 2,180). */
@@ -1481,11 +1477,6 @@ static size_t run_group(client *c, size_t pos, size_t n, const resp_limits *lim)
 		size_t end = pos;
 		if (!group_once(c, &end, n, lim, w)) {
 			wbatch_free(w);
-			break;
-		}
-		if (wbatch_replaces(w) > GROUP_REPLACE_MAX) {
-			wbatch_free(w);
-			atomic_fetch_sub_explicit(&c->lp->st_commands, n, memory_order_relaxed);
 			break;
 		}
 		uint64_t rev = 0;
