@@ -508,9 +508,10 @@ ctx_status ctx_txn_del(ctx_txn *t, const void *key, size_t klen);
  * background thread for ctx_txn_commit_nowait: later events wait for it, so
  * delivery stays in revision order), and only while a watch is open or
  * watch_keep_history is set: a watch that opens as the commit is reported
- * may get its event with the keys of its operations only. The version's keys_changed (ctx_history) is exact, found in
- * O(operations). In a create transaction it only discards the operations
- * recorded before. Errors: CTX_INVALID (t NULL). */
+ * may get its event with the keys of its operations only. The version's
+ * keys_changed (ctx_history) is exact, found in O(operations). In a create
+ * transaction it only discards the operations recorded before.
+ * Errors: CTX_INVALID (t NULL). */
 ctx_status ctx_txn_clear(ctx_txn *t);
 
 /* The same for metadata entries. */
