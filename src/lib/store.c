@@ -1202,6 +1202,8 @@ static void pending_prefetch(const log_done *d)
 	const log_done *d5 = p3->done.next ? p3->done.next->next : NULL;
 	if (d5)
 		__builtin_prefetch(d5);
+}
+
 /* A clear of at most this many keys is reported by the flusher itself (its
  * diff costs about what reporting its keys as deletions did); a bigger one
  * by the call_rcu worker. Reporting later lets events decided before a
