@@ -74,15 +74,44 @@ void wlock_wake(ctx_wlock *l)
 	syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Operations a transaction holds inside its own allocation before it needs
+ * an array of its own: a small transaction (a create of a few keys, a
+ * ctxd write batch of one command) makes one allocation, where it made
+ * three (the struct, a copy of a create's id, the array). */
+#define TXN_INLINE_OPS 8
+
 struct ctx_txn {
 	ctx_store *store;
 	ctx_context *ctx; /* NULL for a create transaction */
-	char *create_id;  /* the id a create transaction makes */
+	char *create_id;  /* the id a create transaction makes (in id_buf) */
 	bool clear;       /* ctx_txn_clear: the commit starts from empty maps */
 	size_t count;
 	size_t cap;
-	txn_op *ops;
+	txn_op *ops; /* inline_ops, or malloc'd once past TXN_INLINE_OPS */
+	txn_op inline_ops[TXN_INLINE_OPS];
+	char id_buf[]; /* a create's id and its NUL */
 };
+
+/* A transaction of s on ctx (NULL for a create of id, idlen bytes). */
+static ctx_txn *txn_new(ctx_store *s, ctx_context *ctx, const char *id, size_t idlen)
+{
+	ctx_txn *t = malloc(sizeof(*t) + (id ? idlen + 1 : 0));
+	if (!t)
+		return NULL;
+	t->store = s;
+	t->ctx = ctx;
+	t->create_id = NULL;
+	t->clear = false;
+	t->count = 0;
+	t->cap = TXN_INLINE_OPS;
+	t->ops = t->inline_ops;
+	if (id) {
+		memcpy(t->id_buf, id, idlen);
+		t->id_buf[idlen] = 0;
+		t->create_id = t->id_buf;
+	}
+	return t;
+}
 
 static const uint8_t op_codes[] = {
     [OP_PUT] = OP_PUT_CODE,
@@ -646,13 +675,11 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 	ctx_status st = store_open_context(s, id, &c);
 	if (st != CTX_OK)
 		return st;
-	ctx_txn *t = calloc(1, sizeof(*t));
+	ctx_txn *t = txn_new(s, c, NULL, 0);
 	if (!t) {
 		context_release(c);
 		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
 	}
-	t->store = s;
-	t->ctx = c;
 	*out = t;
 	return CTX_OK;
 }
@@ -665,12 +692,9 @@ ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out)
 		return st;
 	if (!out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
-	ctx_txn *t = calloc(1, sizeof(*t));
-	if (!t || !(t->create_id = strdup(id))) {
-		free(t);
+	ctx_txn *t = txn_new(s, NULL, id, idlen);
+	if (!t)
 		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
-	}
-	t->store = s;
 	*out = t;
 	return CTX_OK;
 }
@@ -679,10 +703,13 @@ static ctx_status txn_add(ctx_txn *t, enum op_kind kind, const void *key, size_t
                           const void *val, size_t vlen)
 {
 	if (t->count == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 8;
-		txn_op *ops = realloc(t->ops, cap * sizeof(*ops));
+		size_t cap = 2 * t->cap;
+		bool inline_ = t->ops == t->inline_ops;
+		txn_op *ops = realloc(inline_ ? NULL : t->ops, cap * sizeof(*ops));
 		if (!ops)
 			return ctx_fail(CTX_NOMEM, "no memory for a transaction");
+		if (inline_)
+			memcpy(ops, t->inline_ops, t->count * sizeof(*ops));
 		t->ops = ops;
 		t->cap = cap;
 	}
@@ -752,10 +779,10 @@ void ctx_txn_abort(ctx_txn *t)
 		return;
 	for (size_t i = 0; i < t->count; i++)
 		hamt_leaf_release(t->ops[i].leaf);
-	free(t->ops);
+	if (t->ops != t->inline_ops)
+		free(t->ops);
 	if (t->ctx)
 		context_release(t->ctx);
-	free(t->create_id);
 	free(t);
 }
 
@@ -816,12 +843,10 @@ ctx_status ctx_txn_begin_state(const ctx_state *st, ctx_txn **out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
 	if (!st)
 		return ctx_fail(CTX_INVALID, "NULL state");
-	ctx_txn *t = calloc(1, sizeof(*t));
+	ctx_txn *t = txn_new(st->ctx->store, st->ctx, NULL, 0);
 	if (!t)
 		return ctx_fail(CTX_NOMEM, "no memory for a transaction");
 	context_retain(st->ctx);
-	t->store = st->ctx->store;
-	t->ctx = st->ctx;
 	*out = t;
 	return CTX_OK;
 }
