@@ -129,7 +129,9 @@ static void test_skipped_checkpoint_leaves_no_ttl_mark(void **unused)
 	assert_int_equal(ctx_checkpoint(s), CTX_OK);
 	ctx_close(s);
 	size_t ttl_size;
-	unsigned char *ttl_ckpt = test_read_file(test_newest_checkpoint(other, NULL), &ttl_size);
+	char *ttl_path = test_newest_checkpoint(other, NULL);
+	unsigned char *ttl_ckpt = test_read_file(ttl_path, &ttl_size);
+	free(ttl_path);
 
 	/* The store under test: no time-to-live ever, a checkpoint and a log
 	 * after it; three contexts with fields and one empty. */
