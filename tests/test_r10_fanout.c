@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feed_util.h"
 #include "store.h"
-#include "watch.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -76,13 +76,6 @@ static bool intact(const ctx_event *e, uint64_t rev, const char *id, size_t nkey
 	return true;
 }
 
-static feed_stats stats_of(feed *f)
-{
-	feed_stats st;
-	feed_get_stats(f, &st);
-	return st;
-}
-
 static feed_record_info records(void)
 {
 	feed_record_info ri;
@@ -96,7 +89,7 @@ static size_t bytes_of(const char *id, size_t nkeys, size_t klen)
 	feed *f = NULL;
 	assert_ok(feed_open(1, &(feed_config){.keep_history = true}, &f));
 	rec(f, 1, id, nkeys, klen);
-	size_t bytes = stats_of(f).history_bytes;
+	size_t bytes = feed_stats_of(f).history_bytes;
 	feed_close(f);
 	return bytes;
 }
@@ -130,11 +123,11 @@ static void test_counted_at_record_size(void **unused)
 			ctx_event *e = test_next_event(w);
 			assert_true(intact(e, rev, "c", nkeys, klen));
 			ctx_event_free(e);
-			feed_stats st = stats_of(f);
+			feed_stats st = feed_stats_of(f);
 			assert_true(st.history_bytes <= st.history_bytes_limit);
 			assert_int_equal(st.history_bytes, st.history_events * one);
 		}
-		feed_stats st = stats_of(f);
+		feed_stats st = feed_stats_of(f);
 		assert_int_equal(st.history_events, 10);
 		assert_int_equal(st.history_bytes, 10 * one);
 		assert_int_equal(st.oldest, 491);
@@ -224,7 +217,7 @@ static void test_close_with_records_in_flight(void **unused)
 	for (int round = 0; round < 8; round++) {
 		ctx_watch *w = NULL;
 		assert_ok(feed_watch_open(f, "", true, 0, &w));
-		uint64_t base = stats_of(f).frontier;
+		uint64_t base = feed_stats_of(f).frontier;
 		for (uint64_t rev = base + 1; rev <= base + 20; rev++)
 			rec(f, rev, "c", 1, 3);
 		for (int i = 0; i < 3; i++) { /* the rest stay in w's batch */
@@ -239,7 +232,7 @@ static void test_close_with_records_in_flight(void **unused)
 			ctx_event_free(e);
 		}
 	}
-	uint64_t base = stats_of(f).frontier;
+	uint64_t base = feed_stats_of(f).frontier;
 	for (uint64_t rev = base + 1; rev <= base + 200; rev++) /* evict and reuse all */
 		rec(f, rev, "c", 1, 3);
 	for (int round = 0; round < 8; round++)

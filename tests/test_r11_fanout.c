@@ -21,26 +21,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "watch.h"
+#include "feed_util.h"
 
 static void rec(feed *f, uint64_t rev, const char *id)
 {
 	const void *keys[1] = {"k"};
 	size_t klens[1] = {1};
 	feed_record(f, rev, CTX_EVENT_COMMITTED, id, strlen(id), rev, 1, keys, klens);
-}
-
-static feed_stats stats(feed *f)
-{
-	feed_stats st;
-	feed_get_stats(f, &st);
-	return st;
-}
-
-static void waker_settles(feed *f)
-{
-	while (stats(f).waker_busy)
-		usleep(100);
 }
 
 /* Every watcher takes revision rev and is caught up (armed again). */
@@ -76,13 +63,13 @@ static void test_window_grows_while_commits_stream(void **unused)
 	ctx_watch *w[W];
 	for (int i = 0; i < W; i++)
 		assert_ok(feed_watch_open(f, "", true, 0, &w[i]));
-	assert_int_equal(stats(f).waker_window_ns, 0);
+	assert_int_equal(feed_stats_of(f).waker_window_ns, 0);
 	long want = linger;
 	for (uint64_t rev = 1; rev <= 7; rev++) {
-		uint64_t passes = stats(f).waker_passes;
+		uint64_t passes = feed_stats_of(f).waker_passes;
 		rec(f, rev, "a");
-		waker_settles(f);
-		feed_stats st = stats(f);
+		feed_waker_settles(f);
+		feed_stats st = feed_stats_of(f);
 		assert_int_equal(st.waker_passes, passes + 1);
 		assert_int_equal(st.waker_window_ns, want);
 		all_take(w, W, rev);
@@ -111,8 +98,8 @@ static void test_window_resets_after_a_pause(void **unused)
 		assert_ok(feed_watch_open(f, "", true, 0, &w[i]));
 	for (uint64_t rev = 1; rev <= 5; rev++) {
 		rec(f, rev, "a");
-		waker_settles(f);
-		assert_int_equal(stats(f).waker_window_ns, linger);
+		feed_waker_settles(f);
+		assert_int_equal(feed_stats_of(f).waker_window_ns, linger);
 		all_take(w, W, rev);
 		usleep(20000); /* a pause of 20 ms: more than the gap of 1 ms */
 	}

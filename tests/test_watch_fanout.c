@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "watch.h"
+#include "feed_util.h"
 
 static void rec(feed *f, uint64_t rev, const char *id)
 {
@@ -53,20 +53,6 @@ static bool fd_becomes_readable(const ctx_watch *w)
 {
 	struct pollfd p = {.fd = ctx_watch_fd(w), .events = POLLIN};
 	return poll(&p, 1, 60000) == 1 && (p.revents & POLLIN);
-}
-
-static feed_stats stats(feed *f)
-{
-	feed_stats st;
-	feed_get_stats(f, &st);
-	return st;
-}
-
-/* Until the waker has made every wake-up it had to and sleeps. */
-static void waker_settles(feed *f)
-{
-	while (stats(f).waker_busy)
-		usleep(100);
 }
 
 static size_t armed(feed *f)
@@ -105,7 +91,7 @@ static void test_only_armed_watchers_are_woken(void **unused)
 	rec(f, 1, "a");
 	for (int i = 0; i < W; i++)
 		assert_true(fd_becomes_readable(w[i]));
-	waker_settles(f);
+	feed_waker_settles(f);
 	assert_int_equal(armed(f), 0); /* all woken, none armed */
 	for (int i = 0; i < W; i++) {
 		assert_true(fd_readable(w[i]));
@@ -118,7 +104,7 @@ static void test_only_armed_watchers_are_woken(void **unused)
 		rec(f, r, "a");
 	for (int i = 0; i < W; i++)
 		assert_true(fd_becomes_readable(w[i]));
-	waker_settles(f);
+	feed_waker_settles(f);
 	assert_int_equal(armed(f), 0);
 	for (int i = 0; i < W; i++) {
 		assert_true(fd_readable(w[i]));
@@ -195,7 +181,7 @@ static void test_few_armed_are_woken_by_the_report(void **unused)
 	/* Two armed: woken by the report itself, readable when it returns. */
 	assert_true(fd_readable(a));
 	assert_true(fd_readable(b));
-	feed_stats st = stats(f);
+	feed_stats st = feed_stats_of(f);
 	assert_int_equal(st.inline_wakes, 2);
 	assert_int_equal(st.waker_wakes, 0);
 	expect_rev(a, 1, CTX_EVENT_COMMITTED);
@@ -225,7 +211,7 @@ static void test_many_armed_are_woken_by_the_waker(void **unused)
 				expect_rev(w[i], rev - 1, CTX_EVENT_COMMITTED);
 			expect_rev(w[i], rev, CTX_EVENT_COMMITTED);
 		}
-		waker_settles(f);
+		feed_waker_settles(f);
 		for (int i = 0; i < W; i++)
 			expect_none(w[i]); /* caught up: armed, unreadable */
 		assert_int_equal(armed(f), W);
@@ -233,7 +219,7 @@ static void test_many_armed_are_woken_by_the_waker(void **unused)
 	/* No report woke anybody itself; each watcher was woken by the waker
 	 * at most once a round (the first event it matched, or it had read
 	 * before the waker got to it). */
-	feed_stats st = stats(f);
+	feed_stats st = feed_stats_of(f);
 	assert_int_equal(st.inline_wakes, 0);
 	assert_true(st.waker_wakes > 0);
 	assert_true(st.waker_wakes <= (uint64_t)W * ROUNDS);
@@ -261,7 +247,7 @@ static void test_read_before_the_waker(void **unused)
 			ctx_event_free(e);
 		}
 	}
-	waker_settles(f);
+	feed_waker_settles(f);
 	for (int i = 0; i < W; i++) {
 		expect_none(w[i]);
 		ctx_watch_close(w[i]);
@@ -286,7 +272,7 @@ static void test_quiet_watchers_armed_while_the_waker_lags(void **unused)
 		assert_true(fd_becomes_readable(w[i]));
 		expect_rev(w[i], N + 1, CTX_EVENT_COMMITTED);
 	}
-	waker_settles(f);
+	feed_waker_settles(f);
 	for (int i = 0; i < W; i++) {
 		expect_none(w[i]);
 		ctx_watch_close(w[i]);
@@ -320,7 +306,7 @@ static void test_inline_wake_while_a_pass_is_due(void **unused)
 		expect_rev(all, rev - 1, CTX_EVENT_COMMITTED);
 		expect_rev(all, rev, CTX_EVENT_COMMITTED);
 		expect_rev(x, rev - 1, CTX_EVENT_COMMITTED);
-		waker_settles(f);
+		feed_waker_settles(f);
 		expect_none(all);
 		expect_none(x);
 	}
