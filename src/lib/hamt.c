@@ -1041,8 +1041,8 @@ size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 	/* One node at a time: its slots in a tight loop, the node's kind and
 	 * length read once. A pair node below (two leaves, most of a small
 	 * map's nodes) is taken in place, without a push and a pop, when both
-	 * its leaves fit; its leaves were prefetched when its parent was
-	 * entered, and its own line is loaded here, where a push would too. */
+	 * its leaves fit: its line was prefetched when its parent was entered,
+	 * its two leaves are prefetched here, as entering it would. */
 	size_t k = 0;
 	while (k < max && c->depth > 0) {
 		int d = c->depth - 1;
@@ -1062,8 +1062,11 @@ size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 			}
 			const hamt_node *x = slot_node(s);
 			if (x->kind == KIND_PAIR && max - k >= 2) {
-				out[k++] = slot_leaf(pair_slots(x)[0]);
-				out[k++] = slot_leaf(pair_slots(x)[1]);
+				void *const *ps = pair_slots(x);
+				prefetch_slot(ps[0]);
+				prefetch_slot(ps[1]);
+				out[k++] = slot_leaf(ps[0]);
+				out[k++] = slot_leaf(ps[1]);
 				continue;
 			}
 			down = x;
