@@ -96,14 +96,8 @@ static void test_bad_ids_after_lookup(void **unused)
 			expect_reads(s, good[i], CTX_OK);
 		expect_reads(s, longest, CTX_OK);
 
-		const char *bad[] = {"a\x01",
-		                     "a\tb",
-		                     "\x7f",
-		                     "ab\x1f",
-		                     "\n",
-		                     "ctx-0001\r",
-		                     "a\x7f"
-		                     "b"};
+		const char *bad[] = {"a\x01", "a\tb",       "\x7f",  "ab\x1f",
+		                     "\n",    "ctx-0001\r", "a\177b"};
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 			expect_reads(s, bad[i], CTX_INVALID);
 		expect_reads(s, "", CTX_INVALID);
