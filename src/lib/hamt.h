@@ -237,10 +237,10 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c);
 
 /* The next leaves of c's walk, at most max of them, into out (the same
  * order as hamt_cursor_next); fewer than max only when the walk reached its
- * end (so a caller may stop there without one more call), 0 at the end. Each node's targets are all
- * prefetched when the walk enters it, and no leaf is read: a caller that
- * visits the leaves afterwards finds their cache misses overlapped, not one
- * after another. */
+ * end (so a caller may stop there without one more call), 0 at the end.
+ * Each node's targets are all prefetched when the walk enters it, and no
+ * leaf is read: a caller that visits the leaves afterwards finds their
+ * cache misses overlapped, not one after another. */
 size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max);
 
 #endif
