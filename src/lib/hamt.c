@@ -1036,37 +1036,50 @@ const hamt_leaf *hamt_cursor_next(hamt_cursor *c)
 	return NULL;
 }
 
-/* Prefetch what every slot of n points to: entering n in hamt_cursor_fill. */
-static inline void prefetch_all(const hamt_node *n)
-{
-	void *const *slots = node_slots(n);
-	for (unsigned i = 0, len = node_len(n); i < len; i++)
-		prefetch_slot(slots[i]);
-}
-
 size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max)
 {
+	/* One node at a time: its slots in a tight loop, the node's kind and
+	 * length read once. A pair node below (two leaves, most of a small
+	 * map's nodes) is taken in place, without a push and a pop, when both
+	 * its leaves fit: its line was prefetched when its parent was entered,
+	 * its two leaves are prefetched here, as entering it would. */
 	size_t k = 0;
 	while (k < max && c->depth > 0) {
 		int d = c->depth - 1;
 		const hamt_node *n = c->node[d];
-		unsigned pos = c->pos[d];
-		if (pos >= node_len(n)) {
-			c->depth--;
-			continue;
-		}
+		unsigned pos = c->pos[d], len = node_len(n);
+		void *const *slots = node_slots(n);
 		/* Entering n: start loading all its targets at once. */
 		if (pos == 0)
-			prefetch_all(n);
-		c->pos[d] = pos + 1;
-		void *s = node_slots(n)[pos];
-		if (slot_is_leaf(s)) {
-			out[k++] = slot_leaf(s);
-			continue;
+			for (unsigned i = 0; i < len; i++)
+				prefetch_slot(slots[i]);
+		const hamt_node *down = NULL;
+		while (pos < len && k < max) {
+			void *s = slots[pos++];
+			if (slot_is_leaf(s)) {
+				out[k++] = slot_leaf(s);
+				continue;
+			}
+			const hamt_node *x = slot_node(s);
+			if (x->kind == KIND_PAIR && max - k >= 2) {
+				void *const *ps = pair_slots(x);
+				prefetch_slot(ps[0]);
+				prefetch_slot(ps[1]);
+				out[k++] = slot_leaf(ps[0]);
+				out[k++] = slot_leaf(ps[1]);
+				continue;
+			}
+			down = x;
+			break;
 		}
-		c->node[c->depth] = slot_node(s);
-		c->pos[c->depth] = 0;
-		c->depth++;
+		c->pos[d] = pos;
+		if (down) {
+			c->node[c->depth] = down;
+			c->pos[c->depth] = 0;
+			c->depth++;
+		} else if (pos >= len) {
+			c->depth--;
+		}
 	}
 	return k;
 }

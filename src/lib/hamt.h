@@ -219,6 +219,16 @@ typedef struct hamt_cursor {
 
 void hamt_cursor_init(hamt_cursor *c, const hamt *m);
 
+/* hamt_cursor_init without its prefetch of the root's first slots: for a
+ * walk by hamt_cursor_fill only, which prefetches all of them on entering
+ * the root. */
+static inline void hamt_cursor_start(hamt_cursor *c, const hamt *m)
+{
+	c->depth = m->root ? 1 : 0;
+	c->node[0] = m->root;
+	c->pos[0] = 0;
+}
+
 /* Start loading what the first slots of m's root point to (all of a small
  * map's leaves): for a walk of m that comes a little later, whose root the
  * caller prefetched before (checkpoint.c, writing contexts one by one). */
@@ -226,10 +236,11 @@ void hamt_prefetch_top(const hamt *m);
 const hamt_leaf *hamt_cursor_next(hamt_cursor *c);
 
 /* The next leaves of c's walk, at most max of them, into out (the same
- * order as hamt_cursor_next); 0 at the end. Each node's targets are all
- * prefetched when the walk enters it, and no leaf is read: a caller that
- * visits the leaves afterwards finds their cache misses overlapped, not one
- * after another. */
+ * order as hamt_cursor_next); fewer than max only when the walk reached its
+ * end (so a caller may stop there without one more call), 0 at the end.
+ * Each node's targets are all prefetched when the walk enters it, and no
+ * leaf is read: a caller that visits the leaves afterwards finds their
+ * cache misses overlapped, not one after another. */
 size_t hamt_cursor_fill(hamt_cursor *c, const hamt_leaf **out, size_t max);
 
 #endif

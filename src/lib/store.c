@@ -1633,10 +1633,51 @@ ctx_state *state_retain_current(_Atomic(ctx_state *) *slot)
 	}
 }
 
+/* ---- the id of a read ----------------------------------------------------------- */
+
+/* The length of a read's id (idlen), with the checks that cost nothing:
+ * a NULL store or id, an empty id, one longer than CTX_ID_MAX. Whether its
+ * bytes are valid (no control byte) is asked only if the lookup misses
+ * (read_missing): every context in the table was created or loaded with a
+ * checked id, so an id that names one, byte for byte, is valid. A read that
+ * finds its context skips a loop over the id's bytes (round 12,
+ * docs/decisions.md); a read of an invalid id still gets CTX_INVALID, after
+ * a lookup that cannot find it. */
+static inline ctx_status read_id(const ctx_store *s, const char *id, size_t *idlen)
+{
+	if (!s || !id)
+		return store_check_id(s, id, idlen);
+	size_t n = strnlen(id, CTX_ID_MAX + 1);
+	if (n == 0 || n > CTX_ID_MAX)
+		return ctx_check_id(id, idlen);
+	*idlen = n;
+	return CTX_OK;
+}
+
+/* The failure of a read whose lookup found no usable context: CTX_INVALID
+ * for an id with a control byte (never checked before, read_id), else
+ * CTX_NOT_FOUND (expired: found, so its id is valid). */
+static ctx_status read_missing(ctx_store *s, const char *id, bool expired)
+{
+	if (expired) {
+		reaper_kick(s);
+		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+	}
+	size_t idlen;
+	ctx_status st = ctx_check_id(id, &idlen);
+	return st != CTX_OK ? st : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+}
+
+/* Whether c may be read: the common case (no time-to-live) inline. */
+static inline bool read_usable(ctx_context *c)
+{
+	return !atomic_load_explicit(&c->ttl_us, memory_order_relaxed) || context_usable(c);
+}
+
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 {
 	size_t idlen;
-	ctx_status st = store_check_id(s, id, &idlen);
+	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!out)
@@ -1647,7 +1688,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 	ctx_context *c = table_lookup(s, id, idlen);
 	if (c) {
 		v = state_retain_current(&c->visible);
-		expired = v && !context_usable(c);
+		expired = v && !read_usable(c);
 	}
 	ctx_rcu_read_unlock();
 	if (expired) {
@@ -1656,7 +1697,7 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
 	}
 	if (!v)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+		return read_missing(s, id, false);
 	*out = v;
 	return CTX_OK;
 }
@@ -1682,26 +1723,18 @@ static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_
 		atomic_store(&c->read_noref, true);
 	const ctx_state *v = atomic_load(&c->visible);
 	context_prefetch_root(c);
-	if (v && !context_usable(c)) {
+	if (v && !read_usable(c)) {
 		*expired = true;
 		return NULL;
 	}
 	return v;
 }
 
-static ctx_status read_missing(ctx_store *s, const char *id, bool expired)
-{
-	if (!expired)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
-	reaper_kick(s);
-	return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
-}
-
 ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t klen, void *buf,
                          size_t cap, size_t *vlen)
 {
 	size_t idlen;
-	ctx_status st = store_check_id(s, id, &idlen);
+	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!vlen || (!key && klen) || (!buf && cap))
@@ -1733,7 +1766,7 @@ ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t k
 ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 {
 	size_t idlen;
-	ctx_status st = store_check_id(s, id, &idlen);
+	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!fn)
@@ -1748,13 +1781,15 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 		const hamt_leaf *batch[EACH_BATCH];
 		size_t n;
 		bool more = true;
-		hamt_cursor_init(&c, &v->data);
-		while (more && (n = hamt_cursor_fill(&c, batch, EACH_BATCH)))
+		hamt_cursor_start(&c, &v->data);
+		do {
+			n = hamt_cursor_fill(&c, batch, EACH_BATCH);
 			for (size_t i = 0; more && i < n; i++) {
 				const hamt_leaf *l = batch[i];
 				more = fn(arg, hamt_leaf_key(l), hamt_leaf_klen(l),
 				          hamt_leaf_value(l), l->vlen);
 			}
+		} while (more && n == EACH_BATCH); /* a short batch ends the walk */
 	}
 	ctx_rcu_read_unlock();
 	return v ? CTX_OK : read_missing(s, id, expired);
@@ -1763,7 +1798,7 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 {
 	size_t idlen;
-	ctx_status st = store_check_id(s, id, &idlen);
+	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
 		return st;
 	if (!out)
@@ -1787,7 +1822,7 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
 	}
 	if (!v)
-		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
+		return read_missing(s, id, false);
 	*out = v;
 	return CTX_OK;
 }
