@@ -5,7 +5,7 @@ compared byte for byte, in RESP2 and in RESP3 (round 11, r11-review).
 Usage: /usr/bin/python3 diff_resp.py CTXD_PORT REDIS_PORT
 
 Each script below runs on fresh connections to both servers (after
-FLUSHALL on Redis and DEL of the keys it uses on ctxd), once after HELLO 2
+FLUSHALL on both), once after HELLO 2
 and once after HELLO 3; a reply that differs is printed with both sides.
 Replies whose content depends on the server (HELLO's fields, INFO,
 COMMAND, CLIENT LIST, ids, random picks) are compared by shape only (the
@@ -100,6 +100,12 @@ SCRIPTS = [
      'EXPIRE k1 x', 'EXPIRE k1 10 BOGUS', 'PERSIST k1', 'PERSIST k1', 'PERSIST nokey', 'TTL k1',
      'PEXPIRE k2 100000', 'PERSIST k2', 'DEL k1 k2 nokey', 'DEL nokey', 'UNLINK k1', 'TOUCH k1',
      'DBSIZE', 'EXPIRE k3', 'TTL'],
+    # scan edges (round 12): cursor syntax, never-given cursors, COUNT, absent keys
+    ['HSET s a 1', 'SCAN -1', 'SCAN +0', 'SCAN 00', 'SCAN x', 'SCAN 1.0', 'SCAN 0 COUNT 0',
+     'SCAN 0 COUNT -1', 'SCAN 0 COUNT +1', 'SCAN 0 MATCH s*', 'SCAN 0 TYPE HASH', 'SCAN 0 TYPE zz',
+     'HSCAN nokey 0 COUNT 0', 'HSCAN nokey 0 BOGUS', 'HSCAN nokey -1', 'HSCAN nokey x',
+     'HSCAN s 0 COUNT 0', 'HSCAN s 0 COUNT -1', 'HSCAN s x', 'HSCAN s +0', 'HSCAN s 0 MATCH a*',
+     'HSCAN s 0 TYPE hash'],
     # wrong types and unknown commands
     ['HSET w f v', 'GET w', 'SET w x', 'LPUSH w x', 'SADD w x', 'ZADD w 1 x', 'INCR w', 'APPEND w x',
      'LRANGE w 0 -1', 'SMEMBERS w', 'GET nokey', 'FOO', 'FOO bar baz', 'hget w f', 'HgEt w f'],
@@ -124,11 +130,7 @@ def split(c):
 
 def reset(port, keys):
     c = Conn(port)
-    if port == RP:
-        c.cmd('FLUSHALL')
-    else:
-        for k in keys:
-            c.cmd('DEL', k)
+    c.cmd('FLUSHALL')  # on ctxd too (round 12): keys left by other scripts changed SCAN, DBSIZE
     c.s.close()
 
 
