@@ -12,67 +12,13 @@ COMMAND, CLIENT LIST, ids, random picks) are compared by shape only (the
 first byte of each element). Prints a summary; the differences are for a
 human to judge (ctxd documents some: docs/protocol.md).
 """
-import socket
+import os
 import sys
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from resp_raw import Conn, shape  # noqa: E402
 
 CP, RP = int(sys.argv[1]), int(sys.argv[2])
-
-
-def enc(args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-
-
-class Conn:
-    def __init__(self, port):
-        self.s = socket.create_connection(('127.0.0.1', port))
-        self.s.settimeout(5)
-        self.buf = b''
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        i = self.buf.index(b'\r\n')
-        l, self.buf = self.buf[:i], self.buf[i + 2:]
-        return l
-
-    def take(self, n):
-        while len(self.buf) < n:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        b, self.buf = self.buf[:n], self.buf[n:]
-        return b
-
-    def reply(self):
-        """One reply as raw bytes."""
-        l = self.line()
-        t = l[:1]
-        if t in (b'$', b'=', b'!'):
-            n = int(l[1:])
-            return l + b'\r\n' + (self.take(n + 2) if n >= 0 else b'')
-        if t in (b'*', b'~', b'>', b'%', b'|'):
-            n = int(l[1:])
-            if n < 0:
-                return l + b'\r\n'
-            k = n * 2 if t in (b'%', b'|') else n
-            return l + b'\r\n' + b''.join(self.reply() for _ in range(k))
-        return l + b'\r\n'
-
-    def shape(self, raw):
-        return bytes(ch for i, ch in enumerate(raw) if i == 0 or raw[i - 1:i] == b'\n')
-
-    def cmd(self, *args):
-        self.s.sendall(enc(args))
-        return self.reply()
 
 
 SHAPE_ONLY = {'HELLO', 'INFO', 'COMMAND', 'CLIENT', 'HRANDFIELD', 'TIME', 'SCAN', 'KEYS',
@@ -162,7 +108,7 @@ def main():
                 total += 1
                 name = split(cmd)[0].upper()
                 if name in SHAPE_ONLY:
-                    x2, y2 = Conn.shape(None, x), Conn.shape(None, y)
+                    x2, y2 = shape(x), shape(y)
                 else:
                     x2, y2 = x, y
                 if x2 != y2:
