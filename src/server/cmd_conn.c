@@ -11,7 +11,6 @@
 #include "core.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -712,11 +711,11 @@ static void config_get(client *c, int argc, const arg *argv)
 	bool hit[32] = {false};
 	size_t count = 0;
 	for (int i = 2; i < argc; i++) {
-		char pat[256];
-		snprintf(pat, sizeof(pat), "%.*s", (int)(argv[i].n > 255 ? 255 : argv[i].n),
-		         argv[i].p);
+		/* Redis's stringmatchlen without case (round 12; fnmatch had no
+		 * reversed ranges and took '!' for '^') */
 		for (size_t k = 0; k < n; k++)
-			if (!hit[k] && fnmatch(pat, names[k], FNM_CASEFOLD) == 0) {
+			if (!hit[k] &&
+			    glob_match(argv[i].p, argv[i].n, names[k], strlen(names[k]), true)) {
 				hit[k] = true;
 				count++;
 			}

@@ -1,6 +1,9 @@
 /*
  * test_r12_scan.c - SCAN and HSCAN at their edges answer as redis-server 7.0
- * does (round 12), and INFO keyspace counts the keys DBSIZE counts.
+ * does (round 12), and INFO keyspace counts the keys DBSIZE counts. Also
+ * other patterns and numbers at their edges: CONFIG GET's patterns are
+ * Redis's globs without case (reversed ranges, '^' negates, '!' is a byte),
+ * integers past 64 bits or without digits, and RESP lengths past 64 bits.
  *
  * Cursors are read as Redis reads them (strtoul): a sign is taken ("-1" is
  * 2^64 - 1, "+0" and "-0" are 0), the empty string is 0, leading zeros are
@@ -242,6 +245,55 @@ static void test_info_keyspace_counts_keys(void **state)
 	redisFree(c);
 }
 
+/* CONFIG GET pattern: Redis's stringmatchlen without case (it was fnmatch:
+ * "[z-a]" matched nothing, "[!a]" negated). */
+static void test_config_get_patterns(void **state)
+{
+	(void)state;
+	redisContext *c = conn();
+	const char *hit[] = {"[A-Z]AXCLIENTS", "[z-a]AXCLIENTS", "[^a]axclients", "MAXCLIENT?",
+	                     "[L-N]axclients"};
+	for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++) {
+		redisReply *r = cmd(c, "CONFIG GET %s", hit[i]);
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    strcmp(r->element[0]->str, "maxclients") != 0)
+			fail_msg("CONFIG GET %s: type %d, %zu elements, want maxclients", hit[i],
+			         r->type, r->elements);
+		freeReplyObject(r);
+	}
+	const char *miss[] = {"[N-Z]axclients", "[!a]axclients", "maxclients[", "["};
+	for (size_t i = 0; i < sizeof(miss) / sizeof(miss[0]); i++) {
+		redisReply *r = cmd(c, "CONFIG GET %s", miss[i]);
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 0)
+			fail_msg("CONFIG GET %s: type %d, %zu elements, want none", miss[i],
+			         r->type, r->elements);
+		freeReplyObject(r);
+	}
+	redisFree(c);
+}
+
+/* Integers: no digits after '-', more than 20 bytes, past 64 bits. RESP
+ * lengths past 64 bits: Redis's protocol errors. */
+static void test_numbers_past_64_bits(void **state)
+{
+	(void)state;
+	redisContext *c = conn();
+	const char *bad[] = {"-", "000000000000000000000001", "99999999999999999999",
+	                     "-9223372036854775809", "9223372036854775808"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		EXPECT_ERR_EXACT(c, "ERR value is not an integer or out of range", "HINCRBY n f %s",
+		                 bad[i]);
+	EXPECT_INT(c, 0, "EXISTS n");
+	EXPECT_ERR_EXACT(c, "ERR wrong number of arguments for 'hmset' command", "HMSET n f");
+	redisFree(c);
+	rawconn *r = raw_open(&target);
+	raw_expect(r, "*9999999999999999999\r\n", "-ERR Protocol error: invalid multibulk length");
+	raw_close(r);
+	r = raw_open(&target);
+	raw_expect(r, "*1\r\n$9999999999999999999\r\n", "-ERR Protocol error: invalid bulk length");
+	raw_close(r);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -252,6 +304,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_scan_options, setup),
 	    cmocka_unit_test_setup(test_hscan_edges, setup),
 	    cmocka_unit_test_setup(test_info_keyspace_counts_keys, setup),
+	    cmocka_unit_test_setup(test_config_get_patterns, setup),
+	    cmocka_unit_test_setup(test_numbers_past_64_bits, setup),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	target_stop();
