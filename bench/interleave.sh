@@ -9,37 +9,68 @@
 # binary, the median ops per CPU-second (the process's task-clock from
 # `perf stat`, loading included) and its ratio to rwlock and LMDB, and the
 # median wall-clock ops/s.
+# A run that fails (or leaves no figures) does not stop the others: it is
+# reported on stderr with the end of its output, counted, and left out of
+# the medians; the exit status is then 1. (Before round 12 `set -e` ended
+# the script at the first failed run with nothing printed, the run's own
+# output going to /dev/null.) A BIN given twice gets "#i" after its label.
 set -euo pipefail
 w=${1:?usage: interleave.sh W T N REF BIN...} t=$2 n=$3 ref=$4
 shift 4
 engine=${ENGINE:-ctx-mem} dur=${DUR:-0.4}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+bins=("$@") labels=()
+for b in "${bins[@]}"; do
+	lab=$b
+	for l in "${labels[@]}"; do [[ $l != "$b" ]] || lab="$b#$((${#labels[@]} + 1))"; done
+	labels+=("$lab")
+done
+: >"$tmp/res"
 run() { # label binary engine
+	local ms ops wall rc=0
 	perf stat -x, -e task-clock -o "$tmp/stat" "$2" run -e "$3" -w "$w" -t "$t" -d "$dur" -r 1 \
-		-D "$tmp/data" -o "$tmp/out" >/dev/null 2>&1
-	local ms ops wall
-	ms=$(grep task-clock "$tmp/stat" | cut -d, -f1)
-	ops=$(tail -1 "$tmp/out" | cut -d, -f8)
-	wall=$(tail -1 "$tmp/out" | cut -d, -f10)
+		-D "$tmp/data" -o "$tmp/out" </dev/null >"$tmp/log" 2>&1 || rc=$?
+	ms=$(grep -s task-clock "$tmp/stat" | cut -d, -f1) || true
+	ops=$(tail -1 "$tmp/out" 2>/dev/null | cut -d, -f8) || true
+	wall=$(tail -1 "$tmp/out" 2>/dev/null | cut -d, -f10) || true
+	rm -rf "$tmp/out" "$tmp/data" "$tmp/stat"
+	local num='^[0-9]+([.][0-9]+)?$'
+	if ((rc != 0)) || ! [[ $ms =~ $num && $ops =~ $num && $wall =~ $num ]] ||
+		[[ $ms =~ ^0*([.]0*)?$ ]]; then
+		echo "interleave.sh: $1 ($3) failed (exit $rc, task-clock '$ms', ops '$ops'):" >&2
+		tail -5 "$tmp/log" | sed 's/^/  /' >&2
+		echo "$1 FAIL" >>"$tmp/res"
+		return 0
+	fi
 	echo "$1 $ms $ops $wall" >>"$tmp/res"
-	rm -rf "$tmp/out" "$tmp/data"
 }
 for _ in $(seq "$n"); do
-	for b in "$@"; do run "$b" "$b" "$engine"; done
+	for i in "${!labels[@]}"; do run "${labels[$i]}" "${bins[$i]}" "$engine"; done
 	run rwlock "$ref" rwlock
 	run lmdb "$ref" lmdb-nosync
 done
 python3 - "$tmp/res" <<'PY'
 import statistics as S, sys
-d = {}
+d, fails = {}, {}
 for line in open(sys.argv[1]):
-    lab, ms, ops, wall = line.split()
-    d.setdefault(lab, []).append((float(ops) / (float(ms) / 1000), float(wall)))
+    f = line.split()
+    lab = ' '.join(f[:-1]) if f[-1] == 'FAIL' else ' '.join(f[:-3])
+    d.setdefault(lab, [])
+    if f[-1] == 'FAIL':
+        fails[lab] = fails.get(lab, 0) + 1
+        continue
+    ms, ops, wall = f[-3:]
+    d[lab].append((float(ops) / (float(ms) / 1000), float(wall)))
 med = lambda v, i: S.median(x[i] for x in v)
-rw, lm = med(d['rwlock'], 0), med(d['lmdb'], 0)
+ratio = lambda c, lab: f"x{c / med(d[lab], 0):5.2f}" if d.get(lab) else "    -"
 for lab, v in d.items():
+    failed = f"  ({fails[lab]} of {len(v) + fails[lab]} runs failed)" if lab in fails else ""
+    if not v:
+        print(f"{lab:30s} no successful run{failed}", flush=True)
+        continue
     c = med(v, 0)
-    print(f"{lab:30s} {c/1e6:6.2f}M ops/cpu-s  x{c/rw:5.2f} rwlock  x{c/lm:5.2f} lmdb"
-          f"   (wall median {med(v, 1)/1e6:.2f}M)")
+    print(f"{lab:30s} {c/1e6:6.2f}M ops/cpu-s  {ratio(c, 'rwlock')} rwlock  {ratio(c, 'lmdb')} lmdb"
+          f"   (wall median {med(v, 1)/1e6:.2f}M){failed}", flush=True)
+sys.exit(1 if fails else 0)
 PY

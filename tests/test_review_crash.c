@@ -392,36 +392,21 @@ static void crash_rounds(mode m, const char *name)
 	int rounds = (int)test_iters(6, 3);
 	for (int round = 0; round < rounds; round++) {
 		char *dir = test_make_dir(name);
-		int p[2];
-		assert_int_equal(pipe(p), 0);
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			/* A fresh image: no threads of the parent's runs behind
-			 * (ThreadSanitizer refuses threads after a fork of a
-			 * process that had some). */
-			close(p[0]);
-			char ms[16], fs[16];
-			snprintf(ms, sizeof ms, "%d", (int)m);
-			snprintf(fs, sizeof fs, "%d", p[1]);
-			execl("/proc/self/exe", "test_review_crash", "--child", dir, ms, fs,
-			      (char *)NULL);
-			_exit(9);
-		}
-		close(p[1]);
+		char ms[16];
+		snprintf(ms, sizeof ms, "%d", (int)m);
+		int rfd;
+		pid_t pid = test_spawn_child((const char *const[]){dir, ms, NULL}, &rfd);
 		seen s = {0};
 		/* wait for "ready", then let it run 20..220 ms */
-		drain(p[0], &s, 5000, 1); /* one read */
+		drain(rfd, &s, 5000, 1); /* one read */
 		assert_true(s.n >= 1);
 		uint64_t until = test_wall_us() + 20000 + test_rand_below(&rng, 200000);
 		while (test_wall_us() < until)
-			drain(p[0], &s, 5, until);
-		kill(pid, SIGKILL);
-		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
+			drain(rfd, &s, 5, until);
+		int status = test_kill_child(pid);
 		assert_true(WIFSIGNALED(status)); /* it did not fail on its own */
-		drain(p[0], &s, 0, 0);
-		close(p[0]);
+		drain(rfd, &s, 0, 0);
+		close(rfd);
 		check_recovered(dir, m, &s, round);
 		free(s.m);
 		test_remove_dir(dir);

@@ -292,25 +292,12 @@ static _Noreturn void writer_child(const char *dir, bool nowait, int fd)
 static void crash_after_ack(bool nowait)
 {
 	char *dir = test_make_dir(nowait ? "txn_clear_kill_nowait" : "txn_clear_kill");
-	int p[2];
-	assert_int_equal(pipe(p), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(p[0]);
-		char fs[16];
-		snprintf(fs, sizeof fs, "%d", p[1]);
-		execl("/proc/self/exe", "test_txn_clear", "--child", dir, nowait ? "1" : "0", fs,
-		      (char *)NULL);
-		_exit(9);
-	}
-	close(p[1]);
+	int rfd;
+	pid_t pid = test_spawn_child((const char *const[]){dir, nowait ? "1" : "0", NULL}, &rfd);
 	char ack = 0;
-	ssize_t got = read(p[0], &ack, 1);
-	kill(pid, SIGKILL);
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	close(p[0]);
+	ssize_t got = read(rfd, &ack, 1);
+	int status = test_kill_child(pid);
+	close(rfd);
 	if (got != 1)
 		fail_msg("the writer did not acknowledge (status %d)", status);
 	assert_true(WIFSIGNALED(status));

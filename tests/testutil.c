@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <stdatomic.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,6 +112,38 @@ uint64_t test_wall_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+pid_t test_spawn_child(const char *const *args, int *rfd)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		char fd[16];
+		snprintf(fd, sizeof fd, "%d", p[1]);
+		const char *argv[12] = {"test-child", "--child"};
+		size_t n = 2;
+		while (*args && n < 10)
+			argv[n++] = *args++;
+		argv[n++] = fd;
+		argv[n] = NULL;
+		execv("/proc/self/exe", (char *const *)argv);
+		_exit(9);
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return pid;
+}
+
+int test_kill_child(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
 }
 
 uint64_t test_seed(const char *test_name, uint64_t fallback)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* cmocka.h needs the four headers above first. */
 #include <cmocka.h>
@@ -72,6 +73,16 @@ uint64_t test_rand_below(uint64_t *state, uint64_t n);
 
 /* Wall-clock microseconds since 1970 (the clock ctx_state_*_us use). */
 uint64_t test_wall_us(void);
+
+/* A crash child: this test program run again in a fresh image (fork, then
+ * exec of /proc/self/exe: no threads of the parent's tests behind it, which
+ * ThreadSanitizer needs) as `/proc/self/exe --child ARG... FD`, where FD
+ * is the write end of a pipe the child reports on; args is NULL-terminated
+ * (at most 8). The program's main checks argv[1] for "--child". Returns the
+ * child's pid; *rfd is the pipe's read end (the caller closes it). */
+pid_t test_spawn_child(const char *const *args, int *rfd);
+/* SIGKILL a child and reap it: its wait status. */
+int test_kill_child(pid_t pid);
 
 /* Seed for randomized tests: $CTX_TEST_SEED if set, else fixed default; the
  * seed is printed so that a failing run can be repeated. */

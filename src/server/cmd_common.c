@@ -172,10 +172,9 @@ bool parse_ll(const char *p, size_t n, long long *out)
 	return true;
 }
 
-bool parse_u64(const char *p, size_t n, uint64_t *out)
+/* Digits only (any number of leading zeros), within uint64_t. */
+static bool parse_digits_u64(const char *p, size_t n, uint64_t *out)
 {
-	if (n == 0 || n > 20)
-		return false;
 	uint64_t v = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9')
@@ -186,6 +185,28 @@ bool parse_u64(const char *p, size_t n, uint64_t *out)
 		v = v * 10 + d;
 	}
 	*out = v;
+	return true;
+}
+
+bool parse_u64(const char *p, size_t n, uint64_t *out)
+{
+	return n > 0 && n <= 20 && parse_digits_u64(p, n, out);
+}
+
+bool parse_scan_cursor(const char *p, size_t n, uint64_t *out)
+{
+	const char *nul = n ? memchr(p, '\0', n) : NULL;
+	if (nul)
+		n = (size_t)(nul - p);
+	if (n == 0) {
+		*out = 0; /* strtoul converts nothing and stops at the end */
+		return true;
+	}
+	size_t i = p[0] == '-' || p[0] == '+';
+	uint64_t v;
+	if (i == n || !parse_digits_u64(p + i, n - i, &v))
+		return false;
+	*out = p[0] == '-' ? (uint64_t)0 - v : v;
 	return true;
 }
 

@@ -21,8 +21,14 @@ bool glob_match(const char *pat, size_t pn, const char *s, size_t sn, bool nocas
 /* Redis's string2ll: an optional '-', then digits without a leading zero or
  * spaces, within long long. */
 bool parse_ll(const char *p, size_t n, long long *out);
-/* An unsigned decimal (cursors): digits only, within uint64_t. */
+/* An unsigned decimal: digits only, within uint64_t. */
 bool parse_u64(const char *p, size_t n, uint64_t *out);
+/* A SCAN/HSCAN cursor read as Redis reads it (strtoul in base 10): an
+ * optional sign, then digits whose value fits 64 bits, '-' negating it
+ * modulo 2^64 ("-1" is 2^64 - 1); the empty string is 0; a leading blank or
+ * anything after the digits is refused. The argument ends at a NUL byte, as
+ * Redis's C string does. False: "ERR invalid cursor". */
+bool parse_scan_cursor(const char *p, size_t n, uint64_t *out);
 
 /* The options of SCAN and HSCAN: [MATCH p] [COUNT n] [NOVALUES] [TYPE t] from
  * argv[from] (COUNT defaults to 10). False: error replied. */

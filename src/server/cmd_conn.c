@@ -11,7 +11,6 @@
 #include "core.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,6 +454,43 @@ static const char *durability_name(ctx_durability d)
 	return d == CTX_DURABILITY_ALWAYS ? "always" : d == CTX_DURABILITY_BATCH ? "batch" : "none";
 }
 
+/* The text without its last blank line, as a verbatim string in RESP3. */
+static void info_reply(client *c, rbuf *b)
+{
+	while (b->len >= 3 && b->p[b->len - 1] == '\n' && b->p[b->len - 3] == '\n')
+		b->len -= 2;
+	reply_verbatim(c, b->p ? b->p : "", b->len);
+}
+
+/* The keyspace section counts what DBSIZE counts (ctx_count_with_fields:
+ * contexts with fields, none past its time-to-live), on the thread pool as
+ * DBSIZE (a walk of the context table once a ttl was ever set). */
+typedef struct info_job {
+	rbuf b; /* the sections before it */
+	size_t keys;
+	uint64_t rev;
+} info_job;
+
+static void info_keys_run(void *p)
+{
+	info_job *j = p;
+	j->keys = ctx_count_with_fields(srv.store, &j->rev);
+}
+
+static void info_keys_done(client *c, void *p)
+{
+	info_job *j = p;
+	if (c) {
+		addf(&j->b, "# Keyspace\r\n");
+		if (j->keys)
+			addf(&j->b, "db0:keys=%zu,expires=0,avg_ttl=0\r\n", j->keys);
+		info_reply(c, &j->b);
+		client_need_durable(c, j->rev);
+	}
+	rbuf_free(&j->b);
+	free(j);
+}
+
 static void cmd_info(client *c, int argc, const arg *argv)
 {
 	rbuf b = {0};
@@ -517,16 +553,19 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     (unsigned long long)LOOP_SUM(st_rejected));
 	if (want("replication", argc, argv, true))
 		addf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-	if (want("keyspace", argc, argv, true)) {
-		size_t n = ctx_count(srv.store);
-		addf(&b, "# Keyspace\r\n");
-		if (n)
-			addf(&b, "db0:keys=%zu,expires=0,avg_ttl=0\r\n", n);
+	if (!want("keyspace", argc, argv, true)) {
+		info_reply(c, &b);
+		rbuf_free(&b);
+		return;
 	}
-	while (b.len >= 2 && b.p[b.len - 1] == '\n' && b.p[b.len - 3] == '\n')
-		b.len -= 2;
-	reply_verbatim(c, b.p ? b.p : "", b.len);
-	rbuf_free(&b);
+	info_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		rbuf_free(&b);
+		reply_ctx_error(c, CTX_NOMEM);
+		return;
+	}
+	j->b = b;
+	server_run_blocking(c, info_keys_run, info_keys_done, j);
 }
 
 /* ---- CONFIG ------------------------------------------------------------------------ */
@@ -672,11 +711,11 @@ static void config_get(client *c, int argc, const arg *argv)
 	bool hit[32] = {false};
 	size_t count = 0;
 	for (int i = 2; i < argc; i++) {
-		char pat[256];
-		snprintf(pat, sizeof(pat), "%.*s", (int)(argv[i].n > 255 ? 255 : argv[i].n),
-		         argv[i].p);
+		/* Redis's stringmatchlen without case (round 12; fnmatch had no
+		 * reversed ranges and took '!' for '^') */
 		for (size_t k = 0; k < n; k++)
-			if (!hit[k] && fnmatch(pat, names[k], FNM_CASEFOLD) == 0) {
+			if (!hit[k] &&
+			    glob_match(argv[i].p, argv[i].n, names[k], strlen(names[k]), true)) {
 				hit[k] = true;
 				count++;
 			}

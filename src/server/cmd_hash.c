@@ -424,16 +424,24 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 {
 	uint64_t cursor;
 	scan_opts o;
-	if (!parse_u64(argv[2].p, argv[2].n, &cursor)) {
+	if (!parse_scan_cursor(argv[2].p, argv[2].n, &cursor)) {
 		reply_error(c, "ERR invalid cursor");
 		return;
 	}
-	if (!parse_scan_opts(c, argc, argv, 3, true, false, &o))
-		return;
 	bool failed;
 	ctx_state *st = hash_read(c, &argv[1], &failed);
 	if (failed)
 		return;
+	if (!st) { /* as Redis: an absent key ends the scan before the options are read */
+		reply_array(c, 2);
+		reply_cstr(c, "0");
+		reply_array(c, 0);
+		return;
+	}
+	if (!parse_scan_opts(c, argc, argv, 3, true, false, &o)) {
+		ctx_state_release(st);
+		return;
+	}
 	uint64_t version = cursor >> 32, pos = cursor & 0xffffffffu;
 	if (st && version && version != ctx_state_version(st)) {
 		ctx_state *old;

@@ -16,7 +16,10 @@
  *   connections (a cursor may be used from another connection), a cursor
  *   lives in slot (number % SCAN_SLOTS) until SCAN_SLOTS newer cursors have
  *   been handed out, and cursors do not survive a restart: an unknown
- *   cursor is "-ERR invalid cursor ...". A scan returns every context that
+ *   cursor is "-ERR invalid cursor ...". Cursors from 2^63 up (-1 included:
+ *   cursors are read as Redis's strtoul reads them) are never handed out
+ *   and end the scan, as Redis answers a cursor it did not give without an
+ *   error. A scan returns every context that
  *   exists (with fields) from its start to its end exactly once: ids are
  *   visited in strictly increasing order.
  *
@@ -100,6 +103,9 @@ static struct scan_slot {
 } scan_slots[SCAN_SLOTS];
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t scan_next = 1;
+/* Cursors from here up are never handed out (scan_next starts at 1 in each
+ * run and cannot count that far). */
+#define SCAN_NEVER (UINT64_C(1) << 63)
 
 /* Hand out a cursor that resumes after id (0: out of memory). */
 static uint64_t cursor_save(const char *id)
@@ -166,14 +172,32 @@ static bool id_listed(client *c, const char *id, const arg *match)
 	return has_fields;
 }
 
-/* SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] */
+/* The reply of a scan that is over: cursor 0, nothing listed. */
+static void reply_scan_end(client *c)
+{
+	reply_array(c, 2);
+	reply_cstr(c, "0");
+	reply_array(c, 0);
+}
+
+/* SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. Checked in Redis's
+ * order: the cursor's syntax, the options, then the cursor itself. */
 static void cmd_scan(client *c, int argc, const arg *argv)
 {
 	uint64_t cur;
 	scan_opts o;
 	char after[CTX_ID_MAX + 1], prefix[CTX_ID_MAX + 1] = "";
-	if (!parse_u64(argv[1].p, argv[1].n, &cur)) {
+	if (!parse_scan_cursor(argv[1].p, argv[1].n, &cur)) {
 		reply_error(c, "ERR invalid cursor");
+		return;
+	}
+	if (!parse_scan_opts(c, argc, argv, 2, false, true, &o))
+		return;
+	if (cur >= SCAN_NEVER) {
+		/* Never handed out (-1 is 2^64 - 1): as Redis, a cursor it did not
+		 * give is no error; its scan is over (Redis's, past the last
+		 * bucket, ends within one page). */
+		reply_scan_end(c);
 		return;
 	}
 	if (cur && !cursor_load(cur, after)) {
@@ -182,13 +206,9 @@ static void cmd_scan(client *c, int argc, const arg *argv)
 		            "is unknown (too old, or from before a restart); start again from 0");
 		return;
 	}
-	if (!parse_scan_opts(c, argc, argv, 2, false, true, &o))
-		return;
 	need_durable_all(c); /* the listing may miss contexts whose drop is pending */
 	if (o.type && !arg_is(o.type, "hash")) {
-		reply_array(c, 2);
-		reply_cstr(c, "0");
-		reply_array(c, 0);
+		reply_scan_end(c);
 		return;
 	}
 	if (o.match)

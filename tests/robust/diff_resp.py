@@ -5,74 +5,20 @@ compared byte for byte, in RESP2 and in RESP3 (round 11, r11-review).
 Usage: /usr/bin/python3 diff_resp.py CTXD_PORT REDIS_PORT
 
 Each script below runs on fresh connections to both servers (after
-FLUSHALL on Redis and DEL of the keys it uses on ctxd), once after HELLO 2
+FLUSHALL on both), once after HELLO 2
 and once after HELLO 3; a reply that differs is printed with both sides.
 Replies whose content depends on the server (HELLO's fields, INFO,
 COMMAND, CLIENT LIST, ids, random picks) are compared by shape only (the
 first byte of each element). Prints a summary; the differences are for a
 human to judge (ctxd documents some: docs/protocol.md).
 """
-import socket
+import os
 import sys
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from resp_raw import Conn, shape  # noqa: E402
 
 CP, RP = int(sys.argv[1]), int(sys.argv[2])
-
-
-def enc(args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-
-
-class Conn:
-    def __init__(self, port):
-        self.s = socket.create_connection(('127.0.0.1', port))
-        self.s.settimeout(5)
-        self.buf = b''
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        i = self.buf.index(b'\r\n')
-        l, self.buf = self.buf[:i], self.buf[i + 2:]
-        return l
-
-    def take(self, n):
-        while len(self.buf) < n:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        b, self.buf = self.buf[:n], self.buf[n:]
-        return b
-
-    def reply(self):
-        """One reply as raw bytes."""
-        l = self.line()
-        t = l[:1]
-        if t in (b'$', b'=', b'!'):
-            n = int(l[1:])
-            return l + b'\r\n' + (self.take(n + 2) if n >= 0 else b'')
-        if t in (b'*', b'~', b'>', b'%', b'|'):
-            n = int(l[1:])
-            if n < 0:
-                return l + b'\r\n'
-            k = n * 2 if t in (b'%', b'|') else n
-            return l + b'\r\n' + b''.join(self.reply() for _ in range(k))
-        return l + b'\r\n'
-
-    def shape(self, raw):
-        return bytes(ch for i, ch in enumerate(raw) if i == 0 or raw[i - 1:i] == b'\n')
-
-    def cmd(self, *args):
-        self.s.sendall(enc(args))
-        return self.reply()
 
 
 SHAPE_ONLY = {'HELLO', 'INFO', 'COMMAND', 'CLIENT', 'HRANDFIELD', 'TIME', 'SCAN', 'KEYS',
@@ -100,6 +46,12 @@ SCRIPTS = [
      'EXPIRE k1 x', 'EXPIRE k1 10 BOGUS', 'PERSIST k1', 'PERSIST k1', 'PERSIST nokey', 'TTL k1',
      'PEXPIRE k2 100000', 'PERSIST k2', 'DEL k1 k2 nokey', 'DEL nokey', 'UNLINK k1', 'TOUCH k1',
      'DBSIZE', 'EXPIRE k3', 'TTL'],
+    # scan edges (round 12): cursor syntax, never-given cursors, COUNT, absent keys
+    ['HSET s a 1', 'SCAN -1', 'SCAN +0', 'SCAN 00', 'SCAN x', 'SCAN 1.0', 'SCAN 0 COUNT 0',
+     'SCAN 0 COUNT -1', 'SCAN 0 COUNT +1', 'SCAN 0 MATCH s*', 'SCAN 0 TYPE HASH', 'SCAN 0 TYPE zz',
+     'HSCAN nokey 0 COUNT 0', 'HSCAN nokey 0 BOGUS', 'HSCAN nokey -1', 'HSCAN nokey x',
+     'HSCAN s 0 COUNT 0', 'HSCAN s 0 COUNT -1', 'HSCAN s x', 'HSCAN s +0', 'HSCAN s 0 MATCH a*',
+     'HSCAN s 0 TYPE hash'],
     # wrong types and unknown commands
     ['HSET w f v', 'GET w', 'SET w x', 'LPUSH w x', 'SADD w x', 'ZADD w 1 x', 'INCR w', 'APPEND w x',
      'LRANGE w 0 -1', 'SMEMBERS w', 'GET nokey', 'FOO', 'FOO bar baz', 'hget w f', 'HgEt w f'],
@@ -124,11 +76,7 @@ def split(c):
 
 def reset(port, keys):
     c = Conn(port)
-    if port == RP:
-        c.cmd('FLUSHALL')
-    else:
-        for k in keys:
-            c.cmd('DEL', k)
+    c.cmd('FLUSHALL')  # on ctxd too (round 12): keys left by other scripts changed SCAN, DBSIZE
     c.s.close()
 
 
@@ -160,7 +108,7 @@ def main():
                 total += 1
                 name = split(cmd)[0].upper()
                 if name in SHAPE_ONLY:
-                    x2, y2 = Conn.shape(None, x), Conn.shape(None, y)
+                    x2, y2 = shape(x), shape(y)
                 else:
                     x2, y2 = x, y
                 if x2 != y2:

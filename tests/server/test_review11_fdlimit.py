@@ -30,6 +30,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from resp_raw import Conn  # noqa: E402
+
 CTXD = sys.argv[1]
 base = os.environ.get('CTX_TEST_TMP', '/tmp')
 os.makedirs(base, exist_ok=True)
@@ -68,65 +71,13 @@ def start(name, soft, hard, port):
     raise SystemExit('ctxd did not start')
 
 
-def enc(*args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-
-
-class Conn:
-    """A connection; reply() reads one whole reply (b'' if the server closed)."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(('127.0.0.1', port))
-        self.s.settimeout(30)
-        self.buf = b''
-
-    def fill(self):
-        d = self.s.recv(1 << 20)
-        if not d:
-            raise EOFError
-        self.buf += d
-
-    def line(self):
-        while b'\r\n' not in self.buf:
-            self.fill()
-        i = self.buf.index(b'\r\n') + 2
-        l, self.buf = self.buf[:i], self.buf[i:]
-        return l
-
-    def value(self):
-        l = self.line()
-        if l[:1] == b'$' and int(l[1:-2]) >= 0:
-            n = int(l[1:-2]) + 2
-            while len(self.buf) < n:
-                self.fill()
-            l, self.buf = l + self.buf[:n], self.buf[n:]
-        elif l[:1] == b'*' and int(l[1:-2]) > 0:
-            l += b''.join(self.value() for _ in range(int(l[1:-2])))
-        return l
-
-    def reply(self):
-        try:
-            return self.value()
-        except (EOFError, OSError):
-            return b''
-
-    def send(self, *args):
-        self.s.sendall(enc(*args))
-
-    def close(self):
-        self.s.close()
-
-
 def call(c, *args):
+    """The raw reply, b'' if the server closed the connection."""
     try:
         c.send(*args)
-    except OSError:
+        return c.reply()
+    except (EOFError, OSError):
         return b''
-    return c.reply()
 
 
 def ping_all(conns):
@@ -156,7 +107,7 @@ def ping_all(conns):
 def connect_many(port, n):
     conns = []
     for _ in range(n):
-        conns.append(Conn(port))
+        conns.append(Conn(port, timeout=30))
     time.sleep(0.5)  # let the server accept (or refuse) every one
     return conns
 
@@ -192,7 +143,7 @@ else:
 # 2. a hard limit of 200
 port = free_port()
 p = start('hard', 200, 200, port)
-writer = Conn(port)
+writer = Conn(port, timeout=30)
 r = call(writer, 'CONFIG', 'GET', 'maxclients')
 fields = r.split(b'\r\n')
 maxc = int(fields[4]) if len(fields) > 4 and fields[4].isdigit() else -1
@@ -221,7 +172,7 @@ for s in conns:
 writer.close()
 check(stop(p) == 0, 'hard limit 200: SIGTERM exit status')
 p = start('hard', 200, 200, port)
-s = Conn(port)
+s = Conn(port, timeout=30)
 r = call(s, 'HLEN', 'big')
 check(r.startswith(b':100\r\n'), f'after a restart, HLEN big = {r!r}, want 100')
 s.close()
