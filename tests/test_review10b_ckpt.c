@@ -333,7 +333,11 @@ static void test_write_fails_midway(void **unused)
 		char *want = test_dump_store(s, true, NULL);
 		ctx_stats before, after;
 		ctx_get_stats(s, &before);
-		/* Write 1 is the log's new segment; 2 the checkpoint's first MB. */
+		/* The log's own background writes are done first, so that the
+		 * countdown counts the checkpoint's writes only (under load a
+		 * batch write still in flight met the fault and failed the log).
+		 * Write 1 is the log's new segment; 2 the checkpoint's first MB. */
+		test_wait_durable(s);
 		ctx_vfs_faults.write_errno = EIO;
 		atomic_store(&ctx_vfs_faults.write_countdown, nth);
 		ctx_status st = ctx_checkpoint(s);

@@ -427,6 +427,18 @@ ctx_store *test_open(const ctx_options *o)
 	return s;
 }
 
+void test_wait_durable(ctx_store *s)
+{
+	uint64_t last = 0, durable = 0;
+	(void)ctx_count_with_fields(s, &last);
+	for (int i = 0; i < 10000; i++) {
+		if (ctx_durable_revision(s, &durable) != CTX_OK || durable >= last)
+			break;
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 void test_reopen_same(ctx_store **s, const ctx_options *o, bool with_times, const char *what)
 {
 	/* Changes committed without waiting (ctx_txn_commit_nowait,
@@ -434,14 +446,7 @@ void test_reopen_same(ctx_store **s, const ctx_options *o, bool with_times, cons
 	 * them durable: the dump of what the store shows is taken once every
 	 * revision handed out is durable (10 s at most: a failed log never
 	 * gets there, and then the close does not either). */
-	uint64_t last = 0, durable = 0;
-	(void)ctx_count_with_fields(*s, &last);
-	for (int i = 0; i < 10000; i++) {
-		if (ctx_durable_revision(*s, &durable) != CTX_OK || durable >= last)
-			break;
-		struct timespec ts = {0, 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
+	test_wait_durable(*s);
 	char *before = test_dump_store(*s, with_times, NULL);
 	ctx_close(*s);
 	*s = NULL;

@@ -126,6 +126,11 @@ char *test_checkpoint_alone(const char *dir, const char *name, uint64_t *rev, si
  * the directory, the status and ctx_last_error() if it does not open. */
 ctx_store *test_open(const ctx_options *o);
 
+/* Waits (10 s at most) until every revision handed out so far is durable:
+ * the log's background writes are done, e.g. before injecting a fault that
+ * only the next call should meet. */
+void test_wait_durable(ctx_store *s);
+
 /* Close *s and open it again with o: the dumps (test_dump_store, with or
  * without times) before and after must be equal, else the test fails
  * naming `what`. *s is the reopened store. */
