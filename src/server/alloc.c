@@ -13,7 +13,16 @@
  * /etc/malloc.conf links to, and the MALLOC_CONF environment variable, so
  * MALLOC_CONF overrides what ctxd sets. ctxd sets a dirty decay of 30 s
  * (jemalloc's default is 10 s): a server's memory churns at a steady rate,
- * and pages it gave back would be faulted in again moments later. The
+ * and pages it gave back would be faulted in again moments later. It also
+ * sets thp:always: jemalloc advises transparent huge pages (MADV_HUGEPAGE)
+ * on the memory it maps, so a growing heap is faulted in 2 MiB at a time.
+ * A commit keeps its old version in history (history_depth), so every
+ * write grows the heap (about 280 bytes a pipelined HSET), and with 4 KiB
+ * pages a quarter of a pipelined HSET's CPU was page faults (clearing and
+ * mapping pages one by one) and the TLB misses after them; ~14 MB more RSS
+ * at start (docs/decisions.md, "Round 12: ctxd's heap on transparent huge
+ * pages"). Where the kernel's THP setting is "never" the advice does
+ * nothing. The
  * background purge thread is not set in malloc_conf: jemalloc(3) warns that
  * opt.background_thread may deadlock during its initialisation, and says to
  * switch it on with the background_thread mallctl instead; alloc_start does,
@@ -38,7 +47,7 @@ static char alloc_label[64] = "libc";
 #ifdef CTXD_JEMALLOC
 #include <jemalloc/jemalloc.h>
 
-const char *malloc_conf = "dirty_decay_ms:30000";
+const char *malloc_conf = "dirty_decay_ms:30000,thp:always";
 
 /* Whether jemalloc served a malloc made here. */
 static bool jemalloc_serves_malloc(void)
@@ -79,12 +88,18 @@ void alloc_info(char *out, size_t size)
 	}
 	bool background = false;
 	ssize_t decay = 0;
+	const char *thp = "";
 	size_t n = sizeof(background);
 	mallctl("background_thread", &background, &n, NULL, 0);
 	n = sizeof(decay);
 	mallctl("arenas.dirty_decay_ms", &decay, &n, NULL, 0);
-	snprintf(out, size, "jemalloc_background_thread:%d\r\njemalloc_dirty_decay_ms:%zd\r\n",
-	         (int)background, decay);
+	n = sizeof(thp);
+	if (mallctl("opt.thp", (void *)&thp, &n, NULL, 0) != 0 || !thp)
+		thp = "unsupported";
+	snprintf(out, size,
+	         "jemalloc_background_thread:%d\r\njemalloc_dirty_decay_ms:%zd\r\n"
+	         "jemalloc_thp:%s\r\n",
+	         (int)background, decay, thp);
 }
 #else
 void alloc_start(void) {}
