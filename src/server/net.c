@@ -46,6 +46,9 @@
  *   one holds everything after it already). Each loop has a ctx_notifier
  *   polled with uv_poll; when it fires the loop reads the durable revision
  *   and releases the marks it reached, on the clients of its parked list.
+ *   The notifier is told the lowest revision a mark waits for (lp->want,
+ *   ctx_notifier_want; none: UINT64_MAX), so the flusher wakes the loop
+ *   only after a batch that releases something of it.
  *   If the log failed, the held replies are replaced by -CTXIO errors (one
  *   per held command reply).
  *
