@@ -640,6 +640,15 @@ ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out);
  * Do not read or close it; call ctx_notifier_clear when it is readable. */
 int ctx_notifier_fd(const ctx_notifier *n);
 
+/* Make the descriptor readable only after a synced batch that brings the
+ * durable revision to rev or beyond (or after a failure of the log), not
+ * after every batch: rev 0 (the default) signals after every batch,
+ * UINT64_MAX only on a failure. To wait for rev without losing a signal:
+ * ctx_notifier_want(n, rev), then read ctx_durable_revision(); if it is
+ * below rev, the descriptor becomes readable once rev is durable. Call from
+ * one thread per notifier (its loop's). */
+void ctx_notifier_want(ctx_notifier *n, uint64_t rev);
+
 /* Make the descriptor unreadable again; then read ctx_durable_revision().
  * (A signal that arrives between the two leaves it readable, so none is
  * lost.) */

@@ -5,7 +5,10 @@
  * until ctx_durable_revision() reaches the write's revision. It learns that
  * the revision advanced from a notifier: an eventfd the log's flusher writes
  * after every synced batch (and after a failure). Each loop opens its own
- * notifier, so that no loop can consume another's wake-up.
+ * notifier, so that no loop can consume another's wake-up. A loop may say
+ * which revision it waits for (ctx_notifier_want): the flusher then writes
+ * its eventfd only after a batch that reaches it, so a loop with no reply
+ * waiting (or waiting for a later revision) is not woken for nothing.
  *
  * The flusher writes every notifier's eventfd with the store's notify_lock
  * held; an eventfd write never blocks (the counter cannot realistically
@@ -24,12 +27,13 @@
 
 #include "log.h"
 #include "store.h"
-#include "watch.h"
 #include "util.h"
+#include "watch.h"
 
 struct ctx_notifier {
 	ctx_store *store;
 	int fd;
+	_Atomic uint64_t want;     /* signal once the durable revision reaches it */
 	ctx_notifier *prev, *next; /* store.notify_lock */
 };
 
@@ -48,8 +52,15 @@ static void notify_all(void *arg)
 		if (!log_failed(s->log))
 			return;
 	}
+	/* The durable revision was stored (seq_cst) before this hook runs, and a
+	 * loop stores its want before it reads the durable revision again: one
+	 * of the two sees the other, so no wake-up a loop needs is skipped. */
+	bool failed = log_failed(s->log) != 0;
+	uint64_t durable = log_synced_revision(s->log);
 	pthread_mutex_lock(&s->notify_lock);
 	for (ctx_notifier *n = s->notifiers; n; n = n->next) {
+		if (!failed && atomic_load(&n->want) > durable)
+			continue;
 		uint64_t one = 1;
 		ssize_t w = write(n->fd, &one, sizeof(one));
 		(void)w; /* EAGAIN: the counter is full, so it is readable anyway */
@@ -75,6 +86,7 @@ ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out)
 	if (!n)
 		return ctx_fail(CTX_NOMEM, "no memory for a notifier");
 	n->store = s;
+	atomic_init(&n->want, 0);
 	n->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->fd < 0) {
 		int e = errno;
@@ -95,6 +107,12 @@ ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out)
 int ctx_notifier_fd(const ctx_notifier *n)
 {
 	return n ? n->fd : -1;
+}
+
+void ctx_notifier_want(ctx_notifier *n, uint64_t rev)
+{
+	if (n)
+		atomic_store(&n->want, rev);
 }
 
 void ctx_notifier_clear(ctx_notifier *n)

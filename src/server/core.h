@@ -156,6 +156,7 @@ struct loop {
 	client *ready;
 	ctx_notifier *notifier;
 	uint64_t durable;
+	uint64_t want; /* the revision the notifier waits for (net.c, parking) */
 	bool io_failed;
 	client *clients, *parked;
 	size_t nclients;

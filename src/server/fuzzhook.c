@@ -272,6 +272,8 @@ static void hook_loop_init(void)
 		fprintf(stderr, "fuzzhook: cannot start the loop\n");
 		abort();
 	}
+	lp->want = UINT64_MAX;
+	ctx_notifier_want(lp->notifier, lp->want);
 	ctx_durable_revision(srv.store, &lp->durable);
 	uv_poll_init(&lp->uv, &lp->npoll, ctx_notifier_fd(lp->notifier));
 	lp->npoll.data = lp;

@@ -46,6 +46,9 @@
  *   one holds everything after it already). Each loop has a ctx_notifier
  *   polled with uv_poll; when it fires the loop reads the durable revision
  *   and releases the marks it reached, on the clients of its parked list.
+ *   The notifier is told the lowest revision a mark waits for (lp->want,
+ *   ctx_notifier_want; none: UINT64_MAX), so the flusher wakes the loop
+ *   only after a batch that releases something of it.
  *   If the log failed, the held replies are replaced by -CTXIO errors (one
  *   per held command reply).
  *
@@ -441,16 +444,41 @@ static void release_parked(client *c)
 		parked_unlink(c);
 }
 
+/* Ask the notifier for a wake-up once rev is durable, if nothing asked for
+ * an earlier one. Returns whether the wanted revision was lowered: then
+ * the caller reads the durable revision again (a batch that ended before
+ * the flusher could see the new want wrote no eventfd). */
+static bool want_durable(loop *lp, uint64_t rev)
+{
+	if (rev >= lp->want)
+		return false;
+	lp->want = rev;
+	ctx_notifier_want(lp->notifier, rev);
+	return true;
+}
+
 static void on_notify(uv_poll_t *h, int status, int events)
 {
 	loop *lp = h->data;
 	ctx_notifier_clear(lp->notifier);
 	durable_now(lp, UINT64_MAX);
-	client *next;
-	for (client *c = lp->parked; c; c = next) {
-		next = c->pnext;
-		release_parked(c);
-		client_flush(c);
+	for (;;) {
+		client *next;
+		uint64_t low = UINT64_MAX;
+		for (client *c = lp->parked; c; c = next) {
+			next = c->pnext;
+			release_parked(c);
+			client_flush(c);
+		}
+		for (client *c = lp->parked; c; c = c->pnext)
+			if (c->nmarks && c->marks[0].rev < low)
+				low = c->marks[0].rev;
+		/* The next wake-up: the lowest revision a held reply waits for
+		 * (none: only a failure of the log). */
+		lp->want = low;
+		ctx_notifier_want(lp->notifier, low);
+		if (low == UINT64_MAX || !durable_now(lp, low))
+			break;
 	}
 	maybe_finish(lp);
 }
@@ -465,6 +493,8 @@ static void group_end(client *c, size_t n)
 	uint64_t rev = c->cmd_need;
 	c->cmd_need = 0;
 	if (!rev || durable_now(c->lp, rev))
+		return;
+	if (want_durable(c->lp, rev) && durable_now(c->lp, rev))
 		return;
 	if (c->lp->io_failed) {
 		reply_truncate(c, (size_t)(c->cmd_start - c->out_base));
@@ -2218,6 +2248,8 @@ static int loop_init(loop *lp, int idx)
 		server_log('E', "cannot open a durability notifier: %s", ctx_last_error());
 		return -1;
 	}
+	lp->want = UINT64_MAX; /* no reply waits yet */
+	ctx_notifier_want(lp->notifier, lp->want);
 	ctx_durable_revision(srv.store, &lp->durable);
 	uv_poll_init(&lp->uv, &lp->npoll, ctx_notifier_fd(lp->notifier));
 	lp->npoll.data = lp;
