@@ -735,6 +735,11 @@ void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char
 		feed_record(s->feed, rev, kind, id, idlen, version, nkeys, keys, klens);
 }
 
+bool store_report_bare(ctx_store *s, uint64_t rev)
+{
+	return !s->feed || feed_report_bare(s->feed, rev);
+}
+
 void store_report_skip(ctx_store *s, uint64_t rev)
 {
 	if (s->feed)
