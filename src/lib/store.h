@@ -545,6 +545,11 @@ void context_publish(ctx_context *c, ctx_state *st);
  * st was reachable: a plain increment), which is dropped if st is not
  * published. */
 void context_publish_ref(ctx_context *c, ctx_state *st);
+/* context_publish_ref, except that the reference `visible` held to the
+ * version st replaced is handed to the caller (returned; NULL if none) to
+ * release later: its release may free a batch of versions or wait for a
+ * grace period (state.c), which a commit does after its unlock. */
+ctx_state *context_publish_keep(ctx_context *c, ctx_state *st);
 
 /* Wait until revision rev is durable, then publish st; drops the caller's
  * reference to st. CTX_IO if the log failed first (st stays invisible). */
