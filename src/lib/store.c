@@ -601,13 +601,18 @@ void context_publish(ctx_context *c, ctx_state *st)
 
 void context_publish_ref(ctx_context *c, ctx_state *st)
 {
+	ctx_state_release(context_publish_keep(c, st));
+}
+
+ctx_state *context_publish_keep(ctx_context *c, ctx_state *st)
+{
 	ctx_rcu_read_lock();
 	ctx_state *cur = atomic_load(&c->visible);
 	for (;;) {
 		if (cur ? cur->version >= st->version : atomic_load(&c->gone)) {
 			ctx_rcu_read_unlock();
 			ctx_state_release(st);
-			return;
+			return NULL;
 		}
 		if (atomic_compare_exchange_weak(&c->visible, &cur, st))
 			break;
@@ -616,10 +621,10 @@ void context_publish_ref(ctx_context *c, ctx_state *st)
 	ctx_rcu_read_unlock();
 	if (cur)
 		state_note_hidden(cur);
-	ctx_state_release(cur);
 	/* A drop that raced with a publish into an empty slot: undo it. */
 	if (atomic_load(&c->gone))
 		ctx_state_release(atomic_exchange(&c->visible, NULL));
+	return cur;
 }
 
 /* ---- the store ------------------------------------------------------------ */
@@ -733,6 +738,11 @@ void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char
 {
 	if (s->feed)
 		feed_record(s->feed, rev, kind, id, idlen, version, nkeys, keys, klens);
+}
+
+bool store_report_bare(ctx_store *s, uint64_t rev)
+{
+	return !s->feed || feed_report_bare(s->feed, rev);
 }
 
 void store_report_skip(ctx_store *s, uint64_t rev)

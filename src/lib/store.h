@@ -462,6 +462,10 @@ void store_report(ctx_store *s, uint64_t rev, ctx_event_kind kind, const ctx_con
 void store_report_id(ctx_store *s, uint64_t rev, ctx_event_kind kind, const char *id, size_t idlen,
                      uint64_t version, size_t nkeys, const void *const *keys, const size_t *klens);
 void store_report_skip(ctx_store *s, uint64_t rev);
+/* Report revision rev, a change with no event to record, without a lock
+ * (feed_report_bare): callable under a context's write lock. True: done (or
+ * no feed); false: report it with store_report* after the unlock. */
+bool store_report_bare(ctx_store *s, uint64_t rev);
 
 /* Report a clearing commit (ctx_txn_clear) that made st from base: the keys
  * it changed are found by a diff of the two versions, O(keys of both), with
@@ -541,6 +545,11 @@ void context_publish(ctx_context *c, ctx_state *st);
  * st was reachable: a plain increment), which is dropped if st is not
  * published. */
 void context_publish_ref(ctx_context *c, ctx_state *st);
+/* context_publish_ref, except that the reference `visible` held to the
+ * version st replaced is handed to the caller (returned; NULL if none) to
+ * release later: its release may free a batch of versions or wait for a
+ * grace period (state.c), which a commit does after its unlock. */
+ctx_state *context_publish_keep(ctx_context *c, ctx_state *st);
 
 /* Wait until revision rev is durable, then publish st; drops the caller's
  * reference to st. CTX_IO if the log failed first (st stays invisible). */

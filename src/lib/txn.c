@@ -293,7 +293,8 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		atomic_store_explicit(&next->refs,
 		                      atomic_load_explicit(&next->refs, memory_order_relaxed) + 1,
 		                      memory_order_relaxed);
-	ctx_state *cut = context_push_head(c, next), *dead = NULL;
+	ctx_state *cut = context_push_head(c, next), *dead = NULL, *hidden = NULL;
+	bool reported = false;
 	if (!owns) {
 		/* Our reference to cut goes here, whether it was the last or not. */
 		if (cut && state_take_cut(cut))
@@ -309,21 +310,36 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		 * this one waits for its sync, holding no lock. */
 		ctx_state_retain(next);
 		context_unlock(c);
-		ctx_state_release(cut);
-		state_free_cut(dead);
 		st = context_publish_durable(c, next, rev);
 	} else {
 		/* The history chain holds next until a later commit cuts it,
 		 * under the lock: no reference of our own is needed. */
-		context_publish_ref(c, next);
+		hidden = context_publish_keep(c, next);
+		/* Reported before the unlock while nobody records (one
+		 * compare-and-swap on the feed's quiet word, no lock): taken
+		 * under the lock, rev is reported before this thread can be
+		 * preempted or wait for the write lock's sleepers to wake, so
+		 * the revisions of the commits around it stay within the
+		 * quiet window. Reported after the unlock, a revision whose
+		 * thread lost its CPU there held the frontier back, and every
+		 * later report took the feed's mutex (64 writers on 2 CPUs:
+		 * nearly all of them). */
+		reported = store_report_bare(s, rev);
 		context_unlock(c);
-		ctx_state_release(cut);
-		state_free_cut(dead);
 	}
+	/* The versions this commit hid and cut are released after the unlock
+	 * and the report below, not before: releasing one may free a batch of
+	 * versions or wait for a grace period (state_free_deferred), and until
+	 * rev is reported the feed's frontier cannot pass it - every later
+	 * revision took the feed's locked path (its quiet path only takes a
+	 * revision at most 23 past the frontier's successor) while this
+	 * thread waited or was preempted there (64 writers on 2 CPUs). */
 	if (st == CTX_OK) {
 		/* With nr, c may be gone already (put_or_del): its id is the
 		 * caller's, and such stores make no automatic points. */
-		if (nr)
+		if (reported) {
+			/* reported bare under the lock (nobody records) */
+		} else if (nr)
 			store_report_id(s, rev, ev->kind, nr->id, nr->idlen, version, ev->nkeys,
 			                ev->keys, ev->klens);
 		else if (ev->clear_base)
@@ -338,6 +354,9 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 		if (rev_out)
 			*rev_out = rev;
 	}
+	ctx_state_release(hidden);
+	ctx_state_release(cut);
+	state_free_cut(dead);
 	return st;
 }
 

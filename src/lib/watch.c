@@ -1316,6 +1316,13 @@ void feed_set_gate(feed *f, uint64_t rev)
 	unlock_and_wake(f, &wk);
 }
 
+bool feed_report_bare(feed *f, uint64_t rev)
+{
+	/* As feed_report decides: a reporter that saw `recording` clear
+	 * reports bare (see QUIET for the race with ctx_watch_open). */
+	return !atomic_load_explicit(&f->recording, memory_order_relaxed) && report_quiet(f, rev);
+}
+
 void feed_skip(feed *f, uint64_t rev)
 {
 	report r = {.rev = rev, .skip = true};

@@ -74,6 +74,13 @@ bool feed_recording(const feed *f);
 /* Report a revision that has no event. */
 void feed_skip(feed *f, uint64_t rev);
 
+/* Report revision rev without an event if nobody records (no watch open,
+ * keep_history off) and the quiet path takes it (see QUIET in watch.c):
+ * one compare-and-swap, no lock, so a caller may hold its own locks (a
+ * commit, under its context's write lock). True: reported. False: nothing
+ * done; report rev as usual (feed_record). */
+bool feed_report_bare(feed *f, uint64_t rev);
+
 /* Deliver no revision above rev until the gate is raised again (the first
  * call closes a gate that was open). Under durability batch the store
  * reports a change when it becomes visible, before its sync, and raises the
