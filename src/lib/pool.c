@@ -139,10 +139,11 @@ static inline unsigned class_for_block(size_t usable)
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define SLAB_RANGE ((size_t)64 << 30)  /* address space reserved, never all backed */
-#define SLAB_CHUNK ((size_t)2 << 20)   /* carved by one thread */
-#define SLAB_STEP  ((size_t)128 << 10) /* populated at once */
-#define SLAB_BATCH 32                  /* blocks taken from a shared list at once */
+#define SLAB_RANGE    ((size_t)64 << 30)  /* address space reserved, never all backed */
+#define SLAB_CHUNK    ((size_t)2 << 20)   /* carved by one thread */
+#define SLAB_STEP     ((size_t)128 << 10) /* populated at once */
+#define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
+#define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
 
 static _Atomic(char *) slab_base; /* the range; NULL: none (malloc) */
 static atomic_size_t slab_used;   /* bytes of it handed out as chunks */
@@ -227,7 +228,7 @@ static bool slab_chunk(void)
 static void *slab_alloc(unsigned k)
 {
 	size_t sz = class_usable(k) + 8;
-	if (!slab_t.at || slab_t.at - 8 + sz > slab_t.end) {
+	while (!slab_t.at || slab_t.at - 8 + sz > slab_t.end) {
 		if (!slab_chunk())
 			return NULL;
 	}
@@ -260,12 +261,14 @@ static void *slab_take(unsigned k)
 {
 	if (!atomic_load_explicit(&slab_free[k].n, memory_order_relaxed))
 		return NULL;
+	/* Keyed: what the cache holds is passed on at the thread's exit. */
+	size_t most = pool_keyed() ? SLAB_BATCH : 1;
 	pthread_mutex_lock(&slab_free[k].lock);
 	block *b = slab_free[k].head, *last = b;
 	size_t n = 0;
-	while (last && n < SLAB_BATCH) {
+	while (last && n < most) {
 		n++;
-		if (n == SLAB_BATCH || !last->next)
+		if (n == most || !last->next)
 			break;
 		last = last->next;
 	}
@@ -289,7 +292,9 @@ static void *slab_take(unsigned k)
 /* At the thread's exit: its chunk's rest to the next thread needing one. */
 static void slab_leave(void)
 {
-	if (slab_t.at && slab_t.at - 8 + sizeof(slab_rest) <= slab_t.end) {
+	/* A rest too small for the largest block is dropped (a slab_rest and
+	 * every block fit in SLAB_REST_MIN). */
+	if (slab_t.at && slab_t.at - 8 + SLAB_REST_MIN <= slab_t.end) {
 		slab_rest *r = (slab_rest *)(slab_t.at - 8);
 		r->pop = slab_t.pop;
 		r->end = slab_t.end;
@@ -451,6 +456,21 @@ void pool_free_sized(void *p, size_t size)
 	 * nodes and version structs do (hamt.c's node_alloc, store.h). */
 	if (p)
 		pool_keep(p, slab_has(p) ? slab_class(p) : class_for_block(size));
+}
+
+size_t pool_usable_size(void *p)
+{
+	return slab_has(p) ? class_usable(slab_class(p)) : malloc_usable_size(p);
+}
+
+size_t pool_slab_bytes(void)
+{
+#ifdef POOL_SLAB
+	size_t n = atomic_load(&slab_used);
+	return n < SLAB_RANGE ? n : SLAB_RANGE;
+#else
+	return 0;
+#endif
 }
 
 void pool_trim(void)
