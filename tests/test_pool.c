@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "pool.h"
 #include "testutil.h"
@@ -344,6 +346,31 @@ static void test_slab_concurrent(void **state)
 		assert_int_equal(pthread_join(th[t], NULL), 0);
 }
 
+/* A child of fork allocates and frees through the pool, slab lists
+ * included (pthread_atfork keeps their locks usable). */
+static void test_slab_after_fork(void **state)
+{
+	(void)state;
+	static void *a[SLAB_BLOCKS];
+	slab_job ja = {a, true};
+	run(alloc_many, &ja);
+	run(free_many, &ja); /* on the shared lists */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (int i = 0; i < SLAB_BLOCKS; i++)
+			if (!(a[i] = pool_alloc(200)))
+				_exit(1);
+		for (int i = 0; i < SLAB_BLOCKS; i++)
+			pool_free(a[i]);
+		pool_trim();
+		_exit(0);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 #define CONTEXTS 8
 #define KEYS     16
 #define WRITERS  4
@@ -431,6 +458,7 @@ int main(void)
 	    cmocka_unit_test(test_slab_rest_passed_on),
 	    cmocka_unit_test(test_slab_blocks_shared),
 	    cmocka_unit_test(test_slab_concurrent),
+	    cmocka_unit_test(test_slab_after_fork),
 	    cmocka_unit_test(test_commits_through_caches),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

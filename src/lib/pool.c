@@ -148,6 +148,7 @@ static inline unsigned class_for_block(size_t usable)
 static _Atomic(char *) slab_base; /* the range; NULL: none (malloc) */
 static atomic_size_t slab_used;   /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
+static atomic_bool slab_off; /* pool_use_slabs(false) */
 
 /* Freed slab blocks no thread's cache took, by class. */
 static struct {
@@ -171,10 +172,27 @@ static _Thread_local struct {
 	char *at, *pop, *end;
 } slab_t;
 
+/* fork: no lock held by another thread is copied into the child locked. */
+static void slab_fork_prepare(void)
+{
+	pthread_mutex_lock(&slab_rest_lock);
+	for (unsigned k = 0; k < POOL_CLASSES; k++)
+		pthread_mutex_lock(&slab_free[k].lock);
+}
+
+static void slab_fork_done(void)
+{
+	for (unsigned k = POOL_CLASSES; k-- > 0;)
+		pthread_mutex_unlock(&slab_free[k].lock);
+	pthread_mutex_unlock(&slab_rest_lock);
+}
+
 static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
+	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
+		return; /* no slabs: malloc */
 	void *p =
 	    mmap(NULL, SLAB_RANGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p != MAP_FAILED)
@@ -339,7 +357,8 @@ void *pool_alloc(size_t size)
 	}
 	pool.allocs = true;
 #ifdef POOL_SLAB
-	if (k < POOL_CLASSES && !pool.off) {
+	if (k < POOL_CLASSES && !pool.off &&
+	    !atomic_load_explicit(&slab_off, memory_order_relaxed)) {
 		void *b = slab_take(k);
 		if (!b)
 			b = slab_alloc(k);
@@ -461,6 +480,15 @@ void pool_free_sized(void *p, size_t size)
 size_t pool_usable_size(void *p)
 {
 	return slab_has(p) ? class_usable(slab_class(p)) : malloc_usable_size(p);
+}
+
+void pool_use_slabs(bool on)
+{
+#ifdef POOL_SLAB
+	atomic_store(&slab_off, !on);
+#else
+	(void)on;
+#endif
 }
 
 size_t pool_slab_bytes(void)

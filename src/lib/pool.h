@@ -39,6 +39,12 @@ size_t pool_usable_size(void *p);
  * them. Only grows; for tests. */
 size_t pool_slab_bytes(void);
 
+/* Process-wide: with on false, pool_alloc takes no new block from a slab
+ * (blocks already carved are still reused from the caches and shared
+ * lists). Default on. For tests that count the heap with mallinfo2, which
+ * sees malloc's blocks only; call it before the first allocation. */
+void pool_use_slabs(bool on);
+
 /* Give every block the calling thread's cache holds back (ctx_close): a
  * malloc block to free, a slab block to its class's shared list. */
 void pool_trim(void);
