@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "hamt.h"
+#include "pool.h"
 
 #define MAXV 300 /* past HAMT_BORROW_SMALL: a few large values */
 
@@ -808,7 +809,7 @@ static void test_leaf_layout(void **unused)
 	for (int i = 0; i < N; i++) {
 		l[i] = hamt_leaf_new("key000", 6, val, sizeof(val));
 		assert_non_null(l[i]);
-		size_t u = malloc_usable_size(l[i]);
+		size_t u = pool_usable_size(l[i]);
 		assert_true(u >= HAMT_LEAF_HEADER + 6 + sizeof(val));
 		least = u < least ? u : least;
 	}

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool.h"
 #include "store.h"
 
 #if defined(__has_feature)
@@ -341,6 +342,7 @@ static void test_depth_64(void **unused)
 
 int main(int argc, char **argv)
 {
+	pool_use_slabs(false); /* mallinfo2 counts malloc's blocks only (pool.c) */
 #ifndef ACCT_SANITIZER
 	/* glibc keeps freed blocks in per-thread caches that still count as
 	 * in use, and mallinfo2 counts only the main arena: run once more

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "hamt.h"
+#include "pool.h"
 #include "store.h"
 
 static void test_context_has_no_padding(void **unused)
@@ -74,7 +75,7 @@ static void test_root_sized_to_its_keys(void **unused)
 		snprintf(key, sizeof(key), "k%02d", i);
 		assert_non_null(hamt_find(&m, hamt_hash(key, 3), key, 3));
 	}
-	assert_true(malloc_usable_size(m.root) <= 120);
+	assert_true(pool_usable_size(m.root) <= 120);
 	hamt_release(&m);
 	hamt_test_hash_hook(NULL);
 }
@@ -90,7 +91,7 @@ static uint64_t one_root_slot(const void *key, size_t klen, uint64_t hash)
 
 static void add_usable(const void *node, void *arg)
 {
-	*(size_t *)arg += malloc_usable_size((void *)node);
+	*(size_t *)arg += pool_usable_size((void *)node);
 }
 
 static size_t node_bytes(const hamt *m)

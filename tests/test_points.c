@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pool.h"
 #include "testutil.h"
 
 #include <dirent.h>
@@ -2649,6 +2650,7 @@ static void test_concurrent_history_readers(void **unused)
 
 int main(int argc, char **argv)
 {
+	pool_use_slabs(false); /* mallinfo2 counts malloc's blocks only (pool.c) */
 	if (argc == 6 && strcmp(argv[1], "--points-child") == 0)
 		return kc_child(argv[2], atoi(argv[3]), strtoull(argv[4], NULL, 0),
 		                (size_t)strtoull(argv[5], NULL, 0));

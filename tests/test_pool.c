@@ -9,13 +9,16 @@
  * keeps is freed when it exits or trims (ASan's leak check sees a loss);
  * under ASan a kept block is poisoned. Under commits, the blocks of cut
  * versions pass between threads through the caches: every value read back
- * must be the last one written. Run under ASan and TSan.
+ * must be the last one written. Slab blocks (pool.c) are reused across
+ * threads and a thread's chunk outlives it. Run under ASan and TSan.
  */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "pool.h"
 #include "testutil.h"
@@ -41,7 +44,7 @@ static void fill_blocks(void **b, size_t *sz, int n, uint64_t *rng)
 		sz[i] = 1 + (size_t)test_rand_below(rng, MAXSIZE);
 		b[i] = pool_alloc(sz[i]);
 		assert_non_null(b[i]);
-		assert_true(malloc_usable_size(b[i]) >= sz[i]);
+		assert_true(pool_usable_size(b[i]) >= sz[i]);
 		memset(b[i], (int)(i & 0xff), sz[i]);
 	}
 }
@@ -80,7 +83,7 @@ static void test_blocks_hold_their_request(void **state)
 	for (size_t size = 1; size <= MAXSIZE; size++) {
 		void *p = pool_alloc(size);
 		assert_non_null(p);
-		assert_true(malloc_usable_size(p) >= size);
+		assert_true(pool_usable_size(p) >= size);
 		memset(p, 1, size);
 		pool_free(p);
 	}
@@ -100,8 +103,8 @@ static void test_freed_block_reused(void **state)
 	pool_free(b);
 	assert_ptr_equal(pool_alloc(152), b);
 	assert_ptr_equal(pool_alloc(152), a);
-	free(a); /* pool blocks are malloc blocks */
-	free(b);
+	pool_free(a); /* a slab block is not a malloc block: never free() */
+	pool_free(b);
 #ifdef T_ASAN
 	void *p = pool_alloc(104);
 	pool_free(p);
@@ -142,7 +145,7 @@ static void test_sized_free(void **state)
 	for (size_t size = 1; size <= MAXSIZE; size++) {
 		void *p = pool_alloc(size);
 		assert_non_null(p);
-		assert_true(malloc_usable_size(p) >= size);
+		assert_true(pool_usable_size(p) >= size);
 		memset(p, 1, size);
 		pool_free_sized(p, size);
 		/* A size that is a class's usable size (24, 40, ... 264) files
@@ -204,6 +207,168 @@ static void test_foreign_blocks_and_exit(void **state)
 		assert_int_equal(pthread_create(&th, NULL, free_foreign, &h), 0);
 		assert_int_equal(pthread_join(th, NULL), 0);
 	}
+}
+
+/* SLABS (pool.c): a thread that exits leaves the rest of its chunk to the
+ * next one, so threads that come and go each allocating a little do not
+ * take a 2 MiB chunk each; and slab blocks freed past a cache's bounds, by
+ * a bypassed thread (the call_rcu worker) or kept at a thread's exit, go to
+ * their class's shared list, from which other threads allocate them again
+ * before carving new memory. Under ASan there are no slabs. */
+#define SLAB_THREADS 100
+#define SLAB_BLOCKS  2000
+
+static void *alloc_one(void *arg)
+{
+	*(void **)arg = pool_alloc(100);
+	assert_non_null(*(void **)arg);
+	memset(*(void **)arg, 7, 100);
+	return NULL;
+}
+
+static void test_slab_rest_passed_on(void **state)
+{
+	(void)state;
+	void *mine = pool_alloc(100);
+	size_t before = pool_slab_bytes();
+	static void *b[SLAB_THREADS];
+	for (int t = 0; t < SLAB_THREADS; t++) {
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, alloc_one, &b[t]), 0);
+		assert_int_equal(pthread_join(th, NULL), 0);
+	}
+	/* At most one new chunk for all of them (the first may find no rest). */
+	assert_true(pool_slab_bytes() <= before + ((size_t)2 << 20));
+	for (int t = 0; t < SLAB_THREADS; t++) {
+		const unsigned char *p = b[t];
+		for (int j = 0; j < 100; j++)
+			assert_int_equal(p[j], 7);
+		pool_free(b[t]);
+	}
+	pool_free(mine);
+	pool_trim();
+}
+
+typedef struct slab_job {
+	void **b;
+	bool bypass; /* free as the call_rcu worker does */
+} slab_job;
+
+static void *alloc_many(void *arg)
+{
+	slab_job *j = arg;
+	for (int i = 0; i < SLAB_BLOCKS; i++) {
+		j->b[i] = pool_alloc(200);
+		assert_non_null(j->b[i]);
+		memset(j->b[i], i & 0xff, 200);
+	}
+	return NULL;
+}
+
+static void *free_many(void *arg)
+{
+	slab_job *j = arg;
+	if (j->bypass)
+		pool_bypass(true);
+	for (int i = 0; i < SLAB_BLOCKS; i++) {
+		const unsigned char *p = j->b[i];
+		assert_int_equal(p[0], i & 0xff);
+		assert_int_equal(p[199], i & 0xff);
+		pool_free(j->b[i]);
+	}
+	return NULL; /* what it kept goes to the shared lists at exit */
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void run(void *(*fn)(void *), slab_job *j)
+{
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, fn, j), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+}
+
+static void test_slab_blocks_shared(void **state)
+{
+	(void)state;
+	pool_trim();
+	static void *a[SLAB_BLOCKS], *c[SLAB_BLOCKS], *sa[SLAB_BLOCKS], *sc[SLAB_BLOCKS];
+	for (int bypass = 0; bypass < 2; bypass++) {
+		slab_job ja = {a, bypass}, jc = {c, false};
+		run(alloc_many, &ja);
+		memcpy(sa, a, sizeof(a));
+		run(free_many, &ja); /* past its cache's bounds, then at exit */
+		size_t carved = pool_slab_bytes();
+		run(alloc_many, &jc);
+		if (carved) { /* slabs: all of them again, nothing new carved */
+			assert_int_equal(pool_slab_bytes(), carved);
+			memcpy(sc, c, sizeof(c));
+			qsort(sa, SLAB_BLOCKS, sizeof(*sa), cmp_ptr);
+			qsort(sc, SLAB_BLOCKS, sizeof(*sc), cmp_ptr);
+			for (int i = 0; i < SLAB_BLOCKS; i++)
+				assert_ptr_equal(sa[i], sc[i]);
+		}
+		jc.bypass = true;
+		run(free_many, &jc);
+	}
+}
+
+/* Threads allocating and freeing each other's blocks at once, some as the
+ * call_rcu worker (through the shared lists): every block holds what its
+ * allocator wrote until it is freed. For TSan. */
+#define MIX_THREADS 4
+
+static void *mix_loop(void *arg)
+{
+	slab_job *j = arg;
+	for (int r = 0; r < 5; r++) {
+		alloc_many(j);
+		free_many(j);
+	}
+	return NULL;
+}
+
+static void test_slab_concurrent(void **state)
+{
+	(void)state;
+	static void *b[MIX_THREADS][SLAB_BLOCKS];
+	slab_job j[MIX_THREADS];
+	pthread_t th[MIX_THREADS];
+	for (int t = 0; t < MIX_THREADS; t++) {
+		j[t] = (slab_job){b[t], t % 2 == 1};
+		assert_int_equal(pthread_create(&th[t], NULL, mix_loop, &j[t]), 0);
+	}
+	for (int t = 0; t < MIX_THREADS; t++)
+		assert_int_equal(pthread_join(th[t], NULL), 0);
+}
+
+/* A child of fork allocates and frees through the pool, slab lists
+ * included (pthread_atfork keeps their locks usable). */
+static void test_slab_after_fork(void **state)
+{
+	(void)state;
+	static void *a[SLAB_BLOCKS];
+	slab_job ja = {a, true};
+	run(alloc_many, &ja);
+	run(free_many, &ja); /* on the shared lists */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (int i = 0; i < SLAB_BLOCKS; i++)
+			if (!(a[i] = pool_alloc(200)))
+				_exit(1);
+		for (int i = 0; i < SLAB_BLOCKS; i++)
+			pool_free(a[i]);
+		pool_trim();
+		_exit(0);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 #define CONTEXTS 8
@@ -290,6 +455,10 @@ int main(void)
 	    cmocka_unit_test(test_sized_free),
 	    cmocka_unit_test(test_bypass),
 	    cmocka_unit_test(test_foreign_blocks_and_exit),
+	    cmocka_unit_test(test_slab_rest_passed_on),
+	    cmocka_unit_test(test_slab_blocks_shared),
+	    cmocka_unit_test(test_slab_concurrent),
+	    cmocka_unit_test(test_slab_after_fork),
 	    cmocka_unit_test(test_commits_through_caches),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool.h"
 #include "testutil.h"
 
 /* ---- single-threaded behaviour ---------------------------------------------- */
@@ -474,6 +475,7 @@ static void test_close_frees_released(void **unused)
 
 int main(void)
 {
+	pool_use_slabs(false); /* mallinfo2 counts malloc's blocks only (pool.c) */
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_same_as_get),
 	    cmocka_unit_test(test_errors),

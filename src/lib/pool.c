@@ -15,11 +15,10 @@
  * - 1) bytes goes to the class of its chunk, read from malloc_usable_size
  * (the largest class whose blocks are at most that usable size: a block is
  * never smaller than its class says), or, in pool_free_sized, from the size
- * the caller gives (the same rule applied to it: safe with any malloc). pool_alloc takes from the smallest class
- * whose blocks hold the request, else calls malloc. Every block is a malloc
- * block: pool_free accepts blocks from malloc, free() accepts blocks from
- * pool_alloc, and a block may be freed by any thread, into that thread's
- * cache.
+ * the caller gives (the same rule applied to it: safe with any malloc). pool_alloc takes from the
+ * smallest class whose blocks hold the request, else calls malloc. Every block is a malloc block:
+ * pool_free accepts blocks from malloc, free() accepts blocks from pool_alloc, and a block may be
+ * freed by any thread, into that thread's cache.
  *
  * BOUND: at most POOL_CAP blocks per class and POOL_BYTES bytes per thread;
  * past either, pool_free calls free. POOL_CAP covers the largest burst of
@@ -46,9 +45,34 @@
  * process exits; its callbacks call pool_bypass first (state.c), and a
  * thread keeps blocks only once it has called pool_alloc (a callback of
  * another file that frees a version keeps nothing either).
+ *
+ * SLABS (round 12): a block pool_alloc cannot take from the cache is carved
+ * from a slab, not asked of malloc. Fresh memory was 40-45% of an in-memory
+ * create (docs/benchmarks.md, r11-create): glibc grows a thread's arena a
+ * page at a time, an mprotect and a page fault per 4 KiB, which this guest
+ * makes cost ~12 us a page. A thread carves blocks out of a 2 MiB chunk of
+ * one address range reserved at the first slab allocation (64 GiB,
+ * PROT_NONE, no memory), made writable whole and populated 128 KiB at a
+ * time with one madvise(MADV_POPULATE_WRITE) (~7 us a page, no fault; on a
+ * kernel without it the pages fault in as they are touched). A slab block
+ * has malloc's shape: its class in the 8 bytes before it, 32 + 16k bytes in
+ * all, so a key costs what it did. A freed slab block goes to the freeing
+ * thread's cache as before, or, past its bounds, in the call_rcu worker and
+ * when a thread exits, to the shared list of its class (a mutex each), from
+ * which pool_alloc takes up to SLAB_BATCH at a time before carving. A thread
+ * that exits leaves its chunk's rest to the next thread that needs one. So
+ * slab memory is reused within the process but never given back to malloc
+ * or the system: a process keeps the most its stores' trie leaves, nodes and
+ * versions ever held at once (plus at most 128 KiB populated ahead per
+ * allocating thread). Blocks of other sizes, and every block while bypassed
+ * or when the range cannot be had, come from malloc. Slab blocks are not
+ * malloc blocks: free() and malloc_usable_size must never see them (only
+ * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
+ * and LeakSanitizer see every block as malloc's.
  */
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +93,7 @@
 #else
 #define pool_poison(p, n)   ((void)(p), (void)(n))
 #define pool_unpoison(p, n) ((void)(p), (void)(n))
+#define POOL_SLAB           1
 #endif
 
 #define POOL_CLASSES 16           /* chunks of 32 to 272 bytes */
@@ -88,11 +113,6 @@ static _Thread_local struct {
 	bool off;    /* exited, no key, or bypassed: pool_free frees */
 } pool;
 
-static pthread_key_t pool_key;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-static bool pool_key_ok;
-
-/* Usable bytes of a block of class k (its chunk less glibc's 8-byte header). */
 static inline size_t class_usable(unsigned k)
 {
 	return 32 + 16 * (size_t)k - 8;
@@ -113,6 +133,214 @@ static inline unsigned class_for_block(size_t usable)
 	return k < POOL_CLASSES ? (unsigned)k : POOL_CLASSES;
 }
 
+#ifdef POOL_SLAB
+#include <sys/mman.h>
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define SLAB_RANGE    ((size_t)64 << 30)  /* address space reserved, never all backed */
+#define SLAB_CHUNK    ((size_t)2 << 20)   /* carved by one thread */
+#define SLAB_STEP     ((size_t)128 << 10) /* populated at once */
+#define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
+#define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
+
+static _Atomic(char *) slab_base; /* the range; NULL: none (malloc) */
+static atomic_size_t slab_used;   /* bytes of it handed out as chunks */
+static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
+static atomic_bool slab_off; /* pool_use_slabs(false) */
+
+/* Freed slab blocks no thread's cache took, by class. */
+static struct {
+	pthread_mutex_t lock;
+	block *head;
+	atomic_size_t n;
+} slab_free[POOL_CLASSES];
+
+/* The rests of chunks whose threads exited: at the rest's first free byte,
+ * its bounds (the chunk is writable whole). */
+typedef struct slab_rest {
+	struct slab_rest *next;
+	char *pop, *end;
+} slab_rest;
+static pthread_mutex_t slab_rest_lock = PTHREAD_MUTEX_INITIALIZER;
+static slab_rest *slab_rests;
+
+/* The calling thread's chunk: blocks are carved at `at` (the next block's
+ * address; its class word is at - 8), populated up to `pop`. */
+static _Thread_local struct {
+	char *at, *pop, *end;
+} slab_t;
+
+/* fork: no lock held by another thread is copied into the child locked. */
+static void slab_fork_prepare(void)
+{
+	pthread_mutex_lock(&slab_rest_lock);
+	for (unsigned k = 0; k < POOL_CLASSES; k++)
+		pthread_mutex_lock(&slab_free[k].lock);
+}
+
+static void slab_fork_done(void)
+{
+	for (unsigned k = POOL_CLASSES; k-- > 0;)
+		pthread_mutex_unlock(&slab_free[k].lock);
+	pthread_mutex_unlock(&slab_rest_lock);
+}
+
+static void slab_init(void)
+{
+	for (unsigned k = 0; k < POOL_CLASSES; k++)
+		pthread_mutex_init(&slab_free[k].lock, NULL);
+	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
+		return; /* no slabs: malloc */
+	void *p =
+	    mmap(NULL, SLAB_RANGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p != MAP_FAILED)
+		atomic_store_explicit(&slab_base, (char *)p, memory_order_release);
+}
+
+static inline bool slab_has(const void *p)
+{
+	char *base = atomic_load_explicit(&slab_base, memory_order_relaxed);
+	return base && (uintptr_t)p - (uintptr_t)base < SLAB_RANGE;
+}
+
+static inline unsigned slab_class(const void *p)
+{
+	return (unsigned)((const uint64_t *)p)[-1];
+}
+
+static bool pool_keyed(void);
+
+/* Give the calling thread a chunk (another's rest, or a new one). */
+static bool slab_chunk(void)
+{
+	pthread_once(&slab_once, slab_init);
+	char *base = atomic_load_explicit(&slab_base, memory_order_acquire);
+	if (!base || !pool_keyed()) /* keyed: its rest is passed on at exit */
+		return false;
+	pthread_mutex_lock(&slab_rest_lock);
+	slab_rest *r = slab_rests;
+	if (r)
+		slab_rests = r->next;
+	pthread_mutex_unlock(&slab_rest_lock);
+	if (r) {
+		slab_t.pop = r->pop;
+		slab_t.end = r->end;
+		slab_t.at = (char *)r + 8;
+		return true;
+	}
+	size_t off = atomic_fetch_add(&slab_used, SLAB_CHUNK);
+	if (off > SLAB_RANGE - SLAB_CHUNK)
+		return false;
+	char *c = base + off;
+	if (mprotect(c, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0)
+		return false;
+	slab_t.at = c + 16;
+	slab_t.pop = c;
+	slab_t.end = c + SLAB_CHUNK;
+	return true;
+}
+
+/* A block of class k from the calling thread's chunk; NULL: none to be had. */
+static void *slab_alloc(unsigned k)
+{
+	size_t sz = class_usable(k) + 8;
+	while (!slab_t.at || slab_t.at - 8 + sz > slab_t.end) {
+		if (!slab_chunk())
+			return NULL;
+	}
+	while (slab_t.at - 8 + sz > slab_t.pop) {
+		/* Fails (EINVAL) on kernels before 5.14: the pages then fault in. */
+		(void)madvise(slab_t.pop, SLAB_STEP, MADV_POPULATE_WRITE);
+		slab_t.pop += SLAB_STEP;
+	}
+	char *b = slab_t.at;
+	slab_t.at += sz;
+	((uint64_t *)b)[-1] = k;
+	return b;
+}
+
+/* Put the chain first..last of n slab blocks of class k on its shared list. */
+static void slab_put(unsigned k, block *first, block *last, size_t n)
+{
+	pthread_mutex_lock(&slab_free[k].lock);
+	last->next = slab_free[k].head;
+	slab_free[k].head = first;
+	atomic_store_explicit(&slab_free[k].n,
+	                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) + n,
+	                      memory_order_relaxed);
+	pthread_mutex_unlock(&slab_free[k].lock);
+}
+
+/* Take up to SLAB_BATCH blocks of class k from its shared list: one is
+ * returned, the others go to the calling thread's cache. */
+static void *slab_take(unsigned k)
+{
+	if (!atomic_load_explicit(&slab_free[k].n, memory_order_relaxed))
+		return NULL;
+	/* Keyed: what the cache holds is passed on at the thread's exit. */
+	size_t most = pool_keyed() ? SLAB_BATCH : 1;
+	pthread_mutex_lock(&slab_free[k].lock);
+	block *b = slab_free[k].head, *last = b;
+	size_t n = 0;
+	while (last && n < most) {
+		n++;
+		if (n == most || !last->next)
+			break;
+		last = last->next;
+	}
+	if (b) {
+		slab_free[k].head = last->next;
+		atomic_store_explicit(&slab_free[k].n,
+		                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
+		                          n,
+		                      memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&slab_free[k].lock);
+	if (!b)
+		return NULL;
+	last->next = pool.head[k];
+	pool.head[k] = b->next;
+	pool.n[k] += (uint16_t)(n - 1);
+	pool.bytes += (n - 1) * class_usable(k);
+	return b;
+}
+
+/* At the thread's exit: its chunk's rest to the next thread needing one. */
+static void slab_leave(void)
+{
+	/* A rest too small for the largest block is dropped (a slab_rest and
+	 * every block fit in SLAB_REST_MIN). */
+	if (slab_t.at && slab_t.at - 8 + SLAB_REST_MIN <= slab_t.end) {
+		slab_rest *r = (slab_rest *)(slab_t.at - 8);
+		r->pop = slab_t.pop;
+		r->end = slab_t.end;
+		pthread_mutex_lock(&slab_rest_lock);
+		r->next = slab_rests;
+		slab_rests = r;
+		pthread_mutex_unlock(&slab_rest_lock);
+	}
+	slab_t.at = slab_t.pop = slab_t.end = NULL;
+}
+#else
+static inline bool slab_has(const void *p)
+{
+	(void)p;
+	return false;
+}
+static inline unsigned slab_class(const void *p)
+{
+	(void)p;
+	return POOL_CLASSES;
+}
+#endif
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static bool pool_key_ok;
+
+/* Usable bytes of a block of class k (its chunk less glibc's 8-byte header). */
 void *pool_alloc(size_t size)
 {
 	unsigned k = class_for_request(size);
@@ -128,18 +356,44 @@ void *pool_alloc(size_t size)
 		return b;
 	}
 	pool.allocs = true;
+#ifdef POOL_SLAB
+	if (k < POOL_CLASSES && !pool.off &&
+	    !atomic_load_explicit(&slab_off, memory_order_relaxed)) {
+		void *b = slab_take(k);
+		if (!b)
+			b = slab_alloc(k);
+		if (b)
+			return b;
+	}
+#endif
 	return malloc(size);
 }
 
 static void pool_free_all(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++) {
+		block *first = NULL, *last = NULL;
+		size_t n = 0;
 		while (pool.head[k]) {
 			block *b = pool.head[k];
 			pool_unpoison(b, class_usable(k));
 			pool.head[k] = b->next;
-			free(b);
+			if (slab_has(b)) { /* to the class's shared list, in one go */
+				b->next = first;
+				first = b;
+				if (!last)
+					last = b;
+				n++;
+			} else {
+				free(b);
+			}
 		}
+#ifdef POOL_SLAB
+		if (first)
+			slab_put(k, first, last, n);
+#else
+		(void)first, (void)last, (void)n;
+#endif
 		pool.n[k] = 0;
 	}
 	pool.bytes = 0;
@@ -149,6 +403,9 @@ static void pool_thread_exit(void *unused)
 {
 	(void)unused;
 	pool_free_all();
+#ifdef POOL_SLAB
+	slab_leave();
+#endif
 	pool.off = true;
 }
 
@@ -194,13 +451,19 @@ static void pool_keep(void *p, unsigned k)
 		pool_poison(b + 1, class_usable(k) - sizeof(*b));
 		return;
 	}
+#ifdef POOL_SLAB
+	if (slab_has(p)) {
+		slab_put(k, p, p, 1);
+		return;
+	}
+#endif
 	free(p);
 }
 
 void pool_free(void *p)
 {
 	if (p)
-		pool_keep(p, class_for_block(malloc_usable_size(p)));
+		pool_keep(p, slab_has(p) ? slab_class(p) : class_for_block(malloc_usable_size(p)));
 }
 
 void pool_free_sized(void *p, size_t size)
@@ -211,7 +474,31 @@ void pool_free_sized(void *p, size_t size)
 	 * block's own class when size fills a glibc chunk, as the sizes of
 	 * nodes and version structs do (hamt.c's node_alloc, store.h). */
 	if (p)
-		pool_keep(p, class_for_block(size));
+		pool_keep(p, slab_has(p) ? slab_class(p) : class_for_block(size));
+}
+
+size_t pool_usable_size(void *p)
+{
+	return slab_has(p) ? class_usable(slab_class(p)) : malloc_usable_size(p);
+}
+
+void pool_use_slabs(bool on)
+{
+#ifdef POOL_SLAB
+	atomic_store(&slab_off, !on);
+#else
+	(void)on;
+#endif
+}
+
+size_t pool_slab_bytes(void)
+{
+#ifdef POOL_SLAB
+	size_t n = atomic_load(&slab_used);
+	return n < SLAB_RANGE ? n : SLAB_RANGE;
+#else
+	return 0;
+#endif
 }
 
 void pool_trim(void)

@@ -1,7 +1,7 @@
 /*
- * pool.h - a per-thread cache of small freed blocks in front of malloc, for
- * the blocks every commit allocates and frees (trie nodes, leaves, version
- * structs).
+ * pool.h - a per-thread cache of small freed blocks in front of slab chunks
+ * and malloc, for the blocks every commit allocates and frees (trie nodes,
+ * leaves, version structs).
  */
 #ifndef CTX_POOL_H
 #define CTX_POOL_H
@@ -9,12 +9,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* malloc(size), served from the calling thread's cache when it holds a block
+/* A block of size bytes, served from the calling thread's cache when it holds a block
  * of size's class. NULL on failure. */
 void *pool_alloc(size_t size);
 
-/* free(p) for a block from malloc or pool_alloc (NULL is ignored): kept in the
- * calling thread's cache while its class has room, else freed. */
+/* Free p, a block from pool_alloc or malloc (NULL is ignored): kept in the
+ * calling thread's cache while its class has room, else freed (a slab
+ * block to its class's shared list, pool.c). The only way to free a block
+ * from pool_alloc. */
 void pool_free(void *p);
 
 /* pool_free(p) for a block allocated (by pool_alloc or malloc) with a
@@ -26,7 +28,25 @@ void pool_free(void *p);
  * served to smaller requests; the callers pass sizes that fill a chunk. */
 void pool_free_sized(void *p, size_t size);
 
-/* Free every block the calling thread's cache holds (ctx_close). */
+/* The bytes p (from pool_alloc) can hold: its class's for a slab block
+ * (pool.c), malloc_usable_size for a malloc block. For tests and layout
+ * checks: a slab block is not a malloc block, malloc_usable_size and free
+ * must never see it. */
+size_t pool_usable_size(void *p);
+
+/* Bytes of the slab range handed out to threads as chunks so far (0 under
+ * ASan, or when the range could not be reserved): every slab block lies in
+ * them. Only grows; for tests. */
+size_t pool_slab_bytes(void);
+
+/* Process-wide: with on false, pool_alloc takes no new block from a slab
+ * (blocks already carved are still reused from the caches and shared
+ * lists). Default on. For tests that count the heap with mallinfo2, which
+ * sees malloc's blocks only; call it before the first allocation. */
+void pool_use_slabs(bool on);
+
+/* Give every block the calling thread's cache holds back (ctx_close): a
+ * malloc block to free, a slab block to its class's shared list. */
 void pool_trim(void);
 
 /* While on, the calling thread keeps no block: its cache is emptied and
