@@ -1703,11 +1703,10 @@ ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 	ctx_rcu_read_unlock();
 	if (expired) {
 		ctx_state_release(v);
-		reaper_kick(s);
-		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+		v = NULL;
 	}
 	if (!v)
-		return read_missing(s, id, false);
+		return read_missing(s, id, expired);
 	*out = v;
 	return CTX_OK;
 }
@@ -1828,11 +1827,10 @@ ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 	ctx_rcu_read_unlock();
 	if (expired) {
 		ctx_state_release(v);
-		reaper_kick(s);
-		return ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
+		v = NULL;
 	}
 	if (!v)
-		return read_missing(s, id, false);
+		return read_missing(s, id, expired);
 	*out = v;
 	return CTX_OK;
 }
