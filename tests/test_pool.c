@@ -317,6 +317,61 @@ static void test_slab_blocks_shared(void **state)
 	}
 }
 
+/* Blocks freed to the shared lists in an order that alternates between
+ * chunks come back a chunk at a time: a thread allocating in a row gets
+ * blocks that lie close together (a store loaded after others were dropped
+ * reads as fast as a fresh one; round 13). With one list across chunks the
+ * allocations alternated between chunks 2.5 MB apart. */
+#define SPREAD_BLOCKS 36000 /* of 208 bytes: ~7.5 MB, 4-5 chunks */
+
+static void *alloc_spread(void *arg)
+{
+	void **b = arg;
+	for (int i = 0; i < SPREAD_BLOCKS; i++) {
+		b[i] = pool_alloc(200);
+		assert_non_null(b[i]);
+	}
+	return NULL;
+}
+
+static void *free_spread(void *arg)
+{
+	void **b = arg;
+	pool_bypass(true); /* every block to the shared lists */
+	int third = SPREAD_BLOCKS / 3;
+	for (int i = 0; i < third; i++)
+		for (int j = 0; j < 3; j++)
+			pool_free(b[i + j * third]);
+	return NULL;
+}
+
+static void test_slab_reuse_by_chunk(void **state)
+{
+	(void)state;
+	pool_trim();
+	static void *a[SPREAD_BLOCKS], *c[SPREAD_BLOCKS];
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, alloc_spread, a), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	if (!pool_slab_bytes())
+		skip(); /* no slabs (ASan): malloc's order */
+	assert_int_equal(pthread_create(&th, NULL, free_spread, a), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	size_t carved = pool_slab_bytes();
+	assert_int_equal(pthread_create(&th, NULL, alloc_spread, c), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(pool_slab_bytes(), carved); /* all reused */
+	int jumps = 0;
+	for (int i = 1; i < SPREAD_BLOCKS; i++) {
+		uintptr_t x = (uintptr_t)c[i - 1], y = (uintptr_t)c[i];
+		jumps += (x > y ? x - y : y - x) >= ((size_t)2 << 20);
+	}
+	assert_true(jumps <= 16);
+	for (int i = 0; i < SPREAD_BLOCKS; i++)
+		pool_free(c[i]);
+	pool_trim();
+}
+
 /* Threads allocating and freeing each other's blocks at once, some as the
  * call_rcu worker (through the shared lists): every block holds what its
  * allocator wrote until it is freed. For TSan. */
@@ -457,6 +512,7 @@ int main(void)
 	    cmocka_unit_test(test_foreign_blocks_and_exit),
 	    cmocka_unit_test(test_slab_rest_passed_on),
 	    cmocka_unit_test(test_slab_blocks_shared),
+	    cmocka_unit_test(test_slab_reuse_by_chunk),
 	    cmocka_unit_test(test_slab_concurrent),
 	    cmocka_unit_test(test_slab_after_fork),
 	    cmocka_unit_test(test_commits_through_caches),

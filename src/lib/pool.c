@@ -58,8 +58,12 @@
  * has malloc's shape: its class in the 8 bytes before it, 32 + 16k bytes in
  * all, so a key costs what it did. A freed slab block goes to the freeing
  * thread's cache as before, or, past its bounds, in the call_rcu worker and
- * when a thread exits, to the shared list of its class (a mutex each), from
- * which pool_alloc takes up to SLAB_BATCH at a time before carving. A thread
+ * when a thread exits, to the shared lists of its class (a mutex each),
+ * kept by chunk: pool_alloc takes up to SLAB_BATCH at a time from one chunk
+ * before carving, and empties that chunk's list before it takes from
+ * another, so that blocks allocated in a row lie close together (one list
+ * across chunks handed a store loaded after others were dropped blocks
+ * spread over all the memory they had used: its reads ran 2-3x slower). A thread
  * that exits leaves its chunk's rest to the next thread that needs one. So
  * slab memory is reused within the process but never given back to malloc
  * or the system: a process keeps the most its stores' trie leaves, nodes and
@@ -150,10 +154,30 @@ static atomic_size_t slab_used;   /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off; /* pool_use_slabs(false) */
 
-/* Freed slab blocks no thread's cache took, by class. */
+/* A chunk's header, at its start: the chunk's freed blocks that no thread's
+ * cache took, by class, and the link of the class's list of chunks that
+ * have some (all under the class's lock; 384 bytes). */
+typedef struct slab_hdr slab_hdr;
+struct slab_hdr {
+	struct {
+		block *head;    /* this chunk's free blocks of the class */
+		slab_hdr *next; /* the next chunk with free blocks of the class */
+		bool listed;    /* on the class's list */
+	} c[POOL_CLASSES];
+};
+/* The first block of a chunk is at SLAB_HDR from its start. */
+#define SLAB_HDR (((sizeof(slab_hdr) + 15) & ~(size_t)15) + 16)
+
+/* Freed slab blocks no thread's cache took, by class, kept by chunk: the
+ * chunks that have some, the one taken from last first. Blocks are handed
+ * out a chunk at a time, so what one thread allocates in a row lies close
+ * together however scattered the frees were (with one list across chunks,
+ * a store loaded after others were dropped had its blocks spread over all
+ * the memory they had used, and its reads ran 2-3x slower: docs/benchmarks.md,
+ * round 13). */
 static struct {
 	pthread_mutex_t lock;
-	block *head;
+	slab_hdr *chunks;
 	atomic_size_t n;
 } slab_free[POOL_CLASSES];
 
@@ -236,7 +260,7 @@ static bool slab_chunk(void)
 	char *c = base + off;
 	if (mprotect(c, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0)
 		return false;
-	slab_t.at = c + 16;
+	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
 	slab_t.pop = c;
 	slab_t.end = c + SLAB_CHUNK;
 	return true;
@@ -261,12 +285,28 @@ static void *slab_alloc(unsigned k)
 	return b;
 }
 
-/* Put the chain first..last of n slab blocks of class k on its shared list. */
+static inline slab_hdr *slab_chunk_of(const void *p)
+{
+	char *base = atomic_load_explicit(&slab_base, memory_order_relaxed);
+	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
+}
+
+/* Put the chain first..last of n slab blocks of class k on its chunks' lists. */
 static void slab_put(unsigned k, block *first, block *last, size_t n)
 {
+	last->next = NULL;
 	pthread_mutex_lock(&slab_free[k].lock);
-	last->next = slab_free[k].head;
-	slab_free[k].head = first;
+	for (block *b = first, *next; b; b = next) {
+		next = b->next;
+		slab_hdr *ch = slab_chunk_of(b);
+		b->next = ch->c[k].head;
+		ch->c[k].head = b;
+		if (!ch->c[k].listed) {
+			ch->c[k].listed = true;
+			ch->c[k].next = slab_free[k].chunks;
+			slab_free[k].chunks = ch;
+		}
+	}
 	atomic_store_explicit(&slab_free[k].n,
 	                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) + n,
 	                      memory_order_relaxed);
@@ -282,7 +322,8 @@ static void *slab_take(unsigned k)
 	/* Keyed: what the cache holds is passed on at the thread's exit. */
 	size_t most = pool_keyed() ? SLAB_BATCH : 1;
 	pthread_mutex_lock(&slab_free[k].lock);
-	block *b = slab_free[k].head, *last = b;
+	slab_hdr *ch = slab_free[k].chunks;
+	block *b = ch ? ch->c[k].head : NULL, *last = b;
 	size_t n = 0;
 	while (last && n < most) {
 		n++;
@@ -291,7 +332,11 @@ static void *slab_take(unsigned k)
 		last = last->next;
 	}
 	if (b) {
-		slab_free[k].head = last->next;
+		ch->c[k].head = last->next;
+		if (!last->next) { /* the chunk has no more: off the list */
+			ch->c[k].listed = false;
+			slab_free[k].chunks = ch->c[k].next;
+		}
 		atomic_store_explicit(&slab_free[k].n,
 		                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
 		                          n,

@@ -22,7 +22,7 @@ check() {
 }
 # check_re NAME REGEX ACTUAL (grep -E over the whole text)
 check_re() {
-	if printf '%s\n' "$3" | grep -qE -- "$2"; then
+	if grep -qE -- "$2" <<<"$3"; then
 		pass=$((pass + 1))
 	else
 		fail=$((fail + 1))

@@ -17,18 +17,18 @@ fail() { echo "FAIL: $*"; cat "$TMP/log"; exit 1; }
 
 [ "$(cli PING)" = PONG ] || fail "PING"
 out=$(cli -3 HELLO 3)
-echo "$out" | grep -q '^proto$' -A1 || true
-echo "$out" | grep -A1 '^proto' | grep -q 3 || fail "HELLO 3: $out"
+echo "$out" | grep '^proto$' -A1 >/dev/null || true
+echo "$out" | grep -A1 '^proto' | grep 3 >/dev/null || fail "HELLO 3: $out"
 [ "$(cli -3 HGET nosuch f)" = "(nil)" ] || [ -z "$(cli -3 HGET nosuch f)" ] || fail "RESP3 null"
-cli INFO | grep -q '^redis_version:' || fail "INFO"
-cli INFO server | grep -q '^ctx_version:' || fail "INFO server"
+cli INFO | grep '^redis_version:' >/dev/null || fail "INFO"
+cli INFO server | grep '^ctx_version:' >/dev/null || fail "INFO server"
 [ "$(cli HSET h a 1 b 2)" = 2 ] || fail "HSET"
 [ "$(cli HGET h b)" = 2 ] || fail "HGET"
 [ "$(printf 'MULTI\nHSET h c 3\nHINCRBY h a 10\nEXEC\n' | cli | tail -2 | tr '\n' ' ')" = "1 11 " ] || fail "MULTI/EXEC"
 [ "$(cli CONFIG GET appendonly | tr '\n' ' ')" = "appendonly yes " ] || fail "CONFIG GET appendonly"
 [ "$(cli CONFIG GET save | head -1)" = save ] || fail "CONFIG GET save"
-cli DBSIZE | grep -qx 1 || fail "DBSIZE"
-cli --no-raw NOSUCHCMD 2>&1 | grep -q "unknown command" || fail "unknown command"
+cli DBSIZE | grep -x 1 >/dev/null || fail "DBSIZE"
+cli --no-raw NOSUCHCMD 2>&1 | grep "unknown command" >/dev/null || fail "unknown command"
 cli SHUTDOWN >/dev/null 2>&1 || true
 for _ in $(seq 200); do kill -0 $PID 2>/dev/null || break; sleep 0.05; done
 kill -0 $PID 2>/dev/null && fail "SHUTDOWN did not stop ctxd"
