@@ -8,13 +8,18 @@
  *   a limit of 64 GiB + 768 MiB less than 768 MiB for everything else (a
  *   1 GiB malloc failed after one ctx_put). The range is at most a quarter
  *   of the limit.
+ * - RLIMIT_DATA (or strict overcommit): a chunk's mprotect fails, and each
+ *   failure used up 2 MiB of the range for good: 32768 failing allocations
+ *   and the process had no slabs left once the pressure was over, while
+ *   pool_slab_bytes said 64 GiB were handed out. A failed chunk is given
+ *   back.
  * - Threads that each allocate blocks of every class, free them and exit
  *   (their caches to the shared lists, their chunk's rest to the next
  *   thread): the slab memory stays that of the first few threads.
  * - fork while two threads take and put blocks on the shared lists (their
  *   mutexes): the child allocates and frees through them (pthread_atfork).
  *
- * The limit tests run in a forked child before anything in this
+ * The two limit tests run in a forked child before anything in this
  * process touched the pool (the range is reserved once, at the first slab
  * allocation), so they come first. Not under sanitizers: ASan has no
  * slabs, and both reserve terabytes of shadow that an RLIMIT_AS refuses.
@@ -115,6 +120,87 @@ static void test_slab_under_rlimit_as(void **state)
 #else
 	assert_int_equal(pool_slab_bytes(), 0); /* nothing reserved in this process yet */
 	assert_int_equal(in_child(child_rlimit_as), 0);
+#endif
+}
+
+static int child_rlimit_data(void)
+{
+	size_t data = status_bytes("VmData");
+	if (!data)
+		return 10;
+	/* Room for malloc's small blocks, none for a 2 MiB chunk. */
+	struct rlimit tight = {data + ((size_t)1 << 20), RLIM_INFINITY};
+	struct rlimit open = {RLIM_INFINITY, RLIM_INFINITY};
+	if (setrlimit(RLIMIT_DATA, &tight) != 0)
+		return 11;
+	/* Each allocation finds an empty cache and no chunk: mprotect fails,
+	 * malloc serves it, and the trim frees it (it is malloc's). */
+	for (int i = 0; i < 40000; i++) {
+		void *p = pool_alloc(100);
+		if (!p)
+			return 12;
+		pool_free(p);
+		pool_trim();
+	}
+	/* Malloc blocks kept across the end of the pressure, freed below among
+	 * slab blocks: pool_free tells them apart (free() on a slab block, or a
+	 * malloc block on a shared list, would be caught by glibc or the fill
+	 * checks). */
+	static void *m[100];
+	for (int i = 0; i < 100; i++)
+		if (!(m[i] = pool_alloc(100)))
+			return 15;
+	if (setrlimit(RLIMIT_DATA, &open) != 0)
+		return 13;
+	if (pool_slab_bytes() != 0) {
+		fprintf(stderr,
+		        "after failed chunks, pool_slab_bytes() = %zu (none was handed out)\n",
+		        pool_slab_bytes());
+		return 1;
+	}
+	/* The pressure is over: blocks are carved from a slab again. */
+	static void *b[1000];
+	for (int i = 0; i < 1000; i++)
+		if (!(b[i] = pool_alloc(100)))
+			return 14;
+	size_t carved = pool_slab_bytes();
+	for (int i = 0; i < 1000; i++) {
+		pool_free(b[i]);
+		if (i % 10 == 0)
+			pool_free(m[i / 10]);
+	}
+	pool_trim();
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 1000; i++)
+			if (!(b[i] = pool_alloc(100)))
+				return 16;
+			else
+				memset(b[i], i & 0xff, 100);
+		for (int i = 0; i < 1000; i++) {
+			const unsigned char *q = b[i];
+			if (q[0] != (i & 0xff) || q[99] != (i & 0xff))
+				return 17;
+			pool_free(b[i]);
+		}
+		pool_trim();
+	}
+	if (carved == 0 || carved > ((size_t)2 << 20)) {
+		fprintf(stderr, "after the pressure, pool_slab_bytes() = %zu\n", carved);
+		return 2;
+	}
+	return 0;
+}
+
+/* A chunk whose mprotect failed is given back: failures under a data limit
+ * do not use up the range. */
+static void test_slab_after_failed_chunks(void **state)
+{
+	(void)state;
+#ifdef T_SANITIZER
+	skip();
+#else
+	assert_int_equal(pool_slab_bytes(), 0);
+	assert_int_equal(in_child(child_rlimit_data), 0);
 #endif
 }
 
@@ -234,6 +320,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    /* first: nothing in this process may have touched the pool */
 	    cmocka_unit_test(test_slab_under_rlimit_as),
+	    cmocka_unit_test(test_slab_after_failed_chunks),
 	    cmocka_unit_test(test_slab_thread_churn_bounded),
 	    cmocka_unit_test(test_fork_with_busy_lists),
 	};

@@ -56,7 +56,8 @@
  * one address range reserved at the first slab allocation (64 GiB,
  * PROT_NONE, no memory; under an RLIMIT_AS, at most a quarter of it, since
  * the reservation counts against that limit as mapped memory does), made
- * writable whole and populated 128 KiB at a
+ * writable whole (a chunk whose mprotect fails is given back, and the
+ * block comes from malloc) and populated 128 KiB at a
  * time with one madvise(MADV_POPULATE_WRITE) (~7 us a page, no fault; on a
  * kernel without it the pages fault in as they are touched). A slab block
  * has malloc's shape: its class in the 8 bytes before it, 32 + 16k bytes in
@@ -258,12 +259,19 @@ static bool slab_chunk(void)
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
+	if (atomic_load_explicit(&slab_used, memory_order_relaxed) > range - SLAB_CHUNK)
+		return false; /* all handed out */
 	size_t off = atomic_fetch_add(&slab_used, SLAB_CHUNK);
-	if (off > range - SLAB_CHUNK)
+	if (off > range - SLAB_CHUNK ||
+	    mprotect(base + off, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0) {
+		/* Give the chunk back unless a later one was taken meanwhile (a
+		 * failed mprotect - RLIMIT_DATA, strict overcommit - must not use
+		 * the range up: slabs would be gone once the pressure is over). */
+		size_t after = off + SLAB_CHUNK;
+		atomic_compare_exchange_strong(&slab_used, &after, off);
 		return false;
+	}
 	char *c = base + off;
-	if (mprotect(c, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0)
-		return false;
 	slab_t.at = c + 16;
 	slab_t.pop = c;
 	slab_t.end = c + SLAB_CHUNK;
