@@ -22,7 +22,8 @@
  * The two limit tests run in a forked child before anything in this
  * process touched the pool (the range is reserved once, at the first slab
  * allocation), so they come first. Not under sanitizers: ASan has no
- * slabs, and both reserve terabytes of shadow that an RLIMIT_AS refuses.
+ * slabs, and both reserve terabytes of shadow that an RLIMIT_AS refuses
+ * (their helpers are then unused).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,7 +46,7 @@
 #endif
 
 /* A field of /proc/self/status in bytes (VmSize, VmData); 0 if absent. */
-static size_t status_bytes(const char *field)
+__attribute__((unused)) static size_t status_bytes(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	if (!f)
@@ -62,7 +63,7 @@ static size_t status_bytes(const char *field)
 }
 
 /* Run fn in a forked child; its exit status (0: passed). */
-static int in_child(int (*fn)(void))
+__attribute__((unused)) static int in_child(int (*fn)(void))
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -75,7 +76,7 @@ static int in_child(int (*fn)(void))
 	return WEXITSTATUS(st);
 }
 
-static int put_some(ctx_store *s)
+__attribute__((unused)) static int put_some(ctx_store *s)
 {
 	char key[32];
 	if (ctx_create(s, "c") != CTX_OK)
@@ -88,7 +89,7 @@ static int put_some(ctx_store *s)
 	return 0;
 }
 
-static int child_rlimit_as(void)
+__attribute__((unused)) static int child_rlimit_as(void)
 {
 	size_t vm = status_bytes("VmSize");
 	if (!vm)
@@ -123,7 +124,7 @@ static void test_slab_under_rlimit_as(void **state)
 #endif
 }
 
-static int child_rlimit_data(void)
+__attribute__((unused)) static int child_rlimit_data(void)
 {
 	size_t data = status_bytes("VmData");
 	if (!data)
