@@ -287,6 +287,11 @@ static void *busy_thread(void *arg)
 static void test_fork_with_busy_lists(void **state)
 {
 	(void)state;
+#ifdef T_SANITIZER
+	/* ASan has no slabs, and its own allocator's locks are not kept
+	 * usable across fork (the child hangs in asan_malloc). */
+	skip();
+#endif
 	busy b = {false};
 	pthread_t th[2];
 	for (int t = 0; t < 2; t++)
