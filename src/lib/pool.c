@@ -16,11 +16,13 @@
  * (the largest class whose blocks are at most that usable size: a block is
  * never smaller than its class says), or, in pool_free_sized, from the size
  * the caller gives (the same rule applied to it: safe with any malloc). pool_alloc takes from the
- * smallest class whose blocks hold the request, else calls malloc. Every block is a malloc block:
- * pool_free accepts blocks from malloc, free() accepts blocks from pool_alloc, and a block may be
- * freed by any thread, into that thread's cache.
+ * smallest class whose blocks hold the request, else carves it from a slab (below) or calls
+ * malloc. pool_free accepts blocks from malloc and from pool_alloc (free() must never see a
+ * block from pool_alloc: it may be a slab block), and a block may be freed by any thread, into
+ * that thread's cache.
  *
- * BOUND: at most POOL_CAP blocks per class and POOL_BYTES bytes per thread;
+ * BOUND: at most POOL_CAP blocks per class and POOL_BYTES bytes per thread
+ * (plus the SLAB_BATCH - 1 blocks one take from a shared list may add);
  * past either, pool_free calls free. POOL_CAP covers the largest burst of
  * version structs a thread frees at once (state.c: up to STATE_HOLD_MAX +
  * STATE_BATCH, 544, when ticks are slow), which the next commits then
@@ -52,7 +54,10 @@
  * page at a time, an mprotect and a page fault per 4 KiB, which this guest
  * makes cost ~12 us a page. A thread carves blocks out of a 2 MiB chunk of
  * one address range reserved at the first slab allocation (64 GiB,
- * PROT_NONE, no memory), made writable whole and populated 128 KiB at a
+ * PROT_NONE, no memory; under an RLIMIT_AS, at most a quarter of it, since
+ * the reservation counts against that limit as mapped memory does), made
+ * writable whole (a chunk whose mprotect fails is given back, and the
+ * block comes from malloc) and populated 128 KiB at a
  * time with one madvise(MADV_POPULATE_WRITE) (~7 us a page, no fault; on a
  * kernel without it the pages fault in as they are touched). A slab block
  * has malloc's shape: its class in the 8 bytes before it, 32 + 16k bytes in
@@ -66,9 +71,11 @@
  * spread over all the memory they had used: its reads ran 2-3x slower). A thread
  * that exits leaves its chunk's rest to the next thread that needs one. So
  * slab memory is reused within the process but never given back to malloc
- * or the system: a process keeps the most its stores' trie leaves, nodes and
- * versions ever held at once (plus at most 128 KiB populated ahead per
- * allocating thread). Blocks of other sizes, and every block while bypassed
+ * or the system, and a free block serves its own class only: a process
+ * keeps, per class, the most blocks of that class its stores' trie leaves,
+ * nodes and versions ever held at once (plus at most 128 KiB populated
+ * ahead per chunk in use or passed on: the most threads ever allocating at
+ * once). Blocks of other sizes, and every block while bypassed
  * or when the range cannot be had, come from malloc. Slab blocks are not
  * malloc blocks: free() and malloc_usable_size must never see them (only
  * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
@@ -139,18 +146,25 @@ static inline unsigned class_for_block(size_t usable)
 
 #ifdef POOL_SLAB
 #include <sys/mman.h>
+#include <sys/resource.h>
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
 #define SLAB_RANGE    ((size_t)64 << 30)  /* address space reserved, never all backed */
+#define SLAB_AS_SHARE 4                   /* at most 1/4 of RLIMIT_AS reserved */
 #define SLAB_CHUNK    ((size_t)2 << 20)   /* carved by one thread */
 #define SLAB_STEP     ((size_t)128 << 10) /* populated at once */
 #define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
 #define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
 
-static _Atomic(char *) slab_base; /* the range; NULL: none (malloc) */
-static atomic_size_t slab_used;   /* bytes of it handed out as chunks */
+/* The range (base NULL: none, malloc) and its size, set before base
+ * (slab_init); on one line, read by every pool_free (slab_has). */
+static _Alignas(16) struct {
+	_Atomic(char *) base;
+	atomic_size_t size;
+} slab_map;
+static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off; /* pool_use_slabs(false) */
 
@@ -217,16 +231,30 @@ static void slab_init(void)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
 	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
 		return; /* no slabs: malloc */
-	void *p =
-	    mmap(NULL, SLAB_RANGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p != MAP_FAILED)
-		atomic_store_explicit(&slab_base, (char *)p, memory_order_release);
+	/* The reservation counts against RLIMIT_AS like mapped memory: under a
+	 * limit, take a share of it, not 64 GiB of it (round 13). */
+	size_t range = SLAB_RANGE;
+	struct rlimit as;
+	if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
+	    as.rlim_cur / SLAB_AS_SHARE < range)
+		range = (size_t)(as.rlim_cur / SLAB_AS_SHARE) & ~(SLAB_CHUNK - 1);
+	if (range < SLAB_CHUNK)
+		return;
+	void *p = mmap(NULL, range, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p != MAP_FAILED) {
+		atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
+		atomic_store_explicit(&slab_map.base, (char *)p, memory_order_release);
+	}
 }
 
+/* A thread that holds a slab block got it after slab_init (through the
+ * allocator's pthread_once), so it sees base and range; one that sees base
+ * but still range 0 holds no slab block. */
 static inline bool slab_has(const void *p)
 {
-	char *base = atomic_load_explicit(&slab_base, memory_order_relaxed);
-	return base && (uintptr_t)p - (uintptr_t)base < SLAB_RANGE;
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
+	return base && (uintptr_t)p - (uintptr_t)base <
+	                   atomic_load_explicit(&slab_map.size, memory_order_relaxed);
 }
 
 static inline unsigned slab_class(const void *p)
@@ -240,7 +268,7 @@ static bool pool_keyed(void);
 static bool slab_chunk(void)
 {
 	pthread_once(&slab_once, slab_init);
-	char *base = atomic_load_explicit(&slab_base, memory_order_acquire);
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_acquire);
 	if (!base || !pool_keyed()) /* keyed: its rest is passed on at exit */
 		return false;
 	pthread_mutex_lock(&slab_rest_lock);
@@ -254,12 +282,20 @@ static bool slab_chunk(void)
 		slab_t.at = (char *)r + 8;
 		return true;
 	}
+	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
+	if (atomic_load_explicit(&slab_used, memory_order_relaxed) > range - SLAB_CHUNK)
+		return false; /* all handed out */
 	size_t off = atomic_fetch_add(&slab_used, SLAB_CHUNK);
-	if (off > SLAB_RANGE - SLAB_CHUNK)
+	if (off > range - SLAB_CHUNK ||
+	    mprotect(base + off, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0) {
+		/* Give the chunk back unless a later one was taken meanwhile (a
+		 * failed mprotect - RLIMIT_DATA, strict overcommit - must not use
+		 * the range up: slabs would be gone once the pressure is over). */
+		size_t after = off + SLAB_CHUNK;
+		atomic_compare_exchange_strong(&slab_used, &after, off);
 		return false;
+	}
 	char *c = base + off;
-	if (mprotect(c, SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0)
-		return false;
 	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
 	slab_t.pop = c;
 	slab_t.end = c + SLAB_CHUNK;
@@ -287,7 +323,7 @@ static void *slab_alloc(unsigned k)
 
 static inline slab_hdr *slab_chunk_of(const void *p)
 {
-	char *base = atomic_load_explicit(&slab_base, memory_order_relaxed);
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
 	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
 }
 
@@ -539,8 +575,8 @@ void pool_use_slabs(bool on)
 size_t pool_slab_bytes(void)
 {
 #ifdef POOL_SLAB
-	size_t n = atomic_load(&slab_used);
-	return n < SLAB_RANGE ? n : SLAB_RANGE;
+	size_t n = atomic_load(&slab_used), range = atomic_load(&slab_map.size);
+	return n < range ? n : range;
 #else
 	return 0;
 #endif

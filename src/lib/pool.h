@@ -36,7 +36,9 @@ size_t pool_usable_size(void *p);
 
 /* Bytes of the slab range handed out to threads as chunks so far (0 under
  * ASan, or when the range could not be reserved): every slab block lies in
- * them. Only grows; for tests. */
+ * them. Only grows (a chunk whose mprotect failed is given back, and counts
+ * at most while it is tried); for tests. The range is 64 GiB, or a quarter
+ * of RLIMIT_AS if that is less (pool.c). */
 size_t pool_slab_bytes(void);
 
 /* Process-wide: with on false, pool_alloc takes no new block from a slab

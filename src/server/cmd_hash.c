@@ -390,25 +390,32 @@ typedef struct pairs {
 	size_t n;
 } pairs;
 
-/* The pairs of st (NULL: none), taking over its reference. False: an error was
- * replied and st released. */
-static bool pairs_take(client *c, ctx_state *st, pairs *ps)
+/* The pairs of st (NULL: none) at positions [from, upto) of its iteration
+ * order (SIZE_MAX: to its end), taking over its reference: the walk stops
+ * at upto and keeps only those (an HSCAN page costs its position plus its
+ * COUNT, not the whole hash). False: an error was replied and st released. */
+static bool pairs_take(client *c, ctx_state *st, size_t from, size_t upto, pairs *ps)
 {
 	*ps = (pairs){st, NULL, NULL, 0};
 	if (!st)
 		return true;
 	size_t n = ctx_state_count(st);
-	ps->p = malloc((n ? n : 1) * sizeof(*ps->p));
+	upto = upto < n ? upto : n;
+	from = from < upto ? from : upto;
+	ps->p = malloc((upto - from ? upto - from : 1) * sizeof(*ps->p));
 	if (!ps->p || ctx_iter_begin(st, &ps->it) != CTX_OK) {
 		reply_ctx_error(c, CTX_NOMEM);
 		free(ps->p);
 		ctx_state_release(st);
 		return false;
 	}
-	pair *p = ps->p;
-	while (ps->n < n &&
-	       ctx_iter_next(ps->it, &p[ps->n].k, &p[ps->n].kn, &p[ps->n].v, &p[ps->n].vn))
-		ps->n++;
+	pair skipped;
+	for (size_t i = 0; i < upto; i++) {
+		pair *q = i < from ? &skipped : &ps->p[ps->n];
+		if (!ctx_iter_next(ps->it, &q->k, &q->kn, &q->v, &q->vn))
+			break;
+		ps->n += i >= from;
+	}
 	return true;
 }
 
@@ -450,15 +457,15 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 			st = old;
 		}
 	}
-	pairs ps;
-	if (!pairs_take(c, st, &ps))
-		return;
-	pair *p = ps.p;
-	size_t n = ps.n;
+	size_t n = ctx_state_count(st);
 	size_t start = pos < n ? (size_t)pos : n;
 	size_t end = (size_t)o.count < n - start ? start + (size_t)o.count : n;
+	pairs ps;
+	if (!pairs_take(c, st, start, end, &ps))
+		return;
+	pair *p = ps.p;
 	size_t hits = 0;
-	for (size_t i = start; i < end; i++)
+	for (size_t i = 0; i < ps.n; i++)
 		if (!o.match || glob_match(o.match->p, o.match->n, p[i].k, p[i].kn, false))
 			p[hits++] = p[i]; /* hits <= i: compacting in place is safe */
 	uint64_t next = 0;
@@ -536,7 +543,7 @@ static void cmd_hrandfield(client *c, int argc, const arg *argv)
 	if (failed)
 		return;
 	pairs ps;
-	if (!pairs_take(c, st, &ps))
+	if (!pairs_take(c, st, 0, SIZE_MAX, &ps))
 		return;
 	pair *p = ps.p;
 	size_t n = ps.n;
