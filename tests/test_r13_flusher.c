@@ -28,7 +28,7 @@ static int flusher_policies(int *policy, int n)
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
-		char path[64], comm[32] = {0};
+		char path[320], comm[32] = {0};
 		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
 		FILE *f = fopen(path, "r");
 		if (!f)

@@ -565,6 +565,16 @@ static void *flusher_main(void *arg)
 {
 	ctx_log *l = arg;
 	pthread_setname_np(pthread_self(), "ctx-flusher"); /* (top -H, perf sched) */
+	/* Under durability none nothing waits for the flusher's sync (there is
+	 * none): it only hands records to the kernel. SCHED_BATCH (same share
+	 * of the CPU as nice 0) keeps its wake-up, one per batch, from
+	 * preempting the committer that woke it when no CPU is idle; it runs
+	 * at the next tick or when a CPU frees. Under batch and always, commits
+	 * and readers wait for its sync: it keeps the normal policy. */
+	if (l->mode == CTX_DURABILITY_NONE) {
+		struct sched_param sp = {0};
+		(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	}
 	for (;;) {
 		struct timespec round_start;
 		pthread_mutex_lock(&l->lock);
