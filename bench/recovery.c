@@ -605,6 +605,9 @@ static void *writer(void *arg)
 	char id[16], key[16], val[64];
 	memset(val, 'w', sizeof(val));
 	uint64_t rng = 0x9E3779B97F4A7C15ull * (uint64_t)(w->id + 1);
+	char name[16];
+	snprintf(name, sizeof(name), "lat-writer%d", w->id);
+	pthread_setname_np(pthread_self(), name); /* for perf sched */
 	while (!atomic_load_explicit(&w->p->stop, memory_order_relaxed)) {
 		uint64_t r = xorshift(&rng);
 		snprintf(id, sizeof(id), "hot-%d", (int)(r % 8));
@@ -619,6 +622,7 @@ static void *writer(void *arg)
 static void *checkpointer(void *arg)
 {
 	phase *p = arg;
+	pthread_setname_np(pthread_self(), "lat-ckpt");
 	while (!atomic_load(&p->stop)) {
 		CHECK(ctx_checkpoint(p->s));
 		atomic_fetch_add(&p->checkpoints, 1);
@@ -661,6 +665,7 @@ typedef struct lat_job {
 	long keys;
 	double secs;
 	int rounds;
+	int max_writers; /* 1 or 2: the rows of 1 writer, or of 1 and 2 */
 } lat_job;
 
 static void lat_stats(lat_vec *l, double *out)
@@ -686,7 +691,7 @@ static void latency(void *arg, result *out)
 		CHECK(ctx_create(s, id));
 	}
 	const char *mode = j->durability == CTX_DURABILITY_BATCH ? "batch" : "none";
-	for (int writers = 1; writers <= 2; writers++) {
+	for (int writers = 1; writers <= j->max_writers; writers++) {
 		lat_vec off = {0}, on = {0};
 		double rate_off[16], rate_on[16];
 		long ck_off = 0, ck_on = 0;
@@ -722,7 +727,9 @@ static void latency(void *arg, result *out)
 /* The two steps of the replay measure alone, for profiling an open
  * (perf record -g ctxrecovery open DIR): "log DIR MIB [SHAPE]" writes a log
  * without a checkpoint into DIR; "open DIR" times one ctx_open of DIR (which
- * then holds a new segment: open a copy). */
+ * then holds a new segment: open a copy). And the latency table alone, for
+ * one durability: "latency none|batch KEYS SECS ROUNDS [WRITERS] [DIR]"
+ * prints its rows for 1 writer (1 and 2 with WRITERS 2). */
 static int tool(int argc, char **argv)
 {
 	if (strcmp(argv[1], "log") == 0 && argc >= 4) {
@@ -740,14 +747,35 @@ static int tool(int argc, char **argv)
 		       r.u[0]);
 		return 0;
 	}
+	if (strcmp(argv[1], "latency") == 0 && argc >= 6) {
+		char dir[4096];
+		base_dir = argc > 7 ? argv[7] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		make_dir(dir, sizeof(dir), "lat");
+		lat_job j = {
+		    dir,
+		    strcmp(argv[2], "batch") == 0 ? CTX_DURABILITY_BATCH : CTX_DURABILITY_NONE,
+		    atol(argv[3]),
+		    atof(argv[4]),
+		    atoi(argv[5]),
+		    argc > 6 && atoi(argv[6]) == 2 ? 2 : 1};
+		if (j.keys < 1000 || j.secs <= 0 || j.rounds < 1 || j.rounds > 16) {
+			remove_dir(dir);
+			return 2;
+		}
+		in_child(latency, &j);
+		remove_dir(dir);
+		return 0;
+	}
 	fprintf(stderr, "usage: ctxrecovery log DIR MIB [SHAPE: 0 small values, 1 "
-	                "large values, 2 transactions] | ctxrecovery open DIR\n");
+	                "large values, 2 transactions] | ctxrecovery open DIR | ctxrecovery "
+	                "latency none|batch KEYS SECS ROUNDS [WRITERS 1|2] [DIR]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && (strcmp(argv[1], "log") == 0 || strcmp(argv[1], "open") == 0))
+	if (argc > 1 && (strcmp(argv[1], "log") == 0 || strcmp(argv[1], "open") == 0 ||
+	                 strcmp(argv[1], "latency") == 0))
 		return tool(argc, argv);
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 128;
 	long keys = argc > 2 ? atol(argv[2]) : 1000000;
@@ -792,7 +820,7 @@ int main(int argc, char **argv)
 	for (int m = 0; m < 2; m++) {
 		char dir[4096];
 		make_dir(dir, sizeof(dir), "lat");
-		lat_job j = {dir, modes[m], keys, secs, rounds};
+		lat_job j = {dir, modes[m], keys, secs, rounds, 2};
 		result r = in_child(latency, &j);
 		remove_dir(dir);
 		ratio[m][0] = r.v[5] / r.v[1];

@@ -77,6 +77,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,6 +383,7 @@ static void prealloc_ahead(ctx_log *l)
 static void *zeroer_main(void *arg)
 {
 	ctx_log *l = arg;
+	pthread_setname_np(pthread_self(), "ctx-zeroer");
 	pthread_mutex_lock(&l->zlock);
 	for (;;) {
 		while (!l->zstop && (l->zheld || l->zready >= l->ztarget || l->zfd < 0 ||
@@ -562,6 +564,17 @@ static void sleep_until(ctx_log *l, const struct timespec *start, unsigned ms)
 static void *flusher_main(void *arg)
 {
 	ctx_log *l = arg;
+	pthread_setname_np(pthread_self(), "ctx-flusher"); /* (top -H, perf sched) */
+	/* Under durability none nothing waits for the flusher's sync (there is
+	 * none): it only hands records to the kernel. SCHED_BATCH (same share
+	 * of the CPU as nice 0) keeps its wake-up, one per batch, from
+	 * preempting the committer that woke it when no CPU is idle; it runs
+	 * at the next tick or when a CPU frees. Under batch and always, commits
+	 * and readers wait for its sync: it keeps the normal policy. */
+	if (l->mode == CTX_DURABILITY_NONE) {
+		struct sched_param sp = {0};
+		(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	}
 	for (;;) {
 		struct timespec round_start;
 		pthread_mutex_lock(&l->lock);
@@ -824,9 +837,9 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 		dst->len += need;
 	}
 	/* The flusher waits for work only while nothing is pending: the
-	 * append that makes the batch non-empty wakes it. */
-	if (l->pending++ == 0)
-		pthread_cond_signal(&l->work_cv);
+	 * append that makes the batch non-empty wakes it, after the unlock
+	 * (below). */
+	bool wake = l->pending++ == 0;
 	l->bytes_since_rotate += need;
 	l->cur_bytes += need;
 	atomic_fetch_add_explicit(&l->unsynced, need, memory_order_relaxed);
@@ -838,6 +851,15 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	 * sees *rev_out (often the revision field of the state it publishes). */
 	*rev_out = rev;
 	pthread_mutex_unlock(&l->lock);
+	/* Signalled with the lock released: signalled under it, a flusher woken
+	 * on this CPU (the other one busy, with a checkpoint say) preempted the
+	 * committer, only to find the lock held, sleep on it and be woken by
+	 * the unlock a second time: two switches and two wake-ups of the
+	 * committer's CPU per batch. pending is read by the flusher under the
+	 * lock, and a flusher waiting on work_cv now was waiting before we took
+	 * the lock, so the signal reaches it (ctx_close waits for every call). */
+	if (wake)
+		pthread_cond_signal(&l->work_cv);
 	return CTX_OK;
 }
 
