@@ -53,6 +53,7 @@ void vfs_faults_reset(void)
 	atomic_store(&ctx_vfs_faults.hold_zero_writes, false);
 	atomic_store(&ctx_vfs_faults.zero_writes_held, 0);
 	atomic_store(&ctx_vfs_faults.zero_writes_let, 0);
+	atomic_store(&ctx_vfs_faults.fault_tid, 0);
 	atomic_store(&flip_fd, -1);
 }
 
@@ -80,6 +81,9 @@ static int write_flipped(int fd, const void *buf, size_t n)
 /* True when a countdown reaches its call. */
 static bool countdown_hits(atomic_long *c)
 {
+	int tid = atomic_load(&ctx_vfs_faults.fault_tid);
+	if (tid && tid != (int)gettid())
+		return false; /* another thread's call (the log's flusher or zeroer) */
 	long n = atomic_load(c);
 	while (n > 0) {
 		if (atomic_compare_exchange_weak(c, &n, n - 1))

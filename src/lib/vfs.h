@@ -56,6 +56,7 @@ typedef struct vfs_faults {
 	atomic_bool hold_zero_writes;
 	atomic_long zero_writes_held;
 	atomic_long zero_writes_let;
+	atomic_int fault_tid; /* not 0: the countdowns count only this thread's calls (gettid) */
 } vfs_faults;
 extern vfs_faults ctx_vfs_faults;
 void vfs_faults_reset(void);
