@@ -182,13 +182,14 @@ struct slab_hdr {
 /* The first block of a chunk is at SLAB_HDR from its start. */
 #define SLAB_HDR (((sizeof(slab_hdr) + 15) & ~(size_t)15) + 16)
 
-/* Freed slab blocks no thread's cache took, by class, kept by chunk: the
- * chunks that have some, the one taken from last first. Blocks are handed
- * out a chunk at a time, so what one thread allocates in a row lies close
- * together however scattered the frees were (with one list across chunks,
- * a store loaded after others were dropped had its blocks spread over all
- * the memory they had used, and its reads ran 2-3x slower: docs/benchmarks.md,
- * round 13). */
+/* Freed slab blocks no thread's cache took, by class, kept by chunk: a
+ * stack of the chunks that have some (a chunk goes on top when it gets its
+ * first), and blocks are taken from the top one until it has none. So
+ * blocks are handed out a chunk at a time: what one thread allocates in a
+ * row lies close together however scattered the frees were (with one list
+ * across chunks, a store loaded after others were dropped had its blocks
+ * spread over all the memory they had used, and its reads ran 2-3x slower:
+ * docs/benchmarks.md, round 13). */
 static struct {
 	pthread_mutex_t lock;
 	slab_hdr *chunks;
