@@ -1,117 +1,26 @@
 /*
- * test_r14_fanout.c - what round 14 changed for writers with watchers on
- * (issue 11):
+ * test_r14_fanout.c - the paced fan-out of issue 11 as a correctness check:
+ * 2 writers committing in bursts (as ctxfeatures' paced cell) and 64
+ * watchers draining in their own threads; every watcher gets every
+ * revision exactly once, in order, and nothing after the last.
  *
- *   - a thread whose batch of released versions fills (STATE_HOLD_MAX)
- *     while its tick's grace period is in flight hands the batch to the
- *     call_rcu worker instead of waiting for a grace period itself
- *     (state.c, BOUND): with a reader holding a read-side critical section
- *     open, a writer with watchers on commits thousands of versions (each
- *     cuts and releases one) and finishes while the reader is still in it,
- *     and state_grace_waits does not move. Before the change the writer
- *     blocked in synchronize_rcu until the reader left: the reader here
- *     gives up after READER_PATIENCE_S, and the test fails;
- *   - watchers draining those commits get every revision once, in order;
- *   - 2 writers and 64 watchers draining in threads: every watcher gets
- *     every revision exactly once, in order (the hand-over moves the frees,
- *     not the events).
+ * Round 14 (r14-fanout) measured two changes for the writers' cost and kept
+ * neither (docs/benchmarks.md, "Round 14: watch fan-out, two changes
+ * measured and not kept"): a full batch of released versions handed to the
+ * call_rcu worker instead of the writer's synchronize_rcu, and event
+ * records from the block pool. Their test (a writer never waits for a
+ * grace period while a reader holds one back) is in the branch's history
+ * (commit 8e81694) with the hand-over (5953a1d); this file keeps the
+ * delivery check, which holds for any build.
  */
 #include "testutil.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "store.h"
-
-#define READER_PATIENCE_S 60.0
-
-typedef struct blocker {
-	atomic_bool in, done, gave_up;
-} blocker;
-
-/* Hold a read-side critical section until the writer is done (or the
- * patience runs out: the writer was waiting for this reader). */
-static void *block_grace_periods(void *p)
-{
-	blocker *b = p;
-	double t0 = test_now();
-	ctx_rcu_read_lock();
-	atomic_store(&b->in, true);
-	while (!atomic_load(&b->done)) {
-		if (test_now() - t0 > READER_PATIENCE_S) {
-			atomic_store(&b->gave_up, true);
-			break;
-		}
-		usleep(1000);
-	}
-	ctx_rcu_read_unlock();
-	return NULL;
-}
-
-/* Take n events from w: revisions first, first + 1, ... (committed). */
-static void drain_in_order(ctx_watch *w, uint64_t first, long n)
-{
-	for (long i = 0; i < n; i++) {
-		ctx_event *e = NULL;
-		assert_ok(ctx_watch_wait(w, 10000, &e));
-		assert_int_equal(e->kind, CTX_EVENT_COMMITTED);
-		assert_int_equal(e->revision, first + (uint64_t)i);
-		ctx_event_free(e);
-	}
-	ctx_event *e = NULL;
-	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
-}
-
-static void test_full_batch_goes_to_the_worker(void **unused)
-{
-	(void)unused;
-	ctx_options o;
-	ctx_options_init(&o);
-	o.history_depth = 1; /* every commit cuts and releases one version */
-	ctx_store *s;
-	assert_ok(ctx_open(&o, &s));
-	assert_ok(ctx_create(s, "w/a"));
-	assert_ok(ctx_create(s, "w/b"));
-	enum { WATCHERS = 4 };
-	ctx_watch *w[WATCHERS];
-	for (int i = 0; i < WATCHERS; i++)
-		assert_ok(ctx_watch_open(s, "w/", true, 0, &w[i]));
-	ctx_state *cur = NULL;
-	assert_ok(ctx_get(s, "w/b", &cur)); /* the last commit before the run */
-	uint64_t first = ctx_state_revision(cur) + 1;
-	ctx_state_release(cur);
-	/* Let the worker settle what the setup released. */
-	state_drain();
-
-	blocker b = {false, false, false};
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, block_grace_periods, &b), 0);
-	while (!atomic_load(&b.in))
-		sched_yield();
-	size_t waits = state_grace_waits();
-	/* Three full batches past the first (the tick's, which cannot
-	 * complete while the reader is in), well under STATE_DEFERRED_MAX
-	 * (4096) handed over: no wait is allowed. */
-	const long commits = 3 * 512 + 2 * 32 + 7;
-	for (long i = 0; i < commits; i++)
-		assert_ok(ctx_put(s, i % 2 ? "w/a" : "w/b", "k", 1, &i, sizeof(i), NULL));
-	bool in_time = !atomic_load(&b.gave_up);
-	atomic_store(&b.done, true);
-	pthread_join(t, NULL);
-	assert_true(in_time);
-	assert_int_equal(state_grace_waits(), waits);
-
-	for (int i = 0; i < WATCHERS; i++) {
-		drain_in_order(w[i], first, commits);
-		ctx_watch_close(w[i]);
-	}
-	ctx_close(s);
-}
 
 enum { WRITERS = 2, DRAINERS = 64 };
 
@@ -217,7 +126,6 @@ static void test_sixty_four_watchers_get_every_event_once(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_full_batch_goes_to_the_worker),
 	    cmocka_unit_test(test_sixty_four_watchers_get_every_event_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

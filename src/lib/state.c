@@ -123,16 +123,8 @@ ctx_state *ctx_state_retain(ctx_state *st)
  *
  * BOUND: while a tick is in flight (the worker may starve: 64 committing
  * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
- * then it is handed to the worker (one call_rcu for the batch) while the
- * worker's queue holds fewer than STATE_DEFERRED_MAX states, and only past
- * that does the thread wait for a grace period itself (synchronize_rcu) and
- * free both batches: a wait is a membarrier IPI to every CPU running the
- * process's threads, and with 64 watchers woken every millisecond it was a
- * writer's largest kernel cost (round 14, docs/benchmarks.md). Round 11
- * measured the hand-over worse when the worker freed into glibc's arenas;
- * since round 12 its frees go to the slab's shared lists (pool.c), and the
- * batch is mostly structs (their tries went at release: TRIES FREED AT
- * ONCE). A thread that may not wait - inside a read-side critical
+ * then the thread waits for a grace period itself (synchronize_rcu) and frees
+ * both batches. A thread that may not wait - inside a read-side critical
  * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself)
  * - or that is exiting queues its batch with one call_rcu that frees it in
  * the worker (`deferred` counts those; past STATE_DEFERRED_MAX a thread
@@ -174,7 +166,6 @@ typedef struct home {
 } home;
 
 static atomic_size_t deferred;
-static atomic_size_t grace_waits; /* synchronize_rcu calls of releasing threads */
 
 /* Ticks queued and the highest one completed. A reader that saw a version
  * visible began before it was hidden; a tick queued after that completes
@@ -268,7 +259,6 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 	if (may_wait && !batch.no_wait &&
 	    atomic_load_explicit(&deferred, memory_order_relaxed) >= STATE_DEFERRED_MAX &&
 	    !rcu_read_ongoing()) {
-		atomic_fetch_add_explicit(&grace_waits, 1, memory_order_relaxed);
 		synchronize_rcu();
 		tsan_after_grace_period();
 		state_free_list(head);
@@ -327,13 +317,8 @@ static bool batch_home(bool may_wait)
 	}
 	if (batch.n < STATE_HOLD_MAX)
 		return true;
-	/* Full while the tick is in flight: the worker takes the open batch
-	 * (batch_flush queues it) while its queue is under the bound; only
-	 * past it does the thread wait (see BOUND). */
-	if (!may_wait || rcu_read_ongoing() ||
-	    atomic_load_explicit(&deferred, memory_order_relaxed) < STATE_DEFERRED_MAX)
+	if (!may_wait || rcu_read_ongoing())
 		return false;
-	atomic_fetch_add_explicit(&grace_waits, 1, memory_order_relaxed);
 	synchronize_rcu(); /* both batches are older than it */
 	tsan_after_grace_period();
 	state_free_array(h->open, batch.n);
@@ -468,11 +453,6 @@ void state_drain(void)
 size_t state_deferred(void)
 {
 	return atomic_load_explicit(&deferred, memory_order_relaxed);
-}
-
-size_t state_grace_waits(void)
-{
-	return atomic_load_explicit(&grace_waits, memory_order_relaxed);
 }
 
 void state_release_now(ctx_state *st)

@@ -639,9 +639,6 @@ void state_release_in_callback(ctx_state *st);
 void state_drain(void);
 /* Released states queued and not yet freed, process-wide (racy; tests). */
 size_t state_deferred(void);
-/* Grace periods waited for by threads releasing states (synchronize_rcu in
- * state.c's BOUND), process-wide (tests). */
-size_t state_grace_waits(void);
 #define STATE_UNREAD (UINT64_MAX - 1)
 /* st just stopped being visible (the exchange that replaced it is done). */
 void state_note_hidden(ctx_state *st);

@@ -35,13 +35,7 @@
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
  *   So spares add at most 32 KiB a thread to the memory the log's bounds
- *   allow. Records come from the block pool (pool.c), not malloc, and go
- *   back to it: until the log is full a commit's event is a new record,
- *   and glibc grew the writer's arena for them a page at a time (an
- *   mprotect and a page fault per 32 records: a third of the writers'
- *   samples in the first second of 64 paced watchers), where the pool
- *   carves them from slab chunks populated 128 KiB at a time (round 14,
- *   docs/benchmarks.md).
+ *   allow.
  *
  * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
  *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
@@ -269,7 +263,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pool.h"
 #include "store.h"
 #include "util.h"
 
@@ -439,7 +432,7 @@ static void spares_exit(void *arg)
 		while (sp->head[c]) {
 			fevent *e = sp->head[c];
 			sp->head[c] = e->dead_next;
-			pool_free_sized(e, record_bytes[c]);
+			free(e);
 		}
 		sp->n[c] = 0;
 	}
@@ -461,7 +454,7 @@ static void record_put(fevent *e)
 		                                                                     : SPARES_OFF;
 	}
 	if (sp->state != SPARES_KEYED || sp->n[c] >= spares_max[c]) {
-		pool_free_sized(e, record_bytes[c]);
+		free(e);
 		return;
 	}
 	e->dead_next = sp->head[c];
@@ -475,7 +468,7 @@ static fevent *record_get(unsigned c)
 	spares *sp = &thread_spares;
 	fevent *e = sp->head[c];
 	if (!e)
-		return pool_alloc(record_bytes[c]);
+		return malloc(record_bytes[c]);
 	sp->head[c] = e->dead_next;
 	sp->n[c]--;
 	return e;
