@@ -412,33 +412,8 @@ static const unsigned spares_max[RECORD_CLASSES] = {SPARES_SMALL, SPARES_LARGE};
 typedef struct spares {
 	fevent *head[RECORD_CLASSES]; /* linked through dead_next */
 	unsigned n[RECORD_CLASSES];   /* <= spares_max */
-	char *carve[RECORD_CLASSES], *carve_end[RECORD_CLASSES]; /* a bulk's rest */
 	enum { SPARES_NEW, SPARES_KEYED, SPARES_OFF } state;
 } spares;
-
-/* A bulk: BULK_BYTES aligned to its size, its first record-sized slot this
- * header, the rest records carved in order; freed when the last goes. */
-#define BULK_BYTES     65536u
-#define RECORD_CARVED  0x80u /* fevent.record: carved from a bulk */
-typedef struct record_bulk {
-	atomic_uint live; /* records not yet given back, carved or not */
-} record_bulk;
-
-/* Give back n records of b's. */
-static void bulk_release(record_bulk *b, unsigned n)
-{
-	if (n && atomic_fetch_sub_explicit(&b->live, n, memory_order_acq_rel) == n)
-		free(b);
-}
-
-/* Free record e (no reference left, not kept as a spare). */
-static void record_free(fevent *e)
-{
-	if (e->record & RECORD_CARVED)
-		bulk_release((record_bulk *)((uintptr_t)e & ~(uintptr_t)(BULK_BYTES - 1)), 1);
-	else
-		free(e);
-}
 
 static _Thread_local spares thread_spares;
 static pthread_key_t spares_key;
@@ -457,14 +432,9 @@ static void spares_exit(void *arg)
 		while (sp->head[c]) {
 			fevent *e = sp->head[c];
 			sp->head[c] = e->dead_next;
-			record_free(e);
+			free(e);
 		}
 		sp->n[c] = 0;
-		if (sp->carve[c]) /* the bulk's records never carved */
-			bulk_release((record_bulk *)(sp->carve_end[c] - BULK_BYTES),
-			             (unsigned)((size_t)(sp->carve_end[c] - sp->carve[c]) /
-			                        record_bytes[c]));
-		sp->carve[c] = sp->carve_end[c] = NULL;
 	}
 }
 
@@ -473,23 +443,18 @@ static void spares_key_init(void)
 	spares_keyed = pthread_key_create(&spares_key, spares_exit) == 0;
 }
 
-static void spares_init(spares *sp)
+/* Keep record e (no reference left) as a spare of this thread, or free it. */
+static void record_put(fevent *e)
 {
+	spares *sp = &thread_spares;
+	unsigned c = e->record - 1u;
 	if (sp->state == SPARES_NEW) {
 		pthread_once(&spares_once, spares_key_init);
 		sp->state = spares_keyed && pthread_setspecific(spares_key, sp) == 0 ? SPARES_KEYED
 		                                                                     : SPARES_OFF;
 	}
-}
-
-/* Keep record e (no reference left) as a spare of this thread, or free it. */
-static void record_put(fevent *e)
-{
-	spares *sp = &thread_spares;
-	unsigned c = (e->record & ~RECORD_CARVED) - 1u;
-	spares_init(sp);
 	if (sp->state != SPARES_KEYED || sp->n[c] >= spares_max[c]) {
-		record_free(e);
+		free(e);
 		return;
 	}
 	e->dead_next = sp->head[c];
@@ -497,33 +462,15 @@ static void record_put(fevent *e)
 	sp->n[c]++;
 }
 
-/* A record of class c (not zeroed): a spare of this thread, or carved
- * from its bulk (*carved), or malloc'd if the thread cannot keep a bulk. */
-static fevent *record_get(unsigned c, bool *carved)
+/* A record of class c (not zeroed): a spare of this thread, or new. */
+static fevent *record_get(unsigned c)
 {
 	spares *sp = &thread_spares;
 	fevent *e = sp->head[c];
-	*carved = false;
-	if (e) {
-		sp->head[c] = e->dead_next;
-		sp->n[c]--;
-		*carved = e->record & RECORD_CARVED;
-		return e;
-	}
-	spares_init(sp);
-	if (sp->state != SPARES_KEYED)
+	if (!e)
 		return malloc(record_bytes[c]);
-	if (sp->carve[c] == sp->carve_end[c]) {
-		char *b = aligned_alloc(BULK_BYTES, BULK_BYTES);
-		if (!b)
-			return malloc(record_bytes[c]);
-		atomic_init(&((record_bulk *)b)->live, BULK_BYTES / record_bytes[c] - 1);
-		sp->carve[c] = b + record_bytes[c];
-		sp->carve_end[c] = b + BULK_BYTES;
-	}
-	e = (fevent *)(void *)sp->carve[c];
-	sp->carve[c] += record_bytes[c];
-	*carved = true;
+	sp->head[c] = e->dead_next;
+	sp->n[c]--;
 	return e;
 }
 
@@ -561,12 +508,11 @@ static fevent *fevent_alloc(size_t idlen, size_t nkeys, const size_t *klens, siz
 	unsigned c = 0;
 	while (c < RECORD_CLASSES && size > record_bytes[c])
 		c++;
-	bool carved = false;
-	fevent *e = c < RECORD_CLASSES ? record_get(c, &carved) : malloc(size);
+	fevent *e = c < RECORD_CLASSES ? record_get(c) : malloc(size);
 	if (!e)
 		return NULL;
 	memset(e, 0, sizeof(*e));
-	e->record = c < RECORD_CLASSES ? (uint8_t)((c + 1) | (carved ? RECORD_CARVED : 0)) : 0;
+	e->record = c < RECORD_CLASSES ? (uint8_t)(c + 1) : 0;
 	*size_out = c < RECORD_CLASSES ? record_bytes[c] : size;
 	return e;
 }
