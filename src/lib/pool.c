@@ -172,12 +172,13 @@ static atomic_bool slab_off; /* pool_use_slabs(false) */
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
  * have some (all under the class's lock); then what finds the chunk empty
- * (round 14, see SLABS above: 408 bytes in all). */
+ * (round 14, see SLABS above: 536 bytes in all). */
 typedef struct slab_hdr slab_hdr;
 struct slab_hdr {
 	struct {
 		block *head;    /* this chunk's free blocks of the class */
 		slab_hdr *next; /* the next chunk with free blocks of the class */
+		slab_hdr *prev; /* the one before (NULL: the top), for slab_reclaim */
 		uint32_t n;     /* blocks on head */
 		bool listed;    /* on the class's list */
 	} c[POOL_CLASSES];
@@ -189,7 +190,6 @@ struct slab_hdr {
 	atomic_size_t held;
 	slab_hdr *next_empty; /* on a list of emptied, kept or bare chunks */
 	atomic_bool queued;   /* on a thread's list of emptied chunks */
-	bool dying;           /* being taken off the lists (under every class's lock) */
 };
 /* The first block of a chunk is at SLAB_HDR from its start. */
 #define SLAB_HDR (((sizeof(slab_hdr) + 15) & ~(size_t)15) + 16)
@@ -354,10 +354,11 @@ static bool slab_chunk(void)
 
 /* Take the emptied chunks of list (linked by next_empty, each queued by
  * the caller) off every class's list, and keep or give back their memory.
- * A chunk taken from or freed into since it emptied is left as it is (it
- * is queued again when it empties again). Called with no lock held, once
- * per chunk emptied (2 MiB of frees): the class locks are all taken, in
- * order, so that no block of a dying chunk is taken meanwhile. */
+ * A chunk taken from since it emptied is left as it is (it is queued
+ * again when it empties again). Called with no lock held, about once per
+ * chunk emptied (2 MiB of frees): the class locks are all taken, in order,
+ * so that no block of a dead chunk is taken meanwhile; unlinking is O(1) a
+ * class (the lists are doubly linked), so they are held briefly. */
 static void slab_reclaim(slab_hdr *list)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
@@ -366,27 +367,26 @@ static void slab_reclaim(slab_hdr *list)
 	for (slab_hdr *ch = list, *next; ch; ch = next) {
 		next = ch->next_empty;
 		atomic_store_explicit(&ch->queued, false, memory_order_relaxed);
-		if (atomic_load_explicit(&ch->held, memory_order_relaxed) == 0) {
-			ch->dying = true;
-			ch->next_empty = dead;
-			dead = ch;
+		if (atomic_load_explicit(&ch->held, memory_order_relaxed) != 0)
+			continue;
+		for (unsigned k = 0; k < POOL_CLASSES; k++) {
+			if (!ch->c[k].listed)
+				continue;
+			slab_hdr *before = ch->c[k].prev, *after = ch->c[k].next;
+			if (before)
+				before->c[k].next = after;
+			else
+				slab_free[k].chunks = after;
+			if (after)
+				after->c[k].prev = before;
+			atomic_store_explicit(&slab_free[k].n,
+			                      atomic_load_explicit(&slab_free[k].n,
+			                                           memory_order_relaxed) -
+			                          ch->c[k].n,
+			                      memory_order_relaxed);
 		}
-	}
-	for (unsigned k = 0; dead && k < POOL_CLASSES; k++) {
-		size_t gone = 0;
-		for (slab_hdr **l = &slab_free[k].chunks; *l;) {
-			slab_hdr *ch = *l;
-			if (ch->dying) {
-				gone += ch->c[k].n;
-				*l = ch->c[k].next;
-			} else {
-				l = &ch->c[k].next;
-			}
-		}
-		atomic_store_explicit(&slab_free[k].n,
-		                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
-		                          gone,
-		                      memory_order_relaxed);
+		ch->next_empty = dead;
+		dead = ch;
 	}
 	for (unsigned k = POOL_CLASSES; k-- > 0;)
 		pthread_mutex_unlock(&slab_free[k].lock);
@@ -488,6 +488,9 @@ static void slab_put(unsigned k, block *first, block *last, size_t n)
 		if (!ch->c[k].listed) {
 			ch->c[k].listed = true;
 			ch->c[k].next = slab_free[k].chunks;
+			ch->c[k].prev = NULL;
+			if (slab_free[k].chunks)
+				slab_free[k].chunks->c[k].prev = ch;
 			slab_free[k].chunks = ch;
 		}
 	}
@@ -525,6 +528,8 @@ static void *slab_take(unsigned k)
 		if (!last->next) { /* the chunk has no more: off the list */
 			ch->c[k].listed = false;
 			slab_free[k].chunks = ch->c[k].next;
+			if (slab_free[k].chunks)
+				slab_free[k].chunks->c[k].prev = NULL;
 		}
 		atomic_store_explicit(&slab_free[k].n,
 		                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
