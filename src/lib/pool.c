@@ -69,14 +69,30 @@
  * another, so that blocks allocated in a row lie close together (one list
  * across chunks handed a store loaded after others were dropped blocks
  * spread over all the memory they had used: its reads ran 2-3x slower). A thread
- * that exits leaves its chunk's rest to the next thread that needs one. So
- * slab memory is reused within the process but never given back to malloc
- * or the system, and a free block serves its own class only: a process
- * keeps, per class, the most blocks of that class its stores' trie leaves,
- * nodes and versions ever held at once (plus at most 128 KiB populated
- * ahead per chunk in use or passed on: the most threads ever allocating at
- * once). Blocks of other sizes, and every block while bypassed
- * or when the range cannot be had, come from malloc. Slab blocks are not
+ * that exits leaves its chunk's rest to the next thread that needs one.
+ *
+ * EMPTY CHUNKS (round 14): each chunk counts in its header the bytes not
+ * on the shared lists (`held`: the whole chunk when a thread takes it, less
+ * each block put on a list, plus each block taken back, less what its
+ * carver never carved when it moves on). Blocks in a thread's cache count
+ * as live, so the count is kept past the caches' bounds only, under the
+ * class lock slab_put and slab_take already take: one atomic step per run
+ * of blocks of one chunk, none on the cached pool_alloc / pool_free. The
+ * step that brings it to 0 (all its blocks free, its carver gone) queues
+ * the chunk; once no lock is held, slab_reclaim takes every class's lock,
+ * unlinks the chunk from the class lists (doubly linked, O(1) a class) and
+ * parks it: SLAB_KEEP (4) such chunks stay populated, so that a churn of a
+ * few MiB of stores madvises nothing, and the others are given back with
+ * MADV_DONTNEED (RSS drops at once; MADV_FREE would leave the pages in RSS
+ * until the system runs short). A parked chunk is handed out before a new
+ * one, for any class (its range stays reserved and writable; a given-back
+ * one is populated again as it is carved). So a process keeps at most:
+ * the chunks that hold a live block or one in a thread's cache (whole: one
+ * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), and one
+ * chunk per thread carving or rest passed on (the most threads ever
+ * allocating at once). A free block still serves its own class only while
+ * its chunk holds a live one. Blocks of other sizes, and every block while
+ * bypassed or when the range cannot be had, come from malloc. Slab blocks are not
  * malloc blocks: free() and malloc_usable_size must never see them (only
  * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
  * and LeakSanitizer see every block as malloc's.
@@ -379,11 +395,11 @@ static void slab_reclaim(slab_hdr *list)
 				slab_free[k].chunks = after;
 			if (after)
 				after->c[k].prev = before;
-			atomic_store_explicit(&slab_free[k].n,
-			                      atomic_load_explicit(&slab_free[k].n,
-			                                           memory_order_relaxed) -
-			                          ch->c[k].n,
-			                      memory_order_relaxed);
+			atomic_store_explicit(
+			    &slab_free[k].n,
+			    atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
+			        ch->c[k].n,
+			    memory_order_relaxed);
 		}
 		ch->next_empty = dead;
 		dead = ch;
@@ -524,7 +540,8 @@ static void *slab_take(unsigned k)
 	if (b) {
 		ch->c[k].head = last->next;
 		ch->c[k].n -= (uint32_t)n;
-		atomic_fetch_add_explicit(&ch->held, n * (class_usable(k) + 8), memory_order_relaxed);
+		atomic_fetch_add_explicit(&ch->held, n * (class_usable(k) + 8),
+		                          memory_order_relaxed);
 		if (!last->next) { /* the chunk has no more: off the list */
 			ch->c[k].listed = false;
 			slab_free[k].chunks = ch->c[k].next;
