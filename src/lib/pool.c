@@ -88,10 +88,10 @@
  * one, for any class (its range stays reserved and writable; a given-back
  * one is populated again as it is carved). So a process keeps at most:
  * the chunks that hold a live block or one in a thread's cache (whole: one
- * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), and one
- * chunk per thread carving or rest passed on (the most threads ever
- * allocating at once). A free block still serves its own class only while
- * its chunk holds a live one. Blocks of other sizes, and every block while
+ * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one chunk
+ * per thread carving or rest passed on (the most threads ever allocating
+ * at once), and the header's page (4 KiB) of each chunk given back. A free block still serves its
+ * own class only while its chunk holds a live one. Blocks of other sizes, and every block while
  * bypassed or when the range cannot be had, come from malloc. Slab blocks are not
  * malloc blocks: free() and malloc_usable_size must never see them (only
  * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
@@ -104,6 +104,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -233,6 +234,10 @@ static struct {
 static pthread_mutex_t slab_empty_lock = PTHREAD_MUTEX_INITIALIZER;
 static slab_hdr *slab_kept, *slab_bare;
 static unsigned slab_nkept;
+/* The header's page is not given back: its link to the next bare chunk is
+ * written right after, and would fault it in again (that fault was all of
+ * slab_reclaim's own time in perf). Set by slab_init. */
+static size_t slab_page;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
 /* The rests of chunks whose threads exited: at the rest's first free byte,
@@ -271,6 +276,8 @@ static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
+	long page = sysconf(_SC_PAGESIZE);
+	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
 	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
 		return; /* no slabs: malloc */
 	/* The reservation counts against RLIMIT_AS like mapped memory: under a
@@ -325,8 +332,8 @@ static bool slab_chunk(void)
 		return true;
 	}
 	/* An emptied chunk: a kept one (populated), else a bare one (populated
-	 * as it is carved); either's header to clear (a bare one's page was
-	 * touched again by its link). */
+	 * as it is carved, but for its header's page); either's header to
+	 * clear. */
 	pthread_mutex_lock(&slab_empty_lock);
 	slab_hdr *e = slab_kept;
 	bool bare = !e;
@@ -421,9 +428,9 @@ static void slab_reclaim(slab_hdr *list)
 		/* Not MADV_FREE: the pages would stay in RSS until the system
 		 * runs short, where the point is that a process's footprint
 		 * shrinks when its stores do (docs/decisions.md, round 14). */
-		(void)madvise(ch, SLAB_CHUNK, MADV_DONTNEED);
+		(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
 		pthread_mutex_lock(&slab_empty_lock);
-		ch->next_empty = slab_bare; /* zero again: written after the madvise */
+		ch->next_empty = slab_bare;
 		slab_bare = ch;
 		atomic_fetch_add_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
 		pthread_mutex_unlock(&slab_empty_lock);
