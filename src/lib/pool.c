@@ -69,14 +69,30 @@
  * another, so that blocks allocated in a row lie close together (one list
  * across chunks handed a store loaded after others were dropped blocks
  * spread over all the memory they had used: its reads ran 2-3x slower). A thread
- * that exits leaves its chunk's rest to the next thread that needs one. So
- * slab memory is reused within the process but never given back to malloc
- * or the system, and a free block serves its own class only: a process
- * keeps, per class, the most blocks of that class its stores' trie leaves,
- * nodes and versions ever held at once (plus at most 128 KiB populated
- * ahead per chunk in use or passed on: the most threads ever allocating at
- * once). Blocks of other sizes, and every block while bypassed
- * or when the range cannot be had, come from malloc. Slab blocks are not
+ * that exits leaves its chunk's rest to the next thread that needs one.
+ *
+ * EMPTY CHUNKS (round 14): each chunk counts in its header the bytes not
+ * on the shared lists (`held`: the whole chunk when a thread takes it, less
+ * each block put on a list, plus each block taken back, less what its
+ * carver never carved when it moves on). Blocks in a thread's cache count
+ * as live, so the count is kept past the caches' bounds only, under the
+ * class lock slab_put and slab_take already take: one atomic step per run
+ * of blocks of one chunk, none on the cached pool_alloc / pool_free. The
+ * step that brings it to 0 (all its blocks free, its carver gone) queues
+ * the chunk; once no lock is held, slab_reclaim takes every class's lock,
+ * unlinks the chunk from the class lists (doubly linked, O(1) a class) and
+ * parks it: SLAB_KEEP (4) such chunks stay populated, so that a churn of a
+ * few MiB of stores madvises nothing, and the others are given back with
+ * MADV_DONTNEED (RSS drops at once; MADV_FREE would leave the pages in RSS
+ * until the system runs short). A parked chunk is handed out before a new
+ * one, for any class (its range stays reserved and writable; a given-back
+ * one is populated again as it is carved). So a process keeps at most:
+ * the chunks that hold a live block or one in a thread's cache (whole: one
+ * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one chunk
+ * per thread carving or rest passed on (the most threads ever allocating
+ * at once), and the header's page (4 KiB) of each chunk given back. A free block still serves its
+ * own class only while its chunk holds a live one. Blocks of other sizes, and every block while
+ * bypassed or when the range cannot be had, come from malloc. Slab blocks are not
  * malloc blocks: free() and malloc_usable_size must never see them (only
  * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
  * and LeakSanitizer see every block as malloc's.
@@ -87,6 +103,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -170,14 +188,25 @@ static atomic_bool slab_off; /* pool_use_slabs(false) */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
- * have some (all under the class's lock; 384 bytes). */
+ * have some (all under the class's lock); then what finds the chunk empty
+ * (round 14, see SLABS above: 536 bytes in all). */
 typedef struct slab_hdr slab_hdr;
 struct slab_hdr {
 	struct {
 		block *head;    /* this chunk's free blocks of the class */
 		slab_hdr *next; /* the next chunk with free blocks of the class */
+		slab_hdr *prev; /* the one before (NULL: the top), for slab_reclaim */
+		uint32_t n;     /* blocks on head */
 		bool listed;    /* on the class's list */
 	} c[POOL_CLASSES];
+	/* Bytes of the chunk not on the shared lists: SLAB_CHUNK when a thread
+	 * takes it; the blocks put on a list subtract their size, taken ones
+	 * add it back, and the thread that stops carving subtracts what it
+	 * never carved. 0: every block is free (changed under a class's lock,
+	 * or by the carver, once). */
+	atomic_size_t held;
+	slab_hdr *next_empty; /* on a list of emptied, kept or bare chunks */
+	atomic_bool queued;   /* on a thread's list of emptied chunks */
 };
 /* The first block of a chunk is at SLAB_HDR from its start. */
 #define SLAB_HDR (((sizeof(slab_hdr) + 15) & ~(size_t)15) + 16)
@@ -195,6 +224,21 @@ static struct {
 	slab_hdr *chunks;
 	atomic_size_t n;
 } slab_free[POOL_CLASSES];
+
+/* Chunks whose blocks were all free, taken off the lists (slab_reclaim):
+ * up to SLAB_KEEP kept populated, the others given back to the system
+ * (MADV_DONTNEED: their range stays reserved and writable, zero when
+ * touched again). Either is handed out again as a new chunk is, for any
+ * class. Lock order: every class's lock (in class order), then this one. */
+#define SLAB_KEEP 4 /* empty chunks kept populated: 8 MiB */
+static pthread_mutex_t slab_empty_lock = PTHREAD_MUTEX_INITIALIZER;
+static slab_hdr *slab_kept, *slab_bare;
+static unsigned slab_nkept;
+/* The header's page is not given back: its link to the next bare chunk is
+ * written right after, and would fault it in again (that fault was all of
+ * slab_reclaim's own time in perf). Set by slab_init. */
+static size_t slab_page;
+static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
 /* The rests of chunks whose threads exited: at the rest's first free byte,
  * its bounds (the chunk is writable whole). */
@@ -217,10 +261,12 @@ static void slab_fork_prepare(void)
 	pthread_mutex_lock(&slab_rest_lock);
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_lock(&slab_free[k].lock);
+	pthread_mutex_lock(&slab_empty_lock);
 }
 
 static void slab_fork_done(void)
 {
+	pthread_mutex_unlock(&slab_empty_lock);
 	for (unsigned k = POOL_CLASSES; k-- > 0;)
 		pthread_mutex_unlock(&slab_free[k].lock);
 	pthread_mutex_unlock(&slab_rest_lock);
@@ -230,6 +276,8 @@ static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
+	long page = sysconf(_SC_PAGESIZE);
+	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
 	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
 		return; /* no slabs: malloc */
 	/* The reservation counts against RLIMIT_AS like mapped memory: under a
@@ -283,6 +331,29 @@ static bool slab_chunk(void)
 		slab_t.at = (char *)r + 8;
 		return true;
 	}
+	/* An emptied chunk: a kept one (populated), else a bare one (populated
+	 * as it is carved, but for its header's page); either's header to
+	 * clear. */
+	pthread_mutex_lock(&slab_empty_lock);
+	slab_hdr *e = slab_kept;
+	bool bare = !e;
+	if (e) {
+		slab_kept = e->next_empty;
+		slab_nkept--;
+	} else if ((e = slab_bare)) {
+		slab_bare = e->next_empty;
+		atomic_fetch_sub_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&slab_empty_lock);
+	if (e) {
+		char *c = (char *)e;
+		memset(c, 0, sizeof(slab_hdr));
+		atomic_store_explicit(&e->held, SLAB_CHUNK, memory_order_relaxed);
+		slab_t.at = c + SLAB_HDR;
+		slab_t.pop = bare ? c : c + SLAB_CHUNK;
+		slab_t.end = c + SLAB_CHUNK;
+		return true;
+	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
 	if (atomic_load_explicit(&slab_used, memory_order_relaxed) > range - SLAB_CHUNK)
 		return false; /* all handed out */
@@ -297,10 +368,98 @@ static bool slab_chunk(void)
 		return false;
 	}
 	char *c = base + off;
+	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK, memory_order_relaxed);
 	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
 	slab_t.pop = c;
 	slab_t.end = c + SLAB_CHUNK;
 	return true;
+}
+
+/* Take the emptied chunks of list (linked by next_empty, each queued by
+ * the caller) off every class's list, and keep or give back their memory.
+ * A chunk taken from since it emptied is left as it is (it is queued
+ * again when it empties again). Called with no lock held, about once per
+ * chunk emptied (2 MiB of frees): the class locks are all taken, in order,
+ * so that no block of a dead chunk is taken meanwhile; unlinking is O(1) a
+ * class (the lists are doubly linked), so they are held briefly. */
+static void slab_reclaim(slab_hdr *list)
+{
+	for (unsigned k = 0; k < POOL_CLASSES; k++)
+		pthread_mutex_lock(&slab_free[k].lock);
+	slab_hdr *dead = NULL;
+	for (slab_hdr *ch = list, *next; ch; ch = next) {
+		next = ch->next_empty;
+		atomic_store_explicit(&ch->queued, false, memory_order_relaxed);
+		if (atomic_load_explicit(&ch->held, memory_order_relaxed) != 0)
+			continue;
+		for (unsigned k = 0; k < POOL_CLASSES; k++) {
+			if (!ch->c[k].listed)
+				continue;
+			slab_hdr *before = ch->c[k].prev, *after = ch->c[k].next;
+			if (before)
+				before->c[k].next = after;
+			else
+				slab_free[k].chunks = after;
+			if (after)
+				after->c[k].prev = before;
+			atomic_store_explicit(
+			    &slab_free[k].n,
+			    atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
+			        ch->c[k].n,
+			    memory_order_relaxed);
+		}
+		ch->next_empty = dead;
+		dead = ch;
+	}
+	for (unsigned k = POOL_CLASSES; k-- > 0;)
+		pthread_mutex_unlock(&slab_free[k].lock);
+	for (slab_hdr *ch = dead, *next; ch; ch = next) {
+		next = ch->next_empty;
+		pthread_mutex_lock(&slab_empty_lock);
+		bool keep = slab_nkept < SLAB_KEEP;
+		if (keep) {
+			ch->next_empty = slab_kept;
+			slab_kept = ch;
+			slab_nkept++;
+		}
+		pthread_mutex_unlock(&slab_empty_lock);
+		if (keep)
+			continue;
+		/* Not MADV_FREE: the pages would stay in RSS until the system
+		 * runs short, where the point is that a process's footprint
+		 * shrinks when its stores do (docs/decisions.md, round 14). */
+		(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
+		pthread_mutex_lock(&slab_empty_lock);
+		ch->next_empty = slab_bare;
+		slab_bare = ch;
+		atomic_fetch_add_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
+		pthread_mutex_unlock(&slab_empty_lock);
+	}
+}
+
+/* Subtract bytes from ch's held bytes; an emptied chunk goes on *emptied
+ * (for slab_reclaim, once the caller holds no lock). */
+static inline void slab_release(slab_hdr *ch, size_t bytes, slab_hdr **emptied)
+{
+	if (atomic_fetch_sub_explicit(&ch->held, bytes, memory_order_relaxed) == bytes &&
+	    !atomic_exchange_explicit(&ch->queued, true, memory_order_relaxed)) {
+		ch->next_empty = *emptied;
+		*emptied = ch;
+	}
+}
+
+/* The calling thread stops carving its chunk: what it never carved is
+ * not held (the chunk may be empty already). */
+static void slab_close(void)
+{
+	if (!slab_t.at)
+		return;
+	char *c = slab_t.end - SLAB_CHUNK;
+	slab_hdr *emptied = NULL;
+	slab_release((slab_hdr *)c, SLAB_CHUNK - (size_t)(slab_t.at - (c + SLAB_HDR)), &emptied);
+	slab_t.at = slab_t.pop = slab_t.end = NULL;
+	if (emptied)
+		slab_reclaim(emptied);
 }
 
 /* A block of class k from the calling thread's chunk; NULL: none to be had. */
@@ -308,6 +467,7 @@ static void *slab_alloc(unsigned k)
 {
 	size_t sz = class_usable(k) + 8;
 	while (!slab_t.at || slab_t.at - 8 + sz > slab_t.end) {
+		slab_close();
 		if (!slab_chunk())
 			return NULL;
 	}
@@ -331,23 +491,39 @@ static inline slab_hdr *slab_chunk_of(const void *p)
 /* Put the chain first..last of n slab blocks of class k on its chunks' lists. */
 static void slab_put(unsigned k, block *first, block *last, size_t n)
 {
+	size_t sz = class_usable(k) + 8, run = 0;
+	slab_hdr *prev = NULL, *emptied = NULL;
 	last->next = NULL;
 	pthread_mutex_lock(&slab_free[k].lock);
 	for (block *b = first, *next; b; b = next) {
 		next = b->next;
 		slab_hdr *ch = slab_chunk_of(b);
+		if (ch != prev) { /* a run of blocks of one chunk: one atomic step */
+			if (prev)
+				slab_release(prev, run * sz, &emptied);
+			prev = ch;
+			run = 0;
+		}
+		run++;
 		b->next = ch->c[k].head;
 		ch->c[k].head = b;
+		ch->c[k].n++;
 		if (!ch->c[k].listed) {
 			ch->c[k].listed = true;
 			ch->c[k].next = slab_free[k].chunks;
+			ch->c[k].prev = NULL;
+			if (slab_free[k].chunks)
+				slab_free[k].chunks->c[k].prev = ch;
 			slab_free[k].chunks = ch;
 		}
 	}
+	slab_release(prev, run * sz, &emptied);
 	atomic_store_explicit(&slab_free[k].n,
 	                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) + n,
 	                      memory_order_relaxed);
 	pthread_mutex_unlock(&slab_free[k].lock);
+	if (emptied)
+		slab_reclaim(emptied);
 }
 
 /* Take up to SLAB_BATCH blocks of class k from its shared list: one is
@@ -370,9 +546,14 @@ static void *slab_take(unsigned k)
 	}
 	if (b) {
 		ch->c[k].head = last->next;
+		ch->c[k].n -= (uint32_t)n;
+		atomic_fetch_add_explicit(&ch->held, n * (class_usable(k) + 8),
+		                          memory_order_relaxed);
 		if (!last->next) { /* the chunk has no more: off the list */
 			ch->c[k].listed = false;
 			slab_free[k].chunks = ch->c[k].next;
+			if (slab_free[k].chunks)
+				slab_free[k].chunks->c[k].prev = NULL;
 		}
 		atomic_store_explicit(&slab_free[k].n,
 		                      atomic_load_explicit(&slab_free[k].n, memory_order_relaxed) -
@@ -402,8 +583,9 @@ static void slab_leave(void)
 		r->next = slab_rests;
 		slab_rests = r;
 		pthread_mutex_unlock(&slab_rest_lock);
+		slab_t.at = slab_t.pop = slab_t.end = NULL;
 	}
-	slab_t.at = slab_t.pop = slab_t.end = NULL;
+	slab_close(); /* the rest dropped: the chunk is carved */
 }
 #else
 static inline bool slab_has(const void *p)
@@ -570,6 +752,15 @@ void pool_use_slabs(bool on)
 	atomic_store(&slab_off, !on);
 #else
 	(void)on;
+#endif
+}
+
+size_t pool_slab_given_back(void)
+{
+#ifdef POOL_SLAB
+	return atomic_load(&slab_bare_bytes);
+#else
+	return 0;
 #endif
 }
 

@@ -41,6 +41,11 @@ size_t pool_usable_size(void *p);
  * of RLIMIT_AS if that is less (pool.c). */
 size_t pool_slab_bytes(void);
 
+/* Bytes of the slab range given back to the system (MADV_DONTNEED) and not
+ * handed out again: chunks whose blocks were all free, past the few kept
+ * populated for the next (pool.c). 0 under ASan; for tests. */
+size_t pool_slab_given_back(void);
+
 /* Process-wide: with on false, pool_alloc takes no new block from a slab
  * (blocks already carved are still reused from the caches and shared
  * lists). Default on. For tests that count the heap with mallinfo2, which
