@@ -30,7 +30,26 @@
 #include "serverutil.h"
 #include "suclient.h"
 
-SU_GROUP_SERVER("test_r14_review_srv")
+static su_server *srv;
+static redisContext *left_open; /* a connection with an unfinished scan */
+
+static int setup(void **state)
+{
+	(void)state;
+	srv = su_start("test_r14_review_srv", NULL);
+	return 0;
+}
+
+/* Stop the server (SIGTERM: it must exit 0, with a scan still unfinished on
+ * left_open), then free that connection. */
+static int teardown(void **state)
+{
+	(void)state;
+	assert_int_equal(su_stop(srv), 0);
+	su_free(srv);
+	redisFree(left_open);
+	return 0;
+}
 
 #define STABLE    200 /* fields present throughout a scan: s0.. */
 #define TRANSIENT 200 /* fields deleted during it: t0.. */
@@ -212,10 +231,8 @@ static void test_hscan_repeat_and_foreign_cursors(void **state)
 	EXPECT_STATUS(c, "RESET", "RESET");
 	freeReplyObject(cmd(c, "HSCAN h14r 0 COUNT 5"));
 	redisFree(c);
-	redisContext *d = conn();
-	freeReplyObject(cmd(d, "HSCAN h14r 0 COUNT 5")); /* kept until the server stops */
-	/* d is left open: the server stops with its scan unfinished */
-	(void)d;
+	left_open = conn();
+	freeReplyObject(cmd(left_open, "HSCAN h14r 0 COUNT 5")); /* kept until the server stops */
 }
 
 /* Raw requests a protocol error answers (and the connection closes). */
