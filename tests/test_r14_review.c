@@ -137,7 +137,8 @@ static void late_destructor(void *arg)
 	for (int i = 0; i < 50; i++) {
 		char key[16];
 		int n = snprintf(key, sizeof(key), "k%d", i);
-		T_CHECK_STATUS(ctx_put(late_store, id, key, (size_t)n, &i, sizeof(i), NULL), CTX_OK);
+		T_CHECK_STATUS(ctx_put(late_store, id, key, (size_t)n, &i, sizeof(i), NULL),
+		               CTX_OK);
 		void *b[20];
 		for (int j = 0; j < 20; j++)
 			b[j] = pool_alloc((size_t)(16 + 16 * j));
@@ -298,7 +299,8 @@ static void test_commits_in_late_destructors_leak_nothing(void **unused)
 	churn_growth(false); /* warm: chunks and caches the churn needs */
 	size_t body = churn_growth(false);
 	size_t late = churn_growth(true);
-	print_message("held: %zu bytes more after commits in bodies, %zu in late destructors\n", body, late);
+	print_message("held: %zu bytes more after commits in bodies, %zu in late destructors\n",
+	              body, late);
 	/* Under ASan and TSan resident memory is their shadow and quarantine:
 	 * LeakSanitizer checks this there (at exit). */
 	if (!UNDER_SANITIZER && late > body + ((size_t)2 << 20))
@@ -338,8 +340,8 @@ static void test_slab_blocks_reused_after_exits(void **unused)
 	pthread_join(th[0], NULL);
 	for (int round = 0; round < 5; round++) {
 		for (int p = 0; p < 4; p++)
-			assert_int_equal(pthread_create(&th[p], NULL, free_slice, (void *)(intptr_t)p),
-			                 0);
+			assert_int_equal(
+			    pthread_create(&th[p], NULL, free_slice, (void *)(intptr_t)p), 0);
 		for (int p = 0; p < 4; p++)
 			pthread_join(th[p], NULL);
 		size_t before = pool_slab_bytes();

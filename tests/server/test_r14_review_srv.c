@@ -201,7 +201,8 @@ static void test_hscan_repeat_and_foreign_cursors(void **state)
 	assert_int_equal(p1->element[1]->elements, 60);
 	assert_int_equal(p2->element[1]->elements, 60);
 	for (size_t i = 0; i < 60; i++)
-		assert_string_equal(p1->element[1]->element[i]->str, p2->element[1]->element[i]->str);
+		assert_string_equal(p1->element[1]->element[i]->str,
+		                    p2->element[1]->element[i]->str);
 	/* the page after the first, asked before the first again */
 	redisReply *far = cmd(c, "HSCAN h14r %s COUNT 30", p1->element[0]->str);
 	redisReply *p3 = cmd(c, "HSCAN h14r %s COUNT 30", cur);
@@ -211,8 +212,9 @@ static void test_hscan_repeat_and_foreign_cursors(void **state)
 	freeReplyObject(p3);
 	/* h14r's cursor on another hash, and cursors ctxd never gives */
 	EXPECT_INT(c, 2, "HSET h14o a 1 b 2");
-	const char *curs[] = {cur, "-1", "18446744073709551615", "-9223372036854775808",
-	                      "4294967295", "4294967296", "137438953472"};
+	const char *curs[] = {
+	    cur,          "-1",         "18446744073709551615", "-9223372036854775808",
+	    "4294967295", "4294967296", "137438953472"};
 	for (size_t i = 0; i < sizeof(curs) / sizeof(curs[0]); i++) {
 		redisReply *r = cmd(c, "HSCAN h14o %s", curs[i]);
 		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
@@ -276,7 +278,8 @@ static void test_hostile_requests(void **state)
 	static const char bin[] = "*4\r\n$4\r\nHSET\r\n$3\r\nk\0\n\r\n$1\r\nf\r\n$1\r\nv\r\n";
 	assert_true(su_send(r->fd, bin, sizeof(bin) - 1));
 	raw_expect(r, NULL, "-CTXINVALID");
-	static const char binf[] = "*4\r\n$4\r\nHSET\r\n$4\r\nbin4\r\n$3\r\n\0\r\n\r\n$2\r\n\xff\0\r\n";
+	static const char binf[] =
+	    "*4\r\n$4\r\nHSET\r\n$4\r\nbin4\r\n$3\r\n\0\r\n\r\n$2\r\n\xff\0\r\n";
 	assert_true(su_send(r->fd, binf, sizeof(binf) - 1));
 	raw_expect(r, NULL, ":1");
 	raw_close(r);
@@ -295,7 +298,7 @@ static void test_hostile_requests(void **state)
 	assert_int_equal(e->type, REDIS_REPLY_ERROR);
 	freeReplyObject(e);
 	/* wrong arities */
-	const char *arity[] = {"HSET keep f", "HGET keep", "HDEL keep", "HSCAN keep",
+	const char *arity[] = {"HSET keep f", "HGET keep", "HDEL keep",     "HSCAN keep",
 	                       "HMGET keep",  "HLEN",      "HINCRBY keep f"};
 	for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
 		EXPECT_ERR(c, "ERR wrong number of arguments", arity[i]);
