@@ -193,6 +193,7 @@ static _Thread_local struct {
 	unsigned n;
 	bool keyed;   /* the exit destructor is set for this thread */
 	bool no_wait; /* in an RCU callback: never synchronize_rcu */
+	bool exited;  /* its exit destructor ran: each state is queued alone */
 	home *h;      /* NULL: every full batch goes to the worker */
 } batch;
 
@@ -344,7 +345,11 @@ static void batch_thread_exit(void *unused)
 	if (head)
 		state_defer_list(head, n, false);
 	home *h = batch.h;
-	batch.h = NULL; /* releases after this (other destructors) go to the worker */
+	batch.h = NULL;
+	/* Releases after this (other destructors of this thread, a commit in
+	 * one) go to the worker one by one: nothing would flush an open batch
+	 * (before round 14 one was kept, and lost with the thread). */
+	batch.exited = true;
 	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
 		state_free_list(h->waiting);
 		free(h);
@@ -368,6 +373,11 @@ static void state_free_deferred(ctx_state *st)
 	if (state_trie_unread(st)) {
 		hamt_release(&st->data);
 		hamt_release(&st->meta);
+	}
+	if (batch.exited) {
+		st->next = NULL;
+		state_defer_list(st, 1, false);
+		return;
 	}
 	if (!batch.keyed) {
 		pthread_once(&batch_once, batch_key_init);

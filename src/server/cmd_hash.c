@@ -426,6 +426,47 @@ static void pairs_free(pairs *ps)
 	ctx_state_release(ps->st);
 }
 
+void hscan_drop(client *c)
+{
+	hscan_state *hs = client_hscan(c);
+	ctx_iter_free(hs->it);
+	ctx_state_release(hs->st);
+	hs->it = NULL;
+	hs->st = NULL;
+	hs->pos = 0;
+}
+
+/* The version a scan at cursor version `version` of st's context walks, held
+ * in hs->st, taking over st's reference; *pos is set to 0 when that
+ * version is gone. The version the client's last page walked is kept (its
+ * iterator too), so a scan continued on its connection walks its snapshot
+ * however many versions are written meanwhile, and a page costs its COUNT,
+ * not its position. A cursor of another connection (or of a scan this one
+ * left) takes the version from history; once it has left history, the scan
+ * starts again at 0 on the newest version: fields present throughout are
+ * returned at least once (as Redis promises), some twice. Continuing by
+ * position on the newest version missed fields after deletes (round 14). */
+static void hscan_version(client *c, ctx_state *st, uint64_t version, uint64_t *pos)
+{
+	hscan_state *hs = client_hscan(c);
+	if (version && hs->st && ctx_state_version(hs->st) == version &&
+	    strcmp(ctx_state_id(hs->st), ctx_state_id(st)) == 0) {
+		ctx_state_release(st);
+		return;
+	}
+	hscan_drop(c);
+	if (version && version != ctx_state_version(st)) {
+		ctx_state *old;
+		if (ctx_get_at(server_store(), ctx_state_id(st), version, &old) == CTX_OK) {
+			ctx_state_release(st);
+			st = old;
+		} else {
+			*pos = 0;
+		}
+	}
+	hs->st = st;
+}
+
 /* HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES] */
 static void cmd_hscan(client *c, int argc, const arg *argv)
 {
@@ -450,22 +491,37 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 		return;
 	}
 	uint64_t version = cursor >> 32, pos = cursor & 0xffffffffu;
-	if (st && version && version != ctx_state_version(st)) {
-		ctx_state *old;
-		if (ctx_get_at(server_store(), ctx_state_id(st), version, &old) == CTX_OK) {
-			ctx_state_release(st);
-			st = old;
-		}
-	}
+	hscan_version(c, st, version, &pos);
+	hscan_state *hs = client_hscan(c);
+	st = hs->st;
 	size_t n = ctx_state_count(st);
 	size_t start = pos < n ? (size_t)pos : n;
 	size_t end = (size_t)o.count < n - start ? start + (size_t)o.count : n;
-	pairs ps;
-	if (!pairs_take(c, st, start, end, &ps))
+	if (hs->it && hs->pos > start) { /* a page again: from the start */
+		ctx_iter_free(hs->it);
+		hs->it = NULL;
+	}
+	pair *p = malloc((end - start ? end - start : 1) * sizeof(*p));
+	if (!hs->it) {
+		hs->pos = 0;
+		if (p && ctx_iter_begin(st, &hs->it) != CTX_OK)
+			hs->it = NULL;
+	}
+	if (!p || !hs->it) {
+		free(p);
+		hscan_drop(c);
+		reply_ctx_error(c, CTX_NOMEM);
 		return;
-	pair *p = ps.p;
+	}
+	size_t got = 0;
+	for (pair skipped; hs->pos < end; hs->pos++) {
+		pair *q = hs->pos < start ? &skipped : &p[got];
+		if (!ctx_iter_next(hs->it, &q->k, &q->kn, &q->v, &q->vn))
+			break;
+		got += hs->pos >= start;
+	}
 	size_t hits = 0;
-	for (size_t i = 0; i < ps.n; i++)
+	for (size_t i = 0; i < got; i++)
 		if (!o.match || glob_match(o.match->p, o.match->n, p[i].k, p[i].kn, false))
 			p[hits++] = p[i]; /* hits <= i: compacting in place is safe */
 	uint64_t next = 0;
@@ -483,7 +539,9 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 		if (!o.novalues)
 			reply_bulk(c, p[i].v, p[i].vn);
 	}
-	pairs_free(&ps);
+	free(p);
+	if (!next)
+		hscan_drop(c); /* the scan is over (or its cursor holds no version) */
 }
 
 /* ---- HRANDFIELD ------------------------------------------------------------------------------ */

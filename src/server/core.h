@@ -139,6 +139,7 @@ struct client {
 	ctx_watch *watch;
 	watch_poll *wpoll;
 	void (*on_event)(client *c, const ctx_event *e);
+	hscan_state scan; /* an unfinished HSCAN (cmd_hash.c) */
 };
 
 struct loop {

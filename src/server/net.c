@@ -993,6 +993,7 @@ void client_drop_state(client *c)
 	c->tracker = NULL;
 	ctx_session_close(c->session);
 	c->session = NULL;
+	hscan_drop(c);
 	multi_reset(c);
 }
 
@@ -1038,6 +1039,11 @@ ctx_session *client_session(client *c)
 ctx_tracker **client_tracker(client *c)
 {
 	return &c->tracker;
+}
+
+hscan_state *client_hscan(client *c)
+{
+	return &c->scan;
 }
 
 ctx_store *server_store(void)

@@ -201,6 +201,16 @@ void client_stop_watch(client *c);
 
 /* The connection's tracker slot (CTX.TRACK), closed with the connection. */
 ctx_tracker **client_tracker(client *c);
+/* HSCAN: the version a client's unfinished scan walks, held between its
+ * calls, and an iterator over it at position pos (cmd_hash.c). */
+typedef struct hscan_state {
+	ctx_state *st; /* NULL: none */
+	ctx_iter *it;  /* NULL: none yet */
+	uint64_t pos;
+} hscan_state;
+hscan_state *client_hscan(client *c);
+/* Release what an unfinished HSCAN holds (connection close, RESET). */
+void hscan_drop(client *c);
 
 /* Log to stderr with a level: 'E' error, 'W' warning, 'I' info, 'D' debug. */
 void server_log(char level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
