@@ -395,6 +395,10 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
  * puts (txn.c). A ctx_txn_clear withdraws the promise. */
 void txn_promise_distinct(ctx_txn *t);
 
+/* Tests only: commits so far that counted their changed keys with a diff of
+ * the maps (txn.c). */
+extern atomic_size_t txn_test_commit_diffs;
+
 /* Create context id with ops as its version 1 (store.c). rev_out (NULL:
  * wait for durability) receives the revision of a create that does not wait. */
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,

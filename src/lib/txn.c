@@ -217,6 +217,8 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
  * checking the ops pairwise (the diff costs O(changes), like the commit). */
 #define DISTINCT_MAX 16
 
+atomic_size_t txn_test_commit_diffs;
+
 /* True if no two data ops of ops name the same key (then the per-op counts
  * of apply_ops add up to the number of keys changed). */
 static bool ops_distinct(const txn_op *ops, size_t n)
@@ -577,6 +579,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	/* The version a clear replaced owns its whole trie alone: never light. */
 	next->light = !clear && n <= RECLAIM_LIGHT_OPS;
 	/* Counted while building: no diff of the maps on the common path. */
+	if (!clear && !distinct)
+		atomic_fetch_add_explicit(&txn_test_commit_diffs, 1, memory_order_relaxed);
 	next->changed = clear      ? clear_changed(&head->data, &data)
 	                : distinct ? changed
 	                           : hamt_diff_count(&head->data, &data);
