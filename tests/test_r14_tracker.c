@@ -18,13 +18,20 @@
  *   does one: this fails without the change.
  * - A sync whose local edits hold a key twice in its table history (put,
  *   delete, put again) still writes each key once, with the last value.
+ * - An idle durable store's background threads (flusher, zeroer,
+ *   checkpointer, reaper) do not wake in 1.2 s: the checkpointer used to
+ *   wake every second and the reaper every reaper_ms even with no
+ *   time-to-live anywhere. The reaper still wakes for the first
+ *   time-to-live set and drops the context when it expires.
  */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store.h"
 
@@ -459,6 +466,130 @@ static void test_sync_commit_does_no_diff(void **unused)
 	ctx_close(s);
 }
 
+/* ---- an idle store's background threads sleep --------------------------- */
+
+/* Voluntary context switches (wake-ups) of this process's ctx-* threads so
+ * far; *threads gets how many there are. */
+static unsigned long ctx_thread_wakeups(int *threads)
+{
+	unsigned long sum = 0;
+	*threads = 0;
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], comm[64] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue; /* ended meanwhile */
+		bool ours = fgets(comm, sizeof(comm), f) && strncmp(comm, "ctx-", 4) == 0;
+		fclose(f);
+		if (!ours)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		char line[256];
+		while (fgets(line, sizeof(line), f))
+			if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+				sum += strtoul(line + 24, NULL, 10);
+		fclose(f);
+		(*threads)++;
+	}
+	closedir(d);
+	return sum;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* A durable store with nothing to do: its flusher, zeroer, checkpointer and
+ * reaper (no context has a time-to-live) do not wake at all in 1.2 s, where
+ * the checkpointer woke every second and the reaper every reaper_ms (50
+ * here). Counted in wake-ups, not time. */
+static void test_idle_store_threads_sleep(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("r14_tracker_idle");
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.reaper_ms = 50;
+	ctx_store *s = test_open(&o);
+	assert_ok(ctx_create(s, "idle"));
+	assert_ok(ctx_put(s, "idle", "k", 1, "v", 1, NULL));
+	sleep_ms(300); /* let the open's and the commit's work settle */
+	int threads, threads_after;
+	unsigned long before = ctx_thread_wakeups(&threads);
+	sleep_ms(1200);
+	unsigned long after = ctx_thread_wakeups(&threads_after);
+	assert_int_equal(threads, 4); /* ctx-flusher, -zeroer, -checkpoint, -reaper */
+	assert_int_equal(threads_after, threads);
+	if (after != before)
+		fail_msg("an idle store's threads woke %lu times in 1.2 s", after - before);
+	/* Still awake to work: a commit and a reopen see everything. */
+	assert_ok(ctx_put(s, "idle", "k2", 2, "v2", 2, NULL));
+	ctx_close(s);
+	s = test_open(&o);
+	ctx_state *st;
+	assert_ok(ctx_get(s, "idle", &st));
+	assert_int_equal(ctx_state_count(st), 2);
+	ctx_state_release(st);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
+static bool listed(ctx_store *s, const char *id)
+{
+	ctx_context_status *v = NULL;
+	size_t n = 0;
+	assert_ok(ctx_status_view(s, &v, &n));
+	bool found = false;
+	for (size_t i = 0; i < n; i++)
+		found |= strcmp(v[i].id, id) == 0;
+	free(v);
+	return found;
+}
+
+/* The reaper that slept with no deadline wakes for the first time-to-live
+ * and drops the context once it expires, untouched (a listing is no
+ * access), in memory and under durability always (where the time-to-live
+ * applies from the flusher, once durable). */
+static void test_reaper_wakes_for_first_ttl(void **unused)
+{
+	(void)unused;
+	for (int durable = 0; durable < 2; durable++) {
+		char *dir = durable ? test_make_dir("r14_tracker_ttl") : NULL;
+		ctx_options o;
+		ctx_options_init(&o);
+		o.dir = dir;
+		o.reaper_ms = 20;
+		ctx_store *s = test_open(&o);
+		assert_ok(ctx_create(s, "keep"));
+		assert_ok(ctx_create(s, "short"));
+		sleep_ms(100); /* the reaper is asleep, with no deadline */
+		assert_ok(ctx_set_ttl(s, "short", 50));
+		double t0 = test_now();
+		while (listed(s, "short") && test_now() - t0 < 10)
+			sleep_ms(10);
+		assert_false(listed(s, "short"));
+		assert_true(listed(s, "keep"));
+		ctx_close(s);
+		if (dir) {
+			test_remove_dir(dir);
+			free(dir);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +599,8 @@ int main(void)
 	    cmocka_unit_test(test_manual),
 	    cmocka_unit_test(test_durable_reopen),
 	    cmocka_unit_test(test_sync_commit_does_no_diff),
+	    cmocka_unit_test(test_idle_store_threads_sleep),
+	    cmocka_unit_test(test_reaper_wakes_for_first_ttl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
