@@ -231,7 +231,8 @@ static bool expected(ctx_merge_strategy st, char kind, int i, char *v, size_t ca
 static ctx_status merge_fn(void *arg, const ctx_conflict *c, ctx_merge_value *out)
 {
 	char (*buf)[16] = arg; /* one buffer per key k00-k10: valid until the sync returns */
-	int i = atoi((const char *)c->key + 1);
+	const char *k = c->key; /* "kNN", not NUL-terminated */
+	int i = (k[1] - '0') * 10 + (k[2] - '0');
 	snprintf(buf[i], sizeof(buf[i]), "merged-%02d", i);
 	*out = (ctx_merge_value){true, buf[i], strlen(buf[i]), 0};
 	return CTX_OK;
