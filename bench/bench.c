@@ -570,6 +570,10 @@ static void run_cell(const options *o, const engine_def *d, int workload, int th
 	if (r->other_cpu < 0)
 		r->other_cpu = 0;
 	r->ops_per_s = (double)r->ops / r->seconds;
+	if (getenv("CTXBENCH_CELL_CPU")) /* the process's CPU time in the cell */
+		fprintf(stderr, "cell-cpu %s %s t=%d: %.0f ops in %.4f CPU-s: %.0f ops/CPU-s\n",
+		        d->name, workload_names[workload], threads, (double)r->ops,
+		        self1 - self0, self1 > self0 ? (double)r->ops / (self1 - self0) : 0.0);
 	r->p50_us = hist_quantile(&reads, 0.50) / 1e3;
 	r->p99_us = hist_quantile(&reads, 0.99) / 1e3;
 	if (c.writers) {

@@ -604,6 +604,14 @@ int main(int argc, char **argv)
 		fanout(reps < 1 || reps > 64 ? 5 : reps);
 		return 0;
 	}
+	if (argc > 2 && strcmp(argv[1], "tracker") == 0) {
+		size_t keys = (size_t)atol(argv[2]);
+		int reps = argc > 3 ? atoi(argv[3]) : 15;
+		int rounds = argc > 4 ? atoi(argv[4]) : 1;
+		for (int r = 0; r < rounds; r++)
+			tracker_sync(keys < 200 ? 200 : keys, reps < 1 || reps > 64 ? 15 : reps);
+		return 0;
+	}
 	int reps = argc > 1 ? atoi(argv[1]) : 15;
 	if (reps < 1 || reps > 64)
 		reps = 15;

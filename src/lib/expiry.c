@@ -29,6 +29,11 @@
  *
  * The reaper sleeps on the monotonic clock (reaper_cv's clock): a step of the
  * wall clock (NTP, an administrator) neither delays nor hurries its rounds.
+ * While no context has ever had a time-to-live (any_ttl false: nothing can
+ * expire, and a scan would find nothing) it sleeps with no deadline, so an
+ * idle store's reaper never wakes; the first time-to-live set wakes it
+ * (ttl_apply kicks it as it raises any_ttl), and it keeps its rounds from
+ * then on. Recovery raises any_ttl before the reaper starts.
  * The store's clock, which decides what has expired, is another matter
  * (ctx_options.clock_us, or the real time, as the times in the log).
  *
@@ -116,8 +121,8 @@ bool context_closed(const ctx_context *c)
 static void ttl_apply(ctx_context *c, uint64_t ttl_us, uint64_t when)
 {
 	atomic_store(&c->ttl_us, ttl_us);
-	if (ttl_us)
-		atomic_store(&c->store->any_ttl, true);
+	if (ttl_us && !atomic_exchange(&c->store->any_ttl, true))
+		reaper_kick(c->store); /* it sleeps with no deadline until now */
 	context_note_access(c, when);
 }
 
@@ -233,11 +238,15 @@ size_t ctx_expire_now(ctx_store *s)
 static void *reaper_main(void *arg)
 {
 	ctx_store *s = arg;
+	pthread_setname_np(pthread_self(), "ctx-reaper"); /* (top -H, perf sched) */
 	pthread_mutex_lock(&s->reaper_lock);
 	while (!s->reaper_stop) {
 		struct timespec until;
 		clock_gettime(CLOCK_MONOTONIC, &until); /* reaper_cv's clock */
 		ctx_timespec_add_ms(&until, s->opts.reaper_ms);
+		if (!atomic_load(&s->any_ttl)) /* nothing can expire: no rounds */
+			while (!s->reaper_stop && !s->reaper_kicked)
+				pthread_cond_wait(&s->reaper_cv, &s->reaper_lock);
 		while (!s->reaper_stop && !s->reaper_kicked &&
 		       pthread_cond_timedwait(&s->reaper_cv, &s->reaper_lock, &until) == 0)
 			;

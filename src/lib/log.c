@@ -947,7 +947,9 @@ bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms)
 	pthread_mutex_lock(&l->lock);
 	l->growth_wanted = bytes;
 	while (l->bytes_since_rotate < bytes && !l->kicked)
-		if (pthread_cond_timedwait(&l->growth_cv, &l->lock, &until) != 0)
+		if (!timeout_ms)
+			pthread_cond_wait(&l->growth_cv, &l->lock);
+		else if (pthread_cond_timedwait(&l->growth_cv, &l->lock, &until) != 0)
 			break;
 	bool grown = l->bytes_since_rotate >= bytes;
 	l->kicked = false;

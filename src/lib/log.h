@@ -87,7 +87,8 @@ ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out);
 uint64_t log_bytes_since_rotate(ctx_log *l);
 
 /* Wait until the log has grown past `bytes` since the last rotation, or the
- * timeout (ms) passed, or log_kick was called. True if it grew past. */
+ * timeout (ms; 0: none) passed, or log_kick was called. True if it grew
+ * past. */
 bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms);
 void log_kick(ctx_log *l);
 

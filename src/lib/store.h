@@ -387,6 +387,18 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
                          bool strict_del);
 
+/* The caller of t promises that no two of its data operations name the same
+ * key (tracker.c: one operation per edited key), so that the commit takes
+ * the number of keys it changed (ctx_history's keys_changed) from the puts
+ * and deletes as it applies them, without a diff of the old and new maps.
+ * Past DISTINCT_MAX operations that diff was a quarter of a commit of 100
+ * puts (txn.c). A ctx_txn_clear withdraws the promise. */
+void txn_promise_distinct(ctx_txn *t);
+
+/* Tests only: commits so far that counted their changed keys with a diff of
+ * the maps (txn.c). */
+extern atomic_size_t txn_test_commit_diffs;
+
 /* Create context id with ops as its version 1 (store.c). rev_out (NULL:
  * wait for durability) receives the revision of a create that does not wait. */
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,

@@ -650,12 +650,18 @@ static ctx_status decide(ctx_tracker *t, sync_job *j, const snap_edit *s, ctx_st
 	return ctx_fail(CTX_INVALID, "unknown merge strategy %d", (int)t->opts.strategy);
 }
 
-/* Record key := r in *txn, starting the transaction at the first write. */
+/* Record key := r in *txn, starting the transaction at the first write.
+ * The writes name distinct keys (one per edit, the edit table's keys), and
+ * the transaction says so: its commit then counts the keys it changed as it
+ * applies them instead of diffing the maps (txn_promise_distinct). */
 static ctx_status add_write(ctx_tracker *t, ctx_txn **txn, const blob *key, val r)
 {
 	ctx_status st;
-	if (!*txn && (st = ctx_txn_begin(t->store, t->id, txn)) != CTX_OK)
-		return st;
+	if (!*txn) {
+		if ((st = ctx_txn_begin(t->store, t->id, txn)) != CTX_OK)
+			return st;
+		txn_promise_distinct(*txn);
+	}
 	return r.present ? ctx_txn_put(*txn, key->data, key->len, r.p ? r.p : "", r.len)
 	                 : ctx_txn_del(*txn, key->data, key->len);
 }

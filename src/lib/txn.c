@@ -85,6 +85,7 @@ struct ctx_txn {
 	ctx_context *ctx; /* NULL for a create transaction */
 	char *create_id;  /* the id a create transaction makes (in id_buf) */
 	bool clear;       /* ctx_txn_clear: the commit starts from empty maps */
+	bool distinct;    /* txn_promise_distinct: no two data ops name one key */
 	size_t count;
 	size_t cap;
 	txn_op *ops; /* inline_ops, or malloc'd once past TXN_INLINE_OPS */
@@ -102,6 +103,7 @@ static ctx_txn *txn_new(ctx_store *s, ctx_context *ctx, const char *id, size_t i
 	t->ctx = ctx;
 	t->create_id = NULL;
 	t->clear = false;
+	t->distinct = false;
 	t->count = 0;
 	t->cap = TXN_INLINE_OPS;
 	t->ops = t->inline_ops;
@@ -214,6 +216,8 @@ ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, ui
 /* Past this many ops, commit_ops counts changed keys with a diff instead of
  * checking the ops pairwise (the diff costs O(changes), like the commit). */
 #define DISTINCT_MAX 16
+
+atomic_size_t txn_test_commit_diffs;
 
 /* True if no two data ops of ops name the same key (then the per-op counts
  * of apply_ops add up to the number of keys changed). */
@@ -488,7 +492,7 @@ static void cut_prefetch_more(const ctx_state *cut)
  * call_rcu worker: pending_report_rcu). */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
                              bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr,
-                             bool clear)
+                             bool clear, bool known_distinct)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -521,7 +525,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 		ev.nkeys = n;
 	}
 
-	bool distinct = ops_distinct(ops, n);
+	bool distinct = known_distinct || ops_distinct(ops, n);
 
 	if (!commit_lock(c, nr)) {
 		st = nr->busy
@@ -575,6 +579,8 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	/* The version a clear replaced owns its whole trie alone: never light. */
 	next->light = !clear && n <= RECLAIM_LIGHT_OPS;
 	/* Counted while building: no diff of the maps on the common path. */
+	if (!clear && !distinct)
+		atomic_fetch_add_explicit(&txn_test_commit_diffs, 1, memory_order_relaxed);
 	next->changed = clear      ? clear_changed(&head->data, &data)
 	                : distinct ? changed
 	                           : hamt_diff_count(&head->data, &data);
@@ -619,7 +625,7 @@ static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, co
 	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
 		return st;
 	txn_op op = {kind, hamt_leaf_new(key, klen, val, vlen)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false)
+	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false, true)
 	             : ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
 	hamt_leaf_release(op.leaf);
 	return st;
@@ -781,6 +787,11 @@ ctx_status ctx_txn_meta_del(ctx_txn *t, const void *name, size_t nlen)
 	return txn_del(t, OP_META_DEL, name, nlen);
 }
 
+void txn_promise_distinct(ctx_txn *t)
+{
+	t->distinct = true;
+}
+
 ctx_status ctx_txn_clear(ctx_txn *t)
 {
 	if (!t)
@@ -788,6 +799,7 @@ ctx_status ctx_txn_clear(ctx_txn *t)
 	for (size_t i = 0; i < t->count; i++)
 		hamt_leaf_release(t->ops[i].leaf);
 	t->count = 0;
+	t->distinct = false;
 	t->clear = t->create_id == NULL; /* a create starts from empty maps anyway */
 	return CTX_OK;
 }
@@ -819,7 +831,7 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		         : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
 		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
-		                rev_out, NULL, t->clear);
+		                rev_out, NULL, t->clear, t->distinct);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
 	if (st == CTX_CONFLICT && t->store->log && log_failed(t->store->log)) {
