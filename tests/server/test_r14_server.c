@@ -40,6 +40,16 @@
 
 static const char *const server_args[] = {"--loops", "4", "--durability", "always", NULL};
 
+static su_server *own; /* stopped by the teardown, also after a failure */
+
+static int free_own(void **state)
+{
+	(void)state;
+	su_free(own);
+	own = NULL;
+	return 0;
+}
+
 /* INFO clients' loop_clients into n[LOOPS]; returns their sum. */
 static long loop_counts(redisContext *admin, long n[LOOPS])
 {
@@ -110,7 +120,7 @@ static void pipelined_increments(redisContext *c, int i)
 static void test_connections_balanced(void **state)
 {
 	(void)state;
-	su_server *s = su_start("r14_server", server_args);
+	su_server *s = own = su_start("r14_server", server_args);
 	redisContext *admin = hconn(s);
 	redisContext *c[CONNS];
 	for (int i = 0; i < CONNS; i++) {
@@ -156,13 +166,12 @@ static void test_connections_balanced(void **state)
 	for (int i = 0; i < CONNS; i++)
 		redisFree(c[i]);
 	redisFree(admin);
-	su_free(s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_connections_balanced),
+	    cmocka_unit_test_teardown(test_connections_balanced, free_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
