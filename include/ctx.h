@@ -658,22 +658,6 @@ void ctx_notifier_clear(ctx_notifier *n);
  * ctx_close. */
 void ctx_notifier_close(ctx_notifier *n);
 
-/* Gather the calling thread's commits into one log batch: between
- * ctx_gather_begin(s) and ctx_gather_end(s), a commit of this thread that
- * finds the log's next batch empty does not wake the log's flusher; the end
- * does. So an event loop that runs the requests of every client that became
- * ready in one poll (each commit with ctx_txn_commit_nowait) brackets them,
- * and they share one write and one fsync instead of the first one going to
- * disk alone. Commits of other threads that join a batch held back this way
- * wait for the end too: keep the bracket to a burst of work that does not
- * block. Pairs nest (the outermost end wakes the flusher); a wait of this
- * thread for durability (a waiting commit, a throttled one) wakes the flusher
- * first, so it never waits for itself. Per thread; no errors; NULL s or a
- * memory-only store: no-ops. Nothing else changes: a reply still waits for
- * ctx_durable_revision as before. */
-void ctx_gather_begin(ctx_store *s);
-void ctx_gather_end(ctx_store *s);
-
 /* ------------------------------------------------------------------------ */
 /* History and diffs                                                         */
 

@@ -780,39 +780,6 @@ static log_piece *room_for(ctx_log *l, size_t need)
 	return c;
 }
 
-/* Gathering (log_gather_begin): the log whose flusher this thread holds
- * back, how deep, and whether an append of this thread made the batch
- * non-empty and so owes the flusher its wake-up. */
-static _Thread_local ctx_log *gather_log;
-static _Thread_local unsigned gather_depth;
-static _Thread_local bool gather_owed;
-
-static void gather_pay(ctx_log *l)
-{
-	if (gather_log == l && gather_owed) {
-		gather_owed = false;
-		pthread_cond_signal(&l->work_cv);
-	}
-}
-
-void log_gather_begin(ctx_log *l)
-{
-	if (gather_log && gather_log != l) { /* one log at a time */
-		gather_pay(gather_log);
-		gather_depth = 0;
-	}
-	gather_log = l;
-	gather_depth++;
-}
-
-void log_gather_end(ctx_log *l)
-{
-	if (gather_log != l || --gather_depth > 0)
-		return;
-	gather_pay(l);
-	gather_log = NULL;
-}
-
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done)
 {
 	unsigned char h[REC2_HEADER_MAX];
@@ -873,10 +840,6 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	 * append that makes the batch non-empty wakes it, after the unlock
 	 * (below). */
 	bool wake = l->pending++ == 0;
-	if (wake && gather_log == l) { /* signalled at log_gather_end */
-		gather_owed = true;
-		wake = false;
-	}
 	l->bytes_since_rotate += need;
 	l->cur_bytes += need;
 	atomic_fetch_add_explicit(&l->unsynced, need, memory_order_relaxed);
@@ -916,7 +879,6 @@ static bool backlog_within(const ctx_log *l, uint64_t max)
  * or is woken. */
 static void wait_batches(ctx_log *l, bool (*done)(const ctx_log *, uint64_t), uint64_t arg)
 {
-	gather_pay(l); /* a gathering thread never waits for a batch it holds back */
 	atomic_fetch_add(&l->waiters, 1);
 	for (;;) {
 		unsigned seq = atomic_load(&l->durable_seq);

@@ -64,15 +64,6 @@ ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
  * not queued and never called. */
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done);
 
-/* Hold back the flusher's wake-up by this thread's appends until
- * log_gather_end (nested pairs: the outermost end), so that the records of
- * a burst go to one batch instead of the first one alone waking the
- * flusher. Other threads' appends to a batch this thread made non-empty
- * wait for that end too. A wait of this thread for a batch (log_wait,
- * log_throttle) wakes the flusher first. */
-void log_gather_begin(ctx_log *l);
-void log_gather_end(ctx_log *l);
-
 /* The highest revision every write up to which may be acknowledged: synced
  * under CTX_DURABILITY_ALWAYS, handed out otherwise. */
 uint64_t log_acked_revision(ctx_log *l);

@@ -156,15 +156,3 @@ ctx_status ctx_durable_revision(ctx_store *s, uint64_t *revision)
 	}
 	return CTX_OK;
 }
-
-void ctx_gather_begin(ctx_store *s)
-{
-	if (s && s->log)
-		log_gather_begin(s->log);
-}
-
-void ctx_gather_end(ctx_store *s)
-{
-	if (s && s->log)
-		log_gather_end(s->log);
-}

@@ -41,14 +41,6 @@
  *   phase runs before the end is handled. (The fuzz hook runs input at
  *   once.)
  *
- * GATHER
- *   The commits of one check phase (every client that became ready in one
- *   poll) are bracketed by ctx_gather_begin/end: the first of them no
- *   longer wakes the log's flusher at once, to sync that one alone while
- *   the others of the same poll wait for the next sync; the end wakes it
- *   for all of them. A lone client's request waits for nothing more than
- *   the rest of its own check phase.
- *
  * GROUPS
  *   Consecutive complete requests of one read that are all hash writes
  *   (HSET, HMSET, HSETNX, HDEL, HINCRBY, HINCRBYFLOAT) of one key (outside
@@ -1827,7 +1819,6 @@ static void on_ready_check(uv_check_t *h)
 		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
 	client *next;
-	ctx_gather_begin(srv.store); /* this poll's commits: one batch (GATHER) */
 	for (client *c = list; c; c = next) {
 		next = c->rnext;
 		own = own || c == rest;
@@ -1838,7 +1829,6 @@ static void on_ready_check(uv_check_t *h)
 		if (pending && !c->closing)
 			run_input(c, own);
 	}
-	ctx_gather_end(srv.store);
 }
 
 static void resume_reading(client *c)
