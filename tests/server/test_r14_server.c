@@ -16,9 +16,6 @@
  * exits 0. (Under the SO_REUSEPORT hash alone, 65 connections over 4 loops
  * are at most one apart about once in a few hundred starts, and
  * loop_clients did not exist.)
- *
- * And a loop runs the clients that became readable in one poll in the
- * order of their reads (the ready list was a stack).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -171,71 +168,10 @@ static void test_connections_balanced(void **state)
 	redisFree(admin);
 }
 
-/* ---- ready clients run in the order of their reads ------------------------------------- */
-
-#define BIG_FIELDS 100000
-#define ORDER_TRIES 5
-
-/* Read one integer reply (":N\r\n") from fd. */
-static long long read_int(int fd)
-{
-	char b[64];
-	size_t n = 0;
-	while (n < sizeof(b) - 1) {
-		size_t k = su_recv(fd, b + n, 1, 60000);
-		assert_int_equal(k, 1);
-		n++;
-		if (n >= 2 && b[n - 2] == '\r' && b[n - 1] == '\n')
-			break;
-	}
-	b[n] = 0;
-	if (b[0] != ':')
-		fail_msg("want an integer reply, got '%s'", b);
-	return atoll(b + 1);
-}
-
-/* One loop; a client sends a big HSET (the loop runs it for a while), then
- * x and y each send HINCRBY of one counter, x first: the reads of x and y
- * come in one poll while the loop is busy (or x's earlier). x's increment
- * must run first. With the ready list a stack, y ran first whenever both
- * came in one poll. */
-static void test_ready_clients_in_read_order(void **state)
-{
-	(void)state;
-	static const char *const one_loop[] = {"--loops", "1", "--durability", "none", NULL};
-	su_server *s = own = su_start("r14_order", one_loop);
-	size_t cap = 64 + (size_t)BIG_FIELDS * 40;
-	char *big = malloc(cap);
-	for (int t = 0; t < ORDER_TRIES; t++) {
-		size_t n = (size_t)snprintf(big, cap, "*%d\r\n$4\r\nHSET\r\n$6\r\nbig%03d\r\n",
-		                            2 + 2 * BIG_FIELDS, t);
-		for (int i = 0; i < BIG_FIELDS; i++) {
-			char f[16];
-			int fl = snprintf(f, sizeof(f), "f%07d", i);
-			n += (size_t)snprintf(big + n, cap - n, "$%d\r\n%s\r\n$1\r\nv\r\n", fl, f);
-		}
-		int z = su_connect(s), x = su_connect(s), y = su_connect(s);
-		static const char incr[] = "*4\r\n$7\r\nHINCRBY\r\n$3\r\nord\r\n$1\r\nf\r\n$1\r\n1\r\n";
-		assert_true(su_send(z, big, n));
-		assert_true(su_send(x, incr, sizeof(incr) - 1));
-		assert_true(su_send(y, incr, sizeof(incr) - 1));
-		long long vx = read_int(x), vy = read_int(y);
-		assert_int_equal(read_int(z), BIG_FIELDS);
-		if (vx > vy)
-			fail_msg("try %d: x sent first and got %lld, y got %lld", t, vx, vy);
-		assert_int_equal(vy, vx + 1);
-		close(z);
-		close(x);
-		close(y);
-	}
-	free(big);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_connections_balanced, free_own),
-	    cmocka_unit_test_teardown(test_ready_clients_in_read_order, free_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
