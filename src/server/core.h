@@ -166,7 +166,7 @@ struct loop {
 	/* Clients whose reads of this poll phase wait for the check phase
 	 * (net.c, on_ready_check), and the check handle that runs them. */
 	uv_check_t rcheck;
-	client *ready, **ready_tail; /* in the order of the reads (FIFO) */
+	client *ready;
 	ctx_notifier *notifier;
 	uint64_t durable;
 	uint64_t want; /* the revision the notifier waits for (net.c, parking) */

@@ -28,9 +28,7 @@
  *   them go out in one write: uv_try_write, and a uv_write of a copy of
  *   whatever the socket did not take. The parse and run wait for the
  *   loop's check phase, right after the poll phase: on_read appends the
- *   bytes and puts the client at the tail of the loop's ready list (so
- *   clients run in the order their reads came: the list was a stack until
- *   round 14, and the client that had waited longest ran last), and on_ready_check
+ *   bytes and puts the client on the loop's ready list, and on_ready_check
  *   first hands the keys of every ready client's requests (each request's
  *   second argument, and its third as a field, from a light scan of the
  *   multibulk headers; up to PREFETCH_REQS) to ctx_prefetch_keys, so that
@@ -1753,11 +1751,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	/* Run in the check phase, after every read of this poll phase: the
 	 * keys of all of them are prefetched together (on_ready_check). */
 	c->pending = true;
-	if (!c->ready) { /* at the tail: run in the order of the reads */
+	if (!c->ready) {
 		c->ready = true;
-		c->rnext = NULL;
-		*c->lp->ready_tail = c;
-		c->lp->ready_tail = &c->rnext;
+		c->rnext = c->lp->ready;
+		c->lp->ready = c;
 	}
 #else
 	run_input(c, true);
@@ -1808,7 +1805,6 @@ static void on_ready_check(uv_check_t *h)
 	if (!list)
 		return;
 	lp->ready = NULL;
-	lp->ready_tail = &lp->ready;
 	scan_out o;
 	o.k = 0;
 	client *rest = list; /* the first client whose keys were not scanned */
@@ -2432,7 +2428,6 @@ static int loop_init(loop *lp, int idx)
 	pthread_mutex_init(&lp->inbox_lock, NULL);
 	uv_async_init(&lp->uv, &lp->handoff, on_handoff);
 	lp->handoff.data = lp;
-	lp->ready_tail = &lp->ready;
 	uv_check_init(&lp->uv, &lp->rcheck);
 	lp->rcheck.data = lp;
 	uv_check_start(&lp->rcheck, on_ready_check);
