@@ -507,12 +507,19 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     (unsigned long long)((now - srv.start_us) / 86400000000ull), srv.nloops,
 		     net_loops_running(), durability_name(srv.cfg.durability));
 	}
-	if (want("clients", argc, argv, true))
+	if (want("clients", argc, argv, true)) {
+		char per_loop[256];
+		size_t at = 0;
+		per_loop[0] = 0;
+		for (int i = 0; i < srv.nloops && at < sizeof(per_loop) - 24; i++)
+			at += (size_t)snprintf(per_loop + at, sizeof(per_loop) - at, "%s%zu",
+			                       i ? "," : "", atomic_load(&srv.loops[i].assigned));
 		addf(&b,
 		     "# "
 		     "Clients\r\nconnected_clients:%zu\r\nmaxclients:%zu\r\nblocked_clients:"
-		     "0\r\n\r\n",
-		     atomic_load(&srv.nclients), atomic_load(&srv.cfg.maxclients));
+		     "0\r\nloop_clients:%s\r\n\r\n",
+		     atomic_load(&srv.nclients), atomic_load(&srv.cfg.maxclients), per_loop);
+	}
 	if (want("memory", argc, argv, true)) {
 		size_t rss = rss_bytes();
 		char jemalloc[160];

@@ -146,8 +146,21 @@ struct loop {
 	int idx;
 	uv_loop_t uv;
 	pthread_t thread;
-	uv_tcp_t listener;
+	/* accepting (net.c, ACCEPT): the listening socket, polled; accept4 is
+	 * ctxd's own so that a connection can go to another loop */
+	uv_poll_t listener;
+	int listen_fd;
 	bool listening;
+	bool accept_paused; /* out of descriptors: the timer polls again */
+	/* connections this loop serves or is being handed (any thread reads
+	 * it; changed under net.c's balance_lock, or down at a close) */
+	_Atomic size_t assigned;
+	/* descriptors accepted by another loop for this one, and the handle
+	 * that tells this loop (under inbox_lock) */
+	uv_async_t handoff;
+	pthread_mutex_t inbox_lock;
+	int *inbox;
+	size_t ninbox, capinbox;
 	uv_async_t async;
 	uv_timer_t timer;
 	uv_poll_t npoll;

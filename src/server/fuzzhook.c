@@ -330,6 +330,7 @@ void fuzzhook_connect(fuzzhook_conn *fc)
 		lp->clients->prev = c;
 	lp->clients = c;
 	lp->nclients++;
+	atomic_fetch_add(&lp->assigned, 1);
 	STAT_ADD(lp, st_connections, 1);
 	registry_add(c);
 	fc->c = c;

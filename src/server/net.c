@@ -5,8 +5,21 @@
  * LOOPS
  *   srv.nloops threads, each running its own libuv loop with its own
  *   listening socket: all bound to the same address with SO_REUSEPORT, so the
- *   kernel spreads new connections over the loops. A connection stays on the
- *   loop that accepted it; its commands run there, inline.
+ *   kernel spreads the accepts over the loops. A connection stays on the
+ *   loop it is assigned to; its commands run there, inline.
+ *
+ * ACCEPT
+ *   The kernel's SO_REUSEPORT spread is a hash of the peer's address and
+ *   port, not a balance: 17 connections went 10/7 or 11/6, and the loop
+ *   with more clients had the longer turns (and the worse tail). So a loop
+ *   polls its listening socket and accepts itself (accept4, not uv_listen,
+ *   which keeps the descriptor in its own handle), then assigns the
+ *   connection to the loop with the fewest (lp->assigned, under
+ *   balance_lock; itself on a tie). Another loop's connections go through
+ *   its inbox (inbox_lock) and its handoff async handle, where that loop
+ *   sets them up. INFO clients shows loop_clients (each loop's count). A
+ *   stopping server assigns nothing (checked under balance_lock), and a
+ *   stopping loop ends only once nothing assigned to it is in flight.
  *
  * A READ
  *   The bytes read are appended to the client's input buffer (grown with the
@@ -116,8 +129,12 @@
 #define SHUTDOWN_GRACE_US (30ull * 1000 * 1000)
 #define UNAUTH_MAX_ARGS   10
 #define UNAUTH_MAX_BULK   16384
+#define ACCEPT_MAX        64 /* connections accepted per wake-up of a listener */
 
 server srv;
+
+/* Taken to assign a new connection to a loop (net.c, ACCEPT). */
+static pthread_mutex_t balance_lock = PTHREAD_MUTEX_INITIALIZER;
 
 uint64_t now_us(void)
 {
@@ -1004,6 +1021,7 @@ void client_close(client *c)
 	c->closing = true;
 	loop *lp = c->lp;
 	atomic_fetch_sub(&srv.nclients, 1);
+	atomic_fetch_sub(&lp->assigned, 1);
 	lp->nclients--;
 	if (c->prev)
 		c->prev->next = c->next;
@@ -2038,34 +2056,32 @@ static void on_reject_closed(uv_handle_t *h)
 	free(h->data);
 }
 
-static void on_connection(uv_stream_t *lsock, int status)
+/* A descriptor accepted for a loop that will not serve it (maxclients,
+ * shutdown, a failed set-up): its count comes back and it is closed. */
+static void unassign(loop *lp)
 {
-	loop *lp = lsock->data;
-	if (status < 0)
-		return;
+	atomic_fetch_sub(&srv.nclients, 1);
+	atomic_fetch_sub(&lp->assigned, 1);
+}
+
+/* Serve the accepted descriptor fd on lp (lp's thread). */
+static void client_setup(loop *lp, int fd)
+{
 	client *c = calloc(1, sizeof(*c));
-	if (!c)
-		return;
-	uv_tcp_init(&lp->uv, &c->tcp);
-	c->tcp.data = c;
-	if (uv_accept(lsock, (uv_stream_t *)&c->tcp) != 0) {
-		uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+	if (!c || uv_tcp_init(&lp->uv, &c->tcp) != 0) {
+		free(c);
+		close(fd);
+		unassign(lp);
 		return;
 	}
-	size_t maxc = atomic_load_explicit(&srv.cfg.maxclients, memory_order_relaxed);
-	if (atomic_load(&srv.stopping) || atomic_fetch_add(&srv.nclients, 1) + 1 > maxc) {
-		if (!atomic_load(&srv.stopping))
-			atomic_fetch_sub(&srv.nclients, 1);
-		STAT_ADD(lp, st_rejected, 1);
-		static const char msg[] = "-ERR max number of clients reached\r\n";
-		uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
-		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	c->tcp.data = c;
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
 		uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+		unassign(lp);
 		return;
 	}
 	c->lp = lp;
-	uv_os_fd_t fd = -1;
-	uv_fileno((uv_handle_t *)&c->tcp, &fd);
 	c->fd = fd;
 	c->id = atomic_fetch_add(&srv.next_client_id, 1) + 1;
 	c->authed = !auth_required();
@@ -2092,6 +2108,144 @@ static void on_connection(uv_stream_t *lsock, int status)
 	resume_reading(c);
 }
 
+/* The loop with the fewest connections, the accepting one on a tie; its
+ * count is taken for the new connection. NULL once the server stops: the
+ * check is under balance_lock, so a loop that found no connection assigned
+ * to it under the lock while stopping (handoffs_pending) gets no more. */
+static loop *assign_loop(loop *self)
+{
+	pthread_mutex_lock(&balance_lock);
+	if (atomic_load(&srv.stopping)) {
+		pthread_mutex_unlock(&balance_lock);
+		return NULL;
+	}
+	loop *best = self;
+	size_t least = atomic_load_explicit(&self->assigned, memory_order_relaxed);
+	for (int i = 0; i < srv.nloops; i++) {
+		size_t n = atomic_load_explicit(&srv.loops[i].assigned, memory_order_relaxed);
+		if (n < least) {
+			least = n;
+			best = &srv.loops[i];
+		}
+	}
+	atomic_fetch_add_explicit(&best->assigned, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&balance_lock);
+	return best;
+}
+
+static void handoff_push(loop *to, int fd)
+{
+	pthread_mutex_lock(&to->inbox_lock);
+	if (to->ninbox == to->capinbox) {
+		size_t cap = to->capinbox ? to->capinbox * 2 : 16;
+		int *p = realloc(to->inbox, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&to->inbox_lock);
+			close(fd);
+			unassign(to);
+			return;
+		}
+		to->inbox = p;
+		to->capinbox = cap;
+	}
+	to->inbox[to->ninbox++] = fd;
+	pthread_mutex_unlock(&to->inbox_lock);
+	uv_async_send(&to->handoff);
+}
+
+/* Take the inbox; set the connections up (or close them, stopping). */
+static void on_handoff(uv_async_t *h)
+{
+	loop *lp = h->data;
+	for (;;) {
+		pthread_mutex_lock(&lp->inbox_lock);
+		int *fds = lp->inbox;
+		size_t n = lp->ninbox;
+		lp->inbox = NULL;
+		lp->ninbox = lp->capinbox = 0;
+		pthread_mutex_unlock(&lp->inbox_lock);
+		if (!n) {
+			free(fds);
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (lp->stopping) {
+				close(fds[i]);
+				unassign(lp);
+			} else {
+				client_setup(lp, fds[i]);
+			}
+		}
+		free(fds);
+		maybe_finish(lp);
+	}
+}
+
+static void reject(loop *lp, int fd)
+{
+	STAT_ADD(lp, st_rejected, 1);
+	static const char msg[] = "-ERR max number of clients reached\r\n";
+	ssize_t w = write(fd, msg, sizeof(msg) - 1);
+	(void)w;
+	close(fd);
+}
+
+static void on_listen_ready(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	loop *lp = h->data;
+	if (status < 0 || !lp->listening)
+		return;
+	for (int i = 0; i < ACCEPT_MAX; i++) {
+		int fd = accept4(lp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				server_log('W', "accept: %s (connections wait for a descriptor)",
+				           strerror(errno));
+				uv_poll_stop(&lp->listener);
+				lp->accept_paused = true;
+			}
+			return;
+		}
+		size_t maxc = atomic_load_explicit(&srv.cfg.maxclients, memory_order_relaxed);
+		if (atomic_load(&srv.stopping)) {
+			reject(lp, fd);
+			continue;
+		}
+		if (atomic_fetch_add(&srv.nclients, 1) + 1 > maxc) {
+			atomic_fetch_sub(&srv.nclients, 1);
+			reject(lp, fd);
+			continue;
+		}
+		loop *to = assign_loop(lp);
+		if (!to) {
+			atomic_fetch_sub(&srv.nclients, 1);
+			reject(lp, fd);
+		} else if (to == lp)
+			client_setup(lp, fd);
+		else
+			handoff_push(to, fd);
+	}
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	loop *lp = h->data;
+	close(lp->listen_fd);
+	lp->listen_fd = -1;
+}
+
+static void listener_close(loop *lp)
+{
+	if (!lp->listening)
+		return;
+	lp->listening = false;
+	if (!uv_is_closing((uv_handle_t *)&lp->listener))
+		uv_close((uv_handle_t *)&lp->listener, on_listener_closed);
+}
+
 /* ---- loops ------------------------------------------------------------------------------ */
 
 static void close_if_open(uv_handle_t *h)
@@ -2100,10 +2254,19 @@ static void close_if_open(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
+/* Connections another loop assigned to lp and has not handed over yet. */
+static bool handoffs_pending(loop *lp)
+{
+	pthread_mutex_lock(&balance_lock);
+	bool pending = atomic_load(&lp->assigned) > lp->nclients;
+	pthread_mutex_unlock(&balance_lock);
+	return pending;
+}
+
 /* A stopping loop ends once its clients are gone and its work is done. */
 static void maybe_finish(loop *lp)
 {
-	if (!lp->stopping || lp->nclients > 0 || lp->pending_work > 0)
+	if (!lp->stopping || lp->nclients > 0 || lp->pending_work > 0 || handoffs_pending(lp))
 		return;
 	close_if_open((uv_handle_t *)&lp->timer);
 	close_if_open((uv_handle_t *)&lp->async);
@@ -2114,10 +2277,8 @@ static void maybe_finish(loop *lp)
 		for (int i = 1; i < srv.nloops; i++)
 			close_if_open((uv_handle_t *)&srv.loops[i].gpoll);
 	}
-	if (lp->listening) {
-		close_if_open((uv_handle_t *)&lp->listener);
-		lp->listening = false;
-	}
+	close_if_open((uv_handle_t *)&lp->handoff);
+	listener_close(lp);
 }
 
 static void begin_stop(loop *lp)
@@ -2126,10 +2287,7 @@ static void begin_stop(loop *lp)
 		return;
 	lp->stopping = true;
 	lp->stop_deadline_us = now_us() + SHUTDOWN_GRACE_US;
-	if (lp->listening) {
-		uv_close((uv_handle_t *)&lp->listener, NULL);
-		lp->listening = false;
-	}
+	listener_close(lp);
 	client *next;
 	for (client *c = lp->clients; c; c = next) {
 		next = c->next;
@@ -2165,6 +2323,10 @@ static void on_timer(uv_timer_t *h)
 	loop *lp = h->data;
 	uint64_t now = now_us();
 	long timeout = atomic_load_explicit(&srv.cfg.timeout, memory_order_relaxed);
+	if (lp->accept_paused && lp->listening) {
+		lp->accept_paused = false;
+		uv_poll_start(&lp->listener, UV_READABLE, on_listen_ready);
+	}
 	client *next;
 	for (client *c = lp->clients; c; c = next) {
 		next = c->next;
@@ -2196,6 +2358,13 @@ static void *loop_thread(void *p)
 	while (!loop_park_or_end(lp, uv_run(&lp->uv, UV_RUN_DEFAULT)))
 		;
 	uv_run(&lp->uv, UV_RUN_DEFAULT); /* close callbacks */
+	for (size_t i = 0; i < lp->ninbox; i++) { /* handed over as it ended */
+		close(lp->inbox[i]);
+		unassign(lp);
+	}
+	free(lp->inbox);
+	lp->inbox = NULL;
+	lp->ninbox = 0;
 	if (uv_loop_close(&lp->uv) != 0)
 		server_log('W', "loop %d ended with handles open", lp->idx);
 	ctx_notifier_close(lp->notifier);
@@ -2262,6 +2431,9 @@ static int loop_init(loop *lp, int idx)
 	uv_poll_start(&lp->npoll, UV_READABLE, on_notify);
 	uv_async_init(&lp->uv, &lp->async, on_async);
 	lp->async.data = lp;
+	pthread_mutex_init(&lp->inbox_lock, NULL);
+	uv_async_init(&lp->uv, &lp->handoff, on_handoff);
+	lp->handoff.data = lp;
 	uv_check_init(&lp->uv, &lp->rcheck);
 	lp->rcheck.data = lp;
 	uv_check_start(&lp->rcheck, on_ready_check);
@@ -2276,13 +2448,14 @@ static int loop_init(loop *lp, int idx)
 		return -1;
 	}
 	srv.listen_port = bound;
-	uv_tcp_init(&lp->uv, &lp->listener);
-	lp->listener.data = lp;
-	if (uv_tcp_open(&lp->listener, fd) != 0 ||
-	    uv_listen((uv_stream_t *)&lp->listener, 511, on_connection) != 0) {
+	lp->listen_fd = fd;
+	if (uv_poll_init(&lp->uv, &lp->listener, fd) != 0) {
 		server_log('E', "cannot listen on %s:%d", srv.cfg.bind, port);
+		close(fd);
 		return -1;
 	}
+	lp->listener.data = lp;
+	uv_poll_start(&lp->listener, UV_READABLE, on_listen_ready);
 	lp->listening = true;
 	return 0;
 }
