@@ -1,25 +1,19 @@
 /*
  * test_r14_replay.c - replay after round 14's changes to how the log is read
  * (src/lib/recovery.c: segments mapped with MAP_POPULATE and loaded ahead
- * of both passes; ids checked only for contexts the store does not hold;
- * src/lib/crc32c.c: buffers of 384 bytes and more checksummed in three
- * chains joined by shift tables).
+ * of both passes, log_ahead; ids checked only for contexts the store does
+ * not hold).
  *
- * 1. crc32c equals the table version (crc32c_portable) for every length
- *    from 0 to 7,000 bytes and random longer ones, at every alignment, from
- *    random starting values, in pieces too (a CRC continued over the next
- *    piece): the lengths around 3 * 128 and 3 * 2048, where the rounds of
- *    three start, included.
- * 2. The log shapes of ctxrecovery, small: one-put commits of 64-byte and of
- *    1 KiB values on 6 contexts of 16 keys, and 100-put transactions into
- *    one context, with points, written by a forked child (history_depth 8:
- *    most records are applied in place, the newest 8 of each context are
- *    built as versions), then one more 100-put transaction. The parent
- *    zeroes the second half of that last record (a torn write: the crash
- *    left its first half on disk) and opens the directory: every kept
- *    version (revision, time, changed keys, key count, bytes, checksums,
- *    each key's value and time), the points, and the cut tail kept aside
- *    as torn-*.bin must be what the child dumped before its last commit.
+ * The log shapes of ctxrecovery, small: one-put commits of 64-byte and of
+ * 1 KiB values on 6 contexts of 16 keys, and 100-put transactions into one
+ * context, with points, written by a forked child (history_depth 8: most
+ * records are applied in place, the newest 8 of each context are built as
+ * versions), then one more 100-put transaction. The parent zeroes the
+ * second half of that last record (a torn write: the crash left its first
+ * half on disk) and opens the directory: every kept version (revision,
+ * time, changed keys, key count, bytes, checksums, each key's value and
+ * time), the points, and the cut tail kept aside as torn-*.bin must be what
+ * the child dumped before its last commit.
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -41,49 +35,7 @@
 #include "crc32c.h"
 #include "store.h" /* a version's content checksums */
 
-/* ---- 1. crc32c ------------------------------------------------------------ */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-static void test_crc32c_three_chains(void **unused)
-{
-	(void)unused;
-	assert_int_equal(crc32c(0, "123456789", 9), 0xe3069283u);
-	enum { SIZE = 40000 };
-	unsigned char *b = malloc(SIZE + 64);
-	assert_non_null(b);
-	for (size_t i = 0; i < SIZE + 64; i++)
-		b[i] = (unsigned char)rnd();
-	for (size_t n = 0; n <= 7000; n++) {
-		size_t off = n % 16;
-		uint32_t seed = (uint32_t)rnd();
-		assert_int_equal(crc32c(seed, b + off, n), crc32c_portable(seed, b + off, n));
-	}
-	for (int t = 0; t < 2000; t++) {
-		size_t n = (size_t)(rnd() % SIZE), off = (size_t)(rnd() % 64);
-		uint32_t seed = t % 3 ? (uint32_t)rnd() : 0;
-		uint32_t want = crc32c_portable(seed, b + off, n);
-		assert_int_equal(crc32c(seed, b + off, n), want);
-		size_t cut = n ? (size_t)(rnd() % n) : 0; /* in two pieces */
-		assert_int_equal(crc32c(crc32c(seed, b + off, cut), b + off + cut, n - cut), want);
-	}
-	/* All ones and all zeros (the shift tables' extremes). */
-	memset(b, 0xff, SIZE);
-	assert_int_equal(crc32c(0, b, SIZE), crc32c_portable(0, b, SIZE));
-	memset(b, 0, SIZE);
-	assert_int_equal(crc32c(~0u, b, SIZE), crc32c_portable(~0u, b, SIZE));
-	free(b);
-}
-
-/* ---- 2. the log shapes, and a torn tail --------------------------------- */
+/* ---- the log shapes, and a torn tail --------------------------------- */
 
 #define NCTX  6
 #define DEPTH 8
@@ -399,8 +351,7 @@ static void test_shapes_and_torn_tail(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crc32c_three_chains),
-	    cmocka_unit_test(test_shapes_and_torn_tail),
+		    cmocka_unit_test(test_shapes_and_torn_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
