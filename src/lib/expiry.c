@@ -52,7 +52,9 @@
 
 bool context_expired(const ctx_context *c, uint64_t now)
 {
-	uint64_t ttl = atomic_load_explicit(&c->ttl_us, memory_order_relaxed);
+	/* acquire: pairs with ttl_apply's store, made after it noted the access
+	 * the ttl counts from (a plain load on x86-64) */
+	uint64_t ttl = atomic_load_explicit(&c->ttl_us, memory_order_acquire);
 	uint64_t last = atomic_load_explicit(&c->last_access_us, memory_order_relaxed);
 	return ttl && now > last && now - last >= ttl;
 }
@@ -120,10 +122,14 @@ bool context_closed(const ctx_context *c)
 /* Give c its time-to-live ttl_us, set at time `when`. */
 static void ttl_apply(ctx_context *c, uint64_t ttl_us, uint64_t when)
 {
+	/* The access first: a reader or the reaper that sees the new ttl must
+	 * also see the time it counts from, or it finds the context idle since
+	 * its last access before the ttl and expires it (the reaper kicked
+	 * below runs a round at once: test_session's late ttl failed 1 run in 10). */
+	context_note_access(c, when);
 	atomic_store(&c->ttl_us, ttl_us);
 	if (ttl_us && !atomic_exchange(&c->store->any_ttl, true))
 		reaper_kick(c->store); /* it sleeps with no deadline until now */
-	context_note_access(c, when);
 }
 
 /* A time-to-live waiting for its record to be durable (durability always):
