@@ -24,9 +24,16 @@
 
 #define T0 1700000000000000ull /* the fake clock's start, µs */
 
+/* The store's background threads (the expiry reaper, kicked by the first
+ * time-to-live) read the clock while the test moves it: atomics. */
 static RICH_UNUSED uint64_t fake_clock(void *arg)
 {
-	return *(uint64_t *)arg;
+	return __atomic_load_n((uint64_t *)arg, __ATOMIC_RELAXED);
+}
+
+static RICH_UNUSED void clock_add(uint64_t *clock, uint64_t us)
+{
+	__atomic_fetch_add(clock, us, __ATOMIC_RELAXED);
 }
 
 /* The options both includers start from: a store in dir on the fake clock
@@ -43,7 +50,7 @@ static RICH_UNUSED void rich_options(ctx_options *o, const char *dir, uint64_t *
 static RICH_UNUSED void put(ctx_store *s, uint64_t *clock, const char *id, const char *key,
                             const char *val)
 {
-	*clock += 1234;
+	clock_add(clock, 1234);
 	if (ctx_put(s, id, key, strlen(key), val, strlen(val), NULL) != CTX_OK)
 		fail_msg("put %s %s: %s", id, key, ctx_last_error());
 }
@@ -60,7 +67,7 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 		put(s, clock, "alpha", key, val);
 	}
 	ctx_txn *t = NULL;
-	*clock += 777;
+	clock_add(clock, 777);
 	assert_ok(ctx_txn_begin(s, "alpha", &t));
 	assert_ok(ctx_txn_meta_put(t, "owner", 5, "me", 2));
 	assert_ok(ctx_txn_meta_put(t, "kind", 4, "", 0));
@@ -68,7 +75,7 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 	assert_ok(ctx_txn_put(t, "user:0004:name", 14, "changed", 7));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 	uint64_t pinned = 0;
-	*clock += 50;
+	clock_add(clock, 50);
 	assert_ok(ctx_point_create(s, "alpha", "before the storm", &pinned));
 	/* Past history_depth (8): the pinned version leaves the chain. */
 	for (int i = 0; i < 12; i++) {
@@ -76,21 +83,21 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 		snprintf(val, sizeof(val), "%d", i);
 		put(s, clock, "alpha", key, val);
 	}
-	*clock += 99;
+	clock_add(clock, 99);
 	assert_ok(ctx_txn_begin(s, "alpha", &t));
 	assert_ok(ctx_txn_meta_del(t, "kind", 4));
 	assert_ok(ctx_txn_del(t, "user:0005:name", 14));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
-	*clock += 10;
+	clock_add(clock, 10);
 	assert_ok(ctx_point_create(s, "alpha", NULL, NULL));
-	*clock += 10;
+	clock_add(clock, 10);
 	assert_ok(ctx_restore(s, "alpha", pinned, NULL));
 	put(s, clock, "alpha", "after", "restore");
 	assert_ok(ctx_set_ttl(s, "alpha", 1000ull * 1000 * 1000));
 
 	/* Binary keys, an empty value, long keys and values. */
 	assert_ok(ctx_create(s, "beta"));
-	*clock += 5;
+	clock_add(clock, 5);
 	assert_ok(ctx_txn_begin(s, "beta", &t));
 	assert_ok(ctx_txn_put(t, "\0\0\1", 3, "zeros", 5));
 	assert_ok(ctx_txn_put(t, "\0\0", 2, "", 0));
@@ -100,14 +107,14 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 	assert_ok(ctx_txn_put(t, key, sizeof(key), val, sizeof(val)));
 	assert_ok(ctx_txn_put(t, key, 1, val, 200));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
-	*clock += 5;
+	clock_add(clock, 5);
 	assert_ok(ctx_txn_begin(s, "beta", &t));
 	assert_ok(ctx_txn_del(t, "\0\0", 2));
 	assert_ok(ctx_txn_put(t, key, 2, val, 130));
 	assert_ok(ctx_txn_commit(t, 0, NULL));
 
 	/* Created with its data in one commit. */
-	*clock += 5;
+	clock_add(clock, 5);
 	assert_ok(ctx_txn_begin_create(s, "gamma", &t));
 	assert_ok(ctx_txn_put(t, "a", 1, "1", 1));
 	assert_ok(ctx_txn_put(t, "b", 1, "2", 1));
@@ -117,7 +124,7 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 	for (int i = 0; i < 40; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "many-%02d", i);
-		*clock += 3;
+		clock_add(clock, 3);
 		assert_ok(ctx_create(s, id));
 		for (int k = 0; k < i % 5; k++) {
 			snprintf(key, sizeof(key), "key-%02d", k);
@@ -125,12 +132,12 @@ static RICH_UNUSED void build_rich_store(ctx_store *s, uint64_t *clock)
 		}
 	}
 	assert_ok(ctx_drop(s, "many-07"));
-	*clock += 3;
+	clock_add(clock, 3);
 	assert_ok(ctx_create(s, "many-08x"));
 	assert_ok(ctx_drop(s, "many-09"));
 	assert_ok(ctx_create(s, "many-09"));
 	put(s, clock, "many-09", "again", "yes");
-	*clock += 1000;
+	clock_add(clock, 1000);
 }
 
 /* ---- a dump of everything a checkpoint keeps -------------------------------------------- */

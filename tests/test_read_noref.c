@@ -219,7 +219,7 @@ static void test_each_order(void **unused)
 	ctx_close(s);
 }
 
-static uint64_t fake_now;
+static _Atomic uint64_t fake_now; /* read by the reaper too */
 
 static uint64_t fake_clock(void *arg)
 {
