@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "testutil.h"
+#include "text_buf.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -51,35 +52,6 @@ static ctx_store *open_dir(const char *dir)
 	o.checkpoint_bytes = (size_t)1 << 40; /* no background checkpoint */
 	ctx_store *s = NULL;
 	return ctx_open(&o, &s) == CTX_OK ? s : NULL;
-}
-
-typedef struct text {
-	char *p;
-	size_t n, cap;
-} text;
-
-static void add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(text *t, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int len = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (t->n + (size_t)len + 1 > t->cap) {
-		t->cap = 2 * (t->n + (size_t)len + 1);
-		t->p = realloc(t->p, t->cap);
-		if (!t->p)
-			abort();
-	}
-	va_start(ap, fmt);
-	vsnprintf(t->p + t->n, t->cap - t->n, fmt, ap);
-	va_end(ap);
-	t->n += (size_t)len;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Every key of st with its value's length, a checksum of the value, its
