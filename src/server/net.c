@@ -19,7 +19,8 @@
  *   its inbox (inbox_lock) and its handoff async handle, where that loop
  *   sets them up. INFO clients shows loop_clients (each loop's count). A
  *   stopping server assigns nothing (checked under balance_lock), and a
- *   stopping loop ends only once nothing assigned to it is in flight.
+ *   stopping loop ends only once nothing assigned to it is in flight (a
+ *   hand-over's wake-up is sent before inbox_lock is let go: handoff_push).
  *
  * A READ
  *   The bytes read are appended to the client's input buffer (grown with the
@@ -2133,6 +2134,13 @@ static loop *assign_loop(loop *self)
 	return best;
 }
 
+/* Give the accepted descriptor fd to loop `to`. The wake-up is sent under
+ * inbox_lock: a stopping `to` may take fd from its inbox as soon as the
+ * lock is free (woken by an earlier push), close it and end, and libuv
+ * 1.44 aborts on a uv_async_send to a loop already closed (its eventfd is
+ * -1). Under the lock, `to` cannot take fd, and so cannot end, before the
+ * send is done (round 15: SIGTERM during hand-overs aborted 1 stop in 8
+ * with the sends delayed, test_r15_review_srv). */
 static void handoff_push(loop *to, int fd)
 {
 	pthread_mutex_lock(&to->inbox_lock);
@@ -2149,8 +2157,8 @@ static void handoff_push(loop *to, int fd)
 		to->capinbox = cap;
 	}
 	to->inbox[to->ninbox++] = fd;
-	pthread_mutex_unlock(&to->inbox_lock);
 	uv_async_send(&to->handoff);
+	pthread_mutex_unlock(&to->inbox_lock);
 }
 
 /* Take the inbox; set the connections up (or close them, stopping). */
