@@ -666,7 +666,10 @@ static void client_flush(client *c)
 
 /* ---- hosting: loop 0 runs the other loops when one thread is enough --------- */
 
-enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
+/* HOST_ENDED: the loop's thread left its last uv_run and closes the loop:
+ * nothing may wake it any more (host_all; libuv 1.44 aborts on a
+ * uv_async_send to a closed loop). */
+enum { HOST_OWN, HOST_PARKING, HOST_HOSTED, HOST_ENDED };
 
 #define CTL_PERIOD_MS    50
 #define HOST_AFTER_TICKS 4    /* periods in a row that call for hosting */
@@ -802,18 +805,19 @@ static void on_guest_ready(uv_poll_t *h, int status, int events)
 	uv_run(&((loop *)h->data)->uv, UV_RUN_NOWAIT);
 }
 
-/* Loop 0: ask every loop that runs on its own thread to park. */
+/* Loop 0: ask every loop that runs on its own thread to park. The wake-up
+ * is sent under host_lock: a loop that a stop (after on_ctl's check) ends
+ * meanwhile is HOST_ENDED, and is not woken after it closed (round 15). */
 static void host_all(void)
 {
 	for (int i = 1; i < srv.nloops; i++) {
 		loop *g = &srv.loops[i];
 		pthread_mutex_lock(&g->host_lock);
-		bool ask = g->host_state == HOST_OWN;
-		if (ask)
+		if (g->host_state == HOST_OWN) {
 			g->host_state = HOST_PARKING;
-		pthread_mutex_unlock(&g->host_lock);
-		if (ask)
 			uv_async_send(&g->async);
+		}
+		pthread_mutex_unlock(&g->host_lock);
 	}
 }
 
@@ -942,6 +946,8 @@ static bool loop_park_or_end(loop *lp, int alive)
 		pthread_mutex_unlock(&lp->host_lock);
 		return false;
 	}
+	if (!alive)
+		lp->host_state = HOST_ENDED;
 	pthread_mutex_unlock(&lp->host_lock);
 	return !alive;
 }
