@@ -81,7 +81,9 @@
  *   its own; only the thread that runs it changes, and the hand-over is a
  *   mutex (host_lock): OWN -> PARKING (loop 0 asks; the loop's on_async
  *   stops its uv_run) -> HOSTED (the loop's thread, which then waits) ->
- *   OWN (loop 0 stops polling, then wakes it). Every CTL_PERIOD_MS loop 0
+ *   OWN (loop 0 stops polling, then wakes it); a loop that ends turns
+ *   ENDED there, and loop 0 wakes a loop only under that mutex (libuv
+ *   aborts on waking a closed loop). Every CTL_PERIOD_MS loop 0
  *   looks at the last period (if it had MIN_READS reads): hosting starts
  *   after HOST_AFTER_TICKS periods in a row where the clients sent about
  *   one request per read (no pipelining: each request costs a read, a
