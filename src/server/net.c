@@ -19,7 +19,8 @@
  *   its inbox (inbox_lock) and its handoff async handle, where that loop
  *   sets them up. INFO clients shows loop_clients (each loop's count). A
  *   stopping server assigns nothing (checked under balance_lock), and a
- *   stopping loop ends only once nothing assigned to it is in flight.
+ *   stopping loop ends only once nothing assigned to it is in flight (a
+ *   hand-over's wake-up is sent before inbox_lock is let go: handoff_push).
  *
  * A READ
  *   The bytes read are appended to the client's input buffer (grown with the
@@ -80,7 +81,9 @@
  *   its own; only the thread that runs it changes, and the hand-over is a
  *   mutex (host_lock): OWN -> PARKING (loop 0 asks; the loop's on_async
  *   stops its uv_run) -> HOSTED (the loop's thread, which then waits) ->
- *   OWN (loop 0 stops polling, then wakes it). Every CTL_PERIOD_MS loop 0
+ *   OWN (loop 0 stops polling, then wakes it); a loop that ends turns
+ *   ENDED there, and loop 0 wakes a loop only under that mutex (libuv
+ *   aborts on waking a closed loop). Every CTL_PERIOD_MS loop 0
  *   looks at the last period (if it had MIN_READS reads): hosting starts
  *   after HOST_AFTER_TICKS periods in a row where the clients sent about
  *   one request per read (no pipelining: each request costs a read, a
@@ -665,7 +668,10 @@ static void client_flush(client *c)
 
 /* ---- hosting: loop 0 runs the other loops when one thread is enough --------- */
 
-enum { HOST_OWN, HOST_PARKING, HOST_HOSTED };
+/* HOST_ENDED: the loop's thread left its last uv_run and closes the loop:
+ * nothing may wake it any more (host_all; libuv 1.44 aborts on a
+ * uv_async_send to a closed loop). */
+enum { HOST_OWN, HOST_PARKING, HOST_HOSTED, HOST_ENDED };
 
 #define CTL_PERIOD_MS    50
 #define HOST_AFTER_TICKS 4    /* periods in a row that call for hosting */
@@ -801,18 +807,19 @@ static void on_guest_ready(uv_poll_t *h, int status, int events)
 	uv_run(&((loop *)h->data)->uv, UV_RUN_NOWAIT);
 }
 
-/* Loop 0: ask every loop that runs on its own thread to park. */
+/* Loop 0: ask every loop that runs on its own thread to park. The wake-up
+ * is sent under host_lock: a loop that a stop (after on_ctl's check) ends
+ * meanwhile is HOST_ENDED, and is not woken after it closed (round 15). */
 static void host_all(void)
 {
 	for (int i = 1; i < srv.nloops; i++) {
 		loop *g = &srv.loops[i];
 		pthread_mutex_lock(&g->host_lock);
-		bool ask = g->host_state == HOST_OWN;
-		if (ask)
+		if (g->host_state == HOST_OWN) {
 			g->host_state = HOST_PARKING;
-		pthread_mutex_unlock(&g->host_lock);
-		if (ask)
 			uv_async_send(&g->async);
+		}
+		pthread_mutex_unlock(&g->host_lock);
 	}
 }
 
@@ -941,6 +948,8 @@ static bool loop_park_or_end(loop *lp, int alive)
 		pthread_mutex_unlock(&lp->host_lock);
 		return false;
 	}
+	if (!alive)
+		lp->host_state = HOST_ENDED;
 	pthread_mutex_unlock(&lp->host_lock);
 	return !alive;
 }
@@ -2133,6 +2142,13 @@ static loop *assign_loop(loop *self)
 	return best;
 }
 
+/* Give the accepted descriptor fd to loop `to`. The wake-up is sent under
+ * inbox_lock: a stopping `to` may take fd from its inbox as soon as the
+ * lock is free (woken by an earlier push), close it and end, and libuv
+ * 1.44 aborts on a uv_async_send to a loop already closed (its eventfd is
+ * -1). Under the lock, `to` cannot take fd, and so cannot end, before the
+ * send is done (round 15: SIGTERM during hand-overs aborted 1 stop in 8
+ * with the sends delayed, test_r15_review_srv). */
 static void handoff_push(loop *to, int fd)
 {
 	pthread_mutex_lock(&to->inbox_lock);
@@ -2149,8 +2165,8 @@ static void handoff_push(loop *to, int fd)
 		to->capinbox = cap;
 	}
 	to->inbox[to->ninbox++] = fd;
-	pthread_mutex_unlock(&to->inbox_lock);
 	uv_async_send(&to->handoff);
+	pthread_mutex_unlock(&to->inbox_lock);
 }
 
 /* Take the inbox; set the connections up (or close them, stopping). */
