@@ -90,8 +90,13 @@
  *   write and often a sleep and a wake-up in epoll_wait, and a second loop
  *   thread on a machine where the clients also need CPU mostly adds wake-
  *   ups: docs/benchmarks.md, round 6); it ends after one period where the
- *   requests per read reach UNHOST_MIN_RPR (pipelined work, which two
- *   threads do faster), or after HOST_AFTER_TICKS periods in a row where
+ *   requests per read reach UNHOST_MIN_RPR while loop 0's thread used at
+ *   least PIPE_UNHOST_CPU of a core (pipelined work that keeps one thread
+ *   busy, which two threads do faster; pipelined work that leaves it idle
+ *   half the time, e.g. a client that is itself the bottleneck, stays on
+ *   one thread: a second thread there only adds sleeps, and each wake-up
+ *   of a sleeping loop costs the client's send; docs/benchmarks.md, round
+ *   15, r15-server), or after HOST_AFTER_TICKS periods in a row where
  *   loop 0's thread used more than UNHOST_ABOVE_CPU of a core while the
  *   machine had UNHOST_IDLE_OVER CPUs idle (one thread is not enough and a
  *   second would find a CPU: it then hosts again only below
@@ -677,7 +682,8 @@ enum { HOST_OWN, HOST_PARKING, HOST_HOSTED, HOST_ENDED };
 #define HOST_AFTER_TICKS 4    /* periods in a row that call for hosting */
 #define MIN_READS        16   /* reads in a period for a decision */
 #define HOST_MAX_RPR     2.0  /* requests per read: host below this */
-#define UNHOST_MIN_RPR   4.0  /* and stop hosting from this on */
+#define UNHOST_MIN_RPR   4.0  /* and stop hosting from this on... */
+#define PIPE_UNHOST_CPU  0.75 /* ...if loop 0's thread used this many cores */
 #define UNHOST_ABOVE_CPU 0.95 /* cores, loop 0's thread while hosting... */
 #define UNHOST_IDLE_OVER 0.5  /* ...while the machine has this many CPUs idle */
 #define REHOST_BELOW_CPU 0.6  /* after hosting ended for CPU */
@@ -902,9 +908,10 @@ static void on_ctl(uv_timer_t *h)
 			           rpr, cores, spare);
 			host_all();
 		}
-	} else if (all_hosted && rpr >= UNHOST_MIN_RPR) {
+	} else if (all_hosted && rpr >= UNHOST_MIN_RPR && cores >= PIPE_UNHOST_CPU) {
 		h0->w_streak = 0;
-		server_log('D', "loops: own threads (%.2f requests per read)", rpr);
+		server_log('D', "loops: own threads (%.2f requests per read, %.2f cores)", rpr,
+		           cores);
 		unhost_all();
 	} else if (all_hosted) {
 		bool busy = cores > UNHOST_ABOVE_CPU && load_known && idle > UNHOST_IDLE_OVER;

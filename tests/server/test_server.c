@@ -180,16 +180,27 @@ static int loops_running(redisContext *c)
 }
 
 /* Two loops: unpipelined requests let loop 0 run loop 1 on its own thread
- * (loops_running 1), pipelined ones give loop 1 its thread back
- * (loops_running 2); every reply stays right before, during and after, on
- * connections of both loops. Bounded by a number of requests, not by time. */
+ * (loops_running 1), pipelined ones that keep loop 0's thread busy give
+ * loop 1 its thread back (loops_running 2; since round 15 pipelined work
+ * that leaves it mostly idle stays hosted: test_r15_server.c); every reply
+ * stays right before, during and after, on connections of both loops.
+ * Bounded by a number of requests, not by time. */
 static void test_loops_hosting(void **state)
 {
-	enum { NC = 4, DEPTH = 64 };
+	enum { NC = 4, DEPTH = 64, IDS = 3000 };
 	redisContext *cs[NC];
 	for (int k = 0; k < NC; k++)
 		cs[k] = hconn(srv);
 	assert_int_equal(loops_running(cs[0]), 2);
+	/* contexts for the busy pipelined phase's KEYS to go through */
+	for (int i = 0; i < IDS; i++)
+		redisAppendCommand(cs[0], "HSET hostkeys:%d f v", i);
+	for (int i = 0; i < IDS; i++) {
+		redisReply *r;
+		assert_int_equal(redisGetReply(cs[0], (void **)&r), REDIS_OK);
+		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+		freeReplyObject(r);
+	}
 	long fields = 0;
 	int running = 2;
 	for (long i = 0; i < 200000 && running != 1; i++) {
@@ -204,22 +215,42 @@ static void test_loops_hosting(void **state)
 		EXPECT_INT(cs[k], 1, "HSET hosting f%ld v", fields++);
 		EXPECT_INT(cs[k], fields, "HLEN hosting");
 	}
-	long long sum = 0;
+	/* pipelined, and busy for the server: each KEYS goes through every
+	 * context (none matches), then an increment to check the order */
+	long long sum[NC] = {0};
 	for (long i = 0; i < 20000 && running != 2; i++) {
-		int k = (int)(i % NC);
-		for (int j = 0; j < DEPTH; j++)
-			redisAppendCommand(cs[k], "HINCRBY hostcnt n 1");
-		for (int j = 0; j < DEPTH; j++) {
-			redisReply *r;
-			assert_int_equal(redisGetReply(cs[k], (void **)&r), REDIS_OK);
-			assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-			assert_int_equal(r->integer, ++sum);
-			freeReplyObject(r);
-		}
-		running = loops_running(cs[k]);
+		for (int k = 0; k < NC; k++)
+			for (int j = 0; j < DEPTH; j++) {
+				if (j % 8)
+					redisAppendCommand(cs[k], "KEYS *:nomatch");
+				else
+					redisAppendCommand(cs[k], "HINCRBY hostcnt:%d n 1", k);
+			}
+		for (int k = 0; k < NC; k++)
+			for (int j = 0; j < DEPTH; j++) {
+				redisReply *r;
+				assert_int_equal(redisGetReply(cs[k], (void **)&r), REDIS_OK);
+				if (j % 8) {
+					assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+					assert_int_equal(r->elements, 0);
+				} else {
+					assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+					assert_int_equal(r->integer, ++sum[k]);
+				}
+				freeReplyObject(r);
+			}
+		running = loops_running(cs[i % NC]);
 	}
 	assert_int_equal(running, 2);
-	EXPECT_INT(cs[1], sum, "HINCRBY hostcnt n 0");
+	for (int i = 0; i < IDS; i++)
+		redisAppendCommand(cs[0], "DEL hostkeys:%d", i);
+	for (int i = 0; i < IDS; i++) {
+		redisReply *r;
+		assert_int_equal(redisGetReply(cs[0], (void **)&r), REDIS_OK);
+		freeReplyObject(r);
+	}
+	for (int k = 0; k < NC; k++)
+		EXPECT_INT(cs[(k + 1) % NC], sum[k], "HINCRBY hostcnt:%d n 0", k);
 	EXPECT_INT(cs[2], fields, "HLEN hosting");
 	for (int k = 0; k < NC; k++)
 		redisFree(cs[k]);
