@@ -310,6 +310,8 @@ struct ctx_store {
 	size_t table_tombs;    /* its tombstones (index.lock) */
 	size_t table_moved;    /* slots of table->old moved so far (index.lock) */
 	size_t table_step;     /* slots moved per insert while it grows */
+	ctab *table_spare;     /* the next array, made ahead (index.lock) */
+	bool table_preparing;  /* a create is making it (index.lock) */
 	ctx_index index;       /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;    /* contexts in the table */
 	/* Contexts not dropped whose head has at least one field (ctxd's
