@@ -1,7 +1,7 @@
 /*
  * pool.h - a per-thread cache of small freed blocks in front of slab chunks
  * and malloc, for the blocks every commit allocates and frees (trie nodes,
- * leaves, version structs).
+ * leaves, version structs) and for contexts (store.c, round 15).
  */
 #ifndef CTX_POOL_H
 #define CTX_POOL_H

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +50,10 @@
 #include "util.h"
 #include "vfs.h"
 #include "watch.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL */
+#endif
 
 #ifdef CTX_TSAN
 char ctx_rcu_grace_token;
@@ -149,7 +154,8 @@ static void context_free_rcu(struct rcu_head *head)
 	tsan_after_grace_period();
 	ctx_context *c = caa_container_of(head, ctx_context, rcu);
 	wlock_destroy(&c->write_lock);
-	free(c);
+	pool_bypass(true); /* the call_rcu worker: it frees, never allocates (pool.c) */
+	pool_free(c);
 }
 
 void context_release(ctx_context *c)
@@ -165,18 +171,70 @@ void context_release(ctx_context *c)
 _Static_assert(offsetof(ctx_context, id) + CTX_ID_MAX + 1 + 7 <= UINT16_MAX,
                "a context's index node must lie within 64 KiB of the context");
 
-static ctab *table_alloc(size_t slots)
+/* An array of TABLE_MAP_BYTES or more is a mapping of its own, not a malloc
+ * block (round 15, docs/benchmarks.md). With malloc, the history of the
+ * process decided how a big array came in: a fresh process got a fresh
+ * mapping of zero pages, where a probe's read maps the shared zero page and
+ * the store that follows faults again, copies it and flushes the TLB of
+ * every CPU the process runs on (do_wp_page: 7% of a create at 16 threads,
+ * all of it under the index lock); a process that had freed a big block
+ * before (glibc then raises its mmap threshold, up to 32 MiB) got arena
+ * memory, which calloc clears at once, under the index lock. A mapping of
+ * its own starts the same in every process, and can be populated with one
+ * madvise(MADV_POPULATE_WRITE) (no fault per page: about half the CPU here),
+ * which table_prepare does outside the lock ("Growing", below). */
+#define TABLE_MAP_BYTES ((size_t)256 << 10)
+
+static size_t table_bytes(size_t slots)
 {
-	ctab *t = calloc(1, sizeof(*t) + slots * sizeof(t->slot[0]));
+	return sizeof(ctab) + slots * sizeof(ctab_slot);
+}
+
+static bool table_mapped(size_t slots)
+{
+	return table_bytes(slots) >= TABLE_MAP_BYTES;
+}
+
+/* The length of a mapped array: whole pages. */
+static size_t table_map_len(size_t slots)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (table_bytes(slots) + page - 1) / page * page;
+}
+
+/* A new, empty array of `slots` slots (a power of two). populate: a mapped
+ * one has its pages filled now, else they fault in as they are touched. */
+static ctab *table_alloc(size_t slots, bool populate)
+{
+	ctab *t;
+	if (!table_mapped(slots)) {
+		t = calloc(1, table_bytes(slots));
+	} else {
+		size_t len = table_map_len(slots);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		t = p == MAP_FAILED ? NULL : p;
+		if (t && populate)
+			(void)madvise(t, len, MADV_POPULATE_WRITE); /* else they fault in */
+	}
 	if (t)
 		t->mask = slots - 1;
 	return t;
 }
 
+static void table_free(ctab *t)
+{
+	if (!t)
+		return;
+	if (table_mapped(t->mask + 1))
+		munmap(t, table_map_len(t->mask + 1));
+	else
+		free(t);
+}
+
 static void table_free_rcu(struct rcu_head *head)
 {
 	tsan_after_grace_period();
-	free(caa_container_of(head, ctab, rcu));
+	table_free(caa_container_of(head, ctab, rcu));
 }
 
 static bool context_is(const ctx_context *c, const char *id, size_t idlen)
@@ -266,7 +324,21 @@ static void table_place(ctab *t, uint64_t h, ctx_context *c)
  * every slot has moved long before the new array could fill up: at least
  * TABLE_STEP_MIN, and twice the old slots over the free slots the new array
  * has below its own 3/4 (a shrink after many drops moves a big, mostly empty
- * array in a few inserts). */
+ * array in a few inserts).
+ *
+ * Ahead (round 15): a big new array (TABLE_MAP_BYTES or more) is not made
+ * under the index lock. The insert that finds the table past 3/4 with no
+ * array ready asks its create to make one (table_wants_spare sets
+ * table_preparing and hands the size out); the create does so once it holds
+ * no lock, populated (table_prepare), and leaves it in table_spare; meanwhile
+ * inserts go on into the current array, and the first insert that finds the
+ * spare ready grows into it. Populating 2 MiB of array per 131,072 slots
+ * takes ~4 ms of one thread; while the table fills from 3/4 to 7/8 (1/8 of
+ * its slots to insert) it is never waited for. Past 7/8 (the spare not ready:
+ * a descheduled thread, a failed mapping) an insert grows at once into an
+ * array of lazy pages, as before; a spare left of another size is given back
+ * at the next growth. So the table holds at most one array more than it
+ * did, and only from 3/4 until its growth. */
 #define TABLE_STEP_MIN 16u
 
 /* Move up to n slots of t's old array into t; once all have moved, let the
@@ -299,14 +371,29 @@ static void table_settle(ctx_store *s)
 /* Start a rebuild into a new array that the live contexts fill at most half,
  * published at once; the contexts move into it over the inserts that follow.
  * false if out of memory. index.lock held. */
+static size_t table_slots_for(size_t live)
+{
+	size_t slots = TABLE_MIN_SLOTS;
+	while (slots < 2 * (live + 1))
+		slots *= 2;
+	return slots;
+}
+
 static bool table_grow(ctx_store *s)
 {
 	table_settle(s);
 	ctab *old = atomic_load_explicit(&s->table, memory_order_relaxed);
-	size_t slots = TABLE_MIN_SLOTS;
-	while (slots < 2 * (s->table_live + 1))
-		slots *= 2;
-	ctab *t = table_alloc(slots);
+	size_t slots = table_slots_for(s->table_live);
+	ctab *t = s->table_spare;
+	s->table_spare = NULL;
+	if (t && t->mask + 1 != slots) {
+		/* Never published: no grace period is needed, but the call_rcu
+		 * worker, not this lock, pays for the munmap. */
+		ctx_call_rcu(&t->rcu, table_free_rcu);
+		t = NULL;
+	}
+	if (!t)
+		t = table_alloc(slots, false);
 	if (!t)
 		return false;
 	size_t room = slots / 4 * 3 - (s->table_live + 1);
@@ -332,13 +419,45 @@ static bool table_holds(const ctab *t, uint64_t h, const ctx_context *c)
 	}
 }
 
+/* The table t is past 3/4 (used slots with this insert): true to insert
+ * into it all the same while a bigger array is made ahead ("Growing"),
+ * with *prepare set to that array's slots if the caller is to make it.
+ * prepare NULL: the caller cannot (recovery), grow now. index.lock held. */
+static bool table_wants_spare(ctx_store *s, const ctab *t, size_t used, size_t *prepare)
+{
+	size_t slots = table_slots_for(s->table_live);
+	if (!prepare || !table_mapped(slots) || used > (t->mask + 1) / 8 * 7)
+		return false;
+	if (s->table_spare && s->table_spare->mask + 1 == slots)
+		return false; /* ready: grow into it now */
+	if (!s->table_preparing) {
+		s->table_preparing = true;
+		*prepare = slots;
+	}
+	return true;
+}
+
+/* Make the array of `slots` slots that an insert asked for, populated,
+ * outside any lock, and leave it for the growth (table_grow). */
+static void table_prepare(ctx_store *s, size_t slots)
+{
+	ctab *t = table_alloc(slots, true), *stale;
+	index_lock(&s->index);
+	stale = s->table_spare;
+	s->table_spare = t;
+	s->table_preparing = false;
+	index_unlock(&s->index);
+	table_free(stale); /* never published */
+}
+
 /* Insert c unless its id is there: returns the context that holds the id
- * (c if inserted), or NULL when out of memory. index.lock held. */
-static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h)
+ * (c if inserted), or NULL when out of memory. *prepare: see
+ * table_wants_spare. index.lock held. */
+static ctx_context *table_insert(ctx_store *s, ctx_context *c, uint64_t h, size_t *prepare)
 {
 	ctab *t = atomic_load_explicit(&s->table, memory_order_relaxed);
 	size_t used = s->table_live + s->table_tombs + 1;
-	if (used > (t->mask + 1) / 4 * 3) {
+	if (used > (t->mask + 1) / 4 * 3 && !table_wants_spare(s, t, used, prepare)) {
 		/* Out of memory: go on while a slot stays empty (probes end). */
 		if (table_grow(s))
 			t = atomic_load_explicit(&s->table, memory_order_relaxed);
@@ -828,7 +947,7 @@ static void store_free(ctx_store *s)
 	 * (state.c): else a later commit of this thread, maybe in another
 	 * store, would pay for freeing them (a 1M-key version: half a second). */
 	state_drain();
-	free(atomic_load(&s->table));
+	table_free(atomic_load(&s->table));
 	index_close(&s->index);
 	if (s->feed)
 		feed_close(s->feed);
@@ -856,9 +975,9 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a store");
 	s->opts = opts;
 	s->lock_fd = -1;
-	atomic_init(&s->table, table_alloc(TABLE_MIN_SLOTS));
+	atomic_init(&s->table, table_alloc(TABLE_MIN_SLOTS, false));
 	if (!s->table || index_open(&s->index) != CTX_OK) {
-		free(atomic_load(&s->table));
+		table_free(atomic_load(&s->table));
 		free(s);
 		return ctx_fail(CTX_NOMEM, "no memory for the context table");
 	}
@@ -946,9 +1065,16 @@ ctx_context *context_new(ctx_store *s, const char *id, size_t idlen, uint64_t cr
 	unsigned height = index_random_height();
 	size_t at = (offsetof(ctx_context, id) + idlen + 1 + _Alignof(index_node) - 1) &
 	            ~(_Alignof(index_node) - 1);
-	ctx_context *c = calloc(1, at + index_node_size(height));
+	/* From the pool, not malloc (round 15): a create's context was its
+	 * one block of glibc's, whose thread arenas grow a page at a time (an
+	 * mprotect and a fault each: sysmalloc was 11% of a create at 16
+	 * threads); the pool carves it from slab memory populated 128 KiB at
+	 * a time, beside the create's version and trie (pool.c). */
+	size_t size = at + index_node_size(height);
+	ctx_context *c = pool_alloc(size);
 	if (!c)
 		return NULL;
+	memset(c, 0, size);
 	atomic_init(&c->refs, 1);
 	c->store = s;
 	c->idlen = (uint32_t)idlen;
@@ -1288,8 +1414,8 @@ static void pending_finish(log_done *d, bool durable)
 	pending_free(p);
 }
 
-ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
-                        uint64_t *rev_out)
+static ctx_status create_context(ctx_store *s, const char *id, const txn_op *ops, size_t n,
+                                 uint64_t *rev_out, size_t *prepare)
 {
 	size_t idlen;
 	ctx_status st = store_check_id(s, id, &idlen);
@@ -1328,7 +1454,7 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	ctx_context *got;
 	for (int attempt = 0;; attempt++) {
 		index_lock(&s->index);
-		got = table_insert(s, c, h);
+		got = table_insert(s, c, h, prepare);
 		if (got == c)
 			index_insert_locked(&s->index, context_inode(c));
 		index_unlock(&s->index);
@@ -1435,6 +1561,16 @@ ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t 
 	return st;
 }
 
+ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
+                        uint64_t *rev_out)
+{
+	size_t prepare = 0;
+	ctx_status st = create_context(s, id, ops, n, rev_out, &prepare);
+	if (prepare) /* holding no lock now */
+		table_prepare(s, prepare);
+	return st;
+}
+
 /* Drop c (kind: dropped or expired); if idle_since is not 0, only if it was
  * not used after that time (else CTX_CONFLICT). The caller's reference to c stays
  * the caller's. */
@@ -1537,7 +1673,7 @@ ctx_status store_publish_recovered(ctx_store *s, ctx_context *c)
 	context_retain(c); /* the table's */
 	atomic_store(&c->visible, ctx_state_retain(c->head));
 	index_lock(&s->index);
-	ctx_context *got = table_insert(s, c, hamt_hash(c->id, c->idlen));
+	ctx_context *got = table_insert(s, c, hamt_hash(c->id, c->idlen), NULL);
 	if (got == c)
 		index_insert_locked(&s->index, context_inode(c));
 	index_unlock(&s->index);
@@ -1591,7 +1727,7 @@ void store_clear(ctx_store *s)
 	 * once, where it cost a cache miss per context in a big array (15% of
 	 * a create benchmark's CPU time). The old array is walked last, for
 	 * safety, and freed after a grace period. */
-	ctab *empty = table_alloc(TABLE_MIN_SLOTS), *old;
+	ctab *empty = table_alloc(TABLE_MIN_SLOTS, false), *old;
 	index_lock(&s->index);
 	table_settle(s);
 	old = atomic_load_explicit(&s->table, memory_order_relaxed);
@@ -1599,7 +1735,10 @@ void store_clear(ctx_store *s)
 		atomic_store_explicit(&s->table, empty, memory_order_release);
 		s->table_live = s->table_tombs = 0;
 	}
+	ctab *spare = s->table_spare; /* sized for the old one */
+	s->table_spare = NULL;
 	index_unlock(&s->index);
+	table_free(spare);
 	ctx_rcu_read_lock();
 	for (index_node *n; (n = index_seek(&s->index, NULL, 0, false));) {
 		ctx_context *c = index_owner(n);

@@ -264,7 +264,9 @@ static inline index_node *context_inode(const ctx_context *c)
  * hold store.index.lock. A removed context leaves a tombstone unless the
  * slot after it is empty; the table is rebuilt (into a new array, swapped in
  * and the old one freed after a grace period) when live slots and
- * tombstones pass 3/4 of it, sized to hold the live ones at most half full.
+ * tombstones pass 3/4 of it, sized to hold the live ones at most half full
+ * (a big new array is made ahead outside the lock, the inserts going on up
+ * to 7/8 meanwhile: store.c, "Growing").
  * The rebuild is incremental (store.c, "Growing"): the new array is
  * published at once with the old one beside it, and each insert moves a few
  * of the old array's slots into it, so no create pays for all the contexts
@@ -310,6 +312,8 @@ struct ctx_store {
 	size_t table_tombs;    /* its tombstones (index.lock) */
 	size_t table_moved;    /* slots of table->old moved so far (index.lock) */
 	size_t table_step;     /* slots moved per insert while it grows */
+	ctab *table_spare;     /* the next array, made ahead (index.lock) */
+	bool table_preparing;  /* a create is making it (index.lock) */
 	ctx_index index;       /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;    /* contexts in the table */
 	/* Contexts not dropped whose head has at least one field (ctxd's
