@@ -38,15 +38,22 @@
 static _Thread_local bool counted; /* a writer thread: its calls are counted */
 static atomic_long writer_syncs;
 
+/* liburcu-bp's own, found once (its worker thread calls this one too). */
+static void (*real_synchronize)(void);
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void find_real(void)
+{
+	*(void **)&real_synchronize = dlsym(RTLD_NEXT, "urcu_bp_synchronize_rcu");
+}
+
 void urcu_bp_synchronize_rcu(void);
 void urcu_bp_synchronize_rcu(void)
 {
-	static void (*real)(void);
-	if (!real)
-		*(void **)&real = dlsym(RTLD_NEXT, "urcu_bp_synchronize_rcu");
+	pthread_once(&real_once, find_real);
 	if (counted)
 		atomic_fetch_add(&writer_syncs, 1);
-	real();
+	real_synchronize();
 }
 
 typedef struct shared {
