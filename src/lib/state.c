@@ -123,9 +123,8 @@ ctx_state *ctx_state_retain(ctx_state *st)
  *
  * BOUND: while a tick is in flight (the worker may starve: 64 committing
  * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
- * then the thread waits for a grace period itself (state_synchronize: one
- * shared with every thread waiting then, see SHARED GRACE PERIODS) and
- * frees both batches. A thread that may not wait - inside a read-side critical
+ * then the thread waits for a grace period itself (synchronize_rcu) and frees
+ * both batches. A thread that may not wait - inside a read-side critical
  * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself)
  * - or that is exiting queues its batch with one call_rcu that frees it in
  * the worker (`deferred` counts those; past STATE_DEFERRED_MAX a thread
@@ -135,21 +134,7 @@ ctx_state *ctx_state_retain(ctx_state *st)
  * wait. The bound counts versions, not bytes, like reclaim.c's: a version
  * owns alone what the commit after it replaced. A thread's batches are
  * handed to the worker when it exits (a thread-specific key's destructor);
- * none is lost.
- *
- * SHARED GRACE PERIODS: urcu-bp's synchronize_rcu (liburcu 0.13) takes a
- * process-wide mutex and runs one grace period per caller, and its wait for
- * a reader that stays in its critical section past 100 spins sleeps 10 ms
- * at a time. With threads far more than CPUs a reader is often preempted in
- * its section, so nearly every grace period lasts 10 ms or more - and 64
- * committers at the bound queued on that mutex for one each: a thread
- * waited for all those before it, every thread of the cell ended up in the
- * queue, and the CPUs went idle while the grace period in progress slept
- * (round 15, docs/benchmarks.md). So the threads of state.c wait through
- * state_synchronize: one of them runs synchronize_rcu while the others
- * wait for it, and a thread returns once a grace period that began after
- * it arrived has ended (at most the one in progress then and the next), the
- * batching liburcu's other flavours do inside synchronize_rcu. */
+ * none is lost. */
 #define STATE_BATCH        32
 #define STATE_HOLD_MAX     512
 #define STATE_DEFERRED_MAX 4096
@@ -215,52 +200,6 @@ static _Thread_local struct {
 static pthread_key_t batch_key;
 static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
 
-/* Grace periods begun (`started`) and ended (`ended`) by state_synchronize,
- * whether one is running, and the threads waiting for one (a test hook). */
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t ended_cond;
-	uint64_t started, ended;
-	bool running;
-	unsigned waiters;
-} grace = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false, 0};
-
-/* synchronize_rcu, shared (see SHARED GRACE PERIODS): return once a grace
- * period that began after this call has ended. Not inside a read-side
- * critical section. */
-static void state_synchronize(void)
-{
-	pthread_mutex_lock(&grace.lock);
-	/* The one in progress, if any, began before this call: the next. */
-	uint64_t target = grace.started + 1;
-	grace.waiters++;
-	while (grace.ended < target) {
-		if (grace.running) {
-			pthread_cond_wait(&grace.ended_cond, &grace.lock);
-			continue;
-		}
-		grace.running = true;
-		uint64_t mine = ++grace.started;
-		pthread_mutex_unlock(&grace.lock);
-		synchronize_rcu();
-		pthread_mutex_lock(&grace.lock);
-		grace.ended = mine;
-		grace.running = false;
-		pthread_cond_broadcast(&grace.ended_cond);
-	}
-	grace.waiters--;
-	pthread_mutex_unlock(&grace.lock);
-	tsan_after_grace_period();
-}
-
-unsigned state_grace_waiters(void)
-{
-	pthread_mutex_lock(&grace.lock);
-	unsigned n = grace.waiters;
-	pthread_mutex_unlock(&grace.lock);
-	return n;
-}
-
 /* Free a list of released states (a grace period has passed). */
 static size_t state_free_list(ctx_state *st)
 {
@@ -321,7 +260,8 @@ static void state_defer_list(ctx_state *head, size_t n, bool may_wait)
 	if (may_wait && !batch.no_wait &&
 	    atomic_load_explicit(&deferred, memory_order_relaxed) >= STATE_DEFERRED_MAX &&
 	    !rcu_read_ongoing()) {
-		state_synchronize();
+		synchronize_rcu();
+		tsan_after_grace_period();
 		state_free_list(head);
 		return;
 	}
@@ -380,7 +320,8 @@ static bool batch_home(bool may_wait)
 		return true;
 	if (!may_wait || rcu_read_ongoing())
 		return false;
-	state_synchronize(); /* both batches are older than it */
+	synchronize_rcu(); /* both batches are older than it */
+	tsan_after_grace_period();
 	state_free_array(h->open, batch.n);
 	batch_take(&n);
 	home_free_waiting(h);

@@ -651,8 +651,6 @@ void state_release_in_callback(ctx_state *st);
 void state_drain(void);
 /* Released states queued and not yet freed, process-wide (racy; tests). */
 size_t state_deferred(void);
-/* Threads waiting in state.c for a shared grace period now (tests). */
-unsigned state_grace_waiters(void);
 #define STATE_UNREAD (UINT64_MAX - 1)
 /* st just stopped being visible (the exchange that replaced it is done). */
 void state_note_hidden(ctx_state *st);
