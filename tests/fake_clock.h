@@ -24,6 +24,7 @@ typedef struct fake_clock {
 	/* While set, every thread but `holder` waits in the clock. */
 	atomic_bool hold_others;
 	_Atomic(pthread_t) holder;
+	atomic_uint held_reads; /* reads that found the clock held */
 } fake_clock;
 
 /* The clock_us function; its argument is the fake_clock. */
@@ -32,6 +33,7 @@ static FAKE_CLOCK_UNUSED uint64_t fake_clock_read(void *arg)
 	fake_clock *fc = arg;
 	if (atomic_load(&fc->hold_others) &&
 	    !pthread_equal(pthread_self(), atomic_load(&fc->holder))) {
+		atomic_fetch_add(&fc->held_reads, 1);
 		double until = test_now() + 60.0;
 		while (atomic_load(&fc->hold_others) && test_now() < until)
 			usleep(100);
@@ -62,6 +64,7 @@ static FAKE_CLOCK_UNUSED fake_clock *new_clock(void)
 	fake_clock *fc = &clocks[used++];
 	atomic_store(&fc->now, T0);
 	atomic_store(&fc->hold_others, false);
+	atomic_store(&fc->held_reads, 0);
 	return fc;
 }
 

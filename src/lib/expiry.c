@@ -32,8 +32,10 @@
  * While no context has ever had a time-to-live (any_ttl false: nothing can
  * expire, and a scan would find nothing) it sleeps with no deadline, so an
  * idle store's reaper never wakes; the first time-to-live set wakes it
- * (ttl_apply kicks it as it raises any_ttl), and it keeps its rounds from
- * then on. Recovery raises any_ttl before the reaper starts.
+ * (ttl_apply arms it as it raises any_ttl: its first round comes reaper_ms
+ * later, as every round does; only a kick - an expired context met by a call
+ * - runs a round at once), and it keeps its rounds from then on. Recovery
+ * raises any_ttl before the reaper starts.
  * The store's clock, which decides what has expired, is another matter
  * (ctx_options.clock_us, or the real time, as the times in the log).
  *
@@ -124,12 +126,13 @@ static void ttl_apply(ctx_context *c, uint64_t ttl_us, uint64_t when)
 {
 	/* The access first: a reader or the reaper that sees the new ttl must
 	 * also see the time it counts from, or it finds the context idle since
-	 * its last access before the ttl and expires it (the reaper kicked
-	 * below runs a round at once: test_session's late ttl failed 1 run in 10). */
+	 * its last access before the ttl and expires it (test_session's late
+	 * ttl failed 1 run in 10 when the first ttl's wake-up ran a round at
+	 * once). */
 	context_note_access(c, when);
 	atomic_store(&c->ttl_us, ttl_us);
 	if (ttl_us && !atomic_exchange(&c->store->any_ttl, true))
-		reaper_kick(c->store); /* it sleeps with no deadline until now */
+		reaper_arm(c->store); /* it sleeps with no deadline until now */
 }
 
 /* A time-to-live waiting for its record to be durable (durability always):
@@ -247,12 +250,13 @@ static void *reaper_main(void *arg)
 	pthread_setname_np(pthread_self(), "ctx-reaper"); /* (top -H, perf sched) */
 	pthread_mutex_lock(&s->reaper_lock);
 	while (!s->reaper_stop) {
+		/* Nothing can expire: no rounds until a kick or the first ttl
+		 * (reaper_arm: signalled under reaper_lock, after any_ttl). */
+		while (!s->reaper_stop && !s->reaper_kicked && !atomic_load(&s->any_ttl))
+			pthread_cond_wait(&s->reaper_cv, &s->reaper_lock);
 		struct timespec until;
 		clock_gettime(CLOCK_MONOTONIC, &until); /* reaper_cv's clock */
 		ctx_timespec_add_ms(&until, s->opts.reaper_ms);
-		if (!atomic_load(&s->any_ttl)) /* nothing can expire: no rounds */
-			while (!s->reaper_stop && !s->reaper_kicked)
-				pthread_cond_wait(&s->reaper_cv, &s->reaper_lock);
 		while (!s->reaper_stop && !s->reaper_kicked &&
 		       pthread_cond_timedwait(&s->reaper_cv, &s->reaper_lock, &until) == 0)
 			;
@@ -271,6 +275,13 @@ void reaper_kick(ctx_store *s)
 {
 	pthread_mutex_lock(&s->reaper_lock);
 	s->reaper_kicked = true;
+	pthread_cond_signal(&s->reaper_cv);
+	pthread_mutex_unlock(&s->reaper_lock);
+}
+
+void reaper_arm(ctx_store *s)
+{
+	pthread_mutex_lock(&s->reaper_lock);
 	pthread_cond_signal(&s->reaper_cv);
 	pthread_mutex_unlock(&s->reaper_lock);
 }

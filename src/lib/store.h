@@ -616,6 +616,10 @@ bool context_usable(ctx_context *c);
 bool context_closed(const ctx_context *c);
 /* Ask the reaper to look now (an expired context was met). */
 void reaper_kick(ctx_store *s);
+/* The first time-to-live was set (any_ttl turned true): the reaper, asleep
+ * without a deadline until then, starts its rounds, the first one reaper_ms
+ * from now (no round at once: nothing can be due yet). */
+void reaper_arm(ctx_store *s);
 
 /* Checkpoints (checkpoint.c). */
 ctx_status checkpoint_run(ctx_store *s);
