@@ -263,6 +263,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rcu.h"
 #include "store.h"
 #include "util.h"
 
@@ -280,6 +281,9 @@
 #define RECORD_LARGE          256u     /*   the large ones' bytes */
 #define SPARES_SMALL          128u     /* spare small records a thread keeps */
 #define SPARES_LARGE          64u      /* spare large records a thread keeps */
+#define LIMBO_BATCH           256u     /* evicted events a grace-period tick waits for */
+#define LIMBO_MAX             16384u   /* past it, the worker frees them (see READERS) */
+#define READY_MAX             1024u    /* reclaimed records the feed keeps for reporters */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -307,9 +311,10 @@ struct ctx_watch {
 	size_t idlen;
 	char *id;
 
+	/* feed.lock while armed, else watch.lock (see READERS) */
+	uint64_t cursor; /* the next revision to look at */
+
 	/* feed.lock */
-	uint64_t cursor;   /* the next revision to look at */
-	uint64_t lag_at;   /* 0, or the revision it lags at (see WATCHERS) */
 	atomic_bool armed; /* written under feed.lock; see watch_busy */
 	struct ctx_watch *arm_prev, *arm_next;
 	struct ctx_watch *wake_next; /* on a reporter's chain while waking */
@@ -323,13 +328,29 @@ struct ctx_watch {
 	bool self_woken; /* a read disarmed it: its fd is to be made readable */
 	bool lag_due;    /* after buf, deliver lag_ev */
 	bool done;       /* lag_ev was delivered: nothing more */
+	uint64_t lag_at; /* 0, or the revision it lags at (see WATCHERS) */
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
+/* The ring's allocation: read without the lock by watchers (see READERS),
+ * so an old one is freed after a grace period. */
+typedef struct ring {
+	struct rcu_head rcu;
+	uint64_t mask;
+	uint64_t slot[]; /* written with release stores (feed.lock) */
+} ring;
+
+static void ring_free_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	free(caa_container_of(head, ring, rcu));
+}
+
 struct feed {
 	pthread_mutex_t lock;
-	uint64_t *ring;                     /* slots */
+	uint64_t *ring;                     /* slots: ring_pub's */
 	uint64_t mask;                      /* cap - 1 */
+	_Atomic(ring *) ring_pub;           /* the ring, for readers (see READERS) */
 	uint64_t frontier;                  /* every revision <= frontier was reported */
 	atomic_uint_least64_t frontier_pub; /* frontier, for watch_busy */
 	uint64_t oldest;                    /* the log: [oldest, frontier] is in the ring */
@@ -344,6 +365,14 @@ struct feed {
 	bool keep;            /* watch_keep_history */
 	size_t nwatchers;
 	size_t queue;     /* watch_queue: see WATCHERS */
+
+	/* Evicted events on their way back to the reporters (see READERS). */
+	fevent *limbo, *waiting, *ready; /* linked by dead_next */
+	fevent *limbo_tail, *waiting_tail;
+	size_t nlimbo, nwaiting, nready;
+	bool tick_queued;       /* tick is in liburcu's queue */
+	atomic_bool tick_done;  /* its grace period passed: waiting is free */
+	struct rcu_head tick;
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
 	size_t narmed;    /* how many */
 
@@ -574,9 +603,34 @@ static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *
 	return e;
 }
 
-static void fevent_retain(fevent *e)
+/* A copy of e for a watcher (its thread's spare record, or malloc), with
+ * one reference; without the keys if memory is short; NULL without any.
+ * e is in the log, read under an RCU read-side section (see READERS). */
+static fevent *fevent_copy(const fevent *e)
 {
-	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	fevent *c = e->record ? record_get(e->record - 1u) : malloc(e->bytes);
+	if (!c)
+		return fevent_new(e->pub.kind, e->pub.revision, e->pub.id, e->idlen, e->pub.version,
+		                  0, NULL, NULL);
+	/* Field by field: the evicting reporter may be writing dead_next. */
+	c->pub = e->pub;
+	atomic_init(&c->refs, 1);
+	c->record = e->record;
+	c->idlen = e->idlen;
+	c->bytes = e->bytes;
+	c->dead_next = NULL;
+	memcpy(c + 1, e + 1, e->bytes - sizeof(*e));
+	ptrdiff_t d = (const char *)c - (const char *)e;
+	c->pub.id += d;
+	if (c->pub.nkeys) {
+		size_t *kl = (size_t *)(void *)((char *)c->pub.klens + d);
+		const void **kp = (const void **)(void *)((char *)c->pub.keys + d);
+		for (size_t i = 0; i < c->pub.nkeys; i++)
+			kp[i] = (const char *)kp[i] + d;
+		c->pub.klens = kl;
+		c->pub.keys = kp;
+	}
+	return c;
 }
 
 static void fevent_release(fevent *e)
@@ -690,7 +744,11 @@ static void disarm(feed *f, ctx_watch *w)
 /* What a reporter does after the lock: wake watchers, release events. */
 typedef struct wakeups {
 	ctx_watch *wake; /* chained through wake_next, each with a reference */
-	fevent *dead;    /* evicted events */
+	fevent *dead;    /* events past their grace period, to release */
+	size_t evicted;  /* events this hold put in limbo */
+	fevent *defer;   /* limbo past LIMBO_MAX: to the call_rcu worker */
+	ring *old_ring;  /* replaced by a larger one: freed after a grace period */
+	bool tick;       /* queue the feed's tick */
 	bool kick;       /* signal the waker */
 } wakeups;
 
@@ -849,9 +907,7 @@ static bool report_quiet(feed *f, uint64_t rev)
 
 static void lock_feed(feed *f, wakeups *wk)
 {
-	wk->wake = NULL;
-	wk->dead = NULL;
-	wk->kick = false;
+	*wk = (wakeups){0};
 	feed_lock(f);
 }
 
@@ -867,16 +923,124 @@ static void wake_chain(ctx_watch *w)
 	}
 }
 
+/* ---- evicted events: a grace period before reuse (see READERS) ------------ */
+
+/* e left the log (feed.lock held): a watcher may be copying it. */
+static void limbo_push(feed *f, fevent *e, wakeups *wk)
+{
+	e->dead_next = f->limbo;
+	if (!f->limbo)
+		f->limbo_tail = e;
+	f->limbo = e;
+	f->nlimbo++;
+	wk->evicted++;
+}
+
+static void feed_tick_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	feed *f = caa_container_of(head, feed, tick);
+	atomic_store_explicit(&f->tick_done, true, memory_order_release);
+}
+
+/* Events evicted past LIMBO_MAX while the tick was in flight, freed by the
+ * call_rcu worker. */
+typedef struct limbo_batch {
+	struct rcu_head rcu;
+	fevent *list;
+} limbo_batch;
+
+static void limbo_batch_rcu(struct rcu_head *head)
+{
+	tsan_after_grace_period();
+	limbo_batch *b = caa_container_of(head, limbo_batch, rcu);
+	dead_release(b->list);
+	free(b);
+}
+
+/* After a hold that evicted (feed.lock held): the waiting events whose tick
+ * completed become ready; the limbo waits for a new tick; and the reporter
+ * takes back as many ready records as it evicted, to build its next events
+ * in (its thread's spares). */
+static void limbo_step(feed *f, wakeups *wk)
+{
+	if (f->tick_queued && atomic_load_explicit(&f->tick_done, memory_order_acquire)) {
+		f->tick_queued = false;
+		if (f->waiting) {
+			f->waiting_tail->dead_next = f->ready;
+			f->ready = f->waiting;
+			f->nready += f->nwaiting;
+			f->waiting = NULL;
+			f->nwaiting = 0;
+		}
+	}
+	if (!f->tick_queued && f->nlimbo >= LIMBO_BATCH) {
+		f->waiting = f->limbo;
+		f->waiting_tail = f->limbo_tail;
+		f->nwaiting = f->nlimbo;
+		f->limbo = NULL;
+		f->nlimbo = 0;
+		f->tick_queued = true;
+		atomic_store_explicit(&f->tick_done, false, memory_order_relaxed);
+		wk->tick = true;
+	} else if (f->nlimbo > LIMBO_MAX) {
+		wk->defer = f->limbo;
+		f->limbo = NULL;
+		f->nlimbo = 0;
+	}
+	size_t give = wk->evicted + (f->nready > READY_MAX ? f->nready - READY_MAX : 0);
+	for (; give && f->ready; give--) {
+		fevent *e = f->ready;
+		f->ready = e->dead_next;
+		f->nready--;
+		dead_push(&wk->dead, e);
+	}
+}
+
+/* The rest of limbo_step, with no lock held. */
+static void limbo_after(feed *f, wakeups *wk)
+{
+	if (wk->tick)
+		ctx_call_rcu(&f->tick, feed_tick_rcu);
+	if (wk->old_ring)
+		ctx_call_rcu(&wk->old_ring->rcu, ring_free_rcu);
+	if (wk->defer) {
+		limbo_batch *b = malloc(sizeof(*b));
+		if (b) {
+			b->list = wk->defer;
+			ctx_call_rcu(&b->rcu, limbo_batch_rcu);
+		} else {
+			/* No memory even for that: back to the limbo (past its
+			 * bound until the tick completes). */
+			fevent *e = wk->defer, *next;
+			feed_lock(f);
+			for (; e; e = next) {
+				next = e->dead_next;
+				e->dead_next = f->limbo;
+				if (!f->limbo)
+					f->limbo_tail = e;
+				f->limbo = e;
+				f->nlimbo++;
+			}
+			feed_unlock(f);
+		}
+	}
+	*wk = (wakeups){.dead = wk->dead};
+}
+
 /* Release the feed lock, then signal the waker, wake the collected
- * watchers and release the evicted events. */
+ * watchers and release the events past their grace period. */
 static void unlock_and_wake(feed *f, wakeups *wk)
 {
+	if (wk->evicted)
+		limbo_step(f, wk);
 	feed_unlock(f);
 	if (wk->kick)
 		pthread_cond_signal(&f->waker_cv);
 	wk->kick = false;
 	wake_chain(wk->wake);
 	wk->wake = NULL;
+	limbo_after(f, wk);
 	dead_release(wk->dead);
 	wk->dead = NULL;
 }
@@ -1027,16 +1191,19 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	feed *f = aligned_alloc(64, (sizeof(*f) + 63) & ~(size_t)63);
 	if (f)
 		memset(f, 0, sizeof(*f));
-	uint64_t *ring = calloc(cap, sizeof(*ring));
-	if (!f || !ring) {
+	ring *rg = calloc(1, sizeof(*rg) + cap * sizeof(uint64_t));
+	if (!f || !rg) {
 		free(f);
-		free(ring);
+		free(rg);
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
 	pthread_cond_init(&f->waker_cv, NULL);
-	f->ring = ring;
+	rg->mask = cap - 1;
+	atomic_init(&f->ring_pub, rg);
+	f->ring = rg->slot;
 	f->mask = cap - 1;
+	atomic_init(&f->tick_done, false);
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
@@ -1062,11 +1229,17 @@ void feed_close(feed *f)
 	if (!f)
 		return;
 	waker_join(f);
+	if (f->tick_queued && !atomic_load_explicit(&f->tick_done, memory_order_acquire))
+		rcu_barrier(); /* its callback writes f */
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
+	/* No watch is open: nobody reads the evicted events any more. */
+	dead_release(f->limbo);
+	dead_release(f->waiting);
+	dead_release(f->ready);
 	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
-	free(f->ring);
+	free(atomic_load_explicit(&f->ring_pub, memory_order_relaxed));
 	free(f);
 }
 
@@ -1121,12 +1294,12 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 		if (slot_rev(*slot) != f->oldest)
 			continue;
 		fevent *e = slot_event(*slot);
+		__atomic_store_n(slot, 0, __ATOMIC_RELEASE);
 		if (e) {
 			f->log_bytes -= e->bytes;
 			f->log_events--;
-			dead_push(&wk->dead, e);
+			limbo_push(f, e, wk);
 		}
-		*slot = 0;
 	}
 }
 
@@ -1147,7 +1320,7 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 {
 	uint64_t *slot = &f->ring[rev & f->mask];
 	assert(*slot == 0);
-	*slot = v;
+	__atomic_store_n(slot, v, __ATOMIC_RELEASE); /* after the event's bytes */
 	f->pending_slots++;
 	fevent *e = slot_event(v);
 	if (e) {
@@ -1159,27 +1332,30 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	}
 }
 
-/* Move the slots into new_ring, of new_cap slots (at least twice the old
- * size: no two revisions can meet in one slot). */
-static void ring_grow(feed *f, uint64_t *new_ring, uint64_t new_cap)
+/* Move the slots into new_ring (at least twice the old size: no two
+ * revisions can meet in one slot) and publish it; the old one is freed after
+ * a grace period (readers may be looking at it: see READERS). */
+static void ring_grow(feed *f, ring *new_ring, wakeups *wk)
 {
 	for (uint64_t i = 0; i <= f->mask; i++) {
 		uint64_t v = f->ring[i];
 		if (v)
-			new_ring[slot_rev(v) & (new_cap - 1)] = v;
+			new_ring->slot[slot_rev(v) & new_ring->mask] = v;
 	}
-	free(f->ring);
-	f->ring = new_ring;
-	f->mask = new_cap - 1;
+	wk->old_ring = atomic_load_explicit(&f->ring_pub, memory_order_relaxed);
+	atomic_store_explicit(&f->ring_pub, new_ring, memory_order_release);
+	f->ring = new_ring->slot;
+	f->mask = new_ring->mask;
 }
 
-/* calloc that waits for memory (no lock held). */
-static void *calloc_retry(size_t n, size_t size)
+/* A ring of cap slots, waiting for memory (no lock held). */
+static ring *ring_new_retry(uint64_t cap)
 {
-	void *p;
-	while (!(p = calloc(n, size)))
+	ring *r;
+	while (!(r = calloc(1, sizeof(*r) + (size_t)cap * sizeof(uint64_t))))
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
-	return p;
+	r->mask = cap - 1;
+	return r;
 }
 
 /* Advance the frontier over every contiguous reported revision, moving each
@@ -1240,14 +1416,14 @@ static bool ring_fits(const feed *f, uint64_t rev)
  * recorded, r's event built in *e (both made with the lock dropped). */
 static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 {
-	uint64_t *bigger = NULL;
+	ring *bigger = NULL;
 	uint64_t bigger_cap = 0;
 	for (;;) {
 		lock_feed(f, wk);
 		uint64_t cap = f->mask + 1;
 		if (!ring_fits(f, r->rev)) {
 			if (bigger_cap > r->rev - f->oldest && bigger_cap >= 2 * cap) {
-				ring_grow(f, bigger, bigger_cap);
+				ring_grow(f, bigger, wk);
 				bigger = NULL;
 			} else {
 				uint64_t want = cap * 2;
@@ -1255,7 +1431,7 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 					want *= 2;
 				unlock_and_wake(f, wk); /* nothing to wake yet */
 				free(bigger);
-				bigger = calloc_retry((size_t)want, sizeof(*bigger));
+				bigger = ring_new_retry(want);
 				bigger_cap = want;
 				continue;
 			}
@@ -1376,41 +1552,62 @@ static void watch_lag(ctx_watch *w, uint64_t rev)
 	w->lag_ev->pub.resume_from = rev;
 }
 
-/* Read forward from w's cursor into its empty buffer (watch.lock, or w not
- * yet published, and feed.lock held): at most BATCH matching events, at
- * most SCAN_MAX slots looked at. Notes a lag (see WATCHERS), and whether
- * the read reached the frontier. An armed watcher has nothing to read. */
-static void watch_read(feed *f, ctx_watch *w)
+/* An armed w is to read (feed.lock held): events may be delivered that
+ * the waker has not woken it for yet; it takes them itself, and makes its
+ * fd readable. False: nothing for it (it stays armed, caught up). */
+static bool watch_unarm(feed *f, ctx_watch *w)
 {
-	if (is_armed(w)) {
-		/* Events may be delivered that the waker has not woken it for
-		 * yet: it takes them itself, and makes its fd readable. */
-		uint64_t from = waker_from(f, w);
-		w->caught_up = from > f->frontier;
-		if (w->caught_up)
-			return;
-		disarm(f, w);
-		w->cursor = from;
-		w->self_woken = true;
-	}
+	uint64_t from = waker_from(f, w);
+	w->caught_up = from > f->frontier;
+	if (w->caught_up)
+		return false;
+	disarm(f, w);
+	w->cursor = from;
+	w->self_woken = true;
+	return true;
+}
+
+/* Read forward from the cursor of unarmed w into its empty buffer
+ * (watch.lock held, or w not yet published), without the feed lock (see
+ * READERS): at most BATCH matching events, copied, at most SCAN_MAX slots
+ * looked at. Notes a lag (see WATCHERS), and whether the read reached the
+ * frontier it saw. False: no memory for a copy, and none taken. */
+static bool watch_read(feed *f, ctx_watch *w)
+{
+	bool ok = true;
+	ctx_rcu_read_lock();
+	/* The frontier first: the ring it was advanced in is published
+	 * before it, and every slot up to it was placed before it. */
+	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
+	const ring *r = atomic_load_explicit(&f->ring_pub, memory_order_acquire);
 	uint64_t rev = w->cursor;
-	for (size_t n = 0; rev <= f->frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
-		if (rev < f->oldest || (w->lag_at && rev >= w->lag_at)) {
-			watch_lag(w, rev < f->oldest ? rev : w->lag_at);
-			w->cursor = rev;
-			return;
+	for (size_t n = 0; rev <= frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
+		if (w->lag_at && rev >= w->lag_at) {
+			watch_lag(w, w->lag_at);
+			break;
 		}
-		uint64_t v = f->ring[rev & f->mask];
+		uint64_t v = __atomic_load_n(&r->slot[rev & r->mask], __ATOMIC_ACQUIRE);
+		if (slot_rev(v) != rev) {
+			/* Placed (rev <= frontier) and gone: it left the log. */
+			watch_lag(w, rev);
+			break;
+		}
 		fevent *e = slot_event(v);
-		if (!e || slot_rev(v) != rev || !watch_matches(w, e))
+		if (!e || !watch_matches(w, e))
 			continue;
-		if (!w->lag_at && f->frontier - rev >= f->queue)
+		fevent *c = fevent_copy(e);
+		if (!c) {
+			ok = w->count > 0;
+			break;
+		}
+		if (!w->lag_at && frontier - rev >= f->queue)
 			w->lag_at = rev + f->queue;
-		fevent_retain(e);
-		w->buf[(w->head + w->count++) % BATCH] = e;
+		w->buf[(w->head + w->count++) % BATCH] = c;
 	}
+	ctx_rcu_read_unlock();
 	w->cursor = rev;
-	w->caught_up = rev > f->frontier;
+	w->caught_up = rev > frontier;
+	return ok;
 }
 
 /* The next event for the caller (watch.lock held), read from the log when
@@ -1420,10 +1617,18 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 {
 	feed *f = w->feed;
 	while (!w->count && !w->lag_due && !w->done) {
-		feed_lock(f);
-		watch_read(f, w);
-		feed_unlock(f);
-		if (w->caught_up)
+		if (is_armed(w)) {
+			/* Only its reader (here) arms it: read false, it stays
+			 * unarmed, and the cursor is its own (see READERS). */
+			feed_lock(f);
+			bool read = !is_armed(w) || watch_unarm(f, w);
+			feed_unlock(f);
+			if (!read)
+				break;
+		}
+		if (!watch_read(f, w))
+			nanosleep(&(struct timespec){0, 1000000}, NULL); /* no memory */
+		else if (w->caught_up)
 			break;
 	}
 	fevent *e = NULL;
@@ -1548,11 +1753,17 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	}
 	f->nwatchers++;
 	atomic_store_explicit(&f->recording, true, memory_order_relaxed);
-	watch_read(f, w); /* the replay, if from an earlier revision */
-	bool pending = w->count || w->lag_due || !w->caught_up;
-	if (!pending)
-		arm(f, w);
 	feed_unlock(f);
+	/* The replay, if from an earlier revision (copies: not under the
+	 * lock); arm it if there is none. */
+	bool pending = !watch_read(f, w) || w->count || w->lag_due || !w->caught_up;
+	if (!pending) {
+		feed_lock(f);
+		pending = w->cursor <= f->frontier;
+		if (!pending)
+			arm(f, w);
+		feed_unlock(f);
+	}
 
 	if (pending)
 		watch_signal(w);
