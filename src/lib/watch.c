@@ -282,8 +282,8 @@
 #define SPARES_SMALL          128u     /* spare small records a thread keeps */
 #define SPARES_LARGE          64u      /* spare large records a thread keeps */
 #define LIMBO_BATCH           256u     /* evicted events a grace-period tick waits for */
-#define LIMBO_MAX             16384u   /* past it, the worker frees them (see READERS) */
-#define READY_MAX             1024u    /* reclaimed records the feed keeps for reporters */
+#define LIMBO_MAX             8192u    /* past it, the worker frees them (see READERS) */
+#define READY_MAX             8192u    /* reclaimed records the feed keeps for reporters */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -995,6 +995,8 @@ static void limbo_step(feed *f, wakeups *wk)
 		f->nready--;
 		dead_push(&wk->dead, e);
 	}
+	if (f->ready)
+		__builtin_prefetch(f->ready, 1); /* the next hold's */
 }
 
 /* The rest of limbo_step, with no lock held. */
@@ -1300,6 +1302,11 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 			f->log_events--;
 			limbo_push(f, e, wk);
 		}
+		/* The next to leave, most likely at the next report: its
+		 * line, read and written then, is on its way meanwhile. */
+		fevent *next = slot_event(f->ring[(f->oldest + 1) & f->mask]);
+		if (next)
+			__builtin_prefetch(next, 1);
 	}
 }
 
