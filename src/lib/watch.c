@@ -8,10 +8,10 @@
  *   keeps history for later watches (watch_keep_history) - an event is built
  *   completely, in one record (see RECORDS) or allocation holding the public
  *   ctx_event, the id and a copy of the keys, before any lock is taken.
- *   Events are immutable once built and reference counted: the ring holds
- *   one reference, and a watcher takes one for each event it reads out of
- *   the ring, which ctx_watch_next hands to the caller (ctx_event_free drops
- *   it).
+ *   Events are immutable once placed in the ring, which alone refers to
+ *   them: a watcher copies each event it reads out of the ring (see
+ *   READERS) into one of its own, which ctx_watch_next hands to the caller
+ *   (ctx_event_free frees it).
  *
  *   Otherwise nothing is copied and nothing allocated: the revision is
  *   passed on the quiet path (below), or marked in its slot as "bare"
@@ -25,13 +25,15 @@
  *   commits of a few short keys - is built in a record of that size, one of
  *   at most RECORD_LARGE (256) in one of that size, and it is counted in the
  *   log at its record's size (watch_history_bytes); a larger one has an
- *   allocation of its own, counted at its size. A record whose last
- *   reference goes (mostly the ring's, evicted by the reporter that bounds
- *   the log: the writers) becomes a spare of the releasing thread, which
+ *   allocation of its own, counted at its size. A record freed (a copy the
+ *   caller frees, or one evicted from the log once its grace period passed:
+ *   see READERS) becomes a spare of the releasing thread, which
  *   builds its next events in its spares, the last released first (still in
  *   cache): in the steady state, the log full, a commit evicts one event and
- *   builds one, without malloc or free (their slow paths, with 64 watchers,
- *   were 13% of the writers' CPU). A thread keeps at most SPARES_SMALL (128)
+ *   takes back one evicted earlier to build in, without malloc or free
+ *   (their slow paths, with 64 watchers, were 13% of the writers' CPU);
+ *   a watcher's copies cycle the same way through its thread's spares.
+ *   A thread keeps at most SPARES_SMALL (128)
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
  *   So spares add at most 32 KiB a thread to the memory the log's bounds
@@ -93,8 +95,8 @@
  *       is open no revision is marked bare.
  *   Only the log is ever evicted, oldest first: past either bound, and when
  *   the last watcher closes (keep off); never for the sake of a pending
- *   report, and pending events are never dropped. Evicted events are
- *   released after the lock (a list in the reporter's wake-up record). A
+ *   report, and pending events are never dropped. Evicted events go to the
+ *   limbo (see READERS), not back to memory at once. A
  *   watch may start from any revision >= oldest and above last_bare: a bare
  *   mark stands for an event nobody recorded, so a watch from at or before
  *   it would miss it (feed_holds refuses it, naming it); a watch from now
@@ -107,7 +109,8 @@
  *   The new ring is allocated before the lock is taken (the reporter drops
  *   the lock, allocates, and looks again); under the lock the slots are
  *   only moved, and since they span fewer than cap revisions they cannot
- *   collide in a larger ring. The ring keeps its size afterwards (the log's
+ *   collide in a larger ring; the old one is freed after a grace period
+ *   (readers may hold it: see READERS). The ring keeps its size afterwards (the log's
  *   bounds do not change): memory follows the longest stall, as it must,
  *   since every event after the stalled revision has to be kept. Nothing is
  *   lost and nobody waits for the stalled writer.
@@ -132,11 +135,10 @@
  *   A report places its event and advances the frontier: its work under the
  *   lock does not depend on the number of watchers (but for waking idle
  *   ones, below). A watcher keeps a cursor, the next revision it has to look
- *   at; ctx_watch_next reads forward from it under the feed lock, filtering
- *   by id or prefix itself, and takes a reference to up to BATCH matching
- *   events at a time into a small buffer of its own (so a fast reader takes
- *   the feed lock once per BATCH events, and a lock hold scans at most
- *   SCAN_MAX slots). A watcher lags - gets one CTX_EVENT_LAGGED naming the
+ *   at; ctx_watch_next reads forward from it without the feed lock (see
+ *   READERS), filtering by id or prefix itself, and copies up to BATCH
+ *   matching events at a time into a small buffer of its own (a read looks
+ *   at most at SCAN_MAX slots). A watcher lags - gets one CTX_EVENT_LAGGED naming the
  *   first revision it will not deliver, and nothing after it - when
  *     - its cursor fell out of the log (cursor < oldest: the history bounds
  *       evicted what it had not read): it lags at the cursor; or
@@ -148,7 +150,44 @@
  *       `queue` events did before.
  *   Memory is the log's (bounded by watch_history and watch_history_bytes,
  *   whatever the watchers do) plus at most BATCH events per watcher taken
- *   out of it. Writers never wait for a slow reader.
+ *   out of it, plus the evicted events waiting for a grace period (READERS).
+ *   Writers never wait for a slow reader.
+ *
+ * READERS: WITHOUT THE FEED LOCK
+ *   A watcher's reads took the feed lock once per BATCH events, held it for
+ *   a scan that took a reference to each event (64 watchers: 64 atomic
+ *   increments, and later decrements, on the line of every event), and the
+ *   writers queued behind them (round 14: most of the watch code's cost to
+ *   the writers was that lock). Now a watcher that is not armed reads with
+ *   no lock but its own watch.lock, inside an RCU read-side section
+ *   (urcu-bp, rcu.h): it loads frontier_pub (acquire; every slot up to it
+ *   was placed, and the ring it was placed in published, before it), then
+ *   ring_pub, then each slot (acquire: the event's bytes were written
+ *   before it). A slot up to the frontier that no longer stands for its
+ *   revision was evicted: the revision left the log, and the watcher lags
+ *   there. Each matching event is copied into a record of the reading
+ *   thread (fevent_copy), so no watcher writes a line of the shared event.
+ *   The cursor and lag_at of an unarmed watcher are its reader's (only the
+ *   reader arms it, holding watch.lock; whoever disarms it writes the
+ *   cursor before the release of `armed`, which the reader acquires); an
+ *   armed watcher takes the feed lock to disarm itself first
+ *   (watch_unarm). A stale frontier only makes a read stop early: arming
+ *   checks the real one under the lock (watch_rest).
+ *   An evicted event may still be being copied, so it is reused only after
+ *   a grace period: log_trim puts it in the limbo (feed.lock). Once the
+ *   limbo holds LIMBO_BATCH (256) and the feed's tick is free, the limbo
+ *   becomes `waiting` and the tick (an rcu_head whose callback only sets
+ *   tick_done) is queued with call_rcu after the lock; once it completed,
+ *   the waiting events become `ready`, and each report takes back as many
+ *   ready records as it evicted into its thread's spares (after the lock),
+ *   so a writer builds in records as before, with one call_rcu per batch.
+ *   Bounds: the limbo grows while the tick is in flight; past LIMBO_MAX
+ *   (8192) it goes to the call_rcu worker, which frees it after a grace
+ *   period; waiting holds at most LIMBO_MAX, ready READY_MAX (8192; more
+ *   is released). Readers hold a section only for one read (no system
+ *   call, no wait), so with nobody reading grace periods end as fast as
+ *   liburcu's worker runs them. feed_close waits for a tick in flight
+ *   (rcu_barrier), since its callback writes the feed.
  *
  * WAKE-UPS: ARMED WATCHERS
  *   Each watcher owns an eventfd (nonblocking). It is written only for a
@@ -226,21 +265,24 @@
  * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
  * either, and no other nesting exists; the quiet word is frozen while
  * feed.lock is held - see QUIET - so the frontier is its holder's)
- *   watch.lock  one watcher's consumer side: its buffer and lag event.
+ *   watch.lock  one watcher's consumer side: its buffer, lag event and
+ *               lag_at, and its cursor while it is not armed.
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
- *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
+ *   feed.lock   the ring (slots written with release stores), frontier,
+ *               oldest, last_bare, the byte counters, the limbo, waiting and
+ *               ready lists and the tick's state,
  *               the armed list and narmed, the waker's fields (waker_state,
  *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
- *               on this lock), and each watcher's cursor, lag_at, armed and
- *               wake_next fields. Held to place one report and deliver what
- *               became deliverable (plus the armed walk, for at most
- *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
- *               for one waker pass, or to register, arm and unregister a
- *               watcher; never across a system call or user code; nothing is
- *               allocated or freed under it. Two of its fields are also read
- *               without it, by watch_busy: a watcher's `armed` and the
- *               feed's frontier_pub (atomics; see watch_busy).
+ *               on this lock), and each watcher's armed and wake_next
+ *               fields, and its cursor while armed. Held to place one report
+ *               and deliver what became deliverable (plus the armed walk,
+ *               for at most INLINE_WAKE armed), for one waker pass, or to
+ *               register, arm, disarm and unregister a watcher; never across
+ *               a system call or user code; nothing is allocated or freed
+ *               under it. Read without it: the slots, ring_pub and
+ *               frontier_pub by readers (READERS), a watcher's `armed` and
+ *               frontier_pub by watch_busy (atomics; see watch_busy).
  *
  * DURABILITY
  *   The feed delivers what it is told; that reports come once durable is the
@@ -350,9 +392,7 @@ struct feed {
 	pthread_mutex_t lock;
 	uint64_t *ring;                     /* slots: ring_pub's */
 	uint64_t mask;                      /* cap - 1 */
-	_Atomic(ring *) ring_pub;           /* the ring, for readers (see READERS) */
 	uint64_t frontier;                  /* every revision <= frontier was reported */
-	atomic_uint_least64_t frontier_pub; /* frontier, for watch_busy */
 	uint64_t oldest;                    /* the log: [oldest, frontier] is in the ring */
 	uint64_t gate;                      /* deliver no revision above it (feed_set_gate) */
 	uint64_t last_bare;                 /* the highest revision marked bare, or 0 */
@@ -364,7 +404,6 @@ struct feed {
 	size_t pending_slots; /* slots placed above the frontier (any kind) */
 	bool keep;            /* watch_keep_history */
 	size_t nwatchers;
-	size_t queue;     /* watch_queue: see WATCHERS */
 
 	/* Evicted events on their way back to the reporters (see READERS). */
 	fevent *limbo, *waiting, *ready; /* linked by dead_next */
@@ -388,6 +427,12 @@ struct feed {
 	long linger_ns, pace_ns, gap_ns; /* the window's bounds (fixed) */
 	long window_ns;                  /* the waker's wait before its last pass */
 	int64_t last_pass_ns;            /* when it ended (the waker's own) */
+
+	/* What readers read without the lock (see READERS), on a line of its
+	 * own: their loads do not take the writers' lines above from them. */
+	_Alignas(64) atomic_uint_least64_t frontier_pub; /* frontier, for readers */
+	_Atomic(ring *) ring_pub;                        /* the ring, for readers */
+	size_t queue;                                    /* watch_queue: see WATCHERS */
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
@@ -1633,9 +1678,9 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 			if (!read)
 				break;
 		}
-		if (!watch_read(f, w))
-			nanosleep(&(struct timespec){0, 1000000}, NULL); /* no memory */
-		else if (w->caught_up)
+		/* No memory for a copy: nothing now, the fd stays readable
+		 * (the watcher is not armed), the caller tries again. */
+		if (!watch_read(f, w) || w->caught_up)
 			break;
 	}
 	fevent *e = NULL;
