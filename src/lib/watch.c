@@ -1276,8 +1276,12 @@ void feed_close(feed *f)
 	if (!f)
 		return;
 	waker_join(f);
-	if (f->tick_queued && !atomic_load_explicit(&f->tick_done, memory_order_acquire))
+	if (f->tick_queued && !atomic_load_explicit(&f->tick_done, memory_order_acquire)) {
 		rcu_barrier(); /* its callback writes f */
+		/* Done now: the acquire tells TSan so (it cannot see liburcu's) */
+		while (!atomic_load_explicit(&f->tick_done, memory_order_acquire))
+			;
+	}
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
 	/* No watch is open: nobody reads the evicted events any more. */
