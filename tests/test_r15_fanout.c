@@ -1,20 +1,24 @@
 /*
- * test_r15_fanout.c - watchers read the change feed without its lock
- * (round 15, r15-fanout; src/lib/watch.c, READERS): each takes a copy of
- * the events it reads, so no two watchers share an event, and an evicted
- * event is reused only after a grace period, while readers may still be
- * copying it.
+ * test_r15_fanout.c - delivery checks of round 15's fan-out work
+ * (r15-fanout). The branch had watchers read the change feed without its
+ * lock (an RCU read-side section), each copying the events it read, and
+ * evicted events reused only after a grace period; it measured within
+ * noise on the writers' CPU per commit and was reverted (docs/benchmarks.md,
+ * "Round 15: watchers off the feed lock, measured and not kept"). Its
+ * commits are in the branch's history (a34dcfc..37ca62d); these checks hold
+ * for either design:
  *
- *   - two watchers of one revision get two events, equal, each its own
- *     (with the shared, reference-counted events before, the same pointer);
- *     an event outlives its eviction from the log;
+ *   - two watchers of one revision get equal, whole events (the reverted
+ *     design gave each its own copy: it also asserted distinct pointers,
+ *     which fails on the shared events kept); an event the caller holds
+ *     outlives its eviction from the log;
  *   - writers reporting out of order (the ring grows under the readers)
  *     while watchers of a short history read, lag and resume: every event
  *     read holds its own revision's bytes (a record reused under a reader
  *     would not), in order, none twice, nothing after a LAGGED;
- *   - evictions while a reader holds grace periods back pile up past the
- *     limbo's bound and go to the call_rcu worker; nothing is lost or
- *     leaked (ASan) once it lets go.
+ *   - evictions while a thread holds grace periods back (an RCU read-side
+ *     section: the reverted design's limbo then overflowed to the call_rcu
+ *     worker) keep the log's bounds and the lag rules; nothing leaks (ASan).
  */
 #include "testutil.h"
 
@@ -55,7 +59,7 @@ static bool event_is(const ctx_event *e, uint64_t rev)
 	       memcmp(e->keys[0], key, sizeof(key)) == 0;
 }
 
-static void test_each_watcher_its_own_copy(void **state)
+static void test_two_watchers_equal_events(void **state)
 {
 	(void)state;
 	feed *f;
@@ -72,8 +76,6 @@ static void test_each_watcher_its_own_copy(void **state)
 		assert_ok(ctx_watch_next(b, &eb));
 		assert_true(event_is(ea, rev));
 		assert_true(event_is(eb, rev));
-		assert_ptr_not_equal(ea, eb);
-		assert_ptr_not_equal(ea->keys[0], eb->keys[0]);
 		ctx_event_free(eb);
 		if (rev == 1)
 			held = ea;
@@ -82,8 +84,8 @@ static void test_each_watcher_its_own_copy(void **state)
 	}
 	ctx_event *e;
 	assert_int_equal(ctx_watch_next(a, &e), CTX_NOT_FOUND);
-	/* Revision 1 leaves the log (and its record is reused, after a grace
-	 * period); the event the caller holds is its own. */
+	/* Revision 1 leaves the log (its record reused); the event the caller
+	 * holds stays whole. */
 	for (uint64_t rev = 9; rev <= 2000; rev++)
 		rec(f, rev);
 	assert_true(event_is(held, 1));
@@ -264,8 +266,8 @@ static void test_evictions_while_grace_is_held(void **state)
 	assert_int_equal(pthread_create(&t, NULL, hold_grace, &h), 0);
 	while (atomic_load(&h.phase) != 1)
 		usleep(100);
-	/* No grace period can end now: the evicted events pile up in limbo,
-	 * past its bound (8192), and go to the worker's queue. */
+	/* No grace period can end now while 30,000 events pass a history of
+	 * 64. */
 	const uint64_t n = 30000;
 	for (uint64_t rev = 1; rev <= n; rev++)
 		rec(f, rev);
@@ -303,7 +305,7 @@ static void test_evictions_while_grace_is_held(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_each_watcher_its_own_copy),
+	    cmocka_unit_test(test_two_watchers_equal_events),
 	    cmocka_unit_test(test_readers_against_eviction_and_growth),
 	    cmocka_unit_test(test_evictions_while_grace_is_held),
 	};

@@ -8,10 +8,10 @@
  *   keeps history for later watches (watch_keep_history) - an event is built
  *   completely, in one record (see RECORDS) or allocation holding the public
  *   ctx_event, the id and a copy of the keys, before any lock is taken.
- *   Events are immutable once placed in the ring, which alone refers to
- *   them: a watcher copies each event it reads out of the ring (see
- *   READERS) into one of its own, which ctx_watch_next hands to the caller
- *   (ctx_event_free frees it).
+ *   Events are immutable once built and reference counted: the ring holds
+ *   one reference, and a watcher takes one for each event it reads out of
+ *   the ring, which ctx_watch_next hands to the caller (ctx_event_free drops
+ *   it).
  *
  *   Otherwise nothing is copied and nothing allocated: the revision is
  *   passed on the quiet path (below), or marked in its slot as "bare"
@@ -25,15 +25,13 @@
  *   commits of a few short keys - is built in a record of that size, one of
  *   at most RECORD_LARGE (256) in one of that size, and it is counted in the
  *   log at its record's size (watch_history_bytes); a larger one has an
- *   allocation of its own, counted at its size. A record freed (a copy the
- *   caller frees, or one evicted from the log once its grace period passed:
- *   see READERS) becomes a spare of the releasing thread, which
+ *   allocation of its own, counted at its size. A record whose last
+ *   reference goes (mostly the ring's, evicted by the reporter that bounds
+ *   the log: the writers) becomes a spare of the releasing thread, which
  *   builds its next events in its spares, the last released first (still in
  *   cache): in the steady state, the log full, a commit evicts one event and
- *   takes back one evicted earlier to build in, without malloc or free
- *   (their slow paths, with 64 watchers, were 13% of the writers' CPU);
- *   a watcher's copies cycle the same way through its thread's spares.
- *   A thread keeps at most SPARES_SMALL (128)
+ *   builds one, without malloc or free (their slow paths, with 64 watchers,
+ *   were 13% of the writers' CPU). A thread keeps at most SPARES_SMALL (128)
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
  *   So spares add at most 32 KiB a thread to the memory the log's bounds
@@ -95,8 +93,8 @@
  *       is open no revision is marked bare.
  *   Only the log is ever evicted, oldest first: past either bound, and when
  *   the last watcher closes (keep off); never for the sake of a pending
- *   report, and pending events are never dropped. Evicted events go to the
- *   limbo (see READERS), not back to memory at once. A
+ *   report, and pending events are never dropped. Evicted events are
+ *   released after the lock (a list in the reporter's wake-up record). A
  *   watch may start from any revision >= oldest and above last_bare: a bare
  *   mark stands for an event nobody recorded, so a watch from at or before
  *   it would miss it (feed_holds refuses it, naming it); a watch from now
@@ -109,8 +107,7 @@
  *   The new ring is allocated before the lock is taken (the reporter drops
  *   the lock, allocates, and looks again); under the lock the slots are
  *   only moved, and since they span fewer than cap revisions they cannot
- *   collide in a larger ring; the old one is freed after a grace period
- *   (readers may hold it: see READERS). The ring keeps its size afterwards (the log's
+ *   collide in a larger ring. The ring keeps its size afterwards (the log's
  *   bounds do not change): memory follows the longest stall, as it must,
  *   since every event after the stalled revision has to be kept. Nothing is
  *   lost and nobody waits for the stalled writer.
@@ -135,10 +132,11 @@
  *   A report places its event and advances the frontier: its work under the
  *   lock does not depend on the number of watchers (but for waking idle
  *   ones, below). A watcher keeps a cursor, the next revision it has to look
- *   at; ctx_watch_next reads forward from it without the feed lock (see
- *   READERS), filtering by id or prefix itself, and copies up to BATCH
- *   matching events at a time into a small buffer of its own (a read looks
- *   at most at SCAN_MAX slots). A watcher lags - gets one CTX_EVENT_LAGGED naming the
+ *   at; ctx_watch_next reads forward from it under the feed lock, filtering
+ *   by id or prefix itself, and takes a reference to up to BATCH matching
+ *   events at a time into a small buffer of its own (so a fast reader takes
+ *   the feed lock once per BATCH events, and a lock hold scans at most
+ *   SCAN_MAX slots). A watcher lags - gets one CTX_EVENT_LAGGED naming the
  *   first revision it will not deliver, and nothing after it - when
  *     - its cursor fell out of the log (cursor < oldest: the history bounds
  *       evicted what it had not read): it lags at the cursor; or
@@ -150,44 +148,7 @@
  *       `queue` events did before.
  *   Memory is the log's (bounded by watch_history and watch_history_bytes,
  *   whatever the watchers do) plus at most BATCH events per watcher taken
- *   out of it, plus the evicted events waiting for a grace period (READERS).
- *   Writers never wait for a slow reader.
- *
- * READERS: WITHOUT THE FEED LOCK
- *   A watcher's reads took the feed lock once per BATCH events, held it for
- *   a scan that took a reference to each event (64 watchers: 64 atomic
- *   increments, and later decrements, on the line of every event), and the
- *   writers queued behind them (round 14: most of the watch code's cost to
- *   the writers was that lock). Now a watcher that is not armed reads with
- *   no lock but its own watch.lock, inside an RCU read-side section
- *   (urcu-bp, rcu.h): it loads frontier_pub (acquire; every slot up to it
- *   was placed, and the ring it was placed in published, before it), then
- *   ring_pub, then each slot (acquire: the event's bytes were written
- *   before it). A slot up to the frontier that no longer stands for its
- *   revision was evicted: the revision left the log, and the watcher lags
- *   there. Each matching event is copied into a record of the reading
- *   thread (fevent_copy), so no watcher writes a line of the shared event.
- *   The cursor and lag_at of an unarmed watcher are its reader's (only the
- *   reader arms it, holding watch.lock; whoever disarms it writes the
- *   cursor before the release of `armed`, which the reader acquires); an
- *   armed watcher takes the feed lock to disarm itself first
- *   (watch_unarm). A stale frontier only makes a read stop early: arming
- *   checks the real one under the lock (watch_rest).
- *   An evicted event may still be being copied, so it is reused only after
- *   a grace period: log_trim puts it in the limbo (feed.lock). Once the
- *   limbo holds LIMBO_BATCH (256) and the feed's tick is free, the limbo
- *   becomes `waiting` and the tick (an rcu_head whose callback only sets
- *   tick_done) is queued with call_rcu after the lock; once it completed,
- *   the waiting events become `ready`, and each report takes back as many
- *   ready records as it evicted into its thread's spares (after the lock),
- *   so a writer builds in records as before, with one call_rcu per batch.
- *   Bounds: the limbo grows while the tick is in flight; past LIMBO_MAX
- *   (8192) it goes to the call_rcu worker, which frees it after a grace
- *   period; waiting holds at most LIMBO_MAX, ready READY_MAX (8192; more
- *   is released). Readers hold a section only for one read (no system
- *   call, no wait), so with nobody reading grace periods end as fast as
- *   liburcu's worker runs them. feed_close waits for a tick in flight
- *   (rcu_barrier), since its callback writes the feed.
+ *   out of it. Writers never wait for a slow reader.
  *
  * WAKE-UPS: ARMED WATCHERS
  *   Each watcher owns an eventfd (nonblocking). It is written only for a
@@ -265,24 +226,21 @@
  * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
  * either, and no other nesting exists; the quiet word is frozen while
  * feed.lock is held - see QUIET - so the frontier is its holder's)
- *   watch.lock  one watcher's consumer side: its buffer, lag event and
- *               lag_at, and its cursor while it is not armed.
+ *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
- *   feed.lock   the ring (slots written with release stores), frontier,
- *               oldest, last_bare, the byte counters, the limbo, waiting and
- *               ready lists and the tick's state,
+ *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
  *               the armed list and narmed, the waker's fields (waker_state,
  *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
- *               on this lock), and each watcher's armed and wake_next
- *               fields, and its cursor while armed. Held to place one report
- *               and deliver what became deliverable (plus the armed walk,
- *               for at most INLINE_WAKE armed), for one waker pass, or to
- *               register, arm, disarm and unregister a watcher; never across
- *               a system call or user code; nothing is allocated or freed
- *               under it. Read without it: the slots, ring_pub and
- *               frontier_pub by readers (READERS), a watcher's `armed` and
- *               frontier_pub by watch_busy (atomics; see watch_busy).
+ *               on this lock), and each watcher's cursor, lag_at, armed and
+ *               wake_next fields. Held to place one report and deliver what
+ *               became deliverable (plus the armed walk, for at most
+ *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
+ *               for one waker pass, or to register, arm and unregister a
+ *               watcher; never across a system call or user code; nothing is
+ *               allocated or freed under it. Two of its fields are also read
+ *               without it, by watch_busy: a watcher's `armed` and the
+ *               feed's frontier_pub (atomics; see watch_busy).
  *
  * DURABILITY
  *   The feed delivers what it is told; that reports come once durable is the
@@ -305,7 +263,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rcu.h"
 #include "store.h"
 #include "util.h"
 
@@ -323,9 +280,6 @@
 #define RECORD_LARGE          256u     /*   the large ones' bytes */
 #define SPARES_SMALL          128u     /* spare small records a thread keeps */
 #define SPARES_LARGE          64u      /* spare large records a thread keeps */
-#define LIMBO_BATCH           256u     /* evicted events a grace-period tick waits for */
-#define LIMBO_MAX             8192u    /* past it, the worker frees them (see READERS) */
-#define READY_MAX             8192u    /* reclaimed records the feed keeps for reporters */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -353,10 +307,9 @@ struct ctx_watch {
 	size_t idlen;
 	char *id;
 
-	/* feed.lock while armed, else watch.lock (see READERS) */
-	uint64_t cursor; /* the next revision to look at */
-
 	/* feed.lock */
+	uint64_t cursor;   /* the next revision to look at */
+	uint64_t lag_at;   /* 0, or the revision it lags at (see WATCHERS) */
 	atomic_bool armed; /* written under feed.lock; see watch_busy */
 	struct ctx_watch *arm_prev, *arm_next;
 	struct ctx_watch *wake_next; /* on a reporter's chain while waking */
@@ -370,29 +323,15 @@ struct ctx_watch {
 	bool self_woken; /* a read disarmed it: its fd is to be made readable */
 	bool lag_due;    /* after buf, deliver lag_ev */
 	bool done;       /* lag_ev was delivered: nothing more */
-	uint64_t lag_at; /* 0, or the revision it lags at (see WATCHERS) */
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
-/* The ring's allocation: read without the lock by watchers (see READERS),
- * so an old one is freed after a grace period. */
-typedef struct ring {
-	struct rcu_head rcu;
-	uint64_t mask;
-	uint64_t slot[]; /* written with release stores (feed.lock) */
-} ring;
-
-static void ring_free_rcu(struct rcu_head *head)
-{
-	tsan_after_grace_period();
-	free(caa_container_of(head, ring, rcu));
-}
-
 struct feed {
 	pthread_mutex_t lock;
-	uint64_t *ring;                     /* slots: ring_pub's */
+	uint64_t *ring;                     /* slots */
 	uint64_t mask;                      /* cap - 1 */
 	uint64_t frontier;                  /* every revision <= frontier was reported */
+	atomic_uint_least64_t frontier_pub; /* frontier, for watch_busy */
 	uint64_t oldest;                    /* the log: [oldest, frontier] is in the ring */
 	uint64_t gate;                      /* deliver no revision above it (feed_set_gate) */
 	uint64_t last_bare;                 /* the highest revision marked bare, or 0 */
@@ -404,14 +343,7 @@ struct feed {
 	size_t pending_slots; /* slots placed above the frontier (any kind) */
 	bool keep;            /* watch_keep_history */
 	size_t nwatchers;
-
-	/* Evicted events on their way back to the reporters (see READERS). */
-	fevent *limbo, *waiting, *ready; /* linked by dead_next */
-	fevent *limbo_tail, *waiting_tail;
-	size_t nlimbo, nwaiting, nready;
-	bool tick_queued;       /* tick is in liburcu's queue */
-	atomic_bool tick_done;  /* its grace period passed: waiting is free */
-	struct rcu_head tick;
+	size_t queue;     /* watch_queue: see WATCHERS */
 	ctx_watch *armed; /* the armed watchers, linked by arm_next/arm_prev */
 	size_t narmed;    /* how many */
 
@@ -427,12 +359,6 @@ struct feed {
 	long linger_ns, pace_ns, gap_ns; /* the window's bounds (fixed) */
 	long window_ns;                  /* the waker's wait before its last pass */
 	int64_t last_pass_ns;            /* when it ended (the waker's own) */
-
-	/* What readers read without the lock (see READERS), on a line of its
-	 * own: their loads do not take the writers' lines above from them. */
-	_Alignas(64) atomic_uint_least64_t frontier_pub; /* frontier, for readers */
-	_Atomic(ring *) ring_pub;                        /* the ring, for readers */
-	size_t queue;                                    /* watch_queue: see WATCHERS */
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
@@ -648,34 +574,9 @@ static fevent *fevent_for_report(ctx_event_kind kind, uint64_t rev, const char *
 	return e;
 }
 
-/* A copy of e for a watcher (its thread's spare record, or malloc), with
- * one reference; without the keys if memory is short; NULL without any.
- * e is in the log, read under an RCU read-side section (see READERS). */
-static fevent *fevent_copy(const fevent *e)
+static void fevent_retain(fevent *e)
 {
-	fevent *c = e->record ? record_get(e->record - 1u) : malloc(e->bytes);
-	if (!c)
-		return fevent_new(e->pub.kind, e->pub.revision, e->pub.id, e->idlen, e->pub.version,
-		                  0, NULL, NULL);
-	/* Field by field: the evicting reporter may be writing dead_next. */
-	c->pub = e->pub;
-	atomic_init(&c->refs, 1);
-	c->record = e->record;
-	c->idlen = e->idlen;
-	c->bytes = e->bytes;
-	c->dead_next = NULL;
-	memcpy(c + 1, e + 1, e->bytes - sizeof(*e));
-	ptrdiff_t d = (const char *)c - (const char *)e;
-	c->pub.id += d;
-	if (c->pub.nkeys) {
-		size_t *kl = (size_t *)(void *)((char *)c->pub.klens + d);
-		const void **kp = (const void **)(void *)((char *)c->pub.keys + d);
-		for (size_t i = 0; i < c->pub.nkeys; i++)
-			kp[i] = (const char *)kp[i] + d;
-		c->pub.klens = kl;
-		c->pub.keys = kp;
-	}
-	return c;
+	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
 }
 
 static void fevent_release(fevent *e)
@@ -789,11 +690,7 @@ static void disarm(feed *f, ctx_watch *w)
 /* What a reporter does after the lock: wake watchers, release events. */
 typedef struct wakeups {
 	ctx_watch *wake; /* chained through wake_next, each with a reference */
-	fevent *dead;    /* events past their grace period, to release */
-	size_t evicted;  /* events this hold put in limbo */
-	fevent *defer;   /* limbo past LIMBO_MAX: to the call_rcu worker */
-	ring *old_ring;  /* replaced by a larger one: freed after a grace period */
-	bool tick;       /* queue the feed's tick */
+	fevent *dead;    /* evicted events */
 	bool kick;       /* signal the waker */
 } wakeups;
 
@@ -952,7 +849,9 @@ static bool report_quiet(feed *f, uint64_t rev)
 
 static void lock_feed(feed *f, wakeups *wk)
 {
-	*wk = (wakeups){0};
+	wk->wake = NULL;
+	wk->dead = NULL;
+	wk->kick = false;
 	feed_lock(f);
 }
 
@@ -968,126 +867,16 @@ static void wake_chain(ctx_watch *w)
 	}
 }
 
-/* ---- evicted events: a grace period before reuse (see READERS) ------------ */
-
-/* e left the log (feed.lock held): a watcher may be copying it. */
-static void limbo_push(feed *f, fevent *e, wakeups *wk)
-{
-	e->dead_next = f->limbo;
-	if (!f->limbo)
-		f->limbo_tail = e;
-	f->limbo = e;
-	f->nlimbo++;
-	wk->evicted++;
-}
-
-static void feed_tick_rcu(struct rcu_head *head)
-{
-	tsan_after_grace_period();
-	feed *f = caa_container_of(head, feed, tick);
-	atomic_store_explicit(&f->tick_done, true, memory_order_release);
-}
-
-/* Events evicted past LIMBO_MAX while the tick was in flight, freed by the
- * call_rcu worker. */
-typedef struct limbo_batch {
-	struct rcu_head rcu;
-	fevent *list;
-} limbo_batch;
-
-static void limbo_batch_rcu(struct rcu_head *head)
-{
-	tsan_after_grace_period();
-	limbo_batch *b = caa_container_of(head, limbo_batch, rcu);
-	dead_release(b->list);
-	free(b);
-}
-
-/* After a hold that evicted (feed.lock held): the waiting events whose tick
- * completed become ready; the limbo waits for a new tick; and the reporter
- * takes back as many ready records as it evicted, to build its next events
- * in (its thread's spares). */
-static void limbo_step(feed *f, wakeups *wk)
-{
-	if (f->tick_queued && atomic_load_explicit(&f->tick_done, memory_order_acquire)) {
-		f->tick_queued = false;
-		if (f->waiting) {
-			f->waiting_tail->dead_next = f->ready;
-			f->ready = f->waiting;
-			f->nready += f->nwaiting;
-			f->waiting = NULL;
-			f->nwaiting = 0;
-		}
-	}
-	if (!f->tick_queued && f->nlimbo >= LIMBO_BATCH) {
-		f->waiting = f->limbo;
-		f->waiting_tail = f->limbo_tail;
-		f->nwaiting = f->nlimbo;
-		f->limbo = NULL;
-		f->nlimbo = 0;
-		f->tick_queued = true;
-		atomic_store_explicit(&f->tick_done, false, memory_order_relaxed);
-		wk->tick = true;
-	} else if (f->nlimbo > LIMBO_MAX) {
-		wk->defer = f->limbo;
-		f->limbo = NULL;
-		f->nlimbo = 0;
-	}
-	size_t give = wk->evicted + (f->nready > READY_MAX ? f->nready - READY_MAX : 0);
-	for (; give && f->ready; give--) {
-		fevent *e = f->ready;
-		f->ready = e->dead_next;
-		f->nready--;
-		dead_push(&wk->dead, e);
-	}
-	if (f->ready)
-		__builtin_prefetch(f->ready, 1); /* the next hold's */
-}
-
-/* The rest of limbo_step, with no lock held. */
-static void limbo_after(feed *f, wakeups *wk)
-{
-	if (wk->tick)
-		ctx_call_rcu(&f->tick, feed_tick_rcu);
-	if (wk->old_ring)
-		ctx_call_rcu(&wk->old_ring->rcu, ring_free_rcu);
-	if (wk->defer) {
-		limbo_batch *b = malloc(sizeof(*b));
-		if (b) {
-			b->list = wk->defer;
-			ctx_call_rcu(&b->rcu, limbo_batch_rcu);
-		} else {
-			/* No memory even for that: back to the limbo (past its
-			 * bound until the tick completes). */
-			fevent *e = wk->defer, *next;
-			feed_lock(f);
-			for (; e; e = next) {
-				next = e->dead_next;
-				e->dead_next = f->limbo;
-				if (!f->limbo)
-					f->limbo_tail = e;
-				f->limbo = e;
-				f->nlimbo++;
-			}
-			feed_unlock(f);
-		}
-	}
-	*wk = (wakeups){.dead = wk->dead};
-}
-
 /* Release the feed lock, then signal the waker, wake the collected
- * watchers and release the events past their grace period. */
+ * watchers and release the evicted events. */
 static void unlock_and_wake(feed *f, wakeups *wk)
 {
-	if (wk->evicted)
-		limbo_step(f, wk);
 	feed_unlock(f);
 	if (wk->kick)
 		pthread_cond_signal(&f->waker_cv);
 	wk->kick = false;
 	wake_chain(wk->wake);
 	wk->wake = NULL;
-	limbo_after(f, wk);
 	dead_release(wk->dead);
 	wk->dead = NULL;
 }
@@ -1238,19 +1027,16 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	feed *f = aligned_alloc(64, (sizeof(*f) + 63) & ~(size_t)63);
 	if (f)
 		memset(f, 0, sizeof(*f));
-	ring *rg = calloc(1, sizeof(*rg) + cap * sizeof(uint64_t));
-	if (!f || !rg) {
+	uint64_t *ring = calloc(cap, sizeof(*ring));
+	if (!f || !ring) {
 		free(f);
-		free(rg);
+		free(ring);
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
 	pthread_cond_init(&f->waker_cv, NULL);
-	rg->mask = cap - 1;
-	atomic_init(&f->ring_pub, rg);
-	f->ring = rg->slot;
+	f->ring = ring;
 	f->mask = cap - 1;
-	atomic_init(&f->tick_done, false);
 	f->history = history;
 	f->frontier = next_rev ? next_rev - 1 : 0;
 	atomic_init(&f->frontier_pub, f->frontier);
@@ -1276,21 +1062,11 @@ void feed_close(feed *f)
 	if (!f)
 		return;
 	waker_join(f);
-	if (f->tick_queued && !atomic_load_explicit(&f->tick_done, memory_order_acquire)) {
-		rcu_barrier(); /* its callback writes f */
-		/* Done now: the acquire tells TSan so (it cannot see liburcu's) */
-		while (!atomic_load_explicit(&f->tick_done, memory_order_acquire))
-			;
-	}
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
-	/* No watch is open: nobody reads the evicted events any more. */
-	dead_release(f->limbo);
-	dead_release(f->waiting);
-	dead_release(f->ready);
 	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
-	free(atomic_load_explicit(&f->ring_pub, memory_order_relaxed));
+	free(f->ring);
 	free(f);
 }
 
@@ -1345,17 +1121,12 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 		if (slot_rev(*slot) != f->oldest)
 			continue;
 		fevent *e = slot_event(*slot);
-		__atomic_store_n(slot, 0, __ATOMIC_RELEASE);
 		if (e) {
 			f->log_bytes -= e->bytes;
 			f->log_events--;
-			limbo_push(f, e, wk);
+			dead_push(&wk->dead, e);
 		}
-		/* The next to leave, most likely at the next report: its
-		 * line, read and written then, is on its way meanwhile. */
-		fevent *next = slot_event(f->ring[(f->oldest + 1) & f->mask]);
-		if (next)
-			__builtin_prefetch(next, 1);
+		*slot = 0;
 	}
 }
 
@@ -1376,7 +1147,7 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 {
 	uint64_t *slot = &f->ring[rev & f->mask];
 	assert(*slot == 0);
-	__atomic_store_n(slot, v, __ATOMIC_RELEASE); /* after the event's bytes */
+	*slot = v;
 	f->pending_slots++;
 	fevent *e = slot_event(v);
 	if (e) {
@@ -1388,30 +1159,27 @@ static void slot_place(feed *f, uint64_t rev, uint64_t v)
 	}
 }
 
-/* Move the slots into new_ring (at least twice the old size: no two
- * revisions can meet in one slot) and publish it; the old one is freed after
- * a grace period (readers may be looking at it: see READERS). */
-static void ring_grow(feed *f, ring *new_ring, wakeups *wk)
+/* Move the slots into new_ring, of new_cap slots (at least twice the old
+ * size: no two revisions can meet in one slot). */
+static void ring_grow(feed *f, uint64_t *new_ring, uint64_t new_cap)
 {
 	for (uint64_t i = 0; i <= f->mask; i++) {
 		uint64_t v = f->ring[i];
 		if (v)
-			new_ring->slot[slot_rev(v) & new_ring->mask] = v;
+			new_ring[slot_rev(v) & (new_cap - 1)] = v;
 	}
-	wk->old_ring = atomic_load_explicit(&f->ring_pub, memory_order_relaxed);
-	atomic_store_explicit(&f->ring_pub, new_ring, memory_order_release);
-	f->ring = new_ring->slot;
-	f->mask = new_ring->mask;
+	free(f->ring);
+	f->ring = new_ring;
+	f->mask = new_cap - 1;
 }
 
-/* A ring of cap slots, waiting for memory (no lock held). */
-static ring *ring_new_retry(uint64_t cap)
+/* calloc that waits for memory (no lock held). */
+static void *calloc_retry(size_t n, size_t size)
 {
-	ring *r;
-	while (!(r = calloc(1, sizeof(*r) + (size_t)cap * sizeof(uint64_t))))
+	void *p;
+	while (!(p = calloc(n, size)))
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
-	r->mask = cap - 1;
-	return r;
+	return p;
 }
 
 /* Advance the frontier over every contiguous reported revision, moving each
@@ -1472,14 +1240,14 @@ static bool ring_fits(const feed *f, uint64_t rev)
  * recorded, r's event built in *e (both made with the lock dropped). */
 static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 {
-	ring *bigger = NULL;
+	uint64_t *bigger = NULL;
 	uint64_t bigger_cap = 0;
 	for (;;) {
 		lock_feed(f, wk);
 		uint64_t cap = f->mask + 1;
 		if (!ring_fits(f, r->rev)) {
 			if (bigger_cap > r->rev - f->oldest && bigger_cap >= 2 * cap) {
-				ring_grow(f, bigger, wk);
+				ring_grow(f, bigger, bigger_cap);
 				bigger = NULL;
 			} else {
 				uint64_t want = cap * 2;
@@ -1487,7 +1255,7 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 					want *= 2;
 				unlock_and_wake(f, wk); /* nothing to wake yet */
 				free(bigger);
-				bigger = ring_new_retry(want);
+				bigger = calloc_retry((size_t)want, sizeof(*bigger));
 				bigger_cap = want;
 				continue;
 			}
@@ -1608,62 +1376,41 @@ static void watch_lag(ctx_watch *w, uint64_t rev)
 	w->lag_ev->pub.resume_from = rev;
 }
 
-/* An armed w is to read (feed.lock held): events may be delivered that
- * the waker has not woken it for yet; it takes them itself, and makes its
- * fd readable. False: nothing for it (it stays armed, caught up). */
-static bool watch_unarm(feed *f, ctx_watch *w)
+/* Read forward from w's cursor into its empty buffer (watch.lock, or w not
+ * yet published, and feed.lock held): at most BATCH matching events, at
+ * most SCAN_MAX slots looked at. Notes a lag (see WATCHERS), and whether
+ * the read reached the frontier. An armed watcher has nothing to read. */
+static void watch_read(feed *f, ctx_watch *w)
 {
-	uint64_t from = waker_from(f, w);
-	w->caught_up = from > f->frontier;
-	if (w->caught_up)
-		return false;
-	disarm(f, w);
-	w->cursor = from;
-	w->self_woken = true;
-	return true;
-}
-
-/* Read forward from the cursor of unarmed w into its empty buffer
- * (watch.lock held, or w not yet published), without the feed lock (see
- * READERS): at most BATCH matching events, copied, at most SCAN_MAX slots
- * looked at. Notes a lag (see WATCHERS), and whether the read reached the
- * frontier it saw. False: no memory for a copy, and none taken. */
-static bool watch_read(feed *f, ctx_watch *w)
-{
-	bool ok = true;
-	ctx_rcu_read_lock();
-	/* The frontier first: the ring it was advanced in is published
-	 * before it, and every slot up to it was placed before it. */
-	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
-	const ring *r = atomic_load_explicit(&f->ring_pub, memory_order_acquire);
-	uint64_t rev = w->cursor;
-	for (size_t n = 0; rev <= frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
-		if (w->lag_at && rev >= w->lag_at) {
-			watch_lag(w, w->lag_at);
-			break;
-		}
-		uint64_t v = __atomic_load_n(&r->slot[rev & r->mask], __ATOMIC_ACQUIRE);
-		if (slot_rev(v) != rev) {
-			/* Placed (rev <= frontier) and gone: it left the log. */
-			watch_lag(w, rev);
-			break;
-		}
-		fevent *e = slot_event(v);
-		if (!e || !watch_matches(w, e))
-			continue;
-		fevent *c = fevent_copy(e);
-		if (!c) {
-			ok = w->count > 0;
-			break;
-		}
-		if (!w->lag_at && frontier - rev >= f->queue)
-			w->lag_at = rev + f->queue;
-		w->buf[(w->head + w->count++) % BATCH] = c;
+	if (is_armed(w)) {
+		/* Events may be delivered that the waker has not woken it for
+		 * yet: it takes them itself, and makes its fd readable. */
+		uint64_t from = waker_from(f, w);
+		w->caught_up = from > f->frontier;
+		if (w->caught_up)
+			return;
+		disarm(f, w);
+		w->cursor = from;
+		w->self_woken = true;
 	}
-	ctx_rcu_read_unlock();
+	uint64_t rev = w->cursor;
+	for (size_t n = 0; rev <= f->frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
+		if (rev < f->oldest || (w->lag_at && rev >= w->lag_at)) {
+			watch_lag(w, rev < f->oldest ? rev : w->lag_at);
+			w->cursor = rev;
+			return;
+		}
+		uint64_t v = f->ring[rev & f->mask];
+		fevent *e = slot_event(v);
+		if (!e || slot_rev(v) != rev || !watch_matches(w, e))
+			continue;
+		if (!w->lag_at && f->frontier - rev >= f->queue)
+			w->lag_at = rev + f->queue;
+		fevent_retain(e);
+		w->buf[(w->head + w->count++) % BATCH] = e;
+	}
 	w->cursor = rev;
-	w->caught_up = rev > frontier;
-	return ok;
+	w->caught_up = rev > f->frontier;
 }
 
 /* The next event for the caller (watch.lock held), read from the log when
@@ -1673,18 +1420,10 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 {
 	feed *f = w->feed;
 	while (!w->count && !w->lag_due && !w->done) {
-		if (is_armed(w)) {
-			/* Only its reader (here) arms it: read false, it stays
-			 * unarmed, and the cursor is its own (see READERS). */
-			feed_lock(f);
-			bool read = !is_armed(w) || watch_unarm(f, w);
-			feed_unlock(f);
-			if (!read)
-				break;
-		}
-		/* No memory for a copy: nothing now, the fd stays readable
-		 * (the watcher is not armed), the caller tries again. */
-		if (!watch_read(f, w) || w->caught_up)
+		feed_lock(f);
+		watch_read(f, w);
+		feed_unlock(f);
+		if (w->caught_up)
 			break;
 	}
 	fevent *e = NULL;
@@ -1809,17 +1548,11 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 	}
 	f->nwatchers++;
 	atomic_store_explicit(&f->recording, true, memory_order_relaxed);
+	watch_read(f, w); /* the replay, if from an earlier revision */
+	bool pending = w->count || w->lag_due || !w->caught_up;
+	if (!pending)
+		arm(f, w);
 	feed_unlock(f);
-	/* The replay, if from an earlier revision (copies: not under the
-	 * lock); arm it if there is none. */
-	bool pending = !watch_read(f, w) || w->count || w->lag_due || !w->caught_up;
-	if (!pending) {
-		feed_lock(f);
-		pending = w->cursor <= f->frontier;
-		if (!pending)
-			arm(f, w);
-		feed_unlock(f);
-	}
 
 	if (pending)
 		watch_signal(w);
