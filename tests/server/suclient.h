@@ -4,7 +4,8 @@
  * test_exec_atomic.c, test_robust.c, test_dbsize.c, test_pipeline_prefetch.c):
  * a raw connection that reads whole RESP replies, hiredis helpers, one ctxd
  * for a whole program (SU_GROUP_SERVER; test_dbsize.c and
- * test_pipeline_prefetch.c still have their own) and EXPECT_* checks. Static
+ * test_pipeline_prefetch.c still have their own), a test's own server (own,
+ * free_own) and EXPECT_* checks. Static
  * inline functions: each test program includes it once. Needs cmocka.h,
  * hiredis.h and serverutil.h first.
  */
@@ -286,5 +287,20 @@ static inline void drop_all_contexts(redisContext *c)
 			fail_msg("%s: type %d, want nil", #__VA_ARGS__, r_->type);                 \
 		freeReplyObject(r_);                                                               \
 	} while (0)
+
+/* ---- a test's own server -------------------------------------------------------------- */
+
+/* A server one test starts for itself (su_start, possibly restarted), stopped
+ * and removed by the free_own teardown, also when the test failed (cmocka
+ * jumps out of it). */
+static su_server *own __attribute__((unused));
+
+static inline int free_own(void **state)
+{
+	(void)state;
+	su_free(own);
+	own = NULL;
+	return 0;
+}
 
 #endif

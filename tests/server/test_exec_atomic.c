@@ -44,17 +44,6 @@
 #include "suclient.h"
 #include "sutarget.h"
 
-static su_server *own; /* a test's own server (restarts), freed by teardown */
-
-/* Stop and remove a test's own server, also when the test failed. */
-static int free_own(void **state)
-{
-	(void)state;
-	su_free(own);
-	own = NULL;
-	return 0;
-}
-
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 /* EXEC's reply: an array of n integers, as want. */

@@ -39,16 +39,6 @@
 #define BIG   20000
 #define CHUNK 1000
 
-static su_server *own;
-
-static int free_own(void **state)
-{
-	(void)state;
-	su_free(own);
-	own = NULL;
-	return 0;
-}
-
 /* HSET key f0 v .. f<n-1> v, CHUNK fields a command, pipelined. */
 static void fill(redisContext *c, const char *key, int n)
 {

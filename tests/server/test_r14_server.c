@@ -40,16 +40,6 @@
 
 static const char *const server_args[] = {"--loops", "4", "--durability", "always", NULL};
 
-static su_server *own; /* stopped by the teardown, also after a failure */
-
-static int free_own(void **state)
-{
-	(void)state;
-	su_free(own);
-	own = NULL;
-	return 0;
-}
-
 /* INFO clients' loop_clients into n[LOOPS]; returns their sum. */
 static long loop_counts(redisContext *admin, long n[LOOPS])
 {

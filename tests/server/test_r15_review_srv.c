@@ -51,16 +51,6 @@
 
 #define LOOPS 4
 
-static su_server *own; /* stopped by the teardown, also after a failure */
-
-static int free_own(void **state)
-{
-	(void)state;
-	su_free(own);
-	own = NULL;
-	return 0;
-}
-
 /* ---- a stop during hand-overs ------------------------------------------------------------- */
 
 #define STOP_ROUNDS 6

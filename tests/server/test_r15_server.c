@@ -44,16 +44,6 @@
 
 static const char *const server_args[] = {"--durability", "none", "--loglevel", "debug", NULL};
 
-static su_server *own; /* stopped by the teardown, also after a failure */
-
-static int free_own(void **state)
-{
-	(void)state;
-	su_free(own);
-	own = NULL;
-	return 0;
-}
-
 static int loops_running(redisContext *c)
 {
 	long long n = info_int(c, "server", "loops_running");
