@@ -8,8 +8,11 @@
  * and prints the resident memory before it. Uses only include/ctx.h, so the
  * same program measures any version of the library.
  *
- *   ctxclosetime [keys (2000000)] [per commit (1)] [contexts (1)]
+ *   ctxclosetime [keys (2000000)] [per commit (1)] [contexts (1)] [exit]
+ *
+ * With "exit" it times ctx_close_at_exit instead (round 16).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +91,14 @@ int main(int argc, char **argv)
 		sleep((unsigned)atoi(getenv("CLOSETIME_PAUSE")));
 	}
 	double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
-	ctx_close(s);
+	bool at_exit = argc > 4 && strcmp(argv[4], "exit") == 0;
+	if (at_exit)
+		ctx_close_at_exit(s);
+	else
+		ctx_close(s);
 	double c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID), w1 = clock_s(CLOCK_MONOTONIC);
-	printf("keys %ld per %ld contexts %ld load_s %.2f rss_mb %.0f close_wall_s %.3f "
+	printf("%s keys %ld per %ld contexts %ld load_s %.2f rss_mb %.0f close_wall_s %.3f "
 	       "close_cpu_s %.3f rss_after_mb %.0f\n",
-	       keys, per, nctx, t1 - t0, rss / 1024.0, w1 - w0, c1 - c0, rss_kb() / 1024.0);
+	       at_exit ? "ctx_close_at_exit" : "ctx_close", keys, per, nctx, t1 - t0, rss / 1024.0, w1 - w0, c1 - c0, rss_kb() / 1024.0);
 	return 0;
 }
