@@ -267,25 +267,9 @@ static void leaf_retain(hamt_leaf *l)
 	atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 }
 
-/* Drop one of the references counted in *refs; true if it was the last
- * (the caller frees). A count of 1 is the caller's own reference: no other
- * holder is left to add one (that takes a reference; node_make_editable
- * relies on the same), so it is read, not decremented. A release that frees
- * (a version cut from history, ctx_close freeing a whole store) meets cold
- * lines: a locked decrement of each waits for its line before the next
- * instruction goes on, so those misses came one after another; a load lets
- * the processor go on to the next leaf and node and overlap them (round 16:
- * ctx_close of a 1M-key store was 80% node_release, at its decrements). */
-static inline bool ref_drop(atomic_uint *refs)
-{
-	if (atomic_load_explicit(refs, memory_order_acquire) == 1)
-		return true;
-	return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
-}
-
 void hamt_leaf_release(hamt_leaf *l)
 {
-	if (l && ref_drop(&l->refs))
+	if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
 		pool_free(l);
 }
 
@@ -440,7 +424,7 @@ static void node_release(hamt_node *n)
 {
 	/* A loop along the base chain (at most HAMT_BORROW_CHAIN long); recursion
 	 * only down the trie. */
-	while (n && ref_drop(&n->refs)) {
+	while (n && atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
 		hamt_node *base = node_base(n);
 		node_prefetch_owned(n, base);
 		node_release_slots(n);
