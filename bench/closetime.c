@@ -87,7 +87,8 @@ int main(int argc, char **argv)
 	double t1 = clock_s(CLOCK_MONOTONIC);
 	long rss = rss_kb();
 	if (getenv("CLOSETIME_PAUSE")) { /* time to attach a profiler to the close */
-		fprintf(stderr, "pid %ld: closing in %s s\n", (long)getpid(), getenv("CLOSETIME_PAUSE"));
+		fprintf(stderr, "pid %ld: closing in %s s\n", (long)getpid(),
+		        getenv("CLOSETIME_PAUSE"));
 		sleep((unsigned)atoi(getenv("CLOSETIME_PAUSE")));
 	}
 	double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
 	double c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID), w1 = clock_s(CLOCK_MONOTONIC);
 	printf("%s keys %ld per %ld contexts %ld load_s %.2f rss_mb %.0f close_wall_s %.3f "
 	       "close_cpu_s %.3f rss_after_mb %.0f\n",
-	       at_exit ? "ctx_close_at_exit" : "ctx_close", keys, per, nctx, t1 - t0, rss / 1024.0, w1 - w0, c1 - c0, rss_kb() / 1024.0);
+	       at_exit ? "ctx_close_at_exit" : "ctx_close", keys, per, nctx, t1 - t0, rss / 1024.0,
+	       w1 - w0, c1 - c0, rss_kb() / 1024.0);
 	return 0;
 }

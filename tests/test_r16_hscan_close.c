@@ -34,7 +34,8 @@ static void fill(ctx_store *s)
 		ctx_txn *t;
 		assert_int_equal(ctx_txn_begin(s, "big", &t), CTX_OK);
 		for (int j = i; j < i + PER; j++) {
-			int kn = snprintf(k, sizeof(k), "k%d", j), vn = snprintf(v, sizeof(v), "v%d", j);
+			int kn = snprintf(k, sizeof(k), "k%d", j),
+			    vn = snprintf(v, sizeof(v), "v%d", j);
 			assert_int_equal(ctx_txn_put(t, k, (size_t)kn, v, (size_t)vn), CTX_OK);
 		}
 		assert_int_equal(ctx_txn_commit(t, 0, NULL), CTX_OK);

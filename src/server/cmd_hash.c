@@ -475,16 +475,16 @@ void hscan_tick(client *c, uint64_t now)
 	if (!hs->st)
 		return;
 	uint64_t idle = now > hs->used_us ? now - hs->used_us : 0;
-	uint64_t hold = (uint64_t)atomic_load_explicit(&srv.cfg.scan_hold_seconds,
-	                                               memory_order_relaxed) *
-	                1000000u;
+	uint64_t hold =
+	    (uint64_t)atomic_load_explicit(&srv.cfg.scan_hold_seconds, memory_order_relaxed) *
+	    1000000u;
 	bool release = idle >= hold;
 	if (!release && idle >= 1000000u)
 		release = atomic_load(&srv.scan_held_bytes) >
 		          atomic_load_explicit(&srv.cfg.scan_hold_bytes, memory_order_relaxed);
-	if (!release) { /* its hash is gone (dropped, expired, or emptied: absent
-	                    for HSCAN); ctx_context_info is no access, so this
-	                    keeps no context with a time-to-live alive */
+	/* Its hash gone (dropped, expired, or emptied: absent for HSCAN)?
+	 * ctx_context_info is no access: it keeps no time-to-live alive. */
+	if (!release) {
 		ctx_context_status cs;
 		release = ctx_context_info(server_store(), ctx_state_id(hs->st), &cs) != CTX_OK ||
 		          cs.keys == 0;

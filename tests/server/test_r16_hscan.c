@@ -39,8 +39,8 @@
 
 #include "suclient.h"
 
-#define STABLE    150 /* fields present throughout a scan: s0.. */
-#define TRANSIENT 150 /* fields deleted during it (one commit each): t0.. */
+#define STABLE    150  /* fields present throughout a scan: s0.. */
+#define TRANSIENT 150  /* fields deleted during it (one commit each): t0.. */
 #define POLLS     1200 /* INFO polls, 100 ms apart, before giving up */
 
 /* HSET key with s0..s(STABLE-1) and t0..t(TRANSIENT-1), one command. */
@@ -72,8 +72,7 @@ static void fill(redisContext *c, const char *key)
 
 /* One HSCAN page from cursor `cur`; marks the stable fields it returns in
  * seen and returns the next cursor. */
-static unsigned long long page(redisContext *c, const char *key, unsigned long long cur,
-                               bool *seen)
+static unsigned long long page(redisContext *c, const char *key, unsigned long long cur, bool *seen)
 {
 	redisReply *r = cmd(c, "HSCAN %s %llu COUNT 10", key, cur);
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -127,8 +126,8 @@ static void expect_all_stable(const bool *seen)
 static void test_idle_scan_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds",
-	                                   "100000", NULL};
+	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
+	                                   NULL};
 	own = su_start("r16_hscan_idle", args);
 	redisContext *scanner = hconn(own), *writer = hconn(own);
 	expect_config(writer, "scan-hold-seconds", "100000");
@@ -159,8 +158,8 @@ static void test_idle_scan_released(void **state)
 static void test_scan_over_bytes_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds",
-	                                   "100000", NULL};
+	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
+	                                   NULL};
 	own = su_start("r16_hscan_bytes", args);
 	redisContext *scanner = hconn(own), *writer = hconn(own);
 	fill(writer, "h");
@@ -187,8 +186,8 @@ static void test_scan_over_bytes_released(void **state)
 static void test_scan_of_gone_hash_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds",
-	                                   "100000", NULL};
+	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
+	                                   NULL};
 	own = su_start("r16_hscan_gone", args);
 	redisContext *scanner = hconn(own), *writer = hconn(own);
 	fill(writer, "h");
@@ -214,10 +213,10 @@ static void test_scan_of_gone_hash_released(void **state)
 	assert_int_equal(su_stop(own), 0);
 }
 
-#define BIG_FIELDS 60000 /* one hash */
-#define SMALL_CTX  400   /* contexts of SMALL_FIELDS fields */
+#define BIG_FIELDS   60000 /* one hash */
+#define SMALL_CTX    400   /* contexts of SMALL_FIELDS fields */
 #define SMALL_FIELDS 25
-#define PIPE       1000 /* pipelined requests before reading their replies */
+#define PIPE         1000 /* pipelined requests before reading their replies */
 
 static void pipe_replies(redisContext *c, int n)
 {
