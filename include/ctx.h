@@ -226,6 +226,20 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out);
  * closing one after ctx_close touches freed memory. NULL is a no-op. */
 void ctx_close(ctx_store *s);
 
+/* Close the store as ctx_close does, for a process that exits right after
+ * (ctxd's stop): the background threads end, and with a dir the final
+ * checkpoint is written and the log is synced and closed, so every change
+ * ctx_close would keep is kept, and the directory is unlocked for the next
+ * ctx_open. But the contexts and their versions are not freed: that walks
+ * every key and node of every version still held, about a microsecond a
+ * key on a busy machine (a cache miss each), seconds to tens of seconds
+ * for a store of millions of keys, for memory the process's exit gives
+ * back at once. The store's memory stays allocated (and s unusable) until
+ * the process exits; the same rules as ctx_close apply before the call.
+ * In a build with AddressSanitizer (LeakSanitizer) it frees everything, as
+ * ctx_close. NULL is a no-op. */
+void ctx_close_at_exit(ctx_store *s);
+
 /* Write a checkpoint now (stores with a dir; the background checkpointer
  * also writes one whenever the log grew by checkpoint_bytes, and ctx_close
  * writes a last one). Writers keep going while it is written. Once synced and

@@ -1057,6 +1057,12 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	return CTX_OK;
 }
 
+void feed_stop(feed *f)
+{
+	if (f)
+		waker_join(f);
+}
+
 void feed_close(feed *f)
 {
 	if (!f)

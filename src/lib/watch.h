@@ -57,6 +57,8 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out);
 
 /* Free the feed. Every watch on it must have been closed. */
 void feed_close(feed *f);
+/* End f's waker thread, freeing nothing (ctx_close_at_exit). */
+void feed_stop(feed *f);
 
 /* Report revision rev's event. keys/klens: the keys the change touched (may
  * be NULL when nkeys is 0); everything is copied. Thread-safe, never blocks

@@ -525,8 +525,10 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		alloc_info(jemalloc, sizeof(jemalloc));
 		addf(&b,
 		     "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\nmaxmemory:0\r\n"
-		     "maxmemory_policy:noeviction\r\nmem_allocator:%s\r\n%s\r\n",
-		     rss, rss, alloc_name(), jemalloc);
+		     "maxmemory_policy:noeviction\r\nmem_allocator:%s\r\n"
+		     "scan_versions_held:%zu\r\nscan_versions_held_bytes:%zu\r\n%s\r\n",
+		     rss, rss, alloc_name(), atomic_load(&srv.scan_held),
+		     atomic_load(&srv.scan_held_bytes), jemalloc);
 	}
 	if (want("persistence", argc, argv, true)) {
 		ctx_stats st;
@@ -551,12 +553,13 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     "# "
 		     "Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
 		     "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
-		     "rejected_connections:%llu\r\n\r\n",
+		     "rejected_connections:%llu\r\nscan_versions_released:%llu\r\n\r\n",
 		     (unsigned long long)LOOP_SUM(st_connections),
 		     (unsigned long long)LOOP_SUM(st_commands),
 		     (unsigned long long)LOOP_SUM(st_net_in),
 		     (unsigned long long)LOOP_SUM(st_net_out),
-		     (unsigned long long)LOOP_SUM(st_rejected));
+		     (unsigned long long)LOOP_SUM(st_rejected),
+		     (unsigned long long)atomic_load(&srv.scan_released));
 	if (want("replication", argc, argv, true))
 		addf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
 	if (!want("keyspace", argc, argv, true)) {
@@ -692,6 +695,8 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	pthread_mutex_unlock(&srv.cfg_lock);
 	PUT("maxclients", "%zu", atomic_load(&srv.cfg.maxclients));
 	PUT("timeout", "%ld", atomic_load(&srv.cfg.timeout));
+	PUT("scan-hold-seconds", "%ld", atomic_load(&srv.cfg.scan_hold_seconds));
+	PUT("scan-hold-bytes", "%zu", atomic_load(&srv.cfg.scan_hold_bytes));
 	PUT("proto-max-bulk-len", "%zu", atomic_load(&srv.cfg.proto_max_bulk_len));
 	PUT("client-query-buffer-limit", "%zu", atomic_load(&srv.cfg.client_query_buffer_limit));
 	PUT("client-output-buffer-limit", "normal %zu %zu %ld", atomic_load(&srv.cfg.obuf_hard),
@@ -748,7 +753,8 @@ static void config_set(client *c, int argc, const arg *argv)
 			const arg *nm = &argv[i], *v = &argv[i + 1];
 			size_t m = 0;
 			long long ll = 0;
-			if (arg_is(nm, "timeout") || arg_is(nm, "maxclients")) {
+			if (arg_is(nm, "timeout") || arg_is(nm, "maxclients") ||
+			    arg_is(nm, "scan-hold-seconds")) {
 				char t[24];
 				snprintf(t, sizeof(t), "%.*s", (int)(v->n > 20 ? 20 : v->n), v->p);
 				char *end;
@@ -760,7 +766,7 @@ static void config_set(client *c, int argc, const arg *argv)
 				if (!v->n || v->n > 20 || memchr(v->p, '\0', v->n) || t[0] < '0' ||
 				    t[0] > '9' || *end || errno || ll < 0 ||
 				    (arg_is(nm, "maxclients") && ll < 1) ||
-				    (arg_is(nm, "timeout") && ll > (1LL << 40))) {
+				    (!arg_is(nm, "maxclients") && ll > (1LL << 40))) {
 					reply_error(
 					    c, "ERR Invalid argument '%s' for CONFIG SET '%.*s'", t,
 					    (int)nm->n, nm->p);
@@ -779,8 +785,18 @@ static void config_set(client *c, int argc, const arg *argv)
 				}
 				if (pass && arg_is(nm, "timeout"))
 					atomic_store(&srv.cfg.timeout, (long)ll);
+				else if (pass && arg_is(nm, "scan-hold-seconds"))
+					atomic_store(&srv.cfg.scan_hold_seconds, (long)ll);
 				else if (pass)
 					atomic_store(&srv.cfg.maxclients, (size_t)ll);
+			} else if (arg_is(nm, "scan-hold-bytes")) {
+				if (!arg_mem_size(v, &m)) {
+					reply_error(c, "ERR Invalid argument for CONFIG SET '%.*s'",
+					            (int)nm->n, nm->p);
+					return;
+				}
+				if (pass)
+					atomic_store(&srv.cfg.scan_hold_bytes, m);
 			} else if (arg_is(nm, "proto-max-bulk-len") ||
 			           arg_is(nm, "client-query-buffer-limit")) {
 				if (!arg_mem_size(v, &m) || m < 1024) {

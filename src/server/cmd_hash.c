@@ -21,6 +21,23 @@
  * version is still in history (history_depth versions, 64 by default). Once
  * it has left, the scan goes on by position over the newest version, and a
  * field may then be missed or returned twice. Cursor 0 starts and ends.
+ * (Round 14 changed that: see hscan_version.)
+ *
+ * HELD VERSIONS (round 16): the version a connection's unfinished scan
+ * walks is held between its pages, and with it every field of it that
+ * later versions deleted or rewrote. A client that never finishes its scan
+ * would hold that for its connection's life: maxclients times the largest
+ * hash. So the hold is released when the scan ends, when its hash is
+ * absent (at the next page, or the loop's timer), and by the loop's timer
+ * (hscan_tick, once a second) when the scan was not continued for
+ * scan-hold-seconds (30), or for a second while the server's held versions
+ * hold more than scan-hold-bytes (64 MiB) of keys and values
+ * (ctx_state_bytes: what a version may keep alive once every field of it
+ * is rewritten). A released scan's next page takes its version from
+ * history, or starts again at 0 on the newest version: fields present
+ * throughout are still returned (some twice), as Redis promises. INFO
+ * memory shows scan_versions_held(_bytes), INFO stats
+ * scan_versions_released.
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +48,7 @@
 #include <time.h>
 
 #include "cmd_common.h"
+#include "core.h"
 
 /* ---- shared pieces ---------------------------------------------------------- */
 
@@ -429,11 +447,52 @@ static void pairs_free(pairs *ps)
 void hscan_drop(client *c)
 {
 	hscan_state *hs = client_hscan(c);
+	if (hs->st) {
+		atomic_fetch_sub(&srv.scan_held, 1);
+		atomic_fetch_sub(&srv.scan_held_bytes, hs->bytes);
+	}
 	ctx_iter_free(hs->it);
 	ctx_state_release(hs->st);
 	hs->it = NULL;
 	hs->st = NULL;
 	hs->pos = 0;
+	hs->bytes = 0;
+}
+
+/* Hold st (a reference the caller gives) for c's scan. */
+static void hscan_hold(client *c, ctx_state *st)
+{
+	hscan_state *hs = client_hscan(c);
+	hs->st = st;
+	hs->bytes = ctx_state_bytes(st);
+	atomic_fetch_add(&srv.scan_held, 1);
+	atomic_fetch_add(&srv.scan_held_bytes, hs->bytes);
+}
+
+void hscan_tick(client *c, uint64_t now)
+{
+	hscan_state *hs = client_hscan(c);
+	if (!hs->st)
+		return;
+	uint64_t idle = now > hs->used_us ? now - hs->used_us : 0;
+	uint64_t hold =
+	    (uint64_t)atomic_load_explicit(&srv.cfg.scan_hold_seconds, memory_order_relaxed) *
+	    1000000u;
+	bool release = idle >= hold;
+	if (!release && idle >= 1000000u)
+		release = atomic_load(&srv.scan_held_bytes) >
+		          atomic_load_explicit(&srv.cfg.scan_hold_bytes, memory_order_relaxed);
+	/* Its hash gone (dropped, expired, or emptied: absent for HSCAN)?
+	 * ctx_context_info is no access: it keeps no time-to-live alive. */
+	if (!release) {
+		ctx_context_status cs;
+		release = ctx_context_info(server_store(), ctx_state_id(hs->st), &cs) != CTX_OK ||
+		          cs.keys == 0;
+	}
+	if (release) {
+		hscan_drop(c);
+		atomic_fetch_add(&srv.scan_released, 1);
+	}
 }
 
 /* The version a scan at cursor version `version` of st's context walks, held
@@ -464,7 +523,7 @@ static void hscan_version(client *c, ctx_state *st, uint64_t version, uint64_t *
 			*pos = 0;
 		}
 	}
-	hs->st = st;
+	hscan_hold(c, st);
 }
 
 /* HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES] */
@@ -481,6 +540,7 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 	if (failed)
 		return;
 	if (!st) { /* as Redis: an absent key ends the scan before the options are read */
+		hscan_drop(c); /* its hash may be the one this client was scanning */
 		reply_array(c, 2);
 		reply_cstr(c, "0");
 		reply_array(c, 0);
@@ -494,6 +554,7 @@ static void cmd_hscan(client *c, int argc, const arg *argv)
 	hscan_version(c, st, version, &pos);
 	hscan_state *hs = client_hscan(c);
 	st = hs->st;
+	hs->used_us = now_us();
 	size_t n = ctx_state_count(st);
 	size_t start = pos < n ? (size_t)pos : n;
 	size_t end = (size_t)o.count < n - start ? start + (size_t)o.count : n;

@@ -45,6 +45,9 @@ typedef struct server_config {
 	_Atomic size_t client_query_buffer_limit;
 	_Atomic size_t obuf_hard, obuf_soft; /* bytes, 0 = no limit        */
 	_Atomic long obuf_soft_seconds;
+	/* HSCAN versions held by unfinished scans (cmd_hash.c, hscan_tick) */
+	_Atomic long scan_hold_seconds; /* released when idle this long      */
+	_Atomic size_t scan_hold_bytes; /* past it, idle >= 1 s is released   */
 	size_t max_args;   /* per command                */
 	size_t max_inline; /* inline request / header    */
 	char loglevel;     /* 'E' 'W' 'I' 'D'            */
@@ -220,6 +223,11 @@ typedef struct server {
 	/* the command table, sorted by name */
 	const command **cmds;
 	size_t ncmds;
+	/* versions held by unfinished HSCANs (cmd_hash.c): how many, their
+	 * key and value bytes, and how many were released before their scan
+	 * ended (idle, over scan-hold-bytes, hash gone) */
+	_Atomic size_t scan_held, scan_held_bytes;
+	_Atomic uint64_t scan_released;
 } server;
 
 extern server srv;

@@ -248,6 +248,8 @@ static void hook_defaults(void)
 	cfg->obuf_hard = 256u << 20;
 	cfg->obuf_soft = 64u << 20;
 	cfg->obuf_soft_seconds = 60;
+	cfg->scan_hold_seconds = 30;
+	cfg->scan_hold_bytes = 64u << 20;
 	cfg->max_args = 1024 * 1024;
 	cfg->max_inline = 64 * 1024;
 	log_set_level('W');

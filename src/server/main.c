@@ -7,8 +7,9 @@
  * here), build the command table, bind and start the loops.
  * STOP: SIGTERM or SIGINT (waited for with sigwait in the main thread; all
  * threads block them): the loops stop accepting, stop reading, send every
- * reply (parked ones once durable) and end; then ctx_close fsyncs and writes
- * a checkpoint, and the process exits 0.
+ * reply (parked ones once durable) and end; then ctx_close_at_exit fsyncs and
+ * writes a checkpoint (leaving the store's memory to the exit), and the
+ * process exits 0.
  */
 #include "core.h"
 
@@ -78,13 +79,17 @@ static void usage(FILE *f)
 	           "                         not pipeline and one thread is enough (yes)\n"
 	           "  --maxclients N         (default 10000)\n"
 	           "  --timeout SECONDS      close idle clients (default 0 = never)\n"
+	           "  --scan-hold-seconds S  release the version an unfinished HSCAN holds\n"
+	           "                         once not continued for S seconds (default 30)\n"
+	           "  --scan-hold-bytes N    past N key and value bytes held by unfinished\n"
+	           "                         HSCANs, release those idle 1 s (default 64mb)\n"
 	           "  --loglevel LEVEL       warning, notice (default), verbose, debug\n"
 	           "  --config FILE          redis.conf-style file: one 'name value' per line\n"
 	           "                         (port, bind, dir, durability, requirepass,\n"
 	           "                         maxclients, timeout, proto-max-bulk-len,\n"
 	           "                         client-query-buffer-limit,\n"
 	           "                         client-output-buffer-limit normal H S SECS, loops,\n"
-	           "                         loops-merge,\n"
+	           "                         loops-merge, scan-hold-seconds, scan-hold-bytes,\n"
 	           "                         loglevel)\n"
 	           "  --help                 this text\n\n"
 	           "Connect with: redis-cli -p PORT\n");
@@ -131,6 +136,10 @@ static bool apply(const char *name, const char *value, const char *where)
 		cfg->maxclients = (size_t)l;
 	} else if (!strcasecmp(name, "timeout") && long_value(value, 0, 1L << 40, &l)) {
 		cfg->timeout = l;
+	} else if (!strcasecmp(name, "scan-hold-seconds") && long_value(value, 0, 1L << 40, &l)) {
+		cfg->scan_hold_seconds = l;
+	} else if (!strcasecmp(name, "scan-hold-bytes") && parse_mem_size(value, &m)) {
+		cfg->scan_hold_bytes = m;
 	} else if (!strcasecmp(name, "loops") && long_value(value, 1, 1024, &l)) {
 		cfg->loops = (int)l;
 	} else if (!strcasecmp(name, "loops-merge") &&
@@ -223,6 +232,8 @@ static void defaults(void)
 	cfg->obuf_hard = 256u << 20;
 	cfg->obuf_soft = 64u << 20;
 	cfg->obuf_soft_seconds = 60;
+	cfg->scan_hold_seconds = 30;
+	cfg->scan_hold_bytes = 64u << 20;
 	cfg->max_args = 1024 * 1024;
 	cfg->max_inline = 64 * 1024;
 }
@@ -240,6 +251,8 @@ static int parse_args(int argc, char **argv)
 	    {"config", required_argument, 0, 'c'},
 	    {"maxclients", required_argument, 0, 'm'},
 	    {"timeout", required_argument, 0, 't'},
+	    {"scan-hold-seconds", required_argument, 0, 'S'},
+	    {"scan-hold-bytes", required_argument, 0, 'B'},
 	    {"loglevel", required_argument, 0, 'L'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -345,7 +358,9 @@ int main(int argc, char **argv)
 	           sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	net_stop();
 	server_log('I', "loops stopped; closing the store (fsync, checkpoint)");
-	ctx_close(srv.store);
+	/* The process ends next: its exit gives the store's memory back, so the
+	 * close does not walk it to free it (ctx_close_at_exit, round 16). */
+	ctx_close_at_exit(srv.store);
 	server_log('I', "ctxd stopped");
 	return 0;
 }

@@ -2373,6 +2373,8 @@ static void on_timer(uv_timer_t *h)
 			client_close(c);
 		} else {
 			obuf_check(c);
+			if (!c->blocked)
+				hscan_tick(c, now);
 		}
 	}
 	maybe_finish(lp);

@@ -207,10 +207,17 @@ typedef struct hscan_state {
 	ctx_state *st; /* NULL: none */
 	ctx_iter *it;  /* NULL: none yet */
 	uint64_t pos;
+	size_t bytes;     /* ctx_state_bytes(st), counted in srv.scan_held_bytes */
+	uint64_t used_us; /* the last HSCAN page that walked st */
 } hscan_state;
 hscan_state *client_hscan(client *c);
 /* Release what an unfinished HSCAN holds (connection close, RESET). */
 void hscan_drop(client *c);
+/* The loop's timer (once a second, on c's loop): release c's held scan
+ * version if it was not continued for scan-hold-seconds, if the server's
+ * held versions pass scan-hold-bytes and it was not continued for a second,
+ * or if its hash is gone (cmd_hash.c). */
+void hscan_tick(client *c, uint64_t now_us);
 
 /* Log to stderr with a level: 'E' error, 'W' warning, 'I' info, 'D' debug. */
 void server_log(char level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
