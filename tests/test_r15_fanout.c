@@ -28,7 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <urcu-bp.h>
+#include "rcu.h"
 
 #include "feed_util.h"
 
@@ -245,11 +245,11 @@ typedef struct holder {
 static void *hold_grace(void *p)
 {
 	holder *h = p;
-	rcu_read_lock();
+	ctx_rcu_read_lock();
 	atomic_store(&h->phase, 1);
 	while (atomic_load(&h->phase) != 2)
 		usleep(100);
-	rcu_read_unlock();
+	ctx_rcu_read_unlock();
 	return NULL;
 }
 
