@@ -28,7 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include "rcu.h"
+#include <urcu-bp.h>
 
 #include "feed_util.h"
 
@@ -245,11 +245,11 @@ typedef struct holder {
 static void *hold_grace(void *p)
 {
 	holder *h = p;
-	ctx_rcu_read_lock();
+	rcu_read_lock();
 	atomic_store(&h->phase, 1);
 	while (atomic_load(&h->phase) != 2)
 		usleep(100);
-	ctx_rcu_read_unlock();
+	rcu_read_unlock();
 	return NULL;
 }
 

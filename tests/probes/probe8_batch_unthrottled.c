@@ -29,7 +29,7 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O1 -g -Iinclude tests/probes/probe8_batch_unthrottled.c build/libctx.a \
- *      $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread \
+ *      $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread \
  *      -o /tmp/probe8_batch
  *   /tmp/probe8_batch /tmp/probe8_batch.dir
  * Exit status 1 if the defect shows (a kind of write got more than the bound

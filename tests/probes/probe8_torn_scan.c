@@ -33,7 +33,7 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O2 -g -Iinclude -Isrc/lib tests/probes/probe8_torn_scan.c build/libctx.a \
- *      $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread \
+ *      $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread \
  *      -o /tmp/probe8_torn_scan
  *   /tmp/probe8_torn_scan /tmp/probe8_torn_scan.dir
  * Exit status 1 if the time grows quadratically (doubling L more than

@@ -14,7 +14,7 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O1 -g -Iinclude tests/probes/probe_info_after_drop_nowait.c \
- *      build/libctx.a $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread -o
+ *      build/libctx.a $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread -o
  * /tmp/probe_info /tmp/probe_info /tmp/probe_info.dir Prints the number of rounds where info said
  * NOT_FOUND while ctx_get (and the status view) still showed the context; exit 1 if the status view
  * listed it (info and the view must agree; ctx_get showing a context

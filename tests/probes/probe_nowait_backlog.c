@@ -22,7 +22,7 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O1 -g -Iinclude tests/probes/probe_nowait_backlog.c build/libctx.a \
- *      $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread \
+ *      $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread \
  *      -o /tmp/probe_backlog
  *   /tmp/probe_backlog /tmp/probe_backlog.dir
  * Shows (2026-12-03, main 43bf876): the heap grows by about 100 MiB (the

@@ -6,7 +6,7 @@
  *
  * Build and run (from the worktree, after `make build`):
  *   cc -O1 -g -Iinclude tests/probes/probe_outputs_untouched.c build/libctx.a \
- *      $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread \
+ *      $(pkg-config --libs liburcu-bp liburcu-cds libxxhash) -lpthread \
  *      -o /tmp/probe_outputs
  *   /tmp/probe_outputs
  * Shows (main 43bf876): ctx_watch_next and ctx_watch_wait set *out to NULL
