@@ -321,7 +321,8 @@ static void *churn_main(void *arg)
 	T_CHECK_STATUS(ctx_get_value(churn_store, "churn", key, (size_t)n, buf, sizeof(buf), &vn),
 	               CTX_OK);
 	if (i % 10 == 0)
-		T_CHECK_STATUS(ctx_put(churn_store, "churn", key, (size_t)n, "new", 3, NULL), CTX_OK);
+		T_CHECK_STATUS(ctx_put(churn_store, "churn", key, (size_t)n, "new", 3, NULL),
+		               CTX_OK);
 	return NULL;
 }
 
