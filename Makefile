@@ -90,7 +90,8 @@ bench-server:
 	cmake --build build-bench -j$(JOBS) --target ctxd
 	bench/redis/run.sh build-bench $(if $(QUICK),quick,full)
 
-# The targets run one after the other; add new ones (and their sources, in
+# The targets run FUZZ_JOBS at a time (default: one per CPU, each for
+# FUZZ_SECONDS; tests/fuzz/run.sh); add new ones (and their sources, in
 # CMakeLists.txt's CTX_FUZZ section) to FUZZ_TARGETS.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_record fuzz_checkpoint fuzz_recovery fuzz_resp fuzz_dispatch
