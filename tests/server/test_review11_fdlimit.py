@@ -60,7 +60,9 @@ def start(name, soft, hard, port):
     log = open(os.path.join(tmp, name + '.log'), 'a')
     p = subprocess.Popen([CTXD, '--port', str(port), '--dir', os.path.join(tmp, name),
                           '--loops', '2'], stdout=log, stderr=log, preexec_fn=limit)
-    for _ in range(500):
+    # up to ~60 s, as serverutil.c waits: a TSan ctxd beside 3 other tests on a
+    # loaded machine did not listen within 10 s (round 16, r16-ci)
+    for _ in range(3000):
         try:
             socket.create_connection(('127.0.0.1', port)).close()
             return p
