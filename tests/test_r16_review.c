@@ -352,6 +352,165 @@ static void test_spare_of_wrong_size(void **unused)
 	assert_int_equal(table_maps_alive(), 0);
 }
 
+/* ---- the public header's documented errors --------------------------------------- */
+
+static bool each_pair(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)key, (void)klen, (void)val, (void)vlen;
+	(*(int *)arg)++;
+	return true;
+}
+
+/* A call for each documented error that a small program can provoke
+ * (include/ctx.h), the status it must return, and what must be left. */
+static void test_documented_errors(void **unused)
+{
+	(void)unused;
+	reset_wraps();
+	ctx_options o;
+	ctx_options_init(&o);
+	o.max_contexts = 3;
+	o.max_key_size = 8;
+	o.max_value_size = 16;
+	ctx_store *s = NULL;
+	assert_ok(ctx_open(&o, &s));
+	char longid[CTX_ID_MAX + 2];
+	memset(longid, 'i', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = 0;
+	assert_int_equal(ctx_create(s, longid), CTX_INVALID); /* 257 bytes */
+	longid[CTX_ID_MAX] = 0;
+	assert_ok(ctx_create(s, longid)); /* 256 bytes */
+	assert_ok(ctx_drop(s, longid));
+	assert_int_equal(ctx_create(s, ""), CTX_INVALID);
+	assert_int_equal(ctx_create(NULL, "a"), CTX_INVALID);
+	assert_ok(ctx_create(s, "a"));
+	assert_int_equal(ctx_create(s, "a"), CTX_EXISTS);
+	assert_ok(ctx_create(s, "b"));
+	assert_ok(ctx_create(s, "c"));
+	assert_int_equal(ctx_create(s, "d"), CTX_LIMIT);
+	assert_int_equal(ctx_count(s), 3);
+	/* A create transaction: EXISTS, LIMIT, INVALID with an expected version. */
+	ctx_txn *t = NULL;
+	assert_ok(ctx_txn_begin_create(s, "a", &t));
+	assert_int_equal(ctx_txn_commit(t, 0, NULL), CTX_EXISTS);
+	assert_ok(ctx_txn_begin_create(s, "d", &t));
+	assert_int_equal(ctx_txn_commit(t, 0, NULL), CTX_LIMIT);
+	assert_false(present(s, "d"));
+	assert_ok(ctx_drop(s, "c"));
+	assert_ok(ctx_txn_begin_create(s, "d", &t));
+	assert_int_equal(ctx_txn_commit(t, 3, NULL), CTX_INVALID);
+	assert_false(present(s, "d"));
+	assert_int_equal(ctx_txn_commit(NULL, 0, NULL), CTX_INVALID);
+	/* Sizes. */
+	assert_int_equal(ctx_put(s, "a", "123456789", 9, "v", 1, NULL), CTX_INVALID);
+	assert_int_equal(ctx_put(s, "a", "k", 1, "12345678901234567", 17, NULL), CTX_INVALID);
+	assert_int_equal(ctx_put(s, "a", "", 0, "v", 1, NULL), CTX_INVALID);
+	assert_int_equal(ctx_put(s, "a", "k", 1, NULL, 1, NULL), CTX_INVALID);
+	assert_int_equal(ctx_put(s, "zz", "k", 1, "v", 1, NULL), CTX_NOT_FOUND);
+	assert_ok(ctx_put(s, "a", "k", 1, "value", 5, NULL));
+	assert_int_equal(ctx_del(s, "a", "x", 1, NULL), CTX_NOT_FOUND);
+	assert_ok(ctx_txn_begin(s, "a", &t));
+	assert_int_equal(ctx_txn_put(t, "123456789", 9, "v", 1), CTX_INVALID);
+	assert_int_equal(ctx_txn_put(NULL, "k", 1, "v", 1), CTX_INVALID);
+	assert_int_equal(ctx_txn_clear(NULL), CTX_INVALID);
+	assert_int_equal(ctx_txn_commit(t, 99, NULL), CTX_CONFLICT);
+	/* ctx_get_value. */
+	char buf[8];
+	size_t vlen = 77;
+	assert_int_equal(ctx_get_value(NULL, "a", "k", 1, buf, sizeof(buf), &vlen), CTX_INVALID);
+	assert_int_equal(ctx_get_value(s, "a", NULL, 1, buf, sizeof(buf), &vlen), CTX_INVALID);
+	assert_int_equal(ctx_get_value(s, "a", "k", 1, buf, sizeof(buf), NULL), CTX_INVALID);
+	assert_int_equal(ctx_get_value(s, "a", "k", 1, NULL, sizeof(buf), &vlen), CTX_INVALID);
+	assert_int_equal(ctx_get_value(s, "a", "x", 1, buf, sizeof(buf), &vlen), CTX_NOT_FOUND);
+	assert_int_equal(vlen, 77);
+	assert_int_equal(ctx_get_value(s, "zz", "k", 1, buf, sizeof(buf), &vlen), CTX_NOT_FOUND);
+	assert_int_equal(vlen, 77);
+	assert_int_equal(ctx_get_value(s, "a", "k", 1, buf, 2, &vlen), CTX_LIMIT);
+	assert_int_equal(vlen, 5);
+	assert_int_equal(ctx_get_value(s, "a", "k", 1, NULL, 0, &vlen), CTX_LIMIT);
+	assert_ok(ctx_get_value(s, "a", "k", 1, buf, sizeof(buf), &vlen));
+	assert_int_equal(vlen, 5);
+	/* ctx_get_each. */
+	int pairs = 0;
+	assert_int_equal(ctx_get_each(s, "a", NULL, NULL), CTX_INVALID);
+	assert_int_equal(ctx_get_each(NULL, "a", each_pair, &pairs), CTX_INVALID);
+	assert_int_equal(ctx_get_each(s, "zz", each_pair, &pairs), CTX_NOT_FOUND);
+	assert_int_equal(pairs, 0);
+	assert_ok(ctx_get_each(s, "a", each_pair, &pairs));
+	assert_int_equal(pairs, 1);
+	/* History, points, restores. */
+	ctx_history_entry *h = NULL;
+	size_t n = 0;
+	ctx_state *st = NULL;
+	assert_int_equal(ctx_history(s, "a", NULL, &n), CTX_INVALID);
+	assert_int_equal(ctx_history(s, "zz", &h, &n), CTX_NOT_FOUND);
+	assert_int_equal(ctx_get_at(s, "a", 999, &st), CTX_NOT_FOUND);
+	assert_int_equal(ctx_get_at(s, "a", 1, NULL), CTX_INVALID);
+	char label[CTX_LABEL_MAX + 2];
+	memset(label, 'l', sizeof(label) - 1);
+	label[sizeof(label) - 1] = 0;
+	assert_int_equal(ctx_point_create(s, "a", label, NULL), CTX_INVALID);
+	assert_int_equal(ctx_point_create(s, "a", "tab\there", NULL), CTX_INVALID);
+	assert_int_equal(ctx_point_create(s, "zz", "x", NULL), CTX_NOT_FOUND);
+	assert_int_equal(ctx_point_delete(s, "a", 1), CTX_NOT_FOUND);
+	assert_int_equal(ctx_restore(s, "a", 999, NULL), CTX_NOT_FOUND);
+	assert_int_equal(ctx_restore_latest(s, "a", NULL), CTX_NOT_FOUND);
+	assert_int_equal(ctx_restore_label(s, "a", NULL, NULL), CTX_INVALID);
+	assert_int_equal(ctx_restore_label(s, "a", "none", NULL), CTX_NOT_FOUND);
+	assert_int_equal(ctx_restore_before(s, "a", 1, NULL), CTX_NOT_FOUND);
+	/* ttl */
+	assert_int_equal(ctx_set_ttl(s, "a", UINT64_MAX / 1000 + 1), CTX_INVALID);
+	assert_int_equal(ctx_set_ttl(s, "zz", 10), CTX_NOT_FOUND);
+	assert_ok(ctx_set_ttl(s, "b", UINT64_MAX / 1000)); /* the largest: never expires */
+	assert_int_equal(ctx_expire_now(s), 0);
+	assert_true(present(s, "b"));
+	/* The rest of the NULL checks. */
+	uint64_t rev;
+	ctx_list l;
+	ctx_context_status cs;
+	ctx_watch *w = NULL;
+	ctx_event *e = NULL;
+	assert_int_equal(ctx_durable_revision(NULL, &rev), CTX_INVALID);
+	assert_int_equal(ctx_durable_revision(s, NULL), CTX_INVALID);
+	assert_int_equal(ctx_list_ids(NULL, NULL, NULL, 0, &l), CTX_INVALID);
+	assert_int_equal(ctx_list_ids(s, NULL, NULL, 0, NULL), CTX_INVALID);
+	assert_int_equal(ctx_context_info(s, "a", NULL), CTX_INVALID);
+	assert_int_equal(ctx_context_info(s, "zz", &cs), CTX_NOT_FOUND);
+	assert_int_equal(ctx_checkpoint(NULL), CTX_INVALID);
+	assert_int_equal(ctx_verify(NULL, NULL), CTX_INVALID);
+	assert_int_equal(ctx_watch_next(NULL, &e), CTX_INVALID);
+	assert_ok(ctx_watch_open(s, "a", false, 0, &w));
+	assert_int_equal(ctx_watch_next(w, NULL), CTX_INVALID);
+	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
+	assert_int_equal(ctx_watch_wait(w, 0, &e), CTX_NOT_FOUND);
+	ctx_watch_close(w);
+	assert_int_equal(ctx_drop(s, "zz"), CTX_NOT_FOUND);
+	assert_int_equal(ctx_drop_nowait(s, "zz", &rev), CTX_NOT_FOUND);
+	assert_int_equal(ctx_get_latest(s, "zz", &st), CTX_NOT_FOUND);
+	assert_int_equal(ctx_txn_begin(s, "zz", &t), CTX_NOT_FOUND);
+	assert_int_equal(ctx_txn_begin_state(NULL, &t), CTX_INVALID);
+	ctx_session *se = NULL;
+	assert_ok(ctx_session_open(s, &se));
+	assert_int_equal(ctx_session_get(se, &st), CTX_NOT_FOUND); /* none active */
+	assert_int_equal(ctx_session_activate(se, "zz", false), CTX_NOT_FOUND);
+	assert_ok(ctx_create(s, "c"));
+	assert_int_equal(ctx_session_activate(se, "zz", true), CTX_LIMIT);
+	assert_false(present(s, "zz"));
+	assert_ok(ctx_session_activate(se, "a", true));
+	ctx_session_close(se);
+	ctx_tracker *tr = NULL;
+	assert_int_equal(ctx_tracker_open(s, "zz", NULL, &tr), CTX_NOT_FOUND);
+	assert_ok(ctx_tracker_open(s, "a", NULL, &tr));
+	void *val = NULL;
+	assert_int_equal(ctx_tracker_get(tr, NULL, 1, &val, &vlen), CTX_INVALID);
+	assert_int_equal(ctx_tracker_get(tr, "x", 1, &val, &vlen), CTX_NOT_FOUND);
+	assert_int_equal(ctx_tracker_put(tr, "123456789", 9, "v", 1), CTX_INVALID);
+	assert_int_equal(ctx_tracker_resolve(tr, "k", 1, true), CTX_NOT_FOUND);
+	ctx_tracker_close(tr);
+	ctx_close(s);
+	assert_int_equal(table_maps_alive(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +518,7 @@ int main(void)
 	    cmocka_unit_test(test_recovery_with_maps_refused),
 	    cmocka_unit_test(test_no_populate_write),
 	    cmocka_unit_test(test_spare_of_wrong_size),
+	    cmocka_unit_test(test_documented_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
