@@ -41,12 +41,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
+#endif
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZER 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZER 1
+#endif
 #endif
 
 /* ---- the wrapped mapping calls -------------------------------------------------- */
@@ -73,9 +84,16 @@ static atomic_long maps_refused;     /* since the last reset */
 static atomic_long populates_asked;  /* MADV_POPULATE_WRITE calls on a table map */
 static atomic_long maps_overflowed;  /* more than MAPS_MAX alive: the test's fault */
 
+/* The length store.c maps an array of 2^k slots with (table_map_len). */
 static bool table_sized(size_t len, int flags, int fd)
 {
-	return fd == -1 && (flags & MAP_ANONYMOUS) && len >= TABLE_LEN_MIN && len < TABLE_LEN_MAX;
+	if (fd != -1 || !(flags & MAP_ANONYMOUS) || len < TABLE_LEN_MIN || len >= TABLE_LEN_MAX)
+		return false;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	for (size_t slots = 16384; slots * sizeof(ctab_slot) < TABLE_LEN_MAX; slots *= 2)
+		if ((sizeof(ctab) + slots * sizeof(ctab_slot) + page - 1) / page * page == len)
+			return true;
+	return false;
 }
 
 static bool is_table_map(void *addr)
@@ -511,14 +529,103 @@ static void test_documented_errors(void **unused)
 	assert_int_equal(table_maps_alive(), 0);
 }
 
-int main(void)
+/* ---- closing a store that ran out of memory ------------------------------------- */
+
+/* The child: under an RLIMIT_AS of VmSize + 256 MiB, a memory store is
+ * filled until a create says CTX_NOMEM, then malloc is used up too (what
+ * the rest of a process holds at its limit), and the store is closed. On
+ * the base, ctx_close's rcu_barrier (state_drain) aborted in liburcu
+ * ("urcu_bp_barrier: Unrecoverable error: Cannot allocate memory"): its
+ * calloc failed, and what the store frees waits for that barrier. */
+static size_t vm_size(void)
 {
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb << 10;
+}
+
+static int child_close_out_of_memory(int fd)
+{
+	size_t vm = vm_size();
+	if (!vm)
+		return 10;
+	struct rlimit rl = {vm + ((size_t)256 << 20), RLIM_INFINITY};
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		return 11;
+	ctx_options o;
+	ctx_options_init(&o);
+	o.max_contexts = 10000000;
+	ctx_store *s = NULL;
+	if (ctx_open(&o, &s) != CTX_OK)
+		return 12;
+	static char val[1024];
+	memset(val, 'v', sizeof(val));
+	char id[32];
+	long i = 0;
+	ctx_status st = CTX_OK;
+	for (; i < 2000000 && st == CTX_OK; i++) {
+		snprintf(id, sizeof(id), "o-%08ld", i);
+		st = ctx_create(s, id);
+		if (st == CTX_OK)
+			st = ctx_put(s, id, "k", 1, val, sizeof(val), NULL);
+	}
+	if (st != CTX_NOMEM)
+		return 13;
+	/* Use malloc up as well, big blocks then small ones. */
+	void *held = NULL;
+	for (size_t size = 1 << 16; size >= 16; size /= 4)
+		for (void *p; (p = malloc(size));) {
+			*(void **)p = held;
+			held = p;
+		}
+	ctx_close(s);
+	if (write(fd, "k", 1) != 1)
+		return 14;
+	return 0;
+}
+
+static void test_close_out_of_memory(void **unused)
+{
+	(void)unused;
+#ifdef T_SANITIZER
+	print_message("  (skipped: the sanitizers' shadow memory does not fit an RLIMIT_AS)\n");
+	skip();
+#else
+	reset_wraps();
+	const char *args[] = {"close-oom", NULL};
+	int rfd = -1;
+	pid_t pid = test_spawn_child(args, &rfd);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	char k = 0;
+	ssize_t got = read(rfd, &k, 1);
+	close(rfd);
+	if (!WIFEXITED(status))
+		fail_msg("the child ended with signal %d (6: SIGABRT, liburcu's rcu_barrier "
+		         "could not allocate at ctx_close)",
+		         WTERMSIG(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(got, 1);
+#endif
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--child") == 0 && strcmp(argv[2], "close-oom") == 0)
+		return child_close_out_of_memory(atoi(argv[3]));
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_create_with_maps_refused),
 	    cmocka_unit_test(test_recovery_with_maps_refused),
 	    cmocka_unit_test(test_no_populate_write),
 	    cmocka_unit_test(test_spare_of_wrong_size),
 	    cmocka_unit_test(test_documented_errors),
+	    cmocka_unit_test(test_close_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
