@@ -249,11 +249,12 @@ static void test_create_with_maps_refused(void **unused)
 	check_all(s, "m-%06d", n);
 	/* Mappings work again: the table grows and creates go on. */
 	atomic_store(&refuse_maps, false);
-	for (int i = 0; i < 20000; i++) {
+	long more = test_iters(20000, 5000);
+	for (long i = 0; i < more; i++) {
 		snprintf(id, sizeof(id), "m-%06d", n++);
 		assert_ok(ctx_create(s, id));
 	}
-	assert_true(atomic_load(&s->table)->mask + 1 >= 65536);
+	assert_true(atomic_load(&s->table)->mask + 1 >= 32768);
 	check_all(s, "m-%06d", n);
 	ctx_close(s);
 	assert_int_equal(table_maps_alive(), 0);
@@ -353,7 +354,7 @@ static void test_spare_of_wrong_size(void **unused)
 			snprintf(id, sizeof(id), "w-%07d", low++);
 			assert_ok(ctx_drop(s, id));
 		}
-		for (int i = 0; i < 20000; i++) {
+		for (long i = 0, churn = test_iters(20000, 4000); i < churn; i++) {
 			snprintf(id, sizeof(id), "w-%07d", next++);
 			assert_ok(ctx_create(s, id));
 			snprintf(id, sizeof(id), "w-%07d", low++);
