@@ -939,8 +939,29 @@ size_t clear_changed(const hamt *old, const hamt *new_)
 	return old->count + new_->count - both - same;
 }
 
+/* ctx_close's rcu_barrier (state_drain) allocates, in liburcu, which aborts
+ * the process when that fails (urcu_die). A store closed after it ran out of
+ * memory (an RLIMIT_AS, or vm.overcommit_memory 2) is at its peak then: what
+ * it frees waits for that barrier. So each store holds CLOSE_RESERVE bytes
+ * of address space and commit charge, mapped and never touched (no page of
+ * memory), from ctx_open on, and unmaps them first thing at close: room for
+ * the barrier's few small blocks (glibc falls back to an mmap of 1 MiB when
+ * its heap cannot grow). Without the reserve (its mmap failed) the store
+ * works as before. */
+#define CLOSE_RESERVE ((size_t)2 << 20)
+
+static void *close_reserve_map(void)
+{
+	void *p = mmap(NULL, CLOSE_RESERVE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	               -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static void store_free(ctx_store *s)
 {
+	if (s->close_reserve)
+		munmap(s->close_reserve, CLOSE_RESERVE);
+	s->close_reserve = NULL;
 	store_clear(s);
 	/* Run every deferred free (states, contexts) before the table goes, and
 	 * free the versions this thread released and still holds in its batch
@@ -981,6 +1002,7 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 		free(s);
 		return ctx_fail(CTX_NOMEM, "no memory for the context table");
 	}
+	s->close_reserve = close_reserve_map();
 	if (opts.dir) {
 		s->opts.dir = s->dir = strdup(opts.dir);
 		st = s->dir ? open_dir(s) : ctx_fail(CTX_NOMEM, "no memory");

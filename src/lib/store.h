@@ -313,6 +313,7 @@ struct ctx_store {
 	size_t table_moved;    /* slots of table->old moved so far (index.lock) */
 	size_t table_step;     /* slots moved per insert while it grows */
 	ctab *table_spare;     /* the next array, made ahead (index.lock) */
+	void *close_reserve;   /* unmapped before ctx_close's rcu_barrier (store.c) */
 	bool table_preparing;  /* a create is making it (index.lock) */
 	ctx_index index;       /* the table's contexts, by id; its lock guards both */
 	atomic_size_t live;    /* contexts in the table */
