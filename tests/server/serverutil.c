@@ -144,8 +144,19 @@ int su_stop(su_server *s)
 	if (!s->pid)
 		return -1;
 	kill(s->pid, SIGTERM);
+	/* Bounded: a ctxd that hangs on SIGTERM fails the test (128 + SIGKILL)
+	 * instead of hanging its teardown until CTest's timeout and being left
+	 * running. 120 s covers a sanitizer build stopping a big store. */
 	int st = 0;
-	waitpid(s->pid, &st, 0);
+	pid_t r = 0;
+	for (int i = 0; i < 120 * 50 && (r = waitpid(s->pid, &st, WNOHANG)) == 0; i++)
+		usleep(20 * 1000);
+	if (r == 0) {
+		fprintf(stderr, "serverutil: ctxd %d did not stop in 120 s after SIGTERM: killed\n",
+		        (int)s->pid);
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, &st, 0);
+	}
 	s->pid = 0;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
