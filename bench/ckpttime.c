@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "ctx.h"
 
 static double ms(clockid_t c)
@@ -30,14 +31,6 @@ static int cmpd(const void *a, const void *b)
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
 }
-
-#define CHECK(x)                                                                                   \
-	do {                                                                                       \
-		if ((x) != CTX_OK) {                                                               \
-			fprintf(stderr, "%s: %s\n", #x, ctx_last_error());                         \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 int main(int argc, char **argv)
 {

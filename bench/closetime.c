@@ -19,17 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "ctx.h"
-
-#define CHECK(call)                                                                                \
-	do {                                                                                       \
-		ctx_status st_ = (call);                                                           \
-		if (st_ != CTX_OK) {                                                               \
-			fprintf(stderr, "%s: %s (%s)\n", #call, ctx_strerror(st_),                 \
-			        ctx_last_error());                                                 \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static double clock_s(clockid_t id)
 {
