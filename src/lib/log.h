@@ -114,6 +114,17 @@ size_t log_buffer_bytes(ctx_log *l);
 
 /* Counters for statistics. */
 uint64_t log_syncs(ctx_log *l);
+/* Rounds (write and sync of a batch) run by a thread that needed the sync
+ * itself (log_wait, log_flush) instead of the flusher. */
+uint64_t log_led_rounds(ctx_log *l);
+/* Durability always: on the calling thread, appends to l wake no flusher
+ * while on (the thread waits for them, or calls log_flush, soon after);
+ * off, or other modes: they do. */
+void log_defer(ctx_log *l, bool on);
+/* Durability always: if no round runs and records are pending, write and
+ * sync them on the calling thread now; else return at once (the running
+ * round's thread, or the flusher, takes them). CTX_IO once the log failed. */
+ctx_status log_flush(ctx_log *l);
 uint64_t log_last_revision(ctx_log *l);
 
 /* Build a body: helpers for callers preparing records. */

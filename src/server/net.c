@@ -483,10 +483,10 @@ static bool want_durable(loop *lp, uint64_t rev)
 	return true;
 }
 
-static void on_notify(uv_poll_t *h, int status, int events)
+/* Release what is durable of the held replies on lp's clients, and ask the
+ * notifier for the next wake-up. */
+static void release_durable(loop *lp)
 {
-	loop *lp = h->data;
-	ctx_notifier_clear(lp->notifier);
 	durable_now(lp, UINT64_MAX);
 	for (;;) {
 		client *next;
@@ -506,7 +506,32 @@ static void on_notify(uv_poll_t *h, int status, int events)
 		if (low == UINT64_MAX || !durable_now(lp, low))
 			break;
 	}
+}
+
+static void on_notify(uv_poll_t *h, int status, int events)
+{
+	loop *lp = h->data;
+	ctx_notifier_clear(lp->notifier);
+	release_durable(lp);
 	maybe_finish(lp);
+}
+
+/* The end of a turn under durability always (SYNC INLINE): the turn's
+ * writes woke no flusher (ctx_flush_defer); sync them here, on the loop's
+ * thread, unless a sync runs already (another loop's, or the flusher's:
+ * ctx_flush then returns at once and that sync's thread, or the flusher,
+ * takes them next), and release the replies that waited for them. The
+ * notifier is told to want nothing meanwhile, so that the sync does not
+ * write this loop's eventfd for replies released here. */
+static void sync_turn(loop *lp)
+{
+	if (lp->parked) {
+		lp->want = UINT64_MAX;
+		ctx_notifier_want(lp->notifier, UINT64_MAX);
+	}
+	(void)ctx_flush(srv.store); /* (a failure shows in durable_now) */
+	if (lp->parked)
+		release_durable(lp);
 }
 
 /* The end of the n replies from c->cmd_start on (one command's, or a
@@ -1844,6 +1869,9 @@ static void on_ready_check(uv_check_t *h)
 	if (o.k > 1)
 		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
+	bool inline_sync = srv.cfg.durability == CTX_DURABILITY_ALWAYS;
+	if (inline_sync)
+		ctx_flush_defer(srv.store, true);
 	client *next;
 	for (client *c = list; c; c = next) {
 		next = c->rnext;
@@ -1854,6 +1882,10 @@ static void on_ready_check(uv_check_t *h)
 		c->pending = false;
 		if (pending && !c->closing)
 			run_input(c, own);
+	}
+	if (inline_sync) {
+		ctx_flush_defer(srv.store, false);
+		sync_turn(lp);
 	}
 }
 
