@@ -13,6 +13,23 @@
  * wait for durability with no lock held (the durable lock is only taken to
  * sleep on its condition variable).
  *
+ * Under durability always a round (take a batch, write, sync, report) may
+ * also be run by a thread that needs the sync itself, when no round is
+ * running (leader/follower group commit, log_lead): a waiting commit
+ * (log_wait) or an event loop at the end of its turn (log_flush) takes
+ * what is pending and syncs it on its own thread; records appended
+ * meanwhile are the next group, which a follower woken by the round's end
+ * (it gives up the role before it wakes them) or the flusher takes. At
+ * one writer that saves two hand-offs per commit (wake the flusher on the
+ * other CPU, be woken back). One round runs at a time (flushing, under
+ * log.lock): whoever runs it owns the files. A waiting commit's append
+ * (log_append) and a deferring thread's (log_defer) do not wake the
+ * flusher: that thread waits for, or flushes, them itself; a leader that
+ * leaves records pending (or a stop, or a rotation: the flusher's alone)
+ * wakes the flusher. Completions still run in revision order: rounds do
+ * not overlap, and a round's durable revision is stored before the role
+ * is given up.
+ *
  * Revisions are handed out under the log lock, so the log holds records in
  * revision order, with no gaps. The record header (log format 2, format.h)
  * is written there too: varints of the body length, revision, version and

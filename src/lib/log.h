@@ -55,13 +55,16 @@ typedef struct log_done {
 } log_done;
 
 /* Append rec, assigning it the next revision (*rev_out). Short: copies the
- * record into the current batch under the log's lock and wakes the flusher.
+ * record into the current batch under the log's lock and wakes the flusher
+ * (under durability always it does not: the caller must log_wait for the
+ * revision, which syncs it itself if no sync runs).
  * CTX_CLOSED if the log has failed (the store then refuses writes; errno is
  * the failure's), CTX_NOMEM. */
 ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
 
 /* The same, queueing done (may be NULL) with the record; on failure done is
- * not queued and never called. */
+ * not queued and never called. It wakes the flusher in every mode, unless
+ * the calling thread defers (log_defer). */
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done);
 
 /* The highest revision every write up to which may be acknowledged: synced

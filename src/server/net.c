@@ -66,6 +66,21 @@
  *   If the log failed, the held replies are replaced by -CTXIO errors (one
  *   per held command reply).
  *
+ * SYNC INLINE (durability always)
+ *   The writes of a turn (on_ready_check) wake no flusher
+ *   (ctx_flush_defer): at the end of the turn the loop syncs them itself
+ *   (ctx_flush, sync_turn) and releases their replies, as Redis's one
+ *   thread writes, fsyncs and replies, with no hand-off to the flusher and
+ *   back through the notifier (two wake-ups on other CPUs per turn: at one
+ *   client that was the gap to Redis, docs/benchmarks.md, round 16). The
+ *   loop thus blocks for one fsync per turn that wrote; the requests that
+ *   arrive meanwhile are read by the next turn, one group (Redis's
+ *   schedule). If a sync runs already (another loop's, or the flusher's),
+ *   ctx_flush returns at once, that sync's thread (or the flusher) takes
+ *   the turn's records next, and the replies wait for the notifier as
+ *   above. Writes made outside a turn (blocking work, timers) wake the
+ *   flusher as before.
+ *
  * OUTPUT LIMITS
  *   Bytes not yet taken by the socket, held or not, plus bytes in uv_write
  *   requests, count against client-output-buffer-limit (hard, and soft for
