@@ -539,11 +539,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     "0\r\n"
 		     "rdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:%d\r\n"
 		     "aof_rewrite_in_progress:0\r\naof_last_write_status:%s\r\nrevision:%llu\r\n"
-		     "durable_revision:%llu\r\nlog_syncs:%llu\r\ncheckpoints:%llu\r\n"
-		     "checkpoint_revision:%llu\r\nlog_failed:%d\r\n\r\n",
+		     "durable_revision:%llu\r\nlog_syncs:%llu\r\nlog_led_syncs:%llu\r\n"
+		     "checkpoints:%llu\r\ncheckpoint_revision:%llu\r\nlog_failed:%d\r\n\r\n",
 		     srv.cfg.durability != CTX_DURABILITY_NONE, ds == CTX_OK ? "ok" : "err",
 		     (unsigned long long)st.revision, (unsigned long long)durable,
-		     (unsigned long long)st.log_syncs, (unsigned long long)st.checkpoints,
+		     (unsigned long long)st.log_syncs, (unsigned long long)st.log_led_syncs,
+		     (unsigned long long)st.checkpoints,
 		     (unsigned long long)st.checkpoint_revision, ds != CTX_OK);
 	}
 	if (want("stats", argc, argv, true))
