@@ -66,7 +66,7 @@
  *   If the log failed, the held replies are replaced by -CTXIO errors (one
  *   per held command reply).
  *
- * SYNC INLINE (durability always)
+ * SYNC INLINE (durability always, --sync-inline yes; off by default)
  *   The writes of a turn (on_ready_check) wake no flusher
  *   (ctx_flush_defer): at the end of the turn the loop syncs them itself
  *   (ctx_flush, sync_turn) and releases their replies, as Redis's one
@@ -79,7 +79,9 @@
  *   ctx_flush returns at once, that sync's thread (or the flusher) takes
  *   the turn's records next, and the replies wait for the notifier as
  *   above. Writes made outside a turn (blocking work, timers) wake the
- *   flusher as before.
+ *   flusher as before. Off by default: on the loaded 2-CPU machine of
+ *   round 16 it measured slower than the flusher's hand-offs at 1 and 64
+ *   unpipelined clients (docs/benchmarks.md, round 16, r16-hset).
  *
  * OUTPUT LIMITS
  *   Bytes not yet taken by the socket, held or not, plus bytes in uv_write
@@ -1884,7 +1886,7 @@ static void on_ready_check(uv_check_t *h)
 	if (o.k > 1)
 		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
-	bool inline_sync = srv.cfg.durability == CTX_DURABILITY_ALWAYS;
+	bool inline_sync = srv.cfg.sync_inline && srv.cfg.durability == CTX_DURABILITY_ALWAYS;
 	if (inline_sync)
 		ctx_flush_defer(srv.store, true);
 	client *next;
