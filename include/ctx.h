@@ -650,7 +650,9 @@ ctx_status ctx_flush(ctx_store *s);
  * not wake the log's flusher thread; the thread must call ctx_flush (or a
  * waiting write) before it waits for anything, or they may stay unwritten
  * until another write comes. Off (the default), or under batch and none,
- * they do. Per thread and per store; no errors (s NULL: a no-op). */
+ * they do. Per thread, for one store at a time (turning it on for another
+ * store turns it off for the first); turn it off before closing s. No
+ * errors (s NULL: a no-op). */
 void ctx_flush_defer(ctx_store *s, bool on);
 
 /* A pollable signal that the durable revision advanced (or the log failed).
