@@ -213,6 +213,7 @@ struct ctx_log {
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
 	atomic_uint_fast64_t led; /* rounds run by a leader (log_lead) */
+	atomic_uint in_wait;      /* threads in log_wait: one alone leads */
 	/* The backlog: bytes appended and not yet durable (the batch being
 	 * synced and the current one), and its bound (log_throttle). */
 	atomic_size_t unsynced;
@@ -1039,7 +1040,8 @@ ctx_status log_wait(ctx_log *l, uint64_t rev)
 {
 	/* Lead while the disk is idle; else follow: wait for the running
 	 * round, then lead the next one if nobody took it. */
-	while (!durable_reached(l, rev) && !atomic_load(&l->failed_errno)) {
+	bool alone = atomic_fetch_add(&l->in_wait, 1) == 0;
+	while (alone && !durable_reached(l, rev) && !atomic_load(&l->failed_errno)) {
 		unsigned seq = atomic_load(&l->durable_seq);
 		if (log_lead(l))
 			continue;
@@ -1047,6 +1049,9 @@ ctx_status log_wait(ctx_log *l, uint64_t rev)
 			break; /* (a stop or a rotation: the flusher's round) */
 		wait_seq(l, seq);
 	}
+	if (!alone)
+		log_kick_flusher(l); /* others wait too: the flusher's groups */
+	atomic_fetch_sub(&l->in_wait, 1);
 	if (!durable_reached(l, rev))
 		wait_batches(l, durable_reached, rev);
 	if (durable_reached(l, rev))
