@@ -262,6 +262,10 @@ typedef struct ctx_stats {
 	uint64_t checkpoint_revision; /* revision the newest checkpoint covers   */
 	int io_errno;                 /* errno of the failure that stopped
 	                                 writes, or 0                           */
+	uint64_t log_led_syncs;       /* of log_syncs, those run by a thread
+	                                 that needed the sync itself (a waiting
+	                                 commit, ctx_flush) instead of the
+	                                 log's flusher thread                   */
 } ctx_stats;
 /* Fill *out (all zero for a NULL store; out NULL: a no-op). */
 void ctx_get_stats(ctx_store *s, ctx_stats *out);
@@ -643,6 +647,27 @@ void ctx_prefetch_keys(ctx_store *s, const char *const *ids, const size_t *idlen
  * failed: revisions above *revision will then never become durable, and the
  * store refuses writes. Errors: CTX_INVALID (s or revision NULL), CTX_IO. */
 ctx_status ctx_durable_revision(ctx_store *s, uint64_t *revision);
+
+/* Under durability always: if no sync of the log is running and changes
+ * are decided but not yet written, write and sync them on the calling thread
+ * now (as the waiting commit that finds the disk idle does), then return;
+ * if a sync is running, return at once: its thread, or the log's flusher,
+ * takes them next. So an event loop that parked replies can sync them
+ * itself at the end of its turn, as Redis's does, instead of handing them
+ * to the flusher thread and being woken back (two wake-ups on other CPUs
+ * per turn); it blocks for one fsync. A no-op under batch and none.
+ * Errors: CTX_INVALID (s NULL), CTX_IO (the log failed, now or before). */
+ctx_status ctx_flush(ctx_store *s);
+
+/* Under durability always, while on: the changes the calling thread decides
+ * without waiting (ctx_txn_commit_nowait, ctx_drop_nowait and the like) do
+ * not wake the log's flusher thread; the thread must call ctx_flush (or a
+ * waiting write) before it waits for anything, or they may stay unwritten
+ * until another write comes. Off (the default), or under batch and none,
+ * they do. Per thread, for one store at a time (turning it on for another
+ * store turns it off for the first); turn it off before closing s. No
+ * errors (s NULL: a no-op). */
+void ctx_flush_defer(ctx_store *s, bool on);
 
 /* A pollable signal that the durable revision advanced (or the log failed).
  * Open one per event loop: each has its own file descriptor (an eventfd).

@@ -13,6 +13,23 @@
  * wait for durability with no lock held (the durable lock is only taken to
  * sleep on its condition variable).
  *
+ * Under durability always a round (take a batch, write, sync, report) may
+ * also be run by a thread that needs the sync itself, when no round is
+ * running (leader/follower group commit, log_lead): a waiting commit
+ * (log_wait) or an event loop at the end of its turn (log_flush) takes
+ * what is pending and syncs it on its own thread; records appended
+ * meanwhile are the next group, which a follower woken by the round's end
+ * (it gives up the role before it wakes them) or the flusher takes. At
+ * one writer that saves two hand-offs per commit (wake the flusher on the
+ * other CPU, be woken back). One round runs at a time (flushing, under
+ * log.lock): whoever runs it owns the files. A waiting commit's append
+ * (log_append) and a deferring thread's (log_defer) do not wake the
+ * flusher: that thread waits for, or flushes, them itself; a leader that
+ * leaves records pending (or a stop, or a rotation: the flusher's alone)
+ * wakes the flusher. Completions still run in revision order: rounds do
+ * not overlap, and a round's durable revision is stored before the role
+ * is given up.
+ *
  * Revisions are handed out under the log lock, so the log holds records in
  * revision order, with no gaps. The record header (log format 2, format.h)
  * is written there too: varints of the body length, revision, version and
@@ -157,12 +174,14 @@ struct ctx_log {
 	size_t cur_bytes; /* their bytes                          */
 	bool stop;
 	bool kicked;
+	bool flushing; /* a round runs (the flusher's or a leader's): its
+	                * thread owns the files and the fields below */
 	bool rotate_requested;
 	bool rotate_done;
 	uint64_t rotated_at;
 	uint64_t growth_wanted; /* wake growth_cv when bytes_since_rotate reach it */
 
-	/* The flusher's own. */
+	/* The flushing thread's (the flusher's, or a leader's, see flushing). */
 	pthread_t flusher;
 	atomic_size_t chunks; /* chunks allocated: pooled, filling, being written */
 	int seg_fd;
@@ -193,6 +212,8 @@ struct ctx_log {
 	void *durable_hook_arg;
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
+	atomic_uint_fast64_t led; /* rounds run by a leader (log_lead) */
+	atomic_uint in_wait;      /* threads in log_wait: one alone leads */
 	/* The backlog: bytes appended and not yet durable (the batch being
 	 * synced and the current one), and its bound (log_throttle). */
 	atomic_size_t unsynced;
@@ -560,7 +581,72 @@ static void sleep_until(ctx_log *l, const struct timespec *start, unsigned ms)
 	pthread_mutex_unlock(&l->lock);
 }
 
-/* The flusher: take a batch, write it, sync it, report, repeat. */
+/* A batch taken from the log (under l->lock), to be written and synced by
+ * whoever took it: the flusher, or a leader (log_lead). */
+typedef struct log_round {
+	log_piece *batch;
+	log_done *done;
+	uint64_t upto;
+	size_t taken;
+	void (*hook)(void *);
+	void *hook_arg;
+} log_round;
+
+/* Under l->lock: take the current batch, and the flushing role with it. */
+static void round_take(ctx_log *l, log_round *r)
+{
+	l->flushing = true;
+	r->batch = l->cur;
+	l->cur = l->cur_last = NULL;
+	r->done = l->cur_done;
+	l->cur_done = NULL;
+	l->cur_done_tail = &l->cur_done;
+	r->upto = l->last_rev;
+	l->pending = 0;
+	r->taken = l->cur_bytes;
+	l->cur_bytes = 0;
+	r->hook = l->durable_hook;
+	r->hook_arg = l->durable_hook_arg;
+}
+
+/* Write a taken batch, sync it, run its completions and report it durable.
+ * Returns whether the log is still good. */
+static bool round_run(ctx_log *l, log_round *r)
+{
+	bool ok = !atomic_load(&l->failed_errno);
+	bool any = r->batch != NULL;
+	if (ok && any && write_batch(l, r->batch) != 0) {
+		log_fail(l, errno, "write");
+		ok = false;
+	}
+	pieces_recycle(l, r->batch);
+	if (ok && any && l->mode != CTX_DURABILITY_NONE) {
+		if (vfs_sync(l->seg_fd) != 0) {
+			log_fail(l, errno, "fsync");
+			ok = false;
+		} else {
+			atomic_fetch_add(&l->syncs, 1);
+		}
+	}
+	run_done(r->done, ok);
+	atomic_fetch_sub(&l->unsynced, r->taken); /* before the wake-up */
+	if (ok)
+		atomic_store(&l->durable_rev, r->upto);
+	return ok;
+}
+
+/* After round_run: wake the writers waiting for it and the durable hook
+ * (possibly after the next round began: they read the durable revision). */
+static void round_report(ctx_log *l, const log_round *r, bool ok)
+{
+	if (ok)
+		wake_waiters(l);
+	if (r->hook && (!ok || r->batch))
+		r->hook(r->hook_arg);
+}
+
+/* The flusher: take a batch, write it, sync it, report, repeat. A batch
+ * is taken only while no leader (log_lead) runs one: one round at a time. */
 static void *flusher_main(void *arg)
 {
 	ctx_log *l = arg;
@@ -577,49 +663,21 @@ static void *flusher_main(void *arg)
 	}
 	for (;;) {
 		struct timespec round_start;
+		log_round r;
 		pthread_mutex_lock(&l->lock);
-		while (!l->pending && !l->stop && !l->rotate_requested)
+		while (l->flushing || (!l->pending && !l->stop && !l->rotate_requested))
 			pthread_cond_wait(&l->work_cv, &l->lock);
 		clock_gettime(CLOCK_MONOTONIC, &round_start);
 		bool stop = l->stop, rotate = l->rotate_requested;
 		if (rotate) /* the records appended from now on begin a segment */
 			l->last_time = 0;
-		log_piece *batch = l->cur;
-		l->cur = l->cur_last = NULL;
-		log_done *done = l->cur_done;
-		l->cur_done = NULL;
-		l->cur_done_tail = &l->cur_done;
-		uint64_t upto = l->last_rev;
-		l->pending = 0;
-		size_t taken = l->cur_bytes;
-		l->cur_bytes = 0;
-		void (*hook)(void *) = l->durable_hook;
-		void *hook_arg = l->durable_hook_arg;
+		round_take(l, &r);
 		pthread_mutex_unlock(&l->lock);
 
-		bool ok = !atomic_load(&l->failed_errno);
-		bool any = batch != NULL;
-		if (ok && any && write_batch(l, batch) != 0) {
-			log_fail(l, errno, "write");
-			ok = false;
-		}
-		pieces_recycle(l, batch);
-		if (ok && any && l->mode != CTX_DURABILITY_NONE) {
-			if (vfs_sync(l->seg_fd) != 0) {
-				log_fail(l, errno, "fsync");
-				ok = false;
-			} else {
-				atomic_fetch_add(&l->syncs, 1);
-			}
-		}
-		run_done(done, ok);
-		atomic_fetch_sub(&l->unsynced, taken); /* before the wake-up */
-		if (ok) {
-			atomic_store(&l->durable_rev, upto);
-			wake_waiters(l);
-		}
-		if (hook && (!ok || any))
-			hook(hook_arg);
+		bool any = r.batch != NULL;
+		bool ok = round_run(l, &r);
+		round_report(l, &r, ok);
+		uint64_t upto = r.upto;
 		if (rotate && ok && upto + 1 != l->seg_first) {
 			/* (A segment still without records is kept as it is.) */
 			/* The zeroer is held off first: no zeros of the old
@@ -644,20 +702,59 @@ static void *flusher_main(void *arg)
 		} else if (ok && any && !stop) {
 			prealloc_ahead(l);
 		}
+		pthread_mutex_lock(&l->lock);
+		l->flushing = false;
 		if (rotate) {
-			pthread_mutex_lock(&l->lock);
 			l->rotate_requested = false;
 			l->rotate_done = true;
 			l->rotated_at = upto;
 			l->bytes_since_rotate = 0;
 			pthread_cond_broadcast(&l->growth_cv);
-			pthread_mutex_unlock(&l->lock);
 		}
+		pthread_mutex_unlock(&l->lock);
 		if (stop)
 			return NULL;
 		if (l->mode == CTX_DURABILITY_BATCH && !rotate)
 			sleep_until(l, &round_start, l->batch_ms);
 	}
+}
+
+/* Leader/follower group commit (durability always): if no round is
+ * running and records are pending, take them and write and sync them on
+ * the calling thread, as the flusher would; false if another thread's
+ * round runs (or nothing is pending, or the flusher has a stop or a
+ * rotation to do). A thread that needs a sync thus does it itself when the
+ * disk is idle, with no hand-off to the flusher and back (two wake-ups on
+ * the other CPU per commit at one writer); the records appended meanwhile
+ * are the next group, which the flusher or the next leader takes. */
+static bool log_lead(ctx_log *l)
+{
+	if (l->mode != CTX_DURABILITY_ALWAYS)
+		return false;
+	log_round r;
+	pthread_mutex_lock(&l->lock);
+	if (l->flushing || !l->pending || l->stop || l->rotate_requested) {
+		pthread_mutex_unlock(&l->lock);
+		return false;
+	}
+	round_take(l, &r);
+	pthread_mutex_unlock(&l->lock);
+	atomic_fetch_add_explicit(&l->led, 1, memory_order_relaxed);
+	bool ok = round_run(l, &r);
+	if (ok && r.batch)
+		prealloc_ahead(l);
+	/* The role is given up before the waiters are woken, so that one of
+	 * them can lead the next round. What was appended meanwhile (deferred
+	 * appends among it, that woke nobody), a stop or a rotation: the
+	 * flusher's, unless a leader comes first. */
+	pthread_mutex_lock(&l->lock);
+	l->flushing = false;
+	bool more = l->pending || l->stop || l->rotate_requested;
+	pthread_mutex_unlock(&l->lock);
+	round_report(l, &r, ok);
+	if (more)
+		pthread_cond_signal(&l->work_cv);
+	return true;
 }
 
 ctx_status log_open(const char *dir, uint64_t last_rev, ctx_durability mode, unsigned batch_ms,
@@ -747,9 +844,16 @@ ctx_status log_close(ctx_log *l)
 	return CTX_OK;
 }
 
-ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
+
+/* The log whose appends on this thread wake no flusher (log_defer). */
+static _Thread_local const ctx_log *deferring;
+
+void log_defer(ctx_log *l, bool on)
 {
-	return log_append_done(l, rec, rev_out, NULL);
+	if (on && l->mode == CTX_DURABILITY_ALWAYS)
+		deferring = l;
+	else if (deferring == l)
+		deferring = NULL;
 }
 
 /* Under l->lock: put p at the end of the current batch. */
@@ -780,7 +884,23 @@ static log_piece *room_for(ctx_log *l, size_t need)
 	return c;
 }
 
+static ctx_status append(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done,
+                         bool defer);
+
+/* Under always, the caller waits for the record (log_wait): it leads the
+ * round itself if the disk is idle, so the flusher is not woken for it. */
+ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out)
+{
+	return append(l, rec, rev_out, NULL, l->mode == CTX_DURABILITY_ALWAYS);
+}
+
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done)
+{
+	return append(l, rec, rev_out, done, deferring == l);
+}
+
+static ctx_status append(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done,
+                         bool defer)
 {
 	unsigned char h[REC2_HEADER_MAX];
 	int err = atomic_load(&l->failed_errno);
@@ -858,9 +978,36 @@ ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out,
 	 * committer's CPU per batch. pending is read by the flusher under the
 	 * lock, and a flusher waiting on work_cv now was waiting before we took
 	 * the lock, so the signal reaches it (ctx_close waits for every call). */
-	if (wake)
+	if (wake && !defer)
 		pthread_cond_signal(&l->work_cv);
 	return CTX_OK;
+}
+
+static bool l_flushing(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	bool f = l->flushing;
+	pthread_mutex_unlock(&l->lock);
+	return f;
+}
+
+/* Wake the flusher for what is pending (deferred appends wake nobody). */
+static void log_kick_flusher(ctx_log *l)
+{
+	pthread_mutex_lock(&l->lock);
+	bool pending = l->pending != 0;
+	pthread_mutex_unlock(&l->lock);
+	if (pending)
+		pthread_cond_signal(&l->work_cv);
+}
+
+/* Sleep until durable_seq moves from seq (a round ended) or the log failed. */
+static void wait_seq(ctx_log *l, unsigned seq)
+{
+	atomic_fetch_add(&l->waiters, 1);
+	if (atomic_load(&l->durable_seq) == seq && !atomic_load(&l->failed_errno))
+		syscall(SYS_futex, &l->durable_seq, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+	atomic_fetch_sub(&l->waiters, 1);
 }
 
 static bool durable_reached(const ctx_log *l, uint64_t rev)
@@ -891,6 +1038,20 @@ static void wait_batches(ctx_log *l, bool (*done)(const ctx_log *, uint64_t), ui
 
 ctx_status log_wait(ctx_log *l, uint64_t rev)
 {
+	/* Lead while the disk is idle; else follow: wait for the running
+	 * round, then lead the next one if nobody took it. */
+	bool alone = atomic_fetch_add(&l->in_wait, 1) == 0;
+	while (alone && !durable_reached(l, rev) && !atomic_load(&l->failed_errno)) {
+		unsigned seq = atomic_load(&l->durable_seq);
+		if (log_lead(l))
+			continue;
+		if (!l_flushing(l))
+			break; /* (a stop or a rotation: the flusher's round) */
+		wait_seq(l, seq);
+	}
+	if (!alone)
+		log_kick_flusher(l); /* others wait too: the flusher's groups */
+	atomic_fetch_sub(&l->in_wait, 1);
 	if (!durable_reached(l, rev))
 		wait_batches(l, durable_reached, rev);
 	if (durable_reached(l, rev))
@@ -908,8 +1069,26 @@ void log_set_backlog(ctx_log *l, size_t max)
 void log_throttle(ctx_log *l)
 {
 	size_t max = l->backlog_max;
-	if (max && atomic_load_explicit(&l->unsynced, memory_order_relaxed) > max)
+	if (max && atomic_load_explicit(&l->unsynced, memory_order_relaxed) > max) {
+		log_kick_flusher(l); /* (deferred appends woke nobody) */
 		wait_batches(l, backlog_within, max);
+	}
+}
+
+ctx_status log_flush(ctx_log *l)
+{
+	log_lead(l);
+	int err = atomic_load(&l->failed_errno);
+	if (err) {
+		errno = err;
+		return ctx_fail(CTX_IO, "the log failed: %s", strerror(err));
+	}
+	return CTX_OK;
+}
+
+uint64_t log_led_rounds(ctx_log *l)
+{
+	return atomic_load(&l->led);
 }
 
 ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out)

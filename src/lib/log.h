@@ -55,13 +55,16 @@ typedef struct log_done {
 } log_done;
 
 /* Append rec, assigning it the next revision (*rev_out). Short: copies the
- * record into the current batch under the log's lock and wakes the flusher.
+ * record into the current batch under the log's lock and wakes the flusher
+ * (under durability always it does not: the caller must log_wait for the
+ * revision, which syncs it itself if no sync runs).
  * CTX_CLOSED if the log has failed (the store then refuses writes; errno is
  * the failure's), CTX_NOMEM. */
 ctx_status log_append(ctx_log *l, const log_record *rec, uint64_t *rev_out);
 
 /* The same, queueing done (may be NULL) with the record; on failure done is
- * not queued and never called. */
+ * not queued and never called. It wakes the flusher in every mode, unless
+ * the calling thread defers (log_defer). */
 ctx_status log_append_done(ctx_log *l, const log_record *rec, uint64_t *rev_out, log_done *done);
 
 /* The highest revision every write up to which may be acknowledged: synced
@@ -114,6 +117,17 @@ size_t log_buffer_bytes(ctx_log *l);
 
 /* Counters for statistics. */
 uint64_t log_syncs(ctx_log *l);
+/* Rounds (write and sync of a batch) run by a thread that needed the sync
+ * itself (log_wait, log_flush) instead of the flusher. */
+uint64_t log_led_rounds(ctx_log *l);
+/* Durability always: on the calling thread, appends to l wake no flusher
+ * while on (the thread waits for them, or calls log_flush, soon after);
+ * off, or other modes: they do. */
+void log_defer(ctx_log *l, bool on);
+/* Durability always: if no round runs and records are pending, write and
+ * sync them on the calling thread now; else return at once (the running
+ * round's thread, or the flusher, takes them). CTX_IO once the log failed. */
+ctx_status log_flush(ctx_log *l);
 uint64_t log_last_revision(ctx_log *l);
 
 /* Build a body: helpers for callers preparing records. */

@@ -140,6 +140,19 @@ void ctx_notifier_close(ctx_notifier *n)
 	free(n);
 }
 
+ctx_status ctx_flush(ctx_store *s)
+{
+	if (!s)
+		return ctx_fail(CTX_INVALID, "NULL argument");
+	return s->log ? log_flush(s->log) : CTX_OK;
+}
+
+void ctx_flush_defer(ctx_store *s, bool on)
+{
+	if (s && s->log)
+		log_defer(s->log, on);
+}
+
 ctx_status ctx_durable_revision(ctx_store *s, uint64_t *revision)
 {
 	if (!s || !revision)

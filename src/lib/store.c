@@ -2045,6 +2045,7 @@ void ctx_get_stats(ctx_store *s, ctx_stats *out)
 	if (s->log) {
 		out->revision = log_last_revision(s->log);
 		out->log_syncs = log_syncs(s->log);
+		out->log_led_syncs = log_led_rounds(s->log);
 		out->io_errno = log_failed(s->log);
 		out->checkpoints = atomic_load(&s->checkpoints);
 		out->checkpoint_revision = atomic_load(&s->last_checkpoint);

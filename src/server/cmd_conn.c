@@ -541,11 +541,12 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		     "0\r\n"
 		     "rdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:%d\r\n"
 		     "aof_rewrite_in_progress:0\r\naof_last_write_status:%s\r\nrevision:%llu\r\n"
-		     "durable_revision:%llu\r\nlog_syncs:%llu\r\ncheckpoints:%llu\r\n"
-		     "checkpoint_revision:%llu\r\nlog_failed:%d\r\n\r\n",
+		     "durable_revision:%llu\r\nlog_syncs:%llu\r\nlog_led_syncs:%llu\r\n"
+		     "checkpoints:%llu\r\ncheckpoint_revision:%llu\r\nlog_failed:%d\r\n\r\n",
 		     srv.cfg.durability != CTX_DURABILITY_NONE, ds == CTX_OK ? "ok" : "err",
 		     (unsigned long long)st.revision, (unsigned long long)durable,
-		     (unsigned long long)st.log_syncs, (unsigned long long)st.checkpoints,
+		     (unsigned long long)st.log_syncs, (unsigned long long)st.log_led_syncs,
+		     (unsigned long long)st.checkpoints,
 		     (unsigned long long)st.checkpoint_revision, ds != CTX_OK);
 	}
 	if (want("stats", argc, argv, true))
@@ -690,6 +691,7 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	PUT("durability", "%s", durability_name(srv.cfg.durability));
 	PUT("loops", "%d", srv.nloops);
 	PUT("loops-merge", "%s", srv.cfg.loops_merge ? "yes" : "no");
+	PUT("sync-inline", "%s", srv.cfg.sync_inline ? "yes" : "no");
 	pthread_mutex_lock(&srv.cfg_lock);
 	PUT("requirepass", "%s", srv.cfg.requirepass ? srv.cfg.requirepass : "");
 	pthread_mutex_unlock(&srv.cfg_lock);

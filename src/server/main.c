@@ -77,6 +77,9 @@ static void usage(FILE *f)
 	           "  --loops N              event loops (default: number of cores)\n"
 	           "  --loops-merge yes|no   let loop 0 run the others while the clients do\n"
 	           "                         not pipeline and one thread is enough (yes)\n"
+	           "  --sync-inline yes|no   durability always: a loop fsyncs its turn's writes\n"
+	           "                         itself, as Redis does, instead of the flusher\n"
+	           "                         thread (no)\n"
 	           "  --maxclients N         (default 10000)\n"
 	           "  --timeout SECONDS      close idle clients (default 0 = never)\n"
 	           "  --scan-hold-seconds S  release the version an unfinished HSCAN holds\n"
@@ -89,7 +92,8 @@ static void usage(FILE *f)
 	           "                         maxclients, timeout, proto-max-bulk-len,\n"
 	           "                         client-query-buffer-limit,\n"
 	           "                         client-output-buffer-limit normal H S SECS, loops,\n"
-	           "                         loops-merge, scan-hold-seconds, scan-hold-bytes,\n"
+	           "                         loops-merge, sync-inline, scan-hold-seconds,\n"
+	           "                         scan-hold-bytes,\n"
 	           "                         loglevel)\n"
 	           "  --help                 this text\n\n"
 	           "Connect with: redis-cli -p PORT\n");
@@ -145,6 +149,9 @@ static bool apply(const char *name, const char *value, const char *where)
 	} else if (!strcasecmp(name, "loops-merge") &&
 	           (!strcasecmp(value, "yes") || !strcasecmp(value, "no"))) {
 		cfg->loops_merge = !strcasecmp(value, "yes");
+	} else if (!strcasecmp(name, "sync-inline") &&
+	           (!strcasecmp(value, "yes") || !strcasecmp(value, "no"))) {
+		cfg->sync_inline = !strcasecmp(value, "yes");
 	} else if (!strcasecmp(name, "proto-max-bulk-len") && parse_mem_size(value, &m) &&
 	           m >= 1024) {
 		cfg->proto_max_bulk_len = m;
@@ -248,6 +255,7 @@ static int parse_args(int argc, char **argv)
 	    {"requirepass", required_argument, 0, 'a'},
 	    {"loops", required_argument, 0, 'l'},
 	    {"loops-merge", required_argument, 0, 'M'},
+	    {"sync-inline", required_argument, 0, 'I'},
 	    {"config", required_argument, 0, 'c'},
 	    {"maxclients", required_argument, 0, 'm'},
 	    {"timeout", required_argument, 0, 't'},

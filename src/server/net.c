@@ -66,6 +66,23 @@
  *   If the log failed, the held replies are replaced by -CTXIO errors (one
  *   per held command reply).
  *
+ * SYNC INLINE (durability always, --sync-inline yes; off by default)
+ *   The writes of a turn (on_ready_check) wake no flusher
+ *   (ctx_flush_defer): at the end of the turn the loop syncs them itself
+ *   (ctx_flush, sync_turn) and releases their replies, as Redis's one
+ *   thread writes, fsyncs and replies, with no hand-off to the flusher and
+ *   back through the notifier (two wake-ups on other CPUs per turn: at one
+ *   client that was the gap to Redis, docs/benchmarks.md, round 16). The
+ *   loop thus blocks for one fsync per turn that wrote; the requests that
+ *   arrive meanwhile are read by the next turn, one group (Redis's
+ *   schedule). If a sync runs already (another loop's, or the flusher's),
+ *   ctx_flush returns at once, that sync's thread (or the flusher) takes
+ *   the turn's records next, and the replies wait for the notifier as
+ *   above. Writes made outside a turn (blocking work, timers) wake the
+ *   flusher as before. Off by default: on the loaded 2-CPU machine of
+ *   round 16 it measured slower than the flusher's hand-offs at 1 and 64
+ *   unpipelined clients (docs/benchmarks.md, round 16, r16-hset).
+ *
  * OUTPUT LIMITS
  *   Bytes not yet taken by the socket, held or not, plus bytes in uv_write
  *   requests, count against client-output-buffer-limit (hard, and soft for
@@ -483,10 +500,10 @@ static bool want_durable(loop *lp, uint64_t rev)
 	return true;
 }
 
-static void on_notify(uv_poll_t *h, int status, int events)
+/* Release what is durable of the held replies on lp's clients, and ask the
+ * notifier for the next wake-up. */
+static void release_durable(loop *lp)
 {
-	loop *lp = h->data;
-	ctx_notifier_clear(lp->notifier);
 	durable_now(lp, UINT64_MAX);
 	for (;;) {
 		client *next;
@@ -506,7 +523,32 @@ static void on_notify(uv_poll_t *h, int status, int events)
 		if (low == UINT64_MAX || !durable_now(lp, low))
 			break;
 	}
+}
+
+static void on_notify(uv_poll_t *h, int status, int events)
+{
+	loop *lp = h->data;
+	ctx_notifier_clear(lp->notifier);
+	release_durable(lp);
 	maybe_finish(lp);
+}
+
+/* The end of a turn under durability always (SYNC INLINE): the turn's
+ * writes woke no flusher (ctx_flush_defer); sync them here, on the loop's
+ * thread, unless a sync runs already (another loop's, or the flusher's:
+ * ctx_flush then returns at once and that sync's thread, or the flusher,
+ * takes them next), and release the replies that waited for them. The
+ * notifier is told to want nothing meanwhile, so that the sync does not
+ * write this loop's eventfd for replies released here. */
+static void sync_turn(loop *lp)
+{
+	if (lp->parked) {
+		lp->want = UINT64_MAX;
+		ctx_notifier_want(lp->notifier, UINT64_MAX);
+	}
+	(void)ctx_flush(srv.store); /* (a failure shows in durable_now) */
+	if (lp->parked)
+		release_durable(lp);
 }
 
 /* The end of the n replies from c->cmd_start on (one command's, or a
@@ -1844,6 +1886,9 @@ static void on_ready_check(uv_check_t *h)
 	if (o.k > 1)
 		ctx_prefetch_keys(srv.store, o.ids, o.lens, o.fields, o.flens, o.k);
 	bool own = false; /* from `rest` on, each prefetches its own keys */
+	bool inline_sync = srv.cfg.sync_inline && srv.cfg.durability == CTX_DURABILITY_ALWAYS;
+	if (inline_sync)
+		ctx_flush_defer(srv.store, true);
 	client *next;
 	for (client *c = list; c; c = next) {
 		next = c->rnext;
@@ -1854,6 +1899,10 @@ static void on_ready_check(uv_check_t *h)
 		c->pending = false;
 		if (pending && !c->closing)
 			run_input(c, own);
+	}
+	if (inline_sync) {
+		ctx_flush_defer(srv.store, false);
+		sync_turn(lp);
 	}
 }
 

@@ -246,7 +246,7 @@ static void test_config_get_set(void **state)
 	redisContext *c = hconn(srv);
 	redisReply *r = cmd(c, "CONFIG GET *");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2 * 20); /* round 16: scan-hold-seconds, scan-hold-bytes */
+	assert_int_equal(r->elements, 2 * 21); /* round 16: scan-hold-seconds, scan-hold-bytes, sync-inline */
 	freeReplyObject(r);
 	r = cmd(c, "CONFIG GET port PORT p*");
 	assert_int_equal(r->elements, 4); /* port, proto-max-bulk-len; each once */
@@ -259,6 +259,7 @@ static void test_config_get_set(void **state)
 	expect_config(c, "durability", "always");
 	expect_config(c, "loops", "2");
 	expect_config(c, "loops-merge", "yes");
+	expect_config(c, "sync-inline", "no");
 
 	/* the memory settings with every unit */
 	EXPECT_STATUS(c, "OK", "CONFIG SET proto-max-bulk-len 2048");
