@@ -120,37 +120,58 @@ static void expect_all_stable(const bool *seen)
 			fail_msg("field s%d, present throughout the scan, was never returned", k);
 }
 
+/* A ctxd named name (durability none, scan-hold-seconds far off), a hash h
+ * filled, and the first page of a scan of it read on `scanner`, which now
+ * holds one version. */
+typedef struct held_scan {
+	redisContext *scanner, *writer;
+	bool seen[STABLE];
+	unsigned long long cur;
+} held_scan;
+
+static void start_held_scan(const char *name, held_scan *s)
+{
+	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
+	                                   NULL};
+	own = su_start(name, args);
+	s->scanner = hconn(own);
+	s->writer = hconn(own);
+	fill(s->writer, "h");
+	assert_int_equal(held(s->writer), 0);
+	memset(s->seen, 0, sizeof s->seen);
+	s->cur = page(s->scanner, "h", 0, s->seen);
+	assert_true(s->cur != 0);
+	assert_int_equal(held(s->writer), 1);
+}
+
+static void stop_held_scan(held_scan *s)
+{
+	redisFree(s->scanner);
+	redisFree(s->writer);
+	assert_int_equal(su_stop(own), 0);
+}
+
 /* A scan left idle past scan-hold-seconds is released by the loop's timer;
  * continued afterwards (its version gone from history), it still returns
  * every field present throughout. */
 static void test_idle_scan_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
-	                                   NULL};
-	own = su_start("r16_hscan_idle", args);
-	redisContext *scanner = hconn(own), *writer = hconn(own);
-	expect_config(writer, "scan-hold-seconds", "100000");
-	fill(writer, "h");
-	assert_int_equal(held(writer), 0);
-	bool seen[STABLE] = {false};
-	unsigned long long cur = page(scanner, "h", 0, seen);
-	assert_true(cur != 0);
-	assert_int_equal(held(writer), 1);
-	assert_true(info_int(writer, "memory", "scan_versions_held_bytes") > 0);
-	long long released = info_int(writer, "stats", "scan_versions_released");
-	EXPECT_STATUS(writer, "OK", "CONFIG SET scan-hold-seconds 1");
-	delete_transient(writer, "h");
-	wait_released(writer);
-	assert_int_equal(info_int(writer, "memory", "scan_versions_held_bytes"), 0);
-	assert_true(info_int(writer, "stats", "scan_versions_released") > released);
-	while (cur != 0)
-		cur = page(scanner, "h", cur, seen);
-	expect_all_stable(seen);
-	assert_int_equal(held(writer), 0); /* the finished scan holds nothing */
-	redisFree(scanner);
-	redisFree(writer);
-	assert_int_equal(su_stop(own), 0);
+	held_scan s;
+	start_held_scan("r16_hscan_idle", &s);
+	expect_config(s.writer, "scan-hold-seconds", "100000");
+	assert_true(info_int(s.writer, "memory", "scan_versions_held_bytes") > 0);
+	long long released = info_int(s.writer, "stats", "scan_versions_released");
+	EXPECT_STATUS(s.writer, "OK", "CONFIG SET scan-hold-seconds 1");
+	delete_transient(s.writer, "h");
+	wait_released(s.writer);
+	assert_int_equal(info_int(s.writer, "memory", "scan_versions_held_bytes"), 0);
+	assert_true(info_int(s.writer, "stats", "scan_versions_released") > released);
+	while (s.cur != 0)
+		s.cur = page(s.scanner, "h", s.cur, s.seen);
+	expect_all_stable(s.seen);
+	assert_int_equal(held(s.writer), 0); /* the finished scan holds nothing */
+	stop_held_scan(&s);
 }
 
 /* Past scan-hold-bytes, a scan idle for a second is released even though
@@ -158,27 +179,18 @@ static void test_idle_scan_released(void **state)
 static void test_scan_over_bytes_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
-	                                   NULL};
-	own = su_start("r16_hscan_bytes", args);
-	redisContext *scanner = hconn(own), *writer = hconn(own);
-	fill(writer, "h");
-	bool seen[STABLE] = {false};
-	unsigned long long cur = page(scanner, "h", 0, seen);
-	assert_true(cur != 0);
-	assert_int_equal(held(writer), 1);
-	EXPECT_STATUS(writer, "OK", "CONFIG SET scan-hold-bytes 1");
-	expect_config(writer, "scan-hold-bytes", "1");
-	wait_released(writer);
-	assert_true(info_int(writer, "stats", "scan_versions_released") >= 1);
-	delete_transient(writer, "h");
-	while (cur != 0)
-		cur = page(scanner, "h", cur, seen);
-	expect_all_stable(seen);
-	EXPECT_ERR(writer, "ERR Invalid argument", "CONFIG SET scan-hold-bytes lots");
-	redisFree(scanner);
-	redisFree(writer);
-	assert_int_equal(su_stop(own), 0);
+	held_scan s;
+	start_held_scan("r16_hscan_bytes", &s);
+	EXPECT_STATUS(s.writer, "OK", "CONFIG SET scan-hold-bytes 1");
+	expect_config(s.writer, "scan-hold-bytes", "1");
+	wait_released(s.writer);
+	assert_true(info_int(s.writer, "stats", "scan_versions_released") >= 1);
+	delete_transient(s.writer, "h");
+	while (s.cur != 0)
+		s.cur = page(s.scanner, "h", s.cur, s.seen);
+	expect_all_stable(s.seen);
+	EXPECT_ERR(s.writer, "ERR Invalid argument", "CONFIG SET scan-hold-bytes lots");
+	stop_held_scan(&s);
 }
 
 /* A scan whose hash is deleted is released by the timer, without waiting
@@ -186,31 +198,22 @@ static void test_scan_over_bytes_released(void **state)
 static void test_scan_of_gone_hash_released(void **state)
 {
 	(void)state;
-	static const char *const args[] = {"--durability", "none", "--scan-hold-seconds", "100000",
-	                                   NULL};
-	own = su_start("r16_hscan_gone", args);
-	redisContext *scanner = hconn(own), *writer = hconn(own);
-	fill(writer, "h");
-	bool seen[STABLE] = {false};
-	unsigned long long cur = page(scanner, "h", 0, seen);
-	assert_true(cur != 0);
-	assert_int_equal(held(writer), 1);
-	EXPECT_INT(writer, 1, "DEL h");
-	wait_released(writer);
-	assert_int_equal(info_int(writer, "stats", "scan_versions_released"), 1);
-	assert_int_equal(page(scanner, "h", cur, seen), 0);
+	held_scan s;
+	start_held_scan("r16_hscan_gone", &s);
+	EXPECT_INT(s.writer, 1, "DEL h");
+	wait_released(s.writer);
+	assert_int_equal(info_int(s.writer, "stats", "scan_versions_released"), 1);
+	assert_int_equal(page(s.scanner, "h", s.cur, s.seen), 0);
 	/* the same at the next page, before any timer: a new scan of g, g
 	 * deleted, its next page replies 0 [] and holds nothing */
-	fill(writer, "g");
-	cur = page(scanner, "g", 0, seen);
-	assert_true(cur != 0);
-	assert_int_equal(held(writer), 1);
-	EXPECT_INT(writer, 1, "DEL g");
-	assert_int_equal(page(scanner, "g", cur, seen), 0);
-	assert_int_equal(held(writer), 0);
-	redisFree(scanner);
-	redisFree(writer);
-	assert_int_equal(su_stop(own), 0);
+	fill(s.writer, "g");
+	s.cur = page(s.scanner, "g", 0, s.seen);
+	assert_true(s.cur != 0);
+	assert_int_equal(held(s.writer), 1);
+	EXPECT_INT(s.writer, 1, "DEL g");
+	assert_int_equal(page(s.scanner, "g", s.cur, s.seen), 0);
+	assert_int_equal(held(s.writer), 0);
+	stop_held_scan(&s);
 }
 
 #define BIG_FIELDS   60000 /* one hash */
