@@ -8,8 +8,9 @@
  *     the flusher thread: ctx_stats.log_led_syncs counts them);
  *   - concurrent waiting commits each return only once their change is
  *     durable (ctx_durable_revision reaches the revision the commit made,
- *     and ctx_get shows it), with fewer syncs than commits allowed, and the
- *     first group led by a writer;
+ *     and ctx_get shows it), with fewer syncs than commits allowed (whether
+ *     a writer leads depends on the schedule: only one alone in log_wait
+ *     does);
  *   - under ctx_flush_defer a commit that does not wait wakes no flusher:
  *     ctx_flush syncs it on the calling thread; a deferred change left
  *     unflushed is synced by the next waiting commit of another thread;
@@ -158,11 +159,12 @@ static void test_concurrent_commits_acked_after_sync(void **unused)
 	assert_no_thread_failures();
 	stats(s, &syncs1, &led1);
 	uint64_t commits = (uint64_t)n * WRITERS;
-	/* Every commit was covered by a sync, groups may share one; a waiting
-	 * commit never wakes the flusher, so the first group at least was led
-	 * by a writer (the flusher takes only what a leader leaves it). */
+	/* Every commit was covered by a sync, groups may share one. Writers
+	 * lead only when alone in log_wait (with others waiting they kick the
+	 * flusher), so with 8 of them none may ever lead: the count is only
+	 * bounded here; test_one_writer_leads_every_sync checks that a lone writer leads. */
 	assert_true(syncs1 - syncs0 >= 1 && syncs1 - syncs0 <= commits);
-	assert_true(led1 - led0 >= 1 && led1 - led0 <= syncs1 - syncs0);
+	assert_true(led1 - led0 <= syncs1 - syncs0);
 	print_message("%llu commits, %llu syncs, %llu led by a writer\n",
 	              (unsigned long long)commits, (unsigned long long)(syncs1 - syncs0),
 	              (unsigned long long)(led1 - led0));
