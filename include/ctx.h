@@ -20,6 +20,13 @@
  *   stays valid, showing exactly the same data, until released. A ctx_txn and a
  *   ctx_iter belong to one thread at a time (no internal locking).
  *
+ *   fork: libctx runs threads of its own (liburcu's call_rcu worker among
+ *   them) and, like any multithreaded library, is not usable in the child of
+ *   a fork made after the process first used it: such a child must exec (or
+ *   only _exit) - its ctx_open or ctx_close may hang waiting for a worker the
+ *   child does not have. A process that forks before its first libctx call,
+ *   and the children it forks then, may use libctx as usual.
+ *
  * ERRORS
  *   Every fallible function returns a ctx_status. On failure nothing has
  *   changed and output parameters are left untouched. ctx_strerror() names a
