@@ -39,6 +39,14 @@
 
 #include "testutil.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CTX_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CTX_TEST_ASAN 1
+#endif
+#endif
+
 /* This program's fdatasync (libctx's vfs_sync calls it): while `hold` is
  * set every sync waits, counted in `held`, the last one's thread in
  * held_tid; once let go, it fails with EIO while `fail_eio` is set. */
@@ -359,31 +367,44 @@ static void test_close_at_exit_then_reopen(void **unused)
 
 /* A store closed with ctx_close_at_exit while a watch and a session are
  * still open (the header's rule says to close them first; a process that
- * exits does not always): the exit must not crash. In a child. */
+ * exits does not always), then exit: the exit must not crash. In a child
+ * process of its own (this program run again: a fork of a process that used
+ * liburcu's call_rcu has no call_rcu thread, and a close's rcu_barrier
+ * waits for it forever). */
+static int child_close_at_exit(const char *dir)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.durability = CTX_DURABILITY_ALWAYS;
+	ctx_store *s = NULL;
+	if (ctx_open(&o, &s) != CTX_OK || ctx_create(s, "a") != CTX_OK)
+		return 3;
+	ctx_watch *w = NULL;
+	ctx_session *se = NULL;
+	if (ctx_watch_open(s, "a", false, 0, &w) != CTX_OK || ctx_session_open(s, &se) != CTX_OK)
+		return 4;
+	for (int i = 0; i < 100; i++)
+		if (ctx_put(s, "a", "k", 1, &i, sizeof(i), NULL) != CTX_OK)
+			return 5;
+	ctx_close_at_exit(s);
+	return 0;
+}
+
 static void test_close_at_exit_with_handles_open(void **unused)
 {
 	(void)unused;
+#ifdef CTX_TEST_ASAN
+	/* (ctx_close_at_exit is ctx_close there, and the handles left open
+	 * are leaks and touches of freed memory by the header's rule) */
+	skip();
+#endif
 	char *dir = test_make_dir("r17_review_atexit_open");
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		ctx_options o;
-		ctx_options_init(&o);
-		o.dir = dir;
-		o.durability = CTX_DURABILITY_ALWAYS;
-		ctx_store *s = NULL;
-		if (ctx_open(&o, &s) != CTX_OK || ctx_create(s, "a") != CTX_OK)
-			_exit(3);
-		ctx_watch *w = NULL;
-		ctx_session *se = NULL;
-		if (ctx_watch_open(s, "a", false, 0, &w) != CTX_OK ||
-		    ctx_session_open(s, &se) != CTX_OK)
-			_exit(4);
-		for (int i = 0; i < 100; i++)
-			if (ctx_put(s, "a", "k", 1, &i, sizeof(i), NULL) != CTX_OK)
-				_exit(5);
-		ctx_close_at_exit(s);
-		exit(0);
+		execl("/proc/self/exe", "test_r17_review", "--child-close-at-exit", dir, (char *)NULL);
+		_exit(127);
 	}
 	int status = 0;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -409,8 +430,10 @@ static int reset_syncs(void **unused)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--child-close-at-exit"))
+		return child_close_at_exit(argv[2]);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_cancelled_leader, reset_syncs),
 	    cmocka_unit_test_setup(test_failed_leader_sync, reset_syncs),
