@@ -20,11 +20,7 @@
  * - ctx_close_at_exit: the directory is unlocked and complete (a second
  *   store opened on it in the same process sees every change, nowait ones
  *   included, and works); a store closed so with a watch and a session
- *   still open, then exit: the process exits 0 (child process);
- * - fork: a child of a process that used libctx (so liburcu's call_rcu
- *   worker ran) opens, writes and closes a store. On the base the close's
- *   rcu_barrier waited forever for the parent's worker, which a child does
- *   not have.
+ *   still open, then exit: the process exits 0 (child process).
  * The fdatasync of this program can be held (as held_sync.h's, and it
  * notes which thread it holds). Nothing is
  * timed; a commit that does not return within minutes is reported as hung
@@ -34,7 +30,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -46,13 +41,9 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CTX_TEST_ASAN 1
-#elif defined(__SANITIZE_THREAD__)
-#define CTX_TEST_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define CTX_TEST_ASAN 1
-#elif __has_feature(thread_sanitizer)
-#define CTX_TEST_TSAN 1
 #endif
 #endif
 
@@ -429,61 +420,6 @@ static void test_close_at_exit_with_handles_open(void **unused)
 	free(dir);
 }
 
-/* ---- fork ------------------------------------------------------------------------------------ */
-
-static void test_store_in_fork_child(void **unused)
-{
-	(void)unused;
-#ifdef CTX_TEST_TSAN
-	skip(); /* (TSan does not run a child that starts threads after a fork) */
-#endif
-	/* This process queues call_rcu callbacks: its worker runs. */
-	ctx_store *s = test_open_memory();
-	for (int i = 0; i < 200; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "c%d", i);
-		assert_ok(ctx_create(s, id));
-		test_put_str(s, id, "k", "v");
-		assert_ok(ctx_drop(s, id));
-	}
-	ctx_close(s);
-	char *dir = test_make_dir("r17_review_fork");
-	for (int round = 0; round < 3; round++) {
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			alarm(120); /* a hang's bound: SIGALRM is the failure */
-			ctx_options o;
-			ctx_options_init(&o);
-			o.dir = dir;
-			ctx_store *c = NULL;
-			if (ctx_open(&o, &c) != CTX_OK)
-				_exit(3);
-			char id[16];
-			snprintf(id, sizeof(id), "r%d", round);
-			if (ctx_create(c, id) != CTX_OK || ctx_put(c, id, "k", 1, "v", 1, NULL) != CTX_OK)
-				_exit(4);
-			ctx_close(c);
-			c = test_open_memory(); /* and a memory store's close */
-			ctx_close(c);
-			_exit(0);
-		}
-		int status = 0;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (WIFSIGNALED(status))
-			fail_msg("the fork child died of signal %d (%s)", WTERMSIG(status),
-			         WTERMSIG(status) == SIGALRM ? "its ctx_close hung" : "?");
-		assert_true(WIFEXITED(status));
-		assert_int_equal(WEXITSTATUS(status), 0);
-	}
-	s = open_always(dir);
-	assert_true(test_has_str(s, "r0", "k", "v"));
-	assert_true(test_has_str(s, "r2", "k", "v"));
-	ctx_close(s);
-	test_remove_dir(dir);
-	free(dir);
-}
-
 /* A failed test must not leave the next one's syncs held or failing. */
 static int reset_syncs(void **unused)
 {
@@ -504,7 +440,6 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup(test_deferred_synced_once, reset_syncs),
 	    cmocka_unit_test_setup(test_close_at_exit_then_reopen, reset_syncs),
 	    cmocka_unit_test_setup(test_close_at_exit_with_handles_open, reset_syncs),
-	    cmocka_unit_test_setup(test_store_in_fork_child, reset_syncs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -978,47 +978,11 @@ static void store_free(ctx_store *s)
 	free(s);
 }
 
-/* fork() and liburcu (round 17, r17-review): a child inherits liburcu's list
- * of call_rcu workers but not their threads, so the first rcu_barrier in a
- * child of a process that had queued a call_rcu (any store's close, or a
- * failed open: state_drain) waited forever for a worker that is not there.
- * liburcu's fork hooks, registered once by the first ctx_open, pause the
- * workers around a fork (call_rcu_before_fork), keep its registry's locks
- * out of the fork, and give the child a fresh worker
- * (call_rcu_after_fork_child), as urcu-bp.h and call-rcu.h ask of an
- * application that forks. A fork waits for the workers to pause (each
- * acknowledges between callbacks). */
-static void rcu_fork_prepare(void)
-{
-	call_rcu_before_fork();
-	urcu_bp_before_fork();
-}
-
-static void rcu_fork_parent(void)
-{
-	urcu_bp_after_fork_parent();
-	call_rcu_after_fork_parent();
-}
-
-static void rcu_fork_child(void)
-{
-	urcu_bp_after_fork_child();
-	call_rcu_after_fork_child();
-}
-
-static pthread_once_t rcu_fork_once = PTHREAD_ONCE_INIT;
-
-static void rcu_fork_register(void)
-{
-	(void)pthread_atfork(rcu_fork_prepare, rcu_fork_parent, rcu_fork_child);
-}
-
 ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 {
 	ctx_options opts;
 	if (!out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
-	pthread_once(&rcu_fork_once, rcu_fork_register);
 	if (o)
 		opts = *o;
 	else
