@@ -28,7 +28,10 @@
  * leaves records pending (or a stop, or a rotation: the flusher's alone)
  * wakes the flusher. Completions still run in revision order: rounds do
  * not overlap, and a round's durable revision is stored before the role
- * is given up.
+ * is given up. A leader's round runs with its thread's cancellation
+ * disabled (pwrite and fdatasync are cancellation points): cancelled in
+ * it, the thread would keep the role for good, and every later commit and
+ * the close would wait for it (round 17, r17-review).
  *
  * Revisions are handed out under the log lock, so the log holds records in
  * revision order, with no gaps. The record header (log format 2, format.h)
@@ -212,7 +215,7 @@ struct ctx_log {
 	void *durable_hook_arg;
 	atomic_int failed_errno;
 	atomic_uint_fast64_t syncs;
-	atomic_uint_fast64_t led; /* rounds run by a leader (log_lead) */
+	atomic_uint_fast64_t led; /* of syncs, those of a leader (log_lead) */
 	atomic_uint in_wait;      /* threads in log_wait: one alone leads */
 	/* The backlog: bytes appended and not yet durable (the batch being
 	 * synced and the current one), and its bound (log_throttle). */
@@ -611,7 +614,7 @@ static void round_take(ctx_log *l, log_round *r)
 
 /* Write a taken batch, sync it, run its completions and report it durable.
  * Returns whether the log is still good. */
-static bool round_run(ctx_log *l, log_round *r)
+static bool round_run(ctx_log *l, log_round *r, bool led)
 {
 	bool ok = !atomic_load(&l->failed_errno);
 	bool any = r->batch != NULL;
@@ -625,6 +628,9 @@ static bool round_run(ctx_log *l, log_round *r)
 			log_fail(l, errno, "fsync");
 			ok = false;
 		} else {
+			/* (led first: log_led_syncs never passes log_syncs) */
+			if (led)
+				atomic_fetch_add_explicit(&l->led, 1, memory_order_relaxed);
 			atomic_fetch_add(&l->syncs, 1);
 		}
 	}
@@ -675,7 +681,7 @@ static void *flusher_main(void *arg)
 		pthread_mutex_unlock(&l->lock);
 
 		bool any = r.batch != NULL;
-		bool ok = round_run(l, &r);
+		bool ok = round_run(l, &r, false);
 		round_report(l, &r, ok);
 		uint64_t upto = r.upto;
 		if (rotate && ok && upto + 1 != l->seg_first) {
@@ -739,8 +745,13 @@ static bool log_lead(ctx_log *l)
 	}
 	round_take(l, &r);
 	pthread_mutex_unlock(&l->lock);
-	atomic_fetch_add_explicit(&l->led, 1, memory_order_relaxed);
-	bool ok = round_run(l, &r);
+	/* The round is the group's, not the caller's alone: a thread cancelled
+	 * in it (pwrite and fdatasync are cancellation points) would leave it
+	 * taken for good, and every later commit, and ctx_close, waiting for
+	 * it. The cancel acts at the caller's next cancellation point. */
+	int cancel_state;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+	bool ok = round_run(l, &r, true);
 	if (ok && r.batch)
 		prealloc_ahead(l);
 	/* The role is given up before the waiters are woken, so that one of
@@ -754,6 +765,7 @@ static bool log_lead(ctx_log *l)
 	round_report(l, &r, ok);
 	if (more)
 		pthread_cond_signal(&l->work_cv);
+	pthread_setcancelstate(cancel_state, NULL);
 	return true;
 }
 

@@ -117,8 +117,9 @@ size_t log_buffer_bytes(ctx_log *l);
 
 /* Counters for statistics. */
 uint64_t log_syncs(ctx_log *l);
-/* Rounds (write and sync of a batch) run by a thread that needed the sync
- * itself (log_wait, log_flush) instead of the flusher. */
+/* Of log_syncs, those of rounds (write and sync of a batch) run by a thread
+ * that needed the sync itself (log_wait, log_flush) instead of the flusher
+ * (a failed sync counts in neither). */
 uint64_t log_led_rounds(ctx_log *l);
 /* Durability always: on the calling thread, appends to l wake no flusher
  * while on (the thread waits for them, or calls log_flush, soon after);
