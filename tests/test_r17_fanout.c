@@ -331,12 +331,102 @@ static void test_watcher_closed_while_others_read(void **unused)
 	ctx_close(s);
 }
 
+/* Readers at the log's tail, where the limbo is cleared: a history of 128
+ * revisions (limbo of 64) and a queue of 96, and readers that resume after
+ * each lag from the revision it names (or from now, once that is gone),
+ * checking each event whole: a slot cleared or a record reused under a
+ * reader shows as another writer's key. */
+typedef struct tail_reader {
+	run *r;
+	long events, lags;
+	bool ok;
+} tail_reader;
+
+static void *tail_main(void *p)
+{
+	tail_reader *t = p;
+	ctx_watch *w;
+	T_CHECK_STATUS(ctx_watch_open(t->r->s, "w/", true, 0, &w), CTX_OK);
+	uint64_t last = 0;
+	t->ok = true;
+	while (atomic_load(&t->r->writers_done) < WRITERS) {
+		ctx_event *e = NULL;
+		if (ctx_watch_next(w, &e) != CTX_OK) {
+			usleep(50);
+			continue;
+		}
+		if (e->kind == CTX_EVENT_LAGGED) {
+			uint64_t from = e->resume_from;
+			ctx_event_free(e);
+			t->lags++;
+			ctx_watch *nw;
+			if (ctx_watch_open(t->r->s, "w/", true, from, &nw) != CTX_OK)
+				T_CHECK_STATUS(ctx_watch_open(t->r->s, "w/", true, 0, &nw), CTX_OK);
+			ctx_watch_close(w);
+			w = nw;
+			last = 0;
+			continue;
+		}
+		char key[32];
+		int n = -1, kn = -2;
+		long i = -1;
+		bool whole = e->kind == CTX_EVENT_COMMITTED && e->revision > last && e->nkeys == 1 &&
+		             e->klens[0] < sizeof(key) && sscanf(e->id, "w/%d", &n) == 1;
+		if (whole) {
+			memcpy(key, e->keys[0], e->klens[0]);
+			key[e->klens[0]] = '\0';
+			whole = sscanf(key, "k%d.%ld", &kn, &i) == 2 && kn == n;
+		}
+		if (!whole)
+			t->ok = false;
+		last = e->revision;
+		t->events++;
+		ctx_event_free(e);
+		if (t->events % 16 == 0)
+			usleep(20); /* fall behind now and then */
+	}
+	ctx_watch_close(w);
+	return NULL;
+}
+
+static void test_readers_at_the_log_tail(void **unused)
+{
+	(void)unused;
+	reset_failures();
+	ctx_store *s = open_with(128, 0, 96);
+	run r = {.s = s, .commits = test_iters(6000, 1500)};
+	tail_reader t[WATCHERS] = {0};
+	pthread_t tt[WATCHERS], wt[WRITERS];
+	for (int i = 0; i < WATCHERS; i++) {
+		t[i].r = &r;
+		assert_int_equal(pthread_create(&tt[i], NULL, tail_main, &t[i]), 0);
+	}
+	for (int i = 0; i < WRITERS; i++)
+		assert_int_equal(pthread_create(&wt[i], NULL, writer_main, &r), 0);
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(wt[i], NULL);
+	long events = 0, lags = 0;
+	for (int i = 0; i < WATCHERS; i++) {
+		pthread_join(tt[i], NULL);
+		assert_true(t[i].ok);
+		events += t[i].events;
+		lags += t[i].lags;
+	}
+	print_message("%ld events, %ld lags\n", events, lags);
+	feed_stats st;
+	feed_get_stats(s->feed, &st);
+	assert_int_equal(st.history_events, 0);
+	assert_no_thread_failures();
+	ctx_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_event_once_in_order_while_evicting),
 	    cmocka_unit_test(test_slow_watcher_bounded_by_log_bytes),
 	    cmocka_unit_test(test_watcher_closed_while_others_read),
+	    cmocka_unit_test(test_readers_at_the_log_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
