@@ -128,33 +128,11 @@
  *   be allocated, the reporter retries after a millisecond with no lock
  *   held. Dropping a report instead would stall every later event for good.
  *
- * LIMBO: EVICTED IN BATCHES, SO THAT WATCHERS READ BESIDE THE WRITERS
- *   Eviction is two steps. log_trim takes a revision out of the log (oldest
- *   moves, the byte counters drop: every bound above holds exactly as
- *   before), but leaves its slot and event in place: [limbo, oldest) is the
- *   limbo. limbo_flush clears those slots and releases their events (after
- *   the lock, as before) once the limbo spans more than limbo_max (LIMBO_REVS,
- *   64, or half the history if smaller) revisions or holds more than
- *   LIMBO_BYTES (16 KiB) of events, and whenever nobody records (so the
- *   quiet path finds it empty); it takes evict_lock, under feed.lock. So
- *   the ring's slots in [limbo, frontier] and the ring itself change only
- *   under both locks, and either lock keeps them still. A watcher that is
- *   not armed reads (watch_read) under evict_lock alone, from frontier_pub
- *   and oldest_pub - the log of a moment, all of it still in its slots -
- *   and takes references there: the writers, which take evict_lock once
- *   per 64 evictions instead of waiting for the watchers' reads at every
- *   commit (with 64 watchers draining paced writers on the quiet machine,
- *   53% of the writers' CPU was spinning in the feed lock behind those
- *   reads: docs/benchmarks.md, round 17), and the watchers only contend
- *   with each other and a flush. Pending reports are placed from limbo on
- *   (ring_fits), so a slot in limbo is never overwritten. The limbo adds at
- *   most limbo_max events, LIMBO_BYTES plus one event, to the log's memory.
- *
  * WATCHERS: A CURSOR INTO THE SHARED LOG
  *   A report places its event and advances the frontier: its work under the
  *   lock does not depend on the number of watchers (but for waking idle
  *   ones, below). A watcher keeps a cursor, the next revision it has to look
- *   at; ctx_watch_next reads forward from it (see LIMBO for the lock), filtering
+ *   at; ctx_watch_next reads forward from it under the feed lock, filtering
  *   by id or prefix itself, and takes a reference to up to BATCH matching
  *   events at a time into a small buffer of its own (so a fast reader takes
  *   the feed lock once per BATCH events, and a lock hold scans at most
@@ -245,10 +223,9 @@
  *   is in use) and left its fd readable after CTX_NOT_FOUND, which with
  *   the waker happened to a single-threaded caller too.
  *
- * LOCKS (order: watch.lock, then feed.lock, then evict_lock; nothing else
- * is taken under them, and no other nesting exists; the quiet word is
- * frozen while feed.lock is held - see QUIET - so the frontier is its
- * holder's)
+ * LOCKS (order: watch.lock, then feed.lock; nothing else is taken under
+ * either, and no other nesting exists; the quiet word is frozen while
+ * feed.lock is held - see QUIET - so the frontier is its holder's)
  *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
  *               ctx_watch_close's drain); never held across a system call.
@@ -256,19 +233,14 @@
  *               the armed list and narmed, the waker's fields (waker_state,
  *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
  *               on this lock), and each watcher's cursor, lag_at, armed and
- *               wake_next fields (an unarmed watcher's cursor and lag_at are
- *               its reader's: watch.lock). Held to place one report and deliver what
+ *               wake_next fields. Held to place one report and deliver what
  *               became deliverable (plus the armed walk, for at most
- *               INLINE_WAKE armed), for an armed watcher's read,
+ *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
  *               for one waker pass, or to register, arm and unregister a
  *               watcher; never across a system call or user code; nothing is
  *               allocated or freed under it. Two of its fields are also read
  *               without it, by watch_busy: a watcher's `armed` and the
  *               feed's frontier_pub (atomics; see watch_busy).
- *   evict_lock  the ring pointer and the slots of [limbo, frontier] against
- *               change: taken by an unarmed watcher's read (watch_read), and
- *               with feed.lock held by limbo_flush and ring_grow to change
- *               them (see LIMBO). Never across a system call.
  *
  * DURABILITY
  *   The feed delivers what it is told; that reports come once durable is the
@@ -308,8 +280,6 @@
 #define RECORD_LARGE          256u     /*   the large ones' bytes */
 #define SPARES_SMALL          128u     /* spare small records a thread keeps */
 #define SPARES_LARGE          64u      /* spare large records a thread keeps */
-#define LIMBO_REVS            64u      /* evicted revisions left in their slots (see LIMBO) */
-#define LIMBO_BYTES           16384u   /*   and their events' bytes, at most */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -363,10 +333,6 @@ struct feed {
 	uint64_t frontier;                  /* every revision <= frontier was reported */
 	atomic_uint_least64_t frontier_pub; /* frontier, for watch_busy */
 	uint64_t oldest;                    /* the log: [oldest, frontier] is in the ring */
-	atomic_uint_least64_t oldest_pub;   /* oldest, for watch_read without feed.lock */
-	uint64_t limbo;                     /* [limbo, oldest): evicted, still in their slots */
-	size_t limbo_bytes;                 /* their events' bytes */
-	uint64_t limbo_max;                 /* oldest - limbo stays at most this (fixed) */
 	uint64_t gate;                      /* deliver no revision above it (feed_set_gate) */
 	uint64_t last_bare;                 /* the highest revision marked bare, or 0 */
 	size_t log_bytes, log_events;
@@ -393,10 +359,6 @@ struct feed {
 	long linger_ns, pace_ns, gap_ns; /* the window's bounds (fixed) */
 	long window_ns;                  /* the waker's wait before its last pass */
 	int64_t last_pass_ns;            /* when it ended (the waker's own) */
-
-	/* The readers' lock (see LIMBO), on a line of its own: taken by every
-	 * unarmed watcher's read, by the writers once per LIMBO_REVS evictions. */
-	_Alignas(64) pthread_mutex_t evict_lock;
 
 	/* The quiet path (see QUIET), on a line of its own: written by every
 	 * report while nobody watches, read by every reporter. */
@@ -813,12 +775,9 @@ static void feed_freeze(feed *f)
 	uint64_t frontier = w >> QUIET_SHIFT;
 	uint64_t ahead = w >> 1 & QUIET_AHEAD;
 	assert(frontier >= f->frontier && f->oldest == f->frontier + 1 && !f->pending_slots);
-	assert(f->limbo == f->oldest);
 	if (frontier != f->frontier) {
 		f->frontier = frontier;
 		f->oldest = frontier + 1;
-		f->limbo = f->oldest; /* the limbo is empty while thawed (log_bound) */
-		atomic_store_explicit(&f->oldest_pub, f->oldest, memory_order_relaxed);
 		atomic_store_explicit(&f->frontier_pub, frontier, memory_order_release);
 	}
 	for (uint64_t i = 0; ahead; i++, ahead >>= 1) {
@@ -835,7 +794,7 @@ static void feed_thaw(feed *f)
 {
 	if (!quiet_frozen(f) || feed_records(f) || f->pending_slots || f->frontier >= QUIET_LIMIT)
 		return;
-	assert(f->oldest == f->frontier + 1 && f->limbo == f->oldest);
+	assert(f->oldest == f->frontier + 1);
 	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
 }
 
@@ -1085,10 +1044,6 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	f->quiet_window = cap - 1 < QUIET_BITS ? cap - 1 : QUIET_BITS;
 	f->gate = UINT64_MAX;
 	f->oldest = f->frontier + 1;
-	f->limbo = f->oldest;
-	atomic_init(&f->oldest_pub, f->oldest);
-	f->limbo_max = history / 2 < LIMBO_REVS ? history / 2 : LIMBO_REVS;
-	ctx_mutex_init(&f->evict_lock);
 	f->bytes_limit = c.history_bytes;
 	f->keep = c.keep_history;
 	atomic_init(&f->recording, c.keep_history);
@@ -1116,7 +1071,6 @@ void feed_close(feed *f)
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
 	pthread_cond_destroy(&f->waker_cv);
-	pthread_mutex_destroy(&f->evict_lock);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
 	free(f);
@@ -1169,38 +1123,20 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 	for (; f->oldest < to; f->oldest++) {
 		if (f->wake_due && f->oldest >= f->due_from)
 			waker_pass(f, wk);
-		uint64_t v = f->ring[f->oldest & f->mask];
-		fevent *e = slot_event(v);
-		if (e && slot_rev(v) == f->oldest) {
-			f->log_bytes -= e->bytes;
-			f->log_events--;
-			f->limbo_bytes += e->bytes;
-		}
-	}
-	atomic_store_explicit(&f->oldest_pub, f->oldest, memory_order_relaxed);
-}
-
-/* Empty the limbo (feed.lock held): clear the slots of the revisions
- * evicted from the log, with the readers' lock, and put their events on
- * wk's dead list (see LIMBO). */
-static void limbo_flush(feed *f, wakeups *wk)
-{
-	pthread_mutex_lock(&f->evict_lock);
-	for (; f->limbo < f->oldest; f->limbo++) {
-		uint64_t *slot = &f->ring[f->limbo & f->mask];
-		if (slot_rev(*slot) != f->limbo)
+		uint64_t *slot = &f->ring[f->oldest & f->mask];
+		if (slot_rev(*slot) != f->oldest)
 			continue;
 		fevent *e = slot_event(*slot);
-		if (e)
+		if (e) {
+			f->log_bytes -= e->bytes;
+			f->log_events--;
 			dead_push(&wk->dead, e);
+		}
 		*slot = 0;
 	}
-	pthread_mutex_unlock(&f->evict_lock);
-	f->limbo_bytes = 0;
 }
 
-/* Evict from the log what its bounds no longer allow; empty the limbo past
- * its bounds, and whenever nobody records. */
+/* Evict from the log what its bounds no longer allow. */
 static void log_bound(feed *f, wakeups *wk)
 {
 	if (!feed_records(f))
@@ -1209,9 +1145,6 @@ static void log_bound(feed *f, wakeups *wk)
 		log_trim(f, f->frontier + 1 - f->history, wk);
 	while (f->log_bytes > f->bytes_limit)
 		log_trim(f, f->oldest + 1, wk);
-	if (f->oldest - f->limbo > f->limbo_max || f->limbo_bytes > LIMBO_BYTES ||
-	    (!feed_records(f) && f->limbo < f->oldest))
-		limbo_flush(f, wk);
 }
 
 /* Put the pending report v for rev into its slot, empty since the ring
@@ -1241,12 +1174,9 @@ static void ring_grow(feed *f, uint64_t *new_ring, uint64_t new_cap)
 		if (v)
 			new_ring[slot_rev(v) & (new_cap - 1)] = v;
 	}
-	pthread_mutex_lock(&f->evict_lock); /* readers without feed.lock use the ring */
-	uint64_t *old = f->ring;
+	free(f->ring);
 	f->ring = new_ring;
 	f->mask = new_cap - 1;
-	pthread_mutex_unlock(&f->evict_lock);
-	free(old);
 }
 
 /* calloc that waits for memory (no lock held). */
@@ -1309,7 +1239,7 @@ static fevent *report_event(const report *r)
 /* Whether rev can be placed in the ring as it is (or is to be ignored). */
 static bool ring_fits(const feed *f, uint64_t rev)
 {
-	return rev <= f->frontier || rev - f->limbo <= f->mask || rev - f->frontier > MAX_AHEAD;
+	return rev <= f->frontier || rev - f->oldest <= f->mask || rev - f->frontier > MAX_AHEAD;
 }
 
 /* Take the feed lock with the ring large enough for r and, if events are
@@ -1322,12 +1252,12 @@ static void lock_for_report(feed *f, const report *r, fevent **e, wakeups *wk)
 		lock_feed(f, wk);
 		uint64_t cap = f->mask + 1;
 		if (!ring_fits(f, r->rev)) {
-			if (bigger_cap > r->rev - f->limbo && bigger_cap >= 2 * cap) {
+			if (bigger_cap > r->rev - f->oldest && bigger_cap >= 2 * cap) {
 				ring_grow(f, bigger, bigger_cap);
 				bigger = NULL;
 			} else {
 				uint64_t want = cap * 2;
-				while (want <= r->rev - f->limbo)
+				while (want <= r->rev - f->oldest)
 					want *= 2;
 				unlock_and_wake(f, wk); /* nothing to wake yet */
 				free(bigger);
@@ -1453,21 +1383,16 @@ static void watch_lag(ctx_watch *w, uint64_t rev)
 }
 
 /* Read forward from w's cursor into its empty buffer (watch.lock, or w not
- * yet published, and feed.lock held; or, w not armed, watch.lock and
- * evict_lock: see LIMBO): at most BATCH matching events, at most SCAN_MAX
- * slots looked at. Notes a lag (see WATCHERS), and whether the read reached
- * the frontier. An armed watcher has nothing to read. */
+ * yet published, and feed.lock held): at most BATCH matching events, at
+ * most SCAN_MAX slots looked at. Notes a lag (see WATCHERS), and whether
+ * the read reached the frontier. An armed watcher has nothing to read. */
 static void watch_read(feed *f, ctx_watch *w)
 {
-	/* Under feed.lock both are exact; under evict_lock alone they are the
-	 * log of a moment, every slot of it still in place (see LIMBO). */
-	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
-	uint64_t oldest = atomic_load_explicit(&f->oldest_pub, memory_order_relaxed);
 	if (is_armed(w)) {
 		/* Events may be delivered that the waker has not woken it for
 		 * yet: it takes them itself, and makes its fd readable. */
 		uint64_t from = waker_from(f, w);
-		w->caught_up = from > frontier;
+		w->caught_up = from > f->frontier;
 		if (w->caught_up)
 			return;
 		disarm(f, w);
@@ -1475,9 +1400,9 @@ static void watch_read(feed *f, ctx_watch *w)
 		w->self_woken = true;
 	}
 	uint64_t rev = w->cursor;
-	for (size_t n = 0; rev <= frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
-		if (rev < oldest || (w->lag_at && rev >= w->lag_at)) {
-			watch_lag(w, rev < oldest ? rev : w->lag_at);
+	for (size_t n = 0; rev <= f->frontier && w->count < BATCH && n < SCAN_MAX; rev++, n++) {
+		if (rev < f->oldest || (w->lag_at && rev >= w->lag_at)) {
+			watch_lag(w, rev < f->oldest ? rev : w->lag_at);
 			w->cursor = rev;
 			return;
 		}
@@ -1485,13 +1410,13 @@ static void watch_read(feed *f, ctx_watch *w)
 		fevent *e = slot_event(v);
 		if (!e || slot_rev(v) != rev || !watch_matches(w, e))
 			continue;
-		if (!w->lag_at && frontier - rev >= f->queue)
+		if (!w->lag_at && f->frontier - rev >= f->queue)
 			w->lag_at = rev + f->queue;
 		fevent_retain(e);
 		w->buf[(w->head + w->count++) % BATCH] = e;
 	}
 	w->cursor = rev;
-	w->caught_up = rev > frontier;
+	w->caught_up = rev > f->frontier;
 }
 
 /* The next event for the caller (watch.lock held), read from the log when
@@ -1501,17 +1426,9 @@ static fevent *watch_take(ctx_watch *w, bool *idle)
 {
 	feed *f = w->feed;
 	while (!w->count && !w->lag_due && !w->done) {
-		if (is_armed(w)) {
-			feed_lock(f);
-			watch_read(f, w);
-			feed_unlock(f);
-		} else {
-			/* Only its reader arms it, and holds watch.lock: it stays
-			 * unarmed, and reads beside the writers (see LIMBO). */
-			pthread_mutex_lock(&f->evict_lock);
-			watch_read(f, w);
-			pthread_mutex_unlock(&f->evict_lock);
-		}
+		feed_lock(f);
+		watch_read(f, w);
+		feed_unlock(f);
 		if (w->caught_up)
 			break;
 	}
