@@ -2,9 +2,11 @@
  * test_r17_fanout.c - watchers that read the log beside the writers.
  *
  * Round 17 (r17-fanout) let a watcher that is not armed read the shared
- * event log under the feed's evict_lock instead of its feed lock, and
- * evicted the log's slots in batches (the limbo: see watch.c, LIMBO). What
- * must hold whatever the timing:
+ * event log under a second lock (evict_lock) instead of the feed lock, and
+ * cleared evicted slots in batches (the "limbo"); measured within noise
+ * under load and reverted (docs/benchmarks.md, round 17; the change is
+ * commit 6815dd9). These checks hold for any way of reading the log beside
+ * the writers, whatever the timing:
  *   - many writers, watchers draining in threads while the log evicts
  *     under them: each watcher gets every event once, in revision order,
  *     each event whole (its id and key are the ones its writer committed:
