@@ -215,6 +215,13 @@ static size_t state_free_list(ctx_state *st)
 	return n;
 }
 
+void state_free_released(ctx_state *st)
+{
+	hamt_release(&st->data);
+	hamt_release(&st->meta);
+	pool_free_sized(st, sizeof(*st));
+}
+
 /* Free the n states of array a (a grace period has passed), prefetching
  * ahead: the lines of a state that the free touches (its maps' roots, and
  * the first word, which pool.c writes). */
@@ -318,6 +325,11 @@ static bool batch_home(bool may_wait)
 	}
 	if (batch.n < STATE_HOLD_MAX)
 		return true;
+	/* The open batch's first state is its tail (the list is pushed). */
+	if (reclaim_hand_over(batch.head, h->open[0], batch.n)) {
+		batch_take(&n);
+		return true;
+	}
 	if (!may_wait || rcu_read_ongoing())
 		return false;
 	synchronize_rcu(); /* both batches are older than it */
@@ -452,6 +464,7 @@ void state_drain(void)
 	ctx_state *head = batch_take(&n);
 	if (head)
 		state_defer_list(head, n, false);
+	reclaim_quiesce(); /* the batches handed to the reclaimer */
 	rcu_barrier(); /* the batches and ticks, and reclaim.c's versions... */
 	rcu_barrier(); /* ...whose states those callbacks queued in turn     */
 	home *h = batch.h;
