@@ -779,17 +779,6 @@ void pool_trim(void)
 	pool_free_all();
 }
 
-void pool_gather(void)
-{
-	pool.allocs = true; /* keyed as a thread that allocated (pool_keyed) */
-	pool.off = false;
-}
-
-size_t pool_cached(void)
-{
-	return pool.bytes;
-}
-
 void pool_bypass(bool on)
 {
 	if (on && pool.off && !pool.bytes)

@@ -56,18 +56,6 @@ void pool_use_slabs(bool on);
  * malloc block to free, a slab block to its class's shared list. */
 void pool_trim(void);
 
-/* For a thread that frees blocks and allocates none (reclaim.c's
- * reclaimer): keep what it frees in its cache as a thread that allocated
- * would, so that pool_trim puts them on the shared lists a class at a time
- * (one lock per class and chunk run) instead of one lock per block, which
- * is what a cache-less thread's pool_free does past malloc blocks. The
- * caller trims before pool_cached passes POOL_BYTES (pool.c): past the
- * cache's bounds a block goes alone again. */
-void pool_gather(void);
-
-/* Bytes the calling thread's cache holds. */
-size_t pool_cached(void);
-
 /* While on, the calling thread keeps no block: its cache is emptied and
  * every pool_alloc calls malloc, every pool_free free. For liburcu's call_rcu
  * worker (it frees versions other threads allocated and allocates none of

@@ -44,38 +44,31 @@
  * rcu_barrier runs every callback queued before it, so a closed store leaves
  * nothing waiting here.
  *
- * THE RECLAIMER (round 17)
+ * THE RECLAIMER'S GRACE PERIODS (round 17)
  *   A thread whose release batch reaches STATE_HOLD_MAX while its tick is in
  *   flight (state.c, BOUND) used to wait for a grace period itself. With 64
  *   threads on 2 CPUs a reader (or a writer between its lookup and its write
  *   lock) preempted inside its read-side section makes that wait one or more
- *   of urcu-bp's 10 ms naps, and the threads queued one grace period each on
- *   urcu-bp's mutex while both CPUs idled (round 15). Now such a batch is
- *   handed to the reclaimer: one thread per process, started by the first
- *   hand-over, that takes every batch handed over so far, waits for one grace
- *   period for all of them and frees them; the writer goes on at once. The
- *   batches waiting for, or in, the reclaimer's grace period are bounded:
- *   at most RECLAIM_HOLD_MAX versions (`held`); a hand-over that would pass
- *   it is refused and the writer waits for a grace period itself, as before
- *   (back-pressure: memory stays bounded when the reclaimer cannot keep up
- *   or cannot run). The bound counts versions, like the others of libctx:
- *   a batch's version is mostly its struct (its trie freed at once, state.c,
- *   TRIES FREED AT ONCE) or what one light commit replaced. Its frees go to
- *   the reclaimer's own block cache, which it hands to the shared slab lists
- *   a class at a time (pool_gather, pool_trim: one lock per class and run,
- *   not per block); the writers take them back from there, SLAB_BATCH at a
- *   time. A writer that exits leaves what it handed over to the reclaimer;
- *   state_drain (ctx_close) waits until the reclaimer holds nothing. The
- *   thread is never stopped (it sleeps on a condition variable when there is
- *   nothing to free); a fork()ed child starts its own at its first
- *   hand-over, and what the parent's was freeing then is lost to the child
- *   (memory, never a use after free).
+ *   of urcu-bp's 10 ms naps, and urcu-bp runs one grace period per caller, in
+ *   turn, on its mutex, while both CPUs idled (round 15). Now such a thread
+ *   asks the reclaimer for a grace period (reclaim_grace_request) and goes on
+ *   at once; the batch stays with the thread (`handed`, state.c), which frees
+ *   it itself, at home, once that grace period is done
+ *   (reclaim_grace_done). The reclaimer is one thread per process, started
+ *   by the first request, that runs one grace period for every request made
+ *   before it starts one (waiters share it) and sleeps on a condition
+ *   variable while none is asked for. It frees nothing: a first version
+ *   (691d809) handed the batches themselves over, and the reclaimer, one
+ *   thread among 64 busy ones, got a sixty-fifth of the CPU and fell behind
+ *   (docs/benchmarks.md, round 17). A thread that reaches the bound again
+ *   while its handed batch's grace period is still running waits for it
+ *   (reclaim_grace_wait: the reclaimer's, shared, not one of its own), so a
+ *   thread holds at most 3 * STATE_HOLD_MAX released versions. A fork()ed
+ *   child starts its own reclaimer at its first request or wait.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-
-#include "pool.h"
 
 #include "reclaim.h"
 #include "store.h"
@@ -127,27 +120,23 @@ size_t reclaim_pending(void)
 	return atomic_load_explicit(&pending, memory_order_acquire);
 }
 
-/* ---- the reclaimer thread ----------------------------------------------------- */
-
-/* Above this the reclaimer hands the blocks it freed to the shared lists
- * (half the cache's byte bound, pool.c, so that none goes alone). */
-#define RECLAIM_TRIM_BYTES (64u << 10)
+/* ---- the reclaimer's grace periods -------------------------------------------- */
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t work; /* a batch was handed over (the reclaimer waits) */
-	pthread_cond_t idle; /* the reclaimer freed what it took (drains wait) */
-	ctx_state *head;     /* batches handed over, joined through next */
-	size_t queued;       /* versions in head */
-	bool busy;           /* the reclaimer is in a grace period or freeing */
-	bool sleeping;       /* it waits on work */
+	pthread_cond_t work; /* a grace period was asked for (the reclaimer waits) */
+	pthread_cond_t done; /* a grace period ended (reclaim_grace_wait waits) */
+	uint64_t requested;  /* grace periods asked for, numbered from 1 */
+	unsigned waiters;    /* threads in reclaim_grace_wait */
+	bool sleeping;       /* the reclaimer waits on work */
 	bool started;
 	bool forked; /* pthread_atfork registered */
 } rc = {.lock = PTHREAD_MUTEX_INITIALIZER,
-          .work = PTHREAD_COND_INITIALIZER,
-          .idle = PTHREAD_COND_INITIALIZER};
+        .work = PTHREAD_COND_INITIALIZER,
+        .done = PTHREAD_COND_INITIALIZER};
 
-static atomic_size_t held; /* queued, plus the versions the reclaimer took */
+/* The highest request whose grace period has ended. */
+static atomic_uint_fast64_t grace_done;
 
 static void reclaim_fork_prepare(void)
 {
@@ -159,102 +148,97 @@ static void reclaim_fork_parent(void)
 	pthread_mutex_unlock(&rc.lock);
 }
 
-/* The child has no reclaimer: the next hand-over starts one, which frees
- * the batches still queued; what the parent's was freeing is forgotten. */
+/* The child has no reclaimer: the next request or wait starts one, whose
+ * first grace period covers every request still open. */
 static void reclaim_fork_child(void)
 {
-	atomic_store(&held, rc.queued);
-	rc.busy = false;
 	rc.started = false;
 	rc.sleeping = false;
+	rc.waiters = 0;
 	pthread_mutex_init(&rc.lock, NULL);
 	pthread_cond_init(&rc.work, NULL);
-	pthread_cond_init(&rc.idle, NULL);
+	pthread_cond_init(&rc.done, NULL);
 }
 
 static void *reclaimer_main(void *unused)
 {
 	(void)unused;
-	pool_gather();
 	pthread_mutex_lock(&rc.lock);
 	for (;;) {
-		while (!rc.head) {
+		while (rc.requested == atomic_load_explicit(&grace_done, memory_order_relaxed)) {
 			rc.sleeping = true;
 			pthread_cond_wait(&rc.work, &rc.lock);
 			rc.sleeping = false;
 		}
-		ctx_state *st = rc.head;
-		size_t n = rc.queued;
-		rc.head = NULL;
-		rc.queued = 0;
-		rc.busy = true;
+		uint64_t target = rc.requested; /* asked for before it starts */
 		pthread_mutex_unlock(&rc.lock);
-		synchronize_rcu(); /* every batch taken is older than it */
-		tsan_after_grace_period();
-		while (st) {
-			ctx_state *next = st->next;
-			st->next = NULL;
-			state_free_released(st);
-			if (pool_cached() > RECLAIM_TRIM_BYTES)
-				pool_trim();
-			st = next;
-		}
-		pool_trim();
-		atomic_fetch_sub_explicit(&held, n, memory_order_release);
+		synchronize_rcu();
 		pthread_mutex_lock(&rc.lock);
-		rc.busy = false;
-		if (!rc.head)
-			pthread_cond_broadcast(&rc.idle);
+		atomic_store_explicit(&grace_done, target, memory_order_release);
+		if (rc.waiters)
+			pthread_cond_broadcast(&rc.done);
 	}
 	return NULL;
 }
 
-bool reclaim_hand_over(ctx_state *head, ctx_state *tail, size_t n)
+/* Start the reclaimer if it is not running (rc.lock held). False: it could
+ * not be started. */
+static bool reclaimer_start(void)
 {
-	size_t h = atomic_load_explicit(&held, memory_order_relaxed);
-	do {
-		if (h + n > RECLAIM_HOLD_MAX)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&held, &h, h + n, memory_order_relaxed,
-	                                                memory_order_relaxed));
+	if (rc.started)
+		return true;
+	if (!rc.forked)
+		rc.forked = pthread_atfork(reclaim_fork_prepare, reclaim_fork_parent,
+		                           reclaim_fork_child) == 0;
+	pthread_t t;
+	pthread_attr_t attr;
+	if (!rc.forked || pthread_attr_init(&attr) != 0)
+		return false;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc.started = pthread_create(&t, &attr, reclaimer_main, NULL) == 0;
+	pthread_attr_destroy(&attr);
+	return rc.started;
+}
+
+uint64_t reclaim_grace_request(void)
+{
 	pthread_mutex_lock(&rc.lock);
-	if (!rc.started) {
-		if (!rc.forked)
-			rc.forked = pthread_atfork(reclaim_fork_prepare, reclaim_fork_parent,
-			                           reclaim_fork_child) == 0;
-		pthread_t t;
-		pthread_attr_t attr;
-		bool ok = rc.forked && pthread_attr_init(&attr) == 0;
-		if (ok) {
-			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-			ok = pthread_create(&t, &attr, reclaimer_main, NULL) == 0;
-			pthread_attr_destroy(&attr);
-		}
-		if (!ok) { /* the caller waits itself, as without a reclaimer */
-			pthread_mutex_unlock(&rc.lock);
-			atomic_fetch_sub_explicit(&held, n, memory_order_relaxed);
-			return false;
-		}
-		rc.started = true;
+	uint64_t seq = 0;
+	if (reclaimer_start()) {
+		seq = ++rc.requested;
+		if (rc.sleeping)
+			pthread_cond_signal(&rc.work);
 	}
-	tail->next = rc.head;
-	rc.head = head;
-	rc.queued += n;
-	if (rc.sleeping)
-		pthread_cond_signal(&rc.work);
 	pthread_mutex_unlock(&rc.lock);
+	return seq;
+}
+
+bool reclaim_grace_done(uint64_t seq)
+{
+	if (atomic_load_explicit(&grace_done, memory_order_acquire) < seq)
+		return false;
+	tsan_after_grace_period();
 	return true;
 }
 
-size_t reclaim_held(void)
+void reclaim_grace_wait(uint64_t seq)
 {
-	return atomic_load_explicit(&held, memory_order_acquire);
-}
-
-void reclaim_quiesce(void)
-{
+	if (reclaim_grace_done(seq))
+		return;
 	pthread_mutex_lock(&rc.lock);
-	while (rc.started && (rc.head || rc.busy))
-		pthread_cond_wait(&rc.idle, &rc.lock);
+	if (!reclaimer_start()) { /* (a child whose reclaimer could not start) */
+		pthread_mutex_unlock(&rc.lock);
+		synchronize_rcu();
+		tsan_after_grace_period();
+		return;
+	}
+	if (rc.sleeping)
+		pthread_cond_signal(&rc.work);
+	rc.waiters++;
+	while (atomic_load_explicit(&grace_done, memory_order_relaxed) < seq)
+		pthread_cond_wait(&rc.done, &rc.lock);
+	rc.waiters--;
 	pthread_mutex_unlock(&rc.lock);
+	atomic_thread_fence(memory_order_acquire);
+	tsan_after_grace_period();
 }

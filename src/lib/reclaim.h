@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ctx.h"
 #include "hamt.h"
@@ -50,30 +51,22 @@ bool state_take_cut(ctx_state *cut);
  * reference to its context. */
 void state_free_cut(ctx_state *st);
 
-/* At most this many released versions wait for, or in, the reclaimer
- * thread's grace period (reclaim.c, THE RECLAIMER). */
-#define RECLAIM_HOLD_MAX 32768
+/* Ask the reclaimer thread (started by the first call) for a grace period
+ * that begins after this call. Returns its number, for reclaim_grace_done
+ * and reclaim_grace_wait; 0 when the reclaimer could not be started (the
+ * caller waits for a grace period itself). Never waits for one: callable
+ * inside a read-side critical section. reclaim.c, THE RECLAIMER'S GRACE
+ * PERIODS. */
+uint64_t reclaim_grace_request(void);
 
-/* Hand the released states head..tail (n of them, joined through their
- * `next` fields, tail's next NULL or overwritten here; every reference
- * gone) to the reclaimer thread, which frees them after a grace period.
- * Starts the thread at the first call. False, taking nothing: the reclaimer
- * holds RECLAIM_HOLD_MAX versions with these, or could not be started; the
- * caller waits for a grace period and frees them itself. Never waits for a
- * grace period: callable inside a read-side critical section. */
-bool reclaim_hand_over(ctx_state *head, ctx_state *tail, size_t n);
+/* Whether the grace period numbered seq has ended: every read-side
+ * critical section that began before reclaim_grace_request returned seq has
+ * ended too. */
+bool reclaim_grace_done(uint64_t seq);
 
-/* Versions handed to the reclaimer and not yet freed (for tests, and the
- * bound above). */
-size_t reclaim_held(void);
-
-/* Wait until the reclaimer has freed everything handed over before the
- * call (state_drain). Not inside a read-side critical section. */
-void reclaim_quiesce(void);
-
-/* Free st (struct and maps), a released state whose grace period has
- * passed (state.c; the reclaimer). */
-void state_free_released(ctx_state *st);
+/* Wait until the grace period numbered seq has ended. Not inside a
+ * read-side critical section. */
+void reclaim_grace_wait(uint64_t seq);
 
 /* Versions handed over and not yet released (a racy reading, for tests). */
 size_t reclaim_pending(void);
