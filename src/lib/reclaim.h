@@ -68,6 +68,13 @@ bool reclaim_grace_done(uint64_t seq);
  * read-side critical section. */
 void reclaim_grace_wait(uint64_t seq);
 
+/* For tests: how many times a thread began to wait for a grace period at
+ * its release bound (state.c, BOUND); the released states the calling
+ * thread holds (its open, waiting and handed batches), and their bound. */
+size_t state_bound_waits(void);
+size_t state_thread_held(void);
+size_t state_thread_held_max(void);
+
 /* Versions handed over and not yet released (a racy reading, for tests). */
 size_t reclaim_pending(void);
 

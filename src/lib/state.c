@@ -177,6 +177,7 @@ typedef struct home {
 } home;
 
 static atomic_size_t deferred;
+static atomic_size_t bound_waits; /* threads that began a wait at the bound */
 
 /* Ticks queued and the highest one completed. A reader that saw a version
  * visible began before it was hidden; a tick queued after that completes
@@ -365,6 +366,7 @@ static bool batch_home(bool may_wait)
 	}
 	if (!may_wait || rcu_read_ongoing())
 		return false;
+	atomic_fetch_add_explicit(&bound_waits, 1, memory_order_relaxed);
 	if (h->handed) { /* the reclaimer's grace period, shared */
 		reclaim_grace_wait(h->hand_seq);
 		home_free_handed(h);
@@ -525,6 +527,22 @@ void state_drain(void)
 	if (h && atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE)
 		home_free_waiting(h);
 	pool_trim(); /* and the blocks this thread kept of what it freed */
+}
+
+size_t state_bound_waits(void)
+{
+	return atomic_load_explicit(&bound_waits, memory_order_relaxed);
+}
+
+size_t state_thread_held(void)
+{
+	home *h = batch.h;
+	return batch.n + (h ? h->nwait + h->nhand : 0);
+}
+
+size_t state_thread_held_max(void)
+{
+	return 3 * STATE_HOLD_MAX;
 }
 
 size_t state_deferred(void)
