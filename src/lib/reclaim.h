@@ -6,7 +6,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "ctx.h"
 #include "hamt.h"
@@ -50,30 +49,6 @@ bool state_take_cut(ctx_state *cut);
  * the versions before it as ctx_state_release does, but not st's
  * reference to its context. */
 void state_free_cut(ctx_state *st);
-
-/* Ask the reclaimer thread (started by the first call) for a grace period
- * that begins after this call. Returns its number, for reclaim_grace_done
- * and reclaim_grace_wait; 0 when the reclaimer could not be started (the
- * caller waits for a grace period itself). Never waits for one: callable
- * inside a read-side critical section. reclaim.c, THE RECLAIMER'S GRACE
- * PERIODS. */
-uint64_t reclaim_grace_request(void);
-
-/* Whether the grace period numbered seq has ended: every read-side
- * critical section that began before reclaim_grace_request returned seq has
- * ended too. */
-bool reclaim_grace_done(uint64_t seq);
-
-/* Wait until the grace period numbered seq has ended. Not inside a
- * read-side critical section. */
-void reclaim_grace_wait(uint64_t seq);
-
-/* For tests: how many times a thread began to wait for a grace period at
- * its release bound (state.c, BOUND); the released states the calling
- * thread holds (its open, waiting and handed batches), and their bound. */
-size_t state_bound_waits(void);
-size_t state_thread_held(void);
-size_t state_thread_held_max(void);
 
 /* Versions handed over and not yet released (a racy reading, for tests). */
 size_t reclaim_pending(void);

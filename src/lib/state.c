@@ -123,21 +123,13 @@ ctx_state *ctx_state_retain(ctx_state *st)
  *
  * BOUND: while a tick is in flight (the worker may starve: 64 committing
  * threads on 2 CPUs), the thread's open batch grows, up to STATE_HOLD_MAX;
- * then it becomes the thread's `handed` batch: the thread asks reclaim.c's
- * reclaimer for a grace period and goes on (round 17; before, it waited for
- * one itself here, with synchronize_rcu, and at 64 threads on 2 CPUs those
- * waits left the CPUs idle: reclaim.c). The handed batch is freed at home
- * too, at the first batch after its grace period ended (and a waiting batch
- * older than it with it). A thread that reaches the bound again before then
- * waits for that grace period (shared with the others, reclaim_grace_wait),
- * frees the handed batch and hands the open one. Without a reclaimer (it
- * could not start) the thread waits for a grace period itself and frees all
- * three, as before. A thread that may not wait - inside a read-side critical
+ * then the thread waits for a grace period itself (synchronize_rcu) and frees
+ * both batches. A thread that may not wait - inside a read-side critical
  * section (a deadlock), or in an RCU callback (reclaim.c; the worker itself)
  * - or that is exiting queues its batch with one call_rcu that frees it in
  * the worker (`deferred` counts those; past STATE_DEFERRED_MAX a thread
  * that may wait frees its batch after synchronize_rcu instead). So each
- * thread holds at most 3 * STATE_HOLD_MAX released states, and the worker's
+ * thread holds at most 2 * STATE_HOLD_MAX released states, and the worker's
  * queue at most STATE_DEFERRED_MAX plus those of threads that could not
  * wait. The bound counts versions, not bytes, like reclaim.c's: a version
  * owns alone what the commit after it replaced. A thread's batches are
@@ -169,15 +161,11 @@ typedef struct home {
 	uint64_t seq;       /* of the tick in flight */
 	ctx_state *waiting; /* released before the tick was queued */
 	unsigned nwait;     /* states in `waiting` (and in `wait`) */
-	ctx_state *handed;  /* waits for the reclaimer's grace period hand_seq */
-	unsigned nhand;     /* states in `handed` (and in `hand`) */
-	uint64_t hand_seq;
-	ctx_state **open, **wait, **hand;
-	ctx_state *slots[3][STATE_HOLD_MAX];
+	ctx_state **open, **wait;
+	ctx_state *slots[2][STATE_HOLD_MAX];
 } home;
 
 static atomic_size_t deferred;
-static atomic_size_t bound_waits; /* threads that began a wait at the bound */
 
 /* Ticks queued and the highest one completed. A reader that saw a version
  * visible began before it was hidden; a tick queued after that completes
@@ -248,37 +236,12 @@ static void state_free_array(ctx_state *const *a, size_t n)
 	}
 }
 
-static ctx_state *batch_take(size_t *n);
-
 /* Free h's waiting batch (its grace period has passed). */
 static void home_free_waiting(home *h)
 {
 	state_free_array(h->wait, h->nwait);
 	h->waiting = NULL;
 	h->nwait = 0;
-}
-
-/* Free h's handed batch (its grace period has passed). The waiting batch
- * may be older or newer (the tick may complete while the handed one waits):
- * it goes with its own tick. */
-static void home_free_handed(home *h)
-{
-	state_free_array(h->hand, h->nhand);
-	h->handed = NULL;
-	h->nhand = 0;
-}
-
-/* The open batch becomes the handed one, with a grace period asked for
- * (seq); the handed one was freed. */
-static void home_hand(home *h, uint64_t seq)
-{
-	size_t n;
-	ctx_state **a = h->hand;
-	h->hand = h->open;
-	h->open = a;
-	h->handed = batch_take(&n);
-	h->nhand = (unsigned)n;
-	h->hand_seq = seq;
 }
 
 static void state_free_batch_rcu(struct rcu_head *head)
@@ -341,8 +304,6 @@ static bool batch_home(bool may_wait)
 	size_t n;
 	if (!h || batch.no_wait)
 		return false;
-	if (h->handed && reclaim_grace_done(h->hand_seq))
-		home_free_handed(h);
 	if (atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE) {
 		home_free_waiting(h);
 		ctx_state **a = h->wait; /* the open batch's array becomes `wait` */
@@ -357,31 +318,12 @@ static bool batch_home(bool may_wait)
 	}
 	if (batch.n < STATE_HOLD_MAX)
 		return true;
-	if (!h->handed) {
-		uint64_t seq = reclaim_grace_request();
-		if (seq) {
-			home_hand(h, seq);
-			return true;
-		}
-	}
 	if (!may_wait || rcu_read_ongoing())
 		return false;
-	atomic_fetch_add_explicit(&bound_waits, 1, memory_order_relaxed);
-	if (h->handed) { /* the reclaimer's grace period, shared */
-		reclaim_grace_wait(h->hand_seq);
-		home_free_handed(h);
-		uint64_t seq = reclaim_grace_request();
-		if (seq) {
-			home_hand(h, seq);
-			return true;
-		}
-	}
-	synchronize_rcu(); /* all batches are older than it */
+	synchronize_rcu(); /* both batches are older than it */
 	tsan_after_grace_period();
 	state_free_array(h->open, batch.n);
 	batch_take(&n);
-	if (h->handed)
-		home_free_handed(h);
 	home_free_waiting(h);
 	return true;
 }
@@ -408,10 +350,6 @@ static void batch_thread_exit(void *unused)
 	 * one) go to the worker one by one: nothing would flush an open batch
 	 * (before round 14 one was kept, and lost with the thread). */
 	batch.exited = true;
-	if (h && h->handed) { /* to the worker: its grace period may not have ended */
-		state_defer_list(h->handed, h->nhand, false);
-		h->handed = NULL;
-	}
 	if (h && atomic_fetch_or_explicit(&h->flags, HOME_EXITED, memory_order_acq_rel) & HOME_DONE) {
 		state_free_list(h->waiting);
 		free(h);
@@ -453,11 +391,8 @@ static void state_free_deferred(ctx_state *st)
 			atomic_init(&batch.h->flags, HOME_DONE);
 			batch.h->waiting = NULL;
 			batch.h->nwait = 0;
-			batch.h->handed = NULL;
-			batch.h->nhand = 0;
 			batch.h->open = batch.h->slots[0];
 			batch.h->wait = batch.h->slots[1];
-			batch.h->hand = batch.h->slots[2];
 		}
 	}
 	st->next = batch.head;
@@ -520,29 +455,9 @@ void state_drain(void)
 	rcu_barrier(); /* the batches and ticks, and reclaim.c's versions... */
 	rcu_barrier(); /* ...whose states those callbacks queued in turn     */
 	home *h = batch.h;
-	if (h && h->handed) { /* rcu_barrier waited for a grace period */
-		tsan_after_grace_period();
-		home_free_handed(h);
-	}
 	if (h && atomic_load_explicit(&h->flags, memory_order_acquire) & HOME_DONE)
 		home_free_waiting(h);
 	pool_trim(); /* and the blocks this thread kept of what it freed */
-}
-
-size_t state_bound_waits(void)
-{
-	return atomic_load_explicit(&bound_waits, memory_order_relaxed);
-}
-
-size_t state_thread_held(void)
-{
-	home *h = batch.h;
-	return batch.n + (h ? h->nwait + h->nhand : 0);
-}
-
-size_t state_thread_held_max(void)
-{
-	return 3 * STATE_HOLD_MAX;
 }
 
 size_t state_deferred(void)
