@@ -615,13 +615,20 @@ out:
 	return st;
 }
 
-/* One put or delete (ctx_put, ctx_del) of c, found and usable, with its
- * leaf made (commit_ops takes its own reference). */
-static ctx_status commit_one(ctx_context *c, enum op_kind kind, hamt_leaf *leaf,
-                             uint64_t *version_out, noref *nr)
+/* One put or delete (ctx_put, ctx_del) of c, found and usable. */
+static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, const void *key,
+                             size_t klen, const void *val, size_t vlen, uint64_t *version_out,
+                             noref *nr)
 {
-	txn_op op = {kind, leaf};
-	return commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false, true);
+	ctx_status st;
+	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
+	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
+		return st;
+	txn_op op = {kind, hamt_leaf_new(key, klen, val, vlen)};
+	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false, true)
+	             : ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
+	hamt_leaf_release(op.leaf);
+	return st;
 }
 
 /* ctx_put and ctx_del. Where a commit never waits for a sync and makes no
@@ -643,19 +650,11 @@ static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, co
 	ctx_context *c;
 	size_t idlen;
 	ctx_status st;
-	if ((st = store_check_id(s, id, &idlen)) != CTX_OK)
-		return st;
-	store_throttle(s, false); /* before the read-side section below */
-	/* The leaf is made before the section: a writer preempted inside it
-	 * holds back every grace period (reclaim.c), so it holds as little as
-	 * it can there. */
-	if ((st = store_check_key(s, key, klen)) != CTX_OK ||
-	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
-		return st;
-	hamt_leaf *leaf = hamt_leaf_new(key, klen, val, vlen);
-	if (!leaf)
-		return ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
-	if (!s->wait_durable && !s->opts.auto_point_every) {
+	if (s)
+		store_throttle(s, false); /* before the read-side section below */
+	if (s && !s->wait_durable && !s->opts.auto_point_every) {
+		if ((st = store_check_id(s, id, &idlen)) != CTX_OK)
+			return st;
 		noref nr = {id, idlen, false, false};
 		ctx_rcu_read_lock();
 		if (!(c = store_lookup_context_rcu(s, id, idlen))) {
@@ -665,20 +664,17 @@ static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, co
 			reaper_kick(s);
 			st = ctx_fail(CTX_NOT_FOUND, "context '%s' expired", id);
 		} else {
-			st = commit_one(c, kind, leaf, version_out, &nr);
+			st = commit_one(s, c, kind, key, klen, val, vlen, version_out, &nr);
 		}
 		if (!nr.left)
 			ctx_rcu_read_unlock();
-		if (!nr.busy) {
-			hamt_leaf_release(leaf);
+		if (!nr.busy)
 			return st;
-		}
 	}
-	if ((st = store_open_context(s, id, &c)) == CTX_OK) {
-		st = commit_one(c, kind, leaf, version_out, NULL);
-		context_release(c);
-	}
-	hamt_leaf_release(leaf);
+	if ((st = store_open_context(s, id, &c)) != CTX_OK)
+		return st;
+	st = commit_one(s, c, kind, key, klen, val, vlen, version_out, NULL);
+	context_release(c);
 	return st;
 }
 
