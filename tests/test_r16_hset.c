@@ -183,16 +183,6 @@ static void test_concurrent_commits_acked_after_sync(void **unused)
 	free(dir);
 }
 
-static uint64_t commit_nowait(ctx_store *s, const char *id, const char *k)
-{
-	ctx_txn *t;
-	assert_ok(ctx_txn_begin(s, id, &t));
-	assert_ok(ctx_txn_put(t, k, strlen(k), "v", 1));
-	uint64_t rev = 0;
-	assert_ok(ctx_txn_commit_nowait(t, 0, NULL, &rev));
-	return rev;
-}
-
 typedef struct put_arg {
 	ctx_store *s;
 	ctx_status st;
@@ -226,7 +216,7 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 	for (int i = 0; i < 100 && !led_it; i++) {
 		snprintf(k, sizeof(k), "k1.%d", i);
 		stats(s, &syncs0, &led0);
-		rev = commit_nowait(s, "a", k);
+		rev = test_commit_nowait(s, "a", k);
 		assert_ok(ctx_flush(s));
 		led_it = durable(s) >= rev;
 		stats(s, &syncs1, &led1);
@@ -243,7 +233,7 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 
 	/* Deferred and not flushed: another thread's waiting commit, after
 	 * it, syncs it too (a prefix of the revisions is durable). */
-	rev = commit_nowait(s, "a", "k2");
+	rev = test_commit_nowait(s, "a", "k2");
 	put_arg pa = {s, CTX_IO};
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, put_other, &pa), 0);
@@ -256,7 +246,7 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 
 	/* Not deferred: the flusher syncs it, as before. */
 	stats(s, &syncs0, &led0);
-	rev = commit_nowait(s, "a", "k3");
+	rev = test_commit_nowait(s, "a", "k3");
 	while (durable(s) < rev)
 		usleep(200);
 	assert_true(test_has_str(s, "a", "k3", "v") || durable(s) >= rev);
@@ -299,7 +289,7 @@ static void test_other_modes(void **unused)
 	ctx_store *s = test_open(&o);
 	ctx_flush_defer(s, true); /* ignored: the flusher paces batch mode */
 	assert_ok(ctx_create(s, "a"));
-	uint64_t rev = commit_nowait(s, "a", "k");
+	uint64_t rev = test_commit_nowait(s, "a", "k");
 	assert_ok(ctx_flush(s));
 	ctx_flush_defer(s, false);
 	uint64_t syncs, led;

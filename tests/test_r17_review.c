@@ -278,16 +278,6 @@ static void test_failed_leader_sync(void **unused)
 
 /* ---- ctx_flush and ctx_flush_defer --------------------------------------------------------- */
 
-static uint64_t commit_nowait(ctx_store *s, const char *id, const char *k)
-{
-	ctx_txn *t;
-	assert_ok(ctx_txn_begin(s, id, &t));
-	assert_ok(ctx_txn_put(t, k, strlen(k), "v", 1));
-	uint64_t rev = 0;
-	assert_ok(ctx_txn_commit_nowait(t, 0, NULL, &rev));
-	return rev;
-}
-
 /* Deferred commits are synced once, by one ctx_flush (or by the flusher if
  * it was on its way: then by nobody else), and each exactly once: a second
  * ctx_flush syncs nothing. */
@@ -306,7 +296,7 @@ static void test_deferred_synced_once(void **unused)
 		for (int i = 0; i < 10; i++) {
 			char k[32];
 			snprintf(k, sizeof(k), "k%ld.%d", r, i);
-			rev = commit_nowait(s, "a", k);
+			rev = test_commit_nowait(s, "a", k);
 		}
 		assert_ok(ctx_flush(s));
 		while (durable(s) < rev) /* (the flusher's round, if it took them) */
@@ -343,7 +333,7 @@ static void test_close_at_exit_then_reopen(void **unused)
 		if (i % 2)
 			test_put_str(s, "a", k, "v");
 		else
-			(void)commit_nowait(s, "a", k); /* not yet synced, some */
+			(void)test_commit_nowait(s, "a", k); /* not yet synced, some */
 	}
 	ctx_close_at_exit(s);
 	/* Unlocked, and complete: the same process opens it again. */

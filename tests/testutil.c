@@ -464,6 +464,20 @@ void test_put_str(ctx_store *s, const char *id, const char *k, const char *v)
 		fail_msg("put %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
 }
 
+uint64_t test_commit_nowait(ctx_store *s, const char *id, const char *k)
+{
+	ctx_txn *t = NULL;
+	uint64_t rev = 0;
+	ctx_status st = ctx_txn_begin(s, id, &t);
+	if (st == CTX_OK && (st = ctx_txn_put(t, k, strlen(k), "v", 1)) != CTX_OK)
+		ctx_txn_abort(t);
+	else if (st == CTX_OK)
+		st = ctx_txn_commit_nowait(t, 0, NULL, &rev);
+	if (st != CTX_OK)
+		fail_msg("nowait commit %s/%s: %s: %s", id, k, ctx_strerror(st), ctx_last_error());
+	return rev;
+}
+
 bool test_state_has_str(const ctx_state *st, const char *k, const char *want)
 {
 	const void *v;

@@ -140,6 +140,11 @@ void test_reopen_same(ctx_store **s, const ctx_options *o, bool with_times, cons
  * status and ctx_last_error()) unless CTX_OK. */
 void test_put_str(ctx_store *s, const char *id, const char *k, const char *v);
 
+/* A transaction putting k = "v" in context id, committed with
+ * ctx_txn_commit_nowait (no wait for durability); returns its revision.
+ * Fails the test unless every step is CTX_OK. */
+uint64_t test_commit_nowait(ctx_store *s, const char *id, const char *k);
+
 /* Whether st holds k with the value want (NUL-terminated; want NULL: with
  * any value). */
 bool test_state_has_str(const ctx_state *st, const char *k, const char *want);
