@@ -26,29 +26,12 @@
 
 #include "testutil.h"
 
-static ctx_store *open_always(const char *dir)
-{
-	ctx_options o;
-	ctx_options_init(&o);
-	o.dir = dir;
-	o.durability = CTX_DURABILITY_ALWAYS;
-	o.checkpoint_bytes = (size_t)1 << 40; /* no checkpoint, no rotation */
-	return test_open(&o);
-}
-
 static void stats(ctx_store *s, uint64_t *syncs, uint64_t *led)
 {
 	ctx_stats st;
 	ctx_get_stats(s, &st);
 	*syncs = st.log_syncs;
 	*led = st.log_led_syncs;
-}
-
-static uint64_t durable(ctx_store *s)
-{
-	uint64_t d = 0;
-	assert_ok(ctx_durable_revision(s, &d));
-	return d;
 }
 
 /* The newest decided revision of context id (durable or not). */
@@ -65,7 +48,7 @@ static void test_one_writer_leads_every_sync(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r16_hset_one");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 0);
 	assert_ok(ctx_create(s, "c"));
 	uint64_t syncs0, led0, syncs1, led1;
 	stats(s, &syncs0, &led0);
@@ -75,7 +58,7 @@ static void test_one_writer_leads_every_sync(void **unused)
 		int kn = snprintf(k, sizeof(k), "k%ld", i);
 		assert_ok(ctx_put(s, "c", k, (size_t)kn, "v", 1, NULL));
 		/* Returned: durable, and shown. */
-		assert_true(durable(s) >= latest_revision(s, "c"));
+		assert_true(test_durable(s) >= latest_revision(s, "c"));
 		assert_true(test_has_str(s, "c", k, "v"));
 	}
 	stats(s, &syncs1, &led1);
@@ -86,7 +69,7 @@ static void test_one_writer_leads_every_sync(void **unused)
 	assert_int_equal(syncs1 - syncs0, (uint64_t)n);
 	assert_true(led1 - led0 >= (uint64_t)n / 2);
 	ctx_close(s);
-	s = open_always(dir);
+	s = test_open_always(dir, 0);
 	ctx_state *st;
 	assert_ok(ctx_get(s, "c", &st));
 	assert_int_equal(ctx_state_count(st), (size_t)n);
@@ -138,7 +121,7 @@ static void test_concurrent_commits_acked_after_sync(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r16_hset_many");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 0);
 	for (int t = 0; t < WRITERS; t++) {
 		char ctx[16];
 		snprintf(ctx, sizeof(ctx), "w%d", t);
@@ -169,7 +152,7 @@ static void test_concurrent_commits_acked_after_sync(void **unused)
 	              (unsigned long long)commits, (unsigned long long)(syncs1 - syncs0),
 	              (unsigned long long)(led1 - led0));
 	ctx_close(s);
-	s = open_always(dir);
+	s = test_open_always(dir, 0);
 	for (int t = 0; t < WRITERS; t++) {
 		char ctx[16];
 		snprintf(ctx, sizeof(ctx), "w%d", t);
@@ -199,7 +182,7 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r16_hset_defer");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 0);
 	assert_ok(ctx_create(s, "a"));
 	assert_ok(ctx_create(s, "b"));
 	uint64_t syncs0, led0, syncs1, led1;
@@ -218,9 +201,9 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 		stats(s, &syncs0, &led0);
 		rev = test_commit_nowait(s, "a", k);
 		assert_ok(ctx_flush(s));
-		led_it = durable(s) >= rev;
+		led_it = test_durable(s) >= rev;
 		stats(s, &syncs1, &led1);
-		while (durable(s) < rev)
+		while (test_durable(s) < rev)
 			usleep(200);
 	}
 	assert_true(led_it);
@@ -239,7 +222,7 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 	assert_int_equal(pthread_create(&th, NULL, put_other, &pa), 0);
 	pthread_join(th, NULL);
 	assert_ok(pa.st);
-	assert_true(durable(s) >= rev);
+	assert_true(test_durable(s) >= rev);
 	assert_true(test_has_str(s, "a", "k2", "v"));
 	assert_true(test_has_str(s, "b", "x", "y"));
 	ctx_flush_defer(s, false);
@@ -247,16 +230,16 @@ static void test_deferred_nowait_flushed_by_caller(void **unused)
 	/* Not deferred: the flusher syncs it, as before. */
 	stats(s, &syncs0, &led0);
 	rev = test_commit_nowait(s, "a", "k3");
-	while (durable(s) < rev)
+	while (test_durable(s) < rev)
 		usleep(200);
-	assert_true(test_has_str(s, "a", "k3", "v") || durable(s) >= rev);
+	assert_true(test_has_str(s, "a", "k3", "v") || test_durable(s) >= rev);
 	test_wait_durable(s);
 	stats(s, &syncs1, &led1);
 	assert_true(syncs1 > syncs0);
 	ctx_close(s);
 
 	/* Everything acknowledged is there after a reopen. */
-	s = open_always(dir);
+	s = test_open_always(dir, 0);
 	assert_true(test_has_str(s, "a", k, "v"));
 	assert_true(test_has_str(s, "a", "k2", "v"));
 	assert_true(test_has_str(s, "a", "k3", "v"));
@@ -296,7 +279,7 @@ static void test_other_modes(void **unused)
 	test_wait_durable(s);
 	stats(s, &syncs, &led);
 	assert_int_equal(led, 0);
-	assert_true(durable(s) >= rev);
+	assert_true(test_durable(s) >= rev);
 	ctx_close(s);
 	test_remove_dir(dir);
 	free(dir);

@@ -73,29 +73,11 @@ int fdatasync(int fd)
 	return (int)syscall(SYS_fdatasync, fd);
 }
 
-static ctx_store *open_always(const char *dir)
-{
-	ctx_options o;
-	ctx_options_init(&o);
-	o.dir = dir;
-	o.durability = CTX_DURABILITY_ALWAYS;
-	o.checkpoint_bytes = (size_t)1 << 40; /* no checkpoint, no rotation */
-	o.log_prealloc_bytes = 1;             /* no zeroer: every sync is a round's */
-	return test_open(&o);
-}
-
 static ctx_stats stats_of(ctx_store *s)
 {
 	ctx_stats st;
 	ctx_get_stats(s, &st);
 	return st;
-}
-
-static uint64_t durable(ctx_store *s)
-{
-	uint64_t d = 0;
-	assert_ok(ctx_durable_revision(s, &d));
-	return d;
 }
 
 static void sleep_ms(long ms)
@@ -154,7 +136,7 @@ static void test_cancelled_leader(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r17_review_cancel");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 1);
 	assert_ok(ctx_create(s, "c"));
 	for (int i = 0; i < 5; i++) /* the flusher waits for work from now on */
 		test_put_str(s, "c", "warm", "v");
@@ -201,7 +183,7 @@ static void test_cancelled_leader(void **unused)
 	/* The cancelled leader's round was finished: its own change is on
 	 * disk (synced by the round it took), whether its call returned or
 	 * not. */
-	s = open_always(dir);
+	s = test_open_always(dir, 1);
 	assert_true(test_has_str(s, "c", "k1", "v"));
 	assert_true(test_has_str(s, "c", "k2", "v"));
 	ctx_close(s);
@@ -217,7 +199,7 @@ static void test_failed_leader_sync(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r17_review_eio");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 1);
 	const char *ids[1 + FOLLOWERS] = {"a", "b", "c", "d"};
 	for (int i = 0; i < 1 + FOLLOWERS; i++) {
 		assert_ok(ctx_create(s, ids[i]));
@@ -266,7 +248,7 @@ static void test_failed_leader_sync(void **unused)
 	assert_true(st1.log_led_syncs - st0.log_led_syncs <= st1.log_syncs - st0.log_syncs);
 	ctx_close(s);
 	atomic_store(&fail_eio, 0);
-	s = open_always(dir);
+	s = test_open_always(dir, 1);
 	for (int i = 0; i < 1 + FOLLOWERS; i++) {
 		assert_true(test_has_str(s, ids[i], "before", "v"));
 		assert_false(test_has_str(s, ids[i], "later", "v"));
@@ -285,7 +267,7 @@ static void test_deferred_synced_once(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r17_review_defer");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 1);
 	assert_ok(ctx_create(s, "a"));
 	for (int i = 0; i < 5; i++)
 		test_put_str(s, "a", "warm", "v");
@@ -299,7 +281,7 @@ static void test_deferred_synced_once(void **unused)
 			rev = test_commit_nowait(s, "a", k);
 		}
 		assert_ok(ctx_flush(s));
-		while (durable(s) < rev) /* (the flusher's round, if it took them) */
+		while (test_durable(s) < rev) /* (the flusher's round, if it took them) */
 			sleep_ms(1);
 		uint64_t syncs1 = stats_of(s).log_syncs;
 		assert_true(syncs1 - syncs0 >= 1 && syncs1 - syncs0 <= 2);
@@ -308,7 +290,7 @@ static void test_deferred_synced_once(void **unused)
 		ctx_flush_defer(s, false);
 	}
 	ctx_close(s);
-	s = open_always(dir);
+	s = test_open_always(dir, 1);
 	ctx_state *st;
 	assert_ok(ctx_get(s, "a", &st));
 	assert_int_equal(ctx_state_count(st), (size_t)(rounds * 10 + 1));
@@ -324,7 +306,7 @@ static void test_close_at_exit_then_reopen(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r17_review_atexit");
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 1);
 	long n = test_iters(200, 20);
 	assert_ok(ctx_create(s, "a"));
 	for (long i = 0; i < n; i++) {
@@ -338,7 +320,7 @@ static void test_close_at_exit_then_reopen(void **unused)
 	ctx_close_at_exit(s);
 	/* Unlocked, and complete: the same process opens it again. */
 	for (int round = 0; round < 2; round++) {
-		s = open_always(dir);
+		s = test_open_always(dir, 1);
 		ctx_state *st;
 		assert_ok(ctx_get(s, "a", &st));
 		assert_int_equal(ctx_state_count(st), (size_t)(n + round));
@@ -400,7 +382,7 @@ static void test_close_at_exit_with_handles_open(void **unused)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	ctx_store *s = open_always(dir);
+	ctx_store *s = test_open_always(dir, 1);
 	ctx_state *st;
 	assert_ok(ctx_get(s, "a", &st));
 	assert_int_equal(ctx_state_version(st), 101);

@@ -427,6 +427,25 @@ ctx_store *test_open(const ctx_options *o)
 	return s;
 }
 
+ctx_store *test_open_always(const char *dir, size_t prealloc)
+{
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.durability = CTX_DURABILITY_ALWAYS;
+	o.checkpoint_bytes = (size_t)1 << 40;
+	if (prealloc)
+		o.log_prealloc_bytes = prealloc;
+	return test_open(&o);
+}
+
+uint64_t test_durable(ctx_store *s)
+{
+	uint64_t d = 0;
+	assert_int_equal(ctx_durable_revision(s, &d), CTX_OK);
+	return d;
+}
+
 void test_wait_durable(ctx_store *s)
 {
 	uint64_t last = 0, durable = 0;

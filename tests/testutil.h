@@ -126,6 +126,15 @@ char *test_checkpoint_alone(const char *dir, const char *name, uint64_t *rev, si
  * the directory, the status and ctx_last_error() if it does not open. */
 ctx_store *test_open(const ctx_options *o);
 
+/* Open dir with durability always and no checkpoint or log rotation
+ * (checkpoint_bytes 1 TiB), so every sync the test sees is a commit's;
+ * log_prealloc_bytes = prealloc (0: the default; 1: no zeroer thread). */
+ctx_store *test_open_always(const char *dir, size_t prealloc);
+
+/* The store's durable revision (ctx_durable_revision; the test fails if
+ * it fails). */
+uint64_t test_durable(ctx_store *s);
+
 /* Waits (10 s at most) until every revision handed out so far is durable:
  * the log's background writes are done, e.g. before injecting a fault that
  * only the next call should meet. */
