@@ -4,17 +4,24 @@
 # MULTI/EXEC) and through the ctx CLI if it is built (a recovery point, a
 # restore, a watch that sees them; else the same with redis-cli and CTX.*),
 # then keep serving in the foreground until Ctrl-C. With CI=true it stops
-# ctxd after the demo and exits 0.
+# ctxd after the demo and exits 0. It exits 1 at once, saying why, if
+# anything already takes connections on the port, or if its own ctxd does
+# not start (the data directory damaged, or locked by another make run):
+# the session only ever talks to the ctxd it started (INFO's process_id).
+# PORT, CTX_DEMO_DIR (default data/ctxd), CTXD and CTX_CLI override the
+# defaults (tests/cli/test_cli_r18_demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-7379}
-DIR=data/ctxd
+DIR=${CTX_DEMO_DIR:-data/ctxd}
 CTXD=${CTXD:-build/ctxd}
 CLI=${CTX_CLI:-build/ctx}
 mkdir -p data
 command -v redis-cli >/dev/null || { echo "redis-cli missing: run scripts/deps.sh"; exit 1; }
-if redis-cli -p "$PORT" PING >/dev/null 2>&1; then
-	echo "something already answers on port $PORT; stop it or run PORT=NNNN make run"
+# Anything that takes a connection on the port (not only a Redis server:
+# a program that never answers would hang redis-cli) is in the way.
+if timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$PORT" 2>/dev/null; then
+	echo "something already listens on port $PORT; stop it or run PORT=NNNN make run"
 	exit 1
 fi
 
@@ -25,7 +32,28 @@ stop() {
 	wait "$PID" 2>/dev/null || true
 }
 trap stop EXIT
-for _ in $(seq 200); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.05; done
+# Ready when this ctxd answers (INFO names its process): a ctxd that could
+# not start (the port taken meanwhile, DIR damaged or locked by another
+# make run) is reported at once, and the demo never talks to another server.
+ready=
+for _ in $(seq 400); do
+	if ! kill -0 "$PID" 2>/dev/null; then
+		wait "$PID" 2>/dev/null || true
+		echo "ctxd did not start (its message is above; data in $DIR, port $PORT)"
+		trap - EXIT
+		exit 1
+	fi
+	if timeout 5 redis-cli -p "$PORT" INFO server 2>/dev/null | tr -d '\r' |
+		grep -x "process_id:$PID" >/dev/null; then
+		ready=1
+		break
+	fi
+	sleep 0.05
+done
+if [ -z "$ready" ]; then
+	echo "ctxd (pid $PID) did not answer on port $PORT"
+	exit 1
+fi
 
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 cli() {

@@ -55,16 +55,22 @@ static int status_exit(ctx_status s)
 	}
 }
 
-/* Whether a failure message says the directory is locked by a store. */
-static bool in_use(const char *message)
-{
-	return strstr(message, "lock") || strstr(message, "in use");
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* Whether a failure message is the one ctx_open or ctx_verify gives for a
+ * directory locked by a store ("DIR is locked by another process or store
+ * (...)", "DIR is in use by an open store"). Only those phrases: the message
+ * of any other failure names a file of the directory, and a path such as
+ * /srv/blocks/ctx holds "lock" (before round 18 an I/O error there was
+ * reported as "in use by another process", exit 3). */
+static bool in_use(const char *message)
+{
+	return strstr(message, " is locked by another process or store (") ||
+	       strstr(message, " is in use by an open store");
 }
 
 /* Whether dir holds a store: a log segment or a checkpoint (every store has

@@ -1095,8 +1095,30 @@ static void cmd_time(client *c, int argc, const arg *argv)
 	reply_cstr(c, u);
 }
 
+/* SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]: every change is in the log already,
+ * so the modifiers change nothing (the stop always syncs and checkpoints).
+ * SHUTDOWN ABORT cancels a pending shutdown in Redis 7: ctxd has none to
+ * cancel, so it answers as Redis does when none is pending, and an unknown
+ * modifier is a syntax error: either used to stop the server (round 18). */
 static void cmd_shutdown(client *c, int argc, const arg *argv)
 {
+	bool save = false, nosave = false;
+	for (int i = 1; i < argc; i++) {
+		if (arg_is(&argv[i], "abort") && argc == 2) {
+			reply_error(c, "ERR No shutdown in progress.");
+			return;
+		}
+		if (arg_is(&argv[i], "save"))
+			save = true;
+		else if (arg_is(&argv[i], "nosave"))
+			nosave = true;
+		else if (!arg_is(&argv[i], "now") && !arg_is(&argv[i], "force"))
+			save = nosave = true;
+		if (save && nosave) {
+			reply_error(c, "ERR syntax error");
+			return;
+		}
+	}
 	server_log('I', "SHUTDOWN asked by client id=%llu addr=%s", (unsigned long long)c->id,
 	           c->addr);
 	reply_ok(c);
