@@ -255,6 +255,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -326,6 +327,13 @@ struct ctx_watch {
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
+/* What a reporter does after the lock: wake watchers, release events. */
+typedef struct wakeups {
+	ctx_watch *wake; /* chained through wake_next, each with a reference */
+	fevent *dead;    /* evicted events */
+	bool kick;       /* signal the waker */
+} wakeups;
+
 struct feed {
 	pthread_mutex_t lock;
 	uint64_t *ring;                     /* slots */
@@ -349,9 +357,9 @@ struct feed {
 
 	/* The waker (see WAKE-UPS). */
 	pthread_t waker;
-	pthread_cond_t waker_cv; /* the waker sleeps on it with the feed lock */
+	sem_t waker_sem; /* the waker sleeps on it (waker_idle), posted by a kick */
 	enum { WAKER_NONE, WAKER_STARTING, WAKER_RUNNING, WAKER_FAILED } waker_state;
-	bool waker_idle;   /* asleep on waker_cv: a report that sets wake_due signals it */
+	bool waker_idle;   /* asleep on waker_sem: a report that sets wake_due posts it */
 	bool waker_stop;   /* feed_close */
 	bool wake_due;     /* events were delivered with more than INLINE_WAKE armed */
 	uint64_t due_from; /* the first of them (wake_due) */
@@ -365,7 +373,12 @@ struct feed {
 	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
 	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
 	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
-	_Alignas(64) char quiet_end;
+
+	/* Combined reports (see COMBINED), on a line of their own: events
+	 * whose reporter found the feed lock held, for its holder to place. */
+	_Alignas(64) _Atomic(fevent *) combined; /* linked by dead_next */
+	wakeups later; /* the after-lock work of placing them (feed.lock) */
+	_Alignas(64) char combined_end;
 };
 
 /* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
@@ -687,13 +700,6 @@ static void disarm(feed *f, ctx_watch *w)
 	f->narmed--;
 }
 
-/* What a reporter does after the lock: wake watchers, release events. */
-typedef struct wakeups {
-	ctx_watch *wake; /* chained through wake_next, each with a reference */
-	fevent *dead;    /* evicted events */
-	bool kick;       /* signal the waker */
-} wakeups;
-
 /* Take armed watcher w off the armed list, its cursor moved to rev (its
  * next event), to be woken after the lock (feed.lock held). */
 static void wake_one(feed *f, ctx_watch *w, uint64_t rev, wakeups *wk)
@@ -798,17 +804,38 @@ static void feed_thaw(feed *f)
 	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
 }
 
-/* The feed lock, with the frontier in its holder's hands. */
+static void combined_place(feed *f);
+static void wakeups_run(feed *f, wakeups *wk);
+
+/* The feed lock, with the frontier in its holder's hands and the combined
+ * reports placed (see COMBINED). */
 static void feed_lock(feed *f)
 {
 	pthread_mutex_lock(&f->lock);
 	feed_freeze(f);
+	combined_place(f);
 }
 
+/* Release the feed lock and do the after-lock work of the combined reports
+ * its holder placed; then, if reports were left meanwhile and the lock is
+ * free, take it again and place them (see COMBINED). */
 static void feed_unlock(feed *f)
 {
-	feed_thaw(f);
-	pthread_mutex_unlock(&f->lock);
+	for (;;) {
+		wakeups later = f->later;
+		f->later = (wakeups){0};
+		feed_thaw(f);
+		pthread_mutex_unlock(&f->lock);
+		wakeups_run(f, &later);
+		/* A reporter leaves its event, then tries the lock: either its
+		 * try or this look sees the other's write. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!atomic_load_explicit(&f->combined, memory_order_relaxed) ||
+		    pthread_mutex_trylock(&f->lock) != 0)
+			return;
+		feed_freeze(f);
+		combined_place(f);
+	}
 }
 
 /* The quiet word after reporting rev, or 0 if rev is for the locked path
@@ -867,18 +894,24 @@ static void wake_chain(ctx_watch *w)
 	}
 }
 
-/* Release the feed lock, then signal the waker, wake the collected
- * watchers and release the evicted events. */
-static void unlock_and_wake(feed *f, wakeups *wk)
+/* Signal the waker, wake the collected watchers and release the evicted
+ * events (no lock held). */
+static void wakeups_run(feed *f, wakeups *wk)
 {
-	feed_unlock(f);
 	if (wk->kick)
-		pthread_cond_signal(&f->waker_cv);
+		sem_post(&f->waker_sem);
 	wk->kick = false;
 	wake_chain(wk->wake);
 	wk->wake = NULL;
 	dead_release(wk->dead);
 	wk->dead = NULL;
+}
+
+/* Release the feed lock, then do wk's after-lock work. */
+static void unlock_and_wake(feed *f, wakeups *wk)
+{
+	feed_unlock(f);
+	wakeups_run(f, wk);
 }
 
 /* ---- the waker ----------------------------------------------------------------- */
@@ -947,10 +980,13 @@ static void *waker_main(void *arg)
 	lock_feed(f, &wk);
 	while (!f->waker_stop) {
 		if (!f->wake_due) {
+			/* Not a condition variable: its wait would release the
+			 * lock without looking for combined reports. */
 			f->waker_idle = true;
-			feed_thaw(f); /* the wait releases the lock */
-			pthread_cond_wait(&f->waker_cv, &f->lock);
-			feed_freeze(f);
+			feed_unlock(f);
+			while (sem_wait(&f->waker_sem) != 0 && errno == EINTR)
+				;
+			feed_lock(f);
 			f->waker_idle = false;
 			continue;
 		}
@@ -999,7 +1035,7 @@ static void waker_join(feed *f)
 	feed_unlock(f);
 	if (!running)
 		return;
-	pthread_cond_signal(&f->waker_cv);
+	sem_post(&f->waker_sem); /* an extra post is a spurious wake-up, harmless */
 	pthread_join(f->waker, NULL);
 }
 
@@ -1034,7 +1070,8 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
-	pthread_cond_init(&f->waker_cv, NULL);
+	sem_init(&f->waker_sem, 0, 0);
+	atomic_init(&f->combined, NULL);
 	f->ring = ring;
 	f->mask = cap - 1;
 	f->history = history;
@@ -1070,7 +1107,8 @@ void feed_close(feed *f)
 	waker_join(f);
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
-	pthread_cond_destroy(&f->waker_cv);
+	dead_release(atomic_load(&f->combined)); /* none: an unlock placed them */
+	sem_destroy(&f->waker_sem);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
 	free(f);
@@ -1281,13 +1319,59 @@ bool feed_recording(const feed *f)
 	return atomic_load_explicit(&((feed *)f)->recording, memory_order_relaxed);
 }
 
+/* Place the combined reports (feed.lock held; see COMBINED): each is in
+ * the ring's span (report_combined checked it), and its after-lock work
+ * goes to f->later. */
+static void combined_place(feed *f)
+{
+	if (!atomic_load_explicit(&f->combined, memory_order_relaxed))
+		return;
+	fevent *next, *e = atomic_exchange_explicit(&f->combined, NULL, memory_order_acquire);
+	for (; e; e = next) {
+		next = e->dead_next;
+		uint64_t rev = e->pub.revision;
+		if (rev <= f->frontier || slot_rev(f->ring[rev & f->mask]) == rev) {
+			dead_push(&f->later.dead, e); /* reported twice: a caller's bug */
+			continue;
+		}
+		assert(ring_fits(f, rev));
+		slot_place(f, rev, slot_of_event(e));
+	}
+	advance(f, &f->later);
+}
+
+/* Leave event e for the feed lock's holder, then try the lock (see
+ * COMBINED). False if e is to take the locked path: its revision may be
+ * outside the ring's span, or reported twice. */
+static bool report_combined(feed *f, fevent *e)
+{
+	uint64_t rev = e->pub.revision;
+	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
+	if (rev <= frontier || rev - frontier >= f->history || rev > MAX_REV)
+		return false;
+	fevent *head = atomic_load_explicit(&f->combined, memory_order_relaxed);
+	do
+		e->dead_next = head;
+	while (!atomic_compare_exchange_weak_explicit(&f->combined, &head, e, memory_order_seq_cst,
+	                                              memory_order_relaxed));
+	if (pthread_mutex_trylock(&f->lock) == 0) {
+		feed_freeze(f);
+		combined_place(f);
+		feed_unlock(f);
+	}
+	return true;
+}
+
 static void feed_report(feed *f, const report *r)
 {
 	fevent *e = NULL;
-	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
+	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed)) {
 		e = report_event(r);
-	else if (report_quiet(f, r->rev))
+		if (report_combined(f, e))
+			return;
+	} else if (report_quiet(f, r->rev)) {
 		return;
+	}
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
 	uint64_t rev = r->rev;
