@@ -112,6 +112,34 @@
  *   since every event after the stalled revision has to be kept. Nothing is
  *   lost and nobody waits for the stalled writer.
  *
+ * COMBINED: A WRITER THAT FINDS THE LOCK HELD LEAVES ITS EVENT
+ *   While events are recorded, a report with an event does not wait for
+ *   the feed lock: it tries it, and if it is held pushes the event on
+ *   `combined` (a lock-free stack, linked by dead_next) and tries once more.
+ *   If that try fails too, the report is done: the lock's holder places it. Whoever takes the feed lock
+ *   (feed_lock, or that try) places every combined event first
+ *   (combined_place: into its slot, then one advance for all), and
+ *   feed_unlock, after the unlock, looks at `combined` again and, if it is
+ *   not empty and the lock free, takes it and places them. A push is
+ *   followed by the pusher's try, an unlock by the holder's look (a full
+ *   barrier between): one of the two sees the other, so no event is left
+ *   on the stack with nobody to place it. The ring orders reports by
+ *   revision whatever the order they are placed in, so watchers still get
+ *   them in revision order. Whoever places them does their after-lock work
+ *   (wake-ups, evicted events: f->later) after its unlock - a reader, then,
+ *   with its watch.lock held: eventfd writes of other watchers, no lock.
+ *   Since every lock taker places first, a commit's event is in the log
+ *   for the next ctx_watch_next of any thread once the commit returned.
+ *   Only an event whose revision is less than `history` past frontier_pub
+ *   is combined: it is then within the ring's span (rev - oldest < 2 *
+ *   history <= cap) and the holder, who may not allocate, needs no bigger
+ *   ring; others (a stalled writer's, duplicates) take the locked path.
+ *   The two writers of the fan-out cell met at the lock at nearly every
+ *   commit (with 66 threads on 2 CPUs, a holder preempted holding it made
+ *   the other wait a time slice); now the one that comes second goes on.
+ *   The waker sleeps on a semaphore, not on a condition variable with the
+ *   feed lock: the wait would release the lock without that look.
+ *
  * RECORDED OR BARE
  *   A reporter reads `recording` (watchers open, or keep) without the lock
  *   to decide whether to build the event, and checks again under the lock:
@@ -228,17 +256,20 @@
  * feed.lock is held - see QUIET - so the frontier is its holder's)
  *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
- *               ctx_watch_close's drain); never held across a system call.
+ *               ctx_watch_close's drain); never held across a system call
+ *               but the after-lock work of combined reports its reader
+ *               placed (see COMBINED: eventfd writes, a waker kick).
  *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
  *               the armed list and narmed, the waker's fields (waker_state,
- *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
- *               on this lock), and each watcher's cursor, lag_at, armed and
+ *               waker_idle, waker_stop, wake_due, due_from), `later`,
+ *               and each watcher's cursor, lag_at, armed and
  *               wake_next fields. Held to place one report and deliver what
  *               became deliverable (plus the armed walk, for at most
  *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
  *               for one waker pass, or to register, arm and unregister a
- *               watcher; never across a system call or user code; nothing is
- *               allocated or freed under it. Two of its fields are also read
+ *               watcher (each hold places the combined reports first); never
+ *               across a system call or user code; nothing is allocated or
+ *               freed under it. Two of its fields are also read
  *               without it, by watch_busy: a watcher's `armed` and the
  *               feed's frontier_pub (atomics; see watch_busy).
  *
@@ -378,6 +409,7 @@ struct feed {
 	 * whose reporter found the feed lock held, for its holder to place. */
 	_Alignas(64) _Atomic(fevent *) combined; /* linked by dead_next */
 	wakeups later; /* the after-lock work of placing them (feed.lock) */
+	atomic_uint_least64_t combined_left; /* reports that found the lock held */
 	_Alignas(64) char combined_end;
 };
 
@@ -828,8 +860,13 @@ static void feed_unlock(feed *f)
 		pthread_mutex_unlock(&f->lock);
 		wakeups_run(f, &later);
 		/* A reporter leaves its event, then tries the lock: either its
-		 * try or this look sees the other's write. */
+		 * try or this look sees the other's write. On x86 glibc's unlock
+		 * is a locked instruction, a full barrier already. */
+#if defined(__x86_64__) || defined(__i386__)
+		atomic_signal_fence(memory_order_seq_cst);
+#else
 		atomic_thread_fence(memory_order_seq_cst);
+#endif
 		if (!atomic_load_explicit(&f->combined, memory_order_relaxed) ||
 		    pthread_mutex_trylock(&f->lock) != 0)
 			return;
@@ -1072,6 +1109,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 	ctx_mutex_init(&f->lock);
 	sem_init(&f->waker_sem, 0, 0);
 	atomic_init(&f->combined, NULL);
+	atomic_init(&f->combined_left, 0);
 	f->ring = ring;
 	f->mask = cap - 1;
 	f->history = history;
@@ -1140,6 +1178,7 @@ void feed_get_stats(feed *f, feed_stats *out)
 	    .waker_passes = f->waker_passes,
 	    .waker_window_ns = f->waker_passes ? f->window_ns : 0,
 	    .waker_busy = f->wake_due || (f->waker_state == WAKER_RUNNING && !f->waker_idle),
+	    .combined_left = atomic_load_explicit(&f->combined_left, memory_order_relaxed),
 	};
 	feed_unlock(f);
 }
@@ -1319,14 +1358,12 @@ bool feed_recording(const feed *f)
 	return atomic_load_explicit(&((feed *)f)->recording, memory_order_relaxed);
 }
 
-/* Place the combined reports (feed.lock held; see COMBINED): each is in
- * the ring's span (report_combined checked it), and its after-lock work
- * goes to f->later. */
-static void combined_place(feed *f)
+/* Place the events of list e, linked by dead_next (feed.lock held; see
+ * COMBINED): each is in the ring's span (report_combined checked it), and
+ * the after-lock work goes to f->later. */
+static void combined_place_list(feed *f, fevent *e)
 {
-	if (!atomic_load_explicit(&f->combined, memory_order_relaxed))
-		return;
-	fevent *next, *e = atomic_exchange_explicit(&f->combined, NULL, memory_order_acquire);
+	fevent *next;
 	for (; e; e = next) {
 		next = e->dead_next;
 		uint64_t rev = e->pub.revision;
@@ -1340,26 +1377,56 @@ static void combined_place(feed *f)
 	advance(f, &f->later);
 }
 
-/* Leave event e for the feed lock's holder, then try the lock (see
- * COMBINED). False if e is to take the locked path: its revision may be
- * outside the ring's span, or reported twice. */
+/* Place the combined reports (feed.lock held). */
+static void combined_place(feed *f)
+{
+	if (atomic_load_explicit(&f->combined, memory_order_relaxed))
+		combined_place_list(f, atomic_exchange_explicit(&f->combined, NULL,
+		                                                memory_order_acquire));
+}
+
+/* Place event e with the feed lock if it is free, else leave e for its
+ * holder and try once more (see COMBINED). False if e is to take the
+ * locked path: its revision may be outside the ring's span, or reported
+ * twice. */
 static bool report_combined(feed *f, fevent *e)
 {
 	uint64_t rev = e->pub.revision;
 	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
 	if (rev <= frontier || rev - frontier >= f->history || rev > MAX_REV)
 		return false;
-	fevent *head = atomic_load_explicit(&f->combined, memory_order_relaxed);
-	do
-		e->dead_next = head;
-	while (!atomic_compare_exchange_weak_explicit(&f->combined, &head, e, memory_order_seq_cst,
-	                                              memory_order_relaxed));
-	if (pthread_mutex_trylock(&f->lock) == 0) {
-		feed_freeze(f);
-		combined_place(f);
-		feed_unlock(f);
+	e->dead_next = NULL;
+	if (pthread_mutex_trylock(&f->lock) != 0) {
+		fevent *head = atomic_load_explicit(&f->combined, memory_order_relaxed);
+		do
+			e->dead_next = head;
+		while (!atomic_compare_exchange_weak_explicit(&f->combined, &head, e,
+		                                              memory_order_seq_cst,
+		                                              memory_order_relaxed));
+		atomic_fetch_add_explicit(&f->combined_left, 1, memory_order_relaxed);
+		if (pthread_mutex_trylock(&f->lock) != 0)
+			return true;
+		e = NULL; /* on the stack: placed below with the others */
 	}
+	feed_freeze(f);
+	if (atomic_load_explicit(&f->combined, memory_order_relaxed)) {
+		fevent *left = atomic_exchange_explicit(&f->combined, NULL, memory_order_acquire);
+		if (e)
+			e->dead_next = left;
+		else
+			e = left;
+	}
+	combined_place_list(f, e);
+	feed_unlock(f);
 	return true;
+}
+
+void feed_test_hold(feed *f, bool hold)
+{
+	if (hold)
+		feed_lock(f);
+	else
+		feed_unlock(f);
 }
 
 static void feed_report(feed *f, const report *r)
