@@ -1,29 +1,22 @@
 /*
- * test_r18_fanout.c - combined reports: a writer that finds the feed lock
- * held leaves its event for the holder (see COMBINED in src/lib/watch.c).
+ * test_r18_fanout.c - writers that wait for their own events beside readers.
  *
- *   - reports made while the feed lock is held (feed_test_hold, by the
- *     reporting thread itself: without combining it would wait for itself)
- *     are placed by the release, out of order and with a duplicate among
- *     them: every watcher gets each event once, in revision order, and an
- *     armed watcher's fd is readable once the release returns;
- *   - a hundred reports left at once are placed within the log's bounds: a
- *     watcher that never read lags at its first revision, naming it; a watch
- *     from the log's oldest revision gets the rest, whole;
- *   - with many writers on several contexts and readers taking the feed
- *     lock all the time (so that reports are left for them): each writer
- *     waits for its own commit's event before its next commit (an event
- *     left with nobody to place it would hang the test); every prefix reader
- *     gets every event once, in revision order, whole; half of them close
- *     their watch part-way while the others read.
- * No assertion on timing or on how many reports were left in the threaded
- * test (a quiet machine may leave few); its log and queue hold the whole
- * run, so no watcher may lag.
+ * Round 18 (r18-fanout) let a writer that finds the feed lock held leave its
+ * event for the holder ("combined reports", commit 6f332ca; its deterministic
+ * tests, with a test hook to hold the feed lock, are in 150ebf2); measured
+ * within noise under load and reverted (docs/benchmarks.md, round 18). The
+ * check kept here holds for any way of placing reports, whatever the timing:
+ * many writers on several contexts, each waiting, through a watch of its own
+ * context, for its commit's event before its next commit (an event left
+ * with nobody to place it would hang the test), while prefix readers take
+ * the feed lock all the time: every prefix reader gets every event once, in
+ * revision order, whole; half of them close their watch part-way while the
+ * others read. The log and the queue hold the whole run, so no watcher may
+ * lag. No assertion on timing.
  */
 #include "testutil.h"
 
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -32,140 +25,6 @@
 
 #include "store.h"
 #include "watch.h"
-
-static void record(feed *f, uint64_t rev, const char *id, const char *key)
-{
-	const void *keys[] = {key};
-	size_t klens[] = {strlen(key)};
-	feed_record(f, rev, CTX_EVENT_COMMITTED, id, strlen(id), rev, 1, keys, klens);
-}
-
-static bool readable(ctx_watch *w)
-{
-	struct pollfd p = {.fd = ctx_watch_fd(w), .events = POLLIN};
-	return poll(&p, 1, 0) == 1;
-}
-
-/* Take the next event of w, which must be rev of context id. */
-static void expect_event(ctx_watch *w, uint64_t rev, const char *id)
-{
-	ctx_event *e = NULL;
-	assert_ok(ctx_watch_next(w, &e));
-	assert_int_equal(e->kind, CTX_EVENT_COMMITTED);
-	assert_int_equal(e->revision, rev);
-	assert_string_equal(e->id, id);
-	char key[32];
-	snprintf(key, sizeof(key), "k%" PRIu64, rev);
-	assert_int_equal(e->nkeys, 1);
-	assert_int_equal(e->klens[0], strlen(key));
-	assert_memory_equal(e->keys[0], key, strlen(key));
-	ctx_event_free(e);
-}
-
-static void expect_none(ctx_watch *w)
-{
-	ctx_event *e = NULL;
-	assert_int_equal(ctx_watch_next(w, &e), CTX_NOT_FOUND);
-	assert_null(e);
-}
-
-static void test_reports_left_while_the_lock_is_held(void **unused)
-{
-	(void)unused;
-	feed *f;
-	assert_ok(feed_open(1, &(feed_config){.history = 256, .queue = 1024}, &f));
-	ctx_watch *a, *all;
-	assert_ok(feed_watch_open(f, "a", false, 0, &a));
-	assert_ok(feed_watch_open(f, "", true, 0, &all));
-	assert_false(readable(a)); /* both armed: nothing pending */
-	assert_false(readable(all));
-
-	feed_test_hold(f, true);
-	record(f, 3, "a", "k3");
-	record(f, 1, "a", "k1");
-	record(f, 2, "b", "k2");
-	record(f, 2, "b", "k2"); /* twice: a caller's bug, dropped */
-	feed_test_hold(f, false);
-
-	feed_stats st;
-	feed_get_stats(f, &st);
-	assert_int_equal(st.combined_left, 4);
-	assert_int_equal(st.frontier, 3);
-	assert_int_equal(st.events_recorded, 3);
-	assert_int_equal(st.history_events, 3);
-	assert_int_equal(st.pending_events, 0);
-	/* Two armed watchers are woken inline, by the release's after-lock
-	 * work: their fds are readable when it returns. */
-	assert_true(readable(a));
-	assert_true(readable(all));
-	expect_event(all, 1, "a");
-	expect_event(all, 2, "b");
-	expect_event(all, 3, "a");
-	expect_none(all);
-	expect_event(a, 1, "a");
-	expect_event(a, 3, "a");
-	expect_none(a);
-	assert_false(readable(a));
-
-	/* A report while nobody holds the lock is placed by its reporter. */
-	record(f, 4, "a", "k4");
-	feed_get_stats(f, &st);
-	assert_int_equal(st.combined_left, 4);
-	assert_int_equal(st.frontier, 4);
-	assert_true(readable(a));
-	expect_event(a, 4, "a");
-	expect_event(all, 4, "a");
-
-	ctx_watch_close(a);
-	ctx_watch_close(all);
-	feed_close(f);
-}
-
-static void test_left_reports_within_the_log_bounds(void **unused)
-{
-	(void)unused;
-	feed_record_info ri;
-	feed_record_stats(&ri);
-	size_t limit = 16 * ri.small_bytes;
-	feed *f;
-	assert_ok(feed_open(1, &(feed_config){.history = 1024, .history_bytes = limit, .queue = 4096},
-	                    &f));
-	ctx_watch *idle;
-	assert_ok(feed_watch_open(f, "", true, 0, &idle));
-	enum { N = 100 };
-	feed_test_hold(f, true);
-	for (uint64_t rev = N; rev >= 1; rev--) {
-		char key[32];
-		snprintf(key, sizeof(key), "k%" PRIu64, rev);
-		record(f, rev, rev % 2 ? "odd" : "even", key);
-	}
-	feed_test_hold(f, false);
-
-	feed_stats st;
-	feed_get_stats(f, &st);
-	assert_int_equal(st.combined_left, N);
-	assert_int_equal(st.frontier, N);
-	assert_true(st.history_bytes <= limit);
-	assert_int_equal(st.history_events, limit / ri.small_bytes);
-	assert_int_equal(st.oldest, N + 1 - limit / ri.small_bytes);
-	assert_int_equal(st.pending_events, 0);
-
-	ctx_event *e = NULL;
-	assert_ok(ctx_watch_next(idle, &e));
-	assert_int_equal(e->kind, CTX_EVENT_LAGGED);
-	assert_int_equal(e->resume_from, 1);
-	ctx_event_free(e);
-	expect_none(idle);
-
-	ctx_watch *from;
-	assert_ok(feed_watch_open(f, "", true, st.oldest, &from));
-	for (uint64_t rev = st.oldest; rev <= N; rev++)
-		expect_event(from, rev, rev % 2 ? "odd" : "even");
-	expect_none(from);
-	ctx_watch_close(from);
-	ctx_watch_close(idle);
-	feed_close(f);
-}
 
 enum { WRITERS = 4, READERS = 8 };
 
@@ -217,15 +76,22 @@ typedef struct reader {
 	bool lagged;
 } reader;
 
-/* Drain the prefix watch until every event of the run came (or a lag). */
+/* Drain the prefix watch until every event of the run came, a lag, or
+ * nothing more once the writers are done. */
 static void *reader_main(void *p)
 {
 	reader *d = p;
 	long total = d->r->commits * WRITERS;
 	while (d->got < total && !d->lagged && thread_failures() == 0) {
 		ctx_event *e = NULL;
-		if (ctx_watch_wait(d->w, 100, &e) != CTX_OK)
-			continue;
+		if (ctx_watch_wait(d->w, 100, &e) != CTX_OK) {
+			/* Each writer saw its last event delivered before it was
+			 * done: then everything is, and a miss shows as a count. */
+			if (atomic_load(&d->r->writers_done) < WRITERS)
+				continue;
+			if (ctx_watch_next(d->w, &e) != CTX_OK)
+				break;
+		}
 		if (e->kind == CTX_EVENT_LAGGED) {
 			T_CHECK(e->resume_from > d->last);
 			d->lagged = true;
@@ -306,16 +172,12 @@ static void test_writers_read_their_own_events_beside_readers(void **unused)
 	feed_get_stats(s->feed, &st);
 	assert_int_equal(st.frontier, r.first - 1 + (uint64_t)total);
 	assert_int_equal(st.pending_events, 0);
-	printf("# %ld commits, %" PRIu64 " reports left for the lock's holder\n", total,
-	       st.combined_left);
 	ctx_close(s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_reports_left_while_the_lock_is_held),
-	    cmocka_unit_test(test_left_reports_within_the_log_bounds),
 	    cmocka_unit_test(test_writers_read_their_own_events_beside_readers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,34 +112,6 @@
  *   since every event after the stalled revision has to be kept. Nothing is
  *   lost and nobody waits for the stalled writer.
  *
- * COMBINED: A WRITER THAT FINDS THE LOCK HELD LEAVES ITS EVENT
- *   While events are recorded, a report with an event does not wait for
- *   the feed lock: it tries it, and if it is held pushes the event on
- *   `combined` (a lock-free stack, linked by dead_next) and tries once more.
- *   If that try fails too, the report is done: the lock's holder places it. Whoever takes the feed lock
- *   (feed_lock, or that try) places every combined event first
- *   (combined_place: into its slot, then one advance for all), and
- *   feed_unlock, after the unlock, looks at `combined` again and, if it is
- *   not empty and the lock free, takes it and places them. A push is
- *   followed by the pusher's try, an unlock by the holder's look (a full
- *   barrier between): one of the two sees the other, so no event is left
- *   on the stack with nobody to place it. The ring orders reports by
- *   revision whatever the order they are placed in, so watchers still get
- *   them in revision order. Whoever places them does their after-lock work
- *   (wake-ups, evicted events: f->later) after its unlock - a reader, then,
- *   with its watch.lock held: eventfd writes of other watchers, no lock.
- *   Since every lock taker places first, a commit's event is in the log
- *   for the next ctx_watch_next of any thread once the commit returned.
- *   Only an event whose revision is less than `history` past frontier_pub
- *   is combined: it is then within the ring's span (rev - oldest < 2 *
- *   history <= cap) and the holder, who may not allocate, needs no bigger
- *   ring; others (a stalled writer's, duplicates) take the locked path.
- *   The two writers of the fan-out cell met at the lock at nearly every
- *   commit (with 66 threads on 2 CPUs, a holder preempted holding it made
- *   the other wait a time slice); now the one that comes second goes on.
- *   The waker sleeps on a semaphore, not on a condition variable with the
- *   feed lock: the wait would release the lock without that look.
- *
  * RECORDED OR BARE
  *   A reporter reads `recording` (watchers open, or keep) without the lock
  *   to decide whether to build the event, and checks again under the lock:
@@ -256,20 +228,17 @@
  * feed.lock is held - see QUIET - so the frontier is its holder's)
  *   watch.lock  one watcher's consumer side: its buffer and lag event.
  *               Serialises ctx_watch_next calls on one watch (and
- *               ctx_watch_close's drain); never held across a system call
- *               but the after-lock work of combined reports its reader
- *               placed (see COMBINED: eventfd writes, a waker kick).
+ *               ctx_watch_close's drain); never held across a system call.
  *   feed.lock   the ring, frontier, oldest, last_bare, the byte counters,
  *               the armed list and narmed, the waker's fields (waker_state,
- *               waker_idle, waker_stop, wake_due, due_from), `later`,
- *               and each watcher's cursor, lag_at, armed and
+ *               waker_idle, waker_stop, wake_due, due_from; waker_cv waits
+ *               on this lock), and each watcher's cursor, lag_at, armed and
  *               wake_next fields. Held to place one report and deliver what
  *               became deliverable (plus the armed walk, for at most
  *               INLINE_WAKE armed), for one read of at most SCAN_MAX slots,
  *               for one waker pass, or to register, arm and unregister a
- *               watcher (each hold places the combined reports first); never
- *               across a system call or user code; nothing is allocated or
- *               freed under it. Two of its fields are also read
+ *               watcher; never across a system call or user code; nothing is
+ *               allocated or freed under it. Two of its fields are also read
  *               without it, by watch_busy: a watcher's `armed` and the
  *               feed's frontier_pub (atomics; see watch_busy).
  *
@@ -286,7 +255,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -358,13 +326,6 @@ struct ctx_watch {
 	fevent *lag_ev;  /* ready for the lag (allocated at open) */
 };
 
-/* What a reporter does after the lock: wake watchers, release events. */
-typedef struct wakeups {
-	ctx_watch *wake; /* chained through wake_next, each with a reference */
-	fevent *dead;    /* evicted events */
-	bool kick;       /* signal the waker */
-} wakeups;
-
 struct feed {
 	pthread_mutex_t lock;
 	uint64_t *ring;                     /* slots */
@@ -388,9 +349,9 @@ struct feed {
 
 	/* The waker (see WAKE-UPS). */
 	pthread_t waker;
-	sem_t waker_sem; /* the waker sleeps on it (waker_idle), posted by a kick */
+	pthread_cond_t waker_cv; /* the waker sleeps on it with the feed lock */
 	enum { WAKER_NONE, WAKER_STARTING, WAKER_RUNNING, WAKER_FAILED } waker_state;
-	bool waker_idle;   /* asleep on waker_sem: a report that sets wake_due posts it */
+	bool waker_idle;   /* asleep on waker_cv: a report that sets wake_due signals it */
 	bool waker_stop;   /* feed_close */
 	bool wake_due;     /* events were delivered with more than INLINE_WAKE armed */
 	uint64_t due_from; /* the first of them (wake_due) */
@@ -404,13 +365,7 @@ struct feed {
 	_Alignas(64) atomic_uint_least64_t quiet; /* see QUIET */
 	atomic_bool recording;                    /* keep || nwatchers: a hint for reporters */
 	uint64_t quiet_window;                    /* how far ahead a quiet report may be (fixed) */
-
-	/* Combined reports (see COMBINED), on a line of their own: events
-	 * whose reporter found the feed lock held, for its holder to place. */
-	_Alignas(64) _Atomic(fevent *) combined; /* linked by dead_next */
-	wakeups later; /* the after-lock work of placing them (feed.lock) */
-	atomic_uint_least64_t combined_left; /* reports that found the lock held */
-	_Alignas(64) char combined_end;
+	_Alignas(64) char quiet_end;
 };
 
 /* The quiet word: frontier << QUIET_SHIFT | ahead << 1 | QUIET_FROZEN, where
@@ -732,6 +687,13 @@ static void disarm(feed *f, ctx_watch *w)
 	f->narmed--;
 }
 
+/* What a reporter does after the lock: wake watchers, release events. */
+typedef struct wakeups {
+	ctx_watch *wake; /* chained through wake_next, each with a reference */
+	fevent *dead;    /* evicted events */
+	bool kick;       /* signal the waker */
+} wakeups;
+
 /* Take armed watcher w off the armed list, its cursor moved to rev (its
  * next event), to be woken after the lock (feed.lock held). */
 static void wake_one(feed *f, ctx_watch *w, uint64_t rev, wakeups *wk)
@@ -836,43 +798,17 @@ static void feed_thaw(feed *f)
 	atomic_store_explicit(&f->quiet, f->frontier << QUIET_SHIFT, memory_order_release);
 }
 
-static void combined_place(feed *f);
-static void wakeups_run(feed *f, wakeups *wk);
-
-/* The feed lock, with the frontier in its holder's hands and the combined
- * reports placed (see COMBINED). */
+/* The feed lock, with the frontier in its holder's hands. */
 static void feed_lock(feed *f)
 {
 	pthread_mutex_lock(&f->lock);
 	feed_freeze(f);
-	combined_place(f);
 }
 
-/* Release the feed lock and do the after-lock work of the combined reports
- * its holder placed; then, if reports were left meanwhile and the lock is
- * free, take it again and place them (see COMBINED). */
 static void feed_unlock(feed *f)
 {
-	for (;;) {
-		wakeups later = f->later;
-		f->later = (wakeups){0};
-		feed_thaw(f);
-		pthread_mutex_unlock(&f->lock);
-		wakeups_run(f, &later);
-		/* A reporter leaves its event, then tries the lock: either its
-		 * try or this look sees the other's write. On x86 glibc's unlock
-		 * is a locked instruction, a full barrier already. */
-#if defined(__x86_64__) || defined(__i386__)
-		atomic_signal_fence(memory_order_seq_cst);
-#else
-		atomic_thread_fence(memory_order_seq_cst);
-#endif
-		if (!atomic_load_explicit(&f->combined, memory_order_relaxed) ||
-		    pthread_mutex_trylock(&f->lock) != 0)
-			return;
-		feed_freeze(f);
-		combined_place(f);
-	}
+	feed_thaw(f);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* The quiet word after reporting rev, or 0 if rev is for the locked path
@@ -931,24 +867,18 @@ static void wake_chain(ctx_watch *w)
 	}
 }
 
-/* Signal the waker, wake the collected watchers and release the evicted
- * events (no lock held). */
-static void wakeups_run(feed *f, wakeups *wk)
+/* Release the feed lock, then signal the waker, wake the collected
+ * watchers and release the evicted events. */
+static void unlock_and_wake(feed *f, wakeups *wk)
 {
+	feed_unlock(f);
 	if (wk->kick)
-		sem_post(&f->waker_sem);
+		pthread_cond_signal(&f->waker_cv);
 	wk->kick = false;
 	wake_chain(wk->wake);
 	wk->wake = NULL;
 	dead_release(wk->dead);
 	wk->dead = NULL;
-}
-
-/* Release the feed lock, then do wk's after-lock work. */
-static void unlock_and_wake(feed *f, wakeups *wk)
-{
-	feed_unlock(f);
-	wakeups_run(f, wk);
 }
 
 /* ---- the waker ----------------------------------------------------------------- */
@@ -1017,13 +947,10 @@ static void *waker_main(void *arg)
 	lock_feed(f, &wk);
 	while (!f->waker_stop) {
 		if (!f->wake_due) {
-			/* Not a condition variable: its wait would release the
-			 * lock without looking for combined reports. */
 			f->waker_idle = true;
-			feed_unlock(f);
-			while (sem_wait(&f->waker_sem) != 0 && errno == EINTR)
-				;
-			feed_lock(f);
+			feed_thaw(f); /* the wait releases the lock */
+			pthread_cond_wait(&f->waker_cv, &f->lock);
+			feed_freeze(f);
 			f->waker_idle = false;
 			continue;
 		}
@@ -1072,7 +999,7 @@ static void waker_join(feed *f)
 	feed_unlock(f);
 	if (!running)
 		return;
-	sem_post(&f->waker_sem); /* an extra post is a spurious wake-up, harmless */
+	pthread_cond_signal(&f->waker_cv);
 	pthread_join(f->waker, NULL);
 }
 
@@ -1107,9 +1034,7 @@ ctx_status feed_open(uint64_t next_rev, const feed_config *cfg, feed **out)
 		return ctx_fail(CTX_NOMEM, "no memory for a watch history of %zu events", cap);
 	}
 	ctx_mutex_init(&f->lock);
-	sem_init(&f->waker_sem, 0, 0);
-	atomic_init(&f->combined, NULL);
-	atomic_init(&f->combined_left, 0);
+	pthread_cond_init(&f->waker_cv, NULL);
 	f->ring = ring;
 	f->mask = cap - 1;
 	f->history = history;
@@ -1145,8 +1070,7 @@ void feed_close(feed *f)
 	waker_join(f);
 	for (uint64_t i = 0; i <= f->mask; i++)
 		fevent_release(slot_event(f->ring[i]));
-	dead_release(atomic_load(&f->combined)); /* none: an unlock placed them */
-	sem_destroy(&f->waker_sem);
+	pthread_cond_destroy(&f->waker_cv);
 	pthread_mutex_destroy(&f->lock);
 	free(f->ring);
 	free(f);
@@ -1178,7 +1102,6 @@ void feed_get_stats(feed *f, feed_stats *out)
 	    .waker_passes = f->waker_passes,
 	    .waker_window_ns = f->waker_passes ? f->window_ns : 0,
 	    .waker_busy = f->wake_due || (f->waker_state == WAKER_RUNNING && !f->waker_idle),
-	    .combined_left = atomic_load_explicit(&f->combined_left, memory_order_relaxed),
 	};
 	feed_unlock(f);
 }
@@ -1358,87 +1281,13 @@ bool feed_recording(const feed *f)
 	return atomic_load_explicit(&((feed *)f)->recording, memory_order_relaxed);
 }
 
-/* Place the events of list e, linked by dead_next (feed.lock held; see
- * COMBINED): each is in the ring's span (report_combined checked it), and
- * the after-lock work goes to f->later. */
-static void combined_place_list(feed *f, fevent *e)
-{
-	fevent *next;
-	for (; e; e = next) {
-		next = e->dead_next;
-		uint64_t rev = e->pub.revision;
-		if (rev <= f->frontier || slot_rev(f->ring[rev & f->mask]) == rev) {
-			dead_push(&f->later.dead, e); /* reported twice: a caller's bug */
-			continue;
-		}
-		assert(ring_fits(f, rev));
-		slot_place(f, rev, slot_of_event(e));
-	}
-	advance(f, &f->later);
-}
-
-/* Place the combined reports (feed.lock held). */
-static void combined_place(feed *f)
-{
-	if (atomic_load_explicit(&f->combined, memory_order_relaxed))
-		combined_place_list(f, atomic_exchange_explicit(&f->combined, NULL,
-		                                                memory_order_acquire));
-}
-
-/* Place event e with the feed lock if it is free, else leave e for its
- * holder and try once more (see COMBINED). False if e is to take the
- * locked path: its revision may be outside the ring's span, or reported
- * twice. */
-static bool report_combined(feed *f, fevent *e)
-{
-	uint64_t rev = e->pub.revision;
-	uint64_t frontier = atomic_load_explicit(&f->frontier_pub, memory_order_acquire);
-	if (rev <= frontier || rev - frontier >= f->history || rev > MAX_REV)
-		return false;
-	e->dead_next = NULL;
-	if (pthread_mutex_trylock(&f->lock) != 0) {
-		fevent *head = atomic_load_explicit(&f->combined, memory_order_relaxed);
-		do
-			e->dead_next = head;
-		while (!atomic_compare_exchange_weak_explicit(&f->combined, &head, e,
-		                                              memory_order_seq_cst,
-		                                              memory_order_relaxed));
-		atomic_fetch_add_explicit(&f->combined_left, 1, memory_order_relaxed);
-		if (pthread_mutex_trylock(&f->lock) != 0)
-			return true;
-		e = NULL; /* on the stack: placed below with the others */
-	}
-	feed_freeze(f);
-	if (atomic_load_explicit(&f->combined, memory_order_relaxed)) {
-		fevent *left = atomic_exchange_explicit(&f->combined, NULL, memory_order_acquire);
-		if (e)
-			e->dead_next = left;
-		else
-			e = left;
-	}
-	combined_place_list(f, e);
-	feed_unlock(f);
-	return true;
-}
-
-void feed_test_hold(feed *f, bool hold)
-{
-	if (hold)
-		feed_lock(f);
-	else
-		feed_unlock(f);
-}
-
 static void feed_report(feed *f, const report *r)
 {
 	fevent *e = NULL;
-	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed)) {
+	if (!r->skip && atomic_load_explicit(&f->recording, memory_order_relaxed))
 		e = report_event(r);
-		if (report_combined(f, e))
-			return;
-	} else if (report_quiet(f, r->rev)) {
+	else if (report_quiet(f, r->rev))
 		return;
-	}
 	wakeups wk;
 	lock_for_report(f, r, &e, &wk);
 	uint64_t rev = r->rev;

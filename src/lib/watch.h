@@ -107,17 +107,9 @@ typedef struct feed_stats {
 	long waker_window_ns;       /* its wait before its last pass (0: none)  */
 	bool waker_busy;            /* the waker has wake-ups to make (or is
 	                               making them, or has not slept yet)       */
-	uint64_t combined_left;     /* events a report left for the feed lock's
-	                               holder (see COMBINED in watch.c)         */
 } feed_stats;
 
 void feed_get_stats(feed *f, feed_stats *out);
-
-/* For tests of combined reports (see COMBINED in watch.c): take the feed
- * lock (hold) as any holder does, or release it. While the calling thread
- * holds it, a report it makes with an event is left for the release to
- * place; anything else that takes the lock would wait for the release. */
-void feed_test_hold(feed *f, bool hold);
 
 /* The pooled event records (see RECORDS in watch.c), for tests: their
  * sizes, the calling thread's spares and their bound, and how many spares
