@@ -277,6 +277,8 @@ static void *reaper_main(void *arg)
 
 void reaper_kick(ctx_store *s)
 {
+	if (store_inherited(s))
+		return; /* a read in a child of fork: the reaper is the parent's */
 	pthread_mutex_lock(&s->reaper_lock);
 	s->reaper_kicked = true;
 	pthread_cond_signal(&s->reaper_cv);

@@ -1898,8 +1898,6 @@ static inline bool read_usable(ctx_context *c)
 
 ctx_status ctx_get(ctx_store *s, const char *id, ctx_state **out)
 {
-	if (s && store_inherited(s))
-		return fork_refuse();
 	size_t idlen;
 	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
@@ -1956,8 +1954,6 @@ static inline const ctx_state *visible_unref(ctx_store *s, const char *id, size_
 ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t klen, void *buf,
                          size_t cap, size_t *vlen)
 {
-	if (s && store_inherited(s))
-		return fork_refuse();
 	size_t idlen;
 	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
@@ -1990,8 +1986,6 @@ ctx_status ctx_get_value(ctx_store *s, const char *id, const void *key, size_t k
 
 ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 {
-	if (s && store_inherited(s))
-		return fork_refuse();
 	size_t idlen;
 	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
@@ -2024,8 +2018,6 @@ ctx_status ctx_get_each(ctx_store *s, const char *id, ctx_pair_fn fn, void *arg)
 
 ctx_status ctx_get_latest(ctx_store *s, const char *id, ctx_state **out)
 {
-	if (s && store_inherited(s))
-		return fork_refuse();
 	size_t idlen;
 	ctx_status st = read_id(s, id, &idlen);
 	if (st != CTX_OK)
