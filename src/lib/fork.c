@@ -120,6 +120,11 @@ static void fork_child(void)
 static void fork_register(void)
 {
 	pool_fork_ready();
+	/* The worker now, not at the first call_rcu: a child that has not
+	 * restarted liburcu (worker_gone) may still queue callbacks (releasing
+	 * a state it held at the fork), which must find the default worker's
+	 * queue and not take liburcu's mutex, held until the restart. */
+	(void)get_default_call_rcu_data();
 	/* Without the handlers (no memory), a fork is what it was before
 	 * round 18: the child must exec. */
 	(void)pthread_atfork(fork_prepare, fork_parent, fork_child);
