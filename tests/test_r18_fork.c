@@ -13,7 +13,9 @@
  * threaded process unless die_after_fork=0 (set below for this program):
  * a child of fork using libctx is what is tested here.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,8 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <dirent.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include "testutil.h"
