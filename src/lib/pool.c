@@ -603,9 +603,7 @@ static inline unsigned slab_class(const void *p)
 	(void)p;
 	return POOL_CLASSES;
 }
-void pool_fork_ready(void)
-{
-}
+void pool_fork_ready(void) {}
 #endif
 
 static pthread_key_t pool_key;

@@ -303,7 +303,7 @@ struct ctx_watch {
 	feed *feed;
 	int fd;
 	unsigned fork_gen; /* its store's (fork.c) */
-	atomic_uint refs; /* the handle, plus wake-ups in flight */
+	atomic_uint refs;  /* the handle, plus wake-ups in flight */
 	bool prefix;
 	size_t idlen;
 	char *id;
