@@ -20,12 +20,28 @@
  *   stays valid, showing exactly the same data, until released. A ctx_txn and a
  *   ctx_iter belong to one thread at a time (no internal locking).
  *
- *   fork: libctx runs threads of its own (liburcu's call_rcu worker among
- *   them) and, like any multithreaded library, is not usable in the child of
- *   a fork made after the process first used it: such a child must exec (or
- *   only _exit) - its ctx_open or ctx_close may hang waiting for a worker the
- *   child does not have. A process that forks before its first libctx call,
- *   and the children it forks then, may use libctx as usual.
+ *   fork: as with SQLite and LMDB, do not carry an open store across fork,
+ *   but a child may use libctx afresh. The child of a process that used
+ *   libctx may exit or exec at once (it touches none of the parent's files
+ *   and holds none of its directory locks), or open stores of its own -
+ *   another directory, or the parent's once the parent closed it - and use
+ *   every call on them. A store the child inherited (and every ctx_txn,
+ *   ctx_watch, ctx_tracker, ctx_session and ctx_notifier made from it) is
+ *   unusable there, its threads being the parent's: every call on it that
+ *   returns a ctx_status returns CTX_CLOSED (ctx_last_error says why),
+ *   ctx_expire_now returns 0, ctx_flush_defer and ctx_notifier_want and
+ *   _clear do nothing, and ctx_close, ctx_close_at_exit and the handles'
+ *   close calls do nothing (the child's copy of its memory stays until the
+ *   child exits). Exceptions, the reads that never block: ctx_get,
+ *   ctx_get_value, ctx_get_each and ctx_get_latest (a check there cost
+ *   reads measurably) and the accessors of a ctx_state held at the fork
+ *   answer from the child's copy of the store as it was at the fork, and
+ *   releasing such a state is allowed. libctx registers pthread_atfork
+ *   handlers at the first ctx_open: a fork then waits for liburcu's
+ *   call_rcu worker to pause between two batches (up to about 10 ms), and
+ *   the child's first ctx_open starts the child's worker (a child that
+ *   only execs or exits starts no thread). ThreadSanitizer kills a child of
+ *   a threaded process that starts a thread unless die_after_fork=0.
  *
  * ERRORS
  *   Every fallible function returns a ctx_status. On failure nothing has
@@ -96,7 +112,8 @@ typedef enum ctx_status {
 	CTX_IO,        /* an operating system call failed; errno keeps the cause */
 	CTX_CORRUPT,   /* stored data failed its checksum or is malformed        */
 	CTX_NOMEM,     /* out of memory                                          */
-	CTX_CLOSED     /* the store refuses writes: its log failed earlier       */
+	CTX_CLOSED     /* the store refuses writes: its log failed earlier, or
+	                  it was opened before this process forked (THREADS) */
 } ctx_status;
 
 /* A short constant English name for s ("conflict", "not found", ...). Never

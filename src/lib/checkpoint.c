@@ -1348,6 +1348,8 @@ ctx_status checkpoint_verify(const char *path, uint64_t *revision_out)
 
 ctx_status ctx_checkpoint(ctx_store *s)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s)
 		return ctx_fail(CTX_INVALID, "NULL store");
 	if (!s->log)

@@ -174,6 +174,8 @@ static ctx_status log_ttl(ctx_context *c, uint64_t ttl_us, uint64_t now, uint64_
  * once. */
 ctx_status ctx_set_ttl(ctx_store *s, const char *id, uint64_t ttl_ms)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (ttl_ms > UINT64_MAX / 1000)
 		return ctx_fail(CTX_INVALID, "ttl too large");
 	if (s)
@@ -226,6 +228,8 @@ static bool is_expired(const ctx_context *c, void *now)
 
 size_t ctx_expire_now(ctx_store *s)
 {
+	if (s && store_inherited(s))
+		return 0;
 	if (!s || !atomic_load(&s->any_ttl)) /* nothing can expire: no scan */
 		return 0;
 	size_t n = 0, expired = 0;
@@ -273,6 +277,8 @@ static void *reaper_main(void *arg)
 
 void reaper_kick(ctx_store *s)
 {
+	if (store_inherited(s))
+		return; /* a read in a child of fork: the reaper is the parent's */
 	pthread_mutex_lock(&s->reaper_lock);
 	s->reaper_kicked = true;
 	pthread_cond_signal(&s->reaper_cv);

@@ -80,6 +80,8 @@ void notify_init(ctx_store *s)
 
 ctx_status ctx_notifier_open(ctx_store *s, ctx_notifier **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s || !out)
 		return ctx_fail(CTX_INVALID, "NULL argument");
 	ctx_notifier *n = calloc(1, sizeof(*n));
@@ -111,12 +113,16 @@ int ctx_notifier_fd(const ctx_notifier *n)
 
 void ctx_notifier_want(ctx_notifier *n, uint64_t rev)
 {
+	if (n && store_inherited(n->store))
+		return;
 	if (n)
 		atomic_store(&n->want, rev);
 }
 
 void ctx_notifier_clear(ctx_notifier *n)
 {
+	if (n && store_inherited(n->store))
+		return;
 	uint64_t v;
 	if (n)
 		while (read(n->fd, &v, sizeof(v)) < 0 && errno == EINTR)
@@ -125,6 +131,8 @@ void ctx_notifier_clear(ctx_notifier *n)
 
 void ctx_notifier_close(ctx_notifier *n)
 {
+	if (n && store_inherited(n->store))
+		return; /* (fork.c) */
 	if (!n)
 		return;
 	ctx_store *s = n->store;
@@ -142,6 +150,8 @@ void ctx_notifier_close(ctx_notifier *n)
 
 ctx_status ctx_flush(ctx_store *s)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s)
 		return ctx_fail(CTX_INVALID, "NULL argument");
 	return s->log ? log_flush(s->log) : CTX_OK;
@@ -149,12 +159,16 @@ ctx_status ctx_flush(ctx_store *s)
 
 void ctx_flush_defer(ctx_store *s, bool on)
 {
+	if (s && store_inherited(s))
+		return;
 	if (s && s->log)
 		log_defer(s->log, on);
 }
 
 ctx_status ctx_durable_revision(ctx_store *s, uint64_t *revision)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s || !revision)
 		return ctx_fail(CTX_INVALID, "NULL argument");
 	if (!s->log) {

@@ -191,6 +191,8 @@ static ctx_state *find_version(const point_set *p, ctx_state *from, uint64_t ver
 
 ctx_status ctx_get_at(ctx_store *s, const char *id, uint64_t version, ctx_state **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	ctx_status st = out ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
 	if (st != CTX_OK)
@@ -236,6 +238,8 @@ static bool history_room(ctx_history_entry **h, size_t n, size_t *cap)
  * for every call, and max_points near SIZE_MAX wrapped its size. */
 ctx_status ctx_history(ctx_store *s, const char *id, ctx_history_entry **out, size_t *count)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	ctx_status st =
 	    out && count ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
@@ -413,6 +417,8 @@ static ctx_status point_create(ctx_context *c, uint64_t version, const char *lab
 
 ctx_status ctx_point_create(ctx_store *s, const char *id, const char *label, uint64_t *version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	if (s)
 		store_throttle(s, false);
@@ -435,6 +441,8 @@ void auto_point(ctx_context *c, uint64_t version)
 
 ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t *count)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	ctx_status st =
 	    out && count ? store_open_context(s, id, &c) : ctx_fail(CTX_INVALID, "NULL output");
@@ -469,6 +477,8 @@ ctx_status ctx_point_list(ctx_store *s, const char *id, ctx_point **out, size_t 
 
 ctx_status ctx_point_delete(ctx_store *s, const char *id, uint64_t version)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	if (s)
 		store_throttle(s, false);
@@ -725,17 +735,23 @@ static const ctx_state *pick_before(ctx_context *c, const void *arg, bool *p, ui
 
 ctx_status ctx_restore(ctx_store *s, const char *id, uint64_t version, uint64_t *new_version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	return restore(s, id, pick_version, &version, new_version_out);
 }
 
 ctx_status ctx_restore_latest(ctx_store *s, const char *id, uint64_t *new_version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	return restore(s, id, pick_latest, NULL, new_version_out);
 }
 
 ctx_status ctx_restore_label(ctx_store *s, const char *id, const char *label,
                              uint64_t *new_version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!label)
 		return ctx_fail(CTX_INVALID, "NULL label");
 	/* A label no point can have is a bad argument, as ctx_point_create
@@ -749,5 +765,7 @@ ctx_status ctx_restore_label(ctx_store *s, const char *id, const char *label,
 ctx_status ctx_restore_before(ctx_store *s, const char *id, uint64_t time_us,
                               uint64_t *new_version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	return restore(s, id, pick_before, &time_us, new_version_out);
 }

@@ -296,6 +296,11 @@ static void slab_init(void)
 	}
 }
 
+void pool_fork_ready(void)
+{
+	pthread_once(&slab_once, slab_init);
+}
+
 /* A thread that holds a slab block got it after slab_init (through the
  * allocator's pthread_once), so it sees base and range; one that sees base
  * but still range 0 holds no slab block. */
@@ -598,6 +603,7 @@ static inline unsigned slab_class(const void *p)
 	(void)p;
 	return POOL_CLASSES;
 }
+void pool_fork_ready(void) {}
 #endif
 
 static pthread_key_t pool_key;

@@ -52,6 +52,12 @@ size_t pool_slab_given_back(void);
  * sees malloc's blocks only; call it before the first allocation. */
 void pool_use_slabs(bool on);
 
+/* Register the pool's fork handlers now if they are not (they lock the
+ * slab lists across fork): fork.c registers its own after them, so that
+ * its prepare handler runs before the pool's (pthread_atfork runs prepare
+ * handlers in the reverse order of registration). */
+void pool_fork_ready(void);
+
 /* Give every block the calling thread's cache holds back (ctx_close): a
  * malloc block to free, a slab block to its class's shared list. */
 void pool_trim(void);

@@ -24,6 +24,8 @@ struct ctx_session {
 
 ctx_status ctx_session_open(ctx_store *s, ctx_session **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s || !out)
 		return ctx_fail(CTX_INVALID, "NULL store or output");
 	ctx_session *se = calloc(1, sizeof(*se));
@@ -36,6 +38,8 @@ ctx_status ctx_session_open(ctx_store *s, ctx_session **out)
 
 void ctx_session_close(ctx_session *se)
 {
+	if (se && store_inherited(se->store))
+		return; /* (fork.c) */
 	if (!se)
 		return;
 	free(se->current);
@@ -44,6 +48,8 @@ void ctx_session_close(ctx_session *se)
 
 ctx_status ctx_session_activate(ctx_session *se, const char *id, bool create)
 {
+	if (se && store_inherited(se->store))
+		return fork_refuse();
 	if (!se)
 		return ctx_fail(CTX_INVALID, "NULL session");
 	size_t idlen;
@@ -77,6 +83,8 @@ const char *ctx_session_current(const ctx_session *se)
 
 ctx_status ctx_session_get(ctx_session *se, ctx_state **out)
 {
+	if (se && store_inherited(se->store))
+		return fork_refuse();
 	if (!se || !out)
 		return ctx_fail(CTX_INVALID, "NULL session or output");
 	if (!se->current)
@@ -100,6 +108,8 @@ static void fill_status(ctx_context_status *e, const ctx_context *c, const ctx_s
 
 ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s || !out || !count)
 		return ctx_fail(CTX_INVALID, "NULL store or output");
 	size_t n = 0, cap = atomic_load(&s->live) + 16;
@@ -138,6 +148,8 @@ ctx_status ctx_status_view(ctx_store *s, ctx_context_status **out, size_t *count
 
 ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	size_t idlen;
 	ctx_status r = store_check_id(s, id, &idlen);
 	if (r != CTX_OK)

@@ -785,6 +785,7 @@ static ctx_status lock_dir(ctx_store *s)
 		return ctx_fail(CTX_IO, "%s is locked by another process or store (%s)", s->dir,
 		                strerror(e));
 	}
+	fork_track(s); /* a child of fork closes its copy of the lock */
 	return CTX_OK;
 }
 
@@ -972,6 +973,7 @@ static void store_free(ctx_store *s)
 	index_close(&s->index);
 	if (s->feed)
 		feed_close(s->feed);
+	fork_untrack(s);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	free(s->dir);
@@ -990,12 +992,14 @@ ctx_status ctx_open(const ctx_options *o, ctx_store **out)
 	ctx_status st = check_options(&opts);
 	if (st != CTX_OK)
 		return st;
+	fork_open();
 
 	ctx_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return ctx_fail(CTX_NOMEM, "no memory for a store");
 	s->opts = opts;
 	s->lock_fd = -1;
+	s->fork_gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
 	atomic_init(&s->table, table_alloc(TABLE_MIN_SLOTS, false));
 	if (!s->table || index_open(&s->index) != CTX_OK) {
 		table_free(atomic_load(&s->table));
@@ -1048,8 +1052,8 @@ static void store_finish(ctx_store *s)
 
 void ctx_close(ctx_store *s)
 {
-	if (!s)
-		return;
+	if (!s || store_inherited(s))
+		return; /* (fork.c: its threads are the parent's) */
 	store_finish(s);
 	store_free(s);
 }
@@ -1074,10 +1078,11 @@ void ctx_close_at_exit(ctx_store *s)
 #ifdef STORE_LEAK_CHECKED
 	ctx_close(s); /* LeakSanitizer would report the store's memory */
 #else
-	if (!s)
+	if (!s || store_inherited(s))
 		return;
 	store_finish(s);
 	feed_stop(s->feed);
+	fork_untrack(s);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	s->lock_fd = -1;
@@ -1301,6 +1306,8 @@ static void report_create(ctx_store *s, uint64_t rev, const ctx_context *c, cons
 
 ctx_status ctx_create(ctx_store *s, const char *id)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	return store_create(s, id, NULL, 0, NULL);
 }
 
@@ -1412,7 +1419,10 @@ static void pending_report_rcu(struct rcu_head *head)
 	tsan_after_grace_period();
 	pool_bypass(true); /* the worker: it frees, never allocates (pool.c) */
 	pending_change *p = caa_container_of(head, pending_change, rcu);
-	pending_report(p->c->store, p);
+	/* (Run in a child of fork for an inherited store: its feed's lock may
+	 * be held by a thread the child does not have, fork.c.) */
+	if (!store_inherited(p->c->store))
+		pending_report(p->c->store, p);
 	ctx_state *st = p->st, *base = p->base;
 	p->st = p->base = NULL;
 	pending_free(p);
@@ -1700,11 +1710,15 @@ ctx_status context_drop(ctx_context *c, ctx_event_kind kind, uint64_t idle_since
 
 ctx_status ctx_drop(ctx_store *s, const char *id)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	return ctx_drop_nowait(s, id, NULL);
 }
 
 ctx_status ctx_drop_nowait(ctx_store *s, const char *id, uint64_t *revision_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c = NULL;
 	if (s)
 		store_throttle(s, revision_out != NULL);
@@ -2105,6 +2119,8 @@ static bool page_add(ctx_list *page, size_t *cap, const char *id)
 ctx_status ctx_list_ids(ctx_store *s, const char *prefix, const char *after, size_t limit,
                         ctx_list *out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s || !out)
 		return ctx_fail(CTX_INVALID, "NULL store or output");
 	size_t plen = prefix ? strlen(prefix) : 0;

@@ -307,6 +307,9 @@ struct ctx_store {
 	ctx_options opts;
 	char *dir;             /* NULL: memory only */
 	int lock_fd;           /* holds the directory's flock */
+	unsigned fork_gen;     /* fork_generation at open (fork.c) */
+	/* On fork.c's list of stores holding a directory lock (fork_lock). */
+	ctx_store *fork_next, **fork_prev;
 	_Atomic(ctab *) table; /* the contexts by id (store.c) */
 	size_t table_live;     /* contexts in the table (index.lock) */
 	size_t table_tombs;    /* its tombstones (index.lock) */
@@ -408,6 +411,15 @@ extern atomic_size_t txn_test_commit_diffs;
  * wait for durability) receives the revision of a create that does not wait. */
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
                         uint64_t *rev_out);
+
+#include "fork.h"
+/* Whether s was opened before this process forked (fork.c): then every
+ * call that writes, waits or closes refuses it (fork_refuse). */
+static inline bool store_inherited(const ctx_store *s)
+{
+	return __builtin_expect(
+	    s->fork_gen != atomic_load_explicit(&fork_generation, memory_order_relaxed), 0);
+}
 
 #include "log.h"
 /* Before a change is appended by a writer that does not wait for its own

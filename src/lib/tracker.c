@@ -948,6 +948,8 @@ static void tracker_free(ctx_tracker *t)
 ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_options *o,
                             ctx_tracker **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	size_t idlen;
 	ctx_status st;
 	if (!s || !out)
@@ -996,6 +998,8 @@ ctx_status ctx_tracker_open(ctx_store *s, const char *id, const ctx_tracker_opti
 
 void ctx_tracker_close(ctx_tracker *t)
 {
+	if (t && store_inherited(t->store))
+		return; /* (fork.c: its timer is the parent's) */
 	if (!t)
 		return;
 	if (t->timer_running) {
@@ -1085,6 +1089,8 @@ static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held
 
 ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const void *v, size_t vlen)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
 	ctx_status st = check_edit(t, key, klen, v, vlen, true);
@@ -1098,6 +1104,8 @@ ctx_status ctx_tracker_put(ctx_tracker *t, const void *key, size_t klen, const v
 
 ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
 	ctx_status st = check_edit(t, key, klen, NULL, 0, false);
@@ -1108,6 +1116,8 @@ ctx_status ctx_tracker_del(ctx_tracker *t, const void *key, size_t klen)
 
 ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **out, size_t *outlen)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t || !out || !outlen || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker, key or output pointer");
 	pthread_mutex_lock(&t->lock);
@@ -1180,6 +1190,8 @@ static void edit_sides(const ctx_state *base, const ctx_state *cur, const edit *
 
 ctx_status ctx_tracker_refresh(ctx_tracker *t)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
 	pthread_mutex_lock(&t->lock);
@@ -1232,6 +1244,8 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 
 ctx_status ctx_tracker_sync(ctx_tracker *t, uint64_t *version_out)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL tracker");
 	return tracker_sync(t, false, version_out);
@@ -1274,6 +1288,8 @@ size_t ctx_tracker_conflicts(ctx_tracker *t, const ctx_conflict **out)
 
 ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, bool take_local)
 {
+	if (t && store_inherited(t->store))
+		return fork_refuse();
 	if (!t || (!key && klen))
 		return ctx_fail(CTX_INVALID, "NULL tracker or key");
 	pthread_mutex_lock(&t->lock);

@@ -647,6 +647,8 @@ static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, co
 static ctx_status put_or_del(ctx_store *s, const char *id, enum op_kind kind, const void *key,
                              size_t klen, const void *val, size_t vlen, uint64_t *version_out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	ctx_context *c;
 	size_t idlen;
 	ctx_status st;
@@ -694,6 +696,8 @@ ctx_status ctx_del(ctx_store *s, const char *id, const void *key, size_t klen,
 
 ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!out)
 		return ctx_fail(CTX_INVALID, "NULL output pointer");
 	ctx_context *c;
@@ -711,6 +715,8 @@ ctx_status ctx_txn_begin(ctx_store *s, const char *id, ctx_txn **out)
 
 ctx_status ctx_txn_begin_create(ctx_store *s, const char *id, ctx_txn **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	size_t idlen;
 	ctx_status st = store_check_id(s, id, &idlen);
 	if (st != CTX_OK)
@@ -822,6 +828,10 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 {
 	if (!t)
 		return ctx_fail(CTX_INVALID, "NULL transaction");
+	if (store_inherited(t->store)) {
+		ctx_txn_abort(t);
+		return fork_refuse();
+	}
 	ctx_status st;
 	if (!t->create_id)
 		store_throttle(t->store, rev_out != NULL); /* (store_create does) */

@@ -302,7 +302,8 @@ typedef struct fevent {
 struct ctx_watch {
 	feed *feed;
 	int fd;
-	atomic_uint refs; /* the handle, plus wake-ups in flight */
+	unsigned fork_gen; /* its store's (fork.c) */
+	atomic_uint refs;  /* the handle, plus wake-ups in flight */
 	bool prefix;
 	size_t idlen;
 	char *id;
@@ -1569,9 +1570,21 @@ ctx_status feed_watch_open(feed *f, const char *id, bool prefix, uint64_t from_r
 ctx_status ctx_watch_open(ctx_store *s, const char *id, bool prefix, uint64_t from_revision,
                           ctx_watch **out)
 {
+	if (s && store_inherited(s))
+		return fork_refuse();
 	if (!s)
 		return ctx_fail(CTX_INVALID, "NULL store");
-	return feed_watch_open(s->feed, id, prefix, from_revision, out);
+	ctx_status st = feed_watch_open(s->feed, id, prefix, from_revision, out);
+	if (st == CTX_OK)
+		(*out)->fork_gen = s->fork_gen;
+	return st;
+}
+
+/* Whether w was opened before this process forked (fork.c). */
+static inline bool watch_inherited(const ctx_watch *w)
+{
+	return __builtin_expect(
+	    w->fork_gen != atomic_load_explicit(&fork_generation, memory_order_relaxed), 0);
 }
 
 int ctx_watch_fd(const ctx_watch *w)
@@ -1606,6 +1619,8 @@ static ctx_event *watch_next(ctx_watch *w)
 
 ctx_status ctx_watch_next(ctx_watch *w, ctx_event **out)
 {
+	if (w && watch_inherited(w))
+		return fork_refuse();
 	if (!w || !out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
 	ctx_event *e = watch_next(w);
@@ -1626,6 +1641,8 @@ static int64_t monotonic_ms(void)
  * keeps up with busy writers finds an event pending nearly every call. */
 ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out)
 {
+	if (w && watch_inherited(w))
+		return fork_refuse();
 	if (!w || !out)
 		return ctx_fail(CTX_INVALID, "NULL watch or output");
 	int64_t deadline = -1;
@@ -1652,6 +1669,8 @@ ctx_status ctx_watch_wait(ctx_watch *w, int timeout_ms, ctx_event **out)
 
 void ctx_watch_close(ctx_watch *w)
 {
+	if (w && watch_inherited(w))
+		return; /* (fork.c: its feed is the parent's) */
 	if (!w)
 		return;
 	feed *f = w->feed;
