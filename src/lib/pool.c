@@ -82,7 +82,8 @@
  * the chunk; once no lock is held, slab_reclaim takes every class's lock,
  * unlinks the chunk from the class lists (doubly linked, O(1) a class) and
  * parks it: SLAB_KEEP (4) such chunks stay populated, so that a churn of a
- * few MiB of stores madvises nothing, and the others are given back with
+ * few MiB of stores madvises nothing, and the others are given back (since
+ * round 18 once they stayed unused for a while: DECAY below) with
  * MADV_DONTNEED (RSS drops at once; MADV_FREE would leave the pages in RSS
  * until the system runs short). A parked chunk is handed out before a new
  * one, for any class (its range stays reserved and writable; a given-back
@@ -254,9 +255,10 @@ static struct {
 } slab_free[POOL_CLASSES];
 
 /* Chunks whose blocks were all free, taken off the lists (slab_reclaim):
- * up to SLAB_KEEP kept populated, the others given back to the system
- * (MADV_DONTNEED: their range stays reserved and writable, zero when
- * touched again). Either is handed out again as a new chunk is, for any
+ * up to SLAB_KEEP kept populated for good, up to SLAB_DECAY_MAX bytes more
+ * kept until they stayed unused for SLAB_DECAY_MS (DECAY above), the
+ * others given back to the system (MADV_DONTNEED: their range stays
+ * reserved and writable, zero when touched again). Either is handed out again as a new chunk is, for any
  * class. Lock order: every class's lock (in class order), then this one. */
 #define SLAB_KEEP      4                   /* empty chunks kept populated for good: 8 MiB */
 #define SLAB_DECAY_MS  10000u              /* kept past SLAB_KEEP this long unused */
