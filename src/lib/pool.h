@@ -50,7 +50,9 @@ size_t pool_slab_given_back(void);
  * next chunks: up to 4 chunks (8 MiB) for good, and past them, up to a
  * bound (512 MiB) for as long as they stay unused for the decay time
  * (10 s), after which a process-wide thread gives them back (pool.c,
- * DECAY). 0 under ASan; for tests. */
+ * DECAY). A chunk being given back (madvise, no lock held) counts in
+ * neither this nor pool_slab_given_back for that moment. 0 under ASan;
+ * for tests. */
 size_t pool_slab_kept(void);
 
 /* Process-wide: chunks kept past the 4 kept for good are given back once
