@@ -113,7 +113,7 @@ static void test_burst_kept_reused_then_given_back(void **state)
 #ifdef T_ASAN
 	skip();
 #else
-	int n = (int)test_iters(60000, 20000); /* ~25-50 MiB of slab blocks */
+	int n = (int)test_iters(60000, 40000); /* ~22-33 MiB of slab blocks */
 	pool_slab_set_decay(LONG, BIG);
 	ctx_store *s = test_open_memory();
 	burst(s, n, 0);
