@@ -48,8 +48,8 @@
 #endif
 
 #define CHUNK ((size_t)2 << 20)
-#define FLOOR (4 * CHUNK)  /* SLAB_KEEP chunks, kept for good */
-#define LONG  600000u      /* ms: nothing decays while the test checks */
+#define FLOOR (4 * CHUNK) /* SLAB_KEEP chunks, kept for good */
+#define LONG  600000u     /* ms: nothing decays while the test checks */
 #define BIG   ((size_t)1 << 30)
 
 #ifndef T_ASAN

@@ -258,8 +258,8 @@ static struct {
  * up to SLAB_KEEP kept populated for good, up to SLAB_DECAY_MAX bytes more
  * kept until they stayed unused for SLAB_DECAY_MS (DECAY above), the
  * others given back to the system (MADV_DONTNEED: their range stays
- * reserved and writable, zero when touched again). Either is handed out again as a new chunk is, for any
- * class. Lock order: every class's lock (in class order), then this one. */
+ * reserved and writable, zero when touched again). Either is handed out again as a new chunk is,
+ * for any class. Lock order: every class's lock (in class order), then this one. */
 #define SLAB_KEEP      4                   /* empty chunks kept populated for good: 8 MiB */
 #define SLAB_DECAY_MS  10000u              /* kept past SLAB_KEEP this long unused */
 #define SLAB_DECAY_MAX ((size_t)512 << 20) /* at most this many bytes past SLAB_KEEP */
@@ -602,8 +602,8 @@ static void slab_reclaim(slab_hdr *list)
 		next = ch->next_empty;
 		pthread_mutex_lock(&slab_empty_lock);
 		bool keep = slab_nkept < SLAB_KEEP ||
-		            (slab_decay_ms && (size_t)(slab_nkept + 1 - SLAB_KEEP) * SLAB_CHUNK <=
-		                                  slab_decay_max);
+		            (slab_decay_ms &&
+		             (size_t)(slab_nkept + 1 - SLAB_KEEP) * SLAB_CHUNK <= slab_decay_max);
 		if (keep) {
 			ch->kept_ms = now;
 			slab_keep_locked(ch);
