@@ -18,6 +18,9 @@
  * - Hysteresis: an alloc/free churn smaller than the kept chunks gives no
  *   memory back and takes none back (no madvise per cycle).
  *
+ * Run with the decay of round 18 off (pool_slab_set_decay(0, 0)): round
+ * 14's give-back at once; test_r18_decay checks the decay's.
+ *
  * The RSS checks are left out under sanitizers (ASan has no slabs; TSan's
  * shadow of the freed pages stays); the pool.h ones out under ASan.
  */
@@ -238,6 +241,10 @@ static void test_small_churn_keeps_chunks(void **state)
 
 int main(void)
 {
+	/* These tests check round 14's give-back itself: past SLAB_KEEP, a
+	 * chunk emptied goes back at once, with the decay (round 18) off;
+	 * test_r18_decay checks that with it the same goes back once idle. */
+	pool_slab_set_decay(0, 0);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_store_closed_rss_given_back),
 	    cmocka_unit_test(test_pool_chunks_given_back_and_reused),

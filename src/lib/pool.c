@@ -82,7 +82,8 @@
  * the chunk; once no lock is held, slab_reclaim takes every class's lock,
  * unlinks the chunk from the class lists (doubly linked, O(1) a class) and
  * parks it: SLAB_KEEP (4) such chunks stay populated, so that a churn of a
- * few MiB of stores madvises nothing, and the others are given back with
+ * few MiB of stores madvises nothing, and the others are given back (since
+ * round 18 once they stayed unused for a while: DECAY below) with
  * MADV_DONTNEED (RSS drops at once; MADV_FREE would leave the pages in RSS
  * until the system runs short). A parked chunk is handed out before a new
  * one, for any class (its range stays reserved and writable; a given-back
@@ -96,6 +97,31 @@
  * malloc blocks: free() and malloc_usable_size must never see them (only
  * pool_free does). Under AddressSanitizer there are no slabs, so that ASan
  * and LeakSanitizer see every block as malloc's.
+ *
+ * DECAY (round 18): past the SLAB_KEEP chunks kept for good, an emptied
+ * chunk is not given back at once either: it is kept populated, stamped
+ * with the monotonic time it emptied, and given back only once it stayed
+ * unused for SLAB_DECAY_MS (10 s, jemalloc's dirty_decay_ms), as glibc's
+ * heap keeps what a process grew. A process that closes a store of
+ * hundreds of MiB and opens the next (ctxbench's cells, a server's
+ * reload) carves the next one's blocks from memory already populated,
+ * instead of faulting it in again (MADV_POPULATE_WRITE was ~6% of a
+ * create cell: docs/benchmarks.md, round 17). Kept chunks are handed out
+ * newest first (warm), and the oldest decay first: the kept list is
+ * doubly linked, pushed and taken at its head, given back from its tail.
+ * BOUND: at most SLAB_DECAY_MAX bytes (512 MiB) kept beyond the SLAB_KEEP
+ * ones; a chunk that empties past it is given back at once, as before. So
+ * a process keeps, beside what round 14 kept, at most 512 MiB for at most
+ * 10 s after the last time one of those chunks was emptied (a chunk taken
+ * and emptied again is stamped anew).
+ * Who gives them back: one process-wide thread (the stores' own threads
+ * end at ctx_close, and the memory outlives the store), started by the
+ * first chunk kept past SLAB_KEEP, sleeping until the oldest one's time is
+ * up, and ending once no chunk past SLAB_KEEP is kept: an idle process
+ * that gave its memory back has no such thread. It takes slab_empty_lock
+ * only (to unlink, never across the madvise). If it cannot be started,
+ * chunks past SLAB_KEEP are given back at once, as before. Tests change
+ * the time and the bound with pool_slab_set_decay (pool.h).
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -104,6 +130,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pool.h"
@@ -206,6 +233,8 @@ struct slab_hdr {
 	 * or by the carver, once). */
 	atomic_size_t held;
 	slab_hdr *next_empty; /* on a list of emptied, kept or bare chunks */
+	slab_hdr *prev_empty; /* the one before on the kept list (NULL: its head) */
+	uint64_t kept_ms;     /* when it was kept (monotonic ms), for the decay */
 	atomic_bool queued;   /* on a thread's list of emptied chunks */
 };
 /* The first block of a chunk is at SLAB_HDR from its start. */
@@ -226,14 +255,24 @@ static struct {
 } slab_free[POOL_CLASSES];
 
 /* Chunks whose blocks were all free, taken off the lists (slab_reclaim):
- * up to SLAB_KEEP kept populated, the others given back to the system
- * (MADV_DONTNEED: their range stays reserved and writable, zero when
- * touched again). Either is handed out again as a new chunk is, for any
- * class. Lock order: every class's lock (in class order), then this one. */
-#define SLAB_KEEP 4 /* empty chunks kept populated: 8 MiB */
+ * up to SLAB_KEEP kept populated for good, up to SLAB_DECAY_MAX bytes more
+ * kept until they stayed unused for SLAB_DECAY_MS (DECAY above), the
+ * others given back to the system (MADV_DONTNEED: their range stays
+ * reserved and writable, zero when touched again). Either is handed out again as a new chunk is,
+ * for any class. Lock order: every class's lock (in class order), then this one. */
+#define SLAB_KEEP      4                   /* empty chunks kept populated for good: 8 MiB */
+#define SLAB_DECAY_MS  10000u              /* kept past SLAB_KEEP this long unused */
+#define SLAB_DECAY_MAX ((size_t)512 << 20) /* at most this many bytes past SLAB_KEEP */
 static pthread_mutex_t slab_empty_lock = PTHREAD_MUTEX_INITIALIZER;
-static slab_hdr *slab_kept, *slab_bare;
+static slab_hdr *slab_kept, *slab_kept_tail, *slab_bare;
 static unsigned slab_nkept;
+/* The decay (DECAY above), under slab_empty_lock: its settings, whether
+ * its thread runs, and the condition it sleeps on (monotonic clock). */
+static unsigned slab_decay_ms = SLAB_DECAY_MS;
+static size_t slab_decay_max = SLAB_DECAY_MAX;
+static bool slab_decaying;
+static pthread_cond_t slab_decay_cv;
+static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
 /* The header's page is not given back: its link to the next bare chunk is
  * written right after, and would fault it in again (that fault was all of
  * slab_reclaim's own time in perf). Set by slab_init. */
@@ -272,13 +311,34 @@ static void slab_fork_done(void)
 	pthread_mutex_unlock(&slab_rest_lock);
 }
 
+/* The child has no decay thread: the next chunk kept past SLAB_KEEP starts
+ * one, on a condition made anew (the parent's thread may have waited on it). */
+static void slab_fork_child(void)
+{
+	slab_decaying = false;
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&slab_decay_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
+	pthread_mutex_unlock(&slab_empty_lock);
+	for (unsigned k = POOL_CLASSES; k-- > 0;)
+		pthread_mutex_unlock(&slab_free[k].lock);
+	pthread_mutex_unlock(&slab_rest_lock);
+}
+
 static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
 	long page = sysconf(_SC_PAGESIZE);
 	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
-	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_done) != 0)
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&slab_decay_cv, &monotonic);
+	pthread_condattr_destroy(&monotonic);
+	if (pthread_atfork(slab_fork_prepare, slab_fork_done, slab_fork_child) != 0)
 		return; /* no slabs: malloc */
 	/* The reservation counts against RLIMIT_AS like mapped memory: under a
 	 * limit, take a share of it, not 64 GiB of it (round 13). */
@@ -344,7 +404,12 @@ static bool slab_chunk(void)
 	bool bare = !e;
 	if (e) {
 		slab_kept = e->next_empty;
+		if (slab_kept)
+			slab_kept->prev_empty = NULL;
+		else
+			slab_kept_tail = NULL;
 		slab_nkept--;
+		atomic_fetch_sub_explicit(&slab_kept_bytes, SLAB_CHUNK, memory_order_relaxed);
 	} else if ((e = slab_bare)) {
 		slab_bare = e->next_empty;
 		atomic_fetch_sub_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
@@ -378,6 +443,122 @@ static bool slab_chunk(void)
 	slab_t.pop = c;
 	slab_t.end = c + SLAB_CHUNK;
 	return true;
+}
+
+static uint64_t slab_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* slab_decay_cv's clock */
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Push ch on the kept list's head (slab_empty_lock held). */
+static void slab_keep_locked(slab_hdr *ch)
+{
+	ch->prev_empty = NULL;
+	ch->next_empty = slab_kept;
+	if (slab_kept)
+		slab_kept->prev_empty = ch;
+	else
+		slab_kept_tail = ch;
+	slab_kept = ch;
+	slab_nkept++;
+	atomic_fetch_add_explicit(&slab_kept_bytes, SLAB_CHUNK, memory_order_relaxed);
+}
+
+/* Give ch's memory back and put it on the bare list (no lock held). */
+static void slab_give_back(slab_hdr *ch)
+{
+	/* Not MADV_FREE: the pages would stay in RSS until the system
+	 * runs short, where the point is that a process's footprint
+	 * shrinks when its stores do (docs/decisions.md, round 14). */
+	(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
+	pthread_mutex_lock(&slab_empty_lock);
+	ch->next_empty = slab_bare;
+	slab_bare = ch;
+	atomic_fetch_add_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
+	pthread_mutex_unlock(&slab_empty_lock);
+}
+
+/* Take the oldest kept chunk off the list if more than SLAB_KEEP are kept
+ * and its time is up at now, or (force) in any case (slab_empty_lock
+ * held); *wait_ms: how long until the oldest one's time is up. */
+static slab_hdr *slab_decayed_locked(uint64_t now, bool force, uint64_t *wait_ms)
+{
+	*wait_ms = 0;
+	if (slab_nkept <= SLAB_KEEP)
+		return NULL;
+	slab_hdr *ch = slab_kept_tail;
+	uint64_t due = ch->kept_ms + slab_decay_ms;
+	bool over = (size_t)(slab_nkept - SLAB_KEEP) * SLAB_CHUNK > slab_decay_max;
+	if (!force && !over && slab_decay_ms && now < due) {
+		*wait_ms = due - now;
+		return NULL;
+	}
+	slab_kept_tail = ch->prev_empty;
+	slab_kept_tail->next_empty = NULL; /* more than SLAB_KEEP: not the head */
+	slab_nkept--;
+	atomic_fetch_sub_explicit(&slab_kept_bytes, SLAB_CHUNK, memory_order_relaxed);
+	return ch;
+}
+
+/* The decay thread (DECAY above): gives back the chunks kept past
+ * SLAB_KEEP as their time is up, and ends when none is left. */
+static void *slab_decay_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "ctx-decay");
+	pthread_mutex_lock(&slab_empty_lock);
+	for (;;) {
+		uint64_t wait_ms;
+		slab_hdr *ch = slab_decayed_locked(slab_now_ms(), false, &wait_ms);
+		if (ch) {
+			pthread_mutex_unlock(&slab_empty_lock);
+			slab_give_back(ch);
+			pthread_mutex_lock(&slab_empty_lock);
+			continue;
+		}
+		if (!wait_ms)
+			break; /* SLAB_KEEP or fewer kept */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += (time_t)(wait_ms / 1000);
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&slab_decay_cv, &slab_empty_lock, &until);
+	}
+	slab_decaying = false;
+	pthread_mutex_unlock(&slab_empty_lock);
+	return NULL;
+}
+
+/* Start the decay thread (slab_decaying was set by the caller); if it
+ * cannot be, give back what is kept past SLAB_KEEP now. */
+static void slab_decay_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = pthread_attr_init(&attr) == 0;
+	if (ok) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+		ok = pthread_create(&t, &attr, slab_decay_main, NULL) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (ok)
+		return;
+	pthread_mutex_lock(&slab_empty_lock);
+	uint64_t wait_ms;
+	for (slab_hdr *ch; (ch = slab_decayed_locked(0, true, &wait_ms));) {
+		pthread_mutex_unlock(&slab_empty_lock);
+		slab_give_back(ch);
+		pthread_mutex_lock(&slab_empty_lock);
+	}
+	slab_decaying = false;
+	pthread_mutex_unlock(&slab_empty_lock);
 }
 
 /* Take the emptied chunks of list (linked by next_empty, each queued by
@@ -418,28 +599,28 @@ static void slab_reclaim(slab_hdr *list)
 	}
 	for (unsigned k = POOL_CLASSES; k-- > 0;)
 		pthread_mutex_unlock(&slab_free[k].lock);
+	if (!dead)
+		return;
+	uint64_t now = slab_now_ms();
+	bool start = false;
 	for (slab_hdr *ch = dead, *next; ch; ch = next) {
 		next = ch->next_empty;
 		pthread_mutex_lock(&slab_empty_lock);
-		bool keep = slab_nkept < SLAB_KEEP;
+		bool keep = slab_nkept < SLAB_KEEP ||
+		            (slab_decay_ms &&
+		             (size_t)(slab_nkept + 1 - SLAB_KEEP) * SLAB_CHUNK <= slab_decay_max);
 		if (keep) {
-			ch->next_empty = slab_kept;
-			slab_kept = ch;
-			slab_nkept++;
+			ch->kept_ms = now;
+			slab_keep_locked(ch);
+			if (slab_nkept > SLAB_KEEP && !slab_decaying)
+				start = slab_decaying = true;
 		}
 		pthread_mutex_unlock(&slab_empty_lock);
-		if (keep)
-			continue;
-		/* Not MADV_FREE: the pages would stay in RSS until the system
-		 * runs short, where the point is that a process's footprint
-		 * shrinks when its stores do (docs/decisions.md, round 14). */
-		(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
-		pthread_mutex_lock(&slab_empty_lock);
-		ch->next_empty = slab_bare;
-		slab_bare = ch;
-		atomic_fetch_add_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
-		pthread_mutex_unlock(&slab_empty_lock);
+		if (!keep)
+			slab_give_back(ch);
 	}
+	if (start)
+		slab_decay_start();
 }
 
 /* Subtract bytes from ch's held bytes; an emptied chunk goes on *emptied
@@ -767,6 +948,37 @@ size_t pool_slab_given_back(void)
 	return atomic_load(&slab_bare_bytes);
 #else
 	return 0;
+#endif
+}
+
+size_t pool_slab_kept(void)
+{
+#ifdef POOL_SLAB
+	return atomic_load(&slab_kept_bytes);
+#else
+	return 0;
+#endif
+}
+
+void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes)
+{
+#ifdef POOL_SLAB
+	pthread_mutex_lock(&slab_empty_lock);
+	slab_decay_ms = decay_ms;
+	slab_decay_max = max_bytes;
+	/* What is now past the bound or out of time goes back here; the
+	 * thread then sleeps for the new time. */
+	uint64_t now = slab_now_ms(), wait_ms;
+	for (slab_hdr *ch; (ch = slab_decayed_locked(now, false, &wait_ms));) {
+		pthread_mutex_unlock(&slab_empty_lock);
+		slab_give_back(ch);
+		pthread_mutex_lock(&slab_empty_lock);
+	}
+	if (slab_decaying)
+		pthread_cond_signal(&slab_decay_cv);
+	pthread_mutex_unlock(&slab_empty_lock);
+#else
+	(void)decay_ms, (void)max_bytes;
 #endif
 }
 

@@ -46,6 +46,22 @@ size_t pool_slab_bytes(void);
  * populated for the next (pool.c). 0 under ASan; for tests. */
 size_t pool_slab_given_back(void);
 
+/* Bytes of emptied slab chunks kept populated (not given back) for the
+ * next chunks: up to 4 chunks (8 MiB) for good, and past them, up to a
+ * bound (512 MiB) for as long as they stay unused for the decay time
+ * (10 s), after which a process-wide thread gives them back (pool.c,
+ * DECAY). A chunk being given back (madvise, no lock held) counts in
+ * neither this nor pool_slab_given_back for that moment. 0 under ASan;
+ * for tests. */
+size_t pool_slab_kept(void);
+
+/* Process-wide: chunks kept past the 4 kept for good are given back once
+ * unused for decay_ms (0: at once, as before round 18), and at most
+ * max_bytes of them are kept. Defaults 10,000 ms and 512 MiB. For tests
+ * (a lower bound takes effect at once; a shorter time once the decay
+ * thread looks again, which the call makes it do). */
+void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes);
+
 /* Process-wide: with on false, pool_alloc takes no new block from a slab
  * (blocks already carved are still reused from the caches and shared
  * lists). Default on. For tests that count the heap with mallinfo2, which
