@@ -42,6 +42,9 @@
  *   the child's first ctx_open starts the child's worker (a child that
  *   only execs or exits starts no thread). ThreadSanitizer kills a child of
  *   a threaded process that starts a thread unless die_after_fork=0.
+ *   Do not fork inside a ctx_get_each callback (a read-side section, which
+ *   must not block anyway): the fork's pause of the call_rcu worker may
+ *   wait for a grace period that section holds back.
  *
  * ERRORS
  *   Every fallible function returns a ctx_status. On failure nothing has
