@@ -86,7 +86,6 @@ struct client {
 	client *rnext;         /* loop's ready list (net.c, on_read) */
 	bool ready;            /* on the loop's ready list         */
 	bool pending;          /* read input not yet run (ready list) */
-	client *fnext;         /* on_ready_check's flush list (net.c) */
 	client *pnext, *pprev; /* loop's parked list               */
 	bool parked;
 	client *gnext, *gprev; /* srv registry (under reg_lock)    */

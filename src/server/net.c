@@ -173,7 +173,7 @@ uint64_t now_us(void)
 
 static void client_flush(client *c);
 static void process_input(client *c);
-static void run_input(client *c, bool prefetch, bool flush);
+static void run_input(client *c, bool prefetch);
 static void maybe_finish(loop *lp);
 
 /* ---- output: replies ------------------------------------------------------------ */
@@ -1802,7 +1802,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		if (c->pending) { /* what came before the end: run it first */
 			c->pending = false;
-			run_input(c, true, true);
+			run_input(c, true);
 			if (c->closing)
 				return;
 		}
@@ -1829,7 +1829,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->lp->ready = c;
 	}
 #else
-	run_input(c, true, true);
+	run_input(c, true);
 #endif
 }
 
@@ -1837,7 +1837,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
  * the query buffer limit, stop reading while blocked, send the replies.
  * prefetch: process_input prefetches the keys of its own requests (not
  * done already with other clients' by on_ready_check). */
-static void run_input(client *c, bool prefetch, bool flush)
+static void run_input(client *c, bool prefetch)
 {
 	if (prefetch)
 		prefetch_keys(c);
@@ -1858,8 +1858,7 @@ static void run_input(client *c, bool prefetch, bool flush)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
 	}
-	if (flush)
-		client_flush(c);
+	client_flush(c);
 }
 
 /* The check phase, right after the poll phase: run the inputs that its
@@ -1890,7 +1889,7 @@ static void on_ready_check(uv_check_t *h)
 	bool inline_sync = srv.cfg.sync_inline && srv.cfg.durability == CTX_DURABILITY_ALWAYS;
 	if (inline_sync)
 		ctx_flush_defer(srv.store, true);
-	client *next, *flush = NULL, **ftail = &flush;
+	client *next;
 	for (client *c = list; c; c = next) {
 		next = c->rnext;
 		own = own || c == rest;
@@ -1898,18 +1897,8 @@ static void on_ready_check(uv_check_t *h)
 		c->ready = false;
 		bool pending = c->pending;
 		c->pending = false;
-		if (pending && !c->closing) {
-			run_input(c, own, false);
-			*ftail = c;
-			ftail = &c->fnext;
-		}
-	}
-	/* The replies of the turn go out together, after every request of it
-	 * ran: the clients' wake-ups then find more replies each. */
-	for (client *c = flush; c; c = next) {
-		next = c->fnext;
-		c->fnext = NULL;
-		client_flush(c);
+		if (pending && !c->closing)
+			run_input(c, own);
 	}
 	if (inline_sync) {
 		ctx_flush_defer(srv.store, false);
