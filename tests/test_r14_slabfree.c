@@ -170,12 +170,6 @@ static void *free_all(void *arg)
 	return NULL;
 }
 
-static void run(void *(*fn)(void *))
-{
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
-	assert_int_equal(pthread_join(t, NULL), 0);
-}
 #endif
 
 /* Blocks of every class allocated by one thread and freed by another: the
@@ -188,9 +182,9 @@ static void test_pool_chunks_given_back_and_reused(void **state)
 	skip();
 #else
 	reset_failures();
-	run(alloc_all);
+	test_run_thread(alloc_all);
 	size_t range = pool_slab_bytes(), back = pool_slab_given_back();
-	run(free_all);
+	test_run_thread(free_all);
 	assert_no_thread_failures();
 	size_t back_freed = pool_slab_given_back();
 	print_message("range %zu KiB, given back %zu -> %zu KiB\n", range >> 10, back >> 10,
@@ -198,11 +192,11 @@ static void test_pool_chunks_given_back_and_reused(void **state)
 	/* ~19 MiB in ~10 chunks: all but the 4 kept and the rest passed on. */
 	assert_true(back_freed >= back + 4 * CHUNK);
 
-	run(alloc_all);
+	test_run_thread(alloc_all);
 	assert_no_thread_failures();
 	assert_true(pool_slab_bytes() <= range + CHUNK); /* the bare chunks first */
 	assert_true(pool_slab_given_back() < back_freed);
-	run(free_all);
+	test_run_thread(free_all);
 	assert_no_thread_failures();
 #endif
 }

@@ -178,12 +178,6 @@ static void *free_all(void *arg)
 	return NULL;
 }
 
-static void run(void *(*fn)(void *))
-{
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
-	assert_int_equal(pthread_join(t, NULL), 0);
-}
 #endif
 
 /* At most the bound is kept past the 4 chunks; a lower bound applies at once. */
@@ -195,9 +189,9 @@ static void test_kept_bytes_bounded(void **state)
 #else
 	reset_failures();
 	pool_slab_set_decay(LONG, 3 * CHUNK);
-	run(alloc_all); /* takes the bare chunks of the test before first */
+	test_run_thread(alloc_all); /* takes the bare chunks of the test before first */
 	size_t back = pool_slab_given_back();
-	run(free_all);
+	test_run_thread(free_all);
 	assert_no_thread_failures();
 	size_t kept = pool_slab_kept(), gone = pool_slab_given_back() - back;
 	print_message("kept %zu KiB, given back %zu KiB\n", kept >> 10, gone >> 10);
@@ -216,10 +210,10 @@ static void test_kept_bytes_bounded(void **state)
 
 	/* Reused: the same burst again takes the kept and bare chunks. */
 	size_t range = pool_slab_bytes();
-	run(alloc_all);
+	test_run_thread(alloc_all);
 	assert_true(pool_slab_bytes() <= range + CHUNK);
 	assert_true(pool_slab_kept() < FLOOR);
-	run(free_all);
+	test_run_thread(free_all);
 	assert_no_thread_failures();
 	assert_true(pool_slab_kept() <= FLOOR + CHUNK);
 	pool_slab_set_decay(LONG, BIG);

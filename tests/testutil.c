@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <signal.h>
@@ -444,6 +445,13 @@ uint64_t test_durable(ctx_store *s)
 	uint64_t d = 0;
 	assert_int_equal(ctx_durable_revision(s, &d), CTX_OK);
 	return d;
+}
+
+void test_run_thread(void *(*fn)(void *))
+{
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
 }
 
 void test_wait_durable(ctx_store *s)

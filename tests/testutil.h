@@ -135,6 +135,11 @@ ctx_store *test_open_always(const char *dir, size_t prealloc);
  * it fails). */
 uint64_t test_durable(ctx_store *s);
 
+/* Run fn(NULL) on a new thread and wait for it (the test fails if the
+ * thread cannot be made or joined): for what must happen on a thread of
+ * its own, such as a block cache or a slab chunk left at its exit. */
+void test_run_thread(void *(*fn)(void *));
+
 /* Waits (10 s at most) until every revision handed out so far is durable:
  * the log's background writes are done, e.g. before injecting a fault that
  * only the next call should meet. */
