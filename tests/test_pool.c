@@ -23,13 +23,6 @@
 #include "pool.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
 #ifdef T_ASAN
 #include <sanitizer/asan_interface.h>
 #endif

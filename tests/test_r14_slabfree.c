@@ -33,20 +33,6 @@
 #include "pool.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
 
 #define NCTX  30000 /* contexts of KEYS keys: 300,000 keys */
 #define KEYS  10

@@ -32,20 +32,6 @@
 #include "pool.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
 
 #define CHUNK ((size_t)2 << 20)
 #define FLOOR (4 * CHUNK) /* SLAB_KEEP chunks, kept for good */

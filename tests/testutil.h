@@ -57,6 +57,23 @@ void assert_no_thread_failures(void);
 			              ctx_last_error());                                           \
 	} while (0)
 
+/* T_ASAN / T_TSAN: defined to 1 in an AddressSanitizer / ThreadSanitizer
+ * build (gcc's and clang's ways of saying so). */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+
 /* 1 in a normal build, larger in sanitizer builds (ASan 2, TSan 4): divide
  * stress iteration counts by it so that every build finishes in a
  * few seconds. */
