@@ -181,6 +181,15 @@ static inline long long info_int(redisContext *c, const char *section, const cha
 	return x;
 }
 
+/* Wait (no deadline but the test's timeout) until INFO's connected_clients
+ * is n: a client's close, su_start's readiness probe's too, reaches the
+ * server some time after the client returns from it. */
+static inline void wait_connected(redisContext *c, long long n)
+{
+	while (info_int(c, "clients", "connected_clients") != n)
+		usleep(10000);
+}
+
 /* Whether a client with this name is in CLIENT LIST. */
 static inline bool client_listed(redisContext *c, const char *name)
 {

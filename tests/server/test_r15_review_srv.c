@@ -182,12 +182,6 @@ static size_t open_fds(pid_t pid)
 	return n;
 }
 
-static void wait_connected(redisContext *admin, long long n)
-{
-	while (info_int(admin, "clients", "connected_clients") != n)
-		usleep(10000);
-}
-
 static long loop_sum(redisContext *admin)
 {
 	char *v = info_field(admin, "clients", "loop_clients");
