@@ -241,8 +241,8 @@ void ctx_options_init(ctx_options *o);
  * (stderr says so). See docs/file-format.md, "Recovery".
  * Errors: CTX_INVALID (out NULL, a limit out of range, durability NONE with a
  * dir but without unsafe_no_sync), CTX_IO (the directory cannot be created or
- * read, or another process holds it: "locked"; a torn tail cannot be cut;
- * errno is kept), CTX_CORRUPT (damage in data that was synced, which
+ * read, or another process or open store holds it: errno EWOULDBLOCK and
+ * "locked" in the message; a torn tail cannot be cut; errno is kept), CTX_CORRUPT (damage in data that was synced, which
  * recovery must not skip: ctx_last_error names file and offset), CTX_NOMEM. */
 ctx_status ctx_open(const ctx_options *o, ctx_store **out);
 
@@ -322,7 +322,8 @@ typedef struct ctx_verify_report {
  * changing anything (a torn tail is counted, not cut, nor kept aside; the
  * message says what an open would do). Fills *report (if not
  * NULL). Returns CTX_OK if recovery would succeed, CTX_CORRUPT (message names
- * file and offset), CTX_IO (unreadable, or locked by an open store),
+ * file and offset), CTX_IO (unreadable; or locked by an open store: errno
+ * EWOULDBLOCK),
  * CTX_INVALID (dir NULL), CTX_NOMEM. */
 ctx_status ctx_verify(const char *dir, ctx_verify_report *report);
 

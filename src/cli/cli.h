@@ -43,13 +43,19 @@ enum cli_opt {
 	OPT_REPLACE = 1 << 10,   /* --replace          */
 	OPT_NO_RESUME = 1 << 11, /* --no-resume        */
 	OPT_DIR = 1 << 12,       /* --dir DIR          */
+	OPT_TIMEOUT = 1 << 13,   /* --timeout SECONDS  */
 };
+
+/* --timeout: seconds to wait to connect and for each reply (0: no limit). */
+#define CLI_TIMEOUT_DEFAULT 60
+#define CLI_TIMEOUT_MAX     1000000
 
 typedef struct cli {
 	/* connection (global) */
 	const char *host;
 	int port;
 	const char *password;
+	uint64_t timeout; /* seconds to wait for connect and each reply; 0: no limit */
 	/* given options (OPT_* bits) and their values */
 	unsigned given;
 	bool json;

@@ -101,7 +101,8 @@ static const command *find_command(const char *name)
 
 static void usage_main(FILE *f)
 {
-	fputs("usage: ctx [-h HOST] [-p PORT] [-a PASSWORD] [-u URL] [--json] COMMAND [ARGS]\n"
+	fputs("usage: ctx [-h HOST] [-p PORT] [-a PASSWORD] [-u URL] [--timeout S] [--json] COMMAND "
+	      "[ARGS]\n"
 	      "\n"
 	      "Talks to ctxd (default 127.0.0.1:7379), or works offline on a data directory.\n"
 	      "  -h HOST       server host (default 127.0.0.1)\n"
@@ -109,6 +110,8 @@ static void usage_main(FILE *f)
 	      "  -a PASSWORD   password (AUTH)\n"
 	      "  -u URL        ctx://[:PASSWORD@]HOST[:PORT] or "
 	      "redis://[[USER]:PASSWORD@]HOST[:PORT]\n"
+	      "  --timeout S   wait at most S seconds to connect and for each reply (default 60;\n"
+	      "                0: no limit; watch waits for events without limit)\n"
 	      "  --json        one JSON document for scripts (watch: JSON Lines)\n"
 	      "  --help        this help; ctx COMMAND --help for one command\n"
 	      "\ncommands:\n",
@@ -148,6 +151,7 @@ static const option options[] = {
     {"--replace", OPT_REPLACE, false},
     {"--no-resume", OPT_NO_RESUME, false},
     {"--dir", OPT_DIR, true},
+    {"--timeout", OPT_TIMEOUT, true},
 };
 
 static bool number_option(const char *name, const char *v, uint64_t *out)
@@ -177,6 +181,10 @@ static bool set_option(cli *c, const option *o, const char *v)
 		return number_option(o->name, v, &c->limit);
 	case OPT_FROM:
 		return number_option(o->name, v, &c->from);
+	case OPT_TIMEOUT:
+		return number_option(o->name, v, &c->timeout) &&
+		       (c->timeout <= CLI_TIMEOUT_MAX ||
+		        (cli_error("--timeout: at most %d seconds", CLI_TIMEOUT_MAX), false));
 	case OPT_LABEL:
 		c->label = v;
 		return true;
@@ -307,7 +315,7 @@ static int parse(cli *c, int argc, char **argv, bool *help)
 
 static int check_command(cli *c, const command *cmd)
 {
-	unsigned extra = c->given & ~(cmd->opts | OPT_JSON);
+	unsigned extra = c->given & ~(cmd->opts | OPT_JSON | OPT_TIMEOUT);
 	if (extra) {
 		for (size_t k = 0; k < sizeof(options) / sizeof(options[0]); k++)
 			if (extra & options[k].bit) {
@@ -331,6 +339,7 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.host = "127.0.0.1";
 	c.port = 7379;
+	c.timeout = CLI_TIMEOUT_DEFAULT;
 	bool help = false;
 	int rc = parse(&c, argc, argv, &help);
 	const command *cmd = c.command ? find_command(c.command) : NULL;

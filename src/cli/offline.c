@@ -61,16 +61,14 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= k && memcmp(s + n - k, suffix, k) == 0;
 }
 
-/* Whether a failure message is the one ctx_open or ctx_verify gives for a
- * directory locked by a store ("DIR is locked by another process or store
- * (...)", "DIR is in use by an open store"). Only those phrases: the message
- * of any other failure names a file of the directory, and a path such as
- * /srv/blocks/ctx holds "lock" (before round 18 an I/O error there was
- * reported as "in use by another process", exit 3). */
-static bool in_use(const char *message)
+/* Whether a failure of ctx_open or ctx_verify (status s, errno e read right
+ * after the call) is the directory's lock held by a store: CTX_IO with
+ * errno EWOULDBLOCK, as ctx.h documents. Not the message's text: until
+ * round 18 any path holding "lock" (/srv/blocks/ctx) read as locked, and
+ * a long path cut the message before its phrase. */
+static bool in_use(ctx_status s, int e)
 {
-	return strstr(message, " is locked by another process or store (") ||
-	       strstr(message, " is in use by an open store");
+	return s == CTX_IO && (e == EWOULDBLOCK || e == EAGAIN);
 }
 
 /* Whether dir holds a store: a log segment or a checkpoint (every store has
@@ -116,10 +114,11 @@ static int open_store(const char *dir, bool create, ctx_store **out)
 	ctx_options_init(&o);
 	o.dir = dir;
 	ctx_status s = ctx_open(&o, out);
+	int e = errno;
 	if (s == CTX_OK)
 		return EXIT_OK;
 	const char *detail = ctx_last_error();
-	if (s == CTX_IO && in_use(detail)) {
+	if (in_use(s, e)) {
 		cli_error("%s is in use by another process (is ctxd running on it?); stop the "
 		          "server, or use the online commands (%s)",
 		          dir, detail);
@@ -190,7 +189,7 @@ int cmd_verify(cli *c)
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status s = ctx_verify(dir, &r);
-	if (s == CTX_IO && in_use(r.message)) {
+	if (in_use(s, errno)) {
 		cli_error("%s is in use by another process (is ctxd running on it?): %s; "
 		          "`ctx verify` without DIR asks the running server to check its store",
 		          dir, r.message);
@@ -283,7 +282,7 @@ int cmd_inspect(cli *c)
 	ctx_verify_report r;
 	memset(&r, 0, sizeof(r));
 	ctx_status vs = ctx_verify(dir, &r);
-	if (vs == CTX_IO && in_use(r.message)) {
+	if (in_use(vs, errno)) {
 		cli_error("%s is in use by another process (is ctxd running on it?): %s", dir,
 		          r.message);
 		return EXIT_CONNECT;

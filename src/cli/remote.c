@@ -82,9 +82,27 @@ static int error_exit(const char *err)
 	return EXIT_FAIL;
 }
 
+/* --timeout of this invocation, for the message of a reply that did not come. */
+static uint64_t reply_timeout;
+
+/* Why the connection failed: hiredis' text, or the timeout's when a read
+ * or write ran out of --timeout (the socket timeout makes it EAGAIN). */
+static const char *lost_why(const redisContext *rc)
+{
+	static char why[96];
+	if (rc->err == REDIS_ERR_IO && reply_timeout &&
+	    (strcmp(rc->errstr, strerror(EAGAIN)) == 0 ||
+	     strcmp(rc->errstr, strerror(EWOULDBLOCK)) == 0)) {
+		snprintf(why, sizeof(why), "no reply in %" PRIu64 " s (--timeout)", reply_timeout);
+		return why;
+	}
+	return rc->errstr;
+}
+
 static int connect_server(cli *c, redisContext **out)
 {
-	struct timeval tv = {5, 0};
+	/* Connecting waits 5 s at most, or less when --timeout says so. */
+	struct timeval tv = {c->timeout && c->timeout < 5 ? (time_t)c->timeout : 5, 0};
 	redisContext *rc = redisConnectWithTimeout(c->host, c->port, tv);
 	if (!rc || rc->err) {
 		cli_error("cannot connect to ctxd at %s:%d: %s", c->host, c->port,
@@ -92,11 +110,22 @@ static int connect_server(cli *c, redisContext **out)
 		redisFree(rc);
 		return EXIT_CONNECT;
 	}
+	/* Each reply within --timeout: a server that accepts and never answers
+	 * (stopped, or not ctxd) is an error, not a hang. redisConnectWithTimeout
+	 * set the connect's limit on the socket: replaced, or cleared with 0. */
+	reply_timeout = c->timeout;
+	struct timeval rtv = {(time_t)c->timeout, 0};
+	if (redisSetTimeout(rc, rtv) != REDIS_OK) {
+		cli_error("cannot set the timeout of the connection to %s:%d: %s", c->host, c->port,
+		          rc->errstr);
+		redisFree(rc);
+		return EXIT_CONNECT;
+	}
 	if (c->password) {
 		redisReply *r = redisCommand(rc, "AUTH %s", c->password);
 		if (!r || r->type == REDIS_REPLY_ERROR) {
 			cli_error("authentication failed at %s:%d: %s", c->host, c->port,
-			          r ? r->str : rc->errstr);
+			          r ? r->str : lost_why(rc));
 			freeReplyObject(r);
 			redisFree(rc);
 			return EXIT_CONNECT;
@@ -114,7 +143,7 @@ static int call(redisContext *rc, const args *a, redisReply **out)
 	*out = NULL;
 	redisReply *r = redisCommandArgv(rc, a->n, (const char **)a->v, a->len);
 	if (!r) {
-		cli_error("connection to ctxd lost: %s", rc->errstr);
+		cli_error("connection to ctxd lost: %s", lost_why(rc));
 		return EXIT_CONNECT;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {

@@ -1540,7 +1540,9 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 	char lock_path[4096];
 	snprintf(lock_path, sizeof(lock_path), "%s/LOCK", dir);
 	int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+	int locked = 0; /* flock's errno: EWOULDBLOCK, kept for the caller */
 	if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		locked = errno;
 		st = ctx_fail(CTX_IO, "%s is in use by an open store", dir);
 	} else {
 		struct stat sb;
@@ -1583,5 +1585,7 @@ ctx_status ctx_verify(const char *dir, ctx_verify_report *report)
 	ctx_close(s);
 	if (st != CTX_OK)
 		ctx_fail(st, "%s", r->message);
+	if (locked)
+		errno = locked;
 	return st;
 }
