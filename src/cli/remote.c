@@ -572,6 +572,10 @@ static int show_verify(cli *c, const redisReply *r)
 
 int cmd_verify_online(cli *c)
 {
+	/* It walks the whole store: its time grows with the store's size, so
+	 * no default limit (docs/cli.md, --timeout). */
+	if (!(c->given & OPT_TIMEOUT))
+		c->timeout = 0;
 	args a = {0};
 	arg(&a, "CTX.VERIFY");
 	return request(c, &a, is_map, show_verify);
