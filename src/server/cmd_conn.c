@@ -526,9 +526,11 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		addf(&b,
 		     "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\nmaxmemory:0\r\n"
 		     "maxmemory_policy:noeviction\r\nmem_allocator:%s\r\n"
-		     "scan_versions_held:%zu\r\nscan_versions_held_bytes:%zu\r\n%s\r\n",
+		     "scan_versions_held:%zu\r\nscan_versions_held_bytes:%zu\r\n"
+		     "mem_clients_normal:%zu\r\nmaxmemory_clients:%zu\r\n%s\r\n",
 		     rss, rss, alloc_name(), atomic_load(&srv.scan_held),
-		     atomic_load(&srv.scan_held_bytes), jemalloc);
+		     atomic_load(&srv.scan_held_bytes), atomic_load(&srv.out_bytes),
+		     atomic_load(&srv.cfg.maxmemory_clients), jemalloc);
 	}
 	if (want("persistence", argc, argv, true)) {
 		ctx_stats st;
@@ -699,6 +701,7 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	PUT("timeout", "%ld", atomic_load(&srv.cfg.timeout));
 	PUT("scan-hold-seconds", "%ld", atomic_load(&srv.cfg.scan_hold_seconds));
 	PUT("scan-hold-bytes", "%zu", atomic_load(&srv.cfg.scan_hold_bytes));
+	PUT("maxmemory-clients", "%zu", atomic_load(&srv.cfg.maxmemory_clients));
 	PUT("proto-max-bulk-len", "%zu", atomic_load(&srv.cfg.proto_max_bulk_len));
 	PUT("client-query-buffer-limit", "%zu", atomic_load(&srv.cfg.client_query_buffer_limit));
 	PUT("client-output-buffer-limit", "normal %zu %zu %ld", atomic_load(&srv.cfg.obuf_hard),
@@ -799,6 +802,15 @@ static void config_set(client *c, int argc, const arg *argv)
 				}
 				if (pass)
 					atomic_store(&srv.cfg.scan_hold_bytes, m);
+			} else if (arg_is(nm, "maxmemory-clients")) {
+				if (!arg_mem_size(v, &m) || (m != 0 && m < (1u << 20))) {
+					reply_error(c,
+					            "ERR Invalid argument for CONFIG SET "
+					            "'maxmemory-clients': 0, or at least 1mb");
+					return;
+				}
+				if (pass)
+					atomic_store(&srv.cfg.maxmemory_clients, m);
 			} else if (arg_is(nm, "proto-max-bulk-len") ||
 			           arg_is(nm, "client-query-buffer-limit")) {
 				if (!arg_mem_size(v, &m) || m < 1024) {

@@ -46,6 +46,7 @@ typedef struct server_config {
 	_Atomic size_t client_query_buffer_limit;
 	_Atomic size_t obuf_hard, obuf_soft; /* bytes, 0 = no limit        */
 	_Atomic long obuf_soft_seconds;
+	_Atomic size_t maxmemory_clients; /* all clients' output, bytes; 0 = no limit */
 	/* HSCAN versions held by unfinished scans (cmd_hash.c, hscan_tick) */
 	_Atomic long scan_hold_seconds; /* released when idle this long      */
 	_Atomic size_t scan_hold_bytes; /* past it, idle >= 1 s is released   */
@@ -108,6 +109,7 @@ struct client {
 	size_t nmarks, capmarks;
 	uint64_t replies; /* command replies completed */
 	uint64_t soft_since_us;
+	size_t out_counted; /* of its output, what srv.out_bytes counts (net.c) */
 	/* the running command */
 	uint64_t cmd_start; /* logical offset of its reply */
 	uint64_t cmd_need;  /* revision its reply waits for */
@@ -216,6 +218,7 @@ typedef struct server {
 	int nloops;
 	int listen_port; /* the port actually bound */
 	_Atomic size_t nclients;
+	_Atomic size_t out_bytes; /* every client's unsent output, to OUT_GRAIN (net.c) */
 	_Atomic uint64_t next_client_id;
 	_Atomic bool stopping;
 	uint64_t start_us;

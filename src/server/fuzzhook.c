@@ -248,6 +248,7 @@ static void hook_defaults(void)
 	cfg->obuf_hard = 256u << 20;
 	cfg->obuf_soft = 64u << 20;
 	cfg->obuf_soft_seconds = 60;
+	cfg->maxmemory_clients = (size_t)1 << 30;
 	cfg->scan_hold_seconds = 30;
 	cfg->scan_hold_bytes = 64u << 20;
 	cfg->max_args = 1024 * 1024;

@@ -86,6 +86,9 @@ static void usage(FILE *f)
 	           "                         once not continued for S seconds (default 30)\n"
 	           "  --scan-hold-bytes N    past N key and value bytes held by unfinished\n"
 	           "                         HSCANs, release those idle 1 s (default 64mb)\n"
+	           "  --maxmemory-clients N  past N bytes of all clients' unsent output,\n"
+	           "                         close those holding more than their share\n"
+	           "                         (default 1gb; 0: no limit; else >= 1mb)\n"
 	           "  --loglevel LEVEL       warning, notice (default), verbose, debug\n"
 	           "  --config FILE          redis.conf-style file: one 'name value' per line\n"
 	           "                         (port, bind, dir, durability, requirepass,\n"
@@ -93,7 +96,7 @@ static void usage(FILE *f)
 	           "                         client-query-buffer-limit,\n"
 	           "                         client-output-buffer-limit normal H S SECS, loops,\n"
 	           "                         loops-merge, sync-inline, scan-hold-seconds,\n"
-	           "                         scan-hold-bytes,\n"
+	           "                         scan-hold-bytes, maxmemory-clients,\n"
 	           "                         loglevel)\n"
 	           "  --help                 this text\n\n"
 	           "Connect with: redis-cli -p PORT\n");
@@ -144,6 +147,9 @@ static bool apply(const char *name, const char *value, const char *where)
 		cfg->scan_hold_seconds = l;
 	} else if (!strcasecmp(name, "scan-hold-bytes") && parse_mem_size(value, &m)) {
 		cfg->scan_hold_bytes = m;
+	} else if (!strcasecmp(name, "maxmemory-clients") && parse_mem_size(value, &m) &&
+	           (m == 0 || m >= (1u << 20))) {
+		cfg->maxmemory_clients = m;
 	} else if (!strcasecmp(name, "loops") && long_value(value, 1, 1024, &l)) {
 		cfg->loops = (int)l;
 	} else if (!strcasecmp(name, "loops-merge") &&
@@ -239,6 +245,7 @@ static void defaults(void)
 	cfg->obuf_hard = 256u << 20;
 	cfg->obuf_soft = 64u << 20;
 	cfg->obuf_soft_seconds = 60;
+	cfg->maxmemory_clients = (size_t)1 << 30;
 	cfg->scan_hold_seconds = 30;
 	cfg->scan_hold_bytes = 64u << 20;
 	cfg->max_args = 1024 * 1024;
@@ -261,6 +268,7 @@ static int parse_args(int argc, char **argv)
 	    {"timeout", required_argument, 0, 't'},
 	    {"scan-hold-seconds", required_argument, 0, 'S'},
 	    {"scan-hold-bytes", required_argument, 0, 'B'},
+	    {"maxmemory-clients", required_argument, 0, 'C'},
 	    {"loglevel", required_argument, 0, 'L'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},

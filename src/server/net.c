@@ -597,10 +597,59 @@ static bool all_sent(const client *c)
 	return c->out_head == c->out.len && c->inflight == 0 && c->nmarks == 0;
 }
 
+/* ALL CLIENTS' OUTPUT (maxmemory-clients, round 19): the per-client limits
+ * bound one client; 10 clients that never read held 1.46 GB (round 18).
+ * srv.out_bytes sums each client's pending output as of its last check,
+ * updated only once it moved OUT_GRAIN bytes from what was counted (or
+ * fell to 0), so that the small replies of clients that read take no
+ * shared atomic step: the sum is off by less than OUT_GRAIN a client.
+ * Past maxmemory-clients, a client that holds more than its share of it
+ * (the limit over the connected clients) is closed when it next adds
+ * output (or is checked): the sum is over the limit only if one holds
+ * more than the average, and a client that stopped growing is no danger.
+ * So the output held stays within the limit, plus OUT_GRAIN and one
+ * pipeline's turn a client. Redis 7's maxmemory-clients evicts the
+ * largest clients the same way (off by default there). */
+#define OUT_GRAIN ((size_t)16 << 10)
+
+static void out_count(client *c, size_t pend)
+{
+	size_t was = c->out_counted;
+	if (pend == was || (pend && (pend > was ? pend - was : was - pend) < OUT_GRAIN))
+		return;
+	if (pend > was)
+		atomic_fetch_add_explicit(&srv.out_bytes, pend - was, memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&srv.out_bytes, was - pend, memory_order_relaxed);
+	c->out_counted = pend;
+}
+
+/* Whether the clients' output is over maxmemory-clients and c holds more
+ * than its share of it (then it is closed). */
+static bool out_over_share(const client *c, size_t pend, size_t *total, size_t *limit)
+{
+	*limit = atomic_load_explicit(&srv.cfg.maxmemory_clients, memory_order_relaxed);
+	if (!*limit || pend < OUT_GRAIN)
+		return false;
+	*total = atomic_load_explicit(&srv.out_bytes, memory_order_relaxed);
+	size_t n = atomic_load_explicit(&srv.nclients, memory_order_relaxed);
+	return *total > *limit && pend > *limit / (n ? n : 1);
+}
+
 /* Apply the output limits; false if the client was closed. */
 static bool obuf_check(client *c)
 {
 	size_t pend = pending_out(c);
+	out_count(c, pend);
+	size_t total, limit;
+	if (out_over_share(c, pend, &total, &limit)) {
+		server_log('W',
+		           "client id=%llu addr=%s closed: %zu output bytes pending while all "
+		           "clients' output (%zu) is over maxmemory-clients %zu",
+		           (unsigned long long)c->id, c->addr, pend, total, limit);
+		client_close(c);
+		return false;
+	}
 	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
 	size_t soft = atomic_load_explicit(&srv.cfg.obuf_soft, memory_order_relaxed);
 	long secs = atomic_load_explicit(&srv.cfg.obuf_soft_seconds, memory_order_relaxed);
@@ -633,7 +682,8 @@ static bool obuf_check(client *c)
 bool client_output_over(const client *c)
 {
 	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
-	return hard && pending_out(c) > hard;
+	size_t pend = pending_out(c), total, limit;
+	return (hard && pend > hard) || out_over_share(c, pend, &total, &limit);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -644,6 +694,7 @@ static void on_write(uv_write_t *req, int status)
 	free(w);
 	if (c->closing)
 		return;
+	out_count(c, pending_out(c));
 	if (status < 0) {
 		client_close(c);
 		return;
@@ -1086,6 +1137,10 @@ void client_close(client *c)
 		return;
 	c->closing = true;
 	loop *lp = c->lp;
+	/* Its output is freed with it (pending writes are cancelled). */
+	if (c->out_counted)
+		atomic_fetch_sub_explicit(&srv.out_bytes, c->out_counted, memory_order_relaxed);
+	c->out_counted = 0;
 	atomic_fetch_sub(&srv.nclients, 1);
 	atomic_fetch_sub(&lp->assigned, 1);
 	lp->nclients--;

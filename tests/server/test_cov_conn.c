@@ -246,7 +246,8 @@ static void test_config_get_set(void **state)
 	redisContext *c = hconn(srv);
 	redisReply *r = cmd(c, "CONFIG GET *");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2 * 21); /* round 16: scan-hold-seconds, scan-hold-bytes, sync-inline */
+	assert_int_equal(r->elements, 2 * 22); /* round 16: scan-hold-seconds, scan-hold-bytes,
+	                                        sync-inline; round 19: maxmemory-clients */
 	freeReplyObject(r);
 	r = cmd(c, "CONFIG GET port PORT p*");
 	assert_int_equal(r->elements, 4); /* port, proto-max-bulk-len; each once */
