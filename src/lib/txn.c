@@ -339,7 +339,7 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 	} else {
 		/* The history chain holds next until a later commit cuts it,
 		 * under the lock: no reference of our own is needed. */
-		hidden = context_publish_keep(c, next);
+		hidden = context_publish_locked(c, next);
 		/* Reported before the unlock while nobody records (one
 		 * compare-and-swap on the feed's quiet word, no lock): taken
 		 * under the lock, rev is reported before this thread can be
