@@ -12,7 +12,13 @@
  * 2. The feed's report names the caller's key (the leaf may go with its
  *    version while the report runs): a watch sees every put and delete
  *    with its key, the caller's buffer changed right after each call.
- * 3. An overwrite changes the map's checksum by the new leaf's content
+ * 3. A commit publishes its version under the write lock with no read-side
+ *    critical section of its own (store.c, context_publish_locked): what
+ *    it replaces cannot be freed meanwhile. Right after every put ctx_get
+ *    sees the put's version (part 1), and writers racing with drops and
+ *    creates of their context, in a memory and a batch store, either
+ *    commit or find it gone (the sanitizer builds check the memory).
+ * 4. An overwrite changes the map's checksum by the new leaf's content
  *    hash minus the old one's, with the key hashed once (hamt.c,
  *    leaf_sum_change): after every put, delete and same-value put the
  *    checksum equals the sum of the content hashes of what the version
@@ -21,10 +27,12 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +223,85 @@ static void test_report_names_key(void **state)
 	ctx_close(s);
 }
 
+/* Writers and a dropper of one context. */
+typedef struct race {
+	ctx_store *s;
+	long iters;
+	atomic_bool stop;
+	atomic_long commits;
+} race;
+
+static void *race_writer(void *arg)
+{
+	race *r = arg;
+	char key[8];
+	uint64_t rng = (uint64_t)(uintptr_t)&key;
+	while (!atomic_load(&r->stop)) {
+		snprintf(key, sizeof(key), "k%u", (unsigned)test_rand_below(&rng, 8));
+		uint64_t version = 0;
+		ctx_status st = ctx_put(r->s, "d", key, strlen(key), "value", 5, &version);
+		if (st == CTX_OK) {
+			if (version < 1)
+				t_fail(__LINE__, "version", (long long)version);
+			atomic_fetch_add(&r->commits, 1);
+		} else if (st != CTX_NOT_FOUND) {
+			t_fail(__LINE__, "put", st);
+		}
+	}
+	return NULL;
+}
+
+static void race_on(ctx_store *s)
+{
+	race r = {.s = s, .iters = test_iters(600, 50)};
+	atomic_init(&r.stop, false);
+	atomic_init(&r.commits, 0);
+	reset_failures();
+	pthread_t w[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&w[i], NULL, race_writer, &r), 0);
+	for (long i = 0; i < r.iters; i++) {
+		ctx_status st = ctx_create(s, "d");
+		assert_true(st == CTX_OK || st == CTX_EXISTS);
+		sched_yield();
+		st = ctx_drop(s, "d");
+		assert_true(st == CTX_OK || st == CTX_NOT_FOUND);
+	}
+	/* The context stays: the writers' next puts commit. */
+	assert_int_equal(ctx_create(s, "d"), CTX_OK);
+	long before = atomic_load(&r.commits);
+	double until = test_now() + 60;
+	while (atomic_load(&r.commits) < before + 10 && test_now() < until)
+		sched_yield();
+	atomic_store(&r.stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(w[i], NULL);
+	assert_no_thread_failures();
+	assert_true(atomic_load(&r.commits) >= before + 10);
+	ctx_state *st;
+	assert_int_equal(ctx_get(s, "d", &st), CTX_OK);
+	assert_true(st->version >= 2);
+	ctx_state_release(st);
+}
+
+static void test_publish_drop_race(void **state)
+{
+	(void)state;
+	ctx_store *s = test_open_memory();
+	race_on(s);
+	ctx_close(s);
+	char *dir = test_make_dir("r19_update1t");
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.durability = CTX_DURABILITY_BATCH;
+	assert_int_equal(ctx_open(&o, &s), CTX_OK);
+	race_on(s);
+	ctx_close(s);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 /* Keys that share a full hash: overwrites inside collision nodes. */
 static uint64_t one_hash(const void *key, size_t klen, uint64_t hash)
 {
@@ -258,6 +345,7 @@ int main(void)
 	    cmocka_unit_test(test_put_leaf_refs_held),
 	    cmocka_unit_test(test_put_expired),
 	    cmocka_unit_test(test_report_names_key),
+	    cmocka_unit_test(test_publish_drop_race),
 	    cmocka_unit_test(test_sum_collisions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
