@@ -723,27 +723,55 @@ void context_publish_ref(ctx_context *c, ctx_state *st)
 	ctx_state_release(context_publish_keep(c, st));
 }
 
-ctx_state *context_publish_keep(ctx_context *c, ctx_state *st)
+/* Make st visible unless a version as new is (then false: st is left to
+ * the caller); *cur gets the version it replaced. The caller keeps that
+ * version's struct from being freed while this reads it. */
+static bool publish_swap(ctx_context *c, ctx_state *st, ctx_state **cur)
 {
-	ctx_rcu_read_lock();
-	ctx_state *cur = atomic_load(&c->visible);
+	*cur = atomic_load(&c->visible);
 	for (;;) {
-		if (cur ? cur->version >= st->version : atomic_load(&c->gone)) {
-			ctx_rcu_read_unlock();
-			ctx_state_release(st);
-			return NULL;
-		}
-		if (atomic_compare_exchange_weak(&c->visible, &cur, st))
+		if (*cur ? (*cur)->version >= st->version : atomic_load(&c->gone))
+			return false;
+		if (atomic_compare_exchange_weak(&c->visible, cur, st))
 			break;
 	}
 	atomic_store_explicit(&c->root_hint, (uintptr_t)st->data.root, memory_order_relaxed);
-	ctx_rcu_read_unlock();
+	return true;
+}
+
+/* What follows the swap: the replaced version's hiding, and a drop that
+ * raced with a publish into an empty slot undone. */
+static ctx_state *publish_done(ctx_context *c, ctx_state *cur)
+{
 	if (cur)
 		state_note_hidden(cur);
 	/* A drop that raced with a publish into an empty slot: undo it. */
 	if (atomic_load(&c->gone))
 		ctx_state_release(atomic_exchange(&c->visible, NULL));
 	return cur;
+}
+
+ctx_state *context_publish_locked(ctx_context *c, ctx_state *st)
+{
+	ctx_state *cur;
+	if (!publish_swap(c, st, &cur)) {
+		ctx_state_release(st);
+		return NULL;
+	}
+	return publish_done(c, cur);
+}
+
+ctx_state *context_publish_keep(ctx_context *c, ctx_state *st)
+{
+	ctx_rcu_read_lock();
+	ctx_state *cur;
+	bool swapped = publish_swap(c, st, &cur);
+	ctx_rcu_read_unlock();
+	if (!swapped) {
+		ctx_state_release(st);
+		return NULL;
+	}
+	return publish_done(c, cur);
 }
 
 /* ---- the store ------------------------------------------------------------ */

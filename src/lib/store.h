@@ -579,6 +579,17 @@ void context_publish_ref(ctx_context *c, ctx_state *st);
  * release later: its release may free a batch of versions or wait for a
  * grace period (state.c), which a commit does after its unlock. */
 ctx_state *context_publish_keep(ctx_context *c, ctx_state *st);
+/* context_publish_keep for a commit that holds c's write lock in a store
+ * that does not wait for syncs (commit_finish_rev), with no read-side
+ * critical section of its own (r19-update1t: urcu-bp's read lock and
+ * unlock, two calls through the PLT and two __tls_get_addr, were ~3% of a
+ * one-key commit's instructions). The version it replaces cannot be freed
+ * meanwhile: `visible` holds a reference to it, which only a publish or a
+ * drop lets go of; in such a store every publish runs under the lock (this
+ * one), and a drop lets go of `visible` only after it decided under the
+ * lock - after this commit's unlock, as this commit checked under the lock
+ * that c was not dropped. */
+ctx_state *context_publish_locked(ctx_context *c, ctx_state *st);
 
 /* Wait until revision rev is durable, then publish st; drops the caller's
  * reference to st. CTX_IO if the log failed first (st stays invisible). */

@@ -172,9 +172,12 @@ ctx_status encode_commit(const ctx_context *c, const txn_op *ops, size_t n, uint
 /* Apply ops; *changed (if not NULL) gets the number of data keys whose
  * content each op changed (a put of the value a key already had changes
  * nothing). Summed per op, that is the number of keys changed from the base
- * only if no two data ops name one key: the caller checks (ops_distinct). */
+ * only if no two data ops name one key: the caller checks (ops_distinct).
+ * given not NULL (a commit of one op, commit_one): a put's map takes over
+ * the caller's reference to the op's leaf instead of one of its own, and
+ * *given says whether it did (else the reference is still the caller's). */
 static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
-                            bool strict_del, size_t *changed)
+                            bool strict_del, size_t *changed, bool *given)
 {
 	uint64_t edit = hamt_edit_token();
 	ctx_status st = CTX_OK;
@@ -187,12 +190,16 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 			bool diff = false;
 			l->time_us = now; /* not shared yet: only this commit holds it */
 			/* Nor its count: a plain increment, no locked operation. */
-			atomic_store_explicit(
-			    &l->refs, atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
-			    memory_order_relaxed);
+			if (!given)
+				atomic_store_explicit(
+				    &l->refs,
+				    atomic_load_explicit(&l->refs, memory_order_relaxed) + 1,
+				    memory_order_relaxed);
 			st = hamt_put(m, l, edit, &diff);
-			if (st != CTX_OK)
+			if (st != CTX_OK && !given)
 				hamt_leaf_release(l);
+			if (given)
+				*given = st == CTX_OK;
 			count += is_data && diff;
 		} else {
 			st = hamt_del(m, hamt_leaf_hash(l), hamt_leaf_key(l), hamt_leaf_klen(l),
@@ -210,7 +217,7 @@ static ctx_status apply_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n,
 ctx_status apply_txn_ops(hamt *data, hamt *meta, const txn_op *ops, size_t n, uint64_t now,
                          bool strict_del)
 {
-	return apply_ops(data, meta, ops, n, now, strict_del, NULL);
+	return apply_ops(data, meta, ops, n, now, strict_del, NULL, NULL);
 }
 
 /* Past this many ops, commit_ops counts changed keys with a diff instead of
@@ -248,6 +255,20 @@ typedef struct noref {
 	bool busy; /* out: the write lock was held, nothing done */
 	bool left; /* out: commit_lock ended the critical section */
 } noref;
+
+/* A commit of one op by ctx_put or ctx_del (commit_one): the caller's
+ * key, which the feed's report names (it outlives the call), and the
+ * caller's reference to the op's leaf, which a put hands to the new
+ * version's map. That saves the leaf's locked decrement after every
+ * ctx_put (the map used to take a reference of its own and the caller
+ * dropped its one): the leaf is the map's from then on, and may go with
+ * the version while the report runs, so the report reads the caller's
+ * key, not the leaf's. */
+typedef struct single_op {
+	const void *key;
+	size_t klen;
+	bool given; /* out: the new version's map took the leaf's reference */
+} single_op;
 
 /* The second half of every commit (transactions and restores): c's write
  * lock is held and next was built on c->head. Log it (rec: its body is
@@ -318,7 +339,7 @@ static ctx_status commit_finish_rev(ctx_context *c, ctx_state *next, log_record 
 	} else {
 		/* The history chain holds next until a later commit cuts it,
 		 * under the lock: no reference of our own is needed. */
-		hidden = context_publish_keep(c, next);
+		hidden = context_publish_locked(c, next);
 		/* Reported before the unlock while nobody records (one
 		 * compare-and-swap on the feed's quiet word, no lock): taken
 		 * under the lock, rev is reported before this thread can be
@@ -492,7 +513,7 @@ static void cut_prefetch_more(const ctx_state *cut)
  * call_rcu worker: pending_report_rcu). */
 static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64_t expected,
                              bool strict_del, uint64_t *version_out, uint64_t *rev_out, noref *nr,
-                             bool clear, bool known_distinct)
+                             bool clear, bool known_distinct, single_op *one)
 {
 	ctx_store *s = c->store;
 	ctx_status st = CTX_OK;
@@ -517,7 +538,11 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	const void **keys = n <= 8 ? key_buf : malloc(n * sizeof(*keys));
 	size_t *klens = n <= 8 ? klen_buf : malloc(n * sizeof(*klens));
 	commit_event ev = {CTX_EVENT_COMMITTED, 0, keys, klens, NULL, NULL};
-	if (keys && klens) {
+	if (one) {
+		keys[0] = one->key;
+		klens[0] = one->klen;
+		ev.nkeys = 1;
+	} else if (keys && klens) {
 		for (size_t i = 0; i < n; i++) {
 			keys[i] = hamt_leaf_key(ops[i].leaf);
 			klens[i] = hamt_leaf_klen(ops[i].leaf);
@@ -560,7 +585,7 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	hamt data = clear ? (hamt){0} : hamt_retain(&head->data);
 	hamt meta = clear ? (hamt){0} : hamt_retain(&head->meta);
 	size_t changed = 0;
-	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed);
+	st = apply_ops(&data, &meta, ops, n, now, strict_del, &changed, one ? &one->given : NULL);
 	ctx_state *next = NULL;
 	if (st == CTX_OK)
 		next = p ? state_new(c, head->version + 1, data, meta)
@@ -625,9 +650,12 @@ static ctx_status commit_one(ctx_store *s, ctx_context *c, enum op_kind kind, co
 	    (kind == OP_PUT && (st = store_check_value(s, val, vlen)) != CTX_OK))
 		return st;
 	txn_op op = {kind, hamt_leaf_new(key, klen, val, vlen)};
-	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false, true)
+	single_op one = {key, klen, false};
+	st = op.leaf ? commit_ops(c, &op, 1, 0, kind == OP_DEL, version_out, NULL, nr, false, true,
+	                          &one)
 	             : ctx_fail(CTX_NOMEM, "no memory for a %s", kind == OP_PUT ? "value" : "key");
-	hamt_leaf_release(op.leaf);
+	if (!one.given)
+		hamt_leaf_release(op.leaf);
 	return st;
 }
 
@@ -841,7 +869,7 @@ static ctx_status txn_commit(ctx_txn *t, uint64_t expected_version, uint64_t *ve
 		         : store_create(t->store, t->create_id, t->ops, t->count, rev_out);
 	else
 		st = commit_ops(t->ctx, t->ops, t->count, expected_version, false, version_out,
-		                rev_out, NULL, t->clear, t->distinct);
+		                rev_out, NULL, t->clear, t->distinct, NULL);
 	if (st == CTX_OK && t->create_id && version_out)
 		*version_out = 1;
 	if (st == CTX_CONFLICT && t->store->log && log_failed(t->store->log)) {
