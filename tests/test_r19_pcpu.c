@@ -102,6 +102,7 @@ static size_t fronts_bytes(void)
 }
 
 /* --- blocks freed on one thread reused by another on the same CPU --- */
+#ifndef T_ASAN
 
 #define REUSE_N    256
 #define REUSE_SIZE 100
@@ -176,6 +177,7 @@ static void *reuse_taker(void *arg)
 	reuse_signal(2);
 	return NULL;
 }
+#endif
 
 static void test_freed_blocks_reused_on_the_cpu(void **state)
 {
@@ -345,6 +347,7 @@ static void test_threads_exit_while_others_allocate(void **state)
 }
 
 /* --- fork with the fronts in use --- */
+#ifndef T_TSAN
 
 static void *fork_fill(void *arg)
 {
@@ -356,6 +359,7 @@ static void *fork_fill(void *arg)
 		pool_free(b[i]);
 	return NULL;
 }
+#endif
 
 static void test_fork_with_fronts(void **state)
 {

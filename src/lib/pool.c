@@ -334,11 +334,12 @@ static _Alignas(64) struct {
 	char pad[64 - sizeof(pcpu_front) % 64];
 } pcpu[PCPU_SLOTS];
 static atomic_uint pool_threads; /* threads keeping a cache (pool.counted) */
-static unsigned pcpu_min = 4;    /* the front is used past this many: 2 x CPUs */
+static atomic_uint pcpu_min = 4; /* the front is used past this many: 2 x CPUs (slab_init) */
 
 static inline bool pcpu_on(void)
 {
-	return atomic_load_explicit(&pool_threads, memory_order_relaxed) > pcpu_min;
+	return atomic_load_explicit(&pool_threads, memory_order_relaxed) >
+	       atomic_load_explicit(&pcpu_min, memory_order_relaxed);
 }
 
 static inline pcpu_front *pcpu_here(void)
@@ -410,7 +411,8 @@ static void slab_init(void)
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
 	int cpus = get_nprocs();
-	pcpu_min = cpus > 0 && cpus < 1 << 20 ? 2 * (unsigned)cpus : 4;
+	atomic_store_explicit(&pcpu_min, cpus > 0 && cpus < 1 << 20 ? 2 * (unsigned)cpus : 4,
+	                      memory_order_relaxed);
 	long page = sysconf(_SC_PAGESIZE);
 	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
 	pthread_condattr_t monotonic;
