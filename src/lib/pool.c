@@ -41,25 +41,6 @@
  * poisoned memory, and would report every block behind the first of a class
  * as leaked (the fuzz targets' leak checks run while blocks are kept).
  *
- * PER-CPU FRONT (round 19): with more threads keeping caches than twice
- * the CPUs (64 committing threads on 2 CPUs), a thread's cache is cold
- * when its next time slice comes: its blocks were last touched a whole
- * round of the other threads' slices ago (docs/benchmarks.md, round 18:
- * pool_alloc's load of the cached link). Then a thread keeps at most
- * POOL_MAG blocks a class, and moves PCPU_MOVE at a time to and from the
- * front of the CPU it runs on (sched_getcpu, from glibc's rseq area): up
- * to PCPU_CAP blocks a class and PCPU_BYTES bytes a CPU, under a spin
- * trylock of its own (a leaf: no other lock is taken under it). A failed
- * trylock, a full or an empty front falls back to what a thread does
- * without it (the shared slab lists, malloc). So the blocks freed on a
- * CPU are handed to the next thread that runs there. One locked
- * instruction per PCPU_MOVE blocks; with fewer threads the front is not
- * used at all (one relaxed load when a class holds POOL_MAG blocks or
- * none). A CPU's front keeps its blocks past the threads that freed them
- * (at most PCPU_SLOTS x PCPU_BYTES in all, one front per CPU used);
- * pool_trim (ctx_close) gives every front's blocks back. Not under
- * AddressSanitizer (no slabs there either).
- *
  * NOT IN THE CALL_RCU WORKER: the worker frees versions (reclaim.c, and
  * state batches of threads that could not wait) and allocates no node, leaf
  * or version, so a cache there would only hold up to POOL_BYTES until the
@@ -143,8 +124,6 @@
  * the time and the bound with pool_slab_set_decay (pool.h).
  */
 #include <malloc.h>
-#include <sched.h>
-#include <sys/sysinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -176,7 +155,6 @@
 #define POOL_CLASSES 16           /* chunks of 32 to 272 bytes */
 #define POOL_CAP     576          /* blocks per class: a burst of released versions */
 #define POOL_BYTES   (128u << 10) /* bytes per thread */
-#define POOL_MAG     32           /* blocks per class while the per-CPU front is on */
 
 typedef struct block {
 	struct block *next;
@@ -189,7 +167,6 @@ static _Thread_local struct {
 	bool allocs; /* pool_alloc was called: a thread that only frees keeps nothing */
 	bool keyed;  /* the exit destructor is set */
 	bool off;    /* exited, no key, or bypassed: pool_free frees */
-	bool counted; /* counted in pool_threads */
 } pool;
 
 static inline size_t class_usable(unsigned k)
@@ -317,54 +294,6 @@ static _Thread_local struct {
 	char *at, *pop, *end;
 } slab_t;
 
-/* The per-CPU front (PER-CPU FRONT above). */
-#define PCPU_SLOTS 64           /* fronts; CPU c uses c % PCPU_SLOTS */
-#define PCPU_CAP   576          /* blocks per class a front */
-#define PCPU_BYTES (128u << 10) /* bytes a front */
-#define PCPU_MOVE  16           /* blocks moved at once */
-
-typedef struct {
-	atomic_int lock;
-	uint16_t n[POOL_CLASSES];
-	block *head[POOL_CLASSES];
-	atomic_size_t bytes; /* changed under lock; read without it as a hint */
-} pcpu_front;
-static _Alignas(64) struct {
-	pcpu_front f;
-	char pad[64 - sizeof(pcpu_front) % 64];
-} pcpu[PCPU_SLOTS];
-static atomic_uint pool_threads; /* threads keeping a cache (pool.counted) */
-static atomic_uint pcpu_min = 4; /* the front is used past this many: 2 x CPUs (slab_init) */
-
-static inline bool pcpu_on(void)
-{
-	return atomic_load_explicit(&pool_threads, memory_order_relaxed) >
-	       atomic_load_explicit(&pcpu_min, memory_order_relaxed);
-}
-
-static inline pcpu_front *pcpu_here(void)
-{
-	int c = sched_getcpu();
-	return &pcpu[c > 0 ? (unsigned)c % PCPU_SLOTS : 0].f;
-}
-
-static inline bool pcpu_trylock(pcpu_front *f)
-{
-	return !atomic_load_explicit(&f->lock, memory_order_relaxed) &&
-	       !atomic_exchange_explicit(&f->lock, 1, memory_order_acquire);
-}
-
-static void pcpu_lock(pcpu_front *f)
-{
-	while (!pcpu_trylock(f))
-		sched_yield();
-}
-
-static inline void pcpu_unlock(pcpu_front *f)
-{
-	atomic_store_explicit(&f->lock, 0, memory_order_release);
-}
-
 /* fork: no lock held by another thread is copied into the child locked. */
 static void slab_fork_prepare(void)
 {
@@ -372,14 +301,10 @@ static void slab_fork_prepare(void)
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_lock(&slab_free[k].lock);
 	pthread_mutex_lock(&slab_empty_lock);
-	for (unsigned i = 0; i < PCPU_SLOTS; i++)
-		pcpu_lock(&pcpu[i].f);
 }
 
 static void slab_fork_done(void)
 {
-	for (unsigned i = 0; i < PCPU_SLOTS; i++)
-		pcpu_unlock(&pcpu[i].f);
 	pthread_mutex_unlock(&slab_empty_lock);
 	for (unsigned k = POOL_CLASSES; k-- > 0;)
 		pthread_mutex_unlock(&slab_free[k].lock);
@@ -390,10 +315,6 @@ static void slab_fork_done(void)
  * one, on a condition made anew (the parent's thread may have waited on it). */
 static void slab_fork_child(void)
 {
-	/* The child's one thread is the only one that may keep a cache. */
-	atomic_store_explicit(&pool_threads, pool.counted, memory_order_relaxed);
-	for (unsigned i = 0; i < PCPU_SLOTS; i++)
-		pcpu_unlock(&pcpu[i].f);
 	slab_decaying = false;
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
@@ -410,9 +331,6 @@ static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
-	int cpus = get_nprocs();
-	atomic_store_explicit(&pcpu_min, cpus > 0 && cpus < 1 << 20 ? 2 * (unsigned)cpus : 4,
-	                      memory_order_relaxed);
 	long page = sysconf(_SC_PAGESIZE);
 	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
 	pthread_condattr_t monotonic;
@@ -855,101 +773,6 @@ static void slab_leave(void)
 	}
 	slab_close(); /* the rest dropped: the chunk is carved */
 }
-
-/* Move the calling thread's PCPU_MOVE newest blocks of class k (it holds
- * at least that many) to the front of its CPU; false: none moved. */
-static bool pcpu_put(unsigned k)
-{
-	pcpu_front *f = pcpu_here();
-	size_t bytes = PCPU_MOVE * class_usable(k);
-	if (atomic_load_explicit(&f->bytes, memory_order_relaxed) + bytes > PCPU_BYTES ||
-	    !pcpu_trylock(f))
-		return false;
-	size_t held = atomic_load_explicit(&f->bytes, memory_order_relaxed);
-	if (f->n[k] + PCPU_MOVE > PCPU_CAP || held + bytes > PCPU_BYTES) {
-		pcpu_unlock(f);
-		return false;
-	}
-	block *first = pool.head[k], *last = first;
-	for (unsigned i = 1; i < PCPU_MOVE; i++)
-		last = last->next;
-	pool.head[k] = last->next;
-	last->next = f->head[k];
-	f->head[k] = first;
-	f->n[k] += PCPU_MOVE;
-	atomic_store_explicit(&f->bytes, held + bytes, memory_order_relaxed);
-	pcpu_unlock(f);
-	pool.n[k] -= PCPU_MOVE;
-	pool.bytes -= bytes;
-	return true;
-}
-
-/* Up to PCPU_MOVE blocks of class k from the front of the calling
- * thread's CPU: one is returned, the others go to its cache (empty). */
-static void *pcpu_take(unsigned k)
-{
-	pcpu_front *f = pcpu_here();
-	if (!atomic_load_explicit(&f->bytes, memory_order_relaxed) || !pcpu_trylock(f))
-		return NULL;
-	block *b = f->head[k], *last = b;
-	unsigned n = b ? 1 : 0;
-	while (last && n < PCPU_MOVE && last->next) {
-		last = last->next;
-		n++;
-	}
-	if (b) {
-		f->head[k] = last->next;
-		f->n[k] -= (uint16_t)n;
-		atomic_store_explicit(&f->bytes,
-		                      atomic_load_explicit(&f->bytes, memory_order_relaxed) -
-		                          n * class_usable(k),
-		                      memory_order_relaxed);
-	}
-	pcpu_unlock(f);
-	if (!b)
-		return NULL;
-	last->next = pool.head[k];
-	pool.head[k] = b->next;
-	pool.n[k] += (uint16_t)(n - 1);
-	pool.bytes += (n - 1) * class_usable(k);
-	return b;
-}
-
-/* Give every front's blocks back: a slab block to its class's shared list,
- * a malloc block to free (pool_trim). */
-static void pcpu_drain(void)
-{
-	for (unsigned i = 0; i < PCPU_SLOTS; i++) {
-		pcpu_front *f = &pcpu[i].f;
-		if (!atomic_load_explicit(&f->bytes, memory_order_relaxed))
-			continue; /* one filled meanwhile is drained next time */
-		block *head[POOL_CLASSES];
-		pcpu_lock(f);
-		memcpy(head, f->head, sizeof(head));
-		memset(f->head, 0, sizeof(f->head));
-		memset(f->n, 0, sizeof(f->n));
-		atomic_store_explicit(&f->bytes, 0, memory_order_relaxed);
-		pcpu_unlock(f);
-		for (unsigned k = 0; k < POOL_CLASSES; k++) {
-			block *first = NULL, *last = NULL;
-			size_t n = 0;
-			for (block *b = head[k], *next; b; b = next) {
-				next = b->next;
-				if (slab_has(b)) {
-					b->next = first;
-					first = b;
-					if (!last)
-						last = b;
-					n++;
-				} else {
-					free(b);
-				}
-			}
-			if (first)
-				slab_put(k, first, last, n);
-		}
-	}
-}
 #else
 static inline bool slab_has(const void *p)
 {
@@ -985,11 +808,6 @@ void *pool_alloc(size_t size)
 	}
 	pool.allocs = true;
 #ifdef POOL_SLAB
-	if (k < POOL_CLASSES && pcpu_on() && pool_keyed()) {
-		void *b = pcpu_take(k);
-		if (b)
-			return b;
-	}
 	if (k < POOL_CLASSES && !pool.off &&
 	    !atomic_load_explicit(&slab_off, memory_order_relaxed)) {
 		void *b = slab_take(k);
@@ -1038,9 +856,6 @@ static void pool_thread_exit(void *unused)
 	pool_free_all();
 #ifdef POOL_SLAB
 	slab_leave();
-	if (pool.counted)
-		atomic_fetch_sub_explicit(&pool_threads, 1, memory_order_relaxed);
-	pool.counted = false;
 #endif
 	pool.off = true;
 }
@@ -1071,22 +886,12 @@ static bool pool_keyed(void)
 		return false;
 	}
 	pool.keyed = true;
-#ifdef POOL_SLAB
-	pool.counted = true;
-	atomic_fetch_add_explicit(&pool_threads, 1, memory_order_relaxed);
-#endif
 	return true;
 }
 
 /* Keep p (a block of class k, or none: POOL_CLASSES) or free it. */
 static void pool_keep(void *p, unsigned k)
 {
-#ifdef POOL_SLAB
-	/* At POOL_MAG with the front on: the newest PCPU_MOVE to the CPU's
-	 * front, or else the bounds below as without it. */
-	if (k < POOL_CLASSES && pool.n[k] >= POOL_MAG && pcpu_on() && pool_keyed())
-		(void)pcpu_put(k);
-#endif
 	if (k < POOL_CLASSES && pool.n[k] < POOL_CAP &&
 	    pool.bytes + class_usable(k) <= POOL_BYTES && pool_keyed()) {
 		block *b = p;
@@ -1190,39 +995,6 @@ size_t pool_slab_bytes(void)
 void pool_trim(void)
 {
 	pool_free_all();
-#ifdef POOL_SLAB
-	pcpu_drain();
-#endif
-}
-
-bool pool_cpu_front_on(void)
-{
-#ifdef POOL_SLAB
-	return pcpu_on();
-#else
-	return false;
-#endif
-}
-
-size_t pool_cpu_front_bytes(unsigned cpu)
-{
-#ifdef POOL_SLAB
-	return cpu < PCPU_SLOTS
-	           ? atomic_load_explicit(&pcpu[cpu].f.bytes, memory_order_relaxed)
-	           : 0;
-#else
-	(void)cpu;
-	return 0;
-#endif
-}
-
-size_t pool_cpu_front_bound(void)
-{
-#ifdef POOL_SLAB
-	return PCPU_BYTES;
-#else
-	return 0;
-#endif
 }
 
 void pool_bypass(bool on)

@@ -74,18 +74,9 @@ void pool_use_slabs(bool on);
  * handlers in the reverse order of registration). */
 void pool_fork_ready(void);
 
-/* Give every block the calling thread's cache holds back (ctx_close), and
- * every block the CPUs' fronts hold (pool.c, PER-CPU FRONT): a malloc
- * block to free, a slab block to its class's shared list. */
+/* Give every block the calling thread's cache holds back (ctx_close): a
+ * malloc block to free, a slab block to its class's shared list. */
 void pool_trim(void);
-
-/* The per-CPU front (pool.c, round 19), for tests: whether it is in use
- * now (more threads keep a cache than twice the CPUs; never under ASan),
- * the bytes front i holds (CPU c uses front c % 64; 0 for i past the
- * last), and the bound of a front's bytes. */
-bool pool_cpu_front_on(void);
-size_t pool_cpu_front_bytes(unsigned i);
-size_t pool_cpu_front_bound(void);
 
 /* While on, the calling thread keeps no block: its cache is emptied and
  * every pool_alloc calls malloc, every pool_free free. For liburcu's call_rcu
