@@ -129,8 +129,7 @@ static void test_exited_threads_blocks_reused(void **state)
 	test_run_thread(reuse_freer);
 	test_run_thread(reuse_taker);
 	assert_no_thread_failures();
-	printf("blocks of the exited thread reused by the next: %d of %d\n", reuse_count,
-	       REUSE_N);
+	printf("blocks of the exited thread reused by the next: %d of %d\n", reuse_count, REUSE_N);
 #ifndef T_ASAN
 	/* Its cache went to the slab lists of its chunk at its exit, and the
 	 * next thread's allocations take them from there before carving (no
@@ -184,8 +183,8 @@ static void test_bounds_with_many_threads(void **state)
 	pthread_t *t = calloc((size_t)n, sizeof(*t));
 	assert_non_null(t);
 	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, burst_main, (void *)(uintptr_t)(i + 1)),
-		                 0);
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, burst_main, (void *)(uintptr_t)(i + 1)), 0);
 	for (int i = 0; i < n; i++)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
 	free(t);
