@@ -143,12 +143,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>

@@ -73,8 +73,8 @@ static bool listens_on(pid_t pid, int port)
 		while (n < 64 && fgets(line, sizeof(line), f)) {
 			char local[64], remote[64], state[8];
 			unsigned long inode;
-			if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local, remote,
-			           state, &inode) != 4)
+			if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local,
+			           remote, state, &inode) != 4)
 				continue;
 			const char *colon = strrchr(local, ':');
 			if (colon && strcmp(state, "0A") == 0 &&

@@ -573,7 +573,8 @@ static void test_idle_timeout(void **state)
 		bool done = r != NULL;
 		if (r && !(r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0) &&
 		    !(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "CTXEXISTS", 9) == 0))
-			fail_msg("CTX.CREATE idlewatch: type %d '%s'", r->type, r->str ? r->str : "");
+			fail_msg("CTX.CREATE idlewatch: type %d '%s'", r->type,
+			         r->str ? r->str : "");
 		freeReplyObject(r);
 		redisFree(d);
 		if (done)

@@ -202,7 +202,8 @@ static void test_port_zero(void **state)
 			pid_t p = i == 0 ? p1 : p2;
 			if (waitpid(p, &st, WNOHANG) == p)
 				fail_msg("ctxd --port 0 exited %d (see %s)",
-				         WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), logs[i]);
+				         WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+				         logs[i]);
 			FILE *f = fopen(logs[i], "r");
 			char line[1024];
 			while (f && fgets(line, sizeof(line), f)) {
