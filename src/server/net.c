@@ -143,12 +143,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2510,6 +2512,38 @@ static void *loop_thread(void *p)
 	return NULL;
 }
 
+/* One ctxd to a port. The loops' listening sockets share their port through
+ * SO_REUSEPORT, which the kernel grants to every socket of the same user
+ * asking for it: a second ctxd started on the port of a running one bound
+ * and listened too, and the kernel then spread new connections over both
+ * servers' sockets (two stores behind one port, each client on either; it
+ * was seen in the tests, where two servers could pick the same free port:
+ * docs/benchmarks.md, round 19, r19-flake). So the first loop, once its
+ * socket is bound (the port known, also for --port 0) and before it
+ * listens, binds an abstract unix socket named after the port, which only
+ * one process can hold and which goes away with the process: a ctxd that
+ * cannot take it fails to start, as on a port taken by another program. */
+static int port_guard_fd = -1;
+
+static int take_port_guard(int port)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	/* sun_path[0] stays '\0': the abstract namespace, no file */
+	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "ctxd-port-%d", port);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	if (bind(fd, (struct sockaddr *)&a, len) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	port_guard_fd = fd;
+	return 0;
+}
+
 static int bind_socket(const char *host, int port, int *bound_port)
 {
 	struct sockaddr_storage ss;
@@ -2532,18 +2566,23 @@ static int bind_socket(const char *host, int port, int *bound_port)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 511) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
 	struct sockaddr_storage got;
 	socklen_t glen = sizeof(got);
-	getsockname(fd, (struct sockaddr *)&got, &glen);
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&got, &glen) != 0)
+		goto fail;
 	*bound_port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
 	                                             : ((struct sockaddr_in6 *)&got)->sin6_port);
+	if (port_guard_fd < 0 && take_port_guard(*bound_port) != 0)
+		goto fail;
+	if (listen(fd, 511) != 0)
+		goto fail;
 	return fd;
+fail:;
+	int e = errno;
+	close(fd);
+	errno = e;
+	return -1;
 }
 
 static int loop_init(loop *lp, int idx)

@@ -23,21 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server PORT DIR [ARGS...]: start ctxd and wait until it answers PING
-# (up to 20 s: a bound for a broken server, not a timing assertion).
+# start_server PASS DIR [ARGS...]: start ctxd (checks.sh's start_ctxd: on a
+# free port, until it answers, up to about 60 s): sets server and PORT.
 start_server() {
-	local port=$1 dir=$2
+	local pass=$1 dir=$2
 	shift 2
-	"$CTXD" --port "$port" --dir "$dir" "$@" >"$T/ctxd.log" 2>&1 &
-	server=$!
-	for _ in $(seq 200); do
-		"$CTX" -p "$port" "${pw_args[@]}" ping >/dev/null 2>&1 && return 0
-		kill -0 "$server" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "ctxd did not start:"
-	cat "$T/ctxd.log"
-	return 1
+	start_ctxd "$T/ctxd.log" "$pass" --dir "$dir" "$@" || return 1
+	server=$ctxd_pid
+	PORT=$ctxd_port
 }
 # wait_lines FILE N: until FILE has N lines (bounded, as above).
 wait_lines() {
@@ -48,10 +41,8 @@ wait_lines() {
 	return 1
 }
 
-PORT=$(free_port)
 DIR=$T/data
-pw_args=()
-start_server "$PORT" "$DIR" || exit 1
+start_server "" "$DIR" || exit 1
 C=("$CTX" -p "$PORT")
 
 # ---- connection ----
@@ -210,9 +201,8 @@ expect_eq "$(jq -r .id "$T/dump.jsonl" | grep -c '^l:')" "23" "export after the 
 grep -q '"other"' "$T/dump.jsonl" || fail "export lacks a context made online"
 
 # ---- password (if this ctxd takes --requirepass) ----
-PORT2=$(free_port)
-pw_args=(-a s3cret)
-if start_server "$PORT2" "$T/data2" --requirepass s3cret 2>/dev/null; then
+if start_server s3cret "$T/data2" 2>/dev/null; then
+	PORT2=$PORT
 	expect_rc 0 "$CTX" -p "$PORT2" -a s3cret ping
 	expect_rc 0 "$CTX" -u "ctx://:s3cret@127.0.0.1:$PORT2" ping
 	expect_rc 3 "$CTX" -p "$PORT2" -a wrong ping

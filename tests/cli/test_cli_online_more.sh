@@ -114,14 +114,9 @@ for args in "ping" "list" "watch a" "get a" "info"; do
 done
 
 # ---- a real server ----
-PORT=$(free_port)
-"$CTXD" --port "$PORT" --dir "$T/data" --loops 1 >"$T/ctxd.log" 2>&1 &
-server=$!
-for _ in $(seq 200); do
-	"$CTX" -p "$PORT" ping >/dev/null 2>&1 && break
-	kill -0 "$server" 2>/dev/null || break
-	sleep 0.1
-done
+start_ctxd "$T/ctxd.log" "" --dir "$T/data" --loops 1 || exit 1
+PORT=$ctxd_port
+server=$ctxd_pid
 C=("$CTX" -h 127.0.0.1 -p "$PORT")
 expect_rc 0 "${C[@]}" ping
 expect_rc 0 "$CTX" -u "redis://127.0.0.1:$PORT/0" ping
@@ -212,13 +207,9 @@ rc=$?
 [ $rc = 3 ] && expect_in "$T/watch.err" "connection to ctxd lost"
 
 # ---- a password ----
-PORT2=$(free_port)
-"$CTXD" --port "$PORT2" --dir "$T/data2" --loops 1 --requirepass pw >"$T/ctxd.log" 2>&1 &
-server=$!
-for _ in $(seq 200); do
-	"$CTX" -p "$PORT2" -a pw ping >/dev/null 2>&1 && break
-	sleep 0.1
-done
+start_ctxd "$T/ctxd.log" pw --dir "$T/data2" --loops 1 || exit 1
+PORT2=$ctxd_port
+server=$ctxd_pid
 expect_rc 3 "$CTX" -p "$PORT2" -a nope ping
 expect_in "$T/err" "authentication failed at 127.0.0.1:$PORT2: WRONGPASS"
 expect_rc 3 "$CTX" -p "$PORT2" list

@@ -23,30 +23,47 @@ free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start NAME [ctxd options...]: starts ctxd, sets $port once it answers PING.
+# start NAME [--requirepass PASS]: starts ctxd, sets $port once it answers.
+# It must be this ctxd that answers, not another test's server that took
+# the port free_port picked (a PING answered by any server let a suite run
+# against another's); a ctxd that found its port taken exits, and starts
+# again on another. Up to about 60 s (sanitizer builds on a loaded machine),
+# as tests/server/serverutil.c.
 start() {
 	local name=$1
 	shift
-	port=$(free_port)
+	local tries pid info auth=()
+	[ $# -ge 2 ] && auth=(-a "$2" --no-auth-warning)
 	mkdir -p "$TMP/$name"
-	if [ "${CTXD_COMPAT_REDIS:-}" = 1 ]; then
-		# Validating the suites themselves against a real Redis.
-		redis-server --port "$port" --dir "$TMP/$name" --save '' --appendonly no \
-			${1:+--requirepass "$2"} >"$TMP/$name.log" 2>&1 </dev/null &
-	else
-		"$CTXD" --port "$port" --dir "$TMP/$name" --loops 2 --loglevel warning "$@" \
-			>"$TMP/$name.log" 2>&1 </dev/null &
-	fi
-	pids+=($!)
-	for _ in $(seq 200); do
-		# A password server answers -NOAUTH: that is an answer too.
-		if printf 'PING\r\n' | timeout 1 redis-cli -p "$port" 2>/dev/null | grep -qE 'PONG|NOAUTH'; then
-			return 0
+	for tries in 1 2 3 4 5 6 7 8 9 10; do
+		port=$(free_port)
+		if [ "${CTXD_COMPAT_REDIS:-}" = 1 ]; then
+			# Validating the suites themselves against a real Redis.
+			redis-server --port "$port" --dir "$TMP/$name" --save '' --appendonly no \
+				${1:+--requirepass "$2"} >"$TMP/$name.log" 2>&1 </dev/null &
+		else
+			"$CTXD" --port "$port" --dir "$TMP/$name" --loops 2 --loglevel warning "$@" \
+				>"$TMP/$name.log" 2>&1 </dev/null &
 		fi
-		sleep 0.05
+		pid=$!
+		for _ in $(seq 1200); do
+			info=$(timeout 5 redis-cli -p "$port" "${auth[@]}" INFO server 2>/dev/null | tr -d '\r')
+			if grep -qx "process_id:$pid" <<<"$info"; then
+				pids+=("$pid")
+				return 0
+			fi
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		if kill -0 "$pid" 2>/dev/null || ! grep -q "Address already in use" "$TMP/$name.log"; then
+			kill -TERM "$pid" 2>/dev/null
+			echo "with_ctxd: ctxd ($name) did not start" >&2
+			cat "$TMP/$name.log" >&2
+			return 1
+		fi
+		wait "$pid" 2>/dev/null
 	done
-	echo "with_ctxd: ctxd ($name) did not start" >&2
-	cat "$TMP/$name.log" >&2
+	echo "with_ctxd: ctxd ($name): every port taken" >&2
 	return 1
 }
 

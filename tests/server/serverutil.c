@@ -5,6 +5,7 @@
 #include "serverutil.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -39,12 +40,89 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* Whether what the server wrote to s->log from offset `from` on says that
+ * it could not listen because its port was taken (ctxd: "cannot listen on
+ * ...: Address already in use"; redis-server: "... Address already in use"). */
+static bool port_was_taken(const su_server *s, long from)
+{
+	FILE *f = fopen(s->log, "r");
+	if (!f)
+		return false;
+	bool taken = false;
+	char line[1024];
+	if (fseek(f, from, SEEK_SET) == 0)
+		while (!taken && fgets(line, sizeof(line), f))
+			taken = strstr(line, "Address already in use") != NULL;
+	fclose(f);
+	return taken;
+}
+
+/* Whether process pid holds a listening TCP socket on port: the sockets
+ * of /proc/net/tcp{,6} in state LISTEN (0A) on that local port, by inode,
+ * against pid's descriptors. */
+static bool listens_on(pid_t pid, int port)
+{
+	unsigned long inodes[64];
+	int n = 0;
+	const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	for (int t = 0; t < 2; t++) {
+		FILE *f = fopen(tables[t], "r");
+		if (!f)
+			continue;
+		char line[512];
+		while (n < 64 && fgets(line, sizeof(line), f)) {
+			char local[64], remote[64], state[8];
+			unsigned long inode;
+			if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local,
+			           remote, state, &inode) != 4)
+				continue;
+			const char *colon = strrchr(local, ':');
+			if (colon && strcmp(state, "0A") == 0 &&
+			    strtol(colon + 1, NULL, 16) == port)
+				inodes[n++] = inode;
+		}
+		fclose(f);
+	}
+	if (n == 0)
+		return false;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char link[384], target[64];
+		snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+		ssize_t k = readlink(link, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		unsigned long inode;
+		if (sscanf(target, "socket:[%lu]", &inode) != 1)
+			continue;
+		for (int i = 0; i < n && !found; i++)
+			found = inodes[i] == inode;
+	}
+	closedir(d);
+	return found;
+}
+
 /* Run argv[0] (through PATH when it has no slash) with its output to s->log,
- * and wait until it accepts connections on s->port: up to 60 s; abort if it
- * exits or does not listen by then. */
-static void spawn_argv(su_server *s, const char *const *argv)
+ * and wait until it listens on s->port and accepts a connection: up to 60 s.
+ * Returns false if it exited because the port was taken (free_port's port
+ * is only free when it is picked: another test's server, or a connection's
+ * local port, can take it before this server binds it); aborts if it exits
+ * for another reason or does not listen by then. Its own listening socket
+ * is looked for (listens_on), not only a connection that succeeds: one to
+ * another server on the port took a server that was failing to bind for a
+ * started one. */
+static bool spawn_argv(su_server *s, const char *const *argv)
 {
 	const char *bin = argv[0];
+	struct stat st0;
+	long from = stat(s->log, &st0) == 0 ? (long)st0.st_size : 0;
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork");
@@ -59,15 +137,19 @@ static void spawn_argv(su_server *s, const char *const *argv)
 	}
 	s->pid = pid;
 	for (int i = 0; i < 6000; i++) {
-		int fd = su_connect(s);
-		if (fd >= 0) {
-			close(fd);
-			return;
+		if (listens_on(pid, s->port)) {
+			int fd = su_connect(s);
+			if (fd >= 0) {
+				close(fd);
+				return true;
+			}
 		}
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fprintf(stderr, "serverutil: %s exited at start (see %s)\n", bin, s->log);
 			s->pid = 0;
+			if (port_was_taken(s, from))
+				return false;
+			fprintf(stderr, "serverutil: %s exited at start (see %s)\n", bin, s->log);
 			abort();
 		}
 		usleep(10000);
@@ -76,7 +158,7 @@ static void spawn_argv(su_server *s, const char *const *argv)
 	abort();
 }
 
-static void spawn(su_server *s, const char *const *extra)
+static bool spawn_once(su_server *s, const char *const *extra)
 {
 	const char *bin = getenv("CTXD_BIN");
 	if (!bin)
@@ -89,7 +171,20 @@ static void spawn(su_server *s, const char *const *extra)
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	spawn_argv(s, argv);
+	return spawn_argv(s, argv);
+}
+
+/* Start the server; on a port taken meanwhile, again on another free port
+ * (the directory keeps its name: only s->port changes). */
+static void spawn(su_server *s, const char *const *extra)
+{
+	for (int tries = 0; !spawn_once(s, extra); tries++) {
+		if (tries == 20) {
+			fprintf(stderr, "serverutil: every port taken 20 times (see %s)\n", s->log);
+			abort();
+		}
+		s->port = free_port();
+	}
 }
 
 /* A server with a free port, a directory named after it and its log beside
@@ -130,7 +225,14 @@ su_server *su_start_redis(const char *name)
 	const char *const argv[] = {"redis-server", "--port", port,     "--save",    "",
 	                            "--appendonly", "no",     "--bind", "127.0.0.1", "--dir",
 	                            s->dir,         NULL};
-	spawn_argv(s, argv);
+	for (int tries = 0; !spawn_argv(s, argv); tries++) {
+		if (tries == 20) {
+			fprintf(stderr, "serverutil: every port taken 20 times (see %s)\n", s->log);
+			abort();
+		}
+		s->port = free_port();
+		snprintf(port, sizeof(port), "%d", s->port);
+	}
 	return s;
 }
 

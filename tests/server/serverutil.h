@@ -21,7 +21,8 @@ su_server *su_start(const char *name, const char *const *extra);
  * tests that check their expectations against Redis (CTXD_TEST_REDIS=1);
  * stop and free it with su_stop and su_free. */
 su_server *su_start_redis(const char *name);
-/* Start again on the same port and directory (after su_stop/su_kill9). */
+/* Start again on the same directory (after su_stop/su_kill9), on the same
+ * port unless another process took it meanwhile (then on another: s->port). */
 void su_restart(su_server *s, const char *const *extra);
 /* SIGTERM and wait; returns the exit status (as waitpid's WEXITSTATUS, or
  * 128+signal). */

@@ -35,14 +35,20 @@ expect_exit() {
 	fi
 }
 expect_in() { grep -qF -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1" | head -10; }; }
-# start PORT ARGS...: start ctxd in the background, wait until it answers.
+# start PORT ARGS...: start ctxd in the background, wait until it answers:
+# INFO server's process_id is this one's (another test's server could hold
+# the port picked), or it asks for a password (a server with requirepass).
+# Up to about 60 s, as serverutil.c (10 s was short for a sanitizer build on
+# a loaded machine).
 start() {
-	local port=$1
+	local port=$1 info
 	shift
 	"$CTXD" "$@" >"$T/log" 2>&1 &
 	server=$!
-	for _ in $(seq 200); do
-		redis-cli -h "${HOST:-127.0.0.1}" -p "$port" PING >/dev/null 2>&1 && return 0
+	for _ in $(seq 1200); do
+		info=$(redis-cli -h "${HOST:-127.0.0.1}" -p "$port" INFO server 2>&1 | tr -d '\r')
+		grep -qx "process_id:$server" <<<"$info" && return 0
+		grep -q "NOAUTH" <<<"$info" && return 0
 		kill -0 "$server" 2>/dev/null || break
 		sleep 0.05
 	done

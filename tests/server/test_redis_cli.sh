@@ -7,11 +7,29 @@ CTXD=${1:-build/ctxd}
 command -v redis-cli >/dev/null || { echo "redis-cli missing (scripts/deps.sh installs redis-tools)"; exit 1; }
 TMP=${CTX_TEST_TMP:-/tmp}/ctxd-cli-$$
 mkdir -p "$TMP"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$CTXD" --port "$PORT" --dir "$TMP/data" --loops 2 --loglevel warning 2>"$TMP/log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.05; done
+PID=
+trap 'if [ -n "$PID" ]; then kill $PID 2>/dev/null || true; fi; rm -rf "$TMP"' EXIT
+# Started once this ctxd answers (its process_id: another test's server on
+# the port picked would answer a PING too), up to about 60 s; a ctxd whose
+# port was taken meanwhile exits, and starts again on another. (A 5 s wait
+# for any PING was short for a sanitizer build on a loaded machine.)
+started=
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+	PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	"$CTXD" --port "$PORT" --dir "$TMP/data" --loops 2 --loglevel warning 2>"$TMP/log" &
+	PID=$!
+	for _ in $(seq 1200); do
+		info=$(redis-cli -p "$PORT" INFO server 2>/dev/null | tr -d '\r' || true)
+		grep -qx "process_id:$PID" <<<"$info" && started=1 && break
+		kill -0 $PID 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -n "$started" ] && break
+	kill -0 $PID 2>/dev/null && break
+	grep -q "Address already in use" "$TMP/log" || break
+	wait $PID || true
+done
+[ -n "$started" ] || { echo "FAIL: ctxd did not start"; cat "$TMP/log"; exit 1; }
 cli() { redis-cli -p "$PORT" "$@"; }
 fail() { echo "FAIL: $*"; cat "$TMP/log"; exit 1; }
 

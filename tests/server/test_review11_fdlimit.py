@@ -54,23 +54,43 @@ def free_port():
     return p
 
 
-def start(name, soft, hard, port):
+def start(name, soft, hard, port=None):
+    """ctxd under these limits on port (None: a free one); returns (process,
+    port) once that process answers (INFO server's process_id: another
+    test's server could hold a port free_port picked), and starts again on
+    another port when the one picked was taken meanwhile."""
     def limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    log = open(os.path.join(tmp, name + '.log'), 'a')
-    p = subprocess.Popen([CTXD, '--port', str(port), '--dir', os.path.join(tmp, name),
-                          '--loops', '2'], stdout=log, stderr=log, preexec_fn=limit)
-    # up to ~60 s, as serverutil.c waits: a TSan ctxd beside 3 other tests on a
-    # loaded machine did not listen within 10 s (round 16, r16-ci)
-    for _ in range(3000):
-        try:
-            socket.create_connection(('127.0.0.1', port)).close()
-            return p
-        except OSError:
+    logname = os.path.join(tmp, name + '.log')
+    for _ in range(10):
+        if port is None:
+            port = free_port()
+        log = open(logname, 'a')
+        seen = log.tell()
+        p = subprocess.Popen([CTXD, '--port', str(port), '--dir', os.path.join(tmp, name),
+                              '--loops', '2'], stdout=log, stderr=log, preexec_fn=limit)
+        # up to ~60 s, as serverutil.c waits: a TSan ctxd beside 3 other tests on a
+        # loaded machine did not listen within 10 s (round 16, r16-ci)
+        for _ in range(3000):
+            try:
+                c = Conn(port, timeout=30)
+                r = call(c, 'INFO', 'server')
+                c.close()
+                if f'process_id:{p.pid}\r\n'.encode() in r:
+                    return p, port
+            except OSError:
+                pass
             if p.poll() is not None:
-                raise SystemExit('ctxd exited at start')
+                break
             time.sleep(0.02)
-    raise SystemExit('ctxd did not start')
+        if p.poll() is None:
+            raise SystemExit('ctxd did not start')
+        with open(logname) as f:
+            f.seek(seen)
+            if 'Address already in use' not in f.read():
+                raise SystemExit('ctxd exited at start')
+        port = None
+    raise SystemExit('ctxd: every port taken')
 
 
 def call(c, *args):
@@ -127,8 +147,7 @@ hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
 # 1. a low soft limit that the hard one lets ctxd raise
 if hard == resource.RLIM_INFINITY or hard >= 10000 + 200:
-    port = free_port()
-    p = start('soft', 100, hard, port)
+    p, port = start('soft', 100, hard)
     conns = connect_many(port, 150)
     ok, refused, dead = ping_all(conns)
     check(ok == 150, f'soft limit 100: {ok} of 150 connections work ({refused} refused, '
@@ -143,8 +162,7 @@ else:
     print('part 1 skipped: the hard open files limit is', hard)
 
 # 2. a hard limit of 200
-port = free_port()
-p = start('hard', 200, 200, port)
+p, port = start('hard', 200, 200)
 writer = Conn(port, timeout=30)
 r = call(writer, 'CONFIG', 'GET', 'maxclients')
 fields = r.split(b'\r\n')
@@ -173,7 +191,7 @@ for s in conns:
     s.close()
 writer.close()
 check(stop(p) == 0, 'hard limit 200: SIGTERM exit status')
-p = start('hard', 200, 200, port)
+p, port = start('hard', 200, 200, port)
 s = Conn(port, timeout=30)
 r = call(s, 'HLEN', 'big')
 check(r.startswith(b':100\r\n'), f'after a restart, HLEN big = {r!r}, want 100')
