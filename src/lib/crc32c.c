@@ -121,7 +121,7 @@ static inline uint64_t shift(uint32_t tables[4][256], uint64_t crc)
 	}
 
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *p,
-                                                                size_t n)
+                                                               size_t n)
 {
 	const unsigned char *b = p;
 	uint64_t c = ~crc;
