@@ -21,7 +21,8 @@
  * reader hands over), the file cut short mid-record and at a record
  * boundary, zeros after the records. Each copy is opened and compared
  * (test_dump_store) with a memory store that ran the same first records.
- * A CRC-32C check compares the hardware checksum (three streams over long
+ * Under sanitizers only the cases the reader thread reads run (the damage
+ * past its first MiB). A CRC-32C check compares the hardware checksum (three streams over long
  * buffers) with the table version at every length and alignment that
  * matters.
  */
@@ -244,6 +245,8 @@ static void test_bad_checksum_in_the_middle(void **unused)
 	/* A body byte of a 100-put record, then the last of a one-put commit. */
 	uint64_t r = record_from(STEPS / 2, false);
 	damaged("r19-crc-mid", lf.size, 0, lf.off[r] + lf.len[r] / 2, r, true);
+	if (test_slowdown() > 1)
+		return; /* sanitizers: the thread's cases only, in a few seconds */
 	r = record_from(STEPS / 2, true);
 	damaged("r19-crc-mid-small", lf.size, 0, lf.off[r] + lf.len[r] - 1, r, true);
 }
@@ -251,11 +254,14 @@ static void test_bad_checksum_in_the_middle(void **unused)
 static void test_bad_checksum_at_the_edges(void **unused)
 {
 	(void)unused;
-	/* The first record the reader hands over (nothing is recovered), the
-	 * first transaction, and the last record. */
+	/* The last record the reader hands over; then the first (nothing is
+	 * recovered) and the first transaction (read on one thread: the
+	 * records before the damage are under the reader's 1 MiB). */
+	damaged("r19-crc-last", lf.size, 0, lf.off[STEPS + 1] + 20, STEPS + 1, true);
+	if (test_slowdown() > 1)
+		return;
 	damaged("r19-crc-first", lf.size, 0, lf.off[0] + lf.len[0] - 1, 0, true);
 	damaged("r19-crc-first-txn", lf.size, 0, lf.off[2] + 30, 2, true);
-	damaged("r19-crc-last", lf.size, 0, lf.off[STEPS + 1] + 20, STEPS + 1, true);
 }
 
 static void test_short_file(void **unused)
@@ -263,6 +269,8 @@ static void test_short_file(void **unused)
 	(void)unused;
 	uint64_t r = STEPS * 3 / 4; /* cut mid-record */
 	damaged("r19-short-mid", lf.off[r] + 7, 0, SIZE_MAX, r, true);
+	if (test_slowdown() > 1)
+		return;
 	/* cut at a record boundary: a clean end, nothing kept aside */
 	damaged("r19-short-boundary", lf.off[r], 0, SIZE_MAX, r, false);
 	/* and zeros after it: the preallocated tail */
