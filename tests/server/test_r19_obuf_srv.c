@@ -43,13 +43,11 @@ static redisContext *setup_server(const su_server *s)
 {
 	redisContext *admin = hconn(s);
 	wait_connected(admin, 1);
-	redisReply *r = cmd(admin, "CONFIG SET client-output-buffer-limit %s", "normal 0 0 0");
-	assert_int_equal(r->type, REDIS_REPLY_STATUS);
-	freeReplyObject(r);
+	EXPECT_STATUS(admin, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 0 0 0");
 	char *v = malloc(MIB);
 	assert_non_null(v);
 	memset(v, 'v', MIB);
-	r = cmd(admin, "HSET big f %b", v, MIB);
+	redisReply *r = cmd(admin, "HSET big f %b", v, MIB);
 	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
 	freeReplyObject(r);
 	free(v);
@@ -153,13 +151,9 @@ static void test_config(void **state)
 	EXPECT_ERR(c, "ERR Invalid argument for CONFIG SET 'maxmemory-clients'",
 	           "CONFIG SET maxmemory-clients lots");
 	expect_config(c, "maxmemory-clients", "1073741824");
-	redisReply *r = cmd(c, "CONFIG SET maxmemory-clients 2gb");
-	assert_int_equal(r->type, REDIS_REPLY_STATUS);
-	freeReplyObject(r);
+	EXPECT_STATUS(c, "OK", "CONFIG SET maxmemory-clients 2gb");
 	expect_config(c, "maxmemory-clients", "2147483648");
-	r = cmd(c, "CONFIG SET maxmemory-clients 0");
-	assert_int_equal(r->type, REDIS_REPLY_STATUS);
-	freeReplyObject(r);
+	EXPECT_STATUS(c, "OK", "CONFIG SET maxmemory-clients 0");
 	expect_config(c, "maxmemory-clients", "0");
 	redisFree(c);
 	assert_int_equal(su_stop(own), 0);
