@@ -161,14 +161,16 @@ ctx_status ctx_context_info(ctx_store *s, const char *id, ctx_context_status *ou
 		return ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 	ctx_state *st = NULL;
 	if (store_listed(c)) { /* as the status view: no time noted */
+		/* fill_status reads c's point set, which a point change frees
+		 * after a grace period: fill inside the read section. */
 		ctx_rcu_read_lock();
 		st = state_retain_current(&c->visible);
+		if (st)
+			fill_status(out, c, st);
 		ctx_rcu_read_unlock();
 	}
-	if (st) {
-		fill_status(out, c, st);
+	if (st)
 		ctx_state_release(st);
-	}
 	context_release(c);
 	return st ? CTX_OK : ctx_fail(CTX_NOT_FOUND, "no context '%s'", id);
 }
