@@ -643,10 +643,16 @@ static ctx_status restore(ctx_store *s, const char *id, pick_fn pick, const void
 			st = diff_compute(&d, c->head, target);
 			break;
 		}
+		/* Both referenced before the unlock: once it is let go, a
+		 * commit may cut target from history, or a point change
+		 * unpin it, and its last reference go (round 20: a
+		 * reference taken after the unlock could come too late). */
 		ctx_state *head = ctx_state_retain(c->head);
+		ctx_state *to = ctx_state_retain((ctx_state *)target);
 		context_unlock(c);
-		st = diff_compute(&d, head, target); /* takes its own references */
+		st = diff_compute(&d, head, to); /* takes its own references */
 		ctx_state_release(head);
+		ctx_state_release(to);
 		if (st != CTX_OK) {
 			st = ctx_fail(CTX_NOMEM, "no memory to restore '%s'", id);
 			goto out;

@@ -568,8 +568,16 @@ static ctx_status commit_ops(ctx_context *c, const txn_op *ops, size_t n, uint64
 	if (expected && expected != head->version) {
 		st = ctx_fail(CTX_CONFLICT, "context '%s' is at version %llu, not %llu", c->id,
 		              (unsigned long long)head->version, (unsigned long long)expected);
+		/* The visible version may have left history already (visible
+		 * lags the head while commits wait for their sync), held only
+		 * by `visible`: a publish, which takes no write lock, may
+		 * replace it and free it after a grace period. Read its number
+		 * inside a read-side section (round 20, as wait_visible). */
+		ctx_rcu_read_lock();
 		ctx_state *seen = atomic_load(&c->visible);
-		if (s->wait_durable && seen && seen->version == expected) {
+		bool behind = seen && seen->version == expected;
+		ctx_rcu_read_unlock();
+		if (s->wait_durable && behind) {
 			uint64_t version = head->version, rev = head->revision;
 			context_unlock(c);
 			wait_visible(c, version, rev);
