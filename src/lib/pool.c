@@ -128,6 +128,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -202,6 +203,7 @@ static inline unsigned class_for_block(size_t usable)
 #define SLAB_STEP     ((size_t)128 << 10) /* populated at once */
 #define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
 #define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
+#define SLAB_PIECE    SLAB_STEP           /* carved by one thread (PIECES above) */
 
 /* The range (base NULL: none, malloc) and its size, set before base
  * (slab_init); on one line, read by every pool_free (slab_has). */
@@ -212,6 +214,8 @@ static _Alignas(16) struct {
 static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off; /* pool_use_slabs(false) */
+static atomic_bool slab_no_huge; /* pool_slab_use_huge(false), read by slab_init */
+static atomic_bool slab_huge;    /* the range is advised MADV_HUGEPAGE */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
@@ -327,6 +331,21 @@ static void slab_fork_child(void)
 	pthread_mutex_unlock(&slab_rest_lock);
 }
 
+/* Whether the kernel gives a range advised MADV_HUGEPAGE huge pages: THP
+ * in "always" or "madvise" mode (not "never"; a kernel without THP has no
+ * such file, and its madvise fails). */
+static bool slab_thp_allowed(void)
+{
+	char buf[128];
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
+}
+
 static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
@@ -349,11 +368,21 @@ static void slab_init(void)
 		range = (size_t)(as.rlim_cur / SLAB_AS_SHARE) & ~(SLAB_CHUNK - 1);
 	if (range < SLAB_CHUNK)
 		return;
-	void *p = mmap(NULL, range, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p != MAP_FAILED) {
-		atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
-		atomic_store_explicit(&slab_map.base, (char *)p, memory_order_release);
-	}
+	/* Aligned to SLAB_CHUNK, so that a chunk is one huge page. */
+	size_t mapped = range + SLAB_CHUNK;
+	char *p = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	char *base = (char *)(((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1));
+	if (base > p)
+		munmap(p, (size_t)(base - p));
+	if (p + mapped > base + range)
+		munmap(base + range, (size_t)(p + mapped - (base + range)));
+	if (!atomic_load(&slab_no_huge) && slab_thp_allowed() &&
+	    madvise(base, range, MADV_HUGEPAGE) == 0)
+		atomic_store(&slab_huge, true);
+	atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
+	atomic_store_explicit(&slab_map.base, base, memory_order_release);
 }
 
 void pool_fork_ready(void)
@@ -377,8 +406,42 @@ static inline unsigned slab_class(const void *p)
 }
 
 static bool pool_keyed(void);
+static bool slab_chunk_locked(char *base);
 
-/* Give the calling thread a chunk (another's rest, or a new one). */
+/* Cut the chunk c (its header clear) into pieces: the calling thread
+ * carves the first, the others go on the list of rests (PIECES above);
+ * populated: the chunk's memory is (a kept chunk). A piece's first block
+ * has its class word at the piece's start, and the first piece's at
+ * SLAB_HDR - 8: a chunk holds SLAB_HDR - 8 bytes less than SLAB_CHUNK of
+ * pieces, its held bytes at first (slab_close gives back what a piece
+ * leaves uncarved). slab_rest_lock held. */
+static void slab_pieces(char *c, bool populated)
+{
+	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK - SLAB_HDR + 8,
+	                      memory_order_relaxed);
+	slab_t.at = c + SLAB_HDR;
+	slab_t.pop = populated ? c + SLAB_CHUNK : c;
+	slab_t.end = c + SLAB_PIECE;
+	slab_rest *first = NULL, *last = NULL;
+	for (char *piece = c + SLAB_CHUNK - SLAB_PIECE; piece > c; piece -= SLAB_PIECE) {
+		slab_rest *r = (slab_rest *)piece;
+		r->pop = populated ? piece + SLAB_PIECE : piece;
+		r->end = piece + SLAB_PIECE;
+		r->next = first;
+		first = r;
+		if (!last)
+			last = r;
+	}
+	if (first) {
+		last->next = slab_rests;
+		slab_rests = first;
+	}
+}
+
+/* Give the calling thread a piece to carve: another's rest or piece, or
+ * a new chunk's first. The lock is held while a chunk is cut, so that
+ * threads that find no piece at once (64 at a cell's start) wait for the
+ * one chunk's pieces instead of each populating a chunk of its own. */
 static bool slab_chunk(void)
 {
 	pthread_once(&slab_once, slab_init);
@@ -386,11 +449,18 @@ static bool slab_chunk(void)
 	if (!base || !pool_keyed()) /* keyed: its rest is passed on at exit */
 		return false;
 	pthread_mutex_lock(&slab_rest_lock);
-	slab_rest *r = slab_rests;
-	if (r)
-		slab_rests = r->next;
+	bool ok = slab_chunk_locked(base);
 	pthread_mutex_unlock(&slab_rest_lock);
+	return ok;
+}
+
+/* slab_chunk's work, slab_rest_lock held (lock order: slab_rest_lock,
+ * then slab_empty_lock). */
+static bool slab_chunk_locked(char *base)
+{
+	slab_rest *r = slab_rests;
 	if (r) {
+		slab_rests = r->next;
 		slab_t.pop = r->pop;
 		slab_t.end = r->end;
 		slab_t.at = (char *)r + 8;
@@ -416,12 +486,8 @@ static bool slab_chunk(void)
 	}
 	pthread_mutex_unlock(&slab_empty_lock);
 	if (e) {
-		char *c = (char *)e;
-		memset(c, 0, sizeof(slab_hdr));
-		atomic_store_explicit(&e->held, SLAB_CHUNK, memory_order_relaxed);
-		slab_t.at = c + SLAB_HDR;
-		slab_t.pop = bare ? c : c + SLAB_CHUNK;
-		slab_t.end = c + SLAB_CHUNK;
+		memset(e, 0, sizeof(slab_hdr));
+		slab_pieces((char *)e, !bare);
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
@@ -437,11 +503,7 @@ static bool slab_chunk(void)
 		atomic_compare_exchange_strong(&slab_used, &after, off);
 		return false;
 	}
-	char *c = base + off;
-	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK, memory_order_relaxed);
-	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
-	slab_t.pop = c;
-	slab_t.end = c + SLAB_CHUNK;
+	slab_pieces(base + off, false); /* the header is zero: fresh memory */
 	return true;
 }
 
@@ -634,15 +696,21 @@ static inline void slab_release(slab_hdr *ch, size_t bytes, slab_hdr **emptied)
 	}
 }
 
+static inline slab_hdr *slab_chunk_of(const void *p)
+{
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
+	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
+}
+
 /* The calling thread stops carving its chunk: what it never carved is
  * not held (the chunk may be empty already). */
 static void slab_close(void)
 {
 	if (!slab_t.at)
 		return;
-	char *c = slab_t.end - SLAB_CHUNK;
 	slab_hdr *emptied = NULL;
-	slab_release((slab_hdr *)c, SLAB_CHUNK - (size_t)(slab_t.at - (c + SLAB_HDR)), &emptied);
+	slab_release(slab_chunk_of(slab_t.end - 1), (size_t)(slab_t.end - (slab_t.at - 8)),
+	             &emptied);
 	slab_t.at = slab_t.pop = slab_t.end = NULL;
 	if (emptied)
 		slab_reclaim(emptied);
@@ -666,12 +734,6 @@ static void *slab_alloc(unsigned k)
 	slab_t.at += sz;
 	((uint64_t *)b)[-1] = k;
 	return b;
-}
-
-static inline slab_hdr *slab_chunk_of(const void *p)
-{
-	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
-	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
 }
 
 /* Put the chain first..last of n slab blocks of class k on its chunks' lists. */
@@ -979,6 +1041,24 @@ void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes)
 	pthread_mutex_unlock(&slab_empty_lock);
 #else
 	(void)decay_ms, (void)max_bytes;
+#endif
+}
+
+void pool_slab_use_huge(bool on)
+{
+#ifdef POOL_SLAB
+	atomic_store(&slab_no_huge, !on);
+#else
+	(void)on;
+#endif
+}
+
+bool pool_slab_huge(void)
+{
+#ifdef POOL_SLAB
+	return atomic_load(&slab_huge);
+#else
+	return false;
 #endif
 }
 
