@@ -52,7 +52,8 @@
  * from a slab, not asked of malloc. Fresh memory was 40-45% of an in-memory
  * create (docs/benchmarks.md, r11-create): glibc grows a thread's arena a
  * page at a time, an mprotect and a page fault per 4 KiB, which this guest
- * makes cost ~12 us a page. A thread carves blocks out of a 2 MiB chunk of
+ * makes cost ~12 us a page. A thread carves blocks out of a piece of a 2 MiB
+ * chunk (since round 20: PIECES below; the whole chunk before) of
  * one address range reserved at the first slab allocation (64 GiB,
  * PROT_NONE, no memory; under an RLIMIT_AS, at most a quarter of it, since
  * the reservation counts against that limit as mapped memory does), made
@@ -89,7 +90,7 @@
  * one, for any class (its range stays reserved and writable; a given-back
  * one is populated again as it is carved). So a process keeps at most:
  * the chunks that hold a live block or one in a thread's cache (whole: one
- * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one chunk
+ * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one piece
  * per thread carving or rest passed on (the most threads ever allocating
  * at once), and the header's page (4 KiB) of each chunk given back. A free block still serves its
  * own class only while its chunk holds a live one. Blocks of other sizes, and every block while
@@ -122,6 +123,33 @@
  * only (to unlink, never across the madvise). If it cannot be started,
  * chunks past SLAB_KEEP are given back at once, as before. Tests change
  * the time and the bound with pool_slab_set_decay (pool.h).
+ *
+ * PIECES AND HUGE PAGES (round 20): the range is aligned to SLAB_CHUNK and,
+ * where the kernel's transparent huge pages are in "always" or "madvise"
+ * mode, advised MADV_HUGEPAGE, so that a chunk is one 2 MiB page: one TLB
+ * entry instead of 512 for memory every thread's commits touch. A huge
+ * page is populated (zeroed) whole at its first touch, so a chunk is not
+ * one thread's any more: it is cut into SLAB_PIECE (128 KiB) pieces, the
+ * thread that takes it carves the first and the others go on the list of
+ * rests that exiting threads leave (slab_rests), from which the next
+ * threads that need one take theirs. So 64 threads that each start
+ * carving populate 4 chunks, not 64 huge pages of their own (with
+ * per-thread chunks on huge pages, update at 64 threads ran 0.12x:
+ * docs/benchmarks.md, round 19). slab_rest_lock is held while a chunk is
+ * cut, so that threads that find no piece wait for the pieces of one
+ * chunk instead of each cutting one. The held bytes of a chunk start at
+ * its pieces' bytes (SLAB_CHUNK less the header's SLAB_HDR - 8), and a
+ * thread that stops carving a piece subtracts what it left uncarved: a
+ * chunk still empties once all its blocks are free and every piece is
+ * carved or dropped (a piece on the list of rests keeps its chunk, as an
+ * exited thread's rest did). With huge pages a chunk is resident whole
+ * from its first piece, so up to one chunk's pieces not yet taken (2 MiB)
+ * more. Nothing gives back part of a chunk in use (give-back is of
+ * emptied chunks only; it keeps the header's page, which splits the huge
+ * page: a chunk given back and carved again gets 4 KiB pages). With THP
+ * "never", no such file (no THP) or pool_slab_use_huge(false) before the
+ * first slab allocation, the range is not advised and pieces are
+ * populated SLAB_STEP at a time as chunks were.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -702,7 +730,7 @@ static inline slab_hdr *slab_chunk_of(const void *p)
 	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
 }
 
-/* The calling thread stops carving its chunk: what it never carved is
+/* The calling thread stops carving its piece: what it never carved is
  * not held (the chunk may be empty already). */
 static void slab_close(void)
 {
@@ -818,7 +846,7 @@ static void *slab_take(unsigned k)
 	return b;
 }
 
-/* At the thread's exit: its chunk's rest to the next thread needing one. */
+/* At the thread's exit: its piece's rest to the next thread needing one. */
 static void slab_leave(void)
 {
 	/* A rest too small for the largest block is dropped (a slab_rest and
