@@ -124,32 +124,41 @@
  * chunks past SLAB_KEEP are given back at once, as before. Tests change
  * the time and the bound with pool_slab_set_decay (pool.h).
  *
- * PIECES AND HUGE PAGES (round 20): the range is aligned to SLAB_CHUNK and,
- * where the kernel's transparent huge pages are in "always" or "madvise"
- * mode, advised MADV_HUGEPAGE, so that a chunk is one 2 MiB page: one TLB
- * entry instead of 512 for memory every thread's commits touch. A huge
- * page is populated (zeroed) whole at its first touch, so a chunk is not
- * one thread's any more: it is cut into SLAB_PIECE (128 KiB) pieces, the
- * thread that takes it carves the first and the others go on the list of
- * rests that exiting threads leave (slab_rests), from which the next
- * threads that need one take theirs. So 64 threads that each start
- * carving populate 4 chunks, not 64 huge pages of their own (with
- * per-thread chunks on huge pages, update at 64 threads ran 0.12x:
- * docs/benchmarks.md, round 19). slab_rest_lock is held while a chunk is
- * cut, so that threads that find no piece wait for the pieces of one
- * chunk instead of each cutting one. The held bytes of a chunk start at
- * its pieces' bytes (SLAB_CHUNK less the header's SLAB_HDR - 8), and a
- * thread that stops carving a piece subtracts what it left uncarved: a
- * chunk still empties once all its blocks are free and every piece is
- * carved or dropped (a piece on the list of rests keeps its chunk, as an
- * exited thread's rest did). With huge pages a chunk is resident whole
- * from its first piece, so up to one chunk's pieces not yet taken (2 MiB)
- * more. Nothing gives back part of a chunk in use (give-back is of
- * emptied chunks only; it keeps the header's page, which splits the huge
- * page: a chunk given back and carved again gets 4 KiB pages). With THP
- * "never", no such file (no THP) or pool_slab_use_huge(false) before the
- * first slab allocation, the range is not advised and pieces are
- * populated SLAB_STEP at a time as chunks were.
+ * PIECES AND HUGE PAGES (round 20): the range is aligned to SLAB_CHUNK so
+ * that a chunk can be one 2 MiB page: one TLB entry instead of 512 for
+ * memory every thread's commits touch (update and mixed at 64 threads ran
+ * 1.2-1.4x, docs/benchmarks.md, round 20). A huge page is populated
+ * (zeroed) whole at its first touch, so a chunk is not one thread's any
+ * more: it is cut into SLAB_PIECE (128 KiB) pieces, the thread that takes
+ * it carves the first and the others go on the list of rests that exiting
+ * threads leave (slab_rests), from which the next threads that need one
+ * take theirs. So 64 threads that each start carving populate 4 chunks,
+ * not 64 huge pages of their own (with per-thread chunks on huge pages,
+ * update at 64 threads ran 0.12x: round 19). slab_rest_lock is held while
+ * a chunk is cut, so that threads that find no piece wait for the pieces
+ * of one chunk instead of each cutting one. The held bytes of a chunk
+ * start at its pieces' bytes (SLAB_CHUNK less the header's SLAB_HDR - 8),
+ * and a thread that stops carving a piece subtracts what it left
+ * uncarved: a chunk still empties once all its blocks are free and every
+ * piece is carved or dropped (a piece on the list of rests keeps its
+ * chunk, as an exited thread's rest did).
+ * Where the kernel's transparent huge pages are in "always" or "madvise"
+ * mode (slab_huge), the range past its first SLAB_SMALL (32 MiB) is
+ * advised MADV_HUGEPAGE: its chunks are huge pages from their first touch,
+ * which also populates them ~3x cheaper than 4 KiB pages. The first 32 MiB
+ * are not: a huge page is resident whole, up to 2 MiB more than a small
+ * store uses (ctxbench memory's 160,000 keys: 149 B a key against 137);
+ * their chunks are populated in small pages as they are carved, and each
+ * is collapsed into a huge page (MADV_COLLAPSE, a copy) once the chunk
+ * after it is cut, when its pieces are all taken. A chunk given back
+ * (MADV_DONTNEED) there is given back whole (a huge page that keeps its
+ * header's page is split, and the kernel frees the rest only when it runs
+ * short: the deferred split); past the first 32 MiB the header's page is
+ * kept as before, since writing the link would fault in a huge page, so
+ * RSS drops at once and the split page's memory goes back under pressure.
+ * With THP "never", no such file (no THP) or pool_slab_use_huge(false)
+ * before the first slab allocation, nothing is advised or collapsed and
+ * pieces are populated SLAB_STEP at a time as chunks were.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -224,6 +233,9 @@ static inline unsigned class_for_block(size_t usable)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 #define SLAB_RANGE    ((size_t)64 << 30)  /* address space reserved, never all backed */
 #define SLAB_AS_SHARE 4                   /* at most 1/4 of RLIMIT_AS reserved */
@@ -232,6 +244,7 @@ static inline unsigned class_for_block(size_t usable)
 #define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
 #define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
 #define SLAB_PIECE    SLAB_STEP           /* carved by one thread (PIECES above) */
+#define SLAB_SMALL    ((size_t)32 << 20)  /* the range's start not advised (PIECES) */
 
 /* The range (base NULL: none, malloc) and its size, set before base
  * (slab_init); on one line, read by every pool_free (slab_has). */
@@ -307,7 +320,8 @@ static pthread_cond_t slab_decay_cv;
 static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
 /* The header's page is not given back: its link to the next bare chunk is
  * written right after, and would fault it in again (that fault was all of
- * slab_reclaim's own time in perf). Set by slab_init. */
+ * slab_reclaim's own time in perf); but for a chunk that may be a huge page
+ * (slab_give_back). Set by slab_init. */
 static size_t slab_page;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
@@ -407,7 +421,8 @@ static void slab_init(void)
 	if (p + mapped > base + range)
 		munmap(base + range, (size_t)(p + mapped - (base + range)));
 	if (!atomic_load(&slab_no_huge) && slab_thp_allowed() &&
-	    madvise(base, range, MADV_HUGEPAGE) == 0)
+	    (range <= SLAB_SMALL ||
+	     madvise(base + SLAB_SMALL, range - SLAB_SMALL, MADV_HUGEPAGE) == 0))
 		atomic_store(&slab_huge, true);
 	atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
 	atomic_store_explicit(&slab_map.base, base, memory_order_release);
@@ -435,6 +450,28 @@ static inline unsigned slab_class(const void *p)
 
 static bool pool_keyed(void);
 static bool slab_chunk_locked(char *base);
+
+/* The last chunk cut in the range's start (on small pages), and the one
+ * before it, to collapse into a huge page (slab_rest_lock; PIECES). */
+static char *slab_last_cut, *slab_collapse;
+
+/* Whether chunk c lies in the range's start that is not advised, while
+ * the rest is (PIECES above). */
+static inline bool slab_small(const char *c)
+{
+	return atomic_load_explicit(&slab_huge, memory_order_relaxed) &&
+	       c < atomic_load_explicit(&slab_map.base, memory_order_relaxed) + SLAB_SMALL;
+}
+
+/* Chunk c was cut: the one cut before it in the range's start is
+ * collapsed into a huge page once the lock is left (slab_chunk). */
+static void slab_cut_4k(char *c)
+{
+	if (!atomic_load_explicit(&slab_huge, memory_order_relaxed))
+		return;
+	slab_collapse = slab_last_cut; /* past the start: its last chunk */
+	slab_last_cut = slab_small(c) ? c : NULL;
+}
 
 /* Cut the chunk c (its header clear) into pieces: the calling thread
  * carves the first, the others go on the list of rests (PIECES above);
@@ -478,7 +515,12 @@ static bool slab_chunk(void)
 		return false;
 	pthread_mutex_lock(&slab_rest_lock);
 	bool ok = slab_chunk_locked(base);
+	char *collapse = slab_collapse;
+	slab_collapse = NULL;
 	pthread_mutex_unlock(&slab_rest_lock);
+	/* Not one emptied meanwhile (populated again for nothing). */
+	if (collapse && atomic_load_explicit(&((slab_hdr *)collapse)->held, memory_order_relaxed))
+		(void)madvise(collapse, SLAB_CHUNK, MADV_COLLAPSE);
 	return ok;
 }
 
@@ -516,6 +558,8 @@ static bool slab_chunk_locked(char *base)
 	if (e) {
 		memset(e, 0, sizeof(slab_hdr));
 		slab_pieces((char *)e, !bare);
+		if (bare)
+			slab_cut_4k((char *)e);
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
@@ -532,6 +576,7 @@ static bool slab_chunk_locked(char *base)
 		return false;
 	}
 	slab_pieces(base + off, false); /* the header is zero: fresh memory */
+	slab_cut_4k(base + off);
 	return true;
 }
 
@@ -561,8 +606,13 @@ static void slab_give_back(slab_hdr *ch)
 {
 	/* Not MADV_FREE: the pages would stay in RSS until the system
 	 * runs short, where the point is that a process's footprint
-	 * shrinks when its stores do (docs/decisions.md, round 14). */
-	(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
+	 * shrinks when its stores do (docs/decisions.md, round 14). A chunk
+	 * that may be a huge page is given back whole: one that keeps its
+	 * header's page is split, and the kernel frees the rest of a split
+	 * huge page only when it runs short (the deferred split); the link
+	 * written below then faults in one small page. */
+	size_t keep = slab_small((char *)ch) ? 0 : slab_page;
+	(void)madvise((char *)ch + keep, SLAB_CHUNK - keep, MADV_DONTNEED);
 	pthread_mutex_lock(&slab_empty_lock);
 	ch->next_empty = slab_bare;
 	slab_bare = ch;
