@@ -153,9 +153,11 @@
  * after it is cut, when its pieces are all taken. A chunk given back
  * (MADV_DONTNEED) there is given back whole (a huge page that keeps its
  * header's page is split, and the kernel frees the rest only when it runs
- * short: the deferred split); past the first 32 MiB the header's page is
- * kept as before, since writing the link would fault in a huge page, so
- * RSS drops at once and the split page's memory goes back under pressure.
+ * short: the deferred split); past the first 32 MiB (and with THP
+ * "always") the header's page is kept as before, since writing the link
+ * would fault in a huge page, so RSS drops at once and the split page's
+ * memory goes back under pressure; such a chunk, carved again on small
+ * pages, is collapsed as the first 32 MiB's are.
  * With THP "never", no such file (no THP) or pool_slab_use_huge(false)
  * before the first slab allocation, nothing is advised or collapsed and
  * pieces are populated SLAB_STEP at a time as chunks were.
@@ -256,7 +258,8 @@ static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off; /* pool_use_slabs(false) */
 static atomic_bool slab_no_huge; /* pool_slab_use_huge(false), read by slab_init */
-static atomic_bool slab_huge;    /* the range is advised MADV_HUGEPAGE */
+static atomic_bool slab_huge;    /* huge pages: advised past SLAB_SMALL, collapsed before */
+static atomic_bool slab_always;  /* THP "always": every fault may take a huge page */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
@@ -374,9 +377,9 @@ static void slab_fork_child(void)
 }
 
 /* Whether the kernel gives a range advised MADV_HUGEPAGE huge pages: THP
- * in "always" or "madvise" mode (not "never"; a kernel without THP has no
- * such file, and its madvise fails). */
-static bool slab_thp_allowed(void)
+ * in "always" (*always) or "madvise" mode (not "never"; a kernel without
+ * THP has no such file, and its madvise fails). */
+static bool slab_thp_allowed(bool *always)
 {
 	char buf[128];
 	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
@@ -385,7 +388,8 @@ static bool slab_thp_allowed(void)
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
-	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
+	*always = strstr(buf, "[always]") != NULL;
+	return *always || strstr(buf, "[madvise]");
 }
 
 static void slab_init(void)
@@ -420,10 +424,12 @@ static void slab_init(void)
 		munmap(p, (size_t)(base - p));
 	if (p + mapped > base + range)
 		munmap(base + range, (size_t)(p + mapped - (base + range)));
-	if (!atomic_load(&slab_no_huge) && slab_thp_allowed() &&
+	bool always = false;
+	if (!atomic_load(&slab_no_huge) && slab_thp_allowed(&always) &&
 	    (range <= SLAB_SMALL ||
 	     madvise(base + SLAB_SMALL, range - SLAB_SMALL, MADV_HUGEPAGE) == 0))
 		atomic_store(&slab_huge, true);
+	atomic_store(&slab_always, always);
 	atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
 	atomic_store_explicit(&slab_map.base, base, memory_order_release);
 }
@@ -451,8 +457,8 @@ static inline unsigned slab_class(const void *p)
 static bool pool_keyed(void);
 static bool slab_chunk_locked(char *base);
 
-/* The last chunk cut in the range's start (on small pages), and the one
- * before it, to collapse into a huge page (slab_rest_lock; PIECES). */
+/* The last chunk cut on small pages, and the one before it, to collapse
+ * into a huge page (slab_rest_lock; PIECES). */
 static char *slab_last_cut, *slab_collapse;
 
 /* Whether chunk c lies in the range's start that is not advised, while
@@ -463,14 +469,15 @@ static inline bool slab_small(const char *c)
 	       c < atomic_load_explicit(&slab_map.base, memory_order_relaxed) + SLAB_SMALL;
 }
 
-/* Chunk c was cut: the one cut before it in the range's start is
- * collapsed into a huge page once the lock is left (slab_chunk). */
-static void slab_cut_4k(char *c)
+/* Chunk c was cut, bare (given back before): the one cut before it on
+ * small pages (in the range's start, or given back before) is collapsed
+ * into a huge page once the lock is left (slab_chunk). */
+static void slab_cut_4k(char *c, bool bare)
 {
 	if (!atomic_load_explicit(&slab_huge, memory_order_relaxed))
 		return;
-	slab_collapse = slab_last_cut; /* past the start: its last chunk */
-	slab_last_cut = slab_small(c) ? c : NULL;
+	slab_collapse = slab_last_cut;
+	slab_last_cut = bare || slab_small(c) ? c : NULL;
 }
 
 /* Cut the chunk c (its header clear) into pieces: the calling thread
@@ -559,7 +566,7 @@ static bool slab_chunk_locked(char *base)
 		memset(e, 0, sizeof(slab_hdr));
 		slab_pieces((char *)e, !bare);
 		if (bare)
-			slab_cut_4k((char *)e);
+			slab_cut_4k((char *)e, true);
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
@@ -576,7 +583,7 @@ static bool slab_chunk_locked(char *base)
 		return false;
 	}
 	slab_pieces(base + off, false); /* the header is zero: fresh memory */
-	slab_cut_4k(base + off);
+	slab_cut_4k(base + off, false);
 	return true;
 }
 
@@ -610,8 +617,11 @@ static void slab_give_back(slab_hdr *ch)
 	 * that may be a huge page is given back whole: one that keeps its
 	 * header's page is split, and the kernel frees the rest of a split
 	 * huge page only when it runs short (the deferred split); the link
-	 * written below then faults in one small page. */
-	size_t keep = slab_small((char *)ch) ? 0 : slab_page;
+	 * written below then faults in one small page (not past the range's
+	 * start, nor with THP "always", where it would fault a huge page). */
+	size_t keep = slab_small((char *)ch) && !atomic_load_explicit(&slab_always, memory_order_relaxed)
+	                  ? 0
+	                  : slab_page;
 	(void)madvise((char *)ch + keep, SLAB_CHUNK - keep, MADV_DONTNEED);
 	pthread_mutex_lock(&slab_empty_lock);
 	ch->next_empty = slab_bare;
