@@ -78,7 +78,8 @@ static size_t carve_at_once(void)
 	assert_int_equal(pthread_barrier_init(&all_carved, NULL, THREADS + 1), 0);
 	pthread_t th[THREADS];
 	for (size_t t = 0; t < THREADS; t++)
-		assert_int_equal(pthread_create(&th[t], NULL, carver_main, (void *)(uintptr_t)t), 0);
+		assert_int_equal(pthread_create(&th[t], NULL, carver_main, (void *)(uintptr_t)t),
+		                 0);
 	pthread_barrier_wait(&all_carved);
 	for (size_t t = 0; t < THREADS; t++)
 		assert_int_equal(pthread_join(th[t], NULL), 0);
@@ -98,7 +99,8 @@ static size_t carve_at_once(void)
 	uintptr_t last = UINTPTR_MAX;
 	for (size_t n = 0; n < THREADS * PER; n++) {
 		if (n)
-			assert_true(sorted[n - 1].p + pool_usable_size(sorted[n - 1].p) <= sorted[n].p);
+			assert_true(sorted[n - 1].p + pool_usable_size(sorted[n - 1].p) <=
+			            sorted[n].p);
 		uintptr_t c = (uintptr_t)sorted[n].p / CHUNK;
 		chunks += c != last;
 		last = c;

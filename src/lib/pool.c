@@ -256,7 +256,7 @@ static _Alignas(16) struct {
 } slab_map;
 static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
-static atomic_bool slab_off; /* pool_use_slabs(false) */
+static atomic_bool slab_off;     /* pool_use_slabs(false) */
 static atomic_bool slab_no_huge; /* pool_slab_use_huge(false), read by slab_init */
 static atomic_bool slab_huge;    /* huge pages: advised past SLAB_SMALL, collapsed before */
 static atomic_bool slab_always;  /* THP "always": every fault may take a huge page */
@@ -619,9 +619,10 @@ static void slab_give_back(slab_hdr *ch)
 	 * huge page only when it runs short (the deferred split); the link
 	 * written below then faults in one small page (not past the range's
 	 * start, nor with THP "always", where it would fault a huge page). */
-	size_t keep = slab_small((char *)ch) && !atomic_load_explicit(&slab_always, memory_order_relaxed)
-	                  ? 0
-	                  : slab_page;
+	size_t keep =
+	    slab_small((char *)ch) && !atomic_load_explicit(&slab_always, memory_order_relaxed)
+	        ? 0
+	        : slab_page;
 	(void)madvise((char *)ch + keep, SLAB_CHUNK - keep, MADV_DONTNEED);
 	pthread_mutex_lock(&slab_empty_lock);
 	ch->next_empty = slab_bare;
