@@ -126,8 +126,8 @@
  *
  * PIECES AND HUGE PAGES (round 20): the range is aligned to SLAB_CHUNK so
  * that a chunk can be one 2 MiB page: one TLB entry instead of 512 for
- * memory every thread's commits touch (update and mixed at 64 threads ran
- * 1.2-1.4x, docs/benchmarks.md, round 20). A huge page is populated
+ * memory every thread's commits touch (mixed at 64 threads ran ~1.3x and
+ * update ~1.1x under load, docs/benchmarks.md, round 20). A huge page is populated
  * (zeroed) whole at its first touch, so a chunk is not one thread's any
  * more: it is cut into SLAB_PIECE (128 KiB) pieces, the thread that takes
  * it carves the first and the others go on the list of rests that exiting
