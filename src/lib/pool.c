@@ -149,7 +149,8 @@
  * are not: a huge page is resident whole, up to 2 MiB more than a small
  * store uses (ctxbench memory's 160,000 keys: 149 B a key against 137);
  * their chunks are populated in small pages as they are carved, and each
- * is collapsed into a huge page (MADV_COLLAPSE, a copy) once the chunk
+ * is collapsed into a huge page (MADV_COLLAPSE, a copy, on a thread of its
+ * own: slab_collapse_async) once the chunk
  * after it is cut, when its pieces are all taken. A chunk given back
  * (MADV_DONTNEED) there is given back whole (a huge page that keeps its
  * header's page is split, and the kernel frees the rest only when it runs
@@ -256,10 +257,12 @@ static _Alignas(16) struct {
 } slab_map;
 static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
-static atomic_bool slab_off;     /* pool_use_slabs(false) */
-static atomic_bool slab_no_huge; /* pool_slab_use_huge(false), read by slab_init */
-static atomic_bool slab_huge;    /* huge pages: advised past SLAB_SMALL, collapsed before */
-static atomic_bool slab_always;  /* THP "always": every fault may take a huge page */
+static atomic_bool slab_off;        /* pool_use_slabs(false) */
+static atomic_bool slab_no_huge;    /* pool_slab_use_huge(false), read by slab_init */
+static atomic_bool slab_huge;       /* huge pages: advised past SLAB_SMALL, collapsed before */
+static atomic_bool slab_always;     /* THP "always": every fault may take a huge page */
+static atomic_uint slab_collapsing; /* collapses in flight (slab_collapse_async) */
+#define SLAB_COLLAPSERS 2           /* in flight at most; past them a chunk stays on small pages */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
@@ -361,10 +364,12 @@ static void slab_fork_done(void)
 }
 
 /* The child has no decay thread: the next chunk kept past SLAB_KEEP starts
- * one, on a condition made anew (the parent's thread may have waited on it). */
+ * one, on a condition made anew (the parent's thread may have waited on it);
+ * nor the parent's collapsers (slab_collapse_async). */
 static void slab_fork_child(void)
 {
 	slab_decaying = false;
+	atomic_store(&slab_collapsing, 0); /* the parent's collapsers are not here */
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
@@ -510,6 +515,44 @@ static void slab_pieces(char *c, bool populated)
 	}
 }
 
+static void *slab_collapse_main(void *arg)
+{
+	char *c = arg;
+	/* Not the name of the thread that started it (tests count threads
+	 * by name). */
+	pthread_setname_np(pthread_self(), "ctx-collapse");
+	/* Not one emptied meanwhile (populated again for nothing). */
+	if (atomic_load_explicit(&((slab_hdr *)c)->held, memory_order_relaxed))
+		(void)madvise(c, SLAB_CHUNK, MADV_COLLAPSE);
+	atomic_fetch_sub(&slab_collapsing, 1);
+	return NULL;
+}
+
+/* Collapse chunk c into a huge page on a thread of its own. MADV_COLLAPSE
+ * allocates a huge page and copies the chunk into it: 4-12 ms in this VM
+ * (round 20), which the thread that cut the next chunk - a commit holding
+ * its context's write lock - would otherwise wait for. A collapse that
+ * cannot start (SLAB_COLLAPSERS running, no thread) is skipped: the chunk
+ * stays on small pages, which is only slower. */
+static void slab_collapse_async(char *c)
+{
+	if (atomic_fetch_add(&slab_collapsing, 1) >= SLAB_COLLAPSERS) {
+		atomic_fetch_sub(&slab_collapsing, 1);
+		return;
+	}
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = pthread_attr_init(&attr) == 0;
+	if (ok) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+		ok = pthread_create(&t, &attr, slab_collapse_main, c) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!ok)
+		atomic_fetch_sub(&slab_collapsing, 1);
+}
+
 /* Give the calling thread a piece to carve: another's rest or piece, or
  * a new chunk's first. The lock is held while a chunk is cut, so that
  * threads that find no piece at once (64 at a cell's start) wait for the
@@ -525,9 +568,8 @@ static bool slab_chunk(void)
 	char *collapse = slab_collapse;
 	slab_collapse = NULL;
 	pthread_mutex_unlock(&slab_rest_lock);
-	/* Not one emptied meanwhile (populated again for nothing). */
-	if (collapse && atomic_load_explicit(&((slab_hdr *)collapse)->held, memory_order_relaxed))
-		(void)madvise(collapse, SLAB_CHUNK, MADV_COLLAPSE);
+	if (collapse)
+		slab_collapse_async(collapse);
 	return ok;
 }
 
