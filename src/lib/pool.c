@@ -52,7 +52,8 @@
  * from a slab, not asked of malloc. Fresh memory was 40-45% of an in-memory
  * create (docs/benchmarks.md, r11-create): glibc grows a thread's arena a
  * page at a time, an mprotect and a page fault per 4 KiB, which this guest
- * makes cost ~12 us a page. A thread carves blocks out of a 2 MiB chunk of
+ * makes cost ~12 us a page. A thread carves blocks out of a piece of a 2 MiB
+ * chunk (since round 20: PIECES below; the whole chunk before) of
  * one address range reserved at the first slab allocation (64 GiB,
  * PROT_NONE, no memory; under an RLIMIT_AS, at most a quarter of it, since
  * the reservation counts against that limit as mapped memory does), made
@@ -89,7 +90,7 @@
  * one, for any class (its range stays reserved and writable; a given-back
  * one is populated again as it is carved). So a process keeps at most:
  * the chunks that hold a live block or one in a thread's cache (whole: one
- * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one chunk
+ * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one piece
  * per thread carving or rest passed on (the most threads ever allocating
  * at once), and the header's page (4 KiB) of each chunk given back. A free block still serves its
  * own class only while its chunk holds a live one. Blocks of other sizes, and every block while
@@ -122,12 +123,52 @@
  * only (to unlink, never across the madvise). If it cannot be started,
  * chunks past SLAB_KEEP are given back at once, as before. Tests change
  * the time and the bound with pool_slab_set_decay (pool.h).
+ *
+ * PIECES AND HUGE PAGES (round 20): the range is aligned to SLAB_CHUNK so
+ * that a chunk can be one 2 MiB page: one TLB entry instead of 512 for
+ * memory every thread's commits touch (mixed at 64 threads ran ~1.3x and
+ * update ~1.1x under load, docs/benchmarks.md, round 20). A huge page is populated
+ * (zeroed) whole at its first touch, so a chunk is not one thread's any
+ * more: it is cut into SLAB_PIECE (128 KiB) pieces, the thread that takes
+ * it carves the first and the others go on the list of rests that exiting
+ * threads leave (slab_rests), from which the next threads that need one
+ * take theirs. So 64 threads that each start carving populate 4 chunks,
+ * not 64 huge pages of their own (with per-thread chunks on huge pages,
+ * update at 64 threads ran 0.12x: round 19). slab_rest_lock is held while
+ * a chunk is cut, so that threads that find no piece wait for the pieces
+ * of one chunk instead of each cutting one. The held bytes of a chunk
+ * start at its pieces' bytes (SLAB_CHUNK less the header's SLAB_HDR - 8),
+ * and a thread that stops carving a piece subtracts what it left
+ * uncarved: a chunk still empties once all its blocks are free and every
+ * piece is carved or dropped (a piece on the list of rests keeps its
+ * chunk, as an exited thread's rest did).
+ * Where the kernel's transparent huge pages are in "always" or "madvise"
+ * mode (slab_huge), the range past its first SLAB_SMALL (32 MiB) is
+ * advised MADV_HUGEPAGE: its chunks are huge pages from their first touch,
+ * which also populates them ~3x cheaper than 4 KiB pages. The first 32 MiB
+ * are not: a huge page is resident whole, up to 2 MiB more than a small
+ * store uses (ctxbench memory's 160,000 keys: 149 B a key against 137);
+ * their chunks are populated in small pages as they are carved, and each
+ * is collapsed into a huge page (MADV_COLLAPSE, a copy, on a thread of its
+ * own: slab_collapse_async) once the chunk
+ * after it is cut, when its pieces are all taken. A chunk given back
+ * (MADV_DONTNEED) there is given back whole (a huge page that keeps its
+ * header's page is split, and the kernel frees the rest only when it runs
+ * short: the deferred split); past the first 32 MiB (and with THP
+ * "always") the header's page is kept as before, since writing the link
+ * would fault in a huge page, so RSS drops at once and the split page's
+ * memory goes back under pressure; such a chunk, carved again on small
+ * pages, is collapsed as the first 32 MiB's are.
+ * With THP "never", no such file (no THP) or pool_slab_use_huge(false)
+ * before the first slab allocation, nothing is advised or collapsed and
+ * pieces are populated SLAB_STEP at a time as chunks were.
  */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -195,6 +236,9 @@ static inline unsigned class_for_block(size_t usable)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 #define SLAB_RANGE    ((size_t)64 << 30)  /* address space reserved, never all backed */
 #define SLAB_AS_SHARE 4                   /* at most 1/4 of RLIMIT_AS reserved */
@@ -202,6 +246,8 @@ static inline unsigned class_for_block(size_t usable)
 #define SLAB_STEP     ((size_t)128 << 10) /* populated at once */
 #define SLAB_BATCH    32                  /* blocks taken from a shared list at once */
 #define SLAB_REST_MIN ((size_t)4096)      /* the least rest of a chunk passed on */
+#define SLAB_PIECE    SLAB_STEP           /* carved by one thread (PIECES above) */
+#define SLAB_SMALL    ((size_t)32 << 20)  /* the range's start not advised (PIECES) */
 
 /* The range (base NULL: none, malloc) and its size, set before base
  * (slab_init); on one line, read by every pool_free (slab_has). */
@@ -211,7 +257,12 @@ static _Alignas(16) struct {
 } slab_map;
 static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
-static atomic_bool slab_off; /* pool_use_slabs(false) */
+static atomic_bool slab_off;        /* pool_use_slabs(false) */
+static atomic_bool slab_no_huge;    /* pool_slab_use_huge(false), read by slab_init */
+static atomic_bool slab_huge;       /* huge pages: advised past SLAB_SMALL, collapsed before */
+static atomic_bool slab_always;     /* THP "always": every fault may take a huge page */
+static atomic_uint slab_collapsing; /* collapses in flight (slab_collapse_async) */
+#define SLAB_COLLAPSERS 2           /* in flight at most; past them a chunk stays on small pages */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
@@ -275,7 +326,8 @@ static pthread_cond_t slab_decay_cv;
 static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
 /* The header's page is not given back: its link to the next bare chunk is
  * written right after, and would fault it in again (that fault was all of
- * slab_reclaim's own time in perf). Set by slab_init. */
+ * slab_reclaim's own time in perf); but for a chunk that may be a huge page
+ * (slab_give_back). Set by slab_init. */
 static size_t slab_page;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
@@ -312,10 +364,12 @@ static void slab_fork_done(void)
 }
 
 /* The child has no decay thread: the next chunk kept past SLAB_KEEP starts
- * one, on a condition made anew (the parent's thread may have waited on it). */
+ * one, on a condition made anew (the parent's thread may have waited on it);
+ * nor the parent's collapsers (slab_collapse_async). */
 static void slab_fork_child(void)
 {
 	slab_decaying = false;
+	atomic_store(&slab_collapsing, 0); /* the parent's collapsers are not here */
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
@@ -325,6 +379,22 @@ static void slab_fork_child(void)
 	for (unsigned k = POOL_CLASSES; k-- > 0;)
 		pthread_mutex_unlock(&slab_free[k].lock);
 	pthread_mutex_unlock(&slab_rest_lock);
+}
+
+/* Whether the kernel gives a range advised MADV_HUGEPAGE huge pages: THP
+ * in "always" (*always) or "madvise" mode (not "never"; a kernel without
+ * THP has no such file, and its madvise fails). */
+static bool slab_thp_allowed(bool *always)
+{
+	char buf[128];
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	*always = strstr(buf, "[always]") != NULL;
+	return *always || strstr(buf, "[madvise]");
 }
 
 static void slab_init(void)
@@ -349,11 +419,24 @@ static void slab_init(void)
 		range = (size_t)(as.rlim_cur / SLAB_AS_SHARE) & ~(SLAB_CHUNK - 1);
 	if (range < SLAB_CHUNK)
 		return;
-	void *p = mmap(NULL, range, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p != MAP_FAILED) {
-		atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
-		atomic_store_explicit(&slab_map.base, (char *)p, memory_order_release);
-	}
+	/* Aligned to SLAB_CHUNK, so that a chunk is one huge page. */
+	size_t mapped = range + SLAB_CHUNK;
+	char *p = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	char *base = (char *)(((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1));
+	if (base > p)
+		munmap(p, (size_t)(base - p));
+	if (p + mapped > base + range)
+		munmap(base + range, (size_t)(p + mapped - (base + range)));
+	bool always = false;
+	if (!atomic_load(&slab_no_huge) && slab_thp_allowed(&always) &&
+	    (range <= SLAB_SMALL ||
+	     madvise(base + SLAB_SMALL, range - SLAB_SMALL, MADV_HUGEPAGE) == 0))
+		atomic_store(&slab_huge, true);
+	atomic_store(&slab_always, always);
+	atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
+	atomic_store_explicit(&slab_map.base, base, memory_order_release);
 }
 
 void pool_fork_ready(void)
@@ -377,8 +460,103 @@ static inline unsigned slab_class(const void *p)
 }
 
 static bool pool_keyed(void);
+static bool slab_chunk_locked(char *base);
 
-/* Give the calling thread a chunk (another's rest, or a new one). */
+/* The last chunk cut on small pages, and the one before it, to collapse
+ * into a huge page (slab_rest_lock; PIECES). */
+static char *slab_last_cut, *slab_collapse;
+
+/* Whether chunk c lies in the range's start that is not advised, while
+ * the rest is (PIECES above). */
+static inline bool slab_small(const char *c)
+{
+	return atomic_load_explicit(&slab_huge, memory_order_relaxed) &&
+	       c < atomic_load_explicit(&slab_map.base, memory_order_relaxed) + SLAB_SMALL;
+}
+
+/* Chunk c was cut, bare (given back before): the one cut before it on
+ * small pages (in the range's start, or given back before) is collapsed
+ * into a huge page once the lock is left (slab_chunk). */
+static void slab_cut_4k(char *c, bool bare)
+{
+	if (!atomic_load_explicit(&slab_huge, memory_order_relaxed))
+		return;
+	slab_collapse = slab_last_cut;
+	slab_last_cut = bare || slab_small(c) ? c : NULL;
+}
+
+/* Cut the chunk c (its header clear) into pieces: the calling thread
+ * carves the first, the others go on the list of rests (PIECES above);
+ * populated: the chunk's memory is (a kept chunk). A piece's first block
+ * has its class word at the piece's start, and the first piece's at
+ * SLAB_HDR - 8: a chunk holds SLAB_HDR - 8 bytes less than SLAB_CHUNK of
+ * pieces, its held bytes at first (slab_close gives back what a piece
+ * leaves uncarved). slab_rest_lock held. */
+static void slab_pieces(char *c, bool populated)
+{
+	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK - SLAB_HDR + 8,
+	                      memory_order_relaxed);
+	slab_t.at = c + SLAB_HDR;
+	slab_t.pop = populated ? c + SLAB_CHUNK : c;
+	slab_t.end = c + SLAB_PIECE;
+	slab_rest *first = NULL, *last = NULL;
+	for (char *piece = c + SLAB_CHUNK - SLAB_PIECE; piece > c; piece -= SLAB_PIECE) {
+		slab_rest *r = (slab_rest *)piece;
+		r->pop = populated ? piece + SLAB_PIECE : piece;
+		r->end = piece + SLAB_PIECE;
+		r->next = first;
+		first = r;
+		if (!last)
+			last = r;
+	}
+	if (first) {
+		last->next = slab_rests;
+		slab_rests = first;
+	}
+}
+
+static void *slab_collapse_main(void *arg)
+{
+	char *c = arg;
+	/* Not the name of the thread that started it (tests count threads
+	 * by name). */
+	pthread_setname_np(pthread_self(), "ctx-collapse");
+	/* Not one emptied meanwhile (populated again for nothing). */
+	if (atomic_load_explicit(&((slab_hdr *)c)->held, memory_order_relaxed))
+		(void)madvise(c, SLAB_CHUNK, MADV_COLLAPSE);
+	atomic_fetch_sub(&slab_collapsing, 1);
+	return NULL;
+}
+
+/* Collapse chunk c into a huge page on a thread of its own. MADV_COLLAPSE
+ * allocates a huge page and copies the chunk into it: 4-12 ms in this VM
+ * (round 20), which the thread that cut the next chunk - a commit holding
+ * its context's write lock - would otherwise wait for. A collapse that
+ * cannot start (SLAB_COLLAPSERS running, no thread) is skipped: the chunk
+ * stays on small pages, which is only slower. */
+static void slab_collapse_async(char *c)
+{
+	if (atomic_fetch_add(&slab_collapsing, 1) >= SLAB_COLLAPSERS) {
+		atomic_fetch_sub(&slab_collapsing, 1);
+		return;
+	}
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = pthread_attr_init(&attr) == 0;
+	if (ok) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+		ok = pthread_create(&t, &attr, slab_collapse_main, c) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!ok)
+		atomic_fetch_sub(&slab_collapsing, 1);
+}
+
+/* Give the calling thread a piece to carve: another's rest or piece, or
+ * a new chunk's first. The lock is held while a chunk is cut, so that
+ * threads that find no piece at once (64 at a cell's start) wait for the
+ * one chunk's pieces instead of each populating a chunk of its own. */
 static bool slab_chunk(void)
 {
 	pthread_once(&slab_once, slab_init);
@@ -386,11 +564,22 @@ static bool slab_chunk(void)
 	if (!base || !pool_keyed()) /* keyed: its rest is passed on at exit */
 		return false;
 	pthread_mutex_lock(&slab_rest_lock);
-	slab_rest *r = slab_rests;
-	if (r)
-		slab_rests = r->next;
+	bool ok = slab_chunk_locked(base);
+	char *collapse = slab_collapse;
+	slab_collapse = NULL;
 	pthread_mutex_unlock(&slab_rest_lock);
+	if (collapse)
+		slab_collapse_async(collapse);
+	return ok;
+}
+
+/* slab_chunk's work, slab_rest_lock held (lock order: slab_rest_lock,
+ * then slab_empty_lock). */
+static bool slab_chunk_locked(char *base)
+{
+	slab_rest *r = slab_rests;
 	if (r) {
+		slab_rests = r->next;
 		slab_t.pop = r->pop;
 		slab_t.end = r->end;
 		slab_t.at = (char *)r + 8;
@@ -416,12 +605,10 @@ static bool slab_chunk(void)
 	}
 	pthread_mutex_unlock(&slab_empty_lock);
 	if (e) {
-		char *c = (char *)e;
-		memset(c, 0, sizeof(slab_hdr));
-		atomic_store_explicit(&e->held, SLAB_CHUNK, memory_order_relaxed);
-		slab_t.at = c + SLAB_HDR;
-		slab_t.pop = bare ? c : c + SLAB_CHUNK;
-		slab_t.end = c + SLAB_CHUNK;
+		memset(e, 0, sizeof(slab_hdr));
+		slab_pieces((char *)e, !bare);
+		if (bare)
+			slab_cut_4k((char *)e, true);
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
@@ -437,11 +624,8 @@ static bool slab_chunk(void)
 		atomic_compare_exchange_strong(&slab_used, &after, off);
 		return false;
 	}
-	char *c = base + off;
-	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK, memory_order_relaxed);
-	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
-	slab_t.pop = c;
-	slab_t.end = c + SLAB_CHUNK;
+	slab_pieces(base + off, false); /* the header is zero: fresh memory */
+	slab_cut_4k(base + off, false);
 	return true;
 }
 
@@ -471,8 +655,17 @@ static void slab_give_back(slab_hdr *ch)
 {
 	/* Not MADV_FREE: the pages would stay in RSS until the system
 	 * runs short, where the point is that a process's footprint
-	 * shrinks when its stores do (docs/decisions.md, round 14). */
-	(void)madvise((char *)ch + slab_page, SLAB_CHUNK - slab_page, MADV_DONTNEED);
+	 * shrinks when its stores do (docs/decisions.md, round 14). A chunk
+	 * that may be a huge page is given back whole: one that keeps its
+	 * header's page is split, and the kernel frees the rest of a split
+	 * huge page only when it runs short (the deferred split); the link
+	 * written below then faults in one small page (not past the range's
+	 * start, nor with THP "always", where it would fault a huge page). */
+	size_t keep =
+	    slab_small((char *)ch) && !atomic_load_explicit(&slab_always, memory_order_relaxed)
+	        ? 0
+	        : slab_page;
+	(void)madvise((char *)ch + keep, SLAB_CHUNK - keep, MADV_DONTNEED);
 	pthread_mutex_lock(&slab_empty_lock);
 	ch->next_empty = slab_bare;
 	slab_bare = ch;
@@ -634,15 +827,21 @@ static inline void slab_release(slab_hdr *ch, size_t bytes, slab_hdr **emptied)
 	}
 }
 
-/* The calling thread stops carving its chunk: what it never carved is
+static inline slab_hdr *slab_chunk_of(const void *p)
+{
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
+	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
+}
+
+/* The calling thread stops carving its piece: what it never carved is
  * not held (the chunk may be empty already). */
 static void slab_close(void)
 {
 	if (!slab_t.at)
 		return;
-	char *c = slab_t.end - SLAB_CHUNK;
 	slab_hdr *emptied = NULL;
-	slab_release((slab_hdr *)c, SLAB_CHUNK - (size_t)(slab_t.at - (c + SLAB_HDR)), &emptied);
+	slab_release(slab_chunk_of(slab_t.end - 1), (size_t)(slab_t.end - (slab_t.at - 8)),
+	             &emptied);
 	slab_t.at = slab_t.pop = slab_t.end = NULL;
 	if (emptied)
 		slab_reclaim(emptied);
@@ -666,12 +865,6 @@ static void *slab_alloc(unsigned k)
 	slab_t.at += sz;
 	((uint64_t *)b)[-1] = k;
 	return b;
-}
-
-static inline slab_hdr *slab_chunk_of(const void *p)
-{
-	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
-	return (slab_hdr *)(base + ((uintptr_t)p - (uintptr_t)base) / SLAB_CHUNK * SLAB_CHUNK);
 }
 
 /* Put the chain first..last of n slab blocks of class k on its chunks' lists. */
@@ -756,7 +949,7 @@ static void *slab_take(unsigned k)
 	return b;
 }
 
-/* At the thread's exit: its chunk's rest to the next thread needing one. */
+/* At the thread's exit: its piece's rest to the next thread needing one. */
 static void slab_leave(void)
 {
 	/* A rest too small for the largest block is dropped (a slab_rest and
@@ -979,6 +1172,24 @@ void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes)
 	pthread_mutex_unlock(&slab_empty_lock);
 #else
 	(void)decay_ms, (void)max_bytes;
+#endif
+}
+
+void pool_slab_use_huge(bool on)
+{
+#ifdef POOL_SLAB
+	atomic_store(&slab_no_huge, !on);
+#else
+	(void)on;
+#endif
+}
+
+bool pool_slab_huge(void)
+{
+#ifdef POOL_SLAB
+	return atomic_load(&slab_huge);
+#else
+	return false;
 #endif
 }
 

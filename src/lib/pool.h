@@ -62,6 +62,17 @@ size_t pool_slab_kept(void);
  * thread looks again, which the call makes it do). */
 void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes);
 
+/* Process-wide: with on false, the slab range gets no huge pages (nothing
+ * advised MADV_HUGEPAGE or collapsed: pool.c, PIECES AND HUGE PAGES), as
+ * with the kernel's THP "never". Takes effect only if called before the
+ * first slab allocation reserves the range; for tests. */
+void pool_slab_use_huge(bool on);
+
+/* Whether the slab range is given huge pages: reserved, the kernel's THP
+ * in "always" or "madvise" mode, and pool_slab_use_huge(false) not called
+ * before. False under ASan (no slabs). */
+bool pool_slab_huge(void);
+
 /* Process-wide: with on false, pool_alloc takes no new block from a slab
  * (blocks already carved are still reused from the caches and shared
  * lists). Default on. For tests that count the heap with mallinfo2, which
