@@ -292,7 +292,22 @@ static slab_rest *slab_rests;
  * address; its class word is at - 8), populated up to `pop`. */
 static _Thread_local struct {
 	char *at, *pop, *end;
+	bool huge; /* pool_huge_chunks */
 } slab_t;
+
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
+
+/* A chunk about to be populated as it is carved (fresh, or given back):
+ * backed by huge pages if the calling thread asked (pool_huge_chunks) and
+ * the chunk is one aligned huge page (the range's start is aligned on
+ * kernels that align large anonymous mappings, 6.7 on). */
+static void slab_maybe_huge(char *c)
+{
+	if (slab_t.huge && ((uintptr_t)c & (SLAB_CHUNK - 1)) == 0)
+		(void)madvise(c, SLAB_CHUNK, MADV_HUGEPAGE);
+}
 
 /* fork: no lock held by another thread is copied into the child locked. */
 static void slab_fork_prepare(void)
@@ -417,6 +432,8 @@ static bool slab_chunk(void)
 	pthread_mutex_unlock(&slab_empty_lock);
 	if (e) {
 		char *c = (char *)e;
+		if (bare)
+			slab_maybe_huge(c);
 		memset(c, 0, sizeof(slab_hdr));
 		atomic_store_explicit(&e->held, SLAB_CHUNK, memory_order_relaxed);
 		slab_t.at = c + SLAB_HDR;
@@ -438,6 +455,7 @@ static bool slab_chunk(void)
 		return false;
 	}
 	char *c = base + off;
+	slab_maybe_huge(c);
 	atomic_store_explicit(&((slab_hdr *)c)->held, SLAB_CHUNK, memory_order_relaxed);
 	slab_t.at = c + SLAB_HDR; /* the header is zero: fresh memory */
 	slab_t.pop = c;
@@ -931,6 +949,15 @@ void pool_free_sized(void *p, size_t size)
 size_t pool_usable_size(void *p)
 {
 	return slab_has(p) ? class_usable(slab_class(p)) : malloc_usable_size(p);
+}
+
+void pool_huge_chunks(bool on)
+{
+#ifdef POOL_SLAB
+	slab_t.huge = on;
+#else
+	(void)on;
+#endif
 }
 
 void pool_use_slabs(bool on)

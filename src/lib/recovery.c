@@ -71,6 +71,7 @@
 
 #include "crc32c.h"
 #include "format.h"
+#include "pool.h"
 #include "reader.h"
 #include "reclaim.h"
 #include "store.h"
@@ -920,6 +921,8 @@ typedef struct op_span {
 	size_t n;
 } op_span;
 
+#define OPS_AHEAD 8 /* ops whose key and value apply_in_place_ops loads ahead */
+
 /* apply_in_place for a body parsed into o, whose data keys are distinct:
  * the paths of all its keys are loaded first (hamt_prefetch_paths), side by
  * side, then the ops are applied in their order. */
@@ -932,6 +935,14 @@ static ctx_status apply_in_place_ops(ctx_context *c, const op_span *o, uint64_t 
 	hamt_prefetch_paths(&h->data, o->hash, o->n);
 	for (size_t i = 0; i < o->n; i++) {
 		const op_ref *op = &o->op[i];
+		if (i + OPS_AHEAD < o->n) {
+			/* The leaf copies its key and value from the log, whose
+			 * lines the reader thread left in its own cache (the
+			 * value's, not even there): load them a few ops ahead. */
+			const op_ref *ahead = &o->op[i + OPS_AHEAD];
+			__builtin_prefetch(ahead->key);
+			__builtin_prefetch(ahead->val + ahead->vlen - 1);
+		}
 		bool is_data = op->code == OP_PUT_CODE || op->code == OP_DEL_CODE;
 		hamt *m = is_data ? &h->data : &h->meta;
 		if (op->code == OP_PUT_CODE || op->code == OP_META_PUT_CODE) {
@@ -1797,6 +1808,10 @@ static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recover
 	memset(info, 0, sizeof(*info));
 	*rp = (replay){.s = s, .dir = dir, .read_only = read_only, .info = info};
 	s->replaying = true;
+	/* The checkpoint's load and the replay build the whole store on this
+	 * thread: its slab chunks on huge pages (pool.h: a fault per 2 MiB,
+	 * not a costly first touch per 4 KiB page in this VM). */
+	pool_huge_chunks(true);
 	ctx_status st = list_dir(dir, read_only, &ckpts, &segs);
 	if (st != CTX_OK)
 		goto out;
@@ -1848,6 +1863,7 @@ out:
 	free(rp->zero_ends.v);
 	rp->zero_firsts = rp->zero_ends = (rev_list){0};
 	s->replaying = false;
+	pool_huge_chunks(false);
 	plan_free(&rp->plan);
 	free(ckpts.v);
 	free(segs.v);
