@@ -921,8 +921,6 @@ typedef struct op_span {
 	size_t n;
 } op_span;
 
-#define OPS_AHEAD 8 /* ops whose key and value apply_in_place_ops loads ahead */
-
 /* apply_in_place for a body parsed into o, whose data keys are distinct:
  * the paths of all its keys are loaded first (hamt_prefetch_paths), side by
  * side, then the ops are applied in their order. */
@@ -935,14 +933,6 @@ static ctx_status apply_in_place_ops(ctx_context *c, const op_span *o, uint64_t 
 	hamt_prefetch_paths(&h->data, o->hash, o->n);
 	for (size_t i = 0; i < o->n; i++) {
 		const op_ref *op = &o->op[i];
-		if (i + OPS_AHEAD < o->n) {
-			/* The leaf copies its key and value from the log, whose
-			 * lines the reader thread left in its own cache (the
-			 * value's, not even there): load them a few ops ahead. */
-			const op_ref *ahead = &o->op[i + OPS_AHEAD];
-			__builtin_prefetch(ahead->key);
-			__builtin_prefetch(ahead->val + ahead->vlen - 1);
-		}
 		bool is_data = op->code == OP_PUT_CODE || op->code == OP_DEL_CODE;
 		hamt *m = is_data ? &h->data : &h->meta;
 		if (op->code == OP_PUT_CODE || op->code == OP_META_PUT_CODE) {
