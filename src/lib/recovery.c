@@ -524,6 +524,8 @@ static bool plan_record(replay_plan *pl, const rec_view *v)
  * the replay). */
 #define PLAN_WINDOW (1u << 20)
 
+atomic_size_t recovery_test_planned;
+
 typedef struct plan_window {
 	int fd;
 	unsigned char *buf;
@@ -588,7 +590,7 @@ static const char *window_record(plan_window *w, uint32_t fmt, size_t off, rec_v
  * through w (its buffer kept for the next segment). False: stop (damage,
  * or out of memory: then pl->off). */
 static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint64_t checkpoint,
-                         uint64_t *prev, plan_window *w)
+                         uint64_t *prev, plan_window *w, size_t *records)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/wal-%016" PRIx64 ".log", dir, first);
@@ -631,6 +633,7 @@ static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint6
 		}
 		*prev = v.rev;
 		off += v.len;
+		(*records)++;
 	}
 	if (off > WAL_HEADER_SIZE && !pl->off &&
 	    (!rev_push(&pl->vfirst, first) || !rev_push(&pl->vend, off)))
@@ -649,10 +652,12 @@ static void plan_build(replay_plan *pl, const char *dir, const rev_list *segs, s
 		pl->off = true;
 		return;
 	}
+	size_t records = 0;
 	for (size_t i = start; i < segs->n; i++)
-		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev, &w))
+		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev, &w, &records))
 			break;
 	free(w.buf);
+	atomic_store_explicit(&recovery_test_planned, records, memory_order_relaxed);
 	for (size_t i = 0; i < pl->cap && !pl->off; i++)
 		if (pl->e[i].pins.n > 1)
 			qsort(pl->e[i].pins.v, pl->e[i].pins.n, sizeof(uint64_t), cmp_u64);
