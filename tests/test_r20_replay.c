@@ -5,7 +5,7 @@
  * mapping, and recovery builds its states in slab chunks on huge pages
  * (pool_huge_chunks).
  *
- * A forked child writes a log (history_depth 4, so most records are
+ * A child process writes a log (history_depth 4, so most records are
  * applied in place and the plan decides which) of 100-put transactions of
  * 64-byte and 1 KiB values (records of ~9 KB and ~100 KB, which end at
  * every offset of the window), transactions of 1.5 MiB (more than the
@@ -367,11 +367,10 @@ static char *make_log(const char *name, char *mid, char *all, char *seg, long *e
 	snprintf(mid, 4200, "%s.mid", dir);
 	snprintf(all, 4200, "%s.all", dir);
 	snprintf(at, sizeof(at), "%s.at", dir);
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		write_log_and_die(dir, mid, all, at);
+	/* (A fresh image: this process may have library threads by now.) */
+	int rfd;
+	pid_t pid = test_spawn_child((const char *const[]){"write", dir, mid, all, at, NULL}, &rfd);
+	close(rfd);
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -410,7 +409,7 @@ static void test_whole_log(void **unused)
 		 * opens the directory (from the checkpoint the close wrote): the
 		 * values it built lie in chunks marked for huge pages. */
 		int rfd;
-		pid_t pid = test_spawn_child((const char *const[]){dir, NULL}, &rfd);
+		pid_t pid = test_spawn_child((const char *const[]){"open", dir, NULL}, &rfd);
 		char msg[64] = "";
 		ssize_t n = read(rfd, msg, sizeof(msg) - 1);
 		close(rfd);
@@ -462,7 +461,7 @@ static void test_damaged_large_record(void **unused)
 	free(dir);
 }
 
-/* The child of test_whole_log: open dir, count the first 64 values of
+/* The second child of test_whole_log: open dir, count the first 64 values of
  * "big" and those in marked chunks, write both to fd. */
 static int child_main(const char *dir, int fd)
 {
@@ -482,8 +481,10 @@ static int child_main(const char *dir, int fd)
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "--child") == 0)
-		return child_main(argv[2], atoi(argv[3]));
+	if (argc == 5 && strcmp(argv[1], "--child") == 0 && strcmp(argv[2], "open") == 0)
+		return child_main(argv[3], atoi(argv[4]));
+	if (argc == 8 && strcmp(argv[1], "--child") == 0 && strcmp(argv[2], "write") == 0)
+		write_log_and_die(argv[3], argv[4], argv[5], argv[6]);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_huge_chunks),
 	    cmocka_unit_test(test_whole_log),
