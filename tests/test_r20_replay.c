@@ -80,8 +80,8 @@ static void dump_map(text *t, const ctx_state *st)
 		if (!ctx_state_key_time(st, k, kl, &time))
 			abort();
 		char line[256];
-		snprintf(line, sizeof(line), "  %.*s=%zu:%08x @%llu\n", (int)kl, (const char *)k, vl,
-		         crc32c_portable(0, v, vl), (unsigned long long)time);
+		snprintf(line, sizeof(line), "  %.*s=%zu:%08x @%llu\n", (int)kl, (const char *)k,
+		         vl, crc32c_portable(0, v, vl), (unsigned long long)time);
 		lines[n++] = strdup(line);
 	}
 	if (!lines)
@@ -114,8 +114,8 @@ static char *dump(ctx_store *s)
 			    "bytes %zu sums %016llx %016llx\n",
 			    (unsigned long long)h[i].version, (unsigned long long)h[i].revision,
 			    (unsigned long long)h[i].time_us, h[i].keys_changed, h[i].pinned,
-			    ctx_state_count(st), ctx_state_bytes(st), (unsigned long long)st->data.sum,
-			    (unsigned long long)st->meta.sum);
+			    ctx_state_count(st), ctx_state_bytes(st),
+			    (unsigned long long)st->data.sum, (unsigned long long)st->meta.sum);
 			if (i < 2)
 				dump_map(&t, st);
 			ctx_state_release(st);
@@ -230,7 +230,8 @@ static void write_log_and_die(const char *dir, const char *mid, const char *all,
 	long i = 0;
 	for (; ok && i < 60; i++)
 		ok = step(s, i);
-	ok = ok && put_many(s, 1000, 48, 32768) && ctx_point_create(s, "big", "mid", NULL) == CTX_OK;
+	ok =
+	    ok && put_many(s, 1000, 48, 32768) && ctx_point_create(s, "big", "mid", NULL) == CTX_OK;
 	for (; ok && i < 70; i++)
 		ok = step(s, i);
 	char *d = ok ? dump(s) : NULL;
@@ -301,7 +302,8 @@ static int marked_huge(const void *p)
 	uintptr_t a = (uintptr_t)p;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' '))
 			in = a >= lo && a < hi;
 		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
 			found = strstr(line, " hg") != NULL;

@@ -532,9 +532,9 @@ atomic_size_t recovery_test_planned;
 typedef struct plan_window {
 	int fd;
 	unsigned char *buf;
-	size_t cap;          /* bytes of buf */
-	size_t start, len;   /* the file's bytes [start, start + len) are in buf */
-	size_t size;         /* the file's */
+	size_t cap;        /* bytes of buf */
+	size_t start, len; /* the file's bytes [start, start + len) are in buf */
+	size_t size;       /* the file's */
 } plan_window;
 
 /* Make the window start at off, with up to cap bytes (grown to at least
