@@ -344,7 +344,23 @@ static slab_rest *slab_rests;
  * address; its class word is at - 8), populated up to `pop`. */
 static _Thread_local struct {
 	char *at, *pop, *end;
+	bool huge; /* pool_huge_chunks */
 } slab_t;
+
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
+
+/* A chunk about to be populated as it is carved (fresh, or given back):
+ * backed by huge pages from its first touch if the calling thread asked
+ * (pool_huge_chunks: recovery) - true then, and the chunk is not also
+ * collapsed (slab_cut_4k). The range is aligned to SLAB_CHUNK (slab_init),
+ * so a chunk is one huge page. */
+static bool slab_maybe_huge(char *c)
+{
+	return slab_t.huge && ((uintptr_t)c & (SLAB_CHUNK - 1)) == 0 &&
+	       madvise(c, SLAB_CHUNK, MADV_HUGEPAGE) == 0;
+}
 
 /* fork: no lock held by another thread is copied into the child locked. */
 static void slab_fork_prepare(void)
@@ -605,9 +621,10 @@ static bool slab_chunk_locked(char *base)
 	}
 	pthread_mutex_unlock(&slab_empty_lock);
 	if (e) {
+		bool advised = bare && slab_maybe_huge((char *)e);
 		memset(e, 0, sizeof(slab_hdr));
 		slab_pieces((char *)e, !bare);
-		if (bare)
+		if (bare && !advised)
 			slab_cut_4k((char *)e, true);
 		return true;
 	}
@@ -624,8 +641,10 @@ static bool slab_chunk_locked(char *base)
 		atomic_compare_exchange_strong(&slab_used, &after, off);
 		return false;
 	}
+	bool advised = slab_maybe_huge(base + off);
 	slab_pieces(base + off, false); /* the header is zero: fresh memory */
-	slab_cut_4k(base + off, false);
+	if (!advised)
+		slab_cut_4k(base + off, false);
 	return true;
 }
 
@@ -1124,6 +1143,15 @@ void pool_free_sized(void *p, size_t size)
 size_t pool_usable_size(void *p)
 {
 	return slab_has(p) ? class_usable(slab_class(p)) : malloc_usable_size(p);
+}
+
+void pool_huge_chunks(bool on)
+{
+#ifdef POOL_SLAB
+	slab_t.huge = on;
+#else
+	(void)on;
+#endif
 }
 
 void pool_use_slabs(bool on)

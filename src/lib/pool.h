@@ -79,6 +79,15 @@ bool pool_slab_huge(void);
  * sees malloc's blocks only; call it before the first allocation. */
 void pool_use_slabs(bool on);
 
+/* While on, the slab chunks the calling thread takes to carve (a fresh
+ * one, or one given back) are backed by huge pages where the system has
+ * them (MADV_HUGEPAGE; THP "madvise" or "always"): one fault per 2 MiB. In
+ * this VM the first touch of each 4 KiB page of fresh memory costs ~20 us
+ * even after MADV_POPULATE_WRITE mapped it, ~1 us with huge pages
+ * (docs/benchmarks.md, round 20). For recovery, which builds a whole store
+ * on one thread; off by default (a thread's first block would zero 2 MiB). */
+void pool_huge_chunks(bool on);
+
 /* Register the pool's fork handlers now if they are not (they lock the
  * slab lists across fork): fork.c registers its own after them, so that
  * its prepare handler runs before the pool's (pthread_atfork runs prepare

@@ -71,6 +71,7 @@
 
 #include "crc32c.h"
 #include "format.h"
+#include "pool.h"
 #include "reader.h"
 #include "reclaim.h"
 #include "store.h"
@@ -330,9 +331,12 @@ static bool key_refs_at(const void *set, size_t i, key_ref *k)
 /* ---- reading the log ahead --------------------------------------------------- */
 
 /* A segment, mapped read-only with its pages mapped at once (MAP_POPULATE):
- * both passes read all of it, and a fault per few pages (the kernel maps a
+ * the replay reads all of it, and a fault per few pages (the kernel maps a
  * file's cached pages around each fault, 16 at most) was ~6% of replaying
- * a log of one-put commits in this VM. MAP_FAILED on failure. */
+ * a log of one-put commits in this VM. (The first touch of each page still
+ * costs 3.5-5.5 us here: the plan's pass reads with pread instead, see
+ * PLAN_WINDOW; the replay's reader thread takes those touches, beside the
+ * replay.) MAP_FAILED on failure. */
 static const unsigned char *log_map(int fd, size_t size)
 {
 	void *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
@@ -513,11 +517,83 @@ static bool plan_record(replay_plan *pl, const rec_view *v)
 	return true;
 }
 
+/* The plan's pass reads each segment with pread into one buffer it
+ * reuses, a window of PLAN_WINDOW bytes (more for a larger record), not
+ * through a mapping: in this VM the first touch of each page of a new
+ * mapping costs 3.5-5.5 us even when MAP_POPULATE mapped it (~110-170 ms
+ * for a 125 MB segment: more than the checksums), where pread's copy from
+ * the page cache into a buffer already touched costs ~0.25 ms per MB. The
+ * replay maps the segment (its reader thread pays those touches, beside
+ * the replay). */
+#define PLAN_WINDOW (1u << 20)
+
+atomic_size_t recovery_test_planned;
+
+typedef struct plan_window {
+	int fd;
+	unsigned char *buf;
+	size_t cap;        /* bytes of buf */
+	size_t start, len; /* the file's bytes [start, start + len) are in buf */
+	size_t size;       /* the file's */
+} plan_window;
+
+/* Make the window start at off, with up to cap bytes (grown to at least
+ * want first). False on a read error or when out of memory. */
+static bool window_fill(plan_window *w, size_t off, size_t want)
+{
+	if (want > w->cap) {
+		size_t cap = w->cap;
+		while (cap < want)
+			cap *= 2;
+		unsigned char *g = malloc(cap);
+		if (!g)
+			return false;
+		free(w->buf);
+		w->buf = g;
+		w->cap = cap;
+	}
+	size_t n = w->size - off < w->cap ? w->size - off : w->cap;
+	w->start = off;
+	w->len = 0;
+	while (w->len < n) {
+		ssize_t r = pread(w->fd, w->buf + w->len, n - w->len, (off_t)(off + w->len));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		w->len += (size_t)r;
+	}
+	return true;
+}
+
+static const char window_failed[] = "read error";
+
+/* Parse the record at off of the window's file into *v, reading more of
+ * the file as it needs: NULL, or what is wrong with it (rec_parse's), or
+ * window_failed (a read error, or no memory for a larger window). */
+static const char *window_record(plan_window *w, uint32_t fmt, size_t off, rec_view *v)
+{
+	for (;;) {
+		if (off < w->start || off > w->start + w->len)
+			if (!window_fill(w, off, 0))
+				return window_failed;
+		size_t at = off - w->start, avail = w->len - at;
+		const char *why = rec_parse(fmt, w->buf + at, avail, true, v);
+		if (!why || off + avail >= w->size || strncmp(why, "truncated", 9) != 0)
+			return why;
+		/* Cut by the window's end: read on from off, in a larger window
+		 * if it already started there. */
+		if (!window_fill(w, off, at ? 0 : 2 * w->cap))
+			return window_failed;
+	}
+}
+
 /* Walk the intact records of segment `first` above revision *prev (as
- * replay_segment does, stopping where it would stop or fail). False: stop
- * (damage, or out of memory: then pl->off). */
+ * replay_segment does, stopping where it would stop or fail), read
+ * through w (its buffer kept for the next segment). False: stop (damage,
+ * or out of memory: then pl->off). */
 static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint64_t checkpoint,
-                         uint64_t *prev)
+                         uint64_t *prev, plan_window *w, size_t *records)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/wal-%016" PRIx64 ".log", dir, first);
@@ -528,23 +604,28 @@ static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint6
 			close(fd);
 		return false;
 	}
-	size_t size = (size_t)sb.st_size;
-	const unsigned char *base = log_map(fd, size);
-	close(fd);
-	if (base == MAP_FAILED)
-		return false;
-	uint32_t fmt = size >= WAL_HEADER_SIZE ? get_u32(base + 8) : 0;
-	bool ok = file_header_intact(base, size, WAL_MAGIC) &&
-	          (fmt == FORMAT_VERSION || fmt == FORMAT_V1) && get_u64(base + 16) == first &&
-	          (*prev + 1 == first || first <= checkpoint + 1);
+	w->fd = fd;
+	w->size = (size_t)sb.st_size;
+	w->start = w->len = 0;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	size_t size = w->size;
+	bool ok = window_fill(w, 0, 0);
+	if (!ok)
+		pl->off = true; /* not read: no plan (as out of memory) */
+	uint32_t fmt = ok && size >= WAL_HEADER_SIZE ? get_u32(w->buf + 8) : 0;
+	ok = ok && file_header_intact(w->buf, w->len, WAL_MAGIC) &&
+	     (fmt == FORMAT_VERSION || fmt == FORMAT_V1) && get_u64(w->buf + 16) == first &&
+	     (*prev + 1 == first || first <= checkpoint + 1);
 	size_t off = WAL_HEADER_SIZE;
 	if (ok)
 		*prev = first - 1;
-	const unsigned char *loaded = base;
 	while (ok && off < size) {
 		rec_view v;
-		log_ahead(&loaded, base + off, base + size);
-		if (rec_parse(fmt, base + off, size - off, true, &v) || v.rev != *prev + 1) {
+		const char *why = window_record(w, fmt, off, &v);
+		if (why == window_failed)
+			pl->off = true; /* the replay reads on: a plan that stops
+			                 * short would miss pins */
+		if (why || v.rev != *prev + 1) {
 			ok = false;
 			break;
 		}
@@ -555,11 +636,12 @@ static bool plan_segment(replay_plan *pl, const char *dir, uint64_t first, uint6
 		}
 		*prev = v.rev;
 		off += v.len;
+		(*records)++;
 	}
 	if (off > WAL_HEADER_SIZE && !pl->off &&
 	    (!rev_push(&pl->vfirst, first) || !rev_push(&pl->vend, off)))
 		pl->off = true;
-	munmap((void *)base, size);
+	close(fd);
 	return ok;
 }
 
@@ -568,9 +650,17 @@ static void plan_build(replay_plan *pl, const char *dir, const rev_list *segs, s
                        uint64_t checkpoint)
 {
 	uint64_t prev = segs->v[start] - 1;
+	plan_window w = {.buf = malloc(PLAN_WINDOW), .cap = PLAN_WINDOW};
+	if (!w.buf) {
+		pl->off = true;
+		return;
+	}
+	size_t records = 0;
 	for (size_t i = start; i < segs->n; i++)
-		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev))
+		if (!plan_segment(pl, dir, segs->v[i], checkpoint, &prev, &w, &records))
 			break;
+	free(w.buf);
+	atomic_store_explicit(&recovery_test_planned, records, memory_order_relaxed);
 	for (size_t i = 0; i < pl->cap && !pl->off; i++)
 		if (pl->e[i].pins.n > 1)
 			qsort(pl->e[i].pins.v, pl->e[i].pins.n, sizeof(uint64_t), cmp_u64);
@@ -1367,6 +1457,7 @@ typedef struct log_reader {
 	size_t head, tail; /* batches [head, tail) are filled; the replay takes head's */
 	bool stop;         /* the replay stopped early: the reader leaves */
 	size_t next;       /* the replay's next item of batch head */
+	size_t tail_seen;  /* the replay's: tail when it last took the lock */
 } log_reader;
 
 /* Parse the ops of item it (a record) into b, if it is a commit or
@@ -1489,19 +1580,26 @@ static log_reader *reader_start(const seg_read *sr, uint64_t checkpoint)
 }
 
 /* The replay's next item from the reader; *made gets its ops parsed ahead
- * (n 0: none). Valid until the next call. */
+ * (n 0: none). Valid until the next call. The lock is taken once a batch
+ * (a lock and an unlock per record were ~5% of replaying one-put commits):
+ * a batch the replay saw filled under the lock (head < tail_seen) is the
+ * replay's until it moves head past it, and only the replay moves head. */
 static const seg_item *reader_next(log_reader *lr, op_span *made)
 {
-	pthread_mutex_lock(&lr->lock);
-	if (lr->head < lr->tail && lr->next == lr->batch[lr->head % READER_BATCHES]->nitems) {
-		lr->head++;
-		lr->next = 0;
-		pthread_cond_signal(&lr->emptied);
+	reader_batch *b = lr->head < lr->tail_seen ? lr->batch[lr->head % READER_BATCHES] : NULL;
+	if (!b || lr->next == b->nitems) {
+		pthread_mutex_lock(&lr->lock);
+		if (b) {
+			lr->head++;
+			lr->next = 0;
+			pthread_cond_signal(&lr->emptied);
+		}
+		while (lr->head == lr->tail)
+			pthread_cond_wait(&lr->filled, &lr->lock);
+		lr->tail_seen = lr->tail;
+		pthread_mutex_unlock(&lr->lock);
+		b = lr->batch[lr->head % READER_BATCHES];
 	}
-	while (lr->head == lr->tail)
-		pthread_cond_wait(&lr->filled, &lr->lock);
-	pthread_mutex_unlock(&lr->lock);
-	reader_batch *b = lr->batch[lr->head % READER_BATCHES];
 	const seg_item *it = &b->item[lr->next++];
 	*made = (op_span){b->op + it->op0, b->hash + it->op0, it->made ? it->nops : 0};
 	return it;
@@ -1716,6 +1814,10 @@ static ctx_status recover(ctx_store *s, const char *dir, bool read_only, recover
 	memset(info, 0, sizeof(*info));
 	*rp = (replay){.s = s, .dir = dir, .read_only = read_only, .info = info};
 	s->replaying = true;
+	/* The checkpoint's load and the replay build the whole store on this
+	 * thread: its slab chunks on huge pages (pool.h: a fault per 2 MiB,
+	 * not a costly first touch per 4 KiB page in this VM). */
+	pool_huge_chunks(true);
 	ctx_status st = list_dir(dir, read_only, &ckpts, &segs);
 	if (st != CTX_OK)
 		goto out;
@@ -1767,6 +1869,7 @@ out:
 	free(rp->zero_ends.v);
 	rp->zero_firsts = rp->zero_ends = (rev_list){0};
 	s->replaying = false;
+	pool_huge_chunks(false);
 	plan_free(&rp->plan);
 	free(ckpts.v);
 	free(segs.v);

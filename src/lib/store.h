@@ -407,6 +407,10 @@ void txn_promise_distinct(ctx_txn *t);
  * the maps (txn.c). */
 extern atomic_size_t txn_test_commit_diffs;
 
+/* Tests only: the records the last recovery's plan pass read intact, in
+ * order, before it stopped (recovery.c, plan_build). */
+extern atomic_size_t recovery_test_planned;
+
 /* Create context id with ops as its version 1 (store.c). rev_out (NULL:
  * wait for durability) receives the revision of a create that does not wait. */
 ctx_status store_create(ctx_store *s, const char *id, const txn_op *ops, size_t n,
