@@ -537,8 +537,13 @@ static void *slab_collapse_main(void *arg)
 	/* Not the name of the thread that started it (tests count threads
 	 * by name). */
 	pthread_setname_np(pthread_self(), "ctx-collapse");
-	/* Not one emptied meanwhile (populated again for nothing). */
-	if (atomic_load_explicit(&((slab_hdr *)c)->held, memory_order_relaxed))
+	/* Not one emptied meanwhile (populated again for nothing). Read under
+	 * slab_rest_lock: a chunk given back and cut again has its header
+	 * cleared with a plain memset under that lock (slab_chunk_locked). */
+	pthread_mutex_lock(&slab_rest_lock);
+	bool held = atomic_load_explicit(&((slab_hdr *)c)->held, memory_order_relaxed) != 0;
+	pthread_mutex_unlock(&slab_rest_lock);
+	if (held)
 		(void)madvise(c, SLAB_CHUNK, MADV_COLLAPSE);
 	atomic_fetch_sub(&slab_collapsing, 1);
 	return NULL;
