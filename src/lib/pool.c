@@ -549,6 +549,22 @@ static void *slab_collapse_main(void *arg)
 	return NULL;
 }
 
+/* Start fn(arg) on a detached thread with a small stack (the collapsers
+ * and the decay thread); false if it cannot be started. */
+static bool slab_thread_start(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = pthread_attr_init(&attr) == 0;
+	if (ok) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+		ok = pthread_create(&t, &attr, fn, arg) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	return ok;
+}
+
 /* Collapse chunk c into a huge page on a thread of its own. MADV_COLLAPSE
  * allocates a huge page and copies the chunk into it: 4-12 ms in this VM
  * (round 20), which the thread that cut the next chunk - a commit holding
@@ -561,16 +577,7 @@ static void slab_collapse_async(char *c)
 		atomic_fetch_sub(&slab_collapsing, 1);
 		return;
 	}
-	pthread_attr_t attr;
-	pthread_t t;
-	bool ok = pthread_attr_init(&attr) == 0;
-	if (ok) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
-		ok = pthread_create(&t, &attr, slab_collapse_main, c) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (!ok)
+	if (!slab_thread_start(slab_collapse_main, c))
 		atomic_fetch_sub(&slab_collapsing, 1);
 }
 
@@ -756,16 +763,7 @@ static void *slab_decay_main(void *arg)
  * cannot be, give back what is kept past SLAB_KEEP now. */
 static void slab_decay_start(void)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-	bool ok = pthread_attr_init(&attr) == 0;
-	if (ok) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, (size_t)64 << 10);
-		ok = pthread_create(&t, &attr, slab_decay_main, NULL) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (ok)
+	if (slab_thread_start(slab_decay_main, NULL))
 		return;
 	pthread_mutex_lock(&slab_empty_lock);
 	uint64_t wait_ms;
