@@ -857,12 +857,29 @@ static void test_timer_manual_conflicts(void **unused)
 {
 	ctx_store *s = test_open_memory();
 	assert_ok(ctx_create(s, "tm"));
-	test_put_str(s, "tm", "k", "b");
 	ctx_tracker_options o = {.strategy = CTX_MERGE_MANUAL, .sync_interval_ms = 2};
-	ctx_tracker *t;
-	assert_ok(ctx_tracker_open(s, "tm", &o, &t));
-	test_put_str(s, "tm", "k", "C");
-	tput(t, "k", "L");
+	ctx_tracker *t = NULL;
+	/*
+	 * The conflict needs "L" and "C" both made against the base "b". A
+	 * tick that runs after "C" but before "L" exists finds nothing to write
+	 * and moves the base on to "C" (then "L" is no conflict), so "L" is
+	 * made first and "C" after. The attempt counts when "C" came right
+	 * after the open's version (+1 per commit): no tick committed "L"
+	 * before it, and a sync of "L", guarded on the old base, must meet
+	 * "C". On a loaded machine a tick can commit "L" first: try again.
+	 */
+	for (int attempt = 0;; attempt++) {
+		assert_true(attempt < 200);
+		test_put_str(s, "tm", "k", "b");
+		assert_ok(ctx_tracker_open(s, "tm", &o, &t));
+		uint64_t v0 = ctx_tracker_base_version(t);
+		tput(t, "k", "L");
+		uint64_t vc;
+		assert_ok(ctx_put(s, "tm", "k", 1, "C", 1, &vc));
+		if (vc == v0 + 1)
+			break;
+		ctx_tracker_close(t);
+	}
 	const ctx_conflict *c = NULL;
 	double end = test_now() + 60;
 	while (ctx_tracker_conflicts(t, &c) == 0 && test_now() < end)
