@@ -35,7 +35,11 @@
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
  *   So spares add at most 32 KiB a thread to the memory the log's bounds
- *   allow.
+ *   allow. The record a report evicts was written a whole log ago (65,536
+ *   commits by default): its lines are cold, and its eviction (bytes,
+ *   dead_next, the reference dropped) and its reuse as the next event wait
+ *   for memory. So log_trim prefetches, for writing, the record the next
+ *   report will evict (round 21, r21-fanout in docs/benchmarks.md).
  *
  * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
  *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
@@ -280,7 +284,6 @@
 #define RECORD_LARGE          256u     /*   the large ones' bytes */
 #define SPARES_SMALL          128u     /* spare small records a thread keeps */
 #define SPARES_LARGE          64u      /* spare large records a thread keeps */
-#define PREFETCH_AHEAD        8u       /* events a reader asks for ahead (PREFETCH) */
 
 /* Slot values besides 0 and an event pointer (see SLOTS). */
 #define SLOT_SKIP 1u
@@ -612,24 +615,18 @@ static void dead_release(fevent *e)
 		e = next;
 	}
 }
-/* Prefetch the lines of the event a slot value names, if any (a prefetch
- * does not fault: any value read under the feed lock will do): the header
- * and a small record's id for reading, the reference count for writing;
- * all of them for writing when `reuse` (an evicted record is rebuilt). */
-static inline void event_prefetch(uint64_t v, bool reuse)
+
+/* Prefetch for writing the lines of the small record a slot value names,
+ * if any (a prefetch does not fault: any slot value read under the feed
+ * lock will do). See RECORDS: the next eviction. */
+static inline void record_prefetch(uint64_t v)
 {
-	const fevent *e = slot_event(v);
+	const char *e = (const char *)slot_event(v);
 	if (!e)
 		return;
-	const char *last = (const char *)e + RECORD_SMALL - 1;
-	if (reuse) {
-		__builtin_prefetch(e, 1, 3);
-		__builtin_prefetch(last, 1, 3);
-	} else {
-		__builtin_prefetch(e, 0, 3);
-		__builtin_prefetch(last, 0, 3);
-	}
-	__builtin_prefetch(&e->refs, 1, 3);
+	__builtin_prefetch(e, 1, 3);
+	__builtin_prefetch(e + RECORD_SMALL / 2, 1, 3);
+	__builtin_prefetch(e + RECORD_SMALL - 1, 1, 3);
 }
 
 /* ---- watchers ------------------------------------------------------------------ */
@@ -1156,11 +1153,9 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 		}
 		*slot = 0;
 	}
-	/* The next report evicts the event after them: a line last touched
-	 * a whole log ago, asked for now so that its miss is not waited for
-	 * under the lock then (see PREFETCH). */
+	/* The next report evicts the event after them (see RECORDS). */
 	if (f->oldest <= f->frontier)
-		event_prefetch(f->ring[f->oldest & f->mask], true);
+		record_prefetch(f->ring[f->oldest & f->mask]);
 }
 
 /* Evict from the log what its bounds no longer allow. */
