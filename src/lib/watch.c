@@ -35,11 +35,7 @@
  *   small and SPARES_LARGE (64) large spares - 32 KiB - and frees the rest;
  *   its spares are freed when it exits (a thread-specific key's destructor).
  *   So spares add at most 32 KiB a thread to the memory the log's bounds
- *   allow. The record a report evicts was written a whole log ago (65,536
- *   commits by default): its lines are cold, and its eviction (bytes,
- *   dead_next, the reference dropped) and its reuse as the next event wait
- *   for memory. So log_trim prefetches, for writing, the record the next
- *   report will evict (round 21, r21-fanout in docs/benchmarks.md).
+ *   allow.
  *
  * QUIET: REPORTS WITHOUT THE LOCK WHILE NOBODY RECORDS
  *   The quiet word (a line of its own) is frontier << QUIET_SHIFT | ahead << 1
@@ -615,20 +611,6 @@ static void dead_release(fevent *e)
 		e = next;
 	}
 }
-
-/* Prefetch for writing the lines of the small record a slot value names,
- * if any (a prefetch does not fault: any slot value read under the feed
- * lock will do). See RECORDS: the next eviction. */
-static inline void record_prefetch(uint64_t v)
-{
-	const char *e = (const char *)slot_event(v);
-	if (!e)
-		return;
-	__builtin_prefetch(e, 1, 3);
-	__builtin_prefetch(e + RECORD_SMALL / 2, 1, 3);
-	__builtin_prefetch(e + RECORD_SMALL - 1, 1, 3);
-}
-
 /* ---- watchers ------------------------------------------------------------------ */
 
 static bool watch_matches(const ctx_watch *w, const fevent *e)
@@ -1153,9 +1135,6 @@ static void log_trim(feed *f, uint64_t to, wakeups *wk)
 		}
 		*slot = 0;
 	}
-	/* The next report evicts the event after them (see RECORDS). */
-	if (f->oldest <= f->frontier)
-		record_prefetch(f->ring[f->oldest & f->mask]);
 }
 
 /* Evict from the log what its bounds no longer allow. */
