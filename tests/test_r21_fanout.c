@@ -117,8 +117,9 @@ static void run_lock_step(size_t history, size_t history_bytes)
 				sched_yield();
 		}
 	}
+	for (int i = 0; i < STEP_WATCHERS; i++)
+		pthread_join(t[i], NULL); /* all of them before any assert */
 	for (int i = 0; i < STEP_WATCHERS; i++) {
-		pthread_join(t[i], NULL);
 		assert_int_equal(atomic_load(&a[i].got), a[i].want);
 		assert_true(a[i].in_order);
 		ctx_event *e = NULL;
@@ -240,10 +241,10 @@ static void test_streaming_at_the_bound_loses_nothing_silently(void **unused)
 		assert_int_equal(pthread_create(&wt[i], NULL, stream_write, &sm), 0);
 	for (int i = 0; i < STREAM_WRITERS; i++)
 		pthread_join(wt[i], NULL);
-	for (int i = 0; i < STREAM_WATCHERS; i++) {
-		pthread_join(dt[i], NULL);
+	for (int i = 0; i < STREAM_WATCHERS; i++)
+		pthread_join(dt[i], NULL); /* all of them before any assert */
+	for (int i = 0; i < STREAM_WATCHERS; i++)
 		assert_true(a[i].ok);
-	}
 	assert_no_thread_failures();
 	ctx_close(s);
 }
