@@ -321,6 +321,7 @@ static struct {
 #define SLAB_DECAY_MAX ((size_t)512 << 20) /* at most this many bytes past SLAB_KEEP */
 static pthread_mutex_t slab_empty_lock = PTHREAD_MUTEX_INITIALIZER;
 static slab_hdr *slab_kept, *slab_kept_tail;
+static uint32_t *slab_bare; /* the given-back chunks (RECARVE): below */
 static unsigned slab_nkept;
 /* The decay (DECAY above), under slab_empty_lock: its settings, whether
  * its thread runs, and the condition it sleeps on (monotonic clock). */
@@ -329,14 +330,16 @@ static size_t slab_decay_max = SLAB_DECAY_MAX;
 static bool slab_decaying;
 static pthread_cond_t slab_decay_cv;
 static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
-/* The chunks given back (bare), as a stack of their indexes in the range,
- * under slab_empty_lock: kept outside the chunks (round 21), so that a
- * chunk is given back whole - no header page kept to hold a link, which
+/* slab_bare: the chunks given back (bare), as a stack of their indexes
+ * in the range (slab_nbare of them), under slab_empty_lock: kept outside
+ * the chunks (round 21), so that a chunk is given back whole - no header page kept to hold a link, which
  * split a huge page and made the chunk come back on 4 KiB pages and a
  * collapse - and comes back, where the range is advised, as one huge
- * page's first touch (RECARVE above). Static: only the pages of it a
- * process's deepest stack reached are resident (4 KiB per 1,024 chunks). */
-static uint32_t slab_bare[SLAB_RANGE / SLAB_CHUNK];
+ * page's first touch (RECARVE above). A mapping of its own made by
+ * slab_init (4 bytes a chunk: 128 KiB for 64 GiB), of which only the pages
+ * the deepest stack reached are resident (4 KiB per 1,024 chunks); not a
+ * static array, which moved the hot variables around it onto other cache
+ * lines. */
 static size_t slab_nbare;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
@@ -441,11 +444,18 @@ static void slab_init(void)
 		range = (size_t)(as.rlim_cur / SLAB_AS_SHARE) & ~(SLAB_CHUNK - 1);
 	if (range < SLAB_CHUNK)
 		return;
+	size_t bare = range / SLAB_CHUNK * sizeof(*slab_bare);
+	slab_bare = mmap(NULL, bare, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (slab_bare == MAP_FAILED)
+		return; /* no slabs: malloc */
 	/* Aligned to SLAB_CHUNK, so that a chunk is one huge page. */
 	size_t mapped = range + SLAB_CHUNK;
 	char *p = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		munmap(slab_bare, bare);
 		return;
+	}
 	char *base = (char *)(((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1));
 	if (base > p)
 		munmap(p, (size_t)(base - p));
