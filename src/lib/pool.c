@@ -288,7 +288,7 @@ struct slab_hdr {
 	 * never carved. 0: every block is free (changed under a class's lock,
 	 * or by the carver, once). */
 	atomic_size_t held;
-	slab_hdr *next_empty; /* on a list of emptied, kept or bare chunks */
+	slab_hdr *next_empty; /* on a list of emptied or kept chunks (not bare: slab_bare) */
 	slab_hdr *prev_empty; /* the one before on the kept list (NULL: its head) */
 	uint64_t kept_ms;     /* when it was kept (monotonic ms), for the decay */
 	atomic_bool queued;   /* on a thread's list of emptied chunks */
@@ -628,7 +628,7 @@ static bool slab_chunk_locked(char *base)
 		return true;
 	}
 	/* An emptied chunk: a kept one (populated), else a bare one (populated
-	 * as it is carved, but for its header's page); either's header to
+	 * as it is carved, header and all: RECARVE); either's header to
 	 * clear. */
 	pthread_mutex_lock(&slab_empty_lock);
 	slab_hdr *e = slab_kept;
