@@ -92,7 +92,9 @@
  * the chunks that hold a live block or one in a thread's cache (whole: one
  * live block keeps its 2 MiB), SLAB_KEEP empty chunks (8 MiB), one piece
  * per thread carving or rest passed on (the most threads ever allocating
- * at once), and the header's page (4 KiB) of each chunk given back. A free block still serves its
+ * at once) and, outside the chunks, the stack of the given-back ones (4
+ * bytes each: RECARVE below; before round 21 a given-back chunk kept its
+ * header's page for the link). A free block still serves its
  * own class only while its chunk holds a live one. Blocks of other sizes, and every block while
  * bypassed or when the range cannot be had, come from malloc. Slab blocks are not
  * malloc blocks: free() and malloc_usable_size must never see them (only
@@ -151,14 +153,18 @@
  * their chunks are populated in small pages as they are carved, and each
  * is collapsed into a huge page (MADV_COLLAPSE, a copy, on a thread of its
  * own: slab_collapse_async) once the chunk
- * after it is cut, when its pieces are all taken. A chunk given back
- * (MADV_DONTNEED) there is given back whole (a huge page that keeps its
- * header's page is split, and the kernel frees the rest only when it runs
- * short: the deferred split); past the first 32 MiB (and with THP
- * "always") the header's page is kept as before, since writing the link
- * would fault in a huge page, so RSS drops at once and the split page's
- * memory goes back under pressure; such a chunk, carved again on small
- * pages, is collapsed as the first 32 MiB's are.
+ * after it is cut, when its pieces are all taken.
+ * RECARVE (round 21): a chunk is given back (MADV_DONTNEED) whole, and
+ * nothing of it is written while it is bare: the stack of bare chunks is
+ * an array of their indexes beside the range (slab_bare), not a list
+ * linked through their headers. Before, past the first 32 MiB (and with
+ * THP "always") the header's page was kept for the link: the huge page
+ * was split, its other pages went back only under pressure (the deferred
+ * split), and the chunk carved again was populated in 4 KiB pages and
+ * collapsed (a copy) - in a long-running process (make bench's cells, a
+ * server's stores) every chunk past the decay paid that again. Now a bare
+ * chunk past the start comes back as one huge page's first touch (the
+ * header's clearing), and one in the start as a fresh one there does.
  * With THP "never", no such file (no THP) or pool_slab_use_huge(false)
  * before the first slab allocation, nothing is advised or collapsed and
  * pieces are populated SLAB_STEP at a time as chunks were.
@@ -260,7 +266,6 @@ static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off;        /* pool_use_slabs(false) */
 static atomic_bool slab_no_huge;    /* pool_slab_use_huge(false), read by slab_init */
 static atomic_bool slab_huge;       /* huge pages: advised past SLAB_SMALL, collapsed before */
-static atomic_bool slab_always;     /* THP "always": every fault may take a huge page */
 static atomic_uint slab_collapsing; /* collapses in flight (slab_collapse_async) */
 #define SLAB_COLLAPSERS 2           /* in flight at most; past them a chunk stays on small pages */
 
@@ -283,7 +288,7 @@ struct slab_hdr {
 	 * never carved. 0: every block is free (changed under a class's lock,
 	 * or by the carver, once). */
 	atomic_size_t held;
-	slab_hdr *next_empty; /* on a list of emptied, kept or bare chunks */
+	slab_hdr *next_empty; /* on a list of emptied or kept chunks (not bare: slab_bare) */
 	slab_hdr *prev_empty; /* the one before on the kept list (NULL: its head) */
 	uint64_t kept_ms;     /* when it was kept (monotonic ms), for the decay */
 	atomic_bool queued;   /* on a thread's list of emptied chunks */
@@ -315,7 +320,8 @@ static struct {
 #define SLAB_DECAY_MS  10000u              /* kept past SLAB_KEEP this long unused */
 #define SLAB_DECAY_MAX ((size_t)512 << 20) /* at most this many bytes past SLAB_KEEP */
 static pthread_mutex_t slab_empty_lock = PTHREAD_MUTEX_INITIALIZER;
-static slab_hdr *slab_kept, *slab_kept_tail, *slab_bare;
+static slab_hdr *slab_kept, *slab_kept_tail;
+static uint32_t *slab_bare; /* the given-back chunks (RECARVE): below */
 static unsigned slab_nkept;
 /* The decay (DECAY above), under slab_empty_lock: its settings, whether
  * its thread runs, and the condition it sleeps on (monotonic clock). */
@@ -324,11 +330,17 @@ static size_t slab_decay_max = SLAB_DECAY_MAX;
 static bool slab_decaying;
 static pthread_cond_t slab_decay_cv;
 static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
-/* The header's page is not given back: its link to the next bare chunk is
- * written right after, and would fault it in again (that fault was all of
- * slab_reclaim's own time in perf); but for a chunk that may be a huge page
- * (slab_give_back). Set by slab_init. */
-static size_t slab_page;
+/* slab_bare: the chunks given back (bare), as a stack of their indexes
+ * in the range (slab_nbare of them), under slab_empty_lock: kept outside
+ * the chunks (round 21), so that a chunk is given back whole - no header page kept to hold a link, which
+ * split a huge page and made the chunk come back on 4 KiB pages and a
+ * collapse - and comes back, where the range is advised, as one huge
+ * page's first touch (RECARVE above). A mapping of its own made by
+ * slab_init (4 bytes a chunk: 128 KiB for 64 GiB), of which only the pages
+ * the deepest stack reached are resident (4 KiB per 1,024 chunks); not a
+ * static array, which moved the hot variables around it onto other cache
+ * lines. */
+static size_t slab_nbare;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
 /* The rests of chunks whose threads exited: at the rest's first free byte,
@@ -398,9 +410,9 @@ static void slab_fork_child(void)
 }
 
 /* Whether the kernel gives a range advised MADV_HUGEPAGE huge pages: THP
- * in "always" (*always) or "madvise" mode (not "never"; a kernel without
+ * in "always" or "madvise" mode (not "never"; a kernel without
  * THP has no such file, and its madvise fails). */
-static bool slab_thp_allowed(bool *always)
+static bool slab_thp_allowed(void)
 {
 	char buf[128];
 	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
@@ -409,16 +421,13 @@ static bool slab_thp_allowed(bool *always)
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
-	*always = strstr(buf, "[always]") != NULL;
-	return *always || strstr(buf, "[madvise]");
+	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
 }
 
 static void slab_init(void)
 {
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
-	long page = sysconf(_SC_PAGESIZE);
-	slab_page = page > 0 && (size_t)page < SLAB_CHUNK ? (size_t)page : 4096;
 	pthread_condattr_t monotonic;
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
@@ -435,22 +444,27 @@ static void slab_init(void)
 		range = (size_t)(as.rlim_cur / SLAB_AS_SHARE) & ~(SLAB_CHUNK - 1);
 	if (range < SLAB_CHUNK)
 		return;
+	size_t bare = range / SLAB_CHUNK * sizeof(*slab_bare);
+	slab_bare = mmap(NULL, bare, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (slab_bare == MAP_FAILED)
+		return; /* no slabs: malloc */
 	/* Aligned to SLAB_CHUNK, so that a chunk is one huge page. */
 	size_t mapped = range + SLAB_CHUNK;
 	char *p = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		munmap(slab_bare, bare);
 		return;
+	}
 	char *base = (char *)(((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1));
 	if (base > p)
 		munmap(p, (size_t)(base - p));
 	if (p + mapped > base + range)
 		munmap(base + range, (size_t)(p + mapped - (base + range)));
-	bool always = false;
-	if (!atomic_load(&slab_no_huge) && slab_thp_allowed(&always) &&
+	if (!atomic_load(&slab_no_huge) && slab_thp_allowed() &&
 	    (range <= SLAB_SMALL ||
 	     madvise(base + SLAB_SMALL, range - SLAB_SMALL, MADV_HUGEPAGE) == 0))
 		atomic_store(&slab_huge, true);
-	atomic_store(&slab_always, always);
 	atomic_store_explicit(&slab_map.size, range, memory_order_relaxed);
 	atomic_store_explicit(&slab_map.base, base, memory_order_release);
 }
@@ -490,15 +504,15 @@ static inline bool slab_small(const char *c)
 	       c < atomic_load_explicit(&slab_map.base, memory_order_relaxed) + SLAB_SMALL;
 }
 
-/* Chunk c was cut, bare (given back before): the one cut before it on
- * small pages (in the range's start, or given back before) is collapsed
- * into a huge page once the lock is left (slab_chunk). */
-static void slab_cut_4k(char *c, bool bare)
+/* Chunk c was cut, fresh or bare (given back before): the one cut before
+ * it on small pages (in the range's start) is collapsed into a huge page
+ * once the lock is left (slab_chunk). */
+static void slab_cut_4k(char *c)
 {
 	if (!atomic_load_explicit(&slab_huge, memory_order_relaxed))
 		return;
 	slab_collapse = slab_last_cut;
-	slab_last_cut = bare || slab_small(c) ? c : NULL;
+	slab_last_cut = slab_small(c) ? c : NULL;
 }
 
 /* Cut the chunk c (its header clear) into pieces: the calling thread
@@ -614,7 +628,7 @@ static bool slab_chunk_locked(char *base)
 		return true;
 	}
 	/* An emptied chunk: a kept one (populated), else a bare one (populated
-	 * as it is carved, but for its header's page); either's header to
+	 * as it is carved, header and all: RECARVE); either's header to
 	 * clear. */
 	pthread_mutex_lock(&slab_empty_lock);
 	slab_hdr *e = slab_kept;
@@ -627,17 +641,21 @@ static bool slab_chunk_locked(char *base)
 			slab_kept_tail = NULL;
 		slab_nkept--;
 		atomic_fetch_sub_explicit(&slab_kept_bytes, SLAB_CHUNK, memory_order_relaxed);
-	} else if ((e = slab_bare)) {
-		slab_bare = e->next_empty;
+	} else if (slab_nbare) {
+		e = (slab_hdr *)(base + (size_t)slab_bare[--slab_nbare] * SLAB_CHUNK);
 		atomic_fetch_sub_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&slab_empty_lock);
 	if (e) {
+		/* A bare chunk is unbacked whole: where the range is advised its
+		 * header's clearing faults in one huge page (nothing to collapse);
+		 * in the range's start it is populated in 4 KiB pages and
+		 * collapsed, as a fresh chunk there is. */
 		bool advised = bare && slab_maybe_huge((char *)e);
 		memset(e, 0, sizeof(slab_hdr));
 		slab_pieces((char *)e, !bare);
 		if (bare && !advised)
-			slab_cut_4k((char *)e, true);
+			slab_cut_4k((char *)e);
 		return true;
 	}
 	size_t range = atomic_load_explicit(&slab_map.size, memory_order_relaxed);
@@ -656,7 +674,7 @@ static bool slab_chunk_locked(char *base)
 	bool advised = slab_maybe_huge(base + off);
 	slab_pieces(base + off, false); /* the header is zero: fresh memory */
 	if (!advised)
-		slab_cut_4k(base + off, false);
+		slab_cut_4k(base + off);
 	return true;
 }
 
@@ -686,20 +704,13 @@ static void slab_give_back(slab_hdr *ch)
 {
 	/* Not MADV_FREE: the pages would stay in RSS until the system
 	 * runs short, where the point is that a process's footprint
-	 * shrinks when its stores do (docs/decisions.md, round 14). A chunk
-	 * that may be a huge page is given back whole: one that keeps its
-	 * header's page is split, and the kernel frees the rest of a split
-	 * huge page only when it runs short (the deferred split); the link
-	 * written below then faults in one small page (not past the range's
-	 * start, nor with THP "always", where it would fault a huge page). */
-	size_t keep =
-	    slab_small((char *)ch) && !atomic_load_explicit(&slab_always, memory_order_relaxed)
-	        ? 0
-	        : slab_page;
-	(void)madvise((char *)ch + keep, SLAB_CHUNK - keep, MADV_DONTNEED);
+	 * shrinks when its stores do (docs/decisions.md, round 14). Given
+	 * back whole, header and all: nothing of it is written while it is
+	 * bare (its place on the stack of bare chunks is outside it). */
+	char *base = atomic_load_explicit(&slab_map.base, memory_order_relaxed);
+	(void)madvise(ch, SLAB_CHUNK, MADV_DONTNEED);
 	pthread_mutex_lock(&slab_empty_lock);
-	ch->next_empty = slab_bare;
-	slab_bare = ch;
+	slab_bare[slab_nbare++] = (uint32_t)(((char *)ch - base) / SLAB_CHUNK);
 	atomic_fetch_add_explicit(&slab_bare_bytes, SLAB_CHUNK, memory_order_relaxed);
 	pthread_mutex_unlock(&slab_empty_lock);
 }
