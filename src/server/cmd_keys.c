@@ -307,15 +307,30 @@ static ctx_status ttl_lookup(const char *id, uint64_t *ttl_ms, uint64_t *access_
 
 enum { TTL_NX = 1, TTL_XX, TTL_GT, TTL_LT };
 
+/* The ms left of an idle ttl (not 0) last restarted at access_us: what TTL
+ * and PTTL report. */
+static uint64_t ttl_left_ms(uint64_t ttl, uint64_t access_us)
+{
+	uint64_t now = wall_us(), idle = now > access_us ? (now - access_us) / 1000 : 0;
+	return idle < ttl ? ttl - idle : 0;
+}
+
 /* job: in[0] = ttl ms, in[1] = condition; out[0] = 1 if set. */
 static void run_expire(job *j)
 {
-	uint64_t ttl = 0, access = 0;
+	uint64_t ttl = 0, access = 0, left = 0;
 	j->out[0] = 0;
-	if (!id_has_fields(j->id))
-		return;
+	/* GT and LT compare with the time left, as TTL reports it, as Redis
+	 * compares expiry instants: so the ttl is looked up before
+	 * id_has_fields, whose read restarts the idle clock (before round 22
+	 * they compared with the whole ttl, and EXPIRE k 100 GT a second after
+	 * EXPIRE k 100 replied 0 where Redis replies 1). */
 	if (j->in[1] && ttl_lookup(j->id, &ttl, &access) != CTX_OK)
 		return;
+	if (!id_has_fields(j->id))
+		return;
+	if (ttl)
+		left = ttl_left_ms(ttl, access);
 	switch (j->in[1]) {
 	case TTL_NX:
 		if (ttl)
@@ -326,11 +341,11 @@ static void run_expire(job *j)
 			return;
 		break;
 	case TTL_GT: /* no ttl counts as an infinite one, as in Redis */
-		if (!ttl || j->in[0] <= ttl)
+		if (!ttl || j->in[0] <= left)
 			return;
 		break;
 	case TTL_LT:
-		if (ttl && j->in[0] >= ttl)
+		if (ttl && j->in[0] >= left)
 			return;
 		break;
 	}
@@ -439,8 +454,7 @@ static void run_ttl(job *j)
 		if (!ttl) {
 			left = -1;
 		} else {
-			uint64_t now = wall_us(), idle = now > access ? (now - access) / 1000 : 0;
-			left = idle < ttl ? (int64_t)(ttl - idle) : 0;
+			left = (int64_t)ttl_left_ms(ttl, access);
 		}
 	}
 	j->out[0] = (uint64_t)left;
