@@ -1,0 +1,99 @@
+/*
+ * test_r22_hostile.c - what round 22's hostile-input pass (r22-hostile)
+ * found in ctxd.
+ *
+ * - CTX.TRACK right after the connection's own write, pipelined: the
+ *   tracker was opened on the newest *durable* version (ctx_get), so a
+ *   context created by the previous request was "-CTXNOTFOUND no context"
+ *   and a field just written read back its old value through CTX.TGET,
+ *   against docs/protocol.md ("a client sees its own writes at once, even
+ *   pipelined"). Repeated: the write is decided and not yet durable when
+ *   CTX.TRACK runs only most of the time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "serverutil.h"
+
+#include "suclient.h"
+
+SU_GROUP_SERVER("r22_hostile")
+
+#define ROUNDS 20
+
+static void test_track_sees_own_pipelined_writes(void **state)
+{
+	(void)state;
+	rawconn *r = raw_open(srv);
+	char req[512];
+	for (int i = 0; i < ROUNDS; i++) {
+		/* a context created by the request before */
+		snprintf(req, sizeof(req),
+		         "*2\r\n$10\r\nCTX.CREATE\r\n$4\r\nn%03d\r\n"
+		         "*2\r\n$9\r\nCTX.TRACK\r\n$4\r\nn%03d\r\n",
+		         i, i);
+		assert_true(su_send(r->fd, req, strlen(req)));
+		raw_expect(r, NULL, "+OK");
+		raw_expect(r, NULL, "+OK");
+		/* a field changed by the request before */
+		snprintf(req, sizeof(req),
+		         "*4\r\n$4\r\nHSET\r\n$4\r\nh%03d\r\n$1\r\na\r\n$3\r\nold\r\n", i);
+		raw_expect(r, req, ":1");
+		snprintf(req, sizeof(req),
+		         "*4\r\n$4\r\nHSET\r\n$4\r\nh%03d\r\n$1\r\na\r\n$3\r\nnew\r\n"
+		         "*2\r\n$9\r\nCTX.TRACK\r\n$4\r\nh%03d\r\n"
+		         "*2\r\n$8\r\nCTX.TGET\r\n$1\r\na\r\n",
+		         i, i);
+		assert_true(su_send(r->fd, req, strlen(req)));
+		raw_expect(r, NULL, ":0");
+		raw_expect(r, NULL, "+OK");
+		raw_expect(r, NULL, "$3\r\nnew\r\n");
+	}
+	/* and the tracker works on from there: its sync makes version 3 */
+	raw_expect(r, "*3\r\n$8\r\nCTX.TSET\r\n$1\r\nb\r\n$1\r\n2\r\n", "+OK");
+	raw_expect(r, "*1\r\n$8\r\nCTX.SYNC\r\n", ":3");
+	raw_close(r);
+}
+
+/* CTX.TRACK's errors still come before anything is opened, and a failed
+ * CTX.TRACK leaves the connection's tracker as it was. */
+static void test_track_errors(void **state)
+{
+	(void)state;
+	redisContext *c = hconn(srv);
+	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.TRACK nosuch");
+	EXPECT_ERR(c, "ERR no tracker on this connection", "CTX.TGET a");
+	EXPECT_ERR(c, "ERR STRATEGY is latest, oldest or manual", "CTX.TRACK x STRATEGY y");
+	EXPECT_ERR(c, "ERR INTERVAL is out of range", "CTX.TRACK x INTERVAL 4294967296");
+	EXPECT_ERR(c, "ERR syntax error", "CTX.TRACK x POINTS y");
+	EXPECT_INT(c, 1, "HSET te a 1");
+	EXPECT_STATUS(c, "OK", "CTX.TRACK te STRATEGY manual INTERVAL 100000 POINTS");
+	EXPECT_STATUS(c, "OK", "CTX.TSET a 2");
+	EXPECT_ERR(c, "CTXNOTFOUND", "CTX.TRACK nosuch");
+	redisReply *r = cmd(c, "CTX.TGET a");
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	assert_string_equal(r->str, "2");
+	freeReplyObject(r);
+	EXPECT_STATUS(c, "OK", "MULTI");
+	EXPECT_ERR(c, "ERR Command not allowed inside a transaction", "CTX.TRACK te");
+	EXPECT_STATUS(c, "OK", "DISCARD");
+	redisFree(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_track_sees_own_pipelined_writes),
+	    cmocka_unit_test(test_track_errors),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
