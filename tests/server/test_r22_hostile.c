@@ -9,6 +9,12 @@
  *   against docs/protocol.md ("a client sees its own writes at once, even
  *   pipelined"). Repeated: the write is decided and not yet durable when
  *   CTX.TRACK runs only most of the time.
+ * - MULTI's queue counted against client-query-buffer-limit only its
+ *   commands' argument bytes and vectors: 20 bytes for a PING, which with
+ *   its slot in the queue and its allocation takes 50-80, so one MULTI held
+ *   about 2.5 times the limit (3 GB at the default 1 GB); and the queue's
+ *   vector stayed allocated, uncounted, after DISCARD / EXEC (192 MB after
+ *   8 million queued PINGs). Now each command counts its overhead too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,11 +95,71 @@ static void test_track_errors(void **state)
 	redisFree(c);
 }
 
+/* MULTI, n PINGs, EXEC in one write; returns how many +QUEUED came back
+ * and whether EXEC's array did (else the server closed the connection). */
+static int multi_pings(rawconn *r, int n, bool *exec_replied)
+{
+	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+	size_t len = 32 + (size_t)n * (sizeof(ping) - 1);
+	char *req = malloc(len), *p = req;
+	assert_non_null(req);
+	p += sprintf(p, "*1\r\n$5\r\nMULTI\r\n");
+	for (int i = 0; i < n; i++, p += sizeof(ping) - 1)
+		memcpy(p, ping, sizeof(ping) - 1);
+	p += sprintf(p, "*1\r\n$4\r\nEXEC\r\n");
+	/* The server may close while this is being sent: a failed send is fine. */
+	(void)su_send(r->fd, req, (size_t)(p - req));
+	free(req);
+	int queued = 0;
+	*exec_replied = false;
+	const char *out = raw_try_next(r, 120000);
+	if (out)
+		assert_string_equal(out, "+OK\r\n");
+	while (out && (out = raw_try_next(r, 120000)) != NULL) {
+		if (strcmp(out, "+QUEUED\r\n") == 0) {
+			queued++;
+		} else {
+			assert_int_equal(out[0], '*');
+			assert_int_equal(atoi(out + 1), n);
+			*exec_replied = true;
+			break;
+		}
+	}
+	return queued;
+}
+
+static void test_multi_queue_counts_its_overhead(void **state)
+{
+	(void)state;
+	redisContext *c = hconn(srv);
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-query-buffer-limit 1mb");
+	/* 30,000 PINGs: 600 KB of arguments, over 1.5 MB with what queuing them
+	 * takes: closed before EXEC */
+	rawconn *r = raw_open(srv);
+	bool replied;
+	int queued = multi_pings(r, 30000, &replied);
+	if (replied)
+		fail_msg("a MULTI of 30000 PINGs was kept whole under a 1 MiB limit");
+	assert_true(queued < 30000);
+	raw_close(r);
+	/* 4,000 PINGs (about 330 KB counted) are well within it */
+	r = raw_open(srv);
+	queued = multi_pings(r, 4000, &replied);
+	assert_true(replied);
+	assert_int_equal(queued, 4000);
+	raw_expect(r, "*1\r\n$4\r\nPING\r\n", "+PONG");
+	raw_close(r);
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-query-buffer-limit 1gb");
+	EXPECT_STATUS(c, "PONG", "PING");
+	redisFree(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_track_sees_own_pipelined_writes),
 	    cmocka_unit_test(test_track_errors),
+	    cmocka_unit_test(test_multi_queue_counts_its_overhead),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
