@@ -15,6 +15,11 @@
  *   about 2.5 times the limit (3 GB at the default 1 GB); and the queue's
  *   vector stayed allocated, uncounted, after DISCARD / EXEC (192 MB after
  *   8 million queued PINGs). Now each command counts its overhead too.
+ * - A CTX.WATCH stream that is not read: the events of one wake-up (up to
+ *   1024, each with its commit's keys) were all appended before the output
+ *   limits were checked, at the flush: 3.4 MB pending at a 1 MB hard limit
+ *   with events of 60 KB, and without bound for larger commits. Now checked
+ *   after each event: closed within one event of the limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,12 +159,76 @@ static void test_multi_queue_counts_its_overhead(void **state)
 	redisFree(c);
 }
 
+#define WQ_COMMITS 150
+#define WQ_FIELDS  4
+#define WQ_KEY     60000 /* under max_key_size (65536) */
+
+static void test_unread_watch_is_closed_within_an_event(void **state)
+{
+	(void)state;
+	own = su_start("r22_hostile_watch", NULL);
+	redisContext *c = hconn(own);
+	EXPECT_STATUS(c, "OK", "CONFIG SET client-output-buffer-limit %s", "normal 1mb 0 0");
+	rawconn *w = raw_open(own);
+	raw_expect(w, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", "%");
+	raw_expect(w, "*3\r\n$9\r\nCTX.WATCH\r\n$6\r\nPREFIX\r\n$2\r\nwq\r\n", "+OK");
+	/* WQ_COMMITS commits of WQ_FIELDS keys of 60 KB, pipelined: events of
+	 * 240 KB, many of them ready at each fsync */
+	size_t one = 64 + WQ_FIELDS * (WQ_KEY + 32), len = 0;
+	char *req = malloc(one * WQ_COMMITS);
+	assert_non_null(req);
+	char *key = malloc(WQ_KEY);
+	assert_non_null(key);
+	memset(key, 'k', WQ_KEY);
+	for (int i = 0; i < WQ_COMMITS; i++) {
+		len += (size_t)sprintf(req + len, "*%d\r\n$4\r\nHSET\r\n$5\r\nwq%03d\r\n",
+		                       2 + 2 * WQ_FIELDS, i);
+		for (int f = 0; f < WQ_FIELDS; f++) {
+			snprintf(key, WQ_KEY, "%03d-%d", i, f);
+			key[strlen(key)] = 'k';
+			len += (size_t)sprintf(req + len, "$%d\r\n", WQ_KEY);
+			memcpy(req + len, key, WQ_KEY);
+			len += WQ_KEY;
+			len += (size_t)sprintf(req + len, "\r\n$1\r\nv\r\n");
+		}
+	}
+	free(key);
+	rawconn *wr = raw_open(own);
+	assert_true(su_send(wr->fd, req, len));
+	free(req);
+	for (int i = 0; i < WQ_COMMITS; i++)
+		raw_expect(wr, NULL, ":4");
+	raw_close(wr);
+	/* the watcher never reads: closed at the hard limit */
+	assert_true(su_wait_closed(w->fd, 60000));
+	raw_close(w);
+	EXPECT_STATUS(c, "PONG", "PING");
+	redisFree(c);
+	/* how much it held then: within one event (240 KB) of the limit */
+	FILE *f = fopen(own->log, "r");
+	assert_non_null(f);
+	char line[1024];
+	long long pending = -1;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "closed: ");
+		if (p && strstr(p, "over the hard limit 1048576"))
+			pending = atoll(p + strlen("closed: "));
+	}
+	fclose(f);
+	if (pending < 0)
+		fail_msg("no 'over the hard limit' close in %s", own->log);
+	if (pending > (1 << 20) + (512 << 10))
+		fail_msg("the watcher held %lld bytes at a hard limit of 1 MiB", pending);
+	assert_int_equal(su_stop(own), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_track_sees_own_pipelined_writes),
 	    cmocka_unit_test(test_track_errors),
 	    cmocka_unit_test(test_multi_queue_counts_its_overhead),
+	    cmocka_unit_test_teardown(test_unread_watch_is_closed_within_an_event, free_own),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
