@@ -9,7 +9,7 @@
  * (CTX.CREATE, CTX.SET, CTX.DEL, CTX.DROP use ctx_txn_commit_nowait and
  * ctx_drop_nowait, then hold the reply until the revision is durable) run
  * inline on the connection's loop. Calls that wait for an fsync (point
- * create, restore, ttl, activate with CREATE, tracker sync) or walk the
+ * create, restore, ttl, activate with CREATE, tracker open and sync) or walk the
  * whole store (CTX.VERIFY) run on the thread pool as jobs (cmd_common.h).
  *
  * Unlike the Redis commands, CTX.* sees contexts without fields: CTX.CREATE
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd_common.h"
 
@@ -645,53 +646,110 @@ static ctx_tracker *tracker_or_reply(client *c)
 	return *slot;
 }
 
-/* CTX.TRACK id [STRATEGY latest|oldest|manual] [INTERVAL ms] [POINTS] */
+/* job: in[0] = strategy, in[1] = interval (ms), in[2] = the revision to
+ * wait for, text[0] = 1 for POINTS; data = the tracker opened. */
+static void run_track(job *j)
+{
+	ctx_store *s = server_store();
+	/* ctx_tracker_open bases the tracker on ctx_get's version, the newest
+	 * durable one, where the connection's reads see the newest decided one:
+	 * a context it created or a field it set in the request before would be
+	 * missing from the tracker (-CTXNOTFOUND, an old CTX.TGET). So wait
+	 * until that revision is durable (at most one fsync under durability
+	 * always; under always the version is visible by then: the log
+	 * publishes before it raises the durable revision) and, under batch
+	 * (where the durable revision is the decided one), until ctx_get shows
+	 * it. A failed log ends the wait with its CTX_IO. */
+	struct timespec ms = {0, 1000000};
+	uint64_t d;
+	while ((j->st = ctx_durable_revision(s, &d)) == CTX_OK && d < j->in[2])
+		nanosleep(&ms, NULL);
+	if (j->st != CTX_OK)
+		return;
+	ctx_state *st;
+	while (ctx_get(s, j->id, &st) == CTX_OK) {
+		bool shown = ctx_state_revision(st) >= j->in[2];
+		ctx_state_release(st);
+		if (shown)
+			break;
+		nanosleep(&ms, NULL);
+	}
+	ctx_tracker_options o = {(ctx_merge_strategy)j->in[0], NULL, NULL, (unsigned)j->in[1],
+	                         j->text[0] != 0};
+	ctx_tracker *t;
+	if ((j->st = ctx_tracker_open(s, j->id, &o, &t)) == CTX_OK)
+		j->data = t;
+}
+
+static void reply_track(client *c, job *j)
+{
+	ctx_tracker **slot = client_tracker(c);
+	ctx_tracker_close(*slot);
+	*slot = j->data;
+	j->data = NULL;
+	reply_ok(c);
+}
+
+static void free_track(job *j)
+{
+	ctx_tracker_close(j->data); /* the connection closed meanwhile */
+}
+
+/* CTX.TRACK id [STRATEGY latest|oldest|manual] [INTERVAL ms] [POINTS]: on
+ * the pool (it may wait for an fsync, run_track). */
 static void cmd_track(client *c, int argc, const arg *argv)
 {
-	char id[CTX_ID_MAX + 1];
-	ctx_tracker_options o = {CTX_MERGE_LATEST, NULL, NULL, 0, false};
+	ctx_merge_strategy strategy = CTX_MERGE_LATEST;
+	uint64_t interval = 0;
+	bool points = false;
 	for (int i = 2; i < argc; i++) {
 		bool more = i + 1 < argc;
-		uint64_t ms;
 		if (arg_is(&argv[i], "STRATEGY") && more) {
 			const arg *s = &argv[++i];
 			if (arg_is(s, "latest"))
-				o.strategy = CTX_MERGE_LATEST;
+				strategy = CTX_MERGE_LATEST;
 			else if (arg_is(s, "oldest"))
-				o.strategy = CTX_MERGE_OLDEST;
+				strategy = CTX_MERGE_OLDEST;
 			else if (arg_is(s, "manual"))
-				o.strategy = CTX_MERGE_MANUAL;
+				strategy = CTX_MERGE_MANUAL;
 			else {
 				reply_error(c, "ERR STRATEGY is latest, oldest or manual");
 				return;
 			}
 		} else if (arg_is(&argv[i], "INTERVAL") && more) {
-			if (!arg_u64(c, &argv[++i], &ms))
+			if (!arg_u64(c, &argv[++i], &interval))
 				return;
-			if (ms > UINT32_MAX) {
+			if (interval > UINT32_MAX) {
 				reply_error(c, "ERR INTERVAL is out of range");
 				return;
 			}
-			o.sync_interval_ms = (unsigned)ms;
 		} else if (arg_is(&argv[i], "POINTS")) {
-			o.point_on_sync = true;
+			points = true;
 		} else {
 			reply_error(c, "ERR syntax error");
 			return;
 		}
 	}
-	if (!arg_to_id(c, &argv[1], id))
+	job *j = job_for(c, &argv[1], run_track);
+	if (!j)
 		return;
-	ctx_tracker **slot = client_tracker(c);
-	ctx_tracker *t;
-	ctx_status st = ctx_tracker_open(server_store(), id, &o, &t);
-	if (st != CTX_OK) {
-		reply_ctx_error(c, st);
-		return;
+	/* What the connection's reads would show: the newest decided version,
+	 * or (absent: its drop may be decided) every revision handed out. */
+	ctx_state *st;
+	if (ctx_get_latest(server_store(), j->id, &st) == CTX_OK) {
+		j->in[2] = ctx_state_revision(st);
+		ctx_state_release(st);
+	} else {
+		ctx_stats stats;
+		ctx_get_stats(server_store(), &stats);
+		j->in[2] = stats.revision;
 	}
-	ctx_tracker_close(*slot);
-	*slot = t;
-	reply_ok(c);
+	j->in[0] = (uint64_t)strategy;
+	j->in[1] = interval;
+	j->text[0] = points;
+	j->reply = reply_track;
+	j->free_data = free_track;
+	job_start(c, j);
 }
 
 static void cmd_tset(client *c, int argc, const arg *argv)
@@ -1000,7 +1058,7 @@ const command ctx_commands[] = {
     {"CTX.WATCH", cmd_watch, -2, CMD_NOMULTI | CMD_PUBSUB, 0,
      "Stream changes as push messages [FROM revision]", "ctx"},
     {"CTX.UNWATCH", cmd_unwatch, 1, CMD_NOMULTI | CMD_PUBSUB, 0, "Stop streaming", "ctx"},
-    {"CTX.TRACK", cmd_track, -2, CMD_NOMULTI, 1, "Open the connection's tracker", "ctx"},
+    {"CTX.TRACK", cmd_track, -2, CMD_NOMULTI | BL, 1, "Open the connection's tracker", "ctx"},
     {"CTX.TSET", cmd_tset, 3, CMD_NOMULTI, 0, "Set a field in the tracker", "ctx"},
     {"CTX.TDEL", cmd_tdel, 2, CMD_NOMULTI, 0, "Delete a field in the tracker", "ctx"},
     {"CTX.TGET", cmd_tget, 2, CMD_NOMULTI, 0, "Read a field of the tracker", "ctx"},
