@@ -636,12 +636,126 @@ static void test_power_loss_big_records(void **unused)
 	crash_loop("r22-crash-power", true, test_slowdown() > 1 ? 15.0 : 20.0);
 }
 
+/* ---- a crash loop of small runs ------------------------------------------------ */
+
+#define SMALL_CKPT  (1u << 20) /* checkpoint_bytes */
+#define SMALL_PUTS  40
+#define SMALL_VALUE (10u << 10) /* 40 puts of 10 KiB: 400 KiB of log a run */
+
+/* The log segments an open replays: the newest one that starts at or
+ * before the newest checkpoint's revision + 1, and those after it (older
+ * ones wait for the next checkpoint to delete them). */
+static long count_segments(const char *dir)
+{
+	uint64_t segs[256], ckpt = 0;
+	long n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned long long v;
+	while (d && (e = readdir(d))) {
+		if (sscanf(e->d_name, "wal-%16llx.log", &v) == 1 && n < 256)
+			segs[n++] = v;
+		else if (sscanf(e->d_name, "ckpt-%16llx.ckpt", &v) == 1 && v > ckpt)
+			ckpt = v;
+	}
+	if (d)
+		closedir(d);
+	uint64_t start = 0; /* the first segment replayed */
+	for (long i = 0; i < n; i++)
+		if (segs[i] <= ckpt + 1 && segs[i] > start)
+			start = segs[i];
+	long replayed = 0;
+	for (long i = 0; i < n; i++)
+		replayed += segs[i] >= start;
+	return replayed;
+}
+
+/* One run: open, 40 puts, and, if the log recovered is past checkpoint_bytes
+ * (due), wait (up to 60 s) for the checkpoint that must start at the open;
+ * then die without closing. Exit status 2: no checkpoint. */
+static _Noreturn void small_run(const char *dir, long run, bool due)
+{
+	alarm(120);
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.checkpoint_bytes = SMALL_CKPT;
+	ctx_store *s = NULL;
+	if (ctx_open(&o, &s) != CTX_OK) {
+		snprintf(sh->fail, sizeof(sh->fail), "run %ld: ctx_open: %s", run, ctx_last_error());
+		_exit(3);
+	}
+	if (run == 0 && ctx_create(s, "a") != CTX_OK)
+		_exit(3);
+	static unsigned char v[SMALL_VALUE];
+	for (int i = 0; i < SMALL_PUTS; i++) {
+		memset(v, 'a' + (int)((run + i) % 26), sizeof(v));
+		if (ctx_put(s, "a", "k", 1, v, sizeof(v), NULL) != CTX_OK) {
+			snprintf(sh->fail, sizeof(sh->fail), "run %ld: put: %s", run,
+			         ctx_last_error());
+			_exit(3);
+		}
+	}
+	ctx_stats st;
+	ctx_get_stats(s, &st);
+	for (double t0 = test_now(); due && !st.checkpoints && test_now() - t0 < 60;) {
+		usleep(10000);
+		ctx_get_stats(s, &st);
+	}
+	if (due && !st.checkpoints)
+		_exit(2);
+	raise(SIGKILL);
+	_exit(4);
+}
+
+/* A store killed before each run's log reaches checkpoint_bytes: the log
+ * recovered at each open counts toward the next checkpoint, so one comes
+ * once the log since the last reaches it, and the log stays bounded. (Each
+ * open counted from zero, so such a crash loop never checkpointed: 30 runs of
+ * 400 KiB left 30 segments, 12 MB, with checkpoint_bytes 1 MiB.) */
+static void test_crash_loop_checkpoints(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("r22-crash-small");
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	long most = 0, due_runs = 0;
+	for (long run = 0; run < 16; run++) {
+		/* Each run leaves one segment of 400 KiB of records: from 3 on, the
+		 * log an open replays is over 1 MiB. */
+		long segs = count_segments(dir);
+		most = segs > most ? segs : most;
+		bool due = segs >= 3;
+		due_runs += due;
+		pid_t pid = fork_flushed();
+		if (pid == 0)
+			small_run(dir, run, due);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 2)
+			fail_msg("run %ld: opened with %ld log segments of 400 KiB each to replay "
+			         "(checkpoint_bytes 1 MiB), and no checkpoint came",
+			         run, segs);
+		if (!WIFSIGNALED(status))
+			fail_msg("run %ld failed (status 0x%x): %s", run, status, sh->fail);
+	}
+	print_message("crash loop of small runs: at most %ld log segments, %ld runs opened "
+	              "past checkpoint_bytes\n",
+	              most, due_runs);
+	assert_true(most <= 3);
+	munmap(sh, sizeof(*sh));
+	test_remove_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_kill9_big_records),
 	    cmocka_unit_test(test_power_loss_big_records),
+	    cmocka_unit_test(test_crash_loop_checkpoints),
 	};
 	if (getenv("CTX_TEST_FILTER")) /* run only the tests matching it */
 		cmocka_set_test_filter(getenv("CTX_TEST_FILTER"));
