@@ -193,7 +193,7 @@ class Worker:
             name = f'k9:{self.tid}:fresh{self.fresh}:{self.seq}'
             nk = Key(name)
             self.keys.append(nk)
-            nk.hist = [(self.n, {})]
+            nk.hist = [(0, {})]  # absent (an empty hash) before its create
             self.pend(nk, {'init': b'1'})
             if not os.environ.get('K9_REDIS'):  # (checking the script on Redis)
                 r.execute_command('CTX.CREATE', name)
