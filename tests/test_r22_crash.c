@@ -627,13 +627,13 @@ static void crash_loop(const char *name, bool power, double budget_s)
 static void test_kill9_big_records(void **unused)
 {
 	(void)unused;
-	crash_loop("r22-crash-kill9", false, test_slowdown() > 1 ? 20.0 : 25.0);
+	crash_loop("r22-crash-kill9", false, test_slowdown() > 1 ? 15.0 : 20.0);
 }
 
 static void test_power_loss_big_records(void **unused)
 {
 	(void)unused;
-	crash_loop("r22-crash-power", true, test_slowdown() > 1 ? 15.0 : 20.0);
+	crash_loop("r22-crash-power", true, test_slowdown() > 1 ? 12.0 : 15.0);
 }
 
 /* ---- a crash loop of small runs ------------------------------------------------ */
