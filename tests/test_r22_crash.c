@@ -743,7 +743,10 @@ static void test_crash_loop_checkpoints(void **unused)
 	print_message("crash loop of small runs: at most %ld log segments, %ld runs opened "
 	              "past checkpoint_bytes\n",
 	              most, due_runs);
-	assert_true(most <= 3);
+	/* A run not due starts with at most 2 and adds its own segment and, if
+	 * its writes start a checkpoint that the kill interrupts, the one that
+	 * checkpoint rotated to; a due run ends with a checkpoint. */
+	assert_true(most <= 4);
 	munmap(sh, sizeof(*sh));
 	test_remove_dir(dir);
 	free(dir);
