@@ -64,11 +64,11 @@
 
 #include "vfs.h"
 
-#define WRITERS  8
-#define NCTX     4           /* small contexts per thread; index NCTX is "big" */
-#define KEYS     48          /* keys per small context */
-#define BIG_MAX  (5u << 20)  /* the largest value written */
-#define CKPT     (1u << 20)  /* checkpoint_bytes */
+#define WRITERS 8
+#define NCTX    4          /* small contexts per thread; index NCTX is "big" */
+#define KEYS    48         /* keys per small context */
+#define BIG_MAX (5u << 20) /* the largest value written */
+#define CKPT    (1u << 20) /* checkpoint_bytes */
 
 typedef struct tmodel {
 	bool exists[NCTX + 1];
@@ -97,8 +97,8 @@ enum { OP_CREATE, OP_DROP, OP_PUT, OP_DEL, OP_TXN, OP_BIG, OP_BIGDEL };
 
 static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c)
 {
-	uint64_t st = a * 0x9e3779b97f4a7c15ull ^ b * 0xbf58476d1ce4e5b9ull ^
-	              (c + 1) * 0x94d049bb133111ebull;
+	uint64_t st =
+	    a * 0x9e3779b97f4a7c15ull ^ b * 0xbf58476d1ce4e5b9ull ^ (c + 1) * 0x94d049bb133111ebull;
 	return test_rand(&st);
 }
 
@@ -319,8 +319,8 @@ static void *writer_run(void *arg)
 		ctx_status st = perform(w->s, w->t, &o, buf);
 		if (st != CTX_OK) {
 			snprintf(sh->fail, sizeof(sh->fail),
-			         "writer %d: operation %" PRIu64 " (kind %d): %s: %s", w->t, n, o.kind,
-			         ctx_strerror(st), ctx_last_error());
+			         "writer %d: operation %" PRIu64 " (kind %d): %s: %s", w->t, n,
+			         o.kind, ctx_strerror(st), ctx_last_error());
 			_exit(4);
 		}
 		atomic_store(&sh->acked[w->t], n);
@@ -374,7 +374,8 @@ static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 		if (!m->exists[c]) {
 			if (rc == CTX_OK)
 				ctx_state_release(st);
-			CHECK(rc == CTX_NOT_FOUND, "%s: should not exist (%s)", id, ctx_strerror(rc));
+			CHECK(rc == CTX_NOT_FOUND, "%s: should not exist (%s)", id,
+			      ctx_strerror(rc));
 			continue;
 		}
 		CHECK(rc == CTX_OK, "%s: %s", id, ctx_strerror(rc));
@@ -388,8 +389,8 @@ static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 			uint64_t tag = m->tag[c][k];
 			if (!tag) {
 				if (there)
-					snprintf(sh->fail, sizeof(sh->fail), "%s: %s should be absent",
-					         id, key);
+					snprintf(sh->fail, sizeof(sh->fail),
+					         "%s: %s should be absent", id, key);
 				ok = !there;
 				continue;
 			}
@@ -399,9 +400,10 @@ static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 			ok = there && vlen == len && memcmp(v, buf, len) == 0;
 			if (!ok)
 				snprintf(sh->fail, sizeof(sh->fail),
-				         "%s: %s is %s (%zu bytes), not value %" PRIx64 " (%zu bytes)",
-				         id, key, there ? "another value" : "absent", there ? vlen : 0,
-				         tag, len);
+				         "%s: %s is %s (%zu bytes), not value %" PRIx64
+				         " (%zu bytes)",
+				         id, key, there ? "another value" : "absent",
+				         there ? vlen : 0, tag, len);
 		}
 		if (ok && ctx_state_count(st) != count) {
 			snprintf(sh->fail, sizeof(sh->fail), "%s: %zu keys, the model %zu", id,
@@ -591,7 +593,8 @@ static void crash_loop(const char *name, bool power, double budget_s)
 			fail_msg("iteration %ld: the writer exited (status 0x%x): %s", it, status,
 			         sh->fail);
 		if (power) {
-			unsigned how = VFS_SIM_PAGES | (test_rand_below(&r, 2) ? VFS_SIM_ENTRIES : 0);
+			unsigned how =
+			    VFS_SIM_PAGES | (test_rand_below(&r, 2) ? VFS_SIM_ENTRIES : 0);
 			vfs_sim_crash_with(how, (unsigned)test_rand(&r));
 			vfs_sim_disable();
 		}
@@ -605,17 +608,18 @@ static void crash_loop(const char *name, bool power, double budget_s)
 			continue;
 		}
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			fail_msg("iteration %ld (seed %llu) failed (status 0x%x): %s; the directory "
-			         "is kept: %s",
-			         it, (unsigned long long)seed, status, sh->fail, dir);
+			fail_msg(
+			    "iteration %ld (seed %llu) failed (status 0x%x): %s; the directory "
+			    "is kept: %s",
+			    it, (unsigned long long)seed, status, sh->fail, dir);
 		check_compact(dir, it, &max_total, &torn_total);
 	}
 	print_message("%s: %ld iterations (%ld crashed again after recovery) in %.1f s: "
 	              "%ld acknowledged operations checked, %ld in flight found applied, %ld "
 	              "lost (must be 0); %ld torn tails cut (%.1f MiB kept aside); largest "
 	              "directory after a clean close %.1f MiB (without torn-*.bin); the last:%s\n",
-	              name, it, second_crashes, test_now() - start, sh->checked_ops, sh->inflight_kept,
-	              sh->acked_lost, sh->torn, (double)torn_total / (1 << 20),
+	              name, it, second_crashes, test_now() - start, sh->checked_ops,
+	              sh->inflight_kept, sh->acked_lost, sh->torn, (double)torn_total / (1 << 20),
 	              (double)max_total / (1 << 20), last_listing);
 	assert_int_equal(sh->acked_lost, 0);
 	assert_true(sh->checked_ops > 0);
@@ -682,7 +686,8 @@ static _Noreturn void small_run(const char *dir, long run, bool due)
 	o.checkpoint_bytes = SMALL_CKPT;
 	ctx_store *s = NULL;
 	if (ctx_open(&o, &s) != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "run %ld: ctx_open: %s", run, ctx_last_error());
+		snprintf(sh->fail, sizeof(sh->fail), "run %ld: ctx_open: %s", run,
+		         ctx_last_error());
 		_exit(3);
 	}
 	if (run == 0 && ctx_create(s, "a") != CTX_OK)
