@@ -151,7 +151,10 @@ typedef struct ctx_options {
 	                              out a period)                           */
 	bool unsafe_no_sync;       /* allow CTX_DURABILITY_NONE with a dir        */
 	size_t checkpoint_bytes;   /* log growth that starts a background
-	                              checkpoint; 0 = default (64 MiB)            */
+	                              checkpoint (the log an open recovered
+	                              past the checkpoint counts, so that a
+	                              store killed again and again still
+	                              checkpoints); 0 = default (64 MiB)          */
 	size_t history_depth;      /* versions kept per context (besides those
 	                              points pin); 0 = default (64); at most
 	                              2^32 - 2                                    */

@@ -1130,6 +1130,14 @@ uint64_t log_bytes_since_rotate(ctx_log *l)
 	return n;
 }
 
+void log_add_growth(ctx_log *l, uint64_t bytes)
+{
+	pthread_mutex_lock(&l->lock);
+	l->bytes_since_rotate += bytes;
+	pthread_cond_broadcast(&l->growth_cv);
+	pthread_mutex_unlock(&l->lock);
+}
+
 bool log_wait_growth(ctx_log *l, uint64_t bytes, unsigned timeout_ms)
 {
 	struct timespec until;

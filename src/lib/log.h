@@ -89,6 +89,10 @@ ctx_status log_rotate(ctx_log *l, uint64_t *last_rev_out);
 /* Bytes appended since the last rotation (a cheap, racy reading). */
 uint64_t log_bytes_since_rotate(ctx_log *l);
 
+/* Count `bytes` as appended since the last rotation: the log an open
+ * recovered past the checkpoint, so that it counts toward the next one. */
+void log_add_growth(ctx_log *l, uint64_t bytes);
+
 /* Wait until the log has grown past `bytes` since the last rotation, or the
  * timeout (ms; 0: none) passed, or log_kick was called. True if it grew
  * past. */

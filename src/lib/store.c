@@ -872,6 +872,12 @@ static ctx_status open_dir(ctx_store *s)
 		return st;
 	size_t backlog = s->opts.log_backlog_bytes;
 	log_set_backlog(s->log, backlog == SIZE_MAX ? 0 : backlog ? backlog : LOG_BACKLOG_DEFAULT);
+	/* The log recovered past the checkpoint counts toward the next one, as
+	 * if this open had appended it: else a store killed before each run's
+	 * log reached checkpoint_bytes never checkpointed, and its log (disk,
+	 * recovery time) grew with every crash. Each segment counts the zeros
+	 * it was created with too: a crash loop of small runs makes one a run. */
+	log_add_growth(s->log, info.replayed_bytes + (uint64_t)info.segments * LOG_PREALLOC_FIRST);
 	return checkpointer_start(s);
 }
 

@@ -17,6 +17,12 @@ each context must hold exactly its acknowledged state, or the state of
 its write in flight (so a MULTI's three changes are all there or none). A clean SIGTERM
 at the end of each cycle must exit 0.
 
+K9_DURABILITY=batch runs ctxd with --durability batch: a kill may lose the
+last window of acknowledged writes, so each context may hold any state it
+had since the last clean stop, but still a prefix of each client's writes
+(a client's later write there, its earlier ones there too: nothing out of
+order) and never half a MULTI.
+
 Prints one line per cycle and a summary; exit status 1 on any defect.
 """
 import os
@@ -33,13 +39,15 @@ import redis
 CTXD, CYCLES, PORT, D = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 CLIENTS = int(sys.argv[5]) if len(sys.argv) > 5 else 16
 KEYS = 12
+DUR = os.environ.get('K9_DURABILITY', 'always')
+BATCH = DUR != 'always'
 os.makedirs(D, exist_ok=True)
 
 
 def start():
     log = open(D + '/log', 'a')
     p = subprocess.Popen([CTXD, '--port', str(PORT), '--dir', D + '/data',
-                          '--durability', 'always', '--loops', '2'],
+                          '--durability', DUR, '--loops', '2'],
                          stdout=log, stderr=log)
     for _ in range(500):
         try:
@@ -59,9 +67,21 @@ class Key:
         self.name = name
         self.acked = {}       # field -> bytes; {} = absent
         self.pending = None   # the state if the write in flight was applied
+        self.pending_n = 0    # its number in its client's writes
+        self.hist = [(0, {})]  # batch: (write number, state) since the last clean stop
 
     def options(self):
         return [self.acked] + ([self.pending] if self.pending is not None else [])
+
+    def cuts(self, got, inflight):
+        """batch: the write numbers c (of its client) such that the state
+        after the client's first c writes is got, as [lo, hi) ranges."""
+        h = self.hist + ([(self.pending_n, self.pending)] if self.pending is not None else [])
+        out = []
+        for i, (n, st) in enumerate(h):
+            if st == got:
+                out.append((n, h[i + 1][0] if i + 1 < len(h) else inflight + 1))
+        return out
 
 
 class Worker:
@@ -71,6 +91,16 @@ class Worker:
         self.seq = 0
         self.ops = 0
         self.fresh = 0
+        self.n = 0  # writes sent (numbers them)
+
+    def pend(self, k, new):
+        self.n += 1
+        k.pending, k.pending_n = new, self.n
+
+    def ack(self, k, new):
+        k.acked, k.pending = new, None
+        if BATCH:
+            k.hist.append((k.pending_n, new))
 
     def nextval(self):
         self.seq += 1
@@ -96,7 +126,7 @@ class Worker:
         if op == 0:  # HSET one new field
             f, v = f'f{self.seq}', self.nextval()
             new[f] = v.encode()
-            k.pending = new
+            self.pend(k, new)
             n = r.hset(k.name, f, v)
             assert n == 1, (k.name, n)
         elif op == 1:  # HSET several pairs (some overwrite)
@@ -107,31 +137,31 @@ class Worker:
                 m[f] = self.nextval()
             for f, v in m.items():
                 new[f] = v.encode()
-            k.pending = new
+            self.pend(k, new)
             want = sum(1 for f in m if f not in k.acked)
             n = r.hset(k.name, mapping=m)
             assert n == want, (k.name, n, want)
         elif op == 2:  # HINCRBY
             c = int(new.get('cnt', b'0')) + 1
             new['cnt'] = str(c).encode()
-            k.pending = new
+            self.pend(k, new)
             n = r.hincrby(k.name, 'cnt', 1)
             assert n == c, (k.name, n, c)
         elif op == 3 and new:  # HDEL one field
             f = random.choice(list(new))
             del new[f]
-            k.pending = new
+            self.pend(k, new)
             assert r.hdel(k.name, f) == 1
         elif op == 4 and random.random() < .3:  # DEL
             new = {}
-            k.pending = new
+            self.pend(k, new)
             n = r.delete(k.name)
             assert n == (1 if k.acked else 0), (k.name, n)
         elif op == 5:  # MULTI/EXEC: a, cnt+1, b together
             v = self.nextval()
             c = int(new.get('cnt', b'0')) + 1
             new.update({'a': v.encode(), 'b': v.encode(), 'cnt': str(c).encode()})
-            k.pending = new
+            self.pend(k, new)
             p = r.pipeline(transaction=True)
             p.hset(k.name, 'a', v)
             p.hincrby(k.name, 'cnt', 1)
@@ -152,35 +182,52 @@ class Worker:
                     c = int(nn.get('cnt', b'0')) + 1
                     nn['cnt'] = str(c).encode()
                     p.hincrby(kk.name, 'cnt', 1)
-                kk.pending = nn
+                self.pend(kk, nn)
                 news.append(nn)
             res = p.execute()
             for kk, nn in zip(ks, news):
-                kk.acked, kk.pending = nn, None
+                self.ack(kk, nn)
             return
         else:  # CTX.CREATE of a fresh context with a field, then HSET
             self.fresh += 1
             name = f'k9:{self.tid}:fresh{self.fresh}:{self.seq}'
             nk = Key(name)
             self.keys.append(nk)
-            nk.pending = {'init': b'1'}
+            nk.hist = [(0, {})]  # absent (an empty hash) before its create
+            self.pend(nk, {'init': b'1'})
             if not os.environ.get('K9_REDIS'):  # (checking the script on Redis)
                 r.execute_command('CTX.CREATE', name)
             r.hset(name, 'init', '1')
-            nk.acked, nk.pending = {'init': b'1'}, None
+            self.ack(nk, {'init': b'1'})
             if len(self.keys) > KEYS * 3:
                 self.keys.pop(KEYS)  # stop tracking an old fresh one
             return
-        k.acked, k.pending = new, None
+        self.ack(k, new)
 
 
 def verify(workers, cycle):
     r = redis.Redis(port=PORT, socket_timeout=30)
     bad = checked = 0
     for w in workers:
+        ranges = [(0, w.n + 1)]  # batch: the cuts of w's writes all its keys allow
         for k in w.keys:
             got = {f.decode(): v for f, v in r.hgetall(k.name).items()}
             checked += 1
+            if BATCH:
+                cs = k.cuts(got, w.n)
+                ranges = [(max(a, c), min(b, d)) for a, b in ranges for c, d in cs
+                          if max(a, c) < min(b, d)]
+                if not cs:
+                    bad += 1
+                    print(f'cycle {cycle} DEFECT {k.name}: got {sorted(got)[:8]} '
+                          f'never a state of it since the last clean stop')
+                elif not ranges:
+                    bad += 1
+                    print(f'cycle {cycle} DEFECT {w.tid}: {k.name} out of order: '
+                          f'no prefix of its client\'s writes gives every state seen')
+                    ranges = [(0, w.n + 1)]
+                k.acked, k.pending, k.hist = got, None, [(w.n, got)]
+                continue
             opts = k.options()
             if got not in opts:
                 bad += 1
