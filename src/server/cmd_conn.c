@@ -392,7 +392,12 @@ static void cmd_client(client *c, int argc, const arg *argv)
 	} else if (arg_is(sub, "KILL") && argc >= 3) {
 		client_kill(c, argc, argv);
 	} else if ((arg_is(sub, "NO-EVICT") || arg_is(sub, "NO-TOUCH")) && argc == 3) {
-		reply_ok(c);
+		/* Accepted and ignored (no eviction, no LRU clock here), but
+		 * checked as Redis checks them: on or off. */
+		if (arg_is(&argv[2], "on") || arg_is(&argv[2], "off"))
+			reply_ok(c);
+		else
+			reply_error(c, "ERR syntax error");
 	} else {
 		reply_error(c,
 		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "

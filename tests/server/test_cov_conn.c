@@ -167,6 +167,9 @@ static void test_client_subcommands(void **state)
 	freeReplyObject(r);
 	EXPECT_STATUS(c, "OK", "CLIENT NO-EVICT on");
 	EXPECT_STATUS(c, "OK", "CLIENT NO-TOUCH off");
+	/* on or off only, as in Redis (round 22: anything was +OK). */
+	EXPECT_ERR(c, "ERR syntax error", "CLIENT NO-EVICT maybe");
+	EXPECT_ERR(c, "ERR syntax error", "CLIENT NO-TOUCH 1");
 	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'BOGUS'",
 	           "CLIENT BOGUS");
 	EXPECT_ERR(c, "ERR unknown subcommand or wrong number of arguments for 'GETNAME'",
