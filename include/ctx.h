@@ -993,6 +993,16 @@ ctx_status ctx_tracker_get(ctx_tracker *t, const void *key, size_t klen, void **
 uint64_t ctx_tracker_base_version(ctx_tracker *t);
 size_t ctx_tracker_pending(ctx_tracker *t); /* local edits not yet synced */
 
+/* The bytes of memory the local edits not yet synced hold: their keys and
+ * values, the tracker's record of each and its table (an upper bound: a
+ * value two edits share counts twice; a base value read from a version
+ * counts nothing, as that version's memory is the store's). O(1). It grows
+ * with ctx_tracker_put/del of new keys and bigger values, and falls back
+ * to what later edits hold once a sync or refresh takes the rest; a bound
+ * on a tracker's edits is this figure checked before each edit. 0 for
+ * NULL. */
+size_t ctx_tracker_pending_bytes(ctx_tracker *t);
+
 /* Whether the context has moved past the tracker's base version. */
 bool ctx_tracker_is_stale(ctx_tracker *t);
 

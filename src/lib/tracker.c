@@ -102,6 +102,7 @@
  *   The merge function may use the tracker (read, edit) but not sync or
  *   refresh it (CTX_INVALID).
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -239,7 +240,22 @@ typedef struct edit {
 	base_leaf in_base; /* the key's leaf in the job's base, once looked up */
 	bool took_local;   /* the merge result is the local value */
 	bool owned;        /* the job's to free (set under t->lock at the end) */
+	size_t cost;       /* its bytes as the table last counted them (edit_cost) */
 } edit;
+
+/* The bytes a value holds of its own (a blob; a state's are the store's). */
+static size_t held_bytes(const held *h)
+{
+	return h->b ? sizeof(blob) + h->b->len : 0;
+}
+
+/* The bytes an edit holds: itself, its key, its local and base values. A
+ * blob shared by two edits (a resolve's copy of a frozen edit) counts in
+ * each: an upper bound. */
+static size_t edit_cost(const edit *e)
+{
+	return sizeof(*e) + sizeof(blob) + e->key->len + held_bytes(&e->val) + held_bytes(&e->base);
+}
 
 static void edit_free(edit *e)
 {
@@ -270,11 +286,22 @@ typedef struct edit_table {
 	size_t cap;   /* 0 or a power of two */
 	size_t count;
 	size_t tombs;
+	size_t bytes; /* the live edits' costs (edit_cost), for ctx_tracker_pending_bytes */
 } edit_table;
 
 static edit tomb_mark;
 #define TOMB    (&tomb_mark)
 #define LIVE(e) ((e) && (e) != TOMB)
+
+/* e, in the table, changed its values: count its cost anew. Every change
+ * of a live edit's key, val or base is followed by this, or the count
+ * drifts (table_settle checks it reaches 0 with the last edit). */
+static void table_recost(edit_table *tab, edit *e)
+{
+	tab->bytes -= e->cost;
+	e->cost = edit_cost(e);
+	tab->bytes += e->cost;
+}
 
 /* The edit of key and its slot (*at), or NULL. */
 static edit *table_find_at(const edit_table *tab, uint64_t hash, const void *key, size_t klen,
@@ -334,6 +361,8 @@ static ctx_status table_insert(edit_table *tab, edit *e)
 		tab->tombs--;
 	tab->slots[i] = e;
 	tab->count++;
+	e->cost = 0;
+	table_recost(tab, e);
 	return CTX_OK;
 }
 
@@ -344,6 +373,7 @@ static edit *table_unlink_at(edit_table *tab, size_t i)
 	tab->slots[i] = TOMB;
 	tab->count--;
 	tab->tombs++;
+	tab->bytes -= e->cost;
 	return e;
 }
 
@@ -368,6 +398,9 @@ static edit *table_thaw_at(edit_table *tab, size_t i, edit *fresh)
 	fresh->conflict = old->conflict;
 	old->detached = true;
 	tab->slots[i] = fresh;
+	tab->bytes -= old->cost;
+	fresh->cost = 0;
+	table_recost(tab, fresh);
 	return fresh;
 }
 
@@ -375,6 +408,7 @@ static edit *table_thaw_at(edit_table *tab, size_t i, edit *fresh)
 static void table_settle(edit_table *tab)
 {
 	if (tab->count == 0) {
+		assert(tab->bytes == 0);
 		free(tab->slots);
 		*tab = (edit_table){0};
 	}
@@ -769,7 +803,7 @@ static ctx_status sync_run(ctx_tracker *t, sync_job *j)
 
 /* An edit stays pending while the base moves on to nb: v (taken over) is the
  * value it was made on; it becomes the edit's own base if nb differs. */
-static void rebase_edit(edit *e, ctx_state *nb, held v)
+static void rebase_edit(edit_table *tab, edit *e, ctx_state *nb, held v)
 {
 	if (val_eq(v.v, leaf_val(find_leaf(nb, e->hash, e->key)))) {
 		held_release(&v);
@@ -777,6 +811,7 @@ static void rebase_edit(edit *e, ctx_state *nb, held v)
 	} else {
 		edit_set_base(e, v);
 	}
+	table_recost(tab, e);
 }
 
 /* The sync succeeded: the snapshot's edits are done, later ones stay
@@ -798,7 +833,7 @@ static void job_apply(ctx_tracker *t, sync_job *j)
 		held v = s && s->took_local ? hold_copy(&s->val)
 		         : e->has_base      ? hold_copy(&e->base)
 		                       : hold_state(old, leaf_val(find_leaf(old, e->hash, e->key)));
-		rebase_edit(e, nb, v);
+		rebase_edit(&t->edits, e, nb, v);
 		e->snap = 0;
 	}
 	for (size_t k = 0; k < j->n; k++)
@@ -1081,6 +1116,7 @@ static ctx_status record_edit(ctx_tracker *t, const void *key, size_t klen, held
 	e->seq = ++t->seq;
 	if (e->conflict)
 		resolve_conflict(t, e);
+	table_recost(&t->edits, e);
 	pthread_mutex_unlock(&t->lock);
 	if (fresh)
 		edit_free(fresh);
@@ -1160,6 +1196,16 @@ size_t ctx_tracker_pending(ctx_tracker *t)
 	return n;
 }
 
+size_t ctx_tracker_pending_bytes(ctx_tracker *t)
+{
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->edits.bytes + t->edits.cap * sizeof(*t->edits.slots);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 bool ctx_tracker_is_stale(ctx_tracker *t)
 {
 	if (!t)
@@ -1230,8 +1276,10 @@ ctx_status ctx_tracker_refresh(ctx_tracker *t)
 		edit_sides(t->base, cur, e, &b, &c);
 		if (val_eq(e->val.v, b) || val_eq(e->val.v, c))
 			table_remove_at(&t->edits, i); /* the newest version has it */
-		else
+		else {
 			edit_clear_base(e); /* c == b: the new base holds b */
+			table_recost(&t->edits, e);
+		}
 	}
 	table_settle(&t->edits);
 	clear_conflicts(t);
@@ -1315,6 +1363,7 @@ ctx_status ctx_tracker_resolve(ctx_tracker *t, const void *key, size_t klen, boo
 	}
 	e->seq = ++t->seq;
 	resolve_conflict(t, e);
+	table_recost(&t->edits, e);
 	pthread_mutex_unlock(&t->lock);
 	return CTX_OK;
 }

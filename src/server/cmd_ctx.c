@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "cmd_common.h"
+#include "core.h"
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -752,10 +753,29 @@ static void cmd_track(client *c, int argc, const arg *argv)
 	job_start(c, j);
 }
 
+/* Whether an edit of extra bytes may join t's unsynced edits; if not, the
+ * error is replied. They are the connection's to sync, and until then the
+ * server's memory: bounded as a transaction's queue is, by
+ * client-query-buffer-limit, but refused (the edits kept, the connection
+ * open) rather than closed, since CTX.SYNC empties them. */
+static bool tracker_room(client *c, ctx_tracker *t, size_t extra)
+{
+	size_t limit =
+	    atomic_load_explicit(&srv.cfg.client_query_buffer_limit, memory_order_relaxed);
+	size_t held = ctx_tracker_pending_bytes(t);
+	if (!limit || held + extra <= limit)
+		return true;
+	reply_error(c,
+	            "CTXLIMIT the tracker's unsynced edits hold %zu bytes, and this edit would "
+	            "pass client-query-buffer-limit (%zu): CTX.SYNC first",
+	            held, limit);
+	return false;
+}
+
 static void cmd_tset(client *c, int argc, const arg *argv)
 {
 	ctx_tracker *t = tracker_or_reply(c);
-	if (!t)
+	if (!t || !tracker_room(c, t, argv[1].n + argv[2].n))
 		return;
 	ctx_status st = ctx_tracker_put(t, argv[1].p, argv[1].n, argv[2].p, argv[2].n);
 	if (st != CTX_OK)
@@ -767,7 +787,7 @@ static void cmd_tset(client *c, int argc, const arg *argv)
 static void cmd_tdel(client *c, int argc, const arg *argv)
 {
 	ctx_tracker *t = tracker_or_reply(c);
-	if (!t)
+	if (!t || !tracker_room(c, t, argv[1].n))
 		return;
 	ctx_status st = ctx_tracker_del(t, argv[1].p, argv[1].n);
 	if (st != CTX_OK)
