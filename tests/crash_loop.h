@@ -45,7 +45,7 @@ static size_t crash_mapped;
  * (returned), all zeroed (anonymous memory). */
 static void *crash_setup(size_t own)
 {
-	size_t head = (sizeof(crash_shared) + 63) & ~(size_t)63;
+	size_t head = (sizeof(crash_shared) + 63) & ~(size_t)63; /* the test's part aligned */
 	crash_mapped = head + own;
 	void *p =
 	    mmap(NULL, crash_mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -134,7 +134,7 @@ static _Noreturn void crash_writer_main(const ctx_options *o, crash_thread_fn *r
 		pause();
 }
 
-/* Iteration it's crash: forks the writer process (the store o, the threads
+/* The crash of iteration it: forks the writer process (the store o, the threads
  * run), waits (up to 60 s) for its open to return, lets it write after_us
  * more and kills it -9; the test fails if it exited by itself. With power
  * (a random state), the writer runs under vfs_sim (what it synced under
