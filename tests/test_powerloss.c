@@ -33,7 +33,8 @@
  * must survive (the parents are fsynced after mkdir).
  *
  * CTX_POWERLOSS_ITERATIONS=n sets the iterations; CTX_STRESS_SCALE=k
- * multiplies the default count and time budget.
+ * multiplies the default count and time budget. The writer process, the
+ * kill and the power cut are crash_loop.h's (shared with test_r22_crash.c).
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -58,17 +59,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crash_loop.h"
 #include "vfs.h"
 
-#define WRITERS   8
+#define WRITERS   CRASH_WRITERS
 #define KEYS      4
 #define MAX_VALUE 2800
 
+/* The test's own shared memory (crash_loop.h's `crash` has the rest). */
 typedef struct shared {
-	_Atomic uint64_t attempted[WRITERS];
-	_Atomic uint64_t acked[WRITERS];
 	uint64_t base[WRITERS]; /* seq recovered before this iteration */
-	atomic_bool opened;     /* the writer's open returned */
 	/* what the checkers saw */
 	long iterations;
 	long acked_total;       /* commits acknowledged over all iterations */
@@ -77,7 +77,6 @@ typedef struct shared {
 	long torn_with_records; /* ... with intact records after the damage */
 	long kept_aside;        /* torn-*.bin files found after those opens */
 	long acked_lost;        /* must stay 0 */
-	char fail[1024];
 } shared;
 
 static shared *sh;
@@ -104,78 +103,36 @@ static size_t value_of(int t, uint64_t n, int k, unsigned char *buf)
 
 /* ---- the writer ------------------------------------------------------------------ */
 
-typedef struct writer {
-	ctx_store *s;
-	int t;
-} writer;
-
-static void *writer_thread(void *arg)
+static void write_commits(ctx_store *s, int t)
 {
-	writer *w = arg;
 	char id[16], key[8];
-	snprintf(id, sizeof(id), "w%d", w->t);
+	snprintf(id, sizeof(id), "w%d", t);
 	static _Thread_local unsigned char val[MAX_VALUE + 8];
-	for (uint64_t n = sh->base[w->t] + 1;; n++) {
+	for (uint64_t n = sh->base[t] + 1;; n++) {
 		ctx_txn *x = NULL;
-		ctx_status st = ctx_txn_begin(w->s, id, &x);
+		ctx_status st = ctx_txn_begin(s, id, &x);
 		for (int k = 0; k < KEYS && st == CTX_OK; k++) {
 			snprintf(key, sizeof(key), "k%d", k);
-			size_t len = value_of(w->t, n, k, val);
+			size_t len = value_of(t, n, k, val);
 			st = ctx_txn_put(x, key, strlen(key), val, len);
 		}
 		if (st == CTX_OK)
 			st = ctx_txn_put(x, "seq", 3, &n, sizeof(n));
-		atomic_store(&sh->attempted[w->t], n);
+		atomic_store(&crash->attempted[t], n);
 		if (st == CTX_OK)
 			st = ctx_txn_commit(x, 0, NULL);
 		else
 			ctx_txn_abort(x);
 		if (st != CTX_OK) {
-			snprintf(sh->fail, sizeof(sh->fail),
-			         "writer %d: commit %" PRIu64 ": %s: %s", w->t, n, ctx_strerror(st),
-			         ctx_last_error());
+			crash_failf("writer %d: commit %" PRIu64 ": %s: %s", t, n, ctx_strerror(st),
+			            ctx_last_error());
 			_exit(4);
 		}
-		atomic_store(&sh->acked[w->t], n);
+		atomic_store(&crash->acked[t], n);
 	}
-	return NULL;
-}
-
-static _Noreturn void writer_main(const char *dir)
-{
-	alarm(30); /* if the parent is gone */
-	ctx_options o;
-	ctx_options_init(&o);
-	o.dir = dir;
-	o.checkpoint_bytes = 256 << 10;
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "writer: ctx_open: %s: %s", ctx_strerror(st),
-		         ctx_last_error());
-		_exit(3);
-	}
-	atomic_store(&sh->opened, true);
-	static writer w[WRITERS];
-	pthread_t th;
-	for (int t = 0; t < WRITERS; t++) {
-		w[t] = (writer){s, t};
-		if (pthread_create(&th, NULL, writer_thread, &w[t]) != 0)
-			_exit(6);
-	}
-	for (;;)
-		pause();
 }
 
 /* ---- the checker ----------------------------------------------------------------- */
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			snprintf(sh->fail, sizeof(sh->fail), __VA_ARGS__);                         \
-			return 1;                                                                  \
-		}                                                                                  \
-	} while (0)
 
 static long count_torn_files(const char *dir)
 {
@@ -203,7 +160,8 @@ static int check_thread(ctx_store *s, int t)
 		CHECK(vlen == sizeof(seq), "%s: seq of %zu bytes", id, vlen);
 		memcpy(&seq, v, sizeof(seq));
 	}
-	uint64_t acked = atomic_load(&sh->acked[t]), attempted = atomic_load(&sh->attempted[t]);
+	uint64_t acked = atomic_load(&crash->acked[t]),
+	         attempted = atomic_load(&crash->attempted[t]);
 	if (acked < sh->base[t])
 		acked = sh->base[t];
 	if (attempted < sh->base[t])
@@ -270,14 +228,6 @@ static int check_main(const char *dir)
 
 /* ---- the loop --------------------------------------------------------------------- */
 
-static pid_t fork_flushed(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	return pid;
-}
-
 static int init_main(const char *dir)
 {
 	ctx_options o;
@@ -301,13 +251,7 @@ static void wait_exit0(pid_t pid, const char *what)
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("%s failed (status 0x%x): %s", what, status, sh->fail);
-}
-
-static long env_long(const char *name, long fallback)
-{
-	const char *e = getenv(name);
-	return e && atol(e) > 0 ? atol(e) : fallback;
+		fail_msg("%s failed (status 0x%x): %s", what, status, crash->fail);
 }
 
 static void test_out_of_order_pages(void **unused)
@@ -315,51 +259,38 @@ static void test_out_of_order_pages(void **unused)
 	uint64_t seed = test_seed("powerloss pages", 0x9a6e5);
 	uint64_t r = seed;
 	char *dir = test_make_dir("powerloss");
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
-	pid_t pid = fork_flushed();
+	sh = crash_setup(sizeof(*sh));
+	pid_t pid = crash_fork();
 	if (pid == 0)
 		exit(init_main(dir));
 	wait_exit0(pid, "creating the store");
 
-	long fixed = env_long("CTX_POWERLOSS_ITERATIONS", 0);
+	long fixed = crash_env_long("CTX_POWERLOSS_ITERATIONS", 0);
 	long min = fixed ? fixed : test_iters(200, 40);
 	long max = fixed ? fixed : min * 2;
 	double budget = (test_slowdown() > 1 ? 40.0 : 25.0) * test_scale(), start = test_now();
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	o.checkpoint_bytes = 256 << 10; /* rotations and checkpoints all along */
 	long it = 0;
 	for (; it < max && (it < min || test_now() - start < budget); it++) {
 		for (int t = 0; t < WRITERS; t++) {
-			atomic_store(&sh->attempted[t], sh->base[t]);
-			atomic_store(&sh->acked[t], sh->base[t]);
+			atomic_store(&crash->attempted[t], sh->base[t]);
+			atomic_store(&crash->acked[t], sh->base[t]);
 		}
-		assert_true(vfs_sim_enable());
-		vfs_sim_durable_root(dir);
-		atomic_store(&sh->opened, false);
-		pid = fork_flushed();
-		if (pid == 0)
-			writer_main(dir);
-		/* The kill comes 2..30 ms into the writes (whatever the open took). */
-		for (int i = 0; i < 100000 && !atomic_load(&sh->opened) && !sh->fail[0]; i++)
-			usleep(100);
-		usleep(2000 + (useconds_t)test_rand_below(&r, 28000));
-		kill(pid, SIGKILL);
-		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!WIFSIGNALED(status))
-			fail_msg("iteration %ld: the writer exited (status 0x%x): %s", it, status,
-			         sh->fail);
-		unsigned how = VFS_SIM_PAGES | (test_rand_below(&r, 2) ? VFS_SIM_ENTRIES : 0);
-		vfs_sim_crash_with(how, (unsigned)test_rand(&r));
-		vfs_sim_disable();
-		pid = fork_flushed();
+		/* The kill comes 2..30 ms into the writes (whatever the open took),
+		 * then the power cut. */
+		useconds_t after_us = 2000 + (useconds_t)test_rand_below(&r, 28000);
+		crash_writer_killed(it, &o, write_commits, after_us, &r);
+		pid = crash_fork();
 		if (pid == 0)
 			exit(check_main(dir));
 		int cs;
 		assert_int_equal(waitpid(pid, &cs, 0), pid);
 		if (!WIFEXITED(cs) || WEXITSTATUS(cs) != 0)
 			fail_msg("iteration %ld (seed %llu) failed: %s; the directory is kept: %s",
-			         it, (unsigned long long)seed, sh->fail, dir);
+			         it, (unsigned long long)seed, crash->fail, dir);
 	}
 	print_message("power loss, pages out of order: %ld iterations in %.1f s: %ld commits "
 	              "acknowledged, %ld lost (must be 0); %ld cuts, %ld of them with intact "
@@ -369,7 +300,7 @@ static void test_out_of_order_pages(void **unused)
 	assert_int_equal(sh->iterations, it);
 	assert_int_equal(sh->acked_lost, 0);
 	assert_true(sh->acked_total > 0);
-	munmap(sh, sizeof(*sh));
+	crash_teardown();
 	test_remove_dir(dir);
 	free(dir);
 }
@@ -385,7 +316,7 @@ static int new_dir_writer(const char *dir)
 	if (ctx_open(&o, &s) != CTX_OK || ctx_create(s, "x") != CTX_OK ||
 	    ctx_put(s, "x", "k", 1, "v", 1, NULL) != CTX_OK)
 		return 1;
-	atomic_store(&sh->acked[0], 1);
+	atomic_store(&crash->acked[0], 1);
 	raise(SIGKILL); /* no close: the crash comes right after the acknowledgement */
 	return 2;
 }
@@ -413,27 +344,25 @@ static int new_dir_check(const char *dir)
 static void test_new_directory_survives(void **unused)
 {
 	char *base = test_make_dir("powerloss-newdir");
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
+	crash_setup(0);
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/a/b/store", base);
 	assert_true(vfs_sim_enable());
 	vfs_sim_durable_root(base);
-	pid_t pid = fork_flushed();
+	pid_t pid = crash_fork();
 	if (pid == 0)
 		exit(new_dir_writer(dir));
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status));
-	assert_int_equal(atomic_load(&sh->acked[0]), 1);
+	assert_int_equal(atomic_load(&crash->acked[0]), 1);
 	vfs_sim_crash_with(VFS_SIM_CUT | VFS_SIM_ENTRIES, 1);
 	vfs_sim_disable();
-	pid = fork_flushed();
+	pid = crash_fork();
 	if (pid == 0)
 		exit(new_dir_check(dir));
 	wait_exit0(pid, "reopening the new directory after the power cut");
-	munmap(sh, sizeof(*sh));
+	crash_teardown();
 	test_remove_dir(base);
 	free(base);
 }

@@ -37,7 +37,8 @@
  * earlier one; none of them was acknowledged.
  *
  * CTX_R22_ITERATIONS=n sets the iterations; CTX_TEST_SEED the seed.
- * Sanitizer builds run fewer, shorter iterations.
+ * Sanitizer builds run fewer, shorter iterations. The writer process, the
+ * kill and the power cut are crash_loop.h's (shared with test_powerloss.c).
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -62,9 +63,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crash_loop.h"
 #include "vfs.h"
 
-#define WRITERS 8
+#define WRITERS CRASH_WRITERS
 #define NCTX    4          /* small contexts per thread; index NCTX is "big" */
 #define KEYS    48         /* keys per small context */
 #define BIG_MAX (5u << 20) /* the largest value written */
@@ -75,18 +77,15 @@ typedef struct tmodel {
 	uint64_t tag[NCTX + 1][KEYS]; /* value tag of each key, 0: absent */
 } tmodel;
 
+/* The test's own shared memory (crash_loop.h's `crash` has the rest). */
 typedef struct shared {
-	_Atomic uint64_t attempted[WRITERS];
-	_Atomic uint64_t acked[WRITERS];
 	tmodel base[WRITERS]; /* what the last check found */
-	atomic_bool opened;
 	uint32_t iteration;
 	/* what the checkers saw */
 	long checked_ops;   /* acknowledged operations checked */
 	long inflight_kept; /* operations in flight found applied */
 	long torn;          /* recoveries that cut a torn tail */
 	long acked_lost;    /* must stay 0 */
-	char fail[1024];
 } shared;
 
 static shared *sh;
@@ -301,70 +300,31 @@ static void store_options(ctx_options *o, const char *dir)
 	o->history_depth = 2;       /* old big versions leave memory soon */
 }
 
-typedef struct writer {
-	ctx_store *s;
-	int t;
-} writer;
-
-static void *writer_run(void *arg)
+static void write_ops(ctx_store *s, int t)
 {
-	writer *w = arg;
-	tmodel m = sh->base[w->t];
+	tmodel m = sh->base[t];
 	unsigned char *buf = malloc(BIG_MAX + 8);
 	if (!buf)
 		_exit(5);
 	for (uint64_t n = 1;; n++) {
-		op o = choose(&m, sh->iteration, w->t, n);
-		atomic_store(&sh->attempted[w->t], n);
-		ctx_status st = perform(w->s, w->t, &o, buf);
+		op o = choose(&m, sh->iteration, t, n);
+		atomic_store(&crash->attempted[t], n);
+		ctx_status st = perform(s, t, &o, buf);
 		if (st != CTX_OK) {
-			snprintf(sh->fail, sizeof(sh->fail),
-			         "writer %d: operation %" PRIu64 " (kind %d): %s: %s", w->t, n,
-			         o.kind, ctx_strerror(st), ctx_last_error());
+			crash_failf("writer %d: operation %" PRIu64 " (kind %d): %s: %s", t, n,
+			            o.kind, ctx_strerror(st), ctx_last_error());
 			_exit(4);
 		}
-		atomic_store(&sh->acked[w->t], n);
+		atomic_store(&crash->acked[t], n);
 		apply(&m, &o);
 	}
-	return NULL;
-}
-
-static _Noreturn void writer_main(const char *dir)
-{
-	alarm(60); /* if the parent is gone */
-	ctx_options o;
-	store_options(&o, dir);
-	ctx_store *s = NULL;
-	ctx_status st = ctx_open(&o, &s);
-	if (st != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "writer: ctx_open: %s: %s", ctx_strerror(st),
-		         ctx_last_error());
-		_exit(3);
-	}
-	atomic_store(&sh->opened, true);
-	static writer w[WRITERS];
-	pthread_t th;
-	for (int t = 0; t < WRITERS; t++) {
-		w[t] = (writer){s, t};
-		if (pthread_create(&th, NULL, writer_run, &w[t]) != 0)
-			_exit(6);
-	}
-	for (;;)
-		pause();
 }
 
 /* ---- the checker (a forked child) ---------------------------------------------- */
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			snprintf(sh->fail, sizeof(sh->fail), __VA_ARGS__);                         \
-			return false;                                                              \
-		}                                                                                  \
-	} while (0)
-
-/* Does the store hold exactly model m for thread t? On no, sh->fail says why. */
-static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
+/* Does the store differ from model m for thread t? If so (1), crash->fail
+ * says how. */
+static int differs(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 {
 	char id[32], key[16];
 	for (int c = 0; c <= NCTX; c++) {
@@ -389,8 +349,7 @@ static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 			uint64_t tag = m->tag[c][k];
 			if (!tag) {
 				if (there)
-					snprintf(sh->fail, sizeof(sh->fail),
-					         "%s: %s should be absent", id, key);
+					crash_failf("%s: %s should be absent", id, key);
 				ok = !there;
 				continue;
 			}
@@ -399,33 +358,27 @@ static bool matches(ctx_store *s, int t, const tmodel *m, unsigned char *buf)
 			value_fill(tag, buf, len);
 			ok = there && vlen == len && memcmp(v, buf, len) == 0;
 			if (!ok)
-				snprintf(sh->fail, sizeof(sh->fail),
-				         "%s: %s is %s (%zu bytes), not value %" PRIx64
-				         " (%zu bytes)",
-				         id, key, there ? "another value" : "absent",
-				         there ? vlen : 0, tag, len);
+				crash_failf("%s: %s is %s (%zu bytes), not value %" PRIx64
+				            " (%zu bytes)",
+				            id, key, there ? "another value" : "absent",
+				            there ? vlen : 0, tag, len);
 		}
 		if (ok && ctx_state_count(st) != count) {
-			snprintf(sh->fail, sizeof(sh->fail), "%s: %zu keys, the model %zu", id,
-			         ctx_state_count(st), count);
+			crash_failf("%s: %zu keys, the model %zu", id, ctx_state_count(st), count);
 			ok = false;
 		}
 		ctx_state_release(st);
 		if (!ok)
-			return false;
+			return 1;
 	}
-	return true;
+	return 0;
 }
 
 static int check_main(const char *dir, bool crash_after)
 {
 	ctx_verify_report rep;
 	ctx_status st = ctx_verify(dir, &rep);
-	if (st != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "ctx_verify: %s: %s", ctx_strerror(st),
-		         rep.message);
-		return 1;
-	}
+	CHECK(st == CTX_OK, "ctx_verify: %s: %s", ctx_strerror(st), rep.message);
 	/* A kill -9 in the middle of a big write(2) leaves part of a record: a
 	 * torn tail, never acknowledged (what follows checks that). */
 	sh->torn += rep.torn_bytes > 0;
@@ -433,44 +386,39 @@ static int check_main(const char *dir, bool crash_after)
 	store_options(&o, dir);
 	ctx_store *s = NULL;
 	st = ctx_open(&o, &s);
-	if (st != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "ctx_open: %s: %s", ctx_strerror(st),
-		         ctx_last_error());
-		return 1;
-	}
+	CHECK(st == CTX_OK, "ctx_open: %s: %s", ctx_strerror(st), ctx_last_error());
 	unsigned char *buf = malloc(BIG_MAX + 8);
 	if (!buf)
 		return 5;
 	char first[768];
 	int rc = 0;
 	for (int t = 0; t < WRITERS && !rc; t++) {
-		uint64_t acked = atomic_load(&sh->acked[t]);
-		uint64_t attempted = atomic_load(&sh->attempted[t]);
+		uint64_t acked = atomic_load(&crash->acked[t]);
+		uint64_t attempted = atomic_load(&crash->attempted[t]);
 		tmodel m = sh->base[t];
 		for (uint64_t n = 1; n <= acked; n++) {
 			op x = choose(&m, sh->iteration, t, n);
 			apply(&m, &x);
 		}
-		if (matches(s, t, &m, buf)) {
+		if (!differs(s, t, &m, buf)) {
 			sh->base[t] = m;
 		} else {
-			snprintf(first, sizeof(first), "%.760s", sh->fail);
+			snprintf(first, sizeof(first), "%.760s", crash->fail);
 			bool kept = false;
 			if (attempted > acked) {
 				op x = choose(&m, sh->iteration, t, acked + 1);
 				apply(&m, &x);
-				kept = matches(s, t, &m, buf);
+				kept = !differs(s, t, &m, buf);
 			}
 			if (!kept) {
 				sh->acked_lost++;
-				snprintf(sh->fail, sizeof(sh->fail),
-				         "thread %d (%" PRIu64 " acknowledged, %" PRIu64
-				         " attempted): %s",
-				         t, acked, attempted, first);
+				crash_failf("thread %d (%" PRIu64 " acknowledged, %" PRIu64
+				            " attempted): %s",
+				            t, acked, attempted, first);
 				rc = 1;
 				break;
 			}
-			sh->fail[0] = 0;
+			crash->fail[0] = 0;
 			sh->base[t] = m;
 			sh->inflight_kept++;
 		}
@@ -537,69 +485,33 @@ static void check_compact(const char *dir, long it, uint64_t *max_total, uint64_
 
 /* ---- the loop ------------------------------------------------------------------- */
 
-static pid_t fork_flushed(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	return pid;
-}
-
-static long env_long(const char *name, long fallback)
-{
-	const char *e = getenv(name);
-	return e && atol(e) > 0 ? atol(e) : fallback;
-}
-
-/* power: after the kill, a power cut (vfs_sim_crash_with: the unsynced pages
- * of each file kept, lost or torn in no order, half of the time unsynced
- * directory entries lost too) */
+/* power: after the kill, a power cut (crash_writer_killed) */
 static void crash_loop(const char *name, bool power, double budget_s)
 {
 	uint64_t seed = test_seed(name, power ? 0x22b0e7 : 0x22c7a5);
 	uint64_t r = seed;
 	char *dir = test_make_dir(name);
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
-	long fixed = env_long("CTX_R22_ITERATIONS", 0);
+	sh = crash_setup(sizeof(*sh));
+	long fixed = crash_env_long("CTX_R22_ITERATIONS", 0);
 	long min = fixed ? fixed : test_iters(16, 4);
 	long max = fixed ? fixed : min * 3;
 	double budget = budget_s * test_scale(), start = test_now();
 	unsigned max_kill_ms = 300;
 	uint64_t max_total = 0, torn_total = 0;
 	long it = 0, second_crashes = 0;
+	ctx_options o;
+	store_options(&o, dir);
 	for (; it < max && (it < min || test_now() - start < budget); it++) {
 		sh->iteration = (uint32_t)(test_rand(&r) & 0xffffff) | 1;
 		for (int t = 0; t < WRITERS; t++) {
-			atomic_store(&sh->attempted[t], 0);
-			atomic_store(&sh->acked[t], 0);
+			atomic_store(&crash->attempted[t], 0);
+			atomic_store(&crash->acked[t], 0);
 		}
-		atomic_store(&sh->opened, false);
-		if (power) {
-			assert_true(vfs_sim_enable());
-			vfs_sim_durable_root(dir);
-		}
-		pid_t pid = fork_flushed();
-		if (pid == 0)
-			writer_main(dir);
-		for (int i = 0; i < 600000 && !atomic_load(&sh->opened) && !sh->fail[0]; i++)
-			usleep(100);
-		usleep((useconds_t)test_rand_below(&r, max_kill_ms * 1000u));
-		kill(pid, SIGKILL);
-		int status;
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!WIFSIGNALED(status))
-			fail_msg("iteration %ld: the writer exited (status 0x%x): %s", it, status,
-			         sh->fail);
-		if (power) {
-			unsigned how =
-			    VFS_SIM_PAGES | (test_rand_below(&r, 2) ? VFS_SIM_ENTRIES : 0);
-			vfs_sim_crash_with(how, (unsigned)test_rand(&r));
-			vfs_sim_disable();
-		}
+		useconds_t after_us = (useconds_t)test_rand_below(&r, max_kill_ms * 1000u);
+		crash_writer_killed(it, &o, write_ops, after_us, power ? &r : NULL);
 		bool crash_after = test_rand_below(&r, 3) == 0;
-		pid = fork_flushed();
+		int status;
+		pid_t pid = crash_fork();
 		if (pid == 0)
 			exit(check_main(dir, crash_after));
 		assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -611,7 +523,7 @@ static void crash_loop(const char *name, bool power, double budget_s)
 			fail_msg(
 			    "iteration %ld (seed %llu) failed (status 0x%x): %s; the directory "
 			    "is kept: %s",
-			    it, (unsigned long long)seed, status, sh->fail, dir);
+			    it, (unsigned long long)seed, status, crash->fail, dir);
 		check_compact(dir, it, &max_total, &torn_total);
 	}
 	print_message("%s: %ld iterations (%ld crashed again after recovery) in %.1f s: "
@@ -623,7 +535,7 @@ static void crash_loop(const char *name, bool power, double budget_s)
 	              (double)max_total / (1 << 20), last_listing);
 	assert_int_equal(sh->acked_lost, 0);
 	assert_true(sh->checked_ops > 0);
-	munmap(sh, sizeof(*sh));
+	crash_teardown();
 	test_remove_dir(dir);
 	free(dir);
 }
@@ -686,8 +598,7 @@ static _Noreturn void small_run(const char *dir, long run, bool due)
 	o.checkpoint_bytes = SMALL_CKPT;
 	ctx_store *s = NULL;
 	if (ctx_open(&o, &s) != CTX_OK) {
-		snprintf(sh->fail, sizeof(sh->fail), "run %ld: ctx_open: %s", run,
-		         ctx_last_error());
+		crash_failf("run %ld: ctx_open: %s", run, ctx_last_error());
 		_exit(3);
 	}
 	if (run == 0 && ctx_create(s, "a") != CTX_OK)
@@ -696,8 +607,7 @@ static _Noreturn void small_run(const char *dir, long run, bool due)
 	for (int i = 0; i < SMALL_PUTS; i++) {
 		memset(v, 'a' + (int)((run + i) % 26), sizeof(v));
 		if (ctx_put(s, "a", "k", 1, v, sizeof(v), NULL) != CTX_OK) {
-			snprintf(sh->fail, sizeof(sh->fail), "run %ld: put: %s", run,
-			         ctx_last_error());
+			crash_failf("run %ld: put: %s", run, ctx_last_error());
 			_exit(3);
 		}
 	}
@@ -722,9 +632,7 @@ static void test_crash_loop_checkpoints(void **unused)
 {
 	(void)unused;
 	char *dir = test_make_dir("r22-crash-small");
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
+	crash_setup(0);
 	long most = 0, due_runs = 0;
 	for (long run = 0; run < 16; run++) {
 		/* Each run leaves one segment of 400 KiB of records: from 3 on, the
@@ -733,7 +641,7 @@ static void test_crash_loop_checkpoints(void **unused)
 		most = segs > most ? segs : most;
 		bool due = segs >= 3;
 		due_runs += due;
-		pid_t pid = fork_flushed();
+		pid_t pid = crash_fork();
 		if (pid == 0)
 			small_run(dir, run, due);
 		int status;
@@ -743,7 +651,7 @@ static void test_crash_loop_checkpoints(void **unused)
 			         "(checkpoint_bytes 1 MiB), and no checkpoint came",
 			         run, segs);
 		if (!WIFSIGNALED(status))
-			fail_msg("run %ld failed (status 0x%x): %s", run, status, sh->fail);
+			fail_msg("run %ld failed (status 0x%x): %s", run, status, crash->fail);
 	}
 	print_message("crash loop of small runs: at most %ld log segments, %ld runs opened "
 	              "past checkpoint_bytes\n",
@@ -752,7 +660,7 @@ static void test_crash_loop_checkpoints(void **unused)
 	 * its writes start a checkpoint that the kill interrupts, the one that
 	 * checkpoint rotated to; a due run ends with a checkpoint. */
 	assert_true(most <= 4);
-	munmap(sh, sizeof(*sh));
+	crash_teardown();
 	test_remove_dir(dir);
 	free(dir);
 }
