@@ -133,6 +133,9 @@ struct client {
 	uint64_t created_us;
 	_Atomic uint64_t last_us;
 	_Atomic(const char *) last_cmd;
+	/* bytes its buffers hold (input, arguments, output, MULTI queue), as
+	 * of its last read or its loop's last second: CLIENT LIST tot-mem */
+	_Atomic size_t held;
 	/* MULTI */
 	bool in_multi, multi_error;
 	queued_cmd *queue;
@@ -264,6 +267,7 @@ uint64_t client_durable(client *c);
  * the copies). */
 typedef struct client_info {
 	uint64_t id, created_us, last_us;
+	size_t held;     /* client.held */
 	const char *cmd; /* the last command's name (the command table's) */
 	int fd, resp;
 	char addr[64], laddr[64];

@@ -1847,6 +1847,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void resume_reading(client *c);
 
+/* What the connection's buffers hold (client.held), the allocations'
+ * sizes, not the bytes in use: what it costs the process. */
+static void held_update(client *c)
+{
+	size_t n = c->in_cap + (c->frame.cap + c->look.cap) * sizeof(arg) + c->out.cap +
+	           c->inflight + c->capmarks * sizeof(park_mark) +
+	           c->capqueue * sizeof(queued_cmd) + c->queue_bytes;
+	atomic_store_explicit(&c->held, n, memory_order_relaxed);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	client *c = s->data;
@@ -1916,6 +1926,8 @@ static void run_input(client *c, bool prefetch)
 		c->reading = false;
 	}
 	client_flush(c);
+	if (!c->closing)
+		held_update(c);
 }
 
 /* The check phase, right after the poll phase: run the inputs that its
@@ -2108,6 +2120,7 @@ void client_info_take(const client *c, client_info *ci)
 	ci->created_us = c->created_us;
 	ci->last_us = atomic_load_explicit(&c->last_us, memory_order_relaxed);
 	ci->cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
+	ci->held = atomic_load_explicit(&c->held, memory_order_relaxed);
 	ci->fd = c->fd;
 	ci->resp = client_resp(c);
 	memcpy(ci->addr, c->addr, sizeof(ci->addr));
@@ -2129,13 +2142,13 @@ void client_info_format(client_info *ci, uint64_t now, rbuf *b)
 		    b->p ? b->p + b->len : NULL, room,
 		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=N db=0 sub=0 "
 		    "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-		    "obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d "
+		    "obl=0 oll=0 omem=0 tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=%d "
 		    "lib-name=%s lib-ver=%s\n",
 		    (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd,
 		    ci->name ? ci->name : "",
 		    (unsigned long long)((now - ci->created_us) / 1000000u),
 		    (unsigned long long)(now > ci->last_us ? (now - ci->last_us) / 1000000u : 0),
-		    lcmd, ci->resp, ci->lib_name ? ci->lib_name : "",
+		    ci->held, lcmd, ci->resp, ci->lib_name ? ci->lib_name : "",
 		    ci->lib_ver ? ci->lib_ver : "");
 		if (n < 0)
 			break;
@@ -2484,10 +2497,9 @@ static void on_timer(uv_timer_t *h)
 			server_log('D', "client id=%llu idle for more than %ld s: closed",
 			           (unsigned long long)c->id, timeout);
 			client_close(c);
-		} else {
-			obuf_check(c);
-			if (!c->blocked)
-				hscan_tick(c, now);
+		} else if (obuf_check(c) && !c->blocked) {
+			hscan_tick(c, now);
+			held_update(c);
 		}
 	}
 	maybe_finish(lp);
