@@ -611,8 +611,20 @@ static bool all_sent(const client *c)
  * more than the average, and a client that stopped growing is no danger.
  * So the output held stays within the limit, plus OUT_GRAIN and one
  * pipeline's turn a client. Redis 7's maxmemory-clients evicts the
- * largest clients the same way (off by default there). */
+ * largest clients the same way (off by default there).
+ * Since round 23 a client's input counts too, as in Redis: its unparsed
+ * bytes and its MULTI queue (client_mem). Each is bounded per client
+ * (client-query-buffer-limit, 1 GB), but nothing bounded their sum: 6
+ * clients that each sent 40 MB of a request and no more held 274 MB at a
+ * maxmemory-clients of 64mb, where Redis closed them. */
 #define OUT_GRAIN ((size_t)16 << 10)
+
+/* What maxmemory-clients counts of a client: its pending output, unparsed
+ * input and MULTI queue. */
+static size_t client_mem(const client *c)
+{
+	return pending_out(c) + c->in_len + c->queue_bytes;
+}
 
 static void out_count(client *c, size_t pend)
 {
@@ -641,14 +653,15 @@ static bool out_over_share(const client *c, size_t pend, size_t *total, size_t *
 /* Apply the output limits; false if the client was closed. */
 static bool obuf_check(client *c)
 {
-	size_t pend = pending_out(c);
-	out_count(c, pend);
+	size_t pend = pending_out(c), mem = client_mem(c);
+	out_count(c, mem);
 	size_t total, limit;
-	if (out_over_share(c, pend, &total, &limit)) {
-		server_log('W',
-		           "client id=%llu addr=%s closed: %zu output bytes pending while all "
-		           "clients' output (%zu) is over maxmemory-clients %zu",
-		           (unsigned long long)c->id, c->addr, pend, total, limit);
+	if (out_over_share(c, mem, &total, &limit)) {
+		server_log(
+		    'W',
+		    "client id=%llu addr=%s closed: %zu input and output bytes pending while "
+		    "all clients' (%zu) are over maxmemory-clients %zu",
+		    (unsigned long long)c->id, c->addr, mem, total, limit);
 		client_close(c);
 		return false;
 	}
@@ -685,7 +698,7 @@ bool client_output_over(const client *c)
 {
 	size_t hard = atomic_load_explicit(&srv.cfg.obuf_hard, memory_order_relaxed);
 	size_t pend = pending_out(c), total, limit;
-	return (hard && pend > hard) || out_over_share(c, pend, &total, &limit);
+	return (hard && pend > hard) || out_over_share(c, client_mem(c), &total, &limit);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -696,7 +709,7 @@ static void on_write(uv_write_t *req, int status)
 	free(w);
 	if (c->closing)
 		return;
-	out_count(c, pending_out(c));
+	out_count(c, client_mem(c));
 	if (status < 0) {
 		client_close(c);
 		return;

@@ -11,6 +11,11 @@
  *   Redis 7 holds 10 KB), counted by no limit. Now the loop's timer frees
  *   each connection's emptied buffers once a second; CLIENT LIST's
  *   tot-mem shows what its buffers hold.
+ * - maxmemory-clients counted the clients' pending output only: clients
+ *   that each sent part of a large request (up to
+ *   client-query-buffer-limit, 1 GB, each) and no more held it all, however
+ *   many (6 of 40 MB: 274 MB at a maxmemory-clients of 64mb, where Redis 7
+ *   closed them). Now their unparsed input and MULTI queues count too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,10 +112,56 @@ static void test_idle_connection_frees_its_buffers(void **state)
 	redisFree(c);
 }
 
+#define MIB     (1 << 20)
+#define NPART   4
+#define PARTMIB 3
+
+static void test_partial_requests_count_in_maxmemory_clients(void **state)
+{
+	(void)state;
+	static const char *const args[] = {"--maxmemory-clients", "4mb", "--durability", "none",
+	                                   NULL};
+	own = su_start("r23_partial", args);
+	redisContext *c = hconn(own);
+	char *chunk = malloc(MIB);
+	assert_non_null(chunk);
+	memset(chunk, 'p', MIB);
+	/* each sends 3 MiB of a 100 MiB value and no more */
+	rawconn *p[NPART];
+	static const char head[] = "*4\r\n$4\r\nHSET\r\n$2\r\npk\r\n$1\r\nf\r\n$104857600\r\n";
+	for (int i = 0; i < NPART; i++) {
+		p[i] = raw_open(own);
+		if (!su_send(p[i]->fd, head, strlen(head)))
+			continue;
+		for (int k = 0; k < PARTMIB; k++)
+			if (!su_send(p[i]->fd, chunk, MIB)) /* closed by the server */
+				break;
+	}
+	free(chunk);
+	/* 12 MiB of input at a limit of 4 MiB: all but one are closed */
+	long long mem = 0;
+	for (int i = 0; i < 600 && (mem = info_int(c, "memory", "mem_clients_normal")) > 4 * MIB;
+	     i++)
+		usleep(100000);
+	int closed = 0;
+	for (int i = 0; i < NPART; i++) {
+		closed += su_wait_closed(p[i]->fd, 2000);
+		raw_close(p[i]);
+	}
+	if (closed < NPART - 1)
+		fail_msg("%d of %d clients holding %d MiB of input each closed at a "
+		         "maxmemory-clients of 4 MiB (mem_clients_normal %lld)",
+		         closed, NPART, PARTMIB, mem);
+	EXPECT_STATUS(c, "PONG", "PING");
+	redisFree(c);
+	assert_int_equal(su_stop(own), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_idle_connection_frees_its_buffers),
+	    cmocka_unit_test_teardown(test_partial_requests_count_in_maxmemory_clients, free_own),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
