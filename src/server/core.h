@@ -62,6 +62,7 @@ typedef struct park_mark {
 	uint64_t start; /* logical offset in the output (see client.out_base) */
 	uint64_t rev;
 	uint64_t replies_before; /* command replies before start (for -CTXIO) */
+	size_t cost;             /* what its commits hold until durable (net.c) */
 } park_mark;
 
 typedef struct queued_cmd {
@@ -107,6 +108,8 @@ struct client {
 	size_t inflight; /* bytes in uv_write requests */
 	park_mark *marks;
 	size_t nmarks, capmarks;
+	size_t parked_cost;  /* the marks' costs: its input waits past PARK_PAUSE */
+	bool park_paused;    /* its input waits for parked commits (net.c) */
 	uint64_t replies; /* command replies completed */
 	uint64_t soft_since_us;
 	size_t out_counted; /* of its output, what srv.out_bytes counts (net.c) */
