@@ -234,6 +234,8 @@ static void test_parked_writes_hold_back_input(void **state)
 			idle++;
 	}
 	long long during = info_int(c, "persistence", "revision") - rev0;
+	print_message("  %lld commits while the sync stalled, %zu of %zu bytes taken\n", during,
+	              sent, total);
 	/* about 16 MiB / 1.5 KB = 10,800 commits; not all 40,000 */
 	if (during >= NWRITES / 2)
 		fail_msg("%lld commits (%zu of %zu bytes taken) while the log's sync stalled",
