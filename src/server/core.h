@@ -62,6 +62,7 @@ typedef struct park_mark {
 	uint64_t start; /* logical offset in the output (see client.out_base) */
 	uint64_t rev;
 	uint64_t replies_before; /* command replies before start (for -CTXIO) */
+	size_t cost;             /* what its commits hold until durable (net.c) */
 } park_mark;
 
 typedef struct queued_cmd {
@@ -107,6 +108,8 @@ struct client {
 	size_t inflight; /* bytes in uv_write requests */
 	park_mark *marks;
 	size_t nmarks, capmarks;
+	size_t parked_cost;  /* the marks' costs: its input waits past PARK_PAUSE */
+	bool park_paused;    /* its input waits for parked commits (net.c) */
 	uint64_t replies; /* command replies completed */
 	uint64_t soft_since_us;
 	size_t out_counted; /* of its output, what srv.out_bytes counts (net.c) */
@@ -133,6 +136,9 @@ struct client {
 	uint64_t created_us;
 	_Atomic uint64_t last_us;
 	_Atomic(const char *) last_cmd;
+	/* bytes its buffers hold (input, arguments, output, MULTI queue), as
+	 * of its last read or its loop's last second: CLIENT LIST tot-mem */
+	_Atomic size_t held;
 	/* MULTI */
 	bool in_multi, multi_error;
 	queued_cmd *queue;
@@ -264,6 +270,7 @@ uint64_t client_durable(client *c);
  * the copies). */
 typedef struct client_info {
 	uint64_t id, created_us, last_us;
+	size_t held;     /* client.held */
 	const char *cmd; /* the last command's name (the command table's) */
 	int fd, resp;
 	char addr[64], laddr[64];
