@@ -184,8 +184,8 @@ static void test_edits_during_sync(void **state)
 	assert_ok(ctx_put(s, "c", "k", 1, "0", 1, NULL));
 	char *big = filled(9000, 'w');
 	merge_ctx m = {NULL, big, 0};
-	ctx_tracker_options o = {.strategy = CTX_MERGE_FUNCTION, .merge = merge_and_edit,
-	                         .merge_arg = &m};
+	ctx_tracker_options o = {
+	    .strategy = CTX_MERGE_FUNCTION, .merge = merge_and_edit, .merge_arg = &m};
 	ctx_tracker *t;
 	assert_ok(ctx_tracker_open(s, "c", &o, &t));
 	m.t = t;

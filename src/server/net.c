@@ -668,10 +668,13 @@ static bool all_sent(const client *c)
 #define OUT_GRAIN ((size_t)16 << 10)
 
 /* What maxmemory-clients counts of a client: its pending output, unparsed
- * input, MULTI queue and what its commits waiting for durability hold. */
+ * input, MULTI queue, what its commits waiting for durability hold, and its
+ * tracker's unsynced edits (each bounded alone by client-query-buffer-limit:
+ * cmd_ctx.c; a lock of the tracker's, for clients that have one). */
 static size_t client_mem(const client *c)
 {
-	return pending_out(c) + c->in_len + c->queue_bytes + c->parked_cost;
+	size_t n = pending_out(c) + c->in_len + c->queue_bytes + c->parked_cost;
+	return c->tracker ? n + ctx_tracker_pending_bytes(c->tracker) : n;
 }
 
 static void out_count(client *c, size_t pend)

@@ -10,6 +10,7 @@
  * transaction's queue is; an edit that would pass it is refused with
  * -CTXLIMIT, the connection and the edits already made kept, and a sync
  * makes room again. Fails on the old code: every CTX.TSET was +OK.
+ * maxmemory-clients counts them too, with the client's input and output.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -120,10 +121,51 @@ static void test_tracker_edits_bounded(void **state)
 	redisFree(c);
 }
 
+/* maxmemory-clients counts the edits too: a client whose tracker holds
+ * more than its share while all clients' memory is over the limit is
+ * closed, as one whose output or MULTI queue does. */
+static void test_tracker_edits_count_in_maxmemory_clients(void **state)
+{
+	(void)state;
+	redisContext *c = hconn(srv);
+	EXPECT_STATUS(c, "OK", "CONFIG SET maxmemory-clients 1mb");
+	EXPECT_STATUS(c, "OK", "CTX.CREATE tm");
+	redisContext *t = hconn(srv);
+	EXPECT_STATUS(t, "OK", "CTX.TRACK tm");
+	char *value = malloc(VALUE);
+	assert_non_null(value);
+	memset(value, 'm', VALUE);
+	int sent = 0;
+	bool closed = false;
+	for (; sent < 60 && !closed; sent++) { /* 6 MB against 1 MB */
+		redisReply *r = redisCommand(t, "CTX.TSET f%d %b", sent, value, (size_t)VALUE);
+		if (!r)
+			closed = true;
+		else
+			freeReplyObject(r);
+	}
+	if (!closed) { /* closed as it next adds output, at the latest */
+		redisReply *r = redisCommand(t, "PING");
+		closed = r == NULL;
+		if (r)
+			freeReplyObject(r);
+	}
+	if (!closed)
+		fail_msg(
+		    "a tracker holding %d edits of 100 KB stayed open under maxmemory-clients 1mb",
+		    sent);
+	redisFree(t);
+	EXPECT_STATUS(c, "OK", "CONFIG SET maxmemory-clients 1gb");
+	EXPECT_STATUS(c, "PONG", "PING");
+	free(value);
+	redisFree(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_tracker_edits_bounded),
+	    cmocka_unit_test(test_tracker_edits_count_in_maxmemory_clients),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
