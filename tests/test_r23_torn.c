@@ -19,6 +19,8 @@
  *   - every acknowledged put is there;
  *   - files that only look like ours (other names, a directory, a symlink)
  *     are untouched.
+ * And with the default bound (64 MiB), ctx_verify says which older file an
+ * open would delete, deleting nothing, and the open deletes just that one.
  */
 /* (cmocka.h needs these first) */
 #include <setjmp.h>
@@ -409,10 +411,58 @@ static void test_torn_files_bounded(void **unused)
 	free(errdir);
 }
 
+/* The default bound (checkpoint_bytes 0: 64 MiB), with two older torn files
+ * of 40 MiB each (sparse): verify says an open would delete the older one and
+ * deletes nothing; the open deletes it, and keeps the other and the new. */
+static void test_default_bound_and_verify(void **unused)
+{
+	(void)unused;
+	char *dir = test_make_dir("r23-torn-default");
+	ctx_options o;
+	ctx_options_init(&o);
+	o.dir = dir;
+	ctx_store *s = test_open(&o);
+	assert_ok(ctx_create(s, "c"));
+	put_value(s, 0);
+	ctx_close(s);
+	const char *old[2] = {"torn-0000000000000000-0000000000000010.bin",
+	                      "torn-0000000000000000-0000000000000010.1.bin"};
+	char path[2][4096];
+	for (int i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/%s", dir, old[i]);
+		int fd = open(path[i], O_WRONLY | O_CREAT | O_EXCL, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 40 << 20), 0);
+		assert_int_equal(close(fd), 0);
+	}
+	tear_newest(dir, 10000, 7);
+	ctx_verify_report rep;
+	assert_ok(ctx_verify(dir, &rep));
+	if (!strstr(rep.message, "1 older torn-*.bin file(s) deleted (41943040 bytes), past "
+	                         "checkpoint_bytes (67108864)"))
+		fail_msg("verify does not say what an open deletes: %s", rep.message);
+	struct stat sb;
+	assert_int_equal(stat(path[0], &sb), 0);
+	assert_int_equal(stat(path[1], &sb), 0);
+	s = test_open(&o);
+	check_values(s, 1);
+	ctx_close(s);
+	assert_int_equal(stat(path[0], &sb), -1);
+	assert_int_equal(stat(path[1], &sb), 0);
+	made now[MAXF];
+	int n = list_torn(dir, now);
+	assert_int_equal(n, 2);
+	assert_true(listed(now, n, old[1]));
+	assert_true(now[0].size == 10000 || now[1].size == 10000);
+	test_remove_dir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_torn_files_bounded),
+	    cmocka_unit_test(test_default_bound_and_verify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

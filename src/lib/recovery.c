@@ -1411,9 +1411,9 @@ static void prune_torn(replay *rp, const char *kept, uint64_t size)
 		        strerror(errno));
 	fprintf(stderr,
 	        "ctx: recovery in %s: deleted %zu older torn-*.bin file(s) (%" PRIu64
-	        " bytes): the torn tails kept, %s included, hold %" PRIu64
-	        " bytes, within checkpoint_bytes (%" PRIu64 ") or the newest alone\n",
-	        rp->dir, gone, gone_bytes, kept, total, budget);
+	        " bytes): the torn files kept hold at most checkpoint_bytes (%" PRIu64
+	        "), or only the newest, %s: %" PRIu64 " bytes now\n",
+	        rp->dir, gone, gone_bytes, budget, kept, total);
 }
 
 /* Cut the newest segment at off (remove it if off is 0): the unsynced tail.
