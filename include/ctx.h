@@ -154,7 +154,9 @@ typedef struct ctx_options {
 	                              checkpoint (the log an open recovered
 	                              past the checkpoint counts, so that a
 	                              store killed again and again still
-	                              checkpoints); 0 = default (64 MiB)          */
+	                              checkpoints); 0 = default (64 MiB).
+	                              Also the bytes of torn-*.bin files
+	                              ctx_open keeps (the newest; see ctx_open) */
 	size_t history_depth;      /* versions kept per context (besides those
 	                              points pin); 0 = default (64); at most
 	                              2^32 - 2                                    */
@@ -233,7 +235,9 @@ void ctx_options_init(ctx_options *o);
  * fsynced (so never acknowledged), with its pages persisted in any order:
  * from its first damaged record on, it is cut, the cut bytes are kept in
  * DIR/torn-<segment>-<offset>.bin (without the zeros they end with), and
- * stderr says so. Zeros from a record's end to the end of a segment are its
+ * stderr says so; then the oldest torn-*.bin files are deleted until they
+ * hold at most checkpoint_bytes together, the new one always kept (stderr
+ * says so too). Zeros from a record's end to the end of a segment are its
  * preallocated tail (see log_prealloc_bytes): its clean end, cut off
  * quietly. A checkpoint deletes the one before it and the log it covers once
  * it reads back intact (one generation stays), so a checkpoint damaged

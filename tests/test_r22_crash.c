@@ -25,8 +25,9 @@
  *      one iteration out of three, it is killed itself right after its
  *      recovery (a store that crashes again before any new write); otherwise
  *      it closes, and the parent checks that the directory is compact: no
- *      file but checkpoints and log segments (and the torn-*.bin files the
- *      contract keeps: counted, reported), and everything besides the
+ *      file but checkpoints and log segments (and the torn-*.bin files
+ *      recovery keeps: at most checkpoint_bytes of them, or the newest
+ *      alone, round 23), and everything besides the
  *      newest checkpoint no larger than that checkpoint plus 8 MiB (one older
  *      generation and a preallocated segment), so that nothing a crash leaves
  *      (zero tails, temporary checkpoints, torn files) accumulates.
@@ -448,7 +449,7 @@ static void check_compact(const char *dir, long it, uint64_t *max_total, uint64_
 	struct dirent *e;
 	char listing[2048] = "", path[4096];
 	uint64_t total = 0, newest = 0, newest_size = 0, torn = 0;
-	long files = 0;
+	long files = 0, torn_files = 0;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
@@ -458,8 +459,10 @@ static void check_compact(const char *dir, long it, uint64_t *max_total, uint64_
 		uint64_t used = (uint64_t)sb.st_blocks * 512;
 		uint64_t size = used > (uint64_t)sb.st_size ? used : (uint64_t)sb.st_size;
 		if (strncmp(e->d_name, "torn-", 5) == 0) {
-			/* the cut tails, kept aside by contract: not compacted */
-			torn += size;
+			/* the cut tails, kept aside: the newest, at most CKPT of them
+			 * (or the newest alone), checked below */
+			torn += (uint64_t)sb.st_size;
+			torn_files++;
 			continue;
 		}
 		total += size;
@@ -477,6 +480,10 @@ static void check_compact(const char *dir, long it, uint64_t *max_total, uint64_
 		*max_total = total;
 	*torn_total = torn;
 	snprintf(last_listing, sizeof(last_listing), "%s", listing);
+	if (torn > CKPT && torn_files > 1)
+		fail_msg("iteration %ld: %ld torn-*.bin files hold %" PRIu64 " bytes, past "
+		         "checkpoint_bytes %u",
+		         it, torn_files, torn, CKPT);
 	if (total > 2 * newest_size + (8u << 20) || files > 8)
 		fail_msg("iteration %ld: the directory holds %" PRIu64 " bytes in %ld files after "
 		         "a clean close, its newest checkpoint %" PRIu64 ":%s",

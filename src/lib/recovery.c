@@ -24,15 +24,16 @@
  *    the damage. So the first invalid record of the newest segment, and
  *    everything after it, is the unsynced tail: it is cut off, the cut bytes
  *    are kept in "torn-<segment>-<offset>.bin" (unless they are all zeros),
- *    and it is reported. Damage that provably lies inside synced data is
- *    corruption: recovery stops with CTX_CORRUPT naming the file and offset,
- *    and serves nothing. That is damage in an older segment, a damaged header
- *    with records after it, a record out of order or malformed behind a valid
- *    checksum, and damage at or below the durable floor: the highest revision
- *    a checkpoint proves was synced (the revision in a checkpoint's name, and
- *    the newest version a loaded checkpoint holds, were durable in the log
- *    before the checkpoint was renamed into place). The log must also reach
- *    that floor.
+ *    and it is reported; the oldest of those files are then deleted until
+ *    they hold at most checkpoint_bytes, never the new one (prune_torn).
+ *    Damage that provably lies inside synced data is corruption: recovery
+ *    stops with CTX_CORRUPT naming the file and offset, and serves nothing.
+ *    That is damage in an older segment, a damaged header with records after
+ *    it, a record out of order or malformed behind a valid checksum, and
+ *    damage at or below the durable floor: the highest revision a checkpoint
+ *    proves was synced (the revision in a checkpoint's name, and the newest
+ *    version a loaded checkpoint holds, were durable in the log before the
+ *    checkpoint was renamed into place). The log must also reach that floor.
  *    The price: bit rot inside synced records of the newest segment, above
  *    the floor, looks like an unsynced tail and is cut (kept aside, and
  *    reported), where a stricter reading would refuse to open.
@@ -1235,20 +1236,77 @@ static void note(replay *rp, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The first free name of torn-<first>-<off>[.<n>].bin in dir (a segment
- * re-created under the same name can be cut at the same offset again: the
- * bytes kept the first time must stay). */
+/* One torn-<first>-<off>[.<n>].bin file of the directory (aside_name's). */
+typedef struct torn_file {
+	uint64_t first, off, size;
+	unsigned n; /* the name's .<n>, 0 without one */
+	char name[64];
+} torn_file;
+
+static bool hex16(const char *p, uint64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = p[i];
+		if (c >= '0' && c <= '9')
+			*v = *v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			*v = *v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+	}
+	return true;
+}
+
+/* Parse a name exactly as aside_name writes it; any other name (a user's
+ * file, a copy) is not ours, and is never deleted. */
+static bool torn_parse(const char *name, torn_file *t)
+{
+	size_t len = strlen(name);
+	if (len < 42 || len >= sizeof(t->name) || memcmp(name, "torn-", 5) != 0 ||
+	    name[21] != '-' || !hex16(name + 5, &t->first) || !hex16(name + 22, &t->off) ||
+	    strcmp(name + len - 4, ".bin") != 0)
+		return false;
+	t->n = 0;
+	if (len > 42) { /* ".<n>": 1..999999999, no leading zero */
+		const char *p = name + 38, *end = name + len - 4;
+		if (*p++ != '.' || end - p < 1 || end - p > 9 || *p == '0')
+			return false;
+		for (; p < end; p++) {
+			if (*p < '0' || *p > '9')
+				return false;
+			t->n = t->n * 10 + (unsigned)(*p - '0');
+		}
+	}
+	memcpy(t->name, name, len + 1);
+	return true;
+}
+
+/* The name for a new torn-<first>-<off>[.<n>].bin in dir: n one past the
+ * highest there for that segment and offset. A segment re-created under the
+ * same name can be cut at the same offset again: the bytes kept the first
+ * time must not be overwritten, and a name prune_torn freed must not be
+ * taken again (the names would no longer sort in age order). */
 static void aside_name(const char *dir, uint64_t first, size_t off, char *name, size_t nsize,
                        char *path, size_t psize)
 {
+	unsigned n = 0;
+	torn_file t;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	while (d && (e = readdir(d)))
+		if (torn_parse(e->d_name, &t) && t.first == first && t.off == off && t.n >= n)
+			n = t.n + 1;
+	if (d)
+		closedir(d);
 	struct stat sb;
-	for (unsigned n = 0;; n++) {
+	for (;; n++) { /* (a name taken by something else, or no listing) */
 		if (n)
 			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.%u.bin", first, off, n);
 		else
 			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.bin", first, off);
 		snprintf(path, psize, "%s/%s", dir, name);
-		if (stat(path, &sb) != 0 || n == 9999)
+		if (lstat(path, &sb) != 0 || n >= 999999999)
 			return;
 	}
 }
@@ -1266,6 +1324,96 @@ static ctx_status keep_aside(replay *rp, const char *aside, const unsigned char 
 		                strerror(e));
 	}
 	return CTX_OK;
+}
+
+/* Newest first: by the segment's first revision, the offset, then .<n>
+ * (a name's order as a string would put ".1.bin" before ".bin"). */
+static int torn_newest_first(const void *a, const void *b)
+{
+	const torn_file *x = a, *y = b;
+	if (x->first != y->first)
+		return x->first < y->first ? 1 : -1;
+	if (x->off != y->off)
+		return x->off < y->off ? 1 : -1;
+	return x->n < y->n ? 1 : x->n > y->n ? -1 : 0;
+}
+
+/* Bound the torn tails kept aside: once `kept` (size bytes) is written, the
+ * oldest torn-*.bin files are deleted until all of them, kept included, hold
+ * at most checkpoint_bytes (or kept alone is left). Each cut of a store that
+ * crashes again and again adds one, and a big value makes a big one: without
+ * a bound the directory grows forever. The newest are kept: the ones an
+ * operator looking into the latest cuts wants (docs/decisions.md, round 23).
+ * Files are unlinked, then the directory synced; a failure is reported on
+ * stderr and fails nothing (what is left goes at a later cut). Read-only
+ * (verify), the note says what an open would delete. */
+static void prune_torn(replay *rp, const char *kept, uint64_t size)
+{
+	uint64_t budget = rp->s->opts.checkpoint_bytes, total = size, gone_bytes = 0;
+	DIR *d = opendir(rp->dir);
+	if (!d) {
+		if (!rp->read_only)
+			fprintf(stderr,
+			        "ctx: recovery in %s: cannot list the torn-*.bin files: %s\n",
+			        rp->dir, strerror(errno));
+		return;
+	}
+	torn_file *v = NULL;
+	size_t n = 0, cap = 0, gone = 0;
+	struct dirent *e;
+	char path[4096 + 64];
+	struct stat sb;
+	while ((e = readdir(d))) {
+		torn_file t;
+		if (!torn_parse(e->d_name, &t) || strcmp(t.name, kept) == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", rp->dir, t.name);
+		if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		t.size = (uint64_t)sb.st_size;
+		if (n == cap) {
+			torn_file *g = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*g));
+			if (!g) { /* deleting from a partial list could take a newer one */
+				n = 0;
+				break;
+			}
+			v = g;
+		}
+		v[n++] = t;
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(*v), torn_newest_first);
+	size_t i = 0;
+	while (i < n && total + v[i].size <= budget && total + v[i].size >= total)
+		total += v[i++].size;
+	for (; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", rp->dir, v[i].name);
+		if (!rp->read_only && vfs_unlink(path) != 0) {
+			fprintf(stderr, "ctx: recovery in %s: cannot delete %s: %s\n", rp->dir,
+			        v[i].name, strerror(errno));
+			continue;
+		}
+		gone++;
+		gone_bytes += v[i].size;
+	}
+	free(v);
+	if (!gone)
+		return;
+	note(rp,
+	     "%zu older torn-*.bin file(s) deleted (%" PRIu64
+	     " bytes), past checkpoint_bytes (%" PRIu64 ")",
+	     gone, gone_bytes, budget);
+	if (rp->read_only)
+		return;
+	if (vfs_sync_dir(rp->dir) != 0)
+		fprintf(stderr, "ctx: recovery in %s: cannot sync the directory: %s\n", rp->dir,
+		        strerror(errno));
+	fprintf(stderr,
+	        "ctx: recovery in %s: deleted %zu older torn-*.bin file(s) (%" PRIu64
+	        " bytes): the torn files kept hold at most checkpoint_bytes (%" PRIu64
+	        "), or only the newest, %s: %" PRIu64 " bytes now\n",
+	        rp->dir, gone, gone_bytes, budget, kept, total);
 }
 
 /* Cut the newest segment at off (remove it if off is 0): the unsynced tail.
@@ -1290,8 +1438,11 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_
 	rp->info->torn_bytes += torn;
 	rp->torn_records += intact;
 	note(rp, "%s", what);
-	if (rp->read_only)
+	if (rp->read_only) {
+		if (keep)
+			prune_torn(rp, name, torn);
 		return CTX_OK;
+	}
 	ctx_status st = keep ? keep_aside(rp, aside, base + off, torn) : CTX_OK;
 	if (st != CTX_OK)
 		return st;
@@ -1311,6 +1462,8 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_
 		vfs_close(fd);
 	}
 	fprintf(stderr, "ctx: recovery in %s: %s\n", rp->dir, what);
+	if (keep)
+		prune_torn(rp, name, torn);
 	return CTX_OK;
 }
 
