@@ -265,6 +265,7 @@ static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off;        /* pool_use_slabs(false) */
 static atomic_bool slab_no_huge;    /* pool_slab_use_huge(false), read by slab_init */
+static atomic_bool slab_started;    /* slab_init ran: slab_no_huge is read */
 static atomic_bool slab_huge;       /* huge pages: advised past SLAB_SMALL, collapsed before */
 static atomic_uint slab_collapsing; /* collapses in flight (slab_collapse_async) */
 #define SLAB_COLLAPSERS 2           /* in flight at most; past them a chunk stays on small pages */
@@ -426,6 +427,7 @@ static bool slab_thp_allowed(void)
 
 static void slab_init(void)
 {
+	atomic_store(&slab_started, true);
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
 	pthread_condattr_t monotonic;
@@ -1217,12 +1219,16 @@ void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes)
 #endif
 }
 
-void pool_slab_use_huge(bool on)
+bool pool_slab_use_huge(bool on)
 {
 #ifdef POOL_SLAB
+	if (atomic_load(&slab_started))
+		return false;
 	atomic_store(&slab_no_huge, !on);
+	return true;
 #else
 	(void)on;
+	return true;
 #endif
 }
 

@@ -65,8 +65,9 @@ void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes);
 /* Process-wide: with on false, the slab range gets no huge pages (nothing
  * advised MADV_HUGEPAGE or collapsed: pool.c, PIECES AND HUGE PAGES), as
  * with the kernel's THP "never". Takes effect only if called before the
- * first slab allocation reserves the range; for tests. */
-void pool_slab_use_huge(bool on);
+ * first slab allocation reserves the range: false (nothing changed) after
+ * it. ctx_use_huge_pages. */
+bool pool_slab_use_huge(bool on);
 
 /* Whether the slab range is given huge pages: reserved, the kernel's THP
  * in "always" or "madvise" mode, and pool_slab_use_huge(false) not called

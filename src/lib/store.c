@@ -1100,6 +1100,11 @@ void ctx_close(ctx_store *s)
 #endif
 #endif
 
+bool ctx_use_huge_pages(bool on)
+{
+	return pool_slab_use_huge(on);
+}
+
 /* ctx_close without store_free's walk (round 16): freeing a store frees
  * every node and leaf of every version one by one, each a cache miss
  * (node_release was 80% of ctxd's stop: 1.6 s of CPU for 1.4M fields, 15 s

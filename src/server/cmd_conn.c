@@ -699,6 +699,7 @@ static size_t config_values(char names[][40], char **values, size_t cap)
 	PUT("loops", "%d", srv.nloops);
 	PUT("loops-merge", "%s", srv.cfg.loops_merge ? "yes" : "no");
 	PUT("sync-inline", "%s", srv.cfg.sync_inline ? "yes" : "no");
+	PUT("huge-pages", "%s", srv.cfg.huge_pages ? "yes" : "no");
 	pthread_mutex_lock(&srv.cfg_lock);
 	PUT("requirepass", "%s", srv.cfg.requirepass ? srv.cfg.requirepass : "");
 	pthread_mutex_unlock(&srv.cfg_lock);

@@ -39,6 +39,7 @@ typedef struct server_config {
 	int loops;
 	bool loops_merge;  /* loop 0 may run the other loops (net.c, HOSTING) */
 	bool sync_inline;  /* durability always: a turn syncs its writes (net.c) */
+	bool huge_pages;  /* ctx_use_huge_pages: off by default (main.c) */
 	char *requirepass; /* NULL = none; under cfg_lock */
 	_Atomic size_t maxclients;
 	_Atomic long timeout; /* idle seconds, 0 = none    */

@@ -78,7 +78,8 @@ expect_exit 2 --port
 
 # ---- bad values on the command line: exit 2, the setting named ----
 for bad in "--port 65536" "--port -1" "--port 12x" "--durability sometimes" "--maxclients 0" \
-	"--timeout -1" "--loops 0" "--loops 2000" "--loglevel loud" "--bind=" "--dir="; do
+	"--timeout -1" "--loops 0" "--loops 2000" "--loglevel loud" "--bind=" "--dir=" \
+	"--huge-pages maybe"; do
 	# shellcheck disable=SC2086
 	expect_exit 2 $bad
 	name=${bad%% *}
@@ -122,6 +123,7 @@ requirepass 'pw one'
 maxclients 77
 timeout  	300
 loops 3
+huge-pages yes
 proto-max-bulk-len 2mb
 client-query-buffer-limit 1gb
 client-output-buffer-limit normal 3m 2kb 9
@@ -140,6 +142,7 @@ rc() { redis-cli -p "$P1" -a 'pw one' --no-auth-warning "$@"; }
 [ "$(rc CONFIG GET maxclients | tail -1)" = "77" ] || fail "maxclients"
 [ "$(rc CONFIG GET timeout | tail -1)" = "300" ] || fail "timeout"
 [ "$(rc CONFIG GET loops | tail -1)" = "3" ] || fail "loops"
+[ "$(rc CONFIG GET huge-pages | tail -1)" = "yes" ] || fail "huge-pages yes from the file"
 [ "$(rc CONFIG GET proto-max-bulk-len | tail -1)" = "2097152" ] || fail "proto-max-bulk-len 2mb"
 [ "$(rc CONFIG GET client-query-buffer-limit | tail -1)" = "1073741824" ] || fail "1gb"
 [ "$(rc CONFIG GET client-output-buffer-limit | tail -1)" = "normal 3000000 2048 9" ] ||
@@ -166,6 +169,7 @@ start "$P2" --config "$T/units.conf" || exit 1
 [ "$(cfg "$P2" client-output-buffer-limit)" = "normal 1000000000 0 0" ] || fail "1g"
 [ "$(cfg "$P2" appendonly)" = "no" ] || fail "appendonly no for durability none"
 [ "$(cfg "$P2" appendfsync)" = "no" ] || fail "appendfsync no for durability none"
+[ "$(cfg "$P2" huge-pages)" = "no" ] || fail "huge-pages is off by default"
 redis-cli -p "$P2" HSET mem f v >/dev/null
 stop TERM
 [ -e "$T/data2" ] && fail "durability none wrote a data directory"
