@@ -278,14 +278,14 @@ void ctx_close_at_exit(ctx_store *s);
  * nodes and leaves) transparent huge pages, where the kernel's THP mode is
  * "always" or "madvise". On by default: huge pages make a memory-bound
  * store's commits and reads faster (fewer TLB misses: docs/benchmarks.md,
- * round 20). Their cost is the first
- * touch of each: 2 MiB zeroed at once (~0.1-0.2 ms on bare metal, 1-5 ms in
- * a VM whose host has not backed the memory yet), paid by the commit that
- * grows the store into it, so a growing store's tail latency sees it.
- * ctxd turns them off by default (--huge-pages): one such pause holds every
- * client of a loop. Takes effect only before the process's first ctx_open
- * (which sets the memory up): returns true if the setting took, false if
- * called after it (nothing changes). */
+ * round 20). Their cost is the first touch of each: 2 MiB zeroed at once
+ * (~0.1-0.2 ms on bare metal, 1-5 ms in a VM whose host has not backed the
+ * memory yet), paid by the commit that grows the store into it, so a
+ * growing store's tail latency sees it. ctxd turns them off by default
+ * (--huge-pages): one such pause holds every client of a loop. Takes effect
+ * only before the process's first ctx_open (which sets the memory up):
+ * returns true if the setting took, false if called after it (nothing
+ * changes). */
 bool ctx_use_huge_pages(bool on);
 
 /* Write a checkpoint now (stores with a dir; the background checkpointer
