@@ -249,8 +249,9 @@ static void test_config_get_set(void **state)
 	redisContext *c = hconn(srv);
 	redisReply *r = cmd(c, "CONFIG GET *");
 	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-	assert_int_equal(r->elements, 2 * 22); /* round 16: scan-hold-seconds, scan-hold-bytes,
-	                                        sync-inline; round 19: maxmemory-clients */
+	assert_int_equal(r->elements, 2 * 23); /* round 16: scan-hold-seconds, scan-hold-bytes,
+	                                        sync-inline; round 19: maxmemory-clients;
+	                                        round 23: huge-pages */
 	freeReplyObject(r);
 	r = cmd(c, "CONFIG GET port PORT p*");
 	assert_int_equal(r->elements, 4); /* port, proto-max-bulk-len; each once */
@@ -264,6 +265,7 @@ static void test_config_get_set(void **state)
 	expect_config(c, "loops", "2");
 	expect_config(c, "loops-merge", "yes");
 	expect_config(c, "sync-inline", "no");
+	expect_config(c, "huge-pages", "no");
 
 	/* the memory settings with every unit */
 	EXPECT_STATUS(c, "OK", "CONFIG SET proto-max-bulk-len 2048");
