@@ -238,19 +238,26 @@ static inline void drop_all_contexts(redisContext *c)
  * start it (su_start(name), default options) before the first test and, after
  * the last, stop it (SIGTERM: it must exit with status 0) and remove its
  * directory: cmocka_run_group_tests(tests, setup, teardown). */
-#define SU_GROUP_SERVER(name)                                                                      \
+/* The server of a test file and the group teardown that stops it (it must
+ * exit 0 on SIGTERM) and frees it; for a file whose setup starts srv in a
+ * way of its own (Redis instead, a preloaded probe). */
+#define SU_SERVER_TEARDOWN                                                                         \
 	static su_server *srv;                                                                     \
-	static int setup(void **state)                                                             \
-	{                                                                                          \
-		(void)state;                                                                       \
-		srv = su_start(name, NULL);                                                        \
-		return 0;                                                                          \
-	}                                                                                          \
 	static int teardown(void **state)                                                          \
 	{                                                                                          \
 		(void)state;                                                                       \
 		assert_int_equal(su_stop(srv), 0);                                                 \
 		su_free(srv);                                                                      \
+		return 0;                                                                          \
+	}
+
+/* The same with the plain setup: ctxd started with the default options. */
+#define SU_GROUP_SERVER(name)                                                                      \
+	SU_SERVER_TEARDOWN                                                                         \
+	static int setup(void **state)                                                             \
+	{                                                                                          \
+		(void)state;                                                                       \
+		srv = su_start(name, NULL);                                                        \
 		return 0;                                                                          \
 	}
 

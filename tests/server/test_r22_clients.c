@@ -32,21 +32,14 @@
 
 #include "suclient.h"
 
-static su_server *srv;
+SU_SERVER_TEARDOWN
 
 static int setup(void **state)
 {
 	(void)state;
 	const char *redis = getenv("CTXD_TEST_REDIS");
-	srv = redis && redis[0] == '1' ? su_start_redis("r22-clients") : su_start("r22-clients", NULL);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
+	srv = redis && redis[0] == '1' ? su_start_redis("r22-clients")
+	                               : su_start("r22-clients", NULL);
 	return 0;
 }
 

@@ -32,7 +32,7 @@
 
 #include "suclient.h"
 
-static su_server *srv;
+SU_SERVER_TEARDOWN
 static bool probed; /* ctxd runs with lockprobe preloaded */
 static bool is_redis;
 
@@ -51,14 +51,6 @@ static int setup(void **state)
 #endif
 	srv = su_start("review11-client", NULL);
 	unsetenv("LD_PRELOAD");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
 	return 0;
 }
 

@@ -39,22 +39,7 @@
 
 #include "suclient.h"
 
-static su_server *srv;
-
-static int setup(void **state)
-{
-	(void)state;
-	srv = su_start("review8-hostile", NULL);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	assert_int_equal(su_stop(srv), 0);
-	su_free(srv);
-	return 0;
-}
+SU_GROUP_SERVER("review8-hostile")
 
 static void ping_ok(void)
 {
