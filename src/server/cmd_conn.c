@@ -11,11 +11,13 @@
 #include "core.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -406,6 +408,67 @@ static void cmd_client(client *c, int argc, const arg *argv)
 	}
 }
 
+/* ---- checkpoints asked for: SAVE, BGSAVE, LASTSAVE (state; the commands below) ---- */
+
+/* Redis's snapshot commands write a checkpoint (ctx_checkpoint): the store
+ * is already durable by its log, so a checkpoint is what SAVE's snapshot
+ * buys here, a compact starting point for the next open with the log it
+ * covers deleted. A store without a data directory (durability none) has
+ * nothing to write them to: they are refused.
+ *
+ * BGSAVE runs on a thread of its own, started for it and joined by the next
+ * BGSAVE or by bgsave_join at the stop (before the store closes). */
+static struct {
+	pthread_mutex_t lock;
+	pthread_t thread;
+	bool joinable;     /* thread started and not yet joined */
+	bool running;      /* its checkpoint is being written */
+	bool scheduled;    /* BGSAVE SCHEDULE asked for one more after it */
+	bool failed;       /* the last BGSAVE's checkpoint failed */
+	uint64_t saved_us; /* the last SAVE or BGSAVE that succeeded (0: none) */
+} bg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool save_refused(client *c)
+{
+	if (srv.cfg.durability != CTX_DURABILITY_NONE)
+		return false;
+	reply_error(c, "ERR ctxd runs with durability none: the store is in memory only and has "
+	               "no data directory to save to");
+	return true;
+}
+
+static void saved_now(void)
+{
+	uint64_t t = now_us();
+	pthread_mutex_lock(&bg.lock);
+	if (t > bg.saved_us)
+		bg.saved_us = t;
+	pthread_mutex_unlock(&bg.lock);
+}
+
+/* LASTSAVE's time, in seconds since 1970: the newest of the newest
+ * checkpoint file's modification time (the library's own checkpoints
+ * count), the last SAVE or BGSAVE, and the server's start (when the store
+ * was loaded: Redis answers that before its first save). */
+static uint64_t last_save_s(void)
+{
+	uint64_t t = srv.start_us / 1000000u;
+	ctx_stats st;
+	ctx_get_stats(srv.store, &st);
+	char path[4096];
+	struct stat sb;
+	if (srv.cfg.durability != CTX_DURABILITY_NONE && st.checkpoint_revision &&
+	    (size_t)snprintf(path, sizeof(path), "%s/ckpt-%016llx.ckpt", srv.cfg.dir,
+	                     (unsigned long long)st.checkpoint_revision) < sizeof(path) &&
+	    stat(path, &sb) == 0 && sb.st_mtime > 0 && (uint64_t)sb.st_mtime > t)
+		t = (uint64_t)sb.st_mtime;
+	pthread_mutex_lock(&bg.lock);
+	if (bg.saved_us / 1000000u > t)
+		t = bg.saved_us / 1000000u;
+	pthread_mutex_unlock(&bg.lock);
+	return t;
+}
+
 /* ---- INFO -------------------------------------------------------------------------- */
 
 static uint64_t loop_sum(size_t field_offset)
@@ -542,19 +605,24 @@ static void cmd_info(client *c, int argc, const arg *argv)
 		ctx_get_stats(srv.store, &st);
 		uint64_t durable = 0;
 		ctx_status ds = ctx_durable_revision(srv.store, &durable);
+		pthread_mutex_lock(&bg.lock);
+		bool bg_running = bg.running, bg_failed = bg.failed;
+		pthread_mutex_unlock(&bg.lock);
 		addf(&b,
 		     "# "
 		     "Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:"
 		     "0\r\n"
-		     "rdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:%d\r\n"
+		     "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%llu\r\n"
+		     "rdb_last_bgsave_status:%s\r\naof_enabled:%d\r\n"
 		     "aof_rewrite_in_progress:0\r\naof_last_write_status:%s\r\nrevision:%llu\r\n"
 		     "durable_revision:%llu\r\nlog_syncs:%llu\r\nlog_led_syncs:%llu\r\n"
 		     "checkpoints:%llu\r\ncheckpoint_revision:%llu\r\nlog_failed:%d\r\n\r\n",
+		     bg_running, (unsigned long long)last_save_s(), bg_failed ? "err" : "ok",
 		     srv.cfg.durability != CTX_DURABILITY_NONE, ds == CTX_OK ? "ok" : "err",
 		     (unsigned long long)st.revision, (unsigned long long)durable,
 		     (unsigned long long)st.log_syncs, (unsigned long long)st.log_led_syncs,
-		     (unsigned long long)st.checkpoints,
-		     (unsigned long long)st.checkpoint_revision, ds != CTX_OK);
+		     (unsigned long long)st.checkpoints, (unsigned long long)st.checkpoint_revision,
+		     ds != CTX_OK);
 	}
 	if (want("stats", argc, argv, true))
 		addf(&b,
@@ -810,9 +878,8 @@ static void config_set(client *c, int argc, const arg *argv)
 					atomic_store(&srv.cfg.scan_hold_bytes, m);
 			} else if (arg_is(nm, "maxmemory-clients")) {
 				if (!arg_mem_size(v, &m) || (m != 0 && m < (1u << 20))) {
-					reply_error(c,
-					            "ERR Invalid argument for CONFIG SET "
-					            "'maxmemory-clients': 0, or at least 1mb");
+					reply_error(c, "ERR Invalid argument for CONFIG SET "
+					               "'maxmemory-clients': 0, or at least 1mb");
 					return;
 				}
 				if (pass)
@@ -1102,6 +1169,129 @@ static void cmd_flushdb(client *c, int argc, const arg *argv)
 	server_run_blocking(c, flush_run, flush_done, j);
 }
 
+/* ---- SAVE, BGSAVE, LASTSAVE, ROLE ---------------------------------------------------- */
+
+static void *bgsave_main(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		ctx_status st = ctx_checkpoint(srv.store);
+		if (st == CTX_OK)
+			saved_now();
+		else
+			server_log('W', "BGSAVE: the checkpoint failed: %s", ctx_last_error());
+		pthread_mutex_lock(&bg.lock);
+		bg.failed = st != CTX_OK;
+		bool again = bg.scheduled;
+		bg.scheduled = false;
+		bg.running = again;
+		pthread_mutex_unlock(&bg.lock);
+		if (!again)
+			return NULL;
+	}
+}
+
+void bgsave_join(void)
+{
+	pthread_mutex_lock(&bg.lock);
+	bool joinable = bg.joinable;
+	bg.joinable = false;
+	pthread_mutex_unlock(&bg.lock);
+	if (joinable)
+		pthread_join(bg.thread, NULL);
+}
+
+/* BGSAVE [SCHEDULE]: as Redis, "Background saving started", or an error if
+ * one is running (SCHEDULE: one more is written after it). */
+static void cmd_bgsave(client *c, int argc, const arg *argv)
+{
+	if (argc > 2 || (argc == 2 && !arg_is(&argv[1], "SCHEDULE"))) {
+		reply_error(c, "ERR syntax error");
+		return;
+	}
+	if (save_refused(c))
+		return;
+	pthread_mutex_lock(&bg.lock);
+	if (bg.running) {
+		bool schedule = argc == 2;
+		bg.scheduled |= schedule;
+		pthread_mutex_unlock(&bg.lock);
+		if (schedule)
+			reply_simple(c, "Background saving scheduled");
+		else
+			reply_error(c, "ERR Background save already in progress");
+		return;
+	}
+	/* The last one has ended (running is clear): its join is immediate. */
+	if (bg.joinable)
+		pthread_join(bg.thread, NULL);
+	bool started = pthread_create(&bg.thread, NULL, bgsave_main, NULL) == 0;
+	bg.joinable = bg.running = started;
+	pthread_mutex_unlock(&bg.lock);
+	if (!started) {
+		reply_error(c, "ERR cannot start the background save: out of threads");
+		return;
+	}
+	server_log('I', "BGSAVE asked by client id=%llu addr=%s", (unsigned long long)c->id,
+	           c->addr);
+	reply_simple(c, "Background saving started");
+}
+
+typedef struct save_job {
+	ctx_status st;
+	char err[256];
+} save_job;
+
+static void save_run(void *p)
+{
+	save_job *j = p;
+	j->st = ctx_checkpoint(srv.store);
+	if (j->st == CTX_OK)
+		saved_now();
+	else
+		snprintf(j->err, sizeof(j->err), "%s", ctx_last_error());
+}
+
+static void save_done(client *c, void *p)
+{
+	save_job *j = p;
+	if (c) {
+		if (j->st == CTX_OK)
+			reply_ok(c);
+		else
+			reply_error(c, "ERR the checkpoint failed: %s", j->err);
+	}
+	free(j);
+}
+
+/* SAVE: a checkpoint, replied once it is written (on the thread pool: the
+ * loop and its other clients go on). */
+static void cmd_save(client *c, int argc, const arg *argv)
+{
+	if (save_refused(c))
+		return;
+	save_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		reply_ctx_error(c, CTX_NOMEM);
+		return;
+	}
+	server_run_blocking(c, save_run, save_done, j);
+}
+
+static void cmd_lastsave(client *c, int argc, const arg *argv)
+{
+	reply_int(c, (long long)last_save_s());
+}
+
+/* ROLE: a master without replicas, as Redis's reply says it. */
+static void cmd_role(client *c, int argc, const arg *argv)
+{
+	reply_array(c, 3);
+	reply_cstr(c, "master");
+	reply_int(c, 0);
+	reply_array(c, 0);
+}
+
 static void cmd_time(client *c, int argc, const arg *argv)
 {
 	uint64_t t = now_us();
@@ -1164,6 +1354,11 @@ const command conn_commands[] = {
     {"FLUSHALL", cmd_flushdb, -1, CMD_WRITE | CMD_BLOCKING, 0,
      "Drops every context (with its history and points).", "server"},
     {"TIME", cmd_time, 1, 0, 0, "The server's time.", "server"},
+    {"SAVE", cmd_save, 1, CMD_BLOCKING, 0, "Writes a checkpoint; replies once it is written.",
+     "server"},
+    {"BGSAVE", cmd_bgsave, -1, CMD_NOMULTI, 0, "Writes a checkpoint in the background.", "server"},
+    {"LASTSAVE", cmd_lastsave, 1, 0, 0, "Unix time of the newest checkpoint.", "server"},
+    {"ROLE", cmd_role, 1, 0, 0, "A master without replicas.", "server"},
     {"SHUTDOWN", cmd_shutdown, -1, CMD_NOMULTI, 0, "Stops the server gracefully.", "server"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };

@@ -388,6 +388,7 @@ int main(int argc, char **argv)
 	server_log('I', "received %s: stopping (finishing commits, sending parked replies)",
 	           sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	net_stop();
+	bgsave_join(); /* a checkpoint BGSAVE started ends before the close */
 	server_log('I', "loops stopped; closing the store (fsync, checkpoint)");
 	/* The process ends next: its exit gives the store's memory back, so the
 	 * close does not walk it to free it (ctx_close_at_exit, round 16). */
