@@ -39,7 +39,7 @@ typedef struct server_config {
 	int loops;
 	bool loops_merge;  /* loop 0 may run the other loops (net.c, HOSTING) */
 	bool sync_inline;  /* durability always: a turn syncs its writes (net.c) */
-	bool huge_pages;  /* ctx_use_huge_pages: off by default (main.c) */
+	bool huge_pages;   /* ctx_use_huge_pages: off by default (main.c) */
 	char *requirepass; /* NULL = none; under cfg_lock */
 	_Atomic size_t maxclients;
 	_Atomic long timeout; /* idle seconds, 0 = none    */
@@ -51,9 +51,9 @@ typedef struct server_config {
 	/* HSCAN versions held by unfinished scans (cmd_hash.c, hscan_tick) */
 	_Atomic long scan_hold_seconds; /* released when idle this long      */
 	_Atomic size_t scan_hold_bytes; /* past it, idle >= 1 s is released   */
-	size_t max_args;   /* per command                */
-	size_t max_inline; /* inline request / header    */
-	char loglevel;     /* 'E' 'W' 'I' 'D'            */
+	size_t max_args;                /* per command                */
+	size_t max_inline;              /* inline request / header    */
+	char loglevel;                  /* 'E' 'W' 'I' 'D'            */
 } server_config;
 
 typedef struct loop loop;
@@ -109,9 +109,10 @@ struct client {
 	size_t inflight; /* bytes in uv_write requests */
 	park_mark *marks;
 	size_t nmarks, capmarks;
-	size_t parked_cost;  /* the marks' costs: its input waits past PARK_PAUSE */
-	bool park_paused;    /* its input waits for parked commits (net.c) */
-	uint64_t replies; /* command replies completed */
+	size_t parked_cost; /* the marks' costs: its input waits past PARK_PAUSE */
+	bool park_paused;   /* its input waits for parked commits (net.c) */
+	bool input_ended;   /* its stream ended with requests still to run (net.c) */
+	uint64_t replies;   /* command replies completed */
 	uint64_t soft_since_us;
 	size_t out_counted; /* of its output, what srv.out_bytes counts (net.c) */
 	/* the running command */
@@ -249,7 +250,7 @@ const char *alloc_name(void);            /* "jemalloc-5.3.0" or "libc" */
 void alloc_info(char *out, size_t size); /* INFO memory's jemalloc_* lines */
 
 /* net.c */
-int net_start(void);         /* bind and start the loops; 0 or -1 */
+int net_start(void); /* bind and start the loops; 0 or -1 */
 /* The largest maxclients, up to want, that the open files limit allows
  * with the store's and loops' own descriptors (raising the soft limit
  * toward the hard one if needed). */
@@ -329,12 +330,12 @@ void log_set_level(char level);
  * where it replaces main.c and the sockets of net.c: connections fed and
  * read in memory, on one loop run by the caller's thread. See its head. */
 typedef struct fuzzhook_conn {
-	client *c;       /* NULL once the server closed the connection       */
-	rbuf out;        /* every byte the server wrote to it                */
+	client *c;           /* NULL once the server closed the connection       */
+	rbuf out;            /* every byte the server wrote to it                */
 	size_t write_window; /* a write takes at most this many bytes        */
-	uint64_t replies; /* once closed: command replies it was sent        */
-	uint64_t pushes;  /* push messages (CTX.WATCH events) it was sent    */
-	bool unsent;      /* closed with output never written (dropped)      */
+	uint64_t replies;    /* once closed: command replies it was sent        */
+	uint64_t pushes;     /* push messages (CTX.WATCH events) it was sent    */
+	bool unsent;         /* closed with output never written (dropped)      */
 } fuzzhook_conn;
 /* Configure the server with the defaults (and requirepass) on store; the
  * first call builds the command table (without SHUTDOWN) and the loop. */
