@@ -1021,6 +1021,13 @@ size_t ctx_tracker_pending(ctx_tracker *t); /* local edits not yet synced */
  * NULL. */
 size_t ctx_tracker_pending_bytes(ctx_tracker *t);
 
+/* Of ctx_tracker_pending_bytes, what the unsynced edit of one key holds
+ * (its record, key, local and base values), 0 if the key has none (or t is
+ * NULL). A put or del of that key replaces it: a bound checked before an
+ * edit subtracts this, so that an edit that shrinks a key's value is never
+ * refused for the bytes it gives back. O(1) on average. */
+size_t ctx_tracker_edit_bytes(ctx_tracker *t, const void *key, size_t klen);
+
 /* Whether the context has moved past the tracker's base version. */
 bool ctx_tracker_is_stale(ctx_tracker *t);
 

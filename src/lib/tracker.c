@@ -1206,6 +1206,18 @@ size_t ctx_tracker_pending_bytes(ctx_tracker *t)
 	return n;
 }
 
+size_t ctx_tracker_edit_bytes(ctx_tracker *t, const void *key, size_t klen)
+{
+	if (!t || (!key && klen))
+		return 0;
+	uint64_t hash = hamt_hash(key, klen);
+	pthread_mutex_lock(&t->lock);
+	edit *e = table_find(&t->edits, hash, key, klen);
+	size_t n = e ? e->cost : 0;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 bool ctx_tracker_is_stale(ctx_tracker *t)
 {
 	if (!t)

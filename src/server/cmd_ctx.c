@@ -753,17 +753,23 @@ static void cmd_track(client *c, int argc, const arg *argv)
 	job_start(c, j);
 }
 
-/* Whether an edit of extra bytes may join t's unsynced edits; if not, the
- * error is replied. They are the connection's to sync, and until then the
- * server's memory: bounded as a transaction's queue is, by
+/* Whether an edit of key (extra bytes) may join t's unsynced edits; if not,
+ * the error is replied. They are the connection's to sync, and until then
+ * the server's memory: bounded as a transaction's queue is, by
  * client-query-buffer-limit, but refused (the edits kept, the connection
- * open) rather than closed, since CTX.SYNC empties them. */
-static bool tracker_room(client *c, ctx_tracker *t, size_t extra)
+ * open) rather than closed, since CTX.SYNC empties them. The edit replaces
+ * the key's edit, if any: what that holds is given back (round 24: a tracker
+ * at the limit refused to shrink a big value, CTX.TSET k small, or to
+ * delete it, the limit then reached only by CTX.SYNC). */
+static bool tracker_room(client *c, ctx_tracker *t, const arg *key, size_t extra)
 {
 	size_t limit =
 	    atomic_load_explicit(&srv.cfg.client_query_buffer_limit, memory_order_relaxed);
+	if (!limit)
+		return true;
 	size_t held = ctx_tracker_pending_bytes(t);
-	if (!limit || held + extra <= limit)
+	size_t old = ctx_tracker_edit_bytes(t, key->p, key->n);
+	if ((old < held ? held - old : 0) + extra <= limit)
 		return true;
 	reply_error(c,
 	            "CTXLIMIT the tracker's unsynced edits hold %zu bytes, and this edit would "
@@ -775,7 +781,7 @@ static bool tracker_room(client *c, ctx_tracker *t, size_t extra)
 static void cmd_tset(client *c, int argc, const arg *argv)
 {
 	ctx_tracker *t = tracker_or_reply(c);
-	if (!t || !tracker_room(c, t, argv[1].n + argv[2].n))
+	if (!t || !tracker_room(c, t, &argv[1], argv[1].n + argv[2].n))
 		return;
 	ctx_status st = ctx_tracker_put(t, argv[1].p, argv[1].n, argv[2].p, argv[2].n);
 	if (st != CTX_OK)
@@ -787,7 +793,7 @@ static void cmd_tset(client *c, int argc, const arg *argv)
 static void cmd_tdel(client *c, int argc, const arg *argv)
 {
 	ctx_tracker *t = tracker_or_reply(c);
-	if (!t || !tracker_room(c, t, argv[1].n))
+	if (!t || !tracker_room(c, t, &argv[1], argv[1].n))
 		return;
 	ctx_status st = ctx_tracker_del(t, argv[1].p, argv[1].n);
 	if (st != CTX_OK)

@@ -111,6 +111,7 @@ struct client {
 	size_t nmarks, capmarks;
 	size_t parked_cost; /* the marks' costs: its input waits past PARK_PAUSE */
 	bool park_paused;   /* its input waits for parked commits (net.c) */
+	bool input_ended;   /* its stream ended with requests still to run (net.c) */
 	uint64_t replies;   /* command replies completed */
 	uint64_t soft_since_us;
 	size_t out_counted; /* of its output, what srv.out_bytes counts (net.c) */

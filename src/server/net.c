@@ -181,6 +181,7 @@ uint64_t now_us(void)
 static void client_flush(client *c);
 static void process_input(client *c);
 static void resume_reading(client *c);
+static void input_end(client *c);
 static void run_input(client *c, bool prefetch);
 static void maybe_finish(loop *lp);
 
@@ -559,6 +560,7 @@ static void release_durable(loop *lp)
 				process_input(c);
 				if (c->closing)
 					continue;
+				input_end(c);
 				resume_reading(c);
 			}
 			client_flush(c);
@@ -1984,7 +1986,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			if (c->closing)
 				return;
 		}
-		if (nread == UV_EOF && !c->blocked && !all_sent(c)) {
+		if (nread == UV_EOF && (c->blocked || c->park_paused) && c->in_len) {
+			/* Requests that came before the end wait behind a blocked
+			 * command or parked commits: they run first (input_end),
+			 * as they would have if they had not waited. Closing
+			 * after the flush here dropped them unrun, and their
+			 * replies (round 24). */
+			c->input_ended = true;
+		} else if (nread == UV_EOF && !c->blocked && !all_sent(c)) {
 			client_request_close(c);
 			client_flush(c);
 		} else if (nread == UV_EOF && c->blocked) {
@@ -2086,9 +2095,18 @@ static void on_ready_check(uv_check_t *h)
 	}
 }
 
+/* After input that waited ran: a stream that ended meanwhile (on_read)
+ * closes once nothing waits any more and the replies are sent. */
+static void input_end(client *c)
+{
+	if (c->input_ended && !c->closing && !c->blocked && !c->park_paused)
+		client_request_close(c);
+}
+
 static void resume_reading(client *c)
 {
-	if (c->closing || c->close_after_flush || c->reading || c->blocked || c->park_paused)
+	if (c->closing || c->close_after_flush || c->reading || c->blocked || c->park_paused ||
+	    c->input_ended)
 		return;
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 		c->reading = true;
@@ -2129,6 +2147,7 @@ static void work_done(uv_work_t *req, int status)
 		park_charge(c, marks, 0);
 		process_input(c);
 		if (!c->closing) {
+			input_end(c);
 			resume_reading(c);
 			client_flush(c);
 		}
