@@ -285,7 +285,9 @@ void ctx_close_at_exit(ctx_store *s);
  * (--huge-pages): one such pause holds every client of a loop. Takes effect
  * only before the process's first ctx_open (which sets the memory up):
  * returns true if the setting took, false if called after it (nothing
- * changes). */
+ * changes); a call racing the first open in another thread is one or the
+ * other, never true with its setting unread. Thread-safe. (A build without
+ * libctx's slab, as under AddressSanitizer, has nothing to set: true.) */
 bool ctx_use_huge_pages(bool on);
 
 /* Write a checkpoint now (stores with a dir; the background checkpointer
