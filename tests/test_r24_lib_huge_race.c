@@ -29,6 +29,17 @@
 
 extern void (*pool_test_use_huge_hook)(void); /* pool.c */
 
+#if T_TSAN
+/* The child of fork opens a store (threads): ThreadSanitizer would kill it
+ * (test_r18_fork.c). */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
+#if !T_ASAN
 static atomic_bool in_window, open_done;
 
 static void sleep_ms(long ms)
@@ -56,6 +67,8 @@ static void *caller_main(void *arg)
 	atomic_store(&call_result, ctx_use_huge_pages(false));
 	return NULL;
 }
+
+#endif
 
 /* Runs first: nothing opened in this process yet. */
 static void test_child_of_fork_chooses(void **state)
