@@ -21,6 +21,7 @@
 #include "testutil.h"
 #include "vfs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,7 @@ static void random_run(ctx_merge_strategy strategy, const char *dir, uint64_t se
 		ctx_options_init(&o);
 		o.dir = dir;
 		o.durability = CTX_DURABILITY_ALWAYS;
+		o.log_prealloc_bytes = 1; /* no zeroer thread: the commit's write is the next */
 		assert_ok(ctx_open(&o, &s));
 	} else {
 		s = test_open_memory();
@@ -274,8 +276,10 @@ static void random_run(ctx_merge_strategy strategy, const char *dir, uint64_t se
 				if (e->live && e->local != b && e->local != c && c != b)
 					conflict = true;
 			}
-			if (fault) /* the commit's log write fails: nothing changes */
+			if (fault) { /* the commit's log write fails: nothing changes */
+				atomic_store(&ctx_vfs_faults.write_errno, EIO);
 				atomic_store(&ctx_vfs_faults.write_countdown, 1);
+			}
 			ctx_status st = ctx_tracker_sync(t, NULL);
 			vfs_faults_reset();
 			if (strategy == CTX_MERGE_MANUAL && conflict) {
