@@ -29,7 +29,8 @@
  *   ctx_watch, ctx_tracker, ctx_session and ctx_notifier made from it) is
  *   unusable there, its threads being the parent's: every call on it that
  *   returns a ctx_status returns CTX_CLOSED (ctx_last_error says why),
- *   ctx_expire_now returns 0, ctx_flush_defer and ctx_notifier_want and
+ *   ctx_expire_now, ctx_tracker_pending and ctx_tracker_pending_bytes
+ *   return 0, ctx_flush_defer and ctx_notifier_want and
  *   _clear do nothing, and ctx_close, ctx_close_at_exit and the handles'
  *   close calls do nothing (the child's copy of its memory stays until the
  *   child exits). Exceptions, the reads that never block: ctx_get,
@@ -285,7 +286,9 @@ void ctx_close_at_exit(ctx_store *s);
  * (--huge-pages): one such pause holds every client of a loop. Takes effect
  * only before the process's first ctx_open (which sets the memory up):
  * returns true if the setting took, false if called after it (nothing
- * changes). */
+ * changes); a call racing the first open in another thread is one or the
+ * other, never true with its setting unread. Thread-safe. (A build without
+ * libctx's slab, as under AddressSanitizer, has nothing to set: true.) */
 bool ctx_use_huge_pages(bool on);
 
 /* Write a checkpoint now (stores with a dir; the background checkpointer

@@ -264,11 +264,18 @@ static _Alignas(16) struct {
 static atomic_size_t slab_used; /* bytes of it handed out as chunks */
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
 static atomic_bool slab_off;        /* pool_use_slabs(false) */
-static atomic_bool slab_no_huge;    /* pool_slab_use_huge(false), read by slab_init */
-static atomic_bool slab_started;    /* slab_init ran: slab_no_huge is read */
 static atomic_bool slab_huge;       /* huge pages: advised past SLAB_SMALL, collapsed before */
 static atomic_uint slab_collapsing; /* collapses in flight (slab_collapse_async) */
 #define SLAB_COLLAPSERS 2           /* in flight at most; past them a chunk stays on small pages */
+
+/* pool_slab_use_huge's setting and whether slab_init has read it, in one
+ * word so that a call and the first open are ordered: with a flag checked,
+ * then the setting stored, a call racing the first open could store it
+ * after slab_init read the old one and still return true (round 24). */
+#define SLAB_NO_HUGE 1u /* pool_slab_use_huge(false) */
+#define SLAB_STARTED 2u /* slab_init read it: too late */
+static atomic_uint slab_huge_setting;
+void (*pool_test_use_huge_hook)(void); /* tests: inside pool_slab_use_huge's window */
 
 /* A chunk's header, at its start: the chunk's freed blocks that no thread's
  * cache took, by class, and the link of the class's list of chunks that
@@ -333,14 +340,12 @@ static pthread_cond_t slab_decay_cv;
 static atomic_size_t slab_kept_bytes; /* pool_slab_kept */
 /* slab_bare: the chunks given back (bare), as a stack of their indexes
  * in the range (slab_nbare of them), under slab_empty_lock: kept outside
- * the chunks (round 21), so that a chunk is given back whole - no header page kept to hold a link, which
- * split a huge page and made the chunk come back on 4 KiB pages and a
- * collapse - and comes back, where the range is advised, as one huge
- * page's first touch (RECARVE above). A mapping of its own made by
- * slab_init (4 bytes a chunk: 128 KiB for 64 GiB), of which only the pages
- * the deepest stack reached are resident (4 KiB per 1,024 chunks); not a
- * static array, which moved the hot variables around it onto other cache
- * lines. */
+ * the chunks (round 21), so that a chunk is given back whole - no header page kept to hold a link,
+ * which split a huge page and made the chunk come back on 4 KiB pages and a collapse - and comes
+ * back, where the range is advised, as one huge page's first touch (RECARVE above). A mapping of
+ * its own made by slab_init (4 bytes a chunk: 128 KiB for 64 GiB), of which only the pages the
+ * deepest stack reached are resident (4 KiB per 1,024 chunks); not a static array, which moved the
+ * hot variables around it onto other cache lines. */
 static size_t slab_nbare;
 static atomic_size_t slab_bare_bytes; /* pool_slab_given_back */
 
@@ -427,7 +432,7 @@ static bool slab_thp_allowed(void)
 
 static void slab_init(void)
 {
-	atomic_store(&slab_started, true);
+	unsigned huge_setting = atomic_fetch_or(&slab_huge_setting, SLAB_STARTED);
 	for (unsigned k = 0; k < POOL_CLASSES; k++)
 		pthread_mutex_init(&slab_free[k].lock, NULL);
 	pthread_condattr_t monotonic;
@@ -463,7 +468,7 @@ static void slab_init(void)
 		munmap(p, (size_t)(base - p));
 	if (p + mapped > base + range)
 		munmap(base + range, (size_t)(p + mapped - (base + range)));
-	if (!atomic_load(&slab_no_huge) && slab_thp_allowed() &&
+	if (!(huge_setting & SLAB_NO_HUGE) && slab_thp_allowed() &&
 	    (range <= SLAB_SMALL ||
 	     madvise(base + SLAB_SMALL, range - SLAB_SMALL, MADV_HUGEPAGE) == 0))
 		atomic_store(&slab_huge, true);
@@ -1222,9 +1227,14 @@ void pool_slab_set_decay(unsigned decay_ms, size_t max_bytes)
 bool pool_slab_use_huge(bool on)
 {
 #ifdef POOL_SLAB
-	if (atomic_load(&slab_started))
-		return false;
-	atomic_store(&slab_no_huge, !on);
+	unsigned cur = atomic_load(&slab_huge_setting);
+	do {
+		if (cur & SLAB_STARTED)
+			return false;
+		if (pool_test_use_huge_hook)
+			pool_test_use_huge_hook();
+	} while (!atomic_compare_exchange_weak(&slab_huge_setting, &cur,
+	                                       on ? cur & ~SLAB_NO_HUGE : cur | SLAB_NO_HUGE));
 	return true;
 #else
 	(void)on;

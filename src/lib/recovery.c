@@ -1236,12 +1236,24 @@ static void note(replay *rp, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* One torn-<first>-<off>[.<n>].bin file of the directory (aside_name's). */
+/* One torn-<first>-<off>[.<n>].bin name of the directory. */
 typedef struct torn_file {
 	uint64_t first, off, size;
-	unsigned n; /* the name's .<n>, 0 without one */
+	unsigned n;   /* the name's .<n>, 0 without one */
+	bool regular; /* a file (not a directory, a symlink): prune_torn's to delete */
 	char name[64];
 } torn_file;
+
+#define TORN_N_MAX 999999999u /* the highest .<n> (torn_parse reads 9 digits) */
+
+/* The torn-*.bin names of the directory, listed once a cut: aside_name
+ * picks the new one's name from them, prune_torn what to delete. */
+typedef struct torn_list {
+	torn_file *v;
+	size_t n, cap;
+	bool complete; /* listed, every name in v */
+	int err;       /* errno, if not */
+} torn_list;
 
 static bool hex16(const char *p, uint64_t *v)
 {
@@ -1282,33 +1294,71 @@ static bool torn_parse(const char *name, torn_file *t)
 	return true;
 }
 
-/* The name for a new torn-<first>-<off>[.<n>].bin in dir: n one past the
- * highest there for that segment and offset. A segment re-created under the
- * same name can be cut at the same offset again: the bytes kept the first
- * time must not be overwritten, and a name prune_torn freed must not be
- * taken again (the names would no longer sort in age order). */
-static void aside_name(const char *dir, uint64_t first, size_t off, char *name, size_t nsize,
-                       char *path, size_t psize)
+/* List the torn-*.bin names of dir into *tl (a name whose lstat fails
+ * counts as not regular). */
+static void torn_list_read(const char *dir, torn_list *tl)
 {
-	unsigned n = 0;
-	torn_file t;
-	struct dirent *e;
+	*tl = (torn_list){0};
 	DIR *d = opendir(dir);
-	while (d && (e = readdir(d)))
-		if (torn_parse(e->d_name, &t) && t.first == first && t.off == off && t.n >= n)
-			n = t.n + 1;
-	if (d)
-		closedir(d);
+	if (!d) {
+		tl->err = errno;
+		return;
+	}
+	tl->complete = true;
+	struct dirent *e;
+	char path[4096 + 64];
 	struct stat sb;
-	for (;; n++) { /* (a name taken by something else, or no listing) */
+	while ((e = readdir(d))) {
+		torn_file t;
+		if (!torn_parse(e->d_name, &t))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, t.name);
+		t.regular = lstat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+		t.size = t.regular ? (uint64_t)sb.st_size : 0;
+		if (tl->n == tl->cap) {
+			size_t cap = tl->cap ? 2 * tl->cap : 16;
+			torn_file *g = realloc(tl->v, cap * sizeof(*g));
+			if (!g) {
+				tl->complete = false;
+				tl->err = ENOMEM;
+				break;
+			}
+			tl->v = g;
+			tl->cap = cap;
+		}
+		tl->v[tl->n++] = t;
+	}
+	closedir(d);
+}
+
+/* The name for a new torn-<first>-<off>[.<n>].bin in dir: n one past the
+ * highest listed for that segment and offset. A segment re-created under
+ * the same name can be cut at the same offset again: the bytes kept the
+ * first time must not be overwritten, and a name prune_torn freed must not
+ * be taken again (the names would no longer sort in age order). False if
+ * no name is left (.<TORN_N_MAX> there, put by something else): the bytes
+ * are then not kept, and the open goes on (round 24: it failed with
+ * CTX_IO, keep_aside's O_EXCL refusing the name taken). */
+static bool aside_name(const torn_list *tl, const char *dir, uint64_t first, size_t off, char *name,
+                       size_t nsize, char *path, size_t psize)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < tl->n; i++)
+		if (tl->v[i].first == first && tl->v[i].off == off && tl->v[i].n >= n)
+			n = (uint64_t)tl->v[i].n + 1;
+	struct stat sb;
+	for (; n <= TORN_N_MAX; n++) { /* (a name taken past the listing) */
 		if (n)
-			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.%u.bin", first, off, n);
+			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.%u.bin", first, off,
+			         (unsigned)n);
 		else
 			snprintf(name, nsize, "torn-%016" PRIx64 "-%016zx.bin", first, off);
 		snprintf(path, psize, "%s/%s", dir, name);
-		if (lstat(path, &sb) != 0 || n >= 999999999)
-			return;
+		if (lstat(path, &sb) != 0)
+			return true;
 	}
+	name[0] = 0;
+	return false;
 }
 
 /* Write the bytes about to be cut to a file of their own, synced. */
@@ -1347,41 +1397,24 @@ static int torn_newest_first(const void *a, const void *b)
  * Files are unlinked, then the directory synced; a failure is reported on
  * stderr and fails nothing (what is left goes at a later cut). Read-only
  * (verify), the note says what an open would delete. */
-static void prune_torn(replay *rp, const char *kept, uint64_t size)
+static void prune_torn(replay *rp, torn_list *tl, const char *kept, uint64_t size)
 {
 	uint64_t budget = rp->s->opts.checkpoint_bytes, total = size, gone_bytes = 0;
-	DIR *d = opendir(rp->dir);
-	if (!d) {
+	if (!tl->complete) { /* deleting from a partial list could take a newer one */
 		if (!rp->read_only)
 			fprintf(stderr,
 			        "ctx: recovery in %s: cannot list the torn-*.bin files: %s\n",
-			        rp->dir, strerror(errno));
+			        rp->dir, strerror(tl->err));
 		return;
 	}
-	torn_file *v = NULL;
-	size_t n = 0, cap = 0, gone = 0;
-	struct dirent *e;
+	/* The files, newest first (the list was taken before kept was written;
+	 * a directory or symlink named as ours is not ours to delete). */
+	torn_file *v = tl->v;
+	size_t n = 0, gone = 0;
+	for (size_t i = 0; i < tl->n; i++)
+		if (tl->v[i].regular && strcmp(tl->v[i].name, kept) != 0)
+			v[n++] = tl->v[i];
 	char path[4096 + 64];
-	struct stat sb;
-	while ((e = readdir(d))) {
-		torn_file t;
-		if (!torn_parse(e->d_name, &t) || strcmp(t.name, kept) == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", rp->dir, t.name);
-		if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-			continue;
-		t.size = (uint64_t)sb.st_size;
-		if (n == cap) {
-			torn_file *g = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*g));
-			if (!g) { /* deleting from a partial list could take a newer one */
-				n = 0;
-				break;
-			}
-			v = g;
-		}
-		v[n++] = t;
-	}
-	closedir(d);
 	if (n)
 		qsort(v, n, sizeof(*v), torn_newest_first);
 	size_t i = 0;
@@ -1397,7 +1430,6 @@ static void prune_torn(replay *rp, const char *kept, uint64_t size)
 		gone++;
 		gone_bytes += v[i].size;
 	}
-	free(v);
 	if (!gone)
 		return;
 	note(rp,
@@ -1419,28 +1451,37 @@ static void prune_torn(replay *rp, const char *kept, uint64_t size)
 /* Cut the newest segment at off (remove it if off is 0): the unsynced tail.
  * The torn bytes, counted and kept aside, stop at the last non-zero one:
  * the zeros after them are the segment's preallocated tail. */
-static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_t fmt,
-                           const unsigned char *base, size_t off, size_t size, const char *why)
+static ctx_status cut_tail_listed(replay *rp, torn_list *tl, const char *path, uint64_t first,
+                                  uint32_t fmt, const unsigned char *base, size_t off, size_t size,
+                                  const char *why)
 {
 	uint64_t intact = records_after(fmt, base, size, off, rp->prev);
 	size_t torn = size - off;
 	while (torn && !base[off + torn - 1])
 		torn--;
-	bool keep = torn > 0;
+	bool keep = torn > 0, no_name = false;
 	char name[64] = "", aside[4096 + 64], what[4096 + 512];
-	if (keep)
-		aside_name(rp->dir, first, off, name, sizeof(name), aside, sizeof(aside));
+	if (keep) {
+		torn_list_read(rp->dir, tl);
+		no_name =
+		    !aside_name(tl, rp->dir, first, off, name, sizeof(name), aside, sizeof(aside));
+		keep = !no_name;
+	}
 	const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	snprintf(what, sizeof(what),
 	         "unsynced tail of %s cut at offset %zu (%s): %zu bytes, %" PRIu64
 	         " intact records after the damage%s%s",
-	         file, off, why, torn, intact, keep ? ", kept aside in " : "", name);
+	         file, off, why, torn, intact,
+	         keep      ? ", kept aside in "
+	         : no_name ? ", not kept aside: no torn-*.bin name left for it"
+	                   : "",
+	         name);
 	rp->info->torn_bytes += torn;
 	rp->torn_records += intact;
 	note(rp, "%s", what);
 	if (rp->read_only) {
 		if (keep)
-			prune_torn(rp, name, torn);
+			prune_torn(rp, tl, name, torn);
 		return CTX_OK;
 	}
 	ctx_status st = keep ? keep_aside(rp, aside, base + off, torn) : CTX_OK;
@@ -1463,8 +1504,18 @@ static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_
 	}
 	fprintf(stderr, "ctx: recovery in %s: %s\n", rp->dir, what);
 	if (keep)
-		prune_torn(rp, name, torn);
+		prune_torn(rp, tl, name, torn);
 	return CTX_OK;
+}
+
+/* cut_tail_listed, the directory's torn-*.bin names listed once for it. */
+static ctx_status cut_tail(replay *rp, const char *path, uint64_t first, uint32_t fmt,
+                           const unsigned char *base, size_t off, size_t size, const char *why)
+{
+	torn_list tl = {0};
+	ctx_status st = cut_tail_listed(rp, &tl, path, first, fmt, base, off, size, why);
+	free(tl.v);
+	return st;
 }
 
 /* Damage found at off of segment path: a tail to cut, or corruption. */

@@ -1186,9 +1186,12 @@ uint64_t ctx_tracker_base_version(ctx_tracker *t)
 	return v;
 }
 
+/* (Inherited by a child of fork, ctx_tracker_pending and _bytes answer 0
+ * without the lock: a thread of the parent that held it at the fork is not
+ * in the child, and the child's copy stays locked forever.) */
 size_t ctx_tracker_pending(ctx_tracker *t)
 {
-	if (!t)
+	if (!t || store_inherited(t->store))
 		return 0;
 	pthread_mutex_lock(&t->lock);
 	size_t n = t->edits.count;
@@ -1198,7 +1201,7 @@ size_t ctx_tracker_pending(ctx_tracker *t)
 
 size_t ctx_tracker_pending_bytes(ctx_tracker *t)
 {
-	if (!t)
+	if (!t || store_inherited(t->store))
 		return 0;
 	pthread_mutex_lock(&t->lock);
 	size_t n = t->edits.bytes + t->edits.cap * sizeof(*t->edits.slots);
