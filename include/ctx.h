@@ -29,8 +29,8 @@
  *   ctx_watch, ctx_tracker, ctx_session and ctx_notifier made from it) is
  *   unusable there, its threads being the parent's: every call on it that
  *   returns a ctx_status returns CTX_CLOSED (ctx_last_error says why),
- *   ctx_expire_now, ctx_tracker_pending and ctx_tracker_pending_bytes
- *   return 0, ctx_flush_defer and ctx_notifier_want and
+ *   ctx_expire_now, ctx_tracker_pending, ctx_tracker_pending_bytes and
+ *   ctx_tracker_edit_bytes return 0, ctx_flush_defer and ctx_notifier_want and
  *   _clear do nothing, and ctx_close, ctx_close_at_exit and the handles'
  *   close calls do nothing (the child's copy of its memory stays until the
  *   child exits). Exceptions, the reads that never block: ctx_get,

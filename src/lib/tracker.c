@@ -1211,7 +1211,7 @@ size_t ctx_tracker_pending_bytes(ctx_tracker *t)
 
 size_t ctx_tracker_edit_bytes(ctx_tracker *t, const void *key, size_t klen)
 {
-	if (!t || (!key && klen))
+	if (!t || (!key && klen) || store_inherited(t->store))
 		return 0;
 	uint64_t hash = hamt_hash(key, klen);
 	pthread_mutex_lock(&t->lock);
