@@ -261,6 +261,20 @@ int key_to_id(client *c, const arg *a, char id[CTX_ID_MAX + 1])
 	return 1;
 }
 
+void reply_unknown_subcommand(client *c, const char *cmd, const arg *sub)
+{
+	reply_error(c,
+	            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try %s HELP.",
+	            (int)(sub->n > 64 ? 64 : sub->n), sub->p, cmd);
+}
+
+void reply_help(client *c, const char *const *lines, size_t n)
+{
+	reply_array(c, n);
+	for (size_t i = 0; i < n; i++)
+		reply_simple(c, lines[i]);
+}
+
 void need_durable_all(client *c)
 {
 	ctx_stats s;

@@ -56,6 +56,14 @@ ctx_state *hash_read(client *c, const arg *a, bool *failed);
  * the batch is a snapshot of the newest version, with nothing to commit. */
 wbatch *hash_read_wb(client *c, const arg *a, bool *failed);
 
+/* Redis's error for a subcommand it does not know, or given the wrong
+ * number of arguments: "-ERR unknown subcommand or wrong number of
+ * arguments for 'sub'. Try CMD HELP." */
+void reply_unknown_subcommand(client *c, const char *cmd, const arg *sub);
+
+/* A HELP subcommand's reply: the lines as simple strings. */
+void reply_help(client *c, const char *const *lines, size_t n);
+
 /* Hold the reply until every revision handed out so far is durable: for
  * answers that show an absence (a drop may be decided but not durable). */
 void need_durable_all(client *c);

@@ -401,10 +401,7 @@ static void cmd_client(client *c, int argc, const arg *argv)
 		else
 			reply_error(c, "ERR syntax error");
 	} else {
-		reply_error(c,
-		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-		            "CLIENT HELP.",
-		            (int)(sub->n > 64 ? 64 : sub->n), sub->p);
+		reply_unknown_subcommand(c, "CLIENT", sub);
 	}
 }
 
@@ -947,10 +944,7 @@ static void cmd_config(client *c, int argc, const arg *argv)
 	else if (arg_is(&argv[1], "RESETSTAT") && argc == 2)
 		reply_ok(c);
 	else
-		reply_error(c,
-		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-		            "CONFIG HELP.",
-		            (int)(argv[1].n > 64 ? 64 : argv[1].n), argv[1].p);
+		reply_unknown_subcommand(c, "CONFIG", &argv[1]);
 }
 
 /* ---- COMMAND ----------------------------------------------------------------------- */
@@ -1061,10 +1055,7 @@ static void cmd_command(client *c, int argc, const arg *argv)
 		}
 		reply_set_map_len(c, h, n);
 	} else {
-		reply_error(c,
-		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-		            "COMMAND HELP.",
-		            (int)(argv[1].n > 64 ? 64 : argv[1].n), argv[1].p);
+		reply_unknown_subcommand(c, "COMMAND", &argv[1]);
 	}
 }
 

@@ -129,19 +129,13 @@ static void cmd_object(client *c, int argc, const arg *argv)
 		    "    Return the number of references of the value (1).",
 		    "HELP",
 		    "    Print this help."};
-		size_t n = sizeof(help) / sizeof(help[0]);
-		reply_array(c, n);
-		for (size_t i = 0; i < n; i++)
-			reply_simple(c, help[i]);
+		reply_help(c, help, sizeof(help) / sizeof(help[0]));
 		return;
 	}
 	bool encoding = arg_is(sub, "ENCODING"), refcount = arg_is(sub, "REFCOUNT");
 	bool idletime = arg_is(sub, "IDLETIME"), freq = arg_is(sub, "FREQ");
 	if (argc != 3 || !(encoding || refcount || idletime || freq)) {
-		reply_error(c,
-		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-		            "OBJECT HELP.",
-		            (int)(sub->n > 64 ? 64 : sub->n), sub->p);
+		reply_unknown_subcommand(c, "OBJECT", sub);
 		return;
 	}
 	uint64_t access_us = 0;
@@ -208,17 +202,11 @@ static void cmd_memory(client *c, int argc, const arg *argv)
 		    "    current version's fields, <count> of them sampled, 0 for all; default 5).",
 		    "HELP",
 		    "    Print this help."};
-		size_t n = sizeof(help) / sizeof(help[0]);
-		reply_array(c, n);
-		for (size_t i = 0; i < n; i++)
-			reply_simple(c, help[i]);
+		reply_help(c, help, sizeof(help) / sizeof(help[0]));
 		return;
 	}
 	if (!arg_is(sub, "USAGE") || argc < 3) {
-		reply_error(c,
-		            "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-		            "MEMORY HELP.",
-		            (int)(sub->n > 64 ? 64 : sub->n), sub->p);
+		reply_unknown_subcommand(c, "MEMORY", sub);
 		return;
 	}
 	long long samples = 5;
