@@ -5,12 +5,17 @@
  * a raw connection that reads whole RESP replies, hiredis helpers, one ctxd
  * for a whole program (SU_GROUP_SERVER; test_dbsize.c and
  * test_pipeline_prefetch.c still have their own), a test's own server (own,
- * free_own) and EXPECT_* checks. Static
+ * free_own), a server whose fsyncs a test holds (start_stalled) and
+ * EXPECT_* checks. Static
  * inline functions: each test program includes it once. Needs cmocka.h,
  * hiredis.h and serverutil.h first.
  */
 #ifndef CTXD_SUCLIENT_H
 #define CTXD_SUCLIENT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* ---- raw replies ---------------------------------------------------------------------- */
 
@@ -320,6 +325,40 @@ static inline int free_own(void **state)
 	su_free(own);
 	own = NULL;
 	return 0;
+}
+
+/* ---- a server whose fsyncs a test holds (the syncstall shim) ------------------------- */
+
+/* While the file named stall_file exists, the shim holds the server's
+ * fsyncs (tests/server/preload/syncstall.c). */
+static char stall_file[700] __attribute__((unused));
+
+/* Teardown: let the syncs go (else the stop would wait for one forever),
+ * then free_own. */
+static inline int free_stalled(void **state)
+{
+	if (stall_file[0])
+		unlink(stall_file);
+	return free_own(state);
+}
+
+/* Start own (durability always, one loop) with the shim at `shim`
+ * preloaded, stall_file set to a fresh name that does not exist yet: the
+ * test creates it to hold the syncs and removes it to let them go. */
+static inline void start_stalled(const char *name, const char *shim)
+{
+	static const char *const args[] = {"--durability", "always", "--loops", "1", NULL};
+	char tmpl[] = "/tmp/ctxd-stall-XXXXXX";
+	int tfd = mkstemp(tmpl);
+	assert_true(tfd >= 0);
+	close(tfd);
+	unlink(tmpl);
+	snprintf(stall_file, sizeof(stall_file), "%s", tmpl);
+	setenv("LD_PRELOAD", shim, 1);
+	setenv("SYNCSTALL_FILE", stall_file, 1);
+	own = su_start(name, args);
+	unsetenv("LD_PRELOAD");
+	unsetenv("SYNCSTALL_FILE");
 }
 
 #endif

@@ -168,15 +168,6 @@ static void test_partial_requests_count_in_maxmemory_clients(void **state)
 	assert_int_equal(su_stop(own), 0);
 }
 
-static char stall_file[700];
-
-static int free_stalled(void **state)
-{
-	if (stall_file[0])
-		unlink(stall_file); /* else its stop would wait for a sync forever */
-	return free_own(state);
-}
-
 #define NWRITES 40000
 #define WVAL    1000
 
@@ -186,18 +177,7 @@ static void test_parked_writes_hold_back_input(void **state)
 #ifndef SYNCSTALL
 	print_message("  (skipped: the syncstall shim is not built here)\n");
 #else
-	static const char *const args[] = {"--durability", "always", "--loops", "1", NULL};
-	char tmpl[] = "/tmp/r23-stall-XXXXXX";
-	int tfd = mkstemp(tmpl);
-	assert_true(tfd >= 0);
-	close(tfd);
-	unlink(tmpl);
-	snprintf(stall_file, sizeof(stall_file), "%s", tmpl);
-	setenv("LD_PRELOAD", SYNCSTALL, 1);
-	setenv("SYNCSTALL_FILE", stall_file, 1);
-	own = su_start("r23_stall", args);
-	unsetenv("LD_PRELOAD");
-	unsetenv("SYNCSTALL_FILE");
+	start_stalled("r23_stall", SYNCSTALL);
 	redisContext *c = hconn(own);
 	long long rev0 = info_int(c, "persistence", "revision");
 

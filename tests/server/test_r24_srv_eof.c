@@ -38,15 +38,6 @@
 
 SU_GROUP_SERVER("r24_srv_eof")
 
-static char stall_file[700];
-
-static int free_stalled(void **state)
-{
-	if (stall_file[0])
-		unlink(stall_file); /* else its stop would wait for a sync forever */
-	return free_own(state);
-}
-
 /* The syncstall shim (built beside the test, not under sanitizers), or
  * false. */
 static bool shim_path(char *out, size_t n)
@@ -72,18 +63,7 @@ static void test_requests_before_the_end_run(void **state)
 		print_message("  (skipped: the syncstall shim is not built here)\n");
 		return;
 	}
-	static const char *const args[] = {"--durability", "always", "--loops", "1", NULL};
-	char tmpl[] = "/tmp/r24-eof-XXXXXX";
-	int tfd = mkstemp(tmpl);
-	assert_true(tfd >= 0);
-	close(tfd);
-	unlink(tmpl);
-	snprintf(stall_file, sizeof(stall_file), "%s", tmpl);
-	setenv("LD_PRELOAD", shim, 1);
-	setenv("SYNCSTALL_FILE", stall_file, 1);
-	own = su_start("r24_srv_eof", args);
-	unsetenv("LD_PRELOAD");
-	unsetenv("SYNCSTALL_FILE");
+	start_stalled("r24_srv_eof", shim);
 	redisContext *c = hconn(own);
 	EXPECT_INT(c, 1, "HSET a f v");
 
